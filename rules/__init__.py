@@ -1,0 +1,108 @@
+"""The rule language and symbolic engine of greybox (``greybox.rules``).
+
+Parse rule text into a validated :class:`KnowledgeBase`, print it back, evaluate it crisply
+on data, and analyse or prove things about it with Z3. This package imports neither torch
+nor the model code.
+
+Examples
+--------
+>>> import greybox.rules as gr
+>>> kb = gr.parse('''
+... input age: int 0..120
+... input income: real[0, 1000000]
+... output approve: bool
+... rule poor weight 2.0: income < ~20000 -> not approve
+... rule earns: income >= 30000 -> approve
+... constraint minors: age < 18 -> not approve
+... ''')
+>>> gr.entails(kb, "age < 18 -> not approve").holds
+True
+>>> gr.evaluate(kb, {"age": [30, 15], "income": [50000, 50000]}).decisions["approve"].tolist()
+[True, False]
+"""
+
+from greybox.errors import DataError, GreyboxError, RuleError, RuleSyntaxError, SolverError
+
+from ._ast import (
+    And,
+    BoolConst,
+    BoolType,
+    Compare,
+    Constraint,
+    DefineDecl,
+    EnumType,
+    Head,
+    Iff,
+    Implies,
+    InputDecl,
+    InSet,
+    IntType,
+    Mul,
+    Neg,
+    NeuralDecl,
+    Not,
+    Num,
+    Or,
+    OutputDecl,
+    RealType,
+    Rule,
+    Sum,
+    Sym,
+    TensorType,
+    Var,
+)
+from ._builder import Builder, Term, iff, implies, learnable
+from ._evaluate import Evaluation, evaluate
+from ._kb import KnowledgeBase, load, parse, parse_formula, to_text
+from ._validate import Variable
+
+__all__ = [
+    # parsing, printing, building
+    "parse",
+    "load",
+    "to_text",
+    "parse_formula",
+    "KnowledgeBase",
+    "Variable",
+    # crisp evaluation
+    "evaluate",
+    "Evaluation",
+    "Builder",
+    "Term",
+    "implies",
+    "iff",
+    "learnable",
+    # errors
+    "GreyboxError",
+    "RuleSyntaxError",
+    "RuleError",
+    "DataError",
+    "SolverError",
+    # AST
+    "And",
+    "BoolConst",
+    "BoolType",
+    "Compare",
+    "Constraint",
+    "DefineDecl",
+    "EnumType",
+    "Head",
+    "Iff",
+    "Implies",
+    "InSet",
+    "InputDecl",
+    "IntType",
+    "Mul",
+    "Neg",
+    "NeuralDecl",
+    "Not",
+    "Num",
+    "Or",
+    "OutputDecl",
+    "RealType",
+    "Rule",
+    "Sum",
+    "Sym",
+    "TensorType",
+    "Var",
+]

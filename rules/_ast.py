@@ -1,0 +1,390 @@
+"""The abstract syntax of the rule language.
+
+Every node is a frozen dataclass with structural equality; the source location (``span``)
+is carried but takes no part in equality, so ``parse(to_text(kb)) == kb``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Union
+
+from greybox.errors import Location
+
+__all__ = [
+    "And",
+    "BoolConst",
+    "BoolType",
+    "Compare",
+    "Constraint",
+    "DefineDecl",
+    "EnumType",
+    "Head",
+    "Iff",
+    "Implies",
+    "InSet",
+    "InputDecl",
+    "IntType",
+    "Mul",
+    "Neg",
+    "NeuralDecl",
+    "Not",
+    "Num",
+    "Or",
+    "OutputDecl",
+    "RealType",
+    "Rule",
+    "Sum",
+    "Sym",
+    "TensorType",
+    "Var",
+]
+
+#: Words of the language; a variable with one of these names is written back-quoted.
+KEYWORDS = frozenset(
+    "input neural define output rule constraint weight fixed and or not in true false "
+    "bool real int tensor".split()
+)
+_PLAIN_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+_BAD_NAME_CHARS = re.compile(r"[`\x00-\x1f\x7f]")
+
+
+def is_plain_name(name: str) -> bool:
+    """True when ``name`` can be written without back-quotes."""
+    return bool(_PLAIN_NAME.match(name)) and name not in KEYWORDS
+
+
+def name_problem(name: object) -> str | None:
+    """Why ``name`` cannot be a name in the language, or None when it can."""
+    if not isinstance(name, str):
+        return f"a name must be a string, got {type(name).__name__}"
+    if not name.strip():
+        return "a name must not be empty or blank"
+    if _BAD_NAME_CHARS.search(name):
+        return f"name {name!r} contains a back-quote or a control character"
+    return None
+
+
+@dataclass(frozen=True)
+class Node:
+    """Base of all syntax nodes."""
+
+    span: Location | None = field(default=None, compare=False, repr=False, kw_only=True)
+
+
+# ----------------------------------------------------------------------------- types
+
+
+@dataclass(frozen=True)
+class BoolType(Node):
+    """``bool``"""
+
+
+@dataclass(frozen=True)
+class IntType(Node):
+    """``int lo..hi`` (both bounds included)."""
+
+    lo: int
+    hi: int
+
+    @property
+    def size(self) -> int:
+        return self.hi - self.lo + 1
+
+    @property
+    def values(self) -> tuple[int, ...]:
+        return tuple(range(self.lo, self.hi + 1))
+
+
+@dataclass(frozen=True)
+class RealType(Node):
+    """``real`` or ``real[lo, hi]`` (closed interval)."""
+
+    lo: float | None = None
+    hi: float | None = None
+
+
+@dataclass(frozen=True)
+class EnumType(Node):
+    """``{a, b, c}``: a finite set of symbols, in this order."""
+
+    values: tuple[str, ...]
+
+    @property
+    def size(self) -> int:
+        return len(self.values)
+
+
+@dataclass(frozen=True)
+class TensorType(Node):
+    """``tensor`` or ``tensor[d1, d2, ...]`` (the shape of one example)."""
+
+    shape: tuple[int, ...] | None = None
+
+
+Type = Union[BoolType, IntType, RealType, EnumType, TensorType]
+
+
+def is_finite_type(t: Type) -> bool:
+    return isinstance(t, (BoolType, IntType, EnumType))
+
+
+def domain_values(t: Type) -> tuple:
+    """The values of a finite type, in order (False before True for bool)."""
+    if isinstance(t, BoolType):
+        return (False, True)
+    if isinstance(t, IntType):
+        return t.values
+    if isinstance(t, EnumType):
+        return t.values
+    raise TypeError(f"{t!r} is not a finite type")
+
+
+# ----------------------------------------------------------------------- expressions
+
+
+@dataclass(frozen=True)
+class Num(Node):
+    """A number; ``learnable`` marks ``~15.0``, a threshold that training may move."""
+
+    value: int | float
+    learnable: bool = False
+
+
+@dataclass(frozen=True)
+class BoolConst(Node):
+    """``true`` / ``false``"""
+
+    value: bool
+
+
+@dataclass(frozen=True)
+class Var(Node):
+    """A reference to a declared variable."""
+
+    name: str
+
+
+@dataclass(frozen=True)
+class Sym(Node):
+    """A value of an enum type (``employed`` in ``employment == employed``)."""
+
+    name: str
+
+
+@dataclass(frozen=True)
+class Neg(Node):
+    """Unary minus."""
+
+    operand: Expr
+
+
+@dataclass(frozen=True)
+class Sum(Node):
+    """``a + b - c``: ``ops[i]`` (``"+"`` or ``"-"``) joins ``args[i]`` and ``args[i+1]``."""
+
+    args: tuple[Expr, ...]
+    ops: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Mul(Node):
+    """``left * right`` (one side must be constant: arithmetic stays linear)."""
+
+    left: Expr
+    right: Expr
+
+
+@dataclass(frozen=True)
+class Compare(Node):
+    """``left OP right`` with OP in ``< <= > >= == !=``."""
+
+    op: str
+    left: Expr
+    right: Expr
+
+
+@dataclass(frozen=True)
+class InSet(Node):
+    """``operand in {v1, v2, ...}``"""
+
+    operand: Expr
+    values: tuple[Expr, ...]
+
+
+@dataclass(frozen=True)
+class Not(Node):
+    operand: Expr
+
+
+@dataclass(frozen=True)
+class And(Node):
+    args: tuple[Expr, ...]
+
+
+@dataclass(frozen=True)
+class Or(Node):
+    args: tuple[Expr, ...]
+
+
+@dataclass(frozen=True)
+class Implies(Node):
+    """``left -> right`` (right-associative)."""
+
+    left: Expr
+    right: Expr
+
+
+@dataclass(frozen=True)
+class Iff(Node):
+    """``left <-> right``"""
+
+    left: Expr
+    right: Expr
+
+
+Expr = Union[Num, BoolConst, Var, Sym, Neg, Sum, Mul, Compare, InSet, Not, And, Or, Implies, Iff]
+
+COMPARE_OPS = ("<", "<=", ">", ">=", "==", "!=")
+
+
+def neg(e: Expr, *, span: Location | None = None) -> Expr:
+    """Unary minus in canonical form: a negated number is a negative number."""
+    if isinstance(e, Num):
+        return Num(-e.value, e.learnable, span=span or e.span)
+    return Neg(e, span=span)
+
+
+def children(e: Expr) -> tuple[Expr, ...]:
+    """The direct sub-expressions of ``e``."""
+    if isinstance(e, (Neg, Not)):
+        return (e.operand,)
+    if isinstance(e, (Sum, And, Or)):
+        return e.args
+    if isinstance(e, (Mul, Compare, Implies, Iff)):
+        return (e.left, e.right)
+    if isinstance(e, InSet):
+        return (e.operand, *e.values)
+    return ()
+
+
+def walk(e: Expr) -> Iterator[Expr]:
+    """Every node of ``e``, pre-order, without recursion (safe on deep trees)."""
+    stack = [e]
+    while stack:
+        node = stack.pop()
+        yield node
+        stack.extend(reversed(children(node)))
+
+
+def depth(e: Expr) -> int:
+    """Nesting depth of ``e`` (a leaf has depth 1), computed without recursion."""
+    best = 0
+    stack = [(e, 1)]
+    while stack:
+        node, d = stack.pop()
+        best = max(best, d)
+        stack.extend((c, d + 1) for c in children(node))
+    return best
+
+
+def variables(e: Expr) -> list[str]:
+    """Names of the variables ``e`` refers to, in first-occurrence order."""
+    seen: dict[str, None] = {}
+    for node in walk(e):
+        if isinstance(node, Var):
+            seen.setdefault(node.name, None)
+    return list(seen)
+
+
+def is_constant(e: Expr) -> bool:
+    """True when ``e`` mentions no variable (so it can scale a product)."""
+    return not any(isinstance(n, (Var, Sym)) for n in walk(e))
+
+
+def number_problem(value: object) -> str | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return f"expected a number, got {value!r}"
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"numbers must be finite, got {value!r}"
+    return None
+
+
+# ------------------------------------------------------------------------ statements
+
+
+@dataclass(frozen=True)
+class InputDecl(Node):
+    """``input NAME: TYPE``"""
+
+    name: str
+    type: Type
+
+
+@dataclass(frozen=True)
+class NeuralDecl(Node):
+    """``neural NAME: TYPE = NET(ARG, ...)``"""
+
+    name: str
+    type: Type
+    network: str
+    args: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class DefineDecl(Node):
+    """``define NAME: TYPE = EXPR``; without ``= EXPR`` the variable is decided by rules."""
+
+    name: str
+    type: Type
+    expr: Expr | None = None
+
+
+@dataclass(frozen=True)
+class OutputDecl(Node):
+    """``output NAME: TYPE``"""
+
+    name: str
+    type: Type
+
+
+@dataclass(frozen=True)
+class Head(Node):
+    """A rule's conclusion: ``x`` (value True), ``not x`` (False) or ``x = value``."""
+
+    name: str
+    value: bool | Num | Sym = True
+
+    @property
+    def is_bool(self) -> bool:
+        return isinstance(self.value, bool)
+
+
+@dataclass(frozen=True)
+class Rule(Node):
+    """``rule NAME [weight W] [fixed]: BODY -> HEAD``"""
+
+    name: str
+    body: Expr
+    head: Head
+    weight: float = 1.0
+    fixed: bool = False
+
+
+@dataclass(frozen=True)
+class Constraint(Node):
+    """``constraint NAME [weight W]: FORMULA`` -- hard when ``weight`` is None."""
+
+    name: str
+    formula: Expr
+    weight: float | None = None
+
+    @property
+    def hard(self) -> bool:
+        return self.weight is None
+
+
+Statement = Union[InputDecl, NeuralDecl, DefineDecl, OutputDecl, Rule, Constraint]

@@ -1,0 +1,364 @@
+"""The knowledge base: validated, immutable statements and their concept graph."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from types import MappingProxyType
+
+import networkx as nx
+
+from greybox.errors import RuleError, RuleSyntaxError
+
+from . import _ast as A
+from ._parser import parse_fragment, parse_statements
+from ._printer import statement_to_text
+from ._validate import Variable, _Checker, check_expr, validate
+
+__all__ = ["KnowledgeBase", "load", "parse", "parse_formula", "to_text"]
+
+
+class KnowledgeBase:
+    """A validated, immutable set of declarations, rules and constraints.
+
+    Build one with :func:`parse`, :func:`load` or :class:`~greybox.rules.Builder`. Two
+    knowledge bases are equal when their statements are (source positions do not count).
+
+    Attributes
+    ----------
+    statements : tuple
+        The AST statements, in source order.
+    variables : Mapping[str, Variable]
+        Every declared variable with its type and role.
+    rules, constraints : Mapping[str, Rule], Mapping[str, Constraint]
+        By name, in source order.
+    graph : networkx.DiGraph
+        The concept graph (read-only): inputs -> neural -> defined -> rules -> decided
+        variables. Variables are nodes named as themselves; rules are ``"rule:NAME"`` and
+        constraints ``"constraint:NAME"``. Node attribute ``kind`` tells which.
+
+    Examples
+    --------
+    >>> import greybox.rules as gr
+    >>> kb = gr.parse('''
+    ... input age: int 0..120
+    ... output approve: bool
+    ... rule adult: age >= 18 -> approve
+    ... ''')
+    >>> kb.inputs, kb.outputs, list(kb.rules)
+    (('age',), ('approve',), ['adult'])
+    >>> sorted(kb.depends_on("approve"))
+    ['age', 'rule:adult']
+    """
+
+    __slots__ = ("statements", "variables", "rules", "constraints", "source", "filename",
+                 "_graph", "__weakref__")
+
+    def __init__(self, statements: Iterable[A.Statement], *, source: str | None = None,
+                 filename: str | None = None):
+        resolved, variables = validate(statements, filename=filename, source=source)
+        object.__setattr__(self, "statements", tuple(resolved))
+        object.__setattr__(self, "variables", MappingProxyType(variables))
+        object.__setattr__(self, "rules", MappingProxyType(
+            {s.name: s for s in resolved if isinstance(s, A.Rule)}))
+        object.__setattr__(self, "constraints", MappingProxyType(
+            {s.name: s for s in resolved if isinstance(s, A.Constraint)}))
+        object.__setattr__(self, "source", source)
+        object.__setattr__(self, "filename", filename)
+        object.__setattr__(self, "_graph", None)
+
+    def __setattr__(self, name, value):
+        raise AttributeError("KnowledgeBase is immutable")
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, KnowledgeBase):
+            return NotImplemented
+        return self.statements == other.statements
+
+    def __hash__(self) -> int:
+        return hash(self.statements)
+
+    def __repr__(self) -> str:
+        return (f"KnowledgeBase({len(self.variables)} variables, {len(self.rules)} rules, "
+                f"{len(self.constraints)} constraints)")
+
+    def __str__(self) -> str:
+        return to_text(self)
+
+    def __getstate__(self):
+        return {"text": to_text(self), "filename": self.filename}
+
+    def __setstate__(self, state):
+        other = parse(state["text"], filename=state.get("filename"))
+        for slot in KnowledgeBase.__slots__:
+            if slot != "__weakref__":
+                object.__setattr__(self, slot, getattr(other, slot))
+
+    # -------------------------------------------------------------- variable groups
+    def _names(self, role: str | None = None, output: bool | None = None) -> tuple[str, ...]:
+        return tuple(
+            v.name for v in self.variables.values()
+            if (role is None or v.role == role) and (output is None or v.output == output)
+        )
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        """Names of the ``input`` variables."""
+        return self._names("input")
+
+    @property
+    def neural(self) -> tuple[str, ...]:
+        """Names of the ``neural`` variables."""
+        return self._names("neural")
+
+    @property
+    def defined(self) -> tuple[str, ...]:
+        """Names of the variables defined by an expression."""
+        return self._names("defined")
+
+    @property
+    def decided(self) -> tuple[str, ...]:
+        """Names of the variables decided by rules (outputs and ``define`` without ``=``),
+        in dependency order."""
+        order = {n: i for i, n in enumerate(self.topological_order())}
+        return tuple(sorted(self._names("decided"), key=order.__getitem__))
+
+    @property
+    def outputs(self) -> tuple[str, ...]:
+        """Names of the ``output`` variables."""
+        return self._names(output=True)
+
+    @property
+    def networks(self) -> Mapping[str, tuple[str, ...]]:
+        """Each network name with the neural variables it predicts."""
+        nets: dict[str, list[str]] = {}
+        for v in self.variables.values():
+            if v.role == "neural":
+                nets.setdefault(v.network, []).append(v.name)
+        return MappingProxyType({k: tuple(v) for k, v in nets.items()})
+
+    def rules_for(self, name: str) -> tuple[A.Rule, ...]:
+        """The rules whose head is variable ``name``."""
+        self._require(name)
+        return tuple(r for r in self.rules.values() if r.head.name == name)
+
+    def learnable_thresholds(self) -> tuple[tuple[str, int, A.Num], ...]:
+        """Every ``~`` number as ``(rule_or_constraint_name, index, Num)``, the index counting
+        the learnable numbers of that rule or constraint in reading order."""
+        found = []
+        for st in self.statements:
+            if isinstance(st, (A.Rule, A.Constraint)):
+                expr = st.body if isinstance(st, A.Rule) else st.formula
+                nums = [n for n in A.walk(expr) if isinstance(n, A.Num) and n.learnable]
+                found.extend((st.name, i, n) for i, n in enumerate(nums))
+        return tuple(found)
+
+    # ------------------------------------------------------------------ the graph
+    @property
+    def graph(self) -> nx.DiGraph:
+        if self._graph is None:
+            object.__setattr__(self, "_graph", nx.freeze(self._build_graph()))
+        return self._graph
+
+    def _build_graph(self) -> nx.DiGraph:
+        g = nx.DiGraph()
+        for v in self.variables.values():
+            g.add_node(v.name, kind=v.role, type=v.type, output=v.output)
+        for v in self.variables.values():
+            if v.role == "neural":
+                g.nodes[v.name]["network"] = v.network
+                g.add_edges_from((a, v.name) for a in v.args)
+            elif v.role == "defined":
+                g.add_edges_from((a, v.name) for a in A.variables(v.expr))
+        for r in self.rules.values():
+            node = "rule:" + r.name
+            g.add_node(node, kind="rule", weight=r.weight, fixed=r.fixed)
+            g.add_edges_from((a, node) for a in A.variables(r.body))
+            g.add_edge(node, r.head.name, value=r.head.value)
+        for c in self.constraints.values():
+            node = "constraint:" + c.name
+            g.add_node(node, kind="constraint", hard=c.hard, weight=c.weight)
+            for a in A.variables(c.formula):
+                if self.variables[a].role == "decided":
+                    g.add_edge(node, a)  # the constraint conditions this decision
+                else:
+                    g.add_edge(a, node)
+        return g
+
+    def _require(self, name: str) -> None:
+        if name not in self.graph:
+            raise RuleError(f"{name!r} is not a variable, 'rule:NAME' or 'constraint:NAME' of "
+                            "this knowledge base")
+
+    def depends_on(self, name: str) -> set[str]:
+        """Every node ``name`` depends on (its ancestors in :attr:`graph`)."""
+        self._require(name)
+        return nx.ancestors(self.graph, name)
+
+    def affects(self, name: str) -> set[str]:
+        """Every node that depends on ``name`` (its descendants in :attr:`graph`)."""
+        self._require(name)
+        return nx.descendants(self.graph, name)
+
+    def topological_order(self) -> list[str]:
+        """Variables in an order where each comes after everything it depends on."""
+        g = nx.DiGraph()
+        g.add_nodes_from(self.variables)
+        for v in self.variables.values():
+            deps = v.args if v.role == "neural" else A.variables(v.expr) if v.expr else []
+            g.add_edges_from((a, v.name) for a in deps)
+        for r in self.rules.values():
+            g.add_edges_from((a, r.head.name) for a in A.variables(r.body))
+        return list(nx.lexicographical_topological_sort(g, key=list(self.variables).index))
+
+    def to_dot(self) -> str:
+        """The concept graph in Graphviz DOT (outputs drawn with a double border).
+
+        Examples
+        --------
+        >>> import greybox.rules as gr
+        >>> kb = gr.parse("input x: bool  output y: bool  rule r: x -> not y")
+        >>> print(kb.to_dot())  # doctest: +NORMALIZE_WHITESPACE
+        digraph greybox {
+          rankdir=LR;
+          "x" [label="x: bool", shape=box];
+          "y" [label="y: bool", shape=ellipse, peripheries=2];
+          "rule:r" [label="rule:r\\nweight 1", shape=note];
+          "x" -> "rule:r";
+          "rule:r" -> "y" [style=dashed, label="not"];
+        }
+        """
+        from ._printer import expr_to_text, type_to_text
+
+        shapes = {"input": "box", "neural": "box3d", "defined": "ellipse", "decided": "ellipse",
+                  "rule": "note", "constraint": "octagon"}
+
+        def q(s: str) -> str:  # a DOT string; "\x00" marks a line break
+            s = s.replace("\\", "\\\\").replace('"', '\\"')
+            return '"' + s.replace("\x00", "\\n") + '"'
+
+        lines = ["digraph greybox {", "  rankdir=LR;"]
+        for node, data in self.graph.nodes(data=True):
+            kind = data["kind"]
+            if kind == "rule":
+                label = f"{node}\x00weight {data['weight']:g}"
+            elif kind == "constraint":
+                label = node if data["hard"] else f"{node}\x00weight {data['weight']:g}"
+            else:
+                label = f"{node}: {type_to_text(data['type'])}"
+                if data.get("network"):
+                    label += f"\x00= {data['network']}(...)"
+            extra = ", peripheries=2" if data.get("output") else ""
+            lines.append(f"  {q(node)} [label={q(label)}, shape={shapes[kind]}{extra}];")
+        for a, b, data in self.graph.edges(data=True):
+            value = data.get("value")
+            style = ""
+            if value is False:
+                style = ' [style=dashed, label="not"]'
+            elif value is not None and value is not True:
+                style = f" [label={q('= ' + expr_to_text(value))}]"
+            lines.append(f"  {q(a)} -> {q(b)}{style};")
+        lines.append("}")
+        return "\n".join(lines) + "\n"
+
+
+def parse(text: str, *, filename: str | None = None) -> KnowledgeBase:
+    """Parse and validate rule text.
+
+    Parameters
+    ----------
+    text : str
+        Rule-language text (see the language guide).
+    filename : str, optional
+        Used in error messages.
+
+    Returns
+    -------
+    KnowledgeBase
+
+    Raises
+    ------
+    RuleSyntaxError
+        The text does not follow the grammar (with file:line:column and a caret).
+    RuleError
+        It parses, but names, types, domains, heads or definitions are wrong.
+
+    Examples
+    --------
+    >>> import greybox.rules as gr
+    >>> kb = gr.parse("input x: real\\noutput y: bool\\nrule r weight 2.0: x > ~1.5 -> y")
+    >>> kb.rules["r"].weight
+    2.0
+    >>> gr.parse("input x: real\\noutput y: bool\\nrule r: z > 1 -> y")
+    Traceback (most recent call last):
+    ...
+    greybox.errors.RuleError: <rules>:3:9: undeclared name 'z'
+        rule r: z > 1 -> y
+                ^
+    """
+    statements = parse_statements(text, filename=filename)
+    return KnowledgeBase(statements, source=text, filename=filename)
+
+
+def load(path: str | Path) -> KnowledgeBase:
+    """Read and parse a ``.rules`` file (UTF-8).
+
+    Examples
+    --------
+    >>> import greybox.rules as gr, tempfile, os
+    >>> path = os.path.join(tempfile.mkdtemp(), "tiny.rules")
+    >>> _ = open(path, "w").write("input x: bool\\noutput y: bool\\nrule r: x -> y\\n")
+    >>> gr.load(path).outputs
+    ('y',)
+    """
+    path = Path(path)
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise RuleSyntaxError(
+            f"{path}: not UTF-8 text (byte 0x{raw[err.start]:02x} at offset {err.start})"
+        ) from None
+    return parse(text, filename=str(path))
+
+
+def to_text(kb: KnowledgeBase) -> str:
+    """The rule text of ``kb``: one statement per line, parseable back to an equal KB.
+
+    Examples
+    --------
+    >>> import greybox.rules as gr
+    >>> kb = gr.parse("input `years at address`: real  output ok: bool  "
+    ...               "rule r: `years at address` > 3 -> ok")
+    >>> print(gr.to_text(kb))
+    input `years at address`: real
+    output ok: bool
+    rule r: `years at address` > 3 -> ok
+    <BLANKLINE>
+    >>> gr.parse(gr.to_text(kb)) == kb
+    True
+    """
+    if not isinstance(kb, KnowledgeBase):
+        raise TypeError(f"to_text needs a KnowledgeBase, got {type(kb).__name__}")
+    return "".join(statement_to_text(s) + "\n" for s in kb.statements)
+
+
+def parse_formula(text: str | A.Node, kb: KnowledgeBase | None = None) -> A.Expr:
+    """Parse (and, given ``kb``, type-check) one formula such as ``"age < 18 -> not approve"``.
+
+    Examples
+    --------
+    >>> import greybox.rules as gr
+    >>> kb = gr.parse("input age: int 0..120  output approve: bool")
+    >>> gr.parse_formula("age < 18 -> not approve", kb)
+    Implies(left=Compare(op='<', left=Var(name='age'), right=Num(value=18, learnable=False)), right=Not(operand=Var(name='approve')))
+    """
+    expr = parse_fragment(text, "expr", filename="<formula>") if isinstance(text, str) else text
+    if kb is not None:
+        ck = _Checker("<formula>")
+        expr = check_expr(expr, dict(kb.variables), ck, expect=A.BoolType(), learnable_ok=True,
+                          what="the formula")
+        if ck.problems:
+            raise RuleError("", diagnostics=tuple(ck.problems),
+                            source=text if isinstance(text, str) else None)
+    return expr

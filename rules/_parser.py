@@ -1,0 +1,345 @@
+"""Rule text -> AST, with a Lark LALR(1) parser. Nothing here is ever evaluated as code.
+
+The transformer only builds nodes; names, types and domains are checked afterwards by
+:mod:`greybox.rules._validate`.
+"""
+
+from __future__ import annotations
+
+import functools
+from importlib import resources
+
+import lark
+from lark import Lark, Token, Transformer, v_args
+
+from greybox.errors import Location, RuleSyntaxError
+
+from . import _ast as A
+
+__all__ = ["MAX_DEPTH", "parse_statements", "parse_fragment"]
+
+#: Deepest nesting of an expression we accept (chains like ``a and b and c`` are flat).
+MAX_DEPTH = 100
+#: Longest rule text we accept, in characters (a guard against runaway input).
+MAX_LENGTH = 10_000_000
+
+
+def _loc(item) -> Location | None:
+    """The location of a token, or of the first child in a list that has one."""
+    if isinstance(item, list):
+        for child in item:
+            found = _loc(child)
+            if found is not None:
+                return found
+        return None
+    if isinstance(item, Token):
+        if item.line is None or item.column is None:
+            return None
+        return Location(item.line, item.column)
+    return getattr(item, "span", None)
+
+
+def _name(tok: Token) -> str:
+    s = str(tok)
+    return s[1:-1] if s.startswith("`") else s
+
+
+def _number(tok: Token) -> int | float:
+    s = str(tok)
+    if tok.type == "INT":
+        if len(s) > 300:  # beyond any finite float: reported by validation as too large
+            return float("inf")
+        return int(s)
+    return float(s)
+
+
+@v_args(inline=False)
+class _ToAst(Transformer):
+    """Builds AST nodes as the LALR parser reduces (no tree, no recursion)."""
+
+    # ---- names and numbers
+    def name(self, c):
+        return _Named(_name(c[0]), _loc(c[0]))
+
+    def signed_number(self, c):
+        sign, tok = c
+        value = _number(tok)
+        return _Signed(-value if sign is not None else value, _loc(sign or tok))
+
+    def number(self, c):
+        return A.Num(_number(c[0]), span=_loc(c[0]))
+
+    def set_item(self, c):
+        item = c[0]
+        if isinstance(item, _Signed):
+            return A.Num(item.value, span=item.span)
+        return A.Sym(item.name, span=item.span)
+
+    # ---- types
+    def bool_type(self, c):
+        return A.BoolType(span=_loc(c))
+
+    def real_type(self, c):
+        return A.RealType(span=_loc(c))
+
+    def real_range(self, c):
+        return A.RealType(float(c[0].value), float(c[1].value), span=_loc(c))
+
+    def int_type(self, c):
+        return _IntTypeDraft(c[0], c[1], _loc(c))
+
+    def enum_type(self, c):
+        return A.EnumType(tuple(n.name for n in c), span=_loc(c))
+
+    def tensor_type(self, c):
+        dims = tuple(int(t) if len(t) < 19 else -1 for t in c if t is not None)
+        return A.TensorType(dims or None, span=_loc(c))
+
+    # ---- expressions
+    def var(self, c):
+        return A.Var(c[0].name, span=c[0].span)
+
+    def learnable(self, c):
+        return A.Num(c[0].value, learnable=True, span=_loc(c))
+
+    def true(self, c):
+        return A.BoolConst(True, span=_loc(c))
+
+    def false(self, c):
+        return A.BoolConst(False, span=_loc(c))
+
+    def neg_op(self, c):
+        return A.neg(c[1], span=_loc(c))
+
+    def mul(self, c):
+        return A.Mul(c[0], c[1], span=_loc(c))
+
+    def sum(self, c):
+        return A.Sum(tuple(c[0::2]), tuple(str(t) for t in c[1::2]), span=_loc(c))
+
+    def compare(self, c):
+        return A.Compare(str(c[1]), c[0], c[2], span=_loc(c[1]))
+
+    def inset(self, c):
+        return A.InSet(c[0], tuple(c[1:]), span=_loc(c))
+
+    def not_op(self, c):
+        return A.Not(c[1], span=_loc(c))
+
+    def and_expr(self, c):
+        return A.And(tuple(c), span=_loc(c))
+
+    def or_expr(self, c):
+        return A.Or(tuple(c), span=_loc(c))
+
+
+
+    def implies_op(self, c):
+        return A.Implies(c[0], c[1], span=_loc(c))
+
+    def iff_op(self, c):
+        return A.Iff(c[0], c[1], span=_loc(c))
+
+    # ---- statements
+    def head_pos(self, c):
+        return A.Head(c[0].name, True, span=c[0].span)
+
+    def head_neg(self, c):
+        return A.Head(c[0].name, False, span=c[0].span)
+
+    def head_eq(self, c):
+        return A.Head(c[0].name, c[1], span=c[0].span)
+
+    def input_decl(self, c):
+        return A.InputDecl(c[0].name, _finish_type(c[1]), span=c[0].span)
+
+    def neural_decl(self, c):
+        name, typ, net, *args = c
+        args = tuple(a.name for a in args if a is not None)
+        return A.NeuralDecl(name.name, _finish_type(typ), net.name, args, span=name.span)
+
+    def define_decl(self, c):
+        return A.DefineDecl(c[0].name, _finish_type(c[1]), c[2], span=c[0].span)
+
+    def output_decl(self, c):
+        return A.OutputDecl(c[0].name, _finish_type(c[1]), span=c[0].span)
+
+    def rule(self, c):
+        name, weight, fixed, body, head = c
+        w = 1.0 if weight is None else float(weight.value)
+        return A.Rule(name.name, body, head, w, fixed is not None, span=name.span)
+
+    def constraint(self, c):
+        name, weight, formula = c
+        w = None if weight is None else float(weight.value)
+        return A.Constraint(name.name, formula, w, span=name.span)
+
+    def start(self, c):
+        return list(c)
+
+
+class _Named:
+    __slots__ = ("name", "span")
+
+    def __init__(self, name: str, span: Location | None):
+        self.name, self.span = name, span
+
+
+class _Signed:
+    __slots__ = ("value", "span")
+
+    def __init__(self, value: int | float, span: Location | None):
+        self.value, self.span = value, span
+
+
+class _IntTypeDraft:
+    """An ``int lo..hi`` whose bounds still have to be checked to be integers."""
+
+    __slots__ = ("lo", "hi", "span")
+
+    def __init__(self, lo: _Signed, hi: _Signed, span: Location | None):
+        self.lo, self.hi, self.span = lo, hi, span
+
+
+def _finish_type(t):
+    if isinstance(t, _IntTypeDraft):
+        for bound in (t.lo, t.hi):
+            if not isinstance(bound.value, int):
+                raise _DeferredSyntaxError(
+                    f"int bounds must be whole numbers, got {bound.value!r}", bound.span
+                )
+        return A.IntType(t.lo.value, t.hi.value, span=t.span)
+    return t
+
+
+class _DeferredSyntaxError(Exception):
+    def __init__(self, message: str, span: Location | None):
+        super().__init__(message)
+        self.message, self.span = message, span
+
+
+@functools.lru_cache(maxsize=None)
+def _parser() -> Lark:
+    grammar = resources.files(__package__).joinpath("grammar.lark").read_text("utf-8")
+    return Lark(
+        grammar,
+        parser="lalr",
+        transformer=_ToAst(),
+        start=["start", "expr", "type", "head"],
+        maybe_placeholders=True,
+    )
+
+
+_FRIENDLY = {
+    "NAME": "a name",
+    "QNAME": "a `back-quoted name`",
+    "INT": "an integer",
+    "FLOAT": "a number",
+    "COMPOP": "a comparison (< <= > >= == !=)",
+    "ADDOP": "'+' or '-'",
+    "$END": "end of input",
+}
+
+
+def _describe_terminal(name: str) -> str:
+    if name in _FRIENDLY:
+        return _FRIENDLY[name]
+    try:
+        term = _parser().get_terminal(name)
+    except (KeyError, AttributeError):
+        return name
+    if isinstance(term.pattern, lark.lexer.PatternStr):
+        return repr(term.pattern.value)
+    return name.lower()
+
+
+def _expected(names) -> str:
+    shown = sorted({_describe_terminal(n) for n in names})
+    if not shown:
+        return ""
+    if len(shown) > 12:
+        shown = shown[:12] + ["..."]
+    return "; expected " + (shown[0] if len(shown) == 1 else "one of " + ", ".join(shown))
+
+
+def _end_location(text: str) -> Location:
+    lines = text.split("\n")
+    return Location(len(lines), len(lines[-1]) + 1)
+
+
+def _syntax_error(err: lark.exceptions.LarkError, text: str, filename: str | None):
+    if isinstance(err, lark.exceptions.UnexpectedCharacters):
+        loc = Location(err.line, err.column, filename)
+        char = text[err.pos_in_stream] if 0 <= err.pos_in_stream < len(text) else "?"
+        msg = f"unexpected character {char!r}" + _expected(err.allowed or ())
+        return RuleSyntaxError(msg, loc, text)
+    if isinstance(err, (lark.exceptions.UnexpectedToken, lark.exceptions.UnexpectedEOF)):
+        tok = getattr(err, "token", None)
+        if tok is None or tok.type == "$END" or getattr(tok, "line", None) in (None, -1):
+            end = _end_location(text)
+            loc = Location(end.line, end.column, filename)
+            what = "unexpected end of input"
+        else:
+            loc = Location(tok.line, tok.column, filename)
+            what = f"unexpected {str(tok)!r}"
+        return RuleSyntaxError(what + _expected(getattr(err, "expected", ()) or ()), loc, text)
+    return RuleSyntaxError(f"cannot parse the rules: {err}", None, text)
+
+
+def _parse(text: str, start: str, filename: str | None):
+    if not isinstance(text, str):
+        raise RuleSyntaxError(f"rule text must be a str, got {type(text).__name__}")
+    if len(text) > MAX_LENGTH:
+        raise RuleSyntaxError(f"rule text is too long ({len(text)} characters, limit {MAX_LENGTH})")
+    try:
+        result = _parser().parse(text, start=start)
+        if start == "type":
+            result = _finish_type(result)
+    except _DeferredSyntaxError as err:
+        span = err.span or Location(1, 1)
+        raise RuleSyntaxError(err.message, Location(span.line, span.column, filename), text) from None
+    except lark.exceptions.VisitError as err:  # raised from a transformer callback
+        orig = err.orig_exc
+        if isinstance(orig, _DeferredSyntaxError):
+            span = orig.span or Location(1, 1)
+            raise RuleSyntaxError(orig.message, Location(span.line, span.column, filename), text) from None
+        raise RuleSyntaxError(f"cannot parse the rules: {orig}", None, text) from None
+    except lark.exceptions.LarkError as err:
+        raise _syntax_error(err, text, filename) from None
+    _check_depth(result, text, filename)
+    return result
+
+
+def _exprs_of(item):
+    if isinstance(item, A.Rule):
+        return [item.body]
+    if isinstance(item, A.Constraint):
+        return [item.formula]
+    if isinstance(item, A.DefineDecl):
+        return [item.expr] if item.expr is not None else []
+    if isinstance(item, (A.Head, *A.Type.__args__)) or not isinstance(item, A.Node):
+        return []
+    return [item]  # a bare expression
+
+
+def _check_depth(result, text: str, filename: str | None) -> None:
+    items = result if isinstance(result, list) else [result]
+    for item in items:
+        for expr in _exprs_of(item):
+            if A.depth(expr) > MAX_DEPTH:
+                span = expr.span or getattr(item, "span", None) or Location(1, 1)
+                raise RuleSyntaxError(
+                    f"expression nested more than {MAX_DEPTH} levels deep",
+                    Location(span.line, span.column, filename),
+                    text,
+                )
+
+
+def parse_statements(text: str, *, filename: str | None = None) -> list[A.Statement]:
+    """Parse a whole rule file into its statements (no semantic checks)."""
+    return _parse(text, "start", filename)
+
+
+def parse_fragment(text: str, kind: str, *, filename: str | None = None):
+    """Parse a formula (``kind="expr"``), a type (``"type"``) or a head (``"head"``)."""
+    return _parse(text, kind, filename)

@@ -1,0 +1,582 @@
+"""Semantic checks: names, types, domains, heads and cycles.
+
+Runs on parsed statements and on builder output alike, and returns the statements with
+enum values resolved (``employment == employed``: ``employed`` becomes a :class:`Sym`).
+All problems found are reported together in one :class:`~greybox.errors.RuleError`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from dataclasses import dataclass
+
+import networkx as nx
+
+from greybox.errors import Location, RuleError
+
+from . import _ast as A
+
+__all__ = ["Variable", "validate", "check_expr"]
+
+#: Integers beyond this are not exactly representable in float64, which evaluation uses.
+MAX_INT = 2**53
+
+
+@dataclass(frozen=True)
+class Variable:
+    """A declared variable of a knowledge base.
+
+    ``role`` is ``"input"`` (data), ``"neural"`` (predicted by ``network`` from ``args``),
+    ``"defined"`` (``expr`` of other variables) or ``"decided"`` (by the rules whose head it
+    is). ``output`` says whether it was declared ``output``.
+    """
+
+    name: str
+    type: A.Type
+    role: str
+    output: bool = False
+    expr: A.Expr | None = None
+    network: str | None = None
+    args: tuple[str, ...] = ()
+
+    @property
+    def finite(self) -> bool:
+        return A.is_finite_type(self.type)
+
+
+class _T:
+    """Static type of an expression during checking."""
+
+    __slots__ = ("kind", "integral", "enum")
+
+    def __init__(self, kind: str, integral: bool = False, enum: A.EnumType | None = None):
+        self.kind, self.integral, self.enum = kind, integral, enum
+
+    def describe(self) -> str:
+        if self.kind == "num":
+            return "an integer" if self.integral else "a number"
+        if self.kind == "enum":
+            return "an enum value of {" + ", ".join(self.enum.values) + "}"
+        return {"bool": "true/false", "sym": "an enum value", "tensor": "a tensor"}[self.kind]
+
+
+BOOL = _T("bool")
+ERR = _T("error")
+
+
+def _type_text(t: A.Type) -> str:
+    from ._printer import type_to_text
+
+    return type_to_text(t)
+
+
+def _expr_text(e: A.Expr) -> str:
+    from ._printer import expr_to_text
+
+    text = expr_to_text(e)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+class _Checker:
+    def __init__(self, filename: str | None):
+        self.filename = filename
+        self.problems: list[tuple[str, Location | None]] = []
+
+    def error(self, message: str, node) -> None:
+        span = getattr(node, "span", None) if node is not None else None
+        if span is not None and self.filename is not None:
+            span = dataclasses.replace(span, filename=self.filename)
+        self.problems.append((message, span))
+
+    # ------------------------------------------------------------------ declarations
+    def check_name(self, name, node, what: str) -> bool:
+        problem = A.name_problem(name)
+        if problem:
+            self.error(f"invalid {what} name: {problem}", node)
+            return False
+        return True
+
+    def check_number(self, value, node, what: str) -> None:
+        problem = A.number_problem(value)
+        if problem is None and isinstance(value, int) and abs(value) > MAX_INT:
+            problem = f"{value} is too large (integers are limited to ±2**53)"
+        if problem is not None:
+            self.error(f"{what}: {problem}", node)
+
+    def check_type(self, t, node, name: str) -> bool:
+        if isinstance(t, A.BoolType):
+            return True
+        if isinstance(t, A.IntType):
+            for b in (t.lo, t.hi):
+                self.check_number(b, t, f"bound of {name!r}")
+            if isinstance(t.lo, int) and isinstance(t.hi, int) and t.lo > t.hi:
+                self.error(f"empty int range {t.lo}..{t.hi} for {name!r}", t)
+                return False
+            return True
+        if isinstance(t, A.RealType):
+            for b in (t.lo, t.hi):
+                if b is not None:
+                    self.check_number(b, t, f"bound of {name!r}")
+            if (t.lo is None) != (t.hi is None):
+                self.error(f"real range of {name!r} needs both bounds", t)
+            elif t.lo is not None and t.lo > t.hi:
+                self.error(f"empty real range [{t.lo}, {t.hi}] for {name!r}", t)
+                return False
+            return True
+        if isinstance(t, A.EnumType):
+            if not t.values:
+                self.error(f"enum type of {name!r} has no values", t)
+                return False
+            seen = set()
+            for v in t.values:
+                self.check_name(v, t, "enum value")
+                if v in seen:
+                    self.error(f"enum type of {name!r} lists {v!r} twice", t)
+                seen.add(v)
+            return True
+        if isinstance(t, A.TensorType):
+            if t.shape is not None and any(
+                not isinstance(d, int) or isinstance(d, bool) or d <= 0 for d in t.shape
+            ):
+                self.error(f"tensor shape of {name!r} must be positive integers", t)
+            return True
+        self.error(f"{name!r} has no valid type (got {t!r})", node)
+        return False
+
+
+def _declared_vars(statements, ck: _Checker) -> dict[str, Variable]:
+    decls: dict[str, list] = {}
+    for st in statements:
+        if isinstance(st, (A.InputDecl, A.NeuralDecl, A.DefineDecl, A.OutputDecl)):
+            if ck.check_name(st.name, st, "variable"):
+                decls.setdefault(st.name, []).append(st)
+            ck.check_type(st.type, st, st.name)
+            if isinstance(st.type, A.TensorType) and not isinstance(st, A.InputDecl):
+                ck.error(f"{st.name!r}: only inputs can be tensors", st)
+    variables: dict[str, Variable] = {}
+    for name, items in decls.items():
+        kinds = [type(d) for d in items]
+        ok_pair = sorted(k.__name__ for k in kinds) == ["DefineDecl", "OutputDecl"]
+        if len(items) > 1 and not ok_pair:
+            first = items[0].span
+            where = f" (first declared at line {first.line})" if first else ""
+            for d in items[1:]:
+                ck.error(f"duplicate declaration of {name!r}{where}", d)
+            continue
+        if ok_pair:
+            out = next(d for d in items if isinstance(d, A.OutputDecl))
+            dfn = next(d for d in items if isinstance(d, A.DefineDecl))
+            if out.type != dfn.type:
+                ck.error(
+                    f"output {name!r} is declared {_type_text(out.type)} but defined as "
+                    f"{_type_text(dfn.type)}",
+                    dfn,
+                )
+            role = "defined" if dfn.expr is not None else "decided"
+            variables[name] = Variable(name, out.type, role, True, dfn.expr)
+            continue
+        d = items[0]
+        if isinstance(d, A.InputDecl):
+            variables[name] = Variable(name, d.type, "input")
+        elif isinstance(d, A.NeuralDecl):
+            ck.check_name(d.network, d, "network")
+            variables[name] = Variable(name, d.type, "neural", network=d.network, args=d.args)
+        elif isinstance(d, A.DefineDecl):
+            role = "defined" if d.expr is not None else "decided"
+            variables[name] = Variable(name, d.type, role, False, d.expr)
+        else:
+            variables[name] = Variable(name, d.type, "decided", True)
+    for v in variables.values():
+        if v.role == "decided" and not v.finite:
+            decl = "output" if v.output else "define"
+            ck.error(
+                f"{decl} {v.name!r} has type {_type_text(v.type)} and no definition; variables "
+                "decided by rules must be bool, int lo..hi or an enum",
+                _decl_of(statements, v.name),
+            )
+    return variables
+
+
+def _decl_of(statements, name: str):
+    for st in statements:
+        if getattr(st, "name", None) == name and not isinstance(st, (A.Rule, A.Constraint)):
+            return st
+    return None
+
+
+# ---------------------------------------------------------------------- expressions
+
+
+class _ExprChecker:
+    """Type-checks one expression and resolves enum values, reporting into a _Checker."""
+
+    def __init__(self, ck: _Checker, variables: dict[str, Variable], *, learnable_ok: bool):
+        self.ck, self.vars, self.learnable_ok = ck, variables, learnable_ok
+
+    def undeclared(self, node: A.Var) -> None:
+        hint = difflib.get_close_matches(node.name, list(self.vars), n=1)
+        extra = f"; did you mean {hint[0]!r}?" if hint else ""
+        self.ck.error(f"undeclared name {node.name!r}{extra}", node)
+
+    def check(self, e, expect_enum: A.EnumType | None = None):
+        """Return ``(resolved_expr, _T)``."""
+        ck = self.ck
+        if isinstance(e, A.Num):
+            ck.check_number(e.value, e, "number")
+            if e.learnable and not self.learnable_ok:
+                ck.error("learnable numbers (~) are only allowed in rules and constraints", e)
+            integral = isinstance(e.value, int) and not e.learnable
+            return e, _T("num", integral)
+        if isinstance(e, A.BoolConst):
+            return e, BOOL
+        if isinstance(e, A.Sym):
+            return e, _T("sym")
+        if isinstance(e, A.Var):
+            v = self.vars.get(e.name)
+            if v is None:
+                if expect_enum is not None:
+                    if e.name in expect_enum.values:
+                        return A.Sym(e.name, span=e.span), _T("sym")
+                    self.ck.error(
+                        f"{e.name!r} is neither a declared variable nor one of the values "
+                        f"{{{', '.join(expect_enum.values)}}}",
+                        e,
+                    )
+                    return e, ERR
+                self.undeclared(e)
+                return e, ERR
+            return e, _var_type(v, e, ck)
+        if isinstance(e, A.Neg):
+            x, t = self.check(e.operand)
+            self.need_num(t, e.operand, "unary minus")
+            return dataclasses.replace(e, operand=x), _T("num", t.integral)
+        if isinstance(e, A.Sum):
+            if len(e.args) < 2 or len(e.ops) != len(e.args) - 1 or any(
+                op not in ("+", "-") for op in e.ops
+            ):
+                ck.error("malformed sum", e)
+                return e, ERR
+            args, integral = [], True
+            for a in e.args:
+                x, t = self.check(a)
+                self.need_num(t, a, "'+'/'-'")
+                integral &= t.integral
+                args.append(x)
+            return dataclasses.replace(e, args=tuple(args)), _T("num", integral)
+        if isinstance(e, A.Mul):
+            left, lt = self.check(e.left)
+            right, rt = self.check(e.right)
+            self.need_num(lt, e.left, "'*'")
+            self.need_num(rt, e.right, "'*'")
+            if not (A.is_constant(left) or A.is_constant(right)):
+                ck.error(
+                    f"'*' needs a constant on one side (arithmetic is linear): {_expr_text(e)}", e
+                )
+            return A.Mul(left, right, span=e.span), _T("num", lt.integral and rt.integral)
+        if isinstance(e, A.Compare):
+            return self.compare(e)
+        if isinstance(e, A.InSet):
+            return self.inset(e)
+        if isinstance(e, A.Not):
+            x, t = self.check(e.operand)
+            self.need_bool(t, e.operand, "'not'")
+            return A.Not(x, span=e.span), BOOL
+        if isinstance(e, (A.And, A.Or)):
+            word = "and" if isinstance(e, A.And) else "or"
+            if len(e.args) < 2:
+                ck.error(f"'{word}' needs at least two operands", e)
+            args = []
+            for a in e.args:
+                x, t = self.check(a)
+                self.need_bool(t, a, f"'{word}'")
+                args.append(x)
+            return type(e)(tuple(args), span=e.span), BOOL
+        if isinstance(e, (A.Implies, A.Iff)):
+            word = "->" if isinstance(e, A.Implies) else "<->"
+            left, lt = self.check(e.left)
+            right, rt = self.check(e.right)
+            self.need_bool(lt, e.left, f"'{word}'")
+            self.need_bool(rt, e.right, f"'{word}'")
+            return type(e)(left, right, span=e.span), BOOL
+        ck.error(f"not an expression: {e!r}", None)
+        return e, ERR
+
+    def need_num(self, t: _T, node, what: str) -> None:
+        if t.kind not in ("num", "error"):
+            self.ck.error(f"{what} needs numbers, got {t.describe()} ({_expr_text(node)})", node)
+
+    def need_bool(self, t: _T, node, what: str) -> None:
+        if t.kind not in ("bool", "error"):
+            self.ck.error(f"{what} needs true/false, got {t.describe()} ({_expr_text(node)})", node)
+
+    def sym_in_enum(self, sym: A.Sym, enum: A.EnumType, other, node) -> None:
+        if sym.name not in enum.values:
+            self.ck.error(
+                f"{sym.name!r} is not a value of {_expr_text(other)} "
+                f"({{{', '.join(enum.values)}}})",
+                node,
+            )
+        elif sym.name in self.vars:
+            self.ck.error(
+                f"{sym.name!r} is both a variable and a value of {_expr_text(other)}; "
+                "rename one of them",
+                node,
+            )
+
+    def domain_value(self, var_expr, value: A.Num, node) -> None:
+        """``age == 150`` with ``age: int 0..120``: the value lies outside the domain."""
+        if not isinstance(var_expr, A.Var) or value.learnable:
+            return
+        v = self.vars.get(var_expr.name)
+        if v is None:
+            return
+        t = v.type
+        if isinstance(t, A.IntType) and not (
+            isinstance(value.value, (int, float)) and t.lo <= value.value <= t.hi
+            and float(value.value).is_integer()
+        ):
+            self.ck.error(
+                f"value {value.value!r} is outside the domain of {v.name!r} ({_type_text(t)})",
+                node,
+            )
+        elif isinstance(t, A.RealType) and t.lo is not None and not t.lo <= value.value <= t.hi:
+            self.ck.error(
+                f"value {value.value!r} is outside the domain of {v.name!r} ({_type_text(t)})",
+                node,
+            )
+
+    def compare(self, e: A.Compare):
+        ck = self.ck
+        if e.op not in A.COMPARE_OPS:
+            ck.error(f"unknown comparison {e.op!r}", e)
+            return e, ERR
+        left, lt = self.check(e.left)
+        right, rt = self.check(e.right, expect_enum=lt.enum if lt.kind == "enum" else None)
+        if lt.kind == "error" and isinstance(e.left, A.Var) and rt.kind == "enum":
+            # ``employed == employment``: resolve the left side now that we know the right
+            if e.left.name in rt.enum.values:
+                ck.problems.pop()
+                left, lt = A.Sym(e.left.name, span=e.left.span), _T("sym")
+        if "error" in (lt.kind, rt.kind):
+            return A.Compare(e.op, left, right, span=e.span), BOOL
+        if e.op in ("==", "!="):
+            kinds = {lt.kind, rt.kind}
+            if kinds == {"num"}:
+                for a, b in ((left, right), (right, left)):
+                    if isinstance(b, A.Num):
+                        self.domain_value(a, b, e)
+            elif kinds == {"bool"}:
+                pass
+            elif kinds == {"enum"}:
+                if lt.enum.values != rt.enum.values:
+                    ck.error(f"compares enums of different types: {_expr_text(e)}", e)
+            elif kinds == {"enum", "sym"}:
+                enum_side, sym = (lt, right) if lt.kind == "enum" else (rt, left)
+                other = left if lt.kind == "enum" else right
+                self.sym_in_enum(sym, enum_side.enum, other, e)
+            elif "enum" in kinds and "num" in kinds:
+                ck.error(f"an enum is compared with a number: {_expr_text(e)}", e)
+            else:
+                ck.error(
+                    f"'{e.op}' compares {lt.describe()} with {rt.describe()}: {_expr_text(e)}", e
+                )
+        else:
+            for t, side in ((lt, e.left), (rt, e.right)):
+                if t.kind == "enum":
+                    ck.error(
+                        f"'{e.op}' orders numbers; {_expr_text(side)} is an enum "
+                        "(use == or in {...})",
+                        e,
+                    )
+                else:
+                    self.need_num(t, side, f"'{e.op}'")
+        return A.Compare(e.op, left, right, span=e.span), BOOL
+
+    def inset(self, e: A.InSet):
+        ck = self.ck
+        x, t = self.check(e.operand)
+        if not e.values:
+            ck.error("'in' needs at least one value", e)
+        if t.kind == "enum":
+            for v in e.values:
+                if isinstance(v, A.Sym):
+                    self.sym_in_enum(v, t.enum, e.operand, v)
+                else:
+                    ck.error(f"an enum is compared with a number: {_expr_text(e)}", v)
+        elif t.kind == "num":
+            for v in e.values:
+                if isinstance(v, A.Num):
+                    ck.check_number(v.value, v, "number")
+                    self.domain_value(x, v, v)
+                else:
+                    ck.error(f"{_expr_text(e.operand)} is a number, {_expr_text(v)} is not", v)
+        elif t.kind != "error":
+            ck.error(f"'in' needs a number or an enum on its left, got {t.describe()}", e)
+        return A.InSet(x, tuple(e.values), span=e.span), BOOL
+
+
+def _var_type(v: Variable, node, ck: _Checker) -> _T:
+    t = v.type
+    if isinstance(t, A.BoolType):
+        return BOOL
+    if isinstance(t, A.IntType):
+        return _T("num", True)
+    if isinstance(t, A.RealType):
+        return _T("num", False)
+    if isinstance(t, A.EnumType):
+        return _T("enum", enum=t)
+    ck.error(f"tensor {v.name!r} can only be an argument of a neural network", node)
+    return ERR
+
+
+def check_expr(expr, variables: dict[str, Variable], ck: _Checker, *, expect: A.Type | None,
+               learnable_ok: bool, what: str):
+    """Check ``expr``; when ``expect`` is given, the expression must fit that type."""
+    enum = expect if isinstance(expect, A.EnumType) else None
+    x, t = _ExprChecker(ck, variables, learnable_ok=learnable_ok).check(expr, expect_enum=enum)
+    if t.kind == "error" or expect is None:
+        return x
+    ok = (
+        (isinstance(expect, A.BoolType) and t.kind == "bool")
+        or (isinstance(expect, A.IntType) and t.kind == "num" and t.integral)
+        or (isinstance(expect, A.RealType) and t.kind == "num")
+        or (isinstance(expect, A.EnumType) and t.kind == "enum" and t.enum.values == expect.values)
+    )
+    if isinstance(expect, A.EnumType) and t.kind == "sym":
+        ok = x.name in expect.values
+    if not ok:
+        ck.error(f"{what} must be {_type_text(expect)}, got {t.describe()} ({_expr_text(expr)})",
+                 expr if getattr(expr, "span", None) else None)
+    return x
+
+
+# ------------------------------------------------------------------------- the pass
+
+
+def _check_head(rule: A.Rule, variables: dict[str, Variable], ck: _Checker) -> None:
+    h = rule.head
+    if not isinstance(h, A.Head):
+        ck.error(f"rule {rule.name!r}: the head must be a literal, got {h!r}", rule)
+        return
+    v = variables.get(h.name)
+    if v is None:
+        hint = difflib.get_close_matches(h.name, list(variables), n=1)
+        extra = f"; did you mean {hint[0]!r}?" if hint else ""
+        ck.error(f"rule {rule.name!r} concludes undeclared {h.name!r}{extra}", h)
+        return
+    if v.role != "decided":
+        why = {
+            "input": "an input",
+            "neural": "predicted by a network",
+            "defined": "defined by an expression",
+        }[v.role]
+        ck.error(
+            f"rule {rule.name!r} concludes {h.name!r}, which is {why}; rules can only conclude "
+            "outputs or variables declared 'define NAME: TYPE' without an expression",
+            h,
+        )
+        return
+    t = v.type
+    if isinstance(h.value, bool):
+        if not isinstance(t, A.BoolType):
+            ck.error(
+                f"rule {rule.name!r}: {h.name!r} is {_type_text(t)}; conclude a value with "
+                f"'{h.name} = VALUE'",
+                h,
+            )
+    elif isinstance(t, A.BoolType):
+        ck.error(f"rule {rule.name!r}: {h.name!r} is bool; write '{h.name}' or 'not {h.name}'", h)
+    elif isinstance(t, A.IntType):
+        val = h.value
+        if not (isinstance(val, A.Num) and isinstance(val.value, int) and not val.learnable
+                and t.lo <= val.value <= t.hi):
+            shown = val.value if isinstance(val, A.Num) else getattr(val, "name", val)
+            ck.error(
+                f"rule {rule.name!r}: {shown!r} is outside the domain of {h.name!r} "
+                f"({_type_text(t)})",
+                h,
+            )
+    elif isinstance(t, A.EnumType):
+        val = h.value
+        if not (isinstance(val, A.Sym) and val.name in t.values):
+            shown = val.value if isinstance(val, A.Num) else getattr(val, "name", val)
+            ck.error(
+                f"rule {rule.name!r}: {shown!r} is not a value of {h.name!r} "
+                f"({{{', '.join(t.values)}}})",
+                h,
+            )
+
+
+def _check_cycles(statements, variables: dict[str, Variable], rules, ck: _Checker) -> None:
+    g = nx.DiGraph()
+    for v in variables.values():
+        if v.role == "neural":
+            g.add_edges_from((a, v.name) for a in v.args if a in variables)
+        elif v.role == "defined" and v.expr is not None:
+            g.add_edges_from((a, v.name) for a in A.variables(v.expr) if a in variables)
+    for r in rules:
+        if isinstance(r.head, A.Head) and r.head.name in variables:
+            g.add_edges_from((a, r.head.name) for a in A.variables(r.body) if a in variables)
+    for cycle in nx.simple_cycles(g):
+        names = cycle + [cycle[0]]
+        ck.error("cycle among definitions: " + " -> ".join(names),
+                 _decl_of(statements, cycle[0]))
+        break
+
+
+def validate(statements, *, filename: str | None = None, source: str | None = None):
+    """Check ``statements``; return ``(resolved_statements, variables)`` or raise RuleError."""
+    ck = _Checker(filename)
+    statements = list(statements)
+    for st in statements:
+        if not isinstance(st, (A.InputDecl, A.NeuralDecl, A.DefineDecl, A.OutputDecl, A.Rule,
+                               A.Constraint)):
+            ck.error(f"not a statement: {st!r}", None)
+    statements = [s for s in statements if isinstance(s, A.Node)]
+    variables = _declared_vars(statements, ck)
+    for v in variables.values():
+        if v.role == "neural":
+            for a in v.args:
+                if a not in variables:
+                    ck.error(f"network {v.network!r} of {v.name!r} reads undeclared {a!r}",
+                             _decl_of(statements, v.name))
+    named: dict[str, A.Node] = {}
+    resolved = []
+    for st in statements:
+        if isinstance(st, (A.Rule, A.Constraint)):
+            kind = "rule" if isinstance(st, A.Rule) else "constraint"
+            if ck.check_name(st.name, st, kind):
+                if st.name in named:
+                    prev = named[st.name]
+                    where = f" at line {prev.span.line}" if prev.span else ""
+                    ck.error(f"duplicate {kind} name {st.name!r} (already used{where})", st)
+                named[st.name] = st
+        if isinstance(st, A.Rule):
+            ck.check_number(st.weight, st, f"weight of rule {st.name!r}")
+            body = check_expr(st.body, variables, ck, expect=A.BoolType(), learnable_ok=True,
+                              what=f"the body of rule {st.name!r}")
+            _check_head(st, variables, ck)
+            st = dataclasses.replace(st, body=body)
+        elif isinstance(st, A.Constraint):
+            if st.weight is not None:
+                ck.check_number(st.weight, st, f"weight of constraint {st.name!r}")
+                if A.number_problem(st.weight) is None and st.weight <= 0:
+                    ck.error(f"constraint {st.name!r}: a soft constraint's weight must be "
+                             f"positive, got {st.weight!r}", st)
+            formula = check_expr(st.formula, variables, ck, expect=A.BoolType(),
+                                 learnable_ok=True, what=f"constraint {st.name!r}")
+            st = dataclasses.replace(st, formula=formula)
+        elif isinstance(st, A.DefineDecl) and st.expr is not None:
+            expr = check_expr(st.expr, variables, ck, expect=st.type, learnable_ok=False,
+                              what=f"the definition of {st.name!r}")
+            st = dataclasses.replace(st, expr=expr)
+            if st.name in variables and variables[st.name].expr is not None:
+                variables[st.name] = dataclasses.replace(variables[st.name], expr=expr)
+        resolved.append(st)
+    rules = [s for s in resolved if isinstance(s, A.Rule)]
+    if not ck.problems:
+        _check_cycles(resolved, variables, rules, ck)
+    if ck.problems:
+        raise RuleError("", diagnostics=tuple(ck.problems), source=source)
+    return resolved, variables
