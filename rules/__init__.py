@@ -52,9 +52,12 @@ from ._ast import (
     Var,
 )
 from ._builder import Builder, Term, iff, implies, learnable
+from ._check import CheckReport, Finding, check
+from ._entails import Entailment, entails
 from ._evaluate import Evaluation, evaluate
 from ._kb import KnowledgeBase, load, parse, parse_formula, to_text
 from ._validate import Variable
+from ._z3 import Z3Encoding, to_z3
 
 __all__ = [
     # parsing, printing, building
@@ -67,6 +70,14 @@ __all__ = [
     # crisp evaluation
     "evaluate",
     "Evaluation",
+    # Z3
+    "check",
+    "CheckReport",
+    "Finding",
+    "entails",
+    "Entailment",
+    "to_z3",
+    "Z3Encoding",
     "Builder",
     "Term",
     "implies",

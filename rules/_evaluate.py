@@ -14,7 +14,7 @@ from greybox.errors import DataError, RuleError
 
 from . import _ast as A
 from ._decisions import closure, plan
-from ._kb import KnowledgeBase
+from ._kb import KnowledgeBase, parse_formula
 from ._printer import expr_to_text, head_to_text
 
 __all__ = ["Evaluation", "evaluate", "prepare_columns"]
@@ -244,10 +244,11 @@ def _as_table(data) -> tuple[dict, pd.Index]:
                     f"{type(data).__name__}")
 
 
-def prepare_columns(kb: KnowledgeBase, data) -> tuple[dict[str, np.ndarray], pd.Index]:
+def prepare_columns(kb: KnowledgeBase, data) -> tuple[dict[str, np.ndarray], pd.Index, dict]:
     """Read and check the input and neural columns the rules need.
 
-    Returns numpy arrays (float64 numbers, bool, or int64 enum codes) and the row index.
+    Returns numpy arrays (float64 numbers, bool, or int64 enum codes) by name, the row
+    index, and the raw columns (for variables read later, e.g. by ``Evaluation.holds``).
     """
     cols, index = _as_table(data)
     out = {}
@@ -262,7 +263,7 @@ def prepare_columns(kb: KnowledgeBase, data) -> tuple[dict[str, np.ndarray], pd.
                 hint = f"; found {close[0]!r}"
             raise DataError(f"missing column {name!r}{extra}{hint}")
         out[name] = _column(kb.variables[name], cols[name], index)
-    return out, index
+    return out, index, cols
 
 
 # ----------------------------------------------------------------------- evaluating
@@ -271,11 +272,12 @@ def prepare_columns(kb: KnowledgeBase, data) -> tuple[dict[str, np.ndarray], pd.
 class _Env:
     """Variable values for every row; defined variables are computed on first use."""
 
-    __slots__ = ("kb", "values", "parent", "fresh", "defines", "n", "index")
+    __slots__ = ("kb", "values", "parent", "fresh", "defines", "n", "index", "raw")
 
-    def __init__(self, kb, values, defines, n, index, parent=None, fresh=frozenset()):
+    def __init__(self, kb, values, defines, n, index, parent=None, fresh=frozenset(), raw=None):
         self.kb, self.values, self.defines = kb, values, defines
         self.n, self.index, self.parent, self.fresh = n, index, parent, fresh
+        self.raw = raw or {}
 
     def __getitem__(self, name):
         if name in self.values:
@@ -283,6 +285,11 @@ class _Env:
         if self.parent is not None and name not in self.fresh:
             return self.parent[name]
         var = self.kb.variables[name]
+        if var.role in ("input", "neural"):  # a column no rule needed, read on demand
+            if name not in self.raw:
+                raise DataError(f"missing column {name!r}")
+            value = self.values[name] = _column(var, self.raw[name], self.index)
+            return value
         value = np.broadcast_to(self.defines[name](self), (self.n,))
         if isinstance(var.type, A.BoolType):
             value = value.astype(bool, copy=False)
@@ -353,6 +360,21 @@ class Evaluation:
     violations: pd.DataFrame
     infeasible: pd.Series
     _weights: dict = field(repr=False)
+    _env: _Env = field(repr=False)
+
+    def holds(self, formula) -> pd.Series:
+        """Per row, whether ``formula`` (rule text or AST) holds, given the final decisions.
+
+        Examples
+        --------
+        >>> import greybox.rules as gr
+        >>> kb = gr.parse("input age: int 0..120  output ok: bool  rule r: age >= 18 -> ok")
+        >>> gr.evaluate(kb, {"age": [10, 30]}).holds("ok <-> age > 20").tolist()
+        [True, True]
+        """
+        expr = parse_formula(formula, self.kb)
+        value = np.broadcast_to(compile_expr(expr, self.kb)(self._env), (len(self.index),))
+        return pd.Series(value.astype(bool), index=self.index)
 
     @cached_property
     def contributions(self) -> pd.DataFrame:
@@ -460,11 +482,11 @@ def evaluate(kb: KnowledgeBase, data, *, bias: Mapping | None = None) -> Evaluat
     """
     if not isinstance(kb, KnowledgeBase):
         raise TypeError(f"evaluate needs a KnowledgeBase, got {type(kb).__name__}")
-    cols, index = prepare_columns(kb, data)
+    cols, index, raw = prepare_columns(kb, data)
     n = len(index)
     defines = {name: compile_expr(v.expr, kb, v.type if isinstance(v.type, A.EnumType) else None)
                for name, v in kb.variables.items() if v.role == "defined"}
-    env = _Env(kb, dict(cols), defines, n, index)
+    env = _Env(kb, dict(cols), defines, n, index, raw=raw)
     biases = _bias_table(kb, bias)
     dp = plan(kb)
 
@@ -553,6 +575,7 @@ def evaluate(kb: KnowledgeBase, data, *, bias: Mapping | None = None) -> Evaluat
         violations=_frame(violations, index, bool),
         infeasible=pd.Series(infeasible, index=index, name="infeasible"),
         _weights=weights,
+        _env=env,
     )
 
 

@@ -263,7 +263,8 @@ def _expected(names) -> str:
 
 
 def _end_location(text: str) -> Location:
-    lines = text.split("\n")
+    """Just after the last non-blank character (so the caret shows the unfinished line)."""
+    lines = text.rstrip().split("\n")
     return Location(len(lines), len(lines[-1]) + 1)
 
 

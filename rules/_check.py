@@ -1,0 +1,141 @@
+"""``check``: a Z3 lint of a knowledge base."""
+
+from __future__ import annotations
+
+import html
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pandas as pd
+
+from greybox.errors import RuleError
+
+from ._kb import KnowledgeBase
+from .analyses import REGISTRY, Context, Finding
+
+__all__ = ["CheckReport", "Finding", "check"]
+
+_ORDER = {"error": 0, "warning": 1, "info": 2}
+
+
+@dataclass(frozen=True)
+class CheckReport:
+    """The findings of :func:`check`, most severe first.
+
+    Attributes
+    ----------
+    findings : tuple of Finding
+    seconds : float
+        Time the analyses took.
+    analyses : tuple of str
+        Names of the analyses that ran.
+    """
+
+    findings: tuple[Finding, ...]
+    seconds: float
+    analyses: tuple[str, ...]
+
+    @property
+    def errors(self) -> tuple[Finding, ...]:
+        return tuple(f for f in self.findings if f.severity == "error")
+
+    @property
+    def warnings(self) -> tuple[Finding, ...]:
+        return tuple(f for f in self.findings if f.severity == "warning")
+
+    @property
+    def infos(self) -> tuple[Finding, ...]:
+        return tuple(f for f in self.findings if f.severity == "info")
+
+    @property
+    def ok(self) -> bool:
+        """No error and no warning."""
+        return not (self.errors or self.warnings)
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per finding: severity, check, message, subjects, witness (a dict)."""
+        rows = [f.to_dict() for f in self.findings]
+        return pd.DataFrame(rows, columns=["severity", "check", "message", "subjects", "witness"])
+
+    def to_json(self) -> str:
+        return json.dumps({
+            "ok": self.ok,
+            "errors": len(self.errors),
+            "warnings": len(self.warnings),
+            "infos": len(self.infos),
+            "seconds": round(self.seconds, 4),
+            "findings": [f.to_dict() for f in self.findings],
+        }, indent=2, default=str)
+
+    def __str__(self) -> str:
+        head = (f"{len(self.errors)} error(s), {len(self.warnings)} warning(s), "
+                f"{len(self.infos)} info ({self.seconds:.2f} s)")
+        return "\n".join([*(str(f) for f in self.findings), head])
+
+    def _repr_html_(self) -> str:
+        return f"<pre>{html.escape(str(self))}</pre>"
+
+
+def check(kb: KnowledgeBase, *, timeout: float | None = 10.0,
+          analyses: Sequence[str] | None = None) -> CheckReport:
+    """Analyse a knowledge base with Z3.
+
+    Findings, by severity:
+
+    * **error** -- hard constraints that contradict each other (a minimal conflicting set
+      from the unsat core); inputs for which no decision satisfies the hard constraints
+      (with a witness); defined variables that can leave their declared type.
+    * **warning** -- rules that can never fire; rules subsumed by another with the same
+      head (or equivalent to it).
+    * **info** -- rules with opposite heads that can fire together (normal for weighted
+      evidence, with a witness); inputs on which no rule concludes a decided variable;
+      questions the solver could not decide within ``timeout``.
+
+    Parameters
+    ----------
+    kb : KnowledgeBase
+    timeout : float, optional
+        Seconds per solver call.
+    analyses : sequence of str, optional
+        Names of the analyses to run (default all, see ``REGISTRY``).
+
+    Returns
+    -------
+    CheckReport
+
+    Examples
+    --------
+    >>> import greybox.rules as gr
+    >>> kb = gr.parse('''
+    ... input age: int 0..120
+    ... output approve: bool
+    ... rule adult: age >= 18 -> approve
+    ... rule old: age >= 200 -> approve
+    ... rule senior: age >= 65 -> approve
+    ... ''')
+    >>> report = gr.check(kb)
+    >>> [(f.severity, f.check, f.subjects) for f in report.findings]
+    [('warning', 'dead-rule', ('old',)), ('warning', 'subsumed-rule', ('senior', 'adult')), ('info', 'uncovered', ('approve',))]
+    >>> report.ok
+    False
+    """
+    if not isinstance(kb, KnowledgeBase):
+        raise TypeError(f"check needs a KnowledgeBase, got {type(kb).__name__}")
+    known = {a.name: a for a in REGISTRY}
+    if analyses is not None:
+        unknown = [a for a in analyses if a not in known]
+        if unknown:
+            raise RuleError(f"unknown analysis {unknown[0]!r}; known: {', '.join(known)}")
+    chosen = [a for a in REGISTRY if analyses is None or a.name in analyses]
+    start = time.perf_counter()
+    ctx = Context(kb, timeout=timeout)
+    for analysis in chosen:
+        ctx.findings.extend(analysis.run(ctx))
+    ordered = sorted(ctx.findings, key=lambda f: _ORDER[f.severity])
+    return CheckReport(tuple(ordered), time.perf_counter() - start,
+                       tuple(a.name for a in chosen))

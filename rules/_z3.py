@@ -1,0 +1,290 @@
+"""Encoding of knowledge bases into Z3: types, expressions and the crisp decision.
+
+Every Z3 failure is turned into :class:`~greybox.errors.SolverError`; Z3 exceptions never
+escape.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from fractions import Fraction
+
+import numpy as np
+import pandas as pd
+import z3
+
+from greybox.errors import RuleError, SolverError
+
+from . import _ast as A
+from ._decisions import plan
+from ._kb import KnowledgeBase, parse_formula
+
+__all__ = ["Z3Encoding", "to_z3", "witness_row", "solve"]
+
+
+def _num(value) -> z3.ArithRef:
+    if isinstance(value, int):
+        return z3.IntVal(value)
+    return z3.RealVal(Fraction(value))
+
+
+class Z3Encoding:
+    """The Z3 view of a knowledge base.
+
+    Each input, neural and decided variable is a Z3 constant (bool -> Bool, int and enum
+    -> Int, real -> Real; enum values are their position in the declaration); defined
+    variables are replaced by their expressions. Learnable thresholds take their current
+    value.
+
+    Examples
+    --------
+    >>> import greybox.rules as gr
+    >>> kb = gr.parse("input age: int 0..120  output ok: bool  rule r: age >= 18 -> ok")
+    >>> enc = gr.Z3Encoding(kb)
+    >>> enc.expr(kb.rules["r"].body)
+    18 <= age
+    >>> enc.domain()
+    [And(age >= 0, age <= 120)]
+    """
+
+    def __init__(self, kb: KnowledgeBase, *, bias: Mapping | None = None):
+        if not isinstance(kb, KnowledgeBase):
+            raise TypeError(f"Z3Encoding needs a KnowledgeBase, got {type(kb).__name__}")
+        self.kb = kb
+        self._consts: dict[str, z3.ExprRef] = {}
+        self._defined: dict[str, z3.ExprRef] = {}
+        from ._evaluate import _bias_table
+
+        self._bias = _bias_table(kb, bias)
+
+    # ------------------------------------------------------------------ variables
+    def const(self, name: str) -> z3.ExprRef:
+        """The Z3 constant of a non-defined variable."""
+        c = self._consts.get(name)
+        if c is None:
+            v = self.kb.variables[name]
+            t = v.type
+            if isinstance(t, A.BoolType):
+                c = z3.Bool(name)
+            elif isinstance(t, (A.IntType, A.EnumType)):
+                c = z3.Int(name)
+            elif isinstance(t, A.RealType):
+                c = z3.Real(name)
+            else:
+                raise RuleError(f"{name!r} is a tensor and has no Z3 encoding")
+            self._consts[name] = c
+        return c
+
+    def var(self, name: str) -> z3.ExprRef:
+        """A variable's value: its constant, or for a defined variable its expression."""
+        v = self.kb.variables[name]
+        if v.role == "defined":
+            e = self._defined.get(name)
+            if e is None:
+                enum = v.type if isinstance(v.type, A.EnumType) else None
+                e = self._defined[name] = self.expr(v.expr, enum)
+            return e
+        return self.const(name)
+
+    def type_constraint(self, name: str, value: z3.ExprRef | None = None) -> z3.BoolRef | None:
+        """``value`` (default: the variable) lies within the declared type, or None."""
+        t = self.kb.variables[name].type
+        x = self.var(name) if value is None else value
+        if isinstance(t, A.IntType):
+            return z3.And(x >= t.lo, x <= t.hi)
+        if isinstance(t, A.EnumType):
+            return z3.And(x >= 0, x < len(t.values))
+        if isinstance(t, A.RealType) and t.lo is not None:
+            return z3.And(x >= _num(t.lo), x <= _num(t.hi))
+        return None
+
+    def free_names(self, roles=("input", "neural", "decided")) -> list[str]:
+        return [n for n, v in self.kb.variables.items()
+                if v.role in roles and not isinstance(v.type, A.TensorType)]
+
+    def domain(self, roles=("input", "neural", "decided")) -> list[z3.BoolRef]:
+        """Type constraints of the variables with these roles."""
+        out = []
+        for n in self.free_names(roles):
+            c = self.type_constraint(n)
+            if c is not None:
+                out.append(c)
+        return out
+
+    # ---------------------------------------------------------------- expressions
+    def expr(self, e, enum: A.EnumType | None = None) -> z3.ExprRef:
+        """The Z3 term of a validated expression."""
+        if isinstance(e, A.Num):
+            return _num(e.value)
+        if isinstance(e, A.BoolConst):
+            return z3.BoolVal(e.value)
+        if isinstance(e, A.Var):
+            return self.var(e.name)
+        if isinstance(e, A.Sym):
+            return z3.IntVal(enum.values.index(e.name))
+        if isinstance(e, A.Neg):
+            return -self.expr(e.operand)
+        if isinstance(e, A.Sum):
+            acc = self.expr(e.args[0])
+            for op, a in zip(e.ops, e.args[1:]):
+                acc = acc + self.expr(a) if op == "+" else acc - self.expr(a)
+            return acc
+        if isinstance(e, A.Mul):
+            return self.expr(e.left) * self.expr(e.right)
+        if isinstance(e, A.Compare):
+            ctx = _enum_of(e.left, self.kb) or _enum_of(e.right, self.kb)
+            left, right = self.expr(e.left, ctx), self.expr(e.right, ctx)
+            return {"<": lambda: left < right, "<=": lambda: left <= right,
+                    ">": lambda: left > right, ">=": lambda: left >= right,
+                    "==": lambda: left == right, "!=": lambda: left != right}[e.op]()
+        if isinstance(e, A.InSet):
+            ctx = _enum_of(e.operand, self.kb)
+            x = self.expr(e.operand)
+            return z3.Or([x == self.expr(v, ctx) for v in e.values])
+        if isinstance(e, A.Not):
+            return z3.Not(self.expr(e.operand))
+        if isinstance(e, A.And):
+            return z3.And([self.expr(a) for a in e.args])
+        if isinstance(e, A.Or):
+            return z3.Or([self.expr(a) for a in e.args])
+        if isinstance(e, A.Implies):
+            return z3.Implies(self.expr(e.left), self.expr(e.right))
+        if isinstance(e, A.Iff):
+            return self.expr(e.left) == self.expr(e.right)
+        raise TypeError(f"cannot encode {e!r}")
+
+    def hard_constraints(self) -> list[z3.BoolRef]:
+        return [self.expr(c.formula) for c in self.kb.constraints.values() if c.hard]
+
+    # ------------------------------------------------------------------ decisions
+    def value_of(self, name: str, value) -> z3.ExprRef:
+        """The Z3 constant for a value of a finite variable."""
+        t = self.kb.variables[name].type
+        if isinstance(t, A.BoolType):
+            return z3.BoolVal(bool(value))
+        if isinstance(t, A.EnumType):
+            return z3.IntVal(t.values.index(value))
+        return z3.IntVal(int(value))
+
+    def score(self, name: str, value) -> z3.ArithRef:
+        """The crisp score of ``name = value`` (for a bool, the score of True)."""
+        b = self._bias.get(name, {})
+        total = _num(b.get(value, 0.0) if b else 0.0)
+        for r in self.kb.rules_for(name):
+            head = r.head.value
+            if isinstance(head, bool):
+                w = r.weight if head else -r.weight
+            else:
+                target = head.value if isinstance(head, A.Num) else head.name
+                if target != value:
+                    continue
+                w = r.weight
+            total = total + z3.If(self.expr(r.body), _num(w), _num(0))
+        return total
+
+    def decision(self) -> list[z3.BoolRef]:
+        """Constraints that make every decided variable equal the crisp decision:
+        the highest-scoring assignment satisfying the hard constraints (first in domain
+        order on ties). Inputs for which no assignment is feasible have no model."""
+        out = []
+        for comp in plan(self.kb).components:
+            xs = [self.const(v) for v in comp.variables]
+            objective = _num(0)
+            for v, x in zip(comp.variables, xs):
+                t = self.kb.variables[v].type
+                if isinstance(t, A.BoolType):
+                    objective = objective + z3.If(x, self.score(v, True), _num(0))
+                else:
+                    for value in A.domain_values(t):
+                        objective = objective + z3.If(x == self.value_of(v, value),
+                                                      self.score(v, value), _num(0))
+            cons = z3.And([self.expr(c.formula) for c in comp.constraints])
+            assignments = comp.assignments(self.kb)
+            rank = z3.IntVal(len(assignments))
+            subs_list = []
+            for k in reversed(range(len(assignments))):
+                subs = [(x, self.value_of(v, a)) for x, v, a in
+                        zip(xs, comp.variables, assignments[k])]
+                subs_list.append((k, subs))
+                rank = z3.If(z3.And([x == c for x, c in subs]), z3.IntVal(k), rank)
+            out.extend(self.domain_for(comp.variables))
+            out.append(cons)
+            for k, subs in subs_list:
+                o_k = z3.substitute(objective, *subs)
+                c_k = z3.substitute(cons, *subs)
+                out.append(z3.Implies(c_k, z3.Or(o_k < objective,
+                                                 z3.And(o_k == objective, rank <= k))))
+        return out
+
+    def domain_for(self, names) -> list[z3.BoolRef]:
+        return [c for c in (self.type_constraint(n) for n in names) if c is not None]
+
+
+def _enum_of(e, kb) -> A.EnumType | None:
+    if isinstance(e, A.Var):
+        t = kb.variables[e.name].type
+        return t if isinstance(t, A.EnumType) else None
+    return None
+
+
+def to_z3(kb: KnowledgeBase, formula=None) -> z3.ExprRef:
+    """The Z3 term of ``formula`` (rule text or AST) over ``kb``'s variables; without a
+    formula, the conjunction of the declared types and the hard constraints.
+
+    Examples
+    --------
+    >>> import greybox.rules as gr
+    >>> kb = gr.parse("input age: int 0..120  output ok: bool")
+    >>> gr.to_z3(kb, "age < 18 -> not ok")
+    Implies(18 > age, Not(ok))
+    """
+    enc = Z3Encoding(kb)
+    if formula is None:
+        return z3.And(enc.domain() + enc.hard_constraints())
+    return enc.expr(parse_formula(formula, kb))
+
+
+def solve(solver: z3.Solver, *assumptions) -> z3.CheckSatResult:
+    """``solver.check`` with Z3 errors turned into SolverError."""
+    try:
+        return solver.check(*assumptions)
+    except z3.Z3Exception as err:  # pragma: no cover - depends on Z3 internals
+        raise SolverError(f"Z3 failed: {err}") from None
+
+
+def make_solver(timeout: float | None) -> z3.Solver:
+    s = z3.Solver()
+    if timeout is not None:
+        s.set("timeout", max(1, int(timeout * 1000)))
+    return s
+
+
+def _py_value(kb, name: str, value: z3.ExprRef):
+    t = kb.variables[name].type
+    if isinstance(t, A.BoolType):
+        return z3.is_true(value)
+    if isinstance(t, A.EnumType):
+        return t.values[value.as_long()]
+    if isinstance(t, A.IntType):
+        return value.as_long()
+    if z3.is_rational_value(value):
+        return float(value.as_fraction())
+    if z3.is_algebraic_value(value):
+        return float(value.approx(20).as_fraction())
+    return float(value.as_fraction())
+
+
+def witness_row(enc: Z3Encoding, model: z3.ModelRef, names) -> pd.DataFrame:
+    """One-row DataFrame with the model's values of ``names`` (enums as their labels)."""
+    row = {}
+    for n in names:
+        value = model.eval(enc.var(n), model_completion=True)
+        row[n] = [_py_value(enc.kb, n, value)]
+    frame = pd.DataFrame(row)
+    for n in names:
+        t = enc.kb.variables[n].type
+        if isinstance(t, A.EnumType):
+            frame[n] = pd.Categorical(frame[n], categories=list(t.values))
+        elif isinstance(t, A.IntType):
+            frame[n] = frame[n].astype(np.int64)
+    return frame

@@ -1,0 +1,31 @@
+"""Inputs on which no rule about a decided variable fires."""
+
+from __future__ import annotations
+
+import z3
+
+from ._base import Analysis, Context, Finding
+
+
+class Uncovered(Analysis):
+    name = "uncovered"
+    description = "inputs where no rule concludes a decided variable (its bias alone decides)"
+
+    def run(self, ctx: Context) -> list[Finding]:
+        solver = ctx.solver()
+        findings = []
+        for name in ctx.kb.decided:
+            rules = ctx.kb.rules_for(name)
+            if not rules:
+                findings.append(Finding(self.name, "info", f"no rule concludes {name}",
+                                        (name,)))
+                continue
+            result = ctx.check(solver, *[z3.Not(ctx.enc.expr(r.body)) for r in rules])
+            if result == z3.sat:
+                findings.append(Finding(
+                    self.name, "info", f"no rule about {name} fires on some inputs",
+                    (name,), ctx.witness(solver.model())))
+            elif result == z3.unknown:
+                findings.append(ctx.undecided(self.name, f"whether rules cover {name}",
+                                              solver, (name,)))
+        return findings
