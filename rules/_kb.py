@@ -322,8 +322,10 @@ def load(path: str | Path) -> KnowledgeBase:
     return parse(text, filename=str(path))
 
 
-def to_text(kb: KnowledgeBase) -> str:
+def to_text(kb: KnowledgeBase | A.Node) -> str:
     """The rule text of ``kb``: one statement per line, parseable back to an equal KB.
+
+    Given a single statement, type or expression instead, its text alone.
 
     Examples
     --------
@@ -337,9 +339,21 @@ def to_text(kb: KnowledgeBase) -> str:
     <BLANKLINE>
     >>> gr.parse(gr.to_text(kb)) == kb
     True
+    >>> gr.to_text(kb.rules["r"].body)
+    '`years at address` > 3'
     """
+    if isinstance(kb, A.Node) and not isinstance(kb, KnowledgeBase):
+        from ._printer import expr_to_text, head_to_text, type_to_text
+
+        if isinstance(kb, A.Head):
+            return head_to_text(kb)
+        if isinstance(kb, A.Type.__args__):
+            return type_to_text(kb)
+        if isinstance(kb, A.Statement.__args__):
+            return statement_to_text(kb)
+        return expr_to_text(kb)
     if not isinstance(kb, KnowledgeBase):
-        raise TypeError(f"to_text needs a KnowledgeBase, got {type(kb).__name__}")
+        raise TypeError(f"to_text needs a KnowledgeBase or an AST node, got {type(kb).__name__}")
     return "".join(statement_to_text(s) + "\n" for s in kb.statements)
 
 

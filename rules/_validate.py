@@ -518,7 +518,10 @@ def _check_cycles(statements, variables: dict[str, Variable], rules, ck: _Checke
     for r in rules:
         if isinstance(r.head, A.Head) and r.head.name in variables:
             g.add_edges_from((a, r.head.name) for a in A.variables(r.body) if a in variables)
+    order = list(variables)
     for cycle in nx.simple_cycles(g):
+        start = min(range(len(cycle)), key=lambda i: order.index(cycle[i]))
+        cycle = cycle[start:] + cycle[:start]  # start at the first-declared variable
         names = cycle + [cycle[0]]
         ck.error("cycle among definitions: " + " -> ".join(names),
                  _decl_of(statements, cycle[0]))

@@ -1,0 +1,94 @@
+"""Semantic checks: each problem is a RuleError that names the thing and its location."""
+
+import pytest
+
+import greybox.rules as gr
+
+BASE = """input age: int 0..120
+input income: real[0, 1000000]
+input employment: {employed, retired}
+input img: tensor
+neural reliable: bool = net(age, income)
+output approve: bool
+output grade: {lo, hi}
+"""
+
+
+@pytest.mark.parametrize(
+    "extra, message, line",
+    [
+        ("rule r: agee > 3 -> approve", r"undeclared name 'agee'; did you mean 'age'\?", 8),
+        ("input age: real", r"duplicate declaration of 'age' \(first declared at line 1\)", 8),
+        ("rule r: age > 1 -> approve\nrule r: age > 2 -> approve", "duplicate rule name 'r'", 9),
+        ("rule r: employment == 3 -> approve", "an enum is compared with a number", 8),
+        ("rule r: employment == unemployed -> approve",
+         "'unemployed' is neither a declared variable nor one of the values", 8),
+        ("rule r: reliable + 1 > 2 -> approve", r"'\+'/'-' needs numbers, got true/false", 8),
+        ("rule r: age and reliable -> approve", "'and' needs true/false, got an integer", 8),
+        ("rule r: age == 150 -> approve", r"value 150 is outside the domain of 'age' \(int 0..120\)", 8),
+        ("rule r: age in {1, 200} -> approve", "value 200 is outside the domain", 8),
+        ("rule r: age > 3 -> grade = medium", "'medium' is not a value of 'grade'", 8),
+        ("rule r: age > 3 -> age", "concludes 'age', which is an input", 8),
+        ("rule r: age > 3 -> reliable", "which is predicted by a network", 8),
+        ("rule r: age > 3 -> grade", "'grade' is {lo, hi}; conclude a value", 8),
+        ("rule r: age > 3 -> approve = 1", "'approve' is bool; write 'approve' or 'not approve'", 8),
+        ("rule r: age > 3 -> nothing", "concludes undeclared 'nothing'", 8),
+        ("rule r: img > 3 -> approve", "tensor 'img' can only be an argument of a neural network", 8),
+        ("rule r: age * income > 3 -> approve", r"'\*' needs a constant on one side", 8),
+        ("rule r: age -> approve", "the body of rule 'r' must be bool, got an integer", 8),
+        ("define total: int 0..10 = income + 1", "must be int 0..10, got a number", 8),
+        ("define t: int 0..10 = age + ~1", r"learnable numbers \(~\) are only allowed", 8),
+        ("define a: bool = b\ndefine b: bool = not a", "cycle among definitions: a -> b -> a", 8),
+        ("output score: real", "variables decided by rules must be bool, int lo..hi or an enum", 8),
+        ("input e: {a, b, a}", "lists 'a' twice", 8),
+        ("input n: int 5..1", "empty int range 5..1", 8),
+        ("neural n: tensor = net(age)", "only inputs can be tensors", 8),
+        ("neural n: bool = net(ghost)", "reads undeclared 'ghost'", 8),
+        ("constraint c weight -1: age > 3", "weight must be positive", 8),
+        ("rule r: employment < retired -> approve", "'<' orders numbers", 8),
+        ("output total: int 0..9\ndefine total: int 0..18 = age", "declared int 0..9 but defined as int 0..18", 9),
+        ("output o: bool\ndefine d: bool\nrule a: d -> o\nrule b: o -> d", "cycle among definitions: o -> d -> o", 8),
+    ],
+)
+def test_semantic_errors(extra, message, line):
+    with pytest.raises(gr.RuleError, match=message) as info:
+        gr.parse(BASE + extra, filename="kb.rules")
+    assert info.value.location.line == line
+    assert info.value.location.filename == "kb.rules"
+    assert f"kb.rules:{line}:" in str(info.value)
+
+
+def test_all_problems_are_reported_together():
+    with pytest.raises(gr.RuleError) as info:
+        gr.parse(BASE + "rule r: ghost > 1 -> approve\nrule s: age -> phantom\n")
+    err = info.value
+    assert len(err.diagnostics) == 3
+    assert str(err).startswith("3 problems in the rules")
+
+
+def test_enum_value_on_the_left_resolves():
+    kb = gr.parse(BASE + "rule r: retired == employment -> approve")
+    assert kb.rules["r"].body.left == gr.Sym("retired")
+
+
+def test_enum_value_clashing_with_a_variable_is_refused():
+    text = BASE.replace("{employed, retired}", "{employed, age}")
+    with pytest.raises(gr.RuleError, match="'age' is both a variable and a value"):
+        kb = gr.KnowledgeBase([*gr.parse(text).statements,
+                               gr.Rule("r", gr.Compare("==", gr.Var("employment"), gr.Sym("age")),
+                                       gr.Head("approve"))])
+        assert kb  # pragma: no cover
+
+
+def test_defined_output_and_decided_intermediate():
+    kb = gr.parse(BASE + "define risky: bool\nrule a: income < 1000 -> risky\n"
+                  "rule b: risky -> not approve\n")
+    assert kb.variables["risky"].role == "decided" and not kb.variables["risky"].output
+    assert kb.decided == ("risky", "approve", "grade")
+
+
+def test_errors_are_greybox_and_builtin():
+    with pytest.raises(ValueError):
+        gr.parse(BASE + "rule r: ghost -> approve")
+    with pytest.raises(gr.GreyboxError):
+        gr.parse(BASE + "rule r: ghost -> approve")
