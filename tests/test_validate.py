@@ -84,7 +84,7 @@ def test_defined_output_and_decided_intermediate():
     kb = gr.parse(BASE + "define risky: bool\nrule a: income < 1000 -> risky\n"
                   "rule b: risky -> not approve\n")
     assert kb.variables["risky"].role == "decided" and not kb.variables["risky"].output
-    assert kb.decided == ("risky", "approve", "grade")
+    assert kb.decided == ("grade", "risky", "approve")  # dependency order
 
 
 def test_errors_are_greybox_and_builtin():
