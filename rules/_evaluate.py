@@ -117,6 +117,11 @@ def _first(mask: np.ndarray, index: pd.Index) -> str:
     return where, pos
 
 
+def _show(value) -> str:
+    """repr of a cell, numpy scalars shown as plain Python values."""
+    return repr(value.item() if isinstance(value, np.generic) else value)
+
+
 def _type_text(t) -> str:
     from ._printer import type_to_text
 
@@ -155,12 +160,11 @@ def _column(var, col, index: pd.Index) -> np.ndarray:
             values = col.astype(object).to_numpy()
         else:
             values = np.asarray(col, dtype=object)
-        cat = pd.Categorical(values, categories=list(t.values))
-        codes = np.asarray(cat.codes)
+        codes = pd.Index(list(t.values), dtype=object).get_indexer(values)
         bad = codes < 0
         if bad.any():
             where, pos = _first(bad, index)
-            raise DataError(f"column {name!r}: {values[pos]!r} at {where} is not one of "
+            raise DataError(f"column {name!r}: {_show(values[pos])} at {where} is not one of "
                             f"{{{', '.join(t.values)}}}")
         return codes.astype(np.int64)
     if isinstance(t, A.BoolType):
@@ -174,7 +178,7 @@ def _column(var, col, index: pd.Index) -> np.ndarray:
         if bad.any():
             where, pos = _first(bad, index)
             raise DataError(f"column {name!r}: expected true/false (bool or 0/1), got "
-                            f"{arr[pos]!r} at {where}")
+                            f"{_show(arr[pos])} at {where}")
         return num.astype(bool)
     if isinstance(t, A.TensorType):
         raise DataError(f"{name!r} is a tensor; crisp evaluation reads only table columns")
@@ -197,7 +201,7 @@ def _check_range(name: str, t, num: np.ndarray, index, *, what: str) -> None:
         frac = num != np.floor(num)
         if frac.any():
             where, pos = _first(frac, index)
-            raise DataError(f"{label}: {num[pos]!r} at {where} is not a whole number "
+            raise DataError(f"{label}: {float(num[pos])!r} at {where} is not a whole number "
                             f"({_type_text(t)})")
         lo, hi = t.lo, t.hi
     elif isinstance(t, A.RealType) and t.lo is not None:
@@ -352,15 +356,29 @@ class Evaluation:
 
     kb: KnowledgeBase
     index: pd.Index
-    bodies: pd.DataFrame
-    scores: pd.DataFrame
     preferred: pd.DataFrame
     decisions: pd.DataFrame
     values: pd.DataFrame
-    violations: pd.DataFrame
     infeasible: pd.Series
+    _bodies: dict = field(repr=False)
+    _scores: dict = field(repr=False)
+    _violations: dict = field(repr=False)
     _weights: dict = field(repr=False)
     _env: _Env = field(repr=False)
+
+    # the per-rule tables are built on first use: a caller who wants only the decisions
+    # does not pay for them
+    @cached_property
+    def bodies(self) -> pd.DataFrame:
+        return _frame({r: self._bodies[r] for r in self.kb.rules}, self.index, bool)
+
+    @cached_property
+    def scores(self) -> pd.DataFrame:
+        return _frame(self._scores, self.index, np.float64)
+
+    @cached_property
+    def violations(self) -> pd.DataFrame:
+        return _frame(self._violations, self.index, bool)
 
     def holds(self, formula) -> pd.Series:
         """Per row, whether ``formula`` (rule text or AST) holds, given the final decisions.
@@ -502,78 +520,100 @@ def evaluate(kb: KnowledgeBase, data, *, bias: Mapping | None = None) -> Evaluat
     for c in dp.fixed_constraints:
         infeasible |= ~truth(c.formula, env)
 
+    bodies: dict[str, np.ndarray] = {}  # rule bodies in the top environment
+
+    def body(r):
+        if r.name not in bodies:
+            bodies[r.name] = truth(r.body, env)
+        return bodies[r.name]
+
+    weights = {r.name: _signed(r, r.head.value) for r in kb.rules.values()}
+    # per (decided variable, value): bias plus the rules whose bodies read no decision of
+    # the same component (those are the same for every assignment)
+    partial: dict[tuple, object] = {}
+    dynamic: dict[tuple, list] = {}
     preferred: dict[str, np.ndarray] = {}
     for comp in dp.components:
+        comp_vars = set(comp.variables)
+        for v in comp.variables:
+            for x in A.domain_values(kb.variables[v].type):
+                if isinstance(x, bool) and not x:
+                    continue  # a bool's False scores 0: its rules push the score of True
+                total = biases.get(v, {}).get(x, 0.0)
+                dynamic[v, x] = []
+                for r in kb.rules_for(v):
+                    if not _head_matches(r.head, x):
+                        continue
+                    if closure(kb, A.variables(r.body)) & comp_vars:
+                        dynamic[v, x].append(r)
+                    else:
+                        total = total + weights[r.name] * body(r)
+                partial[v, x] = total
         assignments = comp.assignments(kb)
         best = np.full(n, -np.inf)
         best_free = np.full(n, -np.inf)
         choice = np.zeros(n, np.int64)
         choice_free = np.zeros(n, np.int64)
-        comp_vars = set(comp.variables)
-        # rule bodies that do not read this component are computed once
-        static = {r.name: truth(r.body, env) for r in comp.rules
-                  if not (closure(kb, A.variables(r.body)) & comp_vars)}
         for k, a in enumerate(assignments):
-            values = dict(zip(comp.variables, a))
-            sub = _Env(kb, {v: _code(kb, v, x) for v, x in values.items()}, defines, n, index,
-                       parent=env, fresh=comp.tainted)
-            objective = np.zeros(n)
-            for v, x in values.items():
-                objective = objective + biases.get(v, {}).get(x, 0.0)
-            for r in comp.rules:
-                if _head_matches(r.head, values[r.head.name]):
-                    body = static[r.name] if r.name in static else truth(r.body, sub)
-                    objective = objective + _signed(r, values[r.head.name]) * body
-            feasible = np.ones(n, bool)
-            for c in comp.constraints:
-                feasible &= truth(c.formula, sub)
+            sub = _Env(kb, {v: _code(kb, v, x) for v, x in zip(comp.variables, a)}, defines, n,
+                       index, parent=env, fresh=comp.tainted)
+            objective = 0.0
+            for v, x in zip(comp.variables, a):
+                if (v, x) not in partial:
+                    continue
+                objective = objective + partial[v, x]
+                for r in dynamic[v, x]:
+                    objective = objective + weights[r.name] * truth(r.body, sub)
+            objective = np.broadcast_to(objective, (n,))
             better_free = objective > best_free
             best_free = np.where(better_free, objective, best_free)
             choice_free[better_free] = k
-            better = feasible & (objective > best)
-            best = np.where(better, objective, best)
-            choice[better] = k
-        none = np.isneginf(best)
-        infeasible |= none
-        choice = np.where(none, choice_free, choice)
+            if comp.constraints:
+                feasible = np.ones(n, bool)
+                for c in comp.constraints:
+                    feasible &= truth(c.formula, sub)
+                better = feasible & (objective > best)
+                best = np.where(better, objective, best)
+                choice[better] = k
+        if comp.constraints:
+            none = np.isneginf(best)
+            infeasible |= none
+            choice = np.where(none, choice_free, choice)
+        else:
+            choice = choice_free
         for j, v in enumerate(comp.variables):
             codes = np.array([_code(kb, v, a[j]) for a in assignments])
             env.values[v] = codes[choice]
             preferred[v] = codes[choice_free]
 
     # the final picture, with every decision known
-    bodies = {r.name: truth(r.body, env) for r in kb.rules.values()}
-    weights = {r.name: _signed(r, r.head.value) for r in kb.rules.values()}
-    violations = {c.name: ~truth(c.formula, env) for c in kb.constraints.values()}
+    for r in kb.rules.values():
+        body(r)
     scores = {}
     for name in kb.decided:
         var = kb.variables[name]
-        b = biases.get(name, {})
-        if isinstance(var.type, A.BoolType):
-            s = np.full(n, b.get(True, 0.0))
-            for r in kb.rules_for(name):
+        for value in A.domain_values(var.type):
+            if (name, value) not in partial:
+                continue
+            s = partial[name, value]
+            for r in dynamic[name, value]:
                 s = s + weights[r.name] * bodies[r.name]
-            scores[name] = s
-        else:
-            for value in A.domain_values(var.type):
-                s = np.full(n, b.get(value, 0.0))
-                for r in kb.rules_for(name):
-                    if _head_matches(r.head, value):
-                        s = s + weights[r.name] * bodies[r.name]
-                scores[f"{name}={value}"] = s
+            label = name if isinstance(var.type, A.BoolType) else f"{name}={value}"
+            scores[label] = np.broadcast_to(s, (n,))
+    violations = {c.name: ~truth(c.formula, env) for c in kb.constraints.values()}
     decided = kb.decided
     return Evaluation(
         kb=kb,
         index=index,
-        bodies=_frame(bodies, index, bool),
-        scores=_frame(scores, index, np.float64),
         preferred=pd.DataFrame({v: _decoded(kb, v, preferred[v], index) for v in decided},
                                index=index),
         decisions=pd.DataFrame({v: _decoded(kb, v, env[v], index) for v in decided},
                                index=index),
         values=pd.DataFrame({v: _decoded(kb, v, env[v], index) for v in kb.defined}, index=index),
-        violations=_frame(violations, index, bool),
         infeasible=pd.Series(infeasible, index=index, name="infeasible"),
+        _bodies=bodies,
+        _scores=scores,
+        _violations=violations,
         _weights=weights,
         _env=env,
     )
@@ -582,8 +622,8 @@ def evaluate(kb: KnowledgeBase, data, *, bias: Mapping | None = None) -> Evaluat
 def _frame(columns: dict, index, dtype) -> pd.DataFrame:
     if not columns:
         return pd.DataFrame(index=index)
-    data = np.column_stack([np.asarray(v, dtype=dtype) for v in columns.values()])
-    return pd.DataFrame(data, index=index, columns=list(columns))
+    return pd.DataFrame({k: np.asarray(v, dtype=dtype) for k, v in columns.items()},
+                        index=index)
 
 
 def _head_matches(head: A.Head, value) -> bool:

@@ -61,10 +61,12 @@ class Context:
 
     def solver(self, *, constraints: bool = True) -> z3.Solver:
         """A solver holding the declared types of all non-defined variables and, unless
-        told otherwise, the hard constraints."""
+        told otherwise, the hard constraints -- left out too when they contradict each
+        other (a contradiction already reported would make every later question vacuous)."""
         s = make_solver(self.timeout)
         s.add(*self.enc.domain())
-        if constraints:
+        if constraints and not any(f.check == "contradiction" and f.severity == "error"
+                                   for f in self.findings):
             s.add(*self.enc.hard_constraints())
         return s
 

@@ -1,0 +1,80 @@
+"""The greybox command line: exit codes, messages, --help for every command."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from greybox.cli import build_parser, main
+
+from .conftest import EXAMPLES
+
+
+def run(*args):
+    return subprocess.run([sys.executable, "-m", "greybox", *args], capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_check_clean_file_exits_0(capsys):
+    assert main(["check", str(EXAMPLES / "credit.rules")]) == 0
+    out = capsys.readouterr().out
+    assert "0 error(s), 0 warning(s)" in out
+
+
+def test_check_with_warning_exits_1_and_json(tmp_path, capsys):
+    path = tmp_path / "dead.rules"
+    path.write_text("input x: int 0..3\noutput y: bool\nrule r: x > 5 -> y\n")
+    assert main(["check", str(path), "--json"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert report["warnings"] == 1 and report["findings"][0]["check"] == "dead-rule"
+
+
+def test_check_invalid_file_exits_2_with_location(tmp_path):
+    path = tmp_path / "bad.rules"
+    path.write_text("input x: int 0..3\noutput y: bool\nrule r: x > 5 -> \n")
+    proc = run("check", str(path))
+    assert proc.returncode == 2
+    assert f"{path}:3:17: unexpected end of input" in proc.stderr
+    assert "^" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_check_missing_file_exits_2():
+    proc = run("check", "/no/such/file.rules")
+    assert proc.returncode == 2 and "cannot read /no/such/file.rules" in proc.stderr
+
+
+def test_entails_and_evaluate_and_graph(tmp_path, capsys):
+    rules = str(EXAMPLES / "credit.rules")
+    assert main(["entails", rules, "age < 18 -> not approve"]) == 0
+    assert main(["entails", rules, "income > 100000 -> approve"]) == 1
+    out = capsys.readouterr().out
+    assert "proved" in out and "counterexample" in out
+    csv = tmp_path / "data.csv"
+    csv.write_text("age,income,debt_ratio,employment,years at address,reliable\n"
+                   "30,50000,0.1,employed,5,True\n16,50000,0.1,employed,5,True\n")
+    result = tmp_path / "out.csv"
+    assert main(["evaluate", rules, str(csv), "-o", str(result)]) == 0
+    assert "decision.approve" in result.read_text().splitlines()[0]
+    assert main(["graph", rules]) == 0
+    assert capsys.readouterr().out.count("digraph greybox") == 1
+
+
+def test_evaluate_bad_data_exits_2(tmp_path):
+    csv = tmp_path / "data.csv"
+    csv.write_text("age,income,debt_ratio,employment,years at address,reliable\n"
+                   "300,50000,0.1,employed,5,True\n")
+    proc = run("evaluate", str(EXAMPLES / "credit.rules"), str(csv))
+    assert proc.returncode == 2 and "column 'age': 300 at row 0 is outside int 0..120" in proc.stderr
+
+
+@pytest.mark.parametrize("command", ["check", "entails", "evaluate", "graph"])
+def test_every_command_has_help(command):
+    proc = run(command, "--help")
+    assert proc.returncode == 0 and "usage: greybox " + command in proc.stdout
+
+
+def test_top_level_help_lists_commands():
+    text = build_parser().format_help()
+    for command in ("check", "entails", "evaluate", "graph"):
+        assert command in text

@@ -1,0 +1,28 @@
+"""The examples in docstrings run and show what they claim."""
+
+import doctest
+import importlib
+import pkgutil
+
+import pytest
+
+import greybox
+import greybox.rules
+
+
+def _modules():
+    names = ["greybox", "greybox.errors", "greybox.cli"]
+    for pkg in (greybox.rules,):
+        names.append(pkg.__name__)
+        for info in pkgutil.walk_packages(pkg.__path__, pkg.__name__ + "."):
+            names.append(info.name)
+    finder = doctest.DocTestFinder()
+    return [n for n in names
+            if any(t.examples for t in finder.find(importlib.import_module(n)))]
+
+
+@pytest.mark.parametrize("name", _modules())
+def test_docstring_examples(name):
+    module = importlib.import_module(name)
+    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+    assert result.failed == 0

@@ -1,0 +1,171 @@
+"""Crisp evaluation: decisions, contributions, constraints and data errors."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import greybox.rules as gr
+
+
+@pytest.fixture
+def credit_rows():
+    return pd.DataFrame({
+        "age": [30, 16, 50, 70],
+        "income": [10000.0, 50000, 100000, 3000],
+        "debt_ratio": [0.9, 0.1, 0.2, 0.1],
+        "employment": ["employed", "employed", "retired", "unemployed"],
+        "years at address": [1.0, 5, 10, 2],
+        "reliable": [True, True, False, True],
+    }, index=["a", "b", "c", "d"])
+
+
+def reference(row):
+    """The credit rules by hand, one row at a time."""
+    low = row["income"] < 20000 and row["debt_ratio"] > 0.6
+    stable = row["employment"] == "employed" and row["debt_ratio"] < 0.4
+    trusted = row["reliable"] and row["years at address"] > 3
+    score = -2.0 * low + 1.0 * stable + 1.0 * trusted
+    decision = score > 0 and not row["age"] < 18
+    return [low, stable, trusted], score, decision
+
+
+def test_matches_a_hand_written_reference(credit, credit_rows):
+    ev = gr.evaluate(credit, credit_rows)
+    for label, row in credit_rows.iterrows():
+        bodies, score, decision = reference(row)
+        assert ev.bodies.loc[label].tolist() == bodies
+        assert ev.scores.loc[label, "approve"] == score
+        assert ev.decisions.loc[label, "approve"] == decision
+    assert ev.changed.tolist() == [False, True, False, False]
+    assert ev.preferred.loc["b", "approve"] and not ev.decisions.loc["b", "approve"]
+
+
+def test_contributions_add_up_to_the_score(credit, credit_rows):
+    bias = {"approve": -0.25}
+    ev = gr.evaluate(credit, credit_rows, bias=bias)
+    np.testing.assert_allclose(ev.contributions.sum(axis=1) - 0.25, ev.scores["approve"])
+    assert ev.contributions.loc["a", "low_income_high_debt"] == -2.0
+
+
+def test_finite_outputs_constraints_and_chained_decisions():
+    kb = gr.parse("""input x: int 0..9
+output g: {lo, mid, hi}
+output ok: bool
+rule a: x < 3 -> g = lo
+rule b: x >= 3 and x < 7 -> g = mid
+rule c weight 2: x >= 5 -> g = hi
+rule d: g == hi -> ok
+constraint cc: ok -> x != 6
+""")
+    ev = gr.evaluate(kb, {"x": list(range(10))})
+    assert ev.decisions["g"].tolist() == ["lo"] * 3 + ["mid"] * 2 + ["hi"] * 5
+    assert ev.decisions["ok"].tolist() == [False] * 5 + [True, False, True, True, True]
+    assert ev.changed.tolist() == [False] * 6 + [True] + [False] * 3
+    assert ev.scores.columns.tolist() == ["g=lo", "g=mid", "g=hi", "ok"]
+    assert not ev.violations.any().any()
+
+
+def test_joint_constraints_pick_the_best_feasible_assignment():
+    kb = gr.parse("""input x: real[0, 1]
+output a: bool
+output b: bool
+rule ra weight 3: x > 0.5 -> a
+rule rb weight 1: x > 0.5 -> b
+constraint excl: not (a and b)
+""")
+    ev = gr.evaluate(kb, {"x": [0.2, 0.9]})
+    assert ev.decisions.to_dict("list") == {"a": [False, True], "b": [False, False]}
+
+
+def test_infeasible_rows_are_flagged_never_silent():
+    kb = gr.parse("""input x: int 0..10
+output a: bool
+output b: bool
+constraint c1: x > 5 -> a
+constraint c2: a -> not b
+constraint c3: x > 8 -> b
+constraint c4: x != 3
+""")
+    ev = gr.evaluate(kb, {"x": [0, 3, 7, 9]})
+    assert ev.infeasible.tolist() == [False, True, False, True]
+    assert ev.violations.loc[3].any()
+
+
+def test_defined_variables_and_their_domain(addition):
+    ev = gr.evaluate(addition, {"d1": [3, 9], "d2": [4, 9]})
+    assert ev.values["total"].tolist() == [7, 18]
+    kb = gr.parse("input a: int 0..9 input b: int 0..9 define s: int 0..9 = a + b "
+                  "output o: bool rule r: s > 5 -> o")
+    with pytest.raises(gr.DataError, match=r"defined variable 's': 12 at row 1 is outside int 0..9"):
+        gr.evaluate(kb, {"a": [1, 6], "b": [2, 6]})
+
+
+def test_holds_evaluates_a_property(credit, credit_rows):
+    ev = gr.evaluate(credit, credit_rows)
+    assert ev.holds("age < 18 -> not approve").all()
+    assert ev.holds("approve").tolist() == [False, False, False, False]
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"age": [30, np.nan, 50, 70]}, r"column 'age': missing value \(NaN\) at row 1 \(index 'b'\)"),
+        ({"age": [30, 16.5, 50, 70]}, r"column 'age': 16.5 at row 1 \(index 'b'\) is not a whole number"),
+        ({"age": [30, 16, 500, 70]}, r"column 'age': 500 at row 2 \(index 'c'\) is outside int 0..120"),
+        ({"income": [1.0, -5, 2, 3]}, r"column 'income': -5 at row 1 .* is outside real\[0, 1000000\]"),
+        ({"employment": ["employed", "boss", "retired", "retired"]},
+         r"column 'employment': 'boss' at row 1 \(index 'b'\) is not one of"),
+        ({"reliable": [1, 2, 0, 1]}, r"column 'reliable': expected true/false \(bool or 0/1\), got 2"),
+        ({"income": ["a", "b", "c", "d"]}, r"column 'income': expected numbers, got 'a'"),
+        ({"years at address": [1.0, np.inf, 2, 3]}, "column 'years at address': infinite value"),
+    ],
+)
+def test_data_errors_name_column_and_row(credit, credit_rows, change, message):
+    with pytest.raises(gr.DataError, match=message):
+        gr.evaluate(credit, credit_rows.assign(**change))
+
+
+def test_missing_column_is_named(credit, credit_rows):
+    with pytest.raises(gr.DataError, match="missing column 'reliable' .*network 'applicant_net'"):
+        gr.evaluate(credit, credit_rows.drop(columns="reliable"))
+    with pytest.raises(gr.DataError, match="missing column 'years at address'; found 'Years At Address'"):
+        gr.evaluate(credit, credit_rows.rename(columns={"years at address": "Years At Address"}))
+
+
+def test_dicts_of_arrays_and_single_rows(credit):
+    row = {"age": 40, "income": 50000.0, "debt_ratio": 0.1, "employment": "employed",
+           "years at address": 4.0, "reliable": True}
+    assert gr.evaluate(credit, row).decisions["approve"].tolist() == [True]
+    with pytest.raises(gr.DataError, match="different lengths"):
+        gr.evaluate(credit, {**{k: [v] for k, v in row.items()}, "age": [1, 2]})
+
+
+def test_categorical_and_nullable_columns(credit, credit_rows):
+    frame = credit_rows.assign(employment=credit_rows["employment"].astype("category"),
+                               age=credit_rows["age"].astype("Int64"))
+    ev = gr.evaluate(credit, frame)
+    assert ev.decisions["approve"].tolist() == gr.evaluate(credit, credit_rows).decisions["approve"].tolist()
+
+
+def test_large_random_data_matches_the_row_by_row_reference(credit):
+    rng = np.random.default_rng(0)
+    n = 2000
+    frame = pd.DataFrame({
+        "age": rng.integers(0, 121, n), "income": rng.uniform(0, 60000, n),
+        "debt_ratio": rng.uniform(0, 2, n),
+        "employment": rng.choice(["employed", "self_employed", "unemployed", "retired"], n),
+        "years at address": rng.uniform(0, 10, n), "reliable": rng.random(n) < 0.5,
+    })
+    ev = gr.evaluate(credit, frame)
+    expected = [reference(row)[2] for _, row in frame.iterrows()]
+    assert ev.decisions["approve"].tolist() == expected
+
+
+def test_rendering(credit, credit_rows):
+    ev = gr.evaluate(credit, credit_rows)
+    text = str(ev)
+    assert "crisp evaluation of 4 rows" in text and "changed by hard constraints: 1" in text
+    frame = ev.to_frame()
+    assert {"decision.approve", "body.stable", "contribution.stable", "violated.minors",
+            "infeasible"} <= set(frame.columns)
+    assert "<table" in ev._repr_html_()

@@ -1,0 +1,72 @@
+"""Project-wide rules: import direction, exception roots, no eval, package layout."""
+
+import ast
+import inspect
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+import greybox
+import greybox.errors as errors
+import greybox.rules as gr
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+
+def test_importing_rules_does_not_import_torch_or_model_code():
+    code = ("import sys, greybox.rules; "
+            "bad = [m for m in ('torch', 'captum', 'greybox.explain') if m in sys.modules]; "
+            "print(bad)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_rules_package_source_imports_no_model_code():
+    for path in (ROOT / "rules").rglob("*.py"):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names = [node.module]
+            for name in names:
+                assert not name.startswith(("torch", "captum", "greybox.explain")), (path, name)
+                if name.startswith("greybox.") :
+                    assert name in ("greybox.errors",), (path, name)
+
+
+def test_no_eval_or_exec_in_the_library():
+    for folder in ("greybox", "rules", "explain"):
+        for path in (ROOT / folder).rglob("*.py"):
+            tree = ast.parse(path.read_text())
+            for node in ast.walk(tree):
+                if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+                    assert node.func.id not in ("eval", "exec", "compile"), path
+
+
+@pytest.mark.parametrize("exc", [errors.RuleSyntaxError, errors.RuleError, errors.DataError,
+                                 errors.SolverError])
+def test_exception_roots(exc):
+    assert issubclass(exc, errors.GreyboxError)
+    assert issubclass(exc, (SyntaxError, ValueError, RuntimeError))
+    assert getattr(gr, exc.__name__) is exc and getattr(greybox, exc.__name__) is exc
+
+
+def test_every_public_name_is_documented():
+    for name in gr.__all__:
+        obj = getattr(gr, name)
+        if inspect.isfunction(obj) or inspect.isclass(obj):
+            assert obj.__doc__, name
+
+
+def test_subpackages_installed_under_greybox_only():
+    import importlib.util
+
+    assert importlib.util.find_spec("greybox.rules") is not None
+    assert importlib.util.find_spec("greybox.explain") is not None
+    for top in ("rules", "explain"):
+        spec = importlib.util.find_spec(top)
+        assert spec is None or "site-packages" not in str(spec.origin)
