@@ -13,10 +13,9 @@ from __future__ import annotations
 import argparse
 import time
 
+import greybox.rules as gr
 import numpy as np
 import pandas as pd
-
-import greybox.rules as gr
 
 FEATURES = [f"f{i}" for i in range(10)]
 KINDS = ["a", "b", "c", "d"]
@@ -90,9 +89,9 @@ def main() -> None:
     t_check, report = best_of(lambda: gr.check(kb), 1)
 
     rows = [
-        ("crisp evaluate, %d rules x %d rows" % (args.rules, args.rows), t_hand, t_gb,
+        (f"crisp evaluate, {args.rules} rules x {args.rows} rows", t_hand, t_gb,
          t_gb / t_hand, "<= 1.5x", same),
-        ("check (all analyses), %d rules" % args.rules, float("nan"), t_check, float("nan"),
+        (f"check (all analyses), {args.rules} rules", float("nan"), t_check, float("nan"),
          "< 5 s", len(report.errors) == 0),
     ]
     print(f"{'benchmark':<44} {'reference s':>11} {'greybox s':>10} {'ratio':>7} "

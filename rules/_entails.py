@@ -14,8 +14,8 @@ from greybox.errors import SolverError
 from . import _ast as A
 from ._kb import KnowledgeBase, parse_formula
 from ._printer import expr_to_text
-from .analyses._base import _plain
 from ._z3 import Z3Encoding, make_solver, solve, witness_row
+from .analyses._base import first_row
 
 __all__ = ["Entailment", "entails"]
 
@@ -50,8 +50,7 @@ class Entailment:
     def __str__(self) -> str:
         if self.holds:
             return f"proved: {self.property}"
-        row = self.counterexample.iloc[0]
-        values = ", ".join(f"{k}={_plain(v)!r}" for k, v in row.items())
+        values = ", ".join(f"{k}={v!r}" for k, v in first_row(self.counterexample).items())
         return f"refuted: {self.property}\n  counterexample: {values}"
 
     def _repr_html_(self) -> str:

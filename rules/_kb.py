@@ -13,7 +13,7 @@ from greybox.errors import RuleError, RuleSyntaxError
 from . import _ast as A
 from ._parser import parse_fragment, parse_statements
 from ._printer import statement_to_text
-from ._validate import Variable, _Checker, check_expr, validate
+from ._validate import _Checker, check_expr, validate
 
 __all__ = ["KnowledgeBase", "load", "parse", "parse_formula", "to_text"]
 

@@ -218,7 +218,7 @@ class _DeferredSyntaxError(Exception):
         self.message, self.span = message, span
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _parser() -> Lark:
     grammar = resources.files(__package__).joinpath("grammar.lark").read_text("utf-8")
     return Lark(

@@ -1,8 +1,7 @@
 from pathlib import Path
 
-import pytest
-
 import greybox.rules as gr
+import pytest
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 

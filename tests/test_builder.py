@@ -1,8 +1,7 @@
 """The Python builder makes the same AST as the parser."""
 
-import pytest
-
 import greybox.rules as gr
+import pytest
 
 
 def build_credit():

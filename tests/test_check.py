@@ -1,8 +1,7 @@
 """Z3 analyses on planted problems with known answers, and entails."""
 
-import pytest
-
 import greybox.rules as gr
+import pytest
 from greybox.rules.analyses import REGISTRY
 
 HEAD = """input age: int 0..120
@@ -169,3 +168,11 @@ def test_to_z3_covers_every_construct():
     term = gr.to_z3(kb, kb.rules["r"].body)
     assert "Or" in str(term) and "income" in str(term)
     assert gr.to_z3(kb) is not None
+
+
+def test_witness_keeps_int_values_whole():
+    kb = gr.parse("input age: int 0..120\ninput income: real[0, 100]\noutput ok: bool\n"
+                  "rule r: income > 5 -> ok\n")
+    (f,) = gr.check(kb, analyses=["uncovered"]).findings
+    assert isinstance(f.to_dict()["witness"]["age"], int)
+    assert "age=" in str(f) and "age=0.0" not in str(f)

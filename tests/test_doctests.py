@@ -4,10 +4,10 @@ import doctest
 import importlib
 import pkgutil
 
+import greybox.rules
 import pytest
 
 import greybox
-import greybox.rules
 
 
 def _modules():

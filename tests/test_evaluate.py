@@ -1,10 +1,9 @@
 """Crisp evaluation: decisions, contributions, constraints and data errors."""
 
+import greybox.rules as gr
 import numpy as np
 import pandas as pd
 import pytest
-
-import greybox.rules as gr
 
 
 @pytest.fixture

@@ -6,11 +6,11 @@ import pathlib
 import subprocess
 import sys
 
+import greybox.rules as gr
 import pytest
 
 import greybox
 import greybox.errors as errors
-import greybox.rules as gr
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 

@@ -1,8 +1,7 @@
 """Semantic checks: each problem is a RuleError that names the thing and its location."""
 
-import pytest
-
 import greybox.rules as gr
+import pytest
 
 BASE = """input age: int 0..120
 input income: real[0, 1000000]

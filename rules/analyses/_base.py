@@ -31,22 +31,26 @@ class Finding:
     def __str__(self) -> str:
         text = f"{self.severity}: [{self.check}] {self.message}"
         if self.witness is not None and len(self.witness):
-            row = self.witness.iloc[0]
-            text += "\n    witness: " + ", ".join(f"{k}={_plain(v)!r}" for k, v in row.items())
+            text += "\n    witness: " + ", ".join(
+                f"{k}={v!r}" for k, v in first_row(self.witness).items())
         return text
 
     def to_dict(self) -> dict:
         witness = None
         if self.witness is not None and len(self.witness):
-            witness = {k: _plain(v) for k, v in self.witness.iloc[0].items()}
+            witness = first_row(self.witness)
         return {"check": self.check, "severity": self.severity, "message": self.message,
                 "subjects": list(self.subjects), "witness": witness}
 
 
-def _plain(v):
-    if hasattr(v, "item"):
-        return v.item()
-    return v
+def first_row(frame: pd.DataFrame) -> dict:
+    """The first row as plain Python values, each column keeping its own type (a row of a
+    mixed frame would turn ints into floats)."""
+    out = {}
+    for k in frame.columns:
+        v = frame[k].iloc[0]
+        out[k] = v.item() if hasattr(v, "item") else v
+    return out
 
 
 class Context:
