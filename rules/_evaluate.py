@@ -15,7 +15,6 @@ from greybox.errors import DataError, RuleError
 from . import _ast as A
 from ._decisions import closure, plan
 from ._kb import KnowledgeBase, parse_formula
-from ._printer import expr_to_text, head_to_text
 
 __all__ = ["Evaluation", "evaluate", "prepare_columns"]
 
@@ -657,8 +656,3 @@ def _decoded(kb, name: str, arr, index) -> pd.Series:
     if isinstance(t, A.BoolType):
         return pd.Series(arr.astype(bool), index=index, name=name)
     return pd.Series(arr.astype(np.float64), index=index, name=name)
-
-
-def describe_rule(rule: A.Rule) -> str:
-    """``body -> head`` as text, for reports."""
-    return f"{expr_to_text(rule.body)} -> {head_to_text(rule.head)}"
