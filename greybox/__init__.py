@@ -21,32 +21,68 @@ import importlib
 from typing import TYPE_CHECKING
 
 from . import errors
-from .errors import DataError, GreyboxError, RuleError, RuleSyntaxError, SolverError
+from .errors import (
+    CheckpointError,
+    DataError,
+    GreyboxError,
+    ModelError,
+    RuleError,
+    RuleSyntaxError,
+    SolverError,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "CheckpointError",
     "DataError",
+    "GreyBox",
+    "GreyBoxClassifier",
     "GreyboxError",
+    "History",
+    "ModelError",
     "RuleError",
     "RuleSyntaxError",
     "SolverError",
+    "Trace",
     "errors",
     "explain",
+    "fit",
+    "functional",
+    "load",
     "rules",
+    "semantics",
 ]
 
-_SUBMODULES = {"rules", "explain"}
+_SUBMODULES = {"rules", "explain", "semantics", "functional"}
+#: public names of the model part, loaded (with torch) on first use
+_LAZY = {
+    "GreyBox": "greybox._model",
+    "Trace": "greybox._trace",
+    "History": "greybox._train",
+    "fit": "greybox._train",
+    "load": "greybox._io",
+    "GreyBoxClassifier": "greybox._sklearn",
+}
 
 if TYPE_CHECKING:  # pragma: no cover
-    from . import explain, rules
+    from . import explain, functional, rules, semantics
+    from ._io import load
+    from ._model import GreyBox
+    from ._sklearn import GreyBoxClassifier
+    from ._trace import Trace
+    from ._train import History, fit
 
 
 def __getattr__(name: str):
     if name in _SUBMODULES:
         return importlib.import_module(f"greybox.{name}")
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
     raise AttributeError(f"module 'greybox' has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | _SUBMODULES)
+    return sorted(set(globals()) | _SUBMODULES | set(_LAZY))

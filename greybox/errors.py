@@ -18,9 +18,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 __all__ = [
+    "CheckpointError",
     "DataError",
     "GreyboxError",
     "Location",
+    "ModelError",
     "RuleError",
     "RuleSyntaxError",
     "SolverError",
@@ -119,3 +121,14 @@ class DataError(GreyboxError, ValueError):
 
 class SolverError(GreyboxError, RuntimeError):
     """The constraint solver could not answer (timeout, resource limit, unsupported term)."""
+
+
+class ModelError(GreyboxError, ValueError):
+    """A grey-box model that cannot be built or run as asked: a network missing or
+    returning the wrong shape, arithmetic too large for exact inference, a model used
+    before it was fitted."""
+
+
+class CheckpointError(GreyboxError, ValueError):
+    """A saved model that cannot be read: corrupted, truncated, foreign or from an
+    incompatible version."""

@@ -303,7 +303,23 @@ class _Env:
         return value
 
 
-def _bias_table(kb, bias) -> dict:
+def _bias_number(name, b, n):
+    """A bias: one number, or one number per row (shape (n,))."""
+    if isinstance(b, (bool, np.bool_)):
+        raise RuleError(f"bias of {name!r} must be a number, got {b!r}")
+    try:
+        arr = np.asarray(b, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise RuleError(f"bias of {name!r} must be a number or one number per row, got "
+                        f"{type(b).__name__}") from None
+    if arr.ndim == 0:
+        return float(arr)
+    if arr.shape != (n,):
+        raise RuleError(f"bias of {name!r}: expected one number or shape ({n},), got {arr.shape}")
+    return arr
+
+
+def _bias_table(kb, bias, n=None) -> dict:
     out = {}
     bias = dict(bias or {})
     for name, b in bias.items():
@@ -315,14 +331,14 @@ def _bias_table(kb, bias) -> dict:
         if isinstance(var.type, A.BoolType):
             if isinstance(b, Mapping) or isinstance(b, bool):
                 raise RuleError(f"bias of bool {name!r} must be one number")
-            out[name] = {True: float(b), False: 0.0}
+            out[name] = {True: _bias_number(name, b, n), False: 0.0}
         else:
             if not isinstance(b, Mapping):
                 raise RuleError(f"bias of {name!r} must map its values to numbers")
             unknown = [k for k in b if k not in values]
             if unknown:
                 raise RuleError(f"bias of {name!r} names {unknown[0]!r}, not one of {values}")
-            out[name] = {v: float(b.get(v, 0.0)) for v in values}
+            out[name] = {v: _bias_number(name, b.get(v, 0.0), n) for v in values}
     return out
 
 
@@ -468,7 +484,8 @@ def evaluate(kb: KnowledgeBase, data, *, bias: Mapping | None = None) -> Evaluat
         takes the networks' predictions as data). A mapping of scalars is one row.
     bias : mapping, optional
         Per decided variable: a number for a bool (added to the score of True), or a
-        mapping value -> number for an int or enum. Default 0.
+        mapping value -> number for an int or enum. Default 0. Each number may also be an
+        array with one number per row (a grey-box model's residual network uses this).
 
     Returns
     -------
@@ -504,7 +521,7 @@ def evaluate(kb: KnowledgeBase, data, *, bias: Mapping | None = None) -> Evaluat
     defines = {name: compile_expr(v.expr, kb, v.type if isinstance(v.type, A.EnumType) else None)
                for name, v in kb.variables.items() if v.role == "defined"}
     env = _Env(kb, dict(cols), defines, n, index, raw=raw)
-    biases = _bias_table(kb, bias)
+    biases = _bias_table(kb, bias, n)
     dp = plan(kb)
 
     compiled: dict[int, _Fn] = {}

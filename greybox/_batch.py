@@ -1,0 +1,210 @@
+"""Turning user data (DataFrames, mappings of arrays and tensors) into checked tensors."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+
+from greybox.errors import DataError
+from greybox.rules import _ast as A
+from greybox.rules._evaluate import _column
+
+__all__ = ["Batch", "to_batch", "to_targets", "Targets"]
+
+
+@dataclass
+class Batch:
+    """Checked inputs of ``n`` rows: a tensor per input variable (batch first), the row
+    index, and the tabular columns as numpy (for crisp evaluation)."""
+
+    values: dict[str, torch.Tensor]
+    n: int
+    index: pd.Index
+    columns: dict[str, np.ndarray]
+
+    def take(self, rows: torch.Tensor) -> Batch:
+        """The rows at positions ``rows`` (a long tensor)."""
+        cpu = rows.cpu().numpy()
+        return Batch({k: v[rows.to(v.device)] for k, v in self.values.items()}, len(cpu),
+                     self.index[cpu], {k: v[cpu] for k, v in self.columns.items()})
+
+
+def _length(name, value) -> int:
+    if isinstance(value, torch.Tensor):
+        if value.dim() == 0:
+            raise DataError(f"input {name!r}: expected one value per row, got a scalar tensor")
+        return value.shape[0]
+    return len(value)
+
+
+def _as_items(data) -> tuple[dict, pd.Index | None]:
+    if isinstance(data, Batch):
+        return data, None
+    if isinstance(data, pd.DataFrame):
+        if not data.columns.is_unique:
+            dup = data.columns[data.columns.duplicated()][0]
+            raise DataError(f"column {dup!r} appears more than once")
+        return {c: data[c] for c in data.columns}, data.index
+    if isinstance(data, Mapping):
+        return dict(data), None
+    raise DataError(f"data must be a pandas DataFrame or a mapping of input name -> values, "
+                    f"got {type(data).__name__}")
+
+
+def to_batch(kb, data, device: torch.device, *, needed=None) -> Batch:
+    """Read every input variable of ``kb`` from ``data`` onto ``device``.
+
+    Tabular inputs go through the same checks as crisp evaluation (types, domains, NaN:
+    errors name the column and the first bad row); tensor inputs must agree on the number
+    of rows and, when declared with a shape, on the shape of one example.
+    """
+    items, index = _as_items(data)
+    if isinstance(items, Batch):
+        return items
+    names = list(kb.inputs) if needed is None else list(needed)
+    lengths = {}
+    for name in names:
+        if name not in items:
+            close = [c for c in items if isinstance(c, str) and c.lower() == name.lower()]
+            hint = f"; found {close[0]!r}" if close else ""
+            raise DataError(f"missing input {name!r}{hint} (inputs: {', '.join(kb.inputs)})")
+        lengths[name] = _length(name, items[name])
+    if len(set(lengths.values())) > 1:
+        raise DataError(f"inputs have different numbers of rows: {lengths}")
+    n = next(iter(lengths.values()), 0) if lengths else (len(index) if index is not None else 0)
+    if index is None:
+        index = pd.RangeIndex(n)
+    values, columns = {}, {}
+    for name in names:
+        var = kb.variables[name]
+        col = items[name]
+        if isinstance(var.type, A.TensorType):
+            values[name] = _tensor_input(name, var.type, col, device)
+            continue
+        if isinstance(col, torch.Tensor):
+            col = col.detach().cpu().numpy()
+        arr = _column(var, col, index)
+        columns[name] = arr
+        dtype = torch.long if isinstance(var.type, A.EnumType) else torch.float32
+        values[name] = torch.as_tensor(np.asarray(arr, dtype=np.int64 if dtype == torch.long
+                                                  else np.float32), device=device)
+    return Batch(values, n, index, columns)
+
+
+def _tensor_input(name, t: A.TensorType, col, device) -> torch.Tensor:
+    if isinstance(col, pd.Series):
+        col = np.stack([np.asarray(v) for v in col]) if len(col) else np.zeros((0,))
+    try:
+        x = torch.as_tensor(col)
+    except (TypeError, ValueError, RuntimeError) as err:
+        raise DataError(f"input {name!r}: cannot make a tensor of {type(col).__name__}: {err}") \
+            from None
+    if not torch.is_floating_point(x):
+        x = x.to(torch.float32)
+    if t.shape is not None and tuple(x.shape[1:]) != tuple(t.shape):
+        raise DataError(f"input {name!r}: each row must have shape {list(t.shape)}, got "
+                        f"{list(x.shape[1:])} (tensor of shape {list(x.shape)})")
+    return x.to(device)
+
+
+@dataclass
+class Targets:
+    """Labels per supervised variable: ``values`` (long value indices, or float for bool
+    and real variables) and ``mask`` (False where the label is missing)."""
+
+    values: dict[str, torch.Tensor]
+    mask: dict[str, torch.Tensor]
+
+    def take(self, rows: torch.Tensor) -> Targets:
+        return Targets({k: v[rows.to(v.device)] for k, v in self.values.items()},
+                       {k: v[rows.to(v.device)] for k, v in self.mask.items()})
+
+    def to(self, device) -> Targets:
+        return Targets({k: v.to(device) for k, v in self.values.items()},
+                       {k: v.to(device) for k, v in self.mask.items()})
+
+
+def _missing(arr: np.ndarray) -> np.ndarray:
+    if arr.dtype.kind == "f":
+        return np.isnan(arr)
+    if arr.dtype.kind == "O":
+        return np.array([v is None or v is pd.NA or (isinstance(v, float) and np.isnan(v))
+                         for v in arr], bool)
+    return np.zeros(len(arr), bool)
+
+
+def to_targets(kb, targets, n: int, *, index: pd.Index | None = None,
+               default: str | None = None) -> Targets:
+    """Labels for any variable: outputs, defined or neural variables (missing labels, NaN
+    or None, are masked out). A bare array or Series labels ``default``."""
+    if isinstance(targets, pd.DataFrame):
+        items = {c: targets[c] for c in targets.columns}
+    elif isinstance(targets, Mapping):
+        items = dict(targets)
+    else:
+        if default is None:
+            raise DataError("targets must be a mapping of variable name -> labels when the "
+                            f"model has several outputs ({', '.join(kb.outputs)})")
+        items = {default: targets}
+    values, masks = {}, {}
+    for name, col in items.items():
+        var = kb.variables.get(name)
+        if var is None:
+            raise DataError(f"targets name {name!r}, which is not a variable "
+                            f"(outputs: {', '.join(kb.outputs)})")
+        if isinstance(var.type, A.TensorType) or var.role == "input":
+            raise DataError(f"targets name {name!r}, an input: only neural, defined and "
+                            "decided variables can be supervised")
+        if isinstance(col, torch.Tensor):
+            col = col.detach().cpu().numpy()
+        if isinstance(col, pd.Series):
+            col = (col.astype(object).to_numpy() if isinstance(col.dtype, pd.CategoricalDtype)
+                   else col.to_numpy())
+        arr = np.asarray(col)
+        if arr.ndim != 1 or len(arr) != n:
+            raise DataError(f"labels of {name!r} must be one per row: expected shape ({n},), "
+                            f"got {arr.shape}")
+        miss = _missing(arr)
+        t = var.type
+        if isinstance(t, A.EnumType):
+            codes = pd.Index(list(t.values), dtype=object).get_indexer(arr.astype(object))
+            bad = (codes < 0) & ~miss
+            if bad.any():
+                pos = int(np.flatnonzero(bad)[0])
+                raise DataError(f"labels of {name!r}: {arr[pos]!r} at row {pos} is not one of "
+                                f"{{{', '.join(t.values)}}}")
+            values[name] = torch.as_tensor(np.where(miss, 0, codes), dtype=torch.long)
+        else:
+            num = np.zeros(len(arr), np.float64)
+            ok = ~miss
+            try:
+                num[ok] = arr[ok].astype(np.float64)
+            except (TypeError, ValueError):
+                raise DataError(f"labels of {name!r} must be numbers or booleans, got dtype "
+                                f"{arr.dtype}") from None
+            if isinstance(t, A.BoolType):
+                bad = ok & ~np.isin(num, (0.0, 1.0))
+                if bad.any():
+                    pos = int(np.flatnonzero(bad)[0])
+                    raise DataError(f"labels of {name!r}: expected true/false, got {arr[pos]!r} "
+                                    f"at row {pos}")
+                values[name] = torch.as_tensor(num, dtype=torch.float32)
+            elif isinstance(t, A.IntType):
+                bad = ok & ((num != np.floor(num)) | (num < t.lo) | (num > t.hi))
+                if bad.any():
+                    pos = int(np.flatnonzero(bad)[0])
+                    raise DataError(f"labels of {name!r}: {arr[pos]!r} at row {pos} is not in "
+                                    f"int {t.lo}..{t.hi}")
+                values[name] = torch.as_tensor(np.where(ok, num - t.lo, 0), dtype=torch.long)
+            else:
+                bad = ok & ~np.isfinite(num)
+                if bad.any():
+                    pos = int(np.flatnonzero(bad)[0])
+                    raise DataError(f"labels of {name!r}: infinite value at row {pos}")
+                values[name] = torch.as_tensor(num, dtype=torch.float32)
+        masks[name] = torch.as_tensor(~miss)
+    return Targets(values, masks)

@@ -1,0 +1,152 @@
+"""Exact inference on factor graphs by variable elimination with ``torch.einsum``.
+
+A factor is ``(scope, tensor)``: ``scope`` names the variables, the tensor has the batch
+first (size B, or 1 when the factor is the same for every row) and one dimension per
+variable. Elimination follows a greedy min-fill order computed with networkx once per
+graph structure and cached; every step is one ``torch.einsum`` followed by a rescaling
+(kept as a per-row log scale) so long chains neither underflow nor overflow.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+
+import networkx as nx
+import torch
+
+__all__ = ["Factor", "contract", "elimination_order", "mpe"]
+
+Factor = tuple[tuple[str, ...], torch.Tensor]
+
+_TINY = 1e-30
+
+
+@functools.lru_cache(maxsize=4096)
+def elimination_order(scopes: tuple[tuple[str, ...], ...], keep: tuple[str, ...]) -> tuple[str, ...]:
+    """A greedy min-fill elimination order for the variables of ``scopes`` not in ``keep``.
+
+    Ties go to the smaller degree, then to the earlier variable, so the order is
+    deterministic.
+    """
+    g = nx.Graph()
+    first: dict[str, int] = {}
+    for scope in scopes:
+        for v in scope:
+            first.setdefault(v, len(first))
+        g.add_nodes_from(scope)
+        g.add_edges_from((a, b) for i, a in enumerate(scope) for b in scope[i + 1:])
+    todo = [v for v in g.nodes if v not in keep]
+    order = []
+    while todo:
+        def cost(v):
+            nbrs = list(g.neighbors(v))
+            fill = sum(1 for i, a in enumerate(nbrs) for b in nbrs[i + 1:]
+                       if not g.has_edge(a, b))
+            return fill, len(nbrs), first[v]
+
+        v = min(todo, key=cost)
+        nbrs = list(g.neighbors(v))
+        g.add_edges_from((a, b) for i, a in enumerate(nbrs) for b in nbrs[i + 1:])
+        g.remove_node(v)
+        todo.remove(v)
+        order.append(v)
+    return tuple(order)
+
+
+def _product(parts: Sequence[Factor], out_scope: tuple[str, ...]) -> torch.Tensor:
+    """einsum of ``parts`` onto ``out_scope`` (summing every other variable)."""
+    ids: dict[str, int] = {}
+    args: list = []
+    for scope, t in parts:
+        args.append(t)
+        args.append([0] + [ids.setdefault(v, len(ids) + 1) for v in scope])
+    args.append([0] + [ids.setdefault(v, len(ids) + 1) for v in out_scope])
+    return torch.einsum(*args)
+
+
+def _rescale(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    if t.dim() == 1:
+        return t, torch.zeros_like(t)
+    s = t.detach().flatten(1).amax(dim=1).clamp_min(_TINY)
+    return t / s.view(-1, *([1] * (t.dim() - 1))), torch.log(s)
+
+
+def contract(factors: Sequence[Factor], keep: Sequence[str] = ()) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sum out every variable but ``keep``.
+
+    Returns ``(table, log_scale)``: the unnormalised table over ``keep`` (batch first) is
+    ``table * exp(log_scale)``. With ``keep=()`` the table has shape (B,), and
+    ``log(table) + log_scale`` is the log partition function per row (``-inf`` where every
+    assignment has weight 0).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from greybox._factors import contract
+    >>> p = torch.tensor([[0.25, 0.75]])                  # P(x), one row
+    >>> both = torch.tensor([[[1.0, 0.0], [0.0, 1.0]]])   # y == x
+    >>> t, s = contract([(("x",), p), (("x", "y"), both)], keep=("y",))
+    >>> (t * s.exp()[:, None]).tolist()
+    [[0.25, 0.75]]
+    """
+    keep = tuple(keep)
+    scopes = tuple(s for s, _ in factors)
+    order = elimination_order(scopes, keep)
+    pool = list(factors)
+    log_scale = None
+    for v in order:
+        with_v = [f for f in pool if v in f[0]]
+        pool = [f for f in pool if v not in f[0]]
+        union: dict[str, None] = {}
+        for scope, _ in with_v:
+            union.update(dict.fromkeys(scope))
+        del union[v]
+        scope = tuple(union)
+        t, s = _rescale(_product(with_v, scope))
+        log_scale = s if log_scale is None else log_scale + s
+        pool.append((scope, t))
+    t = _product(pool, keep) if pool else None
+    if t is None:
+        raise ValueError("nothing to contract")
+    t, s = _rescale(t) if keep else (t, torch.zeros_like(t))
+    log_scale = s if log_scale is None else log_scale + s
+    return t, log_scale
+
+
+def mpe(factors: Sequence[Factor], batch: int) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """The most probable joint assignment (max-product elimination with back-tracking).
+
+    Returns the value index of every variable, shape (B,), and the log weight of the
+    assignment per row (``-inf`` where every assignment has weight 0).
+    """
+    scopes = tuple(s for s, _ in factors)
+    order = elimination_order(scopes, ())
+    pool = list(factors)
+    log_scale = None
+    trail = []
+    for v in order:
+        with_v = [f for f in pool if v in f[0]]
+        pool = [f for f in pool if v not in f[0]]
+        union: dict[str, None] = {}
+        for scope, _ in with_v:
+            union.update(dict.fromkeys(scope))
+        full = tuple(union)
+        prod = _product(with_v, full)
+        dim = 1 + full.index(v)
+        best, arg = prod.max(dim=dim)
+        scope = tuple(u for u in full if u != v)
+        trail.append((v, scope, arg))
+        t, s = _rescale(best)
+        log_scale = s if log_scale is None else log_scale + s
+        pool.append((scope, t))
+    total = None
+    for _, t in pool:  # one number per row each
+        total = t if total is None else total * t
+    log_w = torch.log(total) + (log_scale if log_scale is not None else 0.0)
+    rows = torch.arange(batch, device=log_w.device)
+    values: dict[str, torch.Tensor] = {}
+    for v, scope, arg in reversed(trail):
+        arg = arg.expand(batch, *arg.shape[1:])
+        values[v] = arg[(rows, *[values[u] for u in scope])]
+    return values, log_w.expand(batch)

@@ -1,0 +1,245 @@
+"""Compiling integer arithmetic over finite variables into small factors.
+
+A ``define v: int lo..hi = EXPR`` whose expression is linear in finite integer variables
+(``d1 + d2``, ``10*a1 + a0``, ``n1 + n2`` over such numbers) becomes one of:
+
+- **dense**: one indicator factor over the parents and ``v`` (small cases);
+- **chain**: a chain of partial sums ``p_j = p_{j-1} + c_j x_j``, each factor over three
+  variables, so the cost grows polynomially in the number of terms;
+- **positional**: when the coefficients are powers of a base (digits of numbers), the sum
+  is computed column by column with carries, as on paper. ``v`` is then never enumerated:
+  it is represented by its digits and the last carry, so sums of 15-digit numbers cost a
+  few thousand entries per column.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+
+from greybox.rules import _ast as A
+
+__all__ = ["Arithmetic", "linear_form", "compile_linear"]
+
+#: Largest factor (entries) built for one piece of arithmetic.
+FACTOR_LIMIT = 1 << 22
+
+
+def linear_form(e, kb, *, inline: bool = True) -> tuple[float, dict[str, float]] | None:
+    """``e`` as ``const + sum(coef * var)``, or None when it is not linear arithmetic.
+
+    With ``inline``, variables defined by linear integer expressions are replaced by
+    their definitions (so ``n1 + n2`` over ``n1 = 10*a1 + a0`` reaches the digits).
+    """
+    if isinstance(e, A.Num):
+        return float(e.value), {}
+    if isinstance(e, A.Var):
+        v = kb.variables[e.name]
+        if inline and v.role == "defined" and isinstance(v.type, A.IntType):
+            inner = linear_form(v.expr, kb, inline=True)
+            if inner is not None:
+                return inner
+        return 0.0, {e.name: 1.0}
+    if isinstance(e, A.Neg):
+        inner = linear_form(e.operand, kb, inline=inline)
+        if inner is None:
+            return None
+        return -inner[0], {k: -c for k, c in inner[1].items()}
+    if isinstance(e, A.Sum):
+        const, terms = 0.0, {}
+        for i, arg in enumerate(e.args):
+            part = linear_form(arg, kb, inline=inline)
+            if part is None:
+                return None
+            sign = 1.0 if i == 0 or e.ops[i - 1] == "+" else -1.0
+            const += sign * part[0]
+            for k, c in part[1].items():
+                terms[k] = terms.get(k, 0.0) + sign * c
+        return const, {k: c for k, c in terms.items() if c != 0.0}
+    if isinstance(e, A.Mul):
+        left = linear_form(e.left, kb, inline=inline)
+        right = linear_form(e.right, kb, inline=inline)
+        if left is None or right is None:
+            return None
+        if not left[1]:
+            left, right = right, left
+        if right[1]:
+            return None
+        k = right[0]
+        return left[0] * k, {n: c * k for n, c in left[1].items()}
+    return None
+
+
+@dataclass
+class Arithmetic:
+    """The compiled form of one integer define.
+
+    ``factors`` are batch-free factors (leading dimension 1); ``aux`` names the auxiliary
+    variables they introduce with their value lists. ``kind`` is dense, chain or
+    positional. A positional define is not a variable of the graph: ``digits`` (lowest
+    first), ``carry`` and ``base`` give ``value - offset = sum(base**k * digit_k) +
+    base**len(digits) * carry``.
+    """
+
+    name: str
+    kind: str
+    factors: list = field(default_factory=list)
+    aux: dict = field(default_factory=dict)
+    digits: tuple[str, ...] = ()
+    carry: str | None = None
+    base: int = 0
+    offset: int = 0
+
+    @staticmethod
+    def conditional(scope, factor: torch.Tensor, made) -> bool:
+        """True when ``factor`` is a function of its inputs: it sums to 1 over ``made``."""
+        dims = [1 + scope.index(v) for v in made]
+        return bool((factor.sum(dim=dims) == 1).all()) if dims else False
+
+    def evidence(self, target: torch.Tensor) -> list:
+        """Unary factors saying ``value == target`` (an integer tensor of shape (B,))."""
+        rest = target.long() - self.offset
+        out = []
+        ok = rest >= 0
+        for d in self.digits:
+            digit = torch.remainder(rest, self.base)
+            out.append(((d,), torch.nn.functional.one_hot(digit.clamp(0, self.base - 1),
+                                                          self.base).to(torch.float32)))
+            rest = torch.div(rest, self.base, rounding_mode="floor")
+        ncarry = len(self.aux[self.carry])
+        ok = ok & (rest < ncarry)
+        hot = torch.nn.functional.one_hot(rest.clamp(0, ncarry - 1), ncarry).to(torch.float32)
+        out.append(((self.carry,), hot * ok[:, None]))
+        return out
+
+
+def _values(t) -> list[int]:
+    return list(range(t.lo, t.hi + 1)) if isinstance(t, A.IntType) else [0, 1]
+
+
+def _indicator(parts: list[tuple[list[int], int]], const: int, target: list[int],
+               carry_base: int | None = None, carry: list[int] | None = None) -> torch.Tensor:
+    """Indicator over (parts..., target[, carry]) of ``const + sum(c*x) == t (+ b*carry)``."""
+    total = torch.tensor(float(const))
+    for i, (vals, c) in enumerate(parts):
+        shape = [1] * len(parts)
+        shape[i] = len(vals)
+        total = total + c * torch.tensor(vals, dtype=torch.float64).view(shape)
+    t = torch.tensor(target, dtype=torch.float64)
+    if carry is None:
+        ind = total.unsqueeze(-1) == t
+    else:
+        rhs = t.view(-1, 1) + carry_base * torch.tensor(carry, dtype=torch.float64).view(1, -1)
+        ind = total.unsqueeze(-1).unsqueeze(-1) == rhs
+    return ind.to(torch.float32).unsqueeze(0)
+
+
+def compile_linear(name: str, kb, domains: dict[str, list[int]]) -> Arithmetic | None:
+    """Compile ``define name: int ...`` over finite random variables (their value lists in
+    ``domains``), or return None when its expression is not linear in them."""
+    var = kb.variables[name]
+    form = linear_form(var.expr, kb, inline=True)
+    if form is None or any(k not in domains for k in form[1]):
+        form = linear_form(var.expr, kb, inline=False)
+        if form is None or any(k not in domains for k in form[1]):
+            return None
+    const, terms = form
+    if not float(const).is_integer() or any(not float(c).is_integer() for c in terms.values()):
+        return None
+    const = int(const)
+    terms = {k: int(c) for k, c in terms.items()}
+    names = list(terms)
+    nvalues = var.type.size if isinstance(var.type, A.IntType) else 2
+    size = nvalues * math.prod(len(domains[k]) for k in names)
+    if size <= FACTOR_LIMIT // 16 or len(names) <= 1:
+        if size > FACTOR_LIMIT:
+            return None
+        f = _indicator([(domains[k], terms[k]) for k in names], const, _values(var.type))
+        return Arithmetic(name, "dense", [((*names, name), f)])
+    positional = _positional(name, terms, const, domains)
+    if positional is not None:
+        return positional
+    if nvalues > FACTOR_LIMIT:
+        return None
+    return _chain(name, terms, const, domains, _values(var.type))
+
+
+def _chain(name, terms, const, domains, target) -> Arithmetic | None:
+    names = sorted(terms, key=lambda k: (abs(terms[k]) * (max(domains[k]) - min(domains[k]))))
+    out = Arithmetic(name, "chain")
+    lo = hi = const
+    prev = None
+    for j, k in enumerate(names):
+        c, vals = terms[k], domains[k]
+        lo_k, hi_k = min(c * v for v in vals), max(c * v for v in vals)
+        lo, hi = lo + lo_k, hi + hi_k
+        last = j == len(names) - 1
+        nxt = name if last else f"{name}#sum{j}"
+        nxt_vals = target if last else list(range(lo, hi + 1))
+        if prev is None:
+            f = _indicator([(vals, c)], const, nxt_vals)
+            scope = (k, nxt)
+        else:
+            f = _indicator([(out.aux[prev], 1), (vals, c)], 0, nxt_vals)
+            scope = (prev, k, nxt)
+        if f.numel() > FACTOR_LIMIT:
+            return None
+        out.factors.append((scope, f))
+        if not last:
+            out.aux[nxt] = nxt_vals
+        prev = nxt
+    return out
+
+
+def _positional(name, terms, const, domains) -> Arithmetic | None:
+    coefs = sorted(set(terms.values()))
+    if len(coefs) < 2 or coefs[0] != 1 or any(min(domains[k]) < 0 for k in terms):
+        return None
+    base = coefs[1]
+    if base < 2:
+        return None
+    power = {}
+    for c in coefs:
+        k = round(math.log(c, base))
+        if base ** k != c:
+            return None
+        power[c] = k
+    npos = max(power.values()) + 1
+    columns = [[k for k in terms if power[terms[k]] == p] for p in range(npos)]
+    out = Arithmetic(name, "positional", base=base, offset=const)
+    carry, carry_vals = None, [0]
+    digits = []
+    for p, col in enumerate(columns):
+        items = ([(carry, carry_vals)] if carry is not None else []) + [(k, domains[k]) for k in col]
+        if not items:
+            items = [(carry, carry_vals)]
+        top = sum(max(v) for _, v in items)
+        digit = f"{name}#digit{p}"
+        new_carry = f"{name}#carry{p + 1}"
+        new_carry_vals = list(range(0, top // base + 1))
+        digits.append(digit)
+        out.aux[digit] = list(range(base))
+        partial, partial_vals = items[0]
+        for j, (k, vals) in enumerate(items[1:-1] if len(items) > 2 else []):
+            nxt = f"{name}#col{p}_{j}"
+            nxt_vals = list(range(min(partial_vals) + min(vals), max(partial_vals) + max(vals) + 1))
+            f = _indicator([(partial_vals, 1), (vals, 1)], 0, nxt_vals)
+            out.factors.append(((partial, k, nxt), f))
+            out.aux[nxt] = nxt_vals
+            partial, partial_vals = nxt, nxt_vals
+        if len(items) == 1:
+            f = _indicator([(partial_vals, 1)], 0, out.aux[digit], base, new_carry_vals)
+            out.factors.append(((partial, digit, new_carry), f))
+        else:
+            k, vals = items[-1]
+            f = _indicator([(partial_vals, 1), (vals, 1)], 0, out.aux[digit], base, new_carry_vals)
+            out.factors.append(((partial, k, digit, new_carry), f))
+        if out.factors[-1][1].numel() > FACTOR_LIMIT:
+            return None
+        out.aux[new_carry] = new_carry_vals
+        carry, carry_vals = new_carry, new_carry_vals
+    out.digits = tuple(digits)
+    out.carry = carry
+    return out

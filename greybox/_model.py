@@ -1,0 +1,670 @@
+"""The grey-box model: a knowledge base and networks as one ``torch.nn.Module``."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from greybox import rules as gr
+from greybox.errors import DataError, ModelError
+from greybox.rules import _ast as A
+from greybox.rules._decisions import closure
+
+from ._batch import Batch, to_batch, to_targets
+from ._linear import compile_linear, linear_form
+from ._trace import Trace
+from .semantics import REGISTRY
+
+__all__ = ["GreyBox"]
+
+
+def _key(name: str) -> str:
+    """A module-dict key for a rule or variable name (dots are not allowed there)."""
+    return name.replace(".", "\u2024")
+
+
+class RuleParameters(nn.Module):
+    """A rule's weight (a buffer when the rule is ``fixed``) and its ``~`` thresholds."""
+
+    def __init__(self, weight: float, thresholds: list[float], fixed: bool = False):
+        super().__init__()
+        w = torch.tensor(float(weight))
+        if fixed:
+            self.register_buffer("weight", w)
+        else:
+            self.weight = nn.Parameter(w)
+        if thresholds:
+            self.thresholds = _thresholds(thresholds)
+        self._init = (float(weight), list(thresholds))
+
+    def reset_parameters(self) -> None:
+        with torch.no_grad():
+            self.weight.fill_(self._init[0])
+            for p, v in zip(self.thresholds if self._init[1] else (), self._init[1]):
+                p.fill_(v)
+
+    def extra_repr(self) -> str:
+        fixed = "" if isinstance(self.weight, nn.Parameter) else ", fixed"
+        th = (f", thresholds={[round(p.item(), 6) for p in self.thresholds]}"
+              if self._init[1] else "")
+        return f"weight={self.weight.item():g}{fixed}{th}"
+
+
+class DecisionParameters(nn.Module):
+    """A decided variable's bias: one number for a bool (added to the score of True), one
+    per value otherwise."""
+
+    def __init__(self, size: int | None):
+        super().__init__()
+        self.bias = nn.Parameter(torch.zeros(()) if size is None else torch.zeros(size))
+
+    def reset_parameters(self) -> None:
+        with torch.no_grad():
+            self.bias.zero_()
+
+
+class GreyBox(nn.Module):
+    """Networks and rules composed into one differentiable model.
+
+    Parameters
+    ----------
+    kb : KnowledgeBase, str or path
+        The rules (a parsed knowledge base, rule text, or a ``.rules`` file).
+    networks : mapping of network name -> nn.Module
+        One module per network the knowledge base names (``neural d1: int 0..9 =
+        digit(img1)`` names ``digit``). A network returns, per row, one logit for a bool,
+        one logit per value for a finite type, or the value for a real type. Tensor
+        arguments are passed as they are (variables served by the same network with
+        same-shaped arguments go through it in one call); table columns are
+        standardised and stacked into one (rows, arguments) tensor.
+    semantics : str
+        ``"probabilistic"`` (default), ``"product"``, ``"godel"``, ``"lukasiewicz"``.
+    residual : nn.Module or mapping of output -> nn.Module, optional
+        A network over the standardised table inputs (:attr:`feature_names`) whose logits
+        are added to a decided output's score: what the rules miss.
+    temperature : float
+        Smooth comparisons are ``sigmoid(margin / (temperature * spread))``, the spread
+        being the compared column's standard deviation (see :meth:`calibrate`).
+
+    Examples
+    --------
+    >>> import torch, greybox as gb
+    >>> kb = gb.rules.parse('''
+    ... input x: real
+    ... output high: bool
+    ... rule big weight 3.0: x > ~1.0 -> high
+    ... rule small: x < 0.5 -> not high
+    ... ''')
+    >>> model = gb.GreyBox(kb, semantics="product")
+    >>> [name for name, _ in model.named_parameters()]
+    ['rules.big.weight', 'rules.big.thresholds.0', 'rules.small.weight', 'decisions.high.bias']
+    >>> trace = model({"x": [0.0, 2.0]})
+    >>> trace.values["high"].detach().round(decimals=2).tolist()
+    [0.27, 0.95]
+    >>> model.predict({"x": [0.0, 2.0]})["high"].tolist()
+    [False, True]
+    """
+
+    def __init__(self, kb, networks: Mapping[str, nn.Module] | None = None, *,
+                 semantics: str = "probabilistic",
+                 residual: nn.Module | Mapping[str, nn.Module] | None = None,
+                 temperature: float = 0.1):
+        super().__init__()
+        if isinstance(kb, Path) or (isinstance(kb, str) and kb.endswith(".rules")
+                                    and "\n" not in kb):
+            kb = gr.load(kb)
+        elif isinstance(kb, str):
+            kb = gr.parse(kb)
+        if not isinstance(kb, gr.KnowledgeBase):
+            raise ModelError(f"kb must be a KnowledgeBase, rule text or a .rules path, got "
+                             f"{type(kb).__name__}")
+        if semantics not in REGISTRY or semantics == "crisp":
+            raise ModelError(f"unknown semantics {semantics!r}; expected one of "
+                             "'probabilistic', 'product', 'godel', 'lukasiewicz' (crisp "
+                             "evaluation is model.crisp())")
+        if not (isinstance(temperature, (int, float)) and temperature > 0):
+            raise ModelError(f"temperature must be a positive number, got {temperature!r}")
+        self.kb = kb
+        self.semantics = semantics
+        self.temperature = float(temperature)
+        self._crisp = False
+        networks = dict(networks or {})
+        missing = [n for n in kb.networks if n not in networks]
+        if missing:
+            raise ModelError(f"no module given for network {missing[0]!r} (used by "
+                             f"{', '.join(kb.networks[missing[0]])}); pass networks="
+                             f"{{{missing[0]!r}: module}}")
+        extra = [n for n in networks if n not in kb.networks]
+        if extra:
+            raise ModelError(f"network {extra[0]!r} is not used by the rules (networks: "
+                             f"{', '.join(kb.networks) or 'none'})")
+        for n, m in networks.items():
+            if not isinstance(m, nn.Module):
+                raise ModelError(f"network {n!r} must be a torch.nn.Module, got {type(m).__name__}")
+        self.networks = nn.ModuleDict({_key(n): m for n, m in networks.items()})
+
+        # rule weights, thresholds, biases -----------------------------------------------
+        self._nums: dict[int, tuple[str, str, int]] = {}
+        rules = {}
+        for r in kb.rules.values():
+            ths = self._collect(r.body, "rules", r.name)
+            rules[_key(r.name)] = RuleParameters(r.weight, ths, r.fixed)
+        self.rules = nn.ModuleDict(rules)
+        cons = {}
+        for c in kb.constraints.values():
+            ths = self._collect(c.formula, "constraints", c.name)
+            if ths:
+                m = nn.Module()
+                m.thresholds = _thresholds(ths)
+                cons[_key(c.name)] = m
+        self.constraints = nn.ModuleDict(cons)
+        self.decisions = nn.ModuleDict({
+            _key(v): DecisionParameters(None if isinstance(kb.variables[v].type, A.BoolType)
+                                        else len(A.domain_values(kb.variables[v].type)))
+            for v in kb.decided})
+
+        # table inputs: names and statistics ------------------------------------------------
+        self.feature_names: list[str] = []
+        centers, scales = [], []
+        for name in kb.inputs:
+            t = kb.variables[name].type
+            if isinstance(t, A.TensorType):
+                continue
+            if isinstance(t, A.EnumType):
+                for v in t.values:
+                    self.feature_names.append(f"{name}={v}")
+                    centers.append(0.0)
+                    scales.append(1.0)
+                continue
+            self.feature_names.append(name)
+            lo, hi = (t.lo, t.hi) if isinstance(t, (A.IntType, A.RealType)) else (0, 1)
+            if lo is None or hi is None or hi <= lo:
+                centers.append(0.0)
+                scales.append(1.0)
+            else:
+                centers.append((lo + hi) / 2)
+                scales.append((hi - lo) / 4)
+        self.register_buffer("feature_center", torch.tensor(centers, dtype=torch.float32))
+        self.register_buffer("feature_scale", torch.tensor(scales, dtype=torch.float32))
+        self.register_buffer("calibrated", torch.tensor(False))
+
+        # residual -------------------------------------------------------------------------
+        if residual is None:
+            self.residual = None
+        else:
+            if isinstance(residual, nn.Module):
+                if len(kb.decided) != 1:
+                    raise ModelError("a single residual network needs exactly one decided "
+                                     f"output; this model decides {', '.join(kb.decided)}: "
+                                     "pass residual={output: module}")
+                residual = {kb.decided[0]: residual}
+            for name, m in residual.items():
+                if name not in kb.decided:
+                    raise ModelError(f"residual given for {name!r}, which is not decided by "
+                                     f"rules (decided: {', '.join(kb.decided) or 'none'})")
+                if not isinstance(m, nn.Module):
+                    raise ModelError(f"residual for {name!r} must be an nn.Module")
+            self.residual = nn.ModuleDict({_key(k): m for k, m in residual.items()})
+        self._arith_cache: dict = {}
+        self._kb_cache: tuple | None = None
+        self._smooth_cache: dict[int, bool] = {}
+        self._spread_cache: dict[int, list] = {}
+
+    # construction helpers ---------------------------------------------------------------
+    def _collect(self, e, group: str, owner: str) -> list[float]:
+        out = []
+        for node in A.walk(e):
+            if isinstance(node, A.Num) and node.learnable:
+                self._nums[id(node)] = (group, owner, len(out))
+                out.append(float(node.value))
+        return out
+
+    def extra_repr(self) -> str:
+        return (f"semantics={self.semantics!r}, temperature={self.temperature:g}, "
+                f"{len(self.kb.rules)} rules, {len(self.kb.constraints)} constraints")
+
+    def reset_parameters(self) -> None:
+        """Rule weights and thresholds back to the rule file's values, biases to 0."""
+        for m in (*self.rules.values(), *self.decisions.values()):
+            m.reset_parameters()
+
+    @property
+    def device(self) -> torch.device:
+        for t in self.parameters():
+            return t.device
+        return self.feature_center.device
+
+    # parameters as the semantics read them ------------------------------------------------
+    def rule_weight(self, name: str) -> torch.Tensor:
+        return self.rules[_key(name)].weight
+
+    def threshold(self, node: A.Num) -> torch.Tensor:
+        """The current value of a ``~`` threshold (an AST node of this model's rules)."""
+        group, owner, i = self._nums[id(node)]
+        return getattr(self, group)[_key(owner)].thresholds[i]
+
+    def bias_vector(self, name: str) -> torch.Tensor:
+        b = self.decisions[_key(name)].bias
+        return torch.stack([torch.zeros_like(b), b]) if b.dim() == 0 else b
+
+    def _feature_scale(self, name: str) -> torch.Tensor | float:
+        if name in self.feature_names:
+            return self.feature_scale[self.feature_names.index(name)]
+        var = self.kb.variables[name]
+        if isinstance(var.type, A.IntType):
+            return max(1.0, (var.type.hi - var.type.lo) / 4)
+        return 1.0
+
+    def _smooth(self, e: A.Compare) -> bool:
+        """Whether a comparison is smooth: it has a ``~`` threshold or reads a network."""
+        found = self._smooth_cache.get(id(e))
+        if found is None:
+            learn = any(isinstance(n, A.Num) and n.learnable for n in A.walk(e))
+            names = closure(self.kb, A.variables(e))
+            real_net = any(self.kb.variables[n].role == "neural"
+                           and not A.is_finite_type(self.kb.variables[n].type) for n in names)
+            found = self._smooth_cache[id(e)] = learn or real_net
+            if not found and self.semantics != "probabilistic":
+                found = self._smooth_cache[id(e)] = any(
+                    self.kb.variables[n].role == "neural" for n in names)
+        return found
+
+    def _temperature(self, e: A.Compare) -> torch.Tensor:
+        terms = self._spread_cache.get(id(e))
+        if terms is None:
+            terms = []
+            for side in (e.left, e.right):
+                form = linear_form(side, self.kb, inline=True)
+                if form is not None:
+                    terms += [(n, abs(c)) for n, c in form[1].items()]
+            self._spread_cache[id(e)] = terms
+        spread = sum(c * self._feature_scale(n) for n, c in terms)
+        if not isinstance(spread, torch.Tensor):
+            spread = torch.tensor(float(spread) if spread else 1.0, device=self.device)
+        return self.temperature * spread
+
+    def _arithmetic(self, name: str, domains: dict):
+        key = (name, tuple((k, tuple(v)) for k, v in domains.items()), str(self.device))
+        if key not in self._arith_cache:
+            arith = compile_linear(name, self.kb, domains)
+            if arith is not None:
+                arith.factors = [(s, f.to(self.device)) for s, f in arith.factors]
+            self._arith_cache[key] = arith
+        return self._arith_cache[key]
+
+    # networks and residual ------------------------------------------------------------------
+    def _features(self, batch: Batch) -> torch.Tensor:
+        cols = []
+        for name in self.kb.inputs:
+            t = self.kb.variables[name].type
+            if isinstance(t, A.TensorType):
+                continue
+            x = batch.values[name]
+            if isinstance(t, A.EnumType):
+                cols.append(nn.functional.one_hot(x, t.size).float())
+            else:
+                cols.append(x.float().unsqueeze(1))
+        if not cols:
+            return torch.zeros(batch.n, 0, device=self.device)
+        return (torch.cat(cols, 1) - self.feature_center) / self.feature_scale
+
+    def run_networks(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """Each neural variable's raw network output, checked against its type."""
+        kb = self.kb
+        out: dict[str, torch.Tensor] = {}
+        feats = None
+        groups: dict[tuple, list[str]] = {}
+        for name in kb.neural:
+            var = kb.variables[name]
+            tensors = all(isinstance(kb.variables[a].type, A.TensorType) for a in var.args)
+            if tensors and len(var.args) == 1:
+                x = batch.values[var.args[0]]
+                groups.setdefault((var.network, tuple(x.shape[1:])), []).append(name)
+                continue
+            if tensors:
+                args = [batch.values[a] for a in var.args]
+            else:
+                if feats is None:
+                    feats = self._features(batch)
+                args = []
+                for a in var.args:
+                    t = kb.variables[a].type
+                    if isinstance(t, A.TensorType):
+                        args.append(batch.values[a])
+                    elif isinstance(t, A.EnumType):
+                        i = self.feature_names.index(f"{a}={t.values[0]}")
+                        args.append(feats[:, i:i + t.size])
+                    else:
+                        i = self.feature_names.index(a)
+                        args.append(feats[:, i:i + 1])
+                if not any(isinstance(kb.variables[a].type, A.TensorType) for a in var.args):
+                    args = [torch.cat(args, 1)]
+            out[name] = self._check_output(name, self.networks[_key(var.network)](*args), batch.n)
+        for (network, _), names in groups.items():
+            xs = [batch.values[kb.variables[n].args[0]] for n in names]
+            y = self.networks[_key(network)](torch.cat(xs, 0) if len(xs) > 1 else xs[0])
+            parts = torch.split(y, batch.n, 0) if len(xs) > 1 and isinstance(y, torch.Tensor) \
+                and y.shape[0] == batch.n * len(xs) else None
+            if parts is None and len(xs) > 1:
+                self._check_output(names[0], y, batch.n * len(xs))
+            for i, n in enumerate(names):
+                out[n] = self._check_output(n, parts[i] if parts is not None else y, batch.n)
+        return {n: out[n] for n in kb.neural}
+
+    def _check_output(self, name: str, y, n: int) -> torch.Tensor:
+        var = self.kb.variables[name]
+        t = var.type
+        if not isinstance(y, torch.Tensor):
+            raise ModelError(f"network {var.network!r} for {name!r} returned "
+                             f"{type(y).__name__}, expected a tensor")
+        if A.is_finite_type(t) and not isinstance(t, A.BoolType):
+            k = len(A.domain_values(t))
+            if tuple(y.shape) != (n, k):
+                raise ModelError(f"network {var.network!r} for {name!r} ({_type(t)}) returned "
+                                 f"shape {list(y.shape)}; expected [{n}, {k}] (one logit per "
+                                 "value)")
+            return y
+        if y.dim() == 2 and y.shape[1] == 1:
+            y = y[:, 0]
+        if tuple(y.shape) != (n,):
+            what = "one logit" if isinstance(t, A.BoolType) else "one value"
+            raise ModelError(f"network {var.network!r} for {name!r} ({_type(t)}) returned shape "
+                             f"{list(y.shape)}; expected [{n}] or [{n}, 1] ({what} per row)")
+        return y
+
+    def residual_scores(self, batch: Batch) -> dict[str, torch.Tensor]:
+        if self.residual is None:
+            return {}
+        feats = self._features(batch)
+        out = {}
+        for name in self.kb.decided:
+            if _key(name) not in self.residual:
+                continue
+            y = self.residual[_key(name)](feats)
+            t = self.kb.variables[name].type
+            k = len(A.domain_values(t))
+            if isinstance(t, A.BoolType) and y.dim() == 2 and y.shape[1] == 1:
+                y = y[:, 0]
+            want = (batch.n,) if isinstance(t, A.BoolType) else (batch.n, k)
+            if tuple(y.shape) != want:
+                raise ModelError(f"residual for {name!r} returned shape {list(y.shape)}; "
+                                 f"expected {list(want)}")
+            out[name] = y
+        return out
+
+    # the forward pass ----------------------------------------------------------------------
+    def batch(self, data) -> Batch:
+        """Check ``data`` and turn it into tensors on the model's device."""
+        return to_batch(self.kb, data, self.device)
+
+    def forward(self, data, *, crisp: bool | None = None) -> Trace:
+        """Run the model on a batch and return its :class:`Trace`.
+
+        ``data`` is a DataFrame, or a mapping of input name -> tensor/array/list (table
+        columns and tensors such as images may be mixed: ``{**df, "img": images}``).
+        ``crisp=True`` (or :meth:`crisp`) evaluates with plain booleans.
+        """
+        batch = self.batch(data)
+        use_crisp = self._crisp if crisp is None else crisp
+        sem = REGISTRY["crisp" if use_crisp else self.semantics]
+        return sem.trace(self, batch)
+
+    def crisp(self, mode: bool = True) -> GreyBox:
+        """Switch crisp evaluation on (or off); returns the model, like ``eval()``."""
+        self._crisp = bool(mode)
+        return self
+
+    # parameters as rules ---------------------------------------------------------------------
+    def to_kb(self) -> gr.KnowledgeBase:
+        """The knowledge base with the learned weights and thresholds written in."""
+        state = tuple(float(x) for m in (*self.rules.values(), *self.constraints.values())
+                      for x in m.parameters())
+        state += tuple(float(m.weight) for m in self.rules.values())
+        if self._kb_cache is not None and self._kb_cache[0] == state:
+            return self._kb_cache[1]
+        stmts = []
+        for s in self.kb.statements:
+            if isinstance(s, A.Rule):
+                m = self.rules[_key(s.name)]
+                s = dataclasses.replace(s, weight=float(m.weight), body=self._written(s.body))
+            elif isinstance(s, A.Constraint):
+                s = dataclasses.replace(s, formula=self._written(s.formula))
+            stmts.append(s)
+        kb = gr.KnowledgeBase(stmts, filename=self.kb.filename)
+        self._kb_cache = (state, kb)
+        return kb
+
+    def _written(self, e):
+        if isinstance(e, A.Num):
+            if e.learnable:
+                return A.Num(float(self.threshold(e).detach()), True, span=e.span)
+            return e
+        changes = {}
+        for f in dataclasses.fields(e):
+            if f.name == "span":
+                continue
+            v = getattr(e, f.name)
+            if isinstance(v, A.Node):
+                changes[f.name] = self._written(v)
+            elif isinstance(v, tuple) and v and isinstance(v[0], A.Node):
+                changes[f.name] = tuple(self._written(x) for x in v)
+        return dataclasses.replace(e, **changes) if changes else e
+
+    def bias_table(self, batch: Batch | None = None) -> dict:
+        """Biases as :func:`greybox.rules.evaluate` takes them (per-row arrays when a
+        residual network adds to the scores)."""
+        res = self.residual_scores(batch) if batch is not None else {}
+        out = {}
+        for name in self.kb.decided:
+            b = self.decisions[_key(name)].bias.detach().double().cpu()
+            r = res.get(name)
+            r = None if r is None else r.detach().double().cpu().numpy()
+            if b.dim() == 0:
+                out[name] = float(b) if r is None else float(b) + r
+            else:
+                values = A.domain_values(self.kb.variables[name].type)
+                out[name] = {v: (float(b[i]) if r is None else float(b[i]) + r[:, i])
+                             for i, v in enumerate(values)}
+        return out
+
+    # statistics -------------------------------------------------------------------------------
+    def calibrate(self, data) -> GreyBox:
+        """Set the table inputs' center and spread (mean, standard deviation) from
+        ``data``: they standardise network and residual inputs and scale the temperature of
+        smooth comparisons."""
+        batch = self.batch(data)
+        if batch.n < 2:
+            raise DataError("calibrate needs at least 2 rows")
+        feats = self._features(batch) * self.feature_scale + self.feature_center
+        center = feats.mean(0)
+        scale = feats.std(0)
+        for i, name in enumerate(self.feature_names):
+            if "=" in name and name not in self.kb.variables:  # one-hot enum columns
+                center[i], scale[i] = 0.0, 1.0
+        scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+        with torch.no_grad():
+            self.feature_center.copy_(center)
+            self.feature_scale.copy_(scale)
+            self.calibrated.fill_(True)
+        return self
+
+    # losses and predictions -------------------------------------------------------------------
+    def loss(self, data, targets=None, *, trace: Trace | None = None) -> torch.Tensor:
+        """The training loss on a batch: negative log-likelihood of every labelled variable
+        (squared error for real ones), plus each soft constraint's weight times its
+        violation (``-log P(holds)`` under the probabilistic semantics, ``1 - truth``
+        under fuzzy ones) over every row.
+
+        ``targets`` maps variable names (outputs, defined or neural variables) to labels
+        (NaN or None = no label); a bare array labels the only output.
+        """
+        if trace is None:
+            trace = self(data)
+        labels = self._targets(targets, trace.n) if targets is not None else None
+        return self._loss(trace, labels)
+
+    def _targets(self, targets, n):
+        if hasattr(targets, "values") and hasattr(targets, "mask") and not isinstance(
+                targets, (pd.DataFrame, pd.Series, Mapping)):
+            return targets.to(self.device)
+        default = self.kb.outputs[0] if len(self.kb.outputs) == 1 else None
+        return to_targets(self.kb, targets, n, default=default).to(self.device)
+
+    def _loss(self, trace: Trace, labels) -> torch.Tensor:
+        total = torch.zeros((), device=self.device)
+        if labels is not None:
+            for name, y in labels.values.items():
+                mask = labels.mask[name]
+                if not bool(mask.any()):
+                    continue
+                var = self.kb.variables[name]
+                if A.is_finite_type(var.type):
+                    lp = trace.log_prob(name, y)[mask]
+                    ok = torch.isfinite(lp)
+                    if bool(ok.any()):
+                        total = total - lp[ok].mean()
+                else:
+                    pred = trace.values[name]
+                    total = total + ((pred[mask] - y[mask]) ** 2).mean()
+        for c in self.kb.constraints.values():
+            if c.hard:
+                continue
+            t = trace.constraints[c.name]
+            if trace.semantics == "probabilistic":
+                v = -torch.log(t.clamp_min(1e-12))
+            else:
+                v = 1.0 - t
+            total = total + c.weight * v.mean()
+        return total
+
+    def predict(self, data, *, on_infeasible: str = "raise", batch_size: int = 4096
+                ) -> pd.DataFrame:
+        """The most probable value of every output, one row per example.
+
+        Hard constraints hold in every row returned. Where no value satisfies them,
+        ``on_infeasible="raise"`` (default) raises :class:`~greybox.DataError` naming the
+        rows; ``"flag"`` returns them with a True ``infeasible`` column instead.
+        """
+        if on_infeasible not in ("raise", "flag"):
+            raise ModelError(f"on_infeasible must be 'raise' or 'flag', got {on_infeasible!r}")
+        batch = self.batch(data)
+        outs, flags = [], []
+        was = self.training
+        self.eval()
+        try:
+            with torch.no_grad():
+                for start in range(0, batch.n, batch_size):
+                    rows = torch.arange(start, min(batch.n, start + batch_size))
+                    tr = self(batch.take(rows))
+                    outs.append({k: v.cpu() for k, v in tr.decisions().items()})
+                    flags.append(tr.infeasible.cpu())
+        finally:
+            self.train(was)
+        infeasible = torch.cat(flags).numpy() if flags else np.zeros(0, bool)
+        if on_infeasible == "raise" and infeasible.any():
+            rows = np.flatnonzero(infeasible)
+            labels = [batch.index[i] for i in rows[:5]]
+            raise DataError(f"{len(rows)} row(s) have no decision satisfying the hard "
+                            f"constraints (first: {labels}); predict(..., on_infeasible='flag') "
+                            "returns them flagged")
+        cols = {}
+        for name in self.kb.outputs:
+            v = torch.cat([o[name] for o in outs]).numpy() if outs else np.zeros(0)
+            cols[name] = _decode(self.kb.variables[name].type, v)
+        df = pd.DataFrame(cols, index=batch.index)
+        if on_infeasible == "flag":
+            df["infeasible"] = infeasible
+        return df
+
+    def predict_proba(self, data, output: str | None = None, *, batch_size: int = 4096
+                      ) -> pd.DataFrame:
+        """The distribution of a finite output (default: the only output), one column per
+        value (``False``/``True`` for a bool)."""
+        if output is None:
+            if len(self.kb.outputs) != 1:
+                raise ModelError(f"name the output: one of {', '.join(self.kb.outputs)}")
+            output = self.kb.outputs[0]
+        var = self.kb.variables.get(output)
+        if var is None or not var.output or not A.is_finite_type(var.type):
+            raise ModelError(f"{output!r} is not a finite output")
+        batch = self.batch(data)
+        parts = []
+        was = self.training
+        self.eval()
+        try:
+            with torch.no_grad():
+                for start in range(0, batch.n, batch_size):
+                    rows = torch.arange(start, min(batch.n, start + batch_size))
+                    tr = self(batch.take(rows))
+                    if output not in tr.values:
+                        raise ModelError(f"{output!r} has too many values to enumerate its "
+                                         "distribution")
+                    p = tr.values[output]
+                    if p.dim() == 1:
+                        p = torch.stack([1 - p, p], 1)
+                    parts.append(p.cpu())
+        finally:
+            self.train(was)
+        p = torch.cat(parts).numpy() if parts else np.zeros((0, len(A.domain_values(var.type))))
+        return pd.DataFrame(p, index=batch.index, columns=list(A.domain_values(var.type)))
+
+    # persistence --------------------------------------------------------------------------------
+    def save(self, path) -> None:
+        """Write the rules and every parameter to ``path`` (atomically). Network code is not
+        saved: give the same networks to :func:`greybox.load`."""
+        from ._io import save
+
+        save(self, path)
+
+    def fit(self, data, targets=None, **kwargs):
+        """Train the model; see :func:`greybox.fit` for the arguments. Returns the
+        :class:`~greybox.History`."""
+        from ._train import fit
+
+        return fit(self, data, targets, **kwargs)
+
+    def parameter_groups(self, lr: float) -> list[dict]:
+        """Optimiser parameter groups: thresholds learn at ``lr`` times the spread of what
+        they are compared with (so a threshold on an area and one on a ratio move alike);
+        everything else at ``lr``."""
+        seen, groups = set(), []
+        for s in (*self.kb.rules.values(), *self.kb.constraints.values()):
+            body = s.body if isinstance(s, A.Rule) else s.formula
+            for node in A.walk(body):
+                if not isinstance(node, A.Compare):
+                    continue
+                spread = float(self._temperature(node)) / self.temperature
+                for num in A.walk(node):
+                    if isinstance(num, A.Num) and num.learnable and id(num) in self._nums:
+                        p = self.threshold(num)
+                        if id(p) not in seen:
+                            seen.add(id(p))
+                            groups.append({"params": [p], "lr": lr * spread})
+        rest = [p for p in self.parameters() if id(p) not in seen]
+        return [{"params": rest, "lr": lr}] + groups
+
+
+def _thresholds(values: list[float]) -> nn.ParameterList:
+    return nn.ParameterList([nn.Parameter(torch.tensor(float(v))) for v in values])
+
+
+def _type(t) -> str:
+    from greybox.rules._printer import type_to_text
+
+    return type_to_text(t)
+
+
+def _decode(t, v: np.ndarray) -> pd.Series | np.ndarray:
+    if isinstance(t, A.EnumType):
+        return pd.Categorical.from_codes(v.astype(np.int64), categories=list(t.values))
+    if isinstance(t, A.IntType):
+        return v.astype(np.int64) + t.lo
+    if isinstance(t, A.BoolType):
+        return v.astype(bool)
+    return v.astype(np.float64)

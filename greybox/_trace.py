@@ -1,0 +1,126 @@
+"""The trace: everything a grey-box model computed for a batch, batch first."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import torch
+
+from greybox.rules import _ast as A
+
+__all__ = ["Trace"]
+
+
+class LazyValues(Mapping):
+    """A read-only mapping whose entries are computed on first access."""
+
+    def __init__(self, ready: dict, pending: dict[str, Callable[[], torch.Tensor]]):
+        self._ready, self._pending = dict(ready), dict(pending)
+
+    def __getitem__(self, key):
+        if key not in self._ready:
+            if key not in self._pending:
+                raise KeyError(key)
+            self._ready[key] = self._pending.pop(key)()
+        return self._ready[key]
+
+    def __iter__(self) -> Iterator[str]:
+        yield from self._ready
+        yield from list(self._pending)
+
+    def __len__(self) -> int:
+        return len(self._ready) + len(self._pending)
+
+    def __contains__(self, key) -> bool:
+        return key in self._ready or key in self._pending
+
+    def __repr__(self) -> str:
+        return f"<{len(self)} values: {', '.join(self)}>"
+
+
+@dataclass(frozen=True, eq=False)
+class Trace:
+    """What a :class:`~greybox.GreyBox` computed for a batch of ``n`` rows.
+
+    Every tensor has the batch first.
+
+    Attributes
+    ----------
+    semantics : str
+        ``"probabilistic"``, ``"product"``, ``"godel"``, ``"lukasiewicz"`` or ``"crisp"``.
+    values : Mapping[str, Tensor]
+        Per variable: a bool's probability or truth degree, shape (n,); a finite
+        variable's distribution over its values, shape (n, K); a real variable's value,
+        shape (n,). Entries that cost inference are computed on first access. Tensor inputs
+        and sums too large to enumerate (see the models guide) are left out.
+    logits : dict[str, Tensor]
+        Each neural variable's raw network output.
+    bodies, contributions : dict[str, Tensor]
+        Per rule, its body's truth (n,) and its signed push ``weight * truth`` on its
+        head's score (negative for ``not x`` heads).
+    scores : dict[str, Tensor]
+        Per decided variable: ``bias + sum(contributions)`` (+ residual), (n,) for a bool
+        (the score of True) or (n, K).
+    constraints : dict[str, Tensor]
+        Per constraint (hard and soft), its truth (n,) given the final values (computed
+        on first access).
+    infeasible : Tensor
+        (n,) bool: no assignment satisfies the hard constraints in these rows.
+    """
+
+    semantics: str
+    n: int
+    kb: object = field(repr=False)
+    values: Mapping[str, torch.Tensor]
+    logits: dict[str, torch.Tensor]
+    bodies: dict[str, torch.Tensor]
+    contributions: dict[str, torch.Tensor]
+    scores: dict[str, torch.Tensor]
+    constraints: Mapping[str, torch.Tensor]
+    infeasible: torch.Tensor
+    _log_prob: Callable = field(repr=False)
+    _decide: Callable = field(repr=False)
+
+    def log_prob(self, name: str, target: torch.Tensor) -> torch.Tensor:
+        """Per row, the log probability (or log truth degree) that ``name`` takes the value
+        with index ``target`` (long, (n,); for a bool 0/1)."""
+        return self._log_prob(name, target)
+
+    def decisions(self) -> dict[str, torch.Tensor]:
+        """The most probable value of every output, as value indices (long, (n,)); real
+        outputs as values. Hard constraints hold in them."""
+        return self._decide()
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per example: bool values, each value of finite variables, real values,
+        rule bodies and contributions, scores (columns prefixed ``value.``, ``body.``...)."""
+        cols: dict[str, np.ndarray] = {}
+        for name in self.values:
+            t = self.values[name].detach().cpu()
+            var = self.kb.variables[name]
+            if t.dim() == 2:
+                labels = A.domain_values(var.type)
+                for k, lab in enumerate(labels):
+                    cols[f"value.{name}={lab}"] = t[:, k].numpy()
+            else:
+                cols[f"value.{name}"] = t.expand(self.n).numpy()
+        for prefix, part in (("body", self.bodies), ("contribution", self.contributions)):
+            for k, t in part.items():
+                cols[f"{prefix}.{k}"] = t.detach().cpu().expand(self.n).numpy()
+        for k, t in self.scores.items():
+            t = t.detach().cpu()
+            if t.dim() == 2:
+                labels = A.domain_values(self.kb.variables[k].type)
+                for j, lab in enumerate(labels):
+                    cols[f"score.{k}={lab}"] = t[:, j].numpy()
+            else:
+                cols[f"score.{k}"] = t.expand(self.n).numpy()
+        cols["infeasible"] = self.infeasible.cpu().numpy()
+        return pd.DataFrame(cols)
+
+    def __repr__(self) -> str:
+        return (f"Trace({self.semantics}, n={self.n}, values: {', '.join(self.values)}; "
+                f"rules: {', '.join(self.bodies) or 'none'})")

@@ -1,0 +1,257 @@
+"""Training a grey-box model: mini-batches, validation, early stopping, DDP."""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import pandas as pd
+import torch
+from torch import nn
+
+from greybox.errors import DataError, ModelError
+from greybox.rules import _ast as A
+
+from ._batch import Batch, Targets
+
+__all__ = ["History", "fit"]
+
+
+@dataclass(frozen=True)
+class History:
+    """What :func:`fit` did: one record per epoch (training loss, validation loss and
+    metrics, seconds), the best epoch and whether training stopped early."""
+
+    epochs: list[dict] = field(default_factory=list)
+    best_epoch: int | None = None
+    stopped_early: bool = False
+
+    def to_frame(self) -> pd.DataFrame:
+        return pd.DataFrame(self.epochs).set_index("epoch") if self.epochs else pd.DataFrame()
+
+    def __str__(self) -> str:
+        if not self.epochs:
+            return "History(no epochs)"
+        last = self.epochs[-1]
+        shown = ", ".join(f"{k} {v:.4g}" for k, v in last.items()
+                          if k != "epoch" and isinstance(v, float))
+        stop = "; stopped early" if self.stopped_early else ""
+        return f"History({len(self.epochs)} epochs; last: {shown}; best epoch {self.best_epoch}{stop})"
+
+
+class _LossModule(nn.Module):
+    """Wraps a model so that DistributedDataParallel sees the loss as the forward pass."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, batch: Batch, labels: Targets) -> torch.Tensor:
+        return self.model._loss(self.model(batch), labels)
+
+
+def _default_targets(model, data):
+    if isinstance(data, pd.DataFrame):
+        names = [c for c in data.columns if c in model.kb.variables
+                 and model.kb.variables[c].role != "input"]
+    elif isinstance(data, Mapping):
+        names = [c for c in data if c in model.kb.variables
+                 and model.kb.variables[c].role != "input"]
+    else:
+        names = []
+    return {n: data[n] for n in names} if names else None
+
+
+def _metrics(model, batch: Batch, labels: Targets | None, prefix: str) -> dict:
+    was = model.training
+    model.eval()
+    out = {}
+    try:
+        with torch.no_grad():
+            losses, n = 0.0, 0
+            correct: dict[str, list] = {}
+            for start in range(0, batch.n, 2048):
+                rows = torch.arange(start, min(batch.n, start + 2048))
+                sub = batch.take(rows)
+                lab = labels.take(rows) if labels is not None else None
+                tr = model(sub)
+                losses += float(model._loss(tr, lab)) * len(rows)
+                n += len(rows)
+                if lab is None:
+                    continue
+                decisions = None
+                for name, y in lab.values.items():
+                    mask = lab.mask[name]
+                    var = model.kb.variables[name]
+                    if not bool(mask.any()):
+                        continue
+                    if A.is_finite_type(var.type):
+                        if var.output:
+                            decisions = decisions or tr.decisions()
+                            pred = decisions[name]
+                        else:
+                            v = tr.values[name]
+                            pred = (v > 0.5).long() if v.dim() == 1 else v.argmax(1)
+                        hit = (pred[mask].to(y.device) == y[mask].long()).float()
+                    else:
+                        hit = -((tr.values[name][mask] - y[mask]) ** 2)
+                    correct.setdefault(name, []).append(hit.cpu())
+            out[f"{prefix}loss"] = losses / max(n, 1)
+            for name, hits in correct.items():
+                var = model.kb.variables[name]
+                h = torch.cat(hits)
+                if A.is_finite_type(var.type):
+                    out[f"{prefix}{name}_accuracy"] = float(h.mean())
+                else:
+                    out[f"{prefix}{name}_mse"] = float(-h.mean())
+    finally:
+        model.train(was)
+    return out
+
+
+def fit(model, data, targets=None, *, epochs: int = 10, batch_size: int = 32,
+        lr: float = 1e-2, weight_decay: float = 0.0, optimizer=None, validation=None,
+        seed: int | None = 0, patience: int | None = None, progress: bool = True,
+        calibrate: bool = True) -> History:
+    """Train ``model`` on ``data``.
+
+    Parameters
+    ----------
+    model : GreyBox
+    data : DataFrame or mapping of input name -> values
+    targets : mapping of variable name -> labels, Series/array (the only output), optional
+        Any variable may be supervised: outputs, defined variables (distant supervision:
+        a digit network learns from sums) or neural concepts. Missing labels (NaN/None)
+        are skipped; soft constraints still train on those rows. Default: columns of
+        ``data`` named after non-input variables.
+    epochs, batch_size, lr, weight_decay
+        Adam over :meth:`GreyBox.parameter_groups` unless ``optimizer`` (a function
+        ``params -> torch.optim.Optimizer``) is given.
+    validation : (data, targets) or float, optional
+        Held-out data, or the fraction of ``data`` to hold out (chosen with ``seed``).
+        Its loss and accuracies are recorded every epoch.
+    seed : int or None
+        Seeds torch and the shuffling, so the same call gives the same model.
+    patience : int, optional
+        Stop when the validation loss has not improved for this many epochs, and restore
+        the best parameters.
+    progress : bool
+        Show a progress bar (tqdm).
+    calibrate : bool
+        Set the input statistics from ``data`` first (see :meth:`GreyBox.calibrate`) if
+        they were never set.
+
+    Under ``torch.distributed`` (e.g. ``torchrun``) the model is wrapped in
+    ``DistributedDataParallel``; every process takes its share of each epoch's shuffled
+    rows and gradients are averaged, so all processes end with the same parameters.
+
+    Returns
+    -------
+    History
+    """
+    if not isinstance(epochs, int) or epochs < 0:
+        raise ModelError(f"epochs must be a non-negative integer, got {epochs!r}")
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ModelError(f"batch_size must be a positive integer, got {batch_size!r}")
+    if patience is not None and validation is None:
+        raise ModelError("patience (early stopping) needs validation data")
+    if seed is not None:
+        torch.manual_seed(seed)
+    if targets is None:
+        targets = _default_targets(model, data)
+    batch = model.batch(data)
+    if batch.n == 0:
+        raise DataError("no rows to train on")
+    labels = model._targets(targets, batch.n) if targets is not None else None
+    if labels is None and not any(not c.hard for c in model.kb.constraints.values()):
+        raise ModelError("nothing to learn from: give targets (labels for an output, a "
+                         "defined or a neural variable) or soft constraints")
+    if calibrate and not bool(model.calibrated) and model.feature_names and batch.n > 1:
+        model.calibrate(batch)
+
+    gen = torch.Generator().manual_seed(seed if seed is not None else int(time.time()))
+    val_batch = val_labels = None
+    if isinstance(validation, float):
+        if not 0 < validation < 1:
+            raise ModelError(f"validation fraction must be in (0, 1), got {validation}")
+        perm = torch.randperm(batch.n, generator=gen)
+        k = max(1, int(round(batch.n * validation)))
+        val_rows, rows = perm[:k].sort().values, perm[k:].sort().values
+        val_batch, batch = batch.take(val_rows), batch.take(rows)
+        if labels is not None:
+            val_labels, labels = labels.take(val_rows), labels.take(rows)
+    elif validation is not None:
+        if not (isinstance(validation, tuple) and len(validation) == 2):
+            raise ModelError("validation must be a fraction or a (data, targets) pair")
+        val_batch = model.batch(validation[0])
+        vt = validation[1] if validation[1] is not None else _default_targets(model, validation[0])
+        val_labels = model._targets(vt, val_batch.n) if vt is not None else None
+
+    dist = torch.distributed
+    distributed = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+    rank, world = (dist.get_rank(), dist.get_world_size()) if distributed else (0, 1)
+    runner = _LossModule(model)
+    if distributed:
+        runner = nn.parallel.DistributedDataParallel(runner, find_unused_parameters=True)
+    params = model.parameter_groups(lr)
+    opt = optimizer(params) if optimizer is not None else torch.optim.Adam(
+        params, lr=lr, weight_decay=weight_decay)
+
+    history, best, best_state, bad = [], math.inf, None, 0
+    best_epoch, stopped = None, False
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:  # pragma: no cover - tqdm is a dependency
+        tqdm = None
+    model.train()
+    for epoch in range(1, epochs + 1):
+        t0 = time.perf_counter()
+        perm = torch.randperm(batch.n, generator=gen)
+        if distributed:
+            per = batch.n // world
+            perm = perm[rank * per:(rank + 1) * per]
+        steps = range(0, len(perm), batch_size)
+        bar = tqdm(steps, desc=f"epoch {epoch}/{epochs}", leave=False,
+                   disable=not progress or rank != 0) if tqdm else steps
+        total, seen = 0.0, 0
+        for start in bar:
+            rows = perm[start:start + batch_size]
+            sub = batch.take(rows)
+            lab = labels.take(rows) if labels is not None else None
+            opt.zero_grad(set_to_none=True)
+            loss = runner(sub, lab)
+            if not torch.isfinite(loss):
+                raise ModelError(f"the loss became {float(loss)} in epoch {epoch}; lower the "
+                                 "learning rate or check the labels")
+            loss.backward()
+            opt.step()
+            total += loss.item() * len(rows)
+            seen += len(rows)
+            if tqdm and progress and rank == 0:
+                bar.set_postfix(loss=f"{total / seen:.4f}")
+        record = {"epoch": epoch, "loss": total / max(seen, 1)}
+        if val_batch is not None:
+            record.update(_metrics(model, val_batch, val_labels, "val_"))
+        record["seconds"] = time.perf_counter() - t0
+        history.append(record)
+        if progress and rank == 0:
+            shown = ", ".join(f"{k} {v:.4f}" for k, v in record.items() if k != "epoch")
+            print(f"epoch {epoch}/{epochs}: {shown}", flush=True)
+        if val_batch is not None:
+            if record["val_loss"] < best - 1e-9:
+                best, best_epoch, bad = record["val_loss"], epoch, 0
+                if patience is not None:
+                    best_state = copy.deepcopy(model.state_dict())
+            else:
+                bad += 1
+                if patience is not None and bad >= patience:
+                    stopped = True
+                    break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    model.eval()
+    return History(history, best_epoch if best_epoch is not None else (epochs or None), stopped)
+

@@ -1,0 +1,97 @@
+"""The maths of grey-box models as plain functions on tensors.
+
+The modules in :mod:`greybox` stay thin; the t-norms, the smooth comparisons and the
+decision layer live here, so they can be used and tested on their own.
+
+Examples
+--------
+>>> import torch
+>>> from greybox import functional as F
+>>> a, b = torch.tensor([0.2, 0.9]), torch.tensor([0.5, 0.5])
+>>> F.t_and(a, b, "product").tolist(), F.t_and(a, b, "godel").tolist()
+([0.10000000149011612, 0.44999998807907104], [0.20000000298023224, 0.5])
+>>> F.t_or(a, b, "lukasiewicz").tolist()
+[0.699999988079071, 1.0]
+"""
+
+from __future__ import annotations
+
+import torch
+
+__all__ = [
+    "TNORMS",
+    "smooth_compare",
+    "t_and",
+    "t_iff",
+    "t_implies",
+    "t_not",
+    "t_or",
+]
+
+#: The fuzzy semantics by name.
+TNORMS = ("product", "godel", "lukasiewicz")
+
+
+def t_not(a: torch.Tensor) -> torch.Tensor:
+    """Standard negation ``1 - a`` (the same for every t-norm)."""
+    return 1.0 - a
+
+
+def t_and(a: torch.Tensor, b: torch.Tensor, tnorm: str) -> torch.Tensor:
+    """Conjunction of truth degrees under ``tnorm`` (product, godel or lukasiewicz)."""
+    if tnorm == "product":
+        return a * b
+    if tnorm == "godel":
+        return torch.minimum(a, b)
+    if tnorm == "lukasiewicz":
+        return torch.clamp(a + b - 1.0, min=0.0)
+    raise ValueError(f"unknown t-norm {tnorm!r}; expected one of {TNORMS}")
+
+
+def t_or(a: torch.Tensor, b: torch.Tensor, tnorm: str) -> torch.Tensor:
+    """Disjunction: the t-conorm dual to ``tnorm``."""
+    if tnorm == "product":
+        return a + b - a * b
+    if tnorm == "godel":
+        return torch.maximum(a, b)
+    if tnorm == "lukasiewicz":
+        return torch.clamp(a + b, max=1.0)
+    raise ValueError(f"unknown t-norm {tnorm!r}; expected one of {TNORMS}")
+
+
+def t_implies(a: torch.Tensor, b: torch.Tensor, tnorm: str) -> torch.Tensor:
+    """Material implication ``not a or b`` under ``tnorm`` (Reichenbach for product,
+    Kleene-Dienes for Goedel, the Lukasiewicz implication for Lukasiewicz)."""
+    return t_or(t_not(a), b, tnorm)
+
+
+def t_iff(a: torch.Tensor, b: torch.Tensor, tnorm: str) -> torch.Tensor:
+    """Equivalence: both implications, joined by ``tnorm``."""
+    return t_and(t_implies(a, b, tnorm), t_implies(b, a, tnorm), tnorm)
+
+
+def smooth_compare(op: str, left: torch.Tensor, right: torch.Tensor,
+                   temperature: torch.Tensor | float) -> torch.Tensor:
+    """Truth degree of ``left OP right`` for real values.
+
+    ``<``/``<=``/``>``/``>=`` are ``sigmoid(margin / temperature)``; ``==`` is
+    ``exp(-(difference / temperature)^2)`` and ``!=`` its complement. As the temperature
+    goes to 0 they approach the crisp comparison.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from greybox.functional import smooth_compare
+    >>> smooth_compare(">", torch.tensor([1.0, 3.0]), torch.tensor(2.0), 0.1).round(decimals=3).tolist()
+    [0.0, 1.0]
+    """
+    if op in ("<", "<="):
+        return torch.sigmoid((right - left) / temperature)
+    if op in (">", ">="):
+        return torch.sigmoid((left - right) / temperature)
+    close = torch.exp(-(((left - right) / temperature) ** 2))
+    if op == "==":
+        return close
+    if op == "!=":
+        return 1.0 - close
+    raise ValueError(f"unknown comparison {op!r}")

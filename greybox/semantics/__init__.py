@@ -1,0 +1,38 @@
+"""The semantics a grey-box model can run under (``GreyBox(..., semantics=NAME)``).
+
+Each semantics lives in its own module on the small base class :class:`Semantics`:
+
+- ``"probabilistic"``: exact inference over finite-domain variables;
+- ``"product"``, ``"godel"``, ``"lukasiewicz"``: fuzzy t-norm semantics;
+- ``"crisp"``: plain booleans, identical to :func:`greybox.rules.evaluate`.
+
+Examples
+--------
+>>> from greybox.semantics import REGISTRY
+>>> sorted(REGISTRY)
+['crisp', 'godel', 'lukasiewicz', 'probabilistic', 'product']
+"""
+
+from ._base import Semantics
+from .crisp import CrispSemantics
+from .godel import GodelSemantics
+from .lukasiewicz import LukasiewiczSemantics
+from .probabilistic import ProbabilisticSemantics
+from .product import ProductSemantics
+
+__all__ = [
+    "REGISTRY",
+    "CrispSemantics",
+    "GodelSemantics",
+    "LukasiewiczSemantics",
+    "ProbabilisticSemantics",
+    "ProductSemantics",
+    "Semantics",
+]
+
+#: Semantics by name.
+REGISTRY: dict[str, Semantics] = {
+    s.name: s
+    for s in (ProbabilisticSemantics(), ProductSemantics(), GodelSemantics(),
+              LukasiewiczSemantics(), CrispSemantics())
+}

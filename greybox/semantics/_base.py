@@ -1,0 +1,266 @@
+"""What every semantics shares: the environment of variable values and the decision layer.
+
+A semantics says how a formula gets a truth value (a probability, a fuzzy degree) and how
+variables are represented; the decision layer on top is the same for all of them and
+mirrors crisp evaluation (``greybox.rules``): a decided variable's score is
+``bias + sum(weight * truth(body))`` (+ residual), and decided variables tied together by
+hard constraints are decided jointly, over every joint assignment, with the assignments
+that violate a hard constraint masked out (weighted by the constraint's truth).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from greybox.errors import ModelError
+from greybox.rules import _ast as A
+from greybox.rules._decisions import closure, plan
+
+from .._trace import LazyValues, Trace
+
+__all__ = ["Context", "Env", "Semantics"]
+
+
+class Env:
+    """Variable values for a batch; defined variables are computed on first use. A child
+    environment fixes some decided variables and recomputes the definitions that read them."""
+
+    def __init__(self, ctx: Context, parent: Env | None = None, fixed: dict | None = None,
+                 tainted: frozenset = frozenset()):
+        self.ctx, self.parent, self.tainted = ctx, parent, tainted
+        self.values: dict[str, Any] = dict(fixed or {})
+        self.depth = 0 if parent is None else parent.depth + 1
+        self.key = "" if parent is None else f"@{id(self)}"
+
+    def __getitem__(self, name: str):
+        if name in self.values:
+            return self.values[name]
+        if self.parent is not None and name not in self.tainted:
+            return self.parent[name]
+        var = self.ctx.kb.variables[name]
+        if var.role == "defined":
+            value = self.values[name] = self.ctx.define(name, self)
+            return value
+        raise ModelError(f"variable {name!r} ({var.role}) has no value here")
+
+    def __setitem__(self, name: str, value) -> None:
+        self.values[name] = value
+
+
+class Context:
+    """Per-batch state of one semantics. Subclasses implement the value constructors,
+    ``define``, ``truth`` and the per-variable queries."""
+
+    def __init__(self, model, batch):
+        self.model, self.batch, self.kb = model, batch, model.kb
+        self.n = batch.n
+        self.device = model.device
+
+    # constructors of values -------------------------------------------------------
+    def observe(self, name: str, x: torch.Tensor):
+        raise NotImplementedError
+
+    def neural(self, name: str, out: torch.Tensor):
+        raise NotImplementedError
+
+    def decided(self, name: str, dist: torch.Tensor):
+        """A decided variable's value from its distribution (bool: P(True), (n,); else (n, K))."""
+        raise NotImplementedError
+
+    def fixed(self, name: str, index: int):
+        """A decided variable fixed to its ``index``-th value (for the joint decision)."""
+        raise NotImplementedError
+
+    def define(self, name: str, env: Env):
+        raise NotImplementedError
+
+    def truth(self, e: A.Expr, env: Env) -> torch.Tensor:
+        """The truth of formula ``e`` in ``env``: a tensor of shape (n,) in [0, 1]."""
+        raise NotImplementedError
+
+    # queries -------------------------------------------------------------------------
+    def log_prob(self, name: str, target: torch.Tensor, env: Env) -> torch.Tensor:
+        raise NotImplementedError
+
+    def marginal(self, name: str, env: Env) -> torch.Tensor | None:
+        raise NotImplementedError
+
+    def mode(self, name: str, env: Env) -> torch.Tensor:
+        """The most probable value index (or real value) of a non-decided variable."""
+        raise NotImplementedError
+
+    def feasible(self, env: Env) -> torch.Tensor:
+        """(n,) bool: some assignment satisfies the hard constraints over non-decided
+        variables."""
+        out = torch.ones(self.n, dtype=torch.bool, device=self.device)
+        for c in plan(self.kb).fixed_constraints:
+            out &= self.truth(c.formula, env) > 0
+        return out
+
+
+def signed_weight(model, rule: A.Rule) -> torch.Tensor:
+    w = model.rule_weight(rule.name)
+    return -w if rule.head.value is False else w
+
+
+def head_index(kb, rule: A.Rule) -> int:
+    """Index of the value a rule's head pushes (1 = True for bools)."""
+    t = kb.variables[rule.head.name].type
+    if isinstance(t, A.BoolType):
+        return 1
+    v = rule.head.value
+    target = v.value if isinstance(v, A.Num) else v.name
+    return list(A.domain_values(t)).index(target)
+
+
+class Semantics:
+    """Base of the semantics in :data:`greybox.semantics.REGISTRY`.
+
+    ``trace(model, batch)`` runs the networks, builds the environment and decides every
+    decided variable; subclasses provide a :class:`Context`.
+    """
+
+    name = "?"
+    context_class: type[Context] = Context
+
+    def __repr__(self) -> str:
+        return f"<semantics {self.name}>"
+
+    def trace(self, model, batch) -> Trace:
+        kb = model.kb
+        ctx = self.context_class(model, batch)
+        root = Env(ctx)
+        for name in kb.inputs:
+            if not isinstance(kb.variables[name].type, A.TensorType):
+                root[name] = ctx.observe(name, batch.values[name])
+        logits = model.run_networks(batch)
+        for name, out in logits.items():
+            root[name] = ctx.neural(name, out)
+        residual = model.residual_scores(batch)
+
+        bodies, contributions, scores, log_dists = {}, {}, {}, {}
+        joint_best: dict[str, torch.Tensor] = {}
+        infeasible = ~ctx.feasible(root)
+        n = batch.n
+        for comp in plan(kb).components:
+            comp_vars = set(comp.variables)
+            dynamic_rules = set()
+            partial: dict[str, torch.Tensor] = {}
+            for v in comp.variables:
+                var = kb.variables[v]
+                size = len(A.domain_values(var.type))
+                s = torch.zeros(n, size, device=ctx.device)
+                s = s + model.bias_vector(v)
+                if v in residual:
+                    r = residual[v]
+                    s = s + (torch.stack([torch.zeros_like(r), r], 1) if r.dim() == 1 else r)
+                for r in kb.rules_for(v):
+                    if closure(kb, A.variables(r.body)) & comp_vars:
+                        dynamic_rules.add(r.name)
+                        continue
+                    t = ctx.truth(r.body, root)
+                    bodies[r.name] = t
+                    contributions[r.name] = signed_weight(model, r) * t
+                    s = s.index_add(1, torch.tensor([head_index(kb, r)], device=ctx.device),
+                                    contributions[r.name].unsqueeze(1))
+                partial[v] = s
+            if not dynamic_rules and not comp.constraints and len(comp.variables) == 1:
+                v = comp.variables[0]
+                logp = torch.log_softmax(partial[v], dim=1)
+                log_dists[v] = logp
+                joint_best[v] = partial[v].argmax(dim=1)
+            else:
+                logp_joint, assignments = self._joint(model, ctx, root, comp, partial,
+                                                      dynamic_rules, infeasible)
+                best = logp_joint.argmax(dim=1)
+                for j, v in enumerate(comp.variables):
+                    size = len(A.domain_values(kb.variables[v].type))
+                    which = torch.tensor([a[j] for a in assignments], device=ctx.device)
+                    onehot = torch.nn.functional.one_hot(which, size).to(logp_joint.dtype)
+                    m = torch.logsumexp(logp_joint.unsqueeze(2) + torch.log(onehot).unsqueeze(0),
+                                        dim=1)
+                    log_dists[v] = m
+                    joint_best[v] = which[best]
+            for v in comp.variables:
+                p = log_dists[v].exp()
+                root[v] = ctx.decided(v, p[:, 1] if isinstance(kb.variables[v].type, A.BoolType)
+                                      else p)
+            for v in comp.variables:  # rules that read the component: under its marginals
+                s = partial[v]
+                for r in kb.rules_for(v):
+                    if r.name in dynamic_rules:
+                        t = ctx.truth(r.body, root)
+                        bodies[r.name] = t
+                        contributions[r.name] = signed_weight(model, r) * t
+                        s = s.index_add(1, torch.tensor([head_index(kb, r)], device=ctx.device),
+                                        contributions[r.name].unsqueeze(1))
+                scores[v] = s[:, 1] - s[:, 0] if isinstance(kb.variables[v].type, A.BoolType) else s
+
+        values, pending = {}, {}
+        for name, var in kb.variables.items():
+            if isinstance(var.type, A.TensorType):
+                continue
+            if var.role == "decided":
+                p = log_dists[name].exp()
+                values[name] = p[:, 1] if isinstance(var.type, A.BoolType) else p
+            else:
+                pending[name] = (lambda name=name: ctx.marginal(name, root))
+        values = LazyValues(values, pending)
+        for name in list(pending):
+            if not ctx.has_marginal(name, root):
+                del values._pending[name]
+
+        def log_prob(name, target):
+            if name in log_dists:
+                return log_dists[name].gather(1, target.long().view(-1, 1)).squeeze(1)
+            return ctx.log_prob(name, target, root)
+
+        def decide():
+            out = {}
+            for name in kb.outputs:
+                out[name] = joint_best[name] if name in joint_best else ctx.mode(name, root)
+            return out
+
+        order = list(kb.rules)
+        constraints = LazyValues({}, {
+            c.name: (lambda c=c: ctx.truth(c.formula, root)) for c in kb.constraints.values()})
+        return Trace(
+            semantics=self.name, n=n, kb=kb, values=values, logits=logits,
+            bodies={r: bodies[r] for r in order}, contributions={r: contributions[r] for r in order},
+            scores=scores, constraints=constraints, infeasible=infeasible, _log_prob=log_prob,
+            _decide=decide,
+        )
+
+    def _joint(self, model, ctx, root, comp, partial, dynamic_rules, infeasible):
+        """Log probabilities (n, A) of the component's joint assignments, in enumeration
+        order, conditioned on its hard constraints."""
+        kb = model.kb
+        domains = [A.domain_values(kb.variables[v].type) for v in comp.variables]
+        import itertools
+
+        assignments = list(itertools.product(*[range(len(d)) for d in domains]))
+        objs, feas = [], []
+        for a in assignments:
+            fixed = {v: ctx.fixed(v, k) for v, k in zip(comp.variables, a)}
+            sub = Env(ctx, root, fixed, comp.tainted)
+            obj = 0.0
+            for v, k in zip(comp.variables, a):
+                obj = obj + partial[v][:, k] - (0.0 if not isinstance(kb.variables[v].type,
+                                                                       A.BoolType)
+                                                else partial[v][:, 0])
+                for r in kb.rules_for(v):
+                    if r.name in dynamic_rules and head_index(kb, r) == k:
+                        obj = obj + signed_weight(model, r) * ctx.truth(r.body, sub)
+            lf = torch.zeros(ctx.n, device=ctx.device)
+            for c in comp.constraints:
+                lf = lf + torch.log(ctx.truth(c.formula, sub).clamp(min=0.0))
+            objs.append(torch.as_tensor(obj, device=ctx.device).expand(ctx.n))
+            feas.append(lf)
+        obj = torch.stack(objs, 1)
+        lf = torch.stack(feas, 1)
+        ok = torch.isfinite(lf).any(dim=1)
+        infeasible |= ~ok
+        logits = obj + torch.where(ok.unsqueeze(1), lf, torch.zeros_like(lf))
+        return torch.log_softmax(logits, dim=1), assignments

@@ -1,0 +1,251 @@
+"""Fuzzy (t-norm) semantics: formulas get truth degrees in [0, 1].
+
+Values are tagged tuples: ``("t", degree)`` for bools, ``("d", probs, values)`` for finite
+variables (a distribution over their values), ``("n", number)`` for numbers and ``("s",
+name)`` for enum symbols. Comparisons read a distribution exactly where they can
+(``d1 < 5`` is the probability mass below 5) and are otherwise smooth:
+``sigmoid(margin / (temperature * spread))`` where the spread is the data's spread of the
+compared quantity. Comparisons with nothing to learn (no ``~`` threshold, no network
+value) stay crisp, since a gradient through them would reach nothing.
+"""
+
+from __future__ import annotations
+
+import operator
+
+import torch
+
+from greybox import functional as F
+from greybox.errors import ModelError
+from greybox.rules import _ast as A
+
+from ._base import Context, Env, Semantics
+
+__all__ = ["TNormSemantics", "FuzzyContext"]
+
+_OPS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge,
+        "==": operator.eq, "!=": operator.ne}
+
+
+class FuzzyContext(Context):
+    tnorm = "product"
+
+    def __init__(self, model, batch):
+        super().__init__(model, batch)
+        self.crisp = False
+
+    def const(self, x: float) -> torch.Tensor:
+        return torch.full((1,), float(x), device=self.device)
+
+    def _vals(self, name):
+        t = self.kb.variables[name].type
+        vals = A.domain_values(t)
+        if isinstance(t, A.EnumType):
+            vals = range(len(vals))
+        return torch.tensor([float(v) for v in vals], device=self.device)
+
+    # constructors --------------------------------------------------------------------
+    def observe(self, name, x):
+        t = self.kb.variables[name].type
+        if isinstance(t, A.BoolType):
+            return ("t", x)
+        if isinstance(t, A.EnumType):
+            return ("d", torch.nn.functional.one_hot(x, len(t.values)).float(), self._vals(name))
+        return ("n", x)
+
+    def neural(self, name, out):
+        t = self.kb.variables[name].type
+        if isinstance(t, A.BoolType):
+            return ("t", torch.sigmoid(out))
+        if A.is_finite_type(t):
+            return ("d", torch.softmax(out, dim=1), self._vals(name))
+        return ("n", out)
+
+    def decided(self, name, dist):
+        if dist.dim() == 1:
+            return ("t", dist)
+        return ("d", dist, self._vals(name))
+
+    def fixed(self, name, index):
+        t = self.kb.variables[name].type
+        if isinstance(t, A.BoolType):
+            return ("t", self.const(index))
+        size = len(A.domain_values(t))
+        hot = torch.zeros(1, size, device=self.device)
+        hot[0, index] = 1.0
+        return ("d", hot, self._vals(name))
+
+    def define(self, name, env):
+        var = self.kb.variables[name]
+        if isinstance(var.type, A.BoolType):
+            return ("t", self.truth(var.expr, env))
+        value = self.value(var.expr, env)
+        if isinstance(var.type, A.EnumType) and value[0] == "s":
+            return self.fixed(name, var.type.values.index(value[1]))
+        return value
+
+    # evaluation ----------------------------------------------------------------------
+    def num(self, fv) -> torch.Tensor | float:
+        if fv[0] == "d":
+            return (fv[1] * fv[2]).sum(-1)
+        if fv[0] == "s":
+            raise ModelError(f"enum value {fv[1]!r} used as a number")
+        return fv[1]
+
+    def value(self, e, env: Env):
+        if isinstance(e, A.Num):
+            if e.learnable:
+                return ("n", self.model.threshold(e))
+            return ("n", float(e.value))
+        if isinstance(e, A.Var):
+            return env[e.name]
+        if isinstance(e, A.Sym):
+            return ("s", e.name)
+        if isinstance(e, A.BoolConst):
+            return ("t", self.const(e.value))
+        if isinstance(e, A.Neg):
+            return ("n", -self.num(self.value(e.operand, env)))
+        if isinstance(e, A.Sum):
+            acc = self.num(self.value(e.args[0], env))
+            for op, arg in zip(e.ops, e.args[1:]):
+                x = self.num(self.value(arg, env))
+                acc = acc + x if op == "+" else acc - x
+            return ("n", acc)
+        if isinstance(e, A.Mul):
+            return ("n", self.num(self.value(e.left, env)) * self.num(self.value(e.right, env)))
+        return ("t", self.truth(e, env))
+
+    def _full(self, t) -> torch.Tensor:
+        t = torch.as_tensor(t, dtype=torch.float32, device=self.device)
+        return t.expand(self.n) if t.dim() <= 1 else t
+
+    def truth(self, e, env: Env) -> torch.Tensor:
+        return self._full(self._truth(e, env))
+
+    def _truth(self, e, env):
+        tn = self.tnorm
+        if isinstance(e, A.BoolConst):
+            return self.const(e.value)
+        if isinstance(e, A.Var):
+            fv = env[e.name]
+            if fv[0] != "t":
+                raise ModelError(f"{e.name!r} is not a bool")
+            return fv[1]
+        if isinstance(e, A.Not):
+            return F.t_not(self._truth(e.operand, env))
+        if isinstance(e, (A.And, A.Or)):
+            op = F.t_and if isinstance(e, A.And) else F.t_or
+            acc = self._truth(e.args[0], env)
+            for arg in e.args[1:]:
+                acc = op(acc, self._truth(arg, env), tn)
+            return acc
+        if isinstance(e, A.Implies):
+            return F.t_implies(self._truth(e.left, env), self._truth(e.right, env), tn)
+        if isinstance(e, A.Iff):
+            return F.t_iff(self._truth(e.left, env), self._truth(e.right, env), tn)
+        if isinstance(e, A.Compare):
+            return self._compare(e, env)
+        if isinstance(e, A.InSet):
+            return self._inset(e, env)
+        raise ModelError(f"not a formula: {e!r}")
+
+    def _code(self, fv_dist_vals, sym_or_num, e):
+        """Index in a distribution of a constant (enum symbol or number); None if absent."""
+        kind, x = sym_or_num
+        var = _enum_var(e, self.kb)
+        if kind == "s":
+            return var.type.values.index(x) if var is not None else None
+        return x
+
+    def _compare(self, e: A.Compare, env):
+        left, right = self.value(e.left, env), self.value(e.right, env)
+        op = _OPS[e.op]
+        # enum comparisons and distributions against constants: exact mass
+        if left[0] == "d" and right[0] in ("s", "n") and not _learnable(e.right) \
+                and not isinstance(right[1], torch.Tensor):
+            c = self._code(left, right, e.left)
+            mask = op(left[2], c).float()
+            return (left[1] * mask).sum(-1)
+        if right[0] == "d" and left[0] in ("s", "n") and not _learnable(e.left) \
+                and not isinstance(left[1], torch.Tensor):
+            c = self._code(right, left, e.right)
+            mask = op(torch.as_tensor(float(c), device=self.device), right[2]).float()
+            return (right[1] * mask).sum(-1)
+        if left[0] == "d" and right[0] == "d" and e.op in ("==", "!=") and \
+                left[2].shape == right[2].shape and torch.equal(left[2], right[2]):
+            same = (left[1] * right[1]).sum(-1)
+            return same if e.op == "==" else 1.0 - same
+        lv, rv = self.num(left), self.num(right)
+        if self.crisp or not self.model._smooth(e):
+            return op(torch.as_tensor(lv, device=self.device),
+                      torch.as_tensor(rv, device=self.device)).float()
+        return F.smooth_compare(e.op, lv, rv, self.model._temperature(e))
+
+    def _inset(self, e: A.InSet, env):
+        x = self.value(e.operand, env)
+        consts = [self.value(v, env) for v in e.values]
+        if x[0] == "d":
+            mask = torch.zeros_like(x[2])
+            for c in consts:
+                code = self._code(x, c, e.operand)
+                mask = torch.maximum(mask, (x[2] == float(code)).float())
+            return (x[1] * mask).sum(-1)
+        v = self.num(x)
+        out = None
+        for c in consts:
+            hit = (torch.as_tensor(v, device=self.device) == float(c[1])).float()
+            out = hit if out is None else torch.maximum(out, hit)
+        return out
+
+    # queries -------------------------------------------------------------------------
+    def has_marginal(self, name, env) -> bool:
+        return True
+
+    def marginal(self, name, env):
+        fv = env[name]
+        if fv[0] == "s":
+            return self.fixed(name, self.kb.variables[name].type.values.index(fv[1]))[1]
+        return self._full(fv[1]) if fv[0] != "d" else fv[1].expand(self.n, -1)
+
+    def log_prob(self, name, target, env):
+        var = self.kb.variables[name]
+        fv = env[name]
+        if var.role == "neural" and name in env.values:
+            pass
+        if fv[0] == "t":
+            p = self._full(fv[1]).clamp(1e-12, 1 - 1e-12)
+            return torch.where(target.bool(), torch.log(p), torch.log1p(-p))
+        if fv[0] == "d":
+            p = fv[1].expand(self.n, -1).gather(1, target.long().view(-1, 1)).squeeze(1)
+            return torch.log(p.clamp_min(1e-12))
+        raise ModelError(f"{name!r} is a number under {self.tnorm} semantics; supervise it as a "
+                         "real value or use semantics='probabilistic' for exact distributions")
+
+    def mode(self, name, env):
+        fv = env[name]
+        if fv[0] == "t":
+            return (self._full(fv[1]) > 0.5).long()
+        if fv[0] == "d":
+            return fv[1].expand(self.n, -1).argmax(dim=1)
+        return self._full(self.num(fv))
+
+
+def _learnable(e) -> bool:
+    return any(isinstance(n, A.Num) and n.learnable for n in A.walk(e))
+
+
+def _enum_var(e, kb):
+    if isinstance(e, A.Var):
+        v = kb.variables[e.name]
+        return v if isinstance(v.type, A.EnumType) else None
+    return None
+
+
+class TNormSemantics(Semantics):
+    """Base of the three fuzzy semantics; a subclass names its t-norm."""
+
+    tnorm = "product"
+
+    def __init__(self):
+        tnorm = self.tnorm
+        self.context_class = type(f"{tnorm.title()}Context", (FuzzyContext,), {"tnorm": tnorm})

@@ -1,0 +1,405 @@
+"""Exact probabilistic semantics over finite-domain variables.
+
+Neural finite variables are independent distributions given the inputs; ``define``s over
+them are deterministic factors (integer arithmetic is split into small pieces by
+:mod:`greybox._linear`: digit columns with carries for positional sums); hard constraints
+over non-decided variables are 0/1 factors that condition everything they touch. A rule
+body's truth is the exact probability of the body under this factor graph, computed by
+variable elimination (:mod:`greybox._factors`). A comparison with something to learn (a
+``~`` threshold, a real network output) is a Bernoulli variable whose probability is the
+smooth comparison; other comparisons are crisp.
+
+Decisions sit on top, as in every semantics: a decided variable's score is
+``bias + sum(weight * P(body))``.
+"""
+
+from __future__ import annotations
+
+import operator
+
+import torch
+
+from greybox import functional as F
+from greybox._factors import contract, mpe
+from greybox._linear import FACTOR_LIMIT, linear_form
+from greybox.errors import ModelError
+from greybox.rules import _ast as A
+from greybox.rules._decisions import plan
+
+from ._base import Context, Env, Semantics
+
+__all__ = ["ProbabilisticSemantics"]
+
+#: Largest joint table enumerated to give a sum's distribution in the trace.
+MAX_MARGINAL = 1 << 14
+
+_OPS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge,
+        "==": operator.eq, "!=": operator.ne}
+
+
+class Field:
+    """A quantity over the joint values of ``scope`` (random variables): a tensor with
+    the batch first (size n or 1), then one dimension per variable."""
+
+    __slots__ = ("scope", "t")
+
+    def __init__(self, scope: tuple[str, ...], t: torch.Tensor):
+        self.scope, self.t = scope, t
+
+
+class Virtual:
+    """A sum represented digit by digit (never enumerated)."""
+
+    def __init__(self, name, arith):
+        self.name, self.arith = name, arith
+
+
+class ProbContext(Context):
+    def __init__(self, model, batch):
+        super().__init__(model, batch)
+        self.sizes: dict[str, int] = {}
+        self.vals: dict[str, torch.Tensor] = {}
+        self.own: dict[str, list] = {}
+        self.conditional: set[int] = set()
+        self.constraint_factors: list = []
+        self.logp: dict[str, torch.Tensor] = {}
+        self._atoms: dict = {}
+        self._keep_alive: list = []
+
+    # helpers ---------------------------------------------------------------------------
+    def const(self, x) -> Field:
+        return Field((), torch.full((1,), float(x), device=self.device))
+
+    def _values_of(self, name) -> list:
+        t = self.kb.variables[name].type
+        if isinstance(t, A.EnumType):
+            return list(range(len(t.values)))
+        if isinstance(t, A.BoolType):
+            return [0, 1]
+        return list(t.values)
+
+    def _register(self, var: str, values, factor, *, conditional=True, owners=None):
+        vals = torch.as_tensor([float(v) for v in values], device=self.device)
+        self.sizes[var] = len(vals)
+        self.vals[var] = vals
+        self.add_factor(factor, owners or (var,), conditional=conditional)
+        return Field((var,), vals.view(1, -1))
+
+    def add_factor(self, factor, owners, *, conditional=True):
+        self._keep_alive.append(factor)
+        for o in owners:
+            self.own.setdefault(o, []).append(factor)
+        if conditional:
+            self.conditional.add(id(factor))
+
+    def _expand(self, f: Field, scope) -> torch.Tensor:
+        if f.scope == scope:
+            return f.t
+        present = [v for v in scope if v in f.scope]
+        t = f.t.permute(0, *[1 + f.scope.index(v) for v in present])
+        shape = [t.shape[0]] + [self.sizes[v] if v in f.scope else 1 for v in scope]
+        return t.reshape(shape)
+
+    def _align(self, a: Field, b: Field):
+        scope = a.scope + tuple(v for v in b.scope if v not in a.scope)
+        return self._expand(a, scope), self._expand(b, scope), scope
+
+    def _binop(self, a: Field, b: Field, fn) -> Field:
+        ta, tb, scope = self._align(a, b)
+        out = fn(ta, tb)
+        if out.numel() > FACTOR_LIMIT * max(1, self.n):
+            raise ModelError(f"a formula over {', '.join(scope)} has {out.numel()} joint "
+                             "values, too many for exact inference")
+        return Field(scope, out)
+
+    def closure(self, scope) -> list:
+        seen, fids, out = set(), set(), []
+        stack = list(scope)
+        while stack:
+            v = stack.pop()
+            if v in seen:
+                continue
+            seen.add(v)
+            for f in self.own.get(v, []) + [c for c in self.constraint_factors if v in c[0]]:
+                if id(f) not in fids:
+                    fids.add(id(f))
+                    out.append(f)
+                    stack.extend(f[0])
+        return out
+
+    def _log_z(self, factors) -> torch.Tensor | float:
+        if all(id(f) in self.conditional for f in factors):
+            return 0.0
+        t, s = contract(factors)
+        return torch.log(t) + s
+
+    # constructors ----------------------------------------------------------------------
+    def observe(self, name, x):
+        return Field((), x.float())
+
+    def neural(self, name, out):
+        t = self.kb.variables[name].type
+        if isinstance(t, A.BoolType):
+            logp = torch.stack([torch.nn.functional.logsigmoid(-out),
+                                torch.nn.functional.logsigmoid(out)], 1)
+        elif A.is_finite_type(t):
+            logp = torch.log_softmax(out, dim=1)
+        else:
+            return Field((), out)
+        self.logp[name] = logp
+        return self._register(name, self._values_of(name), ((name,), logp.exp()))
+
+    def decided(self, name, dist):
+        p = torch.stack([1 - dist, dist], 1) if dist.dim() == 1 else dist
+        return self._register(name, self._values_of(name), ((name,), p))
+
+    def fixed(self, name, index):
+        return self.const(self._values_of(name)[index])
+
+    def define(self, name, env: Env):
+        var = self.kb.variables[name]
+        if isinstance(var.type, A.IntType) and env.parent is None:
+            leaves = linear_form(var.expr, self.kb, inline=True)
+            if leaves is not None and leaves[1] and all(
+                    k in self.sizes and isinstance(self.kb.variables[k].type,
+                                                   (A.IntType, A.BoolType))
+                    for k in leaves[1]):
+                arith = self.model._arithmetic(name, {k: [int(v) for v in self.vals[k].tolist()]
+                                                      for k in leaves[1]})
+                if arith is not None:
+                    for aux, values in arith.aux.items():
+                        self.sizes[aux] = len(values)
+                        self.vals[aux] = torch.as_tensor([float(v) for v in values],
+                                                         device=self.device)
+                    seen: set = set()
+                    for scope, f in arith.factors:
+                        made = [v for v in scope if v not in seen and v not in leaves[1]]
+                        seen.update(scope)
+                        self.add_factor((scope, f), made,
+                                        conditional=arith.conditional(scope, f, made))
+                    if arith.kind == "positional":
+                        return Virtual(name, arith)
+                    self.sizes[name] = len(self._values_of(name))
+                    self.vals[name] = torch.as_tensor([float(v) for v in self._values_of(name)],
+                                                      device=self.device)
+                    return Field((name,), self.vals[name].view(1, -1))
+        f = self.field(var.expr, env)
+        if not f.scope or isinstance(var.type, A.RealType):
+            return f
+        vname = name + env.key
+        values = self._values_of(name)
+        vals = torch.as_tensor([float(v) for v in values], device=self.device)
+        if isinstance(var.type, A.EnumType) and f.t.dtype != torch.float32:
+            f = Field(f.scope, f.t.float())
+        ind = (f.t.unsqueeze(-1) == vals).to(torch.float32)
+        if ind.numel() > FACTOR_LIMIT * max(1, self.n):
+            raise ModelError(f"define {name!r}: {ind.numel()} joint values, too many for exact "
+                             "inference")
+        conditional = bool((ind.sum(-1) == 1).all())
+        return self._register(vname, values, (f.scope + (vname,), ind), conditional=conditional)
+
+    # formulas --------------------------------------------------------------------------
+    def field(self, e, env: Env) -> Field:
+        if isinstance(e, A.Num):
+            if e.learnable:
+                return Field((), self.model.threshold(e).reshape(1))
+            return self.const(e.value)
+        if isinstance(e, A.BoolConst):
+            return self.const(float(e.value))
+        if isinstance(e, A.Var):
+            x = env[e.name]
+            if isinstance(x, Virtual):
+                raise ModelError(
+                    f"{e.name!r} is a sum that exact inference keeps digit by digit (its "
+                    "values are too many to enumerate); rules and constraints cannot read it "
+                    "under semantics='probabilistic' -- supervise it, or use a fuzzy semantics")
+            return x
+        if isinstance(e, A.Neg):
+            inner = self.field(e.operand, env)
+            return Field(inner.scope, -inner.t)
+        if isinstance(e, A.Sum):
+            acc = self.field(e.args[0], env)
+            for op, arg in zip(e.ops, e.args[1:]):
+                nxt = self.field(arg, env)
+                acc = self._binop(acc, nxt, torch.add if op == "+" else torch.sub)
+            return acc
+        if isinstance(e, A.Mul):
+            return self._binop(self.field(e.left, env), self.field(e.right, env), torch.mul)
+        if isinstance(e, A.Not):
+            inner = self.field(e.operand, env)
+            return Field(inner.scope, 1.0 - inner.t)
+        if isinstance(e, (A.And, A.Or)):
+            acc = self.field(e.args[0], env)
+            fn = torch.mul if isinstance(e, A.And) else (lambda a, b: a + b - a * b)
+            for arg in e.args[1:]:
+                acc = self._binop(acc, self.field(arg, env), fn)
+            return acc
+        if isinstance(e, A.Implies):
+            return self._binop(self.field(e.left, env), self.field(e.right, env),
+                               lambda a, b: 1.0 - a + a * b)
+        if isinstance(e, A.Iff):
+            return self._binop(self.field(e.left, env), self.field(e.right, env),
+                               lambda a, b: 1.0 - a - b + 2.0 * a * b)
+        if isinstance(e, A.Compare):
+            return self._compare(e, env)
+        if isinstance(e, A.InSet):
+            x = self._operand(e.operand, e.operand, env)
+            out = None
+            for v in e.values:
+                hit = self._binop(x, self._operand(v, e.operand, env),
+                                  lambda a, b: (a == b).float())
+                out = hit if out is None else self._binop(out, hit, torch.maximum)
+            return out
+        raise ModelError(f"cannot evaluate {e!r}")
+
+    def _operand(self, e, other, env) -> Field:
+        if isinstance(e, A.Sym):
+            t = self.kb.variables[other.name].type if isinstance(other, A.Var) else None
+            if t is None or not isinstance(t, A.EnumType):
+                raise ModelError(f"enum value {e.name!r} compared with a non-enum")
+            return self.const(t.values.index(e.name))
+        return self.field(e, env)
+
+    def _compare(self, e: A.Compare, env) -> Field:
+        left = self._operand(e.left, e.right, env)
+        right = self._operand(e.right, e.left, env)
+        op = _OPS[e.op]
+        if not self.model._smooth(e) or self.model._crisp:
+            return self._binop(left, right, lambda a, b: op(a, b).float())
+        temp = self.model._temperature(e)
+        p = self._binop(left, right, lambda a, b: F.smooth_compare(e.op, a, b, temp))
+        key = (id(e), env.key)
+        if key not in self._atoms:
+            atom = f"atom#{len(self._atoms)}{env.key}"
+            factor = (p.scope + (atom,), torch.stack([1.0 - p.t, p.t], -1))
+            self._atoms[key] = self._register(atom, [0, 1], factor)
+        return self._atoms[key]
+
+    def expectation(self, f: Field) -> torch.Tensor:
+        if not f.scope:
+            return f.t.expand(self.n)
+        factors = self.closure(f.scope)
+        t, s = contract(factors + [(f.scope, f.t)])
+        log_z = self._log_z(factors)
+        out = t * torch.exp(s - log_z) if isinstance(log_z, torch.Tensor) else t * torch.exp(s)
+        return torch.nan_to_num(out, nan=0.0).expand(self.n)
+
+    def truth(self, e, env):
+        return self.expectation(self.field(e, env))
+
+    def feasible(self, env):
+        out = torch.ones(self.n, dtype=torch.bool, device=self.device)
+        for c in plan(self.kb).fixed_constraints:
+            f = self.field(c.formula, env)
+            if not f.scope:
+                out &= f.t.expand(self.n) > 0
+            else:
+                self.constraint_factors.append((f.scope, f.t))
+        if self.constraint_factors:
+            vars_ = {v for s, _ in self.constraint_factors for v in s}
+            log_z = self._log_z(self.closure(vars_))
+            out &= torch.as_tensor(log_z, device=self.device).expand(self.n) > -float("inf")
+        return out
+
+    # queries ---------------------------------------------------------------------------
+    def _unconditioned(self, name) -> bool:
+        return name in self.logp and len(self.closure((name,))) == 1
+
+    def log_prob(self, name, target, env):
+        x = env[name]
+        var = self.kb.variables[name]
+        if isinstance(x, Virtual):
+            lo = var.type.lo
+            evidence = x.arith.evidence(target.long() + lo)
+            scope = [s[0] for s, _ in evidence]
+        elif x.scope:
+            if self._unconditioned(name):
+                return self.logp[name].gather(1, target.long().view(-1, 1)).squeeze(1)
+            v = x.scope[0]
+            evidence = [((v,), torch.nn.functional.one_hot(target.long(), self.sizes[v]).float())]
+            scope = [v]
+        else:
+            if not A.is_finite_type(var.type):
+                raise ModelError(f"{name!r} is real-valued; it is supervised by squared error")
+            value = torch.as_tensor(self._values_of(name), device=self.device,
+                                    dtype=torch.float32)[target.long()]
+            hit = x.t.expand(self.n) == value
+            return torch.where(hit, 0.0, -float("inf"))
+        factors = self.closure(scope)
+        t, s = contract(factors + evidence)
+        return torch.log(t) + s - self._log_z(factors)
+
+    def has_marginal(self, name, env) -> bool:
+        try:
+            x = env[name]
+        except ModelError:
+            return False
+        if isinstance(x, Virtual):
+            size = 1
+            for d in (*x.arith.digits, x.arith.carry):
+                size *= self.sizes[d]
+            return size <= MAX_MARGINAL
+        return True
+
+    def marginal(self, name, env):
+        x = env[name]
+        var = self.kb.variables[name]
+        if isinstance(x, Virtual):
+            a = x.arith
+            keep = (*a.digits, a.carry)
+            t, _ = contract(self.closure(keep), keep=keep)
+            weights = torch.ones(1, device=self.device)
+            value = torch.zeros(1, device=self.device, dtype=torch.long)
+            for k, d in enumerate(keep):
+                place = a.base ** k
+                v = torch.arange(self.sizes[d], device=self.device) * place
+                value = (value.unsqueeze(-1) + v).reshape(-1)
+            del weights
+            index = value + a.offset - var.type.lo
+            flat = t.reshape(t.shape[0], -1)
+            ok = (index >= 0) & (index < var.type.size)
+            out = torch.zeros(flat.shape[0], var.type.size, device=self.device)
+            out = out.index_add(1, index[ok], flat[:, ok])
+            return (out / out.sum(1, keepdim=True)).expand(self.n, -1)
+        if not x.scope:
+            if isinstance(var.type, A.EnumType):
+                return torch.nn.functional.one_hot(x.t.long().expand(self.n),
+                                                   var.type.size).float()
+            if isinstance(var.type, A.IntType):
+                return torch.nn.functional.one_hot((x.t.long() - var.type.lo).expand(self.n),
+                                                   var.type.size).float()
+            return x.t.expand(self.n)
+        v = x.scope[0]
+        if self._unconditioned(name):
+            p = self.logp[name].exp()
+        else:
+            t, _ = contract(self.closure((v,)), keep=(v,))
+            p = t / t.sum(1, keepdim=True)
+        p = p.expand(self.n, -1)
+        return p[:, 1] if isinstance(var.type, A.BoolType) else p
+
+    def mode(self, name, env):
+        x = env[name]
+        var = self.kb.variables[name]
+        if isinstance(x, Virtual):
+            if self.has_marginal(name, env):
+                return self.marginal(name, env).argmax(dim=1)
+            a = x.arith
+            assignment, _ = mpe(self.closure((*a.digits, a.carry)), self.n)
+            value = torch.zeros(self.n, dtype=torch.long, device=self.device)
+            for k, d in enumerate((*a.digits, a.carry)):
+                value = value + assignment[d] * a.base ** k
+            return (value + a.offset - var.type.lo).clamp(0, var.type.size - 1)
+        m = self.marginal(name, env)
+        if m.dim() == 2:
+            return m.argmax(dim=1)
+        if isinstance(var.type, A.BoolType):
+            return (m > 0.5).long()
+        return m
+
+
+class ProbabilisticSemantics(Semantics):
+    """Exact inference over finite-domain variables (see the module docstring)."""
+
+    name = "probabilistic"
+    context_class = ProbContext
