@@ -92,6 +92,9 @@ def contract(factors: Sequence[Factor], keep: Sequence[str] = ()) -> tuple[torch
     """
     keep = tuple(keep)
     scopes = tuple(s for s, _ in factors)
+    absent = set(keep) - {v for s in scopes for v in s}
+    if absent:
+        raise ValueError(f"cannot keep {sorted(absent)}: no factor mentions them")
     order = elimination_order(scopes, keep)
     pool = list(factors)
     log_scale = None

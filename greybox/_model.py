@@ -105,7 +105,7 @@ class GreyBox(nn.Module):
     >>> [name for name, _ in model.named_parameters()]
     ['rules.big.weight', 'rules.big.thresholds.0', 'rules.small.weight', 'decisions.high.bias']
     >>> trace = model({"x": [0.0, 2.0]})
-    >>> trace.values["high"].detach().round(decimals=2).tolist()
+    >>> [round(p, 2) for p in trace.values["high"].tolist()]
     [0.27, 0.95]
     >>> model.predict({"x": [0.0, 2.0]})["high"].tolist()
     [False, True]
@@ -215,6 +215,17 @@ class GreyBox(nn.Module):
         self._kb_cache: tuple | None = None
         self._smooth_cache: dict[int, bool] = {}
         self._spread_cache: dict[int, list] = {}
+
+    def __setstate__(self, state) -> None:
+        # the knowledge base comes back re-parsed (new AST objects): re-index its numbers
+        super().__setstate__(state)
+        self._nums = {}
+        for r in self.kb.rules.values():
+            self._collect(r.body, "rules", r.name)
+        for c in self.kb.constraints.values():
+            self._collect(c.formula, "constraints", c.name)
+        self._arith_cache, self._kb_cache = {}, None
+        self._smooth_cache, self._spread_cache = {}, {}
 
     # construction helpers ---------------------------------------------------------------
     def _collect(self, e, group: str, owner: str) -> list[float]:
@@ -423,16 +434,16 @@ class GreyBox(nn.Module):
     # parameters as rules ---------------------------------------------------------------------
     def to_kb(self) -> gr.KnowledgeBase:
         """The knowledge base with the learned weights and thresholds written in."""
-        state = tuple(float(x) for m in (*self.rules.values(), *self.constraints.values())
+        state = tuple(x.item() for m in (*self.rules.values(), *self.constraints.values())
                       for x in m.parameters())
-        state += tuple(float(m.weight) for m in self.rules.values())
+        state += tuple(m.weight.item() for m in self.rules.values())
         if self._kb_cache is not None and self._kb_cache[0] == state:
             return self._kb_cache[1]
         stmts = []
         for s in self.kb.statements:
             if isinstance(s, A.Rule):
                 m = self.rules[_key(s.name)]
-                s = dataclasses.replace(s, weight=float(m.weight), body=self._written(s.body))
+                s = dataclasses.replace(s, weight=m.weight.item(), body=self._written(s.body))
             elif isinstance(s, A.Constraint):
                 s = dataclasses.replace(s, formula=self._written(s.formula))
             stmts.append(s)
@@ -443,7 +454,7 @@ class GreyBox(nn.Module):
     def _written(self, e):
         if isinstance(e, A.Num):
             if e.learnable:
-                return A.Num(float(self.threshold(e).detach()), True, span=e.span)
+                return A.Num(self.threshold(e).item(), True, span=e.span)
             return e
         changes = {}
         for f in dataclasses.fields(e):

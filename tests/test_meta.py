@@ -55,6 +55,26 @@ def test_exception_roots(exc):
     assert getattr(gr, exc.__name__) is exc and getattr(greybox, exc.__name__) is exc
 
 
+@pytest.mark.parametrize("exc", [errors.ModelError, errors.CheckpointError])
+def test_model_exception_roots(exc):
+    assert issubclass(exc, errors.GreyboxError) and issubclass(exc, ValueError)
+    assert getattr(greybox, exc.__name__) is exc
+
+
+def test_importing_greybox_is_light_until_the_model_is_used():
+    code = ("import sys, greybox; light = 'torch' not in sys.modules; "
+            "greybox.GreyBox; print(light, 'torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["True", "True"]
+
+
+def test_every_public_model_name_is_documented():
+    for name in greybox.__all__:
+        obj = getattr(greybox, name)
+        if inspect.isfunction(obj) or inspect.isclass(obj):
+            assert obj.__doc__, name
+
+
 def test_every_public_name_is_documented():
     for name in gr.__all__:
         obj = getattr(gr, name)

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from greybox.errors import ModelError
+from greybox.functional import safe_log
 from greybox.rules import _ast as A
 from greybox.rules._decisions import closure, plan
 
@@ -179,9 +180,7 @@ class Semantics:
                     size = len(A.domain_values(kb.variables[v].type))
                     which = torch.tensor([a[j] for a in assignments], device=ctx.device)
                     onehot = torch.nn.functional.one_hot(which, size).to(logp_joint.dtype)
-                    m = torch.logsumexp(logp_joint.unsqueeze(2) + torch.log(onehot).unsqueeze(0),
-                                        dim=1)
-                    log_dists[v] = m
+                    log_dists[v] = safe_log(logp_joint.exp() @ onehot)
                     joint_best[v] = which[best]
             for v in comp.variables:
                 p = log_dists[v].exp()
@@ -255,7 +254,7 @@ class Semantics:
                         obj = obj + signed_weight(model, r) * ctx.truth(r.body, sub)
             lf = torch.zeros(ctx.n, device=ctx.device)
             for c in comp.constraints:
-                lf = lf + torch.log(ctx.truth(c.formula, sub).clamp(min=0.0))
+                lf = lf + safe_log(ctx.truth(c.formula, sub).clamp(min=0.0))
             objs.append(torch.as_tensor(obj, device=ctx.device).expand(ctx.n))
             feas.append(lf)
         obj = torch.stack(objs, 1)

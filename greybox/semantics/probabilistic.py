@@ -131,7 +131,7 @@ class ProbContext(Context):
         if all(id(f) in self.conditional for f in factors):
             return 0.0
         t, s = contract(factors)
-        return torch.log(t) + s
+        return F.safe_log(t) + s
 
     # constructors ----------------------------------------------------------------------
     def observe(self, name, x):
@@ -281,8 +281,11 @@ class ProbContext(Context):
         factors = self.closure(f.scope)
         t, s = contract(factors + [(f.scope, f.t)])
         log_z = self._log_z(factors)
-        out = t * torch.exp(s - log_z) if isinstance(log_z, torch.Tensor) else t * torch.exp(s)
-        return torch.nan_to_num(out, nan=0.0).expand(self.n)
+        if not isinstance(log_z, torch.Tensor):
+            return (t * torch.exp(s)).expand(self.n)
+        ok = torch.isfinite(log_z)
+        out = t * torch.exp(s - torch.where(ok, log_z, torch.zeros_like(log_z)))
+        return torch.where(ok, out, torch.zeros_like(out)).expand(self.n)
 
     def truth(self, e, env):
         return self.expectation(self.field(e, env))
@@ -327,7 +330,7 @@ class ProbContext(Context):
             return torch.where(hit, 0.0, -float("inf"))
         factors = self.closure(scope)
         t, s = contract(factors + evidence)
-        return torch.log(t) + s - self._log_z(factors)
+        return F.safe_log(t) + s - self._log_z(factors)
 
     def has_marginal(self, name, env) -> bool:
         try:

@@ -1,0 +1,227 @@
+"""Exact inference: variable elimination, arithmetic compilation and the probabilistic
+semantics, each checked against brute-force enumeration."""
+
+import itertools
+
+import pytest
+import torch
+from torch import nn
+
+import greybox as gb
+from greybox._factors import contract, elimination_order, mpe
+from greybox._linear import compile_linear
+
+
+def _brute(factors, sizes, keep=()):
+    """Sum over all joint assignments (slow, obviously right)."""
+    names = sorted({v for scope, _ in factors for v in scope} | set(keep))
+    b = max(t.shape[0] for _, t in factors)
+    out = torch.zeros(b, *[sizes[k] for k in keep], dtype=torch.float64)
+    for values in itertools.product(*[range(sizes[k]) for k in names]):
+        a = dict(zip(names, values))
+        w = torch.ones(b, dtype=torch.float64)
+        for scope, t in factors:
+            w = w * t[(slice(None), *[a[v] for v in scope])].double()
+        out[(slice(None), *[a[k] for k in keep])] += w
+    return out
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_contract_matches_brute_force_on_random_graphs(seed):
+    g = torch.Generator().manual_seed(seed)
+    sizes = {v: int(torch.randint(2, 4, (1,), generator=g)) for v in "abcde"}
+    factors = []
+    for _ in range(6):
+        k = int(torch.randint(1, 4, (1,), generator=g))
+        scope = tuple(sorted(set(list("abcde")[i] for i in torch.randperm(5, generator=g)[:k])))
+        batch = int(torch.randint(1, 3, (1,), generator=g)) * 2 - 1  # 1 or 3 rows
+        factors.append((scope, torch.rand(batch, *[sizes[v] for v in scope], generator=g)))
+    present = sorted({v for scope, _ in factors for v in scope})
+    for keep in [(), tuple(present[:1]), tuple(present[1:3])]:
+        t, s = contract(factors, keep)
+        got = t.double() * torch.exp(s.double()).view(-1, *[1] * len(keep))
+        want = _brute(factors, sizes, keep)
+        assert torch.allclose(got, want, rtol=1e-4)
+
+
+def test_mpe_finds_the_best_assignment():
+    g = torch.Generator().manual_seed(3)
+    sizes = {"a": 3, "b": 2, "c": 4}
+    factors = [(("a", "b"), torch.rand(2, 3, 2, generator=g)),
+               (("b", "c"), torch.rand(2, 2, 4, generator=g)),
+               (("c",), torch.rand(1, 4, generator=g))]
+    got, log_w = mpe(factors, 2)
+    for row in range(2):
+        best, arg = -1.0, None
+        for a, b, c in itertools.product(range(3), range(2), range(4)):
+            w = float(factors[0][1][row, a, b] * factors[1][1][row, b, c] * factors[2][1][0, c])
+            if w > best:
+                best, arg = w, (a, b, c)
+        assert (int(got["a"][row]), int(got["b"][row]), int(got["c"][row])) == arg
+        assert float(log_w[row].exp()) == pytest.approx(best, rel=1e-5)
+    assert set(elimination_order((("a", "b"), ("b", "c")), ())) == {"a", "b", "c"}
+
+
+def test_long_chains_do_not_underflow():
+    # 400 factors of 0.1: the product is 1e-400, far below float32; the log stays exact
+    factors = [((f"x{i}", f"x{i + 1}"), torch.full((1, 2, 2), 0.05)) for i in range(400)]
+    t, s = contract(factors)
+    expected = 401 * torch.log(torch.tensor(2.0, dtype=torch.float64)) + 400 * torch.log(
+        torch.tensor(0.05, dtype=torch.float64))
+    assert float(torch.log(t) + s) == pytest.approx(float(expected), rel=1e-5)
+
+
+def _numbers_kb(n_digits):
+    lines = []
+    for side in "ab":
+        terms = []
+        for k in range(n_digits):
+            lines.append(f"neural {side}{k}: int 0..9 = digit(img)")
+            power = 10 ** (n_digits - 1 - k)
+            terms.append(f"{power} * {side}{k}" if power > 1 else f"{side}{k}")
+        lines.append(f"define n{side}: int 0..{10 ** n_digits - 1} = {' + '.join(terms)}")
+    top = 2 * (10 ** n_digits - 1)
+    return gb.rules.parse("input img: tensor\n" + "\n".join(lines)
+                          + f"\noutput total: int 0..{top}\ndefine total: int 0..{top} = na + nb")
+
+
+@pytest.mark.parametrize("n_digits,kind", [(1, "dense"), (2, "positional"), (3, "positional")])
+def test_sums_of_numbers_compile_to_the_expected_form(n_digits, kind):
+    kb = _numbers_kb(n_digits)
+    domains = {v: list(range(10)) for v in kb.neural}
+    arith = compile_linear("total", kb, domains)
+    assert arith.kind == kind
+    if kind == "positional":
+        # one column factor per digit position, each small
+        assert len(arith.digits) == n_digits
+        assert max(f.numel() for _, f in arith.factors) <= 2 * 10 * 10 * 10 * 2
+
+
+def test_many_single_digit_terms_make_a_chain():
+    kb = gb.rules.parse("input img: tensor\n"
+                        + "\n".join(f"neural d{i}: int 0..9 = digit(img)" for i in range(8))
+                        + "\ndefine s: int 0..72 = " + " + ".join(f"d{i}" for i in range(8)))
+    arith = compile_linear("s", kb, {f"d{i}": list(range(10)) for i in range(8)})
+    assert arith.kind == "chain"
+    assert max(f.numel() for _, f in arith.factors) < 10 ** 5
+
+
+class _Table(nn.Module):
+    """A 'network' that returns fixed logits per call position (for exact checks)."""
+
+    def __init__(self, logits):
+        super().__init__()
+        self.logits = nn.Parameter(logits)
+
+    def forward(self, x):
+        return self.logits[x.long().view(-1)]
+
+
+@pytest.mark.parametrize("n_digits", [1, 2, 3])
+def test_probability_of_a_sum_is_exact(n_digits):
+    kb = _numbers_kb(n_digits)
+    # each neural digit reads the same input; give each variable its own distribution
+    # by routing through a per-variable table keyed on the row
+    torch.manual_seed(n_digits)
+    probs = {v: torch.softmax(torch.randn(10), 0) for v in kb.neural}
+    tables = {}
+    lines = ["input img: tensor"]
+    for v in kb.neural:
+        lines.append(f"neural {v}: int 0..9 = net_{v}(img)")
+        tables[f"net_{v}"] = _Table(torch.log(probs[v]).view(1, 10))
+    for stmt in kb.statements:
+        if isinstance(stmt, (gb.rules.DefineDecl, gb.rules.OutputDecl)):
+            lines.append(gb.rules.to_text(stmt))
+    kb = gb.rules.parse("\n".join(lines))
+    model = gb.GreyBox(kb, tables)
+    targets = torch.tensor([0, 7, 10 ** n_digits - 1, 10 ** n_digits + 5 if n_digits > 1 else 11])
+    img = torch.zeros(len(targets), 1)
+    lp = model({"img": img}).log_prob("total", targets - 0)
+
+    # brute force over all digits
+    def value(side, digits):
+        return sum(d * 10 ** (n_digits - 1 - k) for k, d in enumerate(digits))
+
+    dist = torch.zeros(2 * 10 ** n_digits, dtype=torch.float64)
+    pa = [probs[f"a{k}"].double() for k in range(n_digits)]
+    pb = [probs[f"b{k}"].double() for k in range(n_digits)]
+    na = torch.zeros(10 ** n_digits, dtype=torch.float64)
+    nb = torch.zeros(10 ** n_digits, dtype=torch.float64)
+    for digits in itertools.product(range(10), repeat=n_digits):
+        v = value("a", digits)
+        na[v] = torch.prod(torch.stack([pa[k][d] for k, d in enumerate(digits)]))
+        nb[v] = torch.prod(torch.stack([pb[k][d] for k, d in enumerate(digits)]))
+    for i in range(10 ** n_digits):
+        dist[i: i + 10 ** n_digits] += na[i] * nb
+    want = torch.log(dist[targets])
+    assert torch.allclose(lp.double(), want, atol=1e-4)
+
+
+def test_gradients_reach_the_network_through_a_sum():
+    kb = _numbers_kb(2)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(4, 10))
+    model = gb.GreyBox(kb, {"digit": net})
+    lp = model({"img": torch.randn(3, 4)}).log_prob("total", torch.tensor([3, 50, 120]))
+    (-lp.sum()).backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0
+               for p in net.parameters())
+
+
+def _bools_model(extra: str, pa=0.7, pb=0.4):
+    kb = gb.rules.parse("input x: tensor\nneural a: bool = fa(x)\nneural b: bool = fb(x)\n"
+                        "output y: bool\n" + extra)
+    logit = lambda p: torch.logit(torch.tensor([[p]]))  # noqa: E731
+    return gb.GreyBox(kb, {"fa": _Table(logit(pa)), "fb": _Table(logit(pb))})
+
+
+@pytest.mark.parametrize("body,expected", [
+    ("a and not b", 0.7 * 0.6),
+    ("a or a", 0.7),                        # exact: the product t-norm would give 0.91
+    ("a and a", 0.7),
+    ("a or b", 1 - 0.3 * 0.6),
+    ("(a -> b) and a", 0.7 * 0.4),
+    ("(a <-> b)", 0.7 * 0.4 + 0.3 * 0.6),
+])
+def test_rule_bodies_get_their_exact_probability(body, expected):
+    model = _bools_model(f"rule r: {body} -> y")
+    trace = model({"x": torch.zeros(1, 1)})
+    assert trace.bodies["r"].item() == pytest.approx(expected, abs=1e-6)
+
+
+def test_hard_constraints_condition_the_neural_variables():
+    model = _bools_model("constraint not_both: not (a and b)\nrule r: a -> y")
+    trace = model({"x": torch.zeros(1, 1)})
+    z = 1 - 0.7 * 0.4
+    assert trace.values["a"].item() == pytest.approx(0.7 * 0.6 / z, abs=1e-6)
+    assert trace.bodies["r"].item() == pytest.approx(0.7 * 0.6 / z, abs=1e-6)
+    lp = trace.log_prob("b", torch.tensor([1]))
+    assert lp.exp().item() == pytest.approx(0.3 * 0.4 / z, abs=1e-6)
+
+
+def test_rows_that_no_assignment_satisfies_are_flagged():
+    model = _bools_model("constraint never: a and not a\nrule r: a -> y")
+    trace = model({"x": torch.zeros(2, 1)})
+    assert trace.infeasible.tolist() == [True, True]
+    with pytest.raises(gb.DataError, match="no decision satisfying the hard constraints"):
+        model.predict({"x": torch.zeros(2, 1)})
+    flagged = model.predict({"x": torch.zeros(2, 1)}, on_infeasible="flag")
+    assert flagged["infeasible"].tolist() == [True, True]
+
+
+def test_a_sum_too_large_to_enumerate_is_refused_in_a_rule_with_a_clear_error():
+    kb = gb.rules.parse(gb.rules.to_text(_numbers_kb(8)) + "\noutput big: bool\n"
+                        "rule r: total > 5 -> big")
+    model = gb.GreyBox(kb, {"digit": nn.Sequential(nn.Flatten(), nn.Linear(4, 10))})
+    with pytest.raises(gb.ModelError, match="'total' is a sum that exact inference keeps digit"):
+        model({"img": torch.randn(2, 4)})
+
+
+def test_predicting_a_huge_sum_uses_the_most_probable_digits():
+    kb = _numbers_kb(8)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(4, 10))
+    model = gb.GreyBox(kb, {"digit": net})
+    x = torch.randn(5, 4)
+    digits = net(x).argmax(1)
+    pred = model.predict({"img": x})["total"].to_numpy()
+    want = [2 * int("".join(str(int(d)) for d in [digits[i]] * 8)) for i in range(5)]
+    assert pred.tolist() == want
