@@ -11,7 +11,7 @@ import torch
 
 from greybox.errors import DataError
 from greybox.rules import _ast as A
-from greybox.rules._evaluate import _column
+from greybox.rules._evaluate import _column, _show
 
 __all__ = ["Batch", "to_batch", "to_targets", "Targets"]
 
@@ -175,7 +175,7 @@ def to_targets(kb, targets, n: int, *, index: pd.Index | None = None,
             bad = (codes < 0) & ~miss
             if bad.any():
                 pos = int(np.flatnonzero(bad)[0])
-                raise DataError(f"labels of {name!r}: {arr[pos]!r} at row {pos} is not one of "
+                raise DataError(f"labels of {name!r}: {_show(arr[pos])} at row {pos} is not one of "
                                 f"{{{', '.join(t.values)}}}")
             values[name] = torch.as_tensor(np.where(miss, 0, codes), dtype=torch.long)
         else:
@@ -190,14 +190,14 @@ def to_targets(kb, targets, n: int, *, index: pd.Index | None = None,
                 bad = ok & ~np.isin(num, (0.0, 1.0))
                 if bad.any():
                     pos = int(np.flatnonzero(bad)[0])
-                    raise DataError(f"labels of {name!r}: expected true/false, got {arr[pos]!r} "
+                    raise DataError(f"labels of {name!r}: expected true/false, got {_show(arr[pos])} "
                                     f"at row {pos}")
                 values[name] = torch.as_tensor(num, dtype=torch.float32)
             elif isinstance(t, A.IntType):
                 bad = ok & ((num != np.floor(num)) | (num < t.lo) | (num > t.hi))
                 if bad.any():
                     pos = int(np.flatnonzero(bad)[0])
-                    raise DataError(f"labels of {name!r}: {arr[pos]!r} at row {pos} is not in "
+                    raise DataError(f"labels of {name!r}: {_show(arr[pos])} at row {pos} is not in "
                                     f"int {t.lo}..{t.hi}")
                 values[name] = torch.as_tensor(np.where(ok, num - t.lo, 0), dtype=torch.long)
             else:

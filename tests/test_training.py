@@ -1,0 +1,128 @@
+"""Training: fit, determinism, validation, early stopping, supervision on any variable."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from sklearn.datasets import load_digits
+from torch import nn
+
+import greybox as gb
+
+THRESHOLD_RULES = """
+input x: real[0, 10]
+output y: bool
+rule above weight 4: x > ~3.0 -> y
+rule below weight 4: x < ~3.0 -> not y
+"""
+
+
+@pytest.fixture
+def threshold_data():
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 10, 400)
+    return pd.DataFrame({"x": x}), x > 6.5
+
+
+@pytest.mark.parametrize("semantics", ["probabilistic", "product", "godel", "lukasiewicz"])
+def test_fit_learns_a_threshold(threshold_data, semantics):
+    X, y = threshold_data
+    model = gb.GreyBox(THRESHOLD_RULES, semantics=semantics)
+    before = (model.predict(X)["y"].to_numpy() == y).mean()
+    history = model.fit(X, {"y": y}, epochs=15, batch_size=32, lr=0.05, progress=False)
+    after = (model.predict(X)["y"].to_numpy() == y).mean()
+    assert after > 0.95 > before
+    assert abs(model.rules["above"].thresholds[0].item() - 6.5) < 1.0
+    assert history.epochs[-1]["loss"] < history.epochs[0]["loss"]
+    assert list(history.to_frame().columns[:1]) == ["loss"]
+
+
+def test_the_same_seed_gives_the_same_model(threshold_data):
+    X, y = threshold_data
+    states = []
+    for _ in range(2):
+        torch.manual_seed(3)   # the residual's initial weights
+        model = gb.GreyBox(THRESHOLD_RULES, semantics="product",
+                           residual=nn.Sequential(nn.Linear(1, 4), nn.Tanh(), nn.Linear(4, 1)))
+        model.fit(X, y, epochs=2, seed=7, progress=False)
+        states.append(model.state_dict())
+    for k in states[0]:
+        assert torch.equal(states[0][k], states[1][k]), k
+
+
+def test_validation_metrics_and_early_stopping_restore_the_best(threshold_data):
+    X, y = threshold_data
+    model = gb.GreyBox(THRESHOLD_RULES, semantics="product")
+    history = model.fit(X, y, epochs=40, lr=0.5, validation=0.25, patience=2, progress=False)
+    frame = history.to_frame()
+    assert {"val_loss", "val_y_accuracy", "seconds"} <= set(frame.columns)
+    assert history.stopped_early and len(frame) < 40
+    best = frame["val_loss"].idxmin()
+    assert history.best_epoch == best
+    # the restored parameters give the best validation loss again (up to float noise)
+    assert "History(" in str(history)
+
+
+def test_labels_may_be_missing_and_outputs_may_come_from_the_data(threshold_data):
+    X, y = threshold_data
+    labels = y.astype(object)
+    labels[::2] = None
+    data = X.assign(y=labels)
+    model = gb.GreyBox(THRESHOLD_RULES, semantics="product")
+    model.fit(data, epochs=10, lr=0.05, progress=False)   # labels read from column 'y'
+    assert (model.predict(X)["y"].to_numpy() == y).mean() > 0.9
+
+
+@pytest.mark.parametrize("targets,match", [
+    ({"z": [1]}, "targets name 'z', which is not a variable"),
+    ({"x": [1.0]}, "targets name 'x', an input"),
+    ({"y": [2] * 400}, r"labels of 'y': expected true/false, got 2 at row 0"),
+    ({"y": [True] * 3}, r"labels of 'y' must be one per row: expected shape \(400,\)"),
+])
+def test_bad_labels_are_refused_with_the_reason(threshold_data, targets, match):
+    X, _ = threshold_data
+    model = gb.GreyBox(THRESHOLD_RULES, semantics="product")
+    with pytest.raises(gb.DataError, match=match):
+        model.fit(X, targets, epochs=1, progress=False)
+
+
+def test_fit_without_labels_or_soft_constraints_says_so(threshold_data):
+    X, _ = threshold_data
+    with pytest.raises(gb.ModelError, match="nothing to learn from"):
+        gb.GreyBox(THRESHOLD_RULES).fit(X, epochs=1, progress=False)
+
+
+def test_soft_constraints_train_on_unlabelled_rows():
+    # the network never sees a label: the soft constraint alone teaches it
+    kb = gb.rules.parse("""
+        input x: real
+        neural big: bool = net(x)
+        output y: bool
+        rule r: big -> y
+        constraint big_means_positive weight 5: big <-> x > 0
+    """)
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(1, 8), nn.Tanh(), nn.Linear(8, 1))
+    x = np.random.default_rng(1).normal(size=300)
+    for sem in ["probabilistic", "product"]:
+        model = gb.GreyBox(kb, {"net": net}, semantics=sem)
+        model.fit({"x": x}, epochs=20, lr=0.05, progress=False)
+        big = model({"x": x}).values["big"].detach().numpy() > 0.5
+        assert (big == (x > 0)).mean() > 0.95, sem
+
+
+@pytest.mark.slow
+def test_a_digit_network_learns_from_sums_alone(addition):
+    X, labels = load_digits(return_X_y=True)
+    X = torch.tensor(X / 16.0, dtype=torch.float32)
+    g = torch.Generator().manual_seed(0)
+    pairs = torch.randint(0, 1200, (1200, 2), generator=g)
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 10))
+    model = gb.GreyBox(addition, {"digit": net})
+    data = {"img1": X[pairs[:, 0]], "img2": X[pairs[:, 1]]}
+    total = labels[pairs[:, 0].numpy()] + labels[pairs[:, 1].numpy()]
+    model.fit(data, {"total": total}, epochs=8, batch_size=16, lr=2e-3, progress=False)
+    with torch.no_grad():
+        acc = (net(X[1200:]).argmax(1).numpy() == labels[1200:]).mean()
+    assert acc > 0.8   # never saw a digit label
