@@ -214,8 +214,9 @@ def fit(model, data, targets=None, *, epochs: int = 10, batch_size: int = 32,
             per = batch.n // world
             perm = perm[rank * per:(rank + 1) * per]
         steps = range(0, len(perm), batch_size)
-        bar = tqdm(steps, desc=f"epoch {epoch}/{epochs}", leave=False,
-                   disable=not progress or rank != 0) if tqdm else steps
+        # disable=None: tqdm shows the bar on terminals only (logs get one line per epoch)
+        bar = tqdm(steps, desc=f"epoch {epoch}/{epochs}", leave=False, mininterval=0.5,
+                   disable=True if not progress or rank != 0 else None) if tqdm else steps
         total, seen = 0.0, 0
         for start in bar:
             rows = perm[start:start + batch_size]
@@ -231,7 +232,7 @@ def fit(model, data, targets=None, *, epochs: int = 10, batch_size: int = 32,
             total += loss.item() * len(rows)
             seen += len(rows)
             if tqdm and progress and rank == 0:
-                bar.set_postfix(loss=f"{total / seen:.4f}")
+                bar.set_postfix(loss=f"{total / seen:.4f}", refresh=False)
         record = {"epoch": epoch, "loss": total / max(seen, 1)}
         if val_batch is not None:
             record.update(_metrics(model, val_batch, val_labels, "val_"))
