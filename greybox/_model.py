@@ -260,9 +260,9 @@ class GreyBox(nn.Module):
         group, owner, i = self._nums[id(node)]
         return getattr(self, group)[_key(owner)].thresholds[i]
 
-    def bias_vector(self, name: str) -> torch.Tensor:
-        b = self.decisions[_key(name)].bias
-        return torch.stack([torch.zeros_like(b), b]) if b.dim() == 0 else b
+    def decisions_bias(self, name: str) -> torch.Tensor:
+        """A decided variable's bias: a number for a bool, one per value otherwise."""
+        return self.decisions[_key(name)].bias
 
     def _feature_scale(self, name: str) -> torch.Tensor | float:
         if name in self.feature_names:

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+import torch.nn.functional as nn_f
 
 from greybox.errors import ModelError
 from greybox.functional import safe_log
@@ -141,22 +142,39 @@ class Semantics:
             root[name] = ctx.neural(name, out)
         residual = model.residual_scores(batch)
 
-        bodies, contributions, scores, log_dists = {}, {}, {}, {}
-        joint_best: dict[str, torch.Tensor] = {}
+        bodies, contributions, scores = {}, {}, {}
+        probs: dict[str, torch.Tensor] = {}        # bool: P(True) (n,); else (n, K)
+        log_dists: dict[str, object] = {}          # (n, K) log-probabilities, or a maker
+        joint_best: dict[str, object] = {}         # value index per row, or a maker
         infeasible = ~ctx.feasible(root)
         n = batch.n
+
+        def push(acc, k, x):
+            acc[k] = x if acc[k] is None else acc[k] + x
+
+        def full(x):
+            return torch.zeros(n, device=ctx.device) if x is None else x.expand(n)
+
         for comp in plan(kb).components:
             comp_vars = set(comp.variables)
             dynamic_rules = set()
-            partial: dict[str, torch.Tensor] = {}
+            # per decided variable, one score vector per value (None = 0): bias, residual,
+            # and the rules whose bodies read nothing of this component
+            partial: dict[str, list] = {}
             for v in comp.variables:
                 var = kb.variables[v]
+                is_bool = isinstance(var.type, A.BoolType)
                 size = len(A.domain_values(var.type))
-                s = torch.zeros(n, size, device=ctx.device)
-                s = s + model.bias_vector(v)
+                acc: list = [None] * size
+                bias = model.decisions_bias(v)
+                if is_bool:
+                    acc[1] = bias
+                else:
+                    acc = [bias[k] for k in range(size)]
                 if v in residual:
                     r = residual[v]
-                    s = s + (torch.stack([torch.zeros_like(r), r], 1) if r.dim() == 1 else r)
+                    for k in ([1] if is_bool else range(size)):
+                        push(acc, k, r if is_bool else r[:, k])
                 for r in kb.rules_for(v):
                     if closure(kb, A.variables(r.body)) & comp_vars:
                         dynamic_rules.add(r.name)
@@ -164,14 +182,21 @@ class Semantics:
                     t = ctx.truth(r.body, root)
                     bodies[r.name] = t
                     contributions[r.name] = signed_weight(model, r) * t
-                    s = s.index_add(1, torch.tensor([head_index(kb, r)], device=ctx.device),
-                                    contributions[r.name].unsqueeze(1))
-                partial[v] = s
+                    push(acc, head_index(kb, r), contributions[r.name])
+                partial[v] = acc
             if not dynamic_rules and not comp.constraints and len(comp.variables) == 1:
                 v = comp.variables[0]
-                logp = torch.log_softmax(partial[v], dim=1)
-                log_dists[v] = logp
-                joint_best[v] = partial[v].argmax(dim=1)
+                if isinstance(kb.variables[v].type, A.BoolType):
+                    score = full(partial[v][1])
+                    probs[v] = torch.sigmoid(score)
+                    log_dists[v] = (lambda s=score: torch.stack(
+                        [nn_f.logsigmoid(-s), nn_f.logsigmoid(s)], 1))
+                    joint_best[v] = (lambda s=score: (s > 0).long())
+                else:
+                    stacked = torch.stack([full(x) for x in partial[v]], 1)
+                    log_dists[v] = torch.log_softmax(stacked, dim=1)
+                    probs[v] = log_dists[v].exp()
+                    joint_best[v] = (lambda s=stacked: s.argmax(dim=1))
             else:
                 logp_joint, assignments = self._joint(model, ctx, root, comp, partial,
                                                       dynamic_rules, infeasible)
@@ -180,30 +205,31 @@ class Semantics:
                     size = len(A.domain_values(kb.variables[v].type))
                     which = torch.tensor([a[j] for a in assignments], device=ctx.device)
                     onehot = torch.nn.functional.one_hot(which, size).to(logp_joint.dtype)
-                    log_dists[v] = safe_log(logp_joint.exp() @ onehot)
+                    p = logp_joint.exp() @ onehot
+                    log_dists[v] = safe_log(p)
+                    probs[v] = p[:, 1] if isinstance(kb.variables[v].type, A.BoolType) else p
                     joint_best[v] = which[best]
             for v in comp.variables:
-                p = log_dists[v].exp()
-                root[v] = ctx.decided(v, p[:, 1] if isinstance(kb.variables[v].type, A.BoolType)
-                                      else p)
+                root[v] = ctx.decided(v, probs[v])
             for v in comp.variables:  # rules that read the component: under its marginals
-                s = partial[v]
+                acc = list(partial[v])
                 for r in kb.rules_for(v):
                     if r.name in dynamic_rules:
                         t = ctx.truth(r.body, root)
                         bodies[r.name] = t
                         contributions[r.name] = signed_weight(model, r) * t
-                        s = s.index_add(1, torch.tensor([head_index(kb, r)], device=ctx.device),
-                                        contributions[r.name].unsqueeze(1))
-                scores[v] = s[:, 1] - s[:, 0] if isinstance(kb.variables[v].type, A.BoolType) else s
+                        push(acc, head_index(kb, r), contributions[r.name])
+                if isinstance(kb.variables[v].type, A.BoolType):
+                    scores[v] = full(acc[1])
+                else:
+                    scores[v] = torch.stack([full(x) for x in acc], 1)
 
         values, pending = {}, {}
         for name, var in kb.variables.items():
             if isinstance(var.type, A.TensorType):
                 continue
             if var.role == "decided":
-                p = log_dists[name].exp()
-                values[name] = p[:, 1] if isinstance(var.type, A.BoolType) else p
+                values[name] = probs[name]
             else:
                 pending[name] = (lambda name=name: ctx.marginal(name, root))
         values = LazyValues(values, pending)
@@ -213,13 +239,19 @@ class Semantics:
 
         def log_prob(name, target):
             if name in log_dists:
+                if callable(log_dists[name]):
+                    log_dists[name] = log_dists[name]()
                 return log_dists[name].gather(1, target.long().view(-1, 1)).squeeze(1)
             return ctx.log_prob(name, target, root)
 
         def decide():
             out = {}
             for name in kb.outputs:
-                out[name] = joint_best[name] if name in joint_best else ctx.mode(name, root)
+                if name in joint_best:
+                    best = joint_best[name]
+                    out[name] = best() if callable(best) else best
+                else:
+                    out[name] = ctx.mode(name, root)
             return out
 
         order = list(kb.rules)
@@ -246,9 +278,8 @@ class Semantics:
             sub = Env(ctx, root, fixed, comp.tainted)
             obj = 0.0
             for v, k in zip(comp.variables, a):
-                obj = obj + partial[v][:, k] - (0.0 if not isinstance(kb.variables[v].type,
-                                                                       A.BoolType)
-                                                else partial[v][:, 0])
+                if partial[v][k] is not None:
+                    obj = obj + partial[v][k]
                 for r in kb.rules_for(v):
                     if r.name in dynamic_rules and head_index(kb, r) == k:
                         obj = obj + signed_weight(model, r) * ctx.truth(r.body, sub)
