@@ -16,21 +16,33 @@ from greybox.rules._evaluate import _column, _show
 __all__ = ["Batch", "to_batch", "to_targets", "Targets"]
 
 
-@dataclass
 class Batch:
     """Checked inputs of ``n`` rows: a tensor per input variable (batch first), the row
     index, and the tabular columns as numpy (for crisp evaluation)."""
 
-    values: dict[str, torch.Tensor]
-    n: int
-    index: pd.Index
-    columns: dict[str, np.ndarray]
+    __slots__ = ("values", "n", "_index", "_positions", "columns")
+
+    def __init__(self, values: dict[str, torch.Tensor], n: int, index: pd.Index,
+                 columns: dict[str, np.ndarray], positions: np.ndarray | None = None):
+        self.values, self.n, self.columns = values, n, columns
+        self._index, self._positions = index, positions
+
+    @property
+    def index(self) -> pd.Index:
+        """The rows' labels (as in the data)."""
+        if self._positions is not None:
+            self._index, self._positions = self._index[self._positions], None
+        return self._index
 
     def take(self, rows: torch.Tensor) -> Batch:
         """The rows at positions ``rows`` (a long tensor)."""
         cpu = rows.cpu().numpy()
-        return Batch({k: v[rows.to(v.device)] for k, v in self.values.items()}, len(cpu),
-                     self.index[cpu], {k: v[cpu] for k, v in self.columns.items()})
+        values = {}
+        for k, v in self.values.items():
+            values[k] = v[rows if rows.device == v.device else rows.to(v.device)]
+        positions = cpu if self._positions is None else self._positions[cpu]
+        return Batch(values, len(cpu), self._index,
+                     {k: v[cpu] for k, v in self.columns.items()}, positions)
 
 
 def _length(name, value) -> int:

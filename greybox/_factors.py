@@ -54,8 +54,34 @@ def elimination_order(scopes: tuple[tuple[str, ...], ...], keep: tuple[str, ...]
     return tuple(order)
 
 
+_LETTERS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXY"
+
+
+@functools.lru_cache(maxsize=4096)
+def _equation(scopes: tuple, batched: tuple, out_scope: tuple) -> str | None:
+    """The einsum equation (batch letter ``Z``; factors shared by all rows have none), or
+    None when there are more variables than letters."""
+    ids: dict[str, str] = {}
+    for scope in (*scopes, out_scope):
+        for v in scope:
+            if v not in ids:
+                if len(ids) == len(_LETTERS):
+                    return None
+                ids[v] = _LETTERS[len(ids)]
+    terms = [("Z" if b else "") + "".join(ids[v] for v in scope)
+             for scope, b in zip(scopes, batched)]
+    return ",".join(terms) + "->Z" + "".join(ids[v] for v in out_scope)
+
+
 def _product(parts: Sequence[Factor], out_scope: tuple[str, ...]) -> torch.Tensor:
     """einsum of ``parts`` onto ``out_scope`` (summing every other variable)."""
+    scopes = tuple(s for s, _ in parts)
+    batched = tuple(t.shape[0] != 1 for _, t in parts)
+    if not any(batched):
+        batched = (True,) + batched[1:]
+    eq = _equation(scopes, batched, tuple(out_scope))
+    if eq is not None:
+        return torch.einsum(eq, *[t if b else t[0] for (_, t), b in zip(parts, batched)])
     ids: dict[str, int] = {}
     args: list = []
     for scope, t in parts:
@@ -70,6 +96,25 @@ def _rescale(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return t, torch.zeros_like(t)
     s = t.detach().flatten(1).amax(dim=1).clamp_min(_TINY)
     return t / s.view(-1, *([1] * (t.dim() - 1))), torch.log(s)
+
+
+#: Graphs of at most this many factors, whose joint table has at most SMALL_TABLE entries
+#: per row, are contracted in one einsum call.
+SMALL_FACTORS = 5
+SMALL_TABLE = 1 << 16
+
+
+def _small(factors, keep) -> bool:
+    if len(factors) > SMALL_FACTORS:
+        return False
+    sizes: dict[str, int] = {}
+    for scope, t in factors:
+        for v, k in zip(scope, t.shape[1:]):
+            sizes[v] = k
+    total = 1
+    for k in sizes.values():
+        total *= k
+    return total <= SMALL_TABLE
 
 
 def contract(factors: Sequence[Factor], keep: Sequence[str] = ()) -> tuple[torch.Tensor, torch.Tensor]:
@@ -95,6 +140,10 @@ def contract(factors: Sequence[Factor], keep: Sequence[str] = ()) -> tuple[torch
     absent = set(keep) - {v for s in scopes for v in s}
     if absent:
         raise ValueError(f"cannot keep {sorted(absent)}: no factor mentions them")
+    if _small(factors, keep):
+        # a handful of small factors: one einsum, no intermediate rescaling needed
+        t = _product(factors, keep)
+        return t, torch.zeros(t.shape[0], dtype=t.dtype, device=t.device)
     order = elimination_order(scopes, keep)
     pool = list(factors)
     log_scale = None

@@ -212,6 +212,7 @@ class GreyBox(nn.Module):
                     raise ModelError(f"residual for {name!r} must be an nn.Module")
             self.residual = nn.ModuleDict({_key(k): m for k, m in residual.items()})
         self._arith_cache: dict = {}
+        self._linear_cache: dict = {}
         self._kb_cache: tuple | None = None
         self._smooth_cache: dict[int, bool] = {}
         self._spread_cache: dict[int, list] = {}
@@ -224,7 +225,7 @@ class GreyBox(nn.Module):
             self._collect(r.body, "rules", r.name)
         for c in self.kb.constraints.values():
             self._collect(c.formula, "constraints", c.name)
-        self._arith_cache, self._kb_cache = {}, None
+        self._arith_cache, self._kb_cache, self._linear_cache = {}, None, {}
         self._smooth_cache, self._spread_cache = {}, {}
 
     # construction helpers ---------------------------------------------------------------
@@ -247,8 +248,7 @@ class GreyBox(nn.Module):
 
     @property
     def device(self) -> torch.device:
-        for t in self.parameters():
-            return t.device
+        """Where the model lives (every module moves its buffers along with it)."""
         return self.feature_center.device
 
     # parameters as the semantics read them ------------------------------------------------
@@ -300,12 +300,45 @@ class GreyBox(nn.Module):
             spread = torch.tensor(float(spread) if spread else 1.0, device=self.device)
         return self.temperature * spread
 
-    def _arithmetic(self, name: str, domains: dict):
-        key = (name, tuple((k, tuple(v)) for k, v in domains.items()), str(self.device))
+    def _linear_form(self, name: str):
+        """A define's expression as a linear form over non-defined variables (cached)."""
+        if name not in self._linear_cache:
+            self._linear_cache[name] = linear_form(self.kb.variables[name].expr, self.kb,
+                                                   inline=True)
+        return self._linear_cache[name]
+
+    def _apply(self, fn, *args, **kwargs):
+        # .to(), .cuda(), .double() ...: compiled tensors are rebuilt on the new device
+        out = super()._apply(fn, *args, **kwargs)
+        self._arith_cache = {}
+        return out
+
+    def _value_tensor(self, values: tuple) -> torch.Tensor:
+        """A variable's values as a float tensor on the model's device (cached)."""
+        key = ("values", values)
+        found = self._arith_cache.get(key)
+        if found is None:
+            found = self._arith_cache[key] = torch.tensor([float(v) for v in values],
+                                                          device=self.device)
+        return found
+
+    def _arithmetic(self, name: str, leaves: tuple):
+        """The compiled arithmetic of an integer define over the random variables
+        ``leaves`` (cached per device)."""
+        key = (name, leaves)
         if key not in self._arith_cache:
+            domains = {k: [int(v) for v in A.domain_values(self.kb.variables[k].type)]
+                       for k in leaves}
             arith = compile_linear(name, self.kb, domains)
             if arith is not None:
                 arith.factors = [(s, f.to(self.device)) for s, f in arith.factors]
+                # which variables each factor introduces, and whether it is a function
+                seen: set = set()
+                arith.owners = []
+                for scope, f in arith.factors:
+                    made = [v for v in scope if v not in seen and v not in domains]
+                    seen.update(scope)
+                    arith.owners.append((made, arith.conditional(scope, f, made)))
             self._arith_cache[key] = arith
         return self._arith_cache[key]
 
@@ -536,9 +569,12 @@ class GreyBox(nn.Module):
                     continue
                 var = self.kb.variables[name]
                 if A.is_finite_type(var.type):
-                    lp = trace.log_prob(name, y)[mask]
-                    ok = torch.isfinite(lp)
-                    if bool(ok.any()):
+                    lp = trace.log_prob(name, y)
+                    # rows whose label is impossible (probability 0) teach nothing
+                    ok = mask & torch.isfinite(lp)
+                    if bool(ok.all()):
+                        total = total - lp.mean()
+                    elif bool(ok.any()):
                         total = total - lp[ok].mean()
                 else:
                     pred = trace.values[name]

@@ -104,4 +104,4 @@ def safe_log(t: torch.Tensor) -> torch.Tensor:
     """``log(t)`` that is ``-inf`` at 0 without poisoning gradients with NaN (the gradient
     at 0 is 0, so rows or assignments of probability 0 can be masked out downstream)."""
     tiny = torch.finfo(t.dtype).tiny
-    return torch.where(t > 0, torch.log(t.clamp_min(tiny)), torch.full_like(t, -torch.inf))
+    return torch.log(t.clamp_min(tiny)).masked_fill(t <= 0, -torch.inf)

@@ -52,7 +52,7 @@ class KnowledgeBase:
     """
 
     __slots__ = ("statements", "variables", "rules", "constraints", "source", "filename",
-                 "_graph", "__weakref__")
+                 "_graph", "_hash", "__weakref__")
 
     def __init__(self, statements: Iterable[A.Statement], *, source: str | None = None,
                  filename: str | None = None):
@@ -66,6 +66,7 @@ class KnowledgeBase:
         object.__setattr__(self, "source", source)
         object.__setattr__(self, "filename", filename)
         object.__setattr__(self, "_graph", None)
+        object.__setattr__(self, "_hash", None)
 
     def __setattr__(self, name, value):
         raise AttributeError("KnowledgeBase is immutable")
@@ -76,7 +77,9 @@ class KnowledgeBase:
         return self.statements == other.statements
 
     def __hash__(self) -> int:
-        return hash(self.statements)
+        if self._hash is None:  # the statements are immutable: hash them once
+            object.__setattr__(self, "_hash", hash(self.statements))
+        return self._hash
 
     def __repr__(self) -> str:
         return (f"KnowledgeBase({len(self.variables)} variables, {len(self.rules)} rules, "

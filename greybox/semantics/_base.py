@@ -86,6 +86,11 @@ class Context:
     def log_prob(self, name: str, target: torch.Tensor, env: Env) -> torch.Tensor:
         raise NotImplementedError
 
+    def has_marginal(self, name: str) -> bool:
+        """Whether the trace can hold ``name``'s distribution (sums with too many values
+        to enumerate cannot)."""
+        return True
+
     def marginal(self, name: str, env: Env) -> torch.Tensor | None:
         raise NotImplementedError
 
@@ -232,10 +237,9 @@ class Semantics:
                 values[name] = probs[name]
             else:
                 pending[name] = (lambda name=name: ctx.marginal(name, root))
+            if name in pending and not ctx.has_marginal(name):
+                del pending[name]
         values = LazyValues(values, pending)
-        for name in list(pending):
-            if not ctx.has_marginal(name, root):
-                del values._pending[name]
 
         def log_prob(name, target):
             if name in log_dists:

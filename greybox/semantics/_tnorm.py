@@ -198,7 +198,7 @@ class FuzzyContext(Context):
         return out
 
     # queries -------------------------------------------------------------------------
-    def has_marginal(self, name, env) -> bool:
+    def has_marginal(self, name) -> bool:
         return True
 
     def marginal(self, name, env):

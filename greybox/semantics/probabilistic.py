@@ -18,10 +18,11 @@ from __future__ import annotations
 import operator
 
 import torch
+import torch.nn.functional as nn_f
 
 from greybox import functional as F
 from greybox._factors import contract, mpe
-from greybox._linear import FACTOR_LIMIT, linear_form
+from greybox._linear import FACTOR_LIMIT
 from greybox.errors import ModelError
 from greybox.rules import _ast as A
 from greybox.rules._decisions import plan
@@ -62,7 +63,7 @@ class ProbContext(Context):
         self.own: dict[str, list] = {}
         self.conditional: set[int] = set()
         self.constraint_factors: list = []
-        self.logp: dict[str, torch.Tensor] = {}
+        self.logits: dict[str, torch.Tensor] = {}
         self._atoms: dict = {}
         self._keep_alive: list = []
 
@@ -79,7 +80,7 @@ class ProbContext(Context):
         return list(t.values)
 
     def _register(self, var: str, values, factor, *, conditional=True, owners=None):
-        vals = torch.as_tensor([float(v) for v in values], device=self.device)
+        vals = self.model._value_tensor(tuple(values))
         self.sizes[var] = len(vals)
         self.vals[var] = vals
         self.add_factor(factor, owners or (var,), conditional=conditional)
@@ -140,14 +141,20 @@ class ProbContext(Context):
     def neural(self, name, out):
         t = self.kb.variables[name].type
         if isinstance(t, A.BoolType):
-            logp = torch.stack([torch.nn.functional.logsigmoid(-out),
-                                torch.nn.functional.logsigmoid(out)], 1)
+            p = torch.sigmoid(out)
+            p = torch.stack([1.0 - p, p], 1)
         elif A.is_finite_type(t):
-            logp = torch.log_softmax(out, dim=1)
+            p = torch.softmax(out, dim=1)
         else:
             return Field((), out)
-        self.logp[name] = logp
-        return self._register(name, self._values_of(name), ((name,), logp.exp()))
+        self.logits[name] = out
+        return self._register(name, self._values_of(name), ((name,), p))
+
+    def _neural_logp(self, name) -> torch.Tensor:
+        out = self.logits[name]
+        if out.dim() == 1:
+            return torch.stack([nn_f.logsigmoid(-out), nn_f.logsigmoid(out)], 1)
+        return torch.log_softmax(out, dim=1)
 
     def decided(self, name, dist):
         p = torch.stack([1 - dist, dist], 1) if dist.dim() == 1 else dist
@@ -159,29 +166,22 @@ class ProbContext(Context):
     def define(self, name, env: Env):
         var = self.kb.variables[name]
         if isinstance(var.type, A.IntType) and env.parent is None:
-            leaves = linear_form(var.expr, self.kb, inline=True)
+            leaves = self.model._linear_form(name)
             if leaves is not None and leaves[1] and all(
                     k in self.sizes and isinstance(self.kb.variables[k].type,
                                                    (A.IntType, A.BoolType))
                     for k in leaves[1]):
-                arith = self.model._arithmetic(name, {k: [int(v) for v in self.vals[k].tolist()]
-                                                      for k in leaves[1]})
+                arith = self.model._arithmetic(name, tuple(leaves[1]))
                 if arith is not None:
                     for aux, values in arith.aux.items():
                         self.sizes[aux] = len(values)
-                        self.vals[aux] = torch.as_tensor([float(v) for v in values],
-                                                         device=self.device)
-                    seen: set = set()
-                    for scope, f in arith.factors:
-                        made = [v for v in scope if v not in seen and v not in leaves[1]]
-                        seen.update(scope)
-                        self.add_factor((scope, f), made,
-                                        conditional=arith.conditional(scope, f, made))
+                        self.vals[aux] = self.model._value_tensor(tuple(values))
+                    for (scope, f), (made, conditional) in zip(arith.factors, arith.owners):
+                        self.add_factor((scope, f), made, conditional=conditional)
                     if arith.kind == "positional":
                         return Virtual(name, arith)
-                    self.sizes[name] = len(self._values_of(name))
-                    self.vals[name] = torch.as_tensor([float(v) for v in self._values_of(name)],
-                                                      device=self.device)
+                    self.sizes[name] = var.type.size
+                    self.vals[name] = self.model._value_tensor(tuple(self._values_of(name)))
                     return Field((name,), self.vals[name].view(1, -1))
         f = self.field(var.expr, env)
         if not f.scope or isinstance(var.type, A.RealType):
@@ -306,7 +306,7 @@ class ProbContext(Context):
 
     # queries ---------------------------------------------------------------------------
     def _unconditioned(self, name) -> bool:
-        return name in self.logp and len(self.closure((name,))) == 1
+        return name in self.logits and len(self.closure((name,))) == 1
 
     def log_prob(self, name, target, env):
         x = env[name]
@@ -317,10 +317,12 @@ class ProbContext(Context):
             scope = [s[0] for s, _ in evidence]
         elif x.scope:
             if self._unconditioned(name):
-                return self.logp[name].gather(1, target.long().view(-1, 1)).squeeze(1)
+                return self._neural_logp(name).gather(1, target.long().view(-1, 1)).squeeze(1)
             v = x.scope[0]
-            evidence = [((v,), torch.nn.functional.one_hot(target.long(), self.sizes[v]).float())]
-            scope = [v]
+            factors = self.closure((v,))
+            t, s = contract(factors, keep=(v,))
+            p = t.expand(self.n, -1).gather(1, target.long().view(-1, 1)).squeeze(1)
+            return F.safe_log(p) + s - self._log_z(factors)
         else:
             if not A.is_finite_type(var.type):
                 raise ModelError(f"{name!r} is real-valued; it is supervised by squared error")
@@ -332,17 +334,9 @@ class ProbContext(Context):
         t, s = contract(factors + evidence)
         return F.safe_log(t) + s - self._log_z(factors)
 
-    def has_marginal(self, name, env) -> bool:
-        try:
-            x = env[name]
-        except ModelError:
-            return False
-        if isinstance(x, Virtual):
-            size = 1
-            for d in (*x.arith.digits, x.arith.carry):
-                size *= self.sizes[d]
-            return size <= MAX_MARGINAL
-        return True
+    def has_marginal(self, name) -> bool:
+        t = self.kb.variables[name].type
+        return not isinstance(t, A.IntType) or t.size <= MAX_MARGINAL
 
     def marginal(self, name, env):
         x = env[name]
@@ -374,7 +368,7 @@ class ProbContext(Context):
             return x.t.expand(self.n)
         v = x.scope[0]
         if self._unconditioned(name):
-            p = self.logp[name].exp()
+            p = self._neural_logp(name).exp()
         else:
             t, _ = contract(self.closure((v,)), keep=(v,))
             p = t / t.sum(1, keepdim=True)
@@ -385,7 +379,7 @@ class ProbContext(Context):
         x = env[name]
         var = self.kb.variables[name]
         if isinstance(x, Virtual):
-            if self.has_marginal(name, env):
+            if self.has_marginal(name):
                 return self.marginal(name, env).argmax(dim=1)
             a = x.arith
             assignment, _ = mpe(self.closure((*a.digits, a.carry)), self.n)
