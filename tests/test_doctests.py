@@ -4,10 +4,7 @@ import doctest
 import importlib
 import pkgutil
 
-import greybox.rules
 import pytest
-
-import greybox
 
 
 def _modules():

@@ -18,3 +18,29 @@ def test_rules_tour_runs():
     assert "proved:" in out and "refuted:" in out
     accuracy = float(out.split("rules alone: accuracy ")[1].split(",")[0])
     assert accuracy > 0.9
+
+
+@pytest.mark.slow
+def test_digits_addition_example_learns_digits_from_sums():
+    proc = subprocess.run([sys.executable, str(EXAMPLES / "digits_addition.py"), "--digits", "2",
+                           "--epochs", "3", "--examples", "3000"], capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = proc.stdout
+    digit = float(out.split("unseen images:")[1].split()[0])
+    total = float(out.split("unseen sums:")[1].split()[0])
+    assert digit > 0.8 and total > 0.5
+
+
+@pytest.mark.slow
+def test_breast_cancer_example_prints_its_comparison_table():
+    proc = subprocess.run([sys.executable, str(EXAMPLES / "breast_cancer.py"), "--repeats", "1"],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = proc.stdout
+    for row in ("rules alone", "greybox: rules + residual", "MLP", "logistic regression"):
+        assert row in out
+    greybox_row = next(line for line in out.splitlines() if line.startswith("greybox"))
+    tokens = greybox_row.split()
+    accuracies = [float(tokens[i - 1]) for i, t in enumerate(tokens) if t == "±"]  # means
+    assert len(accuracies) == 4 and min(accuracies) > 0.85

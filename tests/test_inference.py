@@ -46,7 +46,6 @@ def test_contract_matches_brute_force_on_random_graphs(seed):
 
 def test_mpe_finds_the_best_assignment():
     g = torch.Generator().manual_seed(3)
-    sizes = {"a": 3, "b": 2, "c": 4}
     factors = [(("a", "b"), torch.rand(2, 3, 2, generator=g)),
                (("b", "c"), torch.rand(2, 2, 4, generator=g)),
                (("c",), torch.rand(1, 4, generator=g))]
@@ -225,3 +224,21 @@ def test_predicting_a_huge_sum_uses_the_most_probable_digits():
     pred = model.predict({"img": x})["total"].to_numpy()
     want = [2 * int("".join(str(int(d)) for d in [digits[i]] * 8)) for i in range(5)]
     assert pred.tolist() == want
+
+
+def test_the_distribution_of_a_positional_sum_is_exact_and_predict_takes_its_mode():
+    kb = _numbers_kb(2)
+    torch.manual_seed(4)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(4, 10))
+    model = gb.GreyBox(kb, {"digit": net})
+    x = torch.randn(3, 4)
+    trace = model({"img": x})
+    dist = trace.values["total"]
+    assert dist.shape == (3, 199)
+    p = torch.softmax(net(x), 1).double()          # every digit reads the same image
+    number = torch.einsum("ba,bc->bac", p, p).reshape(3, 100)   # 10*a0 + a1
+    want = torch.zeros(3, 199, dtype=torch.float64)
+    for i in range(100):
+        want[:, i:i + 100] += number[:, i:i + 1] * number
+    assert torch.allclose(dist.double(), want, atol=1e-5)
+    assert model.predict({"img": x})["total"].tolist() == want.argmax(1).tolist()

@@ -69,8 +69,8 @@ def test_rules_need_their_columns(cancer):
 
 
 def test_a_residual_module_is_copied_not_trained_in_place(cancer):
-    from torch import nn
     import torch
+    from torch import nn
 
     X, y = cancer
     res = nn.Linear(6, 1)
