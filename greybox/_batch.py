@@ -20,12 +20,14 @@ class Batch:
     """Checked inputs of ``n`` rows: a tensor per input variable (batch first), the row
     index, and the tabular columns as numpy (for crisp evaluation)."""
 
-    __slots__ = ("values", "n", "_index", "_positions", "columns")
+    __slots__ = ("values", "n", "_index", "_positions", "columns", "overrides")
 
     def __init__(self, values: dict[str, torch.Tensor], n: int, index: pd.Index,
                  columns: dict[str, np.ndarray], positions: np.ndarray | None = None):
         self.values, self.n, self.columns = values, n, columns
         self._index, self._positions = index, positions
+        #: network outputs to use instead of running the networks (constraint repair)
+        self.overrides: dict[str, torch.Tensor] = {}
 
     @property
     def index(self) -> pd.Index:

@@ -18,6 +18,7 @@ from greybox.rules._decisions import closure
 
 from ._batch import Batch, to_batch, to_targets
 from ._linear import compile_linear, linear_form
+from ._repair import overrides, repair, repairable
 from ._trace import Trace
 from .semantics import REGISTRY
 
@@ -399,6 +400,7 @@ class GreyBox(nn.Module):
                 self._check_output(names[0], y, batch.n * len(xs))
             for i, n in enumerate(names):
                 out[n] = self._check_output(n, parts[i] if parts is not None else y, batch.n)
+        out.update(batch.overrides)
         return {n: out[n] for n in kb.neural}
 
     def _check_output(self, name: str, y, n: int) -> torch.Tensor:
@@ -594,7 +596,9 @@ class GreyBox(nn.Module):
                 ) -> pd.DataFrame:
         """The most probable value of every output, one row per example.
 
-        Hard constraints hold in every row returned. Where no value satisfies them,
+        Hard constraints hold in every row returned: finite variables are conditioned
+        exactly; where a network's real output violates a hard constraint, the closest
+        values that satisfy it (Z3 Optimize) are used. Where no value satisfies them,
         ``on_infeasible="raise"`` (default) raises :class:`~greybox.DataError` naming the
         rows; ``"flag"`` returns them with a True ``infeasible`` column instead.
         """
@@ -608,9 +612,14 @@ class GreyBox(nn.Module):
             with torch.no_grad():
                 for start in range(0, batch.n, batch_size):
                     rows = torch.arange(start, min(batch.n, start + batch_size))
-                    tr = self(batch.take(rows))
-                    outs.append({k: v.cpu() for k, v in tr.decisions().items()})
-                    flags.append(tr.infeasible.cpu())
+                    sub = batch.take(rows)
+                    tr = self(sub)
+                    decisions = {k: v.cpu() for k, v in tr.decisions().items()}
+                    infeasible = tr.infeasible.cpu()
+                    if bool(infeasible.any()) and repairable(self.kb):
+                        self._repair(sub, tr, decisions, infeasible)
+                    outs.append(decisions)
+                    flags.append(infeasible)
         finally:
             self.train(was)
         infeasible = torch.cat(flags).numpy() if flags else np.zeros(0, bool)
@@ -628,6 +637,24 @@ class GreyBox(nn.Module):
         if on_infeasible == "flag":
             df["infeasible"] = infeasible
         return df
+
+    def _repair(self, batch: Batch, trace: Trace, decisions: dict, infeasible: torch.Tensor):
+        """Rows whose real network outputs violate a hard constraint: decide again with the
+        closest values that satisfy it (Z3 Optimize); updates ``decisions`` and
+        ``infeasible`` in place."""
+        bad = torch.nonzero(infeasible).flatten().tolist()
+        fixed = repair(self, batch, trace.logits, bad)
+        rows = [r for r in bad if r in fixed]
+        if not rows:
+            return
+        sub = batch.take(torch.as_tensor(rows))
+        sub.overrides = overrides(self.kb, fixed, trace.logits, rows)
+        again = self(sub)
+        ok = ~again.infeasible.cpu()
+        index = torch.as_tensor(rows)
+        for name, v in again.decisions().items():
+            decisions[name][index[ok]] = v.cpu()[ok].to(decisions[name].dtype)
+        infeasible[index[ok]] = False
 
     def predict_proba(self, data, output: str | None = None, *, batch_size: int = 4096
                       ) -> pd.DataFrame:

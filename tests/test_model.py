@@ -310,3 +310,57 @@ def test_residual_logits_add_to_the_score(credit_model, credit_data):
     assert torch.allclose(s1 - s0, torch.full_like(s0, 1.5), atol=1e-5)
     assert plus.feature_names[:3] == ["age", "income", "debt_ratio"]
     assert len(plus.feature_names) == 8   # 4 numbers + one-hot employment
+
+
+class _Fixed(nn.Module):
+    """A 'network' whose outputs are given per row (its input is the row's output)."""
+
+    def forward(self, x):
+        return x[:, 0]
+
+
+@pytest.mark.parametrize("semantics", SEMANTICS)
+def test_real_network_outputs_violating_a_constraint_are_moved_to_the_closest_valid_value(
+        semantics):
+    kb = gb.rules.parse("""
+        input out: real
+        neural risk: real = net(out)
+        output high: bool
+        rule h weight 2: risk > 0.5 -> high
+        rule l weight 2: risk < 0.5 -> not high
+        constraint bounded: risk >= 0 and risk <= 0.4
+    """)
+    model = gb.GreyBox(kb, {"net": _Fixed()}, semantics=semantics)
+    model.feature_center.zero_()
+    model.feature_scale.fill_(1.0)
+    data = {"out": [0.2, 0.9, -0.3]}
+    # the network says 0.9 for row 1: outside the constraint -> moved to 0.4, so not high
+    assert model.predict(data)["high"].tolist() == [False, False, False]
+    assert model(data).infeasible.tolist() == [False, True, True]   # before the repair
+
+
+def test_rows_that_no_real_value_can_repair_stay_infeasible():
+    kb = gb.rules.parse("""
+        input out: real
+        neural risk: real = net(out)
+        output high: bool
+        rule h: risk > 0.5 -> high
+        constraint impossible: risk > 1 and risk < 0
+    """)
+    model = gb.GreyBox(kb, {"net": _Fixed()}, semantics="product")
+    with pytest.raises(gb.DataError, match="no decision satisfying the hard constraints"):
+        model.predict({"out": [0.2]})
+
+
+@pytest.mark.parametrize("semantics", SEMANTICS)
+def test_hard_constraints_with_learnable_thresholds_are_never_softened(semantics):
+    kb = gb.rules.parse("""
+        input income: real[0, 100000]
+        output approve: bool
+        rule earns weight 50: income > 0 -> approve
+        constraint poor: income < ~5000 -> not approve
+    """)
+    model = gb.GreyBox(kb, semantics=semantics, temperature=1.0)
+    data = {"income": [4000.0, 4999.0, 5001.0]}
+    assert model.predict(data)["approve"].tolist() == [False, False, True]
+    assert model(data).values["approve"][:2].max() == 0.0

@@ -82,6 +82,18 @@ class Context:
         """The truth of formula ``e`` in ``env``: a tensor of shape (n,) in [0, 1]."""
         raise NotImplementedError
 
+    #: True while a hard constraint is evaluated: its comparisons are crisp, so that what
+    #: it forbids gets weight exactly 0 (hard constraints mask, they do not train)
+    hard = False
+
+    def truth_hard(self, e: A.Expr, env: Env) -> torch.Tensor:
+        """The truth of a hard constraint (comparisons crisp)."""
+        self.hard = True
+        try:
+            return self.truth(e, env)
+        finally:
+            self.hard = False
+
     # queries -------------------------------------------------------------------------
     def log_prob(self, name: str, target: torch.Tensor, env: Env) -> torch.Tensor:
         raise NotImplementedError
@@ -103,7 +115,7 @@ class Context:
         variables."""
         out = torch.ones(self.n, dtype=torch.bool, device=self.device)
         for c in plan(self.kb).fixed_constraints:
-            out &= self.truth(c.formula, env) > 0
+            out &= self.truth_hard(c.formula, env) > 0
         return out
 
 
@@ -260,7 +272,8 @@ class Semantics:
 
         order = list(kb.rules)
         constraints = LazyValues({}, {
-            c.name: (lambda c=c: ctx.truth(c.formula, root)) for c in kb.constraints.values()})
+            c.name: (lambda c=c: (ctx.truth_hard if c.hard else ctx.truth)(c.formula, root))
+            for c in kb.constraints.values()})
         return Trace(
             semantics=self.name, n=n, kb=kb, values=values, logits=logits,
             bodies={r: bodies[r] for r in order}, contributions={r: contributions[r] for r in order},
@@ -289,7 +302,7 @@ class Semantics:
                         obj = obj + signed_weight(model, r) * ctx.truth(r.body, sub)
             lf = torch.zeros(ctx.n, device=ctx.device)
             for c in comp.constraints:
-                lf = lf + safe_log(ctx.truth(c.formula, sub).clamp(min=0.0))
+                lf = lf + safe_log(ctx.truth_hard(c.formula, sub).clamp(min=0.0))
             objs.append(torch.as_tensor(obj, device=ctx.device).expand(ctx.n))
             feas.append(lf)
         obj = torch.stack(objs, 1)

@@ -264,7 +264,7 @@ class ProbContext(Context):
         left = self._operand(e.left, e.right, env)
         right = self._operand(e.right, e.left, env)
         op = _OPS[e.op]
-        if not self.model._smooth(e) or self.model._crisp:
+        if not self.model._smooth(e) or self.model._crisp or self.hard:
             return self._binop(left, right, lambda a, b: op(a, b).float())
         temp = self.model._temperature(e)
         p = self._binop(left, right, lambda a, b: F.smooth_compare(e.op, a, b, temp))
@@ -293,7 +293,11 @@ class ProbContext(Context):
     def feasible(self, env):
         out = torch.ones(self.n, dtype=torch.bool, device=self.device)
         for c in plan(self.kb).fixed_constraints:
-            f = self.field(c.formula, env)
+            self.hard = True
+            try:
+                f = self.field(c.formula, env)
+            finally:
+                self.hard = False
             if not f.scope:
                 out &= f.t.expand(self.n) > 0
             else:
