@@ -122,16 +122,19 @@ def _values(t) -> list[int]:
 def _indicator(parts: list[tuple[list[int], int]], const: int, target: list[int],
                carry_base: int | None = None, carry: list[int] | None = None) -> torch.Tensor:
     """Indicator over (parts..., target[, carry]) of ``const + sum(c*x) == t (+ b*carry)``."""
-    total = torch.tensor(float(const))
+    # compiled once on the CPU, then moved to the model's device (GreyBox._arithmetic)
+    cpu = torch.device("cpu")
+    total = torch.tensor(float(const), dtype=torch.float64, device=cpu)
     for i, (vals, c) in enumerate(parts):
         shape = [1] * len(parts)
         shape[i] = len(vals)
-        total = total + c * torch.tensor(vals, dtype=torch.float64).view(shape)
-    t = torch.tensor(target, dtype=torch.float64)
+        total = total + c * torch.tensor(vals, dtype=torch.float64, device=cpu).view(shape)
+    t = torch.tensor(target, dtype=torch.float64, device=cpu)
     if carry is None:
         ind = total.unsqueeze(-1) == t
     else:
-        rhs = t.view(-1, 1) + carry_base * torch.tensor(carry, dtype=torch.float64).view(1, -1)
+        rhs = t.view(-1, 1) + carry_base * torch.tensor(carry, dtype=torch.float64,
+                                                        device=cpu).view(1, -1)
         ind = total.unsqueeze(-1).unsqueeze(-1) == rhs
     return ind.to(torch.float32).unsqueeze(0)
 
