@@ -141,6 +141,8 @@ def test_the_trace_holds_everything_batch_first(credit_model, credit_data, seman
     n = len(credit_data)
     assert trace.values["approve"].shape == (n,)
     assert trace.values["employment"].shape == (n, 4)
+    assert torch.equal(trace.values["age"], torch.tensor(credit_data.age.to_numpy(),
+                                                         dtype=torch.float32))
     assert trace.values["reliable"].shape == (n,)
     assert set(trace.bodies) == {"low_income_high_debt", "stable", "trusted"}
     for r in trace.bodies:

@@ -126,3 +126,20 @@ def test_a_digit_network_learns_from_sums_alone(addition):
     with torch.no_grad():
         acc = (net(X[1200:]).argmax(1).numpy() == labels[1200:]).mean()
     assert acc > 0.8   # never saw a digit label
+
+
+@pytest.mark.parametrize("semantics", ["probabilistic", "product"])
+def test_a_labelled_neural_concept_is_learned_directly(semantics):
+    kb = gb.rules.parse("""
+        input x: real
+        neural big: bool = net(x)
+        output y: bool
+        rule r: big -> y
+    """)
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(1, 8), nn.Tanh(), nn.Linear(8, 1))
+    x = np.random.default_rng(2).uniform(0, 10, 300)
+    model = gb.GreyBox(kb, {"net": net}, semantics=semantics)
+    model.fit({"x": x}, {"big": x > 5}, epochs=15, lr=0.05, progress=False)
+    big = model({"x": x}).values["big"].detach().numpy() > 0.5
+    assert (big == (x > 5)).mean() > 0.95

@@ -339,8 +339,9 @@ class ProbContext(Context):
         return F.safe_log(t) + s - self._log_z(factors)
 
     def has_marginal(self, name) -> bool:
-        t = self.kb.variables[name].type
-        return not isinstance(t, A.IntType) or t.size <= MAX_MARGINAL
+        var = self.kb.variables[name]
+        return (var.role == "input" or not isinstance(var.type, A.IntType)
+                or var.type.size <= MAX_MARGINAL)
 
     def marginal(self, name, env):
         x = env[name]
@@ -362,12 +363,9 @@ class ProbContext(Context):
             out = torch.zeros(flat.shape[0], var.type.size, device=self.device)
             out = out.index_add(1, index[ok], flat[:, ok])
             return (out / out.sum(1, keepdim=True)).expand(self.n, -1)
-        if not x.scope:
+        if not x.scope:  # known from the inputs: its value (an enum one-hot)
             if isinstance(var.type, A.EnumType):
                 return torch.nn.functional.one_hot(x.t.long().expand(self.n),
-                                                   var.type.size).float()
-            if isinstance(var.type, A.IntType):
-                return torch.nn.functional.one_hot((x.t.long() - var.type.lo).expand(self.n),
                                                    var.type.size).float()
             return x.t.expand(self.n)
         v = x.scope[0]
