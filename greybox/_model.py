@@ -333,13 +333,14 @@ class GreyBox(nn.Module):
             arith = compile_linear(name, self.kb, domains)
             if arith is not None:
                 arith.factors = [(s, f.to(self.device)) for s, f in arith.factors]
-                # which variables each factor introduces, and whether it is a function
+                # whether each factor is a function of the variables before it (sums to 1
+                # over those it introduces): then it needs no normalisation
                 seen: set = set()
-                arith.owners = []
+                arith.conditionals = []
                 for scope, f in arith.factors:
                     made = [v for v in scope if v not in seen and v not in domains]
                     seen.update(scope)
-                    arith.owners.append((made, arith.conditional(scope, f, made)))
+                    arith.conditionals.append(arith.conditional(scope, f, made))
             self._arith_cache[key] = arith
         return self._arith_cache[key]
 

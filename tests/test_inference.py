@@ -242,3 +242,43 @@ def test_the_distribution_of_a_positional_sum_is_exact_and_predict_takes_its_mod
         want[:, i:i + 100] += number[:, i:i + 1] * number
     assert torch.allclose(dist.double(), want, atol=1e-5)
     assert model.predict({"img": x})["total"].tolist() == want.argmax(1).tolist()
+
+
+def _two_digits(extra: str, semantics="probabilistic"):
+    probs = {"d1": torch.softmax(torch.arange(10.0) / 3, 0),
+             "d2": torch.softmax(-torch.arange(10.0) / 4, 0)}
+    kb = gb.rules.parse("input x: tensor\nneural d1: int 0..9 = f1(x)\n"
+                        "neural d2: int 0..9 = f2(x)\ndefine total: int 0..18 = d1 + d2\n"
+                        + extra)
+    nets = {"f1": _Table(torch.log(probs["d1"]).view(1, 10)),
+            "f2": _Table(torch.log(probs["d2"]).view(1, 10))}
+    return gb.GreyBox(kb, nets, semantics=semantics), probs
+
+
+def test_rules_over_a_defined_sum_get_its_exact_probability():
+    model, p = _two_digits("output big: bool\nrule r: total > 10 and d1 != d2 -> big")
+    trace = model({"x": torch.zeros(1, 1)})
+    want = sum(float(p["d1"][a] * p["d2"][b]) for a in range(10) for b in range(10)
+               if a + b > 10 and a != b)
+    assert trace.bodies["r"].item() == pytest.approx(want, abs=1e-6)
+
+
+def test_a_hard_constraint_on_a_sum_conditions_the_digits():
+    model, p = _two_digits("constraint small: total <= 3\noutput o: bool\nrule r: d1 == 0 -> o")
+    trace = model({"x": torch.zeros(1, 1)})
+    joint = {(a, b): float(p["d1"][a] * p["d2"][b]) for a in range(10) for b in range(10)
+             if a + b <= 3}
+    z = sum(joint.values())
+    want_d1 = [sum(v for (a, _), v in joint.items() if a == k) / z for k in range(10)]
+    assert torch.allclose(trace.values["d1"][0].double(), torch.tensor(want_d1).double(),
+                          atol=1e-6)
+    assert trace.values["total"][0, 4:].abs().max() < 1e-7
+
+
+@pytest.mark.parametrize("semantics", ["product", "godel", "lukasiewicz"])
+def test_fuzzy_comparisons_of_a_distribution_with_a_constant_are_its_exact_mass(semantics):
+    model, p = _two_digits("output o: bool\nrule r: d1 < 5 -> o\nrule s: d2 in {1, 3} -> o",
+                           semantics)
+    trace = model({"x": torch.zeros(1, 1)})
+    assert trace.bodies["r"].item() == pytest.approx(float(p["d1"][:5].sum()), abs=1e-6)
+    assert trace.bodies["s"].item() == pytest.approx(float(p["d2"][1] + p["d2"][3]), abs=1e-6)

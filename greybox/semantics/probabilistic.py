@@ -60,9 +60,9 @@ class ProbContext(Context):
         super().__init__(model, batch)
         self.sizes: dict[str, int] = {}
         self.vals: dict[str, torch.Tensor] = {}
-        self.own: dict[str, list] = {}
         self.conditional: set[int] = set()
         self.constraint_factors: list = []
+        self.touch: dict[str, list] = {}
         self.logits: dict[str, torch.Tensor] = {}
         self._atoms: dict = {}
         self._keep_alive: list = []
@@ -79,17 +79,19 @@ class ProbContext(Context):
             return [0, 1]
         return list(t.values)
 
-    def _register(self, var: str, values, factor, *, conditional=True, owners=None):
+    def _register(self, var: str, values, factor, *, conditional=True):
         vals = self.model._value_tensor(tuple(values))
         self.sizes[var] = len(vals)
         self.vals[var] = vals
-        self.add_factor(factor, owners or (var,), conditional=conditional)
+        self.add_factor(factor, conditional=conditional)
         return Field((var,), vals.view(1, -1))
 
-    def add_factor(self, factor, owners, *, conditional=True):
+    def add_factor(self, factor, *, conditional=True):
+        """Add a factor to the graph; ``conditional``: it is a distribution over the
+        variables it introduces given the others (it sums to 1 over them)."""
         self._keep_alive.append(factor)
-        for o in owners:
-            self.own.setdefault(o, []).append(factor)
+        for v in factor[0]:
+            self.touch.setdefault(v, []).append(factor)
         if conditional:
             self.conditional.add(id(factor))
 
@@ -114,6 +116,9 @@ class ProbContext(Context):
         return Field(scope, out)
 
     def closure(self, scope) -> list:
+        """Every factor connected to ``scope``: what a query on it depends on. Factors of
+        variables below (definitions, constraints) are included: evidence and
+        constraints there condition the query; unconstrained ones sum out to 1."""
         seen, fids, out = set(), set(), []
         stack = list(scope)
         while stack:
@@ -121,7 +126,7 @@ class ProbContext(Context):
             if v in seen:
                 continue
             seen.add(v)
-            for f in self.own.get(v, []) + [c for c in self.constraint_factors if v in c[0]]:
+            for f in self.touch.get(v, ()):
                 if id(f) not in fids:
                     fids.add(id(f))
                     out.append(f)
@@ -176,8 +181,8 @@ class ProbContext(Context):
                     for aux, values in arith.aux.items():
                         self.sizes[aux] = len(values)
                         self.vals[aux] = self.model._value_tensor(tuple(values))
-                    for (scope, f), (made, conditional) in zip(arith.factors, arith.owners):
-                        self.add_factor((scope, f), made, conditional=conditional)
+                    for factor, conditional in zip(arith.factors, arith.conditionals):
+                        self.add_factor(factor, conditional=conditional)
                     if arith.kind == "positional":
                         return Virtual(name, arith)
                     self.sizes[name] = var.type.size
@@ -301,7 +306,9 @@ class ProbContext(Context):
             if not f.scope:
                 out &= f.t.expand(self.n) > 0
             else:
-                self.constraint_factors.append((f.scope, f.t))
+                factor = (f.scope, f.t)
+                self.constraint_factors.append(factor)
+                self.add_factor(factor, conditional=False)
         if self.constraint_factors:
             vars_ = {v for s, _ in self.constraint_factors for v in s}
             log_z = self._log_z(self.closure(vars_))
