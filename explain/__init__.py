@@ -1,7 +1,37 @@
-"""Explanations and debugging of grey-box decisions (``greybox.explain``).
+"""Explanations of grey-box decisions (``greybox.explain``).
 
-This package sits on top of :mod:`greybox.rules` and the model. Its contents (``explain``,
-``verify``, ``Debugger``) arrive with the model; see the project's issues for the plan.
+:func:`explain` traces each decision to rules (exact contributions), concepts (values and
+the assignments behind derived ones), inputs (Captum attributions) and parameters
+(integrated gradients over the weights, thresholds and biases themselves); the
+:class:`Explanation` renders as text, tables, HTML, plots and graphs. :func:`reason`,
+:func:`counterfactual` and :func:`verify` are formal: proved with Z3.
+
+Examples
+--------
+>>> import greybox as gb
+>>> model = gb.GreyBox('''
+... input income: real[0, 100000]
+... output approve: bool
+... rule earns weight 2: income > ~30000 -> approve
+... rule poor: income < 10000 -> not approve
+... ''', semantics="product")
+>>> ex = gb.explain.explain(model, {"income": [50000.0, 5000.0]})
+>>> print(ex.row_text(1).splitlines()[0])
+row 1: approve = False (p=0.73)
 """
 
-__all__: list[str] = []
+from ._explain import explain
+from ._explanation import Explanation
+from ._formal import Counterfactual, Reason, counterfactual, reason, verify
+from ._methods import METHODS
+
+__all__ = [
+    "METHODS",
+    "Counterfactual",
+    "Explanation",
+    "Reason",
+    "counterfactual",
+    "explain",
+    "reason",
+    "verify",
+]

@@ -214,6 +214,8 @@ class GreyBox(nn.Module):
             self.residual = nn.ModuleDict({_key(k): m for k, m in residual.items()})
         self._arith_cache: dict = {}
         self._linear_cache: dict = {}
+        #: (rows, rules) multipliers of the rule weights, set while rules are ablated
+        self._rule_scale: torch.Tensor | None = None
         self._kb_cache: tuple | None = None
         self._smooth_cache: dict[int, bool] = {}
         self._spread_cache: dict[int, list] = {}
@@ -254,7 +256,11 @@ class GreyBox(nn.Module):
 
     # parameters as the semantics read them ------------------------------------------------
     def rule_weight(self, name: str) -> torch.Tensor:
-        return self.rules[_key(name)].weight
+        """A rule's weight (times the per-row rule mask while one is set for ablation)."""
+        w = self.rules[_key(name)].weight
+        if self._rule_scale is not None:
+            w = w * self._rule_scale[:, list(self.kb.rules).index(name)]
+        return w
 
     def threshold(self, node: A.Num) -> torch.Tensor:
         """The current value of a ``~`` threshold (an AST node of this model's rules)."""

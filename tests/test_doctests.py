@@ -13,7 +13,9 @@ def _modules():
     names = ["greybox", "greybox.errors", "greybox.cli", "greybox.functional", "greybox._model",
              "greybox._io", "greybox._sklearn", "greybox._factors", "greybox._train",
              "greybox._linear"]
-    for pkg in (greybox.rules, greybox.semantics):
+    import greybox.explain
+
+    for pkg in (greybox.rules, greybox.semantics, greybox.explain):
         names.append(pkg.__name__)
         for info in pkgutil.walk_packages(pkg.__path__, pkg.__name__ + "."):
             names.append(info.name)

@@ -1,0 +1,344 @@
+"""``explain(model, data)``: everything behind a batch of decisions."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pandas as pd
+import torch
+
+from greybox.errors import ModelError
+from greybox.rules import _ast as A
+from greybox.rules._decisions import closure
+from greybox.rules._evaluate import compile_expr
+
+from ._explanation import Explanation
+from ._methods import METHODS, attribute
+from ._params import parameter_attributions
+
+__all__ = ["explain"]
+
+#: values per parent tried when looking for the assignments behind a derived value
+PROOF_BEAM = 3
+
+
+def _decode(t, index):
+    values = A.domain_values(t)
+    return values[int(index)]
+
+
+def _target_probability(dist: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    if dist.dim() == 1:
+        return torch.where(target.bool(), dist, 1.0 - dist)
+    return dist.gather(1, target.long().view(-1, 1)).squeeze(1)
+
+
+class _Derived(dict):
+    """Values by name for crisp evaluation of definitions on candidate assignments."""
+
+    def __init__(self, kb, base):
+        super().__init__(base)
+        self.kb = kb
+
+    def __missing__(self, name):
+        var = self.kb.variables[name]
+        if var.role != "defined":
+            raise KeyError(name)
+        enum = var.type if isinstance(var.type, A.EnumType) else None
+        value = compile_expr(var.expr, self.kb, enum)(self)
+        self[name] = value
+        return value
+
+
+def _proofs(kb, name: str, value_index: int, dists: dict, row: int, top: int = 3) -> str:
+    """'total=7 because d1=3 (p=0.97) and d2=4 (p=0.95)': the most probable assignments of
+    the network-predicted variables a derived value rests on."""
+    var = kb.variables[name]
+    leaves = [n for n in sorted(closure(kb, A.variables(var.expr)))
+              if kb.variables[n].role == "neural"]
+    if not leaves or any(n not in dists or dists[n].dim() != 2 for n in leaves):
+        return ""
+    beams = []
+    for n in leaves:
+        p = dists[n][row]
+        k = min(PROOF_BEAM, p.numel())
+        probs, idx = p.topk(k)
+        beams.append([(int(i), float(q)) for i, q in zip(idx, probs)])
+    if math.prod(len(b) for b in beams) > 20000:
+        return ""
+    combos = list(itertools.product(*beams))
+    base = {}
+    for j, n in enumerate(leaves):
+        t = kb.variables[n].type
+        codes = np.array([c[j][0] for c in combos])
+        base[n] = codes + t.lo if isinstance(t, A.IntType) else codes
+    values = np.broadcast_to(np.asarray(_Derived(kb, base)[name], dtype=float), (len(combos),))
+    target = A.domain_values(var.type)[value_index]
+    target = float(target) if not isinstance(var.type, A.EnumType) else value_index
+    hits = [(math.prod(q for _, q in c), c) for c, v in zip(combos, values) if v == target]
+    hits.sort(key=lambda h: -h[0])
+    texts = []
+    for _, c in hits[:top]:
+        parts = [f"{n}={_decode(kb.variables[n].type, i)} (p={q:.2f})"
+                 for n, (i, q) in zip(leaves, c)]
+        texts.append(" and ".join(parts))
+    if not texts:
+        return ""
+    shown = A.domain_values(var.type)[value_index]
+    return f"{name}={shown} because " + "; or ".join(texts)
+
+
+def _numeric_inputs(kb) -> list[str]:
+    return [n for n in kb.inputs
+            if isinstance(kb.variables[n].type, (A.RealType, A.IntType))]
+
+
+def _input_attributions(model, batch, trace, output, target, method):
+    """Attributions of each neural concept to its network's inputs, of the residual to
+    the table inputs, and of the output (through rules and residual) to the numeric table
+    inputs."""
+    kb = model.kb
+    attributions, deltas, used = {}, {}, {}
+    feats = model._features(batch).detach()
+    for name in kb.neural:
+        var = kb.variables[name]
+        net = model.networks[var.network.replace(".", "\u2024")]
+        tensors = [a for a in var.args if isinstance(kb.variables[a].type, A.TensorType)]
+        logits = trace.logits[name].detach()
+        if len(tensors) == 1 and len(var.args) == 1:
+            x = batch.values[var.args[0]]
+            forward, module = net, net
+        elif not tensors:
+            cols = []
+            for a in var.args:
+                t = kb.variables[a].type
+                if isinstance(t, A.EnumType):
+                    start = model.feature_names.index(f"{a}={t.values[0]}")
+                    cols.extend(range(start, start + t.size))
+                else:
+                    cols.append(model.feature_names.index(a))
+            x = feats[:, cols]
+            forward, module = net, net
+        else:
+            continue  # several tensor arguments: not attributed here
+        if logits.dim() == 2:
+            tgt = logits.argmax(1)
+        else:
+            tgt = None
+            if not isinstance(x, torch.Tensor):
+                continue
+        m = method if not (METHODS[method].needs_module and module is None) else \
+            "integrated_gradients"
+        probe = net(x[:1])
+        if tgt is None and probe.dim() == 2:
+            tgt = 0
+        attr, delta = attribute(m, forward, x, target=tgt, module=module)
+        attributions[name] = attr.detach()
+        deltas[name] = None if delta is None else delta.detach()
+        used[name] = m
+    if model.residual is not None:
+        for out, res in model.residual.items():
+            out = out.replace("\u2024", ".")
+            t = kb.variables[out].type
+            tgt = None if isinstance(t, A.BoolType) else target if out == output else \
+                trace.scores[out].argmax(1)
+            if isinstance(t, A.BoolType) and res(feats[:1]).dim() == 2:
+                tgt = 0
+            attr, delta = attribute(method, res, feats, target=tgt, module=res)
+            attributions[f"residual:{out}"] = attr.detach()
+            deltas[f"residual:{out}"] = None if delta is None else delta.detach()
+            used[f"residual:{out}"] = method
+    numeric = _numeric_inputs(kb)
+    if numeric and output in trace.values:
+        x = torch.stack([batch.values[n].float() for n in numeric], 1)
+        others = [k for k in batch.values if k not in numeric]
+        rest = tuple(batch.values[k] for k in others)
+        base = torch.stack([model.feature_center[model.feature_names.index(n)] for n in numeric])
+
+        def whole(xs, tgt, *rest_values):
+            from greybox._batch import Batch
+
+            values = {n: xs[:, j] for j, n in enumerate(numeric)}
+            values.update(dict(zip(others, rest_values)))
+            tr = model(Batch(values, xs.shape[0], pd.RangeIndex(xs.shape[0]), {}))
+            return _target_probability(tr.values[output], tgt)
+
+        m = method if not METHODS[method].needs_module else "integrated_gradients"
+        attr, delta = attribute(m, whole, x, baselines=base.expand_as(x).contiguous(),
+                                extra=(target, *rest))
+        attributions[output] = attr.detach()
+        deltas[output] = None if delta is None else delta.detach()
+        used[output] = m
+    return attributions, deltas, used
+
+
+def explain(model, data, output: str | None = None, *,
+            method: str = "integrated_gradients", parameters: bool = True,
+            top_k: int = 10, n_steps: int = 32) -> Explanation:
+    """Explain the decisions of ``model`` on every row of ``data``.
+
+    Parameters
+    ----------
+    model : GreyBox
+    data : DataFrame or mapping
+        The rows to explain (as for ``model(data)``); computed batched, on the model's
+        device.
+    output : str, optional
+        The output to explain (default: the only output, or the first).
+    method : str
+        Captum method for input attributions: ``integrated_gradients`` (default),
+        ``saliency``, ``input_x_gradient``, ``deeplift``, ``gradient_shap``,
+        ``occlusion``, ``feature_ablation``, ``shapley_value_sampling``.
+    parameters : bool
+        Compute parameter attributions (integrated gradients over the parameters).
+    top_k : int
+        Individual parameter entries reported per row.
+    n_steps : int
+        Integration steps of the parameter attributions.
+
+    Returns
+    -------
+    Explanation
+
+    Examples
+    --------
+    >>> import greybox as gb
+    >>> model = gb.GreyBox('''
+    ... input x: real[0, 10]
+    ... output high: bool
+    ... rule big weight 2: x > ~5 -> high
+    ... rule small: x < 2 -> not high
+    ... ''', semantics="product")
+    >>> ex = gb.explain.explain(model, {"x": [8.0, 1.0]})
+    >>> ex.decision["value"].tolist()
+    [True, False]
+    >>> [(r.rule, round(r.contribution, 3)) for r in ex.rules.query("row == 1").itertuples()]
+    [('small', -1.0), ('big', 0.0)]
+    """
+    if method not in METHODS:
+        raise ModelError(f"unknown attribution method {method!r}; choose one of "
+                         f"{', '.join(METHODS)}")
+    kb = model.kb
+    if output is None:
+        output = kb.outputs[0]
+    if output not in kb.variables or not kb.variables[output].output:
+        raise ModelError(f"{output!r} is not an output (outputs: {', '.join(kb.outputs)})")
+    batch = model.batch(data)
+    was = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            trace = model(batch)
+            decisions = {k: v for k, v in trace.decisions().items()}
+            residual = {k: v.detach() for k, v in model.residual_scores(batch).items()}
+            values = {k: trace.values[k].detach() for k in trace.values}
+        out_type = kb.variables[output].type
+        target = decisions[output]
+        finite = A.is_finite_type(out_type)
+        decision = _decision_frame(model, trace, output, target, values, residual, batch)
+        rules = _rules_frame(model, trace, batch.n)
+        concepts = _concepts_frame(model, values, batch.n)
+        attributions, deltas, used = ({}, {}, {}) if not finite else \
+            _input_attributions(model, batch, trace, output, target, method)
+        if parameters and finite and any(p.requires_grad for p in model.parameters()):
+            per_tensor, top, completeness = parameter_attributions(
+                model, batch, output, target, n_steps=n_steps, top_k=top_k)
+        else:
+            per_tensor = top = completeness = pd.DataFrame()
+    finally:
+        model.train(was)
+    return Explanation(
+        output=output, semantics=model.semantics, index=batch.index, decision=decision,
+        rules=rules, concepts=concepts, attributions=attributions, deltas=deltas,
+        methods=used, parameters=per_tensor, top_parameters=top, completeness=completeness,
+        _model=model, _batch=batch, _values=values,
+    )
+
+
+def _decision_frame(model, trace, output, target, values, residual, batch) -> pd.DataFrame:
+    kb = model.kb
+    t = kb.variables[output].type
+    n = batch.n
+    frame = pd.DataFrame(index=range(n))
+    if A.is_finite_type(t):
+        frame["value"] = [_decode(t, i) for i in target.tolist()]
+        if output in values:
+            frame["probability"] = _target_probability(values[output], target).numpy()
+    else:
+        frame["value"] = target.numpy()
+    if output in trace.scores:
+        s = trace.scores[output].detach()
+        if isinstance(t, A.BoolType):
+            preferred = (s > 0).long()
+            frame["score"] = s.numpy()
+            frame["bias"] = model.decisions_bias(output).item()
+        else:
+            preferred = s.argmax(1)
+            frame["score"] = s.gather(1, target.view(-1, 1)).squeeze(1).numpy()
+            frame["bias"] = model.decisions_bias(output).detach()[target].numpy()
+        r = residual.get(output)
+        if r is not None:
+            frame["residual"] = (r if r.dim() == 1 else r.gather(1, target.view(-1, 1))
+                                 .squeeze(1)).numpy()
+        frame["preferred"] = [_decode(t, i) for i in preferred.tolist()]
+        frame["changed_by_constraints"] = (preferred != target).numpy()
+    frame["infeasible"] = trace.infeasible.cpu().numpy()
+    return frame
+
+
+def _rules_frame(model, trace, n) -> pd.DataFrame:
+    kb = model.kb
+    rows = []
+    for name, r in kb.rules.items():
+        truth = trace.bodies[name].detach().expand(n)
+        contrib = trace.contributions[name].detach().expand(n)
+        w = model.rule_weight(name).item()
+        head = _head_text(r.head)
+        for i in range(n):
+            rows.append({"row": i, "rule": name, "head": head, "weight": w,
+                         "truth": float(truth[i]), "contribution": float(contrib[i]),
+                         "fired": bool(truth[i] > 0.5)})
+    frame = pd.DataFrame(rows, columns=["row", "rule", "head", "weight", "truth",
+                                        "contribution", "fired"])
+    if len(frame):
+        frame = frame.assign(_k=frame.contribution.abs()).sort_values(
+            ["row", "_k"], ascending=[True, False], kind="stable").drop(columns="_k")
+    return frame.reset_index(drop=True)
+
+
+def _head_text(head: A.Head) -> str:
+    if head.value is True:
+        return head.name
+    if head.value is False:
+        return f"not {head.name}"
+    value = head.value.value if isinstance(head.value, A.Num) else head.value.name
+    return f"{head.name} = {value}"
+
+
+def _concepts_frame(model, values, n) -> pd.DataFrame:
+    kb = model.kb
+    rows = []
+    for name, var in kb.variables.items():
+        if var.role not in ("neural", "defined", "decided") or var.output and var.role == "decided":
+            continue
+        if name not in values:
+            continue
+        v = values[name]
+        t = var.type
+        for i in range(n):
+            entry = {"row": i, "concept": name, "role": var.role}
+            if isinstance(t, A.BoolType):
+                p = float(v[i])
+                entry.update(value=p > 0.5, probability=max(p, 1 - p), proof="")
+            elif A.is_finite_type(t) and v.dim() == 2:
+                k = int(v[i].argmax())
+                entry.update(value=_decode(t, k), probability=float(v[i, k]),
+                             proof=_proofs(kb, name, k, values, i) if var.role == "defined"
+                             else "")
+            else:
+                entry.update(value=float(v[i]), probability=float("nan"), proof="")
+            rows.append(entry)
+    return pd.DataFrame(rows, columns=["row", "concept", "role", "value", "probability",
+                                       "proof"])

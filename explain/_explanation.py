@@ -1,0 +1,318 @@
+"""The result of :func:`greybox.explain.explain` and its renderings."""
+
+from __future__ import annotations
+
+import html
+import io
+from dataclasses import dataclass, field
+
+import networkx as nx
+import numpy as np
+import pandas as pd
+import torch
+
+__all__ = ["Explanation"]
+
+
+@dataclass(frozen=True, eq=False)
+class Explanation:
+    """Everything behind a batch of decisions, one row per example.
+
+    Attributes
+    ----------
+    output : str
+        The output explained.
+    decision : DataFrame
+        Per row: ``value``, ``probability``, and for decided outputs ``score``, ``bias``,
+        ``residual`` (when there is a residual network), ``preferred`` (what the scores
+        alone give) and ``changed_by_constraints``; ``infeasible``.
+    rules : DataFrame
+        Per row and rule: ``head``, ``weight``, ``truth`` of the body, ``contribution``
+        (``weight * truth``, negative for ``not x`` heads), ``fired``; sorted by the size of
+        the contribution. For a decided output, the contributions of its rules add up to
+        ``score - bias - residual``.
+    concepts : DataFrame
+        Per row and neural or derived variable: its most probable ``value``, that value's
+        ``probability``, and for derived ones a ``proof``: the most probable assignments of
+        the network-predicted variables it rests on.
+    attributions : dict[str, Tensor]
+        Captum attributions, batch first: per neural concept (to its network's inputs),
+        ``"residual:OUTPUT"`` (the residual network, to the standardised table inputs) and
+        the output itself (through rules and residual, to the numeric table inputs, with
+        the inputs' means as baseline).
+    deltas : dict[str, Tensor or None]
+        Convergence deltas (completeness gaps) of those attributions, where the method has
+        one.
+    methods : dict[str, str]
+        The method used for each attribution.
+    parameters, top_parameters, completeness : DataFrame
+        Parameter attributions (integrated gradients over the parameters, zero baseline):
+        per parameter tensor; the top individual entries (``entry`` such as
+        ``networks.digit.1.weight[3, 0, 1, 2]``); and per row the sum of attributions, the
+        output change from the baseline and the gap between them.
+    """
+
+    output: str
+    semantics: str
+    index: pd.Index
+    decision: pd.DataFrame
+    rules: pd.DataFrame
+    concepts: pd.DataFrame
+    attributions: dict
+    deltas: dict
+    methods: dict
+    parameters: pd.DataFrame
+    top_parameters: pd.DataFrame
+    completeness: pd.DataFrame
+    _model: object = field(repr=False)
+    _batch: object = field(repr=False)
+    _values: dict = field(repr=False)
+
+    def __len__(self) -> int:
+        return len(self.decision)
+
+    # ------------------------------------------------------------------ text
+    def row_text(self, row: int = 0) -> str:
+        """A readable paragraph on one row."""
+        d = self.decision.iloc[row]
+        label = self.index[row]
+        lines = []
+        prob = f" (p={d['probability']:.2f})" if "probability" in d and pd.notna(
+            d.get("probability")) else ""
+        lines.append(f"row {label}: {self.output} = {d['value']}{prob}")
+        if "score" in d:
+            res = f" + residual {d['residual']:+.3f}" if "residual" in d else ""
+            rules_total = d["score"] - d["bias"] - (d["residual"] if "residual" in d else 0)
+            lines.append(f"  score {d['score']:+.3f} = bias {d['bias']:+.3f} + rules "
+                         f"{rules_total:+.3f}{res}")
+            if d.get("changed_by_constraints"):
+                lines.append(f"  hard constraints changed it from {d['preferred']}")
+        if d.get("infeasible"):
+            lines.append("  no decision satisfies the hard constraints in this row")
+        rules = self.rules[self.rules.row == row]
+        if len(rules):
+            shown = [f"{r.rule} {r.contribution:+.3f}{' (fired)' if r.fired else ''}"
+                     for r in rules.itertuples() if abs(r.contribution) > 1e-9][:6]
+            lines.append("  rules: " + (", ".join(shown) if shown else "none fired"))
+        concepts = self.concepts[self.concepts.row == row]
+        for c in concepts.itertuples():
+            p = f" (p={c.probability:.2f})" if pd.notna(c.probability) else ""
+            text = c.proof if c.proof else f"{c.concept} = {c.value}{p}"
+            lines.append(f"  concept: {text}")
+        if len(self.top_parameters):
+            top = self.top_parameters[self.top_parameters.row == row].head(3)
+            lines.append("  parameters that carried it: " + ", ".join(
+                f"{t.entry} {t.attribution:+.3g}" for t in top.itertuples()))
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return "\n".join(self.row_text(i) for i in range(len(self)))
+
+    def __repr__(self) -> str:
+        return f"Explanation({self.output!r}, {len(self)} rows, semantics={self.semantics!r})"
+
+    # ---------------------------------------------------------------- tables
+    def to_frame(self) -> pd.DataFrame:
+        """A tidy table: one line per (row, part, name) with ``value`` and ``amount``
+        (probability for decisions and concepts, contribution for rules, attribution for
+        parameters)."""
+        parts = []
+        d = self.decision
+        parts.append(pd.DataFrame({"row": d.index, "part": "decision", "name": self.output,
+                                   "value": d["value"].astype(object),
+                                   "amount": d.get("probability", np.nan)}))
+        if len(self.rules):
+            r = self.rules
+            parts.append(pd.DataFrame({"row": r.row, "part": "rule", "name": r.rule,
+                                       "value": r.truth.astype(object),
+                                       "amount": r.contribution}))
+        if len(self.concepts):
+            c = self.concepts
+            parts.append(pd.DataFrame({"row": c.row, "part": "concept", "name": c.concept,
+                                       "value": c.value.astype(object),
+                                       "amount": c.probability}))
+        if len(self.parameters):
+            p = self.parameters
+            parts.append(pd.DataFrame({"row": p.row, "part": "parameter", "name": p.parameter,
+                                       "value": None, "amount": p.attribution}))
+        out = pd.concat(parts, ignore_index=True)
+        out.insert(1, "label", [self.index[i] for i in out.row])
+        return out
+
+    def _repr_html_(self) -> str:
+        body = "".join(f"<pre>{html.escape(self.row_text(i))}</pre>" for i in range(len(self)))
+        return (f"<div><b>Explanation of {html.escape(self.output)}</b>{body}"
+                + self.rules.head(30)._repr_html_() + "</div>")
+
+    # --------------------------------------------------------------- graphs
+    def graph(self, row: int = 0) -> nx.DiGraph:
+        """The concept graph of one decision: the knowledge base's graph with each
+        variable's value and each rule's truth and contribution as node attributes."""
+        kb = self._model.kb
+        g = nx.DiGraph(kb.graph)
+        concepts = self.concepts[self.concepts.row == row].set_index("concept")
+        for node in g.nodes:
+            attrs = g.nodes[node]
+            if node.startswith("rule:"):
+                r = self.rules[(self.rules.row == row) & (self.rules.rule == node[5:])]
+                if len(r):
+                    attrs["truth"] = float(r.truth.iloc[0])
+                    attrs["contribution"] = float(r.contribution.iloc[0])
+                    attrs["label"] = f"{node[5:]}\ntruth {attrs['truth']:.2f}\n" \
+                                     f"{attrs['contribution']:+.2f}"
+            elif node == self.output:
+                attrs["value"] = self.decision["value"].iloc[row]
+                attrs["label"] = f"{node} = {attrs['value']}"
+            elif node in concepts.index:
+                attrs["value"] = concepts.loc[node, "value"]
+                attrs["label"] = f"{node} = {attrs['value']}"
+            elif node in self._batch.columns:
+                v = self._batch.columns[node][row]
+                attrs["value"] = v.item() if hasattr(v, "item") else v
+                attrs["label"] = f"{node} = {attrs['value']:.4g}" if isinstance(
+                    attrs["value"], float) else f"{node} = {attrs['value']}"
+            attrs.setdefault("label", node)
+        return g
+
+    def to_dot(self, row: int = 0) -> str:
+        """The concept graph of one decision in Graphviz DOT, values on the nodes."""
+        g = self.graph(row)
+
+        def q(s):
+            return '"' + str(s).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+        lines = ["digraph decision {", "  rankdir=LR;"]
+        for node, attrs in g.nodes(data=True):
+            shape = "box" if node.startswith("rule:") else "ellipse"
+            color = ""
+            if "contribution" in attrs:
+                color = ', color="darkgreen"' if attrs["contribution"] > 0 else \
+                    (', color="firebrick"' if attrs["contribution"] < 0 else ', color="gray"')
+            lines.append(f"  {q(node)} [label={q(attrs['label'])}, shape={shape}{color}];")
+        for a, b in g.edges:
+            lines.append(f"  {q(a)} -> {q(b)};")
+        lines.append("}")
+        return "\n".join(lines)
+
+    def to_svg(self, row: int = 0) -> str:
+        """The concept graph of one decision as SVG (drawn with matplotlib)."""
+        import matplotlib
+
+        matplotlib.use("Agg", force=False)
+        import matplotlib.pyplot as plt
+
+        g = self.graph(row)
+        layers = {}
+        for node in nx.topological_sort(g):
+            preds = list(g.predecessors(node))
+            layers[node] = 0 if not preds else 1 + max(layers[p] for p in preds)
+        for node, layer in layers.items():
+            g.nodes[node]["layer"] = layer
+        pos = nx.multipartite_layout(g, subset_key="layer")
+        fig, ax = plt.subplots(figsize=(2.2 * (max(layers.values()) + 1), 1 + 0.6 * len(g)))
+        colors = []
+        for node, attrs in g.nodes(data=True):
+            c = attrs.get("contribution")
+            colors.append("#9ad29a" if c and c > 0 else "#f2a3a3" if c and c < 0 else "#dde6f2")
+        nx.draw_networkx(g, pos, ax=ax, labels={n: a["label"] for n, a in g.nodes(data=True)},
+                         node_color=colors, node_size=2600, font_size=7, arrows=True)
+        ax.set_axis_off()
+        buf = io.StringIO()
+        fig.savefig(buf, format="svg", bbox_inches="tight")
+        plt.close(fig)
+        return buf.getvalue()
+
+    # ------------------------------------------------------------------ plots
+    def plot(self, row: int = 0):
+        """A contribution waterfall (bias, rules, residual -> score) and the input
+        attributions of the row: heatmaps for image inputs, bars for table inputs.
+        Returns the matplotlib Figure."""
+        import matplotlib
+
+        matplotlib.use("Agg", force=False)
+        import matplotlib.pyplot as plt
+
+        panels = [k for k, v in self.attributions.items() if v.dim() >= 2]
+        fig, axes = plt.subplots(1, 1 + len(panels), figsize=(5 + 3.2 * len(panels), 3.6),
+                                 squeeze=False)
+        ax = axes[0, 0]
+        d = self.decision.iloc[row]
+        rules = self.rules[(self.rules.row == row) & (self.rules.contribution.abs() > 1e-9)]
+        steps = []
+        if "bias" in d:
+            steps.append(("bias", float(d["bias"])))
+        steps += [(r.rule, float(r.contribution)) for r in rules.itertuples()]
+        if "residual" in d:
+            steps.append(("residual", float(d["residual"])))
+        level = 0.0
+        for k, (name, amount) in enumerate(steps):
+            ax.bar(k, amount, bottom=level, color="#4c9a4c" if amount >= 0 else "#c44e4e")
+            level += amount
+        ax.axhline(0, color="black", linewidth=0.6)
+        ax.set_xticks(range(len(steps)), [s[0] for s in steps], rotation=45, ha="right",
+                      fontsize=8)
+        ax.set_title(f"{self.output} = {d['value']}: score {level:+.2f}", fontsize=9)
+        for ax, key in zip(axes[0, 1:], panels):
+            a = self.attributions[key][row].detach().cpu()
+            if a.dim() == 1 and a.numel() == 64:
+                a = a.view(8, 8)
+            if a.dim() >= 2:
+                while a.dim() > 2:
+                    a = a.sum(0)
+                lim = float(a.abs().max()) or 1.0
+                ax.imshow(a.numpy(), cmap="RdBu_r", vmin=-lim, vmax=lim)
+                ax.set_axis_off()
+            else:
+                names = self._attribution_names(key, a.numel())
+                ax.barh(range(a.numel()), a.numpy(),
+                        color=["#4c9a4c" if x >= 0 else "#c44e4e" for x in a.tolist()])
+                ax.set_yticks(range(a.numel()), names, fontsize=7)
+            ax.set_title(f"attribution: {key}", fontsize=9)
+        fig.tight_layout()
+        return fig
+
+    def _attribution_names(self, key: str, size: int) -> list[str]:
+        model = self._model
+        if key == self.output:
+            from ._explain import _numeric_inputs
+
+            return _numeric_inputs(model.kb)
+        if key.startswith("residual:") and size == len(model.feature_names):
+            return list(model.feature_names)
+        return [str(i) for i in range(size)]
+
+    # ----------------------------------------------------------- formal reasons
+    def reason(self, row: int = 0, *, timeout: float = 10.0):
+        """A subset-minimal set of facts that guarantees this row's (crisp) decision;
+        see :func:`greybox.explain.reason`."""
+        from ._formal import reason
+
+        return reason(self._model, self._batch, row, self.output, timeout=timeout)
+
+    def counterfactual(self, row: int = 0, *, minimize: str = "count", immutable=(),
+                       timeout: float = 10.0):
+        """A minimal change of the row's facts that flips the (crisp) decision; see
+        :func:`greybox.explain.counterfactual`."""
+        from ._formal import counterfactual
+
+        return counterfactual(self._model, self._batch, row, self.output, minimize=minimize,
+                              immutable=immutable, timeout=timeout)
+
+    def shapley(self, *, n_samples: int = 25) -> pd.DataFrame:
+        """Rule attribution by ablation: Shapley values of the rules (rules are the players,
+        a rule left out has weight 0) for the probability of each row's decision, by
+        Captum's Shapley value sampling. Unlike contributions, these account for hard
+        constraints and non-additive interactions."""
+        from ._shapley import rule_shapley
+
+        target = torch.as_tensor([_index_of(self._model.kb, self.output, v)
+                                  for v in self.decision["value"]])
+        return rule_shapley(self._model, self._batch, self.output, target,
+                            n_samples=n_samples)
+
+
+def _index_of(kb, name, value) -> int:
+    from greybox.rules import _ast as A
+
+    values = list(A.domain_values(kb.variables[name].type))
+    return values.index(value)

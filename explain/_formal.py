@@ -1,0 +1,456 @@
+"""Formal reasons with Z3: abductive explanations, counterfactuals, verification.
+
+They speak about the model's *crisp* decision (what ``model.crisp()`` returns): the rules
+with the learned weights and thresholds, the networks' most probable values, and the
+residual network's logit for the row held at its value. The facts of a row are its table
+inputs and its neural concepts' values (tensor inputs such as images are represented by
+the concepts a network read from them).
+"""
+
+from __future__ import annotations
+
+import html
+import time
+from dataclasses import dataclass
+from fractions import Fraction
+
+import numpy as np
+import pandas as pd
+import torch
+import z3
+
+from greybox.errors import ModelError, SolverError
+from greybox.rules import Z3Encoding, entails
+from greybox.rules import _ast as A
+from greybox.rules._decisions import closure, plan
+
+__all__ = ["Counterfactual", "Reason", "counterfactual", "reason", "verify"]
+
+
+# ------------------------------------------------------------------------ the row as facts
+
+
+def _show(kb, name, code):
+    t = kb.variables[name].type
+    if isinstance(t, A.EnumType):
+        return t.values[int(code)]
+    if isinstance(t, A.BoolType):
+        return bool(code)
+    if isinstance(t, A.IntType):
+        return int(code)
+    return float(code)
+
+
+def _facts(model, batch, row: int) -> dict:
+    """The row's facts: name -> code (enum index, int value, bool, float)."""
+    kb = model.kb
+    facts = {}
+    for name in kb.inputs:
+        if name in batch.columns:
+            v = batch.columns[name][row]
+            facts[name] = v.item() if hasattr(v, "item") else v
+    sub = batch.take(torch.as_tensor([row]))
+    with torch.no_grad():
+        logits = model.run_networks(sub)
+    for name, out in logits.items():
+        t = kb.variables[name].type
+        if isinstance(t, A.BoolType):
+            facts[name] = bool(out[0] > 0)
+        elif isinstance(t, A.IntType):
+            facts[name] = int(out[0].argmax()) + t.lo
+        elif isinstance(t, A.EnumType):
+            facts[name] = int(out[0].argmax())
+        else:
+            facts[name] = float(out[0])
+    return facts
+
+
+def _num(value) -> float:
+    return float(value) if not isinstance(value, str) else 0.0
+
+
+def _z3_value(kb, name, code):
+    t = kb.variables[name].type
+    if isinstance(t, A.BoolType):
+        return z3.BoolVal(bool(code))
+    if isinstance(t, (A.IntType, A.EnumType)):
+        return z3.IntVal(int(code))
+    return z3.RealVal(Fraction(float(code)))
+
+
+class _Problem:
+    """The crisp decision of one row in Z3: background (types, hard constraints, the
+    decision) and the facts as named equalities."""
+
+    def __init__(self, model, batch, row: int, output: str, timeout: float):
+        kb = model.to_kb()
+        self.kb = kb
+        self.output = output
+        sub = batch.take(torch.as_tensor([row]))
+        bias = {}
+        for name, b in model.bias_table(sub).items():
+            if isinstance(b, dict):
+                bias[name] = {k: float(np.asarray(v).reshape(-1)[0]) for k, v in b.items()}
+            else:
+                bias[name] = float(np.asarray(b).reshape(-1)[0])
+        self.bias = bias
+        self.enc = Z3Encoding(kb, bias=bias)
+        self.facts = _facts(model, batch, row)
+        from greybox.semantics.crisp import crisp_evaluation
+
+        ev, _ = crisp_evaluation(model, sub)
+        if bool(ev.infeasible.iloc[0]):
+            raise ModelError(f"row {row}: no decision satisfies the hard constraints, so "
+                             "there is no decision to explain")
+        value = ev.decisions[output].iloc[0] if output in ev.decisions else \
+            ev.values[output].iloc[0]
+        self.decision = value.item() if hasattr(value, "item") else value
+        self.background = list(self.enc.domain(("input", "neural")))
+        for c in plan(kb).fixed_constraints:
+            self.background.append(self.enc.expr(c.formula))
+        self.background += self.enc.decision()
+        t = kb.variables[output].type
+        target = self.enc.var(output)
+        if isinstance(t, A.BoolType):
+            self.goal = target == z3.BoolVal(bool(self.decision))
+        elif A.is_finite_type(t):
+            self.goal = target == self.enc.value_of(output, self.decision)
+        else:
+            raise ModelError(f"{output!r} is real-valued; reasons explain finite decisions")
+        self.timeout = timeout
+        self.names = [n for n in self.facts
+                      if not isinstance(kb.variables[n].type, A.TensorType)]
+
+    def equality(self, name):
+        return self.enc.const(name) == _z3_value(self.kb, name, self.facts[name])
+
+    def solver(self) -> z3.Solver:
+        s = z3.Solver()
+        s.set("timeout", max(1, int(self.timeout * 1000)))
+        s.add(*self.background)
+        return s
+
+    def check(self, s, *assumptions):
+        try:
+            result = s.check(*assumptions)
+        except z3.Z3Exception as err:  # pragma: no cover
+            raise SolverError(f"Z3 failed: {err}") from None
+        if result == z3.unknown:
+            raise SolverError(f"Z3 could not decide within {self.timeout} s "
+                              f"({s.reason_unknown()}); raise the timeout")
+        return result
+
+
+# ------------------------------------------------------------------------------- reason
+
+
+@dataclass(frozen=True)
+class Reason:
+    """An abductive explanation: facts that guarantee the decision.
+
+    ``facts`` (name -> value) is subset-minimal: with these values fixed, every
+    completion of the other facts within their types and the hard constraints gets the
+    same decision, and dropping any one of them admits a completion that does not.
+    ``verified``: an independent Z3 query confirmed the guarantee.
+    """
+
+    row: object
+    output: str
+    decision: object
+    facts: dict
+    verified: bool
+    seconds: float
+
+    def __str__(self) -> str:
+        facts = " and ".join(f"{k} = {v!r}" for k, v in self.facts.items()) or "nothing"
+        return (f"{self.output} = {self.decision!r} for row {self.row} because {facts} "
+                f"(minimal; {'verified' if self.verified else 'NOT verified'} by Z3)")
+
+    def _repr_html_(self) -> str:
+        return f"<p>{html.escape(str(self))}</p>"
+
+    def to_frame(self) -> pd.DataFrame:
+        return pd.DataFrame({"fact": list(self.facts), "value": list(self.facts.values())})
+
+
+def reason(model, batch, row: int = 0, output: str | None = None, *,
+           timeout: float = 10.0) -> Reason:
+    """A subset-minimal set of the row's facts that guarantees its crisp decision.
+
+    Deletion-based: starting from all facts, each is dropped when Z3 proves the decision
+    still follows from the rest (unsat cores skip many checks at once). The result is
+    re-proved from scratch.
+
+    Examples
+    --------
+    >>> import greybox as gb
+    >>> model = gb.GreyBox('''
+    ... input age: int 0..120
+    ... input income: real[0, 100000]
+    ... output approve: bool
+    ... rule earns: income > 30000 -> approve
+    ... constraint minors: age < 18 -> not approve
+    ... ''', semantics="product")
+    >>> r = gb.explain.reason(model, model.batch({"age": [15], "income": [50000.0]}))
+    >>> r.decision, r.facts
+    (False, {'age': 15})
+    """
+    t0 = time.perf_counter()
+    output = output or model.kb.outputs[0]
+    batch = model.batch(batch)
+    p = _Problem(model, batch, row, output, timeout)
+    s = p.solver()
+    s.add(z3.Not(p.goal))
+    lits = {n: z3.Bool(f"fact__{n}") for n in p.names}
+    s.add(*[z3.Implies(lits[n], p.equality(n)) for n in p.names])
+    keep = list(p.names)
+    if p.check(s, *[lits[n] for n in keep]) != z3.unsat:
+        raise SolverError(f"row {row}: the facts do not determine the decision (a network "
+                          "value or the residual may sit exactly on a threshold)")
+    core = {str(c) for c in s.unsat_core()}
+    keep = [n for n in keep if f"fact__{n}" in core]
+    # try dropping facts the output depends on least directly first
+    direct = closure(p.kb, [v for r in p.kb.rules_for(output) for v in A.variables(r.body)])
+    order = sorted(keep, key=lambda n: (n in direct, keep.index(n)))
+    for n in order:
+        if n not in keep:
+            continue
+        trial = [m for m in keep if m != n]
+        if p.check(s, *[lits[m] for m in trial]) == z3.unsat:
+            core = {str(c) for c in s.unsat_core()}
+            keep = [m for m in trial if f"fact__{m}" in core]
+    # independent re-proof
+    s2 = p.solver()
+    s2.add(*[p.equality(n) for n in keep])
+    s2.add(z3.Not(p.goal))
+    verified = p.check(s2) == z3.unsat
+    facts = {n: _show(p.kb, n, p.facts[n]) for n in p.names if n in keep}
+    return Reason(batch.index[row], output, p.decision, facts, verified,
+                  time.perf_counter() - t0)
+
+
+# ------------------------------------------------------------------------ counterfactual
+
+
+@dataclass(frozen=True)
+class Counterfactual:
+    """A minimal change of a row's facts that changes its decision.
+
+    ``changes`` lists each changed fact (``fact``, ``before``, ``after``); ``row_after``
+    is the changed row's facts; ``new_decision`` what the rules decide there;
+    ``verified``: the model, run on the changed row (networks overridden where a neural
+    concept changed), decides ``new_decision``.
+    """
+
+    row: object
+    output: str
+    decision: object
+    new_decision: object
+    changes: pd.DataFrame
+    row_after: dict
+    distance: float
+    verified: bool
+    seconds: float
+
+    def __str__(self) -> str:
+        moves = ", ".join(f"{c.fact}: {c.before!r} -> {c.after!r}"
+                          for c in self.changes.itertuples())
+        return (f"{self.output} would be {self.new_decision!r} instead of "
+                f"{self.decision!r} (row {self.row}) if {moves} "
+                f"({'verified' if self.verified else 'NOT verified'} on the model)")
+
+    def _repr_html_(self) -> str:
+        return f"<p>{html.escape(str(self))}</p>" + self.changes._repr_html_()
+
+    def to_frame(self) -> pd.DataFrame:
+        return self.changes
+
+
+def counterfactual(model, batch, row: int = 0, output: str | None = None, *,
+                   minimize: str = "count", immutable=(), timeout: float = 10.0
+                   ) -> Counterfactual:
+    """The closest variant of the row whose crisp decision differs.
+
+    ``minimize="count"`` changes as few facts as possible; ``"l1"`` minimises the sum of
+    absolute changes, each in units of the fact's spread (a changed bool, enum or neural
+    class counts 1). Facts named in ``immutable`` keep their values; types and hard
+    constraints are respected. The result is checked by running the model on it.
+
+    Examples
+    --------
+    >>> import greybox as gb
+    >>> model = gb.GreyBox('''
+    ... input age: int 0..120
+    ... input income: real[0, 100000]
+    ... output approve: bool
+    ... rule earns: income > 30000 -> approve
+    ... constraint minors: age < 18 -> not approve
+    ... ''', semantics="product")
+    >>> cf = gb.explain.counterfactual(model, model.batch({"age": [40], "income": [20000.0]}))
+    >>> cf.new_decision, list(cf.changes.fact), cf.verified
+    (True, ['income'], True)
+    """
+    t0 = time.perf_counter()
+    if minimize not in ("count", "l1"):
+        raise ModelError(f"minimize must be 'count' or 'l1', got {minimize!r}")
+    output = output or model.kb.outputs[0]
+    batch = model.batch(batch)
+    p = _Problem(model, batch, row, output, timeout)
+    unknown = [n for n in immutable if n not in p.facts]
+    if unknown:
+        raise ModelError(f"immutable names {unknown[0]!r}, which is not a fact of the row "
+                         f"(facts: {', '.join(p.names)})")
+    opt = z3.Optimize()
+    opt.set("timeout", max(1, int(timeout * 1000)))
+    opt.add(*p.background)
+    opt.add(z3.Not(p.goal))
+    cost = []
+    for n in p.names:
+        if n in immutable:
+            opt.add(p.equality(n))
+            continue
+        x, v = p.enc.const(n), _z3_value(p.kb, n, p.facts[n])
+        t = p.kb.variables[n].type
+        if minimize == "count" or not isinstance(t, (A.RealType, A.IntType)) or \
+                p.kb.variables[n].role == "neural" and isinstance(t, A.IntType):
+            cost.append(z3.If(x == v, z3.RealVal(0), z3.RealVal(1)))
+        else:
+            scale = float(model._feature_scale(n)) if n in model.feature_names else 1.0
+            xr = z3.ToReal(x) if isinstance(t, A.IntType) else x
+            vr = z3.ToReal(v) if isinstance(t, A.IntType) else v
+            w = z3.RealVal(Fraction(1.0 / max(scale, 1e-12)).limit_denominator(10**12))
+            cost.append(w * z3.If(xr >= vr, xr - vr, vr - xr))
+    opt.minimize(z3.Sum(cost) if cost else z3.RealVal(0))
+    try:
+        result = opt.check()
+    except z3.Z3Exception as err:  # pragma: no cover
+        raise SolverError(f"Z3 failed: {err}") from None
+    if result == z3.unknown:
+        raise SolverError(f"Z3 could not find a counterfactual within {timeout} s; raise "
+                          "the timeout")
+    if result == z3.unsat:
+        raise ModelError(f"row {row}: no change of the mutable facts changes the decision")
+    m = opt.model()
+    after, changes = {}, []
+    for n in p.names:
+        value = m.eval(p.enc.const(n), model_completion=True)
+        t = p.kb.variables[n].type
+        if isinstance(t, A.BoolType):
+            code = bool(z3.is_true(value))
+        elif isinstance(t, (A.IntType, A.EnumType)):
+            code = value.as_long()
+        else:
+            code = float(value.as_fraction()) if z3.is_rational_value(value) else \
+                float(value.approx(20).as_fraction())
+        after[n] = code
+        if code != p.facts[n]:
+            changes.append({"fact": n, "before": _show(p.kb, n, p.facts[n]),
+                            "after": _show(p.kb, n, code)})
+    # Optimize may stop at a point that also nudges facts it need not change (strict
+    # thresholds have no attained optimum): put back every change that is not needed
+    for change in sorted(changes, key=lambda c: abs(_num(c["after"]) - _num(c["before"]))):
+        n = change["fact"]
+        trial = dict(after)
+        trial[n] = p.facts[n]
+        s = p.solver()
+        s.add(*[p.enc.const(k) == _z3_value(p.kb, k, v) for k, v in trial.items()])
+        s.add(z3.Not(p.goal))
+        if p.check(s) == z3.sat:
+            after = trial
+    changes = [c for c in changes if after[c["fact"]] != p.facts[c["fact"]]]
+    m_final = p.solver()
+    m_final.add(*[p.enc.const(k) == _z3_value(p.kb, k, v) for k, v in after.items()])
+    p.check(m_final)
+    m = m_final.model()
+    new_value = m.eval(p.enc.var(output), model_completion=True)
+    new_decision = _show(p.kb, output, z3.is_true(new_value) if isinstance(
+        p.kb.variables[output].type, A.BoolType) else new_value.as_long())
+    distance = float(m.eval(z3.Sum(cost) if cost else z3.RealVal(0),
+                            model_completion=True).as_fraction())
+    verified = _check_on_model(model, batch, row, output, after, new_decision)
+    return Counterfactual(batch.index[row], output, p.decision, new_decision,
+                          pd.DataFrame(changes, columns=["fact", "before", "after"]),
+                          {n: _show(p.kb, n, c) for n, c in after.items()}, distance,
+                          verified, time.perf_counter() - t0)
+
+
+def _check_on_model(model, batch, row, output, after: dict, expected) -> bool:
+    """Run the model (crisp) on the changed row, networks overridden where a neural
+    concept changed."""
+    from greybox._batch import Batch
+    from greybox.semantics.crisp import crisp_evaluation
+
+    kb = model.kb
+    sub = batch.take(torch.as_tensor([row]))
+    values = dict(sub.values)
+    columns = dict(sub.columns)
+    for n, code in after.items():
+        var = kb.variables[n]
+        if var.role != "input":
+            continue
+        if isinstance(var.type, A.EnumType):
+            columns[n] = np.asarray([int(code)])
+            values[n] = torch.as_tensor([int(code)], device=model.device)
+        else:
+            columns[n] = np.asarray([code], dtype=bool if isinstance(var.type, A.BoolType)
+                                    else np.float64)
+            values[n] = torch.as_tensor([float(code)], device=model.device)
+    changed = Batch(values, 1, sub.index, columns)
+    with torch.no_grad():
+        logits = model.run_networks(changed)
+    overrides = {}
+    for n, out in logits.items():
+        var = kb.variables[n]
+        code = after.get(n)
+        if code is None:
+            continue
+        o = out.detach().clone()
+        if isinstance(var.type, A.BoolType):
+            o[0] = 1e4 if code else -1e4
+        elif isinstance(var.type, A.IntType):
+            o[0] = -1e4
+            o[0, int(code) - var.type.lo] = 0.0
+        elif isinstance(var.type, A.EnumType):
+            o[0] = -1e4
+            o[0, int(code)] = 0.0
+        else:
+            o[0] = float(code)
+        overrides[n] = o
+    changed.overrides = overrides
+    ev, _ = crisp_evaluation(model, changed)
+    got = ev.decisions[output].iloc[0] if output in ev.decisions else ev.values[output].iloc[0]
+    got = got.item() if hasattr(got, "item") else got
+    return got == expected and not bool(ev.infeasible.iloc[0])
+
+
+# -------------------------------------------------------------------------------- verify
+
+
+def verify(model, prop, *, timeout: float = 30.0):
+    """Prove ``prop`` for the whole model's crisp decisions, or find a counterexample.
+
+    At the concept level: the rules with the learned weights, thresholds and biases, every
+    neural concept free within its type (the property then holds whatever the networks
+    say). Returns a :class:`greybox.rules.Entailment` (a counterexample row when it
+    fails, re-checked by crisp evaluation).
+
+    Examples
+    --------
+    >>> import greybox as gb
+    >>> model = gb.GreyBox('''
+    ... input age: int 0..120
+    ... input income: real[0, 100000]
+    ... output approve: bool
+    ... rule earns: income > ~30000 -> approve
+    ... constraint minors: age < 18 -> not approve
+    ... ''', semantics="product")
+    >>> gb.explain.verify(model, "age < 18 -> not approve").holds
+    True
+    >>> gb.explain.verify(model, "income > 40000 -> approve").holds
+    False
+    """
+    if model.residual is not None:
+        raise ModelError("this model has a residual network, whose logit is unbounded at the "
+                         "concept level; verify its rules with gb.rules.entails("
+                         "model.to_kb(), ...) or remove the residual")
+    return entails(model.to_kb(), prop, bias=model.bias_table(), timeout=timeout)
