@@ -134,7 +134,11 @@ def _input_attributions(model, batch, trace, output, target, method):
         probe = net(x[:1])
         if tgt is None and probe.dim() == 2:
             tgt = 0
-        attr, delta = attribute(m, forward, x, target=tgt, module=module)
+        try:
+            attr, delta = attribute(m, forward, x, target=tgt, module=module)
+        except RuntimeError as err:  # e.g. a network that indexes with its input
+            used[name] = f"not attributable: {str(err).splitlines()[0]}"
+            continue
         attributions[name] = attr.detach()
         deltas[name] = None if delta is None else delta.detach()
         used[name] = m

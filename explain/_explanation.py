@@ -44,7 +44,8 @@ class Explanation:
         Convergence deltas (completeness gaps) of those attributions, where the method has
         one.
     methods : dict[str, str]
-        The method used for each attribution.
+        The method used for each attribution (or why a concept could not be attributed,
+        e.g. a network that indexes with its input has no gradient to follow).
     parameters, top_parameters, completeness : DataFrame
         Parameter attributions (integrated gradients over the parameters, zero baseline):
         per parameter tensor; the top individual entries (``entry`` such as

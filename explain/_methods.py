@@ -51,6 +51,8 @@ class Method:
             algo = self.captum(module)
         else:
             algo = self.captum(forward)
+        if inputs.is_floating_point():  # gradient methods need it; perturbation ones ignore it
+            inputs = inputs.detach().clone().requires_grad_(True)
         kwargs = dict(self.options)
         kwargs["target"] = target
         if extra:
