@@ -8,11 +8,11 @@ import math
 import numpy as np
 import pandas as pd
 import torch
-
-from greybox.errors import ModelError
 from greybox.rules import _ast as A
 from greybox.rules._decisions import closure
 from greybox.rules._evaluate import compile_expr
+
+from greybox.errors import ModelError
 
 from ._explanation import Explanation
 from ._methods import METHODS, attribute

@@ -212,7 +212,7 @@ class Explanation:
         pos = nx.multipartite_layout(g, subset_key="layer")
         fig, ax = plt.subplots(figsize=(2.2 * (max(layers.values()) + 1), 1 + 0.6 * len(g)))
         colors = []
-        for node, attrs in g.nodes(data=True):
+        for _, attrs in g.nodes(data=True):
             c = attrs.get("contribution")
             colors.append("#9ad29a" if c and c > 0 else "#f2a3a3" if c and c < 0 else "#dde6f2")
         nx.draw_networkx(g, pos, ax=ax, labels={n: a["label"] for n, a in g.nodes(data=True)},
@@ -246,7 +246,7 @@ class Explanation:
         if "residual" in d:
             steps.append(("residual", float(d["residual"])))
         level = 0.0
-        for k, (name, amount) in enumerate(steps):
+        for k, (_, amount) in enumerate(steps):
             ax.bar(k, amount, bottom=level, color="#4c9a4c" if amount >= 0 else "#c44e4e")
             level += amount
         ax.axhline(0, color="black", linewidth=0.6)

@@ -18,11 +18,11 @@ import numpy as np
 import pandas as pd
 import torch
 import z3
-
-from greybox.errors import ModelError, SolverError
 from greybox.rules import Z3Encoding, entails
 from greybox.rules import _ast as A
 from greybox.rules._decisions import closure, plan
+
+from greybox.errors import ModelError, SolverError
 
 __all__ = ["Counterfactual", "Reason", "counterfactual", "reason", "verify"]
 
