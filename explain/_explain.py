@@ -180,7 +180,8 @@ def _input_attributions(model, batch, trace, output, target, method):
 
 def explain(model, data, output: str | None = None, *,
             method: str = "integrated_gradients", parameters: bool = True,
-            top_k: int = 10, n_steps: int = 32) -> Explanation:
+            top_k: int = 10, n_steps: int = 32,
+            parameter_baseline: str = "thresholds") -> Explanation:
     """Explain the decisions of ``model`` on every row of ``data``.
 
     Parameters
@@ -201,6 +202,9 @@ def explain(model, data, output: str | None = None, *,
         Individual parameter entries reported per row.
     n_steps : int
         Integration steps of the parameter attributions.
+    parameter_baseline : str
+        ``"thresholds"`` (default): parameters start from 0 except ``~`` thresholds, which
+        keep their values; ``"zero"``: all start from 0.
 
     Returns
     -------
@@ -248,7 +252,8 @@ def explain(model, data, output: str | None = None, *,
             _input_attributions(model, batch, trace, output, target, method)
         if parameters and finite and any(p.requires_grad for p in model.parameters()):
             per_tensor, top, completeness = parameter_attributions(
-                model, batch, output, target, n_steps=n_steps, top_k=top_k)
+                model, batch, output, target, n_steps=n_steps, top_k=top_k,
+                baseline=parameter_baseline)
         else:
             per_tensor = top = completeness = pd.DataFrame()
     finally:

@@ -47,7 +47,8 @@ class Explanation:
         The method used for each attribution (or why a concept could not be attributed,
         e.g. a network that indexes with its input has no gradient to follow).
     parameters, top_parameters, completeness : DataFrame
-        Parameter attributions (integrated gradients over the parameters, zero baseline):
+        Parameter attributions (integrated gradients over the parameters, from a baseline
+        where they are 0, ``~`` thresholds keeping their values by default):
         per parameter tensor; the top individual entries (``entry`` such as
         ``networks.digit.1.weight[3, 0, 1, 2]``); and per row the sum of attributions, the
         output change from the baseline and the gap between them.

@@ -3,9 +3,10 @@
 Integrated gradients over the parameters themselves: every row gets its own copy of the
 flattened parameter vector as Captum's input, and the model runs on each row with its own
 copy through ``torch.func.functional_call`` under ``torch.func.vmap`` -- vectorised over
-rows and integration steps, no Python loop over rows. The baseline is the all-zero
-parameter vector, so each row's attributions add up to ``P(decision | θ) − P(decision |
-0)`` (Captum's convergence delta is the gap, reported per row).
+rows and integration steps, no Python loop over rows. The baseline sets the parameters to
+0 (thresholds keep their values by default), so each row's attributions add up to
+``P(decision | θ) − P(decision | baseline)`` (Captum's convergence delta is the gap,
+reported per row).
 """
 
 from __future__ import annotations
@@ -28,10 +29,20 @@ def _probability(model, output: str, trace_values: torch.Tensor, target: torch.T
 
 
 def parameter_attributions(model, batch: Batch, output: str, target: torch.Tensor, *,
-                           n_steps: int = 32, top_k: int = 10
+                           n_steps: int = 32, top_k: int = 10, baseline: str = "thresholds"
                            ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Per row: attribution per parameter tensor, the ``top_k`` individual entries, and
-    the completeness check (sum, output change from the zero baseline, gap)."""
+    the completeness check (sum, output change from the baseline, gap).
+
+    ``baseline="thresholds"`` (default): every parameter starts at 0 except the ``~``
+    thresholds, which keep their values (a threshold has no natural zero: 0 would be an
+    arbitrary point on the column's scale, and every rule would fire along the path), so
+    the credit goes to weights, biases and network parameters. ``"zero"``: everything
+    starts at 0, thresholds included."""
+    if baseline not in ("thresholds", "zero"):
+        from greybox.errors import ModelError
+
+        raise ModelError(f"parameter baseline must be 'thresholds' or 'zero', got {baseline!r}")
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     names = [n for n, _ in named]
     shapes = [p.shape for _, p in named]
@@ -51,16 +62,24 @@ def parameter_attributions(model, batch: Batch, output: str, target: torch.Tenso
         return vmap(one_row)(p_batch, tgt, *rows)
 
     inputs = flat.unsqueeze(0).expand(batch.n, -1).clone()
+    base = torch.zeros_like(flat)
+    if baseline == "thresholds":
+        start = 0
+        for name, size in zip(names, sizes):
+            if ".thresholds." in name:
+                base[start:start + size] = flat[start:start + size]
+            start += size
+    base = base.unsqueeze(0).expand(batch.n, -1).clone()
     ig = IntegratedGradients(forward)
     was = model.training
     model.eval()
     try:
-        attr, delta = ig.attribute(inputs, baselines=torch.zeros_like(inputs),
+        attr, delta = ig.attribute(inputs, baselines=base,
                                    additional_forward_args=(target, *data), n_steps=n_steps,
                                    return_convergence_delta=True)
         with torch.no_grad():
             at_theta = forward(inputs, target, *data)
-            at_zero = forward(torch.zeros_like(inputs), target, *data)
+            at_zero = forward(base, target, *data)
     finally:
         model.train(was)
     attr = attr.detach()

@@ -2,7 +2,8 @@
 
 ``greybox check FILE.rules`` lints a rule file with Z3 (exit 0: clean, 1: an error or a
 warning, 2: the file is invalid); ``greybox entails``, ``greybox evaluate`` and
-``greybox graph`` prove properties, evaluate rules on a CSV and draw the concept graph.
+``greybox graph`` prove properties, evaluate rules on a CSV and draw the concept graph;
+``greybox explain MODEL DATA.csv --row N`` explains one decision of a saved model.
 """
 
 from __future__ import annotations
@@ -76,6 +77,78 @@ def _cmd_graph(args) -> int:
     return EXIT_OK
 
 
+def _factory(spec: str):
+    """``module:function`` -> the object it names (the user's own code, by name)."""
+    import importlib
+
+    module, _, attr = spec.partition(":")
+    if not module or not attr:
+        raise _Invalid(f"--networks must look like 'package.module:function', got {spec!r}")
+    sys.path.insert(0, ".")
+    try:
+        obj = getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError) as err:
+        raise _Invalid(f"cannot import {spec}: {err}") from None
+    return obj() if callable(obj) else obj
+
+
+def _explanation_json(ex, row: int) -> str:
+    import json
+
+    def clean(frame):
+        return json.loads(frame.to_json(orient="records", default_handler=str))
+
+    d = ex.decision.iloc[row]
+    out = {
+        "row": str(ex.index[row]),
+        "output": ex.output,
+        "decision": json.loads(d.to_json(default_handler=str)),
+        "rules": clean(ex.rules[ex.rules.row == row].drop(columns="row")),
+        "concepts": clean(ex.concepts[ex.concepts.row == row].drop(columns="row")),
+        "attributions": {k: v[row].tolist() for k, v in ex.attributions.items()},
+        "parameters": clean(ex.top_parameters[ex.top_parameters.row == row].drop(
+            columns="row")) if len(ex.top_parameters) else [],
+        "text": ex.row_text(row),
+    }
+    return json.dumps(out, indent=2)
+
+
+def _cmd_explain(args) -> int:
+    import pandas as pd
+
+    import greybox as gb
+
+    networks, residual = None, None
+    if args.networks:
+        built = _factory(args.networks)
+        if isinstance(built, tuple):
+            networks, residual = built
+        else:
+            networks = built
+    model = gb.load(args.model, networks=networks, residual=residual)
+    try:
+        data = pd.read_csv(args.data)
+    except (OSError, ValueError) as err:
+        raise _Invalid(f"cannot read {args.data}: {err}") from None
+    if not 0 <= args.row < len(data):
+        raise _Invalid(f"--row {args.row} is outside {args.data} (rows 0..{len(data) - 1})")
+    ex = gb.explain.explain(model, data.iloc[[args.row]], method=args.method,
+                            parameters=not args.no_parameters)
+    if args.format == "json":
+        print(_explanation_json(ex, 0))
+    elif args.format == "html":
+        print(ex._repr_html_())
+    else:
+        print(ex.row_text(0))
+        if args.reason:
+            print(ex.reason(0))
+            try:
+                print(ex.counterfactual(0))
+            except GreyboxError as err:
+                print(f"no counterfactual: {err}")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="greybox",
@@ -119,6 +192,27 @@ def build_parser() -> argparse.ArgumentParser:
                        "-> defined -> rules -> outputs) in Graphviz DOT.")
     p.add_argument("file", help="a .rules file")
     p.set_defaults(func=_cmd_graph)
+
+    p = sub.add_parser("explain", help="explain one decision of a saved model",
+                       description="Load MODEL (written by GreyBox.save), run it on row ROW "
+                       "of DATA.csv and explain the decision: rule contributions, concepts, "
+                       "input and parameter attributions (and with --reason a Z3-proved "
+                       "minimal reason and a counterfactual). Models with networks need "
+                       "--networks naming a function of yours that builds them.")
+    p.add_argument("model", help="a model file written by GreyBox.save")
+    p.add_argument("data", help="a CSV file with a column per table input")
+    p.add_argument("--row", type=int, default=0, help="the row to explain (0-based)")
+    p.add_argument("--format", choices=["text", "json", "html"], default="text")
+    p.add_argument("--method", default="integrated_gradients",
+                   help="Captum attribution method (integrated_gradients, saliency, "
+                   "deeplift, gradient_shap, occlusion, ...)")
+    p.add_argument("--networks", help="package.module:function returning {name: module} "
+                   "(or (networks, residual))")
+    p.add_argument("--reason", action="store_true",
+                   help="also print a formal reason and a counterfactual (text format)")
+    p.add_argument("--no-parameters", action="store_true",
+                   help="skip parameter attributions")
+    p.set_defaults(func=_cmd_explain)
     return parser
 
 

@@ -68,7 +68,7 @@ def test_evaluate_bad_data_exits_2(tmp_path):
     assert proc.returncode == 2 and "column 'age': 300 at row 0 is outside int 0..120" in proc.stderr
 
 
-@pytest.mark.parametrize("command", ["check", "entails", "evaluate", "graph"])
+@pytest.mark.parametrize("command", ["check", "entails", "evaluate", "graph", "explain"])
 def test_every_command_has_help(command):
     proc = run(command, "--help")
     assert proc.returncode == 0 and "usage: greybox " + command in proc.stdout
@@ -76,5 +76,68 @@ def test_every_command_has_help(command):
 
 def test_top_level_help_lists_commands():
     text = build_parser().format_help()
-    for command in ("check", "entails", "evaluate", "graph"):
+    for command in ("check", "entails", "evaluate", "graph", "explain"):
         assert command in text
+
+
+@pytest.fixture
+def saved_model(tmp_path):
+    import greybox as gb
+
+    model = gb.GreyBox(EXAMPLES / "credit.rules", {"applicant_net": _net()}, semantics="product")
+    path = tmp_path / "credit.pt"
+    model.save(path)
+    data = tmp_path / "applicants.csv"
+    data.write_text("age,income,debt_ratio,employment,years at address\n"
+                    "15,50000,0.1,employed,5\n45,12000,0.9,unemployed,1\n")
+    factory = tmp_path / "credit_nets.py"
+    factory.write_text("import torch\n"
+                       "def build():\n"
+                       "    torch.manual_seed(0)\n"
+                       "    return {'applicant_net': torch.nn.Linear(3, 1)}\n")
+    return path, data, tmp_path
+
+
+def _net():
+    import torch
+
+    torch.manual_seed(0)
+    return torch.nn.Linear(3, 1)
+
+
+def test_explain_prints_a_decision_with_its_reason(saved_model, capsys, monkeypatch):
+    path, data, folder = saved_model
+    monkeypatch.chdir(folder)
+    code = main(["explain", str(path), str(data), "--row", "0", "--networks",
+                 "credit_nets:build", "--reason"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert out.startswith("row 0: approve = False")
+    assert "because age = 15" in out and "would be True" in out
+
+
+@pytest.mark.parametrize("fmt,check", [
+    ("json", lambda out: json.loads(out)["decision"]["value"] is False),
+    ("html", lambda out: out.startswith("<div><b>Explanation of approve</b>")),
+])
+def test_explain_formats(saved_model, capsys, monkeypatch, fmt, check):
+    path, data, folder = saved_model
+    monkeypatch.chdir(folder)
+    assert main(["explain", str(path), str(data), "--networks", "credit_nets:build",
+                 "--format", fmt, "--no-parameters"]) == 0
+    assert check(capsys.readouterr().out)
+
+
+@pytest.mark.parametrize("extra,message", [
+    (["--row", "7"], "--row 7 is outside"),
+    ([], "the model uses networks ['applicant_net']; networks= gave []"),
+    (["--networks", "nowhere:build"], "cannot import nowhere:build"),
+])
+def test_explain_errors_exit_2(saved_model, capsys, monkeypatch, extra, message):
+    path, data, folder = saved_model
+    monkeypatch.chdir(folder)
+    args = ["explain", str(path), str(data)] + extra
+    if extra[:1] == ["--row"]:
+        args += ["--networks", "credit_nets:build"]
+    assert main(args) == 2
+    assert message in capsys.readouterr().err

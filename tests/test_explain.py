@@ -372,3 +372,16 @@ def test_formal_reasons_are_fast_enough_to_use_interactively(credit, credit_rows
     batch = model.batch(credit_rows)
     r = gb.explain.reason(model, batch, 2)
     assert r.seconds < 10   # a sanity bound only; speed targets live in benchmarks/
+
+
+def test_thresholds_keep_their_values_in_the_default_parameter_baseline(cancer, cancer_model):
+    X, _ = cancer
+    default = gb.explain.explain(cancer_model, X.head(2))
+    zero = gb.explain.explain(cancer_model, X.head(2), parameter_baseline="zero")
+    th = default.parameters[default.parameters.parameter.str.contains("thresholds")]
+    assert (th.attribution == 0).all()
+    th = zero.parameters[zero.parameters.parameter.str.contains("thresholds")]
+    assert (th.attribution != 0).any()
+    assert (zero.completeness.gap < 1e-3).all()
+    with pytest.raises(gb.ModelError, match="parameter baseline must be"):
+        gb.explain.explain(cancer_model, X.head(1), parameter_baseline="mean")

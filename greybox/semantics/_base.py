@@ -115,7 +115,7 @@ class Context:
         variables."""
         out = torch.ones(self.n, dtype=torch.bool, device=self.device)
         for c in plan(self.kb).fixed_constraints:
-            out &= self.truth_hard(c.formula, env) > 0
+            out = out & (self.truth_hard(c.formula, env) > 0)
         return out
 
 
@@ -215,8 +215,9 @@ class Semantics:
                     probs[v] = log_dists[v].exp()
                     joint_best[v] = (lambda s=stacked: s.argmax(dim=1))
             else:
-                logp_joint, assignments = self._joint(model, ctx, root, comp, partial,
-                                                      dynamic_rules, infeasible)
+                logp_joint, assignments, ok = self._joint(model, ctx, root, comp, partial,
+                                                          dynamic_rules)
+                infeasible = infeasible | ~ok   # not in place: the trace may run under vmap
                 best = logp_joint.argmax(dim=1)
                 for j, v in enumerate(comp.variables):
                     size = len(A.domain_values(kb.variables[v].type))
@@ -281,9 +282,10 @@ class Semantics:
             _decide=decide,
         )
 
-    def _joint(self, model, ctx, root, comp, partial, dynamic_rules, infeasible):
+    def _joint(self, model, ctx, root, comp, partial, dynamic_rules):
         """Log probabilities (n, A) of the component's joint assignments, in enumeration
-        order, conditioned on its hard constraints."""
+        order, conditioned on its hard constraints; the assignments; and per row whether
+        any assignment is feasible."""
         kb = model.kb
         domains = [A.domain_values(kb.variables[v].type) for v in comp.variables]
         import itertools
@@ -308,6 +310,5 @@ class Semantics:
         obj = torch.stack(objs, 1)
         lf = torch.stack(feas, 1)
         ok = torch.isfinite(lf).any(dim=1)
-        infeasible |= ~ok
         logits = obj + torch.where(ok.unsqueeze(1), lf, torch.zeros_like(lf))
-        return torch.log_softmax(logits, dim=1), assignments
+        return torch.log_softmax(logits, dim=1), assignments, ok

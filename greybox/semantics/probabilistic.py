@@ -304,7 +304,7 @@ class ProbContext(Context):
             finally:
                 self.hard = False
             if not f.scope:
-                out &= f.t.expand(self.n) > 0
+                out = out & (f.t.expand(self.n) > 0)
             else:
                 factor = (f.scope, f.t)
                 self.constraint_factors.append(factor)
@@ -312,7 +312,7 @@ class ProbContext(Context):
         if self.constraint_factors:
             vars_ = {v for s, _ in self.constraint_factors for v in s}
             log_z = self._log_z(self.closure(vars_))
-            out &= torch.as_tensor(log_z, device=self.device).expand(self.n) > -float("inf")
+            out = out & (torch.as_tensor(log_z, device=self.device).expand(self.n) > -float("inf"))
         return out
 
     # queries ---------------------------------------------------------------------------
