@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import html
 import time
+import weakref
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -78,6 +79,10 @@ def _z3_value(kb, name, code):
     return z3.RealVal(Fraction(float(code)))
 
 
+#: per model: the Z3 background of its current knowledge base and biases
+_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
 class _Problem:
     """The crisp decision of one row in Z3: background (types, hard constraints, the
     decision) and the facts as named equalities."""
@@ -94,7 +99,20 @@ class _Problem:
             else:
                 bias[name] = float(np.asarray(b).reshape(-1)[0])
         self.bias = bias
-        self.enc = Z3Encoding(kb, bias=bias)
+        # the encoding of the rules' decision depends only on the learned knowledge base
+        # and the biases: built once and reused for every row
+        key = (id(kb), repr(sorted(bias.items())))
+        cache = _CACHE.setdefault(model, {})
+        if cache.get("key") != key:
+            cache.clear()
+            enc = Z3Encoding(kb, bias=bias)
+            background = list(enc.domain(("input", "neural")))
+            for c in plan(kb).fixed_constraints:
+                background.append(enc.expr(c.formula))
+            background += enc.decision()
+            cache.update(key=key, kb=kb, enc=enc, background=background)
+        self.enc = cache["enc"]
+        self.background = cache["background"]
         self.facts = _facts(model, batch, row)
         from greybox.semantics.crisp import crisp_evaluation
 
@@ -105,10 +123,6 @@ class _Problem:
         value = ev.decisions[output].iloc[0] if output in ev.decisions else \
             ev.values[output].iloc[0]
         self.decision = value.item() if hasattr(value, "item") else value
-        self.background = list(self.enc.domain(("input", "neural")))
-        for c in plan(kb).fixed_constraints:
-            self.background.append(self.enc.expr(c.formula))
-        self.background += self.enc.decision()
         t = kb.variables[output].type
         target = self.enc.var(output)
         if isinstance(t, A.BoolType):

@@ -52,7 +52,7 @@ class KnowledgeBase:
     """
 
     __slots__ = ("statements", "variables", "rules", "constraints", "source", "filename",
-                 "_graph", "_hash", "__weakref__")
+                 "_graph", "_hash", "_decided", "__weakref__")
 
     def __init__(self, statements: Iterable[A.Statement], *, source: str | None = None,
                  filename: str | None = None):
@@ -67,6 +67,7 @@ class KnowledgeBase:
         object.__setattr__(self, "filename", filename)
         object.__setattr__(self, "_graph", None)
         object.__setattr__(self, "_hash", None)
+        object.__setattr__(self, "_decided", None)
 
     def __setattr__(self, name, value):
         raise AttributeError("KnowledgeBase is immutable")
@@ -123,8 +124,11 @@ class KnowledgeBase:
     def decided(self) -> tuple[str, ...]:
         """Names of the variables decided by rules (outputs and ``define`` without ``=``),
         in dependency order."""
-        order = {n: i for i, n in enumerate(self.topological_order())}
-        return tuple(sorted(self._names("decided"), key=order.__getitem__))
+        if self._decided is None:  # immutable: computed once
+            order = {n: i for i, n in enumerate(self.topological_order())}
+            object.__setattr__(self, "_decided",
+                               tuple(sorted(self._names("decided"), key=order.__getitem__)))
+        return self._decided
 
     @property
     def outputs(self) -> tuple[str, ...]:
