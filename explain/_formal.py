@@ -83,11 +83,76 @@ def _z3_value(kb, name, code):
 _CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
+def _background(model, kb, bias: dict, level: str, max_relus: int):
+    """Z3 background of a model's crisp decision: types, hard constraints over non-decided
+    variables, the decision; at the input level also each neural concept tied to its
+    network's exact encoding. Cached per model, knowledge base, biases and level."""
+    key = (id(kb), repr(sorted(bias.items())), level, max_relus)
+    cache = _CACHE.setdefault(model, {})
+    if cache.get("key") == key:
+        return cache["enc"], cache["background"]
+    enc = Z3Encoding(kb, bias=bias)
+    background = list(enc.domain(("input", "neural")))
+    for c in plan(kb).fixed_constraints:
+        background.append(enc.expr(c.formula))
+    background += enc.decision()
+    if level == "input":
+        background += _network_links(model, kb, enc, max_relus)
+    cache.clear()
+    cache.update(key=key, enc=enc, background=background)
+    return enc, background
+
+
+def _network_links(model, kb, enc, max_relus: int) -> list:
+    """Each neural concept equal to what its (encoded) network computes from the table
+    inputs, standardised as the model feeds them."""
+    from ._relu import encode_network
+
+    links = []
+    for name in kb.neural:
+        var = kb.variables[name]
+        feats = []
+        for a in var.args:
+            t = kb.variables[a].type
+            x = enc.const(a)
+            if isinstance(t, A.TensorType):
+                raise ModelError(f"neural {name!r} reads the tensor input {a!r}: input-level "
+                                 "reasoning needs networks over table inputs (use "
+                                 "level='concept')")
+            if isinstance(t, A.EnumType):
+                feats += [z3.If(x == k, z3.RealVal(1), z3.RealVal(0)) for k in range(t.size)]
+                continue
+            i = model.feature_names.index(a)
+            center = z3.RealVal(Fraction(float(model.feature_center[i])))
+            scale = z3.RealVal(Fraction(float(model.feature_scale[i])))
+            value = z3.If(x, z3.RealVal(1), z3.RealVal(0)) if isinstance(t, A.BoolType) else \
+                (z3.ToReal(x) if isinstance(t, A.IntType) else x)
+            feats.append((value - center) / scale)
+        net = model.networks[var.network.replace(".", "\u2024")]
+        out = encode_network(net, feats, max_relus=max_relus)
+        c = enc.const(name)
+        t = var.type
+        if isinstance(t, A.BoolType):
+            links.append(c == (out[0] > 0))
+        elif A.is_finite_type(t):
+            lo = t.lo if isinstance(t, A.IntType) else 0
+            for k in range(len(out)):   # argmax, ties to the first value
+                wins = [out[k] > out[j] for j in range(k)] + \
+                       [out[k] >= out[j] for j in range(k + 1, len(out))]
+                links.append(z3.Implies(c == lo + k, z3.And(wins) if wins else z3.BoolVal(True)))
+        else:
+            links.append(c == out[0])
+    return links
+
+
 class _Problem:
     """The crisp decision of one row in Z3: background (types, hard constraints, the
     decision) and the facts as named equalities."""
 
-    def __init__(self, model, batch, row: int, output: str, timeout: float):
+    def __init__(self, model, batch, row: int, output: str, timeout: float,
+                 level: str = "concept", max_relus: int = 64):
+        if level not in ("concept", "input"):
+            raise ModelError(f"level must be 'concept' or 'input', got {level!r}")
         kb = model.to_kb()
         self.kb = kb
         self.output = output
@@ -99,21 +164,11 @@ class _Problem:
             else:
                 bias[name] = float(np.asarray(b).reshape(-1)[0])
         self.bias = bias
-        # the encoding of the rules' decision depends only on the learned knowledge base
-        # and the biases: built once and reused for every row
-        key = (id(kb), repr(sorted(bias.items())))
-        cache = _CACHE.setdefault(model, {})
-        if cache.get("key") != key:
-            cache.clear()
-            enc = Z3Encoding(kb, bias=bias)
-            background = list(enc.domain(("input", "neural")))
-            for c in plan(kb).fixed_constraints:
-                background.append(enc.expr(c.formula))
-            background += enc.decision()
-            cache.update(key=key, kb=kb, enc=enc, background=background)
-        self.enc = cache["enc"]
-        self.background = cache["background"]
+        self.enc, self.background = _background(model, kb, bias, level, max_relus)
         self.facts = _facts(model, batch, row)
+        if level == "input":  # the networks' values follow from the inputs
+            self.facts = {n: v for n, v in self.facts.items()
+                          if kb.variables[n].role != "neural"}
         from greybox.semantics.crisp import crisp_evaluation
 
         ev, _ = crisp_evaluation(model, sub)
@@ -188,12 +243,18 @@ class Reason:
 
 
 def reason(model, batch, row: int = 0, output: str | None = None, *,
-           timeout: float = 10.0) -> Reason:
+           level: str = "concept", max_relus: int = 64, timeout: float = 10.0) -> Reason:
     """A subset-minimal set of the row's facts that guarantees its crisp decision.
 
     Deletion-based: starting from all facts, each is dropped when Z3 proves the decision
     still follows from the rest (unsat cores skip many checks at once). The result is
     re-proved from scratch.
+
+    ``level="concept"`` (default): facts are table inputs and neural concept values, the
+    concepts free otherwise. ``level="input"``: networks over table inputs made of
+    Linear/ReLU layers are encoded exactly, so the facts are inputs only and the reason
+    holds *through* the networks (``max_relus`` bounds the encoding; ``timeout`` each
+    solver call).
 
     Examples
     --------
@@ -212,7 +273,7 @@ def reason(model, batch, row: int = 0, output: str | None = None, *,
     t0 = time.perf_counter()
     output = output or model.kb.outputs[0]
     batch = model.batch(batch)
-    p = _Problem(model, batch, row, output, timeout)
+    p = _Problem(model, batch, row, output, timeout, level, max_relus)
     s = p.solver()
     s.add(z3.Not(p.goal))
     lits = {n: z3.Bool(f"fact__{n}") for n in p.names}
@@ -281,14 +342,16 @@ class Counterfactual:
 
 
 def counterfactual(model, batch, row: int = 0, output: str | None = None, *,
-                   minimize: str = "count", immutable=(), timeout: float = 10.0
-                   ) -> Counterfactual:
+                   minimize: str = "count", immutable=(), level: str = "concept",
+                   max_relus: int = 64, timeout: float = 10.0) -> Counterfactual:
     """The closest variant of the row whose crisp decision differs.
 
     ``minimize="count"`` changes as few facts as possible; ``"l1"`` minimises the sum of
     absolute changes, each in units of the fact's spread (a changed bool, enum or neural
     class counts 1). Facts named in ``immutable`` keep their values; types and hard
     constraints are respected. The result is checked by running the model on it.
+    ``level="input"`` goes through Linear/ReLU networks over table inputs (see
+    :func:`reason`): only inputs change, and the networks' values follow.
 
     Examples
     --------
@@ -309,7 +372,7 @@ def counterfactual(model, batch, row: int = 0, output: str | None = None, *,
         raise ModelError(f"minimize must be 'count' or 'l1', got {minimize!r}")
     output = output or model.kb.outputs[0]
     batch = model.batch(batch)
-    p = _Problem(model, batch, row, output, timeout)
+    p = _Problem(model, batch, row, output, timeout, level, max_relus)
     unknown = [n for n in immutable if n not in p.facts]
     if unknown:
         raise ModelError(f"immutable names {unknown[0]!r}, which is not a fact of the row "
@@ -440,13 +503,17 @@ def _check_on_model(model, batch, row, output, after: dict, expected) -> bool:
 # -------------------------------------------------------------------------------- verify
 
 
-def verify(model, prop, *, timeout: float = 30.0):
+def verify(model, prop, *, level: str = "concept", max_relus: int = 64,
+           timeout: float = 30.0):
     """Prove ``prop`` for the whole model's crisp decisions, or find a counterexample.
 
-    At the concept level: the rules with the learned weights, thresholds and biases, every
-    neural concept free within its type (the property then holds whatever the networks
-    say). Returns a :class:`greybox.rules.Entailment` (a counterexample row when it
-    fails, re-checked by crisp evaluation).
+    ``level="concept"`` (default): the rules with the learned weights, thresholds and
+    biases, every neural concept free within its type -- the property then holds whatever
+    the networks say. ``level="input"``: networks over table inputs made of Linear/ReLU
+    layers are encoded exactly, so the property is proved for the composed model over
+    every input (``max_relus`` bounds the encoding, ``timeout`` the solver). Returns a
+    :class:`greybox.rules.Entailment`: a counterexample row when it fails, re-checked by
+    running the model on it.
 
     Examples
     --------
@@ -467,4 +534,38 @@ def verify(model, prop, *, timeout: float = 30.0):
         raise ModelError("this model has a residual network, whose logit is unbounded at the "
                          "concept level; verify its rules with gb.rules.entails("
                          "model.to_kb(), ...) or remove the residual")
-    return entails(model.to_kb(), prop, bias=model.bias_table(), timeout=timeout)
+    if level == "concept":
+        return entails(model.to_kb(), prop, bias=model.bias_table(), timeout=timeout)
+    if level != "input":
+        raise ModelError(f"level must be 'concept' or 'input', got {level!r}")
+    from greybox.rules import Entailment, parse_formula
+    from greybox.rules._printer import expr_to_text
+    from greybox.rules._z3 import witness_row
+
+    kb = model.to_kb()
+    formula = parse_formula(prop, kb)
+    text = prop if isinstance(prop, str) else expr_to_text(formula)
+    enc, background = _background(model, kb, model.bias_table(), "input", max_relus)
+    s = z3.Solver()
+    s.set("timeout", max(1, int(timeout * 1000)))
+    s.add(*background)
+    s.add(z3.Not(enc.expr(formula)))
+    result = s.check()
+    if result == z3.unsat:
+        return Entailment(text, True)
+    if result != z3.sat:
+        raise SolverError(f"Z3 could not decide {text!r} within {timeout} s "
+                          f"({s.reason_unknown()}); raise the timeout or max_relus")
+    inputs = [n for n in kb.inputs if not isinstance(kb.variables[n].type, A.TensorType)]
+    row = witness_row(enc, s.model(), inputs)
+    # re-run the composed model (its real networks) on the counterexample
+    from greybox.semantics.crisp import crisp_evaluation
+
+    ev, _ = crisp_evaluation(model, model.batch(row))
+    shown = row.copy()
+    for name in kb.neural:   # what the real networks said on the counterexample
+        shown[name] = ev._env[name]
+    confirmed = not bool(ev.holds(formula).iloc[0]) and not bool(ev.infeasible.iloc[0])
+    for name in kb.decided:
+        shown[name] = ev.decisions[name].to_numpy()
+    return Entailment(text, False, shown, confirmed)

@@ -385,3 +385,70 @@ def test_thresholds_keep_their_values_in_the_default_parameter_baseline(cancer, 
     assert (zero.completeness.gap < 1e-3).all()
     with pytest.raises(gb.ModelError, match="parameter baseline must be"):
         gb.explain.explain(cancer_model, X.head(1), parameter_baseline="mean")
+
+
+# ------------------------------------------------------------------ through ReLU networks
+
+
+def _relu_credit(credit, hidden=6, seed=1):
+    torch.manual_seed(seed)
+    net = nn.Sequential(nn.Linear(3, hidden), nn.ReLU(), nn.Linear(hidden, 1))
+    return gb.GreyBox(credit, {"applicant_net": net}, semantics="product")
+
+
+def _decisions_of_samples(model, fixed: dict, n=400, seed=0):
+    """Crisp decisions of the real model (its network included) on random rows keeping
+    ``fixed``."""
+    from greybox.semantics.crisp import crisp_evaluation
+
+    kb = model.kb
+    rng = np.random.default_rng(seed)
+    cols = {}
+    for name in kb.inputs:
+        t = kb.variables[name].type
+        if name in fixed:
+            cols[name] = [fixed[name]] * n
+        elif isinstance(t, gb.rules.IntType):
+            cols[name] = rng.integers(t.lo, t.hi + 1, n)
+        elif isinstance(t, gb.rules.EnumType):
+            cols[name] = rng.choice(list(t.values), n)
+        else:
+            lo, hi = (t.lo, t.hi) if t.lo is not None else (0.0, 50.0)
+            cols[name] = rng.uniform(lo, hi, n)
+    ev, _ = crisp_evaluation(model, model.batch(pd.DataFrame(cols)))
+    return ev.decisions["approve"].to_numpy()[~ev.infeasible.to_numpy()]
+
+
+@pytest.mark.parametrize("row", [0, 1, 2, 3])
+def test_input_level_reasons_hold_through_the_network(credit, credit_rows, row):
+    model = _relu_credit(credit)
+    r = gb.explain.reason(model, model.batch(credit_rows), row, level="input")
+    assert r.verified and "reliable" not in r.facts
+    decisions = _decisions_of_samples(model, r.facts)
+    assert len(decisions) > 50 and (decisions == r.decision).all()
+
+
+def test_input_level_counterfactuals_change_inputs_only(credit, credit_rows):
+    model = _relu_credit(credit)
+    cf = gb.explain.counterfactual(model, model.batch(credit_rows), 1, level="input")
+    assert cf.verified and "reliable" not in set(cf.changes.fact)
+
+
+def test_input_level_verification_goes_through_the_network(credit):
+    model = _relu_credit(credit)
+    assert gb.explain.verify(model, "age < 18 -> not approve", level="input").holds
+    result = gb.explain.verify(model, "`years at address` > 10 -> approve", level="input")
+    assert not result.holds and result.confirmed
+    assert "reliable" in result.counterexample.columns
+
+
+def test_networks_that_cannot_be_encoded_are_refused_clearly(credit, credit_rows):
+    big = _relu_credit(credit, hidden=100)
+    with pytest.raises(gb.ModelError, match="100 hidden ReLUs; exact encoding is limited to 64"):
+        gb.explain.verify(big, "age < 18 -> not approve", level="input")
+    odd = gb.GreyBox(credit, {"applicant_net": nn.Sequential(nn.Linear(3, 4), nn.Tanh(),
+                                                             nn.Linear(4, 1))})
+    with pytest.raises(gb.ModelError, match="Tanh layers cannot be encoded exactly"):
+        gb.explain.reason(odd, odd.batch(credit_rows), 0, level="input")
+    with pytest.raises(gb.ModelError, match="level must be 'concept' or 'input'"):
+        gb.explain.reason(odd, odd.batch(credit_rows), 0, level="pixels")
