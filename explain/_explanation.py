@@ -239,7 +239,13 @@ class Explanation:
                                  squeeze=False)
         ax = axes[0, 0]
         d = self.decision.iloc[row]
-        rules = self.rules[(self.rules.row == row) & (self.rules.contribution.abs() > 1e-9)]
+        if "score" not in d:   # a computed output: its distribution
+            self._plot_distribution(ax, row)
+            for ax, key in zip(axes[0, 1:], panels):
+                self._plot_attribution(ax, key, row)
+            fig.tight_layout()
+            return fig
+        rules = self.rules[(self.rules.row == row) & (self.rules.contribution.abs() > 1e-3)]
         steps = []
         if "bias" in d:
             steps.append(("bias", float(d["bias"])))
@@ -255,23 +261,61 @@ class Explanation:
                       fontsize=8)
         ax.set_title(f"{self.output} = {d['value']}: score {level:+.2f}", fontsize=9)
         for ax, key in zip(axes[0, 1:], panels):
-            a = self.attributions[key][row].detach().cpu()
-            if a.dim() == 1 and a.numel() == 64:
-                a = a.view(8, 8)
-            if a.dim() >= 2:
-                while a.dim() > 2:
-                    a = a.sum(0)
-                lim = float(a.abs().max()) or 1.0
-                ax.imshow(a.numpy(), cmap="RdBu_r", vmin=-lim, vmax=lim)
-                ax.set_axis_off()
-            else:
-                names = self._attribution_names(key, a.numel())
-                ax.barh(range(a.numel()), a.numpy(),
-                        color=["#4c9a4c" if x >= 0 else "#c44e4e" for x in a.tolist()])
-                ax.set_yticks(range(a.numel()), names, fontsize=7)
-            ax.set_title(f"attribution: {key}", fontsize=9)
+            self._plot_attribution(ax, key, row)
         fig.tight_layout()
         return fig
+
+    def _plot_distribution(self, ax, row: int) -> None:
+        from greybox.rules import _ast as A
+
+        t = self._model.kb.variables[self.output].type
+        p = self._values.get(self.output)
+        value = self.decision["value"].iloc[row]
+        if p is None or p.dim() != 2:
+            ax.text(0.5, 0.5, f"{self.output} = {value}", ha="center")
+            ax.set_axis_off()
+            return
+        probs = p[row].cpu()
+        labels = list(A.domain_values(t))
+        top = probs.topk(min(8, probs.numel())).indices.sort().values.tolist()
+        ax.bar(range(len(top)), probs[top].numpy(),
+               color=["#4c9a4c" if labels[i] == value else "#9db7d5" for i in top])
+        ax.set_xticks(range(len(top)), [str(labels[i]) for i in top], fontsize=8)
+        ax.set_ylim(0, 1)
+        ax.set_title(f"{self.output} = {value}: its distribution", fontsize=9)
+
+    def _plot_attribution(self, ax, key: str, row: int) -> None:
+        a = self.attributions[key][row].detach().cpu()
+        shape = self._image_shape(key)
+        if shape is not None and a.numel() == int(np.prod(shape)):
+            a = a.reshape(shape)
+        if a.dim() >= 2:
+            while a.dim() > 2:
+                a = a.sum(0)
+            lim = float(a.abs().max()) or 1.0
+            ax.imshow(a.numpy(), cmap="RdBu_r", vmin=-lim, vmax=lim)
+            ax.set_axis_off()
+        else:
+            names = self._attribution_names(key, a.numel())
+            ax.barh(range(a.numel()), a.numpy(),
+                    color=["#4c9a4c" if x >= 0 else "#c44e4e" for x in a.tolist()])
+            ax.set_yticks(range(a.numel()), names, fontsize=7)
+        ax.set_title(f"attribution: {key}", fontsize=9)
+
+    def _image_shape(self, key: str):
+        """The 2-D shape to draw a concept's attribution in: the declared shape of its
+        tensor input (``tensor[8, 8]``), or a square when it has a square number of
+        values."""
+        kb = self._model.kb
+        var = kb.variables.get(key)
+        if var is None or var.role != "neural" or len(var.args) != 1:
+            return None
+        t = kb.variables[var.args[0]].type
+        if getattr(t, "shape", None) and len(t.shape) >= 2:
+            return tuple(t.shape)
+        size = int(np.prod(t.shape)) if getattr(t, "shape", None) else None
+        side = int(round(size ** 0.5)) if size else 0
+        return (side, side) if side and side * side == size else None
 
     def _attribution_names(self, key: str, size: int) -> list[str]:
         model = self._model
