@@ -93,7 +93,9 @@ class Explanation:
             lines.append("  no decision satisfies the hard constraints in this row")
         rules = self.rules[self.rules.row == row]
         if len(rules):
-            shown = [f"{r.rule} {r.contribution:+.3f}{' (fired)' if r.fired else ''}"
+            show_head = len(set(rules["head"])) > 1
+            shown = [f"{r.rule}{f' ({r.head})' if show_head else ''} {r.contribution:+.3f}"
+                     f"{' (fired)' if r.fired else ''}"
                      for r in rules.itertuples() if abs(r.contribution) > 1e-9][:6]
             lines.append("  rules: " + (", ".join(shown) if shown else "none fired"))
         concepts = self.concepts[self.concepts.row == row]

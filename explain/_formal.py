@@ -381,23 +381,34 @@ def counterfactual(model, batch, row: int = 0, output: str | None = None, *,
     opt.set("timeout", max(1, int(timeout * 1000)))
     opt.add(*p.background)
     opt.add(z3.Not(p.goal))
-    cost = []
+    counts, dists = [], []
     for n in p.names:
         if n in immutable:
             opt.add(p.equality(n))
             continue
         x, v = p.enc.const(n), _z3_value(p.kb, n, p.facts[n])
         t = p.kb.variables[n].type
-        if minimize == "count" or not isinstance(t, (A.RealType, A.IntType)) or \
+        changed = z3.If(x == v, z3.RealVal(0), z3.RealVal(1))
+        counts.append(changed)
+        if not isinstance(t, (A.RealType, A.IntType)) or \
                 p.kb.variables[n].role == "neural" and isinstance(t, A.IntType):
-            cost.append(z3.If(x == v, z3.RealVal(0), z3.RealVal(1)))
+            dists.append(changed)
         else:
             scale = float(model._feature_scale(n)) if n in model.feature_names else 1.0
             xr = z3.ToReal(x) if isinstance(t, A.IntType) else x
             vr = z3.ToReal(v) if isinstance(t, A.IntType) else v
             w = z3.RealVal(Fraction(1.0 / max(scale, 1e-12)).limit_denominator(10**12))
-            cost.append(w * z3.If(xr >= vr, xr - vr, vr - xr))
-    opt.minimize(z3.Sum(cost) if cost else z3.RealVal(0))
+            dists.append(w * z3.If(xr >= vr, xr - vr, vr - xr))
+    zero = z3.RealVal(0)
+    count_total = z3.Sum(counts) if counts else zero
+    dist_total = z3.Sum(dists) if dists else zero
+    # lexicographic: the chosen measure first, the other one breaks ties (fewest changes,
+    # and among them the smallest; or the smallest change, and among them the fewest)
+    first, second = (count_total, dist_total) if minimize == "count" else \
+        (dist_total, count_total)
+    opt.minimize(first)
+    opt.minimize(second)
+    cost = [first]
     try:
         result = opt.check()
     except z3.Z3Exception as err:  # pragma: no cover
@@ -425,16 +436,43 @@ def counterfactual(model, batch, row: int = 0, output: str | None = None, *,
                             "after": _show(p.kb, n, code)})
     # Optimize may stop at a point that also nudges facts it need not change (strict
     # thresholds have no attained optimum): put back every change that is not needed
+    flips = p.solver()
+    flips.add(z3.Not(p.goal))
+
+    def still_flipped(trial: dict) -> bool:
+        flips.push()
+        flips.add(*[p.enc.const(k) == _z3_value(p.kb, k, v) for k, v in trial.items()])
+        try:
+            return p.check(flips) == z3.sat
+        finally:
+            flips.pop()
+
     for change in sorted(changes, key=lambda c: abs(_num(c["after"]) - _num(c["before"]))):
         n = change["fact"]
         trial = dict(after)
         trial[n] = p.facts[n]
-        s = p.solver()
-        s.add(*[p.enc.const(k) == _z3_value(p.kb, k, v) for k, v in trial.items()])
-        s.add(z3.Not(p.goal))
-        if p.check(s) == z3.sat:
+        if still_flipped(trial):
             after = trial
     changes = [c for c in changes if after[c["fact"]] != p.facts[c["fact"]]]
+    # strict thresholds have no closest point, and Optimize may stop short of their
+    # infimum: pull each real change back towards the original value (bisection, each
+    # step proved by Z3) while the decision stays changed
+    for change in changes:
+        n = change["fact"]
+        if not isinstance(p.kb.variables[n].type, A.RealType):
+            continue
+        start, end = float(p.facts[n]), float(after[n])
+        lo, hi = 0.0, 1.0     # fraction of the move: hi works, lo does not
+        for _ in range(24):
+            mid = (lo + hi) / 2
+            trial = dict(after)
+            trial[n] = start + (end - start) * mid
+            if still_flipped(trial):
+                hi = mid
+            else:
+                lo = mid
+        after[n] = start + (end - start) * hi
+        change["after"] = _show(p.kb, n, after[n])
     m_final = p.solver()
     m_final.add(*[p.enc.const(k) == _z3_value(p.kb, k, v) for k, v in after.items()])
     p.check(m_final)

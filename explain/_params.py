@@ -95,6 +95,8 @@ def parameter_attributions(model, batch: Batch, output: str, target: torch.Tenso
     offsets = np.cumsum([0] + sizes)
     for i in range(batch.n):
         for rank, flat_index in enumerate(idx[i].tolist()):
+            if float(values[i, rank]) == 0.0:   # nothing else carried this decision
+                break
             t = int(np.searchsorted(offsets, flat_index, side="right") - 1)
             local = np.unravel_index(flat_index - offsets[t], tuple(shapes[t]) or (1,))
             where = ", ".join(str(int(x)) for x in local) if shapes[t] else ""
