@@ -87,9 +87,9 @@ def _background(model, kb, bias: dict, level: str, max_relus: int):
     """Z3 background of a model's crisp decision: types, hard constraints over non-decided
     variables, the decision; at the input level also each neural concept tied to its
     network's exact encoding. Cached per model, knowledge base, biases and level."""
-    key = (id(kb), repr(sorted(bias.items())), level, max_relus)
+    key = (repr(sorted(bias.items())), level, max_relus)
     cache = _CACHE.setdefault(model, {})
-    if cache.get("key") == key:
+    if cache.get("kb") is kb and cache.get("key") == key:   # the same object, not an id
         return cache["enc"], cache["background"]
     enc = Z3Encoding(kb, bias=bias)
     background = list(enc.domain(("input", "neural")))
@@ -99,7 +99,7 @@ def _background(model, kb, bias: dict, level: str, max_relus: int):
     if level == "input":
         background += _network_links(model, kb, enc, max_relus)
     cache.clear()
-    cache.update(key=key, enc=enc, background=background)
+    cache.update(kb=kb, key=key, enc=enc, background=background)
     return enc, background
 
 
