@@ -210,6 +210,55 @@ class _Problem:
         return result
 
 
+
+
+# ------------------------------------------------------------------------- MILP backend
+
+
+def _choose(backend: str, level: str, model) -> str:
+    """``auto``: HiGHS for input-level queries through networks with more than 16 ReLUs
+    (where Z3 slows sharply), Z3 otherwise."""
+    if backend not in ("auto", "z3", "milp"):
+        raise ModelError(f"backend must be 'auto', 'z3' or 'milp', got {backend!r}")
+    if backend != "auto":
+        return backend
+    if level != "input":
+        return "z3"
+    from ._relu import count_relus
+
+    relus = 0
+    for name in model.kb.neural:
+        net = model.networks[model.kb.variables[name].network.replace(".", "\u2024")]
+        try:
+            relus += count_relus(net)
+        except ModelError:
+            return "z3"
+    return "milp" if relus > 16 else "z3"
+
+
+def _milp_row(model, batch, row: int, output: str, max_relus: int):
+    """The MILP program of the model's decision and the row's input facts and decision."""
+    from greybox.semantics.crisp import crisp_evaluation
+
+    from ._milp import compile_decision
+
+    kb = model.to_kb()
+    if not isinstance(kb.variables[output].type, A.BoolType):
+        raise ModelError(f"{output!r} is not a bool; the MILP backend explains bool "
+                         "decisions (use backend='z3')")
+    sub = batch.take(torch.as_tensor([row]))
+    bias = {name: float(np.asarray(b).reshape(-1)[0])
+            for name, b in model.bias_table(sub).items() if not isinstance(b, dict)}
+    comp = compile_decision(model, kb, bias, max_relus=max_relus)
+    facts = {n: v for n, v in _facts(model, batch, row).items()
+             if kb.variables[n].role == "input"}
+    ev, _ = crisp_evaluation(model, sub)
+    if bool(ev.infeasible.iloc[0]):
+        raise ModelError(f"row {row}: no decision satisfies the hard constraints, so "
+                         "there is no decision to explain")
+    return kb, comp, facts, bool(ev.decisions[output].iloc[0])
+
+
 # ------------------------------------------------------------------------------- reason
 
 
@@ -243,7 +292,8 @@ class Reason:
 
 
 def reason(model, batch, row: int = 0, output: str | None = None, *,
-           level: str = "concept", max_relus: int = 64, timeout: float = 10.0) -> Reason:
+           level: str = "concept", max_relus: int = 64, backend: str = "auto",
+           timeout: float = 10.0) -> Reason:
     """A subset-minimal set of the row's facts that guarantees its crisp decision.
 
     Deletion-based: starting from all facts, each is dropped when Z3 proves the decision
@@ -254,7 +304,9 @@ def reason(model, batch, row: int = 0, output: str | None = None, *,
     concepts free otherwise. ``level="input"``: networks over table inputs made of
     Linear/ReLU layers are encoded exactly, so the facts are inputs only and the reason
     holds *through* the networks (``max_relus`` bounds the encoding; ``timeout`` each
-    solver call).
+    solver call). ``backend``: ``"z3"``, ``"milp"`` (HiGHS through
+    ``scipy.optimize.milp``; input level, bool decisions) or ``"auto"`` (HiGHS for networks
+    with more than 16 ReLUs).
 
     Examples
     --------
@@ -273,6 +325,8 @@ def reason(model, batch, row: int = 0, output: str | None = None, *,
     t0 = time.perf_counter()
     output = output or model.kb.outputs[0]
     batch = model.batch(batch)
+    if _choose(backend, level, model) == "milp":
+        return _reason_milp(model, batch, row, output, max_relus, timeout, t0)
     p = _Problem(model, batch, row, output, timeout, level, max_relus)
     s = p.solver()
     s.add(z3.Not(p.goal))
@@ -343,7 +397,8 @@ class Counterfactual:
 
 def counterfactual(model, batch, row: int = 0, output: str | None = None, *,
                    minimize: str = "count", immutable=(), level: str = "concept",
-                   max_relus: int = 64, timeout: float = 10.0) -> Counterfactual:
+                   max_relus: int = 64, backend: str = "auto",
+                   timeout: float = 10.0) -> Counterfactual:
     """The closest variant of the row whose crisp decision differs.
 
     ``minimize="count"`` changes as few facts as possible; ``"l1"`` minimises the sum of
@@ -372,6 +427,9 @@ def counterfactual(model, batch, row: int = 0, output: str | None = None, *,
         raise ModelError(f"minimize must be 'count' or 'l1', got {minimize!r}")
     output = output or model.kb.outputs[0]
     batch = model.batch(batch)
+    if _choose(backend, level, model) == "milp":
+        return _counterfactual_milp(model, batch, row, output, minimize, immutable,
+                                    max_relus, timeout, t0)
     p = _Problem(model, batch, row, output, timeout, level, max_relus)
     unknown = [n for n in immutable if n not in p.facts]
     if unknown:
@@ -542,7 +600,7 @@ def _check_on_model(model, batch, row, output, after: dict, expected) -> bool:
 
 
 def verify(model, prop, *, level: str = "concept", max_relus: int = 64,
-           timeout: float = 30.0):
+           backend: str = "auto", timeout: float = 30.0):
     """Prove ``prop`` for the whole model's crisp decisions, or find a counterexample.
 
     ``level="concept"`` (default): the rules with the learned weights, thresholds and
@@ -574,6 +632,8 @@ def verify(model, prop, *, level: str = "concept", max_relus: int = 64,
                          "model.to_kb(), ...) or remove the residual")
     if level == "concept":
         return entails(model.to_kb(), prop, bias=model.bias_table(), timeout=timeout)
+    if level == "input" and _choose(backend, level, model) == "milp":
+        return _verify_milp(model, prop, max_relus, timeout)
     if level != "input":
         raise ModelError(f"level must be 'concept' or 'input', got {level!r}")
     from greybox.rules import Entailment, parse_formula
@@ -606,4 +666,119 @@ def verify(model, prop, *, level: str = "concept", max_relus: int = 64,
     confirmed = not bool(ev.holds(formula).iloc[0]) and not bool(ev.infeasible.iloc[0])
     for name in kb.decided:
         shown[name] = ev.decisions[name].to_numpy()
+    return Entailment(text, False, shown, confirmed)
+
+
+def _reason_milp(model, batch, row, output, max_relus, timeout, t0) -> Reason:
+    from ._milp import differs
+
+    kb, comp, facts, decision = _milp_row(model, batch, row, output, max_relus)
+    if differs(comp, output, decision, facts, time_limit=timeout) is not None:
+        raise SolverError(f"row {row}: the facts do not determine the decision (a value sits "
+                          "within the solver's tolerance of a threshold)")
+    keep = dict(facts)
+    for name in list(facts):
+        trial = {k: v for k, v in keep.items() if k != name}
+        if differs(comp, output, decision, trial, time_limit=timeout) is None:
+            keep = trial
+    verified = differs(comp, output, decision, keep, time_limit=timeout) is None
+    return Reason(batch.index[row], output, decision,
+                  {n: _show(kb, n, v) for n, v in keep.items()}, verified,
+                  time.perf_counter() - t0)
+
+
+def _counterfactual_milp(model, batch, row, output, minimize, immutable, max_relus,
+                         timeout, t0) -> Counterfactual:
+    from ._milp import closest_change
+
+    kb, comp, facts, decision = _milp_row(model, batch, row, output, max_relus)
+    unknown = [n for n in immutable if n not in facts]
+    if unknown:
+        raise ModelError(f"immutable names {unknown[0]!r}, which is not an input of the row "
+                         f"(inputs: {', '.join(facts)})")
+    spreads = {n: float(model._feature_scale(n)) for n in facts if n in model.feature_names}
+    after = closest_change(comp, output, decision, facts, minimize=minimize,
+                           immutable=set(immutable), spreads=spreads, time_limit=timeout)
+    if after is None:
+        raise ModelError(f"row {row}: no change of the mutable facts changes the decision")
+    changes, distance = [], 0.0
+    for n, code in list(after.items()):
+        if isinstance(code, float) and abs(code - float(facts[n])) <= 1e-9 * max(
+                1.0, abs(float(facts[n]))):
+            after[n] = code = facts[n]   # solver noise, not a change
+        if code != facts[n]:
+            changes.append({"fact": n, "before": _show(kb, n, facts[n]),
+                            "after": _show(kb, n, code)})
+            t = kb.variables[n].type
+            distance += 1.0 if minimize == "count" or not isinstance(
+                t, (A.RealType, A.IntType)) else abs(float(code) - float(facts[n])) / max(
+                spreads.get(n, 1.0), 1e-12)
+    new_decision = not decision
+    # a real change that stops within the solver's tolerance of a threshold: push it
+    # further in the same direction, a little more each time, until the model agrees
+    reals = [c["fact"] for c in changes if isinstance(kb.variables[c["fact"]].type,
+                                                      A.RealType)]
+    for k in range(10):
+        if not reals or _check_on_model(model, batch, row, output, after, new_decision):
+            break
+        for n in reals:
+            step = float(after[n]) - float(facts[n])
+            after[n] = float(after[n]) + np.sign(step) * max(abs(float(facts[n])), 1.0) \
+                * 1e-9 * 10 ** k
+    # the program keeps a margin around thresholds: pull each real change back towards
+    # the original value while the model (its crisp evaluation) still decides otherwise
+    if _check_on_model(model, batch, row, output, after, new_decision):
+        for change in changes:
+            n = change["fact"]
+            if not isinstance(kb.variables[n].type, A.RealType):
+                continue
+            start, end = float(facts[n]), float(after[n])
+            lo, hi = 0.0, 1.0
+            for _ in range(20):
+                mid = (lo + hi) / 2
+                trial = dict(after)
+                trial[n] = start + (end - start) * mid
+                if _check_on_model(model, batch, row, output, trial, new_decision):
+                    hi = mid
+                else:
+                    lo = mid
+            after[n] = start + (end - start) * hi
+            change["after"] = _show(kb, n, after[n])
+        distance = sum(
+            1.0 if minimize == "count" or not isinstance(kb.variables[c["fact"]].type,
+                                                         (A.RealType, A.IntType))
+            else abs(float(after[c["fact"]]) - float(facts[c["fact"]]))
+            / max(spreads.get(c["fact"], 1.0), 1e-12) for c in changes)
+    verified = _check_on_model(model, batch, row, output, after, new_decision)
+    return Counterfactual(batch.index[row], output, decision, new_decision,
+                          pd.DataFrame(changes, columns=["fact", "before", "after"]),
+                          {n: _show(kb, n, c) for n, c in after.items()}, distance,
+                          verified, time.perf_counter() - t0)
+
+
+def _verify_milp(model, prop, max_relus, timeout):
+    from greybox.rules import Entailment, parse_formula
+    from greybox.rules._printer import expr_to_text
+    from greybox.semantics.crisp import crisp_evaluation
+
+    from ._milp import _decode, compile_decision
+
+    kb = model.to_kb()
+    formula = parse_formula(prop, kb)
+    text = prop if isinstance(prop, str) else expr_to_text(formula)
+    bias = {n: b for n, b in model.bias_table().items() if not isinstance(b, dict)}
+    comp = compile_decision(model, kb, bias, max_relus=max_relus)
+    comp.p.add(comp.truth(formula), hi=0.0)
+    x = comp.p.solve(None, time_limit=timeout)
+    if x is None:
+        return Entailment(text, True)
+    codes = _decode(comp, x)
+    row = pd.DataFrame({n: [_show(kb, n, c)] for n, c in codes.items()})
+    ev, _ = crisp_evaluation(model, model.batch(row))
+    shown = row.copy()
+    for name in kb.neural:
+        shown[name] = ev._env[name]
+    for name in kb.decided:
+        shown[name] = ev.decisions[name].to_numpy()
+    confirmed = not bool(ev.holds(formula).iloc[0]) and not bool(ev.infeasible.iloc[0])
     return Entailment(text, False, shown, confirmed)

@@ -452,3 +452,61 @@ def test_networks_that_cannot_be_encoded_are_refused_clearly(credit, credit_rows
         gb.explain.reason(odd, odd.batch(credit_rows), 0, level="input")
     with pytest.raises(gb.ModelError, match="level must be 'concept' or 'input'"):
         gb.explain.reason(odd, odd.batch(credit_rows), 0, level="pixels")
+
+
+# ------------------------------------------------------------------ the MILP backend
+
+
+@pytest.fixture
+def bounded_credit(credit):
+    text = gb.rules.to_text(credit).replace("input `years at address`: real\n",
+                                            "input `years at address`: real[0, 100]\n")
+    return gb.rules.parse(text)
+
+
+def _relu_model(kb, hidden=6, seed=1):
+    torch.manual_seed(seed)
+    net = nn.Sequential(nn.Linear(3, hidden), nn.ReLU(), nn.Linear(hidden, 1))
+    return gb.GreyBox(kb, {"applicant_net": net}, semantics="product")
+
+
+@pytest.mark.parametrize("row", [0, 1, 2, 3])
+def test_milp_and_z3_agree(bounded_credit, credit_rows, row):
+    model = _relu_model(bounded_credit)
+    batch = model.batch(credit_rows)
+    for minimize in ("count", "l1"):
+        z = gb.explain.counterfactual(model, batch, row, level="input", backend="z3",
+                                      minimize=minimize)
+        m = gb.explain.counterfactual(model, batch, row, level="input", backend="milp",
+                                      minimize=minimize)
+        assert m.verified and z.verified and m.new_decision == z.new_decision
+        assert m.distance == pytest.approx(z.distance, abs=1e-3)
+    r = gb.explain.reason(model, batch, row, level="input", backend="milp")
+    assert r.verified
+    decisions = _decisions_of_samples(model, r.facts)
+    assert len(decisions) > 50 and (decisions == r.decision).all()
+
+
+def test_milp_verification(bounded_credit):
+    model = _relu_model(bounded_credit)
+    assert gb.explain.verify(model, "age < 18 -> not approve", level="input",
+                             backend="milp").holds
+    result = gb.explain.verify(model, "`years at address` > 10 -> approve", level="input",
+                               backend="milp")
+    assert not result.holds and result.confirmed
+
+
+def test_milp_needs_bounded_inputs_and_bool_decisions(credit, credit_rows):
+    model = _relu_model(credit)
+    with pytest.raises(gb.ModelError, match="has no bounds"):
+        gb.explain.verify(model, "age < 18 -> not approve", level="input", backend="milp")
+    with pytest.raises(gb.ModelError, match="backend must be"):
+        gb.explain.reason(model, model.batch(credit_rows), 0, level="input", backend="gurobi")
+
+
+def test_auto_backend_picks_milp_for_larger_networks(bounded_credit):
+    from greybox.explain._formal import _choose
+
+    assert _choose("auto", "input", _relu_model(bounded_credit, hidden=8)) == "z3"
+    assert _choose("auto", "input", _relu_model(bounded_credit, hidden=32)) == "milp"
+    assert _choose("auto", "concept", _relu_model(bounded_credit, hidden=32)) == "z3"

@@ -1,0 +1,514 @@
+"""A mixed-integer linear encoding of a model's crisp decision, solved by HiGHS.
+
+The alternative to Z3 for input-level queries through ReLU networks: each ReLU becomes a
+binary with big-M constraints whose M comes from interval bounds propagated from the
+inputs' declared ranges, each comparison in a rule an indicator binary, and/or/not their
+standard linearisations, a bool decision ``score > 0``. ``scipy.optimize.milp`` (HiGHS)
+then solves counterfactuals (minimum L1 change or fewest changes) and verification
+queries. Strict comparisons use a margin of 1 on integer expressions and ``EPS`` of the
+range on real ones; every answer is re-checked by running the model.
+
+Scope: bool decisions (one decided variable, or several that no hard constraint ties
+together), inputs with declared bounds, networks of Linear/ReLU layers over table inputs.
+Anything else is a clear ModelError naming it (use ``backend="z3"``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from scipy.optimize import Bounds, LinearConstraint, milp
+from scipy.sparse import lil_matrix
+
+from greybox.errors import ModelError, SolverError
+from greybox.rules import _ast as A
+from greybox.rules._decisions import plan
+
+from ._relu import count_relus, layers_of
+
+__all__ = ["Program", "compile_decision"]
+
+#: margin of strict comparisons between real-valued expressions, relative to their range
+#: (HiGHS accepts violations up to its MIP feasibility tolerance, 1e-6: the margin must
+#: be larger for answers to land on the right side of a threshold)
+EPS = 1e-4
+
+
+class Lin:
+    """``const + sum(coef * x_i)`` with interval bounds."""
+
+    __slots__ = ("terms", "const", "integral")
+
+    def __init__(self, terms=None, const=0.0, integral=True):
+        self.terms, self.const, self.integral = dict(terms or {}), float(const), integral
+
+    def __add__(self, other):
+        other = _lin(other)
+        terms = dict(self.terms)
+        for k, c in other.terms.items():
+            terms[k] = terms.get(k, 0.0) + c
+        return Lin(terms, self.const + other.const, self.integral and other.integral)
+
+    def __neg__(self):
+        return Lin({k: -c for k, c in self.terms.items()}, -self.const, self.integral)
+
+    def __sub__(self, other):
+        return self + (-_lin(other))
+
+    def scale(self, k: float):
+        return Lin({i: c * k for i, c in self.terms.items()}, self.const * k,
+                   self.integral and float(k).is_integer())
+
+
+def _lin(x) -> Lin:
+    return x if isinstance(x, Lin) else Lin({}, float(x), float(x).is_integer())
+
+
+class Program:
+    """Variables, bounds, integrality and linear constraints, built incrementally."""
+
+    def __init__(self):
+        self.lb, self.ub, self.integer, self.names = [], [], [], []
+        self.rows: list[tuple[dict, float, float]] = []
+
+    def var(self, name, lb, ub, integer=False) -> int:
+        self.lb.append(float(lb))
+        self.ub.append(float(ub))
+        self.integer.append(1 if integer else 0)
+        self.names.append(name)
+        return len(self.lb) - 1
+
+    def binary(self, name) -> Lin:
+        return Lin({self.var(name, 0, 1, True): 1.0})
+
+    def bounds(self, e: Lin) -> tuple[float, float]:
+        lo = hi = e.const
+        for k, c in e.terms.items():
+            lo += c * (self.lb[k] if c >= 0 else self.ub[k])
+            hi += c * (self.ub[k] if c >= 0 else self.lb[k])
+        return lo, hi
+
+    def add(self, e: Lin, lo=-np.inf, hi=np.inf) -> None:
+        """``lo <= e <= hi``."""
+        self.rows.append((dict(e.terms), lo - e.const, hi - e.const))
+
+    # indicators ------------------------------------------------------------------------
+    def indicator(self, e: Lin, strict: bool, name="atom") -> Lin:
+        """A binary equal to ``e > 0`` (strict) or ``e >= 0``.
+
+        The expression is first scaled to [-1, 1] over its bounds, so big-M rows stay well
+        conditioned whatever the column's units; the strict margin is then ``EPS`` of the
+        expression's range (1 for integer expressions)."""
+        lo, hi = self.bounds(e)
+        size = max(abs(lo), abs(hi), 1.0)
+        margin = 1.0 / size if e.integral else EPS
+        e = e.scale(1.0 / size)
+        lo, hi = lo / size, hi / size
+        on = margin if strict else 0.0          # a = 1  ->  e >= on
+        off = 0.0 if strict else -margin        # a = 0  ->  e <= off
+        if lo >= on:
+            return _lin(1.0)
+        if hi <= off:
+            return _lin(0.0)
+        a = self.binary(name)
+        # e >= lo + (on - lo) * a ;  e <= off + (hi - off) * a
+        self.add(e - a.scale(on - lo), lo=lo)
+        self.add(e - a.scale(hi - off), hi=off)
+        return a
+
+    def and_(self, xs: list[Lin]) -> Lin:
+        xs = [x for x in xs if not (not x.terms and x.const == 1.0)]
+        if any(not x.terms and x.const == 0.0 for x in xs):
+            return _lin(0.0)
+        if not xs:
+            return _lin(1.0)
+        if len(xs) == 1:
+            return xs[0]
+        y = self.binary("and")
+        for x in xs:
+            self.add(y - x, hi=0.0)
+        total = _lin(0.0)
+        for x in xs:
+            total = total + x
+        self.add(y - total, lo=1.0 - len(xs))
+        return y
+
+    def not_(self, x: Lin) -> Lin:
+        return _lin(1.0) - x
+
+    def or_(self, xs: list[Lin]) -> Lin:
+        return self.not_(self.and_([self.not_(x) for x in xs]))
+
+    # solving ---------------------------------------------------------------------------
+    def solve(self, objective: Lin | None = None, *, time_limit: float = 10.0):
+        """Minimise ``objective``; returns the variable values, or None when infeasible."""
+        n = len(self.lb)
+        c = np.zeros(n)
+        if objective is not None:
+            for k, v in objective.terms.items():
+                c[k] += v
+        matrix = lil_matrix((max(1, len(self.rows)), n))
+        lo = np.full(max(1, len(self.rows)), -np.inf)
+        hi = np.full(max(1, len(self.rows)), np.inf)
+        for r, (terms, a, b) in enumerate(self.rows):
+            for k, v in terms.items():
+                matrix[r, k] = v
+            lo[r], hi[r] = a, b
+        cons = [LinearConstraint(matrix.tocsr(), lo, hi)] if self.rows else []
+        res = milp(c, integrality=np.asarray(self.integer), bounds=Bounds(self.lb, self.ub),
+                   constraints=cons, options={"time_limit": float(time_limit)})
+        if res.status == 2:          # infeasible
+            return None
+        if res.status != 0 or res.x is None:
+            raise SolverError(f"HiGHS could not solve the program ({res.message}); raise the "
+                              "timeout or use backend='z3'")
+        return res.x
+
+
+class _Compiler:
+    """The crisp decision of a model as a Program over its table inputs."""
+
+    def __init__(self, model, kb, bias: dict, max_relus: int):
+        self.model, self.kb, self.bias = model, kb, bias
+        self.p = Program()
+        self.inputs: dict[str, Lin] = {}
+        self.onehot: dict[str, list[Lin]] = {}
+        self.values: dict[str, Lin] = {}
+        self.max_relus = max_relus
+        for name in kb.inputs:
+            self._input(name)
+        for name in kb.neural:
+            self._neural(name)
+        self.decisions: dict[str, Lin] = {}
+        for comp in plan(kb).components:
+            if len(comp.variables) != 1:
+                raise ModelError(f"hard constraints tie {', '.join(comp.variables)} together; "
+                                 "the MILP backend decides one variable at a time "
+                                 "(use backend='z3')")
+            self._decide(comp)
+        for c in plan(kb).fixed_constraints:
+            self.p.add(self.truth(c.formula), lo=1.0)
+
+    # variables -------------------------------------------------------------------------
+    def _input(self, name):
+        t = self.kb.variables[name].type
+        if isinstance(t, A.TensorType):
+            raise ModelError(f"input {name!r} is a tensor; the MILP backend reasons over "
+                             "table inputs")
+        if isinstance(t, A.BoolType):
+            self.values[name] = self.inputs[name] = self.p.binary(name)
+        elif isinstance(t, A.EnumType):
+            hots = [self.p.binary(f"{name}={v}") for v in t.values]
+            total = _lin(0.0)
+            code = _lin(0.0)
+            for k, h in enumerate(hots):
+                total = total + h
+                code = code + h.scale(k)
+            self.p.add(total, 1.0, 1.0)
+            self.onehot[name] = hots
+            self.values[name] = self.inputs[name] = code
+        else:
+            if t.lo is None and isinstance(t, A.RealType):
+                raise ModelError(f"input {name!r} has no bounds (declared `real`); the MILP "
+                                 "backend needs `real[lo, hi]` (or use backend='z3')")
+            integer = isinstance(t, A.IntType)
+            i = self.p.var(name, t.lo, t.hi, integer)
+            self.values[name] = self.inputs[name] = Lin({i: 1.0}, 0.0, integer)
+
+    def _neural(self, name):
+        var = self.kb.variables[name]
+        feats = []
+        for a in var.args:
+            t = self.kb.variables[a].type
+            if isinstance(t, A.TensorType):
+                raise ModelError(f"neural {name!r} reads the tensor input {a!r}; the MILP "
+                                 "backend needs networks over table inputs")
+            if isinstance(t, A.EnumType):
+                feats += self.onehot[a]
+                continue
+            i = self.model.feature_names.index(a)
+            center = float(self.model.feature_center[i])
+            scale = float(self.model.feature_scale[i])
+            feats.append((self.values[a] - center).scale(1.0 / scale))
+        net = self.model.networks[var.network.replace(".", "\u2024")]
+        if count_relus(net) > self.max_relus:
+            raise ModelError(f"the network for {name!r} has {count_relus(net)} hidden ReLUs, "
+                             f"more than max_relus={self.max_relus}")
+        out = self._network(net, feats, name)
+        t = var.type
+        if isinstance(t, A.BoolType):
+            self.values[name] = self.p.indicator(out[0], strict=True, name=f"{name}")
+        elif A.is_finite_type(t):
+            hots = [self.p.binary(f"{name}#{k}") for k in range(len(out))]
+            total, code = _lin(0.0), _lin(0.0)
+            lo = t.lo if isinstance(t, A.IntType) else 0
+            for k, h in enumerate(hots):
+                total = total + h
+                code = code + h.scale(lo + k)
+                for j in range(len(out)):   # chosen k beats j (strictly for j < k: ties)
+                    if j == k:
+                        continue
+                    diff = out[k] - out[j]
+                    dlo, _ = self.p.bounds(diff)
+                    need = EPS if j < k else 0.0
+                    # h = 1 -> diff >= need
+                    self.p.add(diff - h.scale(need - dlo), lo=dlo)
+            self.p.add(total, 1.0, 1.0)
+            self.onehot[name] = hots
+            self.values[name] = code
+        else:
+            self.values[name] = out[0]
+
+    def _network(self, net, feats: list[Lin], name) -> list[Lin]:
+        values = feats
+        for m in layers_of(net):
+            if isinstance(m, torch.nn.Linear):
+                w = m.weight.detach().double().cpu().numpy()
+                b = (m.bias.detach().double().cpu().numpy() if m.bias is not None
+                     else np.zeros(m.out_features))
+                out = []
+                for j in range(m.out_features):
+                    e = _lin(float(b[j]))
+                    e.integral = False
+                    for i, x in enumerate(values):
+                        if w[j, i] != 0.0:
+                            e = e + x.scale(float(w[j, i]))
+                    e.integral = False
+                    out.append(e)
+                values = out
+            elif isinstance(m, torch.nn.ReLU):
+                out = []
+                for k, x in enumerate(values):
+                    lo, hi = self.p.bounds(x)
+                    if lo >= 0:
+                        out.append(x)
+                        continue
+                    if hi <= 0:
+                        out.append(_lin(0.0))
+                        continue
+                    y = Lin({self.p.var(f"{name}.relu{k}", 0.0, hi): 1.0}, 0.0, False)
+                    z = self.p.binary(f"{name}.on{k}")
+                    self.p.add(y - x, lo=0.0)                     # y >= x
+                    self.p.add(y - x - z.scale(lo), hi=-lo)       # y <= x - lo (1 - z)
+                    self.p.add(y - z.scale(hi), hi=0.0)           # y <= hi z
+                    out.append(y)
+                values = out
+        return values
+
+    # formulas ---------------------------------------------------------------------------
+    def expr(self, e) -> Lin:
+        if isinstance(e, A.Num):
+            if e.learnable:
+                return _lin(float(e.value))
+            return _lin(float(e.value))
+        if isinstance(e, A.Var):
+            var = self.kb.variables[e.name]
+            if var.role == "defined":
+                return self.expr(var.expr)
+            if var.role == "decided":
+                return self.decisions[e.name]
+            return self.values[e.name]
+        if isinstance(e, A.Neg):
+            return -self.expr(e.operand)
+        if isinstance(e, A.Sum):
+            acc = self.expr(e.args[0])
+            for op, arg in zip(e.ops, e.args[1:]):
+                acc = acc + self.expr(arg) if op == "+" else acc - self.expr(arg)
+            return acc
+        if isinstance(e, A.Mul):
+            left, right = self.expr(e.left), self.expr(e.right)
+            if not left.terms:
+                return right.scale(left.const)
+            return left.scale(right.const)
+        return self.truth(e)
+
+    def _enum_code(self, e, other):
+        if isinstance(e, A.Sym):
+            t = self.kb.variables[other.name].type
+            return _lin(float(t.values.index(e.name)))
+        return self.expr(e)
+
+    def truth(self, e) -> Lin:
+        p = self.p
+        if isinstance(e, A.BoolConst):
+            return _lin(1.0 if e.value else 0.0)
+        if isinstance(e, A.Var):
+            return self.expr(e)
+        if isinstance(e, A.Not):
+            return p.not_(self.truth(e.operand))
+        if isinstance(e, A.And):
+            return p.and_([self.truth(a) for a in e.args])
+        if isinstance(e, A.Or):
+            return p.or_([self.truth(a) for a in e.args])
+        if isinstance(e, A.Implies):
+            return p.or_([p.not_(self.truth(e.left)), self.truth(e.right)])
+        if isinstance(e, A.Iff):
+            a, b = self.truth(e.left), self.truth(e.right)
+            return p.or_([p.and_([a, b]), p.and_([p.not_(a), p.not_(b)])])
+        if isinstance(e, A.InSet):
+            return p.or_([self.truth(A.Compare("==", e.operand, v)) for v in e.values])
+        if isinstance(e, A.Compare):
+            hot = self._onehot_compare(e)
+            if hot is not None:
+                return hot
+            left = self._enum_code(e.left, e.right)
+            right = self._enum_code(e.right, e.left)
+            d = left - right
+            if e.op == ">":
+                return p.indicator(d, strict=True)
+            if e.op == ">=":
+                return p.indicator(d, strict=False)
+            if e.op == "<":
+                return p.indicator(-d, strict=True)
+            if e.op == "<=":
+                return p.indicator(-d, strict=False)
+            eq = p.and_([p.indicator(d, strict=False), p.indicator(-d, strict=False)])
+            return eq if e.op == "==" else p.not_(eq)
+        raise ModelError(f"the MILP backend cannot encode {type(e).__name__}")
+
+    def _onehot_compare(self, e):
+        """``kind == a`` on an enum (or a finite neural concept): its one-hot binary."""
+        if e.op not in ("==", "!=") or not isinstance(e.left, A.Var):
+            return None
+        hots = self.onehot.get(e.left.name)
+        if hots is None:
+            return None
+        t = self.kb.variables[e.left.name].type
+        if isinstance(e.right, A.Sym):
+            k = t.values.index(e.right.name)
+        elif isinstance(e.right, A.Num) and isinstance(t, A.IntType):
+            k = int(e.right.value) - t.lo
+            if not 0 <= k < len(hots):
+                return _lin(0.0 if e.op == "==" else 1.0)
+        else:
+            return None
+        return hots[k] if e.op == "==" else self.p.not_(hots[k])
+
+    # decisions --------------------------------------------------------------------------
+    def _decide(self, comp):
+        (name,) = comp.variables
+        if not isinstance(self.kb.variables[name].type, A.BoolType):
+            raise ModelError(f"{name!r} is not a bool; the MILP backend handles bool decisions "
+                             "(use backend='z3')")
+        score = _lin(float(self.bias.get(name, 0.0)))
+        score.integral = False
+        for r in self.kb.rules_for(name):
+            w = -r.weight if r.head.value is False else r.weight
+            score = score + self.truth(r.body).scale(w)
+        score.integral = False
+        prefer = self.p.indicator(score, strict=True, name=f"{name}.score")
+        if not comp.constraints:
+            self.decisions[name] = prefer
+            return
+        feasible = {}
+        for value in (0.0, 1.0):
+            self.decisions[name] = _lin(value)
+            feasible[value] = self.p.and_([self.truth(c.formula) for c in comp.constraints])
+        self.p.add(self.p.or_([feasible[0.0], feasible[1.0]]), lo=1.0)   # a decision exists
+        # True when True is allowed and preferred, or False is not allowed
+        self.decisions[name] = self.p.and_(
+            [feasible[1.0], self.p.or_([prefer, self.p.not_(feasible[0.0])])])
+
+
+def compile_decision(model, kb, bias: dict, *, max_relus: int = 64) -> _Compiler:
+    """The crisp decision of ``model`` over its table inputs as a mixed-integer program."""
+    return _Compiler(model, kb, bias, max_relus)
+
+
+# ------------------------------------------------------------------------------ queries
+
+
+def _fix(comp: _Compiler, name: str, code, lb: list, ub: list) -> None:
+    """Pin input ``name`` to ``code`` in the bound arrays ``lb``/``ub``."""
+    t = comp.kb.variables[name].type
+    if isinstance(t, A.EnumType):
+        for k, h in enumerate(comp.onehot[name]):
+            (i,) = h.terms
+            lb[i] = ub[i] = 1.0 if k == int(code) else 0.0
+        return
+    (i,) = comp.inputs[name].terms
+    lb[i] = ub[i] = float(code)
+
+
+def _decode(comp: _Compiler, x: np.ndarray) -> dict:
+    out = {}
+    for name, e in comp.inputs.items():
+        t = comp.kb.variables[name].type
+        if isinstance(t, A.EnumType):
+            out[name] = int(np.argmax([x[next(iter(h.terms))] for h in comp.onehot[name]]))
+        else:
+            (i,) = e.terms
+            v = float(x[i])
+            out[name] = bool(round(v)) if isinstance(t, A.BoolType) else \
+                int(round(v)) if isinstance(t, A.IntType) else v
+    return out
+
+
+def _goal(comp: _Compiler, output: str, decision) -> Lin:
+    d = comp.decisions[output]
+    return d if decision is False else comp.p.not_(d)   # 1 when the decision differs
+
+
+def differs(comp: _Compiler, output: str, decision, fixed: dict, *, time_limit: float):
+    """Input values (codes) keeping ``fixed`` under which the decision is not
+    ``decision``, or None when there are none."""
+    p = comp.p
+    lb, ub = list(p.lb), list(p.ub)
+    for name, code in fixed.items():
+        _fix(comp, name, code, lb, ub)
+    saved = (p.lb, p.ub)
+    p.lb, p.ub = lb, ub
+    rows = len(p.rows)
+    p.add(_goal(comp, output, decision), lo=1.0)
+    try:
+        x = p.solve(None, time_limit=time_limit)
+    finally:
+        p.lb, p.ub = saved
+        del p.rows[rows:]
+    return None if x is None else _decode(comp, x)
+
+
+def closest_change(comp: _Compiler, output: str, decision, facts: dict, *, minimize: str,
+                   immutable, spreads: dict, time_limit: float):
+    """The input values closest to ``facts`` (L1 in units of ``spreads``, or fewest
+    changes) whose decision is not ``decision``; None when there are none."""
+    p = comp.p
+    rows, nvars = len(p.rows), len(p.lb)
+    lb, ub = list(p.lb), list(p.ub)
+    for name in immutable:
+        _fix(comp, name, facts[name], lb, ub)
+    p.add(_goal(comp, output, decision), lo=1.0)
+    distance, changed = _lin(0.0), _lin(0.0)
+    for name, e in comp.inputs.items():
+        if name in immutable:
+            continue
+        t = comp.kb.variables[name].type
+        if isinstance(t, A.EnumType):
+            c = p.not_(comp.onehot[name][int(facts[name])])
+            distance, changed = distance + c, changed + c
+            continue
+        if isinstance(t, A.BoolType):
+            c = e if not facts[name] else p.not_(e)
+            distance, changed = distance + c, changed + c
+            continue
+        span = ub[next(iter(e.terms))] - lb[next(iter(e.terms))]
+        gap = Lin({p.var(f"{name}.gap", 0.0, max(span, 0.0)): 1.0}, 0.0, False)
+        p.add(gap - e + float(facts[name]), lo=0.0)     # gap >= x - x0
+        p.add(gap + e - float(facts[name]), lo=0.0)     # gap >= x0 - x
+        distance = distance + gap.scale(1.0 / max(spreads.get(name, 1.0), 1e-12))
+        c = p.binary(f"{name}.changed")
+        p.add(gap - c.scale(max(span, 0.0)), hi=0.0)    # gap > 0 -> changed
+        changed = changed + c
+    lb += p.lb[nvars:]
+    ub += p.ub[nvars:]
+    saved = (p.lb, p.ub)
+    p.lb, p.ub = lb, ub
+    objective = distance + changed.scale(1e-3) if minimize == "l1" else \
+        changed + distance.scale(1e-4)
+    try:
+        x = p.solve(objective, time_limit=time_limit)
+    finally:
+        p.lb, p.ub = saved
+        del p.rows[rows:]
+        del p.lb[nvars:], p.ub[nvars:], p.integer[nvars:], p.names[nvars:]
+    return None if x is None else _decode(comp, x)
