@@ -759,6 +759,7 @@ def _counterfactual_milp(model, batch, row, output, minimize, immutable, max_rel
 def _verify_milp(model, prop, max_relus, timeout):
     from greybox.rules import Entailment, parse_formula
     from greybox.rules._printer import expr_to_text
+
     from greybox.semantics.crisp import crisp_evaluation
 
     from ._milp import _decode, compile_decision

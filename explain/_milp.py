@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from greybox.rules import _ast as A
+from greybox.rules._decisions import plan
 from scipy.optimize import Bounds, LinearConstraint, milp
 from scipy.sparse import lil_matrix
 
 from greybox.errors import ModelError, SolverError
-from greybox.rules import _ast as A
-from greybox.rules._decisions import plan
 
 from ._relu import count_relus, layers_of
 
