@@ -15,6 +15,10 @@ Anything else is a clear ModelError naming it (use ``backend="z3"``).
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
+
 import numpy as np
 import torch
 from greybox.rules import _ast as A
@@ -155,14 +159,37 @@ class Program:
                 matrix[r, k] = v
             lo[r], hi[r] = a, b
         cons = [LinearConstraint(matrix.tocsr(), lo, hi)] if self.rows else []
-        res = milp(c, integrality=np.asarray(self.integer), bounds=Bounds(self.lb, self.ub),
-                   constraints=cons, options={"time_limit": float(time_limit)})
+        with _quiet_stdout():   # HiGHS' C++ core may print debugging lines to fd 1
+            res = milp(c, integrality=np.asarray(self.integer),
+                       bounds=Bounds(self.lb, self.ub), constraints=cons,
+                       options={"time_limit": float(time_limit)})
         if res.status == 2:          # infeasible
             return None
         if res.status != 0 or res.x is None:
             raise SolverError(f"HiGHS could not solve the program ({res.message}); raise the "
                               "timeout or use backend='z3'")
         return res.x
+
+
+@contextlib.contextmanager
+def _quiet_stdout():
+    """Silence writes to file descriptor 1 (C libraries' printf) for the duration."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):   # no real stdout (notebooks, pytest)
+        yield
+        return
+    sys.stdout.flush()
+    saved = os.dup(fd)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), fd)
+            try:
+                yield
+            finally:
+                os.dup2(saved, fd)
+    finally:
+        os.close(saved)
 
 
 class _Compiler:
