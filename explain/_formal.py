@@ -83,15 +83,27 @@ def _z3_value(kb, name, code):
 _CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def _background(model, kb, bias: dict, level: str, max_relus: int):
+def _background(model, kb, bias: dict, level: str, max_relus: int, residual: str = "fixed"):
     """Z3 background of a model's crisp decision: types, hard constraints over non-decided
     variables, the decision; at the input level also each neural concept tied to its
-    network's exact encoding. Cached per model, knowledge base, biases and level."""
-    key = (repr(sorted(bias.items())), level, max_relus)
+    network's exact encoding. A residual network is ``"fixed"`` (its logit is in
+    ``bias``), ``"free"`` (any logit) or ``"encoded"`` (exactly, from the inputs). Cached
+    per model, knowledge base, biases, level and residual mode."""
+    if model.residual is None:
+        residual = "fixed"
+    key = (repr(sorted(bias.items())), level, max_relus, residual)
     cache = _CACHE.setdefault(model, {})
     if cache.get("kb") is kb and cache.get("key") == key:   # the same object, not an id
         return cache["enc"], cache["background"]
-    enc = Z3Encoding(kb, bias=bias)
+    enc = _ResidualEncoding(kb, bias=bias)
+    enc.residual = {}
+    if residual != "fixed":
+        # the residual network's logit: exactly encoded from the inputs, or a free real
+        # (whatever the network says)
+        terms = _residual_terms(model, kb, enc, max_relus) if residual == "encoded" else None
+        for name in model.kb.decided:
+            if (name.replace(".", "\u2024")) in model.residual:
+                enc.residual[name] = terms[name] if terms else z3.Real(f"residual:{name}")
     background = list(enc.domain(("input", "neural")))
     for c in plan(kb).fixed_constraints:
         background.append(enc.expr(c.formula))
@@ -101,6 +113,57 @@ def _background(model, kb, bias: dict, level: str, max_relus: int):
     cache.clear()
     cache.update(kb=kb, key=key, enc=enc, background=background)
     return enc, background
+
+
+class _ResidualEncoding(Z3Encoding):
+    """The rules' Z3 encoding with a residual network's logit added to the scores."""
+
+    residual: dict = {}
+
+    def score(self, name, value):
+        total = super().score(name, value)
+        r = self.residual.get(name)
+        if r is None:
+            return total
+        if not isinstance(self.kb.variables[name].type, A.BoolType):
+            raise ModelError(f"{name!r}: a residual over an int or enum decision cannot be "
+                             "encoded yet; reason with the residual held at the row's value")
+        return total + r if value is True else total
+
+
+def _standardised_features(model, kb, enc) -> list:
+    """The model's standardised table inputs (``model.feature_names``) as Z3 terms."""
+    feats = []
+    for a in kb.inputs:
+        t = kb.variables[a].type
+        if isinstance(t, A.TensorType):
+            continue
+        x = enc.const(a)
+        if isinstance(t, A.EnumType):
+            feats += [z3.If(x == k, z3.RealVal(1), z3.RealVal(0)) for k in range(t.size)]
+            continue
+        i = model.feature_names.index(a)
+        center = z3.RealVal(Fraction(float(model.feature_center[i])))
+        scale = z3.RealVal(Fraction(float(model.feature_scale[i])))
+        value = z3.If(x, z3.RealVal(1), z3.RealVal(0)) if isinstance(t, A.BoolType) else \
+            (z3.ToReal(x) if isinstance(t, A.IntType) else x)
+        feats.append((value - center) / scale)
+    return feats
+
+
+def _residual_terms(model, kb, enc, max_relus: int) -> dict:
+    from ._relu import encode_network
+
+    feats = _standardised_features(model, kb, enc)
+    out = {}
+    for key, net in model.residual.items():
+        name = key.replace("\u2024", ".")
+        logits = encode_network(net, feats, max_relus=max_relus)
+        if len(logits) != 1:
+            raise ModelError(f"the residual of {name!r} has {len(logits)} outputs; only a "
+                             "bool decision's single logit can be encoded")
+        out[name] = logits[0]
+    return out
 
 
 def _network_links(model, kb, enc, max_relus: int) -> list:
@@ -158,13 +221,16 @@ class _Problem:
         self.output = output
         sub = batch.take(torch.as_tensor([row]))
         bias = {}
-        for name, b in model.bias_table(sub).items():
+        # at the input level an encodable residual is part of the encoding, not of the bias
+        encoded = level == "input" and model.residual is not None
+        for name, b in model.bias_table(None if encoded else sub).items():
             if isinstance(b, dict):
                 bias[name] = {k: float(np.asarray(v).reshape(-1)[0]) for k, v in b.items()}
             else:
                 bias[name] = float(np.asarray(b).reshape(-1)[0])
         self.bias = bias
-        self.enc, self.background = _background(model, kb, bias, level, max_relus)
+        self.enc, self.background = _background(model, kb, bias, level, max_relus,
+                                                "encoded" if encoded else "fixed")
         self.facts = _facts(model, batch, row)
         if level == "input":  # the networks' values follow from the inputs
             self.facts = {n: v for n, v in self.facts.items()
@@ -217,12 +283,20 @@ class _Problem:
 
 def _choose(backend: str, level: str, model) -> str:
     """``auto``: HiGHS for input-level queries through networks with more than 16 ReLUs
-    (where Z3 slows sharply), Z3 otherwise."""
+    (where Z3 slows sharply) when the MILP encoding applies (bounded table inputs, bool
+    decisions), Z3 otherwise."""
     if backend not in ("auto", "z3", "milp"):
         raise ModelError(f"backend must be 'auto', 'z3' or 'milp', got {backend!r}")
     if backend != "auto":
         return backend
     if level != "input":
+        return "z3"
+    kb = model.kb
+    for name in kb.inputs:   # what the MILP encoding needs; otherwise Z3 it is
+        t = kb.variables[name].type
+        if isinstance(t, A.TensorType) or isinstance(t, A.RealType) and t.lo is None:
+            return "z3"
+    if any(not isinstance(kb.variables[o].type, A.BoolType) for o in kb.decided):
         return "z3"
     from ._relu import count_relus
 
@@ -626,15 +700,11 @@ def verify(model, prop, *, level: str = "concept", max_relus: int = 64,
     >>> gb.explain.verify(model, "income > 40000 -> approve").holds
     False
     """
-    if model.residual is not None:
-        raise ModelError("this model has a residual network, whose logit is unbounded at the "
-                         "concept level; verify its rules with gb.rules.entails("
-                         "model.to_kb(), ...) or remove the residual")
-    if level == "concept":
+    if level == "concept" and model.residual is None:
         return entails(model.to_kb(), prop, bias=model.bias_table(), timeout=timeout)
     if level == "input" and _choose(backend, level, model) == "milp":
         return _verify_milp(model, prop, max_relus, timeout)
-    if level != "input":
+    if level not in ("concept", "input"):
         raise ModelError(f"level must be 'concept' or 'input', got {level!r}")
     from greybox.rules import Entailment, parse_formula
     from greybox.rules._printer import expr_to_text
@@ -643,7 +713,8 @@ def verify(model, prop, *, level: str = "concept", max_relus: int = 64,
     kb = model.to_kb()
     formula = parse_formula(prop, kb)
     text = prop if isinstance(prop, str) else expr_to_text(formula)
-    enc, background = _background(model, kb, model.bias_table(), "input", max_relus)
+    enc, background = _background(model, kb, model.bias_table(), level, max_relus,
+                                  "encoded" if level == "input" else "free")
     s = z3.Solver()
     s.set("timeout", max(1, int(timeout * 1000)))
     s.add(*background)
@@ -655,6 +726,21 @@ def verify(model, prop, *, level: str = "concept", max_relus: int = 64,
         raise SolverError(f"Z3 could not decide {text!r} within {timeout} s "
                           f"({s.reason_unknown()}); raise the timeout or max_relus")
     inputs = [n for n in kb.inputs if not isinstance(kb.variables[n].type, A.TensorType)]
+    if level == "concept":   # neural values and residual logits are part of the witness
+        from greybox.rules import evaluate
+
+        names = inputs + list(kb.neural)
+        row = witness_row(enc, s.model(), names)
+        bias = dict(model.bias_table())
+        for name, r in enc.residual.items():
+            value = s.model().eval(r, model_completion=True)
+            logit = float(value.as_fraction()) if z3.is_rational_value(value) else \
+                float(value.approx(20).as_fraction())
+            row[f"residual:{name}"] = logit
+            bias[name] = bias.get(name, 0.0) + logit
+        ev = evaluate(kb, row[names], bias=bias)   # re-checked by crisp evaluation
+        confirmed = not bool(ev.holds(formula).iloc[0]) and not bool(ev.infeasible.iloc[0])
+        return Entailment(text, False, row, confirmed)
     row = witness_row(enc, s.model(), inputs)
     # re-run the composed model (its real networks) on the counterexample
     from greybox.semantics.crisp import crisp_evaluation

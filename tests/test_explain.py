@@ -361,10 +361,14 @@ def test_verify_the_whole_model(credit):
         model.rules["trusted"].weight.fill_(-1.0)   # learned values are what is verified
     assert gb.explain.verify(model, "reliable and `years at address` > 3 and "
                                     "employment == unemployed -> not approve").holds
+    # a residual network at the concept level: its logit is free, whatever it says
     with_residual = gb.GreyBox(model.kb, {"applicant_net": nn.Linear(3, 1)},
                                residual=nn.Linear(8, 1))
-    with pytest.raises(gb.ModelError, match="residual network"):
-        gb.explain.verify(with_residual, "age < 18 -> not approve")
+    assert gb.explain.verify(with_residual, "age < 18 -> not approve").holds
+    result = gb.explain.verify(with_residual, "employment == employed and debt_ratio < 0.4 "
+                                              "and age >= 18 -> approve")
+    assert not result.holds and result.confirmed
+    assert "residual:approve" in result.counterexample.columns
 
 
 def test_formal_reasons_are_fast_enough_to_use_interactively(credit, credit_rows):
@@ -510,3 +514,33 @@ def test_auto_backend_picks_milp_for_larger_networks(bounded_credit):
     assert _choose("auto", "input", _relu_model(bounded_credit, hidden=8)) == "z3"
     assert _choose("auto", "input", _relu_model(bounded_credit, hidden=32)) == "milp"
     assert _choose("auto", "concept", _relu_model(bounded_credit, hidden=32)) == "z3"
+
+
+def test_an_encodable_residual_is_encoded_at_the_input_level(bounded_credit, credit_rows):
+    torch.manual_seed(1)
+    model = gb.GreyBox(bounded_credit,
+                       {"applicant_net": nn.Sequential(nn.Linear(3, 4), nn.ReLU(),
+                                                       nn.Linear(4, 1))},
+                       residual=nn.Sequential(nn.Linear(8, 4), nn.ReLU(), nn.Linear(4, 1)),
+                       semantics="product")
+    prop = "debt_ratio < 0.4 and employment == employed and age >= 18 -> approve"
+    free = gb.explain.verify(model, prop)                   # any residual logit
+    exact = gb.explain.verify(model, prop, level="input")   # what this residual computes
+    assert not free.holds
+    if exact.holds:   # then no input reaches a refuting logit: sample to corroborate
+        rng = np.random.default_rng(0)
+        n = 500
+        data = pd.DataFrame({"age": rng.integers(18, 121, n), "income": rng.uniform(0, 1e6, n),
+                             "debt_ratio": rng.uniform(0, 0.399, n),
+                             "employment": ["employed"] * n,
+                             "years at address": rng.uniform(0, 100, n)})
+        model.eval().crisp()
+        assert model.predict(data)["approve"].all()
+        model.crisp(False)
+    else:
+        assert exact.confirmed
+    batch = model.batch(credit_rows)
+    r = gb.explain.reason(model, batch, 1, level="input")
+    assert r.verified
+    cf = gb.explain.counterfactual(model, batch, 1, level="input")
+    assert cf.verified
