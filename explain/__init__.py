@@ -20,6 +20,8 @@ Examples
 row 1: approve = False (p=0.73)
 """
 
+from ._debugger import Blame, Debugger, WhatIf
+from ._edits import AddStatement, Disable, Edit, Remove, Replace, SetThreshold, SetWeight
 from ._explain import explain
 from ._explanation import Explanation
 from ._formal import Counterfactual, Reason, counterfactual, reason, verify
@@ -27,9 +29,19 @@ from ._methods import METHODS
 
 __all__ = [
     "METHODS",
+    "AddStatement",
+    "Blame",
     "Counterfactual",
+    "Debugger",
+    "Disable",
+    "Edit",
     "Explanation",
     "Reason",
+    "Remove",
+    "Replace",
+    "SetThreshold",
+    "SetWeight",
+    "WhatIf",
     "counterfactual",
     "explain",
     "reason",

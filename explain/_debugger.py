@@ -1,0 +1,471 @@
+"""The Debugger: failures, where they concentrate, who is to blame, and what-if edits."""
+
+from __future__ import annotations
+
+import html
+import os
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import torch
+from greybox.rules import KnowledgeBase, to_text
+from greybox.rules import _ast as A
+
+from greybox.errors import DataError, GreyboxError, ModelError
+
+from ._edits import Edit, parse_edit
+
+__all__ = ["Blame", "Debugger", "WhatIf"]
+
+
+def _frame_html(title: str, frame: pd.DataFrame, text: str = "") -> str:
+    pre = f"<pre>{html.escape(text)}</pre>" if text else ""
+    return f"<div><b>{html.escape(title)}</b>{pre}{frame.head(50)._repr_html_()}</div>"
+
+
+@dataclass(frozen=True)
+class WhatIf:
+    """The effect of the edits so far on the whole data set, against the original model:
+    ``fixed`` (failures now right), ``broken`` (right predictions now wrong), accuracy
+    before and after."""
+
+    edits: tuple[str, ...]
+    accuracy_before: float
+    accuracy_after: float
+    fixed: pd.DataFrame
+    broken: pd.DataFrame
+    changed: int
+
+    def __str__(self) -> str:
+        lines = [f"what if: {'; '.join(self.edits) or 'no edit'}",
+                 f"  accuracy {self.accuracy_before:.3f} -> {self.accuracy_after:.3f}; "
+                 f"{len(self.fixed)} failures fixed, {len(self.broken)} correct predictions "
+                 f"broken, {self.changed} predictions changed"]
+        if len(self.fixed):
+            lines.append(f"  fixed: rows {', '.join(map(str, list(self.fixed.index[:10])))}")
+        if len(self.broken):
+            lines.append(f"  broken: rows {', '.join(map(str, list(self.broken.index[:10])))}")
+        return "\n".join(lines)
+
+    def to_frame(self) -> pd.DataFrame:
+        return pd.concat([self.fixed.assign(effect="fixed"), self.broken.assign(effect="broken")])
+
+    def _repr_html_(self) -> str:
+        return _frame_html("What if", self.to_frame(), str(self))
+
+
+@dataclass(frozen=True)
+class Blame:
+    """Who is to blame for one failure.
+
+    ``rules``: each rule's push toward the wrong answer (positive = toward it);
+    ``concepts``: the neural concepts whose smallest change fixes the decision (the likely
+    culprits), with their values; ``parameters``: the top parameter entries behind the
+    decision; ``training``: the training rows that pushed most toward the wrong answer
+    (TracIn), when training data was given; ``verdict``: one line.
+    """
+
+    row: object
+    predicted: object
+    target: object
+    rules: pd.DataFrame
+    concepts: pd.DataFrame
+    parameters: pd.DataFrame
+    training: pd.DataFrame | None
+    verdict: str
+    explanation: object = field(repr=False, default=None)
+
+    def __str__(self) -> str:
+        lines = [f"row {self.row}: predicted {self.predicted!r}, expected {self.target!r}",
+                 f"  verdict: {self.verdict}"]
+        wrong = self.rules[self.rules.toward_wrong > 1e-6]
+        if len(wrong):
+            lines.append("  rules pushing it wrong: " + ", ".join(
+                f"{r.rule} {r.toward_wrong:+.3f}" for r in wrong.itertuples()))
+        if len(self.concepts):
+            lines.append("  suspect concepts: " + ", ".join(
+                f"{c.concept} = {c.value!r} (would need {c.needed!r})"
+                for c in self.concepts.itertuples()))
+        if len(self.parameters):
+            lines.append("  parameters: " + ", ".join(
+                f"{p.entry} {p.attribution:+.3g}" for p in self.parameters.head(3).itertuples()))
+        if self.training is not None and len(self.training):
+            lines.append("  training rows that pushed toward it: " + ", ".join(
+                f"{t.train_row} ({t.influence:+.3g})" for t in self.training.head(5).itertuples()))
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        return _frame_html("Blame", self.rules, str(self))
+
+
+class Debugger:
+    """Debug a model's failing predictions on a labelled data set.
+
+    Parameters
+    ----------
+    model : GreyBox
+    data : DataFrame or mapping
+        The rows to debug.
+    targets : array, Series or mapping
+        The correct values of ``output`` (a mapping names the output).
+    output : str, optional
+        Default: the only output.
+    train : (data, targets), optional
+        Training data, for blaming training examples (TracIn).
+
+    Examples
+    --------
+    >>> import numpy as np, greybox as gb
+    >>> model = gb.GreyBox('''
+    ... input x: real[0, 10]
+    ... output high: bool
+    ... rule big: x > 5 -> high
+    ... rule small: x <= 5 -> not high
+    ... ''', semantics="product")
+    >>> x = np.linspace(0, 10, 21)
+    >>> dbg = gb.explain.Debugger(model, {"x": x}, x > 6)
+    >>> len(dbg.failures())
+    2
+    >>> result = dbg.what_if(gb.explain.SetThreshold("big", 0, 6.0),
+    ...                      gb.explain.SetThreshold("small", 0, 6.0))
+    >>> len(result.fixed), len(result.broken), result.accuracy_after
+    (2, 0, 1.0)
+    """
+
+    def __init__(self, model, data, targets, *, output: str | None = None, train=None):
+        kb = model.kb
+        if isinstance(targets, Mapping):
+            if len(targets) != 1:
+                raise DataError("targets for the debugger name exactly one output")
+            output, targets = next(iter(targets.items()))
+        output = output or kb.outputs[0]
+        var = kb.variables.get(output)
+        if var is None or not var.output:
+            raise ModelError(f"{output!r} is not an output (outputs: {', '.join(kb.outputs)})")
+        self.output = output
+        self._base = model
+        self.data = data
+        self.batch = model.batch(data)
+        y = targets.to_numpy() if isinstance(targets, pd.Series) else np.asarray(targets)
+        if y.shape != (self.batch.n,):
+            raise DataError(f"targets must have one value per row: expected shape "
+                            f"({self.batch.n},), got {y.shape}")
+        t = var.type
+        if isinstance(t, A.BoolType):
+            y = y.astype(bool)
+        elif isinstance(t, A.IntType):
+            y = y.astype(np.int64)
+        self.target = y
+        self.train = train
+        self._edits: list[Edit] = []
+        self._model = model
+        self._before = self._predict(model)
+        self._now = self._before
+
+    # ------------------------------------------------------------------ state
+    @property
+    def model(self):
+        """The model with the edits so far."""
+        return self._model
+
+    @property
+    def edits(self) -> tuple[Edit, ...]:
+        return tuple(self._edits)
+
+    def _predict(self, model) -> pd.DataFrame:
+        pred = model.predict(self.batch, on_infeasible="flag")
+        out = pd.DataFrame({"predicted": pred[self.output].to_numpy()}, index=self.batch.index)
+        out["infeasible"] = pred["infeasible"].to_numpy()
+        with torch.no_grad():
+            model.eval()
+            p = model.predict_proba(self.batch, self.output) if A.is_finite_type(
+                model.kb.variables[self.output].type) and not getattr(model, "_crisp", False) \
+                else None
+        if p is not None:
+            cols = list(p.columns)
+            idx = [cols.index(v) for v in out["predicted"]]
+            out["confidence"] = p.to_numpy()[np.arange(len(out)), idx]
+        out["target"] = self.target
+        out["correct"] = (out["predicted"].to_numpy() == self.target) & ~out["infeasible"]
+        return out
+
+    def predictions(self) -> pd.DataFrame:
+        """Per row: predicted, confidence, target, correct (with the edits so far)."""
+        return self._now.copy()
+
+    @property
+    def accuracy(self) -> float:
+        return float(self._now["correct"].mean()) if len(self._now) else float("nan")
+
+    # ------------------------------------------------------------------ failures
+    def failures(self) -> pd.DataFrame:
+        """The wrong predictions: confidence, the rules that fired, concept values and a
+        one-line verdict, most confident first."""
+        now = self._now
+        wrong = now[~now["correct"]]
+        if not len(wrong):
+            return wrong.assign(rules_fired="", concepts="", verdict="")
+        positions = [self.batch.index.get_loc(i) for i in wrong.index]
+        sub = self.batch.take(torch.as_tensor(positions))
+        with torch.no_grad():
+            trace = self._model.eval()(sub)
+        fired, concepts, verdicts = [], [], []
+        kb = self._model.kb
+        for j in range(len(positions)):
+            rules = [(r, float(trace.contributions[r][j])) for r in kb.rules
+                     if float(trace.bodies[r].expand(len(positions))[j]) > 0.5]
+            fired.append(", ".join(r for r, _ in rules))
+            values = []
+            for n in kb.neural:
+                v = trace.values[n][j]
+                t = kb.variables[n].type
+                if isinstance(t, A.BoolType):
+                    values.append(f"{n}={bool(v > 0.5)} (p={max(float(v), 1 - float(v)):.2f})")
+                elif v.dim() == 1 and A.is_finite_type(t):
+                    k = int(v.argmax())
+                    values.append(f"{n}={A.domain_values(t)[k]} (p={float(v[k]):.2f})")
+                else:
+                    values.append(f"{n}={float(v):.3g}")
+            concepts.append(", ".join(values))
+            row = wrong.iloc[j]
+            if row["infeasible"]:
+                verdicts.append("no decision satisfies the hard constraints")
+                continue
+            pushes = sorted(rules, key=lambda rc: -abs(rc[1]))
+            toward = [f"{r} ({c:+.2f})" for r, c in pushes
+                      if _pushes_toward(kb, self.output, r, row["predicted"], c)]
+            verdicts.append(
+                f"predicted {_py(row['predicted'])!r} instead of {_py(row['target'])!r}"
+                + (f"; pushed by {', '.join(toward[:2])}" if toward else "; no rule fired for "
+                   "it: bias, residual or concepts decided"))
+        out = wrong.assign(rules_fired=fired, concepts=concepts, verdict=verdicts)
+        if "confidence" in out:
+            out = out.sort_values("confidence", ascending=False, kind="stable")
+        return out
+
+    # ------------------------------------------------------------------ cohorts
+    def _features(self) -> pd.DataFrame:
+        kb = self._model.kb
+        cols = {}
+        for n in kb.inputs:
+            t = kb.variables[n].type
+            if isinstance(t, A.TensorType) or n not in self.batch.columns:
+                continue
+            v = self.batch.columns[n]
+            if isinstance(t, A.EnumType):
+                for k, name in enumerate(t.values):
+                    cols[f"{n} == {name}"] = (v == k).astype(float)
+            else:
+                cols[n] = v.astype(float)
+        with torch.no_grad():
+            trace = self._model.eval()(self.batch)
+        for n in kb.neural:
+            v = trace.values[n]
+            t = kb.variables[n].type
+            if v.dim() == 2:
+                for k, name in enumerate(A.domain_values(t)):
+                    cols[f"{n} == {name}"] = (v.argmax(1) == k).float().numpy()
+            else:
+                cols[n] = (v > 0.5).float().numpy() if isinstance(t, A.BoolType) else v.numpy()
+        for r in kb.rules:
+            cols[f"rule {r} fired"] = (trace.bodies[r].expand(self.batch.n) > 0.5).float().numpy()
+        return pd.DataFrame(cols, index=self.batch.index)
+
+    def cohorts(self, *, max_depth: int = 3, min_size: int = 10) -> pd.DataFrame:
+        """Where errors concentrate: the leaves of a shallow decision tree that predicts
+        failure from the inputs, the concept values and which rules fired (as in
+        error-analysis trees), ranked by error rate, then size."""
+        from sklearn.tree import DecisionTreeClassifier
+
+        feats = self._features()
+        errors = (~self._now["correct"]).to_numpy().astype(int)
+        if errors.sum() == 0 or errors.sum() == len(errors):
+            rate = float(errors.mean()) if len(errors) else 0.0
+            return pd.DataFrame([{"cohort": "all rows", "size": len(errors),
+                                  "errors": int(errors.sum()), "error_rate": rate}])
+        tree = DecisionTreeClassifier(max_depth=max_depth, min_samples_leaf=min_size,
+                                      random_state=0).fit(feats.to_numpy(), errors)
+        leaves = tree.apply(feats.to_numpy())
+        t = tree.tree_
+        paths = {0: []}
+        for node in range(t.node_count):
+            if t.children_left[node] != -1:
+                name = feats.columns[t.feature[node]]
+                thr = t.threshold[node]
+                paths[t.children_left[node]] = paths[node] + [_condition(name, thr, False)]
+                paths[t.children_right[node]] = paths[node] + [_condition(name, thr, True)]
+        rows = []
+        for leaf in np.unique(leaves):
+            mask = leaves == leaf
+            rows.append({"cohort": " and ".join(paths[leaf]) or "all rows",
+                         "size": int(mask.sum()), "errors": int(errors[mask].sum()),
+                         "error_rate": float(errors[mask].mean())})
+        out = pd.DataFrame(rows).sort_values(["error_rate", "size"], ascending=[False, False],
+                                             kind="stable")
+        return out.reset_index(drop=True)
+
+    # ------------------------------------------------------------------ blame
+    def blame(self, row) -> Blame:
+        """Split the blame for one failure (``row``: a label of the data's index) between
+        rules, neural concepts, parameters and, with training data, training examples."""
+        from ._explain import explain
+        from ._formal import counterfactual
+
+        if row not in self._now.index:
+            raise DataError(f"row {row!r} is not in the data")
+        pos = self.batch.index.get_loc(row)
+        info = self._now.loc[row]
+        sub = self.batch.take(torch.as_tensor([pos]))
+        ex = explain(self._model, sub, self.output)
+        kb = self._model.kb
+        rules = ex.rules.copy()
+        rules["toward_wrong"] = [
+            c if _pushes_toward(kb, self.output, r, info["predicted"], 1.0) else -c
+            for r, c in zip(rules.rule, rules.contribution)]
+        rules = rules.sort_values("toward_wrong", ascending=False, kind="stable")
+        concepts = pd.DataFrame(columns=["concept", "value", "needed"])
+        if kb.neural:
+            try:
+                cf = counterfactual(self._model, sub, 0, self.output,
+                                    immutable=[n for n in kb.inputs if n in self.batch.columns])
+                moved = cf.changes
+                concepts = pd.DataFrame({"concept": moved.fact,
+                                         "value": pd.Series(list(moved.before), dtype=object),
+                                         "needed": pd.Series(list(moved.after), dtype=object)})
+            except GreyboxError:
+                pass
+        training = self._tracin(sub, info) if self.train is not None else None
+        culprit = "rules" if (rules.toward_wrong > 1e-6).any() else "bias/residual"
+        if len(concepts):
+            culprit = f"concept {concepts.concept.iloc[0]} (probably should be " \
+                      f"{concepts.needed.iloc[0]!r})"
+        elif (rules.toward_wrong > 1e-6).any():
+            culprit = f"rule {rules.rule.iloc[0]} (pushed {rules.toward_wrong.iloc[0]:+.2f} " \
+                      "toward the wrong answer)"
+        return Blame(row, _py(info["predicted"]), _py(info["target"]),
+                     rules.drop(columns=["row"]).reset_index(drop=True),
+                     concepts.reset_index(drop=True),
+                     ex.top_parameters.drop(columns=["row"], errors="ignore"),
+                     training, f"most likely: {culprit}", ex)
+
+    def _tracin(self, sub, info) -> pd.DataFrame:
+        from ._tracin import tracin_influence
+
+        return tracin_influence(self._model, self.output, self.train, sub, info["target"])
+
+    # ------------------------------------------------------------------ what if
+    def _rebuild(self, edits: list[Edit]):
+        from greybox._model import GreyBox, _key
+
+        base = self._base
+        kb = base.to_kb()
+        statements = list(kb.statements)
+        for e in edits:
+            statements = e.apply(statements)
+        # the original statements are valid: any error is in an edit, so locations and
+        # carets refer to the edit's own text
+        texts = [e.text for e in edits if hasattr(e, "text")]
+        new_kb = KnowledgeBase(statements, filename="<edit>",
+                               source=texts[-1] if texts else None)
+        if self.output not in new_kb.outputs:
+            raise ModelError(f"the edits leave no output {self.output!r}")
+        networks = {n: base.networks[_key(n)] for n in new_kb.networks}
+        residual = None
+        if base.residual is not None:
+            residual = {n: base.residual[_key(n)] for n in new_kb.decided
+                        if _key(n) in base.residual}
+        model = GreyBox(new_kb, networks, semantics=base.semantics, residual=residual or None,
+                        temperature=base.temperature)
+        with torch.no_grad():
+            model.feature_center.copy_(base.feature_center)
+            model.feature_scale.copy_(base.feature_scale)
+            model.calibrated.copy_(base.calibrated)
+            for n in new_kb.decided:
+                if _key(n) in base.decisions:
+                    model.decisions[_key(n)].bias.copy_(base.decisions[_key(n)].bias)
+        model.to(base.device)
+        model.crisp(base._crisp)
+        return model.eval()
+
+    def what_if(self, *edits) -> WhatIf:
+        """Apply ``edits`` (on top of the earlier ones) to a copy of the model and
+        re-evaluate every row: which failures they fix, which correct predictions they
+        break. An invalid edit raises its error and changes nothing."""
+        parsed = [parse_edit(e) for e in edits]
+        model = self._rebuild(self._edits + parsed)   # raises before anything changes
+        self._edits += parsed
+        self._model = model
+        self._now = self._predict(model)
+        return self.diff()
+
+    def diff(self) -> WhatIf:
+        """The effect of the current edits against the original model."""
+        before, now = self._before, self._now
+        fixed = now[~before["correct"] & now["correct"]]
+        broken = now[before["correct"] & ~now["correct"]]
+        cols = ["predicted", "target"]
+        fixed = fixed[cols].assign(was=before.loc[fixed.index, "predicted"])
+        broken = broken[cols].assign(was=before.loc[broken.index, "predicted"])
+        changed = int((before["predicted"] != now["predicted"]).sum())
+        return WhatIf(tuple(e.describe() for e in self._edits), float(before["correct"].mean()),
+                      float(now["correct"].mean()), fixed, broken, changed)
+
+    def undo(self, n: int = 1) -> WhatIf:
+        """Take back the last ``n`` edits."""
+        if n < 0 or n > len(self._edits):
+            raise ModelError(f"cannot undo {n} edit(s); there are {len(self._edits)}")
+        self._edits = self._edits[:len(self._edits) - n]
+        self._model = self._rebuild(self._edits) if self._edits else self._base
+        self._now = self._predict(self._model) if self._edits else self._before
+        return self.diff()
+
+    def export(self, path=None) -> str:
+        """The edited rule file (learned weights and thresholds written in); written to
+        ``path`` atomically when given. It parses back to the same knowledge base."""
+        text = to_text(self._model.to_kb())
+        if path is not None:
+            directory = os.path.dirname(os.path.abspath(path))
+            fd, tmp = tempfile.mkstemp(prefix=".greybox-", suffix=".rules", dir=directory)
+            try:
+                with os.fdopen(fd, "w", encoding="utf-8") as f:
+                    f.write(text)
+                os.replace(tmp, path)
+            except BaseException:
+                if os.path.exists(tmp):
+                    os.unlink(tmp)
+                raise
+        return text
+
+    # ------------------------------------------------------------------ display
+    def __repr__(self) -> str:
+        n = len(self._now)
+        return (f"Debugger({self.output!r}: {int((~self._now['correct']).sum())} failures in "
+                f"{n} rows, accuracy {self.accuracy:.3f}, {len(self._edits)} edits)")
+
+    def _repr_html_(self) -> str:
+        return _frame_html(repr(self), self.failures())
+
+
+def _pushes_toward(kb, output: str, rule: str, value, contribution: float) -> bool:
+    """Whether a rule's contribution pushes ``output`` toward ``value``."""
+    r = kb.rules[rule]
+    if r.head.name != output:
+        return False
+    if isinstance(kb.variables[output].type, A.BoolType):
+        return (contribution > 0) == bool(value)
+    target = r.head.value.value if isinstance(r.head.value, A.Num) else r.head.value.name
+    return target == value and contribution > 0
+
+
+def _condition(name: str, threshold: float, right: bool) -> str:
+    if name.startswith("rule ") or " == " in name:
+        return name if right else f"not ({name})"
+    return f"{name} > {threshold:.4g}" if right else f"{name} <= {threshold:.4g}"
+
+
+def _py(value):
+    """A numpy scalar as the plain Python value (for messages)."""
+    return value.item() if hasattr(value, "item") else value

@@ -1,0 +1,173 @@
+"""The Debugger: failures, cohorts, blame, what-if edits, export."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from greybox.explain import (
+    AddStatement,
+    Disable,
+    Remove,
+    Replace,
+    SetThreshold,
+    SetWeight,
+)
+from greybox.explain._edits import parse_edit
+from torch import nn
+
+import greybox as gb
+
+RULES = """
+input x: real[0, 10]
+input kind: {a, b}
+output high: bool
+rule big weight 2: x > ~5 -> high
+rule small weight 2: x <= 5 -> not high
+"""
+
+
+@pytest.fixture
+def setup():
+    x = np.linspace(0, 10, 101)
+    kind = np.where(np.arange(101) % 2 == 0, "a", "b")
+    data = pd.DataFrame({"x": x, "kind": kind})
+    # the truth: high above 7, except kind b is high above 6
+    target = np.where(kind == "a", x > 7, x > 6)
+    model = gb.GreyBox(RULES, semantics="product", temperature=0.01)
+    return model, data, target
+
+
+def test_failures_list_the_wrong_predictions_with_a_verdict(setup):
+    model, data, target = setup
+    dbg = gb.explain.Debugger(model, data, target)
+    pred = model.predict(data)["high"].to_numpy()
+    wrong = pred != target
+    f = dbg.failures()
+    assert len(f) == wrong.sum() and set(f.index) == set(data.index[wrong])
+    assert {"predicted", "target", "confidence", "rules_fired", "verdict"} <= set(f.columns)
+    assert list(f.confidence) == sorted(f.confidence, reverse=True)
+    first = f.iloc[0]
+    assert "big" in first.rules_fired and "pushed by big" in first.verdict
+    assert dbg.accuracy == pytest.approx(1 - wrong.mean())
+    assert "failures" in repr(dbg) and "<table" in dbg._repr_html_()
+
+
+def test_cohorts_find_where_errors_concentrate(setup):
+    model, data, target = setup
+    dbg = gb.explain.Debugger(model, data, target)
+    c = dbg.cohorts(max_depth=2, min_size=5)
+    assert list(c.error_rate) == sorted(c.error_rate, reverse=True)
+    top = c.iloc[0]
+    assert top.error_rate > 0.5 and "x" in top.cohort
+    assert c["size"].sum() == len(data) and c.errors.sum() == len(dbg.failures())
+
+
+def test_blame_names_the_rule_that_pushed_wrong(setup):
+    model, data, target = setup
+    dbg = gb.explain.Debugger(model, data, target)
+    row = dbg.failures().index[0]
+    b = dbg.blame(row)
+    assert b.predicted is True and b.target is False
+    assert b.rules.iloc[0].rule == "big" and b.rules.iloc[0].toward_wrong > 0
+    assert "rule big" in b.verdict
+    assert len(b.parameters) and "rules.big.weight" in set(b.parameters.parameter)
+    assert b.training is None and "verdict" in str(b)
+    with pytest.raises(gb.DataError, match="not in the data"):
+        dbg.blame(10_000)
+
+
+def test_blame_points_at_a_neural_concept_when_it_was_wrong(credit):
+    class Reliable(nn.Module):   # says "reliable" for everyone
+        def forward(self, x):
+            return torch.full((x.shape[0],), 5.0)
+
+    model = gb.GreyBox(credit, {"applicant_net": Reliable()}, semantics="product")
+    data = pd.DataFrame({"age": [40], "income": [30000.0], "debt_ratio": [0.5],
+                         "employment": ["unemployed"], "years at address": [10.0]})
+    dbg = gb.explain.Debugger(model, data, [False])   # approved because "reliable"
+    b = dbg.blame(0)
+    assert list(b.concepts.concept) == ["reliable"] and b.concepts.needed.iloc[0] is False
+    assert "concept reliable" in b.verdict
+
+
+def test_training_rows_that_pushed_toward_the_mistake_are_found(setup):
+    model, data, target = setup
+    train = data.sample(60, random_state=1)
+    labels = np.where(train.kind == "a", train.x > 7, train.x > 6)
+    flipped = train.index[(train.x > 8)][:3]          # mislabelled: high rows said low
+    labels = labels.copy()
+    labels[[train.index.get_loc(i) for i in flipped]] = False
+    model.fit(train, {"high": labels}, epochs=30, lr=0.05, progress=False)
+    dbg = gb.explain.Debugger(model, data, target, train=(train, labels))
+    failures = dbg.failures()
+    missed = failures[failures.target]     # high rows predicted low: the flips' doing
+    assert len(missed)
+    b = dbg.blame(missed.index[0])
+    assert b.training is not None and len(b.training) == 10
+    assert (b.training.influence <= 0).all()      # opponents of the right answer
+    assert set(flipped) <= set(b.training.train_row)   # the mislabelled rows are named
+    assert "training rows that pushed toward it" in str(b)
+
+
+def test_what_if_reports_fixed_and_broken_and_edits_stack(setup):
+    model, data, target = setup
+    dbg = gb.explain.Debugger(model, data, target)
+    failures = set(dbg.failures().index)
+    r1 = dbg.what_if(SetThreshold("big", 0, 7.0), SetThreshold("small", 0, 7.0))
+    assert set(r1.fixed.index) <= failures and len(r1.fixed) > 0
+    assert r1.accuracy_after > r1.accuracy_before
+    # kind b rows between 6 and 7 are still wrong: a rule for them fixes those
+    r2 = dbg.what_if(AddStatement("rule b_high weight 5: kind == b and x > 6 -> high"))
+    assert r2.accuracy_after == 1.0 and len(r2.broken) == 0
+    assert len(dbg.edits) == 3 and "add: rule b_high" in str(r2)
+    back = dbg.undo()
+    assert back.accuracy_after == r1.accuracy_after
+    assert dbg.undo(2).accuracy_after == r1.accuracy_before
+    with pytest.raises(gb.ModelError, match="cannot undo 1"):
+        dbg.undo()
+
+
+@pytest.mark.parametrize("edit,match", [
+    (AddStatement("rule bad: y > 3 -> high"), r"<edit>:1:11: undeclared name 'y'"),
+    (AddStatement("rule big: x > 1 -> high"), "duplicate"),
+    (SetWeight("nope", 1.0), "no rule named 'nope'"),
+    (SetThreshold("big", 3, 1.0), "index 3 is out of range"),
+    (Replace("big", "input z: real"), "exactly one rule or constraint"),
+    ({"op": "weight", "rule": "big"}, "lacks 'value'"),
+    ({"op": "explode"}, "unknown edit 'explode'"),
+])
+def test_invalid_edits_are_refused_and_change_nothing(setup, edit, match):
+    model, data, target = setup
+    dbg = gb.explain.Debugger(model, data, target)
+    dbg.what_if(Disable("small"))
+    before = dbg.predictions()
+    with pytest.raises(gb.GreyboxError, match=match):
+        dbg.what_if(edit)
+    assert len(dbg.edits) == 1
+    pd.testing.assert_frame_equal(dbg.predictions(), before)
+
+
+def test_edits_from_mappings_as_the_web_page_sends_them():
+    assert parse_edit({"op": "weight", "rule": "r", "value": "2.5"}) == SetWeight("r", 2.5)
+    assert parse_edit({"op": "threshold", "name": "r", "index": 1, "value": 3}) == \
+        SetThreshold("r", 1, 3.0)
+    assert parse_edit({"op": "disable", "rule": "r"}) == Disable("r")
+    assert parse_edit({"op": "remove", "name": "c"}) == Remove("c")
+    assert parse_edit({"op": "replace", "name": "r", "text": "rule r: x > 1 -> y"}) == \
+        Replace("r", "rule r: x > 1 -> y")
+
+
+def test_export_writes_the_edited_rules_and_they_round_trip(setup, tmp_path):
+    model, data, target = setup
+    dbg = gb.explain.Debugger(model, data, target)
+    dbg.what_if(SetWeight("big", 3.0), Remove("small"),
+                AddStatement("rule low weight 2: x < ~7 -> not high"))
+    path = tmp_path / "edited.rules"
+    text = dbg.export(path)
+    assert path.read_text() == text
+    kb = gb.rules.load(path)
+    assert kb == dbg.model.to_kb()
+    assert kb.rules["big"].weight == 3.0 and "small" not in kb.rules and "low" in kb.rules
+    assert [p.name for p in tmp_path.iterdir()] == ["edited.rules"]
+    # the original model is untouched
+    assert "small" in model.kb.rules and model.rules["big"].weight.item() == 2.0
