@@ -3,7 +3,8 @@
 ``greybox check FILE.rules`` lints a rule file with Z3 (exit 0: clean, 1: an error or a
 warning, 2: the file is invalid); ``greybox entails``, ``greybox evaluate`` and
 ``greybox graph`` prove properties, evaluate rules on a CSV and draw the concept graph;
-``greybox explain MODEL DATA.csv --row N`` explains one decision of a saved model.
+``greybox explain MODEL DATA.csv --row N`` explains one decision of a saved model;
+``greybox debug MODEL DATA.csv --target COLUMN`` opens the local web debugger.
 """
 
 from __future__ import annotations
@@ -149,6 +150,37 @@ def _cmd_explain(args) -> int:
     return EXIT_OK
 
 
+def _cmd_debug(args) -> int:
+    import pandas as pd
+
+    import greybox as gb
+    from greybox.explain._server import DebugServer
+
+    networks, residual = None, None
+    if args.networks:
+        built = _factory(args.networks)
+        networks, residual = built if isinstance(built, tuple) else (built, None)
+    model = gb.load(args.model, networks=networks, residual=residual)
+    try:
+        data = pd.read_csv(args.data)
+    except (OSError, ValueError) as err:
+        raise _Invalid(f"cannot read {args.data}: {err}") from None
+    if args.target not in data.columns:
+        raise _Invalid(f"no column {args.target!r} in {args.data} (columns: "
+                       f"{', '.join(map(str, data.columns))})")
+    dbg = gb.explain.Debugger(model, data, data[args.target], output=args.output)
+    server = DebugServer(dbg, port=args.port)
+    print(f"greybox debugger for {args.model} on {args.data}: {server.url}", flush=True)
+    print("(bound to 127.0.0.1; the token in the URL is required; Ctrl-C stops)", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="greybox",
@@ -213,6 +245,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-parameters", action="store_true",
                    help="skip parameter attributions")
     p.set_defaults(func=_cmd_explain)
+
+    p = sub.add_parser("debug", help="open the local web debugger on a saved model",
+                       description="Serve the web debugger for MODEL on DATA.csv, with the "
+                       "correct answers in column TARGET: failures, cohorts, decisions with "
+                       "their reasons, and a rule editor with the fixed/broken diff. Bound "
+                       "to 127.0.0.1; the printed URL carries the access token.")
+    p.add_argument("model", help="a model file written by GreyBox.save")
+    p.add_argument("data", help="a CSV file with a column per table input")
+    p.add_argument("--target", required=True, help="the column with the correct answers")
+    p.add_argument("--output", help="the output to debug (default: the only one)")
+    p.add_argument("--port", type=int, default=0, help="port (default: a free one)")
+    p.add_argument("--networks", help="package.module:function returning {name: module} "
+                   "(or (networks, residual))")
+    p.set_defaults(func=_cmd_debug)
     return parser
 
 
