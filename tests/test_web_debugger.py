@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from greybox.explain._server import DebugServer
 from sklearn.datasets import load_breast_cancer
 from torch import nn
 
 import greybox as gb
-from greybox.explain._server import DebugServer
 
 from .conftest import EXAMPLES
 
