@@ -1,10 +1,12 @@
-"""Explanations of grey-box decisions (``greybox.explain``).
+"""Explanations and debugging of grey-box decisions (``greybox.explain``).
 
 :func:`explain` traces each decision to rules (exact contributions), concepts (values and
 the assignments behind derived ones), inputs (Captum attributions) and parameters
 (integrated gradients over the weights, thresholds and biases themselves); the
 :class:`Explanation` renders as text, tables, HTML, plots and graphs. :func:`reason`,
-:func:`counterfactual` and :func:`verify` are formal: proved with Z3.
+:func:`counterfactual` and :func:`verify` are formal: proved with Z3 (or HiGHS).
+:class:`Debugger` finds failures, where they concentrate and who is to blame, and tries
+rule edits on the whole data set; ``greybox debug`` serves it as a local web page.
 
 Examples
 --------

@@ -109,8 +109,9 @@ class Debugger:
     model : GreyBox
     data : DataFrame or mapping
         The rows to debug.
-    targets : array, Series or mapping
-        The correct values of ``output`` (a mapping names the output).
+    targets : array, Series or mapping, optional
+        The correct values of ``output`` (a mapping names the output); default: the
+        data's column named after the output.
     output : str, optional
         Default: the only output.
     train : (data, targets), optional
@@ -135,8 +136,14 @@ class Debugger:
     (2, 0, 1.0)
     """
 
-    def __init__(self, model, data, targets, *, output: str | None = None, train=None):
+    def __init__(self, model, data, targets=None, *, output: str | None = None, train=None):
         kb = model.kb
+        if targets is None:   # the correct answers as a column of the data
+            name = output or kb.outputs[0]
+            if not (isinstance(data, (pd.DataFrame, Mapping)) and name in data):
+                raise DataError(f"give targets, or a column {name!r} in the data with the "
+                                "correct answers")
+            targets = data[name]
         if isinstance(targets, Mapping):
             if len(targets) != 1:
                 raise DataError("targets for the debugger name exactly one output")

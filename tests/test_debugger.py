@@ -171,3 +171,47 @@ def test_export_writes_the_edited_rules_and_they_round_trip(setup, tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["edited.rules"]
     # the original model is untouched
     assert "small" in model.kb.rules and model.rules["big"].weight.item() == 2.0
+
+
+def test_targets_may_come_from_the_data_and_constraints_can_be_edited(setup):
+    model, data, target = setup
+    dbg = gb.explain.Debugger(model, data.assign(high=target))
+    assert len(dbg.failures()) == int((model.predict(data)["high"].to_numpy() != target).sum())
+    r = dbg.what_if(AddStatement("constraint low_x: x < 2 -> not high"))
+    assert r.accuracy_after == r.accuracy_before
+    r = dbg.what_if(Replace("low_x", "constraint low_x: x < 9 -> not high"))
+    assert r.accuracy_after < r.accuracy_before and len(r.broken) > 0
+    assert "constraint low_x: x < 9 -> not high" in dbg.export()
+    with pytest.raises(gb.DataError, match="give targets"):
+        gb.explain.Debugger(model, data)
+
+
+def test_the_cli_serves_the_debugger_and_refuses_requests_without_the_token(tmp_path):
+    import json
+    import subprocess
+    import sys
+    import urllib.error
+    import urllib.request
+
+    model = gb.GreyBox(RULES, semantics="product", temperature=0.01)
+    model.save(tmp_path / "m.pt")
+    x = np.linspace(0, 10, 41)
+    pd.DataFrame({"x": x, "kind": ["a", "b"] * 20 + ["a"], "truth": x > 7}).to_csv(
+        tmp_path / "d.csv", index=False)
+    proc = subprocess.Popen([sys.executable, "-m", "greybox", "debug", str(tmp_path / "m.pt"),
+                             str(tmp_path / "d.csv"), "--target", "truth"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()
+        url = line.strip().split(": ", 1)[1]
+        assert url.startswith("http://127.0.0.1:") and "token=" in url
+        base, token = url.split("/?token=")
+        with urllib.request.urlopen(f"{base}/api/summary?token={token}", timeout=30) as r:
+            summary = json.loads(r.read())
+        assert summary["rows"] == 41 and summary["failures"] > 0
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(f"{base}/api/summary", timeout=30)
+        assert err.value.code == 403
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
