@@ -63,7 +63,8 @@ class Blame:
 
     ``rules``: each rule's push toward the wrong answer (positive = toward it);
     ``concepts``: the neural concepts whose smallest change fixes the decision (the likely
-    culprits), with their values; ``parameters``: the top parameter entries behind the
+    culprits), with their values (``concept_attributions``: what their networks looked
+    at); ``parameters``: the top parameter entries behind the
     decision; ``training``: the training rows that pushed most toward the wrong answer
     (TracIn), when training data was given; ``verdict``: one line.
     """
@@ -77,6 +78,14 @@ class Blame:
     training: pd.DataFrame | None
     verdict: str
     explanation: object = field(repr=False, default=None)
+
+    @property
+    def concept_attributions(self) -> dict:
+        """Input attributions of the suspect concepts (what their networks looked at)."""
+        if self.explanation is None:
+            return {}
+        return {c: self.explanation.attributions[c][0] for c in self.concepts.concept
+                if c in self.explanation.attributions}
 
     def __str__(self) -> str:
         lines = [f"row {self.row}: predicted {self.predicted!r}, expected {self.target!r}",

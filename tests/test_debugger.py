@@ -88,6 +88,7 @@ def test_blame_points_at_a_neural_concept_when_it_was_wrong(credit):
     b = dbg.blame(0)
     assert list(b.concepts.concept) == ["reliable"] and b.concepts.needed.iloc[0] is False
     assert "concept reliable" in b.verdict
+    assert set(b.concept_attributions) <= {"reliable"}
 
 
 def test_training_rows_that_pushed_toward_the_mistake_are_found(setup):
@@ -215,3 +216,18 @@ def test_the_cli_serves_the_debugger_and_refuses_requests_without_the_token(tmp_
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_a_suspect_image_concept_comes_with_what_its_network_looked_at():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(16, 10))
+    kb = gb.rules.parse("input img: tensor[4, 4]\nneural d: int 0..9 = net(img)\n"
+                        "output odd: bool\nrule o weight 3: d in {1, 3, 5, 7, 9} -> odd\n"
+                        "rule e weight 3: d in {0, 2, 4, 6, 8} -> not odd")
+    model = gb.GreyBox(kb, {"net": nn.Sequential(nn.Flatten(), net)})
+    x = torch.randn(6, 4, 4)
+    pred = model.predict({"img": x})["odd"].to_numpy()
+    dbg = gb.explain.Debugger(model, {"img": x}, ~pred)     # every prediction is wrong
+    b = dbg.blame(0)
+    assert list(b.concepts.concept) == ["d"]
+    assert b.concept_attributions["d"].shape == (4, 4)
