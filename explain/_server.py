@@ -132,6 +132,8 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._dispatch(method, url.path, query, dbg)
         except GreyboxError as err:
             return self._send(400, _error(err))
+        except Exception as err:  # noqa: BLE001 - a bug must not kill the page's request
+            return self._send(500, {"error": f"internal error: {type(err).__name__}: {err}"})
 
     def _dispatch(self, method, path, query, dbg):
         if method == "GET" and path == "/":
