@@ -351,7 +351,7 @@ class Debugger:
                 concepts = pd.DataFrame({"concept": moved.fact,
                                          "value": pd.Series(list(moved.before), dtype=object),
                                          "needed": pd.Series(list(moved.after), dtype=object)})
-            except GreyboxError:
+            except GreyboxError:   # no change of the concepts alone flips it: none suspect
                 pass
         training = self._tracin(sub, info) if self.train is not None else None
         culprit = "rules" if (rules.toward_wrong > 1e-6).any() else "bias/residual"

@@ -208,10 +208,7 @@ class FuzzyContext(Context):
         return self._full(fv[1]) if fv[0] != "d" else fv[1].expand(self.n, -1)
 
     def log_prob(self, name, target, env):
-        var = self.kb.variables[name]
         fv = env[name]
-        if var.role == "neural" and name in env.values:
-            pass
         if fv[0] == "t":
             p = self._full(fv[1]).clamp(1e-12, 1 - 1e-12)
             return torch.where(target.bool(), torch.log(p), torch.log1p(-p))
