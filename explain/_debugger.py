@@ -250,6 +250,11 @@ class Debugger:
             if row["infeasible"]:
                 verdicts.append("no decision satisfies the hard constraints")
                 continue
+            if kb.variables[self.output].role == "defined":   # computed from concepts
+                verdicts.append(f"predicted {_py(row['predicted'])!r} instead of "
+                                f"{_py(row['target'])!r}; computed from {values and ', '.join(values) or 'its definition'}"
+                                " -- a concept is probably wrong")
+                continue
             pushes = sorted(rules, key=lambda rc: -abs(rc[1]))
             toward = [f"{r} ({c:+.2f})" for r, c in pushes
                       if _pushes_toward(kb, self.output, r, row["predicted"], c)]

@@ -231,3 +231,17 @@ def test_a_suspect_image_concept_comes_with_what_its_network_looked_at():
     b = dbg.blame(0)
     assert list(b.concepts.concept) == ["d"]
     assert b.concept_attributions["d"].shape == (4, 4)
+
+
+def test_failures_of_a_computed_output_point_at_its_concepts(addition):
+    torch.manual_seed(0)
+    model = gb.GreyBox(addition, {"digit": nn.Linear(4, 10)})
+    x1, x2 = torch.randn(30, 4), torch.randn(30, 4)
+    pred = model.predict({"img1": x1, "img2": x2})["total"].to_numpy()
+    dbg = gb.explain.Debugger(model, {"img1": x1, "img2": x2}, (pred + 1) % 19)
+    f = dbg.failures()
+    assert len(f) == 30
+    assert f.verdict.str.contains("computed from d1=").all()
+    b = dbg.blame(f.index[0])
+    assert set(b.concepts.concept) <= {"d1", "d2"} and len(b.concepts) >= 1
+    assert "cohort" in dbg.cohorts().columns
