@@ -281,10 +281,11 @@ class _Problem:
 # ------------------------------------------------------------------------- MILP backend
 
 
-def _choose(backend: str, level: str, model) -> str:
-    """``auto``: HiGHS for input-level queries through networks with more than 16 ReLUs
-    (where Z3 slows sharply) when the MILP encoding applies (bounded table inputs, bool
-    decisions), Z3 otherwise."""
+def _choose(backend: str, level: str, model, *, optimise: bool = False) -> str:
+    """``auto``: where the MILP encoding applies (input level, bounded table inputs, bool
+    decisions), HiGHS for counterfactuals (optimisation, Z3's weak spot: its optimiser is
+    occasionally very slow on L1 objectives through ReLUs) and for queries through
+    networks with more than 16 ReLUs; Z3 otherwise."""
     if backend not in ("auto", "z3", "milp"):
         raise ModelError(f"backend must be 'auto', 'z3' or 'milp', got {backend!r}")
     if backend != "auto":
@@ -298,6 +299,8 @@ def _choose(backend: str, level: str, model) -> str:
             return "z3"
     if any(not isinstance(kb.variables[o].type, A.BoolType) for o in kb.decided):
         return "z3"
+    if model.residual is not None:   # the MILP encoding holds the residual fixed; Z3 encodes it
+        return "z3"
     from ._relu import count_relus
 
     relus = 0
@@ -307,7 +310,7 @@ def _choose(backend: str, level: str, model) -> str:
             relus += count_relus(net)
         except ModelError:
             return "z3"
-    return "milp" if relus > 16 else "z3"
+    return "milp" if optimise or relus > 16 else "z3"
 
 
 def _milp_row(model, batch, row: int, output: str, max_relus: int):
@@ -501,7 +504,7 @@ def counterfactual(model, batch, row: int = 0, output: str | None = None, *,
         raise ModelError(f"minimize must be 'count' or 'l1', got {minimize!r}")
     output = output or model.kb.outputs[0]
     batch = model.batch(batch)
-    if _choose(backend, level, model) == "milp":
+    if _choose(backend, level, model, optimise=True) == "milp":
         return _counterfactual_milp(model, batch, row, output, minimize, immutable,
                                     max_relus, timeout, t0)
     p = _Problem(model, batch, row, output, timeout, level, max_relus)

@@ -10,7 +10,9 @@ range on real ones; every answer is re-checked by running the model.
 
 Scope: bool decisions (one decided variable, or several that no hard constraint ties
 together), inputs with declared bounds, networks of Linear/ReLU layers over table inputs.
-Anything else is a clear ModelError naming it (use ``backend="z3"``).
+A residual network's logit is held at the row's value (``backend="auto"`` therefore uses
+Z3, which encodes it, for models with a residual). Anything else is a clear ModelError
+naming it (use ``backend="z3"``).
 """
 
 from __future__ import annotations
