@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import html
-import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -448,16 +446,9 @@ class Debugger:
         ``path`` atomically when given. It parses back to the same knowledge base."""
         text = to_text(self._model.to_kb())
         if path is not None:
-            directory = os.path.dirname(os.path.abspath(path))
-            fd, tmp = tempfile.mkstemp(prefix=".greybox-", suffix=".rules", dir=directory)
-            try:
-                with os.fdopen(fd, "w", encoding="utf-8") as f:
-                    f.write(text)
-                os.replace(tmp, path)
-            except BaseException:
-                if os.path.exists(tmp):
-                    os.unlink(tmp)
-                raise
+            from greybox._io import write_atomic
+
+            write_atomic(path, lambda f: f.write(text), binary=False)
         return text
 
     # ------------------------------------------------------------------ display

@@ -81,8 +81,8 @@ class SetThreshold(Edit):
         if problem:
             raise RuleError(f"threshold of {self.name!r}: {problem}")
         target = nums[self.index]
-        new = _replace_node(body, target, A.Num(float(self.value), target.learnable,
-                                                span=target.span))
+        value = A.Num(float(self.value), target.learnable, span=target.span)
+        new = A.rewrite(body, lambda node: value if node is target else None)
         out = list(statements)
         out[i] = dataclasses.replace(s, body=new) if isinstance(s, A.Rule) else \
             dataclasses.replace(s, formula=new)
@@ -155,21 +155,6 @@ class Replace(Edit):
 
     def describe(self):
         return f"replace {self.name} by: {self.text.strip()}"
-
-
-def _replace_node(e, target, new):
-    if e is target:
-        return new
-    changes = {}
-    for f in dataclasses.fields(e):
-        if f.name == "span":
-            continue
-        v = getattr(e, f.name)
-        if isinstance(v, A.Node):
-            changes[f.name] = _replace_node(v, target, new)
-        elif isinstance(v, tuple) and v and isinstance(v[0], A.Node):
-            changes[f.name] = tuple(_replace_node(x, target, new) for x in v)
-    return dataclasses.replace(e, **changes) if changes else e
 
 
 def parse_edit(spec) -> Edit:

@@ -13,6 +13,7 @@ from greybox.rules._decisions import closure
 from greybox.rules._evaluate import compile_expr
 
 from greybox.errors import ModelError
+from greybox.functional import probability_of
 
 from ._explanation import Explanation
 from ._methods import METHODS, attribute
@@ -27,12 +28,6 @@ PROOF_BEAM = 3
 def _decode(t, index):
     values = A.domain_values(t)
     return values[int(index)]
-
-
-def _target_probability(dist: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    if dist.dim() == 1:
-        return torch.where(target.bool(), dist, 1.0 - dist)
-    return dist.gather(1, target.long().view(-1, 1)).squeeze(1)
 
 
 class _Derived(dict):
@@ -167,7 +162,7 @@ def _input_attributions(model, batch, trace, output, target, method):
             values = {n: xs[:, j] for j, n in enumerate(numeric)}
             values.update(dict(zip(others, rest_values)))
             tr = model(Batch(values, xs.shape[0], pd.RangeIndex(xs.shape[0]), {}))
-            return _target_probability(tr.values[output], tgt)
+            return probability_of(tr.values[output], tgt)
 
         m = method if not METHODS[method].needs_module else "integrated_gradients"
         attr, delta = attribute(m, whole, x, baselines=base.expand_as(x).contiguous(),
@@ -274,7 +269,7 @@ def _decision_frame(model, trace, output, target, values, residual, batch) -> pd
     if A.is_finite_type(t):
         frame["value"] = [_decode(t, i) for i in target.tolist()]
         if output in values:
-            frame["probability"] = _target_probability(values[output], target).numpy()
+            frame["probability"] = probability_of(values[output], target).numpy()
     else:
         frame["value"] = target.numpy()
     if output in trace.scores:

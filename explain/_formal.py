@@ -22,6 +22,7 @@ import z3
 from greybox.rules import Z3Encoding, entails
 from greybox.rules import _ast as A
 from greybox.rules._decisions import closure, plan
+from greybox.rules._z3 import real_value
 
 from greybox.errors import ModelError, SolverError
 
@@ -131,23 +132,27 @@ class _ResidualEncoding(Z3Encoding):
         return total + r if value is True else total
 
 
+def _feature_terms(model, kb, enc, name: str) -> list:
+    """Table input ``name`` as the model feeds it to networks, in Z3: standardised by the
+    model's statistics, an enum one-hot."""
+    t = kb.variables[name].type
+    x = enc.const(name)
+    if isinstance(t, A.EnumType):
+        return [z3.If(x == k, z3.RealVal(1), z3.RealVal(0)) for k in range(t.size)]
+    i = model.feature_names.index(name)
+    center = z3.RealVal(Fraction(float(model.feature_center[i])))
+    scale = z3.RealVal(Fraction(float(model.feature_scale[i])))
+    value = z3.If(x, z3.RealVal(1), z3.RealVal(0)) if isinstance(t, A.BoolType) else \
+        (z3.ToReal(x) if isinstance(t, A.IntType) else x)
+    return [(value - center) / scale]
+
+
 def _standardised_features(model, kb, enc) -> list:
     """The model's standardised table inputs (``model.feature_names``) as Z3 terms."""
     feats = []
     for a in kb.inputs:
-        t = kb.variables[a].type
-        if isinstance(t, A.TensorType):
-            continue
-        x = enc.const(a)
-        if isinstance(t, A.EnumType):
-            feats += [z3.If(x == k, z3.RealVal(1), z3.RealVal(0)) for k in range(t.size)]
-            continue
-        i = model.feature_names.index(a)
-        center = z3.RealVal(Fraction(float(model.feature_center[i])))
-        scale = z3.RealVal(Fraction(float(model.feature_scale[i])))
-        value = z3.If(x, z3.RealVal(1), z3.RealVal(0)) if isinstance(t, A.BoolType) else \
-            (z3.ToReal(x) if isinstance(t, A.IntType) else x)
-        feats.append((value - center) / scale)
+        if not isinstance(kb.variables[a].type, A.TensorType):
+            feats += _feature_terms(model, kb, enc, a)
     return feats
 
 
@@ -176,21 +181,11 @@ def _network_links(model, kb, enc, max_relus: int) -> list:
         var = kb.variables[name]
         feats = []
         for a in var.args:
-            t = kb.variables[a].type
-            x = enc.const(a)
-            if isinstance(t, A.TensorType):
+            if isinstance(kb.variables[a].type, A.TensorType):
                 raise ModelError(f"neural {name!r} reads the tensor input {a!r}: input-level "
                                  "reasoning needs networks over table inputs (use "
                                  "level='concept')")
-            if isinstance(t, A.EnumType):
-                feats += [z3.If(x == k, z3.RealVal(1), z3.RealVal(0)) for k in range(t.size)]
-                continue
-            i = model.feature_names.index(a)
-            center = z3.RealVal(Fraction(float(model.feature_center[i])))
-            scale = z3.RealVal(Fraction(float(model.feature_scale[i])))
-            value = z3.If(x, z3.RealVal(1), z3.RealVal(0)) if isinstance(t, A.BoolType) else \
-                (z3.ToReal(x) if isinstance(t, A.IntType) else x)
-            feats.append((value - center) / scale)
+            feats += _feature_terms(model, kb, enc, a)
         net = model.networks[var.network.replace(".", "\u2024")]
         out = encode_network(net, feats, max_relus=max_relus)
         c = enc.const(name)
@@ -563,8 +558,7 @@ def counterfactual(model, batch, row: int = 0, output: str | None = None, *,
         elif isinstance(t, (A.IntType, A.EnumType)):
             code = value.as_long()
         else:
-            code = float(value.as_fraction()) if z3.is_rational_value(value) else \
-                float(value.approx(20).as_fraction())
+            code = real_value(value)
         after[n] = code
         if code != p.facts[n]:
             changes.append({"fact": n, "before": _show(p.kb, n, p.facts[n]),
@@ -592,22 +586,7 @@ def counterfactual(model, batch, row: int = 0, output: str | None = None, *,
     # strict thresholds have no closest point, and Optimize may stop short of their
     # infimum: pull each real change back towards the original value (bisection, each
     # step proved by Z3) while the decision stays changed
-    for change in changes:
-        n = change["fact"]
-        if not isinstance(p.kb.variables[n].type, A.RealType):
-            continue
-        start, end = float(p.facts[n]), float(after[n])
-        lo, hi = 0.0, 1.0     # fraction of the move: hi works, lo does not
-        for _ in range(24):
-            mid = (lo + hi) / 2
-            trial = dict(after)
-            trial[n] = start + (end - start) * mid
-            if still_flipped(trial):
-                hi = mid
-            else:
-                lo = mid
-        after[n] = start + (end - start) * hi
-        change["after"] = _show(p.kb, n, after[n])
+    _pull_back(p.kb, changes, p.facts, after, still_flipped, steps=24)
     m_final = p.solver()
     m_final.add(*[p.enc.const(k) == _z3_value(p.kb, k, v) for k, v in after.items()])
     p.check(m_final)
@@ -615,13 +594,36 @@ def counterfactual(model, batch, row: int = 0, output: str | None = None, *,
     new_value = m.eval(p.enc.var(output), model_completion=True)
     new_decision = _show(p.kb, output, z3.is_true(new_value) if isinstance(
         p.kb.variables[output].type, A.BoolType) else new_value.as_long())
-    distance = float(m.eval(z3.Sum(cost) if cost else z3.RealVal(0),
-                            model_completion=True).as_fraction())
+    distance = real_value(m.eval(z3.Sum(cost) if cost else z3.RealVal(0),
+                                 model_completion=True))
     verified = _check_on_model(model, batch, row, output, after, new_decision)
     return Counterfactual(batch.index[row], output, p.decision, new_decision,
                           pd.DataFrame(changes, columns=["fact", "before", "after"]),
                           {n: _show(p.kb, n, c) for n, c in after.items()}, distance,
                           verified, time.perf_counter() - t0)
+
+
+def _pull_back(kb, changes: list, facts: dict, after: dict, still_changed, *,
+               steps: int) -> None:
+    """Move each changed real fact back towards its original value, by bisection, as far
+    as ``still_changed(values)`` allows (strict thresholds have no closest point, and
+    solvers stop short of the infimum); updates ``after`` and ``changes`` in place."""
+    for change in changes:
+        n = change["fact"]
+        if not isinstance(kb.variables[n].type, A.RealType):
+            continue
+        start, end = float(facts[n]), float(after[n])
+        lo, hi = 0.0, 1.0     # fraction of the move: hi keeps the change, lo does not
+        for _ in range(steps):
+            mid = (lo + hi) / 2
+            trial = dict(after)
+            trial[n] = start + (end - start) * mid
+            if still_changed(trial):
+                hi = mid
+            else:
+                lo = mid
+        after[n] = start + (end - start) * hi
+        change["after"] = _show(kb, n, after[n])
 
 
 def _check_on_model(model, batch, row, output, after: dict, expected) -> bool:
@@ -737,8 +739,7 @@ def verify(model, prop, *, level: str = "concept", max_relus: int = 64,
         bias = dict(model.bias_table())
         for name, r in enc.residual.items():
             value = s.model().eval(r, model_completion=True)
-            logit = float(value.as_fraction()) if z3.is_rational_value(value) else \
-                float(value.approx(20).as_fraction())
+            logit = real_value(value)
             row[f"residual:{name}"] = logit
             bias[name] = bias.get(name, 0.0) + logit
         ev = evaluate(kb, row[names], bias=bias)   # re-checked by crisp evaluation
@@ -817,22 +818,9 @@ def _counterfactual_milp(model, batch, row, output, minimize, immutable, max_rel
     # the program keeps a margin around thresholds: pull each real change back towards
     # the original value while the model (its crisp evaluation) still decides otherwise
     if _check_on_model(model, batch, row, output, after, new_decision):
-        for change in changes:
-            n = change["fact"]
-            if not isinstance(kb.variables[n].type, A.RealType):
-                continue
-            start, end = float(facts[n]), float(after[n])
-            lo, hi = 0.0, 1.0
-            for _ in range(20):
-                mid = (lo + hi) / 2
-                trial = dict(after)
-                trial[n] = start + (end - start) * mid
-                if _check_on_model(model, batch, row, output, trial, new_decision):
-                    hi = mid
-                else:
-                    lo = mid
-            after[n] = start + (end - start) * hi
-            change["after"] = _show(kb, n, after[n])
+        _pull_back(kb, changes, facts, after,
+                   lambda trial: _check_on_model(model, batch, row, output, trial,
+                                                 new_decision), steps=20)
         distance = sum(
             1.0 if minimize == "count" or not isinstance(kb.variables[c["fact"]].type,
                                                          (A.RealType, A.IntType))

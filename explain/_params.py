@@ -18,14 +18,9 @@ from captum.attr import IntegratedGradients
 from torch.func import functional_call, vmap
 
 from greybox._batch import Batch
+from greybox.functional import probability_of
 
 __all__ = ["parameter_attributions"]
-
-
-def _probability(model, output: str, trace_values: torch.Tensor, target: torch.Tensor):
-    if trace_values.dim() == 1:
-        return torch.where(target.bool(), trace_values, 1.0 - trace_values)
-    return trace_values.gather(-1, target.long().view(-1, 1)).squeeze(-1)
 
 
 def parameter_attributions(model, batch: Batch, output: str, target: torch.Tensor, *,
@@ -56,7 +51,7 @@ def parameter_attributions(model, batch: Batch, output: str, target: torch.Tenso
         params = {n: t.view(s) for n, t, s in zip(names, p_flat.split(sizes), shapes)}
         sub = Batch({k: v.unsqueeze(0) for k, v in zip(keys, row)}, 1, pd.RangeIndex(1), {})
         trace = functional_call(model, (params, buffers), (sub,))
-        return _probability(model, output, trace.values[output], tgt.view(1))[0]
+        return probability_of(trace.values[output], tgt.view(1))[0]
 
     def forward(p_batch, tgt, *rows):
         return vmap(one_row)(p_batch, tgt, *rows)

@@ -6,6 +6,8 @@ import pandas as pd
 import torch
 from captum.attr import ShapleyValueSampling
 
+from greybox.functional import probability_of
+
 __all__ = ["rule_shapley"]
 
 
@@ -28,10 +30,7 @@ def rule_shapley(model, batch, output: str, target: torch.Tensor, *,
             trace = model(batch)
         finally:
             model._rule_scale = None
-        p = trace.values[output]
-        if p.dim() == 1:
-            return torch.where(target.bool(), p, 1.0 - p)
-        return p.gather(1, target.long().view(-1, 1)).squeeze(1)
+        return probability_of(trace.values[output], target)
 
     mask = torch.ones(batch.n, len(names), device=model.device)
     was = model.training

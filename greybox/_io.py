@@ -14,10 +14,29 @@ from torch import nn
 from greybox import rules as gr
 from greybox.errors import CheckpointError, GreyboxError
 
-__all__ = ["load", "save"]
+__all__ = ["load", "save", "write_atomic"]
 
 FORMAT = "greybox-model"
 VERSION = 1
+
+
+def write_atomic(path, write, *, binary: bool = True) -> None:
+    """Call ``write(file)`` on a temporary file next to ``path``, flush it to disk and
+    rename it into place: readers see the old file or the new one, never half of one."""
+    path = Path(path)
+    directory = path.parent if str(path.parent) else Path(".")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "wb" if binary else "w", **({} if binary else
+                                                       {"encoding": "utf-8"})) as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
 
 
 def save(model, path) -> None:
@@ -36,18 +55,7 @@ def save(model, path) -> None:
         "residual": sorted(model.residual.keys()) if model.residual is not None else [],
         "state": {k: v.detach().cpu() for k, v in model.state_dict().items()},
     }
-    directory = path.parent if str(path.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    write_atomic(path, lambda f: torch.save(payload, f))
 
 
 def _read(path, map_location):

@@ -494,20 +494,13 @@ class GreyBox(nn.Module):
         return kb
 
     def _written(self, e):
-        if isinstance(e, A.Num):
-            if e.learnable:
-                return A.Num(self.threshold(e).item(), True, span=e.span)
-            return e
-        changes = {}
-        for f in dataclasses.fields(e):
-            if f.name == "span":
-                continue
-            v = getattr(e, f.name)
-            if isinstance(v, A.Node):
-                changes[f.name] = self._written(v)
-            elif isinstance(v, tuple) and v and isinstance(v[0], A.Node):
-                changes[f.name] = tuple(self._written(x) for x in v)
-        return dataclasses.replace(e, **changes) if changes else e
+        """``e`` with each ``~`` number replaced by its learned value."""
+        def learned(node):
+            if isinstance(node, A.Num) and node.learnable:
+                return A.Num(self.threshold(node).item(), True, span=node.span)
+            return None
+
+        return A.rewrite(e, learned)
 
     def bias_table(self, batch: Batch | None = None) -> dict:
         """Biases as :func:`greybox.rules.evaluate` takes them (per-row arrays when a

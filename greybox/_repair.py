@@ -22,6 +22,7 @@ from greybox.errors import SolverError
 from greybox.rules import Z3Encoding
 from greybox.rules import _ast as A
 from greybox.rules._decisions import closure, plan
+from greybox.rules._z3 import real_value
 
 __all__ = ["overrides", "repairable", "repair"]
 
@@ -101,8 +102,7 @@ def repair(model, batch, logits: dict[str, torch.Tensor], rows, *, timeout: floa
                 continue
             v = m.eval(enc.const(n), model_completion=True)
             if isinstance(var.type, A.RealType):
-                values[n] = float(v.as_fraction()) if z3.is_rational_value(v) else \
-                    float(v.approx(20).as_fraction())
+                values[n] = real_value(v)
             elif isinstance(var.type, A.BoolType):
                 values[n] = int(z3.is_true(v))
             else:

@@ -22,6 +22,7 @@ import torch
 
 __all__ = [
     "TNORMS",
+    "probability_of",
     "safe_log",
     "smooth_compare",
     "t_and",
@@ -98,6 +99,23 @@ def smooth_compare(op: str, left: torch.Tensor, right: torch.Tensor,
     if op == "!=":
         return 1.0 - close
     raise ValueError(f"unknown comparison {op!r}")
+
+
+def probability_of(dist: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Per row, the probability of the value with index ``target``: ``dist`` is P(True)
+    of a bool (shape (n,), target 0/1) or a distribution (n, K).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from greybox.functional import probability_of
+    >>> [round(p, 2) for p in probability_of(torch.tensor([0.9, 0.2]),
+    ...                                      torch.tensor([1, 0])).tolist()]
+    [0.9, 0.8]
+    """
+    if dist.dim() == 1:
+        return torch.where(target.bool(), dist, 1.0 - dist)
+    return dist.gather(-1, target.long().view(-1, 1)).squeeze(-1)
 
 
 def safe_log(t: torch.Tensor) -> torch.Tensor:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from typing import Union
 
 from greybox.errors import Location
@@ -289,6 +289,25 @@ def depth(e: Expr) -> int:
         best = max(best, d)
         stack.extend((c, d + 1) for c in children(node))
     return best
+
+
+def rewrite(e, fn):
+    """``e`` with every node for which ``fn(node)`` returns a node replaced by it (a node
+    ``fn`` leaves alone -- returns None for -- is rebuilt from its rewritten children).
+    Used to write learned values or edits into expressions."""
+    new = fn(e)
+    if new is not None:
+        return new
+    changes = {}
+    for f in fields(e):
+        if f.name == "span":
+            continue
+        v = getattr(e, f.name)
+        if isinstance(v, Node):
+            changes[f.name] = rewrite(v, fn)
+        elif isinstance(v, tuple) and v and isinstance(v[0], Node):
+            changes[f.name] = tuple(rewrite(x, fn) for x in v)
+    return replace(e, **changes) if changes else e
 
 
 def variables(e: Expr) -> list[str]:

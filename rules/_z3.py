@@ -259,6 +259,13 @@ def make_solver(timeout: float | None) -> z3.Solver:
     return s
 
 
+def real_value(value: z3.ExprRef) -> float:
+    """A Z3 numeral (rational or algebraic) as a float."""
+    if z3.is_rational_value(value):
+        return float(value.as_fraction())
+    return float(value.approx(20).as_fraction())
+
+
 def _py_value(kb, name: str, value: z3.ExprRef):
     t = kb.variables[name].type
     if isinstance(t, A.BoolType):
@@ -267,11 +274,7 @@ def _py_value(kb, name: str, value: z3.ExprRef):
         return t.values[value.as_long()]
     if isinstance(t, A.IntType):
         return value.as_long()
-    if z3.is_rational_value(value):
-        return float(value.as_fraction())
-    if z3.is_algebraic_value(value):
-        return float(value.approx(20).as_fraction())
-    return float(value.as_fraction())
+    return real_value(value)
 
 
 def witness_row(enc: Z3Encoding, model: z3.ModelRef, names) -> pd.DataFrame:
