@@ -93,6 +93,24 @@ def _factory(spec: str):
     return obj() if callable(obj) else obj
 
 
+def _model_and_data(args):
+    """The saved model (its networks built by ``--networks``) and the CSV data."""
+    import pandas as pd
+
+    import greybox as gb
+
+    networks, residual = None, None
+    if args.networks:
+        built = _factory(args.networks)
+        networks, residual = built if isinstance(built, tuple) else (built, None)
+    model = gb.load(args.model, networks=networks, residual=residual)
+    try:
+        data = pd.read_csv(args.data)
+    except (OSError, ValueError) as err:
+        raise _Invalid(f"cannot read {args.data}: {err}") from None
+    return model, data
+
+
 def _explanation_json(ex, row: int) -> str:
     import json
 
@@ -115,22 +133,10 @@ def _explanation_json(ex, row: int) -> str:
 
 
 def _cmd_explain(args) -> int:
-    import pandas as pd
 
     import greybox as gb
 
-    networks, residual = None, None
-    if args.networks:
-        built = _factory(args.networks)
-        if isinstance(built, tuple):
-            networks, residual = built
-        else:
-            networks = built
-    model = gb.load(args.model, networks=networks, residual=residual)
-    try:
-        data = pd.read_csv(args.data)
-    except (OSError, ValueError) as err:
-        raise _Invalid(f"cannot read {args.data}: {err}") from None
+    model, data = _model_and_data(args)
     if not 0 <= args.row < len(data):
         raise _Invalid(f"--row {args.row} is outside {args.data} (rows 0..{len(data) - 1})")
     ex = gb.explain.explain(model, data.iloc[[args.row]], method=args.method,
@@ -151,20 +157,11 @@ def _cmd_explain(args) -> int:
 
 
 def _cmd_debug(args) -> int:
-    import pandas as pd
 
     import greybox as gb
     from greybox.explain._server import DebugServer
 
-    networks, residual = None, None
-    if args.networks:
-        built = _factory(args.networks)
-        networks, residual = built if isinstance(built, tuple) else (built, None)
-    model = gb.load(args.model, networks=networks, residual=residual)
-    try:
-        data = pd.read_csv(args.data)
-    except (OSError, ValueError) as err:
-        raise _Invalid(f"cannot read {args.data}: {err}") from None
+    model, data = _model_and_data(args)
     if args.target not in data.columns:
         raise _Invalid(f"no column {args.target!r} in {args.data} (columns: "
                        f"{', '.join(map(str, data.columns))})")
