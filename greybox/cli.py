@@ -133,7 +133,6 @@ def _explanation_json(ex, row: int) -> str:
 
 
 def _cmd_explain(args) -> int:
-
     import greybox as gb
 
     model, data = _model_and_data(args)
@@ -157,7 +156,6 @@ def _cmd_explain(args) -> int:
 
 
 def _cmd_debug(args) -> int:
-
     import greybox as gb
     from greybox.explain._server import DebugServer
 
