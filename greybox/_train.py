@@ -45,12 +45,41 @@ class History:
 class _LossModule(nn.Module):
     """Wraps a model so that DistributedDataParallel sees the loss as the forward pass."""
 
-    def __init__(self, model):
+    def __init__(self, model, *, tie: bool = False):
         super().__init__()
         self.model = model
+        self.tie = tie
 
     def forward(self, batch: Batch, labels: Targets) -> torch.Tensor:
-        return self.model._loss(self.model(batch), labels)
+        loss = self.model._loss(self.model(batch), labels)
+        if self.tie and not loss.requires_grad and torch.is_grad_enabled():
+            # nothing in this process's batch teaches (no label, or only impossible ones):
+            # a zero that reaches every parameter, so backward and DDP's all-reduce still
+            # run in step with the other processes
+            for p in self.parameters():
+                if p.requires_grad:
+                    loss = loss + 0.0 * p.sum()
+        return loss
+
+
+def _has_label(labels: Targets | None, rows: torch.Tensor | None = None) -> bool:
+    """Whether any of ``rows`` (default: all) has a label for some variable."""
+    if labels is None:
+        return False
+    for mask in labels.mask.values():
+        m = mask if rows is None else mask[rows.to(mask.device)]
+        if bool(m.any()):
+            return True
+    return False
+
+
+def _step_rows(perm: torch.Tensor, per: int, world: int, start: int, size: int
+               ) -> torch.Tensor:
+    """The rows that all ``world`` processes (``per`` rows each) take at one step."""
+    if world == 1:
+        return perm[start:start + size]
+    return torch.cat([perm[r * per + start:r * per + min(start + size, per)]
+                      for r in range(world)])
 
 
 def _default_targets(model, data):
@@ -125,7 +154,8 @@ def fit(model, data, targets=None, *, epochs: int = 10, batch_size: int = 32,
     targets : mapping of variable name -> labels, Series/array (the only output), optional
         Any variable may be supervised: outputs, defined variables (distant supervision:
         a digit network learns from sums) or neural concepts. Missing labels (NaN/None)
-        are skipped; soft constraints still train on those rows. Default: columns of
+        are skipped; soft constraints still train on those rows, and without soft
+        constraints a mini-batch with no label at all is skipped. Default: columns of
         ``data`` named after non-input variables.
     epochs, batch_size, lr, weight_decay
         Adam over :meth:`GreyBox.parameter_groups` unless ``optimizer`` (a function
@@ -151,6 +181,14 @@ def fit(model, data, targets=None, *, epochs: int = 10, batch_size: int = 32,
     Returns
     -------
     History
+
+    Raises
+    ------
+    DataError
+        The data or labels do not fit the rules, or no training row has a label and there
+        is no soft constraint to learn from.
+    ModelError
+        Bad arguments, nothing to learn from, or a loss that is not finite.
     """
     if not isinstance(epochs, int) or epochs < 0:
         raise ModelError(f"epochs must be a non-negative integer, got {epochs!r}")
@@ -190,10 +228,18 @@ def fit(model, data, targets=None, *, epochs: int = 10, batch_size: int = 32,
         vt = validation[1] if validation[1] is not None else _default_targets(model, validation[0])
         val_labels = model._targets(vt, val_batch.n) if vt is not None else None
 
+    soft = any(not c.hard for c in model.kb.constraints.values())
+    if not soft and not _has_label(labels):
+        held = " (after holding out the validation rows)" if isinstance(validation, float) \
+            else ""
+        raise DataError(f"no row of the training data has a label{held}, and the rules have "
+                        "no soft constraint to learn from unlabelled rows: give at least one "
+                        "label (missing labels are NaN or None)")
+
     dist = torch.distributed
     distributed = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
     rank, world = (dist.get_rank(), dist.get_world_size()) if distributed else (0, 1)
-    runner = _LossModule(model)
+    runner = _LossModule(model, tie=distributed)
     if distributed:
         runner = nn.parallel.DistributedDataParallel(runner, find_unused_parameters=True)
     params = model.parameter_groups(lr)
@@ -209,10 +255,9 @@ def fit(model, data, targets=None, *, epochs: int = 10, batch_size: int = 32,
     model.train()
     for epoch in range(1, epochs + 1):
         t0 = time.perf_counter()
-        perm = torch.randperm(batch.n, generator=gen)
-        if distributed:
-            per = batch.n // world
-            perm = perm[rank * per:(rank + 1) * per]
+        whole = torch.randperm(batch.n, generator=gen)
+        per = batch.n // world
+        perm = whole[rank * per:(rank + 1) * per] if distributed else whole
         steps = range(0, len(perm), batch_size)
         # disable=None: tqdm shows the bar on terminals only (logs get one line per epoch)
         bar = tqdm(steps, desc=f"epoch {epoch}/{epochs}", leave=False, mininterval=0.5,
@@ -220,6 +265,9 @@ def fit(model, data, targets=None, *, epochs: int = 10, batch_size: int = 32,
         total, seen = 0.0, 0
         for start in bar:
             rows = perm[start:start + batch_size]
+            if not soft and not _has_label(labels, _step_rows(whole, per, world, start,
+                                                               batch_size)):
+                continue   # no process has a labelled row at this step: all skip it
             sub = batch.take(rows)
             lab = labels.take(rows) if labels is not None else None
             opt.zero_grad(set_to_none=True)
@@ -227,6 +275,8 @@ def fit(model, data, targets=None, *, epochs: int = 10, batch_size: int = 32,
             if not torch.isfinite(loss):
                 raise ModelError(f"the loss became {float(loss)} in epoch {epoch}; lower the "
                                  "learning rate or check the labels")
+            if not loss.requires_grad:
+                continue   # every label in the batch is impossible: nothing to learn
             loss.backward()
             opt.step()
             total += loss.item() * len(rows)
