@@ -63,16 +63,27 @@ class DecisionPlan:
     fixed_constraints: tuple[A.Constraint, ...]
 
 
-_PLANS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+#: id(kb) -> (weak reference to kb, its plan). Keyed by identity, not equality: two equal
+#: knowledge bases (a model's rules and its learned copy) hold different AST nodes, and
+#: callers look nodes of the plan up by identity.
+_PLANS: dict[int, tuple] = {}
 
 
 def plan(kb) -> DecisionPlan:
-    """The decision structure of ``kb`` (cached per knowledge base)."""
-    found = _PLANS.get(kb)
-    if found is None:
-        found = _make_plan(kb)
-        _PLANS[kb] = found
+    """The decision structure of ``kb`` (cached per knowledge base object)."""
+    entry = _PLANS.get(id(kb))
+    if entry is not None and entry[0]() is kb:
+        return entry[1]
+    found = _make_plan(kb)
+    key = id(kb)
+    _PLANS[key] = (weakref.ref(kb, lambda ref, key=key: _drop(key, ref)), found)
     return found
+
+
+def _drop(key: int, ref) -> None:
+    entry = _PLANS.get(key)
+    if entry is not None and entry[0] is ref:
+        del _PLANS[key]
 
 
 def _make_plan(kb) -> DecisionPlan:
