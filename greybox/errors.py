@@ -25,6 +25,7 @@ __all__ = [
     "ModelError",
     "RuleError",
     "RuleSyntaxError",
+    "SaveError",
     "SolverError",
 ]
 
@@ -132,3 +133,8 @@ class ModelError(GreyboxError, ValueError):
 class CheckpointError(GreyboxError, ValueError):
     """A saved model that cannot be read: corrupted, truncated, foreign or from an
     incompatible version."""
+
+
+class SaveError(GreyboxError, OSError):
+    """A file greybox was asked to write that cannot be written where asked: its folder
+    is missing, is not a folder, or does not accept new files."""
