@@ -18,7 +18,6 @@ from greybox.rules._decisions import closure
 
 from ._batch import Batch, to_batch, to_targets
 from ._linear import compile_linear, linear_form
-from ._repair import overrides, repair, repairable
 from ._trace import Trace
 from .semantics import REGISTRY
 
@@ -594,35 +593,28 @@ class GreyBox(nn.Module):
 
     def predict(self, data, *, on_infeasible: str = "raise", batch_size: int = 4096
                 ) -> pd.DataFrame:
-        """The most probable value of every output, one row per example.
+        """The decision of every output, one row per example: the model's one decision
+        function (see :mod:`greybox._decide`), which every formal result speaks about.
 
-        Hard constraints hold in every row returned: finite variables are conditioned
-        exactly; where a network's real output violates a hard constraint, the closest
-        values that satisfy it (Z3 Optimize) are used. Where no value satisfies them,
+        The networks' most probable values are taken, the rules score the decided outputs
+        with the learned weights, thresholds, biases and residual, and the best-scoring
+        values allowed by the hard constraints win. Hard constraints hold in every row
+        returned: where the networks' most probable values violate one, the most probable
+        values that satisfy it are used (Z3 Optimize). Where no value satisfies them,
         ``on_infeasible="raise"`` (default) raises :class:`~greybox.DataError` naming the
         rows; ``"flag"`` returns them with a True ``infeasible`` column instead.
         """
         if on_infeasible not in ("raise", "flag"):
             raise ModelError(f"on_infeasible must be 'raise' or 'flag', got {on_infeasible!r}")
         batch = self.batch(data)
-        outs, flags = [], []
-        was = self.training
-        self.eval()
-        try:
-            with torch.no_grad():
-                for start in range(0, batch.n, batch_size):
-                    rows = torch.arange(start, min(batch.n, start + batch_size))
-                    sub = batch.take(rows)
-                    tr = self(sub)
-                    decisions = {k: v.cpu() for k, v in tr.decisions().items()}
-                    infeasible = tr.infeasible.cpu()
-                    if bool(infeasible.any()) and repairable(self.kb):
-                        self._repair(sub, tr, decisions, infeasible)
-                    outs.append(decisions)
-                    flags.append(infeasible)
-        finally:
-            self.train(was)
-        infeasible = torch.cat(flags).numpy() if flags else np.zeros(0, bool)
+        parts, flags = [], []
+        for sub, ev, _ in self._decisions(batch, batch_size):
+            cols = {}
+            for name in self.kb.outputs:
+                cols[name] = _decided(self.kb, name, ev, _)
+            parts.append(cols)
+            flags.append(ev.infeasible.to_numpy())
+        infeasible = np.concatenate(flags) if flags else np.zeros(0, bool)
         if on_infeasible == "raise" and infeasible.any():
             rows = np.flatnonzero(infeasible)
             labels = [batch.index[i] for i in rows[:5]]
@@ -631,35 +623,39 @@ class GreyBox(nn.Module):
                             "returns them flagged")
         cols = {}
         for name in self.kb.outputs:
-            v = torch.cat([o[name] for o in outs]).numpy() if outs else np.zeros(0)
+            v = np.concatenate([p[name] for p in parts]) if parts else np.zeros(0)
             cols[name] = _decode(self.kb.variables[name].type, v)
         df = pd.DataFrame(cols, index=batch.index)
         if on_infeasible == "flag":
             df["infeasible"] = infeasible
         return df
 
-    def _repair(self, batch: Batch, trace: Trace, decisions: dict, infeasible: torch.Tensor):
-        """Rows whose real network outputs violate a hard constraint: decide again with the
-        closest values that satisfy it (Z3 Optimize); updates ``decisions`` and
-        ``infeasible`` in place."""
-        bad = torch.nonzero(infeasible).flatten().tolist()
-        fixed = repair(self, batch, trace.logits, bad)
-        rows = [r for r in bad if r in fixed]
-        if not rows:
-            return
-        sub = batch.take(torch.as_tensor(rows))
-        sub.overrides = overrides(self.kb, fixed, trace.logits, rows)
-        again = self(sub)
-        ok = ~again.infeasible.cpu()
-        index = torch.as_tensor(rows)
-        for name, v in again.decisions().items():
-            decisions[name][index[ok]] = v.cpu()[ok].to(decisions[name].dtype)
-        infeasible[index[ok]] = False
+    def _decisions(self, batch: Batch, batch_size: int):
+        """``(sub-batch, Evaluation, logits)`` of the decision function, chunk by chunk."""
+        from ._decide import decide
+
+        was = self.training
+        self.eval()
+        try:
+            for start in range(0, batch.n, batch_size):
+                sub = batch.take(torch.arange(start, min(batch.n, start + batch_size)))
+                ev, logits = decide(self, sub)
+                yield sub, ev, logits
+        finally:
+            self.train(was)
 
     def predict_proba(self, data, output: str | None = None, *, batch_size: int = 4096
                       ) -> pd.DataFrame:
-        """The distribution of a finite output (default: the only output), one column per
-        value (``False``/``True`` for a bool)."""
+        """The probability of each value of a finite output (default: the only output), one
+        column per value (``False``/``True`` for a bool); the most probable value is the
+        decision :meth:`predict` returns.
+
+        For an output decided by rules: the softmax of its crisp scores (bias, residual
+        and the weights of the rules that fire) over the values the hard constraints
+        allow. For a defined or neural output: its exact distribution under the
+        networks' distributions (probabilistic semantics; its mode can differ from the
+        decision, which takes each network's most probable value).
+        """
         if output is None:
             if len(self.kb.outputs) != 1:
                 raise ModelError(f"name the output: one of {', '.join(self.kb.outputs)}")
@@ -668,25 +664,34 @@ class GreyBox(nn.Module):
         if var is None or not var.output or not A.is_finite_type(var.type):
             raise ModelError(f"{output!r} is not a finite output")
         batch = self.batch(data)
+        values = list(A.domain_values(var.type))
         parts = []
-        was = self.training
-        self.eval()
-        try:
-            with torch.no_grad():
-                for start in range(0, batch.n, batch_size):
-                    rows = torch.arange(start, min(batch.n, start + batch_size))
-                    tr = self(batch.take(rows))
-                    if output not in tr.values:
-                        raise ModelError(f"{output!r} has too many values to enumerate its "
-                                         "distribution")
-                    p = tr.values[output]
-                    if p.dim() == 1:
-                        p = torch.stack([1 - p, p], 1)
-                    parts.append(p.cpu())
-        finally:
-            self.train(was)
-        p = torch.cat(parts).numpy() if parts else np.zeros((0, len(A.domain_values(var.type))))
-        return pd.DataFrame(p, index=batch.index, columns=list(A.domain_values(var.type)))
+        if var.role == "decided":
+            from ._decide import decision_scores
+
+            for sub, ev, logits in self._decisions(batch, batch_size):
+                s = decision_scores(self, ev.kb, sub, logits, ev, output)
+                s = torch.as_tensor(s, dtype=torch.float64)
+                parts.append(torch.softmax(s, 1).numpy())
+        else:
+            was = self.training
+            self.eval()
+            try:
+                with torch.no_grad():
+                    for start in range(0, batch.n, batch_size):
+                        rows = torch.arange(start, min(batch.n, start + batch_size))
+                        tr = self(batch.take(rows))
+                        if output not in tr.values:
+                            raise ModelError(f"{output!r} has too many values to enumerate "
+                                             "its distribution")
+                        p = tr.values[output]
+                        if p.dim() == 1:
+                            p = torch.stack([1 - p, p], 1)
+                        parts.append(p.cpu().numpy())
+            finally:
+                self.train(was)
+        p = np.concatenate(parts) if parts else np.zeros((0, len(values)))
+        return pd.DataFrame(p, index=batch.index, columns=values)
 
     # persistence --------------------------------------------------------------------------------
     def save(self, path) -> None:
@@ -732,6 +737,29 @@ def _type(t) -> str:
     from greybox.rules._printer import type_to_text
 
     return type_to_text(t)
+
+
+def _decided(kb, name: str, ev, logits) -> np.ndarray:
+    """An output's decision as value codes (enum index, int offset from ``lo``, bool,
+    real value), from the decision function's evaluation."""
+    from ._decide import neural_values
+
+    t = kb.variables[name].type
+    var = kb.variables[name]
+    if var.role == "decided":
+        series = ev.decisions[name]
+    elif var.role == "defined":
+        series = ev.values[name]
+    else:
+        series = pd.Series(neural_values(kb, {name: logits[name]})[name])
+    if isinstance(t, A.EnumType):
+        return np.asarray(pd.Categorical(series, categories=list(t.values)).codes,
+                          dtype=np.int64)
+    if isinstance(t, A.IntType):
+        return series.to_numpy().astype(np.int64) - t.lo
+    if isinstance(t, A.BoolType):
+        return series.to_numpy().astype(bool)
+    return series.to_numpy().astype(np.float64)
 
 
 def _decode(t, v: np.ndarray) -> pd.Series | np.ndarray:

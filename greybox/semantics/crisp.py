@@ -1,10 +1,10 @@
 """Crisp semantics: plain booleans, for inference and auditing.
 
-The networks' most probable values (a bool's logit > 0, a finite variable's argmax, a
-real output as is) are handed to :func:`greybox.rules.evaluate` together with the
-model's learned weights, thresholds and biases (and the residual network's logits as a
-per-row bias). The decisions are therefore exactly those of the rules package's crisp
-evaluation.
+The model's decision function (:mod:`greybox._decide`): the networks' most probable
+values (repaired where they violate a hard constraint) are handed to
+:func:`greybox.rules.evaluate` together with the model's learned weights, thresholds and
+biases (and the residual network's logits as a per-row bias). The trace's decisions are
+therefore exactly what :meth:`GreyBox.predict` returns.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import numpy as np
 import torch
 
 from greybox.rules import _ast as A
-from greybox.rules import evaluate
 
 from .._trace import Trace
 from ._base import Semantics
@@ -21,35 +20,12 @@ from ._base import Semantics
 __all__ = ["CrispSemantics", "crisp_evaluation"]
 
 
-def _neural_values(kb, logits) -> dict:
-    out = {}
-    for name, t in logits.items():
-        var = kb.variables[name]
-        t = t.detach()
-        if isinstance(var.type, A.BoolType):
-            out[name] = (t > 0).cpu().numpy()
-        elif isinstance(var.type, A.EnumType):
-            out[name] = np.asarray(var.type.values, dtype=object)[t.argmax(1).cpu().numpy()]
-        elif isinstance(var.type, A.IntType):
-            out[name] = t.argmax(1).cpu().numpy() + var.type.lo
-        else:
-            out[name] = t.double().cpu().numpy()
-    return out
-
-
 def crisp_evaluation(model, batch, logits=None):
-    """The rules package's evaluation of ``batch`` with the model's networks and
-    parameters; returns ``(Evaluation, logits)``."""
-    kb = model.kb
-    if logits is None:
-        logits = model.run_networks(batch)
-    data = {}
-    for name, arr in batch.columns.items():
-        t = kb.variables[name].type
-        data[name] = np.asarray(t.values, dtype=object)[arr] if isinstance(t, A.EnumType) else arr
-    data.update(_neural_values(kb, logits))
-    bias = model.bias_table(batch)
-    return evaluate(model.to_kb(), data, bias=bias), logits
+    """The model's decision function on ``batch`` (:func:`greybox._decide.decide`):
+    ``(Evaluation, logits)``."""
+    from .._decide import decide
+
+    return decide(model, batch, logits)
 
 
 def _index(kb, name, series) -> np.ndarray:

@@ -1,0 +1,182 @@
+"""The decision function of a grey-box model: train smooth, decide crisp.
+
+A model is *trained* under a smooth semantics (exact probabilities, fuzzy t-norms), but it
+*decides* with one crisp function, and every formal result (reasons, counterfactuals,
+verification, the debugger's what-if diffs) is a statement about that same function:
+
+1. each network's most probable value is taken (a bool's logit > 0, a finite concept's
+   argmax with ties to the first value, a real output as is); where those values violate
+   a hard constraint over non-decided variables, the most probable values that satisfy
+   it are used instead (:mod:`greybox._repair`);
+2. defined variables follow from them;
+3. each decided variable's score is ``bias + residual + sum(weight * [body])`` with the
+   learned weights and thresholds, and the decision is the best-scoring (joint)
+   assignment that satisfies the hard constraints, ties to the earlier value in domain
+   order -- exactly :func:`greybox.rules.evaluate` on the learned knowledge base.
+
+The probability reported with a decision (:meth:`GreyBox.predict_proba`) is the softmax
+of the same crisp scores over the values the hard constraints allow (for variables that
+constraints tie together: of the best joint score with each value), so the most probable
+value is always the decision.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import torch
+
+from greybox.rules import _ast as A
+from greybox.rules import evaluate
+from greybox.rules._decisions import closure, plan
+
+__all__ = ["decide", "decision_scores", "neural_values", "repair_needed"]
+
+
+def neural_values(kb, logits: dict) -> dict:
+    """Each neural variable's crisp value from its network output (enum values by name,
+    ints by value)."""
+    out = {}
+    for name, t in logits.items():
+        var = kb.variables[name]
+        t = t.detach()
+        if isinstance(var.type, A.BoolType):
+            out[name] = (t > 0).cpu().numpy()
+        elif isinstance(var.type, A.EnumType):
+            out[name] = np.asarray(var.type.values, dtype=object)[t.argmax(1).cpu().numpy()]
+        elif isinstance(var.type, A.IntType):
+            out[name] = t.argmax(1).cpu().numpy() + var.type.lo
+        else:
+            out[name] = t.double().cpu().numpy()
+    return out
+
+
+def repair_needed(kb) -> bool:
+    """True when some hard constraint over non-decided variables reads a neural variable
+    (the networks' most probable values may then violate it)."""
+    for c in plan(kb).fixed_constraints:
+        if any(kb.variables[n].role == "neural"
+               for n in closure(kb, A.variables(c.formula))):
+            return True
+    return False
+
+
+def _evaluate(model, kb, batch, logits, bias=None, neural=None):
+    """``greybox.rules.evaluate`` on the batch's table inputs and the networks' values
+    (``neural``: those values, when already known)."""
+    data = {}
+    for name, arr in batch.columns.items():
+        t = kb.variables[name].type
+        data[name] = np.asarray(t.values, dtype=object)[arr] if isinstance(t, A.EnumType) \
+            else arr
+    data.update(neural_values(kb, logits) if neural is None else neural)
+    return evaluate(kb, data, bias=model.bias_table(batch) if bias is None else bias)
+
+
+def decide(model, batch, logits: dict | None = None):
+    """The model's crisp decision of every row of ``batch``: ``(Evaluation, logits)``.
+
+    ``logits`` are the networks' outputs (computed when not given); rows whose networks'
+    most probable values violate a hard constraint are decided with the most probable
+    values that satisfy it, and the returned logits encode those values (the evaluation
+    uses them exactly, in float64).
+    """
+    kb = model.to_kb()
+    if logits is None:
+        with torch.no_grad():
+            logits = model.run_networks(batch)
+    ev = _evaluate(model, kb, batch, logits)
+    bad = np.flatnonzero(ev.infeasible.to_numpy())
+    if len(bad) and repair_needed(kb):
+        from ._repair import overrides, repair
+
+        fixed = repair(model, batch, logits, bad.tolist())
+        rows = [r for r in bad.tolist() if r in fixed]
+        if rows:
+            neural = neural_values(kb, logits)
+            for name, col in neural.items():
+                t = kb.variables[name].type
+                col = col.copy() if col.dtype != object else col.astype(object)
+                for r in rows:
+                    if name in fixed[r]:
+                        col[r] = _value(t, fixed[r][name])
+                neural[name] = col
+            new = overrides(model.kb, fixed, logits, rows)
+            logits = dict(logits)
+            for name, sub in new.items():
+                full = logits[name].detach().clone()
+                full[torch.as_tensor(rows, device=full.device)] = sub.to(full.dtype)
+                logits[name] = full
+            ev = _evaluate(model, kb, batch, logits, neural=neural)
+    return ev, logits
+
+
+def _value(t, code):
+    """A repaired value (real value, bool, value index) as :func:`neural_values` shows it."""
+    if isinstance(t, A.EnumType):
+        return t.values[int(code)]
+    if isinstance(t, A.IntType):
+        return int(code) + t.lo
+    if isinstance(t, A.BoolType):
+        return bool(code)
+    return float(code)
+
+
+def decision_scores(model, kb, batch, logits, ev, name: str) -> np.ndarray:
+    """(rows, values) scores of a decided variable's values whose softmax is the
+    probability reported with the decision: the crisp scores where nothing ties the
+    variable; else, per value, the best joint score among the assignments the hard
+    constraints allow with that value (``-inf`` where none is allowed)."""
+    var = kb.variables[name]
+    values = list(A.domain_values(var.type))
+    comp = next(c for c in plan(kb).components if name in c.variables)
+    if len(comp.variables) == 1 and not comp.constraints:
+        return _scores_of(ev, kb, name, values)
+    # force each value in turn with a bias larger than any score difference: the
+    # evaluation then picks the best allowed assignment containing it, if there is one
+    bound = 1.0 + sum(abs(r.weight) for r in kb.rules.values())
+    for v in comp.variables:
+        s = ev.scores[[c for c in ev.scores.columns if c == v or c.startswith(f"{v}=")]]
+        bound += float(np.abs(s.to_numpy()).max(initial=0.0))
+    force = 4.0 * bound
+    out = np.full((len(ev.index), len(values)), -np.inf)
+    base = model.bias_table(batch)
+    for k, x in enumerate(values):
+        bias = dict(base)
+        b = bias.get(name, 0.0)
+        if isinstance(var.type, A.BoolType):
+            bias[name] = b + (force if x else -force)
+        else:
+            b = dict(b) if isinstance(b, dict) else {y: 0.0 for y in values}
+            b[x] = b.get(x, 0.0) + force
+            bias[name] = b
+        forced = _evaluate(model, kb, batch, logits, bias)
+        hit = (forced.decisions[name].to_numpy() == x) & ~forced.infeasible.to_numpy()
+        total = np.zeros(len(ev.index))
+        for v in comp.variables:
+            vv = kb.variables[v]
+            chosen = forced.decisions[v]
+            sc = _scores_of(forced, kb, v, list(A.domain_values(vv.type)))
+            idx = _codes(vv.type, chosen)
+            total = total + sc[np.arange(len(idx)), idx]
+        total = total - force
+        out[:, k] = np.where(hit, total, -np.inf)
+    return out
+
+
+def _codes(t, series: pd.Series) -> np.ndarray:
+    if isinstance(t, A.EnumType):
+        return np.asarray(pd.Categorical(series, categories=list(t.values)).codes,
+                          dtype=np.int64)
+    if isinstance(t, A.IntType):
+        return series.to_numpy().astype(np.int64) - t.lo
+    return series.to_numpy().astype(np.int64)
+
+
+def _scores_of(ev, kb, name: str, values: list) -> np.ndarray:
+    """(rows, values) crisp scores of a decided variable (a bool's False scores 0)."""
+    t = kb.variables[name].type
+    if isinstance(t, A.BoolType):
+        s = ev.scores[name].to_numpy()
+        return np.stack([np.zeros_like(s), s], 1)
+    return np.stack([ev.scores[f"{name}={v}"].to_numpy() for v in values], 1)
