@@ -233,10 +233,21 @@ def explain(model, data, output: str | None = None, *,
     model.eval()
     try:
         with torch.no_grad():
-            trace = model(batch)
+            smooth = model(batch)
+            # the decision, the rules' truths and contributions are those of the model's
+            # decision function (what predict returns); attributions are gradients, so
+            # they are taken through the smooth semantics the model was trained under
+            trace = model(batch, crisp=True)
             decisions = {k: v for k, v in trace.decisions().items()}
             residual = {k: v.detach() for k, v in model.residual_scores(batch).items()}
-            values = {k: trace.values[k].detach() for k in trace.values}
+            # concepts keep the networks' distributions (a proof's p= figures)
+            values = {k: smooth.values[k].detach() for k in smooth.values}
+            if kb.variables[output].role == "decided":
+                proba = model.predict_proba(batch, output).to_numpy().copy()
+                values[output] = torch.as_tensor(
+                    proba[:, 1] if proba.shape[1] == 2 and isinstance(
+                        kb.variables[output].type, A.BoolType) else proba,
+                    dtype=torch.float32)
         out_type = kb.variables[output].type
         target = decisions[output]
         finite = A.is_finite_type(out_type)
@@ -244,7 +255,7 @@ def explain(model, data, output: str | None = None, *,
         rules = _rules_frame(model, trace, batch.n)
         concepts = _concepts_frame(model, values, batch.n)
         attributions, deltas, used = ({}, {}, {}) if not finite else \
-            _input_attributions(model, batch, trace, output, target, method)
+            _input_attributions(model, batch, smooth, output, target, method)
         if parameters and finite and any(p.requires_grad for p in model.parameters()):
             per_tensor, top, completeness = parameter_attributions(
                 model, batch, output, target, n_steps=n_steps, top_k=top_k,
