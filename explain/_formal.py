@@ -33,6 +33,8 @@ __all__ = ["Counterfactual", "Reason", "counterfactual", "reason", "verify"]
 
 
 def _show(kb, name, code):
+    if name.startswith("residual:"):
+        return float(code)
     t = kb.variables[name].type
     if isinstance(t, A.EnumType):
         return t.values[int(code)]
@@ -104,7 +106,7 @@ def _background(model, kb, bias: dict, level: str, max_relus: int, residual: str
         terms = _residual_terms(model, kb, enc, max_relus) if residual == "encoded" else None
         for name in model.kb.decided:
             if (name.replace(".", "\u2024")) in model.residual:
-                enc.residual[name] = terms[name] if terms else z3.Real(f"residual:{name}")
+                enc.residual[name] = terms[name] if terms else _residual_vars(kb, name)
     background = list(enc.domain(("input", "neural")))
     for c in plan(kb).fixed_constraints:
         background.append(enc.expr(c.formula))
@@ -116,8 +118,37 @@ def _background(model, kb, bias: dict, level: str, max_relus: int, residual: str
     return enc, background
 
 
+def _residual_vars(kb, name: str) -> list:
+    """Free Z3 reals for a residual network's logits: one for a bool (added to the score
+    of True), one per value otherwise."""
+    t = kb.variables[name].type
+    if isinstance(t, A.BoolType):
+        return [z3.Real(f"residual:{name}")]
+    return [z3.Real(f"residual:{name}={v}") for v in A.domain_values(t)]
+
+
+def residual_facts(model, batch, row: int) -> dict:
+    """The residual networks' logits on a row, as named facts (``residual:NAME`` for a
+    bool, ``residual:NAME=VALUE`` per value otherwise)."""
+    if model.residual is None:
+        return {}
+    sub = batch.take(torch.as_tensor([row]))
+    with torch.no_grad():
+        res = model.residual_scores(sub)
+    out = {}
+    for name, r in res.items():
+        r = r.detach().double().cpu().reshape(-1)
+        t = model.kb.variables[name].type
+        if isinstance(t, A.BoolType):
+            out[f"residual:{name}"] = float(r[0])
+        else:
+            for k, v in enumerate(A.domain_values(t)):
+                out[f"residual:{name}={v}"] = float(r[k])
+    return out
+
+
 class _ResidualEncoding(Z3Encoding):
-    """The rules' Z3 encoding with a residual network's logit added to the scores."""
+    """The rules' Z3 encoding with a residual network's logits added to the scores."""
 
     residual: dict = {}
 
@@ -126,10 +157,18 @@ class _ResidualEncoding(Z3Encoding):
         r = self.residual.get(name)
         if r is None:
             return total
-        if not isinstance(self.kb.variables[name].type, A.BoolType):
-            raise ModelError(f"{name!r}: a residual over an int or enum decision cannot be "
-                             "encoded yet; reason with the residual held at the row's value")
-        return total + r if value is True else total
+        t = self.kb.variables[name].type
+        if isinstance(t, A.BoolType):
+            return total + r[0] if value is True else total
+        return total + r[list(A.domain_values(t)).index(value)]
+
+    def residual_const(self, fact: str):
+        """The Z3 term of a residual fact name (``residual:NAME[=VALUE]``)."""
+        name, _, value = fact[len("residual:"):].partition("=")
+        t = self.kb.variables[name].type
+        k = 0 if isinstance(t, A.BoolType) else \
+            [str(v) for v in A.domain_values(t)].index(value)
+        return self.residual[name][k]
 
 
 def _feature_terms(model, kb, enc, name: str) -> list:
@@ -164,10 +203,12 @@ def _residual_terms(model, kb, enc, max_relus: int) -> dict:
     for key, net in model.residual.items():
         name = key.replace("\u2024", ".")
         logits = encode_network(net, feats, max_relus=max_relus)
-        if len(logits) != 1:
-            raise ModelError(f"the residual of {name!r} has {len(logits)} outputs; only a "
-                             "bool decision's single logit can be encoded")
-        out[name] = logits[0]
+        t = kb.variables[name].type
+        want = 1 if isinstance(t, A.BoolType) else len(A.domain_values(t))
+        if len(logits) != want:
+            raise ModelError(f"the residual of {name!r} has {len(logits)} outputs; "
+                             f"{want} expected")
+        out[name] = logits
     return out
 
 
@@ -215,27 +256,29 @@ class _Problem:
         self.kb = kb
         self.output = output
         sub = batch.take(torch.as_tensor([row]))
+        # a residual network is never held silently: at the input level it is encoded
+        # from the inputs, at the concept level its logits are named facts of the row
+        # (free when a reason drops them)
         bias = {}
-        # at the input level an encodable residual is part of the encoding, not of the bias
-        encoded = level == "input" and model.residual is not None
-        for name, b in model.bias_table(None if encoded else sub).items():
-            if isinstance(b, dict):
-                bias[name] = {k: float(np.asarray(v).reshape(-1)[0]) for k, v in b.items()}
-            else:
-                bias[name] = float(np.asarray(b).reshape(-1)[0])
+        for name, b in model.bias_table().items():
+            bias[name] = {k: float(v) for k, v in b.items()} if isinstance(b, dict) \
+                else float(b)
         self.bias = bias
-        self.enc, self.background = _background(model, kb, bias, level, max_relus,
-                                                "encoded" if encoded else "fixed")
+        mode = "fixed" if model.residual is None else \
+            "encoded" if level == "input" else "free"
+        self.enc, self.background = _background(model, kb, bias, level, max_relus, mode)
         self.facts = _facts(model, batch, row)
         if level == "input":  # the networks' values follow from the inputs
             self.facts = {n: v for n, v in self.facts.items()
                           if kb.variables[n].role != "neural"}
+        else:
+            self.facts.update(residual_facts(model, batch, row))
         from greybox.semantics.crisp import crisp_evaluation
 
         ev, _ = crisp_evaluation(model, sub)
         if bool(ev.infeasible.iloc[0]):
-            raise ModelError(f"row {row}: no decision satisfies the hard constraints, so "
-                             "there is no decision to explain")
+            raise ModelError(f"row {batch.index[row]!r}: no decision satisfies the hard "
+                             "constraints, so there is no decision to explain")
         value = ev.decisions[output].iloc[0] if output in ev.decisions else \
             ev.values[output].iloc[0]
         self.decision = value.item() if hasattr(value, "item") else value
@@ -248,11 +291,21 @@ class _Problem:
         else:
             raise ModelError(f"{output!r} is real-valued; reasons explain finite decisions")
         self.timeout = timeout
-        self.names = [n for n in self.facts
-                      if not isinstance(kb.variables[n].type, A.TensorType)]
+        self.names = [n for n in self.facts if n.startswith("residual:")
+                      or not isinstance(kb.variables[n].type, A.TensorType)]
+
+    def const(self, name):
+        if name.startswith("residual:"):
+            return self.enc.residual_const(name)
+        return self.enc.const(name)
+
+    def value(self, name, code):
+        if name.startswith("residual:"):
+            return z3.RealVal(Fraction(float(code)))
+        return _z3_value(self.kb, name, code)
 
     def equality(self, name):
-        return self.enc.const(name) == _z3_value(self.kb, name, self.facts[name])
+        return self.const(name) == self.value(name, self.facts[name])
 
     def solver(self) -> z3.Solver:
         s = z3.Solver()
@@ -276,36 +329,79 @@ class _Problem:
 # ------------------------------------------------------------------------- MILP backend
 
 
+def _level(level: str, model, max_relus: int) -> str:
+    """``"auto"``: the input level where every network of the model (neural concepts and
+    residual) is a Linear/ReLU network over table inputs within ``max_relus`` -- then
+    reasons, counterfactuals and verification speak about the whole model, inputs to
+    decision -- and the concept level otherwise."""
+    if level not in ("auto", "concept", "input"):
+        raise ModelError(f"level must be 'auto', 'concept' or 'input', got {level!r}")
+    if level != "auto":
+        return level
+    from ._relu import count_relus
+
+    kb = model.kb
+    nets = []
+    for name in kb.neural:
+        var = kb.variables[name]
+        if any(isinstance(kb.variables[a].type, A.TensorType) for a in var.args):
+            return "concept"
+        nets.append(model.networks[var.network.replace(".", "\u2024")])
+    nets += list(model.residual.values()) if model.residual is not None else []
+    if not nets:
+        return "concept"       # rules alone: both levels are the same
+    try:
+        relus = sum(count_relus(n) for n in nets)
+    except ModelError:
+        return "concept"
+    return "input" if relus <= max_relus else "concept"
+
+
+def _milp_applies(model) -> bool:
+    """Whether the MILP encoding covers the model: table inputs (bounded, or bounded by
+    the data the model was calibrated on), one decision per component."""
+    kb = model.kb
+    for name in kb.inputs:
+        t = kb.variables[name].type
+        if isinstance(t, A.TensorType):
+            return False
+        if isinstance(t, A.RealType):
+            lo, hi, _ = model.input_range(name)
+            if not (np.isfinite(lo) and np.isfinite(hi)):
+                return False
+    for comp in plan(kb).components:
+        if len(comp.variables) != 1:
+            return False
+        t = kb.variables[comp.variables[0]].type
+        if not isinstance(t, A.BoolType) and len(A.domain_values(t)) > 256:
+            return False
+    return True
+
+
 def _choose(backend: str, level: str, model, *, optimise: bool = False) -> str:
-    """``auto``: where the MILP encoding applies (input level, bounded table inputs, bool
-    decisions), HiGHS for counterfactuals (optimisation, Z3's weak spot: its optimiser is
-    occasionally very slow on L1 objectives through ReLUs) and for queries through
-    networks with more than 16 ReLUs; Z3 otherwise."""
+    """``auto``: HiGHS at the input level wherever the MILP encoding applies (it encodes
+    networks, residual and int/enum decisions; Z3's optimiser is occasionally very slow
+    on L1 objectives through ReLUs), Z3 otherwise."""
     if backend not in ("auto", "z3", "milp"):
         raise ModelError(f"backend must be 'auto', 'z3' or 'milp', got {backend!r}")
     if backend != "auto":
         return backend
     if level != "input":
         return "z3"
-    kb = model.kb
-    for name in kb.inputs:   # what the MILP encoding needs; otherwise Z3 it is
-        t = kb.variables[name].type
-        if isinstance(t, A.TensorType) or isinstance(t, A.RealType) and t.lo is None:
-            return "z3"
-    if any(not isinstance(kb.variables[o].type, A.BoolType) for o in kb.decided):
-        return "z3"
-    if model.residual is not None:   # the MILP encoding holds the residual fixed; Z3 encodes it
+    if not _milp_applies(model):
         return "z3"
     from ._relu import count_relus
 
+    nets = [model.networks[model.kb.variables[n].network.replace(".", "\u2024")]
+            for n in model.kb.neural]
+    nets += list(model.residual.values()) if model.residual is not None else []
     relus = 0
-    for name in model.kb.neural:
-        net = model.networks[model.kb.variables[name].network.replace(".", "\u2024")]
+    for net in nets:
         try:
             relus += count_relus(net)
         except ModelError:
             return "z3"
-    return "milp" if optimise or relus > 16 else "z3"
+    return "milp" if optimise or relus > 16 or model.residual is not None else "z3"
 
 
 def _milp_row(model, batch, row: int, output: str, max_relus: int):
@@ -315,20 +411,21 @@ def _milp_row(model, batch, row: int, output: str, max_relus: int):
     from ._milp import compile_decision
 
     kb = model.to_kb()
-    if not isinstance(kb.variables[output].type, A.BoolType):
-        raise ModelError(f"{output!r} is not a bool; the MILP backend explains bool "
-                         "decisions (use backend='z3')")
+    if not A.is_finite_type(kb.variables[output].type):
+        raise ModelError(f"{output!r} is real-valued; reasons explain finite decisions")
     sub = batch.take(torch.as_tensor([row]))
-    bias = {name: float(np.asarray(b).reshape(-1)[0])
-            for name, b in model.bias_table(sub).items() if not isinstance(b, dict)}
-    comp = compile_decision(model, kb, bias, max_relus=max_relus)
+    # the residual is encoded from the inputs: the biases alone here
+    comp = compile_decision(model, kb, model.bias_table(), max_relus=max_relus)
     facts = {n: v for n, v in _facts(model, batch, row).items()
              if kb.variables[n].role == "input"}
     ev, _ = crisp_evaluation(model, sub)
     if bool(ev.infeasible.iloc[0]):
-        raise ModelError(f"row {row}: no decision satisfies the hard constraints, so "
-                         "there is no decision to explain")
-    return kb, comp, facts, bool(ev.decisions[output].iloc[0])
+        raise ModelError(f"row {batch.index[row]!r}: no decision satisfies the hard "
+                         "constraints, so there is no decision to explain")
+    value = ev.decisions[output].iloc[0] if output in ev.decisions else \
+        ev.values[output].iloc[0]
+    value = value.item() if hasattr(value, "item") else value
+    return kb, comp, facts, value
 
 
 # ------------------------------------------------------------------------------- reason
@@ -350,11 +447,18 @@ class Reason:
     facts: dict
     verified: bool
     seconds: float
+    #: ``"input"`` (the reason holds through the networks, for every value of the other
+    #: inputs) or ``"concept"`` (neural concepts and residual logits are facts)
+    level: str = "concept"
+    #: what the guarantee assumes beyond the declared types, e.g. an input declared
+    #: without bounds held within the range seen in training
+    assumptions: tuple = ()
 
     def __str__(self) -> str:
         facts = " and ".join(f"{k} = {v!r}" for k, v in self.facts.items()) or "nothing"
+        extra = "".join(f"; {a}" for a in self.assumptions)
         return (f"{self.output} = {self.decision!r} for row {self.row} because {facts} "
-                f"(minimal; {'verified' if self.verified else 'NOT verified'} by Z3)")
+                f"(minimal; {'verified' if self.verified else 'NOT verified'}{extra})")
 
     def _repr_html_(self) -> str:
         return f"<p>{html.escape(str(self))}</p>"
@@ -397,6 +501,7 @@ def reason(model, batch, row: int = 0, output: str | None = None, *,
     t0 = time.perf_counter()
     output = output or model.kb.outputs[0]
     batch = model.batch(batch)
+    level = _level(level, model, max_relus)
     if _choose(backend, level, model) == "milp":
         return _reason_milp(model, batch, row, output, max_relus, timeout, t0)
     p = _Problem(model, batch, row, output, timeout, level, max_relus)
@@ -406,8 +511,9 @@ def reason(model, batch, row: int = 0, output: str | None = None, *,
     s.add(*[z3.Implies(lits[n], p.equality(n)) for n in p.names])
     keep = list(p.names)
     if p.check(s, *[lits[n] for n in keep]) != z3.unsat:
-        raise SolverError(f"row {row}: the facts do not determine the decision (a network "
-                          "value or the residual may sit exactly on a threshold)")
+        raise SolverError(f"row {batch.index[row]!r}: the facts do not determine the "
+                          "decision (a network value or the residual may sit exactly on a "
+                          "threshold)")
     core = {str(c) for c in s.unsat_core()}
     keep = [n for n in keep if f"fact__{n}" in core]
     # try dropping facts the output depends on least directly first
@@ -427,7 +533,7 @@ def reason(model, batch, row: int = 0, output: str | None = None, *,
     verified = p.check(s2) == z3.unsat
     facts = {n: _show(p.kb, n, p.facts[n]) for n in p.names if n in keep}
     return Reason(batch.index[row], output, p.decision, facts, verified,
-                  time.perf_counter() - t0)
+                  time.perf_counter() - t0, level)
 
 
 # ------------------------------------------------------------------------ counterfactual
@@ -452,13 +558,17 @@ class Counterfactual:
     distance: float
     verified: bool
     seconds: float
+    #: ``"input"`` (only inputs change; networks and residual follow) or ``"concept"``
+    level: str = "concept"
+    #: what the search assumed beyond the declared types (training ranges)
+    assumptions: tuple = ()
 
     def __str__(self) -> str:
         moves = ", ".join(f"{c.fact}: {c.before!r} -> {c.after!r}"
                           for c in self.changes.itertuples())
         return (f"{self.output} would be {self.new_decision!r} instead of "
                 f"{self.decision!r} (row {self.row}) if {moves} "
-                f"({'verified' if self.verified else 'NOT verified'} on the model)")
+                f"({'verified' if self.verified else 'NOT verified'} by predict)")
 
     def _repr_html_(self) -> str:
         return f"<p>{html.escape(str(self))}</p>" + self.changes._repr_html_()
@@ -499,6 +609,7 @@ def counterfactual(model, batch, row: int = 0, output: str | None = None, *,
         raise ModelError(f"minimize must be 'count' or 'l1', got {minimize!r}")
     output = output or model.kb.outputs[0]
     batch = model.batch(batch)
+    level = _level(level, model, max_relus)
     if _choose(backend, level, model, optimise=True) == "milp":
         return _counterfactual_milp(model, batch, row, output, minimize, immutable,
                                     max_relus, timeout, t0)
@@ -513,7 +624,7 @@ def counterfactual(model, batch, row: int = 0, output: str | None = None, *,
     opt.add(z3.Not(p.goal))
     counts, dists = [], []
     for n in p.names:
-        if n in immutable:
+        if n in immutable or n.startswith("residual:"):   # a residual logit is held
             opt.add(p.equality(n))
             continue
         x, v = p.enc.const(n), _z3_value(p.kb, n, p.facts[n])
@@ -547,10 +658,17 @@ def counterfactual(model, batch, row: int = 0, output: str | None = None, *,
         raise SolverError(f"Z3 could not find a counterfactual within {timeout} s; raise "
                           "the timeout")
     if result == z3.unsat:
-        raise ModelError(f"row {row}: no change of the mutable facts changes the decision")
+        held = [n for n in p.names if n.startswith("residual:")]
+        why = (f" with the residual's logits held at the row's values ({', '.join(held)}); "
+               "at the input level the residual follows the inputs") if held else ""
+        raise ModelError(f"row {batch.index[row]!r}: no change of the mutable facts within "
+                         f"their types and the hard constraints changes the decision{why}")
     m = opt.model()
     after, changes = {}, []
     for n in p.names:
+        if n.startswith("residual:"):
+            after[n] = p.facts[n]
+            continue
         value = m.eval(p.enc.const(n), model_completion=True)
         t = p.kb.variables[n].type
         if isinstance(t, A.BoolType):
@@ -570,7 +688,7 @@ def counterfactual(model, batch, row: int = 0, output: str | None = None, *,
 
     def still_flipped(trial: dict) -> bool:
         flips.push()
-        flips.add(*[p.enc.const(k) == _z3_value(p.kb, k, v) for k, v in trial.items()])
+        flips.add(*[p.const(k) == p.value(k, v) for k, v in trial.items()])
         try:
             return p.check(flips) == z3.sat
         finally:
@@ -587,20 +705,27 @@ def counterfactual(model, batch, row: int = 0, output: str | None = None, *,
     # infimum: pull each real change back towards the original value (bisection, each
     # step proved by Z3) while the decision stays changed
     _pull_back(p.kb, changes, p.facts, after, still_flipped, steps=24)
-    m_final = p.solver()
-    m_final.add(*[p.enc.const(k) == _z3_value(p.kb, k, v) for k, v in after.items()])
-    p.check(m_final)
-    m = m_final.model()
-    new_value = m.eval(p.enc.var(output), model_completion=True)
-    new_decision = _show(p.kb, output, z3.is_true(new_value) if isinstance(
-        p.kb.variables[output].type, A.BoolType) else new_value.as_long())
-    distance = real_value(m.eval(z3.Sum(cost) if cost else z3.RealVal(0),
-                                 model_completion=True))
-    verified = _check_on_model(model, batch, row, output, after, new_decision)
+    # a person's values: rounded away from the original, on the decided side of each
+    # threshold, and checked by the model's decision function (what predict returns)
+    def applied(trial):
+        got = _decision_on(model, batch, row, output, trial)
+        return got is not None and got != p.decision
+
+    _round_changes(model, p.kb, batch, row, output, p.facts, after, changes, applied)
+    new_decision = _decision_on(model, batch, row, output, after)
+    verified = new_decision is not None and new_decision != p.decision
+    if not verified:   # what the solver's model of the decision says instead
+        m_final = p.solver()
+        m_final.add(*[p.const(k) == p.value(k, v) for k, v in after.items()])
+        p.check(m_final)
+        new_value = m_final.model().eval(p.enc.var(output), model_completion=True)
+        new_decision = _show(p.kb, output, z3.is_true(new_value) if isinstance(
+            p.kb.variables[output].type, A.BoolType) else new_value.as_long())
+    distance = _distance(model, p.kb, changes, p.facts, after, minimize)
     return Counterfactual(batch.index[row], output, p.decision, new_decision,
                           pd.DataFrame(changes, columns=["fact", "before", "after"]),
                           {n: _show(p.kb, n, c) for n, c in after.items()}, distance,
-                          verified, time.perf_counter() - t0)
+                          verified, time.perf_counter() - t0, level)
 
 
 def _pull_back(kb, changes: list, facts: dict, after: dict, still_changed, *,
@@ -626,9 +751,10 @@ def _pull_back(kb, changes: list, facts: dict, after: dict, still_changed, *,
         change["after"] = _show(kb, n, after[n])
 
 
-def _check_on_model(model, batch, row, output, after: dict, expected) -> bool:
-    """Run the model (crisp) on the changed row, networks overridden where a neural
-    concept changed."""
+def _decision_on(model, batch, row, output, after: dict):
+    """The model's decision function (what ``predict`` returns) on the row with the facts
+    in ``after`` (table inputs changed; neural concepts overridden where they are facts);
+    None when no decision satisfies the hard constraints there."""
     from greybox._batch import Batch
     from greybox.semantics.crisp import crisp_evaluation
 
@@ -637,8 +763,8 @@ def _check_on_model(model, batch, row, output, after: dict, expected) -> bool:
     values = dict(sub.values)
     columns = dict(sub.columns)
     for n, code in after.items():
-        var = kb.variables[n]
-        if var.role != "input":
+        var = kb.variables.get(n)
+        if var is None or var.role != "input":
             continue
         if isinstance(var.type, A.EnumType):
             columns[n] = np.asarray([int(code)])
@@ -670,9 +796,79 @@ def _check_on_model(model, batch, row, output, after: dict, expected) -> bool:
         overrides[n] = o
     changed.overrides = overrides
     ev, _ = crisp_evaluation(model, changed)
+    if bool(ev.infeasible.iloc[0]):
+        return None
     got = ev.decisions[output].iloc[0] if output in ev.decisions else ev.values[output].iloc[0]
-    got = got.item() if hasattr(got, "item") else got
-    return got == expected and not bool(ev.infeasible.iloc[0])
+    return got.item() if hasattr(got, "item") else got
+
+
+def _check_on_model(model, batch, row, output, after: dict, expected) -> bool:
+    """Whether the model decides ``expected`` on the changed row (see
+    :func:`_decision_on`)."""
+    got = _decision_on(model, batch, row, output, after)
+    return got is not None and got == expected
+
+
+def _person_step(model, name: str) -> float:
+    """The step a counterfactual value of a real input is rounded to: the data's
+    precision, coarsened to about a hundredth of the input's spread (``17.71``, not
+    ``17.708656311035156``)."""
+    step = model.input_step(name)
+    spread = float(model._feature_scale(name))
+    if spread > 0 and np.isfinite(spread):
+        step = max(step, 10.0 ** np.floor(np.log10(spread / 100.0)))
+    return step
+
+
+def _decimals(step: float) -> int:
+    return max(0, int(-np.floor(np.log10(step)))) if step > 0 else 12
+
+
+def _round_changes(model, kb, batch, row, output, facts: dict, after: dict,
+                   changes: list, differs) -> bool:
+    """Round each changed real table input away from its original value to a person's
+    precision (so it lands on the decided side of a threshold with a margin), pushing a
+    step further while the model's decision does not differ; keeps the unrounded values
+    when no rounding within 3 steps works. Returns whether the decision differs."""
+    reals = [c["fact"] for c in changes if c["fact"] in kb.variables
+             and isinstance(kb.variables[c["fact"]].type, A.RealType)
+             and kb.variables[c["fact"]].role == "input"]
+    if not reals:
+        return differs(after)
+    steps = {n: _person_step(model, n) for n in reals}
+    for extra in range(4):
+        trial = dict(after)
+        for n in reals:
+            step, before, value = steps[n], float(facts[n]), float(after[n])
+            if step <= 0:
+                continue
+            up = value > before
+            k = np.ceil(value / step - 1e-9) if up else np.floor(value / step + 1e-9)
+            k += extra if up else -extra
+            v = round(float(k * step), _decimals(step))
+            lo, hi, _ = model.input_range(n)
+            trial[n] = min(max(v, lo), hi)
+        if differs(trial):
+            after.update(trial)
+            for c in changes:
+                if c["fact"] in trial:
+                    c["after"] = _show(kb, c["fact"], trial[c["fact"]])
+            return True
+    return differs(after)
+
+
+def _distance(model, kb, changes: list, facts: dict, after: dict, minimize: str) -> float:
+    total = 0.0
+    for c in changes:
+        n = c["fact"]
+        t = kb.variables[n].type if n in kb.variables else None
+        if minimize == "count" or not isinstance(t, (A.RealType, A.IntType)) or \
+                kb.variables[n].role == "neural" and isinstance(t, A.IntType):
+            total += 1.0
+        else:
+            spread = float(model._feature_scale(n)) if n in model.feature_names else 1.0
+            total += abs(float(after[n]) - float(facts[n])) / max(spread, 1e-12)
+    return total
 
 
 # -------------------------------------------------------------------------------- verify
@@ -737,11 +933,18 @@ def verify(model, prop, *, level: str = "concept", max_relus: int = 64,
         names = inputs + list(kb.neural)
         row = witness_row(enc, s.model(), names)
         bias = dict(model.bias_table())
-        for name, r in enc.residual.items():
-            value = s.model().eval(r, model_completion=True)
-            logit = real_value(value)
-            row[f"residual:{name}"] = logit
-            bias[name] = bias.get(name, 0.0) + logit
+        for name, terms in enc.residual.items():
+            logits = [real_value(s.model().eval(r, model_completion=True)) for r in terms]
+            t = kb.variables[name].type
+            if isinstance(t, A.BoolType):
+                row[f"residual:{name}"] = logits[0]
+                bias[name] = bias.get(name, 0.0) + logits[0]
+            else:
+                base = bias.get(name) or {}
+                bias[name] = {}
+                for v, logit in zip(A.domain_values(t), logits):
+                    row[f"residual:{name}={v}"] = logit
+                    bias[name][v] = base.get(v, 0.0) + logit
         ev = evaluate(kb, row[names], bias=bias)   # re-checked by crisp evaluation
         confirmed = not bool(ev.holds(formula).iloc[0]) and not bool(ev.infeasible.iloc[0])
         return Entailment(text, False, row, confirmed)
@@ -759,13 +962,19 @@ def verify(model, prop, *, level: str = "concept", max_relus: int = 64,
     return Entailment(text, False, shown, confirmed)
 
 
+def _assumptions(comp) -> tuple:
+    return tuple(f"for every {n} within the training range [{lo:.6g}, {hi:.6g}]"
+                 for n, (lo, hi) in comp.assumed.items())
+
+
 def _reason_milp(model, batch, row, output, max_relus, timeout, t0) -> Reason:
     from ._milp import differs
 
     kb, comp, facts, decision = _milp_row(model, batch, row, output, max_relus)
     if differs(comp, output, decision, facts, time_limit=timeout) is not None:
-        raise SolverError(f"row {row}: the facts do not determine the decision (a value sits "
-                          "within the solver's tolerance of a threshold)")
+        raise SolverError(f"row {batch.index[row]!r}: the facts do not determine the "
+                          "decision (a value sits within the solver's tolerance of a "
+                          "threshold)")
     keep = dict(facts)
     for name in list(facts):
         trial = {k: v for k, v in keep.items() if k != name}
@@ -774,7 +983,7 @@ def _reason_milp(model, batch, row, output, max_relus, timeout, t0) -> Reason:
     verified = differs(comp, output, decision, keep, time_limit=timeout) is None
     return Reason(batch.index[row], output, decision,
                   {n: _show(kb, n, v) for n, v in keep.items()}, verified,
-                  time.perf_counter() - t0)
+                  time.perf_counter() - t0, "input", _assumptions(comp))
 
 
 def _counterfactual_milp(model, batch, row, output, minimize, immutable, max_relus,
@@ -790,8 +999,13 @@ def _counterfactual_milp(model, batch, row, output, minimize, immutable, max_rel
     after = closest_change(comp, output, decision, facts, minimize=minimize,
                            immutable=set(immutable), spreads=spreads, time_limit=timeout)
     if after is None:
-        raise ModelError(f"row {row}: no change of the mutable facts changes the decision")
-    changes, distance = [], 0.0
+        ranges = "".join(f"; {a}" for a in _assumptions(comp))
+        held = f", keeping {', '.join(immutable)}" if immutable else ""
+        raise ModelError(f"row {batch.index[row]!r}: no change of the inputs within their "
+                         f"types and the hard constraints{held} changes the decision of "
+                         f"{output!r} (rules, networks and residual together decide "
+                         f"{decision!r} everywhere there{ranges})")
+    changes = []
     for n, code in list(after.items()):
         if isinstance(code, float) and abs(code - float(facts[n])) <= 1e-9 * max(
                 1.0, abs(float(facts[n]))):
@@ -799,38 +1013,35 @@ def _counterfactual_milp(model, batch, row, output, minimize, immutable, max_rel
         if code != facts[n]:
             changes.append({"fact": n, "before": _show(kb, n, facts[n]),
                             "after": _show(kb, n, code)})
-            t = kb.variables[n].type
-            distance += 1.0 if minimize == "count" or not isinstance(
-                t, (A.RealType, A.IntType)) else abs(float(code) - float(facts[n])) / max(
-                spreads.get(n, 1.0), 1e-12)
-    new_decision = not decision
+
+    def applied(trial):
+        got = _decision_on(model, batch, row, output, trial)
+        return got is not None and got != decision
+
     # a real change that stops within the solver's tolerance of a threshold: push it
     # further in the same direction, a little more each time, until the model agrees
     reals = [c["fact"] for c in changes if isinstance(kb.variables[c["fact"]].type,
                                                       A.RealType)]
     for k in range(10):
-        if not reals or _check_on_model(model, batch, row, output, after, new_decision):
+        if not reals or applied(after):
             break
         for n in reals:
             step = float(after[n]) - float(facts[n])
             after[n] = float(after[n]) + np.sign(step) * max(abs(float(facts[n])), 1.0) \
                 * 1e-9 * 10 ** k
     # the program keeps a margin around thresholds: pull each real change back towards
-    # the original value while the model (its crisp evaluation) still decides otherwise
-    if _check_on_model(model, batch, row, output, after, new_decision):
-        _pull_back(kb, changes, facts, after,
-                   lambda trial: _check_on_model(model, batch, row, output, trial,
-                                                 new_decision), steps=20)
-        distance = sum(
-            1.0 if minimize == "count" or not isinstance(kb.variables[c["fact"]].type,
-                                                         (A.RealType, A.IntType))
-            else abs(float(after[c["fact"]]) - float(facts[c["fact"]]))
-            / max(spreads.get(c["fact"], 1.0), 1e-12) for c in changes)
-    verified = _check_on_model(model, batch, row, output, after, new_decision)
+    # the original value while the model's decision still differs, then round it to a
+    # person's precision on the decided side
+    if applied(after):
+        _pull_back(kb, changes, facts, after, applied, steps=20)
+    _round_changes(model, kb, batch, row, output, facts, after, changes, applied)
+    new_decision = _decision_on(model, batch, row, output, after)
+    verified = new_decision is not None and new_decision != decision
     return Counterfactual(batch.index[row], output, decision, new_decision,
                           pd.DataFrame(changes, columns=["fact", "before", "after"]),
-                          {n: _show(kb, n, c) for n, c in after.items()}, distance,
-                          verified, time.perf_counter() - t0)
+                          {n: _show(kb, n, c) for n, c in after.items()},
+                          _distance(model, kb, changes, facts, after, minimize),
+                          verified, time.perf_counter() - t0, "input", _assumptions(comp))
 
 
 def _verify_milp(model, prop, max_relus, timeout):

@@ -204,10 +204,19 @@ class _Compiler:
         self.onehot: dict[str, list[Lin]] = {}
         self.values: dict[str, Lin] = {}
         self.max_relus = max_relus
+        #: inputs declared without bounds, bounded by the range seen in the data
+        self.assumed: dict[str, tuple[float, float]] = {}
         for name in kb.inputs:
             self._input(name)
         for name in kb.neural:
             self._neural(name)
+        self.residual: dict[str, list[Lin]] = {}
+        if model.residual is not None:
+            feats = self._features()
+            for key, net in model.residual.items():
+                name = key.replace("\u2024", ".")
+                self._check_size(net, f"the residual of {name!r}")
+                self.residual[name] = self._network(net, feats, f"residual:{name}")
         self.decisions: dict[str, Lin] = {}
         for comp in plan(kb).components:
             if len(comp.variables) != 1:
@@ -237,32 +246,51 @@ class _Compiler:
             self.onehot[name] = hots
             self.values[name] = self.inputs[name] = code
         else:
-            if t.lo is None and isinstance(t, A.RealType):
-                raise ModelError(f"input {name!r} has no bounds (declared `real`); the MILP "
-                                 "backend needs `real[lo, hi]` (or use backend='z3')")
+            lo, hi, from_data = self.model.input_range(name)
+            if not (np.isfinite(lo) and np.isfinite(hi)):
+                raise ModelError(f"input {name!r} has no bounds (declared `real`) and the "
+                                 "model has seen no data for it: declare `real[lo, hi]`, or "
+                                 "calibrate/fit the model so its training range bounds it "
+                                 "(or use backend='z3')")
+            if from_data:
+                self.assumed[name] = (lo, hi)
             integer = isinstance(t, A.IntType)
-            i = self.p.var(name, t.lo, t.hi, integer)
+            i = self.p.var(name, lo, hi, integer)
             self.values[name] = self.inputs[name] = Lin({i: 1.0}, 0.0, integer)
+
+    def _feature(self, a) -> list[Lin]:
+        """Table input ``a`` as networks read it: standardised, an enum one-hot."""
+        t = self.kb.variables[a].type
+        if isinstance(t, A.TensorType):
+            raise ModelError(f"the tensor input {a!r} is read by a network; the MILP backend "
+                             "needs networks over table inputs")
+        if isinstance(t, A.EnumType):
+            return list(self.onehot[a])
+        i = self.model.feature_names.index(a)
+        center = float(self.model.feature_center[i])
+        scale = float(self.model.feature_scale[i])
+        return [(self.values[a] - center).scale(1.0 / scale)]
+
+    def _features(self) -> list[Lin]:
+        """Every table input as the residual network reads them (``feature_names``)."""
+        out = []
+        for a in self.kb.inputs:
+            if not isinstance(self.kb.variables[a].type, A.TensorType):
+                out += self._feature(a)
+        return out
+
+    def _check_size(self, net, what: str) -> None:
+        if count_relus(net) > self.max_relus:
+            raise ModelError(f"{what} has {count_relus(net)} hidden ReLUs, more than "
+                             f"max_relus={self.max_relus}")
 
     def _neural(self, name):
         var = self.kb.variables[name]
         feats = []
         for a in var.args:
-            t = self.kb.variables[a].type
-            if isinstance(t, A.TensorType):
-                raise ModelError(f"neural {name!r} reads the tensor input {a!r}; the MILP "
-                                 "backend needs networks over table inputs")
-            if isinstance(t, A.EnumType):
-                feats += self.onehot[a]
-                continue
-            i = self.model.feature_names.index(a)
-            center = float(self.model.feature_center[i])
-            scale = float(self.model.feature_scale[i])
-            feats.append((self.values[a] - center).scale(1.0 / scale))
+            feats += self._feature(a)
         net = self.model.networks[var.network.replace(".", "\u2024")]
-        if count_relus(net) > self.max_relus:
-            raise ModelError(f"the network for {name!r} has {count_relus(net)} hidden ReLUs, "
-                             f"more than max_relus={self.max_relus}")
+        self._check_size(net, f"the network for {name!r}")
         out = self._network(net, feats, name)
         t = var.type
         if isinstance(t, A.BoolType):
@@ -416,11 +444,14 @@ class _Compiler:
     # decisions --------------------------------------------------------------------------
     def _decide(self, comp):
         (name,) = comp.variables
-        if not isinstance(self.kb.variables[name].type, A.BoolType):
-            raise ModelError(f"{name!r} is not a bool; the MILP backend handles bool decisions "
-                             "(use backend='z3')")
+        t = self.kb.variables[name].type
+        if not isinstance(t, A.BoolType):
+            self._decide_finite(comp)
+            return
         score = _lin(float(self.bias.get(name, 0.0)))
         score.integral = False
+        if name in self.residual:
+            score = score + self.residual[name][0]
         for r in self.kb.rules_for(name):
             w = -r.weight if r.head.value is False else r.weight
             score = score + self.truth(r.body).scale(w)
@@ -437,6 +468,61 @@ class _Compiler:
         # True when True is allowed and preferred, or False is not allowed
         self.decisions[name] = self.p.and_(
             [feasible[1.0], self.p.or_([prefer, self.p.not_(feasible[0.0])])])
+
+    def _decide_finite(self, comp):
+        """An int or enum decision: one binary per value, the chosen value's score at
+        least every allowed value's (strictly above those earlier in domain order: ties
+        go to the first value), only allowed values chosen."""
+        (name,) = comp.variables
+        t = self.kb.variables[name].type
+        values = list(A.domain_values(t))
+        if len(values) > 256:
+            raise ModelError(f"{name!r} has {len(values)} values; the MILP backend decides "
+                             "finite outputs of at most 256 values (use backend='z3')")
+        bias = self.bias.get(name, {})
+        scores = []
+        for k, v in enumerate(values):
+            s = _lin(float(bias.get(v, 0.0)) if isinstance(bias, dict) else 0.0)
+            if name in self.residual:
+                s = s + self.residual[name][k]
+            for r in self.kb.rules_for(name):
+                if _pushes(r, v):
+                    s = s + self.truth(r.body).scale(float(r.weight))
+            s.integral = False
+            scores.append(s)
+        allowed = []
+        code = _lin(float(values[0]) if isinstance(t, A.IntType) else 0.0)
+        for k, v in enumerate(values):
+            if comp.constraints:
+                self.decisions[name] = _lin(float(v) if isinstance(t, A.IntType) else k)
+                allowed.append(self.p.and_([self.truth(c.formula) for c in comp.constraints]))
+            else:
+                allowed.append(_lin(1.0))
+        hots = [self.p.binary(f"{name}#{k}") for k in range(len(values))]
+        total = _lin(0.0)
+        code = _lin(0.0)
+        for k, h in enumerate(hots):
+            total = total + h
+            code = code + h.scale(float(values[k]) if isinstance(t, A.IntType) else k)
+            self.p.add(h - allowed[k], hi=0.0)           # only allowed values are chosen
+            for j in range(len(values)):
+                if j == k:
+                    continue
+                diff = scores[k] - scores[j]
+                dlo, dhi = self.p.bounds(diff)
+                need = EPS * max(1.0, abs(dlo), abs(dhi)) if j < k else 0.0
+                big = need - min(dlo, 0.0) + 1.0
+                # h_k = 1 and j allowed -> diff >= need
+                self.p.add(diff - h.scale(big) - allowed[j].scale(big), lo=need - 2 * big)
+        self.p.add(total, 1.0, 1.0)
+        self.onehot[name] = hots
+        self.decisions[name] = code
+
+
+def _pushes(rule, value) -> bool:
+    v = rule.head.value
+    target = v.value if isinstance(v, A.Num) else v.name
+    return target == value
 
 
 def compile_decision(model, kb, bias: dict, *, max_relus: int = 64) -> _Compiler:
@@ -474,8 +560,13 @@ def _decode(comp: _Compiler, x: np.ndarray) -> dict:
 
 
 def _goal(comp: _Compiler, output: str, decision) -> Lin:
-    d = comp.decisions[output]
-    return d if decision is False else comp.p.not_(d)   # 1 when the decision differs
+    """A binary expression that is 1 when ``output``'s decision is not ``decision``."""
+    t = comp.kb.variables[output].type
+    if isinstance(t, A.BoolType):
+        d = comp.decisions[output]
+        return d if decision is False else comp.p.not_(d)
+    k = list(A.domain_values(t)).index(decision)
+    return comp.p.not_(comp.onehot[output][k])
 
 
 def differs(comp: _Compiler, output: str, decision, fixed: dict, *, time_limit: float):

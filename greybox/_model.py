@@ -193,6 +193,13 @@ class GreyBox(nn.Module):
         self.register_buffer("feature_center", torch.tensor(centers, dtype=torch.float32))
         self.register_buffer("feature_scale", torch.tensor(scales, dtype=torch.float32))
         self.register_buffer("calibrated", torch.tensor(False))
+        # the range and precision seen in the data (calibrate): formal reasoning bounds an
+        # input declared without bounds by its range, and rounds counterfactual values to
+        # its precision (a step of 0: not known)
+        n_feat = len(self.feature_names)
+        self.register_buffer("feature_min", torch.zeros(n_feat, dtype=torch.float64))
+        self.register_buffer("feature_max", torch.zeros(n_feat, dtype=torch.float64))
+        self.register_buffer("feature_step", torch.zeros(n_feat, dtype=torch.float64))
 
         # residual -------------------------------------------------------------------------
         if residual is None:
@@ -533,11 +540,57 @@ class GreyBox(nn.Module):
             if "=" in name and name not in self.kb.variables:  # one-hot enum columns
                 center[i], scale[i] = 0.0, 1.0
         scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+        raw = self._raw_features(batch)
         with torch.no_grad():
             self.feature_center.copy_(center)
             self.feature_scale.copy_(scale)
             self.calibrated.fill_(True)
+            self.feature_min.copy_(torch.as_tensor(raw.min(0), dtype=torch.float64))
+            self.feature_max.copy_(torch.as_tensor(raw.max(0), dtype=torch.float64))
+            self.feature_step.copy_(torch.as_tensor([_precision(raw[:, i])
+                                                     for i in range(raw.shape[1])],
+                                                    dtype=torch.float64))
         return self
+
+    def _raw_features(self, batch: Batch) -> np.ndarray:
+        """The table inputs in :attr:`feature_names` order, unstandardised, in float64."""
+        cols = []
+        for name in self.kb.inputs:
+            t = self.kb.variables[name].type
+            if isinstance(t, A.TensorType):
+                continue
+            x = np.asarray(batch.columns[name])
+            if isinstance(t, A.EnumType):
+                cols.append(np.eye(t.size)[x.astype(np.int64)])
+            else:
+                cols.append(x.astype(np.float64).reshape(-1, 1))
+        return np.concatenate(cols, 1) if cols else np.zeros((batch.n, 0))
+
+    def input_range(self, name: str) -> tuple[float, float, bool]:
+        """``(lo, hi, from_data)``: a table input's declared bounds, or, where it has
+        none, the range seen by :meth:`calibrate` (``from_data`` True); infinite where
+        neither is known."""
+        t = self.kb.variables[name].type
+        if isinstance(t, A.BoolType):
+            return 0.0, 1.0, False
+        lo, hi = getattr(t, "lo", None), getattr(t, "hi", None)
+        if lo is not None and hi is not None:
+            return float(lo), float(hi), False
+        i = self.feature_names.index(name)
+        dlo, dhi = (float(self.feature_min[i]), float(self.feature_max[i])) \
+            if bool(self.calibrated) else (-float("inf"), float("inf"))
+        return (float(lo) if lo is not None else dlo,
+                float(hi) if hi is not None else dhi, True)
+
+    def input_step(self, name: str) -> float:
+        """The precision of a table input in the calibration data (0.01 for values with two
+        decimals, 1 for ints; 0 when not known)."""
+        t = self.kb.variables[name].type
+        if isinstance(t, (A.IntType, A.BoolType)):
+            return 1.0
+        if name not in self.feature_names:
+            return 0.0
+        return float(self.feature_step[self.feature_names.index(name)])
 
     # losses and predictions -------------------------------------------------------------------
     def loss(self, data, targets=None, *, trace: Trace | None = None) -> torch.Tensor:
@@ -727,6 +780,18 @@ class GreyBox(nn.Module):
                             groups.append({"params": [p], "lr": lr * spread})
         rest = [p for p in self.parameters() if id(p) not in seen]
         return [{"params": rest, "lr": lr}] + groups
+
+
+def _precision(x: np.ndarray, most: int = 6) -> float:
+    """The largest step ``10**-k`` (k <= ``most``) of which every value is a multiple, up
+    to float noise; 0 when the values need more decimals than that."""
+    x = x[np.isfinite(x)]
+    for k in range(most + 1):
+        step = 10.0 ** -k
+        scaled = x / step
+        if np.all(np.abs(scaled - np.round(scaled)) <= 1e-6 * np.maximum(1.0, np.abs(scaled))):
+            return step
+    return 0.0
 
 
 def _thresholds(values: list[float]) -> nn.ParameterList:

@@ -454,7 +454,7 @@ def test_networks_that_cannot_be_encoded_are_refused_clearly(credit, credit_rows
                                                              nn.Linear(4, 1))})
     with pytest.raises(gb.ModelError, match="Tanh layers cannot be encoded exactly"):
         gb.explain.reason(odd, odd.batch(credit_rows), 0, level="input")
-    with pytest.raises(gb.ModelError, match="level must be 'concept' or 'input'"):
+    with pytest.raises(gb.ModelError, match="level must be 'auto', 'concept' or 'input'"):
         gb.explain.reason(odd, odd.batch(credit_rows), 0, level="pixels")
 
 
