@@ -8,7 +8,7 @@ from types import MappingProxyType
 
 import networkx as nx
 
-from greybox.errors import RuleError, RuleSyntaxError
+from greybox.errors import Location, RuleError, RuleSyntaxError
 
 from . import _ast as A
 from ._parser import parse_fragment, parse_statements
@@ -307,8 +307,43 @@ def parse(text: str, *, filename: str | None = None) -> KnowledgeBase:
     return KnowledgeBase(statements, source=text, filename=filename)
 
 
+#: Largest rule file :func:`load` reads, in bytes; it reads no further than this (so
+#: ``/dev/zero`` or a huge file is refused without filling memory).
+MAX_FILE_BYTES = 10_000_000
+
+_BOM = b"\xef\xbb\xbf"
+
+
+def _decode(raw: bytes, filename: str) -> str:
+    """UTF-8 text of ``raw`` without a leading byte-order mark; bytes that are not UTF-8
+    are reported at their line and column."""
+    if raw.startswith(_BOM):
+        raw = raw[len(_BOM):]
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line_start = raw.rfind(b"\n", 0, err.start) + 1
+        line = raw.count(b"\n", 0, err.start) + 1
+        column = len(raw[line_start:err.start].decode("utf-8")) + 1
+        shown = raw.decode("utf-8", errors="replace")
+        raise RuleSyntaxError(f"not UTF-8 text: byte 0x{raw[err.start]:02x} cannot be decoded "
+                              "(save the file as UTF-8)", Location(line, column, filename),
+                              shown) from None
+
+
 def load(path: str | Path) -> KnowledgeBase:
-    """Read and parse a ``.rules`` file (UTF-8).
+    """Read and parse a ``.rules`` file (UTF-8, with or without a byte-order mark, at most
+    :data:`MAX_FILE_BYTES` bytes).
+
+    Raises
+    ------
+    OSError
+        The file cannot be read.
+    RuleSyntaxError
+        The file is larger than 10 MB, is not UTF-8 (the first bad byte's line and column
+        are given) or does not follow the grammar.
+    RuleError
+        It parses, but is not valid (see :func:`parse`).
 
     Examples
     --------
@@ -319,14 +354,12 @@ def load(path: str | Path) -> KnowledgeBase:
     ('y',)
     """
     path = Path(path)
-    raw = path.read_bytes()
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as err:
-        raise RuleSyntaxError(
-            f"{path}: not UTF-8 text (byte 0x{raw[err.start]:02x} at offset {err.start})"
-        ) from None
-    return parse(text, filename=str(path))
+    with open(path, "rb") as f:
+        raw = f.read(MAX_FILE_BYTES + 1)
+    if len(raw) > MAX_FILE_BYTES:
+        raise RuleSyntaxError(f"{path}: larger than {MAX_FILE_BYTES:,} bytes, the limit for a "
+                              "rule file")
+    return parse(_decode(raw, str(path)), filename=str(path))
 
 
 def to_text(kb: KnowledgeBase | A.Node) -> str:

@@ -7,6 +7,8 @@ The transformer only builds nodes; names, types and domains are checked afterwar
 from __future__ import annotations
 
 import functools
+import itertools
+import re
 from importlib import resources
 
 import lark
@@ -16,12 +18,24 @@ from greybox.errors import Location, RuleSyntaxError
 
 from . import _ast as A
 
-__all__ = ["MAX_DEPTH", "parse_statements", "parse_fragment"]
+__all__ = ["MAX_BRACKETS", "MAX_DEPTH", "MAX_LENGTH", "parse_statements", "parse_fragment"]
 
 #: Deepest nesting of an expression we accept (chains like ``a and b and c`` are flat).
 MAX_DEPTH = 100
+#: Deepest nesting of brackets we accept, redundant parentheses included: checked on the
+#: text before parsing, so ``((((...x...))))`` a million deep is refused at once.
+MAX_BRACKETS = 10_000
 #: Longest rule text we accept, in characters (a guard against runaway input).
 MAX_LENGTH = 10_000_000
+
+# Comments and back-quoted names (whose brackets are text, not structure), as the lexer
+# reads them: whichever starts first.
+_VERBATIM = re.compile(r"`[^`\x00-\x1f\x7f]+`|#[^\n]*")
+_BRACKET = re.compile(r"[()\[\]{}]")
+_NOT_BRACKET = re.compile(r"[^()\[\]{}]+")
+_STEP = {"(": 1, "[": 1, "{": 1, ")": -1, "]": -1, "}": -1}
+# MAX_DEPTH + 1 prefix `not`s in a row nest deeper than MAX_DEPTH whatever follows.
+_NOT_RUN = re.compile(r"(?<![\w`])(?:not(?!\w)\s*){%d}" % (MAX_DEPTH + 1))
 
 
 def _loc(item) -> Location | None:
@@ -292,6 +306,7 @@ def _parse(text: str, start: str, filename: str | None):
         raise RuleSyntaxError(f"rule text must be a str, got {type(text).__name__}")
     if len(text) > MAX_LENGTH:
         raise RuleSyntaxError(f"rule text is too long ({len(text)} characters, limit {MAX_LENGTH})")
+    _prescan(text, filename)
     try:
         result = _parser().parse(text, start=start)
         if start == "type":
@@ -309,6 +324,35 @@ def _parse(text: str, start: str, filename: str | None):
         raise _syntax_error(err, text, filename) from None
     _check_depth(result, text, filename)
     return result
+
+
+def _location_of(text: str, pos: int, filename: str | None) -> Location:
+    line_start = text.rfind("\n", 0, pos) + 1
+    return Location(text.count("\n", 0, pos) + 1, pos - line_start + 1, filename)
+
+
+def _prescan(text: str, filename: str | None) -> None:
+    """Refuse nesting far beyond the limits before the parser spends time on it: brackets
+    deeper than :data:`MAX_BRACKETS` and runs of more than :data:`MAX_DEPTH` ``not``.
+    Linear in the text, at the speed of :mod:`re` (no Python loop over characters)."""
+    if "`" in text or "#" in text:  # blank out comments and quoted names, keeping offsets
+        text_ = _VERBATIM.sub(lambda m: " " * len(m.group()), text)
+    else:
+        text_ = text
+    brackets = _NOT_BRACKET.sub("", text_)
+    if brackets.count("(") + brackets.count("[") + brackets.count("{") > MAX_BRACKETS:
+        depths = itertools.accumulate(map(_STEP.__getitem__, brackets))
+        k = next((i for i, d in enumerate(depths) if d > MAX_BRACKETS), None)
+        if k is not None:
+            pos = next(itertools.islice(_BRACKET.finditer(text_), k, None)).start()
+            raise RuleSyntaxError(f"brackets nested more than {MAX_BRACKETS} levels deep",
+                                  _location_of(text, pos, filename), text)
+    if "not" in text_:
+        m = _NOT_RUN.search(text_)
+        if m is not None:
+            raise RuleSyntaxError(f"expression nested more than {MAX_DEPTH} levels deep "
+                                  f"({MAX_DEPTH + 1} 'not' in a row)",
+                                  _location_of(text, m.start(), filename), text)
 
 
 def _exprs_of(item):
