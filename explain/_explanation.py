@@ -330,24 +330,25 @@ class Explanation:
         return [str(i) for i in range(size)]
 
     # ----------------------------------------------------------- formal reasons
-    def reason(self, row: int = 0, *, level: str = "concept", max_relus: int = 64,
-               timeout: float = 10.0):
-        """A subset-minimal set of facts that guarantees this row's (crisp) decision;
-        see :func:`greybox.explain.reason`."""
+    def reason(self, row: int = 0, *, level: str = "auto", max_relus: int = 64,
+               backend: str = "auto", timeout: float = 10.0):
+        """A subset-minimal set of facts that guarantees this row's decision (what
+        ``predict`` returns); see :func:`greybox.explain.reason`."""
         from ._formal import reason
 
         return reason(self._model, self._batch, row, self.output, level=level,
-                      max_relus=max_relus, timeout=timeout)
+                      max_relus=max_relus, backend=backend, timeout=timeout)
 
     def counterfactual(self, row: int = 0, *, minimize: str = "count", immutable=(),
-                       level: str = "concept", max_relus: int = 64, timeout: float = 10.0):
-        """A minimal change of the row's facts that flips the (crisp) decision; see
-        :func:`greybox.explain.counterfactual`."""
+                       level: str = "auto", max_relus: int = 64, backend: str = "auto",
+                       timeout: float = 10.0):
+        """A minimal change of the row's facts that changes its decision (what ``predict``
+        returns); see :func:`greybox.explain.counterfactual`."""
         from ._formal import counterfactual
 
         return counterfactual(self._model, self._batch, row, self.output, minimize=minimize,
                               immutable=immutable, level=level, max_relus=max_relus,
-                              timeout=timeout)
+                              backend=backend, timeout=timeout)
 
     def shapley(self, *, n_samples: int = 25) -> pd.DataFrame:
         """Rule attribution by ablation: Shapley values of the rules (rules are the players,

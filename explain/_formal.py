@@ -468,7 +468,7 @@ class Reason:
 
 
 def reason(model, batch, row: int = 0, output: str | None = None, *,
-           level: str = "concept", max_relus: int = 64, backend: str = "auto",
+           level: str = "auto", max_relus: int = 64, backend: str = "auto",
            timeout: float = 10.0) -> Reason:
     """A subset-minimal set of the row's facts that guarantees its crisp decision.
 
@@ -476,13 +476,20 @@ def reason(model, batch, row: int = 0, output: str | None = None, *,
     still follows from the rest (unsat cores skip many checks at once). The result is
     re-proved from scratch.
 
-    ``level="concept"`` (default): facts are table inputs and neural concept values, the
-    concepts free otherwise. ``level="input"``: networks over table inputs made of
-    Linear/ReLU layers are encoded exactly, so the facts are inputs only and the reason
-    holds *through* the networks (``max_relus`` bounds the encoding; ``timeout`` each
-    solver call). ``backend``: ``"z3"``, ``"milp"`` (HiGHS through
-    ``scipy.optimize.milp``; input level, bool decisions) or ``"auto"`` (HiGHS for networks
-    with more than 16 ReLUs).
+    The decision is the one :meth:`GreyBox.predict` returns, and the reason is a statement
+    about that function: with the named facts fixed, ``predict`` decides the same for
+    every value of the other inputs (within their types, the hard constraints, and --
+    for inputs declared without bounds -- the training range, listed in
+    ``assumptions``).
+
+    ``level="auto"`` (default): the input level where every network (neural concepts and
+    residual) is a Linear/ReLU network over table inputs within ``max_relus``, the
+    concept level otherwise. ``level="concept"``: facts are table inputs, neural concept
+    values and residual logits (``residual:NAME``), each free when dropped.
+    ``level="input"``: networks and residual are encoded exactly, so the facts are inputs
+    only and the reason holds *through* the networks (``timeout`` bounds each solver
+    call). ``backend``: ``"z3"``, ``"milp"`` (HiGHS through ``scipy.optimize.milp``; input
+    level) or ``"auto"`` (HiGHS at the input level where its encoding applies).
 
     Examples
     --------
@@ -578,7 +585,7 @@ class Counterfactual:
 
 
 def counterfactual(model, batch, row: int = 0, output: str | None = None, *,
-                   minimize: str = "count", immutable=(), level: str = "concept",
+                   minimize: str = "count", immutable=(), level: str = "auto",
                    max_relus: int = 64, backend: str = "auto",
                    timeout: float = 10.0) -> Counterfactual:
     """The closest variant of the row whose crisp decision differs.
@@ -874,15 +881,19 @@ def _distance(model, kb, changes: list, facts: dict, after: dict, minimize: str)
 # -------------------------------------------------------------------------------- verify
 
 
-def verify(model, prop, *, level: str = "concept", max_relus: int = 64,
+def verify(model, prop, *, level: str = "auto", max_relus: int = 64,
            backend: str = "auto", timeout: float = 30.0):
     """Prove ``prop`` for the whole model's crisp decisions, or find a counterexample.
 
-    ``level="concept"`` (default): the rules with the learned weights, thresholds and
-    biases, every neural concept free within its type -- the property then holds whatever
-    the networks say. ``level="input"``: networks over table inputs made of Linear/ReLU
-    layers are encoded exactly, so the property is proved for the composed model over
-    every input (``max_relus`` bounds the encoding, ``timeout`` the solver). Returns a
+    ``level="auto"`` (default): the input level where every network (neural concepts and
+    residual) is a Linear/ReLU network over table inputs, the concept level otherwise.
+    ``level="concept"``: the rules with the learned weights, thresholds and biases, every
+    neural concept and residual logit free -- the property then holds whatever the
+    networks say. ``level="input"``: networks over table inputs made of Linear/ReLU
+    layers (and the residual) are encoded exactly, so the property is proved for the
+    function ``predict`` computes over every input (``max_relus`` bounds the encoding,
+    ``timeout`` the solver; inputs declared without bounds range over the training
+    range). Returns a
     :class:`greybox.rules.Entailment`: a counterexample row when it fails, re-checked by
     running the model on it.
 
@@ -901,6 +912,7 @@ def verify(model, prop, *, level: str = "concept", max_relus: int = 64,
     >>> gb.explain.verify(model, "income > 40000 -> approve").holds
     False
     """
+    level = _level(level, model, max_relus)
     if level == "concept" and model.residual is None:
         return entails(model.to_kb(), prop, bias=model.bias_table(), timeout=timeout)
     if level == "input" and _choose(backend, level, model) == "milp":
@@ -1055,8 +1067,7 @@ def _verify_milp(model, prop, max_relus, timeout):
     kb = model.to_kb()
     formula = parse_formula(prop, kb)
     text = prop if isinstance(prop, str) else expr_to_text(formula)
-    bias = {n: b for n, b in model.bias_table().items() if not isinstance(b, dict)}
-    comp = compile_decision(model, kb, bias, max_relus=max_relus)
+    comp = compile_decision(model, kb, model.bias_table(), max_relus=max_relus)
     comp.p.add(comp.truth(formula), hi=0.0)
     x = comp.p.solve(None, time_limit=timeout)
     if x is None:

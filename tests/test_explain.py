@@ -364,9 +364,10 @@ def test_verify_the_whole_model(credit):
     # a residual network at the concept level: its logit is free, whatever it says
     with_residual = gb.GreyBox(model.kb, {"applicant_net": nn.Linear(3, 1)},
                                residual=nn.Linear(8, 1))
-    assert gb.explain.verify(with_residual, "age < 18 -> not approve").holds
+    assert gb.explain.verify(with_residual, "age < 18 -> not approve",
+                             level="concept").holds
     result = gb.explain.verify(with_residual, "employment == employed and debt_ratio < 0.4 "
-                                              "and age >= 18 -> approve")
+                                              "and age >= 18 -> approve", level="concept")
     assert not result.holds and result.confirmed
     assert "residual:approve" in result.counterexample.columns
 
@@ -537,7 +538,7 @@ def test_an_encodable_residual_is_encoded_at_the_input_level(bounded_credit, cre
                        residual=nn.Sequential(nn.Linear(8, 4), nn.ReLU(), nn.Linear(4, 1)),
                        semantics="product")
     prop = "debt_ratio < 0.4 and employment == employed and age >= 18 -> approve"
-    free = gb.explain.verify(model, prop)                   # any residual logit
+    free = gb.explain.verify(model, prop, level="concept")  # any residual logit
     exact = gb.explain.verify(model, prop, level="input")   # what this residual computes
     assert not free.holds
     if exact.holds:   # then no input reaches a refuting logit: sample to corroborate
