@@ -35,7 +35,7 @@ _BRACKET = re.compile(r"[()\[\]{}]")
 _NOT_BRACKET = re.compile(r"[^()\[\]{}]+")
 _STEP = {"(": 1, "[": 1, "{": 1, ")": -1, "]": -1, "}": -1}
 # MAX_DEPTH + 1 prefix `not`s in a row nest deeper than MAX_DEPTH whatever follows.
-_NOT_RUN = re.compile(r"(?<![\w`])(?:not(?!\w)\s*){%d}" % (MAX_DEPTH + 1))
+_NOT_RUN = re.compile(rf"(?<![\w`])(?:not(?!\w)\s*){{{MAX_DEPTH + 1}}}")
 
 
 def _loc(item) -> Location | None:

@@ -2,9 +2,8 @@
 
 import time
 
-import pytest
-
 import greybox.rules as gr
+import pytest
 from greybox.rules._kb import MAX_FILE_BYTES
 from greybox.rules._parser import MAX_BRACKETS, MAX_DEPTH
 
