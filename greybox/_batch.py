@@ -11,7 +11,7 @@ import torch
 
 from greybox.errors import DataError
 from greybox.rules import _ast as A
-from greybox.rules._evaluate import _column, _show
+from greybox.rules._evaluate import _column, _first, _show
 
 __all__ = ["Batch", "to_batch", "to_targets", "Targets"]
 
@@ -97,7 +97,7 @@ def to_batch(kb, data, device: torch.device, *, needed=None) -> Batch:
         var = kb.variables[name]
         col = items[name]
         if isinstance(var.type, A.TensorType):
-            values[name] = _tensor_input(name, var.type, col, device)
+            values[name] = _tensor_input(name, var.type, col, device, index)
             continue
         if isinstance(col, torch.Tensor):
             col = col.detach().cpu().numpy()
@@ -109,11 +109,49 @@ def to_batch(kb, data, device: torch.device, *, needed=None) -> Batch:
     return Batch(values, n, index, columns)
 
 
-def _tensor_input(name, t: A.TensorType, col, device) -> torch.Tensor:
+def _too_large(values) -> int | None:
+    """Position of the first value (or row of values) too large for a float64."""
+    for i, v in enumerate(values):
+        try:
+            np.asarray(v, dtype=np.float64)
+        except OverflowError:
+            return i
+        except (TypeError, ValueError):
+            continue
+    return None
+
+
+def _shown(value) -> str:
+    """A cell for a message; a huge integer by its size rather than its digits."""
+    if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
+        v = int(value)
+        if v.bit_length() > 96:
+            return f"an integer of about {int(v.bit_length() * 0.30103) + 1} digits"
+    return _show(value)
+
+
+def _overflow(name, col, index: pd.Index) -> DataError:
+    pos = _too_large(col)
+    where = "a row" if pos is None else _first(np.arange(len(col)) == pos, index)[0]
+    return DataError(f"input {name!r}: a number at {where} is too large for a float (beyond "
+                     "±1.8e308)")
+
+
+def _tensor_input(name, t: A.TensorType, col, device, index: pd.Index) -> torch.Tensor:
     if isinstance(col, pd.Series):
         col = np.stack([np.asarray(v) for v in col]) if len(col) else np.zeros((0,))
+    if not isinstance(col, torch.Tensor) and np.asarray(col).dtype == object:
+        try:  # Python numbers, which torch does not take in an object array
+            col = torch.as_tensor(np.asarray(col, dtype=np.float64),
+                                  dtype=torch.get_default_dtype())
+        except (TypeError, ValueError):
+            pass  # reported by torch below
+        except OverflowError:
+            raise _overflow(name, col, index) from None
     try:
         x = torch.as_tensor(col)
+    except OverflowError:
+        raise _overflow(name, col, index) from None
     except (TypeError, ValueError, RuntimeError) as err:
         raise DataError(f"input {name!r}: cannot make a tensor of {type(col).__name__}: {err}") \
             from None
@@ -164,6 +202,7 @@ def to_targets(kb, targets, n: int, *, index: pd.Index | None = None,
             raise DataError("targets must be a mapping of variable name -> labels when the "
                             f"model has several outputs ({', '.join(kb.outputs)})")
         items = {default: targets}
+    rows = index if index is not None else pd.RangeIndex(n)
     values, masks = {}, {}
     for name, col in items.items():
         var = kb.variables.get(name)
@@ -197,6 +236,11 @@ def to_targets(kb, targets, n: int, *, index: pd.Index | None = None,
             ok = ~miss
             try:
                 num[ok] = arr[ok].astype(np.float64)
+            except OverflowError:
+                pos = int(np.flatnonzero(ok)[_too_large(arr[ok]) or 0])
+                where, _ = _first(np.arange(len(arr)) == pos, rows)
+                raise DataError(f"labels of {name!r}: {_shown(arr[pos])} at {where} is too "
+                                "large for a float (beyond ±1.8e308)") from None
             except (TypeError, ValueError):
                 raise DataError(f"labels of {name!r} must be numbers or booleans, got dtype "
                                 f"{arr.dtype}") from None
@@ -219,6 +263,11 @@ def to_targets(kb, targets, n: int, *, index: pd.Index | None = None,
                 if bad.any():
                     pos = int(np.flatnonzero(bad)[0])
                     raise DataError(f"labels of {name!r}: infinite value at row {pos}")
+                big = ok & (np.abs(num) > np.finfo(np.float32).max)
+                if big.any():
+                    where, pos = _first(big, rows)
+                    raise DataError(f"labels of {name!r}: {_show(arr[pos])} at {where} is "
+                                    "beyond float32 (±3.4e38), in which the model trains")
                 values[name] = torch.as_tensor(num, dtype=torch.float32)
         masks[name] = torch.as_tensor(~miss)
     return Targets(values, masks)

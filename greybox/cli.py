@@ -31,6 +31,30 @@ class _Invalid(Exception):
     pass
 
 
+def _seconds(text: str) -> float:
+    """argparse type of ``--timeout``: a finite number of seconds above 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") \
+            from None
+    if not (0 < value < float("inf")):
+        raise argparse.ArgumentTypeError(f"expected a finite number of seconds above 0, got "
+                                         f"{text!r}")
+    return value
+
+
+def _port(text: str) -> int:
+    """argparse type of ``--port``: 0 (any free port) to 65535."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number, got {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is 0 (any free port) to 65535, got {text!r}")
+    return value
+
+
 def _cmd_check(args) -> int:
     import greybox.rules as gr
 
@@ -164,7 +188,12 @@ def _cmd_debug(args) -> int:
         raise _Invalid(f"no column {args.target!r} in {args.data} (columns: "
                        f"{', '.join(map(str, data.columns))})")
     dbg = gb.explain.Debugger(model, data, data[args.target], output=args.output)
-    server = DebugServer(dbg, port=args.port)
+    try:
+        server = DebugServer(dbg, port=args.port)
+    except OSError as err:
+        raise _Invalid(f"cannot listen on 127.0.0.1:{args.port}: {err.strerror or err}"
+                       + (" (choose another --port, or 0 for any free one)" if args.port
+                          else "")) from None
     print(f"greybox debugger for {args.model} on {args.data}: {server.url}", flush=True)
     print("(bound to 127.0.0.1; the token in the URL is required; Ctrl-C stops)", flush=True)
     try:
@@ -193,7 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "1 when there is one, 2 when the file is invalid.")
     p.add_argument("file", help="a .rules file")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
-    p.add_argument("--timeout", type=float, default=10.0, help="seconds per solver call")
+    p.add_argument("--timeout", type=_seconds, default=10.0, help="seconds per solver call")
     p.set_defaults(func=_cmd_check)
 
     p = sub.add_parser("entails", help="prove a property of the rules' decisions",
@@ -202,7 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "counterexample. Exit 0 when proved, 1 when refuted, 2 when invalid.")
     p.add_argument("file", help="a .rules file")
     p.add_argument("property", help="a formula over the rule file's variables")
-    p.add_argument("--timeout", type=float, default=30.0, help="seconds for the solver")
+    p.add_argument("--timeout", type=_seconds, default=30.0, help="seconds for the solver")
     p.set_defaults(func=_cmd_entails)
 
     p = sub.add_parser("evaluate", help="evaluate rules crisply on a CSV file",
@@ -250,7 +279,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("data", help="a CSV file with a column per table input")
     p.add_argument("--target", required=True, help="the column with the correct answers")
     p.add_argument("--output", help="the output to debug (default: the only one)")
-    p.add_argument("--port", type=int, default=0, help="port (default: a free one)")
+    p.add_argument("--port", type=_port, default=0,
+                   help="port, 0 to 65535 (default 0: a free one)")
     p.add_argument("--networks", help="package.module:function returning {name: module} "
                    "(or (networks, residual))")
     p.set_defaults(func=_cmd_debug)

@@ -55,3 +55,53 @@ def test_no_label_in_the_training_part_after_holding_out_validation(data):
             assert "no row of the training data has a label" in str(err)
             return
     pytest.fail("no row ended up in the validation part")
+
+
+# ---- numbers too large for a float (issue 11, item 12)
+
+HUGE = 10 ** 400
+
+
+@pytest.mark.parametrize("labels,match", [
+    ({"y": [True, HUGE]}, r"labels of 'y': an integer of about 401 digits at row 1 is too "
+                          r"large for a float"),
+    ({"y": np.array([None, True, -HUGE], dtype=object)}, r"labels of 'y': .* at row 2 is "
+                                                         r"too large for a float"),
+])
+def test_labels_too_large_for_a_float_name_the_variable_and_row(labels, match):
+    model = gb.GreyBox(RULES, semantics="product")
+    n = len(labels["y"])
+    with pytest.raises(gb.DataError, match=match):
+        model.fit({"x": np.linspace(0, 10, n)}, labels, epochs=1, progress=False)
+
+
+def test_real_labels_beyond_float32_are_refused():
+    model = gb.GreyBox("input x: real  define z: real = 2 * x  output y: bool  "
+                       "rule r: z > ~1 -> y", semantics="product")
+    with pytest.raises(gb.DataError, match=r"labels of 'z': 1e\+300 at row 1 is beyond "
+                                           r"float32"):
+        model.fit({"x": [1.0, 2.0]}, {"z": [2.0, 1e300]}, epochs=1, progress=False)
+
+
+NET_RULES = "input img: tensor[2]  neural d: bool = net(img)  output y: bool  rule r: d -> y"
+
+
+@pytest.mark.parametrize("img,where", [
+    ([[1.0, 2.0], [3.0, HUGE]], "row 1"),
+    (np.array([[1.0, -HUGE], [3.0, 4.0]], dtype=object), "row 0"),
+])
+def test_tensor_inputs_too_large_for_a_float_name_the_input_and_row(img, where):
+    from torch import nn
+
+    model = gb.GreyBox(NET_RULES, {"net": nn.Linear(2, 1)}, semantics="product")
+    with pytest.raises(gb.DataError, match=f"input 'img': a number at {where} is too large"):
+        model({"img": img})
+
+
+def test_tensor_inputs_of_python_numbers_in_an_object_array_work():
+    from torch import nn
+
+    model = gb.GreyBox(NET_RULES, {"net": nn.Linear(2, 1)}, semantics="product")
+    got = model({"img": np.array([[1, 2.0], [3, 4]], dtype=object)}).values["d"]
+    want = model({"img": [[1.0, 2.0], [3.0, 4.0]]}).values["d"]
+    assert np.allclose(got.detach().numpy(), want.detach().numpy())
