@@ -225,12 +225,16 @@ class Debugger:
         positions = [self.batch.index.get_loc(i) for i in wrong.index]
         sub = self.batch.take(torch.as_tensor(positions))
         with torch.no_grad():
+            # the rules as the decision function fired them (what predict decided with);
+            # the concepts with the networks' probabilities
             trace = self._model.eval()(sub)
+            decided = self._model(sub, crisp=True)
         fired, concepts, verdicts = [], [], []
         kb = self._model.kb
         for j in range(len(positions)):
-            rules = [(r, float(trace.contributions[r][j])) for r in kb.rules
-                     if float(trace.bodies[r].expand(len(positions))[j]) > 0.5]
+            rules = [(r, float(decided.contributions[r].expand(len(positions))[j]))
+                     for r in kb.rules
+                     if float(decided.bodies[r].expand(len(positions))[j]) > 0.5]
             fired.append(", ".join(r for r, _ in rules))
             values = []
             for n in kb.neural:
@@ -289,8 +293,11 @@ class Debugger:
                     cols[f"{n} == {name}"] = (v.argmax(1) == k).float().numpy()
             else:
                 cols[n] = (v > 0.5).float().numpy() if isinstance(t, A.BoolType) else v.numpy()
+        with torch.no_grad():
+            decided = self._model(self.batch, crisp=True)
         for r in kb.rules:
-            cols[f"rule {r} fired"] = (trace.bodies[r].expand(self.batch.n) > 0.5).float().numpy()
+            cols[f"rule {r} fired"] = (decided.bodies[r].expand(self.batch.n) > 0.5
+                                       ).float().numpy()
         return pd.DataFrame(cols, index=self.batch.index)
 
     def cohorts(self, *, max_depth: int = 3, min_size: int = 10) -> pd.DataFrame:
@@ -377,8 +384,6 @@ class Debugger:
 
     # ------------------------------------------------------------------ what if
     def _rebuild(self, edits: list[Edit]):
-        from greybox._model import GreyBox, _key
-
         base = self._base
         kb = base.to_kb()
         statements = list(kb.statements)
@@ -391,23 +396,7 @@ class Debugger:
                                source=texts[-1] if texts else None)
         if self.output not in new_kb.outputs:
             raise ModelError(f"the edits leave no output {self.output!r}")
-        networks = {n: base.networks[_key(n)] for n in new_kb.networks}
-        residual = None
-        if base.residual is not None:
-            residual = {n: base.residual[_key(n)] for n in new_kb.decided
-                        if _key(n) in base.residual}
-        model = GreyBox(new_kb, networks, semantics=base.semantics, residual=residual or None,
-                        temperature=base.temperature)
-        with torch.no_grad():
-            model.feature_center.copy_(base.feature_center)
-            model.feature_scale.copy_(base.feature_scale)
-            model.calibrated.copy_(base.calibrated)
-            for n in new_kb.decided:
-                if _key(n) in base.decisions:
-                    model.decisions[_key(n)].bias.copy_(base.decisions[_key(n)].bias)
-        model.to(base.device)
-        model.crisp(base._crisp)
-        return model.eval()
+        return base.replace(kb=new_kb).eval()
 
     def what_if(self, *edits) -> WhatIf:
         """Apply ``edits`` (on top of the earlier ones) to a copy of the model and

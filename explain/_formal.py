@@ -656,7 +656,6 @@ def counterfactual(model, batch, row: int = 0, output: str | None = None, *,
         (dist_total, count_total)
     opt.minimize(first)
     opt.minimize(second)
-    cost = [first]
     try:
         result = opt.check()
     except z3.Z3Exception as err:  # pragma: no cover

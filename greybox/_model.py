@@ -474,6 +474,48 @@ class GreyBox(nn.Module):
         sem = REGISTRY["crisp" if use_crisp else self.semantics]
         return sem.trace(self, batch)
 
+    def replace(self, *, kb=None) -> GreyBox:
+        """A copy of the model with other rules (``kb``: a knowledge base or rule text):
+        the same networks and residual (shared, not copied), semantics, temperature,
+        input statistics and the biases of the outputs both decide; rule weights and
+        thresholds come from the new rules.
+
+        Examples
+        --------
+        >>> import greybox as gb
+        >>> model = gb.GreyBox("input x: real  output y: bool  rule r: x > 1 -> y",
+        ...                    semantics="product")
+        >>> other = model.replace(kb="input x: real  output y: bool  rule r: x > 2 -> y")
+        >>> model.predict({"x": [1.5]})["y"].tolist(), other.predict({"x": [1.5]})["y"].tolist()
+        ([True], [False])
+        """
+        if kb is None:
+            kb = self.to_kb()
+        elif isinstance(kb, str):
+            kb = gr.parse(kb)
+        if not isinstance(kb, gr.KnowledgeBase):
+            raise ModelError(f"kb must be a KnowledgeBase or rule text, got {type(kb).__name__}")
+        networks = {n: self.networks[_key(n)] for n in kb.networks if _key(n) in self.networks}
+        residual = None
+        if self.residual is not None:
+            residual = {n: self.residual[_key(n)] for n in kb.decided
+                        if _key(n) in self.residual} or None
+        model = GreyBox(kb, networks, semantics=self.semantics, residual=residual,
+                        temperature=self.temperature)
+        if model.feature_names == self.feature_names:
+            with torch.no_grad():
+                for name in ("feature_center", "feature_scale", "calibrated", "feature_min",
+                             "feature_max", "feature_step"):
+                    getattr(model, name).copy_(getattr(self, name))
+        with torch.no_grad():
+            for n in kb.decided:
+                if _key(n) in self.decisions and n in self.kb.variables and \
+                        self.kb.variables[n].type == kb.variables[n].type:
+                    model.decisions[_key(n)].bias.copy_(self.decisions[_key(n)].bias)
+        model.to(self.device)
+        model.crisp(self._crisp)
+        return model.train(self.training)
+
     def crisp(self, mode: bool = True) -> GreyBox:
         """Switch crisp evaluation on (or off); returns the model, like ``eval()``."""
         self._crisp = bool(mode)
@@ -661,11 +703,9 @@ class GreyBox(nn.Module):
             raise ModelError(f"on_infeasible must be 'raise' or 'flag', got {on_infeasible!r}")
         batch = self.batch(data)
         parts, flags = [], []
-        for sub, ev, _ in self._decisions(batch, batch_size):
-            cols = {}
-            for name in self.kb.outputs:
-                cols[name] = _decided(self.kb, name, ev, _)
-            parts.append(cols)
+        for _sub, ev, logits in self._decisions(batch, batch_size):
+            parts.append({name: _decided(self.kb, name, ev, logits)
+                          for name in self.kb.outputs})
             flags.append(ev.infeasible.to_numpy())
         infeasible = np.concatenate(flags) if flags else np.zeros(0, bool)
         if on_infeasible == "raise" and infeasible.any():

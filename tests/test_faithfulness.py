@@ -3,10 +3,12 @@ checked here by running ``predict`` on random small models of every semantics, w
 without a residual network and a neural concept.
 
 - a counterfactual applied to its row changes ``predict``;
-- a reason survives sampled completions of the inputs it does not name (1,000 per model);
+- a reason survives 1,000 sampled completions of the inputs it does not name;
 - a property ``verify`` proves is never contradicted by sampled rows; a counterexample it
   returns is one ``predict`` agrees with;
-- ``predict_proba``'s most probable value is ``predict``'s decision.
+- ``predict_proba``'s most probable value is ``predict``'s decision;
+- the debugger's fixed/broken diff of a rule edit is the difference of two ``predict``
+  calls (the model before, and the model with the edited rules).
 """
 
 from __future__ import annotations
@@ -107,7 +109,7 @@ def test_counterfactuals_and_reasons_are_statements_about_predict(seed, semantic
             assert model.predict(_apply(row, cf.changes))["out"].iloc[0] != decision
         r = gb.explain.reason(model, row)
         assert r.verified and r.decision == decision
-        samples = _rows(rng, 350)
+        samples = _rows(rng, 1000)
         for name, value in r.facts.items():
             samples[name] = pd.Categorical([value] * len(samples), categories=ENUM) \
                 if name == "c" else value
@@ -135,3 +137,28 @@ def test_verify_is_never_contradicted_by_predict(seed, semantics, residual, neur
             cx["c"] = pd.Categorical(cx["c"].astype(str), categories=ENUM)
             got = model.predict(cx)["out"].iloc[0]
             assert bool(got) == (not prop.startswith("x")), (prop, cx)
+
+
+@pytest.mark.parametrize("seed,semantics,residual,neural,output", CASES[::3])
+def test_the_debuggers_diff_is_the_difference_of_two_predict_calls(seed, semantics, residual,
+                                                                  neural, output):
+    model = _model(seed, semantics, residual=residual, neural=neural, output=output)
+    rng = np.random.default_rng(3000 + seed)
+    data = _rows(rng, 300)
+    before = model.predict(data)["out"]
+    # targets: the model's own decisions with a quarter of them changed
+    target = before.astype(str).to_numpy().copy()
+    flip = rng.random(len(data)) < 0.25
+    options = ["False", "True"] if output == "bool" else ["lo", "mid", "hi"]
+    target[flip] = rng.choice(options, int(flip.sum()))
+    target = (target == "True") if output == "bool" else target
+    dbg = gb.explain.Debugger(model, data, target)
+    edit = gb.explain.SetWeight("r0", 0.0)
+    diff = dbg.what_if(edit)
+    edited = model.replace(kb=gb.rules.KnowledgeBase(edit.apply(list(model.to_kb().statements))))
+    after = edited.predict(data)["out"]
+    right_before = before.to_numpy() == target
+    right_after = after.to_numpy() == target
+    assert set(diff.fixed.index) == set(data.index[~right_before & right_after])
+    assert set(diff.broken.index) == set(data.index[right_before & ~right_after])
+    assert diff.changed == int((before.to_numpy() != after.to_numpy()).sum())
