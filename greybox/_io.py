@@ -164,8 +164,9 @@ def _check_archive(path: Path) -> None:
             bad = archive.testzip()
     except zipfile.BadZipFile:
         return  # not a zip archive at all: torch.load says what it is
-    except (OSError, ValueError, EOFError, RuntimeError, NotImplementedError) as err:
-        raise CheckpointError(f"{path}: corrupted archive ({err})") from None
+    except Exception as err:  # zlib, struct or OS errors of a damaged archive  # noqa: BLE001
+        raise CheckpointError(f"{path}: corrupted archive ({type(err).__name__}: {err})") \
+            from None
     if bad is not None:
         raise CheckpointError(f"{path}: corrupted file: {bad!r} fails its CRC-32 check")
 
