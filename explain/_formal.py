@@ -973,9 +973,28 @@ def verify(model, prop, *, level: str = "auto", max_relus: int = 64,
     return Entailment(text, False, shown, confirmed)
 
 
-def _assumptions(comp) -> tuple:
-    return tuple(f"for every {n} within the training range [{lo:.6g}, {hi:.6g}]"
-                 for n, (lo, hi) in comp.assumed.items())
+def _assumptions(comp, fixed=()) -> tuple:
+    """What a MILP result assumes: the inputs declared without bounds that it leaves free
+    range over the training range."""
+    free = [f"{n} in [{lo:.6g}, {hi:.6g}]" for n, (lo, hi) in comp.assumed.items()
+            if n not in fixed]
+    return (f"for inputs within the training range ({', '.join(free)})",) if free else ()
+
+
+def _why_no_change(comp, output: str, decision) -> str:
+    """Why no input change flips a bool decision, in terms of the model: the residual's
+    logit bounds over the inputs' ranges against what the rules can add."""
+    if output not in comp.residual or output not in comp.decisions or not isinstance(
+            decision, bool):
+        return ""
+    lo, hi = comp.p.bounds(comp.residual[output][0])
+    bias = float(comp.bias.get(output, 0.0))
+    swing = sum(abs(float(r.weight)) for r in comp.kb.rules_for(output))
+    if (decision and lo + bias - swing > 0) or (not decision and hi + bias + swing <= 0):
+        return (f"; the residual network alone decides this: its logit stays within "
+                f"[{lo:.3g}, {hi:.3g}] over the inputs' ranges, and the rules add at most "
+                f"{swing:g}")
+    return ""
 
 
 def _reason_milp(model, batch, row, output, max_relus, timeout, t0) -> Reason:
@@ -994,7 +1013,7 @@ def _reason_milp(model, batch, row, output, max_relus, timeout, t0) -> Reason:
     verified = differs(comp, output, decision, keep, time_limit=timeout) is None
     return Reason(batch.index[row], output, decision,
                   {n: _show(kb, n, v) for n, v in keep.items()}, verified,
-                  time.perf_counter() - t0, "input", _assumptions(comp))
+                  time.perf_counter() - t0, "input", _assumptions(comp, keep))
 
 
 def _counterfactual_milp(model, batch, row, output, minimize, immutable, max_relus,
@@ -1015,7 +1034,8 @@ def _counterfactual_milp(model, batch, row, output, minimize, immutable, max_rel
         raise ModelError(f"row {batch.index[row]!r}: no change of the inputs within their "
                          f"types and the hard constraints{held} changes the decision of "
                          f"{output!r} (rules, networks and residual together decide "
-                         f"{decision!r} everywhere there{ranges})")
+                         f"{decision!r} everywhere there{ranges})"
+                         f"{_why_no_change(comp, output, decision)}")
     changes = []
     for n, code in list(after.items()):
         if isinstance(code, float) and abs(code - float(facts[n])) <= 1e-9 * max(
@@ -1052,7 +1072,8 @@ def _counterfactual_milp(model, batch, row, output, minimize, immutable, max_rel
                           pd.DataFrame(changes, columns=["fact", "before", "after"]),
                           {n: _show(kb, n, c) for n, c in after.items()},
                           _distance(model, kb, changes, facts, after, minimize),
-                          verified, time.perf_counter() - t0, "input", _assumptions(comp))
+                          verified, time.perf_counter() - t0, "input",
+                          _assumptions(comp, immutable))
 
 
 def _verify_milp(model, prop, max_relus, timeout):

@@ -162,3 +162,48 @@ def test_the_debuggers_diff_is_the_difference_of_two_predict_calls(seed, semanti
     assert set(diff.fixed.index) == set(data.index[~right_before & right_after])
     assert set(diff.broken.index) == set(data.index[right_before & ~right_after])
     assert diff.changed == int((before.to_numpy() != after.to_numpy()).sum())
+
+
+def test_a_row_only_the_residual_decides_is_named_by_its_label_with_the_reason():
+    kb = """
+    input x: real
+    input y: real[0, 10]
+    output out: bool
+    rule r weight 1: x > ~5 -> out
+    """
+    residual = nn.Sequential(nn.Linear(2, 2), nn.ReLU(), nn.Linear(2, 1))
+    with torch.no_grad():
+        residual[2].bias.fill_(50.0)          # the residual says True whatever the inputs
+    model = gb.GreyBox(kb, semantics="product", residual=residual)
+    model.calibrate(pd.DataFrame({"x": [0.0, 10.0, 3.5], "y": [1.0, 2.0, 9.0]}))
+    row = pd.DataFrame({"x": [1.0], "y": [3.0]}, index=["patient-7"])
+    assert model.predict(row)["out"].tolist() == [True]
+    with pytest.raises(gb.ModelError, match=r"row 'patient-7'.*residual network alone "
+                                            r"decides this"):
+        gb.explain.counterfactual(model, row)
+    r = gb.explain.reason(model, row)
+    assert r.facts == {} and r.level == "input" and r.row == "patient-7"
+    assert r.assumptions == ("for inputs within the training range (x in [0, 10])",)
+    assert "training range" in str(r)
+
+
+def test_counterfactual_values_are_rounded_to_the_datas_precision_on_the_decided_side():
+    kb = """
+    input radius: real
+    output big: bool
+    rule r weight 2: radius > ~16.5958 -> big
+    """
+    model = gb.GreyBox(kb, semantics="product", residual=nn.Sequential(
+        nn.Linear(1, 2), nn.ReLU(), nn.Linear(2, 1)))
+    with torch.no_grad():
+        model.decisions["big"].bias.fill_(-1.0)
+        model.residual["big"][2].weight.zero_()
+        model.residual["big"][2].bias.zero_()
+    rng = np.random.default_rng(0)
+    model.calibrate(pd.DataFrame({"radius": np.round(rng.uniform(8, 28, 100), 2)}))
+    row = pd.DataFrame({"radius": [14.27]})
+    cf = gb.explain.counterfactual(model, row)
+    (after,) = cf.changes["after"]
+    assert cf.verified and after > 16.5958 and after == round(after, 2)
+    assert after - 16.5958 < 0.02                       # the next value at 0.01 precision
+    assert model.predict(pd.DataFrame({"radius": [after]}))["big"].tolist() == [True]
