@@ -90,7 +90,10 @@ def _cmd_evaluate(args) -> int:
         raise _Invalid(f"cannot read {args.data}: {err}") from None
     ev = gr.evaluate(kb, data)
     if args.output:
-        ev.to_frame().to_csv(args.output)
+        try:
+            ev.to_frame().to_csv(args.output)
+        except OSError as err:
+            raise _Invalid(f"cannot write {args.output}: {err.strerror or err}") from None
         print(f"wrote {len(ev.index)} rows to {args.output}")
     print(ev)
     return EXIT_OK

@@ -82,3 +82,13 @@ def test_a_csv_cell_too_large_for_a_float_names_column_and_row(tmp_path, capsys)
     assert main(["evaluate", CREDIT, str(data)]) == 2
     err = capsys.readouterr().err
     assert "column 'age'" in err and "at row 1" in err and "Traceback" not in err
+
+
+def test_writing_the_output_into_a_missing_folder_is_a_cli_error(tmp_path, capsys):
+    data = tmp_path / "ok.csv"
+    data.write_text("age,income,debt_ratio,employment,years at address,reliable\n"
+                    "30,100,0.1,employed,5,True\n")
+    out = tmp_path / "missing" / "out.csv"
+    assert main(["evaluate", CREDIT, str(data), "--output", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"greybox evaluate: cannot write {out}: ") and "missing" in err
