@@ -26,7 +26,7 @@ import torch
 from greybox.rules import _ast as A
 from greybox.rules._decisions import plan
 from scipy.optimize import Bounds, LinearConstraint, milp
-from scipy.sparse import lil_matrix
+from scipy.sparse import csr_matrix
 
 from greybox.errors import ModelError, SolverError
 
@@ -153,14 +153,16 @@ class Program:
         if objective is not None:
             for k, v in objective.terms.items():
                 c[k] += v
-        matrix = lil_matrix((max(1, len(self.rows)), n))
         lo = np.full(max(1, len(self.rows)), -np.inf)
         hi = np.full(max(1, len(self.rows)), np.inf)
+        ri, ci, vals = [], [], []
         for r, (terms, a, b) in enumerate(self.rows):
-            for k, v in terms.items():
-                matrix[r, k] = v
+            ri += [r] * len(terms)
+            ci += list(terms)
+            vals += list(terms.values())
             lo[r], hi[r] = a, b
-        cons = [LinearConstraint(matrix.tocsr(), lo, hi)] if self.rows else []
+        matrix = csr_matrix((vals, (ri, ci)), shape=(max(1, len(self.rows)), n))
+        cons = [LinearConstraint(matrix, lo, hi)] if self.rows else []
         with _quiet_stdout():   # HiGHS' C++ core may print debugging lines to fd 1
             res = milp(c, integrality=np.asarray(self.integer),
                        bounds=Bounds(self.lb, self.ub), constraints=cons,
@@ -591,7 +593,27 @@ def differs(comp: _Compiler, output: str, decision, fixed: dict, *, time_limit: 
 def closest_change(comp: _Compiler, output: str, decision, facts: dict, *, minimize: str,
                    immutable, spreads: dict, time_limit: float):
     """The input values closest to ``facts`` (L1 in units of ``spreads``, or fewest
-    changes) whose decision is not ``decision``; None when there are none."""
+    changes) whose decision is not ``decision``; None when there are none.
+
+    Fewest changes: one input at a time first (each a small program with every other
+    input fixed, which presolve mostly decides); the closest single change is the
+    optimum when there is one, and the whole program is solved only when there is none.
+    """
+    mutable = [n for n in comp.inputs if n not in immutable]
+    if minimize == "count" and len(mutable) > 1:
+        singles = []
+        for name in mutable:
+            x = closest_change(comp, output, decision, facts, minimize="l1",
+                               immutable=set(comp.inputs) - {name}, spreads=spreads,
+                               time_limit=time_limit)
+            if x is not None:
+                t = comp.kb.variables[name].type
+                gap = abs(float(x[name]) - float(facts[name])) / max(
+                    spreads.get(name, 1.0), 1e-12) if isinstance(
+                    t, (A.RealType, A.IntType)) else 1.0
+                singles.append((gap, mutable.index(name), x))
+        if singles:
+            return min(singles, key=lambda c: c[:2])[2]
     p = comp.p
     rows, nvars = len(p.rows), len(p.lb)
     lb, ub = list(p.lb), list(p.ub)
