@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, fields, replace
 from typing import Union
 
@@ -95,8 +95,9 @@ class IntType(Node):
         return self.hi - self.lo + 1
 
     @property
-    def values(self) -> tuple[int, ...]:
-        return tuple(range(self.lo, self.hi + 1))
+    def values(self) -> range:
+        """The values in order (a ``range``: a domain of a billion values costs nothing)."""
+        return range(self.lo, self.hi + 1)
 
 
 @dataclass(frozen=True)
@@ -132,8 +133,9 @@ def is_finite_type(t: Type) -> bool:
     return isinstance(t, (BoolType, IntType, EnumType))
 
 
-def domain_values(t: Type) -> tuple:
-    """The values of a finite type, in order (False before True for bool)."""
+def domain_values(t: Type) -> Sequence:
+    """The values of a finite type, in order (False before True for bool); a ``range`` for
+    an int type, so that asking for a large domain allocates nothing."""
     if isinstance(t, BoolType):
         return (False, True)
     if isinstance(t, IntType):

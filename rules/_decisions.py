@@ -5,6 +5,13 @@ it. Decided variables that hard constraints tie together form a *component*; a c
 decision is the joint assignment with the highest total score that satisfies its hard
 constraints (ties go to the earlier assignment in domain order: False before True).
 Components are decided in dependency order.
+
+A variable decided on its own (no hard constraint, no cycle through other decisions) is
+never enumerated: every value that no rule concludes and no bias names scores exactly 0,
+so the argmax is among the :func:`candidates` -- those values plus the first other value
+in domain order, which wins the ties among all of them. An ``int 0..900000000`` output
+costs as much as a two-valued one. Components that must be enumerated (joint assignments
+checked against hard constraints) are refused beyond :data:`MAX_ASSIGNMENTS`.
 """
 
 from __future__ import annotations
@@ -19,10 +26,47 @@ from greybox.errors import RuleError
 
 from . import _ast as A
 
-__all__ = ["Component", "DecisionPlan", "MAX_ASSIGNMENTS", "plan", "closure"]
+__all__ = ["Component", "DecisionPlan", "MAX_ASSIGNMENTS", "candidates", "closure", "plan",
+           "position", "size"]
 
-#: Most joint assignments a component may have (crisp evaluation enumerates them).
+#: Most joint assignments a component that must be enumerated may have (crisp evaluation
+#: and the Z3 encoding check each one against the hard constraints).
 MAX_ASSIGNMENTS = 1 << 16
+
+
+def size(t) -> int:
+    """The number of values of a finite type."""
+    return 2 if isinstance(t, A.BoolType) else t.size
+
+
+def position(t, value) -> int:
+    """The place of ``value`` in the domain order of a finite type (its tie-breaking rank)."""
+    if isinstance(t, A.BoolType):
+        return int(bool(value))
+    if isinstance(t, A.IntType):
+        return int(value) - t.lo
+    return t.values.index(value)
+
+
+def candidates(kb, name: str, biased=()) -> tuple:
+    """The values of decided variable ``name`` among which its argmax lies when it is
+    decided alone, in domain order: the values some rule concludes or ``biased`` names,
+    plus the first other value (every other value scores 0 like it, and it comes first).
+    A bool's are (False, True)."""
+    t = kb.variables[name].type
+    if isinstance(t, A.BoolType):
+        return (False, True)
+    pushed = set(biased)
+    for r in kb.rules_for(name):
+        head = r.head.value
+        pushed.add(head.value if isinstance(head, A.Num) else head.name)
+    pushed.discard(None)
+    if isinstance(t, A.IntType):
+        free = next((x for x in range(t.lo, t.hi + 1) if x not in pushed), None)
+    else:
+        free = next((x for x in t.values if x not in pushed), None)
+    found = pushed | ({free} if free is not None else set())
+    return tuple(sorted(found, key=lambda x: position(t, x)))
 
 
 def closure(kb, names) -> set[str]:
@@ -49,6 +93,19 @@ class Component:
     constraints: tuple[A.Constraint, ...]
     #: defined variables whose value depends on this component's variables
     tainted: frozenset[str]
+
+    @property
+    def enumerated(self) -> bool:
+        """Whether deciding it checks every joint assignment (hard constraints, or several
+        variables); otherwise its one variable is decided among its :func:`candidates`."""
+        return bool(self.constraints) or len(self.variables) > 1
+
+    def size(self, kb) -> int:
+        """The number of joint assignments."""
+        out = 1
+        for v in self.variables:
+            out *= size(kb.variables[v].type)
+        return out
 
     def assignments(self, kb) -> list[tuple]:
         """Joint assignments in enumeration order (tie-breaking order)."""
@@ -110,25 +167,44 @@ def _make_plan(kb) -> DecisionPlan:
     for node in nx.lexicographical_topological_sort(cond, key=lambda n: min(cond.nodes[n]["members"])):
         members = sorted(cond.nodes[node]["members"])
         names = tuple(v for i in members for v in groups[i])
-        size = 1
-        for v in names:
-            size *= len(A.domain_values(kb.variables[v].type))
-        if size > MAX_ASSIGNMENTS:
-            raise RuleError(
-                f"hard constraints tie the decisions {', '.join(names)} together: "
-                f"{size} joint assignments, more than the {MAX_ASSIGNMENTS} the crisp "
-                "decision can enumerate"
-            )
         nameset = set(names)
         tainted = frozenset(
             n for n, v in kb.variables.items()
             if v.role == "defined" and closure(kb, [n]) & nameset
         )
-        comps.append(Component(
+        comp = Component(
             names,
             tuple(r for r in kb.rules.values() if r.head.name in nameset),
             tuple(c for c in hard if set(touches[c.name]) & nameset),
             tainted,
-        ))
+        )
+        if comp.enumerated and comp.size(kb) > MAX_ASSIGNMENTS:
+            raise RuleError(_too_large(kb, comp, len(members) > 1))
+        comps.append(comp)
     fixed = tuple(c for c in hard if not touches[c.name])
     return DecisionPlan(tuple(comps), fixed)
+
+
+def _too_large(kb, comp: Component, cycle: bool) -> str:
+    """Why a component that must be enumerated is refused, naming what is too large."""
+    from ._printer import type_to_text
+
+    def typed(n):
+        return f"{n} ({type_to_text(kb.variables[n].type)})"
+
+    limit = f"more than the {MAX_ASSIGNMENTS:,} that crisp evaluation and Z3 enumerate"
+    cons = ", ".join(c.name for c in comp.constraints)
+    if len(comp.variables) == 1:
+        (n,) = comp.variables
+        return (f"the decision of {typed(n)} must satisfy the hard constraint(s) {cons}, so "
+                f"each of its {comp.size(kb):,} values is checked against them: {limit}; "
+                f"narrow the type of {n}")
+    names = ", ".join(typed(n) for n in comp.variables)
+    if cons:
+        why = f"hard constraint(s) {cons} tie the decisions {names} together"
+        if cycle:
+            why += " and their rules read each other's decisions"
+    else:
+        why = f"the rules of {names} read each other's decisions, so they are decided jointly"
+    return (f"{why}: {comp.size(kb):,} joint assignments, {limit}; narrow their types "
+            "or untie them")

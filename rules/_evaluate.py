@@ -13,7 +13,8 @@ import pandas as pd
 from greybox.errors import DataError, RuleError
 
 from . import _ast as A
-from ._decisions import closure, plan
+from ._decisions import MAX_ASSIGNMENTS, candidates, closure, plan, size
+from ._exact import ScoreScale, compile_truth, compile_value
 from ._kb import KnowledgeBase, parse_formula
 
 __all__ = ["Evaluation", "evaluate", "prepare_columns"]
@@ -127,13 +128,34 @@ def _type_text(t) -> str:
     return type_to_text(t)
 
 
+#: integers up to this magnitude are exact in float64
+_EXACT_INT = 2 ** 53
+_EXACT_TEXT = "float64 holds every integer up to ±2**53, only some beyond"
+
+
+def _short(v: int) -> str:
+    """An integer for a message: its digits, or its size when it is huge."""
+    if v.bit_length() <= 96:
+        return str(v)
+    return f"an integer of about {int(v.bit_length() * 0.30103) + 1} digits"
+
+
 def _to_numeric(name: str, col, index) -> np.ndarray:
     if isinstance(col, pd.Series):
         col = col.to_numpy()
     arr = np.asarray(col)
     if arr.dtype == bool:
         return arr.astype(np.float64)
-    if arr.dtype.kind in "iuf":
+    if arr.dtype.kind in "iu":
+        out = arr.astype(np.float64)
+        wrong = [i for i in np.flatnonzero(np.abs(out) >= _EXACT_INT).tolist()
+                 if int(out[i]) != int(arr[i])]
+        if wrong:
+            where, pos = _first(np.arange(len(arr)) == wrong[0], index)
+            raise DataError(f"column {name!r}: {int(arr[pos])} at {where} has no exact "
+                            f"float64 value ({_EXACT_TEXT})")
+        return out
+    if arr.dtype.kind == "f":
         return arr.astype(np.float64, copy=False)
     if arr.dtype.kind == "O":
         # object columns: numbers with None/pd.NA for missing values
@@ -141,7 +163,14 @@ def _to_numeric(name: str, col, index) -> np.ndarray:
         for i, v in enumerate(arr):
             if v is None or v is pd.NA:
                 out[i] = np.nan
-            elif isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool):
+            elif isinstance(v, (int, np.integer)) and not isinstance(v, bool):
+                iv = int(v)
+                if abs(iv) > _EXACT_INT and (iv.bit_length() > 1024 or int(float(iv)) != iv):
+                    where, _ = _first(np.arange(len(arr)) == i, index)
+                    raise DataError(f"column {name!r}: {_short(iv)} at {where} has no "
+                                    f"exact float64 value ({_EXACT_TEXT})")
+                out[i] = float(v)
+            elif isinstance(v, (float, np.floating)):
                 out[i] = float(v)
             else:
                 where, _ = _first(np.arange(len(arr)) == i, index)
@@ -273,14 +302,25 @@ def prepare_columns(kb: KnowledgeBase, data) -> tuple[dict[str, np.ndarray], pd.
 
 
 class _Env:
-    """Variable values for every row; defined variables are computed on first use."""
+    """Variable values for every row; defined variables are computed on first use.
 
-    __slots__ = ("kb", "values", "parent", "fresh", "defines", "n", "index", "raw")
+    ``errors`` holds, for a real define whose arithmetic float64 may round, a bound on
+    each row's distance to the exact value (see :mod:`._exact`); every other value is
+    exact (an int define is settled to its exact integer). ``checked``: whether a define
+    leaving its declared type is a DataError (otherwise its rows are marked ``outside``)."""
 
-    def __init__(self, kb, values, defines, n, index, parent=None, fresh=frozenset(), raw=None):
+    __slots__ = ("kb", "values", "errors", "parent", "fresh", "defines", "n", "index", "raw",
+                 "checked", "outside")
+
+    def __init__(self, kb, values, defines, n, index, parent=None, fresh=frozenset(), raw=None,
+                 checked=True):
         self.kb, self.values, self.defines = kb, values, defines
         self.n, self.index, self.parent, self.fresh = n, index, parent, fresh
         self.raw = raw or {}
+        self.errors = {}
+        self.checked = checked
+        #: unchecked: rows where some define left its declared type (None: none yet)
+        self.outside = None
 
     def __getitem__(self, name):
         if name in self.values:
@@ -293,33 +333,144 @@ class _Env:
                 raise DataError(f"missing column {name!r}")
             value = self.values[name] = _column(var, self.raw[name], self.index)
             return value
-        value = np.broadcast_to(self.defines[name](self), (self.n,))
         if isinstance(var.type, A.BoolType):
-            value = value.astype(bool, copy=False)
-        elif isinstance(var.type, (A.IntType, A.RealType)):
-            value = value.astype(np.float64, copy=False)
-            _check_range(name, var.type, value, self.index, what="defined variable")
+            value = np.broadcast_to(self.defines[name](self), (self.n,)).astype(bool, copy=False)
+        else:
+            value, err = self.defines[name](self)
+            value = np.broadcast_to(value, (self.n,))
+            if isinstance(var.type, A.IntType):
+                value = self._settle_int(var, value.astype(np.float64, copy=False), err)
+            elif isinstance(var.type, A.RealType):
+                value = self._settle_real(var, value.astype(np.float64, copy=False), err)
         self.values[name] = value
         return value
 
+    def error(self, name):
+        """A bound on the distance of ``name``'s float64 values to the exact ones (0.0
+        when they are exact)."""
+        if name in self.errors:
+            return self.errors[name]
+        if name in self.values:
+            return 0.0
+        if self.parent is not None and name not in self.fresh:
+            return self.parent.error(name)
+        self[name]
+        return self.errors.get(name, 0.0)
+
+    def _settle_int(self, var, value, err):
+        """An int define's exact values: rounded where the error bound is below 1/2,
+        recomputed with rationals where it is not, checked against the declared range."""
+        from ._exact import exact_value
+
+        t = var.type
+        rows = np.empty(0, np.int64)
+        exact: list = []
+        if not (np.ndim(err) == 0 and err == 0):
+            err = np.broadcast_to(err, (self.n,))
+            value = np.array(value, dtype=np.float64)
+            with np.errstate(invalid="ignore"):
+                far = ~(err < 0.5)
+                near = ~far & (err > 0)
+            value[near] = np.rint(value[near])
+            rows = np.flatnonzero(far)
+            exact = [int(x) for x in exact_value(var.expr, self.kb, self, rows)]
+        with np.errstate(invalid="ignore"):
+            bad = (value < t.lo) | (value > t.hi)
+        if rows.size:
+            bad[rows] = [not t.lo <= x <= t.hi for x in exact]
+        if bad.any():
+            if not self.checked:
+                self.outside = bad if self.outside is None else self.outside | bad
+            else:
+                where, pos = _first(bad, self.index)
+                shown = (exact[int(np.searchsorted(rows, pos))] if pos in set(rows.tolist())
+                         else f"{value[pos]:g}")
+                raise DataError(f"defined variable {var.name!r}: {shown} at {where} is "
+                                f"outside {_type_text(t)}")
+        if rows.size:
+            value[rows] = [_to_float(x) for x in exact]
+        return value
+
+    def _settle_real(self, var, value, err):
+        """A real define: its float64 values with their error bound, checked exactly
+        against the declared range; values float64 overflowed on are recomputed."""
+        from fractions import Fraction
+
+        from ._exact import exact_value
+
+        t = var.type
+        if np.ndim(err) == 0 and err == 0:
+            rows = np.empty(0, np.int64)
+        else:
+            err = np.broadcast_to(err, (self.n,))
+            value = np.array(value, dtype=np.float64)
+            lost = np.flatnonzero(~np.isfinite(value))
+            if lost.size:
+                for i, x in zip(lost, exact_value(var.expr, self.kb, self, lost)):
+                    value[i] = _to_float(x)
+            self.errors[var.name] = err
+            with np.errstate(invalid="ignore"):
+                unsure = ~(np.minimum(np.abs(value - t.lo), np.abs(value - t.hi)) > 2.0 * err) \
+                    if t.lo is not None else np.zeros(self.n, bool)
+            rows = np.flatnonzero(unsure)
+        if t.lo is None:
+            return value
+        with np.errstate(invalid="ignore"):
+            bad = (value < t.lo) | (value > t.hi)
+        if rows.size:
+            lo, hi = Fraction(t.lo), Fraction(t.hi)
+            bad[rows] = [not lo <= x <= hi
+                         for x in exact_value(var.expr, self.kb, self, rows)]
+        if bad.any():
+            if not self.checked:
+                self.outside = bad if self.outside is None else self.outside | bad
+            else:
+                where, pos = _first(bad, self.index)
+                raise DataError(f"defined variable {var.name!r}: {value[pos]:g} at {where} "
+                                f"is outside {_type_text(t)}")
+        return value
+
+
+def _to_float(x) -> float:
+    """An exact number as the nearest float64 (infinite beyond its range)."""
+    try:
+        return float(x)
+    except OverflowError:
+        return float("inf") if x > 0 else float("-inf")
+
 
 def _bias_number(name, b, n):
-    """A bias: one number, or one number per row (shape (n,))."""
+    """A bias: one finite number, or one finite number per row (shape (n,))."""
     if isinstance(b, (bool, np.bool_)):
         raise RuleError(f"bias of {name!r} must be a number, got {b!r}")
     try:
         arr = np.asarray(b, dtype=np.float64)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise RuleError(f"bias of {name!r} must be a number or one number per row, got "
                         f"{type(b).__name__}") from None
     if arr.ndim == 0:
+        if not np.isfinite(arr):
+            raise RuleError(f"bias of {name!r} must be finite, got {float(arr)!r}")
         return float(arr)
     if arr.shape != (n,):
         raise RuleError(f"bias of {name!r}: expected one number or shape ({n},), got {arr.shape}")
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        pos = int(np.flatnonzero(bad)[0])
+        raise RuleError(f"bias of {name!r} must be finite, got {float(arr[pos])!r} at row {pos}")
     return arr
 
 
+def _in_domain(t, value) -> bool:
+    if isinstance(t, A.IntType):
+        return (isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+                and t.lo <= value <= t.hi)
+    return isinstance(value, str) and value in t.values
+
+
 def _bias_table(kb, bias, n=None) -> dict:
+    """Per decided variable, value -> bias. Sparse: an int or enum variable holds only the
+    values the caller names (every other value's bias is 0); a bool, {True: b, False: 0}."""
     out = {}
     bias = dict(bias or {})
     for name, b in bias.items():
@@ -327,18 +478,20 @@ def _bias_table(kb, bias, n=None) -> dict:
         if var is None or var.role != "decided":
             raise RuleError(f"bias given for {name!r}, which is not decided by rules "
                             f"(decided: {', '.join(kb.decided) or 'none'})")
-        values = A.domain_values(var.type)
-        if isinstance(var.type, A.BoolType):
+        t = var.type
+        if isinstance(t, A.BoolType):
             if isinstance(b, Mapping) or isinstance(b, bool):
                 raise RuleError(f"bias of bool {name!r} must be one number")
             out[name] = {True: _bias_number(name, b, n), False: 0.0}
         else:
             if not isinstance(b, Mapping):
                 raise RuleError(f"bias of {name!r} must map its values to numbers")
-            unknown = [k for k in b if k not in values]
+            unknown = [k for k in b if not _in_domain(t, k)]
             if unknown:
-                raise RuleError(f"bias of {name!r} names {unknown[0]!r}, not one of {values}")
-            out[name] = {v: _bias_number(name, b.get(v, 0.0), n) for v in values}
+                raise RuleError(f"bias of {name!r} names {unknown[0]!r}, not a value of "
+                                f"{_type_text(t)}")
+            out[name] = {int(v) if isinstance(t, A.IntType) else v: _bias_number(name, x, n)
+                         for v, x in b.items()}
     return out
 
 
@@ -406,7 +559,7 @@ class Evaluation:
         [True, True]
         """
         expr = parse_formula(formula, self.kb)
-        value = np.broadcast_to(compile_expr(expr, self.kb)(self._env), (len(self.index),))
+        value = np.broadcast_to(compile_truth(expr, self.kb)(self._env), (len(self.index),))
         return pd.Series(value.astype(bool), index=self.index)
 
     @cached_property
@@ -518,7 +671,8 @@ def evaluate(kb: KnowledgeBase, data, *, bias: Mapping | None = None) -> Evaluat
         raise TypeError(f"evaluate needs a KnowledgeBase, got {type(kb).__name__}")
     cols, index, raw = prepare_columns(kb, data)
     n = len(index)
-    defines = {name: compile_expr(v.expr, kb, v.type if isinstance(v.type, A.EnumType) else None)
+    defines = {name: (compile_truth(v.expr, kb) if isinstance(v.type, A.BoolType) else
+                      compile_value(v.expr, kb, v.type if isinstance(v.type, A.EnumType) else None))
                for name, v in kb.variables.items() if v.role == "defined"}
     env = _Env(kb, dict(cols), defines, n, index, raw=raw)
     biases = _bias_table(kb, bias, n)
@@ -529,7 +683,7 @@ def evaluate(kb: KnowledgeBase, data, *, bias: Mapping | None = None) -> Evaluat
     def truth(e, where):
         f = compiled.get(id(e))
         if f is None:
-            f = compiled[id(e)] = compile_expr(e, kb)
+            f = compiled[id(e)] = compile_truth(e, kb)
         return np.broadcast_to(f(where), (n,)).astype(bool, copy=False)
 
     infeasible = np.zeros(n, bool)
@@ -544,61 +698,83 @@ def evaluate(kb: KnowledgeBase, data, *, bias: Mapping | None = None) -> Evaluat
         return bodies[r.name]
 
     weights = {r.name: _signed(r, r.head.value) for r in kb.rules.values()}
-    # per (decided variable, value): bias plus the rules whose bodies read no decision of
-    # the same component (those are the same for every assignment)
+    # Scores are exact (see ScoreScale): integers of a component's grain. Per (decided
+    # variable, value): bias plus the rules whose bodies read no decision of the same
+    # component (those are the same for every assignment); the rest are "dynamic".
     partial: dict[tuple, object] = {}
     dynamic: dict[tuple, list] = {}
+    scored: dict[str, list] = {}
+    scales: dict[str, ScoreScale] = {}
     preferred: dict[str, np.ndarray] = {}
     for comp in dp.components:
         comp_vars = set(comp.variables)
+        if comp.enumerated:
+            assignments = comp.assignments(kb)
+            values_of = {v: A.domain_values(kb.variables[v].type) for v in comp.variables}
+        else:  # decided alone: the argmax lies among a few candidate values
+            (v,) = comp.variables
+            values_of = {v: candidates(kb, v, biases.get(v, {}))}
+            assignments = [(x,) for x in values_of[v]]
+        by_head: dict[tuple, list] = {}
+        for r in comp.rules:
+            by_head.setdefault((r.head.name, _pushed(r.head)), []).append(r)
+        scale = ScoreScale([b for v in comp.variables for b in biases.get(v, {}).values()]
+                           + [weights[r.name] for r in comp.rules])
         for v in comp.variables:
-            for x in A.domain_values(kb.variables[v].type):
-                if isinstance(x, bool) and not x:
-                    continue  # a bool's False scores 0: its rules push the score of True
-                total = biases.get(v, {}).get(x, 0.0)
+            scales[v] = scale
+            scored[v] = [x for x in values_of[v] if not (isinstance(x, bool) and not x)]
+            for x in scored[v]:
+                b = biases.get(v, {}).get(x)
+                total = 0 if b is None else scale.of(b)
                 dynamic[v, x] = []
-                for r in kb.rules_for(v):
-                    if not _head_matches(r.head, x):
-                        continue
+                owned = False  # total is an array of ours, to add to in place
+                for r in by_head.get((v, x), ()):
                     if closure(kb, A.variables(r.body)) & comp_vars:
                         dynamic[v, x].append(r)
-                    else:
-                        total = total + weights[r.name] * body(r)
+                        continue
+                    if not owned:
+                        total, owned = scale.fresh(total, n), True
+                    scale.add_where(total, scale.of(weights[r.name]), body(r))
                 partial[v, x] = total
-        assignments = comp.assignments(kb)
-        best = np.full(n, -np.inf)
-        best_free = np.full(n, -np.inf)
+        code_of = {v: dict(zip(values_of[v], _codes(kb, v, values_of[v]).tolist()))
+                   for v in comp.variables}
+        best_free = best = scale.full(0, n)
+        have = np.zeros(n, bool)
         choice = np.zeros(n, np.int64)
         choice_free = np.zeros(n, np.int64)
         for k, a in enumerate(assignments):
-            sub = _Env(kb, {v: _code(kb, v, x) for v, x in zip(comp.variables, a)}, defines, n,
+            sub = _Env(kb, {v: code_of[v][x] for v, x in zip(comp.variables, a)}, defines, n,
                        index, parent=env, fresh=comp.tainted)
-            objective = 0.0
+            objective = 0
             for v, x in zip(comp.variables, a):
                 if (v, x) not in partial:
                     continue
                 objective = objective + partial[v, x]
                 for r in dynamic[v, x]:
-                    objective = objective + weights[r.name] * truth(r.body, sub)
-            objective = np.broadcast_to(objective, (n,))
-            better_free = objective > best_free
-            best_free = np.where(better_free, objective, best_free)
-            choice_free[better_free] = k
+                    objective = _plus(scale, objective, weights[r.name], truth(r.body, sub), n)
+            objective = scale.full(objective, n)
+            if k == 0:
+                best_free = objective
+            else:
+                better_free = objective > best_free
+                best_free = np.where(better_free, objective, best_free)
+                choice_free[better_free] = k
             if comp.constraints:
                 feasible = np.ones(n, bool)
                 for c in comp.constraints:
                     feasible &= truth(c.formula, sub)
-                better = feasible & (objective > best)
+                better = feasible & (~have | (objective > best))
                 best = np.where(better, objective, best)
+                have |= feasible
                 choice[better] = k
         if comp.constraints:
-            none = np.isneginf(best)
+            none = ~have
             infeasible |= none
             choice = np.where(none, choice_free, choice)
         else:
             choice = choice_free
         for j, v in enumerate(comp.variables):
-            codes = np.array([_code(kb, v, a[j]) for a in assignments])
+            codes = _codes(kb, v, [a[j] for a in assignments])
             env.values[v] = codes[choice]
             preferred[v] = codes[choice_free]
 
@@ -608,14 +784,22 @@ def evaluate(kb: KnowledgeBase, data, *, bias: Mapping | None = None) -> Evaluat
     scores = {}
     for name in kb.decided:
         var = kb.variables[name]
-        for value in A.domain_values(var.type):
+        scale = scales[name]
+        if isinstance(var.type, A.BoolType):
+            shown = [True]
+        elif size(var.type) <= MAX_ASSIGNMENTS:
+            shown = A.domain_values(var.type)
+        else:  # every value left out scores 0
+            shown = scored[name]
+        for value in shown:
+            label = name if isinstance(var.type, A.BoolType) else f"{name}={value}"
             if (name, value) not in partial:
+                scores[label] = np.broadcast_to(0.0, (n,))
                 continue
             s = partial[name, value]
             for r in dynamic[name, value]:
-                s = s + weights[r.name] * bodies[r.name]
-            label = name if isinstance(var.type, A.BoolType) else f"{name}={value}"
-            scores[label] = np.broadcast_to(s, (n,))
+                s = _plus(scale, s, weights[r.name], bodies[r.name], n)
+            scores[label] = scale.to_float(s, n)
     violations = {c.name: ~truth(c.formula, env) for c in kb.constraints.values()}
     decided = kb.decided
     return Evaluation(
@@ -635,6 +819,13 @@ def evaluate(kb: KnowledgeBase, data, *, bias: Mapping | None = None) -> Evaluat
     )
 
 
+def _plus(scale: ScoreScale, total, weight: float, body: np.ndarray, n: int) -> np.ndarray:
+    """``total + weight * [body]`` as a new array of grains (``total`` is left alone)."""
+    out = scale.fresh(total, n)
+    scale.add_where(out, scale.of(weight), body)
+    return out
+
+
 def _frame(columns: dict, index, dtype) -> pd.DataFrame:
     if not columns:
         return pd.DataFrame(index=index)
@@ -642,24 +833,26 @@ def _frame(columns: dict, index, dtype) -> pd.DataFrame:
                         index=index)
 
 
-def _head_matches(head: A.Head, value) -> bool:
-    if isinstance(head.value, bool):
-        return value is True  # a bool head pushes the score of True (negatively for "not")
-    target = head.value.value if isinstance(head.value, A.Num) else head.value.name
-    return value == target
-
-
 def _signed(rule: A.Rule, value) -> float:
     return -rule.weight if rule.head.value is False else rule.weight
 
 
-def _code(kb, name: str, value):
+def _pushed(head: A.Head):
+    """The value whose score a rule's head pushes (True for ``x`` and ``not x``)."""
+    if isinstance(head.value, bool):
+        return True
+    return head.value.value if isinstance(head.value, A.Num) else head.value.name
+
+
+def _codes(kb, name: str, values) -> np.ndarray:
+    """Values of a decided variable as their codes (bool, float int, enum position)."""
     t = kb.variables[name].type
     if isinstance(t, A.EnumType):
-        return t.values.index(value)
+        place = {x: i for i, x in enumerate(t.values)}
+        return np.array([place[x] for x in values], dtype=np.int64)
     if isinstance(t, A.IntType):
-        return float(value)
-    return value
+        return np.array(values, dtype=np.float64)
+    return np.array(values, dtype=bool)
 
 
 def _decoded(kb, name: str, arr, index) -> pd.Series:
