@@ -28,6 +28,7 @@ from .errors import (
     ModelError,
     RuleError,
     RuleSyntaxError,
+    SaveError,
     SolverError,
 )
 
@@ -43,6 +44,7 @@ __all__ = [
     "ModelError",
     "RuleError",
     "RuleSyntaxError",
+    "SaveError",
     "SolverError",
     "Trace",
     "errors",

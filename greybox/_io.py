@@ -32,6 +32,9 @@ _STALE_ALWAYS = 24 * 3600.0
 _TEMP = re.compile(r"^\..*\.greybox-(\d+)-[^.]*\.tmp$")
 
 
+#: buffers added to GreyBox after checkpoints were first written; absent from older files
+_LATER_BUFFERS = ("feature_min", "feature_max", "feature_step", "range_known")
+
 def _umask() -> int:
     """The process's umask, read without changing it where the system allows."""
     try:
@@ -298,6 +301,12 @@ def load(path, *, networks: Mapping[str, nn.Module] | None = None,
             raise CheckpointError(f"cannot move the model to {map_location!r}: {err}") from None
     state = payload["state"]
     own = model.state_dict()
+    # statistics added after a file was written (the training range and precision of
+    # the inputs) keep their defaults: an older file loads as "range not known"
+    state = dict(state)
+    for k in _LATER_BUFFERS:
+        if k in own and k not in state:
+            state[k] = own[k]
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
     if missing or unexpected:

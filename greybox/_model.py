@@ -200,6 +200,7 @@ class GreyBox(nn.Module):
         self.register_buffer("feature_min", torch.zeros(n_feat, dtype=torch.float64))
         self.register_buffer("feature_max", torch.zeros(n_feat, dtype=torch.float64))
         self.register_buffer("feature_step", torch.zeros(n_feat, dtype=torch.float64))
+        self.register_buffer("range_known", torch.tensor(False))
 
         # residual -------------------------------------------------------------------------
         if residual is None:
@@ -505,7 +506,7 @@ class GreyBox(nn.Module):
         if model.feature_names == self.feature_names:
             with torch.no_grad():
                 for name in ("feature_center", "feature_scale", "calibrated", "feature_min",
-                             "feature_max", "feature_step"):
+                             "feature_max", "feature_step", "range_known"):
                     getattr(model, name).copy_(getattr(self, name))
         with torch.no_grad():
             for n in kb.decided:
@@ -589,6 +590,7 @@ class GreyBox(nn.Module):
             self.calibrated.fill_(True)
             self.feature_min.copy_(torch.as_tensor(raw.min(0), dtype=torch.float64))
             self.feature_max.copy_(torch.as_tensor(raw.max(0), dtype=torch.float64))
+            self.range_known.fill_(True)
             self.feature_step.copy_(torch.as_tensor([_precision(raw[:, i])
                                                      for i in range(raw.shape[1])],
                                                     dtype=torch.float64))
@@ -620,7 +622,7 @@ class GreyBox(nn.Module):
             return float(lo), float(hi), False
         i = self.feature_names.index(name)
         dlo, dhi = (float(self.feature_min[i]), float(self.feature_max[i])) \
-            if bool(self.calibrated) else (-float("inf"), float("inf"))
+            if bool(self.range_known) else (-float("inf"), float("inf"))
         return (float(lo) if lo is not None else dlo,
                 float(hi) if hi is not None else dhi, True)
 

@@ -158,3 +158,24 @@ def test_models_pickle_and_deepcopy_with_working_thresholds(credit):
         other.rules["low_income_high_debt"].thresholds[0].data.fill_(5000.0)
         assert other.to_kb().rules["low_income_high_debt"] != model.to_kb().rules[
             "low_income_high_debt"]
+
+
+def test_a_file_written_before_the_training_range_was_stored_still_loads(tmp_path):
+    import pandas as pd
+
+    model = gb.GreyBox("input x: real\noutput y: bool\nrule r: x > ~1 -> y", semantics="product")
+    model.calibrate(pd.DataFrame({"x": [0.5, 2.25, 4.0]}))
+    path = tmp_path / "old.pt"
+    model.save(path)
+    payload = torch.load(path, weights_only=True)
+    del payload["sha256"]                       # as written before the digest existed
+    for k in ("feature_min", "feature_max", "feature_step", "range_known"):
+        del payload["state"][k]
+    torch.save(payload, path)
+    loaded = gb.load(path)
+    assert loaded.predict({"x": [0.0, 3.0]})["y"].tolist() == [False, True]
+    assert bool(loaded.calibrated)
+    lo, hi, from_data = loaded.input_range("x")     # not known: no range is made up
+    assert (lo, hi, from_data) == (-float("inf"), float("inf"), True)
+    model.save(tmp_path / "new.pt")
+    assert gb.load(tmp_path / "new.pt").input_range("x") == (0.5, 4.0, True)

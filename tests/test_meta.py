@@ -61,6 +61,12 @@ def test_model_exception_roots(exc):
     assert getattr(greybox, exc.__name__) is exc
 
 
+def test_save_error_roots():
+    assert issubclass(errors.SaveError, errors.GreyboxError)
+    assert issubclass(errors.SaveError, OSError)
+    assert greybox.SaveError is errors.SaveError
+
+
 def test_importing_greybox_is_light_until_the_model_is_used():
     code = ("import sys, greybox; light = 'torch' not in sys.modules; "
             "greybox.GreyBox; print(light, 'torch' in sys.modules)")
