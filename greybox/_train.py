@@ -118,8 +118,8 @@ def _metrics(model, batch: Batch, labels: Targets | None, prefix: str) -> dict:
                     if not bool(mask.any()):
                         continue
                     if A.is_finite_type(var.type):
-                        if var.output:
-                            decisions = decisions or tr.decisions()
+                        if var.output:   # what predict decides
+                            decisions = decisions or model(sub, crisp=True).decisions()
                             pred = decisions[name]
                         else:
                             v = tr.values[name]
@@ -144,7 +144,7 @@ def _metrics(model, batch: Batch, labels: Targets | None, prefix: str) -> dict:
 def fit(model, data, targets=None, *, epochs: int = 10, batch_size: int = 32,
         lr: float = 1e-2, weight_decay: float = 0.0, optimizer=None, validation=None,
         seed: int | None = 0, patience: int | None = None, progress: bool = True,
-        calibrate: bool = True) -> History:
+        calibrate: bool = True, anneal: float = 1.0) -> History:
     """Train ``model`` on ``data``.
 
     Parameters
@@ -173,6 +173,12 @@ def fit(model, data, targets=None, *, epochs: int = 10, batch_size: int = 32,
     calibrate : bool
         Set the input statistics from ``data`` first (see :meth:`GreyBox.calibrate`) if
         they were never set.
+    anneal : float
+        Temperature schedule of smooth comparisons ("train smooth, decide crisp"): the
+        temperature moves geometrically from the model's temperature in the first epoch
+        to ``anneal`` times it in the last, and the model keeps the final one. Below 1,
+        the smooth model the loss sees approaches the crisp decision function that
+        :meth:`GreyBox.predict` and every explanation use. 1 (default) keeps it fixed.
 
     Under ``torch.distributed`` (e.g. ``torchrun``) the model is wrapped in
     ``DistributedDataParallel``; every process takes its share of each epoch's shuffled
@@ -196,6 +202,9 @@ def fit(model, data, targets=None, *, epochs: int = 10, batch_size: int = 32,
         raise ModelError(f"batch_size must be a positive integer, got {batch_size!r}")
     if patience is not None and validation is None:
         raise ModelError("patience (early stopping) needs validation data")
+    if not (isinstance(anneal, (int, float)) and 0 < anneal <= 1 and math.isfinite(anneal)):
+        raise ModelError(f"anneal must be a number in (0, 1], got {anneal!r}")
+    start_temperature = model.temperature
     if seed is not None:
         torch.manual_seed(seed)
     if targets is None:
@@ -253,8 +262,10 @@ def fit(model, data, targets=None, *, epochs: int = 10, batch_size: int = 32,
     except ImportError:  # pragma: no cover - tqdm is a dependency
         tqdm = None
     model.train()
+    best_temperature = model.temperature
     for epoch in range(1, epochs + 1):
         t0 = time.perf_counter()
+        model.temperature = start_temperature * anneal ** ((epoch - 1) / max(epochs - 1, 1))
         whole = torch.randperm(batch.n, generator=gen)
         per = batch.n // world
         perm = whole[rank * per:(rank + 1) * per] if distributed else whole
@@ -284,6 +295,8 @@ def fit(model, data, targets=None, *, epochs: int = 10, batch_size: int = 32,
             if tqdm and progress and rank == 0:
                 bar.set_postfix(loss=f"{total / seen:.4f}", refresh=False)
         record = {"epoch": epoch, "loss": total / max(seen, 1)}
+        if anneal != 1:
+            record["temperature"] = model.temperature
         if val_batch is not None:
             record.update(_metrics(model, val_batch, val_labels, "val_"))
         record["seconds"] = time.perf_counter() - t0
@@ -296,6 +309,7 @@ def fit(model, data, targets=None, *, epochs: int = 10, batch_size: int = 32,
                 best, best_epoch, bad = record["val_loss"], epoch, 0
                 if patience is not None:
                     best_state = copy.deepcopy(model.state_dict())
+                    best_temperature = model.temperature
             else:
                 bad += 1
                 if patience is not None and bad >= patience:
@@ -303,6 +317,7 @@ def fit(model, data, targets=None, *, epochs: int = 10, batch_size: int = 32,
                     break
     if best_state is not None:
         model.load_state_dict(best_state)
+        model.temperature = best_temperature
     model.eval()
     return History(history, best_epoch if best_epoch is not None else (epochs or None), stopped)
 

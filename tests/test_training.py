@@ -143,3 +143,19 @@ def test_a_labelled_neural_concept_is_learned_directly(semantics):
     model.fit({"x": x}, {"big": x > 5}, epochs=15, lr=0.05, progress=False)
     big = model({"x": x}).values["big"].detach().numpy() > 0.5
     assert (big == (x > 5)).mean() > 0.95
+
+
+def test_annealing_moves_the_temperature_geometrically_to_its_final_value():
+    import pandas as pd
+
+    model = gb.GreyBox("input x: real\noutput y: bool\nrule r: x > ~1 -> y",
+                       semantics="product", temperature=0.4)
+    data = pd.DataFrame({"x": [0.0, 0.5, 1.5, 2.0] * 4})
+    hist = model.fit(data, {"y": [False, False, True, True] * 4}, epochs=3, anneal=0.25,
+                     progress=False)
+    temps = hist.to_frame()["temperature"].tolist()
+    assert temps == pytest.approx([0.4, 0.2, 0.1])
+    assert model.temperature == pytest.approx(0.1)
+    for bad in (0.0, 1.5, float("nan")):
+        with pytest.raises(gb.ModelError, match="anneal must be a number in"):
+            model.fit(data, {"y": [False, False, True, True] * 4}, epochs=1, anneal=bad)
