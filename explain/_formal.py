@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import torch
 import z3
-from greybox.rules import Z3Encoding, entails
+from greybox.rules import Entailment, Z3Encoding, entails
 from greybox.rules import _ast as A
 from greybox.rules._decisions import closure, plan
 from greybox.rules._z3 import real_value
@@ -924,7 +924,7 @@ def verify(model, prop, *, level: str = "auto", max_relus: int = 64,
         return _verify_milp(model, prop, max_relus, timeout)
     if level not in ("concept", "input"):
         raise ModelError(f"level must be 'concept' or 'input', got {level!r}")
-    from greybox.rules import Entailment, parse_formula
+    from greybox.rules import parse_formula
     from greybox.rules._printer import expr_to_text
     from greybox.rules._z3 import witness_row
 
@@ -1123,8 +1123,20 @@ def _counterfactual_milp(model, batch, row, output, minimize, immutable, max_rel
                           _assumptions(comp, immutable))
 
 
+@dataclass(frozen=True)
+class Verification(Entailment):
+    """The answer to :func:`verify`: an :class:`~greybox.rules.Entailment` that also says
+    what the proof assumed beyond the declared types (``assumptions``: inputs declared
+    without bounds range over the training range)."""
+
+    assumptions: tuple = ()
+
+    def __str__(self) -> str:
+        return super().__str__() + "".join(f"\n  {a}" for a in self.assumptions)
+
+
 def _verify_milp(model, prop, max_relus, timeout):
-    from greybox.rules import Entailment, parse_formula
+    from greybox.rules import parse_formula
     from greybox.rules._printer import expr_to_text
 
     from greybox.semantics.crisp import crisp_evaluation
@@ -1138,7 +1150,7 @@ def _verify_milp(model, prop, max_relus, timeout):
     comp.p.add(comp.truth(formula), hi=0.0)
     x = comp.p.solve(None, time_limit=timeout)
     if x is None:
-        return Entailment(text, True)
+        return Verification(text, True, assumptions=_assumptions(comp))
     codes = _decode(comp, x)
     row = pd.DataFrame({n: [_show(kb, n, c)] for n, c in codes.items()})
     ev, _ = crisp_evaluation(model, model.batch(row))
@@ -1148,4 +1160,4 @@ def _verify_milp(model, prop, max_relus, timeout):
     for name in kb.decided:
         shown[name] = ev.decisions[name].to_numpy()
     confirmed = not bool(ev.holds(formula).iloc[0]) and not bool(ev.infeasible.iloc[0])
-    return Entailment(text, False, shown, confirmed)
+    return Verification(text, False, shown, confirmed, _assumptions(comp))

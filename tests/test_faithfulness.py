@@ -207,3 +207,14 @@ def test_counterfactual_values_are_rounded_to_the_datas_precision_on_the_decided
     assert cf.verified and after > 16.5958 and after == round(after, 2)
     assert after - 16.5958 < 0.02                       # the next value at 0.01 precision
     assert model.predict(pd.DataFrame({"radius": [after]}))["big"].tolist() == [True]
+
+
+def test_verify_says_when_it_ranged_over_the_training_range():
+    model = _model(1, "product", residual=True, neural=False, output="bool")
+    result = gb.explain.verify(model, "x > 9.5 -> out")
+    assert isinstance(result, gb.rules.Entailment)
+    lo, hi, from_data = model.input_range("y")
+    assert from_data
+    assert result.assumptions == (f"for inputs within the training range (y in [{lo:.6g}, "
+                                  f"{hi:.6g}])",)
+    assert "training range" in str(result)
