@@ -26,7 +26,7 @@ from ._debugger import Blame, Debugger, WhatIf
 from ._edits import AddStatement, Disable, Edit, Remove, Replace, SetThreshold, SetWeight
 from ._explain import explain
 from ._explanation import Explanation
-from ._formal import Counterfactual, Reason, counterfactual, reason, verify
+from ._formal import Counterfactual, Reason, Verification, counterfactual, reason, verify
 from ._methods import METHODS
 
 __all__ = [
@@ -43,6 +43,7 @@ __all__ = [
     "Replace",
     "SetThreshold",
     "SetWeight",
+    "Verification",
     "WhatIf",
     "counterfactual",
     "explain",

@@ -355,7 +355,8 @@ class Debugger:
         concepts = pd.DataFrame(columns=["concept", "value", "needed"])
         if kb.neural:
             try:
-                cf = counterfactual(self._model, sub, 0, self.output,
+                # the concepts alone change (inputs held): a concept-level question
+                cf = counterfactual(self._model, sub, 0, self.output, level="concept",
                                     immutable=[n for n in kb.inputs if n in self.batch.columns])
                 moved = cf.changes
                 concepts = pd.DataFrame({"concept": moved.fact,

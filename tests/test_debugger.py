@@ -91,6 +91,18 @@ def test_blame_points_at_a_neural_concept_when_it_was_wrong(credit):
     assert set(b.concept_attributions) <= {"reliable"}
 
 
+def test_blame_asks_about_concepts_even_when_their_network_can_be_encoded(credit):
+    net = nn.Sequential(nn.Linear(3, 1))      # Linear: reasoning could go to the inputs
+    with torch.no_grad():
+        net[0].weight.zero_()
+        net[0].bias.fill_(5.0)                # says "reliable" for everyone
+    model = gb.GreyBox(credit, {"applicant_net": net}, semantics="product")
+    data = pd.DataFrame({"age": [40], "income": [30000.0], "debt_ratio": [0.5],
+                         "employment": ["unemployed"], "years at address": [10.0]})
+    b = gb.explain.Debugger(model, data, [False]).blame(0)
+    assert list(b.concepts.concept) == ["reliable"] and b.concepts.needed.iloc[0] is False
+
+
 def test_training_rows_that_pushed_toward_the_mistake_are_found(setup):
     model, data, target = setup
     train = data.sample(60, random_state=1)
