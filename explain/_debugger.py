@@ -117,8 +117,15 @@ class Debugger:
     data : DataFrame or mapping
         The rows to debug.
     targets : array, Series or mapping, optional
-        The correct values of ``output`` (a mapping names the output); default: the
-        data's column named after the output.
+        The correct values of ``output`` (a mapping names the output), one per row, by
+        position; default: the data's column named after the output. They are decoded
+        like the output's type: a bool output takes True/False, 1/0 or the strings
+        ``true``/``false``/``yes``/``no``/``1``/``0`` (any case); an int output integral
+        numbers or their strings within its range; an enum output its value names; a real
+        output finite numbers. Anything else, and a missing target (NaN, None, a blank CSV
+        cell), raises :class:`~greybox.DataError` naming the row: the debugger needs the
+        correct answer of every row (drop unlabelled rows first, e.g.
+        ``data[data[col].notna()]``), never guesses one.
     output : str, optional
         Default: the only output.
     train : (data, targets), optional
@@ -163,16 +170,7 @@ class Debugger:
         self._base = model
         self.data = data
         self.batch = model.batch(data)
-        y = targets.to_numpy() if isinstance(targets, pd.Series) else np.asarray(targets)
-        if y.shape != (self.batch.n,):
-            raise DataError(f"targets must have one value per row: expected shape "
-                            f"({self.batch.n},), got {y.shape}")
-        t = var.type
-        if isinstance(t, A.BoolType):
-            y = y.astype(bool)
-        elif isinstance(t, A.IntType):
-            y = y.astype(np.int64)
-        self.target = y
+        self.target = _decode_targets(var, targets, self.batch.index)
         self.train = train
         self._edits: list[Edit] = []
         self._model = model
@@ -471,3 +469,137 @@ def _condition(name: str, threshold: float, right: bool) -> str:
 def _py(value):
     """A numpy scalar as the plain Python value (for messages)."""
     return value.item() if hasattr(value, "item") else value
+
+
+_TRUE = frozenset({"true", "yes", "1"})
+_FALSE = frozenset({"false", "no", "0"})
+
+
+def _cell(value) -> str:
+    """A target for a message: the plain value's repr, cut short."""
+    text = repr(_py(value))
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _is_missing(value) -> bool:
+    if value is None or value is pd.NA or value is pd.NaT:
+        return True
+    if isinstance(value, (float, np.floating)) and np.isnan(value):
+        return True
+    return isinstance(value, str) and not value.strip()
+
+
+def _as_int(value):
+    """An integral number (or its string) as an int; None when it is not one."""
+    if isinstance(value, (bool, np.bool_)):
+        return None
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return int(value) if np.isfinite(value) and float(value).is_integer() else None
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            return int(text)
+        except ValueError:
+            pass
+        try:
+            number = float(text)
+        except ValueError:
+            return None
+        return int(number) if np.isfinite(number) and number.is_integer() else None
+    return None
+
+
+def _as_bool(value):
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, str):
+        text = value.strip().lower()
+        return True if text in _TRUE else False if text in _FALSE else None
+    number = _as_int(value)
+    return None if number not in (0, 1) else bool(number)
+
+
+def _as_real(value):
+    if isinstance(value, (bool, np.bool_)):
+        return None
+    try:
+        number = float(value.strip() if isinstance(value, str) else value)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return number if np.isfinite(number) else None
+
+
+def _decode_targets(var, targets, index: pd.Index) -> np.ndarray:
+    """The debugger's targets decoded like ``var``'s type (see :class:`Debugger`): bool,
+    int64 or float64 arrays, or the value names of an enum; a missing or undecodable
+    target is a DataError naming its row by the data's index label."""
+    if isinstance(targets, torch.Tensor):
+        targets = targets.detach().cpu().numpy()
+    if isinstance(targets, (pd.Series, pd.Index)):   # nullable and categorical as objects
+        y = targets.to_numpy() if isinstance(targets.dtype, np.dtype) else \
+            targets.astype(object).to_numpy()
+    else:
+        y = np.asarray(targets)
+    n = len(index)
+    if y.shape != (n,):
+        raise DataError(f"targets must have one value per row: expected shape ({n},), got "
+                        f"{y.shape}")
+    t = var.type
+    if isinstance(t, A.BoolType):
+        expected, decode, dtype = "true/false (True/False, 1/0, yes/no)", _as_bool, bool
+    elif isinstance(t, A.IntType):
+        def decode(v):
+            number = _as_int(v)
+            return number if number is not None and t.lo <= number <= t.hi else None
+
+        expected, dtype = f"an integer in {t.lo}..{t.hi}", np.int64
+    elif isinstance(t, A.EnumType):
+        names = set(t.values)
+
+        def decode(v):
+            name = v.strip() if isinstance(v, str) else None
+            return name if name in names else None
+
+        expected, dtype = f"one of {{{', '.join(t.values)}}}", object
+    else:
+        expected, decode, dtype = "a finite number", _as_real, np.float64
+    name = var.name
+    if y.dtype.kind == "b" and dtype is bool:
+        return y.astype(bool)
+    if y.dtype.kind in "iuf" and dtype is not object:   # numbers, checked at numpy speed
+        num = y.astype(np.float64)
+        missing = np.flatnonzero(np.isnan(num))
+        if isinstance(t, A.BoolType):
+            ok = np.isin(num, (0.0, 1.0))
+        elif isinstance(t, A.IntType):
+            ok = np.isfinite(num) & (num == np.floor(num)) & (num >= t.lo) & (num <= t.hi)
+        else:
+            ok = np.isfinite(num)
+        _refuse(name, y, index, missing, np.flatnonzero(~ok & ~np.isnan(num)), expected)
+        return (y if y.dtype.kind in "iu" else num).astype(dtype)
+    out, missing, bad = [], [], []
+    for pos, v in enumerate(y):
+        if _is_missing(v):
+            missing.append(pos)
+            continue
+        decoded = decode(v)
+        if decoded is None:
+            bad.append(pos)
+        out.append(decoded)
+    _refuse(name, y, index, missing, bad, expected)
+    return np.array(out, dtype=dtype)
+
+
+def _refuse(name: str, y, index: pd.Index, missing, bad, expected: str) -> None:
+    """Raise for the first missing target, else for the first undecodable one."""
+    if len(missing):
+        more = f" (and {len(missing) - 1} more row(s))" if len(missing) > 1 else ""
+        raise DataError(f"target of {name!r} is missing at row {_cell(index[missing[0]])}{more}: "
+                        "the debugger needs the correct answer of every row; drop or fill in "
+                        "the unlabelled rows first")
+    if len(bad):
+        more = f" (and {len(bad) - 1} more row(s))" if len(bad) > 1 else ""
+        raise DataError(f"target of {name!r}: {_cell(y[bad[0]])} at row "
+                        f"{_cell(index[bad[0]])}{more} is not {expected}")

@@ -1,0 +1,143 @@
+"""The debugger's targets are decoded like the output's type, or refused naming the row
+(issue 11, item 11): strings, NaN and blank CSV cells never silently become True."""
+
+import io
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import greybox as gb
+from greybox.errors import DataError
+
+X = np.linspace(0, 10, 21)
+LABELS = pd.Index([f"p{i}" for i in range(21)])
+TRUTH = X > 6                       # the model errs on x in (5, 6]: accuracy 19/21
+
+
+@pytest.fixture(scope="module")
+def bool_model():
+    return gb.GreyBox("""
+input x: real[0, 10]
+output high: bool
+rule big: x > 5 -> high
+rule small: x <= 5 -> not high
+""", semantics="product")
+
+
+@pytest.fixture(scope="module")
+def enum_model():
+    return gb.GreyBox("""
+input x: real[0, 10]
+output grade: {low, mid, high}
+rule r1: x > 6 -> grade = high
+rule r2: x <= 3 -> grade = low
+""", semantics="product")
+
+
+@pytest.fixture(scope="module")
+def int_model():
+    return gb.GreyBox("""
+input x: real[0, 10]
+output n: int 0..3
+rule r1: x > 6 -> n = 3
+rule r2: x <= 3 -> n = 0
+""", semantics="product")
+
+
+def _frame():
+    return pd.DataFrame({"x": X}, index=LABELS)
+
+
+def _spelled(true, false):
+    return np.array([true if t else false for t in TRUTH], dtype=object)
+
+
+@pytest.mark.parametrize("targets", [
+    TRUTH,
+    TRUTH.astype(int),
+    TRUTH.astype(float),
+    _spelled("True", "False"),
+    _spelled("true", "FALSE"),
+    _spelled("yes", "no"),
+    _spelled(" Yes ", "No"),
+    _spelled("1", "0"),
+    _spelled(True, False),
+    _spelled(1, 0.0),
+    pd.Series(TRUTH, dtype="boolean"),
+    pd.Series(TRUTH.astype(int), dtype="Int64"),
+    pd.Series(_spelled("yes", "no"), dtype="category"),
+    pd.Series(_spelled("yes", "no"), dtype="string"),
+], ids=lambda t: type(t).__name__ + ":" + str(getattr(t, "dtype", "")))
+def test_bool_targets_are_decoded_not_cast(bool_model, targets):
+    dbg = gb.explain.Debugger(bool_model, _frame(), targets)
+    assert dbg.target.dtype == bool
+    np.testing.assert_array_equal(dbg.target, TRUTH)
+    assert dbg.accuracy == pytest.approx(19 / 21)
+
+
+@pytest.mark.parametrize("targets, match", [
+    (np.where(TRUTH, 1.0, np.nan), r"target of 'high' is missing at row 'p0' \(and 12 more"),
+    (_spelled("True", None), r"missing at row 'p0'"),
+    (_spelled("True", ""), r"missing at row 'p0'"),
+    (_spelled("True", "  "), r"missing at row 'p0'"),
+    (pd.Series(_spelled(True, pd.NA), dtype="boolean"), r"missing at row 'p0'"),
+    (_spelled("yes", "maybe"), r"'maybe' at row 'p0' \(and 12 more row\(s\)\) is not "
+                               r"true/false"),
+    (_spelled(1, 2), r"2 at row 'p0' .*is not true/false"),
+    (_spelled(1.0, 0.5), r"0\.5 at row 'p0'"),
+    (np.where(TRUTH, 1, -1), r"-1 at row 'p0'"),
+    (_spelled("True", "Falsch"), r"'Falsch' at row 'p0'"),
+    (_spelled("True", "x" * 500), r"'xxxx.*\.\.\. at row 'p0'"),
+])
+def test_bool_targets_that_mean_nothing_are_refused_naming_the_row(bool_model, targets,
+                                                                   match):
+    with pytest.raises(DataError, match=match):
+        gb.explain.Debugger(bool_model, _frame(), targets)
+
+
+def test_a_blank_csv_cell_is_refused_naming_its_row(bool_model, tmp_path):
+    # what `greybox debug model.pt data.csv --target high` reads
+    text = "x,high\n1,False\n7,True\n8,\n9,True\n"
+    data = pd.read_csv(io.StringIO(text))
+    with pytest.raises(DataError, match=r"target of 'high' is missing at row 2:"):
+        gb.explain.Debugger(bool_model, data)
+    data = pd.read_csv(io.StringIO(text.replace("8,\n", "8,yes\n")))
+    dbg = gb.explain.Debugger(bool_model, data)
+    np.testing.assert_array_equal(dbg.target, [False, True, True, True])
+    assert dbg.accuracy == 1.0
+
+
+def test_int_targets_are_integral_numbers_or_their_strings_in_range(int_model):
+    truth = np.where(X > 6, 3, np.where(X <= 3, 0, 1))
+    for targets in [truth, truth.astype(float), truth.astype(str),
+                    np.array([f" {v}.0" for v in truth], dtype=object)]:
+        dbg = gb.explain.Debugger(int_model, _frame(), targets)
+        assert dbg.target.dtype == np.int64
+        np.testing.assert_array_equal(dbg.target, truth)
+    for bad, match in [(1.5, r"1\.5 at row 'p0' is not an integer in 0\.\.3"),
+                       ("two", r"'two' at row 'p0'"), (7, r"7 at row 'p0'"),
+                       (True, r"True at row 'p0'"), (np.nan, r"missing at row 'p0'"),
+                       (10 ** 400, r"an integer in 0\.\.3")]:
+        targets = truth.astype(object)
+        targets[0] = bad
+        with pytest.raises(DataError, match=match):
+            gb.explain.Debugger(int_model, _frame(), targets)
+
+
+def test_enum_targets_are_value_names(enum_model):
+    truth = np.where(X > 6, "high", np.where(X <= 3, "low", "mid"))
+    dbg = gb.explain.Debugger(enum_model, _frame(), pd.Series(truth, dtype="category"))
+    np.testing.assert_array_equal(dbg.target, truth)
+    assert dbg.accuracy == pytest.approx(15 / 21)   # every "mid" row fails
+    for bad, match in [("medium", r"'medium' at row 'p0' is not one of \{low, mid, high\}"),
+                       (0, r"0 at row 'p0'"), (None, r"missing at row 'p0'")]:
+        targets = truth.astype(object)
+        targets[0] = bad
+        with pytest.raises(DataError, match=match):
+            gb.explain.Debugger(enum_model, _frame(), targets)
+
+
+def test_targets_of_the_wrong_length_are_refused(bool_model):
+    with pytest.raises(DataError, match=r"one value per row: expected shape \(21,\)"):
+        gb.explain.Debugger(bool_model, _frame(), TRUTH[:5])
