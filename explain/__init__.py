@@ -26,8 +26,8 @@ from ._debugger import Blame, Debugger, WhatIf
 from ._edits import AddStatement, Disable, Edit, Remove, Replace, SetThreshold, SetWeight
 from ._explain import explain
 from ._explanation import Explanation
-from ._formal import Counterfactual, Reason, Verification, counterfactual, reason, verify
 from ._methods import METHODS
+from .formal import Counterfactual, Reason, Verification, counterfactual, reason, verify
 
 __all__ = [
     "METHODS",

@@ -336,7 +336,7 @@ class Debugger:
         """Split the blame for one failure (``row``: a label of the data's index) between
         rules, neural concepts, parameters and, with training data, training examples."""
         from ._explain import explain
-        from ._formal import counterfactual
+        from .formal import counterfactual
 
         if row not in self._now.index:
             raise DataError(f"row {row!r} is not in the data")

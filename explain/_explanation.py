@@ -334,7 +334,7 @@ class Explanation:
                backend: str = "auto", timeout: float = 10.0):
         """A subset-minimal set of facts that guarantees this row's decision (what
         ``predict`` returns); see :func:`greybox.explain.reason`."""
-        from ._formal import reason
+        from .formal import reason
 
         return reason(self._model, self._batch, row, self.output, level=level,
                       max_relus=max_relus, backend=backend, timeout=timeout)
@@ -344,7 +344,7 @@ class Explanation:
                        timeout: float = 10.0):
         """A minimal change of the row's facts that changes its decision (what ``predict``
         returns); see :func:`greybox.explain.counterfactual`."""
-        from ._formal import counterfactual
+        from .formal import counterfactual
 
         return counterfactual(self._model, self._batch, row, self.output, minimize=minimize,
                               immutable=immutable, level=level, max_relus=max_relus,

@@ -517,6 +517,18 @@ class GreyBox(nn.Module):
         model.crisp(self._crisp)
         return model.train(self.training)
 
+    def network(self, name: str) -> nn.Module:
+        """The module registered for network ``name`` (as the rules name it)."""
+        if _key(name) not in self.networks:
+            raise ModelError(f"no network {name!r} (networks: {', '.join(self.kb.networks) or 'none'})")
+        return self.networks[_key(name)]
+
+    def residual_for(self, output: str) -> nn.Module | None:
+        """The residual network added to ``output``'s scores, or None."""
+        if self.residual is None or _key(output) not in self.residual:
+            return None
+        return self.residual[_key(output)]
+
     def crisp(self, mode: bool = True) -> GreyBox:
         """Switch crisp evaluation on (or off); returns the model, like ``eval()``."""
         self._crisp = bool(mode)

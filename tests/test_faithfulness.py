@@ -218,3 +218,30 @@ def test_verify_says_when_it_ranged_over_the_training_range():
     assert result.assumptions == (f"for inputs within the training range (y in [{lo:.6g}, "
                                   f"{hi:.6g}])",)
     assert "training range" in str(result)
+
+
+@pytest.mark.parametrize("name", sorted(gb.explain.formal.BACKENDS))
+def test_every_backend_answers_the_protocol(name):
+    """One conformance test for the backends of greybox.explain.formal.BACKENDS."""
+    backend = gb.explain.formal.BACKENDS[name]
+    model = _model(5, "product", residual=True, neural=True, output="bool")
+    row = _rows(np.random.default_rng(7), 1)
+    batch = model.batch(row)
+    p = backend.problem(model, batch, 0, "out", level="input", max_relus=64, timeout=20.0)
+    assert p.decision == model.predict(row)["out"].iloc[0]
+    assert set(p.facts) == {"x", "y", "k", "c"}
+    assert p.differs(dict(p.facts)) is None            # all facts fixed: the decision
+    witness = p.differs({})                             # nothing fixed: some row differs
+    if witness is not None:
+        assert set(witness) >= set(p.facts)
+    after = p.closest(minimize="count", immutable=(), spreads={})
+    assert after is None or after != p.facts
+    kb = model.to_kb()
+    holds, _ = backend.refute(model, gb.rules.parse_formula("out or not out", kb),
+                              level="input", max_relus=64, timeout=20.0)
+    assert holds is None
+    row_cx, _ = backend.refute(model, gb.rules.parse_formula("out", kb), level="input",
+                               max_relus=64, timeout=20.0)
+    if row_cx is not None:
+        assert not model.predict(row_cx[["x", "y", "k", "c"]].assign(
+            c=lambda d: pd.Categorical(d["c"].astype(str), categories=ENUM)))["out"].iloc[0]

@@ -22,7 +22,6 @@ import os
 import sys
 
 import numpy as np
-import torch
 from greybox.rules import _ast as A
 from greybox.rules._decisions import plan
 from scipy.optimize import Bounds, LinearConstraint, milp
@@ -30,9 +29,11 @@ from scipy.sparse import csr_matrix
 
 from greybox.errors import ModelError, SolverError
 
-from ._relu import count_relus, layers_of
+from ._backend import Backend, Problem
+from ._networks import propagate
+from ._row import row_decision, row_facts
 
-__all__ = ["Program", "compile_decision"]
+__all__ = ["MilpBackend", "Program", "compile_decision"]
 
 #: margin of strict comparisons between real-valued expressions, relative to their range
 #: (HiGHS accepts violations up to its MIP feasibility tolerance, 1e-6: the margin must
@@ -217,7 +218,6 @@ class _Compiler:
             feats = self._features()
             for key, net in model.residual.items():
                 name = key.replace("\u2024", ".")
-                self._check_size(net, f"the residual of {name!r}")
                 self.residual[name] = self._network(net, feats, f"residual:{name}")
         self.decisions: dict[str, Lin] = {}
         for comp in plan(kb).components:
@@ -281,18 +281,12 @@ class _Compiler:
                 out += self._feature(a)
         return out
 
-    def _check_size(self, net, what: str) -> None:
-        if count_relus(net) > self.max_relus:
-            raise ModelError(f"{what} has {count_relus(net)} hidden ReLUs, more than "
-                             f"max_relus={self.max_relus}")
-
     def _neural(self, name):
         var = self.kb.variables[name]
         feats = []
         for a in var.args:
             feats += self._feature(a)
-        net = self.model.networks[var.network.replace(".", "\u2024")]
-        self._check_size(net, f"the network for {name!r}")
+        net = self.model.network(var.network)
         out = self._network(net, feats, name)
         t = var.type
         if isinstance(t, A.BoolType):
@@ -319,40 +313,29 @@ class _Compiler:
             self.values[name] = out[0]
 
     def _network(self, net, feats: list[Lin], name) -> list[Lin]:
-        values = feats
-        for m in layers_of(net):
-            if isinstance(m, torch.nn.Linear):
-                w = m.weight.detach().double().cpu().numpy()
-                b = (m.bias.detach().double().cpu().numpy() if m.bias is not None
-                     else np.zeros(m.out_features))
-                out = []
-                for j in range(m.out_features):
-                    e = _lin(float(b[j]))
-                    e.integral = False
-                    for i, x in enumerate(values):
-                        if w[j, i] != 0.0:
-                            e = e + x.scale(float(w[j, i]))
-                    e.integral = False
-                    out.append(e)
-                values = out
-            elif isinstance(m, torch.nn.ReLU):
-                out = []
-                for k, x in enumerate(values):
-                    lo, hi = self.p.bounds(x)
-                    if lo >= 0:
-                        out.append(x)
-                        continue
-                    if hi <= 0:
-                        out.append(_lin(0.0))
-                        continue
-                    y = Lin({self.p.var(f"{name}.relu{k}", 0.0, hi): 1.0}, 0.0, False)
-                    z = self.p.binary(f"{name}.on{k}")
-                    self.p.add(y - x, lo=0.0)                     # y >= x
-                    self.p.add(y - x - z.scale(lo), hi=-lo)       # y <= x - lo (1 - z)
-                    self.p.add(y - z.scale(hi), hi=0.0)           # y <= hi z
-                    out.append(y)
-                values = out
-        return values
+        def affine(values, w, b):
+            e = _lin(b)
+            for i, x in enumerate(values):
+                if w[i] != 0.0:
+                    e = e + x.scale(float(w[i]))
+            e.integral = False
+            return e
+
+        def relu(x, k):
+            lo, hi = self.p.bounds(x)
+            if lo >= 0:
+                return x
+            if hi <= 0:
+                return _lin(0.0)
+            y = Lin({self.p.var(f"{name}.relu{k}", 0.0, hi): 1.0}, 0.0, False)
+            z = self.p.binary(f"{name}.on{k}")
+            self.p.add(y - x, lo=0.0)                     # y >= x
+            self.p.add(y - x - z.scale(lo), hi=-lo)       # y <= x - lo (1 - z)
+            self.p.add(y - z.scale(hi), hi=0.0)           # y <= hi z
+            return y
+
+        return propagate(net, feats, affine=affine, relu=relu, max_relus=self.max_relus,
+                         what=f"the network for {name!r}")
 
     # formulas ---------------------------------------------------------------------------
     def expr(self, e) -> Lin:
@@ -654,3 +637,89 @@ def closest_change(comp: _Compiler, output: str, decision, facts: dict, *, minim
         del p.rows[rows:]
         del p.lb[nvars:], p.ub[nvars:], p.integer[nvars:], p.names[nvars:]
     return None if x is None else _decode(comp, x)
+
+
+# ------------------------------------------------------------------------------ backend
+
+
+class MilpProblem(Problem):
+    """One row's decision as a mixed-integer program over the table inputs."""
+
+    def __init__(self, model, batch, row: int, output: str, *, max_relus: int,
+                 timeout: float):
+        self.kb = kb = model.to_kb()
+        self.output, self.level, self.timeout = output, "input", timeout
+        self.decision = row_decision(model, batch, row, output)
+        # the residual is encoded from the inputs: the biases alone here
+        self.comp = compile_decision(model, kb, model.bias_table(), max_relus=max_relus)
+        self.facts = {n: v for n, v in row_facts(model, batch, row).items()
+                      if kb.variables[n].role == "input"}
+
+    def differs(self, fixed: dict):
+        return differs(self.comp, self.output, self.decision, fixed, time_limit=self.timeout)
+
+    def closest(self, *, minimize: str, immutable, spreads: dict):
+        return closest_change(self.comp, self.output, self.decision, self.facts,
+                              minimize=minimize, immutable=set(immutable), spreads=spreads,
+                              time_limit=self.timeout)
+
+    def assumptions(self, fixed=()) -> tuple:
+        return assumptions(self.comp, fixed)
+
+    def why_none(self) -> str:
+        """Why no input change flips a bool decision: the residual's logit bounds over
+        the inputs' ranges against what the rules can add."""
+        comp, output, decision = self.comp, self.output, self.decision
+        if output not in comp.residual or not isinstance(decision, bool):
+            return ""
+        lo, hi = comp.p.bounds(comp.residual[output][0])
+        bias = float(comp.bias.get(output, 0.0))
+        swing = sum(abs(float(r.weight)) for r in comp.kb.rules_for(output))
+        if (decision and lo + bias - swing > 0) or (not decision and hi + bias + swing <= 0):
+            return (f"; the residual network alone decides this: its logit stays within "
+                    f"[{lo:.3g}, {hi:.3g}] over the inputs' ranges, and the rules add at "
+                    f"most {swing:g}")
+        return ""
+
+
+def assumptions(comp: _Compiler, fixed=()) -> tuple:
+    """What a result assumes: the inputs declared without bounds that it leaves free range
+    over the training range."""
+    free = [f"{n} in [{lo:.6g}, {hi:.6g}]" for n, (lo, hi) in comp.assumed.items()
+            if n not in fixed]
+    return (f"for inputs within the training range ({', '.join(free)})",) if free else ()
+
+
+class MilpBackend(Backend):
+    """HiGHS: the input level, table inputs bounded (or bounded by the training range),
+    decisions no hard constraint ties together."""
+
+    name = "milp"
+
+    def problem(self, model, batch, row, output, *, level, max_relus, timeout) -> MilpProblem:
+        if level != "input":
+            raise ModelError("the MILP backend reasons at the input level (use "
+                             "backend='z3' for level='concept')")
+        return MilpProblem(model, batch, row, output, max_relus=max_relus, timeout=timeout)
+
+    def refute(self, model, formula, *, level, max_relus, timeout):
+        if level != "input":
+            raise ModelError("the MILP backend verifies at the input level (use "
+                             "backend='z3' for level='concept')")
+        import pandas as pd
+
+        from ._row import show
+
+        kb = model.to_kb()
+        comp = compile_decision(model, kb, model.bias_table(), max_relus=max_relus)
+        rows = len(comp.p.rows)
+        comp.p.add(comp.truth(formula), hi=0.0)
+        try:
+            x = comp.p.solve(None, time_limit=timeout)
+        finally:
+            del comp.p.rows[rows:]
+        if x is None:
+            return None, assumptions(comp)
+        codes = _decode(comp, x)
+        row = pd.DataFrame({n: [show(kb, n, c)] for n, c in codes.items()})
+        return row, assumptions(comp)

@@ -1,0 +1,296 @@
+"""Reasons, counterfactuals and verification, written once over the backend protocol.
+
+Each speaks about the model's decision function -- what :meth:`GreyBox.predict` returns --
+and is checked against it: a reason's dropped facts are first tried on sampled
+completions through ``predict``, a counterfactual is polished (unneeded changes put back,
+pulled to the threshold, rounded to the data's precision) and verified by running the
+decision function, a counterexample is re-run through it.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pandas as pd
+from greybox.rules import _ast as A
+from greybox.rules import entails, evaluate, parse_formula
+from greybox.rules._decisions import closure
+from greybox.rules._printer import expr_to_text
+
+from greybox.errors import ModelError, SolverError
+
+from ._backend import choose, resolve_level
+from ._results import Counterfactual, Reason, Verification
+from ._row import (
+    decision_on,
+    distance,
+    num,
+    person_step,
+    pull_back,
+    round_changes,
+    sampled_differs,
+    show,
+)
+
+__all__ = ["counterfactual", "reason", "verify"]
+
+
+def _problem(model, batch, row, output, level, max_relus, backend, timeout, *,
+             optimise=False):
+    output = output or model.kb.outputs[0]
+    if output not in model.kb.variables or not model.kb.variables[output].output:
+        raise ModelError(f"{output!r} is not an output (outputs: {', '.join(model.kb.outputs)})")
+    batch = model.batch(batch)
+    if not isinstance(row, (int, np.integer)) or not 0 <= row < batch.n:
+        raise ModelError(f"row must be a position in the batch (0..{batch.n - 1}), got {row!r}")
+    level = resolve_level(level, model, max_relus)
+    b = choose(backend, level, model, optimise=optimise)
+    p = b.problem(model, batch, int(row), output, level=level, max_relus=max_relus,
+                  timeout=timeout)
+    return p, batch, output
+
+
+def reason(model, batch, row: int = 0, output: str | None = None, *,
+           level: str = "auto", max_relus: int = 64, backend: str = "auto",
+           timeout: float = 10.0) -> Reason:
+    """A subset-minimal set of the row's facts that guarantees its decision.
+
+    The decision is the one :meth:`GreyBox.predict` returns, and the reason is a statement
+    about that function: with the named facts fixed, ``predict`` decides the same for
+    every value of the other inputs (within their types, the hard constraints, and --
+    for inputs declared without bounds -- the training range, listed in
+    ``assumptions``). Deletion-based: each fact is dropped when sampled completions
+    through ``predict`` do not refute it and the solver proves the decision still
+    follows from the rest (unsat cores drop several at once).
+
+    ``level="auto"`` (default): the input level where every network (neural concepts and
+    residual) is a Linear/ReLU network over table inputs within ``max_relus``, the
+    concept level otherwise. ``level="concept"``: facts are table inputs, neural concept
+    values and residual logits (``residual:NAME``), each free when dropped.
+    ``level="input"``: networks and residual are encoded exactly, so the facts are inputs
+    only and the reason holds *through* the networks (``timeout`` bounds each solver
+    call). ``backend``: ``"z3"``, ``"milp"`` (HiGHS through ``scipy.optimize.milp``; input
+    level) or ``"auto"`` (HiGHS at the input level where its encoding applies).
+
+    Examples
+    --------
+    >>> import greybox as gb
+    >>> model = gb.GreyBox('''
+    ... input age: int 0..120
+    ... input income: real[0, 100000]
+    ... output approve: bool
+    ... rule earns: income > 30000 -> approve
+    ... constraint minors: age < 18 -> not approve
+    ... ''', semantics="product")
+    >>> r = gb.explain.reason(model, model.batch({"age": [15], "income": [50000.0]}))
+    >>> r.decision, r.facts
+    (False, {'age': 15})
+    """
+    t0 = time.perf_counter()
+    p, batch, output = _problem(model, batch, row, output, level, max_relus, backend, timeout)
+    keep = dict(p.facts)
+    if p.differs(keep) is not None:
+        raise SolverError(f"row {batch.index[row]!r}: the facts do not determine the "
+                          "decision (a value sits within the solver's tolerance of a "
+                          "threshold)")
+    keep = p.core(keep)
+    # try dropping the facts the output depends on least directly first
+    direct = closure(p.kb, [v for r in p.kb.rules_for(output) for v in A.variables(r.body)])
+    order = sorted(keep, key=lambda n: (n in direct, list(p.facts).index(n)))
+    rng = np.random.default_rng(0)
+    inputs_only = all(n in p.kb.variables and p.kb.variables[n].role == "input"
+                      for n in p.facts)
+    for name in order:
+        if name not in keep:
+            continue
+        trial = {k: v for k, v in keep.items() if k != name}
+        # sampled completions through predict refute most drops at once (where the
+        # facts are inputs only: concept values cannot be sampled through predict)
+        if inputs_only and sampled_differs(model, p.kb, p.facts, trial, output,
+                                           p.decision, rng):
+            continue
+        if p.differs(trial) is None:
+            keep = p.core(trial)
+    # every accepted set was proved by the solver when accepted (the full set first)
+    facts = {n: show(p.kb, n, v) for n, v in p.facts.items() if n in keep}
+    return Reason(batch.index[row], output, p.decision, facts, True,
+                  time.perf_counter() - t0, p.level, p.assumptions(keep))
+
+
+def counterfactual(model, batch, row: int = 0, output: str | None = None, *,
+                   minimize: str = "count", immutable=(), level: str = "auto",
+                   max_relus: int = 64, backend: str = "auto",
+                   timeout: float = 10.0) -> Counterfactual:
+    """The closest variant of the row whose decision (what ``predict`` returns) differs.
+
+    ``minimize="count"`` changes as few facts as possible; ``"l1"`` minimises the sum of
+    absolute changes, each in units of the fact's spread (a changed bool, enum or neural
+    class counts 1). Facts named in ``immutable`` keep their values; types and hard
+    constraints are respected; residual logits (concept level) are held. Changed real
+    values are pulled back to the threshold and rounded to the data's precision on the
+    decided side; the result is checked by running the decision function
+    (``verified``). ``level`` and ``backend`` as in :func:`reason`.
+
+    Examples
+    --------
+    >>> import greybox as gb
+    >>> model = gb.GreyBox('''
+    ... input age: int 0..120
+    ... input income: real[0, 100000]
+    ... output approve: bool
+    ... rule earns: income > 30000 -> approve
+    ... constraint minors: age < 18 -> not approve
+    ... ''', semantics="product")
+    >>> cf = gb.explain.counterfactual(model, model.batch({"age": [40], "income": [20000.0]}))
+    >>> cf.new_decision, list(cf.changes.fact), cf.verified
+    (True, ['income'], True)
+    """
+    t0 = time.perf_counter()
+    if minimize not in ("count", "l1"):
+        raise ModelError(f"minimize must be 'count' or 'l1', got {minimize!r}")
+    p, batch, output = _problem(model, batch, row, output, level, max_relus, backend, timeout,
+                                optimise=True)
+    unknown = [n for n in immutable if n not in p.facts]
+    if unknown:
+        raise ModelError(f"immutable names {unknown[0]!r}, which is not a fact of the row "
+                         f"(facts: {', '.join(p.facts)})")
+    spreads = {n: float(model._feature_scale(n)) for n in p.facts
+               if n in model.feature_names}
+    after = p.closest(minimize=minimize, immutable=set(immutable), spreads=spreads)
+    if after is None:
+        ranges = "".join(f"; {a}" for a in p.assumptions(immutable))
+        held = f" (keeping {', '.join(immutable)})" if immutable else ""
+        raise ModelError(f"row {batch.index[row]!r}: no change of the mutable facts{held} "
+                         "within their types and the hard constraints changes the decision of "
+                         f"{output!r} (the model decides {p.decision!r} everywhere "
+                         f"there{ranges}){p.why_none()}")
+    facts = p.facts
+    for n, code in list(after.items()):   # solver noise is not a change
+        if isinstance(code, float) and abs(code - float(facts[n])) <= 1e-9 * max(
+                1.0, abs(float(facts[n]))):
+            after[n] = facts[n]
+    changes = [{"fact": n, "before": show(p.kb, n, facts[n]), "after": show(p.kb, n, c)}
+               for n, c in after.items() if c != facts[n]]
+
+    def applied(trial):
+        got = decision_on(model, batch, row, output, trial)
+        return got is not None and got != p.decision
+
+    _polish(model, p, changes, after, applied)
+    new_decision = decision_on(model, batch, row, output, after)
+    verified = new_decision is not None and new_decision != p.decision
+    return Counterfactual(batch.index[row], output, p.decision, new_decision,
+                          pd.DataFrame(changes, columns=["fact", "before", "after"]),
+                          {n: show(p.kb, n, c) for n, c in after.items()},
+                          distance(model, p.kb, changes, facts, after, minimize),
+                          verified, time.perf_counter() - t0, p.level,
+                          p.assumptions(immutable))
+
+
+def _polish(model, p, changes: list, after: dict, applied) -> None:
+    """A solver's counterfactual made into values a person can apply, each step checked by
+    the decision function: changes that are not needed put back; a real change that
+    stops within the solver's tolerance of a threshold pushed over it; real changes
+    pulled back to the threshold, then rounded to the data's precision on the decided
+    side. Updates ``changes`` and ``after`` in place."""
+    kb, facts = p.kb, p.facts
+    if applied(after):
+        for change in sorted(changes, key=lambda c: abs(num(c["after"]) - num(c["before"]))):
+            trial = dict(after)
+            trial[change["fact"]] = facts[change["fact"]]
+            if applied(trial):
+                after.update(trial)
+        changes[:] = [c for c in changes if after[c["fact"]] != facts[c["fact"]]]
+    reals = [c["fact"] for c in changes
+             if c["fact"] in kb.variables and isinstance(kb.variables[c["fact"]].type,
+                                                         A.RealType)]
+    for k in range(10):
+        if not reals or applied(after):
+            break
+        for n in reals:
+            step = float(after[n]) - float(facts[n])
+            after[n] = float(after[n]) + np.sign(step) * max(abs(float(facts[n])), 1.0) \
+                * 1e-9 * 10 ** k
+    if applied(after):
+        pull_back(kb, changes, facts, after, applied, steps=24,
+                  precision=lambda n: person_step(model, n) / 4
+                  if kb.variables[n].role == "input" else 0.0)
+    round_changes(model, kb, facts, after, changes, applied)
+
+
+def verify(model, prop, *, level: str = "auto", max_relus: int = 64,
+           backend: str = "auto", timeout: float = 30.0) -> Verification:
+    """Prove ``prop`` for the whole model's decisions (what ``predict`` returns), or find a
+    counterexample.
+
+    ``level="auto"`` (default): the input level where every network (neural concepts and
+    residual) is a Linear/ReLU network over table inputs, the concept level otherwise.
+    ``level="concept"``: the rules with the learned weights, thresholds and biases, every
+    neural concept and residual logit free -- the property then holds whatever the
+    networks say. ``level="input"``: networks over table inputs made of Linear/ReLU
+    layers (and the residual) are encoded exactly, so the property is proved for the
+    function ``predict`` computes over every input (``max_relus`` bounds the encoding,
+    ``timeout`` the solver; inputs declared without bounds range over the training
+    range, listed in ``assumptions``). Returns a :class:`Verification` (an
+    :class:`~greybox.rules.Entailment`): a counterexample row when it fails, re-checked
+    by running the decision function on it (``confirmed``).
+
+    Examples
+    --------
+    >>> import greybox as gb
+    >>> model = gb.GreyBox('''
+    ... input age: int 0..120
+    ... input income: real[0, 100000]
+    ... output approve: bool
+    ... rule earns: income > ~30000 -> approve
+    ... constraint minors: age < 18 -> not approve
+    ... ''', semantics="product")
+    >>> gb.explain.verify(model, "age < 18 -> not approve").holds
+    True
+    >>> gb.explain.verify(model, "income > 40000 -> approve").holds
+    False
+    """
+    level = resolve_level(level, model, max_relus)
+    kb = model.to_kb()
+    if level == "concept" and model.residual is None:
+        e = entails(kb, prop, bias=model.bias_table(), timeout=timeout)
+        return Verification(e.property, e.holds, e.counterexample, e.confirmed)
+    formula = parse_formula(prop, kb)
+    text = prop if isinstance(prop, str) else expr_to_text(formula)
+    b = choose(backend, level, model)
+    row, assumed = b.refute(model, formula, level=level, max_relus=max_relus, timeout=timeout)
+    if row is None:
+        return Verification(text, True, assumptions=assumed)
+    if level == "concept":   # neural values and residual logits come with the witness
+        names = [n for n in kb.inputs if not isinstance(kb.variables[n].type, A.TensorType)]
+        names += list(kb.neural)
+        ev = evaluate(kb, row[names], bias=_bias_with(model, kb, row))
+        confirmed = not bool(ev.holds(formula).iloc[0]) and not bool(ev.infeasible.iloc[0])
+        return Verification(text, False, row, confirmed, assumed)
+    # re-run the decision function (the real networks) on the counterexample
+    from greybox.semantics.crisp import crisp_evaluation
+
+    ev, _ = crisp_evaluation(model, model.batch(row))
+    shown = row.copy()
+    for name in kb.neural:   # what the real networks said on the counterexample
+        shown[name] = ev._env[name]
+    for name in kb.decided:
+        shown[name] = ev.decisions[name].to_numpy()
+    confirmed = not bool(ev.holds(formula).iloc[0]) and not bool(ev.infeasible.iloc[0])
+    return Verification(text, False, shown, confirmed, assumed)
+
+
+def _bias_with(model, kb, row: pd.DataFrame) -> dict:
+    """The model's biases plus the residual logits a concept-level witness holds."""
+    bias = dict(model.bias_table())
+    for name in kb.decided:
+        t = kb.variables[name].type
+        if isinstance(t, A.BoolType):
+            if f"residual:{name}" in row:
+                bias[name] = bias.get(name, 0.0) + float(row[f"residual:{name}"].iloc[0])
+        elif any(f"residual:{name}={v}" in row for v in A.domain_values(t)):
+            base = bias.get(name) or {}
+            bias[name] = {v: base.get(v, 0.0) + float(row[f"residual:{name}={v}"].iloc[0])
+                          for v in A.domain_values(t)}
+    return bias

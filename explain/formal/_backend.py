@@ -1,0 +1,196 @@
+"""The solver backends' protocol, their registry, and which level and backend to use.
+
+A backend compiles the model's decision function for one row into a :class:`Problem`
+that answers three questions -- the only ones :func:`reason`, :func:`counterfactual` and
+:func:`verify` ask:
+
+- ``differs(fixed)``: with the facts in ``fixed`` held, can the decision differ? (a
+  completion of the others that changes it, or None when none does);
+- ``closest(minimize, immutable, spreads)``: the closest facts whose decision differs;
+- ``refute(formula)`` (on the backend itself): a row on which the property fails.
+
+Backends live in :data:`BACKENDS`: ``"z3"`` (exact rationals, every level and model) and
+``"milp"`` (HiGHS through ``scipy.optimize.milp``; the input level, table inputs).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from greybox.rules import _ast as A
+from greybox.rules._decisions import plan
+
+from greybox.errors import ModelError
+
+from ._networks import count_relus
+
+__all__ = ["BACKENDS", "Backend", "Problem", "choose", "resolve_level"]
+
+
+class Problem:
+    """One row's decision, compiled by a backend.
+
+    Attributes: ``facts`` (name -> code: enum index, int value, bool, float; residual
+    logits at the concept level as ``residual:NAME``), ``decision`` (the decision
+    function's value for the row), ``level``.
+    """
+
+    facts: dict
+    decision: object
+    level: str
+
+    def differs(self, fixed: dict):
+        """Values of every fact, with ``fixed`` held, under which the decision is not
+        ``decision``; None when there are none."""
+        raise NotImplementedError
+
+    def core(self, fixed: dict) -> dict:
+        """After ``differs(fixed)`` returned None: a subset of ``fixed`` that already
+        guarantees the decision (an unsat core where the backend has one)."""
+        return fixed
+
+    def closest(self, *, minimize: str, immutable, spreads: dict):
+        """The facts closest to the row's whose decision differs; None when none."""
+        raise NotImplementedError
+
+    def assumptions(self, fixed=()) -> tuple:
+        """What a result assumes beyond the declared types (training ranges of the free
+        inputs declared without bounds)."""
+        return ()
+
+    def why_none(self) -> str:
+        """Why no change of the facts changes the decision, in terms of the model (or
+        an empty string)."""
+        return ""
+
+    def held(self, name: str) -> bool:
+        """Whether ``name`` is a fact a counterfactual never changes (a residual logit)."""
+        return name.startswith("residual:")
+
+
+class Backend:
+    """A solver backend: compiles a row's decision into a :class:`Problem` and refutes
+    properties of the whole model."""
+
+    name = "?"
+
+    def problem(self, model, batch, row: int, output: str, *, level: str, max_relus: int,
+                timeout: float) -> Problem:
+        raise NotImplementedError
+
+    def refute(self, model, formula, *, level: str, max_relus: int, timeout: float):
+        """``(row, assumptions)``: a one-row DataFrame of inputs (and, at the concept
+        level, neural values and residual logits) on which ``formula`` fails, or None;
+        and what the search assumed."""
+        raise NotImplementedError
+
+
+def _registry() -> dict[str, Backend]:
+    from .milp import MilpBackend
+    from .z3 import Z3Backend
+
+    return {b.name: b for b in (Z3Backend(), MilpBackend())}
+
+
+class _Lazy(dict):
+    """The registry, filled on first use (the backends import solvers)."""
+
+    def _fill(self):
+        if not dict.__len__(self):
+            self.update(_registry())
+
+    def __getitem__(self, key):
+        self._fill()
+        return dict.__getitem__(self, key)
+
+    def __iter__(self):
+        self._fill()
+        return dict.__iter__(self)
+
+    def __len__(self):
+        self._fill()
+        return dict.__len__(self)
+
+    def __contains__(self, key):
+        self._fill()
+        return dict.__contains__(self, key)
+
+    def keys(self):
+        self._fill()
+        return dict.keys(self)
+
+
+#: Backends by name.
+BACKENDS: dict[str, Backend] = _Lazy()
+
+
+def _networks(model) -> list:
+    kb = model.kb
+    nets = [model.network(kb.variables[n].network) for n in kb.neural]
+    if model.residual is not None:
+        nets += list(model.residual.values())
+    return nets
+
+
+def resolve_level(level: str, model, max_relus: int) -> str:
+    """``"auto"``: the input level where every network of the model (neural concepts and
+    residual) is a Linear/ReLU network over table inputs within ``max_relus`` -- then
+    results speak about the whole model, inputs to decision -- the concept level
+    otherwise (and for rules alone, where both are the same)."""
+    if level not in ("auto", "concept", "input"):
+        raise ModelError(f"level must be 'auto', 'concept' or 'input', got {level!r}")
+    if level != "auto":
+        return level
+    kb = model.kb
+    for name in kb.neural:
+        if any(isinstance(kb.variables[a].type, A.TensorType) for a in kb.variables[name].args):
+            return "concept"
+    nets = _networks(model)
+    if not nets:
+        return "concept"
+    try:
+        relus = sum(count_relus(n) for n in nets)
+    except ModelError:
+        return "concept"
+    return "input" if relus <= max_relus else "concept"
+
+
+def milp_applies(model) -> bool:
+    """Whether the MILP encoding covers the model: table inputs (bounded, or bounded by
+    the data the model was calibrated on), one decision per component, at most 256
+    values."""
+    kb = model.kb
+    for name in kb.inputs:
+        t = kb.variables[name].type
+        if isinstance(t, A.TensorType):
+            return False
+        if isinstance(t, A.RealType):
+            lo, hi, _ = model.input_range(name)
+            if not (np.isfinite(lo) and np.isfinite(hi)):
+                return False
+    for comp in plan(kb).components:
+        if len(comp.variables) != 1:
+            return False
+        t = kb.variables[comp.variables[0]].type
+        if not isinstance(t, A.BoolType) and len(A.domain_values(t)) > 256:
+            return False
+    return True
+
+
+def choose(backend: str, level: str, model, *, optimise: bool = False) -> Backend:
+    """``"auto"``: HiGHS at the input level wherever the MILP encoding applies (Z3's
+    optimiser is occasionally very slow on L1 objectives through ReLUs), Z3 otherwise
+    and for rules alone."""
+    if backend not in ("auto", *BACKENDS):
+        raise ModelError(f"backend must be 'auto', {', '.join(repr(b) for b in BACKENDS)}, "
+                         f"got {backend!r}")
+    if backend != "auto":
+        return BACKENDS[backend]
+    if level != "input" or not milp_applies(model):
+        return BACKENDS["z3"]
+    try:
+        relus = sum(count_relus(n) for n in _networks(model))
+    except ModelError:
+        return BACKENDS["z3"]
+    if optimise or relus > 16 or model.residual is not None:
+        return BACKENDS["milp"]
+    return BACKENDS["z3"]

@@ -1,0 +1,97 @@
+"""What the formal functions return: reasons, counterfactuals, verifications."""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass
+
+import pandas as pd
+from greybox.rules import Entailment
+
+__all__ = ["Counterfactual", "Reason", "Verification"]
+
+
+@dataclass(frozen=True)
+class Reason:
+    """An abductive explanation: facts that guarantee the decision.
+
+    ``facts`` (name -> value) is subset-minimal: with these values fixed, every
+    completion of the other facts within their types and the hard constraints gets the
+    same decision, and dropping any one of them admits a completion that does not.
+    ``verified``: an independent Z3 query confirmed the guarantee.
+    """
+
+    row: object
+    output: str
+    decision: object
+    facts: dict
+    verified: bool
+    seconds: float
+    #: ``"input"`` (the reason holds through the networks, for every value of the other
+    #: inputs) or ``"concept"`` (neural concepts and residual logits are facts)
+    level: str = "concept"
+    #: what the guarantee assumes beyond the declared types, e.g. an input declared
+    #: without bounds held within the range seen in training
+    assumptions: tuple = ()
+
+    def __str__(self) -> str:
+        facts = " and ".join(f"{k} = {v!r}" for k, v in self.facts.items()) or "nothing"
+        extra = "".join(f"; {a}" for a in self.assumptions)
+        return (f"{self.output} = {self.decision!r} for row {self.row} because {facts} "
+                f"(minimal; {'verified' if self.verified else 'NOT verified'}{extra})")
+
+    def _repr_html_(self) -> str:
+        return f"<p>{html.escape(str(self))}</p>"
+
+    def to_frame(self) -> pd.DataFrame:
+        return pd.DataFrame({"fact": list(self.facts), "value": list(self.facts.values())})
+
+
+@dataclass(frozen=True)
+class Counterfactual:
+    """A minimal change of a row's facts that changes its decision.
+
+    ``changes`` lists each changed fact (``fact``, ``before``, ``after``); ``row_after``
+    is the changed row's facts; ``new_decision`` what the rules decide there;
+    ``verified``: the model, run on the changed row (networks overridden where a neural
+    concept changed), decides ``new_decision``.
+    """
+
+    row: object
+    output: str
+    decision: object
+    new_decision: object
+    changes: pd.DataFrame
+    row_after: dict
+    distance: float
+    verified: bool
+    seconds: float
+    #: ``"input"`` (only inputs change; networks and residual follow) or ``"concept"``
+    level: str = "concept"
+    #: what the search assumed beyond the declared types (training ranges)
+    assumptions: tuple = ()
+
+    def __str__(self) -> str:
+        moves = ", ".join(f"{c.fact}: {c.before!r} -> {c.after!r}"
+                          for c in self.changes.itertuples())
+        return (f"{self.output} would be {self.new_decision!r} instead of "
+                f"{self.decision!r} (row {self.row}) if {moves} "
+                f"({'verified' if self.verified else 'NOT verified'} by predict)")
+
+    def _repr_html_(self) -> str:
+        return f"<p>{html.escape(str(self))}</p>" + self.changes._repr_html_()
+
+    def to_frame(self) -> pd.DataFrame:
+        return self.changes
+
+
+@dataclass(frozen=True)
+class Verification(Entailment):
+    """The answer to :func:`verify`: an :class:`~greybox.rules.Entailment` that also says
+    what the proof assumed beyond the declared types (``assumptions``: inputs declared
+    without bounds range over the training range)."""
+
+    assumptions: tuple = ()
+
+    def __str__(self) -> str:
+        return super().__str__() + "".join(f"\n  {a}" for a in self.assumptions)

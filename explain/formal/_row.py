@@ -1,0 +1,278 @@
+"""A row as facts, and running the decision function on changed rows.
+
+Shared by every backend: the facts of a row (table inputs, neural concept values, residual
+logits), what ``predict``'s decision function says on a changed row, and the steps that
+turn a solver's answer into values a person can apply (put back, pulled to the threshold,
+rounded to the data's precision) -- each checked against that decision function.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import torch
+from greybox.rules import _ast as A
+
+from greybox.errors import ModelError
+
+__all__ = ["decision_on", "distance", "num", "person_step", "pull_back", "residual_facts",
+           "round_changes", "row_decision", "row_facts", "sampled_differs", "show"]
+
+
+def show(kb, name, code):
+    if name.startswith("residual:"):
+        return float(code)
+    t = kb.variables[name].type
+    if isinstance(t, A.EnumType):
+        return t.values[int(code)]
+    if isinstance(t, A.BoolType):
+        return bool(code)
+    if isinstance(t, A.IntType):
+        return int(code)
+    return float(code)
+
+
+def num(value) -> float:
+    return float(value) if not isinstance(value, str) else 0.0
+
+
+def residual_facts(model, batch, row: int) -> dict:
+    """The residual networks' logits on a row, as named facts (``residual:NAME`` for a
+    bool, ``residual:NAME=VALUE`` per value otherwise)."""
+    if model.residual is None:
+        return {}
+    sub = batch.take(torch.as_tensor([row]))
+    with torch.no_grad():
+        res = model.residual_scores(sub)
+    out = {}
+    for name, r in res.items():
+        r = r.detach().double().cpu().reshape(-1)
+        t = model.kb.variables[name].type
+        if isinstance(t, A.BoolType):
+            out[f"residual:{name}"] = float(r[0])
+        else:
+            for k, v in enumerate(A.domain_values(t)):
+                out[f"residual:{name}={v}"] = float(r[k])
+    return out
+
+
+def pull_back(kb, changes: list, facts: dict, after: dict, still_changed, *,
+               steps: int, precision=None) -> None:
+    """Move each changed real fact back towards its original value, by bisection, as far
+    as ``still_changed(values)`` allows (strict thresholds have no closest point, and
+    solvers stop short of the infimum); updates ``after`` and ``changes`` in place.
+    ``precision(name)``: a step below which bisection stops (the value is rounded to it
+    afterwards)."""
+    for change in changes:
+        n = change["fact"]
+        if n not in kb.variables or not isinstance(kb.variables[n].type, A.RealType):
+            continue
+        start, end = float(facts[n]), float(after[n])
+        lo, hi = 0.0, 1.0     # fraction of the move: hi keeps the change, lo does not
+        n_steps = steps
+        step = precision(n) if precision is not None else 0.0
+        if step > 0 and end != start:
+            n_steps = min(steps, max(1, int(np.ceil(np.log2(abs(end - start) / step))) + 2))
+        for _ in range(n_steps):
+            mid = (lo + hi) / 2
+            trial = dict(after)
+            trial[n] = start + (end - start) * mid
+            if still_changed(trial):
+                hi = mid
+            else:
+                lo = mid
+        after[n] = start + (end - start) * hi
+        change["after"] = show(kb, n, after[n])
+
+
+def decision_on(model, batch, row, output, after: dict):
+    """The model's decision function (what ``predict`` returns) on the row with the facts
+    in ``after`` (table inputs changed; neural concepts overridden where they are facts);
+    None when no decision satisfies the hard constraints there."""
+    from greybox._batch import Batch
+    from greybox.semantics.crisp import crisp_evaluation
+
+    kb = model.kb
+    sub = batch.take(torch.as_tensor([row]))
+    values = dict(sub.values)
+    columns = dict(sub.columns)
+    for n, code in after.items():
+        var = kb.variables.get(n)
+        if var is None or var.role != "input":
+            continue
+        if isinstance(var.type, A.EnumType):
+            columns[n] = np.asarray([int(code)])
+            values[n] = torch.as_tensor([int(code)], device=model.device)
+        else:
+            columns[n] = np.asarray([code], dtype=bool if isinstance(var.type, A.BoolType)
+                                    else np.float64)
+            values[n] = torch.as_tensor([float(code)], device=model.device)
+    changed = Batch(values, 1, sub.index, columns)
+    with torch.no_grad():
+        logits = model.run_networks(changed)
+    overrides = {}
+    for n, out in logits.items():
+        var = kb.variables[n]
+        code = after.get(n)
+        if code is None:
+            continue
+        o = out.detach().clone()
+        if isinstance(var.type, A.BoolType):
+            o[0] = 1e4 if code else -1e4
+        elif isinstance(var.type, A.IntType):
+            o[0] = -1e4
+            o[0, int(code) - var.type.lo] = 0.0
+        elif isinstance(var.type, A.EnumType):
+            o[0] = -1e4
+            o[0, int(code)] = 0.0
+        else:
+            o[0] = float(code)
+        overrides[n] = o
+    changed.overrides = overrides
+    ev, _ = crisp_evaluation(model, changed)
+    if bool(ev.infeasible.iloc[0]):
+        return None
+    got = ev.decisions[output].iloc[0] if output in ev.decisions else ev.values[output].iloc[0]
+    return got.item() if hasattr(got, "item") else got
+
+
+def person_step(model, name: str) -> float:
+    """The step a counterfactual value of a real input is rounded to: the data's
+    precision, coarsened to about a hundredth of the input's spread (``17.71``, not
+    ``17.708656311035156``)."""
+    step = model.input_step(name)
+    spread = float(model._feature_scale(name))
+    if spread > 0 and np.isfinite(spread):
+        step = max(step, 10.0 ** np.floor(np.log10(spread / 100.0)))
+    return step
+
+
+def decimals(step: float) -> int:
+    return max(0, int(-np.floor(np.log10(step)))) if step > 0 else 12
+
+
+def round_changes(model, kb, facts: dict, after: dict, changes: list, differs) -> bool:
+    """Round each changed real table input away from its original value to a person's
+    precision (so it lands on the decided side of a threshold with a margin), pushing a
+    step further while the model's decision does not differ; keeps the unrounded values
+    when no rounding within 3 steps works. Returns whether the decision differs."""
+    reals = [c["fact"] for c in changes if c["fact"] in kb.variables
+             and isinstance(kb.variables[c["fact"]].type, A.RealType)
+             and kb.variables[c["fact"]].role == "input"]
+    if not reals:
+        return differs(after)
+    steps = {n: person_step(model, n) for n in reals}
+    for extra in range(4):
+        trial = dict(after)
+        for n in reals:
+            step, before, value = steps[n], float(facts[n]), float(after[n])
+            if step <= 0:
+                continue
+            up = value > before
+            k = np.ceil(value / step - 1e-9) if up else np.floor(value / step + 1e-9)
+            k += extra if up else -extra
+            v = round(float(k * step), decimals(step))
+            lo, hi, _ = model.input_range(n)
+            trial[n] = min(max(v, lo), hi)
+        if differs(trial):
+            after.update(trial)
+            for c in changes:
+                if c["fact"] in trial:
+                    c["after"] = show(kb, c["fact"], trial[c["fact"]])
+            return True
+    return differs(after)
+
+
+def distance(model, kb, changes: list, facts: dict, after: dict, minimize: str) -> float:
+    """A counterfactual's size: its number of changes (``minimize="count"``) or the sum of
+    its real and int changes in units of each input's spread (a changed bool, enum or
+    neural class counts 1)."""
+    total = 0.0
+    for c in changes:
+        n = c["fact"]
+        t = kb.variables[n].type if n in kb.variables else None
+        if minimize == "count" or not isinstance(t, (A.RealType, A.IntType)) or \
+                kb.variables[n].role == "neural" and isinstance(t, A.IntType):
+            total += 1.0
+        else:
+            spread = float(model._feature_scale(n)) if n in model.feature_names else 1.0
+            total += abs(float(after[n]) - float(facts[n])) / max(spread, 1e-12)
+    return total
+
+
+
+def sampled_differs(model, kb, facts: dict, fixed: dict, output: str, decision, rng,
+                     n: int = 64) -> bool:
+    """Whether one of ``n`` random completions of the inputs not in ``fixed`` (uniform
+    within their ranges, the range's ends included) changes ``predict``'s decision."""
+    cols = {}
+    for name, code in facts.items():
+        t = kb.variables[name].type
+        if name in fixed:
+            value = show(kb, name, code)
+            cols[name] = [value] * n
+            continue
+        if isinstance(t, A.BoolType):
+            cols[name] = list(rng.integers(0, 2, n).astype(bool))
+        elif isinstance(t, A.EnumType):
+            cols[name] = list(rng.choice(list(t.values), n))
+        else:
+            lo, hi, _ = model.input_range(name)
+            if not (np.isfinite(lo) and np.isfinite(hi)):
+                return False
+            if isinstance(t, A.IntType):
+                v = rng.integers(int(lo), int(hi) + 1, n)
+            else:
+                v = rng.uniform(lo, hi, n)
+                v[:2] = lo, hi
+            cols[name] = list(v)
+    frame = pd.DataFrame(cols)
+    for name in facts:
+        t = kb.variables[name].type
+        if isinstance(t, A.EnumType):
+            frame[name] = pd.Categorical(frame[name], categories=list(t.values))
+    got = model.predict(frame, on_infeasible="flag")
+    return bool(((got[output].to_numpy() != decision) & ~got["infeasible"].to_numpy()).any())
+
+
+def row_facts(model, batch, row: int) -> dict:
+    """The row's facts: name -> code (enum index, int value, bool, float)."""
+    kb = model.kb
+    facts = {}
+    for name in kb.inputs:
+        if name in batch.columns:
+            v = batch.columns[name][row]
+            facts[name] = v.item() if hasattr(v, "item") else v
+    sub = batch.take(torch.as_tensor([row]))
+    with torch.no_grad():
+        logits = model.run_networks(sub)
+    for name, out in logits.items():
+        t = kb.variables[name].type
+        if isinstance(t, A.BoolType):
+            facts[name] = bool(out[0] > 0)
+        elif isinstance(t, A.IntType):
+            facts[name] = int(out[0].argmax()) + t.lo
+        elif isinstance(t, A.EnumType):
+            facts[name] = int(out[0].argmax())
+        else:
+            facts[name] = float(out[0])
+    return facts
+
+
+
+
+def row_decision(model, batch, row: int, output: str):
+    """The decision function's value of ``output`` on the row (ModelError when no
+    decision satisfies the hard constraints there, or the output is real-valued)."""
+    from greybox.semantics.crisp import crisp_evaluation
+
+    kb = model.kb
+    if not A.is_finite_type(kb.variables[output].type):
+        raise ModelError(f"{output!r} is real-valued; reasons explain finite decisions")
+    ev, _ = crisp_evaluation(model, batch.take(torch.as_tensor([row])))
+    if bool(ev.infeasible.iloc[0]):
+        raise ModelError(f"row {batch.index[row]!r}: no decision satisfies the hard "
+                         "constraints, so there is no decision to explain")
+    value = ev.decisions[output].iloc[0] if output in ev.decisions else \
+        ev.values[output].iloc[0]
+    return value.item() if hasattr(value, "item") else value

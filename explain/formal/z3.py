@@ -1,0 +1,409 @@
+"""The Z3 backend: the decision function over exact rationals.
+
+Types, hard constraints over non-decided variables and the decision (argmax of the
+scores under the hard constraints, ties in domain order) are one background per learned
+state (cached); at the input level each neural concept and the residual are tied to their
+networks' exact encodings (weights as exact rationals, each ReLU an ``If``); at the
+concept level neural values are facts and residual logits free reals that the row's facts
+pin. Reasons use unsat cores; counterfactuals Z3 ``Optimize`` (lexicographic count and
+L1).
+"""
+
+from __future__ import annotations
+
+import weakref
+from fractions import Fraction
+
+import z3
+from greybox.rules import Z3Encoding
+from greybox.rules import _ast as A
+from greybox.rules._decisions import plan
+from greybox.rules._z3 import real_value, witness_row
+
+from greybox.errors import ModelError, SolverError
+
+from ._backend import Backend, Problem
+from ._networks import propagate
+from ._row import residual_facts, row_decision, row_facts
+
+__all__ = ["Z3Backend", "encode_network"]
+
+
+def encode_network(net, inputs: list, *, max_relus: int = 64, what: str = "the network"
+                   ) -> list:
+    """The network's outputs as Z3 terms of ``inputs`` (Z3 reals, one per input unit).
+
+    Examples
+    --------
+    >>> import torch, z3
+    >>> from torch import nn
+    >>> from greybox.explain.formal.z3 import encode_network
+    >>> net = nn.Sequential(nn.Linear(1, 1), nn.ReLU())
+    >>> with torch.no_grad():
+    ...     _ = net[0].weight.fill_(2.0), net[0].bias.fill_(-1.0)
+    >>> x = z3.Real("x")
+    >>> (y,) = encode_network(net, [x])
+    >>> z3.simplify(z3.substitute(y, (x, z3.RealVal(3))))
+    5
+    """
+    def affine(values, w, b):
+        terms = [_rational(w[i]) * v for i, v in enumerate(values) if w[i] != 0.0]
+        return z3.Sum(terms) + _rational(b) if terms else _rational(b)
+
+    def relu(v, _unit):
+        return z3.If(v > 0, v, z3.RealVal(0))
+
+    return propagate(net, inputs, affine=affine, relu=relu, max_relus=max_relus, what=what)
+
+
+def _rational(x: float) -> z3.RatNumRef:
+    return z3.RealVal(Fraction(float(x)))
+
+
+def _z3_value(kb, name, code):
+    t = kb.variables[name].type
+    if isinstance(t, A.BoolType):
+        return z3.BoolVal(bool(code))
+    if isinstance(t, (A.IntType, A.EnumType)):
+        return z3.IntVal(int(code))
+    return z3.RealVal(Fraction(float(code)))
+
+
+#: per model: the Z3 background of its current knowledge base and biases
+_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _background(model, kb, bias: dict, level: str, max_relus: int, residual: str = "fixed"):
+    """Z3 background of a model's crisp decision: types, hard constraints over non-decided
+    variables, the decision; at the input level also each neural concept tied to its
+    network's exact encoding. A residual network is ``"fixed"`` (its logit is in
+    ``bias``), ``"free"`` (any logit) or ``"encoded"`` (exactly, from the inputs). Cached
+    per model, knowledge base, biases, level and residual mode."""
+    if model.residual is None:
+        residual = "fixed"
+    key = (repr(sorted(bias.items())), level, max_relus, residual)
+    cache = _CACHE.setdefault(model, {})
+    if cache.get("kb") is kb and cache.get("key") == key:   # the same object, not an id
+        return cache["enc"], cache["background"]
+    enc = _ResidualEncoding(kb, bias=bias)
+    enc.residual = {}
+    if residual != "fixed":
+        # the residual network's logit: exactly encoded from the inputs, or a free real
+        # (whatever the network says)
+        terms = _residual_terms(model, kb, enc, max_relus) if residual == "encoded" else None
+        for name in model.kb.decided:
+            if (name.replace(".", "\u2024")) in model.residual:
+                enc.residual[name] = terms[name] if terms else _residual_vars(kb, name)
+    background = list(enc.domain(("input", "neural")))
+    for c in plan(kb).fixed_constraints:
+        background.append(enc.expr(c.formula))
+    background += enc.decision()
+    if level == "input":
+        background += _network_links(model, kb, enc, max_relus)
+    cache.clear()
+    cache.update(kb=kb, key=key, enc=enc, background=background)
+    return enc, background
+
+
+def _residual_vars(kb, name: str) -> list:
+    """Free Z3 reals for a residual network's logits: one for a bool (added to the score
+    of True), one per value otherwise."""
+    t = kb.variables[name].type
+    if isinstance(t, A.BoolType):
+        return [z3.Real(f"residual:{name}")]
+    return [z3.Real(f"residual:{name}={v}") for v in A.domain_values(t)]
+
+
+class _ResidualEncoding(Z3Encoding):
+    """The rules' Z3 encoding with a residual network's logits added to the scores."""
+
+    residual: dict = {}
+
+    def score(self, name, value):
+        total = super().score(name, value)
+        r = self.residual.get(name)
+        if r is None:
+            return total
+        t = self.kb.variables[name].type
+        if isinstance(t, A.BoolType):
+            return total + r[0] if value is True else total
+        return total + r[list(A.domain_values(t)).index(value)]
+
+    def residual_const(self, fact: str):
+        """The Z3 term of a residual fact name (``residual:NAME[=VALUE]``)."""
+        name, _, value = fact[len("residual:"):].partition("=")
+        t = self.kb.variables[name].type
+        k = 0 if isinstance(t, A.BoolType) else \
+            [str(v) for v in A.domain_values(t)].index(value)
+        return self.residual[name][k]
+
+
+def _feature_terms(model, kb, enc, name: str) -> list:
+    """Table input ``name`` as the model feeds it to networks, in Z3: standardised by the
+    model's statistics, an enum one-hot."""
+    t = kb.variables[name].type
+    x = enc.const(name)
+    if isinstance(t, A.EnumType):
+        return [z3.If(x == k, z3.RealVal(1), z3.RealVal(0)) for k in range(t.size)]
+    i = model.feature_names.index(name)
+    center = z3.RealVal(Fraction(float(model.feature_center[i])))
+    scale = z3.RealVal(Fraction(float(model.feature_scale[i])))
+    value = z3.If(x, z3.RealVal(1), z3.RealVal(0)) if isinstance(t, A.BoolType) else \
+        (z3.ToReal(x) if isinstance(t, A.IntType) else x)
+    return [(value - center) / scale]
+
+
+def _standardised_features(model, kb, enc) -> list:
+    """The model's standardised table inputs (``model.feature_names``) as Z3 terms."""
+    feats = []
+    for a in kb.inputs:
+        if not isinstance(kb.variables[a].type, A.TensorType):
+            feats += _feature_terms(model, kb, enc, a)
+    return feats
+
+
+def _residual_terms(model, kb, enc, max_relus: int) -> dict:
+    feats = _standardised_features(model, kb, enc)
+    out = {}
+    for key, net in model.residual.items():
+        name = key.replace("\u2024", ".")
+        logits = encode_network(net, feats, max_relus=max_relus,
+                                what=f"the residual of {name!r}")
+        t = kb.variables[name].type
+        want = 1 if isinstance(t, A.BoolType) else len(A.domain_values(t))
+        if len(logits) != want:
+            raise ModelError(f"the residual of {name!r} has {len(logits)} outputs; "
+                             f"{want} expected")
+        out[name] = logits
+    return out
+
+
+def _network_links(model, kb, enc, max_relus: int) -> list:
+    """Each neural concept equal to what its (encoded) network computes from the table
+    inputs, standardised as the model feeds them."""
+    links = []
+    for name in kb.neural:
+        var = kb.variables[name]
+        feats = []
+        for a in var.args:
+            if isinstance(kb.variables[a].type, A.TensorType):
+                raise ModelError(f"neural {name!r} reads the tensor input {a!r}: input-level "
+                                 "reasoning needs networks over table inputs (use "
+                                 "level='concept')")
+            feats += _feature_terms(model, kb, enc, a)
+        net = model.network(var.network)
+        out = encode_network(net, feats, max_relus=max_relus, what=f"the network of {name!r}")
+        c = enc.const(name)
+        t = var.type
+        if isinstance(t, A.BoolType):
+            links.append(c == (out[0] > 0))
+        elif A.is_finite_type(t):
+            lo = t.lo if isinstance(t, A.IntType) else 0
+            for k in range(len(out)):   # argmax, ties to the first value
+                wins = [out[k] > out[j] for j in range(k)] + \
+                       [out[k] >= out[j] for j in range(k + 1, len(out))]
+                links.append(z3.Implies(c == lo + k, z3.And(wins) if wins else z3.BoolVal(True)))
+        else:
+            links.append(c == out[0])
+    return links
+
+
+class Z3Problem(Problem):
+    """One row's decision in Z3: the background (types, hard constraints, the decision)
+    and the facts as named equalities, switched on by assumption literals."""
+
+    def __init__(self, model, batch, row: int, output: str, *, level: str, max_relus: int,
+                 timeout: float):
+        kb = model.to_kb()
+        self.kb, self.output, self.level, self.timeout = kb, output, level, timeout
+        # a residual network is never held silently: at the input level it is encoded
+        # from the inputs, at the concept level its logits are named facts of the row
+        # (free when a reason drops them)
+        bias = {}
+        for name, b in model.bias_table().items():
+            bias[name] = {k: float(v) for k, v in b.items()} if isinstance(b, dict) \
+                else float(b)
+        mode = "fixed" if model.residual is None else \
+            "encoded" if level == "input" else "free"
+        self.enc, self.background = _background(model, kb, bias, level, max_relus, mode)
+        facts = row_facts(model, batch, row)
+        if level == "input":  # the networks' values follow from the inputs
+            facts = {n: v for n, v in facts.items() if kb.variables[n].role != "neural"}
+        else:
+            facts.update(residual_facts(model, batch, row))
+        self.facts = facts
+        self.decision = row_decision(model, batch, row, output)
+        t = kb.variables[output].type
+        target = self.enc.var(output)
+        if isinstance(t, A.BoolType):
+            self.goal = target == z3.BoolVal(bool(self.decision))
+        else:
+            self.goal = target == self.enc.value_of(output, self.decision)
+        self.names = list(facts)
+        self._lits = {n: z3.Bool(f"fact__{n}") for n in self.names}
+        self._solver = None
+        self._core: list = []
+
+    # the protocol -------------------------------------------------------------------
+    def differs(self, fixed: dict):
+        s = self._differs_solver()
+        for n in fixed:
+            if fixed[n] != self.facts[n]:
+                raise ModelError(f"Z3 problems fix facts at the row's values ({n!r})")
+        if self.check(s, *[self._lits[n] for n in fixed]) == z3.unsat:
+            self._core = [n for n in self.names if self._lits[n] in set(s.unsat_core())]
+            return None
+        m = s.model()
+        return {n: self._code(n, m.eval(self.const(n), model_completion=True))
+                for n in self.names}
+
+    def core(self, fixed: dict) -> dict:
+        return {n: fixed[n] for n in fixed if n in self._core}
+
+    def holds_at(self, values: dict) -> bool:
+        """Whether the decision differs with every fact at ``values``."""
+        s = self.solver()
+        s.add(z3.Not(self.goal))
+        s.add(*[self.const(k) == self.value(k, v) for k, v in values.items()])
+        return self.check(s) == z3.sat
+
+    def closest(self, *, minimize: str, immutable, spreads: dict):
+        opt = z3.Optimize()
+        opt.set("timeout", max(1, int(self.timeout * 1000)))
+        opt.add(*self.background)
+        opt.add(z3.Not(self.goal))
+        counts, dists = [], []
+        for n in self.names:
+            if n in immutable or self.held(n):
+                opt.add(self.equality(n))
+                continue
+            x, v = self.const(n), self.value(n, self.facts[n])
+            t = self.kb.variables[n].type
+            changed = z3.If(x == v, z3.RealVal(0), z3.RealVal(1))
+            counts.append(changed)
+            if not isinstance(t, (A.RealType, A.IntType)) or \
+                    self.kb.variables[n].role == "neural" and isinstance(t, A.IntType):
+                dists.append(changed)
+            else:
+                xr = z3.ToReal(x) if isinstance(t, A.IntType) else x
+                vr = z3.ToReal(v) if isinstance(t, A.IntType) else v
+                w = z3.RealVal(Fraction(1.0 / max(spreads.get(n, 1.0), 1e-12))
+                               .limit_denominator(10**12))
+                dists.append(w * z3.If(xr >= vr, xr - vr, vr - xr))
+        zero = z3.RealVal(0)
+        count_total = z3.Sum(counts) if counts else zero
+        dist_total = z3.Sum(dists) if dists else zero
+        # lexicographic: the chosen measure first, the other one breaks ties
+        first, second = (count_total, dist_total) if minimize == "count" else \
+            (dist_total, count_total)
+        opt.minimize(first)
+        opt.minimize(second)
+        try:
+            result = opt.check()
+        except z3.Z3Exception as err:  # pragma: no cover
+            raise SolverError(f"Z3 failed: {err}") from None
+        if result == z3.unknown:
+            raise SolverError(f"Z3 could not find a counterfactual within {self.timeout} s; "
+                              "raise the timeout")
+        if result == z3.unsat:
+            return None
+        m = opt.model()
+        return {n: self.facts[n] if self.held(n) else
+                self._code(n, m.eval(self.const(n), model_completion=True))
+                for n in self.names}
+
+    def why_none(self) -> str:
+        held = [n for n in self.names if self.held(n)]
+        if not held:
+            return ""
+        return (f" with the residual's logits held at the row's values ({', '.join(held)}); "
+                "at the input level the residual follows the inputs")
+
+    # helpers --------------------------------------------------------------------------
+    def _differs_solver(self) -> z3.Solver:
+        if self._solver is None:
+            s = self.solver()
+            s.add(z3.Not(self.goal))
+            s.add(*[z3.Implies(self._lits[n], self.equality(n)) for n in self.names])
+            self._solver = s
+        return self._solver
+
+    def _code(self, name, value):
+        if self.held(name):
+            return real_value(value)
+        t = self.kb.variables[name].type
+        if isinstance(t, A.BoolType):
+            return bool(z3.is_true(value))
+        if isinstance(t, (A.IntType, A.EnumType)):
+            return value.as_long()
+        return real_value(value)
+
+    def const(self, name):
+        if name.startswith("residual:"):
+            return self.enc.residual_const(name)
+        return self.enc.const(name)
+
+    def value(self, name, code):
+        if name.startswith("residual:"):
+            return z3.RealVal(Fraction(float(code)))
+        return _z3_value(self.kb, name, code)
+
+    def equality(self, name):
+        return self.const(name) == self.value(name, self.facts[name])
+
+    def solver(self) -> z3.Solver:
+        s = z3.Solver()
+        s.set("timeout", max(1, int(self.timeout * 1000)))
+        s.add(*self.background)
+        return s
+
+    def check(self, s, *assumptions):
+        try:
+            result = s.check(*assumptions)
+        except z3.Z3Exception as err:  # pragma: no cover
+            raise SolverError(f"Z3 failed: {err}") from None
+        if result == z3.unknown:
+            raise SolverError(f"Z3 could not decide within {self.timeout} s "
+                              f"({s.reason_unknown()}); raise the timeout")
+        return result
+
+
+
+
+class Z3Backend(Backend):
+    """Z3: every level, every model Z3 can encode (exact rationals)."""
+
+    name = "z3"
+
+    def problem(self, model, batch, row, output, *, level, max_relus, timeout) -> Z3Problem:
+        return Z3Problem(model, batch, row, output, level=level, max_relus=max_relus,
+                         timeout=timeout)
+
+    def refute(self, model, formula, *, level, max_relus, timeout):
+        kb = model.to_kb()
+        enc, background = _background(model, kb, model.bias_table(), level, max_relus,
+                                      "encoded" if level == "input" else "free")
+        s = z3.Solver()
+        s.set("timeout", max(1, int(timeout * 1000)))
+        s.add(*background)
+        s.add(z3.Not(enc.expr(formula)))
+        result = s.check()
+        if result == z3.unsat:
+            return None, ()
+        if result != z3.sat:
+            raise SolverError(f"Z3 could not decide within {timeout} s "
+                              f"({s.reason_unknown()}); raise the timeout or max_relus")
+        inputs = [n for n in kb.inputs if not isinstance(kb.variables[n].type, A.TensorType)]
+        if level == "input":
+            return witness_row(enc, s.model(), inputs), ()
+        # neural values and residual logits are part of the witness
+        row = witness_row(enc, s.model(), inputs + list(kb.neural))
+        for name, terms in enc.residual.items():
+            logits = [real_value(s.model().eval(r, model_completion=True)) for r in terms]
+            t = kb.variables[name].type
+            if isinstance(t, A.BoolType):
+                row[f"residual:{name}"] = logits[0]
+            else:
+                for v, logit in zip(A.domain_values(t), logits):
+                    row[f"residual:{name}={v}"] = logit
+        return row, ()
