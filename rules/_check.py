@@ -9,10 +9,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pandas as pd
+import z3
 
 from greybox.errors import RuleError
 
+from ._deadline import Deadline, OutOfTime
 from ._kb import KnowledgeBase
+from ._z3 import z3_message
 from .analyses import REGISTRY, Context, Finding
 
 __all__ = ["CheckReport", "Finding", "check"]
@@ -94,13 +97,16 @@ def check(kb: KnowledgeBase, *, timeout: float | None = 10.0,
       head (or equivalent to it).
     * **info** -- rules with opposite heads that can fire together (normal for weighted
       evidence, with a witness); inputs on which no rule concludes a decided variable;
-      questions the solver could not decide within ``timeout``.
+      questions the solver could not decide, and where the check stopped when
+      ``timeout`` ran out.
 
     Parameters
     ----------
     kb : KnowledgeBase
     timeout : float, optional
-        Seconds per solver call.
+        Seconds for the whole check, building included; None: no limit. When it runs
+        out, the check stops with the findings made so far and an info finding saying
+        what was under way and which analyses did not run.
     analyses : sequence of str, optional
         Names of the analyses to run (default all, see ``REGISTRY``).
 
@@ -133,9 +139,24 @@ def check(kb: KnowledgeBase, *, timeout: float | None = 10.0,
             raise RuleError(f"unknown analysis {unknown[0]!r}; known: {', '.join(known)}")
     chosen = [a for a in REGISTRY if analyses is None or a.name in analyses]
     start = time.perf_counter()
-    ctx = Context(kb, timeout=timeout)
-    for analysis in chosen:
-        ctx.findings.extend(analysis.run(ctx))
+    deadline = Deadline(timeout)
+    ctx = Context(kb, timeout=timeout, deadline=deadline)
+    for i, analysis in enumerate(chosen):
+        ctx.doing = ""
+        try:
+            ctx.findings.extend(analysis.run(ctx))
+        except OutOfTime as stop:
+            ctx.findings.extend(getattr(stop, "findings", ()))
+            left = [a.name for a in chosen[i + 1:]]
+            ctx.findings.append(Finding(
+                analysis.name, "info",
+                f"stopped: the {timeout:g} s timeout ran out while {stop.doing}"
+                + (f"; not run: {', '.join(left)}" if left else "")
+                + " (findings so far are kept; a larger timeout checks the rest)"))
+            break
+        except z3.Z3Exception as err:
+            ctx.findings.append(Finding(analysis.name, "info",
+                                        f"could not run: Z3 failed ({z3_message(err)})"))
     ordered = sorted(ctx.findings, key=lambda f: _ORDER[f.severity])
     return CheckReport(tuple(ordered), time.perf_counter() - start,
                        tuple(a.name for a in chosen))

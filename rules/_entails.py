@@ -12,9 +12,10 @@ import z3
 from greybox.errors import SolverError
 
 from . import _ast as A
+from ._deadline import Deadline, OutOfTime
 from ._kb import KnowledgeBase, parse_formula
 from ._printer import expr_to_text
-from ._z3 import Z3Encoding, make_solver, solve, witness_row
+from ._z3 import Z3Encoding, make_solver, solve, witness_row, z3_message
 from .analyses._base import first_row
 
 __all__ = ["Entailment", "entails"]
@@ -83,7 +84,8 @@ def entails(kb: KnowledgeBase, prop, *, bias: Mapping | None = None,
     bias : mapping, optional
         As in :func:`evaluate`.
     timeout : float, optional
-        Seconds for the solver; SolverError when it runs out.
+        Seconds for the whole call -- building the encoding as well as solving; when it
+        runs out, SolverError says what was under way. None: no limit.
 
     Returns
     -------
@@ -108,28 +110,39 @@ def entails(kb: KnowledgeBase, prop, *, bias: Mapping | None = None,
     >>> gr.entails(kb, "income < 30000 -> not approve").holds
     True
     """
+    deadline = Deadline(timeout)
     formula = parse_formula(prop, kb)
     text = prop if isinstance(prop, str) else expr_to_text(formula)
-    enc = Z3Encoding(kb, bias=bias)
-    solver = make_solver(timeout)
-    solver.add(*enc.domain(("input", "neural")))
-    for c in kb.constraints.values():
-        if c.hard and not _mentions_decided(kb, c):
-            solver.add(enc.expr(c.formula))
-    solver.add(*enc.decision())
-    solver.add(z3.Not(enc.expr(formula)))
-    result = solve(solver)
-    if result == z3.unsat:
-        return Entailment(text, True)
-    if result != z3.sat:
-        raise SolverError(f"Z3 could not decide {text!r} ({solver.reason_unknown()}); "
-                          "try a larger timeout")
-    model = solver.model()
-    data_names = enc.free_names(("input", "neural"))
-    shown = data_names + [n for n in kb.variables
-                          if kb.variables[n].role in ("decided", "defined")
-                          and not isinstance(kb.variables[n].type, A.TensorType)]
-    row = witness_row(enc, model, shown)
+    try:
+        enc = Z3Encoding(kb, bias=bias)
+        solver = make_solver(None)
+        solver.add(*enc.domain(("input", "neural")))
+        for c in kb.constraints.values():
+            if c.hard and not _mentions_decided(kb, c):
+                solver.add(enc.expr(c.formula))
+        solver.add(*enc.decision(deadline=deadline))
+        solver.add(z3.Not(enc.expr(formula)))
+        deadline.check(f"encoding {text!r}")
+        ms = deadline.solver_ms()
+        if ms is not None:
+            solver.set("timeout", ms)
+        result = solve(solver)
+        if result == z3.unsat:
+            return Entailment(text, True)
+        if result != z3.sat:
+            reason = solver.reason_unknown()
+            if deadline.expired() or reason in ("timeout", "canceled"):
+                raise OutOfTime(f"ran out of time (timeout={timeout:g} s) while proving "
+                                f"{text!r}; try a larger timeout", "solving")
+            raise SolverError(f"Z3 could not decide {text!r} ({reason})")
+        model = solver.model()
+        data_names = enc.free_names(("input", "neural"))
+        shown = data_names + [n for n in kb.variables
+                              if kb.variables[n].role in ("decided", "defined")
+                              and not isinstance(kb.variables[n].type, A.TensorType)]
+        row = witness_row(enc, model, shown)
+    except z3.Z3Exception as err:
+        raise SolverError(f"Z3 failed on {text!r}: {z3_message(err)}") from None
     return Entailment(text, False, row, _confirm(kb, row, formula, data_names, bias))
 
 

@@ -6,6 +6,7 @@ escape.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping
 from fractions import Fraction
 
@@ -16,7 +17,8 @@ import z3
 from greybox.errors import RuleError, SolverError
 
 from . import _ast as A
-from ._decisions import plan
+from ._deadline import Deadline
+from ._decisions import candidates, plan, position, size
 from ._kb import KnowledgeBase, parse_formula
 
 __all__ = ["Z3Encoding", "to_z3", "witness_row", "solve"]
@@ -182,42 +184,102 @@ class Z3Encoding:
             total = total + z3.If(self.expr(r.body), _num(w), _num(0))
         return total
 
-    def decision(self) -> list[z3.BoolRef]:
+    def decision(self, *, deadline: Deadline | None = None) -> list[z3.BoolRef]:
         """Constraints that make every decided variable equal the crisp decision:
         the highest-scoring assignment satisfying the hard constraints (first in domain
-        order on ties). Inputs for which no assignment is feasible have no model."""
+        order on ties). Inputs for which no assignment is feasible have no model.
+
+        A variable decided alone is encoded over its candidate values only (see
+        :func:`~greybox.rules._decisions.candidates`), whatever the size of its domain;
+        tied variables over their joint assignments. ``deadline`` is checked while
+        building (:class:`~greybox.rules._deadline.OutOfTime`)."""
+        deadline = deadline or Deadline(None)
         out = []
         for comp in plan(self.kb).components:
-            xs = [self.const(v) for v in comp.variables]
-            objective = _num(0)
-            for v, x in zip(comp.variables, xs):
-                t = self.kb.variables[v].type
-                if isinstance(t, A.BoolType):
-                    objective = objective + z3.If(x, self.score(v, True), _num(0))
-                else:
-                    for value in A.domain_values(t):
-                        objective = objective + z3.If(x == self.value_of(v, value),
-                                                      self.score(v, value), _num(0))
-            cons = z3.And([self.expr(c.formula) for c in comp.constraints])
-            assignments = comp.assignments(self.kb)
-            rank = z3.IntVal(len(assignments))
-            subs_list = []
-            for k in reversed(range(len(assignments))):
-                subs = [(x, self.value_of(v, a)) for x, v, a in
-                        zip(xs, comp.variables, assignments[k])]
-                subs_list.append((k, subs))
-                rank = z3.If(z3.And([x == c for x, c in subs]), z3.IntVal(k), rank)
+            deadline.check(f"encoding the decision of {', '.join(comp.variables)}")
             out.extend(self.domain_for(comp.variables))
-            out.append(cons)
-            for k, subs in subs_list:
-                o_k = z3.substitute(objective, *subs)
-                c_k = z3.substitute(cons, *subs)
-                out.append(z3.Implies(c_k, z3.Or(o_k < objective,
-                                                 z3.And(o_k == objective, rank <= k))))
+            if comp.enumerated:
+                out.extend(self._joint_decision(comp, deadline))
+            else:
+                out.extend(self._single_decision(comp.variables[0]))
+        return out
+
+    def _objective(self, name: str, x: z3.ExprRef, values) -> z3.ArithRef:
+        """The score of the value ``x`` takes, for ``x`` among ``values``; every other
+        value scores 0 (no rule concludes it and no bias names it)."""
+        t = self.kb.variables[name].type
+        if isinstance(t, A.BoolType):
+            return z3.If(x, self.score(name, True), _num(0))
+        out = _num(0)
+        for value in reversed(values):
+            out = z3.If(x == self.value_of(name, value), self.score(name, value), out)
+        return out
+
+    def _scored(self, name: str, values) -> list:
+        """The values of ``values`` that can score other than 0."""
+        t = self.kb.variables[name].type
+        if isinstance(t, A.BoolType):
+            return [True]
+        pushed = set(candidates(self.kb, name, self._bias.get(name, {})))
+        return [v for v in values if v in pushed]
+
+    def _single_decision(self, name: str) -> list[z3.BoolRef]:
+        """``name`` decided alone: the argmax over its candidates, ties to the earlier."""
+        t = self.kb.variables[name].type
+        x = self.const(name)
+        values = candidates(self.kb, name, self._bias.get(name, {}))
+        objective = self._objective(name, x, self._scored(name, values))
+        rank = _rank(t, x)
+        out = [z3.Or([x == self.value_of(name, v) for v in values])]
+        for v in values:
+            o_v = z3.substitute(objective, (x, self.value_of(name, v)))
+            out.append(z3.Or(o_v < objective,
+                             z3.And(o_v == objective, rank <= position(t, v))))
+        return out
+
+    def _joint_decision(self, comp, deadline: Deadline) -> list[z3.BoolRef]:
+        """Tied variables: the best feasible joint assignment, ties to the earlier one
+        (the rank of an assignment is its place in the mixed-radix domain order)."""
+        names = comp.variables
+        xs = [self.const(v) for v in names]
+        types = [self.kb.variables[v].type for v in names]
+        scored = {v: set(self._scored(v, A.domain_values(t))) for v, t in zip(names, types)}
+        objective = _num(0)
+        for v, x, t in zip(names, xs, types):
+            objective = objective + self._objective(v, x, [u for u in A.domain_values(t)
+                                                           if u in scored[v]])
+        rank = _num(0)
+        for x, t in zip(xs, types):
+            rank = rank * size(t) + _rank(t, x)
+        cons = z3.And([self.expr(c.formula) for c in comp.constraints])
+        # each value's score as a function of the component's variables, built once
+        score_of = {(v, u): self.score(v, u) for v in names for u in scored[v]}
+        out = [cons]
+        domains = [A.domain_values(t) for t in types]
+        for k, a in enumerate(itertools.product(*domains)):
+            if k % 256 == 0:
+                deadline.check(f"encoding the joint decision of {', '.join(names)} "
+                               f"(assignment {k:,} of {comp.size(self.kb):,})")
+            subs = [(x, self.value_of(v, u)) for x, v, u in zip(xs, names, a)]
+            o_k = z3.Sum([score_of[v, u] for v, u in zip(names, a) if u in scored[v]]
+                         or [_num(0)])
+            o_k = z3.substitute(o_k, *subs)
+            c_k = z3.substitute(cons, *subs)
+            out.append(z3.Implies(c_k, z3.Or(o_k < objective,
+                                             z3.And(o_k == objective, rank <= k))))
         return out
 
     def domain_for(self, names) -> list[z3.BoolRef]:
         return [c for c in (self.type_constraint(n) for n in names) if c is not None]
+
+
+def _rank(t, x: z3.ExprRef) -> z3.ArithRef:
+    """The place of ``x``'s value in the domain order of type ``t``."""
+    if isinstance(t, A.BoolType):
+        return z3.If(x, z3.IntVal(1), z3.IntVal(0))
+    if isinstance(t, A.IntType):
+        return x - t.lo
+    return x
 
 
 def _enum_of(e, kb) -> A.EnumType | None:
@@ -244,12 +306,18 @@ def to_z3(kb: KnowledgeBase, formula=None) -> z3.ExprRef:
     return enc.expr(parse_formula(formula, kb))
 
 
+def z3_message(err: z3.Z3Exception) -> str:
+    """The text of a Z3 exception (Z3 gives bytes)."""
+    value = getattr(err, "value", err)
+    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+
+
 def solve(solver: z3.Solver, *assumptions) -> z3.CheckSatResult:
     """``solver.check`` with Z3 errors turned into SolverError."""
     try:
         return solver.check(*assumptions)
     except z3.Z3Exception as err:  # pragma: no cover - depends on Z3 internals
-        raise SolverError(f"Z3 failed: {err}") from None
+        raise SolverError(f"Z3 failed: {z3_message(err)}") from None
 
 
 def make_solver(timeout: float | None) -> z3.Solver:

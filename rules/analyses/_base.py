@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import pandas as pd
 import z3
 
+from .._deadline import Deadline, OutOfTime
 from .._z3 import Z3Encoding, make_solver, solve, witness_row
 
-__all__ = ["Analysis", "Context", "Finding", "SEVERITIES"]
+__all__ = ["Analysis", "Context", "Finding", "SEVERITIES", "keep_partial"]
 
 SEVERITIES = ("error", "warning", "info")
 
@@ -54,28 +57,57 @@ def first_row(frame: pd.DataFrame) -> dict:
 
 
 class Context:
-    """What an analysis works with: the knowledge base, its Z3 encoding, the time limit
-    per solver call, and the findings of the analyses that ran before."""
+    """What an analysis works with: the knowledge base, its Z3 encoding, the deadline of
+    the whole check, and the findings of the analyses that ran before."""
 
-    def __init__(self, kb, *, timeout: float | None):
+    def __init__(self, kb, *, timeout: float | None, deadline: Deadline | None = None):
         self.kb = kb
         self.enc = Z3Encoding(kb)
         self.timeout = timeout
+        self.deadline = deadline or Deadline(timeout)
         self.findings: list[Finding] = []
+        #: what the analysis running now is doing (named when the deadline passes)
+        self.doing = ""
+        self._pools: dict = {}
+
+    def _constraints_hold(self) -> bool:
+        """Hard constraints are assumed unless a contradiction among them was found."""
+        return not any(f.check == "contradiction" and f.severity == "error"
+                       for f in self.findings)
+
+    def pool(self):
+        """Points within the types (and hard constraints, as :meth:`solver` holds them)
+        with each rule body's truth there (see :mod:`._pool`)."""
+        from ._pool import Pool
+
+        key = self._constraints_hold()
+        if key not in self._pools:
+            self.deadline.check("drawing sample points")
+            self._pools[key] = Pool(self, constraints=key)
+        return self._pools[key]
 
     def solver(self, *, constraints: bool = True) -> z3.Solver:
         """A solver holding the declared types of all non-defined variables and, unless
         told otherwise, the hard constraints -- left out too when they contradict each
         other (a contradiction already reported would make every later question vacuous)."""
-        s = make_solver(self.timeout)
+        s = make_solver(None)
         s.add(*self.enc.domain())
-        if constraints and not any(f.check == "contradiction" and f.severity == "error"
-                                   for f in self.findings):
+        if constraints and self._constraints_hold():
             s.add(*self.enc.hard_constraints())
         return s
 
-    def check(self, solver: z3.Solver, *assumptions) -> z3.CheckSatResult:
-        return solve(solver, *assumptions)
+    def check(self, solver: z3.Solver, *assumptions, doing: str = "") -> z3.CheckSatResult:
+        """``solver.check`` within the time left; :class:`OutOfTime` once it has run out
+        (also when it runs out during this call)."""
+        doing = doing or self.doing or "solving"
+        self.deadline.check(doing)
+        ms = self.deadline.solver_ms()
+        if ms is not None:
+            solver.set("timeout", ms)
+        result = solve(solver, *assumptions)
+        if result == z3.unknown and self.deadline.expired():
+            self.deadline.check(doing)
+        return result
 
     def witness(self, model: z3.ModelRef, roles=("input", "neural")) -> pd.DataFrame:
         """A row of the values ``model`` gives the variables with these roles."""
@@ -85,6 +117,17 @@ class Context:
                   subjects=()) -> Finding:
         return Finding(analysis, "info",
                        f"could not decide {what} ({solver.reason_unknown()})", tuple(subjects))
+
+
+@contextmanager
+def keep_partial(findings: list) -> Iterator[None]:
+    """Hand the findings made so far to :func:`~greybox.rules.check` when the deadline
+    passes inside the block (they are reported, then the check stops)."""
+    try:
+        yield
+    except OutOfTime as stop:
+        stop.findings = list(findings)
+        raise
 
 
 class Analysis:

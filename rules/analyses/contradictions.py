@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import z3
 
-from ._base import Analysis, Context, Finding
+from ._base import Analysis, Context, Finding, keep_partial
 
 
 class Contradictions(Analysis):
@@ -22,6 +22,12 @@ class Contradictions(Analysis):
             solver.add(z3.Implies(marks[name], term))
         findings = []
         active = list(terms)
+        ctx.doing = "looking for hard constraints that contradict each other"
+        with keep_partial(findings):
+            self._search(ctx, solver, marks, active, findings)
+        return findings
+
+    def _search(self, ctx, solver, marks, active, findings):
         while active:
             result = ctx.check(solver, *[marks[n] for n in active])
             if result == z3.unknown:
@@ -38,7 +44,6 @@ class Contradictions(Analysis):
                 f"hard constraint {core[0]} can never hold",
                 tuple(core)))
             active = [n for n in active if n not in core]
-        return findings
 
     @staticmethod
     def _minimise(ctx, solver, marks, core):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import z3
 
-from ._base import Analysis, Context, Finding
+from ._base import Analysis, Context, Finding, keep_partial
 
 
 class DeadRules(Analysis):
@@ -13,16 +13,22 @@ class DeadRules(Analysis):
 
     def run(self, ctx: Context) -> list[Finding]:
         solver = ctx.solver()
+        pool = ctx.pool()
         findings = []
-        for rule in ctx.kb.rules.values():
-            result = ctx.check(solver, ctx.enc.expr(rule.body))
-            if result == z3.unsat:
-                findings.append(Finding(self.name, "warning",
-                                        f"rule {rule.name} can never fire: its body is "
-                                        "unsatisfiable", (rule.name,)))
-            elif result == z3.unknown:
-                findings.append(ctx.undecided(self.name, f"whether rule {rule.name} can fire",
-                                              solver, (rule.name,)))
+        with keep_partial(findings):
+            for rule in ctx.kb.rules.values():
+                if pool.body(rule.name).any():
+                    continue  # it fires on a point of the pool
+                result = ctx.check(solver, ctx.enc.expr(rule.body),
+                                   doing=f"checking whether rule {rule.name} can fire")
+                if result == z3.unsat:
+                    findings.append(Finding(self.name, "warning",
+                                            f"rule {rule.name} can never fire: its body is "
+                                            "unsatisfiable", (rule.name,)))
+                elif result == z3.unknown:
+                    findings.append(ctx.undecided(self.name,
+                                                  f"whether rule {rule.name} can fire",
+                                                  solver, (rule.name,)))
         return findings
 
 

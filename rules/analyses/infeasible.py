@@ -25,7 +25,7 @@ class InfeasibleInputs(Analysis):
             consts = [enc.const(n) for n in inner]
             body = z3.ForAll(consts, z3.Implies(z3.And(enc.domain_for(inner) or [True]), body))
         solver.add(body)
-        result = ctx.check(solver)
+        result = ctx.check(solver, doing="looking for inputs without a feasible decision")
         if result == z3.unknown:
             return [ctx.undecided(self.name, "whether every input has a feasible decision",
                                   solver)]

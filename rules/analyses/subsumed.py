@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import itertools
 
+import numpy as np
 import z3
 
-from ._base import Analysis, Context, Finding
+from ._base import Analysis, Context, Finding, keep_partial
 from .dead import dead_rule_names
 
 
@@ -27,28 +28,56 @@ class SubsumedRules(Analysis):
             if r.name not in dead:
                 groups.setdefault(head_key(r), []).append(r)
         solver = ctx.solver()
+        pool = ctx.pool()
         findings = []
-        for rules in groups.values():
-            bodies = {r.name: ctx.enc.expr(r.body) for r in rules}
-            implies = {}
-            for a, b in itertools.permutations(rules, 2):
-                result = ctx.check(solver, bodies[a.name], z3.Not(bodies[b.name]))
+        with keep_partial(findings):
+            for rules in groups.values():
+                self._group(ctx, solver, pool, rules, findings)
+        return findings
+
+    def _group(self, ctx, solver, pool, rules, findings) -> None:
+        bodies = {}
+        implies = {}
+        # [i, j]: some point of the pool fires rule i and not rule j (no implication)
+        seen = len(pool)
+        fired = np.stack([pool.body(r.name) for r in rules]).astype(np.float32)
+        refuted = (fired @ (1.0 - fired).T) > 0
+        try:
+            for (i, a), (j, b) in itertools.permutations(enumerate(rules), 2):
+                if refuted[i, j] or (pool.body(a.name)[seen:] & ~pool.body(b.name)[seen:]).any():
+                    implies[a.name, b.name] = False
+                    continue
+                for r in (a, b):
+                    if r.name not in bodies:
+                        bodies[r.name] = ctx.enc.expr(r.body)
+                result = ctx.check(solver, bodies[a.name], z3.Not(bodies[b.name]),
+                                   doing=f"checking whether rule {a.name} implies rule {b.name}")
                 implies[a.name, b.name] = result == z3.unsat
-                if result == z3.unknown:
+                if result == z3.sat:
+                    pool.add_model(solver.model())
+                elif result == z3.unknown:
                     findings.append(ctx.undecided(
                         self.name, f"whether rule {a.name} implies rule {b.name}", solver,
                         (a.name, b.name)))
-            for a, b in itertools.combinations(rules, 2):
-                ab, ba = implies[a.name, b.name], implies[b.name, a.name]
-                if ab and ba:
-                    findings.append(Finding(self.name, "warning",
-                                            f"rules {a.name} and {b.name} have equivalent "
-                                            "bodies and the same head", (a.name, b.name)))
-                elif ab or ba:
-                    narrow, wide = (a, b) if ab else (b, a)
-                    findings.append(Finding(
-                        self.name, "warning",
-                        f"rule {narrow.name} is subsumed by rule {wide.name}: whenever "
-                        f"{narrow.name} fires, {wide.name} fires too, with the same head",
-                        (narrow.name, wide.name)))
-        return findings
+        finally:  # also when the time runs out: report the pairs already settled
+            self._report(rules, implies, findings)
+
+    def _report(self, rules, implies, findings) -> None:
+        """Findings for the pairs whose implications are known both ways, in rule order."""
+        place = {r.name: i for i, r in enumerate(rules)}
+        found = []
+        for (a, b), ab in implies.items():
+            ba = implies.get((b, a))
+            if not ab or ba is None or (ba and place[a] > place[b]):
+                continue
+            key = (min(place[a], place[b]), max(place[a], place[b]))
+            if ba:
+                found.append((key, Finding(self.name, "warning",
+                                           f"rules {a} and {b} have equivalent bodies and "
+                                           "the same head", (a, b))))
+            else:
+                found.append((key, Finding(
+                    self.name, "warning",
+                    f"rule {a} is subsumed by rule {b}: whenever {a} fires, {b} fires too, "
+                    "with the same head", (a, b))))
+        findings.extend(f for _, f in sorted(found, key=lambda kf: kf[0]))
