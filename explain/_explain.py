@@ -96,10 +96,10 @@ def _input_attributions(model, batch, trace, output, target, method):
     inputs."""
     kb = model.kb
     attributions, deltas, used = {}, {}, {}
-    feats = model._features(batch).detach()
+    feats = model.features(batch).detach()
     for name in kb.neural:
         var = kb.variables[name]
-        net = model.networks[var.network.replace(".", "\u2024")]
+        net = model.network(var.network)
         tensors = [a for a in var.args if isinstance(kb.variables[a].type, A.TensorType)]
         logits = trace.logits[name].detach()
         if len(tensors) == 1 and len(var.args) == 1:
@@ -138,8 +138,10 @@ def _input_attributions(model, batch, trace, output, target, method):
         deltas[name] = None if delta is None else delta.detach()
         used[name] = m
     if model.residual is not None:
-        for out, res in model.residual.items():
-            out = out.replace("\u2024", ".")
+        for out in kb.decided:
+            res = model.residual_for(out)
+            if res is None:
+                continue
             t = kb.variables[out].type
             tgt = None if isinstance(t, A.BoolType) else target if out == output else \
                 trace.scores[out].argmax(1)

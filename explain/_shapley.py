@@ -25,11 +25,8 @@ def rule_shapley(model, batch, output: str, target: torch.Tensor, *,
         return pd.DataFrame(columns=["row", "rule", "shapley"])
 
     def forward(mask: torch.Tensor) -> torch.Tensor:
-        model._rule_scale = mask
-        try:
+        with model.rule_mask(mask):
             trace = model(batch)
-        finally:
-            model._rule_scale = None
         return probability_of(trace.values[output], target)
 
     mask = torch.ones(batch.n, len(names), device=model.device)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections.abc import Mapping
 from pathlib import Path
@@ -522,6 +523,40 @@ class GreyBox(nn.Module):
         if _key(name) not in self.networks:
             raise ModelError(f"no network {name!r} (networks: {', '.join(self.kb.networks) or 'none'})")
         return self.networks[_key(name)]
+
+    def features(self, data) -> torch.Tensor:
+        """The table inputs as networks and the residual read them: standardised, enums
+        one-hot, in :attr:`feature_names` order; shape (rows, features)."""
+        return self._features(data if isinstance(data, Batch) else self.batch(data))
+
+    def spread(self, name: str) -> float:
+        """The spread of a table input (its standard deviation once calibrated): the unit
+        of counterfactual distances and of smooth comparisons' temperature."""
+        return float(self._feature_scale(name))
+
+    @contextlib.contextmanager
+    def rule_mask(self, mask: torch.Tensor):
+        """Within the block, each rule's weight is multiplied per row by ``mask`` (shape
+        (rows, rules), rules in ``kb.rules`` order): 0 leaves a rule out (ablation,
+        Shapley values over rules).
+
+        Examples
+        --------
+        >>> import torch, greybox as gb
+        >>> model = gb.GreyBox("input x: real  output y: bool  rule r weight 2: x > 1 -> y",
+        ...                    semantics="product")
+        >>> with model.rule_mask(torch.zeros(1, 1)):
+        ...     round(float(model({"x": [3.0]}).values["y"][0]), 2)
+        0.5
+        """
+        if mask.dim() != 2 or mask.shape[1] != len(self.kb.rules):
+            raise ModelError(f"a rule mask has shape (rows, {len(self.kb.rules)}), got "
+                             f"{list(mask.shape)}")
+        saved, self._rule_scale = self._rule_scale, mask
+        try:
+            yield self
+        finally:
+            self._rule_scale = saved
 
     def residual_for(self, output: str) -> nn.Module | None:
         """The residual network added to ``output``'s scores, or None."""

@@ -96,3 +96,17 @@ def test_subpackages_installed_under_greybox_only():
     for top in ("rules", "explain"):
         spec = importlib.util.find_spec(top)
         assert spec is None or "site-packages" not in str(spec.origin)
+
+
+def test_explanations_use_the_models_public_accessors_only():
+    """explain/ reads a model through its public names (network, residual_for, features,
+    spread, rule_mask, replace, ...), never its private members."""
+    import re
+
+    root = pathlib.Path(greybox.__file__).resolve().parent.parent / "explain"
+    found = []
+    for path in root.rglob("*.py"):
+        for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if re.search(r"\bmodel\._[a-z]", line):
+                found.append(f"{path.name}:{i}: {line.strip()}")
+    assert not found, found

@@ -155,7 +155,7 @@ def counterfactual(model, batch, row: int = 0, output: str | None = None, *,
     if unknown:
         raise ModelError(f"immutable names {unknown[0]!r}, which is not a fact of the row "
                          f"(facts: {', '.join(p.facts)})")
-    spreads = {n: float(model._feature_scale(n)) for n in p.facts
+    spreads = {n: float(model.spread(n)) for n in p.facts
                if n in model.feature_names}
     after = p.closest(minimize=minimize, immutable=set(immutable), spreads=spreads)
     if after is None:

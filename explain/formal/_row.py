@@ -141,7 +141,7 @@ def person_step(model, name: str) -> float:
     precision, coarsened to about a hundredth of the input's spread (``17.71``, not
     ``17.708656311035156``)."""
     step = model.input_step(name)
-    spread = float(model._feature_scale(name))
+    spread = float(model.spread(name))
     if spread > 0 and np.isfinite(spread):
         step = max(step, 10.0 ** np.floor(np.log10(spread / 100.0)))
     return step
@@ -195,7 +195,7 @@ def distance(model, kb, changes: list, facts: dict, after: dict, minimize: str) 
                 kb.variables[n].role == "neural" and isinstance(t, A.IntType):
             total += 1.0
         else:
-            spread = float(model._feature_scale(n)) if n in model.feature_names else 1.0
+            spread = float(model.spread(n)) if n in model.feature_names else 1.0
             total += abs(float(after[n]) - float(facts[n])) / max(spread, 1e-12)
     return total
 

@@ -216,9 +216,10 @@ class _Compiler:
         self.residual: dict[str, list[Lin]] = {}
         if model.residual is not None:
             feats = self._features()
-            for key, net in model.residual.items():
-                name = key.replace("\u2024", ".")
-                self.residual[name] = self._network(net, feats, f"residual:{name}")
+            for name in kb.decided:
+                net = model.residual_for(name)
+                if net is not None:
+                    self.residual[name] = self._network(net, feats, f"residual:{name}")
         self.decisions: dict[str, Lin] = {}
         for comp in plan(kb).components:
             if len(comp.variables) != 1:

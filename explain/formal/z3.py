@@ -92,7 +92,7 @@ def _background(model, kb, bias: dict, level: str, max_relus: int, residual: str
         # (whatever the network says)
         terms = _residual_terms(model, kb, enc, max_relus) if residual == "encoded" else None
         for name in model.kb.decided:
-            if (name.replace(".", "\u2024")) in model.residual:
+            if model.residual_for(name) is not None:
                 enc.residual[name] = terms[name] if terms else _residual_vars(kb, name)
     background = list(enc.domain(("input", "neural")))
     for c in plan(kb).fixed_constraints:
@@ -165,8 +165,10 @@ def _standardised_features(model, kb, enc) -> list:
 def _residual_terms(model, kb, enc, max_relus: int) -> dict:
     feats = _standardised_features(model, kb, enc)
     out = {}
-    for key, net in model.residual.items():
-        name = key.replace("\u2024", ".")
+    for name in kb.decided:
+        net = model.residual_for(name)
+        if net is None:
+            continue
         logits = encode_network(net, feats, max_relus=max_relus,
                                 what=f"the residual of {name!r}")
         t = kb.variables[name].type
