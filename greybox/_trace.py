@@ -127,3 +127,38 @@ class Trace:
     def __repr__(self) -> str:
         return (f"Trace({self.semantics}, n={self.n}, values: {', '.join(self.values)}; "
                 f"rules: {', '.join(self.bodies) or 'none'})")
+
+    def __str__(self) -> str:
+        """A paragraph per row (the first 5): each output's value with its probability or
+        score, then the rules whose bodies hold, with their contributions."""
+        lines = [f"trace under {self.semantics} semantics, {self.n} row(s)"]
+        shown = min(self.n, 5)
+        for i in range(shown):
+            parts = []
+            for name in self.kb.outputs:
+                if name not in self.values:
+                    continue
+                v = self.values[name].detach().cpu()
+                v = v if v.dim() == 0 else v.expand(self.n, *v.shape[1:])[i]
+                var = self.kb.variables[name]
+                if v.dim() == 1 and A.is_finite_type(var.type):
+                    k = int(v.argmax())
+                    parts.append(f"{name}={A.domain_values(var.type)[k]} (p={float(v[k]):.2f})")
+                elif isinstance(var.type, A.BoolType):
+                    parts.append(f"{name}={float(v) > 0.5} (p={max(float(v), 1 - float(v)):.2f})")
+                else:
+                    parts.append(f"{name}={float(v):.4g}")
+            lines.append(f"row {i}: " + ", ".join(parts))
+            fired = [(r, float(self.contributions[r].detach().cpu().expand(self.n)[i]))
+                     for r in self.bodies
+                     if float(self.bodies[r].detach().cpu().expand(self.n)[i]) > 0.5]
+            if fired:
+                lines.append("  rules: " + ", ".join(f"{r} {c:+.3f}" for r, c in fired))
+        if self.n > shown:
+            lines.append(f"... {self.n - shown} more row(s)")
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        import html
+
+        return f"<pre>{html.escape(str(self))}</pre>" + self.to_frame().head(20)._repr_html_()

@@ -366,3 +366,20 @@ def test_hard_constraints_with_learnable_thresholds_are_never_softened(semantics
     data = {"income": [4000.0, 4999.0, 5001.0]}
     assert model.predict(data)["approve"].tolist() == [False, False, True]
     assert model(data).values["approve"][:2].max() == 0.0
+
+
+def test_a_trace_renders_as_golden_text():
+    model = gb.GreyBox("""
+        input x: real
+        output high: bool
+        rule big weight 3.0: x > 1.0 -> high
+        rule small: x < 0.5 -> not high
+    """, semantics="product")
+    trace = model({"x": [0.0, 2.0]}, crisp=True)
+    assert str(trace) == (
+        "trace under crisp semantics, 2 row(s)\n"
+        "row 0: high=False (p=1.00)\n"
+        "  rules: small -1.000\n"
+        "row 1: high=True (p=1.00)\n"
+        "  rules: big +3.000")
+    assert "<pre>" in trace._repr_html_()
