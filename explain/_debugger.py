@@ -104,6 +104,21 @@ class Blame:
                 f"{t.train_row} ({t.influence:+.3g})" for t in self.training.head(5).itertuples()))
         return "\n".join(lines)
 
+    def to_frame(self) -> pd.DataFrame:
+        """Every piece of blame in one tidy table: ``kind`` (rule, concept, parameter,
+        training row), ``name`` and ``score`` (push toward the wrong answer, attribution
+        or influence; a suspect concept scores 1 and names the value it would need)."""
+        rows = [{"kind": "rule", "name": r.rule, "score": float(r.toward_wrong), "detail": ""}
+                for r in self.rules.itertuples()]
+        rows += [{"kind": "concept", "name": c.concept, "score": 1.0,
+                  "detail": f"{c.value!r} -> {c.needed!r}"} for c in self.concepts.itertuples()]
+        rows += [{"kind": "parameter", "name": p.entry, "score": float(p.attribution),
+                  "detail": ""} for p in self.parameters.itertuples()]
+        if self.training is not None:
+            rows += [{"kind": "training row", "name": t.train_row, "score": float(t.influence),
+                      "detail": ""} for t in self.training.itertuples()]
+        return pd.DataFrame(rows, columns=["kind", "name", "score", "detail"])
+
     def _repr_html_(self) -> str:
         return _frame_html("Blame", self.rules, str(self))
 

@@ -74,6 +74,11 @@ def test_blame_names_the_rule_that_pushed_wrong(setup):
     assert b.training is None and "verdict" in str(b)
     with pytest.raises(gb.DataError, match="not in the data"):
         dbg.blame(10_000)
+    frame = b.to_frame()
+    assert list(frame.columns) == ["kind", "name", "score", "detail"]
+    assert set(frame.kind) >= {"rule", "parameter"}
+    top = frame[frame.kind == "rule"].iloc[0]
+    assert top["name"] == "big" and top.score == b.rules.iloc[0].toward_wrong
 
 
 def test_blame_points_at_a_neural_concept_when_it_was_wrong(credit):
