@@ -698,11 +698,11 @@ def evaluate(kb: KnowledgeBase, data, *, bias: Mapping | None = None) -> Evaluat
         return bodies[r.name]
 
     weights = {r.name: _signed(r, r.head.value) for r in kb.rules.values()}
-    # Scores are exact (see ScoreScale): integers of a component's grain. Per (decided
-    # variable, value): bias plus the rules whose bodies read no decision of the same
-    # component (those are the same for every assignment); the rest are "dynamic".
+    # Scores are exact (see ScoreScale). Per (decided variable, value): its bias, the rules
+    # whose bodies read no decision of the same component (the same for every assignment)
+    # and the "dynamic" rest.
+    layout: dict[tuple, tuple] = {}
     partial: dict[tuple, object] = {}
-    dynamic: dict[tuple, list] = {}
     scored: dict[str, list] = {}
     scales: dict[str, ScoreScale] = {}
     preferred: dict[str, np.ndarray] = {}
@@ -718,55 +718,29 @@ def evaluate(kb: KnowledgeBase, data, *, bias: Mapping | None = None) -> Evaluat
         by_head: dict[tuple, list] = {}
         for r in comp.rules:
             by_head.setdefault((r.head.name, _pushed(r.head)), []).append(r)
-        scale = ScoreScale([b for v in comp.variables for b in biases.get(v, {}).values()]
-                           + [weights[r.name] for r in comp.rules])
         for v in comp.variables:
-            scales[v] = scale
             scored[v] = [x for x in values_of[v] if not (isinstance(x, bool) and not x)]
             for x in scored[v]:
-                b = biases.get(v, {}).get(x)
-                total = 0 if b is None else scale.of(b)
-                dynamic[v, x] = []
-                owned = False  # total is an array of ours, to add to in place
-                for r in by_head.get((v, x), ()):
-                    if closure(kb, A.variables(r.body)) & comp_vars:
-                        dynamic[v, x].append(r)
-                        continue
-                    if not owned:
-                        total, owned = scale.fresh(total, n), True
-                    scale.add_where(total, scale.of(weights[r.name]), body(r))
-                partial[v, x] = total
+                rules = by_head.get((v, x), [])
+                reads = [bool(closure(kb, A.variables(r.body)) & comp_vars) for r in rules]
+                layout[v, x] = (biases.get(v, {}).get(x),
+                                [r for r, d in zip(rules, reads) if not d],
+                                [r for r, d in zip(rules, reads) if d])
+        terms = ([b for v in comp.variables for b in biases.get(v, {}).values()]
+                 + [weights[r.name] for r in comp.rules])
+        scale = ScoreScale(terms)
         code_of = {v: dict(zip(values_of[v], _codes(kb, v, values_of[v]).tolist()))
                    for v in comp.variables}
-        best_free = best = scale.full(0, n)
-        have = np.zeros(n, bool)
-        choice = np.zeros(n, np.int64)
-        choice_free = np.zeros(n, np.int64)
-        for k, a in enumerate(assignments):
-            sub = _Env(kb, {v: code_of[v][x] for v, x in zip(comp.variables, a)}, defines, n,
-                       index, parent=env, fresh=comp.tainted)
-            objective = 0
-            for v, x in zip(comp.variables, a):
-                if (v, x) not in partial:
-                    continue
-                objective = objective + partial[v, x]
-                for r in dynamic[v, x]:
-                    objective = _plus(scale, objective, weights[r.name], truth(r.body, sub), n)
-            objective = scale.full(objective, n)
-            if k == 0:
-                best_free = objective
-            else:
-                better_free = objective > best_free
-                best_free = np.where(better_free, objective, best_free)
-                choice_free[better_free] = k
-            if comp.constraints:
-                feasible = np.ones(n, bool)
-                for c in comp.constraints:
-                    feasible &= truth(c.formula, sub)
-                better = feasible & (~have | (objective > best))
-                best = np.where(better, objective, best)
-                have |= feasible
-                choice[better] = k
+        common = dict(comp=comp, assignments=assignments, code_of=code_of, layout=layout,
+                      weights=weights, truth=truth, body=body, env=env, defines=defines)
+        choice, choice_free, have, unsure, part = _argmax(scale=scale, **common)
+        if unsure is not None and unsure.any():  # float scores too close: redo exactly
+            rows = np.flatnonzero(unsure)
+            exact = _argmax(scale=ScoreScale(terms, exact=True), rows=rows, **common)
+            choice[rows], choice_free[rows], have[rows] = exact[:3]
+        partial.update(part)
+        for v in comp.variables:
+            scales[v] = scale
         if comp.constraints:
             none = ~have
             infeasible |= none
@@ -797,7 +771,7 @@ def evaluate(kb: KnowledgeBase, data, *, bias: Mapping | None = None) -> Evaluat
                 scores[label] = np.broadcast_to(0.0, (n,))
                 continue
             s = partial[name, value]
-            for r in dynamic[name, value]:
+            for r in layout[name, value][2]:
                 s = _plus(scale, s, weights[r.name], bodies[r.name], n)
             scores[label] = scale.to_float(s, n)
     violations = {c.name: ~truth(c.formula, env) for c in kb.constraints.values()}
@@ -817,6 +791,68 @@ def evaluate(kb: KnowledgeBase, data, *, bias: Mapping | None = None) -> Evaluat
         _weights=weights,
         _env=env,
     )
+
+
+def _argmax(*, comp, assignments, code_of, layout, weights, truth, body, env, defines, scale,
+            rows=None):
+    """A component's decision per row: the index of the best feasible assignment, of the
+    best one ignoring hard constraints, whether any is feasible, the rows where float
+    scores were too close to compare (None when exact), and the scores (without the
+    dynamic rules) per (variable, value). ``rows``: only these rows."""
+    kb, n = env.kb, env.n
+    m = n if rows is None else len(rows)
+
+    def sel(a):
+        return a if rows is None or np.ndim(a) == 0 else np.asarray(a)[rows]
+
+    partial = {}
+    for v in comp.variables:
+        for x in code_of[v]:
+            if (v, x) not in layout:
+                continue
+            b, static, _ = layout[v, x]
+            total = 0 if b is None else scale.of(sel(b))
+            owned = False  # total is an array of ours, to add to in place
+            for r in static:
+                if not owned:
+                    total, owned = scale.fresh(total, m), True
+                scale.add_where(total, scale.of(weights[r.name]), sel(body(r)))
+            partial[v, x] = total
+    best_free = best = scale.full(0, m)
+    have = np.zeros(m, bool)
+    choice = np.zeros(m, np.int64)
+    choice_free = np.zeros(m, np.int64)
+    unsure = None if scale.mode != "float" else np.zeros(m, bool)
+    for k, a in enumerate(assignments):
+        sub = _Env(kb, {v: code_of[v][x] for v, x in zip(comp.variables, a)}, defines, n,
+                   env.index, parent=env, fresh=comp.tainted)
+        objective = 0
+        for v, x in zip(comp.variables, a):
+            if (v, x) not in partial:
+                continue
+            objective = objective + partial[v, x]
+            for r in layout[v, x][2]:
+                objective = _plus(scale, objective, weights[r.name], sel(truth(r.body, sub)), m)
+        objective = scale.full(objective, m)
+        if k == 0:
+            best_free = objective
+        else:
+            if unsure is not None:
+                unsure |= scale.close(objective, best_free)
+            better_free = objective > best_free
+            best_free = np.where(better_free, objective, best_free)
+            choice_free[better_free] = k
+        if comp.constraints:
+            feasible = np.ones(m, bool)
+            for c in comp.constraints:
+                feasible &= sel(truth(c.formula, sub))
+            if unsure is not None:
+                unsure |= feasible & have & scale.close(objective, best)
+            better = feasible & (~have | (objective > best))
+            best = np.where(better, objective, best)
+            have |= feasible
+            choice[better] = k
+    return choice, choice_free, have, unsure, partial
 
 
 def _plus(scale: ScoreScale, total, weight: float, body: np.ndarray, n: int) -> np.ndarray:

@@ -18,7 +18,8 @@ possible:
 
 Scores (``bias + sum(weight * [body])``) are exact by :class:`ScoreScale`: every weight
 and bias is an integer multiple of one power of two, so scores are sums of integers
-(int64 when they fit, Python integers otherwise).
+(int64 when they fit; otherwise float64 with an error bound, the rows it cannot settle
+recomputed with Python integers).
 """
 
 from __future__ import annotations
@@ -334,13 +335,19 @@ def exact_value(e, kb, env, rows: np.ndarray, enum: A.EnumType | None = None) ->
 
 class ScoreScale:
     """Exact scores: every weight and bias of a component is an integer multiple of
-    ``2 ** grain``, so a score is an integer number of grains -- int64 when the largest
-    possible score fits in 62 bits, Python integers (an object array) otherwise.
+    ``2 ** grain``, so a score is an integer number of grains.
 
     ``terms`` are the weights and biases (numbers or per-row arrays) that scores add up.
+    Three modes, by the largest possible score in grains:
+
+    * ``"int64"`` when it fits in 62 bits (typical weights, learned float32 values);
+    * otherwise ``"exact"`` (Python integers in object arrays) when ``exact`` is asked;
+    * otherwise ``"float"``: float64 sums with a bound :attr:`error` on their rounding;
+      :meth:`close` marks the rows where a comparison must be redone with an exact scale.
     """
 
-    def __init__(self, terms):
+    def __init__(self, terms, *, exact: bool = False):
+        terms = list(terms)
         grain, bound = _ZERO, 0.0
         for t in terms:
             if np.ndim(t):
@@ -351,19 +358,29 @@ class ScoreScale:
                 grain = min(grain, lowest_bit(t))
                 bound += abs(float(t))
         self.grain = 0 if grain == _ZERO else grain
-        self.small = _fits(bound, self.grain, 62)
-        self.dtype = np.int64 if self.small else object
+        if _fits(bound, self.grain, 62):
+            self.mode, self.dtype = "int64", np.int64
+        elif exact:
+            self.mode, self.dtype = "exact", object
+        else:
+            self.mode, self.dtype = "float", np.float64
+        #: a bound on the rounding error of any score (float mode; 0 otherwise): a sum of
+        #: m terms is off by at most (m - 1) * 2**-53 * sum(|term|)
+        self.error = (len(terms) + 1) * 2.0 ** -52 * bound if self.mode == "float" else 0.0
         self._unit = Fraction(2) ** self.grain
 
     def of(self, x):
-        """A weight or bias in grains: a Python int, or an array of the scale's dtype."""
+        """A weight or bias in the scale's units: grains (a Python int, or an array of
+        the scale's dtype), or float64 in float mode."""
+        if self.mode == "float":
+            return float(x) if not np.ndim(x) else np.asarray(x, dtype=np.float64)
         if not np.ndim(x):
             q = Fraction(x) / self._unit
             if q.denominator != 1:  # pragma: no cover - every term is part of the scale
                 raise ValueError(f"{x!r} is not a multiple of 2**{self.grain}")
             return q.numerator
         arr = np.asarray(x, dtype=np.float64)
-        if self.small:
+        if self.mode == "int64":
             return np.ldexp(arr, -self.grain).astype(np.int64)
         return np.array([(Fraction(v) / self._unit).numerator for v in arr.tolist()],
                         dtype=object)
@@ -373,12 +390,12 @@ class ScoreScale:
         return np.array(np.broadcast_to(x if np.ndim(x) else np.asarray(x, self.dtype), (n,)),
                         dtype=self.dtype)
 
-    def add_where(self, acc: np.ndarray, w: int, body: np.ndarray) -> None:
-        """``acc += w * [body]`` in place (``w`` in grains)."""
-        if self.small:
-            acc += body * np.int64(w)
-        else:
+    def add_where(self, acc: np.ndarray, w, body: np.ndarray) -> None:
+        """``acc += w * [body]`` in place (``w`` in the scale's units)."""
+        if self.mode == "exact":
             acc[body] = acc[body] + w
+        else:
+            acc += body * self.dtype(w)
 
     def full(self, x, n: int) -> np.ndarray:
         """A score (number or array) as an array of ``n`` rows."""
@@ -386,11 +403,21 @@ class ScoreScale:
             return np.full(n, x, dtype=self.dtype)
         return np.broadcast_to(x, (n,))
 
+    def close(self, a: np.ndarray, b: np.ndarray) -> np.ndarray | None:
+        """Rows where float scores ``a`` and ``b`` are too close to compare (None when
+        scores are exact)."""
+        if self.mode != "float":
+            return None
+        with np.errstate(invalid="ignore"):
+            return ~(np.abs(a - b) > 2.0 * self.error)
+
     def to_float(self, x, n: int) -> np.ndarray:
-        """Grains as float64 (rounded once, to nearest)."""
+        """Scores as float64 (exact ones rounded once, to nearest)."""
+        if self.mode == "float":
+            return np.broadcast_to(np.asarray(x, dtype=np.float64), (n,))
         if not np.ndim(x):
             return np.broadcast_to(float(x * self._unit), (n,))
         arr = self.full(x, n)
-        if self.small:
+        if self.mode == "int64":
             return np.ldexp(arr.astype(np.float64), self.grain)
         return np.array([float(v * self._unit) for v in arr.tolist()], dtype=np.float64)

@@ -61,6 +61,22 @@ def test_per_row_bias_is_added_exactly():
     assert ev.decisions["y"].tolist() == [True, False, True]
 
 
+def test_per_row_float64_bias_is_added_exactly():
+    """Biases with full float64 mantissas next to weights of 1e16: too fine for int64
+    grains, so float64 scores with an error bound decide, and the rows the bound cannot
+    settle are recomputed exactly. The decision is the sign of the bias."""
+    kb = gr.parse("input x: int 0..100\noutput y: bool\n"
+                  "rule a weight 1e16: x >= 0 -> y\nrule c weight 1e16: x >= 0 -> not y\n"
+                  "rule d weight 0.1: x >= 50 -> y\n")
+    rng = np.random.default_rng(0)
+    b = rng.standard_normal(2000) * 1e-3
+    b[:20] = -0.1
+    x = rng.integers(0, 101, 2000)
+    ev = gr.evaluate(kb, {"x": x}, bias={"y": b})
+    exact = [Fraction(v) + (Fraction(0.1) if xx >= 50 else 0) > 0 for v, xx in zip(b, x)]
+    assert ev.decisions["y"].tolist() == exact
+
+
 @pytest.mark.parametrize("op, expected", [(">", True), ("==", False), ("<=", False)])
 def test_real_arithmetic_compares_exactly(op, expected):
     """0.1*x + 0.2*x exceeds 0.3*x for every x > 0 (the binary values of 0.1, 0.2 and 0.3
