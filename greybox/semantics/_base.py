@@ -148,139 +148,7 @@ class Semantics:
         return f"<semantics {self.name}>"
 
     def trace(self, model, batch) -> Trace:
-        kb = model.kb
-        ctx = self.context_class(model, batch)
-        root = Env(ctx)
-        for name in kb.inputs:
-            if not isinstance(kb.variables[name].type, A.TensorType):
-                root[name] = ctx.observe(name, batch.values[name])
-        logits = model.run_networks(batch)
-        for name, out in logits.items():
-            root[name] = ctx.neural(name, out)
-        residual = model.residual_scores(batch)
-
-        bodies, contributions, scores = {}, {}, {}
-        probs: dict[str, torch.Tensor] = {}        # bool: P(True) (n,); else (n, K)
-        log_dists: dict[str, object] = {}          # (n, K) log-probabilities, or a maker
-        joint_best: dict[str, object] = {}         # value index per row, or a maker
-        infeasible = ~ctx.feasible(root)
-        n = batch.n
-
-        def push(acc, k, x):
-            acc[k] = x if acc[k] is None else acc[k] + x
-
-        def full(x):
-            return torch.zeros(n, device=ctx.device) if x is None else x.expand(n)
-
-        for comp in plan(kb).components:
-            comp_vars = set(comp.variables)
-            dynamic_rules = set()
-            # per decided variable, one score vector per value (None = 0): bias, residual,
-            # and the rules whose bodies read nothing of this component
-            partial: dict[str, list] = {}
-            for v in comp.variables:
-                var = kb.variables[v]
-                is_bool = isinstance(var.type, A.BoolType)
-                size = len(A.domain_values(var.type))
-                acc: list = [None] * size
-                bias = model.decisions_bias(v)
-                if is_bool:
-                    acc[1] = bias
-                else:
-                    acc = [bias[k] for k in range(size)]
-                if v in residual:
-                    r = residual[v]
-                    for k in ([1] if is_bool else range(size)):
-                        push(acc, k, r if is_bool else r[:, k])
-                for r in kb.rules_for(v):
-                    if closure(kb, A.variables(r.body)) & comp_vars:
-                        dynamic_rules.add(r.name)
-                        continue
-                    t = ctx.truth(r.body, root)
-                    bodies[r.name] = t
-                    contributions[r.name] = signed_weight(model, r) * t
-                    push(acc, head_index(kb, r), contributions[r.name])
-                partial[v] = acc
-            if not dynamic_rules and not comp.constraints and len(comp.variables) == 1:
-                v = comp.variables[0]
-                if isinstance(kb.variables[v].type, A.BoolType):
-                    score = full(partial[v][1])
-                    probs[v] = torch.sigmoid(score)
-                    log_dists[v] = (lambda s=score: torch.stack(
-                        [nn_f.logsigmoid(-s), nn_f.logsigmoid(s)], 1))
-                    joint_best[v] = (lambda s=score: (s > 0).long())
-                else:
-                    stacked = torch.stack([full(x) for x in partial[v]], 1)
-                    log_dists[v] = torch.log_softmax(stacked, dim=1)
-                    probs[v] = log_dists[v].exp()
-                    joint_best[v] = (lambda s=stacked: s.argmax(dim=1))
-            else:
-                logp_joint, assignments, ok = self._joint(model, ctx, root, comp, partial,
-                                                          dynamic_rules)
-                infeasible = infeasible | ~ok   # not in place: the trace may run under vmap
-                best = logp_joint.argmax(dim=1)
-                for j, v in enumerate(comp.variables):
-                    size = len(A.domain_values(kb.variables[v].type))
-                    which = torch.tensor([a[j] for a in assignments], device=ctx.device)
-                    onehot = torch.nn.functional.one_hot(which, size).to(logp_joint.dtype)
-                    p = logp_joint.exp() @ onehot
-                    log_dists[v] = safe_log(p)
-                    probs[v] = p[:, 1] if isinstance(kb.variables[v].type, A.BoolType) else p
-                    joint_best[v] = which[best]
-            for v in comp.variables:
-                root[v] = ctx.decided(v, probs[v])
-            for v in comp.variables:  # rules that read the component: under its marginals
-                acc = list(partial[v])
-                for r in kb.rules_for(v):
-                    if r.name in dynamic_rules:
-                        t = ctx.truth(r.body, root)
-                        bodies[r.name] = t
-                        contributions[r.name] = signed_weight(model, r) * t
-                        push(acc, head_index(kb, r), contributions[r.name])
-                if isinstance(kb.variables[v].type, A.BoolType):
-                    scores[v] = full(acc[1])
-                else:
-                    scores[v] = torch.stack([full(x) for x in acc], 1)
-
-        values, pending = {}, {}
-        for name, var in kb.variables.items():
-            if isinstance(var.type, A.TensorType):
-                continue
-            if var.role == "decided":
-                values[name] = probs[name]
-            else:
-                pending[name] = (lambda name=name: ctx.marginal(name, root))
-            if name in pending and not ctx.has_marginal(name):
-                del pending[name]
-        values = LazyValues(values, pending)
-
-        def log_prob(name, target):
-            if name in log_dists:
-                if callable(log_dists[name]):
-                    log_dists[name] = log_dists[name]()
-                return log_dists[name].gather(1, target.long().view(-1, 1)).squeeze(1)
-            return ctx.log_prob(name, target, root)
-
-        def decide():
-            out = {}
-            for name in kb.outputs:
-                if name in joint_best:
-                    best = joint_best[name]
-                    out[name] = best() if callable(best) else best
-                else:
-                    out[name] = ctx.mode(name, root)
-            return out
-
-        order = list(kb.rules)
-        constraints = LazyValues({}, {
-            c.name: (lambda c=c: (ctx.truth_hard if c.hard else ctx.truth)(c.formula, root))
-            for c in kb.constraints.values()})
-        return Trace(
-            semantics=self.name, n=n, kb=kb, values=values, logits=logits,
-            bodies={r: bodies[r] for r in order}, contributions={r: contributions[r] for r in order},
-            scores=scores, constraints=constraints, infeasible=infeasible, _log_prob=log_prob,
-            _decide=decide,
-        )
+        return _Run(self, model, batch).trace()
 
     def _joint(self, model, ctx, root, comp, partial, dynamic_rules):
         """Log probabilities (n, A) of the component's joint assignments, in enumeration
@@ -312,3 +180,157 @@ class Semantics:
         ok = torch.isfinite(lf).any(dim=1)
         logits = obj + torch.where(ok.unsqueeze(1), lf, torch.zeros_like(lf))
         return torch.log_softmax(logits, dim=1), assignments, ok
+
+
+class _Run:
+    """One forward pass of a semantics: the environment, then each component of the
+    decision plan scored and decided in order, then the :class:`Trace`."""
+
+    def __init__(self, semantics: Semantics, model, batch):
+        self.sem, self.model, self.kb, self.n = semantics, model, model.kb, batch.n
+        self.ctx = ctx = semantics.context_class(model, batch)
+        self.root = root = Env(ctx)
+        for name in self.kb.inputs:
+            if not isinstance(self.kb.variables[name].type, A.TensorType):
+                root[name] = ctx.observe(name, batch.values[name])
+        self.logits = model.run_networks(batch)
+        for name, out in self.logits.items():
+            root[name] = ctx.neural(name, out)
+        self.residual = model.residual_scores(batch)
+        self.bodies: dict = {}
+        self.contributions: dict = {}
+        self.scores: dict = {}
+        self.probs: dict[str, torch.Tensor] = {}   # bool: P(True) (n,); else (n, K)
+        self.log_dists: dict[str, object] = {}     # (n, K) log-probabilities, or a maker
+        self.joint_best: dict[str, object] = {}    # value index per row, or a maker
+        self.infeasible = ~ctx.feasible(root)
+
+    def full(self, x):
+        return torch.zeros(self.n, device=self.ctx.device) if x is None else x.expand(self.n)
+
+    def _rule(self, r, env, acc) -> None:
+        """Rule ``r``'s truth in ``env`` recorded, its contribution pushed onto ``acc``."""
+        t = self.ctx.truth(r.body, env)
+        self.bodies[r.name] = t
+        self.contributions[r.name] = signed_weight(self.model, r) * t
+        _push(acc, head_index(self.kb, r), self.contributions[r.name])
+
+    def partial(self, comp) -> tuple[dict, set]:
+        """Per decided variable of ``comp``, one score per value (None = 0): bias,
+        residual, and the rules whose bodies read nothing of the component; and the
+        names of the rules that do (decided with the component)."""
+        kb, comp_vars, dynamic, partial = self.kb, set(comp.variables), set(), {}
+        for v in comp.variables:
+            t = kb.variables[v].type
+            is_bool = isinstance(t, A.BoolType)
+            size = len(A.domain_values(t))
+            bias = self.model.decisions_bias(v)
+            acc: list = [None, bias] if is_bool else [bias[k] for k in range(size)]
+            if v in self.residual:
+                r = self.residual[v]
+                for k in ([1] if is_bool else range(size)):
+                    _push(acc, k, r if is_bool else r[:, k])
+            for r in kb.rules_for(v):
+                if closure(kb, A.variables(r.body)) & comp_vars:
+                    dynamic.add(r.name)
+                else:
+                    self._rule(r, self.root, acc)
+            partial[v] = acc
+        return partial, dynamic
+
+    def decide_alone(self, v: str, acc: list) -> None:
+        """A variable nothing ties to others: sigmoid / softmax of its scores."""
+        if isinstance(self.kb.variables[v].type, A.BoolType):
+            score = self.full(acc[1])
+            self.probs[v] = torch.sigmoid(score)
+            self.log_dists[v] = (lambda s=score: torch.stack(
+                [nn_f.logsigmoid(-s), nn_f.logsigmoid(s)], 1))
+            self.joint_best[v] = (lambda s=score: (s > 0).long())
+        else:
+            stacked = torch.stack([self.full(x) for x in acc], 1)
+            self.log_dists[v] = torch.log_softmax(stacked, dim=1)
+            self.probs[v] = self.log_dists[v].exp()
+            self.joint_best[v] = (lambda s=stacked: s.argmax(dim=1))
+
+    def decide_jointly(self, comp, partial: dict, dynamic: set) -> None:
+        """A component decided over its joint assignments (hard constraints mask)."""
+        logp, assignments, ok = self.sem._joint(self.model, self.ctx, self.root, comp,
+                                                partial, dynamic)
+        self.infeasible = self.infeasible | ~ok   # not in place: the trace may run under vmap
+        best = logp.argmax(dim=1)
+        for j, v in enumerate(comp.variables):
+            t = self.kb.variables[v].type
+            which = torch.tensor([a[j] for a in assignments], device=self.ctx.device)
+            onehot = torch.nn.functional.one_hot(which, len(A.domain_values(t))).to(logp.dtype)
+            p = logp.exp() @ onehot
+            self.log_dists[v] = safe_log(p)
+            self.probs[v] = p[:, 1] if isinstance(t, A.BoolType) else p
+            self.joint_best[v] = which[best]
+
+    def final_scores(self, comp, partial: dict, dynamic: set) -> None:
+        """The rules that read the component, under its marginals; the scores."""
+        for v in comp.variables:
+            acc = list(partial[v])
+            for r in self.kb.rules_for(v):
+                if r.name in dynamic:
+                    self._rule(r, self.root, acc)
+            if isinstance(self.kb.variables[v].type, A.BoolType):
+                self.scores[v] = self.full(acc[1])
+            else:
+                self.scores[v] = torch.stack([self.full(x) for x in acc], 1)
+
+    def trace(self) -> Trace:
+        for comp in plan(self.kb).components:
+            partial, dynamic = self.partial(comp)
+            if not dynamic and not comp.constraints and len(comp.variables) == 1:
+                self.decide_alone(comp.variables[0], partial[comp.variables[0]])
+            else:
+                self.decide_jointly(comp, partial, dynamic)
+            for v in comp.variables:
+                self.root[v] = self.ctx.decided(v, self.probs[v])
+            self.final_scores(comp, partial, dynamic)
+        return self.assemble()
+
+    def assemble(self) -> Trace:
+        kb, ctx, root = self.kb, self.ctx, self.root
+        values, pending = {}, {}
+        for name, var in kb.variables.items():
+            if isinstance(var.type, A.TensorType):
+                continue
+            if var.role == "decided":
+                values[name] = self.probs[name]
+            elif ctx.has_marginal(name):
+                pending[name] = (lambda name=name: ctx.marginal(name, root))
+        log_dists, joint_best = self.log_dists, self.joint_best
+
+        def log_prob(name, target):
+            if name in log_dists:
+                if callable(log_dists[name]):
+                    log_dists[name] = log_dists[name]()
+                return log_dists[name].gather(1, target.long().view(-1, 1)).squeeze(1)
+            return ctx.log_prob(name, target, root)
+
+        def decide():
+            out = {}
+            for name in kb.outputs:
+                if name in joint_best:
+                    best = joint_best[name]
+                    out[name] = best() if callable(best) else best
+                else:
+                    out[name] = ctx.mode(name, root)
+            return out
+
+        order = list(kb.rules)
+        constraints = LazyValues({}, {
+            c.name: (lambda c=c: (ctx.truth_hard if c.hard else ctx.truth)(c.formula, root))
+            for c in kb.constraints.values()})
+        return Trace(
+            semantics=self.sem.name, n=self.n, kb=kb, values=LazyValues(values, pending),
+            logits=self.logits, bodies={r: self.bodies[r] for r in order},
+            contributions={r: self.contributions[r] for r in order}, scores=self.scores,
+            constraints=constraints, infeasible=self.infeasible, _log_prob=log_prob,
+            _decide=decide)
+
+
+def _push(acc: list, k: int, x) -> None:
+    acc[k] = x if acc[k] is None else acc[k] + x
