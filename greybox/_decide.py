@@ -30,7 +30,8 @@ from greybox.rules import _ast as A
 from greybox.rules import evaluate
 from greybox.rules._decisions import closure, plan
 
-__all__ = ["decide", "decision_scores", "neural_values", "repair_needed"]
+__all__ = ["codes", "decide", "decision_scores", "neural_values", "output_codes",
+           "repair_needed"]
 
 
 def neural_values(kb, logits: dict) -> dict:
@@ -157,20 +158,37 @@ def decision_scores(model, kb, batch, logits, ev, name: str) -> np.ndarray:
             vv = kb.variables[v]
             chosen = forced.decisions[v]
             sc = _scores_of(forced, kb, v, list(A.domain_values(vv.type)))
-            idx = _codes(vv.type, chosen)
+            idx = codes(vv.type, chosen)
             total = total + sc[np.arange(len(idx)), idx]
         total = total - force
         out[:, k] = np.where(hit, total, -np.inf)
     return out
 
 
-def _codes(t, series: pd.Series) -> np.ndarray:
+def codes(t, series: pd.Series) -> np.ndarray:
+    """Decoded values (an evaluation's column) as value codes: an enum's index, an int's
+    offset from ``lo``, a bool as 0/1; real values as they are."""
     if isinstance(t, A.EnumType):
         return np.asarray(pd.Categorical(series, categories=list(t.values)).codes,
                           dtype=np.int64)
     if isinstance(t, A.IntType):
         return series.to_numpy().astype(np.int64) - t.lo
-    return series.to_numpy().astype(np.int64)
+    if isinstance(t, A.BoolType):
+        return series.to_numpy().astype(np.int64)
+    return series.to_numpy().astype(np.float64)
+
+
+def output_codes(kb, name: str, ev, logits: dict) -> np.ndarray:
+    """The decision function's value of variable ``name`` (decided, defined or neural) on
+    every row, as :func:`codes`."""
+    var = kb.variables[name]
+    if var.role == "decided":
+        series = ev.decisions[name]
+    elif var.role == "defined":
+        series = ev.values[name]
+    else:
+        series = pd.Series(neural_values(kb, {name: logits[name]})[name])
+    return codes(var.type, series)
 
 
 def _scores_of(ev, kb, name: str, values: list) -> np.ndarray:

@@ -896,24 +896,10 @@ def _type(t) -> str:
 def _decided(kb, name: str, ev, logits) -> np.ndarray:
     """An output's decision as value codes (enum index, int offset from ``lo``, bool,
     real value), from the decision function's evaluation."""
-    from ._decide import neural_values
+    from ._decide import output_codes
 
-    t = kb.variables[name].type
-    var = kb.variables[name]
-    if var.role == "decided":
-        series = ev.decisions[name]
-    elif var.role == "defined":
-        series = ev.values[name]
-    else:
-        series = pd.Series(neural_values(kb, {name: logits[name]})[name])
-    if isinstance(t, A.EnumType):
-        return np.asarray(pd.Categorical(series, categories=list(t.values)).codes,
-                          dtype=np.int64)
-    if isinstance(t, A.IntType):
-        return series.to_numpy().astype(np.int64) - t.lo
-    if isinstance(t, A.BoolType):
-        return series.to_numpy().astype(bool)
-    return series.to_numpy().astype(np.float64)
+    codes = output_codes(kb, name, ev, logits)
+    return codes.astype(bool) if isinstance(kb.variables[name].type, A.BoolType) else codes
 
 
 def _decode(t, v: np.ndarray) -> pd.Series | np.ndarray:

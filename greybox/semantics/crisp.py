@@ -28,75 +28,27 @@ def crisp_evaluation(model, batch, logits=None):
     return decide(model, batch, logits)
 
 
-def _index(kb, name, series) -> np.ndarray:
-    t = kb.variables[name].type
-    if isinstance(t, A.EnumType):
-        return series.cat.codes.to_numpy().astype(np.int64)
-    if isinstance(t, A.IntType):
-        return series.to_numpy().astype(np.int64) - t.lo
-    if isinstance(t, A.BoolType):
-        return series.to_numpy().astype(np.int64)
-    return series.to_numpy()
-
-
 class CrispSemantics(Semantics):
     """Plain boolean evaluation (see the module docstring)."""
 
     name = "crisp"
 
     def trace(self, model, batch) -> Trace:
+        from .._decide import output_codes
+
         kb = model.kb
-        dev = model.device
         ev, logits = crisp_evaluation(model, batch)
 
         def tensor(x, dtype=torch.float32):
-            return torch.as_tensor(np.array(x), dtype=dtype, device=dev)
+            return torch.as_tensor(np.array(x), dtype=dtype, device=model.device)
 
-        values = {}
-        indices = {}
-        for name, var in kb.variables.items():
-            t = var.type
-            if isinstance(t, A.TensorType):
-                continue
-            if name in ev.decisions:
-                series = ev.decisions[name]
-            elif name in ev.values:
-                series = ev.values[name]
-            else:
-                continue
-            idx = _index(kb, name, series)
-            indices[name] = idx
-            if isinstance(t, A.BoolType):
-                values[name] = tensor(idx)
-            elif A.is_finite_type(t):
-                values[name] = torch.nn.functional.one_hot(tensor(idx, torch.long),
-                                                           len(A.domain_values(t))).float()
-            else:
-                values[name] = tensor(idx)
-        for name in kb.inputs:
-            if name in batch.columns and name not in values:
-                t = kb.variables[name].type
-                x = batch.values[name]
-                values[name] = (torch.nn.functional.one_hot(x, t.size).float()
-                                if isinstance(t, A.EnumType) else x.float())
-        for name, out in logits.items():
-            t = kb.variables[name].type
-            if isinstance(t, A.BoolType):
-                values[name] = (out > 0).float()
-            elif A.is_finite_type(t):
-                values[name] = torch.nn.functional.one_hot(out.argmax(1), out.shape[1]).float()
-            else:
-                values[name] = out.detach()
-        bodies = {r: tensor(ev.bodies[r].to_numpy()) for r in kb.rules}
-        contributions = {r: tensor(ev.contributions[r].to_numpy()) for r in kb.rules}
+        values = _values(kb, ev, batch, logits, tensor)
         scores = {}
         for name in kb.decided:
             t = kb.variables[name].type
-            if isinstance(t, A.BoolType):
-                scores[name] = tensor(ev.scores[name].to_numpy())
-            else:
-                scores[name] = torch.stack([tensor(ev.scores[f"{name}={v}"].to_numpy())
-                                            for v in A.domain_values(t)], 1)
+            scores[name] = tensor(ev.scores[name].to_numpy()) if isinstance(t, A.BoolType) \
+                else torch.stack([tensor(ev.scores[f"{name}={v}"].to_numpy())
+                                  for v in A.domain_values(t)], 1)
 
         def log_prob(name, target):
             if name not in values:
@@ -109,15 +61,51 @@ class CrispSemantics(Semantics):
             return torch.log(p)
 
         def decide():
-            out = {}
-            for name in kb.outputs:
-                t = kb.variables[name].type
-                out[name] = tensor(indices[name], torch.long if A.is_finite_type(t)
-                                   else torch.float32)
-            return out
+            return {name: tensor(output_codes(kb, name, ev, logits),
+                                 torch.long if A.is_finite_type(kb.variables[name].type)
+                                 else torch.float32) for name in kb.outputs}
 
         return Trace(semantics="crisp", n=batch.n, kb=kb, values=values, logits=logits,
-                     bodies=bodies, contributions=contributions, scores=scores,
+                     bodies={r: tensor(ev.bodies[r].to_numpy()) for r in kb.rules},
+                     contributions={r: tensor(ev.contributions[r].to_numpy())
+                                    for r in kb.rules}, scores=scores,
                      constraints={c: tensor(~ev.violations[c].to_numpy()) for c in kb.constraints},
                      infeasible=tensor(ev.infeasible.to_numpy(), torch.bool),
                      _log_prob=log_prob, _decide=decide)
+
+
+def _values(kb, ev, batch, logits, tensor) -> dict:
+    """Every variable's crisp value as the trace holds it: a bool 0/1, a finite variable
+    one-hot, a real value."""
+    from .._decide import codes
+
+    values = {}
+    for name, var in kb.variables.items():
+        t = var.type
+        if isinstance(t, A.TensorType):
+            continue
+        series = ev.decisions[name] if name in ev.decisions else \
+            ev.values[name] if name in ev.values else None
+        if series is None:
+            continue
+        idx = codes(t, series)
+        if isinstance(t, A.BoolType) or not A.is_finite_type(t):
+            values[name] = tensor(idx)
+        else:
+            values[name] = torch.nn.functional.one_hot(tensor(idx, torch.long),
+                                                       len(A.domain_values(t))).float()
+    for name in kb.inputs:
+        if name in batch.columns and name not in values:
+            t = kb.variables[name].type
+            x = batch.values[name]
+            values[name] = (torch.nn.functional.one_hot(x, t.size).float()
+                            if isinstance(t, A.EnumType) else x.float())
+    for name, out in logits.items():
+        t = kb.variables[name].type
+        if isinstance(t, A.BoolType):
+            values[name] = (out > 0).float()
+        elif A.is_finite_type(t):
+            values[name] = torch.nn.functional.one_hot(out.argmax(1), out.shape[1]).float()
+        else:
+            values[name] = out.detach()
+    return values
