@@ -44,3 +44,18 @@ def test_breast_cancer_example_prints_its_comparison_table():
     tokens = greybox_row.split()
     accuracies = [float(tokens[i - 1]) for i, t in enumerate(tokens) if t == "±"]  # means
     assert len(accuracies) == 4 and min(accuracies) > 0.85
+
+
+def test_the_gpu_check_runs_on_the_cpu():
+    """benchmarks/gpu_check.py (train, explain, reason, debug on a device; save there and
+    load on the CPU) runs with --device cpu, so it is ready the day a GPU is lent."""
+    script = EXAMPLES.parent / "benchmarks" / "gpu_check.py"
+    proc = subprocess.run([sys.executable, str(script), "--device", "cpu", "--quick"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = {line.rsplit(None, 1)[0].strip(): line.rsplit(None, 1)[1]
+             for line in proc.stdout.splitlines()[1:] if line.strip()}
+    assert float(lines["saved on device, loaded on cpu"]) == 1.0
+    assert float(lines["cancer acc"]) > 0.8
+    for key in ("explain digits s", "reason s", "counterfactual s", "debugger s"):
+        assert float(lines[key]) > 0
