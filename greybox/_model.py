@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from greybox import rules as gr
-from greybox.errors import DataError, ModelError
+from greybox.errors import DataError, GreyboxError, ModelError
 from greybox.rules import _ast as A
 from greybox.rules._decisions import closure
 
@@ -405,10 +405,15 @@ class GreyBox(nn.Module):
                         args.append(feats[:, i:i + 1])
                 if not any(isinstance(kb.variables[a].type, A.TensorType) for a in var.args):
                     args = [torch.cat(args, 1)]
-            out[name] = self._check_output(name, self.networks[_key(var.network)](*args), batch.n)
+            y = self._call(self.networks[_key(var.network)], args,
+                           f"network {var.network!r} (for {name!r})")
+            out[name] = self._check_output(name, y, batch.n)
         for (network, _), names in groups.items():
             xs = [batch.values[kb.variables[n].args[0]] for n in names]
-            y = self.networks[_key(network)](torch.cat(xs, 0) if len(xs) > 1 else xs[0])
+            y = self._call(self.networks[_key(network)],
+                           [torch.cat(xs, 0) if len(xs) > 1 else xs[0]],
+                           f"network {network!r} (for {', '.join(map(repr, names))}"
+                           + (", their inputs stacked in one call)" if len(xs) > 1 else ")"))
             parts = torch.split(y, batch.n, 0) if len(xs) > 1 and isinstance(y, torch.Tensor) \
                 and y.shape[0] == batch.n * len(xs) else None
             if parts is None and len(xs) > 1:
@@ -417,6 +422,28 @@ class GreyBox(nn.Module):
                 out[n] = self._check_output(n, parts[i] if parts is not None else y, batch.n)
         out.update(batch.overrides)
         return {n: out[n] for n in kb.neural}
+
+    @staticmethod
+    def _call(module: nn.Module, args: list, what: str):
+        """``module(*args)``, floating-point inputs first converted to the dtype of the
+        module's first floating-point parameter (float64 arrays meet float32 weights);
+        an error raised inside the module becomes a :class:`ModelError` naming ``what``
+        (the network and the variables it serves) and the input shapes."""
+        dtype = next((p.dtype for p in module.parameters() if p.is_floating_point()), None)
+        if dtype is not None:
+            args = [a.to(dtype) if isinstance(a, torch.Tensor) and a.is_floating_point()
+                    and a.dtype != dtype else a for a in args]
+        try:
+            return module(*args)
+        except (GreyboxError, torch.OutOfMemoryError):
+            raise
+        except Exception as err:
+            shapes = ", ".join(str(list(a.shape)) if isinstance(a, torch.Tensor)
+                               else type(a).__name__ for a in args)
+            first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+            many = "s" if len(args) > 1 else ""
+            raise ModelError(f"{what} failed on its input{many} of shape{many} {shapes}: "
+                             f"{type(err).__name__}: {first}") from err
 
     def _check_output(self, name: str, y, n: int) -> torch.Tensor:
         var = self.kb.variables[name]
@@ -447,7 +474,9 @@ class GreyBox(nn.Module):
         for name in self.kb.decided:
             if _key(name) not in self.residual:
                 continue
-            y = self.residual[_key(name)](feats)
+            y = self._call(self.residual[_key(name)], [feats],
+                           f"the residual network for {name!r} (its input: the "
+                           f"{feats.shape[1]} standardised table inputs, model.feature_names)")
             t = self.kb.variables[name].type
             k = len(A.domain_values(t))
             if isinstance(t, A.BoolType) and y.dim() == 2 and y.shape[1] == 1:
