@@ -879,11 +879,16 @@ class GreyBox(nn.Module):
 
         return fit(self, data, targets, **kwargs)
 
-    def parameter_groups(self, lr: float) -> list[dict]:
-        """Optimiser parameter groups: thresholds learn at ``lr`` times the spread of what
-        they are compared with (so a threshold on an area and one on a ratio move alike);
-        everything else at ``lr``."""
-        seen, groups = set(), []
+    def prior_terms(self) -> list[tuple[nn.Parameter, float, float]]:
+        """``(parameter, prior, scale)`` of every learnable rule weight and ``~`` threshold:
+        the value written in the rules and the unit in which a move away from it is
+        measured (1 for a weight, which is in logits; for a threshold, the spread of what
+        it is compared with, as in :meth:`parameter_groups`)."""
+        terms: list[tuple[nn.Parameter, float, float]] = []
+        for m in self.rules.values():
+            if isinstance(m.weight, nn.Parameter):
+                terms.append((m.weight, m._init[0], 1.0))
+        seen: set[int] = set()
         for s in (*self.kb.rules.values(), *self.kb.constraints.values()):
             body = s.body if isinstance(s, A.Rule) else s.formula
             for node in A.walk(body):
@@ -895,9 +900,56 @@ class GreyBox(nn.Module):
                         p = self.threshold(num)
                         if id(p) not in seen:
                             seen.add(id(p))
-                            groups.append({"params": [p], "lr": lr * spread})
-        rest = [p for p in self.parameters() if id(p) not in seen]
-        return [{"params": rest, "lr": lr}] + groups
+                            # self.kb keeps the rule file's numbers: the prior
+                            terms.append((p, float(num.value), max(spread, 1e-12)))
+        return terms
+
+    def prior_penalty(self, weight_decay: float) -> torch.Tensor:
+        """``weight_decay / 2 * sum(((p - prior) / scale) ** 2)`` over :meth:`prior_terms`:
+        weight decay of the rule weights and thresholds toward the values written in the
+        rules rather than toward 0. Its gradient, ``weight_decay * (p - prior) / scale**2``,
+        is what Adam's ``weight_decay`` adds for a network parameter (toward 0).
+
+        Examples
+        --------
+        >>> import greybox as gb, torch
+        >>> model = gb.GreyBox("input x: real[0, 40]  output y: bool  rule r: x > ~20 -> y",
+        ...                    semantics="product")
+        >>> model.prior_penalty(1.0).item()          # at the rule file's values
+        0.0
+        >>> with torch.no_grad():
+        ...     _ = model.rules["r"].thresholds[0].fill_(30.0)   # 1 spread (40 / 4) away
+        >>> model.prior_penalty(1.0).item()
+        0.5
+        """
+        return _prior_penalty(self.prior_terms(), weight_decay, self.device)
+
+    def parameter_groups(self, lr: float) -> list[dict]:
+        """Optimiser parameter groups: thresholds learn at ``lr`` times the spread of what
+        they are compared with (so a threshold on an area and one on a ratio move alike);
+        everything else at ``lr``. Rule weights and thresholds get ``weight_decay=0``:
+        they are regularised toward the rules' values by :meth:`prior_penalty`, not toward
+        0; biases, networks and the residual keep the optimiser's weight decay."""
+        terms = self.prior_terms()
+        weights = {id(m.weight) for m in self.rules.values()}
+        seen = {id(p) for p, _, _ in terms}
+        groups = [{"params": [p for p in self.parameters() if id(p) not in seen], "lr": lr}]
+        rule_weights = [p for p, _, _ in terms if id(p) in weights]
+        if rule_weights:
+            groups.append({"params": rule_weights, "lr": lr, "weight_decay": 0.0})
+        groups += [{"params": [p], "lr": lr * scale, "weight_decay": 0.0}
+                   for p, _, scale in terms if id(p) not in weights]
+        return groups
+
+
+def _prior_penalty(terms, weight_decay: float, device) -> torch.Tensor:
+    """``weight_decay / 2 * sum(((p - prior) / scale) ** 2)`` over ``(p, prior, scale)``."""
+    total = torch.zeros((), device=device)
+    if not weight_decay:
+        return total
+    for p, prior, scale in terms:
+        total = total + ((p - prior) / scale) ** 2
+    return 0.5 * weight_decay * total
 
 
 def _precision(x: np.ndarray, most: int = 6) -> float:

@@ -16,6 +16,7 @@ from greybox.errors import DataError, ModelError
 from greybox.rules import _ast as A
 
 from ._batch import Batch, Targets
+from ._model import _prior_penalty
 
 __all__ = ["History", "fit"]
 
@@ -45,13 +46,18 @@ class History:
 class _LossModule(nn.Module):
     """Wraps a model so that DistributedDataParallel sees the loss as the forward pass."""
 
-    def __init__(self, model, *, tie: bool = False):
+    def __init__(self, model, *, tie: bool = False, priors=(), weight_decay: float = 0.0):
         super().__init__()
         self.model = model
         self.tie = tie
+        self.priors = list(priors)
+        self.weight_decay = weight_decay
+        #: the last data loss (without the prior penalty), as a float
+        self.data_loss = 0.0
 
     def forward(self, batch: Batch, labels: Targets) -> torch.Tensor:
         loss = self.model._loss(self.model(batch), labels)
+        self.data_loss = float(loss.detach())
         if self.tie and not loss.requires_grad and torch.is_grad_enabled():
             # nothing in this process's batch teaches (no label, or only impossible ones):
             # a zero that reaches every parameter, so backward and DDP's all-reduce still
@@ -59,6 +65,9 @@ class _LossModule(nn.Module):
             for p in self.parameters():
                 if p.requires_grad:
                     loss = loss + 0.0 * p.sum()
+        if loss.requires_grad and self.weight_decay and self.priors:
+            # rule weights and thresholds decay toward the rules' values, not toward 0
+            loss = loss + _prior_penalty(self.priors, self.weight_decay, loss.device)
         return loss
 
 
@@ -157,9 +166,18 @@ def fit(model, data, targets=None, *, epochs: int = 10, batch_size: int = 32,
         are skipped; soft constraints still train on those rows, and without soft
         constraints a mini-batch with no label at all is skipped. Default: columns of
         ``data`` named after non-input variables.
-    epochs, batch_size, lr, weight_decay
+    epochs, batch_size, lr
         Adam over :meth:`GreyBox.parameter_groups` unless ``optimizer`` (a function
         ``params -> torch.optim.Optimizer``) is given.
+    weight_decay : float
+        L2 regularisation. Networks, the residual and the biases get Adam's
+        ``weight_decay`` (toward 0); rule weights and ``~`` thresholds are pulled toward
+        the values written in the rules instead, by
+        :meth:`GreyBox.prior_penalty` added to the loss (``weight_decay / 2`` times the
+        squared distance from the rules' value, in units of the spread of what a
+        threshold is compared with). With ``optimizer``, the penalty still applies and
+        :meth:`GreyBox.parameter_groups` sets ``weight_decay=0`` on the rule groups.
+        The recorded ``loss`` is the data loss, without the penalty.
     validation : (data, targets) or float, optional
         Held-out data, or the fraction of ``data`` to hold out (chosen with ``seed``).
         Its loss and accuracies are recorded every epoch.
@@ -248,10 +266,11 @@ def fit(model, data, targets=None, *, epochs: int = 10, batch_size: int = 32,
     dist = torch.distributed
     distributed = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
     rank, world = (dist.get_rank(), dist.get_world_size()) if distributed else (0, 1)
-    runner = _LossModule(model, tie=distributed)
+    params = model.parameter_groups(lr)
+    inner = runner = _LossModule(model, tie=distributed, priors=model.prior_terms(),
+                                 weight_decay=weight_decay)
     if distributed:
         runner = nn.parallel.DistributedDataParallel(runner, find_unused_parameters=True)
-    params = model.parameter_groups(lr)
     opt = optimizer(params) if optimizer is not None else torch.optim.Adam(
         params, lr=lr, weight_decay=weight_decay)
 
@@ -290,7 +309,7 @@ def fit(model, data, targets=None, *, epochs: int = 10, batch_size: int = 32,
                 continue   # every label in the batch is impossible: nothing to learn
             loss.backward()
             opt.step()
-            total += loss.item() * len(rows)
+            total += inner.data_loss * len(rows)
             seen += len(rows)
             if tqdm and progress and rank == 0:
                 bar.set_postfix(loss=f"{total / seen:.4f}", refresh=False)

@@ -1,10 +1,12 @@
-"""Hardening of the model (issue 11, item 3): networks get inputs in their own dtype, and
-an error inside a network names the network, its variables and the input shape."""
+"""Hardening of the model and its training (issue 11, items 1 and 3): weight decay pulls
+rule weights and thresholds toward the rules' values, not toward 0; networks get inputs in
+their own dtype, and an error inside a network names the network, its variables and the
+input shape."""
 
 import numpy as np
 import pytest
 import torch
-from sklearn.datasets import load_digits
+from sklearn.datasets import load_breast_cancer, load_digits
 from torch import nn
 
 import greybox as gb
@@ -17,6 +19,52 @@ neural d: int 0..9 = digit(img)
 output s: int 0..9
 define s: int 0..9 = d
 """
+
+
+def test_weight_decay_keeps_learned_thresholds_near_the_rules_in_the_tutorial():
+    # the breast-cancer tutorial's settings: 10 labels, weight_decay=1e-3, 20 epochs
+    data = load_breast_cancer(as_frame=True)
+    X, y = data.data.iloc[:300], (data.target == 0).to_numpy()[:300]
+    labels = np.full(len(y), np.nan)
+    chosen = np.r_[np.flatnonzero(y)[:4], np.flatnonzero(~y)[:6]]
+    labels[chosen] = y[chosen]
+    model = gb.GreyBox(gb.rules.load(EXAMPLES / "breast_cancer.rules"), semantics="product")
+    model.fit(X, {"malignant": labels}, epochs=20, lr=0.01, weight_decay=1e-3, progress=False)
+    area = X["worst area"]
+    for rule, written in (("large_irregular", 880), ("small_smooth", 700)):
+        threshold = model.rules[rule].thresholds[0].item()     # `worst area` > ~880 ...
+        assert area.min() < threshold < area.max(), (rule, threshold)   # was 51.2 and 10.8
+        assert abs(threshold - written) < area.std()
+
+
+def test_strong_weight_decay_pulls_toward_the_rules_values_not_zero():
+    x = np.linspace(400.0, 600.0, 64)
+    model = gb.GreyBox("input x: real  output y: bool  rule r weight 2: x > ~500 -> y",
+                       semantics="product")
+    model.fit({"x": x}, {"y": x > 450}, epochs=30, lr=0.05, weight_decay=10.0,
+              progress=False)
+    assert abs(model.rules["r"].thresholds[0].item() - 500) < 10    # not toward 0 or 450
+    assert abs(model.rules["r"].weight.item() - 2) < 0.5              # not toward 0
+
+
+def test_parameter_groups_exempt_rule_parameters_from_the_optimisers_decay():
+    model = gb.GreyBox("input x: real[0, 40]  output y: bool  "
+                       "rule r weight 2: x > ~20 -> y  rule f fixed: x < 5 -> not y",
+                       semantics="product", residual=nn.Linear(1, 1))
+    groups = model.parameter_groups(0.1)
+    decayed = {id(p) for g in groups if "weight_decay" not in g for p in g["params"]}
+    names = {id(p): n for n, p in model.named_parameters()}
+    assert sorted(names[i] for i in decayed) == ["decisions.y.bias", "residual.y.bias",
+                                                 "residual.y.weight"]
+    assert [(names[id(p)], prior, scale) for p, prior, scale in model.prior_terms()] == [
+        ("rules.r.weight", 2.0, 1.0), ("rules.r.thresholds.0", 20.0, 10.0)]
+    threshold = next(g for g in groups if g["params"][0] is model.rules["r"].thresholds[0])
+    assert threshold == {"params": [model.rules["r"].thresholds[0]], "lr": 1.0,
+                         "weight_decay": 0.0}
+    with torch.no_grad():
+        model.rules["r"].weight.fill_(3.0)
+        model.rules["r"].thresholds[0].fill_(40.0)
+    assert model.prior_penalty(0.5).item() == pytest.approx(0.25 * (1 + 4))
 
 
 @pytest.fixture
