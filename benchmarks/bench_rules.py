@@ -13,9 +13,10 @@ from __future__ import annotations
 import argparse
 import time
 
-import greybox.rules as gr
 import numpy as np
 import pandas as pd
+
+import greybox.rules as gr
 
 FEATURES = [f"f{i}" for i in range(10)]
 KINDS = ["a", "b", "c", "d"]

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import greybox.rules as gr
 import numpy as np
 from sklearn.datasets import load_breast_cancer
+
+import greybox.rules as gr
 
 HERE = Path(__file__).resolve().parent
 

@@ -9,10 +9,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 import torch
-from greybox.rules import KnowledgeBase, to_text
-from greybox.rules import _ast as A
 
 from greybox.errors import DataError, GreyboxError, ModelError
+from greybox.rules import KnowledgeBase, to_text
+from greybox.rules import ast as A
 
 from ._edits import Edit, parse_edit
 

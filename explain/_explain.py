@@ -8,12 +8,11 @@ import math
 import numpy as np
 import pandas as pd
 import torch
-from greybox.rules import _ast as A
-from greybox.rules._decisions import closure
-from greybox.rules._evaluate import compile_expr
 
 from greybox.errors import ModelError
 from greybox.functional import probability_of
+from greybox.rules import ast as A
+from greybox.rules import closure, compile_expr
 
 from ._explanation import Explanation
 from ._methods import METHODS, attribute

@@ -268,7 +268,7 @@ class Explanation:
         return fig
 
     def _plot_distribution(self, ax, row: int) -> None:
-        from greybox.rules import _ast as A
+        from greybox.rules import ast as A
 
         t = self._model.kb.variables[self.output].type
         p = self._values.get(self.output)
@@ -364,7 +364,7 @@ class Explanation:
 
 
 def _index_of(kb, name, value) -> int:
-    from greybox.rules import _ast as A
+    from greybox.rules import ast as A
 
     values = list(A.domain_values(kb.variables[name].type))
     return values.index(value)

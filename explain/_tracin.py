@@ -9,11 +9,11 @@ import numpy as np
 import pandas as pd
 import torch
 from captum.influence import TracInCP
-from greybox.rules import _ast as A
 from torch import nn
 from torch.utils.data import TensorDataset
 
 from greybox._batch import Batch
+from greybox.rules import ast as A
 
 __all__ = ["tracin_influence"]
 

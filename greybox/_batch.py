@@ -10,8 +10,10 @@ import pandas as pd
 import torch
 
 from greybox.errors import DataError
-from greybox.rules import _ast as A
-from greybox.rules._evaluate import _column, _first, _show
+from greybox.rules import ast as A
+from greybox.rules import first_row as _first
+from greybox.rules import read_column as _column
+from greybox.rules import show_value as _show
 
 __all__ = ["Batch", "to_batch", "to_targets", "Targets"]
 

@@ -26,9 +26,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from greybox.rules import _ast as A
-from greybox.rules import evaluate
-from greybox.rules._decisions import closure, plan
+from greybox.rules import ast as A
+from greybox.rules import closure, evaluate, plan
 
 __all__ = ["codes", "decide", "decision_scores", "neural_values", "output_codes",
            "repair_needed"]

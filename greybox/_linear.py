@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from greybox.rules import _ast as A
+from greybox.rules import ast as A
 
 __all__ = ["Arithmetic", "linear_form", "compile_linear"]
 

@@ -14,8 +14,8 @@ from torch import nn
 
 from greybox import rules as gr
 from greybox.errors import DataError, GreyboxError, ModelError
-from greybox.rules import _ast as A
-from greybox.rules._decisions import closure
+from greybox.rules import ast as A
+from greybox.rules import closure
 
 from ._batch import Batch, to_batch, to_targets
 from ._linear import compile_linear, linear_form
@@ -969,7 +969,7 @@ def _thresholds(values: list[float]) -> nn.ParameterList:
 
 
 def _type(t) -> str:
-    from greybox.rules._printer import type_to_text
+    from greybox.rules import type_to_text
 
     return type_to_text(t)
 

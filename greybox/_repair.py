@@ -19,10 +19,8 @@ import torch
 import z3
 
 from greybox.errors import SolverError
-from greybox.rules import Z3Encoding
-from greybox.rules import _ast as A
-from greybox.rules._decisions import closure, plan
-from greybox.rules._z3 import real_value
+from greybox.rules import Z3Encoding, closure, plan, real_value
+from greybox.rules import ast as A
 
 __all__ = ["overrides", "repairable", "repair"]
 

@@ -14,7 +14,7 @@ from torch import nn
 
 from greybox import rules as gr
 from greybox.errors import ModelError
-from greybox.rules import _ast as A
+from greybox.rules import ast as A
 
 __all__ = ["GreyBoxClassifier"]
 

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from greybox.rules import _ast as A
+from greybox.rules import ast as A
 
 __all__ = ["Trace"]
 

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from greybox.errors import DataError, ModelError
-from greybox.rules import _ast as A
+from greybox.rules import ast as A
 
 from ._batch import Batch, Targets
 from ._model import _prior_penalty

@@ -23,6 +23,7 @@ True
 
 from greybox.errors import DataError, GreyboxError, RuleError, RuleSyntaxError, SolverError
 
+from . import ast
 from ._ast import (
     And,
     BoolConst,
@@ -53,11 +54,14 @@ from ._ast import (
 )
 from ._builder import Builder, Term, iff, implies, learnable
 from ._check import CheckReport, Finding, check
+from ._decisions import Component, DecisionPlan, closure, plan
 from ._entails import Entailment, entails
-from ._evaluate import Evaluation, evaluate
+from ._evaluate import Evaluation, compile_expr, evaluate, first_row, read_column, show_value
 from ._kb import KnowledgeBase, load, parse, parse_formula, to_text
+from ._parser import parse_statements
+from ._printer import expr_to_text, type_to_text
 from ._validate import Variable
-from ._z3 import Z3Encoding, to_z3
+from ._z3 import Z3Encoding, real_value, to_z3, witness_row
 
 __all__ = [
     # parsing, printing, building
@@ -83,6 +87,21 @@ __all__ = [
     "implies",
     "iff",
     "learnable",
+    # what the model and explanations build on
+    "ast",
+    "plan",
+    "closure",
+    "DecisionPlan",
+    "Component",
+    "compile_expr",
+    "read_column",
+    "first_row",
+    "show_value",
+    "parse_statements",
+    "expr_to_text",
+    "type_to_text",
+    "real_value",
+    "witness_row",
     # errors
     "GreyboxError",
     "RuleSyntaxError",

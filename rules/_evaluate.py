@@ -110,14 +110,16 @@ def compile_expr(e, kb: KnowledgeBase, enum: A.EnumType | None = None) -> _Fn:
 # --------------------------------------------------------------------------- columns
 
 
-def _first(mask: np.ndarray, index: pd.Index) -> str:
+def first_row(mask: np.ndarray, index: pd.Index) -> tuple[str, int]:
+    """``("row LABEL", position)`` of the first row where ``mask`` holds, named by the
+    data's own index label (a CSV's rows are numbered from 0)."""
     pos = int(np.flatnonzero(mask)[0])
     label = index[pos]
-    where = f"row {pos}" if label == pos else f"row {pos} (index {label!r})"
-    return where, pos
+    label = label.item() if isinstance(label, np.generic) else label
+    return f"row {label!r}", pos
 
 
-def _show(value) -> str:
+def show_value(value) -> str:
     """repr of a cell, numpy scalars shown as plain Python values."""
     return repr(value.item() if isinstance(value, np.generic) else value)
 
@@ -151,7 +153,7 @@ def _to_numeric(name: str, col, index) -> np.ndarray:
         wrong = [i for i in np.flatnonzero(np.abs(out) >= _EXACT_INT).tolist()
                  if int(out[i]) != int(arr[i])]
         if wrong:
-            where, pos = _first(np.arange(len(arr)) == wrong[0], index)
+            where, pos = first_row(np.arange(len(arr)) == wrong[0], index)
             raise DataError(f"column {name!r}: {int(arr[pos])} at {where} has no exact "
                             f"float64 value ({_EXACT_TEXT})")
         return out
@@ -166,21 +168,21 @@ def _to_numeric(name: str, col, index) -> np.ndarray:
             elif isinstance(v, (int, np.integer)) and not isinstance(v, bool):
                 iv = int(v)
                 if abs(iv) > _EXACT_INT and (iv.bit_length() > 1024 or int(float(iv)) != iv):
-                    where, _ = _first(np.arange(len(arr)) == i, index)
+                    where, _ = first_row(np.arange(len(arr)) == i, index)
                     raise DataError(f"column {name!r}: {_short(iv)} at {where} has no "
                                     f"exact float64 value ({_EXACT_TEXT})")
                 out[i] = float(v)
             elif isinstance(v, (float, np.floating)):
                 out[i] = float(v)
             else:
-                where, _ = _first(np.arange(len(arr)) == i, index)
+                where, _ = first_row(np.arange(len(arr)) == i, index)
                 raise DataError(f"column {name!r}: expected numbers, got {v!r} "
                                 f"({type(v).__name__}) at {where}")
         return out
     raise DataError(f"column {name!r}: expected numbers, got dtype {arr.dtype}")
 
 
-def _column(var, col, index: pd.Index) -> np.ndarray:
+def read_column(var, col, index: pd.Index) -> np.ndarray:
     """Convert and check one column against the variable's declared type."""
     name, t = var.name, var.type
     if isinstance(t, A.EnumType):
@@ -191,8 +193,8 @@ def _column(var, col, index: pd.Index) -> np.ndarray:
         codes = pd.Index(list(t.values), dtype=object).get_indexer(values)
         bad = codes < 0
         if bad.any():
-            where, pos = _first(bad, index)
-            raise DataError(f"column {name!r}: {_show(values[pos])} at {where} is not one of "
+            where, pos = first_row(bad, index)
+            raise DataError(f"column {name!r}: {show_value(values[pos])} at {where} is not one of "
                             f"{{{', '.join(t.values)}}}")
         return codes.astype(np.int64)
     if isinstance(t, A.BoolType):
@@ -204,20 +206,20 @@ def _column(var, col, index: pd.Index) -> np.ndarray:
         num = _to_numeric(name, arr, index)
         bad = ~np.isin(num, (0.0, 1.0))
         if bad.any():
-            where, pos = _first(bad, index)
+            where, pos = first_row(bad, index)
             raise DataError(f"column {name!r}: expected true/false (bool or 0/1), got "
-                            f"{_show(arr[pos])} at {where}")
+                            f"{show_value(arr[pos])} at {where}")
         return num.astype(bool)
     if isinstance(t, A.TensorType):
         raise DataError(f"{name!r} is a tensor; crisp evaluation reads only table columns")
     num = _to_numeric(name, col, index)
     nan = np.isnan(num)
     if nan.any():
-        where, _ = _first(nan, index)
+        where, _ = first_row(nan, index)
         raise DataError(f"column {name!r}: missing value (NaN) at {where}")
     inf = np.isinf(num)
     if inf.any():
-        where, pos = _first(inf, index)
+        where, pos = first_row(inf, index)
         raise DataError(f"column {name!r}: infinite value {num[pos]} at {where}")
     _check_range(name, t, num, index, what="column")
     return num
@@ -228,7 +230,7 @@ def _check_range(name: str, t, num: np.ndarray, index, *, what: str) -> None:
     if isinstance(t, A.IntType):
         frac = num != np.floor(num)
         if frac.any():
-            where, pos = _first(frac, index)
+            where, pos = first_row(frac, index)
             raise DataError(f"{label}: {float(num[pos])!r} at {where} is not a whole number "
                             f"({_type_text(t)})")
         lo, hi = t.lo, t.hi
@@ -238,7 +240,7 @@ def _check_range(name: str, t, num: np.ndarray, index, *, what: str) -> None:
         return
     out = (num < lo) | (num > hi)
     if out.any():
-        where, pos = _first(out, index)
+        where, pos = first_row(out, index)
         raise DataError(f"{label}: {num[pos]:g} at {where} is outside {_type_text(t)}")
 
 
@@ -294,7 +296,7 @@ def prepare_columns(kb: KnowledgeBase, data) -> tuple[dict[str, np.ndarray], pd.
             if close:
                 hint = f"; found {close[0]!r}"
             raise DataError(f"missing column {name!r}{extra}{hint}")
-        out[name] = _column(kb.variables[name], cols[name], index)
+        out[name] = read_column(kb.variables[name], cols[name], index)
     return out, index, cols
 
 
@@ -331,7 +333,7 @@ class _Env:
         if var.role in ("input", "neural"):  # a column no rule needed, read on demand
             if name not in self.raw:
                 raise DataError(f"missing column {name!r}")
-            value = self.values[name] = _column(var, self.raw[name], self.index)
+            value = self.values[name] = read_column(var, self.raw[name], self.index)
             return value
         if isinstance(var.type, A.BoolType):
             value = np.broadcast_to(self.defines[name](self), (self.n,)).astype(bool, copy=False)
@@ -382,7 +384,7 @@ class _Env:
             if not self.checked:
                 self.outside = bad if self.outside is None else self.outside | bad
             else:
-                where, pos = _first(bad, self.index)
+                where, pos = first_row(bad, self.index)
                 shown = (exact[int(np.searchsorted(rows, pos))] if pos in set(rows.tolist())
                          else f"{value[pos]:g}")
                 raise DataError(f"defined variable {var.name!r}: {shown} at {where} is "
@@ -425,7 +427,7 @@ class _Env:
             if not self.checked:
                 self.outside = bad if self.outside is None else self.outside | bad
             else:
-                where, pos = _first(bad, self.index)
+                where, pos = first_row(bad, self.index)
                 raise DataError(f"defined variable {var.name!r}: {value[pos]:g} at {where} "
                                 f"is outside {_type_text(t)}")
         return value

@@ -1,7 +1,8 @@
 from pathlib import Path
 
-import greybox.rules as gr
 import pytest
+
+import greybox.rules as gr
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 

@@ -1,7 +1,8 @@
 """The Python builder makes the same AST as the parser."""
 
-import greybox.rules as gr
 import pytest
+
+import greybox.rules as gr
 
 
 def build_credit():

@@ -1,7 +1,8 @@
 """Z3 analyses on planted problems with known answers, and entails."""
 
-import greybox.rules as gr
 import pytest
+
+import greybox.rules as gr
 from greybox.rules.analyses import REGISTRY
 
 HEAD = """input age: int 0..120

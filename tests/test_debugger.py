@@ -4,6 +4,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from torch import nn
+
+import greybox as gb
 from greybox.explain import (
     AddStatement,
     Disable,
@@ -13,9 +16,6 @@ from greybox.explain import (
     SetWeight,
 )
 from greybox.explain._edits import parse_edit
-from torch import nn
-
-import greybox as gb
 
 RULES = """
 input x: real[0, 10]

@@ -1,9 +1,10 @@
 """Crisp evaluation: decisions, contributions, constraints and data errors."""
 
-import greybox.rules as gr
 import numpy as np
 import pandas as pd
 import pytest
+
+import greybox.rules as gr
 
 
 @pytest.fixture
@@ -108,12 +109,12 @@ def test_holds_evaluates_a_property(credit, credit_rows):
 @pytest.mark.parametrize(
     "change, message",
     [
-        ({"age": [30, np.nan, 50, 70]}, r"column 'age': missing value \(NaN\) at row 1 \(index 'b'\)"),
-        ({"age": [30, 16.5, 50, 70]}, r"column 'age': 16.5 at row 1 \(index 'b'\) is not a whole number"),
-        ({"age": [30, 16, 500, 70]}, r"column 'age': 500 at row 2 \(index 'c'\) is outside int 0..120"),
-        ({"income": [1.0, -5, 2, 3]}, r"column 'income': -5 at row 1 .* is outside real\[0, 1000000\]"),
+        ({"age": [30, np.nan, 50, 70]}, r"column 'age': missing value \(NaN\) at row 'b'"),
+        ({"age": [30, 16.5, 50, 70]}, r"column 'age': 16.5 at row 'b' is not a whole number"),
+        ({"age": [30, 16, 500, 70]}, r"column 'age': 500 at row 'c' is outside int 0..120"),
+        ({"income": [1.0, -5, 2, 3]}, r"column 'income': -5 at row 'b' is outside real\[0, 1000000\]"),
         ({"employment": ["employed", "boss", "retired", "retired"]},
-         r"column 'employment': 'boss' at row 1 \(index 'b'\) is not one of"),
+         r"column 'employment': 'boss' at row 'b' is not one of"),
         ({"reliable": [1, 2, 0, 1]}, r"column 'reliable': expected true/false \(bool or 0/1\), got 2"),
         ({"income": ["a", "b", "c", "d"]}, r"column 'income': expected numbers, got 'a'"),
         ({"years at address": [1.0, np.inf, 2, 3]}, "column 'years at address': infinite value"),

@@ -7,12 +7,12 @@ import pandas as pd
 import pytest
 import torch
 import z3
-from greybox.explain import METHODS
-from greybox.rules._ast import is_finite_type
 from sklearn.datasets import load_breast_cancer
 from torch import nn
 
 import greybox as gb
+from greybox.explain import METHODS
+from greybox.rules.ast import is_finite_type
 
 from .conftest import EXAMPLES
 

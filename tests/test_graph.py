@@ -1,8 +1,9 @@
 """The concept graph, dependency queries and DOT export."""
 
-import greybox.rules as gr
 import networkx as nx
 import pytest
+
+import greybox.rules as gr
 
 
 def test_graph_layers(credit):

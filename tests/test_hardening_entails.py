@@ -8,9 +8,10 @@ import sys
 import textwrap
 import time
 
-import greybox.rules as gr
 import numpy as np
 import pytest
+
+import greybox.rules as gr
 from greybox.rules.analyses import _pool
 
 

@@ -7,10 +7,11 @@ import sys
 import textwrap
 from fractions import Fraction
 
-import greybox.rules as gr
 import numpy as np
 import pandas as pd
 import pytest
+
+import greybox.rules as gr
 
 # ------------------------------------------------------------------ exact arithmetic
 

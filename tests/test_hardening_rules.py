@@ -2,8 +2,9 @@
 
 import time
 
-import greybox.rules as gr
 import pytest
+
+import greybox.rules as gr
 from greybox.rules._kb import MAX_FILE_BYTES
 from greybox.rules._parser import MAX_BRACKETS, MAX_DEPTH
 

@@ -6,11 +6,11 @@ import pathlib
 import subprocess
 import sys
 
-import greybox.rules as gr
 import pytest
 
 import greybox
 import greybox.errors as errors
+import greybox.rules as gr
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
@@ -109,4 +109,20 @@ def test_explanations_use_the_models_public_accessors_only():
         for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
             if re.search(r"\bmodel\._[a-z]", line):
                 found.append(f"{path.name}:{i}: {line.strip()}")
+    assert not found, found
+
+
+def test_the_model_and_explanations_use_the_rules_public_names_only():
+    """greybox/ and explain/ import what they need from greybox.rules' public names
+    (greybox.rules.ast, plan, read_column, ...), never its private modules."""
+    import re
+
+    base = pathlib.Path(greybox.__file__).resolve().parent.parent
+    found = []
+    for folder in ("greybox", "explain"):
+        for path in (base / folder).rglob("*.py"):
+            for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+                if re.search(r"greybox\.rules\._|from greybox\.rules import _|rules\._[a-z]+ import",
+                             line):
+                    found.append(f"{folder}/{path.name}:{i}: {line.strip()}")
     assert not found, found

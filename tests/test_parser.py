@@ -1,14 +1,14 @@
 """The grammar: what parses, where syntax errors point, and that nothing else escapes."""
 
-import greybox.rules as gr
 import pytest
-from greybox.rules import _ast as A
-from greybox.rules._parser import MAX_DEPTH, _parser
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.lark import from_lark
 
+import greybox.rules as gr
 from greybox.errors import GreyboxError
+from greybox.rules import ast as A
+from greybox.rules._parser import MAX_DEPTH, _parser
 
 
 def test_credit_example_parses(credit):

@@ -1,9 +1,10 @@
 """parse(to_text(kb)) == kb for random knowledge bases (Hypothesis over ASTs)."""
 
-import greybox.rules as gr
-from greybox.rules import _ast as A
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
+
+import greybox.rules as gr
+from greybox.rules import ast as A
 
 NAMES = ["a", "b_1", "years at address", "input", "Élan", "x2", "not", "c-d", "_z"]
 ENUM = A.EnumType(("lo", "mid", "high", "rule"))

@@ -1,7 +1,8 @@
 """Semantic checks: each problem is a RuleError that names the thing and its location."""
 
-import greybox.rules as gr
 import pytest
+
+import greybox.rules as gr
 
 BASE = """input age: int 0..120
 input income: real[0, 1000000]

@@ -13,12 +13,10 @@ import time
 
 import numpy as np
 import pandas as pd
-from greybox.rules import _ast as A
-from greybox.rules import entails, evaluate, parse_formula
-from greybox.rules._decisions import closure
-from greybox.rules._printer import expr_to_text
 
 from greybox.errors import ModelError, SolverError
+from greybox.rules import ast as A
+from greybox.rules import closure, entails, evaluate, expr_to_text, parse_formula
 
 from ._backend import choose, resolve_level
 from ._results import Counterfactual, Reason, Verification

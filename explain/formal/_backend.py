@@ -16,10 +16,10 @@ Backends live in :data:`BACKENDS`: ``"z3"`` (exact rationals, every level and mo
 from __future__ import annotations
 
 import numpy as np
-from greybox.rules import _ast as A
-from greybox.rules._decisions import plan
 
 from greybox.errors import ModelError
+from greybox.rules import ast as A
+from greybox.rules import plan
 
 from ._networks import count_relus
 

@@ -6,6 +6,7 @@ import html
 from dataclasses import dataclass
 
 import pandas as pd
+
 from greybox.rules import Entailment
 
 __all__ = ["Counterfactual", "Reason", "Verification"]

@@ -11,9 +11,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import torch
-from greybox.rules import _ast as A
 
 from greybox.errors import ModelError
+from greybox.rules import ast as A
 
 __all__ = ["decision_on", "distance", "num", "person_step", "pull_back", "residual_facts",
            "round_changes", "row_decision", "row_facts", "sampled_differs", "show"]

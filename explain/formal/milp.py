@@ -22,12 +22,12 @@ import os
 import sys
 
 import numpy as np
-from greybox.rules import _ast as A
-from greybox.rules._decisions import plan
 from scipy.optimize import Bounds, LinearConstraint, milp
 from scipy.sparse import csr_matrix
 
 from greybox.errors import ModelError, SolverError
+from greybox.rules import ast as A
+from greybox.rules import plan
 
 from ._backend import Backend, Problem
 from ._networks import propagate

@@ -15,12 +15,10 @@ import weakref
 from fractions import Fraction
 
 import z3
-from greybox.rules import Z3Encoding
-from greybox.rules import _ast as A
-from greybox.rules._decisions import plan
-from greybox.rules._z3 import real_value, witness_row
 
 from greybox.errors import ModelError, SolverError
+from greybox.rules import Z3Encoding, plan, real_value, witness_row
+from greybox.rules import ast as A
 
 from ._backend import Backend, Problem
 from ._networks import propagate

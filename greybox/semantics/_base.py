@@ -17,8 +17,8 @@ import torch.nn.functional as nn_f
 
 from greybox.errors import ModelError
 from greybox.functional import safe_log
-from greybox.rules import _ast as A
-from greybox.rules._decisions import closure, plan
+from greybox.rules import ast as A
+from greybox.rules import closure, plan
 
 from .._trace import LazyValues, Trace
 

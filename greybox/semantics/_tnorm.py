@@ -17,7 +17,7 @@ import torch
 
 from greybox import functional as F
 from greybox.errors import ModelError
-from greybox.rules import _ast as A
+from greybox.rules import ast as A
 
 from ._base import Context, Env, Semantics
 

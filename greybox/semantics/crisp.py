@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from greybox.rules import _ast as A
+from greybox.rules import ast as A
 
 from .._trace import Trace
 from ._base import Semantics

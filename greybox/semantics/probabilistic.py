@@ -24,8 +24,8 @@ from greybox import functional as F
 from greybox._factors import contract, mpe
 from greybox._linear import FACTOR_LIMIT
 from greybox.errors import ModelError
-from greybox.rules import _ast as A
-from greybox.rules._decisions import plan
+from greybox.rules import ast as A
+from greybox.rules import plan
 
 from ._base import Context, Env, Semantics
 

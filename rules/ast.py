@@ -1,0 +1,103 @@
+"""The rule language's syntax tree (``greybox.rules.ast``): nodes, traversal, domains.
+
+Nodes are frozen dataclasses with structural equality (source spans do not take part).
+:func:`walk` visits an expression, :func:`rewrite` rebuilds one with some nodes replaced,
+:func:`variables` lists the names it reads, :func:`domain_values` enumerates a finite
+type's values (ints by value, enums by name, bools False then True).
+
+Examples
+--------
+>>> from greybox.rules import ast, parse_formula, parse
+>>> kb = parse("input x: real  output y: bool  rule r: x > ~2 -> y")
+>>> e = kb.rules["r"].body
+>>> sorted(ast.variables(e)), [n.value for n in ast.walk(e) if isinstance(n, ast.Num)]
+(['x'], [2])
+>>> ast.domain_values(ast.IntType(1, 3))
+range(1, 4)
+"""
+
+from ._ast import (
+    And,
+    BoolConst,
+    BoolType,
+    Compare,
+    Constraint,
+    DefineDecl,
+    EnumType,
+    Expr,
+    Head,
+    Iff,
+    Implies,
+    InputDecl,
+    InSet,
+    IntType,
+    Mul,
+    Neg,
+    NeuralDecl,
+    Node,
+    Not,
+    Num,
+    Or,
+    OutputDecl,
+    RealType,
+    Rule,
+    Sum,
+    Sym,
+    TensorType,
+    Var,
+    children,
+    depth,
+    domain_values,
+    is_constant,
+    is_finite_type,
+    is_plain_name,
+    name_problem,
+    neg,
+    number_problem,
+    rewrite,
+    variables,
+    walk,
+)
+
+__all__ = [
+    "And",
+    "BoolConst",
+    "BoolType",
+    "Compare",
+    "Constraint",
+    "DefineDecl",
+    "EnumType",
+    "Expr",
+    "Head",
+    "Iff",
+    "Implies",
+    "InSet",
+    "InputDecl",
+    "IntType",
+    "Mul",
+    "Neg",
+    "NeuralDecl",
+    "Node",
+    "Not",
+    "Num",
+    "Or",
+    "OutputDecl",
+    "RealType",
+    "Rule",
+    "Sum",
+    "Sym",
+    "TensorType",
+    "Var",
+    "children",
+    "depth",
+    "domain_values",
+    "is_constant",
+    "is_finite_type",
+    "is_plain_name",
+    "name_problem",
+    "neg",
+    "number_problem",
+    "rewrite",
+    "variables",
+    "walk",
+]
