@@ -8,6 +8,7 @@ rule text, so an invalid edit is refused with the error and changes nothing.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 
 from greybox.rules import _ast as A
@@ -15,8 +16,14 @@ from greybox.rules._parser import parse_statements
 
 from greybox.errors import RuleError
 
-__all__ = ["AddStatement", "Disable", "Edit", "Remove", "Replace", "SetThreshold",
-           "SetWeight", "parse_edit"]
+__all__ = ["EDIT_FIELDS", "MAX_EDIT_TEXT", "AddStatement", "Disable", "Edit", "Remove",
+           "Replace", "SetThreshold", "SetWeight", "parse_edit"]
+
+#: The most characters of rule text a mapping edit (the web debugger's form) may carry: an
+#: edit is a rule or a few, and parsing and re-evaluating grow with the text.
+MAX_EDIT_TEXT = 20_000
+#: The longest rule or constraint name a mapping edit may give.
+MAX_NAME = 200
 
 
 class Edit:
@@ -43,22 +50,27 @@ def _find(statements, name: str, kind=(A.Rule, A.Constraint)):
 
 @dataclass(frozen=True)
 class SetWeight(Edit):
-    """Give rule ``rule`` the weight ``weight``."""
+    """Give rule ``name`` the weight ``weight``."""
 
-    rule: str
+    name: str
     weight: float
 
+    @property
+    def rule(self) -> str:
+        """The rule's name (an alias of ``name``)."""
+        return self.name
+
     def apply(self, statements):
-        i, r = _find(statements, self.rule, A.Rule)
+        i, r = _find(statements, self.name, A.Rule)
         problem = A.number_problem(self.weight)
         if problem:
-            raise RuleError(f"weight of rule {self.rule!r}: {problem}")
+            raise RuleError(f"weight of rule {self.name!r}: {problem}")
         out = list(statements)
         out[i] = dataclasses.replace(r, weight=float(self.weight))
         return out
 
     def describe(self):
-        return f"set the weight of {self.rule} to {self.weight:g}"
+        return f"set the weight of {self.name} to {self.weight:g}"
 
 
 @dataclass(frozen=True)
@@ -94,18 +106,23 @@ class SetThreshold(Edit):
 
 @dataclass(frozen=True)
 class Disable(Edit):
-    """Switch a rule off (its weight becomes 0, fixed)."""
+    """Switch rule ``name`` off (its weight becomes 0, fixed)."""
 
-    rule: str
+    name: str
+
+    @property
+    def rule(self) -> str:
+        """The rule's name (an alias of ``name``)."""
+        return self.name
 
     def apply(self, statements):
-        i, r = _find(statements, self.rule, A.Rule)
+        i, r = _find(statements, self.name, A.Rule)
         out = list(statements)
         out[i] = dataclasses.replace(r, weight=0.0, fixed=True)
         return out
 
     def describe(self):
-        return f"disable {self.rule}"
+        return f"disable {self.name}"
 
 
 @dataclass(frozen=True)
@@ -157,32 +174,134 @@ class Replace(Edit):
         return f"replace {self.name} by: {self.text.strip()}"
 
 
+#: The fields of each op of a mapping edit: (required, optional). ``name`` is always the
+#: name of the rule or constraint edited; ``rule`` is accepted as an alias of it.
+EDIT_FIELDS = {
+    "weight": (("name", "value"), ()),
+    "threshold": (("name", "value"), ("index",)),
+    "disable": (("name",), ()),
+    "remove": (("name",), ()),
+    "add": (("text",), ()),
+    "replace": (("name", "text"), ()),
+}
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _name(op: str, value) -> str:
+    if not isinstance(value, str):
+        raise RuleError(f"edit {op!r}: 'name' must be a string, got {_short(value)}")
+    if len(value) > MAX_NAME:
+        raise RuleError(f"edit {op!r}: a name of {len(value)} characters is longer than any "
+                        f"rule's (at most {MAX_NAME})")
+    return value
+
+
+def _value(op: str, value) -> float:
+    """A finite float from a JSON number or a number's string."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise RuleError(f"edit {op!r}: 'value' must be a number, got {_short(value)}")
+    try:
+        number = float(value.strip() if isinstance(value, str) else value)
+    except ValueError:
+        raise RuleError(f"edit {op!r}: 'value' must be a number, got {_short(value)}") from None
+    except OverflowError:
+        number = math.inf
+    if not math.isfinite(number):
+        raise RuleError(f"edit {op!r}: 'value' must be a finite number within ±1.8e308, got "
+                        f"{_short(value)}")
+    return number
+
+
+def _index(op: str, value) -> int:
+    """A non-negative int from a JSON integer (or an integral float, or its string)."""
+    number = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        number = int(value)
+    elif isinstance(value, str) and value.strip().isdigit() and len(value) < 20:
+        number = int(value)
+    if number is None or number < 0:
+        raise RuleError(f"edit {op!r}: 'index' must be a whole number from 0 (which number of "
+                        f"the rule, in source order), got {_short(value)}")
+    return number
+
+
+def _text(op: str, value) -> str:
+    if not isinstance(value, str):
+        raise RuleError(f"edit {op!r}: 'text' must be rule text (a string), got "
+                        f"{_short(value)}")
+    if len(value) > MAX_EDIT_TEXT:
+        raise RuleError(f"edit {op!r}: the text has {len(value):,} characters; an edit takes "
+                        f"at most {MAX_EDIT_TEXT:,} (add long rule files with "
+                        "greybox.rules.load instead)")
+    return value
+
+
 def parse_edit(spec) -> Edit:
-    """An edit from an Edit, or a mapping such as ``{"op": "weight", "rule": "r",
-    "value": 2.0}`` (ops: weight, threshold, disable, remove, add, replace) -- the form the
-    web debugger sends. Nothing in it is executed."""
+    """An edit from an Edit, or a mapping -- the form the web debugger sends.
+
+    Every op names the rule or constraint it edits by ``name`` (``rule`` is accepted as an
+    alias): ``{"op": "weight", "name": "r", "value": 2.0}``,
+    ``{"op": "threshold", "name": "r", "index": 0, "value": 6.5}`` (``index`` defaults to
+    0), ``{"op": "disable", "name": "r"}``, ``{"op": "remove", "name": "r"}``,
+    ``{"op": "add", "text": "rule ..."}``, ``{"op": "replace", "name": "r", "text": "rule
+    ..."}`` (see :data:`EDIT_FIELDS`). Values are finite numbers (or their strings), texts
+    at most :data:`MAX_EDIT_TEXT` characters; other fields are refused. Nothing in it is
+    executed.
+
+    Raises
+    ------
+    RuleError
+        An unknown op, a missing, unexpected or ill-typed field.
+
+    Examples
+    --------
+    >>> parse_edit({"op": "weight", "name": "big", "value": 2})
+    SetWeight(name='big', weight=2.0)
+    >>> parse_edit({"op": "disable", "rule": "big"})   # the older field name
+    Disable(name='big')
+    """
     if isinstance(spec, Edit):
         return spec
     if not isinstance(spec, dict) or "op" not in spec:
-        raise RuleError(f"an edit is an Edit or a mapping with an 'op', got {spec!r}")
+        raise RuleError(f"an edit is an Edit or a mapping with an 'op', got {_short(spec)}")
     op = spec["op"]
-    try:
-        if op == "weight":
-            return SetWeight(str(spec["rule"]), float(spec["value"]))
-        if op == "threshold":
-            return SetThreshold(str(spec["name"]), int(spec.get("index", 0)),
-                                float(spec["value"]))
-        if op == "disable":
-            return Disable(str(spec["rule"]))
-        if op == "remove":
-            return Remove(str(spec["name"]))
-        if op == "add":
-            return AddStatement(str(spec["text"]))
-        if op == "replace":
-            return Replace(str(spec["name"]), str(spec["text"]))
-    except KeyError as err:
-        raise RuleError(f"edit {op!r} lacks {err.args[0]!r}") from None
-    except (TypeError, ValueError) as err:
-        raise RuleError(f"edit {op!r}: {err}") from None
-    raise RuleError(f"unknown edit {op!r}; expected weight, threshold, disable, remove, add "
-                    "or replace")
+    if not isinstance(op, str) or op not in EDIT_FIELDS:
+        raise RuleError(f"unknown edit {_short(op)}; expected {', '.join(EDIT_FIELDS)}")
+    required, optional = EDIT_FIELDS[op]
+    fields = {k: v for k, v in spec.items() if k != "op"}
+    if "rule" in fields and "name" in required:
+        alias = fields.pop("rule")
+        if "name" in fields and fields["name"] != alias:
+            raise RuleError(f"edit {op!r}: 'rule' is an alias of 'name', and they differ "
+                            f"({_short(alias)} and {_short(fields['name'])})")
+        fields["name"] = alias
+    for key in required:
+        if key not in fields:
+            raise RuleError(f"edit {op!r} lacks {key!r} (it takes {_takes(op)})")
+    extra = [k for k in fields if k not in required and k not in optional]
+    if extra:
+        raise RuleError(f"edit {op!r} does not take {_short(str(extra[0]))} (it takes "
+                        f"{_takes(op)})")
+    if op == "weight":
+        return SetWeight(_name(op, fields["name"]), _value(op, fields["value"]))
+    if op == "threshold":
+        return SetThreshold(_name(op, fields["name"]), _index(op, fields.get("index", 0)),
+                            _value(op, fields["value"]))
+    if op == "disable":
+        return Disable(_name(op, fields["name"]))
+    if op == "remove":
+        return Remove(_name(op, fields["name"]))
+    if op == "add":
+        return AddStatement(_text(op, fields["text"]))
+    return Replace(_name(op, fields["name"]), _text(op, fields["text"]))
+
+
+def _takes(op: str) -> str:
+    required, optional = EDIT_FIELDS[op]
+    return ", ".join(list(required) + [f"{k} (optional)" for k in optional])
