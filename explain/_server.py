@@ -4,14 +4,41 @@ Bound to 127.0.0.1 only, on a random port unless one is given, and guarded by a 
 token that every request must carry (``?token=...`` or the ``X-Greybox-Token`` header);
 requests without it get 403. Requests are data: an edit is parsed as rule text and
 type-checked, never executed.
+
+The server is the standard library's threaded HTTP server (one thread per connection,
+HTTP/1.0, one request per connection), hardened rather than replaced by an ASGI stack: the
+API is seven small endpoints, and every defence below is a few lines with its own test.
+
+- A connection has ``timeout`` seconds (default 10) from being accepted to send its whole
+  request; a slower or lying client (a ``Content-Length`` longer than what it sends) gets
+  408 or is closed, in its own thread. At most ``max_connections`` are served at once;
+  more get 503 at once.
+- Bodies are read before the debugger's lock is taken, at most 1 MiB (413), only with a
+  ``Content-Length`` (411 for chunked bodies; 400 when it is not a number), only as
+  ``Content-Type: application/json`` in UTF-8 (415), strict JSON (400 otherwise, never 500).
+  Edit texts are capped by :data:`~greybox.explain._edits.MAX_EDIT_TEXT`.
+- ``Host`` must be ``127.0.0.1:PORT`` or ``localhost:PORT`` (421 otherwise: a page on
+  another name that resolves to 127.0.0.1, DNS rebinding, reaches nothing), and an
+  ``Origin``, when sent, that same origin (403).
+- Every response says ``Cache-Control: no-store``, ``X-Content-Type-Options: nosniff``,
+  ``X-Frame-Options: DENY``, ``Referrer-Policy: no-referrer`` and a Content-Security-Policy
+  (the page may run only its own inline script and style, by hash, and talk only to this
+  server).
+- The lock is held only while the debugger works; the response is written after it is
+  released, so a client that does not read its answer delays no one.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import math
+import re
 import secrets
+import socket
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from urllib.parse import parse_qs, urlparse
@@ -21,9 +48,26 @@ import pandas as pd
 
 from greybox.errors import GreyboxError, RuleError, RuleSyntaxError
 
+from ._edits import EDIT_FIELDS, MAX_EDIT_TEXT, MAX_NAME, parse_edit
+
 __all__ = ["DebugServer", "OPENAPI"]
 
+#: The largest request body accepted, in bytes (413 beyond).
 MAX_BODY = 1 << 20
+#: Seconds a connection has to send its whole request (line, headers and body).
+TIMEOUT = 10.0
+#: Connections served at once (503 beyond).
+MAX_CONNECTIONS = 32
+#: The Content-Security-Policy of API responses (the page's adds its script and style).
+_CSP_API = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+
+
+class _Refused(Exception):
+    """A request answered with an error before (or instead of) any debugger work."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
 
 
 def _plain(value):
@@ -59,13 +103,66 @@ def _error(err: GreyboxError) -> dict:
     return out
 
 
+_FIELD_SCHEMAS = {
+    "name": {"type": "string", "maxLength": MAX_NAME,
+             "description": "the rule or constraint edited"},
+    "value": {"type": "number", "description": "the new weight or number (finite)"},
+    "index": {"type": "integer", "minimum": 0, "default": 0,
+              "description": "which number of the rule or constraint, in source order"},
+    "text": {"type": "string", "maxLength": MAX_EDIT_TEXT,
+             "description": "rule text: rules and constraints"},
+}
+_OP_SUMMARIES = {
+    "weight": "give rule `name` the weight `value`",
+    "threshold": "set number `index` of rule or constraint `name` to `value`",
+    "disable": "switch rule `name` off (weight 0, fixed)",
+    "remove": "remove rule or constraint `name`",
+    "add": "add the rules and constraints written in `text`",
+    "replace": "replace rule or constraint `name` by the one written in `text`",
+}
+
+
+def _edit_schema(op: str) -> dict:
+    """The request body of one edit op: exactly the fields it takes."""
+    required, optional = EDIT_FIELDS[op]
+    props = {"op": {"type": "string", "enum": [op]}}
+    props.update({k: _FIELD_SCHEMAS[k] for k in (*required, *optional)})
+    if "name" in props:
+        props["rule"] = {"type": "string", "deprecated": True,
+                         "description": "an older alias of `name`"}
+    return {"type": "object", "description": _OP_SUMMARIES[op], "required": ["op", *required],
+            "properties": props, "additionalProperties": False}
+
+
+def _error_response(description: str) -> dict:
+    return {"description": description, "content": {"application/json": {"schema": {
+        "$ref": "#/components/schemas/Error"}}}}
+
+
+_EDIT_NAMES = {op: f"{op.capitalize()}Edit" for op in EDIT_FIELDS}
+
 #: The OpenAPI description of the JSON API (served at /api/openapi.json).
 OPENAPI = {
     "openapi": "3.0.3",
-    "info": {"title": "greybox debugger", "version": "1"},
-    "components": {"securitySchemes": {
-        "token": {"type": "apiKey", "in": "query", "name": "token"},
-        "header": {"type": "apiKey", "in": "header", "name": "X-Greybox-Token"}}},
+    "info": {"title": "greybox debugger", "version": "2",
+             "description": "Every request needs the token; POST bodies are JSON "
+                            f"(Content-Type: application/json, UTF-8, at most {MAX_BODY} "
+                            "bytes). Errors are {\"error\": message} with a 4xx status."},
+    "components": {
+        "securitySchemes": {
+            "token": {"type": "apiKey", "in": "query", "name": "token"},
+            "header": {"type": "apiKey", "in": "header", "name": "X-Greybox-Token"}},
+        "schemas": {
+            "Error": {"type": "object", "required": ["error"], "properties": {
+                "error": {"type": "string"},
+                "line": {"type": "integer", "description": "in the edit's text"},
+                "column": {"type": "integer"}}},
+            **{_EDIT_NAMES[op]: _edit_schema(op) for op in EDIT_FIELDS},
+            "Edit": {"oneOf": [{"$ref": f"#/components/schemas/{n}"}
+                               for n in _EDIT_NAMES.values()],
+                     "discriminator": {"propertyName": "op", "mapping": {
+                         op: f"#/components/schemas/{n}" for op, n in _EDIT_NAMES.items()}}},
+        }},
     "security": [{"token": []}, {"header": []}],
     "paths": {
         "/api/summary": {"get": {"summary": "output, rows, accuracy, failures, edits",
@@ -80,103 +177,286 @@ OPENAPI = {
                              "parameters": [{"name": "id", "in": "query", "required": True,
                                              "schema": {"type": "string"}}],
                              "responses": {"200": {"description": "explanation"},
-                                           "404": {"description": "no such row"}}}},
+                                           "404": _error_response("no such row")}}},
         "/api/edit": {"post": {
-            "summary": "apply an edit (weight, threshold, disable, remove, add, replace)",
-            "requestBody": {"content": {"application/json": {"schema": {
-                "type": "object", "required": ["op"],
-                "properties": {"op": {"type": "string"}, "rule": {"type": "string"},
-                               "name": {"type": "string"}, "index": {"type": "integer"},
-                               "value": {"type": "number"}, "text": {"type": "string"}}}}}},
-            "responses": {"200": {"description": "the fixed/broken diff"},
-                          "400": {"description": "the edit's error, with line and column"}}}},
+            "summary": "apply an edit on top of the earlier ones: " + "; ".join(
+                f"{op}: {text}" for op, text in _OP_SUMMARIES.items()),
+            "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                "$ref": "#/components/schemas/Edit"}}}},
+            "responses": {
+                "200": {"description": "the fixed/broken diff against the original model"},
+                "400": _error_response("the edit's error (with line and column for rule "
+                                       "text), or a body that is not JSON"),
+                "408": _error_response("the body did not arrive in time"),
+                "413": _error_response(f"a body over {MAX_BODY} bytes"),
+                "415": _error_response("a body that is not application/json")}}},
         "/api/undo": {"post": {"summary": "take back the last edit",
-                               "responses": {"200": {"description": "diff"}}}},
+                               "responses": {"200": {"description": "diff"},
+                                             "400": _error_response("no edit to undo")}}},
         "/api/export": {"get": {"summary": "the edited rule file",
                                 "responses": {"200": {"description": "rule text"}}}},
     },
 }
 
 
+def _page() -> tuple[bytes, str]:
+    """The page and its Content-Security-Policy: its own inline script and style, by hash."""
+    text = resources.files("greybox.explain").joinpath("debugger.html").read_text()
+
+    def hashes(tag: str) -> str:
+        return " ".join(
+            "'sha256-" + base64.b64encode(hashlib.sha256(m.encode()).digest()).decode() + "'"
+            for m in re.findall(rf"<{tag}>(.*?)</{tag}>", text, flags=re.S))
+
+    csp = (f"default-src 'none'; script-src {hashes('script')}; style-src {hashes('style')}; "
+           "connect-src 'self'; img-src 'self' data: blob:; base-uri 'none'; "
+           "form-action 'none'; frame-ancestors 'none'")
+    return text.encode(), csp
+
+
 class _Handler(BaseHTTPRequestHandler):
     server_version = "greybox-debugger"
+    sys_version = ""
+    default_request_version = "HTTP/1.0"   # errors to malformed requests carry headers too
 
     def log_message(self, format, *args):  # quiet
         pass
 
+    # connection ---------------------------------------------------------------------------
+    def setup(self):
+        self.timeout = self.server.request_timeout   # each read and write on the socket
+        super().setup()
+        self._deadline = time.monotonic() + self.server.request_timeout
+        self._expired = False
+        self._unread = False                          # a body left in the socket
+        # a client dripping its request line or headers is cut off a little after the
+        # deadline (a body is read against the deadline itself, and answered with 408)
+        self._watchdog = threading.Timer(self.server.request_timeout + 1.0, self._expire)
+        self._watchdog.daemon = True
+        self._watchdog.start()
+
+    def _expire(self):
+        self._expired = True
+        try:
+            self.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    def finish(self):
+        self._watchdog.cancel()
+        try:
+            super().finish()
+        except OSError:
+            pass
+        if self._unread and not self._expired:   # let the client read the answer: a close
+            self._drain()                         # with unread data would reset it
+
+    def _drain(self):
+        try:
+            self.connection.shutdown(socket.SHUT_WR)
+            end = time.monotonic() + 1.0
+            received = 0
+            while received < 4 * MAX_BODY and time.monotonic() < end:
+                self.connection.settimeout(max(0.01, end - time.monotonic()))
+                chunk = self.connection.recv(65536)
+                if not chunk:
+                    break
+                received += len(chunk)
+        except OSError:
+            pass
+
     # plumbing ---------------------------------------------------------------------------
-    def _send(self, status: int, body, content_type="application/json"):
+    def _send(self, status: int, body, content_type="application/json", csp=_CSP_API):
         data = body if isinstance(body, bytes) else (
             body.encode() if isinstance(body, str) else json.dumps(_plain(body)).encode())
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(data)))
-        self.send_header("Cache-Control", "no-store")
-        self.send_header("X-Content-Type-Options", "nosniff")
-        self.end_headers()
-        self.wfile.write(data)
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(data)))
+            self.send_header("Cache-Control", "no-store")
+            self.send_header("X-Content-Type-Options", "nosniff")
+            self.send_header("X-Frame-Options", "DENY")
+            self.send_header("Content-Security-Policy", csp)
+            self.send_header("Referrer-Policy", "no-referrer")
+            self.send_header("Cross-Origin-Resource-Policy", "same-origin")
+            self.send_header("Cross-Origin-Opener-Policy", "same-origin")
+            self.send_header("Connection", "close")
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(data)
+        except OSError:   # the client went away
+            self.close_connection = True
+
+    def send_error(self, code, message=None, explain=None):
+        """The standard library's own refusals (a malformed request line, headers too
+        long, an unsupported method) as JSON with the same headers."""
+        self.close_connection = True
+        self._unread = getattr(self, "command", None) == "POST"
+        self._send(code, {"error": message or self.responses.get(code, ("error",))[0]})
+
+    def _allowed_hosts(self) -> set[str]:
+        port = self.server.server_address[1]
+        hosts = {f"127.0.0.1:{port}", f"localhost:{port}"}
+        return hosts | {"127.0.0.1", "localhost"} if port == 80 else hosts
+
+    def _check_origin(self) -> None:
+        hosts = self.headers.get_all("Host") or []
+        if len(hosts) != 1 or hosts[0].strip().lower() not in self._allowed_hosts():
+            given = ", ".join(repr(h[:100]) for h in hosts) or "none"
+            raise _Refused(421, f"this debugger answers to 127.0.0.1:{self.server.server_address[1]} "
+                                f"and localhost:{self.server.server_address[1]} only (Host: {given})")
+        origin = self.headers.get("Origin")
+        if origin is not None and origin.strip().lower() not in {
+                f"http://{h}" for h in self._allowed_hosts()}:
+            raise _Refused(403, f"requests from another site are refused (Origin: {origin[:100]!r})")
 
     def _authorised(self, query) -> bool:
         token = self.server.token
         given = self.headers.get("X-Greybox-Token") or (query.get("token") or [""])[0]
         return secrets.compare_digest(given.encode(), token.encode())
 
-    def _route(self, method: str):
-        url = urlparse(self.path)
-        query = parse_qs(url.query)
-        if not self._authorised(query):
-            return self._send(403, {"error": "missing or wrong access token"})
-        dbg = self.server.debugger
+    def _length(self) -> int:
+        if self.headers.get("Transfer-Encoding") is not None:
+            raise _Refused(411, "send the body with a Content-Length (chunked bodies are not "
+                                "accepted)")
+        given = self.headers.get_all("Content-Length") or []
+        if not given:
+            return 0
+        if len(set(v.strip() for v in given)) != 1 or not re.fullmatch(r"[0-9]{1,15}",
+                                                                         given[0].strip()):
+            raise _Refused(400, "Content-Length must be one whole number of bytes, got "
+                                + ", ".join(repr(v[:40]) for v in given))
+        length = int(given[0])
+        if length > MAX_BODY:
+            raise _Refused(413, f"request too large: {length} bytes (at most {MAX_BODY})")
+        return length
+
+    def _read_body(self, length: int) -> bytes:
+        """The body, read against the connection's deadline (before any lock)."""
+        chunks, got = [], 0
+        while got < length:
+            remaining = self._deadline - time.monotonic()
+            if remaining <= 0 or self._expired:
+                raise _Refused(408, f"the request did not arrive within "
+                                    f"{self.server.request_timeout:g} s ({got} of {length} "
+                                    "body bytes)")
+            self.connection.settimeout(remaining)
+            try:
+                chunk = self.rfile.read1(min(65536, length - got))
+            except TimeoutError:
+                chunk = None
+            except OSError:
+                chunk = b""
+            if chunk is None or self._expired:
+                raise _Refused(408, f"the request did not arrive within "
+                                    f"{self.server.request_timeout:g} s ({got} of {length} "
+                                    "body bytes)")
+            if not chunk:
+                raise _Refused(400, f"the body ended after {got} of the {length} bytes its "
+                                    "Content-Length announced")
+            chunks.append(chunk)
+            got += len(chunk)
+        self.connection.settimeout(self.server.request_timeout)
+        return b"".join(chunks)
+
+    def _json(self, body: bytes):
+        ctype = (self.headers.get("Content-Type") or "").split(";")
+        params = {k.strip().lower(): v.strip().strip('"').lower()
+                  for k, _, v in (p.partition("=") for p in ctype[1:])}
+        if ctype[0].strip().lower() != "application/json" or params.get(
+                "charset", "utf-8") != "utf-8":
+            raise _Refused(415, "POST bodies must be JSON sent as Content-Type: "
+                                "application/json (UTF-8), got "
+                                f"{(self.headers.get('Content-Type') or 'none')[:100]!r}")
+        if not body:
+            return None
         try:
-            with self.server.lock:
-                return self._dispatch(method, url.path, query, dbg)
+            text = body.decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise _Refused(400, f"the body is not UTF-8: byte 0x{body[err.start]:02x} at "
+                                f"offset {err.start}") from None
+
+        def constant(name):
+            raise ValueError(f"{name} is not JSON")
+
+        try:
+            return json.loads(text, parse_constant=constant)
+        except RecursionError:
+            raise _Refused(400, "not JSON: nested too deeply") from None
+        except ValueError as err:
+            raise _Refused(400, f"not JSON: {str(err)[:200]}") from None
+
+    def _route(self, method: str):
+        if self._expired:
+            return None
+        self._watchdog.cancel()
+        self._unread = method == "POST"
+        try:
+            self._check_origin()
+            url = urlparse(self.path)
+            query = parse_qs(url.query)
+            spec = None
+            if method == "POST":
+                body = self._read_body(self._length())
+                self._unread = False
+            if not self._authorised(query):
+                raise _Refused(403, "missing or wrong access token")
+            if method == "POST":
+                spec = self._json(body)
+            status, answer, *rest = self._dispatch(method, url.path, query, spec)
+        except _Refused as err:
+            self.close_connection = True
+            return self._send(err.status, {"error": str(err)})
         except GreyboxError as err:
             return self._send(400, _error(err))
         except Exception as err:  # noqa: BLE001 - a bug must not kill the page's request
             return self._send(500, {"error": f"internal error: {type(err).__name__}: {err}"})
+        return self._send(status, answer, *rest)
 
-    def _dispatch(self, method, path, query, dbg):
+    def _dispatch(self, method, path, query, spec):
+        """(status, body[, content type, CSP]); the lock is held only around the
+        debugger's own work, never while reading or writing the socket."""
         if method == "GET" and path == "/":
-            page = resources.files("greybox.explain").joinpath("debugger.html").read_text()
-            return self._send(200, page, "text/html; charset=utf-8")
+            page, csp = self.server.page
+            return 200, page, "text/html; charset=utf-8", csp
         if method == "GET" and path == "/api/openapi.json":
-            return self._send(200, OPENAPI)
+            return 200, OPENAPI
+        dbg, lock = self.server.debugger, self.server.lock
         if method == "GET" and path == "/api/summary":
-            failures = int((~dbg.predictions()["correct"]).sum())
-            return self._send(200, {"output": dbg.output, "rows": len(dbg.predictions()),
-                                    "accuracy": dbg.accuracy, "failures": failures,
-                                    "edits": [e.describe() for e in dbg.edits]})
+            with lock:
+                now = dbg.predictions()
+                return 200, {"output": dbg.output, "rows": len(now),
+                             "accuracy": dbg.accuracy, "failures": int((~now["correct"]).sum()),
+                             "edits": [e.describe() for e in dbg.edits]}
         if method == "GET" and path == "/api/failures":
-            return self._send(200, _records(dbg.failures()))
+            with lock:
+                return 200, _records(dbg.failures())
         if method == "GET" and path == "/api/cohorts":
-            return self._send(200, _records(dbg.cohorts()))
+            with lock:
+                return 200, _records(dbg.cohorts())
         if method == "GET" and path == "/api/rules":
-            return self._send(200, _rules(dbg))
+            with lock:
+                return 200, _rules(dbg)
         if method == "GET" and path == "/api/row":
-            return self._row(dbg, (query.get("id") or [""])[0])
+            ident = (query.get("id") or [""])[0]
+            with lock:
+                match = [i for i in dbg.batch.index if str(i) == ident]
+                if not match:
+                    return 404, {"error": f"no row {ident[:100]!r}"}
+                return 200, _row(dbg, match[0])
         if method == "GET" and path == "/api/export":
-            return self._send(200, {"text": dbg.export()})
+            with lock:
+                return 200, {"text": dbg.export()}
         if method == "POST" and path == "/api/edit":
-            length = int(self.headers.get("Content-Length") or 0)
-            if length > MAX_BODY:
-                return self._send(413, {"error": "request too large"})
-            try:
-                spec = json.loads(self.rfile.read(length) or b"{}")
-            except json.JSONDecodeError as err:
-                return self._send(400, {"error": f"not JSON: {err}"})
-            return self._send(200, _diff(dbg.what_if(spec)))
+            edit = parse_edit({} if spec is None else spec)   # checked before the lock
+            with lock:
+                return 200, _diff(dbg.what_if(edit))
         if method == "POST" and path == "/api/undo":
-            if not dbg.edits:
-                return self._send(400, {"error": "no edit to undo"})
-            return self._send(200, _diff(dbg.undo()))
-        return self._send(404, {"error": f"no such endpoint: {method} {path}"})
-
-    def _row(self, dbg, ident: str):
-        index = dbg.batch.index
-        match = [i for i in index if str(i) == ident]
-        if not match:
-            return self._send(404, {"error": f"no row {ident!r}"})
-        return self._send(200, _row(dbg, match[0]))
+            with lock:
+                if not dbg.edits:
+                    return 400, {"error": "no edit to undo"}
+                return 200, _diff(dbg.undo())
+        return 404, {"error": f"no such endpoint: {method} {path[:100]}"}
 
     def do_GET(self):  # noqa: N802
         self._route("GET")
@@ -239,15 +519,67 @@ def _row(dbg, label) -> dict:
     return out
 
 
+class _Server(ThreadingHTTPServer):
+    """One thread per connection, at most ``max_connections`` at once (503 beyond)."""
+
+    daemon_threads = True
+
+    def __init__(self, address, *, max_connections: int, request_timeout: float):
+        super().__init__(address, _Handler)
+        self.request_timeout = request_timeout
+        self._slots = threading.BoundedSemaphore(max_connections)
+        self._page = None
+
+    @property
+    def page(self) -> tuple[bytes, str]:
+        if self._page is None:
+            self._page = _page()
+        return self._page
+
+    def process_request(self, request, client_address):
+        if not self._slots.acquire(blocking=False):
+            body = b'{"error": "too many connections; try again"}'
+            try:
+                request.settimeout(1.0)
+                request.sendall(b"HTTP/1.0 503 Service Unavailable\r\nContent-Type: "
+                                b"application/json\r\nContent-Length: " + str(len(body)).encode()
+                                + b"\r\nConnection: close\r\nRetry-After: 1\r\n\r\n" + body)
+            except OSError:
+                pass
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request, client_address):
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+    def handle_error(self, request, client_address):
+        pass   # a client that hangs up mid-request is not the server's error
+
+
 class DebugServer:
     """Serve a :class:`Debugger` on ``http://127.0.0.1:PORT/?token=TOKEN``.
 
     ``port=0`` picks a free port. ``start()`` serves in a background thread (tests,
-    notebooks); ``serve_forever()`` blocks (the CLI); ``stop()`` shuts down.
+    notebooks); ``serve_forever()`` blocks (the CLI); ``stop()`` shuts down. ``timeout``:
+    the seconds a connection has to send its whole request; ``max_connections``: how many
+    are served at once (see the module's notes on hardening).
     """
 
-    def __init__(self, debugger, *, port: int = 0, token: str | None = None):
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", port), _Handler)
+    def __init__(self, debugger, *, port: int = 0, token: str | None = None,
+                 timeout: float = TIMEOUT, max_connections: int = MAX_CONNECTIONS):
+        if not (isinstance(timeout, (int, float)) and math.isfinite(timeout) and timeout > 0):
+            raise ValueError(f"timeout must be a finite number of seconds above 0, got "
+                             f"{timeout!r}")
+        self.httpd = _Server(("127.0.0.1", port), max_connections=max_connections,
+                             request_timeout=float(timeout))
         self.httpd.debugger = debugger
         self.httpd.token = token or secrets.token_urlsafe(24)
         self.httpd.lock = threading.Lock()

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from greybox.explain._server import DebugServer
 from sklearn.datasets import load_breast_cancer
 from torch import nn
 
 import greybox as gb
+from greybox.explain._server import DebugServer
 
 from .conftest import EXAMPLES
 
@@ -99,7 +99,7 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 @pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed "
                     "(.ci/run installs it)")
 def test_the_page_in_a_real_browser(server):
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
@@ -107,12 +107,17 @@ def test_the_page_in_a_real_browser(server):
             "--disable-background-networking", "--disable-component-update", "--disable-sync"])
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            # the page runs under its Content-Security-Policy without a violation
+            problems = []
+            page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e: problems.append(str(e)))
             # without the token the page is refused
             response = page.goto(f"http://127.0.0.1:{server.port}/")
             assert response.status == 403
             page.goto(server.url)
             page.wait_for_selector("#failures tbody tr")
             assert "failures in 200 rows" in page.inner_text("#summary")
+            page.wait_for_selector("#rules tbody tr")   # the page has loaded every table
             page.screenshot(path=str(SHOTS / "debugger_failures.png"))
             # open a failure: its decision, rules and reason
             page.click("#failures tbody tr >> nth=0")
@@ -128,13 +133,13 @@ def test_the_page_in_a_real_browser(server):
             weight.dispatch_event("change")
             page.wait_for_selector("#diff p")
             assert "accuracy" in page.inner_text("#diff")
-            assert "set the weight of small_smooth to 0.2" in page.inner_text("#summary")
+            expect(page.locator("#summary")).to_contain_text(
+                "set the weight of small_smooth to 0.2")
             # an invalid rule: the error is shown next to the edit with line and column
             page.fill("#rule-text", "rule bad: `worst areaa` > 1 -> malignant")
             page.click("#apply-text")
-            page.wait_for_function(
-                "document.getElementById('edit-error').textContent.length > 0")
-            assert "line 1, column 11" in page.inner_text("#edit-error")
+            # (waited for through locators: the page's CSP forbids evaluating strings)
+            expect(page.locator("#edit-error")).to_contain_text("line 1, column 11")
             page.screenshot(path=str(SHOTS / "debugger_edit.png"))
             # export the edited rules
             page.click("#export")
@@ -142,5 +147,11 @@ def test_the_page_in_a_real_browser(server):
             text = page.inner_text("#export-text")
             assert "rule small_smooth weight 0.2" in text
             assert gb.rules.parse(text).rules["small_smooth"].weight == pytest.approx(0.2)
+            # the contribution bars got their widths through the DOM, not style attributes
+            page.click("#failures tbody tr >> nth=0")
+            page.wait_for_selector("#decision .bar")
+            assert page.eval_on_selector("#decision .bar", "el => el.style.width").endswith("px")
+            csp = [p for p in problems if "Content Security Policy" in p]
+            assert not csp, csp
         finally:
             browser.close()
