@@ -93,6 +93,14 @@ class Component:
     constraints: tuple[A.Constraint, ...]
     #: defined variables whose value depends on this component's variables
     tainted: frozenset[str]
+    #: the component's rules whose bodies read its own variables (through defines): they
+    #: are scored with each joint assignment; the others once, before deciding. Every
+    #: backend (crisp evaluation, the torch semantics, Z3, the MILP) reads this split here.
+    dynamic: frozenset[str] = frozenset()
+
+    def reads_itself(self, rule: A.Rule) -> bool:
+        """Whether ``rule`` (one of :attr:`rules`) reads the component's own decisions."""
+        return rule.name in self.dynamic
 
     @property
     def enumerated(self) -> bool:
@@ -172,11 +180,13 @@ def _make_plan(kb) -> DecisionPlan:
             n for n, v in kb.variables.items()
             if v.role == "defined" and closure(kb, [n]) & nameset
         )
+        rules = tuple(r for r in kb.rules.values() if r.head.name in nameset)
         comp = Component(
             names,
-            tuple(r for r in kb.rules.values() if r.head.name in nameset),
+            rules,
             tuple(c for c in hard if set(touches[c.name]) & nameset),
             tainted,
+            frozenset(r.name for r in rules if closure(kb, A.variables(r.body)) & nameset),
         )
         if comp.enumerated and comp.size(kb) > MAX_ASSIGNMENTS:
             raise RuleError(_too_large(kb, comp, len(members) > 1))

@@ -709,7 +709,6 @@ def evaluate(kb: KnowledgeBase, data, *, bias: Mapping | None = None) -> Evaluat
     scales: dict[str, ScoreScale] = {}
     preferred: dict[str, np.ndarray] = {}
     for comp in dp.components:
-        comp_vars = set(comp.variables)
         if comp.enumerated:
             assignments = comp.assignments(kb)
             values_of = {v: A.domain_values(kb.variables[v].type) for v in comp.variables}
@@ -724,7 +723,7 @@ def evaluate(kb: KnowledgeBase, data, *, bias: Mapping | None = None) -> Evaluat
             scored[v] = [x for x in values_of[v] if not (isinstance(x, bool) and not x)]
             for x in scored[v]:
                 rules = by_head.get((v, x), [])
-                reads = [bool(closure(kb, A.variables(r.body)) & comp_vars) for r in rules]
+                reads = [comp.reads_itself(r) for r in rules]
                 layout[v, x] = (biases.get(v, {}).get(x),
                                 [r for r, d in zip(rules, reads) if not d],
                                 [r for r, d in zip(rules, reads) if d])

@@ -169,3 +169,24 @@ def test_rendering(credit, credit_rows):
     assert {"decision.approve", "body.stable", "contribution.stable", "violated.minors",
             "infeasible"} <= set(frame.columns)
     assert "<table" in ev._repr_html_()
+
+
+def test_the_decision_plan_says_which_rules_read_their_own_component():
+    kb = gr.parse("""
+        input x: real
+        output a: bool
+        output b: bool
+        output c: bool
+        rule r1: x > 1 -> a
+        rule r2: a -> b
+        rule r3: a -> c
+        constraint apart: not (a and b)
+    """)
+    comps = {comp.variables: comp for comp in gr.plan(kb).components}
+    assert set(comps) == {("a", "b"), ("c",)}
+    assert comps["a", "b"].dynamic == {"r2"} and comps["c",].dynamic == frozenset()
+    assert comps["a", "b"].reads_itself(kb.rules["r2"])
+    ev = gr.evaluate(kb, {"x": [0.0, 2.0]})
+    assert ev.decisions["a"].tolist() == [False, True]
+    assert ev.decisions["b"].tolist() == [False, False]   # a forces b, the constraint forbids
+    assert ev.decisions["c"].tolist() == [False, True]

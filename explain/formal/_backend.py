@@ -168,7 +168,7 @@ def milp_applies(model) -> bool:
             if not (np.isfinite(lo) and np.isfinite(hi)):
                 return False
     for comp in plan(kb).components:
-        if len(comp.variables) != 1:
+        if len(comp.variables) != 1 or comp.dynamic:
             return False
         t = kb.variables[comp.variables[0]].type
         if not isinstance(t, A.BoolType) and len(A.domain_values(t)) > 256:

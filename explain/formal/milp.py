@@ -226,6 +226,10 @@ class _Compiler:
                 raise ModelError(f"hard constraints tie {', '.join(comp.variables)} together; "
                                  "the MILP backend decides one variable at a time "
                                  "(use backend='z3')")
+            if comp.dynamic:
+                raise ModelError(f"rule(s) {', '.join(sorted(comp.dynamic))} read the decision "
+                                 f"of {comp.variables[0]!r} they conclude; the MILP backend "
+                                 "cannot encode that (use backend='z3')")
             self._decide(comp)
         for c in plan(kb).fixed_constraints:
             self.p.add(self.truth(c.formula), lo=1.0)

@@ -18,7 +18,7 @@ import torch.nn.functional as nn_f
 from greybox.errors import ModelError
 from greybox.functional import safe_log
 from greybox.rules import ast as A
-from greybox.rules import closure, plan
+from greybox.rules import plan
 
 from .._trace import LazyValues, Trace
 
@@ -219,7 +219,7 @@ class _Run:
         """Per decided variable of ``comp``, one score per value (None = 0): bias,
         residual, and the rules whose bodies read nothing of the component; and the
         names of the rules that do (decided with the component)."""
-        kb, comp_vars, dynamic, partial = self.kb, set(comp.variables), set(), {}
+        kb, dynamic, partial = self.kb, set(), {}
         for v in comp.variables:
             t = kb.variables[v].type
             is_bool = isinstance(t, A.BoolType)
@@ -231,7 +231,7 @@ class _Run:
                 for k in ([1] if is_bool else range(size)):
                     _push(acc, k, r if is_bool else r[:, k])
             for r in kb.rules_for(v):
-                if closure(kb, A.variables(r.body)) & comp_vars:
+                if comp.reads_itself(r):
                     dynamic.add(r.name)
                 else:
                     self._rule(r, self.root, acc)
