@@ -11,10 +11,9 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
-from greybox.rules import _ast as A
-from greybox.rules._parser import parse_statements
-
 from greybox.errors import RuleError
+from greybox.rules import ast as A
+from greybox.rules import parse_statements
 
 __all__ = ["EDIT_FIELDS", "MAX_EDIT_TEXT", "AddStatement", "Disable", "Edit", "Remove",
            "Replace", "SetThreshold", "SetWeight", "parse_edit"]

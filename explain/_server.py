@@ -472,7 +472,7 @@ def _diff(w) -> dict:
 
 
 def _rules(dbg) -> list[dict]:
-    from greybox.rules import _ast as A
+    from greybox.rules import ast as A
     from greybox.rules import to_text
 
     kb = dbg.model.to_kb()
