@@ -204,7 +204,8 @@ def to_targets(kb, targets, n: int, *, index: pd.Index | None = None,
             raise DataError("targets must be a mapping of variable name -> labels when the "
                             f"model has several outputs ({', '.join(kb.outputs)})")
         items = {default: targets}
-    rows = index if index is not None else pd.RangeIndex(n)
+    rows = index if index is not None else targets.index if isinstance(
+        targets, (pd.DataFrame, pd.Series)) and len(targets.index) == n else pd.RangeIndex(n)
     values, masks = {}, {}
     for name, col in items.items():
         var = kb.variables.get(name)
@@ -229,8 +230,8 @@ def to_targets(kb, targets, n: int, *, index: pd.Index | None = None,
             codes = pd.Index(list(t.values), dtype=object).get_indexer(arr.astype(object))
             bad = (codes < 0) & ~miss
             if bad.any():
-                pos = int(np.flatnonzero(bad)[0])
-                raise DataError(f"labels of {name!r}: {_show(arr[pos])} at row {pos} is not one of "
+                where, pos = _first(bad, rows)
+                raise DataError(f"labels of {name!r}: {_show(arr[pos])} at {where} is not one of "
                                 f"{{{', '.join(t.values)}}}")
             values[name] = torch.as_tensor(np.where(miss, 0, codes), dtype=torch.long)
         else:
@@ -249,22 +250,22 @@ def to_targets(kb, targets, n: int, *, index: pd.Index | None = None,
             if isinstance(t, A.BoolType):
                 bad = ok & ~np.isin(num, (0.0, 1.0))
                 if bad.any():
-                    pos = int(np.flatnonzero(bad)[0])
+                    where, pos = _first(bad, rows)
                     raise DataError(f"labels of {name!r}: expected true/false, got {_show(arr[pos])} "
-                                    f"at row {pos}")
+                                    f"at {where}")
                 values[name] = torch.as_tensor(num, dtype=torch.float32)
             elif isinstance(t, A.IntType):
                 bad = ok & ((num != np.floor(num)) | (num < t.lo) | (num > t.hi))
                 if bad.any():
-                    pos = int(np.flatnonzero(bad)[0])
-                    raise DataError(f"labels of {name!r}: {_show(arr[pos])} at row {pos} is not in "
+                    where, pos = _first(bad, rows)
+                    raise DataError(f"labels of {name!r}: {_show(arr[pos])} at {where} is not in "
                                     f"int {t.lo}..{t.hi}")
                 values[name] = torch.as_tensor(np.where(ok, num - t.lo, 0), dtype=torch.long)
             else:
                 bad = ok & ~np.isfinite(num)
                 if bad.any():
-                    pos = int(np.flatnonzero(bad)[0])
-                    raise DataError(f"labels of {name!r}: infinite value at row {pos}")
+                    where, _ = _first(bad, rows)
+                    raise DataError(f"labels of {name!r}: infinite value at {where}")
                 big = ok & (np.abs(num) > np.finfo(np.float32).max)
                 if big.any():
                     where, pos = _first(big, rows)

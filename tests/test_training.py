@@ -159,3 +159,16 @@ def test_annealing_moves_the_temperature_geometrically_to_its_final_value():
     for bad in (0.0, 1.5, float("nan")):
         with pytest.raises(gb.ModelError, match="anneal must be a number in"):
             model.fit(data, {"y": [False, False, True, True] * 4}, epochs=1, anneal=bad)
+
+
+def test_a_bad_label_is_named_by_the_rows_index_label():
+    import pandas as pd
+
+    model = gb.GreyBox("input x: real\noutput y: bool\nrule r: x > ~1 -> y", semantics="product")
+    data = pd.DataFrame({"x": [0.0, 2.0, 3.0]}, index=[125, 126, 127])
+    with pytest.raises(gb.DataError, match=r"labels of 'y': expected true/false, got 2 at "
+                                           r"row 126"):
+        model.fit(data, pd.DataFrame({"y": [0, 2, 1]}, index=data.index), epochs=1)
+    data.index = ["a", "b", "c"]
+    with pytest.raises(gb.DataError, match=r"got 2 at row 'b'"):
+        model.fit(data, pd.Series([0, 2, 1], index=data.index, name="y"), epochs=1)
