@@ -610,7 +610,8 @@ class GreyBox(nn.Module):
         for s in self.kb.statements:
             if isinstance(s, A.Rule):
                 m = self.rules[_key(s.name)]
-                s = dataclasses.replace(s, weight=m.weight.item(), body=self._written(s.body))
+                s = dataclasses.replace(s, weight=learned_value(m.weight),
+                                        body=self._written(s.body))
             elif isinstance(s, A.Constraint):
                 s = dataclasses.replace(s, formula=self._written(s.formula))
             stmts.append(s)
@@ -622,7 +623,7 @@ class GreyBox(nn.Module):
         """``e`` with each ``~`` number replaced by its learned value."""
         def learned(node):
             if isinstance(node, A.Num) and node.learnable:
-                return A.Num(self.threshold(node).item(), True, span=node.span)
+                return A.Num(learned_value(self.threshold(node)), True, span=node.span)
             return None
 
         return A.rewrite(e, learned)
@@ -950,6 +951,17 @@ def _prior_penalty(terms, weight_decay: float, device) -> torch.Tensor:
     for p, prior, scale in terms:
         total = total + ((p - prior) / scale) ** 2
     return 0.5 * weight_decay * total
+
+
+def learned_value(p: torch.Tensor) -> float:
+    """A learned weight or threshold as the rules state it: the shortest decimal that
+    names the parameter's value in its own precision (``1.6``, not the float32's
+    ``1.600000023841858``). The decision function, the solvers and exported rule files
+    all use this value."""
+    x = p.detach().cpu()
+    if x.dtype == torch.float64:
+        return float(x.item())
+    return float(str(np.float32(x.item())))
 
 
 def _precision(x: np.ndarray, most: int = 6) -> float:

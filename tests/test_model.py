@@ -383,3 +383,17 @@ def test_a_trace_renders_as_golden_text():
         "row 1: high=True (p=1.00)\n"
         "  rules: big +3.000")
     assert "<pre>" in trace._repr_html_()
+
+
+def test_learned_values_are_stated_at_the_parameters_precision():
+    model = gb.GreyBox("input x: real\noutput y: bool\nrule r weight 1.6: x > ~0.1 -> y",
+                       semantics="product")
+    text = gb.rules.to_text(model.to_kb())
+    assert "rule r weight 1.6: x > ~0.1 -> y" in text          # not 1.600000023841858
+    with torch.no_grad():
+        model.rules["r"].thresholds[0].fill_(17.708656311035156)
+    assert "x > ~17.708656 -> y" in gb.rules.to_text(model.to_kb())
+    # the stated value is the decision function's: data exactly at it is decided alike
+    assert model.predict({"x": [17.708656, 17.708657]})["y"].tolist() == [False, True]
+    assert gb.rules.evaluate(model.to_kb(), {"x": [17.708656, 17.708657]}).decisions[
+        "y"].tolist() == [False, True]
