@@ -334,12 +334,12 @@ class Debugger:
             if t.children_left[node] != -1:
                 name = feats.columns[t.feature[node]]
                 thr = t.threshold[node]
-                paths[t.children_left[node]] = paths[node] + [_condition(name, thr, False)]
-                paths[t.children_right[node]] = paths[node] + [_condition(name, thr, True)]
+                paths[t.children_left[node]] = paths[node] + [(name, thr, False)]
+                paths[t.children_right[node]] = paths[node] + [(name, thr, True)]
         rows = []
         for leaf in np.unique(leaves):
             mask = leaves == leaf
-            rows.append({"cohort": " and ".join(paths[leaf]) or "all rows",
+            rows.append({"cohort": _conditions(paths[leaf]) or "all rows",
                          "size": int(mask.sum()), "errors": int(errors[mask].sum()),
                          "error_rate": float(errors[mask].mean())})
         out = pd.DataFrame(rows).sort_values(["error_rate", "size"], ascending=[False, False],
@@ -475,10 +475,34 @@ def _pushes_toward(kb, output: str, rule: str, value, contribution: float) -> bo
     return target == value and contribution > 0
 
 
-def _condition(name: str, threshold: float, right: bool) -> str:
-    if name.startswith("rule ") or " == " in name:
-        return name if right else f"not ({name})"
-    return f"{name} > {threshold:.4g}" if right else f"{name} <= {threshold:.4g}"
+def _conditions(path: list) -> str:
+    """A tree path ``[(column, threshold, went_right), ...]`` as one condition per column:
+    the tightest bounds of a number (``0.97 < hue <= 1.2``, not ``hue > 0.97 and hue >
+    1.135``), a rule or a concept's value as it is."""
+    lower: dict[str, float] = {}
+    upper: dict[str, float] = {}
+    flags: dict[str, bool] = {}
+    order: list[str] = []
+    for name, thr, right in path:
+        if name not in order:
+            order.append(name)
+        if name.startswith("rule ") or " == " in name:
+            flags[name] = right
+        elif right:
+            lower[name] = max(lower.get(name, -np.inf), thr)
+        else:
+            upper[name] = min(upper.get(name, np.inf), thr)
+    parts = []
+    for name in order:
+        if name in flags:
+            parts.append(name if flags[name] else f"not ({name})")
+        elif name in lower and name in upper:
+            parts.append(f"{lower[name]:.4g} < {name} <= {upper[name]:.4g}")
+        elif name in lower:
+            parts.append(f"{name} > {lower[name]:.4g}")
+        else:
+            parts.append(f"{name} <= {upper[name]:.4g}")
+    return " and ".join(parts)
 
 
 def _py(value):

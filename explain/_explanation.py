@@ -327,6 +327,19 @@ class Explanation:
             return _numeric_inputs(model.kb)
         if key.startswith("residual:") and size == len(model.feature_names):
             return list(model.feature_names)
+        from greybox.rules import ast as A
+
+        var = model.kb.variables.get(key)
+        if var is not None and var.role == "neural":   # a network over table inputs
+            names = []
+            for a in var.args:
+                t = model.kb.variables[a].type
+                if isinstance(t, A.TensorType):
+                    break
+                names += [f"{a}={v}" for v in t.values] if isinstance(t, A.EnumType) else [a]
+            else:
+                if len(names) == size:
+                    return names
         return [str(i) for i in range(size)]
 
     # ----------------------------------------------------------- formal reasons

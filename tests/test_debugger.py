@@ -262,3 +262,11 @@ def test_failures_of_a_computed_output_point_at_its_concepts(addition):
     b = dbg.blame(f.index[0])
     assert set(b.concepts.concept) <= {"d1", "d2"} and len(b.concepts) >= 1
     assert "cohort" in dbg.cohorts().columns
+
+
+def test_cohort_conditions_keep_the_tightest_bound_per_column():
+    from greybox.explain._debugger import _conditions
+
+    path = [("hue", 0.97, True), ("rule big fired", 0.5, False), ("hue", 1.135, True),
+            ("x", 3.0, False), ("x", 2.5, False), ("hue", 1.2, False)]
+    assert _conditions(path) == "1.135 < hue <= 1.2 and not (rule big fired) and x <= 2.5"

@@ -561,3 +561,12 @@ def test_an_encodable_residual_is_encoded_at_the_input_level(bounded_credit, cre
     assert r.verified
     cf = gb.explain.counterfactual(model, batch, 1, level="input")
     assert cf.verified
+
+
+def test_a_table_networks_attributions_are_labelled_by_its_inputs(credit, credit_rows):
+    model = gb.GreyBox(credit, {"applicant_net": nn.Sequential(nn.Linear(3, 4), nn.ReLU(),
+                                                               nn.Linear(4, 1))},
+                       semantics="product")
+    ex = gb.explain.explain(model, credit_rows.head(1), parameters=False)
+    var = model.kb.variables["reliable"]
+    assert ex._attribution_names("reliable", 3) == list(var.args)
