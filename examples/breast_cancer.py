@@ -9,6 +9,9 @@ compare, on the same splits, with a plain MLP and a logistic regression that see
 labels.
 
 Run:  python examples/breast_cancer.py [--repeats R]
+      python examples/breast_cancer.py --save model.pt [--labels K]   # for the debugger:
+      # trains on split 0 with K labels, writes model.pt and the held-out patients.csv
+      # next to it; then: greybox debug model.pt patients.csv --target malignant
 """
 
 from __future__ import annotations
@@ -72,6 +75,36 @@ def choose_labels(y: np.ndarray, budget: int | None, rng) -> np.ndarray:
     return np.sort(picked)
 
 
+def train(kb, X_train, y_train, idx: np.ndarray, seed: int, *, epochs: int = 20,
+          progress: bool = False) -> gb.GreyBox:
+    """The grey-box model, trained: every training patient takes part; only those at
+    positions ``idx`` carry a label."""
+    labels = np.full(len(y_train), np.nan)
+    labels[idx] = y_train[idx]
+    model = greybox_model(kb, X_train.shape[1], seed)
+    model.fit(X_train, {"malignant": labels}, epochs=epochs, batch_size=32, lr=0.01,
+              weight_decay=1e-3, seed=seed, progress=progress)
+    return model
+
+
+def save_for_debugging(path, *, budget: int | None = 10, seed: int = 0,
+                       epochs: int = 20) -> tuple[Path, Path]:
+    """Train on split ``seed`` with ``budget`` labels and write the model to ``path`` and
+    the held-out patients, with their ``malignant`` column, to ``patients.csv`` beside it:
+    what ``greybox debug`` takes. Returns both paths."""
+    data = load_breast_cancer(as_frame=True)
+    y = (data.target == 0).to_numpy()
+    X_tr, X_te, y_tr, y_te = train_test_split(data.data, y, test_size=0.3, stratify=y,
+                                              random_state=seed)
+    idx = choose_labels(y_tr, budget, np.random.default_rng(seed))
+    model = train(rules_with_all_columns(X_tr.columns), X_tr, y_tr, idx, seed, epochs=epochs)
+    path = Path(path)
+    model.save(path)
+    csv = path.with_name("patients.csv")
+    X_te.assign(malignant=y_te).to_csv(csv, index=False)
+    return path, csv
+
+
 def run(repeats: int = 5, progress: bool = False) -> pd.DataFrame:
     data = load_breast_cancer(as_frame=True)
     X = data.data
@@ -90,12 +123,7 @@ def run(repeats: int = 5, progress: bool = False) -> pd.DataFrame:
             Xl, yl = X_tr.iloc[idx], y_tr[idx]
             label = "all" if budget is None else str(budget)
 
-            # every training patient takes part; only the chosen ones carry a label
-            labels = np.full(len(y_tr), np.nan)
-            labels[idx] = yl
-            model = greybox_model(kb, len(X.columns), seed)
-            model.fit(X_tr, {"malignant": labels}, epochs=20, batch_size=32, lr=0.01,
-                      weight_decay=1e-3, seed=seed, progress=progress)
+            model = train(kb, X_tr, y_tr, idx, seed, progress=progress)
             acc = float((model.predict(X_te)["malignant"].to_numpy() == y_te).mean())
             rows.append({"seed": seed, "labels": label, "method": "greybox: rules + residual",
                          "accuracy": acc})
@@ -126,7 +154,17 @@ def table(results: pd.DataFrame) -> pd.DataFrame:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=5, help="train/test splits")
+    parser.add_argument("--save", metavar="MODEL.pt",
+                        help="instead: train once (split 0) and save the model, with the "
+                        "held-out patients in patients.csv beside it, for greybox debug")
+    parser.add_argument("--labels", type=int, default=10,
+                        help="labelled training patients for --save (default 10)")
     args = parser.parse_args()
+    if args.save:
+        model, csv = save_for_debugging(args.save, budget=args.labels)
+        print(f"wrote {model} and {csv}; explore its failures with:\n"
+              f"  greybox debug {model} {csv} --target malignant")
+        return
     results = run(args.repeats)
     print(f"Test accuracy on 30% held-out patients, mean ± std over {args.repeats} splits; "
           "columns: labelled training patients\n")

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
+import math
 import os
 import re
 import stat
 import tempfile
 import time
 import zipfile
+from collections import OrderedDict
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -19,10 +22,12 @@ from torch import nn
 from greybox import rules as gr
 from greybox.errors import CheckpointError, GreyboxError, SaveError
 
-__all__ = ["load", "save", "write_atomic"]
+__all__ = ["describe", "load", "save", "write_atomic"]
 
 FORMAT = "greybox-model"
-VERSION = 1
+VERSION = 2
+#: versions this greybox reads: 1 has no architecture descriptions (networks must be given)
+READS = (1, 2)
 
 #: A temporary file of ours (``.NAME.greybox-PID-RANDOM.tmp``) left by a killed save is
 #: removed by the next save in its folder once its process is gone and it has not changed
@@ -121,15 +126,295 @@ def write_atomic(path, write, *, binary: bool = True) -> None:
         raise
 
 
+# architectures -------------------------------------------------------------------------------
+# A network built from standard torch.nn layers is saved as data (a tree of layer names and
+# constructor arguments) and rebuilt from it on load: never pickled code, never eval.
+
+_CONV = {"in_channels": "int", "out_channels": "int", "kernel_size": "ints", "stride": "ints",
+         "padding": "padding", "dilation": "ints", "groups": "int", "bias": "present",
+         "padding_mode": "zeros|reflect|replicate|circular"}
+_POOL = {"kernel_size": "ints", "stride": "ints", "padding": "ints", "ceil_mode": "bool"}
+_NORM = {"num_features": "int", "eps": "float", "momentum": "float?", "affine": "bool",
+         "track_running_stats": "bool", "bias": "present"}
+#: the layers a file may describe: name -> (class, {constructor argument: kind}); a kind is
+#: "int", "int?" (or None), "float", "float?", "bool", "ints" (an int or a tuple of ints),
+#: "padding" (ints or "same"/"valid"), "present" (a bias: whether the module has one) or a
+#: "|"-separated list of the strings allowed
+_LAYERS: dict[str, tuple[type, dict[str, str]]] = {
+    "Linear": (nn.Linear, {"in_features": "int", "out_features": "int", "bias": "present"}),
+    "Conv1d": (nn.Conv1d, _CONV),
+    "Conv2d": (nn.Conv2d, _CONV),
+    "MaxPool1d": (nn.MaxPool1d, {**_POOL, "dilation": "ints", "return_indices": "bool"}),
+    "MaxPool2d": (nn.MaxPool2d, {**_POOL, "dilation": "ints", "return_indices": "bool"}),
+    "AvgPool1d": (nn.AvgPool1d, {**_POOL, "count_include_pad": "bool"}),
+    "AvgPool2d": (nn.AvgPool2d, {**_POOL, "count_include_pad": "bool",
+                                 "divisor_override": "int?"}),
+    "BatchNorm1d": (nn.BatchNorm1d, _NORM),
+    "BatchNorm2d": (nn.BatchNorm2d, _NORM),
+    "LayerNorm": (nn.LayerNorm, {"normalized_shape": "ints", "eps": "float",
+                                 "elementwise_affine": "bool", "bias": "present"}),
+    "Dropout": (nn.Dropout, {"p": "float", "inplace": "bool"}),
+    "ReLU": (nn.ReLU, {"inplace": "bool"}),
+    "LeakyReLU": (nn.LeakyReLU, {"negative_slope": "float", "inplace": "bool"}),
+    "ELU": (nn.ELU, {"alpha": "float", "inplace": "bool"}),
+    "SiLU": (nn.SiLU, {"inplace": "bool"}),
+    "GELU": (nn.GELU, {"approximate": "none|tanh"}),
+    "Softplus": (nn.Softplus, {"beta": "float", "threshold": "float"}),
+    "Tanh": (nn.Tanh, {}),
+    "Sigmoid": (nn.Sigmoid, {}),
+    "Identity": (nn.Identity, {}),
+    "Flatten": (nn.Flatten, {"start_dim": "int", "end_dim": "int"}),
+    "Unflatten": (nn.Unflatten, {"dim": "int", "unflattened_size": "ints"}),
+    "Softmax": (nn.Softmax, {"dim": "int?"}),
+    "LogSoftmax": (nn.LogSoftmax, {"dim": "int?"}),
+}
+_MAX_DEPTH, _MAX_LAYERS, _MAX_INT = 32, 10_000, 2 ** 31
+_NAME = re.compile(r"^[A-Za-z0-9_]{1,100}$")
+
+
+def _accepts(cls: type, arg: str) -> bool:
+    """Whether this torch's ``cls`` takes ``arg`` (``BatchNorm``'s ``bias`` is recent)."""
+    return arg in inspect.signature(cls).parameters
+
+
+def _plain(value):
+    """A constructor argument as plain data (tuples and sizes as lists), or a marker that
+    it is not plain data."""
+    if isinstance(value, (tuple, list, torch.Size)):
+        return [_plain(v) for v in value]
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return _Unplain
+
+
+class _Unplain:
+    pass
+
+
+def _valid(value, kind: str) -> bool:
+    def is_int(v):
+        return isinstance(v, int) and not isinstance(v, bool) and -_MAX_INT < v < _MAX_INT
+
+    if kind.endswith("?"):
+        return value is None or _valid(value, kind[:-1])
+    if kind == "int":
+        return is_int(value)
+    if kind == "float":
+        return (is_int(value) or isinstance(value, float)) and math.isfinite(value)
+    if kind in ("bool", "present"):
+        return isinstance(value, bool)
+    if kind == "ints":
+        return is_int(value) or (isinstance(value, list) and len(value) <= 8
+                                 and all(is_int(v) for v in value))
+    if kind == "padding":
+        return value in ("same", "valid") or _valid(value, "ints")
+    return isinstance(value, str) and value in kind.split("|")
+
+
+def describe(module: nn.Module) -> dict | None:
+    """A data-only description of ``module`` (JSON-like: layer names and constructor
+    arguments) from which :func:`load` rebuilds the same architecture, or ``None`` when it
+    is, or holds, anything else than ``nn.Sequential`` of the standard layers listed in
+    ``_LAYERS`` (Linear, Conv1d/2d, pooling, BatchNorm1d/2d, LayerNorm, Dropout, the common
+    activations, Flatten/Unflatten, Softmax/LogSoftmax, Identity): subclasses, modules
+    with hooks or extra parameters are custom modules, which a file cannot rebuild.
+
+    Examples
+    --------
+    >>> from torch import nn
+    >>> describe(nn.Sequential(nn.Linear(30, 8), nn.Tanh(), nn.Linear(8, 1, bias=False)))
+    ... # doctest: +NORMALIZE_WHITESPACE
+    {'type': 'Sequential', 'children': [['0', {'type': 'Linear', 'args': {'in_features': 30,
+     'out_features': 8, 'bias': True}}], ['1', {'type': 'Tanh', 'args': {}}], ['2',
+     {'type': 'Linear', 'args': {'in_features': 8, 'out_features': 1, 'bias': False}}]]}
+    >>> class Mine(nn.Linear):
+    ...     pass
+    >>> describe(Mine(2, 2)) is None
+    True
+    """
+    desc = _describe(module, 0)
+    if desc is None:
+        return None
+    try:  # what the description builds must hold exactly the module's tensors
+        with torch.device("meta"):
+            built = _build(desc, "", [0])
+    except CheckpointError:
+        return None
+    want = {k: tuple(v.shape) for k, v in module.state_dict().items()}
+    got = {k: tuple(v.shape) for k, v in built.state_dict().items()}
+    return desc if want == got else None
+
+
+def _describe(module: nn.Module, depth: int) -> dict | None:
+    if depth > _MAX_DEPTH or module._forward_hooks or module._forward_pre_hooks \
+            or "forward" in vars(module):
+        return None
+    if type(module) is nn.Sequential:
+        children = []
+        for name, child in module.named_children():
+            d = _describe(child, depth + 1)
+            if d is None or not _NAME.match(name):
+                return None
+            children.append([name, d])
+        return {"type": "Sequential", "children": children}
+    spec = _LAYERS.get(type(module).__name__)
+    if spec is None or type(module) is not spec[0] or list(module.children()):
+        return None
+    cls, kinds = spec
+    args = {}
+    for arg, kind in kinds.items():
+        if not _accepts(cls, arg):
+            continue
+        value = getattr(module, arg, None) is not None if kind == "present" \
+            else _plain(getattr(module, arg, None))
+        if not _valid(value, kind):
+            return None
+        args[arg] = value
+    return {"type": type(module).__name__, "args": args}
+
+
+def _build(desc, where: str, count: list, depth: int = 0) -> nn.Module:
+    """The module ``desc`` describes (validated as data first: known layer names, known
+    arguments of the expected kinds, bounded size); :class:`CheckpointError` otherwise."""
+    here = where or "the top"
+    count[0] += 1
+    if depth > _MAX_DEPTH or count[0] > _MAX_LAYERS:
+        raise CheckpointError(f"the description is deeper than {_MAX_DEPTH} levels or has "
+                              f"more than {_MAX_LAYERS} layers")
+    if not isinstance(desc, Mapping) or not isinstance(desc.get("type"), str):
+        raise CheckpointError(f"the description at {here} is not a layer")
+    kind = desc["type"]
+    if kind == "Sequential":
+        children = desc.get("children")
+        if sorted(desc) != ["children", "type"] or not isinstance(children, list) or not all(
+                isinstance(c, list) and len(c) == 2 and isinstance(c[0], str)
+                and _NAME.match(c[0]) for c in children):
+            raise CheckpointError(f"the Sequential at {here} has malformed children")
+        if len({c[0] for c in children}) != len(children):
+            raise CheckpointError(f"the Sequential at {here} repeats a child's name")
+        return nn.Sequential(OrderedDict(
+            (name, _build(child, f"{where}.{name}" if where else name, count, depth + 1))
+            for name, child in children))
+    spec = _LAYERS.get(kind)
+    if spec is None:
+        raise CheckpointError(f"the description at {here} names {kind!r}, which is not one "
+                              "of the standard layers greybox rebuilds")
+    cls, kinds = spec
+    args = desc.get("args")
+    if sorted(desc) != ["args", "type"] or not isinstance(args, Mapping):
+        raise CheckpointError(f"the {kind} at {here} has no argument mapping")
+    wanted = sorted(a for a in kinds if _accepts(cls, a))
+    if sorted(args) != wanted:
+        raise CheckpointError(f"the {kind} at {here} has arguments {sorted(args)}; expected "
+                              f"{wanted}")
+    kwargs = {}
+    for arg, value in args.items():
+        if not _valid(value, kinds[arg]):
+            raise CheckpointError(f"the {kind} at {here} has {arg}={value!r}")
+        kwargs[arg] = tuple(value) if isinstance(value, list) else value
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError, RuntimeError, ZeroDivisionError, OverflowError) as err:
+        raise CheckpointError(f"the {kind} at {here} cannot be built: {err}") from None
+
+
+def _architecture(module: nn.Module) -> dict:
+    """What a file says about a module: its description, or the class of a custom one."""
+    desc = describe(module)
+    if desc is not None:
+        return desc
+    cls = type(module)
+    return {"custom": f"{cls.__module__}.{cls.__qualname__}"[:200]}
+
+
+class ModulesNeeded(CheckpointError):
+    """A saved model needs modules that the file cannot rebuild: custom networks, or a
+    file written before architectures were saved. ``group`` is ``"networks"`` or
+    ``"residual"``, ``names`` the ones missing, ``classes`` their class names (None for an
+    old file) and ``reason`` why, in words."""
+
+    def __init__(self, message: str, *, path, group: str, names: list[str],
+                 classes: list[str | None], reason: str, needed: list[str]):
+        super().__init__(message)
+        self.path, self.group, self.names, self.classes = str(path), group, names, classes
+        self.reason, self.needed = reason, needed
+
+
+class NetworksMismatch(CheckpointError):
+    """``networks=`` named other networks than the model's: ``expected`` and ``given``."""
+
+    def __init__(self, message: str, *, path, expected: list[str], given: list[str]):
+        super().__init__(message)
+        self.path, self.expected, self.given = str(path), expected, given
+
+
+def _rebuild(path, payload: Mapping, group: str) -> dict[str, nn.Module]:
+    """The networks (``group="networks"``) or residuals the file describes, built and
+    checked against the file's tensors; :class:`ModulesNeeded` when some are not
+    described."""
+    from ._model import _key
+
+    names = list(payload[group])
+    arch = payload.get("architectures")
+    descs = arch[group] if arch is not None else {}
+    missing = [n for n in names if not isinstance(descs.get(n), Mapping)
+               or "custom" in descs[n]]
+    if missing:
+        classes = [descs[n].get("custom") if isinstance(descs.get(n), Mapping) else None
+                   for n in missing]
+        classes = [c if isinstance(c, str) else None for c in classes]
+        if arch is None:
+            reason = "the file was written before greybox saved architectures"
+        else:
+            shown = ", ".join(c for c in classes if c)
+            one = len(missing) == 1
+            reason = (f"{'it is a' if one else 'they are'} custom module{'' if one else 's'}"
+                      f"{f' ({shown})' if shown else ''}, and a file holds data, never code")
+        if group == "networks":
+            what = f"network{'s' if len(missing) > 1 else ''} {', '.join(map(repr, missing))}"
+            hint = "pass networks={" + ", ".join(f"{n!r}: module" for n in names) + "}"
+        else:
+            what = f"the residual network for {', '.join(map(repr, missing))}"
+            hint = "pass residual=module" if len(names) == 1 else \
+                "pass residual={" + ", ".join(f"{n!r}: module" for n in names) + "}"
+        raise ModulesNeeded(f"{path}: {what} cannot be rebuilt from the file: {reason}; "
+                            f"{hint}", path=path, group=group, names=missing,
+                            classes=classes, reason=reason, needed=names)
+    state = payload["state"]
+    out = {}
+    for name in names:
+        prefix = f"{group}.{_key(name)}."
+        try:
+            with torch.device("meta"):   # no memory until the shapes match the file's
+                module = _build(descs[name], "", [0])
+        except CheckpointError as err:
+            raise CheckpointError(f"{path}: the architecture of {group} {name!r}: {err}") \
+                from None
+        for k, v in module.state_dict().items():
+            got = state.get(prefix + k)
+            if got is None or tuple(got.shape) != tuple(v.shape):
+                raise CheckpointError(
+                    f"{path}: the architecture of {group} {name!r} does not fit its weights "
+                    f"in the file: {prefix + k} is {list(v.shape)} in the description, "
+                    f"{'absent' if got is None else list(got.shape)} in the file")
+        out[name] = module.to_empty(device="cpu")   # every tensor comes from the file
+    return out
+
+
 _META = ("format", "version", "rules", "filename", "semantics", "temperature", "networks",
          "residual")
+#: header fields added later: covered by the digest when the file has them (an older
+#: file's digest, computed without them, still matches)
+_LATER_META = ("architectures",)
 
 
 def _digest(payload: Mapping) -> str:
-    """SHA-256 of everything a model is rebuilt from: the header fields and, per state
-    entry in name order, its name, dtype, shape and bytes."""
+    """SHA-256 of everything a model is rebuilt from: the header fields (the architecture
+    descriptions among them) and, per state entry in name order, its name, dtype, shape and
+    bytes."""
     h = hashlib.sha256()
     meta = {k: payload.get(k) for k in _META}
+    meta.update({k: payload[k] for k in _LATER_META if k in payload})
     h.update(json.dumps(meta, sort_keys=True, default=repr).encode("utf-8"))
     state = payload["state"]
     for name in sorted(state):
@@ -141,10 +426,14 @@ def _digest(payload: Mapping) -> str:
 
 def save(model, path) -> None:
     """Write ``model`` to ``path``: its rule text, semantics, temperature, the names of its
-    networks and residuals, its state dict and a SHA-256 digest of them all. The file is
-    written next to ``path`` and renamed into place, so a crash never leaves half a file
-    behind."""
+    networks and residuals with a data-only description of each architecture built from
+    standard ``torch.nn`` layers (see :func:`describe`), its state dict and a SHA-256 digest
+    of them all. The file is written next to ``path`` and renamed into place, so a crash
+    never leaves half a file behind."""
+    from ._model import _key
+
     path = Path(path)
+    residual = model.residual if model.residual is not None else {}
     payload = {
         "format": FORMAT,
         "version": VERSION,
@@ -154,6 +443,11 @@ def save(model, path) -> None:
         "temperature": model.temperature,
         "networks": sorted(model.kb.networks),
         "residual": sorted(model.residual.keys()) if model.residual is not None else [],
+        "architectures": {
+            "networks": {n: _architecture(model.networks[_key(n)])
+                         for n in sorted(model.kb.networks)},
+            "residual": {k: _architecture(residual[k]) for k in sorted(residual.keys())},
+        },
         "state": {k: v.detach().cpu() for k, v in model.state_dict().items()},
     }
     payload["sha256"] = _digest(payload)
@@ -190,10 +484,13 @@ def _read(path, map_location):
             from None
     if not isinstance(payload, Mapping) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a greybox model file (no '{FORMAT}' header)")
-    if payload.get("version") != VERSION:
-        raise CheckpointError(f"{path}: model format version {payload.get('version')!r}; this "
-                              f"greybox reads version {VERSION}")
-    for key in ("rules", "semantics", "temperature", "networks", "residual", "state"):
+    version = payload.get("version")
+    if isinstance(version, bool) or version not in READS:
+        raise CheckpointError(f"{path}: model format version {version!r}; this greybox reads "
+                              f"versions {', '.join(map(str, READS))}")
+    needed = ("rules", "semantics", "temperature", "networks", "residual", "state") + (
+        ("architectures",) if version >= 2 else ())
+    for key in needed:
         if key not in payload:
             raise CheckpointError(f"{path}: model file lacks {key!r}")
     _check_payload(path, payload)
@@ -213,6 +510,19 @@ def _check_payload(path, payload: Mapping) -> None:
         names = payload[key]
         if not isinstance(names, (list, tuple)) or not all(isinstance(n, str) for n in names):
             raise CheckpointError(f"{path}: {key!r} must be a list of names, got {names!r}")
+    if "architectures" in payload:
+        arch = payload["architectures"]
+        if not isinstance(arch, Mapping) or sorted(arch) != ["networks", "residual"]:
+            raise CheckpointError(f"{path}: 'architectures' must map 'networks' and "
+                                  "'residual' to descriptions")
+        for key in ("networks", "residual"):
+            if not isinstance(arch[key], Mapping) or sorted(arch[key]) != sorted(payload[key]):
+                raise CheckpointError(f"{path}: the architectures of the {key} do not name "
+                                      f"{sorted(payload[key])}")
+            for name, desc in arch[key].items():
+                if not isinstance(desc, Mapping):
+                    raise CheckpointError(f"{path}: the architecture of {key} {name!r} is a "
+                                          f"{type(desc).__name__}, not a description")
     temp = payload["temperature"]
     if isinstance(temp, bool) or not isinstance(temp, (int, float)) or not (
             0 < temp < float("inf")):
@@ -251,8 +561,11 @@ def load(path, *, networks: Mapping[str, nn.Module] | None = None,
     ----------
     path : str or Path
     networks, residual
-        The same modules (architectures) the model was built with; their weights come
-        from the file.
+        The modules (architectures) to load the weights into. Not needed for networks
+        and residuals built from standard ``torch.nn`` layers (see :func:`describe`): the
+        file describes those and they are rebuilt from it. A custom module, or a file
+        written before descriptions were saved, needs them: ``networks`` then names every
+        network of the model.
     map_location
         Where tensors go (default CPU): a model saved on a GPU loads on a CPU-only machine.
 
@@ -261,19 +574,23 @@ def load(path, *, networks: Mapping[str, nn.Module] | None = None,
     CheckpointError
         The file is missing, corrupted (a CRC-32 or the SHA-256 digest stored by
         :func:`save` does not match), foreign, from another version, holds NaN or infinite
-        numbers, or does not match the networks given.
+        numbers, describes an architecture that does not match its weights, needs a
+        custom module that was not given, or does not match the networks given.
 
     Examples
     --------
     >>> import tempfile, os, greybox as gb
+    >>> from torch import nn
     >>> model = gb.GreyBox("input x: real  output y: bool  rule r: x > ~1 -> y",
-    ...                    semantics="product")
+    ...                    semantics="product",
+    ...                    residual=nn.Sequential(nn.Linear(1, 4), nn.ReLU(), nn.Linear(4, 1)))
     >>> path = os.path.join(tempfile.mkdtemp(), "m.pt")
     >>> model.save(path)
-    >>> gb.load(path).to_kb() == model.to_kb()
-    True
+    >>> loaded = gb.load(path)          # the residual is rebuilt from the file
+    >>> loaded.to_kb() == model.to_kb(), loaded.residual["y"][1]
+    (True, ReLU())
     """
-    from ._model import GreyBox
+    from ._model import GreyBox, _key
 
     payload = _read(path, map_location)
     try:
@@ -281,14 +598,17 @@ def load(path, *, networks: Mapping[str, nn.Module] | None = None,
     except GreyboxError as err:
         raise CheckpointError(f"{path}: the rules stored in the file do not parse: {err}") \
             from None
+    if networks is None:
+        networks = _rebuild(path, payload, "networks")
     given = sorted(networks or {})
     if given != list(payload["networks"]):
-        raise CheckpointError(f"{path}: the model uses networks {payload['networks']}; "
-                              f"networks= gave {given}")
-    res_names = payload["residual"]
-    if res_names and residual is None:
-        raise CheckpointError(f"{path}: the model has a residual network for "
-                              f"{', '.join(res_names)}; pass residual=")
+        raise NetworksMismatch(f"{path}: the model uses networks {payload['networks']}; "
+                               f"networks= gave {given}", path=path,
+                               expected=list(payload["networks"]), given=given)
+    if residual is None and payload["residual"]:
+        built = _rebuild(path, payload, "residual")   # keyed as the model's residual dict
+        residual = {next((d for d in kb.decided if _key(d) == k), k): m
+                    for k, m in built.items()}
     try:
         model = GreyBox(kb, networks, semantics=payload["semantics"],
                         residual=residual, temperature=payload["temperature"])

@@ -10,6 +10,7 @@ warning, 2: the file is invalid); ``greybox entails``, ``greybox evaluate`` and
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -112,7 +113,10 @@ def _factory(spec: str):
     module, _, attr = spec.partition(":")
     if not module or not attr:
         raise _Invalid(f"--networks must look like 'package.module:function', got {spec!r}")
-    sys.path.insert(0, ".")
+    here = os.getcwd()   # the current folder, as it is now (not a cached ".")
+    if here not in sys.path:
+        sys.path.insert(0, here)
+    importlib.invalidate_caches()
     try:
         obj = getattr(importlib.import_module(module), attr)
     except (ImportError, AttributeError) as err:
@@ -121,21 +125,46 @@ def _factory(spec: str):
 
 
 def _model_and_data(args):
-    """The saved model (its networks built by ``--networks``) and the CSV data."""
+    """The saved model and the CSV data. Networks and residuals built from standard
+    ``torch.nn`` layers are rebuilt from the file; ``--networks`` builds custom ones."""
     import pandas as pd
 
     import greybox as gb
+    from greybox._io import ModulesNeeded, NetworksMismatch
 
     networks, residual = None, None
     if args.networks:
         built = _factory(args.networks)
         networks, residual = built if isinstance(built, tuple) else (built, None)
-    model = gb.load(args.model, networks=networks, residual=residual)
+    try:
+        model = gb.load(args.model, networks=networks, residual=residual)
+    except ModulesNeeded as err:
+        raise _Invalid(_needs_networks(err, given=bool(args.networks))) from None
+    except NetworksMismatch as err:
+        raise _Invalid(f"{err.path}: the model uses networks {err.expected}; the function "
+                       f"given by --networks {args.networks} built {err.given}") from None
     try:
         data = pd.read_csv(args.data)
     except (OSError, ValueError) as err:
         raise _Invalid(f"cannot read {args.data}: {err}") from None
     return model, data
+
+
+def _needs_networks(err, *, given: bool) -> str:
+    """The CLI's words for a model that needs modules the file cannot rebuild."""
+    names = ", ".join(map(repr, err.names))
+    if err.group == "networks":
+        what = f"network{'s' if len(err.names) > 1 else ''} {names}"
+        returns = "{" + ", ".join(f"{n!r}: module" for n in err.needed) + "}"
+    else:
+        what = f"the residual network for {names}"
+        returns = "(networks, residual): a pair, with the residual module (or {output: " \
+                  "module}) second"
+    told = (" --networks was given, but its function did not build it;" if given
+            and err.group == "residual" else "")
+    return (f"{err.path}: {what} cannot be rebuilt from the file: {err.reason};{told} give "
+            f"--networks module:function, naming a function of yours (module.py in the "
+            f"current folder or an installed package) that returns {returns}")
 
 
 def _explanation_json(ex, row: int) -> str:
@@ -256,8 +285,10 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Load MODEL (written by GreyBox.save), run it on row ROW "
                        "of DATA.csv and explain the decision: rule contributions, concepts, "
                        "input and parameter attributions (and with --reason a Z3-proved "
-                       "minimal reason and a counterfactual). Models with networks need "
-                       "--networks naming a function of yours that builds them.")
+                       "minimal reason and a counterfactual). Networks and residuals built "
+                       "from standard torch.nn layers are rebuilt from the file; custom "
+                       "modules need --networks naming a function of yours that builds "
+                       "them.")
     p.add_argument("model", help="a model file written by GreyBox.save")
     p.add_argument("data", help="a CSV file with a column per table input")
     p.add_argument("--row", type=int, default=0, help="the row to explain (0-based)")
@@ -266,7 +297,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Captum attribution method (integrated_gradients, saliency, "
                    "deeplift, gradient_shap, occlusion, ...)")
     p.add_argument("--networks", help="package.module:function returning {name: module} "
-                   "(or (networks, residual))")
+                   "(or (networks, residual)); only for custom modules, which the file "
+                   "cannot rebuild")
     p.add_argument("--reason", action="store_true",
                    help="also print a formal reason and a counterfactual (text format)")
     p.add_argument("--no-parameters", action="store_true",
@@ -277,7 +309,9 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Serve the web debugger for MODEL on DATA.csv, with the "
                        "correct answers in column TARGET: failures, cohorts, decisions with "
                        "their reasons, and a rule editor with the fixed/broken diff. Bound "
-                       "to 127.0.0.1; the printed URL carries the access token.")
+                       "to 127.0.0.1; the printed URL carries the access token. Networks "
+                       "and residuals built from standard torch.nn layers are rebuilt from "
+                       "the file; custom modules need --networks.")
     p.add_argument("model", help="a model file written by GreyBox.save")
     p.add_argument("data", help="a CSV file with a column per table input")
     p.add_argument("--target", required=True, help="the column with the correct answers")
@@ -285,7 +319,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=_port, default=0,
                    help="port, 0 to 65535 (default 0: a free one)")
     p.add_argument("--networks", help="package.module:function returning {name: module} "
-                   "(or (networks, residual))")
+                   "(or (networks, residual)); only for custom modules, which the file "
+                   "cannot rebuild")
     p.set_defaults(func=_cmd_debug)
     return parser
 

@@ -130,7 +130,6 @@ def test_explain_formats(saved_model, capsys, monkeypatch, fmt, check):
 
 @pytest.mark.parametrize("extra,message", [
     (["--row", "7"], "--row 7 is outside"),
-    ([], "the model uses networks ['applicant_net']; networks= gave []"),
     (["--networks", "nowhere:build"], "cannot import nowhere:build"),
 ])
 def test_explain_errors_exit_2(saved_model, capsys, monkeypatch, extra, message):
