@@ -159,7 +159,8 @@ def decision_scores(model, kb, batch, logits, ev, name: str) -> np.ndarray:
             sc = _scores_of(forced, kb, v, list(A.domain_values(vv.type)))
             idx = codes(vv.type, chosen)
             total = total + sc[np.arange(len(idx)), idx]
-        total = total - force
+        if x is not False:   # the forced value's score carries the force (a False scores 0)
+            total = total - force
         out[:, k] = np.where(hit, total, -np.inf)
     return out
 

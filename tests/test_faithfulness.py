@@ -245,3 +245,168 @@ def test_every_backend_answers_the_protocol(name):
     if row_cx is not None:
         assert not model.predict(row_cx[["x", "y", "k", "c"]].assign(
             c=lambda d: pd.Categorical(d["c"].astype(str), categories=ENUM)))["out"].iloc[0]
+
+
+# --------------------------------------------- regressions found by review (each failed)
+
+
+def _tied_model(seed: int, semantics: str):
+    """Two outputs tied by a hard constraint, a bool input, an int output, a residual."""
+    rng = np.random.default_rng(seed)
+    torch.manual_seed(seed)
+    t = [round(float(v), 2) for v in rng.uniform(2, 8, 3)]
+    kb = f"""
+    input x: real[0, 10]
+    input y: real
+    input flag: bool
+    output out: bool
+    output level: int 0..3
+    rule a weight 1.5: x > ~{t[0]} -> out
+    rule b weight 1.0: flag and y < ~{t[1]} -> not out
+    rule c weight 2.0: x < ~{t[2]} -> level = 2
+    rule d weight 1.0: flag -> level = 3
+    constraint tie: out -> level >= 2
+    """
+    res = nn.Sequential(nn.Linear(3, 3), nn.ReLU(), nn.Linear(3, 1))
+    model = gb.GreyBox(kb, semantics=semantics, residual={"out": res})
+    data = pd.DataFrame({"x": rng.uniform(0, 10, 50).round(2), "y": rng.uniform(-2, 12, 50).round(2),
+                         "flag": rng.random(50) < 0.5})
+    model.calibrate(data)
+    return model, data
+
+
+@pytest.mark.parametrize("seed,semantics", [(0, "product"), (1, "probabilistic"), (2, "godel")])
+def test_outputs_tied_by_hard_constraints_are_faithful(seed, semantics):
+    model, data = _tied_model(seed, semantics)
+    pred = model.predict(data)
+    for name in ("out", "level"):
+        proba = model.predict_proba(data, name)
+        assert list(proba.idxmax(axis=1)) == list(pred[name]), name
+    rng = np.random.default_rng(seed)
+    for i in range(3):
+        row = data.iloc[[i]]
+        for name in ("out", "level"):
+            r = gb.explain.reason(model, row, output=name)
+            samples = pd.DataFrame({"x": rng.uniform(0, 10, 500), "y": rng.uniform(-2, 12, 500),
+                                    "flag": rng.random(500) < 0.5})
+            for fact, value in r.facts.items():
+                samples[fact] = value
+            assert (model.predict(samples)[name] == r.decision).all(), (name, r)
+            try:
+                cf = gb.explain.counterfactual(model, row, output=name)
+            except gb.ModelError as err:
+                assert "no change" in str(err)
+            else:
+                new = row.copy()
+                for c in cf.changes.itertuples():
+                    new[c.fact] = c.after
+                assert model.predict(new)[name].iloc[0] != pred[name].iloc[i]
+
+
+def test_predict_proba_agrees_with_predict_when_a_constraint_forces_the_decision():
+    model = gb.GreyBox("""
+        input age: int 0..120
+        input income: real[0, 100000]
+        output approve: bool
+        rule earns: income > 30000 -> approve
+        constraint minors: age < 18 -> not approve
+    """, semantics="product")
+    d = pd.DataFrame({"age": [40, 40, 15], "income": [20000.0, 50000.0, 50000.0]})
+    assert model.predict(d)["approve"].tolist() == [False, True, False]
+    proba = model.predict_proba(d)
+    assert proba[True].round(4).tolist() == [0.5, 0.7311, 0.0]
+
+
+def test_reasons_and_proofs_follow_predicts_repair_of_network_values():
+    net = nn.Sequential(nn.Linear(1, 2), nn.ReLU(), nn.Linear(2, 1))
+    with torch.no_grad():
+        for p in net.parameters():
+            p.zero_()
+        net[2].bias.fill_(5.0)                 # the network always says z = True
+    model = gb.GreyBox("""
+        input x: real[0, 10]
+        input y: real[0, 10]
+        neural z: bool = znet(x)
+        output out: bool
+        rule r weight 1: x < 5 -> out
+        rule s weight 3: y > 5 -> not out
+        constraint zx: z -> x > 5
+    """, {"znet": net}, semantics="product")
+    with torch.no_grad():
+        model.decisions["out"].bias.fill_(-0.5)
+    row = pd.DataFrame({"x": [1.0], "y": [1.0]}, index=["p7"])
+    r = gb.explain.reason(model, row)
+    assert r.level == "concept" and "y" in r.facts     # predict(x=1, y=9) is False
+    assert model.predict(pd.DataFrame({"x": [1.0], "y": [9.0]}))["out"].tolist() == [False]
+    result = gb.explain.verify(model, "x < 1.5 -> out")
+    assert not result.holds and result.confirmed
+    with pytest.raises(gb.ModelError, match="repairs network values"):
+        gb.explain.reason(model, row, level="input")
+
+
+def test_proofs_near_a_threshold_are_not_missed_by_the_programs_margins():
+    res = nn.Sequential(nn.Linear(1, 2), nn.ReLU(), nn.Linear(2, 1))
+    with torch.no_grad():
+        for p in res.parameters():
+            p.zero_()
+    model = gb.GreyBox("input x: real[0, 10]\noutput out: bool\n"
+                       "rule r weight 1: x > 5 -> not out", semantics="product", residual=res)
+    with torch.no_grad():
+        model.decisions["out"].bias.fill_(0.5)
+    for backend in ("milp", "z3"):
+        v = gb.explain.verify(model, "x > 4.9999 -> not out", backend=backend)
+        assert not v.holds and v.confirmed, backend   # x = 5 breaks it
+    res2 = nn.Sequential(nn.Linear(2, 2), nn.ReLU(), nn.Linear(2, 1))
+    with torch.no_grad():
+        for p in res2.parameters():
+            p.zero_()
+    model = gb.GreyBox("""
+        input x: real[0, 10]
+        input y: real[0, 10]
+        output out: bool
+        rule r weight 2: x > 4.9999 and x <= 5 -> out
+        rule s weight 1: y > 5 -> out
+    """, semantics="product", residual=res2)
+    with torch.no_grad():
+        model.decisions["out"].bias.fill_(-1.5)
+    row = pd.DataFrame({"x": [6.0], "y": [1.0]})
+    r = gb.explain.reason(model, row, backend="milp")
+    assert r.decision is False and r.facts == {"x": 6.0}     # x in (4.9999, 5] would flip it
+    assert model.predict(pd.DataFrame({"x": [5.0], "y": [1.0]}))["out"].tolist() == [True]
+
+
+def test_a_counterexample_exactly_on_a_threshold_is_moved_to_one_that_replays():
+    res = nn.Sequential(nn.Linear(2, 1), nn.ReLU(), nn.Linear(1, 1))
+    with torch.no_grad():
+        for p in res.parameters():
+            p.zero_()
+    model = gb.GreyBox("input x: real[0, 10]\ninput y: real\noutput out: bool\n"
+                       "rule r weight 2: x + y > 2.4075398 -> out", semantics="product",
+                       residual=res)
+    with torch.no_grad():
+        model.decisions["out"].bias.fill_(-1.0)
+    model.calibrate(pd.DataFrame({"x": [0.0, 10.0], "y": [-8.0, 12.0]}))
+    for level, backend in (("input", "z3"), ("input", "milp"), ("concept", "z3")):
+        v = gb.explain.verify(model, "x > 9.5 -> out", level=level, backend=backend)
+        assert not v.holds and v.confirmed, (level, backend)
+        cx = v.counterexample[["x", "y"]]
+        assert not model.predict(cx)["out"].iloc[0] and cx["x"].iloc[0] > 9.5
+
+
+def test_a_counterfactual_that_predict_does_not_confirm_is_refused():
+    res = nn.Sequential(nn.Linear(2, 1), nn.ReLU(), nn.Linear(1, 1))
+    with torch.no_grad():
+        res[0].weight.copy_(torch.tensor([[1.0, 0.0]]))
+        res[0].bias.fill_(0.0)
+        res[2].weight.fill_(-400.0)
+        res[2].bias.fill_(0.0)
+    model = gb.GreyBox("input x: real[0, 10]\ninput age: real[0, 100]\noutput out: bool\n"
+                       "rule r weight 2: x > 5 -> out\nrule q weight 3: age > 60 -> out",
+                       semantics="product", residual=res)
+    with torch.no_grad():
+        model.decisions["out"].bias.fill_(-1.0)
+    row = pd.DataFrame({"x": [2.0], "age": [30.0]})
+    with pytest.raises(gb.ModelError, match="does not change the decision.*level='input'"):
+        gb.explain.counterfactual(model, row, level="concept", immutable="age")
+    cf = gb.explain.counterfactual(model, row, immutable="age")   # a string is one name
+    assert list(cf.changes.fact) != ["age"]

@@ -18,7 +18,7 @@ from greybox.errors import ModelError, SolverError
 from greybox.rules import ast as A
 from greybox.rules import closure, entails, evaluate, expr_to_text, parse_formula
 
-from ._backend import choose, resolve_level
+from ._backend import BACKENDS, choose, resolve_level
 from ._results import Counterfactual, Reason, Verification
 from ._row import (
     decision_on,
@@ -147,6 +147,8 @@ def counterfactual(model, batch, row: int = 0, output: str | None = None, *,
     t0 = time.perf_counter()
     if minimize not in ("count", "l1"):
         raise ModelError(f"minimize must be 'count' or 'l1', got {minimize!r}")
+    if isinstance(immutable, str):
+        immutable = (immutable,)
     p, batch, output = _problem(model, batch, row, output, level, max_relus, backend, timeout,
                                 optimise=True)
     unknown = [n for n in immutable if n not in p.facts]
@@ -177,12 +179,19 @@ def counterfactual(model, batch, row: int = 0, output: str | None = None, *,
 
     _polish(model, p, changes, after, applied)
     new_decision = decision_on(model, batch, row, output, after)
-    verified = new_decision is not None and new_decision != p.decision
+    if new_decision is None or new_decision == p.decision:
+        # never hand out a change that does not change predict
+        why = (" with the residual's logits held; the residual follows the inputs, so use "
+               "level='input'") if any(p.held(n) for n in p.facts) else ""
+        moves = ", ".join(f"{c['fact']}: {c['before']!r} -> {c['after']!r}" for c in changes)
+        raise ModelError(f"row {batch.index[row]!r}: the solver's counterfactual ({moves}) "
+                         f"does not change the decision of {output!r} when applied{why}")
     return Counterfactual(batch.index[row], output, p.decision, new_decision,
-                          pd.DataFrame(changes, columns=["fact", "before", "after"]),
+                          pd.DataFrame(changes, columns=["fact", "before", "after"],
+                                       dtype=object),
                           {n: show(p.kb, n, c) for n, c in after.items()},
                           distance(model, p.kb, changes, facts, after, minimize),
-                          verified, time.perf_counter() - t0, p.level,
+                          True, time.perf_counter() - t0, p.level,
                           p.assumptions(immutable))
 
 
@@ -208,8 +217,11 @@ def _polish(model, p, changes: list, after: dict, applied) -> None:
             break
         for n in reals:
             step = float(after[n]) - float(facts[n])
-            after[n] = float(after[n]) + np.sign(step) * max(abs(float(facts[n])), 1.0) \
+            moved = float(after[n]) + np.sign(step) * max(abs(float(facts[n])), 1.0) \
                 * 1e-9 * 10 ** k
+            lo, hi, _ = model.input_range(n) if kb.variables[n].role == "input" else \
+                (-np.inf, np.inf, False)
+            after[n] = float(np.clip(moved, lo, hi))
     if applied(after):
         pull_back(kb, changes, facts, after, applied, steps=24,
                   precision=lambda n: person_step(model, n) / 4
@@ -263,20 +275,64 @@ def verify(model, prop, *, level: str = "auto", max_relus: int = 64,
     if level == "concept":   # neural values and residual logits come with the witness
         names = [n for n in kb.inputs if not isinstance(kb.variables[n].type, A.TensorType)]
         names += list(kb.neural)
-        ev = evaluate(kb, row[names], bias=_bias_with(model, kb, row))
-        confirmed = not bool(ev.holds(formula).iloc[0]) and not bool(ev.infeasible.iloc[0])
-        return Verification(text, False, row, confirmed, assumed)
-    # re-run the decision function (the real networks) on the counterexample
+
+        def breaks(trial):
+            ev = evaluate(kb, trial[names], bias=_bias_with(model, kb, trial))
+            return not bool(ev.holds(formula).iloc[0]) and not bool(ev.infeasible.iloc[0])
+
+        moved = next((t for t in _near(model, kb, row) if breaks(t)), None)
+        return Verification(text, False, row if moved is None else moved, moved is not None,
+                            assumed)
+    shown = _replayed(model, kb, formula, row)
+    if shown is None and b.name != "z3":
+        # the program over-approximates: its witness may sit on a threshold's wrong side;
+        # Z3 is exact
+        exact, _ = BACKENDS["z3"].refute(model, formula, level=level, max_relus=max_relus,
+                                         timeout=timeout)
+        if exact is None:
+            return Verification(text, True, assumptions=assumed)
+        row, shown = exact, _replayed(model, kb, formula, exact)
+    if shown is None:
+        return Verification(text, False, row, False, assumed)
+    return Verification(text, False, shown, True, assumed)
+
+
+def _replayed(model, kb, formula, row: pd.DataFrame) -> pd.DataFrame | None:
+    """The counterexample as the decision function sees it (the networks' values and the
+    decisions added), moved off a threshold by a hair where the exact witness sits on one
+    (floats round it to the other side); None when no nearby row breaks the property."""
     from greybox.semantics.crisp import crisp_evaluation
 
-    ev, _ = crisp_evaluation(model, model.batch(row))
-    shown = row.copy()
-    for name in kb.neural:   # what the real networks said on the counterexample
-        shown[name] = ev._env[name]
-    for name in kb.decided:
-        shown[name] = ev.decisions[name].to_numpy()
-    confirmed = not bool(ev.holds(formula).iloc[0]) and not bool(ev.infeasible.iloc[0])
-    return Verification(text, False, shown, confirmed, assumed)
+    for trial in _near(model, kb, row):
+        ev, _ = crisp_evaluation(model, model.batch(trial))
+        if bool(ev.holds(formula).iloc[0]) or bool(ev.infeasible.iloc[0]):
+            continue
+        shown = trial.copy()
+        for name in kb.neural:   # what the real networks said on the counterexample
+            shown[name] = ev._env[name]
+        for name in kb.decided:
+            shown[name] = ev.decisions[name].to_numpy()
+        return shown
+    return None
+
+
+def _near(model, kb, row: pd.DataFrame):
+    """The row, then copies with its real inputs moved by a hair in random directions
+    (growing from 1e-9 to 1e-3 of each input's spread, within its range)."""
+    yield row
+    reals = [n for n in row.columns if n in kb.variables and kb.variables[n].role == "input"
+             and isinstance(kb.variables[n].type, A.RealType)]
+    if not reals:
+        return
+    rng = np.random.default_rng(0)
+    for scale in (1e-9, 1e-7, 1e-5, 1e-3):
+        for _ in range(6):
+            moved = row.copy()
+            for n in reals:
+                lo, hi, _ = model.input_range(n)
+                step = scale * max(model.spread(n), 1e-12) * rng.choice((-1.0, 1.0))
+                moved[n] = np.clip(moved[n].astype(float) + step, lo, hi)
+            yield moved
 
 
 def _bias_with(model, kb, row: pd.DataFrame) -> dict:

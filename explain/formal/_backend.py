@@ -138,9 +138,19 @@ def resolve_level(level: str, model, max_relus: int) -> str:
     otherwise (and for rules alone, where both are the same)."""
     if level not in ("auto", "concept", "input"):
         raise ModelError(f"level must be 'auto', 'concept' or 'input', got {level!r}")
+    from greybox._decide import repair_needed
+
+    kb = model.kb
+    if repair_needed(kb):
+        # predict repairs network values that break a hard constraint (the most probable
+        # values that satisfy it); the input-level encodings do not model that search
+        if level == "input":
+            raise ModelError("a hard constraint reads a neural concept, and predict repairs "
+                             "network values that break it; input-level reasoning does not "
+                             "model that repair: use level='concept'")
+        return "concept"
     if level != "auto":
         return level
-    kb = model.kb
     for name in kb.neural:
         if any(isinstance(kb.variables[a].type, A.TensorType) for a in kb.variables[name].args):
             return "concept"

@@ -236,16 +236,18 @@ def sampled_differs(model, kb, facts: dict, fixed: dict, output: str, decision, 
 
 
 def row_facts(model, batch, row: int) -> dict:
-    """The row's facts: name -> code (enum index, int value, bool, float)."""
+    """The row's facts: name -> code (enum index, int value, bool, float). Neural
+    concepts take the values the decision function used (the networks' most probable
+    values, repaired where they break a hard constraint)."""
+    from greybox.semantics.crisp import crisp_evaluation
+
     kb = model.kb
     facts = {}
     for name in kb.inputs:
         if name in batch.columns:
             v = batch.columns[name][row]
             facts[name] = v.item() if hasattr(v, "item") else v
-    sub = batch.take(torch.as_tensor([row]))
-    with torch.no_grad():
-        logits = model.run_networks(sub)
+    ev, logits = crisp_evaluation(model, batch.take(torch.as_tensor([row])))
     for name, out in logits.items():
         t = kb.variables[name].type
         if isinstance(t, A.BoolType):

@@ -1,18 +1,23 @@
-"""A mixed-integer linear encoding of a model's crisp decision, solved by HiGHS.
+"""The MILP backend: the decision function as a mixed-integer program, solved by HiGHS.
 
 The alternative to Z3 for input-level queries through ReLU networks: each ReLU becomes a
 binary with big-M constraints whose M comes from interval bounds propagated from the
-inputs' declared ranges, each comparison in a rule an indicator binary, and/or/not their
-standard linearisations, a bool decision ``score > 0``. ``scipy.optimize.milp`` (HiGHS)
-then solves counterfactuals (minimum L1 change or fewest changes) and verification
-queries. Strict comparisons use a margin of 1 on integer expressions and ``EPS`` of the
-range on real ones; every answer is re-checked by running the model.
+inputs' ranges (declared, or the training range), each comparison in a rule an indicator
+binary, and/or/not their standard linearisations, a bool decision ``score > 0``, an int or
+enum decision one binary per value, the residual's logits added to the scores.
+``scipy.optimize.milp`` (HiGHS) then solves counterfactuals (minimum L1 change or fewest
+changes), reasons and verification queries.
 
-Scope: bool decisions (one decided variable, or several that no hard constraint ties
-together), inputs with declared bounds, networks of Linear/ReLU layers over table inputs.
-A residual network's logit is held at the row's value (``backend="auto"`` therefore uses
-Z3, which encodes it, for models with a residual). Anything else is a clear ModelError
-naming it (use ``backend="z3"``).
+Soundness: comparisons between integer expressions are exact (a margin of 1); between
+real expressions both sides are allowed at equality, so the program *over-approximates*
+the decision function: when it says no input differs (a reason, a proof), none does.
+A witness it finds may sit exactly on a threshold on the wrong side: every witness is
+checked by running the decision function, and one that does not replay is asked again of
+Z3, which is exact.
+
+Scope: decisions that no hard constraint ties to others, table inputs with bounds,
+networks of Linear/ReLU layers. Anything else is a clear ModelError naming it (use
+``backend="z3"``).
 """
 
 from __future__ import annotations
@@ -31,14 +36,10 @@ from greybox.rules import plan
 
 from ._backend import Backend, Problem
 from ._networks import propagate
-from ._row import row_decision, row_facts
+from ._row import decision_on, row_decision, row_facts
 
 __all__ = ["MilpBackend", "Program", "compile_decision"]
 
-#: margin of strict comparisons between real-valued expressions, relative to their range
-#: (HiGHS accepts violations up to its MIP feasibility tolerance, 1e-6: the margin must
-#: be larger for answers to land on the right side of a threshold)
-EPS = 1e-4
 
 
 class Lin:
@@ -71,12 +72,24 @@ def _lin(x) -> Lin:
     return x if isinstance(x, Lin) else Lin({}, float(x), float(x).is_integer())
 
 
-class Program:
-    """Variables, bounds, integrality and linear constraints, built incrementally."""
+#: the margin of strict comparisons between real expressions (relative to their range) in
+#: an *inner* program: every point it admits is decided as the program says (HiGHS accepts
+#: violations up to its feasibility tolerance, 1e-6, so the margin must be larger)
+EPS = 1e-4
 
-    def __init__(self):
+
+class Program:
+    """Variables, bounds, integrality and linear constraints, built incrementally.
+
+    ``margin=0`` (default): comparisons between reals admit both sides at equality, an
+    over-approximation -- right for proofs ("no input differs"). ``margin=EPS``: a band
+    around each real threshold is left out, an under-approximation whose solutions replay
+    -- right for searching counterfactuals."""
+
+    def __init__(self, margin: float = 0.0):
         self.lb, self.ub, self.integer, self.names = [], [], [], []
         self.rows: list[tuple[dict, float, float]] = []
+        self.margin = margin
 
     def var(self, name, lb, ub, integer=False) -> int:
         self.lb.append(float(lb))
@@ -104,11 +117,15 @@ class Program:
         """A binary equal to ``e > 0`` (strict) or ``e >= 0``.
 
         The expression is first scaled to [-1, 1] over its bounds, so big-M rows stay well
-        conditioned whatever the column's units; the strict margin is then ``EPS`` of the
-        expression's range (1 for integer expressions)."""
+        conditioned whatever the column's units; integer expressions get an exact margin
+        of 1, real ones none (both sides allowed at equality: an over-approximation)."""
         lo, hi = self.bounds(e)
         size = max(abs(lo), abs(hi), 1.0)
-        margin = 1.0 / size if e.integral else EPS
+        # integers have nothing between them: a margin of 1 is exact. Between reals a
+        # margin would cut a band of real inputs out of the program, and a proof ("no
+        # input differs") would then miss them: both sides are allowed at e = 0 instead
+        # (the program over-approximates; witnesses are checked against predict)
+        margin = 1.0 / size if e.integral else self.margin
         e = e.scale(1.0 / size)
         lo, hi = lo / size, hi / size
         on = margin if strict else 0.0          # a = 1  ->  e >= on
@@ -200,9 +217,9 @@ def _quiet_stdout():
 class _Compiler:
     """The crisp decision of a model as a Program over its table inputs."""
 
-    def __init__(self, model, kb, bias: dict, max_relus: int):
+    def __init__(self, model, kb, bias: dict, max_relus: int, margin: float = 0.0):
         self.model, self.kb, self.bias = model, kb, bias
-        self.p = Program()
+        self.p = Program(margin)
         self.inputs: dict[str, Lin] = {}
         self.onehot: dict[str, list[Lin]] = {}
         self.values: dict[str, Lin] = {}
@@ -308,7 +325,7 @@ class _Compiler:
                         continue
                     diff = out[k] - out[j]
                     dlo, _ = self.p.bounds(diff)
-                    need = EPS if j < k else 0.0
+                    need = self.p.margin if j < k else 0.0   # ties to the first value
                     # h = 1 -> diff >= need
                     self.p.add(diff - h.scale(need - dlo), lo=dlo)
             self.p.add(total, 1.0, 1.0)
@@ -500,7 +517,7 @@ class _Compiler:
                     continue
                 diff = scores[k] - scores[j]
                 dlo, dhi = self.p.bounds(diff)
-                need = EPS * max(1.0, abs(dlo), abs(dhi)) if j < k else 0.0
+                need = self.p.margin * max(1.0, abs(dlo), abs(dhi)) if j < k else 0.0
                 big = need - min(dlo, 0.0) + 1.0
                 # h_k = 1 and j allowed -> diff >= need
                 self.p.add(diff - h.scale(big) - allowed[j].scale(big), lo=need - 2 * big)
@@ -515,9 +532,11 @@ def _pushes(rule, value) -> bool:
     return target == value
 
 
-def compile_decision(model, kb, bias: dict, *, max_relus: int = 64) -> _Compiler:
-    """The crisp decision of ``model`` over its table inputs as a mixed-integer program."""
-    return _Compiler(model, kb, bias, max_relus)
+def compile_decision(model, kb, bias: dict, *, max_relus: int = 64,
+                     margin: float = 0.0) -> _Compiler:
+    """The decision function of ``model`` over its table inputs as a mixed-integer program
+    (``margin``: see :class:`Program`)."""
+    return _Compiler(model, kb, bias, max_relus, margin)
 
 
 # ------------------------------------------------------------------------------ queries
@@ -654,6 +673,8 @@ class MilpProblem(Problem):
                  timeout: float):
         self.kb = kb = model.to_kb()
         self.output, self.level, self.timeout = output, "input", timeout
+        self._where = (model, batch, row, max_relus)
+        self._exact = None
         self.decision = row_decision(model, batch, row, output)
         # the residual is encoded from the inputs: the biases alone here
         self.comp = compile_decision(model, kb, model.bias_table(), max_relus=max_relus)
@@ -661,12 +682,36 @@ class MilpProblem(Problem):
                       if kb.variables[n].role == "input"}
 
     def differs(self, fixed: dict):
-        return differs(self.comp, self.output, self.decision, fixed, time_limit=self.timeout)
+        witness = differs(self.comp, self.output, self.decision, fixed,
+                          time_limit=self.timeout)
+        if witness is None:
+            return None       # the program over-approximates: no input differs
+        model, batch, row, max_relus = self._where
+        got = decision_on(model, batch, row, self.output, witness)
+        if got is not None and got != self.decision:
+            return witness
+        # a witness on a threshold's wrong side: ask Z3, which is exact
+        if self._exact is None:
+            from .z3 import Z3Problem
+
+            self._exact = Z3Problem(model, batch, row, self.output, level="input",
+                                    max_relus=max_relus, timeout=self.timeout)
+        return self._exact.differs(fixed)
 
     def closest(self, *, minimize: str, immutable, spreads: dict):
-        return closest_change(self.comp, self.output, self.decision, self.facts,
-                              minimize=minimize, immutable=set(immutable), spreads=spreads,
-                              time_limit=self.timeout)
+        # searched in the inner program (a margin around real thresholds), so that the
+        # change found replays; the over-approximating one says when none exists at all
+        model, _, _, max_relus = self._where
+        inner = compile_decision(model, self.kb, model.bias_table(), max_relus=max_relus,
+                                 margin=EPS)
+        found = closest_change(inner, self.output, self.decision, self.facts,
+                               minimize=minimize, immutable=set(immutable), spreads=spreads,
+                               time_limit=self.timeout)
+        if found is None:
+            found = closest_change(self.comp, self.output, self.decision, self.facts,
+                                   minimize=minimize, immutable=set(immutable),
+                                   spreads=spreads, time_limit=self.timeout)
+        return found
 
     def assumptions(self, fixed=()) -> tuple:
         return assumptions(self.comp, fixed)
