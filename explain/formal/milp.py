@@ -562,7 +562,8 @@ def _decode(comp: _Compiler, x: np.ndarray) -> dict:
             out[name] = int(np.argmax([x[next(iter(h.terms))] for h in comp.onehot[name]]))
         else:
             (i,) = e.terms
-            v = float(x[i])
+            # HiGHS may overstep a bound by its feasibility tolerance: the input's range
+            v = min(max(float(x[i]), comp.p.lb[i]), comp.p.ub[i])
             out[name] = bool(round(v)) if isinstance(t, A.BoolType) else \
                 int(round(v)) if isinstance(t, A.IntType) else v
     return out
