@@ -22,11 +22,21 @@ Examples
 row 1: approve = False (p=0.73)
 """
 
-from ._debugger import Blame, Debugger, WhatIf
-from ._edits import AddStatement, Disable, Edit, Remove, Replace, SetThreshold, SetWeight
 from ._explain import explain
 from ._explanation import Explanation
 from ._methods import METHODS
+from .debug import (
+    AddStatement,
+    Blame,
+    Debugger,
+    Disable,
+    Edit,
+    Remove,
+    Replace,
+    SetThreshold,
+    SetWeight,
+    WhatIf,
+)
 from .formal import Counterfactual, Reason, Verification, counterfactual, reason, verify
 
 __all__ = [

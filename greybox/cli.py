@@ -213,7 +213,7 @@ def _cmd_explain(args) -> int:
 
 def _cmd_debug(args) -> int:
     import greybox as gb
-    from greybox.explain._server import DebugServer
+    from greybox.explain.debug._server import DebugServer
 
     model, data = _model_and_data(args)
     if args.target not in data.columns:

@@ -177,7 +177,7 @@ def test_the_debugging_tutorials_command_works_on_its_own_model(tmp_path, capsys
                                                                  monkeypatch):
     # docs/tutorial_debugging.md: python examples/breast_cancer.py --save model.pt, then
     # greybox debug model.pt patients.csv --target malignant
-    from greybox.explain import _server
+    from greybox.explain.debug import _server
 
     model, csv = _example("breast_cancer").save_for_debugging(tmp_path / "model.pt", epochs=1)
     served = []

@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 
 import greybox as gb
-from greybox.explain import _edits
-from greybox.explain._server import DebugServer
+from greybox.explain.debug import _edits
+from greybox.explain.debug._server import DebugServer
 
 PROMPT = 2.0   # seconds within which a cheap request must be answered
 
@@ -236,7 +236,7 @@ def test_responses_carry_security_headers_and_the_page_a_csp_by_hash(server):
     assert f"script-src 'sha256-{digest}'" in csp and "unsafe-inline" not in csp
     assert "default-src 'none'" in csp and "frame-ancestors 'none'" in csp
     assert "connect-src 'self'" in csp
-    assert page == resources.files("greybox.explain").joinpath("debugger.html").read_bytes()
+    assert page == resources.files("greybox.explain.debug").joinpath("debugger.html").read_bytes()
     for path in ["/", "/api/summary", "/api/nope"]:
         _, headers, _ = _exchange(server, _request(server, "GET", path))
         assert headers["x-frame-options"] == "DENY"
@@ -361,7 +361,7 @@ def test_every_op_names_its_rule_by_name(server):
 
 
 def test_the_openapi_schema_says_which_op_needs_which_fields(server):
-    from greybox.explain._edits import EDIT_FIELDS, MAX_EDIT_TEXT
+    from greybox.explain.debug._edits import EDIT_FIELDS, MAX_EDIT_TEXT
 
     status, spec = _json(server, "GET", "/api/openapi.json")
     schemas = spec["components"]["schemas"]

@@ -12,7 +12,7 @@ from sklearn.datasets import load_breast_cancer
 from torch import nn
 
 import greybox as gb
-from greybox.explain._server import DebugServer
+from greybox.explain.debug._server import DebugServer
 
 from .conftest import EXAMPLES
 

@@ -350,8 +350,8 @@ class Debugger:
     def blame(self, row) -> Blame:
         """Split the blame for one failure (``row``: a label of the data's index) between
         rules, neural concepts, parameters and, with training data, training examples."""
-        from ._explain import explain
-        from .formal import counterfactual
+        from .._explain import explain
+        from ..formal import counterfactual
 
         if row not in self._now.index:
             raise DataError(f"row {row!r} is not in the data")

@@ -16,7 +16,7 @@ API is seven small endpoints, and every defence below is a few lines with its ow
 - Bodies are read before the debugger's lock is taken, at most 1 MiB (413), only with a
   ``Content-Length`` (411 for chunked bodies; 400 when it is not a number), only as
   ``Content-Type: application/json`` in UTF-8 (415), strict JSON (400 otherwise, never 500).
-  Edit texts are capped by :data:`~greybox.explain._edits.MAX_EDIT_TEXT`.
+  Edit texts are capped by :data:`~greybox.explain.debug._edits.MAX_EDIT_TEXT`.
 - ``Host`` must be ``127.0.0.1:PORT`` or ``localhost:PORT`` (421 otherwise: a page on
   another name that resolves to 127.0.0.1, DNS rebinding, reaches nothing), and an
   ``Origin``, when sent, that same origin (403).
@@ -201,7 +201,7 @@ OPENAPI = {
 
 def _page() -> tuple[bytes, str]:
     """The page and its Content-Security-Policy: its own inline script and style, by hash."""
-    text = resources.files("greybox.explain").joinpath("debugger.html").read_text()
+    text = resources.files("greybox.explain.debug").joinpath("debugger.html").read_text()
 
     def hashes(tag: str) -> str:
         return " ".join(
@@ -489,7 +489,7 @@ def _rules(dbg) -> list[dict]:
 def _row(dbg, label) -> dict:
     import torch
 
-    from ._explain import explain
+    from .._explain import explain
 
     pos = dbg.batch.index.get_loc(label)
     sub = dbg.batch.take(torch.as_tensor([pos]))

@@ -1,0 +1,44 @@
+"""Debugging failing predictions (``greybox.explain.debug``), apart from explanations.
+
+:class:`Debugger` finds failures, where they concentrate and who is to blame, and tries
+rule edits (:class:`SetWeight`, :class:`SetThreshold`, :class:`Disable`, :class:`Remove`,
+:class:`AddStatement`, :class:`Replace`) on the whole data set with a fixed/broken diff;
+:class:`DebugServer` serves it as a local web page (``greybox debug``). Everything here
+is also importable from :mod:`greybox.explain`.
+
+Examples
+--------
+>>> from greybox.explain.debug import Debugger, SetWeight
+>>> SetWeight("big", 0.5).describe()
+'set the weight of big to 0.5'
+"""
+
+from ._debugger import Blame, Debugger, WhatIf
+from ._edits import (
+    EDIT_FIELDS,
+    AddStatement,
+    Disable,
+    Edit,
+    Remove,
+    Replace,
+    SetThreshold,
+    SetWeight,
+    parse_edit,
+)
+from ._server import DebugServer
+
+__all__ = [
+    "EDIT_FIELDS",
+    "AddStatement",
+    "Blame",
+    "DebugServer",
+    "Debugger",
+    "Disable",
+    "Edit",
+    "Remove",
+    "Replace",
+    "SetThreshold",
+    "SetWeight",
+    "WhatIf",
+    "parse_edit",
+]
