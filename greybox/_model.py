@@ -867,8 +867,9 @@ class GreyBox(nn.Module):
 
     # persistence --------------------------------------------------------------------------------
     def save(self, path) -> None:
-        """Write the rules and every parameter to ``path`` (atomically). Network code is not
-        saved: give the same networks to :func:`greybox.load`."""
+        """Write the rules, every parameter and a data-only description of standard
+        ``torch.nn`` networks to ``path`` (atomically). Code is never saved: custom modules
+        are given again to :func:`greybox.load`."""
         from ._io import save
 
         save(self, path)
