@@ -84,11 +84,20 @@ def compile_expr(e, kb: KnowledgeBase, enum: A.EnumType | None = None) -> _Fn:
             return out
 
         return member
+    f = compile_connective(e, lambda a: compile_expr(a, kb))
+    if f is not None:
+        return f
+    raise TypeError(f"cannot evaluate {e!r}")
+
+
+def compile_connective(e, child: Callable[[A.Expr], _Fn]) -> _Fn | None:
+    """``not``/``and``/``or``/``->``/``<->`` over children compiled by ``child`` (the
+    float and the exact evaluators share it); None for any other node."""
     if isinstance(e, A.Not):
-        f = compile_expr(e.operand, kb)
+        f = child(e.operand)
         return lambda env: np.logical_not(f(env))
     if isinstance(e, (A.And, A.Or)):
-        fs = [compile_expr(a, kb) for a in e.args]
+        fs = [child(a) for a in e.args]
         op = np.logical_and if isinstance(e, A.And) else np.logical_or
 
         def chain(env, fs=fs, op=op):
@@ -99,12 +108,12 @@ def compile_expr(e, kb: KnowledgeBase, enum: A.EnumType | None = None) -> _Fn:
 
         return chain
     if isinstance(e, A.Implies):
-        fl, fr = compile_expr(e.left, kb), compile_expr(e.right, kb)
+        fl, fr = child(e.left), child(e.right)
         return lambda env: np.logical_or(np.logical_not(fl(env)), fr(env))
     if isinstance(e, A.Iff):
-        fl, fr = compile_expr(e.left, kb), compile_expr(e.right, kb)
+        fl, fr = child(e.left), child(e.right)
         return lambda env: np.equal(np.asarray(fl(env), bool), np.asarray(fr(env), bool))
-    raise TypeError(f"cannot evaluate {e!r}")
+    return None
 
 
 # --------------------------------------------------------------------------- columns

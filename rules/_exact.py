@@ -231,26 +231,11 @@ def compile_truth(e, kb) -> _Fn:
             return out
 
         return member
-    if isinstance(e, A.Not):
-        f = compile_truth(e.operand, kb)
-        return lambda env: np.logical_not(f(env))
-    if isinstance(e, (A.And, A.Or)):
-        fs = [compile_truth(a, kb) for a in e.args]
-        op = np.logical_and if isinstance(e, A.And) else np.logical_or
+    from ._evaluate import compile_connective
 
-        def chain(env):
-            acc = fs[0](env)
-            for f in fs[1:]:
-                acc = op(acc, f(env))
-            return acc
-
-        return chain
-    if isinstance(e, A.Implies):
-        fl, fr = compile_truth(e.left, kb), compile_truth(e.right, kb)
-        return lambda env: np.logical_or(np.logical_not(fl(env)), fr(env))
-    if isinstance(e, A.Iff):
-        fl, fr = compile_truth(e.left, kb), compile_truth(e.right, kb)
-        return lambda env: np.equal(np.asarray(fl(env), bool), np.asarray(fr(env), bool))
+    f = compile_connective(e, lambda a: compile_truth(a, kb))
+    if f is not None:
+        return f
     raise TypeError(f"cannot evaluate {e!r}")
 
 
