@@ -15,10 +15,8 @@ from torch import nn
 from greybox import rules as gr
 from greybox.errors import DataError, GreyboxError, ModelError
 from greybox.rules import ast as A
-from greybox.rules import closure
 
 from ._batch import Batch, to_batch, to_targets
-from ._linear import compile_linear, linear_form
 from ._trace import Trace
 from .semantics import REGISTRY
 
@@ -220,13 +218,16 @@ class GreyBox(nn.Module):
                 if not isinstance(m, nn.Module):
                     raise ModelError(f"residual for {name!r} must be an nn.Module")
             self.residual = nn.ModuleDict({_key(k): m for k, m in residual.items()})
-        self._arith_cache: dict = {}
-        self._linear_cache: dict = {}
+        self._compiled = None
         #: (rows, rules) multipliers of the rule weights, set while rules are ablated
         self._rule_scale: torch.Tensor | None = None
         self._kb_cache: tuple | None = None
-        self._smooth_cache: dict[int, bool] = {}
-        self._spread_cache: dict[int, list] = {}
+
+    def __getstate__(self):
+        state = super().__getstate__() if hasattr(super(), "__getstate__") else dict(self.__dict__)
+        state = dict(state)
+        state["_compiled"] = None          # rebuilt on first use
+        return state
 
     def __setstate__(self, state) -> None:
         # the knowledge base comes back re-parsed (new AST objects): re-index its numbers
@@ -236,8 +237,7 @@ class GreyBox(nn.Module):
             self._collect(r.body, "rules", r.name)
         for c in self.kb.constraints.values():
             self._collect(c.formula, "constraints", c.name)
-        self._arith_cache, self._kb_cache, self._linear_cache = {}, None, {}
-        self._smooth_cache, self._spread_cache = {}, {}
+        self._compiled, self._kb_cache = None, None
 
     # construction helpers ---------------------------------------------------------------
     def _collect(self, e, group: str, owner: str) -> list[float]:
@@ -287,76 +287,22 @@ class GreyBox(nn.Module):
             return max(1.0, (var.type.hi - var.type.lo) / 4)
         return 1.0
 
-    def _smooth(self, e: A.Compare) -> bool:
-        """Whether a comparison is smooth: it has a ``~`` threshold or reads a network."""
-        found = self._smooth_cache.get(id(e))
-        if found is None:
-            learn = any(isinstance(n, A.Num) and n.learnable for n in A.walk(e))
-            names = closure(self.kb, A.variables(e))
-            real_net = any(self.kb.variables[n].role == "neural"
-                           and not A.is_finite_type(self.kb.variables[n].type) for n in names)
-            found = self._smooth_cache[id(e)] = learn or real_net
-            if not found and self.semantics != "probabilistic":
-                found = self._smooth_cache[id(e)] = any(
-                    self.kb.variables[n].role == "neural" for n in names)
-        return found
+    @property
+    def compiled(self):
+        """What the semantics compiled for this model (:class:`~greybox.semantics.Compiled`:
+        smoothness and temperature of comparisons, arithmetic, value tensors); rebuilt
+        when the model moves or is unpickled."""
+        if self._compiled is None:
+            from .semantics._compiled import Compiled
 
-    def _temperature(self, e: A.Compare) -> torch.Tensor:
-        terms = self._spread_cache.get(id(e))
-        if terms is None:
-            terms = []
-            for side in (e.left, e.right):
-                form = linear_form(side, self.kb, inline=True)
-                if form is not None:
-                    terms += [(n, abs(c)) for n, c in form[1].items()]
-            self._spread_cache[id(e)] = terms
-        spread = sum(c * self._feature_scale(n) for n, c in terms)
-        if not isinstance(spread, torch.Tensor):
-            spread = torch.tensor(float(spread) if spread else 1.0, device=self.device)
-        return self.temperature * spread
-
-    def _linear_form(self, name: str):
-        """A define's expression as a linear form over non-defined variables (cached)."""
-        if name not in self._linear_cache:
-            self._linear_cache[name] = linear_form(self.kb.variables[name].expr, self.kb,
-                                                   inline=True)
-        return self._linear_cache[name]
+            self._compiled = Compiled(self)
+        return self._compiled
 
     def _apply(self, fn, *args, **kwargs):
         # .to(), .cuda(), .double() ...: compiled tensors are rebuilt on the new device
         out = super()._apply(fn, *args, **kwargs)
-        self._arith_cache = {}
+        self._compiled = None
         return out
-
-    def _value_tensor(self, values: tuple) -> torch.Tensor:
-        """A variable's values as a float tensor on the model's device (cached)."""
-        key = ("values", values)
-        found = self._arith_cache.get(key)
-        if found is None:
-            found = self._arith_cache[key] = torch.tensor([float(v) for v in values],
-                                                          device=self.device)
-        return found
-
-    def _arithmetic(self, name: str, leaves: tuple):
-        """The compiled arithmetic of an integer define over the random variables
-        ``leaves`` (cached per device)."""
-        key = (name, leaves)
-        if key not in self._arith_cache:
-            domains = {k: [int(v) for v in A.domain_values(self.kb.variables[k].type)]
-                       for k in leaves}
-            arith = compile_linear(name, self.kb, domains)
-            if arith is not None:
-                arith.factors = [(s, f.to(self.device)) for s, f in arith.factors]
-                # whether each factor is a function of the variables before it (sums to 1
-                # over those it introduces): then it needs no normalisation
-                seen: set = set()
-                arith.conditionals = []
-                for scope, f in arith.factors:
-                    made = [v for v in scope if v not in seen and v not in domains]
-                    seen.update(scope)
-                    arith.conditionals.append(arith.conditional(scope, f, made))
-            self._arith_cache[key] = arith
-        return self._arith_cache[key]
 
     # networks and residual ------------------------------------------------------------------
     def _features(self, batch: Batch) -> torch.Tensor:
@@ -896,7 +842,7 @@ class GreyBox(nn.Module):
             for node in A.walk(body):
                 if not isinstance(node, A.Compare):
                     continue
-                spread = float(self._temperature(node)) / self.temperature
+                spread = float(self.compiled.temperature(node)) / self.temperature
                 for num in A.walk(node):
                     if isinstance(num, A.Num) and num.learnable and id(num) in self._nums:
                         p = self.threshold(num)

@@ -65,8 +65,9 @@ def test_moving_a_model_rebuilds_its_compiled_tables(addition):
     model = gb.GreyBox(addition, {"digit": nn.Linear(4, 10)})
     x = {"img1": torch.randn(3, 4), "img2": torch.randn(3, 4)}
     before = model(x).values["total"]
-    assert model._arith_cache
+    compiled = model.compiled
+    assert compiled._tensors
     model.to(torch.device("cpu"))
-    assert not model._arith_cache
+    assert model.compiled is not compiled and not model.compiled._tensors
     assert torch.allclose(model(x).values["total"], before)
     assert model.device.type == "cpu"

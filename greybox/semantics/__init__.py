@@ -14,6 +14,7 @@ Examples
 """
 
 from ._base import Semantics
+from ._compiled import Compiled
 from .crisp import CrispSemantics
 from .godel import GodelSemantics
 from .lukasiewicz import LukasiewiczSemantics
@@ -22,6 +23,7 @@ from .product import ProductSemantics
 
 __all__ = [
     "REGISTRY",
+    "Compiled",
     "CrispSemantics",
     "GodelSemantics",
     "LukasiewiczSemantics",

@@ -176,10 +176,10 @@ class FuzzyContext(Context):
             same = (left[1] * right[1]).sum(-1)
             return same if e.op == "==" else 1.0 - same
         lv, rv = self.num(left), self.num(right)
-        if self.crisp or self.hard or not self.model._smooth(e):
+        if self.crisp or self.hard or not self.model.compiled.smooth(e, neural=True):
             return op(torch.as_tensor(lv, device=self.device),
                       torch.as_tensor(rv, device=self.device)).float()
-        return F.smooth_compare(e.op, lv, rv, self.model._temperature(e))
+        return F.smooth_compare(e.op, lv, rv, self.model.compiled.temperature(e))
 
     def _inset(self, e: A.InSet, env):
         x = self.value(e.operand, env)

@@ -80,7 +80,7 @@ class ProbContext(Context):
         return list(t.values)
 
     def _register(self, var: str, values, factor, *, conditional=True):
-        vals = self.model._value_tensor(tuple(values))
+        vals = self.model.compiled.value_tensor(tuple(values))
         self.sizes[var] = len(vals)
         self.vals[var] = vals
         self.add_factor(factor, conditional=conditional)
@@ -171,22 +171,22 @@ class ProbContext(Context):
     def define(self, name, env: Env):
         var = self.kb.variables[name]
         if isinstance(var.type, A.IntType) and env.parent is None:
-            leaves = self.model._linear_form(name)
+            leaves = self.model.compiled.linear_form(name)
             if leaves is not None and leaves[1] and all(
                     k in self.sizes and isinstance(self.kb.variables[k].type,
                                                    (A.IntType, A.BoolType))
                     for k in leaves[1]):
-                arith = self.model._arithmetic(name, tuple(leaves[1]))
+                arith = self.model.compiled.arithmetic(name, tuple(leaves[1]))
                 if arith is not None:
                     for aux, values in arith.aux.items():
                         self.sizes[aux] = len(values)
-                        self.vals[aux] = self.model._value_tensor(tuple(values))
+                        self.vals[aux] = self.model.compiled.value_tensor(tuple(values))
                     for factor, conditional in zip(arith.factors, arith.conditionals):
                         self.add_factor(factor, conditional=conditional)
                     if arith.kind == "positional":
                         return Virtual(name, arith)
                     self.sizes[name] = var.type.size
-                    self.vals[name] = self.model._value_tensor(tuple(self._values_of(name)))
+                    self.vals[name] = self.model.compiled.value_tensor(tuple(self._values_of(name)))
                     return Field((name,), self.vals[name].view(1, -1))
         f = self.field(var.expr, env)
         if not f.scope or isinstance(var.type, A.RealType):
@@ -269,9 +269,9 @@ class ProbContext(Context):
         left = self._operand(e.left, e.right, env)
         right = self._operand(e.right, e.left, env)
         op = _OPS[e.op]
-        if not self.model._smooth(e) or self.model._crisp or self.hard:
+        if not self.model.compiled.smooth(e, neural=False) or self.model._crisp or self.hard:
             return self._binop(left, right, lambda a, b: op(a, b).float())
-        temp = self.model._temperature(e)
+        temp = self.model.compiled.temperature(e)
         p = self._binop(left, right, lambda a, b: F.smooth_compare(e.op, a, b, temp))
         key = (id(e), env.key)
         if key not in self._atoms:
