@@ -1,0 +1,138 @@
+"""Running a grey-box model's networks and residual, checked and named.
+
+:class:`NetworkCalls` is mixed into :class:`~greybox.GreyBox`: each neural variable's
+network output (networks shared by several variables run once over their stacked inputs),
+the residual's logits, inputs in the network's own dtype, errors that name the network and
+the variables it serves.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from greybox.errors import GreyboxError, ModelError
+from greybox.rules import ast as A
+
+from ._batch import Batch
+from ._names import _key, _type
+
+__all__ = ["NetworkCalls"]
+
+
+class NetworkCalls:
+    """Network and residual calls of a :class:`~greybox.GreyBox` (a mixin)."""
+
+    def run_networks(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """Each neural variable's raw network output, checked against its type."""
+        kb = self.kb
+        out: dict[str, torch.Tensor] = {}
+        feats = None
+        groups: dict[tuple, list[str]] = {}
+        for name in kb.neural:
+            var = kb.variables[name]
+            tensors = all(isinstance(kb.variables[a].type, A.TensorType) for a in var.args)
+            if tensors and len(var.args) == 1:
+                x = batch.values[var.args[0]]
+                groups.setdefault((var.network, tuple(x.shape[1:])), []).append(name)
+                continue
+            if tensors:
+                args = [batch.values[a] for a in var.args]
+            else:
+                if feats is None:
+                    feats = self._features(batch)
+                args = []
+                for a in var.args:
+                    t = kb.variables[a].type
+                    if isinstance(t, A.TensorType):
+                        args.append(batch.values[a])
+                    elif isinstance(t, A.EnumType):
+                        i = self.feature_names.index(f"{a}={t.values[0]}")
+                        args.append(feats[:, i:i + t.size])
+                    else:
+                        i = self.feature_names.index(a)
+                        args.append(feats[:, i:i + 1])
+                if not any(isinstance(kb.variables[a].type, A.TensorType) for a in var.args):
+                    args = [torch.cat(args, 1)]
+            y = self._call(self.networks[_key(var.network)], args,
+                           f"network {var.network!r} (for {name!r})")
+            out[name] = self._check_output(name, y, batch.n)
+        for (network, _), names in groups.items():
+            xs = [batch.values[kb.variables[n].args[0]] for n in names]
+            y = self._call(self.networks[_key(network)],
+                           [torch.cat(xs, 0) if len(xs) > 1 else xs[0]],
+                           f"network {network!r} (for {', '.join(map(repr, names))}"
+                           + (", their inputs stacked in one call)" if len(xs) > 1 else ")"))
+            parts = torch.split(y, batch.n, 0) if len(xs) > 1 and isinstance(y, torch.Tensor) \
+                and y.shape[0] == batch.n * len(xs) else None
+            if parts is None and len(xs) > 1:
+                self._check_output(names[0], y, batch.n * len(xs))
+            for i, n in enumerate(names):
+                out[n] = self._check_output(n, parts[i] if parts is not None else y, batch.n)
+        out.update(batch.overrides)
+        return {n: out[n] for n in kb.neural}
+
+    @staticmethod
+    def _call(module: nn.Module, args: list, what: str):
+        """``module(*args)``, floating-point inputs first converted to the dtype of the
+        module's first floating-point parameter (float64 arrays meet float32 weights);
+        an error raised inside the module becomes a :class:`ModelError` naming ``what``
+        (the network and the variables it serves) and the input shapes."""
+        dtype = next((p.dtype for p in module.parameters() if p.is_floating_point()), None)
+        if dtype is not None:
+            args = [a.to(dtype) if isinstance(a, torch.Tensor) and a.is_floating_point()
+                    and a.dtype != dtype else a for a in args]
+        try:
+            return module(*args)
+        except (GreyboxError, torch.OutOfMemoryError):
+            raise
+        except Exception as err:
+            shapes = ", ".join(str(list(a.shape)) if isinstance(a, torch.Tensor)
+                               else type(a).__name__ for a in args)
+            first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+            many = "s" if len(args) > 1 else ""
+            raise ModelError(f"{what} failed on its input{many} of shape{many} {shapes}: "
+                             f"{type(err).__name__}: {first}") from err
+
+    def _check_output(self, name: str, y, n: int) -> torch.Tensor:
+        var = self.kb.variables[name]
+        t = var.type
+        if not isinstance(y, torch.Tensor):
+            raise ModelError(f"network {var.network!r} for {name!r} returned "
+                             f"{type(y).__name__}, expected a tensor")
+        if A.is_finite_type(t) and not isinstance(t, A.BoolType):
+            k = len(A.domain_values(t))
+            if tuple(y.shape) != (n, k):
+                raise ModelError(f"network {var.network!r} for {name!r} ({_type(t)}) returned "
+                                 f"shape {list(y.shape)}; expected [{n}, {k}] (one logit per "
+                                 "value)")
+            return y
+        if y.dim() == 2 and y.shape[1] == 1:
+            y = y[:, 0]
+        if tuple(y.shape) != (n,):
+            what = "one logit" if isinstance(t, A.BoolType) else "one value"
+            raise ModelError(f"network {var.network!r} for {name!r} ({_type(t)}) returned shape "
+                             f"{list(y.shape)}; expected [{n}] or [{n}, 1] ({what} per row)")
+        return y
+
+    def residual_scores(self, batch: Batch) -> dict[str, torch.Tensor]:
+        if self.residual is None:
+            return {}
+        feats = self._features(batch)
+        out = {}
+        for name in self.kb.decided:
+            if _key(name) not in self.residual:
+                continue
+            y = self._call(self.residual[_key(name)], [feats],
+                           f"the residual network for {name!r} (its input: the "
+                           f"{feats.shape[1]} standardised table inputs, model.feature_names)")
+            t = self.kb.variables[name].type
+            k = len(A.domain_values(t))
+            if isinstance(t, A.BoolType) and y.dim() == 2 and y.shape[1] == 1:
+                y = y[:, 0]
+            want = (batch.n,) if isinstance(t, A.BoolType) else (batch.n, k)
+            if tuple(y.shape) != want:
+                raise ModelError(f"residual for {name!r} returned shape {list(y.shape)}; "
+                                 f"expected {list(want)}")
+            out[name] = y
+        return out

@@ -1,0 +1,149 @@
+"""A grey-box model's training objective: the loss, its labels, the rules as the prior.
+
+:class:`Objective` is mixed into :class:`~greybox.GreyBox`: the loss of a batch (labels
+on any variable, soft constraints), the pull of rule weights and thresholds toward the
+values written in the rules, and the optimiser's parameter groups.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import pandas as pd
+import torch
+from torch import nn
+
+from greybox.rules import ast as A
+
+from ._batch import to_targets
+from ._trace import Trace
+
+__all__ = ["Objective"]
+
+
+class Objective:
+    """The loss and parameter groups of a :class:`~greybox.GreyBox` (a mixin)."""
+
+    # losses and predictions -------------------------------------------------------------------
+    def loss(self, data, targets=None, *, trace: Trace | None = None) -> torch.Tensor:
+        """The training loss on a batch: negative log-likelihood of every labelled variable
+        (squared error for real ones), plus each soft constraint's weight times its
+        violation (``-log P(holds)`` under the probabilistic semantics, ``1 - truth``
+        under fuzzy ones) over every row.
+
+        ``targets`` maps variable names (outputs, defined or neural variables) to labels
+        (NaN or None = no label); a bare array labels the only output.
+        """
+        if trace is None:
+            trace = self(data)
+        labels = self._targets(targets, trace.n) if targets is not None else None
+        return self._loss(trace, labels)
+
+    def _targets(self, targets, n):
+        if hasattr(targets, "values") and hasattr(targets, "mask") and not isinstance(
+                targets, (pd.DataFrame, pd.Series, Mapping)):
+            return targets.to(self.device)
+        default = self.kb.outputs[0] if len(self.kb.outputs) == 1 else None
+        return to_targets(self.kb, targets, n, default=default).to(self.device)
+
+    def _loss(self, trace: Trace, labels) -> torch.Tensor:
+        total = torch.zeros((), device=self.device)
+        if labels is not None:
+            for name, y in labels.values.items():
+                mask = labels.mask[name]
+                if not bool(mask.any()):
+                    continue
+                var = self.kb.variables[name]
+                if A.is_finite_type(var.type):
+                    lp = trace.log_prob(name, y)
+                    # rows whose label is impossible (probability 0) teach nothing
+                    ok = mask & torch.isfinite(lp)
+                    if bool(ok.all()):
+                        total = total - lp.mean()
+                    elif bool(ok.any()):
+                        total = total - lp[ok].mean()
+                else:
+                    pred = trace.values[name]
+                    total = total + ((pred[mask] - y[mask]) ** 2).mean()
+        for c in self.kb.constraints.values():
+            if c.hard:
+                continue
+            t = trace.constraints[c.name]
+            if trace.semantics == "probabilistic":
+                v = -torch.log(t.clamp_min(1e-12))
+            else:
+                v = 1.0 - t
+            total = total + c.weight * v.mean()
+        return total
+
+    def prior_terms(self) -> list[tuple[nn.Parameter, float, float]]:
+        """``(parameter, prior, scale)`` of every learnable rule weight and ``~`` threshold:
+        the value written in the rules and the unit in which a move away from it is
+        measured (1 for a weight, which is in logits; for a threshold, the spread of what
+        it is compared with, as in :meth:`parameter_groups`)."""
+        terms: list[tuple[nn.Parameter, float, float]] = []
+        for m in self.rules.values():
+            if isinstance(m.weight, nn.Parameter):
+                terms.append((m.weight, m._init[0], 1.0))
+        seen: set[int] = set()
+        for s in (*self.kb.rules.values(), *self.kb.constraints.values()):
+            body = s.body if isinstance(s, A.Rule) else s.formula
+            for node in A.walk(body):
+                if not isinstance(node, A.Compare):
+                    continue
+                spread = float(self.compiled.temperature(node)) / self.temperature
+                for num in A.walk(node):
+                    if isinstance(num, A.Num) and num.learnable and id(num) in self._nums:
+                        p = self.threshold(num)
+                        if id(p) not in seen:
+                            seen.add(id(p))
+                            # self.kb keeps the rule file's numbers: the prior
+                            terms.append((p, float(num.value), max(spread, 1e-12)))
+        return terms
+
+    def prior_penalty(self, weight_decay: float) -> torch.Tensor:
+        """``weight_decay / 2 * sum(((p - prior) / scale) ** 2)`` over :meth:`prior_terms`:
+        weight decay of the rule weights and thresholds toward the values written in the
+        rules rather than toward 0. Its gradient, ``weight_decay * (p - prior) / scale**2``,
+        is what Adam's ``weight_decay`` adds for a network parameter (toward 0).
+
+        Examples
+        --------
+        >>> import greybox as gb, torch
+        >>> model = gb.GreyBox("input x: real[0, 40]  output y: bool  rule r: x > ~20 -> y",
+        ...                    semantics="product")
+        >>> model.prior_penalty(1.0).item()          # at the rule file's values
+        0.0
+        >>> with torch.no_grad():
+        ...     _ = model.rules["r"].thresholds[0].fill_(30.0)   # 1 spread (40 / 4) away
+        >>> model.prior_penalty(1.0).item()
+        0.5
+        """
+        return _prior_penalty(self.prior_terms(), weight_decay, self.device)
+
+    def parameter_groups(self, lr: float) -> list[dict]:
+        """Optimiser parameter groups: thresholds learn at ``lr`` times the spread of what
+        they are compared with (so a threshold on an area and one on a ratio move alike);
+        everything else at ``lr``. Rule weights and thresholds get ``weight_decay=0``:
+        they are regularised toward the rules' values by :meth:`prior_penalty`, not toward
+        0; biases, networks and the residual keep the optimiser's weight decay."""
+        terms = self.prior_terms()
+        weights = {id(m.weight) for m in self.rules.values()}
+        seen = {id(p) for p, _, _ in terms}
+        groups = [{"params": [p for p in self.parameters() if id(p) not in seen], "lr": lr}]
+        rule_weights = [p for p, _, _ in terms if id(p) in weights]
+        if rule_weights:
+            groups.append({"params": rule_weights, "lr": lr, "weight_decay": 0.0})
+        groups += [{"params": [p], "lr": lr * scale, "weight_decay": 0.0}
+                   for p, _, scale in terms if id(p) not in weights]
+        return groups
+
+
+def _prior_penalty(terms, weight_decay: float, device) -> torch.Tensor:
+    """``weight_decay / 2 * sum(((p - prior) / scale) ** 2)`` over ``(p, prior, scale)``."""
+    total = torch.zeros((), device=device)
+    if not weight_decay:
+        return total
+    for p, prior, scale in terms:
+        total = total + ((p - prior) / scale) ** 2
+    return 0.5 * weight_decay * total

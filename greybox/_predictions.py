@@ -1,0 +1,141 @@
+"""A grey-box model's predictions: the decision function and its probabilities.
+
+:class:`Predictions` is mixed into :class:`~greybox.GreyBox`; the decision itself is
+:mod:`greybox._decide`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import torch
+
+from greybox.errors import DataError, ModelError
+from greybox.rules import ast as A
+
+from ._batch import Batch
+
+__all__ = ["Predictions"]
+
+
+class Predictions:
+    """``predict`` and ``predict_proba`` of a :class:`~greybox.GreyBox` (a mixin)."""
+
+    def predict(self, data, *, on_infeasible: str = "raise", batch_size: int = 4096
+                ) -> pd.DataFrame:
+        """The decision of every output, one row per example: the model's one decision
+        function (see :mod:`greybox._decide`), which every formal result speaks about.
+
+        The networks' most probable values are taken, the rules score the decided outputs
+        with the learned weights, thresholds, biases and residual, and the best-scoring
+        values allowed by the hard constraints win. Hard constraints hold in every row
+        returned: where the networks' most probable values violate one, the most probable
+        values that satisfy it are used (Z3 Optimize). Where no value satisfies them,
+        ``on_infeasible="raise"`` (default) raises :class:`~greybox.DataError` naming the
+        rows; ``"flag"`` returns them with a True ``infeasible`` column instead.
+        """
+        if on_infeasible not in ("raise", "flag"):
+            raise ModelError(f"on_infeasible must be 'raise' or 'flag', got {on_infeasible!r}")
+        batch = self.batch(data)
+        parts, flags = [], []
+        for _sub, ev, logits in self._decisions(batch, batch_size):
+            parts.append({name: _decided(self.kb, name, ev, logits)
+                          for name in self.kb.outputs})
+            flags.append(ev.infeasible.to_numpy())
+        infeasible = np.concatenate(flags) if flags else np.zeros(0, bool)
+        if on_infeasible == "raise" and infeasible.any():
+            rows = np.flatnonzero(infeasible)
+            labels = [batch.index[i] for i in rows[:5]]
+            raise DataError(f"{len(rows)} row(s) have no decision satisfying the hard "
+                            f"constraints (first: {labels}); predict(..., on_infeasible='flag') "
+                            "returns them flagged")
+        cols = {}
+        for name in self.kb.outputs:
+            v = np.concatenate([p[name] for p in parts]) if parts else np.zeros(0)
+            cols[name] = _decode(self.kb.variables[name].type, v)
+        df = pd.DataFrame(cols, index=batch.index)
+        if on_infeasible == "flag":
+            df["infeasible"] = infeasible
+        return df
+
+    def _decisions(self, batch: Batch, batch_size: int):
+        """``(sub-batch, Evaluation, logits)`` of the decision function, chunk by chunk."""
+        from ._decide import decide
+
+        was = self.training
+        self.eval()
+        try:
+            for start in range(0, batch.n, batch_size):
+                sub = batch.take(torch.arange(start, min(batch.n, start + batch_size)))
+                ev, logits = decide(self, sub)
+                yield sub, ev, logits
+        finally:
+            self.train(was)
+
+    def predict_proba(self, data, output: str | None = None, *, batch_size: int = 4096
+                      ) -> pd.DataFrame:
+        """The probability of each value of a finite output (default: the only output), one
+        column per value (``False``/``True`` for a bool); the most probable value is the
+        decision :meth:`predict` returns.
+
+        For an output decided by rules: the softmax of its crisp scores (bias, residual
+        and the weights of the rules that fire) over the values the hard constraints
+        allow. For a defined or neural output: its exact distribution under the
+        networks' distributions (probabilistic semantics; its mode can differ from the
+        decision, which takes each network's most probable value).
+        """
+        if output is None:
+            if len(self.kb.outputs) != 1:
+                raise ModelError(f"name the output: one of {', '.join(self.kb.outputs)}")
+            output = self.kb.outputs[0]
+        var = self.kb.variables.get(output)
+        if var is None or not var.output or not A.is_finite_type(var.type):
+            raise ModelError(f"{output!r} is not a finite output")
+        batch = self.batch(data)
+        values = list(A.domain_values(var.type))
+        parts = []
+        if var.role == "decided":
+            from ._decide import decision_scores
+
+            for sub, ev, logits in self._decisions(batch, batch_size):
+                s = decision_scores(self, ev.kb, sub, logits, ev, output)
+                s = torch.as_tensor(s, dtype=torch.float64)
+                parts.append(torch.softmax(s, 1).numpy())
+        else:
+            was = self.training
+            self.eval()
+            try:
+                with torch.no_grad():
+                    for start in range(0, batch.n, batch_size):
+                        rows = torch.arange(start, min(batch.n, start + batch_size))
+                        tr = self(batch.take(rows))
+                        if output not in tr.values:
+                            raise ModelError(f"{output!r} has too many values to enumerate "
+                                             "its distribution")
+                        p = tr.values[output]
+                        if p.dim() == 1:
+                            p = torch.stack([1 - p, p], 1)
+                        parts.append(p.cpu().numpy())
+            finally:
+                self.train(was)
+        p = np.concatenate(parts) if parts else np.zeros((0, len(values)))
+        return pd.DataFrame(p, index=batch.index, columns=values)
+
+
+def _decided(kb, name: str, ev, logits) -> np.ndarray:
+    """An output's decision as value codes (enum index, int offset from ``lo``, bool,
+    real value), from the decision function's evaluation."""
+    from ._decide import output_codes
+
+    codes = output_codes(kb, name, ev, logits)
+    return codes.astype(bool) if isinstance(kb.variables[name].type, A.BoolType) else codes
+
+
+def _decode(t, v: np.ndarray) -> pd.Series | np.ndarray:
+    if isinstance(t, A.EnumType):
+        return pd.Categorical.from_codes(v.astype(np.int64), categories=list(t.values))
+    if isinstance(t, A.IntType):
+        return v.astype(np.int64) + t.lo
+    if isinstance(t, A.BoolType):
+        return v.astype(bool)
+    return v.astype(np.float64)

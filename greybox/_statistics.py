@@ -1,0 +1,143 @@
+"""A grey-box model's table inputs as its networks read them: names, statistics, range.
+
+:class:`InputStatistics` is mixed into :class:`~greybox.GreyBox`: standardisation of the
+table inputs (``feature_names``, ``feature_center``/``feature_scale`` buffers), their
+range and precision seen in the data (``calibrate``), and the spreads smooth comparisons
+and counterfactual distances are measured in.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+from torch import nn
+
+from greybox.errors import DataError
+from greybox.rules import ast as A
+
+from ._batch import Batch
+
+__all__ = ["InputStatistics"]
+
+if TYPE_CHECKING:
+    from ._model import GreyBox
+
+
+class InputStatistics:
+    """The table-input statistics of a :class:`~greybox.GreyBox` (a mixin: the buffers
+    live on the model, so its state dict keeps their names)."""
+
+    def _feature_scale(self, name: str) -> torch.Tensor | float:
+        if name in self.feature_names:
+            return self.feature_scale[self.feature_names.index(name)]
+        var = self.kb.variables[name]
+        if isinstance(var.type, A.IntType):
+            return max(1.0, (var.type.hi - var.type.lo) / 4)
+        return 1.0
+
+    def _features(self, batch: Batch) -> torch.Tensor:
+        cols = []
+        for name in self.kb.inputs:
+            t = self.kb.variables[name].type
+            if isinstance(t, A.TensorType):
+                continue
+            x = batch.values[name]
+            if isinstance(t, A.EnumType):
+                cols.append(nn.functional.one_hot(x, t.size).float())
+            else:
+                cols.append(x.float().unsqueeze(1))
+        if not cols:
+            return torch.zeros(batch.n, 0, device=self.device)
+        return (torch.cat(cols, 1) - self.feature_center) / self.feature_scale
+
+    def features(self, data) -> torch.Tensor:
+        """The table inputs as networks and the residual read them: standardised, enums
+        one-hot, in :attr:`feature_names` order; shape (rows, features)."""
+        return self._features(data if isinstance(data, Batch) else self.batch(data))
+
+    def spread(self, name: str) -> float:
+        """The spread of a table input (its standard deviation once calibrated): the unit
+        of counterfactual distances and of smooth comparisons' temperature."""
+        return float(self._feature_scale(name))
+
+    # statistics -------------------------------------------------------------------------------
+    def calibrate(self, data) -> GreyBox:
+        """Set the table inputs' center and spread (mean, standard deviation) from
+        ``data``: they standardise network and residual inputs and scale the temperature of
+        smooth comparisons."""
+        batch = self.batch(data)
+        if batch.n < 2:
+            raise DataError("calibrate needs at least 2 rows")
+        feats = self._features(batch) * self.feature_scale + self.feature_center
+        center = feats.mean(0)
+        scale = feats.std(0)
+        for i, name in enumerate(self.feature_names):
+            if "=" in name and name not in self.kb.variables:  # one-hot enum columns
+                center[i], scale[i] = 0.0, 1.0
+        scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+        raw = self._raw_features(batch)
+        with torch.no_grad():
+            self.feature_center.copy_(center)
+            self.feature_scale.copy_(scale)
+            self.calibrated.fill_(True)
+            self.feature_min.copy_(torch.as_tensor(raw.min(0), dtype=torch.float64))
+            self.feature_max.copy_(torch.as_tensor(raw.max(0), dtype=torch.float64))
+            self.range_known.fill_(True)
+            self.feature_step.copy_(torch.as_tensor([_precision(raw[:, i])
+                                                     for i in range(raw.shape[1])],
+                                                    dtype=torch.float64))
+        return self
+
+    def _raw_features(self, batch: Batch) -> np.ndarray:
+        """The table inputs in :attr:`feature_names` order, unstandardised, in float64."""
+        cols = []
+        for name in self.kb.inputs:
+            t = self.kb.variables[name].type
+            if isinstance(t, A.TensorType):
+                continue
+            x = np.asarray(batch.columns[name])
+            if isinstance(t, A.EnumType):
+                cols.append(np.eye(t.size)[x.astype(np.int64)])
+            else:
+                cols.append(x.astype(np.float64).reshape(-1, 1))
+        return np.concatenate(cols, 1) if cols else np.zeros((batch.n, 0))
+
+    def input_range(self, name: str) -> tuple[float, float, bool]:
+        """``(lo, hi, from_data)``: a table input's declared bounds, or, where it has
+        none, the range seen by :meth:`calibrate` (``from_data`` True); infinite where
+        neither is known."""
+        t = self.kb.variables[name].type
+        if isinstance(t, A.BoolType):
+            return 0.0, 1.0, False
+        lo, hi = getattr(t, "lo", None), getattr(t, "hi", None)
+        if lo is not None and hi is not None:
+            return float(lo), float(hi), False
+        i = self.feature_names.index(name)
+        dlo, dhi = (float(self.feature_min[i]), float(self.feature_max[i])) \
+            if bool(self.range_known) else (-float("inf"), float("inf"))
+        return (float(lo) if lo is not None else dlo,
+                float(hi) if hi is not None else dhi, True)
+
+    def input_step(self, name: str) -> float:
+        """The precision of a table input in the calibration data (0.01 for values with two
+        decimals, 1 for ints; 0 when not known)."""
+        t = self.kb.variables[name].type
+        if isinstance(t, (A.IntType, A.BoolType)):
+            return 1.0
+        if name not in self.feature_names:
+            return 0.0
+        return float(self.feature_step[self.feature_names.index(name)])
+
+
+def _precision(x: np.ndarray, most: int = 6) -> float:
+    """The largest step ``10**-k`` (k <= ``most``) of which every value is a multiple, up
+    to float noise; 0 when the values need more decimals than that."""
+    x = x[np.isfinite(x)]
+    for k in range(most + 1):
+        step = 10.0 ** -k
+        scaled = x / step
+        if np.all(np.abs(scaled - np.round(scaled)) <= 1e-6 * np.maximum(1.0, np.abs(scaled))):
+            return step
+    return 0.0
