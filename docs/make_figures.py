@@ -32,10 +32,10 @@ def cancer() -> None:
                        residual=nn.Sequential(nn.Linear(6, 4), nn.Tanh(), nn.Linear(4, 1)))
     model.fit(X, {"malignant": y}, epochs=5, progress=False)
     ex = gb.explain.explain(model, X.iloc[[3, 40]])
-    ex.plot(0).savefig(IMG / "cancer_explanation.png", dpi=110)
-    (IMG / "cancer_decision_graph.svg").write_text(ex.to_svg(0))
-    (IMG / "cancer_explanation.txt").write_text(str(ex) + "\n\n" + str(ex.reason(0)) + "\n"
-                                                 + str(ex.counterfactual(0)) + "\n")
+    ex.plot(3).savefig(IMG / "cancer_explanation.png", dpi=110)    # rows by index label
+    (IMG / "cancer_decision_graph.svg").write_text(ex.to_svg(3))
+    (IMG / "cancer_explanation.txt").write_text(str(ex) + "\n\n" + str(ex.reason(3)) + "\n"
+                                                 + str(ex.counterfactual(3)) + "\n")
 
 
 def digits() -> None:

@@ -265,12 +265,28 @@ def explain(model, data, output: str | None = None, *,
             per_tensor = top = completeness = pd.DataFrame()
     finally:
         model.train(was)
+    # rows are shown (and taken by every method) by their label in the data's index
+    index = batch.index
+    decision.index = index
+    rules, concepts, per_tensor, top, completeness = (
+        labelled(f, index) for f in (rules, concepts, per_tensor, top, completeness))
     return Explanation(
-        output=output, semantics=model.semantics, index=batch.index, decision=decision,
+        output=output, semantics=model.semantics, index=index, decision=decision,
         rules=rules, concepts=concepts, attributions=attributions, deltas=deltas,
         methods=used, parameters=per_tensor, top_parameters=top, completeness=completeness,
         _model=model, _batch=batch, _values=values,
     )
+
+
+def labelled(frame: pd.DataFrame, index: pd.Index) -> pd.DataFrame:
+    """``frame`` with its ``row`` column (positions) replaced by the rows' index labels."""
+    if "row" not in frame.columns or not len(frame):
+        return frame
+    frame = frame.copy()
+    frame["row"] = pd.Series(list(index[frame["row"].to_numpy().astype(int)]),
+                             index=frame.index, dtype=object if not
+                             pd.api.types.is_integer_dtype(index) else None)
+    return frame
 
 
 def _decision_frame(model, trace, output, target, values, residual, batch) -> pd.DataFrame:

@@ -73,11 +73,32 @@ class Explanation:
     def __len__(self) -> int:
         return len(self.decision)
 
+    def _locate(self, row) -> tuple[int, object]:
+        """``(position, label)`` of a row named by its label in the data's index (``None``:
+        the first row)."""
+        from greybox.errors import ModelError
+
+        if row is None:
+            return 0, self.index[0]
+        try:
+            pos = self.index.get_loc(row)
+        except (KeyError, TypeError):
+            pos = None
+        if not isinstance(pos, (int, np.integer)):
+            shown = ", ".join(repr(x) for x in list(self.index[:8]))
+            more = ", ..." if len(self.index) > 8 else ""
+            what = "is not a row label of this explanation" if pos is None else \
+                "names several rows (the index repeats it)"
+            raise ModelError(f"row {row!r} {what}; rows are named by the data's index "
+                             f"labels: {shown}{more}")
+        return int(pos), self.index[pos]
+
     # ------------------------------------------------------------------ text
-    def row_text(self, row: int = 0) -> str:
-        """A readable paragraph on one row."""
-        d = self.decision.iloc[row]
-        label = self.index[row]
+    def row_text(self, row=None) -> str:
+        """A readable paragraph on one row (``row``: its label in the data's index;
+        default the first)."""
+        pos, label = self._locate(row)
+        d = self.decision.iloc[pos]
         lines = []
         prob = f" (p={d['probability']:.2f})" if "probability" in d and pd.notna(
             d.get("probability")) else ""
@@ -91,26 +112,26 @@ class Explanation:
                 lines.append(f"  hard constraints changed it from {d['preferred']}")
         if d.get("infeasible"):
             lines.append("  no decision satisfies the hard constraints in this row")
-        rules = self.rules[self.rules.row == row]
+        rules = self.rules[self.rules.row == label]
         if len(rules):
             show_head = len(set(rules["head"])) > 1
             shown = [f"{r.rule}{f' ({r.head})' if show_head else ''} {r.contribution:+.3f}"
                      f"{' (fired)' if r.fired else ''}"
                      for r in rules.itertuples() if abs(r.contribution) > 1e-9][:6]
             lines.append("  rules: " + (", ".join(shown) if shown else "none fired"))
-        concepts = self.concepts[self.concepts.row == row]
+        concepts = self.concepts[self.concepts.row == label]
         for c in concepts.itertuples():
             p = f" (p={c.probability:.2f})" if pd.notna(c.probability) else ""
             text = c.proof if c.proof else f"{c.concept} = {c.value}{p}"
             lines.append(f"  concept: {text}")
         if len(self.top_parameters):
-            top = self.top_parameters[self.top_parameters.row == row].head(3)
+            top = self.top_parameters[self.top_parameters.row == label].head(3)
             lines.append("  parameters that carried it: " + ", ".join(
                 f"{t.entry} {t.attribution:+.3g}" for t in top.itertuples()))
         return "\n".join(lines)
 
     def __str__(self) -> str:
-        return "\n".join(self.row_text(i) for i in range(len(self)))
+        return "\n".join(self.row_text(label) for label in self.index)
 
     def __repr__(self) -> str:
         return f"Explanation({self.output!r}, {len(self)} rows, semantics={self.semantics!r})"
@@ -139,46 +160,47 @@ class Explanation:
             p = self.parameters
             parts.append(pd.DataFrame({"row": p.row, "part": "parameter", "name": p.parameter,
                                        "value": None, "amount": p.attribution}))
-        out = pd.concat(parts, ignore_index=True)
-        out.insert(1, "label", [self.index[i] for i in out.row])
-        return out
+        return pd.concat(parts, ignore_index=True)
 
     def _repr_html_(self) -> str:
-        body = "".join(f"<pre>{html.escape(self.row_text(i))}</pre>" for i in range(len(self)))
+        body = "".join(f"<pre>{html.escape(self.row_text(label))}</pre>"
+                       for label in self.index)
         return (f"<div><b>Explanation of {html.escape(self.output)}</b>{body}"
                 + self.rules.head(30)._repr_html_() + "</div>")
 
     # --------------------------------------------------------------- graphs
-    def graph(self, row: int = 0) -> nx.DiGraph:
-        """The concept graph of one decision: the knowledge base's graph with each
-        variable's value and each rule's truth and contribution as node attributes."""
+    def graph(self, row=None) -> nx.DiGraph:
+        """The concept graph of one decision (``row``: its label): the knowledge base's
+        graph with each variable's value and each rule's truth and contribution as node
+        attributes."""
         kb = self._model.kb
         g = nx.DiGraph(kb.graph)
-        concepts = self.concepts[self.concepts.row == row].set_index("concept")
+        pos, label = self._locate(row)
+        concepts = self.concepts[self.concepts.row == label].set_index("concept")
         for node in g.nodes:
             attrs = g.nodes[node]
             if node.startswith("rule:"):
-                r = self.rules[(self.rules.row == row) & (self.rules.rule == node[5:])]
+                r = self.rules[(self.rules.row == label) & (self.rules.rule == node[5:])]
                 if len(r):
                     attrs["truth"] = float(r.truth.iloc[0])
                     attrs["contribution"] = float(r.contribution.iloc[0])
                     attrs["label"] = f"{node[5:]}\ntruth {attrs['truth']:.2f}\n" \
                                      f"{attrs['contribution']:+.2f}"
             elif node == self.output:
-                attrs["value"] = self.decision["value"].iloc[row]
+                attrs["value"] = self.decision["value"].iloc[pos]
                 attrs["label"] = f"{node} = {attrs['value']}"
             elif node in concepts.index:
                 attrs["value"] = concepts.loc[node, "value"]
                 attrs["label"] = f"{node} = {attrs['value']}"
             elif node in self._batch.columns:
-                v = self._batch.columns[node][row]
+                v = self._batch.columns[node][pos]
                 attrs["value"] = v.item() if hasattr(v, "item") else v
                 attrs["label"] = f"{node} = {attrs['value']:.4g}" if isinstance(
                     attrs["value"], float) else f"{node} = {attrs['value']}"
             attrs.setdefault("label", node)
         return g
 
-    def to_dot(self, row: int = 0) -> str:
+    def to_dot(self, row=None) -> str:
         """The concept graph of one decision in Graphviz DOT, values on the nodes."""
         g = self.graph(row)
 
@@ -198,7 +220,7 @@ class Explanation:
         lines.append("}")
         return "\n".join(lines)
 
-    def to_svg(self, row: int = 0) -> str:
+    def to_svg(self, row=None) -> str:
         """The concept graph of one decision as SVG (drawn with matplotlib)."""
         import matplotlib
 
@@ -227,7 +249,7 @@ class Explanation:
         return buf.getvalue()
 
     # ------------------------------------------------------------------ plots
-    def plot(self, row: int = 0):
+    def plot(self, row=None):
         """A contribution waterfall (bias, rules, residual -> score) and the input
         attributions of the row: heatmaps for image inputs, bars for table inputs.
         Returns the matplotlib Figure."""
@@ -240,14 +262,15 @@ class Explanation:
         fig, axes = plt.subplots(1, 1 + len(panels), figsize=(5 + 3.2 * len(panels), 3.6),
                                  squeeze=False)
         ax = axes[0, 0]
-        d = self.decision.iloc[row]
+        pos, label = self._locate(row)
+        d = self.decision.iloc[pos]
         if "score" not in d:   # a computed output: its distribution
-            self._plot_distribution(ax, row)
+            self._plot_distribution(ax, pos)
             for ax, key in zip(axes[0, 1:], panels):
-                self._plot_attribution(ax, key, row)
+                self._plot_attribution(ax, key, pos)
             fig.tight_layout()
             return fig
-        rules = self.rules[(self.rules.row == row) & (self.rules.contribution.abs() > 1e-3)]
+        rules = self.rules[(self.rules.row == label) & (self.rules.contribution.abs() > 1e-3)]
         steps = []
         if "bias" in d:
             steps.append(("bias", float(d["bias"])))
@@ -263,7 +286,7 @@ class Explanation:
                       fontsize=8)
         ax.set_title(f"{self.output} = {d['value']}: score {level:+.2f}", fontsize=9)
         for ax, key in zip(axes[0, 1:], panels):
-            self._plot_attribution(ax, key, row)
+            self._plot_attribution(ax, key, pos)
         fig.tight_layout()
         return fig
 
@@ -343,7 +366,7 @@ class Explanation:
         return [str(i) for i in range(size)]
 
     # ----------------------------------------------------------- formal reasons
-    def reason(self, row: int = 0, *, level: str = "auto", max_relus: int = 64,
+    def reason(self, row=None, *, level: str = "auto", max_relus: int = 64,
                backend: str = "auto", timeout: float = 10.0):
         """A subset-minimal set of facts that guarantees this row's decision (what
         ``predict`` returns); see :func:`greybox.explain.reason`."""
@@ -352,7 +375,7 @@ class Explanation:
         return reason(self._model, self._batch, row, self.output, level=level,
                       max_relus=max_relus, backend=backend, timeout=timeout)
 
-    def counterfactual(self, row: int = 0, *, minimize: str = "count", immutable=(),
+    def counterfactual(self, row=None, *, minimize: str = "count", immutable=(),
                        level: str = "auto", max_relus: int = 64, backend: str = "auto",
                        timeout: float = 10.0):
         """A minimal change of the row's facts that changes its decision (what ``predict``
@@ -372,8 +395,10 @@ class Explanation:
 
         target = torch.as_tensor([_index_of(self._model.kb, self.output, v)
                                   for v in self.decision["value"]])
-        return rule_shapley(self._model, self._batch, self.output, target,
-                            n_samples=n_samples)
+        from ._explain import labelled
+
+        return labelled(rule_shapley(self._model, self._batch, self.output, target,
+                                     n_samples=n_samples), self.index)
 
 
 def _index_of(kb, name, value) -> int:

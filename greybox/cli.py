@@ -167,23 +167,25 @@ def _needs_networks(err, *, given: bool) -> str:
             f"current folder or an installed package) that returns {returns}")
 
 
-def _explanation_json(ex, row: int) -> str:
+def _explanation_json(ex) -> str:
+    """The explanation of its one row as JSON."""
     import json
 
     def clean(frame):
         return json.loads(frame.to_json(orient="records", default_handler=str))
 
-    d = ex.decision.iloc[row]
+    d = ex.decision.iloc[0]
+    label = ex.index[0]
     out = {
-        "row": str(ex.index[row]),
+        "row": str(label),
         "output": ex.output,
         "decision": json.loads(d.to_json(default_handler=str)),
-        "rules": clean(ex.rules[ex.rules.row == row].drop(columns="row")),
-        "concepts": clean(ex.concepts[ex.concepts.row == row].drop(columns="row")),
-        "attributions": {k: v[row].tolist() for k, v in ex.attributions.items()},
-        "parameters": clean(ex.top_parameters[ex.top_parameters.row == row].drop(
+        "rules": clean(ex.rules[ex.rules.row == label].drop(columns="row")),
+        "concepts": clean(ex.concepts[ex.concepts.row == label].drop(columns="row")),
+        "attributions": {k: v[0].tolist() for k, v in ex.attributions.items()},
+        "parameters": clean(ex.top_parameters[ex.top_parameters.row == label].drop(
             columns="row")) if len(ex.top_parameters) else [],
-        "text": ex.row_text(row),
+        "text": ex.row_text(),
     }
     return json.dumps(out, indent=2)
 
@@ -197,15 +199,15 @@ def _cmd_explain(args) -> int:
     ex = gb.explain.explain(model, data.iloc[[args.row]], method=args.method,
                             parameters=not args.no_parameters)
     if args.format == "json":
-        print(_explanation_json(ex, 0))
+        print(_explanation_json(ex))
     elif args.format == "html":
         print(ex._repr_html_())
     else:
-        print(ex.row_text(0))
+        print(ex.row_text())
         if args.reason:
-            print(ex.reason(0))
+            print(ex.reason())
             try:
-                print(ex.counterfactual(0))
+                print(ex.counterfactual())
             except GreyboxError as err:
                 print(f"no counterfactual: {err}")
     return EXIT_OK

@@ -71,13 +71,13 @@ def _digits_model():
 
 def test_rule_contributions_add_up_to_the_score(cancer_explanation):
     ex = cancer_explanation
-    for row in range(len(ex)):
-        d = ex.decision.iloc[row]
-        rules = ex.rules[ex.rules.row == row]
+    for label in ex.index:                      # rows are named by their index labels
+        d = ex.decision.loc[label]
+        rules = ex.rules[ex.rules.row == label]
         assert rules.contribution.sum() == pytest.approx(d.score - d.bias - d.residual,
                                                          abs=1e-5)
     # sorted by size within each row, and fired means truth > 0.5
-    first = ex.rules[ex.rules.row == 0]
+    first = ex.rules[ex.rules.row == ex.index[0]]
     assert list(first.contribution.abs()) == sorted(first.contribution.abs(), reverse=True)
     assert (first.fired == (first.truth > 0.5)).all()
 
@@ -208,10 +208,15 @@ def test_renderings(cancer_explanation, tmp_path):
     text = str(ex)
     assert text.count("row ") >= 4 and "score" in text and "parameters that carried it" in text
     frame = ex.to_frame()
-    assert {"row", "label", "part", "name", "value", "amount"} <= set(frame.columns)
+    assert {"row", "part", "name", "value", "amount"} <= set(frame.columns)
     assert set(frame.part) == {"decision", "rule", "parameter"}
     assert "<pre>" in ex._repr_html_()
-    fig = ex.plot(1)
+    assert set(ex.rules.row) == {0, 19, 40, 300} and set(frame.row) == {0, 19, 40, 300}
+    assert ex.row_text(40).startswith("row 40:")
+    with pytest.raises(gb.ModelError, match=r"row 1 is not a row label.*0, 19, 40, 300"):
+        ex.row_text(1)
+    assert list(ex.index) == [0, 19, 40, 300]     # rows are taken by their index labels
+    fig = ex.plot(19)
     fig.savefig(tmp_path / "plot.png")
     assert (tmp_path / "plot.png").stat().st_size > 1000
     svg = ex.to_svg(0)

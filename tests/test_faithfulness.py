@@ -410,3 +410,16 @@ def test_a_counterfactual_that_predict_does_not_confirm_is_refused():
         gb.explain.counterfactual(model, row, level="concept", immutable="age")
     cf = gb.explain.counterfactual(model, row, immutable="age")   # a string is one name
     assert list(cf.changes.fact) != ["age"]
+
+
+def test_rows_are_taken_by_their_index_label():
+    model = _model(3, "product", residual=True, neural=False, output="bool")
+    data = _rows(np.random.default_rng(5), 3)
+    data.index = ["p5", "p6", "p7"]
+    r = gb.explain.reason(model, data, "p7")
+    assert r.row == "p7" and r.decision == model.predict(data)["out"].loc["p7"]
+    assert gb.explain.reason(model, data).row == "p5"           # default: the first row
+    with pytest.raises(gb.ModelError, match=r"row 2 is not a row label of the data; .*'p5'"):
+        gb.explain.counterfactual(model, data, 2)
+    ex = gb.explain.explain(model, data, parameters=False)
+    assert ex.reason("p6").row == "p6" and ex.row_text("p6").startswith("row p6:")

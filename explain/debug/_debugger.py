@@ -369,7 +369,7 @@ class Debugger:
         if kb.neural:
             try:
                 # the concepts alone change (inputs held): a concept-level question
-                cf = counterfactual(self._model, sub, 0, self.output, level="concept",
+                cf = counterfactual(self._model, sub, None, self.output, level="concept",
                                     immutable=[n for n in kb.inputs if n in self.batch.columns])
                 moved = cf.changes
                 concepts = pd.DataFrame({"concept": moved.fact,

@@ -503,17 +503,17 @@ def _row(dbg, label) -> dict:
                              "names": None if shape else ex._attribution_names(key,
                                                                                 values.numel())}
     info = dbg.predictions().loc[label]
-    out = {"row": label, "text": ex.row_text(0),
+    out = {"row": label, "text": ex.row_text(),
            "decision": _records(ex.decision)[0], "rules": _records(ex.rules.drop(columns="row")),
            "concepts": _records(ex.concepts.drop(columns="row")),
            "attributions": attributions, "target": info["target"],
            "correct": bool(info["correct"])}
     try:
-        out["reason"] = str(ex.reason(0))
+        out["reason"] = str(ex.reason())
     except GreyboxError as err:
         out["reason"] = f"no reason: {err}"
     try:
-        out["counterfactual"] = str(ex.counterfactual(0))
+        out["counterfactual"] = str(ex.counterfactual())
     except GreyboxError as err:
         out["counterfactual"] = f"no counterfactual: {err}"
     return out

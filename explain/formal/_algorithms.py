@@ -40,19 +40,39 @@ def _problem(model, batch, row, output, level, max_relus, backend, timeout, *,
     if output not in model.kb.variables or not model.kb.variables[output].output:
         raise ModelError(f"{output!r} is not an output (outputs: {', '.join(model.kb.outputs)})")
     batch = model.batch(batch)
-    if not isinstance(row, (int, np.integer)) or not 0 <= row < batch.n:
-        raise ModelError(f"row must be a position in the batch (0..{batch.n - 1}), got {row!r}")
+    row = _position(batch, row)
     level = resolve_level(level, model, max_relus)
     b = choose(backend, level, model, optimise=optimise)
     p = b.problem(model, batch, int(row), output, level=level, max_relus=max_relus,
                   timeout=timeout)
-    return p, batch, output
+    return p, batch, output, row
 
 
-def reason(model, batch, row: int = 0, output: str | None = None, *,
+def _position(batch, row) -> int:
+    """The position of the row labelled ``row`` in the data's index (None: the first)."""
+    if batch.n == 0:
+        raise ModelError("no rows to explain")
+    if row is None:
+        return 0
+    try:
+        pos = batch.index.get_loc(row)
+    except (KeyError, TypeError):
+        pos = None
+    if not isinstance(pos, (int, np.integer)):
+        shown = ", ".join(repr(x) for x in list(batch.index[:8]))
+        more = ", ..." if batch.n > 8 else ""
+        what = "is not a row label of the data" if pos is None else \
+            "names several rows (the index repeats it)"
+        raise ModelError(f"row {row!r} {what}; rows are named by the data's index labels: "
+                         f"{shown}{more}")
+    return int(pos)
+
+
+def reason(model, batch, row=None, output: str | None = None, *,
            level: str = "auto", max_relus: int = 64, backend: str = "auto",
            timeout: float = 10.0) -> Reason:
-    """A subset-minimal set of the row's facts that guarantees its decision.
+    """A subset-minimal set of the facts of row ``row`` (its label in the data's index;
+    default the first row) that guarantees its decision.
 
     The decision is the one :meth:`GreyBox.predict` returns, and the reason is a statement
     about that function: with the named facts fixed, ``predict`` decides the same for
@@ -86,7 +106,8 @@ def reason(model, batch, row: int = 0, output: str | None = None, *,
     (False, {'age': 15})
     """
     t0 = time.perf_counter()
-    p, batch, output = _problem(model, batch, row, output, level, max_relus, backend, timeout)
+    p, batch, output, row = _problem(model, batch, row, output, level, max_relus, backend,
+                                     timeout)
     keep = dict(p.facts)
     if p.differs(keep) is not None:
         raise SolverError(f"row {batch.index[row]!r}: the facts do not determine the "
@@ -116,11 +137,12 @@ def reason(model, batch, row: int = 0, output: str | None = None, *,
                   time.perf_counter() - t0, p.level, p.assumptions(keep))
 
 
-def counterfactual(model, batch, row: int = 0, output: str | None = None, *,
+def counterfactual(model, batch, row=None, output: str | None = None, *,
                    minimize: str = "count", immutable=(), level: str = "auto",
                    max_relus: int = 64, backend: str = "auto",
                    timeout: float = 10.0) -> Counterfactual:
-    """The closest variant of the row whose decision (what ``predict`` returns) differs.
+    """The closest variant of row ``row`` (its label in the data's index; default the first
+    row) whose decision (what ``predict`` returns) differs.
 
     ``minimize="count"`` changes as few facts as possible; ``"l1"`` minimises the sum of
     absolute changes, each in units of the fact's spread (a changed bool, enum or neural
@@ -149,8 +171,8 @@ def counterfactual(model, batch, row: int = 0, output: str | None = None, *,
         raise ModelError(f"minimize must be 'count' or 'l1', got {minimize!r}")
     if isinstance(immutable, str):
         immutable = (immutable,)
-    p, batch, output = _problem(model, batch, row, output, level, max_relus, backend, timeout,
-                                optimise=True)
+    p, batch, output, row = _problem(model, batch, row, output, level, max_relus, backend,
+                                     timeout, optimise=True)
     unknown = [n for n in immutable if n not in p.facts]
     if unknown:
         raise ModelError(f"immutable names {unknown[0]!r}, which is not a fact of the row "
