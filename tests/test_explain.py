@@ -575,3 +575,29 @@ def test_a_table_networks_attributions_are_labelled_by_its_inputs(credit, credit
     ex = gb.explain.explain(model, credit_rows.head(1), parameters=False)
     var = model.kb.variables["reliable"]
     assert ex._attribution_names("reliable", 3) == list(var.args)
+
+
+def test_a_model_whose_rules_compare_crisply_is_explained_with_flat_attributions():
+    model = gb.GreyBox("""
+        input age: int 0..120
+        input income: real[0, 100000]
+        output approve: bool
+        rule earns weight 2: income > 30000 -> approve
+        constraint minors: age < 18 -> not approve
+    """, semantics="product")
+    data = pd.DataFrame({"age": [40, 15], "income": [20000.0, 50000.0]}, index=["ann", "bob"])
+    ex = gb.explain.explain(model, data, parameters=False)   # was a raw autograd error
+    assert torch.equal(ex.attributions["approve"], torch.zeros(2, 2))
+    assert ex.row_text("ann") == (
+        "row ann: approve = False (p=0.50)\n"
+        "  score +0.000 = bias +0.000 + rules +0.000\n"
+        "  rules: none fired")
+    # golden renderings of the formal results on the same model
+    assert str(gb.explain.reason(model, data, "bob")) == (
+        "approve = False for row bob because age = 15 (minimal; verified)")
+    assert str(gb.explain.counterfactual(model, data, "ann")) == (
+        "approve would be True instead of False (row ann) if income: 20000.0 -> 30100.0 "
+        "(verified by predict)")
+    assert str(gb.explain.verify(model, "income > 40000 -> approve")) == (
+        "refuted: income > 40000 -> approve\n"
+        "  counterexample: age=0, income=40001.0, approve=False")
