@@ -352,7 +352,7 @@ def _rebuild(path, payload: Mapping, group: str) -> dict[str, nn.Module]:
     """The networks (``group="networks"``) or residuals the file describes, built and
     checked against the file's tensors; :class:`ModulesNeeded` when some are not
     described."""
-    from ._model import _key
+    from ._names import _key
 
     names = list(payload[group])
     arch = payload.get("architectures")
@@ -430,7 +430,7 @@ def save(model, path) -> None:
     standard ``torch.nn`` layers (see :func:`describe`), its state dict and a SHA-256 digest
     of them all. The file is written next to ``path`` and renamed into place, so a crash
     never leaves half a file behind."""
-    from ._model import _key
+    from ._names import _key
 
     path = Path(path)
     residual = model.residual if model.residual is not None else {}
@@ -590,7 +590,8 @@ def load(path, *, networks: Mapping[str, nn.Module] | None = None,
     >>> loaded.to_kb() == model.to_kb(), loaded.residual["y"][1]
     (True, ReLU())
     """
-    from ._model import GreyBox, _key
+    from ._model import GreyBox
+    from ._names import _key
 
     payload = _read(path, map_location)
     try:

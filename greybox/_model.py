@@ -17,8 +17,8 @@ from greybox.rules import ast as A
 
 from ._batch import Batch, to_batch
 from ._calls import NetworkCalls
-from ._names import _key, _type  # noqa: F401 (_key: used by _io)
-from ._objective import Objective, _prior_penalty  # noqa: F401 (used by _train)
+from ._names import _key
+from ._objective import Objective
 from ._predictions import Predictions
 from ._statistics import InputStatistics
 from ._trace import Trace

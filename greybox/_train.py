@@ -16,7 +16,7 @@ from greybox.errors import DataError, ModelError
 from greybox.rules import ast as A
 
 from ._batch import Batch, Targets
-from ._model import _prior_penalty
+from ._objective import _prior_penalty
 
 __all__ = ["History", "fit"]
 
