@@ -117,6 +117,9 @@ def _input_attributions(model, batch, trace, output, target, method):
             forward, module = net, net
         else:
             continue  # several tensor arguments: not attributed here
+        from greybox._calls import input_for
+
+        x = input_for(net, x)     # in the network's own dtype, as the model feeds it
         if logits.dim() == 2:
             tgt = logits.argmax(1)
         else:

@@ -17,7 +17,17 @@ from greybox.rules import ast as A
 from ._batch import Batch
 from ._names import _key, _type
 
-__all__ = ["NetworkCalls"]
+__all__ = ["NetworkCalls", "input_for"]
+
+
+def input_for(module: nn.Module, x):
+    """``x`` as ``module`` takes it: a floating-point tensor in the dtype of the module's
+    first floating-point parameter (float64 arrays meet float32 weights); anything else
+    as it is."""
+    if not (isinstance(x, torch.Tensor) and x.is_floating_point()):
+        return x
+    dtype = next((p.dtype for p in module.parameters() if p.is_floating_point()), None)
+    return x if dtype is None or x.dtype == dtype else x.to(dtype)
 
 
 class NetworkCalls:
@@ -78,10 +88,7 @@ class NetworkCalls:
         module's first floating-point parameter (float64 arrays meet float32 weights);
         an error raised inside the module becomes a :class:`ModelError` naming ``what``
         (the network and the variables it serves) and the input shapes."""
-        dtype = next((p.dtype for p in module.parameters() if p.is_floating_point()), None)
-        if dtype is not None:
-            args = [a.to(dtype) if isinstance(a, torch.Tensor) and a.is_floating_point()
-                    and a.dtype != dtype else a for a in args]
+        args = [input_for(module, a) for a in args]
         try:
             return module(*args)
         except (GreyboxError, torch.OutOfMemoryError):

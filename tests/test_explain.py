@@ -601,3 +601,13 @@ def test_a_model_whose_rules_compare_crisply_is_explained_with_flat_attributions
     assert str(gb.explain.verify(model, "income > 40000 -> approve")) == (
         "refuted: income > 40000 -> approve\n"
         "  counterexample: age=0, income=40001.0, approve=False")
+
+
+def test_a_float64_image_is_attributed_through_a_float32_network():
+    kb = gb.rules.parse("input img: tensor[4]\nneural d: int 0..2 = net(img)\noutput d2: int 0..2\n"
+                        "define d2: int 0..2 = d")
+    torch.manual_seed(0)
+    model = gb.GreyBox(kb, {"net": nn.Linear(4, 3)})
+    x = np.random.default_rng(0).random((2, 4))          # float64, as numpy gives it
+    ex = gb.explain.explain(model, {"img": x}, parameters=False)
+    assert ex.attributions["d"].shape == (2, 4)
