@@ -76,22 +76,10 @@ class Explanation:
     def _locate(self, row) -> tuple[int, object]:
         """``(position, label)`` of a row named by its label in the data's index (``None``:
         the first row)."""
-        from greybox.errors import ModelError
+        from .formal._row import row_position
 
-        if row is None:
-            return 0, self.index[0]
-        try:
-            pos = self.index.get_loc(row)
-        except (KeyError, TypeError):
-            pos = None
-        if not isinstance(pos, (int, np.integer)):
-            shown = ", ".join(repr(x) for x in list(self.index[:8]))
-            more = ", ..." if len(self.index) > 8 else ""
-            what = "is not a row label of this explanation" if pos is None else \
-                "names several rows (the index repeats it)"
-            raise ModelError(f"row {row!r} {what}; rows are named by the data's index "
-                             f"labels: {shown}{more}")
-        return int(pos), self.index[pos]
+        pos = row_position(self.index, row)
+        return pos, self.index[pos]
 
     # ------------------------------------------------------------------ text
     def row_text(self, row=None) -> str:

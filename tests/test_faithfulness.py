@@ -222,29 +222,43 @@ def test_verify_says_when_it_ranged_over_the_training_range():
 
 @pytest.mark.parametrize("name", sorted(gb.explain.formal.BACKENDS))
 def test_every_backend_answers_the_protocol(name):
-    """One conformance test for the backends of greybox.explain.formal.BACKENDS."""
+    """One conformance test for the backends of greybox.explain.formal.BACKENDS, on a
+    model whose answers are known: out = (x > 5) or flag, through a residual of zeros."""
     backend = gb.explain.formal.BACKENDS[name]
-    model = _model(5, "product", residual=True, neural=True, output="bool")
-    row = _rows(np.random.default_rng(7), 1)
+    res = nn.Sequential(nn.Linear(3, 2), nn.ReLU(), nn.Linear(2, 1))
+    with torch.no_grad():
+        for p in res.parameters():
+            p.zero_()
+    model = gb.GreyBox("""
+        input x: real[0, 10]
+        input y: real[0, 10]
+        input flag: bool
+        output out: bool
+        rule big weight 2: x > 5 -> out
+        rule flagged weight 2: flag -> out
+    """, semantics="product", residual=res)
+    with torch.no_grad():
+        model.decisions["out"].bias.fill_(-1.0)
+    row = pd.DataFrame({"x": [2.0], "y": [7.0], "flag": [False]})
     batch = model.batch(row)
     p = backend.problem(model, batch, 0, "out", level="input", max_relus=64, timeout=20.0)
-    assert p.decision == model.predict(row)["out"].iloc[0]
-    assert set(p.facts) == {"x", "y", "k", "c"}
-    assert p.differs(dict(p.facts)) is None            # all facts fixed: the decision
-    witness = p.differs({})                             # nothing fixed: some row differs
-    if witness is not None:
-        assert set(witness) >= set(p.facts)
-    after = p.closest(minimize="count", immutable=(), spreads={})
-    assert after is None or after != p.facts
+    assert p.decision is False and set(p.facts) == {"x", "y", "flag"}
+    assert p.differs(dict(p.facts)) is None                  # all facts held: no change
+    assert p.differs({"x": 2.0, "flag": False}) is None      # y does not matter
+    witness = p.differs({"x": 2.0, "y": 7.0})                # flag free: flag = True flips
+    assert witness is not None and witness["flag"] is True
+    assert model.predict(pd.DataFrame({k: [witness[k]] for k in ("x", "y", "flag")}))[
+        "out"].tolist() == [True]
+    after = p.closest(minimize="count", immutable=(), spreads={"x": 1.0, "y": 1.0})
+    assert after is not None and sum(after[k] != p.facts[k] for k in p.facts) == 1
     kb = model.to_kb()
-    holds, _ = backend.refute(model, gb.rules.parse_formula("out or not out", kb),
+    holds, _ = backend.refute(model, gb.rules.parse_formula("x > 6 -> out", kb),
                               level="input", max_relus=64, timeout=20.0)
     assert holds is None
-    row_cx, _ = backend.refute(model, gb.rules.parse_formula("out", kb), level="input",
-                               max_relus=64, timeout=20.0)
-    if row_cx is not None:
-        assert not model.predict(row_cx[["x", "y", "k", "c"]].assign(
-            c=lambda d: pd.Categorical(d["c"].astype(str), categories=ENUM)))["out"].iloc[0]
+    cx, _ = backend.refute(model, gb.rules.parse_formula("out", kb), level="input",
+                           max_relus=64, timeout=20.0)
+    assert cx is not None
+    assert model.predict(cx[["x", "y", "flag"]])["out"].tolist() == [False]
 
 
 # --------------------------------------------- regressions found by review (each failed)

@@ -27,6 +27,7 @@ from ._row import (
     person_step,
     pull_back,
     round_changes,
+    row_position,
     sampled_differs,
     show,
 )
@@ -40,32 +41,14 @@ def _problem(model, batch, row, output, level, max_relus, backend, timeout, *,
     if output not in model.kb.variables or not model.kb.variables[output].output:
         raise ModelError(f"{output!r} is not an output (outputs: {', '.join(model.kb.outputs)})")
     batch = model.batch(batch)
-    row = _position(batch, row)
+    if batch.n == 0:
+        raise ModelError("no rows to explain")
+    row = row_position(batch.index, row)
     level = resolve_level(level, model, max_relus)
     b = choose(backend, level, model, optimise=optimise)
     p = b.problem(model, batch, int(row), output, level=level, max_relus=max_relus,
                   timeout=timeout)
     return p, batch, output, row
-
-
-def _position(batch, row) -> int:
-    """The position of the row labelled ``row`` in the data's index (None: the first)."""
-    if batch.n == 0:
-        raise ModelError("no rows to explain")
-    if row is None:
-        return 0
-    try:
-        pos = batch.index.get_loc(row)
-    except (KeyError, TypeError):
-        pos = None
-    if not isinstance(pos, (int, np.integer)):
-        shown = ", ".join(repr(x) for x in list(batch.index[:8]))
-        more = ", ..." if batch.n > 8 else ""
-        what = "is not a row label of the data" if pos is None else \
-            "names several rows (the index repeats it)"
-        raise ModelError(f"row {row!r} {what}; rows are named by the data's index labels: "
-                         f"{shown}{more}")
-    return int(pos)
 
 
 def reason(model, batch, row=None, output: str | None = None, *,

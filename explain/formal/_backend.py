@@ -1,6 +1,6 @@
-"""The solver backends' protocol, their registry, and which level and backend to use.
+"""The solver backends' registry, and which level and backend to use.
 
-A backend compiles the model's decision function for one row into a :class:`Problem`
+A backend (:mod:`._protocol`) compiles the model's decision function for one row into a :class:`Problem`
 that answers three questions -- the only ones :func:`reason`, :func:`counterfactual` and
 :func:`verify` ask:
 
@@ -22,105 +22,14 @@ from greybox.rules import ast as A
 from greybox.rules import plan
 
 from ._networks import count_relus
+from ._protocol import Backend, Problem
+from .milp import MilpBackend
+from .z3 import Z3Backend
 
 __all__ = ["BACKENDS", "Backend", "Problem", "choose", "resolve_level"]
 
-
-class Problem:
-    """One row's decision, compiled by a backend.
-
-    Attributes: ``facts`` (name -> code: enum index, int value, bool, float; residual
-    logits at the concept level as ``residual:NAME``), ``decision`` (the decision
-    function's value for the row), ``level``.
-    """
-
-    facts: dict
-    decision: object
-    level: str
-
-    def differs(self, fixed: dict):
-        """Values of every fact, with ``fixed`` held, under which the decision is not
-        ``decision``; None when there are none."""
-        raise NotImplementedError
-
-    def core(self, fixed: dict) -> dict:
-        """After ``differs(fixed)`` returned None: a subset of ``fixed`` that already
-        guarantees the decision (an unsat core where the backend has one)."""
-        return fixed
-
-    def closest(self, *, minimize: str, immutable, spreads: dict):
-        """The facts closest to the row's whose decision differs; None when none."""
-        raise NotImplementedError
-
-    def assumptions(self, fixed=()) -> tuple:
-        """What a result assumes beyond the declared types (training ranges of the free
-        inputs declared without bounds)."""
-        return ()
-
-    def why_none(self) -> str:
-        """Why no change of the facts changes the decision, in terms of the model (or
-        an empty string)."""
-        return ""
-
-    def held(self, name: str) -> bool:
-        """Whether ``name`` is a fact a counterfactual never changes (a residual logit)."""
-        return name.startswith("residual:")
-
-
-class Backend:
-    """A solver backend: compiles a row's decision into a :class:`Problem` and refutes
-    properties of the whole model."""
-
-    name = "?"
-
-    def problem(self, model, batch, row: int, output: str, *, level: str, max_relus: int,
-                timeout: float) -> Problem:
-        raise NotImplementedError
-
-    def refute(self, model, formula, *, level: str, max_relus: int, timeout: float):
-        """``(row, assumptions)``: a one-row DataFrame of inputs (and, at the concept
-        level, neural values and residual logits) on which ``formula`` fails, or None;
-        and what the search assumed."""
-        raise NotImplementedError
-
-
-def _registry() -> dict[str, Backend]:
-    from .milp import MilpBackend
-    from .z3 import Z3Backend
-
-    return {b.name: b for b in (Z3Backend(), MilpBackend())}
-
-
-class _Lazy(dict):
-    """The registry, filled on first use (the backends import solvers)."""
-
-    def _fill(self):
-        if not dict.__len__(self):
-            self.update(_registry())
-
-    def __getitem__(self, key):
-        self._fill()
-        return dict.__getitem__(self, key)
-
-    def __iter__(self):
-        self._fill()
-        return dict.__iter__(self)
-
-    def __len__(self):
-        self._fill()
-        return dict.__len__(self)
-
-    def __contains__(self, key):
-        self._fill()
-        return dict.__contains__(self, key)
-
-    def keys(self):
-        self._fill()
-        return dict.keys(self)
-
-
 #: Backends by name.
-BACKENDS: dict[str, Backend] = _Lazy()
+BACKENDS: dict[str, Backend] = {b.name: b for b in (Z3Backend(), MilpBackend())}
 
 
 def _networks(model) -> list:

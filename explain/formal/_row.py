@@ -15,8 +15,8 @@ import torch
 from greybox.errors import ModelError
 from greybox.rules import ast as A
 
-__all__ = ["decision_on", "distance", "num", "person_step", "pull_back", "residual_facts",
-           "round_changes", "row_decision", "row_facts", "sampled_differs", "show"]
+__all__ = ["row_position", "decision_on", "distance", "num", "person_step", "pull_back", "residual_facts",
+           "round_changes", "row_state", "sampled_differs", "show"]
 
 
 def show(kb, name, code):
@@ -235,37 +235,31 @@ def sampled_differs(model, kb, facts: dict, fixed: dict, output: str, decision, 
     return bool(((got[output].to_numpy() != decision) & ~got["infeasible"].to_numpy()).any())
 
 
-def row_facts(model, batch, row: int) -> dict:
-    """The row's facts: name -> code (enum index, int value, bool, float). Neural
-    concepts take the values the decision function used (the networks' most probable
-    values, repaired where they break a hard constraint)."""
-    from greybox.semantics.crisp import crisp_evaluation
-
-    kb = model.kb
-    facts = {}
-    for name in kb.inputs:
-        if name in batch.columns:
-            v = batch.columns[name][row]
-            facts[name] = v.item() if hasattr(v, "item") else v
-    ev, logits = crisp_evaluation(model, batch.take(torch.as_tensor([row])))
-    for name, out in logits.items():
-        t = kb.variables[name].type
-        if isinstance(t, A.BoolType):
-            facts[name] = bool(out[0] > 0)
-        elif isinstance(t, A.IntType):
-            facts[name] = int(out[0].argmax()) + t.lo
-        elif isinstance(t, A.EnumType):
-            facts[name] = int(out[0].argmax())
-        else:
-            facts[name] = float(out[0])
-    return facts
+def row_position(index, row) -> int:
+    """The position of the row labelled ``row`` in ``index`` (None: the first row);
+    ModelError listing the labels when it is not there, or is there several times."""
+    if row is None:
+        return 0
+    try:
+        pos = index.get_loc(row)
+    except (KeyError, TypeError):
+        pos = None
+    if not isinstance(pos, (int, np.integer)):
+        shown = ", ".join(repr(x) for x in list(index[:8]))
+        more = ", ..." if len(index) > 8 else ""
+        what = "is not a row label of the data" if pos is None else \
+            "names several rows (the index repeats it)"
+        raise ModelError(f"row {row!r} {what}; rows are named by the data's index labels: "
+                         f"{shown}{more}")
+    return int(pos)
 
 
-
-
-def row_decision(model, batch, row: int, output: str):
-    """The decision function's value of ``output`` on the row (ModelError when no
-    decision satisfies the hard constraints there, or the output is real-valued)."""
+def row_state(model, batch, row: int, output: str) -> tuple[dict, object]:
+    """The row's facts (name -> code: enum index, int value, bool, float) and the decision
+    function's value of ``output`` there, from one evaluation. Neural concepts take the
+    values the decision function used (the networks' most probable values, repaired
+    where they break a hard constraint). ModelError when no decision satisfies the hard
+    constraints on the row, or the output is real-valued."""
     from greybox.semantics.crisp import crisp_evaluation
 
     kb = model.kb
@@ -275,6 +269,16 @@ def row_decision(model, batch, row: int, output: str):
     if bool(ev.infeasible.iloc[0]):
         raise ModelError(f"row {batch.index[row]!r}: no decision satisfies the hard "
                          "constraints, so there is no decision to explain")
+    facts = {}
+    for name in kb.inputs:
+        if name in batch.columns:
+            v = batch.columns[name][row]
+            facts[name] = v.item() if hasattr(v, "item") else v
+    for name in kb.neural:
+        v = np.asarray(ev._env[name]).reshape(-1)[0]
+        t = kb.variables[name].type
+        facts[name] = bool(v) if isinstance(t, A.BoolType) else \
+            int(v) if isinstance(t, (A.IntType, A.EnumType)) else float(v)
     value = ev.decisions[output].iloc[0] if output in ev.decisions else \
         ev.values[output].iloc[0]
-    return value.item() if hasattr(value, "item") else value
+    return facts, value.item() if hasattr(value, "item") else value

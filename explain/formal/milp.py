@@ -34,9 +34,9 @@ from greybox.errors import ModelError, SolverError
 from greybox.rules import ast as A
 from greybox.rules import plan
 
-from ._backend import Backend, Problem
 from ._networks import propagate
-from ._row import decision_on, row_decision, row_facts
+from ._protocol import Backend, Problem
+from ._row import decision_on, row_state
 
 __all__ = ["MilpBackend", "Program", "compile_decision"]
 
@@ -676,11 +676,10 @@ class MilpProblem(Problem):
         self.output, self.level, self.timeout = output, "input", timeout
         self._where = (model, batch, row, max_relus)
         self._exact = None
-        self.decision = row_decision(model, batch, row, output)
+        facts, self.decision = row_state(model, batch, row, output)
         # the residual is encoded from the inputs: the biases alone here
         self.comp = compile_decision(model, kb, model.bias_table(), max_relus=max_relus)
-        self.facts = {n: v for n, v in row_facts(model, batch, row).items()
-                      if kb.variables[n].role == "input"}
+        self.facts = {n: v for n, v in facts.items() if kb.variables[n].role == "input"}
 
     def differs(self, fixed: dict):
         witness = differs(self.comp, self.output, self.decision, fixed,

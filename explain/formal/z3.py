@@ -20,9 +20,9 @@ from greybox.errors import ModelError, SolverError
 from greybox.rules import Z3Encoding, plan, real_value, witness_row
 from greybox.rules import ast as A
 
-from ._backend import Backend, Problem
 from ._networks import propagate
-from ._row import residual_facts, row_decision, row_facts
+from ._protocol import Backend, Problem
+from ._row import residual_facts, row_state
 
 __all__ = ["Z3Backend", "encode_network"]
 
@@ -226,13 +226,12 @@ class Z3Problem(Problem):
         mode = "fixed" if model.residual is None else \
             "encoded" if level == "input" else "free"
         self.enc, self.background = _background(model, kb, bias, level, max_relus, mode)
-        facts = row_facts(model, batch, row)
+        facts, self.decision = row_state(model, batch, row, output)
         if level == "input":  # the networks' values follow from the inputs
             facts = {n: v for n, v in facts.items() if kb.variables[n].role != "neural"}
         else:
             facts.update(residual_facts(model, batch, row))
         self.facts = facts
-        self.decision = row_decision(model, batch, row, output)
         t = kb.variables[output].type
         target = self.enc.var(output)
         if isinstance(t, A.BoolType):

@@ -1,0 +1,63 @@
+"""The backend protocol: what reason, counterfactual and verify ask a solver."""
+
+from __future__ import annotations
+
+__all__ = ["Backend", "Problem"]
+
+
+class Problem:
+    """One row's decision, compiled by a backend.
+
+    Attributes: ``facts`` (name -> code: enum index, int value, bool, float; residual
+    logits at the concept level as ``residual:NAME``), ``decision`` (the decision
+    function's value for the row), ``level``.
+    """
+
+    facts: dict
+    decision: object
+    level: str
+
+    def differs(self, fixed: dict):
+        """Values of every fact, with ``fixed`` held, under which the decision is not
+        ``decision``; None when there are none."""
+        raise NotImplementedError
+
+    def core(self, fixed: dict) -> dict:
+        """After ``differs(fixed)`` returned None: a subset of ``fixed`` that already
+        guarantees the decision (an unsat core where the backend has one)."""
+        return fixed
+
+    def closest(self, *, minimize: str, immutable, spreads: dict):
+        """The facts closest to the row's whose decision differs; None when none."""
+        raise NotImplementedError
+
+    def assumptions(self, fixed=()) -> tuple:
+        """What a result assumes beyond the declared types (training ranges of the free
+        inputs declared without bounds)."""
+        return ()
+
+    def why_none(self) -> str:
+        """Why no change of the facts changes the decision, in terms of the model (or
+        an empty string)."""
+        return ""
+
+    def held(self, name: str) -> bool:
+        """Whether ``name`` is a fact a counterfactual never changes (a residual logit)."""
+        return name.startswith("residual:")
+
+
+class Backend:
+    """A solver backend: compiles a row's decision into a :class:`Problem` and refutes
+    properties of the whole model."""
+
+    name = "?"
+
+    def problem(self, model, batch, row: int, output: str, *, level: str, max_relus: int,
+                timeout: float) -> Problem:
+        raise NotImplementedError
+
+    def refute(self, model, formula, *, level: str, max_relus: int, timeout: float):
+        """``(row, assumptions)``: a one-row DataFrame of inputs (and, at the concept
+        level, neural values and residual logits) on which ``formula`` fails, or None;
+        and what the search assumed."""
+        raise NotImplementedError
