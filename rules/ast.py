@@ -3,7 +3,9 @@
 Nodes are frozen dataclasses with structural equality (source spans do not take part).
 :func:`walk` visits an expression, :func:`rewrite` rebuilds one with some nodes replaced,
 :func:`variables` lists the names it reads, :func:`domain_values` enumerates a finite
-type's values (ints by value, enums by name, bools False then True).
+type's values (ints by value, enums by name, bools False then True), and :func:`domain`
+gives a type's :class:`Domain`: its values, each value's index (place in domain order) and
+code (what arithmetic and solvers see), and every conversion between them.
 
 Examples
 --------
@@ -14,6 +16,9 @@ Examples
 (['x'], [2])
 >>> ast.domain_values(ast.IntType(1, 3))
 range(1, 4)
+>>> d = ast.domain(ast.EnumType(("low", "high")))
+>>> d.size, d.index("high"), d.value(0), d.decode(1)
+(2, 1, 'low', 'high')
 """
 
 from ._ast import (
@@ -58,6 +63,7 @@ from ._ast import (
     variables,
     walk,
 )
+from ._domain import Domain, domain
 
 __all__ = [
     "And",
@@ -65,6 +71,7 @@ __all__ = [
     "BoolType",
     "Compare",
     "Constraint",
+    "Domain",
     "DefineDecl",
     "EnumType",
     "Expr",
@@ -90,6 +97,7 @@ __all__ = [
     "Var",
     "children",
     "depth",
+    "domain",
     "domain_values",
     "is_constant",
     "is_finite_type",
