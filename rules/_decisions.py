@@ -25,27 +25,13 @@ import networkx as nx
 from greybox.errors import RuleError
 
 from . import _ast as A
+from ._domain import domain
 
-__all__ = ["Component", "DecisionPlan", "MAX_ASSIGNMENTS", "candidates", "closure", "plan",
-           "position", "size"]
+__all__ = ["Component", "DecisionPlan", "MAX_ASSIGNMENTS", "candidates", "closure", "plan"]
 
 #: Most joint assignments a component that must be enumerated may have (crisp evaluation
 #: and the Z3 encoding check each one against the hard constraints).
 MAX_ASSIGNMENTS = 1 << 16
-
-
-def size(t) -> int:
-    """The number of values of a finite type."""
-    return 2 if isinstance(t, A.BoolType) else t.size
-
-
-def position(t, value) -> int:
-    """The place of ``value`` in the domain order of a finite type (its tie-breaking rank)."""
-    if isinstance(t, A.BoolType):
-        return int(bool(value))
-    if isinstance(t, A.IntType):
-        return int(value) - t.lo
-    return t.values.index(value)
 
 
 def candidates(kb, name: str, biased=()) -> tuple:
@@ -61,12 +47,10 @@ def candidates(kb, name: str, biased=()) -> tuple:
         head = r.head.value
         pushed.add(head.value if isinstance(head, A.Num) else head.name)
     pushed.discard(None)
-    if isinstance(t, A.IntType):
-        free = next((x for x in range(t.lo, t.hi + 1) if x not in pushed), None)
-    else:
-        free = next((x for x in t.values if x not in pushed), None)
+    d = domain(t)
+    free = next((x for x in d.values if x not in pushed), None)
     found = pushed | ({free} if free is not None else set())
-    return tuple(sorted(found, key=lambda x: position(t, x)))
+    return tuple(sorted(found, key=d.index))
 
 
 def closure(kb, names) -> set[str]:
@@ -112,12 +96,12 @@ class Component:
         """The number of joint assignments."""
         out = 1
         for v in self.variables:
-            out *= size(kb.variables[v].type)
+            out *= domain(kb.variables[v].type).size
         return out
 
     def assignments(self, kb) -> list[tuple]:
         """Joint assignments in enumeration order (tie-breaking order)."""
-        domains = [A.domain_values(kb.variables[v].type) for v in self.variables]
+        domains = [domain(kb.variables[v].type).values for v in self.variables]
         return list(itertools.product(*domains))
 
 

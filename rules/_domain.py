@@ -101,7 +101,8 @@ class Domain:
         return t.values[int(index)]
 
     def indices(self, values) -> np.ndarray:
-        """Values (a column, a list; enums as labels) as their indices (int64)."""
+        """Values (a column, a list; enums as labels) as their indices (int64; -1 for
+        what is not one of an enum's labels)."""
         t = self._finite()
         if isinstance(t, A.EnumType):
             return np.asarray(pd.Categorical(np.asarray(values, dtype=object),

@@ -13,7 +13,8 @@ import pandas as pd
 from greybox.errors import DataError, RuleError
 
 from . import _ast as A
-from ._decisions import MAX_ASSIGNMENTS, candidates, closure, plan, size
+from ._decisions import MAX_ASSIGNMENTS, candidates, closure, plan
+from ._domain import domain
 from ._exact import ScoreScale, compile_truth, compile_value
 from ._kb import KnowledgeBase, parse_formula
 
@@ -46,7 +47,7 @@ def compile_expr(e, kb: KnowledgeBase, enum: A.EnumType | None = None) -> _Fn:
         name = e.name
         return lambda env: env[name]
     if isinstance(e, A.Sym):
-        code = enum.values.index(e.name)
+        code = domain(enum).code(e.name)
         return lambda env: code
     if isinstance(e, A.Neg):
         f = compile_expr(e.operand, kb)
@@ -199,7 +200,7 @@ def read_column(var, col, index: pd.Index) -> np.ndarray:
             values = col.astype(object).to_numpy()
         else:
             values = np.asarray(col, dtype=object)
-        codes = pd.Index(list(t.values), dtype=object).get_indexer(values)
+        codes = domain(t).indices(values)   # -1: not a label of the enum
         bad = codes < 0
         if bad.any():
             where, pos = first_row(bad, index)
@@ -720,7 +721,7 @@ def evaluate(kb: KnowledgeBase, data, *, bias: Mapping | None = None) -> Evaluat
     for comp in dp.components:
         if comp.enumerated:
             assignments = comp.assignments(kb)
-            values_of = {v: A.domain_values(kb.variables[v].type) for v in comp.variables}
+            values_of = {v: domain(kb.variables[v].type).values for v in comp.variables}
         else:  # decided alone: the argmax lies among a few candidate values
             (v,) = comp.variables
             values_of = {v: candidates(kb, v, biases.get(v, {}))}
@@ -771,8 +772,8 @@ def evaluate(kb: KnowledgeBase, data, *, bias: Mapping | None = None) -> Evaluat
         scale = scales[name]
         if isinstance(var.type, A.BoolType):
             shown = [True]
-        elif size(var.type) <= MAX_ASSIGNMENTS:
-            shown = A.domain_values(var.type)
+        elif domain(var.type).size <= MAX_ASSIGNMENTS:
+            shown = domain(var.type).values
         else:  # every value left out scores 0
             shown = scored[name]
         for value in shown:
@@ -891,24 +892,9 @@ def _pushed(head: A.Head):
 
 
 def _codes(kb, name: str, values) -> np.ndarray:
-    """Values of a decided variable as their codes (bool, float int, enum position)."""
-    t = kb.variables[name].type
-    if isinstance(t, A.EnumType):
-        place = {x: i for i, x in enumerate(t.values)}
-        return np.array([place[x] for x in values], dtype=np.int64)
-    if isinstance(t, A.IntType):
-        return np.array(values, dtype=np.float64)
-    return np.array(values, dtype=bool)
+    """Values of a decided variable as their codes (see :class:`~greybox.rules.ast.Domain`)."""
+    return domain(kb.variables[name].type).codes(values)
 
 
 def _decoded(kb, name: str, arr, index) -> pd.Series:
-    t = kb.variables[name].type
-    arr = np.asarray(arr)
-    if isinstance(t, A.EnumType):
-        return pd.Series(pd.Categorical.from_codes(arr.astype(np.int64), categories=list(t.values)),
-                         index=index, name=name)
-    if isinstance(t, A.IntType):
-        return pd.Series(arr.astype(np.int64), index=index, name=name)
-    if isinstance(t, A.BoolType):
-        return pd.Series(arr.astype(bool), index=index, name=name)
-    return pd.Series(arr.astype(np.float64), index=index, name=name)
+    return domain(kb.variables[name].type).series(arr, index=index, name=name)

@@ -10,7 +10,6 @@ import itertools
 from collections.abc import Mapping
 from fractions import Fraction
 
-import numpy as np
 import pandas as pd
 import z3
 
@@ -18,7 +17,8 @@ from greybox.errors import RuleError, SolverError
 
 from . import _ast as A
 from ._deadline import Deadline
-from ._decisions import candidates, plan, position, size
+from ._decisions import candidates, plan
+from ._domain import domain
 from ._kb import KnowledgeBase, parse_formula
 
 __all__ = ["Z3Encoding", "to_z3", "witness_row", "solve"]
@@ -64,17 +64,10 @@ class Z3Encoding:
         """The Z3 constant of a non-defined variable."""
         c = self._consts.get(name)
         if c is None:
-            v = self.kb.variables[name]
-            t = v.type
-            if isinstance(t, A.BoolType):
-                c = z3.Bool(name)
-            elif isinstance(t, (A.IntType, A.EnumType)):
-                c = z3.Int(name)
-            elif isinstance(t, A.RealType):
-                c = z3.Real(name)
-            else:
+            t = self.kb.variables[name].type
+            if isinstance(t, A.TensorType):
                 raise RuleError(f"{name!r} is a tensor and has no Z3 encoding")
-            self._consts[name] = c
+            c = self._consts[name] = domain(t).z3_const(name)
         return c
 
     def var(self, name: str) -> z3.ExprRef:
@@ -123,7 +116,7 @@ class Z3Encoding:
         if isinstance(e, A.Var):
             return self.var(e.name)
         if isinstance(e, A.Sym):
-            return z3.IntVal(enum.values.index(e.name))
+            return domain(enum).z3_value(e.name)
         if isinstance(e, A.Neg):
             return -self.expr(e.operand)
         if isinstance(e, A.Sum):
@@ -161,12 +154,7 @@ class Z3Encoding:
     # ------------------------------------------------------------------ decisions
     def value_of(self, name: str, value) -> z3.ExprRef:
         """The Z3 constant for a value of a finite variable."""
-        t = self.kb.variables[name].type
-        if isinstance(t, A.BoolType):
-            return z3.BoolVal(bool(value))
-        if isinstance(t, A.EnumType):
-            return z3.IntVal(t.values.index(value))
-        return z3.IntVal(int(value))
+        return domain(self.kb.variables[name].type).z3_value(value)
 
     def score(self, name: str, value) -> z3.ArithRef:
         """The crisp score of ``name = value`` (for a bool, the score of True)."""
@@ -229,12 +217,13 @@ class Z3Encoding:
         x = self.const(name)
         values = candidates(self.kb, name, self._bias.get(name, {}))
         objective = self._objective(name, x, self._scored(name, values))
-        rank = _rank(t, x)
+        d = domain(t)
+        rank = d.z3_index(x)
         out = [z3.Or([x == self.value_of(name, v) for v in values])]
         for v in values:
             o_v = z3.substitute(objective, (x, self.value_of(name, v)))
             out.append(z3.Or(o_v < objective,
-                             z3.And(o_v == objective, rank <= position(t, v))))
+                             z3.And(o_v == objective, rank <= d.index(v))))
         return out
 
     def _joint_decision(self, comp, deadline: Deadline) -> list[z3.BoolRef]:
@@ -243,20 +232,20 @@ class Z3Encoding:
         names = comp.variables
         xs = [self.const(v) for v in names]
         types = [self.kb.variables[v].type for v in names]
-        scored = {v: set(self._scored(v, A.domain_values(t))) for v, t in zip(names, types)}
+        doms = [domain(t) for t in types]
+        scored = {v: set(self._scored(v, d.values)) for v, d in zip(names, doms)}
         objective = _num(0)
-        for v, x, t in zip(names, xs, types):
-            objective = objective + self._objective(v, x, [u for u in A.domain_values(t)
+        for v, x, d in zip(names, xs, doms):
+            objective = objective + self._objective(v, x, [u for u in d.values
                                                            if u in scored[v]])
         rank = _num(0)
-        for x, t in zip(xs, types):
-            rank = rank * size(t) + _rank(t, x)
+        for x, d in zip(xs, doms):
+            rank = rank * d.size + d.z3_index(x)
         cons = z3.And([self.expr(c.formula) for c in comp.constraints])
         # each value's score as a function of the component's variables, built once
         score_of = {(v, u): self.score(v, u) for v in names for u in scored[v]}
         out = [cons]
-        domains = [A.domain_values(t) for t in types]
-        for k, a in enumerate(itertools.product(*domains)):
+        for k, a in enumerate(itertools.product(*(d.values for d in doms))):
             if k % 256 == 0:
                 deadline.check(f"encoding the joint decision of {', '.join(names)} "
                                f"(assignment {k:,} of {comp.size(self.kb):,})")
@@ -271,15 +260,6 @@ class Z3Encoding:
 
     def domain_for(self, names) -> list[z3.BoolRef]:
         return [c for c in (self.type_constraint(n) for n in names) if c is not None]
-
-
-def _rank(t, x: z3.ExprRef) -> z3.ArithRef:
-    """The place of ``x``'s value in the domain order of type ``t``."""
-    if isinstance(t, A.BoolType):
-        return z3.If(x, z3.IntVal(1), z3.IntVal(0))
-    if isinstance(t, A.IntType):
-        return x - t.lo
-    return x
 
 
 def _enum_of(e, kb) -> A.EnumType | None:
@@ -329,33 +309,14 @@ def make_solver(timeout: float | None) -> z3.Solver:
 
 def real_value(value: z3.ExprRef) -> float:
     """A Z3 numeral (rational or algebraic) as a float."""
-    if z3.is_rational_value(value):
-        return float(value.as_fraction())
-    return float(value.approx(20).as_fraction())
-
-
-def _py_value(kb, name: str, value: z3.ExprRef):
-    t = kb.variables[name].type
-    if isinstance(t, A.BoolType):
-        return z3.is_true(value)
-    if isinstance(t, A.EnumType):
-        return t.values[value.as_long()]
-    if isinstance(t, A.IntType):
-        return value.as_long()
-    return real_value(value)
+    return domain(A.RealType()).z3_decode(value)
 
 
 def witness_row(enc: Z3Encoding, model: z3.ModelRef, names) -> pd.DataFrame:
     """One-row DataFrame with the model's values of ``names`` (enums as their labels)."""
     row = {}
     for n in names:
+        d = domain(enc.kb.variables[n].type)
         value = model.eval(enc.var(n), model_completion=True)
-        row[n] = [_py_value(enc.kb, n, value)]
-    frame = pd.DataFrame(row)
-    for n in names:
-        t = enc.kb.variables[n].type
-        if isinstance(t, A.EnumType):
-            frame[n] = pd.Categorical(frame[n], categories=list(t.values))
-        elif isinstance(t, A.IntType):
-            frame[n] = frame[n].astype(np.int64)
-    return frame
+        row[n] = d.series([d.code(d.z3_decode(value))])
+    return pd.DataFrame(row)
