@@ -3,22 +3,22 @@
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 from collections.abc import Mapping
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 
 from greybox import rules as gr
 from greybox.errors import ModelError
-from greybox.rules import ast as A
 
 from ._batch import Batch, to_batch
 from ._calls import NetworkCalls
 from ._names import _key
 from ._objective import Objective
+
+# RuleParameters and DecisionParameters lived here: models pickled then still name them here
+from ._parameters import DecisionParameters, RuleParameters, RuleValues  # noqa: F401
 from ._predictions import Predictions
 from ._statistics import InputStatistics
 from ._trace import Trace
@@ -27,47 +27,7 @@ from .semantics import REGISTRY
 __all__ = ["GreyBox"]
 
 
-class RuleParameters(nn.Module):
-    """A rule's weight (a buffer when the rule is ``fixed``) and its ``~`` thresholds."""
-
-    def __init__(self, weight: float, thresholds: list[float], fixed: bool = False):
-        super().__init__()
-        w = torch.tensor(float(weight))
-        if fixed:
-            self.register_buffer("weight", w)
-        else:
-            self.weight = nn.Parameter(w)
-        if thresholds:
-            self.thresholds = _thresholds(thresholds)
-        self._init = (float(weight), list(thresholds))
-
-    def reset_parameters(self) -> None:
-        with torch.no_grad():
-            self.weight.fill_(self._init[0])
-            for p, v in zip(self.thresholds if self._init[1] else (), self._init[1]):
-                p.fill_(v)
-
-    def extra_repr(self) -> str:
-        fixed = "" if isinstance(self.weight, nn.Parameter) else ", fixed"
-        th = (f", thresholds={[round(p.item(), 6) for p in self.thresholds]}"
-              if self._init[1] else "")
-        return f"weight={self.weight.item():g}{fixed}{th}"
-
-
-class DecisionParameters(nn.Module):
-    """A decided variable's bias: one number for a bool (added to the score of True), one
-    per value otherwise."""
-
-    def __init__(self, size: int | None):
-        super().__init__()
-        self.bias = nn.Parameter(torch.zeros(()) if size is None else torch.zeros(size))
-
-    def reset_parameters(self) -> None:
-        with torch.no_grad():
-            self.bias.zero_()
-
-
-class GreyBox(InputStatistics, NetworkCalls, Objective, Predictions, nn.Module):
+class GreyBox(RuleValues, InputStatistics, NetworkCalls, Objective, Predictions, nn.Module):
     """Networks and rules composed into one differentiable model.
 
     Parameters
@@ -114,109 +74,15 @@ class GreyBox(InputStatistics, NetworkCalls, Objective, Predictions, nn.Module):
                  residual: nn.Module | Mapping[str, nn.Module] | None = None,
                  temperature: float = 0.1):
         super().__init__()
-        if isinstance(kb, Path) or (isinstance(kb, str) and kb.endswith(".rules")
-                                    and "\n" not in kb):
-            kb = gr.load(kb)
-        elif isinstance(kb, str):
-            kb = gr.parse(kb)
-        if not isinstance(kb, gr.KnowledgeBase):
-            raise ModelError(f"kb must be a KnowledgeBase, rule text or a .rules path, got "
-                             f"{type(kb).__name__}")
-        if semantics not in REGISTRY or semantics == "crisp":
-            raise ModelError(f"unknown semantics {semantics!r}; expected one of "
-                             "'probabilistic', 'product', 'godel', 'lukasiewicz' (crisp "
-                             "evaluation is model.crisp())")
-        if not (isinstance(temperature, (int, float)) and temperature > 0):
-            raise ModelError(f"temperature must be a positive number, got {temperature!r}")
-        self.kb = kb
+        self.kb = _as_kb(kb)
+        _check_options(semantics, temperature)
         self.semantics = semantics
         self.temperature = float(temperature)
         self._crisp = False
-        networks = dict(networks or {})
-        missing = [n for n in kb.networks if n not in networks]
-        if missing:
-            raise ModelError(f"no module given for network {missing[0]!r} (used by "
-                             f"{', '.join(kb.networks[missing[0]])}); pass networks="
-                             f"{{{missing[0]!r}: module}}")
-        extra = [n for n in networks if n not in kb.networks]
-        if extra:
-            raise ModelError(f"network {extra[0]!r} is not used by the rules (networks: "
-                             f"{', '.join(kb.networks) or 'none'})")
-        for n, m in networks.items():
-            if not isinstance(m, nn.Module):
-                raise ModelError(f"network {n!r} must be a torch.nn.Module, got {type(m).__name__}")
-        self.networks = nn.ModuleDict({_key(n): m for n, m in networks.items()})
-
-        # rule weights, thresholds, biases -----------------------------------------------
-        self._nums: dict[int, tuple[str, str, int]] = {}
-        rules = {}
-        for r in kb.rules.values():
-            ths = self._collect(r.body, "rules", r.name)
-            rules[_key(r.name)] = RuleParameters(r.weight, ths, r.fixed)
-        self.rules = nn.ModuleDict(rules)
-        cons = {}
-        for c in kb.constraints.values():
-            ths = self._collect(c.formula, "constraints", c.name)
-            if ths:
-                m = nn.Module()
-                m.thresholds = _thresholds(ths)
-                cons[_key(c.name)] = m
-        self.constraints = nn.ModuleDict(cons)
-        self.decisions = nn.ModuleDict({
-            _key(v): DecisionParameters(None if isinstance(kb.variables[v].type, A.BoolType)
-                                        else len(A.domain_values(kb.variables[v].type)))
-            for v in kb.decided})
-
-        # table inputs: names and statistics ------------------------------------------------
-        self.feature_names: list[str] = []
-        centers, scales = [], []
-        for name in kb.inputs:
-            t = kb.variables[name].type
-            if isinstance(t, A.TensorType):
-                continue
-            if isinstance(t, A.EnumType):
-                for v in t.values:
-                    self.feature_names.append(f"{name}={v}")
-                    centers.append(0.0)
-                    scales.append(1.0)
-                continue
-            self.feature_names.append(name)
-            lo, hi = (t.lo, t.hi) if isinstance(t, (A.IntType, A.RealType)) else (0, 1)
-            if lo is None or hi is None or hi <= lo:
-                centers.append(0.0)
-                scales.append(1.0)
-            else:
-                centers.append((lo + hi) / 2)
-                scales.append((hi - lo) / 4)
-        self.register_buffer("feature_center", torch.tensor(centers, dtype=torch.float32))
-        self.register_buffer("feature_scale", torch.tensor(scales, dtype=torch.float32))
-        self.register_buffer("calibrated", torch.tensor(False))
-        # the range and precision seen in the data (calibrate): formal reasoning bounds an
-        # input declared without bounds by its range, and rounds counterfactual values to
-        # its precision (a step of 0: not known)
-        n_feat = len(self.feature_names)
-        self.register_buffer("feature_min", torch.zeros(n_feat, dtype=torch.float64))
-        self.register_buffer("feature_max", torch.zeros(n_feat, dtype=torch.float64))
-        self.register_buffer("feature_step", torch.zeros(n_feat, dtype=torch.float64))
-        self.register_buffer("range_known", torch.tensor(False))
-
-        # residual -------------------------------------------------------------------------
-        if residual is None:
-            self.residual = None
-        else:
-            if isinstance(residual, nn.Module):
-                if len(kb.decided) != 1:
-                    raise ModelError("a single residual network needs exactly one decided "
-                                     f"output; this model decides {', '.join(kb.decided)}: "
-                                     "pass residual={output: module}")
-                residual = {kb.decided[0]: residual}
-            for name, m in residual.items():
-                if name not in kb.decided:
-                    raise ModelError(f"residual given for {name!r}, which is not decided by "
-                                     f"rules (decided: {', '.join(kb.decided) or 'none'})")
-                if not isinstance(m, nn.Module):
-                    raise ModelError(f"residual for {name!r} must be an nn.Module")
-            self.residual = nn.ModuleDict({_key(k): m for k, m in residual.items()})
+        self.networks = _network_modules(self.kb, networks)
+        self._init_rule_parameters()    # rules, constraints, decisions (RuleValues)
+        self._init_statistics()         # feature names and their buffers (InputStatistics)
+        self.residual = _residual_modules(self.kb, residual)
         self._compiled = None
         #: (rows, rules) multipliers of the rule weights, set while rules are ablated
         self._rule_scale: torch.Tensor | None = None
@@ -231,52 +97,17 @@ class GreyBox(InputStatistics, NetworkCalls, Objective, Predictions, nn.Module):
     def __setstate__(self, state) -> None:
         # the knowledge base comes back re-parsed (new AST objects): re-index its numbers
         super().__setstate__(state)
-        self._nums = {}
-        for r in self.kb.rules.values():
-            self._collect(r.body, "rules", r.name)
-        for c in self.kb.constraints.values():
-            self._collect(c.formula, "constraints", c.name)
+        self._index_numbers()
         self._compiled, self._kb_cache = None, None
-
-    # construction helpers ---------------------------------------------------------------
-    def _collect(self, e, group: str, owner: str) -> list[float]:
-        out = []
-        for node in A.walk(e):
-            if isinstance(node, A.Num) and node.learnable:
-                self._nums[id(node)] = (group, owner, len(out))
-                out.append(float(node.value))
-        return out
 
     def extra_repr(self) -> str:
         return (f"semantics={self.semantics!r}, temperature={self.temperature:g}, "
                 f"{len(self.kb.rules)} rules, {len(self.kb.constraints)} constraints")
 
-    def reset_parameters(self) -> None:
-        """Rule weights and thresholds back to the rule file's values, biases to 0."""
-        for m in (*self.rules.values(), *self.decisions.values()):
-            m.reset_parameters()
-
     @property
     def device(self) -> torch.device:
         """Where the model lives (every module moves its buffers along with it)."""
         return self.feature_center.device
-
-    # parameters as the semantics read them ------------------------------------------------
-    def rule_weight(self, name: str) -> torch.Tensor:
-        """A rule's weight (times the per-row rule mask while one is set for ablation)."""
-        w = self.rules[_key(name)].weight
-        if self._rule_scale is not None:
-            w = w * self._rule_scale[:, list(self.kb.rules).index(name)]
-        return w
-
-    def threshold(self, node: A.Num) -> torch.Tensor:
-        """The current value of a ``~`` threshold (an AST node of this model's rules)."""
-        group, owner, i = self._nums[id(node)]
-        return getattr(self, group)[_key(owner)].thresholds[i]
-
-    def decisions_bias(self, name: str) -> torch.Tensor:
-        """A decided variable's bias: a number for a bool, one per value otherwise."""
-        return self.decisions[_key(name)].bias
 
     @property
     def compiled(self):
@@ -295,7 +126,6 @@ class GreyBox(InputStatistics, NetworkCalls, Objective, Predictions, nn.Module):
         self._compiled = None
         return out
 
-    # networks and residual ------------------------------------------------------------------
     # the forward pass ----------------------------------------------------------------------
     def batch(self, data) -> Batch:
         """Check ``data`` and turn it into tensors on the model's device."""
@@ -343,8 +173,7 @@ class GreyBox(InputStatistics, NetworkCalls, Objective, Predictions, nn.Module):
                         temperature=self.temperature)
         if model.feature_names == self.feature_names:
             with torch.no_grad():
-                for name in ("feature_center", "feature_scale", "calibrated", "feature_min",
-                             "feature_max", "feature_step", "range_known"):
+                for name in self.STATISTICS:
                     getattr(model, name).copy_(getattr(self, name))
         with torch.no_grad():
             for n in kb.decided:
@@ -396,53 +225,6 @@ class GreyBox(InputStatistics, NetworkCalls, Objective, Predictions, nn.Module):
         self._crisp = bool(mode)
         return self
 
-    # parameters as rules ---------------------------------------------------------------------
-    def to_kb(self) -> gr.KnowledgeBase:
-        """The knowledge base with the learned weights and thresholds written in."""
-        state = tuple(x.item() for m in (*self.rules.values(), *self.constraints.values())
-                      for x in m.parameters())
-        state += tuple(m.weight.item() for m in self.rules.values())
-        if self._kb_cache is not None and self._kb_cache[0] == state:
-            return self._kb_cache[1]
-        stmts = []
-        for s in self.kb.statements:
-            if isinstance(s, A.Rule):
-                m = self.rules[_key(s.name)]
-                s = dataclasses.replace(s, weight=learned_value(m.weight),
-                                        body=self._written(s.body))
-            elif isinstance(s, A.Constraint):
-                s = dataclasses.replace(s, formula=self._written(s.formula))
-            stmts.append(s)
-        kb = gr.KnowledgeBase(stmts, filename=self.kb.filename)
-        self._kb_cache = (state, kb)
-        return kb
-
-    def _written(self, e):
-        """``e`` with each ``~`` number replaced by its learned value."""
-        def learned(node):
-            if isinstance(node, A.Num) and node.learnable:
-                return A.Num(learned_value(self.threshold(node)), True, span=node.span)
-            return None
-
-        return A.rewrite(e, learned)
-
-    def bias_table(self, batch: Batch | None = None) -> dict:
-        """Biases as :func:`greybox.rules.evaluate` takes them (per-row arrays when a
-        residual network adds to the scores)."""
-        res = self.residual_scores(batch) if batch is not None else {}
-        out = {}
-        for name in self.kb.decided:
-            b = self.decisions[_key(name)].bias.detach().double().cpu()
-            r = res.get(name)
-            r = None if r is None else r.detach().double().cpu().numpy()
-            if b.dim() == 0:
-                out[name] = float(b) if r is None else float(b) + r
-            else:
-                values = A.domain_values(self.kb.variables[name].type)
-                out[name] = {v: (float(b[i]) if r is None else float(b[i]) + r[:, i])
-                             for i, v in enumerate(values)}
-        return out
-
     # persistence --------------------------------------------------------------------------------
     def save(self, path) -> None:
         """Write the rules, every parameter and a data-only description of standard
@@ -459,18 +241,63 @@ class GreyBox(InputStatistics, NetworkCalls, Objective, Predictions, nn.Module):
 
         return fit(self, data, targets, **kwargs)
 
-def learned_value(p: torch.Tensor) -> float:
-    """A learned weight or threshold as the rules state it: the shortest decimal that
-    names the parameter's value in its own precision (``1.6``, not the float32's
-    ``1.600000023841858``). The decision function, the solvers and exported rule files
-    all use this value."""
-    x = p.detach().cpu()
-    if x.dtype == torch.float64:
-        return float(x.item())
-    return float(str(np.float32(x.item())))
 
 
-def _thresholds(values: list[float]) -> nn.ParameterList:
-    return nn.ParameterList([nn.Parameter(torch.tensor(float(v))) for v in values])
+# what a model is built from, checked ----------------------------------------------------------
+def _as_kb(kb) -> gr.KnowledgeBase:
+    """A knowledge base from a parsed one, rule text or a ``.rules`` path."""
+    if isinstance(kb, Path) or (isinstance(kb, str) and kb.endswith(".rules")
+                                and "\n" not in kb):
+        kb = gr.load(kb)
+    elif isinstance(kb, str):
+        kb = gr.parse(kb)
+    if not isinstance(kb, gr.KnowledgeBase):
+        raise ModelError(f"kb must be a KnowledgeBase, rule text or a .rules path, got "
+                         f"{type(kb).__name__}")
+    return kb
 
 
+def _check_options(semantics: str, temperature: float) -> None:
+    if semantics not in REGISTRY or semantics == "crisp":
+        raise ModelError(f"unknown semantics {semantics!r}; expected one of "
+                         "'probabilistic', 'product', 'godel', 'lukasiewicz' (crisp "
+                         "evaluation is model.crisp())")
+    if not (isinstance(temperature, (int, float)) and temperature > 0):
+        raise ModelError(f"temperature must be a positive number, got {temperature!r}")
+
+
+def _network_modules(kb: gr.KnowledgeBase, networks) -> nn.ModuleDict:
+    """One module per network the rules name, neither missing nor extra."""
+    networks = dict(networks or {})
+    missing = [n for n in kb.networks if n not in networks]
+    if missing:
+        raise ModelError(f"no module given for network {missing[0]!r} (used by "
+                         f"{', '.join(kb.networks[missing[0]])}); pass networks="
+                         f"{{{missing[0]!r}: module}}")
+    extra = [n for n in networks if n not in kb.networks]
+    if extra:
+        raise ModelError(f"network {extra[0]!r} is not used by the rules (networks: "
+                         f"{', '.join(kb.networks) or 'none'})")
+    for n, m in networks.items():
+        if not isinstance(m, nn.Module):
+            raise ModelError(f"network {n!r} must be a torch.nn.Module, got {type(m).__name__}")
+    return nn.ModuleDict({_key(n): m for n, m in networks.items()})
+
+
+def _residual_modules(kb: gr.KnowledgeBase, residual) -> nn.ModuleDict | None:
+    """The residual networks by decided output (a single module: the only one)."""
+    if residual is None:
+        return None
+    if isinstance(residual, nn.Module):
+        if len(kb.decided) != 1:
+            raise ModelError("a single residual network needs exactly one decided "
+                             f"output; this model decides {', '.join(kb.decided)}: "
+                             "pass residual={output: module}")
+        residual = {kb.decided[0]: residual}
+    for name, m in residual.items():
+        if name not in kb.decided:
+            raise ModelError(f"residual given for {name!r}, which is not decided by "
+                             f"rules (decided: {', '.join(kb.decided) or 'none'})")
+        if not isinstance(m, nn.Module):
+            raise ModelError(f"residual for {name!r} must be an nn.Module")
+    return nn.ModuleDict({_key(k): m for k, m in residual.items()})

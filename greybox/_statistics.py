@@ -29,6 +29,40 @@ class InputStatistics:
     """The table-input statistics of a :class:`~greybox.GreyBox` (a mixin: the buffers
     live on the model, so its state dict keeps their names)."""
 
+    #: the buffers :meth:`calibrate` sets (copied by :meth:`GreyBox.replace`)
+    STATISTICS = ("feature_center", "feature_scale", "calibrated", "feature_min",
+                  "feature_max", "feature_step", "range_known")
+
+    def _init_statistics(self) -> None:
+        """Name the table inputs' features (enums one-hot) and register their statistics:
+        center and scale from the declared bounds until :meth:`calibrate` sees data."""
+        self.feature_names: list[str] = []
+        centers, scales = [], []
+        for name in self.kb.inputs:
+            t = self.kb.variables[name].type
+            if isinstance(t, A.TensorType):
+                continue
+            if isinstance(t, A.EnumType):
+                self.feature_names += [f"{name}={v}" for v in t.values]
+                centers += [0.0] * t.size
+                scales += [1.0] * t.size
+                continue
+            self.feature_names.append(name)
+            lo, hi = (t.lo, t.hi) if isinstance(t, (A.IntType, A.RealType)) else (0, 1)
+            known = lo is not None and hi is not None and hi > lo
+            centers.append((lo + hi) / 2 if known else 0.0)
+            scales.append((hi - lo) / 4 if known else 1.0)
+        self.register_buffer("feature_center", torch.tensor(centers, dtype=torch.float32))
+        self.register_buffer("feature_scale", torch.tensor(scales, dtype=torch.float32))
+        self.register_buffer("calibrated", torch.tensor(False))
+        # the range and precision seen in the data (calibrate): formal reasoning bounds an
+        # input declared without bounds by its range, and rounds counterfactual values to
+        # its precision (a step of 0: not known)
+        n = len(self.feature_names)
+        for name in ("feature_min", "feature_max", "feature_step"):
+            self.register_buffer(name, torch.zeros(n, dtype=torch.float64))
+        self.register_buffer("range_known", torch.tensor(False))
+
     def _feature_scale(self, name: str) -> torch.Tensor | float:
         if name in self.feature_names:
             return self.feature_scale[self.feature_names.index(name)]

@@ -1,0 +1,191 @@
+"""A grey-box model's rule parameters: weights, ``~`` thresholds, decision biases.
+
+:class:`RuleValues` is mixed into :class:`~greybox.GreyBox`: it builds the ``rules``,
+``constraints`` and ``decisions`` module dicts (state-dict names ``rules.<rule>.weight``,
+``rules.<rule>.thresholds.<i>``, ``constraints.<c>.thresholds.<i>``,
+``decisions.<output>.bias``), reads them as the semantics need them, and writes the
+learned values back into rules (:meth:`RuleValues.to_kb`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import torch
+from torch import nn
+
+from greybox import rules as gr
+from greybox.rules import ast as A
+
+from ._batch import Batch
+from ._names import _key
+
+__all__ = ["DecisionParameters", "RuleParameters", "RuleValues", "learned_value"]
+
+
+class RuleParameters(nn.Module):
+    """A rule's weight (a buffer when the rule is ``fixed``) and its ``~`` thresholds."""
+
+    def __init__(self, weight: float, thresholds: list[float], fixed: bool = False):
+        super().__init__()
+        w = torch.tensor(float(weight))
+        if fixed:
+            self.register_buffer("weight", w)
+        else:
+            self.weight = nn.Parameter(w)
+        if thresholds:
+            self.thresholds = _thresholds(thresholds)
+        self._init = (float(weight), list(thresholds))
+
+    def reset_parameters(self) -> None:
+        with torch.no_grad():
+            self.weight.fill_(self._init[0])
+            for p, v in zip(self.thresholds if self._init[1] else (), self._init[1]):
+                p.fill_(v)
+
+    def extra_repr(self) -> str:
+        fixed = "" if isinstance(self.weight, nn.Parameter) else ", fixed"
+        th = (f", thresholds={[round(p.item(), 6) for p in self.thresholds]}"
+              if self._init[1] else "")
+        return f"weight={self.weight.item():g}{fixed}{th}"
+
+
+class DecisionParameters(nn.Module):
+    """A decided variable's bias: one number for a bool (added to the score of True), one
+    per value otherwise."""
+
+    def __init__(self, size: int | None):
+        super().__init__()
+        self.bias = nn.Parameter(torch.zeros(()) if size is None else torch.zeros(size))
+
+    def reset_parameters(self) -> None:
+        with torch.no_grad():
+            self.bias.zero_()
+
+
+class RuleValues:
+    """The rule weights, thresholds and biases of a :class:`~greybox.GreyBox` (a mixin:
+    the modules live on the model, so its state dict keeps their names)."""
+
+    def _init_rule_parameters(self) -> None:
+        """Register ``rules``, ``constraints`` and ``decisions`` from ``self.kb``."""
+        kb = self.kb
+        self._nums: dict[int, tuple[str, str, int]] = {}
+        self.rules = nn.ModuleDict({
+            _key(r.name): RuleParameters(r.weight, self._collect(r.body, "rules", r.name),
+                                         r.fixed)
+            for r in kb.rules.values()})
+        cons = {}
+        for c in kb.constraints.values():
+            ths = self._collect(c.formula, "constraints", c.name)
+            if ths:
+                m = nn.Module()
+                m.thresholds = _thresholds(ths)
+                cons[_key(c.name)] = m
+        self.constraints = nn.ModuleDict(cons)
+        self.decisions = nn.ModuleDict({
+            _key(v): DecisionParameters(None if isinstance(kb.variables[v].type, A.BoolType)
+                                        else len(A.domain_values(kb.variables[v].type)))
+            for v in kb.decided})
+
+    def _index_numbers(self) -> None:
+        """Map each ``~`` number of ``self.kb`` (by AST node) to its parameter: after
+        unpickling, the knowledge base comes back with new AST objects."""
+        self._nums = {}
+        for r in self.kb.rules.values():
+            self._collect(r.body, "rules", r.name)
+        for c in self.kb.constraints.values():
+            self._collect(c.formula, "constraints", c.name)
+
+    def _collect(self, e, group: str, owner: str) -> list[float]:
+        out = []
+        for node in A.walk(e):
+            if isinstance(node, A.Num) and node.learnable:
+                self._nums[id(node)] = (group, owner, len(out))
+                out.append(float(node.value))
+        return out
+
+    def reset_parameters(self) -> None:
+        """Rule weights and thresholds back to the rule file's values, biases to 0."""
+        for m in (*self.rules.values(), *self.decisions.values()):
+            m.reset_parameters()
+
+    # parameters as the semantics read them ------------------------------------------------
+    def rule_weight(self, name: str) -> torch.Tensor:
+        """A rule's weight (times the per-row rule mask while one is set for ablation)."""
+        w = self.rules[_key(name)].weight
+        if self._rule_scale is not None:
+            w = w * self._rule_scale[:, list(self.kb.rules).index(name)]
+        return w
+
+    def threshold(self, node: A.Num) -> torch.Tensor:
+        """The current value of a ``~`` threshold (an AST node of this model's rules)."""
+        group, owner, i = self._nums[id(node)]
+        return getattr(self, group)[_key(owner)].thresholds[i]
+
+    def decisions_bias(self, name: str) -> torch.Tensor:
+        """A decided variable's bias: a number for a bool, one per value otherwise."""
+        return self.decisions[_key(name)].bias
+
+    # parameters as rules ---------------------------------------------------------------------
+    def to_kb(self) -> gr.KnowledgeBase:
+        """The knowledge base with the learned weights and thresholds written in."""
+        state = tuple(x.item() for m in (*self.rules.values(), *self.constraints.values())
+                      for x in m.parameters())
+        state += tuple(m.weight.item() for m in self.rules.values())
+        if self._kb_cache is not None and self._kb_cache[0] == state:
+            return self._kb_cache[1]
+        stmts = []
+        for s in self.kb.statements:
+            if isinstance(s, A.Rule):
+                m = self.rules[_key(s.name)]
+                s = dataclasses.replace(s, weight=learned_value(m.weight),
+                                        body=self._written(s.body))
+            elif isinstance(s, A.Constraint):
+                s = dataclasses.replace(s, formula=self._written(s.formula))
+            stmts.append(s)
+        kb = gr.KnowledgeBase(stmts, filename=self.kb.filename)
+        self._kb_cache = (state, kb)
+        return kb
+
+    def _written(self, e):
+        """``e`` with each ``~`` number replaced by its learned value."""
+        def learned(node):
+            if isinstance(node, A.Num) and node.learnable:
+                return A.Num(learned_value(self.threshold(node)), True, span=node.span)
+            return None
+
+        return A.rewrite(e, learned)
+
+    def bias_table(self, batch: Batch | None = None) -> dict:
+        """Biases as :func:`greybox.rules.evaluate` takes them (per-row arrays when a
+        residual network adds to the scores)."""
+        res = self.residual_scores(batch) if batch is not None else {}
+        out = {}
+        for name in self.kb.decided:
+            b = self.decisions[_key(name)].bias.detach().double().cpu()
+            r = res.get(name)
+            r = None if r is None else r.detach().double().cpu().numpy()
+            if b.dim() == 0:
+                out[name] = float(b) if r is None else float(b) + r
+            else:
+                values = A.domain_values(self.kb.variables[name].type)
+                out[name] = {v: (float(b[i]) if r is None else float(b[i]) + r[:, i])
+                             for i, v in enumerate(values)}
+        return out
+
+
+def learned_value(p: torch.Tensor) -> float:
+    """A learned weight or threshold as the rules state it: the shortest decimal that
+    names the parameter's value in its own precision (``1.6``, not the float32's
+    ``1.600000023841858``). The decision function, the solvers and exported rule files
+    all use this value."""
+    x = p.detach().cpu()
+    if x.dtype == torch.float64:
+        return float(x.item())
+    return float(str(np.float32(x.item())))
+
+
+def _thresholds(values: list[float]) -> nn.ParameterList:
+    return nn.ParameterList([nn.Parameter(torch.tensor(float(v))) for v in values])
