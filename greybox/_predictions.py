@@ -52,7 +52,7 @@ class Predictions:
         cols = {}
         for name in self.kb.outputs:
             v = np.concatenate([p[name] for p in parts]) if parts else np.zeros(0)
-            cols[name] = _decode(self.kb.variables[name].type, v)
+            cols[name] = A.domain(self.kb.variables[name].type).from_indices(v, index=batch.index)
         df = pd.DataFrame(cols, index=batch.index)
         if on_infeasible == "flag":
             df["infeasible"] = infeasible
@@ -129,13 +129,3 @@ def _decided(kb, name: str, ev, logits) -> np.ndarray:
 
     codes = output_codes(kb, name, ev, logits)
     return codes.astype(bool) if isinstance(kb.variables[name].type, A.BoolType) else codes
-
-
-def _decode(t, v: np.ndarray) -> pd.Series | np.ndarray:
-    if isinstance(t, A.EnumType):
-        return pd.Categorical.from_codes(v.astype(np.int64), categories=list(t.values))
-    if isinstance(t, A.IntType):
-        return v.astype(np.int64) + t.lo
-    if isinstance(t, A.BoolType):
-        return v.astype(bool)
-    return v.astype(np.float64)
