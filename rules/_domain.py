@@ -165,6 +165,10 @@ class Domain:
             bool if isinstance(t, A.BoolType) else np.float64
         return pd.Series(arr.astype(dtype), index=index, name=name)
 
+    def code_at(self, index: int):
+        """The code of the value at place ``index`` of the domain order."""
+        return self.code(self.value(index))
+
     def index_of(self, code):
         """The index of a code (scalar or array): ``code - lo`` for an int, the enum's
         code itself, 0/1 for a bool."""
@@ -185,16 +189,19 @@ class Domain:
 
     def z3_value(self, value):
         """The Z3 constant of a value's code."""
+        return self.z3_code(self.code(value))
+
+    def z3_code(self, code):
+        """The Z3 constant of a code."""
         import z3
 
-        code = self.code(value)
         if isinstance(self.type, A.BoolType):
-            return z3.BoolVal(code)
+            return z3.BoolVal(bool(code))
         if isinstance(self.type, A.RealType):
             from fractions import Fraction
 
-            return z3.RealVal(Fraction(code))
-        return z3.IntVal(code)
+            return z3.RealVal(Fraction(float(code)))
+        return z3.IntVal(int(code))
 
     def z3_index(self, x):
         """The index of the value a Z3 term ``x`` (of this domain's sort) holds."""

@@ -90,7 +90,7 @@ def milp_applies(model) -> bool:
         if len(comp.variables) != 1 or comp.dynamic:
             return False
         t = kb.variables[comp.variables[0]].type
-        if not isinstance(t, A.BoolType) and len(A.domain_values(t)) > 256:
+        if not isinstance(t, A.BoolType) and A.domain(t).size > 256:
             return False
     return True
 

@@ -20,16 +20,10 @@ __all__ = ["row_position", "decision_on", "distance", "num", "person_step", "pul
 
 
 def show(kb, name, code):
+    """The value a fact's code stands for (a residual logit is a real)."""
     if name.startswith("residual:"):
         return float(code)
-    t = kb.variables[name].type
-    if isinstance(t, A.EnumType):
-        return t.values[int(code)]
-    if isinstance(t, A.BoolType):
-        return bool(code)
-    if isinstance(t, A.IntType):
-        return int(code)
-    return float(code)
+    return A.domain(kb.variables[name].type).decode(code)
 
 
 def num(value) -> float:
@@ -119,12 +113,9 @@ def decision_on(model, batch, row, output, after: dict):
         o = out.detach().clone()
         if isinstance(var.type, A.BoolType):
             o[0] = 1e4 if code else -1e4
-        elif isinstance(var.type, A.IntType):
+        elif A.is_finite_type(var.type):
             o[0] = -1e4
-            o[0, int(code) - var.type.lo] = 0.0
-        elif isinstance(var.type, A.EnumType):
-            o[0] = -1e4
-            o[0, int(code)] = 0.0
+            o[0, A.domain(var.type).index_of(code)] = 0.0
         else:
             o[0] = float(code)
         overrides[n] = o
@@ -276,9 +267,8 @@ def row_state(model, batch, row: int, output: str) -> tuple[dict, object]:
             facts[name] = v.item() if hasattr(v, "item") else v
     for name in kb.neural:
         v = np.asarray(ev._env[name]).reshape(-1)[0]
-        t = kb.variables[name].type
-        facts[name] = bool(v) if isinstance(t, A.BoolType) else \
-            int(v) if isinstance(t, (A.IntType, A.EnumType)) else float(v)
+        d = A.domain(kb.variables[name].type)
+        facts[name] = d.code(d.decode(v))
     value = ev.decisions[output].iloc[0] if output in ev.decisions else \
         ev.values[output].iloc[0]
     return facts, value.item() if hasattr(value, "item") else value

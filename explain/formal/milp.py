@@ -316,10 +316,10 @@ class _Compiler:
         elif A.is_finite_type(t):
             hots = [self.p.binary(f"{name}#{k}") for k in range(len(out))]
             total, code = _lin(0.0), _lin(0.0)
-            lo = t.lo if isinstance(t, A.IntType) else 0
+            d = A.domain(t)
             for k, h in enumerate(hots):
                 total = total + h
-                code = code + h.scale(lo + k)
+                code = code + h.scale(float(d.code_at(k)))
                 for j in range(len(out)):   # chosen k beats j (strictly for j < k: ties)
                     if j == k:
                         continue
@@ -389,7 +389,7 @@ class _Compiler:
     def _enum_code(self, e, other):
         if isinstance(e, A.Sym):
             t = self.kb.variables[other.name].type
-            return _lin(float(t.values.index(e.name)))
+            return _lin(float(A.domain(t).code(e.name)))
         return self.expr(e)
 
     def truth(self, e) -> Lin:
@@ -439,9 +439,9 @@ class _Compiler:
             return None
         t = self.kb.variables[e.left.name].type
         if isinstance(e.right, A.Sym):
-            k = t.values.index(e.right.name)
+            k = A.domain(t).index(e.right.name)
         elif isinstance(e.right, A.Num) and isinstance(t, A.IntType):
-            k = int(e.right.value) - t.lo
+            k = A.domain(t).index(e.right.value)
             if not 0 <= k < len(hots):
                 return _lin(0.0 if e.op == "==" else 1.0)
         else:
@@ -482,7 +482,8 @@ class _Compiler:
         go to the first value), only allowed values chosen."""
         (name,) = comp.variables
         t = self.kb.variables[name].type
-        values = list(A.domain_values(t))
+        d = A.domain(t)
+        values = list(d.values)
         if len(values) > 256:
             raise ModelError(f"{name!r} has {len(values)} values; the MILP backend decides "
                              "finite outputs of at most 256 values (use backend='z3')")
@@ -498,10 +499,9 @@ class _Compiler:
             s.integral = False
             scores.append(s)
         allowed = []
-        code = _lin(float(values[0]) if isinstance(t, A.IntType) else 0.0)
-        for k, v in enumerate(values):
+        for v in values:
             if comp.constraints:
-                self.decisions[name] = _lin(float(v) if isinstance(t, A.IntType) else k)
+                self.decisions[name] = _lin(float(d.code(v)))
                 allowed.append(self.p.and_([self.truth(c.formula) for c in comp.constraints]))
             else:
                 allowed.append(_lin(1.0))
@@ -510,7 +510,7 @@ class _Compiler:
         code = _lin(0.0)
         for k, h in enumerate(hots):
             total = total + h
-            code = code + h.scale(float(values[k]) if isinstance(t, A.IntType) else k)
+            code = code + h.scale(float(d.code(values[k])))
             self.p.add(h - allowed[k], hi=0.0)           # only allowed values are chosen
             for j in range(len(values)):
                 if j == k:
@@ -546,26 +546,28 @@ def _fix(comp: _Compiler, name: str, code, lb: list, ub: list) -> None:
     """Pin input ``name`` to ``code`` in the bound arrays ``lb``/``ub``."""
     t = comp.kb.variables[name].type
     if isinstance(t, A.EnumType):
+        at = A.domain(t).index_of(code)
         for k, h in enumerate(comp.onehot[name]):
             (i,) = h.terms
-            lb[i] = ub[i] = 1.0 if k == int(code) else 0.0
+            lb[i] = ub[i] = 1.0 if k == at else 0.0
         return
     (i,) = comp.inputs[name].terms
     lb[i] = ub[i] = float(code)
 
 
 def _decode(comp: _Compiler, x: np.ndarray) -> dict:
+    """The inputs' codes in a solution ``x`` of the program."""
     out = {}
     for name, e in comp.inputs.items():
-        t = comp.kb.variables[name].type
-        if isinstance(t, A.EnumType):
-            out[name] = int(np.argmax([x[next(iter(h.terms))] for h in comp.onehot[name]]))
+        d = A.domain(comp.kb.variables[name].type)
+        if isinstance(d.type, A.EnumType):
+            out[name] = d.code_at(int(np.argmax([x[next(iter(h.terms))]
+                                                  for h in comp.onehot[name]])))
         else:
             (i,) = e.terms
             # HiGHS may overstep a bound by its feasibility tolerance: the input's range
             v = min(max(float(x[i]), comp.p.lb[i]), comp.p.ub[i])
-            out[name] = bool(round(v)) if isinstance(t, A.BoolType) else \
-                int(round(v)) if isinstance(t, A.IntType) else v
+            out[name] = d.code(d.decode(v))   # bools and ints rounded
     return out
 
 
@@ -575,8 +577,7 @@ def _goal(comp: _Compiler, output: str, decision) -> Lin:
     if isinstance(t, A.BoolType):
         d = comp.decisions[output]
         return d if decision is False else comp.p.not_(d)
-    k = list(A.domain_values(t)).index(decision)
-    return comp.p.not_(comp.onehot[output][k])
+    return comp.p.not_(comp.onehot[output][A.domain(t).index(decision)])
 
 
 def differs(comp: _Compiler, output: str, decision, fixed: dict, *, time_limit: float):

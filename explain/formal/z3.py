@@ -58,15 +58,6 @@ def _rational(x: float) -> z3.RatNumRef:
     return z3.RealVal(Fraction(float(x)))
 
 
-def _z3_value(kb, name, code):
-    t = kb.variables[name].type
-    if isinstance(t, A.BoolType):
-        return z3.BoolVal(bool(code))
-    if isinstance(t, (A.IntType, A.EnumType)):
-        return z3.IntVal(int(code))
-    return z3.RealVal(Fraction(float(code)))
-
-
 #: per model: the Z3 background of its current knowledge base and biases
 _CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
@@ -125,7 +116,7 @@ class _ResidualEncoding(Z3Encoding):
         t = self.kb.variables[name].type
         if isinstance(t, A.BoolType):
             return total + r[0] if value is True else total
-        return total + r[list(A.domain_values(t)).index(value)]
+        return total + r[A.domain(t).index(value)]
 
     def residual_const(self, fact: str):
         """The Z3 term of a residual fact name (``residual:NAME[=VALUE]``)."""
@@ -170,7 +161,7 @@ def _residual_terms(model, kb, enc, max_relus: int) -> dict:
         logits = encode_network(net, feats, max_relus=max_relus,
                                 what=f"the residual of {name!r}")
         t = kb.variables[name].type
-        want = 1 if isinstance(t, A.BoolType) else len(A.domain_values(t))
+        want = 1 if isinstance(t, A.BoolType) else A.domain(t).size
         if len(logits) != want:
             raise ModelError(f"the residual of {name!r} has {len(logits)} outputs; "
                              f"{want} expected")
@@ -198,11 +189,12 @@ def _network_links(model, kb, enc, max_relus: int) -> list:
         if isinstance(t, A.BoolType):
             links.append(c == (out[0] > 0))
         elif A.is_finite_type(t):
-            lo = t.lo if isinstance(t, A.IntType) else 0
+            d = A.domain(t)
             for k in range(len(out)):   # argmax, ties to the first value
                 wins = [out[k] > out[j] for j in range(k)] + \
                        [out[k] >= out[j] for j in range(k + 1, len(out))]
-                links.append(z3.Implies(c == lo + k, z3.And(wins) if wins else z3.BoolVal(True)))
+                links.append(z3.Implies(c == d.z3_value(d.value(k)),
+                                        z3.And(wins) if wins else z3.BoolVal(True)))
         else:
             links.append(c == out[0])
     return links
@@ -232,12 +224,8 @@ class Z3Problem(Problem):
         else:
             facts.update(residual_facts(model, batch, row))
         self.facts = facts
-        t = kb.variables[output].type
         target = self.enc.var(output)
-        if isinstance(t, A.BoolType):
-            self.goal = target == z3.BoolVal(bool(self.decision))
-        else:
-            self.goal = target == self.enc.value_of(output, self.decision)
+        self.goal = target == A.domain(kb.variables[output].type).z3_value(self.decision)
         self.names = list(facts)
         self._lits = {n: z3.Bool(f"fact__{n}") for n in self.names}
         self._solver = None
@@ -330,12 +318,8 @@ class Z3Problem(Problem):
     def _code(self, name, value):
         if self.held(name):
             return real_value(value)
-        t = self.kb.variables[name].type
-        if isinstance(t, A.BoolType):
-            return bool(z3.is_true(value))
-        if isinstance(t, (A.IntType, A.EnumType)):
-            return value.as_long()
-        return real_value(value)
+        d = A.domain(self.kb.variables[name].type)
+        return d.code(d.z3_decode(value))
 
     def const(self, name):
         if name.startswith("residual:"):
@@ -345,7 +329,7 @@ class Z3Problem(Problem):
     def value(self, name, code):
         if name.startswith("residual:"):
             return z3.RealVal(Fraction(float(code)))
-        return _z3_value(self.kb, name, code)
+        return A.domain(self.kb.variables[name].type).z3_code(code)
 
     def equality(self, name):
         return self.const(name) == self.value(name, self.facts[name])
