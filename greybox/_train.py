@@ -103,51 +103,64 @@ def _default_targets(model, data):
     return {n: data[n] for n in names} if names else None
 
 
-def _metrics(model, batch: Batch, labels: Targets | None, prefix: str) -> dict:
+def _hits(model, batch: Batch, labels: Targets | None) -> tuple[float, dict]:
+    """The summed loss over ``batch`` and, per labelled variable, a tensor with one entry
+    per labelled row: 1/0 for a right/wrong decision of a finite variable (outputs as
+    :meth:`GreyBox.predict` decides them), minus the squared error of a real one."""
     was = model.training
     model.eval()
-    out = {}
+    losses, correct = 0.0, {}
     try:
         with torch.no_grad():
-            losses, n = 0.0, 0
-            correct: dict[str, list] = {}
             for start in range(0, batch.n, 2048):
                 rows = torch.arange(start, min(batch.n, start + 2048))
                 sub = batch.take(rows)
                 lab = labels.take(rows) if labels is not None else None
                 tr = model(sub)
                 losses += float(model._loss(tr, lab)) * len(rows)
-                n += len(rows)
-                if lab is None:
-                    continue
-                decisions = None
-                for name, y in lab.values.items():
-                    mask = lab.mask[name]
-                    var = model.kb.variables[name]
-                    if not bool(mask.any()):
-                        continue
-                    if A.is_finite_type(var.type):
-                        if var.output:   # what predict decides
-                            decisions = decisions or model(sub, crisp=True).decisions()
-                            pred = decisions[name]
-                        else:
-                            v = tr.values[name]
-                            pred = (v > 0.5).long() if v.dim() == 1 else v.argmax(1)
-                        hit = (pred[mask].to(y.device) == y[mask].long()).float()
-                    else:
-                        hit = -((tr.values[name][mask] - y[mask]) ** 2)
-                    correct.setdefault(name, []).append(hit.cpu())
-            out[f"{prefix}loss"] = losses / max(n, 1)
-            for name, hits in correct.items():
-                var = model.kb.variables[name]
-                h = torch.cat(hits)
-                if A.is_finite_type(var.type):
-                    out[f"{prefix}{name}_accuracy"] = float(h.mean())
-                else:
-                    out[f"{prefix}{name}_mse"] = float(-h.mean())
+                for name, hit in _row_hits(model, sub, lab, tr).items():
+                    correct.setdefault(name, []).append(hit)
     finally:
         model.train(was)
+    return losses, {name: torch.cat(hits) for name, hits in correct.items()}
+
+
+def _row_hits(model, sub: Batch, lab: Targets | None, tr) -> dict[str, torch.Tensor]:
+    out: dict[str, torch.Tensor] = {}
+    decisions = None
+    for name, y in (lab.values.items() if lab is not None else ()):
+        mask = lab.mask[name]
+        var = model.kb.variables[name]
+        if not bool(mask.any()):
+            continue
+        if A.is_finite_type(var.type):
+            if var.output:   # what predict decides
+                decisions = decisions or model(sub, crisp=True).decisions()
+                pred = decisions[name]
+            else:
+                v = tr.values[name]
+                pred = (v > 0.5).long() if v.dim() == 1 else v.argmax(1)
+            hit = (pred[mask].to(y.device) == y[mask].long()).float()
+        else:
+            hit = -((tr.values[name][mask] - y[mask]) ** 2)
+        out[name] = hit.cpu()
     return out
+
+
+def _summary(model, loss: float, n: int, hits: dict, prefix: str) -> dict:
+    """Mean loss, and accuracy (finite variables) or squared error (real ones)."""
+    out = {f"{prefix}loss": loss / max(n, 1)}
+    for name, h in hits.items():
+        if A.is_finite_type(model.kb.variables[name].type):
+            out[f"{prefix}{name}_accuracy"] = float(h.mean())
+        else:
+            out[f"{prefix}{name}_mse"] = float(-h.mean())
+    return out
+
+
+def _metrics(model, batch: Batch, labels: Targets | None, prefix: str) -> dict:
+    loss, hits = _hits(model, batch, labels)
+    return _summary(model, loss, batch.n, hits, prefix)
 
 
 def fit(model, data, targets=None, *, epochs: int = 10, batch_size: int = 32,
@@ -214,6 +227,44 @@ def fit(model, data, targets=None, *, epochs: int = 10, batch_size: int = 32,
     ModelError
         Bad arguments, nothing to learn from, or a loss that is not finite.
     """
+    _check_arguments(epochs=epochs, batch_size=batch_size, validation=validation,
+                     patience=patience, anneal=anneal)
+    if seed is not None:
+        torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed if seed is not None else int(time.time()))
+    d = _training_data(model, data, targets, validation, gen, calibrate=calibrate)
+    setting = _Setting(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
+                       optimizer=optimizer, patience=patience, progress=progress,
+                       anneal=anneal)
+    return _train(model, d, setting, gen, stop_after=epochs)
+
+
+@dataclass(frozen=True)
+class _Setting:
+    """How :func:`fit` was asked to train (checked)."""
+
+    epochs: int
+    batch_size: int
+    lr: float
+    weight_decay: float
+    optimizer: object
+    patience: int | None
+    progress: bool
+    anneal: float
+
+
+@dataclass(frozen=True)
+class _Data:
+    """Training rows and labels, validation rows and labels (or None)."""
+
+    batch: Batch
+    labels: Targets | None
+    val_batch: Batch | None
+    val_labels: Targets | None
+    soft: bool   # the rules have a soft constraint: unlabelled rows teach too
+
+
+def _check_arguments(*, epochs, batch_size, validation, patience, anneal) -> None:
     if not isinstance(epochs, int) or epochs < 0:
         raise ModelError(f"epochs must be a non-negative integer, got {epochs!r}")
     if not isinstance(batch_size, int) or batch_size < 1:
@@ -222,121 +273,174 @@ def fit(model, data, targets=None, *, epochs: int = 10, batch_size: int = 32,
         raise ModelError("patience (early stopping) needs validation data")
     if not (isinstance(anneal, (int, float)) and 0 < anneal <= 1 and math.isfinite(anneal)):
         raise ModelError(f"anneal must be a number in (0, 1], got {anneal!r}")
-    start_temperature = model.temperature
-    if seed is not None:
-        torch.manual_seed(seed)
+
+
+def _training_data(model, data, targets, validation, gen: torch.Generator, *,
+                   calibrate: bool) -> _Data:
+    """The batches and labels to train and validate on (calibrating the model's input
+    statistics first when asked and never done)."""
     if targets is None:
         targets = _default_targets(model, data)
     batch = model.batch(data)
     if batch.n == 0:
         raise DataError("no rows to train on")
     labels = model._targets(targets, batch.n) if targets is not None else None
-    if labels is None and not any(not c.hard for c in model.kb.constraints.values()):
+    soft = any(not c.hard for c in model.kb.constraints.values())
+    if labels is None and not soft:
         raise ModelError("nothing to learn from: give targets (labels for an output, a "
                          "defined or a neural variable) or soft constraints")
     if calibrate and not bool(model.calibrated) and model.feature_names and batch.n > 1:
         model.calibrate(batch)
-
-    gen = torch.Generator().manual_seed(seed if seed is not None else int(time.time()))
-    val_batch = val_labels = None
-    if isinstance(validation, float):
-        if not 0 < validation < 1:
-            raise ModelError(f"validation fraction must be in (0, 1), got {validation}")
-        perm = torch.randperm(batch.n, generator=gen)
-        k = max(1, int(round(batch.n * validation)))
-        val_rows, rows = perm[:k].sort().values, perm[k:].sort().values
-        val_batch, batch = batch.take(val_rows), batch.take(rows)
-        if labels is not None:
-            val_labels, labels = labels.take(val_rows), labels.take(rows)
-    elif validation is not None:
-        if not (isinstance(validation, tuple) and len(validation) == 2):
-            raise ModelError("validation must be a fraction or a (data, targets) pair")
-        val_batch = model.batch(validation[0])
-        vt = validation[1] if validation[1] is not None else _default_targets(model, validation[0])
-        val_labels = model._targets(vt, val_batch.n) if vt is not None else None
-
-    soft = any(not c.hard for c in model.kb.constraints.values())
+    batch, labels, val_batch, val_labels = _hold_out(model, batch, labels, validation, gen)
     if not soft and not _has_label(labels):
         held = " (after holding out the validation rows)" if isinstance(validation, float) \
             else ""
         raise DataError(f"no row of the training data has a label{held}, and the rules have "
                         "no soft constraint to learn from unlabelled rows: give at least one "
                         "label (missing labels are NaN or None)")
+    return _Data(batch, labels, val_batch, val_labels, soft)
 
+
+def _hold_out(model, batch: Batch, labels: Targets | None, validation, gen):
+    """``(batch, labels, val_batch, val_labels)``: a fraction of the rows held out, or
+    the validation data given."""
+    if isinstance(validation, float):
+        if not 0 < validation < 1:
+            raise ModelError(f"validation fraction must be in (0, 1), got {validation}")
+        perm = torch.randperm(batch.n, generator=gen)
+        k = max(1, int(round(batch.n * validation)))
+        val_rows, rows = perm[:k].sort().values, perm[k:].sort().values
+        if labels is None:
+            return batch.take(rows), None, batch.take(val_rows), None
+        return batch.take(rows), labels.take(rows), batch.take(val_rows), labels.take(val_rows)
+    if validation is None:
+        return batch, labels, None, None
+    if not (isinstance(validation, tuple) and len(validation) == 2):
+        raise ModelError("validation must be a fraction or a (data, targets) pair")
+    val_batch = model.batch(validation[0])
+    vt = validation[1] if validation[1] is not None else _default_targets(model, validation[0])
+    val_labels = model._targets(vt, val_batch.n) if vt is not None else None
+    return batch, labels, val_batch, val_labels
+
+
+def _train(model, d: _Data, s: _Setting, gen: torch.Generator, *, stop_after: int,
+           on_epoch=None) -> History:
+    """Train for ``stop_after`` of the ``s.epochs`` epochs (the temperature schedule is
+    that of ``s.epochs``); ``on_epoch(epoch)`` runs after each one."""
     dist = torch.distributed
     distributed = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
     rank, world = (dist.get_rank(), dist.get_world_size()) if distributed else (0, 1)
-    params = model.parameter_groups(lr)
-    inner = runner = _LossModule(model, tie=distributed, priors=model.prior_terms(),
-                                 weight_decay=weight_decay)
-    if distributed:
-        runner = nn.parallel.DistributedDataParallel(runner, find_unused_parameters=True)
-    opt = optimizer(params) if optimizer is not None else torch.optim.Adam(
-        params, lr=lr, weight_decay=weight_decay)
+    step = _Step(model, d, s, gen, rank=rank, world=world)
+    stop = _EarlyStopping(s.patience)
+    start_temperature = model.temperature
+    history = []
+    model.train()
+    for epoch in range(1, stop_after + 1):
+        t0 = time.perf_counter()
+        model.temperature = start_temperature * s.anneal ** ((epoch - 1) / max(s.epochs - 1, 1))
+        record = {"epoch": epoch, "loss": step.epoch(epoch)}
+        if s.anneal != 1:
+            record["temperature"] = model.temperature
+        if d.val_batch is not None:
+            record.update(_metrics(model, d.val_batch, d.val_labels, "val_"))
+        record["seconds"] = time.perf_counter() - t0
+        history.append(record)
+        if on_epoch is not None:
+            on_epoch(epoch)
+        if s.progress and rank == 0:
+            shown = ", ".join(f"{k} {v:.4f}" for k, v in record.items() if k != "epoch")
+            print(f"epoch {epoch}/{s.epochs}: {shown}", flush=True)
+        if d.val_batch is not None and stop.stops(model, epoch, record["val_loss"]):
+            break
+    stop.restore(model)
+    model.eval()
+    best = stop.best_epoch if stop.best_epoch is not None else (stop_after or None)
+    return History(history, best, stop.stopped)
 
-    history, best, best_state, bad = [], math.inf, None, 0
-    best_epoch, stopped = None, False
+
+class _Step:
+    """One epoch of optimiser steps over shuffled mini-batches (DDP-aware)."""
+
+    def __init__(self, model, d: _Data, s: _Setting, gen, *, rank: int, world: int):
+        self.model, self.d, self.s, self.gen = model, d, s, gen
+        self.rank, self.world = rank, world
+        params = model.parameter_groups(s.lr)
+        self.inner = self.runner = _LossModule(model, tie=world > 1, priors=model.prior_terms(),
+                                               weight_decay=s.weight_decay)
+        if world > 1:
+            self.runner = nn.parallel.DistributedDataParallel(self.runner,
+                                                              find_unused_parameters=True)
+        self.opt = s.optimizer(params) if s.optimizer is not None else torch.optim.Adam(
+            params, lr=s.lr, weight_decay=s.weight_decay)
+
+    def epoch(self, epoch: int) -> float:
+        """Run epoch ``epoch``; returns its mean data loss over the rows that taught."""
+        d, s, world = self.d, self.s, self.world
+        whole = torch.randperm(d.batch.n, generator=self.gen)
+        per = d.batch.n // world
+        perm = whole[self.rank * per:(self.rank + 1) * per] if world > 1 else whole
+        bar = _bar(range(0, len(perm), s.batch_size), f"epoch {epoch}/{s.epochs}",
+                   show=s.progress and self.rank == 0)
+        total, seen = 0.0, 0
+        for start in bar:
+            rows = perm[start:start + s.batch_size]
+            if not d.soft and not _has_label(d.labels, _step_rows(whole, per, world, start,
+                                                                   s.batch_size)):
+                continue   # no process has a labelled row at this step: all skip it
+            if self._step(rows, epoch):
+                total += self.inner.data_loss * len(rows)
+                seen += len(rows)
+                if hasattr(bar, "set_postfix"):
+                    bar.set_postfix(loss=f"{total / seen:.4f}", refresh=False)
+        return total / max(seen, 1)
+
+    def _step(self, rows: torch.Tensor, epoch: int) -> bool:
+        """One optimiser step on ``rows``; False when nothing in them teaches."""
+        sub = self.d.batch.take(rows)
+        lab = self.d.labels.take(rows) if self.d.labels is not None else None
+        self.opt.zero_grad(set_to_none=True)
+        loss = self.runner(sub, lab)
+        if not torch.isfinite(loss):
+            raise ModelError(f"the loss became {float(loss)} in epoch {epoch}; lower the "
+                             "learning rate or check the labels")
+        if not loss.requires_grad:
+            return False   # every label in the batch is impossible: nothing to learn
+        loss.backward()
+        self.opt.step()
+        return True
+
+
+def _bar(steps, desc: str, *, show: bool):
+    """A tqdm progress bar over ``steps`` (terminals only: logs get one line per epoch)."""
     try:
         from tqdm.auto import tqdm
     except ImportError:  # pragma: no cover - tqdm is a dependency
-        tqdm = None
-    model.train()
-    best_temperature = model.temperature
-    for epoch in range(1, epochs + 1):
-        t0 = time.perf_counter()
-        model.temperature = start_temperature * anneal ** ((epoch - 1) / max(epochs - 1, 1))
-        whole = torch.randperm(batch.n, generator=gen)
-        per = batch.n // world
-        perm = whole[rank * per:(rank + 1) * per] if distributed else whole
-        steps = range(0, len(perm), batch_size)
-        # disable=None: tqdm shows the bar on terminals only (logs get one line per epoch)
-        bar = tqdm(steps, desc=f"epoch {epoch}/{epochs}", leave=False, mininterval=0.5,
-                   disable=True if not progress or rank != 0 else None) if tqdm else steps
-        total, seen = 0.0, 0
-        for start in bar:
-            rows = perm[start:start + batch_size]
-            if not soft and not _has_label(labels, _step_rows(whole, per, world, start,
-                                                               batch_size)):
-                continue   # no process has a labelled row at this step: all skip it
-            sub = batch.take(rows)
-            lab = labels.take(rows) if labels is not None else None
-            opt.zero_grad(set_to_none=True)
-            loss = runner(sub, lab)
-            if not torch.isfinite(loss):
-                raise ModelError(f"the loss became {float(loss)} in epoch {epoch}; lower the "
-                                 "learning rate or check the labels")
-            if not loss.requires_grad:
-                continue   # every label in the batch is impossible: nothing to learn
-            loss.backward()
-            opt.step()
-            total += inner.data_loss * len(rows)
-            seen += len(rows)
-            if tqdm and progress and rank == 0:
-                bar.set_postfix(loss=f"{total / seen:.4f}", refresh=False)
-        record = {"epoch": epoch, "loss": total / max(seen, 1)}
-        if anneal != 1:
-            record["temperature"] = model.temperature
-        if val_batch is not None:
-            record.update(_metrics(model, val_batch, val_labels, "val_"))
-        record["seconds"] = time.perf_counter() - t0
-        history.append(record)
-        if progress and rank == 0:
-            shown = ", ".join(f"{k} {v:.4f}" for k, v in record.items() if k != "epoch")
-            print(f"epoch {epoch}/{epochs}: {shown}", flush=True)
-        if val_batch is not None:
-            if record["val_loss"] < best - 1e-9:
-                best, best_epoch, bad = record["val_loss"], epoch, 0
-                if patience is not None:
-                    best_state = copy.deepcopy(model.state_dict())
-                    best_temperature = model.temperature
-            else:
-                bad += 1
-                if patience is not None and bad >= patience:
-                    stopped = True
-                    break
-    if best_state is not None:
-        model.load_state_dict(best_state)
-        model.temperature = best_temperature
-    model.eval()
-    return History(history, best_epoch if best_epoch is not None else (epochs or None), stopped)
+        return steps
+    return tqdm(steps, desc=desc, leave=False, mininterval=0.5,
+                disable=True if not show else None)
 
+
+class _EarlyStopping:
+    """The best validation loss so far; with ``patience``, the parameters (and
+    temperature) at it, and whether training should stop."""
+
+    def __init__(self, patience: int | None):
+        self.patience = patience
+        self.best, self.best_epoch, self.bad, self.stopped = math.inf, None, 0, False
+        self.state, self.temperature = None, None
+
+    def stops(self, model, epoch: int, val_loss: float) -> bool:
+        if val_loss < self.best - 1e-9:
+            self.best, self.best_epoch, self.bad = val_loss, epoch, 0
+            if self.patience is not None:
+                self.state = copy.deepcopy(model.state_dict())
+                self.temperature = model.temperature
+            return False
+        self.bad += 1
+        self.stopped = self.patience is not None and self.bad >= self.patience
+        return self.stopped
+
+    def restore(self, model) -> None:
+        if self.state is not None:
+            model.load_state_dict(self.state)
+            model.temperature = self.temperature
