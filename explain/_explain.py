@@ -24,11 +24,6 @@ __all__ = ["explain"]
 PROOF_BEAM = 3
 
 
-def _decode(t, index):
-    values = A.domain_values(t)
-    return values[int(index)]
-
-
 class _Derived(dict):
     """Values by name for crisp evaluation of definitions on candidate assignments."""
 
@@ -65,22 +60,20 @@ def _proofs(kb, name: str, value_index: int, dists: dict, row: int, top: int = 3
     combos = list(itertools.product(*beams))
     base = {}
     for j, n in enumerate(leaves):
-        t = kb.variables[n].type
-        codes = np.array([c[j][0] for c in combos])
-        base[n] = codes + t.lo if isinstance(t, A.IntType) else codes
+        d = A.domain(kb.variables[n].type)
+        base[n] = d.codes([d.value(c[j][0]) for c in combos])
     values = np.broadcast_to(np.asarray(_Derived(kb, base)[name], dtype=float), (len(combos),))
-    target = A.domain_values(var.type)[value_index]
-    target = float(target) if not isinstance(var.type, A.EnumType) else value_index
+    target = float(A.domain(var.type).code_at(value_index))
     hits = [(math.prod(q for _, q in c), c) for c, v in zip(combos, values) if v == target]
     hits.sort(key=lambda h: -h[0])
     texts = []
     for _, c in hits[:top]:
-        parts = [f"{n}={_decode(kb.variables[n].type, i)} (p={q:.2f})"
+        parts = [f"{n}={A.domain(kb.variables[n].type).value(i)} (p={q:.2f})"
                  for n, (i, q) in zip(leaves, c)]
         texts.append(" and ".join(parts))
     if not texts:
         return ""
-    shown = A.domain_values(var.type)[value_index]
+    shown = A.domain(var.type).value(value_index)
     return f"{name}={shown} because " + "; or ".join(texts)
 
 
@@ -300,7 +293,7 @@ def _decision_frame(model, trace, output, target, values, residual, batch) -> pd
     n = batch.n
     frame = pd.DataFrame(index=range(n))
     if A.is_finite_type(t):
-        frame["value"] = [_decode(t, i) for i in target.tolist()]
+        frame["value"] = [A.domain(t).value(i) for i in target.tolist()]
         if output in values:
             frame["probability"] = probability_of(values[output], target).numpy()
     else:
@@ -319,7 +312,7 @@ def _decision_frame(model, trace, output, target, values, residual, batch) -> pd
         if r is not None:
             frame["residual"] = (r if r.dim() == 1 else r.gather(1, target.view(-1, 1))
                                  .squeeze(1)).numpy()
-        frame["preferred"] = [_decode(t, i) for i in preferred.tolist()]
+        frame["preferred"] = [A.domain(t).value(i) for i in preferred.tolist()]
         frame["changed_by_constraints"] = (preferred != target).numpy()
     frame["infeasible"] = trace.infeasible.cpu().numpy()
     return frame
@@ -371,7 +364,7 @@ def _concepts_frame(model, values, n) -> pd.DataFrame:
                 entry.update(value=p > 0.5, probability=max(p, 1 - p), proof="")
             elif A.is_finite_type(t) and v.dim() == 2:
                 k = int(v[i].argmax())
-                entry.update(value=_decode(t, k), probability=float(v[i, k]),
+                entry.update(value=A.domain(t).value(k), probability=float(v[i, k]),
                              proof=_proofs(kb, name, k, values, i) if var.role == "defined"
                              else "")
             else:

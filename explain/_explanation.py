@@ -392,5 +392,4 @@ class Explanation:
 def _index_of(kb, name, value) -> int:
     from greybox.rules import ast as A
 
-    values = list(A.domain_values(kb.variables[name].type))
-    return values.index(value)
+    return A.domain(kb.variables[name].type).index(value)

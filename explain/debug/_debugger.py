@@ -257,7 +257,7 @@ class Debugger:
                     values.append(f"{n}={bool(v > 0.5)} (p={max(float(v), 1 - float(v)):.2f})")
                 elif v.dim() == 1 and A.is_finite_type(t):
                     k = int(v.argmax())
-                    values.append(f"{n}={A.domain_values(t)[k]} (p={float(v[k]):.2f})")
+                    values.append(f"{n}={A.domain(t).value(k)} (p={float(v[k]):.2f})")
                 else:
                     values.append(f"{n}={float(v):.3g}")
             concepts.append(", ".join(values))

@@ -51,8 +51,7 @@ def _indices(kb, output, values) -> torch.Tensor:
     t = kb.variables[output].type
     if isinstance(t, A.BoolType):
         return torch.as_tensor(np.asarray(values).astype(bool).astype(np.float32))
-    domain = list(A.domain_values(t))
-    return torch.as_tensor([domain.index(v) for v in values])
+    return torch.as_tensor(A.domain(t).indices(values))
 
 
 def tracin_influence(model, output: str, train, test_batch, test_target, *, k: int = 10
