@@ -240,6 +240,7 @@ def _cmd_debug(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``greybox`` argument parser: one sub-command per ``_add_*`` function."""
     parser = argparse.ArgumentParser(
         prog="greybox",
         description="greybox: neuro-symbolic grey-box models. Rules, checks and proofs.",
@@ -248,7 +249,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser.add_argument("--version", action="version", version=f"greybox {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for add in (_add_check, _add_entails, _add_evaluate, _add_graph, _add_explain, _add_debug):
+        add(sub)
+    return parser
 
+
+def _add_check(sub) -> None:
     p = sub.add_parser("check", help="lint a rule file with Z3",
                        description="Analyse FILE.rules with Z3: contradictory constraints, "
                        "infeasible inputs, dead and subsumed rules, opposite rules that fire "
@@ -259,6 +265,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=_seconds, default=10.0, help="seconds per solver call")
     p.set_defaults(func=_cmd_check)
 
+
+def _add_entails(sub) -> None:
     p = sub.add_parser("entails", help="prove a property of the rules' decisions",
                        description="Prove PROPERTY (e.g. 'age < 18 -> not approve') for the "
                        "crisp decisions of FILE.rules on every input, or print a "
@@ -268,6 +276,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=_seconds, default=30.0, help="seconds for the solver")
     p.set_defaults(func=_cmd_entails)
 
+
+def _add_evaluate(sub) -> None:
     p = sub.add_parser("evaluate", help="evaluate rules crisply on a CSV file",
                        description="Evaluate FILE.rules on every row of DATA.csv and print "
                        "a summary; --output writes decisions, scores, rule bodies, "
@@ -277,12 +287,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", "-o", help="write the per-row table to this CSV file")
     p.set_defaults(func=_cmd_evaluate)
 
+
+def _add_graph(sub) -> None:
     p = sub.add_parser("graph", help="print the concept graph as Graphviz DOT",
                        description="Print the concept graph of FILE.rules (inputs -> neural "
                        "-> defined -> rules -> outputs) in Graphviz DOT.")
     p.add_argument("file", help="a .rules file")
     p.set_defaults(func=_cmd_graph)
 
+
+def _add_explain(sub) -> None:
     p = sub.add_parser("explain", help="explain one decision of a saved model",
                        description="Load MODEL (written by GreyBox.save), run it on row ROW "
                        "of DATA.csv and explain the decision: rule contributions, concepts, "
@@ -291,22 +305,21 @@ def build_parser() -> argparse.ArgumentParser:
                        "from standard torch.nn layers are rebuilt from the file; custom "
                        "modules need --networks naming a function of yours that builds "
                        "them.")
-    p.add_argument("model", help="a model file written by GreyBox.save")
-    p.add_argument("data", help="a CSV file with a column per table input")
+    _add_model_and_data(p)
     p.add_argument("--row", type=int, default=0, help="the row to explain (0-based)")
     p.add_argument("--format", choices=["text", "json", "html"], default="text")
     p.add_argument("--method", default="integrated_gradients",
                    help="Captum attribution method (integrated_gradients, saliency, "
                    "deeplift, gradient_shap, occlusion, ...)")
-    p.add_argument("--networks", help="package.module:function returning {name: module} "
-                   "(or (networks, residual)); only for custom modules, which the file "
-                   "cannot rebuild")
+    _add_networks(p)
     p.add_argument("--reason", action="store_true",
                    help="also print a formal reason and a counterfactual (text format)")
     p.add_argument("--no-parameters", action="store_true",
                    help="skip parameter attributions")
     p.set_defaults(func=_cmd_explain)
 
+
+def _add_debug(sub) -> None:
     p = sub.add_parser("debug", help="open the local web debugger on a saved model",
                        description="Serve the web debugger for MODEL on DATA.csv, with the "
                        "correct answers in column TARGET: failures, cohorts, decisions with "
@@ -314,17 +327,24 @@ def build_parser() -> argparse.ArgumentParser:
                        "to 127.0.0.1; the printed URL carries the access token. Networks "
                        "and residuals built from standard torch.nn layers are rebuilt from "
                        "the file; custom modules need --networks.")
-    p.add_argument("model", help="a model file written by GreyBox.save")
-    p.add_argument("data", help="a CSV file with a column per table input")
+    _add_model_and_data(p)
     p.add_argument("--target", required=True, help="the column with the correct answers")
     p.add_argument("--output", help="the output to debug (default: the only one)")
     p.add_argument("--port", type=_port, default=0,
                    help="port, 0 to 65535 (default 0: a free one)")
+    _add_networks(p)
+    p.set_defaults(func=_cmd_debug)
+
+
+def _add_model_and_data(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", help="a model file written by GreyBox.save")
+    p.add_argument("data", help="a CSV file with a column per table input")
+
+
+def _add_networks(p: argparse.ArgumentParser) -> None:
     p.add_argument("--networks", help="package.module:function returning {name: module} "
                    "(or (networks, residual)); only for custom modules, which the file "
                    "cannot rebuild")
-    p.set_defaults(func=_cmd_debug)
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
