@@ -105,8 +105,9 @@ class Domain:
         what is not one of an enum's labels)."""
         t = self._finite()
         if isinstance(t, A.EnumType):
-            return np.asarray(pd.Categorical(np.asarray(values, dtype=object),
-                                             categories=list(t.values)).codes, dtype=np.int64)
+            labels = values.astype(object) if isinstance(values, pd.Series) else values
+            return pd.Index(list(t.values), dtype=object).get_indexer(
+                np.asarray(labels, dtype=object)).astype(np.int64)
         arr = values.to_numpy() if isinstance(values, pd.Series) else np.asarray(values)
         return arr.astype(np.int64) - self._lo
 
