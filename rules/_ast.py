@@ -41,12 +41,21 @@ __all__ = [
     "Sym",
     "TensorType",
     "Var",
+    # relational (templates; grounded into the statements above)
+    "Aggregate",
+    "Binder",
+    "Family",
+    "Index",
+    "Pow",
+    "Quantified",
+    "Range",
+    "SetDecl",
 ]
 
 #: Words of the language; a variable with one of these names is written back-quoted.
 KEYWORDS = frozenset(
     "input neural define output rule constraint weight fixed and or not in true false "
-    "bool real int tensor".split()
+    "bool real int tensor set forall exists for".split()
 )
 _PLAIN_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _BAD_NAME_CHARS = re.compile(r"[`\x00-\x1f\x7f]")
@@ -248,7 +257,66 @@ class Iff(Node):
     right: Expr
 
 
-Expr = Union[Num, BoolConst, Var, Sym, Neg, Sum, Mul, Compare, InSet, Not, And, Or, Implies, Iff]
+# ------------------------------------------------------------ relational expressions
+
+
+@dataclass(frozen=True)
+class Range(Node):
+    """``lo..hi`` (both included), bounds known before the data (index arithmetic)."""
+
+    lo: Expr
+    hi: Expr
+
+
+@dataclass(frozen=True)
+class Binder(Node):
+    """``var in domain``: an index variable over a set (by name) or a :class:`Range`. A
+    family parameter written as a bare set name (``img[cell]``) binds the set's own name."""
+
+    var: str
+    domain: str | Range
+
+
+@dataclass(frozen=True)
+class Index(Node):
+    """A member of a family: ``digit[4*r + k]`` or ``friends(p, q)`` (``paren``); also an
+    aggregate over listed arguments, ``all_different(a, b, c)``."""
+
+    name: str
+    args: tuple[Expr, ...]
+    paren: bool = False
+
+
+@dataclass(frozen=True)
+class Aggregate(Node):
+    """``name(arg, ... for i in s, j in t)``: ``sum`` or ``all_different`` over the
+    arguments' instances for every combination of the binders."""
+
+    name: str
+    args: tuple[Expr, ...]
+    binders: tuple[Binder, ...]
+
+
+@dataclass(frozen=True)
+class Quantified(Node):
+    """``forall i in s, ...: body`` / ``exists ...``: the conjunction / disjunction of the
+    body's instances."""
+
+    kind: str
+    binders: tuple[Binder, ...]
+    body: Expr
+
+
+@dataclass(frozen=True)
+class Pow(Node):
+    """``left ^ right`` on whole numbers known before the data (``10^(3-i)``)."""
+
+    left: Expr
+    right: Expr
+
+
+Expr = Union[Num, BoolConst, Var, Sym, Neg, Sum, Mul, Compare, InSet, Not, And, Or, Implies, Iff,
+             Index, Aggregate, Quantified, Pow]
 
 COMPARE_OPS = ("<", "<=", ">", ">=", "==", "!=")
 
@@ -270,7 +338,19 @@ def children(e: Expr) -> tuple[Expr, ...]:
         return (e.left, e.right)
     if isinstance(e, InSet):
         return (e.operand, *e.values)
+    if isinstance(e, (Index, Pow, Aggregate, Quantified)):
+        return _relational_children(e)
     return ()
+
+
+def _relational_children(e) -> tuple:
+    if isinstance(e, Index):
+        return e.args
+    if isinstance(e, Pow):
+        return (e.left, e.right)
+    bounds = tuple(x for b in e.binders if isinstance(b.domain, Range)
+                   for x in (b.domain.lo, b.domain.hi))
+    return (*bounds, *(e.args if isinstance(e, Aggregate) else (e.body,)))
 
 
 def walk(e: Expr) -> Iterator[Expr]:
@@ -347,12 +427,13 @@ class InputDecl(Node):
 
 @dataclass(frozen=True)
 class NeuralDecl(Node):
-    """``neural NAME: TYPE = NET(ARG, ...)``"""
+    """``neural NAME: TYPE = NET(ARG, ...)`` (in a family template an argument may be a
+    member of an input family, ``digit_net(img[c])``)."""
 
     name: str
     type: Type
     network: str
-    args: tuple[str, ...]
+    args: tuple[str | Index, ...]
 
 
 @dataclass(frozen=True)
@@ -378,6 +459,9 @@ class Head(Node):
 
     name: str
     value: bool | Num | Sym = True
+    #: a family member's index in a rule template (``-> smokes(q)``); empty once grounded
+    index: tuple[Expr, ...] = ()
+    paren: bool = False
 
     @property
     def is_bool(self) -> bool:
@@ -408,4 +492,46 @@ class Constraint(Node):
         return self.weight is None
 
 
+@dataclass(frozen=True)
+class SetDecl(Node):
+    """``set NAME: lo..hi``, ``set NAME: {a, b}`` or ``set NAME`` (members from the data)."""
+
+    name: str
+    members: Range | tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class Family(Node):
+    """A statement for every combination of ``params``: ``neural digit[c in cell]: ...``,
+    ``rule contagion(p in person, q in person): ...``. The members are named like their
+    references: ``digit[5]``, ``contagion(anna, bob)``."""
+
+    params: tuple[Binder, ...]
+    statement: Statement
+    paren: bool = False
+
+
 Statement = Union[InputDecl, NeuralDecl, DefineDecl, OutputDecl, Rule, Constraint]
+Template = Union[Statement, SetDecl, Family]
+
+RELATIONAL_EXPRS = (Index, Aggregate, Quantified, Pow)
+
+
+def is_relational(st) -> bool:
+    """True when statement ``st`` needs grounding (a set, a family, an indexed reference, a
+    quantifier, an aggregate or ``^``)."""
+    if isinstance(st, (SetDecl, Family)):
+        return True
+    if isinstance(st, NeuralDecl):
+        return any(isinstance(a, Index) for a in st.args)
+    if isinstance(st, Rule):
+        return bool(st.head.index) or _has_relational(st.body)
+    if isinstance(st, Constraint):
+        return _has_relational(st.formula)
+    if isinstance(st, DefineDecl):
+        return st.expr is not None and _has_relational(st.expr)
+    return False
+
+
+def _has_relational(e) -> bool:
+    return any(isinstance(n, RELATIONAL_EXPRS) for n in walk(e))

@@ -11,6 +11,7 @@ import networkx as nx
 from greybox.errors import Location, RuleError, RuleSyntaxError
 
 from . import _ast as A
+from ._ground import FamilyInfo, Program, ground, ground_formula
 from ._parser import parse_fragment, parse_statements
 from ._printer import statement_to_text
 from ._validate import _Checker, check_expr, validate
@@ -52,10 +53,18 @@ class KnowledgeBase:
     """
 
     __slots__ = ("statements", "variables", "rules", "constraints", "source", "filename",
-                 "_graph", "_hash", "_decided", "__weakref__")
+                 "program", "_graph", "_hash", "_decided", "__weakref__")
 
     def __init__(self, statements: Iterable[A.Statement], *, source: str | None = None,
-                 filename: str | None = None):
+                 filename: str | None = None, sets: Mapping[str, Iterable] | None = None):
+        statements = list(statements)
+        program = None
+        if any(A.is_relational(s) for s in statements):
+            statements, program = ground(statements, sets, filename=filename, source=source)
+        elif sets:
+            raise RuleError(f"sets= gives members of {', '.join(map(repr, sets))}, but the "
+                            "rules declare no set")
+        object.__setattr__(self, "program", program)
         resolved, variables = validate(statements, filename=filename, source=source)
         object.__setattr__(self, "statements", tuple(resolved))
         object.__setattr__(self, "variables", MappingProxyType(variables))
@@ -97,6 +106,22 @@ class KnowledgeBase:
         for slot in KnowledgeBase.__slots__:
             if slot != "__weakref__":
                 object.__setattr__(self, slot, getattr(other, slot))
+
+    @property
+    def families(self) -> Mapping[str, FamilyInfo]:
+        """The families of a relational knowledge base, by name (rule and constraint
+        families as ``"rule:NAME"`` / ``"constraint:NAME"``), each with its members'
+        names by index; empty for a propositional one.
+
+        Examples
+        --------
+        >>> import greybox.rules as gr
+        >>> kb = gr.parse("set cell: 0..3  input x[cell]: bool  output y: bool  "
+        ...               "rule any: (exists c in cell: x[c]) -> y")
+        >>> kb.families["x"].member(2), kb.inputs
+        ('x[2]', ('x[0]', 'x[1]', 'x[2]', 'x[3]'))
+        """
+        return MappingProxyType({}) if self.program is None else self.program.families
 
     # -------------------------------------------------------------- variable groups
     def _names(self, role: str | None = None, output: bool | None = None) -> tuple[str, ...]:
@@ -269,7 +294,8 @@ class KnowledgeBase:
         return "\n".join(lines) + "\n"
 
 
-def parse(text: str, *, filename: str | None = None) -> KnowledgeBase:
+def parse(text: str, *, filename: str | None = None,
+          sets: Mapping[str, Iterable] | None = None) -> KnowledgeBase:
     """Parse and validate rule text.
 
     Parameters
@@ -278,6 +304,9 @@ def parse(text: str, *, filename: str | None = None) -> KnowledgeBase:
         Rule-language text (see the language guide).
     filename : str, optional
         Used in error messages.
+    sets : mapping, optional
+        Members of the sets the text declares without members (``set person``), e.g.
+        ``{"person": df["name"].unique()}``: relational rules are grounded over them.
 
     Returns
     -------
@@ -304,7 +333,7 @@ def parse(text: str, *, filename: str | None = None) -> KnowledgeBase:
                 ^
     """
     statements = parse_statements(text, filename=filename)
-    return KnowledgeBase(statements, source=text, filename=filename)
+    return KnowledgeBase(statements, source=text, filename=filename, sets=sets)
 
 
 #: Largest rule file :func:`load` reads, in bytes; it reads no further than this (so
@@ -331,7 +360,7 @@ def _decode(raw: bytes, filename: str) -> str:
                               shown) from None
 
 
-def load(path: str | Path) -> KnowledgeBase:
+def load(path: str | Path, *, sets: Mapping[str, Iterable] | None = None) -> KnowledgeBase:
     """Read and parse a ``.rules`` file (UTF-8, with or without a byte-order mark, at most
     :data:`MAX_FILE_BYTES` bytes).
 
@@ -359,7 +388,7 @@ def load(path: str | Path) -> KnowledgeBase:
     if len(raw) > MAX_FILE_BYTES:
         raise RuleSyntaxError(f"{path}: larger than {MAX_FILE_BYTES:,} bytes, the limit for a "
                               "rule file")
-    return parse(_decode(raw, str(path)), filename=str(path))
+    return parse(_decode(raw, str(path)), filename=str(path), sets=sets)
 
 
 def to_text(kb: KnowledgeBase | A.Node) -> str:
@@ -394,7 +423,20 @@ def to_text(kb: KnowledgeBase | A.Node) -> str:
         return expr_to_text(kb)
     if not isinstance(kb, KnowledgeBase):
         raise TypeError(f"to_text needs a KnowledgeBase or an AST node, got {type(kb).__name__}")
+    if kb.program is not None:
+        return _program_text(kb.program)
     return "".join(statement_to_text(s) + "\n" for s in kb.statements)
+
+
+def _program_text(program: Program) -> str:
+    """A relational knowledge base's own text; sets that took their members from the data
+    list them, so that the text grounds alone to the same statements."""
+    lines = []
+    for t in program.templates:
+        if isinstance(t, A.SetDecl) and t.members is None:
+            t = A.SetDecl(t.name, program.sets[t.name], span=t.span)
+        lines.append(statement_to_text(t) + "\n")
+    return "".join(lines)
 
 
 def parse_formula(text: str | A.Node, kb: KnowledgeBase | None = None) -> A.Expr:
@@ -408,6 +450,13 @@ def parse_formula(text: str | A.Node, kb: KnowledgeBase | None = None) -> A.Expr
     Implies(left=Compare(op='<', left=Var(name='age'), right=Num(value=18, learnable=False)), right=Not(operand=Var(name='approve')))
     """
     expr = parse_fragment(text, "expr", filename="<formula>") if isinstance(text, str) else text
+    if any(isinstance(n, A.RELATIONAL_EXPRS) for n in A.walk(expr)):
+        if kb is None or kb.program is None:
+            raise RuleError("this formula uses families, quantifiers or aggregates: it needs "
+                            "the relational knowledge base that declares them",
+                            expr.span, text if isinstance(text, str) else None)
+        expr = ground_formula(expr, kb.program, filename="<formula>",
+                              source=text if isinstance(text, str) else None)
     if kb is not None:
         ck = _Checker("<formula>")
         expr = check_expr(expr, dict(kb.variables), ck, expect=A.BoolType(), learnable_ok=True,

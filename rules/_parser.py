@@ -148,6 +148,52 @@ class _ToAst(Transformer):
 
 
 
+    def pow_op(self, c):
+        return A.Pow(c[0], c[1], span=_loc(c))
+
+    # ---- relational
+    def index_ref(self, c):
+        return A.Index(c[0].name, tuple(c[1:]), span=c[0].span)
+
+    def call_ref(self, c):
+        return A.Index(c[0].name, tuple(c[1:]), paren=True, span=c[0].span)
+
+    def aggregate(self, c):
+        args = tuple(x for x in c[1:] if not isinstance(x, A.Binder))
+        binders = tuple(x for x in c[1:] if isinstance(x, A.Binder))
+        return A.Aggregate(c[0].name, args, binders, span=c[0].span)
+
+    def quantified(self, c):
+        return A.Quantified(str(c[0]), tuple(c[1:-1]), c[-1], span=_loc(c[0]))
+
+    def binder(self, c):
+        return A.Binder(c[0].name, c[1], span=c[0].span)
+
+    def param(self, c):
+        name, domain = c
+        return A.Binder(name.name, name.name if domain is None else domain, span=name.span)
+
+    def domain_set(self, c):
+        return c[0].name
+
+    def domain_range(self, c):
+        return A.Range(c[0], c[1], span=_loc(c))
+
+    def bracket_params(self, c):
+        return _Params(tuple(c), False)
+
+    def paren_params(self, c):
+        return _Params(tuple(c), True)
+
+    def set_range(self, c):
+        return A.Range(c[0], c[1], span=_loc(c))
+
+    def set_names(self, c):
+        return tuple(n.name for n in c)
+
+    def set_decl(self, c):
+        return A.SetDecl(c[0].name, c[1], span=c[0].span)
+
     def implies_op(self, c):
         return A.Implies(c[0], c[1], span=_loc(c))
 
@@ -156,37 +202,42 @@ class _ToAst(Transformer):
 
     # ---- statements
     def head_pos(self, c):
-        return A.Head(c[0].name, True, span=c[0].span)
+        return _head(c[0], True)
 
     def head_neg(self, c):
-        return A.Head(c[0].name, False, span=c[0].span)
+        return _head(c[0], False)
 
     def head_eq(self, c):
-        return A.Head(c[0].name, c[1], span=c[0].span)
+        return _head(c[0], c[1])
 
     def input_decl(self, c):
-        return A.InputDecl(c[0].name, _finish_type(c[1]), span=c[0].span)
+        name, params, typ = c
+        return _family(params, A.InputDecl(name.name, _finish_type(typ), span=name.span))
 
     def neural_decl(self, c):
-        name, typ, net, *args = c
-        args = tuple(a.name for a in args if a is not None)
-        return A.NeuralDecl(name.name, _finish_type(typ), net.name, args, span=name.span)
+        name, params, typ, net, *args = c
+        args = tuple(a.name if isinstance(a, _Named) else a for a in args if a is not None)
+        st = A.NeuralDecl(name.name, _finish_type(typ), net.name, args, span=name.span)
+        return _family(params, st)
 
     def define_decl(self, c):
-        return A.DefineDecl(c[0].name, _finish_type(c[1]), c[2], span=c[0].span)
+        name, params, typ, expr = c
+        return _family(params, A.DefineDecl(name.name, _finish_type(typ), expr, span=name.span))
 
     def output_decl(self, c):
-        return A.OutputDecl(c[0].name, _finish_type(c[1]), span=c[0].span)
+        name, params, typ = c
+        return _family(params, A.OutputDecl(name.name, _finish_type(typ), span=name.span))
 
     def rule(self, c):
-        name, weight, fixed, body, head = c
+        name, params, weight, fixed, body, head = c
         w = 1.0 if weight is None else float(weight.value)
-        return A.Rule(name.name, body, head, w, fixed is not None, span=name.span)
+        st = A.Rule(name.name, body, head, w, fixed is not None, span=name.span)
+        return _family(params, st)
 
     def constraint(self, c):
-        name, weight, formula = c
+        name, params, weight, formula = c
         w = None if weight is None else float(weight.value)
-        return A.Constraint(name.name, formula, w, span=name.span)
+        return _family(params, A.Constraint(name.name, formula, w, span=name.span))
 
     def start(self, c):
         return list(c)
@@ -197,6 +248,25 @@ class _Named:
 
     def __init__(self, name: str, span: Location | None):
         self.name, self.span = name, span
+
+
+class _Params:
+    __slots__ = ("binders", "paren")
+
+    def __init__(self, binders: tuple, paren: bool):
+        self.binders, self.paren = binders, paren
+
+
+def _family(params: _Params | None, st):
+    if params is None:
+        return st
+    return A.Family(params.binders, st, params.paren, span=st.span)
+
+
+def _head(target, value) -> A.Head:
+    if isinstance(target, A.Index):
+        return A.Head(target.name, value, target.args, target.paren, span=target.span)
+    return A.Head(target.name, value, span=target.span)
 
 
 class _Signed:
@@ -356,6 +426,8 @@ def _prescan(text: str, filename: str | None) -> None:
 
 
 def _exprs_of(item):
+    if isinstance(item, A.Family):
+        return _exprs_of(item.statement)
     if isinstance(item, A.Rule):
         return [item.body]
     if isinstance(item, A.Constraint):

@@ -7,7 +7,7 @@ from . import _ast as A
 __all__ = ["expr_to_text", "name_to_text", "statement_to_text", "type_to_text"]
 
 # binding strength: larger binds tighter
-_IFF, _IMPLIES, _OR, _AND, _NOT, _CMP, _SUM, _MUL, _UNARY, _ATOM = range(10)
+_QUANT, _IFF, _IMPLIES, _OR, _AND, _NOT, _CMP, _SUM, _MUL, _UNARY, _POW, _ATOM = range(12)
 
 
 def name_to_text(name: str) -> str:
@@ -19,6 +19,10 @@ def _num(value) -> str:
 
 
 def _level(e) -> int:
+    if isinstance(e, A.Quantified):
+        return _QUANT
+    if isinstance(e, A.Pow):
+        return _POW
     if isinstance(e, A.Iff):
         return _IFF
     if isinstance(e, A.Implies):
@@ -80,7 +84,38 @@ def expr_to_text(e) -> str:
         return f"{_wrap(e.left, _OR)} -> {_wrap(e.right, _IMPLIES)}"
     if isinstance(e, A.Iff):
         return f"{_wrap(e.left, _IFF)} <-> {_wrap(e.right, _IMPLIES)}"
+    if isinstance(e, A.Index):
+        return _ref(e.name, e.args, e.paren)
+    if isinstance(e, A.Aggregate):
+        args = ", ".join(expr_to_text(a) for a in e.args)
+        return f"{name_to_text(e.name)}({args} for {_binders(e.binders)})"
+    if isinstance(e, A.Quantified):
+        return f"{e.kind} {_binders(e.binders)}: {expr_to_text(e.body)}"
+    if isinstance(e, A.Pow):
+        return f"{_wrap(e.left, _ATOM)}^{_wrap(e.right, _UNARY)}"
     raise TypeError(f"not an expression: {e!r}")
+
+
+def _ref(name: str, args, paren: bool) -> str:
+    inner = ", ".join(expr_to_text(a) for a in args)
+    return f"{name_to_text(name)}({inner})" if paren else f"{name_to_text(name)}[{inner}]"
+
+
+def _domain(domain) -> str:
+    if isinstance(domain, A.Range):
+        return f"{_wrap(domain.lo, _SUM)}..{_wrap(domain.hi, _SUM)}"
+    return name_to_text(domain)
+
+
+def _binders(binders) -> str:
+    return ", ".join(f"{name_to_text(b.var)} in {_domain(b.domain)}" for b in binders)
+
+
+def _params(family: A.Family) -> str:
+    inner = ", ".join(name_to_text(b.var) if b.var == b.domain
+                      else f"{name_to_text(b.var)} in {_domain(b.domain)}"
+                      for b in family.params)
+    return f"({inner})" if family.paren else f"[{inner}]"
 
 
 def _bound(value) -> str:
@@ -106,21 +141,33 @@ def type_to_text(t) -> str:
 
 
 def head_to_text(h: A.Head) -> str:
+    target = _ref(h.name, h.index, h.paren) if h.index else name_to_text(h.name)
     if h.value is True:
-        return name_to_text(h.name)
+        return target
     if h.value is False:
-        return "not " + name_to_text(h.name)
-    return f"{name_to_text(h.name)} = {expr_to_text(h.value)}"
+        return "not " + target
+    return f"{target} = {expr_to_text(h.value)}"
 
 
 def statement_to_text(st) -> str:
-    """The one-line text of a statement."""
+    """The one-line text of a statement (relational templates included)."""
+    if isinstance(st, A.SetDecl):
+        if st.members is None:
+            return f"set {name_to_text(st.name)}"
+        if isinstance(st.members, A.Range):
+            return f"set {name_to_text(st.name)}: {_domain(st.members)}"
+        return f"set {name_to_text(st.name)}: {{{', '.join(map(name_to_text, st.members))}}}"
+    if isinstance(st, A.Family):  # the parameters go right after the statement's name
+        inner = statement_to_text(st.statement)
+        cut = inner.index(" ") + 1 + len(name_to_text(st.statement.name))
+        return inner[:cut] + _params(st) + inner[cut:]
     if isinstance(st, A.InputDecl):
         return f"input {name_to_text(st.name)}: {type_to_text(st.type)}"
     if isinstance(st, A.OutputDecl):
         return f"output {name_to_text(st.name)}: {type_to_text(st.type)}"
     if isinstance(st, A.NeuralDecl):
-        args = ", ".join(name_to_text(a) for a in st.args)
+        args = ", ".join(name_to_text(a) if isinstance(a, str) else expr_to_text(a)
+                         for a in st.args)
         return (f"neural {name_to_text(st.name)}: {type_to_text(st.type)} = "
                 f"{name_to_text(st.network)}({args})")
     if isinstance(st, A.DefineDecl):

@@ -1,0 +1,557 @@
+"""Relational templates -> propositional statements (grounding).
+
+A relational knowledge base declares index sets (``set cell: 0..15``, ``set person``) and
+families of statements over them (``neural digit[c in cell]: ... = net(img[c])``, ``rule
+contagion(p in person, q in person): ...``), and uses quantifiers (``forall``, ``exists``),
+aggregates (``sum(... for i in s)``, ``all_different``) and index arithmetic
+(``digit[4*r + k]``, ``10^(3-i)``). Grounding writes every member out as an ordinary
+statement named like its reference (``digit[5]``, ``contagion(anna, bob)``), so that the
+propositional core -- validation, evaluation, Z3, models, explanations -- sees plain
+variables, and every grounded node keeps the location of the template text it came from.
+Index arithmetic and comparisons between indices are done here, before any data is seen.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import itertools
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from types import MappingProxyType
+
+from greybox.errors import Location, RuleError
+
+from . import _ast as A
+
+__all__ = ["AGGREGATES", "FamilyInfo", "MAX_GROUNDINGS", "Program", "ground", "ground_formula"]
+
+#: The aggregates the language knows: ``sum`` (an int or real expression) and
+#: ``all_different`` (a formula: every two instances differ).
+AGGREGATES = ("sum", "all_different")
+#: Most instances one knowledge base may ground to (statements and aggregated terms).
+MAX_GROUNDINGS = 1_000_000
+
+Member = int | str
+
+
+@dataclass(frozen=True)
+class FamilyInfo:
+    """A family of variables, rules or constraints and its grounded members.
+
+    ``kind`` is the statement keyword (``input``, ``neural``, ``define``, ``output``,
+    ``rule``, ``constraint``); ``sets`` names the set of each parameter (a range is written
+    ``lo..hi``); ``members`` maps each index tuple to the member's name.
+    """
+
+    name: str
+    kind: str
+    sets: tuple[str, ...]
+    paren: bool
+    members: Mapping[tuple, str]
+
+    def member(self, *index: Member) -> str:
+        """The name of the member at ``index`` (``kb.families["digit"].member(5)`` is
+        ``"digit[5]"``)."""
+        try:
+            return self.members[tuple(index)]
+        except KeyError:
+            raise KeyError(f"{self.name} has no member at {index!r}") from None
+
+
+@dataclass(frozen=True)
+class Program:
+    """The relational text a knowledge base was grounded from: its template statements,
+    the members of every set and the families."""
+
+    templates: tuple
+    sets: Mapping[str, tuple]
+    families: Mapping[str, FamilyInfo]
+
+
+class _Problem(Exception):
+    def __init__(self, message: str, node):
+        super().__init__(message)
+        self.message, self.node = message, node
+
+
+class _NotStatic(Exception):
+    pass
+
+
+def member_name(name: str, index: Sequence[Member], paren: bool) -> str:
+    """``digit[5]``, ``friends(anna, bob)``: a member's name, as its reference is written."""
+    inner = ", ".join(str(i) for i in index)
+    return f"{name}({inner})" if paren else f"{name}[{inner}]"
+
+
+_KINDS = {A.InputDecl: "input", A.NeuralDecl: "neural", A.DefineDecl: "define",
+          A.OutputDecl: "output", A.Rule: "rule", A.Constraint: "constraint"}
+_VARIABLE_KINDS = ("input", "neural", "define", "output")
+
+
+class _Grounder:
+    def __init__(self, templates: list, given: Mapping[str, Sequence] | None,
+                 filename: str | None):
+        self.templates, self.filename = templates, filename
+        self.problems: list[tuple[str, Location | None]] = []
+        self.count = 0
+        self.sets: dict[str, tuple] = {}
+        self.families: dict[str, FamilyInfo] = {}
+        self.plain: set[str] = set()
+        self.failed: set[int] = set()  # templates already reported
+        self._resolve_sets(dict(given or {}))
+
+    # ---------------------------------------------------------------- diagnostics
+    def report(self, message: str, node) -> None:
+        span = getattr(node, "span", None)
+        if span is not None and self.filename is not None:
+            span = dataclasses.replace(span, filename=self.filename)
+        self.problems.append((message, span))
+
+    def tick(self, node, n: int = 1) -> None:
+        self.count += n
+        if self.count > MAX_GROUNDINGS:
+            raise _Problem(f"grounding makes more than {MAX_GROUNDINGS:,} instances (are the "
+                           "sets this large on purpose?)", node)
+
+    # ---------------------------------------------------------------------- sets
+    def _resolve_sets(self, given: dict) -> None:
+        declared = [t for t in self.templates if isinstance(t, A.SetDecl)]
+        for decl in declared:
+            try:
+                self._declare_set(decl, given)
+            except _Problem as p:
+                self.report(p.message, p.node)
+        unknown = sorted(set(given) - {d.name for d in declared})
+        if unknown:
+            self.report("sets= gives members of " + ", ".join(map(repr, unknown)) +
+                        ", which no `set` statement declares", None)
+
+    def _declare_set(self, decl: A.SetDecl, given: dict) -> None:
+        if decl.name in self.sets:
+            raise _Problem(f"set {decl.name!r} is declared twice", decl)
+        problem = A.name_problem(decl.name)
+        if problem:
+            raise _Problem(f"invalid set name: {problem}", decl)
+        if decl.members is None:
+            if decl.name not in given:
+                raise _Problem(f"set {decl.name!r} takes its members from the data: pass them "
+                               f"as sets={{{decl.name!r}: [...]}}", decl)
+            members = self._data_members(decl, given[decl.name])
+        elif decl.name in given:
+            raise _Problem(f"set {decl.name!r} lists its members in the rules; sets= must not "
+                           "give them again", decl)
+        elif isinstance(decl.members, A.Range):
+            members = self._range(decl.members, {})
+        else:
+            members = decl.members
+            dup = _first_duplicate(members)
+            if dup is not None:
+                raise _Problem(f"set {decl.name!r} lists {dup!r} twice", decl)
+        self.sets[decl.name] = tuple(members)
+
+    def _data_members(self, decl: A.SetDecl, values) -> tuple[str, ...]:
+        if isinstance(values, (str, bytes)) or not isinstance(values, Iterable):
+            raise _Problem(f"sets={{{decl.name!r}: ...}} must be a list of names, got "
+                           f"{type(values).__name__}", decl)
+        members = []
+        for v in values:
+            name = v if isinstance(v, str) else str(v)
+            problem = A.name_problem(name)
+            if problem:
+                raise _Problem(f"member {v!r} of set {decl.name!r}: {problem}", decl)
+            members.append(name)
+        dup = _first_duplicate(members)
+        if dup is not None:
+            raise _Problem(f"set {decl.name!r} is given {dup!r} twice", decl)
+        return tuple(members)
+
+    def _range(self, r: A.Range, env: dict) -> range:
+        lo, hi = self.static(r.lo, env), self.static(r.hi, env)
+        if not isinstance(lo, int) or not isinstance(hi, int):
+            raise _Problem("a range's bounds must be whole numbers", r)
+        self.tick(r, max(0, hi - lo + 1) // 1000)  # huge ranges fail before allocating
+        return range(lo, hi + 1)
+
+    def domain(self, binder: A.Binder, env: dict) -> Sequence[Member]:
+        if isinstance(binder.domain, A.Range):
+            return self._range(binder.domain, env)
+        if binder.domain not in self.sets:
+            close = difflib.get_close_matches(binder.domain, list(self.sets), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise _Problem(f"unknown set {binder.domain!r}{hint}", binder)
+        return self.sets[binder.domain]
+
+    def assignments(self, binders: Sequence[A.Binder], env: dict) -> Iterator[dict]:
+        """Every assignment of the binders (a later binder's range may read earlier ones);
+        each counts as an instance toward :data:`MAX_GROUNDINGS`."""
+        if not binders:
+            yield env
+            return
+        first, rest = binders[0], binders[1:]
+        for value in self.domain(first, env):
+            self.tick(first)
+            yield from self.assignments(rest, {**env, first.var: value})
+
+    # ------------------------------------------------------------------ families
+    def declare_families(self) -> None:
+        for t in self.templates:
+            st = t.statement if isinstance(t, A.Family) else t
+            if isinstance(t, A.SetDecl) or not isinstance(st, A.Node):
+                continue
+            kind = _KINDS.get(type(st))
+            if kind in _VARIABLE_KINDS and not isinstance(t, A.Family):
+                self.plain.add(st.name)
+            if not isinstance(t, A.Family):
+                continue
+            try:
+                self._declare_family(t, kind)
+            except _Problem as p:
+                self.report(p.message, p.node)
+                self.failed.add(id(t))
+
+    def _declare_family(self, fam: A.Family, kind: str) -> None:
+        names = [b.var for b in fam.params]
+        dup = _first_duplicate(names)
+        if dup is not None and any(b.var != b.domain for b in fam.params if b.var == dup):
+            raise _Problem(f"parameter {dup!r} is bound twice", fam)
+        members = {}
+        for env in self.assignments(_positional(fam.params), {}):
+            index = tuple(env.values())
+            members[index] = member_name(fam.statement.name, index, fam.paren)
+        sets = tuple(_domain_text(b.domain) for b in fam.params)
+        info = FamilyInfo(fam.statement.name, kind, sets, fam.paren, MappingProxyType(members))
+        key = (kind if kind in ("rule", "constraint") else "var", fam.statement.name)
+        known = self.families.get(key)
+        if known is not None and (known.sets != info.sets or known.members != info.members):
+            raise _Problem(f"family {fam.statement.name!r} is declared again over other sets "
+                           f"({', '.join(known.sets)} before)", fam)
+        if known is None or kind == "output":
+            self.families[key] = info
+
+    def variable_family(self, name: str) -> FamilyInfo | None:
+        return self.families.get(("var", name))
+
+    # ---------------------------------------------------------------- statements
+    def run(self) -> list:
+        self.declare_families()
+        out: list = []
+        for t in self.templates:
+            if isinstance(t, A.SetDecl) or id(t) in self.failed:
+                continue
+            try:
+                out.extend(self._template(t))
+            except _Problem as p:
+                self.report(p.message, p.node)
+        return out
+
+    def _template(self, t) -> list:
+        if not isinstance(t, A.Family):
+            st = self.statement(t, {}, t.name)
+            return [] if st is None else [st]
+        binders = _positional(t.params)
+        out = []
+        for env in self.assignments(binders, {}):
+            index = [env[b.var] for b in binders]
+            name = member_name(t.statement.name, index, t.paren)
+            st = self.statement(t.statement, env, name)
+            if st is not None:
+                out.append(st)
+        return out
+
+    def statement(self, st, env: dict, name: str):
+        """The member of template ``st`` for ``env``, named ``name``; None when it says
+        nothing (a rule whose body is false, a constraint that is true)."""
+        if isinstance(st, (A.InputDecl, A.OutputDecl)):
+            return dataclasses.replace(st, name=name)
+        if isinstance(st, A.NeuralDecl):
+            args = tuple(a if isinstance(a, str) else self.reference(a, env).name
+                         for a in st.args)
+            return dataclasses.replace(st, name=name, args=args)
+        if isinstance(st, A.DefineDecl):
+            expr = None if st.expr is None else self.expr(st.expr, env)
+            return dataclasses.replace(st, name=name, expr=expr)
+        if isinstance(st, A.Rule):
+            body = self.expr(st.body, env)
+            if body == A.BoolConst(False):
+                return None
+            head = st.head
+            if head.index:
+                target = self.reference(A.Index(head.name, head.index, head.paren,
+                                                span=head.span), env)
+                head = A.Head(target.name, head.value, span=head.span)
+            return dataclasses.replace(st, name=name, body=body, head=head)
+        if isinstance(st, A.Constraint):
+            formula = self.expr(st.formula, env)
+            if formula == A.BoolConst(True):
+                return None
+            return dataclasses.replace(st, name=name, formula=formula)
+        raise _Problem(f"not a statement: {st!r}", st)
+
+    # --------------------------------------------------------------- expressions
+    def reference(self, e: A.Index, env: dict) -> A.Var:
+        """The variable a family reference names."""
+        fam = self.variable_family(e.name)
+        if fam is None:
+            if e.name in self.plain:
+                raise _Problem(f"{e.name!r} is not a family (it is declared without "
+                               "parameters), so it takes no index", e)
+            known = [k[1] for k in self.families if k[0] == "var"]
+            close = difflib.get_close_matches(e.name, known, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise _Problem(f"undeclared family {e.name!r}{hint}", e)
+        if len(e.args) != len(fam.sets):
+            raise _Problem(f"{e.name} takes {len(fam.sets)} "
+                           f"{'index' if len(fam.sets) == 1 else 'indices'} "
+                           f"({', '.join(fam.sets)}), got {len(e.args)}", e)
+        index = []
+        for k, arg in enumerate(e.args):
+            try:
+                index.append(self.static(arg, env, self.sets.get(fam.sets[k])))
+            except _NotStatic:
+                raise _Problem(f"index {k + 1} of {e.name} must be known before the data: "
+                               "whole numbers, index variables, set members and + - * ^",
+                               arg) from None
+        name = fam.members.get(tuple(index))
+        if name is None:
+            raise _Problem(self._outside(fam, index), e)
+        return A.Var(name, span=e.span)
+
+    def _outside(self, fam: FamilyInfo, index: list) -> str:
+        for k, (value, set_name) in enumerate(zip(index, fam.sets)):
+            members = self.sets.get(set_name)
+            if members is not None and value not in members:
+                return (f"{member_name(fam.name, index, fam.paren)}: index {k + 1} "
+                        f"({value!r}) is not in {set_name} ({_describe(members)})")
+        return f"{member_name(fam.name, index, fam.paren)} is not a member of {fam.name}"
+
+    def expr(self, e, env: dict):
+        if isinstance(e, A.Var):
+            return self._var(e, env)
+        if isinstance(e, A.Index):
+            if self.variable_family(e.name) is None and e.paren and e.name in AGGREGATES:
+                return self._aggregate(e.name, list(e.args), e, env)
+            return self.reference(e, env)
+        if isinstance(e, A.Aggregate):
+            if e.name not in AGGREGATES:
+                raise _Problem(f"unknown aggregate {e.name!r} (the language has "
+                               f"{', '.join(AGGREGATES)})", e)
+            args = [self.expr(a, inner) for inner in self.assignments(e.binders, env)
+                    for a in e.args]
+            return self._aggregate(e.name, args, e, env, grounded=True)
+        if isinstance(e, A.Quantified):
+            parts = [self.expr(e.body, inner) for inner in self.assignments(e.binders, env)]
+            return _simplify(A.And(tuple(parts), span=e.span) if e.kind == "forall"
+                             else A.Or(tuple(parts), span=e.span))
+        if isinstance(e, A.Pow):
+            return A.Num(self._static_number(e, env), span=e.span)
+        if isinstance(e, A.Compare) and _mentions(e, env):
+            try:
+                return A.BoolConst(_compare(e.op, self.static(e.left, env),
+                                            self.static(e.right, env), e), span=e.span)
+            except _NotStatic:
+                pass
+        if not A.children(e):
+            return e
+        return _simplify(_rebuild(e, lambda c: self.expr(c, env)))
+
+    def _var(self, e: A.Var, env: dict):
+        if e.name in env:
+            value = env[e.name]
+            if isinstance(value, int):
+                return A.Num(value, span=e.span)
+            raise _Problem(f"index variable {e.name!r} stands for a member ({value}); use it "
+                           "in an index or compare it with another index", e)
+        if self.variable_family(e.name) is not None and e.name not in self.plain:
+            fam = self.variable_family(e.name)
+            raise _Problem(f"{e.name!r} is a family over {', '.join(fam.sets)}: name a member, "
+                           f"e.g. {member_name(e.name, ['...'] * len(fam.sets), fam.paren)}", e)
+        return e
+
+    def _aggregate(self, name: str, args: list, node, env: dict, grounded: bool = False):
+        if not grounded:
+            args = [self.expr(a, env) for a in args]
+        self.tick(node, len(args))
+        if name == "sum":
+            if not args:
+                return A.Num(0, span=node.span)
+            if len(args) == 1:
+                return args[0]
+            return A.Sum(tuple(args), ("+",) * (len(args) - 1), span=node.span)
+        pairs = [A.Compare("!=", a, b, span=node.span)
+                 for a, b in itertools.combinations(args, 2)]
+        self.tick(node, len(pairs))
+        return A.And(tuple(pairs), span=node.span) if len(pairs) > 1 else \
+            pairs[0] if pairs else A.BoolConst(True, span=node.span)
+
+    # ----------------------------------------------------------- index arithmetic
+    def static(self, e, env: dict, members: Sequence | None = None) -> Member:
+        """The value of an index expression, known before the data; ``members`` (the set
+        of the index position) lets a member be named directly (``friends(anna, p)``)."""
+        if isinstance(e, A.Var):
+            if e.name in env:
+                return env[e.name]
+            if members is not None and e.name in members:
+                return e.name
+            if e.name not in self.plain and self.variable_family(e.name) is None:
+                raise _Problem(f"unbound index variable {e.name!r} (bind it with forall, "
+                               "exists, 'for' or a family parameter)", e)
+            raise _NotStatic
+        if isinstance(e, A.Sym) and members is not None and e.name in members:
+            return e.name
+        return self._static_number(e, env)
+
+    def _static_number(self, e, env: dict) -> int:
+        if isinstance(e, A.Num):
+            if e.learnable or not isinstance(e.value, int):
+                raise _Problem("index arithmetic uses whole numbers", e)
+            return e.value
+        if isinstance(e, A.Var):
+            value = self.static(e, env)
+            if not isinstance(value, int):
+                raise _Problem(f"{e.name!r} is a member ({value}), not a number", e)
+            return value
+        if isinstance(e, A.Neg):
+            return -self._static_number(e.operand, env)
+        if isinstance(e, A.Sum):
+            acc = self._static_number(e.args[0], env)
+            for op, arg in zip(e.ops, e.args[1:]):
+                x = self._static_number(arg, env)
+                acc = acc + x if op == "+" else acc - x
+            return acc
+        if isinstance(e, A.Mul):
+            return self._static_number(e.left, env) * self._static_number(e.right, env)
+        if isinstance(e, A.Pow):
+            base, exp = self._static_number(e.left, env), self._static_number(e.right, env)
+            if exp < 0 or abs(base) > 1 and exp > 64:
+                raise _Problem(f"{base}^{exp}: exponents must be whole numbers from 0 to 64", e)
+            return base ** exp
+        if isinstance(e, (A.Index, A.Aggregate, A.Quantified)) or not A.children(e):
+            raise _NotStatic
+        raise _NotStatic
+
+
+def _positional(params: Sequence[A.Binder]) -> list[A.Binder]:
+    """A family's parameters as binders: a bare set name binds that name, except where it
+    repeats (``friends(person, person)``), where each position binds a fresh variable."""
+    counts: dict[str, int] = {}
+    for b in params:
+        counts[b.var] = counts.get(b.var, 0) + 1
+    return [dataclasses.replace(b, var=f"\x00{i}") if b.var == b.domain and counts[b.var] > 1
+            else b for i, b in enumerate(params)]
+
+
+def _first_duplicate(items) -> object | None:
+    seen = set()
+    for x in items:
+        if x in seen:
+            return x
+        seen.add(x)
+    return None
+
+
+def _domain_text(domain) -> str:
+    if isinstance(domain, A.Range):
+        from ._printer import expr_to_text
+
+        return f"{expr_to_text(domain.lo)}..{expr_to_text(domain.hi)}"
+    return domain
+
+
+def _describe(members: Sequence) -> str:
+    if isinstance(members, range) or (members and all(isinstance(m, int) for m in members)
+                                      and list(members) == list(range(members[0],
+                                                                      members[-1] + 1))):
+        return f"{members[0]}..{members[-1]}" if len(members) else "empty"
+    shown = ", ".join(map(str, list(members)[:6]))
+    return shown + (", ..." if len(members) > 6 else "")
+
+
+def _mentions(e, env: dict) -> bool:
+    return any(isinstance(n, A.Var) and n.name in env or isinstance(n, A.Pow)
+               for n in A.walk(e))
+
+
+def _compare(op: str, left: Member, right: Member, node) -> bool:
+    if op in ("==", "!="):
+        return (left == right) == (op == "==")
+    if isinstance(left, str) or isinstance(right, str):
+        raise _Problem(f"members of a set of names can only be compared with == and !=, "
+                       f"not {op}", node)
+    return {"<": left < right, "<=": left <= right, ">": left > right,
+            ">=": left >= right}[op]
+
+
+def _rebuild(e, fn):
+    changes = {}
+    for f in dataclasses.fields(e):
+        if f.name == "span":
+            continue
+        v = getattr(e, f.name)
+        if isinstance(v, A.Node):
+            changes[f.name] = fn(v)
+        elif isinstance(v, tuple) and v and isinstance(v[0], A.Node):
+            changes[f.name] = tuple(fn(x) for x in v)
+    return dataclasses.replace(e, **changes)
+
+
+def _simplify(e):
+    """Fold the truth constants grounding leaves (``p != p``, empty quantifiers)."""
+    true, false = A.BoolConst(True), A.BoolConst(False)
+    if isinstance(e, (A.And, A.Or)):
+        unit, zero = (true, false) if isinstance(e, A.And) else (false, true)
+        args = []
+        for a in e.args:
+            if a == zero:
+                return A.BoolConst(zero.value, span=e.span)
+            if a != unit:
+                args.extend(a.args if type(a) is type(e) else [a])
+        if not args:
+            return A.BoolConst(unit.value, span=e.span)
+        return args[0] if len(args) == 1 else dataclasses.replace(e, args=tuple(args))
+    if isinstance(e, A.Not) and isinstance(e.operand, A.BoolConst):
+        return A.BoolConst(not e.operand.value, span=e.span)
+    if isinstance(e, A.Implies):
+        if e.left == false or e.right == true:
+            return A.BoolConst(True, span=e.span)
+        if e.left == true:
+            return e.right
+        if e.right == false:
+            return _simplify(A.Not(e.left, span=e.span))
+    return e
+
+
+def ground_formula(expr, program: Program, *, filename: str | None = None,
+                   source: str | None = None):
+    """A relational formula (``forall c in cell: x[c]``) grounded over ``program``'s sets
+    and families."""
+    given = {t.name: program.sets[t.name] for t in program.templates
+             if isinstance(t, A.SetDecl) and t.members is None}
+    g = _Grounder(list(program.templates), given, filename)
+    g.declare_families()
+    try:
+        out = g.expr(expr, {})
+    except _Problem as p:
+        g.report(p.message, p.node)
+    if g.problems:
+        raise RuleError("", diagnostics=tuple(g.problems), source=source)
+    return out
+
+
+def ground(templates: Sequence, sets: Mapping[str, Sequence] | None = None, *,
+           filename: str | None = None, source: str | None = None) -> tuple[list, Program]:
+    """Ground relational ``templates`` into propositional statements.
+
+    Returns ``(statements, program)``; raises :class:`RuleError` listing every problem
+    (unknown set, index outside its set, wrong arity, unbound index...) at its location.
+    """
+    g = _Grounder(list(templates), sets, filename)
+    statements = g.run() if not g.problems else []
+    if g.problems:
+        raise RuleError("", diagnostics=tuple(g.problems), source=source)
+    families = {info.name if k == "var" else f"{k}:{info.name}": info
+                for (k, _), info in g.families.items()}
+    program = Program(tuple(templates), MappingProxyType(dict(g.sets)),
+                      MappingProxyType(families))
+    return statements, program

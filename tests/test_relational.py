@@ -1,0 +1,183 @@
+"""Relational rules (issue 13): index sets, families, quantifiers, aggregates, grounding."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+
+import greybox.rules as gr
+from greybox.errors import RuleError, RuleSyntaxError
+from greybox.rules import ast as A
+
+SUDOKU = """\
+set cell: 0..15
+input img[cell]: tensor[64]
+neural digit[c in cell]: int 1..4 = digit_net(img[c])
+constraint rows[r in 0..3]: all_different(digit[4 * r + k] for k in 0..3)
+constraint cols[c in 0..3]: all_different(digit[4 * k + c] for k in 0..3)
+constraint boxes[br in 0..1, bc in 0..1]: all_different(digit[8 * br + 2 * bc + 4 * i + j] for i in 0..1, j in 0..1)
+"""
+
+SMOKERS = """\
+set person
+input friends(person, person): bool
+input features(person): tensor[4]
+neural smokes(person): bool = smoke_net(features(person))
+output cancer(person): bool
+rule smoking_causes(p in person) weight 2.0: smokes(p) -> cancer(p)
+constraint friends_smoke(p in person, q in person) weight 1.0: p != q -> (friends(p, q) and smokes(p) -> smokes(q))
+"""
+
+RELATIONAL_TEXTS = [
+    "set cell: 0..3\ninput x[cell]: bool\noutput y: bool\nrule any: (exists c in cell: x[c]) -> y\n",
+    "set pos: 0..1\ninput a_img[pos]: tensor[64]\nneural a[k in pos]: int 0..9 = digit(a_img[k])\n"
+    "define na: int 0..99 = sum(10^(1 - k) * a[k] for k in pos)\n",
+    "set p: {anna, bob, `c d`}\ninput f(p, p): bool\noutput s(p): bool\n"
+    "rule r(q in p) weight 0.5: (exists o in p: o != q and f(o, q)) -> s(q)\n",
+    "set i: 0..2\ninput v[i]: int 0..9\noutput ok: bool\n"
+    "rule r: (forall a in i, b in a + 1..2: v[a] <= v[b]) -> ok\n",
+    "set i: 0..2\ninput v[i]: real\noutput hi[i]: bool\nrule r[k in i]: v[k] > ~1.5 -> hi[k]\n",
+]
+
+
+@pytest.mark.parametrize("text", RELATIONAL_TEXTS)
+def test_relational_text_round_trips(text):
+    kb = gr.parse(text)
+    assert gr.to_text(kb) == text
+    assert gr.parse(gr.to_text(kb)) == kb
+    assert pickle.loads(pickle.dumps(kb)) == kb
+
+
+def test_families_are_grounded_to_named_members():
+    kb = gr.parse(SMOKERS, sets={"person": ["anna", "bob"]})
+    assert kb.inputs[:4] == ("friends(anna, anna)", "friends(anna, bob)",
+                             "friends(bob, anna)", "friends(bob, bob)")
+    assert kb.neural == ("smokes(anna)", "smokes(bob)")
+    assert kb.variables["smokes(bob)"].args == ("features(bob)",)
+    assert kb.networks["smoke_net"] == ("smokes(anna)", "smokes(bob)")
+    assert list(kb.rules) == ["smoking_causes(anna)", "smoking_causes(bob)"]
+    assert kb.rules["smoking_causes(bob)"].weight == 2.0
+    # p != q is decided while grounding: the pairs of a person with themself say nothing
+    assert list(kb.constraints) == ["friends_smoke(anna, bob)", "friends_smoke(bob, anna)"]
+    assert gr.to_text(kb.constraints["friends_smoke(anna, bob)"].formula) == \
+        "`friends(anna, bob)` and `smokes(anna)` -> `smokes(bob)`"
+    fam = kb.families["friends"]
+    assert fam.sets == ("person", "person") and fam.member("bob", "anna") == "friends(bob, anna)"
+    assert kb.families["rule:smoking_causes"].member("anna") == "smoking_causes(anna)"
+
+
+def test_data_sets_are_written_into_the_text():
+    kb = gr.parse(SMOKERS, sets={"person": ["anna", "bob"]})
+    text = gr.to_text(kb)
+    assert "set person: {anna, bob}\n" in text
+    assert gr.parse(text) == kb
+    # the members given as any sequence (a numpy array of names) ground the same
+    assert gr.parse(SMOKERS, sets={"person": np.array(["anna", "bob"])}) == kb
+
+
+def test_sum_family_grounds_to_the_positional_sum_of_the_generated_rules():
+    relational = gr.parse(
+        "set pos: 0..2\ninput img[pos]: tensor[64]\n"
+        "neural a[k in pos]: int 0..9 = digit(img[k])\n"
+        "define na: int 0..999 = sum(10^(2 - k) * a[k] for k in pos)\n")
+    written = gr.parse(
+        "input `img[0]`: tensor[64]\ninput `img[1]`: tensor[64]\ninput `img[2]`: tensor[64]\n"
+        "neural `a[0]`: int 0..9 = digit(`img[0]`)\nneural `a[1]`: int 0..9 = digit(`img[1]`)\n"
+        "neural `a[2]`: int 0..9 = digit(`img[2]`)\n"
+        "define na: int 0..999 = 100 * `a[0]` + 10 * `a[1]` + 1 * `a[2]`\n")
+    assert relational == written
+
+
+def test_quantifiers_and_all_different_evaluate_like_their_expansion():
+    kb = gr.parse(
+        "set cell: 0..3\ninput x[cell]: int 1..4\noutput some_four: bool\noutput distinct: bool\n"
+        "rule four: (exists c in cell: x[c] == 4) -> some_four\n"
+        "rule diff: all_different(x[c] for c in cell) -> distinct\n")
+    rng = np.random.default_rng(0)
+    grid = rng.integers(1, 5, size=(200, 4))
+    ev = gr.evaluate(kb, {f"x[{i}]": grid[:, i] for i in range(4)})
+    assert (ev.decisions["some_four"].to_numpy() == (grid == 4).any(axis=1)).all()
+    distinct = np.array([len(set(row)) == 4 for row in grid])
+    assert (ev.decisions["distinct"].to_numpy() == distinct).all()
+
+
+def test_sudoku_constraints_are_proved_by_z3():
+    kb = gr.parse(SUDOKU)
+    assert len(kb.constraints) == 12
+    assert gr.entails(kb, "forall c in cell: digit[c] >= 1").holds
+    assert gr.entails(kb, "sum(digit[4 * r] for r in 0..3) == 10").holds  # a column
+    assert gr.entails(kb, "digit[0] != digit[5]").holds    # same box, other row and column
+    assert not gr.entails(kb, "digit[0] != digit[10]").holds  # nothing shared
+
+
+def test_formulas_over_families_need_the_relational_kb():
+    kb = gr.parse("set cell: 0..1\ninput x[cell]: bool\noutput y: bool\nrule r: x[0] -> y\n")
+    assert gr.parse_formula("forall c in cell: x[c]", kb) == \
+        gr.parse_formula("`x[0]` and `x[1]`", kb)
+    plain = gr.parse("input x: bool\noutput y: bool\nrule r: x -> y\n")
+    with pytest.raises(RuleError, match="relational knowledge base"):
+        gr.parse_formula("forall c in cell: x[c]", plain)
+
+
+@pytest.mark.parametrize("body, message, column", [
+    ("x[c] -> y", "unbound index variable 'c'", 11),
+    ("x[4] -> y", r"x\[4\]: index 1 \(4\) is not in cell \(0..3\)", 9),
+    ("x[1, 2] -> y", r"x takes 1 index \(cell\), got 2", 9),
+    ("x -> y", r"'x' is a family over cell: name a member", 9),
+    ("y[1] -> y", "'y' is not a family", 9),
+    ("z[1] -> y", "undeclared family 'z'", 9),
+    ("(exists c in cel: x[c]) -> y", r"unknown set 'cel' \(did you mean 'cell'\?\)", 17),
+    ("x[1.5] -> y", "index arithmetic uses whole numbers", 11),
+    ("x[v] -> y", "index 1 of x must be known before the data", 11),
+    ("(exists c in cell: x[2^c]) -> y", "is not in cell", 28),
+    ("count(x[c] for c in cell) > 1 -> y", "unknown aggregate 'count'", 9),
+])
+def test_errors_name_the_problem_and_where(body, message, column):
+    text = f"set cell: 0..3\ninput x[cell]: bool\ninput v: int 0..3\noutput y: bool\nrule r: {body}\n"
+    with pytest.raises(RuleError, match=message) as err:
+        gr.parse(text, filename="m.rules")
+    assert (err.value.location.line, err.value.location.column) == (5, column)
+    assert err.value.location.filename == "m.rules"
+
+
+def test_set_errors():
+    with pytest.raises(RuleError, match=r"takes its members from the data: pass them as "
+                                        r"sets=\{'person': \[...\]\}"):
+        gr.parse(SMOKERS)
+    with pytest.raises(RuleError, match="no `set` statement declares"):
+        gr.parse(SMOKERS, sets={"person": ["a"], "pet": ["rex"]})
+    with pytest.raises(RuleError, match="'anna' twice"):
+        gr.parse(SMOKERS, sets={"person": ["anna", "anna"]})
+    with pytest.raises(RuleError, match="back-quote"):
+        gr.parse(SMOKERS, sets={"person": ["a`b"]})
+    with pytest.raises(RuleError, match="lists its members in the rules"):
+        gr.parse("set c: 0..1\ninput x[c]: bool\n", sets={"c": ["a"]})
+    with pytest.raises(RuleError, match="declared twice"):
+        gr.parse("set c: 0..1\nset c: 0..2\n")
+    with pytest.raises(RuleError, match="declare no set"):
+        gr.parse("input x: bool\n", sets={"c": ["a"]})
+    with pytest.raises(RuleError, match="only be compared with == and !="):
+        gr.parse("set p: {a, b}\ninput x(p): bool\noutput y: bool\n"
+                 "rule r: (exists q in p, o in p: q < o and x(q)) -> y\n")
+
+
+def test_grounding_is_bounded():
+    with pytest.raises(RuleError, match="more than 1,000,000 instances") as err:
+        gr.parse("set big: 0..100000000\ninput x[big]: bool\n")
+    assert len(err.value.diagnostics) == 1  # reported once, not once per pass
+
+
+def test_syntax_errors_in_relational_text_are_located():
+    with pytest.raises(RuleSyntaxError) as err:
+        gr.parse("set cell: 0..3\ninput x[cell]: bool\nrule r: forall c in cell x[c] -> y\n")
+    assert err.value.location.line == 3
+
+
+def test_relational_ast_nodes_are_public_and_walkable():
+    kb_text = "set c: 0..1\ninput x[c]: bool\noutput y: bool\nrule r: (forall i in c: x[i]) -> y\n"
+    (stmt,) = [s for s in gr.parse_statements(kb_text) if isinstance(s, A.Rule)]
+    assert isinstance(stmt.body, A.Quantified)
+    assert [n.name for n in A.walk(stmt.body) if isinstance(n, A.Index)] == ["x"]
+    assert A.is_relational(stmt)
