@@ -42,10 +42,8 @@ def neural_values(kb, logits: dict) -> dict:
         t = t.detach()
         if isinstance(var.type, A.BoolType):
             out[name] = (t > 0).cpu().numpy()
-        elif isinstance(var.type, A.EnumType):
-            out[name] = np.asarray(var.type.values, dtype=object)[t.argmax(1).cpu().numpy()]
-        elif isinstance(var.type, A.IntType):
-            out[name] = t.argmax(1).cpu().numpy() + var.type.lo
+        elif A.is_finite_type(var.type):
+            out[name] = A.domain(var.type).from_indices(t.argmax(1).cpu().numpy()).to_numpy()
         else:
             out[name] = t.double().cpu().numpy()
     return out
@@ -113,13 +111,7 @@ def decide(model, batch, logits: dict | None = None):
 
 def _value(t, code):
     """A repaired value (real value, bool, value index) as :func:`neural_values` shows it."""
-    if isinstance(t, A.EnumType):
-        return t.values[int(code)]
-    if isinstance(t, A.IntType):
-        return int(code) + t.lo
-    if isinstance(t, A.BoolType):
-        return bool(code)
-    return float(code)
+    return A.domain(t).value(code) if A.is_finite_type(t) else float(code)
 
 
 def decision_scores(model, kb, batch, logits, ev, name: str) -> np.ndarray:
@@ -168,13 +160,8 @@ def decision_scores(model, kb, batch, logits, ev, name: str) -> np.ndarray:
 def codes(t, series: pd.Series) -> np.ndarray:
     """Decoded values (an evaluation's column) as value codes: an enum's index, an int's
     offset from ``lo``, a bool as 0/1; real values as they are."""
-    if isinstance(t, A.EnumType):
-        return np.asarray(pd.Categorical(series, categories=list(t.values)).codes,
-                          dtype=np.int64)
-    if isinstance(t, A.IntType):
-        return series.to_numpy().astype(np.int64) - t.lo
-    if isinstance(t, A.BoolType):
-        return series.to_numpy().astype(np.int64)
+    if A.is_finite_type(t):
+        return A.domain(t).indices(series)
     return series.to_numpy().astype(np.float64)
 
 
