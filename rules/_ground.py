@@ -20,7 +20,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from greybox.errors import Location, RuleError
+from greybox.errors import DataError, Location, RuleError
 
 from . import _ast as A
 
@@ -57,6 +57,34 @@ class FamilyInfo:
             return self.members[tuple(index)]
         except KeyError:
             raise KeyError(f"{self.name} has no member at {index!r}") from None
+
+    def split(self, values) -> dict:
+        """Columns for the members from one array whose axes after the first (rows) follow
+        the parameters in order: ``img`` of shape ``(rows, 16, 64)`` for ``input
+        img[cell]: tensor[64]`` over ``set cell: 0..15`` gives ``{"img[0]": img[:, 0],
+        ...}``. Works on numpy arrays and torch tensors alike.
+
+        Examples
+        --------
+        >>> import numpy as np, greybox.rules as gr
+        >>> kb = gr.parse("set cell: 0..2  input x[cell]: int 0..9")
+        >>> cols = kb.families["x"].split(np.array([[1, 2, 3], [4, 5, 6]]))
+        >>> {k: v.tolist() for k, v in cols.items()}
+        {'x[0]': [1, 4], 'x[1]': [2, 5], 'x[2]': [3, 6]}
+        """
+        shape = tuple(getattr(values, "shape", ()))
+        sizes = [len({index[k] for index in self.members}) for k in range(len(self.sets))]
+        if len(shape) < 1 + len(sizes) or list(shape[1:1 + len(sizes)]) != sizes:
+            raise DataError(f"{self.name}: expected an array of shape (rows, "
+                            f"{', '.join(map(str, sizes))}, ...) -- one axis per parameter "
+                            f"({', '.join(self.sets)}) -- got shape {shape}")
+        positions = [{v: i for i, v in enumerate(dict.fromkeys(ix[k] for ix in self.members))}
+                     for k in range(len(sizes))]
+        out = {}
+        for index, name in self.members.items():
+            at = tuple(positions[k][v] for k, v in enumerate(index))
+            out[name] = values[(slice(None), *at)]
+        return out
 
 
 @dataclass(frozen=True)

@@ -181,3 +181,14 @@ def test_relational_ast_nodes_are_public_and_walkable():
     assert isinstance(stmt.body, A.Quantified)
     assert [n.name for n in A.walk(stmt.body) if isinstance(n, A.Index)] == ["x"]
     assert A.is_relational(stmt)
+
+
+def test_a_family_array_splits_into_member_columns():
+    kb = gr.parse("set r: 0..1\nset c: {u, v, w}\ninput x[r, c]: real\n")
+    grid = np.arange(12.0).reshape(2, 2, 3)
+    cols = kb.families["x"].split(grid)
+    assert list(cols) == ["x[0, u]", "x[0, v]", "x[0, w]", "x[1, u]", "x[1, v]", "x[1, w]"]
+    assert cols["x[1, v]"].tolist() == [4.0, 10.0]
+    from greybox.errors import DataError
+    with pytest.raises(DataError, match=r"shape \(rows, 2, 3, ...\).*got shape \(2, 3, 2\)"):
+        kb.families["x"].split(grid.reshape(2, 3, 2))
