@@ -681,127 +681,161 @@ def evaluate(kb: KnowledgeBase, data, *, bias: Mapping | None = None) -> Evaluat
     """
     if not isinstance(kb, KnowledgeBase):
         raise TypeError(f"evaluate needs a KnowledgeBase, got {type(kb).__name__}")
-    cols, index, raw = prepare_columns(kb, data)
-    n = len(index)
-    defines = {name: (compile_truth(v.expr, kb) if isinstance(v.type, A.BoolType) else
-                      compile_value(v.expr, kb, v.type if isinstance(v.type, A.EnumType) else None))
-               for name, v in kb.variables.items() if v.role == "defined"}
-    env = _Env(kb, dict(cols), defines, n, index, raw=raw)
-    biases = _bias_table(kb, bias, n)
-    dp = plan(kb)
+    run = _Run(kb, data, bias)
+    for comp in run.plan.components:
+        run.decide(comp)
+    return run.result()
 
-    compiled: dict[int, _Fn] = {}
 
-    def truth(e, where):
-        f = compiled.get(id(e))
+class _Run:
+    """One crisp evaluation: the rows' values, the compiled formulas and, per decided
+    variable, its partial scores, filled in component by component (dependency order).
+
+    Scores are exact (see ScoreScale). Per (decided variable, value), :attr:`layout`
+    holds its bias, the rules whose bodies read no decision of the same component (the
+    same for every assignment) and the "dynamic" rest."""
+
+    def __init__(self, kb: KnowledgeBase, data, bias):
+        self.kb = kb
+        cols, self.index, raw = prepare_columns(kb, data)
+        self.n = n = len(self.index)
+        self.defines = {
+            name: (compile_truth(v.expr, kb) if isinstance(v.type, A.BoolType) else
+                   compile_value(v.expr, kb, v.type if isinstance(v.type, A.EnumType) else None))
+            for name, v in kb.variables.items() if v.role == "defined"}
+        self.env = _Env(kb, dict(cols), self.defines, n, self.index, raw=raw)
+        self.biases = _bias_table(kb, bias, n)
+        self.plan = plan(kb)
+        self._compiled: dict[int, _Fn] = {}
+        self.bodies: dict[str, np.ndarray] = {}  # rule bodies in the top environment
+        self.weights = {r.name: _signed(r, r.head.value) for r in kb.rules.values()}
+        self.layout: dict[tuple, tuple] = {}
+        self.partial: dict[tuple, object] = {}
+        self.scored: dict[str, list] = {}
+        self.scales: dict[str, ScoreScale] = {}
+        self.preferred: dict[str, np.ndarray] = {}
+        self.infeasible = np.zeros(n, bool)
+        for c in self.plan.fixed_constraints:
+            self.infeasible |= ~self.truth(c.formula, self.env)
+
+    def truth(self, e, where) -> np.ndarray:
+        """Per row, whether formula ``e`` holds in environment ``where``."""
+        f = self._compiled.get(id(e))
         if f is None:
-            f = compiled[id(e)] = compile_truth(e, kb)
-        return np.broadcast_to(f(where), (n,)).astype(bool, copy=False)
+            f = self._compiled[id(e)] = compile_truth(e, self.kb)
+        return np.broadcast_to(f(where), (self.n,)).astype(bool, copy=False)
 
-    infeasible = np.zeros(n, bool)
-    for c in dp.fixed_constraints:
-        infeasible |= ~truth(c.formula, env)
+    def body(self, r) -> np.ndarray:
+        if r.name not in self.bodies:
+            self.bodies[r.name] = self.truth(r.body, self.env)
+        return self.bodies[r.name]
 
-    bodies: dict[str, np.ndarray] = {}  # rule bodies in the top environment
-
-    def body(r):
-        if r.name not in bodies:
-            bodies[r.name] = truth(r.body, env)
-        return bodies[r.name]
-
-    weights = {r.name: _signed(r, r.head.value) for r in kb.rules.values()}
-    # Scores are exact (see ScoreScale). Per (decided variable, value): its bias, the rules
-    # whose bodies read no decision of the same component (the same for every assignment)
-    # and the "dynamic" rest.
-    layout: dict[tuple, tuple] = {}
-    partial: dict[tuple, object] = {}
-    scored: dict[str, list] = {}
-    scales: dict[str, ScoreScale] = {}
-    preferred: dict[str, np.ndarray] = {}
-    for comp in dp.components:
+    def _values(self, comp) -> tuple[dict, list]:
+        """The values each variable of ``comp`` is decided among, and the joint
+        assignments tried, in tie-breaking order."""
+        kb = self.kb
         if comp.enumerated:
-            assignments = comp.assignments(kb)
-            values_of = {v: domain(kb.variables[v].type).values for v in comp.variables}
-        else:  # decided alone: the argmax lies among a few candidate values
-            (v,) = comp.variables
-            values_of = {v: candidates(kb, v, biases.get(v, {}))}
-            assignments = [(x,) for x in values_of[v]]
+            return ({v: domain(kb.variables[v].type).values for v in comp.variables},
+                    comp.assignments(kb))
+        (v,) = comp.variables  # decided alone: the argmax lies among a few candidate values
+        values_of = {v: candidates(kb, v, self.biases.get(v, {}))}
+        return values_of, [(x,) for x in values_of[v]]
+
+    def _lay_out(self, comp, values_of: dict) -> None:
+        """Fill :attr:`layout` and :attr:`scored` for ``comp``'s variables."""
         by_head: dict[tuple, list] = {}
         for r in comp.rules:
             by_head.setdefault((r.head.name, _pushed(r.head)), []).append(r)
         for v in comp.variables:
-            scored[v] = [x for x in values_of[v] if not (isinstance(x, bool) and not x)]
-            for x in scored[v]:
+            self.scored[v] = [x for x in values_of[v] if not (isinstance(x, bool) and not x)]
+            for x in self.scored[v]:
                 rules = by_head.get((v, x), [])
                 reads = [comp.reads_itself(r) for r in rules]
-                layout[v, x] = (biases.get(v, {}).get(x),
-                                [r for r, d in zip(rules, reads) if not d],
-                                [r for r, d in zip(rules, reads) if d])
-        terms = ([b for v in comp.variables for b in biases.get(v, {}).values()]
-                 + [weights[r.name] for r in comp.rules])
+                self.layout[v, x] = (self.biases.get(v, {}).get(x),
+                                     [r for r, d in zip(rules, reads) if not d],
+                                     [r for r, d in zip(rules, reads) if d])
+
+    def decide(self, comp) -> None:
+        """Decide component ``comp`` on every row: its variables' values join the
+        environment, their preferred values (hard constraints ignored) are kept."""
+        kb = self.kb
+        values_of, assignments = self._values(comp)
+        self._lay_out(comp, values_of)
+        terms = ([b for v in comp.variables for b in self.biases.get(v, {}).values()]
+                 + [self.weights[r.name] for r in comp.rules])
         scale = ScoreScale(terms)
         code_of = {v: dict(zip(values_of[v], _codes(kb, v, values_of[v]).tolist()))
                    for v in comp.variables}
-        common = dict(comp=comp, assignments=assignments, code_of=code_of, layout=layout,
-                      weights=weights, truth=truth, body=body, env=env, defines=defines)
+        common = dict(comp=comp, assignments=assignments, code_of=code_of, layout=self.layout,
+                      weights=self.weights, truth=self.truth, body=self.body, env=self.env,
+                      defines=self.defines)
         choice, choice_free, have, unsure, part = _argmax(scale=scale, **common)
         if unsure is not None and unsure.any():  # float scores too close: redo exactly
             rows = np.flatnonzero(unsure)
             exact = _argmax(scale=ScoreScale(terms, exact=True), rows=rows, **common)
             choice[rows], choice_free[rows], have[rows] = exact[:3]
-        partial.update(part)
+        self.partial.update(part)
         for v in comp.variables:
-            scales[v] = scale
+            self.scales[v] = scale
         if comp.constraints:
             none = ~have
-            infeasible |= none
+            self.infeasible |= none
             choice = np.where(none, choice_free, choice)
         else:
             choice = choice_free
         for j, v in enumerate(comp.variables):
             codes = _codes(kb, v, [a[j] for a in assignments])
-            env.values[v] = codes[choice]
-            preferred[v] = codes[choice_free]
+            self.env.values[v] = codes[choice]
+            self.preferred[v] = codes[choice_free]
 
-    # the final picture, with every decision known
-    for r in kb.rules.values():
-        body(r)
-    scores = {}
-    for name in kb.decided:
-        var = kb.variables[name]
-        scale = scales[name]
-        if isinstance(var.type, A.BoolType):
-            shown = [True]
-        elif domain(var.type).size <= MAX_ASSIGNMENTS:
-            shown = domain(var.type).values
-        else:  # every value left out scores 0
-            shown = scored[name]
-        for value in shown:
-            label = name if isinstance(var.type, A.BoolType) else f"{name}={value}"
-            if (name, value) not in partial:
-                scores[label] = np.broadcast_to(0.0, (n,))
-                continue
-            s = partial[name, value]
-            for r in layout[name, value][2]:
-                s = _plus(scale, s, weights[r.name], bodies[r.name], n)
-            scores[label] = scale.to_float(s, n)
-    violations = {c.name: ~truth(c.formula, env) for c in kb.constraints.values()}
-    decided = kb.decided
-    return Evaluation(
-        kb=kb,
-        index=index,
-        preferred=pd.DataFrame({v: _decoded(kb, v, preferred[v], index) for v in decided},
-                               index=index),
-        decisions=pd.DataFrame({v: _decoded(kb, v, env[v], index) for v in decided},
-                               index=index),
-        values=pd.DataFrame({v: _decoded(kb, v, env[v], index) for v in kb.defined}, index=index),
-        infeasible=pd.Series(infeasible, index=index, name="infeasible"),
-        _bodies=bodies,
-        _scores=scores,
-        _violations=violations,
-        _weights=weights,
-        _env=env,
-    )
+    def scores(self) -> dict:
+        """Every decided variable's final scores (bool: of True; else one per value
+        shown), with every decision known."""
+        for r in self.kb.rules.values():
+            self.body(r)
+        n, scores = self.n, {}
+        for name in self.kb.decided:
+            t = self.kb.variables[name].type
+            scale = self.scales[name]
+            if isinstance(t, A.BoolType):
+                shown = [True]
+            elif domain(t).size <= MAX_ASSIGNMENTS:
+                shown = domain(t).values
+            else:  # every value left out scores 0
+                shown = self.scored[name]
+            for value in shown:
+                label = name if isinstance(t, A.BoolType) else f"{name}={value}"
+                if (name, value) not in self.partial:
+                    scores[label] = np.broadcast_to(0.0, (n,))
+                    continue
+                s = self.partial[name, value]
+                for r in self.layout[name, value][2]:
+                    s = _plus(scale, s, self.weights[r.name], self.bodies[r.name], n)
+                scores[label] = scale.to_float(s, n)
+        return scores
+
+    def result(self) -> Evaluation:
+        kb, index, env = self.kb, self.index, self.env
+        scores = self.scores()
+        violations = {c.name: ~self.truth(c.formula, env) for c in kb.constraints.values()}
+
+        def frame(names, source):
+            return pd.DataFrame({v: _decoded(kb, v, source[v], index) for v in names},
+                                index=index)
+
+        return Evaluation(
+            kb=kb,
+            index=index,
+            preferred=frame(kb.decided, self.preferred),
+            decisions=frame(kb.decided, env),
+            values=frame(kb.defined, env),
+            infeasible=pd.Series(self.infeasible, index=index, name="infeasible"),
+            _bodies=self.bodies,
+            _scores=scores,
+            _violations=violations,
+            _weights=self.weights,
+            _env=env,
+        )
 
 
 def _argmax(*, comp, assignments, code_of, layout, weights, truth, body, env, defines, scale,
