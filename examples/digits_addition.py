@@ -43,6 +43,28 @@ def addition_rules(n: int) -> str:
     return "\n".join(lines) + "\n"
 
 
+def addition_program(n: int) -> str:
+    """The same model written once for every ``n`` with families and ``sum`` (relational
+    rules): digits ``a[0]`` .. ``a[n-1]`` read images ``a_img[0]`` ..; grounded, it is the
+    model of :func:`addition_rules` with its variables named by index."""
+    top, big = 2 * (10 ** n - 1), 10 ** n - 1
+    return (f"set pos: 0..{n - 1}\n"
+            "input a_img[pos]: tensor[64]\n"
+            "input b_img[pos]: tensor[64]\n"
+            "neural a[k in pos]: int 0..9 = digit(a_img[k])\n"
+            "neural b[k in pos]: int 0..9 = digit(b_img[k])\n"
+            f"define na: int 0..{big} = sum(10^({n - 1} - k) * a[k] for k in pos)\n"
+            f"define nb: int 0..{big} = sum(10^({n - 1} - k) * b[k] for k in pos)\n"
+            f"output total: int 0..{top}\n"
+            f"define total: int 0..{top} = na + nb\n")
+
+
+def family_columns(data: dict, n: int) -> dict:
+    """:func:`make_examples`' columns (``a0_img``) under the names of
+    :func:`addition_program`'s members (``a_img[0]``)."""
+    return {f"{side}_img[{k}]": data[f"{side}{k}_img"] for side in "ab" for k in range(n)}
+
+
 def digit_network() -> nn.Module:
     """A small convolutional classifier of 8x8 digit images (given as 64 values): the
     LeNet-style network of the MNIST-addition literature, scaled to 8x8."""

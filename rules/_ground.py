@@ -199,7 +199,8 @@ class _Grounder:
         lo, hi = self.static(r.lo, env), self.static(r.hi, env)
         if not isinstance(lo, int) or not isinstance(hi, int):
             raise _Problem("a range's bounds must be whole numbers", r)
-        self.tick(r, max(0, hi - lo + 1) // 1000)  # huge ranges fail before allocating
+        if hi - lo + 1 > MAX_GROUNDINGS:
+            raise _Problem(f"range {lo}..{hi} has more than {MAX_GROUNDINGS:,} members", r)
         return range(lo, hi + 1)
 
     def domain(self, binder: A.Binder, env: dict) -> Sequence[Member]:
@@ -217,10 +218,23 @@ class _Grounder:
         if not binders:
             yield env
             return
+        if not env and self.count + self._size(binders) > MAX_GROUNDINGS:
+            self.tick(binders[0], self._size(binders))  # refused at once, not enumerated
         first, rest = binders[0], binders[1:]
         for value in self.domain(first, env):
             self.tick(first)
             yield from self.assignments(rest, {**env, first.var: value})
+
+    def _size(self, binders: Sequence[A.Binder]) -> int:
+        """The number of assignments of binders over sets and constant ranges (a range that
+        reads another binder counts as one)."""
+        size = 1
+        for b in binders:
+            try:
+                size *= len(self.domain(b, {}))
+            except (_Problem, _NotStatic):
+                pass
+        return size
 
     # ------------------------------------------------------------------ families
     def declare_families(self) -> None:

@@ -11,6 +11,8 @@ import greybox.rules as gr
 from greybox.errors import RuleError, RuleSyntaxError
 from greybox.rules import ast as A
 
+from .conftest import EXAMPLES
+
 SUDOKU = """\
 set cell: 0..15
 input img[cell]: tensor[64]
@@ -164,9 +166,14 @@ def test_set_errors():
 
 
 def test_grounding_is_bounded():
-    with pytest.raises(RuleError, match="more than 1,000,000 instances") as err:
+    with pytest.raises(RuleError, match="more than 1,000,000 members") as err:
         gr.parse("set big: 0..100000000\ninput x[big]: bool\n")
     assert len(err.value.diagnostics) == 1  # reported once, not once per pass
+    # a product of small sets is refused before it is enumerated
+    with pytest.raises(RuleError, match="more than 1,000,000 instances") as err:
+        gr.parse("set s: 0..999\ninput x[s]: bool\noutput y: bool\n"
+                 "rule r: (exists i in s, j in s, k in s: x[i] and x[j] and x[k]) -> y\n")
+    assert (err.value.location.line, err.value.location.column) == (4, 17)
 
 
 def test_syntax_errors_in_relational_text_are_located():
@@ -192,3 +199,35 @@ def test_a_family_array_splits_into_member_columns():
     from greybox.errors import DataError
     with pytest.raises(DataError, match=r"shape \(rows, 2, 3, ...\).*got shape \(2, 3, 2\)"):
         kb.families["x"].split(grid.reshape(2, 3, 2))
+
+
+@pytest.mark.parametrize("n", [1, 2, 4, 15])
+def test_addition_written_with_families_is_the_generated_model(n, monkeypatch):
+    """Issue 13, proof 1: the family + sum text grounds to the model of the generated rules:
+    the same predictions, loss and gradients from the same network."""
+    import torch
+
+    import greybox as gb
+
+    monkeypatch.syspath_prepend(str(EXAMPLES))
+    from digits_addition import (addition_program, addition_rules, digit_network,
+                                 family_columns)
+
+    torch.manual_seed(n)
+    net = digit_network()
+    written = gb.GreyBox(addition_rules(n), {"digit": net})
+    relational = gb.GreyBox(addition_program(n), {"digit": net})
+    assert relational.kb.inputs == tuple(f"{s}_img[{k}]" for s in "ab" for k in range(n))
+    data = {f"{s}{k}_img": torch.rand(6, 64) for s in "ab" for k in range(n)}
+    sums = np.random.default_rng(n).integers(0, 2 * 10**n - 1, size=6)
+    assert (written.predict(data)["total"].to_numpy()
+            == relational.predict(family_columns(data, n))["total"].to_numpy()).all()
+    losses, grads = [], []
+    for model, d in ((written, data), (relational, family_columns(data, n))):
+        net.zero_grad()
+        loss = model.loss(d, {"total": sums})
+        loss.backward()
+        losses.append(loss.item())
+        grads.append(net[-1].weight.grad.clone())
+    assert losses[0] == pytest.approx(losses[1], rel=1e-6)
+    assert torch.allclose(grads[0], grads[1], atol=1e-6)
