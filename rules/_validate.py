@@ -221,86 +221,96 @@ class _ExprChecker:
 
     def check(self, e, expect_enum: A.EnumType | None = None):
         """Return ``(resolved_expr, _T)``."""
-        ck = self.ck
-        if isinstance(e, A.Num):
-            ck.check_number(e.value, e, "number")
-            if e.learnable and not self.learnable_ok:
-                ck.error("learnable numbers (~) are only allowed in rules and constraints", e)
-            integral = isinstance(e.value, int) and not e.learnable
-            return e, _T("num", integral)
         if isinstance(e, A.BoolConst):
             return e, BOOL
         if isinstance(e, A.Sym):
             return e, _T("sym")
         if isinstance(e, A.Var):
-            v = self.vars.get(e.name)
-            if v is None:
-                if expect_enum is not None:
-                    if e.name in expect_enum.values:
-                        return A.Sym(e.name, span=e.span), _T("sym")
-                    self.ck.error(
-                        f"{e.name!r} is neither a declared variable nor one of the values "
-                        f"{{{', '.join(expect_enum.values)}}}",
-                        e,
-                    )
-                    return e, ERR
-                self.undeclared(e)
-                return e, ERR
-            return e, _var_type(v, e, ck)
-        if isinstance(e, A.Neg):
-            x, t = self.check(e.operand)
-            self.need_num(t, e.operand, "unary minus")
-            return dataclasses.replace(e, operand=x), _T("num", t.integral)
-        if isinstance(e, A.Sum):
-            if len(e.args) < 2 or len(e.ops) != len(e.args) - 1 or any(
-                op not in ("+", "-") for op in e.ops
-            ):
-                ck.error("malformed sum", e)
-                return e, ERR
-            args, integral = [], True
-            for a in e.args:
-                x, t = self.check(a)
-                self.need_num(t, a, "'+'/'-'")
-                integral &= t.integral
-                args.append(x)
-            return dataclasses.replace(e, args=tuple(args)), _T("num", integral)
-        if isinstance(e, A.Mul):
-            left, lt = self.check(e.left)
-            right, rt = self.check(e.right)
-            self.need_num(lt, e.left, "'*'")
-            self.need_num(rt, e.right, "'*'")
-            if not (A.is_constant(left) or A.is_constant(right)):
-                ck.error(
-                    f"'*' needs a constant on one side (arithmetic is linear): {_expr_text(e)}", e
-                )
-            return A.Mul(left, right, span=e.span), _T("num", lt.integral and rt.integral)
-        if isinstance(e, A.Compare):
-            return self.compare(e)
-        if isinstance(e, A.InSet):
-            return self.inset(e)
-        if isinstance(e, A.Not):
-            x, t = self.check(e.operand)
-            self.need_bool(t, e.operand, "'not'")
-            return A.Not(x, span=e.span), BOOL
-        if isinstance(e, (A.And, A.Or)):
-            word = "and" if isinstance(e, A.And) else "or"
-            if len(e.args) < 2:
-                ck.error(f"'{word}' needs at least two operands", e)
-            args = []
-            for a in e.args:
-                x, t = self.check(a)
-                self.need_bool(t, a, f"'{word}'")
-                args.append(x)
-            return type(e)(tuple(args), span=e.span), BOOL
-        if isinstance(e, (A.Implies, A.Iff)):
-            word = "->" if isinstance(e, A.Implies) else "<->"
-            left, lt = self.check(e.left)
-            right, rt = self.check(e.right)
-            self.need_bool(lt, e.left, f"'{word}'")
-            self.need_bool(rt, e.right, f"'{word}'")
-            return type(e)(left, right, span=e.span), BOOL
-        ck.error(f"not an expression: {e!r}", None)
+            return self.var(e, expect_enum)
+        for kinds, method in _CHECKS:
+            if isinstance(e, kinds):
+                return method(self, e)
+        self.ck.error(f"not an expression: {e!r}", None)
         return e, ERR
+
+    def number(self, e: A.Num):
+        self.ck.check_number(e.value, e, "number")
+        if e.learnable and not self.learnable_ok:
+            self.ck.error("learnable numbers (~) are only allowed in rules and constraints", e)
+        integral = isinstance(e.value, int) and not e.learnable
+        return e, _T("num", integral)
+
+    def var(self, e: A.Var, expect_enum: A.EnumType | None):
+        """A variable, or where an enum value is expected and no variable has the name,
+        that value."""
+        v = self.vars.get(e.name)
+        if v is not None:
+            return e, _var_type(v, e, self.ck)
+        if expect_enum is None:
+            self.undeclared(e)
+            return e, ERR
+        if e.name in expect_enum.values:
+            return A.Sym(e.name, span=e.span), _T("sym")
+        self.ck.error(
+            f"{e.name!r} is neither a declared variable nor one of the values "
+            f"{{{', '.join(expect_enum.values)}}}",
+            e,
+        )
+        return e, ERR
+
+    def neg(self, e: A.Neg):
+        x, t = self.check(e.operand)
+        self.need_num(t, e.operand, "unary minus")
+        return dataclasses.replace(e, operand=x), _T("num", t.integral)
+
+    def sum(self, e: A.Sum):
+        if len(e.args) < 2 or len(e.ops) != len(e.args) - 1 or any(
+            op not in ("+", "-") for op in e.ops
+        ):
+            self.ck.error("malformed sum", e)
+            return e, ERR
+        args, integral = [], True
+        for a in e.args:
+            x, t = self.check(a)
+            self.need_num(t, a, "'+'/'-'")
+            integral &= t.integral
+            args.append(x)
+        return dataclasses.replace(e, args=tuple(args)), _T("num", integral)
+
+    def mul(self, e: A.Mul):
+        left, lt = self.check(e.left)
+        right, rt = self.check(e.right)
+        self.need_num(lt, e.left, "'*'")
+        self.need_num(rt, e.right, "'*'")
+        if not (A.is_constant(left) or A.is_constant(right)):
+            self.ck.error(
+                f"'*' needs a constant on one side (arithmetic is linear): {_expr_text(e)}", e
+            )
+        return A.Mul(left, right, span=e.span), _T("num", lt.integral and rt.integral)
+
+    def not_(self, e: A.Not):
+        x, t = self.check(e.operand)
+        self.need_bool(t, e.operand, "'not'")
+        return A.Not(x, span=e.span), BOOL
+
+    def and_or(self, e):
+        word = "and" if isinstance(e, A.And) else "or"
+        if len(e.args) < 2:
+            self.ck.error(f"'{word}' needs at least two operands", e)
+        args = []
+        for a in e.args:
+            x, t = self.check(a)
+            self.need_bool(t, a, f"'{word}'")
+            args.append(x)
+        return type(e)(tuple(args), span=e.span), BOOL
+
+    def implies(self, e):
+        word = "->" if isinstance(e, A.Implies) else "<->"
+        left, lt = self.check(e.left)
+        right, rt = self.check(e.right)
+        self.need_bool(lt, e.left, f"'{word}'")
+        self.need_bool(rt, e.right, f"'{word}'")
+        return type(e)(left, right, span=e.span), BOOL
 
     def need_num(self, t: _T, node, what: str) -> None:
         if t.kind not in ("num", "error"):
@@ -414,6 +424,20 @@ class _ExprChecker:
         elif t.kind != "error":
             ck.error(f"'in' needs a number or an enum on its left, got {t.describe()}", e)
         return A.InSet(x, tuple(e.values), span=e.span), BOOL
+
+
+#: how :meth:`_ExprChecker.check` checks each kind of expression, in this order
+_CHECKS = (
+    (A.Num, _ExprChecker.number),
+    (A.Neg, _ExprChecker.neg),
+    (A.Sum, _ExprChecker.sum),
+    (A.Mul, _ExprChecker.mul),
+    (A.Compare, _ExprChecker.compare),
+    (A.InSet, _ExprChecker.inset),
+    (A.Not, _ExprChecker.not_),
+    ((A.And, A.Or), _ExprChecker.and_or),
+    ((A.Implies, A.Iff), _ExprChecker.implies),
+)
 
 
 def _var_type(v: Variable, node, ck: _Checker) -> _T:
