@@ -85,91 +85,112 @@ def _numeric_inputs(kb) -> list[str]:
 def _input_attributions(model, batch, trace, output, target, method):
     """Attributions of each neural concept to its network's inputs, of the residual to
     the table inputs, and of the output (through rules and residual) to the numeric table
-    inputs."""
-    kb = model.kb
-    attributions, deltas, used = {}, {}, {}
+    inputs: ``(attributions, deltas, methods used)``, each by name."""
+    found = ({}, {}, {})
     feats = model.features(batch).detach()
-    for name in kb.neural:
-        var = kb.variables[name]
-        net = model.network(var.network)
-        tensors = [a for a in var.args if isinstance(kb.variables[a].type, A.TensorType)]
-        logits = trace.logits[name].detach()
-        if len(tensors) == 1 and len(var.args) == 1:
-            x = batch.values[var.args[0]]
-            forward, module = net, net
-        elif not tensors:
-            cols = []
-            for a in var.args:
-                t = kb.variables[a].type
-                if isinstance(t, A.EnumType):
-                    start = model.feature_names.index(f"{a}={t.values[0]}")
-                    cols.extend(range(start, start + t.size))
-                else:
-                    cols.append(model.feature_names.index(a))
-            x = feats[:, cols]
-            forward, module = net, net
-        else:
-            continue  # several tensor arguments: not attributed here
-        from greybox._calls import input_for
-
-        x = input_for(net, x)     # in the network's own dtype, as the model feeds it
-        if logits.dim() == 2:
-            tgt = logits.argmax(1)
-        else:
-            tgt = None
-            if not isinstance(x, torch.Tensor):
-                continue
-        m = method if not (METHODS[method].needs_module and module is None) else \
-            "integrated_gradients"
-        probe = net(x[:1])
-        if tgt is None and probe.dim() == 2:
-            tgt = 0
-        try:
-            attr, delta = attribute(m, forward, x, target=tgt, module=module)
-        except RuntimeError as err:  # e.g. a network that indexes with its input
-            used[name] = f"not attributable: {str(err).splitlines()[0]}"
-            continue
-        attributions[name] = attr.detach()
-        deltas[name] = None if delta is None else delta.detach()
-        used[name] = m
+    for name in model.kb.neural:
+        _concept_attribution(model, batch, trace, feats, name, method, found)
     if model.residual is not None:
-        for out in kb.decided:
-            res = model.residual_for(out)
-            if res is None:
-                continue
-            t = kb.variables[out].type
-            tgt = None if isinstance(t, A.BoolType) else target if out == output else \
-                trace.scores[out].argmax(1)
-            if isinstance(t, A.BoolType) and res(feats[:1]).dim() == 2:
-                tgt = 0
-            attr, delta = attribute(method, res, feats, target=tgt, module=res)
-            attributions[f"residual:{out}"] = attr.detach()
-            deltas[f"residual:{out}"] = None if delta is None else delta.detach()
-            used[f"residual:{out}"] = method
-    numeric = _numeric_inputs(kb)
-    if numeric and output in trace.values:
-        x = torch.stack([batch.values[n].float() for n in numeric], 1)
-        others = [k for k in batch.values if k not in numeric]
-        rest = tuple(batch.values[k] for k in others)
-        base = torch.stack([model.feature_center[model.feature_names.index(n)] for n in numeric])
+        _residual_attributions(model, trace, feats, output, target, method, found)
+    if _numeric_inputs(model.kb) and output in trace.values:
+        _output_attribution(model, batch, output, target, method, found)
+    return found
 
-        def whole(xs, tgt, *rest_values):
-            from greybox._batch import Batch
 
-            values = {n: xs[:, j] for j, n in enumerate(numeric)}
-            values.update(dict(zip(others, rest_values)))
-            tr = model(Batch(values, xs.shape[0], pd.RangeIndex(xs.shape[0]), {}))
-            # rules without ~ thresholds compare crisply: the output is flat in the inputs
-            # and their attributions are 0 (the zero term keeps the inputs in the graph)
-            return probability_of(tr.values[output], tgt) + 0.0 * xs.sum(1)
+def _keep(found, name: str, attr, delta, used: str) -> None:
+    attributions, deltas, methods = found
+    attributions[name] = attr.detach()
+    deltas[name] = None if delta is None else delta.detach()
+    methods[name] = used
 
-        m = method if not METHODS[method].needs_module else "integrated_gradients"
-        attr, delta = attribute(m, whole, x, baselines=base.expand_as(x).contiguous(),
-                                extra=(target, *rest))
-        attributions[output] = attr.detach()
-        deltas[output] = None if delta is None else delta.detach()
-        used[output] = m
-    return attributions, deltas, used
+
+def _network_input(model, batch, feats, var):
+    """What a concept's network reads: its one tensor input, or its table inputs as the
+    model feeds them (standardised, enums one-hot); None for several tensors."""
+    kb = model.kb
+    tensors = [a for a in var.args if isinstance(kb.variables[a].type, A.TensorType)]
+    if len(tensors) == 1 and len(var.args) == 1:
+        return batch.values[var.args[0]]
+    if tensors:
+        return None  # several tensor arguments: not attributed here
+    cols = []
+    for a in var.args:
+        t = kb.variables[a].type
+        if isinstance(t, A.EnumType):
+            start = model.feature_names.index(f"{a}={t.values[0]}")
+            cols.extend(range(start, start + t.size))
+        else:
+            cols.append(model.feature_names.index(a))
+    return feats[:, cols]
+
+
+def _concept_attribution(model, batch, trace, feats, name, method, found) -> None:
+    """Neural concept ``name`` attributed to its network's inputs (towards its most
+    probable value)."""
+    from greybox._calls import input_for
+
+    var = model.kb.variables[name]
+    net = model.network(var.network)
+    x = _network_input(model, batch, feats, var)
+    if x is None:
+        return
+    x = input_for(net, x)     # in the network's own dtype, as the model feeds it
+    logits = trace.logits[name].detach()
+    if logits.dim() == 2:
+        tgt = logits.argmax(1)
+    else:
+        tgt = None
+        if not isinstance(x, torch.Tensor):
+            return
+    probe = net(x[:1])
+    if tgt is None and probe.dim() == 2:
+        tgt = 0
+    try:
+        attr, delta = attribute(method, net, x, target=tgt, module=net)
+    except RuntimeError as err:  # e.g. a network that indexes with its input
+        found[2][name] = f"not attributable: {str(err).splitlines()[0]}"
+        return
+    _keep(found, name, attr, delta, method)
+
+
+def _residual_attributions(model, trace, feats, output, target, method, found) -> None:
+    """Each decided variable's residual network attributed to the table inputs."""
+    for out in model.kb.decided:
+        res = model.residual_for(out)
+        if res is None:
+            continue
+        t = model.kb.variables[out].type
+        tgt = None if isinstance(t, A.BoolType) else target if out == output else \
+            trace.scores[out].argmax(1)
+        if isinstance(t, A.BoolType) and res(feats[:1]).dim() == 2:
+            tgt = 0
+        attr, delta = attribute(method, res, feats, target=tgt, module=res)
+        _keep(found, f"residual:{out}", attr, delta, method)
+
+
+def _output_attribution(model, batch, output, target, method, found) -> None:
+    """The output's probability (through rules and residual) attributed to the numeric
+    table inputs, from their training means."""
+    numeric = _numeric_inputs(model.kb)
+    x = torch.stack([batch.values[n].float() for n in numeric], 1)
+    others = [k for k in batch.values if k not in numeric]
+    rest = tuple(batch.values[k] for k in others)
+    base = torch.stack([model.feature_center[model.feature_names.index(n)] for n in numeric])
+
+    def whole(xs, tgt, *rest_values):
+        from greybox._batch import Batch
+
+        values = {n: xs[:, j] for j, n in enumerate(numeric)}
+        values.update(dict(zip(others, rest_values)))
+        tr = model(Batch(values, xs.shape[0], pd.RangeIndex(xs.shape[0]), {}))
+        # rules without ~ thresholds compare crisply: the output is flat in the inputs
+        # and their attributions are 0 (the zero term keeps the inputs in the graph)
+        return probability_of(tr.values[output], tgt) + 0.0 * xs.sum(1)
+
+    m = method if not METHODS[method].needs_module else "integrated_gradients"
+    attr, delta = attribute(m, whole, x, baselines=base.expand_as(x).contiguous(),
+                            extra=(target, *rest))
+    _keep(found, output, attr, delta, m)
 
 
 def explain(model, data, output: str | None = None, *,

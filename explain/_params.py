@@ -38,33 +38,11 @@ def parameter_attributions(model, batch: Batch, output: str, target: torch.Tenso
         from greybox.errors import ModelError
 
         raise ModelError(f"parameter baseline must be 'thresholds' or 'zero', got {baseline!r}")
-    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    names = [n for n, _ in named]
-    shapes = [p.shape for _, p in named]
-    sizes = [p.numel() for _, p in named]
-    buffers = dict(model.named_buffers())
-    flat = torch.cat([p.detach().flatten() for _, p in named])
-    keys = [k for k in batch.values]
-    data = tuple(batch.values[k] for k in keys)
-
-    def one_row(p_flat, tgt, *row):
-        params = {n: t.view(s) for n, t, s in zip(names, p_flat.split(sizes), shapes)}
-        sub = Batch({k: v.unsqueeze(0) for k, v in zip(keys, row)}, 1, pd.RangeIndex(1), {})
-        trace = functional_call(model, (params, buffers), (sub,))
-        return probability_of(trace.values[output], tgt.view(1))[0]
-
-    def forward(p_batch, tgt, *rows):
-        return vmap(one_row)(p_batch, tgt, *rows)
-
-    inputs = flat.unsqueeze(0).expand(batch.n, -1).clone()
-    base = torch.zeros_like(flat)
-    if baseline == "thresholds":
-        start = 0
-        for name, size in zip(names, sizes):
-            if ".thresholds." in name:
-                base[start:start + size] = flat[start:start + size]
-            start += size
-    base = base.unsqueeze(0).expand(batch.n, -1).clone()
+    flat = _Flat(model)
+    forward = _forward(model, flat, batch, output)
+    data = tuple(batch.values.values())
+    inputs = flat.values.unsqueeze(0).expand(batch.n, -1).clone()
+    base = _baseline(flat, baseline).unsqueeze(0).expand(batch.n, -1).clone()
     ig = IntegratedGradients(forward)
     was = model.training
     model.eval()
@@ -78,17 +56,72 @@ def parameter_attributions(model, batch: Batch, output: str, target: torch.Tenso
     finally:
         model.train(was)
     attr = attr.detach()
-    per_tensor = torch.stack([a.sum(1) for a in attr.split(sizes, dim=1)], 1)   # (n, T)
-    rows = []
-    for i in range(batch.n):
-        for j, name in enumerate(names):
-            rows.append({"row": i, "parameter": name, "attribution": float(per_tensor[i, j])})
-    tensors = pd.DataFrame(rows)
+    completeness = pd.DataFrame({
+        "row": range(batch.n),
+        "sum_of_attributions": attr.sum(1).numpy(),
+        "output_change": (at_theta - at_zero).numpy(),
+        "gap": delta.detach().abs().numpy(),
+    })
+    return _per_tensor(flat, attr), _top_entries(flat, attr, top_k), completeness
+
+
+class _Flat:
+    """A model's trainable parameters as one flat vector, with their names and shapes."""
+
+    def __init__(self, model):
+        named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+        self.names = [n for n, _ in named]
+        self.shapes = [p.shape for _, p in named]
+        self.sizes = [p.numel() for _, p in named]
+        self.values = torch.cat([p.detach().flatten() for _, p in named])
+
+    def unflatten(self, p_flat) -> dict:
+        return {n: t.view(s) for n, t, s in zip(self.names, p_flat.split(self.sizes),
+                                                self.shapes)}
+
+
+def _forward(model, flat: _Flat, batch: Batch, output: str):
+    """``forward(parameters per row, targets, *columns)``: each row's probability of its
+    target under its own parameter vector (vmapped over rows and integration steps)."""
+    buffers = dict(model.named_buffers())
+    keys = list(batch.values)
+
+    def one_row(p_flat, tgt, *row):
+        sub = Batch({k: v.unsqueeze(0) for k, v in zip(keys, row)}, 1, pd.RangeIndex(1), {})
+        trace = functional_call(model, (flat.unflatten(p_flat), buffers), (sub,))
+        return probability_of(trace.values[output], tgt.view(1))[0]
+
+    def forward(p_batch, tgt, *rows):
+        return vmap(one_row)(p_batch, tgt, *rows)
+
+    return forward
+
+
+def _baseline(flat: _Flat, baseline: str) -> torch.Tensor:
+    """Zeros, except the ``~`` thresholds at their values under ``"thresholds"``."""
+    base = torch.zeros_like(flat.values)
+    if baseline == "thresholds":
+        start = 0
+        for name, size in zip(flat.names, flat.sizes):
+            if ".thresholds." in name:
+                base[start:start + size] = flat.values[start:start + size]
+            start += size
+    return base
+
+
+def _per_tensor(flat: _Flat, attr: torch.Tensor) -> pd.DataFrame:
+    per_tensor = torch.stack([a.sum(1) for a in attr.split(flat.sizes, dim=1)], 1)   # (n, T)
+    return pd.DataFrame([{"row": i, "parameter": name, "attribution": float(per_tensor[i, j])}
+                         for i in range(attr.shape[0]) for j, name in enumerate(flat.names)])
+
+
+def _top_entries(flat: _Flat, attr: torch.Tensor, top_k: int) -> pd.DataFrame:
+    """Per row, the ``top_k`` parameter entries by absolute attribution (none that is 0)."""
+    names, shapes = flat.names, flat.shapes
     top = []
-    k = min(top_k, attr.shape[1])
-    values, idx = attr.abs().topk(k, dim=1)
-    offsets = np.cumsum([0] + sizes)
-    for i in range(batch.n):
+    values, idx = attr.abs().topk(min(top_k, attr.shape[1]), dim=1)
+    offsets = np.cumsum([0] + flat.sizes)
+    for i in range(attr.shape[0]):
         for rank, flat_index in enumerate(idx[i].tolist()):
             if float(values[i, rank]) == 0.0:   # nothing else carried this decision
                 break
@@ -97,13 +130,6 @@ def parameter_attributions(model, batch: Batch, output: str, target: torch.Tenso
             where = ", ".join(str(int(x)) for x in local) if shapes[t] else ""
             top.append({"row": i, "rank": rank + 1, "parameter": names[t],
                         "entry": f"{names[t]}[{where}]" if where else names[t],
-                        "value": float(flat[flat_index]),
+                        "value": float(flat.values[flat_index]),
                         "attribution": float(attr[i, flat_index])})
-    total = attr.sum(1)
-    completeness = pd.DataFrame({
-        "row": range(batch.n),
-        "sum_of_attributions": total.numpy(),
-        "output_change": (at_theta - at_zero).numpy(),
-        "gap": delta.detach().abs().numpy(),
-    })
-    return tensors, pd.DataFrame(top), completeness
+    return pd.DataFrame(top)
