@@ -96,3 +96,7 @@ class Verification(Entailment):
 
     def __str__(self) -> str:
         return super().__str__() + "".join(f"\n  {a}" for a in self.assumptions)
+
+    def _repr_html_(self) -> str:
+        return super()._repr_html_() + "".join(f"<p><i>{html.escape(a)}</i></p>"
+                                               for a in self.assumptions)
