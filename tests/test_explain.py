@@ -611,3 +611,19 @@ def test_a_float64_image_is_attributed_through_a_float32_network():
     x = np.random.default_rng(0).random((2, 4))          # float64, as numpy gives it
     ex = gb.explain.explain(model, {"img": x}, parameters=False)
     assert ex.attributions["d"].shape == (2, 4)
+
+
+@pytest.mark.parametrize("backend", ["z3", "milp"])
+def test_a_score_that_can_be_zero_is_not_proved_positive(backend):
+    # the MILP's indicator of ``score > 0`` was the constant 1 when the score's least
+    # value was exactly 0 (no margin in proofs), so it proved ``approve`` always
+    model = gb.GreyBox("""
+        input flag: bool
+        input age: int 0..120
+        output approve: bool
+        rule r weight 2: flag -> approve
+    """, semantics="product")
+    v = gb.explain.verify(model, "age > 30 -> approve", level="input", backend=backend)
+    assert not v.holds and v.confirmed
+    row = v.counterexample
+    assert not model.predict(row[["flag", "age"]])["approve"].iloc[0]

@@ -130,9 +130,12 @@ class Program:
         lo, hi = lo / size, hi / size
         on = margin if strict else 0.0          # a = 1  ->  e >= on
         off = 0.0 if strict else -margin        # a = 0  ->  e <= off
-        if lo >= on:
+        # a constant only where the comparison has that truth on the whole range (at
+        # e = 0 a strict comparison is false, a non-strict one true: with no margin,
+        # ``lo >= on`` alone would make a score that can be 0 always positive)
+        if lo >= on and (lo > 0.0 or not strict):
             return _lin(1.0)
-        if hi <= off:
+        if hi <= off and (hi < 0.0 or strict):
             return _lin(0.0)
         a = self.binary(name)
         # e >= lo + (on - lo) * a ;  e <= off + (hi - off) * a
