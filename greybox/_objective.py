@@ -65,8 +65,13 @@ class Objective:
                 else:
                     pred = trace.values[name]
                     total = total + ((pred[mask] - y[mask]) ** 2).mean()
+        stacked = set()  # the groundings of a relational constraint, taken at once
+        for names, weights, t in getattr(trace.constraints, "soft_stacks", tuple)():
+            v = -torch.log(t.clamp_min(1e-12)) if trace.semantics == "probabilistic" else 1.0 - t
+            total = total + (weights * v.mean(0)).sum()
+            stacked.update(names)
         for c in self.kb.constraints.values():
-            if c.hard:
+            if c.hard or c.name in stacked:
                 continue
             t = trace.constraints[c.name]
             if trace.semantics == "probabilistic":

@@ -17,14 +17,18 @@ __all__ = ["Trace"]
 class LazyValues(Mapping):
     """A read-only mapping whose entries are computed on first access."""
 
-    def __init__(self, ready: dict, pending: dict[str, Callable[[], torch.Tensor]]):
-        self._ready, self._pending = dict(ready), dict(pending)
+    def __init__(self, ready: dict, pending: Mapping, compute: Callable | None = None):
+        """``pending`` maps each key to a function of no argument computing it, or, given
+        ``compute(key)``, is any collection of keys (no function object per key)."""
+        self._ready, self._compute = dict(ready), compute
+        self._pending = dict(pending) if compute is None else dict.fromkeys(pending)
 
     def __getitem__(self, key):
         if key not in self._ready:
             if key not in self._pending:
                 raise KeyError(key)
-            self._ready[key] = self._pending.pop(key)()
+            make = self._pending.pop(key)
+            self._ready[key] = make() if self._compute is None else self._compute(key)
         return self._ready[key]
 
     def __iter__(self) -> Iterator[str]:

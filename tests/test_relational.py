@@ -210,8 +210,7 @@ def test_addition_written_with_families_is_the_generated_model(n, monkeypatch):
     import greybox as gb
 
     monkeypatch.syspath_prepend(str(EXAMPLES))
-    from digits_addition import (addition_program, addition_rules, digit_network,
-                                 family_columns)
+    from digits_addition import addition_program, addition_rules, digit_network, family_columns
 
     torch.manual_seed(n)
     net = digit_network()
@@ -231,3 +230,55 @@ def test_addition_written_with_families_is_the_generated_model(n, monkeypatch):
         grads.append(net[-1].weight.grad.clone())
     assert losses[0] == pytest.approx(losses[1], rel=1e-6)
     assert torch.allclose(grads[0], grads[1], atol=1e-6)
+
+
+STACKED = """\
+set person
+input friends(person, person): bool
+input features(person): tensor[4]
+input level(person): int 0..3
+neural smokes(person): bool = smoke_net(features(person))
+neural kind(person): {a, b, c} = kind_net(features(person))
+constraint fs(p in person, q in person) weight 1.0: p != q -> (friends(p, q) and smokes(p) -> smokes(q))
+constraint same(p in person, q in person) weight 0.5: friends(p, q) -> kind(p) == kind(q)
+constraint lv(p in person) weight 0.5: level(p) >= 2 -> kind(p) != a and smokes(p)
+constraint hard_lv(p in person): level(p) == 3 -> kind(p) in {b, c}
+"""
+
+
+@pytest.mark.parametrize("semantics", ["product", "godel", "lukasiewicz"])
+def test_groundings_of_a_constraint_are_evaluated_at_once_and_exactly(semantics, monkeypatch):
+    """Issue 13: the groundings of a template are evaluated as one stacked formula, with
+    the same truth degrees and loss as one by one."""
+    import torch
+
+    import greybox as gb
+    from greybox.semantics import _stacked
+
+    people = [f"p{i}" for i in range(7)]
+    kb = gr.parse(STACKED, sets={"person": people})
+    assert sorted(len(s.names) for s in _stacked.stacks(kb)) == [7, 7, 7, 42, 42]
+    torch.manual_seed(0)
+    nets = {"smoke_net": torch.nn.Sequential(torch.nn.Linear(4, 1), torch.nn.Flatten(0)),
+            "kind_net": torch.nn.Linear(4, 3)}
+    rng = np.random.default_rng(0)
+    data = {**kb.families["features"].split(torch.randn(5, 7, 4)),
+            **kb.families["friends"].split(rng.random((5, 7, 7)) < 0.4),
+            **kb.families["level"].split(rng.integers(0, 4, (5, 7)))}
+    model = gb.GreyBox(kb, nets, semantics=semantics)
+    stacked_trace = model(data)
+    stacked = {c: stacked_trace.constraints[c].detach() for c in kb.constraints}
+    stacked_loss = model.loss(data)
+    stacked_loss.backward()
+    grad = nets["smoke_net"][0].weight.grad.clone()
+    monkeypatch.setattr(_stacked, "MIN_STACK", 10**9)   # one by one
+    _stacked._CACHE.clear()
+    assert _stacked.stacks(kb) == ()
+    alone = model(data)
+    for c in kb.constraints:
+        assert torch.allclose(stacked[c], alone.constraints[c], atol=1e-6), c
+    nets["smoke_net"][0].weight.grad = None
+    loss = model.loss(data)
+    loss.backward()
+    assert loss.item() == pytest.approx(stacked_loss.item(), rel=1e-5)
+    assert torch.allclose(grad, nets["smoke_net"][0].weight.grad, atol=1e-5)

@@ -110,6 +110,13 @@ class Context:
         """The most probable value index (or real value) of a non-decided variable."""
         raise NotImplementedError
 
+    def constraint_values(self, env: Env) -> LazyValues:
+        """Each constraint's truth in ``env`` by name, computed on first access (hard ones
+        with crisp comparisons)."""
+        return LazyValues({}, {
+            c.name: (lambda c=c: (self.truth_hard if c.hard else self.truth)(c.formula, env))
+            for c in self.kb.constraints.values()})
+
     def feasible(self, env: Env) -> torch.Tensor:
         """(n,) bool: some assignment satisfies the hard constraints over non-decided
         variables."""
@@ -293,14 +300,14 @@ class _Run:
 
     def assemble(self) -> Trace:
         kb, ctx, root = self.kb, self.ctx, self.root
-        values, pending = {}, {}
+        values, pending = {}, []
         for name, var in kb.variables.items():
             if isinstance(var.type, A.TensorType):
                 continue
             if var.role == "decided":
                 values[name] = self.probs[name]
             elif ctx.has_marginal(name):
-                pending[name] = (lambda name=name: ctx.marginal(name, root))
+                pending.append(name)
         log_dists, joint_best = self.log_dists, self.joint_best
 
         def log_prob(name, target):
@@ -321,11 +328,9 @@ class _Run:
             return out
 
         order = list(kb.rules)
-        constraints = LazyValues({}, {
-            c.name: (lambda c=c: (ctx.truth_hard if c.hard else ctx.truth)(c.formula, root))
-            for c in kb.constraints.values()})
+        constraints = ctx.constraint_values(root)
         return Trace(
-            semantics=self.sem.name, n=self.n, kb=kb, values=LazyValues(values, pending),
+            semantics=self.sem.name, n=self.n, kb=kb, values=LazyValues(values, pending, lambda name: ctx.marginal(name, root)),
             logits=self.logits, bodies={r: self.bodies[r] for r in order},
             contributions={r: self.contributions[r] for r in order}, scores=self.scores,
             constraints=constraints, infeasible=self.infeasible, _log_prob=log_prob,

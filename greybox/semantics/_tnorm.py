@@ -20,6 +20,7 @@ from greybox.errors import ModelError
 from greybox.rules import ast as A
 
 from ._base import Context, Env, Semantics
+from ._stacked import ConstraintValues
 
 __all__ = ["TNormSemantics", "FuzzyContext"]
 
@@ -196,6 +197,10 @@ class FuzzyContext(Context):
             hit = (torch.as_tensor(v, device=self.device) == float(c[1])).float()
             out = hit if out is None else torch.maximum(out, hit)
         return out
+
+    def constraint_values(self, env):
+        """Constraint truths, the groundings of a relational constraint stacked."""
+        return ConstraintValues(self, env, self.kb)
 
     # queries -------------------------------------------------------------------------
     def has_marginal(self, name) -> bool:

@@ -1,0 +1,231 @@
+"""Constraints of one family evaluated at once under the t-norm semantics.
+
+A relational knowledge base grounds ``constraint fs(p in person, q in person): ...`` into
+one constraint per pair; evaluated one by one, 10,000 groundings would cost 10,000 Python
+walks of the formula per batch. Groundings of one template share the formula's shape and
+differ only in the variables they read, so they are grouped by shape (a :class:`Stack`)
+and evaluated once, by the same fuzzy context, on values stacked along a groundings axis:
+truth degrees (rows, G), distributions (rows, G, K). The truth degrees are the same,
+elementwise, as evaluating each grounding alone (``tests/test_relational.py`` checks it).
+
+A constraint joins a stack only where stacked evaluation is exactly the per-grounding one:
+no ``~`` threshold (each grounding has its own parameter), and comparisons that are crisp
+(nothing neural below them) or exact on distributions (a finite variable against a
+constant, or two variables with the same domain under ``==`` / ``!=``).
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+
+import torch
+
+from greybox.rules import ast as A
+from greybox.rules import closure
+
+__all__ = ["ConstraintValues", "Stack", "stacks"]
+
+#: Fewest groundings worth a stack (below it, one-by-one evaluation costs as little).
+MIN_STACK = 4
+_PLACEHOLDER = "\x00"
+
+
+@dataclass(frozen=True, eq=False)
+class Stack:
+    """Constraints of the same shape. ``formula`` is the first one's; ``columns`` maps each
+    variable it reads to the variable read in its place by each constraint, in order."""
+
+    names: tuple[str, ...]
+    formula: A.Expr
+    columns: dict[str, tuple[str, ...]]
+    hard: bool
+    weights: tuple[float, ...]
+
+
+#: id(kb) -> (weak reference to kb, its stacks, each stacked constraint's place). Keyed
+#: by identity, as rules.plan: equal knowledge bases hold different AST nodes, and the
+#: compiled caches look comparisons up by node.
+_CACHE: dict[int, tuple] = {}
+
+
+def stacks(kb) -> tuple[Stack, ...]:
+    """The stacks of ``kb``'s constraints (computed once per knowledge base object)."""
+    return _entry(kb)[1]
+
+
+def _positions(kb) -> dict[str, tuple[int, int]]:
+    """Each stacked constraint's stack and place in it."""
+    return _entry(kb)[2]
+
+
+def _entry(kb) -> tuple:
+    entry = _CACHE.get(id(kb))
+    if entry is not None and entry[0]() is kb:
+        return entry
+    groups: dict[tuple, list] = {}
+    for c in kb.constraints.values():
+        shaped = _shape(c.formula, kb)
+        if shaped is not None:
+            shape, names, signature = shaped
+            groups.setdefault((shape, signature, c.hard), []).append((c, names))
+    found = tuple(
+        Stack(tuple(c.name for c, _ in members), members[0][0].formula,
+              dict(zip(members[0][1], zip(*(names for _, names in members)))), key[2],
+              tuple(1.0 if c.hard else float(c.weight) for c, _ in members))
+        for key, members in groups.items() if len(members) >= MIN_STACK)
+    positions = {name: (i, j) for i, s in enumerate(found) for j, name in enumerate(s.names)}
+    key = id(kb)
+    entry = _CACHE[key] = (weakref.ref(kb, lambda ref, key=key: _drop(key, ref)), found,
+                           positions)
+    return entry
+
+
+def _drop(key: int, ref) -> None:
+    entry = _CACHE.get(key)
+    if entry is not None and entry[0] is ref:
+        del _CACHE[key]
+
+
+def _shape(formula, kb):
+    """``(shape, variables, signature)``: the formula with its variables replaced by
+    placeholders in order of first reading; None when it cannot be stacked."""
+    names: dict[str, str] = {}
+    for node in A.walk(formula):
+        if isinstance(node, A.Num) and node.learnable:
+            return None
+        if isinstance(node, (A.Compare, A.InSet)) and not _exact(node, kb):
+            return None
+        if isinstance(node, A.Var):
+            var = kb.variables[node.name]
+            if var.role == "defined" or isinstance(var.type, A.TensorType):
+                return None
+            names.setdefault(node.name, f"{_PLACEHOLDER}{len(names)}")
+
+    def rename(e):
+        return A.Var(names[e.name]) if isinstance(e, A.Var) else None
+
+    shape = A.rewrite(formula, rename)
+    signature = tuple((kb.variables[n].role, kb.variables[n].type) for n in names)
+    return shape, tuple(names), signature
+
+
+def _exact(e, kb) -> bool:
+    """Whether a comparison evaluates the same stacked: crisp (nothing neural below it) or
+    exact on distributions."""
+    neural = [n for n in closure(kb, A.variables(e)) if kb.variables[n].role == "neural"]
+    if not neural:
+        return True
+    if isinstance(e, A.InSet):
+        return isinstance(e.operand, A.Var) and _finite(e.operand, kb)
+    sides = (e.left, e.right)
+    if all(isinstance(s, A.Var) for s in sides):
+        return (e.op in ("==", "!=") and all(_finite(s, kb) for s in sides)
+                and kb.variables[e.left.name].type == kb.variables[e.right.name].type)
+    return any(isinstance(s, A.Var) and _finite(s, kb) for s in sides) and \
+        any(isinstance(s, (A.Num, A.Sym)) for s in sides)
+
+
+def _finite(v: A.Var, kb) -> bool:
+    """A variable whose value is a distribution (not a bool's single degree)."""
+    t = kb.variables[v.name].type
+    return A.is_finite_type(t) and not isinstance(t, A.BoolType)
+
+
+class _StackedEnv:
+    """An environment where each variable of a stack's formula holds the values of its
+    column stacked along a groundings axis (after the rows). A column reads few distinct
+    variables many times (``smokes(p)`` for every pair): those are stacked once and
+    indexed, so that the backward pass is one gather, not one step per grounding."""
+
+    def __init__(self, ctx, env, stack: Stack):
+        self.ctx, self.env, self.stack = ctx, env, stack
+
+    def __getitem__(self, name: str):
+        distinct, index = _distinct(self.stack, name)
+        values = [self.env[v] for v in distinct]
+        tag, n = values[0][0], self.ctx.n
+        if tag == "d":
+            out = torch.stack([v[1].expand(n, -1) for v in values], 1)
+        else:
+            parts = [v[1] for v in values]
+            if not all(isinstance(p, torch.Tensor) and p.shape == (n,) for p in parts):
+                parts = [self.ctx._full(p) for p in parts]
+            out = torch.stack(parts, 1)
+        if index is not None:
+            out = out.index_select(1, index.to(out.device))
+        return (tag, out, values[0][2]) if tag == "d" else (tag, out)
+
+
+_DISTINCT: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _distinct(stack: Stack, name: str):
+    """The distinct variables of a column and the index of each grounding's among them
+    (None when every grounding reads its own)."""
+    per_stack = _DISTINCT.setdefault(stack, {})
+    found = per_stack.get(name)
+    if found is None:
+        column = stack.columns[name]
+        position: dict[str, int] = {}
+        index = [position.setdefault(v, len(position)) for v in column]
+        distinct = tuple(position)
+        found = per_stack[name] = (distinct, None if len(distinct) == len(column)
+                                   else torch.tensor(index))
+    return found
+
+
+class ConstraintValues(Mapping):
+    """A trace's constraint truths by name, computed on first access: stacked constraints
+    a stack at a time, the others one by one; :meth:`soft_stacks` gives the loss whole
+    stacks."""
+
+    def __init__(self, ctx, env, kb):
+        self._ctx, self._env, self._kb = ctx, env, kb
+        self._stacks = stacks(kb)
+        self._where = _positions(kb)
+        self._results: dict[int, torch.Tensor] = {}
+        self._ready: dict[str, torch.Tensor] = {}
+
+    def __getitem__(self, name: str) -> torch.Tensor:
+        found = self._ready.get(name)
+        if found is None:
+            at = self._where.get(name)
+            if at is not None:
+                found = self.stacked(at[0])[:, at[1]]
+            else:
+                c = self._kb.constraints[name]
+                found = (self._ctx.truth_hard if c.hard else self._ctx.truth)(c.formula,
+                                                                              self._env)
+            self._ready[name] = found
+        return found
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._kb.constraints)
+
+    def __len__(self) -> int:
+        return len(self._kb.constraints)
+
+    def __contains__(self, name) -> bool:
+        return name in self._kb.constraints
+
+    def __repr__(self) -> str:
+        return f"<{len(self)} constraints>"
+
+    def stacked(self, i: int) -> torch.Tensor:
+        """The truth degrees of stack ``i``, shape (rows, groundings)."""
+        found = self._results.get(i)
+        if found is None:
+            s = self._stacks[i]
+            env = _StackedEnv(self._ctx, self._env, s)
+            truth = (self._ctx.truth_hard if s.hard else self._ctx.truth)(s.formula, env)
+            found = self._results[i] = truth.expand(self._ctx.n, len(s.names))
+        return found
+
+    def soft_stacks(self) -> Iterator[tuple[tuple[str, ...], torch.Tensor, torch.Tensor]]:
+        """``(names, weights (G,), truths (rows, G))`` of every stack of soft constraints."""
+        for i, s in enumerate(self._stacks):
+            if not s.hard:
+                weights = torch.tensor(s.weights, device=self._ctx.device)
+                yield s.names, weights, self.stacked(i)
