@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+import weakref
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,7 +16,24 @@ from greybox.rules import first_row as _first
 from greybox.rules import read_column as _column
 from greybox.rules import show_value as _show
 
-__all__ = ["Batch", "to_batch", "to_targets", "Targets"]
+__all__ = ["Batch", "kb_cached", "to_batch", "to_targets", "Targets"]
+
+_KB_CACHE: dict = {}
+
+
+def kb_cached(kb, key: str, make):
+    """``make(kb)``, computed once per knowledge base object (knowledge bases are
+    immutable) and per ``key``: what each forward pass would otherwise recompute from
+    the rules (names of inputs and neural variables, network groups, value lists)."""
+    entry = _KB_CACHE.get(id(kb))
+    if entry is None or entry[0]() is not kb:
+        ident = id(kb)
+        entry = _KB_CACHE[ident] = (weakref.ref(kb, lambda _, ident=ident:
+                                                _KB_CACHE.pop(ident, None)), {})
+    found = entry[1].get(key, _KB_CACHE)
+    if found is _KB_CACHE:
+        found = entry[1][key] = make(kb)
+    return found
 
 
 class Batch:
@@ -81,7 +99,8 @@ def to_batch(kb, data, device: torch.device, *, needed=None) -> Batch:
     items, index = _as_items(data)
     if isinstance(items, Batch):
         return items
-    names = list(kb.inputs) if needed is None else list(needed)
+    names = kb_cached(kb, "inputs", lambda kb: tuple(kb.inputs)) if needed is None \
+        else list(needed)
     lengths = {}
     for name in names:
         if name not in items:

@@ -57,6 +57,7 @@ from ._check import CheckReport, Finding, check
 from ._decisions import Component, DecisionPlan, closure, plan
 from ._entails import Entailment, entails
 from ._evaluate import Evaluation, compile_expr, evaluate, first_row, read_column, show_value
+from ._ground import FamilyInfo, family_columns
 from ._kb import KnowledgeBase, load, parse, parse_formula, to_text
 from ._parser import parse_statements
 from ._printer import expr_to_text, type_to_text
@@ -70,6 +71,8 @@ __all__ = [
     "to_text",
     "parse_formula",
     "KnowledgeBase",
+    "FamilyInfo",
+    "family_columns",
     "Variable",
     # crisp evaluation
     "evaluate",

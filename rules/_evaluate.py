@@ -16,6 +16,7 @@ from . import _ast as A
 from ._decisions import MAX_ASSIGNMENTS, candidates, closure, plan
 from ._domain import domain
 from ._exact import ScoreScale, compile_truth, compile_value
+from ._ground import family_columns
 from ._kb import KnowledgeBase, parse_formula
 
 __all__ = ["Evaluation", "evaluate", "prepare_columns"]
@@ -294,7 +295,7 @@ def prepare_columns(kb: KnowledgeBase, data) -> tuple[dict[str, np.ndarray], pd.
     Returns numpy arrays (float64 numbers, bool, or int64 enum codes) by name, the row
     index, and the raw columns (for variables read later, e.g. by ``Evaluation.holds``).
     """
-    cols, index = _as_table(data)
+    cols, index = _as_table(family_columns(kb, data))
     out = {}
     for name in _needed_columns(kb):
         if name not in cols:

@@ -24,7 +24,8 @@ from greybox.errors import DataError, Location, RuleError
 
 from . import _ast as A
 
-__all__ = ["AGGREGATES", "FamilyInfo", "MAX_GROUNDINGS", "Program", "ground", "ground_formula"]
+__all__ = ["AGGREGATES", "FamilyInfo", "MAX_GROUNDINGS", "Program", "family_columns", "ground",
+           "ground_formula"]
 
 #: The aggregates the language knows: ``sum`` (an int or real expression) and
 #: ``all_different`` (a formula: every two instances differ).
@@ -562,6 +563,27 @@ def _simplify(e):
         if e.right == false:
             return _simplify(A.Not(e.left, span=e.span))
     return e
+
+
+def family_columns(kb, columns: Mapping) -> Mapping:
+    """``columns`` with each whole family given under its own name (``"img"``: an array
+    with one axis per parameter after the rows) split into its members' columns. Anything
+    else passes unchanged; a mapping without such an entry is returned as it is."""
+    families = getattr(kb, "families", None)
+    if not families or not isinstance(columns, Mapping):
+        return columns
+    hits = [n for n in families if n in columns and n not in kb.variables
+            and families[n].kind in _VARIABLE_KINDS]
+    if not hits:
+        return columns
+    out = {k: v for k, v in columns.items() if k not in hits}
+    for name in hits:
+        for member, values in families[name].split(columns[name]).items():
+            if member in out:
+                raise DataError(f"{member!r} is given twice: as its own column and in "
+                                f"family {name!r}")
+            out[member] = values
+    return out
 
 
 def ground_formula(expr, program: Program, *, filename: str | None = None,

@@ -282,3 +282,25 @@ def test_groundings_of_a_constraint_are_evaluated_at_once_and_exactly(semantics,
     loss.backward()
     assert loss.item() == pytest.approx(stacked_loss.item(), rel=1e-5)
     assert torch.allclose(grad, nets["smoke_net"][0].weight.grad, atol=1e-5)
+
+
+def test_a_whole_family_is_given_under_its_name():
+    """`{"x": array}` with an axis per parameter stands for the member columns, in crisp
+    evaluation and in models."""
+    import torch
+
+    import greybox as gb
+
+    kb = gr.parse("set cell: 0..2\ninput x[cell]: int 0..9\noutput big: bool\n"
+                  "rule r: sum(x[c] for c in cell) > 12 -> big\n")
+    grid = np.array([[1, 2, 3], [9, 8, 7]])
+    assert gr.evaluate(kb, {"x": grid}).decisions["big"].tolist() == [False, True]
+    by_member = gr.evaluate(kb, kb.families["x"].split(grid)).decisions["big"].tolist()
+    assert by_member == [False, True]
+    model = gb.GreyBox(kb, {})
+    assert model.predict({"x": torch.tensor(grid)})["big"].tolist() == [False, True]
+    from greybox.errors import DataError
+    with pytest.raises(DataError, match="expected an array of shape"):
+        gr.evaluate(kb, {"x": grid[:, :2]})
+    with pytest.raises(DataError, match="given twice"):
+        gr.evaluate(kb, {"x": grid, "x[1]": [0, 0]})
