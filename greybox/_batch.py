@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 import weakref
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -12,6 +12,7 @@ import torch
 
 from greybox.errors import DataError
 from greybox.rules import ast as A
+from greybox.rules import family_columns
 from greybox.rules import first_row as _first
 from greybox.rules import read_column as _column
 from greybox.rules import show_value as _show
@@ -99,6 +100,7 @@ def to_batch(kb, data, device: torch.device, *, needed=None) -> Batch:
     items, index = _as_items(data)
     if isinstance(items, Batch):
         return items
+    items = family_columns(kb, items)  # a whole family under its name: its members
     names = kb_cached(kb, "inputs", lambda kb: tuple(kb.inputs)) if needed is None \
         else list(needed)
     lengths = {}
