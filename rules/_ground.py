@@ -237,6 +237,16 @@ class _Grounder:
                 pass
         return size
 
+    def _instances(self, e) -> int:
+        """How many nodes grounding ``e`` makes, at most (a range that reads an enclosing
+        binder counts as one member)."""
+        if isinstance(e, (A.Quantified, A.Aggregate)):
+            inner = sum(self._instances(c) for c in
+                        ((e.body,) if isinstance(e, A.Quantified) else e.args))
+            return self._size(e.binders) * max(1, inner)
+        kids = A.children(e)
+        return 1 + sum(self._instances(c) for c in kids) if kids else 1
+
     # ------------------------------------------------------------------ families
     def declare_families(self) -> None:
         for t in self.templates:
@@ -290,6 +300,11 @@ class _Grounder:
         return out
 
     def _template(self, t) -> list:
+        members = self._size(_positional(t.params)) if isinstance(t, A.Family) else 1
+        inner = t.statement if isinstance(t, A.Family) else t
+        for e in _exprs(inner):  # nested quantifiers are refused before they are expanded
+            if self.count + members * self._instances(e) > MAX_GROUNDINGS:
+                self.tick(e, members * self._instances(e))
         if not isinstance(t, A.Family):
             st = self.statement(t, {}, t.name)
             return [] if st is None else [st]
@@ -473,6 +488,17 @@ class _Grounder:
         if isinstance(e, (A.Index, A.Aggregate, A.Quantified)) or not A.children(e):
             raise _NotStatic
         raise _NotStatic
+
+
+def _exprs(st) -> tuple:
+    """The expressions of a statement."""
+    if isinstance(st, A.Rule):
+        return (st.body,)
+    if isinstance(st, A.Constraint):
+        return (st.formula,)
+    if isinstance(st, A.DefineDecl) and st.expr is not None:
+        return (st.expr,)
+    return ()
 
 
 def _positional(params: Sequence[A.Binder]) -> list[A.Binder]:

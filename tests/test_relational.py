@@ -173,7 +173,12 @@ def test_grounding_is_bounded():
     with pytest.raises(RuleError, match="more than 1,000,000 instances") as err:
         gr.parse("set s: 0..999\ninput x[s]: bool\noutput y: bool\n"
                  "rule r: (exists i in s, j in s, k in s: x[i] and x[j] and x[k]) -> y\n")
-    assert (err.value.location.line, err.value.location.column) == (4, 17)
+    assert (err.value.location.line, err.value.location.column) == (4, 10)  # the quantifier
+    # nested quantifiers too, before any is expanded (10^7 instances: refused at once)
+    nested = " ".join(f"exists i{k} in 0..9:" for k in range(7))
+    with pytest.raises(RuleError, match="more than 1,000,000 instances"):
+        gr.parse(f"set s: 0..9\ninput x[s]: bool\noutput y: bool\n"
+                 f"rule r: ({nested} x[i0]) -> y\n")
 
 
 def test_syntax_errors_in_relational_text_are_located():
