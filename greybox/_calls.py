@@ -14,7 +14,7 @@ from torch import nn
 from greybox.errors import GreyboxError, ModelError
 from greybox.rules import ast as A
 
-from ._batch import Batch
+from ._batch import Batch, kb_cached
 from ._names import _key, _type
 
 __all__ = ["NetworkCalls", "input_for"]
@@ -36,16 +36,16 @@ class NetworkCalls:
     def run_networks(self, batch: Batch) -> dict[str, torch.Tensor]:
         """Each neural variable's raw network output, checked against its type."""
         kb = self.kb
+        stackable, others, order = kb_cached(kb, "network_plan", _network_plan)
         out: dict[str, torch.Tensor] = {}
         feats = None
         groups: dict[tuple, list[str]] = {}
-        for name in kb.neural:
+        for name, network, arg in stackable:
+            x = batch.values[arg]
+            groups.setdefault((network, x.shape[1:]), []).append(name)
+        for name in others:
             var = kb.variables[name]
             tensors = all(isinstance(kb.variables[a].type, A.TensorType) for a in var.args)
-            if tensors and len(var.args) == 1:
-                x = batch.values[var.args[0]]
-                groups.setdefault((var.network, tuple(x.shape[1:])), []).append(name)
-                continue
             if tensors:
                 args = [batch.values[a] for a in var.args]
             else:
@@ -80,7 +80,7 @@ class NetworkCalls:
             for i, n in enumerate(names):
                 out[n] = self._check_output(n, parts[i] if parts is not None else y, batch.n)
         out.update(batch.overrides)
-        return {n: out[n] for n in kb.neural}
+        return {n: out[n] for n in order}
 
     @staticmethod
     def _call(module: nn.Module, args: list, what: str):
@@ -102,6 +102,9 @@ class NetworkCalls:
                              f"{type(err).__name__}: {first}") from err
 
     def _check_output(self, name: str, y, n: int) -> torch.Tensor:
+        k = kb_cached(self.kb, "network_sizes", _network_sizes)[name]
+        if k is not None and isinstance(y, torch.Tensor) and y.shape == (n, k):
+            return y   # the common case, checked without further ado
         var = self.kb.variables[name]
         t = var.type
         if not isinstance(y, torch.Tensor):
@@ -143,3 +146,25 @@ class NetworkCalls:
                                  f"expected {list(want)}")
             out[name] = y
         return out
+
+
+def _network_plan(kb):
+    """Neural variables that read one tensor each (a network serving several of them runs
+    once on their inputs stacked, when their shapes agree): (name, network, input); the
+    others; and the neural variables in order."""
+    stackable, others = [], []
+    for name in kb.neural:
+        var = kb.variables[name]
+        if len(var.args) == 1 and isinstance(kb.variables[var.args[0]].type, A.TensorType):
+            stackable.append((name, var.network, var.args[0]))
+        else:
+            others.append(name)
+    return tuple(stackable), tuple(others), tuple(kb.neural)
+
+
+def _network_sizes(kb):
+    """Per neural variable of a finite non-bool type, how many logits its network gives."""
+    return {name: (len(A.domain_values(kb.variables[name].type))
+                   if A.is_finite_type(kb.variables[name].type)
+                   and not isinstance(kb.variables[name].type, A.BoolType) else None)
+            for name in kb.neural}

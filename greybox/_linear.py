@@ -19,9 +19,10 @@ from dataclasses import dataclass, field
 
 import torch
 
+from greybox.functional import safe_log
 from greybox.rules import ast as A
 
-__all__ = ["Arithmetic", "linear_form", "compile_linear"]
+__all__ = ["Arithmetic", "CarryPlan", "linear_form", "compile_linear"]
 
 #: Largest factor (entries) built for one piece of arithmetic.
 FACTOR_LIMIT = 1 << 22
@@ -91,6 +92,9 @@ class Arithmetic:
     carry: str | None = None
     base: int = 0
     offset: int = 0
+    #: positional: per column (lowest first), the variables summed there and their values
+    columns: list = field(default_factory=list)
+    _plans: dict = field(default_factory=dict, repr=False)
 
     @staticmethod
     def conditional(scope, factor: torch.Tensor, made) -> bool:
@@ -113,6 +117,16 @@ class Arithmetic:
         hot = torch.nn.functional.one_hot(rest.clamp(0, ncarry - 1), ncarry).to(torch.float32)
         out.append(((self.carry,), hot * ok[:, None]))
         return out
+
+    def log_prob(self, stacked, target: torch.Tensor, device) -> torch.Tensor:
+        """``log P(value == target)`` per row (``target``: integer values, (B,)) of a
+        positional sum whose summed variables are independent: ``stacked(names)`` gives
+        their distributions over their values, stacked, (len(names), B, K). The carries
+        are summed column by column (see :class:`CarryPlan`)."""
+        plan = self._plans.get(device)
+        if plan is None:
+            plan = self._plans[device] = CarryPlan(self, device)
+        return plan.log_prob(stacked, target.to(device))
 
 
 def _values(t) -> list[int]:
@@ -242,7 +256,155 @@ def _positional(name, terms, const, domains) -> Arithmetic | None:
         if out.factors[-1][1].numel() > FACTOR_LIMIT:
             return None
         out.aux[new_carry] = new_carry_vals
+        out.columns.append([(k, list(domains[k])) for k in col])
         carry, carry_vals = new_carry, new_carry_vals
     out.digits = tuple(digits)
     out.carry = carry
     return out
+
+
+class CarryPlan:
+    """Exact ``log P(sum == target)`` of a positional sum over independent variables,
+    as on paper and without enumerating the sum: each column's sum of its variables
+    ``S_p`` (one einsum per variable across all columns with the same variables' domains),
+    then, given the target's digit ``t_p``, the 2-D transition of the carry
+    ``P(c_{p+1} | c_p) = P(S_p = t_p + base * c_{p+1} - c_p)``, and the product of the
+    transitions from the lowest column up (rescaled at each column).
+
+    Everything that depends only on the arithmetic (indicator tensors of the column sums,
+    the carry index tables) is built once, on ``device``.
+    """
+
+    def __init__(self, arith: Arithmetic, device):
+        # built on the CPU, then moved (never on the default device)
+        dtype, cpu = torch.float32, torch.device("cpu")
+        self.device = device
+        self.base, self.offset = arith.base, arith.offset
+        cols = arith.columns
+        self.npos = len(cols)
+        groups: dict = {}
+        for p, col in enumerate(cols):
+            sig = tuple(tuple(vals) for _, vals in col)
+            groups.setdefault(sig, []).append(p)
+        self.groups = []       # (columns, [names per item], [indicators], low value, length)
+        width = 1
+        for sig, ps in groups.items():
+            names = [[cols[p][j][0] for p in ps] for j in range(len(sig))]
+            inds, lo, vals = [], 0, [0]
+            if sig:
+                lo = min(sig[0])
+                vals = list(sig[0])
+                for dom in sig[1:]:
+                    new = sorted({a + b for a in vals for b in dom})
+                    ind = torch.zeros(len(vals), len(dom), new[-1] - new[0] + 1, dtype=dtype,
+                                      device=cpu)
+                    for i, a in enumerate(vals):
+                        for j, b in enumerate(dom):
+                            ind[i, j, a + b - new[0]] = 1.0
+                    inds.append(ind.to(device))
+                    vals = list(range(new[0], new[-1] + 1))
+                lo = vals[0]
+                # a first variable whose values are not 0, 1, 2...: to consecutive sums
+                first = list(sig[0])
+                if len(sig) == 1 and first != list(range(first[0], first[-1] + 1)):
+                    ind = torch.zeros(len(first), first[-1] - first[0] + 1, dtype=dtype,
+                                      device=cpu)
+                    for i, a in enumerate(first):
+                        ind[i, a - first[0]] = 1.0
+                    inds.append(ind.to(device))
+                    vals = list(range(first[0], first[-1] + 1))
+            length = len(vals)
+            width = max(width, length)
+            self.groups.append((ps, names, inds, lo, length))
+        self.width = width
+        order = [p for ps, *_ in self.groups for p in ps]
+        self.order = None if order == list(range(self.npos)) else \
+            torch.tensor([order.index(p) for p in range(self.npos)], device=cpu).to(device)
+        lows = {p: lo for ps, _, _, lo, _ in self.groups for p in ps}
+        # carries into and out of each column
+        carries = [[0]] + [arith.aux[f"{arith.name}#carry{p + 1}"] for p in range(self.npos)]
+        c = max(len(v) for v in carries)
+        self.ncarry = len(carries[-1])
+        shift = torch.zeros(self.npos, c, c, dtype=torch.long, device=cpu)
+        valid = torch.zeros(self.npos, c, c, dtype=torch.bool, device=cpu)
+        for p in range(self.npos):
+            for i, cin in enumerate(carries[p]):
+                for j, cout in enumerate(carries[p + 1]):
+                    shift[p, i, j] = self.base * cout - cin - lows[p]
+                    valid[p, i, j] = True
+        # index into a column's sums padded with a 0 on either side; impossible carries
+        # (columns with fewer of them) land on the 0
+        shift = torch.where(valid, shift + 1, -(self.base + width + 2))
+        self.shift1, self.c = shift.view(self.npos, c * c).to(device), c
+        fits = self.base ** self.npos < 2 ** 62
+        self.places = (torch.tensor([self.base ** p for p in range(self.npos)],
+                                    device=cpu).to(device) if fits else None)
+
+    def _column_sums(self, stacked) -> torch.Tensor:
+        """(npos, B, width): each column's distribution of the sum of its variables."""
+        parts = []
+        for ps, names, inds, lo, length in self.groups:
+            if not names:
+                parts.append(torch.ones(len(ps), 1, 1, device=self.device))
+                continue
+            s = stacked(names[0])
+            for j in range(1, len(names)):
+                pair = s.unsqueeze(3) * stacked(names[j]).unsqueeze(2)      # (k, B, i, j)
+                ind = inds[j - 1]
+                s = pair.flatten(2) @ ind.view(-1, ind.shape[2]).to(pair.dtype)
+            if len(inds) == len(names):      # one variable, its values spread out
+                s = s @ inds[-1].to(s.dtype)
+            parts.append(s)
+        if len(parts) == 1:
+            s = parts[0]
+        else:
+            b = max(t.shape[1] for t in parts)
+            dtype = next(t.dtype for t, (_, names, *_r) in zip(parts, self.groups) if names)
+            s = torch.cat([torch.nn.functional.pad(t.to(dtype).expand(-1, b, -1),
+                                                   (0, self.width - t.shape[2]))
+                           for t in parts])
+        return s if self.order is None else s.index_select(0, self.order)
+
+    def _digits(self, rest: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The target's digits (npos, B), lowest first, and what is left (the last carry)."""
+        if self.places is not None:
+            digits = torch.div(rest.unsqueeze(0), self.places.unsqueeze(1),
+                               rounding_mode="floor") % self.base
+            top = torch.div(rest, self.places[-1] * self.base, rounding_mode="floor")
+            return digits, top
+        out = []
+        for _ in range(self.npos):
+            out.append(torch.remainder(rest, self.base))
+            rest = torch.div(rest, self.base, rounding_mode="floor")
+        return torch.stack(out), rest
+
+    def log_prob(self, stacked, target: torch.Tensor) -> torch.Tensor:
+        # each column's sums, with a 0 on either side where impossible indices land
+        s = torch.nn.functional.pad(self._column_sums(stacked), (1, 1))
+        n = target.shape[0]
+        rest = target.long().to(s.device) - self.offset
+        digits, top = self._digits(rest.clamp(min=0))
+        # the transitions P(S_p = t_p + base * c' - c): (npos, B, c, c')
+        idx = (digits.unsqueeze(2) + self.shift1.unsqueeze(1)).clamp_(0, self.width + 1)
+        m = s.expand(-1, n, -1).gather(2, idx).view(self.npos, n, self.c, self.c)
+        # the carry's distribution column by column, rescaled to a maximum of 1 each time
+        # (the scales are summed in logs at the end), in float64: an unlikely carry that
+        # the last column needs may be 1e-13 times less likely than another, column
+        # after column (confidently wrong digits), far below float32's range
+        m = m.double()
+        alpha = m[0, :, 0:1, :]                                          # (B, 1, c')
+        scales = []
+        for p in range(1, self.npos):
+            scale = alpha.detach().amax(dim=2, keepdim=True).clamp_min(_TINY)
+            scales.append(scale)
+            alpha = (alpha / scale) @ m[p]
+        # the last carry is the sum's top digit; a 0 where the target cannot be reached
+        alpha = torch.nn.functional.pad(alpha.view(n, -1), (0, 1))
+        top = torch.where(rest >= 0, top, self.ncarry).clamp_(max=self.ncarry)
+        out = safe_log(alpha.gather(1, top.view(-1, 1)).view(-1))
+        if scales:
+            out = out + torch.log(torch.cat(scales, 1)).sum(1).view(-1)
+        return out.to(s.dtype)
+
+
+_TINY = 1e-300

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as nn_f
 
 from greybox import functional as F
+from greybox._batch import kb_cached
 from greybox._factors import contract, mpe
 from greybox._linear import FACTOR_LIMIT
 from greybox.errors import ModelError
@@ -64,6 +65,10 @@ class ProbContext(Context):
         self.constraint_factors: list = []
         self.touch: dict[str, list] = {}
         self.logits: dict[str, torch.Tensor] = {}
+        #: neural variables whose factor (their distribution) is made on first use
+        self._lazy: set[str] = set()
+        #: positional sums whose factors are in the graph
+        self._virtual_added: set[str] = set()
         self._atoms: dict = {}
         self._keep_alive: list = []
 
@@ -71,13 +76,19 @@ class ProbContext(Context):
     def const(self, x) -> Field:
         return Field((), torch.full((1,), float(x), device=self.device))
 
-    def _values_of(self, name) -> list:
-        t = self.kb.variables[name].type
-        if isinstance(t, A.EnumType):
-            return list(range(len(t.values)))
-        if isinstance(t, A.BoolType):
-            return [0, 1]
-        return list(t.values)
+    def _values_of(self, name) -> tuple:
+        cache = kb_cached(self.kb, "probabilistic/values", lambda kb: {})
+        found = cache.get(name)
+        if found is None:
+            t = self.kb.variables[name].type
+            if isinstance(t, A.EnumType):
+                found = tuple(range(len(t.values)))
+            elif isinstance(t, A.BoolType):
+                found = (0, 1)
+            else:
+                found = tuple(t.values)
+            cache[name] = found
+        return found
 
     def _register(self, var: str, values, factor, *, conditional=True):
         vals = self.model.compiled.value_tensor(tuple(values))
@@ -126,6 +137,8 @@ class ProbContext(Context):
             if v in seen:
                 continue
             seen.add(v)
+            if v in self._lazy:
+                self._neural_factor(v)
             for f in self.touch.get(v, ()):
                 if id(f) not in fids:
                     fids.add(id(f))
@@ -144,16 +157,68 @@ class ProbContext(Context):
         return Field((), x.float())
 
     def neural(self, name, out):
-        t = self.kb.variables[name].type
-        if isinstance(t, A.BoolType):
-            p = torch.sigmoid(out)
-            p = torch.stack([1.0 - p, p], 1)
-        elif A.is_finite_type(t):
-            p = torch.softmax(out, dim=1)
-        else:
+        if not A.is_finite_type(self.kb.variables[name].type):
             return Field((), out)
         self.logits[name] = out
-        return self._register(name, self._values_of(name), ((name,), p))
+        vals = self.model.compiled.value_tensor(self._values_of(name))
+        self.sizes[name] = len(vals)
+        self.vals[name] = vals
+        self._lazy.add(name)   # its factor is made when a query reaches it
+        return Field((name,), vals.view(1, -1))
+
+    def _distribution(self, name) -> torch.Tensor:
+        """A neural variable's distribution (B, K) from its network output."""
+        out = self.logits[name]
+        if out.dim() == 1:
+            p = torch.sigmoid(out)
+            return torch.stack([1.0 - p, p], 1)
+        return torch.softmax(out, dim=1)
+
+    def _neural_factor(self, name):
+        self._lazy.discard(name)
+        self.add_factor(((name,), self._distribution(name)))
+
+    def _stacked(self, names) -> torch.Tensor:
+        """The distributions of neural variables, stacked: (len(names), B, K)."""
+        outs = [self.logits[n] for n in names]
+        if outs[0].dim() == 2:
+            return torch.softmax(torch.stack(outs), dim=2)
+        return torch.stack([self._distribution(n) for n in names])
+
+    def _independent(self, arith) -> bool:
+        """Whether the variables a positional sum adds are neural variables that nothing
+        else ties (each only in its own distribution and the sum's factors), and the
+        sum's own variables appear in no other factor: then the carries can be summed
+        column by column (:meth:`Arithmetic.log_prob`)."""
+        own = None
+        for col in arith.columns:
+            for name, _ in col:
+                if name not in self.logits:
+                    return False
+                touching = self.touch.get(name)
+                if not touching:
+                    continue
+                if own is None:
+                    own = {id(f) for f in arith.factors}
+                others = [f for f in touching if id(f) not in own]
+                if others and (name in self._lazy or len(others) > 1
+                               or others[0][0] != (name,) or id(others[0]) not in
+                               self.conditional):
+                    return False
+        # (the sum's own variables, name#digit0..., are named by nothing else)
+        return True
+
+    def _add_arithmetic(self, x: Virtual) -> None:
+        """A positional sum's factors into the graph, when a query needs them there."""
+        if x.name in self._virtual_added:
+            return
+        self._virtual_added.add(x.name)
+        arith = x.arith
+        for aux, values in arith.aux.items():
+            self.sizes[aux] = len(values)
+            self.vals[aux] = self.model.compiled.value_tensor(tuple(values))
+        for factor, conditional in zip(arith.factors, arith.conditionals):
+            self.add_factor(factor, conditional=conditional)
 
     def _neural_logp(self, name) -> torch.Tensor:
         out = self.logits[name]
@@ -177,14 +242,14 @@ class ProbContext(Context):
                                                    (A.IntType, A.BoolType))
                     for k in leaves[1]):
                 arith = self.model.compiled.arithmetic(name, tuple(leaves[1]))
+                if arith is not None and arith.kind == "positional":
+                    return Virtual(name, arith)   # its factors join the graph when needed
                 if arith is not None:
                     for aux, values in arith.aux.items():
                         self.sizes[aux] = len(values)
                         self.vals[aux] = self.model.compiled.value_tensor(tuple(values))
                     for factor, conditional in zip(arith.factors, arith.conditionals):
                         self.add_factor(factor, conditional=conditional)
-                    if arith.kind == "positional":
-                        return Virtual(name, arith)
                     self.sizes[name] = var.type.size
                     self.vals[name] = self.model.compiled.value_tensor(tuple(self._values_of(name)))
                     return Field((name,), self.vals[name].view(1, -1))
@@ -324,6 +389,9 @@ class ProbContext(Context):
         var = self.kb.variables[name]
         if isinstance(x, Virtual):
             lo = var.type.lo
+            if self._independent(x.arith):
+                return x.arith.log_prob(self._stacked, target.long() + lo, self.device)
+            self._add_arithmetic(x)
             evidence = x.arith.evidence(target.long() + lo)
             scope = [s[0] for s, _ in evidence]
         elif x.scope:
@@ -354,6 +422,7 @@ class ProbContext(Context):
         x = env[name]
         var = self.kb.variables[name]
         if isinstance(x, Virtual):
+            self._add_arithmetic(x)
             a = x.arith
             keep = (*a.digits, a.carry)
             t, _ = contract(self.closure(keep), keep=keep)
@@ -390,6 +459,7 @@ class ProbContext(Context):
         if isinstance(x, Virtual):
             if self.has_marginal(name):
                 return self.marginal(name, env).argmax(dim=1)
+            self._add_arithmetic(x)
             a = x.arith
             assignment, _ = mpe(self.closure((*a.digits, a.carry)), self.n)
             value = torch.zeros(self.n, dtype=torch.long, device=self.device)
