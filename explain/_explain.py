@@ -272,8 +272,11 @@ def explain(model, data, output: str | None = None, *,
         target = decisions[output]
         finite = A.is_finite_type(out_type)
         decision = _decision_frame(model, trace, output, target, values, residual, batch)
-        rules = _rules_frame(model, trace, batch.n)
-        concepts = _concepts_frame(model, values, batch.n)
+        # only what the output depends on: in a grounded model, the rules and concepts
+        # of one member (cancer(anna)), not those of every other member
+        needed = kb.depends_on(output) | {output}
+        rules = _rules_frame(model, trace, batch.n, needed)
+        concepts = _concepts_frame(model, values, batch.n, needed)
         attributions, deltas, used = ({}, {}, {}) if not finite else \
             _input_attributions(model, batch, smooth, output, target, method)
         if parameters and finite and any(p.requires_grad for p in model.parameters()):
@@ -339,10 +342,12 @@ def _decision_frame(model, trace, output, target, values, residual, batch) -> pd
     return frame
 
 
-def _rules_frame(model, trace, n) -> pd.DataFrame:
+def _rules_frame(model, trace, n, needed) -> pd.DataFrame:
     kb = model.kb
     rows = []
     for name, r in kb.rules.items():
+        if "rule:" + name not in needed:
+            continue
         truth = trace.bodies[name].detach().expand(n)
         contrib = trace.contributions[name].detach().expand(n)
         w = model.rule_weight(name).item()
@@ -368,10 +373,12 @@ def _head_text(head: A.Head) -> str:
     return f"{head.name} = {value}"
 
 
-def _concepts_frame(model, values, n) -> pd.DataFrame:
+def _concepts_frame(model, values, n, needed) -> pd.DataFrame:
     kb = model.kb
     rows = []
     for name, var in kb.variables.items():
+        if name not in needed:
+            continue
         if var.role not in ("neural", "defined", "decided") or var.output and var.role == "decided":
             continue
         if name not in values:
