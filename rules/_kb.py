@@ -53,7 +53,7 @@ class KnowledgeBase:
     """
 
     __slots__ = ("statements", "variables", "rules", "constraints", "source", "filename",
-                 "program", "_graph", "_hash", "_decided", "__weakref__")
+                 "program", "_graph", "_hash", "_decided", "_heads", "__weakref__")
 
     def __init__(self, statements: Iterable[A.Statement], *, source: str | None = None,
                  filename: str | None = None, sets: Mapping[str, Iterable] | None = None):
@@ -77,6 +77,7 @@ class KnowledgeBase:
         object.__setattr__(self, "_graph", None)
         object.__setattr__(self, "_hash", None)
         object.__setattr__(self, "_decided", None)
+        object.__setattr__(self, "_heads", None)
 
     def __setattr__(self, name, value):
         raise AttributeError("KnowledgeBase is immutable")
@@ -171,8 +172,16 @@ class KnowledgeBase:
 
     def rules_for(self, name: str) -> tuple[A.Rule, ...]:
         """The rules whose head is variable ``name``."""
-        self._require(name)
-        return tuple(r for r in self.rules.values() if r.head.name == name)
+        if self._heads is None:  # immutable: indexed once (relational KBs have many rules)
+            heads: dict[str, list] = {}
+            for r in self.rules.values():
+                heads.setdefault(r.head.name, []).append(r)
+            object.__setattr__(self, "_heads", {k: tuple(v) for k, v in heads.items()})
+        found = self._heads.get(name)
+        if found is None:
+            self._require(name)
+            return ()
+        return found
 
     def learnable_thresholds(self) -> tuple[tuple[str, int, A.Num], ...]:
         """Every ``~`` number as ``(rule_or_constraint_name, index, Num)``, the index counting

@@ -309,3 +309,73 @@ def test_a_whole_family_is_given_under_its_name():
         gr.evaluate(kb, {"x": grid[:, :2]})
     with pytest.raises(DataError, match="given twice"):
         gr.evaluate(kb, {"x": grid, "x[1]": [0, 0]})
+
+
+RULES = """\
+set person
+input friends(person, person): bool
+input features(person): tensor[4]
+input level(person): int 0..3
+neural smokes(person): bool = smoke_net(features(person))
+output cancer(person): bool
+output risk(person): {low, mid, high}
+rule spread(p in person, q in person) weight 0.5: p != q and friends(p, q) and smokes(p) -> cancer(q)
+rule own(p in person) weight 2.0: smokes(p) -> cancer(p)
+rule calm(p in person): level(p) == 0 -> not cancer(p)
+rule high(p in person): smokes(p) and level(p) >= 2 -> risk(p) = high
+rule low(p in person) weight 0.7: not smokes(p) -> risk(p) = low
+"""
+
+
+@pytest.mark.parametrize("semantics", ["product", "lukasiewicz"])
+def test_rules_of_a_template_are_evaluated_at_once_and_exactly(semantics, monkeypatch):
+    """Issue 13: 10,000 groundings of a rule are not 10,000 Python steps per batch: rules
+    of one template are stacked, with the same bodies, contributions, scores, loss and
+    gradients as one by one (rule masks for ablation included)."""
+    import torch
+
+    import greybox as gb
+    from greybox.semantics import _stacked
+
+    people = [f"p{i}" for i in range(6)]
+    kb = gr.parse(RULES, sets={"person": people})
+    assert sorted(len(s.names) for s in _stacked.rule_stacks(kb)) == [6, 6, 6, 6, 30]
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(4, 1), torch.nn.Flatten(0))
+    rng = np.random.default_rng(1)
+    data = {"features": torch.randn(5, 6, 4), "friends": rng.random((5, 6, 6)) < 0.5,
+            "level": rng.integers(0, 4, (5, 6))}
+    targets = {**{f"cancer({p})": rng.random(5) < 0.5 for p in people},
+               **{f"risk({p})": rng.choice(["low", "mid", "high"], 5) for p in people}}
+    model = gb.GreyBox(kb, {"smoke_net": net}, semantics=semantics)
+    with torch.no_grad():
+        for name in kb.rules:   # distinct weights, so that a mix-up would show
+            model.rules[name.replace(".", "\u2024")].weight.fill_(rng.uniform(0.2, 3))
+
+    def run():
+        trace = model(data)
+        net.zero_grad()
+        model.zero_grad()
+        loss = model.loss(data, targets)
+        loss.backward()
+        first = next(iter(kb.rules))
+        with model.rule_mask(torch.tensor(rng_mask)):
+            masked = model(data).scores["cancer(p1)"].detach()
+        return ({r: trace.contributions[r].detach().expand(5) for r in kb.rules},
+                {r: trace.bodies[r].detach().expand(5) for r in kb.rules},
+                {v: trace.scores[v].detach() for v in kb.outputs}, loss.item(),
+                net[0].weight.grad.clone(), model.rules[first.replace(".", "\u2024")]
+                .weight.grad.clone(), masked)
+
+    rng_mask = (rng.random((5, len(kb.rules))) < 0.7).astype(np.float32)
+    stacked = run()
+    monkeypatch.setattr(_stacked, "MIN_STACK", 10**9)
+    _stacked._CACHE.clear()
+    assert _stacked.rule_stacks(kb) == ()
+    alone = run()
+    for a, b in zip(stacked[:3], alone[:3]):
+        for k in a:
+            assert torch.allclose(a[k], b[k], atol=1e-6), k
+    assert stacked[3] == pytest.approx(alone[3], rel=1e-5)
+    for a, b in zip(stacked[4:], alone[4:]):
+        assert torch.allclose(a, b, atol=1e-5)

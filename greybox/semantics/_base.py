@@ -21,6 +21,7 @@ from greybox.rules import ast as A
 from greybox.rules import plan
 
 from .._trace import LazyValues, Trace
+from ._stacked import Lazy
 
 __all__ = ["Context", "Env", "Semantics"]
 
@@ -117,6 +118,11 @@ class Context:
             c.name: (lambda c=c: (self.truth_hard if c.hard else self.truth)(c.formula, env))
             for c in self.kb.constraints.values()})
 
+    def rule_values(self, env: Env):
+        """Rules evaluated a template at a time (a :class:`~._stacked.RuleValues`), or None
+        where the semantics evaluates each rule alone."""
+        return None
+
     def feasible(self, env: Env) -> torch.Tensor:
         """(n,) bool: some assignment satisfies the hard constraints over non-decided
         variables."""
@@ -211,6 +217,7 @@ class _Run:
         self.log_dists: dict[str, object] = {}     # (n, K) log-probabilities, or a maker
         self.joint_best: dict[str, object] = {}    # value index per row, or a maker
         self.infeasible = ~ctx.feasible(root)
+        self.stacked = ctx.rule_values(root)
 
     def full(self, x):
         return torch.zeros(self.n, device=self.ctx.device) if x is None else x.expand(self.n)
@@ -237,11 +244,16 @@ class _Run:
                 r = self.residual[v]
                 for k in ([1] if is_bool else range(size)):
                     _push(acc, k, r if is_bool else r[:, k])
+            stacked = self.stacked
             for r in kb.rules_for(v):
+                if stacked is not None and r.name in stacked:
+                    continue  # its stack's contributions are pushed below
                 if comp.reads_itself(r):
                     dynamic.add(r.name)
                 else:
                     self._rule(r, self.root, acc)
+            for k, x in (stacked.sums().get(v, ()) if stacked is not None else ()):
+                _push(acc, k, x)
             partial[v] = acc
         return partial, dynamic
 
@@ -298,6 +310,12 @@ class _Run:
             self.final_scores(comp, partial, dynamic)
         return self.assemble()
 
+    def _rules(self, order, ready: dict, what: str):
+        """Per rule, in order: those evaluated alone, then the stacked ones on access."""
+        if self.stacked is None:
+            return {r: ready[r] for r in order}
+        return Lazy(order, ready, getattr(self.stacked, what))
+
     def assemble(self) -> Trace:
         kb, ctx, root = self.kb, self.ctx, self.root
         values, pending = {}, []
@@ -331,8 +349,9 @@ class _Run:
         constraints = ctx.constraint_values(root)
         return Trace(
             semantics=self.sem.name, n=self.n, kb=kb, values=LazyValues(values, pending, lambda name: ctx.marginal(name, root)),
-            logits=self.logits, bodies={r: self.bodies[r] for r in order},
-            contributions={r: self.contributions[r] for r in order}, scores=self.scores,
+            logits=self.logits, bodies=self._rules(order, self.bodies, "body"),
+            contributions=self._rules(order, self.contributions, "contribution"),
+            scores=self.scores,
             constraints=constraints, infeasible=self.infeasible, _log_prob=log_prob,
             _decide=decide)
 

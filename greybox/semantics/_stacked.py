@@ -8,6 +8,11 @@ and evaluated once, by the same fuzzy context, on values stacked along a groundi
 truth degrees (rows, G), distributions (rows, G, K). The truth degrees are the same,
 elementwise, as evaluating each grounding alone (``tests/test_relational.py`` checks it).
 
+Rules of one template are stacked the same way (:class:`RuleStack`): their bodies evaluated
+at once, their contributions ``weight * body`` summed per head variable with one
+``index_add``, when their bodies read nothing decided (so that the stack can be computed
+before any decision).
+
 A constraint joins a stack only where stacked evaluation is exactly the per-grounding one:
 no ``~`` threshold (each grounding has its own parameter), and comparisons that are crisp
 (nothing neural below them) or exact on distributions (a finite variable against a
@@ -25,7 +30,7 @@ import torch
 from greybox.rules import ast as A
 from greybox.rules import closure
 
-__all__ = ["ConstraintValues", "Stack", "stacks"]
+__all__ = ["ConstraintValues", "RuleStack", "RuleValues", "Stack", "rule_stacks", "stacks"]
 
 #: Fewest groundings worth a stack (below it, one-by-one evaluation costs as little).
 MIN_STACK = 4
@@ -76,10 +81,67 @@ def _entry(kb) -> tuple:
               tuple(1.0 if c.hard else float(c.weight) for c, _ in members))
         for key, members in groups.items() if len(members) >= MIN_STACK)
     positions = {name: (i, j) for i, s in enumerate(found) for j, name in enumerate(s.names)}
+    rules = _rule_stacks(kb)
+    rule_positions = {name: (i, j) for i, s in enumerate(rules)
+                      for j, name in enumerate(s.names)}
     key = id(kb)
     entry = _CACHE[key] = (weakref.ref(kb, lambda ref, key=key: _drop(key, ref)), found,
-                           positions)
+                           positions, rules, rule_positions)
     return entry
+
+
+@dataclass(frozen=True, eq=False)
+class RuleStack:
+    """Rules of the same body shape pushing the same value of heads of the same type:
+    ``heads[g]`` is the variable rule ``names[g]`` decides, ``negative[g]`` whether it
+    pushes against (``-> not x``); ``targets`` are the distinct heads, ``target_index[g]``
+    the place of ``heads[g]`` among them."""
+
+    names: tuple[str, ...]
+    formula: A.Expr
+    columns: dict[str, tuple[str, ...]]
+    value_index: int
+    negative: tuple[bool, ...]
+    targets: tuple[str, ...]
+    target_index: torch.Tensor
+
+
+def rule_stacks(kb) -> tuple[RuleStack, ...]:
+    """The stacks of ``kb``'s rules (computed once per knowledge base object)."""
+    return _entry(kb)[3]
+
+
+def _rule_stacks(kb) -> tuple[RuleStack, ...]:
+    groups: dict[tuple, list] = {}
+    for r in kb.rules.values():
+        shaped = _shape(r.body, kb)
+        if shaped is None or any(kb.variables[n].role == "decided" for n in shaped[1]):
+            continue
+        shape, names, signature = shaped
+        key = (shape, signature, kb.variables[r.head.name].type, _value_index(kb, r))
+        groups.setdefault(key, []).append((r, names))
+    out = []
+    for key, members in groups.items():
+        if len(members) < MIN_STACK:
+            continue
+        heads = [r.head.name for r, _ in members]
+        targets = tuple(dict.fromkeys(heads))
+        where = {t: i for i, t in enumerate(targets)}
+        out.append(RuleStack(
+            tuple(r.name for r, _ in members), members[0][0].body,
+            dict(zip(members[0][1], zip(*(names for _, names in members)))), key[3],
+            tuple(r.head.value is False for r, _ in members), targets,
+            torch.tensor([where[h] for h in heads])))
+    return tuple(out)
+
+
+def _value_index(kb, rule: A.Rule) -> int:
+    """The index of the value a rule's head pushes (1 = True for bools)."""
+    t = kb.variables[rule.head.name].type
+    if isinstance(t, A.BoolType):
+        return 1
+    v = rule.head.value
+    return A.domain(t).index(v.value if isinstance(v, A.Num) else v.name)
 
 
 def _drop(key: int, ref) -> None:
@@ -229,3 +291,93 @@ class ConstraintValues(Mapping):
             if not s.hard:
                 weights = torch.tensor(s.weights, device=self._ctx.device)
                 yield s.names, weights, self.stacked(i)
+
+
+class RuleValues:
+    """One forward pass's stacked rules: bodies and contributions (rows, G) a stack at a
+    time, and each head's summed contributions per pushed value."""
+
+    def __init__(self, ctx, env, model):
+        self.ctx, self.env, self.model = ctx, env, model
+        entry = _entry(model.kb)
+        self.stacks, self.where = entry[3], entry[4]
+        self._done: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._sums: dict[str, list] | None = None
+
+    def __contains__(self, rule: str) -> bool:
+        return rule in self.where
+
+    def stack(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Bodies and contributions of stack ``i``, each (rows, groundings)."""
+        found = self._done.get(i)
+        if found is None:
+            s, n = self.stacks[i], self.ctx.n
+            body = self.ctx.truth(s.formula, _StackedEnv(self.ctx, self.env, s))
+            body = body.expand(n, len(s.names))
+            found = self._done[i] = (body, _signed_weights(self.model, s) * body)
+        return found
+
+    def body(self, rule: str) -> torch.Tensor:
+        i, j = self.where[rule]
+        return self.stack(i)[0][:, j]
+
+    def contribution(self, rule: str) -> torch.Tensor:
+        i, j = self.where[rule]
+        return self.stack(i)[1][:, j]
+
+    def sums(self) -> dict[str, list[tuple[int, torch.Tensor]]]:
+        """Per head variable, ``(value index, summed contribution (rows,))`` of each stack
+        that pushes it."""
+        if self._sums is None:
+            self._sums = {}
+            for i, s in enumerate(self.stacks):
+                contrib = self.stack(i)[1]
+                index = s.target_index.to(contrib.device)
+                total = contrib.new_zeros(self.ctx.n, len(s.targets)).index_add(1, index,
+                                                                                contrib)
+                for t, head in enumerate(s.targets):
+                    self._sums.setdefault(head, []).append((s.value_index, total[:, t]))
+        return self._sums
+
+
+_PARAMS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _signed_weights(model, s: RuleStack) -> torch.Tensor:
+    """The rules' weights with the sign of their heads, (groundings,) -- or (rows,
+    groundings) while a per-row rule mask is set (rule ablation)."""
+    if getattr(model, "_rule_scale", None) is not None:
+        w = torch.stack([model.rule_weight(n).expand(model._rule_scale.shape[0])
+                         for n in s.names], 1)
+    else:
+        per_model = _PARAMS.setdefault(model, {})
+        params = per_model.get(s)
+        if params is None:
+            params = per_model[s] = [model.rule_weight(n) for n in s.names]
+        w = torch.stack(params)
+    sign = torch.tensor([-1.0 if neg else 1.0 for neg in s.negative], device=w.device)
+    return w * sign
+
+
+class Lazy(Mapping):
+    """A mapping over ``order`` whose entries are ``ready``'s or fetched on first access."""
+
+    def __init__(self, order, ready: dict, fetch):
+        self._order, self._ready, self._fetch = order, ready, fetch
+
+    def __getitem__(self, key):
+        found = self._ready.get(key)
+        if found is None:
+            if key not in self._order:
+                raise KeyError(key)
+            found = self._ready[key] = self._fetch(key)
+        return found
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._order)
+
+    def __len__(self) -> int:
+        return len(self._order)
+
+    def __contains__(self, key) -> bool:
+        return key in self._order

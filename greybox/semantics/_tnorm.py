@@ -20,7 +20,7 @@ from greybox.errors import ModelError
 from greybox.rules import ast as A
 
 from ._base import Context, Env, Semantics
-from ._stacked import ConstraintValues
+from ._stacked import ConstraintValues, RuleValues
 
 __all__ = ["TNormSemantics", "FuzzyContext"]
 
@@ -201,6 +201,11 @@ class FuzzyContext(Context):
     def constraint_values(self, env):
         """Constraint truths, the groundings of a relational constraint stacked."""
         return ConstraintValues(self, env, self.kb)
+
+    def rule_values(self, env):
+        """The rules of one template evaluated at once (see :mod:`._stacked`)."""
+        values = RuleValues(self, env, self.model)
+        return values if values.stacks else None
 
     # queries -------------------------------------------------------------------------
     def has_marginal(self, name) -> bool:
