@@ -403,7 +403,11 @@ class _Grounder:
             return _simplify(A.And(tuple(parts), span=e.span) if e.kind == "forall"
                              else A.Or(tuple(parts), span=e.span))
         if isinstance(e, A.Pow):
-            return A.Num(self._static_number(e, env), span=e.span)
+            try:
+                return A.Num(self._static_number(e, env), span=e.span)
+            except _NotStatic:
+                raise _Problem("'^' takes whole numbers known before the data (index "
+                               "arithmetic such as 10^(3 - i)), not variables", e) from None
         if isinstance(e, A.Compare) and _mentions(e, env):
             try:
                 return A.BoolConst(_compare(e.op, self.static(e.left, env),
@@ -485,8 +489,6 @@ class _Grounder:
             if exp < 0 or abs(base) > 1 and exp > 64:
                 raise _Problem(f"{base}^{exp}: exponents must be whole numbers from 0 to 64", e)
             return base ** exp
-        if isinstance(e, (A.Index, A.Aggregate, A.Quantified)) or not A.children(e):
-            raise _NotStatic
         raise _NotStatic
 
 
