@@ -434,3 +434,26 @@ def test_random_relational_text_grounds_or_is_refused_clearly():
         assert gr.parse(gr.to_text(kb)) == kb
 
     check()
+
+
+def test_exact_inference_too_large_says_so_and_names_the_approximate_route():
+    """A forall over every pair of 30 people is too much for exact inference: refused
+    before the tables are allocated, with the way out; the fuzzy semantics takes it."""
+    import torch
+
+    import greybox as gb
+    from greybox.errors import ModelError
+
+    text = ("set person\ninput friends(person, person): bool\ninput features(person): tensor[4]\n"
+            "neural smokes(person): bool = smoke_net(features(person))\n"
+            "constraint all weight 1.0: forall p in person, q in person: "
+            "p != q -> (friends(p, q) and smokes(p) -> smokes(q))\n")
+    kb = gr.parse(text, sets={"person": [f"p{i}" for i in range(30)]})
+    net = torch.nn.Sequential(torch.nn.Linear(4, 1), torch.nn.Flatten(0))
+    data = {"features": torch.randn(2, 30, 4),
+            "friends": np.random.default_rng(0).random((2, 30, 30)) < 0.5}
+    with pytest.raises(ModelError, match=r"more than exact inference holds .*use a fuzzy "
+                                         r"semantics \(semantics='product'"):
+        gb.GreyBox(kb, {"smoke_net": net}, semantics="probabilistic").loss(data)
+    loss = gb.GreyBox(kb, {"smoke_net": net}, semantics="product").loss(data)
+    assert torch.isfinite(loss)

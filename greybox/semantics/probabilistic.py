@@ -15,6 +15,7 @@ Decisions sit on top, as in every semantics: a decided variable's score is
 
 from __future__ import annotations
 
+import math
 import operator
 
 import torch
@@ -120,11 +121,17 @@ class ProbContext(Context):
 
     def _binop(self, a: Field, b: Field, fn) -> Field:
         ta, tb, scope = self._align(a, b)
-        out = fn(ta, tb)
-        if out.numel() > FACTOR_LIMIT * max(1, self.n):
-            raise ModelError(f"a formula over {', '.join(scope)} has {out.numel()} joint "
-                             "values, too many for exact inference")
-        return Field(scope, out)
+        size = math.prod(torch.broadcast_shapes(ta.shape, tb.shape))
+        if size > FACTOR_LIMIT * max(1, self.n):  # refused before it is allocated
+            shown = ", ".join(scope[:8]) + (f", ... ({len(scope)} variables)"
+                                            if len(scope) > 8 else "")
+            raise ModelError(
+                f"a formula over {shown} has {size // max(1, self.n):,} joint values per row, "
+                f"more than exact inference holds ({FACTOR_LIMIT:,}): use a fuzzy semantics "
+                "(semantics='product' or 'lukasiewicz'), which evaluates it approximately in "
+                "time linear in its size, or split it -- a family of constraints "
+                "(constraint c(p in s, ...): ...) instead of one forall")
+        return Field(scope, fn(ta, tb))
 
     def closure(self, scope) -> list:
         """Every factor connected to ``scope``: what a query on it depends on. Factors of
