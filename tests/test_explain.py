@@ -627,3 +627,20 @@ def test_a_score_that_can_be_zero_is_not_proved_positive(backend):
     assert not v.holds and v.confirmed
     row = v.counterexample
     assert not model.predict(row[["flag", "age"]])["approve"].iloc[0]
+
+
+def test_the_milp_backend_says_when_no_counterfactual_exists():
+    # no change makes the score positive; the over-approximating program allowed True at
+    # a score of exactly 0 and its "change" (none) was refused as not changing predict
+    model = gb.GreyBox("""
+        input b: bool
+        input age: int 0..10
+        output ok: bool
+        rule r0 weight 1: not b and age > 2 -> ok
+        rule r1 weight 2: not b -> not ok
+        rule r2 weight 0.5: age <= 5 -> not ok
+    """, semantics="product")
+    data = pd.DataFrame({"b": [True], "age": [8]})
+    for backend in ("z3", "milp"):
+        with pytest.raises(gb.ModelError, match="no change of the mutable facts"):
+            gb.explain.counterfactual(model, data, level="input", backend=backend)

@@ -690,17 +690,25 @@ class MilpProblem(Problem):
                           time_limit=self.timeout)
         if witness is None:
             return None       # the program over-approximates: no input differs
-        model, batch, row, max_relus = self._where
-        got = decision_on(model, batch, row, self.output, witness)
-        if got is not None and got != self.decision:
+        if self._replays(witness):
             return witness
         # a witness on a threshold's wrong side: ask Z3, which is exact
+        return self._exact_problem().differs(fixed)
+
+    def _replays(self, witness: dict) -> bool:
+        """Whether the decision function decides otherwise on the witness's inputs."""
+        model, batch, row, _ = self._where
+        got = decision_on(model, batch, row, self.output, witness)
+        return got is not None and got != self.decision
+
+    def _exact_problem(self):
         if self._exact is None:
             from .z3 import Z3Problem
 
+            model, batch, row, max_relus = self._where
             self._exact = Z3Problem(model, batch, row, self.output, level="input",
                                     max_relus=max_relus, timeout=self.timeout)
-        return self._exact.differs(fixed)
+        return self._exact
 
     def closest(self, *, minimize: str, immutable, spreads: dict):
         # searched in the inner program (a margin around real thresholds), so that the
@@ -715,6 +723,11 @@ class MilpProblem(Problem):
             found = closest_change(self.comp, self.output, self.decision, self.facts,
                                    minimize=minimize, immutable=set(immutable),
                                    spreads=spreads, time_limit=self.timeout)
+            if found is not None and not self._replays(found):
+                # the over-approximation's change sits on a threshold (a score of exactly
+                # 0, a real at equality): whether any change exists is Z3's to say, exactly
+                found = self._exact_problem().closest(minimize=minimize, immutable=immutable,
+                                                      spreads=spreads)
         return found
 
     def assumptions(self, fixed=()) -> tuple:
