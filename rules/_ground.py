@@ -181,6 +181,8 @@ class _Grounder:
         self.sets[decl.name] = tuple(members)
 
     def _data_members(self, decl: A.SetDecl, values) -> tuple[str, ...]:
+        if hasattr(values, "columns") and hasattr(values, "index"):
+            values = values.index  # an entity table: one member per row, named by its label
         if isinstance(values, (str, bytes)) or not isinstance(values, Iterable):
             raise _Problem(f"sets={{{decl.name!r}: ...}} must be a list of names, got "
                            f"{type(values).__name__}", decl)

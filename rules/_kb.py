@@ -314,8 +314,9 @@ def parse(text: str, *, filename: str | None = None,
     filename : str, optional
         Used in error messages.
     sets : mapping, optional
-        Members of the sets the text declares without members (``set person``), e.g.
-        ``{"person": df["name"].unique()}``: relational rules are grounded over them.
+        Members of the sets the text declares without members (``set person``): a list of
+        names such as ``df["name"].unique()``, or an entity table (a DataFrame: one member
+        per row, named by its index label). Relational rules are grounded over them.
 
     Returns
     -------

@@ -77,6 +77,11 @@ def test_data_sets_are_written_into_the_text():
     assert gr.parse(text) == kb
     # the members given as any sequence (a numpy array of names) ground the same
     assert gr.parse(SMOKERS, sets={"person": np.array(["anna", "bob"])}) == kb
+    # or as the rows of an entity table, named by their index labels
+    import pandas as pd
+
+    people = pd.DataFrame({"age": [31, 45]}, index=["anna", "bob"])
+    assert gr.parse(SMOKERS, sets={"person": people}) == kb
 
 
 def test_sum_family_grounds_to_the_positional_sum_of_the_generated_rules():
