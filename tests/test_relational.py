@@ -462,3 +462,29 @@ def test_exact_inference_too_large_says_so_and_names_the_approximate_route():
         gb.GreyBox(kb, {"smoke_net": net}, semantics="probabilistic").loss(data)
     loss = gb.GreyBox(kb, {"smoke_net": net}, semantics="product").loss(data)
     assert torch.isfinite(loss)
+
+
+def test_debugger_failures_of_a_member_show_its_own_groundings():
+    """A failure of cancer(bob) lists the rules and concepts cancer(bob) depends on, not
+    every grounding of the model."""
+    import torch
+
+    import greybox as gb
+    from greybox.explain import Debugger
+
+    kb = gr.parse("set person\ninput features(person): tensor[2]\n"
+                  "neural smokes(person): bool = smoke_net(features(person))\n"
+                  "output cancer(person): bool\n"
+                  "rule own(p in person) weight 2.0: smokes(p) -> cancer(p)\n",
+                  sets={"person": ["anna", "bob", "carl", "dora"]})
+    net = torch.nn.Sequential(torch.nn.Linear(2, 1), torch.nn.Flatten(0))
+    with torch.no_grad():
+        net[0].weight.fill_(1.0)
+        net[0].bias.fill_(0.0)
+    model = gb.GreyBox(kb, {"smoke_net": net}, semantics="product")
+    data = {"features": torch.ones(3, 4, 2)}           # everyone smokes: cancer predicted
+    failures = Debugger(model, data, {"cancer(bob)": [False, False, True]}).failures()
+    assert len(failures) == 2
+    assert set(failures["rules_fired"]) == {"own(bob)"}
+    assert all(c.startswith("smokes(bob)=True") and "anna" not in c
+               for c in failures["concepts"])

@@ -244,13 +244,17 @@ class Debugger:
             decided = self._model(sub, crisp=True)
         fired, concepts, verdicts = [], [], []
         kb = self._model.kb
+        # what the output depends on: in a relational model, its own groundings only
+        behind = kb.depends_on(self.output)
+        own_rules = [r for r in kb.rules if "rule:" + r in behind]
+        own_neural = [n for n in kb.neural if n in behind]
         for j in range(len(positions)):
             rules = [(r, float(decided.contributions[r].expand(len(positions))[j]))
-                     for r in kb.rules
+                     for r in own_rules
                      if float(decided.bodies[r].expand(len(positions))[j]) > 0.5]
             fired.append(", ".join(r for r, _ in rules))
             values = []
-            for n in kb.neural:
+            for n in own_neural:
                 v = trace.values[n][j]
                 t = kb.variables[n].type
                 if isinstance(t, A.BoolType):
