@@ -268,6 +268,10 @@ def verify(model, prop, *, level: str = "auto", max_relus: int = 64,
     """
     level = resolve_level(level, model, max_relus)
     kb = model.to_kb()
+    if isinstance(prop, str) and model.kb.program is not None:
+        # families and quantifiers ground against the model's relational rules (the
+        # learned copy holds the grounded statements only)
+        prop = parse_formula(prop, model.kb)
     if level == "concept" and model.residual is None:
         e = entails(kb, prop, bias=model.bias_table(), timeout=timeout)
         return Verification(e.property, e.holds, e.counterexample, e.confirmed)
