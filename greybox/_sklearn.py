@@ -40,8 +40,10 @@ class GreyBoxClassifier(ClassifierMixin, BaseEstimator):
         it is copied, never trained in place).
     semantics : str
         ``"product"`` (default), ``"godel"``, ``"lukasiewicz"`` or ``"probabilistic"``.
-    epochs, batch_size, lr, weight_decay, patience, validation_fraction
-        Training (see :func:`greybox.fit`); ``patience`` uses ``validation_fraction``.
+    epochs, batch_size, lr, weight_decay, patience, validation_fraction, select, folds
+        Training (see :func:`greybox.fit`); ``patience`` uses ``validation_fraction``;
+        ``select="kfold"`` chooses how many of the ``epochs`` to train (0: the rules as
+        written) by ``folds``-fold cross-validation over the labelled rows.
     hidden : int
         Hidden units of the ``"mlp"`` residual.
     temperature : float
@@ -76,7 +78,7 @@ class GreyBoxClassifier(ClassifierMixin, BaseEstimator):
                  weight_decay: float = 0.0, patience: int | None = None,
                  validation_fraction: float = 0.1, hidden: int = 16,
                  temperature: float = 0.1, random_state: int | None = 0,
-                 verbose: bool = False):
+                 verbose: bool = False, select: str | None = None, folds: int = 5):
         self.rules = rules
         self.residual = residual
         self.semantics = semantics
@@ -90,6 +92,8 @@ class GreyBoxClassifier(ClassifierMixin, BaseEstimator):
         self.temperature = temperature
         self.random_state = random_state
         self.verbose = verbose
+        self.select = select
+        self.folds = folds
 
     # ----------------------------------------------------------------------- helpers
     def _frame(self, X, *, fitting: bool) -> pd.DataFrame:
@@ -225,7 +229,8 @@ class GreyBoxClassifier(ClassifierMixin, BaseEstimator):
                                         batch_size=self.batch_size, lr=self.lr,
                                         weight_decay=self.weight_decay, patience=self.patience,
                                         validation=validation, seed=self.random_state,
-                                        progress=self.verbose)
+                                        progress=self.verbose, select=self.select,
+                                        folds=self.folds)
         return self
 
     def predict_proba(self, X) -> np.ndarray:

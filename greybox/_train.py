@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import time
 from collections.abc import Mapping
@@ -24,23 +25,38 @@ __all__ = ["History", "fit"]
 @dataclass(frozen=True)
 class History:
     """What :func:`fit` did: one record per epoch (training loss, validation loss and
-    metrics, seconds), the best epoch and whether training stopped early."""
+    metrics, seconds), the best epoch, whether training stopped early, and with
+    ``select="kfold"`` the held-out figures that decided whether to train."""
 
     epochs: list[dict] = field(default_factory=list)
     best_epoch: int | None = None
     stopped_early: bool = False
+    #: with ``fit(select="kfold")``: one record per candidate, the model as given (0
+    #: epochs) and trained: held-out ``loss``, accuracy or squared error per labelled
+    #: variable, ``score``, and ``gain`` over the model as given with its ``gain_se``
+    selection: list[dict] = field(default_factory=list)
+    #: with ``fit(select="kfold")``: the epochs trained (0: the model as given)
+    selected_epochs: int | None = None
 
     def to_frame(self) -> pd.DataFrame:
         return pd.DataFrame(self.epochs).set_index("epoch") if self.epochs else pd.DataFrame()
 
+    def selection_frame(self) -> pd.DataFrame:
+        """The k-fold selection's records, one row per candidate (index: epochs)."""
+        return (pd.DataFrame(self.selection).set_index("epochs") if self.selection
+                else pd.DataFrame())
+
     def __str__(self) -> str:
+        chosen = ("" if self.selected_epochs is None else
+                  f"; k-fold selection kept {self.selected_epochs} epochs")
         if not self.epochs:
-            return "History(no epochs)"
+            return f"History(no epochs{chosen})"
         last = self.epochs[-1]
         shown = ", ".join(f"{k} {v:.4g}" for k, v in last.items()
                           if k != "epoch" and isinstance(v, float))
         stop = "; stopped early" if self.stopped_early else ""
-        return f"History({len(self.epochs)} epochs; last: {shown}; best epoch {self.best_epoch}{stop})"
+        return (f"History({len(self.epochs)} epochs; last: {shown}; best epoch "
+                f"{self.best_epoch}{stop}{chosen})")
 
 
 class _LossModule(nn.Module):
@@ -166,7 +182,8 @@ def _metrics(model, batch: Batch, labels: Targets | None, prefix: str) -> dict:
 def fit(model, data, targets=None, *, epochs: int = 10, batch_size: int = 32,
         lr: float = 1e-2, weight_decay: float = 0.0, optimizer=None, validation=None,
         seed: int | None = 0, patience: int | None = None, progress: bool = True,
-        calibrate: bool = True, anneal: float = 1.0) -> History:
+        calibrate: bool = True, anneal: float = 1.0, select: str | None = None,
+        folds: int = 5) -> History:
     """Train ``model`` on ``data``.
 
     Parameters
@@ -210,6 +227,18 @@ def fit(model, data, targets=None, *, epochs: int = 10, batch_size: int = 32,
         to ``anneal`` times it in the last, and the model keeps the final one. Below 1,
         the smooth model the loss sees approaches the crisp decision function that
         :meth:`GreyBox.predict` and every explanation use. 1 (default) keeps it fixed.
+    select : None or "kfold"
+        ``"kfold"``: train only if training wins on held-out labels. The labelled rows
+        are dealt into ``folds`` folds; per fold, a copy of the model trains for
+        ``epochs`` with that fold's labels hidden (its rows still take part, unlabelled),
+        and it and the model as given are scored on the hidden labels (accuracy of the
+        decisions :meth:`GreyBox.predict` makes; minus the squared error for a real
+        variable). The model then trains for ``epochs`` if the held-out gain exceeds one
+        standard error of the per-fold gains, and otherwise keeps the values it was given
+        (the rules' stated values, a residual that starts at 0): 0 epochs. Costs
+        ``folds`` extra trainings; meant for few labels. Not with ``patience``.
+    folds : int
+        Folds for ``select="kfold"`` (fewer when fewer rows are labelled).
 
     Under ``torch.distributed`` (e.g. ``torchrun``) the model is wrapped in
     ``DistributedDataParallel``; every process takes its share of each epoch's shuffled
@@ -218,6 +247,22 @@ def fit(model, data, targets=None, *, epochs: int = 10, batch_size: int = 32,
     Returns
     -------
     History
+        With ``select``, also ``selected_epochs`` and ``selection`` (the held-out figures
+        of both candidates, :meth:`History.selection_frame`).
+
+    Examples
+    --------
+    >>> import numpy as np, greybox as gb
+    >>> model = gb.GreyBox("input x: real[0, 10]  output y: bool  rule r weight 2: x > ~5 -> y",
+    ...                    semantics="product")
+    >>> x = np.linspace(0, 10, 40)
+    >>> labels = np.where(np.arange(40) % 4 == 0, x > 5, np.nan)   # 10 labels
+    >>> history = gb.fit(model, {"x": x}, {"y": labels}, epochs=5, select="kfold",
+    ...                  progress=False)
+    >>> [round(r["y_accuracy"], 2) for r in history.selection]  # held out: as given, trained
+    [1.0, 0.9]
+    >>> history.selected_epochs      # training does not win on held-out labels: rules kept
+    0
 
     Raises
     ------
@@ -228,7 +273,7 @@ def fit(model, data, targets=None, *, epochs: int = 10, batch_size: int = 32,
         Bad arguments, nothing to learn from, or a loss that is not finite.
     """
     _check_arguments(epochs=epochs, batch_size=batch_size, validation=validation,
-                     patience=patience, anneal=anneal)
+                     patience=patience, anneal=anneal, select=select, folds=folds)
     if seed is not None:
         torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed if seed is not None else int(time.time()))
@@ -236,7 +281,13 @@ def fit(model, data, targets=None, *, epochs: int = 10, batch_size: int = 32,
     setting = _Setting(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
                        optimizer=optimizer, patience=patience, progress=progress,
                        anneal=anneal)
-    return _train(model, d, setting, gen, stop_after=epochs)
+    if select is None:
+        return _train(model, d, setting, gen, stop_after=epochs)
+    from ._select import select_epochs
+
+    chosen, records = select_epochs(model, d, setting, gen, folds=folds, seed=seed)
+    history = _train(model, d, setting, gen, stop_after=chosen)
+    return dataclasses.replace(history, selection=records, selected_epochs=chosen)
 
 
 @dataclass(frozen=True)
@@ -264,7 +315,8 @@ class _Data:
     soft: bool   # the rules have a soft constraint: unlabelled rows teach too
 
 
-def _check_arguments(*, epochs, batch_size, validation, patience, anneal) -> None:
+def _check_arguments(*, epochs, batch_size, validation, patience, anneal, select,
+                     folds) -> None:
     if not isinstance(epochs, int) or epochs < 0:
         raise ModelError(f"epochs must be a non-negative integer, got {epochs!r}")
     if not isinstance(batch_size, int) or batch_size < 1:
@@ -273,6 +325,11 @@ def _check_arguments(*, epochs, batch_size, validation, patience, anneal) -> Non
         raise ModelError("patience (early stopping) needs validation data")
     if not (isinstance(anneal, (int, float)) and 0 < anneal <= 1 and math.isfinite(anneal)):
         raise ModelError(f"anneal must be a number in (0, 1], got {anneal!r}")
+    from ._select import check_select
+
+    check_select(select, folds)
+    if select is not None and patience is not None:
+        raise ModelError("select and patience both choose when training stops: give one")
 
 
 def _training_data(model, data, targets, validation, gen: torch.Generator, *,

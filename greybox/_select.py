@@ -1,0 +1,135 @@
+"""Whether to train at all, decided by k-fold cross-validation over the labelled rows.
+
+``fit(..., select="kfold")``: with few labels, training can end below the rules it
+started from (ten labels overfit). The labelled rows are dealt into ``folds`` folds (each
+class spread over them); for each fold a copy of the model trains for the given epochs
+with that fold's labels hidden (its rows still take part, unlabelled), and both the copy
+and the model as given are scored on the hidden labels. The model is trained only if
+training wins on held-out labels by more than one standard error of the per-fold gains
+(the one-standard-error rule of Breiman et al., *Classification and Regression Trees*,
+1984): otherwise it keeps the values it was given — the rules' stated values.
+
+Only the two ends are candidates: on the breast-cancer example, stopping after the epoch
+with the best held-out score did worse on test patients than either end (the per-epoch
+scores of a few labels are noise, and a part-trained model is a poor one).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+
+import torch
+
+from greybox.errors import ModelError
+
+from ._batch import Targets
+
+__all__ = ["SELECT", "select_epochs"]
+
+#: the values ``fit(select=...)`` takes
+SELECT = ("kfold",)
+
+
+def check_select(select, folds) -> None:
+    """Refuse a ``select``/``folds`` pair :func:`select_epochs` cannot use."""
+    if select is not None and select not in SELECT:
+        raise ModelError(f"select must be None or 'kfold', got {select!r}")
+    if isinstance(folds, bool) or not isinstance(folds, int) or folds < 2:
+        raise ModelError(f"folds must be an integer of at least 2, got {folds!r}")
+
+
+def select_epochs(model, d, s, gen: torch.Generator, *, folds: int, seed: int | None
+                  ) -> tuple[int, list[dict]]:
+    """``(epochs, records)``: ``s.epochs`` if training wins in ``folds``-fold
+    cross-validation over the labelled rows of ``d`` by more than one standard error,
+    else 0; and one record per candidate (0 and ``s.epochs``): its held-out loss,
+    accuracy or squared error per labelled variable, ``score``, and ``gain`` over the
+    model as given with its standard error ``gain_se``. Neither ``model`` nor the random
+    streams the training that follows uses are touched."""
+    from ._train import _Data, _hits, _train
+
+    rows, fold = _deal(d.labels, folds, seed)
+    k = int(fold.max()) + 1
+    given, trained = [], []       # per fold: (summed loss, hits per variable)
+    quiet = dataclasses.replace(s, progress=False, patience=None)
+    devices = [model.device.index or 0] if model.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        for f in range(k):
+            held = rows[fold == f]
+            held_batch, held_labels = d.batch.take(held), d.labels.take(held)
+            given.append(_hits(model, held_batch, held_labels))
+            trial = copy.deepcopy(model)
+            fold_gen = torch.Generator().set_state(gen.get_state())
+            _train(trial, _Data(d.batch, _hide(d.labels, held), None, None, d.soft), quiet,
+                   fold_gen, stop_after=s.epochs)
+            trained.append(_hits(trial, held_batch, held_labels))
+    records = [_record(model, 0, given, len(rows)), _record(model, s.epochs, trained, len(rows))]
+    gains = torch.tensor([_score(t[1]) - _score(g[1]) for g, t in zip(given, trained)],
+                         dtype=torch.float64)
+    gain = records[1]["score"] - records[0]["score"]
+    se = float(gains.std() / k ** 0.5) if k > 1 else 0.0
+    records[0].update(gain=0.0, gain_se=0.0)
+    records[1].update(gain=gain, gain_se=se)
+    chosen = s.epochs if gain > se + 1e-12 else 0
+    if s.progress:
+        print(f"select: {'train' if chosen else 'keep the model as given'} ({k}-fold "
+              f"cross-validation over {len(rows)} labelled rows: held-out score "
+              f"{records[0]['score']:.4f} as given, {records[1]['score']:.4f} after "
+              f"{s.epochs} epochs, gain {gain:+.4f} ± {se:.4f})", flush=True)
+    return chosen, records
+
+
+def _deal(labels: Targets | None, folds: int, seed: int | None
+          ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The labelled rows and each one's fold: shuffled with ``seed``, then dealt in turn,
+    class by class where one finite variable is labelled (so every fold sees each
+    class)."""
+    if labels is None:
+        raise ModelError("select='kfold' cross-validates over labelled rows: give targets")
+    any_label = torch.zeros_like(next(iter(labels.mask.values())), dtype=torch.bool)
+    for mask in labels.mask.values():
+        any_label |= mask
+    rows = torch.nonzero(any_label.cpu()).flatten()
+    if len(rows) < 2:
+        raise ModelError(f"select='kfold' needs at least 2 labelled rows, got {len(rows)}")
+    gen = torch.Generator().manual_seed(0 if seed is None else seed)
+    rows = rows[torch.randperm(len(rows), generator=gen)]
+    if len(labels.values) == 1:
+        y = next(iter(labels.values.values())).cpu()[rows]
+        if not torch.is_floating_point(y) or bool((y == y.round()).all()):
+            rows = rows[torch.sort(y, stable=True).indices]
+    fold = torch.arange(len(rows)) % min(folds, len(rows))
+    return rows, fold
+
+
+def _hide(labels: Targets, rows: torch.Tensor) -> Targets:
+    """``labels`` with every label of ``rows`` missing."""
+    mask = {}
+    for name, m in labels.mask.items():
+        m = m.clone()
+        m[rows.to(m.device)] = False
+        mask[name] = m
+    return Targets(dict(labels.values), mask)
+
+
+def _score(hits: dict) -> float:
+    """The mean over labelled variables of the accuracy (finite) or minus the squared
+    error (real)."""
+    scores = [float(v.mean()) for v in hits.values() if len(v)]
+    return sum(scores) / len(scores) if scores else 0.0
+
+
+def _record(model, epochs: int, tally: list[tuple[float, dict]], n: int) -> dict:
+    """One candidate's held-out figures pooled over the folds (each labelled row is held
+    out once)."""
+    from ._train import _summary
+
+    hits: dict[str, list] = {}
+    for _, h in tally:
+        for name, v in h.items():
+            hits.setdefault(name, []).append(v)
+    pooled = {name: torch.cat(v) for name, v in hits.items()}
+    out = {"epochs": epochs, **_summary(model, sum(loss for loss, _ in tally), n, pooled, "")}
+    out["score"] = _score(pooled)
+    return out
