@@ -488,3 +488,52 @@ def test_debugger_failures_of_a_member_show_its_own_groundings():
     assert set(failures["rules_fired"]) == {"own(bob)"}
     assert all(c.startswith("smokes(bob)=True") and "anna" not in c
                for c in failures["concepts"])
+
+
+def test_entity_debugger_shows_failures_entity_by_entity():
+    """Issue 13, proof 4: a relational model's failures per entity, blamed on that
+    entity's groundings; an edit is tried on every entity at once."""
+    import greybox as gb
+    from greybox.errors import DataError
+    from greybox.explain import EntityDebugger, SetWeight
+
+    people = ["anna", "bob", "carl"]
+    kb = gr.parse("set person\ninput friends(person, person): bool\n"
+                  "input smokes(person): bool\noutput cancer(person): bool\n"
+                  "rule spread(p in person, q in person) weight 0.5: "
+                  "p != q and friends(p, q) and smokes(p) -> cancer(q)\n"
+                  "rule own(p in person) weight 2.0: smokes(p) -> cancer(p)\n",
+                  sets={"person": people})
+    model = gb.GreyBox(kb, semantics="product")
+    rng = np.random.default_rng(3)
+    smokes = rng.random((40, 3)) < 0.5
+    friends = rng.random((40, 3, 3)) < 0.5
+    # the truth: only one's own smoking matters -- so "spread" is the planted defect
+    truth = smokes.copy()
+    data = {"smokes": smokes, "friends": friends}
+    dbg = EntityDebugger(model, data, {"cancer": truth})
+    table = dbg.entities()
+    assert set(table.index) == set(people) and (table["rows"] == 40).all()
+    failures = dbg.failures()
+    assert len(failures) == int(table["failures"].sum()) > 0
+    row, who = failures.index[0], failures["entity"].iloc[0]
+    assert failures["output"].iloc[0] == f"cancer({who})"
+    # a failure is blamed on the entity's own groundings: spread(x, who)
+    import re
+
+    fired = re.findall(r"\w+\([^)]*\)", failures["rules_fired"].iloc[0])
+    assert fired and all(r.startswith("spread(") and r.endswith(f", {who})") for r in fired)
+    blame = dbg.blame(row, who)
+    assert set(blame.rules["rule"]) <= {r for r in kb.rules if r.endswith(f"{who})")}
+    assert "most likely: rule spread(" in str(blame)   # the planted defect
+    before = dbg.accuracy
+    result = dbg.what_if(*[SetWeight(f"spread({p}, {q})", 0.0)
+                           for p in people for q in people if p != q])
+    assert result.accuracy_before == pytest.approx(before) and result.accuracy_after == 1.0
+    assert int(result.by_entity["fixed"].sum()) == len(failures)
+    assert "failures fixed" in str(result) and len(result.to_frame()) == 3
+    assert dbg.undo(6).accuracy_after == pytest.approx(before)   # the six edits
+    with pytest.raises(DataError, match="not an entity of cancer"):
+        dbg.member("dora")
+    with pytest.raises(DataError, match="not members of cancer"):
+        EntityDebugger(model, data, {"cancer(dora)": truth[:, 0]})

@@ -3,7 +3,8 @@
 :class:`Debugger` finds failures, where they concentrate and who is to blame, and tries
 rule edits (:class:`SetWeight`, :class:`SetThreshold`, :class:`Disable`, :class:`Remove`,
 :class:`AddStatement`, :class:`Replace`) on the whole data set with a fixed/broken diff;
-:class:`DebugServer` serves it as a local web page (``greybox debug``). Everything here
+:class:`EntityDebugger` does it entity by entity for a relational model's family of
+outputs; :class:`DebugServer` serves it as a local web page (``greybox debug``). Everything here
 is also importable from :mod:`greybox.explain`.
 
 Examples
@@ -25,6 +26,7 @@ from ._edits import (
     SetWeight,
     parse_edit,
 )
+from ._entities import EntityDebugger, EntityWhatIf
 from ._server import DebugServer
 
 __all__ = [
@@ -35,6 +37,8 @@ __all__ = [
     "Debugger",
     "Disable",
     "Edit",
+    "EntityDebugger",
+    "EntityWhatIf",
     "Remove",
     "Replace",
     "SetThreshold",
