@@ -103,6 +103,8 @@ class EntityDebugger:
                             "members' names, to the correct values")
         named = [n for n in outputs if n in targets or any(m in targets for m in
                                                            outputs[n].members.values())]
+        if family is None and not named and len(outputs) == 1:
+            named = list(outputs)   # the only family: its members are checked below
         if family is None:
             if len(named) != 1:
                 raise DataError(f"name the family to debug (family=...): the targets name "
