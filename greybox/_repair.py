@@ -13,14 +13,17 @@ satisfy every such constraint and are closest to what the networks said:
 * real-valued outputs have no probability: they move as little as possible (least total
   absolute deviation), and that distance is added to the finite variables' ``-log p``.
 
-Two exact solvers compute it. When every variable the constraints read is finite, the
-constraints are compiled into 0/1 factors (the probabilistic semantics' own factors, with
-crisp comparisons) and max-product variable elimination (:func:`greybox._factors.mpe`)
-decides every row of the batch at once -- when the largest table of the elimination
-stays within :data:`MAX_TABLE` entries per row. Otherwise Z3 ``Optimize`` solves each row
-(finite variables pay ``-log p`` above their most probable value's, rounded to 1e-9).
-If Z3 gives no answer within ``timeout`` seconds, :class:`~greybox.errors.SolverError`
-says so: a row is reported infeasible only when no values satisfy the constraints.
+Two exact solvers compute it. When every neural variable the constraints read is finite,
+the constraints are compiled into 0/1 factors (the probabilistic semantics' own, with crisp
+comparisons) and max-sum variable elimination over the networks' log-probabilities (in
+float64) decides every row of the batch at once -- when the largest table of the
+elimination stays within :data:`MAX_TABLE` entries per row (4**10 for a 4x4 sudoku).
+Otherwise Z3 ``Optimize`` solves each row: weighted MaxSAT with its exact ``wmax`` engine
+when every neural variable involved is finite, one arithmetic objective otherwise; a
+value's cost is its log-probability below its variable's most probable value, as a
+rational to 1e-9. If Z3 gives no answer within ``timeout`` seconds,
+:class:`~greybox.errors.SolverError` says so: a row is reported infeasible only when no
+values satisfy the constraints.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from fractions import Fraction
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 import z3
 
 from greybox.errors import ModelError, SolverError
@@ -42,8 +46,8 @@ __all__ = ["MAX_TABLE", "overrides", "repairable", "repair"]
 #: problems go to Z3, which is exact too but solves one row at a time.
 MAX_TABLE = 1 << 22
 
-#: Entries (rows x table) one elimination call may hold at once.
-_CHUNK_ENTRIES = 1 << 26
+#: Entries (rows x table, float64) one elimination call may hold at once (256 MB).
+_CHUNK_ENTRIES = 1 << 25
 
 
 def repairable(kb) -> bool:
@@ -97,25 +101,35 @@ def repair(model, batch, logits: dict[str, torch.Tensor], rows, *, timeout: floa
 def most_probable(model, batch, logits: dict[str, torch.Tensor], rows: list[int],
                   names: list[str]) -> dict[int, dict[str, int]] | None:
     """The most probable joint values of the finite neural variables ``names`` under the
-    hard constraints over non-decided variables, by max-product variable elimination over
-    the probabilistic semantics' factors: ``{row: {name: value index}}`` (rows without a
-    satisfying assignment left out). None when the constraints cannot be compiled into
-    factors or the elimination would build a table of more than :data:`MAX_TABLE`
-    entries per row (the caller then asks Z3)."""
-    from ._factors import elimination_order, mpe
+    hard constraints over non-decided variables: ``{row: {name: value index}}`` (rows
+    without a satisfying assignment left out), by max-sum variable elimination over the
+    networks' log-probabilities and the constraints' 0/1 factors (compiled by the
+    probabilistic semantics, comparisons crisp). Log-space, in float64: no probability
+    underflows, however confident the networks. None when the constraints cannot be
+    compiled into factors or the elimination would build a table of more than
+    :data:`MAX_TABLE` entries per row (the caller then asks Z3)."""
+    from ._factors import elimination_order
     from .semantics._base import Env
     from .semantics.probabilistic import ProbContext
 
     kb = model.kb
-    sub = batch.take(torch.as_tensor(rows, dtype=torch.long))
+    pick = torch.as_tensor(rows, dtype=torch.long)
+    sub = batch.take(pick)
     ctx = ProbContext(model, sub)
+    found: list = []          # the factors the constraints (and their defines) add
+    add = ctx.add_factor
+
+    def record(factor, *, conditional=True):
+        found.append(factor)
+        add(factor, conditional=conditional)
+
+    ctx.add_factor = record
     root = Env(ctx)
     for name in kb.inputs:
         if not isinstance(kb.variables[name].type, A.TensorType):
             root[name] = ctx.observe(name, sub.values[name])
-    pick = torch.as_tensor(rows, dtype=torch.long)
     for name, out in logits.items():
-        root[name] = ctx.neural(name, out.detach()[pick.to(out.device)].float())
+        root[name] = ctx.neural(name, out.detach()[pick.to(out.device)])
     ok = torch.ones(len(rows), dtype=torch.bool, device=ctx.device)
     ctx.hard = True
     try:
@@ -129,9 +143,15 @@ def most_probable(model, batch, logits: dict[str, torch.Tensor], rows: list[int]
         return None     # a formula exact inference cannot hold (a digit-by-digit sum)
     finally:
         ctx.hard = False
-    factors = ctx.closure(names)
+    factors = [(s, torch.log(t.double().clamp_min(0.0))) for s, t in found]
+    for name in names:
+        out = logits[name].detach()[pick.to(logits[name].device)].double()
+        logp = torch.stack([F.logsigmoid(-out), F.logsigmoid(out)], 1) if out.dim() == 1 \
+            else torch.log_softmax(out, dim=1)
+        factors.append(((name,), logp))
     scopes = tuple(s for s, _ in factors)
-    largest = _largest_table(scopes, ctx.sizes, elimination_order(scopes, ()))
+    order = elimination_order(scopes, ())
+    largest = _largest_table(scopes, ctx.sizes, order)
     if largest > MAX_TABLE:
         return None
     chunk = max(1, _CHUNK_ENTRIES // max(largest, 1))
@@ -140,13 +160,49 @@ def most_probable(model, batch, logits: dict[str, torch.Tensor], rows: list[int]
         part = slice(start, min(len(rows), start + chunk))
         local = [(s, t if t.shape[0] == 1 else t[part]) for s, t in factors]
         with torch.no_grad():
-            values, log_w = mpe(local, part.stop - part.start)
-        feasible = (torch.isfinite(log_w) & ok[part]).cpu().numpy()
+            values, best = _max_sum(local, order, ctx.sizes, part.stop - part.start)
+        feasible = (torch.isfinite(best) & ok[part]).cpu().numpy()
         codes = {n: values[n].cpu().numpy() for n in names}
         for i, r in enumerate(rows[part]):
             if feasible[i]:
                 out[r] = {n: int(codes[n][i]) for n in names}
     return out
+
+
+def _aligned(t: torch.Tensor, scope: tuple, to: tuple, sizes: dict) -> torch.Tensor:
+    """Log-factor ``t`` over ``scope`` (batch first) viewed over ``to``, broadcastable."""
+    present = [v for v in to if v in scope]
+    t = t.permute(0, *[1 + scope.index(v) for v in present])
+    return t.reshape([t.shape[0]] + [sizes[v] if v in scope else 1 for v in to])
+
+
+def _max_sum(factors, order, sizes: dict, n: int):
+    """Max-sum elimination of log-factors in ``order``, then back-tracking: the value
+    index of every variable (n,), and the best total log-weight per row (``-inf`` where
+    every assignment is forbidden)."""
+    pool = list(factors)
+    trail = []
+    for v in order:
+        with_v = [f for f in pool if v in f[0]]
+        pool = [f for f in pool if v not in f[0]]
+        full = tuple(dict.fromkeys(u for s, _ in with_v for u in s))
+        total = None
+        for s, t in with_v:
+            x = _aligned(t, s, full, sizes)
+            total = x if total is None else total + x
+        best, arg = total.max(dim=1 + full.index(v))
+        scope = tuple(u for u in full if u != v)
+        trail.append((v, scope, arg))
+        pool.append((scope, best))
+    score = torch.zeros(n, dtype=torch.float64, device=factors[0][1].device)
+    for _, t in pool:          # nothing left in their scopes: one number per row
+        score = score + t.reshape(-1)
+    rows = torch.arange(n, device=score.device)
+    values: dict[str, torch.Tensor] = {}
+    for v, scope, arg in reversed(trail):
+        arg = arg.expand(n, *arg.shape[1:])
+        values[v] = arg[(rows, *[values[u] for u in scope])]
+    return values, score
 
 
 def _largest_table(scopes, sizes: dict[str, int], order) -> int:
@@ -190,16 +246,15 @@ def _by_z3(model, kb, cons, reads, batch, logits, rows, timeout):
                 cost.append(z3.If(x >= target, x - target, target - x))
             else:
                 if isinstance(var.type, A.BoolType):
-                    p1 = float(torch.sigmoid(y))
-                    options = [(z3.Not(x), 1 - p1), (x, p1)]
+                    options = [(z3.Not(x), float(F.logsigmoid(-y))), (x, float(F.logsigmoid(y)))]
                 else:
                     lo = var.type.lo if isinstance(var.type, A.IntType) else 0
-                    options = [(x == lo + k, float(pk))
-                               for k, pk in enumerate(torch.softmax(y, 0).numpy())]
-                top = max(pk for _, pk in options)
-                for is_value, pk in options:
-                    if pk < top:    # the most probable value costs 0
-                        soft.append((is_value, _nll(pk, top)))
+                    options = [(x == lo + k, float(lp))
+                               for k, lp in enumerate(torch.log_softmax(y, 0).numpy())]
+                top = max(lp for _, lp in options)
+                for is_value, lp in options:
+                    if lp < top:    # the most probable value costs 0
+                        soft.append((is_value, _cost(top - lp)))
         if reals:
             # one objective: the finite values' costs and the real outputs' distances
             opt.minimize(z3.Sum([*cost, *(z3.If(c, w, z3.RealVal(0)) for c, w in soft)]))
@@ -238,11 +293,10 @@ def _by_z3(model, kb, cons, reads, batch, logits, rows, timeout):
     return out
 
 
-def _nll(p: float, top: float = 1.0) -> z3.ArithRef:
-    """``log top - log p`` (the cost of a value of probability ``p`` over the most
-    probable one's, ``top``) as a Z3 rational, to 1e-9."""
-    cost = math.log(max(top, 1e-12)) - math.log(max(p, 1e-12))
-    return z3.RealVal(Fraction(max(cost, 0.0)).limit_denominator(10**9))
+def _cost(gap: float) -> z3.ArithRef:
+    """A value's cost, ``log p(most probable) - log p(value)`` (from log-probabilities in
+    float64: no floor, however improbable), as a Z3 rational to 1e-9."""
+    return z3.RealVal(Fraction(max(gap, 0.0)).limit_denominator(10**9))
 
 
 def overrides(kb, repaired: dict[int, dict], logits: dict[str, torch.Tensor], rows
