@@ -36,11 +36,11 @@ class NetworkCalls:
     def run_networks(self, batch: Batch) -> dict[str, torch.Tensor]:
         """Each neural variable's raw network output, checked against its type."""
         kb = self.kb
-        stackable, others, order = kb_cached(kb, "network_plan", _network_plan)
+        stackable, others, order, sizes = kb_cached(kb, "network_plan", _network_plan)
         out: dict[str, torch.Tensor] = {}
         feats = None
         groups: dict[tuple, list[str]] = {}
-        for name, network, arg in stackable:
+        for name, network, arg, _ in stackable:
             x = batch.values[arg]
             groups.setdefault((network, x.shape[1:]), []).append(name)
         for name in others:
@@ -78,7 +78,10 @@ class NetworkCalls:
             if parts is None and len(xs) > 1:
                 self._check_output(names[0], y, batch.n * len(xs))
             for i, n in enumerate(names):
-                out[n] = self._check_output(n, parts[i] if parts is not None else y, batch.n)
+                part = parts[i] if parts is not None else y
+                # the common case (as many logits per row as values) without further ado
+                ok = isinstance(part, torch.Tensor) and part.shape == (batch.n, sizes[n])
+                out[n] = part if ok else self._check_output(n, part, batch.n)
         out.update(batch.overrides)
         return {n: out[n] for n in order}
 
@@ -102,9 +105,6 @@ class NetworkCalls:
                              f"{type(err).__name__}: {first}") from err
 
     def _check_output(self, name: str, y, n: int) -> torch.Tensor:
-        k = kb_cached(self.kb, "network_sizes", _network_sizes)[name]
-        if k is not None and isinstance(y, torch.Tensor) and y.shape == (n, k):
-            return y   # the common case, checked without further ado
         var = self.kb.variables[name]
         t = var.type
         if not isinstance(y, torch.Tensor):
@@ -151,20 +151,16 @@ class NetworkCalls:
 def _network_plan(kb):
     """Neural variables that read one tensor each (a network serving several of them runs
     once on their inputs stacked, when their shapes agree): (name, network, input); the
-    others; and the neural variables in order."""
-    stackable, others = [], []
+    others; the neural variables in order; and how many logits per row each finite
+    non-bool one takes (None for the others)."""
+    stackable, others, sizes = [], [], {}
     for name in kb.neural:
         var = kb.variables[name]
+        t = var.type
+        sizes[name] = (len(A.domain_values(t)) if A.is_finite_type(t)
+                       and not isinstance(t, A.BoolType) else None)
         if len(var.args) == 1 and isinstance(kb.variables[var.args[0]].type, A.TensorType):
-            stackable.append((name, var.network, var.args[0]))
+            stackable.append((name, var.network, var.args[0], sizes[name]))
         else:
             others.append(name)
-    return tuple(stackable), tuple(others), tuple(kb.neural)
-
-
-def _network_sizes(kb):
-    """Per neural variable of a finite non-bool type, how many logits its network gives."""
-    return {name: (len(A.domain_values(kb.variables[name].type))
-                   if A.is_finite_type(kb.variables[name].type)
-                   and not isinstance(kb.variables[name].type, A.BoolType) else None)
-            for name in kb.neural}
+    return tuple(stackable), tuple(others), tuple(kb.neural), sizes

@@ -92,8 +92,10 @@ class Arithmetic:
     carry: str | None = None
     base: int = 0
     offset: int = 0
-    #: positional: per column (lowest first), the variables summed there and their values
+    #: positional (and dense plain sums, as one column): per column (lowest first), the
+    #: variables summed there with their values, and the values of the carry out of it
     columns: list = field(default_factory=list)
+    carries: list = field(default_factory=list)
     _plans: dict = field(default_factory=dict, repr=False)
 
     @staticmethod
@@ -174,7 +176,15 @@ def compile_linear(name: str, kb, domains: dict[str, list[int]]) -> Arithmetic |
         if size > FACTOR_LIMIT:
             return None
         f = _indicator([(domains[k], terms[k]) for k in names], const, _values(var.type))
-        return Arithmetic(name, "dense", [((*names, name), f)])
+        out = Arithmetic(name, "dense", [((*names, name), f)])
+        if len(names) > 1 and all(terms[k] == 1 for k in names) and \
+                all(min(domains[k]) >= 0 for k in names):
+            # a plain sum: also one column of a positional sum (a base above any sum)
+            out.columns = [[(k, list(domains[k])) for k in names]]
+            out.carries = [[0]]
+            out.base = sum(max(domains[k]) for k in names) + 1
+            out.offset = const
+        return out
     positional = _positional(name, terms, const, domains)
     if positional is not None:
         return positional
@@ -257,6 +267,7 @@ def _positional(name, terms, const, domains) -> Arithmetic | None:
             return None
         out.aux[new_carry] = new_carry_vals
         out.columns.append([(k, list(domains[k])) for k in col])
+        out.carries.append(new_carry_vals)
         carry, carry_vals = new_carry, new_carry_vals
     out.digits = tuple(digits)
     out.carry = carry
@@ -301,7 +312,7 @@ class CarryPlan:
                     for i, a in enumerate(vals):
                         for j, b in enumerate(dom):
                             ind[i, j, a + b - new[0]] = 1.0
-                    inds.append(ind.to(device))
+                    inds.append(ind.flatten(0, 1).to(device))     # (i * j, sums)
                     vals = list(range(new[0], new[-1] + 1))
                 lo = vals[0]
                 # a first variable whose values are not 0, 1, 2...: to consecutive sums
@@ -322,7 +333,7 @@ class CarryPlan:
             torch.tensor([order.index(p) for p in range(self.npos)], device=cpu).to(device)
         lows = {p: lo for ps, _, _, lo, _ in self.groups for p in ps}
         # carries into and out of each column
-        carries = [[0]] + [arith.aux[f"{arith.name}#carry{p + 1}"] for p in range(self.npos)]
+        carries = [[0]] + [list(c) for c in arith.carries]
         c = max(len(v) for v in carries)
         self.ncarry = len(carries[-1])
         shift = torch.zeros(self.npos, c, c, dtype=torch.long, device=cpu)
@@ -343,7 +354,7 @@ class CarryPlan:
     def _column_sums(self, stacked) -> torch.Tensor:
         """(npos, B, width): each column's distribution of the sum of its variables."""
         parts = []
-        for ps, names, inds, lo, length in self.groups:
+        for ps, names, inds, _lo, _length in self.groups:
             if not names:
                 parts.append(torch.ones(len(ps), 1, 1, device=self.device))
                 continue
@@ -351,7 +362,7 @@ class CarryPlan:
             for j in range(1, len(names)):
                 pair = s.unsqueeze(3) * stacked(names[j]).unsqueeze(2)      # (k, B, i, j)
                 ind = inds[j - 1]
-                s = pair.flatten(2) @ ind.view(-1, ind.shape[2]).to(pair.dtype)
+                s = pair.flatten(2) @ (ind if ind.dtype == pair.dtype else ind.to(pair.dtype))
             if len(inds) == len(names):      # one variable, its values spread out
                 s = s @ inds[-1].to(s.dtype)
             parts.append(s)
@@ -391,7 +402,8 @@ class CarryPlan:
         # (the scales are summed in logs at the end), in float64: an unlikely carry that
         # the last column needs may be 1e-13 times less likely than another, column
         # after column (confidently wrong digits), far below float32's range
-        m = m.double()
+        if self.npos > 1:
+            m = m.double()
         alpha = m[0, :, 0:1, :]                                          # (B, 1, c')
         scales = []
         for p in range(1, self.npos):

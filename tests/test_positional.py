@@ -39,7 +39,7 @@ def _model(decls: list[tuple[str, list[int]]], expr: str, lo: int, hi: int, rows
 def _brute(model, decls, fn, rows):
     """P(s = v) per row by enumerating every joint value of the neural variables."""
     probs = {}
-    for name, values in decls:
+    for name, _ in decls:
         out = model.network(f"net_{name}").logits.detach().double()
         probs[name] = torch.softmax(out, 1)
     dist = [dict() for _ in range(rows)]
@@ -189,3 +189,24 @@ def test_the_carry_path_survives_tiny_probabilities(gap, monkeypatch):
     # 999...9: each column 9 without carry: 0 + 9, 9 + 0 or 8 pairs of other digits
     column = torch.log(2 * p0 * p9 + 8 * p0 * p0)
     assert fast[1].item() == pytest.approx(float(n * column), rel=1e-5)
+
+
+@pytest.mark.parametrize("hi", [18, 10])
+def test_a_plain_sum_of_two_digits_takes_its_column(hi, monkeypatch):
+    # d1 + d2 over 0..18: one column, no carry; over 0..10 the sums above 10 are not
+    # values of s, which conditions on s <= 10 (the generic path does that)
+    decls = [("d1", list(range(10))), ("d2", list(range(10)))]
+    model = _model(decls, "d1 + d2", 0, hi, rows=3, seed=7)
+    arith = model.compiled.arithmetic("s", ("d1", "d2"))
+    assert arith.kind == "dense" and arith.columns
+    want = _brute(model, decls, lambda a, b: a + b, 3)
+    x = {"i": torch.arange(3, dtype=torch.float32).view(-1, 1)}
+    for v in (0, 7, 10):
+        got = model(x).log_prob("s", torch.full((3,), v))
+        with monkeypatch.context() as m:
+            _generic(m)
+            slow = model(x).log_prob("s", torch.full((3,), v))
+        for r in range(3):
+            z = sum(p for s, p in want[r].items() if s <= hi)
+            assert got[r].exp().item() == pytest.approx(want[r][v] / z, abs=1e-6)
+        assert torch.allclose(got, slow, atol=1e-6)

@@ -20,6 +20,7 @@ from greybox.functional import safe_log
 from greybox.rules import ast as A
 from greybox.rules import plan
 
+from .._batch import kb_cached
 from .._trace import LazyValues, Trace
 from ._stacked import Lazy
 
@@ -203,9 +204,8 @@ class _Run:
         self.sem, self.model, self.kb, self.n = semantics, model, model.kb, batch.n
         self.ctx = ctx = semantics.context_class(model, batch)
         self.root = root = Env(ctx)
-        for name in self.kb.inputs:
-            if not isinstance(self.kb.variables[name].type, A.TensorType):
-                root[name] = ctx.observe(name, batch.values[name])
+        for name in kb_cached(self.kb, "table_inputs", _table_inputs):
+            root[name] = ctx.observe(name, batch.values[name])
         self.logits = model.run_networks(batch)
         for name, out in self.logits.items():
             root[name] = ctx.neural(name, out)
@@ -318,14 +318,9 @@ class _Run:
 
     def assemble(self) -> Trace:
         kb, ctx, root = self.kb, self.ctx, self.root
-        values, pending = {}, []
-        for name, var in kb.variables.items():
-            if isinstance(var.type, A.TensorType):
-                continue
-            if var.role == "decided":
-                values[name] = self.probs[name]
-            elif ctx.has_marginal(name):
-                pending.append(name)
+        decided, pending = kb_cached(kb, f"trace_values/{type(ctx).__name__}",
+                                     lambda kb: _trace_values(kb, ctx))
+        values = {name: self.probs[name] for name in decided}
         log_dists, joint_best = self.log_dists, self.joint_best
 
         def log_prob(name, target):
@@ -354,6 +349,25 @@ class _Run:
             scores=self.scores,
             constraints=constraints, infeasible=self.infeasible, _log_prob=log_prob,
             _decide=decide)
+
+
+def _table_inputs(kb) -> tuple[str, ...]:
+    """The inputs that are table columns (not tensors)."""
+    return tuple(n for n in kb.inputs if not isinstance(kb.variables[n].type, A.TensorType))
+
+
+def _trace_values(kb, ctx) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The decided variables, and the others whose values a trace holds (a context's
+    ``has_marginal`` depends on the rules only)."""
+    decided, others = [], []
+    for name, var in kb.variables.items():
+        if isinstance(var.type, A.TensorType):
+            continue
+        if var.role == "decided":
+            decided.append(name)
+        elif ctx.has_marginal(name):
+            others.append(name)
+    return tuple(decided), tuple(others)
 
 
 def _push(acc: list, k: int, x) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import operator
+import weakref
 
 import torch
 import torch.nn.functional as nn_f
@@ -38,6 +39,33 @@ MAX_MARGINAL = 1 << 14
 
 _OPS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge,
         "==": operator.eq, "!=": operator.ne}
+
+
+#: Per model's compiled state (rebuilt when the model moves): each neural variable's Field
+#: of values, or False for a real one.
+_NEURAL_FIELDS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _blocks(outs: list) -> tuple[int, ...] | None:
+    """When every tensor of ``outs`` (each (B, K)) is a block of B consecutive rows of the
+    same contiguous (m * B, K) tensor (a network's output for several variables, split),
+    the blocks' positions; else None."""
+    first = outs[0]
+    base = first._base
+    if base is None or base.dim() != 2 or not base.is_contiguous():
+        return None
+    rows, k = first.shape
+    size = rows * k
+    if base.shape[1] != k or rows == 0 or base.shape[0] % rows:
+        return None
+    out = []
+    for t in outs:
+        off = t.storage_offset() - base.storage_offset()
+        if t._base is not base or t.shape != first.shape or not t.is_contiguous() \
+                or off % size:
+            return None
+        out.append(off // size)
+    return tuple(out)
 
 
 class Field:
@@ -70,8 +98,14 @@ class ProbContext(Context):
         self._lazy: set[str] = set()
         #: positional sums whose factors are in the graph
         self._virtual_added: set[str] = set()
+        #: defines that are plain sums of variables, by name (their compiled arithmetic)
+        self._sums: dict = {}
         self._atoms: dict = {}
         self._keep_alive: list = []
+        #: neural variables' value fields (the same for every batch), per compiled model
+        self._neural_fields = _NEURAL_FIELDS.setdefault(model.compiled, {})
+        #: softmax of whole network outputs (several variables' logits), by the output
+        self._base_probs: dict = {}
 
     # helpers ---------------------------------------------------------------------------
     def const(self, x) -> Field:
@@ -164,14 +198,20 @@ class ProbContext(Context):
         return Field((), x.float())
 
     def neural(self, name, out):
-        if not A.is_finite_type(self.kb.variables[name].type):
+        field = self._neural_fields.get(name)
+        if field is None:
+            if not A.is_finite_type(self.kb.variables[name].type):
+                field = self._neural_fields[name] = False
+            else:
+                vals = self.model.compiled.value_tensor(self._values_of(name))
+                field = self._neural_fields[name] = Field((name,), vals.view(1, -1))
+        if field is False:     # a real network output: its value
             return Field((), out)
         self.logits[name] = out
-        vals = self.model.compiled.value_tensor(self._values_of(name))
-        self.sizes[name] = len(vals)
-        self.vals[name] = vals
+        self.sizes[name] = field.t.shape[1]
+        self.vals[name] = field.t[0]
         self._lazy.add(name)   # its factor is made when a query reaches it
-        return Field((name,), vals.view(1, -1))
+        return field
 
     def _distribution(self, name) -> torch.Tensor:
         """A neural variable's distribution (B, K) from its network output."""
@@ -188,9 +228,26 @@ class ProbContext(Context):
     def _stacked(self, names) -> torch.Tensor:
         """The distributions of neural variables, stacked: (len(names), B, K)."""
         outs = [self.logits[n] for n in names]
-        if outs[0].dim() == 2:
+        if outs[0].dim() != 2:
+            return torch.stack([self._distribution(n) for n in names])
+        blocks = _blocks(outs)
+        if blocks is None:
             return torch.softmax(torch.stack(outs), dim=2)
-        return torch.stack([self._distribution(n) for n in names])
+        # the variables' logits are row blocks of one network call: one softmax of it all
+        base, rows = outs[0]._base, outs[0].shape[0]
+        probs = self._base_probs.get(id(base))
+        if probs is None or probs[0] is not base:
+            probs = self._base_probs[id(base)] = (base, torch.softmax(base, dim=1).view(
+                -1, rows, base.shape[1]))
+        probs = probs[1]
+        first = blocks[0]
+        if blocks == tuple(range(first, first + len(blocks))):
+            return probs[first:first + len(blocks)]
+        index = self._neural_fields.get(("blocks", blocks))
+        if index is None:
+            index = self._neural_fields[("blocks", blocks)] = torch.tensor(
+                blocks, device=torch.device("cpu")).to(probs.device)
+        return probs.index_select(0, index)
 
     def _independent(self, arith) -> bool:
         """Whether the variables a positional sum adds are neural variables that nothing
@@ -257,6 +314,8 @@ class ProbContext(Context):
                         self.vals[aux] = self.model.compiled.value_tensor(tuple(values))
                     for factor, conditional in zip(arith.factors, arith.conditionals):
                         self.add_factor(factor, conditional=conditional)
+                    if arith.columns and all(arith.conditionals):
+                        self._sums[name] = arith     # a plain sum (see log_prob)
                     self.sizes[name] = var.type.size
                     self.vals[name] = self.model.compiled.value_tensor(tuple(self._values_of(name)))
                     return Field((name,), self.vals[name].view(1, -1))
@@ -404,6 +463,11 @@ class ProbContext(Context):
         elif x.scope:
             if self._unconditioned(name):
                 return self._neural_logp(name).gather(1, target.long().view(-1, 1)).squeeze(1)
+            arith = self._sums.get(name)
+            if arith is not None and self._independent(arith) and all(
+                    f is arith.factors[0] for f in self.touch.get(name, ())):
+                # a plain sum of independent variables read by nothing else: its column
+                return arith.log_prob(self._stacked, target.long() + var.type.lo, self.device)
             v = x.scope[0]
             factors = self.closure((v,))
             t, s = contract(factors, keep=(v,))
