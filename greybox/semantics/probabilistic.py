@@ -28,7 +28,7 @@ from greybox._factors import contract, mpe
 from greybox._linear import FACTOR_LIMIT
 from greybox.errors import ModelError
 from greybox.rules import ast as A
-from greybox.rules import plan
+from greybox.rules import plan, type_to_text
 
 from ._base import Context, Env, Semantics
 
@@ -322,6 +322,13 @@ class ProbContext(Context):
         f = self.field(var.expr, env)
         if not f.scope or isinstance(var.type, A.RealType):
             return f
+        size = len(A.domain_values(var.type))    # a range: nothing allocated
+        if f.t[:1].numel() * size > FACTOR_LIMIT:
+            raise ModelError(
+                f"define {name!r}: its type {type_to_text(var.type)} has {size:,} values; "
+                f"exact inference would enumerate them for every joint value of "
+                f"{', '.join(f.scope)} ({f.t[:1].numel() * size:,} entries per row, at most "
+                f"{FACTOR_LIMIT:,}): declare a tighter range, or use a fuzzy semantics")
         vname = name + env.key
         values = self._values_of(name)
         vals = torch.as_tensor([float(v) for v in values], device=self.device)

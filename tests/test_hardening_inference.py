@@ -1,0 +1,62 @@
+"""Exact inference refuses what it cannot enumerate before allocating it (issue 12)."""
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+RULES = ("input img: tensor\nneural d: int 0..9 = net(img)\n"
+         "define big: int 0..900000000 = d * 100000000\noutput y: bool\n"
+         "rule r: big > 5 -> y\n")
+
+
+def test_a_define_over_a_huge_range_is_refused_before_allocating_its_values():
+    # in a process limited to 2 GiB of address space: enumerating 900,000,001 values (a
+    # tensor and a list of them) cannot happen there; the refusal must come first
+    script = textwrap.dedent(f"""
+        import resource
+        resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
+        import torch
+        from torch import nn
+        import greybox as gb
+        model = gb.GreyBox({RULES!r}, {{"net": nn.Linear(2, 10)}})
+        try:
+            model({{"img": torch.randn(3, 2)}})
+        except gb.ModelError as err:
+            print("ModelError:", err)
+        except MemoryError:
+            print("MemoryError")
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=300)
+    assert "ModelError:" in out.stdout, out.stdout + out.stderr
+    assert "'big'" in out.stdout and "900,000,001 values" in out.stdout
+    assert "int 0..900000000" in out.stdout
+
+
+def test_the_same_define_is_its_expected_value_under_a_fuzzy_semantics():
+    import torch
+    from torch import nn
+
+    import greybox as gb
+
+    net = nn.Linear(2, 10)
+    model = gb.GreyBox(RULES, {"net": net}, semantics="product")
+    x = torch.randn(3, 2)
+    got = model({"img": x}).values["big"]
+    want = (torch.softmax(net(x), 1) * torch.arange(10.0)).sum(1) * 1e8
+    assert torch.allclose(got, want, rtol=1e-5)
+
+
+@pytest.mark.parametrize("hi", [99, 9999])
+def test_a_define_over_a_range_that_fits_is_still_enumerated(hi):
+    import torch
+    from torch import nn
+
+    import greybox as gb
+
+    text = RULES.replace("int 0..900000000", f"int 0..{hi}").replace("100000000", "10")
+    model = gb.GreyBox(text, {"net": nn.Linear(2, 10)})
+    trace = model({"img": torch.randn(3, 2)})
+    assert trace.values["big"].shape == (3, hi + 1)
