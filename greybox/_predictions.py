@@ -30,9 +30,11 @@ class Predictions:
         with the learned weights, thresholds, biases and residual, and the best-scoring
         values allowed by the hard constraints win. Hard constraints hold in every row
         returned: where the networks' most probable values violate one, the most probable
-        values that satisfy it are used (Z3 Optimize). Where no value satisfies them,
-        ``on_infeasible="raise"`` (default) raises :class:`~greybox.DataError` naming the
-        rows; ``"flag"`` returns them with a True ``infeasible`` column instead.
+        values that satisfy it are used -- for finite neural variables the MAP
+        assignment, computed exactly (see :mod:`greybox._repair`). Where no value
+        satisfies them, ``on_infeasible="raise"`` (default) raises
+        :class:`~greybox.DataError` naming the rows; ``"flag"`` returns them with a True
+        ``infeasible`` column instead.
         """
         if on_infeasible not in ("raise", "flag"):
             raise ModelError(f"on_infeasible must be 'raise' or 'flag', got {on_infeasible!r}")

@@ -1,0 +1,193 @@
+"""Visual 4x4 sudoku (issue 13): predict's repair is the most probable valid grid (MAP),
+and the example learns digits from validity labels and solves puzzles."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import greybox as gb
+import greybox._repair as repair_module
+import greybox.rules as gr
+from greybox.errors import SolverError
+
+from .conftest import EXAMPLES
+
+sys.path.insert(0, str(EXAMPLES))
+from sudoku import SOLVER, UNITS, VALIDITY, solutions  # noqa: E402
+
+#: The solver with 4-value "images" that a pass-through network returns as the logits.
+LOGIT_SOLVER = SOLVER.replace("tensor[64]", "tensor[4]")
+
+
+class _Logits(nn.Module):
+    """A 'network' whose output is its input: each cell's logits are given."""
+
+    def forward(self, x):
+        return x
+
+
+def _solver(extra: str = ""):
+    return gb.GreyBox(LOGIT_SOLVER + extra, {"digit_net": _Logits()})
+
+
+def _brute_force_map(logits: np.ndarray) -> np.ndarray:
+    """The valid grid of highest total log-probability, by enumerating all 288."""
+    sols = solutions()
+    logp = torch.log_softmax(torch.as_tensor(logits, dtype=torch.float64), -1).numpy()
+    scores = logp[:, np.arange(16)[None, :], sols - 1].sum(-1)       # (rows, 288)
+    return sols[scores.argmax(1)]
+
+
+def _grid(frame) -> np.ndarray:
+    return frame[[f"solution[{c}]" for c in range(16)]].to_numpy()
+
+
+def test_there_are_288_valid_grids():
+    sols = solutions()
+    assert sols.shape == (288, 16) and len({tuple(s) for s in sols}) == 288
+    kb = gr.parse(SOLVER)
+    ev = gr.evaluate(kb, {f"digit[{c}]": sols[:, c] for c in range(16)})
+    assert not ev.infeasible.any()
+
+
+@pytest.mark.parametrize("exact", ["elimination", "z3"])
+@pytest.mark.parametrize("signal", [0.0, 2.0])
+def test_predict_repairs_to_the_most_probable_valid_grid(exact, signal, monkeypatch):
+    """Noisy readings of valid grids (signal 0: pure noise) whose argmax breaks a
+    constraint: predict's grid is the brute-force MAP over the 288 valid grids."""
+    if exact == "z3":   # no table is small enough: every row goes to Z3 Optimize
+        monkeypatch.setattr(repair_module, "MAX_TABLE", 0)
+    else:
+        monkeypatch.setattr(repair_module, "_by_z3", None)
+    rng = np.random.default_rng(1)
+    sols = solutions()
+    rows = 16
+    truth = sols[rng.integers(0, len(sols), size=rows)]
+    logits = np.eye(4)[truth - 1] * signal + rng.normal(size=(rows, 16, 4)) * 1.5
+    argmax = logits.argmax(-1) + 1
+    assert not any(all(len(set(g[u])) == 4 for u in UNITS) for g in argmax)
+    model = _solver()
+    data = model.kb.families["img"].split(torch.as_tensor(logits, dtype=torch.float32))
+    got = _grid(model.predict(data))
+    assert (got == _brute_force_map(logits)).all()
+
+
+@pytest.mark.parametrize("exact", ["elimination", "z3"])
+def test_confident_misreads_are_repaired_never_called_infeasible(exact, monkeypatch):
+    """Networks sure of a wrong digit (logit gaps of 200: probabilities below 1e-86,
+    zero in float32): the valid grid that changes the fewest, least sure cells."""
+    if exact == "z3":
+        monkeypatch.setattr(repair_module, "MAX_TABLE", 0)
+    sol = solutions()[7]
+    read = sol.copy()
+    read[5] = read[4]                                  # a clash in row 1 and box 0
+    logits = np.eye(4)[read - 1] * 200.0
+    logits[5] *= 0.5                                   # cell 5 is the least sure
+    model = _solver()
+    data = model.kb.families["img"].split(torch.as_tensor(logits[None], dtype=torch.float32))
+    got = _grid(model.predict(data))
+    assert (got == _brute_force_map(logits[None])).all()
+    assert (got[0] != read).sum() >= 1 and all(len(set(got[0][u])) == 4 for u in UNITS)
+
+
+def test_a_valid_argmax_is_kept_and_givens_as_inputs_are_respected():
+    keep = ("input given[cell]: int 0..4\n"
+            "constraint keep[c in cell]: given[c] > 0 -> digit[c] == given[c]\n")
+    model = _solver(keep)
+    sols = solutions()
+    clean = np.eye(4)[sols[:2] - 1] * 5.0            # confident and valid: kept as is
+    noisy = np.zeros((2, 16, 4))                     # no idea at all: the givens decide
+    given = np.zeros((4, 16), dtype=np.int64)
+    given[2:, :8] = sols[2:4, :8]                    # the top two rows of two grids given
+    data = model.kb.families["img"].split(torch.as_tensor(np.concatenate([clean, noisy]),
+                                                          dtype=torch.float32))
+    data.update(model.kb.families["given"].split(given))
+    got = _grid(model.predict(data))
+    assert (got[:2] == sols[:2]).all()
+    assert (got[2:, :8] == sols[2:4, :8]).all()
+    ev = gr.evaluate(model.kb, {**{f"digit[{c}]": got[:, c] for c in range(16)},
+                                **{f"given[{c}]": given[:, c] for c in range(16)}})
+    assert not ev.infeasible.any() and not ev.violations.to_numpy().any()
+    assert all(len(set(g[u])) == 4 for g in got for u in UNITS)
+
+
+def test_contradictory_givens_are_infeasible_not_violated():
+    model = _solver("input given[cell]: int 0..4\n"
+                    "constraint keep[c in cell]: given[c] > 0 -> digit[c] == given[c]\n")
+    given = np.zeros((1, 16), dtype=np.int64)
+    given[0, :2] = 1                                  # two 1s in the first row
+    data = model.kb.families["img"].split(torch.zeros(1, 16, 4))
+    data.update(model.kb.families["given"].split(given))
+    with pytest.raises(gb.DataError, match="no decision satisfying the hard constraints"):
+        model.predict(data)
+    assert model.predict(data, on_infeasible="flag")["infeasible"].tolist() == [True]
+
+
+def test_z3_running_out_of_time_is_an_error_never_infeasible(monkeypatch):
+    import z3
+
+    monkeypatch.setattr(repair_module, "MAX_TABLE", 0)
+    monkeypatch.setattr(z3.Optimize, "check", lambda self, *args: z3.unknown)  # time out
+    model = _solver()
+    logits = torch.as_tensor(np.random.default_rng(0).normal(size=(1, 16, 4)) * 1.5,
+                             dtype=torch.float32)
+    data = model.kb.families["img"].split(logits)
+    with pytest.raises(SolverError, match="within 5 s .*not known to be infeasible"):
+        model.predict(data, on_infeasible="flag")
+
+
+def test_explanations_over_groundings_name_grounded_facts():
+    """On the validity model, with cell 6 of a valid grid misread (a 1 where a 2 is):
+    reasons, counterfactuals, the debugger and verify speak of members such as digit[6]."""
+    sol = solutions()[0].copy()
+    read = sol.copy()
+    read[6] = 1 if sol[6] != 1 else 2
+    logits = np.eye(4)[read - 1] * 4.0
+    model = gb.GreyBox(VALIDITY.replace("tensor[64]", "tensor[4]"), {"digit_net": _Logits()},
+                       semantics="product")
+    data = model.kb.families["img"].split(torch.as_tensor(logits[None], dtype=torch.float32))
+    assert model.predict(data)["valid"].tolist() == [False]
+    clash = next(c for u in UNITS if 6 in u for c in u if c != 6 and sol[c] == read[6])
+    reason = gb.explain.reason(model, data)
+    assert set(reason.facts) == {"digit[6]", f"digit[{clash}]"}
+    assert f"digit[6] = {read[6]}" in str(reason)
+    cf = gb.explain.counterfactual(model, data)
+    assert cf.verified and cf.new_decision is True and len(cf.changes) == 1
+    assert cf.changes["fact"].iloc[0] in {"digit[6]", f"digit[{clash}]"}
+    ex = gb.explain.explain(model, data, parameters=False, n_steps=2)
+    assert f"concept: digit[6] = {read[6]}" in str(ex)
+    dbg = gb.explain.Debugger(model, {**data, "valid": [True]})
+    blame = dbg.blame(0)
+    assert "digit[6]" in str(blame)
+    assert gb.explain.verify(model, "digit[0] == digit[1] -> not valid").holds
+    solver = _solver()
+    assert gb.explain.verify(solver, "solution[0] != solution[5]").holds
+    refuted = gb.explain.verify(solver, "solution[0] != solution[10]")
+    assert not refuted.holds and refuted.confirmed
+
+
+@pytest.mark.slow
+def test_the_example_learns_digits_from_validity_alone_and_solves_puzzles():
+    import sudoku
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)      # tiny tensors: one thread is fastest, and robust to load
+    try:
+        r = sudoku.run(puzzles=50, progress=False)      # the example's defaults, seed 0
+    finally:
+        torch.set_num_threads(threads)
+    # learned from validity labels only: chance is 0.25 (about 0.3 under the best naming)
+    assert r["digit_accuracy_up_to_naming"] > 0.9 and r["digit_accuracy"] > 0.9
+    assert r["validity_accuracy"] > 0.85          # half the 1,000 unseen grids are valid
+    assert r["solve_accuracy"] > 0.9
+    grid = r["solved"]
+    kb = r["solver"].kb
+    ev = gr.evaluate(kb, {f"digit[{c}]": grid[:, c] for c in range(16)})
+    assert len(ev.violations.columns) == 12 and not ev.violations.to_numpy().any()
+    shown = r["shown"]
+    assert (grid[shown > 0] == shown[shown > 0]).mean() > 0.98   # givens kept (MAP may fix a misread)
