@@ -186,8 +186,8 @@ def _max_sum(factors, order, sizes: dict, n: int):
         with_v = [f for f in pool if v in f[0]]
         pool = [f for f in pool if v not in f[0]]
         full = tuple(dict.fromkeys(u for s, _ in with_v for u in s))
-        total = None
-        for s, t in with_v:
+        total = None      # smallest first: a full-size table is built as late as possible
+        for s, t in sorted(with_v, key=lambda f: f[1].numel()):
             x = _aligned(t, s, full, sizes)
             total = x if total is None else total + x
         best, arg = total.max(dim=1 + full.index(v))
