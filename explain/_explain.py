@@ -193,6 +193,26 @@ def _output_attribution(model, batch, output, target, method, found) -> None:
     _keep(found, output, attr, delta, m)
 
 
+def _run(model, batch, output: str):
+    """The model on the batch: its smooth trace (attributions are gradients, so they are
+    taken through the semantics the model was trained under), its crisp trace (the
+    decision, the rules' truths and contributions are those of the decision function,
+    what predict returns), the residual's scores, and the values shown: the networks'
+    distributions (a proof's p= figures) and the output's predict_proba."""
+    kb = model.kb
+    smooth = model(batch)
+    trace = model(batch, crisp=True)
+    residual = {k: v.detach() for k, v in model.residual_scores(batch).items()}
+    values = {k: smooth.values[k].detach() for k in smooth.values}
+    if kb.variables[output].role == "decided":
+        proba = model.predict_proba(batch, output).to_numpy().copy()
+        values[output] = torch.as_tensor(
+            proba[:, 1] if proba.shape[1] == 2 and isinstance(
+                kb.variables[output].type, A.BoolType) else proba,
+            dtype=torch.float32)
+    return smooth, trace, residual, values
+
+
 def explain(model, data, output: str | None = None, *,
             method: str = "integrated_gradients", parameters: bool = True,
             top_k: int = 10, n_steps: int = 32,
@@ -253,24 +273,9 @@ def explain(model, data, output: str | None = None, *,
     model.eval()
     try:
         with torch.no_grad():
-            smooth = model(batch)
-            # the decision, the rules' truths and contributions are those of the model's
-            # decision function (what predict returns); attributions are gradients, so
-            # they are taken through the smooth semantics the model was trained under
-            trace = model(batch, crisp=True)
-            decisions = {k: v for k, v in trace.decisions().items()}
-            residual = {k: v.detach() for k, v in model.residual_scores(batch).items()}
-            # concepts keep the networks' distributions (a proof's p= figures)
-            values = {k: smooth.values[k].detach() for k in smooth.values}
-            if kb.variables[output].role == "decided":
-                proba = model.predict_proba(batch, output).to_numpy().copy()
-                values[output] = torch.as_tensor(
-                    proba[:, 1] if proba.shape[1] == 2 and isinstance(
-                        kb.variables[output].type, A.BoolType) else proba,
-                    dtype=torch.float32)
-        out_type = kb.variables[output].type
-        target = decisions[output]
-        finite = A.is_finite_type(out_type)
+            smooth, trace, residual, values = _run(model, batch, output)
+            target = trace.decisions()[output]
+        finite = A.is_finite_type(kb.variables[output].type)
         decision = _decision_frame(model, trace, output, target, values, residual, batch)
         # only what the output depends on: in a grounded model, the rules and concepts
         # of one member (cancer(anna)), not those of every other member
