@@ -98,6 +98,15 @@ def test_a_verification_with_assumptions_renders_as_golden_text(concept_model):
     assert "for inputs within the training range (x in [-1, 2])" in v._repr_html_()
 
 
+def test_a_crisp_evaluation_renders_as_golden_text(data):
+    assert str(gb.rules.evaluate(gb.rules.parse(RULES), data)) == (
+        "crisp evaluation of 4 rows\n"
+        "  approve: True: 2, False: 2\n"
+        "  changed by hard constraints: 1\n"
+        "  infeasible (no decision satisfies the hard constraints): 0\n"
+        "  rules fired: earns 75%, young 50%")
+
+
 def _results(model, data, debugger):
     ex = gb.explain.explain(model, data.loc[["ann"]], parameters=False)
     return {
