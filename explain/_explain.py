@@ -45,14 +45,17 @@ def _proofs(kb, name: str, value_index: int, dists: dict, row: int, top: int = 3
     """'total=7 because d1=3 (p=0.97) and d2=4 (p=0.95)': the most probable assignments of
     the network-predicted variables a derived value rests on."""
     var = kb.variables[name]
-    leaves = [n for n in sorted(closure(kb, A.variables(var.expr)))
-              if kb.variables[n].role == "neural"]
+    reads = closure(kb, A.variables(var.expr))
+    leaves = [n for n in kb.neural if n in reads]      # declaration order: digit[2] < digit[10]
     if not leaves or any(n not in dists or dists[n].dim() != 2 for n in leaves):
         return ""
+    beam = PROOF_BEAM
+    while beam > 1 and beam ** len(leaves) > 20000:    # many leaves (a family): narrower
+        beam -= 1
     beams = []
     for n in leaves:
         p = dists[n][row]
-        k = min(PROOF_BEAM, p.numel())
+        k = min(beam, p.numel())
         probs, idx = p.topk(k)
         beams.append([(int(i), float(q)) for i, q in zip(idx, probs)])
     if math.prod(len(b) for b in beams) > 20000:
@@ -394,7 +397,9 @@ def _concepts_frame(model, values, n, needed) -> pd.DataFrame:
             entry = {"row": i, "concept": name, "role": var.role}
             if isinstance(t, A.BoolType):
                 p = float(v[i])
-                entry.update(value=p > 0.5, probability=max(p, 1 - p), proof="")
+                entry.update(value=p > 0.5, probability=max(p, 1 - p),
+                             proof=_proofs(kb, name, int(p > 0.5), values, i)
+                             if var.role == "defined" else "")
             elif A.is_finite_type(t) and v.dim() == 2:
                 k = int(v[i].argmax())
                 entry.update(value=A.domain(t).value(k), probability=float(v[i, k]),
