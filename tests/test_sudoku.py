@@ -161,6 +161,8 @@ def test_explanations_over_groundings_name_grounded_facts():
     assert cf.changes["fact"].iloc[0] in {"digit[6]", f"digit[{clash}]"}
     ex = gb.explain.explain(model, data, parameters=False, n_steps=2)
     assert f"concept: digit[6] = {read[6]}" in str(ex)
+    proof = ex.concepts.set_index("concept").loc["valid", "proof"]   # 16 leaves: beam 1
+    assert proof.startswith("valid=False because digit[0]=") and f"digit[6]={read[6]}" in proof
     dbg = gb.explain.Debugger(model, {**data, "valid": [True]})
     blame = dbg.blame(0)
     assert "digit[6]" in str(blame)
