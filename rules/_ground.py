@@ -127,7 +127,8 @@ class _Grounder:
         self.count = 0
         self.sets: dict[str, tuple] = {}
         self.families: dict[str, FamilyInfo] = {}
-        self.plain: set[str] = set()
+        self.plain: set[str] = {  # variables declared without parameters
+            t.name for t in self.templates if _KINDS.get(type(t)) in _VARIABLE_KINDS}
         self.failed: set[int] = set()  # templates already reported
         self._resolve_sets(dict(given or {}))
 
@@ -199,9 +200,12 @@ class _Grounder:
         return tuple(members)
 
     def _range(self, r: A.Range, env: dict) -> range:
-        lo, hi = self.static(r.lo, env), self.static(r.hi, env)
+        try:
+            lo, hi = self.static(r.lo, env), self.static(r.hi, env)
+        except _NotStatic:
+            lo = hi = None
         if not isinstance(lo, int) or not isinstance(hi, int):
-            raise _Problem("a range's bounds must be whole numbers", r)
+            raise _Problem("a range's bounds must be whole numbers known before the data", r)
         if hi - lo + 1 > MAX_GROUNDINGS:
             raise _Problem(f"range {lo}..{hi} has more than {MAX_GROUNDINGS:,} members", r)
         return range(lo, hi + 1)

@@ -162,6 +162,9 @@ def test_set_errors():
         gr.parse(SMOKERS, sets={"person": ["a`b"]})
     with pytest.raises(RuleError, match="lists its members in the rules"):
         gr.parse("set c: 0..1\ninput x[c]: bool\n", sets={"c": ["a"]})
+    for bounds in ("true..0", "0..x", "1.5..3"):   # found by fuzzing: an internal error
+        with pytest.raises(RuleError, match="whole numbers"):
+            gr.parse(f"input x: bool\nset a: {bounds}\n")
     with pytest.raises(RuleError, match="declared twice"):
         gr.parse("set c: 0..1\nset c: 0..2\n")
     with pytest.raises(RuleError, match="declare no set"):
