@@ -396,7 +396,7 @@ class CarryPlan:
         rest = target.long().to(s.device) - self.offset
         digits, top = self._digits(rest.clamp(min=0))
         # the transitions P(S_p = t_p + base * c' - c): (npos, B, c, c')
-        idx = (digits.unsqueeze(2) + self.shift1.unsqueeze(1)).clamp_(0, self.width + 1)
+        idx = (digits.unsqueeze(2) + self.shift1.unsqueeze(1)).clamp(0, self.width + 1)
         m = s.expand(-1, n, -1).gather(2, idx).view(self.npos, n, self.c, self.c)
         # the carry's distribution column by column, rescaled to a maximum of 1 each time
         # (the scales are summed in logs at the end), in float64: an unlikely carry that
@@ -412,7 +412,7 @@ class CarryPlan:
             alpha = (alpha / scale) @ m[p]
         # the last carry is the sum's top digit; a 0 where the target cannot be reached
         alpha = torch.nn.functional.pad(alpha.view(n, -1), (0, 1))
-        top = torch.where(rest >= 0, top, self.ncarry).clamp_(max=self.ncarry)
+        top = torch.where(rest >= 0, top, self.ncarry).clamp(max=self.ncarry)
         out = safe_log(alpha.gather(1, top.view(-1, 1)).view(-1))
         if scales:
             out = out + torch.log(torch.cat(scales, 1)).sum(1).view(-1)

@@ -210,3 +210,28 @@ def test_a_plain_sum_of_two_digits_takes_its_column(hi, monkeypatch):
             z = sum(p for s, p in want[r].items() if s <= hi)
             assert got[r].exp().item() == pytest.approx(want[r][v] / z, abs=1e-6)
         assert torch.allclose(got, slow, atol=1e-6)
+
+
+def test_the_carry_path_runs_under_vmap():
+    # per-row functional calls (as parameter attributions make them): the same numbers
+    import pandas as pd
+    from torch.func import functional_call, vmap
+
+    from greybox._batch import Batch
+
+    decls = [(f"{s}{k}", list(range(10))) for s in "ab" for k in range(2)]
+    kb = gb.rules.parse("input img: tensor[4]\n"
+                        + "\n".join(f"neural {n}: int 0..9 = digit(img)" for n, _ in decls)
+                        + "\noutput s: int 0..198\ndefine s: int 0..198 = "
+                        "10*a0 + a1 + 10*b0 + b1")
+    model = gb.GreyBox(kb, {"digit": nn.Linear(4, 10)})
+    x, target = torch.randn(3, 4), torch.tensor([5, 60, 123])
+    want = model({"img": x}).log_prob("s", target)
+    params = dict(model.named_parameters())
+
+    def one(row, t):
+        sub = Batch({"img": row.unsqueeze(0)}, 1, pd.RangeIndex(1), {})
+        return functional_call(model, params, (sub,)).log_prob("s", t.view(1))[0]
+
+    got = vmap(one)(x, target)
+    assert torch.allclose(got, want, atol=1e-5)

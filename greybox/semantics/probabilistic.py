@@ -59,12 +59,15 @@ def _blocks(outs: list) -> tuple[int, ...] | None:
     if base.shape[1] != k or rows == 0 or base.shape[0] % rows:
         return None
     out = []
-    for t in outs:
-        off = t.storage_offset() - base.storage_offset()
-        if t._base is not base or t.shape != first.shape or not t.is_contiguous() \
-                or off % size:
-            return None
-        out.append(off // size)
+    try:
+        for t in outs:
+            off = t.storage_offset() - base.storage_offset()
+            if t._base is not base or t.shape != first.shape or not t.is_contiguous() \
+                    or off % size:
+                return None
+            out.append(off // size)
+    except RuntimeError:   # tensors without storage (under torch.func transforms)
+        return None
     return tuple(out)
 
 
