@@ -177,9 +177,9 @@ class GreyBox(RuleValues, InputStatistics, NetworkCalls, Objective, Predictions,
                     getattr(model, name).copy_(getattr(self, name))
         with torch.no_grad():
             for n in kb.decided:
-                if _key(n) in self.decisions and n in self.kb.variables and \
+                if n in self.kb.variables and self.kb.variables[n].role == "decided" and \
                         self.kb.variables[n].type == kb.variables[n].type:
-                    model.decisions[_key(n)].bias.copy_(self.decisions[_key(n)].bias)
+                    model.decisions_bias(n).copy_(self.decisions_bias(n))
         model.to(self.device)
         model.crisp(self._crisp)
         return model.train(self.training)

@@ -21,7 +21,7 @@ from greybox.rules import ast as A
 from ._batch import Batch
 from ._names import _key
 
-__all__ = ["DecisionParameters", "RuleParameters", "RuleValues", "learned_value"]
+__all__ = ["DecisionParameters", "RuleParameters", "RuleValues", "learned_value", "owners"]
 
 
 class RuleParameters(nn.Module):
@@ -69,36 +69,50 @@ class RuleValues:
     the modules live on the model, so its state dict keeps their names)."""
 
     def _init_rule_parameters(self) -> None:
-        """Register ``rules``, ``constraints`` and ``decisions`` from ``self.kb``."""
+        """Register ``rules``, ``constraints`` and ``decisions`` from ``self.kb``. The
+        members of a relational family share their template's parameters (one weight and
+        one set of thresholds per rule template, one bias per output family), under the
+        family's name with ``*`` for each index: ``rules.smoking_causes(*).weight``."""
         kb = self.kb
+        self._owner = owners(kb)
         self._nums: dict[int, tuple[str, str, int]] = {}
-        self.rules = nn.ModuleDict({
-            _key(r.name): RuleParameters(r.weight, self._collect(r.body, "rules", r.name),
-                                         r.fixed)
-            for r in kb.rules.values()})
+        rules: dict[str, RuleParameters] = {}
+        for r in kb.rules.values():
+            key = _key(self._owner.get(("rule", r.name), r.name))
+            ths = self._collect(r.body, "rules", r.name)
+            if key not in rules:
+                rules[key] = RuleParameters(r.weight, ths, r.fixed)
+        self.rules = nn.ModuleDict(rules)
         cons = {}
         for c in kb.constraints.values():
             ths = self._collect(c.formula, "constraints", c.name)
-            if ths:
+            key = _key(self._owner.get(("constraint", c.name), c.name))
+            if ths and key not in cons:
                 m = nn.Module()
                 m.thresholds = _thresholds(ths)
-                cons[_key(c.name)] = m
+                cons[key] = m
         self.constraints = nn.ModuleDict(cons)
-        self.decisions = nn.ModuleDict({
-            _key(v): DecisionParameters(None if isinstance(kb.variables[v].type, A.BoolType)
-                                        else len(A.domain_values(kb.variables[v].type)))
-            for v in kb.decided})
+        decisions = {}
+        for v in kb.decided:
+            key = _key(self._owner.get(("var", v), v))
+            if key not in decisions:
+                t = kb.variables[v].type
+                decisions[key] = DecisionParameters(
+                    None if isinstance(t, A.BoolType) else len(A.domain_values(t)))
+        self.decisions = nn.ModuleDict(decisions)
 
     def _index_numbers(self) -> None:
         """Map each ``~`` number of ``self.kb`` (by AST node) to its parameter: after
         unpickling, the knowledge base comes back with new AST objects."""
+        self._owner = owners(self.kb)
         self._nums = {}
         for r in self.kb.rules.values():
             self._collect(r.body, "rules", r.name)
         for c in self.kb.constraints.values():
             self._collect(c.formula, "constraints", c.name)
 
-    def _collect(self, e, group: str, owner: str) -> list[float]:
+    def _collect(self, e, group: str, name: str) -> list[float]:
+        owner = self._owner.get(("rule" if group == "rules" else "constraint", name), name)
         out = []
         for node in A.walk(e):
             if isinstance(node, A.Num) and node.learnable:
@@ -114,7 +128,7 @@ class RuleValues:
     # parameters as the semantics read them ------------------------------------------------
     def rule_weight(self, name: str) -> torch.Tensor:
         """A rule's weight (times the per-row rule mask while one is set for ablation)."""
-        w = self.rules[_key(name)].weight
+        w = self.rules[_key(self._owner.get(("rule", name), name))].weight
         if self._rule_scale is not None:
             w = w * self._rule_scale[:, list(self.kb.rules).index(name)]
         return w
@@ -125,8 +139,9 @@ class RuleValues:
         return getattr(self, group)[_key(owner)].thresholds[i]
 
     def decisions_bias(self, name: str) -> torch.Tensor:
-        """A decided variable's bias: a number for a bool, one per value otherwise."""
-        return self.decisions[_key(name)].bias
+        """A decided variable's bias: a number for a bool, one per value otherwise (the
+        members of an output family share one)."""
+        return self.decisions[_key(self._owner.get(("var", name), name))].bias
 
     # parameters as rules ---------------------------------------------------------------------
     def to_kb(self) -> gr.KnowledgeBase:
@@ -139,7 +154,7 @@ class RuleValues:
         stmts = []
         for s in self.kb.statements:
             if isinstance(s, A.Rule):
-                m = self.rules[_key(s.name)]
+                m = self.rules[_key(self._owner.get(("rule", s.name), s.name))]
                 s = dataclasses.replace(s, weight=learned_value(m.weight),
                                         body=self._written(s.body))
             elif isinstance(s, A.Constraint):
@@ -164,7 +179,7 @@ class RuleValues:
         res = self.residual_scores(batch) if batch is not None else {}
         out = {}
         for name in self.kb.decided:
-            b = self.decisions[_key(name)].bias.detach().double().cpu()
+            b = self.decisions_bias(name).detach().double().cpu()
             r = res.get(name)
             r = None if r is None else r.detach().double().cpu().numpy()
             if b.dim() == 0:
@@ -174,6 +189,33 @@ class RuleValues:
                 out[name] = {v: (float(b[i]) if r is None else float(b[i]) + r[:, i])
                              for i, v in enumerate(values)}
         return out
+
+
+def owners(kb) -> dict[tuple[str, str], str]:
+    """Who holds the parameters of each member of a relational family: ``("rule", name)``,
+    ``("constraint", name)`` or ``("var", name)`` -> the family's name with ``*`` for each
+    index (``smoking_causes(*)``). Members whose ``~`` numbers do not line up with the rest
+    (grounding simplified some away) keep their own, as do non-members."""
+    out: dict[tuple[str, str], str] = {}
+    for fam in kb.families.values():
+        shared = gr.member_name(fam.name, ["*"] * len(fam.sets), fam.paren)
+        if fam.kind in ("rule", "constraint"):
+            table = kb.rules if fam.kind == "rule" else kb.constraints
+            members = [table[m] for m in fam.members.values() if m in table]
+            counts = {_learnable_count(m) for m in members}
+            fixed = {getattr(m, "fixed", False) for m in members}
+            if len(counts) == 1 and len(fixed) == 1:
+                out.update(((fam.kind, m.name), shared) for m in members)
+        elif fam.kind in ("output", "define"):
+            decided = [m for m in fam.members.values()
+                       if m in kb.variables and kb.variables[m].role == "decided"]
+            out.update((("var", m), shared) for m in decided)
+    return out
+
+
+def _learnable_count(st) -> int:
+    e = st.body if isinstance(st, A.Rule) else st.formula
+    return sum(1 for n in A.walk(e) if isinstance(n, A.Num) and n.learnable)
 
 
 def learned_value(p: torch.Tensor) -> float:

@@ -57,7 +57,7 @@ from ._check import CheckReport, Finding, check
 from ._decisions import Component, DecisionPlan, closure, plan
 from ._entails import Entailment, entails
 from ._evaluate import Evaluation, compile_expr, evaluate, first_row, read_column, show_value
-from ._ground import FamilyInfo, family_columns
+from ._ground import FamilyInfo, family_columns, member_name
 from ._kb import KnowledgeBase, load, parse, parse_formula, to_text
 from ._parser import parse_statements
 from ._printer import expr_to_text, type_to_text
@@ -73,6 +73,7 @@ __all__ = [
     "KnowledgeBase",
     "FamilyInfo",
     "family_columns",
+    "member_name",
     "Variable",
     # crisp evaluation
     "evaluate",

@@ -25,7 +25,7 @@ from greybox.errors import DataError, Location, RuleError
 from . import _ast as A
 
 __all__ = ["AGGREGATES", "FamilyInfo", "MAX_GROUNDINGS", "Program", "family_columns", "ground",
-           "ground_formula"]
+           "ground_formula", "member_name"]
 
 #: The aggregates the language knows: ``sum`` (an int or real expression) and
 #: ``all_different`` (a formula: every two instances differ).

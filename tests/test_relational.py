@@ -358,8 +358,8 @@ def test_rules_of_a_template_are_evaluated_at_once_and_exactly(semantics, monkey
                **{f"risk({p})": rng.choice(["low", "mid", "high"], 5) for p in people}}
     model = gb.GreyBox(kb, {"smoke_net": net}, semantics=semantics)
     with torch.no_grad():
-        for name in kb.rules:   # distinct weights, so that a mix-up would show
-            model.rules[name.replace(".", "\u2024")].weight.fill_(rng.uniform(0.2, 3))
+        for module in model.rules.values():   # distinct weights, so a mix-up would show
+            module.weight.fill_(rng.uniform(0.2, 3))
 
     def run():
         trace = model(data)
@@ -373,8 +373,7 @@ def test_rules_of_a_template_are_evaluated_at_once_and_exactly(semantics, monkey
         return ({r: trace.contributions[r].detach().expand(5) for r in kb.rules},
                 {r: trace.bodies[r].detach().expand(5) for r in kb.rules},
                 {v: trace.scores[v].detach() for v in kb.outputs}, loss.item(),
-                net[0].weight.grad.clone(), model.rules[first.replace(".", "\u2024")]
-                .weight.grad.clone(), masked)
+                net[0].weight.grad.clone(), model.rule_weight(first).grad.clone(), masked)
 
     rng_mask = (rng.random((5, len(kb.rules))) < 0.7).astype(np.float32)
     stacked = run()
@@ -540,3 +539,37 @@ def test_entity_debugger_shows_failures_entity_by_entity():
         dbg.member("dora")
     with pytest.raises(DataError, match="not members of cancer"):
         EntityDebugger(model, data, {"cancer(dora)": truth[:, 0]})
+
+
+def test_a_family_shares_its_templates_parameters(tmp_path):
+    """One weight and one set of thresholds per rule template, one bias per output family
+    (as in Markov logic and LTN): what the labelled entities teach reaches the others."""
+    import torch
+
+    import greybox as gb
+
+    kb = gr.parse("set person\ninput level(person): real\noutput cancer(person): bool\n"
+                  "rule high(p in person) weight 1.0: level(p) > ~2.0 -> cancer(p)\n"
+                  "rule alone: level(anna) > 100 -> cancer(anna)\n",
+                  sets={"person": ["anna", "bob", "carl"]})
+    model = gb.GreyBox(kb, semantics="product")
+    names = dict(model.named_parameters())
+    assert {"rules.high(*).weight", "rules.high(*).thresholds.0", "rules.alone.weight",
+            "decisions.cancer(*).bias"} == set(names)
+    assert model.rule_weight("high(bob)") is model.rule_weight("high(carl)")
+    rng = np.random.default_rng(0)
+    level = rng.uniform(0, 6, (200, 3))
+    # only anna is labelled: the shared threshold learns 4.0 for everyone
+    model.fit({"level": level}, {"cancer(anna)": level[:, 0] > 4.0}, epochs=30, lr=0.1,
+              batch_size=100,
+              progress=False)
+    learned = model.to_kb()
+    values = {r.body.right.value for n, r in learned.rules.items() if n.startswith("high")}
+    assert len(values) == 1 and abs(values.pop() - 4.0) < 0.6
+    pred = model.predict({"level": level})
+    assert (pred["cancer(carl)"].to_numpy() == (level[:, 2] > 4.0)).mean() > 0.9
+    path = tmp_path / "m.pt"
+    model.save(path)
+    again = gb.load(path)
+    assert torch.equal(again.rule_weight("high(carl)"), model.rule_weight("high(carl)"))
+    assert (again.predict({"level": level}) == pred).all().all()

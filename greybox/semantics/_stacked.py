@@ -354,7 +354,9 @@ def _signed_weights(model, s: RuleStack) -> torch.Tensor:
         params = per_model.get(s)
         if params is None:
             params = per_model[s] = [model.rule_weight(n) for n in s.names]
-        w = torch.stack(params)
+            if all(p is params[0] for p in params):   # a family's one shared weight
+                params = per_model[s] = params[:1]
+        w = params[0].expand(len(s.names)) if len(params) == 1 else torch.stack(params)
     sign = torch.tensor([-1.0 if neg else 1.0 for neg in s.negative], device=w.device)
     return w * sign
 
