@@ -161,8 +161,67 @@ class RuleValues:
                 s = dataclasses.replace(s, formula=self._written(s.formula))
             stmts.append(s)
         kb = gr.KnowledgeBase(stmts, filename=self.kb.filename)
+        if self.kb.program is not None:   # the relational text, when it says the same
+            kb = self._relational(kb)
         self._kb_cache = (state, kb)
         return kb
+
+    def _relational(self, grounded: gr.KnowledgeBase) -> gr.KnowledgeBase:
+        """The learned values written into the relational templates -- a family's members
+        share them -- when that grounds to exactly ``grounded``; else ``grounded``."""
+        program, out = self.kb.program, []
+        for t in program.templates:
+            st = t.statement if isinstance(t, A.Family) else t
+            if isinstance(st, (A.Rule, A.Constraint)):
+                learned = self._template_values(t, st)
+                if learned is None:
+                    return grounded
+                t = learned
+            elif isinstance(t, A.SetDecl) and t.members is None:
+                t = A.SetDecl(t.name, program.sets[t.name], span=t.span)
+            out.append(t)
+        try:
+            relational = gr.KnowledgeBase(out, filename=self.kb.filename)
+        except gr.RuleError:
+            return grounded
+        return relational if relational == grounded else grounded
+
+    def _template_values(self, t, st):
+        """Template ``t`` with its weight and ``~`` numbers learned, or None when its
+        members do not share one set of values."""
+        group = "rule" if isinstance(st, A.Rule) else "constraint"
+        if isinstance(t, A.Family):
+            fam = self.kb.families.get(f"{group}:{st.name}")
+            members = [] if fam is None else list(fam.members.values())
+            owners_ = {self._owner.get((group, m)) for m in members
+                       if m in (self.kb.rules if group == "rule" else self.kb.constraints)}
+            if not owners_:
+                return t          # every member simplified away: nothing learned
+            if len(owners_) != 1 or None in owners_:
+                return None
+            owner = owners_.pop()
+        else:
+            owner = st.name
+        modules = self.rules if group == "rule" else self.constraints
+        module = modules[_key(owner)] if _key(owner) in modules else None
+        nums = [n for n in A.walk(st.body if group == "rule" else st.formula)
+                if isinstance(n, A.Num) and n.learnable]
+        values = list(module.thresholds) if module is not None and nums else []
+        if len(values) != len(nums):
+            return None
+        where = {id(n): i for i, n in enumerate(nums)}
+
+        def learned(node):
+            if isinstance(node, A.Num) and node.learnable:
+                return A.Num(learned_value(values[where[id(node)]]), True, span=node.span)
+            return None
+
+        if group == "rule":
+            weight = learned_value(module.weight) if module is not None else st.weight
+            st = dataclasses.replace(st, weight=weight, body=A.rewrite(st.body, learned))
+        else:
+            st = dataclasses.replace(st, formula=A.rewrite(st.formula, learned))
+        return dataclasses.replace(t, statement=st) if isinstance(t, A.Family) else st
 
     def _written(self, e):
         """``e`` with each ``~`` number replaced by its learned value."""

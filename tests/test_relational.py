@@ -566,6 +566,13 @@ def test_a_family_shares_its_templates_parameters(tmp_path):
     learned = model.to_kb()
     values = {r.body.right.value for n, r in learned.rules.items() if n.startswith("high")}
     assert len(values) == 1 and abs(values.pop() - 4.0) < 0.6
+    # the learned rules are the relational text, with the family's values written in
+    text = gr.to_text(learned)
+    assert learned.program is not None and "set person: {anna, bob, carl}\n" in text
+    threshold = learned.rules["high(bob)"].body.right.value
+    assert f"rule high(p in person) weight {learned.rules['high(bob)'].weight!r}: " \
+        f"level(p) > ~{threshold!r} -> cancer(p)\n" in text
+    assert gr.parse(text) == learned
     pred = model.predict({"level": level})
     assert (pred["cancer(carl)"].to_numpy() == (level[:, 2] > 4.0)).mean() > 0.9
     path = tmp_path / "m.pt"
