@@ -535,6 +535,15 @@ def test_entity_debugger_shows_failures_entity_by_entity():
     assert int(result.by_entity["fixed"].sum()) == len(failures)
     assert "failures fixed" in str(result) and len(result.to_frame()) == 3
     assert dbg.undo(6).accuracy_after == pytest.approx(before)   # the six edits
+    # the same by naming the template: the whole family at once, kept relational
+    family = dbg.what_if(SetWeight("spread", 0.0))
+    assert family.accuracy_after == 1.0
+    assert "rule spread(p in person, q in person) weight 0.0:" in dbg.member("anna").export()
+    dbg.undo()
+    from greybox.explain import AddStatement
+    added = dbg.what_if(AddStatement("rule calm(p in person) weight -0.5: smokes(p) -> "
+                                     "cancer(p)"))
+    assert "calm(anna)" in dbg.member("anna").model.kb.rules and added.by_entity is not None
     with pytest.raises(DataError, match="not an entity of cancer"):
         dbg.member("dora")
     with pytest.raises(DataError, match="not members of cancer"):

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from greybox.errors import DataError, GreyboxError, ModelError
+from greybox.errors import DataError, GreyboxError, ModelError, RuleError
 from greybox.rules import KnowledgeBase, to_text
 from greybox.rules import ast as A
 
@@ -404,14 +404,24 @@ class Debugger:
     def _rebuild(self, edits: list[Edit]):
         base = self._base
         kb = base.to_kb()
-        statements = list(kb.statements)
-        for e in edits:
-            statements = e.apply(statements)
         # the original statements are valid: any error is in an edit, so locations and
         # carets refer to the edit's own text
         texts = [e.text for e in edits if hasattr(e, "text")]
-        new_kb = KnowledgeBase(statements, filename="<edit>",
-                               source=texts[-1] if texts else None)
+        source = texts[-1] if texts else None
+        new_kb = None
+        if kb.program is not None:   # relational: edit the templates if the edits name them
+            try:
+                statements = list(kb.program.templates)
+                for e in edits:
+                    statements = e.apply(statements)
+                new_kb = KnowledgeBase(statements, filename="<edit>", source=source)
+            except RuleError:
+                new_kb = None        # an edit names a grounded member: edit the groundings
+        if new_kb is None:
+            statements = list(kb.statements)
+            for e in edits:
+                statements = e.apply(statements)
+            new_kb = KnowledgeBase(statements, filename="<edit>", source=source)
         if self.output not in new_kb.outputs:
             raise ModelError(f"the edits leave no output {self.output!r}")
         return base.replace(kb=new_kb).eval()

@@ -2,7 +2,9 @@
 
 Each edit is a small frozen dataclass with ``apply(statements) -> statements`` over the
 learned knowledge base's statements (``model.to_kb()``); the result is validated like any
-rule text, so an invalid edit is refused with the error and changes nothing.
+rule text, so an invalid edit is refused with the error and changes nothing. On a
+relational model an edit may name a template (``SetWeight("spread", 0)``: the whole
+family) or, failing that, one grounded member (``spread(bob, anna)``).
 """
 
 from __future__ import annotations
@@ -39,12 +41,26 @@ class Edit:
 
 
 def _find(statements, name: str, kind=(A.Rule, A.Constraint)):
+    """The place and the statement named ``name`` (a relational template's inner
+    statement: ``spread`` names the rule family ``rule spread(p in person, ...)``)."""
     for i, s in enumerate(statements):
-        if isinstance(s, kind) and s.name == name:
-            return i, s
+        inner = s.statement if isinstance(s, A.Family) else s
+        if isinstance(inner, kind) and inner.name == name:
+            return i, inner
     what = "rule" if kind is A.Rule else "rule or constraint"
-    names = [s.name for s in statements if isinstance(s, kind)]
-    raise RuleError(f"no {what} named {name!r} (there are: {', '.join(names) or 'none'})")
+    names = [(s.statement if isinstance(s, A.Family) else s).name for s in statements
+             if isinstance(s.statement if isinstance(s, A.Family) else s, kind)]
+    shown = ", ".join(names[:20]) + (f", ... ({len(names)} in all)" if len(names) > 20 else "")
+    raise RuleError(f"no {what} named {name!r} (there are: {shown or 'none'})")
+
+
+def _put(statements, i: int, new) -> list:
+    """``statements`` with the ``i``-th one's statement replaced by ``new`` (kept inside
+    its family, if it is a template)."""
+    out = list(statements)
+    old = out[i]
+    out[i] = dataclasses.replace(old, statement=new) if isinstance(old, A.Family) else new
+    return out
 
 
 @dataclass(frozen=True)
@@ -64,9 +80,7 @@ class SetWeight(Edit):
         problem = A.number_problem(self.weight)
         if problem:
             raise RuleError(f"weight of rule {self.name!r}: {problem}")
-        out = list(statements)
-        out[i] = dataclasses.replace(r, weight=float(self.weight))
-        return out
+        return _put(statements, i, dataclasses.replace(r, weight=float(self.weight)))
 
     def describe(self):
         return f"set the weight of {self.name} to {self.weight:g}"
@@ -94,10 +108,8 @@ class SetThreshold(Edit):
         target = nums[self.index]
         value = A.Num(float(self.value), target.learnable, span=target.span)
         new = A.rewrite(body, lambda node: value if node is target else None)
-        out = list(statements)
-        out[i] = dataclasses.replace(s, body=new) if isinstance(s, A.Rule) else \
-            dataclasses.replace(s, formula=new)
-        return out
+        return _put(statements, i, dataclasses.replace(s, body=new) if isinstance(s, A.Rule)
+                    else dataclasses.replace(s, formula=new))
 
     def describe(self):
         return f"set number {self.index} of {self.name} to {self.value:g}"
@@ -116,9 +128,7 @@ class Disable(Edit):
 
     def apply(self, statements):
         i, r = _find(statements, self.name, A.Rule)
-        out = list(statements)
-        out[i] = dataclasses.replace(r, weight=0.0, fixed=True)
-        return out
+        return _put(statements, i, dataclasses.replace(r, weight=0.0, fixed=True))
 
     def describe(self):
         return f"disable {self.name}"
@@ -146,7 +156,8 @@ class AddStatement(Edit):
 
     def apply(self, statements):
         new = parse_statements(self.text, filename="<edit>")
-        bad = [s for s in new if not isinstance(s, (A.Rule, A.Constraint))]
+        bad = [s for s in new if not isinstance(
+            s.statement if isinstance(s, A.Family) else s, (A.Rule, A.Constraint))]
         if bad:
             raise RuleError("an edit may add rules and constraints only, not declarations")
         return list(statements) + new
@@ -165,7 +176,9 @@ class Replace(Edit):
     def apply(self, statements):
         i, _ = _find(statements, self.name)
         new = parse_statements(self.text, filename="<edit>")
-        if len(new) != 1 or not isinstance(new[0], (A.Rule, A.Constraint)):
+        if len(new) != 1 or not isinstance(
+                new[0].statement if isinstance(new[0], A.Family) else new[0],
+                (A.Rule, A.Constraint)):
             raise RuleError("a replacement must be exactly one rule or constraint")
         return statements[:i] + new + statements[i + 1:]
 
