@@ -83,6 +83,17 @@ class Node:
 
     span: Location | None = field(default=None, compare=False, repr=False, kw_only=True)
 
+    def __str__(self) -> str:
+        """The node's rule text (``print(kb.rules["r"])``)."""
+        from ._printer import expr_to_text, head_to_text, statement_to_text, type_to_text
+
+        for show in (statement_to_text, expr_to_text, type_to_text, head_to_text):
+            try:
+                return show(self)
+            except (TypeError, AttributeError):
+                continue
+        return repr(self)
+
 
 # ----------------------------------------------------------------------------- types
 

@@ -428,7 +428,7 @@ def to_text(kb: KnowledgeBase | A.Node) -> str:
             return head_to_text(kb)
         if isinstance(kb, A.Type.__args__):
             return type_to_text(kb)
-        if isinstance(kb, A.Statement.__args__):
+        if isinstance(kb, (*A.Statement.__args__, A.SetDecl, A.Family)):
             return statement_to_text(kb)
         return expr_to_text(kb)
     if not isinstance(kb, KnowledgeBase):

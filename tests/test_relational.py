@@ -589,3 +589,12 @@ def test_a_family_shares_its_templates_parameters(tmp_path):
     again = gb.load(path)
     assert torch.equal(again.rule_weight("high(carl)"), model.rule_weight("high(carl)"))
     assert (again.predict({"level": level}) == pred).all().all()
+
+
+def test_statements_print_as_rule_text():
+    kb = gr.parse("set p: {a, b}\ninput x(p): real\noutput y: bool\n"
+                  "rule r(q in p): x(q) > ~1 -> y\n")
+    assert str(kb.rules["r(a)"]) == "rule `r(a)`: `x(a)` > ~1 -> y"
+    assert str(kb.program.templates[-1]) == "rule r(q in p): x(q) > ~1 -> y"
+    assert str(kb.rules["r(a)"].body) == "`x(a)` > ~1"
+    assert str(kb.variables["y"].type) == "bool"
