@@ -230,67 +230,75 @@ def _by_z3(model, kb, cons, reads, batch, logits, rows, timeout):
         opt = z3.Optimize()
         opt.set("timeout", max(1, int(timeout * 1000)))
         opt.add(*formulas)
-        cost, soft = [], []
-        for n in names:
-            var = kb.variables[n]
-            x = enc.const(n)
-            if var.role == "input":
-                opt.add(x == _const(batch.columns[n][r], var.type))
-                continue
-            bound = enc.type_constraint(n)
-            if bound is not None:
-                opt.add(bound)
-            y = logits[n][r].detach().double().cpu()
-            if isinstance(var.type, A.RealType):
-                target = z3.RealVal(Fraction(float(y)))
-                cost.append(z3.If(x >= target, x - target, target - x))
-            else:
-                if isinstance(var.type, A.BoolType):
-                    options = [(z3.Not(x), float(F.logsigmoid(-y))), (x, float(F.logsigmoid(y)))]
-                else:
-                    lo = var.type.lo if isinstance(var.type, A.IntType) else 0
-                    options = [(x == lo + k, float(lp))
-                               for k, lp in enumerate(torch.log_softmax(y, 0).numpy())]
-                top = max(lp for _, lp in options)
-                for is_value, lp in options:
-                    if lp < top:    # the most probable value costs 0
-                        soft.append((is_value, _cost(top - lp)))
-        if reals:
-            # one objective: the finite values' costs and the real outputs' distances
-            opt.minimize(z3.Sum([*cost, *(z3.If(c, w, z3.RealVal(0)) for c, w in soft)]))
-        else:
-            # weighted MaxSAT; Z3's exact "wmax" engine solves a 4x4 sudoku in 0.1 s
-            # where the default (maxres) takes seconds and the arithmetic sum above more
-            opt.set("maxsat_engine", "wmax")
-            for is_value, w in soft:
-                opt.add_soft(z3.Not(is_value), str(w.as_fraction()))
-        try:
-            result = opt.check()
-        except z3.Z3Exception as err:  # pragma: no cover - depends on Z3 internals
-            raise SolverError(f"Z3 failed while repairing row {r}: {err}") from None
-        if result == z3.unknown:
-            raise SolverError(
-                f"Z3 found no most probable values satisfying the hard constraints for row "
-                f"{r} within {timeout:g} s ({opt.reason_unknown()}); the row is not known "
-                "to be infeasible")
-        if result != z3.sat:
-            continue
-        m = opt.model()
-        values = {}
-        for n in names:
-            var = kb.variables[n]
-            if var.role != "neural":
-                continue
-            v = m.eval(enc.const(n), model_completion=True)
-            if isinstance(var.type, A.RealType):
-                values[n] = real_value(v)
-            elif isinstance(var.type, A.BoolType):
-                values[n] = int(z3.is_true(v))
-            else:
-                code = v.as_long()
-                values[n] = code - var.type.lo if isinstance(var.type, A.IntType) else code
-        out[int(r)] = values
+        cost, soft = _row_costs(opt, enc, kb, names, batch, logits, r)
+        m = _solve(opt, cost, soft, reals, r, timeout)
+        if m is not None:
+            out[int(r)] = {n: _read(m, enc, kb.variables[n]) for n in names
+                           if kb.variables[n].role == "neural"}
     return out
+
+
+def _row_costs(opt, enc, kb, names, batch, logits, r) -> tuple[list, list]:
+    """Row ``r``'s inputs fixed in ``opt``; the costs of the real outputs' distances and
+    the finite values' soft costs ``(is_value, log p(best) - log p(value))``."""
+    cost, soft = [], []
+    for n in names:
+        var = kb.variables[n]
+        x = enc.const(n)
+        if var.role == "input":
+            opt.add(x == _const(batch.columns[n][r], var.type))
+            continue
+        bound = enc.type_constraint(n)
+        if bound is not None:
+            opt.add(bound)
+        y = logits[n][r].detach().double().cpu()
+        if isinstance(var.type, A.RealType):
+            target = z3.RealVal(Fraction(float(y)))
+            cost.append(z3.If(x >= target, x - target, target - x))
+            continue
+        if isinstance(var.type, A.BoolType):
+            options = [(z3.Not(x), float(F.logsigmoid(-y))), (x, float(F.logsigmoid(y)))]
+        else:
+            dom = A.domain(var.type)
+            options = [(x == dom.z3_code(dom.code_at(k)), float(lp))
+                       for k, lp in enumerate(torch.log_softmax(y, 0).numpy())]
+        top = max(lp for _, lp in options)
+        soft.extend((is_value, _cost(top - lp)) for is_value, lp in options
+                    if lp < top)    # the most probable value costs 0
+    return cost, soft
+
+
+def _solve(opt, cost, soft, reals: bool, r, timeout: float):
+    """The model of the least total cost, None when the row is infeasible."""
+    if reals:
+        # one objective: the finite values' costs and the real outputs' distances
+        opt.minimize(z3.Sum([*cost, *(z3.If(c, w, z3.RealVal(0)) for c, w in soft)]))
+    else:
+        # weighted MaxSAT; Z3's exact "wmax" engine solves a 4x4 sudoku in 0.1 s
+        # where the default (maxres) takes seconds and the arithmetic sum above more
+        opt.set("maxsat_engine", "wmax")
+        for is_value, w in soft:
+            opt.add_soft(z3.Not(is_value), str(w.as_fraction()))
+    try:
+        result = opt.check()
+    except z3.Z3Exception as err:  # pragma: no cover - depends on Z3 internals
+        raise SolverError(f"Z3 failed while repairing row {r}: {err}") from None
+    if result == z3.unknown:
+        raise SolverError(
+            f"Z3 found no most probable values satisfying the hard constraints for row "
+            f"{r} within {timeout:g} s ({opt.reason_unknown()}); the row is not known "
+            "to be infeasible")
+    return opt.model() if result == z3.sat else None
+
+
+def _read(m, enc, var):
+    """A neural variable's repaired value from Z3's model: a real, or a value index."""
+    v = m.eval(enc.const(var.name), model_completion=True)
+    if isinstance(var.type, A.RealType):
+        return real_value(v)
+    if isinstance(var.type, A.BoolType):
+        return int(z3.is_true(v))
+    return A.domain(var.type).index_of(v.as_long())
 
 
 def _cost(gap: float) -> z3.ArithRef:
