@@ -5,9 +5,9 @@ started from (ten labels overfit). The labelled rows are dealt into ``folds`` fo
 class spread over them); for each fold a copy of the model trains for the given epochs
 with that fold's labels hidden (its rows still take part, unlabelled), and both the copy
 and the model as given are scored on the hidden labels. The model is trained only if
-training wins on held-out labels by more than one standard error of the per-fold gains
-(the one-standard-error rule of Breiman et al., *Classification and Regression Trees*,
-1984): otherwise it keeps the values it was given — the rules' stated values.
+the mean per-fold gain exceeds its standard error (the one-standard-error rule of Breiman
+et al., *Classification and Regression Trees*, 1984): otherwise it keeps the values it
+was given — the rules' stated values.
 
 Only the two ends are candidates: on the breast-cancer example, stopping after the epoch
 with the best held-out score did worse on test patients than either end (the per-epoch
@@ -44,8 +44,9 @@ def select_epochs(model, d, s, gen: torch.Generator, *, folds: int, seed: int | 
     """``(epochs, records)``: ``s.epochs`` if training wins in ``folds``-fold
     cross-validation over the labelled rows of ``d`` by more than one standard error,
     else 0; and one record per candidate (0 and ``s.epochs``): its held-out loss,
-    accuracy or squared error per labelled variable, ``score``, and ``gain`` over the
-    model as given with its standard error ``gain_se``. Neither ``model`` nor the random
+    accuracy or squared error per labelled variable (pooled over the folds), ``score``,
+    and the mean per-fold ``gain`` over the model as given with its standard error
+    ``gain_se``. Neither ``model`` nor the random
     streams the training that follows uses are touched."""
     from ._train import _Data, _hits, _train
 
@@ -67,11 +68,13 @@ def select_epochs(model, d, s, gen: torch.Generator, *, folds: int, seed: int | 
     records = [_record(model, 0, given, len(rows)), _record(model, s.epochs, trained, len(rows))]
     gains = torch.tensor([_score(t[1]) - _score(g[1]) for g, t in zip(given, trained)],
                          dtype=torch.float64)
-    gain = records[1]["score"] - records[0]["score"]
+    # the mean per-fold gain and its standard error: where a single fold gains, the two
+    # are equal, so one fold's worth of evidence never decides (rounding aside)
+    gain = float(gains.mean())
     se = float(gains.std() / k ** 0.5) if k > 1 else 0.0
     records[0].update(gain=0.0, gain_se=0.0)
     records[1].update(gain=gain, gain_se=se)
-    chosen = s.epochs if gain > se + 1e-12 else 0
+    chosen = s.epochs if gain > se * (1 + 1e-9) + 1e-12 else 0
     if s.progress:
         print(f"select: {'train' if chosen else 'keep the model as given'} ({k}-fold "
               f"cross-validation over {len(rows)} labelled rows: held-out score "
@@ -116,7 +119,7 @@ def _hide(labels: Targets, rows: torch.Tensor) -> Targets:
 def _score(hits: dict) -> float:
     """The mean over labelled variables of the accuracy (finite) or minus the squared
     error (real)."""
-    scores = [float(v.mean()) for v in hits.values() if len(v)]
+    scores = [float(v.double().mean()) for v in hits.values() if len(v)]
     return sum(scores) / len(scores) if scores else 0.0
 
 

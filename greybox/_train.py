@@ -233,9 +233,10 @@ def fit(model, data, targets=None, *, epochs: int = 10, batch_size: int = 32,
         ``epochs`` with that fold's labels hidden (its rows still take part, unlabelled),
         and it and the model as given are scored on the hidden labels (accuracy of the
         decisions :meth:`GreyBox.predict` makes; minus the squared error for a real
-        variable). The model then trains for ``epochs`` if the held-out gain exceeds one
-        standard error of the per-fold gains, and otherwise keeps the values it was given
-        (the rules' stated values, a residual that starts at 0): 0 epochs. Costs
+        variable). The model then trains for ``epochs`` if the mean per-fold gain exceeds
+        its standard error (a gain in one fold alone never does), and otherwise keeps the
+        values it was given (the rules' stated values, a residual that starts at 0): 0
+        epochs. Costs
         ``folds`` extra trainings; meant for few labels. Not with ``patience``.
     folds : int
         Folds for ``select="kfold"`` (fewer when fewer rows are labelled).
