@@ -68,19 +68,27 @@ def select_epochs(model, d, s, gen: torch.Generator, *, folds: int, seed: int | 
     records = [_record(model, 0, given, len(rows)), _record(model, s.epochs, trained, len(rows))]
     gains = torch.tensor([_score(t[1]) - _score(g[1]) for g, t in zip(given, trained)],
                          dtype=torch.float64)
-    # the mean per-fold gain and its standard error: where a single fold gains, the two
-    # are equal, so one fold's worth of evidence never decides (rounding aside)
-    gain = float(gains.mean())
-    se = float(gains.std() / k ** 0.5) if k > 1 else 0.0
+    gain, se, wins = _wins(gains)
     records[0].update(gain=0.0, gain_se=0.0)
     records[1].update(gain=gain, gain_se=se)
-    chosen = s.epochs if gain > se * (1 + 1e-9) + 1e-12 else 0
+    chosen = s.epochs if wins else 0
     if s.progress:
         print(f"select: {'train' if chosen else 'keep the model as given'} ({k}-fold "
               f"cross-validation over {len(rows)} labelled rows: held-out score "
               f"{records[0]['score']:.4f} as given, {records[1]['score']:.4f} after "
               f"{s.epochs} epochs, gain {gain:+.4f} ± {se:.4f})", flush=True)
     return chosen, records
+
+
+def _wins(gains: torch.Tensor) -> tuple[float, float, bool]:
+    """``(gain, se, wins)``: the mean of the per-fold ``gains``, its standard error, and
+    whether the gain exceeds it. Where a single fold gains and the others tie, the mean
+    equals its standard error, so one fold's worth of evidence never decides (the
+    comparison allows for rounding)."""
+    gains = gains.double()
+    gain = float(gains.mean())
+    se = float(gains.std() / len(gains) ** 0.5) if len(gains) > 1 else 0.0
+    return gain, se, gain > se * (1 + 1e-9) + 1e-12
 
 
 def _deal(labels: Targets | None, folds: int, seed: int | None

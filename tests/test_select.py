@@ -129,3 +129,20 @@ def test_the_classifier_selects_too():
     assert clf.history_.selected_epochs in (0, 3)
     assert len(clf.history_.selection) == 2
     assert clone(clf).get_params()["select"] == "kfold"
+
+
+@pytest.mark.parametrize("gains, wins", [
+    ([0.5, 0, 0, 0, 0], False),          # one fold gains: mean 0.1 = its standard error
+    ([0.25, 0.25, 0, 0, 0], True),       # two folds
+    ([0.0] * 5, False),                  # a tie keeps the rules
+    ([0.5, 0.5, 0.5, 0, 0], True),
+    ([0.5, 0.5, 0.5, -0.5, 0], False),   # mean 0.2 = its standard error again
+    ([0.5, -0.5, 0, 0, 0], False),
+    ([1 / 3, 0, 0], False),              # thirds, in float rounding
+])
+def test_training_wins_only_beyond_one_standard_error(gains, wins):
+    from greybox._select import _wins
+
+    gain, se, won = _wins(torch.tensor(gains))
+    assert won is wins
+    assert gain == pytest.approx(sum(gains) / len(gains))
