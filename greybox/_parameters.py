@@ -16,12 +16,18 @@ import torch
 from torch import nn
 
 from greybox import rules as gr
+from greybox.errors import ModelError
 from greybox.rules import ast as A
 
 from ._batch import Batch
 from ._names import _key
 
-__all__ = ["DecisionParameters", "RuleParameters", "RuleValues", "learned_value", "owners"]
+__all__ = ["MAX_DECIDED_VALUES", "DecisionParameters", "RuleParameters", "RuleValues",
+           "learned_value", "owners"]
+
+#: Most values a variable decided by rules may have: the model keeps a bias and a score
+#: for each of them.
+MAX_DECIDED_VALUES = 100_000
 
 
 class RuleParameters(nn.Module):
@@ -97,6 +103,13 @@ class RuleValues:
             key = _key(self._owner.get(("var", v), v))
             if key not in decisions:
                 t = kb.variables[v].type
+                size = A.domain(t).size if A.is_finite_type(t) else None
+                if size is not None and size > MAX_DECIDED_VALUES:
+                    raise ModelError(
+                        f"{v!r} ({gr.to_text(t)}) is decided by rules over {size:,} values: "
+                        f"a model scores every value of a decided variable, at most "
+                        f"{MAX_DECIDED_VALUES:,}; narrow its type, or compute it with a "
+                        f"define (define {v}: ... = expression)")
                 decisions[key] = DecisionParameters(
                     None if isinstance(t, A.BoolType) else len(A.domain_values(t)))
         self.decisions = nn.ModuleDict(decisions)

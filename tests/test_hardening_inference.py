@@ -60,3 +60,23 @@ def test_a_define_over_a_range_that_fits_is_still_enumerated(hi):
     model = gb.GreyBox(text, {"net": nn.Linear(2, 10)})
     trace = model({"img": torch.randn(3, 2)})
     assert trace.values["big"].shape == (3, hi + 1)
+
+
+def test_an_output_decided_over_a_huge_range_is_refused_before_its_biases_exist():
+    # a bias per value of a decided variable: 900,000,001 of them would be 3.6 GB
+    script = textwrap.dedent("""
+        import resource
+        resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
+        import greybox as gb
+        try:
+            gb.GreyBox("input x: real\\noutput y: int 0..900000000\\nrule r: x > 1 -> y = 5\\n")
+            print("built")
+        except gb.ModelError as err:
+            print("ModelError:", err)
+        except MemoryError:
+            print("MemoryError")
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=300)
+    assert "ModelError:" in out.stdout, out.stdout + out.stderr
+    assert "'y' (int 0..900000000) is decided by rules over 900,000,001 values" in out.stdout
