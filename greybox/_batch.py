@@ -281,7 +281,8 @@ def to_targets(kb, targets, n: int, *, index: pd.Index | None = None,
                     where, pos = _first(bad, rows)
                     raise DataError(f"labels of {name!r}: {_show(arr[pos])} at {where} is not in "
                                     f"int {t.lo}..{t.hi}")
-                values[name] = torch.as_tensor(np.where(ok, num - t.lo, 0), dtype=torch.long)
+                values[name] = torch.as_tensor(np.where(ok, num - A.domain(t).offset, 0),
+                                               dtype=torch.long)   # codes -> indices
             else:
                 bad = ok & ~np.isfinite(num)
                 if bad.any():

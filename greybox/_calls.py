@@ -111,7 +111,7 @@ class NetworkCalls:
             raise ModelError(f"network {var.network!r} for {name!r} returned "
                              f"{type(y).__name__}, expected a tensor")
         if A.is_finite_type(t) and not isinstance(t, A.BoolType):
-            k = len(A.domain_values(t))
+            k = A.domain(t).size
             if tuple(y.shape) != (n, k):
                 raise ModelError(f"network {var.network!r} for {name!r} ({_type(t)}) returned "
                                  f"shape {list(y.shape)}; expected [{n}, {k}] (one logit per "
@@ -137,7 +137,7 @@ class NetworkCalls:
                            f"the residual network for {name!r} (its input: the "
                            f"{feats.shape[1]} standardised table inputs, model.feature_names)")
             t = self.kb.variables[name].type
-            k = len(A.domain_values(t))
+            k = A.domain(t).size
             if isinstance(t, A.BoolType) and y.dim() == 2 and y.shape[1] == 1:
                 y = y[:, 0]
             want = (batch.n,) if isinstance(t, A.BoolType) else (batch.n, k)
@@ -157,7 +157,7 @@ def _network_plan(kb):
     for name in kb.neural:
         var = kb.variables[name]
         t = var.type
-        sizes[name] = (len(A.domain_values(t)) if A.is_finite_type(t)
+        sizes[name] = (A.domain(t).size if A.is_finite_type(t)
                        and not isinstance(t, A.BoolType) else None)
         if len(var.args) == 1 and isinstance(kb.variables[var.args[0]].type, A.TensorType):
             stackable.append((name, var.network, var.args[0], sizes[name]))

@@ -76,6 +76,13 @@ class Domain:
         nothing)."""
         return A.domain_values(self._finite())
 
+    @property
+    def offset(self) -> int:
+        """``code - index``, the same for every value of a finite type (an int's lower
+        bound; 0 for a bool or an enum): ``indices + offset`` are codes, also on tensors."""
+        self._finite()
+        return self._lo
+
     def _finite(self):
         if not self.finite:
             raise TypeError(f"{self.type!r} is not a finite type")

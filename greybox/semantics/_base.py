@@ -22,7 +22,7 @@ from greybox.rules import plan
 
 from .._batch import kb_cached
 from .._trace import LazyValues, Trace
-from ._stacked import Lazy
+from ._stacked import Lazy, _value_index
 
 __all__ = ["Context", "Env", "Semantics"]
 
@@ -140,12 +140,7 @@ def signed_weight(model, rule: A.Rule) -> torch.Tensor:
 
 def head_index(kb, rule: A.Rule) -> int:
     """Index of the value a rule's head pushes (1 = True for bools)."""
-    t = kb.variables[rule.head.name].type
-    if isinstance(t, A.BoolType):
-        return 1
-    v = rule.head.value
-    target = v.value if isinstance(v, A.Num) else v.name
-    return list(A.domain_values(t)).index(target)
+    return _value_index(kb, rule)
 
 
 class Semantics:
@@ -237,7 +232,7 @@ class _Run:
         for v in comp.variables:
             t = kb.variables[v].type
             is_bool = isinstance(t, A.BoolType)
-            size = len(A.domain_values(t))
+            size = A.domain(t).size
             bias = self.model.decisions_bias(v)
             acc: list = [None, bias] if is_bool else [bias[k] for k in range(size)]
             if v in self.residual:
@@ -280,7 +275,7 @@ class _Run:
         for j, v in enumerate(comp.variables):
             t = self.kb.variables[v].type
             which = torch.tensor([a[j] for a in assignments], device=self.ctx.device)
-            onehot = torch.nn.functional.one_hot(which, len(A.domain_values(t))).to(logp.dtype)
+            onehot = torch.nn.functional.one_hot(which, A.domain(t).size).to(logp.dtype)
             p = logp.exp() @ onehot
             self.log_dists[v] = safe_log(p)
             self.probs[v] = p[:, 1] if isinstance(t, A.BoolType) else p

@@ -71,7 +71,7 @@ class FuzzyContext(Context):
         t = self.kb.variables[name].type
         if isinstance(t, A.BoolType):
             return ("t", self.const(index))
-        size = len(A.domain_values(t))
+        size = A.domain(t).size
         hot = torch.zeros(1, size, device=self.device)
         hot[0, index] = 1.0
         return ("d", hot, self._vals(name))

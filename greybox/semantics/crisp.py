@@ -93,7 +93,7 @@ def _values(kb, ev, batch, logits, tensor) -> dict:
             values[name] = tensor(idx)
         else:
             values[name] = torch.nn.functional.one_hot(tensor(idx, torch.long),
-                                                       len(A.domain_values(t))).float()
+                                                       A.domain(t).size).float()
     for name in kb.inputs:
         if name in batch.columns and name not in values:
             t = kb.variables[name].type

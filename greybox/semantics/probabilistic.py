@@ -325,7 +325,7 @@ class ProbContext(Context):
         f = self.field(var.expr, env)
         if not f.scope or isinstance(var.type, A.RealType):
             return f
-        size = len(A.domain_values(var.type))    # a range: nothing allocated
+        size = A.domain(var.type).size
         if f.t[:1].numel() * size > FACTOR_LIMIT:
             raise ModelError(
                 f"define {name!r}: its type {type_to_text(var.type)} has {size:,} values; "
@@ -464,7 +464,7 @@ class ProbContext(Context):
         x = env[name]
         var = self.kb.variables[name]
         if isinstance(x, Virtual):
-            lo = var.type.lo
+            lo = A.domain(var.type).offset     # indices -> codes (the sum's values)
             if self._independent(x.arith):
                 return x.arith.log_prob(self._stacked, target.long() + lo, self.device)
             self._add_arithmetic(x)
@@ -477,7 +477,8 @@ class ProbContext(Context):
             if arith is not None and self._independent(arith) and all(
                     f is arith.factors[0] for f in self.touch.get(name, ())):
                 # a plain sum of independent variables read by nothing else: its column
-                return arith.log_prob(self._stacked, target.long() + var.type.lo, self.device)
+                return arith.log_prob(self._stacked, target.long() + A.domain(var.type).offset,
+                                      self.device)
             v = x.scope[0]
             factors = self.closure((v,))
             t, s = contract(factors, keep=(v,))
@@ -514,7 +515,7 @@ class ProbContext(Context):
                 v = torch.arange(self.sizes[d], device=self.device) * place
                 value = (value.unsqueeze(-1) + v).reshape(-1)
             del weights
-            index = value + a.offset - var.type.lo
+            index = value + a.offset - A.domain(var.type).offset
             flat = t.reshape(t.shape[0], -1)
             ok = (index >= 0) & (index < var.type.size)
             out = torch.zeros(flat.shape[0], var.type.size, device=self.device)
@@ -546,7 +547,7 @@ class ProbContext(Context):
             value = torch.zeros(self.n, dtype=torch.long, device=self.device)
             for k, d in enumerate((*a.digits, a.carry)):
                 value = value + assignment[d] * a.base ** k
-            return (value + a.offset - var.type.lo).clamp(0, var.type.size - 1)
+            return (value + a.offset - A.domain(var.type).offset).clamp(0, var.type.size - 1)
         m = self.marginal(name, env)
         if m.dim() == 2:
             return m.argmax(dim=1)
