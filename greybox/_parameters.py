@@ -146,6 +146,11 @@ class RuleValues:
             w = w * self._rule_scale[:, list(self.kb.rules).index(name)]
         return w
 
+    def shares_weight(self, rules) -> bool:
+        """Whether the named rules all read one weight (members of one family)."""
+        owner = self._owner.get(("rule", rules[0]))
+        return owner is not None and all(self._owner.get(("rule", r)) == owner for r in rules)
+
     def threshold(self, node: A.Num) -> torch.Tensor:
         """The current value of a ``~`` threshold (an AST node of this model's rules)."""
         group, owner, i = self._nums[id(node)]
@@ -269,14 +274,17 @@ def owners(kb) -> dict[tuple[str, str], str]:
     index (``smoking_causes(*)``). Members whose ``~`` numbers do not line up with the rest
     (grounding simplified some away) keep their own, as do non-members."""
     out: dict[tuple[str, str], str] = {}
+    taken = {*kb.rules, *kb.constraints, *kb.variables}
     for fam in kb.families.values():
         shared = gr.member_name(fam.name, ["*"] * len(fam.sets), fam.paren)
+        if shared in taken:
+            continue   # a statement of that very name keeps it: members keep their own
         if fam.kind in ("rule", "constraint"):
             table = kb.rules if fam.kind == "rule" else kb.constraints
             members = [table[m] for m in fam.members.values() if m in table]
-            counts = {_learnable_count(m) for m in members}
+            numbers = {_template_numbers(m) for m in members}
             fixed = {getattr(m, "fixed", False) for m in members}
-            if len(counts) == 1 and len(fixed) == 1:
+            if len(numbers) == 1 and None not in numbers and len(fixed) == 1:
                 out.update(((fam.kind, m.name), shared) for m in members)
         elif fam.kind in ("output", "define"):
             decided = [m for m in fam.members.values()
@@ -285,9 +293,18 @@ def owners(kb) -> dict[tuple[str, str], str]:
     return out
 
 
-def _learnable_count(st) -> int:
+def _template_numbers(st):
+    """Where a member's ``~`` numbers come from in the rule text (their locations, with
+    their values): members share thresholds only when these are the same. None when a
+    number has no location (built in Python, not from text)."""
     e = st.body if isinstance(st, A.Rule) else st.formula
-    return sum(1 for n in A.walk(e) if isinstance(n, A.Num) and n.learnable)
+    found = []
+    for n in A.walk(e):
+        if isinstance(n, A.Num) and n.learnable:
+            if n.span is None:
+                return None
+            found.append((n.span.line, n.span.column, n.value))
+    return tuple(found)
 
 
 def learned_value(p: torch.Tensor) -> float:

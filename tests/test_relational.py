@@ -598,3 +598,43 @@ def test_statements_print_as_rule_text():
     assert str(kb.program.templates[-1]) == "rule r(q in p): x(q) > ~1 -> y"
     assert str(kb.rules["r(a)"].body) == "`x(a)` > ~1"
     assert str(kb.variables["y"].type) == "bool"
+
+
+def test_stacked_rules_read_the_models_current_weights():
+    """Review findings: a stacked rule family must read its weight from the model on every
+    pass -- parameter attributions swap weights in (functional_call), load_state_dict
+    replaces them."""
+    import torch
+
+    import greybox as gb
+
+    kb = gr.parse("set p: 0..4\ninput x[p]: real\noutput y: bool\n"
+                  "rule r[i in p] weight 1.5: x[i] > 0 -> y\n")
+    model = gb.GreyBox(kb, semantics="product")
+    ex = gb.explain.explain(model, {"x": np.array([[1.0, 2, -1, 3, 0.5], [-1, -2, 1, -3, 0.5]])},
+                            "y")
+    gaps = ex.completeness
+    assert (gaps["output_change"].abs() > 0.1).all() and (gaps["gap"].abs() < 1e-3).all()
+    X = {"x": np.ones((1, 5))}
+    model(X)
+    model.load_state_dict({k: torch.full_like(v, -2.0) for k, v in model.state_dict().items()},
+                          assign=True)
+    assert model(X).scores["y"].item() == pytest.approx(-2.0 + 5 * -2.0)
+
+
+def test_members_share_thresholds_only_when_they_are_the_same_template_numbers():
+    import greybox as gb
+
+    kb = gr.parse("set s: 0..3\ninput x[s]: real\noutput y[s]: bool\n"
+                  "rule r[i in s]: (i == 0 and x[i] > ~1) or (i != 0 and x[i] > ~5) -> y[i]\n")
+    model = gb.GreyBox(kb, semantics="product")
+    x = {"x": np.full((1, 4), 3.0)}
+    assert (model.predict(x).to_numpy() == gr.evaluate(kb, x).decisions.to_numpy()).all()
+    assert gr.to_text(model.to_kb().rules["r[2]"].body) == "`x[2]` > ~5.0"
+    # a statement named like the shared parameters keeps its own, and so do the members
+    kb = gr.parse("set s: 0..1\ninput x[s]: real\noutput y[s]: bool\noutput z: bool\n"
+                  "rule r[i in s] weight 1.0: x[i] > ~1 -> y[i]\n"
+                  "rule `r[*]` weight 3.0: x[0] > ~7 -> z\n")
+    model = gb.GreyBox(kb, semantics="product")
+    assert model.rule_weight("r[*]") is not model.rule_weight("r[0]")
+    assert model.to_kb().rules["r[*]"].weight == 3.0

@@ -340,23 +340,18 @@ class RuleValues:
         return self._sums
 
 
-_PARAMS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
 def _signed_weights(model, s: RuleStack) -> torch.Tensor:
     """The rules' weights with the sign of their heads, (groundings,) -- or (rows,
-    groundings) while a per-row rule mask is set (rule ablation)."""
+    groundings) while a per-row rule mask is set (rule ablation). Read from the model on
+    every pass (never kept: ``functional_call``, ``load_state_dict`` and ``.to`` swap
+    them); a family sharing one weight reads it once."""
     if getattr(model, "_rule_scale", None) is not None:
         w = torch.stack([model.rule_weight(n).expand(model._rule_scale.shape[0])
                          for n in s.names], 1)
+    elif model.shares_weight(s.names):
+        w = model.rule_weight(s.names[0]).expand(len(s.names))
     else:
-        per_model = _PARAMS.setdefault(model, {})
-        params = per_model.get(s)
-        if params is None:
-            params = per_model[s] = [model.rule_weight(n) for n in s.names]
-            if all(p is params[0] for p in params):   # a family's one shared weight
-                params = per_model[s] = params[:1]
-        w = params[0].expand(len(s.names)) if len(params) == 1 else torch.stack(params)
+        w = torch.stack([model.rule_weight(n) for n in s.names])
     sign = torch.tensor([-1.0 if neg else 1.0 for neg in s.negative], device=w.device)
     return w * sign
 
