@@ -225,6 +225,7 @@ def to_targets(kb, targets, n: int, *, index: pd.Index | None = None,
             raise DataError("targets must be a mapping of variable name -> labels when the "
                             f"model has several outputs ({', '.join(kb.outputs)})")
         items = {default: targets}
+    items = dict(family_columns(kb, items))   # a whole family's labels under its name
     rows = index if index is not None else targets.index if isinstance(
         targets, (pd.DataFrame, pd.Series)) and len(targets.index) == n else pd.RangeIndex(n)
     values, masks = {}, {}

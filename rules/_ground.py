@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import itertools
+import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -75,6 +76,9 @@ class FamilyInfo:
         """
         shape = tuple(getattr(values, "shape", ()))
         sizes = [len({index[k] for index in self.members}) for k in range(len(self.sets))]
+        if math.prod(sizes) != len(self.members):
+            raise DataError(f"{self.name}'s members are not a full grid (a parameter's range "
+                            "reads another): give them column by column, by member name")
         if len(shape) < 1 + len(sizes) or list(shape[1:1 + len(sizes)]) != sizes:
             raise DataError(f"{self.name}: expected an array of shape (rows, "
                             f"{', '.join(map(str, sizes))}, ...) -- one axis per parameter "
@@ -209,6 +213,14 @@ class _Grounder:
         if hi - lo + 1 > MAX_GROUNDINGS:
             raise _Problem(f"range {lo}..{hi} has more than {MAX_GROUNDINGS:,} members", r)
         return range(lo, hi + 1)
+
+    def _members(self) -> frozenset:
+        """Every member of every set of names (for comparisons such as ``p == anna``)."""
+        found = getattr(self, "_all_members", None)
+        if found is None:
+            found = self._all_members = frozenset(
+                m for ms in self.sets.values() if not isinstance(ms, range) for m in ms)
+        return found
 
     def domain(self, binder: A.Binder, env: dict) -> Sequence[Member]:
         if isinstance(binder.domain, A.Range):
@@ -372,7 +384,8 @@ class _Grounder:
         index = []
         for k, arg in enumerate(e.args):
             try:
-                index.append(self.static(arg, env, self.sets.get(fam.sets[k])))
+                index.append(_as_member(self.static(arg, env, self.sets.get(fam.sets[k])),
+                                        self.sets.get(fam.sets[k])))
             except _NotStatic:
                 raise _Problem(f"index {k + 1} of {e.name} must be known before the data: "
                                "whole numbers, index variables, set members and + - * ^",
@@ -416,8 +429,10 @@ class _Grounder:
                                "arithmetic such as 10^(3 - i)), not variables", e) from None
         if isinstance(e, A.Compare) and _mentions(e, env):
             try:
-                return A.BoolConst(_compare(e.op, self.static(e.left, env),
-                                            self.static(e.right, env), e), span=e.span)
+                members = self._members()
+                return A.BoolConst(_compare(e.op, self.static(e.left, env, members),
+                                            self.static(e.right, env, members), e),
+                                   span=e.span)
             except _NotStatic:
                 pass
         if not A.children(e):
@@ -486,16 +501,29 @@ class _Grounder:
             acc = self._static_number(e.args[0], env)
             for op, arg in zip(e.ops, e.args[1:]):
                 x = self._static_number(arg, env)
-                acc = acc + x if op == "+" else acc - x
+                acc = _bounded(acc + x if op == "+" else acc - x, e)
             return acc
         if isinstance(e, A.Mul):
-            return self._static_number(e.left, env) * self._static_number(e.right, env)
+            return _bounded(self._static_number(e.left, env) *
+                            self._static_number(e.right, env), e)
         if isinstance(e, A.Pow):
             base, exp = self._static_number(e.left, env), self._static_number(e.right, env)
-            if exp < 0 or abs(base) > 1 and exp > 64:
-                raise _Problem(f"{base}^{exp}: exponents must be whole numbers from 0 to 64", e)
+            if exp < 0 or abs(base) > 1 and exp * abs(base).bit_length() > _MAX_BITS:
+                raise _Problem("a power in index arithmetic must be a whole number below "
+                               f"2^{_MAX_BITS} with an exponent of at least 0", e)
             return base ** exp
         raise _NotStatic
+
+
+#: Largest magnitude of index arithmetic, in bits (beyond any set or exact float).
+_MAX_BITS = 64
+
+
+def _bounded(value: int, node) -> int:
+    if abs(value).bit_length() > _MAX_BITS:
+        raise _Problem(f"index arithmetic beyond 2^{_MAX_BITS} (whole numbers known before "
+                       "the data, used to name members)", node)
+    return value
 
 
 def _exprs(st) -> tuple:
@@ -550,7 +578,18 @@ def _mentions(e, env: dict) -> bool:
                for n in A.walk(e))
 
 
+def _as_member(value: Member, members) -> Member:
+    """A number naming a member of a set of names read from the data (``f(1)`` where
+    the members are "1", "2")."""
+    if members is not None and isinstance(value, int) and value not in members \
+            and str(value) in members:
+        return str(value)
+    return value
+
+
 def _compare(op: str, left: Member, right: Member, node) -> bool:
+    if isinstance(left, str) != isinstance(right, str):   # a name from the data vs a number
+        left, right = str(left), str(right)
     if op in ("==", "!="):
         return (left == right) == (op == "==")
     if isinstance(left, str) or isinstance(right, str):

@@ -189,7 +189,7 @@ class _ToAst(Transformer):
         return A.Range(c[0], c[1], span=_loc(c))
 
     def set_names(self, c):
-        return tuple(n.name for n in c)
+        return tuple(n.name for n in c if n is not None)
 
     def set_decl(self, c):
         return A.SetDecl(c[0].name, c[1], span=c[0].span)

@@ -638,3 +638,35 @@ def test_members_share_thresholds_only_when_they_are_the_same_template_numbers()
     model = gb.GreyBox(kb, semantics="product")
     assert model.rule_weight("r[*]") is not model.rule_weight("r[0]")
     assert model.to_kb().rules["r[*]"].weight == 3.0
+
+
+def test_review_findings_on_grounding_edge_cases():
+    """Entity names that look like numbers, empty sets, huge index arithmetic, families
+    that are not grids, whole-family labels."""
+    import pandas as pd
+
+    import greybox as gb
+    from greybox.errors import DataError
+
+    text = ("set person\ninput f(person): bool\noutput y(person): bool\n"
+            "rule r(p in person): p == 1 and f(p) -> y(p)\n")
+    assert list(gr.parse(text, sets={"person": [1, 2]}).rules) == ["r(1)"]   # not dropped
+    assert list(gr.parse(text, sets={"person": pd.DataFrame({"a": [3, 4]})}).rules) == ["r(1)"]
+    named = gr.parse("set p\ninput f(p): bool\noutput y: bool\nrule r: f(1) -> y\n"
+                     "rule q: (exists o in p: o == anna and f(o)) -> y\n",
+                     sets={"p": ["anna", "1"]})
+    assert gr.to_text(named.rules["q"].body) == "`f(anna)`"
+    empty = gr.parse(text, sets={"person": []})
+    assert gr.to_text(empty).startswith("set person: {}\n") and gr.parse(gr.to_text(empty)) == empty
+    for huge in ("rule r2: f(((2^64)^64)^64) -> y(1)", "rule r2: f(2^40 * 2^40) -> y(1)"):
+        with pytest.raises(RuleError, match="2\\^64"):
+            gr.parse(text + huge + "\n", sets={"person": [1, 2]})
+    ragged = gr.parse("input x[i in 0..2, j in 2 - i..2]: int 0..99\n")
+    with pytest.raises(DataError, match="not a full grid"):
+        ragged.families["x"].split(np.zeros((1, 3, 3)))
+    model = gb.GreyBox(gr.parse("set p: 0..2\ninput v[p]: real\noutput y[p]: bool\n"
+                                "rule r[i in p]: v[i] > ~1 -> y[i]\n"), semantics="product")
+    v = np.random.default_rng(0).uniform(0, 3, (20, 3))
+    labels = np.where(np.arange(3) == 1, np.nan, v > 2)   # y[1] unlabelled
+    loss = model.loss({"v": v}, {"y": labels})            # the family's labels, one array
+    assert np.isfinite(loss.item())
