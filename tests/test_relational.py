@@ -670,3 +670,26 @@ def test_review_findings_on_grounding_edge_cases():
     labels = np.where(np.arange(3) == 1, np.nan, v > 2)   # y[1] unlabelled
     loss = model.loss({"v": v}, {"y": labels})            # the family's labels, one array
     assert np.isfinite(loss.item())
+
+
+def test_template_and_member_edits_combine_and_errors_are_the_real_ones():
+    import greybox as gb
+    from greybox.explain import AddStatement, Debugger, SetThreshold, SetWeight
+
+    kb = gr.parse("set s: 0..2\ninput x[s]: real\noutput y[s]: bool\n"
+                  "rule r[i in s] weight 2.0: x[(i + 1) - 1] > ~3 -> y[i]\n")
+    model = gb.GreyBox(kb, semantics="product")
+    x = np.array([[1.0, 4.0, 5.0], [4.0, 1.0, 5.0]])
+    dbg = Debugger(model, {"x": x}, {"y[1]": [True, False]})
+    dbg.what_if(SetWeight("r", 1.0))              # the template: every member
+    dbg.what_if(SetWeight("r[2]", 5.0))           # one member
+    learned = dbg.model.to_kb()
+    assert learned.rules["r[0]"].weight == 1.0 and learned.rules["r[2]"].weight == 5.0
+    dbg.undo(2)
+    # number 0 of the template is its threshold, as in its members (not index arithmetic)
+    dbg.what_if(SetThreshold("r", 0, 0.5))
+    assert all(r.body.right.value == 0.5 for r in dbg.model.kb.rules.values())
+    with pytest.raises(RuleError, match="undeclared family 'zz'"):
+        dbg.what_if(AddStatement("rule q[i in 0..2]: x[i] > 2 and zz[i] -> y[i]"))
+    with pytest.raises(RuleError, match="no rule named 'nothing'"):
+        dbg.what_if(SetWeight("nothing", 1.0))

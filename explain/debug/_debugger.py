@@ -10,11 +10,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from greybox.errors import DataError, GreyboxError, ModelError, RuleError
+from greybox.errors import DataError, GreyboxError, ModelError
 from greybox.rules import KnowledgeBase, to_text
 from greybox.rules import ast as A
 
-from ._edits import Edit, parse_edit
+from ._edits import Edit, NotFound, parse_edit
 
 __all__ = ["Blame", "Debugger", "WhatIf"]
 
@@ -408,20 +408,22 @@ class Debugger:
         # carets refer to the edit's own text
         texts = [e.text for e in edits if hasattr(e, "text")]
         source = texts[-1] if texts else None
-        new_kb = None
-        if kb.program is not None:   # relational: edit the templates if the edits name them
-            try:
-                statements = list(kb.program.templates)
-                for e in edits:
-                    statements = e.apply(statements)
-                new_kb = KnowledgeBase(statements, filename="<edit>", source=source)
-            except RuleError:
-                new_kb = None        # an edit names a grounded member: edit the groundings
-        if new_kb is None:
-            statements = list(kb.statements)
+        members = list(edits)
+        if kb.program is not None:
+            # relational: edits that name a template change it (the whole family) ...
+            templates, members = list(kb.program.templates), []
             for e in edits:
-                statements = e.apply(statements)
-            new_kb = KnowledgeBase(statements, filename="<edit>", source=source)
+                try:
+                    templates = e.apply(templates)
+                except NotFound:
+                    members.append(e)
+            kb = KnowledgeBase(templates, filename="<edit>", source=source)
+        # ... the others a grounded member (or, propositional, a statement)
+        statements = list(kb.statements)
+        for e in members:
+            statements = e.apply(statements)
+        new_kb = KnowledgeBase(statements, filename="<edit>", source=source) if members \
+            else kb
         if self.output not in new_kb.outputs:
             raise ModelError(f"the edits leave no output {self.output!r}")
         return base.replace(kb=new_kb).eval()

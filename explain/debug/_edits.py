@@ -40,6 +40,27 @@ class Edit:
         return self.describe()
 
 
+class NotFound(RuleError):
+    """An edit names no rule or constraint of the statements it is applied to."""
+
+
+def _numbers(e) -> list:
+    """The numbers of a formula in source order, as the grounded rules have them: not
+    the index arithmetic of a template (``x[i + 1]``, ``10^(3 - i)``, ranges)."""
+    out, stack = [], [e]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, A.Num):
+            out.append(node)
+        elif isinstance(node, A.Index) or isinstance(node, A.Pow):
+            continue
+        elif isinstance(node, (A.Quantified, A.Aggregate)):
+            stack.extend(reversed((node.body,) if isinstance(node, A.Quantified) else node.args))
+        else:
+            stack.extend(reversed(A.children(node)))
+    return out
+
+
 def _find(statements, name: str, kind=(A.Rule, A.Constraint)):
     """The place and the statement named ``name`` (a relational template's inner
     statement: ``spread`` names the rule family ``rule spread(p in person, ...)``)."""
@@ -51,7 +72,7 @@ def _find(statements, name: str, kind=(A.Rule, A.Constraint)):
     names = [(s.statement if isinstance(s, A.Family) else s).name for s in statements
              if isinstance(s.statement if isinstance(s, A.Family) else s, kind)]
     shown = ", ".join(names[:20]) + (f", ... ({len(names)} in all)" if len(names) > 20 else "")
-    raise RuleError(f"no {what} named {name!r} (there are: {shown or 'none'})")
+    raise NotFound(f"no {what} named {name!r} (there are: {shown or 'none'})")
 
 
 def _put(statements, i: int, new) -> list:
@@ -98,7 +119,7 @@ class SetThreshold(Edit):
     def apply(self, statements):
         i, s = _find(statements, self.name)
         body = s.body if isinstance(s, A.Rule) else s.formula
-        nums = [n for n in A.walk(body) if isinstance(n, A.Num)]
+        nums = _numbers(body)
         if not 0 <= self.index < len(nums):
             raise RuleError(f"{self.name!r} has {len(nums)} number(s); index {self.index} is "
                             "out of range")
