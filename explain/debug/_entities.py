@@ -186,8 +186,14 @@ class EntityDebugger:
 
     def undo(self, n: int = 1) -> EntityWhatIf:
         """Take back the last ``n`` edits for every entity."""
+        first = next(iter(self.members.values()))
+        if n < 0 or n > len(first.edits):
+            raise ModelError(f"cannot undo {n} edit(s); there are {len(first.edits)}")
+        edits = first._edits[:len(first._edits) - n]
+        model = first._rebuild(edits) if edits else first._base   # built once, shared
         for d in self.members.values():
-            d.undo(n)
+            d._edits, d._model = list(edits), model
+            d._now = d._predict(model) if edits else d._before
         return self.diff()
 
     def diff(self) -> EntityWhatIf:
