@@ -216,6 +216,24 @@ def to_targets(kb, targets, n: int, *, index: pd.Index | None = None,
                default: str | None = None) -> Targets:
     """Labels for any variable: outputs, defined or neural variables (missing labels, NaN
     or None, are masked out). A bare array or Series labels ``default``."""
+    items = _label_items(kb, targets, default)
+    rows = index if index is not None else targets.index if isinstance(
+        targets, (pd.DataFrame, pd.Series)) and len(targets.index) == n else pd.RangeIndex(n)
+    values, masks = {}, {}
+    for name, col in items.items():
+        var = _supervised(kb, name)
+        arr = _label_array(name, col, n)
+        miss = _missing(arr)
+        if isinstance(var.type, A.EnumType):
+            values[name] = _enum_labels(name, var.type, arr, miss, rows)
+        else:
+            values[name] = _number_labels(name, var.type, arr, miss, rows)
+        masks[name] = torch.as_tensor(~miss)
+    return Targets(values, masks)
+
+
+def _label_items(kb, targets, default: str | None) -> dict:
+    """Labels by variable name (a whole family's under its name split into members)."""
     if isinstance(targets, pd.DataFrame):
         items = {c: targets[c] for c in targets.columns}
     elif isinstance(targets, Mapping):
@@ -225,75 +243,80 @@ def to_targets(kb, targets, n: int, *, index: pd.Index | None = None,
             raise DataError("targets must be a mapping of variable name -> labels when the "
                             f"model has several outputs ({', '.join(kb.outputs)})")
         items = {default: targets}
-    items = dict(family_columns(kb, items))   # a whole family's labels under its name
-    rows = index if index is not None else targets.index if isinstance(
-        targets, (pd.DataFrame, pd.Series)) and len(targets.index) == n else pd.RangeIndex(n)
-    values, masks = {}, {}
-    for name, col in items.items():
-        var = kb.variables.get(name)
-        if var is None:
-            raise DataError(f"targets name {name!r}, which is not a variable "
-                            f"(outputs: {', '.join(kb.outputs)})")
-        if isinstance(var.type, A.TensorType) or var.role == "input":
-            raise DataError(f"targets name {name!r}, an input: only neural, defined and "
-                            "decided variables can be supervised")
-        if isinstance(col, torch.Tensor):
-            col = col.detach().cpu().numpy()
-        if isinstance(col, pd.Series):
-            col = (col.astype(object).to_numpy() if isinstance(col.dtype, pd.CategoricalDtype)
-                   else col.to_numpy())
-        arr = np.asarray(col)
-        if arr.ndim != 1 or len(arr) != n:
-            raise DataError(f"labels of {name!r} must be one per row: expected shape ({n},), "
-                            f"got {arr.shape}")
-        miss = _missing(arr)
-        t = var.type
-        if isinstance(t, A.EnumType):
-            codes = pd.Index(list(t.values), dtype=object).get_indexer(arr.astype(object))
-            bad = (codes < 0) & ~miss
-            if bad.any():
-                where, pos = _first(bad, rows)
-                raise DataError(f"labels of {name!r}: {_show(arr[pos])} at {where} is not one of "
-                                f"{{{', '.join(t.values)}}}")
-            values[name] = torch.as_tensor(np.where(miss, 0, codes), dtype=torch.long)
-        else:
-            num = np.zeros(len(arr), np.float64)
-            ok = ~miss
-            try:
-                num[ok] = arr[ok].astype(np.float64)
-            except OverflowError:
-                pos = int(np.flatnonzero(ok)[_too_large(arr[ok]) or 0])
-                where, _ = _first(np.arange(len(arr)) == pos, rows)
-                raise DataError(f"labels of {name!r}: {_shown(arr[pos])} at {where} is too "
-                                "large for a float (beyond ±1.8e308)") from None
-            except (TypeError, ValueError):
-                raise DataError(f"labels of {name!r} must be numbers or booleans, got dtype "
-                                f"{arr.dtype}") from None
-            if isinstance(t, A.BoolType):
-                bad = ok & ~np.isin(num, (0.0, 1.0))
-                if bad.any():
-                    where, pos = _first(bad, rows)
-                    raise DataError(f"labels of {name!r}: expected true/false, got {_show(arr[pos])} "
-                                    f"at {where}")
-                values[name] = torch.as_tensor(num, dtype=torch.float32)
-            elif isinstance(t, A.IntType):
-                bad = ok & ((num != np.floor(num)) | (num < t.lo) | (num > t.hi))
-                if bad.any():
-                    where, pos = _first(bad, rows)
-                    raise DataError(f"labels of {name!r}: {_show(arr[pos])} at {where} is not in "
-                                    f"int {t.lo}..{t.hi}")
-                values[name] = torch.as_tensor(np.where(ok, num - A.domain(t).offset, 0),
-                                               dtype=torch.long)   # codes -> indices
-            else:
-                bad = ok & ~np.isfinite(num)
-                if bad.any():
-                    where, _ = _first(bad, rows)
-                    raise DataError(f"labels of {name!r}: infinite value at {where}")
-                big = ok & (np.abs(num) > np.finfo(np.float32).max)
-                if big.any():
-                    where, pos = _first(big, rows)
-                    raise DataError(f"labels of {name!r}: {_show(arr[pos])} at {where} is "
-                                    "beyond float32 (±3.4e38), in which the model trains")
-                values[name] = torch.as_tensor(num, dtype=torch.float32)
-        masks[name] = torch.as_tensor(~miss)
-    return Targets(values, masks)
+    return dict(family_columns(kb, items))
+
+
+def _supervised(kb, name: str):
+    """The variable labels name, which must be one a model can be taught."""
+    var = kb.variables.get(name)
+    if var is None:
+        raise DataError(f"targets name {name!r}, which is not a variable "
+                        f"(outputs: {', '.join(kb.outputs)})")
+    if isinstance(var.type, A.TensorType) or var.role == "input":
+        raise DataError(f"targets name {name!r}, an input: only neural, defined and "
+                        "decided variables can be supervised")
+    return var
+
+
+def _label_array(name: str, col, n: int) -> np.ndarray:
+    if isinstance(col, torch.Tensor):
+        col = col.detach().cpu().numpy()
+    if isinstance(col, pd.Series):
+        col = (col.astype(object).to_numpy() if isinstance(col.dtype, pd.CategoricalDtype)
+               else col.to_numpy())
+    arr = np.asarray(col)
+    if arr.ndim != 1 or len(arr) != n:
+        raise DataError(f"labels of {name!r} must be one per row: expected shape ({n},), "
+                        f"got {arr.shape}")
+    return arr
+
+
+def _enum_labels(name: str, t: A.EnumType, arr, miss, rows) -> torch.Tensor:
+    codes = pd.Index(list(t.values), dtype=object).get_indexer(arr.astype(object))
+    bad = (codes < 0) & ~miss
+    if bad.any():
+        where, pos = _first(bad, rows)
+        raise DataError(f"labels of {name!r}: {_show(arr[pos])} at {where} is not one of "
+                        f"{{{', '.join(t.values)}}}")
+    return torch.as_tensor(np.where(miss, 0, codes), dtype=torch.long)
+
+
+def _number_labels(name: str, t, arr, miss, rows) -> torch.Tensor:
+    """Bool, int (as value indices) or real labels, checked against the type."""
+    num = np.zeros(len(arr), np.float64)
+    ok = ~miss
+    try:
+        num[ok] = arr[ok].astype(np.float64)
+    except OverflowError:
+        pos = int(np.flatnonzero(ok)[_too_large(arr[ok]) or 0])
+        where, _ = _first(np.arange(len(arr)) == pos, rows)
+        raise DataError(f"labels of {name!r}: {_shown(arr[pos])} at {where} is too "
+                        "large for a float (beyond ±1.8e308)") from None
+    except (TypeError, ValueError):
+        raise DataError(f"labels of {name!r} must be numbers or booleans, got dtype "
+                        f"{arr.dtype}") from None
+    if isinstance(t, A.BoolType):
+        bad = ok & ~np.isin(num, (0.0, 1.0))
+        if bad.any():
+            where, pos = _first(bad, rows)
+            raise DataError(f"labels of {name!r}: expected true/false, got {_show(arr[pos])} "
+                            f"at {where}")
+        return torch.as_tensor(num, dtype=torch.float32)
+    if isinstance(t, A.IntType):
+        bad = ok & ((num != np.floor(num)) | (num < t.lo) | (num > t.hi))
+        if bad.any():
+            where, pos = _first(bad, rows)
+            raise DataError(f"labels of {name!r}: {_show(arr[pos])} at {where} is not in "
+                            f"int {t.lo}..{t.hi}")
+        return torch.as_tensor(np.where(ok, num - A.domain(t).offset, 0),
+                               dtype=torch.long)   # codes -> indices
+    bad = ok & ~np.isfinite(num)
+    if bad.any():
+        where, _ = _first(bad, rows)
+        raise DataError(f"labels of {name!r}: infinite value at {where}")
+    big = ok & (np.abs(num) > np.finfo(np.float32).max)
+    if big.any():
+        where, pos = _first(big, rows)
+        raise DataError(f"labels of {name!r}: {_show(arr[pos])} at {where} is "
+                        "beyond float32 (±3.4e38), in which the model trains")
+    return torch.as_tensor(num, dtype=torch.float32)
