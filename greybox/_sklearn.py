@@ -165,6 +165,39 @@ class GreyBoxClassifier(ClassifierMixin, BaseEstimator):
                              "GreyBox for networks over tensors)")
         return outs[0]
 
+    def _classes(self, y, classes, out: str, t, values: list) -> np.ndarray:
+        """Set ``classes_``; each label's index among the output's values."""
+        if self.rules is None:
+            self.classes_ = classes
+            return np.searchsorted(classes, y)
+        if isinstance(t, A.BoolType):
+            if len(classes) > 2:
+                raise ValueError(f"output {out!r} is a bool but y has {len(classes)} classes")
+            self.classes_ = classes if len(classes) == 2 else np.array([False, True])
+            return (y == self.classes_[1]).astype(np.int64)
+        lookup = {v: i for i, v in enumerate(values)}
+        lookup.update({str(v): i for i, v in enumerate(values)})
+        bad = [v for v in classes if v not in lookup]
+        if bad:
+            raise ValueError(f"label {bad[0]!r} is not a value of output {out!r} ({values})")
+        self.classes_ = np.asarray(values, dtype=object if isinstance(t, A.EnumType)
+                                   else np.int64)
+        return np.array([lookup[v] for v in y], dtype=np.int64)
+
+    def _residual(self, kb, n_out: int):
+        """The residual network the ``residual`` parameter asks for (a fresh copy)."""
+        residual = self.residual
+        if residual is None or isinstance(residual, nn.Module):
+            return copy.deepcopy(residual)
+        if residual == "mlp" or (isinstance(residual, int) and not isinstance(residual, bool)):
+            hidden = self.hidden if residual == "mlp" else int(residual)
+            n_in = sum(kb.variables[i].type.size if isinstance(kb.variables[i].type,
+                                                                A.EnumType) else 1
+                       for i in kb.inputs)
+            return _mlp(n_in, n_out, hidden)
+        raise ModelError(f"residual must be None, 'mlp', a number of hidden units or "
+                         f"an nn.Module, got {residual!r}")
+
     # ------------------------------------------------------------------------- API
     def fit(self, X, y):
         """Fit on a DataFrame (or array) ``X`` and labels ``y``; returns ``self``."""
@@ -179,43 +212,13 @@ class GreyBoxClassifier(ClassifierMixin, BaseEstimator):
         kb = self._kb(df, len(classes))
         out = self._output(kb)
         t = kb.variables[out].type
-        values = list(A.domain_values(t))
-        if self.rules is None:
-            self.classes_ = classes
-            index = np.searchsorted(classes, y)
-        elif isinstance(t, A.BoolType):
-            if len(classes) > 2:
-                raise ValueError(f"output {out!r} is a bool but y has {len(classes)} classes")
-            self.classes_ = classes if len(classes) == 2 else np.array([False, True])
-            index = (y == self.classes_[1]).astype(np.int64)
-        else:
-            lookup = {v: i for i, v in enumerate(values)}
-            lookup.update({str(v): i for i, v in enumerate(values)})
-            bad = [v for v in classes if v not in lookup]
-            if bad:
-                raise ValueError(f"label {bad[0]!r} is not a value of output {out!r} "
-                                 f"({values})")
-            self.classes_ = np.asarray(values, dtype=object if isinstance(t, A.EnumType)
-                                       else np.int64)
-            index = np.array([lookup[v] for v in y], dtype=np.int64)
+        values = list(A.domain(t).values)
+        index = self._classes(y, classes, out, t, values)
         if self.random_state is not None:
             torch.manual_seed(self.random_state)
         from ._model import GreyBox
 
-        n_out = 1 if isinstance(t, A.BoolType) else len(values)
-        residual = self.residual
-        if residual is not None:
-            if isinstance(residual, nn.Module):
-                residual = copy.deepcopy(residual)
-            elif residual == "mlp" or (isinstance(residual, int) and not isinstance(residual, bool)):
-                hidden = self.hidden if residual == "mlp" else int(residual)
-                n_in = sum(kb.variables[i].type.size if isinstance(kb.variables[i].type,
-                                                                    A.EnumType) else 1
-                           for i in kb.inputs)
-                residual = _mlp(n_in, n_out, hidden)
-            else:
-                raise ModelError(f"residual must be None, 'mlp', a number of hidden units or "
-                                 f"an nn.Module, got {residual!r}")
+        residual = self._residual(kb, 1 if isinstance(t, A.BoolType) else len(values))
         self.model_ = GreyBox(kb, semantics=self.semantics, residual=residual,
                               temperature=self.temperature)
         self.output_ = out
