@@ -41,6 +41,7 @@ def main(out_path: str) -> None:
             "moved": float((flat - initial).abs().max()),
             "accuracy": float((model.predict(X)["y"].to_numpy() == (x > 6)).mean()),
         }, open(out_path, "w"))
+    dist.barrier()   # no rank tears gloo down while another still works (SIGABRT at exit)
     dist.destroy_process_group()
 
 
