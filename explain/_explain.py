@@ -130,7 +130,7 @@ def _network_input(model, batch, feats, var):
 def _concept_attribution(model, batch, trace, feats, name, method, found) -> None:
     """Neural concept ``name`` attributed to its network's inputs (towards its most
     probable value)."""
-    from greybox._calls import input_for
+    from greybox.functional import input_for
 
     var = model.kb.variables[name]
     net = model.network(var.network)
@@ -181,7 +181,7 @@ def _output_attribution(model, batch, output, target, method, found) -> None:
     base = torch.stack([model.feature_center[model.feature_names.index(n)] for n in numeric])
 
     def whole(xs, tgt, *rest_values):
-        from greybox._batch import Batch
+        from greybox import Batch
 
         values = {n: xs[:, j] for j, n in enumerate(numeric)}
         values.update(dict(zip(others, rest_values)))

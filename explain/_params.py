@@ -17,7 +17,7 @@ import torch
 from captum.attr import IntegratedGradients
 from torch.func import functional_call, vmap
 
-from greybox._batch import Batch
+from greybox import Batch
 from greybox.functional import probability_of
 
 __all__ = ["parameter_attributions"]

@@ -35,6 +35,7 @@ from .errors import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "Batch",
     "CheckpointError",
     "DataError",
     "GreyBox",
@@ -54,12 +55,15 @@ __all__ = [
     "load",
     "rules",
     "semantics",
+    "write_atomic",
 ]
 
 _SUBMODULES = {"rules", "explain", "semantics", "functional"}
 #: public names of the model part, loaded (with torch) on first use
 _LAZY = {
     "GreyBox": "greybox._model",
+    "Batch": "greybox._batch",
+    "write_atomic": "greybox._io",
     "Trace": "greybox._trace",
     "History": "greybox._train",
     "fit": "greybox._train",
@@ -69,7 +73,8 @@ _LAZY = {
 
 if TYPE_CHECKING:  # pragma: no cover
     from . import explain, functional, rules, semantics
-    from ._io import load
+    from ._batch import Batch
+    from ._io import load, write_atomic
     from ._model import GreyBox
     from ._sklearn import GreyBoxClassifier
     from ._trace import Trace

@@ -16,18 +16,11 @@ from greybox.rules import ast as A
 
 from ._batch import Batch, kb_cached
 from ._names import _key, _type
+from .functional import input_for
 
 __all__ = ["NetworkCalls", "input_for"]
 
 
-def input_for(module: nn.Module, x):
-    """``x`` as ``module`` takes it: a floating-point tensor in the dtype of the module's
-    first floating-point parameter (float64 arrays meet float32 weights); anything else
-    as it is."""
-    if not (isinstance(x, torch.Tensor) and x.is_floating_point()):
-        return x
-    dtype = next((p.dtype for p in module.parameters() if p.is_floating_point()), None)
-    return x if dtype is None or x.dtype == dtype else x.to(dtype)
 
 
 class NetworkCalls:

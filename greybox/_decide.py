@@ -27,7 +27,7 @@ import pandas as pd
 import torch
 
 from greybox.rules import ast as A
-from greybox.rules import closure, evaluate, plan
+from greybox.rules import constrains_networks, evaluate, plan
 
 __all__ = ["codes", "decide", "decision_scores", "neural_values", "output_codes",
            "repair_needed"]
@@ -52,11 +52,7 @@ def neural_values(kb, logits: dict) -> dict:
 def repair_needed(kb) -> bool:
     """True when some hard constraint over non-decided variables reads a neural variable
     (the networks' most probable values may then violate it)."""
-    for c in plan(kb).fixed_constraints:
-        if any(kb.variables[n].role == "neural"
-               for n in closure(kb, A.variables(c.formula))):
-            return True
-    return False
+    return constrains_networks(kb)
 
 
 def _evaluate(model, kb, batch, logits, bias=None, neural=None):

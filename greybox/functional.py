@@ -21,6 +21,7 @@ from __future__ import annotations
 import torch
 
 __all__ = [
+    "input_for",
     "TNORMS",
     "probability_of",
     "safe_log",
@@ -123,3 +124,21 @@ def safe_log(t: torch.Tensor) -> torch.Tensor:
     at 0 is 0, so rows or assignments of probability 0 can be masked out downstream)."""
     tiny = torch.finfo(t.dtype).tiny
     return torch.log(t.clamp_min(tiny)).masked_fill(t <= 0, -torch.inf)
+
+
+def input_for(module, x):
+    """``x`` as ``module`` takes it: a floating-point tensor in the dtype of the module's
+    first floating-point parameter (float64 arrays meet float32 weights); anything else
+    as it is.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from greybox.functional import input_for
+    >>> input_for(torch.nn.Linear(2, 1), torch.zeros(1, 2, dtype=torch.float64)).dtype
+    torch.float32
+    """
+    if not (isinstance(x, torch.Tensor) and x.is_floating_point()):
+        return x
+    dtype = next((p.dtype for p in module.parameters() if p.is_floating_point()), None)
+    return x if dtype is None or x.dtype == dtype else x.to(dtype)

@@ -54,7 +54,7 @@ from ._ast import (
 )
 from ._builder import Builder, Term, iff, implies, learnable
 from ._check import CheckReport, Finding, check
-from ._decisions import Component, DecisionPlan, closure, plan
+from ._decisions import Component, DecisionPlan, closure, constrains_networks, plan
 from ._entails import Entailment, entails
 from ._evaluate import Evaluation, compile_expr, evaluate, first_row, read_column, show_value
 from ._ground import FamilyInfo, family_columns, member_name
@@ -94,6 +94,7 @@ __all__ = [
     # what the model and explanations build on
     "ast",
     "plan",
+    "constrains_networks",
     "closure",
     "DecisionPlan",
     "Component",

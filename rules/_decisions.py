@@ -202,3 +202,21 @@ def _too_large(kb, comp: Component, cycle: bool) -> str:
         why = f"the rules of {names} read each other's decisions, so they are decided jointly"
     return (f"{why}: {comp.size(kb):,} joint assignments, {limit}; narrow their types "
             "or untie them")
+
+
+def constrains_networks(kb) -> bool:
+    """True when a hard constraint over non-decided variables reads a neural variable:
+    the networks' most probable values may then violate it, and a model repairs them.
+
+    Examples
+    --------
+    >>> import greybox.rules as gr
+    >>> gr.constrains_networks(gr.parse("input i: tensor  neural d: int 0..3 = net(i)  "
+    ...                                 "constraint c: d != 2"))
+    True
+    """
+    for c in plan(kb).fixed_constraints:
+        if any(kb.variables[n].role == "neural"
+               for n in closure(kb, A.variables(c.formula))):
+            return True
+    return False

@@ -126,3 +126,17 @@ def test_the_model_and_explanations_use_the_rules_public_names_only():
                              line):
                     found.append(f"{folder}/{path.name}:{i}: {line.strip()}")
     assert not found, found
+
+
+def test_explanations_import_no_private_module_of_the_model():
+    """explain/ reads what it needs from the model's public names (greybox.Batch,
+    greybox.functional, greybox.write_atomic, greybox.rules), never greybox._* modules."""
+    import re
+
+    root = pathlib.Path(greybox.__file__).resolve().parent.parent / "explain"
+    found = []
+    for path in root.rglob("*.py"):
+        for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if re.search(r"from greybox\._|import greybox\._|from greybox import _", line):
+                found.append(f"{path.name}:{i}: {line.strip()}")
+    assert not found, found

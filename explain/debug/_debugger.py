@@ -465,7 +465,7 @@ class Debugger:
         ``path`` atomically when given. It parses back to the same knowledge base."""
         text = to_text(self._model.to_kb())
         if path is not None:
-            from greybox._io import write_atomic
+            from greybox import write_atomic
 
             write_atomic(path, lambda f: f.write(text), binary=False)
         return text

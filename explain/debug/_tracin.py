@@ -12,7 +12,7 @@ from captum.influence import TracInCP
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from greybox._batch import Batch
+from greybox import Batch
 from greybox.rules import ast as A
 
 __all__ = ["tracin_influence"]

@@ -47,7 +47,7 @@ def resolve_level(level: str, model, max_relus: int) -> str:
     otherwise (and for rules alone, where both are the same)."""
     if level not in ("auto", "concept", "input"):
         raise ModelError(f"level must be 'auto', 'concept' or 'input', got {level!r}")
-    from greybox._decide import repair_needed
+    from greybox.rules import constrains_networks as repair_needed
 
     kb = model.kb
     if repair_needed(kb):

@@ -83,7 +83,7 @@ def decision_on(model, batch, row, output, after: dict):
     """The model's decision function (what ``predict`` returns) on the row with the facts
     in ``after`` (table inputs changed; neural concepts overridden where they are facts);
     None when no decision satisfies the hard constraints there."""
-    from greybox._batch import Batch
+    from greybox import Batch
     from greybox.semantics.crisp import crisp_evaluation
 
     kb = model.kb
