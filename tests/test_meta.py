@@ -98,45 +98,37 @@ def test_subpackages_installed_under_greybox_only():
         assert spec is None or "site-packages" not in str(spec.origin)
 
 
+def _lines_matching(folders, pattern: str) -> list[str]:
+    """``folder/file:line: text`` of every source line under ``folders`` matching."""
+    import re
+
+    base = pathlib.Path(greybox.__file__).resolve().parent.parent
+    found = []
+    for folder in folders:
+        for path in (base / folder).rglob("*.py"):
+            for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+                if re.search(pattern, line):
+                    found.append(f"{folder}/{path.name}:{i}: {line.strip()}")
+    return found
+
+
 def test_explanations_use_the_models_public_accessors_only():
     """explain/ reads a model through its public names (network, residual_for, features,
     spread, rule_mask, replace, ...), never its private members."""
-    import re
-
-    root = pathlib.Path(greybox.__file__).resolve().parent.parent / "explain"
-    found = []
-    for path in root.rglob("*.py"):
-        for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-            if re.search(r"\bmodel\._[a-z]", line):
-                found.append(f"{path.name}:{i}: {line.strip()}")
+    found = _lines_matching(["explain"], r"\bmodel\._[a-z]")
     assert not found, found
 
 
 def test_the_model_and_explanations_use_the_rules_public_names_only():
     """greybox/ and explain/ import what they need from greybox.rules' public names
     (greybox.rules.ast, plan, read_column, ...), never its private modules."""
-    import re
-
-    base = pathlib.Path(greybox.__file__).resolve().parent.parent
-    found = []
-    for folder in ("greybox", "explain"):
-        for path in (base / folder).rglob("*.py"):
-            for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-                if re.search(r"greybox\.rules\._|from greybox\.rules import _|rules\._[a-z]+ import",
-                             line):
-                    found.append(f"{folder}/{path.name}:{i}: {line.strip()}")
+    found = _lines_matching(["greybox", "explain"],
+                            r"greybox\.rules\._|from greybox\.rules import _|rules\._[a-z]+ import")
     assert not found, found
 
 
 def test_explanations_import_no_private_module_of_the_model():
     """explain/ reads what it needs from the model's public names (greybox.Batch,
     greybox.functional, greybox.write_atomic, greybox.rules), never greybox._* modules."""
-    import re
-
-    root = pathlib.Path(greybox.__file__).resolve().parent.parent / "explain"
-    found = []
-    for path in root.rglob("*.py"):
-        for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-            if re.search(r"from greybox\._|import greybox\._|from greybox import _", line):
-                found.append(f"{path.name}:{i}: {line.strip()}")
+    found = _lines_matching(["explain"], r"from greybox\._|import greybox\._|from greybox import _")
     assert not found, found
