@@ -17,10 +17,12 @@ __all__ = ["Trace"]
 class LazyValues(Mapping):
     """A read-only mapping whose entries are computed on first access."""
 
-    def __init__(self, ready: dict, pending: Mapping, compute: Callable | None = None):
+    def __init__(self, ready: dict, pending: Mapping, compute: Callable | None = None, *,
+                 order=None):
         """``pending`` maps each key to a function of no argument computing it, or, given
-        ``compute(key)``, is any collection of keys (no function object per key)."""
-        self._ready, self._compute = dict(ready), compute
+        ``compute(key)``, is any collection of keys (no function object per key).
+        Iteration follows ``order`` when given (else the ready keys, then the pending)."""
+        self._ready, self._compute, self._order = dict(ready), compute, order
         self._pending = dict(pending) if compute is None else dict.fromkeys(pending)
 
     def __getitem__(self, key):
@@ -32,6 +34,9 @@ class LazyValues(Mapping):
         return self._ready[key]
 
     def __iter__(self) -> Iterator[str]:
+        if self._order is not None:
+            yield from self._order
+            return
         yield from self._ready
         yield from list(self._pending)
 

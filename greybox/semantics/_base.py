@@ -22,7 +22,7 @@ from greybox.rules import plan
 
 from .._batch import kb_cached
 from .._trace import LazyValues, Trace
-from ._stacked import Lazy, _value_index
+from ._stacked import _value_index
 
 __all__ = ["Context", "Env", "Semantics"]
 
@@ -309,7 +309,8 @@ class _Run:
         """Per rule, in order: those evaluated alone, then the stacked ones on access."""
         if self.stacked is None:
             return {r: ready[r] for r in order}
-        return Lazy(order, ready, getattr(self.stacked, what))
+        return LazyValues(ready, [r for r in order if r not in ready],
+                          getattr(self.stacked, what), order=order)
 
     def assemble(self) -> Trace:
         kb, ctx, root = self.kb, self.ctx, self.root

@@ -30,6 +30,8 @@ import torch
 from greybox.rules import ast as A
 from greybox.rules import closure
 
+from .._batch import kb_cached
+
 __all__ = ["ConstraintValues", "RuleStack", "RuleValues", "Stack", "rule_stacks", "stacks"]
 
 #: Fewest groundings worth a stack (below it, one-by-one evaluation costs as little).
@@ -49,26 +51,24 @@ class Stack:
     weights: tuple[float, ...]
 
 
-#: id(kb) -> (weak reference to kb, its stacks, each stacked constraint's place). Keyed
-#: by identity, as rules.plan: equal knowledge bases hold different AST nodes, and the
-#: compiled caches look comparisons up by node.
-_CACHE: dict[int, tuple] = {}
-
-
 def stacks(kb) -> tuple[Stack, ...]:
     """The stacks of ``kb``'s constraints (computed once per knowledge base object)."""
-    return _entry(kb)[1]
+    return _entry(kb)[0]
 
 
 def _positions(kb) -> dict[str, tuple[int, int]]:
     """Each stacked constraint's stack and place in it."""
-    return _entry(kb)[2]
+    return _entry(kb)[1]
 
 
 def _entry(kb) -> tuple:
-    entry = _CACHE.get(id(kb))
-    if entry is not None and entry[0]() is kb:
-        return entry
+    """``(stacks, their places, rule stacks, their places)``, once per knowledge
+    base object (by identity: equal knowledge bases hold different AST nodes, and the
+    compiled caches look comparisons up by node)."""
+    return kb_cached(kb, "stacks", _make_entry)
+
+
+def _make_entry(kb) -> tuple:
     groups: dict[tuple, list] = {}
     for c in kb.constraints.values():
         shaped = _shape(c.formula, kb)
@@ -84,10 +84,7 @@ def _entry(kb) -> tuple:
     rules = _rule_stacks(kb)
     rule_positions = {name: (i, j) for i, s in enumerate(rules)
                       for j, name in enumerate(s.names)}
-    key = id(kb)
-    entry = _CACHE[key] = (weakref.ref(kb, lambda ref, key=key: _drop(key, ref)), found,
-                           positions, rules, rule_positions)
-    return entry
+    return found, positions, rules, rule_positions
 
 
 @dataclass(frozen=True, eq=False)
@@ -108,7 +105,7 @@ class RuleStack:
 
 def rule_stacks(kb) -> tuple[RuleStack, ...]:
     """The stacks of ``kb``'s rules (computed once per knowledge base object)."""
-    return _entry(kb)[3]
+    return _entry(kb)[2]
 
 
 def _rule_stacks(kb) -> tuple[RuleStack, ...]:
@@ -142,12 +139,6 @@ def _value_index(kb, rule: A.Rule) -> int:
         return 1
     v = rule.head.value
     return A.domain(t).index(v.value if isinstance(v, A.Num) else v.name)
-
-
-def _drop(key: int, ref) -> None:
-    entry = _CACHE.get(key)
-    if entry is not None and entry[0] is ref:
-        del _CACHE[key]
 
 
 def _shape(formula, kb):
@@ -300,7 +291,7 @@ class RuleValues:
     def __init__(self, ctx, env, model):
         self.ctx, self.env, self.model = ctx, env, model
         entry = _entry(model.kb)
-        self.stacks, self.where = entry[3], entry[4]
+        self.stacks, self.where = entry[2], entry[3]
         self._done: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
         self._sums: dict[str, list] | None = None
 
@@ -354,27 +345,3 @@ def _signed_weights(model, s: RuleStack) -> torch.Tensor:
         w = torch.stack([model.rule_weight(n) for n in s.names])
     sign = torch.tensor([-1.0 if neg else 1.0 for neg in s.negative], device=w.device)
     return w * sign
-
-
-class Lazy(Mapping):
-    """A mapping over ``order`` whose entries are ``ready``'s or fetched on first access."""
-
-    def __init__(self, order, ready: dict, fetch):
-        self._order, self._ready, self._fetch = order, ready, fetch
-
-    def __getitem__(self, key):
-        found = self._ready.get(key)
-        if found is None:
-            if key not in self._order:
-                raise KeyError(key)
-            found = self._ready[key] = self._fetch(key)
-        return found
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._order)
-
-    def __len__(self) -> int:
-        return len(self._order)
-
-    def __contains__(self, key) -> bool:
-        return key in self._order
