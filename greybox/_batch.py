@@ -73,6 +73,10 @@ def _length(name, value) -> int:
         if value.dim() == 0:
             raise DataError(f"input {name!r}: expected one value per row, got a scalar tensor")
         return value.shape[0]
+    if np.ndim(value) == 0:
+        raise DataError(f"input {name!r}: expected one value per row, got the single value "
+                        f"{value!r} (a mapping of single values is one row only when every "
+                        "input is a single value)")
     return len(value)
 
 
@@ -85,6 +89,8 @@ def _as_items(data) -> tuple[dict, pd.Index | None]:
             raise DataError(f"column {dup!r} appears more than once")
         return {c: data[c] for c in data.columns}, data.index
     if isinstance(data, Mapping):
+        if data and all(np.ndim(v) == 0 for v in data.values()):
+            return {k: [v] for k, v in data.items()}, None   # a mapping of scalars: one row
         return dict(data), None
     raise DataError(f"data must be a pandas DataFrame or a mapping of input name -> values, "
                     f"got {type(data).__name__}")

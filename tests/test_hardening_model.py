@@ -117,3 +117,17 @@ def test_a_residual_whose_input_size_does_not_fit_is_named():
                        r"standardised table inputs, model.feature_names\) failed on its input "
                        r"of shape \[2, 2\]"):
         model.predict({"x": [1.0, 2.0], "z": [0.0, 1.0]})
+
+
+def test_a_mapping_of_single_values_is_one_row_and_a_lone_scalar_is_named():
+    """A counterfactual's row_after (a dict of single values) goes straight into predict,
+    as into greybox.rules.evaluate; a single value among columns is a DataError naming
+    the input, not a raw TypeError."""
+    import greybox as gb
+    from greybox.errors import DataError
+
+    model = gb.GreyBox("input x: real\ninput b: bool\noutput y: bool\n"
+                       "rule r: x > 1 and b -> y\n", semantics="product")
+    assert model.predict({"x": 2.0, "b": True})["y"].tolist() == [True]
+    with pytest.raises(DataError, match="input 'b': expected one value per row"):
+        model.predict({"x": [2.0, 0.0], "b": True})
