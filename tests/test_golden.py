@@ -129,3 +129,15 @@ def test_every_result_object_renders_three_ways(model, data, debugger):
         assert isinstance(str(result), str) and str(result), name
         assert isinstance(result.to_frame(), pd.DataFrame), name
         assert isinstance(result._repr_html_(), str) and result._repr_html_(), name
+
+
+def test_a_blame_of_a_correct_row_blames_nothing(debugger):
+    # bob is predicted right (False): before, young's push toward the right answer was
+    # reported as "pushed +1.00 toward the wrong answer"
+    b = debugger.blame("bob")
+    assert b.correct and b.training is None and not len(b.concepts)
+    assert str(b) == (
+        "row bob: predicted False, expected False (correct)\n"
+        "  verdict: predicted correctly: nothing to blame\n"
+        "  rules pushing away from it: earns +2.000")
+    assert dict(zip(b.rules.rule, b.rules.toward_wrong)) == {"earns": 2.0, "young": -1.0}

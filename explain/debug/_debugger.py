@@ -76,6 +76,9 @@ class Blame:
     training: pd.DataFrame | None
     verdict: str
     explanation: object = field(repr=False, default=None)
+    #: whether the row was predicted right (then nothing is blamed: no suspect concepts,
+    #: no training rows; ``rules.toward_wrong`` is each rule's push away from the answer)
+    correct: bool = False
 
     @property
     def concept_attributions(self) -> dict:
@@ -86,11 +89,13 @@ class Blame:
                 if c in self.explanation.attributions}
 
     def __str__(self) -> str:
-        lines = [f"row {self.row}: predicted {self.predicted!r}, expected {self.target!r}",
+        lines = [f"row {self.row}: predicted {self.predicted!r}, expected {self.target!r}"
+                 + (" (correct)" if self.correct else ""),
                  f"  verdict: {self.verdict}"]
         wrong = self.rules[self.rules.toward_wrong > 1e-6]
         if len(wrong):
-            lines.append("  rules pushing it wrong: " + ", ".join(
+            lines.append(("  rules pushing away from it: " if self.correct
+                          else "  rules pushing it wrong: ") + ", ".join(
                 f"{r.rule} {r.toward_wrong:+.3f}" for r in wrong.itertuples()))
         if len(self.concepts):
             lines.append("  suspect concepts: " + ", ".join(
@@ -353,7 +358,11 @@ class Debugger:
     # ------------------------------------------------------------------ blame
     def blame(self, row) -> Blame:
         """Split the blame for one failure (``row``: a label of the data's index) between
-        rules, neural concepts, parameters and, with training data, training examples."""
+        rules, neural concepts, parameters and, with training data, training examples.
+
+        A row predicted right has nothing to blame: its ``Blame`` says so (``correct``),
+        names no suspect concept and no training row, and lists the rules that pushed
+        away from the answer (``toward_wrong > 0``) -- the risks, not causes."""
         from .._explain import explain
         from ..formal import counterfactual
 
@@ -361,15 +370,24 @@ class Debugger:
             raise DataError(f"row {row!r} is not in the data")
         pos = self.batch.index.get_loc(row)
         info = self._now.loc[row]
+        correct = bool(info["correct"])
         sub = self.batch.take(torch.as_tensor([pos]))
         ex = explain(self._model, sub, self.output)
         kb = self._model.kb
         rules = ex.rules.copy()
+        # toward the prediction when it is wrong; away from it (toward any other value) when
+        # it is right -- then there is no mistake, and a positive push is a risk, not a cause
+        sign = -1.0 if correct else 1.0
         rules["toward_wrong"] = [
-            c if _pushes_toward(kb, self.output, r, info["predicted"], 1.0) else -c
+            sign * (c if _pushes_toward(kb, self.output, r, info["predicted"], 1.0) else -c)
             for r, c in zip(rules.rule, rules.contribution)]
         rules = rules.sort_values("toward_wrong", ascending=False, kind="stable")
         concepts = pd.DataFrame(columns=["concept", "value", "needed"])
+        if correct:
+            return Blame(row, _py(info["predicted"]), _py(info["target"]),
+                         rules.drop(columns=["row"]).reset_index(drop=True), concepts,
+                         ex.top_parameters.drop(columns=["row"], errors="ignore"), None,
+                         "predicted correctly: nothing to blame", ex, correct=True)
         if kb.neural:
             try:
                 # the concepts alone change (inputs held): a concept-level question
