@@ -173,6 +173,47 @@ def test_explanations_over_groundings_name_grounded_facts():
     assert not refuted.holds and refuted.confirmed
 
 
+def test_a_reason_with_free_cells_names_the_givens_that_force_a_blank_cell():
+    """Which givens force a blank cell: the blank cells are free, so the reason for
+    solution[c] is the givens that, through the constraints, leave it one value."""
+    sols = solutions()
+    sol = sols[5]
+    # the givens: the fewest cells whose values leave sol the only completion
+    for k in range(4, 17):
+        given = np.arange(16)[np.random.default_rng(k).permutation(16)][:k]
+        if ((sols[:, given] == sol[given]).all(axis=1)).sum() == 1:
+            break
+    blank = [c for c in range(16) if c not in set(given)]
+    logits = np.zeros((16, 4))
+    logits[given] = np.eye(4)[sol[given] - 1] * 5.0          # read with confidence
+    model = _solver()
+    data = model.kb.families["img"].split(torch.as_tensor(logits[None], dtype=torch.float32))
+    cell = blank[0]
+    assert _grid(model.predict(data))[0, cell] == sol[cell]
+    free = [f"digit[{c}]" for c in blank]
+    r = gb.explain.reason(model, data, output=f"solution[{cell}]", free=free)
+    assert r.decision == sol[cell] and r.free == tuple(free) and r.verified
+    named = [int(f[6:-1]) for f in r.facts]
+    assert set(named) <= set(given) and all(r.facts[f"digit[{c}]"] == sol[c] for c in named)
+    assert f", whatever digit[{cell}]" in str(r)
+
+    def forced(cells):   # every valid grid agreeing on these cells has sol[cell] there
+        agree = (sols[:, cells] == sol[cells]).all(axis=1)
+        return bool((sols[agree, cell] == sol[cell]).all())
+
+    assert forced(named)                                        # it is a reason
+    assert not any(forced([c for c in named if c != d]) for d in named)   # and minimal
+    # the cell's own (decided) value alone is the reason when it is not free
+    own = gb.explain.reason(model, data, output=f"solution[{cell}]")
+    assert own.facts == {f"digit[{cell}]": sol[cell]} and not own.free
+    # with every cell free, nothing forces it: said, with a value that differs
+    with pytest.raises(gb.ModelError, match=rf"do not force solution\[{cell}\] = "):
+        gb.explain.reason(model, data, output=f"solution[{cell}]",
+                          free=[f"digit[{c}]" for c in range(16)])
+    with pytest.raises(gb.ModelError, match="free names 'digit\\[99\\]'"):
+        gb.explain.reason(model, data, output=f"solution[{cell}]", free="digit[99]")
+
+
 @pytest.mark.slow
 def test_the_example_learns_digits_from_validity_alone_and_solves_puzzles():
     import sudoku

@@ -53,7 +53,7 @@ def _problem(model, batch, row, output, level, max_relus, backend, timeout, *,
 
 def reason(model, batch, row=None, output: str | None = None, *,
            level: str = "auto", max_relus: int = 64, backend: str = "auto",
-           timeout: float = 10.0) -> Reason:
+           timeout: float = 10.0, free=()) -> Reason:
     """A subset-minimal set of the facts of row ``row`` (its label in the data's index;
     default the first row) that guarantees its decision.
 
@@ -74,6 +74,13 @@ def reason(model, batch, row=None, output: str | None = None, *,
     call). ``backend``: ``"z3"``, ``"milp"`` (HiGHS through ``scipy.optimize.milp``; input
     level) or ``"auto"`` (HiGHS at the input level where its encoding applies).
 
+    ``free``: facts the reason may not use -- they take every value their types and the
+    hard constraints allow. It asks *what else* forces the decision: in a sudoku solver,
+    ``free="digit[5]"`` gives the cells whose values, through the constraints, force
+    ``solution[5]`` (the cell's own reading would otherwise be the whole reason). When
+    the other facts do not force the decision, a :class:`~greybox.ModelError` says so
+    with a value of the free facts under which the decision differs.
+
     Examples
     --------
     >>> import greybox as gb
@@ -91,8 +98,19 @@ def reason(model, batch, row=None, output: str | None = None, *,
     t0 = time.perf_counter()
     p, batch, output, row = _problem(model, batch, row, output, level, max_relus, backend,
                                      timeout)
-    keep = dict(p.facts)
-    if p.differs(keep) is not None:
+    free = (free,) if isinstance(free, str) else tuple(free)
+    unknown = [n for n in free if n not in p.facts]
+    if unknown:
+        raise ModelError(f"free names {unknown[0]!r}, which is not a fact of the row "
+                         f"(facts: {', '.join(p.facts)})")
+    keep = {n: v for n, v in p.facts.items() if n not in free}
+    witness = p.differs(keep)
+    if witness is not None and free:
+        values = " and ".join(f"{n} = {show(p.kb, n, witness[n])!r}" for n in free)
+        raise ModelError(f"row {batch.index[row]!r}: the other facts do not force "
+                         f"{output} = {p.decision!r}: with {values} the hard constraints "
+                         "hold and the decision differs")
+    if witness is not None:
         raise SolverError(f"row {batch.index[row]!r}: the facts do not determine the "
                           "decision (a value sits within the solver's tolerance of a "
                           "threshold)")
@@ -117,7 +135,7 @@ def reason(model, batch, row=None, output: str | None = None, *,
     # every accepted set was proved by the solver when accepted (the full set first)
     facts = {n: show(p.kb, n, v) for n, v in p.facts.items() if n in keep}
     return Reason(batch.index[row], output, p.decision, facts, True,
-                  time.perf_counter() - t0, p.level, p.assumptions(keep))
+                  time.perf_counter() - t0, p.level, p.assumptions(keep), free)
 
 
 def counterfactual(model, batch, row=None, output: str | None = None, *,

@@ -34,12 +34,17 @@ class Reason:
     #: what the guarantee assumes beyond the declared types, e.g. an input declared
     #: without bounds held within the range seen in training
     assumptions: tuple = ()
+    #: the facts the reason was asked not to use (``reason(..., free=)``): the guarantee
+    #: holds whatever their values within the types and hard constraints
+    free: tuple = ()
 
     def __str__(self) -> str:
         facts = " and ".join(f"{k} = {v!r}" for k, v in self.facts.items()) or "nothing"
         extra = "".join(f"; {a}" for a in self.assumptions)
-        return (f"{self.output} = {self.decision!r} for row {self.row} because {facts} "
-                f"(minimal; {'verified' if self.verified else 'NOT verified'}{extra})")
+        whatever = f", whatever {', '.join(self.free)}" if self.free else ""
+        return (f"{self.output} = {self.decision!r} for row {self.row} because {facts}"
+                f"{whatever} (minimal; {'verified' if self.verified else 'NOT verified'}"
+                f"{extra})")
 
     def _repr_html_(self) -> str:
         return f"<p>{html.escape(str(self))}</p>"
