@@ -235,7 +235,9 @@ class Debugger:
     # ------------------------------------------------------------------ failures
     def failures(self) -> pd.DataFrame:
         """The wrong predictions: confidence, the rules that fired, concept values and a
-        one-line verdict, most confident first."""
+        one-line verdict, most confident first. ``rules_fired`` and ``concepts`` list
+        their items separated by ``"; "`` (grounded names such as ``spread(bob, anna)``
+        hold ``", "``)."""
         now = self._now
         wrong = now[~now["correct"]]
         if not len(wrong):
@@ -257,7 +259,7 @@ class Debugger:
             rules = [(r, float(decided.contributions[r].expand(len(positions))[j]))
                      for r in own_rules
                      if float(decided.bodies[r].expand(len(positions))[j]) > 0.5]
-            fired.append(", ".join(r for r, _ in rules))
+            fired.append("; ".join(r for r, _ in rules))   # names may hold ", "
             values = []
             for n in own_neural:
                 v = trace.values[n][j]
@@ -269,7 +271,7 @@ class Debugger:
                     values.append(f"{n}={A.domain(t).value(k)} (p={float(v[k]):.2f})")
                 else:
                     values.append(f"{n}={float(v):.3g}")
-            concepts.append(", ".join(values))
+            concepts.append("; ".join(values))
             row = wrong.iloc[j]
             if row["infeasible"]:
                 verdicts.append("no decision satisfies the hard constraints")
