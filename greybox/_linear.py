@@ -22,7 +22,7 @@ import torch
 from greybox.functional import safe_log
 from greybox.rules import ast as A
 
-__all__ = ["Arithmetic", "CarryPlan", "linear_form", "compile_linear"]
+__all__ = ["Arithmetic", "CarryPlan", "count_chain", "linear_form", "compile_linear"]
 
 #: Largest factor (entries) built for one piece of arithmetic.
 FACTOR_LIMIT = 1 << 22
@@ -70,6 +70,16 @@ def linear_form(e, kb, *, inline: bool = True) -> tuple[float, dict[str, float]]
             return None
         k = right[0]
         return left[0] * k, {n: c * k for n, c in left[1].items()}
+    if isinstance(e, A.Count):   # a count of bool variables is their sum (as 0/1)
+        const, terms = 0.0, {}
+        for arg in e.args:
+            if isinstance(arg, A.BoolConst):
+                const += float(arg.value)
+            elif isinstance(arg, A.Var) and isinstance(kb.variables[arg.name].type, A.BoolType):
+                terms[arg.name] = terms.get(arg.name, 0.0) + 1.0
+            else:
+                return None
+        return const, terms
     return None
 
 
@@ -218,6 +228,14 @@ def _chain(name, terms, const, domains, target) -> Arithmetic | None:
             out.aux[nxt] = nxt_vals
         prev = nxt
     return out
+
+
+def count_chain(name: str, atoms: list[str]) -> Arithmetic | None:
+    """The number of the bool variables ``atoms`` (at least one) that hold, as a chain of
+    partial sums: ``name`` takes the values ``0..len(atoms)`` and is the last factor's last
+    variable. None when a factor would exceed :data:`FACTOR_LIMIT`."""
+    values = list(range(len(atoms) + 1))
+    return _chain(name, {a: 1 for a in atoms}, 0, {a: [0, 1] for a in atoms}, values)
 
 
 def _positional(name, terms, const, domains) -> Arithmetic | None:

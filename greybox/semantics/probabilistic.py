@@ -25,7 +25,7 @@ import torch.nn.functional as nn_f
 from greybox import functional as F
 from greybox._batch import kb_cached
 from greybox._factors import contract, mpe
-from greybox._linear import FACTOR_LIMIT
+from greybox._linear import FACTOR_LIMIT, count_chain
 from greybox.errors import ModelError
 from greybox.rules import ast as A
 from greybox.rules import plan, type_to_text
@@ -36,6 +36,8 @@ __all__ = ["ProbabilisticSemantics"]
 
 #: Largest joint table enumerated to give a sum's distribution in the trace.
 MAX_MARGINAL = 1 << 14
+#: Most joint values a ``count`` is summed over densely (beyond: a chain of partial sums).
+_DENSE_COUNT = 1 << 12
 
 _OPS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge,
         "==": operator.eq, "!=": operator.ne}
@@ -388,6 +390,8 @@ class ProbContext(Context):
                                lambda a, b: 1.0 - a - b + 2.0 * a * b)
         if isinstance(e, A.Compare):
             return self._compare(e, env)
+        if isinstance(e, A.Count):
+            return self._count(e, env)
         if isinstance(e, A.InSet):
             x = self._operand(e.operand, e.operand, env)
             out = None
@@ -420,6 +424,47 @@ class ProbContext(Context):
             factor = (p.scope + (atom,), torch.stack([1.0 - p.t, p.t], -1))
             self._atoms[key] = self._register(atom, [0, 1], factor)
         return self._atoms[key]
+
+    def _count(self, e: A.Count, env) -> Field:
+        """``count``: the sum of its formulas' 0/1 fields, exact. Over few joint values, one
+        dense field; over more, each formula is a bool variable (its own factor) and the
+        count a chain of partial sums over them (:func:`greybox._linear.count_chain`), so
+        that a count of many independent formulas costs polynomially, not 2^n."""
+        parts = [self.field(a, env) for a in e.args]
+        scope = tuple(dict.fromkeys(v for p in parts for v in p.scope))
+        if math.prod(self.sizes[v] for v in scope) <= _DENSE_COUNT:
+            acc = parts[0]
+            for p in parts[1:]:
+                acc = self._binop(acc, p, torch.add)
+            return acc
+        key = ("count", id(e), env.key)
+        if key not in self._atoms:
+            name = f"count#{len(self._atoms)}{env.key}"
+            atoms = []
+            for j, p in enumerate(parts):
+                if p.scope:
+                    atom = f"{name}#{j}"
+                    self._register(atom, [0, 1], (p.scope + (atom,),
+                                                  torch.stack([1.0 - p.t, p.t], -1)))
+                    atoms.append(atom)
+            arith = count_chain(name, atoms)
+            if arith is None:
+                raise ModelError(
+                    f"count over {len(atoms):,} formulas is too large for exact inference: "
+                    "use a fuzzy semantics (semantics='product'), where it is the sum of "
+                    "their truth degrees")
+            for aux, values in arith.aux.items():
+                self.sizes[aux] = len(values)
+                self.vals[aux] = self.model.compiled.value_tensor(tuple(values))
+            *factors, (last_scope, last) = [(s, f.to(self.device)) for s, f in arith.factors]
+            for factor in factors:
+                self.add_factor(factor)
+            self._atoms[key] = self._register(name, range(len(atoms) + 1), (last_scope, last))
+        acc = self._atoms[key]
+        for p in parts:  # the formulas known from the inputs: a number per row
+            if not p.scope:
+                acc = self._binop(acc, p, torch.add)
+        return acc
 
     def expectation(self, f: Field) -> torch.Tensor:
         if not f.scope:
