@@ -175,16 +175,20 @@ def test_check_reports_a_count_outside_its_defines_type():
     assert not [f for f in gr.check(kb).findings if f.check == "define-out-of-domain"]
 
 
-def _count_model(semantics="product", residual=None):
-    kb = """
+def _count_model(semantics="product", neural=False):
+    concept = "z" if neural else "x > 6"
+    kb = f"""
     input x: real[0, 10]
     input y: real[0, 10]
     input k: int 0..5
+    {"neural z: bool = znet(x, y)" if neural else ""}
     output out: bool
-    rule many weight 2: count(x > ~3, y > ~5, k >= 2, x + y > 12) >= 2 -> out
+    rule many weight 2: count(x > ~3, y > ~5, k >= 2, x + y > 12, {concept}) >= 2 -> out
     rule none weight 1: count(x > 8, y > 8) == 0 -> not out
     """
-    model = gb.GreyBox(kb, semantics=semantics, residual=residual)
+    torch.manual_seed(0)
+    nets = {"znet": nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 1))} if neural else {}
+    model = gb.GreyBox(kb, nets, semantics=semantics)
     rng = np.random.default_rng(5)
     model.calibrate(_xyk(rng, 100))
     return model
@@ -216,10 +220,11 @@ def test_milp_and_z3_agree_on_a_count_and_predict_confirms(prop):
             assert bool(model.predict(cx)["out"].iloc[0]) == rhs.startswith("not")
 
 
-@pytest.mark.parametrize("semantics", ["product", "probabilistic"])
+@pytest.mark.parametrize("semantics,neural", [("product", False), ("probabilistic", False),
+                                              ("product", True), ("probabilistic", True)])
 @pytest.mark.parametrize("backend", ["z3", "milp"])
-def test_counterfactuals_and_reasons_over_a_count_are_about_predict(semantics, backend):
-    model = _count_model(semantics)
+def test_counterfactuals_and_reasons_over_a_count_are_about_predict(semantics, neural, backend):
+    model = _count_model(semantics, neural)
     rng = np.random.default_rng(7)
     data = _xyk(rng, 6)
     pred = model.predict(data)["out"]
@@ -349,3 +354,24 @@ def test_predict_decides_a_count_of_neural_bools_crisply():
     pred = model.predict({"logit": logits})
     n = (logits[..., 0] > 0).sum(1).numpy()
     assert (pred["o"].to_numpy() == (n >= 2)).all()
+
+
+@pytest.mark.parametrize("m", [5, 13])      # dense, and a chain of partial sums (2^13 values)
+def test_exactly_one_conditions_neural_bools_and_predict_repairs_to_the_map(m):
+    model = gb.GreyBox(f"""
+        set item: 0..{m - 1}
+        input logit[item]: tensor[1]
+        neural pick[i in item]: bool = net(logit[i])
+        constraint exactly_one: count(pick[i] for i in item) == 1
+    """, {"net": _Ident()}, semantics="probabilistic")
+    logits = torch.randn(6, m, 1, generator=torch.Generator().manual_seed(m))
+    logits[0, :, 0] = -3.0 - 0.1 * torch.arange(m)   # every network says no: one is picked
+    trace = model({"logit": logits})
+    # P(pick[i] | exactly one) = odds_i / sum(odds): the softmax of the logits
+    want = torch.softmax(logits[..., 0].double(), 1)
+    got = torch.stack([trace.values[f"pick[{i}]"] for i in range(m)], 1).double()
+    assert torch.allclose(got, want, atol=1e-5)
+    values = model({"logit": logits}, crisp=True).values      # predict's decision function
+    picked = torch.stack([values[f"pick[{i}]"] for i in range(m)], 1)
+    assert (picked.sum(1) == 1).all()
+    assert (picked.argmax(1) == logits[..., 0].argmax(1)).all()
