@@ -375,3 +375,52 @@ def test_exactly_one_conditions_neural_bools_and_predict_repairs_to_the_map(m):
     picked = torch.stack([values[f"pick[{i}]"] for i in range(m)], 1)
     assert (picked.sum(1) == 1).all()
     assert (picked.argmax(1) == logits[..., 0].argmax(1)).all()
+
+
+@pytest.mark.parametrize("semantics", ["product", "lukasiewicz", "probabilistic"])
+def test_a_family_of_count_constraints_is_evaluated_as_one_by_one(semantics, monkeypatch):
+    """Constraint families over counts: stacked where that is exact (nothing neural under
+    the comparison), one by one otherwise; the truths are those of one-by-one evaluation."""
+    from greybox.semantics import _stacked
+
+    text = """
+    set person
+    input friends(person, person): bool
+    input level(person): int 0..3
+    input features(person): tensor[2]
+    neural smokes(person): bool = smoke_net(features(person))
+    constraint popular(p in person) weight 1.0: count(friends(q, p) and level(q) > 1 for q in person) <= 2
+    constraint company(p in person) weight 1.0: smokes(p) -> count(friends(p, q) and smokes(q) for q in person) >= 1
+    """
+    people = [f"p{i}" for i in range(6)]
+    kb = gr.parse(text, sets={"person": people})
+    if semantics != "probabilistic":
+        assert [len(s.names) for s in _stacked.stacks(kb)] == [6]    # popular: crisp
+    torch.manual_seed(0)
+    nets = {"smoke_net": nn.Sequential(nn.Linear(2, 1), nn.Flatten(0))}
+    rng = np.random.default_rng(0)
+    friends = rng.random((5, 6, 6)) < 0.5
+    level = rng.integers(0, 4, (5, 6))
+    data = {**kb.families["features"].split(torch.randn(5, 6, 2)),
+            **kb.families["friends"].split(friends), **kb.families["level"].split(level)}
+    model = gb.GreyBox(kb, nets, semantics=semantics)
+    trace = model(data)
+    popular = ((friends & (level > 1)[:, :, None]).sum(1) <= 2)    # friends(q, p): axis q
+    got = torch.stack([trace.constraints[f"popular(p{i})"] for i in range(6)], 1)
+    assert (got.numpy() == popular).all()
+    feats = torch.stack([data[f"features(p{i})"] for i in range(6)], 1)
+    p = torch.sigmoid(nets["smoke_net"][0](feats)[..., 0]).detach().double()     # (rows, 6)
+    loss = model.loss(data)
+    monkeypatch.setattr(_stacked, "MIN_STACK", 10**9)
+    alone = model.replace(kb=gr.parse(text, sets={"person": people}))
+    assert model.loss(data).item() == pytest.approx(alone.loss(data).item(), rel=1e-5)
+    assert loss.item() == pytest.approx(alone.loss(data).item(), rel=1e-5)
+    if semantics == "probabilistic":
+        # company(p): not smokes(p), or a friend q (p itself included) who smokes
+        fr = torch.as_tensor(friends)
+        for i in range(6):
+            others = fr[:, i, :] & (torch.arange(6) != i)
+            none = torch.where(others, 1 - p, torch.ones_like(p)).prod(1)
+            want = torch.where(fr[:, i, i], torch.ones_like(none), 1 - p[:, i] * none)
+            assert torch.allclose(trace.constraints[f"company(p{i})"].double(), want,
+                                  atol=1e-5)
