@@ -424,3 +424,21 @@ def test_a_family_of_count_constraints_is_evaluated_as_one_by_one(semantics, mon
             want = torch.where(fr[:, i, i], torch.ones_like(none), 1 - p[:, i] * none)
             assert torch.allclose(trace.constraints[f"company(p{i})"].double(), want,
                                   atol=1e-5)
+
+
+def test_a_smooth_comparison_of_a_count_has_the_spread_of_its_formulas():
+    """Each counted formula is a 0/1 quantity of spread 1, as a bool variable is: a count
+    of n formulas has spread n, whether they are bool variables or comparisons."""
+    model = gb.GreyBox("""
+        set s: 0..3
+        input logit[s]: tensor[1]
+        neural b[i in s]: bool = net(logit[i])
+        input x[s]: int 0..9
+        output o: bool
+        rule bools: count(b[i] for i in s) >= ~2 -> o
+        rule formulas: count(x[i] > 3 and b[i] for i in s) >= ~2 -> o
+        rule mixed: 2 * count(b[0], x[1] > 3) + count(b[2]) >= ~2 -> o
+    """, {"net": _Ident()}, semantics="product")
+    spread = {r: float(model.compiled.temperature(model.kb.rules[r].body)) / model.temperature
+              for r in ("bools", "formulas", "mixed")}
+    assert spread == pytest.approx({"bools": 4.0, "formulas": 4.0, "mixed": 5.0})
