@@ -442,3 +442,23 @@ def test_a_smooth_comparison_of_a_count_has_the_spread_of_its_formulas():
     spread = {r: float(model.compiled.temperature(model.kb.rules[r].body)) / model.temperature
               for r in ("bools", "formulas", "mixed")}
     assert spread == pytest.approx({"bools": 4.0, "formulas": 4.0, "mixed": 5.0})
+
+
+def test_outputs_tied_by_a_count_constraint_are_decided_jointly():
+    text = """
+    input x: real[0, 10]
+    output a: bool
+    output b: bool
+    output c: bool
+    rule ra weight 1: x > 2 -> a
+    rule rb weight 2: x > 5 -> b
+    rule rc weight 3: x > 8 -> c
+    constraint at_most_one: count(a, b, c) <= 1
+    """
+    data = pd.DataFrame({"x": [1.0, 3.0, 6.0, 9.0]})
+    want = [[False, False, False], [True, False, False], [False, True, False],
+            [False, False, True]]            # the highest-scoring value allowed wins
+    assert gr.evaluate(gr.parse(text), data).decisions.to_numpy().tolist() == want
+    for semantics in ("product", "probabilistic"):
+        assert gb.GreyBox(text, semantics=semantics).predict(data).to_numpy().tolist() == want
+    assert gr.entails(gr.parse(text), "x > 8 -> c and not a and not b").holds
