@@ -462,3 +462,48 @@ def test_outputs_tied_by_a_count_constraint_are_decided_jointly():
     for semantics in ("product", "probabilistic"):
         assert gb.GreyBox(text, semantics=semantics).predict(data).to_numpy().tolist() == want
     assert gr.entails(gr.parse(text), "x > 8 -> c and not a and not b").holds
+
+
+def _poisson_binomial_dp(p: np.ndarray) -> np.ndarray:
+    """The distribution of a count of independent bools, by convolution: (rows, m + 1)."""
+    out = np.ones((p.shape[0], 1))
+    for k in range(p.shape[1]):
+        q = p[:, k:k + 1]
+        out = np.pad(out * (1 - q), ((0, 0), (0, 1))) + np.pad(out * q, ((0, 0), (1, 0)))
+    return out
+
+
+@pytest.mark.parametrize("n,prune", [(6, True), (6, False), (16, True)])
+def test_counts_of_smoking_friends_are_exact_and_do_not_tie_each_other(n, prune, monkeypatch):
+    """Every person's count reads everyone's smokes: the chains of the counts a query does
+    not reach are barren and left out, so 16 people cost 16 small chains, not one table
+    over everyone (which did not fit in memory); leaving them in gives the same numbers."""
+    from greybox.semantics.probabilistic import ProbContext
+
+    if not prune:
+        monkeypatch.setattr(ProbContext, "_without_barren", lambda self, fs, scope: fs)
+    people = [f"p{i}" for i in range(n)]
+    kb = gr.parse(f"""
+        set person
+        input friends(person, person): bool
+        input logit(person): tensor[1]
+        neural smokes(person): bool = net(logit(person))
+        define n_smoking_friends(p in person): int 0..{n} =
+            count(p != q and friends(p, q) and smokes(q) for q in person)
+        output cancer(person): bool
+        rule peer(p in person) weight 1.5: n_smoking_friends(p) >= 2 -> cancer(p)
+    """, sets={"person": people})
+    rng = np.random.default_rng(n)
+    friends = rng.random((3, n, n)) < 0.4
+    logits = torch.as_tensor(rng.normal(0, 1.5, (3, n, 1)), dtype=torch.float32)
+    data = {**kb.families["friends"].split(friends), **kb.families["logit"].split(logits)}
+    model = gb.GreyBox(kb, {"net": _Ident()}, semantics="probabilistic")
+    trace = model(data)
+    p = torch.sigmoid(logits[..., 0]).double().numpy()
+    for i in range(n):
+        others = friends[:, i, :] & (np.arange(n) != i)
+        dist = _poisson_binomial_dp(np.where(others, p, 0.0))
+        got = trace.bodies[f"peer(p{i})"].double().numpy()
+        assert np.allclose(got, dist[:, 2:].sum(1), atol=1e-5), i
+        assert np.allclose(trace.values[f"n_smoking_friends(p{i})"].double().numpy(),
+                           dist[:, :n + 1], atol=1e-5)

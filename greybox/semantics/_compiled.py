@@ -91,10 +91,11 @@ class Compiled:
                 # whether each factor is a function of the variables before it (sums to 1
                 # over those it introduces): then it needs no normalisation
                 seen: set = set()
-                arith.conditionals = []
+                arith.conditionals, arith.made = [], []
                 for scope, f in arith.factors:
                     made = [v for v in scope if v not in seen and v not in domains]
                     seen.update(scope)
                     arith.conditionals.append(arith.conditional(scope, f, made))
+                    arith.made.append(tuple(made))
             self._tensors[key] = arith
         return self._tensors[key]

@@ -107,6 +107,9 @@ class ProbContext(Context):
         self._sums: dict = {}
         self._atoms: dict = {}
         self._keep_alive: list = []
+        #: conditional factors by id -> the variables they are a distribution over (where
+        #: known): without a query on those, such a factor is barren (see closure)
+        self._introduces: dict[int, tuple[str, ...]] = {}
         #: neural variables' value fields (the same for every batch), per compiled model
         self._neural_fields = _NEURAL_FIELDS.setdefault(model.compiled, {})
         #: softmax of whole network outputs (several variables' logits), by the output
@@ -190,7 +193,33 @@ class ProbContext(Context):
                     fids.add(id(f))
                     out.append(f)
                     stack.extend(f[0])
-        return out
+        return self._without_barren(out, scope) if self._introduces else out
+
+    def _without_barren(self, factors: list, scope) -> list:
+        """``factors`` less the barren ones: a conditional factor whose variables nothing
+        else reads and the query does not ask for sums to 1 and changes nothing (a count's
+        chain or a define that this query does not reach). Peeled from the leaves, in time
+        linear in the factors; kept, they would tie every count over the same variables
+        (``count(friends(p, q) and smokes(q) for q ...)`` for every p) into one table."""
+        uses: dict[str, int] = {}
+        for f in factors:
+            for v in f[0]:
+                uses[v] = uses.get(v, 0) + 1
+        asked = set(scope)
+        alive = {id(f): f for f in factors}
+        stack = [f for f in factors if id(f) in self._introduces]
+        while stack:
+            f = stack.pop()
+            made = self._introduces.get(id(f))
+            if id(f) not in alive or any(v in asked or uses[v] > 1 for v in made):
+                continue
+            del alive[id(f)]
+            for v in f[0]:
+                uses[v] -= 1
+                if uses[v] == 1:   # the one factor left reading v may be barren now
+                    stack.extend(g for g in self.touch.get(v, ())
+                                 if id(g) in alive and id(g) in self._introduces)
+        return [f for f in factors if id(f) in alive]
 
     def _log_z(self, factors) -> torch.Tensor | float:
         if all(id(f) in self.conditional for f in factors):
@@ -317,7 +346,10 @@ class ProbContext(Context):
                     for aux, values in arith.aux.items():
                         self.sizes[aux] = len(values)
                         self.vals[aux] = self.model.compiled.value_tensor(tuple(values))
-                    for factor, conditional in zip(arith.factors, arith.conditionals):
+                    for factor, conditional, made in zip(arith.factors, arith.conditionals,
+                                                         arith.made):
+                        if conditional:
+                            self._introduces[id(factor)] = made
                         self.add_factor(factor, conditional=conditional)
                     if arith.columns and all(arith.conditionals):
                         self._sums[name] = arith     # a plain sum (see log_prob)
@@ -344,7 +376,10 @@ class ProbContext(Context):
             raise ModelError(f"define {name!r}: {ind.numel()} joint values, too many for exact "
                              "inference")
         conditional = bool((ind.sum(-1) == 1).all())
-        return self._register(vname, values, (f.scope + (vname,), ind), conditional=conditional)
+        factor = (f.scope + (vname,), ind)
+        if conditional:
+            self._introduces[id(factor)] = (vname,)
+        return self._register(vname, values, factor, conditional=conditional)
 
     # formulas --------------------------------------------------------------------------
     def field(self, e, env: Env) -> Field:
@@ -444,8 +479,9 @@ class ProbContext(Context):
             for j, p in enumerate(parts):
                 if p.scope:
                     atom = f"{name}#{j}"
-                    self._register(atom, [0, 1], (p.scope + (atom,),
-                                                  torch.stack([1.0 - p.t, p.t], -1)))
+                    factor = (p.scope + (atom,), torch.stack([1.0 - p.t, p.t], -1))
+                    self._introduces[id(factor)] = (atom,)
+                    self._register(atom, [0, 1], factor)
                     atoms.append(atom)
             arith = count_chain(name, atoms)
             if arith is None:
@@ -456,10 +492,12 @@ class ProbContext(Context):
             for aux, values in arith.aux.items():
                 self.sizes[aux] = len(values)
                 self.vals[aux] = self.model.compiled.value_tensor(tuple(values))
-            *factors, (last_scope, last) = [(s, f.to(self.device)) for s, f in arith.factors]
-            for factor in factors:
+            factors = [(s, f.to(self.device)) for s, f in arith.factors]
+            for factor in factors:   # each a function of the ones before: its last variable
+                self._introduces[id(factor)] = factor[0][-1:]
+            for factor in factors[:-1]:
                 self.add_factor(factor)
-            self._atoms[key] = self._register(name, range(len(atoms) + 1), (last_scope, last))
+            self._atoms[key] = self._register(name, range(len(atoms) + 1), factors[-1])
         acc = self._atoms[key]
         for p in parts:  # the formulas known from the inputs: a number per row
             if not p.scope:
