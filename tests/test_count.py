@@ -94,6 +94,10 @@ def test_a_family_named_count_is_still_a_family():
     kb = gr.parse("set s: 0..1  input count(s): int 0..3  output o: bool  "
                   "rule r: count(0) > 1 -> o")
     assert str(kb.rules["r"].body) == "`count(0)` > 1"
+    kb = gr.parse("set s: 0..1  input img(s): tensor[2]  neural b(s): bool = net(img(s))  "
+                  "output count(s): bool  rule r(i in s): b(i) -> count(i)  "
+                  "neural c(s): bool = net(count(s))")
+    assert kb.rules["r(1)"].head.name == "count(1)"
 
 
 def test_the_builder_writes_count():
