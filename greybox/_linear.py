@@ -22,36 +22,39 @@ import torch
 from greybox.functional import safe_log
 from greybox.rules import ast as A
 
-__all__ = ["Arithmetic", "CarryPlan", "linear_form", "compile_linear"]
+__all__ = ["Arithmetic", "CarryPlan", "count_chain", "linear_form", "compile_linear"]
 
 #: Largest factor (entries) built for one piece of arithmetic.
 FACTOR_LIMIT = 1 << 22
 
 
-def linear_form(e, kb, *, inline: bool = True) -> tuple[float, dict[str, float]] | None:
+def linear_form(e, kb, *, inline: bool = True, formulas: bool = False
+                ) -> tuple[float, dict[str | None, float]] | None:
     """``e`` as ``const + sum(coef * var)``, or None when it is not linear arithmetic.
 
     With ``inline``, variables defined by linear integer expressions are replaced by
-    their definitions (so ``n1 + n2`` over ``n1 = 10*a1 + a0`` reaches the digits).
+    their definitions (so ``n1 + n2`` over ``n1 = 10*a1 + a0`` reaches the digits). A
+    ``count`` of bool variables is their sum; with ``formulas``, the other formulas it
+    counts are terms too, all under the key None (for spreads: each one is 0 or 1).
     """
     if isinstance(e, A.Num):
         return float(e.value), {}
     if isinstance(e, A.Var):
         v = kb.variables[e.name]
         if inline and v.role == "defined" and isinstance(v.type, A.IntType):
-            inner = linear_form(v.expr, kb, inline=True)
+            inner = linear_form(v.expr, kb, inline=True, formulas=formulas)
             if inner is not None:
                 return inner
         return 0.0, {e.name: 1.0}
     if isinstance(e, A.Neg):
-        inner = linear_form(e.operand, kb, inline=inline)
+        inner = linear_form(e.operand, kb, inline=inline, formulas=formulas)
         if inner is None:
             return None
         return -inner[0], {k: -c for k, c in inner[1].items()}
     if isinstance(e, A.Sum):
         const, terms = 0.0, {}
         for i, arg in enumerate(e.args):
-            part = linear_form(arg, kb, inline=inline)
+            part = linear_form(arg, kb, inline=inline, formulas=formulas)
             if part is None:
                 return None
             sign = 1.0 if i == 0 or e.ops[i - 1] == "+" else -1.0
@@ -60,8 +63,8 @@ def linear_form(e, kb, *, inline: bool = True) -> tuple[float, dict[str, float]]
                 terms[k] = terms.get(k, 0.0) + sign * c
         return const, {k: c for k, c in terms.items() if c != 0.0}
     if isinstance(e, A.Mul):
-        left = linear_form(e.left, kb, inline=inline)
-        right = linear_form(e.right, kb, inline=inline)
+        left = linear_form(e.left, kb, inline=inline, formulas=formulas)
+        right = linear_form(e.right, kb, inline=inline, formulas=formulas)
         if left is None or right is None:
             return None
         if not left[1]:
@@ -70,6 +73,18 @@ def linear_form(e, kb, *, inline: bool = True) -> tuple[float, dict[str, float]]
             return None
         k = right[0]
         return left[0] * k, {n: c * k for n, c in left[1].items()}
+    if isinstance(e, A.Count):   # a count of bool variables is their sum (as 0/1)
+        const, terms = 0.0, {}
+        for arg in e.args:
+            if isinstance(arg, A.BoolConst):
+                const += float(arg.value)
+            elif isinstance(arg, A.Var) and isinstance(kb.variables[arg.name].type, A.BoolType):
+                terms[arg.name] = terms.get(arg.name, 0.0) + 1.0
+            elif formulas:
+                terms[None] = terms.get(None, 0.0) + 1.0
+            else:
+                return None
+        return const, terms
     return None
 
 
@@ -218,6 +233,14 @@ def _chain(name, terms, const, domains, target) -> Arithmetic | None:
             out.aux[nxt] = nxt_vals
         prev = nxt
     return out
+
+
+def count_chain(name: str, atoms: list[str]) -> Arithmetic | None:
+    """The number of the bool variables ``atoms`` (at least one) that hold, as a chain of
+    partial sums: ``name`` takes the values ``0..len(atoms)`` and is the last factor's last
+    variable. None when a factor would exceed :data:`FACTOR_LIMIT`."""
+    values = list(range(len(atoms) + 1))
+    return _chain(name, {a: 1 for a in atoms}, 0, {a: [0, 1] for a in atoms}, values)
 
 
 def _positional(name, terms, const, domains) -> Arithmetic | None:

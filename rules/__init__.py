@@ -52,7 +52,7 @@ from ._ast import (
     TensorType,
     Var,
 )
-from ._builder import Builder, Term, iff, implies, learnable
+from ._builder import Builder, Term, count, iff, implies, learnable
 from ._check import CheckReport, Finding, check
 from ._decisions import Component, DecisionPlan, closure, constrains_networks, plan
 from ._entails import Entailment, entails
@@ -90,6 +90,7 @@ __all__ = [
     "Term",
     "implies",
     "iff",
+    "count",
     "learnable",
     # what the model and explanations build on
     "ast",

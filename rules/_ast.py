@@ -19,6 +19,7 @@ __all__ = [
     "BoolConst",
     "BoolType",
     "Compare",
+    "Count",
     "Constraint",
     "DefineDecl",
     "EnumType",
@@ -221,6 +222,15 @@ class Mul(Node):
 
 
 @dataclass(frozen=True)
+class Count(Node):
+    """``count(f1, f2, ...)``: how many of the formulas ``args`` hold, an integer in
+    ``0..len(args)`` (``count(f)`` alone is ``f``'s indicator: 1 when it holds, else 0).
+    The one place where a formula becomes a number; ``count(F for i in s)`` grounds to it."""
+
+    args: tuple[Expr, ...]
+
+
+@dataclass(frozen=True)
 class Compare(Node):
     """``left OP right`` with OP in ``< <= > >= == !=``."""
 
@@ -326,8 +336,8 @@ class Pow(Node):
     right: Expr
 
 
-Expr = Union[Num, BoolConst, Var, Sym, Neg, Sum, Mul, Compare, InSet, Not, And, Or, Implies, Iff,
-             Index, Aggregate, Quantified, Pow]
+Expr = Union[Num, BoolConst, Var, Sym, Neg, Sum, Mul, Count, Compare, InSet, Not, And, Or,
+             Implies, Iff, Index, Aggregate, Quantified, Pow]
 
 COMPARE_OPS = ("<", "<=", ">", ">=", "==", "!=")
 
@@ -343,7 +353,7 @@ def children(e: Expr) -> tuple[Expr, ...]:
     """The direct sub-expressions of ``e``."""
     if isinstance(e, (Neg, Not)):
         return (e.operand,)
-    if isinstance(e, (Sum, And, Or)):
+    if isinstance(e, (Sum, And, Or, Count)):
         return e.args
     if isinstance(e, (Mul, Compare, Implies, Iff)):
         return (e.left, e.right)

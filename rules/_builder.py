@@ -15,7 +15,7 @@ from ._kb import KnowledgeBase
 from ._parser import parse_fragment
 from ._printer import expr_to_text
 
-__all__ = ["Builder", "Term", "iff", "implies", "learnable"]
+__all__ = ["Builder", "Term", "count", "iff", "implies", "learnable"]
 
 
 def _lift(x) -> A.Expr:
@@ -153,6 +153,22 @@ def implies(a, b) -> Term:
 def iff(a, b) -> Term:
     """``a <-> b``"""
     return Term(A.Iff(_lift(a), _lift(b)))
+
+
+def count(*formulas) -> Term:
+    """``count(f1, f2, ...)``: how many of the formulas hold (an integer).
+
+    Examples
+    --------
+    >>> from greybox.rules import Builder, count
+    >>> b = Builder()
+    >>> x, y = b.input("x", bool), b.input("y", "int 0..9")
+    >>> print(count(x, y > 3) >= 1)
+    count(x, y > 3) >= 1
+    """
+    if not formulas:
+        raise RuleError("count needs at least one formula")
+    return Term(A.Count(tuple(_lift(f) for f in formulas)))
 
 
 def learnable(value: float) -> Term:

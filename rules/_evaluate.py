@@ -67,6 +67,8 @@ def compile_expr(e, kb: KnowledgeBase, enum: A.EnumType | None = None) -> _Fn:
     if isinstance(e, A.Mul):
         fl, fr = compile_expr(e.left, kb), compile_expr(e.right, kb)
         return lambda env: fl(env) * fr(env)
+    if isinstance(e, A.Count):
+        return compile_count([compile_expr(a, kb) for a in e.args])
     if isinstance(e, A.Compare):
         ctx = _enum_of(e.left, kb) or _enum_of(e.right, kb)
         fl, fr = compile_expr(e.left, kb, ctx), compile_expr(e.right, kb, ctx)
@@ -90,6 +92,19 @@ def compile_expr(e, kb: KnowledgeBase, enum: A.EnumType | None = None) -> _Fn:
     if f is not None:
         return f
     raise TypeError(f"cannot evaluate {e!r}")
+
+
+def compile_count(fs: list[_Fn]) -> _Fn:
+    """``count``: how many of the compiled formulas ``fs`` hold, as float64 (exact: a
+    whole number of at most ``len(fs)``)."""
+
+    def count(env, fs=fs):
+        acc = 0.0
+        for f in fs:
+            acc = acc + np.asarray(f(env), dtype=np.float64)
+        return acc if np.ndim(acc) else float(acc)
+
+    return count
 
 
 def compile_connective(e, child: Callable[[A.Expr], _Fn]) -> _Fn | None:

@@ -118,6 +118,8 @@ def _static(e, kb) -> tuple[int | None, float, bool]:
         bound = sum(p[1] for p in parts)
         exact = all(p[2] for p in parts) and grain is not None and _fits(bound, grain, 53)
         return grain, bound, exact
+    if isinstance(e, A.Count):  # a whole number of at most len(args), exact when they are
+        return 0, float(len(e.args)), all(_all_exact(a, kb) for a in e.args)
     if isinstance(e, A.Mul):
         (gl, bl, el), (gr, br, er) = _static(e.left, kb), _static(e.right, kb)
         if bl == 0 or br == 0:
@@ -135,7 +137,7 @@ def is_exact(e, kb) -> bool:
 
 
 def _numeric(e, kb) -> bool:
-    if isinstance(e, (A.Num, A.Sym, A.Neg, A.Sum, A.Mul)):
+    if isinstance(e, (A.Num, A.Sym, A.Neg, A.Sum, A.Mul, A.Count)):
         return True
     if isinstance(e, A.Var):
         return not isinstance(kb.variables[e.name].type, A.BoolType)
@@ -209,6 +211,11 @@ def compile_value(e, kb, enum: A.EnumType | None = None) -> _Fn:
             return v, err
 
         return product
+    if isinstance(e, A.Count):  # its formulas settled exactly: a whole number, no error
+        from ._evaluate import compile_count
+
+        f = compile_count([compile_truth(a, kb) for a in e.args])
+        return lambda env: (f(env), 0.0)
     raise TypeError(f"cannot evaluate {e!r}")
 
 
@@ -312,6 +319,12 @@ def exact_value(e, kb, env, rows: np.ndarray, enum: A.EnumType | None = None) ->
         left = exact_value(e.left, kb, env, rows)
         right = exact_value(e.right, kb, env, rows)
         return [x * y for x, y in zip(left, right)]
+    if isinstance(e, A.Count):
+        total = np.zeros(k, dtype=np.int64)
+        for a in e.args:
+            truth = compile_truth(a, kb)(env)
+            total += np.broadcast_to(np.asarray(truth, dtype=bool), (env.n,))[rows]
+        return total.tolist()
     raise TypeError(f"cannot evaluate {e!r}")
 
 

@@ -3,7 +3,7 @@
 A relational knowledge base declares index sets (``set cell: 0..15``, ``set person``) and
 families of statements over them (``neural digit[c in cell]: ... = net(img[c])``, ``rule
 contagion(p in person, q in person): ...``), and uses quantifiers (``forall``, ``exists``),
-aggregates (``sum(... for i in s)``, ``all_different``) and index arithmetic
+aggregates (``sum(... for i in s)``, ``count``, ``all_different``) and index arithmetic
 (``digit[4*r + k]``, ``10^(3-i)``). Grounding writes every member out as an ordinary
 statement named like its reference (``digit[5]``, ``contagion(anna, bob)``), so that the
 propositional core -- validation, evaluation, Z3, models, explanations -- sees plain
@@ -28,9 +28,10 @@ from . import _ast as A
 __all__ = ["AGGREGATES", "FamilyInfo", "MAX_GROUNDINGS", "Program", "family_columns", "ground",
            "ground_formula", "member_name"]
 
-#: The aggregates the language knows: ``sum`` (an int or real expression) and
+#: The aggregates the language knows: ``sum`` (an int or real expression), ``count`` (how
+#: many instances of a formula hold: an int, :class:`~greybox.rules.ast.Count`) and
 #: ``all_different`` (a formula: every two instances differ).
-AGGREGATES = ("sum", "all_different")
+AGGREGATES = ("sum", "count", "all_different")
 #: Most instances one knowledge base may ground to (statements and aggregated terms).
 MAX_GROUNDINGS = 1_000_000
 
@@ -410,6 +411,8 @@ class _Grounder:
             if self.variable_family(e.name) is None and e.paren and e.name in AGGREGATES:
                 return self._aggregate(e.name, list(e.args), e, env)
             return self.reference(e, env)
+        if isinstance(e, A.Count) and getattr(self.variable_family("count"), "paren", False):
+            return self.reference(A.Index("count", e.args, True, span=e.span), env)
         if isinstance(e, A.Aggregate):
             if e.name not in AGGREGATES:
                 raise _Problem(f"unknown aggregate {e.name!r} (the language has "
@@ -462,6 +465,8 @@ class _Grounder:
             if len(args) == 1:
                 return args[0]
             return A.Sum(tuple(args), ("+",) * (len(args) - 1), span=node.span)
+        if name == "count":
+            return _count(args, node)
         pairs = [A.Compare("!=", a, b, span=node.span)
                  for a, b in itertools.combinations(args, 2)]
         self.tick(node, len(pairs))
@@ -597,6 +602,18 @@ def _compare(op: str, left: Member, right: Member, node) -> bool:
                        f"not {op}", node)
     return {"<": left < right, "<=": left <= right, ">": left > right,
             ">=": left >= right}[op]
+
+
+def _count(args: list, node):
+    """``count`` of grounded formulas, the instances grounding decided (``p != q``) folded:
+    false ones dropped, true ones a constant added."""
+    known = sum(1 for a in args if a == A.BoolConst(True))
+    rest = tuple(a for a in args if not isinstance(a, A.BoolConst))
+    if not rest:
+        return A.Num(known, span=node.span)
+    count = A.Count(rest, span=node.span)
+    return A.Sum((count, A.Num(known, span=node.span)), ("+",), span=node.span) if known \
+        else count
 
 
 def _rebuild(e, fn):

@@ -156,6 +156,8 @@ class _ToAst(Transformer):
         return A.Index(c[0].name, tuple(c[1:]), span=c[0].span)
 
     def call_ref(self, c):
+        if c[0].name == "count":  # the aggregate over listed formulas (a core node)
+            return A.Count(tuple(c[1:]), span=c[0].span)
         return A.Index(c[0].name, tuple(c[1:]), paren=True, span=c[0].span)
 
     def aggregate(self, c):
@@ -216,7 +218,8 @@ class _ToAst(Transformer):
 
     def neural_decl(self, c):
         name, params, typ, net, *args = c
-        args = tuple(a.name if isinstance(a, _Named) else a for a in args if a is not None)
+        args = tuple(a.name if isinstance(a, _Named) else _reference(a)
+                     for a in args if a is not None)
         st = A.NeuralDecl(name.name, _finish_type(typ), net.name, args, span=name.span)
         return _family(params, st)
 
@@ -263,7 +266,16 @@ def _family(params: _Params | None, st):
     return A.Family(params.binders, st, params.paren, span=st.span)
 
 
+def _reference(e):
+    """``count(p)`` where only a family member can stand (a head, a network's argument):
+    a member of a family named ``count``."""
+    if isinstance(e, A.Count):
+        return A.Index("count", e.args, paren=True, span=e.span)
+    return e
+
+
 def _head(target, value) -> A.Head:
+    target = _reference(target)
     if isinstance(target, A.Index):
         return A.Head(target.name, value, target.args, target.paren, span=target.span)
     return A.Head(target.name, value, span=target.span)

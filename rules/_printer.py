@@ -84,6 +84,8 @@ def expr_to_text(e) -> str:
         return f"{_wrap(e.left, _OR)} -> {_wrap(e.right, _IMPLIES)}"
     if isinstance(e, A.Iff):
         return f"{_wrap(e.left, _IFF)} <-> {_wrap(e.right, _IMPLIES)}"
+    if isinstance(e, A.Count):
+        return _ref("count", e.args, True)
     if isinstance(e, A.Index):
         return _ref(e.name, e.args, e.paren)
     if isinstance(e, A.Aggregate):

@@ -288,6 +288,17 @@ class _ExprChecker:
             )
         return A.Mul(left, right, span=e.span), _T("num", lt.integral and rt.integral)
 
+    def count(self, e: A.Count):
+        if not e.args:
+            self.ck.error("'count' needs at least one formula", e)
+            return e, ERR
+        args = []
+        for a in e.args:
+            x, t = self.check(a)
+            self.need_bool(t, a, "'count'")
+            args.append(x)
+        return A.Count(tuple(args), span=e.span), _T("num", True)
+
     def not_(self, e: A.Not):
         x, t = self.check(e.operand)
         self.need_bool(t, e.operand, "'not'")
@@ -432,6 +443,7 @@ _CHECKS = (
     (A.Neg, _ExprChecker.neg),
     (A.Sum, _ExprChecker.sum),
     (A.Mul, _ExprChecker.mul),
+    (A.Count, _ExprChecker.count),
     (A.Compare, _ExprChecker.compare),
     (A.InSet, _ExprChecker.inset),
     (A.Not, _ExprChecker.not_),

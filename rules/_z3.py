@@ -126,6 +126,8 @@ class Z3Encoding:
             return acc
         if isinstance(e, A.Mul):
             return self.expr(e.left) * self.expr(e.right)
+        if isinstance(e, A.Count):
+            return z3.Sum([z3.If(self.expr(a), z3.IntVal(1), z3.IntVal(0)) for a in e.args])
         if isinstance(e, A.Compare):
             ctx = _enum_of(e.left, self.kb) or _enum_of(e.right, self.kb)
             left, right = self.expr(e.left, ctx), self.expr(e.right, ctx)

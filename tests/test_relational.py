@@ -139,7 +139,8 @@ def test_formulas_over_families_need_the_relational_kb():
     ("x[1.5] -> y", "index arithmetic uses whole numbers", 11),
     ("x[v] -> y", "index 1 of x must be known before the data", 11),
     ("(exists c in cell: x[2^c]) -> y", "is not in cell", 28),
-    ("count(x[c] for c in cell) > 1 -> y", "unknown aggregate 'count'", 9),
+    ("product(x[c] for c in cell) > 1 -> y", "unknown aggregate 'product'", 9),
+    ("count(v for c in cell) > 1 -> y", "'count' needs true/false, got an integer", 15),
     ("v^2 > 1 -> y", "'\\^' takes whole numbers known before the data", 9),
 ])
 def test_errors_name_the_problem_and_where(body, message, column):
@@ -414,6 +415,9 @@ def _relational_texts():
             st.builds(lambda q, bs, body: f"({q} {bs}: {body})",
                       st.sampled_from(["forall", "exists"]), binders, inner),
             st.builds(lambda bs, r: f"(sum({r} for {bs}) > 1)", binders, ref),
+            st.builds(lambda bs, f, op: f"(count({f} for {bs}) {op} 1)", binders, inner,
+                      st.sampled_from([">", "==", "<="])),
+            st.builds(lambda a, b: f"count({a}, {b}) >= 1", inner, inner),
             st.builds(lambda bs, r: f"all_different({r} for {bs})", binders, ref)),
         max_leaves=6)
     params = st.sampled_from(["", "[i in s]", "(p in t)", "[s]", "(t, t)", "[i in s, j in s]"])

@@ -32,7 +32,16 @@ def exprs(decls, *, learnable):
     enum_vars = [n for n, t in decls.items() if isinstance(t, A.EnumType)]
 
     const = st.builds(A.Num, numbers, st.booleans() if learnable else st.just(False))
-    num_leaf = st.one_of(const, *([st.sampled_from(num_vars).map(A.Var)] if num_vars else []))
+    # count(...) over small formulas: a number made of formulas
+    counted = [st.builds(A.BoolConst, st.booleans()),
+               st.builds(lambda v: A.Not(A.Var(v)), st.sampled_from(bool_vars or NAMES))]
+    if num_vars:
+        counted.append(st.builds(A.Compare, st.sampled_from(["<", ">=", "!="]),
+                                 st.sampled_from(num_vars).map(A.Var), const))
+    count = st.lists(st.one_of(*counted), min_size=1, max_size=3).map(
+        lambda xs: A.Count(tuple(xs)))
+    num_leaf = st.one_of(const, count,
+                         *([st.sampled_from(num_vars).map(A.Var)] if num_vars else []))
 
     def num_ext(inner):
         return st.one_of(

@@ -387,6 +387,11 @@ class _Compiler:
             if not left.terms:
                 return right.scale(left.const)
             return left.scale(right.const)
+        if isinstance(e, A.Count):   # the formulas' indicators (binaries or constants)
+            acc = _lin(0.0)
+            for a in e.args:
+                acc = acc + self.truth(a)
+            return acc
         return self.truth(e)
 
     def _enum_code(self, e, other):

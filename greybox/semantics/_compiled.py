@@ -45,17 +45,18 @@ class Compiled:
 
     def temperature(self, e: A.Compare) -> torch.Tensor:
         """``temperature * spread`` of a comparison: the spread of what it compares (sum of
-        |coefficient| x each variable's spread)."""
+        |coefficient| x each variable's spread; a formula that ``count`` counts has spread
+        1, as a bool variable has)."""
         model = self.model
         terms = self._spread.get(id(e))
         if terms is None:
             terms = []
             for side in (e.left, e.right):
-                form = linear_form(side, model.kb, inline=True)
+                form = linear_form(side, model.kb, inline=True, formulas=True)
                 if form is not None:
                     terms += [(n, abs(c)) for n, c in form[1].items()]
             self._spread[id(e)] = terms
-        spread = sum(c * model._feature_scale(n) for n, c in terms)
+        spread = sum(c * (1.0 if n is None else model._feature_scale(n)) for n, c in terms)
         if not isinstance(spread, torch.Tensor):
             spread = torch.tensor(float(spread) if spread else 1.0, device=model.device)
         return model.temperature * spread
@@ -90,10 +91,11 @@ class Compiled:
                 # whether each factor is a function of the variables before it (sums to 1
                 # over those it introduces): then it needs no normalisation
                 seen: set = set()
-                arith.conditionals = []
+                arith.conditionals, arith.made = [], []
                 for scope, f in arith.factors:
                     made = [v for v in scope if v not in seen and v not in domains]
                     seen.update(scope)
                     arith.conditionals.append(arith.conditional(scope, f, made))
+                    arith.made.append(tuple(made))
             self._tensors[key] = arith
         return self._tensors[key]

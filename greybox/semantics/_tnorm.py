@@ -114,6 +114,11 @@ class FuzzyContext(Context):
             return ("n", acc)
         if isinstance(e, A.Mul):
             return ("n", self.num(self.value(e.left, env)) * self.num(self.value(e.right, env)))
+        if isinstance(e, A.Count):   # the sum of the truth degrees: the expected count
+            acc = self._truth(e.args[0], env)
+            for arg in e.args[1:]:
+                acc = acc + self._truth(arg, env)
+            return ("n", acc)
         return ("t", self.truth(e, env))
 
     def _full(self, t) -> torch.Tensor:

@@ -25,7 +25,7 @@ import torch.nn.functional as nn_f
 from greybox import functional as F
 from greybox._batch import kb_cached
 from greybox._factors import contract, mpe
-from greybox._linear import FACTOR_LIMIT
+from greybox._linear import FACTOR_LIMIT, count_chain
 from greybox.errors import ModelError
 from greybox.rules import ast as A
 from greybox.rules import plan, type_to_text
@@ -36,6 +36,8 @@ __all__ = ["ProbabilisticSemantics"]
 
 #: Largest joint table enumerated to give a sum's distribution in the trace.
 MAX_MARGINAL = 1 << 14
+#: Most joint values a ``count`` is summed over densely (beyond: a chain of partial sums).
+_DENSE_COUNT = 1 << 12
 
 _OPS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge,
         "==": operator.eq, "!=": operator.ne}
@@ -105,6 +107,9 @@ class ProbContext(Context):
         self._sums: dict = {}
         self._atoms: dict = {}
         self._keep_alive: list = []
+        #: conditional factors by id -> the variables they are a distribution over (where
+        #: known): without a query on those, such a factor is barren (see closure)
+        self._introduces: dict[int, tuple[str, ...]] = {}
         #: neural variables' value fields (the same for every batch), per compiled model
         self._neural_fields = _NEURAL_FIELDS.setdefault(model.compiled, {})
         #: softmax of whole network outputs (several variables' logits), by the output
@@ -188,7 +193,33 @@ class ProbContext(Context):
                     fids.add(id(f))
                     out.append(f)
                     stack.extend(f[0])
-        return out
+        return self._without_barren(out, scope) if self._introduces else out
+
+    def _without_barren(self, factors: list, scope) -> list:
+        """``factors`` less the barren ones: a conditional factor whose variables nothing
+        else reads and the query does not ask for sums to 1 and changes nothing (a count's
+        chain or a define that this query does not reach). Peeled from the leaves, in time
+        linear in the factors; kept, they would tie every count over the same variables
+        (``count(friends(p, q) and smokes(q) for q ...)`` for every p) into one table."""
+        uses: dict[str, int] = {}
+        for f in factors:
+            for v in f[0]:
+                uses[v] = uses.get(v, 0) + 1
+        asked = set(scope)
+        alive = {id(f): f for f in factors}
+        stack = [f for f in factors if id(f) in self._introduces]
+        while stack:
+            f = stack.pop()
+            made = self._introduces.get(id(f))
+            if id(f) not in alive or any(v in asked or uses[v] > 1 for v in made):
+                continue
+            del alive[id(f)]
+            for v in f[0]:
+                uses[v] -= 1
+                if uses[v] == 1:   # the one factor left reading v may be barren now
+                    stack.extend(g for g in self.touch.get(v, ())
+                                 if id(g) in alive and id(g) in self._introduces)
+        return [f for f in factors if id(f) in alive]
 
     def _log_z(self, factors) -> torch.Tensor | float:
         if all(id(f) in self.conditional for f in factors):
@@ -315,7 +346,10 @@ class ProbContext(Context):
                     for aux, values in arith.aux.items():
                         self.sizes[aux] = len(values)
                         self.vals[aux] = self.model.compiled.value_tensor(tuple(values))
-                    for factor, conditional in zip(arith.factors, arith.conditionals):
+                    for factor, conditional, made in zip(arith.factors, arith.conditionals,
+                                                         arith.made):
+                        if conditional:
+                            self._introduces[id(factor)] = made
                         self.add_factor(factor, conditional=conditional)
                     if arith.columns and all(arith.conditionals):
                         self._sums[name] = arith     # a plain sum (see log_prob)
@@ -342,7 +376,10 @@ class ProbContext(Context):
             raise ModelError(f"define {name!r}: {ind.numel()} joint values, too many for exact "
                              "inference")
         conditional = bool((ind.sum(-1) == 1).all())
-        return self._register(vname, values, (f.scope + (vname,), ind), conditional=conditional)
+        factor = (f.scope + (vname,), ind)
+        if conditional:
+            self._introduces[id(factor)] = (vname,)
+        return self._register(vname, values, factor, conditional=conditional)
 
     # formulas --------------------------------------------------------------------------
     def field(self, e, env: Env) -> Field:
@@ -388,6 +425,8 @@ class ProbContext(Context):
                                lambda a, b: 1.0 - a - b + 2.0 * a * b)
         if isinstance(e, A.Compare):
             return self._compare(e, env)
+        if isinstance(e, A.Count):
+            return self._count(e, env)
         if isinstance(e, A.InSet):
             x = self._operand(e.operand, e.operand, env)
             out = None
@@ -420,6 +459,50 @@ class ProbContext(Context):
             factor = (p.scope + (atom,), torch.stack([1.0 - p.t, p.t], -1))
             self._atoms[key] = self._register(atom, [0, 1], factor)
         return self._atoms[key]
+
+    def _count(self, e: A.Count, env) -> Field:
+        """``count``: the sum of its formulas' 0/1 fields, exact. Over few joint values, one
+        dense field; over more, each formula is a bool variable (its own factor) and the
+        count a chain of partial sums over them (:func:`greybox._linear.count_chain`), so
+        that a count of many independent formulas costs polynomially, not 2^n."""
+        parts = [self.field(a, env) for a in e.args]
+        scope = tuple(dict.fromkeys(v for p in parts for v in p.scope))
+        if math.prod(self.sizes[v] for v in scope) <= _DENSE_COUNT:
+            acc = parts[0]
+            for p in parts[1:]:
+                acc = self._binop(acc, p, torch.add)
+            return acc
+        key = ("count", id(e), env.key)
+        if key not in self._atoms:
+            name = f"count#{len(self._atoms)}{env.key}"
+            atoms = []
+            for j, p in enumerate(parts):
+                if p.scope:
+                    atom = f"{name}#{j}"
+                    factor = (p.scope + (atom,), torch.stack([1.0 - p.t, p.t], -1))
+                    self._introduces[id(factor)] = (atom,)
+                    self._register(atom, [0, 1], factor)
+                    atoms.append(atom)
+            arith = count_chain(name, atoms)
+            if arith is None:
+                raise ModelError(
+                    f"count over {len(atoms):,} formulas is too large for exact inference: "
+                    "use a fuzzy semantics (semantics='product'), where it is the sum of "
+                    "their truth degrees")
+            for aux, values in arith.aux.items():
+                self.sizes[aux] = len(values)
+                self.vals[aux] = self.model.compiled.value_tensor(tuple(values))
+            factors = [(s, f.to(self.device)) for s, f in arith.factors]
+            for factor in factors:   # each a function of the ones before: its last variable
+                self._introduces[id(factor)] = factor[0][-1:]
+            for factor in factors[:-1]:
+                self.add_factor(factor)
+            self._atoms[key] = self._register(name, range(len(atoms) + 1), factors[-1])
+        acc = self._atoms[key]
+        for p in parts:  # the formulas known from the inputs: a number per row
+            if not p.scope:
+                acc = self._binop(acc, p, torch.add)
+        return acc
 
     def expectation(self, f: Field) -> torch.Tensor:
         if not f.scope:
