@@ -213,14 +213,15 @@ def accuracy_up_to_naming(guess: np.ndarray, labels: np.ndarray) -> float:
 
 
 def run(grids: int = 2000, epochs: int = 8, puzzles: int = 200, givens: int = 6,
-        seed: int = 0, batch_size: int = 32, lr: float = 3e-3, progress: bool = True) -> dict:
+        seed: int = 0, batch_size: int = 32, lr: float = 3e-3, progress: bool = True,
+        semantics: str = "product") -> dict:
     """Train from validity labels, name the classes, classify and solve; the figures."""
     (train_x, train_y), (test_x, test_y) = load_pools(seed)
     imgs, valid, _ = make_grids(train_x, train_y, grids, seed)
     torch.manual_seed(seed)
     net = digit_network()
     reader = CellReader(net)
-    model = gb.GreyBox(VALIDITY, {"digit_net": reader}, semantics="product")
+    model = gb.GreyBox(VALIDITY, {"digit_net": reader}, semantics=semantics)
     data = model.kb.families["img"].split(imgs)
     start = time.perf_counter()
     history = model.fit(data, {"valid": valid}, epochs=epochs, batch_size=batch_size, lr=lr,
@@ -279,10 +280,14 @@ def main() -> None:
     parser.add_argument("--puzzles", type=int, default=200, help="puzzles to solve")
     parser.add_argument("--givens", type=int, default=6, help="filled cells per puzzle")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--semantics", default="product", choices=["product", "probabilistic"],
+                        help="how validity is trained: the product t-norm, or its exact "
+                             "probability")
     args = parser.parse_args()
     print(f"Training a digit network from {args.grids} grids labelled only valid/invalid "
           f"({args.epochs} epochs); it never sees a digit label.\n")
-    r = run(args.grids, args.epochs, args.puzzles, args.givens, args.seed)
+    r = run(args.grids, args.epochs, args.puzzles, args.givens, args.seed,
+            semantics=args.semantics)
     print(f"digit accuracy on {228} unseen images:        {r['digit_accuracy']:.3f}  "
           f"(classes named from 20 labelled images; best naming: "
           f"{r['digit_accuracy_up_to_naming']:.3f})")

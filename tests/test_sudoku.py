@@ -119,6 +119,27 @@ def test_confident_networks_do_not_underflow(route, monkeypatch):
     assert all(torch.isfinite(g).all() for g in grads)
 
 
+def test_rules_read_the_factored_validity_exactly():
+    """``valid`` kept factored is read by rules through a negation and a disjunction with
+    another formula: their bodies are the brute-force probabilities over the 288 grids."""
+    model = gb.GreyBox(LOGIT_VALIDITY + "output alarm: bool\n"
+                       "rule r1 weight 2.0: not valid -> alarm\n"
+                       "rule r2 weight 1.0: valid or digit[0] == 1 -> alarm\n",
+                       {"digit_net": _Logits()}, semantics="probabilistic")
+    sols = torch.as_tensor(solutions() - 1)
+    g = torch.Generator().manual_seed(4)
+    logits = torch.randn(3, 16, 4, generator=g) + 4 * nn.functional.one_hot(sols[11], 4)
+    trace = model({f"img[{c}]": logits[:, c] for c in range(16)})
+    logp = torch.log_softmax(logits.double(), -1)
+    per_grid = logp[:, torch.arange(16), sols].sum(-1).exp()          # (rows, 288)
+    valid = per_grid.sum(1)
+    first_is_1 = logp[:, 0, 0].exp()
+    both = per_grid[:, sols[:, 0] == 0].sum(1)
+    assert 0.05 < valid.min() and valid.max() < 0.95
+    assert torch.allclose(trace.bodies["r1"].double(), 1 - valid, atol=1e-6)
+    assert torch.allclose(trace.bodies["r2"].double(), valid + first_is_1 - both, atol=1e-6)
+
+
 def test_one_forall_constraint_is_factored_for_the_map(monkeypatch):
     """The 12 units written as one hard constraint (one conjunction over all 16 digits)
     are conditioned on part by part: predict's repair is the brute-force MAP, by
