@@ -402,7 +402,7 @@ def test_a_high_treewidth_forall_is_refused_naming_it_and_the_approximate_route(
     trace, _ = _people_model(f"neural t[i in k]: bool = net(f[i])\noutput ok: bool\n"
                              f"define ok: bool = {clique}\n", torch.zeros(1, 30))
     with pytest.raises(ModelError, match=r"exact inference of the formula at <rules>:6:\d+ "
-                                         r"`.*` over s\[0\], t\[1\], .*\(60 variables\) "
+                                         r"\(.*\) over s\[0\], t\[1\], .*\(60 variables\) "
                                          r"needs [\d,]+ joint values per row at the largest "
                                          r"step of its elimination.*use a fuzzy semantics "
                                          r"\(semantics='product'"):

@@ -253,15 +253,17 @@ def test_z3_running_out_of_time_is_an_error_never_infeasible(monkeypatch):
         model.predict(data, on_infeasible="flag")
 
 
-def test_explanations_over_groundings_name_grounded_facts():
+@pytest.mark.parametrize("semantics", ["product", "probabilistic"])
+def test_explanations_over_groundings_name_grounded_facts(semantics):
     """On the validity model, with cell 6 of a valid grid misread (a 1 where a 2 is):
-    reasons, counterfactuals, the debugger and verify speak of members such as digit[6]."""
+    reasons, counterfactuals, the debugger and verify speak of members such as digit[6]
+    (validity trained by the product t-norm, or kept factored by exact inference)."""
     sol = solutions()[0].copy()
     read = sol.copy()
     read[6] = 1 if sol[6] != 1 else 2
     logits = np.eye(4)[read - 1] * 4.0
     model = gb.GreyBox(VALIDITY.replace("tensor[64]", "tensor[4]"), {"digit_net": _Logits()},
-                       semantics="product")
+                       semantics=semantics)
     data = model.kb.families["img"].split(torch.as_tensor(logits[None], dtype=torch.float32))
     assert model.predict(data)["valid"].tolist() == [False]
     clash = next(c for u in UNITS if 6 in u for c in u if c != 6 and sol[c] == read[6])

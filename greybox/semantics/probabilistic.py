@@ -589,7 +589,7 @@ class ProbContext(Context):
         text = expr_to_text(x.node)
         text = text if len(text) <= 70 else text[:67] + "..."
         where = f" at {x.node.span}" if x.node.span is not None else ""
-        return f"the formula{where} `{text}`" + (f" over {shown}" if names else "")
+        return f"the formula{where} ({text})" + (f" over {shown}" if names else "")
 
     def _materialize(self, x: Factored) -> Field:
         """``x`` as one table over all its variables, where that table fits the budget
@@ -665,8 +665,9 @@ class ProbContext(Context):
             largest = cache[scopes] = largest_table(
                 scopes, self.sizes, elimination_order(scopes, ()))
         if largest > FACTOR_LIMIT:
+            count = f"{largest:,}" if largest < 10 ** 15 else f"about {largest:.1e}"
             raise ModelError(
-                f"exact inference of {self._describe(x)} needs {largest:,} joint values "
+                f"exact inference of {self._describe(x)} needs {count} joint values "
                 f"per row at the largest step of its elimination, more than exact "
                 f"inference holds ({FACTOR_LIMIT:,}): use a fuzzy semantics "
                 "(semantics='product' or 'lukasiewicz'), which evaluates it approximately "
