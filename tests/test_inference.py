@@ -395,7 +395,8 @@ def test_a_forall_over_independent_pairs_is_their_product():
 def test_a_high_treewidth_forall_is_refused_naming_it_and_the_approximate_route():
     """Every pair of 30 people tied (a clique: 2^29 values at some step whatever the
     order, and too many satisfying assignments to list) is refused before anything is
-    allocated; so is a hard constraint that is the negation of a large conjunction."""
+    allocated; so are a conjunction of 30 large disjunctions (2^30 products by
+    inclusion-exclusion) and a hard constraint that negates a large conjunction."""
     from greybox.errors import ModelError
 
     clique = "forall i in 0..29, j in 0..29: i != j -> (s[i] and t[j] -> s[j])"
@@ -406,6 +407,12 @@ def test_a_high_treewidth_forall_is_refused_naming_it_and_the_approximate_route(
                                          r"needs [\d,]+ joint values per row at the largest "
                                          r"step of its elimination.*use a fuzzy semantics "
                                          r"\(semantics='product'"):
+        trace.log_prob("ok", torch.ones(1, dtype=torch.long))
+    nested = "forall i in 0..29: exists j in 0..29: i != j and s[j] and t[i]"
+    trace, _ = _people_model(f"neural t[i in k]: bool = net(f[i])\noutput ok: bool\n"
+                             f"define ok: bool = {nested}\n", torch.zeros(1, 30))
+    with pytest.raises(ModelError, match=r"would expand it into 1,073,741,824 products of "
+                                         r"its parts .*use a fuzzy semantics"):
         trace.log_prob("ok", torch.ones(1, dtype=torch.long))
     with pytest.raises(ModelError, match=r"is a hard constraint that is not a conjunction "
                                          r"of small parts .* make it a soft constraint"):
