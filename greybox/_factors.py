@@ -5,17 +5,21 @@ first (size B, or 1 when the factor is the same for every row) and one dimension
 variable. Elimination follows a greedy min-fill order computed with networkx once per
 graph structure and cached; every step is one ``torch.einsum`` followed by a rescaling
 (kept as a per-row log scale) so long chains neither underflow nor overflow.
+:func:`log_contract` is the same elimination over log-weights, in float64, for queries
+whose answer or whose intermediate tables span more than float32 holds (a conjunction
+over many confident networks); :func:`largest_table` sizes an elimination before it runs.
 """
 
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Sequence
 
 import networkx as nx
 import torch
 
-__all__ = ["Factor", "contract", "elimination_order", "mpe"]
+__all__ = ["Factor", "contract", "elimination_order", "largest_table", "log_contract", "mpe"]
 
 Factor = tuple[tuple[str, ...], torch.Tensor]
 
@@ -52,6 +56,31 @@ def elimination_order(scopes: tuple[tuple[str, ...], ...], keep: tuple[str, ...]
         todo.remove(v)
         order.append(v)
     return tuple(order)
+
+
+def largest_table(scopes, sizes: dict[str, int], order) -> int:
+    """Entries per row of the largest table that eliminating ``order`` builds (the table
+    of a step before its variable is summed out), computed from the scopes alone, so an
+    elimination too large for memory is refused before anything is allocated.
+
+    Examples
+    --------
+    >>> from greybox._factors import largest_table
+    >>> chain = (("a", "b"), ("b", "c"), ("c", "d"))
+    >>> largest_table(chain, dict.fromkeys("abcd", 10), ("a", "b", "c", "d"))
+    100
+    >>> largest_table(chain, dict.fromkeys("abcd", 10), ("b", "c", "a", "d"))
+    1000
+    """
+    pool = [set(s) for s in scopes]
+    largest = max((math.prod(sizes[v] for v in s) for s in pool), default=1)
+    for v in order:
+        with_v = [s for s in pool if v in s]
+        pool = [s for s in pool if v not in s]
+        union = set().union(*with_v)
+        largest = max(largest, math.prod(sizes[u] for u in union))
+        pool.append(union - {v})
+    return largest
 
 
 _LETTERS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXY"
@@ -164,6 +193,56 @@ def contract(factors: Sequence[Factor], keep: Sequence[str] = ()) -> tuple[torch
     t, s = _rescale(t) if keep else (t, torch.zeros_like(t))
     log_scale = s if log_scale is None else log_scale + s
     return t, log_scale
+
+
+def _log_product(parts: Sequence[Factor], out_scope: tuple[str, ...]) -> torch.Tensor:
+    """``log`` of the einsum of the exponentiated log-factors ``parts`` onto ``out_scope``:
+    each factor is shifted by its largest finite entry per row before ``exp`` (float64),
+    and the shifts are added back after the ``log``."""
+    shifted, shift = [], None
+    for scope, t in parts:
+        m = t.detach().flatten(1).amax(dim=1) if t.dim() > 1 else t.detach()
+        m = torch.where(torch.isfinite(m), m, torch.zeros_like(m))
+        shifted.append((scope, torch.exp(t - m.view(-1, *([1] * (t.dim() - 1))))))
+        shift = m if shift is None else shift + m
+    out = _product(shifted, out_scope)
+    tiny = torch.finfo(out.dtype).tiny     # log 0 = -inf with a gradient of 0, never NaN
+    out = torch.log(out.clamp_min(tiny)).masked_fill(out <= 0, -torch.inf)
+    return out + shift.view(-1, *([1] * len(out_scope)))
+
+
+def log_contract(factors: Sequence[Factor], keep: Sequence[str] = ()) -> torch.Tensor:
+    """Sum out every variable but ``keep``, in log space: the factors' tensors are
+    log-weights (``-inf`` for weight 0), batch first as in :func:`contract`; returns the
+    log table over ``keep`` (float64, batch first; shape (B,) for ``keep=()``: the log
+    partition function per row).
+
+    Tables move between steps as logs and every step exponentiates its factors shifted by
+    their own maxima, so neither the answer nor any entry an intermediate table holds
+    underflows, however small (a product of 16 confident digit distributions).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from greybox._factors import log_contract
+    >>> p = torch.tensor([[-400.0, 0.0]])                 # log P: P(0) = e^-400
+    >>> zero = torch.tensor([[0.0, -torch.inf]])          # evidence: the value is 0
+    >>> log_contract([(("x",), p), (("y",), p), (("x",), zero), (("y",), zero)]).tolist()
+    [-800.0]
+    >>> same = torch.log(torch.eye(2)).unsqueeze(0)       # y == x
+    >>> log_contract([(("x",), p), (("x", "y"), same)], keep=("y",)).tolist()
+    [[-400.0, 0.0]]
+    """
+    keep = tuple(keep)
+    pool = [(s, t.double()) for s, t in factors]
+    for v in elimination_order(tuple(s for s, _ in pool), keep):
+        with_v = [f for f in pool if v in f[0]]
+        pool = [f for f in pool if v not in f[0]]
+        scope = tuple(u for u in dict.fromkeys(u for s, _ in with_v for u in s) if u != v)
+        pool.append((scope, _log_product(with_v, scope)))
+    if not pool:
+        raise ValueError("nothing to contract")
+    return _log_product(pool, keep)
 
 
 def mpe(factors: Sequence[Factor], batch: int) -> tuple[dict[str, torch.Tensor], torch.Tensor]:

@@ -28,7 +28,6 @@ values satisfy the constraints.
 
 from __future__ import annotations
 
-import math
 from fractions import Fraction
 
 import numpy as np
@@ -108,7 +107,7 @@ def most_probable(model, batch, logits: dict[str, torch.Tensor], rows: list[int]
     underflows, however confident the networks. None when the constraints cannot be
     compiled into factors or the elimination would build a table of more than
     :data:`MAX_TABLE` entries per row (the caller then asks Z3)."""
-    from ._factors import elimination_order
+    from ._factors import elimination_order, largest_table
     from .semantics._base import Env
     from .semantics.probabilistic import ProbContext
 
@@ -134,11 +133,11 @@ def most_probable(model, batch, logits: dict[str, torch.Tensor], rows: list[int]
     ctx.hard = True
     try:
         for c in plan(kb).fixed_constraints:
-            f = ctx.field(c.formula, root)
-            if f.scope:
-                ctx.add_factor((f.scope, f.t), conditional=False)
-            else:
-                ok = ok & (f.t.expand(len(rows)) > 0)
+            for f in ctx.parts_of(ctx.field(c.formula, root)):
+                if f.scope:
+                    ctx.add_factor((f.scope, f.t), conditional=False)
+                else:
+                    ok = ok & (f.t.expand(len(rows)) > 0)
     except ModelError:
         return None     # a formula exact inference cannot hold (a digit-by-digit sum)
     finally:
@@ -151,7 +150,7 @@ def most_probable(model, batch, logits: dict[str, torch.Tensor], rows: list[int]
         factors.append(((name,), logp))
     scopes = tuple(s for s, _ in factors)
     order = elimination_order(scopes, ())
-    largest = _largest_table(scopes, ctx.sizes, order)
+    largest = largest_table(scopes, ctx.sizes, order)
     if largest > MAX_TABLE:
         return None
     chunk = max(1, _CHUNK_ENTRIES // max(largest, 1))
@@ -203,19 +202,6 @@ def _max_sum(factors, order, sizes: dict, n: int):
         arg = arg.expand(n, *arg.shape[1:])
         values[v] = arg[(rows, *[values[u] for u in scope])]
     return values, score
-
-
-def _largest_table(scopes, sizes: dict[str, int], order) -> int:
-    """Entries per row of the largest table eliminating ``order`` builds."""
-    pool = [set(s) for s in scopes]
-    largest = max((math.prod(sizes[v] for v in s) for s in pool), default=1)
-    for v in order:
-        with_v = [s for s in pool if v in s]
-        pool = [s for s in pool if v not in s]
-        union = set().union(*with_v)
-        largest = max(largest, math.prod(sizes[u] for u in union))
-        pool.append(union - {v})
-    return largest
 
 
 def _by_z3(model, kb, cons, reads, batch, logits, rows, timeout):

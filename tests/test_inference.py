@@ -2,6 +2,7 @@
 semantics, each checked against brute-force enumeration."""
 
 import itertools
+import math
 
 import pytest
 import torch
@@ -288,3 +289,132 @@ def test_fuzzy_comparisons_of_a_distribution_with_a_constant_are_its_exact_mass(
     trace = model({"x": torch.zeros(1, 1)})
     assert trace.bodies["r"].item() == pytest.approx(float(p["d1"][:5].sum()), abs=1e-6)
     assert trace.bodies["s"].item() == pytest.approx(float(p["d2"][1] + p["d2"][3]), abs=1e-6)
+
+
+# ------------------------------------------------------------- factored conjunctions
+
+
+_FOUR = {"a": 0.7, "b": 0.4, "c": 0.55, "d": 0.2}
+
+
+@pytest.mark.parametrize("body,truth", [
+    ("a and b and c", lambda a, b, c, d: a and b and c),
+    ("(a and b) or (c and d)", lambda a, b, c, d: (a and b) or (c and d)),
+    ("not (a and b and c)", lambda a, b, c, d: not (a and b and c)),
+    ("(a and b) -> (c or d)", lambda a, b, c, d: (not (a and b)) or c or d),
+    ("(a and b) <-> (c and not d)", lambda a, b, c, d: (a and b) == (c and not d)),
+    ("a or b or c or d", lambda a, b, c, d: a or b or c or d),
+    ("(a or b) and (c or not d) and (a -> d)",
+     lambda a, b, c, d: (a or b) and (c or not d) and ((not a) or d)),
+])
+@pytest.mark.parametrize("constrained", [False, True])
+def test_factored_formulas_get_the_probability_of_enumeration(body, truth, constrained,
+                                                                monkeypatch):
+    """Every connective kept factored (a sum of products of its parts, as for a conjunction
+    too large to tabulate) gives the probability enumeration gives, as a rule body and as a
+    labelled define, with and without a hard constraint conditioning the variables."""
+    import greybox.semantics.probabilistic as prob
+
+    monkeypatch.setattr(prob, "SMALL_JOINT", 1)       # factor every connective
+    text = "input x: tensor\n" + "".join(f"neural {v}: bool = f{v}(x)\n" for v in _FOUR)
+    text += f"output y: bool\nrule r: ({body}) -> y\noutput z: bool\ndefine z: bool = {body}\n"
+    if constrained:
+        text += "constraint k: a or d\n"
+    nets = {f"f{v}": _Table(torch.logit(torch.tensor([[p]]))) for v, p in _FOUR.items()}
+    trace = gb.GreyBox(gb.rules.parse(text), nets)({"x": torch.zeros(1, 1)})
+    total = hit = 0.0
+    for world in itertools.product([False, True], repeat=4):
+        if constrained and not (world[0] or world[3]):
+            continue
+        w = math.prod(p if x else 1 - p for x, p in zip(world, _FOUR.values()))
+        total += w
+        hit += w * truth(*world)
+    want = hit / total
+    assert trace.bodies["r"].item() == pytest.approx(want, abs=1e-6)
+    assert trace.values["z"].item() == pytest.approx(want, abs=1e-6)
+    for label, p in ((1, want), (0, 1 - want)):
+        lp = trace.log_prob("z", torch.tensor([label]))
+        assert lp.exp().item() == pytest.approx(p, abs=1e-6)
+
+
+def _people_model(text: str, logits: torch.Tensor):
+    """A model over ``set k: 0..29`` whose neural bools ``s[k]`` have the given logits."""
+    kb = gb.rules.parse("set k: 0..29\ninput f[k]: tensor[1]\n"
+                        "neural s[i in k]: bool = net(f[i])\n" + text)
+    model = gb.GreyBox(kb, {"net": nn.Flatten(0)})
+    x = logits.detach().double().float().clone().requires_grad_(True)
+    return model({f"f[{i}]": x[:, i:i + 1] for i in range(30)}), x
+
+
+def _chain_probability(logits: torch.Tensor) -> torch.Tensor:
+    """P(s[i] -> s[i + 1] for every i), by hand: the worlds 0..0 1..1 (j zeros first)."""
+    logp1, logp0 = nn.functional.logsigmoid(logits), nn.functional.logsigmoid(-logits)
+    zeros = torch.cat([torch.zeros(len(logits), 1, dtype=logits.dtype),
+                       logp0.cumsum(1)], 1)                      # sum of the first j
+    ones = torch.cat([logp1.flip(1).cumsum(1).flip(1),
+                      torch.zeros(len(logits), 1, dtype=logits.dtype)], 1)
+    return torch.logsumexp(zeros + ones, 1)
+
+
+def test_a_forall_over_30_people_gets_its_exact_probability_and_gradient():
+    """``forall i in 0..28: s[i] -> s[i + 1]`` ties 30 people in a chain (2^30 joint values,
+    31 of them satisfying it): exact as a labelled define, as a soft constraint and as a hard
+    one that conditions each person, with the gradient of the hand-written probability."""
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(2, 30, generator=g, dtype=torch.float64) * 3
+    chain = "forall i in 0..28: s[i] -> s[i + 1]"
+    trace, x = _people_model(f"output ok: bool\ndefine ok: bool = {chain}\n"
+                             f"constraint soft weight 1.0: {chain}\n", logits)
+    lp = trace.log_prob("ok", torch.ones(2, dtype=torch.long))
+    want = _chain_probability(x.detach().double().requires_grad_(True))
+    assert torch.allclose(lp.double(), want, atol=1e-5)
+    assert torch.allclose(trace.constraints["soft"].double(), want.exp(), atol=1e-6)
+    got, = torch.autograd.grad(lp.sum(), x)
+    ref = x.detach().double().requires_grad_(True)
+    wanted, = torch.autograd.grad(_chain_probability(ref).sum(), ref)
+    assert torch.allclose(got.double(), wanted, atol=1e-5)
+    hard, _ = _people_model(f"constraint hard: {chain}\n", logits)
+    all_ones = nn.functional.logsigmoid(logits.float()).sum(1)
+    p0 = (all_ones.double() - _chain_probability(logits.float().double())).exp()
+    assert torch.allclose(hard.values["s[0]"].double(), p0, atol=1e-5)
+
+
+def test_a_forall_over_independent_pairs_is_their_product():
+    """``forall i: s[i] -> not s[29 - i]`` over 30 people: 15 independent pairs, exact."""
+    g = torch.Generator().manual_seed(1)
+    logits = torch.randn(3, 30, generator=g) * 2
+    trace, x = _people_model("output ok: bool\n"
+                             "define ok: bool = forall i in 0..14: s[i] -> not s[29 - i]\n",
+                             logits)
+    p = torch.sigmoid(logits.double())
+    want = torch.log(1 - p[:, :15] * p[:, 15:].flip(1)).sum(1)
+    got = trace.log_prob("ok", torch.ones(3, dtype=torch.long))
+    assert torch.allclose(got.double(), want, atol=1e-5)
+
+
+def test_a_high_treewidth_forall_is_refused_naming_it_and_the_approximate_route():
+    """Every pair of 30 people tied (a clique: 2^29 values at some step whatever the
+    order, and too many satisfying assignments to list) is refused before anything is
+    allocated; so are a conjunction of 30 large disjunctions (2^30 products by
+    inclusion-exclusion) and a hard constraint that negates a large conjunction."""
+    from greybox.errors import ModelError
+
+    clique = "forall i in 0..29, j in 0..29: i != j -> (s[i] and t[j] -> s[j])"
+    trace, _ = _people_model(f"neural t[i in k]: bool = net(f[i])\noutput ok: bool\n"
+                             f"define ok: bool = {clique}\n", torch.zeros(1, 30))
+    with pytest.raises(ModelError, match=r"exact inference of the formula at <rules>:6:\d+ "
+                                         r"\(.*\) over s\[0\], t\[1\], .*\(60 variables\) "
+                                         r"needs [\d,]+ joint values per row at the largest "
+                                         r"step of its elimination.*use a fuzzy semantics "
+                                         r"\(semantics='product'"):
+        trace.log_prob("ok", torch.ones(1, dtype=torch.long))
+    nested = "forall i in 0..29: exists j in 0..29: i != j and s[j] and t[i]"
+    trace, _ = _people_model(f"neural t[i in k]: bool = net(f[i])\noutput ok: bool\n"
+                             f"define ok: bool = {nested}\n", torch.zeros(1, 30))
+    with pytest.raises(ModelError, match=r"would expand it into 1,073,741,824 products of "
+                                         r"its parts .*use a fuzzy semantics"):
+        trace.log_prob("ok", torch.ones(1, dtype=torch.long))
+    with pytest.raises(ModelError, match=r"is a hard constraint that is not a conjunction "
+                                         r"of small parts .* make it a soft constraint"):
+        _people_model("constraint k: not (forall i in 0..28: s[i] -> s[i + 1])\n",
+                      torch.zeros(1, 30))

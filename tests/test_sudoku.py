@@ -22,6 +22,8 @@ from sudoku import SOLVER, UNITS, VALIDITY, solutions  # noqa: E402
 
 #: The solver with 4-value "images" that a pass-through network returns as the logits.
 LOGIT_SOLVER = SOLVER.replace("tensor[64]", "tensor[4]")
+#: The validity model likewise.
+LOGIT_VALIDITY = VALIDITY.replace("tensor[64]", "tensor[4]")
 
 
 class _Logits(nn.Module):
@@ -45,6 +47,116 @@ def _brute_force_map(logits: np.ndarray) -> np.ndarray:
 
 def _grid(frame) -> np.ndarray:
     return frame[[f"solution[{c}]" for c in range(16)]].to_numpy()
+
+
+def _validity(logits: torch.Tensor):
+    """P(valid) under the probabilistic semantics for given cell logits (rows, 16, 4):
+    (log P(valid), log P(not valid)) per row, and the logits' gradient of their sum."""
+    model = gb.GreyBox(LOGIT_VALIDITY, {"digit_net": _Logits()}, semantics="probabilistic")
+    x = logits.detach().clone().requires_grad_(True)
+    trace = model({f"img[{c}]": x[:, c] for c in range(16)})
+    n = len(logits)
+    yes = trace.log_prob("valid", torch.ones(n, dtype=torch.long))
+    no = trace.log_prob("valid", torch.zeros(n, dtype=torch.long))
+    grads = [torch.autograd.grad(v.sum(), x, retain_graph=True)[0] for v in (yes, no)]
+    return yes, no, grads
+
+
+def _brute_validity(logits: torch.Tensor):
+    """The same by summing over the 288 valid grids (float64)."""
+    x = logits.detach().double().clone().requires_grad_(True)
+    logp = torch.log_softmax(x, -1)
+    sols = torch.as_tensor(solutions() - 1)
+    yes = torch.logsumexp(logp[:, torch.arange(16), sols].sum(-1), 1)      # (rows,)
+    no = torch.log(-torch.expm1(yes))
+    grads = [torch.autograd.grad(v.sum(), x, retain_graph=True)[0] for v in (yes, no)]
+    return yes, no, grads
+
+
+@pytest.mark.parametrize("route", ["models", "elimination"])
+def test_exact_probability_of_validity_is_the_sum_over_the_288_grids(route, monkeypatch):
+    """``define valid`` (12 all_different units over 16 neural digits, 4^16 joint values)
+    gets its exact probability, kept as a product of its 56 pairwise parts: summed over
+    the 288 grids its crisp parts allow, or (forced) by variable elimination in log space;
+    P(not valid) and the gradients of both as well."""
+    import greybox.semantics.probabilistic as prob
+
+    if route == "elimination":
+        monkeypatch.setattr(prob, "MAX_MODELS", 0)
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(3, 16, 4, generator=g) * 2
+    sols = torch.as_tensor(solutions() - 1)
+    logits[0] += 8 * nn.functional.one_hot(sols[7], 4)     # reads a valid grid, mostly
+    yes, no, grads = _validity(logits)
+    ref_yes, ref_no, ref_grads = _brute_validity(logits)
+    assert torch.allclose(yes.double(), ref_yes, rtol=1e-5, atol=1e-6)
+    assert torch.allclose(no.double(), ref_no, rtol=1e-5, atol=1e-6)
+    for got, want in zip(grads, ref_grads):
+        assert torch.allclose(got.double(), want, atol=1e-5)
+    assert yes[0] > -1.0 > yes[1]
+
+
+@pytest.mark.parametrize("route", ["models", "elimination"])
+def test_confident_networks_do_not_underflow(route, monkeypatch):
+    """Digits read with a margin of 30 or 200 logits (float32 probabilities down to 0):
+    P(valid) of a misread grid is e^-200-ish, P(not valid) of a well read one 1e-12-ish;
+    both are exact in log space, with finite gradients."""
+    import greybox.semantics.probabilistic as prob
+
+    if route == "elimination":
+        monkeypatch.setattr(prob, "MAX_MODELS", 0)
+    sols = torch.as_tensor(solutions() - 1)
+    wrong = sols[3].clone()
+    wrong[5] = (wrong[5] + 1) % 4                        # one cell misread: invalid
+    logits = torch.stack([30.0 * nn.functional.one_hot(sols[3], 4),
+                          200.0 * nn.functional.one_hot(wrong, 4)]).float()
+    yes, no, grads = _validity(logits)
+    ref_yes, ref_no, _ = _brute_validity(logits)
+    assert torch.isfinite(yes).all() and torch.isfinite(no).all()
+    assert yes[1].item() == pytest.approx(ref_yes[1].item(), rel=1e-6)    # about -200
+    assert yes[1] < -150
+    assert no[0].item() == pytest.approx(ref_no[0].item(), rel=1e-4)      # about -27
+    assert all(torch.isfinite(g).all() for g in grads)
+
+
+def test_rules_read_the_factored_validity_exactly():
+    """``valid`` kept factored is read by rules through a negation and a disjunction with
+    another formula: their bodies are the brute-force probabilities over the 288 grids."""
+    model = gb.GreyBox(LOGIT_VALIDITY + "output alarm: bool\n"
+                       "rule r1 weight 2.0: not valid -> alarm\n"
+                       "rule r2 weight 1.0: valid or digit[0] == 1 -> alarm\n",
+                       {"digit_net": _Logits()}, semantics="probabilistic")
+    sols = torch.as_tensor(solutions() - 1)
+    g = torch.Generator().manual_seed(4)
+    logits = torch.randn(3, 16, 4, generator=g) + 4 * nn.functional.one_hot(sols[11], 4)
+    trace = model({f"img[{c}]": logits[:, c] for c in range(16)})
+    logp = torch.log_softmax(logits.double(), -1)
+    per_grid = logp[:, torch.arange(16), sols].sum(-1).exp()          # (rows, 288)
+    valid = per_grid.sum(1)
+    first_is_1 = logp[:, 0, 0].exp()
+    both = per_grid[:, sols[:, 0] == 0].sum(1)
+    assert 0.05 < valid.min() and valid.max() < 0.95
+    assert torch.allclose(trace.bodies["r1"].double(), 1 - valid, atol=1e-6)
+    assert torch.allclose(trace.bodies["r2"].double(), valid + first_is_1 - both, atol=1e-6)
+
+
+def test_one_forall_constraint_is_factored_for_the_map(monkeypatch):
+    """The 12 units written as one hard constraint (one conjunction over all 16 digits)
+    are conditioned on part by part: predict's repair is the brute-force MAP, by
+    elimination (Z3 not asked), as with the family of 12 constraints."""
+    def no_z3(*args, **kwargs):
+        raise AssertionError("the elimination should have decided")
+
+    monkeypatch.setattr(repair_module, "_by_z3", no_z3)
+    units = VALIDITY.split("define valid: bool = ")[1]
+    text = LOGIT_SOLVER.split("constraint rows")[0] + "constraint units: " + units + (
+        "output solution[cell]: int 1..4\ndefine solution[c in cell]: int 1..4 = digit[c]\n")
+    g = np.random.default_rng(3)
+    logits = g.normal(size=(4, 16, 4)).astype(np.float32)
+    model = gb.GreyBox(text, {"digit_net": _Logits()})
+    assert list(model.kb.constraints) == ["units"]
+    got = _grid(model.predict({f"img[{c}]": logits[:, c] for c in range(16)}))
+    assert (got == _brute_force_map(logits)).all()
 
 
 def test_there_are_288_valid_grids():
@@ -141,15 +253,17 @@ def test_z3_running_out_of_time_is_an_error_never_infeasible(monkeypatch):
         model.predict(data, on_infeasible="flag")
 
 
-def test_explanations_over_groundings_name_grounded_facts():
+@pytest.mark.parametrize("semantics", ["product", "probabilistic"])
+def test_explanations_over_groundings_name_grounded_facts(semantics):
     """On the validity model, with cell 6 of a valid grid misread (a 1 where a 2 is):
-    reasons, counterfactuals, the debugger and verify speak of members such as digit[6]."""
+    reasons, counterfactuals, the debugger and verify speak of members such as digit[6]
+    (validity trained by the product t-norm, or kept factored by exact inference)."""
     sol = solutions()[0].copy()
     read = sol.copy()
     read[6] = 1 if sol[6] != 1 else 2
     logits = np.eye(4)[read - 1] * 4.0
     model = gb.GreyBox(VALIDITY.replace("tensor[64]", "tensor[4]"), {"digit_net": _Logits()},
-                       semantics="product")
+                       semantics=semantics)
     data = model.kb.families["img"].split(torch.as_tensor(logits[None], dtype=torch.float32))
     assert model.predict(data)["valid"].tolist() == [False]
     clash = next(c for u in UNITS if 6 in u for c in u if c != 6 and sol[c] == read[6])

@@ -9,26 +9,39 @@ variable elimination (:mod:`greybox._factors`). A comparison with something to l
 ``~`` threshold, a real network output) is a Bernoulli variable whose probability is the
 smooth comparison; other comparisons are crisp.
 
+A connective whose joint table would be large (the conjunction of a ``forall`` or of
+``all_different`` units over many variables) is never multiplied out: it is kept as a
+product of its parts, each over few variables (:class:`Factored`; a negation or a
+disjunction of such a product is a short sum of products, by inclusion-exclusion), and its
+probability is the product contracted with the networks' distributions by variable
+elimination in log space (:func:`greybox._factors.log_contract`, min-fill order), or summed
+over its satisfying assignments when its crisp parts admit few (the 288 valid 4x4 sudoku
+grids). Both are exact and differentiable; the largest table is estimated from the
+structure first, and a formula beyond the budget is refused, naming it and the
+approximate route.
+
 Decisions sit on top, as in every semantics: a decided variable's score is
 ``bias + sum(weight * P(body))``.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 import operator
 import weakref
 
+import numpy as np
 import torch
 import torch.nn.functional as nn_f
 
 from greybox import functional as F
 from greybox._batch import kb_cached
-from greybox._factors import contract, mpe
+from greybox._factors import contract, elimination_order, largest_table, log_contract, mpe
 from greybox._linear import FACTOR_LIMIT, count_chain
 from greybox.errors import ModelError
 from greybox.rules import ast as A
-from greybox.rules import plan, type_to_text
+from greybox.rules import expr_to_text, plan, type_to_text
 
 from ._base import Context, Env, Semantics
 
@@ -38,6 +51,21 @@ __all__ = ["ProbabilisticSemantics"]
 MAX_MARGINAL = 1 << 14
 #: Most joint values a ``count`` is summed over densely (beyond: a chain of partial sums).
 _DENSE_COUNT = 1 << 12
+
+#: A connective whose joint table has more entries per row than this is kept factored
+#: (:class:`Factored`) instead of multiplied out.
+SMALL_JOINT = 1 << 10
+
+#: Most products a factored formula may expand to (a negation or disjunction of a
+#: factored conjunction adds them by inclusion-exclusion).
+MAX_TERMS = 64
+
+#: A factored conjunction whose crisp parts have at most this many satisfying assignments
+#: may be summed over them instead of eliminated (whichever is cheaper).
+MAX_MODELS = 1 << 16
+
+#: 1 - P below this is not resolved by float64 near P = 1 (its unit roundoff).
+_EPS = 2.0 ** -52
 
 _OPS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge,
         "==": operator.eq, "!=": operator.ne}
@@ -90,6 +118,75 @@ class Virtual:
         self.name, self.arith = name, arith
 
 
+class Factored:
+    """A bool formula's truth kept as a sum of products of small fields,
+    ``sum_k coef_k * prod(parts_k)``, never multiplied out into one table over all its
+    variables. A conjunction is one product; a negation, disjunction or implication of
+    one is a short sum by inclusion-exclusion (``not a = 1 - a``,
+    ``a or b = 1 - (1 - a)(1 - b)``). ``node`` is the formula, for messages."""
+
+    __slots__ = ("terms", "node")
+
+    def __init__(self, terms: tuple, node):
+        self.terms, self.node = terms, node
+
+    def variables(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(v for _, parts in self.terms for f in parts
+                                   for v in f.scope))
+
+
+def _log1mexp(x: torch.Tensor) -> torch.Tensor:
+    """``log(1 - exp(x))`` for ``x <= 0``, stably (Maechler's two branches), with ``x``
+    held at most ``-_EPS`` in value (not in gradient): float64 resolves no ``1 - P``
+    smaller than that."""
+    x = x - torch.where(x > -_EPS, x.detach() + _EPS, torch.zeros_like(x))
+    ln2 = math.log(2.0)
+    near = torch.log(-torch.expm1(x.clamp(min=-ln2)))
+    far = torch.log1p(-torch.exp(x.clamp(max=-ln2)))
+    return torch.where(x > -ln2, near, far)
+
+
+def _signed_log_sum(items) -> torch.Tensor:
+    """``log(sum(c * exp(a)))`` over ``(c, a)`` pairs whose sum is a probability: the
+    positive and negative parts by log-sum-exp, their difference by :func:`_log1mexp`."""
+    pos = [math.log(c) + a for c, a in items if c > 0]
+    neg = [math.log(-c) + a for c, a in items if c < 0]
+    lp = torch.logsumexp(torch.stack(torch.broadcast_tensors(*pos)), 0)
+    if not neg:
+        return lp
+    ln = torch.logsumexp(torch.stack(torch.broadcast_tensors(*neg)), 0)
+    ok = torch.isfinite(lp)
+    gap = torch.where(ok, ln - torch.where(ok, lp, torch.zeros_like(lp)), -torch.inf)
+    return torch.where(ok, lp + _log1mexp(gap.clamp(max=0.0)), lp)
+
+
+def _models(crisp: list, scope: tuple, sizes: dict, limit: int) -> np.ndarray | None:
+    """Every assignment of ``scope`` (value indices, (S, len(scope))) that every crisp
+    0/1 table of ``crisp`` (``(scope, bool array)``) allows, by extending partial
+    assignments one variable at a time (the most constrained next) and filtering each
+    table as soon as its variables are placed; None when more than ``limit`` would be
+    held at once."""
+    placed: list[str] = []
+    rows = np.zeros((1, 0), dtype=np.int64)
+    left = list(scope)
+    while left:
+        v = max(left, key=lambda u: (sum(1 for s, _ in crisp if u in s and any(
+            w in placed for w in s)), -left.index(u)))
+        left.remove(v)
+        k = sizes[v]
+        if len(rows) * k > 4 * limit:
+            return None
+        rows = np.concatenate([np.repeat(rows, k, axis=0),
+                               np.tile(np.arange(k), len(rows))[:, None]], axis=1)
+        placed.append(v)
+        for s, table in crisp:
+            if v in s and all(w in placed for w in s):
+                rows = rows[table[tuple(rows[:, placed.index(w)] for w in s)]]
+        if len(rows) > limit:
+            return None
+    return rows[:, [placed.index(v) for v in scope]]
+
+
 class ProbContext(Context):
     def __init__(self, model, batch):
         super().__init__(model, batch)
@@ -114,6 +211,8 @@ class ProbContext(Context):
         self._neural_fields = _NEURAL_FIELDS.setdefault(model.compiled, {})
         #: softmax of whole network outputs (several variables' logits), by the output
         self._base_probs: dict = {}
+        #: the neural distribution factors in the graph: id -> variable
+        self._neural_ids: dict[int, str] = {}
 
     # helpers ---------------------------------------------------------------------------
     def const(self, x) -> Field:
@@ -162,6 +261,10 @@ class ProbContext(Context):
         return self._expand(a, scope), self._expand(b, scope), scope
 
     def _binop(self, a: Field, b: Field, fn) -> Field:
+        if isinstance(a, Factored):
+            a = self._materialize(a)
+        if isinstance(b, Factored):
+            b = self._materialize(b)
         ta, tb, scope = self._align(a, b)
         size = math.prod(torch.broadcast_shapes(ta.shape, tb.shape))
         if size > FACTOR_LIMIT * max(1, self.n):  # refused before it is allocated
@@ -257,7 +360,9 @@ class ProbContext(Context):
 
     def _neural_factor(self, name):
         self._lazy.discard(name)
-        self.add_factor(((name,), self._distribution(name)))
+        factor = ((name,), self._distribution(name))
+        self._neural_ids[id(factor)] = name
+        self.add_factor(factor)
 
     def _stacked(self, names) -> torch.Tensor:
         """The distributions of neural variables, stacked: (len(names), B, K)."""
@@ -318,8 +423,8 @@ class ProbContext(Context):
         for factor, conditional in zip(arith.factors, arith.conditionals):
             self.add_factor(factor, conditional=conditional)
 
-    def _neural_logp(self, name) -> torch.Tensor:
-        out = self.logits[name]
+    def _neural_logp(self, name, dtype=None) -> torch.Tensor:
+        out = self.logits[name] if dtype is None else self.logits[name].to(dtype)
         if out.dim() == 1:
             return torch.stack([nn_f.logsigmoid(-out), nn_f.logsigmoid(out)], 1)
         return torch.log_softmax(out, dim=1)
@@ -357,6 +462,8 @@ class ProbContext(Context):
                     self.vals[name] = self.model.compiled.value_tensor(tuple(self._values_of(name)))
                     return Field((name,), self.vals[name].view(1, -1))
         f = self.field(var.expr, env)
+        if isinstance(f, Factored):
+            return f       # a bool kept factored: what reads it reads its parts
         if not f.scope or isinstance(var.type, A.RealType):
             return f
         size = A.domain(var.type).size
@@ -399,6 +506,8 @@ class ProbContext(Context):
             return x
         if isinstance(e, A.Neg):
             inner = self.field(e.operand, env)
+            if isinstance(inner, Factored):
+                inner = self._materialize(inner)
             return Field(inner.scope, -inner.t)
         if isinstance(e, A.Sum):
             acc = self.field(e.args[0], env)
@@ -409,20 +518,9 @@ class ProbContext(Context):
         if isinstance(e, A.Mul):
             return self._binop(self.field(e.left, env), self.field(e.right, env), torch.mul)
         if isinstance(e, A.Not):
-            inner = self.field(e.operand, env)
-            return Field(inner.scope, 1.0 - inner.t)
-        if isinstance(e, (A.And, A.Or)):
-            acc = self.field(e.args[0], env)
-            fn = torch.mul if isinstance(e, A.And) else (lambda a, b: a + b - a * b)
-            for arg in e.args[1:]:
-                acc = self._binop(acc, self.field(arg, env), fn)
-            return acc
-        if isinstance(e, A.Implies):
-            return self._binop(self.field(e.left, env), self.field(e.right, env),
-                               lambda a, b: 1.0 - a + a * b)
-        if isinstance(e, A.Iff):
-            return self._binop(self.field(e.left, env), self.field(e.right, env),
-                               lambda a, b: 1.0 - a - b + 2.0 * a * b)
+            return self._negation(self.field(e.operand, env), e)
+        if isinstance(e, (A.And, A.Or, A.Implies, A.Iff)):
+            return self._connective(e, env)
         if isinstance(e, A.Compare):
             return self._compare(e, env)
         if isinstance(e, A.Count):
@@ -437,6 +535,229 @@ class ProbContext(Context):
             return out
         raise ModelError(f"cannot evaluate {e!r}")
 
+    # connectives: multiplied out while small, else kept factored ---------------------
+    def _connective(self, e, env) -> Field | Factored:
+        args = [self.field(a, env) for a in
+                (e.args if isinstance(e, (A.And, A.Or)) else (e.left, e.right))]
+        if all(isinstance(a, Field) for a in args) and self._joint_size(args) <= SMALL_JOINT:
+            if isinstance(e, A.Implies):
+                return self._binop(*args, lambda a, b: 1.0 - a + a * b)
+            if isinstance(e, A.Iff):
+                return self._binop(*args, lambda a, b: 1.0 - a - b + 2.0 * a * b)
+            fn = torch.mul if isinstance(e, A.And) else (lambda a, b: a + b - a * b)
+            acc = args[0]
+            for arg in args[1:]:
+                acc = self._binop(acc, arg, fn)
+            return acc
+        terms = self._terms
+        if isinstance(e, A.And):
+            out = self._product([terms(a, e) for a in args], e)
+        elif isinstance(e, A.Or):      # 1 - prod(1 - a)
+            out = self._one_minus(self._product(
+                [terms(self._negation(a, e), e) for a in args], e))
+        elif isinstance(e, A.Implies):  # 1 - a (1 - b)
+            out = self._one_minus(self._product(
+                [terms(args[0], e), terms(self._negation(args[1], e), e)], e))
+        else:                           # a b + (1 - a)(1 - b)
+            out = self._product([terms(a, e) for a in args], e) + self._product(
+                [terms(self._negation(a, e), e) for a in args], e)
+        if len(out) > MAX_TERMS:
+            self._refuse_terms(e, len(out))
+        return Factored(out, e)
+
+    def _joint_size(self, fields) -> int:
+        scope = dict.fromkeys(v for f in fields for v in f.scope)
+        return math.prod(self.sizes[v] for v in scope)
+
+    def _negation(self, x, node):
+        if isinstance(x, Factored):
+            return Factored(self._one_minus(x.terms), node)
+        return Field(x.scope, 1.0 - x.t)
+
+    @staticmethod
+    def _terms(x, node) -> tuple:
+        return x.terms if isinstance(x, Factored) else ((1.0, (x,)),)
+
+    @staticmethod
+    def _one_minus(terms) -> tuple:
+        return ((1.0, ()),) + tuple((-c, parts) for c, parts in terms)
+
+    def _product(self, factors: list, node) -> tuple:
+        """The terms of the product of sums of terms ``factors``, multiplied out (each
+        product's parts merged once)."""
+        count = math.prod(len(t) for t in factors)
+        if count > MAX_TERMS:
+            self._refuse_terms(node, count)
+        return tuple((math.prod(c for c, _ in combo),
+                      self._merge([f for _, parts in combo for f in parts]))
+                     for combo in itertools.product(*factors))
+
+    def _merge(self, parts) -> tuple:
+        """The product of ``parts`` as few fields: each part multiplied into a kept one
+        whose scope holds its own (a duplicate, a constant), never into a larger table."""
+        kept: list[list] = []          # [scope as a set, field]
+        for f in sorted(parts, key=lambda f: -len(f.scope)):
+            mine = set(f.scope)
+            for k in kept:
+                if mine <= k[0]:
+                    k[1] = Field(k[1].scope, k[1].t * self._expand(f, k[1].scope))
+                    break
+            else:
+                kept.append([mine, f])
+        return tuple(f for _, f in kept)
+
+    def parts_of(self, x) -> list:
+        """The fields whose product is ``x`` (a hard constraint's factors); a factored
+        formula that is not one product (a negated or disjoined conjunction) is refused."""
+        if isinstance(x, Field):
+            return [x]
+        if len(x.terms) == 1 and x.terms[0][0] == 1.0:
+            return list(x.terms[0][1])
+        if self._joint_size([f for _, parts in x.terms for f in parts]) <= FACTOR_LIMIT:
+            return [self._materialize(x)]
+        raise ModelError(
+            f"{self._describe(x)} is a hard constraint that is not a conjunction of small "
+            "parts (a negation or disjunction of a large conjunction): exact inference "
+            "cannot condition on it; make it a soft constraint (with a weight), or use a "
+            "fuzzy semantics (semantics='product' or 'lukasiewicz')")
+
+    def _describe(self, x: Factored) -> str:
+        names = x.variables()
+        shown = ", ".join(names[:6]) + (f", ... ({len(names)} variables)"
+                                         if len(names) > 6 else "")
+        text = expr_to_text(x.node)
+        text = text if len(text) <= 70 else text[:67] + "..."
+        where = f" at {x.node.span}" if x.node.span is not None else ""
+        return f"the formula{where} ({text})" + (f" over {shown}" if names else "")
+
+    def _materialize(self, x: Factored) -> Field:
+        """``x`` as one table over all its variables, where that table fits the budget
+        (a comparison or a hard constraint reads it so); else refused, naming it."""
+        fields = [f for _, parts in x.terms for f in parts]
+        if self._joint_size(fields) > FACTOR_LIMIT:
+            self._refuse_reading(x)
+        total = None
+        for c, parts in x.terms:
+            term = self.const(c)
+            for f in parts:
+                term = self._binop(term, f, torch.mul)
+            total = term if total is None else self._binop(total, term, torch.add)
+        return total
+
+    def _refuse_reading(self, x: Factored):
+        raise ModelError(
+            f"{self._describe(x)} is kept as a product of its parts by exact inference (its "
+            "joint table is too large to build); and, or, not, -> and <-> may read it, "
+            "comparisons and arithmetic cannot: use a fuzzy semantics (semantics='product' "
+            "or 'lukasiewicz')")
+
+    def _refuse_terms(self, node, count: int):
+        raise ModelError(
+            f"{self._describe(Factored((), node))}: exact inference would expand it into "
+            f"{count:,} products of its parts (negations and disjunctions of large "
+            f"conjunctions, more than {MAX_TERMS}): use a fuzzy semantics "
+            "(semantics='product' or 'lukasiewicz'), which evaluates it approximately in "
+            "time linear in its size")
+
+    # the probability of a factored formula -------------------------------------------
+    def _log_factor(self, factor):
+        name = self._neural_ids.get(id(factor))
+        if name is not None:     # from the logits in float64: log(1 - 1e-12) is not 0
+            return factor[0], self._neural_logp(name, torch.float64)
+        return factor[0], F.safe_log(factor[1])
+
+    def _log_truth(self, x: Factored) -> tuple[torch.Tensor, torch.Tensor]:
+        """log P(x) and log P(not x) per row (float64), each as a signed sum over the
+        products of ``x``, so ``P(not x) = 1 - P(x)`` keeps its digits when P(x) is near 1."""
+        items = [(c, self._log_expect(parts, x) if parts else
+                  torch.zeros(1, dtype=torch.float64, device=self.device))
+                 for c, parts in x.terms]
+        yes = _signed_log_sum(items)
+        no = _signed_log_sum([(1.0, torch.zeros_like(yes))] + [(-c, a) for c, a in items])
+        return yes.expand(self.n), no.expand(self.n)
+
+    def _log_expect(self, parts, x: Factored) -> torch.Tensor:
+        """log E[prod(parts)] under the graph (conditioned on its hard constraints)."""
+        scope = tuple(dict.fromkeys(v for f in parts for v in f.scope))
+        closure = self.closure(scope)
+        logs = [self._log_factor(f) for f in closure]
+        log_z = 0.0
+        if not all(id(f) in self.conditional for f in closure):
+            log_z = self._eliminate(logs, x)
+        by_models = self._by_models(parts, closure, logs, scope)
+        if by_models is not None:
+            return by_models - log_z
+        return self._eliminate(logs + [(f.scope, F.safe_log(f.t)) for f in parts], x) - log_z
+
+    def _eliminate(self, logs, x: Factored) -> torch.Tensor:
+        """log of the sum of the product of the log-factors ``logs``, refused before
+        anything is allocated when its largest table exceeds the budget."""
+        self._check_width(tuple(s for s, _ in logs), x)
+        return log_contract(logs)
+
+    def _check_width(self, scopes, x: Factored) -> None:
+        """Refuse an elimination of factors over ``scopes`` whose largest table would
+        exceed the budget (estimated from the structure, before anything is built)."""
+        cache = kb_cached(self.kb, "probabilistic/largest", lambda kb: {})
+        largest = cache.get(scopes)
+        if largest is None:
+            largest = cache[scopes] = largest_table(
+                scopes, self.sizes, elimination_order(scopes, ()))
+        if largest > FACTOR_LIMIT:
+            count = f"{largest:,}" if largest < 10 ** 15 else f"about {largest:.1e}"
+            raise ModelError(
+                f"exact inference of {self._describe(x)} needs {count} joint values "
+                f"per row at the largest step of its elimination, more than exact "
+                f"inference holds ({FACTOR_LIMIT:,}): use a fuzzy semantics "
+                "(semantics='product' or 'lukasiewicz'), which evaluates it approximately "
+                "in time linear in its size, or split it -- a family of constraints "
+                "(constraint c(p in s, ...): ...) instead of one forall")
+
+    def _by_models(self, parts, closure, logs, scope) -> torch.Tensor | None:
+        """log E[prod(parts)] as a sum over the assignments the crisp parts allow (those
+        the same for every row, 0/1), when the variables' own factors lie within
+        ``scope`` and those assignments are few enough to be cheaper than elimination;
+        else None. The assignments are enumerated once per structure."""
+        here = set(scope)
+        if not all(set(f[0]) <= here for f in closure):
+            return None
+        crisp, rest = [], []
+        for f in parts:
+            (crisp if f.scope and f.t.shape[0] == 1 else rest).append(f)
+        if not crisp:
+            return None
+        tables = [(f.scope, f.t[0].detach().cpu().numpy()) for f in crisp]
+        scopes = tuple(s for s, _ in logs) + tuple(f.scope for f in parts)
+        key = (scope, scopes, tuple((s, t.tobytes()) for s, t in tables))
+        cache = kb_cached(self.kb, "probabilistic/models", lambda kb: {})
+        models = cache.get(key, False)
+        if models is False:
+            models = None
+            if all(((t == 0) | (t == 1)).all() for _, t in tables):
+                models = _models([(s, t > 0) for s, t in tables], scope, self.sizes,
+                                 MAX_MODELS)
+            if models is not None and len(models) * len(scope) > largest_table(
+                    scopes, self.sizes, elimination_order(scopes, ())):
+                models = None           # elimination is cheaper
+            if models is not None:
+                models = torch.as_tensor(models)
+            if len(cache) >= 256:      # crisp parts that differ per batch: keep it bounded
+                cache.clear()
+            cache[key] = models
+        if models is None:
+            return None
+        if not len(models):
+            return torch.full((1,), -torch.inf, dtype=torch.float64, device=self.device)
+        at = models.to(self.device)
+        total = None
+        for s, t in logs + [(f.scope, F.safe_log(f.t)) for f in rest]:
+            if not s:
+                term = t.double().reshape(-1, 1)
+            else:
+                term = t.double()[(slice(None), *[at[:, scope.index(v)] for v in s])]
+            total = term if total is None else total + term
+        return torch.logsumexp(total, dim=1)
+
     def _operand(self, e, other, env) -> Field:
         if isinstance(e, A.Sym):
             t = self.kb.variables[other.name].type if isinstance(other, A.Var) else None
@@ -450,6 +771,15 @@ class ProbContext(Context):
         right = self._operand(e.right, e.left, env)
         op = _OPS[e.op]
         if not self.model.compiled.smooth(e, neural=False) or self.model._crisp or self.hard:
+            fields = self._neural_fields
+            if (isinstance(e.left, A.Var) and isinstance(e.right, A.Var)
+                    and fields.get(e.left.name) is left and fields.get(e.right.name) is right):
+                # two neural variables' value fields (the same for every batch): one table
+                key = ("compare", e.op, e.left.name, e.right.name)
+                found = fields.get(key)
+                if found is None:
+                    found = fields[key] = self._binop(left, right, lambda a, b: op(a, b).float())
+                return found
             return self._binop(left, right, lambda a, b: op(a, b).float())
         temp = self.model.compiled.temperature(e)
         p = self._binop(left, right, lambda a, b: F.smooth_compare(e.op, a, b, temp))
@@ -466,6 +796,7 @@ class ProbContext(Context):
         count a chain of partial sums over them (:func:`greybox._linear.count_chain`), so
         that a count of many independent formulas costs polynomially, not 2^n."""
         parts = [self.field(a, env) for a in e.args]
+        parts = [self._materialize(p) if isinstance(p, Factored) else p for p in parts]
         scope = tuple(dict.fromkeys(v for p in parts for v in p.scope))
         if math.prod(self.sizes[v] for v in scope) <= _DENSE_COUNT:
             acc = parts[0]
@@ -504,7 +835,9 @@ class ProbContext(Context):
                 acc = self._binop(acc, p, torch.add)
         return acc
 
-    def expectation(self, f: Field) -> torch.Tensor:
+    def expectation(self, f: Field | Factored) -> torch.Tensor:
+        if isinstance(f, Factored):
+            return self._log_truth(f)[0].exp().float()
         if not f.scope:
             return f.t.expand(self.n)
         factors = self.closure(f.scope)
@@ -524,15 +857,18 @@ class ProbContext(Context):
         for c in plan(self.kb).fixed_constraints:
             self.hard = True
             try:
-                f = self.field(c.formula, env)
+                x = self.field(c.formula, env)
             finally:
                 self.hard = False
-            if not f.scope:
-                out = out & (f.t.expand(self.n) > 0)
-            else:
-                factor = (f.scope, f.t)
-                self.constraint_factors.append(factor)
-                self.add_factor(factor, conditional=False)
+            for f in self.parts_of(x):
+                if not f.scope:
+                    out = out & (f.t.expand(self.n) > 0)
+                else:
+                    factor = (f.scope, f.t)
+                    self.constraint_factors.append(factor)
+                    self.add_factor(factor, conditional=False)
+            if isinstance(x, Factored):    # refused here, before a query contracts it
+                self._check_width(tuple(s for s, _ in self.closure(x.variables())), x)
         if self.constraint_factors:
             vars_ = {v for s, _ in self.constraint_factors for v in s}
             log_z = self._log_z(self.closure(vars_))
@@ -546,6 +882,9 @@ class ProbContext(Context):
     def log_prob(self, name, target, env):
         x = env[name]
         var = self.kb.variables[name]
+        if isinstance(x, Factored):
+            yes, no = self._log_truth(x)
+            return torch.where(target.bool(), yes, no).float()
         if isinstance(x, Virtual):
             lo = A.domain(var.type).offset     # indices -> codes (the sum's values)
             if self._independent(x.arith):
@@ -586,6 +925,8 @@ class ProbContext(Context):
     def marginal(self, name, env):
         x = env[name]
         var = self.kb.variables[name]
+        if isinstance(x, Factored):
+            return self.expectation(x)
         if isinstance(x, Virtual):
             self._add_arithmetic(x)
             a = x.arith
