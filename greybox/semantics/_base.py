@@ -47,6 +47,12 @@ class Env:
         if var.role == "defined":
             value = self.values[name] = self.ctx.define(name, self)
             return value
+        if var.role == "input" and self.parent is None and not isinstance(
+                var.type, A.TensorType) and name in self.ctx.batch.values:
+            # observed when first read: a relational model has an input per grounded
+            # member, most of them read only stacked (see _stacked.py)
+            value = self.values[name] = self.ctx.observe(name, self.ctx.batch.values[name])
+            return value
         raise ModelError(f"variable {name!r} ({var.role}) has no value here")
 
     def __setitem__(self, name: str, value) -> None:
@@ -198,9 +204,7 @@ class _Run:
     def __init__(self, semantics: Semantics, model, batch):
         self.sem, self.model, self.kb, self.n = semantics, model, model.kb, batch.n
         self.ctx = ctx = semantics.context_class(model, batch)
-        self.root = root = Env(ctx)
-        for name in kb_cached(self.kb, "table_inputs", _table_inputs):
-            root[name] = ctx.observe(name, batch.values[name])
+        self.root = root = Env(ctx)   # table inputs are observed when first read
         self.logits = model.run_networks(batch)
         for name, out in self.logits.items():
             root[name] = ctx.neural(name, out)
@@ -345,11 +349,6 @@ class _Run:
             scores=self.scores,
             constraints=constraints, infeasible=self.infeasible, _log_prob=log_prob,
             _decide=decide)
-
-
-def _table_inputs(kb) -> tuple[str, ...]:
-    """The inputs that are table columns (not tensors)."""
-    return tuple(n for n in kb.inputs if not isinstance(kb.variables[n].type, A.TensorType))
 
 
 def _trace_values(kb, ctx) -> tuple[tuple[str, ...], tuple[str, ...]]:

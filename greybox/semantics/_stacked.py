@@ -190,33 +190,42 @@ class _StackedEnv:
     """An environment where each variable of a stack's formula holds the values of its
     column stacked along a groundings axis (after the rows). A column reads few distinct
     variables many times (``smokes(p)`` for every pair): those are stacked once and
-    indexed, so that the backward pass is one gather, not one step per grounding."""
+    indexed, so that the backward pass is one gather, not one step per grounding. A column
+    of table inputs (``friends(p, q)``) is read from the batch as one tensor, stacked once
+    per batch (:meth:`~greybox.Batch.stacked`), never member by member."""
 
     def __init__(self, ctx, env, stack: Stack):
         self.ctx, self.env, self.stack = ctx, env, stack
 
     def __getitem__(self, name: str):
-        distinct, index = _distinct(self.stack, name)
-        values = [self.env[v] for v in distinct]
-        tag, n = values[0][0], self.ctx.n
-        if tag == "d":
-            out = torch.stack([v[1].expand(n, -1) for v in values], 1)
+        distinct, index, inputs = _distinct(self.stack, name, self.ctx.kb)
+        n = self.ctx.n
+        if inputs:
+            value = self.ctx.observe(distinct[0], self.ctx.batch.stacked(distinct))
+            tag, out = value[0], value[1]
         else:
-            parts = [v[1] for v in values]
-            if not all(isinstance(p, torch.Tensor) and p.shape == (n,) for p in parts):
-                parts = [self.ctx._full(p) for p in parts]
-            out = torch.stack(parts, 1)
+            values = [self.env[v] for v in distinct]
+            tag = values[0][0]
+            if tag == "d":
+                out = torch.stack([v[1].expand(n, -1) for v in values], 1)
+            else:
+                parts = [v[1] for v in values]
+                if not all(isinstance(p, torch.Tensor) and p.shape == (n,) for p in parts):
+                    parts = [self.ctx._full(p) for p in parts]
+                out = torch.stack(parts, 1)
+            value = values[0]
         if index is not None:
             out = out.index_select(1, index.to(out.device))
-        return (tag, out, values[0][2]) if tag == "d" else (tag, out)
+        return (tag, out, value[2]) if tag == "d" else (tag, out)
 
 
 _DISTINCT: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def _distinct(stack: Stack, name: str):
-    """The distinct variables of a column and the index of each grounding's among them
-    (None when every grounding reads its own)."""
+def _distinct(stack: Stack, name: str, kb):
+    """The distinct variables of a column, the index of each grounding's among them (None
+    when every grounding reads its own), and whether they are table inputs (read from
+    the batch at once)."""
     per_stack = _DISTINCT.setdefault(stack, {})
     found = per_stack.get(name)
     if found is None:
@@ -224,8 +233,10 @@ def _distinct(stack: Stack, name: str):
         position: dict[str, int] = {}
         index = [position.setdefault(v, len(position)) for v in column]
         distinct = tuple(position)
+        var = kb.variables[distinct[0]]
+        inputs = var.role == "input" and not isinstance(var.type, A.TensorType)
         found = per_stack[name] = (distinct, None if len(distinct) == len(column)
-                                   else torch.tensor(index))
+                                   else torch.tensor(index), inputs)
     return found
 
 
