@@ -244,18 +244,25 @@ def _tensor_input(name, t: A.TensorType, col, device, index: pd.Index) -> torch.
 @dataclass
 class Targets:
     """Labels per supervised variable: ``values`` (long value indices, or float for bool
-    and real variables) and ``mask`` (False where the label is missing)."""
+    and real variables) and ``mask`` (False where the label is missing). ``stacks``: the
+    labels of the bool members of one family (``smokes(anna)``, ``smokes(bob)``...) also
+    as one tensor, ``(names, values (n, M), mask (n, M))``, for the loss to take at once;
+    :meth:`take` indexes those, and each member only when read."""
 
-    values: dict[str, torch.Tensor]
-    mask: dict[str, torch.Tensor]
+    values: Mapping[str, torch.Tensor]
+    mask: Mapping[str, torch.Tensor]
+    stacks: tuple[tuple[tuple[str, ...], torch.Tensor, torch.Tensor], ...] = ()
 
     def take(self, rows: torch.Tensor) -> Targets:
-        return Targets({k: v[rows.to(v.device)] for k, v in self.values.items()},
-                       {k: v[rows.to(v.device)] for k, v in self.mask.items()})
+        return Targets(_Rows(self.values, rows), _Rows(self.mask, rows),
+                       tuple((names, v[rows.to(v.device)], m[rows.to(m.device)])
+                             for names, v, m in self.stacks))
 
     def to(self, device) -> Targets:
         return Targets({k: v.to(device) for k, v in self.values.items()},
-                       {k: v.to(device) for k, v in self.mask.items()})
+                       {k: v.to(device) for k, v in self.mask.items()},
+                       tuple((names, v.to(device), m.to(device))
+                             for names, v, m in self.stacks))
 
 
 def _missing(arr: np.ndarray) -> np.ndarray:
@@ -284,7 +291,26 @@ def to_targets(kb, targets, n: int, *, index: pd.Index | None = None,
         else:
             values[name] = _number_labels(name, var.type, arr, miss, rows)
         masks[name] = torch.as_tensor(~miss)
-    return Targets(values, masks)
+    return Targets(values, masks, _label_stacks(kb, values, masks))
+
+
+#: fewest labelled members of a family worth a stack
+MIN_LABEL_STACK = 4
+
+
+def _label_stacks(kb, values: dict, masks: dict) -> tuple:
+    """The labels of each family's bool members (not inputs), stacked."""
+    found = []
+    for family in kb.families.values():
+        if family.kind not in ("neural", "define", "output"):
+            continue
+        names = tuple(m for m in family.members.values() if m in values)
+        if len(names) < MIN_LABEL_STACK or not isinstance(kb.variables[names[0]].type,
+                                                          A.BoolType):
+            continue
+        found.append((names, torch.stack([values[m] for m in names], 1),
+                      torch.stack([masks[m] for m in names], 1)))
+    return tuple(found)
 
 
 def _label_items(kb, targets, default: str | None) -> dict:

@@ -697,3 +697,52 @@ def test_template_and_member_edits_combine_and_errors_are_the_real_ones():
         dbg.what_if(AddStatement("rule q[i in 0..2]: x[i] > 2 and zz[i] -> y[i]"))
     with pytest.raises(RuleError, match="no rule named 'nothing'"):
         dbg.what_if(SetWeight("nothing", 1.0))
+
+
+@pytest.mark.parametrize("semantics", ["product", "godel", "lukasiewicz", "probabilistic"])
+def test_the_labels_of_a_family_are_taken_at_once_and_exactly(semantics, monkeypatch):
+    """The loss takes the labels of a family's bool members (neural and decided) as one
+    tensor: the same loss and gradients as member by member, with labels missing in some
+    rows, in all rows of a member, and a batch taken from the whole."""
+    import torch
+
+    import greybox as gb
+    from greybox import _batch
+
+    people = [f"p{i}" for i in range(6)]
+    kb = gr.parse("""
+set person
+input features(person): tensor[3]
+neural smokes(person): bool = net(features(person))
+output cancer(person): bool
+rule causes(p in person) weight 1.5: smokes(p) -> cancer(p)
+""", sets={"person": people})
+    torch.manual_seed(0)
+    net = torch.nn.Linear(3, 1)
+    model = gb.GreyBox(kb, {"net": net}, semantics=semantics)
+    rng = np.random.default_rng(1)
+    data = kb.families["features"].split(rng.normal(size=(5, 6, 3)).astype(np.float32))
+    smokes = (rng.random((5, 6)) < 0.5).astype(float)
+    smokes[rng.random((5, 6)) < 0.3] = np.nan
+    smokes[:, 2] = np.nan                                  # a member never labelled
+    cancer = (rng.random((5, 6)) < 0.5).astype(float)
+    labels = {**kb.families["smokes"].split(smokes), **kb.families["cancer"].split(cancer)}
+    rows = torch.tensor([3, 0, 4])
+
+    def loss_and_grad(stacked: bool):
+        targets = _batch.to_targets(kb, labels, 5)
+        assert len(targets.stacks) == (2 if stacked else 0)
+        targets = targets.take(rows)
+        batch = model.batch(data).take(rows)
+        net.zero_grad()
+        loss = model.loss(batch, targets)
+        loss.backward()
+        return loss.item(), net.weight.grad.clone(), model.decisions_bias("cancer(p0)").grad
+
+    stacked_loss, grad, bias_grad = loss_and_grad(True)
+    monkeypatch.setattr(_batch, "MIN_LABEL_STACK", 10**9)    # member by member
+    model.zero_grad()
+    loss, grad_alone, bias_alone = loss_and_grad(False)
+    assert stacked_loss == pytest.approx(loss, rel=1e-5)
+    assert torch.allclose(grad, grad_alone, atol=1e-6)
+    assert torch.allclose(bias_grad, bias_alone, atol=1e-6)

@@ -106,6 +106,11 @@ class Context:
     def log_prob(self, name: str, target: torch.Tensor, env: Env) -> torch.Tensor:
         raise NotImplementedError
 
+    def log_probs(self, names: tuple[str, ...], target: torch.Tensor, env: Env):
+        """:meth:`log_prob` of many bool variables at once, (n, M); None where this
+        context has no faster way than one by one."""
+        return None
+
     def has_marginal(self, name: str) -> bool:
         """Whether the trace can hold ``name``'s distribution (sums with too many values
         to enumerate cannot)."""
@@ -214,6 +219,7 @@ class _Run:
         self.scores: dict = {}
         self.probs: dict[str, torch.Tensor] = {}   # bool: P(True) (n,); else (n, K)
         self.log_dists: dict[str, object] = {}     # (n, K) log-probabilities, or a maker
+        self.bool_scores: dict[str, torch.Tensor] = {}   # bools decided alone: the score
         self.joint_best: dict[str, object] = {}    # value index per row, or a maker
         self.infeasible = ~ctx.feasible(root)
         self.stacked = ctx.rule_values(root)
@@ -261,6 +267,7 @@ class _Run:
         if isinstance(self.kb.variables[v].type, A.BoolType):
             score = self.full(acc[1])
             self.probs[v] = torch.sigmoid(score)
+            self.bool_scores[v] = score
             self.log_dists[v] = (lambda s=score: torch.stack(
                 [nn_f.logsigmoid(-s), nn_f.logsigmoid(s)], 1))
             self.joint_best[v] = (lambda s=score: (s > 0).long())
@@ -330,6 +337,15 @@ class _Run:
                 return log_dists[name].gather(1, target.long().view(-1, 1)).squeeze(1)
             return ctx.log_prob(name, target, root)
 
+        bool_scores = self.bool_scores
+
+        def log_probs(names, target):
+            scores = [bool_scores.get(name) for name in names]
+            if all(s is not None for s in scores):   # bools decided alone, as log_prob
+                s = torch.stack(scores, 1)
+                return torch.where(target.bool(), nn_f.logsigmoid(s), nn_f.logsigmoid(-s))
+            return ctx.log_probs(names, target, root)
+
         def decide():
             out = {}
             for name in kb.outputs:
@@ -348,7 +364,7 @@ class _Run:
             contributions=self._rules(order, self.contributions, "contribution"),
             scores=self.scores,
             constraints=constraints, infeasible=self.infeasible, _log_prob=log_prob,
-            _decide=decide)
+            _decide=decide, _log_probs=log_probs)
 
 
 def _trace_values(kb, ctx) -> tuple[tuple[str, ...], tuple[str, ...]]:

@@ -199,24 +199,32 @@ class _StackedEnv:
 
     def __getitem__(self, name: str):
         distinct, index, inputs = _distinct(self.stack, name, self.ctx.kb)
-        n = self.ctx.n
         if inputs:
             value = self.ctx.observe(distinct[0], self.ctx.batch.stacked(distinct))
             tag, out = value[0], value[1]
         else:
-            values = [self.env[v] for v in distinct]
-            tag = values[0][0]
-            if tag == "d":
-                out = torch.stack([v[1].expand(n, -1) for v in values], 1)
-            else:
-                parts = [v[1] for v in values]
-                if not all(isinstance(p, torch.Tensor) and p.shape == (n,) for p in parts):
-                    parts = [self.ctx._full(p) for p in parts]
-                out = torch.stack(parts, 1)
-            value = values[0]
+            # columns over the same variables (smokes(p), smokes(q)) stack them once
+            key = (id(self.env), distinct)
+            made = self.ctx.column_stacks.get(key)
+            if made is None:
+                made = self.ctx.column_stacks[key] = self._stack(distinct)
+            tag, out, value = made
         if index is not None:
             out = out.index_select(1, index.to(out.device))
         return (tag, out, value[2]) if tag == "d" else (tag, out)
+
+
+    def _stack(self, distinct: tuple[str, ...]):
+        """``(tag, values stacked (rows, G, ...), the first value)`` of the variables."""
+        n = self.ctx.n
+        values = [self.env[v] for v in distinct]
+        tag = values[0][0]
+        if tag == "d":
+            return tag, torch.stack([v[1].expand(n, -1) for v in values], 1), values[0]
+        parts = [v[1] for v in values]
+        if not all(isinstance(p, torch.Tensor) and p.shape == (n,) for p in parts):
+            parts = [self.ctx._full(p) for p in parts]
+        return tag, torch.stack(parts, 1), values[0]
 
 
 _DISTINCT: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()

@@ -34,6 +34,8 @@ class FuzzyContext(Context):
     def __init__(self, model, batch):
         super().__init__(model, batch)
         self.crisp = False
+        #: a forward pass's stacked columns of variables (see _stacked._StackedEnv)
+        self.column_stacks: dict = {}
 
     def const(self, x: float) -> torch.Tensor:
         return torch.full((1,), float(x), device=self.device)
@@ -227,6 +229,14 @@ class FuzzyContext(Context):
             return torch.log(p.clamp_min(1e-12))
         raise ModelError(f"{name!r} is a number under {self.tnorm} semantics; supervise it as a "
                          "real value or use semantics='probabilistic' for exact distributions")
+
+    def log_probs(self, names, target, env):
+        """Truth degrees of many bools stacked: :meth:`log_prob` elementwise."""
+        values = [env[name] for name in names]
+        if not all(v[0] == "t" for v in values):
+            return None
+        p = torch.stack([self._full(v[1]) for v in values], 1).clamp(1e-12, 1 - 1e-12)
+        return torch.where(target.bool(), torch.log(p), torch.log1p(-p))
 
     def mode(self, name, env):
         fv = env[name]
