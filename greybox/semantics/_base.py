@@ -22,7 +22,7 @@ from greybox.rules import plan
 
 from .._batch import kb_cached
 from .._trace import LazyValues, Trace
-from ._stacked import _value_index
+from ._stacked import _value_index, decided_families
 
 __all__ = ["Context", "Env", "Semantics"]
 
@@ -220,6 +220,7 @@ class _Run:
         self.probs: dict[str, torch.Tensor] = {}   # bool: P(True) (n,); else (n, K)
         self.log_dists: dict[str, object] = {}     # (n, K) log-probabilities, or a maker
         self.bool_scores: dict[str, torch.Tensor] = {}   # bools decided alone: the score
+        self.score_columns: dict[str, tuple] = {}  # decided at once: (their scores, column)
         self.joint_best: dict[str, object] = {}    # value index per row, or a maker
         self.infeasible = ~ctx.feasible(root)
         self.stacked = ctx.rule_values(root)
@@ -304,8 +305,38 @@ class _Run:
             else:
                 self.scores[v] = torch.stack([self.full(x) for x in acc], 1)
 
+    def decide_family(self, i: int, heads: tuple[str, ...]) -> bool:
+        """Bools decided alone, each by its bias and the summed contributions of rule
+        stack ``i`` only, decided at once (as :meth:`decide_alone` does one by one);
+        False where one has a residual (then they are decided one by one)."""
+        if any(h in self.residual for h in heads):
+            return False
+        total = self.stacked.total(i)                           # (rows, heads)
+        biases = [self.model.decisions_bias(h) for h in heads]
+        bias = biases[0].expand(len(heads)) if all(b is biases[0] for b in biases) \
+            else torch.stack(biases)
+        scores = bias + total
+        probs = torch.sigmoid(scores)
+        for t, v in enumerate(heads):
+            score = scores[:, t]
+            self.scores[v] = self.bool_scores[v] = score
+            self.score_columns[v] = (scores, t)
+            self.probs[v] = probs[:, t]
+            self.log_dists[v] = (lambda s=score: torch.stack(
+                [nn_f.logsigmoid(-s), nn_f.logsigmoid(s)], 1))
+            self.joint_best[v] = (lambda s=score: (s > 0).long())
+            self.root[v] = self.ctx.decided(v, self.probs[v])
+        return True
+
     def trace(self) -> Trace:
+        done: set[str] = set()
+        if self.stacked is not None:
+            for i, heads in decided_families(self.kb):
+                if self.decide_family(i, heads):
+                    done.update(heads)
         for comp in plan(self.kb).components:
+            if comp.variables[0] in done:
+                continue
             partial, dynamic = self.partial(comp)
             if not dynamic and not comp.constraints and len(comp.variables) == 1:
                 self.decide_alone(comp.variables[0], partial[comp.variables[0]])
@@ -337,9 +368,17 @@ class _Run:
                 return log_dists[name].gather(1, target.long().view(-1, 1)).squeeze(1)
             return ctx.log_prob(name, target, root)
 
-        bool_scores = self.bool_scores
+        bool_scores, columns = self.bool_scores, self.score_columns
 
         def log_probs(names, target):
+            where = [columns.get(name) for name in names]
+            if where[0] is not None and all(w is not None and w[0] is where[0][0]
+                                            for w in where):   # a family decided at once
+                s = where[0][0]
+                picked = [w[1] for w in where]
+                if picked != list(range(s.shape[1])):
+                    s = s[:, picked]
+                return torch.where(target.bool(), nn_f.logsigmoid(s), nn_f.logsigmoid(-s))
             scores = [bool_scores.get(name) for name in names]
             if all(s is not None for s in scores):   # bools decided alone, as log_prob
                 s = torch.stack(scores, 1)

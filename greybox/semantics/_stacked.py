@@ -28,11 +28,12 @@ from dataclasses import dataclass
 import torch
 
 from greybox.rules import ast as A
-from greybox.rules import closure
+from greybox.rules import closure, plan
 
 from .._batch import kb_cached
 
-__all__ = ["ConstraintValues", "RuleStack", "RuleValues", "Stack", "rule_stacks", "stacks"]
+__all__ = ["ConstraintValues", "RuleStack", "RuleValues", "Stack", "decided_families",
+           "rule_stacks", "stacks"]
 
 #: Fewest groundings worth a stack (below it, one-by-one evaluation costs as little).
 MIN_STACK = 4
@@ -130,6 +131,27 @@ def _rule_stacks(kb) -> tuple[RuleStack, ...]:
             tuple(r.head.value is False for r, _ in members), targets,
             torch.tensor([where[h] for h in heads])))
     return tuple(out)
+
+
+def decided_families(kb) -> tuple[tuple[int, tuple[str, ...]], ...]:
+    """``(rule stack, its heads)`` for each rule stack whose heads are bools decided alone
+    (no hard constraint, no rule reading them) and pushed by that stack's rules only: their
+    scores are the stack's summed contributions plus their biases, taken at once
+    (computed once per knowledge base object)."""
+    return kb_cached(kb, "decided_families", _decided_families)
+
+
+def _decided_families(kb) -> tuple:
+    where = _entry(kb)[3]
+    alone = {c.variables[0] for c in plan(kb).components
+             if len(c.variables) == 1 and not c.constraints and not c.dynamic}
+    found = []
+    for i, s in enumerate(rule_stacks(kb)):
+        if all(t in alone and isinstance(kb.variables[t].type, A.BoolType)
+               and all(where.get(r.name, (None,))[0] == i for r in kb.rules_for(t))
+               for t in s.targets):
+            found.append((i, s.targets))
+    return tuple(found)
 
 
 def _value_index(kb, rule: A.Rule) -> int:
@@ -312,6 +334,7 @@ class RuleValues:
         entry = _entry(model.kb)
         self.stacks, self.where = entry[2], entry[3]
         self._done: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._totals: dict[int, torch.Tensor] = {}
         self._sums: dict[str, list] | None = None
 
     def __contains__(self, rule: str) -> bool:
@@ -335,16 +358,23 @@ class RuleValues:
         i, j = self.where[rule]
         return self.stack(i)[1][:, j]
 
+    def total(self, i: int) -> torch.Tensor:
+        """Stack ``i``'s contributions summed per head, (rows, heads) in ``targets`` order."""
+        found = self._totals.get(i)
+        if found is None:
+            s, contrib = self.stacks[i], self.stack(i)[1]
+            index = s.target_index.to(contrib.device)
+            found = self._totals[i] = contrib.new_zeros(self.ctx.n, len(s.targets)).index_add(
+                1, index, contrib)
+        return found
+
     def sums(self) -> dict[str, list[tuple[int, torch.Tensor]]]:
         """Per head variable, ``(value index, summed contribution (rows,))`` of each stack
         that pushes it."""
         if self._sums is None:
             self._sums = {}
             for i, s in enumerate(self.stacks):
-                contrib = self.stack(i)[1]
-                index = s.target_index.to(contrib.device)
-                total = contrib.new_zeros(self.ctx.n, len(s.targets)).index_add(1, index,
-                                                                                contrib)
+                total = self.total(i)
                 for t, head in enumerate(s.targets):
                     self._sums.setdefault(head, []).append((s.value_index, total[:, t]))
         return self._sums
