@@ -312,9 +312,9 @@ class _Run:
         if any(h in self.residual for h in heads):
             return False
         total = self.stacked.total(i)                           # (rows, heads)
-        biases = [self.model.decisions_bias(h) for h in heads]
-        bias = biases[0].expand(len(heads)) if all(b is biases[0] for b in biases) \
-            else torch.stack(biases)
+        model = self.model
+        bias = model.decisions_bias(heads[0]).expand(len(heads)) if model.shares_bias(heads) \
+            else torch.stack([model.decisions_bias(h) for h in heads])
         scores = bias + total
         probs = torch.sigmoid(scores)
         for t, v in enumerate(heads):
