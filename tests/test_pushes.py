@@ -236,3 +236,17 @@ constraint keep weight 0.5: s
     assert got.terms.push.iloc[0] == pytest.approx(0.5 * p * (1 - p), rel=1e-5)
     assert got.gap == pytest.approx(-p, rel=1e-4)   # d's label: -log(1 - p), pushes down
     assert "paths not itemised" in str(got)
+
+
+def test_the_entity_debugger_shows_the_pushes_behind_an_entity():
+    model, data, _ = _fixed()
+    cancer = np.array([[False, True, True, False, True]])
+    dbg = gb.explain.EntityDebugger(model, data, {"cancer": cancer})
+    got = dbg.pushes(0, "anna")
+    want = gb.explain.pushes(model, data, "smokes(anna)",
+                             targets=model.kb.families["cancer"].split(cancer))
+    assert got.concept == "smokes(anna)"
+    pd.testing.assert_frame_equal(got.terms, want.terms)
+    assert got.terms.set_index("grounding").loc["causes(anna)", "via"] == "cancer(anna)"
+    with pytest.raises(gb.DataError, match="not an entity"):
+        dbg.pushes(0, "zoe")
