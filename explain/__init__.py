@@ -3,7 +3,8 @@
 :func:`explain` traces each decision to rules (exact contributions), concepts (values and
 the assignments behind derived ones), inputs (Captum attributions) and parameters
 (integrated gradients over the weights, thresholds and biases themselves); the
-:class:`Explanation` renders as text, tables, HTML, plots and graphs. :func:`reason`,
+:class:`Explanation` renders as text, tables, HTML, plots and graphs. :func:`pushes` says how
+each grounding of a soft constraint or rule pushed a concept in training. :func:`reason`,
 :func:`counterfactual` and :func:`verify` are formal: proved with Z3 (or HiGHS).
 :class:`Debugger` finds failures, where they concentrate and who is to blame, and tries
 rule edits on the whole data set; ``greybox debug`` serves it as a local web page.
@@ -25,6 +26,7 @@ row 1: approve = False (p=0.73)
 from ._explain import explain
 from ._explanation import Explanation
 from ._methods import METHODS
+from ._pushes import Pushes, pushes
 from .debug import (
     AddStatement,
     Blame,
@@ -52,6 +54,7 @@ __all__ = [
     "EntityDebugger",
     "EntityWhatIf",
     "Explanation",
+    "Pushes",
     "Reason",
     "Remove",
     "Replace",
@@ -61,6 +64,7 @@ __all__ = [
     "WhatIf",
     "counterfactual",
     "explain",
+    "pushes",
     "reason",
     "verify",
 ]

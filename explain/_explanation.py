@@ -374,6 +374,14 @@ class Explanation:
                               immutable=immutable, level=level, max_relus=max_relus,
                               backend=backend, timeout=timeout)
 
+    def pushes(self, concept: str, *, targets=None, row=None):
+        """How each grounding of a soft constraint or rule that reads ``concept`` (a bool
+        neural concept or output, e.g. ``smokes(anna)``) pushes it in training, on one row
+        (``row``: its label; default the first); see :func:`greybox.explain.pushes`."""
+        from ._pushes import pushes
+
+        return pushes(self._model, self._batch, concept, targets=targets, row=row)
+
     def shapley(self, *, n_samples: int = 25) -> pd.DataFrame:
         """Rule attribution by ablation: Shapley values of the rules (rules are the players,
         a rule left out has weight 0) for the probability of each row's decision, by

@@ -39,16 +39,25 @@ def kb_cached(kb, key: str, make):
 
 class Batch:
     """Checked inputs of ``n`` rows: a tensor per input variable (batch first), the row
-    index, and the tabular columns as numpy (for crisp evaluation)."""
+    index, and the tabular columns as numpy (for crisp evaluation).
 
-    __slots__ = ("values", "n", "_index", "_positions", "columns", "overrides")
+    A relational model has an input per grounded member (``friends(anna, bob)``): the
+    values of many members are read at once as one tensor (:meth:`stacked`, computed once
+    per batch), and :meth:`take` indexes those stacks, not every member (members are taken
+    when read)."""
 
-    def __init__(self, values: dict[str, torch.Tensor], n: int, index: pd.Index,
-                 columns: dict[str, np.ndarray], positions: np.ndarray | None = None):
+    __slots__ = ("values", "n", "_index", "_positions", "columns", "overrides", "_stacked",
+                 "_taken_from")
+
+    def __init__(self, values: Mapping[str, torch.Tensor], n: int, index: pd.Index,
+                 columns: Mapping[str, np.ndarray], positions: np.ndarray | None = None):
         self.values, self.n, self.columns = values, n, columns
         self._index, self._positions = index, positions
         #: network outputs to use instead of running the networks (constraint repair)
         self.overrides: dict[str, torch.Tensor] = {}
+        self._stacked: dict[tuple[str, ...], torch.Tensor] = {}
+        #: (the batch, the rows) this one was taken from: its stacks are taken from there
+        self._taken_from: tuple[Batch, torch.Tensor] | None = None
 
     @property
     def index(self) -> pd.Index:
@@ -57,15 +66,55 @@ class Batch:
             self._index, self._positions = self._index[self._positions], None
         return self._index
 
+    def stacked(self, names: tuple[str, ...]) -> torch.Tensor:
+        """The values of the inputs ``names`` stacked after the rows, shape (n, len(names),
+        ...): computed once per batch (and carried by :meth:`take`)."""
+        found = self._stacked.get(names)
+        if found is None:
+            if self._taken_from is not None:
+                batch, rows = self._taken_from
+                whole = batch.stacked(names)
+                found = whole[rows if rows.device == whole.device else rows.to(whole.device)]
+            else:
+                found = torch.stack([self.values[k] for k in names], 1)
+            self._stacked[names] = found
+        return found
+
     def take(self, rows: torch.Tensor) -> Batch:
         """The rows at positions ``rows`` (a long tensor)."""
         cpu = rows.cpu().numpy()
-        values = {}
-        for k, v in self.values.items():
-            values[k] = v[rows if rows.device == v.device else rows.to(v.device)]
         positions = cpu if self._positions is None else self._positions[cpu]
-        return Batch(values, len(cpu), self._index,
-                     {k: v[cpu] for k, v in self.columns.items()}, positions)
+        taken = Batch(_Rows(self.values, rows), len(cpu), self._index,
+                      _Rows(self.columns, cpu), positions)
+        taken._taken_from = (self, rows)
+        return taken
+
+
+class _Rows(Mapping):
+    """Some rows of each value of a mapping, each taken when first read."""
+
+    __slots__ = ("_source", "_rows", "_done")
+
+    def __init__(self, source: Mapping, rows):
+        self._source, self._rows, self._done = source, rows, {}
+
+    def __getitem__(self, key):
+        found = self._done.get(key)
+        if found is None:
+            v, rows = self._source[key], self._rows
+            if isinstance(rows, torch.Tensor) and rows.device != v.device:
+                rows = self._rows = rows.to(v.device)
+            found = self._done[key] = v[rows]
+        return found
+
+    def __iter__(self):
+        return iter(self._source)
+
+    def __len__(self) -> int:
+        return len(self._source)
+
+    def __contains__(self, key) -> bool:
+        return key in self._source
 
 
 def _length(name, value) -> int:
@@ -195,18 +244,25 @@ def _tensor_input(name, t: A.TensorType, col, device, index: pd.Index) -> torch.
 @dataclass
 class Targets:
     """Labels per supervised variable: ``values`` (long value indices, or float for bool
-    and real variables) and ``mask`` (False where the label is missing)."""
+    and real variables) and ``mask`` (False where the label is missing). ``stacks``: the
+    labels of the bool members of one family (``smokes(anna)``, ``smokes(bob)``...) also
+    as one tensor, ``(names, values (n, M), mask (n, M))``, for the loss to take at once;
+    :meth:`take` indexes those, and each member only when read."""
 
-    values: dict[str, torch.Tensor]
-    mask: dict[str, torch.Tensor]
+    values: Mapping[str, torch.Tensor]
+    mask: Mapping[str, torch.Tensor]
+    stacks: tuple[tuple[tuple[str, ...], torch.Tensor, torch.Tensor], ...] = ()
 
     def take(self, rows: torch.Tensor) -> Targets:
-        return Targets({k: v[rows.to(v.device)] for k, v in self.values.items()},
-                       {k: v[rows.to(v.device)] for k, v in self.mask.items()})
+        return Targets(_Rows(self.values, rows), _Rows(self.mask, rows),
+                       tuple((names, v[rows.to(v.device)], m[rows.to(m.device)])
+                             for names, v, m in self.stacks))
 
     def to(self, device) -> Targets:
         return Targets({k: v.to(device) for k, v in self.values.items()},
-                       {k: v.to(device) for k, v in self.mask.items()})
+                       {k: v.to(device) for k, v in self.mask.items()},
+                       tuple((names, v.to(device), m.to(device))
+                             for names, v, m in self.stacks))
 
 
 def _missing(arr: np.ndarray) -> np.ndarray:
@@ -235,7 +291,26 @@ def to_targets(kb, targets, n: int, *, index: pd.Index | None = None,
         else:
             values[name] = _number_labels(name, var.type, arr, miss, rows)
         masks[name] = torch.as_tensor(~miss)
-    return Targets(values, masks)
+    return Targets(values, masks, _label_stacks(kb, values, masks))
+
+
+#: fewest labelled members of a family worth a stack
+MIN_LABEL_STACK = 4
+
+
+def _label_stacks(kb, values: dict, masks: dict) -> tuple:
+    """The labels of each family's bool members (not inputs), stacked."""
+    found = []
+    for family in kb.families.values():
+        if family.kind not in ("neural", "define", "output"):
+            continue
+        names = tuple(m for m in family.members.values() if m in values)
+        if len(names) < MIN_LABEL_STACK or not isinstance(kb.variables[names[0]].type,
+                                                          A.BoolType):
+            continue
+        found.append((names, torch.stack([values[m] for m in names], 1),
+                      torch.stack([masks[m] for m in names], 1)))
+    return tuple(found)
 
 
 def _label_items(kb, targets, default: str | None) -> dict:

@@ -61,15 +61,26 @@ class NetworkCalls:
                            f"network {var.network!r} (for {name!r})")
             out[name] = self._check_output(name, y, batch.n)
         for (network, _), names in groups.items():
-            xs = [batch.values[kb.variables[n].args[0]] for n in names]
-            y = self._call(self.networks[_key(network)],
-                           [torch.cat(xs, 0) if len(xs) > 1 else xs[0]],
+            m = len(names)
+            if m > 1:   # member-major: the rows of the first, then of the second...
+                x = batch.stacked(tuple(kb.variables[n].args[0] for n in names))
+                x = x.transpose(0, 1).reshape(m * batch.n, *x.shape[2:])
+            else:
+                x = batch.values[kb.variables[names[0]].args[0]]
+            y = self._call(self.networks[_key(network)], [x],
                            f"network {network!r} (for {', '.join(map(repr, names))}"
-                           + (", their inputs stacked in one call)" if len(xs) > 1 else ")"))
-            parts = torch.split(y, batch.n, 0) if len(xs) > 1 and isinstance(y, torch.Tensor) \
-                and y.shape[0] == batch.n * len(xs) else None
-            if parts is None and len(xs) > 1:
-                self._check_output(names[0], y, batch.n * len(xs))
+                           + (", their inputs stacked in one call)" if m > 1 else ")"))
+            if m > 1 and sizes[names[0]] is None and isinstance(y, torch.Tensor) and \
+                    y.shape in ((m * batch.n,), (m * batch.n, 1)) and \
+                    isinstance(kb.variables[names[0]].type, A.BoolType):
+                rows = y.reshape(m, batch.n)    # bools: one logit per row and member
+                for i, n in enumerate(names):
+                    out[n] = rows[i]
+                continue
+            parts = torch.split(y, batch.n, 0) if m > 1 and isinstance(y, torch.Tensor) \
+                and y.shape[0] == batch.n * m else None
+            if parts is None and m > 1:
+                self._check_output(names[0], y, batch.n * m)
             for i, n in enumerate(names):
                 part = parts[i] if parts is not None else y
                 # the common case (as many logits per row as values) without further ado

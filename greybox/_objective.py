@@ -49,8 +49,14 @@ class Objective:
     def _loss(self, trace: Trace, labels) -> torch.Tensor:
         total = torch.zeros((), device=self.device)
         if labels is not None:
-            for name, y in labels.values.items():
-                mask = labels.mask[name]
+            stacked_labels = set()   # a family's members, taken at once
+            for names, y, mask in getattr(labels, "stacks", ()):
+                total = total + _stacked_label_loss(trace.log_probs(names, y), mask)
+                stacked_labels.update(names)
+            for name in labels.values:
+                if name in stacked_labels:
+                    continue
+                y, mask = labels.values[name], labels.mask[name]
                 if not bool(mask.any()):
                     continue
                 var = self.kb.variables[name]
@@ -142,6 +148,17 @@ class Objective:
         groups += [{"params": [p], "lr": lr * scale, "weight_decay": 0.0}
                    for p, _, scale in terms if id(p) not in weights]
         return groups
+
+
+def _stacked_label_loss(lp: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The sum over columns of ``-mean(lp)`` over each column's labelled rows whose label is
+    possible (as the loss takes each variable alone; columns with no such row add 0)."""
+    ok = mask & torch.isfinite(lp)
+    if bool(ok.all()):
+        return -lp.mean(0).sum()
+    count = ok.sum(0)
+    keep = count > 0
+    return -(torch.where(ok, lp, 0.0).sum(0)[keep] / count[keep]).sum()
 
 
 def _prior_penalty(terms, weight_decay: float, device) -> torch.Tensor:

@@ -151,6 +151,11 @@ class RuleValues:
         owner = self._owner.get(("rule", rules[0]))
         return owner is not None and all(self._owner.get(("rule", r)) == owner for r in rules)
 
+    def shares_bias(self, names) -> bool:
+        """Whether the named decided variables all read one bias (members of one family)."""
+        owner = self._owner.get(("var", names[0]))
+        return owner is not None and all(self._owner.get(("var", n)) == owner for n in names)
+
     def threshold(self, node: A.Num) -> torch.Tensor:
         """The current value of a ``~`` threshold (an AST node of this model's rules)."""
         group, owner, i = self._nums[id(node)]

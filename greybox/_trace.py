@@ -95,11 +95,25 @@ class Trace:
     infeasible: torch.Tensor
     _log_prob: Callable = field(repr=False)
     _decide: Callable = field(repr=False)
+    #: ``(names, targets (n, M)) -> (n, M)`` at once, where a semantics can (None: one by
+    #: one)
+    _log_probs: Callable | None = field(default=None, repr=False)
 
     def log_prob(self, name: str, target: torch.Tensor) -> torch.Tensor:
         """Per row, the log probability (or log truth degree) that ``name`` takes the value
         with index ``target`` (long, (n,); for a bool 0/1)."""
         return self._log_prob(name, target)
+
+    def log_probs(self, names: tuple[str, ...], target: torch.Tensor) -> torch.Tensor:
+        """:meth:`log_prob` of many bool variables at once (the members of a family):
+        ``target`` (n, M) holds 0/1 per row and variable; the result is (n, M), column
+        ``j`` equal to ``log_prob(names[j], target[:, j])``."""
+        if self._log_probs is not None:
+            found = self._log_probs(names, target)
+            if found is not None:
+                return found
+        return torch.stack([self._log_prob(name, target[:, j])
+                            for j, name in enumerate(names)], 1)
 
     def decisions(self) -> dict[str, torch.Tensor]:
         """The most probable value of every output, as value indices (long, (n,)); real

@@ -397,3 +397,28 @@ def test_learned_values_are_stated_at_the_parameters_precision():
     assert model.predict({"x": [17.708656, 17.708657]})["y"].tolist() == [False, True]
     assert gb.rules.evaluate(model.to_kb(), {"x": [17.708656, 17.708657]}).decisions[
         "y"].tolist() == [False, True]
+
+
+@pytest.mark.parametrize("semantics", ["product", "godel", "lukasiewicz"])
+@pytest.mark.parametrize("label", [True, False])
+def test_a_saturated_neural_bool_has_a_finite_gradient(semantics, label):
+    """A network so sure that its sigmoid is exactly 1.0 in float32: the label's loss and its
+    gradient stay finite (the unchosen side's log 0 gave a NaN gradient, and a long
+    smokers run ended with 'the loss became nan')."""
+    import torch
+
+    class Sure(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(torch.tensor(40.0))
+
+        def forward(self, x):
+            return self.w * x[:, 0]
+
+    model = gb.GreyBox("input x: tensor[1]\nneural s: bool = net(x)\noutput y: bool\n"
+                       "rule r: s -> y\n", {"net": Sure()}, semantics=semantics)
+    loss = model.loss({"x": torch.ones(2, 1)}, {"s": [label, label]})
+    loss.backward()
+    grad = model.network("net").w.grad
+    assert torch.isfinite(loss) and torch.isfinite(grad)
+    assert loss.item() == pytest.approx(0.0 if label else -np.log(1e-12), rel=1e-4)

@@ -701,3 +701,124 @@ def test_template_and_member_edits_combine_and_errors_are_the_real_ones():
         dbg.what_if(AddStatement("rule q[i in 0..2]: x[i] > 2 and zz[i] -> y[i]"))
     with pytest.raises(RuleError, match="no rule named 'nothing'"):
         dbg.what_if(SetWeight("nothing", 1.0))
+
+
+@pytest.mark.parametrize("semantics", ["product", "godel", "lukasiewicz", "probabilistic"])
+def test_the_labels_of_a_family_are_taken_at_once_and_exactly(semantics, monkeypatch):
+    """The loss takes the labels of a family's bool members (neural and decided) as one
+    tensor: the same loss and gradients as member by member, with labels missing in some
+    rows, in all rows of a member, and a batch taken from the whole."""
+    import torch
+
+    import greybox as gb
+    from greybox import _batch
+
+    people = [f"p{i}" for i in range(6)]
+    kb = gr.parse("""
+set person
+input features(person): tensor[3]
+neural smokes(person): bool = net(features(person))
+output cancer(person): bool
+rule causes(p in person) weight 1.5: smokes(p) -> cancer(p)
+""", sets={"person": people})
+    torch.manual_seed(0)
+    net = torch.nn.Linear(3, 1)
+    model = gb.GreyBox(kb, {"net": net}, semantics=semantics)
+    rng = np.random.default_rng(1)
+    data = kb.families["features"].split(rng.normal(size=(5, 6, 3)).astype(np.float32))
+    smokes = (rng.random((5, 6)) < 0.5).astype(float)
+    smokes[rng.random((5, 6)) < 0.3] = np.nan
+    smokes[:, 2] = np.nan                                  # a member never labelled
+    cancer = (rng.random((5, 6)) < 0.5).astype(float)
+    labels = {**kb.families["smokes"].split(smokes), **kb.families["cancer"].split(cancer)}
+    rows = torch.tensor([3, 0, 4])
+
+    def loss_and_grad(stacked: bool):
+        targets = _batch.to_targets(kb, labels, 5)
+        assert len(targets.stacks) == (2 if stacked else 0)
+        targets = targets.take(rows)
+        batch = model.batch(data).take(rows)
+        net.zero_grad()
+        loss = model.loss(batch, targets)
+        loss.backward()
+        return loss.item(), net.weight.grad.clone(), model.decisions_bias("cancer(p0)").grad
+
+    stacked_loss, grad, bias_grad = loss_and_grad(True)
+    monkeypatch.setattr(_batch, "MIN_LABEL_STACK", 10**9)    # member by member
+    model.zero_grad()
+    loss, grad_alone, bias_alone = loss_and_grad(False)
+    assert stacked_loss == pytest.approx(loss, rel=1e-5)
+    assert torch.allclose(grad, grad_alone, atol=1e-6)
+    assert torch.allclose(bias_grad, bias_alone, atol=1e-6)
+
+
+SINGLE = """\
+set person
+input friends(person, person): bool
+input features(person): tensor[4]
+neural smokes(person): bool = smoke_net(features(person))
+output cancer(person): bool
+rule own(p in person) weight 2.0: smokes(p) -> cancer(p)
+constraint fs(p in person, q in person) weight 0.3:
+    p != q -> (friends(p, q) and smokes(p) -> smokes(q))
+"""
+#: the same shape written out by hand: each output its own bias
+BY_HAND = "".join(
+    f"input f{i}: tensor[4]\nneural s{i}: bool = smoke_net(f{i})\noutput c{i}: bool\n"
+    f"rule own{i} weight {1 + i / 2}: s{i} -> c{i}\n" for i in range(5))
+
+
+@pytest.mark.parametrize("text", [SINGLE, BY_HAND], ids=["family", "by hand"])
+def test_outputs_of_one_rule_stack_are_decided_at_once_and_exactly(text, monkeypatch):
+    """Bools decided alone by one rule stack get their scores and probabilities at once:
+    the same scores, probabilities, loss and gradients (rule weights, biases, network) as
+    one by one, with a rule mask too."""
+    import torch
+
+    import greybox as gb
+    from greybox.semantics import _stacked
+
+    people = [f"p{i}" for i in range(5)]
+    kb = gr.parse(text, sets={"person": people}) if "set" in text else gr.parse(text)
+    assert len(_stacked.decided_families(kb)) == 1
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(4, 1), torch.nn.Flatten(0))
+    rng = np.random.default_rng(2)
+    if "set" in text:
+        data = {"features": torch.randn(6, 5, 4), "friends": rng.random((6, 5, 5)) < 0.5}
+        outputs = [f"cancer({p})" for p in people]
+    else:
+        data = {f"f{i}": torch.randn(6, 4) for i in range(5)}
+        outputs = [f"c{i}" for i in range(5)]
+    targets = {o: np.where(rng.random(6) < 0.3, np.nan, rng.random(6) < 0.5) for o in outputs}
+    model = gb.GreyBox(kb, {"smoke_net": net}, semantics="product")
+    with torch.no_grad():
+        for o in outputs:
+            model.decisions_bias(o).fill_(float(rng.normal()))
+    mask = torch.tensor((rng.random((6, len(kb.rules))) < 0.6).astype(np.float32))
+
+    def run(model):
+        trace = model(data)
+        model.zero_grad()
+        loss = model.loss(data, targets)
+        loss.backward()
+        with model.rule_mask(mask):
+            masked = model(data)
+        return ([trace.scores[o].detach() for o in outputs],
+                [trace.values[o].detach() for o in outputs],
+                [masked.values[o].detach() for o in outputs], loss.item(),
+                [p.grad.clone() for p in model.parameters()])
+
+    stacked = run(model)
+    monkeypatch.setattr(_stacked, "MIN_STACK", 10**9)   # one by one, on a fresh object
+    state = model.state_dict()
+    kb = gr.parse(text, sets={"person": people}) if "set" in text else gr.parse(text)
+    assert _stacked.decided_families(kb) == ()
+    alone_model = gb.GreyBox(kb, {"smoke_net": net}, semantics="product")
+    alone_model.load_state_dict(state)
+    alone = run(alone_model)
+    for a, b in zip(stacked[0] + stacked[1] + stacked[2], alone[0] + alone[1] + alone[2]):
+        assert torch.allclose(a, b, atol=1e-6)
+    assert stacked[3] == pytest.approx(alone[3], rel=1e-6)
+    for a, b in zip(stacked[4], alone[4]):
+        assert torch.allclose(a, b, atol=1e-6)

@@ -3,7 +3,8 @@
 A relational model decides a family of outputs -- ``cancer(p)`` for every person -- over
 the same rows. :class:`EntityDebugger` debugs each member with its own :class:`Debugger`
 (one model, the same rows and edits) and shows the failures per entity: which entities
-fail, on which rows, pushed by which of their groundings.
+fail, on which rows, pushed by which of their groundings (:meth:`EntityDebugger.pushes`:
+how each grounding of a soft constraint or rule pushed the concept behind one).
 """
 
 from __future__ import annotations
@@ -171,6 +172,31 @@ class EntityDebugger:
         """Who is to blame for ``entity``'s failure on ``row`` (its rules, concepts,
         parameters and training rows): :meth:`Debugger.blame` of that member."""
         return self.member(entity).blame(row)
+
+    def pushes(self, row, entity, concept: str | None = None, *, targets=None):
+        """How training pushes the concept behind ``entity``'s output on ``row``: each
+        grounding of a soft constraint or rule that reads it, with the model as edited so
+        far (see :func:`greybox.explain.pushes`). ``concept``: by default the one bool
+        neural concept the entity's output depends on (``smokes(anna)`` behind
+        ``cancer(anna)``); ``targets``: by default the correct values of every entity."""
+        from greybox.rules import ast as A
+
+        from .._pushes import pushes
+
+        d = self.member(entity)
+        model = d.model
+        if concept is None:
+            kb = model.kb
+            needed = kb.depends_on(d.output)
+            found = [n for n in kb.neural if n in needed
+                     and isinstance(kb.variables[n].type, A.BoolType)]
+            if len(found) != 1:
+                raise ModelError(f"name the concept (concept=...): {d.output} depends on "
+                                 f"{', '.join(found) or 'no bool neural concept'}")
+            concept = found[0]
+        if targets is None:
+            targets = {m.output: m.target for m in self.members.values()}
+        return pushes(model, self.data, concept, targets=targets, row=row)
 
     def what_if(self, *edits) -> EntityWhatIf:
         """Apply ``edits`` to one copy of the model for every entity and re-evaluate:

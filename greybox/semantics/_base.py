@@ -22,7 +22,7 @@ from greybox.rules import plan
 
 from .._batch import kb_cached
 from .._trace import LazyValues, Trace
-from ._stacked import _value_index
+from ._stacked import _value_index, decided_families
 
 __all__ = ["Context", "Env", "Semantics"]
 
@@ -46,6 +46,12 @@ class Env:
         var = self.ctx.kb.variables[name]
         if var.role == "defined":
             value = self.values[name] = self.ctx.define(name, self)
+            return value
+        if var.role == "input" and self.parent is None and not isinstance(
+                var.type, A.TensorType) and name in self.ctx.batch.values:
+            # observed when first read: a relational model has an input per grounded
+            # member, most of them read only stacked (see _stacked.py)
+            value = self.values[name] = self.ctx.observe(name, self.ctx.batch.values[name])
             return value
         raise ModelError(f"variable {name!r} ({var.role}) has no value here")
 
@@ -99,6 +105,11 @@ class Context:
     # queries -------------------------------------------------------------------------
     def log_prob(self, name: str, target: torch.Tensor, env: Env) -> torch.Tensor:
         raise NotImplementedError
+
+    def log_probs(self, names: tuple[str, ...], target: torch.Tensor, env: Env):
+        """:meth:`log_prob` of many bool variables at once, (n, M); None where this
+        context has no faster way than one by one."""
+        return None
 
     def has_marginal(self, name: str) -> bool:
         """Whether the trace can hold ``name``'s distribution (sums with too many values
@@ -198,9 +209,7 @@ class _Run:
     def __init__(self, semantics: Semantics, model, batch):
         self.sem, self.model, self.kb, self.n = semantics, model, model.kb, batch.n
         self.ctx = ctx = semantics.context_class(model, batch)
-        self.root = root = Env(ctx)
-        for name in kb_cached(self.kb, "table_inputs", _table_inputs):
-            root[name] = ctx.observe(name, batch.values[name])
+        self.root = root = Env(ctx)   # table inputs are observed when first read
         self.logits = model.run_networks(batch)
         for name, out in self.logits.items():
             root[name] = ctx.neural(name, out)
@@ -210,6 +219,8 @@ class _Run:
         self.scores: dict = {}
         self.probs: dict[str, torch.Tensor] = {}   # bool: P(True) (n,); else (n, K)
         self.log_dists: dict[str, object] = {}     # (n, K) log-probabilities, or a maker
+        self.bool_scores: dict[str, torch.Tensor] = {}   # bools decided alone: the score
+        self.score_columns: dict[str, tuple] = {}  # decided at once: (their scores, column)
         self.joint_best: dict[str, object] = {}    # value index per row, or a maker
         self.infeasible = ~ctx.feasible(root)
         self.stacked = ctx.rule_values(root)
@@ -257,6 +268,7 @@ class _Run:
         if isinstance(self.kb.variables[v].type, A.BoolType):
             score = self.full(acc[1])
             self.probs[v] = torch.sigmoid(score)
+            self.bool_scores[v] = score
             self.log_dists[v] = (lambda s=score: torch.stack(
                 [nn_f.logsigmoid(-s), nn_f.logsigmoid(s)], 1))
             self.joint_best[v] = (lambda s=score: (s > 0).long())
@@ -293,8 +305,38 @@ class _Run:
             else:
                 self.scores[v] = torch.stack([self.full(x) for x in acc], 1)
 
+    def decide_family(self, i: int, heads: tuple[str, ...]) -> bool:
+        """Bools decided alone, each by its bias and the summed contributions of rule
+        stack ``i`` only, decided at once (as :meth:`decide_alone` does one by one);
+        False where one has a residual (then they are decided one by one)."""
+        if any(h in self.residual for h in heads):
+            return False
+        total = self.stacked.total(i)                           # (rows, heads)
+        model = self.model
+        bias = model.decisions_bias(heads[0]).expand(len(heads)) if model.shares_bias(heads) \
+            else torch.stack([model.decisions_bias(h) for h in heads])
+        scores = bias + total
+        probs = torch.sigmoid(scores)
+        for t, v in enumerate(heads):
+            score = scores[:, t]
+            self.scores[v] = self.bool_scores[v] = score
+            self.score_columns[v] = (scores, t)
+            self.probs[v] = probs[:, t]
+            self.log_dists[v] = (lambda s=score: torch.stack(
+                [nn_f.logsigmoid(-s), nn_f.logsigmoid(s)], 1))
+            self.joint_best[v] = (lambda s=score: (s > 0).long())
+            self.root[v] = self.ctx.decided(v, self.probs[v])
+        return True
+
     def trace(self) -> Trace:
+        done: set[str] = set()
+        if self.stacked is not None:
+            for i, heads in decided_families(self.kb):
+                if self.decide_family(i, heads):
+                    done.update(heads)
         for comp in plan(self.kb).components:
+            if comp.variables[0] in done:
+                continue
             partial, dynamic = self.partial(comp)
             if not dynamic and not comp.constraints and len(comp.variables) == 1:
                 self.decide_alone(comp.variables[0], partial[comp.variables[0]])
@@ -326,6 +368,23 @@ class _Run:
                 return log_dists[name].gather(1, target.long().view(-1, 1)).squeeze(1)
             return ctx.log_prob(name, target, root)
 
+        bool_scores, columns = self.bool_scores, self.score_columns
+
+        def log_probs(names, target):
+            where = [columns.get(name) for name in names]
+            if where[0] is not None and all(w is not None and w[0] is where[0][0]
+                                            for w in where):   # a family decided at once
+                s = where[0][0]
+                picked = [w[1] for w in where]
+                if picked != list(range(s.shape[1])):
+                    s = s[:, picked]
+                return torch.where(target.bool(), nn_f.logsigmoid(s), nn_f.logsigmoid(-s))
+            scores = [bool_scores.get(name) for name in names]
+            if all(s is not None for s in scores):   # bools decided alone, as log_prob
+                s = torch.stack(scores, 1)
+                return torch.where(target.bool(), nn_f.logsigmoid(s), nn_f.logsigmoid(-s))
+            return ctx.log_probs(names, target, root)
+
         def decide():
             out = {}
             for name in kb.outputs:
@@ -344,12 +403,7 @@ class _Run:
             contributions=self._rules(order, self.contributions, "contribution"),
             scores=self.scores,
             constraints=constraints, infeasible=self.infeasible, _log_prob=log_prob,
-            _decide=decide)
-
-
-def _table_inputs(kb) -> tuple[str, ...]:
-    """The inputs that are table columns (not tensors)."""
-    return tuple(n for n in kb.inputs if not isinstance(kb.variables[n].type, A.TensorType))
+            _decide=decide, _log_probs=log_probs)
 
 
 def _trace_values(kb, ctx) -> tuple[tuple[str, ...], tuple[str, ...]]:

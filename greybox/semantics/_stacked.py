@@ -28,11 +28,12 @@ from dataclasses import dataclass
 import torch
 
 from greybox.rules import ast as A
-from greybox.rules import closure
+from greybox.rules import closure, plan
 
 from .._batch import kb_cached
 
-__all__ = ["ConstraintValues", "RuleStack", "RuleValues", "Stack", "rule_stacks", "stacks"]
+__all__ = ["ConstraintValues", "RuleStack", "RuleValues", "Stack", "decided_families",
+           "rule_stacks", "stacks"]
 
 #: Fewest groundings worth a stack (below it, one-by-one evaluation costs as little).
 MIN_STACK = 4
@@ -132,6 +133,27 @@ def _rule_stacks(kb) -> tuple[RuleStack, ...]:
     return tuple(out)
 
 
+def decided_families(kb) -> tuple[tuple[int, tuple[str, ...]], ...]:
+    """``(rule stack, its heads)`` for each rule stack whose heads are bools decided alone
+    (no hard constraint, no rule reading them) and pushed by that stack's rules only: their
+    scores are the stack's summed contributions plus their biases, taken at once
+    (computed once per knowledge base object)."""
+    return kb_cached(kb, "decided_families", _decided_families)
+
+
+def _decided_families(kb) -> tuple:
+    where = _entry(kb)[3]
+    alone = {c.variables[0] for c in plan(kb).components
+             if len(c.variables) == 1 and not c.constraints and not c.dynamic}
+    found = []
+    for i, s in enumerate(rule_stacks(kb)):
+        if all(t in alone and isinstance(kb.variables[t].type, A.BoolType)
+               and all(where.get(r.name, (None,))[0] == i for r in kb.rules_for(t))
+               for t in s.targets):
+            found.append((i, s.targets))
+    return tuple(found)
+
+
 def _value_index(kb, rule: A.Rule) -> int:
     """The index of the value a rule's head pushes (1 = True for bools)."""
     t = kb.variables[rule.head.name].type
@@ -190,33 +212,50 @@ class _StackedEnv:
     """An environment where each variable of a stack's formula holds the values of its
     column stacked along a groundings axis (after the rows). A column reads few distinct
     variables many times (``smokes(p)`` for every pair): those are stacked once and
-    indexed, so that the backward pass is one gather, not one step per grounding."""
+    indexed, so that the backward pass is one gather, not one step per grounding. A column
+    of table inputs (``friends(p, q)``) is read from the batch as one tensor, stacked once
+    per batch (:meth:`~greybox.Batch.stacked`), never member by member."""
 
     def __init__(self, ctx, env, stack: Stack):
         self.ctx, self.env, self.stack = ctx, env, stack
 
     def __getitem__(self, name: str):
-        distinct, index = _distinct(self.stack, name)
-        values = [self.env[v] for v in distinct]
-        tag, n = values[0][0], self.ctx.n
-        if tag == "d":
-            out = torch.stack([v[1].expand(n, -1) for v in values], 1)
+        distinct, index, inputs = _distinct(self.stack, name, self.ctx.kb)
+        if inputs:
+            value = self.ctx.observe(distinct[0], self.ctx.batch.stacked(distinct))
+            tag, out = value[0], value[1]
         else:
-            parts = [v[1] for v in values]
-            if not all(isinstance(p, torch.Tensor) and p.shape == (n,) for p in parts):
-                parts = [self.ctx._full(p) for p in parts]
-            out = torch.stack(parts, 1)
+            # columns over the same variables (smokes(p), smokes(q)) stack them once
+            key = (id(self.env), distinct)
+            made = self.ctx.column_stacks.get(key)
+            if made is None:
+                made = self.ctx.column_stacks[key] = self._stack(distinct)
+            tag, out, value = made
         if index is not None:
             out = out.index_select(1, index.to(out.device))
-        return (tag, out, values[0][2]) if tag == "d" else (tag, out)
+        return (tag, out, value[2]) if tag == "d" else (tag, out)
+
+
+    def _stack(self, distinct: tuple[str, ...]):
+        """``(tag, values stacked (rows, G, ...), the first value)`` of the variables."""
+        n = self.ctx.n
+        values = [self.env[v] for v in distinct]
+        tag = values[0][0]
+        if tag == "d":
+            return tag, torch.stack([v[1].expand(n, -1) for v in values], 1), values[0]
+        parts = [v[1] for v in values]
+        if not all(isinstance(p, torch.Tensor) and p.shape == (n,) for p in parts):
+            parts = [self.ctx._full(p) for p in parts]
+        return tag, torch.stack(parts, 1), values[0]
 
 
 _DISTINCT: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def _distinct(stack: Stack, name: str):
-    """The distinct variables of a column and the index of each grounding's among them
-    (None when every grounding reads its own)."""
+def _distinct(stack: Stack, name: str, kb):
+    """The distinct variables of a column, the index of each grounding's among them (None
+    when every grounding reads its own), and whether they are table inputs (read from
+    the batch at once)."""
     per_stack = _DISTINCT.setdefault(stack, {})
     found = per_stack.get(name)
     if found is None:
@@ -224,8 +263,10 @@ def _distinct(stack: Stack, name: str):
         position: dict[str, int] = {}
         index = [position.setdefault(v, len(position)) for v in column]
         distinct = tuple(position)
+        var = kb.variables[distinct[0]]
+        inputs = var.role == "input" and not isinstance(var.type, A.TensorType)
         found = per_stack[name] = (distinct, None if len(distinct) == len(column)
-                                   else torch.tensor(index))
+                                   else torch.tensor(index), inputs)
     return found
 
 
@@ -293,6 +334,7 @@ class RuleValues:
         entry = _entry(model.kb)
         self.stacks, self.where = entry[2], entry[3]
         self._done: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._totals: dict[int, torch.Tensor] = {}
         self._sums: dict[str, list] | None = None
 
     def __contains__(self, rule: str) -> bool:
@@ -316,16 +358,23 @@ class RuleValues:
         i, j = self.where[rule]
         return self.stack(i)[1][:, j]
 
+    def total(self, i: int) -> torch.Tensor:
+        """Stack ``i``'s contributions summed per head, (rows, heads) in ``targets`` order."""
+        found = self._totals.get(i)
+        if found is None:
+            s, contrib = self.stacks[i], self.stack(i)[1]
+            index = s.target_index.to(contrib.device)
+            found = self._totals[i] = contrib.new_zeros(self.ctx.n, len(s.targets)).index_add(
+                1, index, contrib)
+        return found
+
     def sums(self) -> dict[str, list[tuple[int, torch.Tensor]]]:
         """Per head variable, ``(value index, summed contribution (rows,))`` of each stack
         that pushes it."""
         if self._sums is None:
             self._sums = {}
             for i, s in enumerate(self.stacks):
-                contrib = self.stack(i)[1]
-                index = s.target_index.to(contrib.device)
-                total = contrib.new_zeros(self.ctx.n, len(s.targets)).index_add(1, index,
-                                                                                contrib)
+                total = self.total(i)
                 for t, head in enumerate(s.targets):
                     self._sums.setdefault(head, []).append((s.value_index, total[:, t]))
         return self._sums

@@ -34,6 +34,8 @@ class FuzzyContext(Context):
     def __init__(self, model, batch):
         super().__init__(model, batch)
         self.crisp = False
+        #: a forward pass's stacked columns of variables (see _stacked._StackedEnv)
+        self.column_stacks: dict = {}
 
     def const(self, x: float) -> torch.Tensor:
         return torch.full((1,), float(x), device=self.device)
@@ -225,13 +227,19 @@ class FuzzyContext(Context):
     def log_prob(self, name, target, env):
         fv = env[name]
         if fv[0] == "t":
-            p = self._full(fv[1]).clamp(1e-12, 1 - 1e-12)
-            return torch.where(target.bool(), torch.log(p), torch.log1p(-p))
+            return _log_truth(self._full(fv[1]), target)
         if fv[0] == "d":
             p = fv[1].expand(self.n, -1).gather(1, target.long().view(-1, 1)).squeeze(1)
             return torch.log(p.clamp_min(1e-12))
         raise ModelError(f"{name!r} is a number under {self.tnorm} semantics; supervise it as a "
                          "real value or use semantics='probabilistic' for exact distributions")
+
+    def log_probs(self, names, target, env):
+        """Truth degrees of many bools stacked: :meth:`log_prob` elementwise."""
+        values = [env[name] for name in names]
+        if not all(v[0] == "t" for v in values):
+            return None
+        return _log_truth(torch.stack([self._full(v[1]) for v in values], 1), target)
 
     def mode(self, name, env):
         fv = env[name]
@@ -240,6 +248,15 @@ class FuzzyContext(Context):
         if fv[0] == "d":
             return fv[1].expand(self.n, -1).argmax(dim=1)
         return self._full(self.num(fv))
+
+
+def _log_truth(p: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """``log p`` where ``target`` is 1, ``log(1 - p)`` where it is 0, at least log(1e-12).
+    Only the chosen side is taken the log of: a degree of exactly 1 (a saturated sigmoid in
+    float32, where ``1 - 1e-12`` is 1) made the other side ``log 0``, whose zero-weighted
+    gradient is NaN (0 * inf) and poisoned every parameter."""
+    chosen = torch.where(target.bool(), p, 1.0 - p)
+    return torch.log(chosen.clamp_min(1e-12))
 
 
 def _learnable(e) -> bool:
