@@ -199,14 +199,17 @@ class Targets:
 
     values: dict[str, torch.Tensor]
     mask: dict[str, torch.Tensor]
+    #: the variables labelled on every row (known when the labels are read, kept by
+    #: ``take``: the loss then needs no look at the mask)
+    complete: frozenset = frozenset()
 
     def take(self, rows: torch.Tensor) -> Targets:
         return Targets({k: v[rows.to(v.device)] for k, v in self.values.items()},
-                       {k: v[rows.to(v.device)] for k, v in self.mask.items()})
+                       {k: v[rows.to(v.device)] for k, v in self.mask.items()}, self.complete)
 
     def to(self, device) -> Targets:
         return Targets({k: v.to(device) for k, v in self.values.items()},
-                       {k: v.to(device) for k, v in self.mask.items()})
+                       {k: v.to(device) for k, v in self.mask.items()}, self.complete)
 
 
 def _missing(arr: np.ndarray) -> np.ndarray:
@@ -235,7 +238,7 @@ def to_targets(kb, targets, n: int, *, index: pd.Index | None = None,
         else:
             values[name] = _number_labels(name, var.type, arr, miss, rows)
         masks[name] = torch.as_tensor(~miss)
-    return Targets(values, masks)
+    return Targets(values, masks, frozenset(n for n, m in masks.items() if bool(m.all())))
 
 
 def _label_items(kb, targets, default: str | None) -> dict:
