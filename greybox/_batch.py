@@ -44,8 +44,9 @@ class Batch:
     __slots__ = ("values", "n", "_index", "_positions", "columns", "overrides")
 
     def __init__(self, values: dict[str, torch.Tensor], n: int, index: pd.Index,
-                 columns: dict[str, np.ndarray], positions: np.ndarray | None = None):
+                 columns: dict[str, np.ndarray], positions: torch.Tensor | None = None):
         self.values, self.n, self.columns = values, n, columns
+        #: the rows' positions in ``_index`` (a long tensor), read on first use
         self._index, self._positions = index, positions
         #: network outputs to use instead of running the networks (constraint repair)
         self.overrides: dict[str, torch.Tensor] = {}
@@ -54,17 +55,19 @@ class Batch:
     def index(self) -> pd.Index:
         """The rows' labels (as in the data)."""
         if self._positions is not None:
-            self._index, self._positions = self._index[self._positions], None
+            self._index = self._index[self._positions.cpu().numpy()]
+            self._positions = None
         return self._index
 
     def take(self, rows: torch.Tensor) -> Batch:
         """The rows at positions ``rows`` (a long tensor)."""
-        cpu = rows.cpu().numpy()
         values = {}
         for k, v in self.values.items():
             values[k] = v[rows if rows.device == v.device else rows.to(v.device)]
-        positions = cpu if self._positions is None else self._positions[cpu]
-        return Batch(values, len(cpu), self._index,
+        cpu = rows.cpu().numpy() if self.columns else None
+        positions = rows if self._positions is None else \
+            self._positions[rows.to(self._positions.device)]
+        return Batch(values, rows.shape[0], self._index,
                      {k: v[cpu] for k, v in self.columns.items()}, positions)
 
 
@@ -204,8 +207,10 @@ class Targets:
     complete: frozenset = frozenset()
 
     def take(self, rows: torch.Tensor) -> Targets:
-        return Targets({k: v[rows.to(v.device)] for k, v in self.values.items()},
-                       {k: v[rows.to(v.device)] for k, v in self.mask.items()}, self.complete)
+        return Targets({k: v[rows if rows.device == v.device else rows.to(v.device)]
+                        for k, v in self.values.items()},
+                       {k: v[rows if rows.device == v.device else rows.to(v.device)]
+                        for k, v in self.mask.items()}, self.complete)
 
     def to(self, device) -> Targets:
         return Targets({k: v.to(device) for k, v in self.values.items()},

@@ -99,6 +99,11 @@ class Arithmetic:
     carries: list = field(default_factory=list)
     _plans: dict = field(default_factory=dict, repr=False)
 
+    @functools.cached_property
+    def summed(self) -> frozenset:
+        """The variables summed in the columns."""
+        return frozenset(name for col in self.columns for name, _ in col)
+
     @staticmethod
     def conditional(scope, factor: torch.Tensor, made) -> bool:
         """True when ``factor`` is a function of its inputs: it sums to 1 over ``made``."""
@@ -129,7 +134,7 @@ class Arithmetic:
         plan = self._plans.get(device)
         if plan is None:
             plan = self._plans[device] = CarryPlan(self, device)
-        return plan.log_prob(stacked, target.to(device))
+        return plan.log_prob(stacked, target if target.device == device else target.to(device))
 
 
 def _values(t) -> list[int]:
@@ -338,6 +343,12 @@ class CarryPlan:
                 inds[-1] = torch.nn.functional.pad(inds[-1], (1, width + 1 - length))
             self.padded.append(last)
         self.blank = any(not names for _, names, *_ in self.groups)   # batch dimension 1
+        # the variables of a group whose domains are all as long, read in one call
+        self.together = []
+        for sig, (ps, names, *_r) in zip(groups, self.groups):
+            same = len(names) > 1 and len({len(dom) for dom in sig}) == 1
+            self.together.append((tuple(n for col in names for n in col), len(sig[0]))
+                                 if same else None)
         order = [p for ps, *_ in self.groups for p in ps]
         self.order = None if order == list(range(self.npos)) else \
             torch.tensor([order.index(p) for p in range(self.npos)], device=cpu).to(device)
@@ -370,13 +381,16 @@ class CarryPlan:
         """(npos, B, width + 2): each column's distribution of the sum of its variables,
         with a 0 on either side."""
         parts = []
-        for (ps, names, inds, _lo, length), padded in zip(self.groups, self.padded):
+        for (ps, names, inds, _lo, length), padded, together in zip(
+                self.groups, self.padded, self.together):
             if not names:
                 s = torch.ones(len(ps), 1, 1, device=self.device)
             else:
-                s = stacked(names[0])
+                dists = (stacked(together[0]).reshape(len(names), len(ps), -1, together[1])
+                         .unbind(0) if together else [stacked(col) for col in names])
+                s = dists[0]
                 for j in range(1, len(names)):
-                    pair = s.unsqueeze(3) * stacked(names[j]).unsqueeze(2)      # (k, B, i, j)
+                    pair = s.unsqueeze(3) * dists[j].unsqueeze(2)               # (k, B, i, j)
                     ind = inds[j - 1]
                     s = pair.flatten(2) @ (ind if ind.dtype == pair.dtype else ind.to(pair.dtype))
                 if len(inds) == len(names):      # one variable, its values spread out
@@ -408,7 +422,8 @@ class CarryPlan:
         # each column's sums, with a 0 on either side where impossible indices land
         s = self._column_sums(stacked)
         n = target.shape[0]
-        rest = target.long() - self.offset if self.offset else target.long()
+        rest = target if target.dtype == torch.long else target.long()
+        rest = rest - self.offset if self.offset else rest
         if self.blank and s.shape[1] != n:
             s = s.expand(-1, n, -1)
         if self.single:
