@@ -216,7 +216,8 @@ def fit(model, data, targets=None, *, epochs: int = 10, batch_size: int = 32,
         Held-out data, or the fraction of ``data`` to hold out (chosen with ``seed``).
         Its loss and accuracies are recorded every epoch.
     seed : int or None
-        Seeds torch and the shuffling, so the same call gives the same model.
+        Seeds torch's random numbers where the model lives (the CPU generator; a GPU's
+        when the model is on it) and the shuffling, so the same call gives the same model.
     patience : int, optional
         Stop when the validation loss has not improved for this many epochs, and restore
         the best parameters.
@@ -303,11 +304,12 @@ def _seed(model, seed: int) -> None:
     kinds = {t.device.type for t in (*model.parameters(), *model.buffers())} - {"cpu"}
     for kind in sorted(kinds):
         module = getattr(torch, kind, None)
-        seed_all = getattr(module, "manual_seed_all", None)
+        seed_all = getattr(module, "manual_seed_all", None) or getattr(module, "manual_seed",
+                                                                        None)
         if seed_all is None:
-            raise ModelError(f"cannot seed the random numbers of device type {kind!r} "
-                             f"(torch.{kind}.manual_seed_all is missing): pass seed=None "
-                             "and seed them yourself")
+            raise ModelError(f"cannot seed the random numbers of device type {kind!r} (no "
+                             f"torch.{kind}.manual_seed): pass seed=None and seed them "
+                             "yourself")
         seed_all(seed)
 
 
