@@ -59,6 +59,14 @@ class History:
                 f"{self.best_epoch}{stop}{chosen})")
 
 
+@dataclass
+class _Last:
+    """What the last training step's loss was."""
+
+    data_loss: float = 0.0
+    penalised: bool = False
+
+
 class _LossModule(nn.Module):
     """Wraps a model so that DistributedDataParallel sees the loss as the forward pass."""
 
@@ -68,15 +76,18 @@ class _LossModule(nn.Module):
         self.tie = tie
         self.priors = list(priors)
         self.weight_decay = weight_decay
-        #: the last data loss (without the prior penalty), as a float
-        self.data_loss = 0.0
-        #: whether the prior penalty was added to the last loss
-        self.penalised = False
+        #: the last data loss (without the prior penalty) as a float, and whether the
+        #: prior penalty was added to it (a plain object: no Module attribute per step)
+        self.last = _Last()
+
+    @property
+    def data_loss(self) -> float:
+        return self.last.data_loss
 
     def forward(self, batch: Batch, labels: Targets) -> torch.Tensor:
         loss = self.model._loss(self.model(batch), labels)
-        self.data_loss = float(loss.detach())
-        self.penalised = False
+        last = self.last
+        last.data_loss, last.penalised = float(loss.detach()), False
         if self.tie and not loss.requires_grad and torch.is_grad_enabled():
             # nothing in this process's batch teaches (no label, or only impossible ones):
             # a zero that reaches every parameter, so backward and DDP's all-reduce still
@@ -87,7 +98,7 @@ class _LossModule(nn.Module):
         if loss.requires_grad and self.weight_decay and self.priors:
             # rule weights and thresholds decay toward the rules' values, not toward 0
             loss = loss + _prior_penalty(self.priors, self.weight_decay, loss.device)
-            self.penalised = True
+            last.penalised = True
         return loss
 
 
@@ -465,6 +476,7 @@ class _Step:
         perm = whole[self.rank * per:(self.rank + 1) * per] if world > 1 else whole
         bar = _bar(range(0, len(perm), s.batch_size), f"epoch {epoch}/{s.epochs}",
                    show=s.progress and self.rank == 0)
+        shown = not getattr(bar, "disable", True)   # a bar on a terminal: its running loss
         total, seen = 0.0, 0
         for start in bar:
             rows = perm[start:start + s.batch_size]
@@ -474,7 +486,7 @@ class _Step:
             if self._step(rows, epoch):
                 total += self.inner.data_loss * len(rows)
                 seen += len(rows)
-                if hasattr(bar, "set_postfix"):
+                if shown:
                     bar.set_postfix(loss=f"{total / seen:.4f}", refresh=False)
         return total / max(seen, 1)
 
@@ -484,8 +496,9 @@ class _Step:
         lab = self.d.labels.take(rows) if self.d.labels is not None else None
         self.opt.zero_grad(set_to_none=True)
         loss = self.runner(sub, lab)
-        value = self.inner.data_loss   # read once (one synchronisation per step)
-        if self.inner.penalised and math.isfinite(value):
+        last = self.inner.last
+        value = last.data_loss   # read once (one synchronisation per step)
+        if last.penalised and math.isfinite(value):
             value = float(loss.detach())
         if not math.isfinite(value):
             raise ModelError(f"the loss became {value} in epoch {epoch}; lower the "
@@ -499,12 +512,13 @@ class _Step:
 
 def _bar(steps, desc: str, *, show: bool):
     """A tqdm progress bar over ``steps`` (terminals only: logs get one line per epoch)."""
+    if not show:
+        return steps
     try:
         from tqdm.auto import tqdm
     except ImportError:  # pragma: no cover - tqdm is a dependency
         return steps
-    return tqdm(steps, desc=desc, leave=False, mininterval=0.5,
-                disable=True if not show else None)
+    return tqdm(steps, desc=desc, leave=False, mininterval=0.5, disable=None)
 
 
 class _EarlyStopping:
