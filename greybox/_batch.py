@@ -50,8 +50,9 @@ class Batch:
                  "_taken_from")
 
     def __init__(self, values: Mapping[str, torch.Tensor], n: int, index: pd.Index,
-                 columns: Mapping[str, np.ndarray], positions: np.ndarray | None = None):
+                 columns: Mapping[str, np.ndarray], positions: torch.Tensor | None = None):
         self.values, self.n, self.columns = values, n, columns
+        #: the rows' positions in ``_index`` (a long tensor), read on first use
         self._index, self._positions = index, positions
         #: network outputs to use instead of running the networks (constraint repair)
         self.overrides: dict[str, torch.Tensor] = {}
@@ -63,7 +64,8 @@ class Batch:
     def index(self) -> pd.Index:
         """The rows' labels (as in the data)."""
         if self._positions is not None:
-            self._index, self._positions = self._index[self._positions], None
+            self._index = self._index[self._positions.cpu().numpy()]
+            self._positions = None
         return self._index
 
     def stacked(self, names: tuple[str, ...]) -> torch.Tensor:
@@ -82,9 +84,10 @@ class Batch:
 
     def take(self, rows: torch.Tensor) -> Batch:
         """The rows at positions ``rows`` (a long tensor)."""
-        cpu = rows.cpu().numpy()
-        positions = cpu if self._positions is None else self._positions[cpu]
-        taken = Batch(_Rows(self.values, rows), len(cpu), self._index,
+        cpu = rows.cpu().numpy() if self.columns else None
+        positions = rows if self._positions is None else \
+            self._positions[rows.to(self._positions.device)]
+        taken = Batch(_Rows(self.values, rows), rows.shape[0], self._index,
                       _Rows(self.columns, cpu), positions)
         taken._taken_from = (self, rows)
         return taken
@@ -252,17 +255,20 @@ class Targets:
     values: Mapping[str, torch.Tensor]
     mask: Mapping[str, torch.Tensor]
     stacks: tuple[tuple[tuple[str, ...], torch.Tensor, torch.Tensor], ...] = ()
+    #: the variables labelled on every row (known when the labels are read, kept by
+    #: ``take``: the loss then needs no look at the mask)
+    complete: frozenset = frozenset()
 
     def take(self, rows: torch.Tensor) -> Targets:
         return Targets(_Rows(self.values, rows), _Rows(self.mask, rows),
                        tuple((names, v[rows.to(v.device)], m[rows.to(m.device)])
-                             for names, v, m in self.stacks))
+                             for names, v, m in self.stacks), self.complete)
 
     def to(self, device) -> Targets:
         return Targets({k: v.to(device) for k, v in self.values.items()},
                        {k: v.to(device) for k, v in self.mask.items()},
                        tuple((names, v.to(device), m.to(device))
-                             for names, v, m in self.stacks))
+                             for names, v, m in self.stacks), self.complete)
 
 
 def _missing(arr: np.ndarray) -> np.ndarray:
@@ -291,7 +297,8 @@ def to_targets(kb, targets, n: int, *, index: pd.Index | None = None,
         else:
             values[name] = _number_labels(name, var.type, arr, miss, rows)
         masks[name] = torch.as_tensor(~miss)
-    return Targets(values, masks, _label_stacks(kb, values, masks))
+    return Targets(values, masks, _label_stacks(kb, values, masks),
+                   frozenset(n for n, m in masks.items() if bool(m.all())))
 
 
 #: fewest labelled members of a family worth a stack

@@ -8,6 +8,8 @@ the variables it serves.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 from torch import nn
 
@@ -29,14 +31,14 @@ class NetworkCalls:
     def run_networks(self, batch: Batch) -> dict[str, torch.Tensor]:
         """Each neural variable's raw network output, checked against its type."""
         kb = self.kb
-        stackable, others, order, sizes = kb_cached(kb, "network_plan", _network_plan)
+        net_plan = kb_cached(kb, "network_plan", _network_plan)
         out: dict[str, torch.Tensor] = {}
         feats = None
         groups: dict[tuple, list[str]] = {}
-        for name, network, arg, _ in stackable:
+        for name, network, arg, _ in net_plan.stackable:
             x = batch.values[arg]
             groups.setdefault((network, x.shape[1:]), []).append(name)
-        for name in others:
+        for name in net_plan.others:
             var = kb.variables[name]
             tensors = all(isinstance(kb.variables[a].type, A.TensorType) for a in var.args)
             if tensors:
@@ -60,34 +62,41 @@ class NetworkCalls:
             y = self._call(self.networks[_key(var.network)], args,
                            f"network {var.network!r} (for {name!r})")
             out[name] = self._check_output(name, y, batch.n)
+        for group in net_plan.groups:           # inputs of declared shapes: known groups
+            self._run_group(batch, group, out)
         for (network, _), names in groups.items():
-            m = len(names)
-            if m > 1:   # member-major: the rows of the first, then of the second...
-                x = batch.stacked(tuple(kb.variables[n].args[0] for n in names))
-                x = x.transpose(0, 1).reshape(m * batch.n, *x.shape[2:])
-            else:
-                x = batch.values[kb.variables[names[0]].args[0]]
-            y = self._call(self.networks[_key(network)], [x],
-                           f"network {network!r} (for {', '.join(map(repr, names))}"
-                           + (", their inputs stacked in one call)" if m > 1 else ")"))
-            if m > 1 and sizes[names[0]] is None and isinstance(y, torch.Tensor) and \
-                    y.shape in ((m * batch.n,), (m * batch.n, 1)) and \
-                    isinstance(kb.variables[names[0]].type, A.BoolType):
-                rows = y.reshape(m, batch.n)    # bools: one logit per row and member
-                for i, n in enumerate(names):
-                    out[n] = rows[i]
-                continue
-            parts = torch.split(y, batch.n, 0) if m > 1 and isinstance(y, torch.Tensor) \
-                and y.shape[0] == batch.n * m else None
-            if parts is None and m > 1:
-                self._check_output(names[0], y, batch.n * m)
-            for i, n in enumerate(names):
-                part = parts[i] if parts is not None else y
-                # the common case (as many logits per row as values) without further ado
-                ok = isinstance(part, torch.Tensor) and part.shape == (batch.n, sizes[n])
-                out[n] = part if ok else self._check_output(n, part, batch.n)
-        out.update(batch.overrides)
-        return {n: out[n] for n in order}
+            self._run_group(batch, _group(network, names, [kb.variables[n].args[0] for n in names],
+                                          [net_plan.sizes[n] for n in names]), out)
+        if batch.overrides:
+            out.update(batch.overrides)
+        elif net_plan.in_order:
+            return out
+        return {n: out[n] for n in net_plan.order}
+
+    def _run_group(self, batch: Batch, group: _Group, out: dict) -> None:
+        """One call of a network on the stacked inputs of the variables it serves."""
+        n, names, m = batch.n, group.names, len(group.args)
+        if m > 1:   # member-major: the rows of the first, then of the second...
+            x = batch.stacked(group.args)         # once per batch, taken with its rows
+            x = x.transpose(0, 1).reshape(m * n, *x.shape[2:])
+        else:
+            x = batch.values[group.args[0]]
+        y = self._call(self.networks[_key(group.network)], [x], group.what)
+        if isinstance(y, torch.Tensor):
+            # the common cases without further ado: as many logits per row as values, or
+            # one logit (or value) per row and member
+            if group.size is not None and y.shape == (n * m, group.size):
+                out.update(zip(names, torch.split(y, n, 0)) if m > 1 else ((names[0], y),))
+                return
+            if group.size is None and m > 1 and y.shape in ((m * n,), (m * n, 1)):
+                out.update(zip(names, y.reshape(m, n)))
+                return
+        parts = torch.split(y, n, 0) if m > 1 and isinstance(y, torch.Tensor) \
+            and y.shape[0] == n * m else None
+        if parts is None and m > 1:
+            self._check_output(names[0], y, n * m)
+        for i, name in enumerate(names):
+            out[name] = self._check_output(name, parts[i] if parts is not None else y, n)
 
     @staticmethod
     def _call(module: nn.Module, args: list, what: str):
@@ -152,19 +161,72 @@ class NetworkCalls:
         return out
 
 
-def _network_plan(kb):
+class _Group(NamedTuple):
+    """Neural variables served by one network call on their inputs stacked."""
+
+    network: str
+    names: tuple[str, ...]
+    args: tuple[str, ...]
+    #: logits per row of every one of them (a finite non-bool type of that size), or None
+    size: int | None
+    #: the call, as error messages name it
+    what: str
+
+
+def _group(network: str, names, args, sizes) -> _Group:
+    sizes = set(sizes)
+    what = (f"network {network!r} (for {', '.join(map(repr, names))}"
+            + (", their inputs stacked in one call)" if len(names) > 1 else ")"))
+    return _Group(network, tuple(names), tuple(args), sizes.pop() if len(sizes) == 1 else None,
+                  what)
+
+
+class _NetworkPlan(NamedTuple):
+    #: (name, network, input) of neural variables reading one tensor of undeclared shape
+    #: (grouped per batch by the shape of their inputs)
+    stackable: tuple
+    #: neural variables with several or table arguments (one call each)
+    others: tuple[str, ...]
+    #: the neural variables in order
+    order: tuple[str, ...]
+    #: logits per row of each finite non-bool one (None for the others)
+    sizes: dict
+    #: groups of neural variables reading one tensor each of declared shapes
+    groups: tuple[_Group, ...]
+    #: whether the groups' outputs come in ``order`` with nothing else to run
+    in_order: bool
+
+
+def _network_plan(kb) -> _NetworkPlan:
     """Neural variables that read one tensor each (a network serving several of them runs
-    once on their inputs stacked, when their shapes agree): (name, network, input); the
-    others; the neural variables in order; and how many logits per row each finite
-    non-bool one takes (None for the others)."""
+    once on their inputs stacked, when their shapes agree: known from the rules when
+    the tensors' shapes are declared); the others; the neural variables in order; and
+    how many logits per row each finite non-bool one takes (None for the others)."""
     stackable, others, sizes = [], [], {}
+    declared: dict[tuple, list[str]] = {}
     for name in kb.neural:
         var = kb.variables[name]
         t = var.type
         sizes[name] = (A.domain(t).size if A.is_finite_type(t)
                        and not isinstance(t, A.BoolType) else None)
-        if len(var.args) == 1 and isinstance(kb.variables[var.args[0]].type, A.TensorType):
-            stackable.append((name, var.network, var.args[0], sizes[name]))
-        else:
+        arg = var.args[0] if len(var.args) == 1 else None
+        if arg is None or not isinstance(kb.variables[arg].type, A.TensorType):
             others.append(name)
-    return tuple(stackable), tuple(others), tuple(kb.neural), sizes
+        else:
+            stackable.append((name, var.network, arg, sizes[name]))
+    # a network whose inputs all have declared shapes: its groups are known here (else
+    # grouped per batch, so that inputs of one shape still go through it together)
+    undeclared = {network for _, network, arg, _ in stackable
+                  if kb.variables[arg].type.shape is None}
+    for name, network, arg, _ in stackable:
+        if network not in undeclared:
+            declared.setdefault((network, tuple(kb.variables[arg].type.shape)),
+                                []).append(name)
+    stackable = [entry for entry in stackable if entry[1] in undeclared]
+    groups = tuple(_group(network, names, [kb.variables[n].args[0] for n in names],
+                          [sizes[n] for n in names])
+                   for (network, _), names in declared.items())
+    in_order = not stackable and not others and \
+        tuple(n for g in groups for n in g.names) == tuple(kb.neural)
+    return _NetworkPlan(tuple(stackable), tuple(others), tuple(kb.neural), sizes, groups,
+                        in_order)

@@ -14,6 +14,7 @@ A ``define v: int lo..hi = EXPR`` whose expression is linear in finite integer v
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 
@@ -113,6 +114,11 @@ class Arithmetic:
     carries: list = field(default_factory=list)
     _plans: dict = field(default_factory=dict, repr=False)
 
+    @functools.cached_property
+    def summed(self) -> frozenset:
+        """The variables summed in the columns."""
+        return frozenset(name for col in self.columns for name, _ in col)
+
     @staticmethod
     def conditional(scope, factor: torch.Tensor, made) -> bool:
         """True when ``factor`` is a function of its inputs: it sums to 1 over ``made``."""
@@ -143,7 +149,7 @@ class Arithmetic:
         plan = self._plans.get(device)
         if plan is None:
             plan = self._plans[device] = CarryPlan(self, device)
-        return plan.log_prob(stacked, target.to(device))
+        return plan.log_prob(stacked, target if target.device == device else target.to(device))
 
 
 def _values(t) -> list[int]:
@@ -351,6 +357,21 @@ class CarryPlan:
             width = max(width, length)
             self.groups.append((ps, names, inds, lo, length))
         self.width = width
+        # each group's last indicator writes the sums into place: a 0 on either side
+        # (where impossible carries' indices land) and the width of the widest column
+        self.padded = []
+        for ps, names, inds, lo, length in self.groups:
+            last = bool(inds) and len(inds) >= len(names) - 1 and bool(names)
+            if last:
+                inds[-1] = torch.nn.functional.pad(inds[-1], (1, width + 1 - length))
+            self.padded.append(last)
+        self.blank = any(not names for _, names, *_ in self.groups)   # batch dimension 1
+        # the variables of a group whose domains are all as long, read in one call
+        self.together = []
+        for sig, (ps, names, *_r) in zip(groups, self.groups):
+            same = len(names) > 1 and len({len(dom) for dom in sig}) == 1
+            self.together.append((tuple(n for col in names for n in col), len(sig[0]))
+                                 if same else None)
         order = [p for ps, *_ in self.groups for p in ps]
         self.order = None if order == list(range(self.npos)) else \
             torch.tensor([order.index(p) for p in range(self.npos)], device=cpu).to(device)
@@ -369,43 +390,51 @@ class CarryPlan:
         # index into a column's sums padded with a 0 on either side; impossible carries
         # (columns with fewer of them) land on the 0
         shift = torch.where(valid, shift + 1, -(self.base + width + 2))
-        self.shift1, self.c = shift.view(self.npos, c * c).to(device), c
-        fits = self.base ** self.npos < 2 ** 62
-        self.places = (torch.tensor([self.base ** p for p in range(self.npos)],
+        self.shift1, self.c = shift.view(self.npos, 1, c * c).to(device), c
+        # one column and no carry (a plain sum): P(S = rest) is read at rest - low + 1
+        self.single = self.npos == 1 and c == 1 and self.ncarry == 1
+        self.first = 1 - lows[0]
+        # the target's digits: rest // base**p % base, and the last carry rest // base**npos
+        self.top_place = self.base ** self.npos
+        fits = self.top_place < 2 ** 62
+        self.places = (torch.tensor([[self.base ** p] for p in range(self.npos)],
                                     device=cpu).to(device) if fits else None)
 
     def _column_sums(self, stacked) -> torch.Tensor:
-        """(npos, B, width): each column's distribution of the sum of its variables."""
+        """(npos, B, width + 2): each column's distribution of the sum of its variables,
+        with a 0 on either side."""
         parts = []
-        for ps, names, inds, _lo, _length in self.groups:
+        for (ps, names, inds, _lo, length), padded, together in zip(
+                self.groups, self.padded, self.together):
             if not names:
-                parts.append(torch.ones(len(ps), 1, 1, device=self.device))
-                continue
-            s = stacked(names[0])
-            for j in range(1, len(names)):
-                pair = s.unsqueeze(3) * stacked(names[j]).unsqueeze(2)      # (k, B, i, j)
-                ind = inds[j - 1]
-                s = pair.flatten(2) @ (ind if ind.dtype == pair.dtype else ind.to(pair.dtype))
-            if len(inds) == len(names):      # one variable, its values spread out
-                s = s @ inds[-1].to(s.dtype)
+                s = torch.ones(len(ps), 1, 1, device=self.device)
+            else:
+                dists = (stacked(together[0]).reshape(len(names), len(ps), -1, together[1])
+                         .unbind(0) if together else [stacked(col) for col in names])
+                s = dists[0]
+                for j in range(1, len(names)):
+                    pair = s.unsqueeze(3) * dists[j].unsqueeze(2)               # (k, B, i, j)
+                    ind = inds[j - 1]
+                    s = pair.flatten(2) @ (ind if ind.dtype == pair.dtype else ind.to(pair.dtype))
+                if len(inds) == len(names):      # one variable, its values spread out
+                    s = s @ inds[-1].to(s.dtype)
+            if not padded:
+                s = torch.nn.functional.pad(s, (1, self.width + 1 - length))
             parts.append(s)
         if len(parts) == 1:
             s = parts[0]
         else:
             b = max(t.shape[1] for t in parts)
             dtype = next(t.dtype for t, (_, names, *_r) in zip(parts, self.groups) if names)
-            s = torch.cat([torch.nn.functional.pad(t.to(dtype).expand(-1, b, -1),
-                                                   (0, self.width - t.shape[2]))
-                           for t in parts])
+            s = torch.cat([t.to(dtype).expand(-1, b, -1) for t in parts])
         return s if self.order is None else s.index_select(0, self.order)
 
     def _digits(self, rest: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The target's digits (npos, B), lowest first, and what is left (the last carry)."""
+        """The target's digits (npos, B), lowest first, and what is left (the last carry;
+        negative where ``rest`` is)."""
         if self.places is not None:
-            digits = torch.div(rest.unsqueeze(0), self.places.unsqueeze(1),
-                               rounding_mode="floor") % self.base
-            top = torch.div(rest, self.places[-1] * self.base, rounding_mode="floor")
-            return digits, top
+            digits = torch.div(rest, self.places, rounding_mode="floor") % self.base
+            return digits, torch.div(rest, self.top_place, rounding_mode="floor")
         out = []
         for _ in range(self.npos):
             out.append(torch.remainder(rest, self.base))
@@ -414,32 +443,57 @@ class CarryPlan:
 
     def log_prob(self, stacked, target: torch.Tensor) -> torch.Tensor:
         # each column's sums, with a 0 on either side where impossible indices land
-        s = torch.nn.functional.pad(self._column_sums(stacked), (1, 1))
+        s = self._column_sums(stacked)
         n = target.shape[0]
-        rest = target.long().to(s.device) - self.offset
-        digits, top = self._digits(rest.clamp(min=0))
+        rest = target if target.dtype == torch.long else target.long()
+        rest = rest - self.offset if self.offset else rest
+        if self.blank and s.shape[1] != n:
+            s = s.expand(-1, n, -1)
+        if self.single:
+            # beyond the sums (a negative rest, or one of base or more) lands on a 0
+            idx = (rest + self.first).clamp(0, self.width + 1)
+            return safe_log(s[0].gather(1, idx.view(-1, 1)).view(-1))
+        # (floor division: a negative rest has digits in 0..base-1 and a negative top)
+        digits, top = self._digits(rest)
         # the transitions P(S_p = t_p + base * c' - c): (npos, B, c, c')
-        idx = (digits.unsqueeze(2) + self.shift1.unsqueeze(1)).clamp(0, self.width + 1)
-        m = s.expand(-1, n, -1).gather(2, idx).view(self.npos, n, self.c, self.c)
-        # the carry's distribution column by column, rescaled to a maximum of 1 each time
-        # (the scales are summed in logs at the end), in float64: an unlikely carry that
-        # the last column needs may be 1e-13 times less likely than another, column
-        # after column (confidently wrong digits), far below float32's range
+        idx = (digits.unsqueeze(2) + self.shift1).clamp(0, self.width + 1)
+        m = s.gather(2, idx).view(self.npos, n, self.c, self.c)
+        # the carry's distribution column by column, in float64: an unlikely carry that
+        # the last column needs may be 1e-13 times less likely than another, column after
+        # column (confidently wrong digits), far below float32's range. Rescaled to a
+        # maximum of 1 (the scales summed in logs at the end) every few columns: as many
+        # as float64 holds products of the smallest positive entries of s's dtype
+        every = _rescale_every(m.dtype)
         if self.npos > 1:
             m = m.double()
-        alpha = m[0, :, 0:1, :]                                          # (B, 1, c')
+        columns = m.unbind(0)
+        alpha = columns[0][:, :1]                                          # (B, 1, c')
         scales = []
         for p in range(1, self.npos):
-            scale = alpha.detach().amax(dim=2, keepdim=True).clamp_min(_TINY)
-            scales.append(scale)
-            alpha = (alpha / scale) @ m[p]
-        # the last carry is the sum's top digit; a 0 where the target cannot be reached
-        alpha = torch.nn.functional.pad(alpha.view(n, -1), (0, 1))
-        top = torch.where(rest >= 0, top, self.ncarry).clamp(max=self.ncarry)
-        out = safe_log(alpha.gather(1, top.view(-1, 1)).view(-1))
+            if p % every == 0:
+                scale = alpha.detach().amax(dim=2, keepdim=True).clamp_min(_TINY)
+                scales.append(scale)
+                alpha = alpha / scale
+            alpha = alpha @ columns[p]
+        # the last carry is the sum's top digit; a 0 on either side where the target
+        # cannot be reached (top below 0 or beyond the last carry's values)
+        alpha = torch.nn.functional.pad(alpha.view(n, self.c), (1, 1))
+        index = (top + 1).clamp(0, self.c + 1)
+        out = safe_log(alpha.gather(1, index.view(-1, 1)).view(-1))
         if scales:
             out = out + torch.log(torch.cat(scales, 1)).sum(1).view(-1)
         return out.to(s.dtype)
+
+
+@functools.lru_cache(maxsize=None)
+def _rescale_every(dtype: torch.dtype) -> int:
+    """How many columns of entries of ``dtype`` (the column sums) a float64 product holds
+    without leaving float64's normal range: every nonzero entry is at least the
+    smallest subnormal of ``dtype`` (2**-149 for float32: 6 columns), so a nonzero carry
+    probability rescaled to 1 stays above 2**-1022 that many columns on."""
+    info = torch.finfo(dtype)
+    bits = -math.log2(info.tiny * info.eps)
+    return max(1, int(1022 // bits))
 
 
 _TINY = 1e-300

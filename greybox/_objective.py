@@ -47,34 +47,32 @@ class Objective:
         return to_targets(self.kb, targets, n, default=default).to(self.device)
 
     def _loss(self, trace: Trace, labels) -> torch.Tensor:
-        total = torch.zeros((), device=self.device)
+        total = None       # the sum of the terms (no zero tensor to start it)
         if labels is not None:
             stacked_labels = set()   # a family's members, taken at once
             for names, y, mask in getattr(labels, "stacks", ()):
-                total = total + _stacked_label_loss(trace.log_probs(names, y), mask)
+                total = _plus(total, _stacked_label_loss(trace.log_probs(names, y), mask))
                 stacked_labels.update(names)
             for name in labels.values:
                 if name in stacked_labels:
                     continue
                 y, mask = labels.values[name], labels.mask[name]
-                if not bool(mask.any()):
+                if name in labels.complete:
+                    mask = None       # every row labelled: no look at the mask
+                elif not bool(mask.any()):
                     continue
                 var = self.kb.variables[name]
                 if A.is_finite_type(var.type):
-                    lp = trace.log_prob(name, y)
-                    # rows whose label is impossible (probability 0) teach nothing
-                    ok = mask & torch.isfinite(lp)
-                    if bool(ok.all()):
-                        total = total - lp.mean()
-                    elif bool(ok.any()):
-                        total = total - lp[ok].mean()
+                    total = _plus(total, _label_loss(trace.log_prob(name, y), mask))
                 else:
                     pred = trace.values[name]
-                    total = total + ((pred[mask] - y[mask]) ** 2).mean()
+                    if mask is not None:
+                        pred, y = pred[mask], y[mask]
+                    total = _plus(total, ((pred - y) ** 2).mean())
         stacked = set()  # the groundings of a relational constraint, taken at once
         for names, weights, t in getattr(trace.constraints, "soft_stacks", tuple)():
             v = -torch.log(t.clamp_min(1e-12)) if trace.semantics == "probabilistic" else 1.0 - t
-            total = total + (weights * v.mean(0)).sum()
+            total = _plus(total, (weights * v.mean(0)).sum())
             stacked.update(names)
         for c in self.kb.constraints.values():
             if c.hard or c.name in stacked:
@@ -84,8 +82,8 @@ class Objective:
                 v = -torch.log(t.clamp_min(1e-12))
             else:
                 v = 1.0 - t
-            total = total + c.weight * v.mean()
-        return total
+            total = _plus(total, c.weight * v.mean())
+        return torch.zeros((), device=self.device) if total is None else total
 
     def prior_terms(self) -> list[tuple[nn.Parameter, float, float]]:
         """``(parameter, prior, scale)`` of every learnable rule weight and ``~`` threshold:
@@ -159,6 +157,26 @@ def _stacked_label_loss(lp: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     count = ok.sum(0)
     keep = count > 0
     return -(torch.where(ok, lp, 0.0).sum(0)[keep] / count[keep]).sum()
+
+
+def _label_loss(lp: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor | None:
+    """``-mean(lp)`` over the labelled rows (``mask``; None: all) whose label is possible:
+    rows whose label has probability 0 teach nothing (None when no row is left)."""
+    if mask is None:
+        mean = lp.mean()
+        if bool(torch.isfinite(mean)):    # log-probabilities are <= 0: all finite
+            return -mean
+        ok = torch.isfinite(lp)
+    else:
+        ok = mask & torch.isfinite(lp)
+        if bool(ok.all()):
+            return -lp.mean()
+    return -lp[ok].mean() if bool(ok.any()) else None
+
+
+def _plus(total: torch.Tensor | None, term: torch.Tensor | None) -> torch.Tensor | None:
+    """``total + term``, None standing for nothing yet (or nothing to add)."""
+    return term if total is None else total if term is None else total + term
 
 
 def _prior_penalty(terms, weight_decay: float, device) -> torch.Tensor:

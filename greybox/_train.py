@@ -59,6 +59,14 @@ class History:
                 f"{self.best_epoch}{stop}{chosen})")
 
 
+@dataclass
+class _Last:
+    """What the last training step's loss was."""
+
+    data_loss: float = 0.0
+    penalised: bool = False
+
+
 class _LossModule(nn.Module):
     """Wraps a model so that DistributedDataParallel sees the loss as the forward pass."""
 
@@ -68,12 +76,18 @@ class _LossModule(nn.Module):
         self.tie = tie
         self.priors = list(priors)
         self.weight_decay = weight_decay
-        #: the last data loss (without the prior penalty), as a float
-        self.data_loss = 0.0
+        #: the last data loss (without the prior penalty) as a float, and whether the
+        #: prior penalty was added to it (a plain object: no Module attribute per step)
+        self.last = _Last()
+
+    @property
+    def data_loss(self) -> float:
+        return self.last.data_loss
 
     def forward(self, batch: Batch, labels: Targets) -> torch.Tensor:
         loss = self.model._loss(self.model(batch), labels)
-        self.data_loss = float(loss.detach())
+        last = self.last
+        last.data_loss, last.penalised = float(loss.detach()), False
         if self.tie and not loss.requires_grad and torch.is_grad_enabled():
             # nothing in this process's batch teaches (no label, or only impossible ones):
             # a zero that reaches every parameter, so backward and DDP's all-reduce still
@@ -84,6 +98,7 @@ class _LossModule(nn.Module):
         if loss.requires_grad and self.weight_decay and self.priors:
             # rule weights and thresholds decay toward the rules' values, not toward 0
             loss = loss + _prior_penalty(self.priors, self.weight_decay, loss.device)
+            last.penalised = True
         return loss
 
 
@@ -212,7 +227,8 @@ def fit(model, data, targets=None, *, epochs: int = 10, batch_size: int = 32,
         Held-out data, or the fraction of ``data`` to hold out (chosen with ``seed``).
         Its loss and accuracies are recorded every epoch.
     seed : int or None
-        Seeds torch and the shuffling, so the same call gives the same model.
+        Seeds torch's random numbers where the model lives (the CPU generator; a GPU's
+        when the model is on it) and the shuffling, so the same call gives the same model.
     patience : int, optional
         Stop when the validation loss has not improved for this many epochs, and restore
         the best parameters.
@@ -276,7 +292,7 @@ def fit(model, data, targets=None, *, epochs: int = 10, batch_size: int = 32,
     _check_arguments(epochs=epochs, batch_size=batch_size, validation=validation,
                      patience=patience, anneal=anneal, select=select, folds=folds)
     if seed is not None:
-        torch.manual_seed(seed)
+        _seed(model, seed)
     gen = torch.Generator().manual_seed(seed if seed is not None else int(time.time()))
     d = _training_data(model, data, targets, validation, gen, calibrate=calibrate)
     setting = _Setting(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
@@ -289,6 +305,23 @@ def fit(model, data, targets=None, *, epochs: int = 10, batch_size: int = 32,
     chosen, records = select_epochs(model, d, setting, gen, folds=folds, seed=seed)
     history = _train(model, d, setting, gen, stop_after=chosen)
     return dataclasses.replace(history, selection=records, selected_epochs=chosen)
+
+
+def _seed(model, seed: int) -> None:
+    """Seed torch's random numbers where the model lives: the CPU generator, and a
+    device's generators only when a parameter or buffer is on that device (what
+    ``torch.manual_seed`` does for every device type, at ~1 ms a call)."""
+    torch.default_generator.manual_seed(seed)
+    kinds = {t.device.type for t in (*model.parameters(), *model.buffers())} - {"cpu"}
+    for kind in sorted(kinds):
+        module = getattr(torch, kind, None)
+        seed_all = getattr(module, "manual_seed_all", None) or getattr(module, "manual_seed",
+                                                                        None)
+        if seed_all is None:
+            raise ModelError(f"cannot seed the random numbers of device type {kind!r} (no "
+                             f"torch.{kind}.manual_seed): pass seed=None and seed them "
+                             "yourself")
+        seed_all(seed)
 
 
 @dataclass(frozen=True)
@@ -430,6 +463,10 @@ class _Step:
                                                               find_unused_parameters=True)
         self.opt = s.optimizer(params) if s.optimizer is not None else torch.optim.Adam(
             params, lr=s.lr, weight_decay=s.weight_decay)
+        #: a row without any label may be drawn (so each step checks for one), decided
+        #: once: a variable labelled on every row makes every step teach
+        self.gaps = not d.soft and d.labels is not None and not any(
+            bool(m.all()) for m in d.labels.mask.values())
 
     def epoch(self, epoch: int) -> float:
         """Run epoch ``epoch``; returns its mean data loss over the rows that taught."""
@@ -439,16 +476,17 @@ class _Step:
         perm = whole[self.rank * per:(self.rank + 1) * per] if world > 1 else whole
         bar = _bar(range(0, len(perm), s.batch_size), f"epoch {epoch}/{s.epochs}",
                    show=s.progress and self.rank == 0)
+        shown = not getattr(bar, "disable", True)   # a bar on a terminal: its running loss
         total, seen = 0.0, 0
         for start in bar:
             rows = perm[start:start + s.batch_size]
-            if not d.soft and not _has_label(d.labels, _step_rows(whole, per, world, start,
-                                                                   s.batch_size)):
+            if self.gaps and not _has_label(d.labels, _step_rows(whole, per, world, start,
+                                                                  s.batch_size)):
                 continue   # no process has a labelled row at this step: all skip it
             if self._step(rows, epoch):
                 total += self.inner.data_loss * len(rows)
                 seen += len(rows)
-                if hasattr(bar, "set_postfix"):
+                if shown:
                     bar.set_postfix(loss=f"{total / seen:.4f}", refresh=False)
         return total / max(seen, 1)
 
@@ -458,8 +496,12 @@ class _Step:
         lab = self.d.labels.take(rows) if self.d.labels is not None else None
         self.opt.zero_grad(set_to_none=True)
         loss = self.runner(sub, lab)
-        if not torch.isfinite(loss):
-            raise ModelError(f"the loss became {float(loss)} in epoch {epoch}; lower the "
+        last = self.inner.last
+        value = last.data_loss   # read once (one synchronisation per step)
+        if last.penalised and math.isfinite(value):
+            value = float(loss.detach())
+        if not math.isfinite(value):
+            raise ModelError(f"the loss became {value} in epoch {epoch}; lower the "
                              "learning rate or check the labels")
         if not loss.requires_grad:
             return False   # every label in the batch is impossible: nothing to learn
@@ -470,12 +512,13 @@ class _Step:
 
 def _bar(steps, desc: str, *, show: bool):
     """A tqdm progress bar over ``steps`` (terminals only: logs get one line per epoch)."""
+    if not show:
+        return steps
     try:
         from tqdm.auto import tqdm
     except ImportError:  # pragma: no cover - tqdm is a dependency
         return steps
-    return tqdm(steps, desc=desc, leave=False, mininterval=0.5,
-                disable=True if not show else None)
+    return tqdm(steps, desc=desc, leave=False, mininterval=0.5, disable=None)
 
 
 class _EarlyStopping:

@@ -50,6 +50,52 @@ def test_the_same_seed_gives_the_same_model(threshold_data):
         assert torch.equal(states[0][k], states[1][k]), k
 
 
+def test_fit_seeds_the_cpu_generator_without_torch_manual_seed(threshold_data, monkeypatch):
+    # torch.manual_seed seeds every device type (about 1 ms a call on a CPU build, which
+    # dominated short fits): fit seeds the generators of the devices the model is on, so a
+    # network's dropout draws the same masks from the same seed, and other ones otherwise
+    X, y = threshold_data
+    monkeypatch.setattr(torch, "manual_seed", lambda seed: pytest.fail("torch.manual_seed"))
+
+    def trained(seed):
+        torch.default_generator.manual_seed(3)   # the residual's initial weights
+        model = gb.GreyBox(THRESHOLD_RULES, semantics="product", residual=nn.Sequential(
+            nn.Linear(1, 16), nn.Dropout(0.5), nn.Linear(16, 1)))
+        model.fit(X, y, epochs=2, seed=seed, progress=False)
+        return model.residual_for("y")[0].weight.detach().clone()
+
+    first, again, other = trained(7), trained(7), trained(8)
+    assert torch.equal(first, again)
+    assert not torch.equal(first, other)
+
+
+def test_a_row_whose_label_is_impossible_teaches_nothing_when_every_row_is_labelled():
+    # a batch labelled on every row takes the loss's short path (no look at the mask): a
+    # row whose label has probability 0 (a sum above what the constraint allows) is still
+    # left out, and the gradients stay finite
+    torch.manual_seed(0)
+    model = gb.GreyBox("""
+        input x: tensor[1]
+        neural d1: int 0..9 = f1(x)
+        neural d2: int 0..9 = f2(x)
+        output total: int 0..18
+        define total: int 0..18 = d1 + d2
+        constraint small: total <= 3
+    """, {"f1": nn.Linear(1, 10), "f2": nn.Linear(1, 10)})
+    x = torch.randn(3, 1)
+    labels = np.array([2, 10, 3])
+    lp = model({"x": x}).log_prob("total", torch.as_tensor(labels))
+    assert torch.isfinite(lp[[0, 2]]).all() and lp[1] == -torch.inf
+    loss = model.loss({"x": x}, {"total": labels})
+    assert loss.item() == pytest.approx(-(lp[0] + lp[2]).item() / 2, rel=1e-6)
+    loss.backward()
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    assert grads and all(torch.isfinite(g).all() for g in grads)
+    # a missing label besides (the mask's path): the same loss
+    again = model.loss({"x": torch.cat([x, x[:1]])}, {"total": [2, 10, 3, None]})
+    assert again.item() == pytest.approx(loss.item(), rel=1e-6)
+
+
 def test_validation_metrics_and_early_stopping_restore_the_best(threshold_data):
     X, y = threshold_data
     model = gb.GreyBox(THRESHOLD_RULES, semantics="product")

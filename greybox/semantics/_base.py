@@ -75,6 +75,10 @@ class Context:
     def neural(self, name: str, out: torch.Tensor):
         raise NotImplementedError
 
+    def neurals(self, outs: dict[str, torch.Tensor]) -> dict:
+        """Each neural variable's value from its network output (``neural`` of each)."""
+        return {name: self.neural(name, out) for name, out in outs.items()}
+
     def decided(self, name: str, dist: torch.Tensor):
         """A decided variable's value from its distribution (bool: P(True), (n,); else (n, K))."""
         raise NotImplementedError
@@ -211,8 +215,7 @@ class _Run:
         self.ctx = ctx = semantics.context_class(model, batch)
         self.root = root = Env(ctx)   # table inputs are observed when first read
         self.logits = model.run_networks(batch)
-        for name, out in self.logits.items():
-            root[name] = ctx.neural(name, out)
+        root.values.update(ctx.neurals(self.logits))
         self.residual = model.residual_scores(batch)
         self.bodies: dict = {}
         self.contributions: dict = {}
@@ -222,7 +225,8 @@ class _Run:
         self.bool_scores: dict[str, torch.Tensor] = {}   # bools decided alone: the score
         self.score_columns: dict[str, tuple] = {}  # decided at once: (their scores, column)
         self.joint_best: dict[str, object] = {}    # value index per row, or a maker
-        self.infeasible = ~ctx.feasible(root)
+        self.infeasible = (~ctx.feasible(root) if plan(self.kb).fixed_constraints else
+                           torch.zeros(self.n, dtype=torch.bool, device=ctx.device))
         self.stacked = ctx.rule_values(root)
 
     def full(self, x):

@@ -350,6 +350,26 @@ class ProbContext(Context):
         self._lazy.add(name)   # its factor is made when a query reaches it
         return field
 
+    def neurals(self, outs):
+        # the finite ones registered at once from what is known per model (set
+        # operations, no loop over the variables)
+        key = ("neurals", tuple(outs))
+        known = self._neural_fields.get(key)
+        if known is None:
+            fields = {name: self.neural(name, out) for name, out in outs.items()}
+            finite = [n for n in outs if n in self.logits]
+            if len(finite) < len(outs):
+                return fields        # real network outputs among them: one by one
+            known = self._neural_fields[key] = (fields, {n: self.sizes[n] for n in finite},
+                                                {n: self.vals[n] for n in finite})
+            return fields
+        fields, sizes, vals = known
+        self.logits.update(outs)
+        self.sizes.update(sizes)
+        self.vals.update(vals)
+        self._lazy.update(outs)
+        return fields
+
     def _distribution(self, name) -> torch.Tensor:
         """A neural variable's distribution (B, K) from its network output."""
         out = self.logits[name]
@@ -393,21 +413,21 @@ class ProbContext(Context):
         else ties (each only in its own distribution and the sum's factors), and the
         sum's own variables appear in no other factor: then the carries can be summed
         column by column (:meth:`Arithmetic.log_prob`)."""
+        summed = arith.summed
+        if not self.logits.keys() >= summed:
+            return False
         own = None
-        for col in arith.columns:
-            for name, _ in col:
-                if name not in self.logits:
-                    return False
-                touching = self.touch.get(name)
-                if not touching:
-                    continue
-                if own is None:
-                    own = {id(f) for f in arith.factors}
-                others = [f for f in touching if id(f) not in own]
-                if others and (name in self._lazy or len(others) > 1
-                               or others[0][0] != (name,) or id(others[0]) not in
-                               self.conditional):
-                    return False
+        for name in summed & self.touch.keys():     # (set operations: no loop over all)
+            touching = self.touch[name]
+            if not touching:
+                continue
+            if own is None:
+                own = {id(f) for f in arith.factors}
+            others = [f for f in touching if id(f) not in own]
+            if others and (name in self._lazy or len(others) > 1
+                           or others[0][0] != (name,) or id(others[0]) not in
+                           self.conditional):
+                return False
         # (the sum's own variables, name#digit0..., are named by nothing else)
         return True
 
@@ -439,12 +459,9 @@ class ProbContext(Context):
     def define(self, name, env: Env):
         var = self.kb.variables[name]
         if isinstance(var.type, A.IntType) and env.parent is None:
-            leaves = self.model.compiled.linear_form(name)
-            if leaves is not None and leaves[1] and all(
-                    k in self.sizes and isinstance(self.kb.variables[k].type,
-                                                   (A.IntType, A.BoolType))
-                    for k in leaves[1]):
-                arith = self.model.compiled.arithmetic(name, tuple(leaves[1]))
+            leaves = _int_leaves(self.kb, self.model.compiled, name)
+            if leaves is not None and self.sizes.keys() >= leaves[1]:
+                arith = self.model.compiled.arithmetic(name, leaves[0])
                 if arith is not None and arith.kind == "positional":
                     return Virtual(name, arith)   # its factors join the graph when needed
                 if arith is not None:
@@ -888,7 +905,7 @@ class ProbContext(Context):
         if isinstance(x, Virtual):
             lo = A.domain(var.type).offset     # indices -> codes (the sum's values)
             if self._independent(x.arith):
-                return x.arith.log_prob(self._stacked, target.long() + lo, self.device)
+                return x.arith.log_prob(self._stacked, _codes(target, lo), self.device)
             self._add_arithmetic(x)
             evidence = x.arith.evidence(target.long() + lo)
             scope = [s[0] for s, _ in evidence]
@@ -899,7 +916,7 @@ class ProbContext(Context):
             if arith is not None and self._independent(arith) and all(
                     f is arith.factors[0] for f in self.touch.get(name, ())):
                 # a plain sum of independent variables read by nothing else: its column
-                return arith.log_prob(self._stacked, target.long() + A.domain(var.type).offset,
+                return arith.log_prob(self._stacked, _codes(target, A.domain(var.type).offset),
                                       self.device)
             v = x.scope[0]
             factors = self.closure((v,))
@@ -978,6 +995,25 @@ class ProbContext(Context):
         if isinstance(var.type, A.BoolType):
             return (m > 0.5).long()
         return m
+
+
+def _codes(target: torch.Tensor, offset: int) -> torch.Tensor:
+    """Value indices (long) as codes: ``target + offset`` (no operation for 0)."""
+    target = target if target.dtype == torch.long else target.long()
+    return target + offset if offset else target
+
+
+def _int_leaves(kb, compiled, name) -> tuple[tuple[str, ...], frozenset] | None:
+    """The variables an integer define is linear in (in order, and as a set), when they
+    are all int or bool variables; else None (computed once per knowledge base)."""
+    cache = kb_cached(kb, "probabilistic/int_leaves", lambda kb: {})
+    if name not in cache:
+        form = compiled.linear_form(name)
+        leaves = tuple(form[1]) if form is not None else ()
+        cache[name] = (leaves, frozenset(leaves)) if leaves and all(
+            isinstance(kb.variables[k].type, (A.IntType, A.BoolType)) for k in leaves) \
+            else None
+    return cache[name]
 
 
 class ProbabilisticSemantics(Semantics):
