@@ -4,10 +4,22 @@
 started from (ten labels overfit). The labelled rows are dealt into ``folds`` folds (each
 class spread over them); for each fold a copy of the model trains for the given epochs
 with that fold's labels hidden (its rows still take part, unlabelled), and both the copy
-and the model as given are scored on the hidden labels. The model is trained only if
-the mean per-fold gain exceeds its standard error (the one-standard-error rule of Breiman
-et al., *Classification and Regression Trees*, 1984): otherwise it keeps the values it
-was given — the rules' stated values.
+and the model as given decide the hidden labels. Pooled over the folds, the labels whose
+decision training changed are counted: ``fixed`` (the copy right, the model as given
+wrong) and ``broken``. The model is trained only if a one-sided exact sign test
+(McNemar's exact test) says that so many fixes against so few breaks would come less
+than ``ALPHA`` = 5% of the time from training that helps nothing; otherwise it keeps the
+values it was given — the rules' stated values.
+
+Why a test on the changed labels and not the mean per-fold gain against its standard
+error (the one-standard-error rule, used before): that is a k-fold cross-validated paired
+t test, which Dietterich (*Approximate statistical tests for comparing supervised
+classification learning algorithms*, Neural Computation 10(7), 1998) found to reject far
+too often, and at a threshold of one standard error (t > 1, with four degrees of
+freedom: one time in five by chance) it trained whenever two or three folds gained one
+label each and none lost — on the breast-cancer example with 20 labels, 2 fixed and 0
+broken (a one-in-four event) trained and lost two test patients. McNemar's test is the
+one that paper recommends when each candidate is trained once.
 
 Only the two ends are candidates: on the breast-cancer example, stopping after the epoch
 with the best held-out score did worse on test patients than either end (the per-epoch
@@ -18,6 +30,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 
 import torch
 
@@ -29,6 +42,8 @@ __all__ = ["SELECT", "select_epochs"]
 
 #: the values ``fit(select=...)`` takes
 SELECT = ("kfold",)
+#: training is adopted when the sign test's p-value is below this level
+ALPHA = 0.05
 
 
 def check_select(select, folds) -> None:
@@ -41,13 +56,13 @@ def check_select(select, folds) -> None:
 
 def select_epochs(model, d, s, gen: torch.Generator, *, folds: int, seed: int | None
                   ) -> tuple[int, list[dict]]:
-    """``(epochs, records)``: ``s.epochs`` if training wins in ``folds``-fold
-    cross-validation over the labelled rows of ``d`` by more than one standard error,
+    """``(epochs, records)``: ``s.epochs`` if training wins the sign test over the
+    held-out labels of ``folds``-fold cross-validation over the labelled rows of ``d``,
     else 0; and one record per candidate (0 and ``s.epochs``): its held-out loss,
     accuracy or squared error per labelled variable (pooled over the folds), ``score``,
-    and the mean per-fold ``gain`` over the model as given with its standard error
-    ``gain_se``. Neither ``model`` nor the random
-    streams the training that follows uses are touched."""
+    its ``gain`` in score over the model as given, the held-out labels training
+    ``fixed`` and ``broken``, and the test's ``p_value``. Neither ``model`` nor the
+    random streams the training that follows uses are touched."""
     from ._train import _Data, _hits, _train
 
     rows, fold = _deal(d.labels, folds, seed)
@@ -66,29 +81,48 @@ def select_epochs(model, d, s, gen: torch.Generator, *, folds: int, seed: int | 
                    fold_gen, stop_after=s.epochs)
             trained.append(_hits(trial, held_batch, held_labels))
     records = [_record(model, 0, given, len(rows)), _record(model, s.epochs, trained, len(rows))]
-    gains = torch.tensor([_score(t[1]) - _score(g[1]) for g, t in zip(given, trained)],
-                         dtype=torch.float64)
-    gain, se, wins = _wins(gains)
-    records[0].update(gain=0.0, gain_se=0.0)
-    records[1].update(gain=gain, gain_se=se)
-    chosen = s.epochs if wins else 0
+    fixed, broken = _discordant(given, trained)
+    p = _sign_test(fixed, broken)
+    records[0].update(gain=0.0, fixed=0, broken=0, p_value=1.0)
+    records[1].update(gain=records[1]["score"] - records[0]["score"], fixed=fixed,
+                      broken=broken, p_value=p)
+    chosen = s.epochs if p < ALPHA else 0
     if s.progress:
         print(f"select: {'train' if chosen else 'keep the model as given'} ({k}-fold "
               f"cross-validation over {len(rows)} labelled rows: held-out score "
               f"{records[0]['score']:.4f} as given, {records[1]['score']:.4f} after "
-              f"{s.epochs} epochs, gain {gain:+.4f} ± {se:.4f})", flush=True)
+              f"{s.epochs} epochs; training fixed {fixed} and broke {broken} held-out "
+              f"labels, one-sided sign test p = {p:.3g})", flush=True)
     return chosen, records
 
 
-def _wins(gains: torch.Tensor) -> tuple[float, float, bool]:
-    """``(gain, se, wins)``: the mean of the per-fold ``gains``, its standard error, and
-    whether the gain exceeds it. Where a single fold gains and the others tie, the mean
-    equals its standard error, so one fold's worth of evidence never decides (the
-    comparison allows for rounding)."""
-    gains = gains.double()
-    gain = float(gains.mean())
-    se = float(gains.std() / len(gains) ** 0.5) if len(gains) > 1 else 0.0
-    return gain, se, gain > se * (1 + 1e-9) + 1e-12
+def _discordant(given: list[tuple[float, dict]], trained: list[tuple[float, dict]]
+                ) -> tuple[int, int]:
+    """``(fixed, broken)``: held-out labels, pooled over the folds and the labelled
+    variables, that the trained copy gets right and the model as given wrong, and the
+    other way round (for a real variable: a smaller or a larger squared error). Labels
+    both get right, or both wrong, say nothing about which is better."""
+    fixed = broken = 0
+    for (_, g), (_, t) in zip(given, trained):
+        for name, gh in g.items():
+            th = t[name]
+            fixed += int((th > gh).sum())
+            broken += int((th < gh).sum())
+    return fixed, broken
+
+
+def _sign_test(fixed: int, broken: int) -> float:
+    """The one-sided exact sign test (McNemar's exact test) of ``fixed`` against
+    ``broken``: the probability of ``fixed`` or more heads in ``fixed + broken`` fair
+    coin tosses, i.e. of training fixing at least this many of the labels it changes if
+    it were as likely to break each one. 1.0 when it changes none."""
+    n = fixed + broken
+    if n == 0 or fixed == 0:
+        return 1.0
+    k = torch.arange(fixed, n + 1, dtype=torch.float64)
+    log_pmf = (math.lgamma(n + 1) - torch.lgamma(k + 1) - torch.lgamma(n - k + 1)
+               - n * math.log(2.0))
+    return min(1.0, float(torch.logsumexp(log_pmf, 0).exp()))
 
 
 def _deal(labels: Targets | None, folds: int, seed: int | None

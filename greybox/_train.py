@@ -33,7 +33,8 @@ class History:
     stopped_early: bool = False
     #: with ``fit(select="kfold")``: one record per candidate, the model as given (0
     #: epochs) and trained: held-out ``loss``, accuracy or squared error per labelled
-    #: variable, ``score``, and ``gain`` over the model as given with its ``gain_se``
+    #: variable, ``score``, its ``gain`` over the model as given, the held-out labels
+    #: training ``fixed`` and ``broken``, and the sign test's ``p_value``
     selection: list[dict] = field(default_factory=list)
     #: with ``fit(select="kfold")``: the epochs trained (0: the model as given)
     selected_epochs: int | None = None
@@ -222,7 +223,12 @@ def fit(model, data, targets=None, *, epochs: int = 10, batch_size: int = 32,
         squared distance from the rules' value, in units of the spread of what a
         threshold is compared with). With ``optimizer``, the penalty still applies and
         :meth:`GreyBox.parameter_groups` sets ``weight_decay=0`` on the rule groups.
-        The recorded ``loss`` is the data loss, without the penalty.
+        The recorded ``loss`` is the data loss, without the penalty. The penalty is
+        added to each step's *mean* loss, like the optimiser's decay: the rules' values
+        weigh as much as ``weight_decay`` times the number of labels, so with few labels
+        they hold weakly (not as a Bayesian prior, whose weight against the data grows
+        as labels get fewer); what keeps few labels from ending below the rules is
+        ``select="kfold"`` (see the user guide, "Few labels").
     validation : (data, targets) or float, optional
         Held-out data, or the fraction of ``data`` to hold out (chosen with ``seed``).
         Its loss and accuracies are recorded every epoch.
@@ -248,11 +254,14 @@ def fit(model, data, targets=None, *, epochs: int = 10, batch_size: int = 32,
         are dealt into ``folds`` folds; per fold, a copy of the model trains for
         ``epochs`` with that fold's labels hidden (its rows still take part, unlabelled),
         and it and the model as given are scored on the hidden labels (accuracy of the
-        decisions :meth:`GreyBox.predict` makes; minus the squared error for a real
-        variable). The model then trains for ``epochs`` if the mean per-fold gain exceeds
-        its standard error (a gain in one fold alone never does), and otherwise keeps the
-        values it was given (the rules' stated values, a residual that starts at 0): 0
-        epochs. Costs
+        decisions :meth:`GreyBox.predict` makes; for a real variable, a smaller squared
+        error counts as right). The model then trains for ``epochs`` only if training wins a
+        one-sided exact sign test (McNemar's test) at the 5% level: among the held-out
+        labels whose decision training changed, pooled over the folds, it must fix so
+        many more than it breaks that a coin that favours neither would do as well less
+        than one time in twenty (3 fixed and none broken: 1 in 8, kept; 5 and none: 1 in
+        32, trained). Otherwise it keeps the values it was given (the rules' stated
+        values, a residual that starts at 0): 0 epochs. Costs
         ``folds`` extra trainings; meant for few labels. Not with ``patience``.
     folds : int
         Folds for ``select="kfold"`` (fewer when fewer rows are labelled).

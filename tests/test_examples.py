@@ -38,12 +38,42 @@ def test_breast_cancer_example_prints_its_comparison_table():
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     out = proc.stdout
-    for row in ("rules alone", "greybox: rules + residual", "MLP", "logistic regression"):
+    for row in ("rules alone", "greybox, select='kfold'", "greybox, plain fit", "MLP",
+                "logistic regression"):
         assert row in out
     greybox_row = next(line for line in out.splitlines() if line.startswith("greybox"))
     tokens = greybox_row.split()
     accuracies = [float(tokens[i - 1]) for i, t in enumerate(tokens) if t == "±"]  # means
     assert len(accuracies) == 4 and min(accuracies) > 0.85
+
+
+def _table(out: str) -> dict[str, list[str]]:
+    """The cells of an example's comparison table, by row name (names end at two spaces)."""
+    rows = {}
+    for line in out.splitlines():
+        name, _, cells = line.partition("  ")
+        if cells.strip():
+            rows[name.strip()] = cells.split()
+    return rows
+
+
+@pytest.mark.slow
+def test_wine_example_prints_its_comparison_table():
+    proc = subprocess.run([sys.executable, str(EXAMPLES / "wine.py"), "--repeats", "1"],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = _table(proc.stdout)
+    means = {name: [float(cells[i - 1]) for i, t in enumerate(cells) if t == "±"]
+             for name, cells in rows.items() if "±" in cells}
+    assert set(means) == {"rules alone", "greybox, select='kfold'", "greybox, plain fit",
+                          "MLP", "logistic regression"}
+    assert means["rules alone"][0] > 0.9          # the rules alone, no label
+    assert len(means["greybox, select='kfold'"]) == 3          # 15, 30, all labels
+    # split 0: with 15 labels plain training loses a wine, selection keeps the rules
+    assert rows["splits where select trained"][:3] == ["0", "of", "1"]
+    assert means["greybox, select='kfold'"][0] == means["rules alone"][0]
+    assert means["greybox, plain fit"][0] < means["rules alone"][0]
+    assert means["greybox, plain fit"][2] > means["rules alone"][0]   # all labels teach
 
 
 def test_the_gpu_check_runs_on_the_cpu():
