@@ -736,8 +736,8 @@ class ProbContext(Context):
         ``scope`` and those assignments are few enough to be cheaper than elimination;
         else None. The assignments are enumerated once per structure."""
         here = set(scope)
-        if not all(set(f[0]) <= here for f in closure):
-            return None
+        if self.device.type == "meta" or not all(set(f[0]) <= here for f in closure):
+            return None       # (tensors without values: the crisp parts cannot be read)
         crisp, rest = [], []
         for f in parts:
             (crisp if f.scope and f.t.shape[0] == 1 else rest).append(f)
