@@ -360,7 +360,7 @@ class CarryPlan:
         # each group's last indicator writes the sums into place: a 0 on either side
         # (where impossible carries' indices land) and the width of the widest column
         self.padded = []
-        for ps, names, inds, lo, length in self.groups:
+        for _, names, inds, _, length in self.groups:
             last = bool(inds) and len(inds) >= len(names) - 1 and bool(names)
             if last:
                 inds[-1] = torch.nn.functional.pad(inds[-1], (1, width + 1 - length))
@@ -368,7 +368,7 @@ class CarryPlan:
         self.blank = any(not names for _, names, *_ in self.groups)   # batch dimension 1
         # the variables of a group whose domains are all as long, read in one call
         self.together = []
-        for sig, (ps, names, *_r) in zip(groups, self.groups):
+        for sig, (_, names, *_r) in zip(groups, self.groups):
             same = len(names) > 1 and len({len(dom) for dom in sig}) == 1
             self.together.append((tuple(n for col in names for n in col), len(sig[0]))
                                  if same else None)
@@ -485,7 +485,7 @@ class CarryPlan:
         return out.to(s.dtype)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _rescale_every(dtype: torch.dtype) -> int:
     """How many columns of entries of ``dtype`` (the column sums) a float64 product holds
     without leaving float64's normal range: every nonzero entry is at least the
