@@ -64,8 +64,13 @@ class Batch:
         for k, v in self.values.items():
             values[k] = v[rows if rows.device == v.device else rows.to(v.device)]
         positions = cpu if self._positions is None else self._positions[cpu]
-        return Batch(values, len(cpu), self._index,
-                     {k: v[cpu] for k, v in self.columns.items()}, positions)
+        out = Batch(values, len(cpu), self._index,
+                    {k: v[cpu] for k, v in self.columns.items()}, positions)
+        # the rows' overridden network outputs go with them (predict takes its rows in
+        # chunks; a counterfactual's batch holds its neural concepts by overrides)
+        out.overrides = {k: v[rows if rows.device == v.device else rows.to(v.device)]
+                         for k, v in self.overrides.items()}
+        return out
 
 
 def _length(name, value) -> int:
