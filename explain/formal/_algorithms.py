@@ -100,7 +100,8 @@ def reason(model, batch, row=None, output: str | None = None, *,
     t0 = time.perf_counter()
     p, batch, output, row = _problem(model, batch, row, output, level, max_relus, backend,
                                      timeout)
-    free = (free,) if isinstance(free, str) else tuple(free)
+    # each named once, in the order given
+    free = tuple(dict.fromkeys((free,) if isinstance(free, str) else free))
     unknown = [n for n in free if n not in p.facts]
     if unknown:
         raise ModelError(f"free names {unknown[0]!r}, which is not a fact of the row "

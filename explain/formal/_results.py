@@ -43,12 +43,15 @@ class Reason:
     free: tuple = ()
 
     def __str__(self) -> str:
-        facts = " and ".join(f"{k} = {v!r}" for k, v in self.facts.items()) or "nothing"
         extra = "".join(f"; {a}" for a in self.assumptions)
-        whatever = f", whatever {', '.join(self.free)}" if self.free else ""
-        return (f"{self.output} = {self.decision!r} for row {self.row} because {facts}"
-                f"{whatever} (minimal; {'verified' if self.verified else 'NOT verified'}"
-                f"{extra})")
+        if self.facts:
+            facts = " and ".join(f"{k} = {v!r}" for k, v in self.facts.items())
+            whatever = f", whatever {', '.join(self.free)}" if self.free else ""
+            why = f"because {facts}{whatever}"
+        else:   # no fact is needed: the learned rules and the hard constraints decide
+            why = "whatever its facts: the model's rules and hard constraints alone force it"
+        return (f"{self.output} = {self.decision!r} for row {self.row} {why} "
+                f"(minimal; {'verified' if self.verified else 'NOT verified'}{extra})")
 
     def _repr_html_(self) -> str:
         return f"<p>{html.escape(str(self))}</p>"
