@@ -90,6 +90,10 @@ class Batch:
         taken = Batch(_Rows(self.values, rows), rows.shape[0], self._index,
                       _Rows(self.columns, cpu), positions)
         taken._taken_from = (self, rows)
+        # the rows' overridden network outputs go with them (predict takes its rows in
+        # chunks; a counterfactual's batch holds its neural concepts by overrides)
+        taken.overrides = {k: v[rows if rows.device == v.device else rows.to(v.device)]
+                           for k, v in self.overrides.items()}
         return taken
 
 

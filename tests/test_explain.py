@@ -603,6 +603,21 @@ def test_a_model_whose_rules_compare_crisply_is_explained_with_flat_attributions
         "  counterexample: age=0, income=40001.0, approve=False")
 
 
+def test_free_names_each_fact_once_and_a_reason_of_no_facts_says_what_forces_it():
+    """Red-team item 20: reason(free=[...]) repeated duplicate names ("whatever x, x") and
+    a reason of no facts read "because nothing"."""
+    model = gb.GreyBox("input x: bool\ninput k: int 0..3\noutput y: bool\n"
+                       "rule r weight 2: x and k > 1 -> y\nconstraint must: y",
+                       semantics="product")
+    data = {"x": [False], "k": [0]}
+    r = gb.explain.reason(model, data, free=["k", "x", "k", "x"])
+    assert r.free == ("k", "x") and r.facts == {} and r.decision is True
+    assert str(r) == ("y = True for row 0 whatever its facts: the model's rules and hard "
+                      "constraints alone force it (minimal; verified)")
+    # the same when no fact is free: the constraint alone forces it
+    assert str(gb.explain.reason(model, data)) == str(r)
+
+
 def test_a_float64_image_is_attributed_through_a_float32_network():
     kb = gb.rules.parse("input img: tensor[4]\nneural d: int 0..2 = net(img)\noutput d2: int 0..2\n"
                         "define d2: int 0..2 = d")

@@ -437,3 +437,89 @@ def test_rows_are_taken_by_their_index_label():
         gb.explain.counterfactual(model, data, 2)
     ex = gb.explain.explain(model, data, parameters=False)
     assert ex.reason("p6").row == "p6" and ex.row_text("p6").startswith("row p6:")
+
+
+@pytest.mark.parametrize("row", [(0.1, 0.2, 0.3), (0.3, 0.2, 0.1), (0.2, 0.2, 0.2),
+                                 (0.1, 0.1, 0.4)])
+def test_a_counterfactual_exists_for_a_sum_exactly_on_a_decimal_threshold(row):
+    """Red-team item 5: 0.1 + 0.2 + 0.3 > 0.6 holds in floats and exactly (the binary
+    fractions sum a hair above 0.6), so the closest change is smaller than the solver's
+    noise bound and rounded back to the row's value: the counterfactual came out empty
+    ("the solver's counterfactual () does not change the decision"). A needed change is
+    kept on its side of the row's value, then rounded to a person's precision."""
+    model = gb.GreyBox("set p: 0..2\ninput v[p]: real[0, 1]\noutput y: bool\n"
+                       "rule r weight 1 fixed: sum(v[i] for i in p) > 0.6 -> y\n"
+                       "rule s weight 0.5 fixed: true -> not y\n")
+    data = pd.DataFrame([row], columns=["v[0]", "v[1]", "v[2]"])
+    assert model.predict(data)["y"].tolist() == [True]
+    cf = gb.explain.counterfactual(model, data)
+    assert cf.verified and cf.new_decision is False and len(cf.changes) == 1
+    (change,) = cf.changes.itertuples()
+    assert change.after < change.before and change.after == round(change.after, 3)
+    assert model.predict(cf.row_after)["y"].tolist() == [False]
+
+
+class _Fixed(nn.Module):
+    """A 'network' whose logits are its input tensor (so the row's tensors decide)."""
+
+    def forward(self, x):
+        return x
+
+
+RELATIONAL_NEURAL = """\
+set person
+input f(person, person): bool
+input v(person): real[0, 10]
+input img(person): tensor[3]
+neural k(person): int 0..2 = knet(img(person))
+output c(person): bool
+rule r(p in person, q in person) weight 0.5: p != q and f(p, q) and v(p) > ~5 -> c(q)
+rule kk(p in person): k(p) == 2 -> c(p)
+constraint cc(p in person): v(p) > 9.5 -> not c(p)
+"""
+
+
+def _relational_neural():
+    model = gb.GreyBox(gb.rules.parse(RELATIONAL_NEURAL, sets={"person": ["a", "b", "c"]}),
+                       {"knet": _Fixed()}, semantics="lukasiewicz")
+    img = np.zeros((1, 3, 3), np.float32)
+    img[0, :, 0] = 1.0                      # every k(p) = 0
+    data = {"f": np.zeros((1, 3, 3), bool), "v": np.array([[6.0, 2.0, 3.0]]), "img": img}
+    return model, data
+
+
+def test_a_counterfactuals_row_after_goes_into_predict_on_a_model_with_tensor_inputs():
+    """Red-team item 17: row_after held the facts (no tensors, neural values), so predict
+    refused it (missing input 'img(a)'). It now holds every input as predict reads it (the
+    row's tensors kept); a changed neural concept is held by cf.batch(model), which
+    overrides its network's output -- what `verified` runs."""
+    model, data = _relational_neural()
+    assert model.predict(data)["c(b)"].tolist() == [False]
+    cf = gb.explain.counterfactual(model, data, output="c(b)")
+    assert cf.verified and cf.new_decision is True
+    assert model.predict(cf.row_after)["c(b)"].tolist() == [True]       # inputs changed
+    assert model.predict(cf.batch(model))["c(b)"].tolist() == [True]
+    assert set(cf.row_after) == set(model.kb.inputs)
+    assert tuple(cf.row_after["img(a)"].shape) == (1, 3)
+    # with every table input held, only a neural concept can change: predict on the
+    # inputs alone runs the network again (the row's decision), cf.batch holds it
+    tables = [n for n in model.kb.inputs if not n.startswith("img")]
+    cf = gb.explain.counterfactual(model, data, output="c(b)", immutable=tables)
+    assert list(cf.changes.fact) == ["k(b)"] and cf.changes.after.tolist() == [2]
+    assert cf.concepts_after["k(b)"] == 2 and cf.concepts_after["k(a)"] == 0
+    assert model.predict(cf.row_after)["c(b)"].tolist() == [False]
+    assert model.predict(cf.batch(model))["c(b)"].tolist() == [True]
+
+
+def test_counterfactuals_are_the_same_on_every_call_and_after_save_and_load(tmp_path):
+    """Red-team item 18: repeated calls returned different (valid) single changes. The
+    single changes are tried fact by fact, the closest winning and ties going to the
+    earlier fact, so every call -- and a saved and loaded copy -- gives the same one."""
+    model, data = _relational_neural()
+    data["f"][0, 0, 2] = True                  # f(a, c): v(a) > 5 pushes c(c)
+    model.save(tmp_path / "m.pt")
+    loaded = gb.load(tmp_path / "m.pt", networks={"knet": _Fixed()})
+    for output in ("c(a)", "c(b)", "c(c)"):
+        seen = {str(gb.explain.counterfactual(m, data, output=output))
+                for m in (model, loaded, model, loaded, model)}
+        assert len(seen) == 1, seen

@@ -822,3 +822,45 @@ def test_outputs_of_one_rule_stack_are_decided_at_once_and_exactly(text, monkeyp
     assert stacked[3] == pytest.approx(alone[3], rel=1e-6)
     for a, b in zip(stacked[4], alone[4]):
         assert torch.allclose(a, b, atol=1e-6)
+
+
+def test_a_one_fact_counterfactual_under_a_hard_constraint_is_found_one_fact_at_a_time(
+        monkeypatch):
+    """Red-team item 1: a hard constraint over the outputs made Z3's whole optimisation
+    time out (10 s) on a trained three-person model whose decision one fact changes. Z3
+    now tries one fact at a time first, as the MILP backend does (each a small problem
+    with the other facts held), and optimises over every fact only when no single change
+    exists."""
+    import greybox as gb
+    from greybox.explain.formal.z3 import Z3Problem
+
+    kb = gr.parse("""set person
+input lvl(person): int 0..3
+input f(person, person): bool
+define risky(person): bool
+output alert(person): bool
+rule s(p in person): lvl(p) >= 2 -> risky(p)
+rule t(p in person) weight 0.4: lvl(p) == 0 -> not risky(p)
+rule u(p in person): (exists q in person: q != p and f(p, q) and risky(q)) -> alert(p)
+rule v(p in person) weight 0.5: risky(p) -> not alert(p)
+constraint cap: not (alert(a) and alert(b) and alert(c))""", sets={"person": ["a", "b", "c"]})
+    model = gb.GreyBox(kb, semantics="godel")
+    rng = np.random.default_rng(1)
+    data = {"lvl": rng.integers(0, 4, (40, 3)), "f": rng.random((40, 3, 3)) < 0.5}
+    model.fit(data, {"alert": (rng.random((40, 3)) < 0.5).astype(float)}, epochs=3,
+              progress=False)
+    one = {k: v[:1] for k, v in data.items()}
+    widths = []
+    optimise = Z3Problem._optimise
+
+    def spy(self, *, mutable, minimize, spreads):
+        widths.append(len(mutable))
+        return optimise(self, mutable=mutable, minimize=minimize, spreads=spreads)
+
+    monkeypatch.setattr(Z3Problem, "_optimise", spy)
+    cf = gb.explain.counterfactual(model, one, output="alert(a)", backend="z3", timeout=5)
+    assert cf.verified and cf.decision is True and cf.new_decision is False
+    assert [tuple(c) for c in cf.changes.itertuples(index=False)] == [("lvl(a)", 1, 2)]
+    assert model.predict(cf.row_after)["alert(a)"].tolist() == [False]
+    assert widths and set(widths) == {1}          # never the whole optimisation
+    assert cf.distance == 1.0

@@ -21,8 +21,10 @@ from greybox.rules import closure, entails, evaluate, expr_to_text, parse_formul
 from ._backend import BACKENDS, choose, resolve_level
 from ._results import Counterfactual, Reason, Verification
 from ._row import (
+    concepts_after,
     decision_on,
     distance,
+    inputs_after,
     num,
     person_step,
     pull_back,
@@ -98,7 +100,8 @@ def reason(model, batch, row=None, output: str | None = None, *,
     t0 = time.perf_counter()
     p, batch, output, row = _problem(model, batch, row, output, level, max_relus, backend,
                                      timeout)
-    free = (free,) if isinstance(free, str) else tuple(free)
+    # each named once, in the order given
+    free = tuple(dict.fromkeys((free,) if isinstance(free, str) else free))
     unknown = [n for n in free if n not in p.facts]
     if unknown:
         raise ModelError(f"free names {unknown[0]!r}, which is not a fact of the row "
@@ -189,16 +192,23 @@ def counterfactual(model, batch, row=None, output: str | None = None, *,
                          f"{output!r} (the model decides {p.decision!r} everywhere "
                          f"there{ranges}){p.why_none()}")
     facts = p.facts
-    for n, code in list(after.items()):   # solver noise is not a change
-        if isinstance(code, float) and abs(code - float(facts[n])) <= 1e-9 * max(
-                1.0, abs(float(facts[n]))):
-            after[n] = facts[n]
-    changes = [{"fact": n, "before": show(p.kb, n, facts[n]), "after": show(p.kb, n, c)}
-               for n, c in after.items() if c != facts[n]]
 
     def applied(trial):
         got = decision_on(model, batch, row, output, trial)
         return got is not None and got != p.decision
+
+    # solver noise is not a change -- unless the decision needs it: on a row whose sum
+    # sits exactly on a threshold (0.1 + 0.2 + 0.3 > 0.6) the closest change is that small
+    noise = {n: facts[n] for n, code in after.items()
+             if isinstance(code, float) and code != facts[n]
+             and abs(code - float(facts[n])) <= 1e-9 * max(1.0, abs(float(facts[n])))}
+    if noise:
+        trial = {**after, **noise}
+        if applied(trial) or (not applied(after)
+                              and any(trial[n] != facts[n] for n in trial)):
+            after.update(noise)
+    changes = [{"fact": n, "before": show(p.kb, n, facts[n]), "after": show(p.kb, n, c)}
+               for n, c in after.items() if c != facts[n]]
 
     _polish(model, p, changes, after, applied)
     new_decision = decision_on(model, batch, row, output, after)
@@ -212,10 +222,10 @@ def counterfactual(model, batch, row=None, output: str | None = None, *,
     return Counterfactual(batch.index[row], output, p.decision, new_decision,
                           pd.DataFrame(changes, columns=["fact", "before", "after"],
                                        dtype=object),
-                          {n: show(p.kb, n, c) for n, c in after.items()},
+                          inputs_after(model, batch, row, after),
                           distance(model, p.kb, changes, facts, after, minimize),
                           True, time.perf_counter() - t0, p.level,
-                          p.assumptions(immutable))
+                          p.assumptions(immutable), concepts_after(model.kb, after))
 
 
 def _polish(model, p, changes: list, after: dict, applied) -> None:

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import html
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from greybox.rules import Entailment
+
+if TYPE_CHECKING:
+    from greybox import Batch
 
 __all__ = ["Counterfactual", "Reason", "Verification"]
 
@@ -39,12 +43,15 @@ class Reason:
     free: tuple = ()
 
     def __str__(self) -> str:
-        facts = " and ".join(f"{k} = {v!r}" for k, v in self.facts.items()) or "nothing"
         extra = "".join(f"; {a}" for a in self.assumptions)
-        whatever = f", whatever {', '.join(self.free)}" if self.free else ""
-        return (f"{self.output} = {self.decision!r} for row {self.row} because {facts}"
-                f"{whatever} (minimal; {'verified' if self.verified else 'NOT verified'}"
-                f"{extra})")
+        if self.facts:
+            facts = " and ".join(f"{k} = {v!r}" for k, v in self.facts.items())
+            whatever = f", whatever {', '.join(self.free)}" if self.free else ""
+            why = f"because {facts}{whatever}"
+        else:   # no fact is needed: the learned rules and the hard constraints decide
+            why = "whatever its facts: the model's rules and hard constraints alone force it"
+        return (f"{self.output} = {self.decision!r} for row {self.row} {why} "
+                f"(minimal; {'verified' if self.verified else 'NOT verified'}{extra})")
 
     def _repr_html_(self) -> str:
         return f"<p>{html.escape(str(self))}</p>"
@@ -57,10 +64,17 @@ class Reason:
 class Counterfactual:
     """A minimal change of a row's facts that changes its decision.
 
-    ``changes`` lists each changed fact (``fact``, ``before``, ``after``); ``row_after``
-    is the changed row's facts; ``new_decision`` what the rules decide there;
-    ``verified``: the model, run on the changed row (networks overridden where a neural
-    concept changed), decides ``new_decision``.
+    ``changes`` lists each changed fact (``fact``, ``before``, ``after``);
+    ``new_decision`` what the model decides on the changed row. ``row_after`` is that
+    row as :meth:`GreyBox.predict` reads it: every input, table inputs changed (single
+    values; one-row arrays, the row's tensors included, where the model has tensor
+    inputs). ``concepts_after``: the neural concepts' values on the changed row where
+    they are facts (``level="concept"``; empty at the input level, where the networks
+    follow from the inputs) -- a counterfactual may change them, which no input of
+    ``row_after`` does, so :meth:`batch` holds them by overriding their networks'
+    outputs. ``verified``: ``model.predict(cf.batch(model))`` decides ``new_decision``
+    (this is what was run); where no neural concept changed, ``model.predict(cf.row_after)``
+    decides it too.
     """
 
     row: object
@@ -76,6 +90,26 @@ class Counterfactual:
     level: str = "concept"
     #: what the search assumed beyond the declared types (training ranges)
     assumptions: tuple = ()
+    #: the neural concepts' values on the changed row (concept level), name -> value
+    concepts_after: dict = field(default_factory=dict)
+
+    def batch(self, model) -> Batch:
+        """``row_after`` read by ``model``, each neural concept of ``concepts_after`` held
+        at its value (its network's output overridden): ``model.predict`` on it decides
+        ``new_decision``.
+
+        Examples
+        --------
+        >>> import greybox as gb
+        >>> model = gb.GreyBox("input x: real[0, 10]  output y: bool  rule r: x > 5 -> y",
+        ...                    semantics="product")
+        >>> cf = gb.explain.counterfactual(model, {"x": [2.0]})
+        >>> cf.row_after, model.predict(cf.batch(model))["y"].tolist()
+        ({'x': 5.01}, [True])
+        """
+        from ._row import overridden
+
+        return overridden(model, self.row_after, self.concepts_after)
 
     def __str__(self) -> str:
         moves = ", ".join(f"{c.fact}: {c.before!r} -> {c.after!r}"

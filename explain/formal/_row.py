@@ -15,8 +15,9 @@ import torch
 from greybox.errors import ModelError
 from greybox.rules import ast as A
 
-__all__ = ["row_position", "decision_on", "distance", "num", "person_step", "pull_back", "residual_facts",
-           "round_changes", "row_state", "sampled_differs", "show"]
+__all__ = ["concepts_after", "decision_on", "distance", "inputs_after", "num", "overridden",
+           "person_step", "pull_back", "residual_facts", "round_changes", "row_position",
+           "row_state", "sampled_differs", "show"]
 
 
 def show(kb, name, code):
@@ -79,47 +80,72 @@ def pull_back(kb, changes: list, facts: dict, after: dict, still_changed, *,
         change["after"] = show(kb, n, after[n])
 
 
-def decision_on(model, batch, row, output, after: dict):
-    """The model's decision function (what ``predict`` returns) on the row with the facts
-    in ``after`` (table inputs changed; neural concepts overridden where they are facts);
-    None when no decision satisfies the hard constraints there."""
-    from greybox import Batch
-    from greybox.semantics.crisp import crisp_evaluation
-
+def inputs_after(model, batch, row: int, after: dict) -> dict:
+    """The row with the table inputs in ``after`` changed, as :meth:`GreyBox.predict`
+    reads it: every input's single value (enums by label) where the model's inputs are
+    all table inputs; where it has tensor inputs, one-row arrays (each table value in a
+    list, each tensor input the row's tensor with its row axis), so that the mapping is
+    one row either way."""
     kb = model.kb
     sub = batch.take(torch.as_tensor([row]))
-    values = dict(sub.values)
-    columns = dict(sub.columns)
-    for n, code in after.items():
-        var = kb.variables.get(n)
-        if var is None or var.role != "input":
+    tensors = {n: sub.values[n].detach().cpu() for n in kb.inputs
+               if isinstance(kb.variables[n].type, A.TensorType)}
+    out = {}
+    for n in kb.inputs:
+        if n in tensors:
+            out[n] = tensors[n]
             continue
-        if isinstance(var.type, A.EnumType):
-            columns[n] = np.asarray([int(code)])
-            values[n] = torch.as_tensor([int(code)], device=model.device)
-        else:
-            columns[n] = np.asarray([code], dtype=bool if isinstance(var.type, A.BoolType)
-                                    else np.float64)
-            values[n] = torch.as_tensor([float(code)], device=model.device)
-    changed = Batch(values, 1, sub.index, columns)
+        code = after[n] if n in after else sub.columns[n][0]
+        code = code.item() if hasattr(code, "item") else code
+        value = show(kb, n, code)
+        out[n] = [value] if tensors else value
+    return out
+
+
+def overridden(model, data, concepts: dict):
+    """``data`` read by the model (a :class:`greybox.Batch`) with each neural concept in
+    ``concepts`` (name -> value) held at that value: its network's output on the row is
+    replaced by logits whose most probable value it is (a bool's logit +-10^4, a finite
+    concept's one-hot of 0 and -10^4, a real's value). ``model.predict`` on it is the
+    decision function with those concepts given -- what a counterfactual's ``verified``
+    runs."""
+    changed = model.batch(data)
+    if not concepts:
+        return changed
+    kb = model.kb
     with torch.no_grad():
         logits = model.run_networks(changed)
     overrides = {}
-    for n, out in logits.items():
+    for n, value in concepts.items():
         var = kb.variables[n]
-        code = after.get(n)
-        if code is None:
-            continue
-        o = out.detach().clone()
+        o = logits[n].detach().clone()
         if isinstance(var.type, A.BoolType):
-            o[0] = 1e4 if code else -1e4
+            o[:] = 1e4 if value else -1e4
         elif A.is_finite_type(var.type):
-            o[0] = -1e4
-            o[0, A.domain(var.type).index_of(code)] = 0.0
+            o[:] = -1e4
+            o[:, A.domain(var.type).index(value)] = 0.0
         else:
-            o[0] = float(code)
+            o[:] = float(value)
         overrides[n] = o
     changed.overrides = overrides
+    return changed
+
+
+def concepts_after(kb, after: dict) -> dict:
+    """The neural concepts' values among a counterfactual's facts (name -> value)."""
+    return {n: show(kb, n, code) for n, code in after.items()
+            if n in kb.variables and kb.variables[n].role == "neural"}
+
+
+def decision_on(model, batch, row, output, after: dict):
+    """The model's decision function (what ``predict`` returns) on the row with the facts
+    in ``after`` (table inputs changed; neural concepts held at their values where they
+    are facts: :func:`overridden`); None when no decision satisfies the hard constraints
+    there."""
+    from greybox.semantics.crisp import crisp_evaluation
+
+    changed = overridden(model, inputs_after(model, batch, row, after),
+                         concepts_after(model.kb, after))
     ev, _ = crisp_evaluation(model, changed)
     if bool(ev.infeasible.iloc[0]):
         return None

@@ -628,7 +628,8 @@ def closest_change(comp: _Compiler, output: str, decision, facts: dict, *, minim
                 gap = abs(float(x[name]) - float(facts[name])) / max(
                     spreads.get(name, 1.0), 1e-12) if isinstance(
                     t, (A.RealType, A.IntType)) else 1.0
-                singles.append((gap, mutable.index(name), x))
+                # gaps equal but for solver noise tie: the earlier input wins
+                singles.append((round(gap, 9), mutable.index(name), x))
         if singles:
             return min(singles, key=lambda c: c[:2])[2]
     p = comp.p

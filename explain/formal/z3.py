@@ -5,8 +5,8 @@ scores under the hard constraints, ties in domain order) are one background per 
 state (cached); at the input level each neural concept and the residual are tied to their
 networks' exact encodings (weights as exact rationals, each ReLU an ``If``); at the
 concept level neural values are facts and residual logits free reals that the row's facts
-pin. Reasons use unsat cores; counterfactuals Z3 ``Optimize`` (lexicographic count and
-L1).
+pin. Reasons use unsat cores; counterfactuals one fact at a time first, then Z3
+``Optimize`` (lexicographic count and L1).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from __future__ import annotations
 import weakref
 from fractions import Fraction
 
+import numpy as np
 import z3
 
 from greybox.errors import ModelError, SolverError
@@ -255,28 +256,67 @@ class Z3Problem(Problem):
         return self.check(s) == z3.sat
 
     def closest(self, *, minimize: str, immutable, spreads: dict):
+        """Fewest changes: one fact at a time first (:meth:`_single`, the other facts
+        held, as the MILP backend does), the closest single change winning and ties going
+        to the earlier fact -- cheap where hard constraints make the whole optimisation
+        slow, and the same answer on every call; the whole optimisation only when no
+        single change exists. ``"l1"``: the whole optimisation."""
+        mutable = [n for n in self.names if n not in immutable and not self.held(n)]
+        if minimize == "count" and len(mutable) > 1:
+            singles = []
+            for k, name in enumerate(mutable):
+                found = self._single(name, spreads)
+                if found is not None:
+                    # gaps equal but for solver noise tie: the earlier fact wins
+                    singles.append((round(self._gap(name, found[name], spreads), 9), k,
+                                    found))
+            if singles:
+                return min(singles, key=lambda c: c[:2])[2]
+        return self._optimise(mutable=mutable, minimize=minimize, spreads=spreads)
+
+    def _single(self, name: str, spreads: dict):
+        """The closest facts with only ``name`` changed whose decision differs; None when
+        none. First one incremental check (every other fact held by its assumption
+        literal) says whether any value of ``name`` changes the decision; then a real or
+        int input's closest value by optimisation, or a bool's, enum's or neural class's
+        first value in domain order that does (each counts 1)."""
+        s = self._differs_solver()
+        others = [self._lits[n] for n in self.names if n != name]
+        if self.check(s, *others) == z3.unsat:
+            return None
+        if _measured(self.kb, name):
+            return self._optimise(mutable=[name], minimize="l1", spreads=spreads)
+        d = A.domain(self.kb.variables[name].type)
+        for value in d.values:
+            code = d.code(value)
+            if code == self.facts[name]:
+                continue
+            s.push()
+            s.add(self.const(name) == d.z3_value(value))
+            try:
+                found = self.check(s, *others) == z3.sat
+            finally:
+                s.pop()
+            if found:
+                return {**self.facts, name: code}
+        return None   # pragma: no cover (the first check found a value)
+
+    def _optimise(self, *, mutable: list, minimize: str, spreads: dict):
+        """The closest facts (only ``mutable`` ones changed) whose decision differs, by
+        Z3's ``Optimize`` (lexicographic: ``minimize`` first, the other measure breaking
+        ties); None when there are none."""
         opt = z3.Optimize()
         opt.set("timeout", max(1, int(self.timeout * 1000)))
         opt.add(*self.background)
         opt.add(z3.Not(self.goal))
         counts, dists = [], []
         for n in self.names:
-            if n in immutable or self.held(n):
+            if n not in mutable:
                 opt.add(self.equality(n))
                 continue
-            x, v = self.const(n), self.value(n, self.facts[n])
-            t = self.kb.variables[n].type
-            changed = z3.If(x == v, z3.RealVal(0), z3.RealVal(1))
+            changed, dist = self._distance(n, spreads)
             counts.append(changed)
-            if not isinstance(t, (A.RealType, A.IntType)) or \
-                    self.kb.variables[n].role == "neural" and isinstance(t, A.IntType):
-                dists.append(changed)
-            else:
-                xr = z3.ToReal(x) if isinstance(t, A.IntType) else x
-                vr = z3.ToReal(v) if isinstance(t, A.IntType) else v
-                w = z3.RealVal(Fraction(1.0 / max(spreads.get(n, 1.0), 1e-12))
-                               .limit_denominator(10**12))
-                dists.append(w * z3.If(xr >= vr, xr - vr, vr - xr))
+            dists.append(dist)
         zero = z3.RealVal(0)
         count_total = z3.Sum(counts) if counts else zero
         dist_total = z3.Sum(dists) if dists else zero
@@ -295,9 +335,29 @@ class Z3Problem(Problem):
         if result == z3.unsat:
             return None
         m = opt.model()
-        return {n: self.facts[n] if self.held(n) else
-                self._code(n, m.eval(self.const(n), model_completion=True))
+        return {n: self.facts[n] if n not in mutable else
+                self._moved(n, m.eval(self.const(n), model_completion=True))
                 for n in self.names}
+
+    def _distance(self, n: str, spreads: dict):
+        """Z3 terms of whether fact ``n`` changed (0 or 1) and how far (in units of its
+        spread for a real or int input; a changed bool, enum or neural class counts 1)."""
+        x, v = self.const(n), self.value(n, self.facts[n])
+        t = self.kb.variables[n].type
+        changed = z3.If(x == v, z3.RealVal(0), z3.RealVal(1))
+        if not _measured(self.kb, n):
+            return changed, changed
+        xr = z3.ToReal(x) if isinstance(t, A.IntType) else x
+        vr = z3.ToReal(v) if isinstance(t, A.IntType) else v
+        w = z3.RealVal(Fraction(1.0 / max(spreads.get(n, 1.0), 1e-12))
+                       .limit_denominator(10**12))
+        return changed, w * z3.If(xr >= vr, xr - vr, vr - xr)
+
+    def _gap(self, n: str, code, spreads: dict) -> float:
+        """How far a single change of ``n`` to ``code`` goes (as :meth:`_distance`)."""
+        if not _measured(self.kb, n):
+            return 1.0
+        return abs(float(code) - float(self.facts[n])) / max(spreads.get(n, 1.0), 1e-12)
 
     def why_none(self) -> str:
         held = [n for n in self.names if self.held(n)]
@@ -314,6 +374,20 @@ class Z3Problem(Problem):
             s.add(*[z3.Implies(self._lits[n], self.equality(n)) for n in self.names])
             self._solver = s
         return self._solver
+
+    def _moved(self, name, value):
+        """The code of a changeable fact's value in a solver's answer. A real that differs
+        from the row's value stays on its side when rounded to a float: a change smaller
+        than half a float's step (a sum exactly on a decimal threshold) would otherwise
+        round back to the row's value and vanish."""
+        code = self._code(name, value)
+        t = self.kb.variables[name].type
+        if isinstance(t, A.RealType) and z3.is_rational_value(value):
+            before = float(self.facts[name])
+            exact, at = value.as_fraction(), Fraction(before)
+            if exact != at and code == before:
+                code = float(np.nextafter(before, np.inf if exact > at else -np.inf))
+        return code
 
     def _code(self, name, value):
         if self.held(name):
@@ -351,6 +425,14 @@ class Z3Problem(Problem):
         return result
 
 
+
+
+def _measured(kb, n: str) -> bool:
+    """Whether a change of fact ``n`` is measured by its size (a real or int input, a
+    real neural value) rather than counted as 1."""
+    t = kb.variables[n].type
+    return isinstance(t, (A.RealType, A.IntType)) and not (
+        kb.variables[n].role == "neural" and isinstance(t, A.IntType))
 
 
 class Z3Backend(Backend):
