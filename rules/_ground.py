@@ -17,9 +17,12 @@ import dataclasses
 import difflib
 import itertools
 import math
+import numbers
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
+
+import numpy as np
 
 from greybox.errors import DataError, Location, RuleError
 
@@ -180,6 +183,10 @@ class _Grounder:
             members = self._range(decl.members, {})
         else:
             members = decl.members
+            for m in members:
+                if isinstance(m, str) and _separator_problem(m):
+                    raise _Problem(f"member {m!r} of set {decl.name!r}: "
+                                   f"{_separator_problem(m)}", decl)
             dup = _first_duplicate(members)
             if dup is not None:
                 raise _Problem(f"set {decl.name!r} lists {dup!r} twice", decl)
@@ -192,11 +199,14 @@ class _Grounder:
             raise _Problem(f"sets={{{decl.name!r}: ...}} must be a list of names, got "
                            f"{type(values).__name__}", decl)
         members = []
-        for v in values:
-            name = v if isinstance(v, str) else str(v)
-            problem = A.name_problem(name)
+        for position, v in enumerate(values):
+            name = _data_member(v)
+            problem = ("a member is a name or a number (not a missing value, an array or "
+                       "a tuple)" if name is None
+                       else A.name_problem(name) or _separator_problem(name))
             if problem:
-                raise _Problem(f"member {v!r} of set {decl.name!r}: {problem}", decl)
+                raise _Problem(f"sets={{{decl.name!r}: ...}}: member {position} ({_shown(v)}) "
+                               f"of set {decl.name!r}: {problem}", decl)
             members.append(name)
         dup = _first_duplicate(members)
         if dup is not None:
@@ -327,18 +337,22 @@ class _Grounder:
             st = self.statement(t, {}, t.name)
             return [] if st is None else [st]
         binders = _positional(t.params)
-        out = []
+        out, dead = [], []
         for env in self.assignments(binders, {}):
             index = [env[b.var] for b in binders]
             name = member_name(t.statement.name, index, t.paren)
             st = self.statement(t.statement, env, name)
-            if st is not None:
+            if isinstance(st, A.Rule) and st.body == A.BoolConst(False):
+                dead.append(st)   # p != q for p = q: this member says nothing
+            elif st is not None:
                 out.append(st)
-        return out
+        # a family none of whose members can fire is kept, so `check` reports it dead
+        return out if out else dead
 
     def statement(self, st, env: dict, name: str):
         """The member of template ``st`` for ``env``, named ``name``; None when it says
-        nothing (a rule whose body is false, a constraint that is true)."""
+        nothing (a constraint that is true). A rule whose body is false is kept (a plain
+        rule's ``exists`` over an empty range is a dead rule, not no rule)."""
         if isinstance(st, (A.InputDecl, A.OutputDecl)):
             return dataclasses.replace(st, name=name)
         if isinstance(st, A.NeuralDecl):
@@ -350,9 +364,10 @@ class _Grounder:
             return dataclasses.replace(st, name=name, expr=expr)
         if isinstance(st, A.Rule):
             body = self.expr(st.body, env)
-            if body == A.BoolConst(False):
-                return None
             head = st.head
+            if isinstance(head.value, A.Sym) and head.value.name in env:   # -> g[i] = i
+                head = dataclasses.replace(head, value=_value_node(env[head.value.name],
+                                                                   head.value))
             if head.index:
                 target = self.reference(A.Index(head.name, head.index, head.paren,
                                                 span=head.span), env)
@@ -414,10 +429,12 @@ class _Grounder:
             if e.name not in AGGREGATES:
                 raise _Problem(f"unknown aggregate {e.name!r} (the language has "
                                f"{', '.join(AGGREGATES)})", e)
+            _refuse_rebinding(e.binders)
             args = [self.expr(a, inner) for inner in self.assignments(e.binders, env)
                     for a in e.args]
             return self._aggregate(e.name, args, e, env, grounded=True)
         if isinstance(e, A.Quantified):
+            _refuse_rebinding(e.binders)
             parts = [self.expr(e.body, inner) for inner in self.assignments(e.binders, env)]
             return _simplify(A.And(tuple(parts), span=e.span) if e.kind == "forall"
                              else A.Or(tuple(parts), span=e.span))
@@ -435,6 +452,8 @@ class _Grounder:
                                    span=e.span)
             except _NotStatic:
                 pass
+        if isinstance(e, A.Sym) and e.name in env:   # x[i] in {i, 3}
+            return _value_node(env[e.name], e)
         if not A.children(e):
             return e
         return _simplify(_rebuild(e, lambda c: self.expr(c, env)))
@@ -545,6 +564,58 @@ def _positional(params: Sequence[A.Binder]) -> list[A.Binder]:
         counts[b.var] = counts.get(b.var, 0) + 1
     return [dataclasses.replace(b, var=f"\x00{i}") if b.var == b.domain and counts[b.var] > 1
             else b for i, b in enumerate(params)]
+
+
+def _data_member(value) -> str | None:
+    """A member's name from a value of the data (``"anna"``, ``3``, ``np.int64(3)``), or
+    None for what names no member: a missing value (None, NaN), an array, a tuple (a
+    MultiIndex label)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (bool, np.bool_)):
+        return str(bool(value))
+    if isinstance(value, numbers.Integral):
+        return str(int(value))
+    if isinstance(value, numbers.Real) and math.isfinite(value):
+        return str(value)
+    return None
+
+
+def _shown(value) -> str:
+    text = repr(value).replace("\n", " ")
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+#: The text between the indices of a member's name (``friends(anna, bob)``).
+MEMBER_SEPARATOR = ", "
+
+
+def _separator_problem(name: str) -> str | None:
+    """Why a member named ``name`` would make member names ambiguous, or None."""
+    if MEMBER_SEPARATOR in name:
+        return (f"it contains {MEMBER_SEPARATOR!r}, which separates the indices of a "
+                "member's name (f(a, b, c) could be f(`a, b`, c) or f(a, `b, c`)); rename it")
+    return None
+
+
+def _value_node(value: Member, node) -> A.Num | A.Sym:
+    """An index variable's value where a value is written (``g[i] = i``, ``{i, 3}``): a
+    number, or a member's name (validation then checks it is in the variable's type)."""
+    if isinstance(value, int):
+        return A.Num(value, span=node.span)
+    return A.Sym(value, span=node.span)
+
+
+def _refuse_rebinding(binders: Sequence[A.Binder]) -> None:
+    """A variable bound twice in one list (``sum(z[i] for i in c, i in c)``) is refused, as
+    a family's parameters are: the second would shadow the first and repeat every
+    instance."""
+    seen = set()
+    for b in binders:
+        if b.var in seen:
+            raise _Problem(f"index variable {b.var!r} is bound twice in one list of binders "
+                           "(give each its own name)", b)
+        seen.add(b.var)
 
 
 def _first_duplicate(items) -> object | None:
