@@ -766,3 +766,28 @@ def test_member_names_that_would_make_grounded_names_ambiguous_are_refused():
     kb = gr.parse(SMOKERS, sets={"person": ["anna smith", "a,b", "(c)"]})
     assert len(set(kb.variables)) == len(kb.variables) == 9 + 3 + 3 + 3
     assert gr.parse(gr.to_text(kb)) == kb
+
+
+def test_the_grounding_limit_is_checked_before_any_statement_is_grounded(monkeypatch):
+    """Red-team item 19: the instances of every template are added up first (exactly, as
+    grounding counts them), so a knowledge base over the limit is refused before the
+    statements before the one that passes it are grounded (they took seconds each)."""
+    from greybox.rules import _ground
+
+    grounded = []
+    statement = _ground._Grounder.statement
+    monkeypatch.setattr(_ground._Grounder, "statement",
+                        lambda self, *a: grounded.append(a[-1]) or statement(self, *a))
+    head = "set p: 0..299\ninput f(p, p): bool\noutput y: bool\n"
+    rules = "".join(f"rule r{k}: (exists a in p, b in p: f(a, b)) -> y\n" for k in range(10))
+    with pytest.raises(RuleError, match="more than 1,000,000 instances") as err:
+        gr.parse(head + rules)
+    assert len(err.value.diagnostics) == 1 and err.value.location.line == 3 + 10
+    assert grounded == []
+    one = gr.parse_statements(head + rules.splitlines()[0])
+    g = _ground._Grounder(one, None, None)
+    g.declare_families()
+    estimate = g._refuse_oversized()
+    g = _ground._Grounder(one, None, None)
+    g.run()
+    assert g.count == estimate == 3 * (300 + 90_000)   # f declared and grounded, r0
