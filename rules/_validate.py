@@ -545,15 +545,21 @@ def _check_head(rule: A.Rule, variables: dict[str, Variable], ck: _Checker) -> N
 
 
 def _check_cycles(statements, variables: dict[str, Variable], rules, ck: _Checker) -> None:
-    g = nx.DiGraph()
+    # an input reads nothing, so it is on no cycle: only edges between computed variables
+    # count (a grounded family's 90,000 rules over inputs add none)
+    computed = {name for name, v in variables.items() if v.role != "input"}
+    edges: dict[tuple[str, str], None] = {}   # in the order they are found
     for v in variables.values():
         if v.role == "neural":
-            g.add_edges_from((a, v.name) for a in v.args if a in variables)
+            edges.update(((a, v.name), None) for a in v.args if a in computed)
         elif v.role == "defined" and v.expr is not None:
-            g.add_edges_from((a, v.name) for a in A.variables(v.expr) if a in variables)
+            edges.update(((a, v.name), None) for a in A.variables(v.expr) if a in computed)
     for r in rules:
         if isinstance(r.head, A.Head) and r.head.name in variables:
-            g.add_edges_from((a, r.head.name) for a in A.variables(r.body) if a in variables)
+            edges.update(((a, r.head.name), None) for a in A.variables(r.body)
+                         if a in computed)
+    g = nx.DiGraph()
+    g.add_edges_from(edges)
     order = list(variables)
     for cycle in nx.simple_cycles(g):
         start = min(range(len(cycle)), key=lambda i: order.index(cycle[i]))

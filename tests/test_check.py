@@ -177,3 +177,24 @@ def test_witness_keeps_int_values_whole():
     (f,) = gr.check(kb, analyses=["uncovered"]).findings
     assert isinstance(f.to_dict()["witness"]["age"], int)
     assert "age=" in str(f) and "age=0.0" not in str(f)
+
+
+@pytest.mark.parametrize("text, sets, dead", [
+    ("set c: 0..3\ninput x[c]: bool\noutput y: bool\nrule r2 weight 3: (exists i in 5..4: x[i]) -> not y\n",
+     None, ["r2"]),
+    ("set p\ninput x(p): bool\noutput y: bool\nrule r: (exists q in p: x(q)) -> y\n", {"p": []}, ["r"]),
+    ("set p\ninput x(p): bool\noutput y(p): bool\n"
+     "rule r(a in p): (exists b in p: b != a and x(b)) -> y(a)\n"
+     "rule s[i in 0..1, j in 0..1]: i != j and x(anna) -> y(anna)\n", {"p": ["anna"]},
+     ["r(anna)"]),
+], ids=["empty range", "empty set", "family"])
+def test_a_rule_grounded_to_false_is_reported_dead(text, sets, dead):
+    """Red-team item 12: a rule whose grounded body is false was dropped, so check said
+    nothing (as it says for `rule r: false -> y`). A family member that an index comparison
+    rules out (s[0, 0]) still says nothing."""
+    kb = gr.parse(text, sets=sets)
+    if "rule s" in text:
+        assert [r for r in kb.rules if r.startswith("s")] == ["s[0, 1]", "s[1, 0]"]
+    assert [r for r in kb.rules if str(kb.rules[r].body) == "false"] == dead
+    found = [f.subjects for f in gr.check(kb, analyses=["dead-rule"]).findings]
+    assert found == [(name,) for name in dead]

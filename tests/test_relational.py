@@ -864,3 +864,97 @@ constraint cap: not (alert(a) and alert(b) and alert(c))""", sets={"person": ["a
     assert model.predict(cf.row_after)["alert(a)"].tolist() == [False]
     assert widths and set(widths) == {1}          # never the whole optimisation
     assert cf.distance == 1.0
+
+
+# ------------------------------------------------------------ red-team fixes (items 10-16)
+
+
+@pytest.mark.parametrize("body, column", [
+    ("sum(z[i] for i in c, i in c) > 1 -> y", 30),      # counted every term 4 times
+    ("(exists i in c, i in c: z[i] > 1) -> y", 25),
+    ("(forall i in c: exists j in c, j in 0..1: z[j] > i) -> y", 40),
+])
+def test_a_variable_bound_twice_in_one_list_is_refused(body, column):
+    text = f"set c: 0..2\ninput z[c]: int 0..3\noutput y: bool\nrule r: {body}\n"
+    with pytest.raises(RuleError, match="'[ij]' is bound twice") as err:
+        gr.parse(text)
+    assert (err.value.location.line, err.value.location.column) == (4, column)
+    kb = gr.parse(text.replace(body, "z[0] > 1 -> y"))
+    with pytest.raises(RuleError, match="'p' is bound twice"):
+        gr.entails(kb, "forall p in c, p in c: z[p] >= 0")
+    with pytest.raises(RuleError, match="bound twice"):   # as a family's parameters
+        gr.parse(text.replace("rule r:", "rule r[i in c, i in c]:"))
+
+
+def test_an_index_variable_stands_for_its_value_in_a_head_and_a_set_of_values():
+    kb = gr.parse("set c: 0..2\ninput x[c]: int 0..5\noutput g[c]: int 0..5\n"
+                  "output y[c]: bool\nrule r[i in c]: x[i] > 1 -> g[i] = i\n"
+                  "rule s[i in c]: x[i] in {i, 3} -> y[i]\n")
+    ev = gr.evaluate(kb, {"x": np.array([[2, 1, 3], [0, 0, 2]])})
+    assert [r.head.value for r in kb.rules.values() if r.name.startswith("r")] == \
+        [A.Num(0), A.Num(1), A.Num(2)]
+    assert ev.decisions["g[2]"].tolist() == [2, 2]          # x[2] > 1 in both rows
+    assert ev.decisions[["y[0]", "y[1]", "y[2]"]].values.tolist() == [[False, True, True],
+                                                                       [True, False, True]]
+    names = gr.parse("set p: {a, b}\ninput x(p): bool\noutput grade(p): {a, b, c}\n"
+                     "rule r(q in p): x(q) -> grade(q) = q\n")
+    assert names.rules["r(b)"].head.value == A.Sym("b")
+    with pytest.raises(RuleError, match="outside the domain of 'g\\[6\\]'") as err:
+        gr.parse("set c: 0..9\ninput x[c]: int 0..5\noutput g[c]: int 0..5\n"
+                 "rule r[i in c]: x[i] > 1 -> g[i] = i\n")
+    assert err.value.location.line == 4
+
+
+@pytest.mark.parametrize("members, position", [
+    (["a", np.nan], 1), (["a", None], 1), (np.array([["a", "b"], ["c", "d"]]), 0),
+    ([("a", 1)], 0), (["a", "b", float("inf")], 2),
+])
+def test_set_members_from_the_data_must_be_names(members, position):
+    with pytest.raises(RuleError, match=f"member {position} .* of set 'person': a member "
+                                        "is a name or a number"):
+        gr.parse(SMOKERS, sets={"person": members})
+
+
+def test_set_members_from_a_multi_index_are_refused():
+    import pandas as pd
+
+    table = pd.DataFrame({"a": [1, 2]}, index=pd.MultiIndex.from_tuples([("a", 1), ("b", 2)]))
+    with pytest.raises(RuleError, match=r"member 0 \(\('a', 1\)\) of set 'person'"):
+        gr.parse(SMOKERS, sets={"person": table})
+    kb = gr.parse(SMOKERS, sets={"person": np.array([3, 1])})   # whole numbers name members
+    assert kb.neural == ("smokes(3)", "smokes(1)")
+
+
+def test_member_names_that_would_make_grounded_names_ambiguous_are_refused():
+    with pytest.raises(RuleError, match="member 0 \\('a, b'\\) of set 'person'.*contains ', '"):
+        gr.parse(SMOKERS, sets={"person": ["a, b", "c", "a", "b, c"]})
+    with pytest.raises(RuleError, match="member 'a, b' of set 'p'.*contains ', '"):
+        gr.parse("set p: {`a, b`, c}\ninput f(p, p): bool\n")
+    kb = gr.parse(SMOKERS, sets={"person": ["anna smith", "a,b", "(c)"]})
+    assert len(set(kb.variables)) == len(kb.variables) == 9 + 3 + 3 + 3
+    assert gr.parse(gr.to_text(kb)) == kb
+
+
+def test_the_grounding_limit_is_checked_before_any_statement_is_grounded(monkeypatch):
+    """Red-team item 19: the instances of every template are added up first (exactly, as
+    grounding counts them), so a knowledge base over the limit is refused before the
+    statements before the one that passes it are grounded (they took seconds each)."""
+    from greybox.rules import _ground
+
+    grounded = []
+    statement = _ground._Grounder.statement
+    monkeypatch.setattr(_ground._Grounder, "statement",
+                        lambda self, *a: grounded.append(a[-1]) or statement(self, *a))
+    head = "set p: 0..299\ninput f(p, p): bool\noutput y: bool\n"
+    rules = "".join(f"rule r{k}: (exists a in p, b in p: f(a, b)) -> y\n" for k in range(10))
+    with pytest.raises(RuleError, match="more than 1,000,000 instances") as err:
+        gr.parse(head + rules)
+    assert len(err.value.diagnostics) == 1 and err.value.location.line == 3 + 10
+    assert grounded == []
+    one = gr.parse_statements(head + rules.splitlines()[0])
+    g = _ground._Grounder(one, None, None)
+    g.declare_families()
+    estimate = g._refuse_oversized()
+    g = _ground._Grounder(one, None, None)
+    g.run()
+    assert g.count == estimate == 3 * (300 + 90_000)   # f declared and grounded, r0
