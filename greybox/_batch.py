@@ -189,7 +189,25 @@ def _tensor_input(name, t: A.TensorType, col, device, index: pd.Index) -> torch.
     if t.shape is not None and tuple(x.shape[1:]) != tuple(t.shape):
         raise DataError(f"input {name!r}: each row must have shape {list(t.shape)}, got "
                         f"{list(x.shape[1:])} (tensor of shape {list(x.shape)})")
+    _check_finite(name, x, index)
     return x.to(device)
+
+
+def _check_finite(name: str, x: torch.Tensor, index: pd.Index) -> None:
+    """A DataError naming the first row (by its label) and entry holding a NaN or an
+    infinity: a network would turn it into a decision (NaN logits argmax to 0)."""
+    finite = torch.isfinite(x)
+    if bool(finite.all()):
+        return
+    bad = (~finite).reshape(x.shape[0], -1)   # one row of entries per data row
+    row = int(bad.any(1).nonzero()[0, 0])
+    col = int(bad[row].nonzero()[0, 0])
+    value = float(x[row].reshape(-1)[col])
+    where, _ = _first(np.arange(x.shape[0]) == row, index)
+    entry = "" if x.dim() == 1 else \
+        f", entry [{', '.join(str(int(i)) for i in np.unravel_index(col, x.shape[1:]))}]"
+    what = "a missing value (NaN)" if value != value else f"an infinite value ({value})"
+    raise DataError(f"input {name!r}: {what} at {where}{entry}; tensor inputs must be finite")
 
 
 @dataclass
