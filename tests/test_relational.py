@@ -697,3 +697,115 @@ def test_template_and_member_edits_combine_and_errors_are_the_real_ones():
         dbg.what_if(AddStatement("rule q[i in 0..2]: x[i] > 2 and zz[i] -> y[i]"))
     with pytest.raises(RuleError, match="no rule named 'nothing'"):
         dbg.what_if(SetWeight("nothing", 1.0))
+
+
+# ------------------------------------------------------------------ red-team findings (data)
+PEOPLE = ["anna", "bob", "carl"]
+LVL = """\
+set person
+input smokes(person): bool
+input friends(person, person): bool
+output cancer(person): bool
+rule own(p in person) weight 2.0: smokes(p) -> cancer(p)
+rule spread(p in person, q in person) weight 0.5: p != q and friends(p, q) and smokes(p) -> cancer(q)
+"""
+
+
+def test_a_family_given_as_a_data_frame_is_aligned_by_member_and_others_are_refused():
+    """Red team, item 8: a DataFrame whose columns are the members (in any order) stands
+    for the family's array; anything ambiguous is a DataError naming the family, what it
+    expects and what came (never InvalidIndexError, KeyError or numpy's ValueError)."""
+    import pandas as pd
+
+    import greybox as gb
+    from greybox.errors import DataError
+
+    kb = gr.parse(LVL, sets={"person": PEOPLE})
+    model = gb.GreyBox(kb, semantics="product")
+    rng = np.random.default_rng(0)
+    smokes, friends = rng.random((6, 3)) < 0.5, rng.random((6, 3, 3)) < 0.5
+    expected = model.predict({"smokes": smokes, "friends": friends})
+    shuffled = pd.DataFrame(smokes, columns=PEOPLE)[["carl", "anna", "bob"]]
+    got = model.predict({"smokes": shuffled, "friends": friends})
+    pd.testing.assert_frame_equal(got, expected)
+    by_name = pd.DataFrame(smokes, columns=[f"smokes({p})" for p in PEOPLE])
+    pd.testing.assert_frame_equal(model.predict({"smokes": by_name, "friends": friends}), expected)
+    pairs = pd.DataFrame(friends.reshape(6, 9),
+                         columns=pd.MultiIndex.from_product([PEOPLE, PEOPLE]))
+    pd.testing.assert_frame_equal(model.predict({"smokes": smokes, "friends": pairs}), expected)
+    # labels too (fit and loss read them the same way)
+    labels = pd.DataFrame(smokes, columns=PEOPLE)
+    assert model.loss({"smokes": smokes, "friends": friends}, {"cancer": labels}).item() == \
+        pytest.approx(model.loss({"smokes": smokes, "friends": friends},
+                                 {"cancer": smokes.astype(float)}).item())
+    family = kb.families["smokes"]
+    assert family.split(shuffled)["smokes(carl)"].tolist() == smokes[:, 2].tolist()
+    with pytest.raises(DataError, match=r"smokes: a DataFrame for the family needs one column "
+                       r"per member \(3: smokes\(anna\).*no column for 1 member\(s\) "
+                       r"\('smokes\(carl\)'\)"):
+        model.predict({"smokes": shuffled[["anna", "bob"]], "friends": friends})
+    with pytest.raises(DataError, match=r"1 column\(s\) naming no member \('dora'\)"):
+        family.split(shuffled.assign(dora=True))
+    with pytest.raises(DataError, match="gives member smokes.anna. twice"):
+        family.split(pd.concat([shuffled, by_name[["smokes(anna)"]]], axis=1))
+    with pytest.raises(DataError, match="cancer: a DataFrame for the family"):
+        model.fit({"smokes": smokes, "friends": friends},
+                  {"cancer": pd.DataFrame(smokes, columns=[0, 1, 2])}, epochs=1, progress=False)
+    # lists: a list of lists is an array of that shape; a ragged one is named as such
+    assert family.split(smokes.tolist())["smokes(bob)"].tolist() == smokes[:, 1].tolist()
+    with pytest.raises(DataError, match=r"smokes: expected an array of shape \(rows, 3, "
+                       r"\.\.\.\).*got shape \(6, 2\) \(a list\)"):
+        model.predict({"smokes": smokes[:, :2].tolist(), "friends": friends})
+    with pytest.raises(DataError, match=r"smokes: .*got a ragged list"):
+        family.split([[True, False, True], [True]])
+    # a member by a bad index
+    assert family.member("bob") == "smokes(bob)"
+    assert kb.families["friends"].member("anna", "carl") == "friends(anna, carl)"
+    with pytest.raises(DataError, match=r"smokes has no member at 'dora': it takes 1 "
+                       r"index\(es\), one per parameter \(person\), e.g. 'anna'"):
+        family.member("dora")
+    with pytest.raises(DataError, match=r"friends has no member at 5: it takes 2"):
+        kb.families["friends"].member(5)
+    ranged = gr.parse("set slot: -2..1\ninput s[slot]: int -3..3\n")
+    assert ranged.families["s"].member("-2") == ranged.families["s"].member(-2) == "s[-2]"
+
+
+def test_a_column_naming_a_member_outside_its_set_is_refused():
+    """Red team, item 9: friends(anna, dora) with dora outside person is a typo or a
+    member missing from the set, never a column silently left unread; other columns the
+    model does not read are still allowed."""
+    import pandas as pd
+
+    import greybox as gb
+    from greybox.errors import DataError
+
+    kb = gr.parse(LVL, sets={"person": PEOPLE})
+    model = gb.GreyBox(kb, semantics="product")
+    rng = np.random.default_rng(1)
+    columns = {**kb.families["smokes"].split(rng.random((4, 3)) < 0.5),
+               **kb.families["friends"].split(rng.random((4, 3, 3)) < 0.5)}
+    frame = pd.DataFrame(columns)
+    expected = model.predict(frame)
+    pd.testing.assert_frame_equal(model.predict(frame.assign(note="x", age=3)), expected)
+    cases = {
+        "friends(anna, dora)": r"column 'friends\(anna, dora\)' is written as a member of "
+                               r"input friends, but 'dora' is not in set person \(anna, bob, "
+                               r"carl\): a typo, or a member missing from the set",
+        "smokes(dora)": r"'dora' is not in set person",
+        "smokes(anna, bob)": r"whose members are written like smokes\(anna\) \(one index per "
+                             r"parameter: person\)",
+        "smokes[anna]": r"whose members are written like smokes\(anna\)",
+        "friends(anna,bob)": r"it is spelled 'friends\(anna, bob\)'",
+    }
+    for column, message in cases.items():
+        with pytest.raises(DataError, match=message):
+            model.predict(frame.assign(**{column: True}))
+        with pytest.raises(DataError, match=message):
+            gr.evaluate(kb, frame.assign(**{column: True}))
+    with pytest.raises(DataError, match=r"'dora' is not in set person"):   # labels too
+        model.fit(frame, {"cancer(dora)": [True] * 4}, epochs=1, progress=False)
+    ranged = gb.GreyBox("set c: 0..2\ninput x[c]: int 0..9\noutput y: bool\n"
+                        "rule r: x[0] > 4 -> y\n")
+    with pytest.raises(DataError, match=r"'3' is not in set c \(0, 1, 2\)"):
+        ranged.predict({"x[0]": [1], "x[1]": [1], "x[2]": [1], "x[3]": [1]})
+
