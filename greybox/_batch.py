@@ -12,7 +12,7 @@ import torch
 
 from greybox.errors import DataError
 from greybox.rules import ast as A
-from greybox.rules import family_columns
+from greybox.rules import decode_bools, family_columns, missing_values
 from greybox.rules import first_row as _first
 from greybox.rules import read_column as _column
 from greybox.rules import show_value as _show
@@ -228,12 +228,7 @@ class Targets:
 
 
 def _missing(arr: np.ndarray) -> np.ndarray:
-    if arr.dtype.kind == "f":
-        return np.isnan(arr)
-    if arr.dtype.kind == "O":
-        return np.array([v is None or v is pd.NA or (isinstance(v, float) and np.isnan(v))
-                         for v in arr], bool)
-    return np.zeros(len(arr), bool)
+    return missing_values(arr)   # NaN, None, NA, a blank text: as the debugger's targets
 
 
 def to_targets(kb, targets, n: int, *, index: pd.Index | None = None,
@@ -307,6 +302,13 @@ def _enum_labels(name: str, t: A.EnumType, arr, miss, rows) -> torch.Tensor:
 
 def _number_labels(name: str, t, arr, miss, rows) -> torch.Tensor:
     """Bool, int (as value indices) or real labels, checked against the type."""
+    if isinstance(t, A.BoolType):   # bools, 1/0, "yes"/"no"...: the debugger's decoder
+        num, bad = decode_bools(arr, miss)
+        if bad.any():
+            where, pos = _first(bad, rows)
+            raise DataError(f"labels of {name!r}: expected true/false, got "
+                            f"{_shown(arr[pos])} at {where} (True/False, 1/0 or yes/no)")
+        return torch.as_tensor(num, dtype=torch.float32)
     num = np.zeros(len(arr), np.float64)
     ok = ~miss
     try:
@@ -319,13 +321,6 @@ def _number_labels(name: str, t, arr, miss, rows) -> torch.Tensor:
     except (TypeError, ValueError):
         raise DataError(f"labels of {name!r} must be numbers or booleans, got dtype "
                         f"{arr.dtype}") from None
-    if isinstance(t, A.BoolType):
-        bad = ok & ~np.isin(num, (0.0, 1.0))
-        if bad.any():
-            where, pos = _first(bad, rows)
-            raise DataError(f"labels of {name!r}: expected true/false, got {_show(arr[pos])} "
-                            f"at {where}")
-        return torch.as_tensor(num, dtype=torch.float32)
     if isinstance(t, A.IntType):
         bad = ok & ((num != np.floor(num)) | (num < t.lo) | (num > t.hi))
         if bad.any():

@@ -141,3 +141,24 @@ def test_enum_targets_are_value_names(enum_model):
 def test_targets_of_the_wrong_length_are_refused(bool_model):
     with pytest.raises(DataError, match=r"one value per row: expected shape \(21,\)"):
         gb.explain.Debugger(bool_model, _frame(), TRUTH[:5])
+
+
+# ---- red-team findings (second wave)
+
+def test_fit_takes_the_bool_labels_the_debugger_takes(bool_model):
+    """Item 20: one decoder for bool labels: fit and loss read "yes"/"no", "True"/"false"
+    and 1/0 as the debugger does (blank cells are missing labels), and refuse the rest
+    naming the row."""
+    spelled = _spelled(" Yes ", "no")
+    spelled[3] = ""                                   # a blank cell: an unlabelled row
+    numbers = np.where(TRUTH, 1.0, 0.0)
+    numbers[3] = np.nan
+    data = _frame()
+    model = gb.GreyBox(bool_model.kb, semantics="product")
+    assert model.loss(data, {"high": spelled}).item() == pytest.approx(
+        model.loss(data, {"high": numbers}).item())
+    model.fit(data, {"high": _spelled("true", "FALSE")}, epochs=1, progress=False)
+    with pytest.raises(DataError, match=r"labels of 'high': expected true/false, got 'maybe' at "
+                       r"row 0 \(True/False, 1/0 or yes/no\)"):
+        model.fit(data, {"high": _spelled("yes", "maybe")}, epochs=1, progress=False)
+

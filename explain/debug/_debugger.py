@@ -11,10 +11,10 @@ import pandas as pd
 import torch
 
 from greybox.errors import DataError, GreyboxError, ModelError
-from greybox.rules import KnowledgeBase, to_text
+from greybox.rules import KnowledgeBase, decode_bools, missing_values, parse_statements, to_text
 from greybox.rules import ast as A
 
-from ._edits import Edit, NotFound, parse_edit
+from ._edits import Edit, NotFound, Remove, Replace, _find, parse_edit
 
 __all__ = ["Blame", "Debugger", "WhatIf"]
 
@@ -546,22 +546,10 @@ def _py(value):
     return value.item() if hasattr(value, "item") else value
 
 
-_TRUE = frozenset({"true", "yes", "1"})
-_FALSE = frozenset({"false", "no", "0"})
-
-
 def _cell(value) -> str:
     """A target for a message: the plain value's repr, cut short."""
     text = repr(_py(value))
     return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _is_missing(value) -> bool:
-    if value is None or value is pd.NA or value is pd.NaT:
-        return True
-    if isinstance(value, (float, np.floating)) and np.isnan(value):
-        return True
-    return isinstance(value, str) and not value.strip()
 
 
 def _as_int(value):
@@ -584,16 +572,6 @@ def _as_int(value):
             return None
         return int(number) if np.isfinite(number) and number.is_integer() else None
     return None
-
-
-def _as_bool(value):
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    if isinstance(value, str):
-        text = value.strip().lower()
-        return True if text in _TRUE else False if text in _FALSE else None
-    number = _as_int(value)
-    return None if number not in (0, 1) else bool(number)
 
 
 def _as_real(value):
@@ -622,9 +600,14 @@ def _decode_targets(var, targets, index: pd.Index) -> np.ndarray:
         raise DataError(f"targets must have one value per row: expected shape ({n},), got "
                         f"{y.shape}")
     t = var.type
-    if isinstance(t, A.BoolType):
-        expected, decode, dtype = "true/false (True/False, 1/0, yes/no)", _as_bool, bool
-    elif isinstance(t, A.IntType):
+    name = var.name
+    missing = missing_values(y)
+    if isinstance(t, A.BoolType):   # the decoder of fit's labels
+        decoded, bad = decode_bools(y, missing)
+        _refuse(name, y, index, np.flatnonzero(missing), np.flatnonzero(bad),
+                "true/false (True/False, 1/0, yes/no)")
+        return decoded.astype(bool)
+    if isinstance(t, A.IntType):
         def decode(v):
             number = _as_int(v)
             return number if number is not None and t.lo <= number <= t.hi else None
@@ -640,30 +623,22 @@ def _decode_targets(var, targets, index: pd.Index) -> np.ndarray:
         expected, dtype = f"one of {{{', '.join(t.values)}}}", object
     else:
         expected, decode, dtype = "a finite number", _as_real, np.float64
-    name = var.name
-    if y.dtype.kind == "b" and dtype is bool:
-        return y.astype(bool)
     if y.dtype.kind in "iuf" and dtype is not object:   # numbers, checked at numpy speed
         num = y.astype(np.float64)
-        missing = np.flatnonzero(np.isnan(num))
-        if isinstance(t, A.BoolType):
-            ok = np.isin(num, (0.0, 1.0))
-        elif isinstance(t, A.IntType):
+        if isinstance(t, A.IntType):
             ok = np.isfinite(num) & (num == np.floor(num)) & (num >= t.lo) & (num <= t.hi)
         else:
             ok = np.isfinite(num)
-        _refuse(name, y, index, missing, np.flatnonzero(~ok & ~np.isnan(num)), expected)
+        _refuse(name, y, index, np.flatnonzero(missing), np.flatnonzero(~ok & ~missing),
+                expected)
         return (y if y.dtype.kind in "iu" else num).astype(dtype)
-    out, missing, bad = [], [], []
+    out, bad = [], []
     for pos, v in enumerate(y):
-        if _is_missing(v):
-            missing.append(pos)
-            continue
-        decoded = decode(v)
-        if decoded is None:
+        decoded = None if missing[pos] else decode(v)
+        if decoded is None and not missing[pos]:
             bad.append(pos)
         out.append(decoded)
-    _refuse(name, y, index, missing, bad, expected)
+    _refuse(name, y, index, np.flatnonzero(missing), bad, expected)
     return np.array(out, dtype=dtype)
 
 
