@@ -809,3 +809,67 @@ def test_a_column_naming_a_member_outside_its_set_is_refused():
     with pytest.raises(DataError, match=r"'3' is not in set c \(0, 1, 2\)"):
         ranged.predict({"x[0]": [1], "x[1]": [1], "x[2]": [1], "x[3]": [1]})
 
+
+def test_edits_apply_in_order_with_templates_and_groundings():
+    """Red team, item 6: a later edit of a whole template reaches the groundings edited
+    before: a Replace or Remove of the template drops their edits, a weight or threshold
+    edit applies after theirs."""
+    import greybox as gb
+    from greybox.explain import Debugger, Disable, Replace, SetThreshold, SetWeight
+
+    kb = gr.parse("set person\ninput lvl(person): int 0..5\noutput cancer(person): bool\n"
+                  "rule own(p in person) weight 2.0: lvl(p) >= ~4 -> cancer(p)\n",
+                  sets={"person": PEOPLE})
+    model = gb.GreyBox(kb, semantics="product")
+    lvl = np.random.default_rng(3).integers(0, 6, (30, 3))
+    dbg = Debugger(model, {"lvl": lvl}, {"cancer(bob)": lvl[:, 1] >= 3})
+
+    def rule(name):
+        return dbg.model.kb.rules[name]
+
+    dbg.what_if(SetThreshold("own(bob)", 0, 2.5))
+    assert rule("own(bob)").body.right.value == 2.5
+    dbg.what_if(Replace("own", "rule own(p in person) weight 2.0: lvl(p) >= 1 -> cancer(p)"))
+    assert {rule(f"own({p})").body.right.value for p in PEOPLE} == {1.0}   # was 2.5 for bob
+    assert "2.5" not in dbg.export()
+    predicted = dbg.predictions()["predicted"].to_numpy()
+    assert predicted.tolist() == (lvl[:, 1] >= 1).tolist()
+    dbg.undo(2)
+    dbg.what_if(SetWeight("own(bob)", 5.0), SetThreshold("own(bob)", 0, 2.5),
+                SetWeight("own", 1.0))
+    assert rule("own(bob)").weight == 1.0 and rule("own(anna)").weight == 1.0   # the later
+    assert rule("own(bob)").body.right.value == 2.5   # not touched by the later edit: kept
+    dbg.what_if(Disable("own"))
+    assert rule("own(bob)").weight == 0.0 and rule("own(bob)").fixed
+    dbg.undo(4)
+    dbg.what_if(SetWeight("own", 1.0), SetWeight("own(bob)", 5.0))   # the member is later
+    assert rule("own(bob)").weight == 5.0 and rule("own(anna)").weight == 1.0
+
+
+def test_a_grounding_is_replaced_by_text_written_like_add_statement():
+    """Red team, item 13: Replace of one grounding takes grounded references as written
+    (lvl(anna), no back quotes), as AddStatement does; back-quoted names still work."""
+    import greybox as gb
+    from greybox.explain import AddStatement, Debugger, Replace
+
+    kb = gr.parse("set person\ninput lvl(person): int 0..5\noutput cancer(person): bool\n"
+                  "rule own(p in person) weight 2.0: lvl(p) >= ~4 -> cancer(p)\n",
+                  sets={"person": PEOPLE})
+    model = gb.GreyBox(kb, semantics="product")
+    lvl = np.random.default_rng(3).integers(0, 6, (30, 3))
+    dbg = Debugger(model, {"lvl": lvl}, {"cancer(anna)": lvl[:, 0] >= 1})
+    result = dbg.what_if(Replace("own(anna)", "rule `own(anna)` weight 5.0: lvl(anna) >= 1 -> "
+                                              "cancer(anna)"))
+    assert result.accuracy_after == 1.0
+    replaced = dbg.model.kb.rules["own(anna)"]
+    assert replaced.weight == 5.0 and gr.to_text(replaced.body) == "`lvl(anna)` >= 1"
+    assert dbg.model.kb.rules["own(bob)"].body.right.value == 4.0
+    dbg.undo()
+    quoted = dbg.what_if(Replace("own(anna)", "rule `own(anna)` weight 5.0: `lvl(anna)` >= 1 "
+                                              "-> `cancer(anna)`"))
+    assert quoted.accuracy_after == 1.0
+    dbg.undo()
+    with pytest.raises(RuleError, match="undeclared family 'zz'"):
+        dbg.what_if(Replace("own(anna)", "rule `own(anna)`: zz(anna) -> cancer(anna)"))
+    dbg.what_if(AddStatement("rule extra: lvl(anna) >= 5 -> cancer(anna)"))
+    assert "extra" in dbg.model.kb.rules

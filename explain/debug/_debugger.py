@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import html
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -190,6 +191,7 @@ class Debugger:
         self._base = model
         self.data = data
         self.batch = model.batch(data)
+        _unique_labels(self.batch.index)
         self.target = _decode_targets(var, targets, self.batch.index)
         self.train = train
         self._edits: list[Edit] = []
@@ -437,7 +439,10 @@ class Debugger:
                     templates = e.apply(templates)
                 except NotFound:
                     members.append(e)
+                else:   # in order: a later template edit reaches its edited groundings
+                    members = _after_template_edit(members, e, kb.program)
             kb = KnowledgeBase(templates, filename="<edit>", source=source)
+            members = [_grounded_text(e, templates) for e in members]
         # ... the others a grounded member (or, propositional, a statement)
         statements = list(kb.statements)
         for e in members:
@@ -498,6 +503,88 @@ class Debugger:
 
     def _repr_html_(self) -> str:
         return _frame_html(repr(self), self.failures())
+
+
+def _unique_labels(index: pd.Index) -> None:
+    """A DataError naming the labels that more than one row of the data carries: the
+    debugger names rows by their labels (failures, blame, what-if)."""
+    if index.is_unique:
+        return
+    dup = index[index.duplicated()].unique()
+    shown = ", ".join(_cell(v) for v in dup[:5]) + (f", ... ({len(dup)} in all)"
+                                                    if len(dup) > 5 else "")
+    raise DataError(f"the data's index labels {shown} name more than one row: the debugger "
+                    "names rows by their labels; give each row its own (e.g. "
+                    "data.reset_index(drop=True))")
+
+
+def _after_template_edit(members: list[Edit], edit: Edit, program) -> list[Edit]:
+    """The pending edits of grounded members once ``edit`` changed a whole template, so
+    that edits take effect in order: a later ``Replace`` or ``Remove`` of the template
+    drops the earlier edits of its groundings (they are gone); a later weight, threshold or
+    disable edit is applied to each of them after their own edits (it wins where both set
+    the same thing)."""
+    name = getattr(edit, "name", None)
+    info = program.families.get(f"rule:{name}") or program.families.get(f"constraint:{name}")
+    if info is None:
+        return members
+    grounded = set(info.members.values())
+    touched = list(dict.fromkeys(e.name for e in members if getattr(e, "name", None)
+                                 in grounded))
+    if not touched:
+        return members
+    if isinstance(edit, (Replace, Remove)):
+        return [e for e in members if getattr(e, "name", None) not in grounded]
+    return members + [_IfPresent(dataclasses.replace(edit, name=n)) for n in touched]
+
+
+@dataclass(frozen=True)
+class _IfPresent(Edit):
+    """A template's edit carried to one of its groundings, unless an earlier edit of the
+    grounding removed or renamed it."""
+
+    edit: Edit
+
+    def apply(self, statements):
+        try:
+            return self.edit.apply(statements)
+        except NotFound:
+            return statements
+
+    def describe(self):
+        return self.edit.describe()
+
+
+def _grounded_text(edit: Edit, templates: list) -> Edit:
+    r"""A ``Replace`` of one grounded member whose text refers to grounded facts as they
+    are written (``lvl(anna)``, as ``AddStatement`` takes them): its statement grounded
+    over the relational declarations (the form of the grounded statements,
+    ``\`lvl(anna)\```)."""
+    if not isinstance(edit, Replace):
+        return edit
+    new = parse_statements(edit.text, filename="<edit>")
+    if len(new) != 1 or isinstance(new[0], A.Family) or not A.is_relational(new[0]):
+        return edit   # refused, or taken as it is, by Replace.apply
+    declarations = [t for t in templates if not isinstance(
+        t.statement if isinstance(t, A.Family) else t, (A.Rule, A.Constraint))]
+    grounded = KnowledgeBase(declarations + new, filename="<edit>", source=edit.text)
+    statement, = (s for s in grounded.statements if isinstance(s, (A.Rule, A.Constraint)))
+    return _ReplaceBy(edit.name, statement)
+
+
+@dataclass(frozen=True)
+class _ReplaceBy(Edit):
+    """Replace the rule or constraint ``name`` by an already grounded statement."""
+
+    name: str
+    statement: object
+
+    def apply(self, statements):
+        i, _ = _find(statements, self.name)
+        return statements[:i] + [self.statement] + statements[i + 1:]
+
+    def describe(self):
+        return f"replace {self.name}"
 
 
 def _pushes_toward(kb, output: str, rule: str, value, contribution: float) -> bool:

@@ -114,11 +114,19 @@ class EntityDebugger:
             raise ModelError(f"{family!r} is not an output family (output families: "
                              f"{', '.join(outputs)})")
         fam = outputs[family]
-        columns = fam.split(targets[family]) if family in targets else dict(targets)
+        columns = fam.split(targets[family]) if family in targets else {}
+        for name, values in targets.items():   # the family's members, or refused below
+            if name == family:
+                continue
+            if name in columns:
+                raise DataError(f"{name!r} is given twice: as its own target and in "
+                                f"family {family!r}")
+            columns[name] = values
         unknown = [k for k in columns if k not in fam.members.values()]
         if unknown:
             raise DataError(f"targets name {', '.join(map(repr, unknown[:3]))}, which are "
-                            f"not members of {family}")
+                            f"not members of {family} (an entity debugger debugs one output "
+                            "family; debug another output with Debugger)")
         self.family = family
         self.data = data
         self.members: dict[str, Debugger] = {
