@@ -119,7 +119,7 @@ class FamilyInfo:
                                 "lengths)") from None
         shape = tuple(getattr(values, "shape", ()))
         if len(shape) < 1 + len(sizes) or list(shape[1:1 + len(sizes)]) != sizes:
-            raise DataError(expected + f"shape {shape} (a {kind})")
+            raise DataError(expected + f"shape {shape} ({kind})")
         positions = [{v: i for i, v in enumerate(dict.fromkeys(ix[k] for ix in self.members))}
                      for k in range(len(sizes))]
         out = {}

@@ -518,6 +518,7 @@ def test_entity_debugger_shows_failures_entity_by_entity():
     truth = smokes.copy()
     data = {"smokes": smokes, "friends": friends}
     dbg = EntityDebugger(model, data, {"cancer": truth})
+    assert dbg.export() == dbg.member("bob").export()   # one model for every entity
     table = dbg.entities()
     assert set(table.index) == set(people) and (table["rows"] == 40).all()
     failures = dbg.failures()
@@ -754,7 +755,7 @@ def test_a_family_given_as_a_data_frame_is_aligned_by_member_and_others_are_refu
     # lists: a list of lists is an array of that shape; a ragged one is named as such
     assert family.split(smokes.tolist())["smokes(bob)"].tolist() == smokes[:, 1].tolist()
     with pytest.raises(DataError, match=r"smokes: expected an array of shape \(rows, 3, "
-                       r"\.\.\.\).*got shape \(6, 2\) \(a list\)"):
+                       r"\.\.\.\).*got shape \(6, 2\) \(list\)"):
         model.predict({"smokes": smokes[:, :2].tolist(), "friends": friends})
     with pytest.raises(DataError, match=r"smokes: .*got a ragged list"):
         family.split([[True, False, True], [True]])
@@ -832,6 +833,7 @@ def test_edits_apply_in_order_with_templates_and_groundings():
     dbg.what_if(Replace("own", "rule own(p in person) weight 2.0: lvl(p) >= 1 -> cancer(p)"))
     assert {rule(f"own({p})").body.right.value for p in PEOPLE} == {1.0}   # was 2.5 for bob
     assert "2.5" not in dbg.export()
+    assert "rule own(p in person) weight 2.0: lvl(p) >= 1 -> cancer(p)" in dbg.export()
     predicted = dbg.predictions()["predicted"].to_numpy()
     assert predicted.tolist() == (lvl[:, 1] >= 1).tolist()
     dbg.undo(2)

@@ -204,6 +204,11 @@ class EntityDebugger:
             d._now = d._predict(model) if edits else d._before
         return self.diff()
 
+    def export(self, path=None) -> str:
+        """The edited rule file (learned values written in, edits applied), as
+        :meth:`Debugger.export`: one model serves every entity."""
+        return next(iter(self.members.values())).export(path)
+
     def diff(self) -> EntityWhatIf:
         """The effect of the edits so far against the original model, entity by entity."""
         rows, before, after = [], [], []
