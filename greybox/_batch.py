@@ -73,11 +73,19 @@ def _length(name, value) -> int:
         if value.dim() == 0:
             raise DataError(f"input {name!r}: expected one value per row, got a scalar tensor")
         return value.shape[0]
-    if np.ndim(value) == 0:
+    if _single(value):
         raise DataError(f"input {name!r}: expected one value per row, got the single value "
                         f"{value!r} (a mapping of single values is one row only when every "
                         "input is a single value)")
     return len(value)
+
+
+def _single(value) -> bool:
+    """Whether ``value`` is one value (not one per row); a ragged list is not."""
+    try:
+        return np.ndim(value) == 0
+    except ValueError:   # numpy cannot size a ragged list: rows, read (and refused) later
+        return False
 
 
 def _as_items(data) -> tuple[dict, pd.Index | None]:
@@ -89,7 +97,7 @@ def _as_items(data) -> tuple[dict, pd.Index | None]:
             raise DataError(f"column {dup!r} appears more than once")
         return {c: data[c] for c in data.columns}, data.index
     if isinstance(data, Mapping):
-        if data and all(np.ndim(v) == 0 for v in data.values()):
+        if data and all(_single(v) for v in data.values()):
             return {k: [v] for k, v in data.items()}, None   # a mapping of scalars: one row
         return dict(data), None
     raise DataError(f"data must be a pandas DataFrame or a mapping of input name -> values, "

@@ -203,6 +203,15 @@ def _short(v: int) -> str:
     return f"an integer of about {int(v.bit_length() * 0.30103) + 1} digits"
 
 
+def _ndim(name, values) -> int:
+    """``np.ndim``, a ragged list (rows of different lengths) refused naming the column."""
+    try:
+        return np.ndim(values)
+    except ValueError:
+        raise DataError(f"column {name!r} must be one value per row, got a ragged "
+                        f"{type(values).__name__} (rows of different lengths)") from None
+
+
 def _to_numeric(name: str, col, index) -> np.ndarray:
     if isinstance(col, pd.Series):
         col = col.to_numpy()
@@ -246,6 +255,8 @@ def _to_numeric(name: str, col, index) -> np.ndarray:
 def read_column(var, col, index: pd.Index) -> np.ndarray:
     """Convert and check one column against the variable's declared type."""
     name, t = var.name, var.type
+    if not isinstance(col, pd.Series):
+        _ndim(name, col)
     if isinstance(t, A.EnumType):
         if isinstance(col, pd.Series) and isinstance(col.dtype, pd.CategoricalDtype):
             values = col.astype(object).to_numpy()
@@ -323,10 +334,10 @@ def _as_table(data) -> tuple[dict, pd.Index]:
         return {k: [v] for k, v in data.items()}, pd.RangeIndex(1)
     if isinstance(data, Mapping):
         cols = {}
-        scalar = all(np.ndim(v) == 0 for v in data.values())
+        scalar = all(_ndim(k, v) == 0 for k, v in data.items())
         for k, v in data.items():
             arr = [v] if scalar else v
-            if np.ndim(arr) != 1:
+            if _ndim(k, arr) != 1:
                 raise DataError(f"column {k!r} must be one-dimensional, got shape "
                                 f"{np.shape(arr)}")
             cols[k] = arr

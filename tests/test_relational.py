@@ -759,6 +759,8 @@ def test_a_family_given_as_a_data_frame_is_aligned_by_member_and_others_are_refu
         model.predict({"smokes": smokes[:, :2].tolist(), "friends": friends})
     with pytest.raises(DataError, match=r"smokes: .*got a ragged list"):
         family.split([[True, False, True], [True]])
+    with pytest.raises(DataError, match=r"smokes: .*got a ragged list"):
+        model.predict({"smokes": [[True, False, True], [True]], "friends": friends[:2]})
     # a member by a bad index
     assert family.member("bob") == "smokes(bob)"
     assert kb.families["friends"].member("anna", "carl") == "friends(anna, carl)"
