@@ -331,7 +331,7 @@ constraint cap: not (alert(a) and alert(b) and alert(c))""", sets={"person": ["a
     for r in range(rows):
         one = {k: v[r:r + 1] for k, v in data.items()}
         for out in ("alert(a)", "alert(b)", "alert(c)"):
-            def run():
+            def run(one=one, out=out):
                 return gb.explain.counterfactual(model, one, output=out, backend="z3",
                                                  timeout=timeout)
             Z3Problem.closest = everything

@@ -12,7 +12,7 @@ import torch
 
 from greybox.errors import DataError
 from greybox.rules import ast as A
-from greybox.rules import family_columns
+from greybox.rules import decode_bools, family_columns, missing_values
 from greybox.rules import first_row as _first
 from greybox.rules import read_column as _column
 from greybox.rules import show_value as _show
@@ -129,11 +129,19 @@ def _length(name, value) -> int:
         if value.dim() == 0:
             raise DataError(f"input {name!r}: expected one value per row, got a scalar tensor")
         return value.shape[0]
-    if np.ndim(value) == 0:
+    if _single(value):
         raise DataError(f"input {name!r}: expected one value per row, got the single value "
                         f"{value!r} (a mapping of single values is one row only when every "
                         "input is a single value)")
     return len(value)
+
+
+def _single(value) -> bool:
+    """Whether ``value`` is one value (not one per row); a ragged list is not."""
+    try:
+        return np.ndim(value) == 0
+    except ValueError:   # numpy cannot size a ragged list: rows, read (and refused) later
+        return False
 
 
 def _as_items(data) -> tuple[dict, pd.Index | None]:
@@ -145,7 +153,7 @@ def _as_items(data) -> tuple[dict, pd.Index | None]:
             raise DataError(f"column {dup!r} appears more than once")
         return {c: data[c] for c in data.columns}, data.index
     if isinstance(data, Mapping):
-        if data and all(np.ndim(v) == 0 for v in data.values()):
+        if data and all(_single(v) for v in data.values()):
             return {k: [v] for k, v in data.items()}, None   # a mapping of scalars: one row
         return dict(data), None
     raise DataError(f"data must be a pandas DataFrame or a mapping of input name -> values, "
@@ -245,7 +253,25 @@ def _tensor_input(name, t: A.TensorType, col, device, index: pd.Index) -> torch.
     if t.shape is not None and tuple(x.shape[1:]) != tuple(t.shape):
         raise DataError(f"input {name!r}: each row must have shape {list(t.shape)}, got "
                         f"{list(x.shape[1:])} (tensor of shape {list(x.shape)})")
+    _check_finite(name, x, index)
     return x.to(device)
+
+
+def _check_finite(name: str, x: torch.Tensor, index: pd.Index) -> None:
+    """A DataError naming the first row (by its label) and entry holding a NaN or an
+    infinity: a network would turn it into a decision (NaN logits argmax to 0)."""
+    finite = torch.isfinite(x)
+    if bool(finite.all()):
+        return
+    bad = (~finite).reshape(x.shape[0], -1)   # one row of entries per data row
+    row = int(bad.any(1).nonzero()[0, 0])
+    col = int(bad[row].nonzero()[0, 0])
+    value = float(x[row].reshape(-1)[col])
+    where, _ = _first(np.arange(x.shape[0]) == row, index)
+    entry = "" if x.dim() == 1 else \
+        f", entry [{', '.join(str(int(i)) for i in np.unravel_index(col, x.shape[1:]))}]"
+    what = "a missing value (NaN)" if value != value else f"an infinite value ({value})"
+    raise DataError(f"input {name!r}: {what} at {where}{entry}; tensor inputs must be finite")
 
 
 @dataclass
@@ -276,12 +302,7 @@ class Targets:
 
 
 def _missing(arr: np.ndarray) -> np.ndarray:
-    if arr.dtype.kind == "f":
-        return np.isnan(arr)
-    if arr.dtype.kind == "O":
-        return np.array([v is None or v is pd.NA or (isinstance(v, float) and np.isnan(v))
-                         for v in arr], bool)
-    return np.zeros(len(arr), bool)
+    return missing_values(arr)   # NaN, None, NA, a blank text: as the debugger's targets
 
 
 def to_targets(kb, targets, n: int, *, index: pd.Index | None = None,
@@ -375,6 +396,13 @@ def _enum_labels(name: str, t: A.EnumType, arr, miss, rows) -> torch.Tensor:
 
 def _number_labels(name: str, t, arr, miss, rows) -> torch.Tensor:
     """Bool, int (as value indices) or real labels, checked against the type."""
+    if isinstance(t, A.BoolType):   # bools, 1/0, "yes"/"no"...: the debugger's decoder
+        num, bad = decode_bools(arr, miss)
+        if bad.any():
+            where, pos = _first(bad, rows)
+            raise DataError(f"labels of {name!r}: expected true/false, got "
+                            f"{_shown(arr[pos])} at {where} (True/False, 1/0 or yes/no)")
+        return torch.as_tensor(num, dtype=torch.float32)
     num = np.zeros(len(arr), np.float64)
     ok = ~miss
     try:
@@ -387,13 +415,6 @@ def _number_labels(name: str, t, arr, miss, rows) -> torch.Tensor:
     except (TypeError, ValueError):
         raise DataError(f"labels of {name!r} must be numbers or booleans, got dtype "
                         f"{arr.dtype}") from None
-    if isinstance(t, A.BoolType):
-        bad = ok & ~np.isin(num, (0.0, 1.0))
-        if bad.any():
-            where, pos = _first(bad, rows)
-            raise DataError(f"labels of {name!r}: expected true/false, got {_show(arr[pos])} "
-                            f"at {where}")
-        return torch.as_tensor(num, dtype=torch.float32)
     if isinstance(t, A.IntType):
         bad = ok & ((num != np.floor(num)) | (num < t.lo) | (num > t.hi))
         if bad.any():

@@ -19,13 +19,78 @@ from greybox.errors import GreyboxError
 EXIT_OK, EXIT_FINDINGS, EXIT_INVALID = 0, 1, 2
 
 
-def _load(path: str):
+def _load(path: str, sets: list[tuple[str, str]] | None = None):
+    """The rule file at ``path``, with the members of its data sets given by ``--set``."""
+    import greybox.rules as gr
+
+    members = {name: _members(name, spec) for name, spec in sets or []}
+    try:
+        return gr.load(path, sets=members or None)
+    except OSError as err:
+        raise _Invalid(f"cannot read {path}: {err.strerror or err}") from None
+    except gr.RuleError as err:
+        needed = _data_sets(path, members)
+        if not needed:
+            raise
+        raise _Invalid(f"{err}\non the command line, give the members of "
+                       f"{', '.join(needed)} with --set {needed[0]}=a,b,c or --set "
+                       f"{needed[0]}=@FILE.csv:COLUMN") from None
+
+
+def _data_sets(path: str, given) -> list[str]:
+    """The sets of the rule file that take their members from the data and were not
+    given (read again only when loading failed)."""
     import greybox.rules as gr
 
     try:
-        return gr.load(path)
-    except OSError as err:
-        raise _Invalid(f"cannot read {path}: {err.strerror or err}") from None
+        with open(path, encoding="utf-8-sig") as f:
+            statements = gr.parse_statements(f.read())
+    except (OSError, ValueError):
+        return []
+    return [s.name for s in statements if isinstance(s, gr.ast.SetDecl)
+            and s.members is None and s.name not in given]
+
+
+def _set_arg(text: str) -> tuple[str, str]:
+    """argparse type of ``--set``: ``NAME=a,b,c`` or ``NAME=@FILE.csv:COLUMN``."""
+    name, eq, spec = text.partition("=")
+    if not eq or not name.strip() or not spec.strip():
+        raise argparse.ArgumentTypeError(f"expected NAME=a,b,c or NAME=@FILE.csv:COLUMN, got "
+                                         f"{text!r}")
+    return name.strip(), spec.strip()
+
+
+def _members(name: str, spec: str) -> list[str]:
+    """The members ``--set NAME=SPEC`` gives: listed (``a,b,c``) or the cells of a CSV
+    file's column (``@people.csv:name``; the column may be left out when there is one)."""
+    if not spec.startswith("@"):
+        members = [m.strip() for m in spec.split(",")]
+        if not all(members):
+            raise _Invalid(f"--set {name}={spec}: an empty member (members are separated by "
+                           "commas)")
+        return members
+    import pandas as pd
+
+    path, colon, column = spec[1:].rpartition(":")
+    if not colon or not path:   # no column named: the file's only one
+        path, column = spec[1:], None
+    try:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (OSError, ValueError) as err:
+        raise _Invalid(f"--set {name}: cannot read {path}: {err}") from None
+    if column is None:
+        if frame.shape[1] != 1:
+            raise _Invalid(f"--set {name}: {path} has {frame.shape[1]} columns; name one "
+                           f"(@{path}:COLUMN)")
+        column = frame.columns[0]
+    if column not in frame.columns:
+        raise _Invalid(f"--set {name}: {path} has no column {column!r} (columns: "
+                       f"{', '.join(map(str, frame.columns))})")
+    cells = frame[column].str.strip()
+    if (cells == "").any():
+        raise _Invalid(f"--set {name}: column {column!r} of {path} has an empty cell at row "
+                       f"{int((cells == '').to_numpy().argmax())}")
+    return list(dict.fromkeys(cells))   # each member once, in the file's order
 
 
 class _Invalid(Exception):
@@ -59,7 +124,7 @@ def _port(text: str) -> int:
 def _cmd_check(args) -> int:
     import greybox.rules as gr
 
-    kb = _load(args.file)
+    kb = _load(args.file, args.set)
     report = gr.check(kb, timeout=args.timeout)
     if args.json:
         print(report.to_json())
@@ -73,7 +138,7 @@ def _cmd_check(args) -> int:
 def _cmd_entails(args) -> int:
     import greybox.rules as gr
 
-    kb = _load(args.file)
+    kb = _load(args.file, args.set)
     result = gr.entails(kb, args.property, timeout=args.timeout)
     print(result)
     return EXIT_OK if result.holds else EXIT_FINDINGS
@@ -84,7 +149,7 @@ def _cmd_evaluate(args) -> int:
 
     import greybox.rules as gr
 
-    kb = _load(args.file)
+    kb = _load(args.file, args.set)
     try:
         data = pd.read_csv(args.data)
     except (OSError, ValueError) as err:
@@ -101,7 +166,7 @@ def _cmd_evaluate(args) -> int:
 
 
 def _cmd_graph(args) -> int:
-    kb = _load(args.file)
+    kb = _load(args.file, args.set)
     sys.stdout.write(kb.to_dot())
     return EXIT_OK
 
@@ -261,6 +326,7 @@ def _add_check(sub) -> None:
                        "together, uncovered inputs. Exit 0 when there is no error or warning, "
                        "1 when there is one, 2 when the file is invalid.")
     p.add_argument("file", help="a .rules file")
+    _add_sets(p)
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--timeout", type=_seconds, default=10.0, help="seconds per solver call")
     p.set_defaults(func=_cmd_check)
@@ -272,6 +338,7 @@ def _add_entails(sub) -> None:
                        "crisp decisions of FILE.rules on every input, or print a "
                        "counterexample. Exit 0 when proved, 1 when refuted, 2 when invalid.")
     p.add_argument("file", help="a .rules file")
+    _add_sets(p)
     p.add_argument("property", help="a formula over the rule file's variables")
     p.add_argument("--timeout", type=_seconds, default=30.0, help="seconds for the solver")
     p.set_defaults(func=_cmd_entails)
@@ -283,6 +350,7 @@ def _add_evaluate(sub) -> None:
                        "a summary; --output writes decisions, scores, rule bodies, "
                        "contributions and constraint violations per row.")
     p.add_argument("file", help="a .rules file")
+    _add_sets(p)
     p.add_argument("data", help="a CSV file with a column per input")
     p.add_argument("--output", "-o", help="write the per-row table to this CSV file")
     p.set_defaults(func=_cmd_evaluate)
@@ -293,6 +361,7 @@ def _add_graph(sub) -> None:
                        description="Print the concept graph of FILE.rules (inputs -> neural "
                        "-> defined -> rules -> outputs) in Graphviz DOT.")
     p.add_argument("file", help="a .rules file")
+    _add_sets(p)
     p.set_defaults(func=_cmd_graph)
 
 
@@ -334,6 +403,13 @@ def _add_debug(sub) -> None:
                    help="port, 0 to 65535 (default 0: a free one)")
     _add_networks(p)
     p.set_defaults(func=_cmd_debug)
+
+
+def _add_sets(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--set", action="append", type=_set_arg, metavar="NAME=MEMBERS",
+                   help="the members of a set the rules take from the data (`set person`): "
+                   "NAME=a,b,c, or NAME=@FILE.csv:COLUMN for a CSV column's cells; repeat for "
+                   "several sets")
 
 
 def _add_model_and_data(p: argparse.ArgumentParser) -> None:

@@ -56,7 +56,16 @@ from ._builder import Builder, Term, count, iff, implies, learnable
 from ._check import CheckReport, Finding, check
 from ._decisions import Component, DecisionPlan, closure, constrains_networks, plan
 from ._entails import Entailment, entails
-from ._evaluate import Evaluation, compile_expr, evaluate, first_row, read_column, show_value
+from ._evaluate import (
+    Evaluation,
+    compile_expr,
+    decode_bools,
+    evaluate,
+    first_row,
+    missing_values,
+    read_column,
+    show_value,
+)
 from ._ground import FamilyInfo, family_columns, member_name
 from ._kb import KnowledgeBase, load, parse, parse_formula, to_text
 from ._parser import parse_statements
@@ -103,6 +112,8 @@ __all__ = [
     "read_column",
     "first_row",
     "show_value",
+    "missing_values",
+    "decode_bools",
     "parse_statements",
     "expr_to_text",
     "type_to_text",

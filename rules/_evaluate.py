@@ -150,6 +150,56 @@ def show_value(value) -> str:
     return repr(value.item() if isinstance(value, np.generic) else value)
 
 
+#: the texts a bool label or target may be written as (any case, spaces around)
+BOOL_TEXTS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
+
+
+def missing_values(values: np.ndarray) -> np.ndarray:
+    """Where ``values`` (one per row) are missing: NaN, None, ``pd.NA``, ``pd.NaT`` or a
+    blank text (an empty CSV cell)."""
+    if values.dtype.kind == "f":
+        return np.isnan(values)
+    if values.dtype.kind in "OUS":
+        return np.array([v is None or v is pd.NA or v is pd.NaT
+                         or (isinstance(v, (float, np.floating)) and np.isnan(v))
+                         or (isinstance(v, str) and not v.strip()) for v in values], bool)
+    return np.zeros(len(values), bool)
+
+
+def decode_bools(values: np.ndarray, missing: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """True/false labels decoded: bools, the numbers 1 and 0, or the texts of
+    :data:`BOOL_TEXTS` (``"yes"``, ``"False"``...). Returns ``(decoded, bad)``: 1.0/0.0 as
+    float64 (0.0 where ``missing`` or undecodable) and where a value that is not missing
+    is none of these. Labels of ``fit`` and the debugger's targets share it.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> values = np.array(["yes", "No", " true", "maybe", None], dtype=object)
+    >>> decoded, bad = decode_bools(values, missing_values(values))
+    >>> decoded.tolist(), bad.tolist()
+    ([1.0, 0.0, 1.0, 0.0, 0.0], [False, False, False, True, False])
+    """
+    if values.dtype.kind in "biuf":   # numbers, at numpy speed
+        num = values.astype(np.float64)
+        bad = ~missing & ~np.isin(num, (0.0, 1.0))
+        return np.where(bad | missing, 0.0, num), bad
+    decoded, bad = np.zeros(len(values)), np.zeros(len(values), bool)
+    for i in np.flatnonzero(~missing):
+        v = values[i]
+        if isinstance(v, str):
+            found = BOOL_TEXTS.get(v.strip().lower())
+        elif isinstance(v, (bool, np.bool_, int, np.integer, float, np.floating)):
+            found = bool(v) if v in (0, 1) else None
+        else:
+            found = None
+        if found is None:
+            bad[i] = True
+        else:
+            decoded[i] = float(found)
+    return decoded, bad
+
+
 def _type_text(t) -> str:
     from ._printer import type_to_text
 
@@ -166,6 +216,15 @@ def _short(v: int) -> str:
     if v.bit_length() <= 96:
         return str(v)
     return f"an integer of about {int(v.bit_length() * 0.30103) + 1} digits"
+
+
+def _ndim(name, values) -> int:
+    """``np.ndim``, a ragged list (rows of different lengths) refused naming the column."""
+    try:
+        return np.ndim(values)
+    except ValueError:
+        raise DataError(f"column {name!r} must be one value per row, got a ragged "
+                        f"{type(values).__name__} (rows of different lengths)") from None
 
 
 def _to_numeric(name: str, col, index) -> np.ndarray:
@@ -211,6 +270,8 @@ def _to_numeric(name: str, col, index) -> np.ndarray:
 def read_column(var, col, index: pd.Index) -> np.ndarray:
     """Convert and check one column against the variable's declared type."""
     name, t = var.name, var.type
+    if not isinstance(col, pd.Series):
+        _ndim(name, col)
     if isinstance(t, A.EnumType):
         if isinstance(col, pd.Series) and isinstance(col.dtype, pd.CategoricalDtype):
             values = col.astype(object).to_numpy()
@@ -288,10 +349,10 @@ def _as_table(data) -> tuple[dict, pd.Index]:
         return {k: [v] for k, v in data.items()}, pd.RangeIndex(1)
     if isinstance(data, Mapping):
         cols = {}
-        scalar = all(np.ndim(v) == 0 for v in data.values())
+        scalar = all(_ndim(k, v) == 0 for k, v in data.items())
         for k, v in data.items():
             arr = [v] if scalar else v
-            if np.ndim(arr) != 1:
+            if _ndim(k, arr) != 1:
                 raise DataError(f"column {k!r} must be one-dimensional, got shape "
                                 f"{np.shape(arr)}")
             cols[k] = arr

@@ -18,6 +18,7 @@ import difflib
 import itertools
 import math
 import numbers
+import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -58,17 +59,41 @@ class FamilyInfo:
 
     def member(self, *index: Member) -> str:
         """The name of the member at ``index`` (``kb.families["digit"].member(5)`` is
-        ``"digit[5]"``)."""
+        ``"digit[5]"``); an index may also be written as text (``member("5")``).
+
+        Raises
+        ------
+        DataError
+            No member at ``index``: the message names the family, its parameters and the
+            index received.
+        """
         try:
-            return self.members[tuple(index)]
-        except KeyError:
-            raise KeyError(f"{self.name} has no member at {index!r}") from None
+            found = self.members.get(tuple(index))
+        except TypeError:   # an unhashable index: compared as text below
+            found = None
+        if found is None:
+            key = tuple(str(i) for i in index)
+            found = next((n for ix, n in self.members.items()
+                          if tuple(str(i) for i in ix) == key), None)
+        if found is None:
+            first = next(iter(self.members), ())
+            raise DataError(f"{self.name} has no member at {_shown_index(index)}: it takes "
+                            f"{len(self.sets)} index(es), one per parameter "
+                            f"({', '.join(self.sets)}), e.g. {_shown_index(first)}")
+        return found
 
     def split(self, values) -> dict:
         """Columns for the members from one array whose axes after the first (rows) follow
         the parameters in order: ``img`` of shape ``(rows, 16, 64)`` for ``input
         img[cell]: tensor[64]`` over ``set cell: 0..15`` gives ``{"img[0]": img[:, 0],
-        ...}``. Works on numpy arrays and torch tensors alike.
+        ...}``. Works on numpy arrays, torch tensors and (nested) lists alike; a pandas
+        DataFrame needs one column per member, named by the member's index (``anna``, or
+        a tuple for several parameters) or its name (``smokes(anna)``), in any order.
+
+        Raises
+        ------
+        DataError
+            The array's shape (or a DataFrame's columns) does not match the members.
 
         Examples
         --------
@@ -78,15 +103,25 @@ class FamilyInfo:
         >>> {k: v.tolist() for k, v in cols.items()}
         {'x[0]': [1, 4], 'x[1]': [2, 5], 'x[2]': [3, 6]}
         """
-        shape = tuple(getattr(values, "shape", ()))
+        if hasattr(values, "columns") and hasattr(values, "iloc"):   # a DataFrame
+            return self._split_frame(values)
         sizes = [len({index[k] for index in self.members}) for k in range(len(self.sets))]
         if math.prod(sizes) != len(self.members):
             raise DataError(f"{self.name}'s members are not a full grid (a parameter's range "
                             "reads another): give them column by column, by member name")
+        expected = (f"{self.name}: expected an array of shape (rows, "
+                    f"{', '.join(map(str, sizes))}, ...) -- one axis per parameter "
+                    f"({', '.join(self.sets)}) -- got ")
+        kind = type(values).__name__
+        if isinstance(values, (list, tuple)):
+            try:
+                values = np.asarray(values)
+            except ValueError:
+                raise DataError(expected + f"a ragged {kind} (its rows have different "
+                                "lengths)") from None
+        shape = tuple(getattr(values, "shape", ()))
         if len(shape) < 1 + len(sizes) or list(shape[1:1 + len(sizes)]) != sizes:
-            raise DataError(f"{self.name}: expected an array of shape (rows, "
-                            f"{', '.join(map(str, sizes))}, ...) -- one axis per parameter "
-                            f"({', '.join(self.sets)}) -- got shape {shape}")
+            raise DataError(expected + f"shape {shape} ({kind})")
         positions = [{v: i for i, v in enumerate(dict.fromkeys(ix[k] for ix in self.members))}
                      for k in range(len(sizes))]
         out = {}
@@ -94,6 +129,44 @@ class FamilyInfo:
             at = tuple(positions[k][v] for k, v in enumerate(index))
             out[name] = values[(slice(None), *at)]
         return out
+
+    def _split_frame(self, frame) -> dict:
+        """A DataFrame's columns by member, aligned by name (see :meth:`split`)."""
+        names = set(self.members.values())
+        by_index = {tuple(str(i) for i in ix): n for ix, n in self.members.items()}
+        out, unknown = {}, []
+        for c in frame.columns:
+            name = c if isinstance(c, str) and c in names else by_index.get(
+                tuple(str(i) for i in (c if isinstance(c, tuple) else (c,))))
+            if name is None:
+                unknown.append(c)
+            elif name in out:
+                raise DataError(f"{self.name}: the DataFrame gives member {name} twice "
+                                f"(columns {out[name].name!r} and {c!r})")
+            else:
+                out[name] = frame[c]
+        missing = [n for n in self.members.values() if n not in out]
+        if unknown or missing:
+            shown = ", ".join(list(self.members.values())[:4]) + (
+                ", ..." if len(self.members) > 4 else "")
+            got = [f"{len(unknown)} column(s) naming no member ({_few(unknown)})"] if unknown \
+                else []
+            got += [f"no column for {len(missing)} member(s) ({_few(missing)})"] if missing \
+                else []
+            raise DataError(f"{self.name}: a DataFrame for the family needs one column per "
+                            f"member ({len(self.members)}: {shown}), named by its index "
+                            f"({', '.join(self.sets)}) or its name; got {'; '.join(got)}")
+        return {n: out[n] for n in self.members.values()}
+
+
+def _shown_index(index: tuple) -> str:
+    if len(index) == 1:
+        return repr(index[0])
+    return "(" + ", ".join(repr(i) for i in index) + ")"
+
+
+def _few(items: list) -> str:
+    return ", ".join(repr(i) for i in items[:3]) + (", ..." if len(items) > 3 else "")
 
 
 @dataclass(frozen=True)
@@ -804,7 +877,11 @@ def family_columns(kb, columns: Mapping) -> Mapping:
     with one axis per parameter after the rows) split into its members' columns. Anything
     else passes unchanged; a mapping without such an entry is returned as it is."""
     families = getattr(kb, "families", None)
-    if not families or not isinstance(columns, Mapping):
+    if not families:
+        return columns
+    if isinstance(columns, Mapping) or hasattr(columns, "columns"):   # a DataFrame too
+        _refuse_unknown_members(kb, columns)
+    if not isinstance(columns, Mapping):
         return columns
     hits = [n for n in families if n in columns and n not in kb.variables
             and families[n].kind in _VARIABLE_KINDS]
@@ -818,6 +895,39 @@ def family_columns(kb, columns: Mapping) -> Mapping:
                                 f"family {name!r}")
             out[member] = values
     return out
+
+
+_REFERENCE = re.compile(r"\s*([A-Za-z_]\w*)\s*([(\[])(.*)([)\]])\s*", re.S)
+
+
+def _refuse_unknown_members(kb, columns: Mapping) -> None:
+    """A DataError for a column written as a member of a declared variable family that
+    is no member of it (``friends(anna, dora)`` with ``dora`` outside ``person``): a typo
+    or a member missing from ``sets=``, never a column silently left unread. Other
+    columns the model does not read are allowed."""
+    for column in columns:
+        if not isinstance(column, str) or column in kb.variables:
+            continue
+        found = _REFERENCE.fullmatch(column)
+        family = kb.families.get(found.group(1)) if found else None
+        if family is None or family.kind not in _VARIABLE_KINDS:
+            continue
+        parts = [p.strip() for p in found.group(3).split(",")]
+        where = f"column {column!r} is written as a member of {family.kind} {family.name}"
+        if len(parts) != len(family.sets) or (found.group(2) == "(") != family.paren:
+            example = next(iter(family.members.values()), family.name)
+            raise DataError(f"{where}, whose members are written like {example} (one index "
+                            f"per parameter: {', '.join(family.sets)})")
+        for k, part in enumerate(parts):
+            known = list(dict.fromkeys(str(ix[k]) for ix in family.members))
+            if part not in known:
+                shown = ", ".join(known[:8]) + (", ..." if len(known) > 8 else "")
+                raise DataError(f"{where}, but {part!r} is not in set {family.sets[k]} "
+                                f"({shown}): a typo, or a member missing from the set")
+        same = next((n for ix, n in family.members.items()
+                     if [str(i) for i in ix] == parts), None)
+        raise DataError(f"{where}, but " + (f"it is spelled {same!r}" if same else
+                                            f"the family has no member at ({', '.join(parts)})"))
 
 
 def ground_formula(expr, program: Program, *, filename: str | None = None,

@@ -190,3 +190,19 @@ def test_the_decision_plan_says_which_rules_read_their_own_component():
     assert ev.decisions["a"].tolist() == [False, True]
     assert ev.decisions["b"].tolist() == [False, False]   # a forces b, the constraint forbids
     assert ev.decisions["c"].tolist() == [False, True]
+
+
+@pytest.mark.parametrize("data", [{"x": [[1.0], [2.0, 3.0]], "b": [1, 0]},
+                                  {"x": [1.0, 2.0], "b": [[1], [0, 1]]}])
+def test_a_ragged_list_is_refused_naming_its_column(data):
+    """Red team item 8: rows of different lengths were numpy's ValueError."""
+    import greybox as gb
+    from greybox.errors import DataError
+
+    kb = gr.parse("input x: real\ninput b: bool\noutput y: bool\nrule r: x > 1 and b -> y")
+    column = next(k for k, v in data.items() if isinstance(v[0], list))
+    message = rf"column '{column}' must be one value per row, got a ragged list"
+    with pytest.raises(DataError, match=message):
+        gr.evaluate(kb, data)
+    with pytest.raises(DataError, match=message):
+        gb.GreyBox(kb).predict(data)

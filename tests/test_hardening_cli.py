@@ -92,3 +92,44 @@ def test_writing_the_output_into_a_missing_folder_is_a_cli_error(tmp_path, capsy
     assert main(["evaluate", CREDIT, str(data), "--output", str(out)]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"greybox evaluate: cannot write {out}: ") and "missing" in err
+
+
+PEOPLE_RULES = """set person
+input smokes(person): bool
+output cancer(person): bool
+rule own(p in person): smokes(p) -> cancer(p)
+"""
+
+
+def test_sets_taken_from_the_data_are_given_on_the_command_line(capsys, tmp_path):
+    """Red team, item 20: `greybox check` on a file with `set person` said to pass
+    sets={...}, which the command line cannot do: --set NAME=a,b,c or @FILE.csv:COLUMN."""
+    rules = tmp_path / "people.rules"
+    rules.write_text(PEOPLE_RULES)
+    assert main(["check", str(rules)]) == 2
+    err = capsys.readouterr().err
+    assert "takes its members from the data" in err
+    assert "on the command line, give the members of person with --set person=a,b,c or " \
+           "--set person=@FILE.csv:COLUMN" in err
+    assert main(["check", str(rules), "--set", "person=anna, bob"]) in (0, 1)
+    out = capsys.readouterr().out
+    assert "2 variables" not in out and "4 variables" in out   # smokes, cancer of 2 people
+    table = tmp_path / "people.csv"
+    table.write_text("name,age\nanna,30\nbob,40\nanna,30\ncarl,50\n")
+    assert main(["graph", str(rules), "--set", f"person=@{table}:name"]) == 0
+    assert "cancer(carl)" in capsys.readouterr().out
+    assert main(["entails", str(rules), "smokes(anna) -> cancer(anna)",
+                 "--set", "person=anna"]) == 0
+    data = tmp_path / "data.csv"
+    data.write_text("smokes(anna),smokes(bob)\n1,0\n")
+    assert main(["evaluate", str(rules), str(data), "--set", "person=anna,bob"]) == 0
+    for spec, message in [(f"person=@{table}", "has 2 columns; name one"),
+                          (f"person=@{table}:who", "has no column 'who' (columns: name, age)"),
+                          (f"person=@{tmp_path / 'none.csv'}:name", "cannot read"),
+                          ("person=anna,,bob", "an empty member")]:
+        assert main(["check", str(rules), "--set", spec]) == 2
+        assert message in capsys.readouterr().err
+    with pytest.raises(SystemExit) as info:
+        main(["check", str(rules), "--set", "person"])
+    assert info.value.code == 2
+    assert "expected NAME=a,b,c or NAME=@FILE.csv:COLUMN" in capsys.readouterr().err

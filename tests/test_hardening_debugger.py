@@ -141,3 +141,64 @@ def test_enum_targets_are_value_names(enum_model):
 def test_targets_of_the_wrong_length_are_refused(bool_model):
     with pytest.raises(DataError, match=r"one value per row: expected shape \(21,\)"):
         gb.explain.Debugger(bool_model, _frame(), TRUTH[:5])
+
+
+# ---- red-team findings (second wave)
+
+def test_fit_takes_the_bool_labels_the_debugger_takes(bool_model):
+    """Item 20: one decoder for bool labels: fit and loss read "yes"/"no", "True"/"false"
+    and 1/0 as the debugger does (blank cells are missing labels), and refuse the rest
+    naming the row."""
+    spelled = _spelled(" Yes ", "no")
+    spelled[3] = ""                                   # a blank cell: an unlabelled row
+    numbers = np.where(TRUTH, 1.0, 0.0)
+    numbers[3] = np.nan
+    data = _frame()
+    model = gb.GreyBox(bool_model.kb, semantics="product")
+    assert model.loss(data, {"high": spelled}).item() == pytest.approx(
+        model.loss(data, {"high": numbers}).item())
+    model.fit(data, {"high": _spelled("true", "FALSE")}, epochs=1, progress=False)
+    with pytest.raises(DataError, match=r"labels of 'high': expected true/false, got 'maybe' at "
+                       r"row 0 \(True/False, 1/0 or yes/no\)"):
+        model.fit(data, {"high": _spelled("yes", "maybe")}, epochs=1, progress=False)
+
+
+def test_entity_targets_naming_another_output_are_refused():
+    """Item 20: {"cancer": ..., "other": ...} debugged cancer and silently ignored other."""
+    import greybox.rules as gr
+
+    kb = gr.parse("set person\ninput smokes(person): bool\noutput cancer(person): bool\n"
+                  "output other: bool\nrule own(p in person) weight 2.0: smokes(p) -> cancer(p)\n"
+                  "rule o: smokes(anna) -> other\n", sets={"person": ["anna", "bob"]})
+    model = gb.GreyBox(kb, semantics="product")
+    smokes = np.random.default_rng(0).random((8, 2)) < 0.5
+    data = {"smokes": smokes}
+    with pytest.raises(DataError, match=r"targets name 'other', which are not members of "
+                       r"cancer \(.*debug another output with Debugger\)"):
+        gb.explain.EntityDebugger(model, data, {"cancer": smokes, "other": smokes[:, 0]})
+    with pytest.raises(DataError, match=r"'cancer\(bob\)' is given twice"):
+        gb.explain.EntityDebugger(model, data, {"cancer": smokes, "cancer(bob)": smokes[:, 1]})
+    dbg = gb.explain.EntityDebugger(model, data, {"cancer": smokes})
+    assert set(dbg.members) == {"anna", "bob"}
+
+
+@pytest.mark.parametrize("make", ["Debugger", "EntityDebugger"])
+def test_duplicate_row_labels_are_refused_when_the_debugger_is_made(make):
+    """Item 7: rows are named by their labels everywhere, so labels must be unique."""
+    import greybox.rules as gr
+
+    if make == "Debugger":
+        model = gb.GreyBox("input x: int 0..5\noutput y: bool\nrule r: x >= 4 -> y")
+        data = pd.DataFrame({"x": [5, 0, 3, 1]}, index=["r1", "r1", "r2", "r2"])
+        args = (model, data, {"y": [True, True, False, False]})
+    else:
+        kb = gr.parse("set person\ninput smokes(person): bool\noutput cancer(person): bool\n"
+                      "rule own(p in person): smokes(p) -> cancer(p)\n",
+                      sets={"person": ["anna", "bob"]})
+        model = gb.GreyBox(kb)
+        data = pd.DataFrame({"smokes(anna)": [True, False, True], "smokes(bob)": [1, 0, 0]},
+                            index=[7, 7, 8])
+        args = (model, data, {"cancer": np.ones((3, 2), bool)})
+    with pytest.raises(DataError, match=r"index labels 'r1', 'r2' name more than one row|"
+                                        r"index labels 7 name more than one row"):
+        getattr(gb.explain, make)(*args)

@@ -131,3 +131,46 @@ def test_a_mapping_of_single_values_is_one_row_and_a_lone_scalar_is_named():
     assert model.predict({"x": 2.0, "b": True})["y"].tolist() == [True]
     with pytest.raises(DataError, match="input 'b': expected one value per row"):
         model.predict({"x": [2.0, 0.0], "b": True})
+
+
+# ---- red-team item 2: non-finite tensor inputs
+
+FEATURE = """
+set person
+input feat(person): tensor[3]
+neural k(person): int 0..2 = knet(feat(person))
+output c(person): bool
+rule q(p in person): k(p) == 0 -> c(p)
+"""
+
+
+@pytest.mark.parametrize("bad,what", [(np.nan, r"a missing value \(NaN\)"),
+                                      (-np.inf, r"an infinite value \(-inf\)")])
+def test_a_non_finite_tensor_input_is_named_with_its_row(bad, what):
+    """NaN logits argmax to 0: a NaN feature used to decide c(a) = True and be explained
+    as k(a) = 0 (verified). Now a DataError names the member, the row (by its label) and
+    the entry, wherever the data enters: predict, fit, explanations."""
+    import pandas as pd
+
+    from greybox import rules as gr
+
+    kb = gr.parse(FEATURE, sets={"person": ["a", "b"]})
+    model = gb.GreyBox(kb, {"knet": nn.Linear(3, 3)})
+    x = np.random.default_rng(0).normal(size=(3, 2, 3)).astype(np.float32)
+    x[1, 0, 2] = bad
+    message = rf"input 'feat\(a\)': {what} at row 1, entry \[2\]; tensor inputs must be finite"
+    with pytest.raises(gb.DataError, match=message):
+        model.predict({"feat": x})
+    with pytest.raises(gb.DataError, match=message):
+        model.predict({"feat": torch.from_numpy(x)})
+    with pytest.raises(gb.DataError, match=message):
+        model.fit({"feat": x}, {"c(a)": [True, False, True]}, epochs=1, progress=False)
+    with pytest.raises(gb.DataError, match=r"input 'feat\(a\)': .* at row 0, entry \[2\]"):
+        gb.explain.reason(model, {"feat": x[1:2]}, output="c(a)")
+    labelled = pd.DataFrame({"img": list(x[:, 0])}, index=["u", "v", "w"])
+    plain = gb.GreyBox("input img: tensor[3]\nneural d: bool = net(img)\noutput y: bool\n"
+                       "rule r: d -> y", {"net": nn.Sequential(nn.Linear(3, 1),
+                                                               nn.Flatten(0))})
+    with pytest.raises(gb.DataError, match=rf"input 'img': {what} at row 'v', entry \[2\]"):
+        plain.predict(labelled)
+    assert len(plain.predict(labelled.drop(index="v"))) == 2

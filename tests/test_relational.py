@@ -522,6 +522,7 @@ def test_entity_debugger_shows_failures_entity_by_entity():
     truth = smokes.copy()
     data = {"smokes": smokes, "friends": friends}
     dbg = EntityDebugger(model, data, {"cancer": truth})
+    assert dbg.export() == dbg.member("bob").export()   # one model for every entity
     table = dbg.entities()
     assert set(table.index) == set(people) and (table["rows"] == 40).all()
     failures = dbg.failures()
@@ -958,3 +959,182 @@ def test_the_grounding_limit_is_checked_before_any_statement_is_grounded(monkeyp
     g = _ground._Grounder(one, None, None)
     g.run()
     assert g.count == estimate == 3 * (300 + 90_000)   # f declared and grounded, r0
+
+
+# ------------------------------------------------------------------ red-team findings (data)
+PEOPLE = ["anna", "bob", "carl"]
+LVL = """\
+set person
+input smokes(person): bool
+input friends(person, person): bool
+output cancer(person): bool
+rule own(p in person) weight 2.0: smokes(p) -> cancer(p)
+rule spread(p in person, q in person) weight 0.5: p != q and friends(p, q) and smokes(p) -> cancer(q)
+"""
+
+
+def test_a_family_given_as_a_data_frame_is_aligned_by_member_and_others_are_refused():
+    """Red team, item 8: a DataFrame whose columns are the members (in any order) stands
+    for the family's array; anything ambiguous is a DataError naming the family, what it
+    expects and what came (never InvalidIndexError, KeyError or numpy's ValueError)."""
+    import pandas as pd
+
+    import greybox as gb
+    from greybox.errors import DataError
+
+    kb = gr.parse(LVL, sets={"person": PEOPLE})
+    model = gb.GreyBox(kb, semantics="product")
+    rng = np.random.default_rng(0)
+    smokes, friends = rng.random((6, 3)) < 0.5, rng.random((6, 3, 3)) < 0.5
+    expected = model.predict({"smokes": smokes, "friends": friends})
+    shuffled = pd.DataFrame(smokes, columns=PEOPLE)[["carl", "anna", "bob"]]
+    got = model.predict({"smokes": shuffled, "friends": friends})
+    pd.testing.assert_frame_equal(got, expected)
+    by_name = pd.DataFrame(smokes, columns=[f"smokes({p})" for p in PEOPLE])
+    pd.testing.assert_frame_equal(model.predict({"smokes": by_name, "friends": friends}), expected)
+    pairs = pd.DataFrame(friends.reshape(6, 9),
+                         columns=pd.MultiIndex.from_product([PEOPLE, PEOPLE]))
+    pd.testing.assert_frame_equal(model.predict({"smokes": smokes, "friends": pairs}), expected)
+    # labels too (fit and loss read them the same way)
+    labels = pd.DataFrame(smokes, columns=PEOPLE)
+    assert model.loss({"smokes": smokes, "friends": friends}, {"cancer": labels}).item() == \
+        pytest.approx(model.loss({"smokes": smokes, "friends": friends},
+                                 {"cancer": smokes.astype(float)}).item())
+    family = kb.families["smokes"]
+    assert family.split(shuffled)["smokes(carl)"].tolist() == smokes[:, 2].tolist()
+    with pytest.raises(DataError, match=r"smokes: a DataFrame for the family needs one column "
+                       r"per member \(3: smokes\(anna\).*no column for 1 member\(s\) "
+                       r"\('smokes\(carl\)'\)"):
+        model.predict({"smokes": shuffled[["anna", "bob"]], "friends": friends})
+    with pytest.raises(DataError, match=r"1 column\(s\) naming no member \('dora'\)"):
+        family.split(shuffled.assign(dora=True))
+    with pytest.raises(DataError, match="gives member smokes.anna. twice"):
+        family.split(pd.concat([shuffled, by_name[["smokes(anna)"]]], axis=1))
+    with pytest.raises(DataError, match="cancer: a DataFrame for the family"):
+        model.fit({"smokes": smokes, "friends": friends},
+                  {"cancer": pd.DataFrame(smokes, columns=[0, 1, 2])}, epochs=1, progress=False)
+    # lists: a list of lists is an array of that shape; a ragged one is named as such
+    assert family.split(smokes.tolist())["smokes(bob)"].tolist() == smokes[:, 1].tolist()
+    with pytest.raises(DataError, match=r"smokes: expected an array of shape \(rows, 3, "
+                       r"\.\.\.\).*got shape \(6, 2\) \(list\)"):
+        model.predict({"smokes": smokes[:, :2].tolist(), "friends": friends})
+    with pytest.raises(DataError, match=r"smokes: .*got a ragged list"):
+        family.split([[True, False, True], [True]])
+    with pytest.raises(DataError, match=r"smokes: .*got a ragged list"):
+        model.predict({"smokes": [[True, False, True], [True]], "friends": friends[:2]})
+    # a member by a bad index
+    assert family.member("bob") == "smokes(bob)"
+    assert kb.families["friends"].member("anna", "carl") == "friends(anna, carl)"
+    with pytest.raises(DataError, match=r"smokes has no member at 'dora': it takes 1 "
+                       r"index\(es\), one per parameter \(person\), e.g. 'anna'"):
+        family.member("dora")
+    with pytest.raises(DataError, match=r"friends has no member at 5: it takes 2"):
+        kb.families["friends"].member(5)
+    ranged = gr.parse("set slot: -2..1\ninput s[slot]: int -3..3\n")
+    assert ranged.families["s"].member("-2") == ranged.families["s"].member(-2) == "s[-2]"
+
+
+def test_a_column_naming_a_member_outside_its_set_is_refused():
+    """Red team, item 9: friends(anna, dora) with dora outside person is a typo or a
+    member missing from the set, never a column silently left unread; other columns the
+    model does not read are still allowed."""
+    import pandas as pd
+
+    import greybox as gb
+    from greybox.errors import DataError
+
+    kb = gr.parse(LVL, sets={"person": PEOPLE})
+    model = gb.GreyBox(kb, semantics="product")
+    rng = np.random.default_rng(1)
+    columns = {**kb.families["smokes"].split(rng.random((4, 3)) < 0.5),
+               **kb.families["friends"].split(rng.random((4, 3, 3)) < 0.5)}
+    frame = pd.DataFrame(columns)
+    expected = model.predict(frame)
+    pd.testing.assert_frame_equal(model.predict(frame.assign(note="x", age=3)), expected)
+    cases = {
+        "friends(anna, dora)": r"column 'friends\(anna, dora\)' is written as a member of "
+                               r"input friends, but 'dora' is not in set person \(anna, bob, "
+                               r"carl\): a typo, or a member missing from the set",
+        "smokes(dora)": r"'dora' is not in set person",
+        "smokes(anna, bob)": r"whose members are written like smokes\(anna\) \(one index per "
+                             r"parameter: person\)",
+        "smokes[anna]": r"whose members are written like smokes\(anna\)",
+        "friends(anna,bob)": r"it is spelled 'friends\(anna, bob\)'",
+    }
+    for column, message in cases.items():
+        with pytest.raises(DataError, match=message):
+            model.predict(frame.assign(**{column: True}))
+        with pytest.raises(DataError, match=message):
+            gr.evaluate(kb, frame.assign(**{column: True}))
+    with pytest.raises(DataError, match=r"'dora' is not in set person"):   # labels too
+        model.fit(frame, {"cancer(dora)": [True] * 4}, epochs=1, progress=False)
+    ranged = gb.GreyBox("set c: 0..2\ninput x[c]: int 0..9\noutput y: bool\n"
+                        "rule r: x[0] > 4 -> y\n")
+    with pytest.raises(DataError, match=r"'3' is not in set c \(0, 1, 2\)"):
+        ranged.predict({"x[0]": [1], "x[1]": [1], "x[2]": [1], "x[3]": [1]})
+
+
+def test_edits_apply_in_order_with_templates_and_groundings():
+    """Red team, item 6: a later edit of a whole template reaches the groundings edited
+    before: a Replace or Remove of the template drops their edits, a weight or threshold
+    edit applies after theirs."""
+    import greybox as gb
+    from greybox.explain import Debugger, Disable, Replace, SetThreshold, SetWeight
+
+    kb = gr.parse("set person\ninput lvl(person): int 0..5\noutput cancer(person): bool\n"
+                  "rule own(p in person) weight 2.0: lvl(p) >= ~4 -> cancer(p)\n",
+                  sets={"person": PEOPLE})
+    model = gb.GreyBox(kb, semantics="product")
+    lvl = np.random.default_rng(3).integers(0, 6, (30, 3))
+    dbg = Debugger(model, {"lvl": lvl}, {"cancer(bob)": lvl[:, 1] >= 3})
+
+    def rule(name):
+        return dbg.model.kb.rules[name]
+
+    dbg.what_if(SetThreshold("own(bob)", 0, 2.5))
+    assert rule("own(bob)").body.right.value == 2.5
+    dbg.what_if(Replace("own", "rule own(p in person) weight 2.0: lvl(p) >= 1 -> cancer(p)"))
+    assert {rule(f"own({p})").body.right.value for p in PEOPLE} == {1.0}   # was 2.5 for bob
+    assert "2.5" not in dbg.export()
+    assert "rule own(p in person) weight 2.0: lvl(p) >= 1 -> cancer(p)" in dbg.export()
+    predicted = dbg.predictions()["predicted"].to_numpy()
+    assert predicted.tolist() == (lvl[:, 1] >= 1).tolist()
+    dbg.undo(2)
+    dbg.what_if(SetWeight("own(bob)", 5.0), SetThreshold("own(bob)", 0, 2.5),
+                SetWeight("own", 1.0))
+    assert rule("own(bob)").weight == 1.0 and rule("own(anna)").weight == 1.0   # the later
+    assert rule("own(bob)").body.right.value == 2.5   # not touched by the later edit: kept
+    dbg.what_if(Disable("own"))
+    assert rule("own(bob)").weight == 0.0 and rule("own(bob)").fixed
+    dbg.undo(4)
+    dbg.what_if(SetWeight("own", 1.0), SetWeight("own(bob)", 5.0))   # the member is later
+    assert rule("own(bob)").weight == 5.0 and rule("own(anna)").weight == 1.0
+
+
+def test_a_grounding_is_replaced_by_text_written_like_add_statement():
+    """Red team, item 13: Replace of one grounding takes grounded references as written
+    (lvl(anna), no back quotes), as AddStatement does; back-quoted names still work."""
+    import greybox as gb
+    from greybox.explain import AddStatement, Debugger, Replace
+
+    kb = gr.parse("set person\ninput lvl(person): int 0..5\noutput cancer(person): bool\n"
+                  "rule own(p in person) weight 2.0: lvl(p) >= ~4 -> cancer(p)\n",
+                  sets={"person": PEOPLE})
+    model = gb.GreyBox(kb, semantics="product")
+    lvl = np.random.default_rng(3).integers(0, 6, (30, 3))
+    dbg = Debugger(model, {"lvl": lvl}, {"cancer(anna)": lvl[:, 0] >= 1})
+    result = dbg.what_if(Replace("own(anna)", "rule `own(anna)` weight 5.0: lvl(anna) >= 1 -> "
+                                              "cancer(anna)"))
+    assert result.accuracy_after == 1.0
+    replaced = dbg.model.kb.rules["own(anna)"]
+    assert replaced.weight == 5.0 and gr.to_text(replaced.body) == "`lvl(anna)` >= 1"
+    assert dbg.model.kb.rules["own(bob)"].body.right.value == 4.0
+    dbg.undo()
+    quoted = dbg.what_if(Replace("own(anna)", "rule `own(anna)` weight 5.0: `lvl(anna)` >= 1 "
+                                              "-> `cancer(anna)`"))
+    assert quoted.accuracy_after == 1.0
+    dbg.undo()
+    with pytest.raises(RuleError, match="undeclared family 'zz'"):
+        dbg.what_if(Replace("own(anna)", "rule `own(anna)`: zz(anna) -> cancer(anna)"))
+    dbg.what_if(AddStatement("rule extra: lvl(anna) >= 5 -> cancer(anna)"))
+    assert "extra" in dbg.model.kb.rules

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import html
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -11,10 +12,10 @@ import pandas as pd
 import torch
 
 from greybox.errors import DataError, GreyboxError, ModelError
-from greybox.rules import KnowledgeBase, to_text
+from greybox.rules import KnowledgeBase, decode_bools, missing_values, parse_statements, to_text
 from greybox.rules import ast as A
 
-from ._edits import Edit, NotFound, parse_edit
+from ._edits import Edit, NotFound, Remove, Replace, _find, parse_edit
 
 __all__ = ["Blame", "Debugger", "WhatIf"]
 
@@ -190,6 +191,7 @@ class Debugger:
         self._base = model
         self.data = data
         self.batch = model.batch(data)
+        _unique_labels(self.batch.index)
         self.target = _decode_targets(var, targets, self.batch.index)
         self.train = train
         self._edits: list[Edit] = []
@@ -437,7 +439,10 @@ class Debugger:
                     templates = e.apply(templates)
                 except NotFound:
                     members.append(e)
+                else:   # in order: a later template edit reaches its edited groundings
+                    members = _after_template_edit(members, e, kb.program)
             kb = KnowledgeBase(templates, filename="<edit>", source=source)
+            members = [_grounded_text(e, templates) for e in members]
         # ... the others a grounded member (or, propositional, a statement)
         statements = list(kb.statements)
         for e in members:
@@ -500,6 +505,88 @@ class Debugger:
         return _frame_html(repr(self), self.failures())
 
 
+def _unique_labels(index: pd.Index) -> None:
+    """A DataError naming the labels that more than one row of the data carries: the
+    debugger names rows by their labels (failures, blame, what-if)."""
+    if index.is_unique:
+        return
+    dup = index[index.duplicated()].unique()
+    shown = ", ".join(_cell(v) for v in dup[:5]) + (f", ... ({len(dup)} in all)"
+                                                    if len(dup) > 5 else "")
+    raise DataError(f"the data's index labels {shown} name more than one row: the debugger "
+                    "names rows by their labels; give each row its own (e.g. "
+                    "data.reset_index(drop=True))")
+
+
+def _after_template_edit(members: list[Edit], edit: Edit, program) -> list[Edit]:
+    """The pending edits of grounded members once ``edit`` changed a whole template, so
+    that edits take effect in order: a later ``Replace`` or ``Remove`` of the template
+    drops the earlier edits of its groundings (they are gone); a later weight, threshold or
+    disable edit is applied to each of them after their own edits (it wins where both set
+    the same thing)."""
+    name = getattr(edit, "name", None)
+    info = program.families.get(f"rule:{name}") or program.families.get(f"constraint:{name}")
+    if info is None:
+        return members
+    grounded = set(info.members.values())
+    touched = list(dict.fromkeys(e.name for e in members if getattr(e, "name", None)
+                                 in grounded))
+    if not touched:
+        return members
+    if isinstance(edit, (Replace, Remove)):
+        return [e for e in members if getattr(e, "name", None) not in grounded]
+    return members + [_IfPresent(dataclasses.replace(edit, name=n)) for n in touched]
+
+
+@dataclass(frozen=True)
+class _IfPresent(Edit):
+    """A template's edit carried to one of its groundings, unless an earlier edit of the
+    grounding removed or renamed it."""
+
+    edit: Edit
+
+    def apply(self, statements):
+        try:
+            return self.edit.apply(statements)
+        except NotFound:
+            return statements
+
+    def describe(self):
+        return self.edit.describe()
+
+
+def _grounded_text(edit: Edit, templates: list) -> Edit:
+    r"""A ``Replace`` of one grounded member whose text refers to grounded facts as they
+    are written (``lvl(anna)``, as ``AddStatement`` takes them): its statement grounded
+    over the relational declarations (the form of the grounded statements,
+    ``\`lvl(anna)\```)."""
+    if not isinstance(edit, Replace):
+        return edit
+    new = parse_statements(edit.text, filename="<edit>")
+    if len(new) != 1 or isinstance(new[0], A.Family) or not A.is_relational(new[0]):
+        return edit   # refused, or taken as it is, by Replace.apply
+    declarations = [t for t in templates if not isinstance(
+        t.statement if isinstance(t, A.Family) else t, (A.Rule, A.Constraint))]
+    grounded = KnowledgeBase(declarations + new, filename="<edit>", source=edit.text)
+    statement, = (s for s in grounded.statements if isinstance(s, (A.Rule, A.Constraint)))
+    return _ReplaceBy(edit.name, statement)
+
+
+@dataclass(frozen=True)
+class _ReplaceBy(Edit):
+    """Replace the rule or constraint ``name`` by an already grounded statement."""
+
+    name: str
+    statement: object
+
+    def apply(self, statements):
+        i, _ = _find(statements, self.name)
+        return statements[:i] + [self.statement] + statements[i + 1:]
+
+    def describe(self):
+        return f"replace {self.name}"
+
+
 def _pushes_toward(kb, output: str, rule: str, value, contribution: float) -> bool:
     """Whether a rule's contribution pushes ``output`` toward ``value``."""
     r = kb.rules[rule]
@@ -546,22 +633,10 @@ def _py(value):
     return value.item() if hasattr(value, "item") else value
 
 
-_TRUE = frozenset({"true", "yes", "1"})
-_FALSE = frozenset({"false", "no", "0"})
-
-
 def _cell(value) -> str:
     """A target for a message: the plain value's repr, cut short."""
     text = repr(_py(value))
     return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _is_missing(value) -> bool:
-    if value is None or value is pd.NA or value is pd.NaT:
-        return True
-    if isinstance(value, (float, np.floating)) and np.isnan(value):
-        return True
-    return isinstance(value, str) and not value.strip()
 
 
 def _as_int(value):
@@ -584,16 +659,6 @@ def _as_int(value):
             return None
         return int(number) if np.isfinite(number) and number.is_integer() else None
     return None
-
-
-def _as_bool(value):
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    if isinstance(value, str):
-        text = value.strip().lower()
-        return True if text in _TRUE else False if text in _FALSE else None
-    number = _as_int(value)
-    return None if number not in (0, 1) else bool(number)
 
 
 def _as_real(value):
@@ -622,9 +687,14 @@ def _decode_targets(var, targets, index: pd.Index) -> np.ndarray:
         raise DataError(f"targets must have one value per row: expected shape ({n},), got "
                         f"{y.shape}")
     t = var.type
-    if isinstance(t, A.BoolType):
-        expected, decode, dtype = "true/false (True/False, 1/0, yes/no)", _as_bool, bool
-    elif isinstance(t, A.IntType):
+    name = var.name
+    missing = missing_values(y)
+    if isinstance(t, A.BoolType):   # the decoder of fit's labels
+        decoded, bad = decode_bools(y, missing)
+        _refuse(name, y, index, np.flatnonzero(missing), np.flatnonzero(bad),
+                "true/false (True/False, 1/0, yes/no)")
+        return decoded.astype(bool)
+    if isinstance(t, A.IntType):
         def decode(v):
             number = _as_int(v)
             return number if number is not None and t.lo <= number <= t.hi else None
@@ -640,30 +710,22 @@ def _decode_targets(var, targets, index: pd.Index) -> np.ndarray:
         expected, dtype = f"one of {{{', '.join(t.values)}}}", object
     else:
         expected, decode, dtype = "a finite number", _as_real, np.float64
-    name = var.name
-    if y.dtype.kind == "b" and dtype is bool:
-        return y.astype(bool)
     if y.dtype.kind in "iuf" and dtype is not object:   # numbers, checked at numpy speed
         num = y.astype(np.float64)
-        missing = np.flatnonzero(np.isnan(num))
-        if isinstance(t, A.BoolType):
-            ok = np.isin(num, (0.0, 1.0))
-        elif isinstance(t, A.IntType):
+        if isinstance(t, A.IntType):
             ok = np.isfinite(num) & (num == np.floor(num)) & (num >= t.lo) & (num <= t.hi)
         else:
             ok = np.isfinite(num)
-        _refuse(name, y, index, missing, np.flatnonzero(~ok & ~np.isnan(num)), expected)
+        _refuse(name, y, index, np.flatnonzero(missing), np.flatnonzero(~ok & ~missing),
+                expected)
         return (y if y.dtype.kind in "iu" else num).astype(dtype)
-    out, missing, bad = [], [], []
+    out, bad = [], []
     for pos, v in enumerate(y):
-        if _is_missing(v):
-            missing.append(pos)
-            continue
-        decoded = decode(v)
-        if decoded is None:
+        decoded = None if missing[pos] else decode(v)
+        if decoded is None and not missing[pos]:
             bad.append(pos)
         out.append(decoded)
-    _refuse(name, y, index, missing, bad, expected)
+    _refuse(name, y, index, np.flatnonzero(missing), bad, expected)
     return np.array(out, dtype=dtype)
 
 

@@ -115,11 +115,19 @@ class EntityDebugger:
             raise ModelError(f"{family!r} is not an output family (output families: "
                              f"{', '.join(outputs)})")
         fam = outputs[family]
-        columns = fam.split(targets[family]) if family in targets else dict(targets)
+        columns = fam.split(targets[family]) if family in targets else {}
+        for name, values in targets.items():   # the family's members, or refused below
+            if name == family:
+                continue
+            if name in columns:
+                raise DataError(f"{name!r} is given twice: as its own target and in "
+                                f"family {family!r}")
+            columns[name] = values
         unknown = [k for k in columns if k not in fam.members.values()]
         if unknown:
             raise DataError(f"targets name {', '.join(map(repr, unknown[:3]))}, which are "
-                            f"not members of {family}")
+                            f"not members of {family} (an entity debugger debugs one output "
+                            "family; debug another output with Debugger)")
         self.family = family
         self.data = data
         self.members: dict[str, Debugger] = {
@@ -221,6 +229,11 @@ class EntityDebugger:
             d._edits, d._model = list(edits), model
             d._now = d._predict(model) if edits else d._before
         return self.diff()
+
+    def export(self, path=None) -> str:
+        """The edited rule file (learned values written in, edits applied), as
+        :meth:`Debugger.export`: one model serves every entity."""
+        return next(iter(self.members.values())).export(path)
 
     def diff(self) -> EntityWhatIf:
         """The effect of the edits so far against the original model, entity by entity."""
