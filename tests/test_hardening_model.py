@@ -191,3 +191,16 @@ def test_a_sum_beyond_float64s_exact_integers_is_refused_by_the_smooth_trace():
     model.predict(cols)                                   # decided exactly
     with pytest.raises(gb.ModelError, match=r"rule 'big'.*about 1e\+16.*2\*\*53"):
         model(cols)
+
+
+@pytest.mark.parametrize("semantics", ["product", "probabilistic"])
+def test_a_template_rules_coefficient_beyond_float32_is_exact_in_every_grounding(semantics):
+    # 16777217 is 2**24 + 1: float32 rounds it to 2**24, and 16777217 * 1 - 16777216 to 0
+    kb = gb.rules.parse("set p: 0..3\ninput a[p]: int 0..20\noutput y[p]: bool\n"
+                        "rule r(q in p) weight 1.0 fixed: 16777217 * a[q] - 16777216 >= 1 "
+                        "-> y[q]\n")
+    cols = kb.families["a"].split(np.array([[0, 1, 1, 0]] * 2))
+    model = gb.GreyBox(kb, semantics=semantics)
+    trace = model(cols)
+    assert model.predict(cols).iloc[0].tolist() == [False, True, True, False]
+    assert [float(trace.bodies[r][0]) for r in trace.bodies] == [0.0, 1.0, 1.0, 0.0]
