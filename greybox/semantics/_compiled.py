@@ -24,7 +24,7 @@ EXACT_FLOAT64 = 2 ** 53
 
 
 def magnitude(e, kb) -> float:
-    """A bound on the magnitude of ``e`` and of every intermediate result of its
+    r"""A bound on the magnitude of ``e`` and of every intermediate result of its
     arithmetic, from the ranges of the finite variables and the numbers it reads (real
     variables count 0: their values are not exact integers in any dtype, and a define
     counts its declared range, its own expression being bounded where it is computed).
