@@ -196,9 +196,11 @@ def to_batch(kb, data, device: torch.device, *, needed=None) -> Batch:
             col = col.detach().cpu().numpy()
         arr = _column(var, col, index)
         columns[name] = arr
-        dtype = torch.long if isinstance(var.type, A.EnumType) else torch.float32
-        values[name] = torch.as_tensor(np.asarray(arr, dtype=np.int64 if dtype == torch.long
-                                                  else np.float32), device=device)
+        t = var.type
+        # enums as codes; integers beyond float32's exact ones (2**24) in float64
+        dtype = np.int64 if isinstance(t, A.EnumType) else np.float64 \
+            if isinstance(t, A.IntType) and max(abs(t.lo), abs(t.hi)) > 2 ** 24 else np.float32
+        values[name] = torch.as_tensor(np.asarray(arr, dtype=dtype), device=device)
     return Batch(values, n, index, columns)
 
 

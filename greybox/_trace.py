@@ -65,9 +65,10 @@ class Trace:
         variable's distribution over its values, shape (n, K); a real variable's value,
         shape (n,). Inputs (and what is computed from inputs alone) hold their values:
         numbers (n,), enums one-hot (n, K). Under fuzzy semantics an integer ``define``
-        over network outputs is its expected value (n,). Entries that cost inference are
-        computed on first access. Tensor inputs and sums too large to enumerate (see the
-        models guide) are left out.
+        over network outputs is its expected value (n,); in a crisp trace every integer
+        input and ``define`` holds its value (n,), float64 beyond 2**24. Entries that
+        cost inference are computed on first access. Tensor inputs and sums too large to
+        enumerate (see the models guide) are left out.
     logits : dict[str, Tensor]
         Each neural variable's raw network output.
     bodies, contributions : dict[str, Tensor]

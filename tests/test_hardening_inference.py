@@ -80,3 +80,40 @@ def test_an_output_decided_over_a_huge_range_is_refused_before_its_biases_exist(
                          timeout=300)
     assert "ModelError:" in out.stdout, out.stdout + out.stderr
     assert "'y' (int 0..900000000) is decided by rules over 900,000,001 values" in out.stdout
+
+
+def test_a_crisp_trace_holds_a_huge_integer_define_as_its_value():
+    # red team item 4: the crisp trace (explain's, and model(data, crisp=True)) made the
+    # define a one-hot row over ten billion values (80 GB); in a process limited to 2 GiB
+    # of address space it must hold the value itself, exactly (beyond float32's integers)
+    rules = ("set cell: 0..9\ninput x[cell]: int 0..9\noutput y: bool\n"
+             "define code: int 0..9999999999 = sum(10^(9 - i) * x[i] for i in cell)\n"
+             "rule big weight 1.0 fixed: code >= 1234567891 -> y\n")
+    script = textwrap.dedent(f"""
+        import resource
+        resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
+        import numpy as np
+        import greybox as gb
+        import greybox.explain
+        kb = gb.rules.parse({rules!r})
+        model = gb.GreyBox(kb, semantics="product")
+        cols = kb.families["x"].split(np.array([[1, 2, 3, 4, 5, 6, 7, 8, 9, 0],
+                                                [1, 2, 3, 4, 5, 6, 7, 8, 9, 1]]))
+        try:
+            trace = model(cols, crisp=True)
+            print("code", [int(v) for v in trace.values["code"].tolist()])
+            print("bodies", trace.bodies["big"].tolist())
+            print("frame", trace.to_frame()["value.code"].tolist())
+            row = {{k: v[1:] for k, v in cols.items()}}
+            print("explained", len(gb.explain.explain(model, row)))
+        except gb.ModelError as err:
+            print("ModelError:", err)
+        except (MemoryError, RuntimeError) as err:
+            print("failed:", type(err).__name__, err)
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=300)
+    assert "code [1234567890, 1234567891]" in out.stdout, out.stdout + out.stderr
+    assert "bodies [0.0, 1.0]" in out.stdout
+    assert "frame [1234567890.0, 1234567891.0]" in out.stdout
+    assert "explained" in out.stdout, out.stdout + out.stderr

@@ -174,3 +174,76 @@ def test_a_non_finite_tensor_input_is_named_with_its_row(bad, what):
     with pytest.raises(gb.DataError, match=rf"input 'img': {what} at row 'v', entry \[2\]"):
         plain.predict(labelled)
     assert len(plain.predict(labelled.drop(index="v"))) == 2
+
+
+# the smooth traces compute integer arithmetic of observed inputs exactly (red team item 3):
+# float32 rounds 1234567890 and 1234567891 alike, float64 does not
+BIG = """set cell: 0..9
+input x[cell]: int 0..9
+output y: bool
+rule big weight 1.0 fixed: sum(10^(9 - i) * x[i] for i in cell) >= 1234567891 -> y
+"""
+BIG_DEFINE = BIG.replace(
+    "rule big weight 1.0 fixed: sum(10^(9 - i) * x[i] for i in cell) >= 1234567891 -> y",
+    "define code: int 0..9999999999 = sum(10^(9 - i) * x[i] for i in cell)\n"
+    "rule big weight 1.0 fixed: code >= 1234567891 -> y")
+DIGITS = np.array([[1, 2, 3, 4, 5, 6, 7, 8, 9, 0], [1, 2, 3, 4, 5, 6, 7, 8, 9, 1]])
+
+
+def _cols(kb):
+    return kb.families["x"].split(DIGITS)
+
+
+@pytest.mark.parametrize("rules", [BIG, BIG_DEFINE], ids=["sum", "define"])
+@pytest.mark.parametrize("semantics", ["product", "godel", "lukasiewicz", "probabilistic"])
+def test_the_smooth_trace_of_a_large_integer_sum_agrees_with_predict(rules, semantics):
+    kb = gb.rules.parse(rules)
+    model = gb.GreyBox(kb, semantics=semantics)
+    cols = _cols(kb)
+    assert model.predict(cols)["y"].tolist() == [False, True]
+    trace = model(cols)
+    assert trace.bodies["big"].tolist() == [0.0, 1.0]
+    assert trace.bodies["big"].dtype == torch.float32     # the trace stays float32
+    score = trace.scores["y"].detach()
+    assert float(score[1] - score[0]) == pytest.approx(1.0)
+
+
+def test_training_on_a_large_integer_sum_learns_what_predict_decides():
+    kb = gb.rules.parse(BIG)
+    model = gb.GreyBox(kb, semantics="product")
+    cols = _cols(kb)
+    model.fit(cols, {"y": [False, True]}, epochs=50)
+    assert model.predict(cols)["y"].tolist() == [False, True]
+    p = model(cols).values["y"].tolist()      # trained on the rows told apart
+    assert p[0] < 0.5 < p[1]
+
+
+def test_an_integer_input_beyond_float32s_exact_integers_is_compared_exactly():
+    model = gb.GreyBox("input n: int 0..100000000\noutput y: bool\n"
+                       "rule r weight 1.0 fixed: n >= 99999999 -> y\n")
+    data = {"n": [99999998, 99999999]}
+    assert model.predict(data)["y"].tolist() == [False, True]
+    assert model(data).bodies["r"].tolist() == [0.0, 1.0]
+
+
+def test_a_sum_beyond_float64s_exact_integers_is_refused_by_the_smooth_trace():
+    rules = BIG.replace("0..9\n", "0..15\n", 1).replace("10^(9 - i)", "10^(15 - i)")
+    kb = gb.rules.parse(rules)
+    model = gb.GreyBox(kb, semantics="product")
+    cols = kb.families["x"].split(np.tile(DIGITS, (1, 2))[:, :16])
+    model.predict(cols)                                   # decided exactly
+    with pytest.raises(gb.ModelError, match=r"rule 'big'.*about 1e\+16.*2\*\*53"):
+        model(cols)
+
+
+@pytest.mark.parametrize("semantics", ["product", "probabilistic"])
+def test_a_template_rules_coefficient_beyond_float32_is_exact_in_every_grounding(semantics):
+    # 16777217 is 2**24 + 1: float32 rounds it to 2**24, and 16777217 * 1 - 16777216 to 0
+    kb = gb.rules.parse("set p: 0..3\ninput a[p]: int 0..20\noutput y[p]: bool\n"
+                        "rule r(q in p) weight 1.0 fixed: 16777217 * a[q] - 16777216 >= 1 "
+                        "-> y[q]\n")
+    cols = kb.families["a"].split(np.array([[0, 1, 1, 0]] * 2))
+    model = gb.GreyBox(kb, semantics=semantics)
+    trace = model(cols)
+    assert model.predict(cols).iloc[0].tolist() == [False, True, True, False]
+    assert [float(trace.bodies[r][0]) for r in trace.bodies] == [0.0, 1.0, 1.0, 0.0]

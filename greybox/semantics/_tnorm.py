@@ -34,6 +34,9 @@ class FuzzyContext(Context):
     def __init__(self, model, batch):
         super().__init__(model, batch)
         self.crisp = False
+        #: inside a comparison or define whose integer arithmetic float32 cannot hold
+        #: exactly (Compiled.wide): numbers are read as float64
+        self.wide = False
         #: a forward pass's stacked columns of variables (see _stacked._StackedEnv)
         self.column_stacks: dict = {}
 
@@ -82,7 +85,14 @@ class FuzzyContext(Context):
         var = self.kb.variables[name]
         if isinstance(var.type, A.BoolType):
             return ("t", self.truth(var.expr, env))
-        value = self.value(var.expr, env)
+        if isinstance(var.type, A.IntType) and self.model.compiled.wide(var.expr, define=name):
+            wide, self.wide = self.wide, True
+            try:
+                value = self.value(var.expr, env)
+            finally:
+                self.wide = wide
+        else:
+            value = self.value(var.expr, env)
         if isinstance(var.type, A.EnumType) and value[0] == "s":
             return self.fixed(name, var.type.values.index(value[1]))
         return value
@@ -90,10 +100,14 @@ class FuzzyContext(Context):
     # evaluation ----------------------------------------------------------------------
     def num(self, fv) -> torch.Tensor | float:
         if fv[0] == "d":
-            return (fv[1] * fv[2]).sum(-1)
-        if fv[0] == "s":
+            out = (fv[1] * fv[2]).sum(-1)
+        elif fv[0] == "s":
             raise ModelError(f"enum value {fv[1]!r} used as a number")
-        return fv[1]
+        else:
+            out = fv[1]
+        if self.wide and isinstance(out, torch.Tensor) and out.dtype != torch.float64:
+            out = out.double()
+        return out
 
     def value(self, e, env: Env):
         if isinstance(e, A.Num):
@@ -166,6 +180,15 @@ class FuzzyContext(Context):
         return x
 
     def _compare(self, e: A.Compare, env):
+        if self.wide or not self.model.compiled.wide(e):
+            return self._compare_as(e, env, None)
+        self.wide = True
+        try:
+            return self._compare_as(e, env, torch.float64).float()
+        finally:
+            self.wide = False
+
+    def _compare_as(self, e: A.Compare, env, dtype):
         left, right = self.value(e.left, env), self.value(e.right, env)
         op = _OPS[e.op]
         # enum comparisons and distributions against constants: exact mass
@@ -185,8 +208,8 @@ class FuzzyContext(Context):
             return same if e.op == "==" else 1.0 - same
         lv, rv = self.num(left), self.num(right)
         if self.crisp or self.hard or not self.model.compiled.smooth(e, neural=True):
-            return op(torch.as_tensor(lv, device=self.device),
-                      torch.as_tensor(rv, device=self.device)).float()
+            return op(torch.as_tensor(lv, dtype=dtype, device=self.device),
+                      torch.as_tensor(rv, dtype=dtype, device=self.device)).float()
         return F.smooth_compare(e.op, lv, rv, self.model.compiled.temperature(e))
 
     def _inset(self, e: A.InSet, env):

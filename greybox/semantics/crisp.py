@@ -12,10 +12,13 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from greybox.errors import ModelError
 from greybox.rules import ast as A
+from greybox.rules import type_to_text
 
 from .._trace import Trace
 from ._base import Semantics
+from ._compiled import EXACT_FLOAT32
 
 __all__ = ["CrispSemantics", "crisp_evaluation"]
 
@@ -54,6 +57,11 @@ class CrispSemantics(Semantics):
             if name not in values:
                 raise KeyError(name)
             v = values[name]
+            t = kb.variables[name].type
+            if v.dim() == 1 and not isinstance(t, A.BoolType):
+                raise ModelError(f"{name!r} ({kb.variables[name].role}, "
+                                 f"{type_to_text(t)}) holds its value in a crisp trace, not "
+                                 "a distribution: it has no log-probability")
             if v.dim() == 2:
                 p = v.gather(1, target.long().view(-1, 1)).squeeze(1)
             else:
@@ -75,8 +83,10 @@ class CrispSemantics(Semantics):
 
 
 def _values(kb, ev, batch, logits, tensor) -> dict:
-    """Every variable's crisp value as the trace holds it: a bool 0/1, a finite variable
-    one-hot, a real value."""
+    """Every variable's crisp value as the trace holds it: a bool 0/1, a real value, an
+    integer input or define its value (as the fuzzy traces hold them: a domain of ten
+    billion values is one number, not a one-hot row of 80 GB), another finite variable
+    (an enum, a network's or a decided output's value) one-hot."""
     from .._decide import codes
 
     values = {}
@@ -91,6 +101,11 @@ def _values(kb, ev, batch, logits, tensor) -> dict:
         idx = codes(t, series)
         if isinstance(t, A.BoolType) or not A.is_finite_type(t):
             values[name] = tensor(idx)
+        elif isinstance(t, A.IntType) and var.role in ("input", "defined"):
+            # exact: float64 where float32 would round the range's integers
+            wide = max(abs(t.lo), abs(t.hi)) > EXACT_FLOAT32
+            values[name] = tensor(np.asarray(idx, dtype=np.int64) + t.lo,
+                                  torch.float64 if wide else torch.float32)
         else:
             values[name] = torch.nn.functional.one_hot(tensor(idx, torch.long),
                                                        A.domain(t).size).float()

@@ -192,6 +192,9 @@ class ProbContext(Context):
         super().__init__(model, batch)
         self.sizes: dict[str, int] = {}
         self.vals: dict[str, torch.Tensor] = {}
+        #: inside a comparison or define whose integer arithmetic float32 cannot hold
+        #: exactly (Compiled.wide): observed numbers and constants are read as float64
+        self.wide = False
         self.conditional: set[int] = set()
         self.constraint_factors: list = []
         self.touch: dict[str, list] = {}
@@ -216,7 +219,8 @@ class ProbContext(Context):
 
     # helpers ---------------------------------------------------------------------------
     def const(self, x) -> Field:
-        return Field((), torch.full((1,), float(x), device=self.device))
+        return Field((), torch.full((1,), float(x), device=self.device,
+                                    dtype=torch.float64 if self.wide else None))
 
     def _values_of(self, name) -> tuple:
         cache = kb_cached(self.kb, "probabilistic/values", lambda kb: {})
@@ -332,7 +336,8 @@ class ProbContext(Context):
 
     # constructors ----------------------------------------------------------------------
     def observe(self, name, x):
-        return Field((), x.float())
+        # (an integer input beyond float32's exact integers arrives in float64: kept)
+        return Field((), x if x.dtype == torch.float64 else x.float())
 
     def neural(self, name, out):
         field = self._neural_fields.get(name)
@@ -478,7 +483,15 @@ class ProbContext(Context):
                     self.sizes[name] = var.type.size
                     self.vals[name] = self.model.compiled.value_tensor(tuple(self._values_of(name)))
                     return Field((name,), self.vals[name].view(1, -1))
-        f = self.field(var.expr, env)
+        if isinstance(var.type, A.IntType) and not self.wide and \
+                self.model.compiled.wide(var.expr, define=name):
+            self.wide = True
+            try:
+                f = self.field(var.expr, env)
+            finally:
+                self.wide = False
+        else:
+            f = self.field(var.expr, env)
         if isinstance(f, Factored):
             return f       # a bool kept factored: what reads it reads its parts
         if not f.scope or isinstance(var.type, A.RealType):
@@ -520,6 +533,9 @@ class ProbContext(Context):
                     f"{e.name!r} is a sum that exact inference keeps digit by digit (its "
                     "values are too many to enumerate); rules and constraints cannot read it "
                     "under semantics='probabilistic' -- supervise it, or use a fuzzy semantics")
+            if self.wide and isinstance(x, Field) and x.t.is_floating_point() and \
+                    x.t.dtype != torch.float64:
+                return Field(x.scope, x.t.double())
             return x
         if isinstance(e, A.Neg):
             inner = self.field(e.operand, env)
@@ -784,6 +800,16 @@ class ProbContext(Context):
         return self.field(e, env)
 
     def _compare(self, e: A.Compare, env) -> Field:
+        if self.wide or not self.model.compiled.wide(e):
+            return self._compare_fields(e, env)
+        self.wide = True
+        try:
+            out = self._compare_fields(e, env)
+        finally:
+            self.wide = False
+        return out if out.t.dtype == torch.float32 else Field(out.scope, out.t.float())
+
+    def _compare_fields(self, e: A.Compare, env) -> Field:
         left = self._operand(e.left, e.right, env)
         right = self._operand(e.right, e.left, env)
         op = _OPS[e.op]
@@ -799,7 +825,7 @@ class ProbContext(Context):
                 return found
             return self._binop(left, right, lambda a, b: op(a, b).float())
         temp = self.model.compiled.temperature(e)
-        p = self._binop(left, right, lambda a, b: F.smooth_compare(e.op, a, b, temp))
+        p = self._binop(left, right, lambda a, b: F.smooth_compare(e.op, a, b, temp).float())
         key = (id(e), env.key)
         if key not in self._atoms:
             atom = f"atom#{len(self._atoms)}{env.key}"
