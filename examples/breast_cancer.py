@@ -116,18 +116,28 @@ def save_for_debugging(path, *, budget: int | None = 10, seed: int = 0,
 
 def run(repeats: int = 5, progress: bool = False) -> pd.DataFrame:
     data = load_breast_cancer(as_frame=True)
-    X = data.data
     y = (data.target == 0).to_numpy()        # scikit-learn: 0 = malignant
-    kb = rules_with_all_columns(X.columns)
+    return compare(data.data, y, "malignant", budgets=BUDGETS, repeats=repeats,
+                   rules=rules_with_all_columns, train=train, choose_labels=choose_labels,
+                   progress=progress)
+
+
+def compare(X: pd.DataFrame, y: np.ndarray, output: str, *, budgets, repeats: int, rules,
+            train, choose_labels, progress: bool = False) -> pd.DataFrame:
+    """One row per split, label budget and method (rules alone, the grey-box model with
+    and without ``select="kfold"``, an MLP, a logistic regression): test accuracy on 30%
+    held-out rows. ``rules(columns)``, ``train(kb, X_train, y_train, idx, seed, ...)`` and
+    ``choose_labels(y, budget, rng)`` are the example's own (wine.py uses it too)."""
+    kb = rules(X.columns)
     rows = []
     for seed in range(repeats):
         X_tr, X_te, y_tr, y_te = train_test_split(X, y, test_size=0.3, stratify=y,
                                                   random_state=seed)
         rules_only = gb.GreyBox(kb, semantics="product").crisp()
         rows.append({"seed": seed, "labels": "none", "method": "rules alone",
-                     "accuracy": float((rules_only.predict(X_te)["malignant"] == y_te).mean())})
+                     "accuracy": float((rules_only.predict(X_te)[output] == y_te).mean())})
         rng = np.random.default_rng(seed)
-        for budget in BUDGETS:
+        for budget in budgets:
             idx = choose_labels(y_tr, budget, rng)
             Xl, yl = X_tr.iloc[idx], y_tr[idx]
             label = "all" if budget is None else str(budget)
@@ -139,7 +149,7 @@ def run(repeats: int = 5, progress: bool = False) -> pd.DataFrame:
                     continue
                 model, history = train(kb, X_tr, y_tr, idx, seed, progress=progress,
                                        select=select)
-                acc = float((model.predict(X_te)["malignant"].to_numpy() == y_te).mean())
+                acc = float((model.predict(X_te)[output].to_numpy() == y_te).mean())
                 rows.append({"seed": seed, "labels": label, "method": method,
                              "accuracy": acc, "trained": history.selected_epochs != 0})
 

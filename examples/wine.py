@@ -23,17 +23,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from breast_cancer import (  # the same table; examples/ is the script's path
-    PLAIN,
-    SELECTED,
+from breast_cancer import (  # the same comparison; examples/ is the script's path
+    compare,
     comparison,
 )
 from sklearn.datasets import load_wine
-from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import train_test_split
-from sklearn.neural_network import MLPClassifier
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
 from torch import nn
 
 import greybox as gb
@@ -97,41 +91,9 @@ def train(kb, X_train, y_train, idx: np.ndarray, seed: int, *, epochs: int = 30,
 
 def run(repeats: int = 10, progress: bool = False) -> pd.DataFrame:
     X, y = load()
-    kb = rules_with_all_columns(X.columns)
-    rows = []
-    for seed in range(repeats):
-        X_tr, X_te, y_tr, y_te = train_test_split(X, y, test_size=0.3, stratify=y,
-                                                  random_state=seed)
-        rules_only = gb.GreyBox(kb, semantics="product").crisp()
-        rows.append({"seed": seed, "labels": "none", "method": "rules alone",
-                     "accuracy": float((rules_only.predict(X_te)["cultivar"] == y_te).mean())})
-        rng = np.random.default_rng(seed)
-        for budget in BUDGETS:
-            idx = choose_labels(y_tr, budget, rng)
-            Xl, yl = X_tr.iloc[idx], y_tr[idx]
-            label = "all" if budget is None else str(budget)
-
-            for method, select in ((SELECTED, "kfold"), (PLAIN, None)):
-                if select is None and rows[-1]["trained"]:
-                    # selection trained: its model is the plain run's (fit guarantees it)
-                    rows.append({**rows[-1], "method": method})
-                    continue
-                model, history = train(kb, X_tr, y_tr, idx, seed, progress=progress,
-                                       select=select)
-                acc = float((model.predict(X_te)["cultivar"].to_numpy() == y_te).mean())
-                rows.append({"seed": seed, "labels": label, "method": method,
-                             "accuracy": acc, "trained": history.selected_epochs != 0})
-
-            mlp = make_pipeline(StandardScaler(), MLPClassifier(
-                hidden_layer_sizes=(8,), max_iter=2000, random_state=seed))
-            mlp.fit(Xl, yl)
-            rows.append({"seed": seed, "labels": label, "method": "MLP",
-                         "accuracy": float(mlp.score(X_te, y_te))})
-            logreg = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
-            logreg.fit(Xl, yl)
-            rows.append({"seed": seed, "labels": label, "method": "logistic regression",
-                         "accuracy": float(logreg.score(X_te, y_te))})
-    return pd.DataFrame(rows)
+    return compare(X, y, "cultivar", budgets=BUDGETS, repeats=repeats,
+                   rules=rules_with_all_columns, train=train, choose_labels=choose_labels,
+                   progress=progress)
 
 
 def table(results: pd.DataFrame) -> pd.DataFrame:
