@@ -15,7 +15,7 @@ from torch import nn
 
 from greybox.rules import ast as A
 
-from ._batch import to_targets
+from ._batch import Batch, to_targets
 from ._trace import Trace
 
 __all__ = ["Objective"]
@@ -36,15 +36,19 @@ class Objective:
         """
         if trace is None:
             trace = self(data)
-        labels = self._targets(targets, trace.n) if targets is not None else None
+        index = data.index if isinstance(data, (pd.DataFrame, Batch)) else None
+        labels = self._targets(targets, trace.n, index) if targets is not None else None
         return self._loss(trace, labels)
 
-    def _targets(self, targets, n):
+    def _targets(self, targets, n, index: pd.Index | None = None):
+        """Labels read for ``n`` rows; a bad one is named by its row's label in ``index``
+        (the data's), else by its position."""
         if hasattr(targets, "values") and hasattr(targets, "mask") and not isinstance(
                 targets, (pd.DataFrame, pd.Series, Mapping)):
             return targets.to(self.device)
         default = self.kb.outputs[0] if len(self.kb.outputs) == 1 else None
-        return to_targets(self.kb, targets, n, default=default).to(self.device)
+        return to_targets(self.kb, targets, n, index=index,
+                          default=default).to(self.device)
 
     def _loss(self, trace: Trace, labels) -> torch.Tensor:
         total = None       # the sum of the terms (no zero tensor to start it)

@@ -384,7 +384,7 @@ def _training_data(model, data, targets, validation, gen: torch.Generator, *,
     batch = model.batch(data)
     if batch.n == 0:
         raise DataError("no rows to train on")
-    labels = model._targets(targets, batch.n) if targets is not None else None
+    labels = model._targets(targets, batch.n, batch.index) if targets is not None else None
     soft = any(not c.hard for c in model.kb.constraints.values())
     if labels is None and not soft:
         raise ModelError("nothing to learn from: give targets (labels for an output, a "
@@ -419,7 +419,7 @@ def _hold_out(model, batch: Batch, labels: Targets | None, validation, gen):
         raise ModelError("validation must be a fraction or a (data, targets) pair")
     val_batch = model.batch(validation[0])
     vt = validation[1] if validation[1] is not None else _default_targets(model, validation[0])
-    val_labels = model._targets(vt, val_batch.n) if vt is not None else None
+    val_labels = model._targets(vt, val_batch.n, val_batch.index) if vt is not None else None
     return batch, labels, val_batch, val_labels
 
 

@@ -106,3 +106,16 @@ def test_tensor_inputs_of_python_numbers_in_an_object_array_work():
     got = model({"img": np.array([[1, 2.0], [3, 4]], dtype=object)}).values["d"]
     want = model({"img": [[1.0, 2.0], [3.0, 4.0]]}).values["d"]
     assert np.allclose(got.detach().numpy(), want.detach().numpy())
+
+
+def test_a_bad_label_is_named_by_its_rows_label_in_the_data():
+    """Rows are named by the data's index labels everywhere (issue 11, item 5): a bad label
+    given as an array used to be named by its position ('row 1')."""
+    model = gb.GreyBox("input x: int 0..5\noutput y: bool\nrule r: x >= ~4 -> y",
+                       semantics="product")
+    data = pd.DataFrame({"x": [5, 0, 3]}, index=["ann", "bob", "cy"])
+    labels = {"y": np.array([True, "maybe", False], dtype=object)}
+    with pytest.raises(gb.DataError, match="got 'maybe' at row 'bob'"):
+        model.fit(data, labels, epochs=1, progress=False)
+    with pytest.raises(gb.DataError, match="got 'maybe' at row 'bob'"):
+        model.loss(data, labels)
