@@ -213,30 +213,43 @@ class RuleValues:
         """Template ``t`` with its weight and ``~`` numbers learned, or None when its
         members do not share one set of values."""
         group = "rule" if isinstance(st, A.Rule) else "constraint"
+        statements = self.kb.rules if group == "rule" else self.kb.constraints
         if isinstance(t, A.Family):
             fam = self.kb.families.get(f"{group}:{st.name}")
-            members = [] if fam is None else list(fam.members.values())
-            owners_ = {self._owner.get((group, m)) for m in members
-                       if m in (self.kb.rules if group == "rule" else self.kb.constraints)}
+            members = [m for m in ([] if fam is None else fam.members.values())
+                       if m in statements]
+            owners_ = {self._owner.get((group, m)) for m in members}
             if not owners_:
                 return t          # every member simplified away: nothing learned
             if len(owners_) != 1 or None in owners_:
                 return None
             owner = owners_.pop()
         else:
-            owner = st.name
+            owner, members = st.name, [st.name] if st.name in statements else []
         modules = self.rules if group == "rule" else self.constraints
         module = modules[_key(owner)] if _key(owner) in modules else None
         nums = [n for n in A.walk(st.body if group == "rule" else st.formula)
                 if isinstance(n, A.Num) and n.learnable]
-        values = list(module.thresholds) if module is not None and nums else []
-        if len(values) != len(nums):
-            return None
+        # each ~ number's learned value is the one its grounded copies share (a number
+        # inside a quantifier has a copy per instance), found by its place in the text
+        shared: dict[tuple, set] = {}
+        for m in members:
+            g = statements[m]
+            for n in A.walk(g.body if group == "rule" else g.formula):
+                if isinstance(n, A.Num) and n.learnable and n.span and id(n) in self._nums:
+                    shared.setdefault((n.span.line, n.span.column), set()).add(
+                        learned_value(self.threshold(n)))
+        values = []
+        for n in nums:
+            found = shared.get((n.span.line, n.span.column), set()) if n.span else set()
+            if len(found) != 1:
+                return None
+            values.append(found.pop())
         where = {id(n): i for i, n in enumerate(nums)}
 
         def learned(node):
             if isinstance(node, A.Num) and node.learnable:
-                return A.Num(learned_value(values[where[id(node)]]), True, span=node.span)
+                return A.Num(values[where[id(node)]], True, span=node.span)
             return None
 
         if group == "rule":

@@ -1138,3 +1138,29 @@ def test_a_grounding_is_replaced_by_text_written_like_add_statement():
         dbg.what_if(Replace("own(anna)", "rule `own(anna)`: zz(anna) -> cancer(anna)"))
     dbg.what_if(AddStatement("rule extra: lvl(anna) >= 5 -> cancer(anna)"))
     assert "extra" in dbg.model.kb.rules
+
+
+def test_to_kb_stays_relational_with_a_learned_number_inside_a_quantifier():
+    """Red team item 11: a ~ number inside exists has a grounded copy per instance; to_kb
+    wrote the grounded statements (a model rebuilt from them had untied parameters).
+    Now the template is written with the value its copies share."""
+    import greybox as gb
+
+    kb = gr.parse("""set person
+input lvl(person): int 0..5
+output y(person): bool
+rule r(p in person): (exists q in person: lvl(q) > ~2) -> y(p)
+""", sets={"person": ["a", "b", "c"]})
+    model = gb.GreyBox(kb, semantics="product")
+    rng = np.random.default_rng(0)
+    data = {"lvl": rng.integers(0, 6, (30, 3))}
+    model.fit(data, {"y": (rng.random((30, 3)) < 0.5).astype(float)}, epochs=3,
+              progress=False)
+    learned = model.to_kb()
+    text = gr.to_text(learned)
+    assert "rule r(p in person)" in text and "rule `r(a)`" not in text
+    value = model.threshold(next(n for n in gr.ast.walk(model.kb.rules["r(a)"].body)
+                                 if isinstance(n, gr.ast.Num) and n.learnable))
+    assert float(value) != 2.0                      # it learned something to write
+    again = gb.GreyBox(gr.parse(text), semantics="product")    # the members are written
+    assert again.predict(data).equals(model.predict(data))
