@@ -159,7 +159,7 @@ def test_fit_takes_the_bool_labels_the_debugger_takes(bool_model):
         model.loss(data, {"high": numbers}).item())
     model.fit(data, {"high": _spelled("true", "FALSE")}, epochs=1, progress=False)
     with pytest.raises(DataError, match=r"labels of 'high': expected true/false, got 'maybe' at "
-                       r"row 0 \(True/False, 1/0 or yes/no\)"):
+                       r"row 'p0' \(True/False, 1/0 or yes/no\)"):   # the row's label
         model.fit(data, {"high": _spelled("yes", "maybe")}, epochs=1, progress=False)
 
 
