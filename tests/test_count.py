@@ -235,13 +235,16 @@ def test_counterfactuals_and_reasons_over_a_count_are_about_predict(semantics, n
     flipped = 0
     for i in range(len(data)):
         row = data.iloc[[i]]
-        cf = gb.explain.counterfactual(model, row, backend=backend, level="input")
+        # a generous solver budget: a CI run once took Z3 past the default 10 s here
+        # (about 1 s CPU when measured alone); a time-out is an error, never a wrong answer
+        cf = gb.explain.counterfactual(model, row, backend=backend, level="input",
+                                       timeout=60)
         new = row.copy()
         for c in cf.changes.itertuples():
             new[c.fact] = c.after
         assert model.predict(new)["out"].iloc[0] != pred.iloc[i]
         flipped += 1
-        r = gb.explain.reason(model, row, backend=backend, level="input")
+        r = gb.explain.reason(model, row, backend=backend, level="input", timeout=60)
         samples = _xyk(rng, 1000)
         for name, value in r.facts.items():
             samples[name] = value
