@@ -169,9 +169,12 @@ class RuleValues:
     # parameters as rules ---------------------------------------------------------------------
     def to_kb(self) -> gr.KnowledgeBase:
         """The knowledge base with the learned weights and thresholds written in."""
-        state = tuple(x.item() for m in (*self.rules.values(), *self.constraints.values())
-                      for x in m.parameters())
-        state += tuple(m.weight.item() for m in self.rules.values())
+        read = [x.detach().reshape(-1)
+                for m in (*self.rules.values(), *self.constraints.values())
+                for x in m.parameters()]
+        read += [m.weight.detach().reshape(-1) for m in self.rules.values()]
+        # one device read for all of them (not an .item() each: ~1 ms for 50 rules)
+        state = tuple(torch.cat(read).tolist()) if read else ()
         if self._kb_cache is not None and self._kb_cache[0] == state:
             return self._kb_cache[1]
         stmts = []

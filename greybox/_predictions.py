@@ -6,9 +6,12 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import pandas as pd
 import torch
+from torch import nn
 
 from greybox.errors import DataError, ModelError
 from greybox.rules import ast as A
@@ -64,15 +67,34 @@ class Predictions:
         """``(sub-batch, Evaluation, logits)`` of the decision function, chunk by chunk."""
         from ._decide import decide
 
-        was = self.training
-        self.eval()
-        try:
+        with self._evaluating():
             for start in range(0, batch.n, batch_size):
                 sub = batch.take(torch.arange(start, min(batch.n, start + batch_size)))
                 ev, logits = decide(self, sub)
                 yield sub, ev, logits
+
+    @contextlib.contextmanager
+    def _evaluating(self):
+        """Every submodule in evaluation mode inside, each back in its own mode after --
+        without ``eval()``/``train()``'s ``nn.Module.__setattr__`` on each of a hundred
+        submodules (a 50-rule model: 0.6 ms per call) where no module overrides
+        ``train``."""
+        on = [m for m in self.modules() if m.training]
+        if any(type(m).train is not nn.Module.train for m in on):
+            was = self.training
+            self.eval()
+            try:
+                yield
+            finally:
+                self.train(was)
+            return
+        for m in on:
+            m.__dict__["training"] = False
+        try:
+            yield
         finally:
-            self.train(was)
+            for m in on:
+                m.__dict__["training"] = True
 
     def predict_proba(self, data, output: str | None = None, *, batch_size: int = 4096
                       ) -> pd.DataFrame:
@@ -104,9 +126,7 @@ class Predictions:
                 s = torch.as_tensor(s, dtype=torch.float64)
                 parts.append(torch.softmax(s, 1).numpy())
         else:
-            was = self.training
-            self.eval()
-            try:
+            with self._evaluating():
                 with torch.no_grad():
                     for start in range(0, batch.n, batch_size):
                         rows = torch.arange(start, min(batch.n, start + batch_size))
@@ -118,8 +138,6 @@ class Predictions:
                         if p.dim() == 1:
                             p = torch.stack([1 - p, p], 1)
                         parts.append(p.cpu().numpy())
-            finally:
-                self.train(was)
         p = np.concatenate(parts) if parts else np.zeros((0, len(values)))
         return pd.DataFrame(p, index=batch.index, columns=values)
 

@@ -27,7 +27,8 @@ from greybox.errors import RuleError
 from . import _ast as A
 from ._domain import domain
 
-__all__ = ["Component", "DecisionPlan", "MAX_ASSIGNMENTS", "candidates", "closure", "plan"]
+__all__ = ["Component", "DecisionPlan", "MAX_ASSIGNMENTS", "candidates", "closure", "memo",
+           "plan"]
 
 #: Most joint assignments a component that must be enumerated may have (crisp evaluation
 #: and the Z3 encoding check each one against the hard constraints).
@@ -112,27 +113,38 @@ class DecisionPlan:
     fixed_constraints: tuple[A.Constraint, ...]
 
 
-#: id(kb) -> (weak reference to kb, its plan). Keyed by identity, not equality: two equal
+#: id(kb) -> (weak reference to kb, its memo). Keyed by identity, not equality: two equal
 #: knowledge bases (a model's rules and its learned copy) hold different AST nodes, and
 #: callers look nodes of the plan up by identity.
-_PLANS: dict[int, tuple] = {}
+_MEMOS: dict[int, tuple] = {}
+
+
+def memo(kb) -> dict:
+    """What is derived from ``kb`` alone and reused by every evaluation of it (its decision
+    plan, its compiled formulas, the columns it reads): a dict that lives as long as the
+    knowledge base object (dropped with it; never pickled)."""
+    entry = _MEMOS.get(id(kb))
+    if entry is not None and entry[0]() is kb:
+        return entry[1]
+    key, store = id(kb), {}
+    _MEMOS[key] = (weakref.ref(kb, lambda ref, key=key, memos=_MEMOS: _drop(memos, key, ref)),
+                   store)
+    return store
+
+
+def _drop(memos: dict, key: int, ref) -> None:
+    entry = memos.get(key)
+    if entry is not None and entry[0] is ref:
+        del memos[key]
 
 
 def plan(kb) -> DecisionPlan:
     """The decision structure of ``kb`` (cached per knowledge base object)."""
-    entry = _PLANS.get(id(kb))
-    if entry is not None and entry[0]() is kb:
-        return entry[1]
-    found = _make_plan(kb)
-    key = id(kb)
-    _PLANS[key] = (weakref.ref(kb, lambda ref, key=key: _drop(key, ref)), found)
+    store = memo(kb)
+    found = store.get("plan")
+    if found is None:
+        found = store["plan"] = _make_plan(kb)
     return found
-
-
-def _drop(key: int, ref) -> None:
-    entry = _PLANS.get(key)
-    if entry is not None and entry[0] is ref:
-        del _PLANS[key]
 
 
 def _make_plan(kb) -> DecisionPlan:

@@ -13,7 +13,7 @@ import pandas as pd
 from greybox.errors import DataError, RuleError
 
 from . import _ast as A
-from ._decisions import MAX_ASSIGNMENTS, candidates, closure, plan
+from ._decisions import MAX_ASSIGNMENTS, candidates, closure, memo, plan
 from ._domain import domain
 from ._exact import ScoreScale, compile_truth, compile_value
 from ._ground import family_columns
@@ -332,11 +332,16 @@ def _check_range(name: str, t, num: np.ndarray, index, *, what: str) -> None:
 
 
 def _needed_columns(kb: KnowledgeBase) -> list[str]:
-    exprs = [r.body for r in kb.rules.values()] + [c.formula for c in kb.constraints.values()]
-    names = set()
-    for e in exprs:
-        names |= closure(kb, A.variables(e))
-    return [n for n in kb.variables if n in names and kb.variables[n].role in ("input", "neural")]
+    store = memo(kb)
+    if "needed" not in store:
+        exprs = ([r.body for r in kb.rules.values()]
+                 + [c.formula for c in kb.constraints.values()])
+        names = set()
+        for e in exprs:
+            names |= closure(kb, A.variables(e))
+        store["needed"] = [n for n in kb.variables
+                           if n in names and kb.variables[n].role in ("input", "neural")]
+    return store["needed"]
 
 
 def _as_table(data) -> tuple[dict, pd.Index]:
@@ -764,6 +769,17 @@ def evaluate(kb: KnowledgeBase, data, *, bias: Mapping | None = None) -> Evaluat
     return run.result()
 
 
+def _compiled_defines(kb: KnowledgeBase) -> dict[str, _Fn]:
+    """Each defined variable's compiled expression (once per knowledge base object)."""
+    store = memo(kb)
+    if "defines" not in store:
+        store["defines"] = {
+            name: (compile_truth(v.expr, kb) if isinstance(v.type, A.BoolType) else
+                   compile_value(v.expr, kb, v.type if isinstance(v.type, A.EnumType) else None))
+            for name, v in kb.variables.items() if v.role == "defined"}
+    return store["defines"]
+
+
 class _Run:
     """One crisp evaluation: the rows' values, the compiled formulas and, per decided
     variable, its partial scores, filled in component by component (dependency order).
@@ -776,14 +792,11 @@ class _Run:
         self.kb = kb
         cols, self.index, raw = prepare_columns(kb, data)
         self.n = n = len(self.index)
-        self.defines = {
-            name: (compile_truth(v.expr, kb) if isinstance(v.type, A.BoolType) else
-                   compile_value(v.expr, kb, v.type if isinstance(v.type, A.EnumType) else None))
-            for name, v in kb.variables.items() if v.role == "defined"}
+        self.defines = _compiled_defines(kb)
         self.env = _Env(kb, dict(cols), self.defines, n, self.index, raw=raw)
         self.biases = _bias_table(kb, bias, n)
         self.plan = plan(kb)
-        self._compiled: dict[int, _Fn] = {}
+        self._compiled: dict[int, tuple] = memo(kb).setdefault("truth", {})
         self.bodies: dict[str, np.ndarray] = {}  # rule bodies in the top environment
         self.weights = {r.name: _signed(r, r.head.value) for r in kb.rules.values()}
         self.layout: dict[tuple, tuple] = {}
@@ -797,10 +810,15 @@ class _Run:
 
     def truth(self, e, where) -> np.ndarray:
         """Per row, whether formula ``e`` holds in environment ``where``."""
-        f = self._compiled.get(id(e))
-        if f is None:
-            f = self._compiled[id(e)] = compile_truth(e, self.kb)
-        return np.broadcast_to(f(where), (self.n,)).astype(bool, copy=False)
+        entry = self._compiled.get(id(e))
+        if entry is None or entry[0] is not e:  # the node is kept: its id is not reused
+            entry = self._compiled[id(e)] = (e, compile_truth(e, self.kb))
+        out = entry[1](where)
+        if getattr(out, "shape", None) == (self.n,) and out.dtype == bool:
+            out = out.view()   # read-only, as a broadcast view is: callers never write
+            out.flags.writeable = False
+            return out
+        return np.broadcast_to(out, (self.n,)).astype(bool, copy=False)
 
     def body(self, r) -> np.ndarray:
         if r.name not in self.bodies:

@@ -373,6 +373,13 @@ class ScoreScale:
         if self.mode == "float":
             return float(x) if not np.ndim(x) else np.asarray(x, dtype=np.float64)
         if not np.ndim(x):
+            if isinstance(x, (float, np.floating)) and -1000 < self.grain < 1000:
+                try:   # exact: scaling by a power of two (Fractions cost 20x more)
+                    g = math.ldexp(float(x), -self.grain)
+                except OverflowError:
+                    g = math.inf
+                if math.isfinite(g) and g.is_integer():
+                    return int(g)
             q = Fraction(x) / self._unit
             if q.denominator != 1:  # pragma: no cover - every term is part of the scale
                 raise ValueError(f"{x!r} is not a multiple of 2**{self.grain}")

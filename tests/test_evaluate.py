@@ -206,3 +206,24 @@ def test_a_ragged_list_is_refused_naming_its_column(data):
         gr.evaluate(kb, data)
     with pytest.raises(DataError, match=message):
         gb.GreyBox(kb).predict(data)
+
+
+def test_compiled_formulas_are_kept_per_knowledge_base_object():
+    """Evaluation reuses what it compiled from a knowledge base (its formulas, defines,
+    columns): each object keeps its own, also when a dropped one's id is reused."""
+    import gc
+
+    def kb(t):
+        return gr.parse(f"input x: real\ndefine big: bool = x > {t}\noutput o: bool\n"
+                        "rule r: big -> o")
+
+    rows = {"x": [1.0, 3.0, 5.0]}
+    low, high = kb(2), kb(4)
+    for _ in range(2):   # alternating: no object sees the other's compiled threshold
+        assert gr.evaluate(low, rows).decisions["o"].tolist() == [False, True, True]
+        assert gr.evaluate(high, rows).decisions["o"].tolist() == [False, False, True]
+    for t, want in ((0, [True, True, True]), (6, [False, False, False])):
+        del low
+        gc.collect()
+        low = kb(t)      # often at the freed object's address
+        assert gr.evaluate(low, rows).decisions["o"].tolist() == want

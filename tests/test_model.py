@@ -422,3 +422,20 @@ def test_a_saturated_neural_bool_has_a_finite_gradient(semantics, label):
     grad = model.network("net").w.grad
     assert torch.isfinite(loss) and torch.isfinite(grad)
     assert loss.item() == pytest.approx(0.0 if label else -np.log(1e-12), rel=1e-4)
+
+
+def test_predict_leaves_every_submodule_in_the_mode_it_found_it():
+    """predict decides in evaluation mode (dropout off) and puts each module back as it
+    was, a network left training among modules in evaluation mode included."""
+    net = nn.Sequential(nn.Linear(1, 8), nn.Dropout(0.9), nn.Linear(8, 1))
+    model = gb.GreyBox("input x: real\nneural z: bool = net(x)\noutput o: bool\n"
+                       "rule r: z -> o", {"net": net})
+    rows = {"x": np.linspace(-1, 1, 200)}
+    model.eval()
+    net.train()
+    first = model.predict(rows)
+    assert not model.training and net.training and net[1].training
+    pd.testing.assert_frame_equal(first, model.predict(rows))   # dropout was off
+    model.train()
+    model.predict(rows)
+    assert all(m.training for m in model.modules())

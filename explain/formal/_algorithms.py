@@ -23,6 +23,7 @@ from ._results import Counterfactual, Reason, Verification
 from ._row import (
     concepts_after,
     decision_on,
+    decisions_on,
     distance,
     inputs_after,
     num,
@@ -30,7 +31,7 @@ from ._row import (
     pull_back,
     round_changes,
     row_position,
-    sampled_differs,
+    sampled_refuted,
     show,
 )
 
@@ -124,17 +125,29 @@ def reason(model, batch, row=None, output: str | None = None, *,
     rng = np.random.default_rng(0)
     inputs_only = all(n in p.kb.variables and p.kb.variables[n].role == "input"
                       for n in p.facts)
-    for name in order:
+    # sampled completions through predict refute most drops (where the facts are inputs
+    # only: concept values cannot be sampled through predict), every remaining drop in
+    # one predict call. A drop refuted once stays refuted as ``keep`` shrinks (the
+    # refuting completion is still one), so only the others are sampled again, after
+    # each accepted drop
+    refuted: set = set()
+    fresh = False
+    for i, name in enumerate(order):
         if name not in keep:
             continue
-        trial = {k: v for k, v in keep.items() if k != name}
-        # sampled completions through predict refute most drops at once (where the
-        # facts are inputs only: concept values cannot be sampled through predict)
-        if inputs_only and sampled_differs(model, p.kb, p.facts, trial, output,
-                                           p.decision, rng):
+        if inputs_only and not fresh:
+            rest = [n for n in order[i:] if n in keep and n not in refuted]
+            flags = sampled_refuted(model, p.kb, p.facts,
+                                    [{k: v for k, v in keep.items() if k != n} for n in rest],
+                                    output, p.decision, rng)
+            refuted |= {n for n, f in zip(rest, flags) if f}
+            fresh = True
+        if name in refuted:
             continue
+        trial = {k: v for k, v in keep.items() if k != name}
         if p.differs(trial) is None:
             keep = p.core(trial)
+            fresh = False
     # every accepted set was proved by the solver when accepted (the full set first)
     facts = {n: show(p.kb, n, v) for n, v in p.facts.items() if n in keep}
     return Reason(batch.index[row], output, p.decision, facts, True,
@@ -194,8 +207,11 @@ def counterfactual(model, batch, row=None, output: str | None = None, *,
     facts = p.facts
 
     def applied(trial):
-        got = decision_on(model, batch, row, output, trial)
-        return got is not None and got != p.decision
+        return applied_all([trial])[0]
+
+    def applied_all(trials):
+        return [got is not None and got != p.decision
+                for got in decisions_on(model, batch, row, output, trials)]
 
     # solver noise is not a change -- unless the decision needs it: on a row whose sum
     # sits exactly on a threshold (0.1 + 0.2 + 0.3 > 0.6) the closest change is that small
@@ -210,7 +226,7 @@ def counterfactual(model, batch, row=None, output: str | None = None, *,
     changes = [{"fact": n, "before": show(p.kb, n, facts[n]), "after": show(p.kb, n, c)}
                for n, c in after.items() if c != facts[n]]
 
-    _polish(model, p, changes, after, applied)
+    _polish(model, p, changes, after, applied, applied_all)
     new_decision = decision_on(model, batch, row, output, after)
     if new_decision is None or new_decision == p.decision:
         # never hand out a change that does not change predict
@@ -228,7 +244,7 @@ def counterfactual(model, batch, row=None, output: str | None = None, *,
                           p.assumptions(immutable), concepts_after(model.kb, after))
 
 
-def _polish(model, p, changes: list, after: dict, applied) -> None:
+def _polish(model, p, changes: list, after: dict, applied, applied_all) -> None:
     """A solver's counterfactual made into values a person can apply, each step checked by
     the decision function: changes that are not needed put back; a real change that
     stops within the solver's tolerance of a threshold pushed over it; real changes
@@ -256,10 +272,10 @@ def _polish(model, p, changes: list, after: dict, applied) -> None:
                 (-np.inf, np.inf, False)
             after[n] = float(np.clip(moved, lo, hi))
     if applied(after):
-        pull_back(kb, changes, facts, after, applied, steps=24,
+        pull_back(kb, changes, facts, after, applied_all, steps=24,
                   precision=lambda n: person_step(model, n) / 4
                   if kb.variables[n].role == "input" else 0.0)
-    round_changes(model, kb, facts, after, changes, applied)
+    round_changes(model, kb, facts, after, changes, applied_all)
 
 
 def verify(model, prop, *, level: str = "auto", max_relus: int = 64,

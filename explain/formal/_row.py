@@ -15,9 +15,9 @@ import torch
 from greybox.errors import ModelError
 from greybox.rules import ast as A
 
-__all__ = ["concepts_after", "decision_on", "distance", "inputs_after", "num", "overridden",
+__all__ = ["concepts_after", "decision_on", "decisions_on", "distance", "inputs_after", "num", "overridden",
            "person_step", "pull_back", "residual_facts", "round_changes", "row_position",
-           "row_state", "sampled_differs", "show"]
+           "row_state", "sampled_differs", "sampled_refuted", "show"]
 
 
 def show(kb, name, code):
@@ -52,12 +52,17 @@ def residual_facts(model, batch, row: int) -> dict:
 
 
 def pull_back(kb, changes: list, facts: dict, after: dict, still_changed, *,
-               steps: int, precision=None) -> None:
-    """Move each changed real fact back towards its original value, by bisection, as far
-    as ``still_changed(values)`` allows (strict thresholds have no closest point, and
-    solvers stop short of the infimum); updates ``after`` and ``changes`` in place.
-    ``precision(name)``: a step below which bisection stops (the value is rounded to it
-    afterwards)."""
+              steps: int, precision=None, ways: int = 16) -> None:
+    """Move each changed real fact back towards its original value as far as
+    ``still_changed`` allows (strict thresholds have no closest point, and solvers stop
+    short of the infimum); updates ``after`` and ``changes`` in place.
+
+    A search like bisection to ``steps`` halvings, ``ways - 1`` points of the interval at
+    a time: ``still_changed(list of values) -> list of bools`` is asked once per round
+    (one evaluation of the model for all the points), the interval's end that keeps the
+    change moving to the first point that keeps it. ``precision(name)``: a step below
+    which the search stops (the value is rounded to it afterwards)."""
+    per_round = max(1, int(np.log2(ways)))
     for change in changes:
         n = change["fact"]
         if n not in kb.variables or not isinstance(kb.variables[n].type, A.RealType):
@@ -68,14 +73,20 @@ def pull_back(kb, changes: list, facts: dict, after: dict, still_changed, *,
         step = precision(n) if precision is not None else 0.0
         if step > 0 and end != start:
             n_steps = min(steps, max(1, int(np.ceil(np.log2(abs(end - start) / step))) + 2))
-        for _ in range(n_steps):
-            mid = (lo + hi) / 2
-            trial = dict(after)
-            trial[n] = start + (end - start) * mid
-            if still_changed(trial):
-                hi = mid
+        for _ in range(-(-n_steps // per_round)):
+            points = [lo + (hi - lo) * j / ways for j in range(1, ways)]
+            trials = []
+            for mid in points:
+                trial = dict(after)
+                trial[n] = start + (end - start) * mid
+                trials.append(trial)
+            kept = still_changed(trials)
+            first = next((j for j, k in enumerate(kept) if k), None)
+            if first is None:
+                lo = points[-1]
             else:
-                lo = mid
+                hi = points[first]
+                lo = points[first - 1] if first else lo
         after[n] = start + (end - start) * hi
         change["after"] = show(kb, n, after[n])
 
@@ -142,15 +153,32 @@ def decision_on(model, batch, row, output, after: dict):
     in ``after`` (table inputs changed; neural concepts held at their values where they
     are facts: :func:`overridden`); None when no decision satisfies the hard constraints
     there."""
+    return decisions_on(model, batch, row, output, [after])[0]
+
+
+def decisions_on(model, batch, row, output, afters: list) -> list:
+    """:func:`decision_on` for each of several versions of the row, in one evaluation
+    (one per distinct set of held neural concepts)."""
     from greybox.semantics.crisp import crisp_evaluation
 
-    changed = overridden(model, inputs_after(model, batch, row, after),
-                         concepts_after(model.kb, after))
-    ev, _ = crisp_evaluation(model, changed)
-    if bool(ev.infeasible.iloc[0]):
-        return None
-    got = ev.decisions[output].iloc[0] if output in ev.decisions else ev.values[output].iloc[0]
-    return got.item() if hasattr(got, "item") else got
+    if not afters:
+        return []
+    concepts = [concepts_after(model.kb, a) for a in afters]
+    if any(c != concepts[0] for c in concepts[1:]):
+        return [decisions_on(model, batch, row, output, [a])[0] for a in afters]
+    rows = [inputs_after(model, batch, row, a) for a in afters]
+    data = {}
+    for n, first in rows[0].items():
+        if isinstance(first, torch.Tensor):
+            data[n] = torch.cat([r[n] for r in rows])
+        elif isinstance(first, list):
+            data[n] = [v for r in rows for v in r[n]]
+        else:
+            data[n] = [r[n] for r in rows]
+    ev, _ = crisp_evaluation(model, overridden(model, data, concepts[0]))
+    infeasible = ev.infeasible.to_numpy()
+    got = (ev.decisions[output] if output in ev.decisions else ev.values[output]).tolist()
+    return [None if bad else g for g, bad in zip(got, infeasible)]
 
 
 def person_step(model, name: str) -> float:
@@ -168,17 +196,20 @@ def decimals(step: float) -> int:
     return max(0, int(-np.floor(np.log10(step)))) if step > 0 else 12
 
 
-def round_changes(model, kb, facts: dict, after: dict, changes: list, differs) -> bool:
+def round_changes(model, kb, facts: dict, after: dict, changes: list, differs_all) -> bool:
     """Round each changed real table input away from its original value to a person's
     precision (so it lands on the decided side of a threshold with a margin), pushing a
     step further while the model's decision does not differ; keeps the unrounded values
-    when no rounding within 3 steps works. Returns whether the decision differs."""
+    when no rounding within 3 steps works. Returns whether the decision differs.
+    ``differs_all(list of values) -> list of bools``: all the roundings and the unrounded
+    values are decided in one evaluation."""
     reals = [c["fact"] for c in changes if c["fact"] in kb.variables
              and isinstance(kb.variables[c["fact"]].type, A.RealType)
              and kb.variables[c["fact"]].role == "input"]
     if not reals:
-        return differs(after)
+        return differs_all([after])[0]
     steps = {n: person_step(model, n) for n in reals}
+    trials = []
     for extra in range(4):
         trial = dict(after)
         for n in reals:
@@ -191,13 +222,16 @@ def round_changes(model, kb, facts: dict, after: dict, changes: list, differs) -
             v = round(float(k * step), decimals(step))
             lo, hi, _ = model.input_range(n)
             trial[n] = min(max(v, lo), hi)
-        if differs(trial):
+        trials.append(trial)
+    found = differs_all([*trials, after])
+    for trial, ok in zip(trials, found):
+        if ok:
             after.update(trial)
             for c in changes:
                 if c["fact"] in trial:
                     c["after"] = show(kb, c["fact"], trial[c["fact"]])
             return True
-    return differs(after)
+    return found[-1]
 
 
 def distance(model, kb, changes: list, facts: dict, after: dict, minimize: str) -> float:
@@ -219,37 +253,56 @@ def distance(model, kb, changes: list, facts: dict, after: dict, minimize: str) 
 
 
 def sampled_differs(model, kb, facts: dict, fixed: dict, output: str, decision, rng,
-                     n: int = 64) -> bool:
+                    n: int = 64) -> bool:
     """Whether one of ``n`` random completions of the inputs not in ``fixed`` (uniform
     within their ranges, the range's ends included) changes ``predict``'s decision."""
+    return sampled_refuted(model, kb, facts, [fixed], output, decision, rng, n)[0]
+
+
+def sampled_refuted(model, kb, facts: dict, fixeds: list, output: str, decision, rng,
+                    n: int = 64) -> list[bool]:
+    """For each set of fixed facts in ``fixeds``: whether one of ``n`` random completions
+    of the other inputs (uniform within their ranges, the range's ends included) changes
+    ``predict``'s decision -- all of them in one ``predict`` call. A set leaving free an
+    input with an unbounded range is never refuted (it cannot be sampled)."""
+    k = len(fixeds)
+    if k == 0:
+        return []
+    sampleable = np.ones(k, bool)
     cols = {}
     for name, code in facts.items():
         t = kb.variables[name].type
-        if name in fixed:
-            value = show(kb, name, code)
-            cols[name] = [value] * n
+        held = np.repeat([name in f for f in fixeds], n)
+        value = show(kb, name, code)
+        if held.all():
+            cols[name] = [value] * (n * k)
             continue
         if isinstance(t, A.BoolType):
-            cols[name] = list(rng.integers(0, 2, n).astype(bool))
+            drawn = rng.integers(0, 2, n * k).astype(bool)
         elif isinstance(t, A.EnumType):
-            cols[name] = list(rng.choice(list(t.values), n))
+            drawn = rng.choice(np.asarray(t.values, dtype=object), n * k)
         else:
             lo, hi, _ = model.input_range(name)
             if not (np.isfinite(lo) and np.isfinite(hi)):
-                return False
+                sampleable &= np.asarray([name in f for f in fixeds])
+                cols[name] = [value] * (n * k)
+                continue
             if isinstance(t, A.IntType):
-                v = rng.integers(int(lo), int(hi) + 1, n)
+                drawn = rng.integers(int(lo), int(hi) + 1, n * k)
             else:
-                v = rng.uniform(lo, hi, n)
-                v[:2] = lo, hi
-            cols[name] = list(v)
+                drawn = rng.uniform(lo, hi, n * k)
+                drawn[0::n], drawn[1::n] = lo, hi
+        out = drawn.astype(object) if isinstance(t, A.EnumType) else drawn.copy()
+        out[held] = value
+        cols[name] = list(out)
     frame = pd.DataFrame(cols)
     for name in facts:
         t = kb.variables[name].type
         if isinstance(t, A.EnumType):
             frame[name] = pd.Categorical(frame[name], categories=list(t.values))
     got = model.predict(frame, on_infeasible="flag")
-    return bool(((got[output].to_numpy() != decision) & ~got["infeasible"].to_numpy()).any())
+    differs = (got[output].to_numpy() != decision) & ~got["infeasible"].to_numpy()
+    return [bool(d) for d in differs.reshape(k, n).any(axis=1) & sampleable]
 
 
 def row_position(index, row) -> int:

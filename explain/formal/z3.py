@@ -239,7 +239,8 @@ class Z3Problem(Problem):
             if fixed[n] != self.facts[n]:
                 raise ModelError(f"Z3 problems fix facts at the row's values ({n!r})")
         if self.check(s, *[self._lits[n] for n in fixed]) == z3.unsat:
-            self._core = [n for n in self.names if self._lits[n] in set(s.unsat_core())]
+            core = {c.get_id() for c in s.unsat_core()}   # asked once, not per fact
+            self._core = [n for n in self.names if self._lits[n].get_id() in core]
             return None
         m = s.model()
         return {n: self._code(n, m.eval(self.const(n), model_completion=True))
