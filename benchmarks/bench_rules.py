@@ -3,6 +3,10 @@
 1. Crisp evaluation of a 50-rule knowledge base over 1,000,000 rows, against the same rules
    written by hand in numpy (target: greybox / hand-written <= 1.5).
 2. ``check`` (all Z3 analyses) on the same 50-rule base (target: < 5 s).
+3. The cost of one call at small sizes (1 and 64 rows): ``greybox.rules.evaluate`` and a
+   ``GreyBox`` model's ``predict`` on the same rules, against the hand-written numpy
+   (median of many calls; no target: it shows the fixed cost per call that reasons and
+   counterfactuals pay on every check through ``predict``).
 
 Run:  python benchmarks/bench_rules.py [--rows 1000000] [--repeat 3]
 Not part of the test suite.
@@ -101,6 +105,37 @@ def main() -> None:
         print(f"{name:<44} {ref:>11.3f} {ours:>10.3f} {ratio:>7.2f} {target:>8}  {ok}")
     print(f"\ncheck found: {len(report.errors)} errors, {len(report.warnings)} warnings, "
           f"{len(report.infos)} infos")
+    small(kb, spec, frame)
+
+
+def per_call(fn, calls: int = 200) -> float:
+    """Median seconds of one call (after one warm-up call)."""
+    fn()
+    times = []
+    for _ in range(calls):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def small(kb, spec, frame: pd.DataFrame) -> None:
+    """Section 3: milliseconds per call at 1 and 64 rows."""
+    import torch
+
+    import greybox as gb
+
+    torch.set_num_threads(1)
+    model = gb.GreyBox(kb, semantics="product")   # untrained: decides as the rules say
+    print(f"\n{'per call, ms':<24} {'hand-written':>12} {'evaluate':>9} {'ratio':>7} "
+          f"{'predict':>8} {'ratio':>7}")
+    for n in (1, 64):
+        sub = frame.iloc[:n].reset_index(drop=True)
+        hand = per_call(lambda: hand_written(sub, spec))
+        ev = per_call(lambda: gr.evaluate(kb, sub))
+        pred = per_call(lambda: model.predict(sub))
+        print(f"{f'{n} row(s)':<24} {1000 * hand:>12.3f} {1000 * ev:>9.3f} {ev / hand:>7.1f} "
+              f"{1000 * pred:>8.3f} {pred / hand:>7.1f}")
 
 
 if __name__ == "__main__":

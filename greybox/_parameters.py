@@ -169,11 +169,14 @@ class RuleValues:
     # parameters as rules ---------------------------------------------------------------------
     def to_kb(self) -> gr.KnowledgeBase:
         """The knowledge base with the learned weights and thresholds written in."""
-        read = [x.detach().reshape(-1)
-                for m in (*self.rules.values(), *self.constraints.values())
-                for x in m.parameters()]
-        read += [m.weight.detach().reshape(-1) for m in self.rules.values()]
-        # one device read for all of them (not an .item() each: ~1 ms for 50 rules)
+        # every weight and threshold, read from the device at once (an .item() each, or
+        # nn.Module.parameters()' generators, cost ~1 ms for 50 rules)
+        read, stack = [], [*self.rules.values(), *self.constraints.values()]
+        while stack:
+            m = stack.pop()
+            read += [t.detach().reshape(-1) for t in (*m._parameters.values(),
+                                                      *m._buffers.values()) if t is not None]
+            stack += m._modules.values()
         state = tuple(torch.cat(read).tolist()) if read else ()
         if self._kb_cache is not None and self._kb_cache[0] == state:
             return self._kb_cache[1]
