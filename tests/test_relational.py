@@ -1263,3 +1263,33 @@ def test_a_threshold_file_with_a_parameter_per_copy_loads_the_one_that_was_read(
     with pytest.raises(CheckpointError, match=r"rule parameters stored in the file.*"
                                               r"r\(a\)\.weight.*train it again"):
         gb.load(path)
+
+
+def test_an_inner_binder_shadows_the_outer_one_on_every_path(tmp_path):
+    """Red team: ``exists p`` inside ``rule r[p in ...]`` rebinds ``p`` in its body. The
+    grounding (what predict, fit, the traces, Z3, MILP, check and entails all read) takes
+    the inner ``p`` there and the outer one outside it; the text round-trips."""
+    import greybox as gb
+    from greybox.cli import main
+
+    text = ("set person: {a, b, c}\ninput g(person): bool\ninput x[k in 0..2]: int 0..5\n"
+            "output y[k in 0..2]: bool\n"
+            "rule r[p in 0..2]: x[p] > p and (exists p in person: g(p)) and "
+            "sum(x[p] for p in 0..2) > p -> y[p]\n")
+    kb = gr.parse(text)
+    assert gr.to_text(kb.rules["r[2]"]) == (
+        "rule `r[2]`: `x[2]` > 2 and (`g(a)` or `g(b)` or `g(c)`) and "
+        "`x[0]` + `x[1]` + `x[2]` > 2 -> `y[2]`")
+    assert gr.parse(gr.to_text(kb)) == kb
+    assert gr.entails(kb, "forall p in 0..2: (exists p in person: g(p)) or x[p] >= 0")
+    model = gb.GreyBox(kb, semantics="product")
+    one = {"g": np.array([[True, False, False]]), "x": np.array([[3, 1, 4]])}
+    assert model.predict(one).values.tolist() == [[True, False, True]]
+    for backend in ("z3", "milp"):
+        cf = gb.explain.counterfactual(model, one, output="y[2]", backend=backend,
+                                       level="input", timeout=30)
+        assert cf.verified and cf.changes.values.tolist() == [["g(a)", True, False]]
+        assert model.predict(cf.row_after)["y[2]"].tolist() == [False]
+    path = tmp_path / "r.rules"
+    path.write_text(text.replace("set person: {a, b, c}", "set person"))
+    assert main(["check", str(path), "--set", "person=a,b,c"]) == 0
