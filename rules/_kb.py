@@ -65,7 +65,8 @@ class KnowledgeBase:
             raise RuleError(f"sets= gives members of {', '.join(map(repr, sets))}, but the "
                             "rules declare no set")
         object.__setattr__(self, "program", program)
-        resolved, variables = validate(statements, filename=filename, source=source)
+        resolved, variables = validate(statements, filename=filename, source=source,
+                                       families=None if program is None else program.families)
         object.__setattr__(self, "statements", tuple(resolved))
         object.__setattr__(self, "variables", MappingProxyType(variables))
         object.__setattr__(self, "rules", MappingProxyType(
@@ -472,6 +473,6 @@ def parse_formula(text: str | A.Node, kb: KnowledgeBase | None = None) -> A.Expr
         expr = check_expr(expr, dict(kb.variables), ck, expect=A.BoolType(), learnable_ok=True,
                           what="the formula")
         if ck.problems:
-            raise RuleError("", diagnostics=tuple(ck.problems),
+            raise RuleError("", diagnostics=ck.diagnostics(),
                             source=text if isinstance(text, str) else None)
     return expr
