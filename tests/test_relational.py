@@ -1293,3 +1293,22 @@ def test_an_inner_binder_shadows_the_outer_one_on_every_path(tmp_path):
     path = tmp_path / "r.rules"
     path.write_text(text.replace("set person: {a, b, c}", "set person"))
     assert main(["check", str(path), "--set", "person=a,b,c"]) == 0
+
+
+def test_grounded_members_as_plain_statements_each_read_their_own_threshold():
+    """A relational knowledge base's grounded statements, taken without the program (as
+    the debugger does after a grounding edit), shared their template's ~ node: each
+    member got a threshold, all read the last member's, the others were dead. Without
+    the program each statement's numbers are its own."""
+    import greybox as gb
+
+    kb = gr.parse("set person: {a, b, c}\ninput lvl(person): int 0..5\n"
+                  "output y(person): bool\nrule r(p in person): lvl(p) > ~2 -> y(p)\n")
+    flat = gr.KnowledgeBase(list(kb.statements))
+    assert flat == gr.KnowledgeBase(list(kb.statements)) and flat.program is None
+    model = gb.GreyBox(flat, semantics="product")
+    model.loss({"lvl(a)": [1], "lvl(b)": [3], "lvl(c)": [2]},
+               {"y(a)": [1.0], "y(b)": [0.0], "y(c)": [1.0]}).backward()
+    for member in ("r(a)", "r(b)", "r(c)"):
+        (th,) = model.rules[member].thresholds
+        assert th.grad is not None and th.grad.item() != 0, member
