@@ -628,7 +628,7 @@ def load(path, *, networks: Mapping[str, nn.Module] | None = None,
     for k in _LATER_BUFFERS:
         if k in own and k not in state:
             state[k] = own[k]
-    state = model.upgrade_state(state)   # one ~ threshold per copy, before they shared one
+    state = model._upgrade_state(state)   # one ~ threshold per copy, before they shared one
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
     if (missing or unexpected) and all(k.startswith(("rules.", "constraints."))

@@ -145,7 +145,7 @@ class RuleValues:
         owner = self._owner.get(("rule" if group == "rules" else "constraint", name), name)
         return [v for _, v in self._slots.get((group, owner), {}).values()]
 
-    def upgrade_state(self, state: dict) -> dict:
+    def _upgrade_state(self, state: dict) -> dict:
         """``state`` with the ``~`` thresholds of an earlier layout renamed to this one's.
 
         Files written before the copies of a ``~`` number shared one parameter hold a
