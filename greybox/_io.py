@@ -628,8 +628,17 @@ def load(path, *, networks: Mapping[str, nn.Module] | None = None,
     for k in _LATER_BUFFERS:
         if k in own and k not in state:
             state[k] = own[k]
+    state = model._upgrade_state(state)   # one ~ threshold per copy, before they shared one
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
+    if (missing or unexpected) and all(k.startswith(("rules.", "constraints."))
+                                       for k in (*missing, *unexpected)):
+        raise CheckpointError(
+            f"{path}: the rule parameters stored in the file are not the ones its rules "
+            f"make (missing: {missing[:5]}, unexpected: {unexpected[:5]}); files written "
+            "before the members of a rule family shared one weight and one threshold per "
+            "~ number cannot be read: build the model from the rules (to_text of its "
+            "knowledge base) and train it again")
     if missing or unexpected:
         raise CheckpointError(f"{path}: parameters do not match the networks given (missing: "
                               f"{missing[:5]}, unexpected: {unexpected[:5]})")

@@ -77,22 +77,23 @@ class RuleValues:
     def _init_rule_parameters(self) -> None:
         """Register ``rules``, ``constraints`` and ``decisions`` from ``self.kb``. The
         members of a relational family share their template's parameters (one weight and
-        one set of thresholds per rule template, one bias per output family), under the
-        family's name with ``*`` for each index: ``rules.smoking_causes(*).weight``."""
+        one threshold per ``~`` number of the rule template, one bias per output family),
+        under the family's name with ``*`` for each index: ``rules.smoking_causes(*).weight``.
+        A ``~`` number inside a quantifier, ``sum`` or ``count`` is one parameter too, read
+        by each of its grounded copies."""
         kb = self.kb
-        self._owner = owners(kb)
-        self._nums: dict[int, tuple[str, str, int]] = {}
+        self._index_numbers()
         rules: dict[str, RuleParameters] = {}
         for r in kb.rules.values():
             key = _key(self._owner.get(("rule", r.name), r.name))
-            ths = self._collect(r.body, "rules", r.name)
             if key not in rules:
-                rules[key] = RuleParameters(r.weight, ths, r.fixed)
+                rules[key] = RuleParameters(r.weight, self._slot_values("rules", r.name),
+                                            r.fixed)
         self.rules = nn.ModuleDict(rules)
         cons = {}
         for c in kb.constraints.values():
-            ths = self._collect(c.formula, "constraints", c.name)
             key = _key(self._owner.get(("constraint", c.name), c.name))
+            ths = self._slot_values("constraints", c.name)
             if ths and key not in cons:
                 m = nn.Module()
                 m.thresholds = _thresholds(ths)
@@ -118,19 +119,57 @@ class RuleValues:
         """Map each ``~`` number of ``self.kb`` (by AST node) to its parameter: after
         unpickling, the knowledge base comes back with new AST objects."""
         self._owner = owners(self.kb)
-        self._nums = {}
+        self._nums: dict[int, tuple[str, str, int]] = {}
+        self._slots: dict[tuple[str, str], dict] = {}
         for r in self.kb.rules.values():
             self._collect(r.body, "rules", r.name)
         for c in self.kb.constraints.values():
             self._collect(c.formula, "constraints", c.name)
 
-    def _collect(self, e, group: str, name: str) -> list[float]:
+    def _collect(self, e, group: str, name: str) -> None:
+        """Give each ``~`` number of ``e`` its place among its owner's thresholds. The
+        copies of one template number (a family's members; a quantifier's, ``sum``'s or
+        ``count``'s instances) share a place: they are one number of the rule text, found
+        by its location there (by AST node for rules built in Python)."""
         owner = self._owner.get(("rule" if group == "rules" else "constraint", name), name)
-        out = []
+        slots = self._slots.setdefault((group, owner), {})
         for node in A.walk(e):
             if isinstance(node, A.Num) and node.learnable:
-                self._nums[id(node)] = (group, owner, len(out))
-                out.append(float(node.value))
+                where = _number_key(node)
+                if where not in slots:
+                    slots[where] = (len(slots), float(node.value))
+                self._nums[id(node)] = (group, owner, slots[where][0])
+
+    def _slot_values(self, group: str, name: str) -> list[float]:
+        """The rule-file values of the thresholds of statement ``name``'s owner."""
+        owner = self._owner.get(("rule" if group == "rules" else "constraint", name), name)
+        return [v for _, v in self._slots.get((group, owner), {}).values()]
+
+    def _upgrade_state(self, state: dict) -> dict:
+        """``state`` with the ``~`` thresholds of an earlier layout renamed to this one's.
+
+        Files written before the copies of a ``~`` number shared one parameter hold a
+        threshold per copy (``rules.r.thresholds.0``, ``.1``, ... for a number inside a
+        quantifier over a set of members), of which the model read the last; that one
+        becomes the number's parameter. Any other state is returned as it is."""
+        out = dict(state)
+        for (group, owner), slots in self._slots.items():
+            prefix = f"{group}.{_key(owner)}.thresholds."
+            if f"{prefix}{len(slots)}" not in state:
+                continue                       # no threshold beyond this layout's
+            kind = "rule" if group == "rules" else "constraint"
+            table = self.kb.rules if group == "rules" else self.kb.constraints
+            first = next(st for st in table.values()
+                         if self._owner.get((kind, st.name), st.name) == owner)
+            copies = [_number_key(n) for n in
+                      A.walk(first.body if group == "rules" else first.formula)
+                      if isinstance(n, A.Num) and n.learnable]
+            if set(copies) != set(slots) or f"{prefix}{len(copies)}" in state or \
+                    any(f"{prefix}{j}" not in state for j in range(len(copies))):
+                continue                       # not that layout: load names the mismatch
+            old = [out.pop(f"{prefix}{j}") for j in range(len(copies))]
+            for where, (i, _) in slots.items():
+                out[f"{prefix}{i}"] = old[max(j for j, k in enumerate(copies) if k == where)]
         return out
 
     def reset_parameters(self) -> None:
@@ -236,21 +275,15 @@ class RuleValues:
         module = modules[_key(owner)] if _key(owner) in modules else None
         nums = [n for n in A.walk(st.body if group == "rule" else st.formula)
                 if isinstance(n, A.Num) and n.learnable]
-        # each ~ number's learned value is the one its grounded copies share (a number
-        # inside a quantifier has a copy per instance), found by its place in the text
-        shared: dict[tuple, set] = {}
-        for m in members:
-            g = statements[m]
-            for n in A.walk(g.body if group == "rule" else g.formula):
-                if isinstance(n, A.Num) and n.learnable and n.span and id(n) in self._nums:
-                    shared.setdefault((n.span.line, n.span.column), set()).add(
-                        learned_value(self.threshold(n)))
+        # each ~ number's learned value is the parameter its grounded copies read (a
+        # number inside a quantifier has a copy per instance), found by its place in the
+        # text; one no member kept (grounding simplified it away) keeps its value
+        slots = self._slots.get((f"{group}s", owner), {})
         values = []
         for n in nums:
-            found = shared.get((n.span.line, n.span.column), set()) if n.span else set()
-            if len(found) != 1:
-                return None
-            values.append(found.pop())
+            slot = slots.get(_number_key(n))
+            values.append(n.value if slot is None or module is None
+                          else learned_value(module.thresholds[slot[0]]))
         where = {id(n): i for i, n in enumerate(nums)}
 
         def learned(node):
@@ -295,8 +328,10 @@ class RuleValues:
 def owners(kb) -> dict[tuple[str, str], str]:
     """Who holds the parameters of each member of a relational family: ``("rule", name)``,
     ``("constraint", name)`` or ``("var", name)`` -> the family's name with ``*`` for each
-    index (``smoking_causes(*)``). Members whose ``~`` numbers do not line up with the rest
-    (grounding simplified some away) keep their own, as do non-members."""
+    index (``smoking_causes(*)``). Members share their template's weight and ``~`` numbers
+    also where grounding simplified some numbers away in some members (they read the
+    ones they keep). Non-members keep their own, and so do the members of a family when a
+    statement has the family's shared name."""
     out: dict[tuple[str, str], str] = {}
     taken = {*kb.rules, *kb.constraints, *kb.variables}
     for fam in kb.families.values():
@@ -305,11 +340,7 @@ def owners(kb) -> dict[tuple[str, str], str]:
             continue   # a statement of that very name keeps it: members keep their own
         if fam.kind in ("rule", "constraint"):
             table = kb.rules if fam.kind == "rule" else kb.constraints
-            members = [table[m] for m in fam.members.values() if m in table]
-            numbers = {_template_numbers(m) for m in members}
-            fixed = {getattr(m, "fixed", False) for m in members}
-            if len(numbers) == 1 and None not in numbers and len(fixed) == 1:
-                out.update(((fam.kind, m.name), shared) for m in members)
+            out.update(((fam.kind, m), shared) for m in fam.members.values() if m in table)
         elif fam.kind in ("output", "define"):
             decided = [m for m in fam.members.values()
                        if m in kb.variables and kb.variables[m].role == "decided"]
@@ -317,18 +348,12 @@ def owners(kb) -> dict[tuple[str, str], str]:
     return out
 
 
-def _template_numbers(st):
-    """Where a member's ``~`` numbers come from in the rule text (their locations, with
-    their values): members share thresholds only when these are the same. None when a
-    number has no location (built in Python, not from text)."""
-    e = st.body if isinstance(st, A.Rule) else st.formula
-    found = []
-    for n in A.walk(e):
-        if isinstance(n, A.Num) and n.learnable:
-            if n.span is None:
-                return None
-            found.append((n.span.line, n.span.column, n.value))
-    return tuple(found)
+def _number_key(node: A.Num) -> tuple:
+    """What names a ``~`` number of the rule text: its location and value (its grounded
+    copies keep them), or the node itself when it was built in Python."""
+    if node.span is None:
+        return ("node", id(node))
+    return ("text", node.span.filename, node.span.line, node.span.column, node.value)
 
 
 def learned_value(p: torch.Tensor) -> float:

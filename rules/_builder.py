@@ -225,6 +225,19 @@ def _formula(f) -> A.Expr:
     return _lift(f)
 
 
+def _own_numbers(e: A.Expr) -> A.Expr:
+    """``e`` with a node of its own for each ``~`` number: a :func:`learnable` Term used
+    twice is written twice (``~2.0`` in each place), so it is two numbers, as its text
+    says -- a model gives each its parameter (one node read by two rules was one
+    parameter read by both, the other dead)."""
+    def fresh(node):
+        if isinstance(node, A.Num) and node.learnable:
+            return A.Num(node.value, True, span=node.span)
+        return None
+
+    return A.rewrite(e, fresh)
+
+
 class Builder:
     """Build a :class:`KnowledgeBase` from Python.
 
@@ -280,11 +293,12 @@ class Builder:
         return self.var(name)
 
     def rule(self, name: str, body, head, *, weight: float = 1.0, fixed: bool = False) -> None:
-        self._statements.append(A.Rule(name, _formula(body), _head(head), _weight(weight), fixed))
+        self._statements.append(A.Rule(name, _own_numbers(_formula(body)), _head(head),
+                                       _weight(weight), fixed))
 
     def constraint(self, name: str, formula, *, weight: float | None = None) -> None:
         w = None if weight is None else _weight(weight)
-        self._statements.append(A.Constraint(name, _formula(formula), w))
+        self._statements.append(A.Constraint(name, _own_numbers(_formula(formula)), w))
 
     def build(self) -> KnowledgeBase:
         """Validate and return the knowledge base (raises RuleError on problems)."""

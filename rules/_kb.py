@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from types import MappingProxyType
@@ -64,8 +65,11 @@ class KnowledgeBase:
         elif sets:
             raise RuleError(f"sets= gives members of {', '.join(map(repr, sets))}, but the "
                             "rules declare no set")
+        else:
+            statements = _own_numbers(statements)
         object.__setattr__(self, "program", program)
-        resolved, variables = validate(statements, filename=filename, source=source)
+        resolved, variables = validate(statements, filename=filename, source=source,
+                                       families=None if program is None else program.families)
         object.__setattr__(self, "statements", tuple(resolved))
         object.__setattr__(self, "variables", MappingProxyType(variables))
         object.__setattr__(self, "rules", MappingProxyType(
@@ -346,6 +350,40 @@ def parse(text: str, *, filename: str | None = None,
     return KnowledgeBase(statements, source=text, filename=filename, sets=sets)
 
 
+
+def _own_numbers(statements: list) -> list:
+    """``statements`` where no two hold the same ``~`` number node. Statements taken out
+    of a relational program (a family's members, as the debugger's grounding edits do)
+    share their template's nodes; without the program each is a statement of its own,
+    whose numbers a model gives parameters of their own -- one node is one parameter,
+    so a shared one left all but one statement's dead."""
+    first: dict[int, int] = {}
+    clash = set()
+    for i, st in enumerate(statements):
+        e = st.body if isinstance(st, A.Rule) else st.formula if isinstance(
+            st, A.Constraint) else None
+        if e is None:
+            continue
+        for n in A.walk(e):
+            if isinstance(n, A.Num) and n.learnable and first.setdefault(id(n), i) != i:
+                clash.add(i)
+    if not clash:
+        return statements
+
+    def fresh(node):
+        if isinstance(node, A.Num) and node.learnable:
+            return A.Num(node.value, True, span=node.span)
+        return None
+
+    out = list(statements)
+    for i in clash:
+        st = out[i]
+        out[i] = (dataclasses.replace(st, body=A.rewrite(st.body, fresh))
+                  if isinstance(st, A.Rule) else
+                  dataclasses.replace(st, formula=A.rewrite(st.formula, fresh)))
+    return out
+
+
 #: Largest rule file :func:`load` reads, in bytes; it reads no further than this (so
 #: ``/dev/zero`` or a huge file is refused without filling memory).
 MAX_FILE_BYTES = 10_000_000
@@ -472,6 +510,6 @@ def parse_formula(text: str | A.Node, kb: KnowledgeBase | None = None) -> A.Expr
         expr = check_expr(expr, dict(kb.variables), ck, expect=A.BoolType(), learnable_ok=True,
                           what="the formula")
         if ck.problems:
-            raise RuleError("", diagnostics=tuple(ck.problems),
+            raise RuleError("", diagnostics=ck.diagnostics(),
                             source=text if isinstance(text, str) else None)
     return expr

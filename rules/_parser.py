@@ -364,11 +364,35 @@ def _end_location(text: str) -> Location:
     return Location(len(lines), len(lines[-1]) + 1)
 
 
-def _syntax_error(err: lark.exceptions.LarkError, text: str, filename: str | None):
+def _acceptable(text: str, start: str, pos: int, given) -> set:
+    """The terminals that can stand at offset ``pos`` of ``text``: the parser is run again
+    up to there and asked. The set a Lark error carries (``given``) is read from the LALR
+    state where the error surfaced, whose lookaheads are merged over every context (the
+    statement keywords that may follow a whole rule are listed inside a formula), and,
+    when reductions ran before the error, it is a narrower state's."""
+    try:
+        ip = _parser().parse_interactive(text, start=start)
+        tokens = ip.lexer_thread.lex(ip.parser_state)
+        while True:
+            try:
+                tok = next(tokens)
+            except (StopIteration, lark.exceptions.UnexpectedInput):
+                break
+            if tok.start_pos >= pos:
+                break
+            ip.feed_token(tok)
+        return ip.accepts()
+    except (lark.exceptions.LarkError, _DeferredSyntaxError):
+        return set(given)   # not reached: the text up to pos parsed the first time
+
+
+def _syntax_error(err: lark.exceptions.LarkError, text: str, filename: str | None,
+                  start: str = "start"):
     if isinstance(err, lark.exceptions.UnexpectedCharacters):
         loc = Location(err.line, err.column, filename)
         char = text[err.pos_in_stream] if 0 <= err.pos_in_stream < len(text) else "?"
-        msg = f"unexpected character {char!r}" + _expected(err.allowed or ())
+        allowed = _acceptable(text, start, err.pos_in_stream, err.allowed or ())
+        msg = f"unexpected character {char!r}" + _expected(allowed)
         return RuleSyntaxError(msg, loc, text)
     if isinstance(err, (lark.exceptions.UnexpectedToken, lark.exceptions.UnexpectedEOF)):
         tok = getattr(err, "token", None)
@@ -376,10 +400,19 @@ def _syntax_error(err: lark.exceptions.LarkError, text: str, filename: str | Non
             end = _end_location(text)
             loc = Location(end.line, end.column, filename)
             what = "unexpected end of input"
+            pos = len(text)
+        elif tok.start_pos >= 1 and text[tok.start_pos - 1:tok.start_pos + 1] == "->" \
+                and text[tok.start_pos - 2:tok.start_pos - 1] != "<":
+            # an arrow where none fits is read as a minus, then a '>' that does not fit
+            pos = tok.start_pos - 1
+            loc = _location_of(text, pos, filename)
+            what = "unexpected '->'"
         else:
             loc = Location(tok.line, tok.column, filename)
             what = f"unexpected {str(tok)!r}"
-        return RuleSyntaxError(what + _expected(getattr(err, "expected", ()) or ()), loc, text)
+            pos = tok.start_pos
+        expected = _acceptable(text, start, pos, getattr(err, "expected", ()) or ())
+        return RuleSyntaxError(what + _expected(expected), loc, text)
     return RuleSyntaxError(f"cannot parse the rules: {err}", None, text)
 
 
@@ -403,7 +436,7 @@ def _parse(text: str, start: str, filename: str | None):
             raise RuleSyntaxError(orig.message, Location(span.line, span.column, filename), text) from None
         raise RuleSyntaxError(f"cannot parse the rules: {orig}", None, text) from None
     except lark.exceptions.LarkError as err:
-        raise _syntax_error(err, text, filename) from None
+        raise _syntax_error(err, text, filename, start) from None
     _check_depth(result, text, filename)
     return result
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import networkx as nx
@@ -78,16 +80,59 @@ def _expr_text(e: A.Expr) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+#: What differs between the grounded copies of one problem: member names (quoted or
+#: back-quoted) and numbers (index values).
+_GROUNDED_NAMES = re.compile(r"`[^`]*`|'[^']*'|\d+")
+
+
 class _Checker:
-    def __init__(self, filename: str | None):
+    def __init__(self, filename: str | None, families: Mapping | None = None):
         self.filename = filename
         self.problems: list[tuple[str, Location | None]] = []
+        self.statement: str | None = None       # the statement being checked
+        self._sources: list[str | None] = []    # the statement of each problem
+        # grounded member -> (keyword, family name, number of members)
+        self._families = {m: (info.kind, info.name, len(info.members))
+                          for info in (families or {}).values()
+                          for m in info.members.values()}
 
     def error(self, message: str, node) -> None:
         span = getattr(node, "span", None) if node is not None else None
         if span is not None and self.filename is not None:
             span = dataclasses.replace(span, filename=self.filename)
         self.problems.append((message, span))
+        self._sources.append(self.statement)
+
+    def retract(self) -> None:
+        """Take back the last problem reported."""
+        self.problems.pop()
+        self._sources.pop()
+
+    def diagnostics(self) -> tuple[tuple[str, Location | None], ...]:
+        """The problems, each template's once: grounded copies of one piece of rule text
+        (a family's members, a quantifier's instances) report the same problem at the same
+        place, so the first is shown, with how many groundings have it."""
+        groups: dict = {}
+        for (message, span), source in zip(self.problems, self._sources):
+            family = self._families.get(source)
+            owner = family[:2] if family is not None else source
+            key = ((owner, span, _GROUNDED_NAMES.sub("_", message)) if span is not None
+                   else object())
+            groups.setdefault(key, []).append((message, span, source))
+        out = []
+        for items in groups.values():
+            message, span, source = items[0]
+            family = self._families.get(source)
+            if len(items) > 1 and family is not None:
+                kind, name, size = family
+                k = len({s for _, _, s in items})
+                have = f"all {size}" if k == size else f"{k} of the {size}"
+                message += f" ({have} groundings of {kind} {name}; shown for `{source}`)"
+            elif len(items) > 1:
+                within = f" of `{source}`" if source is not None else ""
+                message += f" ({len(items)} grounded copies{within}; the first shown)"
+            out.append((message, span))
+        return tuple(out)
 
     # ------------------------------------------------------------------ declarations
     def check_name(self, name, node, what: str) -> bool:
@@ -148,6 +193,7 @@ class _Checker:
 def _declared_vars(statements, ck: _Checker) -> dict[str, Variable]:
     decls: dict[str, list] = {}
     for st in statements:
+        ck.statement = getattr(st, "name", None)
         if isinstance(st, (A.InputDecl, A.NeuralDecl, A.DefineDecl, A.OutputDecl)):
             if ck.check_name(st.name, st, "variable"):
                 decls.setdefault(st.name, []).append(st)
@@ -156,6 +202,7 @@ def _declared_vars(statements, ck: _Checker) -> dict[str, Variable]:
                 ck.error(f"{st.name!r}: only inputs can be tensors", st)
     variables: dict[str, Variable] = {}
     for name, items in decls.items():
+        ck.statement = name
         kinds = [type(d) for d in items]
         ok_pair = sorted(k.__name__ for k in kinds) == ["DefineDecl", "OutputDecl"]
         if len(items) > 1 and not ok_pair:
@@ -188,6 +235,7 @@ def _declared_vars(statements, ck: _Checker) -> dict[str, Variable]:
         else:
             variables[name] = Variable(name, d.type, "decided", True)
     for v in variables.values():
+        ck.statement = v.name
         if v.role == "decided" and not v.finite:
             decl = "output" if v.output else "define"
             ck.error(
@@ -377,7 +425,7 @@ class _ExprChecker:
         if lt.kind == "error" and isinstance(e.left, A.Var) and rt.kind == "enum":
             # ``employed == employment``: resolve the left side now that we know the right
             if e.left.name in rt.enum.values:
-                ck.problems.pop()
+                ck.retract()
                 left, lt = A.Sym(e.left.name, span=e.left.span), _T("sym")
         if "error" in (lt.kind, rt.kind):
             return A.Compare(e.op, left, right, span=e.span), BOOL
@@ -570,9 +618,12 @@ def _check_cycles(statements, variables: dict[str, Variable], rules, ck: _Checke
         break
 
 
-def validate(statements, *, filename: str | None = None, source: str | None = None):
-    """Check ``statements``; return ``(resolved_statements, variables)`` or raise RuleError."""
-    ck = _Checker(filename)
+def validate(statements, *, filename: str | None = None, source: str | None = None,
+             families: Mapping | None = None):
+    """Check ``statements``; return ``(resolved_statements, variables)`` or raise RuleError.
+    ``families`` (a grounded program's) lets a problem of a template be reported once,
+    not once per grounding."""
+    ck = _Checker(filename, families)
     statements = list(statements)
     for st in statements:
         if not isinstance(st, (A.InputDecl, A.NeuralDecl, A.DefineDecl, A.OutputDecl, A.Rule,
@@ -581,6 +632,7 @@ def validate(statements, *, filename: str | None = None, source: str | None = No
     statements = [s for s in statements if isinstance(s, A.Node)]
     variables = _declared_vars(statements, ck)
     for v in variables.values():
+        ck.statement = v.name
         if v.role == "neural":
             for a in v.args:
                 if a not in variables:
@@ -589,6 +641,7 @@ def validate(statements, *, filename: str | None = None, source: str | None = No
     named: dict[str, A.Node] = {}
     resolved = []
     for st in statements:
+        ck.statement = getattr(st, "name", None)
         if isinstance(st, (A.Rule, A.Constraint)):
             kind = "rule" if isinstance(st, A.Rule) else "constraint"
             if ck.check_name(st.name, st, kind):
@@ -619,9 +672,10 @@ def validate(statements, *, filename: str | None = None, source: str | None = No
             if st.name in variables and variables[st.name].expr is not None:
                 variables[st.name] = dataclasses.replace(variables[st.name], expr=expr)
         resolved.append(st)
+    ck.statement = None
     rules = [s for s in resolved if isinstance(s, A.Rule)]
     if not ck.problems:
         _check_cycles(resolved, variables, rules, ck)
     if ck.problems:
-        raise RuleError("", diagnostics=tuple(ck.problems), source=source)
+        raise RuleError("", diagnostics=ck.diagnostics(), source=source)
     return resolved, variables

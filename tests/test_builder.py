@@ -78,3 +78,27 @@ def test_builder_from_existing_kb(credit):
     b.rule("extra", b["age"] > 65, "not approve")
     kb = b.build()
     assert list(kb.rules)[-1] == "extra" and len(kb.rules) == 4
+
+
+def test_a_learnable_term_used_twice_is_two_parameters_each_read():
+    """A learnable() Term in two rules (or twice in one) is written ~2.0 in each place,
+    so it is two numbers: the model gave one AST node one parameter per rule but every
+    copy read the last rule's (the first rule's threshold was dead)."""
+    import numpy as np
+
+    import greybox as gb
+
+    b = gr.Builder()
+    x, z = b.input("x", "real"), b.input("z", "real")
+    y = b.output("y", "bool")
+    t = gr.learnable(2.0)
+    b.rule("r1", (x > t) & (z > t), y)
+    b.rule("r2", x < t, ~y)
+    model = gb.GreyBox(b.build(), semantics="product")
+    assert [k for k in model.state_dict() if ".thresholds." in k] == [
+        "rules.r1.thresholds.0", "rules.r1.thresholds.1", "rules.r2.thresholds.0"]
+    model.loss({"x": np.array([1.5, 2.5]), "z": np.array([2.2, 1.9])},
+               {"y": np.array([1.0, 0.0])}).backward()
+    for name in ("r1", "r2"):
+        assert all(p.grad is not None and p.grad.item() != 0
+                   for p in model.rules[name].thresholds)

@@ -91,6 +91,35 @@ def test_syntax_errors_are_located(text, line, col, fragment):
     assert isinstance(err, SyntaxError) and isinstance(err, GreyboxError)
 
 
+@pytest.mark.parametrize("text, col, expected", [
+    # the rule's name is followed by its parameters, weight or ':' -- no formula token
+    ("rule r x > 1 -> y", 8, "'(', ':', '[', 'fixed', 'weight'"),
+    # inside a formula: never a statement keyword, and not '=' after a name
+    ("rule r: x > 1 y", 15, "'*', '+' or '-', '->', '^', 'and', 'or'"),
+    ("rule r: x in {1, 2 -> y", 20, "',', '}'"),
+    ("rule r: (exists i in 0..2 x > i) -> y", 27, "'*', '+' or '-', ',', ':', '^'"),
+    ("input z real", 9, "'(', ':', '['"),
+    # an arrow where an operand is due is named as the arrow, not as a minus and a '>'
+    ("rule r: x > 1 and  -> y", 20, "'(', '-', 'false', 'not', 'true', '~', a `back-quoted "
+                                    "name`, a name, a number, an integer"),
+    # after a whole rule, the next statement's keyword may come
+    ("rule r: x > 1 -> y y", 20, "'(', '=', '[', 'constraint', 'define', 'input', 'neural', "
+                                 "'output', 'rule', 'set', end of input"),
+])
+def test_a_syntax_error_lists_only_what_can_stand_there(text, col, expected):
+    """Red team: the expected tokens were read from the LALR state where the error
+    surfaced, whose lookaheads are merged over every context: inside a formula they
+    listed 'rule', 'input', 'set', ... Now the parser is asked what it accepts there."""
+    with pytest.raises(gr.RuleSyntaxError) as info:
+        gr.parse("input x: real\noutput y: bool\n" + text)
+    first = str(info.value).splitlines()[0]
+    assert first.startswith(f"<rules>:3:{col}: unexpected ")
+    assert first.endswith(f"expected one of {expected}")
+    with pytest.raises(gr.RuleSyntaxError, match=r"end of input; expected one of '\(', "
+                                                 r"'\)', '\*'.*'->'.*'and'"):
+        gr.parse("input x: real\noutput y: bool\nrule r: (x > 1 -> y")
+
+
 def test_syntax_error_shows_the_line_and_a_caret():
     with pytest.raises(gr.RuleSyntaxError) as info:
         gr.parse("input x: real\noutput y: bool\nrule r: x >> 1 -> y\n")

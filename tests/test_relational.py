@@ -631,15 +631,24 @@ def test_stacked_rules_read_the_models_current_weights():
     assert model(X).scores["y"].item() == pytest.approx(-2.0 + 5 * -2.0)
 
 
-def test_members_share_thresholds_only_when_they_are_the_same_template_numbers():
+def test_members_share_the_templates_parameters_where_grounding_drops_a_number():
+    """Members whose ~ numbers grounding simplified differently (r[0] keeps ~1, the others
+    ~5) share the template's weight and its two thresholds: before, each member had its
+    own, and the copies of ~5 (one AST node) all read the last member's, the other
+    members' thresholds were dead."""
     import greybox as gb
 
     kb = gr.parse("set s: 0..3\ninput x[s]: real\noutput y[s]: bool\n"
                   "rule r[i in s]: (i == 0 and x[i] > ~1) or (i != 0 and x[i] > ~5) -> y[i]\n")
     model = gb.GreyBox(kb, semantics="product")
+    assert [k for k in model.state_dict() if k.startswith("rules.")] == [
+        "rules.r[*].weight", "rules.r[*].thresholds.0", "rules.r[*].thresholds.1"]
     x = {"x": np.full((1, 4), 3.0)}
     assert (model.predict(x).to_numpy() == gr.evaluate(kb, x).decisions.to_numpy()).all()
     assert gr.to_text(model.to_kb().rules["r[2]"].body) == "`x[2]` > ~5.0"
+    model.loss({"x": np.array([[0.0, 1, 4, 6]])}, {"y": np.array([[1.0, 0, 1, 0]])}).backward()
+    assert all(p.grad is not None and p.grad.item() != 0 for p in model.rules.parameters())
+    assert "rule r[i in s]" in gr.to_text(model.to_kb())     # one template, written back
     # a statement named like the shared parameters keeps its own, and so do the members
     kb = gr.parse("set s: 0..1\ninput x[s]: real\noutput y[s]: bool\noutput z: bool\n"
                   "rule r[i in s] weight 1.0: x[i] > ~1 -> y[i]\n"
@@ -1164,3 +1173,142 @@ rule r(p in person): (exists q in person: lvl(q) > ~2) -> y(p)
     assert float(value) != 2.0                      # it learned something to write
     again = gb.GreyBox(gr.parse(text), semantics="product")    # the members are written
     assert again.predict(data).equals(model.predict(data))
+
+
+# ------------------------------------------------ one parameter per template ~ number
+
+
+SHARED_NUMBER = """set person: {a, b, c}
+input lvl(person): int 0..5
+input f(person, person): bool
+output y(person): bool
+rule r(p in person): BODY -> y(p)
+"""
+
+
+@pytest.mark.parametrize("body", [
+    "(exists q in person: f(p, q) and lvl(q) > ~2)",
+    "sum(count(lvl(q) > ~2) for q in person) >= 2",
+    "count(f(p, q) and lvl(q) >= ~3 for q in person) >= 2",
+])
+def test_a_learned_number_inside_a_quantifier_is_one_parameter(body):
+    """Red team: a ~ number inside exists / sum / count made a threshold per grounded
+    copy, of which one was read (the others dead: never trained, at their prior). The
+    rule text says one number: every copy reads one parameter, which training moves (the
+    gradient of every copy), and predict, the crisp evaluation of to_kb and the
+    formal explanations read its value."""
+    import torch
+
+    import greybox as gb
+
+    kb = gr.parse(SHARED_NUMBER.replace("BODY", body))
+    model = gb.GreyBox(kb, semantics="product")
+    assert [k for k in model.state_dict() if ".thresholds." in k] == ["rules.r(*).thresholds.0"]
+    copies = [n for r in model.kb.rules.values() for n in A.walk(r.body)
+              if isinstance(n, A.Num) and n.learnable]
+    assert len({id(model.threshold(n)) for n in copies}) == 1
+    rng = np.random.default_rng(0)
+    data = {"lvl": rng.integers(0, 6, (60, 3)), "f": rng.random((60, 3, 3)) < 0.5}
+    labels = {"y": (rng.random((60, 3)) < 0.5).astype(float)}
+    loss = model.loss(data, labels)
+    loss.backward()
+    (th,) = model.rules["r(*)"].thresholds
+    assert th.grad is not None and th.grad.item() != 0.0
+    model.zero_grad()
+    model.fit(data, labels, epochs=3, progress=False)
+    assert th.item() != float(copies[0].value)            # it trained
+    learned = model.to_kb()
+    assert "rule r(p in person)" in gr.to_text(learned)
+    written = {n.value for r in learned.rules.values() for n in A.walk(r.body)
+               if isinstance(n, A.Num) and n.learnable}
+    assert written == {float(str(np.float32(th.item())))}
+    pred = model.predict(data)
+    crisp = gr.evaluate(learned, data, bias=model.bias_table()).decisions
+    assert (pred[crisp.columns].to_numpy() == crisp.to_numpy()).all()
+    one = {k: v[:1] for k, v in data.items()}
+    reason = gb.explain.reason(model, one, output="y(a)", backend="z3", timeout=30)
+    assert reason.verified
+    with torch.no_grad():                                  # what the solver reads moves
+        th.fill_(th.item() + 0.25)
+    assert gr.to_text(model.to_kb()) != gr.to_text(learned)
+
+
+def test_a_threshold_file_with_a_parameter_per_copy_loads_the_one_that_was_read(tmp_path):
+    """A file written before the copies shared one parameter holds a threshold per copy
+    (rules.r(*).thresholds.0, .1, .2); the model read the last. It loads as that value;
+    one whose family members had parameters of their own is refused by name."""
+    import torch
+
+    import greybox as gb
+    from greybox._io import _digest
+    from greybox.errors import CheckpointError
+
+    body = "(exists q in person: f(p, q) and lvl(q) > ~2)"
+    model = gb.GreyBox(gr.parse(SHARED_NUMBER.replace("BODY", body)), semantics="product")
+    path = tmp_path / "m.pt"
+    model.save(path)
+    payload = torch.load(path, weights_only=False)
+    state = payload["state"]
+    state.pop("rules.r(*).thresholds.0")
+    for i, v in enumerate([4.5, 4.5, 1.5]):                   # the last copy was read
+        state[f"rules.r(*).thresholds.{i}"] = torch.tensor(v)
+    payload["sha256"] = _digest(payload)
+    torch.save(payload, path)
+    loaded = gb.load(path)
+    assert [k for k in loaded.state_dict() if ".thresholds." in k] == ["rules.r(*).thresholds.0"]
+    assert loaded.rules["r(*)"].thresholds[0].item() == 1.5
+    state["rules.r(a).weight"] = state.pop("rules.r(*).weight")   # members of their own
+    payload["sha256"] = _digest(payload)
+    torch.save(payload, path)
+    with pytest.raises(CheckpointError, match=r"rule parameters stored in the file.*"
+                                              r"r\(a\)\.weight.*train it again"):
+        gb.load(path)
+
+
+def test_an_inner_binder_shadows_the_outer_one_on_every_path(tmp_path):
+    """Red team: ``exists p`` inside ``rule r[p in ...]`` rebinds ``p`` in its body. The
+    grounding (what predict, fit, the traces, Z3, MILP, check and entails all read) takes
+    the inner ``p`` there and the outer one outside it; the text round-trips."""
+    import greybox as gb
+    from greybox.cli import main
+
+    text = ("set person: {a, b, c}\ninput g(person): bool\ninput x[k in 0..2]: int 0..5\n"
+            "output y[k in 0..2]: bool\n"
+            "rule r[p in 0..2]: x[p] > p and (exists p in person: g(p)) and "
+            "sum(x[p] for p in 0..2) > p -> y[p]\n")
+    kb = gr.parse(text)
+    assert gr.to_text(kb.rules["r[2]"]) == (
+        "rule `r[2]`: `x[2]` > 2 and (`g(a)` or `g(b)` or `g(c)`) and "
+        "`x[0]` + `x[1]` + `x[2]` > 2 -> `y[2]`")
+    assert gr.parse(gr.to_text(kb)) == kb
+    assert gr.entails(kb, "forall p in 0..2: (exists p in person: g(p)) or x[p] >= 0")
+    model = gb.GreyBox(kb, semantics="product")
+    one = {"g": np.array([[True, False, False]]), "x": np.array([[3, 1, 4]])}
+    assert model.predict(one).values.tolist() == [[True, False, True]]
+    for backend in ("z3", "milp"):
+        cf = gb.explain.counterfactual(model, one, output="y[2]", backend=backend,
+                                       level="input", timeout=30)
+        assert cf.verified and cf.changes.values.tolist() == [["g(a)", True, False]]
+        assert model.predict(cf.row_after)["y[2]"].tolist() == [False]
+    path = tmp_path / "r.rules"
+    path.write_text(text.replace("set person: {a, b, c}", "set person"))
+    assert main(["check", str(path), "--set", "person=a,b,c"]) == 0
+
+
+def test_grounded_members_as_plain_statements_each_read_their_own_threshold():
+    """A relational knowledge base's grounded statements, taken without the program (as
+    the debugger does after a grounding edit), shared their template's ~ node: each
+    member got a threshold, all read the last member's, the others were dead. Without
+    the program each statement's numbers are its own."""
+    import greybox as gb
+
+    kb = gr.parse("set person: {a, b, c}\ninput lvl(person): int 0..5\n"
+                  "output y(person): bool\nrule r(p in person): lvl(p) > ~2 -> y(p)\n")
+    flat = gr.KnowledgeBase(list(kb.statements))
+    assert flat == gr.KnowledgeBase(list(kb.statements)) and flat.program is None
+    model = gb.GreyBox(flat, semantics="product")
+    model.loss({"lvl(a)": [1], "lvl(b)": [3], "lvl(c)": [2]},
+               {"y(a)": [1.0], "y(b)": [0.0], "y(c)": [1.0]}).backward()
+    for member in ("r(a)", "r(b)", "r(c)"):
+        (th,) = model.rules[member].thresholds
+        assert th.grad is not None and th.grad.item() != 0, member

@@ -134,3 +134,43 @@ def test_pickle_round_trip(credit):
     import pickle
 
     assert pickle.loads(pickle.dumps(credit)) == credit
+
+
+RELATIONAL = """set person: {a, b, c}
+set cell: 0..3
+input lvl(person): int 0..5
+input f(person, person): bool
+input x[cell]: real
+output y(person): bool
+output z: int 0..4
+define many(person): bool
+rule r(p in person): (exists q in person: f(p, q) and (forall s in person: s != q -> lvl(s) >= ~2)) -> y(p)
+rule c(p in person) weight 0.5: count(f(p, q) and lvl(q) > ~1.5 for q in person) >= 2 -> not y(p)
+rule d(p in person): sum(lvl(q) for q in person) + ~0.5 > 2 * lvl(p) -> many(p)
+rule e: count(exists q in person: f(p, q) for p in person) >= 2 -> z = 3
+rule g: sum(x[i] * 2 for i in cell) > ~3 and (forall i in cell: exists j in 0..i: x[j] > ~-1) -> z = 1
+constraint k(p in person) weight 1.0: not (y(p) and count(lvl(p) >= 3, f(p, p), exists q in person: f(q, p)) >= 2)
+rule h[i in 0..2]: x[i + 1] > x[i] and (exists i in cell: x[i] > ~10) -> z = 2
+"""
+
+
+def test_relational_text_with_nested_quantifiers_count_and_learned_numbers_round_trips():
+    """Nested quantifiers, count over formulas and over instances, sum, ~ numbers inside
+    quantifiers, an inner binder shadowing a family's: the text prints back as written,
+    and a model's learned values are written into the templates (one per ~ number)."""
+    import torch
+
+    import greybox as gb
+
+    kb = gr.parse(RELATIONAL)
+    assert gr.to_text(kb) == RELATIONAL and gr.parse(gr.to_text(kb)) == kb
+    model = gb.GreyBox(kb, semantics="product")
+    assert len([k for k in model.state_dict() if ".thresholds." in k]) == 6
+    with torch.no_grad():
+        for p in model.rules.parameters():
+            p.add_(0.25)
+    learned = model.to_kb()
+    text = gr.to_text(learned)
+    assert learned.program is not None and gr.parse(text) == learned
+    assert "(forall i in cell: exists j in 0..i: x[j] > ~-0.75)" in text
+    assert "count(f(p, q) and lvl(q) > ~1.75 for q in person) >= 2" in text

@@ -92,3 +92,42 @@ def test_errors_are_greybox_and_builtin():
         gr.parse(BASE + "rule r: ghost -> approve")
     with pytest.raises(gr.GreyboxError):
         gr.parse(BASE + "rule r: ghost -> approve")
+
+
+FAMILY = """set person
+input lvl(person): int 0..5
+input name(person): {x, y}
+output o(person): bool
+"""
+
+
+@pytest.mark.parametrize("statement, column, text", [
+    ("rule r(p in person): (exists q in person: name(q) > 2) -> o(p)", 51,
+     "(all 50 groundings of rule r; shown for `r(m0)`)"),
+    ("rule r(p in person): name(p) + 1 > 2 -> o(p)", 22,
+     "(all 50 groundings of rule r; shown for `r(m0)`)"),
+    ("constraint c(p in person): sum(lvl(q) for q in person) > name(p)", 56,
+     "(all 50 groundings of constraint c; shown for `c(m0)`)"),
+    ("rule r: (exists q in person: name(q) > 2) -> o(m1)", 38,
+     "(50 grounded copies of `r`; the first shown)"),
+])
+def test_a_templates_problem_is_reported_once_not_per_grounding(statement, column, text):
+    """Red team: a type error inside a template over a set of 50 members was reported
+    once per grounded copy (2,500 times for an exists inside a family). It is reported
+    once, at the template's line and column, naming the template and how many groundings
+    have it."""
+    members = [f"m{i}" for i in range(50)]
+    with pytest.raises(gr.RuleError) as info:
+        gr.parse(FAMILY + statement, sets={"person": members})
+    (message, where), = info.value.diagnostics
+    assert (where.line, where.column) == (5, column)
+    assert message.endswith(text)
+    # problems in some groundings only, and two problems of one template, stay apart
+    with pytest.raises(gr.RuleError) as info:
+        gr.parse("set s: 0..9\ninput x[s]: int 0..5\noutput o[s]: {u, v}\n"
+                 "rule r[i in s]: x[i] == i -> o[i] = w\n")
+    assert [(m, w.column) for m, w in info.value.diagnostics] == [
+        ("rule 'r[0]': 'w' is not a value of 'o[0]' ({u, v}) (all 10 groundings of rule r; "
+         "shown for `r[0]`)", 30),
+        ("value 6 is outside the domain of 'x[6]' (int 0..5) (4 of the 10 groundings of "
+         "rule r; shown for `r[6]`)", 22)]
