@@ -191,6 +191,87 @@ def test_export_writes_the_edited_rules_and_they_round_trip(setup, tmp_path):
     assert "small" in model.kb.rules and model.rules["big"].weight.item() == 2.0
 
 
+RELATIONAL = """set person
+input lvl(person): int 0..5
+input friends(person, person): bool
+output cancer(person): bool
+rule own(p in person) weight 2.0: lvl(p) >= ~4 -> cancer(p)
+rule spread(p in person, q in person) weight 0.5: p != q and friends(p, q) and lvl(q) >= 3 -> cancer(p)
+constraint severe(p in person): lvl(p) >= 5 -> cancer(p)
+"""
+
+
+@pytest.mark.parametrize("edits, written, n_rules", [
+    ([Replace("own(anna)", "rule `own(anna)` weight 5.0: lvl(anna) >= 1 -> cancer(anna)")],
+     ["rule own(p in person) weight 2.0: p != anna and lvl(p) >= ~4.0 -> cancer(p)",
+      "rule `own(anna)` weight 5.0: lvl(anna) >= 1 -> cancer(anna)"], 3),
+    ([SetWeight("own(bob)", 3.0), Remove("own(carl)")],
+     ["rule own(p in person) weight 2.0: p != bob and p != carl and lvl(p) >= ~4.0",
+      "rule `own(bob)` weight 3.0: lvl(bob) >= ~4.0 -> cancer(bob)"], 3),
+    ([Disable("spread(bob, anna)")],
+     ["rule spread(p in person, q in person) weight 0.5: not (p == bob and q == anna) and "
+      "p != q and", "rule `spread(bob, anna)` weight 0.0 fixed: friends(bob, anna) and "
+      "lvl(anna) >= 3 -> cancer(bob)"], 3),
+    ([Replace("severe(bob)", "constraint `severe(bob)`: lvl(bob) >= 4 -> cancer(bob)")],
+     ["constraint severe(p in person): p != bob -> lvl(p) >= 5 -> cancer(p)",
+      "constraint `severe(bob)`: lvl(bob) >= 4 -> cancer(bob)"], 2),
+    # every grounding given one weight (the tutorial's flow): the template's weight
+    ([SetWeight(f"spread({p}, {q})", 0.0) for p in ("anna", "bob", "carl")
+      for q in ("anna", "bob", "carl") if p != q],
+     ["rule spread(p in person, q in person) weight 0.0: p != q and friends(p, q)"], 2),
+])
+def test_export_after_a_grounding_edit_keeps_the_relational_templates(edits, written,
+                                                                     n_rules):
+    """An edit of one grounding made the debugger's model grounded, and export wrote every
+    template out member by member. Now the untouched templates stay as written, the edited
+    one is restricted to its other members, and the text predicts what the debugger does."""
+    people = ["anna", "bob", "carl"]
+    model = gb.GreyBox(gb.rules.parse(RELATIONAL, sets={"person": people}),
+                       semantics="product")
+    rng = np.random.default_rng(3)
+    lvl = rng.integers(0, 6, (40, 3))
+    data = {"lvl": lvl, "friends": rng.random((40, 3, 3)) < 0.5}
+    dbg = gb.explain.Debugger(model, data, {"cancer(anna)": lvl[:, 0] >= 1})
+    dbg.what_if(*edits)
+    text = dbg.export()
+    for line in written:
+        assert line in text
+    untouched = [t for t in RELATIONAL.splitlines()[4:] if t.split()[1].split("(")[0]
+                 not in {e.name.split("(")[0] for e in edits}]
+    for line in untouched:     # as written (learned values, ~4 as ~4.0)
+        assert line.replace("~4", "~4.0") in text
+    kb = gb.rules.parse(text)
+    assert kb.program is not None
+    rules = [t for t in kb.program.templates
+             if isinstance(getattr(t, "statement", t), gb.rules.ast.Rule)]
+    assert len(rules) == n_rules      # the templates, and the edited members
+    exported = gb.GreyBox(kb, semantics="product")
+    assert len(kb.rules) == len(dbg.model.kb.rules)
+    assert exported.predict(data).to_numpy().tolist() == \
+        dbg.model.predict(dbg.batch)[list(kb.outputs)].to_numpy().tolist()
+    proba = [exported.predict_proba(data, o) for o in kb.outputs]
+    edited = [dbg.model.predict_proba(dbg.batch, o) for o in kb.outputs]
+    for a, b in zip(proba, edited):
+        np.testing.assert_allclose(a.to_numpy(), b.to_numpy(), rtol=0, atol=1e-12)
+
+
+def test_export_writes_a_grounding_edit_grounded_where_no_guard_says_it():
+    """A member named like the template's binder (``p != p`` cannot single it out): that
+    template alone is written as its grounded members; the others stay relational."""
+    kb = gb.rules.parse("set person\ninput lvl(person): int 0..5\noutput cancer(person): "
+                        "bool\nrule own(p in person) weight 2.0: lvl(p) >= 4 -> cancer(p)\n"
+                        "rule other(p in person): lvl(p) <= 1 -> not cancer(p)\n",
+                        sets={"person": ["p", "q"]})
+    lvl = np.random.default_rng(3).integers(0, 6, (40, 2))
+    dbg = gb.explain.Debugger(gb.GreyBox(kb, semantics="product"), {"lvl": lvl},
+                              {"cancer(p)": lvl[:, 0] >= 1})
+    dbg.what_if(SetWeight("own(p)", 3.0))
+    text = dbg.export()
+    assert "rule `own(p)` weight 3.0:" in text and "rule `own(q)` weight 2.0:" in text
+    assert "rule other(p in person): lvl(p) <= 1 -> not cancer(p)" in text
+    assert gb.rules.parse(text).rules == dbg.model.kb.rules
+
+
 def test_targets_may_come_from_the_data_and_constraints_can_be_edited(setup):
     model, data, target = setup
     dbg = gb.explain.Debugger(model, data.assign(high=target))

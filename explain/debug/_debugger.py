@@ -16,6 +16,7 @@ from greybox.rules import KnowledgeBase, decode_bools, missing_values, parse_sta
 from greybox.rules import ast as A
 
 from ._edits import Edit, NotFound, Remove, Replace, _find, parse_edit
+from ._export import relational_kb
 
 __all__ = ["Blame", "Debugger", "WhatIf"]
 
@@ -423,26 +424,34 @@ class Debugger:
         return tracin_influence(self._model, self.output, self.train, sub, info["target"])
 
     # ------------------------------------------------------------------ what if
-    def _rebuild(self, edits: list[Edit]):
-        base = self._base
-        kb = base.to_kb()
+    def _templates(self, edits: list[Edit]):
+        """The learned knowledge base with the edits of whole statements applied (on a
+        relational model: of templates), its statements (the templates, on a relational
+        model) and the edits left for grounded members."""
+        kb = self._base.to_kb()
         # the original statements are valid: any error is in an edit, so locations and
         # carets refer to the edit's own text
         texts = [e.text for e in edits if hasattr(e, "text")]
         source = texts[-1] if texts else None
-        members = list(edits)
-        if kb.program is not None:
-            # relational: edits that name a template change it (the whole family) ...
-            templates, members = list(kb.program.templates), []
-            for e in edits:
-                try:
-                    templates = e.apply(templates)
-                except NotFound:
-                    members.append(e)
-                else:   # in order: a later template edit reaches its edited groundings
-                    members = _after_template_edit(members, e, kb.program)
-            kb = KnowledgeBase(templates, filename="<edit>", source=source)
-            members = [_grounded_text(e, templates) for e in members]
+        if kb.program is None:
+            return kb, list(kb.statements), list(edits)
+        # relational: edits that name a template change it (the whole family) ...
+        templates, members = list(kb.program.templates), []
+        for e in edits:
+            try:
+                templates = e.apply(templates)
+            except NotFound:
+                members.append(e)
+            else:   # in order: a later template edit reaches its edited groundings
+                members = _after_template_edit(members, e, kb.program)
+        kb = KnowledgeBase(templates, filename="<edit>", source=source)
+        return kb, templates, [_grounded_text(e, templates) for e in members]
+
+    def _rebuild(self, edits: list[Edit]):
+        base = self._base
+        kb, _, members = self._templates(edits)
+        texts = [e.text for e in edits if hasattr(e, "text")]
+        source = texts[-1] if texts else None
         # ... the others a grounded member (or, propositional, a statement)
         statements = list(kb.statements)
         for e in members:
@@ -487,8 +496,22 @@ class Debugger:
 
     def export(self, path=None) -> str:
         """The edited rule file (learned weights and thresholds written in); written to
-        ``path`` atomically when given. It parses back to the same knowledge base."""
-        text = to_text(self._model.to_kb())
+        ``path`` atomically when given. It parses back to the same knowledge base.
+
+        A relational model is written as its templates, as the user wrote them (with the
+        edits of whole templates applied), also after an edit of one grounding: the
+        edited template is restricted to its other members by an index guard
+        (``rule own(p in person) ...: p != anna and ...``) and the edited member follows
+        as a plain rule named like it (``rule `own(anna)` ...``), so the text grounds to
+        exactly the edited model's statements. Where no guard the language can state
+        does that, the edited template alone is written as its grounded members (the
+        others stay relational); failing that, the whole grounded knowledge base.
+        """
+        kb = self._model.to_kb()
+        if kb.program is None and self._edits and self._base.kb.program is not None:
+            _, templates, _ = self._templates(self._edits)
+            kb = relational_kb(kb, templates) or kb
+        text = to_text(kb)
         if path is not None:
             from greybox import write_atomic
 

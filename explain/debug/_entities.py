@@ -146,6 +146,16 @@ class EntityDebugger:
         return self.members[key]
 
     @property
+    def model(self):
+        """The model with the edits so far (one model serves every entity)."""
+        return next(iter(self.members.values())).model
+
+    @property
+    def edits(self) -> tuple:
+        """The edits so far, in order (as :attr:`Debugger.edits`)."""
+        return next(iter(self.members.values())).edits
+
+    @property
     def accuracy(self) -> float:
         """The share of right predictions over every entity and row."""
         frames = [d.predictions()["correct"] for d in self.members.values()]
