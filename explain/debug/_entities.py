@@ -194,9 +194,10 @@ class EntityDebugger:
     def pushes(self, row, entity, concept: str | None = None, *, targets=None):
         """How training pushes the concept behind ``entity``'s output on ``row``: each
         grounding of a soft constraint or rule that reads it, with the model as edited so
-        far (see :func:`greybox.explain.pushes`). ``concept``: by default the one bool
-        neural concept the entity's output depends on (``smokes(anna)`` behind
-        ``cancer(anna)``); ``targets``: by default the correct values of every entity."""
+        far (see :func:`greybox.explain.pushes`). ``concept``: by default the one neural
+        concept with finite values (bool, enum, int) the entity's output depends on
+        (``smokes(anna)`` behind ``cancer(anna)``); ``targets``: by default the correct
+        values of every entity."""
         from greybox.rules import ast as A
 
         from .._pushes import pushes
@@ -207,14 +208,16 @@ class EntityDebugger:
             kb = model.kb
             needed = kb.depends_on(d.output)
             found = [n for n in kb.neural if n in needed
-                     and isinstance(kb.variables[n].type, A.BoolType)]
+                     and A.is_finite_type(kb.variables[n].type)]
             if len(found) != 1:
                 raise ModelError(f"name the concept (concept=...): {d.output} depends on "
-                                 f"{', '.join(found) or 'no bool neural concept'}")
+                                 f"{', '.join(found) or 'no neural concept with finite values'}")
             concept = found[0]
         if targets is None:
             targets = {m.output: m.target for m in self.members.values()}
-        return pushes(model, self.data, concept, targets=targets, row=row)
+        # the rows as the debugger read them (a model edited member by member that no
+        # relational text says is grounded: it reads no family's data under its name)
+        return pushes(model, d.batch, concept, targets=targets, row=row)
 
     def what_if(self, *edits) -> EntityWhatIf:
         """Apply ``edits`` to one copy of the model for every entity and re-evaluate:
