@@ -255,6 +255,35 @@ def test_export_after_a_grounding_edit_keeps_the_relational_templates(edits, wri
         np.testing.assert_allclose(a.to_numpy(), b.to_numpy(), rtol=0, atol=1e-12)
 
 
+def test_a_model_edited_member_by_member_reads_the_data_as_the_original_does():
+    """After an edit of one grounding the edited model was grounded: it no longer read a
+    family's data under the family's name (``dbg.model.predict(data)`` and
+    ``EntityDebugger.pushes`` raised "missing input 'friends(anna, anna)'"). Now it is
+    relational where the language can say the edit."""
+    kb = gb.rules.parse("""set person
+input friends(person, person): bool
+input features(person): tensor[3]
+neural smokes(person): bool = net(features(person))
+output cancer(person): bool
+rule causes(p in person) weight 1.5: smokes(p) -> cancer(p)
+constraint fs(p in person, q in person) weight 0.4:
+    p != q -> (friends(p, q) and smokes(p) -> smokes(q))
+""", sets={"person": ["anna", "bob", "carl"]})
+    torch.manual_seed(0)
+    model = gb.GreyBox(kb, {"net": nn.Linear(3, 1)}, semantics="product")
+    rng = np.random.default_rng(0)
+    data = {"friends": rng.random((5, 3, 3)) < 0.5,
+            "features": rng.normal(size=(5, 3, 3)).astype(np.float32)}
+    dbg = gb.explain.EntityDebugger(model, data, {"cancer": rng.random((5, 3)) < 0.5})
+    dbg.what_if(SetWeight("causes(anna)", 0.5))
+    assert dbg.model.kb.program is not None
+    assert dbg.model.predict(data).to_numpy().tolist() == \
+        dbg.model.predict(dbg.member("anna").batch).to_numpy().tolist()
+    assert dbg.model.kb.rules["causes(anna)"].weight == 0.5
+    got = dbg.pushes(0, "anna")
+    assert got.terms.set_index("grounding").loc["causes(anna)", "via"] == "cancer(anna)"
+
+
 def test_export_writes_a_grounding_edit_grounded_where_no_guard_says_it():
     """A member named like the template's binder (``p != p`` cannot single it out): that
     template alone is written as its grounded members; the others stay relational."""

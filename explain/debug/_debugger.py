@@ -203,7 +203,9 @@ class Debugger:
     # ------------------------------------------------------------------ state
     @property
     def model(self):
-        """The model with the edits so far."""
+        """The model with the edits so far. On a relational model it stays relational
+        after edits of single groundings where the rule language can say them (see
+        :meth:`export`): it reads the data as the original does."""
         return self._model
 
     @property
@@ -449,7 +451,7 @@ class Debugger:
 
     def _rebuild(self, edits: list[Edit]):
         base = self._base
-        kb, _, members = self._templates(edits)
+        kb, templates, members = self._templates(edits)
         texts = [e.text for e in edits if hasattr(e, "text")]
         source = texts[-1] if texts else None
         # ... the others a grounded member (or, propositional, a statement)
@@ -458,6 +460,11 @@ class Debugger:
             statements = e.apply(statements)
         new_kb = KnowledgeBase(statements, filename="<edit>", source=source) if members \
             else kb
+        if members and kb.program is not None:
+            # the same statements written relationally, where the language can: the
+            # edited model reads the data as the original does (a family under its
+            # name), and its rules print as templates
+            new_kb = relational_kb(new_kb, templates, start=kb) or new_kb
         if self.output not in new_kb.outputs:
             raise ModelError(f"the edits leave no output {self.output!r}")
         return base.replace(kb=new_kb).eval()

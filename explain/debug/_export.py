@@ -26,10 +26,13 @@ __all__ = ["relational_kb"]
 _STYLES = ("references", "names", "grounded")
 
 
-def relational_kb(final: KnowledgeBase, templates: list) -> KnowledgeBase | None:
+def relational_kb(final: KnowledgeBase, templates: list, *,
+                  start: KnowledgeBase | None = None) -> KnowledgeBase | None:
     """``final`` (grounded statements) as relational text over ``templates`` (the
     relational statements whose grounding the edits started from), or None when no
     relational text grounds to exactly ``final``'s statements.
+
+    ``start``: the grounding of ``templates``, when the caller has it.
 
     Three forms are tried, the first that grounds to ``final`` wins: (1) each edited
     template restricted to its untouched members by an index guard, the edited members
@@ -53,19 +56,20 @@ def relational_kb(final: KnowledgeBase, templates: list) -> KnowledgeBase | None
     rule own(p in person): p != anna and lvl(p) >= 3 -> sick(p)
     <BLANKLINE>
     """
-    try:
-        start = KnowledgeBase(templates)
-    except RuleError:
-        return None
+    if start is None:   # the templates' grounding (given when the caller has it)
+        try:
+            start = KnowledgeBase(templates)
+        except RuleError:
+            return None
     if start.program is None:
         return None
     for style in _STYLES:
         statements = _write(final, start, style)
         if statements is None:
             continue
+        text = "".join(to_text(s) + "\n" for s in statements)
         try:   # what the user gets is the text: check that, parsed back
-            kb = parse(to_text(KnowledgeBase(statements, filename=final.filename)),
-                       filename=final.filename)
+            kb = parse(text, filename=final.filename)
         except RuleError:
             continue
         if Counter(kb.statements) == Counter(final.statements):
