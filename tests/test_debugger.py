@@ -275,7 +275,11 @@ constraint fs(p in person, q in person) weight 0.4:
     data = {"friends": rng.random((5, 3, 3)) < 0.5,
             "features": rng.normal(size=(5, 3, 3)).astype(np.float32)}
     dbg = gb.explain.EntityDebugger(model, data, {"cancer": rng.random((5, 3)) < 0.5})
-    dbg.what_if(SetWeight("causes(anna)", 0.5))
+    effect = dbg.what_if(SetWeight("causes(anna)", 0.5))
+    assert repr(effect) == (f"EntityWhatIf(1 edit(s): accuracy {effect.accuracy_before:.3f} "
+                            f"-> {effect.accuracy_after:.3f} over 3 entities, "
+                            f"{int(effect.by_entity.fixed.sum())} fixed, "
+                            f"{int(effect.by_entity.broken.sum())} broken)")
     assert dbg.model.kb.program is not None
     assert dbg.model.predict(data).to_numpy().tolist() == \
         dbg.model.predict(dbg.member("anna").batch).to_numpy().tolist()
@@ -299,6 +303,24 @@ def test_export_writes_a_grounding_edit_grounded_where_no_guard_says_it():
     assert "rule `own(p)` weight 3.0:" in text and "rule `own(q)` weight 2.0:" in text
     assert "rule other(p in person): lvl(p) <= 1 -> not cancer(p)" in text
     assert gb.rules.parse(text).rules == dbg.model.kb.rules
+
+
+def test_results_show_as_one_line_and_rule_text_is_pointed_to_add_statement(setup):
+    """WhatIf and Blame printed as dataclass dumps of their tables at a prompt; a plain
+    string edit was refused without saying how rule text is given."""
+    model, data, target = setup
+    dbg = gb.explain.Debugger(model, data, target)
+    b = dbg.blame(dbg.failures().index[0])
+    assert repr(b) == (f"Blame(row {b.row!r}: predicted {b.predicted!r}, expected "
+                       f"{b.target!r}; {b.verdict})")
+    w = dbg.what_if(SetThreshold("big", 0, 6.5), SetThreshold("small", 0, 6.5))
+    assert repr(w) == (f"WhatIf(2 edit(s): accuracy {w.accuracy_before:.3f} -> "
+                       f"{w.accuracy_after:.3f}, {len(w.fixed)} fixed, {len(w.broken)} "
+                       f"broken, {w.changed} changed)")
+    with pytest.raises(gb.RuleError, match=r"got the text 'rule z: x > 3 -> high': rule "
+                                           r"text is added by AddStatement\(text\)"):
+        dbg.what_if("rule z: x > 3 -> high")
+    assert len(dbg.edits) == 2
 
 
 def test_targets_may_come_from_the_data_and_constraints_can_be_edited(setup):

@@ -26,7 +26,7 @@ def _frame_html(title: str, frame: pd.DataFrame, text: str = "") -> str:
     return f"<div><b>{html.escape(title)}</b>{pre}{frame.head(50)._repr_html_()}</div>"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class WhatIf:
     """The effect of the edits so far on the whole data set, against the original model:
     ``fixed`` (failures now right), ``broken`` (right predictions now wrong), accuracy
@@ -50,6 +50,11 @@ class WhatIf:
             lines.append(f"  broken: rows {', '.join(map(str, list(self.broken.index[:10])))}")
         return "\n".join(lines)
 
+    def __repr__(self) -> str:
+        return (f"WhatIf({len(self.edits)} edit(s): accuracy {self.accuracy_before:.3f} -> "
+                f"{self.accuracy_after:.3f}, {len(self.fixed)} fixed, {len(self.broken)} "
+                f"broken, {self.changed} changed)")
+
     def to_frame(self) -> pd.DataFrame:
         return pd.concat([self.fixed.assign(effect="fixed"), self.broken.assign(effect="broken")])
 
@@ -57,7 +62,7 @@ class WhatIf:
         return _frame_html("What if", self.to_frame(), str(self))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Blame:
     """Who is to blame for one failure.
 
@@ -110,6 +115,10 @@ class Blame:
             lines.append("  training rows that pushed toward it: " + ", ".join(
                 f"{t.train_row} ({t.influence:+.3g})" for t in self.training.head(5).itertuples()))
         return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return (f"Blame(row {self.row!r}: predicted {self.predicted!r}, expected "
+                f"{self.target!r}; {self.verdict})")
 
     def to_frame(self) -> pd.DataFrame:
         """Every piece of blame in one tidy table: ``kind`` (rule, concept, parameter,

@@ -25,7 +25,7 @@ def _label(index: tuple) -> str:
     return ", ".join(str(i) for i in index)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class EntityWhatIf:
     """The effect of the edits so far, entity by entity (``by_entity``: accuracy before
     and after, failures fixed and correct predictions broken), and over all entities."""
@@ -45,6 +45,12 @@ class EntityWhatIf:
         for entity, row in changed.head(10).iterrows():
             lines.append(f"  {entity}: {int(row['fixed'])} fixed, {int(row['broken'])} broken")
         return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return (f"EntityWhatIf({len(self.edits)} edit(s): accuracy "
+                f"{self.accuracy_before:.3f} -> {self.accuracy_after:.3f} over "
+                f"{len(self.by_entity)} entities, {int(self.by_entity['fixed'].sum())} "
+                f"fixed, {int(self.by_entity['broken'].sum())} broken)")
 
     def to_frame(self) -> pd.DataFrame:
         return self.by_entity.copy()
