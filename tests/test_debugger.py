@@ -127,6 +127,47 @@ def test_training_rows_that_pushed_toward_the_mistake_are_found(setup):
     assert "training rows that pushed toward it" in str(b)
 
 
+def test_training_labels_are_read_as_fit_reads_them(setup):
+    """train= labels went to TracIn undecoded: a missing label (NaN) became True, and an
+    entity debugger's family labels ({"cancer": array}) crashed inside torch
+    (IndexError). Now they are decoded, unlabelled rows left out, bad ones refused."""
+    model, data, target = setup
+    train = data.sample(60, random_state=1)
+    labels = np.where(train.kind == "a", train.x > 7, train.x > 6).astype(float)
+    labels[::2] = np.nan                                 # half of them unlabelled
+    dbg = gb.explain.Debugger(model, data, target, train=(train, labels))
+    b = dbg.blame(dbg.failures().index[0])
+    assert set(b.training.train_row) <= set(train.index[1::2])
+    with pytest.raises(gb.DataError, match=r"train= is \(data, targets\)"):
+        gb.explain.Debugger(model, data, target, train=train)
+    with pytest.raises(gb.DataError, match=r"train= labels name no 'high' \(they name 'y'\)"):
+        gb.explain.Debugger(model, data, target, train=(train, {"y": labels}))
+    with pytest.raises(gb.DataError, match="train= has no label of 'high'"):
+        gb.explain.Debugger(model, data, target, train=(train, np.full(60, np.nan)))
+    with pytest.raises(gb.DataError, match=r"expected shape \(60,\), got \(59,\)"):
+        gb.explain.Debugger(model, data, target, train=(train, labels[1:]))
+
+
+def test_an_output_family_is_pointed_to_the_entity_debugger():
+    kb = gb.rules.parse("set person\ninput smokes(person): bool\noutput cancer(person): "
+                        "bool\nrule own(p in person) weight 2.0: smokes(p) -> cancer(p)\n",
+                        sets={"person": ["anna", "bob"]})
+    model = gb.GreyBox(kb, semantics="product")
+    smokes = np.random.default_rng(3).random((40, 2)) < 0.5
+    data = {"smokes": smokes}
+    with pytest.raises(gb.ModelError, match=r"'cancer' is an output family: .* "
+                                            r"EntityDebugger\(model, data, \{'cancer': "):
+        gb.explain.Debugger(model, data, {"cancer": smokes})
+    with pytest.raises(gb.DataError, match=r"got shape \(40, 2\); the targets of a whole "
+                                           r"output family .* EntityDebugger"):
+        gb.explain.Debugger(model, data, smokes)
+    dbg = gb.explain.EntityDebugger(model, data, {"cancer": ~smokes},
+                                    train=(data, {"cancer": ~smokes}))
+    failures = dbg.failures()
+    b = dbg.blame(failures.index[0], failures.entity.iloc[0])
+    assert len(b.training) == 10 and (b.training.influence <= 0).all()
+
+
 def test_what_if_reports_fixed_and_broken_and_edits_stack(setup):
     model, data, target = setup
     dbg = gb.explain.Debugger(model, data, target)

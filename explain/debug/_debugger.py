@@ -12,7 +12,14 @@ import pandas as pd
 import torch
 
 from greybox.errors import DataError, GreyboxError, ModelError
-from greybox.rules import KnowledgeBase, decode_bools, missing_values, parse_statements, to_text
+from greybox.rules import (
+    KnowledgeBase,
+    decode_bools,
+    family_columns,
+    missing_values,
+    parse_statements,
+    to_text,
+)
 from greybox.rules import ast as A
 
 from ._edits import Edit, NotFound, Remove, Replace, _find, parse_edit
@@ -160,7 +167,10 @@ class Debugger:
     output : str, optional
         Default: the only output.
     train : (data, targets), optional
-        Training data, for blaming training examples (TracIn).
+        Training data, for blaming training examples (TracIn). ``targets`` as for fit:
+        the output's labels (an array or Series, one per row), or a mapping naming the
+        output (on a relational model, its family: ``{"cancer": array}``); rows whose
+        label is missing (NaN, None) taught the output nothing and are left out.
 
     Examples
     --------
@@ -195,15 +205,28 @@ class Debugger:
             output, targets = next(iter(targets.items()))
         output = output or kb.outputs[0]
         var = kb.variables.get(output)
+        families = [n for n, f in kb.families.items() if f.kind == "output"]
+        if var is None and output in families:
+            member = next(iter(kb.families[output].members.values()))
+            raise ModelError(f"{output!r} is an output family: debug one member with "
+                             f"Debugger (targets={{{member!r}: ...}}), or every member "
+                             f"with EntityDebugger(model, data, {{{output!r}: ...}})")
         if var is None or not var.output:
             raise ModelError(f"{output!r} is not an output (outputs: {', '.join(kb.outputs)})")
+        if families and not isinstance(targets, Mapping) and np.ndim(targets) == 2:
+            raise DataError(f"targets must have one value per row (of {output!r}): got shape "
+                            f"{np.shape(targets)}; the targets of a whole output family are "
+                            f"debugged with EntityDebugger(model, data, "
+                            f"{{{families[0]!r}: targets}})")
         self.output = output
         self._base = model
         self.data = data
         self.batch = model.batch(data)
         _unique_labels(self.batch.index)
         self.target = _decode_targets(var, targets, self.batch.index)
-        self.train = train
+        #: the training rows with a label for the output (batch, decoded targets), for
+        #: TracIn; None without ``train``
+        self.train = None if train is None else _training_set(model, var, train)
         self._edits: list[Edit] = []
         self._model = model
         self._before = self._predict(model)
@@ -542,6 +565,34 @@ class Debugger:
 
     def _repr_html_(self) -> str:
         return _frame_html(repr(self), self.failures())
+
+
+def _training_set(model, var, train) -> tuple:
+    """``(batch, targets)`` of ``train=(data, targets)``: the rows labelled for ``var``
+    and their labels decoded like the debugger's targets."""
+    if not isinstance(train, (tuple, list)) or len(train) != 2:
+        raise DataError(f"train= is (data, targets), the training rows and their labels; "
+                        f"got {type(train).__name__}")
+    data, targets = train
+    batch = model.batch(data)
+    if isinstance(targets, Mapping):
+        columns = family_columns(model.kb, dict(targets))   # a family under its name
+        if var.name not in columns:
+            shown = ", ".join(map(repr, list(targets)[:5]))
+            raise DataError(f"train= labels name no {var.name!r} (they name {shown})")
+        targets = columns[var.name]
+    if isinstance(targets, torch.Tensor):
+        targets = targets.detach().cpu().numpy()
+    y = targets.astype(object).to_numpy() if isinstance(targets, (pd.Series, pd.Index)) \
+        else np.asarray(targets)
+    if y.shape != (batch.n,):
+        raise DataError(f"train= labels of {var.name!r} must have one value per training "
+                        f"row: expected shape ({batch.n},), got {y.shape}")
+    labelled = np.flatnonzero(~missing_values(y))
+    if not len(labelled):
+        raise DataError(f"train= has no label of {var.name!r}: no training row to blame")
+    batch = batch.take(torch.as_tensor(labelled))
+    return batch, _decode_targets(var, y[labelled], batch.index)
 
 
 def _unique_labels(index: pd.Index) -> None:

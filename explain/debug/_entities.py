@@ -75,7 +75,8 @@ class EntityDebugger:
     family : str, optional
         The output family; default: the only one the targets name.
     train : (data, targets), optional
-        Training data, for blaming training examples (TracIn).
+        Training data, for blaming training examples (TracIn); ``targets`` name the
+        family (``{"cancer": array}``) or its members, as for ``fit``.
 
     Examples
     --------
