@@ -40,7 +40,14 @@ import torch
 
 from greybox.errors import ModelError
 from greybox.rules import ast as A
-from greybox.rules import closure, plan, type_to_text
+from greybox.rules import (
+    closure,
+    decode_bools,
+    family_columns,
+    missing_values,
+    plan,
+    type_to_text,
+)
 
 __all__ = ["Pushes", "pushes"]
 
@@ -295,12 +302,31 @@ def _row_of(targets, pos: int):
     return np.asarray(targets)[pos:pos + 1]
 
 
-def _label(targets, name: str) -> int | None:
-    """The label of ``name`` in one row's decoded targets (a value index: 0/1 for a
-    bool), or None."""
-    if targets is None or name not in targets.values or not bool(targets.mask[name][0]):
+def _label(kb, labels, name: str) -> int | None:
+    """The label of ``name`` in one row's labels (already checked by the loss) as a value
+    index (0/1 for a bool, decoded as training decodes it), or None."""
+    if labels is None:
         return None
-    return int(targets.values[name][0])
+    if isinstance(labels, pd.DataFrame):
+        items = {c: labels[c] for c in labels.columns}
+    elif isinstance(labels, Mapping):
+        items = dict(labels)
+    else:
+        items = {kb.outputs[0]: labels} if len(kb.outputs) == 1 else {}
+    items = family_columns(kb, items)
+    if name not in items:
+        return None
+    v = items[name]
+    v = v.iloc[0] if isinstance(v, pd.Series) else np.asarray(
+        v.detach().cpu() if isinstance(v, torch.Tensor) else v, dtype=object).reshape(-1)[0]
+    if missing_values(np.array([v], dtype=object))[0]:
+        return None
+    t = kb.variables[name].type
+    if isinstance(t, A.BoolType):
+        decoded, _ = decode_bools(np.array([v], dtype=object), np.array([False]))
+        return int(bool(decoded[0]))
+    return A.domain(t).index(v.strip() if isinstance(v, str) else
+                             v if isinstance(t, A.EnumType) else int(float(v)))
 
 
 def _templates(kb) -> dict[str, str]:
@@ -370,10 +396,9 @@ def _pushes(model, one, concept: str, labels, row_label) -> Pushes:
     kb = model.kb
     trace = model(one, crisp=False)
     grad = _Grad(model, trace, concept)
-    targets = None if labels is None else model._targets(labels, 1, one.index)
-    loss = model.loss(one, targets, trace=trace) if targets is not None else \
+    loss = model.loss(one, labels, trace=trace) if labels is not None else \
         model.loss(one, trace=trace)
-    own = _label(targets, concept)
+    own = _label(kb, labels, concept)
     total = grad.push(loss)
     if not grad.neural and own is not None:
         total = total + grad.label(own)
@@ -396,7 +421,7 @@ def _pushes(model, one, concept: str, labels, row_label) -> Pushes:
         if not _alone(kb, h):
             continue   # not itemised: its push is in the gap
         if h not in heads:
-            heads[h] = _head_signal(model, trace, loss, targets, h)
+            heads[h] = _head_signal(model, trace, loss, labels, h)
         body = trace.bodies[r.name]
         w = float(model.rule_weight(r.name).detach().reshape(-1)[0])
         if isinstance(r.head.value, bool):
@@ -440,7 +465,7 @@ def _pushes(model, one, concept: str, labels, row_label) -> Pushes:
                   gap=float((total - pushed)[worst]), by_value=by_value)
 
 
-def _head_signal(model, trace, loss, targets, head: str) -> np.ndarray:
+def _head_signal(model, trace, loss, labels, head: str) -> np.ndarray:
     """``-dL / d score`` of an output decided by its own scores, per value (a bool's one
     score): its label's pull ``1[y] - p`` plus what reads its probabilities (soft
     constraints, other labels)."""
@@ -449,7 +474,7 @@ def _head_signal(model, trace, loss, targets, head: str) -> np.ndarray:
     g = torch.autograd.grad(loss, p, retain_graph=True, allow_unused=True)[0] \
         if loss.requires_grad else None
     out = np.zeros(len(signal.values)) if g is None else -signal.through(_numbers(g))
-    y = _label(targets, head)
+    y = _label(model.kb, labels, head)
     return out if y is None else out + signal.label(y)
 
 
