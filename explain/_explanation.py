@@ -375,8 +375,9 @@ class Explanation:
                               backend=backend, timeout=timeout)
 
     def pushes(self, concept: str, *, targets=None, row=None):
-        """How each grounding of a soft constraint or rule that reads ``concept`` (a bool
-        neural concept or output, e.g. ``smokes(anna)``) pushes it in training, on one row
+        """How each grounding of a soft constraint or rule that reads ``concept`` (a
+        neural concept or output, bool, enum or int, e.g. ``smokes(anna)``) pushes it in
+        training, on one row
         (``row``: its label; default the first); see :func:`greybox.explain.pushes`."""
         from ._pushes import pushes
 

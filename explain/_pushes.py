@@ -19,6 +19,13 @@ The pushes add up to the whole gradient of the row's training loss with respect 
 logit (``total``); what does not reach the concept along these paths (a labelled
 definition over it, a head decided jointly with others under hard constraints) is the
 ``gap``, reported, never hidden.
+
+A concept with more values (an enum, an int) has one logit per value -- its network's
+outputs, whose softmax is its distribution; an output's score of each value -- and the
+loss differentiates all of them: each grounding pushes every value's logit (the pushes of
+one grounding add up to 0 over the values: only the differences between logits change
+the distribution), and the pushes add up, value by value, to the gradient of the row's
+loss.
 """
 
 from __future__ import annotations
@@ -33,7 +40,14 @@ import torch
 
 from greybox.errors import ModelError
 from greybox.rules import ast as A
-from greybox.rules import closure, family_columns, plan, type_to_text
+from greybox.rules import (
+    closure,
+    decode_bools,
+    family_columns,
+    missing_values,
+    plan,
+    type_to_text,
+)
 
 __all__ = ["Pushes", "pushes"]
 
@@ -51,13 +65,15 @@ class Pushes:
     Attributes
     ----------
     concept : str
-        The bool concept pushed (a neural concept or a decided output).
+        The concept pushed (a neural concept or a decided output; bool, enum or int).
     row : object
         The row's label in the data.
     probability : float
-        The concept's probability of True now.
+        The concept's probability of True now (with more values: of its most probable
+        value).
     logit : float
-        What the pushes move: a neural concept's network logit, a decided output's score.
+        What the pushes move: a neural concept's network logit, a decided output's score
+        (with more values: the most probable value's).
     terms : DataFrame
         One line per grounding (and the concept's own label): ``template`` (the family, or
         the statement's name), ``grounding``, ``kind`` (``constraint``, ``rule`` or
@@ -65,11 +81,18 @@ class Pushes:
         (``-d loss / d logit``: positive pushes toward True), ``toward`` (``True``,
         ``False`` or ``-``), ``share`` of the sum of absolute pushes, ``via`` (the head a
         rule's push comes through). Strongest template first, strongest grounding first
-        within it.
+        within it. With more values, one line per grounding and value, a ``value``
+        column after ``kind``, ``push`` on that value's logit and ``toward`` the value
+        (``not VALUE`` for a push down).
     total : float
-        ``-d loss / d logit`` of the row's whole training loss (autograd).
+        ``-d loss / d logit`` of the row's whole training loss (autograd); with more
+        values, the entry of ``by_value.total`` largest in size.
     gap : float
-        ``total`` minus the sum of ``push``: what reaches the concept along other paths.
+        ``total`` minus the sum of ``push``: what reaches the concept along other paths;
+        with more values, the entry of ``by_value.gap`` largest in size.
+    by_value : DataFrame
+        Per value whose logit is pushed (index: the values; a bool's one logit is
+        True's): ``probability``, ``logit``, ``total``, ``gap``.
     """
 
     concept: str
@@ -81,8 +104,11 @@ class Pushes:
     terms: pd.DataFrame
     total: float
     gap: float
+    by_value: pd.DataFrame
 
     def __str__(self) -> str:
+        if len(self.by_value) > 1:
+            return self._values_text()
         lines = [f"pushes on {self.concept}, row {self.row} ({self.semantics} semantics): "
                  f"p(True) = {self.probability:.2f}, {self.wrt} {self.logit:+.2f}",
                  f"  training pushes the {self.wrt} {self.total:+.3g} in all "
@@ -114,6 +140,43 @@ class Pushes:
                          "concept, outputs decided jointly)")
         return "\n".join(lines)
 
+    def _values_text(self) -> str:
+        """The text for a concept with more values: a grounding's push on each value."""
+        v = self.by_value
+
+        def each(column, fmt):
+            return ", ".join(f"{k} {fmt(x)}" for k, x in column.items())
+
+        lines = [f"pushes on {self.concept}, row {self.row} ({self.semantics} semantics): "
+                 f"p = {each(v.probability, '{:.2f}'.format)}",
+                 f"  training pushes the {self.wrt}: {each(v.total, '{:+.3g}'.format)}"]
+        for template, group in self.terms.groupby("template", sort=False):
+            kind = group["kind"].iloc[0]
+            groundings = list(dict.fromkeys(group["grounding"]))
+            moving = [g for g in groundings if (group[group.grounding == g].push != 0).any()]
+            if kind == "label":
+                lines.append(f"  label {groundings[0]}: " + each(
+                    group.set_index("value").push, "{:+.3g}".format))
+                continue
+            what = "soft constraint" if kind == "constraint" else "rule"
+            lines.append(f"  {template} ({what}): {len(moving)} of {len(groundings)} "
+                         "groundings push")
+            width = max(len(g) for g in moving[:SHOWN]) if moving else 0
+            for g in moving[:SHOWN]:
+                lines_g = group[group.grounding == g]
+                via = f" (via {lines_g.via.iloc[0]})" if lines_g.via.iloc[0] else ""
+                lines.append(f"    {g:<{width}}  truth {lines_g.truth.iloc[0]:.2f}  "
+                             + each(lines_g.set_index("value").push, "{:+.3g}".format) + via)
+            if len(moving) > SHOWN:
+                lines.append(f"    ... {len(moving) - SHOWN} more")
+        if (v.gap.abs() <= GAP * np.maximum(1.0, v.total.abs())).all():
+            lines.append(f"  the pushes add up to the total of each value (gaps below {GAP:g})")
+        else:
+            lines.append(f"  the pushes leave {each(v.gap, '{:+.3g}'.format)} to paths not "
+                         "itemised (labelled definitions over the concept, outputs decided "
+                         "jointly)")
+        return "\n".join(lines)
+
     def to_frame(self) -> pd.DataFrame:
         """The pushes, one line per grounding (:attr:`terms`)."""
         return self.terms.copy()
@@ -137,8 +200,8 @@ def pushes(model, data, concept: str, *, targets=None, row=None) -> Pushes:
     data : DataFrame or mapping
         The rows (as for ``model(data)``); one of them is taken (``row``).
     concept : str
-        A bool neural concept (``smokes(anna)``) or a bool output decided by rules
-        (``cancer(bob)``).
+        A neural concept (``smokes(anna)``) or an output decided by rules
+        (``cancer(bob)``): bool, enum or int (one push per value's logit).
     targets : mapping, optional
         The labels training sees (as for ``model.fit``), for the pushes that come from
         labels: the concept's own, and its rules' heads'. Without them, only the soft
@@ -200,10 +263,17 @@ def _check_concept(model, concept: str) -> None:
         close = get_close_matches(concept, list(kb.variables), n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
         raise ModelError(f"{concept!r} is not a variable of the model{hint}")
-    if not isinstance(var.type, A.BoolType) or var.role not in ("neural", "decided"):
-        raise ModelError(f"pushes are computed for bool neural concepts and bool outputs "
-                         f"decided by rules; {concept!r} is a {var.role} variable of type "
+    if var.role not in ("neural", "decided"):
+        article = "an" if var.role[0] in "aeiou" else "a"
+        raise ModelError(f"pushes are computed for neural concepts and outputs decided by "
+                         f"rules; {concept!r} is {article} {var.role} variable of type "
                          f"{type_to_text(var.type)}")
+    if not A.is_finite_type(var.type):
+        raise ModelError(f"{concept!r} is real: it has no logit for a grounding to push "
+                         "(its loss is a squared error on its value); pushes are computed "
+                         "for bool, enum and int concepts. For a real concept, take the "
+                         "gradient of model.loss with respect to trace.values"
+                         f"[{concept!r}] with torch.autograd")
     if var.role == "decided" and not _alone(kb, concept):
         raise ModelError(f"{concept!r} is decided jointly with other variables under hard "
                          "constraints: its value is not a function of its own score, so the "
@@ -232,8 +302,9 @@ def _row_of(targets, pos: int):
     return np.asarray(targets)[pos:pos + 1]
 
 
-def _label(kb, labels, name: str) -> float | None:
-    """The (already checked) bool label of ``name`` in one row's labels, or None."""
+def _label(kb, labels, name: str) -> int | None:
+    """The label of ``name`` in one row's labels (already checked by the loss) as a value
+    index (0/1 for a bool, decoded as training decodes it), or None."""
     if labels is None:
         return None
     if isinstance(labels, pd.DataFrame):
@@ -248,9 +319,14 @@ def _label(kb, labels, name: str) -> float | None:
     v = items[name]
     v = v.iloc[0] if isinstance(v, pd.Series) else np.asarray(
         v.detach().cpu() if isinstance(v, torch.Tensor) else v, dtype=object).reshape(-1)[0]
-    if v is None or v is pd.NA or (isinstance(v, float) and np.isnan(v)):
+    if missing_values(np.array([v], dtype=object))[0]:
         return None
-    return float(bool(v))
+    t = kb.variables[name].type
+    if isinstance(t, A.BoolType):
+        decoded, _ = decode_bools(np.array([v], dtype=object), np.array([False]))
+        return int(bool(decoded[0]))
+    return A.domain(t).index(v.strip() if isinstance(v, str) else
+                             v if isinstance(t, A.EnumType) else int(float(v)))
 
 
 def _templates(kb) -> dict[str, str]:
@@ -260,29 +336,60 @@ def _templates(kb) -> dict[str, str]:
 
 
 class _Grad:
-    """``-d (.) / d logit`` of the concept, on one row: through its network logit, or
-    through its probability times ``p (1 - p)`` for an output decided by its score."""
+    """``-d (.) / d logit`` of the concept, on one row, per value whose logit is pushed
+    (a bool's one logit; each value's of an enum or int): through its network logits, or
+    through its probabilities and the softmax's Jacobian for an output decided by its
+    scores (``p (1 - p)`` for a bool)."""
 
     def __init__(self, model, trace, concept: str):
         var = model.kb.variables[concept]
-        p = trace.values[concept]
-        self.p = float(p.detach()[0])
-        if var.role == "neural":
-            self.x, self.scale = trace.logits[concept], 1.0
-            self.logit = float(self.x.detach()[0])
-            self.wrt = "logit"
+        self.bool = isinstance(var.type, A.BoolType)
+        self.values = (True,) if self.bool else tuple(A.domain_values(var.type))
+        self.probs = _numbers(trace.values[concept])
+        self.neural = var.role == "neural"
+        if self.neural:
+            self.x = trace.logits[concept]
+            self.logits = _numbers(self.x)
         else:
-            self.x, self.scale = p, self.p * (1.0 - self.p)
-            self.logit = float(np.log(self.p / (1.0 - self.p))) if 0 < self.p < 1 else \
-                float("inf") * (1 if self.p >= 1 else -1)
-            self.wrt = "score"
+            self.x = trace.values[concept]
+            if self.bool:
+                p = self.probs[0]
+                self.logits = np.array([float(np.log(p / (1.0 - p))) if 0 < p < 1 else
+                                        float("inf") * (1 if p >= 1 else -1)])
+            else:
+                self.logits = _numbers(trace.scores[concept])
+        self.wrt = ("logit" if self.neural else "score") + ("" if self.bool else "s")
 
-    def push(self, value: torch.Tensor) -> float:
-        """``-d value / d logit`` (0 when ``value`` does not read the concept)."""
+    def push(self, value: torch.Tensor) -> np.ndarray:
+        """``-d value / d logit`` per value (0 when ``value`` does not read the concept)."""
         if not value.requires_grad:
-            return 0.0
+            return np.zeros(len(self.values))
         (g,) = torch.autograd.grad(value, self.x, retain_graph=True, allow_unused=True)
-        return 0.0 if g is None else -float(g[0]) * self.scale
+        if g is None:
+            return np.zeros(len(self.values))
+        return -self.through(_numbers(g))
+
+    def through(self, g: np.ndarray) -> np.ndarray:
+        """A gradient with respect to what the trace holds (the logits; an output's
+        probabilities) as one with respect to the logits."""
+        if self.neural:
+            return g
+        p = self.probs
+        if self.bool:
+            return g * (p * (1.0 - p))
+        return g * p - p * float(g @ p)    # the softmax's Jacobian
+
+    def label(self, y: int) -> np.ndarray:
+        """``-d (-log P(y)) / d logit`` of an output decided by its scores: ``1[y] - p``
+        (its label reaches its score through the log distribution, not the probability)."""
+        if self.bool:
+            return np.array([y - self.probs[0]])
+        return np.eye(len(self.values))[y] - self.probs
+
+
+def _numbers(t: torch.Tensor) -> np.ndarray:
+    """The first row of a trace tensor as float64 numbers ((1,) for a bool's)."""
+    return t.detach()[0].reshape(-1).double().cpu().numpy()
 
 
 def _pushes(model, one, concept: str, labels, row_label) -> Pushes:
@@ -293,8 +400,8 @@ def _pushes(model, one, concept: str, labels, row_label) -> Pushes:
         model.loss(one, trace=trace)
     own = _label(kb, labels, concept)
     total = grad.push(loss)
-    if kb.variables[concept].role == "decided" and own is not None:
-        total += own - grad.p     # its label reaches its score through log_dists, not p
+    if not grad.neural and own is not None:
+        total = total + grad.label(own)
     templates = _templates(kb)
     rows = []
     probabilistic = trace.semantics == "probabilistic"
@@ -306,57 +413,98 @@ def _pushes(model, one, concept: str, labels, row_label) -> Pushes:
         rows.append({"template": templates.get(c.name, c.name), "grounding": c.name,
                      "kind": "constraint", "truth": float(t.detach()[0]),
                      "push": grad.push(c.weight * v.mean()), "via": ""})
-    heads: dict[str, float] = {}
+    heads: dict[str, np.ndarray] = {}
     for r in kb.rules.values():
         h = r.head.name
         if h == concept or concept not in closure(kb, A.variables(r.body)):
             continue
-        if not isinstance(kb.variables[h].type, A.BoolType) or not _alone(kb, h):
+        if not _alone(kb, h):
             continue   # not itemised: its push is in the gap
         if h not in heads:
             heads[h] = _head_signal(model, trace, loss, labels, h)
         body = trace.bodies[r.name]
-        sign = -1.0 if r.head.value is False else 1.0
-        w = float(model.rule_weight(r.name).detach().reshape(-1)[0]) * sign
+        w = float(model.rule_weight(r.name).detach().reshape(-1)[0])
+        if isinstance(r.head.value, bool):
+            signal = heads[h][0] * (-1.0 if r.head.value is False else 1.0)
+        else:   # -> grade = high: its contribution adds to the score of high
+            value = r.head.value
+            signal = heads[h][A.domain(kb.variables[h].type).index(
+                value.value if isinstance(value, A.Num) else value.name)]
         rows.append({"template": templates.get(r.name, r.name), "grounding": r.name,
                      "kind": "rule", "truth": float(body.detach()[0]),
-                     "push": -heads[h] * w * grad.push(body), "via": h})
+                     "push": -signal * w * grad.push(body), "via": h})
     if own is not None:
-        if kb.variables[concept].role == "neural":
+        if grad.neural:
             y = torch.tensor([own], device=model.device)
             push = grad.push(-trace.log_prob(concept, y).mean())
         else:
-            push = own - grad.p
-        rows.append({"template": "label", "grounding": f"{concept} = {bool(own)}",
-                     "kind": "label", "truth": grad.p if own else 1.0 - grad.p,
-                     "push": push, "via": ""})
-    terms = _table(rows)
+            push = grad.label(own)
+        value = bool(own) if grad.bool else A.domain_values(kb.variables[concept].type)[own]
+        truth = (grad.probs[0] if own else 1.0 - grad.probs[0]) if grad.bool else \
+            grad.probs[own]
+        rows.append({"template": "label", "grounding": f"{concept} = {value}",
+                     "kind": "label", "truth": float(truth), "push": push, "via": ""})
+    terms = _table(rows, None if grad.bool else grad.values)
+    if grad.bool:
+        pushed = np.array([terms["push"].sum()])
+    else:
+        pushed = terms.groupby("value", sort=False)["push"].sum().reindex(
+            list(grad.values)).to_numpy()
+    total = total + 0.0     # no -0.0
+    by_value = pd.DataFrame({"probability": grad.probs, "logit": grad.logits,
+                             "total": total, "gap": total - pushed + 0.0},
+                            index=pd.Index(list(grad.values), name="value"))
+    if grad.bool:
+        top, largest, worst = 0, 0, 0
+    else:
+        top = int(np.argmax(grad.probs))
+        largest, worst = int(np.argmax(np.abs(total))), int(np.argmax(np.abs(total - pushed)))
     return Pushes(concept=concept, row=row_label, semantics=trace.semantics,
-                  probability=grad.p, logit=grad.logit, wrt=grad.wrt, terms=terms,
-                  total=total, gap=total - float(terms["push"].sum()))
+                  probability=float(grad.probs[top]), logit=float(grad.logits[top]),
+                  wrt=grad.wrt, terms=terms, total=float(total[largest]),
+                  gap=float((total - pushed)[worst]), by_value=by_value)
 
 
-def _head_signal(model, trace, loss, labels, head: str) -> float:
-    """``-dL / d score`` of a bool output decided by its own score: its label's pull
-    ``y - p`` plus what reads its probability (soft constraints, other labels)."""
+def _head_signal(model, trace, loss, labels, head: str) -> np.ndarray:
+    """``-dL / d score`` of an output decided by its own scores, per value (a bool's one
+    score): its label's pull ``1[y] - p`` plus what reads its probabilities (soft
+    constraints, other labels)."""
+    signal = _Grad(model, trace, head)
     p = trace.values[head]
     g = torch.autograd.grad(loss, p, retain_graph=True, allow_unused=True)[0] \
         if loss.requires_grad else None
-    pv = float(p.detach()[0])
-    signal = 0.0 if g is None else -float(g[0]) * pv * (1.0 - pv)
+    out = np.zeros(len(signal.values)) if g is None else -signal.through(_numbers(g))
     y = _label(model.kb, labels, head)
-    return signal + (0.0 if y is None else y - pv)
+    return out if y is None else out + signal.label(y)
 
 
-def _table(rows: list[dict]) -> pd.DataFrame:
-    """The terms with ``toward`` and ``share``, strongest template and grounding first."""
-    frame = pd.DataFrame(rows, columns=[c for c in _COLUMNS if c not in ("toward", "share")])
+def _table(rows: list[dict], values=None) -> pd.DataFrame:
+    """The terms with ``toward`` and ``share``, strongest template and grounding first;
+    with ``values`` (a concept with more values), one line per grounding and value."""
+    columns = [c for c in _COLUMNS if c not in ("toward", "share")]
+    if values is None:
+        frame = pd.DataFrame([{**r, "push": float(r["push"][0])} for r in rows],
+                             columns=columns)
+    else:
+        columns.insert(3, "value")
+        frame = pd.DataFrame([{**r, "value": v, "push": float(r["push"][k])} for r in rows
+                              for k, v in enumerate(values)], columns=columns)
     frame["push"] = frame["push"].astype(float) + 0.0    # no -0.0
-    frame["toward"] = np.where(frame["push"] > 0, "True",
-                               np.where(frame["push"] < 0, "False", "-"))
+    if values is None:
+        frame["toward"] = np.where(frame["push"] > 0, "True",
+                                   np.where(frame["push"] < 0, "False", "-"))
+    else:
+        name = frame["value"].astype(str)
+        frame["toward"] = np.where(frame["push"] > 0, name,
+                                   np.where(frame["push"] < 0, "not " + name, "-"))
     size = frame["push"].abs()
     frame["share"] = size / size.sum() if size.sum() > 0 else 0.0
     strength = size.groupby(frame["template"]).transform("sum")
-    frame = frame.assign(_t=strength, _g=size).sort_values(
-        ["_t", "template", "_g"], ascending=[False, True, False], kind="stable")
-    return frame.drop(columns=["_t", "_g"])[_COLUMNS].reset_index(drop=True)
+    each = size.groupby(frame["grounding"]).transform("sum")
+    frame = frame.assign(_t=strength, _g=each).sort_values(
+        ["_t", "template", "_g", "grounding"] if values is not None else
+        ["_t", "template", "_g"], ascending=[False, True, False, True][:3 + (
+            values is not None)], kind="stable")
+    order = [c for c in _COLUMNS if c in frame] if values is None else \
+        _COLUMNS[:3] + ["value"] + _COLUMNS[3:]
+    return frame.drop(columns=["_t", "_g"])[order].reset_index(drop=True)

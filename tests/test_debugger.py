@@ -127,6 +127,47 @@ def test_training_rows_that_pushed_toward_the_mistake_are_found(setup):
     assert "training rows that pushed toward it" in str(b)
 
 
+def test_training_labels_are_read_as_fit_reads_them(setup):
+    """train= labels went to TracIn undecoded: a missing label (NaN) became True, and an
+    entity debugger's family labels ({"cancer": array}) crashed inside torch
+    (IndexError). Now they are decoded, unlabelled rows left out, bad ones refused."""
+    model, data, target = setup
+    train = data.sample(60, random_state=1)
+    labels = np.where(train.kind == "a", train.x > 7, train.x > 6).astype(float)
+    labels[::2] = np.nan                                 # half of them unlabelled
+    dbg = gb.explain.Debugger(model, data, target, train=(train, labels))
+    b = dbg.blame(dbg.failures().index[0])
+    assert set(b.training.train_row) <= set(train.index[1::2])
+    with pytest.raises(gb.DataError, match=r"train= is \(data, targets\)"):
+        gb.explain.Debugger(model, data, target, train=train)
+    with pytest.raises(gb.DataError, match=r"train= labels name no 'high' \(they name 'y'\)"):
+        gb.explain.Debugger(model, data, target, train=(train, {"y": labels}))
+    with pytest.raises(gb.DataError, match="train= has no label of 'high'"):
+        gb.explain.Debugger(model, data, target, train=(train, np.full(60, np.nan)))
+    with pytest.raises(gb.DataError, match=r"expected shape \(60,\), got \(59,\)"):
+        gb.explain.Debugger(model, data, target, train=(train, labels[1:]))
+
+
+def test_an_output_family_is_pointed_to_the_entity_debugger():
+    kb = gb.rules.parse("set person\ninput smokes(person): bool\noutput cancer(person): "
+                        "bool\nrule own(p in person) weight 2.0: smokes(p) -> cancer(p)\n",
+                        sets={"person": ["anna", "bob"]})
+    model = gb.GreyBox(kb, semantics="product")
+    smokes = np.random.default_rng(3).random((40, 2)) < 0.5
+    data = {"smokes": smokes}
+    with pytest.raises(gb.ModelError, match=r"'cancer' is an output family: .* "
+                                            r"EntityDebugger\(model, data, \{'cancer': "):
+        gb.explain.Debugger(model, data, {"cancer": smokes})
+    with pytest.raises(gb.DataError, match=r"got shape \(40, 2\); the targets of a whole "
+                                           r"output family .* EntityDebugger"):
+        gb.explain.Debugger(model, data, smokes)
+    dbg = gb.explain.EntityDebugger(model, data, {"cancer": ~smokes},
+                                    train=(data, {"cancer": ~smokes}))
+    failures = dbg.failures()
+    b = dbg.blame(failures.index[0], failures.entity.iloc[0])
+    assert len(b.training) == 10 and (b.training.influence <= 0).all()
+
+
 def test_what_if_reports_fixed_and_broken_and_edits_stack(setup):
     model, data, target = setup
     dbg = gb.explain.Debugger(model, data, target)
@@ -189,6 +230,138 @@ def test_export_writes_the_edited_rules_and_they_round_trip(setup, tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["edited.rules"]
     # the original model is untouched
     assert "small" in model.kb.rules and model.rules["big"].weight.item() == 2.0
+
+
+RELATIONAL = """set person
+input lvl(person): int 0..5
+input friends(person, person): bool
+output cancer(person): bool
+rule own(p in person) weight 2.0: lvl(p) >= ~4 -> cancer(p)
+rule spread(p in person, q in person) weight 0.5: p != q and friends(p, q) and lvl(q) >= 3 -> cancer(p)
+constraint severe(p in person): lvl(p) >= 5 -> cancer(p)
+"""
+
+
+@pytest.mark.parametrize("edits, written, n_rules", [
+    ([Replace("own(anna)", "rule `own(anna)` weight 5.0: lvl(anna) >= 1 -> cancer(anna)")],
+     ["rule own(p in person) weight 2.0: p != anna and lvl(p) >= ~4.0 -> cancer(p)",
+      "rule `own(anna)` weight 5.0: lvl(anna) >= 1 -> cancer(anna)"], 3),
+    ([SetWeight("own(bob)", 3.0), Remove("own(carl)")],
+     ["rule own(p in person) weight 2.0: p != bob and p != carl and lvl(p) >= ~4.0",
+      "rule `own(bob)` weight 3.0: lvl(bob) >= ~4.0 -> cancer(bob)"], 3),
+    ([Disable("spread(bob, anna)")],
+     ["rule spread(p in person, q in person) weight 0.5: not (p == bob and q == anna) and "
+      "p != q and", "rule `spread(bob, anna)` weight 0.0 fixed: friends(bob, anna) and "
+      "lvl(anna) >= 3 -> cancer(bob)"], 3),
+    ([Replace("severe(bob)", "constraint `severe(bob)`: lvl(bob) >= 4 -> cancer(bob)")],
+     ["constraint severe(p in person): p != bob -> lvl(p) >= 5 -> cancer(p)",
+      "constraint `severe(bob)`: lvl(bob) >= 4 -> cancer(bob)"], 2),
+    # every grounding given one weight (the tutorial's flow): the template's weight
+    ([SetWeight(f"spread({p}, {q})", 0.0) for p in ("anna", "bob", "carl")
+      for q in ("anna", "bob", "carl") if p != q],
+     ["rule spread(p in person, q in person) weight 0.0: p != q and friends(p, q)"], 2),
+])
+def test_export_after_a_grounding_edit_keeps_the_relational_templates(edits, written,
+                                                                     n_rules):
+    """An edit of one grounding made the debugger's model grounded, and export wrote every
+    template out member by member. Now the untouched templates stay as written, the edited
+    one is restricted to its other members, and the text predicts what the debugger does."""
+    people = ["anna", "bob", "carl"]
+    model = gb.GreyBox(gb.rules.parse(RELATIONAL, sets={"person": people}),
+                       semantics="product")
+    rng = np.random.default_rng(3)
+    lvl = rng.integers(0, 6, (40, 3))
+    data = {"lvl": lvl, "friends": rng.random((40, 3, 3)) < 0.5}
+    dbg = gb.explain.Debugger(model, data, {"cancer(anna)": lvl[:, 0] >= 1})
+    dbg.what_if(*edits)
+    text = dbg.export()
+    for line in written:
+        assert line in text
+    untouched = [t for t in RELATIONAL.splitlines()[4:] if t.split()[1].split("(")[0]
+                 not in {e.name.split("(")[0] for e in edits}]
+    for line in untouched:     # as written (learned values, ~4 as ~4.0)
+        assert line.replace("~4", "~4.0") in text
+    kb = gb.rules.parse(text)
+    assert kb.program is not None
+    rules = [t for t in kb.program.templates
+             if isinstance(getattr(t, "statement", t), gb.rules.ast.Rule)]
+    assert len(rules) == n_rules      # the templates, and the edited members
+    exported = gb.GreyBox(kb, semantics="product")
+    assert len(kb.rules) == len(dbg.model.kb.rules)
+    assert exported.predict(data).to_numpy().tolist() == \
+        dbg.model.predict(dbg.batch)[list(kb.outputs)].to_numpy().tolist()
+    proba = [exported.predict_proba(data, o) for o in kb.outputs]
+    edited = [dbg.model.predict_proba(dbg.batch, o) for o in kb.outputs]
+    for a, b in zip(proba, edited):
+        np.testing.assert_allclose(a.to_numpy(), b.to_numpy(), rtol=0, atol=1e-12)
+
+
+def test_a_model_edited_member_by_member_reads_the_data_as_the_original_does():
+    """After an edit of one grounding the edited model was grounded: it no longer read a
+    family's data under the family's name (``dbg.model.predict(data)`` and
+    ``EntityDebugger.pushes`` raised "missing input 'friends(anna, anna)'"). Now it is
+    relational where the language can say the edit."""
+    kb = gb.rules.parse("""set person
+input friends(person, person): bool
+input features(person): tensor[3]
+neural smokes(person): bool = net(features(person))
+output cancer(person): bool
+rule causes(p in person) weight 1.5: smokes(p) -> cancer(p)
+constraint fs(p in person, q in person) weight 0.4:
+    p != q -> (friends(p, q) and smokes(p) -> smokes(q))
+""", sets={"person": ["anna", "bob", "carl"]})
+    torch.manual_seed(0)
+    model = gb.GreyBox(kb, {"net": nn.Linear(3, 1)}, semantics="product")
+    rng = np.random.default_rng(0)
+    data = {"friends": rng.random((5, 3, 3)) < 0.5,
+            "features": rng.normal(size=(5, 3, 3)).astype(np.float32)}
+    dbg = gb.explain.EntityDebugger(model, data, {"cancer": rng.random((5, 3)) < 0.5})
+    effect = dbg.what_if(SetWeight("causes(anna)", 0.5))
+    assert repr(effect) == (f"EntityWhatIf(1 edit(s): accuracy {effect.accuracy_before:.3f} "
+                            f"-> {effect.accuracy_after:.3f} over 3 entities, "
+                            f"{int(effect.by_entity.fixed.sum())} fixed, "
+                            f"{int(effect.by_entity.broken.sum())} broken)")
+    assert dbg.model.kb.program is not None
+    assert dbg.model.predict(data).to_numpy().tolist() == \
+        dbg.model.predict(dbg.member("anna").batch).to_numpy().tolist()
+    assert dbg.model.kb.rules["causes(anna)"].weight == 0.5
+    got = dbg.pushes(0, "anna")
+    assert got.terms.set_index("grounding").loc["causes(anna)", "via"] == "cancer(anna)"
+
+
+def test_export_writes_a_grounding_edit_grounded_where_no_guard_says_it():
+    """A member named like the template's binder (``p != p`` cannot single it out): that
+    template alone is written as its grounded members; the others stay relational."""
+    kb = gb.rules.parse("set person\ninput lvl(person): int 0..5\noutput cancer(person): "
+                        "bool\nrule own(p in person) weight 2.0: lvl(p) >= 4 -> cancer(p)\n"
+                        "rule other(p in person): lvl(p) <= 1 -> not cancer(p)\n",
+                        sets={"person": ["p", "q"]})
+    lvl = np.random.default_rng(3).integers(0, 6, (40, 2))
+    dbg = gb.explain.Debugger(gb.GreyBox(kb, semantics="product"), {"lvl": lvl},
+                              {"cancer(p)": lvl[:, 0] >= 1})
+    dbg.what_if(SetWeight("own(p)", 3.0))
+    text = dbg.export()
+    assert "rule `own(p)` weight 3.0:" in text and "rule `own(q)` weight 2.0:" in text
+    assert "rule other(p in person): lvl(p) <= 1 -> not cancer(p)" in text
+    assert gb.rules.parse(text).rules == dbg.model.kb.rules
+
+
+def test_results_show_as_one_line_and_rule_text_is_pointed_to_add_statement(setup):
+    """WhatIf and Blame printed as dataclass dumps of their tables at a prompt; a plain
+    string edit was refused without saying how rule text is given."""
+    model, data, target = setup
+    dbg = gb.explain.Debugger(model, data, target)
+    b = dbg.blame(dbg.failures().index[0])
+    assert repr(b) == (f"Blame(row {b.row!r}: predicted {b.predicted!r}, expected "
+                       f"{b.target!r}; {b.verdict})")
+    w = dbg.what_if(SetThreshold("big", 0, 6.5), SetThreshold("small", 0, 6.5))
+    assert repr(w) == (f"WhatIf(2 edit(s): accuracy {w.accuracy_before:.3f} -> "
+                       f"{w.accuracy_after:.3f}, {len(w.fixed)} fixed, {len(w.broken)} "
+                       f"broken, {w.changed} changed)")
+    with pytest.raises(gb.RuleError, match=r"got the text 'rule z: x > 3 -> high': rule "
+                                           r"text is added by AddStatement\(text\)"):
+        dbg.what_if("rule z: x > 3 -> high")
+    assert len(dbg.edits) == 2
 
 
 def test_targets_may_come_from_the_data_and_constraints_can_be_edited(setup):

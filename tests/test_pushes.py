@@ -192,7 +192,8 @@ def test_pushes_render_three_ways_and_are_reached_from_an_explanation():
 
 @pytest.mark.parametrize("concept, message", [
     ("smokes(ana)", r"not a variable of the model; did you mean 'smokes\(anna\)'"),
-    ("friends(anna, bob)", r"bool neural concepts and bool outputs .* input variable"),
+    ("friends(anna, bob)", r"neural concepts and outputs decided by rules; 'friends\(anna, "
+                           r"bob\)' is an input variable of type bool"),
 ])
 def test_what_cannot_be_pushed_is_refused(concept, message):
     model, data, labels = _fixed()
@@ -250,3 +251,122 @@ def test_the_entity_debugger_shows_the_pushes_behind_an_entity():
     assert got.terms.set_index("grounding").loc["causes(anna)", "via"] == "cancer(anna)"
     with pytest.raises(gb.DataError, match="not an entity"):
         dbg.pushes(0, "zoe")
+
+
+ENUM_PEOPLE = ["anna", "bob", "carl"]
+ENUM_RULES = """
+set person
+input friends(person, person): bool
+input features(person): tensor[3]
+neural level(person): {low, mid, high} = net(features(person))
+neural n(person): int 1..3 = net(features(person))
+output cancer(person): bool
+output grade(person): {a, b, c}
+rule causes(p in person) weight 1.5: level(p) == high -> cancer(p)
+rule g(p in person) weight 0.8: level(p) != low -> grade(p) = c
+rule gn(p in person) weight 0.3: n(p) >= 2 -> grade(p) = b
+constraint fs(p in person, q in person) weight 0.4:
+    p != q -> (friends(p, q) and level(p) == high -> level(q) in {mid, high})
+constraint gg(p in person, q in person) weight 0.6:
+    p != q -> (friends(p, q) and grade(p) == c -> grade(q) != a)
+"""
+ENUM_LABELS = {"level(anna)": ["mid"], "cancer(bob)": [True], "grade(bob)": ["a"],
+               "grade(anna)": ["c"], "n(carl)": [3]}
+
+
+def _enum_world(semantics: str = "product"):
+    kb = gb.rules.parse(ENUM_RULES, sets={"person": ENUM_PEOPLE})
+    torch.manual_seed(0)
+    model = gb.GreyBox(kb, {"net": nn.Linear(3, 3)}, semantics=semantics)
+    rng = np.random.default_rng(0)
+    friends = rng.random((1, 3, 3)) < 0.6
+    features = rng.normal(size=(1, 3, 3)).astype(np.float32)
+    data = {**kb.families["friends"].split(friends),
+            **kb.families["features"].split(features)}
+    return model, data, friends[0], features[0]
+
+
+def test_an_enum_concept_is_pushed_on_each_value_logit():
+    """pushes refused every concept but bools. An enum's network has one logit per value:
+    each grounding's push on each logit is the gradient of its own loss term written out
+    by hand, a grounding's pushes add up to 0 over the values (a softmax), and all add up,
+    value by value, to the gradient of the row's whole loss."""
+    model, data, friends, features = _enum_world()
+    got = gb.explain.pushes(model, data, "level(bob)", targets=ENUM_LABELS)
+    assert list(got.terms.columns) == ["template", "grounding", "kind", "value", "truth",
+                                       "push", "toward", "share", "via"]
+    assert got.wrt == "logits" and list(got.by_value.index) == ["low", "mid", "high"]
+    with torch.no_grad():
+        z = model.network("net")(torch.from_numpy(features))
+    z = z.clone().requires_grad_()
+    p = torch.softmax(z, 1)     # rows: people; columns: low, mid, high
+    i = ENUM_PEOPLE.index("bob")
+    constraints = got.terms[got.terms.kind == "constraint"]
+    assert set(constraints.grounding) == {f"fs(bob, {q})" for q in ("anna", "carl")} | \
+        {f"fs({q}, bob)" for q in ("anna", "carl")}
+    for name, lines in constraints.groupby("grounding"):
+        a, b = (ENUM_PEOPLE.index(x) for x in name[3:-1].split(", "))
+        truth = 1 - float(friends[a, b]) * p[a, 2] * (1 - (p[b, 1] + p[b, 2]))
+        (g,) = torch.autograd.grad(0.4 * (1 - truth), z, retain_graph=True)
+        assert lines.set_index("value").push.to_dict() == pytest.approx(
+            {"low": -float(g[i, 0]), "mid": -float(g[i, 1]), "high": -float(g[i, 2])},
+            abs=1e-7), name
+        assert lines.push.sum() == pytest.approx(0.0, abs=1e-7)
+    # the rule g(bob) -> grade(bob) = c: grade(bob)'s label a pulls its score of c down
+    # by p(c), and that comes back through the body level(bob) != low
+    rule = got.terms[got.terms.grounding == "g(bob)"].set_index("value")
+    assert rule.via.iloc[0] == "grade(bob)"
+    trace = model(model.batch(data))
+    loss = model.loss(None, ENUM_LABELS, trace=trace)
+    (g,) = torch.autograd.grad(loss, trace.logits["level(bob)"])
+    assert got.by_value.total.to_numpy() == pytest.approx(-g[0].numpy(), abs=1e-6)
+    pushed = got.terms.groupby("value").push.sum()
+    assert pushed.reindex(["low", "mid", "high"]).to_numpy() == pytest.approx(
+        -g[0].numpy(), abs=1e-6)
+    assert (got.by_value.gap.abs() < 1e-6).all() and abs(got.gap) < 1e-6
+    assert got.total == got.by_value.total.abs().max() or \
+        got.total == -got.by_value.total.abs().max()
+    assert got.probability == pytest.approx(float(p[i].max().detach()))
+
+
+@pytest.mark.parametrize("semantics", ["product", "godel", "lukasiewicz", "probabilistic"])
+@pytest.mark.parametrize("concept", ["level(anna)", "level(bob)", "n(carl)", "grade(bob)",
+                                     "grade(carl)"])
+def test_enum_and_int_pushes_add_up_under_every_semantics(semantics, concept):
+    model, data, _, _ = _enum_world(semantics)
+    got = gb.explain.pushes(model, data, concept, targets=ENUM_LABELS)
+    assert len(got.by_value) == 3
+    if concept != "grade(carl)":   # unlabelled, read by one soft grounding (0 under Łuk.)
+        assert (got.by_value.total != 0).any()
+    assert (got.by_value.gap.abs() <= 1e-6 * np.maximum(1.0, got.by_value.total.abs())).all()
+    if concept.startswith("level"):    # a network's logits: the total is autograd's
+        trace = model(model.batch(data))
+        (g,) = torch.autograd.grad(model.loss(None, ENUM_LABELS, trace=trace),
+                                   trace.logits[concept])
+        assert got.by_value.total.to_numpy() == pytest.approx(-g[0].numpy(), abs=1e-6)
+
+
+def test_an_enum_output_is_pushed_through_its_scores_and_renders():
+    """A decided enum output: its label pulls ``1[y] - p`` on each value's score; the text
+    lists each grounding's push per value."""
+    model, data, _, _ = _enum_world()
+    got = gb.explain.pushes(model, data, "grade(bob)", targets=ENUM_LABELS)
+    assert got.wrt == "scores"
+    label = got.terms[got.terms.kind == "label"].set_index("value")
+    assert label.grounding.iloc[0] == "grade(bob) = a"
+    p = got.by_value.probability
+    assert label.push.to_dict() == pytest.approx({"a": 1 - p["a"], "b": -p["b"],
+                                                 "c": -p["c"]})
+    text = str(got)
+    assert text.startswith("pushes on grade(bob), row 0 (product semantics): p = a ")
+    assert "  label grade(bob) = a: a +" in text
+    assert "the pushes add up to the total of each value" in text
+    assert "<table" in got._repr_html_()
+
+
+def test_a_real_concept_is_refused_with_what_to_use():
+    model = gb.GreyBox("input f: tensor[2]\nneural r: real = net(f)\noutput y: bool\n"
+                       "rule big: r > 1 -> y\n", {"net": nn.Linear(2, 1)},
+                       semantics="product")
+    with pytest.raises(ModelError, match=r"'r' is real: it has no logit .* torch.autograd"):
+        gb.explain.pushes(model, {"f": np.ones((1, 2), np.float32)}, "r")

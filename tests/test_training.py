@@ -109,6 +109,48 @@ def test_validation_metrics_and_early_stopping_restore_the_best(threshold_data):
     assert "History(" in str(history)
 
 
+def test_history_shows_its_epochs_the_best_one_and_the_stop(threshold_data):
+    """History had no _repr_html_ (a notebook showed the dataclass's dump of every
+    record) and its repr was that dump. Now: a one-line repr, a table in str and HTML with
+    the figures, the best epoch and the early stop marked."""
+    X, y = threshold_data
+    model = gb.GreyBox(THRESHOLD_RULES, semantics="product")
+    history = model.fit(X, y, epochs=40, lr=0.5, validation=0.25, patience=2, progress=False)
+    assert history.stopped_early and history.best_epoch < len(history.epochs)
+    assert "\n" not in repr(history) and "stopped early" in repr(history)
+    assert repr(history).startswith(f"History({len(history.epochs)} epochs; last: loss ")
+    page = history._repr_html_()
+    frame = history.to_frame()
+    for column in ("loss", "val_loss", "val_y_accuracy", "seconds"):
+        assert f"<th>{column}</th>" in page
+        for value in frame[column]:
+            assert f"<td>{value:.4g}</td>" in page
+    best = page.index(f"<th>{history.best_epoch}</th>")
+    assert "best (lowest val_loss)" in page[best:page.index("</tr>", best)]
+    last = page.index(f"<th>{len(history.epochs)}</th>")
+    assert "stopped early" in page[last:page.index("</tr>", last)]
+    text = str(history).splitlines()
+    assert text[0] == repr(history)
+    assert [line.split()[0] for line in text[3:]] == [str(e) for e in frame.index]
+    assert "best (lowest val_loss)" in text[2 + history.best_epoch]
+
+
+def test_history_shows_the_kfold_decision():
+    x = np.linspace(0, 10, 40)
+    labels = np.where(np.arange(40) % 4 == 0, x > 5, np.nan)
+    model = gb.GreyBox("input x: real[0, 10]  output y: bool  rule r weight 2: x > ~5 -> y",
+                       semantics="product")
+    history = gb.fit(model, {"x": x}, {"y": labels}, epochs=5, select="kfold",
+                     progress=False)
+    assert history.selected_epochs == 0 and not history.epochs
+    decision = ("k-fold selection kept the model as given (0 epochs): held-out score 1 as "
+                "given, 0.9 after 5 epochs; training fixed 0 and broke 1 held-out labels "
+                "(sign test p = 1)")
+    assert str(history) == "History(no epochs; k-fold selection kept 0 epochs)\n" + decision
+    page = history._repr_html_()
+    assert decision in page and "<th>p_value</th>" in page and "<td>0.9</td>" in page
+
+
 def test_labels_may_be_missing_and_outputs_may_come_from_the_data(threshold_data):
     X, y = threshold_data
     labels = y.astype(object)

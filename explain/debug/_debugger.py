@@ -12,10 +12,18 @@ import pandas as pd
 import torch
 
 from greybox.errors import DataError, GreyboxError, ModelError
-from greybox.rules import KnowledgeBase, decode_bools, missing_values, parse_statements, to_text
+from greybox.rules import (
+    KnowledgeBase,
+    decode_bools,
+    family_columns,
+    missing_values,
+    parse_statements,
+    to_text,
+)
 from greybox.rules import ast as A
 
 from ._edits import Edit, NotFound, Remove, Replace, _find, parse_edit
+from ._export import relational_kb
 
 __all__ = ["Blame", "Debugger", "WhatIf"]
 
@@ -25,7 +33,7 @@ def _frame_html(title: str, frame: pd.DataFrame, text: str = "") -> str:
     return f"<div><b>{html.escape(title)}</b>{pre}{frame.head(50)._repr_html_()}</div>"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class WhatIf:
     """The effect of the edits so far on the whole data set, against the original model:
     ``fixed`` (failures now right), ``broken`` (right predictions now wrong), accuracy
@@ -49,6 +57,11 @@ class WhatIf:
             lines.append(f"  broken: rows {', '.join(map(str, list(self.broken.index[:10])))}")
         return "\n".join(lines)
 
+    def __repr__(self) -> str:
+        return (f"WhatIf({len(self.edits)} edit(s): accuracy {self.accuracy_before:.3f} -> "
+                f"{self.accuracy_after:.3f}, {len(self.fixed)} fixed, {len(self.broken)} "
+                f"broken, {self.changed} changed)")
+
     def to_frame(self) -> pd.DataFrame:
         return pd.concat([self.fixed.assign(effect="fixed"), self.broken.assign(effect="broken")])
 
@@ -56,7 +69,7 @@ class WhatIf:
         return _frame_html("What if", self.to_frame(), str(self))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Blame:
     """Who is to blame for one failure.
 
@@ -110,6 +123,10 @@ class Blame:
                 f"{t.train_row} ({t.influence:+.3g})" for t in self.training.head(5).itertuples()))
         return "\n".join(lines)
 
+    def __repr__(self) -> str:
+        return (f"Blame(row {self.row!r}: predicted {self.predicted!r}, expected "
+                f"{self.target!r}; {self.verdict})")
+
     def to_frame(self) -> pd.DataFrame:
         """Every piece of blame in one tidy table: ``kind`` (rule, concept, parameter,
         training row), ``name`` and ``score`` (push toward the wrong answer, attribution
@@ -150,7 +167,10 @@ class Debugger:
     output : str, optional
         Default: the only output.
     train : (data, targets), optional
-        Training data, for blaming training examples (TracIn).
+        Training data, for blaming training examples (TracIn). ``targets`` as for fit:
+        the output's labels (an array or Series, one per row), or a mapping naming the
+        output (on a relational model, its family: ``{"cancer": array}``); rows whose
+        label is missing (NaN, None) taught the output nothing and are left out.
 
     Examples
     --------
@@ -185,15 +205,28 @@ class Debugger:
             output, targets = next(iter(targets.items()))
         output = output or kb.outputs[0]
         var = kb.variables.get(output)
+        families = [n for n, f in kb.families.items() if f.kind == "output"]
+        if var is None and output in families:
+            member = next(iter(kb.families[output].members.values()))
+            raise ModelError(f"{output!r} is an output family: debug one member with "
+                             f"Debugger (targets={{{member!r}: ...}}), or every member "
+                             f"with EntityDebugger(model, data, {{{output!r}: ...}})")
         if var is None or not var.output:
             raise ModelError(f"{output!r} is not an output (outputs: {', '.join(kb.outputs)})")
+        if families and not isinstance(targets, Mapping) and np.ndim(targets) == 2:
+            raise DataError(f"targets must have one value per row (of {output!r}): got shape "
+                            f"{np.shape(targets)}; the targets of a whole output family are "
+                            f"debugged with EntityDebugger(model, data, "
+                            f"{{{families[0]!r}: targets}})")
         self.output = output
         self._base = model
         self.data = data
         self.batch = model.batch(data)
         _unique_labels(self.batch.index)
         self.target = _decode_targets(var, targets, self.batch.index)
-        self.train = train
+        #: the training rows with a label for the output (batch, decoded targets), for
+        #: TracIn; None without ``train``
+        self.train = None if train is None else _training_set(model, var, train)
         self._edits: list[Edit] = []
         self._model = model
         self._before = self._predict(model)
@@ -202,7 +235,9 @@ class Debugger:
     # ------------------------------------------------------------------ state
     @property
     def model(self):
-        """The model with the edits so far."""
+        """The model with the edits so far. On a relational model it stays relational
+        after edits of single groundings where the rule language can say them (see
+        :meth:`export`): it reads the data as the original does."""
         return self._model
 
     @property
@@ -423,32 +458,45 @@ class Debugger:
         return tracin_influence(self._model, self.output, self.train, sub, info["target"])
 
     # ------------------------------------------------------------------ what if
-    def _rebuild(self, edits: list[Edit]):
-        base = self._base
-        kb = base.to_kb()
+    def _templates(self, edits: list[Edit]):
+        """The learned knowledge base with the edits of whole statements applied (on a
+        relational model: of templates), its statements (the templates, on a relational
+        model) and the edits left for grounded members."""
+        kb = self._base.to_kb()
         # the original statements are valid: any error is in an edit, so locations and
         # carets refer to the edit's own text
         texts = [e.text for e in edits if hasattr(e, "text")]
         source = texts[-1] if texts else None
-        members = list(edits)
-        if kb.program is not None:
-            # relational: edits that name a template change it (the whole family) ...
-            templates, members = list(kb.program.templates), []
-            for e in edits:
-                try:
-                    templates = e.apply(templates)
-                except NotFound:
-                    members.append(e)
-                else:   # in order: a later template edit reaches its edited groundings
-                    members = _after_template_edit(members, e, kb.program)
-            kb = KnowledgeBase(templates, filename="<edit>", source=source)
-            members = [_grounded_text(e, templates) for e in members]
+        if kb.program is None:
+            return kb, list(kb.statements), list(edits)
+        # relational: edits that name a template change it (the whole family) ...
+        templates, members = list(kb.program.templates), []
+        for e in edits:
+            try:
+                templates = e.apply(templates)
+            except NotFound:
+                members.append(e)
+            else:   # in order: a later template edit reaches its edited groundings
+                members = _after_template_edit(members, e, kb.program)
+        kb = KnowledgeBase(templates, filename="<edit>", source=source)
+        return kb, templates, [_grounded_text(e, templates) for e in members]
+
+    def _rebuild(self, edits: list[Edit]):
+        base = self._base
+        kb, templates, members = self._templates(edits)
+        texts = [e.text for e in edits if hasattr(e, "text")]
+        source = texts[-1] if texts else None
         # ... the others a grounded member (or, propositional, a statement)
         statements = list(kb.statements)
         for e in members:
             statements = e.apply(statements)
         new_kb = KnowledgeBase(statements, filename="<edit>", source=source) if members \
             else kb
+        if members and kb.program is not None:
+            # the same statements written relationally, where the language can: the
+            # edited model reads the data as the original does (a family under its
+            # name), and its rules print as templates
+            new_kb = relational_kb(new_kb, templates, start=kb) or new_kb
         if self.output not in new_kb.outputs:
             raise ModelError(f"the edits leave no output {self.output!r}")
         return base.replace(kb=new_kb).eval()
@@ -487,8 +535,22 @@ class Debugger:
 
     def export(self, path=None) -> str:
         """The edited rule file (learned weights and thresholds written in); written to
-        ``path`` atomically when given. It parses back to the same knowledge base."""
-        text = to_text(self._model.to_kb())
+        ``path`` atomically when given. It parses back to the same knowledge base.
+
+        A relational model is written as its templates, as the user wrote them (with the
+        edits of whole templates applied), also after an edit of one grounding: the
+        edited template is restricted to its other members by an index guard
+        (``rule own(p in person) ...: p != anna and ...``) and the edited member follows
+        as a plain rule named like it (``rule `own(anna)` ...``), so the text grounds to
+        exactly the edited model's statements. Where no guard the language can state
+        does that, the edited template alone is written as its grounded members (the
+        others stay relational); failing that, the whole grounded knowledge base.
+        """
+        kb = self._model.to_kb()
+        if kb.program is None and self._edits and self._base.kb.program is not None:
+            _, templates, _ = self._templates(self._edits)
+            kb = relational_kb(kb, templates) or kb
+        text = to_text(kb)
         if path is not None:
             from greybox import write_atomic
 
@@ -503,6 +565,34 @@ class Debugger:
 
     def _repr_html_(self) -> str:
         return _frame_html(repr(self), self.failures())
+
+
+def _training_set(model, var, train) -> tuple:
+    """``(batch, targets)`` of ``train=(data, targets)``: the rows labelled for ``var``
+    and their labels decoded like the debugger's targets."""
+    if not isinstance(train, (tuple, list)) or len(train) != 2:
+        raise DataError(f"train= is (data, targets), the training rows and their labels; "
+                        f"got {type(train).__name__}")
+    data, targets = train
+    batch = model.batch(data)
+    if isinstance(targets, Mapping):
+        columns = family_columns(model.kb, dict(targets))   # a family under its name
+        if var.name not in columns:
+            shown = ", ".join(map(repr, list(targets)[:5]))
+            raise DataError(f"train= labels name no {var.name!r} (they name {shown})")
+        targets = columns[var.name]
+    if isinstance(targets, torch.Tensor):
+        targets = targets.detach().cpu().numpy()
+    y = targets.astype(object).to_numpy() if isinstance(targets, (pd.Series, pd.Index)) \
+        else np.asarray(targets)
+    if y.shape != (batch.n,):
+        raise DataError(f"train= labels of {var.name!r} must have one value per training "
+                        f"row: expected shape ({batch.n},), got {y.shape}")
+    labelled = np.flatnonzero(~missing_values(y))
+    if not len(labelled):
+        raise DataError(f"train= has no label of {var.name!r}: no training row to blame")
+    batch = batch.take(torch.as_tensor(labelled))
+    return batch, _decode_targets(var, y[labelled], batch.index)
 
 
 def _unique_labels(index: pd.Index) -> None:

@@ -301,6 +301,11 @@ def parse_edit(spec) -> Edit:
     """
     if isinstance(spec, Edit):
         return spec
+    if isinstance(spec, str):
+        raise RuleError(f"an edit is an Edit or a mapping with an 'op', got the text "
+                        f"{_short(spec)}: rule text is added by AddStatement(text) (op "
+                        "'add') and put in place of a rule or constraint by Replace(name, "
+                        "text) (op 'replace')")
     if not isinstance(spec, dict) or "op" not in spec:
         raise RuleError(f"an edit is an Edit or a mapping with an 'op', got {_short(spec)}")
     op = spec["op"]

@@ -25,7 +25,7 @@ def _label(index: tuple) -> str:
     return ", ".join(str(i) for i in index)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class EntityWhatIf:
     """The effect of the edits so far, entity by entity (``by_entity``: accuracy before
     and after, failures fixed and correct predictions broken), and over all entities."""
@@ -45,6 +45,12 @@ class EntityWhatIf:
         for entity, row in changed.head(10).iterrows():
             lines.append(f"  {entity}: {int(row['fixed'])} fixed, {int(row['broken'])} broken")
         return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return (f"EntityWhatIf({len(self.edits)} edit(s): accuracy "
+                f"{self.accuracy_before:.3f} -> {self.accuracy_after:.3f} over "
+                f"{len(self.by_entity)} entities, {int(self.by_entity['fixed'].sum())} "
+                f"fixed, {int(self.by_entity['broken'].sum())} broken)")
 
     def to_frame(self) -> pd.DataFrame:
         return self.by_entity.copy()
@@ -69,7 +75,8 @@ class EntityDebugger:
     family : str, optional
         The output family; default: the only one the targets name.
     train : (data, targets), optional
-        Training data, for blaming training examples (TracIn).
+        Training data, for blaming training examples (TracIn); ``targets`` name the
+        family (``{"cancer": array}``) or its members, as for ``fit``.
 
     Examples
     --------
@@ -146,6 +153,16 @@ class EntityDebugger:
         return self.members[key]
 
     @property
+    def model(self):
+        """The model with the edits so far (one model serves every entity)."""
+        return next(iter(self.members.values())).model
+
+    @property
+    def edits(self) -> tuple:
+        """The edits so far, in order (as :attr:`Debugger.edits`)."""
+        return next(iter(self.members.values())).edits
+
+    @property
     def accuracy(self) -> float:
         """The share of right predictions over every entity and row."""
         frames = [d.predictions()["correct"] for d in self.members.values()]
@@ -184,9 +201,10 @@ class EntityDebugger:
     def pushes(self, row, entity, concept: str | None = None, *, targets=None):
         """How training pushes the concept behind ``entity``'s output on ``row``: each
         grounding of a soft constraint or rule that reads it, with the model as edited so
-        far (see :func:`greybox.explain.pushes`). ``concept``: by default the one bool
-        neural concept the entity's output depends on (``smokes(anna)`` behind
-        ``cancer(anna)``); ``targets``: by default the correct values of every entity."""
+        far (see :func:`greybox.explain.pushes`). ``concept``: by default the one neural
+        concept with finite values (bool, enum, int) the entity's output depends on
+        (``smokes(anna)`` behind ``cancer(anna)``); ``targets``: by default the correct
+        values of every entity."""
         from greybox.rules import ast as A
 
         from .._pushes import pushes
@@ -197,14 +215,16 @@ class EntityDebugger:
             kb = model.kb
             needed = kb.depends_on(d.output)
             found = [n for n in kb.neural if n in needed
-                     and isinstance(kb.variables[n].type, A.BoolType)]
+                     and A.is_finite_type(kb.variables[n].type)]
             if len(found) != 1:
                 raise ModelError(f"name the concept (concept=...): {d.output} depends on "
-                                 f"{', '.join(found) or 'no bool neural concept'}")
+                                 f"{', '.join(found) or 'no neural concept with finite values'}")
             concept = found[0]
         if targets is None:
             targets = {m.output: m.target for m in self.members.values()}
-        return pushes(model, self.data, concept, targets=targets, row=row)
+        # the rows as the debugger read them (a model edited member by member that no
+        # relational text says is grounded: it reads no family's data under its name)
+        return pushes(model, d.batch, concept, targets=targets, row=row)
 
     def what_if(self, *edits) -> EntityWhatIf:
         """Apply ``edits`` to one copy of the model for every entity and re-evaluate:
