@@ -19,7 +19,7 @@ from ._exact import ScoreScale, compile_truth, compile_value
 from ._ground import family_columns
 from ._kb import KnowledgeBase, parse_formula
 
-__all__ = ["Evaluation", "evaluate", "prepare_columns"]
+__all__ = ["Evaluation", "crisp_truth", "evaluate", "prepare_columns"]
 
 _Fn = Callable[["_Env"], object]
 
@@ -762,6 +762,34 @@ def evaluate(kb: KnowledgeBase, data, *, bias: Mapping | None = None) -> Evaluat
     for comp in run.plan.components:
         run.decide(comp)
     return run.result()
+
+
+def crisp_truth(kb: KnowledgeBase, formula, columns: Mapping[str, np.ndarray], n: int, *,
+                index: pd.Index | None = None) -> np.ndarray:
+    """Per row, whether ``formula`` holds on checked input columns, exactly as
+    :func:`evaluate` decides it (rationals where float64 may round).
+
+    ``columns`` are arrays as :func:`read_column` returns them (float64 numbers, bools,
+    enum codes), one per input the formula reads (through its defines too). The model's
+    smooth semantics read the comparisons of observed inputs from here where float64
+    arithmetic could round them, so that a trace agrees with ``predict``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import greybox.rules as gr
+    >>> kb = gr.parse("input x: real  input y: real  output o: bool  rule r: x + y > 0.3 -> o")
+    >>> columns = {"x": np.array([0.1, 0.1]), "y": np.array([0.2, 0.19])}
+    >>> gr.crisp_truth(kb, kb.rules["r"].body, columns, 2).tolist()   # 0.1 + 0.2 > 0.3
+    [True, False]
+    """
+    defines = {
+        name: (compile_truth(v.expr, kb) if isinstance(v.type, A.BoolType) else
+               compile_value(v.expr, kb, v.type if isinstance(v.type, A.EnumType) else None))
+        for name in closure(kb, A.variables(formula))
+        if (v := kb.variables[name]).role == "defined"}
+    env = _Env(kb, dict(columns), defines, n, pd.RangeIndex(n) if index is None else index)
+    return np.broadcast_to(compile_truth(formula, kb)(env), (n,)).astype(bool)
 
 
 class _Run:
