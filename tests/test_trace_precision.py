@@ -135,3 +135,13 @@ def test_a_batch_holds_real_inputs_in_float64_as_predict_reads_them():
     assert batch.values["x"].dtype == torch.float64
     assert batch.values["x"].tolist() == [0.300000005]
     assert batch.values["k"].dtype == torch.float32     # exact in float32
+
+
+@pytest.mark.parametrize("semantics", SEMANTICS)
+def test_every_trace_holds_an_integer_input_beyond_float32_exactly(semantics):
+    # float32 holds 99999998 and 99999999 as 100000000
+    model = gb.GreyBox("input n: int 0..100000000\noutput y: bool\n"
+                       "rule r: n >= 99999999 -> y", semantics=semantics)
+    data = {"n": [99999998, 99999999]}
+    assert model(data).values["n"].tolist() == [99999998, 99999999]
+    assert model(data, crisp=True).values["n"].tolist() == [99999998, 99999999]

@@ -25,6 +25,11 @@ EXACT_FLOAT32 = 2 ** 24
 EXACT_FLOAT64 = 2 ** 53
 
 
+def wide_int(t) -> bool:
+    """Whether type ``t`` is an integer range beyond float32's exact integers (2**24)."""
+    return isinstance(t, A.IntType) and max(abs(t.lo), abs(t.hi)) > EXACT_FLOAT32
+
+
 def magnitude(e, kb) -> float:
     r"""A bound on the magnitude of ``e`` and of every intermediate result of its
     arithmetic, from the ranges of the finite variables and the numbers it reads (real

@@ -20,7 +20,7 @@ from greybox.errors import ModelError
 from greybox.rules import ast as A
 
 from ._base import Context, Env, Semantics
-from ._compiled import EXACT_FLOAT32, smooth_truth, stated_threshold
+from ._compiled import EXACT_FLOAT32, smooth_truth, stated_threshold, wide_int
 from ._stacked import ConstraintValues, RuleValues
 
 __all__ = ["TNormSemantics", "FuzzyContext"]
@@ -281,7 +281,11 @@ class FuzzyContext(Context):
         fv = env[name]
         if fv[0] == "s":
             return self.fixed(name, self.kb.variables[name].type.values.index(fv[1]))[1]
-        return self._full(fv[1]) if fv[0] != "d" else fv[1].expand(self.n, -1)
+        if fv[0] == "d":
+            return fv[1].expand(self.n, -1)
+        if wide_int(self.kb.variables[name].type) and isinstance(fv[1], torch.Tensor):
+            return fv[1].double().expand(self.n)    # exact, as the crisp trace holds it
+        return self._full(fv[1])
 
     def log_prob(self, name, target, env):
         fv = env[name]

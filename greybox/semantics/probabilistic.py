@@ -44,7 +44,7 @@ from greybox.rules import ast as A
 from greybox.rules import expr_to_text, plan, type_to_text
 
 from ._base import Context, Env, Semantics
-from ._compiled import smooth_truth, stated_threshold
+from ._compiled import smooth_truth, stated_threshold, wide_int
 
 __all__ = ["ProbabilisticSemantics"]
 
@@ -1023,7 +1023,10 @@ class ProbContext(Context):
             if isinstance(var.type, A.EnumType):
                 return torch.nn.functional.one_hot(x.t.long().expand(self.n),
                                                    var.type.size).float()
-            return x.t.expand(self.n)
+            # a trace holds numbers in float32 (integers beyond 2**24 exactly, in float64,
+            # as the crisp trace holds them)
+            return x.t.expand(self.n) if x.t.dtype == torch.float32 or wide_int(var.type) \
+                else x.t.float().expand(self.n)
         v = x.scope[0]
         if self._unconditioned(name):
             p = self._neural_logp(name).exp()
