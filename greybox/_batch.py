@@ -12,7 +12,7 @@ import torch
 
 from greybox.errors import DataError
 from greybox.rules import ast as A
-from greybox.rules import decode_bools, family_columns, missing_values
+from greybox.rules import closure, crisp_truth, decode_bools, family_columns, missing_values
 from greybox.rules import first_row as _first
 from greybox.rules import read_column as _column
 from greybox.rules import show_value as _show
@@ -44,10 +44,13 @@ class Batch:
     A relational model has an input per grounded member (``friends(anna, bob)``): the
     values of many members are read at once as one tensor (:meth:`stacked`, computed once
     per batch), and :meth:`take` indexes those stacks, not every member (members are taken
-    when read)."""
+    when read).
+
+    Real inputs are float64 tensors, as ``predict`` reads them (the smooth semantics round
+    only what they compute from them: a comparison's margin, a truth degree)."""
 
     __slots__ = ("values", "n", "_index", "_positions", "columns", "overrides", "_stacked",
-                 "_taken_from")
+                 "_taken_from", "_truths", "_float32")
 
     def __init__(self, values: Mapping[str, torch.Tensor], n: int, index: pd.Index,
                  columns: Mapping[str, np.ndarray], positions: torch.Tensor | None = None):
@@ -59,6 +62,9 @@ class Batch:
         self._stacked: dict[tuple[str, ...], torch.Tensor] = {}
         #: (the batch, the rows) this one was taken from: its stacks are taken from there
         self._taken_from: tuple[Batch, torch.Tensor] | None = None
+        #: crisp truths of formulas by node identity: ``(node, 0/1 float32 tensor)``
+        self._truths: dict[int, tuple] = {}
+        self._float32: dict[str, torch.Tensor] = {}
 
     @property
     def index(self) -> pd.Index:
@@ -81,6 +87,45 @@ class Batch:
                 found = torch.stack([self.values[k] for k in names], 1)
             self._stacked[names] = found
         return found
+
+    def float32(self, name: str) -> torch.Tensor:
+        """Input ``name`` rounded to float32 (a real input is held in float64): computed
+        once per batch (and carried by :meth:`take`)."""
+        found = self._float32.get(name)
+        if found is None:
+            if self._taken_from is not None:
+                batch, rows = self._taken_from
+                whole = batch.float32(name)
+                found = whole[rows if rows.device == whole.device else rows.to(whole.device)]
+            else:
+                found = self.values[name].float()
+            self._float32[name] = found
+        return found
+
+    def crisp_truth(self, kb, e, device: torch.device) -> torch.Tensor | None:
+        """Whether formula ``e`` of ``kb`` holds on each row, as ``predict`` decides it
+        (:func:`greybox.rules.crisp_truth` on the checked columns: exact where float64
+        arithmetic may round), as 0/1 float32 on ``device``; computed once per batch (and
+        carried by :meth:`take`). None where the batch does not hold the columns of the
+        inputs it reads (a batch made of tensors, as attributions build)."""
+        found = self._truths.get(id(e))
+        if found is not None and found[0] is e:
+            return found[1]
+        if self._taken_from is not None:
+            batch, rows = self._taken_from
+            whole = batch.crisp_truth(kb, e, device)
+            if whole is None:
+                return None
+            out = whole[rows if rows.device == whole.device else rows.to(whole.device)]
+        else:
+            names = [n for n in closure(kb, A.variables(e)) if kb.variables[n].role == "input"]
+            if not all(n in self.columns for n in names):
+                return None
+            truth = crisp_truth(kb, e, {n: self.columns[n] for n in names}, self.n,
+                                index=self.index)
+            out = torch.as_tensor(truth, device=device).to(torch.float32)
+        self._truths[id(e)] = (e, out)
+        return out
 
     def take(self, rows: torch.Tensor) -> Batch:
         """The rows at positions ``rows`` (a long tensor)."""
@@ -196,12 +241,21 @@ def to_batch(kb, data, device: torch.device, *, needed=None) -> Batch:
             col = col.detach().cpu().numpy()
         arr = _column(var, col, index)
         columns[name] = arr
-        t = var.type
-        # enums as codes; integers beyond float32's exact ones (2**24) in float64
-        dtype = np.int64 if isinstance(t, A.EnumType) else np.float64 \
-            if isinstance(t, A.IntType) and max(abs(t.lo), abs(t.hi)) > 2 ** 24 else np.float32
-        values[name] = torch.as_tensor(np.asarray(arr, dtype=dtype), device=device)
+        # a copy: the checked column may be a view of the caller's data
+        values[name] = torch.as_tensor(np.array(arr, dtype=_dtype(var.type)), device=device)
     return Batch(values, n, index, columns)
+
+
+def _dtype(t) -> type:
+    """How a table input is held: enums as codes; reals in float64, as ``predict`` reads
+    them; integers beyond float32's exact ones (2**24) in float64; bools and other
+    integers in float32 (exact)."""
+    if isinstance(t, A.EnumType):
+        return np.int64
+    if isinstance(t, A.RealType) or (isinstance(t, A.IntType) and
+                                     max(abs(t.lo), abs(t.hi)) > 2 ** 24):
+        return np.float64
+    return np.float32
 
 
 def _too_large(values) -> int | None:

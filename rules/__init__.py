@@ -59,6 +59,7 @@ from ._entails import Entailment, entails
 from ._evaluate import (
     Evaluation,
     compile_expr,
+    crisp_truth,
     decode_bools,
     evaluate,
     first_row,
@@ -66,6 +67,7 @@ from ._evaluate import (
     read_column,
     show_value,
 )
+from ._exact import exact_in_float64
 from ._ground import FamilyInfo, family_columns, member_name
 from ._kb import KnowledgeBase, load, parse, parse_formula, to_text
 from ._parser import parse_statements
@@ -109,6 +111,8 @@ __all__ = [
     "DecisionPlan",
     "Component",
     "compile_expr",
+    "crisp_truth",
+    "exact_in_float64",
     "read_column",
     "first_row",
     "show_value",

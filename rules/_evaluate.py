@@ -19,7 +19,7 @@ from ._exact import ScoreScale, compile_truth, compile_value
 from ._ground import family_columns
 from ._kb import KnowledgeBase, parse_formula
 
-__all__ = ["Evaluation", "evaluate", "prepare_columns"]
+__all__ = ["Evaluation", "crisp_truth", "evaluate", "prepare_columns"]
 
 _Fn = Callable[["_Env"], object]
 
@@ -780,6 +780,39 @@ def _compiled_defines(kb: KnowledgeBase) -> dict[str, _Fn]:
     return store["defines"]
 
 
+def _compiled_truth(kb: KnowledgeBase, e) -> _Fn:
+    """Formula ``e``'s compiled truth (once per knowledge base object and formula)."""
+    compiled = memo(kb).setdefault("truth", {})
+    entry = compiled.get(id(e))
+    if entry is None or entry[0] is not e:  # the node is kept: its id is not reused
+        entry = compiled[id(e)] = (e, compile_truth(e, kb))
+    return entry[1]
+
+
+def crisp_truth(kb: KnowledgeBase, formula, columns: Mapping[str, np.ndarray], n: int, *,
+                index: pd.Index | None = None) -> np.ndarray:
+    """Per row, whether ``formula`` holds on checked input columns, exactly as
+    :func:`evaluate` decides it (rationals where float64 may round).
+
+    ``columns`` are arrays as :func:`read_column` returns them (float64 numbers, bools,
+    enum codes), one per input the formula reads (through its defines too). The model's
+    smooth semantics read the comparisons of observed inputs from here where float64
+    arithmetic could round them, so that a trace agrees with ``predict``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import greybox.rules as gr
+    >>> kb = gr.parse("input x: real  input y: real  output o: bool  rule r: x + y > 0.3 -> o")
+    >>> columns = {"x": np.array([0.1, 0.1]), "y": np.array([0.2, 0.19])}
+    >>> gr.crisp_truth(kb, kb.rules["r"].body, columns, 2).tolist()   # 0.1 + 0.2 > 0.3
+    [True, False]
+    """
+    env = _Env(kb, dict(columns), _compiled_defines(kb), n,
+               pd.RangeIndex(n) if index is None else index)
+    return np.broadcast_to(_compiled_truth(kb, formula)(env), (n,)).astype(bool)
+
+
 class _Run:
     """One crisp evaluation: the rows' values, the compiled formulas and, per decided
     variable, its partial scores, filled in component by component (dependency order).
@@ -796,7 +829,6 @@ class _Run:
         self.env = _Env(kb, dict(cols), self.defines, n, self.index, raw=raw)
         self.biases = _bias_table(kb, bias, n)
         self.plan = plan(kb)
-        self._compiled: dict[int, tuple] = memo(kb).setdefault("truth", {})
         self.bodies: dict[str, np.ndarray] = {}  # rule bodies in the top environment
         self.weights = {r.name: _signed(r, r.head.value) for r in kb.rules.values()}
         self.layout: dict[tuple, tuple] = {}
@@ -810,10 +842,7 @@ class _Run:
 
     def truth(self, e, where) -> np.ndarray:
         """Per row, whether formula ``e`` holds in environment ``where``."""
-        entry = self._compiled.get(id(e))
-        if entry is None or entry[0] is not e:  # the node is kept: its id is not reused
-            entry = self._compiled[id(e)] = (e, compile_truth(e, self.kb))
-        out = entry[1](where)
+        out = _compiled_truth(self.kb, e)(where)
         if getattr(out, "shape", None) == (self.n,) and out.dtype == bool:
             out = out.view()   # read-only, as a broadcast view is: callers never write
             out.flags.writeable = False

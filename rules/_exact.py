@@ -33,8 +33,8 @@ import numpy as np
 
 from . import _ast as A
 
-__all__ = ["ScoreScale", "compile_truth", "compile_value", "exact_value", "is_exact",
-           "lowest_bit"]
+__all__ = ["ScoreScale", "compile_truth", "compile_value", "exact_value", "exact_in_float64",
+           "is_exact", "lowest_bit"]
 
 #: unit roundoff of float64, doubled: covers the (1 + u) factors of a bound's own rounding
 _U2 = 2.0 ** -52
@@ -134,6 +134,12 @@ def _static(e, kb) -> tuple[int | None, float, bool]:
 def is_exact(e, kb) -> bool:
     """True when float64 evaluates the numeric expression ``e`` exactly for every input."""
     return _static(e, kb)[2]
+
+
+def exact_in_float64(e, kb) -> bool:
+    """True when float64 evaluates every piece of arithmetic of formula ``e`` exactly for
+    every input (then plain float64 comparisons decide it as :func:`evaluate` does)."""
+    return _all_exact(e, kb)
 
 
 def _numeric(e, kb) -> bool:

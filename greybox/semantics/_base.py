@@ -67,6 +67,9 @@ class Context:
         self.model, self.batch, self.kb = model, batch, model.kb
         self.n = batch.n
         self.device = model.device
+        #: this pass's differences between each ``~`` threshold and the value predict
+        #: decides with (see :func:`._compiled.stated_threshold`)
+        self.offsets: dict[int, float] = {}
 
     # constructors of values -------------------------------------------------------
     def observe(self, name: str, x: torch.Tensor):

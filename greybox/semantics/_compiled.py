@@ -8,19 +8,26 @@ another device or is unpickled; the semantics own it, so adding a semantics touc
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
+from greybox import functional as F
 from greybox.errors import ModelError
 from greybox.rules import ast as A
-from greybox.rules import closure
+from greybox.rules import closure, exact_in_float64
 
 from .._linear import compile_linear, linear_form
 
-__all__ = ["Compiled", "magnitude"]
+__all__ = ["Compiled", "magnitude", "smooth_truth"]
 
 #: integers up to this magnitude are exact in float32; beyond, float64 (up to 2**53)
 EXACT_FLOAT32 = 2 ** 24
 EXACT_FLOAT64 = 2 ** 53
+
+
+def wide_int(t) -> bool:
+    """Whether type ``t`` is an integer range beyond float32's exact integers (2**24)."""
+    return isinstance(t, A.IntType) and max(abs(t.lo), abs(t.hi)) > EXACT_FLOAT32
 
 
 def magnitude(e, kb) -> float:
@@ -65,6 +72,51 @@ def magnitude(e, kb) -> float:
     return bound(e)
 
 
+def smooth_truth(op: str, left, right, temperature: torch.Tensor) -> torch.Tensor:
+    """:func:`greybox.functional.smooth_compare` of ``left OP right`` whose margin is
+    computed in the sides' precision (float64 where ``predict`` reads float64) and only
+    then rounded to the temperature's dtype: the truth is above 1/2 only where
+    ``predict``'s comparison holds, below only where it does not (rounding the sides first
+    could put a value on the wrong side of its threshold)."""
+    margin = left - right
+    if not isinstance(margin, torch.Tensor) or op not in ("<", "<=", ">", ">="):
+        if isinstance(margin, torch.Tensor) and margin.dtype != temperature.dtype:
+            margin = margin.to(temperature.dtype)
+        return F.smooth_compare(op, margin, 0.0, temperature)
+    if margin.dtype != temperature.dtype:
+        margin = margin.to(temperature.dtype)
+    # smooth_compare's sigmoid(margin / temperature), the sign on the scalar for < (one
+    # pass fewer); in place on the margin, a tensor of this function's own, where the
+    # temperature takes no gradient (division's backward then needs only it)
+    scale = temperature if op in (">", ">=") else -temperature
+    if temperature.requires_grad:
+        return torch.sigmoid(margin / scale)
+    return margin.div_(scale).sigmoid_()
+
+
+def stated_threshold(model, e: A.Num, offsets: dict) -> torch.Tensor:
+    """A ``~`` threshold as the smooth traces read it: the parameter (the gradient path)
+    moved by the float64 difference to the value the rules state and ``predict`` decides
+    with (:func:`~greybox._parameters.learned_value`: the shortest decimal naming the
+    float32 parameter, within half a float32 step of it), so that a margin's sign is
+    ``predict``'s comparison. ``offsets``: the differences of one forward pass by
+    parameter (filled here: every threshold's in one transfer). A threshold that is not
+    the model's parameter (``functional_call`` swaps in other values) is read as is."""
+    t = model.threshold(e)
+    if not isinstance(t, torch.nn.Parameter) or t.dtype != torch.float32 or t.is_meta:
+        return t
+    found = offsets.get(id(t))
+    if found is None:
+        params = [p for group in (model.rules, model.constraints) for m in group.values()
+                  for p in getattr(m, "thresholds", ()) if p.dtype == torch.float32
+                  and not p.is_meta]
+        values = torch.stack([p.detach() for p in params]).cpu().tolist() if params else []
+        for p, v in zip(params, values):   # learned_value's decimal, minus the float32
+            offsets[id(p)] = float(str(np.float32(v))) - v
+        found = offsets.get(id(t), 0.0)
+    return t.double() + found if found else t
+
+
 class Compiled:
     """Caches keyed by the AST nodes of ``model.kb`` (by identity) and by variable names."""
 
@@ -75,7 +127,71 @@ class Compiled:
         self._linear: dict[str, object] = {}
         self._tensors: dict = {}
         self._wide: dict[int, bool] = {}
+        self._float64: dict[int, bool] = {}
+        self._observed: dict[int, bool] = {}
         self._owners: dict[int, str] | None = None
+
+    def float64(self, e) -> bool:
+        """Whether comparison or membership test ``e`` is computed in float64 in the smooth
+        traces, as ``predict`` computes it: it reads a real variable, a number that is not
+        an integer, or integer arithmetic beyond float32's exact integers (:meth:`wide`,
+        which refuses arithmetic beyond float64's). Integer tests of integer and enum
+        values stay in float32, where they are exact."""
+        found = self._float64.get(id(e))
+        if found is None:
+            kb = self.model.kb
+            wide = self.wide(e)
+            names = A.variables(e)
+            if not all(n in kb.variables for n in names):   # a stacked shape: by its kind
+                found = True
+            else:
+                found = wide or any(
+                    isinstance(kb.variables[n].type, A.RealType) for n in closure(kb, names)) \
+                    or any(isinstance(n, A.Num) and not n.learnable
+                           and float(n.value) != int(n.value) for n in A.walk(e))
+            self._float64[id(e)] = found
+        return found
+
+    def single(self, e) -> tuple[str, A.Num, bool] | None:
+        """``(input, threshold, input first)`` where smooth comparison ``e`` compares a
+        real table input with a ``~`` threshold (``x > ~0.3``): the smooth traces read the
+        input's float32 rounding (:meth:`greybox.Batch.float32`, once per batch) against
+        the float32 parameter. The margin's float32 sign is never the opposite of
+        ``predict``'s comparison (rounding is monotone and both round to float32 alike): a
+        row within float32 rounding of the threshold gets a margin of 0 (truth 1/2) at
+        worst. None for any other comparison (computed in float64)."""
+        key = ("single", id(e))
+        if key not in self._observed:
+            found = None
+            kb = self.model.kb
+            for var, num, first in ((e.left, e.right, True), (e.right, e.left, False)):
+                if isinstance(var, A.Var) and isinstance(num, A.Num) and num.learnable:
+                    v = kb.variables.get(var.name)
+                    if v is not None and v.role == "input" and isinstance(v.type, A.RealType):
+                        found = (var.name, num, first)
+            self._observed[key] = found
+        return self._observed[key]
+
+    def observed(self, e) -> bool:
+        """Whether crisp comparison or membership test ``e`` is read from ``predict``'s
+        own evaluation (:meth:`greybox.Batch.crisp_truth`): it reads observed table inputs
+        only (through defines too), no learnable number, and float64 may round its
+        arithmetic (where it cannot, the traces' float64 comparison is already exact)."""
+        found = self._observed.get(id(e))
+        if found is None:
+            kb = self.model.kb
+            names = A.variables(e)
+            found = False
+            if all(n in kb.variables for n in names) and not exact_in_float64(e, kb):
+                reached = closure(kb, names)
+                exprs = [e] + [kb.variables[n].expr for n in reached
+                               if kb.variables[n].role == "defined"]
+                found = all(kb.variables[n].role in ("input", "defined") and not isinstance(
+                    kb.variables[n].type, A.TensorType) for n in reached) and not any(
+                    isinstance(node, A.Num) and node.learnable
+                    for x in exprs for node in A.walk(x))
+            self._observed[id(e)] = found
+        return found
 
     def wide(self, e, *, define: str | None = None) -> bool:
         """Whether comparison ``e`` (or the expression of ``define``) must be computed in
@@ -154,12 +270,15 @@ class Compiled:
         return self._linear[name]
 
     def value_tensor(self, values: tuple) -> torch.Tensor:
-        """A variable's values as a float tensor on the model's device."""
+        """A variable's values as a float tensor on the model's device (float64 where
+        they go beyond float32's exact integers, 2**24)."""
         key = ("values", values)
         found = self._tensors.get(key)
         if found is None:
-            found = self._tensors[key] = torch.tensor([float(v) for v in values],
-                                                      device=self.model.device)
+            wide = any(abs(float(v)) > EXACT_FLOAT32 for v in values)
+            found = self._tensors[key] = torch.tensor(
+                [float(v) for v in values], device=self.model.device,
+                dtype=torch.float64 if wide else None)
         return found
 
     def arithmetic(self, name: str, leaves: tuple):

@@ -20,6 +20,7 @@ from greybox.errors import ModelError
 from greybox.rules import ast as A
 
 from ._base import Context, Env, Semantics
+from ._compiled import EXACT_FLOAT32, smooth_truth, stated_threshold, wide_int
 from ._stacked import ConstraintValues, RuleValues
 
 __all__ = ["TNormSemantics", "FuzzyContext"]
@@ -48,7 +49,10 @@ class FuzzyContext(Context):
         vals = A.domain_values(t)
         if isinstance(t, A.EnumType):
             vals = range(len(vals))
-        return torch.tensor([float(v) for v in vals], device=self.device)
+        vals = [float(v) for v in vals]
+        # integers beyond float32's exact ones (2**24) in float64
+        wide = bool(vals) and max(abs(vals[0]), abs(vals[-1])) > EXACT_FLOAT32
+        return torch.tensor(vals, device=self.device, dtype=torch.float64 if wide else None)
 
     # constructors --------------------------------------------------------------------
     def observe(self, name, x):
@@ -112,7 +116,7 @@ class FuzzyContext(Context):
     def value(self, e, env: Env):
         if isinstance(e, A.Num):
             if e.learnable:
-                return ("n", self.model.threshold(e))
+                return ("n", stated_threshold(self.model, e, self.offsets))
             return ("n", float(e.value))
         if isinstance(e, A.Var):
             return env[e.name]
@@ -179,47 +183,79 @@ class FuzzyContext(Context):
             return var.type.values.index(x) if var is not None else None
         return x
 
-    def _compare(self, e: A.Compare, env):
-        if self.wide or not self.model.compiled.wide(e):
-            return self._compare_as(e, env, None)
+    def _crisp(self, e) -> bool:
+        """Whether comparison or membership test ``e`` is crisp here (a membership test
+        always is: on a distribution it is its exact mass)."""
+        return self.crisp or self.hard or isinstance(e, A.InSet) or \
+            not self.model.compiled.smooth(e, neural=True)
+
+    def _exactly(self, e, env, evaluate):
+        """``evaluate(e, env)`` as ``predict`` decides it: a crisp test of observed inputs
+        whose arithmetic float64 may round is read from the crisp evaluation of the batch;
+        the others are computed in float64 where they read real values or fractions
+        (:meth:`Compiled.float64`), their truth returned in float32."""
+        compiled = self.model.compiled
+        if self._crisp(e):
+            if compiled.observed(e):
+                found = self.batch.crisp_truth(self.kb, e, self.device)
+                if found is not None:
+                    return found
+        elif isinstance(e, A.Compare) and compiled.single(e) is not None:
+            name, num, first = compiled.single(e)
+            x, t = self.batch.float32(name), self.model.threshold(num)
+            return smooth_truth(e.op, *((x, t) if first else (t, x)), compiled.temperature(e))
+        if self.wide or not compiled.float64(e):
+            return evaluate(e, env)
         self.wide = True
         try:
-            return self._compare_as(e, env, torch.float64).float()
+            out = evaluate(e, env)
         finally:
             self.wide = False
+        return out.float() if isinstance(out, torch.Tensor) else out
 
-    def _compare_as(self, e: A.Compare, env, dtype):
+    def _compare(self, e: A.Compare, env):
+        return self._exactly(e, env, self._compare_as)
+
+    def _compare_as(self, e: A.Compare, env):
         left, right = self.value(e.left, env), self.value(e.right, env)
         op = _OPS[e.op]
         # enum comparisons and distributions against constants: exact mass
         if left[0] == "d" and right[0] in ("s", "n") and not _learnable(e.right) \
                 and not isinstance(right[1], torch.Tensor):
             c = self._code(left, right, e.left)
-            mask = op(left[2], c).float()
+            mask = op(self._values(left[2]), c).float()
             return (left[1] * mask).sum(-1)
         if right[0] == "d" and left[0] in ("s", "n") and not _learnable(e.left) \
                 and not isinstance(left[1], torch.Tensor):
             c = self._code(right, left, e.right)
-            mask = op(torch.as_tensor(float(c), device=self.device), right[2]).float()
+            mask = op(c, self._values(right[2])).float()
             return (right[1] * mask).sum(-1)
         if left[0] == "d" and right[0] == "d" and e.op in ("==", "!=") and \
                 left[2].shape == right[2].shape and torch.equal(left[2], right[2]):
             same = (left[1] * right[1]).sum(-1)
             return same if e.op == "==" else 1.0 - same
         lv, rv = self.num(left), self.num(right)
-        if self.crisp or self.hard or not self.model.compiled.smooth(e, neural=True):
+        if self._crisp(e):
+            dtype = torch.float64 if self.wide else None
             return op(torch.as_tensor(lv, dtype=dtype, device=self.device),
                       torch.as_tensor(rv, dtype=dtype, device=self.device)).float()
-        return F.smooth_compare(e.op, lv, rv, self.model.compiled.temperature(e))
+        return smooth_truth(e.op, lv, rv, self.model.compiled.temperature(e))
+
+    def _values(self, vals: torch.Tensor) -> torch.Tensor:
+        """A distribution's values, in float64 inside a float64 test."""
+        return vals.double() if self.wide else vals
 
     def _inset(self, e: A.InSet, env):
+        return self._exactly(e, env, self._inset_as)
+
+    def _inset_as(self, e: A.InSet, env):
         x = self.value(e.operand, env)
         consts = [self.value(v, env) for v in e.values]
         if x[0] == "d":
             mask = torch.zeros_like(x[2])
             for c in consts:
                 code = self._code(x, c, e.operand)
-                mask = torch.maximum(mask, (x[2] == float(code)).float())
+                mask = torch.maximum(mask, (self._values(x[2]) == float(code)).float())
             return (x[1] * mask).sum(-1)
         v = self.num(x)
         out = None
@@ -245,7 +281,11 @@ class FuzzyContext(Context):
         fv = env[name]
         if fv[0] == "s":
             return self.fixed(name, self.kb.variables[name].type.values.index(fv[1]))[1]
-        return self._full(fv[1]) if fv[0] != "d" else fv[1].expand(self.n, -1)
+        if fv[0] == "d":
+            return fv[1].expand(self.n, -1)
+        if wide_int(self.kb.variables[name].type) and isinstance(fv[1], torch.Tensor):
+            return fv[1].double().expand(self.n)    # exact, as the crisp trace holds it
+        return self._full(fv[1])
 
     def log_prob(self, name, target, env):
         fv = env[name]

@@ -18,7 +18,7 @@ from greybox.rules import type_to_text
 
 from .._trace import Trace
 from ._base import Semantics
-from ._compiled import EXACT_FLOAT32
+from ._compiled import EXACT_FLOAT32, wide_int
 
 __all__ = ["CrispSemantics", "crisp_evaluation"]
 
@@ -113,8 +113,9 @@ def _values(kb, ev, batch, logits, tensor) -> dict:
         if name in batch.columns and name not in values:
             t = kb.variables[name].type
             x = batch.values[name]
+            # numbers in float32; integers beyond float32's exact ones as read (float64)
             values[name] = (torch.nn.functional.one_hot(x, t.size).float()
-                            if isinstance(t, A.EnumType) else x.float())
+                            if isinstance(t, A.EnumType) else x if wide_int(t) else x.float())
     for name, out in logits.items():
         t = kb.variables[name].type
         if isinstance(t, A.BoolType):

@@ -44,6 +44,7 @@ from greybox.rules import ast as A
 from greybox.rules import expr_to_text, plan, type_to_text
 
 from ._base import Context, Env, Semantics
+from ._compiled import smooth_truth, stated_threshold, wide_int
 
 __all__ = ["ProbabilisticSemantics"]
 
@@ -522,7 +523,7 @@ class ProbContext(Context):
     def field(self, e, env: Env) -> Field:
         if isinstance(e, A.Num):
             if e.learnable:
-                return Field((), self.model.threshold(e).reshape(1))
+                return Field((), stated_threshold(self.model, e, self.offsets).reshape(1))
             return self.const(e.value)
         if isinstance(e, A.BoolConst):
             return self.const(float(e.value))
@@ -559,13 +560,7 @@ class ProbContext(Context):
         if isinstance(e, A.Count):
             return self._count(e, env)
         if isinstance(e, A.InSet):
-            x = self._operand(e.operand, e.operand, env)
-            out = None
-            for v in e.values:
-                hit = self._binop(x, self._operand(v, e.operand, env),
-                                  lambda a, b: (a == b).float())
-                out = hit if out is None else self._binop(out, hit, torch.maximum)
-            return out
+            return self._exactly(e, env, self._inset)
         raise ModelError(f"cannot evaluate {e!r}")
 
     # connectives: multiplied out while small, else kept factored ---------------------
@@ -799,21 +794,57 @@ class ProbContext(Context):
             return self.const(t.values.index(e.name))
         return self.field(e, env)
 
-    def _compare(self, e: A.Compare, env) -> Field:
-        if self.wide or not self.model.compiled.wide(e):
-            return self._compare_fields(e, env)
+    def _crisp(self, e) -> bool:
+        """Whether comparison or membership test ``e`` is crisp here."""
+        return self.hard or self.model._crisp or (
+            isinstance(e, A.InSet) or not self.model.compiled.smooth(e, neural=False))
+
+    def _exactly(self, e, env, evaluate) -> Field:
+        """``evaluate(e, env)`` as ``predict`` decides it: a crisp test of observed inputs
+        whose arithmetic float64 may round is read from the crisp evaluation of the batch;
+        the others are computed in float64 where they read real values or fractions
+        (:meth:`Compiled.float64`), their truth returned in float32."""
+        compiled = self.model.compiled
+        if self._crisp(e):
+            if compiled.observed(e):
+                found = self.batch.crisp_truth(self.kb, e, self.device)
+                if found is not None:
+                    return Field((), found)
+        elif isinstance(e, A.Compare) and compiled.single(e) is not None:
+            return evaluate(e, env)      # read in float32 (see Compiled.single)
+        if self.wide or not compiled.float64(e):
+            return evaluate(e, env)
         self.wide = True
         try:
-            out = self._compare_fields(e, env)
+            out = evaluate(e, env)
         finally:
             self.wide = False
         return out if out.t.dtype == torch.float32 else Field(out.scope, out.t.float())
 
+    def _compare(self, e: A.Compare, env) -> Field:
+        return self._exactly(e, env, self._compare_fields)
+
+    def _inset(self, e: A.InSet, env) -> Field:
+        x = self._operand(e.operand, e.operand, env)
+        out = None
+        for v in e.values:
+            hit = self._binop(x, self._operand(v, e.operand, env),
+                              lambda a, b: (a == b).float())
+            out = hit if out is None else self._binop(out, hit, torch.maximum)
+        return out
+
     def _compare_fields(self, e: A.Compare, env) -> Field:
-        left = self._operand(e.left, e.right, env)
-        right = self._operand(e.right, e.left, env)
+        single = None if self._crisp(e) else self.model.compiled.single(e)
+        if single is not None:   # a real input against a ~ threshold, in float32
+            name, num, first = single
+            x = Field((), self.batch.float32(name))
+            t = Field((), self.model.threshold(num).reshape(1))
+            left, right = (x, t) if first else (t, x)
+        else:
+            left = self._operand(e.left, e.right, env)
+            right = self._operand(e.right, e.left, env)
         op = _OPS[e.op]
-        if not self.model.compiled.smooth(e, neural=False) or self.model._crisp or self.hard:
+        if self._crisp(e):
             fields = self._neural_fields
             if (isinstance(e.left, A.Var) and isinstance(e.right, A.Var)
                     and fields.get(e.left.name) is left and fields.get(e.right.name) is right):
@@ -825,7 +856,7 @@ class ProbContext(Context):
                 return found
             return self._binop(left, right, lambda a, b: op(a, b).float())
         temp = self.model.compiled.temperature(e)
-        p = self._binop(left, right, lambda a, b: F.smooth_compare(e.op, a, b, temp).float())
+        p = self._binop(left, right, lambda a, b: smooth_truth(e.op, a, b, temp).float())
         key = (id(e), env.key)
         if key not in self._atoms:
             atom = f"atom#{len(self._atoms)}{env.key}"
@@ -992,7 +1023,10 @@ class ProbContext(Context):
             if isinstance(var.type, A.EnumType):
                 return torch.nn.functional.one_hot(x.t.long().expand(self.n),
                                                    var.type.size).float()
-            return x.t.expand(self.n)
+            # a trace holds numbers in float32 (integers beyond 2**24 exactly, in float64,
+            # as the crisp trace holds them)
+            return x.t.expand(self.n) if x.t.dtype == torch.float32 or wide_int(var.type) \
+                else x.t.float().expand(self.n)
         v = x.scope[0]
         if self._unconditioned(name):
             p = self._neural_logp(name).exp()
