@@ -12,7 +12,14 @@ import torch
 
 from greybox.errors import DataError
 from greybox.rules import ast as A
-from greybox.rules import closure, crisp_truth, decode_bools, family_columns, missing_values
+from greybox.rules import (
+    align_labels,
+    closure,
+    crisp_truth,
+    decode_bools,
+    family_columns,
+    missing_values,
+)
 from greybox.rules import first_row as _first
 from greybox.rules import read_column as _column
 from greybox.rules import show_value as _show
@@ -371,7 +378,7 @@ def to_targets(kb, targets, n: int, *, index: pd.Index | None = None,
     values, masks = {}, {}
     for name, col in items.items():
         var = _supervised(kb, name)
-        arr = _label_array(name, col, n)
+        arr = _label_array(name, align_labels(f"labels of {name!r}", col, index), n)
         miss = _missing(arr)
         if isinstance(var.type, A.EnumType):
             values[name] = _enum_labels(name, var.type, arr, miss, rows)

@@ -58,6 +58,7 @@ from ._decisions import Component, DecisionPlan, closure, constrains_networks, p
 from ._entails import Entailment, entails
 from ._evaluate import (
     Evaluation,
+    align_labels,
     compile_expr,
     crisp_truth,
     decode_bools,
@@ -118,6 +119,7 @@ __all__ = [
     "show_value",
     "missing_values",
     "decode_bools",
+    "align_labels",
     "parse_statements",
     "expr_to_text",
     "type_to_text",

@@ -166,6 +166,51 @@ def missing_values(values: np.ndarray) -> np.ndarray:
     return np.zeros(len(values), bool)
 
 
+def align_labels(what: str, labels, index: pd.Index | None):
+    """Labels given as a pandas Series put in the row order of the data they label (the
+    data's ``index``); anything else is returned as given, to be read by position.
+
+    * the same index: as given;
+    * both with row labels of their own (any index but the default ``0..n-1``): by
+      label -- the labels' rows in another order are reordered, extra rows left out, and
+      a data row without a label is a :class:`~greybox.errors.DataError` naming it
+      (pairing by position would give rows each other's labels);
+    * either without row labels (arrays, the default index): by position, as
+      scikit-learn reads labels.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> rows = pd.Index(["ann", "bob"])
+    >>> align_labels("labels of 'y'", pd.Series([0, 1], index=["bob", "ann"]), rows).tolist()
+    [1, 0]
+    """
+    if index is None or not isinstance(labels, pd.Series) or labels.index.equals(index):
+        return labels
+    if _default_index(index) or _default_index(labels.index):
+        return labels
+    if not labels.index.is_unique:
+        dup = labels.index[labels.index.duplicated()][0]
+        raise DataError(f"{what}: the row label {show_value(dup)} appears more than once in "
+                        "the labels' index, so they cannot be matched to the data's rows; "
+                        "give them with the data's index, or as an array (.to_numpy()) to "
+                        "pair them by position")
+    where = labels.index.get_indexer(index)
+    if (where < 0).any():
+        lacking = index[int(np.flatnonzero(where < 0)[0])]
+        raise DataError(f"{what}: no label for row {show_value(lacking)} of the data (the "
+                        "labels are a pandas Series whose index does not hold the data's "
+                        "row labels; they are matched by label, never paired by position "
+                        "with rows of another index); give them with the data's index, or "
+                        "as an array (.to_numpy()) to pair them by position")
+    return labels.iloc[where].set_axis(index)
+
+
+def _default_index(index: pd.Index) -> bool:
+    """Whether ``index`` is pandas' default one, ``0..n-1`` (rows without labels)."""
+    return isinstance(index, pd.RangeIndex) and index.start == 0 and index.step == 1
+
+
 def decode_bools(values: np.ndarray, missing: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """True/false labels decoded: bools, the numbers 1 and 0, or the texts of
     :data:`BOOL_TEXTS` (``"yes"``, ``"False"``...). Returns ``(decoded, bad)``: 1.0/0.0 as

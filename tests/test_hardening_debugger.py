@@ -202,3 +202,18 @@ def test_duplicate_row_labels_are_refused_when_the_debugger_is_made(make):
     with pytest.raises(DataError, match=r"index labels 'r1', 'r2' name more than one row|"
                                         r"index labels 7 name more than one row"):
         getattr(gb.explain, make)(*args)
+
+
+def test_targets_in_a_series_are_matched_to_the_datas_rows_by_label():
+    """The debugger read a Series of targets by position: indexed like the data in
+    another order, each row was judged against another row's target."""
+    model = gb.GreyBox("input x: int 0..5\noutput y: bool\nrule r: x >= 4 -> y",
+                       semantics="product")
+    data = pd.DataFrame({"x": [5, 0, 3, 4]}, index=["ann", "bob", "cy", "dee"])
+    aligned = pd.Series([True, False, False, True], index=data.index)
+    dbg = gb.explain.Debugger(model, data, aligned.loc[["dee", "cy", "ann", "bob"]])
+    assert dbg.target.tolist() == [True, False, False, True]
+    assert len(dbg.failures()) == 0
+    with pytest.raises(DataError, match="no label for row 'dee'"):
+        gb.explain.Debugger(model, data, aligned.loc[["ann", "bob", "cy"]].set_axis(
+            ["ann", "bob", "zed"]).reindex(["ann", "bob", "cy", "zed"]).fillna(False))

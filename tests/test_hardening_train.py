@@ -3,6 +3,7 @@
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 import greybox as gb
 
@@ -119,3 +120,54 @@ def test_a_bad_label_is_named_by_its_rows_label_in_the_data():
         model.fit(data, labels, epochs=1, progress=False)
     with pytest.raises(gb.DataError, match="got 'maybe' at row 'bob'"):
         model.loss(data, labels)
+
+
+LABELLED = "input x: int 0..5\noutput y: bool\nrule r: x >= ~4 -> y"
+
+
+def test_labels_in_a_series_are_matched_to_the_datas_rows_by_label():
+    """A Series of labels indexed like the data but in another order labelled each row
+    with the label at its position -- another row's (found by the debugger team)."""
+    model = gb.GreyBox(LABELLED, semantics="product")
+    data = pd.DataFrame({"x": [5, 0, 3, 4]}, index=["ann", "bob", "cy", "dee"])
+    aligned = pd.Series([True, False, False, True], index=data.index)
+    shuffled = aligned.loc[["dee", "cy", "ann", "bob"]]
+    assert float(model.loss(data, {"y": shuffled})) == float(model.loss(data, {"y": aligned}))
+    assert float(model.loss(data, shuffled)) == float(model.loss(data, aligned))
+    wrong = pd.Series(aligned.to_numpy()[[3, 2, 0, 1]], index=data.index)   # truly different
+    assert float(model.loss(data, wrong)) != float(model.loss(data, aligned))
+    # labels for more rows than the data (a whole table's): the data's rows are taken
+    more = pd.concat([shuffled, pd.Series([False], index=["eve"])])
+    assert float(model.loss(data, more)) == float(model.loss(data, aligned))
+    # the same through fit: the same parameters as with the aligned labels
+    a = gb.GreyBox(LABELLED, semantics="product")
+    b = gb.GreyBox(LABELLED, semantics="product")
+    a.fit(data, aligned, epochs=3, seed=0, progress=False)
+    b.fit(data, shuffled, epochs=3, seed=0, progress=False)
+    for (name, p), q in zip(a.named_parameters(), b.parameters()):
+        assert torch.equal(p, q), name
+
+
+def test_labels_that_miss_a_row_of_the_data_are_refused_by_name():
+    model = gb.GreyBox(LABELLED, semantics="product")
+    data = pd.DataFrame({"x": [5, 0, 3]}, index=["ann", "bob", "cy"])
+    with pytest.raises(gb.DataError, match=r"labels of 'y': no label for row 'cy'.*to_numpy"):
+        model.loss(data, pd.Series([True, False, True], index=["ann", "bob", "dee"]))
+    with pytest.raises(gb.DataError, match=r"'bob' appears more than once"):
+        model.fit(data, {"y": pd.Series([1, 0, 1], index=["ann", "bob", "bob"])}, epochs=1,
+                  progress=False)
+    # an array pairs by position, as ever
+    model.loss(data, np.array([True, False, True]))
+
+
+def test_data_without_row_labels_pairs_a_series_by_position():
+    """Arrays, or a DataFrame with the default index (or labels with it): one side has no
+    row labels to match, so the labels are read in order, as scikit-learn reads them."""
+    model = gb.GreyBox(LABELLED, semantics="product")
+    labels = pd.Series([True, False, True], index=[10, 11, 12])
+    plain = np.array([True, False, True])
+    for data in ({"x": [5, 0, 3]}, pd.DataFrame({"x": [5, 0, 3]})):
+        assert float(model.loss(data, labels)) == float(model.loss(data, plain))
+    # and labels without row labels (a Series made from an array) for labelled data
+    data = pd.DataFrame({"x": [5, 0, 3]}, index=["ann", "bob", "cy"])
+    assert float(model.loss(data, pd.Series(plain))) == float(model.loss(data, plain))

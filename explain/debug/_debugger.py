@@ -14,6 +14,7 @@ import torch
 from greybox.errors import DataError, GreyboxError, ModelError
 from greybox.rules import (
     KnowledgeBase,
+    align_labels,
     decode_bools,
     family_columns,
     missing_values,
@@ -767,6 +768,7 @@ def _decode_targets(var, targets, index: pd.Index) -> np.ndarray:
     target is a DataError naming its row by the data's index label."""
     if isinstance(targets, torch.Tensor):
         targets = targets.detach().cpu().numpy()
+    targets = align_labels("targets", targets, index)   # a Series: by the data's row labels
     if isinstance(targets, (pd.Series, pd.Index)):   # nullable and categorical as objects
         y = targets.to_numpy() if isinstance(targets.dtype, np.dtype) else \
             targets.astype(object).to_numpy()
