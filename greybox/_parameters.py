@@ -334,13 +334,22 @@ def owners(kb) -> dict[tuple[str, str], str]:
     statement has the family's shared name."""
     out: dict[tuple[str, str], str] = {}
     taken = {*kb.rules, *kb.constraints, *kb.variables}
+    # where each rule or constraint template stands in the text: a statement written on
+    # its own under a member's name (the debugger exports an edited grounding so, its
+    # template's grounding there guarded away) is not the template's, and keeps its own
+    where = {(t.statement.name, type(t.statement)): t.statement.span
+             for t in (kb.program.templates if kb.program is not None else ())
+             if isinstance(t, A.Family)}
     for fam in kb.families.values():
         shared = gr.member_name(fam.name, ["*"] * len(fam.sets), fam.paren)
         if shared in taken:
             continue   # a statement of that very name keeps it: members keep their own
         if fam.kind in ("rule", "constraint"):
             table = kb.rules if fam.kind == "rule" else kb.constraints
-            out.update(((fam.kind, m), shared) for m in fam.members.values() if m in table)
+            span = where.get((fam.name, A.Rule if fam.kind == "rule" else A.Constraint))
+            out.update(((fam.kind, m), shared) for m in fam.members.values()
+                       if m in table and (span is None or table[m].span is None
+                                          or table[m].span == span))
         elif fam.kind in ("output", "define"):
             decided = [m for m in fam.members.values()
                        if m in kb.variables and kb.variables[m].role == "decided"]

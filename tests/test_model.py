@@ -439,3 +439,21 @@ def test_predict_leaves_every_submodule_in_the_mode_it_found_it():
     model.train()
     model.predict(rows)
     assert all(m.training for m in model.modules())
+
+
+def test_a_rule_written_under_a_members_name_keeps_its_own_weight():
+    """The debugger exports an edited grounding as a rule of its own under the member's
+    name, the template guarded away there; sharing the family's parameters by name gave
+    it the template's weight (2.0, not 5.0) once members shared them by name alone."""
+    text = """set person: {anna, bob}
+input lvl(person): int 0..5
+output cancer(person): bool
+rule own(p in person) weight 2.0: p != anna and lvl(p) >= ~4.0 -> cancer(p)
+rule `own(anna)` weight 5.0: lvl(anna) >= 1 -> cancer(anna)
+rule `calm(anna)` weight 3.0: lvl(anna) >= 1 -> not cancer(anna)"""
+    model = gb.GreyBox(gb.rules.parse(text), semantics="product")
+    state = {k: float(v) for k, v in model.state_dict().items() if k.endswith("weight")}
+    assert state["rules.own(anna).weight"] == 5.0 and state["rules.own(*).weight"] == 2.0
+    assert model.to_kb().rules["own(anna)"].weight == 5.0
+    got = model.predict({"lvl": np.array([[1, 0]])})
+    assert bool(got["cancer(anna)"].iloc[0])          # 5.0 - 3.0 > 0 (2.0 - 3.0 was not)
