@@ -153,6 +153,22 @@ def decision_on(model, batch, row, output, after: dict):
     return got.item() if hasattr(got, "item") else got
 
 
+def change_range(model, kb, name: str, value: float) -> tuple[float, float]:
+    """Where polishing may move real fact ``name``, now at ``value`` (a solver's answer):
+    an input's declared bounds and, on a side declared without one, its training range
+    -- unless ``value`` already lies beyond it: the Z3 backend ranges over every real, and
+    its answer clipped back into the training range would no longer change the decision.
+    Unbounded for a neural value."""
+    if kb.variables[name].role != "input":
+        return -np.inf, np.inf
+    lo, hi, from_data = model.input_range(name)
+    if from_data and not lo <= value <= hi:
+        t = kb.variables[name].type
+        lo = float(t.lo) if getattr(t, "lo", None) is not None else -np.inf
+        hi = float(t.hi) if getattr(t, "hi", None) is not None else np.inf
+    return lo, hi
+
+
 def person_step(model, name: str) -> float:
     """The step a counterfactual value of a real input is rounded to: the data's
     precision, coarsened to about a hundredth of the input's spread (``17.71``, not
@@ -189,7 +205,7 @@ def round_changes(model, kb, facts: dict, after: dict, changes: list, differs) -
             k = np.ceil(value / step - 1e-9) if up else np.floor(value / step + 1e-9)
             k += extra if up else -extra
             v = round(float(k * step), decimals(step))
-            lo, hi, _ = model.input_range(n)
+            lo, hi = change_range(model, kb, n, value)
             trial[n] = min(max(v, lo), hi)
         if differs(trial):
             after.update(trial)
