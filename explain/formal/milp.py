@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import time
 
 import numpy as np
 from scipy.optimize import Bounds, LinearConstraint, milp
@@ -719,21 +720,29 @@ class MilpProblem(Problem):
     def closest(self, *, minimize: str, immutable, spreads: dict):
         # searched in the inner program (a margin around real thresholds), so that the
         # change found replays; the over-approximating one says when none exists at all
+        # ``timeout`` bounds the whole search, every program (and Z3) together
+        deadline = time.monotonic() + self.timeout
+
+        def left() -> float:
+            return max(1e-3, deadline - time.monotonic())
+
         model, _, _, max_relus = self._where
         inner = compile_decision(model, self.kb, model.bias_table(), max_relus=max_relus,
                                  margin=EPS)
         found = closest_change(inner, self.output, self.decision, self.facts,
                                minimize=minimize, immutable=set(immutable), spreads=spreads,
-                               time_limit=self.timeout)
+                               time_limit=left())
         if found is None:
             found = closest_change(self.comp, self.output, self.decision, self.facts,
                                    minimize=minimize, immutable=set(immutable),
-                                   spreads=spreads, time_limit=self.timeout)
+                                   spreads=spreads, time_limit=left())
             if found is not None and not self._replays(found):
                 # the over-approximation's change sits on a threshold (a score of exactly
                 # 0, a real at equality): whether any change exists is Z3's to say, exactly
-                found = self._exact_problem().closest(minimize=minimize, immutable=immutable,
-                                                      spreads=spreads)
+                exact = self._exact_problem()
+                exact.timeout = left()
+                found = exact.closest(minimize=minimize, immutable=immutable,
+                                      spreads=spreads)
         return found
 
     def assumptions(self, fixed=()) -> tuple:
