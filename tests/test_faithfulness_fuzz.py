@@ -6,18 +6,20 @@ structure is random too (seeded numpy, so a failing seed reproduces with
 ``pytest tests/test_faithfulness_fuzz.py -k "seed-17"``): real (bounded and unbounded),
 int, enum and bool inputs; nested and/or/not; sums and scaled differences; ``count(...)``;
 a bool ``define`` read by rules, a real ``define`` compared in them, a decided
-intermediate ``define`` concluded by rules and read by others; bool and enum outputs;
-hard constraints tying an output to inputs or to the other output; learnable ``~``
-thresholds moved off the text as if trained; a small relational set with ``exists``,
-``forall`` and ``count(... for ...)`` over it; sometimes a residual network. Every
-semantics, both solver backends (MILP where its encoding applies). For a few rows:
+intermediate ``define`` concluded by rules and read by others, a neural bool concept;
+bool, enum and int outputs; hard constraints tying an output to inputs or to another
+output; learnable ``~`` thresholds moved off the text as if trained; a small relational
+set with ``exists``, ``forall`` and ``count(... for ...)`` over it; sometimes a residual
+network. Every semantics, both solver backends (MILP where its encoding applies). For a
+few rows:
 
-- a counterfactual applied (``cf.batch(model)`` and ``cf.row_after``) changes
-  ``predict``; a "no change changes the decision" answer is not contradicted by
-  ``predict`` on random rows;
-- a reason survives a few hundred completions of the inputs it does not name, sampled
-  within the declared (or training) ranges and on and around every comparison of the
-  rule text (exactly on a threshold, and a hair either side), where bugs live;
+- a counterfactual (fewest changes or L1, sometimes with an immutable input) applied
+  (``cf.batch(model)`` and ``cf.row_after``) changes ``predict``; a "no change changes
+  the decision" answer is not contradicted by ``predict`` on random rows;
+- a reason (input level, sometimes concept level) survives a few hundred completions of
+  the inputs it does not name, sampled within the declared (or training) ranges and on
+  and around every comparison of the rule text (exactly on a threshold, and a hair
+  either side), where bugs live;
 - a property ``verify`` proves is never contradicted by ``predict`` on samples of its
   premise, and a counterexample it returns is one ``predict`` agrees with.
 
@@ -25,6 +27,8 @@ Hypothesis' AST strategies of tests/test_roundtrip.py generate printable text (n
 such as ``not``, numbers such as 1e20 and 2.5e-300, weights up to 100), most of which
 would be refused or numerically degenerate as models; this generator writes models
 whose thresholds sit inside the inputs' ranges, so that every decision can flip.
+A SolverError (a time-out; counterfactuals get 5 s here) is counted, not a failure:
+``python tests/test_faithfulness_fuzz.py 0 200`` runs seeds 0..199 and prints the counts.
 """
 
 from __future__ import annotations
@@ -44,6 +48,9 @@ from greybox.rules import ast as A
 SEMANTICS = ["probabilistic", "product", "godel", "lukasiewicz"]
 ENUM = ["a", "b", "e"]
 GRADES = ["lo", "mid", "hi"]
+#: each output the generator may declare: its type and values
+OUTPUTS = {"out": ("bool", [False, True]), "grade": ("{lo, mid, hi}", GRADES),
+           "lvl": ("int 0..3", [0, 1, 2, 3])}
 #: declared inputs the generator draws from: name -> (declaration, sampling range)
 INPUTS = {
     "x": ("real[0, 10]", (0.0, 10.0)),
@@ -139,17 +146,19 @@ class _Gen:
         out += [f"input {n}: {INPUTS[n][0]}" for n in self.inputs]
         if self.members:
             out += ["input v(m): real[0, 10]", "input f(m): bool"]
+        self.neural = r.random() < 0.2
+        if self.neural:   # a neural concept read by the rules
+            out.append("neural z: bool = znet(x)")
+            self.defines.append("z")
         if r.random() < 0.4:   # a bool define read by the rules
             out.append(f"define d0: bool = {self.formula(1).replace('~', '')}")
             self.defines.append("d0")
         if len([n for n in self.inputs if n in ("x", "y")]) == 2 and r.random() < 0.3:
             out.append("define s: real = x - 0.5 * y")
             self.defines.append(f"s > {round(float(r.uniform(-5, 9)), 2)}")
-        outputs = [o for o, p in (("out", 0.8), ("grade", 0.5)) if r.random() < p] or ["out"]
-        if "out" in outputs:
-            out.append("output out: bool")
-        if "grade" in outputs:
-            out.append("output grade: {lo, mid, hi}")
+        outputs = [o for o, p in (("out", 0.7), ("grade", 0.4), ("lvl", 0.25))
+                   if r.random() < p] or ["out"]
+        out += [f"output {o}: {OUTPUTS[o][0]}" for o in outputs]
         if r.random() < 0.3:   # a decided intermediate concept
             out.append("define inter: bool")
             out.append(f"rule im weight {self.weight()}: {self.formula()} -> inter")
@@ -157,18 +166,24 @@ class _Gen:
         k = 0
         for o in outputs:
             for _ in range(int(r.integers(2, 5))):
+                values = OUTPUTS[o][1]
                 head = (("out", "not out")[int(r.integers(2))] if o == "out" else
-                        f"grade = {GRADES[int(r.integers(3))]}")
+                        f"{o} = {values[int(r.integers(len(values)))]}")
                 out.append(f"rule r{k} weight {self.weight()}: {self.formula()} -> {head}")
                 k += 1
         if r.random() < 0.4:
             o = outputs[int(r.integers(len(outputs)))]
-            if len(outputs) == 2 and r.random() < 0.5:
+            if "out" in outputs and "grade" in outputs and r.random() < 0.5:
                 out.append("constraint tie: out -> grade != lo")
+            elif "lvl" in outputs and len(outputs) > 1 and r.random() < 0.5:
+                first = "not out" if outputs[0] == "out" else "grade != lo"
+                out.append(f"constraint tie: {first} -> lvl <= 2")
             elif o == "out":
-                out.append(f"constraint h: {self.formula(1)} -> not out")
-            else:
+                out.append(f"constraint h: {self.formula(1)} -> {r.choice(['out', 'not out'])}")
+            elif o == "grade":
                 out.append(f"constraint h: {self.formula(1)} -> grade != hi")
+            else:
+                out.append(f"constraint h: {self.formula(1)} -> lvl >= 1")
         self.outputs = outputs
         return "\n".join(out)
 
@@ -212,9 +227,12 @@ class Case:
             n_feat = len(_rows(g.inputs, g.members, rng, 1).columns) + \
                 (2 if "c" in g.inputs else 0)
             o = g.outputs[0]
-            n_out = 1 if o == "out" else 3
+            n_out = 1 if o == "out" else len(OUTPUTS[o][1])
             residual = {o: nn.Sequential(nn.Linear(n_feat, 3), nn.ReLU(), nn.Linear(3, n_out))}
-        self.model = gb.GreyBox(self.text, semantics=self.semantics, residual=residual)
+        networks = {"znet": nn.Sequential(nn.Linear(1, 3), nn.ReLU(), nn.Linear(3, 1))} \
+            if g.neural else {}
+        self.model = gb.GreyBox(self.text, networks, semantics=self.semantics,
+                                residual=residual)
         self.model.calibrate(_rows(g.inputs, g.members, rng, 200))
         with torch.no_grad():   # as if trained: thresholds and biases moved off the text
             for name, p in self.model.named_parameters():
@@ -235,21 +253,33 @@ class Case:
             self.backend, self.level = "z3", "auto"
 
     # sampling -------------------------------------------------------------------------
-    def ranges(self, name: str):
+    def ranges(self, name: str, wide=()):
+        """A real or int input's range: declared, or the training range -- ten times
+        wider around it for a name in ``wide`` (a result that does not assume the
+        training range speaks about every real)."""
         t = self.kb.variables[name].type
         if isinstance(t, (A.RealType, A.IntType)):
-            lo, hi, _ = self.model.input_range(name)
+            lo, hi, from_data = self.model.input_range(name)
+            if from_data and name in wide:
+                lo, hi = lo - 5 * (hi - lo), hi + 5 * (hi - lo)
             return float(lo), float(hi)
         return None
 
-    def completions(self, fixed: dict, n: int) -> pd.DataFrame:
+    def wide(self, assumptions) -> list:
+        """The inputs without declared bounds that ``assumptions`` do not bound."""
+        return [n for n in self.names if isinstance(self.kb.variables[n].type, A.RealType)
+                and self.model.input_range(n)[2]
+                and not any(f"{n} in [" in a for a in assumptions)]
+
+    def completions(self, fixed: dict, n: int, wide=()) -> pd.DataFrame:
         """``n`` rows: the facts of ``fixed`` held, every other input sampled within its
-        range; half the rows put one comparison of the rule text exactly on its
-        threshold, or a hair either side, by solving for one free input."""
+        range (``wide``: names sampled from ten times their training range); half the
+        rows put one comparison of the rule text exactly on its threshold, or a hair
+        either side, by solving for one free input."""
         rng = self.rng
         rows = _rows(self.inputs, self.members, rng, n)
         for name in rows.columns:           # uniform within the (training) range
-            rg = self.ranges(name)
+            rg = self.ranges(name, wide)
             if rg is not None and isinstance(self.kb.variables[name].type, A.RealType):
                 rows[name] = rng.uniform(*rg, n)
                 rows.loc[rows.index[:2], name] = rg
@@ -264,7 +294,7 @@ class Case:
             rest = const + sum(c * _num(fixed.get(u, rows.at[i, u])) for u, c in coef.items()
                                if u != v)
             value = -rest / coef[v]
-            lo, hi = self.ranges(v)
+            lo, hi = self.ranges(v, wide)
             eps = float(rng.choice([0.0, 1e-12, 1e-9, 1e-6, 1e-3])) * rng.choice([-1, 1]) * \
                 max(1.0, abs(value))
             value = min(max(value + eps, lo), hi)
@@ -360,17 +390,23 @@ def _decision(model, frame: pd.DataFrame, output: str):
 
 
 def check_counterfactual(case: Case, label, output: str, decision) -> str:
-    model, data = case.model, case.data
+    model, data, rng = case.model, case.data, case.rng
+    immutable = [case.names[int(rng.integers(len(case.names)))]] if rng.random() < 0.3 \
+        else []
+    minimize = "l1" if rng.random() < 0.3 else "count"
     try:
-        cf = gb.explain.counterfactual(model, data, label, output=output,
-                                       backend=case.backend, level=case.level)
+        cf = gb.explain.counterfactual(model, data, label, output=output, minimize=minimize,
+                                       immutable=immutable, backend=case.backend,
+                                       level=case.level, timeout=5.0)
     except gb.ModelError as err:
         assert "no change" in str(err), (case.text, str(err))
-        # the claim: no input anywhere in the ranges changes the decision
-        samples = case.completions({}, 300)
+        # the claim: no value of the mutable inputs (in their ranges) changes the decision
+        held = {n: _shown(data.loc[label, n]) for n in immutable}
+        samples = case.completions(held, 300, case.wide([str(err)]))
         assert (_decision(model, samples, output) == decision).all(), (case.text, str(err))
         return "no change"
     assert cf.verified and cf.decision == decision, (case.text, cf)
+    assert not set(cf.changes.fact) & set(immutable), (case.text, immutable, cf)
     assert _decision(model, cf.batch(model), output).iloc[0] != decision, (case.text, cf)
     assert _decision(model, cf.row_after, output).iloc[0] != decision, (case.text, cf)
     for c in cf.changes.itertuples():
@@ -380,20 +416,29 @@ def check_counterfactual(case: Case, label, output: str, decision) -> str:
             lo, hi, from_data = model.input_range(c.fact)
             if not from_data or any(f"{c.fact} in [" in a for a in cf.assumptions):
                 assert lo <= float(c.after) <= hi, (case.text, cf)
-    return "cf"
+    return f"cf {minimize}" + (" immutable" if immutable else "")
+
+
+def _shown(value):
+    return value.item() if hasattr(value, "item") else value
 
 
 def check_reason(case: Case, label, output: str, decision, n: int = 300) -> str:
     model = case.model
+    # at the concept level (Z3) a reason may name network values and residual logits,
+    # which predict cannot be given: such a reason is checked by the solver alone
+    level = "concept" if case.backend == "z3" and case.rng.random() < 0.3 else case.level
     r = gb.explain.reason(model, case.data, label, output=output, backend=case.backend,
-                          level=case.level)
+                          level=level)
     assert r.verified and r.decision == decision, (case.text, r)
-    samples = case.completions(r.facts, n)
+    if any(f not in case.names for f in r.facts):
+        return "reason (concept facts)"
+    samples = case.completions(r.facts, n, case.wide(r.assumptions))
     got = model.predict(samples, on_infeasible="flag")
     bad = (got[output] != decision) | got["infeasible"]
     assert not bad.any(), (case.text, str(r), samples[bad.to_numpy()].head(3),
                            got[bad].head(3))
-    return "reason"
+    return "reason" if level == case.level else "reason concept"
 
 
 def _premises(case: Case, rng):
@@ -424,9 +469,10 @@ def check_verify(case: Case) -> str:
         prop = f"{premise_text} -> {'out' if want else 'not out'}"
         concl = lambda got: got.astype(bool) == want            # noqa: E731
     else:
-        g = GRADES[int(rng.integers(3))]
-        prop = f"{premise_text} -> grade != {g}"
-        concl = lambda got: got.astype(str) != g                # noqa: E731
+        values = OUTPUTS[output][1]
+        g = values[int(rng.integers(len(values)))]
+        prop = f"{premise_text} -> {output} != {g}"
+        concl = lambda got: got.astype(str) != str(g)           # noqa: E731
     try:
         v = gb.explain.verify(model, prop, backend=case.backend,
                               level="input" if case.backend == "milp" else "auto")
@@ -434,7 +480,7 @@ def check_verify(case: Case) -> str:
         STATS["verify timed out"] += 1
         return "verify unknown"
     if v.holds:
-        samples = case.completions({}, 600)
+        samples = case.completions({}, 600, case.wide(v.assumptions))
         got = model.predict(samples)[output].to_numpy()
         broken = premise(samples) & ~concl(got)
         assert not broken.any(), (case.text, prop, samples[broken].head(3))
@@ -550,6 +596,48 @@ def test_a_counterfactual_beyond_the_training_range_is_not_clipped_back_into_it(
     assert cf.verified and cf.assumptions == () and after < -100 and after == round(after)
     assert model.predict(cf.row_after)["out"].tolist() == [False]
     assert model.predict(pd.DataFrame({"x": [8.0], "y": [after + 1]}))["out"].tolist() == [True]
+
+
+
+def _graded_window(window: str, push: float = 5.635509,
+                   low: str = "\nrule low weight 2.5: x <= 5.5 -> grade = hi"):
+    model = gb.GreyBox(f"""
+        input x: real[0, 10]
+        input y: real[-5, 10]
+        output grade: {{lo, mid, hi}}
+        rule window weight 2: {window} -> grade = mid
+        rule push weight 3: x + 1.44 * y > {push} -> grade = hi{low}
+    """, semantics="product")
+    with torch.no_grad():
+        model.decisions["grade"].bias.copy_(torch.tensor([-1.0, 0.0, 0.5]))
+    model.calibrate(pd.DataFrame({"x": [0.0, 10.0, 5.0, 2.0], "y": [8.0, 9.0, 8.5, 8.2]}))
+    row = pd.DataFrame({"x": [5.39], "y": [8.97]})
+    assert model.predict(row)["grade"].tolist() == ["hi"]
+    return model, row
+
+
+@pytest.mark.parametrize("minimize", ["count", "l1"])
+def test_a_change_on_two_thresholds_is_pushed_over_the_one_it_must_cross(minimize):
+    """Seed 52: Z3's change put x exactly on ``not x > 6.246065`` (mid must keep firing)
+    and y exactly on ``x + 1.44 * y > 5.635509`` (hi must stop), which the float nearest
+    y misses. Polishing pushed every real a hair further from the row at once -- x over
+    its threshold too -- and the counterfactual was refused. Each real is now pushed
+    alone first."""
+    model, row = _graded_window("not x > 6.246065")
+    cf = gb.explain.counterfactual(model, row, backend="z3", minimize=minimize)
+    assert cf.verified and cf.new_decision == "mid" and set(cf.changes.fact) == {"x", "y"}
+    assert model.predict(cf.row_after)["grade"].tolist() == ["mid"]
+
+
+def test_pulling_back_a_change_that_cannot_move_keeps_the_solvers_float():
+    """Pulling a change back towards the row by bisection rebuilt the value as
+    ``start + (end - start) * 1.0`` when no step back was possible: for y: 8.97 ->
+    -0.3920138888888888 that is -0.3920138888888882, on the threshold's other side, and
+    the verified solver answer was refused as not changing the decision."""
+    model, row = _graded_window("x >= 6.2 and x <= 6.25", push=5.6355, low="")
+    cf = gb.explain.counterfactual(model, row, backend="z3", minimize="l1")
+    assert cf.verified and cf.new_decision == "mid"
+    assert model.predict(cf.row_after)["grade"].tolist() == ["mid"]
 
 
 # ------------------------------------------------- Z3 counterfactuals: one budget, unknowns
@@ -671,3 +759,18 @@ def test_a_counterfactuals_timeout_bounds_all_its_solver_calls_together(monkeypa
     cf = gb.explain.counterfactual(model, row, backend="z3", timeout=1.0)
     assert cf.verified and len(calls) == 3
     assert sum(calls[:2]) <= 0.5 + 1e-3 and 0.4 <= calls[2] <= 0.5 + 1e-3
+
+
+if __name__ == "__main__":   # python tests/test_faithfulness_fuzz.py FIRST LAST: the counts
+    import sys
+
+    failed = []
+    for seed in range(int(sys.argv[1]), int(sys.argv[2])):
+        try:
+            run_case(seed)
+        except AssertionError as err:
+            failed.append(seed)
+            print(f"seed {seed}: {str(err)[:2000]}")
+    print("failed seeds:", failed)
+    for key, count in sorted(STATS.items()):
+        print(f"{count:6d}  {key}")

@@ -249,15 +249,25 @@ def _polish(model, p, changes: list, after: dict, applied) -> None:
     reals = [c["fact"] for c in changes
              if c["fact"] in kb.variables and isinstance(kb.variables[c["fact"]].type,
                                                          A.RealType)]
+    # pushed by growing hairs, each real alone first (a change can sit on two
+    # thresholds, one the push must cross and one it must not), then all together
+    base = dict(after)
+    groups = [[n] for n in reals] + ([reals] if len(reals) > 1 else [])
     for k in range(10):
         if not reals or applied(after):
             break
+        pushed = {}
         for n in reals:
-            step = float(after[n]) - float(facts[n])
-            moved = float(after[n]) + np.sign(step) * max(abs(float(facts[n])), 1.0) \
+            step = float(base[n]) - float(facts[n])
+            moved = float(base[n]) + np.sign(step) * max(abs(float(facts[n])), 1.0) \
                 * 1e-9 * 10 ** k
-            lo, hi = change_range(model, kb, n, float(after[n]))
-            after[n] = float(np.clip(moved, lo, hi))
+            lo, hi = change_range(model, kb, n, float(base[n]))
+            pushed[n] = float(np.clip(moved, lo, hi))
+        for group in groups:
+            trial = {**base, **{n: pushed[n] for n in group}}
+            if applied(trial):
+                after.update(trial)
+                break
     if applied(after):
         pull_back(kb, changes, facts, after, applied, steps=24,
                   precision=lambda n: person_step(model, n) / 4

@@ -76,7 +76,9 @@ def pull_back(kb, changes: list, facts: dict, after: dict, still_changed, *,
                 hi = mid
             else:
                 lo = mid
-        after[n] = start + (end - start) * hi
+        # hi == 1: the solver's value itself (start + (end - start) * 1.0 can round to
+        # another float, on the threshold's wrong side)
+        after[n] = end if hi == 1.0 else start + (end - start) * hi
         change["after"] = show(kb, n, after[n])
 
 
