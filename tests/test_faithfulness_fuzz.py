@@ -244,9 +244,12 @@ class Case:
         self.kb = self.model.to_kb()
         self.names = list(self.model.kb.inputs)
         self.rng = rng
-        self.data = _rows(g.inputs, g.members, rng, 3)
-        self.data.index = [f"row{i}" for i in range(len(self.data))]
         self.linear = _linear_comparisons(self.kb)
+        if rng.random() < 0.5:
+            self.data = _rows(g.inputs, g.members, rng, 3)
+        else:   # rows at the ends of the ranges and exactly on (or a hair off) thresholds
+            self.data = self.completions({}, 4).iloc[[0, 1, 3]].reset_index(drop=True)
+        self.data.index = [f"row{i}" for i in range(len(self.data))]
         if milp_applies(self.model) and seed % 3 != 0:
             self.backend, self.level = "milp", "input"
         else:
@@ -638,6 +641,58 @@ def test_pulling_back_a_change_that_cannot_move_keeps_the_solvers_float():
     cf = gb.explain.counterfactual(model, row, backend="z3", minimize="l1")
     assert cf.verified and cf.new_decision == "mid"
     assert model.predict(cf.row_after)["grade"].tolist() == ["mid"]
+
+
+
+@pytest.mark.parametrize("text,row,flips", [
+    # seed 43: the row is 1e-9 below a threshold; HiGHS counted it as over, so its
+    # closest change was no change at all
+    ("rule r weight 1: y >= -0.11 -> out", {"y": [-0.110000001], "x": [5.0]}, {"y"}),
+    # seed 59: a fact the change keeps is 3e-9 below a threshold that HiGHS counted
+    # as crossed; its change of v alone did not change predict
+    ("rule keep weight 2: x < 2.76 -> out\nrule w weight 1: v < 2.87 -> out",
+     {"x": [2.75999999724], "v": [0.0]}, {"x", "v"}),
+], ids=["seed-43", "seed-59"])
+def test_a_milp_change_that_does_not_replay_is_asked_of_z3(text, row, flips):
+    """Rows a hair off a threshold (rows at the ends of ranges and on thresholds, added
+    to the generator): the MILP's answer sat within HiGHS' feasibility tolerance of the
+    threshold, so predict disagreed and the counterfactual was refused. An answer of
+    the program that does not replay through the decision function now goes to Z3."""
+    names = sorted(row)
+    model = gb.GreyBox("\n".join([f"input {n}: real[-2, 12]" for n in names] +
+                                  ["output out: bool", text]), semantics="product")
+    with torch.no_grad():
+        model.decisions["out"].bias.fill_(-0.5)
+    data = pd.DataFrame(row)
+    decision = model.predict(data)["out"].iloc[0]
+    cf = gb.explain.counterfactual(model, data, backend="milp", level="input")
+    assert cf.verified and set(cf.changes.fact) == flips
+    assert model.predict(cf.row_after)["out"].iloc[0] != decision
+
+
+
+def test_the_milps_z3_fallback_keeps_its_training_ranges():
+    """Seed 13: where the MILP's answer did not replay, Z3 answered over every real, so
+    an unbounded input came back outside the training range that the result's
+    assumptions name (y: 3 -> -5.01 "for inputs within the training range (y in [-2,
+    12])"). The fallback now ranges over the program's ranges: within them, nothing
+    flips this row, and that is the answer."""
+    model = gb.GreyBox("""
+        input x: real[-2, 12]
+        input y: real
+        output out: bool
+        rule r weight 1: x >= -0.11 -> out
+        rule s weight 1: y < -5 -> out
+    """, semantics="product")
+    with torch.no_grad():
+        model.decisions["out"].bias.fill_(-0.5)
+    model.calibrate(pd.DataFrame({"x": [0.0, 1.0], "y": [-2.0, 12.0]}))
+    row = pd.DataFrame({"x": [-0.110000001], "y": [3.0]})
+    assert model.predict(row)["out"].tolist() == [False]
+    with pytest.raises(gb.ModelError, match=r"no change .*training range \(y in \[-2, 12\]\)"):
+        gb.explain.counterfactual(model, row, backend="milp", level="input", immutable="x")
+    cf = gb.explain.counterfactual(model, row, backend="z3", level="input", immutable="x")
+    assert cf.assumptions == () and cf.changes.after.tolist()[0] < -5   # Z3 alone: any real
 
 
 # ------------------------------------------------- Z3 counterfactuals: one budget, unknowns

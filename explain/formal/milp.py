@@ -26,6 +26,7 @@ import contextlib
 import os
 import sys
 import time
+from fractions import Fraction
 
 import numpy as np
 from scipy.optimize import Bounds, LinearConstraint, milp
@@ -710,11 +711,20 @@ class MilpProblem(Problem):
 
     def _exact_problem(self):
         if self._exact is None:
+            import z3
+
             from .z3 import Z3Problem
 
             model, batch, row, max_relus = self._where
-            self._exact = Z3Problem(model, batch, row, self.output, level="input",
-                                    max_relus=max_relus, timeout=self.timeout)
+            exact = Z3Problem(model, batch, row, self.output, level="input",
+                              max_relus=max_relus, timeout=self.timeout)
+            # over the program's ranges: inputs declared without bounds within the
+            # training range, as this problem's assumptions say (Z3 alone ranges over
+            # every real)
+            exact.background = list(exact.background) + [
+                z3.And(exact.const(n) >= Fraction(lo), exact.const(n) <= Fraction(hi))
+                for n, (lo, hi) in self.comp.assumed.items()]
+            self._exact = exact
         return self._exact
 
     def closest(self, *, minimize: str, immutable, spreads: dict):
@@ -732,6 +742,13 @@ class MilpProblem(Problem):
         found = closest_change(inner, self.output, self.decision, self.facts,
                                minimize=minimize, immutable=set(immutable), spreads=spreads,
                                time_limit=left())
+        if found is not None and not self._replays(found):
+            # HiGHS' feasibility tolerance (1e-7) let a fact the change keeps, a hair off
+            # a threshold (x = 2.75999999724 against x >= 2.76), count as over it, and
+            # polishing moves only changed facts: which change works is Z3's to say
+            exact = self._exact_problem()
+            exact.timeout = left()
+            return exact.closest(minimize=minimize, immutable=immutable, spreads=spreads)
         if found is None:
             found = closest_change(self.comp, self.output, self.decision, self.facts,
                                    minimize=minimize, immutable=set(immutable),
