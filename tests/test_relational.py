@@ -863,16 +863,17 @@ constraint cap: not (alert(a) and alert(b) and alert(c))""", sets={"person": ["a
     widths = []
     optimise = Z3Problem._optimise
 
-    def spy(self, *, mutable, minimize, spreads):
+    def spy(self, *, mutable, **kw):
         widths.append(len(mutable))
-        return optimise(self, mutable=mutable, minimize=minimize, spreads=spreads)
+        return optimise(self, mutable=mutable, **kw)
 
     monkeypatch.setattr(Z3Problem, "_optimise", spy)
     cf = gb.explain.counterfactual(model, one, output="alert(a)", backend="z3", timeout=5)
     assert cf.verified and cf.decision is True and cf.new_decision is False
     assert [tuple(c) for c in cf.changes.itertuples(index=False)] == [("lvl(a)", 1, 2)]
     assert model.predict(cf.row_after)["alert(a)"].tolist() == [False]
-    assert widths and set(widths) == {1}          # never the whole optimisation
+    # never the whole optimisation (an int fact alone is tried value by value)
+    assert set(widths) <= {1}
     assert cf.distance == 1.0
 
 

@@ -21,6 +21,7 @@ from greybox.rules import closure, entails, evaluate, expr_to_text, parse_formul
 from ._backend import BACKENDS, choose, resolve_level
 from ._results import Counterfactual, Reason, Verification
 from ._row import (
+    change_range,
     concepts_after,
     decision_on,
     decisions_on,
@@ -167,7 +168,10 @@ def counterfactual(model, batch, row=None, output: str | None = None, *,
     constraints are respected; residual logits (concept level) are held. Changed real
     values are pulled back to the threshold and rounded to the data's precision on the
     decided side; the result is checked by running the decision function
-    (``verified``). ``level`` and ``backend`` as in :func:`reason`.
+    (``verified``). ``level`` and ``backend`` as in :func:`reason`. ``timeout`` (seconds)
+    bounds the solver's whole search, every call together; with Z3, a fact whose single
+    change it cannot settle within its share is skipped (a SolverError only when the
+    whole optimisation, needed then, runs out of time).
 
     Examples
     --------
@@ -261,16 +265,25 @@ def _polish(model, p, changes: list, after: dict, applied, applied_all) -> None:
     reals = [c["fact"] for c in changes
              if c["fact"] in kb.variables and isinstance(kb.variables[c["fact"]].type,
                                                          A.RealType)]
+    # pushed by growing hairs, each real alone first (a change can sit on two
+    # thresholds, one the push must cross and one it must not), then all together
+    base = dict(after)
+    groups = [[n] for n in reals] + ([reals] if len(reals) > 1 else [])
     for k in range(10):
         if not reals or applied(after):
             break
+        pushed = {}
         for n in reals:
-            step = float(after[n]) - float(facts[n])
-            moved = float(after[n]) + np.sign(step) * max(abs(float(facts[n])), 1.0) \
+            step = float(base[n]) - float(facts[n])
+            moved = float(base[n]) + np.sign(step) * max(abs(float(facts[n])), 1.0) \
                 * 1e-9 * 10 ** k
-            lo, hi, _ = model.input_range(n) if kb.variables[n].role == "input" else \
-                (-np.inf, np.inf, False)
-            after[n] = float(np.clip(moved, lo, hi))
+            lo, hi = change_range(model, kb, n, float(base[n]))
+            pushed[n] = float(np.clip(moved, lo, hi))
+        trials = [{**base, **{n: pushed[n] for n in group}} for group in groups]
+        for trial, ok in zip(trials, applied_all(trials)):   # decided in one evaluation
+            if ok:
+                after.update(trial)
+                break
     if applied(after):
         pull_back(kb, changes, facts, after, applied_all, steps=24,
                   precision=lambda n: person_step(model, n) / 4
@@ -318,7 +331,13 @@ def verify(model, prop, *, level: str = "auto", max_relus: int = 64,
         prop = parse_formula(prop, model.kb)
     if level == "concept" and model.residual is None:
         e = entails(kb, prop, bias=model.bias_table(), timeout=timeout)
-        return Verification(e.property, e.holds, e.counterexample, e.confirmed)
+        if e.holds or e.confirmed:
+            return Verification(e.property, e.holds, e.counterexample, e.confirmed)
+        # the exact witness sits on a threshold that floats round to its other side
+        # (x + 0.69 * y > 12.73 with y = 12.73 / 0.69): a row a hair away breaks it
+        formula = parse_formula(prop, kb)
+        row, confirmed = _concept_witness(model, kb, formula, e.counterexample)
+        return Verification(e.property, False, row, confirmed)
     formula = parse_formula(prop, kb)
     text = prop if isinstance(prop, str) else expr_to_text(formula)
     b = choose(backend, level, model)
@@ -326,16 +345,8 @@ def verify(model, prop, *, level: str = "auto", max_relus: int = 64,
     if row is None:
         return Verification(text, True, assumptions=assumed)
     if level == "concept":   # neural values and residual logits come with the witness
-        names = [n for n in kb.inputs if not isinstance(kb.variables[n].type, A.TensorType)]
-        names += list(kb.neural)
-
-        def breaks(trial):
-            ev = evaluate(kb, trial[names], bias=_bias_with(model, kb, trial))
-            return not bool(ev.holds(formula).iloc[0]) and not bool(ev.infeasible.iloc[0])
-
-        moved = next((t for t in _near(model, kb, row) if breaks(t)), None)
-        return Verification(text, False, row if moved is None else moved, moved is not None,
-                            assumed)
+        row, confirmed = _concept_witness(model, kb, formula, row)
+        return Verification(text, False, row, confirmed, assumed)
     shown = _replayed(model, kb, formula, row)
     if shown is None and b.name != "z3":
         # the program over-approximates: its witness may sit on a threshold's wrong side;
@@ -348,6 +359,24 @@ def verify(model, prop, *, level: str = "auto", max_relus: int = 64,
     if shown is None:
         return Verification(text, False, row, False, assumed)
     return Verification(text, False, shown, True, assumed)
+
+
+def _concept_witness(model, kb, formula, row: pd.DataFrame) -> tuple[pd.DataFrame, bool]:
+    """A concept-level counterexample (inputs, neural values, residual logits) and whether
+    the decision function, with those values held, breaks the property on it -- or on a
+    copy moved off a threshold by a hair (:func:`_near`), its decisions recomputed."""
+    names = [n for n in kb.inputs if not isinstance(kb.variables[n].type, A.TensorType)]
+    names += list(kb.neural)
+    for trial in _near(model, kb, row):
+        ev = evaluate(kb, trial[names], bias=_bias_with(model, kb, trial))
+        if bool(ev.holds(formula).iloc[0]) or bool(ev.infeasible.iloc[0]):
+            continue
+        shown = trial.copy()
+        for name in kb.decided:
+            if name in shown:
+                shown[name] = ev.decisions[name].to_numpy()
+        return shown, True
+    return row, False
 
 
 def _replayed(model, kb, formula, row: pd.DataFrame) -> pd.DataFrame | None:

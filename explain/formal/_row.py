@@ -87,7 +87,9 @@ def pull_back(kb, changes: list, facts: dict, after: dict, still_changed, *,
             else:
                 hi = points[first]
                 lo = points[first - 1] if first else lo
-        after[n] = start + (end - start) * hi
+        # hi == 1: the solver's value itself (start + (end - start) * 1.0 can round to
+        # another float, on the threshold's wrong side)
+        after[n] = end if hi == 1.0 else start + (end - start) * hi
         change["after"] = show(kb, n, after[n])
 
 
@@ -181,6 +183,22 @@ def decisions_on(model, batch, row, output, afters: list) -> list:
     return [None if bad else g for g, bad in zip(got, infeasible)]
 
 
+def change_range(model, kb, name: str, value: float) -> tuple[float, float]:
+    """Where polishing may move real fact ``name``, now at ``value`` (a solver's answer):
+    an input's declared bounds and, on a side declared without one, its training range
+    -- unless ``value`` already lies beyond it: the Z3 backend ranges over every real, and
+    its answer clipped back into the training range would no longer change the decision.
+    Unbounded for a neural value."""
+    if kb.variables[name].role != "input":
+        return -np.inf, np.inf
+    lo, hi, from_data = model.input_range(name)
+    if from_data and not lo <= value <= hi:
+        t = kb.variables[name].type
+        lo = float(t.lo) if getattr(t, "lo", None) is not None else -np.inf
+        hi = float(t.hi) if getattr(t, "hi", None) is not None else np.inf
+    return lo, hi
+
+
 def person_step(model, name: str) -> float:
     """The step a counterfactual value of a real input is rounded to: the data's
     precision, coarsened to about a hundredth of the input's spread (``17.71``, not
@@ -220,7 +238,7 @@ def round_changes(model, kb, facts: dict, after: dict, changes: list, differs_al
             k = np.ceil(value / step - 1e-9) if up else np.floor(value / step + 1e-9)
             k += extra if up else -extra
             v = round(float(k * step), decimals(step))
-            lo, hi, _ = model.input_range(n)
+            lo, hi = change_range(model, kb, n, value)
             trial[n] = min(max(v, lo), hi)
         trials.append(trial)
     found = differs_all([*trials, after])

@@ -25,6 +25,8 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import time
+from fractions import Fraction
 
 import numpy as np
 from scipy.optimize import Bounds, LinearConstraint, milp
@@ -709,31 +711,55 @@ class MilpProblem(Problem):
 
     def _exact_problem(self):
         if self._exact is None:
+            import z3
+
             from .z3 import Z3Problem
 
             model, batch, row, max_relus = self._where
-            self._exact = Z3Problem(model, batch, row, self.output, level="input",
-                                    max_relus=max_relus, timeout=self.timeout)
+            exact = Z3Problem(model, batch, row, self.output, level="input",
+                              max_relus=max_relus, timeout=self.timeout)
+            # over the program's ranges: inputs declared without bounds within the
+            # training range, as this problem's assumptions say (Z3 alone ranges over
+            # every real)
+            exact.background = list(exact.background) + [
+                z3.And(exact.const(n) >= Fraction(lo), exact.const(n) <= Fraction(hi))
+                for n, (lo, hi) in self.comp.assumed.items()]
+            self._exact = exact
         return self._exact
 
     def closest(self, *, minimize: str, immutable, spreads: dict):
         # searched in the inner program (a margin around real thresholds), so that the
         # change found replays; the over-approximating one says when none exists at all
+        # ``timeout`` bounds the whole search, every program (and Z3) together
+        deadline = time.monotonic() + self.timeout
+
+        def left() -> float:
+            return max(1e-3, deadline - time.monotonic())
+
         model, _, _, max_relus = self._where
         inner = compile_decision(model, self.kb, model.bias_table(), max_relus=max_relus,
                                  margin=EPS)
         found = closest_change(inner, self.output, self.decision, self.facts,
                                minimize=minimize, immutable=set(immutable), spreads=spreads,
-                               time_limit=self.timeout)
+                               time_limit=left())
+        if found is not None and not self._replays(found):
+            # HiGHS' feasibility tolerance (1e-7) let a fact the change keeps, a hair off
+            # a threshold (x = 2.75999999724 against x >= 2.76), count as over it, and
+            # polishing moves only changed facts: which change works is Z3's to say
+            exact = self._exact_problem()
+            exact.timeout = left()
+            return exact.closest(minimize=minimize, immutable=immutable, spreads=spreads)
         if found is None:
             found = closest_change(self.comp, self.output, self.decision, self.facts,
                                    minimize=minimize, immutable=set(immutable),
-                                   spreads=spreads, time_limit=self.timeout)
+                                   spreads=spreads, time_limit=left())
             if found is not None and not self._replays(found):
                 # the over-approximation's change sits on a threshold (a score of exactly
                 # 0, a real at equality): whether any change exists is Z3's to say, exactly
-                found = self._exact_problem().closest(minimize=minimize, immutable=immutable,
-                                                      spreads=spreads)
+                exact = self._exact_problem()
+                exact.timeout = left()
+                found = exact.closest(minimize=minimize, immutable=immutable,
+                                      spreads=spreads)
         return found
 
     def assumptions(self, fixed=()) -> tuple:

@@ -11,6 +11,7 @@ pin. Reasons use unsat cores; counterfactuals one fact at a time first, then Z3
 
 from __future__ import annotations
 
+import time
 import weakref
 from fractions import Fraction
 
@@ -261,53 +262,78 @@ class Z3Problem(Problem):
         held, as the MILP backend does), the closest single change winning and ties going
         to the earlier fact -- cheap where hard constraints make the whole optimisation
         slow, and the same answer on every call; the whole optimisation only when no
-        single change exists. ``"l1"``: the whole optimisation."""
+        single change was found. ``"l1"``: the whole optimisation (but for one mutable
+        fact, where the closest single change is the answer).
+
+        ``timeout`` bounds the whole search, every solver call together (wall clock).
+        The single-fact calls share half of it, each its fair share of what is left
+        (time one does not use passes on to the next); a call that runs out answers
+        "unknown" -- that fact is skipped, never the whole counterfactual lost -- and
+        the whole optimisation gets the rest."""
+        deadline = time.monotonic() + self.timeout
         mutable = [n for n in self.names if n not in immutable and not self.held(n)]
-        if minimize == "count" and len(mutable) > 1:
+        if mutable and (minimize == "count" or len(mutable) == 1):
             singles = []
+            phase_end = time.monotonic() + self.timeout / 2
             for k, name in enumerate(mutable):
-                found = self._single(name, spreads)
+                share = (phase_end - time.monotonic()) / (len(mutable) - k)
+                try:
+                    found = self._single(name, spreads, until=time.monotonic() + share)
+                except SolverError:
+                    continue              # unknown within its share: skipped
                 if found is not None:
                     # gaps equal but for solver noise tie: the earlier fact wins
                     singles.append((round(self._gap(name, found[name], spreads), 9), k,
                                     found))
             if singles:
                 return min(singles, key=lambda c: c[:2])[2]
-        return self._optimise(mutable=mutable, minimize=minimize, spreads=spreads)
+        return self._optimise(mutable=mutable, minimize=minimize, spreads=spreads,
+                              until=deadline)
 
-    def _single(self, name: str, spreads: dict):
+    def _single(self, name: str, spreads: dict, *, until: float):
         """The closest facts with only ``name`` changed whose decision differs; None when
-        none. First one incremental check (every other fact held by its assumption
-        literal) says whether any value of ``name`` changes the decision; then a real or
-        int input's closest value by optimisation, or a bool's, enum's or neural class's
-        first value in domain order that does (each counts 1)."""
+        none; SolverError when the solver cannot say by ``until`` (a
+        :func:`time.monotonic` time). First one incremental check (every other fact held
+        by its assumption literal) says whether any value of ``name`` changes the
+        decision; then a real input's (or a wide int's) closest value by optimisation;
+        an int of at most :data:`ENUMERATED` values tried value by value, nearest first
+        (ties: the lower), and a bool's, enum's or neural class's first value in domain
+        order that does (each counts 1). Value by value, each check is one cheap
+        satisfiability question; Z3's optimiser over an int read through ReLUs can take
+        minutes on the same question."""
         s = self._differs_solver()
         others = [self._lits[n] for n in self.names if n != name]
-        if self.check(s, *others) == z3.unsat:
+        if self.check(s, *others, until=until) == z3.unsat:
             return None
-        if _measured(self.kb, name):
-            return self._optimise(mutable=[name], minimize="l1", spreads=spreads)
-        d = A.domain(self.kb.variables[name].type)
-        for value in d.values:
+        t = self.kb.variables[name].type
+        d = A.domain(t)
+        if _measured(self.kb, name) and not (isinstance(t, A.IntType)
+                                             and d.size <= ENUMERATED):
+            return self._optimise(mutable=[name], minimize="l1", spreads=spreads,
+                                  until=until)
+        values = list(d.values)
+        if _measured(self.kb, name):   # an int: nearest first
+            values.sort(key=lambda v: (abs(v - self.facts[name]), v))
+        for value in values:
             code = d.code(value)
             if code == self.facts[name]:
                 continue
             s.push()
             s.add(self.const(name) == d.z3_value(value))
             try:
-                found = self.check(s, *others) == z3.sat
+                found = self.check(s, *others, until=until) == z3.sat
             finally:
                 s.pop()
             if found:
                 return {**self.facts, name: code}
         return None   # pragma: no cover (the first check found a value)
 
-    def _optimise(self, *, mutable: list, minimize: str, spreads: dict):
+    def _optimise(self, *, mutable: list, minimize: str, spreads: dict, until: float):
         """The closest facts (only ``mutable`` ones changed) whose decision differs, by
         Z3's ``Optimize`` (lexicographic: ``minimize`` first, the other measure breaking
-        ties); None when there are none."""
+        ties); None when there are none; SolverError when Z3 cannot say by ``until``."""
         opt = z3.Optimize()
-        opt.set("timeout", max(1, int(self.timeout * 1000)))
+        opt.set("timeout", _ms(until - time.monotonic()))
         opt.add(*self.background)
         opt.add(z3.Not(self.goal))
         counts, dists = [], []
@@ -411,21 +437,37 @@ class Z3Problem(Problem):
 
     def solver(self) -> z3.Solver:
         s = z3.Solver()
-        s.set("timeout", max(1, int(self.timeout * 1000)))
+        s.set("timeout", _ms(self.timeout))
         s.add(*self.background)
         return s
 
-    def check(self, s, *assumptions):
+    def check(self, s, *assumptions, until: float | None = None):
+        """``s.check(*assumptions)``, within ``self.timeout`` or by ``until`` (a
+        :func:`time.monotonic` time); SolverError when Z3 cannot say."""
+        if until is not None:
+            s.set("timeout", _ms(until - time.monotonic()))
         try:
             result = s.check(*assumptions)
         except z3.Z3Exception as err:  # pragma: no cover
             raise SolverError(f"Z3 failed: {err}") from None
+        finally:
+            if until is not None:
+                s.set("timeout", _ms(self.timeout))
         if result == z3.unknown:
             raise SolverError(f"Z3 could not decide within {self.timeout} s "
                               f"({s.reason_unknown()}); raise the timeout")
         return result
 
 
+
+
+#: an int fact of at most this many values is changed alone value by value, not optimised
+ENUMERATED = 64
+
+
+def _ms(seconds: float) -> int:
+    """A Z3 timeout (whole milliseconds, at least 1) of ``seconds``."""
+    return max(1, int(seconds * 1000))
 
 
 def _measured(kb, n: str) -> bool:
