@@ -287,37 +287,36 @@ def sampled_refuted(model, kb, facts: dict, fixeds: list, output: str, decision,
     if k == 0:
         return []
     sampleable = np.ones(k, bool)
-    cols = {}
+    cols = {}   # numpy columns (enums categorical): no Python lists for pandas to read
     for name, code in facts.items():
         t = kb.variables[name].type
         held = np.repeat([name in f for f in fixeds], n)
+        if isinstance(t, A.EnumType):
+            drawn = np.full(n * k, int(code)) if held.all() else \
+                rng.integers(0, len(t.values), n * k)
+            drawn[held] = int(code)
+            cols[name] = pd.Categorical.from_codes(drawn, categories=list(t.values))
+            continue
         value = show(kb, name, code)
         if held.all():
-            cols[name] = [value] * (n * k)
+            cols[name] = np.full(n * k, value)
             continue
         if isinstance(t, A.BoolType):
             drawn = rng.integers(0, 2, n * k).astype(bool)
-        elif isinstance(t, A.EnumType):
-            drawn = rng.choice(np.asarray(t.values, dtype=object), n * k)
         else:
             lo, hi, _ = model.input_range(name)
             if not (np.isfinite(lo) and np.isfinite(hi)):
                 sampleable &= np.asarray([name in f for f in fixeds])
-                cols[name] = [value] * (n * k)
+                cols[name] = np.full(n * k, value)
                 continue
             if isinstance(t, A.IntType):
                 drawn = rng.integers(int(lo), int(hi) + 1, n * k)
             else:
                 drawn = rng.uniform(lo, hi, n * k)
                 drawn[0::n], drawn[1::n] = lo, hi
-        out = drawn.astype(object) if isinstance(t, A.EnumType) else drawn.copy()
-        out[held] = value
-        cols[name] = list(out)
+        drawn[held] = value
+        cols[name] = drawn
     frame = pd.DataFrame(cols)
-    for name in facts:
-        t = kb.variables[name].type
-        if isinstance(t, A.EnumType):
-            frame[name] = pd.Categorical(frame[name], categories=list(t.values))
     got = model.predict(frame, on_infeasible="flag")
     differs = (got[output].to_numpy() != decision) & ~got["infeasible"].to_numpy()
     return [bool(d) for d in differs.reshape(k, n).any(axis=1) & sampleable]
