@@ -77,8 +77,9 @@ class Predictions:
     def _evaluating(self):
         """Every submodule in evaluation mode inside, each back in its own mode after --
         without ``eval()``/``train()``'s ``nn.Module.__setattr__`` on each of a hundred
-        submodules (a 50-rule model: 0.6 ms per call) where no module overrides
-        ``train``."""
+        submodules (a 50-rule model: 0.6 ms per call). Where a training module overrides
+        ``train``, ``eval()`` then ``train(was)`` (that module's own logic runs; every
+        module ends in the model's mode)."""
         on = [m for m in self.modules() if m.training]
         if any(type(m).train is not nn.Module.train for m in on):
             was = self.training

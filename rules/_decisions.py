@@ -17,7 +17,6 @@ checked against hard constraints) are refused beyond :data:`MAX_ASSIGNMENTS`.
 from __future__ import annotations
 
 import itertools
-import weakref
 from dataclasses import dataclass
 
 import networkx as nx
@@ -113,29 +112,13 @@ class DecisionPlan:
     fixed_constraints: tuple[A.Constraint, ...]
 
 
-#: id(kb) -> (weak reference to kb, its memo). Keyed by identity, not equality: two equal
-#: knowledge bases (a model's rules and its learned copy) hold different AST nodes, and
-#: callers look nodes of the plan up by identity.
-_MEMOS: dict[int, tuple] = {}
-
-
 def memo(kb) -> dict:
     """What is derived from ``kb`` alone and reused by every evaluation of it (its decision
-    plan, its compiled formulas, the columns it reads): a dict that lives as long as the
-    knowledge base object (dropped with it; never pickled)."""
-    entry = _MEMOS.get(id(kb))
-    if entry is not None and entry[0]() is kb:
-        return entry[1]
-    key, store = id(kb), {}
-    _MEMOS[key] = (weakref.ref(kb, lambda ref, key=key, memos=_MEMOS: _drop(memos, key, ref)),
-                   store)
-    return store
-
-
-def _drop(memos: dict, key: int, ref) -> None:
-    entry = memos.get(key)
-    if entry is not None and entry[0] is ref:
-        del memos[key]
+    plan, its compiled formulas, the columns it reads): a dict held by the knowledge base
+    object itself, so it goes with it (never pickled). Keyed by identity, not equality: two
+    equal knowledge bases (a model's rules and its learned copy) hold different AST nodes,
+    and callers look nodes of the plan up by identity."""
+    return kb._memo
 
 
 def plan(kb) -> DecisionPlan:

@@ -54,7 +54,7 @@ class KnowledgeBase:
     """
 
     __slots__ = ("statements", "variables", "rules", "constraints", "source", "filename",
-                 "program", "_graph", "_hash", "_decided", "_heads", "__weakref__")
+                 "program", "_graph", "_hash", "_decided", "_heads", "_memo", "__weakref__")
 
     def __init__(self, statements: Iterable[A.Statement], *, source: str | None = None,
                  filename: str | None = None, sets: Mapping[str, Iterable] | None = None):
@@ -82,6 +82,8 @@ class KnowledgeBase:
         object.__setattr__(self, "_hash", None)
         object.__setattr__(self, "_decided", None)
         object.__setattr__(self, "_heads", None)
+        #: what evaluation derives from this object alone (see rules._decisions.memo)
+        object.__setattr__(self, "_memo", {})
 
     def __setattr__(self, name, value):
         raise AttributeError("KnowledgeBase is immutable")
@@ -111,6 +113,7 @@ class KnowledgeBase:
         for slot in KnowledgeBase.__slots__:
             if slot != "__weakref__":
                 object.__setattr__(self, slot, getattr(other, slot))
+        object.__setattr__(self, "_memo", {})
 
     @property
     def families(self) -> Mapping[str, FamilyInfo]:

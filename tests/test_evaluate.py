@@ -227,3 +227,23 @@ def test_compiled_formulas_are_kept_per_knowledge_base_object():
         gc.collect()
         low = kb(t)      # often at the freed object's address
         assert gr.evaluate(low, rows).decisions["o"].tolist() == want
+
+
+def test_what_evaluation_keeps_of_a_knowledge_base_goes_with_it():
+    """The compiled formulas kept per knowledge base hold it (a closure reads it): kept
+    in a module-level table they kept every knowledge base ever evaluated alive -- a
+    model's to_kb() after each parameter change, the debugger's edits (the reviewer's
+    loop grew 0.2 MiB a step)."""
+    import gc
+    import weakref
+
+    refs = []
+    for i in range(20):
+        kb = gr.parse(f"input x: real\ndefine big: bool = x > {i} + 0.5\noutput o: bool\n"
+                      "rule r: big -> o")
+        gr.evaluate(kb, {"x": [1.0, 60.0]})
+        gr.crisp_truth(kb, kb.rules["r"].body, {"x": np.array([1.0, 60.0])}, 2)
+        refs.append(weakref.ref(kb))
+        del kb
+    gc.collect()
+    assert sum(r() is not None for r in refs) == 0

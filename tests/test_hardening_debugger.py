@@ -217,3 +217,15 @@ def test_targets_in_a_series_are_matched_to_the_datas_rows_by_label():
     with pytest.raises(DataError, match="no label for row 'dee'"):
         gb.explain.Debugger(model, data, aligned.loc[["ann", "bob", "cy"]].set_axis(
             ["ann", "bob", "zed"]).reindex(["ann", "bob", "cy", "zed"]).fillna(False))
+
+
+def test_train_labels_in_a_series_are_matched_to_the_training_rows_by_label():
+    """train=(data, labels) paired a Series by position (the reviewer's find): indexed
+    like the training data in another order, TracIn blamed rows under others' labels."""
+    model = gb.GreyBox("input x: int 0..5\noutput y: bool\nrule r: x >= 4 -> y",
+                       semantics="product")
+    train = pd.DataFrame({"x": [5, 0, 4, 1]}, index=["a", "b", "c", "d"])
+    labels = pd.Series([True, False, True, False], index=train.index)
+    dbg = gb.explain.Debugger(model, train, labels,
+                              train=(train, labels.loc[["d", "c", "b", "a"]]))
+    assert dbg.train[1].tolist() == [True, False, True, False]

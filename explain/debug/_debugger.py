@@ -584,6 +584,7 @@ def _training_set(model, var, train) -> tuple:
         targets = columns[var.name]
     if isinstance(targets, torch.Tensor):
         targets = targets.detach().cpu().numpy()
+    targets = align_labels("train= labels", targets, batch.index)   # by row label
     y = targets.astype(object).to_numpy() if isinstance(targets, (pd.Series, pd.Index)) \
         else np.asarray(targets)
     if y.shape != (batch.n,):
