@@ -71,6 +71,32 @@ class Context:
         #: decides with (see :func:`._compiled.stated_threshold`)
         self.offsets: dict[int, float] = {}
 
+    # comparisons as predict decides them ----------------------------------------
+    def _crisp(self, e) -> bool:
+        """Whether comparison or membership test ``e`` is crisp here."""
+        raise NotImplementedError
+
+    def _observed_truth(self, e) -> torch.Tensor | None:
+        """Where ``e`` is crisp here and reads observed inputs only: its truth from the
+        crisp evaluation of the batch (exact where float64 arithmetic may round), as 0/1
+        float32; None otherwise (or where the batch does not hold those columns)."""
+        if self._crisp(e) and self.model.compiled.observed(e):
+            return self.batch.crisp_truth(self.kb, e, self.device)
+        return None
+
+    def _widened(self, e, env, evaluate, narrow):
+        """``evaluate(e, env)``, in float64 where ``e`` reads real values or fractions
+        (:meth:`Compiled.float64`) and this pass is not already wide; such a result goes
+        through ``narrow`` (its truth back to float32)."""
+        if self.wide or not self.model.compiled.float64(e):
+            return evaluate(e, env)
+        self.wide = True
+        try:
+            out = evaluate(e, env)
+        finally:
+            self.wide = False
+        return narrow(out)
+
     # constructors of values -------------------------------------------------------
     def observe(self, name: str, x: torch.Tensor):
         raise NotImplementedError

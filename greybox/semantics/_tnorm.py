@@ -194,24 +194,16 @@ class FuzzyContext(Context):
         whose arithmetic float64 may round is read from the crisp evaluation of the batch;
         the others are computed in float64 where they read real values or fractions
         (:meth:`Compiled.float64`), their truth returned in float32."""
+        found = self._observed_truth(e)
+        if found is not None:
+            return found
         compiled = self.model.compiled
-        if self._crisp(e):
-            if compiled.observed(e):
-                found = self.batch.crisp_truth(self.kb, e, self.device)
-                if found is not None:
-                    return found
-        elif isinstance(e, A.Compare) and compiled.single(e) is not None:
+        if not self._crisp(e) and isinstance(e, A.Compare) and compiled.single(e) is not None:
             name, num, first = compiled.single(e)
             x, t = self.batch.float32(name), self.model.threshold(num)
             return smooth_truth(e.op, *((x, t) if first else (t, x)), compiled.temperature(e))
-        if self.wide or not compiled.float64(e):
-            return evaluate(e, env)
-        self.wide = True
-        try:
-            out = evaluate(e, env)
-        finally:
-            self.wide = False
-        return out.float() if isinstance(out, torch.Tensor) else out
+        return self._widened(e, env, evaluate,
+                             lambda out: out.float() if isinstance(out, torch.Tensor) else out)
 
     def _compare(self, e: A.Compare, env):
         return self._exactly(e, env, self._compare_as)

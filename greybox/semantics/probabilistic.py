@@ -804,22 +804,14 @@ class ProbContext(Context):
         whose arithmetic float64 may round is read from the crisp evaluation of the batch;
         the others are computed in float64 where they read real values or fractions
         (:meth:`Compiled.float64`), their truth returned in float32."""
-        compiled = self.model.compiled
-        if self._crisp(e):
-            if compiled.observed(e):
-                found = self.batch.crisp_truth(self.kb, e, self.device)
-                if found is not None:
-                    return Field((), found)
-        elif isinstance(e, A.Compare) and compiled.single(e) is not None:
+        found = self._observed_truth(e)
+        if found is not None:
+            return Field((), found)
+        if not self._crisp(e) and isinstance(e, A.Compare) and \
+                self.model.compiled.single(e) is not None:
             return evaluate(e, env)      # read in float32 (see Compiled.single)
-        if self.wide or not compiled.float64(e):
-            return evaluate(e, env)
-        self.wide = True
-        try:
-            out = evaluate(e, env)
-        finally:
-            self.wide = False
-        return out if out.t.dtype == torch.float32 else Field(out.scope, out.t.float())
+        return self._widened(e, env, evaluate, lambda out: out if out.t.dtype == torch.float32
+                             else Field(out.scope, out.t.float()))
 
     def _compare(self, e: A.Compare, env) -> Field:
         return self._exactly(e, env, self._compare_fields)
