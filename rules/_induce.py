@@ -1,0 +1,421 @@
+"""Search for conjunctions of conditions over a table's columns (rule bodies learned from data).
+
+The core of rule induction (:func:`greybox.rules.induce`) and of the debugger's rule
+proposals: given a per-row *gain* -- the signed value of a rule body being true on that
+row -- find the conjunctions of simple conditions whose sum of gain over the rows where
+they hold is largest.
+
+Conditions, one column each:
+
+* numeric column: ``col <= t`` and ``col > t``, ``t`` between two neighbouring distinct
+  values of the rows considered (the shortest decimal in that gap, nearest its middle);
+* bool column: ``col`` and ``not col``;
+* categorical / object / string column: ``col == v`` and ``col != v``.
+
+The search is a beam search over the number of conditions (Clark & Niblett's CN2 style):
+level 1 scores every condition on every column; level ``k + 1`` extends each of the
+``beam`` best conjunctions of level ``k`` by the best condition of every (column,
+operator) on the rows where it holds. A numeric column is scored in one pass over its
+rows in sorted order (prefix sums of the gain, so ``O(n)`` per column per conjunction once
+the column is sorted, ``O(n log n)`` once). No conjunction repeats a condition on the same
+column and operator, an extension must hold on fewer rows than its parent, and
+conditions the others make redundant on the data are dropped from the result.
+
+This module imports neither torch nor the model.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import NamedTuple
+
+import numpy as np
+import pandas as pd
+
+from greybox.errors import DataError
+
+from . import _ast as A
+
+__all__ = ["Condition", "Conjunction", "search_conjunctions", "threshold_between"]
+
+#: conjunctions kept at each level of the beam search
+DEFAULT_BEAM = 10
+
+
+class Condition(NamedTuple):
+    """One condition of a conjunction: ``column operator value``.
+
+    ``operator`` is ``"<="`` or ``">"`` (numeric threshold), ``"=="`` or ``"!="`` (a
+    category; for a bool column ``("c", "==", True)`` is ``c`` and ``("c", "==", False)``
+    is ``not c``).
+    """
+
+    column: str
+    operator: str
+    value: object
+
+    def formula(self) -> A.Expr:
+        """The condition as a rule-language formula."""
+        if isinstance(self.value, (bool, np.bool_)):
+            var = A.Var(self.column)
+            return var if bool(self.value) == (self.operator == "==") else A.Not(var)
+        if self.operator in ("<=", ">"):
+            return A.Compare(self.operator, A.Var(self.column), A.Num(self.value))
+        return A.Compare(self.operator, A.Var(self.column), A.Sym(str(self.value)))
+
+
+@dataclass(frozen=True)
+class Conjunction:
+    """A conjunction of conditions found by :func:`search_conjunctions`.
+
+    Attributes
+    ----------
+    conditions : tuple of Condition
+        ``(column, operator, value)`` each.
+    formula : greybox.rules.ast.Expr
+        The conjunction as a rule body (prints through the rule printer:
+        ``str(c.formula)``).
+    mask : numpy.ndarray
+        Where the conjunction holds, one bool per row of the frame searched.
+    support : int
+        How many rows it holds on.
+    score : float
+        The sum of the gain over those rows.
+    """
+
+    conditions: tuple[Condition, ...]
+    formula: A.Expr = field(repr=False)
+    mask: np.ndarray = field(repr=False, compare=False)
+    support: int
+    score: float
+
+    def __str__(self) -> str:
+        return f"{self.formula}  (support {self.support}, score {self.score:.6g})"
+
+
+# ----------------------------------------------------------------- thresholds
+
+
+def threshold_between(a, b) -> int | float:
+    """The shortest decimal ``t`` strictly between ``a`` and ``b`` (as float64 numbers),
+    nearest the middle of the gap among the decimals of that length: a threshold that
+    separates two neighbouring data values (``x <= t`` holds at ``a``, not at ``b``) and
+    reads well (an ``int`` when it is a whole number). Two neighbouring whole numbers give
+    ``a`` itself, and so does a gap that holds no other float.
+
+    Examples
+    --------
+    >>> from greybox.rules._induce import threshold_between
+    >>> threshold_between(1.23, 1.87), threshold_between(3, 7), threshold_between(12.0, 13.5)
+    (1.6, 5, 13)
+    >>> threshold_between(0.1, 0.10000000000000002)
+    0.1
+    """
+    a, b = float(a), float(b)
+    if not a < b:
+        raise ValueError(f"threshold_between needs a < b, got {a!r} and {b!r}")
+    whole = a.is_integer() and b.is_integer() and abs(a) < 2 ** 53 and abs(b) < 2 ** 53
+    fa, fb = Fraction(a), Fraction(b)
+    mid = (fa + fb) / 2
+    e = math.floor(math.log10(b - a)) + 1 if math.isfinite(b - a) else 309
+    for exp in range(e, e - 40, -1):
+        if whole and exp < 0:
+            return int(a)  # neighbouring whole numbers: `k <= 7` rather than `k <= 7.5`
+        step = Fraction(10) ** exp
+        lo = math.floor(fa / step) + 1  # strictly inside the gap: a margin on both sides
+        hi = math.ceil(fb / step) - 1
+        if lo > hi:
+            continue
+        n = min(max(round(mid / step), lo), hi)
+        for cand in sorted({n, lo, hi}, key=lambda k: abs(k * step - mid)):
+            t = cand * step
+            value: int | float = int(t) if t.denominator == 1 and abs(t) < 2 ** 53 else float(t)
+            if a < value < b:
+                return value
+    return a  # the gap holds no float but a itself
+
+
+# -------------------------------------------------------------------- columns
+
+
+class _Column:
+    """What the search needs of one column, computed once."""
+
+    def __init__(self, name: str, series: pd.Series):
+        self.name = name
+        values = series.to_numpy()
+        if isinstance(series.dtype, pd.CategoricalDtype):
+            self.kind = "cat"
+        elif pd.api.types.is_bool_dtype(series.dtype):
+            self.kind = "bool"
+        elif pd.api.types.is_numeric_dtype(series.dtype):
+            self.kind = "num"
+        else:
+            self.kind = "cat"
+        if self.kind == "num":
+            values = values.astype(np.float64)
+            bad = ~np.isfinite(values)
+            if bad.any():
+                row = series.index[int(np.argmax(bad))]
+                raise DataError(f"column {name!r}: {float(values[bad][0])!r} at row {row!r}; "
+                                "expected finite numbers (fill or drop missing values first)")
+            self.values = values
+            self.order = np.argsort(values, kind="stable")
+            self.sorted = values[self.order]
+        elif self.kind == "bool":
+            self.values = values.astype(bool)
+        else:
+            if pd.isna(series).any():
+                row = series.index[int(np.argmax(pd.isna(series).to_numpy()))]
+                raise DataError(f"column {name!r}: missing value at row {row!r}; expected "
+                                "one of its categories (fill or drop missing values first)")
+            codes, cats = pd.factorize(series, sort=True)
+            self.codes = codes
+            self.categories = list(cats)
+
+    def holds(self, cond: Condition) -> np.ndarray:
+        if self.kind == "num":
+            return self.values <= cond.value if cond.operator == "<=" else self.values > cond.value
+        if self.kind == "bool":
+            return self.values == bool(cond.value)
+        code = self.categories.index(cond.value)
+        return self.codes == code if cond.operator == "==" else self.codes != code
+
+    def best(self, gm: np.ndarray, mask: np.ndarray, used: set, min_support: int,
+             parent_support: int):
+        """The best condition per operator on the rows of ``mask`` (gain ``gm``, zero off
+        the mask): ``[(score, support, Condition)]``."""
+        out = []
+        if self.kind == "num":
+            inside = mask[self.order]
+            sv = self.sorted[inside]
+            if sv.size < 2:
+                return out
+            g = gm[self.order][inside]
+            cs = np.cumsum(g)
+            total = cs[-1]
+            ends = np.flatnonzero(sv[1:] != sv[:-1])  # last index of each distinct value
+            if ends.size == 0:
+                return out
+            sup_le = ends + 1
+            sup_gt = sv.size - sup_le
+            for op, score, sup in (("<=", cs[ends], sup_le), (">", total - cs[ends], sup_gt)):
+                if (self.name, op) in used:
+                    continue
+                ok = sup >= min_support
+                if not ok.any():
+                    continue
+                s = np.where(ok, score, -np.inf)
+                # among equal best scores take the middle one (a threshold away from the data)
+                best = s.max()
+                ties = np.flatnonzero(s == best)
+                k = int(ties[len(ties) // 2])
+                t = threshold_between(sv[ends[k]], sv[ends[k] + 1])
+                out.append((float(best), int(sup[k]), Condition(self.name, op, t)))
+            return out
+        if self.kind == "bool":
+            if (self.name, "bool") in used:
+                return out
+            v = self.values
+            for value, rows in ((True, v & mask), (False, ~v & mask)):
+                sup = int(rows.sum())
+                if min_support <= sup < parent_support:
+                    out.append((float(gm[rows].sum()), sup, Condition(self.name, "==", value)))
+            return out
+        if (self.name, "==") in used:
+            return out
+        k = len(self.categories)
+        codes = self.codes[mask]
+        score = np.bincount(codes, weights=gm[mask], minlength=k)
+        sup = np.bincount(codes, minlength=k)
+        total, n = score.sum(), int(mask.sum())
+        for op, s, su in (("==", score, sup), ("!=", total - score, n - sup)):
+            if op == "==" and (self.name, "!=") in used:
+                continue  # `c != a and c == b` is `c == b`
+            ok = (su >= min_support) & (su < parent_support) & (su > 0)
+            for i in np.flatnonzero(ok):
+                v = self.categories[i]
+                if op == "!=" and (self.name, "!=", v) in used:
+                    continue
+                out.append((float(s[i]), int(su[i]), Condition(self.name, op, v)))
+        return out
+
+
+def _formula(conditions) -> A.Expr:
+    atoms = tuple(c.formula() for c in conditions)
+    return atoms[0] if len(atoms) == 1 else A.And(atoms)
+
+
+def _used(conditions) -> set:
+    used: set = set()
+    for c in conditions:
+        if isinstance(c.value, (bool, np.bool_)):
+            used.add((c.column, "bool"))
+        else:
+            used.add((c.column, c.operator))
+            if c.operator == "!=":  # a category excluded (`c != a and c != b` is allowed)
+                used.add((c.column, "!=", c.value))
+    return used
+
+
+def _prune(conditions, columns, mask) -> tuple:
+    """Drop conditions the others make redundant on the data (same rows without them)."""
+    conds = list(conditions)
+    changed = True
+    while changed and len(conds) > 1:
+        changed = False
+        for i in range(len(conds)):
+            rest = conds[:i] + conds[i + 1:]
+            m = np.ones_like(mask)
+            for c in rest:
+                m &= columns[c.column].holds(c)
+            if np.array_equal(m, mask):
+                conds = rest
+                changed = True
+                break
+    return tuple(conds)
+
+
+def _refine(conds: tuple, cols, gain, min_support, mask, score):
+    """Move each numeric threshold to its best place given the other conditions
+    (coordinate ascent; a threshold chosen early by the beam is often too tight)."""
+    improved = True
+    rounds = 0
+    while improved and rounds < 5:
+        improved = False
+        rounds += 1
+        for i, c in enumerate(conds):
+            col = cols[c.column]
+            if col.kind != "num":
+                continue
+            others = np.ones_like(mask)
+            for j, d in enumerate(conds):
+                if j != i:
+                    others &= cols[d.column].holds(d)
+            gm = np.where(others, gain, 0.0)
+            used = {(c.column, "<=" if c.operator == ">" else ">")}  # this operator only
+            for new_score, _sup, cond in col.best(gm, others, used, min_support,
+                                                  int(others.sum()) + 1):
+                if new_score > score + 1e-12 * max(1.0, abs(score)):
+                    conds = (*conds[:i], cond, *conds[i + 1:])
+                    mask = others & col.holds(cond)
+                    score = float(gain[mask].sum())
+                    improved = True
+    return conds, mask, score
+
+
+def search_conjunctions(frame: pd.DataFrame, gain, *, max_conditions: int = 3, top: int = 5,
+                        min_support: int | None = None, columns=None,
+                        beam: int = DEFAULT_BEAM) -> list[Conjunction]:
+    """The conjunctions of conditions with the highest sum of ``gain`` where they hold.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        One row per example; numeric, bool and categorical (or object/string) columns.
+    gain : array-like of float, shape (len(frame),)
+        ``gain[i]``: what a rule body being true on row ``i`` is worth (signed).
+    max_conditions : int, default 3
+        At most this many conditions in a conjunction.
+    top : int, default 5
+        How many conjunctions to return.
+    min_support : int, optional
+        Fewest rows a conjunction must hold on (default: 1% of the rows, at least 1).
+    columns : sequence of str, optional
+        The columns conditions may use (default: all of ``frame``'s).
+    beam : int, default 10
+        Conjunctions kept at each level of the beam search.
+
+    Returns
+    -------
+    list of Conjunction
+        At most ``top``, best score first, each with a positive score and a distinct set of
+        rows; empty when no conjunction has a positive sum of gain.
+
+    Raises
+    ------
+    DataError
+        A gain of the wrong length or not finite, a column that is not in ``frame``, a
+        column name that is not a string, a missing value in a column.
+
+    Examples
+    --------
+    >>> import numpy as np, pandas as pd
+    >>> from greybox.rules._induce import search_conjunctions
+    >>> df = pd.DataFrame({"age": [15, 22, 35, 47, 52, 61], "smoker": [0, 1, 1, 0, 1, 1]})
+    >>> df["smoker"] = df["smoker"].astype(bool)
+    >>> gain = np.array([-1, -1, -1, -1, 1, 1])  # worth firing on the last two rows only
+    >>> best = search_conjunctions(df, gain, top=3)
+    >>> [(str(c.formula), c.support, c.score) for c in best]
+    [('age > 50', 2, 2.0), ('age > 50 and age <= 60', 1, 1.0)]
+    >>> gain = np.array([-1, 2, 2, -1, 2, -1])  # the smokers, but not the oldest
+    >>> [str(c.formula) for c in search_conjunctions(df, gain, top=1)]
+    ['smoker and age <= 60']
+    """
+    if not isinstance(frame, pd.DataFrame):
+        raise DataError(f"expected a pandas DataFrame, got {type(frame).__name__}")
+    n = len(frame)
+    gain = np.asarray(gain, dtype=np.float64)
+    if gain.shape != (n,):
+        raise DataError(f"gain has shape {gain.shape}; expected ({n},), one value per row "
+                        "of the frame")
+    if not np.isfinite(gain).all():
+        raise DataError(f"gain at row {int(np.argmax(~np.isfinite(gain)))} is "
+                        f"{float(gain[~np.isfinite(gain)][0])!r}; expected finite numbers")
+    if max_conditions < 1 or top < 1 or beam < 1:
+        raise ValueError(f"max_conditions, top and beam must be >= 1, got {max_conditions}, "
+                         f"{top}, {beam}")
+    names = list(frame.columns) if columns is None else list(columns)
+    for name in names:
+        if not isinstance(name, str):
+            raise DataError(f"column {name!r}: names must be strings to become variables")
+        if name not in frame.columns:
+            raise DataError(f"column {name!r} is not in the frame (columns: "
+                            f"{', '.join(map(str, frame.columns))})")
+    if min_support is None:
+        min_support = max(1, n // 100)
+    min_support = max(1, int(min_support))
+    cols = {name: _Column(name, frame[name]) for name in names}
+
+    results: dict[bytes, Conjunction] = {}
+    parents = [((), np.ones(n, dtype=bool))]
+    for _level in range(max_conditions):
+        candidates = []
+        for p, (conds, mask) in enumerate(parents):
+            gm = np.where(mask, gain, 0.0)
+            used = _used(conds)
+            sup = int(mask.sum())
+            for col in cols.values():
+                for score, support, cond in col.best(gm, mask, used, min_support, sup):
+                    if support < sup:
+                        candidates.append((score, -support, p, cond))
+        candidates.sort(key=lambda c: (-c[0], c[1]))
+        nxt = []
+        for score, _neg, p, cond in candidates:
+            if len(nxt) >= beam:
+                break
+            conds, mask = parents[p]
+            new = mask & cols[cond.column].holds(cond)
+            key = new.tobytes()
+            if key in results or any(np.array_equal(new, m) for _c, m in nxt):
+                continue
+            full = (*conds, cond)
+            nxt.append((full, new))
+            if score > 0:
+                kept = _prune(full, cols, new)
+                results[key] = Conjunction(kept, _formula(kept), new, int(new.sum()),
+                                           float(score))
+        if not nxt:
+            break
+        parents = nxt
+    refined: dict[bytes, Conjunction] = {}
+    for c in sorted(results.values(), key=lambda c: (-c.score, len(c.conditions))):
+        conds, mask, score = _refine(c.conditions, cols, gain, min_support, c.mask, c.score)
+        if conds != c.conditions:
+            conds = _prune(conds, cols, mask)
+            c = Conjunction(conds, _formula(conds), mask, int(mask.sum()), score)
+        refined.setdefault(c.mask.tobytes(), c)
+    ranked = sorted(refined.values(), key=lambda c: (-c.score, len(c.conditions), -c.support))
+    return ranked[:top]
