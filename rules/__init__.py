@@ -52,6 +52,7 @@ from ._ast import (
     TensorType,
     Var,
 )
+from ._boost import induce
 from ._builder import Builder, Term, count, iff, implies, learnable
 from ._check import CheckReport, Finding, check
 from ._decisions import Component, DecisionPlan, closure, constrains_networks, plan
@@ -82,6 +83,7 @@ __all__ = [
     "load",
     "to_text",
     "parse_formula",
+    "induce",
     "KnowledgeBase",
     "FamilyInfo",
     "family_columns",

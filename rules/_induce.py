@@ -99,45 +99,65 @@ class Conjunction:
 
 
 def threshold_between(a, b) -> int | float:
-    """The shortest decimal ``t`` strictly between ``a`` and ``b`` (as float64 numbers),
-    nearest the middle of the gap among the decimals of that length: a threshold that
-    separates two neighbouring data values (``x <= t`` holds at ``a``, not at ``b``) and
-    reads well (an ``int`` when it is a whole number). Two neighbouring whole numbers give
-    ``a`` itself, and so does a gap that holds no other float.
+    """The shortest decimal ``t`` with ``a <= t < b`` (as float64 numbers): a threshold
+    that separates two neighbouring data values (``x <= t`` holds at ``a``, not at ``b``)
+    and reads well (an ``int`` when it is a whole number). Among decimals of the same
+    length one strictly inside the gap wins (a margin on both sides), the one nearest the
+    middle; ``a`` itself when it is as short (``0.5`` between 0.5 and 0.51, ``7`` between 7
+    and 8).
 
     Examples
     --------
     >>> from greybox.rules._induce import threshold_between
     >>> threshold_between(1.23, 1.87), threshold_between(3, 7), threshold_between(12.0, 13.5)
     (1.6, 5, 13)
+    >>> threshold_between(0.5, 0.51), threshold_between(7, 8), threshold_between(0, 100)
+    (0.5, 7, 50)
     >>> threshold_between(0.1, 0.10000000000000002)
     0.1
     """
     a, b = float(a), float(b)
     if not a < b:
         raise ValueError(f"threshold_between needs a < b, got {a!r} and {b!r}")
-    whole = a.is_integer() and b.is_integer() and abs(a) < 2 ** 53 and abs(b) < 2 ** 53
     fa, fb = Fraction(a), Fraction(b)
     mid = (fa + fb) / 2
+    # a as a person reads it (its shortest repr): `x <= 0.5` at a = 0.5 reads best
+    da = Fraction(repr(a))
     e = math.floor(math.log10(b - a)) + 1 if math.isfinite(b - a) else 309
     for exp in range(e, e - 40, -1):
-        if whole and exp < 0:
-            return int(a)  # neighbouring whole numbers: `k <= 7` rather than `k <= 7.5`
         step = Fraction(10) ** exp
         lo = math.floor(fa / step) + 1  # strictly inside the gap: a margin on both sides
         hi = math.ceil(fb / step) - 1
-        if lo > hi:
-            continue
-        n = min(max(round(mid / step), lo), hi)
-        for cand in sorted({n, lo, hi}, key=lambda k: abs(k * step - mid)):
-            t = cand * step
-            value: int | float = int(t) if t.denominator == 1 and abs(t) < 2 ** 53 else float(t)
-            if a < value < b:
-                return value
+        if lo <= hi:
+            n = min(max(round(mid / step), lo), hi)
+            for cand in sorted({n, lo, hi}, key=lambda k: abs(k * step - mid)):
+                t = cand * step
+                value: int | float = (int(t) if t.denominator == 1 and abs(t) < 2 ** 53
+                                      else float(t))
+                if a < value < b:
+                    return value
+        if (da / step).denominator == 1 and (da != 0 or exp <= 0):  # 0 reads as units
+            return int(a) if a.is_integer() and abs(a) < 2 ** 53 else a
     return a  # the gap holds no float but a itself
 
 
 # -------------------------------------------------------------------- columns
+
+
+class _Gap(NamedTuple):
+    """A numeric condition before its threshold is placed: between ``a`` and ``b``."""
+
+    column: str
+    operator: str
+    a: float
+    b: float
+
+    def condition(self) -> Condition:
+        return Condition(self.column, self.operator, threshold_between(self.a, self.b))
+
+
+def _condition(c) -> Condition:
+    return c.condition() if isinstance(c, _Gap) else c
 
 
 class _Column:
@@ -212,8 +232,9 @@ class _Column:
                 best = s.max()
                 ties = np.flatnonzero(s == best)
                 k = int(ties[len(ties) // 2])
-                t = threshold_between(sv[ends[k]], sv[ends[k] + 1])
-                out.append((float(best), int(sup[k]), Condition(self.name, op, t)))
+                # the threshold itself is placed only if the condition is chosen
+                gap = _Gap(self.name, op, float(sv[ends[k]]), float(sv[ends[k] + 1]))
+                out.append((float(best), int(sup[k]), gap))
             return out
         if self.kind == "bool":
             if (self.name, "bool") in used:
@@ -299,6 +320,7 @@ def _refine(conds: tuple, cols, gain, min_support, mask, score):
             for new_score, _sup, cond in col.best(gm, others, used, min_support,
                                                   int(others.sum()) + 1):
                 if new_score > score + 1e-12 * max(1.0, abs(score)):
+                    cond = _condition(cond)
                     conds = (*conds[:i], cond, *conds[i + 1:])
                     mask = others & col.holds(cond)
                     score = float(gain[mask].sum())
@@ -397,6 +419,7 @@ def search_conjunctions(frame: pd.DataFrame, gain, *, max_conditions: int = 3, t
             if len(nxt) >= beam:
                 break
             conds, mask = parents[p]
+            cond = _condition(cond)
             new = mask & cols[cond.column].holds(cond)
             key = new.tobytes()
             if key in results or any(np.array_equal(new, m) for _c, m in nxt):

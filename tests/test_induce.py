@@ -147,3 +147,110 @@ def test_brute_force_pairs_are_not_better_than_the_beam_on_small_data():
                    in itertools.combinations(singles, 2)))
     found = search_conjunctions(df, gain, max_conditions=2, top=1, min_support=1, beam=1000)
     assert found[0].score == pytest.approx(best)
+
+
+# ------------------------------------------------------------------------ induce
+
+
+def _mixed(n=300, seed=0):
+    df = _frame(n, seed)
+    y = ((df["x"] > 0.3) & df["flag"]) | (df["colour"] == "blue") & (df["mean radius"] <= 12)
+    return df, y
+
+
+def _learned(X, y, **kw):
+    from greybox.rules._boost import _prepare_and_learn
+
+    learned, statements, _frame = _prepare_and_learn(X, y, **kw)
+    return learned, gr.KnowledgeBase(statements)
+
+
+@pytest.mark.parametrize("semantics", ["product", "probabilistic"])
+@pytest.mark.parametrize("case", ["bool", "int3", "enum3", "enum2"])
+def test_greybox_predicts_what_the_learner_measured(case, semantics):
+    gb = pytest.importorskip("greybox")
+    X, planted = _mixed(240, 3)
+    rng = np.random.default_rng(4)
+    noisy = planted ^ (rng.random(len(X)) < 0.1)
+    y = {"bool": pd.Series(noisy.to_numpy(), name="ok"),
+         "int3": pd.Series(noisy.astype(int) + (X["k"] > 6).astype(int), name="grade"),
+         "enum3": pd.Series(np.where(noisy, "yes", np.where(X["k"] > 6, "maybe", "no")),
+                            name="answer"),
+         "enum2": pd.Series(np.where(noisy, "sick", "well"), name="state")}[case]
+    learned, kb = _learned(X, y, max_rules=6)
+    assert gr.parse(gr.to_text(kb)) == kb
+    own = pd.Series(np.array(learned.target.classes, dtype=object)[learned.predictions])
+    got = gb.GreyBox(kb, semantics=semantics).predict(X)[y.name]
+    assert got.astype(str).tolist() == own.astype(str).tolist()
+    assert gr.evaluate(kb, X).decisions[y.name].astype(str).tolist() == own.astype(str).tolist()
+    assert (own.astype(str) == y.astype(str)).mean() > 0.8
+    assert len(kb.rules) <= 6 + len(learned.bias)
+
+
+def test_induce_from_scratch_declarations_and_names():
+    X, y = _mixed(200, 1)
+    X = X.rename(columns={"flag": "and"})  # a keyword: back-quoted
+    kb = gr.induce(X, pd.Series(y.to_numpy(), name="sick day"), max_rules=3)
+    text = gr.to_text(kb)
+    assert "input x: real\ninput k: real\ninput `and`: bool\n" in text
+    assert "input colour: {blue, green, red}\ninput `mean radius`: real\n" in text
+    assert "output `sick day`: bool\n" in text
+    assert "rule learned_bias weight" in text and "true -> " in text
+    assert sum(1 for r in kb.rules if r != "learned_bias") <= 3
+    # held-out rows outside the training range are still predicted (inputs are unbounded)
+    far = X.head(3).assign(x=[100.0, -100.0, 7.0], k=[1000, -5, 3])
+    assert len(gr.evaluate(kb, far).decisions) == 3
+
+
+def test_induce_recovers_a_planted_rule():
+    X, _ = _mixed(400, 5)
+    y = pd.Series(((X["x"] > 0.5) & X["flag"]).to_numpy(), name="y")
+    kb = gr.induce(X, y, max_rules=1)
+    (rule,) = [r for name, r in kb.rules.items() if name != "learned_bias"]
+    assert str(rule.body) in ("x > 0.5 and flag", "flag and x > 0.5")
+    assert (gr.evaluate(kb, X).decisions["y"] == y).all()
+
+
+def test_induce_into_a_knowledge_base():
+    X, y = _mixed(300, 2)
+    kb = gr.parse("input x: real  input k: int 0..9  input flag: bool  "
+                  "input colour: {blue, green, red}  input `mean radius`: real  "
+                  "output y: bool  rule learned_1 weight 0.5: flag -> y  "
+                  "constraint c weight 1.0: k > 100 -> not y")
+    before = (gr.evaluate(kb, X).decisions["y"] == y).mean()
+    new = gr.induce(X, pd.Series(y.to_numpy(), name="y"), kb=kb, max_rules=4)
+    assert new.statements[:len(kb.statements)] == kb.statements  # kept as they were
+    added = [n for n in new.rules if n not in kb.rules]
+    assert 1 <= len(added) <= 5 and "learned_1" not in added  # no clash with its names
+    assert (gr.evaluate(new, X).decisions["y"] == y).mean() > max(before, 0.9)
+    gb = pytest.importorskip("greybox")
+    assert (gb.GreyBox(new).predict(X)["y"].to_numpy()
+            == gr.evaluate(new, X).decisions["y"].to_numpy()).all()
+
+
+def test_induce_refuses_bad_input_naming_the_column():
+    X, y = _mixed(50)
+    with pytest.raises(gr.DataError, match=r"column 'x': nan at row 3"):
+        gr.induce(X.assign(x=np.where(np.arange(50) == 3, np.nan, X["x"])), y)
+    with pytest.raises(gr.DataError, match="column 'a`b' cannot be a variable"):
+        gr.induce(X.rename(columns={"x": "a`b"}), y)
+    with pytest.raises(gr.DataError, match="targets: 49 values for 50 rows"):
+        gr.induce(X, y[:49])
+    with pytest.raises(gr.DataError, match="one class only"):
+        gr.induce(X, np.ones(50, bool))
+    with pytest.raises(gr.DataError, match="column 'colour': missing value at row 7"):
+        gr.induce(X.assign(colour=X["colour"].astype(object).where(np.arange(50) != 7)), y)
+    kb = gr.parse("input x: real output y: bool")
+    with pytest.raises(gr.DataError, match="'maybe' at row 0 is not a value of output 'y'"):
+        gr.induce(X, ["maybe"] * 50, kb=kb)
+
+
+def test_more_rules_fit_better_and_rules_stay_readable():
+    X, y = _mixed(300, 6)
+    accs = []
+    for r in (1, 3, 8):
+        kb = gr.induce(X, y, max_rules=r)
+        accs.append((gr.evaluate(kb, X).decisions["target"] == y).mean())
+        for rule in kb.rules.values():
+            assert len(f"{rule.weight}") <= 7  # three significant digits
+    assert accs[0] <= accs[1] <= accs[2] and accs[2] > 0.95

@@ -1,0 +1,503 @@
+"""Readable rules learned from data: :func:`induce`, an additive weighted rule set.
+
+greybox decides an output by ``score(v) = bias + sum(weight * [body])`` over the rules
+concluding ``v`` (a bool: the score of True, True when > 0; an int or enum: the highest
+score, ties to the value declared first). :func:`induce` learns exactly that form, so the
+knowledge base it returns predicts what the learner measured:
+
+* **boosting with conjunctions as weak learners** (as SLIPPER and RuleFit do): each round
+  takes the softmax (two classes: logistic) loss's negative gradient per row as the gain
+  of :func:`~greybox.rules._induce.search_conjunctions`, for every class and both signs,
+  and adds the conjunction whose Newton step lowers the loss most,
+  ``(sum g)^2 / (sum h + l2)`` over the rows it holds on;
+* **totally corrective**: after each new rule every weight and the bias are refitted
+  jointly (L-BFGS on the loss plus ``l2/2 * sum(w^2)``; the bias is not penalised);
+* the rule language has no bias statement, so the bias is written as a rule whose body
+  is ``true`` (``rule learned_bias weight 0.37: true -> malignant``); it is not counted in
+  ``max_rules`` (a rule list's default class is not counted either);
+* weights are rounded to three significant digits *before* the training predictions are
+  computed, exactly (rational arithmetic where float64 could not tell a tie), so those
+  predictions are what ``GreyBox(kb).predict`` and ``evaluate`` compute.
+
+This module imports neither torch nor the model.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+
+import numpy as np
+import pandas as pd
+
+from greybox.errors import DataError
+
+from . import _ast as A
+from ._induce import Conjunction, search_conjunctions
+
+__all__ = ["induce"]
+
+#: the L2 penalty on rule weights (in units of the summed loss)
+DEFAULT_L2 = 1.0
+#: conjunctions taken from each search to compare by their Newton step
+_CANDIDATES = 6
+
+
+@dataclass(frozen=True)
+class _Target:
+    """How the output's classes map to the rule language."""
+
+    name: str
+    type: A.BoolType | A.IntType | A.EnumType
+    classes: tuple  # the values as the targets hold them, declaration order
+    codes: np.ndarray  # each row's class index
+
+    @property
+    def k(self) -> int:
+        return len(self.classes)
+
+    def head(self, cls: int) -> A.Head:
+        if isinstance(self.type, A.BoolType):
+            return A.Head(self.name, bool(cls))
+        if isinstance(self.type, A.IntType):
+            return A.Head(self.name, A.Num(int(self.classes[cls])))
+        return A.Head(self.name, A.Sym(str(self.type.values[cls])))
+
+
+@dataclass(frozen=True)
+class _Learned:
+    """What the learner found: rules (class, conjunction), weights, biases, predictions."""
+
+    target: _Target
+    conjunctions: tuple[Conjunction, ...]
+    classes: tuple[int, ...]  # the class each rule's weight is added to
+    weights: tuple[float, ...]
+    bias: tuple[float, ...]  # per class (class 0's is 0)
+    predictions: np.ndarray  # class index per training row, exactly as greybox decides
+    scores: np.ndarray  # (n, K) float64
+
+
+# ------------------------------------------------------------------ declarations
+
+
+def _name_ok(name, what: str) -> str:
+    problem = A.name_problem(name)
+    if problem is not None:
+        raise DataError(f"{what} {name!r} cannot be a variable: {problem}")
+    return name
+
+
+def _input_type(name: str, s: pd.Series) -> A.Node:
+    if pd.api.types.is_bool_dtype(s.dtype):
+        return A.BoolType()
+    if isinstance(s.dtype, pd.CategoricalDtype) or not pd.api.types.is_numeric_dtype(s.dtype):
+        if pd.isna(s).any():
+            row = s.index[int(np.argmax(pd.isna(s).to_numpy()))]
+            raise DataError(f"column {name!r}: missing value at row {row!r}; expected one "
+                            "of its categories (fill or drop missing values first)")
+        values = (list(s.cat.categories) if isinstance(s.dtype, pd.CategoricalDtype)
+                  else sorted(set(s.tolist()), key=str))
+        for v in values:
+            if not isinstance(v, str) or A.name_problem(v) is not None:
+                raise DataError(f"column {name!r}: category {v!r} cannot be an enum value "
+                                "(expected strings without back-quotes or control characters)")
+        return A.EnumType(tuple(values))
+    values = s.to_numpy(dtype=np.float64, na_value=np.nan)
+    bad = ~np.isfinite(values)
+    if bad.any():
+        row = s.index[int(np.argmax(bad))]
+        raise DataError(f"column {name!r}: {float(values[bad][0])!r} at row {row!r}; expected "
+                        "finite numbers (NaN is a missing value: fill or drop it first)")
+    return A.RealType()
+
+
+def _target_from_values(name: str, y: pd.Series) -> _Target:
+    if pd.isna(y).any():
+        row = y.index[int(np.argmax(pd.isna(y).to_numpy()))]
+        raise DataError(f"targets: missing value at row {row!r}")
+    if isinstance(y.dtype, pd.CategoricalDtype):
+        classes = tuple(c for c in y.cat.categories if (y == c).any())
+    else:
+        classes = tuple(sorted(set(y.tolist()), key=lambda v: (str(type(v)), v)))
+    if len(classes) < 2:
+        raise DataError(f"targets: one class only ({classes[0]!r} on all {len(y)} rows); "
+                        "rules need at least two classes to tell apart")
+    if pd.api.types.is_bool_dtype(y.dtype) or set(classes) <= {0, 1}:
+        typ: A.Node = A.BoolType()
+        classes = (False, True) if pd.api.types.is_bool_dtype(y.dtype) else (0, 1)
+    elif (pd.api.types.is_integer_dtype(y.dtype)
+          and list(classes) == list(range(int(classes[0]), int(classes[-1]) + 1))):
+        typ = A.IntType(int(classes[0]), int(classes[-1]))
+    else:
+        for v in classes:
+            if A.name_problem(str(v)) is not None:
+                raise DataError(f"targets: class {v!r} cannot be an enum value: "
+                                f"{A.name_problem(str(v))}")
+        typ = A.EnumType(tuple(str(v) for v in classes))
+    index = {v: i for i, v in enumerate(classes)}
+    codes = np.array([index[v] for v in y.tolist()], dtype=np.int64)
+    return _Target(name, typ, classes, codes)
+
+
+def _target_from_kb(kb, name: str, y: pd.Series) -> _Target:
+    t = kb.variables[name].type
+    if isinstance(t, A.BoolType):
+        classes: tuple = (False, True)
+        lookup = {False: 0, True: 1}  # also 0 and 1, which hash as False and True
+    elif isinstance(t, A.IntType):
+        if t.size > 10_000:
+            raise DataError(f"output {name!r}: int {t.lo}..{t.hi} has {t.size} values; induce "
+                            "learns outputs of at most 10,000 values")
+        classes = tuple(t.values)
+        lookup = {v: i for i, v in enumerate(classes)}
+    elif isinstance(t, A.EnumType):
+        classes = t.values
+        lookup = {v: i for i, v in enumerate(classes)}
+    else:
+        raise DataError(f"output {name!r} is {t}; induce learns bool, int and enum outputs")
+    codes = []
+    for row, v in zip(y.index, y.tolist()):
+        key = v.item() if isinstance(v, np.generic) else v
+        if key not in lookup:
+            raise DataError(f"targets: {key!r} at row {row!r} is not a value of output "
+                            f"{name!r} ({t})")
+        codes.append(lookup[key])
+    return _Target(name, t, classes, np.array(codes, dtype=np.int64))
+
+
+# -------------------------------------------------------------------------- loss
+
+
+def _softmax(f: np.ndarray) -> np.ndarray:
+    z = f - f.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def _refit(f0, onehot, masks, classes, free_bias, theta0, l2):
+    """All biases and rule weights jointly: L-BFGS on the softmax loss + l2/2 * |w|^2."""
+    from scipy.optimize import minimize
+
+    n, k = f0.shape
+    nb = len(free_bias)
+    m = np.column_stack(masks).astype(np.float64) if masks else np.zeros((n, 0))
+    cls = np.asarray(classes, dtype=np.int64)
+
+    def scores(theta):
+        f = f0.copy()
+        f[:, free_bias] += theta[:nb]
+        if m.shape[1]:
+            contrib = m * theta[nb:]
+            for c in range(k):
+                sel = cls == c
+                if sel.any():
+                    f[:, c] += contrib[:, sel].sum(axis=1)
+        return f
+
+    def loss(theta):
+        f = scores(theta)
+        z = f - f.max(axis=1, keepdims=True)
+        logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+        p = np.exp(logp)
+        w = theta[nb:]
+        value = -(logp * onehot).sum() + 0.5 * l2 * (w @ w)
+        g = p - onehot
+        grad = np.concatenate([g[:, free_bias].sum(axis=0),
+                               (m * g[:, cls]).sum(axis=0) + l2 * w])
+        return value, grad
+
+    res = minimize(loss, theta0, jac=True, method="L-BFGS-B",
+                   options={"maxiter": 500, "gtol": 1e-8})
+    return res.x
+
+
+def _round(w: float) -> float:
+    """Three significant digits: a weight a person reads."""
+    if w == 0 or not math.isfinite(w):
+        return 0.0
+    return float(f"{w:.3g}")
+
+
+def _exact_argmax(f0_exact, masks, classes, weights, bias, free_bias, k) -> tuple:
+    """The class greybox decides on every row, and the float scores: highest score, ties
+    to the first class; float64 where it is sure, rationals where two scores are close."""
+    n = f0_exact.shape[0]
+    f = np.array(f0_exact, dtype=np.float64)
+    for c, b in zip(free_bias, bias):
+        f[:, c] += b
+    for m, c, w in zip(masks, classes, weights):
+        f[:, c] += np.where(m, w, 0.0)
+    order = np.sort(f, axis=1)
+    close = (order[:, -1] - order[:, -2]) <= 1e-9 * (1 + np.abs(order[:, -1])) if k > 1 else \
+        np.zeros(n, bool)
+    pred = np.argmax(f, axis=1)
+    for i in np.flatnonzero(close):
+        exact = [Fraction(0)] * k
+        for c in range(k):
+            exact[c] = Fraction(f0_exact[i, c])
+        for c, b in zip(free_bias, bias):
+            exact[c] += Fraction(b)
+        for m, c, w in zip(masks, classes, weights):
+            if m[i]:
+                exact[c] += Fraction(w)
+        best = max(exact)
+        pred[i] = exact.index(best)
+    return pred, f
+
+
+def _learn(frame: pd.DataFrame, target: _Target, *, f0: np.ndarray | None = None,
+           max_rules: int = 10, max_conditions: int = 3, l2: float = DEFAULT_L2,
+           min_support: int | None = None, columns: Sequence[str] | None = None,
+           beam: int | None = None) -> _Learned:
+    n, k = len(frame), target.k
+    onehot = np.zeros((n, k))
+    onehot[np.arange(n), target.codes] = 1.0
+    f0 = np.zeros((n, k)) if f0 is None else np.asarray(f0, dtype=np.float64)
+    # two classes: one score (class 1 against a class 0 held at 0) -- the logistic loss
+    free = [1] if k == 2 else list(range(1, k))
+    targets_of_rules = [1] if k == 2 else list(range(k))
+    if min_support is None:
+        min_support = max(2, n // 50)
+    extra = {} if beam is None else {"beam": beam}
+    masks: list[np.ndarray] = []
+    conjs: list[Conjunction] = []
+    classes: list[int] = []
+    theta = np.zeros(len(free))
+    theta = _refit(f0, onehot, masks, classes, free, theta, l2)
+    seen: set[bytes] = set()
+    for _round_no in range(max_rules):
+        f = _scores(f0, theta, masks, classes, free)
+        p = _softmax(f)
+        best = None
+        for c in targets_of_rules:
+            g = onehot[:, c] - p[:, c]
+            h = p[:, c] * (1 - p[:, c])
+            for sign in (1.0, -1.0):
+                for conj in search_conjunctions(frame, sign * g, max_conditions=max_conditions,
+                                                top=_CANDIDATES, min_support=min_support,
+                                                columns=columns, **extra):
+                    key = conj.mask.tobytes()
+                    if key in seen:
+                        continue
+                    gain = conj.score ** 2 / (h[conj.mask].sum() + l2)
+                    if best is None or gain > best[0]:
+                        best = (gain, conj, c)
+        if best is None or best[0] <= 1e-9:
+            break
+        _gain, conj, c = best
+        seen.add(conj.mask.tobytes())
+        conjs.append(conj)
+        masks.append(conj.mask)
+        classes.append(c)
+        theta = _refit(f0, onehot, masks, classes, free, np.append(theta, 0.0), l2)
+    nb = len(free)
+    bias = tuple(_round(b) for b in theta[:nb])
+    weights = tuple(_round(w) for w in theta[nb:])
+    keep = [i for i, w in enumerate(weights) if w != 0]
+    conjs = [conjs[i] for i in keep]
+    masks = [masks[i] for i in keep]
+    classes = [classes[i] for i in keep]
+    weights = tuple(weights[i] for i in keep)
+    pred, scores = _exact_argmax(f0, masks, classes, weights, bias, free, k)
+    return _Learned(target, tuple(conjs), tuple(classes), weights, bias, pred, scores)
+
+
+def _scores(f0, theta, masks, classes, free):
+    f = f0.copy()
+    nb = len(free)
+    f[:, free] += theta[:nb]
+    for m, c, w in zip(masks, classes, theta[nb:]):
+        f[:, c] += np.where(m, w, 0.0)
+    return f
+
+
+# ------------------------------------------------------------------------ induce
+
+
+def _fresh(base: str, taken: set) -> str:
+    name, i = base, 1
+    while name in taken:
+        i += 1
+        name = f"{base}_{i}"
+    taken.add(name)
+    return name
+
+
+def _rules(learned: _Learned, taken: set) -> list[A.Rule]:
+    """The learned rules as statements: a bool or two-valued output's negative weight is
+    written as a positive weight for the other value (the same score difference)."""
+    t = learned.target
+    out: list[A.Rule] = []
+    two = t.k == 2
+    free = [1] if two else list(range(1, t.k))
+
+    def rule(base, body, cls, w):
+        if two and w < 0:
+            cls, w = 0, -w
+        return A.Rule(_fresh(base, taken), body, t.head(cls), weight=w)
+
+    for c, b in zip(free, learned.bias):
+        if b != 0:
+            base = "learned_bias" if two else f"learned_bias_{_value_name(t, c)}"
+            out.append(rule(base, A.BoolConst(True), c, b))
+    for i, (conj, c, w) in enumerate(zip(learned.conjunctions, learned.classes,
+                                         learned.weights), start=1):
+        out.append(rule(f"learned_{i}", conj.formula, c, w))
+    return out
+
+
+def _value_name(t: _Target, c: int) -> str:
+    v = str(t.classes[c]) if not isinstance(t.type, A.EnumType) else t.type.values[c]
+    return v if A.is_plain_name(f"x_{v}") else str(c)
+
+
+def induce(data: pd.DataFrame, targets, *, kb=None, max_rules: int = 10,
+           max_conditions: int = 3, output: str | None = None, l2: float = DEFAULT_L2,
+           min_support: int | None = None):
+    """A knowledge base of readable weighted rules learned from ``data`` and ``targets``.
+
+    The rules are an additive weighted rule set -- exactly greybox's decision, ``bias +
+    sum(weight * [body])`` -- learned by boosting conjunctions of conditions on the
+    columns (``x <= t``, ``x > t`` with ``t`` a short decimal between two data values,
+    ``flag`` / ``not flag``, ``colour == red`` / ``colour != red``), each new rule followed by
+    a joint refit of every weight (see the module docstring). The result builds a model
+    directly: ``GreyBox(induce(X, y)).predict(X)`` is the learner's own training decision.
+
+    Parameters
+    ----------
+    data : pandas.DataFrame
+        One row per example; numeric, bool and categorical / string columns.
+    targets : array-like or pandas.Series
+        One class per row. From scratch: bool (or 0/1) targets give a ``bool`` output, whole
+        numbers ``lo..hi`` with every value present an ``int lo..hi`` output, anything else
+        an enum of the classes' names. The output is named after a Series' name, else
+        ``target``.
+    kb : KnowledgeBase, optional
+        Learn rules *added* to this knowledge base: its declarations and rules are kept, the
+        new rules start from the scores its rules already give (crisp evaluation, bias 0)
+        and use only the columns it declares as inputs; their names do not clash with its
+        names.
+    max_rules : int, default 10
+        Most learned rules, not counting the bias rule (its body is ``true``).
+    max_conditions : int, default 3
+        Most conditions in one rule's body.
+    output : str, optional
+        With ``kb``: which decided variable the targets label (default: a Series' name when
+        it is one, else the knowledge base's only output).
+    l2 : float, default 1.0
+        L2 penalty on the rule weights (a larger one gives smaller, steadier weights).
+    min_support : int, optional
+        Fewest training rows a rule's body must hold on (default: 2% of the rows, at least 2).
+
+    Returns
+    -------
+    KnowledgeBase
+        From scratch: an ``input`` per column (float and int columns ``real`` -- unbounded,
+        so rows outside the training range are still predicted -- bool ``bool``, others an
+        enum of their values), the output, and the rules ``learned_bias``, ``learned_1``, ...
+
+    Raises
+    ------
+    DataError
+        A missing or infinite value (naming the column and row), a column name that cannot
+        be a variable, targets of another length, one class only, a target outside the
+        output's values.
+
+    Examples
+    --------
+    >>> import numpy as np, pandas as pd
+    >>> import greybox.rules as gr
+    >>> rng = np.random.default_rng(0)
+    >>> X = pd.DataFrame({"age": rng.integers(18, 90, 400), "smoker": rng.random(400) < 0.3})
+    >>> y = pd.Series((X["age"] > 60) & X["smoker"], name="risk")
+    >>> kb = gr.induce(X, y, max_rules=1)
+    >>> print(gr.to_text(kb))
+    input age: real
+    input smoker: bool
+    output risk: bool
+    rule learned_bias weight 4.08: true -> not risk
+    rule learned_1 weight 5.92: age > 61 and smoker -> risk
+    <BLANKLINE>
+    >>> bool((gr.evaluate(kb, X).decisions["risk"] == y).all())
+    True
+    """
+    from ._kb import KnowledgeBase
+
+    learned, statements, _frame_used = _prepare_and_learn(
+        data, targets, kb=kb, max_rules=max_rules, max_conditions=max_conditions,
+        output=output, l2=l2, min_support=min_support)
+    return KnowledgeBase(statements)
+
+
+def _prepare_and_learn(data, targets, *, kb=None, max_rules=10, max_conditions=3,
+                       output=None, l2=DEFAULT_L2, min_support=None, beam=None):
+    """``(learned, statements, frame)``: the learner's result (with its exact training
+    predictions) and the knowledge base's statements."""
+    if not isinstance(data, pd.DataFrame):
+        raise DataError(f"data must be a pandas DataFrame, got {type(data).__name__}")
+    if max_rules < 0 or max_conditions < 1:
+        raise ValueError(f"max_rules must be >= 0 and max_conditions >= 1, got {max_rules} "
+                         f"and {max_conditions}")
+    n = len(data)
+    y = targets if isinstance(targets, pd.Series) else pd.Series(np.asarray(targets))
+    if len(y) != n:
+        raise DataError(f"targets: {len(y)} values for {n} rows of data; expected one "
+                        "target per row")
+    y = y.set_axis(data.index)
+    for col in data.columns:
+        _name_ok(col, "column")
+    if kb is None:
+        name = y.name if isinstance(y.name, str) and A.name_problem(y.name) is None \
+            else "target"
+        if name in data.columns:
+            raise DataError(f"targets are named {name!r} like a column of the data; name "
+                            "the targets (a Series' name) after something that is not a column")
+        inputs = [A.InputDecl(str(col), _input_type(str(col), data[col]))
+                  for col in data.columns]
+        target = _target_from_values(name, y)
+        frame = data
+        f0 = None
+        columns = list(data.columns)
+        head = [*inputs, A.OutputDecl(name, target.type)]
+        taken = {s.name for s in head}
+    else:
+        decided = list(kb.decided)
+        if output is None:
+            output = y.name if isinstance(y.name, str) and y.name in decided else None
+        if output is None:
+            outs = list(kb.outputs)
+            if len(outs) != 1:
+                raise DataError(f"the knowledge base decides {', '.join(outs) or 'nothing'}; "
+                                "say which output the targets label with output=")
+            output = outs[0]
+        if output not in decided:
+            raise DataError(f"output={output!r} is not a variable the rules decide "
+                            f"(decided: {', '.join(decided)})")
+        target = _target_from_kb(kb, output, y)
+        if len(set(target.codes.tolist())) < 2:
+            raise DataError(f"targets: one class only ({y.iloc[0]!r} on all {n} rows); "
+                            "rules need at least two classes to tell apart")
+        columns = [v for v in kb.inputs if v in data.columns
+                   and not isinstance(kb.variables[v].type, A.TensorType)]
+        for col in columns:
+            _input_type(col, data[col])  # missing values named
+        frame = data[columns]
+        from ._evaluate import evaluate
+
+        ev = evaluate(kb, data)
+        sc = ev.scores
+        if isinstance(target.type, A.BoolType):
+            s = sc[output].to_numpy(dtype=np.float64)
+            f0 = np.column_stack([np.zeros(n), s])
+        else:
+            f0 = np.column_stack([sc[f"{output}={v}"].to_numpy(dtype=np.float64)
+                                  if f"{output}={v}" in sc.columns else np.zeros(n)
+                                  for v in target.classes])
+        head = list(kb.statements)
+        taken = set(kb.variables) | set(kb.rules) | set(kb.constraints)
+    learned = _learn(frame, target, f0=f0, max_rules=max_rules,
+                     max_conditions=max_conditions, l2=l2, min_support=min_support,
+                     columns=columns, beam=beam)
+    return learned, [*head, *_rules(learned, taken)], frame
