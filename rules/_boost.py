@@ -41,6 +41,8 @@ __all__ = ["induce"]
 
 #: the L2 penalty on rule weights (in units of the summed loss)
 DEFAULT_L2 = 1.0
+#: the loss decrease a new rule must buy per parameter (its weight and each threshold)
+DEFAULT_PENALTY = 0.0
 #: conjunctions taken from each search to compare by their Newton step
 _CANDIDATES = 6
 
@@ -250,8 +252,10 @@ def _exact_argmax(f0_exact, masks, classes, weights, bias, free_bias, k) -> tupl
 def _learn(frame: pd.DataFrame, target: _Target, *, f0: np.ndarray | None = None,
            max_rules: int = 10, max_conditions: int = 3, l2: float = DEFAULT_L2,
            min_support: int | None = None, columns: Sequence[str] | None = None,
-           beam: int | None = None) -> _Learned:
+           beam: int | None = None, penalty: float | None = None) -> _Learned:
     n, k = len(frame), target.k
+    if penalty is None:
+        penalty = DEFAULT_PENALTY
     onehot = np.zeros((n, k))
     onehot[np.arange(n), target.codes] = 1.0
     f0 = np.zeros((n, k)) if f0 is None else np.asarray(f0, dtype=np.float64)
@@ -259,7 +263,7 @@ def _learn(frame: pd.DataFrame, target: _Target, *, f0: np.ndarray | None = None
     free = [1] if k == 2 else list(range(1, k))
     targets_of_rules = [1] if k == 2 else list(range(k))
     if min_support is None:
-        min_support = max(2, n // 50)
+        min_support = max(2, n // 20)
     extra = {} if beam is None else {"beam": beam}
     masks: list[np.ndarray] = []
     conjs: list[Conjunction] = []
@@ -288,10 +292,16 @@ def _learn(frame: pd.DataFrame, target: _Target, *, f0: np.ndarray | None = None
             break
         _gain, conj, c = best
         seen.add(conj.mask.tobytes())
+        before = _loss(_scores(f0, theta, masks, classes, free), onehot)
+        new_theta = _refit(f0, onehot, [*masks, conj.mask], [*classes, c], free,
+                           np.append(theta, 0.0), l2)
+        after = _loss(_scores(f0, new_theta, [*masks, conj.mask], [*classes, c], free), onehot)
+        if before - after < penalty * (1 + len(conj.conditions)):
+            break  # the rule does not pay for its parameters (weight and thresholds)
         conjs.append(conj)
         masks.append(conj.mask)
         classes.append(c)
-        theta = _refit(f0, onehot, masks, classes, free, np.append(theta, 0.0), l2)
+        theta = new_theta
     nb = len(free)
     bias = tuple(_round(b) for b in theta[:nb])
     weights = tuple(_round(w) for w in theta[nb:])
@@ -302,6 +312,12 @@ def _learn(frame: pd.DataFrame, target: _Target, *, f0: np.ndarray | None = None
     weights = tuple(weights[i] for i in keep)
     pred, scores = _exact_argmax(f0, masks, classes, weights, bias, free, k)
     return _Learned(target, tuple(conjs), tuple(classes), weights, bias, pred, scores)
+
+
+def _loss(f, onehot) -> float:
+    z = f - f.max(axis=1, keepdims=True)
+    logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+    return float(-(logp * onehot).sum())
 
 
 def _scores(f0, theta, masks, classes, free):
@@ -389,7 +405,8 @@ def induce(data: pd.DataFrame, targets, *, kb=None, max_rules: int = 10,
     l2 : float, default 1.0
         L2 penalty on the rule weights (a larger one gives smaller, steadier weights).
     min_support : int, optional
-        Fewest training rows a rule's body must hold on (default: 2% of the rows, at least 2).
+        Fewest training rows a rule's body must hold on, and leave out (default: 5% of the
+        rows, at least 2).
 
     Returns
     -------

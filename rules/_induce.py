@@ -14,12 +14,17 @@ Conditions, one column each:
 
 The search is a beam search over the number of conditions (Clark & Niblett's CN2 style):
 level 1 scores every condition on every column; level ``k + 1`` extends each of the
-``beam`` best conjunctions of level ``k`` by the best condition of every (column,
-operator) on the rows where it holds. A numeric column is scored in one pass over its
+``beam`` (default 10) conjunctions kept at level ``k`` by the best condition of every
+(column, operator) on the rows where it holds. Half the beam is the best by score, half
+the best by *separation* (the share of the positive gain kept minus the share of the
+negative gain kept), since a condition that separates well often pays only with a
+further condition (``x > 7`` keeps all the good rows and half the bad ones; ``x > 7 and
+z < 0.5`` keeps only the good ones). A numeric column is scored in one pass over its
 rows in sorted order (prefix sums of the gain, so ``O(n)`` per column per conjunction once
 the column is sorted, ``O(n log n)`` once). No conjunction repeats a condition on the same
-column and operator, an extension must hold on fewer rows than its parent, and
-conditions the others make redundant on the data are dropped from the result.
+column and operator, a condition must hold on at least ``min_support`` rows of its
+parent and leave out at least as many (no trimming of a few extreme rows), and conditions
+the others make redundant on the data are dropped from the result.
 
 This module imports neither torch nor the model.
 """
@@ -205,9 +210,20 @@ class _Column:
 
     def best(self, gm: np.ndarray, mask: np.ndarray, used: set, min_support: int,
              parent_support: int):
-        """The best condition per operator on the rows of ``mask`` (gain ``gm``, zero off
-        the mask): ``[(score, support, Condition)]``."""
+        """The best conditions per operator on the rows of ``mask`` (gain ``gm``, zero off
+        the mask): ``[(score, support, condition, separation)]``. ``separation`` is the
+        share of the parent's positive gain a condition keeps minus the share of its
+        negative gain (1: keeps all the good, drops all the bad); a numeric column offers
+        the threshold of best score and the threshold of best separation, since the one
+        that separates well often scores well only with a further condition."""
         out = []
+        pos_all = float(gm[gm > 0].sum())
+        neg_all = float(-gm[gm < 0].sum())
+
+        def sep(pos, neg):
+            return (pos / pos_all if pos_all > 0 else 0.0) - (neg / neg_all if neg_all > 0
+                                                              else 0.0)
+
         if self.kind == "num":
             inside = mask[self.order]
             sv = self.sorted[inside]
@@ -215,26 +231,38 @@ class _Column:
                 return out
             g = gm[self.order][inside]
             cs = np.cumsum(g)
-            total = cs[-1]
+            cp = np.cumsum(np.maximum(g, 0.0))
+            total, ptotal = cs[-1], cp[-1]
             ends = np.flatnonzero(sv[1:] != sv[:-1])  # last index of each distinct value
             if ends.size == 0:
                 return out
             sup_le = ends + 1
             sup_gt = sv.size - sup_le
-            for op, score, sup in (("<=", cs[ends], sup_le), (">", total - cs[ends], sup_gt)):
+            pos_le = cp[ends]
+            neg_le = pos_le - cs[ends]
+            for op, score, sup, pos, neg in (
+                    ("<=", cs[ends], sup_le, pos_le, neg_le),
+                    (">", total - cs[ends], sup_gt, ptotal - pos_le,
+                     (ptotal - total) - neg_le)):
                 if (self.name, op) in used:
                     continue
-                ok = sup >= min_support
+                ok = (sup >= min_support) & (sv.size - sup >= min_support)
                 if not ok.any():
                     continue
-                s = np.where(ok, score, -np.inf)
-                # among equal best scores take the middle one (a threshold away from the data)
-                best = s.max()
-                ties = np.flatnonzero(s == best)
-                k = int(ties[len(ties) // 2])
-                # the threshold itself is placed only if the condition is chosen
-                gap = _Gap(self.name, op, float(sv[ends[k]]), float(sv[ends[k] + 1]))
-                out.append((float(best), int(sup[k]), gap))
+                separation = (pos / max(pos_all, 1e-300) * (pos_all > 0)
+                              - neg / max(neg_all, 1e-300) * (neg_all > 0))
+                picked = set()
+                for crit in (score, separation):
+                    s = np.where(ok, crit, -np.inf)
+                    # among equal best values the middle one (a threshold away from data)
+                    ties = np.flatnonzero(s == s.max())
+                    k = int(ties[len(ties) // 2])
+                    if k in picked:
+                        continue
+                    picked.add(k)
+                    # the threshold itself is placed only if the condition is chosen
+                    gap = _Gap(self.name, op, float(sv[ends[k]]), float(sv[ends[k] + 1]))
+                    out.append((float(score[k]), int(sup[k]), gap, float(separation[k])))
             return out
         if self.kind == "bool":
             if (self.name, "bool") in used:
@@ -242,25 +270,33 @@ class _Column:
             v = self.values
             for value, rows in ((True, v & mask), (False, ~v & mask)):
                 sup = int(rows.sum())
-                if min_support <= sup < parent_support:
-                    out.append((float(gm[rows].sum()), sup, Condition(self.name, "==", value)))
+                if min_support <= sup <= parent_support - min_support:
+                    g = gm[rows]
+                    out.append((float(g.sum()), sup, Condition(self.name, "==", value),
+                                sep(float(g[g > 0].sum()), float(-g[g < 0].sum()))))
             return out
         if (self.name, "==") in used:
             return out
         k = len(self.categories)
         codes = self.codes[mask]
-        score = np.bincount(codes, weights=gm[mask], minlength=k)
+        gmm = gm[mask]
+        score = np.bincount(codes, weights=gmm, minlength=k)
+        pos = np.bincount(codes, weights=np.maximum(gmm, 0.0), minlength=k)
         sup = np.bincount(codes, minlength=k)
-        total, n = score.sum(), int(mask.sum())
-        for op, s, su in (("==", score, sup), ("!=", total - score, n - sup)):
+        total, ptotal, n = score.sum(), pos.sum(), int(mask.sum())
+        neg = pos - score
+        for op, s, p, q, su in (("==", score, pos, neg, sup),
+                                ("!=", total - score, ptotal - pos, (ptotal - total) - neg,
+                                 n - sup)):
             if op == "==" and (self.name, "!=") in used:
                 continue  # `c != a and c == b` is `c == b`
-            ok = (su >= min_support) & (su < parent_support) & (su > 0)
+            ok = (su >= min_support) & (su <= parent_support - min_support)
             for i in np.flatnonzero(ok):
                 v = self.categories[i]
                 if op == "!=" and (self.name, "!=", v) in used:
                     continue
-                out.append((float(s[i]), int(su[i]), Condition(self.name, op, v)))
+                out.append((float(s[i]), int(su[i]), Condition(self.name, op, v),
+                            sep(float(p[i]), float(q[i]))))
         return out
 
 
@@ -317,8 +353,8 @@ def _refine(conds: tuple, cols, gain, min_support, mask, score):
                     others &= cols[d.column].holds(d)
             gm = np.where(others, gain, 0.0)
             used = {(c.column, "<=" if c.operator == ">" else ">")}  # this operator only
-            for new_score, _sup, cond in col.best(gm, others, used, min_support,
-                                                  int(others.sum()) + 1):
+            for new_score, _sup, cond, _sep in col.best(gm, others, used, min_support,
+                                                        int(others.sum()) + 1):
                 if new_score > score + 1e-12 * max(1.0, abs(score)):
                     cond = _condition(cond)
                     conds = (*conds[:i], cond, *conds[i + 1:])
@@ -326,6 +362,16 @@ def _refine(conds: tuple, cols, gain, min_support, mask, score):
                     score = float(gain[mask].sum())
                     improved = True
     return conds, mask, score
+
+
+def _alternate(a: list, b: list):
+    """The items of ``a`` and ``b`` taken in turn (each item once)."""
+    taken: set[int] = set()
+    for x, y in zip(a, b):
+        for item in (x, y):
+            if id(item) not in taken:
+                taken.add(id(item))
+                yield item
 
 
 def search_conjunctions(frame: pd.DataFrame, gain, *, max_conditions: int = 3, top: int = 5,
@@ -410,20 +456,26 @@ def search_conjunctions(frame: pd.DataFrame, gain, *, max_conditions: int = 3, t
             used = _used(conds)
             sup = int(mask.sum())
             for col in cols.values():
-                for score, support, cond in col.best(gm, mask, used, min_support, sup):
+                for score, support, cond, separation in col.best(gm, mask, used, min_support,
+                                                                 sup):
                     if support < sup:
-                        candidates.append((score, -support, p, cond))
-        candidates.sort(key=lambda c: (-c[0], c[1]))
+                        candidates.append((score, separation, -support, p, cond))
+        # half the beam by score, half by separation (what a further condition may make
+        # pay), alternately
+        by_score = sorted(candidates, key=lambda c: (-c[0], c[2]))
+        by_sep = sorted(candidates, key=lambda c: (-c[1], -c[0], c[2]))
         nxt = []
-        for score, _neg, p, cond in candidates:
+        seen: set[bytes] = set()
+        for score, _sep, _neg, p, cond in _alternate(by_score, by_sep):
             if len(nxt) >= beam:
                 break
             conds, mask = parents[p]
             cond = _condition(cond)
             new = mask & cols[cond.column].holds(cond)
             key = new.tobytes()
-            if key in results or any(np.array_equal(new, m) for _c, m in nxt):
+            if key in results or key in seen:
                 continue
+            seen.add(key)
             full = (*conds, cond)
             nxt.append((full, new))
             if score > 0:

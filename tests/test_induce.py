@@ -254,3 +254,117 @@ def test_more_rules_fit_better_and_rules_stay_readable():
         for rule in kb.rules.values():
             assert len(f"{rule.weight}") <= 7  # three significant digits
     assert accs[0] <= accs[1] <= accs[2] and accs[2] > 0.95
+
+
+# ------------------------------------------------------- the debugger's proposals
+
+
+def _debugger(kb_text, data, target, **kw):
+    gb = pytest.importorskip("greybox")
+    model = gb.GreyBox(kb_text, semantics="product", **kw)
+    return gb, gb.explain.Debugger(model, data, target)
+
+
+def _data(n=300, seed=0):
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame({"x": rng.uniform(0, 10, n).round(2), "z": rng.uniform(0, 1, n).round(2),
+                         "kind": pd.Categorical(rng.choice(["a", "b", "c"], n))})
+
+
+_KB = ("input x: real  input z: real  input kind: {a, b, c}  output y: bool  "
+       "rule big: x > 5 -> y")
+
+
+def test_candidate_rules_fix_the_failures_they_target():
+    from greybox.explain.debug._propose import candidate_rules
+
+    data = _data()
+    target = ((data["x"] > 5) | ((data["z"] > 0.8) & (data["kind"] != "a"))).to_numpy()
+    gb, dbg = _debugger(_KB, data, target)
+    failures = set(dbg.failures().index)
+    assert failures
+    cands = candidate_rules(dbg, top=3)
+    assert 1 <= len(cands) <= 3
+    names = set()
+    for edits in cands:
+        (edit,) = edits
+        assert isinstance(edit, gb.explain.AddStatement)
+        assert edit.text.startswith("rule learned_") and " weight " in edit.text
+        names.add(edit.text.split()[1])
+        result = dbg.what_if(*edits)
+        assert len(result.fixed) > len(result.broken)
+        assert set(result.fixed.index) <= failures
+        dbg.undo()
+    assert len(names) == len(cands)  # distinct names: they may be applied together
+    best = dbg.what_if(*cands[0])
+    assert len(best.fixed) == len(failures) and len(best.broken) == 0
+    assert "z > 0.8" in cands[0][0].text and "kind != a" in cands[0][0].text
+
+
+def test_candidate_rules_for_chosen_rows_and_an_enum_output():
+    from greybox.explain.debug._propose import candidate_rules
+
+    data = _data(240, 1)
+    grade = np.where(data["x"] > 6, "high", np.where(data["z"] < 0.3, "low", "mid"))
+    kb = ("input x: real  input z: real  input kind: {a, b, c}  output g: {low, mid, high}  "
+          "rule h: x > 6 -> g = high  rule m weight 0.5: x <= 6 -> g = mid")
+    gb, dbg = _debugger(kb, data, grade)
+    failures = list(dbg.failures().index)
+    assert len(failures) > 10
+    some = failures[:5]
+    (edits,) = candidate_rules(dbg, some, top=1)
+    assert "-> g = low" in edits[0].text
+    result = dbg.what_if(*edits)
+    assert set(some) <= set(result.fixed.index) and len(result.broken) == 0
+
+
+def test_candidate_rules_are_checked_against_the_rules():
+    from greybox.explain.debug._propose import candidate_rules
+
+    data = _data(200, 2)
+    # the rule is right but too weak against the bias-like rule: the obvious fix `x > 5`
+    # repeats it (equivalent, so subsumed) and must not be proposed
+    kb = ("input x: real  input z: real  input kind: {a, b, c}  output y: bool  "
+          "rule big weight 0.5: x > 5 -> y  rule no weight 1.0: z >= 0 -> not y")
+    gb, dbg = _debugger(kb, data, (data["x"] > 5).to_numpy())
+    cands = candidate_rules(dbg, top=5)
+    assert cands
+    model_kb = dbg.model.to_kb()
+    for (edit,) in cands:
+        rule = gr.parse_statements(edit.text)[0]
+        assert str(rule.body) != "x > 5"
+        new = gr.KnowledgeBase([*model_kb.statements, rule])
+        report = gr.check(new, analyses=("dead-rule", "subsumed-rule", "contradiction"))
+        assert not [f for f in report.findings if f.severity != "info"
+                    and rule.name in " ".join(f.subjects)]
+
+
+def test_residual_rules_reproduce_what_the_residual_adds():
+    import torch
+
+    from greybox.explain.debug._propose import residual_rules
+
+    class Planted(torch.nn.Module):  # reads the (uncalibrated) table inputs x, z, kind
+        def forward(self, f):
+            return 3.0 * ((f[:, 0] > 7) & (f[:, 1] < 0.5)).float()
+
+    data = _data(300, 3)
+    kb = ("input x: real  input z: real  input kind: {a, b, c}  output y: bool  "
+          "rule big: x > 9 -> y  rule small weight 0.5: x <= 2 -> not y")
+    gb, _ = _debugger(kb, data, np.zeros(300, bool))
+    model = gb.GreyBox(kb, semantics="product", residual=Planted())
+    decided = model.predict(data)["y"].to_numpy()
+    dbg = gb.explain.Debugger(model, data, decided)
+    cands = residual_rules(dbg, top=3)
+    assert cands
+    (edit,) = cands[0]
+    assert edit.text.startswith("rule residual_1 ")
+    assert "x > 7" in edit.text and "z < 0.5" in edit.text or "z <= 0.4" in edit.text
+    # the rules alone, with it, decide as the rules and the residual did
+    alone = gb.GreyBox(gr.KnowledgeBase([*model.to_kb().statements,
+                                         *gr.parse_statements(edit.text)]),
+                       semantics="product").predict(data)["y"].to_numpy()
+    assert (alone == decided).all()
+    # no residual: nothing to say
+    plain = gb.explain.Debugger(gb.GreyBox(kb, semantics="product"), data, decided)
+    assert residual_rules(plain) == []
