@@ -26,7 +26,7 @@ import torch
 
 import greybox.rules as gr
 from greybox.rules import _ast as A
-from greybox.rules._induce import Conjunction, search_conjunctions
+from greybox.rules._induce import search_conjunctions
 
 from ._edits import AddStatement
 
@@ -55,7 +55,7 @@ def rule_features(dbg) -> pd.DataFrame:
             continue
         v = batch.columns[n]
         v = v.numpy() if isinstance(v, torch.Tensor) else np.asarray(v)
-        cols[n] = _typed(t, v, codes=True)
+        cols[n] = _typed(t, v)
     if kb.neural:
         with torch.no_grad():
             trace = dbg.model.eval()(batch)
@@ -65,19 +65,17 @@ def rule_features(dbg) -> pd.DataFrame:
             if isinstance(t, A.BoolType):
                 cols[n] = (v > 0.5).numpy()
             elif v.dim() == 2:
-                cols[n] = _typed(t, v.argmax(1).numpy(), codes=True)
+                cols[n] = _typed(t, v.argmax(1).numpy())
             else:
                 cols[n] = v.double().numpy()
     return pd.DataFrame(cols, index=batch.index)
 
 
-def _typed(t, v: np.ndarray, *, codes: bool):
+def _typed(t, v: np.ndarray):
     if isinstance(t, A.BoolType):
         return v.astype(bool)
     if isinstance(t, A.EnumType):
         return pd.Categorical.from_codes(v.astype(np.int64), categories=list(t.values))
-    if isinstance(t, A.IntType) and codes and v.dtype.kind != "f":
-        return v.astype(np.float64)
     return v.astype(np.float64)
 
 
@@ -296,7 +294,6 @@ def residual_rules(dbg, *, max_conditions: int = 3,
     model = dbg.model
     if model.residual_for(dbg.output) is None:
         return []
-    kb = model.kb
     with_res = _score_matrix(model, dbg.batch, dbg.output)
     rules_only = _score_matrix(model, dbg.batch, dbg.output, residual=False)
     current = np.argmax(rules_only, axis=1)  # ties to the first value, as greybox decides
@@ -304,7 +301,6 @@ def residual_rules(dbg, *, max_conditions: int = 3,
     flipped = current != desired
     if not flipped.any():
         return []
-    del kb
     frame = rule_features(dbg)
     found = _propose(dbg, frame, rules_only, current, desired, flipped,
                      max_conditions=max_conditions, top=top, base="residual")
