@@ -222,9 +222,13 @@ def _quiet_stdout():
 class _Compiler:
     """The crisp decision of a model as a Program over its table inputs."""
 
-    def __init__(self, model, kb, bias: dict, max_relus: int, margin: float = 0.0):
+    def __init__(self, model, kb, bias: dict, max_relus: int, margin: float = 0.0,
+                 row: dict | None = None):
         self.model, self.kb, self.bias = model, kb, bias
         self.p = Program(margin)
+        #: the row's own values of the table inputs (codes): each input ranges over its
+        #: range *and* its row value, which may lie outside the training range
+        self.row = dict(row or {})
         self.inputs: dict[str, Lin] = {}
         self.onehot: dict[str, list[Lin]] = {}
         self.values: dict[str, Lin] = {}
@@ -284,8 +288,25 @@ class _Compiler:
             if from_data:
                 self.assumed[name] = (lo, hi)
             integer = isinstance(t, A.IntType)
-            i = self.p.var(name, lo, hi, integer)
-            self.values[name] = self.inputs[name] = Lin({i: 1.0}, 0.0, integer)
+            at = self.row.get(name)
+            at = float(at) if at is not None else None
+            if at is None or not np.isfinite(at) or lo <= at <= hi:
+                i = self.p.var(name, lo, hi, integer)
+                self.values[name] = self.inputs[name] = Lin({i: 1.0}, 0.0, integer)
+                return
+            # the row's value lies outside the range (an input declared without bounds,
+            # beyond the training range): the input is that value, or within the range.
+            # Its variable's bounds -- and so every big-M derived from them (ReLUs,
+            # comparisons, distances) -- cover both
+            vlo, vhi = min(lo, at), max(hi, at)
+            i = self.p.var(name, vlo, vhi, integer)
+            x = Lin({i: 1.0}, 0.0, integer)
+            inside = self.p.binary(f"{name}.in_range")
+            self.p.add(x - inside.scale(vhi - at), hi=at)    # inside = 0 -> x = at
+            self.p.add(x - inside.scale(vlo - at), lo=at)
+            self.p.add(x - inside.scale(lo - vlo), lo=vlo)   # inside = 1 -> lo <= x <= hi
+            self.p.add(x - inside.scale(hi - vhi), hi=vhi)
+            self.values[name] = self.inputs[name] = x
 
     def _feature(self, a) -> list[Lin]:
         """Table input ``a`` as networks read it: standardised, an enum one-hot."""
@@ -543,10 +564,11 @@ def _pushes(rule, value) -> bool:
 
 
 def compile_decision(model, kb, bias: dict, *, max_relus: int = 64,
-                     margin: float = 0.0) -> _Compiler:
+                     margin: float = 0.0, row: dict | None = None) -> _Compiler:
     """The decision function of ``model`` over its table inputs as a mixed-integer program
-    (``margin``: see :class:`Program`)."""
-    return _Compiler(model, kb, bias, max_relus, margin)
+    (``margin``: see :class:`Program`). ``row``: a row's input values (codes); each input
+    then ranges over its range and its row value (which may lie outside the range)."""
+    return _Compiler(model, kb, bias, max_relus, margin, row)
 
 
 # ------------------------------------------------------------------------------ queries
@@ -689,9 +711,15 @@ class MilpProblem(Problem):
         self._where = (model, batch, row, max_relus)
         self._exact = None
         facts, self.decision = row_state(model, batch, row, output)
-        # the residual is encoded from the inputs: the biases alone here
-        self.comp = compile_decision(model, kb, model.bias_table(), max_relus=max_relus)
         self.facts = {n: v for n, v in facts.items() if kb.variables[n].role == "input"}
+        # the residual is encoded from the inputs: the biases alone here
+        self.comp = compile_decision(model, kb, model.bias_table(), max_relus=max_relus,
+                                     row=self._row_values())
+
+    def _row_values(self) -> dict:
+        """The row's real and int inputs: the program ranges over them too."""
+        return {n: v for n, v in self.facts.items()
+                if isinstance(self.kb.variables[n].type, (A.RealType, A.IntType))}
 
     def differs(self, fixed: dict):
         witness = differs(self.comp, self.output, self.decision, fixed,
@@ -720,8 +748,12 @@ class MilpProblem(Problem):
                               max_relus=max_relus, timeout=self.timeout)
             # over the program's ranges: inputs declared without bounds within the
             # training range, as this problem's assumptions say (Z3 alone ranges over
-            # every real)
+            # every real) -- or at the row's own value, which may lie outside it
+            rows = self._row_values()
             exact.background = list(exact.background) + [
+                z3.Or(z3.And(exact.const(n) >= Fraction(lo), exact.const(n) <= Fraction(hi)),
+                      exact.const(n) == Fraction(float(rows[n])))
+                if n in rows and not lo <= float(rows[n]) <= hi else
                 z3.And(exact.const(n) >= Fraction(lo), exact.const(n) <= Fraction(hi))
                 for n, (lo, hi) in self.comp.assumed.items()]
             self._exact = exact
@@ -738,7 +770,7 @@ class MilpProblem(Problem):
 
         model, _, _, max_relus = self._where
         inner = compile_decision(model, self.kb, model.bias_table(), max_relus=max_relus,
-                                 margin=EPS)
+                                 margin=EPS, row=self._row_values())
         found = closest_change(inner, self.output, self.decision, self.facts,
                                minimize=minimize, immutable=set(immutable), spreads=spreads,
                                time_limit=left())
