@@ -3,7 +3,10 @@ rule weights and thresholds toward the rules' values, not toward 0; networks get
 their own dtype, and an error inside a network names the network, its variables and the
 input shape."""
 
+import re
+
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from sklearn.datasets import load_breast_cancer, load_digits
@@ -252,3 +255,28 @@ def test_a_template_rules_coefficient_beyond_float32_is_exact_in_every_grounding
     trace = model(cols)
     assert model.predict(cols).iloc[0].tolist() == [False, True, True, False]
     assert [float(trace.bodies[r][0]) for r in trace.bodies] == [0.0, 1.0, 1.0, 0.0]
+
+
+@pytest.mark.parametrize("a,logit", [(1e300, "inf"), (-1e300, "-inf"), (1e39, "inf")])
+def test_an_input_that_overflows_the_residual_is_named_with_its_row_label(a, logit):
+    """Issue 26, item 13: a finite input beyond float32 (a = 1e300) made the residual's
+    logit infinite, and predict raised ``RuleError: bias of 'y' must be finite, got -inf
+    at row 0`` -- about a bias the user never gave, at a position, not the row's label.
+    The decision is not defined there (the float network says inf, the formal layer's
+    exact arithmetic a finite number): a DataError names the input, its value and range,
+    and the row by its label."""
+    res = nn.Sequential(nn.Linear(2, 1))
+    with torch.no_grad():
+        res[0].weight.copy_(torch.tensor([[1.0, 0.0]]))
+        res[0].bias.fill_(0.0)
+    model = gb.GreyBox("input a: real\ninput b: real\noutput y: bool\n"
+                       "rule r weight 2: b > 8 -> y", semantics="product", residual=res)
+    model.calibrate({"a": [-2.0, 2.0], "b": [0.0, 10.0]})
+    frame = pd.DataFrame({"a": [0.5, a], "b": [5.0, 5.0]}, index=[3, 7])
+    want = (rf"the residual network for 'y' overflowed at row 7 \(its logit is {logit}\): "
+            rf"input 'a' = {re.escape(repr(a))} \(its training range \[-2, 2\]\) lies beyond")
+    with pytest.raises(gb.DataError, match=want):
+        model.predict(frame)
+    with pytest.raises(gb.DataError, match=want):
+        model.predict_proba(frame)
+    assert model.predict(frame.iloc[:1])["y"].tolist() == [True]     # the other row decides

@@ -287,7 +287,8 @@ def _polish(model, p, changes: list, after: dict, applied, applied_all) -> None:
     if applied(after):
         pull_back(kb, changes, facts, after, applied_all, steps=24,
                   precision=lambda n: person_step(model, n) / 4
-                  if kb.variables[n].role == "input" else 0.0)
+                  if kb.variables[n].role == "input" else 0.0,
+                  limits=lambda n, v: change_range(model, kb, n, v))
     round_changes(model, kb, facts, after, changes, applied_all)
 
 

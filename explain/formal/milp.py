@@ -229,6 +229,9 @@ class _Compiler:
         #: the row's own values of the table inputs (codes): each input ranges over its
         #: range *and* its row value, which may lie outside the training range
         self.row = dict(row or {})
+        #: inputs whose row value lies outside their range: (the binary "within the
+        #: range", the range's ends, the row value)
+        self.outside: dict[str, tuple[int, float, float, float]] = {}
         self.inputs: dict[str, Lin] = {}
         self.onehot: dict[str, list[Lin]] = {}
         self.values: dict[str, Lin] = {}
@@ -307,6 +310,7 @@ class _Compiler:
             self.p.add(x - inside.scale(lo - vlo), lo=vlo)   # inside = 1 -> lo <= x <= hi
             self.p.add(x - inside.scale(hi - vhi), hi=vhi)
             self.values[name] = self.inputs[name] = x
+            self.outside[name] = (next(iter(inside.terms)), lo, hi, at)
 
     def _feature(self, a) -> list[Lin]:
         """Table input ``a`` as networks read it: standardised, an enum one-hot."""
@@ -598,7 +602,13 @@ def _decode(comp: _Compiler, x: np.ndarray) -> dict:
         else:
             (i,) = e.terms
             # HiGHS may overstep a bound by its feasibility tolerance: the input's range
-            v = min(max(float(x[i]), comp.p.lb[i]), comp.p.ub[i])
+            # (for one whose row value lies outside it: that value, or within the range)
+            lo, hi = comp.p.lb[i], comp.p.ub[i]
+            if name in comp.outside:
+                inside, lo, hi, at = comp.outside[name]
+                if x[inside] < 0.5:
+                    lo = hi = at
+            v = min(max(float(x[i]), lo), hi)
             out[name] = d.code(d.decode(v))   # bools and ints rounded
     return out
 
