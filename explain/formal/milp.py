@@ -2,9 +2,11 @@
 
 The alternative to Z3 for input-level queries through ReLU networks: each ReLU becomes a
 binary with big-M constraints whose M comes from interval bounds propagated from the
-inputs' ranges (declared, or the training range), each comparison in a rule an indicator
-binary, and/or/not their standard linearisations, a bool decision ``score > 0``, an int or
-enum decision one binary per value, the residual's logits added to the scores.
+inputs' ranges (declared, or the training range -- widened to the explained row's own
+value where that lies outside it, the input then being that value or within the range),
+each comparison in a rule an indicator binary, and/or/not their standard linearisations,
+a bool decision ``score > 0``, an int or enum decision one binary per value, the
+residual's logits added to the scores.
 ``scipy.optimize.milp`` (HiGHS) then solves counterfactuals (minimum L1 change or fewest
 changes), reasons and verification queries.
 
