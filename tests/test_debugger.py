@@ -483,3 +483,27 @@ def test_export_carries_the_learned_biases(output):
     want = dbg.model.predict(data)[name].to_numpy()
     assert (got == want).all(), (got != want).mean()
     assert gb.rules.parse(dbg.export()) == gb.rules.parse(text)    # the same on every call
+
+
+@pytest.mark.parametrize("edits", [[], [SetWeight("own(bob)", 3.0)]])
+def test_export_writes_an_output_familys_shared_bias_as_one_template(edits):
+    """A family's members share one learned bias (``decisions.cancer(*).bias``): it is
+    written once, as a rule template over the family's sets, and the rebuilt model
+    decides as the edited one."""
+    people = ["anna", "bob", "carl"]
+    model = gb.GreyBox(gb.rules.parse(RELATIONAL, sets={"person": people}),
+                       semantics="product")
+    with torch.no_grad():
+        model.decisions["cancer(*)"].bias.fill_(-1.7)
+    rng = np.random.default_rng(3)
+    lvl = rng.integers(0, 6, (40, 3))
+    data = {"lvl": lvl, "friends": rng.random((40, 3, 3)) < 0.5}
+    dbg = gb.explain.Debugger(model, data, {"cancer(anna)": lvl[:, 0] >= 1})
+    dbg.what_if(*edits)
+    text = dbg.export()
+    assert ("rule bias_cancer(i0 in person) weight -1.7000000476837158 fixed: true -> "
+            "cancer(i0)") in text.splitlines()
+    kb = gb.rules.parse(text)
+    rebuilt = gb.GreyBox(kb, semantics="product")
+    assert rebuilt.predict(data).to_numpy().tolist() == \
+        dbg.model.predict(dbg.batch)[list(kb.outputs)].to_numpy().tolist()

@@ -540,7 +540,8 @@ class Debugger:
         knowledge base (:meth:`GreyBox.to_kb`) plus, where a decided variable's learned
         bias is not 0, one fixed rule per bias after a comment line: the rule language
         has no bias statement, and a bias ``b`` is exactly ``rule bias_out weight b
-        fixed: true -> out`` (for an int or enum, one per value: ``-> grade = mid``). A
+        fixed: true -> out`` (for an int or enum, one per value: ``-> grade = mid``; for
+        an output family, one template: ``rule bias_cancer(i0 in person) ...``). A
         model built from the text (its own biases 0) with the same networks, residual
         and calibration decides as the edited model. Not carried: the networks' and
         the residual's weights and the calibration statistics (the checkpoint of

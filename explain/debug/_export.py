@@ -223,14 +223,15 @@ def bias_text(model, kb: KnowledgeBase) -> str:
     ``to_text(kb)``: the rule language has no bias statement, but a decision's score is
     ``bias + sum(weight * [body])``, so a bias ``b`` is exactly a fixed rule of weight
     ``b`` whose body is ``true`` (``rule bias_out weight -1.2 fixed: true -> out``; one
-    per value of an int or enum, for each value whose bias is not 0). Empty when every
+    per value of an int or enum, for each value whose bias is not 0; a family of decided
+    variables sharing one bias, one rule template over its sets). Empty when every
     bias is 0. A model rebuilt from the text has its own biases at 0 beside these rules,
     so its decisions are the model's."""
     taken = set(kb.rules) | set(kb.constraints) | set(kb.variables)
     if kb.program is not None:
         taken |= {getattr(getattr(t, "statement", t), "name", None)
                   for t in kb.program.templates}
-    lines = []
+    lines, done = [], set()
 
     def name_for(*parts) -> str:
         base = "bias_" + re.sub(r"\W+", "_", "_".join(str(p) for p in parts)).strip("_")
@@ -240,8 +241,30 @@ def bias_text(model, kb: KnowledgeBase) -> str:
         taken.add(name)
         return name
 
+    biases = {name: model.decisions_bias(name).detach().double().cpu().numpy()
+              for name in model.kb.decided}
+    # a family of decided variables whose members share their biases: one rule template
+    for info in (kb.program.families.values() if kb.program is not None else ()):
+        members = list(info.members.values())
+        if not members or any(m not in biases for m in members) or any(
+                not np.array_equal(biases[m], biases[members[0]]) for m in members):
+            continue
+        b = biases[members[0]]
+        binders = [f"i{k}" for k in range(len(info.sets))]
+        params = ", ".join(f"{v} in {d}" for v, d in zip(binders, info.sets))
+        ref = f"{info.name}({', '.join(binders)})"
+        values = A.domain_values(model.kb.variables[members[0]].type)
+        for i in ([None] if b.ndim == 0 and b != 0.0 else
+                  [] if b.ndim == 0 else [int(i) for i in np.flatnonzero(b)]):
+            w = float(b) if i is None else float(b[i])
+            head = ref if i is None else f"{ref} = {values[i]}"
+            rule = name_for(info.name) if i is None else name_for(info.name, values[i])
+            lines.append(f"rule {rule}({params}) weight {w!r} fixed: true -> {head}")
+        done.update(members)
     for name in model.kb.decided:
-        b = model.decisions_bias(name).detach().double().cpu().numpy()
+        if name in done:
+            continue
+        b = biases[name]
         t = model.kb.variables[name].type
         if b.ndim == 0:
             if b != 0.0:
