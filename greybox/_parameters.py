@@ -335,13 +335,22 @@ def _overflowed(model, name: str, logits: np.ndarray, batch: Batch):
     pos = int(np.flatnonzero(bad)[0])
     got = logits.reshape(len(logits), -1)[pos]
     got = got[~np.isfinite(got)][0]
+    label = batch.index[pos]
+    label = label.item() if hasattr(label, "item") else label
     with torch.no_grad():
         feats = model._features(batch.take(torch.as_tensor([pos])))[0].double().cpu().numpy()
     names = list(model.feature_names)
     reals = [i for i, f in enumerate(names) if f in model.kb.variables]
     over = [i for i in reals if not np.isfinite(feats[i])]
-    if not over and reals:
-        over = [max(reals, key=lambda i: abs(feats[i]))]
+    if not over:
+        net = model.residual_for(name)
+        broken = [n for n, p in (net.named_parameters() if net is not None else ())
+                  if not torch.isfinite(p).all()]
+        if broken:
+            raise ModelError(f"the residual network for {name!r} has non-finite weights "
+                             f"({broken[0]!r}): its logit at row {label!r} is "
+                             f"{float(got)!r}")
+        over = [max(reals, key=lambda i: abs(feats[i]))] if reals else []
     shown = []
     for i in over:
         f = names[i]
@@ -352,8 +361,6 @@ def _overflowed(model, name: str, logits: np.ndarray, batch: Batch):
         shown.append(f"input {f!r} = {value!r} (its {where} [{lo:.6g}, {hi:.6g}])")
     blame = (", ".join(shown) + " lies" if len(shown) == 1 else ", ".join(shown) + " lie") \
         if shown else "the inputs lie"
-    label = batch.index[pos]
-    label = label.item() if hasattr(label, "item") else label
     raise DataError(f"the residual network for {name!r} overflowed at row {label!r} (its "
                     f"logit is {float(got)!r}): {blame} beyond "
                     "what its float arithmetic holds, so the decision is not defined there; "

@@ -280,3 +280,17 @@ def test_an_input_that_overflows_the_residual_is_named_with_its_row_label(a, log
     with pytest.raises(gb.DataError, match=want):
         model.predict_proba(frame)
     assert model.predict(frame.iloc[:1])["y"].tolist() == [True]     # the other row decides
+
+
+def test_a_residual_with_non_finite_weights_is_named_not_the_input():
+    """The same logit from finite inputs and NaN weights is the model's fault: a
+    ModelError naming the parameter, not a DataError blaming an input."""
+    res = nn.Sequential(nn.Linear(2, 1))
+    with torch.no_grad():
+        res[0].weight.fill_(float("nan"))
+    model = gb.GreyBox("input a: real\ninput b: real\noutput y: bool\n"
+                       "rule r weight 2: b > 8 -> y", semantics="product", residual=res)
+    model.calibrate({"a": [-2.0, 2.0], "b": [0.0, 10.0]})
+    with pytest.raises(gb.ModelError, match=r"residual network for 'y' has non-finite "
+                                            r"weights \('0.weight'\): its logit at row 'r1'"):
+        model.predict(pd.DataFrame({"a": [0.5], "b": [5.0]}, index=["r1"]))
