@@ -167,3 +167,97 @@ def test_saving_into_a_missing_folder_names_it(tmp_path, model, where, what):
     with pytest.raises(SaveError, match=f"the folder {folder} {what}") as err:
         model.save(tmp_path / where)
     assert isinstance(err.value, gb.errors.GreyboxError) and isinstance(err.value, OSError)
+
+
+# tiny files that claim large tensors (issue 26, item 2) -------------------------------------
+
+def _residual_model(width=4, **residual):
+    from torch import nn
+    text = "input x: real  output y: bool  output z: bool  rule r: x > ~1 -> y  " \
+           "rule s: x < ~0 -> z"
+    net = nn.Sequential(nn.Linear(1, width), nn.ReLU(), nn.Linear(width, width),
+                        nn.Linear(width, 1))
+    return gb.GreyBox(text, semantics="product", residual=residual or {"y": net})
+
+
+def _widened(tmp_path, n, tensors, *, digest=True):
+    """A model whose residual claims ``n``-wide layers, holding ``tensors(n)`` (name ->
+    tensor, as torch.save writes views: their storage, offset and strides)."""
+    path = tmp_path / "m.pt"
+    _residual_model().save(path)
+    payload = torch.load(path, weights_only=True)
+    layers = payload["architectures"]["residual"]["y"]["children"]
+    layers[0][1]["args"]["out_features"] = n
+    layers[2][1]["args"].update(in_features=n, out_features=n)
+    layers[3][1]["args"]["in_features"] = n
+    state = payload["state"]
+    state.update({"residual.y.0.weight": torch.zeros(n, 1), "residual.y.0.bias": torch.zeros(n),
+                  "residual.y.2.weight": torch.zeros(n, n), "residual.y.2.bias": torch.zeros(n),
+                  "residual.y.3.weight": torch.zeros(1, n)})
+    state.update(tensors(n))
+    payload.pop("sha256")
+    if digest:
+        payload["sha256"] = _io._digest(payload)
+    torch.save(payload, path)
+    return path
+
+
+@pytest.mark.parametrize("digest", [True, False])
+def test_expanded_weights_claiming_a_large_layer_are_refused_before_allocating(tmp_path,
+                                                                               digest):
+    # one number stored, a 1500x1500 layer claimed (the issue's 4.8 KB file claimed
+    # 12000x12000 and loaded it; here small, so the test allocates little either way)
+    path = _widened(tmp_path, 1500, lambda n: {
+        "residual.y.2.weight": torch.zeros(1).expand(n, n),
+        "residual.y.0.weight": torch.zeros(1).expand(n, 1),
+        "residual.y.2.bias": torch.zeros(1).expand(n)}, digest=digest)
+    assert path.stat().st_size < 20_000
+    with pytest.raises(gb.CheckpointError, match=r"tensor 'residual.y.0.weight' of shape "
+                       r"\[1500, 1\] needs 6,000 bytes \(1,500 x 4\) but the file stores 4 "
+                       r"bytes for it: its elements repeat \(strides \[0, 1\]\); refused "
+                       "before allocating it"):
+        gb.load(path)
+
+
+def test_overlapping_views_and_storages_shared_between_tensors_are_refused(tmp_path):
+    path = _widened(tmp_path, 4, lambda n: {      # strides (1, 1): 16 elements from 7
+        "residual.y.2.weight": torch.arange(7.0).as_strided((4, 4), (1, 1))})
+    with pytest.raises(gb.CheckpointError, match=r"'residual.y.2.weight' of shape \[4, 4\] "
+                       r"needs 64 bytes .* stores 28 bytes for it: its elements repeat "
+                       r"\(strides \[1, 1\]\)"):
+        gb.load(path)
+    base = torch.zeros(16)                        # two different views of 16 numbers
+    path = _widened(tmp_path, 4, lambda n: {"residual.y.2.weight": base.view(4, 4),
+                                            "residual.y.0.weight": base[3:7].view(4, 1)})
+    with pytest.raises(gb.CheckpointError, match=r"tensors 'residual.y.0.weight', "
+                       r"'residual.y.2.weight' share one storage of 64 bytes but need 80"):
+        gb.load(path)
+    shared = torch.zeros(4)                       # one tensor under two layers' names
+    path = _widened(tmp_path, 4, lambda n: {"residual.y.0.bias": shared,
+                                            "residual.y.2.bias": shared})
+    with pytest.raises(gb.CheckpointError, match=r"residual.y.2.bias is the same tensor in "
+                       r"the file as residual.y.0.bias; greybox rebuilds residual 'y' from "
+                       r"its description with a tensor of its own"):
+        gb.load(path)
+
+
+def test_a_module_shared_by_two_outputs_loads_shared_once(tmp_path):
+    from torch import nn
+    net = nn.Sequential(nn.Linear(1, 4), nn.ReLU(), nn.Linear(4, 1))
+    model = _residual_model(y=net, z=net)
+    model.save(tmp_path / "m.pt")
+    loaded = gb.load(tmp_path / "m.pt")
+    assert loaded.residual["y"] is loaded.residual["z"]
+    assert _same(loaded, model)
+
+
+def test_compressed_archive_members_are_refused(tmp_path, model):
+    import zipfile
+    path, packed = tmp_path / "m.pt", tmp_path / "packed.pt"
+    model.save(path)
+    with zipfile.ZipFile(path) as src, zipfile.ZipFile(packed, "w", zipfile.ZIP_DEFLATED) as out:
+        for member in src.infolist():            # torch.load reads this, inflated
+            out.writestr(member.filename, src.read(member.filename))
+    with pytest.raises(gb.CheckpointError, match=r"the archive member '.*' is compressed; "
+                       "torch.save stores every member uncompressed"):
+        gb.load(packed)
