@@ -741,6 +741,14 @@ def load(path, *, networks: Mapping[str, nn.Module] | None = None,
         k = bad[0]
         raise CheckpointError(f"{path}: parameter {k!r} has shape {list(state[k].shape)} in "
                               f"the file but {list(own[k].shape)} in the model")
+    for k in own:   # load_state_dict would cast, dropping an imaginary part or fractions
+        mine, theirs = own[k].dtype, state[k].dtype
+        if (theirs.is_complex and not mine.is_complex) or (
+                (theirs.is_floating_point or theirs.is_complex)
+                and not (mine.is_floating_point or mine.is_complex)):
+            raise CheckpointError(f"{path}: tensor {k!r} is {str(theirs).removeprefix('torch.')}"
+                                  f" in the file but {str(mine).removeprefix('torch.')} in the "
+                                  "model; converting it would lose part of each value")
     try:
         model.load_state_dict(state)
     except (RuntimeError, TypeError, ValueError) as err:

@@ -261,3 +261,20 @@ def test_compressed_archive_members_are_refused(tmp_path, model):
     with pytest.raises(gb.CheckpointError, match=r"the archive member '.*' is compressed; "
                        "torch.save stores every member uncompressed"):
         gb.load(packed)
+
+
+@pytest.mark.parametrize("name,value,match", [
+    ("rules.r.weight", torch.tensor(1.5 + 2j, dtype=torch.complex64),
+     "tensor 'rules.r.weight' is complex64 in the file but float32 in the model"),
+    ("range_known", torch.tensor(0.5), "tensor 'range_known' is float32 in the file but bool"),
+])
+def test_weights_of_another_kind_are_refused_not_cast(tmp_path, model, name, value, match):
+    # complex64 weights loaded with their imaginary part dropped (issue 26, item 16)
+    path = tmp_path / "m.pt"
+    model.save(path)
+    payload = torch.load(path, weights_only=True)
+    payload["state"][name] = value
+    payload["sha256"] = _io._digest(payload)
+    torch.save(payload, path)
+    with pytest.raises(gb.CheckpointError, match=match):
+        gb.load(path)
