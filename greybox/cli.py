@@ -10,6 +10,7 @@ warning, 2: the file is invalid); ``greybox entails``, ``greybox evaluate`` and
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import os
 import re
@@ -133,10 +134,10 @@ class _Bounded(io.RawIOBase):
 def _read_csv(path: str, *, what: str, limit: int, holding: str, **options):
     """``pd.read_csv`` of a local regular file (compressed by its suffix as pandas infers
     it: .gz, .bz2, .xz, .zip), read no further than ``limit`` bytes of CSV text; a URL, a
-    device, a pipe or a larger file is refused naming ``what`` (the argument) and the
-    limit (for ``holding``, what the file holds)."""
-    import bz2
-    import gzip
+    device, a pipe, a larger file or a header naming a column twice (which pandas would
+    rename ``NAME.1``) is refused naming ``what`` (the argument), and the limit (for
+    ``holding``, what the file holds)."""
+    import csv
     import lzma
     import zipfile
     import zlib
@@ -146,40 +147,57 @@ def _read_csv(path: str, *, what: str, limit: int, holding: str, **options):
     if _URL.match(path):
         raise _Invalid(f"{what}: {path} is a URL; greybox reads local files only "
                        "(download it first)")
-    suffix = os.path.splitext(path)[1].lower()
-    kind = _COMPRESSED.get(suffix)
+    kind = _COMPRESSED.get(os.path.splitext(path)[1].lower())
     try:
-        with open(path, "rb") as raw:
-            if not stat.S_ISREG(os.fstat(raw.fileno()).st_mode):
-                raise _Invalid(f"{what}: {path} is not a regular file (a device, a pipe or a "
-                               "folder); greybox reads local files only")
-            if kind == "zip":
-                with zipfile.ZipFile(raw) as archive:
-                    members = [m for m in archive.infolist() if not m.is_dir()]
-                    if len(members) != 1:
-                        raise _Invalid(f"{what}: {path} holds {len(members)} files; a zipped "
-                                       "CSV holds one")
-                    with archive.open(members[0]) as inner:
-                        return _parse(pd, inner, limit, options)
-            opener = {"gzip": gzip.GzipFile, "bz2": bz2.BZ2File,
-                      "lzma": lzma.LZMAFile}.get(kind)
-            if opener is None:
-                return _parse(pd, raw, limit, options)
-            with opener(fileobj=raw) if kind == "gzip" else opener(raw) as inner:
-                return _parse(pd, inner, limit, options)
+        with _opened(path, kind, what) as stream:
+            text = io.TextIOWrapper(io.BufferedReader(_Bounded(stream, limit)),
+                                    encoding="utf-8-sig", newline="")
+            header = next(csv.reader(text), [])
+        seen: dict[str, int] = {}
+        for i, name in enumerate(header):
+            if name in seen:
+                raise _Invalid(f"{what}: {path} names the column {name!r} twice in its header "
+                               f"(columns {seen[name] + 1} and {i + 1}); name each column once")
+            seen[name] = i
+        with _opened(path, kind, what) as stream:
+            return pd.read_csv(io.BufferedReader(_Bounded(stream, limit)), **options)
     except _TooLarge:
         once = " once decompressed" if kind else ""
         raise _Invalid(f"{what}: {path} is larger than {limit:,} bytes{once}, the command "
                        f"line's limit for {holding} (the Python API takes a DataFrame of any "
                        "size)") from None
-    except (OSError, ValueError, EOFError, zlib.error, lzma.LZMAError,
+    except (OSError, ValueError, EOFError, csv.Error, zlib.error, lzma.LZMAError,
             zipfile.BadZipFile) as err:
         raise _Invalid(f"{what}: cannot read {path}: {getattr(err, 'strerror', None) or err}") \
             from None
 
 
-def _parse(pd, stream, limit: int, options: dict):
-    return pd.read_csv(io.BufferedReader(_Bounded(stream, limit)), **options)
+@contextlib.contextmanager
+def _opened(path: str, kind: str | None, what: str):
+    """The bytes of the regular file ``path``, decompressed as ``kind`` says (a stream)."""
+    import bz2
+    import gzip
+    import lzma
+    import zipfile
+
+    with open(path, "rb") as raw:
+        if not stat.S_ISREG(os.fstat(raw.fileno()).st_mode):
+            raise _Invalid(f"{what}: {path} is not a regular file (a device, a pipe or a "
+                           "folder); greybox reads local files only")
+        if kind == "zip":
+            with zipfile.ZipFile(raw) as archive:
+                members = [m for m in archive.infolist() if not m.is_dir()]
+                if len(members) != 1:
+                    raise _Invalid(f"{what}: {path} holds {len(members)} files; a zipped CSV "
+                                   "holds one")
+                with archive.open(members[0]) as inner:
+                    yield inner
+        elif kind is None:
+            yield raw
+        else:
+            opener = {"gzip": gzip.GzipFile, "bz2": bz2.BZ2File, "lzma": lzma.LZMAFile}[kind]
+            with opener(fileobj=raw) if kind == "gzip" else opener(raw) as inner:
+                yield inner
 
 
 def _seconds(text: str) -> float:
