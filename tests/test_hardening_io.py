@@ -1,8 +1,12 @@
-"""Hardening of checkpoints and atomic saves (issue 11, items 12 and 14)."""
+"""Hardening of checkpoints and atomic saves (issue 11, items 12 and 14; issue 26, items 2
+and 16)."""
 
+import io
 import os
 import signal
 import stat
+import struct
+import zipfile
 
 import pytest
 import torch
@@ -252,7 +256,6 @@ def test_a_module_shared_by_two_outputs_loads_shared_once(tmp_path):
 
 
 def test_compressed_archive_members_are_refused(tmp_path, model):
-    import zipfile
     path, packed = tmp_path / "m.pt", tmp_path / "packed.pt"
     model.save(path)
     with zipfile.ZipFile(path) as src, zipfile.ZipFile(packed, "w", zipfile.ZIP_DEFLATED) as out:
@@ -277,4 +280,57 @@ def test_weights_of_another_kind_are_refused_not_cast(tmp_path, model, name, val
     payload["sha256"] = _io._digest(payload)
     torch.save(payload, path)
     with pytest.raises(gb.CheckpointError, match=match):
+        gb.load(path)
+
+
+def _append_central_entry(raw: bytearray, entry: bytes) -> None:
+    """Append ``entry`` to the central directory of the zip archive ``raw``."""
+    end = raw.rfind(b"PK\x05\x06")
+    n1, n2, size, start = struct.unpack_from("<HHII", raw, end + 8)
+    zip64 = raw[end - 20:end - 16] == b"PK\x06\x07"
+    if zip64:
+        z64 = struct.unpack_from("<Q", raw, end - 20 + 8)[0]
+        count, size, start = struct.unpack_from("<QQQ", raw, z64 + 32)
+    raw[start + size:start + size] = entry
+    grown = len(entry)
+    end += grown
+    if zip64:
+        struct.pack_into("<QQQ", raw, z64 + grown + 24, count + 1, count + 1, size + grown)
+        struct.pack_into("<Q", raw, end - 20 + 8, z64 + grown)
+    struct.pack_into("<HHI", raw, end + 8, n1 if n1 == 0xFFFF else n1 + 1,
+                     n2 if n2 == 0xFFFF else n2 + 1,
+                     size + grown if not zip64 else min(size + grown, 0xFFFFFFFF))
+
+
+def _nest(path, size):
+    """Add to the archive at ``path`` a member whose bytes are a whole stored member of
+    ``size`` bytes, and that inner member to the central directory: two members whose
+    bytes overlap, each with a good name and CRC-32 (nested, as zip bombs do)."""
+    scratch = io.BytesIO()
+    with zipfile.ZipFile(scratch, "w") as z:
+        z.writestr("archive/inner", bytes(size))
+    scratch = scratch.getvalue()
+    cd = scratch.find(b"PK\x01\x02")
+    local, entry = scratch[:cd], scratch[cd:scratch.find(b"PK\x05\x06")]
+    with zipfile.ZipFile(path, "a") as z:
+        z.writestr("archive/outer", local)   # a member whose bytes are a whole member
+        info = z.getinfo("archive/outer")
+    raw = bytearray(path.read_bytes())
+    n, m = struct.unpack_from("<HH", raw, info.header_offset + 26)
+    inner_at = info.header_offset + 30 + n + m
+    entry = bytearray(entry)
+    struct.pack_into("<I", entry, 42, inner_at)
+    _append_central_entry(raw, bytes(entry))
+    path.write_bytes(bytes(raw))
+
+
+def test_overlapping_archive_members_are_refused(tmp_path, model):
+    # torch.load reads each member a pickle names: members nested in one another (or a
+    # thousand names for the same bytes) would allocate those bytes each time
+    path = tmp_path / "m.pt"
+    model.save(path)
+    _nest(path, 100_000)
+    assert torch.load(path, weights_only=True)["format"] == "greybox-model"
+    with pytest.raises(gb.CheckpointError, match=r"the archive's members hold 2\d\d,\d\d\d "
+                       r"bytes in a file of 1\d\d,\d\d\d bytes \(members overlap\)"):
         gb.load(path)
