@@ -359,7 +359,9 @@ def _rebuild(path, payload: Mapping, group: str,
     Any other tensor the file shares between names is refused, since the rebuilt layers
     would each hold a copy of it (a small file naming one storage a thousand times would
     otherwise allocate it a thousand times). ``shared`` carries what was built between
-    the calls for networks and for residuals."""
+    the calls for networks and for residuals: ``"modules"`` by description and tensors,
+    ``"tensors"``, the name of the first state entry each tensor of the file was
+    loaded under."""
     from ._names import _key
 
     names = list(payload[group])
@@ -389,7 +391,8 @@ def _rebuild(path, payload: Mapping, group: str,
                             f"{hint}", path=path, group=group, names=missing,
                             classes=classes, reason=reason, needed=names)
     state = payload["state"]
-    shared = {} if shared is None else shared
+    shared = {"modules": {}, "tensors": {}} if shared is None else shared
+    modules, tensors = shared["modules"], shared["tensors"]
     out = {}
     for name in names:
         prefix = f"{group}.{_key(name)}."
@@ -411,19 +414,19 @@ def _rebuild(path, payload: Mapping, group: str,
                 views[k] = _view(got)
         same = (json.dumps(descs[name], sort_keys=True, default=repr),
                 tuple(sorted(views.items())))
-        if same in shared:                  # the module saved under another name
-            out[name] = shared[same]
+        if same in modules:                 # the module saved under another name
+            out[name] = modules[same]
             continue
         for k, view in views.items():
-            other = shared.get(view)
+            other = tensors.get(view)
             if other is not None:
                 raise CheckpointError(
                     f"{path}: {prefix + k} is the same tensor in the file as {other}; "
                     f"greybox rebuilds {group} {name!r} from its description with a tensor "
                     f"of its own, so the weights it shares cannot be loaded as shared: "
                     f"pass {group}= with the modules that share them")
-            shared[view] = prefix + k
-        out[name] = shared[same] = module.to_empty(device="cpu")  # all from the file
+            tensors[view] = prefix + k
+        out[name] = modules[same] = module.to_empty(device="cpu")  # all from the file
     return out
 
 
@@ -692,7 +695,7 @@ def load(path, *, networks: Mapping[str, nn.Module] | None = None,
     except GreyboxError as err:
         raise CheckpointError(f"{path}: the rules stored in the file do not parse: {err}") \
             from None
-    shared: dict = {}   # modules the file saved under several names, built once
+    shared: dict = {"modules": {}, "tensors": {}}   # a module saved under several names
     if networks is None:
         networks = _rebuild(path, payload, "networks", shared)
     given = sorted(networks or {})
