@@ -83,6 +83,9 @@ def _members(name: str, spec: str) -> list[str]:
                            "commas)")
         return members
 
+    if _URL.match(spec[1:]):
+        raise _Invalid(f"--set {name}: {spec[1:]} is a URL; greybox reads local files only "
+                       "(download it first)")
     path, colon, column = spec[1:].rpartition(":")
     if not colon or not path:   # no column named: the file's only one
         path, column = spec[1:], None
