@@ -652,7 +652,10 @@ class _Grounder:
                             self._static_number(e.right, env), e)
         if isinstance(e, A.Pow):
             base, exp = self._static_number(e.left, env), self._static_number(e.right, env)
-            if exp < 0 or abs(base) > 1 and exp * abs(base).bit_length() > _MAX_BITS:
+            # |base| >= 2^(bits - 1): beyond 2^64 for sure past that many bits (checked
+            # before computing it); below, the power is computed and bounded exactly
+            if exp < 0 or abs(base) > 1 and exp * (abs(base).bit_length() - 1) > _MAX_BITS \
+                    or abs(base ** exp).bit_length() > _MAX_BITS:
                 raise _Problem("a power in index arithmetic must be a whole number below "
                                f"2^{_MAX_BITS} with an exponent of at least 0", e)
             return base ** exp

@@ -118,6 +118,17 @@ def test_holds_evaluates_a_property(credit, credit_rows):
         ({"reliable": [1, 2, 0, 1]}, r"column 'reliable': expected true/false \(bool or 0/1\), got 2"),
         ({"income": ["a", "b", "c", "d"]}, r"column 'income': expected numbers, got 'a'"),
         ({"years at address": [1.0, np.inf, 2, 3]}, "column 'years at address': infinite value"),
+        # the first value that cannot be read, not a valid one before it (issue 26, item 8)
+        ({"income": ["50000", "abc", "2", "3"]},
+         r"column 'income': expected numbers, got 'abc' \(str\) at row 'b'$"),
+        ({"income": ["1", "2", "3", "4"]}, r"column 'income': expected numbers, got the text "
+         r"'1' at row 'a' \(the column holds its values as text: convert the column first\)"),
+        ({"reliable": ["true", "maybe", "false", "true"]}, r"column 'reliable': expected "
+         r"true/false \(bool or 0/1\), got 'maybe' \(str\) at row 'b'$"),
+        ({"reliable": pd.array([True, None, False, True], dtype="boolean")},
+         r"column 'reliable': missing value \(<NA>\) at row 'b'$"),
+        ({"age": pd.array([30, None, 50, 70], dtype="Int64")},
+         r"column 'age': missing value \(<NA>\) at row 'b'$"),
     ],
 )
 def test_data_errors_name_column_and_row(credit, credit_rows, change, message):
