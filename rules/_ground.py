@@ -380,6 +380,12 @@ class _Grounder:
             inner = t.statement if isinstance(t, A.Family) else t
             params = _positional(t.params) if isinstance(t, A.Family) else []
             ticks = {id(e): self._ticks(e) for e in _exprs(inner)}
+            total += self._binding_ticks(params) + self._size(params) * sum(ticks.values())
+            if total > MAX_GROUNDINGS:   # pointed at the largest expression (quantifier)
+                where = max(_exprs(inner), key=lambda e: ticks[id(e)], default=t)
+                raise _Problem(f"grounding makes more than {MAX_GROUNDINGS:,} instances "
+                               f"(about {total:,} up to this statement; are the sets this "
+                               "large on purpose?)", where)
             for e in _exprs(inner):
                 if ticks[id(e)] > MAX_FORMULA_INSTANCES:
                     raise _Problem(
@@ -388,12 +394,6 @@ class _Grounder:
                         f"({MAX_FORMULA_INSTANCES:,}; it is built and evaluated term by term): "
                         "use smaller sets, or state it over fewer members (a family of "
                         "statements, one per member, each over a part of the sets)", e)
-            total += self._binding_ticks(params) + self._size(params) * sum(ticks.values())
-            if total > MAX_GROUNDINGS:   # pointed at the largest expression (quantifier)
-                where = max(_exprs(inner), key=lambda e: ticks[id(e)], default=t)
-                raise _Problem(f"grounding makes more than {MAX_GROUNDINGS:,} instances "
-                               f"(about {total:,} up to this statement; are the sets this "
-                               "large on purpose?)", where)
         return total
 
     # ------------------------------------------------------------------ families

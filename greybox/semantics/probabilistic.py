@@ -38,7 +38,7 @@ import torch.nn.functional as nn_f
 from greybox import functional as F
 from greybox._batch import kb_cached
 from greybox._factors import contract, elimination_order, largest_table, log_contract, mpe
-from greybox._linear import FACTOR_LIMIT, count_chain
+from greybox._linear import CHAIN_LIMIT, FACTOR_LIMIT, count_chain, count_chain_size
 from greybox.errors import ModelError
 from greybox.rules import ast as A
 from greybox.rules import expr_to_text, plan, type_to_text
@@ -888,9 +888,10 @@ class ProbContext(Context):
             arith = count_chain(name, atoms)
             if arith is None:
                 raise ModelError(
-                    f"count over {len(atoms):,} formulas is too large for exact inference: "
-                    "use a fuzzy semantics (semantics='product'), where it is the sum of "
-                    "their truth degrees")
+                    f"count over {len(atoms):,} formulas is too large for exact inference "
+                    f"(its chain of partial sums holds {count_chain_size(len(atoms)):,} "
+                    f"values, at most {CHAIN_LIMIT:,}): use a fuzzy semantics "
+                    "(semantics='product'), where it is the sum of their truth degrees")
             for aux, values in arith.aux.items():
                 self.sizes[aux] = len(values)
                 self.vals[aux] = self.model.compiled.value_tensor(tuple(values))
