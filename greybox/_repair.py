@@ -36,7 +36,7 @@ import torch.nn.functional as F
 import z3
 
 from greybox.errors import ModelError, SolverError
-from greybox.rules import Z3Encoding, closure, plan, real_value
+from greybox.rules import Z3Encoding, closure, plan, real_value, z3_serialised
 from greybox.rules import ast as A
 
 __all__ = ["MAX_TABLE", "overrides", "repairable", "repair"]
@@ -204,6 +204,7 @@ def _max_sum(factors, order, sizes: dict, n: int):
     return values, score
 
 
+@z3_serialised
 def _by_z3(model, kb, cons, reads, batch, logits, rows, timeout):
     """:func:`repair` row by row with Z3 ``Optimize``."""
     enc = Z3Encoding(kb)

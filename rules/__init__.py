@@ -74,7 +74,7 @@ from ._kb import KnowledgeBase, load, parse, parse_formula, to_text
 from ._parser import parse_statements
 from ._printer import expr_to_text, type_to_text
 from ._validate import Variable
-from ._z3 import Z3Encoding, real_value, to_z3, witness_row
+from ._z3 import Z3_LOCK, Z3Encoding, real_value, to_z3, witness_row, z3_serialised
 
 __all__ = [
     # parsing, printing, building
@@ -98,6 +98,8 @@ __all__ = [
     "Entailment",
     "to_z3",
     "Z3Encoding",
+    "Z3_LOCK",
+    "z3_serialised",
     "Builder",
     "Term",
     "implies",

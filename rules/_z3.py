@@ -2,11 +2,19 @@
 
 Every Z3 failure is turned into :class:`~greybox.errors.SolverError`; Z3 exceptions never
 escape.
+
+Z3 calls are serialised across threads: z3py's terms, solvers and optimisers live in one
+global context, which is not thread-safe (two threads building terms or solving at once
+corrupt it and kill the process). Every public entry that touches Z3 -- ``entails``,
+``check``, ``to_z3``, the formal explanations, ``predict``'s Z3 repair -- holds
+:data:`Z3_LOCK` for its whole call through :func:`z3_serialised`.
 """
 
 from __future__ import annotations
 
+import functools
 import itertools
+import threading
 from collections.abc import Mapping
 from fractions import Fraction
 
@@ -21,7 +29,35 @@ from ._decisions import candidates, plan
 from ._domain import domain
 from ._kb import KnowledgeBase, parse_formula
 
-__all__ = ["Z3Encoding", "to_z3", "witness_row", "solve"]
+__all__ = ["Z3Encoding", "Z3_LOCK", "to_z3", "witness_row", "solve", "z3_serialised"]
+
+#: The lock every use of Z3 holds (re-entrant: a serialised call may make others). Hold
+#: it yourself to use the terms of :class:`Z3Encoding` or :func:`to_z3` while other
+#: threads call greybox.
+Z3_LOCK = threading.RLock()
+
+
+def z3_serialised(fn):
+    """Run ``fn`` holding :data:`Z3_LOCK` for the whole call, building terms as well as
+    solving (its timeout counts once it holds the lock: waiting for another thread's
+    call is not part of it).
+
+    Examples
+    --------
+    >>> import greybox.rules as gr
+    >>> @gr.z3_serialised
+    ... def held():
+    ...     return gr.Z3_LOCK._is_owned()
+    >>> held(), held.z3_serialised
+    (True, True)
+    """
+    @functools.wraps(fn)
+    def serialised(*args, **kwargs):
+        with Z3_LOCK:
+            return fn(*args, **kwargs)
+
+    serialised.z3_serialised = True
+    return serialised
 
 
 def _num(value) -> z3.ArithRef:
@@ -271,6 +307,7 @@ def _enum_of(e, kb) -> A.EnumType | None:
     return None
 
 
+@z3_serialised
 def to_z3(kb: KnowledgeBase, formula=None) -> z3.ExprRef:
     """The Z3 term of ``formula`` (rule text or AST) over ``kb``'s variables; without a
     formula, the conjunction of the declared types and the hard constraints.

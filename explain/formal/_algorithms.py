@@ -16,7 +16,7 @@ import pandas as pd
 
 from greybox.errors import ModelError, SolverError
 from greybox.rules import ast as A
-from greybox.rules import closure, entails, evaluate, expr_to_text, parse_formula
+from greybox.rules import closure, entails, evaluate, expr_to_text, parse_formula, z3_serialised
 
 from ._backend import BACKENDS, choose, resolve_level
 from ._results import Counterfactual, Reason, Verification
@@ -55,6 +55,7 @@ def _problem(model, batch, row, output, level, max_relus, backend, timeout, *,
     return p, batch, output, row
 
 
+@z3_serialised
 def reason(model, batch, row=None, output: str | None = None, *,
            level: str = "auto", max_relus: int = 64, backend: str = "auto",
            timeout: float = 10.0, free=()) -> Reason:
@@ -155,6 +156,7 @@ def reason(model, batch, row=None, output: str | None = None, *,
                   time.perf_counter() - t0, p.level, p.assumptions(keep), free)
 
 
+@z3_serialised
 def counterfactual(model, batch, row=None, output: str | None = None, *,
                    minimize: str = "count", immutable=(), level: str = "auto",
                    max_relus: int = 64, backend: str = "auto",
@@ -291,6 +293,7 @@ def _polish(model, p, changes: list, after: dict, applied, applied_all) -> None:
     round_changes(model, kb, facts, after, changes, applied_all)
 
 
+@z3_serialised
 def verify(model, prop, *, level: str = "auto", max_relus: int = 64,
            backend: str = "auto", timeout: float = 30.0) -> Verification:
     """Prove ``prop`` for the whole model's decisions (what ``predict`` returns), or find a
