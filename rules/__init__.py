@@ -54,6 +54,7 @@ from ._ast import (
 )
 from ._builder import Builder, Term, count, iff, implies, learnable
 from ._check import CheckReport, Finding, check
+from ._deadline import timeout_seconds, z3_milliseconds
 from ._decisions import Component, DecisionPlan, closure, constrains_networks, plan
 from ._entails import Entailment, entails
 from ._evaluate import (
@@ -100,6 +101,8 @@ __all__ = [
     "Z3Encoding",
     "Z3_LOCK",
     "z3_serialised",
+    "timeout_seconds",
+    "z3_milliseconds",
     "Builder",
     "Term",
     "implies",

@@ -13,7 +13,7 @@ import z3
 
 from greybox.errors import RuleError
 
-from ._deadline import Deadline, OutOfTime
+from ._deadline import Deadline, OutOfTime, timeout_seconds
 from ._kb import KnowledgeBase
 from ._z3 import z3_message, z3_serialised
 from .analyses import REGISTRY, Context, Finding
@@ -133,6 +133,7 @@ def check(kb: KnowledgeBase, *, timeout: float | None = 10.0,
     """
     if not isinstance(kb, KnowledgeBase):
         raise TypeError(f"check needs a KnowledgeBase, got {type(kb).__name__}")
+    timeout = timeout_seconds(timeout, none=True)
     known = {a.name: a for a in REGISTRY}
     if analyses is not None:
         unknown = [a for a in analyses if a not in known]

@@ -24,7 +24,7 @@ import z3
 from greybox.errors import RuleError, SolverError
 
 from . import _ast as A
-from ._deadline import Deadline
+from ._deadline import Deadline, z3_milliseconds
 from ._decisions import candidates, plan
 from ._domain import domain
 from ._kb import KnowledgeBase, parse_formula
@@ -342,7 +342,7 @@ def solve(solver: z3.Solver, *assumptions) -> z3.CheckSatResult:
 def make_solver(timeout: float | None) -> z3.Solver:
     s = z3.Solver()
     if timeout is not None:
-        s.set("timeout", max(1, int(timeout * 1000)))
+        s.set("timeout", z3_milliseconds(timeout))
     return s
 
 

@@ -19,7 +19,15 @@ import numpy as np
 import z3
 
 from greybox.errors import ModelError, SolverError
-from greybox.rules import Z3_LOCK, Z3Encoding, plan, real_value, witness_row, z3_serialised
+from greybox.rules import (
+    Z3_LOCK,
+    Z3Encoding,
+    plan,
+    real_value,
+    witness_row,
+    z3_milliseconds,
+    z3_serialised,
+)
 from greybox.rules import ast as A
 
 from ._networks import propagate
@@ -481,7 +489,7 @@ ENUMERATED = 64
 
 def _ms(seconds: float) -> int:
     """A Z3 timeout (whole milliseconds, at least 1) of ``seconds``."""
-    return max(1, int(seconds * 1000))
+    return z3_milliseconds(seconds)
 
 
 def _measured(kb, n: str) -> bool:
@@ -508,7 +516,7 @@ class Z3Backend(Backend):
         enc, background = _background(model, kb, model.bias_table(), level, max_relus,
                                       "encoded" if level == "input" else "free")
         s = z3.Solver()
-        s.set("timeout", max(1, int(timeout * 1000)))
+        s.set("timeout", _ms(timeout))
         s.add(*background)
         s.add(z3.Not(enc.expr(formula)))
         result = s.check()
