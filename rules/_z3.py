@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import itertools
 import threading
+import traceback
 from collections.abc import Mapping
 from fractions import Fraction
 
@@ -54,7 +55,11 @@ def z3_serialised(fn):
     @functools.wraps(fn)
     def serialised(*args, **kwargs):
         with Z3_LOCK:
-            return fn(*args, **kwargs)
+            try:
+                return fn(*args, **kwargs)
+            except BaseException as err:
+                _release(err)
+                raise
 
     serialised.z3_serialised = True
     return serialised
@@ -298,6 +303,18 @@ class Z3Encoding:
 
     def domain_for(self, names) -> list[z3.BoolRef]:
         return [c for c in (self.type_constraint(n) for n in names) if c is not None]
+
+
+def _release(err: BaseException) -> None:
+    """Clear the locals of the finished frames behind ``err`` (and the exceptions it
+    was raised from) while holding the lock: they hold Z3 terms, which the caller's
+    thread would otherwise free when it drops the exception -- outside the lock, while
+    another thread works in Z3's context. The traceback's lines stay."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        traceback.clear_frames(err.__traceback__)
+        err = err.__cause__ or err.__context__
 
 
 def _enum_of(e, kb) -> A.EnumType | None:

@@ -168,3 +168,24 @@ def test_the_modules_that_use_z3_are_the_reviewed_ones():
     found = {str(p.relative_to(ROOT)) for folder in ("rules", "explain", "greybox")
              for p in (ROOT / folder).rglob("*.py") if _imports_z3(p)}
     assert found == Z3_MODULES
+
+
+def test_an_error_leaves_no_z3_term_in_its_traceback(model):
+    """A caller drops the exception outside Z3_LOCK: the frames behind it (and behind the
+    Z3 error it may have been raised from) hold no Z3 term by then."""
+    batch = model.batch({"age": [40], "income": [20000.0], "debt": [0.0]})
+    with pytest.raises(gb.ModelError, match="no change") as info:
+        gb.explain.counterfactual(model, batch, immutable=("income", "debt", "age"),
+                                  backend="z3")
+    err, frames = info.value, []
+    while err is not None:
+        tb = err.__traceback__
+        while tb is not None:
+            frames.append(tb.tb_frame)
+            tb = tb.tb_next
+        err = err.__cause__ or err.__context__
+    assert len(frames) > 2
+    held = [f.f_code.co_name for f in frames[1:]
+            if any(type(v).__module__.startswith("z3") or "Problem" in type(v).__name__
+                   for v in f.f_locals.values())]
+    assert held == []
