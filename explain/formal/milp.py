@@ -36,7 +36,7 @@ from scipy.sparse import csr_matrix
 
 from greybox.errors import ModelError, SolverError
 from greybox.rules import ast as A
-from greybox.rules import plan
+from greybox.rules import plan, z3_serialised
 
 from ._networks import propagate
 from ._protocol import Backend, Problem
@@ -749,6 +749,7 @@ class MilpProblem(Problem):
         got = decision_on(model, batch, row, self.output, witness)
         return got is not None and got != self.decision
 
+    @z3_serialised
     def _exact_problem(self):
         if self._exact is None:
             import z3
