@@ -395,7 +395,8 @@ def _rebuild(path, payload: Mapping, group: str,
     modules, tensors = shared["modules"], shared["tensors"]
     out = {}
     for name in names:
-        prefix = f"{group}.{_key(name)}."
+        # the residual's names in the file are its module keys already
+        prefix = f"{group}.{name}." if group == "residual" else f"{group}.{_key(name)}."
         try:
             with torch.device("meta"):   # no memory until the shapes match the file's
                 module = _build(descs[name], "", [0])

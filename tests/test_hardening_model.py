@@ -367,10 +367,6 @@ def test_dotted_names_and_one_dot_leaders_get_their_own_parameters(tmp_path):
     assert len(biases) == 2
 
 
-@pytest.mark.xfail(strict=True, reason="greybox/_io.py's _rebuild keys the residual names "
-                   "the file holds, which are keys already (a key is not its own key where "
-                   "the name holds a dot): prefix = f'{group}.{_key(name)}.' only for "
-                   "networks, f'{group}.{name}.' for the residual")
 @pytest.mark.parametrize("name", ["`a.b`", "`a\u2024b`"])
 def test_a_residual_for_an_output_with_a_dotted_name_loads(name, tmp_path):
     model = gb.GreyBox(f"input x: real[0, 1]\noutput {name}: bool\nrule r: x > ~0.5 -> {name}",
