@@ -146,13 +146,23 @@ def _ripper_rules(m):
     return len(m.est.ruleset_.rules)
 
 
-def fit_largest(fit, size):
-    """The peer fitted with the largest size setting whose count is at most ``size``."""
-    for setting in range(size, 0, -1):
+def fit_largest(fit, size, start=1):
+    """The peer fitted with the largest size setting whose count is at most ``size``:
+    from ``start`` (a guess) upwards while the count fits, downwards while it does not."""
+    setting = max(1, min(start, size))
+    best = None
+    while 1 <= setting <= size:
         predict, count, model = fit(setting)
         if count <= size:
-            return predict, count, model
-    return predict, count, model
+            best = (predict, count, model)
+            setting += 1
+        elif best is not None:
+            break
+        else:
+            setting -= 1
+            if setting < 1:
+                return predict, count, model
+    return best
 
 
 def peers(X, y, size):
@@ -175,11 +185,14 @@ def peers(X, y, size):
     def ripper(s):
         return _ovr(lambda A, b: _Ripper(s, A, b), X, y, _ripper_rules)
 
+    k = len(np.unique(y))
+    ovr = 1 if k == 2 else k  # one-vs-rest: one model per class
     out = {}
-    for name, fit in (("RuleFit", rulefit), ("FIGS", figs), ("GreedyRuleList", grl),
-                      ("RIPPER", ripper)):
+    for name, fit, start in (("RuleFit", rulefit, size // ovr), ("FIGS", figs, size),
+                             ("GreedyRuleList", grl, size // ovr),
+                             ("RIPPER", ripper, size // ovr)):
         t = time.perf_counter()
-        out[name] = (*fit_largest(fit, size), time.perf_counter() - t)
+        out[name] = (*fit_largest(fit, size, start), time.perf_counter() - t)
     return out
 
 

@@ -13,8 +13,9 @@ knowledge base it returns predicts what the learner measured:
 * **totally corrective**: after each new rule every weight and the bias are refitted
   jointly (L-BFGS on the loss plus ``l2/2 * sum(w^2)``; the bias is not penalised);
 * the rule language has no bias statement, so the bias is written as a rule whose body
-  is ``true`` (``rule learned_bias weight 0.37: true -> malignant``); it is not counted in
-  ``max_rules`` (a rule list's default class is not counted either);
+  is ``true`` (``rule learned_bias weight 0.37 fixed: true -> malignant``, as the
+  debugger's export writes a learned bias; ``fit`` goes on learning the model's own bias);
+  it is not counted in ``max_rules`` (a rule list's default class is not counted either);
 * weights are rounded to three significant digits *before* the training predictions are
   computed, exactly (rational arithmetic where float64 could not tell a tie), so those
   predictions are what ``GreyBox(kb).predict`` and ``evaluate`` compute.
@@ -349,15 +350,15 @@ def _rules(learned: _Learned, taken: set) -> list[A.Rule]:
     two = t.k == 2
     free = [1] if two else list(range(1, t.k))
 
-    def rule(base, body, cls, w):
+    def rule(base, body, cls, w, fixed=False):
         if two and w < 0:
             cls, w = 0, -w
-        return A.Rule(_fresh(base, taken), body, t.head(cls), weight=w)
+        return A.Rule(_fresh(base, taken), body, t.head(cls), weight=w, fixed=fixed)
 
     for c, b in zip(free, learned.bias):
-        if b != 0:
+        if b != 0:  # fixed, as the debugger's export writes a bias: the model's own bias
             base = "learned_bias" if two else f"learned_bias_{_value_name(t, c)}"
-            out.append(rule(base, A.BoolConst(True), c, b))
+            out.append(rule(base, A.BoolConst(True), c, b, fixed=True))  # learns on
     for i, (conj, c, w) in enumerate(zip(learned.conjunctions, learned.classes,
                                          learned.weights), start=1):
         out.append(rule(f"learned_{i}", conj.formula, c, w))
@@ -434,7 +435,7 @@ def induce(data: pd.DataFrame, targets, *, kb=None, max_rules: int = 10,
     input age: real
     input smoker: bool
     output risk: bool
-    rule learned_bias weight 4.08: true -> not risk
+    rule learned_bias weight 4.08 fixed: true -> not risk
     rule learned_1 weight 5.92: age > 61 and smoker -> risk
     <BLANKLINE>
     >>> bool((gr.evaluate(kb, X).decisions["risk"] == y).all())
