@@ -300,7 +300,19 @@ class _Column:
         return out
 
 
-def _formula(conditions) -> A.Expr:
+_OP_ORDER = {">": 0, "<=": 1, "==": 2, "!=": 3}
+
+
+def _ordered(conditions, order: dict) -> tuple:
+    """Conditions in column order (a column's ``>`` before its ``<=``: ``x > 1 and
+    x <= 4`` reads as an interval)."""
+    return tuple(sorted(conditions, key=lambda c: (order[c.column], _OP_ORDER[c.operator])))
+
+
+def _formula(conditions, order: dict | None = None) -> A.Expr:
+    """The conjunction as a formula (conditions in column order when ``order`` is given)."""
+    if order is not None:
+        conditions = _ordered(conditions, order)
     atoms = tuple(c.formula() for c in conditions)
     return atoms[0] if len(atoms) == 1 else A.And(atoms)
 
@@ -420,7 +432,7 @@ def search_conjunctions(frame: pd.DataFrame, gain, *, max_conditions: int = 3, t
     [('age > 50', 2, 2.0), ('age > 50 and age <= 60', 1, 1.0)]
     >>> gain = np.array([-1, 2, 2, -1, 2, -1])  # the smokers, but not the oldest
     >>> [str(c.formula) for c in search_conjunctions(df, gain, top=1)]
-    ['smoker and age <= 60']
+    ['age <= 60 and smoker']
     """
     if not isinstance(frame, pd.DataFrame):
         raise DataError(f"expected a pandas DataFrame, got {type(frame).__name__}")
@@ -446,6 +458,7 @@ def search_conjunctions(frame: pd.DataFrame, gain, *, max_conditions: int = 3, t
         min_support = max(1, n // 100)
     min_support = max(1, int(min_support))
     cols = {name: _Column(name, frame[name]) for name in names}
+    order = {name: i for i, name in enumerate(names)}
 
     results: dict[bytes, Conjunction] = {}
     parents = [((), np.ones(n, dtype=bool))]
@@ -479,8 +492,8 @@ def search_conjunctions(frame: pd.DataFrame, gain, *, max_conditions: int = 3, t
             full = (*conds, cond)
             nxt.append((full, new))
             if score > 0:
-                kept = _prune(full, cols, new)
-                results[key] = Conjunction(kept, _formula(kept), new, int(new.sum()),
+                kept = _ordered(_prune(full, cols, new), order)
+                results[key] = Conjunction(kept, _formula(kept, order), new, int(new.sum()),
                                            float(score))
         if not nxt:
             break
@@ -489,8 +502,8 @@ def search_conjunctions(frame: pd.DataFrame, gain, *, max_conditions: int = 3, t
     for c in sorted(results.values(), key=lambda c: (-c.score, len(c.conditions))):
         conds, mask, score = _refine(c.conditions, cols, gain, min_support, c.mask, c.score)
         if conds != c.conditions:
-            conds = _prune(conds, cols, mask)
-            c = Conjunction(conds, _formula(conds), mask, int(mask.sum()), score)
+            conds = _ordered(_prune(conds, cols, mask), order)
+            c = Conjunction(conds, _formula(conds, order), mask, int(mask.sum()), score)
         refined.setdefault(c.mask.tobytes(), c)
     ranked = sorted(refined.values(), key=lambda c: (-c.score, len(c.conditions), -c.support))
     return ranked[:top]

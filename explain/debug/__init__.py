@@ -3,7 +3,9 @@
 :class:`Debugger` finds failures, where they concentrate and who is to blame, and tries
 rule edits (:class:`SetWeight`, :class:`SetThreshold`, :class:`Disable`, :class:`Remove`,
 :class:`AddStatement`, :class:`Replace`) on the whole data set with a fixed/broken diff;
-:class:`EntityDebugger` does it entity by entity for a relational model's family of
+:func:`candidate_rules` and :func:`residual_rules` propose new rules (learned from the
+failures, or from what a residual network adds) as edits to try; :class:`EntityDebugger`
+does it entity by entity for a relational model's family of
 outputs; :class:`DebugServer` serves it as a local web page (``greybox debug``). Everything here
 is also importable from :mod:`greybox.explain`.
 
@@ -27,6 +29,7 @@ from ._edits import (
     parse_edit,
 )
 from ._entities import EntityDebugger, EntityWhatIf
+from ._propose import candidate_rules, residual_rules
 from ._server import DebugServer
 
 __all__ = [
@@ -44,5 +47,7 @@ __all__ = [
     "SetThreshold",
     "SetWeight",
     "WhatIf",
+    "candidate_rules",
     "parse_edit",
+    "residual_rules",
 ]

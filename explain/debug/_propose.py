@@ -256,7 +256,7 @@ def candidate_rules(dbg, rows=None, *, max_conditions: int = 3,
     >>> dbg = gb.explain.Debugger(model, {"x": x, "z": z}, (x > 5) | ((x < 4) & (z > 0.5)))
     >>> (edit,) = candidate_rules(dbg, top=1)[0]
     >>> print(edit.text)
-    rule learned_1 weight 0.5: z > 0 and x <= 4 -> y
+    rule learned_1 weight 0.5: x <= 4 and z > 0 -> y
     >>> result = dbg.what_if(edit)
     >>> len(result.fixed), len(result.broken)
     (2, 0)
