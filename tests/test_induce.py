@@ -368,3 +368,17 @@ def test_residual_rules_reproduce_what_the_residual_adds():
     # no residual: nothing to say
     plain = gb.explain.Debugger(gb.GreyBox(kb, semantics="product"), data, decided)
     assert residual_rules(plain) == []
+
+
+def test_an_induced_knowledge_base_passes_check():
+    # regression: every learned rule concluding the bias rule's head was reported as
+    # subsumed by the bias rule (body `true`)
+    X, y = _mixed(300, 8)
+    kb = gr.induce(X, y, max_rules=4)
+    assert any(r.body == gr.BoolConst(True) for r in kb.rules.values())
+    report = gr.check(kb)
+    assert report.ok, str(report)
+    # a rule subsumed by an ordinary rule is still reported
+    dup = gr.parse("input x: real  output y: bool  rule a: x > 1 -> y  rule b: x > 2 -> y  "
+                   "rule bias weight 0.5 fixed: true -> y")
+    assert [f.subjects for f in gr.check(dup).warnings] == [("b", "a")]

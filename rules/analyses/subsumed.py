@@ -7,6 +7,7 @@ import itertools
 import numpy as np
 import z3
 
+from .. import _ast as A
 from ._base import Analysis, Context, Finding, keep_partial
 from .dead import dead_rule_names
 
@@ -25,7 +26,9 @@ class SubsumedRules(Analysis):
         dead = dead_rule_names(ctx)
         groups: dict = {}
         for r in ctx.kb.rules.values():
-            if r.name not in dead:
+            # a rule whose body is `true` is a bias written as a rule (the debugger's export
+            # and induce write them so): every rule with its head would be "subsumed" by it
+            if r.name not in dead and r.body != A.BoolConst(True):
                 groups.setdefault(head_key(r), []).append(r)
         solver = ctx.solver()
         pool = ctx.pool()
