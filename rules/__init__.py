@@ -72,6 +72,7 @@ from ._evaluate import (
 )
 from ._exact import exact_in_float64
 from ._ground import FamilyInfo, family_columns, member_name
+from ._induce import Condition, Conjunction, search_conjunctions
 from ._kb import KnowledgeBase, load, parse, parse_formula, to_text
 from ._parser import parse_statements
 from ._printer import expr_to_text, type_to_text
@@ -85,6 +86,9 @@ __all__ = [
     "to_text",
     "parse_formula",
     "induce",
+    "search_conjunctions",
+    "Conjunction",
+    "Condition",
     "KnowledgeBase",
     "FamilyInfo",
     "family_columns",

@@ -1,7 +1,7 @@
 """New rules proposed to the debugger: rules that fix failures, and rules that say what a
 residual network adds.
 
-Both build on :func:`greybox.rules._induce.search_conjunctions`. A rule ``BODY -> HEAD``
+Both build on :func:`greybox.rules.search_conjunctions`. A rule ``BODY -> HEAD``
 with weight ``w`` adds ``w`` to the score of the head's value (``not y``: to False's) on
 the rows where its body holds, and changes nothing elsewhere. So, from each row's current
 scores, the weight a row *needs* for the head's value to win is known exactly (the gap to
@@ -25,8 +25,8 @@ import pandas as pd
 import torch
 
 import greybox.rules as gr
-from greybox.rules import _ast as A
-from greybox.rules._induce import search_conjunctions
+from greybox.rules import ast as A
+from greybox.rules import search_conjunctions
 
 from ._edits import AddStatement
 
