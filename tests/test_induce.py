@@ -382,3 +382,16 @@ def test_an_induced_knowledge_base_passes_check():
     dup = gr.parse("input x: real  output y: bool  rule a: x > 1 -> y  rule b: x > 2 -> y  "
                    "rule bias weight 0.5 fixed: true -> y")
     assert [f.subjects for f in gr.check(dup).warnings] == [("b", "a")]
+
+
+def test_induce_into_a_knowledge_base_with_an_enum_output():
+    data = _data(300, 4)
+    grade = pd.Series(np.where(data["x"] > 6, "high", np.where(data["z"] < 0.3, "low", "mid")),
+                      name="g")
+    kb = gr.parse("input x: real  input z: real  input kind: {a, b, c}  "
+                  "output g: {low, mid, high}  rule h: x > 6 -> g = high")
+    before = (gr.evaluate(kb, data).decisions["g"] == grade).mean()
+    new = gr.induce(data, grade, kb=kb, max_rules=3)
+    after = (gr.evaluate(new, data).decisions["g"] == grade).mean()
+    assert before < 0.7 and after > 0.97
+    assert all(r.head.name == "g" for r in new.rules.values())
