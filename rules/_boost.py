@@ -459,7 +459,12 @@ def _prepare_and_learn(data, targets, *, kb=None, max_rules=10, max_conditions=3
         raise ValueError(f"max_rules must be >= 0 and max_conditions >= 1, got {max_rules} "
                          f"and {max_conditions}")
     n = len(data)
-    y = targets if isinstance(targets, pd.Series) else pd.Series(np.asarray(targets))
+    if isinstance(targets, pd.Series):
+        from ._evaluate import align_labels
+
+        y = align_labels("targets", targets, data.index)  # by row label where both have them
+    else:
+        y = pd.Series(np.asarray(targets))
     if len(y) != n:
         raise DataError(f"targets: {len(y)} values for {n} rows of data; expected one "
                         "target per row")

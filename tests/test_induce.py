@@ -395,3 +395,11 @@ def test_induce_into_a_knowledge_base_with_an_enum_output():
     after = (gr.evaluate(new, data).decisions["g"] == grade).mean()
     assert before < 0.7 and after > 0.97
     assert all(r.head.name == "g" for r in new.rules.values())
+
+
+def test_induce_matches_labelled_targets_by_row_label():
+    X, y = _mixed(200, 9)
+    X.index = [f"r{i}" for i in range(200)]
+    labelled = pd.Series(y.to_numpy(), index=X.index, name="y")
+    shuffled = labelled.sample(frac=1.0, random_state=0)
+    assert gr.induce(X, shuffled, max_rules=2) == gr.induce(X, labelled, max_rules=2)
