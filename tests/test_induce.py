@@ -403,3 +403,18 @@ def test_induce_matches_labelled_targets_by_row_label():
     labelled = pd.Series(y.to_numpy(), index=X.index, name="y")
     shuffled = labelled.sample(frac=1.0, random_state=0)
     assert gr.induce(X, shuffled, max_rules=2) == gr.induce(X, labelled, max_rules=2)
+
+
+def test_candidate_rules_with_hard_constraints_and_infeasible_rows():
+    from greybox.explain.debug._propose import candidate_rules
+
+    data = _data(200, 5)
+    kb = (_KB + "  constraint on: x > 9.5 -> y  constraint off: x > 9.5 -> not y  "
+          "constraint cap: z > 0.95 -> not y")
+    target = ((data["x"] > 5) | (data["z"] > 0.7)).to_numpy() & (data["z"] <= 0.95).to_numpy()
+    gb, dbg = _debugger(kb, data, target)
+    assert dbg.predictions()["infeasible"].any()
+    cands = candidate_rules(dbg, top=2)
+    assert cands
+    result = dbg.what_if(*cands[0])
+    assert len(result.fixed) > len(result.broken)

@@ -100,11 +100,21 @@ def _codes(kb, output: str, values) -> np.ndarray:
     t = kb.variables[output].type
     domain = list(A.domain_values(t))
     index = {v: i for i, v in enumerate(domain)}
-    out = np.empty(len(values), dtype=np.int64)
+    out = np.full(len(values), -1, dtype=np.int64)  # -1: no value (an infeasible row)
     for i, v in enumerate(values):
         v = v.item() if isinstance(v, np.generic) else v
-        out[i] = index[bool(v) if isinstance(t, A.BoolType) else v]
+        if isinstance(t, A.BoolType) and isinstance(v, (bool, int)):
+            v = bool(v)
+        out[i] = index.get(v, -1) if _hashable(v) else -1
     return out
+
+
+def _hashable(v) -> bool:
+    try:
+        hash(v)
+    except TypeError:
+        return False
+    return True
 
 
 # ------------------------------------------------------------------ proposals
@@ -148,7 +158,7 @@ def _propose(dbg, frame: pd.DataFrame, scores: np.ndarray, current: np.ndarray,
     output = dbg.output
     t = kb.variables[output].type
     k = scores.shape[1]
-    right = current == desired
+    right = (current == desired) & (current >= 0)
     best_score = scores.max(axis=1)
     found: dict = {}
     for c in range(k):
@@ -269,7 +279,7 @@ def candidate_rules(dbg, rows=None, *, max_conditions: int = 3,
         wanted = np.ones(len(pred), dtype=bool)
     else:
         wanted = np.asarray(pred.index.isin(list(rows)))
-    wanted &= ~pred["infeasible"].to_numpy()
+    wanted &= ~pred["infeasible"].to_numpy() & (current >= 0)
     scores = _score_matrix(dbg.model, dbg.batch, dbg.output)
     frame = rule_features(dbg)
     found = _propose(dbg, frame, scores, current, desired, wanted,
