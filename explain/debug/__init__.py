@@ -27,6 +27,7 @@ from ._edits import (
     parse_edit,
 )
 from ._entities import EntityDebugger, EntityWhatIf
+from ._suggest import Suggestion, Suggestions, measure
 from ._server import DebugServer
 
 __all__ = [
@@ -43,6 +44,9 @@ __all__ = [
     "Replace",
     "SetThreshold",
     "SetWeight",
+    "Suggestion",
+    "Suggestions",
     "WhatIf",
+    "measure",
     "parse_edit",
 ]
