@@ -27,8 +27,8 @@ from ._edits import (
     parse_edit,
 )
 from ._entities import EntityDebugger, EntityWhatIf
-from ._suggest import Suggestion, Suggestions, measure
 from ._server import DebugServer
+from ._suggest import Suggestion, Suggestions, measure
 
 __all__ = [
     "EDIT_FIELDS",
