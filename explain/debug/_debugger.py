@@ -245,10 +245,12 @@ class Debugger:
     def edits(self) -> tuple[Edit, ...]:
         return tuple(self._edits)
 
-    def _predict(self, model, *, confidence: bool = True) -> pd.DataFrame:
+    def _predict(self, model, *, confidence: bool = True, batch_size: int = 4096
+                 ) -> pd.DataFrame:
         """Per row of the data: ``model``'s prediction, whether it is infeasible,
-        (``confidence``: its probability,) the target and whether it is correct."""
-        pred = model.predict(self.batch, on_infeasible="flag")
+        (``confidence``: its probability,) the target and whether it is correct
+        (``batch_size``: predict's chunks; each row is decided on its own)."""
+        pred = model.predict(self.batch, on_infeasible="flag", batch_size=batch_size)
         out = pd.DataFrame({"predicted": pred[self.output].to_numpy()}, index=self.batch.index)
         out["infeasible"] = pred["infeasible"].to_numpy()
         if not confidence:

@@ -27,9 +27,11 @@ How :func:`suggest` searches (``Debugger.suggest``):
    (they do not depend on the rules).
 4. **Pairs** (``max_edits=2``): a bounded search, documented as such. The
    :data:`PAIR_FIRST` best single edits on rules concluding the output are each applied,
-   and the exact sweeps of step 2 are run again for every other weight and number of those
-   rules (and every rule switched off) on top of it; a pair is kept when it scores better
-   than each of its halves.
+   and the exact sweeps of step 2 are run again on top of it for the
+   :data:`PAIR_SECOND` other parameters (a weight -- or switching the rule off -- or a
+   number of a rule concluding the output) that reach the most aimed failures the first
+   edit leaves; a pair is kept when it scores better than its first edit alone. The
+   second value is exact given the first; the pair as a whole is not proved optimal.
 5. **Checked by predict, then certified.** The best candidates (ranked by target failures
    fixed minus correct rows broken, estimated) run through :func:`measure`: the same
    rebuild and ``predict`` as ``Debugger.what_if``, so ``dbg.what_if(*s.edits)`` reports
@@ -57,14 +59,17 @@ from greybox.rules import check, entails, expr_to_text, parse_formula, plan
 
 from ._edits import Disable, Edit, Remove, SetThreshold, SetWeight, _find, _numbers, parse_edit
 
-__all__ = ["PAIR_FIRST", "Suggestion", "Suggestions", "measure", "suggest"]
+__all__ = ["PAIR_FIRST", "PAIR_SECOND", "Suggestion", "Suggestions", "measure", "suggest"]
 
-#: How many of the best single edits a pair search builds on (step 4 above).
-PAIR_FIRST = 6
+#: How many of the best single edits a pair search builds on (step 4 above) ...
+PAIR_FIRST = 4
+#: ... and how many second parameters it sweeps after each (those reaching the most
+#: failures left).
+PAIR_SECOND = 24
 #: Outputs with more values than this are searched by evaluation only (no score table).
 MAX_VALUES = 64
 #: Candidates checked through ``predict`` beyond ``top`` (their estimated ranks can tie).
-MARGIN = 4
+MARGIN = 2
 
 
 # --------------------------------------------------------------------------- results
@@ -288,7 +293,9 @@ class _Measure:
             model = dbg._rebuild(dbg._edits + list(edits))
         except GreyboxError as err:
             return f"invalid: {str(err).splitlines()[0]}"
-        pred = dbg._predict(model, confidence=False)
+        # predict's chunks of at most 65,536 rows (each row is decided on its own)
+        pred = dbg._predict(model, confidence=False,
+                            batch_size=max(4096, min(dbg.batch.n, 65536)))
         correct = pred["correct"].to_numpy()
         checks = self.certify(model)
         if isinstance(checks, str):
@@ -556,6 +563,7 @@ class _Scene:
         with torch.no_grad():
             self.S = crisp_scores(model, batch, ev, logits, out)
         self.comp = next(c for c in plan(kb).components if out in c.variables)
+        self._sides: dict = {}
         self.direct = {}
         for r in kb.rules.values():
             if r.head.name != out or self.comp.reads_itself(r):
@@ -581,6 +589,9 @@ class _Scene:
         st = self.direct[name]
         col = st["col"]
         x = S[:, col] - st["sign"] * st["weight"] * st["body"]
+        if S.shape[1] == 2:   # a bool: the other value
+            best = S[:, 1 - col]
+            return x, best, np.where(np.isfinite(best), 1 - col, -1)
         others = S.copy()
         others[:, col] = -np.inf
         arg = np.argmax(others, axis=1)
@@ -631,24 +642,37 @@ class _Scene:
         d = np.where(feasible, d, arg)
         return SetWeight(name, w), total, d, {"weight": w}, sweep
 
+    def sides(self, rule, index):
+        """(the other side's value per row, "other OP t", the body with the comparison
+        forced true, forced false, the number) of a rule's ``index``-th number; None
+        when it is not a side of an order comparison. Cached per rule body."""
+        key = (id(rule.body), index)
+        if key in self._sides:
+            return self._sides[key][1]
+        num = _numbers(rule.body)[index]
+        found = _compare_of(rule.body, num)
+        out = None
+        if found is not None:
+            compare, on_left = found
+            other = compare.right if on_left else compare.left
+            op = _mirror(compare.op) if on_left else compare.op   # as "other OP t"
+            ev = self.ev
+            try:
+                e = np.asarray(ev.value(other), dtype=np.float64)
+            except (GreyboxError, KeyError, TypeError):
+                e = None
+            if e is not None:
+                out = (e, op, ev.holds(_force(rule.body, compare, True)).to_numpy(),
+                       ev.holds(_force(rule.body, compare, False)).to_numpy(), num, other)
+        self._sides[key] = (rule.body, out)   # the body is kept: its id is not reused
+        return out
+
     def sweep_number(self, S, name, index):
         st = self.direct[name]
-        r = st["rule"]
-        nums = _numbers(r.body)
-        num = nums[index]
-        found = _compare_of(r.body, num)
+        found = self.sides(st["rule"], index)
         if found is None:
             return None
-        compare, on_left = found
-        other = compare.right if on_left else compare.left
-        op = _mirror(compare.op) if on_left else compare.op   # as "other OP t"
-        ev = self.ev
-        try:
-            e = np.asarray(ev.value(other), dtype=np.float64)
-        except (GreyboxError, KeyError, TypeError):
-            return None
-        body_t = ev.holds(_force(r.body, compare, True)).to_numpy()
-        body_f = ev.holds(_force(r.body, compare, False)).to_numpy()
+        e, op, body_t, body_f, num, other = found
         x, best, arg = self.without(S, name)
         sw = st["sign"] * st["weight"]
         d_on = self.pick(x + sw, best, arg, col := st["col"])
@@ -1056,17 +1080,36 @@ class _Force(Edit):
 
 
 def _pairs(scene: _Scene, singles: list[_Cand]) -> list[_Cand]:
-    """Step 4: the best single edits of direct rules, each followed by the exact sweeps of
-    every other direct rule's weight and numbers (and switching it off)."""
+    """Step 4: the :data:`PAIR_FIRST` best single edits of direct rules, each followed by
+    the exact sweeps of the :data:`PAIR_SECOND` other parameters (a direct rule's weight
+    -- with switching it off -- or one of its numbers) that reach the most aimed failures
+    the first edit leaves (rows where the rule fires, or where the number changes its
+    body)."""
     out = []
-    firsts = [c for c in singles if c.state is not None and c.gain > -np.inf][:PAIR_FIRST]
+    firsts = [c for c in singles if c.state is not None][:PAIR_FIRST]
+    params, masks = [], []
+    for name, st in scene.direct.items():
+        params.append((name, None))
+        masks.append(st["body"].astype(bool))
+        for i in range(len(_numbers(st["rule"].body))):
+            found = scene.sides(st["rule"], i)
+            if found is not None:
+                params.append((name, i))
+                masks.append(found[2] != found[3])
+    if not params:
+        return out
+    reach = np.stack(masks).astype(np.float32)
     for first in firsts:
         (e1,) = first.edits
+        left = (scene.target & (first.decision != scene.truth)).astype(np.float32)
+        counts = reach @ left
+        order = [params[j] for j in np.argsort(-counts, kind="stable")[:PAIR_SECOND + 3]
+                 if counts[j] > 0 and params[j][0] != e1.name][:PAIR_SECOND]
         S1, st1 = scene.apply(scene.S, e1.name, e1, first.decision)
         saved = scene.direct[e1.name]
         scene.direct[e1.name] = st1
         try:
-            for c in _singles_direct(scene, S1, skip=e1.name):
+            for c in _sweeps(scene, S1, order):
                 if c.gain > first.gain:
                     out.append(_Cand((e1, *c.edits), "pair", c.gain, c.decision))
         finally:
@@ -1074,17 +1117,16 @@ def _pairs(scene: _Scene, singles: list[_Cand]) -> list[_Cand]:
     return out
 
 
-def _singles_direct(scene, S, skip):
-    for name in scene.direct:
-        if name == skip:
-            continue
-        found = scene.sweep_weight(S, name)
-        if found:
-            yield _Cand((found[0],), "weight", found[1], found[2])
-        for i in range(len(_numbers(scene.direct[name]["rule"].body))):
+def _sweeps(scene, S, params):
+    for name, i in params:
+        if i is None:
+            found = scene.sweep_weight(S, name)
+            if found:
+                yield _Cand((found[0],), "weight", found[1], found[2])
+            if scene.direct[name]["weight"] != 0:
+                found = scene.disable(S, name)
+                yield _Cand((found[0],), "disable", found[1], found[2])
+        else:
             found = scene.sweep_number(S, name, i)
             if found:
                 yield _Cand((found[0],), "threshold", found[1], found[2])
-        if scene.direct[name]["weight"] != 0:
-            found = scene.disable(S, name)
-            yield _Cand((found[0],), "disable", found[1], found[2])
