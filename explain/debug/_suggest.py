@@ -70,6 +70,8 @@ PAIR_SECOND = 24
 MAX_VALUES = 64
 #: Candidates checked through ``predict`` beyond ``top`` (their estimated ranks can tie).
 MARGIN = 2
+#: The most candidates one ``suggest`` call runs through ``predict``.
+MAX_MEASURED = 60
 
 
 # --------------------------------------------------------------------------- results
@@ -353,13 +355,15 @@ class _Measure:
         residual = getattr(model, "residual", None) is not None and \
             len(getattr(model, "residual", {}) or {}) > 0
         for text, formula in self.keep:
+            shown = f"`{text}`" if "`" not in text else f"'{text}'"
             try:
                 result = entails(kb, formula, bias=bias, timeout=self.timeout)
             except GreyboxError as err:
-                return f"keep `{text}`: not decided ({str(err).splitlines()[0]})"
+                return f"keep {shown}: not decided ({str(err).splitlines()[0]})"
             if not result.holds:
-                return f"keep `{text}`: no longer entailed (counterexample found by Z3)"
-            checks.append(f"keeps `{text}` (Z3 entails{', rules and biases, residual aside' if residual else ''})")
+                return f"keep {shown}: not entailed (Z3 found a counterexample)"
+            aside = ", rules and biases, residual aside" if residual else ""
+            checks.append(f"keeps {shown} (Z3 entails{aside})")
         return tuple(checks)
 
     def _constraints(self, kb):
@@ -911,35 +915,38 @@ def suggest(dbg, rows=None, *, validation=None, keep: Sequence = (), max_edits: 
         cands += _pairs(scene, singles)
     cands = [c for c in cands if c.gain > scene.n]   # fixes more aimed rows than it breaks
     cands.sort(key=lambda c: (-c.gain, len(c.edits), _cost(c.edits, dbg)))
-    seen, chosen = set(), []
-    budget = top * (3 if validation is not None else 1) + MARGIN
-    # the best single edits are measured too, also where pairs outscore them
+    # measured in the estimated order until enough distinct suggestions are kept (the
+    # best single edits first, also where pairs outscore them), at most MAX_MEASURED
+    wanted = top * (3 if validation is not None else 1) + MARGIN
     firsts = [c for c in cands if len(c.edits) == 1][:MARGIN]
+    seen, effects = set(), set()
+    out, dropped, measured = [], [], 0
     for c in firsts + cands:
+        if len(effects) >= wanted or measured >= MAX_MEASURED:
+            break
         key = tuple(sorted(e.describe() for e in c.edits))   # a pair in either order
         if key in seen:
             continue
         seen.add(key)
-        chosen.append(c)
-        if len(chosen) >= budget:
-            break
-    out, dropped = [], []
-    for c in chosen:
+        measured += 1
         s = m.run(c.edits, c.kind)
         if isinstance(s, str) and s.startswith("keep") and c.sweep is not None:
             dropped.append(("; ".join(e.describe() for e in c.edits), s))
             edit = _within_keep(m, c)   # the best value of the same number that keeps them
-            if edit is None:
+            if edit is None or (edit.describe(),) in seen:
                 continue
+            seen.add((edit.describe(),))
             c, s = _Cand((edit,), c.kind, 0), m.run((edit,), c.kind)
         if isinstance(s, str):
             dropped.append(("; ".join(e.describe() for e in c.edits), s))
         elif s._key[1] < 0:   # it fixes more of the rows aimed at than it breaks
             out.append(s)
+            v = s.validation or {}
+            effects.add((s.fixed, s.broken, v.get("fixed"), v.get("broken")))
     out.sort(key=lambda s: s._key)
     out = _distinct(out)
     return Suggestions(tuple(out[:top]), tuple(dbg.batch.index[target]), len(cands),
-                       len(chosen), tuple(dropped), time.perf_counter() - start, tuple(notes))
+                       measured, tuple(dropped), time.perf_counter() - start, tuple(notes))
 
 
 def _within_keep(m: _Measure, c: _Cand) -> Edit | None:
