@@ -277,6 +277,8 @@ def test_keep_drops_the_best_raw_edit_that_breaks_a_property():
         assert any(prop in c for c in s.checks)
         _same_as_what_if(dbg, s)
     assert kept[0].accuracy_after < 1.0
+    # the best value of young's threshold that keeps the property: 18
+    assert SetThreshold("young", 0, 18.0) in [s.edits[0] for s in kept]
 
 
 def test_checks_say_what_was_certified():
@@ -417,3 +419,46 @@ def test_renderings():
     import json
 
     json.dumps(d)
+
+
+def test_relational_templates_and_groundings_equal_what_if():
+    people = ["anna", "bob", "carl"]
+    kb = gb.rules.parse("""
+    set person
+    input friends(person, person): bool
+    input smokes(person): bool
+    output cancer(person): bool
+    rule spread(p in person, q in person) weight 0.5: p != q and friends(p, q) and smokes(p) -> cancer(q)
+    rule own(p in person) weight 2.0: smokes(p) -> cancer(p)
+    """, sets={"person": people})
+    model = gb.GreyBox(kb, semantics="product")
+    rng = np.random.default_rng(3)
+    smokes, friends = rng.random((40, 3)) < 0.5, rng.random((40, 3, 3)) < 0.5
+    # the truth: only one's own smoking matters -- the whole spread family is wrong
+    dbg = gb.explain.Debugger(model, {"smokes": smokes, "friends": friends},
+                              {"cancer(anna)": smokes[:, 0]})
+    found = dbg.suggest(top=6)
+    assert found[0].edits == (Disable("spread"),) and found[0].accuracy_after == 1.0
+    assert any("(" in s.edits[0].name for s in found)   # single groundings too
+    for s in found:
+        _same_as_what_if(dbg, s)
+
+
+def test_int_output_suggestions_equal_what_if():
+    rng = np.random.default_rng(4)
+    x = rng.uniform(0, 10, 90).round(1)
+    text = """
+    input x: real[0, 10]
+    output level: int 0..3
+    rule one weight 1: x > 2 -> level = 1
+    rule two weight 2: x > 5 -> level = 2
+    rule three weight 3: x > 9 -> level = 3
+    """
+    planted = gb.GreyBox(text.replace("x > 9", "x > 7.5"), semantics="product")
+    truth = planted.predict({"x": x})["level"].to_numpy()
+    dbg = gb.explain.Debugger(gb.GreyBox(text, semantics="product"), {"x": x}, truth)
+    found = dbg.suggest(top=5)
+    assert found[0].accuracy_after == 1.0
+    assert found[0].edits[0] == SetThreshold("three", 0, found[0].edits[0].value)
+    for s in found:
+        _same_as_what_if(dbg, s)

@@ -1004,6 +1004,7 @@ def _singles(scene: _Scene, S, notes) -> list[_Cand]:
             out.append(_Cand((found[0],), "disable", found[1], found[2], found[3]))
     kb = scene.kb
     behind = kb.depends_on(scene.output)
+    out += _templates(scene, S, behind)
     others = [r for r in kb.rules if r not in scene.direct and "rule:" + r in behind]
     for r in others:   # rules on other decided variables: switched off, by evaluation
         d = scene.evaluate([Disable(r)])
@@ -1022,6 +1023,68 @@ def _singles(scene: _Scene, S, notes) -> list[_Cand]:
     if others:
         notes.append(f"rules on other decided variables ({', '.join(others[:5])}"
                      f"{', ...' if len(others) > 5 else ''}) are only tried switched off")
+    return out
+
+
+def _templates(scene: _Scene, S, behind) -> list[_Cand]:
+    """A relational model's rule templates (``rule spread(p in person, ...)``): the
+    whole family switched off, and its one shared weight swept exactly where every
+    grounding the output depends on concludes it directly (a row's score then moves by
+    the weight times the number of its groundings that fire)."""
+    program = scene.kb.program
+    if program is None:
+        return []
+    out = []
+    for key, info in program.families.items():
+        if info.kind != "rule":
+            continue
+        members = [m for m in info.members.values() if "rule:" + m in behind]
+        if not members:
+            continue
+        name = info.name
+        if any(m not in scene.direct for m in members):   # some act through other decisions
+            d = scene.evaluate([Disable(name)])
+            if d is not None:
+                out.append(_Cand((Disable(name),), "disable", scene.gain(d), d))
+            continue
+        sts = [scene.direct[m] for m in members]
+        col = sts[0]["col"]
+        if any(st["col"] != col for st in sts):
+            continue
+        rest = S[:, col].copy()
+        slope = np.zeros(scene.n)
+        for st in sts:
+            rest -= st["sign"] * st["weight"] * st["body"]
+            slope += st["sign"] * st["body"]
+        S0 = S.copy()
+        S0[:, col] = rest
+        d_off = scene.decisions(S0)
+        if any(st["weight"] != 0 for st in sts):
+            out.append(_Cand((Disable(name),), "disable", scene.gain(d_off), d_off))
+        weights = {st["weight"] for st in sts}
+        if len(weights) != 1:
+            continue
+        (current,) = weights
+        # v wins where rest + w * slope beats the best other value
+        x, best, arg = scene.without(S0, members[0])
+        x = rest
+        feasible = np.isfinite(x)
+        alone = arg < 0
+        moves = (slope != 0) & feasible & ~alone
+        with np.errstate(invalid="ignore", divide="ignore"):
+            point = np.where(moves, (best - x) / np.where(slope == 0, 1, slope), 0.0)
+        up = np.where(slope > 0, col, arg)      # above the breakpoint
+        down = np.where(slope > 0, arg, col)
+        still = scene.pick(x + current * slope, best, arg, col)
+        still = np.where(feasible, still, arg)
+        found = _best_interval(point[moves], scene.row_gain(down)[moves],
+                               scene.row_gain(up)[moves], scene.row_gain(still)[~moves].sum(),
+                               current, closed=None, flip=True)
+        if found is None or found[0] == 0:
+            continue
+        w, total, sweep = found
+        d = np.where(feasible, scene.pick(x + w * slope, best, arg, col), arg)
+        out.append(_Cand((SetWeight(name, w),), "weight", total, d, None, sweep))
     return out
 
 
