@@ -1035,7 +1035,7 @@ def _templates(scene: _Scene, S, behind) -> list[_Cand]:
     if program is None:
         return []
     out = []
-    for key, info in program.families.items():
+    for info in program.families.values():
         if info.kind != "rule":
             continue
         members = [m for m in info.members.values() if "rule:" + m in behind]
