@@ -32,10 +32,15 @@ How :func:`suggest` searches (``Debugger.suggest``):
    number of a rule concluding the output) that reach the most aimed failures the first
    edit leaves; a pair is kept when it scores better than its first edit alone. The
    second value is exact given the first; the pair as a whole is not proved optimal.
-5. **Checked by predict, then certified.** The best candidates (ranked by target failures
-   fixed minus correct rows broken, estimated) run through :func:`measure`: the same
-   rebuild and ``predict`` as ``Debugger.what_if``, so ``dbg.what_if(*s.edits)`` reports
-   exactly ``s.fixed`` and ``s.broken``; then Z3 certifies each (:func:`measure`).
+5. **Checked by predict, then certified.** The candidates, in the order of their estimated
+   target failures fixed minus correct rows broken, run through :func:`measure` until
+   enough distinct suggestions are kept (``top``, three times as many with validation, at
+   most :data:`MAX_MEASURED` runs): the same rebuild and ``predict`` as
+   ``Debugger.what_if``, so ``dbg.what_if(*s.edits)`` reports exactly ``s.fixed`` and
+   ``s.broken``; then Z3 certifies each (:func:`measure`). Where the best value of one
+   number breaks a ``keep`` property, the best value that keeps it is searched for by
+   bisection over the sweep's intervals (one proof per step; exact when the values that
+   keep the property form an interval around the current one).
 
 Bias edits are not suggested: the rule language states no bias (a model learns one), so an
 edit of it could not be exported as rule text.
@@ -246,6 +251,10 @@ class Suggestions:
                 edits = edits[:67] + "..."
             lines.append(f"{i:>3}  {s.kind:<9} {len(s.fixed):>5} {len(s.broken):>6} "
                          f"{s.accuracy_after:>6.3f}{extra}  {edits}")
+        for edits, why in self.dropped[:3]:
+            lines.append(f"  dropped: {edits if len(edits) <= 60 else edits[:57] + '...'}: {why}")
+        if len(self.dropped) > 3:
+            lines.append(f"  ... and {len(self.dropped) - 3} more dropped (see .dropped)")
         lines += [f"  note: {n}" for n in self.notes]
         return "\n".join(lines)
 
