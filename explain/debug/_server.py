@@ -47,6 +47,7 @@ import numpy as np
 import pandas as pd
 
 from greybox.errors import GreyboxError, RuleError, RuleSyntaxError
+from greybox.rules import timeout_seconds
 
 from ._edits import EDIT_FIELDS, MAX_EDIT_TEXT, MAX_NAME, parse_edit
 
@@ -575,11 +576,9 @@ class DebugServer:
 
     def __init__(self, debugger, *, port: int = 0, token: str | None = None,
                  timeout: float = TIMEOUT, max_connections: int = MAX_CONNECTIONS):
-        if not (isinstance(timeout, (int, float)) and math.isfinite(timeout) and timeout > 0):
-            raise ValueError(f"timeout must be a finite number of seconds above 0, got "
-                             f"{timeout!r}")
+        timeout = timeout_seconds(timeout)
         self.httpd = _Server(("127.0.0.1", port), max_connections=max_connections,
-                             request_timeout=float(timeout))
+                             request_timeout=timeout)
         self.httpd.debugger = debugger
         self.httpd.token = token or secrets.token_urlsafe(24)
         self.httpd.lock = threading.Lock()
