@@ -462,3 +462,28 @@ def test_int_output_suggestions_equal_what_if():
     assert found[0].edits[0] == SetThreshold("three", 0, found[0].edits[0].value)
     for s in found:
         _same_as_what_if(dbg, s)
+
+
+def test_models_with_networks_and_a_hard_constraint_equal_what_if():
+    torch.manual_seed(0)
+    text = """
+    input img: tensor
+    input y: real[0, 10]
+    neural c: bool = net(img)
+    neural k: {a, b, c} = net3(img)
+    output out: bool
+    rule r1 weight 1.5: c and y > 4 -> out
+    rule r2 weight 1.0: k == b -> not out
+    rule r3 weight 0.7: y > 8 -> out
+    constraint hard: y < 0.5 -> not out
+    """
+    model = gb.GreyBox(text, networks={"net": nn.Linear(4, 1), "net3": nn.Linear(4, 3)},
+                       semantics="product")
+    rng = np.random.default_rng(0)
+    img, y = torch.randn(200, 4), rng.uniform(0, 10, 200).round(2)
+    truth = (y > 3) & (img[:, 0].numpy() > -0.5)
+    dbg = gb.explain.Debugger(model, {"img": img, "y": y}, truth)
+    found = dbg.suggest(top=10)
+    assert SetThreshold("r3", 0, 3.0) in [e for s in found for e in s.edits]
+    for s in found:
+        _same_as_what_if(dbg, s)
