@@ -487,3 +487,25 @@ def test_models_with_networks_and_a_hard_constraint_equal_what_if():
     assert SetThreshold("r3", 0, 3.0) in [e for s in found for e in s.edits]
     for s in found:
         _same_as_what_if(dbg, s)
+
+
+def test_a_bias_change_is_suggested_as_the_fixed_rule_it_equals():
+    # the truth: approve unless income is low -- the rules never say "approve" alone
+    rng = np.random.default_rng(1)
+    data = pd.DataFrame({"income": rng.uniform(0, 100000, 80).round(-2)})
+    text = """
+    input income: real[0, 100000]
+    output approve: bool
+    rule poor weight 2: income < 20000 -> not approve
+    """
+    truth = (data.income >= 20000).to_numpy()
+    dbg = gb.explain.Debugger(gb.GreyBox(text, semantics="product"), data, truth)
+    found = dbg.suggest(max_edits=1)
+    bias = [s for s in found if s.kind == "bias"]
+    assert bias and bias[0].accuracy_after == 1.0
+    (edit,) = bias[0].edits
+    assert isinstance(edit, AddStatement) and edit.text.startswith("rule bias_shift_approve weight ")
+    assert edit.text.endswith(" fixed: true -> approve")
+    assert 0 < float(edit.text.split()[3]) < 2
+    for s in found:
+        _same_as_what_if(dbg, s)

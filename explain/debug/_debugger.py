@@ -544,7 +544,7 @@ class Debugger:
 
         Each :class:`~greybox.explain.debug.Suggestion` is a short list of ordinary edits
         (a rule's weight or one of its numbers, a rule switched off, a hard constraint's
-        number or its removal; a pair of those with ``max_edits=2``) with the rows it fixes
+        number or its removal, a bias change; a pair of those with ``max_edits=2``) with the rows it fixes
         and breaks exactly as :meth:`what_if` reports them (``dbg.what_if(*s.edits)``: the
         same rebuild and ``predict``), certified by Z3. The debugger itself does not change.
 
@@ -552,8 +552,9 @@ class Debugger:
         breakpoints (where some row's decision changes), the value a short decimal in the
         best interval; pairs come from a bounded search (the best single edits, each
         followed by the sweep of every other weight and number); see
-        :mod:`greybox.explain.debug._suggest`. Bias edits are not suggested (the rule
-        language states no bias).
+        :mod:`greybox.explain.debug._suggest`. A bias change is suggested as the rule it
+        equals (``rule bias_shift_out weight b fixed: true -> out``: the language has no
+        bias statement).
 
         Parameters
         ----------

@@ -42,8 +42,10 @@ How :func:`suggest` searches (``Debugger.suggest``):
    bisection over the sweep's intervals (one proof per step; exact when the values that
    keep the property form an interval around the current one).
 
-Bias edits are not suggested: the rule language states no bias (a model learns one), so an
-edit of it could not be exported as rule text.
+A bias change is suggested as the rule it equals (the rule language has no bias
+statement; ``Debugger.export`` writes a learned bias the same way): ``rule bias_shift_out
+weight b fixed: true -> out`` adds ``b`` to the score of ``out`` on every row, its best
+value swept exactly like a weight (propositional models).
 """
 
 from __future__ import annotations
@@ -62,7 +64,17 @@ from greybox.errors import DataError, GreyboxError, ModelError
 from greybox.rules import ast as A
 from greybox.rules import check, entails, expr_to_text, parse_formula, plan
 
-from ._edits import Disable, Edit, Remove, SetThreshold, SetWeight, _find, _numbers, parse_edit
+from ._edits import (
+    AddStatement,
+    Disable,
+    Edit,
+    Remove,
+    SetThreshold,
+    SetWeight,
+    _find,
+    _numbers,
+    parse_edit,
+)
 
 __all__ = ["PAIR_FIRST", "PAIR_SECOND", "Suggestion", "Suggestions", "measure", "suggest"]
 
@@ -103,8 +115,8 @@ class Suggestion:
     checks : tuple of str
         What was certified, one short sentence each.
     kind : str
-        ``"weight"``, ``"threshold"``, ``"disable"``, ``"remove"``, ``"pair"`` or what the
-        caller of :func:`measure` named it (``"rule"`` for a learned rule).
+        ``"weight"``, ``"threshold"``, ``"disable"``, ``"remove"``, ``"bias"``, ``"pair"``
+        or what the caller of :func:`measure` named it (``"rule"`` for a learned rule).
     """
 
     edits: tuple[Edit, ...]
@@ -642,10 +654,11 @@ class _Scene:
         moving = fires & feasible & ~alone & (lo_d != hi_d)
         still = self.pick(x + sign * st["weight"] * fires, best, arg, col)
         still = np.where(feasible, still, arg)
+        gain = self.row_gain(still)
         found = _best_interval(point[moving], self.row_gain(lo_d)[moving],
-                               self.row_gain(hi_d)[moving],
-                               self.row_gain(still)[~moving].sum(), st["weight"],
-                               closed=None, flip=True)
+                               self.row_gain(hi_d)[moving], gain[~moving].sum(),
+                               st["weight"], closed=None, flip=True,
+                               now_gain=gain[moving].sum())
         if found is None:
             return None
         w, total, sweep = found
@@ -701,15 +714,27 @@ class _Scene:
         # which end of an interval between breakpoints keeps the same rows: "e >= t" and
         # "e < t" the upper one, "e > t" and "e <= t" the lower one
         closed = "hi" if op in (">=", "<") else "lo" if op in (">", "<=") else None
+        gain = self.row_gain(cur_d)
         found = _best_interval(e[moving], self.row_gain(lo_d)[moving],
-                               self.row_gain(hi_d)[moving],
-                               self.row_gain(cur_d)[~moving].sum(), current, closed=closed,
-                               integral=_integral(self.kb, other))
+                               self.row_gain(hi_d)[moving], gain[~moving].sum(), current,
+                               closed=closed, integral=_integral(self.kb, other),
+                               now_gain=gain[moving].sum())
         if found is None:
             return None
         t, total, sweep = found
         d = np.where(_holds(e, op, t), d_t, d_f)
         return SetThreshold(name, index, t), total, d, {"number": (index, t)}, sweep
+
+    def sweep_bias(self, S, col):
+        """The best shift of the score of value ``col`` on every row (a bias change),
+        as the weight of a rule that always fires."""
+        key = "\0bias"
+        self.direct[key] = {"rule": None, "col": col, "sign": 1.0, "weight": 0.0,
+                            "body": np.ones(self.n)}
+        try:
+            return self.sweep_weight(S, key)
+        finally:
+            del self.direct[key]
 
     def disable(self, S, name):
         x, best, arg = self.without(S, name)
@@ -803,6 +828,7 @@ class _Sweep:
     closed: str | None
     integral: bool
     flip: bool
+    now_total: int   # the gain at the current value
 
     def value(self, k: int) -> float:
         """A readable value in interval ``k``."""
@@ -827,17 +853,18 @@ class _Sweep:
         if not len(ks):
             return None
         top = totals[ks].max()
-        if top <= totals[self.now] or top <= 0:
+        if top <= self.now_total or top <= 0:
             return None
         return int(min(ks[totals[ks] == top], key=lambda k: abs(k - self.now)))
 
 
 def _best_interval(points, lo_gain, hi_gain, fixed_gain, current, *, closed,
-                   integral=False, flip=False):
+                   integral=False, flip=False, now_gain=None):
     """The value maximising the total gain over rows that change at their breakpoint
     ``points`` (``lo_gain`` below it, ``hi_gain`` above it), plus ``fixed_gain`` of the rows
-    that do not change; None when no value beats ``current``. Returns (value, total,
-    the sweep)."""
+    that do not change; None when no value beats ``current`` (whose rows gain
+    ``now_gain``: a row exactly at its breakpoint decides as ``predict`` does). Returns
+    (value, total, the sweep)."""
     if not len(points):
         return None
     order = np.argsort(points, kind="stable")
@@ -848,7 +875,8 @@ def _best_interval(points, lo_gain, hi_gain, fixed_gain, current, *, closed,
     uniq = p[ends]
     totals = np.r_[base, base + np.cumsum(delta)[ends]]   # interval k: (uniq[k-1], uniq[k])
     now = int(np.searchsorted(uniq, current, side="left" if closed == "hi" else "right"))
-    sweep = _Sweep(uniq, totals, now, float(current), closed, integral, flip)
+    now_total = int(totals[now]) if now_gain is None else int(now_gain) + int(fixed_gain)
+    sweep = _Sweep(uniq, totals, now, float(current), closed, integral, flip, now_total)
     k = sweep.best()
     if k is None:
         return None
@@ -912,7 +940,7 @@ def suggest(dbg, rows=None, *, validation=None, keep: Sequence = (), max_edits: 
     wanted = None if rows is None else _rows(dbg, rows)
     m = _Measure(dbg, validation=validation, keep=keep, timeout=timeout, rows=wanted)
     target = m.target & ~m.now_correct
-    notes = ["no bias edit: the rule language states no bias"]
+    notes = []
     if not target.any():
         why = "no failure to fix" if wanted is None else "the rows given are all predicted right"
         return Suggestions((), tuple(dbg.batch.index[m.target]), 0, 0, (),
@@ -1012,6 +1040,8 @@ def _singles(scene: _Scene, S, notes) -> list[_Cand]:
             found = scene.disable(S, name)
             out.append(_Cand((found[0],), "disable", found[1], found[2], found[3]))
     kb = scene.kb
+    if kb.program is None:   # a bias change, as the fixed rule export writes a bias as
+        out += _biases(scene, S)
     behind = kb.depends_on(scene.output)
     out += _templates(scene, S, behind)
     others = [r for r in kb.rules if r not in scene.direct and "rule:" + r in behind]
@@ -1033,6 +1063,29 @@ def _singles(scene: _Scene, S, notes) -> list[_Cand]:
         notes.append(f"rules on other decided variables ({', '.join(others[:5])}"
                      f"{', ...' if len(others) > 5 else ''}) are only tried switched off")
     return out
+
+
+def _biases(scene: _Scene, S) -> list[_Cand]:
+    """The output's bias shifted, per value: the rule language has no bias statement, but
+    a bias ``b`` is exactly a fixed rule of weight ``b`` whose body is ``true`` (how
+    ``Debugger.export`` writes learned biases), so the edit adds one."""
+    kb, out = scene.kb, scene.output
+    taken = set(kb.rules) | set(kb.constraints) | set(kb.variables)
+    bool_out = isinstance(kb.variables[out].type, A.BoolType)
+    found = []
+    for col in ([1] if bool_out else range(len(scene.values))):
+        got = scene.sweep_bias(S, col)
+        if not got:
+            continue
+        value = scene.values[col]
+        head = out if bool_out else f"{out} = {value}"
+        base = "bias_shift_" + "_".join(str(p) for p in ([out] if bool_out else [out, value]))
+        name, k = base, 2
+        while name in taken:
+            name, k = f"{base}_{k}", k + 1
+        text = f"rule {name} weight {float(got[0].weight)!r} fixed: true -> {head}"
+        found.append(_Cand((AddStatement(text),), "bias", got[1], got[2]))
+    return found
 
 
 def _templates(scene: _Scene, S, behind) -> list[_Cand]:
@@ -1086,9 +1139,10 @@ def _templates(scene: _Scene, S, behind) -> list[_Cand]:
         down = np.where(slope > 0, arg, col)
         still = scene.pick(x + current * slope, best, arg, col)
         still = np.where(feasible, still, arg)
+        gain = scene.row_gain(still)
         found = _best_interval(point[moves], scene.row_gain(down)[moves],
-                               scene.row_gain(up)[moves], scene.row_gain(still)[~moves].sum(),
-                               current, closed=None, flip=True)
+                               scene.row_gain(up)[moves], gain[~moves].sum(), current,
+                               closed=None, flip=True, now_gain=gain[moves].sum())
         if found is None or found[0] == 0:
             continue
         w, total, sweep = found
@@ -1120,9 +1174,10 @@ def _constraint_number(scene, c, index, num):
     current = float(num.value)
     cur_d = np.where(_holds(e, op, current), d_t, d_f)
     closed = "hi" if op in (">=", "<") else "lo"
+    gain = scene.row_gain(cur_d)
     res = _best_interval(e[moving], scene.row_gain(lo_d)[moving], scene.row_gain(hi_d)[moving],
-                         scene.row_gain(cur_d)[~moving].sum(), current, closed=closed,
-                         integral=_integral(scene.kb, other))
+                         gain[~moving].sum(), current, closed=closed,
+                         integral=_integral(scene.kb, other), now_gain=gain[moving].sum())
     if res is None:
         return None
     t, total, sweep = res
