@@ -509,3 +509,20 @@ def test_a_bias_change_is_suggested_as_the_fixed_rule_it_equals():
     assert 0 < float(edit.text.split()[3]) < 2
     for s in found:
         _same_as_what_if(dbg, s)
+
+
+def test_a_weight_whose_rows_tie_at_the_current_value_is_still_swept():
+    # rows above 2 score exactly 0 (1 - 1) and are decided False; any weight of `a`
+    # above 1 fixes them. The current weight sits on their breakpoint: it was counted
+    # in the interval above it, which then looked no better than the current value
+    x = np.linspace(0, 4, 41)
+    text = """
+    input x: real[0, 4]
+    output y: bool
+    rule a weight 1: x > 1 -> y
+    rule b weight 1: x > 2 -> not y
+    """
+    dbg = gb.explain.Debugger(gb.GreyBox(text, semantics="product"), {"x": x}, x > 1)
+    found = dbg.suggest(max_edits=1)
+    weights = [s for s in found if s.kind == "weight" and s.edits[0].name == "a"]
+    assert weights and weights[0].edits[0].weight > 1 and weights[0].accuracy_after == 1.0
