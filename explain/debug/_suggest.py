@@ -551,7 +551,7 @@ def _plain(value):
 class _Cand:
     edits: tuple
     kind: str
-    gain: int            # estimated: aimed fixes * (n + 1) + all fixes - 2 * ... (see _Scene)
+    gain: int            # estimated: (aimed fixes - broken) * (2n + 1) + (all fixes - broken)
     decision: np.ndarray | None = None   # estimated decisions (codes) after the edits
     state: dict | None = None            # the rule's new state (direct rules), for pairs
     sweep: _Sweep | None = None          # a one-number edit's sweep (for ``keep``)
