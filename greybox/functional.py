@@ -136,8 +136,13 @@ def poisson_binomial(p: torch.Tensor) -> torch.Tensor:
     [[0.0, 0.25, 0.5, 0.25]]
     """
     rows, n = p.shape
-    polys = torch.stack([1.0 - p, p], -1)                  # (rows, n, 2)
     width = 1 << max(0, (n - 1).bit_length())
+    # the last products unfold into about width^2 entries per row while they are made:
+    # rows a few at a time beyond 2^23 of them
+    chunk = max(1, (1 << 23) // (width * width))
+    if rows > chunk:
+        return torch.cat([poisson_binomial(p[i:i + chunk]) for i in range(0, rows, chunk)])
+    polys = torch.stack([1.0 - p, p], -1)                  # (rows, n, 2)
     if width > n:                                          # padded with "never" events
         pad = torch.zeros(rows, width - n, 2, dtype=p.dtype, device=p.device)
         pad[..., 0] = 1.0
