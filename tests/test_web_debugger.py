@@ -245,6 +245,11 @@ def test_suggestions_are_served_and_applied_through_what_if(suggesting):
     for query in ["top=0", "top=51", "top=ten", "top=" + "9" * 5]:
         status, err = _status(suggesting, f"/api/suggest?{query}")
         assert status == 400 and "top must be a whole number from 1 to 50" in err["error"]
+    asked = []
+    dbg.suggest = lambda rows=None, **kw: asked.append((rows, kw)) or []
+    label = _get(suggesting, "/api/failures")[0]["row"]
+    assert _get(suggesting, f"/api/suggest?top=2&row={label}") == []
+    assert asked == [([label], {"top": 2})]
     status, err = _status(suggesting, "/api/suggest?row=nope")
     assert status == 404 and "no row 'nope'" in err["error"]
 
@@ -333,7 +338,7 @@ def test_the_page_in_a_real_browser(suggesting):
                     "els => els.map(e => e.title)")]
                 assert shown == sorted(shown, reverse=True)
                 assert groups.nth(k).locator("details.more").count() == (len(shown) > 10)
-            page.screenshot(path=str(SHOTS / "debugger_decision.png"))
+            page.locator("#decision").screenshot(path=str(SHOTS / "debugger_decision.png"))
             # change a rule's weight in place: the fixed/broken diff appears
             weight = page.locator('input.weight[data-rule="small_smooth"]')
             weight.fill("0.2")
