@@ -155,9 +155,9 @@ def row(dbg, label) -> dict:
 
 
 # ---------------------------------------------------------------------- suggestions
-def edit_spec(edit) -> dict:
+def edit_spec(edit) -> dict | None:
     """The mapping :func:`parse_edit` reads back as ``edit`` (what the page sends to
-    /api/edit to apply it)."""
+    /api/edit to apply it); None for an edit that has none (the page cannot apply it)."""
     if hasattr(edit, "to_spec"):
         return edit.to_spec()
     if isinstance(edit, SetWeight):
@@ -172,7 +172,7 @@ def edit_spec(edit) -> dict:
         return {"op": "add", "text": edit.text}
     if isinstance(edit, Replace):
         return {"op": "replace", "name": edit.name, "text": edit.text}
-    raise RuleError(f"the edit {edit.describe()!r} has no form the web debugger can send")
+    return None
 
 
 def suggestions(found) -> list[dict]:
