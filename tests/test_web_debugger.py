@@ -354,7 +354,7 @@ def test_the_page_in_a_real_browser(suggesting):
             page.click("#apply-text")
             # (waited for through locators: the page's CSP forbids evaluating strings)
             expect(page.locator("#edit-error")).to_contain_text("line 1, column 11")
-            page.screenshot(path=str(SHOTS / "debugger_edit.png"))
+            page.locator("#rule-editor").screenshot(path=str(SHOTS / "debugger_edit.png"))
             # export the edited rules
             page.click("#export")
             page.wait_for_selector("#export-text:not([hidden])")
