@@ -228,7 +228,7 @@ def test_several_edits_in_one_request_are_one_what_if(clean):
 def test_suggestions_are_served_and_applied_through_what_if(suggesting):
     dbg = suggesting.httpd.debugger
     assert _get(suggesting, "/api/summary")["suggest"] is True
-    found = _get(suggesting, "/api/suggest?top=3")
+    found = _get(suggesting, "/api/suggest?top=3")["suggestions"]
     assert 1 <= len(found) <= 3 and [s["rank"] for s in found] == list(
         range(1, len(found) + 1))
     best = found[0]
@@ -248,10 +248,26 @@ def test_suggestions_are_served_and_applied_through_what_if(suggesting):
     asked = []
     dbg.suggest = lambda rows=None, **kw: asked.append((rows, kw)) or []
     label = _get(suggesting, "/api/failures")[0]["row"]
-    assert _get(suggesting, f"/api/suggest?top=2&row={label}") == []
+    assert _get(suggesting, f"/api/suggest?top=2&row={label}")["suggestions"] == []
     assert asked == [([label], {"top": 2})]
     status, err = _status(suggesting, "/api/suggest?row=nope")
     assert status == 404 and "no row 'nope'" in err["error"]
+
+
+@pytest.mark.skipif(not hasattr(gb.explain.Debugger, "suggest"),
+                    reason="this debugger does not suggest")
+def test_the_debuggers_own_suggestions_apply_as_what_if_reports_them(clean):
+    dbg = clean.httpd.debugger
+    answer = _get(clean, "/api/suggest?top=3")
+    assert answer["suggestions"] and answer["candidates"] >= len(answer["suggestions"])
+    for s in answer["suggestions"]:
+        assert s["checks"] and all(e["spec"] for e in s["edits"])
+        status, diff = _post(clean, "/api/edit", [e["spec"] for e in s["edits"]])
+        assert status == 200
+        assert sorted(f["row"] for f in diff["fixed"]) == sorted(s["fixed"])
+        assert sorted(f["row"] for f in diff["broken"]) == sorted(s["broken"])
+        assert diff["accuracy_after"] == pytest.approx(s["accuracy_after"])
+        dbg.undo(len(dbg.edits))
 
 
 def test_without_propose_rules_the_endpoint_says_so(clean):
@@ -313,7 +329,7 @@ def test_the_page_in_a_real_browser(suggesting):
             # a suggestion applied: the diff is what_if's
             page.click("#suggest")
             page.wait_for_selector("#suggestions tbody tr")
-            best = _get(server, "/api/suggest?top=1")[0]
+            best = _get(server, "/api/suggest?top=1")["suggestions"][0]
             page.click("#suggestions button.apply >> nth=0")
             expect(page.locator("#diff-fixed")).to_have_text(f"{len(best['fixed'])} fixed")
             expect(page.locator("#diff-broken")).to_have_text(f"{len(best['broken'])} broken")

@@ -155,7 +155,8 @@ OPENAPI = {
                     "type": "integer", "minimum": 1, "maximum": MAX_TOP, "default": 10}},
                 {"name": "row", "in": "query", "schema": {"type": "string"},
                  "description": "fix this failing row (default: every failure)"}],
-            "responses": {"200": {"description": "ranked list"},
+            "responses": {"200": {"description": "{suggestions: ranked list, candidates, "
+                                                 "measured, seconds, notes}"},
                           "400": _error_response("a bad top"),
                           "404": _error_response("no such row, or the debugger has none")}}}
             for path, summary in [("/api/suggest", "ranked suggested fixes (Debugger.suggest)"),
@@ -451,7 +452,7 @@ class _Handler(BaseHTTPRequestHandler):
                     rows = [i for i in dbg.batch.index if str(i) == ident]
                     if not rows:
                         return 404, {"error": f"no row {ident[:100]!r}"}
-                return 200, V.suggestions(list(find(rows, top=top))[:top])
+                return 200, V.suggestions(find(rows, top=top), top)
         if method == "POST" and path == "/api/edit":
             edits = _edits(spec)   # checked before the lock
             with lock:

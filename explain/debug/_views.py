@@ -175,15 +175,24 @@ def edit_spec(edit) -> dict | None:
     return None
 
 
-def suggestions(found) -> list[dict]:
-    """Ranked suggestions (of ``Debugger.suggest`` or ``propose_rules``) as JSON: each
-    with its edits (described, and as specs for /api/edit), the rows it fixes and breaks,
-    the accuracy after and what was checked."""
+def suggestions(found, top: int) -> dict:
+    """Ranked suggestions (of ``Debugger.suggest`` or ``propose_rules``: a sequence, or a
+    result with ``suggestions``, ``candidates``, ``measured``, ``seconds`` and ``notes``)
+    as JSON: the ``top`` first, each with its edits (described, and as specs for
+    /api/edit; None where an edit has none), the rows it fixes and breaks (as ``what_if``
+    reports them), the accuracy after, the held-out figures where given and what was
+    checked; and how the search went."""
+    items = list(getattr(found, "suggestions", found))[:top]
     out = []
-    for rank, s in enumerate(found, 1):
+    for rank, s in enumerate(items, 1):
         out.append(plain({
             "rank": rank, "kind": getattr(s, "kind", ""), "text": str(s),
             "edits": [{"text": e.describe(), "spec": edit_spec(e)} for e in s.edits],
             "fixed": list(s.fixed), "broken": list(s.broken),
-            "accuracy_after": s.accuracy_after, "checks": list(getattr(s, "checks", ()))}))
-    return out
+            "accuracy_after": s.accuracy_after,
+            "validation": getattr(s, "validation", None),
+            "checks": list(getattr(s, "checks", ()))}))
+    return plain({"suggestions": out, "candidates": getattr(found, "candidates", None),
+                  "measured": getattr(found, "measured", None),
+                  "seconds": getattr(found, "seconds", None),
+                  "notes": list(getattr(found, "notes", ()))})
