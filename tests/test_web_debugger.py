@@ -270,6 +270,27 @@ def test_the_debuggers_own_suggestions_apply_as_what_if_reports_them(clean):
         dbg.undo(len(dbg.edits))
 
 
+def test_learned_rules_are_served_like_suggestions(clean, monkeypatch):
+    dbg = clean.httpd.debugger
+    rule = "rule dense weight 1.5: `worst area` > 900 and `mean concavity` > 0.09 -> malignant"
+
+    def propose_rules(rows=None, *, max_conditions=3, top=5):
+        before = dbg.predictions()["correct"]
+        dbg.what_if(gb.explain.AddStatement(rule))
+        after, accuracy = dbg.predictions()["correct"], dbg.accuracy
+        dbg.undo()
+        return [StandIn((gb.explain.AddStatement(rule),), tuple(after.index[~before & after]),
+                        tuple(after.index[before & ~after]), accuracy, kind="rule")]
+
+    monkeypatch.setattr(dbg, "propose_rules", propose_rules, raising=False)
+    assert _get(clean, "/api/summary")["propose"] is True
+    learned = _get(clean, "/api/propose?top=5")["suggestions"]
+    assert [e["spec"] for e in learned[0]["edits"]] == [{"op": "add", "text": rule}]
+    status, diff = _post(clean, "/api/edit", [e["spec"] for e in learned[0]["edits"]])
+    assert status == 200 and [f["row"] for f in diff["fixed"]] == learned[0]["fixed"]
+    assert "rule dense" in _get(clean, "/api/export")["text"]
+
+
 def test_without_propose_rules_the_endpoint_says_so(clean):
     if hasattr(clean.httpd.debugger, "propose_rules"):
         pytest.skip("this debugger proposes rules")
@@ -328,6 +349,9 @@ def test_the_page_in_a_real_browser(clean, monkeypatch):
             expect(page.locator('#rules tr[data-rule="concave"]')).to_contain_text(
                 f"{stats['fires']} rows")
             page.locator("#rule-editor").screenshot(path=str(SHOTS / "debugger_rules.png"))
+            # the learned-rules panel only where the debugger learns rules
+            expect(page.locator("#learn-panel")).to_be_visible(
+                visible=hasattr(dbg, "propose_rules"))
             # a suggestion applied: the diff is what_if's
             page.click("#suggest")
             page.wait_for_selector("#suggestions tbody tr")
