@@ -131,7 +131,8 @@ def _post(srv, path, body):
 
 
 def test_requests_without_the_token_are_refused(server):
-    for path in ["/", "/api/summary", "/api/failures", "/api/export"]:
+    for path in ["/", "/api/summary", "/api/failures", "/api/export", "/api/rules",
+                 "/api/suggest", "/api/propose"]:
         with pytest.raises(urllib.error.HTTPError) as err:
             urllib.request.urlopen(f"http://127.0.0.1:{server.port}{path}", timeout=10)
         assert err.value.code == 403
