@@ -7,7 +7,8 @@ type-checked, never executed.
 
 The server is the standard library's threaded HTTP server (one thread per connection,
 HTTP/1.0, one request per connection), hardened rather than replaced by an ASGI stack: the
-API is seven small endpoints, and every defence below is a few lines with its own test.
+API is ten small endpoints, and every defence below is a few lines with its own test.
+What each endpoint answers is built in ``_views.py``; this module routes and guards.
 
 - A connection has ``timeout`` seconds (default 10) from being accepted to send its whole
   request; a slower or lying client (a ``Content-Length`` longer than what it sends) gets
