@@ -348,10 +348,20 @@ class NetworksMismatch(CheckpointError):
         self.path, self.expected, self.given = str(path), expected, given
 
 
-def _rebuild(path, payload: Mapping, group: str) -> dict[str, nn.Module]:
+def _rebuild(path, payload: Mapping, group: str,
+             shared: dict | None = None) -> dict[str, nn.Module]:
     """The networks (``group="networks"``) or residuals the file describes, built and
     checked against the file's tensors; :class:`ModulesNeeded` when some are not
-    described."""
+    described.
+
+    A module saved under several names (one residual for two outputs) has the same
+    tensors in the file under each: it is built once and shared again, as it was saved.
+    Any other tensor the file shares between names is refused, since the rebuilt layers
+    would each hold a copy of it (a small file naming one storage a thousand times would
+    otherwise allocate it a thousand times). ``shared`` carries what was built between
+    the calls for networks and for residuals: ``"modules"`` by description and tensors,
+    ``"tensors"``, the name of the first state entry each tensor of the file was
+    loaded under."""
     from ._names import _key
 
     names = list(payload[group])
@@ -381,15 +391,19 @@ def _rebuild(path, payload: Mapping, group: str) -> dict[str, nn.Module]:
                             f"{hint}", path=path, group=group, names=missing,
                             classes=classes, reason=reason, needed=names)
     state = payload["state"]
+    shared = {"modules": {}, "tensors": {}} if shared is None else shared
+    modules, tensors = shared["modules"], shared["tensors"]
     out = {}
     for name in names:
-        prefix = f"{group}.{_key(name)}."
+        # the residual's names in the file are its module keys already
+        prefix = f"{group}.{name}." if group == "residual" else f"{group}.{_key(name)}."
         try:
             with torch.device("meta"):   # no memory until the shapes match the file's
                 module = _build(descs[name], "", [0])
         except CheckpointError as err:
             raise CheckpointError(f"{path}: the architecture of {group} {name!r}: {err}") \
                 from None
+        views = {}
         for k, v in module.state_dict().items():
             got = state.get(prefix + k)
             if got is None or tuple(got.shape) != tuple(v.shape):
@@ -397,7 +411,23 @@ def _rebuild(path, payload: Mapping, group: str) -> dict[str, nn.Module]:
                     f"{path}: the architecture of {group} {name!r} does not fit its weights "
                     f"in the file: {prefix + k} is {list(v.shape)} in the description, "
                     f"{'absent' if got is None else list(got.shape)} in the file")
-        out[name] = module.to_empty(device="cpu")   # every tensor comes from the file
+            if got.numel():
+                views[k] = _view(got)
+        same = (json.dumps(descs[name], sort_keys=True, default=repr),
+                tuple(sorted(views.items())))
+        if same in modules:                 # the module saved under another name
+            out[name] = modules[same]
+            continue
+        for k, view in views.items():
+            other = tensors.get(view)
+            if other is not None:
+                raise CheckpointError(
+                    f"{path}: {prefix + k} is the same tensor in the file as {other}; "
+                    f"greybox rebuilds {group} {name!r} from its description with a tensor "
+                    f"of its own, so the weights it shares cannot be loaded as shared: "
+                    f"pass {group}= with the modules that share them")
+            tensors[view] = prefix + k
+        out[name] = modules[same] = module.to_empty(device="cpu")  # all from the file
     return out
 
 
@@ -455,17 +485,83 @@ def save(model, path) -> None:
 
 
 def _check_archive(path: Path) -> None:
-    """Every member of the zip archive torch writes matches its CRC-32."""
+    """Every member of the zip archive torch writes is stored uncompressed, the members
+    do not overlap (together they are no larger than the file) and each matches its
+    CRC-32: what ``torch.load`` allocates for the tensors' storages is then never more
+    than the file's size (a compressed or overlapping member would let a small file
+    allocate gigabytes)."""
     try:
         with zipfile.ZipFile(path) as archive:
-            bad = archive.testzip()
+            members = archive.infolist()
+            packed = [m.filename for m in members if m.compress_type != zipfile.ZIP_STORED]
+            held = sum(m.file_size for m in members)
+            size = path.stat().st_size
+            bad = None if packed or held > size else archive.testzip()
     except zipfile.BadZipFile:
         return  # not a zip archive at all: torch.load says what it is
     except Exception as err:  # zlib, struct or OS errors of a damaged archive  # noqa: BLE001
         raise CheckpointError(f"{path}: corrupted archive ({type(err).__name__}: {err})") \
             from None
+    if packed:
+        raise CheckpointError(f"{path}: the archive member {packed[0]!r} is compressed; "
+                              "torch.save stores every member uncompressed, so that a file "
+                              "never loads into more memory than its size")
+    if held > size:
+        raise CheckpointError(f"{path}: the archive's members hold {held:,} bytes in a file "
+                              f"of {size:,} bytes (members overlap)")
     if bad is not None:
         raise CheckpointError(f"{path}: corrupted file: {bad!r} fails its CRC-32 check")
+
+
+def _view(t: torch.Tensor) -> tuple:
+    """Where a tensor's elements are: its storage, offset, shape, strides and dtype."""
+    return (t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape), t.stride(),
+            t.dtype)
+
+
+def _check_storage(path, state: Mapping) -> None:
+    """Each tensor of ``state`` is dense, its elements distinct (no stride of 0, no
+    overlapping strides) and within the bytes its storage holds in the file, and tensors
+    sharing a storage together need no more than it holds: the model built from the file
+    then holds no more numbers than the file stores (a 4.8 KB file whose ``expand``-ed
+    weights claim a 12000x12000 layer is refused before anything that large exists).
+    Checked on the tensors as ``torch.load`` returns them, before anything reads them."""
+    shared: dict[int, dict[tuple, str]] = {}
+    for k, v in state.items():
+        if v.layout != torch.strided:
+            raise CheckpointError(f"{path}: tensor {k!r} is {v.layout}; a model's state "
+                                  "holds dense tensors only")
+        numel = v.numel()
+        if numel == 0:
+            continue
+        item, offset = v.element_size(), v.storage_offset()
+        stored = v.untyped_storage().nbytes()
+        need = numel * item
+        span, repeats = 1, False        # elements reached by the dimensions so far
+        for stride, n in sorted((st, n) for n, st in zip(v.shape, v.stride()) if n > 1):
+            repeats |= stride < span
+            span += stride * (n - 1)
+        end = (offset + span) * item
+        if repeats or end > stored:
+            held = max(0, stored - offset * item)
+            why = (f"its elements repeat (strides {list(v.stride())})" if repeats else
+                   f"it reaches byte {end:,} of a storage of {stored:,} bytes (offset "
+                   f"{offset:,}, strides {list(v.stride())})")
+            raise CheckpointError(
+                f"{path}: tensor {k!r} of shape {list(v.shape)} needs {need:,} bytes "
+                f"({numel:,} x {item}) but the file stores {held:,} bytes for it: {why}; "
+                "refused before allocating it")
+        shared.setdefault(v.untyped_storage().data_ptr(), {}).setdefault(_view(v), k)
+    for views in shared.values():
+        if len(views) < 2:
+            continue
+        need = sum(math.prod(view[2]) * state[k].element_size() for view, k in views.items())
+        stored = state[next(iter(views.values()))].untyped_storage().nbytes()
+        if need > stored:
+            names = sorted(views.values())
+            raise CheckpointError(f"{path}: tensors {', '.join(map(repr, names[:5]))} share "
+                                  f"one storage of {stored:,} bytes but need {need:,} bytes "
+                                  "together (they overlap); refused before allocating them")
 
 
 def _read(path, map_location):
@@ -537,6 +633,7 @@ def _check_payload(path, payload: Mapping) -> None:
         if not isinstance(v, torch.Tensor):
             raise CheckpointError(f"{path}: state entry {k!r} is a {type(v).__name__}, not a "
                                   "tensor")
+    _check_storage(path, state)
     if "sha256" in payload:  # files written before the digest existed have none
         try:
             digest = _digest(payload)
@@ -599,15 +696,16 @@ def load(path, *, networks: Mapping[str, nn.Module] | None = None,
     except GreyboxError as err:
         raise CheckpointError(f"{path}: the rules stored in the file do not parse: {err}") \
             from None
+    shared: dict = {"modules": {}, "tensors": {}}   # a module saved under several names
     if networks is None:
-        networks = _rebuild(path, payload, "networks")
+        networks = _rebuild(path, payload, "networks", shared)
     given = sorted(networks or {})
     if given != list(payload["networks"]):
         raise NetworksMismatch(f"{path}: the model uses networks {payload['networks']}; "
                                f"networks= gave {given}", path=path,
                                expected=list(payload["networks"]), given=given)
     if residual is None and payload["residual"]:
-        built = _rebuild(path, payload, "residual")   # keyed as the model's residual dict
+        built = _rebuild(path, payload, "residual", shared)   # keyed as the model's residual dict
         residual = {next((d for d in kb.decided if _key(d) == k), k): m
                     for k, m in built.items()}
     try:
@@ -647,6 +745,14 @@ def load(path, *, networks: Mapping[str, nn.Module] | None = None,
         k = bad[0]
         raise CheckpointError(f"{path}: parameter {k!r} has shape {list(state[k].shape)} in "
                               f"the file but {list(own[k].shape)} in the model")
+    for k in own:   # load_state_dict would cast, dropping an imaginary part or fractions
+        mine, theirs = own[k].dtype, state[k].dtype
+        if (theirs.is_complex and not mine.is_complex) or (
+                (theirs.is_floating_point or theirs.is_complex)
+                and not (mine.is_floating_point or mine.is_complex)):
+            raise CheckpointError(f"{path}: tensor {k!r} is {str(theirs).removeprefix('torch.')}"
+                                  f" in the file but {str(mine).removeprefix('torch.')} in the "
+                                  "model; converting it would lose part of each value")
     try:
         model.load_state_dict(state)
     except (RuntimeError, TypeError, ValueError) as err:

@@ -23,10 +23,14 @@ import torch
 from greybox.functional import safe_log
 from greybox.rules import ast as A
 
-__all__ = ["Arithmetic", "CarryPlan", "count_chain", "linear_form", "compile_linear"]
+__all__ = ["Arithmetic", "CarryPlan", "count_chain", "count_chain_size", "linear_form",
+           "compile_linear"]
 
 #: Largest factor (entries) built for one piece of arithmetic.
 FACTOR_LIMIT = 1 << 22
+#: Most entries the tables of one ``count``'s chain of partial sums hold together (an
+#: elimination through them costs about as many operations per row).
+CHAIN_LIMIT = 1 << 26
 
 
 def linear_form(e, kb, *, inline: bool = True, formulas: bool = False
@@ -241,10 +245,27 @@ def _chain(name, terms, const, domains, target) -> Arithmetic | None:
     return out
 
 
+def count_chain_size(n: int) -> int:
+    """Entries of the tables of :func:`count_chain` over ``n`` formulas (the j-th partial
+    sum's table is ``j x 2 x (j + 1)``, its first ``1 x 2 x 2``).
+
+    Examples
+    --------
+    >>> from greybox._linear import count_chain_size
+    >>> count_chain_size(3)          # 1*2*2 + 2*2*3 + 3*2*4
+    40
+    """
+    return sum(2 * j * (j + 1) for j in range(1, n + 1))
+
+
 def count_chain(name: str, atoms: list[str]) -> Arithmetic | None:
     """The number of the bool variables ``atoms`` (at least one) that hold, as a chain of
     partial sums: ``name`` takes the values ``0..len(atoms)`` and is the last factor's last
-    variable. None when a factor would exceed :data:`FACTOR_LIMIT`."""
+    variable. None when a factor would exceed :data:`FACTOR_LIMIT`, or the chain's
+    tables together :data:`CHAIN_LIMIT` (they hold about ``2 n^3 / 3`` entries: 1,000
+    formulas took 3.0 GB and 28 s for 16 rows)."""
+    if count_chain_size(len(atoms)) > CHAIN_LIMIT:
+        return None
     values = list(range(len(atoms) + 1))
     return _chain(name, {a: 1 for a in atoms}, 0, {a: [0, 1] for a in atoms}, values)
 

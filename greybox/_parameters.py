@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from greybox import rules as gr
-from greybox.errors import ModelError
+from greybox.errors import DataError, ModelError
 from greybox.rules import ast as A
 
 from ._batch import Batch
@@ -316,6 +316,8 @@ class RuleValues:
             b = self.decisions_bias(name).detach().double().cpu()
             r = res.get(name)
             r = None if r is None else r.detach().double().cpu().numpy()
+            if r is not None and not np.isfinite(r).all():
+                _overflowed(self, name, r, batch)
             if b.dim() == 0:
                 out[name] = float(b) if r is None else float(b) + r
             else:
@@ -323,6 +325,46 @@ class RuleValues:
                 out[name] = {v: (float(b[i]) if r is None else float(b[i]) + r[:, i])
                              for i, v in enumerate(values)}
         return out
+
+
+def _overflowed(model, name: str, logits: np.ndarray, batch: Batch):
+    """DataError: the residual's logits for ``name`` are not finite on a row (an input far
+    beyond the range the network's arithmetic holds), naming the row by its label and the
+    inputs to blame (those whose standardised value overflowed, else the farthest)."""
+    bad = ~np.isfinite(logits.reshape(len(logits), -1)).all(axis=1)
+    pos = int(np.flatnonzero(bad)[0])
+    got = logits.reshape(len(logits), -1)[pos]
+    got = got[~np.isfinite(got)][0]
+    label = batch.index[pos]
+    label = label.item() if hasattr(label, "item") else label
+    with torch.no_grad():
+        feats = model._features(batch.take(torch.as_tensor([pos])))[0].double().cpu().numpy()
+    names = list(model.feature_names)
+    reals = [i for i, f in enumerate(names) if f in model.kb.variables]
+    over = [i for i in reals if not np.isfinite(feats[i])]
+    if not over:
+        net = model.residual_for(name)
+        broken = [n for n, p in (net.named_parameters() if net is not None else ())
+                  if not torch.isfinite(p).all()]
+        if broken:
+            raise ModelError(f"the residual network for {name!r} has non-finite weights "
+                             f"({broken[0]!r}): its logit at row {label!r} is "
+                             f"{float(got)!r}")
+        over = [max(reals, key=lambda i: abs(feats[i]))] if reals else []
+    shown = []
+    for i in over:
+        f = names[i]
+        value = batch.columns[f][pos] if f in batch.columns else feats[i]
+        value = value.item() if hasattr(value, "item") else value
+        lo, hi, from_data = model.input_range(f)
+        where = "training range" if from_data else "declared range"
+        shown.append(f"input {f!r} = {value!r} (its {where} [{lo:.6g}, {hi:.6g}])")
+    blame = (", ".join(shown) + " lies" if len(shown) == 1 else ", ".join(shown) + " lie") \
+        if shown else "the inputs lie"
+    raise DataError(f"the residual network for {name!r} overflowed at row {label!r} (its "
+                    f"logit is {float(got)!r}): {blame} beyond "
+                    "what its float arithmetic holds, so the decision is not defined there; "
+                    "drop the row or clip the input to a plausible value")
 
 
 def owners(kb) -> dict[tuple[str, str], str]:

@@ -36,7 +36,7 @@ import torch.nn.functional as F
 import z3
 
 from greybox.errors import ModelError, SolverError
-from greybox.rules import Z3Encoding, closure, plan, real_value
+from greybox.rules import Z3Encoding, closure, plan, real_value, z3_milliseconds, z3_serialised
 from greybox.rules import ast as A
 
 __all__ = ["MAX_TABLE", "overrides", "repairable", "repair"]
@@ -204,6 +204,7 @@ def _max_sum(factors, order, sizes: dict, n: int):
     return values, score
 
 
+@z3_serialised
 def _by_z3(model, kb, cons, reads, batch, logits, rows, timeout):
     """:func:`repair` row by row with Z3 ``Optimize``."""
     enc = Z3Encoding(kb)
@@ -214,7 +215,7 @@ def _by_z3(model, kb, cons, reads, batch, logits, rows, timeout):
     out = {}
     for r in rows:
         opt = z3.Optimize()
-        opt.set("timeout", max(1, int(timeout * 1000)))
+        opt.set("timeout", z3_milliseconds(timeout))
         opt.add(*formulas)
         cost, soft = _row_costs(opt, enc, kb, names, batch, logits, r)
         m = _solve(opt, cost, soft, reals, r, timeout)

@@ -10,13 +10,26 @@ warning, 2: the file is invalid); ``greybox entails``, ``greybox evaluate`` and
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import os
+import re
+import stat
 import sys
 from collections.abc import Sequence
 
 from greybox.errors import GreyboxError
 
 EXIT_OK, EXIT_FINDINGS, EXIT_INVALID = 0, 1, 2
+
+#: Largest CSV file ``--set NAME=@FILE.csv`` reads, in bytes once decompressed (as
+#: ``greybox.rules.load`` reads rule files of at most 10 MB).
+MAX_SET_BYTES = 10_000_000
+#: Largest data CSV (the DATA argument) the commands read, in bytes once decompressed.
+MAX_DATA_BYTES = 1_000_000_000
+#: compressed CSV files, by suffix (as pandas infers them): opened and bounded here
+_COMPRESSED = {".gz": "gzip", ".bz2": "bz2", ".xz": "lzma", ".lzma": "lzma", ".zip": "zip"}
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
 
 def _load(path: str, sets: list[tuple[str, str]] | None = None):
@@ -69,15 +82,15 @@ def _members(name: str, spec: str) -> list[str]:
             raise _Invalid(f"--set {name}={spec}: an empty member (members are separated by "
                            "commas)")
         return members
-    import pandas as pd
 
+    if _URL.match(spec[1:]):
+        raise _Invalid(f"--set {name}: {spec[1:]} is a URL; greybox reads local files only "
+                       "(download it first)")
     path, colon, column = spec[1:].rpartition(":")
     if not colon or not path:   # no column named: the file's only one
         path, column = spec[1:], None
-    try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except (OSError, ValueError) as err:
-        raise _Invalid(f"--set {name}: cannot read {path}: {err}") from None
+    frame = _read_csv(path, what=f"--set {name}", limit=MAX_SET_BYTES,
+                      holding="the members of a set", dtype=str, keep_default_na=False)
     if column is None:
         if frame.shape[1] != 1:
             raise _Invalid(f"--set {name}: {path} has {frame.shape[1]} columns; name one "
@@ -95,6 +108,99 @@ def _members(name: str, spec: str) -> list[str]:
 
 class _Invalid(Exception):
     pass
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class _Bounded(io.RawIOBase):
+    """A stream read no further than ``limit`` bytes: one byte more raises _TooLarge, so
+    an endless or inflating input stops there, never read (or decompressed) whole."""
+
+    def __init__(self, stream, limit: int):
+        super().__init__()
+        self.stream, self.limit, self.count = stream, limit, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        data = self.stream.read(min(len(buffer), self.limit + 1 - self.count))
+        self.count += len(data)
+        if self.count > self.limit:
+            raise _TooLarge
+        buffer[:len(data)] = data
+        return len(data)
+
+
+def _read_csv(path: str, *, what: str, limit: int, holding: str, **options):
+    """``pd.read_csv`` of a local regular file (compressed by its suffix as pandas infers
+    it: .gz, .bz2, .xz, .zip), read no further than ``limit`` bytes of CSV text; a URL, a
+    device, a pipe, a larger file or a header naming a column twice (which pandas would
+    rename ``NAME.1``) is refused naming ``what`` (the argument), and the limit (for
+    ``holding``, what the file holds)."""
+    import csv
+    import lzma
+    import zipfile
+    import zlib
+
+    import pandas as pd
+
+    if _URL.match(path):
+        raise _Invalid(f"{what}: {path} is a URL; greybox reads local files only "
+                       "(download it first)")
+    kind = _COMPRESSED.get(os.path.splitext(path)[1].lower())
+    try:
+        with _opened(path, kind, what) as stream:
+            text = io.TextIOWrapper(io.BufferedReader(_Bounded(stream, limit)),
+                                    encoding="utf-8-sig", newline="")
+            header = next(csv.reader(text), [])
+        seen: dict[str, int] = {}
+        for i, name in enumerate(header):
+            if name in seen:
+                raise _Invalid(f"{what}: {path} names the column {name!r} twice in its header "
+                               f"(columns {seen[name] + 1} and {i + 1}); name each column once")
+            seen[name] = i
+        with _opened(path, kind, what) as stream:
+            return pd.read_csv(io.BufferedReader(_Bounded(stream, limit)), **options)
+    except _TooLarge:
+        once = " once decompressed" if kind else ""
+        raise _Invalid(f"{what}: {path} is larger than {limit:,} bytes{once}, the command "
+                       f"line's limit for {holding} (the Python API takes a DataFrame of any "
+                       "size)") from None
+    except (OSError, ValueError, EOFError, csv.Error, zlib.error, lzma.LZMAError,
+            zipfile.BadZipFile) as err:
+        raise _Invalid(f"{what}: cannot read {path}: {getattr(err, 'strerror', None) or err}") \
+            from None
+
+
+@contextlib.contextmanager
+def _opened(path: str, kind: str | None, what: str):
+    """The bytes of the regular file ``path``, decompressed as ``kind`` says (a stream)."""
+    import bz2
+    import gzip
+    import lzma
+    import zipfile
+
+    with open(path, "rb") as raw:
+        if not stat.S_ISREG(os.fstat(raw.fileno()).st_mode):
+            raise _Invalid(f"{what}: {path} is not a regular file (a device, a pipe or a "
+                           "folder); greybox reads local files only")
+        if kind == "zip":
+            with zipfile.ZipFile(raw) as archive:
+                members = [m for m in archive.infolist() if not m.is_dir()]
+                if len(members) != 1:
+                    raise _Invalid(f"{what}: {path} holds {len(members)} files; a zipped CSV "
+                                   "holds one")
+                with archive.open(members[0]) as inner:
+                    yield inner
+        elif kind is None:
+            yield raw
+        else:
+            opener = {"gzip": gzip.GzipFile, "bz2": bz2.BZ2File, "lzma": lzma.LZMAFile}[kind]
+            with opener(fileobj=raw) if kind == "gzip" else opener(raw) as inner:
+                yield inner
 
 
 def _seconds(text: str) -> float:
@@ -145,15 +251,11 @@ def _cmd_entails(args) -> int:
 
 
 def _cmd_evaluate(args) -> int:
-    import pandas as pd
 
     import greybox.rules as gr
 
     kb = _load(args.file, args.set)
-    try:
-        data = pd.read_csv(args.data)
-    except (OSError, ValueError) as err:
-        raise _Invalid(f"cannot read {args.data}: {err}") from None
+    data = _read_csv(args.data, what="DATA", limit=MAX_DATA_BYTES, holding="data")
     ev = gr.evaluate(kb, data)
     if args.output:
         try:
@@ -192,7 +294,6 @@ def _factory(spec: str):
 def _model_and_data(args):
     """The saved model and the CSV data. Networks and residuals built from standard
     ``torch.nn`` layers are rebuilt from the file; ``--networks`` builds custom ones."""
-    import pandas as pd
 
     import greybox as gb
     from greybox._io import ModulesNeeded, NetworksMismatch
@@ -208,10 +309,7 @@ def _model_and_data(args):
     except NetworksMismatch as err:
         raise _Invalid(f"{err.path}: the model uses networks {err.expected}; the function "
                        f"given by --networks {args.networks} built {err.given}") from None
-    try:
-        data = pd.read_csv(args.data)
-    except (OSError, ValueError) as err:
-        raise _Invalid(f"cannot read {args.data}: {err}") from None
+    data = _read_csv(args.data, what="DATA", limit=MAX_DATA_BYTES, holding="data")
     return model, data
 
 

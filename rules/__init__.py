@@ -54,6 +54,7 @@ from ._ast import (
 )
 from ._builder import Builder, Term, count, iff, implies, learnable
 from ._check import CheckReport, Finding, check
+from ._deadline import timeout_seconds, z3_milliseconds
 from ._decisions import Component, DecisionPlan, closure, constrains_networks, plan
 from ._entails import Entailment, entails
 from ._evaluate import (
@@ -74,7 +75,7 @@ from ._kb import KnowledgeBase, load, parse, parse_formula, to_text
 from ._parser import parse_statements
 from ._printer import expr_to_text, type_to_text
 from ._validate import Variable
-from ._z3 import Z3Encoding, real_value, to_z3, witness_row
+from ._z3 import Z3_LOCK, Z3Encoding, real_value, to_z3, witness_row, z3_serialised
 
 __all__ = [
     # parsing, printing, building
@@ -98,6 +99,10 @@ __all__ = [
     "Entailment",
     "to_z3",
     "Z3Encoding",
+    "Z3_LOCK",
+    "z3_serialised",
+    "timeout_seconds",
+    "z3_milliseconds",
     "Builder",
     "Term",
     "implies",

@@ -13,9 +13,9 @@ import z3
 
 from greybox.errors import RuleError
 
-from ._deadline import Deadline, OutOfTime
+from ._deadline import Deadline, OutOfTime, timeout_seconds
 from ._kb import KnowledgeBase
-from ._z3 import z3_message
+from ._z3 import z3_message, z3_serialised
 from .analyses import REGISTRY, Context, Finding
 
 __all__ = ["CheckReport", "Finding", "check"]
@@ -84,6 +84,7 @@ class CheckReport:
         return f"<pre>{html.escape(str(self))}</pre>"
 
 
+@z3_serialised
 def check(kb: KnowledgeBase, *, timeout: float | None = 10.0,
           analyses: Sequence[str] | None = None) -> CheckReport:
     """Analyse a knowledge base with Z3.
@@ -132,6 +133,7 @@ def check(kb: KnowledgeBase, *, timeout: float | None = 10.0,
     """
     if not isinstance(kb, KnowledgeBase):
         raise TypeError(f"check needs a KnowledgeBase, got {type(kb).__name__}")
+    timeout = timeout_seconds(timeout, none=True)
     known = {a.name: a for a in REGISTRY}
     if analyses is not None:
         unknown = [a for a in analyses if a not in known]
@@ -141,6 +143,18 @@ def check(kb: KnowledgeBase, *, timeout: float | None = 10.0,
     start = time.perf_counter()
     deadline = Deadline(timeout)
     ctx = Context(kb, timeout=timeout, deadline=deadline)
+    try:
+        _run(ctx, chosen, timeout)
+    finally:
+        # the pools point back at the context: no Z3 term may wait for the cyclic
+        # garbage collector, which runs in any thread, outside Z3_LOCK
+        ctx._pools.clear()
+    ordered = sorted(ctx.findings, key=lambda f: _ORDER[f.severity])
+    return CheckReport(tuple(ordered), time.perf_counter() - start,
+                       tuple(a.name for a in chosen))
+
+
+def _run(ctx: Context, chosen: list, timeout: float | None) -> None:
     for i, analysis in enumerate(chosen):
         ctx.doing = ""
         try:
@@ -157,6 +171,3 @@ def check(kb: KnowledgeBase, *, timeout: float | None = 10.0,
         except z3.Z3Exception as err:
             ctx.findings.append(Finding(analysis.name, "info",
                                         f"could not run: Z3 failed ({z3_message(err)})"))
-    ordered = sorted(ctx.findings, key=lambda f: _ORDER[f.severity])
-    return CheckReport(tuple(ordered), time.perf_counter() - start,
-                       tuple(a.name for a in chosen))

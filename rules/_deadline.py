@@ -5,9 +5,51 @@ from __future__ import annotations
 import math
 import time
 
-from greybox.errors import SolverError
+from greybox.errors import DataError, SolverError
 
-__all__ = ["Deadline", "OutOfTime"]
+__all__ = ["Deadline", "OutOfTime", "timeout_seconds", "z3_milliseconds"]
+
+#: the largest time-out Z3 takes, in milliseconds (an unsigned 32-bit number: about 49 days)
+MAX_MS = 2 ** 32 - 1
+
+
+def timeout_seconds(value, *, what: str = "timeout", none: bool = False) -> float | None:
+    """A number of seconds given to a public function, checked as the command line checks
+    ``--timeout``: finite and above 0 (None: no limit, where ``none``).
+
+    Every public function with a time-out checks it here, before any work (Z3 would
+    raise ``OverflowError`` on ``inf``, HiGHS run without a limit).
+
+    Examples
+    --------
+    >>> import greybox.rules as gr
+    >>> gr.timeout_seconds(2), gr.timeout_seconds(None, none=True)
+    (2.0, None)
+    >>> gr.timeout_seconds(float("inf"), what="reason's timeout")
+    Traceback (most recent call last):
+    ...
+    greybox.errors.DataError: reason's timeout must be a finite number of seconds above 0, got inf
+    """
+    if value is None and none:
+        return None
+    wanted = "a finite number of seconds above 0" + (" or None" if none else "")
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise DataError(f"{what} must be {wanted}, got {value!r} ({type(value).__name__})")
+    if not (0 < value < math.inf):
+        raise DataError(f"{what} must be {wanted}, got {value!r}")
+    return float(value)
+
+
+def z3_milliseconds(left: float) -> int:
+    """Seconds as Z3's time-out: milliseconds, at least 1 and at most :data:`MAX_MS`.
+
+    Examples
+    --------
+    >>> import greybox.rules as gr
+    >>> gr.z3_milliseconds(2.5), gr.z3_milliseconds(-1.0), gr.z3_milliseconds(1e300)
+    (2500, 1, 4294967295)
+    """
+    return max(1, min(int(left * 1000), MAX_MS))
 
 
 class OutOfTime(SolverError):
@@ -29,14 +71,7 @@ class Deadline:
     """
 
     def __init__(self, timeout: float | None, *, what: str = "timeout"):
-        if timeout is not None:
-            if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
-                raise TypeError(f"{what} must be a number of seconds or None, got "
-                                f"{type(timeout).__name__}")
-            if not (math.isfinite(timeout) and timeout > 0):
-                raise ValueError(f"{what} must be a positive finite number of seconds or "
-                                 f"None, got {timeout!r}")
-        self.timeout = timeout
+        self.timeout = timeout_seconds(timeout, what=what, none=True)
         self.start = time.monotonic()
 
     def remaining(self) -> float | None:
@@ -59,4 +94,4 @@ class Deadline:
         left = self.remaining()
         if left is None:
             return None
-        return max(1, int(left * 1000))
+        return z3_milliseconds(left)

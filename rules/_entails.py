@@ -15,7 +15,7 @@ from . import _ast as A
 from ._deadline import Deadline, OutOfTime
 from ._kb import KnowledgeBase, parse_formula
 from ._printer import expr_to_text
-from ._z3 import Z3Encoding, make_solver, solve, witness_row, z3_message
+from ._z3 import Z3Encoding, make_solver, solve, witness_row, z3_message, z3_serialised
 from .analyses._base import first_row
 
 __all__ = ["Entailment", "entails"]
@@ -65,6 +65,7 @@ class Entailment:
         return self.counterexample if self.counterexample is not None else pd.DataFrame()
 
 
+@z3_serialised
 def entails(kb: KnowledgeBase, prop, *, bias: Mapping | None = None,
             timeout: float | None = 30.0) -> Entailment:
     """Prove that ``prop`` holds for the crisp decisions of ``kb`` on every input.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -272,10 +273,24 @@ def _ndim(name, values) -> int:
                         f"{type(values).__name__} (rows of different lengths)") from None
 
 
-def _to_numeric(name: str, col, index) -> np.ndarray:
+#: text that reads as a decimal number ("50000", " -1.5e3"): named after the text that does not
+_NUMBER_TEXT = re.compile(r"^\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*$")
+
+
+def _looks_numeric(text: str) -> bool:
+    return _NUMBER_TEXT.match(text) is not None
+
+
+def _to_numeric(name: str, col, index, *, expected: str = "numbers",
+                looks=_looks_numeric) -> np.ndarray:
+    """float64 values of a column (NaN where missing); ``expected`` and ``looks`` (text
+    that reads as one of the values expected) word the error naming the first value
+    that cannot be read."""
     if isinstance(col, pd.Series):
         col = col.to_numpy()
     arr = np.asarray(col)
+    if arr.dtype.kind in "US":   # text, as numpy holds a list mixing text and numbers
+        arr = arr.astype(object)
     if arr.dtype == bool:
         return arr.astype(np.float64)
     if arr.dtype.kind in "iu":
@@ -290,12 +305,19 @@ def _to_numeric(name: str, col, index) -> np.ndarray:
     if arr.dtype.kind == "f":
         return arr.astype(np.float64, copy=False)
     if arr.dtype.kind == "O":
-        # object columns: numbers with None/pd.NA for missing values
+        # object columns: numbers (bools as 0/1, as a bool column) with None/pd.NA/NaN for
+        # missing values; the first value that is none of these is named, so text is named
+        # where it is not a number (a CSV column with "abc" in row 1 holds "50000" in row 0)
         out = np.empty(len(arr), np.float64)
+        text = None
         for i, v in enumerate(arr):
-            if v is None or v is pd.NA:
+            if v is None or v is pd.NA or v is pd.NaT:
                 out[i] = np.nan
-            elif isinstance(v, (int, np.integer)) and not isinstance(v, bool):
+            elif isinstance(v, (bool, np.bool_)):
+                out[i] = float(v)
+            elif isinstance(v, str) and looks(v):
+                text = i if text is None else text
+            elif isinstance(v, (int, np.integer)):
                 iv = int(v)
                 if abs(iv) > _EXACT_INT and (iv.bit_length() > 1024 or int(float(iv)) != iv):
                     where, _ = first_row(np.arange(len(arr)) == i, index)
@@ -306,10 +328,15 @@ def _to_numeric(name: str, col, index) -> np.ndarray:
                 out[i] = float(v)
             else:
                 where, _ = first_row(np.arange(len(arr)) == i, index)
-                raise DataError(f"column {name!r}: expected numbers, got {v!r} "
+                raise DataError(f"column {name!r}: expected {expected}, got {v!r} "
                                 f"({type(v).__name__}) at {where}")
+        if text is not None:
+            where, _ = first_row(np.arange(len(arr)) == text, index)
+            raise DataError(f"column {name!r}: expected {expected}, got the text "
+                            f"{arr[text]!r} at {where} (the column holds its values as "
+                            "text: convert the column first)")
         return out
-    raise DataError(f"column {name!r}: expected numbers, got dtype {arr.dtype}")
+    raise DataError(f"column {name!r}: expected {expected}, got dtype {arr.dtype}")
 
 
 def read_column(var, col, index: pd.Index) -> np.ndarray:
@@ -335,10 +362,14 @@ def read_column(var, col, index: pd.Index) -> np.ndarray:
         arr = np.asarray(col.to_numpy() if isinstance(col, pd.Series) else col)
         if arr.dtype == bool:
             return arr
-        num = _to_numeric(name, arr, index)
+        num = _to_numeric(name, arr, index, expected="true/false (bool or 0/1)",
+                          looks=lambda v: v.strip().lower() in BOOL_TEXTS)
         bad = ~np.isin(num, (0.0, 1.0))
         if bad.any():
             where, pos = first_row(bad, index)
+            if np.isnan(num[pos]):
+                raise DataError(f"column {name!r}: missing value ({show_value(arr[pos])}) "
+                                f"at {where}")
             raise DataError(f"column {name!r}: expected true/false (bool or 0/1), got "
                             f"{show_value(arr[pos])} at {where}")
         return num.astype(bool)
@@ -347,8 +378,10 @@ def read_column(var, col, index: pd.Index) -> np.ndarray:
     num = _to_numeric(name, col, index)
     nan = np.isnan(num)
     if nan.any():
-        where, _ = first_row(nan, index)
-        raise DataError(f"column {name!r}: missing value (NaN) at {where}")
+        where, pos = first_row(nan, index)
+        cell = col.iloc[pos] if isinstance(col, pd.Series) else np.asarray(col)[pos]
+        shown = "NaN" if isinstance(cell, float) and np.isnan(cell) else show_value(cell)
+        raise DataError(f"column {name!r}: missing value ({shown}) at {where}")
     inf = np.isinf(num)
     if inf.any():
         where, pos = first_row(inf, index)

@@ -257,7 +257,10 @@ class KnowledgeBase:
             g.add_edges_from((a, v.name) for a in deps)
         for r in self.rules.values():
             g.add_edges_from((a, r.head.name) for a in A.variables(r.body))
-        return list(nx.lexicographical_topological_sort(g, key=list(self.variables).index))
+        # ties broken by declaration order, looked up in a dict (list.index is linear:
+        # 200,000 grounded inputs took 558 s)
+        position = {name: i for i, name in enumerate(self.variables)}
+        return list(nx.lexicographical_topological_sort(g, key=position.__getitem__))
 
     def to_dot(self) -> str:
         """The concept graph in Graphviz DOT (outputs drawn with a double border).

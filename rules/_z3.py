@@ -2,11 +2,20 @@
 
 Every Z3 failure is turned into :class:`~greybox.errors.SolverError`; Z3 exceptions never
 escape.
+
+Z3 calls are serialised across threads: z3py's terms, solvers and optimisers live in one
+global context, which is not thread-safe (two threads building terms or solving at once
+corrupt it and kill the process). Every public entry that touches Z3 -- ``entails``,
+``check``, ``to_z3``, the formal explanations, ``predict``'s Z3 repair -- holds
+:data:`Z3_LOCK` for its whole call through :func:`z3_serialised`.
 """
 
 from __future__ import annotations
 
+import functools
 import itertools
+import threading
+import traceback
 from collections.abc import Mapping
 from fractions import Fraction
 
@@ -16,12 +25,44 @@ import z3
 from greybox.errors import RuleError, SolverError
 
 from . import _ast as A
-from ._deadline import Deadline
+from ._deadline import Deadline, z3_milliseconds
 from ._decisions import candidates, plan
 from ._domain import domain
 from ._kb import KnowledgeBase, parse_formula
 
-__all__ = ["Z3Encoding", "to_z3", "witness_row", "solve"]
+__all__ = ["Z3Encoding", "Z3_LOCK", "to_z3", "witness_row", "solve", "z3_serialised"]
+
+#: The lock every use of Z3 holds (re-entrant: a serialised call may make others). Hold
+#: it yourself to use the terms of :class:`Z3Encoding` or :func:`to_z3` while other
+#: threads call greybox.
+Z3_LOCK = threading.RLock()
+
+
+def z3_serialised(fn):
+    """Run ``fn`` holding :data:`Z3_LOCK` for the whole call, building terms as well as
+    solving (its timeout counts once it holds the lock: waiting for another thread's
+    call is not part of it).
+
+    Examples
+    --------
+    >>> import greybox.rules as gr
+    >>> @gr.z3_serialised
+    ... def held():
+    ...     return gr.Z3_LOCK._is_owned()
+    >>> held(), held.z3_serialised
+    (True, True)
+    """
+    @functools.wraps(fn)
+    def serialised(*args, **kwargs):
+        with Z3_LOCK:
+            try:
+                return fn(*args, **kwargs)
+            except BaseException as err:
+                _release(err)
+                raise
+
+    serialised.z3_serialised = True
+    return serialised
 
 
 def _num(value) -> z3.ArithRef:
@@ -264,6 +305,18 @@ class Z3Encoding:
         return [c for c in (self.type_constraint(n) for n in names) if c is not None]
 
 
+def _release(err: BaseException) -> None:
+    """Clear the locals of the finished frames behind ``err`` (and the exceptions it
+    was raised from) while holding the lock: they hold Z3 terms, which the caller's
+    thread would otherwise free when it drops the exception -- outside the lock, while
+    another thread works in Z3's context. The traceback's lines stay."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        traceback.clear_frames(err.__traceback__)
+        err = err.__cause__ or err.__context__
+
+
 def _enum_of(e, kb) -> A.EnumType | None:
     if isinstance(e, A.Var):
         t = kb.variables[e.name].type
@@ -271,6 +324,7 @@ def _enum_of(e, kb) -> A.EnumType | None:
     return None
 
 
+@z3_serialised
 def to_z3(kb: KnowledgeBase, formula=None) -> z3.ExprRef:
     """The Z3 term of ``formula`` (rule text or AST) over ``kb``'s variables; without a
     formula, the conjunction of the declared types and the hard constraints.
@@ -305,7 +359,7 @@ def solve(solver: z3.Solver, *assumptions) -> z3.CheckSatResult:
 def make_solver(timeout: float | None) -> z3.Solver:
     s = z3.Solver()
     if timeout is not None:
-        s.set("timeout", max(1, int(timeout * 1000)))
+        s.set("timeout", z3_milliseconds(timeout))
     return s
 
 

@@ -118,6 +118,17 @@ def test_holds_evaluates_a_property(credit, credit_rows):
         ({"reliable": [1, 2, 0, 1]}, r"column 'reliable': expected true/false \(bool or 0/1\), got 2"),
         ({"income": ["a", "b", "c", "d"]}, r"column 'income': expected numbers, got 'a'"),
         ({"years at address": [1.0, np.inf, 2, 3]}, "column 'years at address': infinite value"),
+        # the first value that cannot be read, not a valid one before it (issue 26, item 8)
+        ({"income": ["50000", "abc", "2", "3"]},
+         r"column 'income': expected numbers, got 'abc' \(str\) at row 'b'$"),
+        ({"income": ["1", "2", "3", "4"]}, r"column 'income': expected numbers, got the text "
+         r"'1' at row 'a' \(the column holds its values as text: convert the column first\)"),
+        ({"reliable": ["true", "maybe", "false", "true"]}, r"column 'reliable': expected "
+         r"true/false \(bool or 0/1\), got 'maybe' \(str\) at row 'b'$"),
+        ({"reliable": pd.array([True, None, False, True], dtype="boolean")},
+         r"column 'reliable': missing value \(<NA>\) at row 'b'$"),
+        ({"age": pd.array([30, None, 50, 70], dtype="Int64")},
+         r"column 'age': missing value \(<NA>\) at row 'b'$"),
     ],
 )
 def test_data_errors_name_column_and_row(credit, credit_rows, change, message):
@@ -247,3 +258,68 @@ def test_what_evaluation_keeps_of_a_knowledge_base_goes_with_it():
         del kb
     gc.collect()
     assert sum(r() is not None for r in refs) == 0
+
+
+class _Scans:
+    """A mapping that counts how often it is scanned whole (items, values, iteration)."""
+
+    def __init__(self, mapping, counter):
+        self.mapping, self.counter = mapping, counter
+
+    def __getitem__(self, key):
+        return self.mapping[key]
+
+    def __len__(self):
+        return len(self.mapping)
+
+    def _scan(self, view):
+        self.counter.append(1)
+        return view
+
+    def items(self):
+        return self._scan(self.mapping.items())
+
+    def values(self):
+        return self._scan(self.mapping.values())
+
+    def keys(self):
+        return self._scan(self.mapping.keys())
+
+    def __iter__(self):
+        return iter(self._scan(list(self.mapping)))
+
+
+def test_the_decision_plan_scans_the_knowledge_base_a_few_times_not_per_component():
+    """Issue 26 item 5: the plan scanned every variable and rule once per component, so
+    evaluating an output family of n members cost n^2 (8,000 members: 75 s). The same
+    plan, with a number of scans that does not grow with the members."""
+    from types import SimpleNamespace
+
+    from greybox.rules._decisions import _make_plan
+
+    def scans(n):
+        kb = gr.parse(f"""
+            set item: 0..{n - 1}
+            input x[item]: real
+            output y[item]: bool
+            output z[item]: bool
+            define both[i in item]: bool = y[i] and x[i] > 1
+            rule r(i in item): x[i] > 0.5 -> y[i]
+            rule s(i in item): both[i] -> z[i]
+            constraint apart(i in item): not (y[i] and z[i])
+            constraint first: y[0] or x[0] > 2
+        """)
+        counter: list = []
+        proxy = SimpleNamespace(**{k: _Scans(getattr(kb, k), counter)
+                                   for k in ("variables", "rules", "constraints")})
+        got = _make_plan(proxy)
+        assert got == gr.plan(kb)
+        return len(counter), got
+
+    few, small = scans(3)
+    many, _ = scans(60)
+    assert many == few <= 6
+    comp = small.components[0]
+    assert comp.variables == ("y[0]", "z[0]")
+    assert [c.name for c in comp.constraints] == ["apart(0)", "first"]
+    assert comp.tainted == {"both[0]"} and comp.dynamic == {"s(0)"}

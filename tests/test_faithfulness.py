@@ -523,3 +523,79 @@ def test_counterfactuals_are_the_same_on_every_call_and_after_save_and_load(tmp_
         seen = {str(gb.explain.counterfactual(m, data, output=output))
                 for m in (model, loaded, model, loaded, model)}
         assert len(seen) == 1, seen
+
+
+def _far_row_model():
+    """``out`` unless ``b > 8`` or ``a < -2``, through a small bounded ReLU residual
+    (``0.5 * (relu(fa) - relu(fa - 1))`` of the standardised ``a``); ``a`` declared without
+    bounds and calibrated on [-2.33, 2]."""
+    res = nn.Sequential(nn.Linear(2, 2), nn.ReLU(), nn.Linear(2, 1))
+    with torch.no_grad():
+        res[0].weight.copy_(torch.tensor([[1.0, 0.0], [1.0, 0.0]]))
+        res[0].bias.copy_(torch.tensor([0.0, -1.0]))
+        res[2].weight.copy_(torch.tensor([[0.5, -0.5]]))
+        res[2].bias.fill_(0.0)
+    model = gb.GreyBox("""
+        input a: real
+        input b: real
+        output out: bool
+        rule r weight 2: b > 8 -> not out
+        rule s weight 2: a < -2 -> not out
+    """, semantics="product", residual=res)
+    with torch.no_grad():
+        model.decisions["out"].bias.fill_(1.0)
+    model.calibrate(pd.DataFrame({"a": [-2.33, 2.0, 0.5, -1.0], "b": [0.0, 10.0, 4.0, 6.0]}))
+    return model
+
+
+@pytest.mark.parametrize("backend", ["milp", "auto", "z3"])
+@pytest.mark.parametrize("a,immutable,minimize,fact", [
+    (50.0, "b", "count", "a"), (1e6, "b", "count", "a"), (50.0, "b", "l1", "a"),
+    (1e6, "b", "l1", "a"), (50.0, "a", "count", "b"), (1e6, "a", "l1", "b"),
+    (-50.0, "b", "count", "a"), (-1e6, "b", "l1", "a"), (3.0, "a", "count", "b")])
+def test_a_row_far_outside_the_training_range_has_its_counterfactual(backend, a, immutable,
+                                                                      minimize, fact):
+    """Issue 26, finding 1: the MILP ranged every input declared without bounds over its
+    training range alone -- the row's own value (a = 50, 1e6) included: its distance
+    variable was bounded by the range's width, the ReLUs' big-Ms were derived from the
+    range, and pinning an immutable input at its row value left the range. The program
+    was infeasible, and "no change ... changes the decision" was answered although
+    predict flips at a = -2.1, inside the range (or at b = 8.01, a held). An input now
+    ranges over its range and its row value."""
+    model = _far_row_model()
+    row = pd.DataFrame({"a": [a], "b": [5.0]}, index=["far"])
+    before = model.predict(row)["out"].iloc[0]
+    assert before == (a >= -2)
+    cf = gb.explain.counterfactual(model, row, backend=backend, immutable=immutable,
+                                   minimize=minimize)
+    assert cf.verified and list(cf.changes.fact) == [fact]
+    assert model.predict(cf.row_after)["out"].iloc[0] != before
+    (after,) = cf.changes.after
+    if backend != "z3":       # the program's answer lies within the training range
+        lo, hi, _ = model.input_range(fact)
+        assert lo <= after <= hi and cf.assumptions
+
+
+@pytest.mark.parametrize("a", [50.0, 1e6])
+def test_a_reason_for_a_row_far_outside_the_training_range_survives_predict(a):
+    """A reason holding ``a`` at its row value far outside the range (the program pinned
+    it outside the variable's bounds, so nothing seemed to differ -- sampling through
+    predict caught the reasons that then came out too short): it must survive
+    completions of the other inputs through predict, and a reason leaving ``a`` free must
+    survive ``a`` across the training range."""
+    model = _far_row_model()
+    backend = gb.explain.formal.BACKENDS["milp"]
+    p = backend.problem(model, model.batch(pd.DataFrame({"a": [a], "b": [5.0]})), 0, "out",
+                        level="input", max_relus=64, timeout=20.0)
+    witness = p.differs({"a": a})     # a held far out: b > 8 flips (it said nothing does)
+    assert witness is not None and witness["a"] == a and witness["b"] > 8
+    for b in (5.0, 9.0):
+        row = pd.DataFrame({"a": [a], "b": [b]})
+        decision = model.predict(row)["out"].iloc[0]
+        r = gb.explain.reason(model, row, backend="milp")
+        assert r.verified and r.decision == decision
+        samples = pd.DataFrame({"a": np.r_[np.linspace(-2.33, 2.0, 50), a],
+                                "b": np.r_[np.linspace(0.0, 10.0, 50), b]})
+        for name, value in r.facts.items():
+            samples[name] = value
+        assert (model.predict(samples)["out"] == decision).all(), (a, b, r)

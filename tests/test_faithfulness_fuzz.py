@@ -250,6 +250,15 @@ class Case:
         else:   # rows at the ends of the ranges and exactly on (or a hair off) thresholds
             self.data = self.completions({}, 4).iloc[[0, 1, 3]].reset_index(drop=True)
         self.data.index = [f"row{i}" for i in range(len(self.data))]
+        # some explained rows far outside the training range of the unbounded input (a
+        # separate stream: the other draws of a seed stay as they were)
+        far = np.random.default_rng(20_000 + seed)
+        if "y" in self.inputs and far.random() < 0.4:
+            lo, hi, _ = self.model.input_range("y")
+            for label in self.data.index[:2]:
+                if far.random() < 0.7:
+                    self.data.loc[label, "y"] = float(far.choice(
+                        [hi + 10 * (hi - lo), lo - 10 * (hi - lo), 50.0, 1e6, -1e6]))
         if milp_applies(self.model) and seed % 3 != 0:
             self.backend, self.level = "milp", "input"
         else:
@@ -267,6 +276,16 @@ class Case:
                 lo, hi = lo - 5 * (hi - lo), hi + 5 * (hi - lo)
             return float(lo), float(hi)
         return None
+
+    def far(self, label) -> dict:
+        """The inputs of row ``label`` that lie outside their (training) range, with their
+        values: a result about the row also speaks about them at those values."""
+        out = {}
+        for name in self.names:
+            rg = self.ranges(name)
+            if rg is not None and not rg[0] <= float(self.data.loc[label, name]) <= rg[1]:
+                out[name] = _shown(self.data.loc[label, name])
+        return out
 
     def wide(self, assumptions) -> list:
         """The inputs without declared bounds that ``assumptions`` do not bound."""
@@ -406,8 +425,11 @@ def check_counterfactual(case: Case, label, output: str, decision) -> str:
         # the claim: no value of the mutable inputs (in their ranges) changes the decision
         held = {n: _shown(data.loc[label, n]) for n in immutable}
         samples = case.completions(held, 300, case.wide([str(err)]))
+        if case.far(label):     # the inputs outside the range also at the row's values
+            samples = pd.concat([samples, case.completions({**held, **case.far(label)}, 100,
+                                                           case.wide([str(err)]))])
         assert (_decision(model, samples, output) == decision).all(), (case.text, str(err))
-        return "no change"
+        return "no change" + (" far" if case.far(label) else "")
     assert cf.verified and cf.decision == decision, (case.text, cf)
     assert not set(cf.changes.fact) & set(immutable), (case.text, immutable, cf)
     assert _decision(model, cf.batch(model), output).iloc[0] != decision, (case.text, cf)
@@ -419,7 +441,8 @@ def check_counterfactual(case: Case, label, output: str, decision) -> str:
             lo, hi, from_data = model.input_range(c.fact)
             if not from_data or any(f"{c.fact} in [" in a for a in cf.assumptions):
                 assert lo <= float(c.after) <= hi, (case.text, cf)
-    return f"cf {minimize}" + (" immutable" if immutable else "")
+    return f"cf {minimize}" + (" immutable" if immutable else "") + \
+        (" far" if case.far(label) else "")
 
 
 def _shown(value):
@@ -437,11 +460,16 @@ def check_reason(case: Case, label, output: str, decision, n: int = 300) -> str:
     if any(f not in case.names for f in r.facts):
         return "reason (concept facts)"
     samples = case.completions(r.facts, n, case.wide(r.assumptions))
+    far = {k: v for k, v in case.far(label).items() if k not in r.facts}
+    if far:     # the free inputs outside the range also at the row's values
+        samples = pd.concat([samples, case.completions({**r.facts, **far}, n // 3,
+                                                       case.wide(r.assumptions))])
     got = model.predict(samples, on_infeasible="flag")
     bad = (got[output] != decision) | got["infeasible"]
     assert not bad.any(), (case.text, str(r), samples[bad.to_numpy()].head(3),
                            got[bad].head(3))
-    return "reason" if level == case.level else "reason concept"
+    return ("reason" if level == case.level else "reason concept") + \
+        (" far" if case.far(label) else "")
 
 
 def _premises(case: Case, rng):
@@ -693,6 +721,41 @@ def test_the_milps_z3_fallback_keeps_its_training_ranges():
         gb.explain.counterfactual(model, row, backend="milp", level="input", immutable="x")
     cf = gb.explain.counterfactual(model, row, backend="z3", level="input", immutable="x")
     assert cf.assumptions == () and cf.changes.after.tolist()[0] < -5   # Z3 alone: any real
+
+
+@pytest.mark.parametrize("y", [50.0, 1e6])
+def test_a_far_rows_change_into_the_training_range_is_not_pulled_back_out_of_it(y):
+    """Seeds 5, 20, 55 (rows far outside the training range, added to the generator):
+    the residual flips this row below y = 45, far outside the training range [-2, 12].
+    The program's change, within the range as its assumptions say, was pulled back
+    towards the row's value as far as predict allowed -- out of the range (y: 50 ->
+    45.67 "for inputs within the training range (y in [-2, 12])"); a value HiGHS put a
+    hair above the range's end was taken as beyond it. Pulling back now stops at the
+    range's end; Z3 alone, over every real, finds the change beyond it."""
+    res = nn.Sequential(nn.Linear(2, 1))
+    model = gb.GreyBox("""
+        input x: real[0, 10]
+        input y: real
+        output out: bool
+        rule r weight 1: x > 5 -> out
+    """, semantics="product", residual=res)
+    model.calibrate(pd.DataFrame({"x": [0.0, 10.0], "y": [-2.0, 12.0]}))
+    c, s = model.feature_center[1].item(), model.feature_scale[1].item()
+    with torch.no_grad():      # the residual's logit: -0.1 * (y - 45)
+        model.decisions["out"].bias.fill_(0.0)
+        res[0].weight.copy_(torch.tensor([[0.0, -0.1 * s]]))
+        res[0].bias.fill_(-0.1 * (c - 45.0))
+    row = pd.DataFrame({"x": [2.0], "y": [y]})
+    assert model.predict(row)["out"].tolist() == [False]
+    for minimize in ("count", "l1"):
+        cf = gb.explain.counterfactual(model, row, backend="milp", immutable="x",
+                                       minimize=minimize)
+        (after,) = cf.changes.after
+        assert cf.verified and -2.0 <= after <= 12.0 and cf.assumptions, (minimize, cf)
+        assert model.predict(cf.row_after)["out"].tolist() == [True]
+    cf = gb.explain.counterfactual(model, row, backend="z3", immutable="x")
+    (after,) = cf.changes.after
+    assert cf.verified and 40.0 <= after < 45.0 and cf.assumptions == ()
 
 
 # ------------------------------------------------- Z3 counterfactuals: one budget, unknowns

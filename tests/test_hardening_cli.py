@@ -133,3 +133,100 @@ def test_sets_taken_from_the_data_are_given_on_the_command_line(capsys, tmp_path
         main(["check", str(rules), "--set", "person"])
     assert info.value.code == 2
     assert "expected NAME=a,b,c or NAME=@FILE.csv:COLUMN" in capsys.readouterr().err
+
+
+# files the command line reads: local, regular, bounded (issue 26, item 6) -------------------
+
+@pytest.fixture
+def people(tmp_path):
+    rules = tmp_path / "people.rules"
+    rules.write_text(PEOPLE_RULES)
+    return str(rules)
+
+
+@pytest.mark.parametrize("spec,message", [
+    ("/dev/zero", "--set person: /dev/zero is not a regular file (a device, a pipe or a "
+     "folder); greybox reads local files only"),
+    ("http://127.0.0.1:9/people.csv", "is a URL; greybox reads local files only (download it "
+     "first)"),
+])
+def test_set_files_are_local_regular_files(capsys, people, spec, message):
+    for option in (f"person=@{spec}:name", f"person=@{spec}"):   # a column, its only one
+        assert main(["check", people, "--set", option]) == 2
+        err = capsys.readouterr().err
+        assert f"--set person: {spec}" in err and message in err
+
+
+def _spy_reads(monkeypatch, cls):
+    """How many bytes ``cls.read`` handed out (what was decompressed)."""
+    read, got = cls.read, [0]
+
+    def counted(self, *args):
+        data = read(self, *args)
+        got[0] += len(data)
+        return data
+
+    monkeypatch.setattr(cls, "read", counted)
+    return got
+
+
+def test_a_compressed_file_is_bounded_on_its_inflated_size_while_streaming(
+        capsys, tmp_path, people, monkeypatch):
+    import gzip
+
+    from greybox import cli
+
+    monkeypatch.setattr(cli, "MAX_SET_BYTES", 100_000)
+    bomb = tmp_path / "people.csv.gz"      # 30 MB of CSV in about 30 KB
+    bomb.write_bytes(gzip.compress(b"name\n" + b"anna\n" * 6_000_000))
+    inflated = _spy_reads(monkeypatch, gzip.GzipFile)
+    assert main(["check", people, "--set", f"person=@{bomb}:name"]) == 2
+    assert f"--set person: {bomb} is larger than 100,000 bytes once decompressed, the " \
+           "command line's limit for the members of a set" in capsys.readouterr().err
+    assert inflated[0] < 200_000           # the header, then the limit: never 30 MB
+    small = tmp_path / "few.csv.gz"
+    small.write_bytes(gzip.compress(b"name\nanna\nbob\n"))
+    assert main(["graph", people, "--set", f"person=@{small}:name"]) == 0
+    assert "cancer(bob)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".csv.gz", ".csv.bz2", ".csv.xz", ".zip"])
+def test_data_files_are_read_compressed_and_bounded(capsys, tmp_path, people, monkeypatch,
+                                                     suffix):
+    import bz2
+    import gzip
+    import lzma
+    import zipfile
+
+    from greybox import cli
+
+    text = b"smokes(anna),smokes(bob)\n1,0\n" + b"0,1\n" * 50
+    path = tmp_path / f"data{suffix}"
+    if suffix == ".zip":
+        with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+            z.writestr("data.csv", text)
+    else:
+        pack = {".csv": bytes, ".csv.gz": gzip.compress, ".csv.bz2": bz2.compress,
+                ".csv.xz": lzma.compress}[suffix]
+        path.write_bytes(pack(text))
+    command = ["evaluate", people, str(path), "--set", "person=anna,bob"]
+    assert main(command) == 0
+    assert "crisp evaluation of 51 rows" in capsys.readouterr().out
+    monkeypatch.setattr(cli, "MAX_DATA_BYTES", 100)
+    assert main(command) == 2
+    once = "" if suffix == ".csv" else " once decompressed"
+    assert f"DATA: {path} is larger than 100 bytes{once}, the command line's limit for " \
+           "data" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("header,column", [("age,income,age", "age"),
+                                           ('"a,b",x,"a,b"', "a,b")])
+def test_a_csv_naming_a_column_twice_is_refused(capsys, tmp_path, people, header, column):
+    # pandas reads the second one as 'age.1', silently (issue 26, item 8)
+    path = tmp_path / "twice.csv"
+    path.write_text(f"{header}\n1,2,3\n")
+    assert main(["evaluate", people, str(path), "--set", "person=anna"]) == 2
+    assert f"DATA: {path} names the column {column!r} twice in its header (columns 1 and " \
+           "3); name each column once" in capsys.readouterr().err
+    assert main(["check", people, "--set", f"person=@{path}:x"]) == 2
+    assert f"--set person: {path} names the column {column!r} twice" in capsys.readouterr().err

@@ -118,3 +118,77 @@ def test_a_crisp_trace_holds_a_huge_integer_define_as_its_value():
     assert "bodies [0.0, 1.0]" in out.stdout
     assert "frame [1234567890.0, 1234567891.0]" in out.stdout
     assert "explained" in out.stdout, out.stdout + out.stderr
+
+
+def test_a_table_too_large_per_row_is_refused_whatever_the_batch_size():
+    # issue 26 finding 3: a - b > c - d over four neural ints 0..127 (2^28 joint values
+    # per row, a table shared by the rows) was refused for one row but ran for 256 rows
+    # (5.4 GB): the budget was multiplied by the rows even for a table without a batch
+    # axis. In a process limited to 2 GiB of address space, every batch size is refused
+    # alike, before anything is allocated, naming the rule
+    rules = ("input img: tensor\n" + "".join(f"neural {v}: int 0..127 = net(img)\n"
+                                             for v in "abcd")
+             + "output y: bool\nrule r: a - b > c - d -> y\n")
+    script = textwrap.dedent(f"""
+        import resource
+        resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
+        import torch
+        from torch import nn
+        import greybox as gb
+        model = gb.GreyBox({rules!r}, {{"net": nn.Linear(2, 128)}})
+        for rows in (1, 4, 256):
+            try:
+                model({{"img": torch.randn(rows, 2)}})
+                print(rows, "ran")
+            except gb.ModelError as err:
+                print(rows, "ModelError:", err)
+            except (MemoryError, RuntimeError) as err:
+                print(rows, "failed:", type(err).__name__)
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=300)
+    lines = out.stdout.splitlines()
+    assert len(lines) == 3 and all("ModelError:" in line for line in lines), \
+        out.stdout + out.stderr
+    messages = {line.split(" ", 1)[1] for line in lines}
+    assert len(messages) == 1, messages        # the same refusal for every batch size
+    message = messages.pop()
+    assert "rule 'r' at <rules>:7:" in message and "(a - b > c - d)" in message
+    assert "268,435,456 joint values per row" in message
+    assert "semantics='product'" in message
+
+
+def test_a_count_over_too_many_neural_bools_is_refused_early_naming_the_fuzzy_route():
+    # issue 26 finding 3: count over 1,000 neural bools took 3.0 GB and 28 s for 16 rows
+    # (its chain of partial sums holds about 2 n^3 / 3 values), 1,600 a raw allocator
+    # error; in a process limited to 2 GiB of address space it is refused at once, naming
+    # the rule and semantics='product', which takes it
+    rules = ("set s: 0..599\ninput logit[s]: tensor[1]\n"
+             "neural b[i in s]: bool = net(logit[i])\noutput o: bool\n"
+             "rule r: count(b[i] for i in s) >= 2 -> o\n")
+    script = textwrap.dedent(f"""
+        import resource
+        resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
+        import torch
+        from torch import nn
+        import greybox as gb
+        class Ident(nn.Module):
+            def forward(self, x):
+                return x
+        x = torch.randn(16, 600, 1)
+        for semantics in ("probabilistic", "product"):
+            model = gb.GreyBox({rules!r}, {{"net": Ident()}}, semantics=semantics)
+            try:
+                print(semantics, "ran", model({{"logit": x}}).bodies["r"].shape)
+            except gb.ModelError as err:
+                print(semantics, "ModelError:", err)
+            except (MemoryError, RuntimeError) as err:
+                print(semantics, "failed:", type(err).__name__)
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=300)
+    assert "probabilistic ModelError: rule 'r' at <rules>:5:" in out.stdout, \
+        out.stdout + out.stderr
+    assert "count over 600 formulas is too large for exact inference" in out.stdout
+    assert "semantics='product'" in out.stdout
+    assert "product ran torch.Size([16])" in out.stdout, out.stdout + out.stderr

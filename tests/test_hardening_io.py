@@ -1,8 +1,12 @@
-"""Hardening of checkpoints and atomic saves (issue 11, items 12 and 14)."""
+"""Hardening of checkpoints and atomic saves (issue 11, items 12 and 14; issue 26, items 2
+and 16)."""
 
+import io
 import os
 import signal
 import stat
+import struct
+import zipfile
 
 import pytest
 import torch
@@ -167,3 +171,166 @@ def test_saving_into_a_missing_folder_names_it(tmp_path, model, where, what):
     with pytest.raises(SaveError, match=f"the folder {folder} {what}") as err:
         model.save(tmp_path / where)
     assert isinstance(err.value, gb.errors.GreyboxError) and isinstance(err.value, OSError)
+
+
+# tiny files that claim large tensors (issue 26, item 2) -------------------------------------
+
+def _residual_model(width=4, **residual):
+    from torch import nn
+    text = "input x: real  output y: bool  output z: bool  rule r: x > ~1 -> y  " \
+           "rule s: x < ~0 -> z"
+    net = nn.Sequential(nn.Linear(1, width), nn.ReLU(), nn.Linear(width, width),
+                        nn.Linear(width, 1))
+    return gb.GreyBox(text, semantics="product", residual=residual or {"y": net})
+
+
+def _widened(tmp_path, n, tensors, *, digest=True):
+    """A model whose residual claims ``n``-wide layers, holding ``tensors(n)`` (name ->
+    tensor, as torch.save writes views: their storage, offset and strides)."""
+    path = tmp_path / "m.pt"
+    _residual_model().save(path)
+    payload = torch.load(path, weights_only=True)
+    layers = payload["architectures"]["residual"]["y"]["children"]
+    layers[0][1]["args"]["out_features"] = n
+    layers[2][1]["args"].update(in_features=n, out_features=n)
+    layers[3][1]["args"]["in_features"] = n
+    state = payload["state"]
+    state.update({"residual.y.0.weight": torch.zeros(n, 1), "residual.y.0.bias": torch.zeros(n),
+                  "residual.y.2.weight": torch.zeros(n, n), "residual.y.2.bias": torch.zeros(n),
+                  "residual.y.3.weight": torch.zeros(1, n)})
+    state.update(tensors(n))
+    payload.pop("sha256")
+    if digest:
+        payload["sha256"] = _io._digest(payload)
+    torch.save(payload, path)
+    return path
+
+
+@pytest.mark.parametrize("digest", [True, False])
+def test_expanded_weights_claiming_a_large_layer_are_refused_before_allocating(tmp_path,
+                                                                               digest):
+    # one number stored, a 1500x1500 layer claimed (the issue's 4.8 KB file claimed
+    # 12000x12000 and loaded it; here small, so the test allocates little either way)
+    path = _widened(tmp_path, 1500, lambda n: {
+        "residual.y.2.weight": torch.zeros(1).expand(n, n),
+        "residual.y.0.weight": torch.zeros(1).expand(n, 1),
+        "residual.y.2.bias": torch.zeros(1).expand(n)}, digest=digest)
+    assert path.stat().st_size < 20_000
+    with pytest.raises(gb.CheckpointError, match=r"tensor 'residual.y.0.weight' of shape "
+                       r"\[1500, 1\] needs 6,000 bytes \(1,500 x 4\) but the file stores 4 "
+                       r"bytes for it: its elements repeat \(strides \[0, 1\]\); refused "
+                       "before allocating it"):
+        gb.load(path)
+
+
+def test_overlapping_views_and_storages_shared_between_tensors_are_refused(tmp_path):
+    path = _widened(tmp_path, 4, lambda n: {      # strides (1, 1): 16 elements from 7
+        "residual.y.2.weight": torch.arange(7.0).as_strided((4, 4), (1, 1))})
+    with pytest.raises(gb.CheckpointError, match=r"'residual.y.2.weight' of shape \[4, 4\] "
+                       r"needs 64 bytes .* stores 28 bytes for it: its elements repeat "
+                       r"\(strides \[1, 1\]\)"):
+        gb.load(path)
+    base = torch.zeros(16)                        # two different views of 16 numbers
+    path = _widened(tmp_path, 4, lambda n: {"residual.y.2.weight": base.view(4, 4),
+                                            "residual.y.0.weight": base[3:7].view(4, 1)})
+    with pytest.raises(gb.CheckpointError, match=r"tensors 'residual.y.0.weight', "
+                       r"'residual.y.2.weight' share one storage of 64 bytes but need 80"):
+        gb.load(path)
+    shared = torch.zeros(4)                       # one tensor under two layers' names
+    path = _widened(tmp_path, 4, lambda n: {"residual.y.0.bias": shared,
+                                            "residual.y.2.bias": shared})
+    with pytest.raises(gb.CheckpointError, match=r"residual.y.2.bias is the same tensor in "
+                       r"the file as residual.y.0.bias; greybox rebuilds residual 'y' from "
+                       r"its description with a tensor of its own"):
+        gb.load(path)
+
+
+def test_a_module_shared_by_two_outputs_loads_shared_once(tmp_path):
+    from torch import nn
+    net = nn.Sequential(nn.Linear(1, 4), nn.ReLU(), nn.Linear(4, 1))
+    model = _residual_model(y=net, z=net)
+    model.save(tmp_path / "m.pt")
+    loaded = gb.load(tmp_path / "m.pt")
+    assert loaded.residual["y"] is loaded.residual["z"]
+    assert _same(loaded, model)
+
+
+def test_compressed_archive_members_are_refused(tmp_path, model):
+    path, packed = tmp_path / "m.pt", tmp_path / "packed.pt"
+    model.save(path)
+    with zipfile.ZipFile(path) as src, zipfile.ZipFile(packed, "w", zipfile.ZIP_DEFLATED) as out:
+        for member in src.infolist():            # torch.load reads this, inflated
+            out.writestr(member.filename, src.read(member.filename))
+    with pytest.raises(gb.CheckpointError, match=r"the archive member '.*' is compressed; "
+                       "torch.save stores every member uncompressed"):
+        gb.load(packed)
+
+
+@pytest.mark.parametrize("name,value,match", [
+    ("rules.r.weight", torch.tensor(1.5 + 2j, dtype=torch.complex64),
+     "tensor 'rules.r.weight' is complex64 in the file but float32 in the model"),
+    ("range_known", torch.tensor(0.5), "tensor 'range_known' is float32 in the file but bool"),
+])
+def test_weights_of_another_kind_are_refused_not_cast(tmp_path, model, name, value, match):
+    # complex64 weights loaded with their imaginary part dropped (issue 26, item 16)
+    path = tmp_path / "m.pt"
+    model.save(path)
+    payload = torch.load(path, weights_only=True)
+    payload["state"][name] = value
+    payload["sha256"] = _io._digest(payload)
+    torch.save(payload, path)
+    with pytest.raises(gb.CheckpointError, match=match):
+        gb.load(path)
+
+
+def _append_central_entry(raw: bytearray, entry: bytes) -> None:
+    """Append ``entry`` to the central directory of the zip archive ``raw``."""
+    end = raw.rfind(b"PK\x05\x06")
+    n1, n2, size, start = struct.unpack_from("<HHII", raw, end + 8)
+    zip64 = raw[end - 20:end - 16] == b"PK\x06\x07"
+    if zip64:
+        z64 = struct.unpack_from("<Q", raw, end - 20 + 8)[0]
+        count, size, start = struct.unpack_from("<QQQ", raw, z64 + 32)
+    raw[start + size:start + size] = entry
+    grown = len(entry)
+    end += grown
+    if zip64:
+        struct.pack_into("<QQQ", raw, z64 + grown + 24, count + 1, count + 1, size + grown)
+        struct.pack_into("<Q", raw, end - 20 + 8, z64 + grown)
+    struct.pack_into("<HHI", raw, end + 8, n1 if n1 == 0xFFFF else n1 + 1,
+                     n2 if n2 == 0xFFFF else n2 + 1,
+                     size + grown if not zip64 else min(size + grown, 0xFFFFFFFF))
+
+
+def _nest(path, size):
+    """Add to the archive at ``path`` a member whose bytes are a whole stored member of
+    ``size`` bytes, and that inner member to the central directory: two members whose
+    bytes overlap, each with a good name and CRC-32 (nested, as zip bombs do)."""
+    scratch = io.BytesIO()
+    with zipfile.ZipFile(scratch, "w") as z:
+        z.writestr("archive/inner", bytes(size))
+    scratch = scratch.getvalue()
+    cd = scratch.find(b"PK\x01\x02")
+    local, entry = scratch[:cd], scratch[cd:scratch.find(b"PK\x05\x06")]
+    with zipfile.ZipFile(path, "a") as z:
+        z.writestr("archive/outer", local)   # a member whose bytes are a whole member
+        info = z.getinfo("archive/outer")
+    raw = bytearray(path.read_bytes())
+    n, m = struct.unpack_from("<HH", raw, info.header_offset + 26)
+    inner_at = info.header_offset + 30 + n + m
+    entry = bytearray(entry)
+    struct.pack_into("<I", entry, 42, inner_at)
+    _append_central_entry(raw, bytes(entry))
+    path.write_bytes(bytes(raw))
+
+
+def test_overlapping_archive_members_are_refused(tmp_path, model):
+    # torch.load reads each member a pickle names: members nested in one another (or a
+    # thousand names for the same bytes) would allocate those bytes each time
+    path = tmp_path / "m.pt"
+    model.save(path)
+    _nest(path, 100_000)
+    assert torch.load(path, weights_only=True)["format"] == "greybox-model"
+    with pytest.raises(gb.CheckpointError, match=r"the archive's members hold 2\d\d,\d\d\d "
+                       r"bytes in a file of 1\d\d,\d\d\d bytes \(members overlap\)"):
+        gb.load(path)

@@ -3,7 +3,10 @@ rule weights and thresholds toward the rules' values, not toward 0; networks get
 their own dtype, and an error inside a network names the network, its variables and the
 input shape."""
 
+import re
+
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from sklearn.datasets import load_breast_cancer, load_digits
@@ -252,3 +255,122 @@ def test_a_template_rules_coefficient_beyond_float32_is_exact_in_every_grounding
     trace = model(cols)
     assert model.predict(cols).iloc[0].tolist() == [False, True, True, False]
     assert [float(trace.bodies[r][0]) for r in trace.bodies] == [0.0, 1.0, 1.0, 0.0]
+
+
+@pytest.mark.parametrize("a,logit", [(1e300, "inf"), (-1e300, "-inf"), (1e39, "inf")])
+def test_an_input_that_overflows_the_residual_is_named_with_its_row_label(a, logit):
+    """Issue 26, item 13: a finite input beyond float32 (a = 1e300) made the residual's
+    logit infinite, and predict raised ``RuleError: bias of 'y' must be finite, got -inf
+    at row 0`` -- about a bias the user never gave, at a position, not the row's label.
+    The decision is not defined there (the float network says inf, the formal layer's
+    exact arithmetic a finite number): a DataError names the input, its value and range,
+    and the row by its label."""
+    res = nn.Sequential(nn.Linear(2, 1))
+    with torch.no_grad():
+        res[0].weight.copy_(torch.tensor([[1.0, 0.0]]))
+        res[0].bias.fill_(0.0)
+    model = gb.GreyBox("input a: real\ninput b: real\noutput y: bool\n"
+                       "rule r weight 2: b > 8 -> y", semantics="product", residual=res)
+    model.calibrate({"a": [-2.0, 2.0], "b": [0.0, 10.0]})
+    frame = pd.DataFrame({"a": [0.5, a], "b": [5.0, 5.0]}, index=[3, 7])
+    want = (rf"the residual network for 'y' overflowed at row 7 \(its logit is {logit}\): "
+            rf"input 'a' = {re.escape(repr(a))} \(its training range \[-2, 2\]\) lies beyond")
+    with pytest.raises(gb.DataError, match=want):
+        model.predict(frame)
+    with pytest.raises(gb.DataError, match=want):
+        model.predict_proba(frame)
+    assert model.predict(frame.iloc[:1])["y"].tolist() == [True]     # the other row decides
+
+
+def test_a_residual_with_non_finite_weights_is_named_not_the_input():
+    """The same logit from finite inputs and NaN weights is the model's fault: a
+    ModelError naming the parameter, not a DataError blaming an input."""
+    res = nn.Sequential(nn.Linear(2, 1))
+    with torch.no_grad():
+        res[0].weight.fill_(float("nan"))
+    model = gb.GreyBox("input a: real\ninput b: real\noutput y: bool\n"
+                       "rule r weight 2: b > 8 -> y", semantics="product", residual=res)
+    model.calibrate({"a": [-2.0, 2.0], "b": [0.0, 10.0]})
+    with pytest.raises(gb.ModelError, match=r"residual network for 'y' has non-finite "
+                                            r"weights \('0.weight'\): its logit at row 'r1'"):
+        model.predict(pd.DataFrame({"a": [0.5], "b": [5.0]}, index=["r1"]))
+
+
+# ----------------------------------------------------- names as module-dict keys (issue 26)
+
+NAMED = {
+    "rule": ("input x: real[0, 1]\noutput y: bool\nrule {n}: x > ~0.5 -> y\n"
+             "rule other weight 0.5: x < 0.2 -> not y", None),
+    "output": ("input x: real[0, 1]\noutput {n}: bool\nrule r: x > ~0.5 -> {n}", None),
+    "constraint": ("input x: real[0, 1]\noutput y: bool\nrule r: x > 0.5 -> y\n"
+                   "constraint {n}: x > ~0.8 -> y", None),
+    "network": ("input x: real[0, 1]\nneural c: bool = {n}(x)\noutput y: bool\n"
+                "rule r: c -> y", "network"),
+    "residual": ("input x: real[0, 1]\noutput {n}: bool\nrule r: x > ~0.5 -> {n}",
+                 "residual"),
+}
+
+
+@pytest.mark.parametrize("kind", list(NAMED))
+@pytest.mark.parametrize("name", ["keys", "training", "forward", "_modules", "items",
+                                  "_parameters", "T_destination"])
+def test_names_of_module_dict_attributes_are_ordinary_names(kind, name, tmp_path):
+    """A rule, output, constraint, network or residual named like an attribute of
+    ``nn.ModuleDict`` was a raw ``KeyError: "attribute 'keys' already exists"``."""
+    import greybox.rules as gr
+
+    text, extra = NAMED[kind]
+    text = text.format(n=f"`{name}`" if name.startswith("_") else name)
+    torch.manual_seed(0)
+    networks = {name: nn.Sequential(nn.Linear(1, 1), nn.Sigmoid())} \
+        if extra == "network" else None
+    residual = nn.Linear(1, 1) if extra == "residual" else None
+    model = gb.GreyBox(text, networks, semantics="product", residual=residual)
+    data = {"x": [0.1, 0.3, 0.6, 0.9]}
+    predicted = model.predict(data)
+    if extra is None:
+        ev = gr.evaluate(model.to_kb(), data, bias=model.bias_table())
+        for out in model.kb.outputs:
+            assert list(predicted[out]) == list(ev.decisions[out])
+    model.save(tmp_path / "m.pt")
+    loaded = gb.load(tmp_path / "m.pt")
+    assert loaded.predict(data).equals(predicted)
+    assert list(loaded.state_dict()) == list(model.state_dict())
+
+
+def test_dotted_names_and_one_dot_leaders_get_their_own_parameters(tmp_path):
+    """`a.b` and `a\u2024b` (U+2024, what a dot became in a parameter's name)
+    shared one parameter -- the second rule's written weight and threshold were lost --
+    and predict disagreed with the rules' own evaluation; the same for output families
+    ``y.z`` and ``y\u2024z`` and their biases."""
+    import greybox.rules as gr
+
+    text = ("input x: real[0, 1]\noutput y: bool\n"
+            "rule `a.b`: x > ~0.5 -> y\n"
+            "rule `a\u2024b` weight 3: x > ~0.2 -> not y\n"
+            "rule `a\u2025b` weight 0.5: x > ~0.9 -> y\n")
+    kb = gr.parse(text)
+    model = gb.GreyBox(kb, semantics="product")
+    weights = [n for n, _ in model.named_parameters() if n.endswith(".weight")]
+    assert len(weights) == 3
+    data = {"x": [i / 20 for i in range(21)]}
+    assert list(model.predict(data)["y"]) == list(gr.evaluate(kb, data).decisions["y"])
+    assert model.to_kb() == kb
+    model.save(tmp_path / "m.pt")
+    assert gb.load(tmp_path / "m.pt").to_kb() == kb
+
+    families = gb.GreyBox("set p: {a, b}\ninput x(p): real[0, 1]\n"
+                          "output `y.z`(p): bool\noutput `y\u2024z`(p): bool\n"
+                          "rule r(q in p): x(q) > 0.5 -> `y.z`(q)\n"
+                          "rule s(q in p): x(q) > 0.5 -> `y\u2024z`(q)\n", semantics="product")
+    biases = [n for n, _ in families.named_parameters() if n.startswith("decisions.")]
+    assert len(biases) == 2
+
+
+@pytest.mark.parametrize("name", ["`a.b`", "`a\u2024b`"])
+def test_a_residual_for_an_output_with_a_dotted_name_loads(name, tmp_path):
+    model = gb.GreyBox(f"input x: real[0, 1]\noutput {name}: bool\nrule r: x > ~0.5 -> {name}",
+                       semantics="product", residual=nn.Linear(1, 1))
+    model.save(tmp_path / "m.pt")
+    data = {"x": [0.1, 0.6]}
+    assert gb.load(tmp_path / "m.pt").predict(data).equals(model.predict(data))

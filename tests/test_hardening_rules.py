@@ -88,3 +88,18 @@ def test_the_bracket_limit_counts_real_brackets_only():
 def test_nots_up_to_the_depth_limit_parse():
     text = "input x: bool output y: bool rule r: " + "not " * (MAX_DEPTH - 2) + "x -> y"
     assert gr.parse(text).rules["r"].head.name == "y"
+
+
+def test_powers_in_index_arithmetic_are_bounded_by_their_value():
+    # issue 26, item 16: 10^17 (below 2^57) was refused as "not below 2^64" from an
+    # estimate of its size (17 powers of a 4-bit number); 3^33 (below 2^53) too
+    text = "set p: 0..3\ninput f(p): bool\noutput y: bool\nrule r: f(3^33 - 3^33 + 1) -> y\n"
+    assert gr.to_text(gr.parse(text).rules["r"].body) == "`f(1)`"
+    digits = "set pos: 0..1\ninput d[pos]: int 0..9\noutput y: bool\n"
+    with pytest.raises(gr.RuleError, match=r"100000000000000000 is too large \(integers are "
+                       r"limited to ±2\*\*53\)"):    # the real limit: float64's integers
+        gr.parse(digits + "rule r: d[0] * 10^17 > 5 -> y\n")
+    assert gr.parse(digits + "rule r: d[0] * 10^15 + 5^22 > 5 -> y\n")
+    for huge in ("2^64", "10^20", "(2^32)^3", "3^100000000000000000000"):
+        with pytest.raises(gr.RuleError, match=r"must be a whole number below 2\^64"):
+            gr.parse(digits + f"rule r: d[0] * {huge} > 5 -> y\n")

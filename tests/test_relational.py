@@ -1313,3 +1313,26 @@ def test_grounded_members_as_plain_statements_each_read_their_own_threshold():
     for member in ("r(a)", "r(b)", "r(c)"):
         (th,) = model.rules[member].thresholds
         assert th.grad is not None and th.grad.item() != 0, member
+
+
+def test_a_formula_grounding_to_too_many_instances_is_refused_naming_it():
+    """Issue 26 finding 3: a nested forall over 985 x 985 people (971,210 instances in one
+    formula, under the knowledge base's budget) built for 99 s and died with
+    std::bad_alloc at 3.7 GB; it is refused before grounding, naming the statement, its
+    instances and the way out."""
+    import time
+
+    text = ("set person: 0..984\ninput features[person]: tensor[4]\n"
+            "neural smokes[person]: bool = smoke_net(features[person])\n"
+            "constraint c weight 1.0: forall p in person: forall q in person: "
+            "smokes[p] -> smokes[q]\n")
+    start = time.perf_counter()
+    with pytest.raises(RuleError, match=r"constraint 'c': its formula grounds to 971,210 "
+                                        r"instances, more than one formula may hold "
+                                        r"\(100,000.*use smaller sets") as err:
+        gr.parse(text)
+    assert time.perf_counter() - start < 10      # refused before anything is grounded
+    assert (err.value.location.line, err.value.location.column) == (4, 26)
+    # the same statement over fewer people grounds as before
+    kb = gr.parse(text.replace("0..984", "0..9"))
+    assert len(kb.constraints["c"].formula.args) == 100     # flattened: 10 x 10

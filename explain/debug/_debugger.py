@@ -24,7 +24,7 @@ from greybox.rules import (
 from greybox.rules import ast as A
 
 from ._edits import Edit, NotFound, Remove, Replace, _find, parse_edit
-from ._export import relational_kb
+from ._export import bias_text, relational_kb
 
 __all__ = ["Blame", "Debugger", "WhatIf"]
 
@@ -588,8 +588,17 @@ class Debugger:
         return self.diff()
 
     def export(self, path=None) -> str:
-        """The edited rule file (learned weights and thresholds written in); written to
-        ``path`` atomically when given. It parses back to the same knowledge base.
+        """The edited rule file (learned weights, thresholds and biases written in);
+        written to ``path`` atomically when given. It parses back to the model's
+        knowledge base (:meth:`GreyBox.to_kb`) plus, where a decided variable's learned
+        bias is not 0, one fixed rule per bias after a comment line: the rule language
+        has no bias statement, and a bias ``b`` is exactly ``rule bias_out weight b
+        fixed: true -> out`` (for an int or enum, one per value: ``-> grade = mid``; for
+        an output family, one template: ``rule bias_cancer(i0 in person) ...``). A
+        model built from the text (its own biases 0) with the same networks, residual
+        and calibration decides as the edited model. Not carried: the networks' and
+        the residual's weights and the calibration statistics (the checkpoint of
+        ``gb.save`` holds those).
 
         A relational model is written as its templates, as the user wrote them (with the
         edits of whole templates applied), also after an edit of one grounding: the
@@ -605,6 +614,9 @@ class Debugger:
             _, templates, _ = self._templates(self._edits)
             kb = relational_kb(kb, templates) or kb
         text = to_text(kb)
+        biases = bias_text(self._model, kb)
+        if biases:
+            text = text.rstrip("\n") + "\n" + biases
         if path is not None:
             from greybox import write_atomic
 

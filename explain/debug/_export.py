@@ -15,13 +15,16 @@ statements.
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections import Counter
+
+import numpy as np
 
 from greybox.errors import RuleError
 from greybox.rules import KnowledgeBase, parse, to_text
 from greybox.rules import ast as A
 
-__all__ = ["relational_kb"]
+__all__ = ["bias_text", "relational_kb"]
 
 _STYLES = ("references", "names", "grounded")
 
@@ -213,3 +216,75 @@ def _references(start: KnowledgeBase):
         return dataclasses.replace(s, body=A.rewrite(s.body, reference), head=head)
 
     return statement
+
+
+def bias_text(model, kb: KnowledgeBase) -> str:
+    """The learned biases of ``model``'s decided variables as rule text to append to
+    ``to_text(kb)``: the rule language has no bias statement, but a decision's score is
+    ``bias + sum(weight * [body])``, so a bias ``b`` is exactly a fixed rule of weight
+    ``b`` whose body is ``true`` (``rule bias_out weight -1.2 fixed: true -> out``; one
+    per value of an int or enum, for each value whose bias is not 0; a family of decided
+    variables sharing one bias, one rule template over its sets). Empty when every
+    bias is 0. A model rebuilt from the text has its own biases at 0 beside these rules,
+    so its decisions are the model's."""
+    taken = set(kb.rules) | set(kb.constraints) | set(kb.variables)
+    if kb.program is not None:
+        taken |= {getattr(getattr(t, "statement", t), "name", None)
+                  for t in kb.program.templates}
+    lines, done = [], set()
+
+    def name_for(*parts) -> str:
+        base = "bias_" + re.sub(r"\W+", "_", "_".join(str(p) for p in parts)).strip("_")
+        name, k = base, 2
+        while name in taken:
+            name, k = f"{base}_{k}", k + 1
+        taken.add(name)
+        return name
+
+    biases = {name: model.decisions_bias(name).detach().double().cpu().numpy()
+              for name in model.kb.decided}
+    # a family of decided variables whose members share their biases: one rule template
+    for info in (kb.program.families.values() if kb.program is not None else ()):
+        members = list(info.members.values())
+        if not members or any(m not in biases for m in members) or any(
+                not np.array_equal(biases[m], biases[members[0]]) for m in members):
+            continue
+        b = biases[members[0]]
+        binders = [f"i{k}" for k in range(len(info.sets))]
+        params = ", ".join(f"{v} in {d}" for v, d in zip(binders, info.sets))
+        ref = f"{info.name}({', '.join(binders)})"
+        values = A.domain_values(model.kb.variables[members[0]].type)
+        for i in ([None] if b.ndim == 0 and b != 0.0 else
+                  [] if b.ndim == 0 else [int(i) for i in np.flatnonzero(b)]):
+            w = float(b) if i is None else float(b[i])
+            head = ref if i is None else f"{ref} = {values[i]}"
+            rule = name_for(info.name) if i is None else name_for(info.name, values[i])
+            lines.append(f"rule {rule}({params}) weight {w!r} fixed: true -> {head}")
+        done.update(members)
+    for name in model.kb.decided:
+        if name in done:
+            continue
+        b = biases[name]
+        t = model.kb.variables[name].type
+        if b.ndim == 0:
+            if b != 0.0:
+                lines.append(f"rule {name_for(name)} weight {float(b)!r} fixed: true -> "
+                             f"{_ref(name)}")
+            continue
+        values = A.domain_values(t)
+        for i in np.flatnonzero(b):
+            v = values[int(i)]
+            lines.append(f"rule {name_for(name, v)} weight {float(b[i])!r} fixed: true -> "
+                         f"{_ref(name)} = {v}")
+    if not lines:
+        return ""
+    return ("# the learned decision biases: a score is bias + sum(weight * [body]), and each "
+            "bias is written\n# as a fixed rule whose body is true\n" + "\n".join(lines) + "\n")
+
+
+def _ref(name: str) -> str:
+    """A variable as rule text names it: a family member by its reference
+    (``cancer(anna)``), another name as it is, back-quoted where it is not a word."""
+    if re.fullmatch(r"[A-Za-z_]\w*(\([\w, ]*\))?", name):
+        return name
+    return f"`{name}`"

@@ -34,7 +34,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import math
 import re
 import secrets
 import socket
@@ -45,6 +44,7 @@ from importlib import resources
 from urllib.parse import parse_qs, urlparse
 
 from greybox.errors import GreyboxError, RuleError
+from greybox.rules import timeout_seconds
 
 from . import _views as V
 from ._edits import EDIT_FIELDS, MAX_EDIT_TEXT, MAX_NAME, parse_edit
@@ -546,11 +546,9 @@ class DebugServer:
 
     def __init__(self, debugger, *, port: int = 0, token: str | None = None,
                  timeout: float = TIMEOUT, max_connections: int = MAX_CONNECTIONS):
-        if not (isinstance(timeout, (int, float)) and math.isfinite(timeout) and timeout > 0):
-            raise ValueError(f"timeout must be a finite number of seconds above 0, got "
-                             f"{timeout!r}")
+        timeout = timeout_seconds(timeout)
         self.httpd = _Server(("127.0.0.1", port), max_connections=max_connections,
-                             request_timeout=float(timeout))
+                             request_timeout=timeout)
         self.httpd.debugger = debugger
         self.httpd.token = token or secrets.token_urlsafe(24)
         self.httpd.lock = threading.Lock()

@@ -16,7 +16,15 @@ import pandas as pd
 
 from greybox.errors import ModelError, SolverError
 from greybox.rules import ast as A
-from greybox.rules import closure, entails, evaluate, expr_to_text, parse_formula
+from greybox.rules import (
+    closure,
+    entails,
+    evaluate,
+    expr_to_text,
+    parse_formula,
+    timeout_seconds,
+    z3_serialised,
+)
 
 from ._backend import BACKENDS, choose, resolve_level
 from ._results import Counterfactual, Reason, Verification
@@ -55,6 +63,7 @@ def _problem(model, batch, row, output, level, max_relus, backend, timeout, *,
     return p, batch, output, row
 
 
+@z3_serialised
 def reason(model, batch, row=None, output: str | None = None, *,
            level: str = "auto", max_relus: int = 64, backend: str = "auto",
            timeout: float = 10.0, free=()) -> Reason:
@@ -100,6 +109,7 @@ def reason(model, batch, row=None, output: str | None = None, *,
     (False, {'age': 15})
     """
     t0 = time.perf_counter()
+    timeout = timeout_seconds(timeout)
     p, batch, output, row = _problem(model, batch, row, output, level, max_relus, backend,
                                      timeout)
     # each named once, in the order given
@@ -155,6 +165,7 @@ def reason(model, batch, row=None, output: str | None = None, *,
                   time.perf_counter() - t0, p.level, p.assumptions(keep), free)
 
 
+@z3_serialised
 def counterfactual(model, batch, row=None, output: str | None = None, *,
                    minimize: str = "count", immutable=(), level: str = "auto",
                    max_relus: int = 64, backend: str = "auto",
@@ -188,6 +199,7 @@ def counterfactual(model, batch, row=None, output: str | None = None, *,
     (True, ['income'], True)
     """
     t0 = time.perf_counter()
+    timeout = timeout_seconds(timeout)
     if minimize not in ("count", "l1"):
         raise ModelError(f"minimize must be 'count' or 'l1', got {minimize!r}")
     if isinstance(immutable, str):
@@ -287,10 +299,12 @@ def _polish(model, p, changes: list, after: dict, applied, applied_all) -> None:
     if applied(after):
         pull_back(kb, changes, facts, after, applied_all, steps=24,
                   precision=lambda n: person_step(model, n) / 4
-                  if kb.variables[n].role == "input" else 0.0)
+                  if kb.variables[n].role == "input" else 0.0,
+                  limits=lambda n, v: change_range(model, kb, n, v))
     round_changes(model, kb, facts, after, changes, applied_all)
 
 
+@z3_serialised
 def verify(model, prop, *, level: str = "auto", max_relus: int = 64,
            backend: str = "auto", timeout: float = 30.0) -> Verification:
     """Prove ``prop`` for the whole model's decisions (what ``predict`` returns), or find a
@@ -323,6 +337,7 @@ def verify(model, prop, *, level: str = "auto", max_relus: int = 64,
     >>> gb.explain.verify(model, "income > 40000 -> approve").holds
     False
     """
+    timeout = timeout_seconds(timeout)
     level = resolve_level(level, model, max_relus)
     kb = model.to_kb()
     if isinstance(prop, str) and model.kb.program is not None:

@@ -52,7 +52,7 @@ def residual_facts(model, batch, row: int) -> dict:
 
 
 def pull_back(kb, changes: list, facts: dict, after: dict, still_changed, *,
-              steps: int, precision=None, ways: int = 16) -> None:
+              steps: int, precision=None, ways: int = 16, limits=None) -> None:
     """Move each changed real fact back towards its original value as far as
     ``still_changed`` allows (strict thresholds have no closest point, and solvers stop
     short of the infimum); updates ``after`` and ``changes`` in place.
@@ -61,13 +61,17 @@ def pull_back(kb, changes: list, facts: dict, after: dict, still_changed, *,
     a time: ``still_changed(list of values) -> list of bools`` is asked once per round
     (one evaluation of the model for all the points), the interval's end that keeps the
     change moving to the first point that keeps it. ``precision(name)``: a step below
-    which the search stops (the value is rounded to it afterwards)."""
+    which the search stops (the value is rounded to it afterwards). ``limits(name,
+    value) -> (lo, hi)``: where the value may move (:func:`change_range`); a row value
+    outside them is pulled towards only as far as their end."""
     per_round = max(1, int(np.log2(ways)))
     for change in changes:
         n = change["fact"]
         if n not in kb.variables or not isinstance(kb.variables[n].type, A.RealType):
             continue
         start, end = float(facts[n]), float(after[n])
+        if limits is not None:     # a row beyond the range: towards it, up to its end
+            start = min(max(start, limits(n, end)[0]), limits(n, end)[1])
         lo, hi = 0.0, 1.0     # fraction of the move: hi keeps the change, lo does not
         n_steps = steps
         step = precision(n) if precision is not None else 0.0

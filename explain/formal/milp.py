@@ -2,9 +2,11 @@
 
 The alternative to Z3 for input-level queries through ReLU networks: each ReLU becomes a
 binary with big-M constraints whose M comes from interval bounds propagated from the
-inputs' ranges (declared, or the training range), each comparison in a rule an indicator
-binary, and/or/not their standard linearisations, a bool decision ``score > 0``, an int or
-enum decision one binary per value, the residual's logits added to the scores.
+inputs' ranges (declared, or the training range -- widened to the explained row's own
+value where that lies outside it, the input then being that value or within the range),
+each comparison in a rule an indicator binary, and/or/not their standard linearisations,
+a bool decision ``score > 0``, an int or enum decision one binary per value, the
+residual's logits added to the scores.
 ``scipy.optimize.milp`` (HiGHS) then solves counterfactuals (minimum L1 change or fewest
 changes), reasons and verification queries.
 
@@ -34,7 +36,7 @@ from scipy.sparse import csr_matrix
 
 from greybox.errors import ModelError, SolverError
 from greybox.rules import ast as A
-from greybox.rules import plan
+from greybox.rules import plan, z3_serialised
 
 from ._networks import propagate
 from ._protocol import Backend, Problem
@@ -222,9 +224,16 @@ def _quiet_stdout():
 class _Compiler:
     """The crisp decision of a model as a Program over its table inputs."""
 
-    def __init__(self, model, kb, bias: dict, max_relus: int, margin: float = 0.0):
+    def __init__(self, model, kb, bias: dict, max_relus: int, margin: float = 0.0,
+                 row: dict | None = None):
         self.model, self.kb, self.bias = model, kb, bias
         self.p = Program(margin)
+        #: the row's own values of the table inputs (codes): each input ranges over its
+        #: range *and* its row value, which may lie outside the training range
+        self.row = dict(row or {})
+        #: inputs whose row value lies outside their range: (the binary "within the
+        #: range", the range's ends, the row value)
+        self.outside: dict[str, tuple[int, float, float, float]] = {}
         self.inputs: dict[str, Lin] = {}
         self.onehot: dict[str, list[Lin]] = {}
         self.values: dict[str, Lin] = {}
@@ -284,8 +293,26 @@ class _Compiler:
             if from_data:
                 self.assumed[name] = (lo, hi)
             integer = isinstance(t, A.IntType)
-            i = self.p.var(name, lo, hi, integer)
-            self.values[name] = self.inputs[name] = Lin({i: 1.0}, 0.0, integer)
+            at = self.row.get(name)
+            at = float(at) if at is not None else None
+            if at is None or not np.isfinite(at) or lo <= at <= hi:
+                i = self.p.var(name, lo, hi, integer)
+                self.values[name] = self.inputs[name] = Lin({i: 1.0}, 0.0, integer)
+                return
+            # the row's value lies outside the range (an input declared without bounds,
+            # beyond the training range): the input is that value, or within the range.
+            # Its variable's bounds -- and so every big-M derived from them (ReLUs,
+            # comparisons, distances) -- cover both
+            vlo, vhi = min(lo, at), max(hi, at)
+            i = self.p.var(name, vlo, vhi, integer)
+            x = Lin({i: 1.0}, 0.0, integer)
+            inside = self.p.binary(f"{name}.in_range")
+            self.p.add(x - inside.scale(vhi - at), hi=at)    # inside = 0 -> x = at
+            self.p.add(x - inside.scale(vlo - at), lo=at)
+            self.p.add(x - inside.scale(lo - vlo), lo=vlo)   # inside = 1 -> lo <= x <= hi
+            self.p.add(x - inside.scale(hi - vhi), hi=vhi)
+            self.values[name] = self.inputs[name] = x
+            self.outside[name] = (next(iter(inside.terms)), lo, hi, at)
 
     def _feature(self, a) -> list[Lin]:
         """Table input ``a`` as networks read it: standardised, an enum one-hot."""
@@ -543,10 +570,11 @@ def _pushes(rule, value) -> bool:
 
 
 def compile_decision(model, kb, bias: dict, *, max_relus: int = 64,
-                     margin: float = 0.0) -> _Compiler:
+                     margin: float = 0.0, row: dict | None = None) -> _Compiler:
     """The decision function of ``model`` over its table inputs as a mixed-integer program
-    (``margin``: see :class:`Program`)."""
-    return _Compiler(model, kb, bias, max_relus, margin)
+    (``margin``: see :class:`Program`). ``row``: a row's input values (codes); each input
+    then ranges over its range and its row value (which may lie outside the range)."""
+    return _Compiler(model, kb, bias, max_relus, margin, row)
 
 
 # ------------------------------------------------------------------------------ queries
@@ -576,7 +604,13 @@ def _decode(comp: _Compiler, x: np.ndarray) -> dict:
         else:
             (i,) = e.terms
             # HiGHS may overstep a bound by its feasibility tolerance: the input's range
-            v = min(max(float(x[i]), comp.p.lb[i]), comp.p.ub[i])
+            # (for one whose row value lies outside it: that value, or within the range)
+            lo, hi = comp.p.lb[i], comp.p.ub[i]
+            if name in comp.outside:
+                inside, lo, hi, at = comp.outside[name]
+                if x[inside] < 0.5:
+                    lo = hi = at
+            v = min(max(float(x[i]), lo), hi)
             out[name] = d.code(d.decode(v))   # bools and ints rounded
     return out
 
@@ -689,9 +723,15 @@ class MilpProblem(Problem):
         self._where = (model, batch, row, max_relus)
         self._exact = None
         facts, self.decision = row_state(model, batch, row, output)
-        # the residual is encoded from the inputs: the biases alone here
-        self.comp = compile_decision(model, kb, model.bias_table(), max_relus=max_relus)
         self.facts = {n: v for n, v in facts.items() if kb.variables[n].role == "input"}
+        # the residual is encoded from the inputs: the biases alone here
+        self.comp = compile_decision(model, kb, model.bias_table(), max_relus=max_relus,
+                                     row=self._row_values())
+
+    def _row_values(self) -> dict:
+        """The row's real and int inputs: the program ranges over them too."""
+        return {n: v for n, v in self.facts.items()
+                if isinstance(self.kb.variables[n].type, (A.RealType, A.IntType))}
 
     def differs(self, fixed: dict):
         witness = differs(self.comp, self.output, self.decision, fixed,
@@ -709,6 +749,7 @@ class MilpProblem(Problem):
         got = decision_on(model, batch, row, self.output, witness)
         return got is not None and got != self.decision
 
+    @z3_serialised
     def _exact_problem(self):
         if self._exact is None:
             import z3
@@ -720,8 +761,12 @@ class MilpProblem(Problem):
                               max_relus=max_relus, timeout=self.timeout)
             # over the program's ranges: inputs declared without bounds within the
             # training range, as this problem's assumptions say (Z3 alone ranges over
-            # every real)
+            # every real) -- or at the row's own value, which may lie outside it
+            rows = self._row_values()
             exact.background = list(exact.background) + [
+                z3.Or(z3.And(exact.const(n) >= Fraction(lo), exact.const(n) <= Fraction(hi)),
+                      exact.const(n) == Fraction(float(rows[n])))
+                if n in rows and not lo <= float(rows[n]) <= hi else
                 z3.And(exact.const(n) >= Fraction(lo), exact.const(n) <= Fraction(hi))
                 for n, (lo, hi) in self.comp.assumed.items()]
             self._exact = exact
@@ -738,7 +783,7 @@ class MilpProblem(Problem):
 
         model, _, _, max_relus = self._where
         inner = compile_decision(model, self.kb, model.bias_table(), max_relus=max_relus,
-                                 margin=EPS)
+                                 margin=EPS, row=self._row_values())
         found = closest_change(inner, self.output, self.decision, self.facts,
                                minimize=minimize, immutable=set(immutable), spreads=spreads,
                                time_limit=left())

@@ -19,7 +19,15 @@ import numpy as np
 import z3
 
 from greybox.errors import ModelError, SolverError
-from greybox.rules import Z3Encoding, plan, real_value, witness_row
+from greybox.rules import (
+    Z3_LOCK,
+    Z3Encoding,
+    plan,
+    real_value,
+    witness_row,
+    z3_milliseconds,
+    z3_serialised,
+)
 from greybox.rules import ast as A
 
 from ._networks import propagate
@@ -60,6 +68,16 @@ def _rational(x: float) -> z3.RatNumRef:
     return z3.RealVal(Fraction(float(x)))
 
 
+class _Held(dict):
+    """Z3 terms kept beyond a call, released holding :data:`~greybox.rules.Z3_LOCK`: a
+    model dropped in one thread while another works with Z3 would otherwise free them
+    in Z3's context at the same time."""
+
+    def __del__(self):
+        with Z3_LOCK:
+            self.clear()
+
+
 #: per model: the Z3 background of its current knowledge base and biases
 _CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
@@ -73,7 +91,7 @@ def _background(model, kb, bias: dict, level: str, max_relus: int, residual: str
     if model.residual is None:
         residual = "fixed"
     key = (repr(sorted(bias.items())), level, max_relus, residual)
-    cache = _CACHE.setdefault(model, {})
+    cache = _CACHE.setdefault(model, _Held())
     if cache.get("kb") is kb and cache.get("key") == key:   # the same object, not an id
         return cache["enc"], cache["background"]
     enc = _ResidualEncoding(kb, bias=bias)
@@ -234,6 +252,7 @@ class Z3Problem(Problem):
         self._core: list = []
 
     # the protocol -------------------------------------------------------------------
+    @z3_serialised
     def differs(self, fixed: dict):
         s = self._differs_solver()
         for n in fixed:
@@ -247,9 +266,11 @@ class Z3Problem(Problem):
         return {n: self._code(n, m.eval(self.const(n), model_completion=True))
                 for n in self.names}
 
+    @z3_serialised
     def core(self, fixed: dict) -> dict:
         return {n: fixed[n] for n in fixed if n in self._core}
 
+    @z3_serialised
     def holds_at(self, values: dict) -> bool:
         """Whether the decision differs with every fact at ``values``."""
         s = self.solver()
@@ -257,6 +278,7 @@ class Z3Problem(Problem):
         s.add(*[self.const(k) == self.value(k, v) for k, v in values.items()])
         return self.check(s) == z3.sat
 
+    @z3_serialised
     def closest(self, *, minimize: str, immutable, spreads: dict):
         """Fewest changes: one fact at a time first (:meth:`_single`, the other facts
         held, as the MILP backend does), the closest single change winning and ties going
@@ -467,7 +489,7 @@ ENUMERATED = 64
 
 def _ms(seconds: float) -> int:
     """A Z3 timeout (whole milliseconds, at least 1) of ``seconds``."""
-    return max(1, int(seconds * 1000))
+    return z3_milliseconds(seconds)
 
 
 def _measured(kb, n: str) -> bool:
@@ -483,16 +505,18 @@ class Z3Backend(Backend):
 
     name = "z3"
 
+    @z3_serialised
     def problem(self, model, batch, row, output, *, level, max_relus, timeout) -> Z3Problem:
         return Z3Problem(model, batch, row, output, level=level, max_relus=max_relus,
                          timeout=timeout)
 
+    @z3_serialised
     def refute(self, model, formula, *, level, max_relus, timeout):
         kb = model.to_kb()
         enc, background = _background(model, kb, model.bias_table(), level, max_relus,
                                       "encoded" if level == "input" else "free")
         s = z3.Solver()
-        s.set("timeout", max(1, int(timeout * 1000)))
+        s.set("timeout", _ms(timeout))
         s.add(*background)
         s.add(z3.Not(enc.expr(formula)))
         result = s.check()

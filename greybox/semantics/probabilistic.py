@@ -38,7 +38,7 @@ import torch.nn.functional as nn_f
 from greybox import functional as F
 from greybox._batch import kb_cached
 from greybox._factors import contract, elimination_order, largest_table, log_contract, mpe
-from greybox._linear import FACTOR_LIMIT, count_chain
+from greybox._linear import CHAIN_LIMIT, FACTOR_LIMIT, count_chain, count_chain_size
 from greybox.errors import ModelError
 from greybox.rules import ast as A
 from greybox.rules import expr_to_text, plan, type_to_text
@@ -271,12 +271,14 @@ class ProbContext(Context):
         if isinstance(b, Factored):
             b = self._materialize(b)
         ta, tb, scope = self._align(a, b)
-        size = math.prod(torch.broadcast_shapes(ta.shape, tb.shape))
-        if size > FACTOR_LIMIT * max(1, self.n):  # refused before it is allocated
+        # joint values per row, whatever the batch (a table without a batch axis, shared by
+        # the rows, and one with it are refused alike): refused before it is allocated
+        size = math.prod(torch.broadcast_shapes(ta.shape, tb.shape)[1:])
+        if size > FACTOR_LIMIT:
             shown = ", ".join(scope[:8]) + (f", ... ({len(scope)} variables)"
                                             if len(scope) > 8 else "")
             raise ModelError(
-                f"a formula over {shown} has {size // max(1, self.n):,} joint values per row, "
+                f"a formula over {shown} has {size:,} joint values per row, "
                 f"more than exact inference holds ({FACTOR_LIMIT:,}): use a fuzzy semantics "
                 "(semantics='product' or 'lukasiewicz'), which evaluates it approximately in "
                 "time linear in its size, or split it -- a family of constraints "
@@ -492,7 +494,10 @@ class ProbContext(Context):
             finally:
                 self.wide = False
         else:
-            f = self.field(var.expr, env)
+            try:
+                f = self.field(var.expr, env)
+            except ModelError as err:
+                raise _located(err, self.kb, var.expr, f"define {name!r}") from None
         if isinstance(f, Factored):
             return f       # a bool kept factored: what reads it reads its parts
         if not f.scope or isinstance(var.type, A.RealType):
@@ -510,7 +515,7 @@ class ProbContext(Context):
         if isinstance(var.type, A.EnumType) and f.t.dtype != torch.float32:
             f = Field(f.scope, f.t.float())
         ind = (f.t.unsqueeze(-1) == vals).to(torch.float32)
-        if ind.numel() > FACTOR_LIMIT * max(1, self.n):
+        if ind[:1].numel() > FACTOR_LIMIT:    # per row (checked above; kept as a guard)
             raise ModelError(f"define {name!r}: {ind.numel()} joint values, too many for exact "
                              "inference")
         conditional = bool((ind.sum(-1) == 1).all())
@@ -883,9 +888,10 @@ class ProbContext(Context):
             arith = count_chain(name, atoms)
             if arith is None:
                 raise ModelError(
-                    f"count over {len(atoms):,} formulas is too large for exact inference: "
-                    "use a fuzzy semantics (semantics='product'), where it is the sum of "
-                    "their truth degrees")
+                    f"count over {len(atoms):,} formulas is too large for exact inference "
+                    f"(its chain of partial sums holds {count_chain_size(len(atoms)):,} "
+                    f"values, at most {CHAIN_LIMIT:,}): use a fuzzy semantics "
+                    "(semantics='product'), where it is the sum of their truth degrees")
             for aux, values in arith.aux.items():
                 self.sizes[aux] = len(values)
                 self.vals[aux] = self.model.compiled.value_tensor(tuple(values))
@@ -916,7 +922,10 @@ class ProbContext(Context):
         return torch.where(ok, out, torch.zeros_like(out)).expand(self.n)
 
     def truth(self, e, env):
-        return self.expectation(self.field(e, env))
+        try:
+            return self.expectation(self.field(e, env))
+        except ModelError as err:
+            raise _located(err, self.kb, e) from None
 
     def feasible(self, env):
         out = torch.ones(self.n, dtype=torch.bool, device=self.device)
@@ -924,6 +933,8 @@ class ProbContext(Context):
             self.hard = True
             try:
                 x = self.field(c.formula, env)
+            except ModelError as err:
+                raise _located(err, self.kb, c.formula) from None
             finally:
                 self.hard = False
             for f in self.parts_of(x):
@@ -1047,6 +1058,25 @@ class ProbContext(Context):
         if isinstance(var.type, A.BoolType):
             return (m > 0.5).long()
         return m
+
+
+def _located(err: ModelError, kb, e, what: str | None = None) -> ModelError:
+    """``err`` with the statement it arose in named first (the rule or constraint whose
+    formula is ``e``, or ``what``) and its location, once (an error already located
+    passes through)."""
+    if getattr(err, "located", False):
+        return err
+    if what is None:
+        found = kb_cached(kb, "probabilistic/statements", lambda kb: {
+            **{id(r.body): f"rule {r.name!r}" for r in kb.rules.values()},
+            **{id(c.formula): f"constraint {c.name!r}" for c in kb.constraints.values()}})
+        what = found.get(id(e), "the formula")
+    text = expr_to_text(e)
+    text = text if len(text) <= 70 else text[:67] + "..."
+    where = f" at {e.span}" if e.span is not None else ""
+    out = ModelError(f"{what}{where} ({text}): {err}")
+    out.located = True
+    return out
 
 
 def _codes(target: torch.Tensor, offset: int) -> torch.Tensor:
