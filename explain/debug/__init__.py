@@ -28,6 +28,7 @@ from ._edits import (
 )
 from ._entities import EntityDebugger, EntityWhatIf
 from ._server import DebugServer
+from ._suggest import Suggestion, Suggestions, measure
 
 __all__ = [
     "EDIT_FIELDS",
@@ -43,6 +44,9 @@ __all__ = [
     "Replace",
     "SetThreshold",
     "SetWeight",
+    "Suggestion",
+    "Suggestions",
     "WhatIf",
+    "measure",
     "parse_edit",
 ]
