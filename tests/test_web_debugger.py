@@ -366,8 +366,11 @@ def test_the_page_in_a_real_browser(clean, monkeypatch):
             assert (len(expected.fixed), len(expected.broken)) == (len(best["fixed"]),
                                                                     len(best["broken"]))
             expect(page.locator("#summary")).to_contain_text(best["edits"][0]["text"])
-            page.locator("main > div >> nth=1").screenshot(
-                path=str(SHOTS / "debugger_suggestions.png"))
+            top, bottom = (page.locator(f"#{i}").bounding_box() for i in ("effect",
+                                                                          "suggest-panel"))
+            page.screenshot(path=str(SHOTS / "debugger_suggestions.png"), full_page=True, clip={
+                "x": top["x"] - 4, "y": top["y"] - 4, "width": top["width"] + 8,
+                "height": bottom["y"] + bottom["height"] - top["y"] + 8})
             # open a failure: its decision, rules, reason and attributions largest first
             page.click("#failures tbody tr >> nth=0")
             page.wait_for_selector("#reason")
