@@ -403,6 +403,59 @@ class Debugger:
                                              kind="stable")
         return out.reset_index(drop=True)
 
+    # ------------------------------------------------------------------ rule statistics
+    def rule_stats(self) -> pd.DataFrame:
+        """Per rule and constraint of the model with the edits so far, counted by crisp
+        evaluation on every row (as the decision function fires them, not estimated).
+
+        Columns: ``kind`` (``rule``, ``hard`` or ``soft`` constraint); ``fires`` (rows
+        where a rule's body holds; for a constraint, rows where it holds);
+        ``accuracy`` (of the model's decision on those rows; NaN on none);
+        ``failures`` (failing rows among them) and ``share`` (``failures`` over every
+        failure; NaN with no failure). Indexed by name, in the rules' order.
+
+        Examples
+        --------
+        >>> import numpy as np, greybox as gb
+        >>> model = gb.GreyBox('''
+        ... input x: real[0, 10]
+        ... output high: bool
+        ... rule big: x > 5 -> high
+        ... rule small: x <= 5 -> not high
+        ... ''', semantics="product")
+        >>> x = np.linspace(0, 10, 21)
+        >>> dbg = gb.explain.Debugger(model, {"x": x}, x > 6)
+        >>> dbg.rule_stats()[["fires", "accuracy", "failures", "share"]]
+               fires  accuracy  failures  share
+        big       10       0.8         2    1.0
+        small     11       1.0         0    0.0
+        """
+        kb = self._model.to_kb()
+        n = self.batch.n
+        with torch.no_grad():
+            decided = self._model.eval()(self.batch, crisp=True)
+        correct = self._now["correct"].to_numpy()
+        total = int((~correct).sum())
+        rows = []
+        for s in kb.statements:
+            if isinstance(s, A.Rule):
+                kind, truth = "rule", decided.bodies.get(s.name)
+            elif isinstance(s, A.Constraint):
+                kind = "hard" if s.weight is None else "soft"
+                truth = decided.constraints.get(s.name)
+            else:
+                continue
+            if truth is None:   # not part of this output's decision
+                continue
+            on = (truth.expand(n) > 0.5).cpu().numpy()
+            wrong = int((on & ~correct).sum())
+            rows.append({"name": s.name, "kind": kind, "fires": int(on.sum()),
+                         "accuracy": float(correct[on].mean()) if on.any() else float("nan"),
+                         "failures": wrong, "share": wrong / total if total else float("nan")})
+        out = pd.DataFrame(rows, columns=["name", "kind", "fires", "accuracy", "failures",
+                                          "share"])
+        return out.set_index("name").rename_axis(None)
+
     # ------------------------------------------------------------------ blame
     def blame(self, row) -> Blame:
         """Split the blame for one failure (``row``: a label of the data's index) between
