@@ -39,6 +39,8 @@ from .debug import (
     Replace,
     SetThreshold,
     SetWeight,
+    Suggestion,
+    Suggestions,
     WhatIf,
 )
 from .formal import Counterfactual, Reason, Verification, counterfactual, reason, verify
@@ -60,6 +62,8 @@ __all__ = [
     "Replace",
     "SetThreshold",
     "SetWeight",
+    "Suggestion",
+    "Suggestions",
     "Verification",
     "WhatIf",
     "counterfactual",

@@ -734,6 +734,24 @@ class Evaluation:
         value = np.broadcast_to(compile_truth(expr, self.kb)(self._env), (len(self.index),))
         return pd.Series(value.astype(bool), index=self.index)
 
+    def value(self, expression) -> np.ndarray:
+        """Per row, the float64 value of an arithmetic ``expression`` (rule text or AST),
+        given the final decisions (enum values as their codes).
+
+        Examples
+        --------
+        >>> import greybox.rules as gr
+        >>> kb = gr.parse("input x: real  input y: real  output o: bool  rule r: x > 1 -> o")
+        >>> gr.evaluate(kb, {"x": [1.0, 2.0], "y": [3.0, 4.0]}).value("x + 2 * y").tolist()
+        [7.0, 10.0]
+        """
+        from ._parser import parse_fragment
+
+        expr = parse_fragment(expression, "expr", filename="<expression>") \
+            if isinstance(expression, str) else expression
+        value = compile_expr(expr, self.kb)(self._env)
+        return np.broadcast_to(np.asarray(value, dtype=np.float64), (len(self.index),))
+
     @cached_property
     def contributions(self) -> pd.DataFrame:
         """Per rule, its signed push on its head's score: ``weight * [body]``, negative

@@ -61,6 +61,36 @@ def test_cohorts_find_where_errors_concentrate(setup):
     assert top.error_rate > 0.5 and "x" in top.cohort
     assert c["size"].sum() == len(data) and c.errors.sum() == len(dbg.failures())
 
+def test_rule_stats_are_counted_by_crisp_evaluation_on_every_row(setup):
+    _, data, target = setup
+    model = gb.GreyBox(RULES + "constraint late weight 1.0: x > 9 -> high\n"
+                       "constraint sane: x >= 0 or not high\n", semantics="product",
+                       temperature=0.01)
+    dbg = gb.explain.Debugger(model, data, target)
+    stats = dbg.rule_stats()
+    assert list(stats.index) == ["big", "small", "late", "sane"]
+    assert list(stats["kind"]) == ["rule", "rule", "soft", "hard"]
+    correct = dbg.predictions()["correct"].to_numpy()
+    high = dbg.predictions()["predicted"].to_numpy().astype(bool)
+    x = data["x"].to_numpy()
+    # rules: where the crisp evaluation of the learned rules says their body holds
+    bodies = gb.rules.evaluate(dbg.model.to_kb(), data).bodies
+    expected = {"big": bodies["big"].to_numpy(), "small": bodies["small"].to_numpy(),
+                "late": ~(x > 9) | high, "sane": (x >= 0) | ~high}   # constraints: holds
+    for name, on in expected.items():
+        row = stats.loc[name]
+        assert row["fires"] == on.sum()
+        assert row["accuracy"] == pytest.approx(correct[on].mean())
+        assert row["failures"] == (on & ~correct).sum()
+        assert row["share"] == pytest.approx((on & ~correct).sum() / (~correct).sum())
+    # of the model with the edits so far
+    dbg.what_if(SetThreshold("big", 0, 7.5))
+    assert dbg.rule_stats().loc["big", "fires"] == (x > 7.5).sum()
+    # no failure: no share of them
+    perfect = gb.explain.Debugger(model, data, x > 5)
+    assert perfect.accuracy == 1.0 and np.isnan(perfect.rule_stats()["share"]).all()
+
+
 
 def test_blame_names_the_rule_that_pushed_wrong(setup):
     model, data, target = setup

@@ -31,6 +31,7 @@ from ._edits import (
 from ._entities import EntityDebugger, EntityWhatIf
 from ._propose import candidate_rules, residual_rules
 from ._server import DebugServer
+from ._suggest import Suggestion, Suggestions, measure
 
 __all__ = [
     "EDIT_FIELDS",
@@ -46,8 +47,11 @@ __all__ = [
     "Replace",
     "SetThreshold",
     "SetWeight",
+    "Suggestion",
+    "Suggestions",
     "WhatIf",
     "candidate_rules",
+    "measure",
     "parse_edit",
     "residual_rules",
 ]

@@ -36,6 +36,19 @@ class Edit:
     def describe(self) -> str:
         raise NotImplementedError
 
+    def to_spec(self) -> dict:
+        """The mapping :func:`parse_edit` turns back into this edit (the form the web
+        debugger sends): ``parse_edit(e.to_spec()) == e``.
+
+        Examples
+        --------
+        >>> SetThreshold("big", 0, 6.5).to_spec()
+        {'op': 'threshold', 'name': 'big', 'index': 0, 'value': 6.5}
+        >>> parse_edit(Disable("big").to_spec())
+        Disable(name='big')
+        """
+        raise RuleError(f"a {type(self).__name__} edit has no mapping form")
+
     def __str__(self) -> str:
         return self.describe()
 
@@ -103,6 +116,9 @@ class SetWeight(Edit):
             raise RuleError(f"weight of rule {self.name!r}: {problem}")
         return _put(statements, i, dataclasses.replace(r, weight=float(self.weight)))
 
+    def to_spec(self) -> dict:
+        return {"op": "weight", "name": self.name, "value": float(self.weight)}
+
     def describe(self):
         return f"set the weight of {self.name} to {self.weight:g}"
 
@@ -132,6 +148,10 @@ class SetThreshold(Edit):
         return _put(statements, i, dataclasses.replace(s, body=new) if isinstance(s, A.Rule)
                     else dataclasses.replace(s, formula=new))
 
+    def to_spec(self) -> dict:
+        return {"op": "threshold", "name": self.name, "index": int(self.index),
+                "value": float(self.value)}
+
     def describe(self):
         return f"set number {self.index} of {self.name} to {self.value:g}"
 
@@ -151,6 +171,9 @@ class Disable(Edit):
         i, r = _find(statements, self.name, A.Rule)
         return _put(statements, i, dataclasses.replace(r, weight=0.0, fixed=True))
 
+    def to_spec(self) -> dict:
+        return {"op": "disable", "name": self.name}
+
     def describe(self):
         return f"disable {self.name}"
 
@@ -164,6 +187,9 @@ class Remove(Edit):
     def apply(self, statements):
         i, _ = _find(statements, self.name)
         return statements[:i] + statements[i + 1:]
+
+    def to_spec(self) -> dict:
+        return {"op": "remove", "name": self.name}
 
     def describe(self):
         return f"remove {self.name}"
@@ -182,6 +208,9 @@ class AddStatement(Edit):
         if bad:
             raise RuleError("an edit may add rules and constraints only, not declarations")
         return list(statements) + new
+
+    def to_spec(self) -> dict:
+        return {"op": "add", "text": self.text}
 
     def describe(self):
         return f"add: {self.text.strip()}"
@@ -202,6 +231,9 @@ class Replace(Edit):
                 (A.Rule, A.Constraint)):
             raise RuleError("a replacement must be exactly one rule or constraint")
         return statements[:i] + new + statements[i + 1:]
+
+    def to_spec(self) -> dict:
+        return {"op": "replace", "name": self.name, "text": self.text}
 
     def describe(self):
         return f"replace {self.name} by: {self.text.strip()}"
