@@ -187,9 +187,13 @@ def _propose(dbg, frame: pd.DataFrame, scores: np.ndarray, current: np.ndarray,
     taken = set(kb.variables) | set(kb.rules) | set(kb.constraints)
     out = []
     number = 0
+    kept: list = []
     for net, conj, c, weight in ranked:
         if len(out) >= top:
             break
+        if any(kc == c and knet >= net and not (conj.mask & ~kmask).any()
+               for knet, kmask, kc in kept):
+            continue  # a narrower copy of a better rule: nothing new to try
         number += 1
         name = f"{base}_{number}"
         while name in taken:
@@ -199,6 +203,7 @@ def _propose(dbg, frame: pd.DataFrame, scores: np.ndarray, current: np.ndarray,
         if _passes_checks(kb, rule):
             taken.add(name)
             out.append((net, rule, conj))
+            kept.append((net, conj.mask, c))
     return out
 
 
@@ -248,7 +253,8 @@ def candidate_rules(dbg, rows=None, *, max_conditions: int = 3,
     Returns
     -------
     list of tuple of AddStatement
-        Best first (estimated fixed minus broken, then fewer conditions); each rule checked
+        Best first (estimated fixed minus broken, then fewer conditions), none a narrower
+        copy of a better one with the same head (firing on a subset of its rows); each rule checked
         with :func:`greybox.rules.check` on the edited rules (not dead, not subsumed, no
         contradiction). Apply one with ``dbg.what_if(*edits)``.
 
