@@ -143,11 +143,12 @@ class GreyBox(RuleValues, InputStatistics, NetworkCalls, Objective, Predictions,
         sem = REGISTRY["crisp" if use_crisp else self.semantics]
         return sem.trace(self, batch)
 
-    def replace(self, *, kb=None) -> GreyBox:
+    def replace(self, *, kb=None, drop_residual=()) -> GreyBox:
         """A copy of the model with other rules (``kb``: a knowledge base or rule text):
         the same networks and residual (shared, not copied), semantics, temperature,
         input statistics and the biases of the outputs both decide; rule weights and
-        thresholds come from the new rules.
+        thresholds come from the new rules. ``drop_residual`` names outputs whose
+        residual network the copy leaves out (the rules alone decide them).
 
         Examples
         --------
@@ -165,10 +166,18 @@ class GreyBox(RuleValues, InputStatistics, NetworkCalls, Objective, Predictions,
         if not isinstance(kb, gr.KnowledgeBase):
             raise ModelError(f"kb must be a KnowledgeBase or rule text, got {type(kb).__name__}")
         networks = {n: self.networks[_key(n)] for n in kb.networks if _key(n) in self.networks}
+        if isinstance(drop_residual, str):
+            drop_residual = (drop_residual,)
+        for n in drop_residual:
+            if self.residual is None or _key(n) not in self.residual:
+                have = [d for d in self.kb.decided
+                        if self.residual is not None and _key(d) in self.residual]
+                raise ModelError(f"no residual network for {n!r} to drop (residuals: "
+                                 f"{', '.join(map(repr, have)) or 'none'})")
         residual = None
         if self.residual is not None:
             residual = {n: self.residual[_key(n)] for n in kb.decided
-                        if _key(n) in self.residual} or None
+                        if _key(n) in self.residual and n not in drop_residual} or None
         model = GreyBox(kb, networks, semantics=self.semantics, residual=residual,
                         temperature=self.temperature)
         if model.feature_names == self.feature_names:

@@ -23,7 +23,7 @@ from greybox.rules import (
 )
 from greybox.rules import ast as A
 
-from ._edits import Edit, NotFound, Remove, Replace, _find, parse_edit
+from ._edits import DropResidual, Edit, NotFound, Remove, Replace, _find, parse_edit
 from ._export import bias_text, relational_kb
 
 __all__ = ["Blame", "Debugger", "WhatIf"]
@@ -546,7 +546,9 @@ class Debugger:
     def _rebuild(self, edits: list[Edit]):
         """A copy of the original model with ``edits`` applied (what :meth:`what_if`
         predicts with)."""
-        return self._base.replace(kb=self._edited_kb(edits)).eval()
+        dropped = [e.name for e in edits if isinstance(e, DropResidual)]
+        return self._base.replace(kb=self._edited_kb(edits),
+                                  drop_residual=list(dict.fromkeys(dropped))).eval()
 
     def _edited_kb(self, edits: list[Edit]) -> KnowledgeBase:
         """The original model's learned knowledge base with ``edits`` applied."""

@@ -17,8 +17,8 @@ from greybox.errors import RuleError
 from greybox.rules import ast as A
 from greybox.rules import parse_statements
 
-__all__ = ["EDIT_FIELDS", "MAX_EDIT_TEXT", "AddStatement", "Disable", "Edit", "Remove",
-           "Replace", "SetThreshold", "SetWeight", "parse_edit"]
+__all__ = ["EDIT_FIELDS", "MAX_EDIT_TEXT", "AddStatement", "Disable", "DropResidual", "Edit",
+           "Remove", "Replace", "SetThreshold", "SetWeight", "parse_edit"]
 
 #: The most characters of rule text a mapping edit (the web debugger's form) may carry: an
 #: edit is a rule or a few, and parsing and re-evaluating grow with the text.
@@ -241,6 +241,35 @@ class Replace(Edit):
 
 #: The fields of each op of a mapping edit: (required, optional). ``name`` is always the
 #: name of the rule or constraint edited; ``rule`` is accepted as an alias of it.
+@dataclass(frozen=True)
+class DropResidual(Edit):
+    """Drop the residual network of output ``name``: the rules alone decide it.
+
+    The statements do not change; the debugger rebuilds its model without that residual
+    (:meth:`greybox.GreyBox.replace` with ``drop_residual``). With rules learned from
+    what the residual added (``Debugger.residual_rules``), this replaces an opaque
+    correction by readable rules, and ``what_if`` says what that costs.
+
+    Examples
+    --------
+    >>> DropResidual("y").describe()
+    'drop the residual network of y'
+    >>> parse_edit(DropResidual("y").to_spec())
+    DropResidual(name='y')
+    """
+
+    name: str
+
+    def apply(self, statements):
+        return list(statements)
+
+    def to_spec(self) -> dict:
+        return {"op": "drop_residual", "name": self.name}
+
+    def describe(self):
+        return f"drop the residual network of {self.name}"
+
+
 EDIT_FIELDS = {
     "weight": (("name", "value"), ()),
     "threshold": (("name", "value"), ("index",)),
@@ -248,6 +277,7 @@ EDIT_FIELDS = {
     "remove": (("name",), ()),
     "add": (("text",), ()),
     "replace": (("name", "text"), ()),
+    "drop_residual": (("name",), ()),
 }
 
 
@@ -367,6 +397,8 @@ def parse_edit(spec) -> Edit:
         return Disable(_name(op, fields["name"]))
     if op == "remove":
         return Remove(_name(op, fields["name"]))
+    if op == "drop_residual":
+        return DropResidual(_name(op, fields["name"]))
     if op == "add":
         return AddStatement(_text(op, fields["text"]))
     return Replace(_name(op, fields["name"]), _text(op, fields["text"]))
