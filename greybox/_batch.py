@@ -54,7 +54,9 @@ class Batch:
     when read).
 
     Real inputs are float64 tensors, as ``predict`` reads them (the smooth semantics round
-    only what they compute from them: a comparison's margin, a truth degree)."""
+    only what they compute from them: a comparison's margin, a truth degree). A ``tensor``
+    input keeps a floating-point dtype; given as integers it is int64 (token ids for an
+    ``nn.Embedding``, exact beyond 2**24), as booleans float32."""
 
     __slots__ = ("values", "n", "_index", "_positions", "columns", "overrides", "_stacked",
                  "_taken_from", "_truths", "_float32")
@@ -311,8 +313,13 @@ def _tensor_input(name, t: A.TensorType, col, device, index: pd.Index) -> torch.
     except (TypeError, ValueError, RuntimeError) as err:
         raise DataError(f"input {name!r}: cannot make a tensor of {type(col).__name__}: {err}") \
             from None
-    if not torch.is_floating_point(x):
+    if x.is_complex():
+        raise DataError(f"input {name!r}: a complex tensor ({x.dtype}); tensor inputs are "
+                        "real numbers, integers or booleans")
+    if x.dtype == torch.bool:
         x = x.to(torch.float32)
+    elif not torch.is_floating_point(x):
+        x = x.to(torch.int64)   # token ids for an nn.Embedding, exact beyond 2**24
     if t.shape is not None and tuple(x.shape[1:]) != tuple(t.shape):
         raise DataError(f"input {name!r}: each row must have shape {list(t.shape)}, got "
                         f"{list(x.shape[1:])} (tensor of shape {list(x.shape)})")

@@ -1,0 +1,80 @@
+"""Hardening, third round (issue 26, items 9, 14, 15, 17, 18): integer tensor inputs kept
+as integers, relational sets given as Python sets, long lists in error messages, the
+readability of `check`, reasons and blame, and the parser's speed limits."""
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import greybox as gb
+from greybox.errors import DataError, ModelError
+
+# ---- item 17: integer tensor inputs reach the network as int64
+
+TOKENS = """
+input tokens: tensor[3]
+neural c: bool = clf(tokens)
+output y: bool
+define y: bool = c
+"""
+
+
+class _Bag(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.emb = nn.EmbeddingBag(50, 8)
+        self.out = nn.Linear(8, 1)
+
+    def forward(self, x):
+        return self.out(self.emb(x)).squeeze(-1)
+
+
+class _Spy(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+        self.lin = nn.Linear(1, 1)
+
+    def forward(self, x):
+        self.seen.append(x.clone())
+        return x[:, 0].to(torch.float32) * 0
+
+
+@pytest.mark.parametrize("wrap", [lambda t: t, lambda t: t.numpy().astype(np.int32)],
+                         ids=["tensor", "int32-array"])
+def test_an_embedding_network_trains_and_predicts_on_token_ids(wrap):
+    torch.manual_seed(0)
+    ids = torch.randint(0, 50, (200, 3), generator=torch.Generator().manual_seed(0))
+    y = (ids[:, 0] < 25).numpy()
+    model = gb.GreyBox(TOKENS, {"clf": _Bag()})
+    model.fit({"tokens": wrap(ids)}, {"y": y}, epochs=30, lr=0.05, progress=False)
+    assert (model.predict({"tokens": wrap(ids)})["y"].to_numpy() == y).mean() > 0.75
+
+
+@pytest.mark.parametrize("wrap", [torch.tensor, np.array], ids=["tensor", "array"])
+def test_a_token_id_beyond_float32s_integers_reaches_the_network_exactly(wrap):
+    spy = _Spy()
+    gb.GreyBox(TOKENS, {"clf": spy}).predict({"tokens": wrap([[2**24 + 1, 7, 0]])})
+    assert spy.seen[0].dtype == torch.int64
+    assert spy.seen[0][0].tolist() == [2**24 + 1, 7, 0]   # float32 made it 2**24
+
+
+def test_float_and_bool_tensor_inputs_reach_the_network_as_floats():
+    spy = _Spy()
+    model = gb.GreyBox(TOKENS, {"clf": spy})
+    model.predict({"tokens": torch.tensor([[0.5, 1.0, 2.0]], dtype=torch.float64)})
+    model.predict({"tokens": torch.tensor([[True, False, True]])})
+    assert [x.dtype for x in spy.seen] == [torch.float32, torch.float32]
+
+
+def test_a_float_network_given_integers_says_how_to_pass_floats():
+    model = gb.GreyBox(TOKENS, {"clf": nn.Linear(3, 1)})
+    with pytest.raises(ModelError, match=r"network 'clf'.*int64.*x\.float\(\)"):
+        model.predict({"tokens": torch.tensor([[1, 2, 3]])})
+
+
+def test_a_complex_tensor_input_is_refused_not_truncated():
+    model = gb.GreyBox(TOKENS, {"clf": nn.Linear(3, 1)})
+    with pytest.raises(DataError, match=r"input 'tokens': a complex tensor"):
+        model.predict({"tokens": torch.ones(2, 3, dtype=torch.complex64)})
