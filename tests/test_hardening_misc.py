@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 import greybox as gb
+import greybox.rules as gr
 from greybox.errors import DataError, ModelError
 
 # ---- item 17: integer tensor inputs reach the network as int64
@@ -78,3 +79,27 @@ def test_a_complex_tensor_input_is_refused_not_truncated():
     model = gb.GreyBox(TOKENS, {"clf": nn.Linear(3, 1)})
     with pytest.raises(DataError, match=r"input 'tokens': a complex tensor"):
         model.predict({"tokens": torch.ones(2, 3, dtype=torch.complex64)})
+
+
+# ---- item 14: a Python set's order changes with the hash seed; sets= refuses it
+
+PEOPLE = """
+set person
+input score(person): real
+output good(person): bool
+rule r(p in person): score(p) > 0 -> good(p)
+"""
+
+
+@pytest.mark.parametrize("members", [{"anna", "bob"}, frozenset({"anna", "bob"})],
+                         ids=["set", "frozenset"])
+def test_sets_given_a_python_set_are_refused_saying_to_pass_a_list(members):
+    with pytest.raises(gr.RuleError, match=r"sets=\{'person': \.\.\.\} is a Python "
+                       r"(frozen)?set, whose order changes .* pass a list or a tuple"):
+        gr.parse(PEOPLE, sets={"person": members})
+
+
+@pytest.mark.parametrize("members", [["bob", "anna"], ("bob", "anna"),
+                                     {"bob": 1, "anna": 2}.keys()], ids=["list", "tuple", "keys"])
+def test_ordered_members_keep_their_order(members):
+    assert gr.parse(PEOPLE, sets={"person": members}).program.sets["person"] == ("bob", "anna")
