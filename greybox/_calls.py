@@ -13,7 +13,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from greybox.errors import GreyboxError, ModelError
+from greybox.errors import GreyboxError, ModelError, listed
 from greybox.rules import ast as A
 
 from ._batch import Batch, kb_cached
@@ -180,7 +180,7 @@ class _Group(NamedTuple):
 
 def _group(network: str, names, args, sizes) -> _Group:
     sizes = set(sizes)
-    what = (f"network {network!r} (for {', '.join(map(repr, names))}"
+    what = (f"network {network!r} (for {listed(map(repr, names))}"
             + (", their inputs stacked in one call)" if len(names) > 1 else ")"))
     return _Group(network, tuple(names), tuple(args), sizes.pop() if len(sizes) == 1 else None,
                   what)

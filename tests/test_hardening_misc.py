@@ -103,3 +103,25 @@ def test_sets_given_a_python_set_are_refused_saying_to_pass_a_list(members):
                                      {"bob": 1, "anna": 2}.keys()], ids=["list", "tuple", "keys"])
 def test_ordered_members_keep_their_order(members):
     assert gr.parse(PEOPLE, sets={"person": members}).program.sets["person"] == ("bob", "anna")
+
+
+# ---- item 15: long lists of names in messages are cut after 20, saying how many in all
+
+def test_a_missing_input_of_a_model_with_thousands_of_inputs_is_a_short_message():
+    kb = gr.parse("set item: 0..1999\ninput x[item]: real\noutput y: bool\n"
+                  "rule r: sum(x[i] for i in item) > 0 -> y\n")
+    model = gb.GreyBox(kb)
+    data = {f"x[{i}]": np.zeros(2) for i in range(1, 2000)}
+    with pytest.raises(DataError) as err:
+        model.predict(data)
+    message = str(err.value)
+    assert message.startswith("missing input 'x[0]' (inputs: x[0], x[1], ")
+    assert message.endswith(", x[19], ... (2000 in all))")   # was 18,000 characters
+
+
+def test_an_enum_of_many_values_is_cut_in_a_data_error():
+    values = ", ".join(f"v{i}" for i in range(500))
+    kb = gr.parse(f"input e: {{{values}}}\noutput y: bool\nrule r: e == v0 -> y\n")
+    with pytest.raises(DataError, match=r"is not one of \{v0, v1, .*, v19, \.\.\. \(500 in "
+                       r"all\)\}$"):
+        gr.evaluate(kb, {"e": ["v1", "nope"]})
