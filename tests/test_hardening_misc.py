@@ -2,6 +2,8 @@
 as integers, relational sets given as Python sets, long lists in error messages, the
 readability of `check`, reasons and blame, and the parser's speed limits."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -125,3 +127,43 @@ def test_an_enum_of_many_values_is_cut_in_a_data_error():
     with pytest.raises(DataError, match=r"is not one of \{v0, v1, .*, v19, \.\.\. \(500 in "
                        r"all\)\}$"):
         gr.evaluate(kb, {"e": ["v1", "nope"]})
+
+
+# ---- item 18: `check` on a relational model groups findings by template
+
+SMOKERS = """
+set person
+input friends(person, person): bool
+input age(person): int 0..100
+output cancer(person): bool
+rule old(p in person): age(p) > 60 -> cancer(p)
+rule older(p in person): age(p) > 70 -> cancer(p)
+rule young(p in person): age(p) < 30 -> not cancer(p)
+rule spread(p in person): (exists q in person: q != p and friends(q, p) and age(q) > 90) -> cancer(p)
+"""
+
+
+def test_check_prints_one_finding_per_template_with_its_count_and_one_witness():
+    people = [f"p{i}" for i in range(24)]
+    report = gr.check(gr.parse(SMOKERS, sets={"person": people}))
+    assert len(report.findings) == 3 * 24          # one per grounding for programs
+    assert len(json.loads(report.to_json())["findings"]) == 3 * 24
+    text = str(report)
+    assert len(text) < 4000, len(text)             # was 124 KB
+    lines = text.splitlines()
+    assert [ln.split(" ", 2)[:2] for ln in lines if not ln.startswith(" ")][:3] == [
+        ["warning:", "[subsumed-rule]"], ["info:", "[opposite-rules]"], ["info:", "[uncovered]"]]
+    assert "    the same for 24 groundings of cancer (cancer(p0), cancer(p1), cancer(p2), " \
+           "cancer(p3), cancer(p4), ... (24 in all))" in lines
+    assert sum(ln.startswith("    witness: ") for ln in lines) == 2
+    uncovered = lines[lines.index("info: [uncovered] no rule about cancer(p0) fires on some "
+                                  "inputs") + 2]
+    assert "age(p0)=" in uncovered and "friends(p0, p1)" not in uncovered   # what it reads
+    assert uncovered.endswith("others in to_json() or --json)")
+
+
+def test_check_of_a_propositional_model_prints_every_finding_as_before():
+    kb = gr.parse("input age: int 0..120\noutput a: bool\nrule adult: age >= 18 -> a\n"
+                  "rule old: age >= 200 -> a\n")
+    report = gr.check(kb)
+    assert str(report).rsplit("\n", 1)[0] == "\n".join(str(f) for f in report.findings)
