@@ -167,3 +167,29 @@ def test_check_of_a_propositional_model_prints_every_finding_as_before():
                   "rule old: age >= 200 -> a\n")
     report = gr.check(kb)
     assert str(report).rsplit("\n", 1)[0] == "\n".join(str(f) for f in report.findings)
+
+
+def test_a_reasons_residual_logit_is_printed_rounded_and_kept_exact():
+    from greybox.explain.formal import Reason
+
+    reason = Reason(3, "malignant", True, {"worst area": 880.5,
+                                           "residual:malignant": -2.731497049331665},
+                    True, 0.1)
+    assert str(reason) == ("malignant = True for row 3 because worst area = 880.5 and "
+                           "residual:malignant = -2.731 (minimal; verified)")
+    assert reason.facts["residual:malignant"] == -2.731497049331665
+
+
+def test_blame_names_a_concepts_value_and_the_nearest_value_that_flips_the_decision(credit):
+    import pandas as pd
+
+    class Reliable(nn.Module):   # says "reliable" for everyone
+        def forward(self, x):
+            return torch.full((x.shape[0],), 5.0)
+
+    model = gb.GreyBox(credit, {"applicant_net": Reliable()}, semantics="product")
+    data = pd.DataFrame({"age": [40], "income": [30000.0], "debt_ratio": [0.5],
+                         "employment": ["unemployed"], "years at address": [10.0]})
+    verdict = gb.explain.Debugger(model, data, [False]).blame(0).verdict
+    assert verdict == ("most likely: concept reliable = True (the nearest value that flips "
+                       "the decision: False)")   # not "probably should be False"
