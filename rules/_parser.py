@@ -36,6 +36,21 @@ _NOT_BRACKET = re.compile(r"[^()\[\]{}]+")
 _STEP = {"(": 1, "[": 1, "{": 1, ")": -1, "]": -1, "}": -1}
 # MAX_DEPTH + 1 prefix `not`s in a row nest deeper than MAX_DEPTH whatever follows.
 _NOT_RUN = re.compile(rf"(?<![\w`])(?:not(?!\w)\s*){{{MAX_DEPTH + 1}}}")
+# Chains of a binary operator that nests (`->`, `<->`, `*`, `^`; `+`, `and`, `or` are
+# flat): MAX_DEPTH of them in a row, with nothing that binds more loosely in between, nest
+# the expression deeper than MAX_DEPTH (a leaf is 1 deep). Found on the text, before the
+# parser builds the tree. Brackets end a run (a chain of bracketed operands is found after
+# parsing), so the runs found are chains for sure, never flat text.
+_NUM = r"\d+(?:\.\d+)?(?:[eE][+-]?\d+)?"
+_OPERAND = rf"(?>\s*+(?:-\s*+)*+(?:[A-Za-z_]\w*+|{_NUM}|~\s*+-?\s*+{_NUM})?+\s*+)"
+_CHAINS = (
+    ("->", "'->'", re.compile(
+        rf"->(?:[^:()\[\]{{}}\x00-]*+(?:-(?!>)[^:()\[\]{{}}\x00-]*+)*+->){{{MAX_DEPTH - 1}}}")),
+    ("<->", "'<->'", re.compile(
+        rf"<->(?:[^:()\[\]{{}}<]*+(?:<(?!->)[^:()\[\]{{}}<]*+)*+<->){{{MAX_DEPTH - 1}}}")),
+    ("*", "'*'", re.compile(rf"\*(?:{_OPERAND}(?:\^{_OPERAND})*+\*){{{MAX_DEPTH - 1}}}")),
+    ("^", "'^'", re.compile(rf"\^(?:{_OPERAND}\^){{{MAX_DEPTH - 1}}}")),
+)
 
 
 def _loc(item) -> Location | None:
@@ -467,6 +482,16 @@ def _prescan(text: str, filename: str | None) -> None:
         if m is not None:
             raise RuleSyntaxError(f"expression nested more than {MAX_DEPTH} levels deep "
                                   f"({MAX_DEPTH + 1} 'not' in a row)",
+                                  _location_of(text, m.start(), filename), text)
+    for op, shown, pattern in _CHAINS:
+        if text_.count(op) < MAX_DEPTH:
+            continue
+        # `<->` is not a `->` chain's link: blanked out for that search (offsets kept)
+        m = pattern.search(text_.replace("<->", "\x00\x00\x00") if op == "->" else text_)
+        if m is not None:
+            raise RuleSyntaxError(f"expression nested more than {MAX_DEPTH} levels deep (a "
+                                  f"chain of {MAX_DEPTH} or more {shown}; group it with "
+                                  "brackets or split it into defines)",
                                   _location_of(text, m.start(), filename), text)
 
 

@@ -193,3 +193,40 @@ def test_blame_names_a_concepts_value_and_the_nearest_value_that_flips_the_decis
     verdict = gb.explain.Debugger(model, data, [False]).blame(0).verdict
     assert verdict == ("most likely: concept reliable = True (the nearest value that flips "
                        "the decision: False)")   # not "probably should be False"
+
+
+# ---- item 9: chains that nest too deep are refused from the text, before parsing
+
+CHAIN_HEAD = "input x: real\ninput p: bool\noutput y: bool\n"
+
+
+@pytest.mark.parametrize("text, where, op", [
+    (CHAIN_HEAD + "constraint c: " + " -> ".join(["p"] * 100_000), "4:17", "'->'"),
+    (CHAIN_HEAD + "constraint c: " + " <-> ".join(["p"] * 100_000), "4:17", "'<->'"),
+    (CHAIN_HEAD + "rule r: " + " * ".join(["x"] * 100_000) + " > 1 -> y", "4:11", "'\\*'"),
+    (CHAIN_HEAD + "define d: real =\n  " + " ^ ".join(["2"] * 100_000), "5:5", "'\\^'"),
+    (CHAIN_HEAD + "define d: real = x * (" + " * ".join(["-x", "2.5e-3", "~0.5", "x^2"] * 40)
+     + ")", "4:26", "'\\*'"),
+], ids=["implies", "iff", "product", "power", "mixed-operands"])
+def test_a_long_chain_is_refused_with_its_location_before_the_parser_runs(
+        monkeypatch, text, where, op):
+    from greybox.rules import _parser
+
+    def no_parser():
+        raise AssertionError("the parser ran")
+
+    monkeypatch.setattr(_parser, "_parser", no_parser)
+    with pytest.raises(gr.RuleSyntaxError, match=rf"<rules>:{where}: expression nested more "
+                       rf"than 100 levels deep \(a chain of 100 or more {op}"):
+        gr.parse(text)
+
+
+@pytest.mark.parametrize("text", [
+    CHAIN_HEAD + "constraint c: " + " -> ".join(["p"] * 100),            # 99 links
+    CHAIN_HEAD + "define d: real = " + " + ".join(["x * 2"] * 300),        # a flat sum
+    CHAIN_HEAD + "constraint c: " + " and ".join(["(p -> p)"] * 300),      # a flat and
+    CHAIN_HEAD + "".join(f"rule r{i}: p -> y\n" for i in range(300)),     # many rules
+    CHAIN_HEAD + "constraint c: " + " <-> ".join(["p -> p"] * 60),        # 59 and 60 apart
+])
+def test_long_flat_text_and_short_chains_are_not_refused(text):
+    gr.parse(text)
