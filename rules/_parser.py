@@ -17,6 +17,7 @@ from lark import Lark, Token, Transformer, v_args
 from greybox.errors import Location, RuleSyntaxError
 
 from . import _ast as A
+from ._fastparse import Fallback, parse_start
 
 __all__ = ["MAX_BRACKETS", "MAX_DEPTH", "MAX_LENGTH", "parse_statements", "parse_fragment"]
 
@@ -437,6 +438,14 @@ def _parse(text: str, start: str, filename: str | None):
     if len(text) > MAX_LENGTH:
         raise RuleSyntaxError(f"rule text is too long ({len(text)} characters, limit {MAX_LENGTH})")
     _prescan(text, filename)
+    if start == "start":
+        try:   # ordinary files, several times faster than Lark's runtime (see _fastparse)
+            result = parse_start(text)
+        except Fallback:
+            pass
+        else:
+            _check_depth(result, text, filename)
+            return result
     try:
         result = _parser().parse(text, start=start)
         if start == "type":
