@@ -12,6 +12,7 @@ expect -- raises :class:`Fallback`, and the text is parsed by Lark, whose gramma
 
 from __future__ import annotations
 
+import bisect
 import re
 
 from greybox.errors import Location
@@ -25,13 +26,17 @@ class Fallback(Exception):
     """The fast path does not take this text: Lark parses it."""
 
 
+# A token (or the end) after any whitespace and comments; every character is read (one
+# it does not know is ``bad``), so the tokens cover the text.
 _TOKEN = re.compile(r"""
-    (?P<ws>(?:[ \t\f\r\n]+|\#[^\n]*)+)
-  | (?P<QNAME>`[^`\x00-\x1f\x7f]+`)
-  | (?P<FLOAT>[0-9]+\.[0-9]+(?:[eE][+-]?[0-9]+)?|[0-9]+[eE][+-]?[0-9]+)
-  | (?P<INT>[0-9]+)
-  | (?P<NAME>[A-Za-z_][A-Za-z0-9_]*)
-  | (?P<op><->|->|<=|>=|==|!=|\.\.|[<>()\[\]{}:,=+\-*^~])
+    (?:[ \t\f\r\n]+|\#[^\n]*)*
+    (?:(?P<QNAME>`[^`\x00-\x1f\x7f]+`)
+     | (?P<FLOAT>[0-9]+\.[0-9]+(?:[eE][+-]?[0-9]+)?|[0-9]+[eE][+-]?[0-9]+)
+     | (?P<INT>[0-9]+)
+     | (?P<NAME>[A-Za-z_][A-Za-z0-9_]*)
+     | (?P<op><->|->|<=|>=|==|!=|\.\.|[<>()\[\]{}:,=+\-*^~])
+     | (?P<end>\Z)
+     | (?P<bad>[\s\S]))
 """, re.VERBOSE)
 
 #: every word the grammar spells out: as a name it could be read otherwise by Lark's
@@ -42,47 +47,42 @@ _STATEMENTS = frozenset("input neural define output rule constraint".split())
 
 
 def _tokens(text: str) -> tuple[list, list, list]:
-    """The kinds, texts and locations of the tokens of ``text``: the kind is the operator
-    or keyword itself for those, else NAME, QNAME, INT or FLOAT; a location is computed as
-    Lark computes it (1-based line and column, lines ended by ``\\n``)."""
-    kinds, values, locs = [], [], []
-    pos, n, line, line_start = 0, len(text), 1, 0
-    match = _TOKEN.match
-    while pos < n:
-        m = match(text, pos)
-        if m is None:
-            raise Fallback
+    """The kinds, texts and offsets of the tokens of ``text``: the kind is the operator
+    or keyword itself for those, else NAME, QNAME, INT or FLOAT."""
+    kinds, values, offsets = [], [], []
+    for m in _TOKEN.finditer(text):
         kind = m.lastgroup
-        end = m.end()
-        if kind == "ws":
-            newlines = text.count("\n", pos, end)
-            if newlines:
-                line += newlines
-                line_start = text.rindex("\n", pos, end) + 1
-        else:
-            value = m.group()
-            if kind == "op" or (kind == "NAME" and value in _KEYWORDS):
-                kind = value
-            kinds.append(kind)
-            values.append(value)
-            locs.append((line, pos - line_start + 1))
-        pos = end
+        value = m[kind]
+        if kind == "op" or (kind == "NAME" and value in _KEYWORDS):
+            kind = value
+        elif kind == "bad":
+            raise Fallback
+        elif kind == "end":
+            break
+        kinds.append(kind)
+        values.append(value)
+        offsets.append(m.start(m.lastindex))
     kinds.append("$END")
     values.append("")
-    locs.append((line, pos - line_start + 1))
-    return kinds, values, locs
+    offsets.append(len(text))
+    return kinds, values, offsets
 
 
 class _Parser:
-    __slots__ = ("kinds", "values", "locs", "i")
+    __slots__ = ("kinds", "values", "offsets", "starts", "i")
 
     def __init__(self, text: str):
-        self.kinds, self.values, self.locs = _tokens(text)
+        self.kinds, self.values, self.offsets = _tokens(text)
+        #: where each line starts (Lark's lines end at "\n")
+        self.starts = [0, *(m.end() for m in re.finditer("\n", text))]
         self.i = 0
 
     # ---- tokens
     def loc(self, i: int) -> Location:
-        return Location(*self.locs[i])
+        """The location of token ``i``, as Lark gives it (1-based line and column)."""
+        pos = self.offsets[i]
+        line = bisect.bisect_right(self.starts, pos)
+        return Location(line, pos - self.starts[line - 1] + 1)
 
     def peek(self) -> str:
         return self.kinds[self.i]
@@ -100,10 +100,10 @@ class _Parser:
         kind = self.kinds[i]
         if kind == "NAME":
             self.i = i + 1
-            return self.values[i], Location(*self.locs[i])
+            return self.values[i], self.loc(i)
         if kind == "QNAME":
             self.i = i + 1
-            return self.values[i][1:-1], Location(*self.locs[i])
+            return self.values[i][1:-1], self.loc(i)
         raise Fallback   # a keyword where a name stands, or no name
 
     def number(self, i: int) -> int | float:
@@ -124,16 +124,18 @@ class _Parser:
         return (-value if sign is not None else value), self.loc(i if sign is None else sign)
 
     # ---- statements
-    def start(self) -> list:
-        out = []
+    def start(self) -> tuple[list, int]:
+        out, longest = [], 0
         while True:
             kind = self.peek()
             if kind == "$END":
-                return out
+                return out, longest
             if kind not in _STATEMENTS:
                 raise Fallback
+            first = self.i
             self.i += 1
             out.append(getattr(self, "st_" + kind)())
+            longest = max(longest, self.i - first)
 
     def head_of_decl(self) -> tuple[str, Location]:
         name = self.name()
@@ -387,8 +389,9 @@ class _Parser:
         raise Fallback
 
 
-def parse_start(text: str) -> list:
-    """The statements of ``text`` as the Lark parser builds them, or :class:`Fallback`."""
+def parse_start(text: str) -> tuple[list, int]:
+    """The statements of ``text`` as the Lark parser builds them, and the number of tokens
+    of the longest (an expression of n tokens is at most n deep); or :class:`Fallback`."""
     try:
         return _Parser(text).start()
     except RecursionError:   # brackets or signs nested deeper than this parser recurses

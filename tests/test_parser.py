@@ -238,7 +238,7 @@ def _fast_agrees_with_lark(text: str) -> bool:
     from greybox.rules import _fastparse
 
     try:
-        fast = _fastparse.parse_start(text)
+        fast, longest = _fastparse.parse_start(text)
     except _fastparse.Fallback:
         return False
     try:
@@ -247,6 +247,10 @@ def _fast_agrees_with_lark(text: str) -> bool:
         raise AssertionError(f"fast path accepted {text!r}, Lark: {err}") from None
     assert fast == slow, text
     assert _with_spans(fast) == _with_spans(slow), text
+    from greybox.rules._ast import depth
+    from greybox.rules._parser import _exprs_of
+
+    assert all(depth(e) <= longest for st in fast for e in _exprs_of(st)), text
     return True
 
 
