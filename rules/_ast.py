@@ -351,6 +351,10 @@ def neg(e: Expr, *, span: Location | None = None) -> Expr:
 
 def children(e: Expr) -> tuple[Expr, ...]:
     """The direct sub-expressions of ``e``."""
+    return (_CHILDREN.get(type(e)) or _children_of(type(e)))(e)
+
+
+def _generic_children(e: Expr) -> tuple[Expr, ...]:
     if isinstance(e, (Neg, Not)):
         return (e.operand,)
     if isinstance(e, (Sum, And, Or, Count)):
@@ -388,9 +392,9 @@ def _children_of(kind):
             found = _args
         elif kind in (Mul, Compare, Implies, Iff, Pow):
             found = _sides
-        elif issubclass(kind, Node):
-            found = children
-        else:
+        elif kind in (InSet, Aggregate, Quantified):
+            found = _generic_children
+        else:   # leaves (numbers, names, constants) and anything that is not a node
             found = _none
         _CHILDREN[kind] = found
     return found
