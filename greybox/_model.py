@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from greybox import rules as gr
-from greybox.errors import ModelError
+from greybox.errors import ModelError, listed
 
 from ._batch import Batch, to_batch
 from ._calls import NetworkCalls
@@ -196,7 +196,7 @@ class GreyBox(RuleValues, InputStatistics, NetworkCalls, Objective, Predictions,
     def network(self, name: str) -> nn.Module:
         """The module registered for network ``name`` (as the rules name it)."""
         if _key(name) not in self.networks:
-            raise ModelError(f"no network {name!r} (networks: {', '.join(self.kb.networks) or 'none'})")
+            raise ModelError(f"no network {name!r} (networks: {listed(self.kb.networks) or 'none'})")
         return self.networks[_key(name)]
 
     @contextlib.contextmanager
@@ -281,12 +281,12 @@ def _network_modules(kb: gr.KnowledgeBase, networks) -> nn.ModuleDict:
     missing = [n for n in kb.networks if n not in networks]
     if missing:
         raise ModelError(f"no module given for network {missing[0]!r} (used by "
-                         f"{', '.join(kb.networks[missing[0]])}); pass networks="
+                         f"{listed(kb.networks[missing[0]])}); pass networks="
                          f"{{{missing[0]!r}: module}}")
     extra = [n for n in networks if n not in kb.networks]
     if extra:
         raise ModelError(f"network {extra[0]!r} is not used by the rules (networks: "
-                         f"{', '.join(kb.networks) or 'none'})")
+                         f"{listed(kb.networks) or 'none'})")
     for n, m in networks.items():
         if not isinstance(m, nn.Module):
             raise ModelError(f"network {n!r} must be a torch.nn.Module, got {type(m).__name__}")
@@ -300,13 +300,13 @@ def _residual_modules(kb: gr.KnowledgeBase, residual) -> nn.ModuleDict | None:
     if isinstance(residual, nn.Module):
         if len(kb.decided) != 1:
             raise ModelError("a single residual network needs exactly one decided "
-                             f"output; this model decides {', '.join(kb.decided)}: "
+                             f"output; this model decides {listed(kb.decided)}: "
                              "pass residual={output: module}")
         residual = {kb.decided[0]: residual}
     for name, m in residual.items():
         if name not in kb.decided:
             raise ModelError(f"residual given for {name!r}, which is not decided by "
-                             f"rules (decided: {', '.join(kb.decided) or 'none'})")
+                             f"rules (decided: {listed(kb.decided) or 'none'})")
         if not isinstance(m, nn.Module):
             raise ModelError(f"residual for {name!r} must be an nn.Module")
     return nn.ModuleDict({_key(k): m for k, m in residual.items()})

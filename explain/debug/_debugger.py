@@ -503,7 +503,8 @@ class Debugger:
         training = self._tracin(sub, info) if self.train is not None else None
         culprit = "rules" if (rules.toward_wrong > 1e-6).any() else "bias/residual"
         if len(concepts):
-            culprit = f"concept {concepts.concept.iloc[0]} (probably should be " \
+            culprit = f"concept {concepts.concept.iloc[0]} = {concepts.value.iloc[0]!r} " \
+                      "(the nearest value that flips the decision: " \
                       f"{concepts.needed.iloc[0]!r})"
         elif (rules.toward_wrong > 1e-6).any():
             culprit = f"rule {rules.rule.iloc[0]} (pushed {rules.toward_wrong.iloc[0]:+.2f} " \

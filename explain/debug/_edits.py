@@ -13,7 +13,7 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
-from greybox.errors import RuleError
+from greybox.errors import RuleError, listed
 from greybox.rules import ast as A
 from greybox.rules import parse_statements
 
@@ -84,8 +84,7 @@ def _find(statements, name: str, kind=(A.Rule, A.Constraint)):
     what = "rule" if kind is A.Rule else "rule or constraint"
     names = [(s.statement if isinstance(s, A.Family) else s).name for s in statements
              if isinstance(s.statement if isinstance(s, A.Family) else s, kind)]
-    shown = ", ".join(names[:20]) + (f", ... ({len(names)} in all)" if len(names) > 20 else "")
-    raise NotFound(f"no {what} named {name!r} (there are: {shown or 'none'})")
+    raise NotFound(f"no {what} named {name!r} (there are: {listed(names) or 'none'})")
 
 
 def _put(statements, i: int, new) -> list:
