@@ -41,13 +41,23 @@ from .debug import (
     SetWeight,
     WhatIf,
 )
-from .formal import Counterfactual, Reason, Verification, counterfactual, reason, verify
+from .formal import (
+    Counterfactual,
+    Counterfactuals,
+    Reason,
+    Verification,
+    counterfactual,
+    counterfactuals,
+    reason,
+    verify,
+)
 
 __all__ = [
     "METHODS",
     "AddStatement",
     "Blame",
     "Counterfactual",
+    "Counterfactuals",
     "Debugger",
     "Disable",
     "Edit",
@@ -63,6 +73,7 @@ __all__ = [
     "Verification",
     "WhatIf",
     "counterfactual",
+    "counterfactuals",
     "explain",
     "pushes",
     "reason",
