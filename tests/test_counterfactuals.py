@@ -227,6 +227,30 @@ def _options(case, label, output, decision, rng) -> dict:
             "cost": cost}
 
 
+def _within_options(case, label, opts, rows: pd.DataFrame) -> pd.DataFrame:
+    """``rows`` with each value the options forbid put back to the row's value."""
+    rows = rows.copy()
+    for n in case.names:
+        at = case.data.loc[label, n]
+        at = at.item() if hasattr(at, "item") else at
+        col = rows[n].astype(object)
+        bad = pd.Series(False, index=rows.index)
+        spec = opts["allowed"].get(n)
+        if isinstance(spec, tuple):
+            bad |= (rows[n].astype(float) < spec[0]) | (rows[n].astype(float) > spec[1])
+        elif spec is not None:
+            bad |= ~col.isin(spec)
+        if n in opts["increase_only"]:
+            bad |= rows[n].astype(float) < float(at)
+        if n in opts["decrease_only"]:
+            bad |= rows[n].astype(float) > float(at)
+        col[bad] = at
+        rows[n] = col.astype(rows[n].dtype) if not isinstance(
+            rows[n].dtype, pd.CategoricalDtype) else pd.Categorical(
+            col, categories=rows[n].cat.categories)
+    return rows
+
+
 def _kept(case, label, cf, opts) -> None:
     row = {n: case.data.loc[label, n] for n in case.names}
     for c in cf.changes.itertuples():
@@ -260,7 +284,12 @@ def test_random_models_answers_replay_and_keep_every_option(seed):
                                          backend=case.backend, level=case.level,
                                          timeout=20.0, **opts)
     except gb.ModelError as err:
-        assert "no change" in str(err) or "already decided" in str(err), (case.text, err)
+        assert "no change" in str(err), (case.text, err)
+        # the claim: no completion within the options reaches the decision asked for
+        samples = _within_options(case, label, opts, case.completions({}, 400))
+        got = case.model.predict(samples)[output]
+        wanted = got == opts["target"] if "target" in opts else got != decision
+        assert not wanted.any(), (case.text, opts, str(err))
         return
     except gb.SolverError:
         pytest.skip("the solver ran out of time")
