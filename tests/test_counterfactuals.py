@@ -302,3 +302,16 @@ def test_random_models_answers_replay_and_keep_every_option(seed):
             assert got == opts["target"], (case.text, opts, cf)
         _kept(case, label, cf, opts)
         assert not any(e <= sets[i] for e in sets[:i]), (case.text, sets)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_two_cheap_changes_beat_one_dear_one(loan, backend):
+    # member alone reaches "mid" (one change), but costs 5; east with income >= 30 costs 2
+    # (found at first by the one-fact-at-a-time shortcut, which costs make inexact)
+    cf = gb.explain.counterfactual(loan, ROW, target="mid", cost={"member": 5.0},
+                                   backend=backend, level="input")
+    assert sorted(cf.changes.fact) == ["income", "region"] and cf.distance == 2.0
+    assert _replays(loan, cf)
+    cf = gb.explain.counterfactual(loan, ROW, target="mid", cost={"member": 1.5},
+                                   backend=backend, level="input")
+    assert list(cf.changes.fact) == ["member"] and cf.distance == 1.5

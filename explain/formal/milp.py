@@ -672,11 +672,15 @@ def closest_change(comp: _Compiler, output: str, decision, facts: dict, *, minim
                 gap = abs(float(x[name]) - float(facts[name])) / max(
                     spreads.get(name, 1.0), 1e-12) if isinstance(
                     t, (A.RealType, A.IntType)) else 1.0
-                gap *= wishes.weight(name)
+                w = wishes.weight(name)
                 # gaps equal but for solver noise tie: the earlier input wins
-                singles.append((round(gap, 9), mutable.index(name), x))
+                singles.append((w, round(gap * w, 9), mutable.index(name), x))
         if singles:
-            return min(singles, key=lambda c: c[:2])[2]
+            best = min(singles, key=lambda c: c[:3])
+            # with costs, two cheap changes may cost less than one dear one
+            ws = sorted(wishes.weight(n) for n in mutable)
+            if best[0] <= ws[0] + ws[1]:
+                return best[3]
     p = comp.p
     rows, nvars = len(p.rows), len(p.lb)
     lb, ub = list(p.lb), list(p.ub)

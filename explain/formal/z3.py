@@ -311,10 +311,15 @@ class Z3Problem(Problem):
                     continue              # unknown within its share: skipped
                 if found is not None:
                     # gaps equal but for solver noise tie: the earlier fact wins
-                    singles.append((round(self._gap(name, found[name], spreads)
-                                          * wishes.weight(name), 9), k, found))
+                    w = wishes.weight(name)
+                    singles.append((w if minimize == "count" else 0.0,
+                                    round(self._gap(name, found[name], spreads) * w, 9),
+                                    k, found))
             if singles:
-                return min(singles, key=lambda c: c[:2])[2]
+                best = min(singles, key=lambda c: c[:3])
+                # with costs, two cheap changes may cost less than one dear one
+                if minimize != "count" or best[0] <= _two_cheapest(mutable, wishes):
+                    return best[3]
         return self._optimise(mutable=mutable, minimize=minimize, spreads=spreads,
                               until=deadline)
 
@@ -547,6 +552,12 @@ ENUMERATED = 64
 def _ms(seconds: float) -> int:
     """A Z3 timeout (whole milliseconds, at least 1) of ``seconds``."""
     return z3_milliseconds(seconds)
+
+
+def _two_cheapest(names, wishes) -> float:
+    """The least weighted count of a change of two or more facts among ``names``."""
+    w = sorted(wishes.weight(n) for n in names)
+    return w[0] + w[1] if len(w) > 1 else float("inf")
 
 
 def _measured(kb, n: str) -> bool:
