@@ -28,7 +28,7 @@ from greybox.rules import (
 )
 
 from ._backend import BACKENDS, choose, resolve_level
-from ._protocol import Wishes
+from ._protocol import NO_WISHES, Wishes
 from ._results import Counterfactual, Counterfactuals, Reason, Verification
 from ._row import (
     change_range,
@@ -491,7 +491,7 @@ def _answer(model, p, batch, row, output, minimize, immutable, wishes, t0) -> Co
 
 
 def _polish(model, p, changes: list, after: dict, applied, applied_all,
-            wishes: Wishes = Wishes()) -> None:
+            wishes: Wishes = NO_WISHES) -> None:
     """A solver's counterfactual made into values a person can apply, each step checked by
     the decision function: changes that are not needed put back; a real change that
     stops within the solver's tolerance of a threshold pushed over it; real changes

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-__all__ = ["Backend", "Problem", "Wishes"]
+__all__ = ["NO_WISHES", "Backend", "Problem", "Wishes"]
 
 
 @dataclass(frozen=True)
@@ -26,6 +26,10 @@ class Wishes:
 
     def weight(self, name: str) -> float:
         return float(self.cost.get(name, 1.0))
+
+
+#: no wishes: the closest change to any other decision
+NO_WISHES = Wishes()
 
 
 class Problem:
@@ -50,7 +54,7 @@ class Problem:
         guarantees the decision (an unsat core where the backend has one)."""
         return fixed
 
-    def closest(self, *, minimize: str, immutable, spreads: dict, wishes: Wishes = Wishes()):
+    def closest(self, *, minimize: str, immutable, spreads: dict, wishes: Wishes = NO_WISHES):
         """The facts closest to the row's whose decision differs (is ``wishes.target``
         where it is set), within ``wishes``; None when none."""
         raise NotImplementedError

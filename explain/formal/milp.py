@@ -39,7 +39,7 @@ from greybox.rules import ast as A
 from greybox.rules import plan, z3_serialised
 
 from ._networks import propagate
-from ._protocol import Backend, Problem, Wishes
+from ._protocol import NO_WISHES, Backend, Problem, Wishes
 from ._row import decision_on, row_state
 
 __all__ = ["MilpBackend", "Program", "compile_decision"]
@@ -650,7 +650,7 @@ def differs(comp: _Compiler, output: str, decision, fixed: dict, *, time_limit: 
 
 
 def closest_change(comp: _Compiler, output: str, decision, facts: dict, *, minimize: str,
-                   immutable, spreads: dict, time_limit: float, wishes: Wishes = Wishes()):
+                   immutable, spreads: dict, time_limit: float, wishes: Wishes = NO_WISHES):
     """The input values closest to ``facts`` (L1 in units of ``spreads``, or fewest
     changes, each weighted by ``wishes.cost``) whose decision is not ``decision`` (is
     ``wishes.target`` where set), within ``wishes``' ranges, values and exclusions;
@@ -814,7 +814,7 @@ class MilpProblem(Problem):
             self._exact = exact
         return self._exact
 
-    def closest(self, *, minimize: str, immutable, spreads: dict, wishes: Wishes = Wishes()):
+    def closest(self, *, minimize: str, immutable, spreads: dict, wishes: Wishes = NO_WISHES):
         # searched in the inner program (a margin around real thresholds), so that the
         # change found replays; the over-approximating one says when none exists at all
         # ``timeout`` bounds the whole search, every program (and Z3) together

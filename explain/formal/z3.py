@@ -31,7 +31,7 @@ from greybox.rules import (
 from greybox.rules import ast as A
 
 from ._networks import propagate
-from ._protocol import Backend, Problem, Wishes
+from ._protocol import NO_WISHES, Backend, Problem, Wishes
 from ._row import residual_facts, row_state
 
 __all__ = ["Z3Backend", "encode_network"]
@@ -279,7 +279,7 @@ class Z3Problem(Problem):
         return self.check(s) == z3.sat
 
     @z3_serialised
-    def closest(self, *, minimize: str, immutable, spreads: dict, wishes: Wishes = Wishes()):
+    def closest(self, *, minimize: str, immutable, spreads: dict, wishes: Wishes = NO_WISHES):
         """Fewest changes: one fact at a time first (:meth:`_single`, the other facts
         held, as the MILP backend does), the closest single change winning and ties going
         to the earlier fact -- cheap where hard constraints make the whole optimisation
@@ -431,7 +431,7 @@ class Z3Problem(Problem):
                 "at the input level the residual follows the inputs")
 
     # helpers --------------------------------------------------------------------------
-    _wishes = Wishes()
+    _wishes = NO_WISHES
     _wish_solver = None
 
     def _want(self):
@@ -469,7 +469,7 @@ class Z3Problem(Problem):
     def _search_solver(self) -> z3.Solver:
         """The solver counterfactuals search with: :meth:`_differs_solver` where nothing
         is wished, otherwise one with the wishes added (built once per search)."""
-        if self._wishes == Wishes():
+        if self._wishes == NO_WISHES:
             return self._differs_solver()
         if self._wish_solver is None:
             s = self.solver()
