@@ -315,3 +315,17 @@ def test_two_cheap_changes_beat_one_dear_one(loan, backend):
     cf = gb.explain.counterfactual(loan, ROW, target="mid", cost={"member": 1.5},
                                    backend=backend, level="input")
     assert list(cf.changes.fact) == ["member"] and cf.distance == 1.5
+
+
+def test_several_answers_render_as_golden_text(loan):
+    cfs = gb.explain.counterfactuals(loan, ROW, n=5)
+    assert str(cfs) == (
+        "4 counterfactual(s) of row 0: risk = 'high'; no other change set reaches it\n"
+        "  1. risk = 'low' if income: 20.0 -> 30.0 (verified)\n"
+        "  2. risk = 'mid' if member: False -> True (verified)\n"
+        "  3. risk = 'low' if years: 2 -> 5 (verified)\n"
+        "  4. risk = 'low' if savings: 10.0 -> 60.1 (verified)")
+    assert cfs._repr_html_().startswith(
+        "<p>4 counterfactual(s) of row 0: risk = &#x27;high&#x27;; no other change set "
+        "reaches it</p><ol><li>risk = &#x27;low&#x27; if income: 20.0 -&gt; 30.0")
+    assert cfs.diversity == 1.0 and cfs.stopped == "exhausted" and cfs.verified
