@@ -26,14 +26,23 @@
    item 1): CPU seconds per counterfactual as ``counterfactual`` finds it (one fact at a
    time first) against the whole optimisation over every fact (the search before), per
    row and output. Target: under a second each; the whole search is the reference.
+6. Several diverse counterfactuals (``counterfactuals(n=5)``) on the section-4 breast-cancer
+   classifiers against DiCE's random search with ``total_CFs=5`` (the reference, same
+   classifier, same rows, same run): answers per row, validity (the fraction that change
+   ``predict`` when applied), sparsity (inputs changed per answer), diversity (mean
+   pairwise Jaccard distance of the answers' change sets within a row; 1 = disjoint) and
+   the fraction of rows whose answers all change distinct sets of inputs, median ms per row.
 
 Run:  python benchmarks/bench_explain.py [--rows 256] [--repeat 3] [--only faithful]
+      python benchmarks/bench_explain.py --only diverse [--diverse-rows 10]
 Not part of the test suite.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import statistics
 import sys
 import time
@@ -291,6 +300,115 @@ def faithful(rows: int, samples: int = 1000) -> None:
           "rules alone; cf flips 100%")
 
 
+def _set_figures(sets: list) -> tuple[float, bool]:
+    """Mean pairwise Jaccard distance of change sets, and whether they are all distinct."""
+    pairs = [(a, b) for i, a in enumerate(sets) for b in sets[i + 1:]]
+    jac = [1.0 - len(a & b) / max(len(a | b), 1) for a, b in pairs]
+    return (float(np.mean(jac)) if jac else float("nan")), len(set(sets)) == len(sets)
+
+
+def _dice_diverse(clf, X_train, y_train, rows: pd.DataFrame, columns: list, n: int):
+    """DiCE random search, ``total_CFs=n``: per-row lists of (valid, change set) and ms."""
+    import warnings
+
+    import dice_ml
+
+    warnings.filterwarnings("ignore")
+    frame = pd.concat([X_train[columns], pd.Series(y_train.astype(int), index=X_train.index,
+                                                   name="y")], axis=1)
+    d = dice_ml.Data(dataframe=frame, continuous_features=columns, outcome_name="y")
+    explainer = dice_ml.Dice(d, dice_ml.Model(model=clf, backend="sklearn"), method="random")
+    out, times = [], []
+    for i in range(len(rows)):
+        q = rows.iloc[[i]][columns]
+        t0 = time.perf_counter()
+        try:
+            with contextlib.redirect_stderr(io.StringIO()):   # DiCE's progress bars
+                res = explainer.generate_counterfactuals(q, total_CFs=n,
+                                                         desired_class="opposite",
+                                                         verbose=False, random_seed=i)
+            cf = res.cf_examples_list[0].final_cfs_df
+        except Exception:   # DiCE raises when its random search finds none
+            cf = None
+        times.append(1000 * (time.perf_counter() - t0))
+        answers = []
+        for k in range(0 if cf is None else len(cf)):
+            x = cf[columns].iloc[[k]].astype(float)
+            x.index = q.index
+            valid = bool(clf.predict(x)[0] != clf.predict(q)[0])
+            changed = frozenset(c for c in columns
+                                if not np.isclose(float(x[c].iloc[0]), float(q[c].iloc[0])))
+            answers.append((valid, changed))
+        out.append(answers)
+    return out, times
+
+
+def _summary(per_row: list, times: list, n: int) -> str:
+    answers = [a for row in per_row for a in row]
+    valid = [v for v, _ in answers]
+    sparsity = [len(s) for _, s in answers]
+    figures = [_set_figures([s for _, s in row]) for row in per_row if len(row) > 1]
+    jac = [j for j, _ in figures]
+    distinct = [d for _, d in figures]
+    return (f"{len(answers) / len(per_row):8.2f}/{n} {np.mean(valid or [0]):9.0%} "
+            f"{np.mean(sparsity or [0]):9.2f} {np.mean(jac) if jac else float('nan'):10.2f} "
+            f"{np.mean(distinct) if distinct else float('nan'):9.0%} "
+            f"{statistics.median(times):9.0f}")
+
+
+def diverse(rows: int, n: int = 5) -> None:
+    """Section 6: n diverse counterfactuals, greybox against DiCE's random search."""
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.model_selection import train_test_split
+
+    data = load_breast_cancer(as_frame=True)
+    rules = gb.rules.load(HERE.parent / "examples" / "breast_cancer.rules")
+    columns = list(rules.inputs)
+    X, y = data.data[columns], (data.target == 0).to_numpy()
+    X_train, X_test, y_train, _ = train_test_split(X, y, test_size=0.3, random_state=0)
+    test = X_test.iloc[:rows]
+    try:
+        import dice_ml  # noqa: F401
+        have_dice = True
+    except ImportError:
+        have_dice = False
+    print(f"{n} diverse counterfactuals per row, breast cancer, {rows} held-out rows")
+    print(f"{'':34} {'answers':>10} {'validity':>9} {'sparsity':>9} {'diversity':>10} "
+          f"{'distinct':>9} {'ms/row':>9}")
+    for name, residual in (("rules alone", None), ("rules + residual mlp", "mlp")):
+        clf = gb.GreyBoxClassifier(rules=rules, residual=residual, epochs=30)
+        clf.fit(X_train, y_train)
+        model = clf.model_
+        per_row, times, stops = [], [], {}
+        for i in range(len(test)):
+            row = test.iloc[[i]]
+            before = model.predict(row)["malignant"].iloc[0]
+            t0 = time.perf_counter()
+            try:
+                cfs = gb.explain.counterfactuals(model, row, n=n)
+                stops[cfs.stopped] = stops.get(cfs.stopped, 0) + 1
+            except gb.ModelError:
+                cfs = []
+                stops["none"] = stops.get("none", 0) + 1
+            times.append(1000 * (time.perf_counter() - t0))
+            answers = []
+            for cf in cfs:
+                got = model.predict(pd.DataFrame({k: [v] for k, v in cf.row_after.items()}))
+                answers.append((bool(got["malignant"].iloc[0] != before),
+                                frozenset(cf.changes.fact)))
+            per_row.append(answers)
+        print(f"{'greybox ' + name:34} {_summary(per_row, times, n)}   stopped: "
+              + ", ".join(f"{k} {v}" for k, v in sorted(stops.items())))
+        if have_dice:
+            d_rows, d_times = _dice_diverse(clf, X_train, y_train, test, columns, n)
+            print(f"{'DiCE random, ' + name:34} {_summary(d_rows, d_times, n)}")
+        else:
+            print(f"{'DiCE':34} not installed (pip install --no-deps dice-ml raiutils)")
+    print("validity: answers that change predict; sparsity: inputs changed per answer; "
+          "diversity: mean pairwise Jaccard distance of change sets within a row; distinct: "
+          "rows whose answers change pairwise different sets")
+
+
 def relational_cf(rows: int, timeout: float) -> None:
     """Section 5: one fact at a time first against the whole Z3 optimisation."""
     from greybox.explain.formal.z3 import Z3Problem
@@ -354,8 +472,9 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=60.0)
     parser.add_argument("--faithful-rows", type=int, default=30)
     parser.add_argument("--relational-rows", type=int, default=3)
+    parser.add_argument("--diverse-rows", type=int, default=10)
     parser.add_argument("--only", choices=["overhead", "formal", "backends", "faithful",
-                                           "relational"])
+                                           "relational", "diverse"])
     args = parser.parse_args()
     torch.set_num_threads(1)
     if args.only in (None, "overhead"):
@@ -371,6 +490,9 @@ def main() -> None:
     if args.only in (None, "relational"):
         print()
         relational_cf(args.relational_rows, args.timeout)
+    if args.only in (None, "diverse"):
+        print()
+        diverse(args.diverse_rows)
 
 
 if __name__ == "__main__":

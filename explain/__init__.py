@@ -32,6 +32,7 @@ from .debug import (
     Blame,
     Debugger,
     Disable,
+    DropResidual,
     Edit,
     EntityDebugger,
     EntityWhatIf,
@@ -43,15 +44,26 @@ from .debug import (
     Suggestions,
     WhatIf,
 )
-from .formal import Counterfactual, Reason, Verification, counterfactual, reason, verify
+from .formal import (
+    Counterfactual,
+    Counterfactuals,
+    Reason,
+    Verification,
+    counterfactual,
+    counterfactuals,
+    reason,
+    verify,
+)
 
 __all__ = [
     "METHODS",
     "AddStatement",
     "Blame",
     "Counterfactual",
+    "Counterfactuals",
     "Debugger",
     "Disable",
+    "DropResidual",
     "Edit",
     "EntityDebugger",
     "EntityWhatIf",
@@ -67,6 +79,7 @@ __all__ = [
     "Verification",
     "WhatIf",
     "counterfactual",
+    "counterfactuals",
     "explain",
     "pushes",
     "reason",

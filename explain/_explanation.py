@@ -365,14 +365,27 @@ class Explanation:
 
     def counterfactual(self, row=None, *, minimize: str = "count", immutable=(),
                        level: str = "auto", max_relus: int = 64, backend: str = "auto",
-                       timeout: float = 10.0):
+                       timeout: float = 10.0, **wishes):
         """A minimal change of the row's facts that changes its decision (what ``predict``
-        returns); see :func:`greybox.explain.counterfactual`."""
+        returns); ``wishes``: ``target``, ``allowed``, ``increase_only``,
+        ``decrease_only``, ``cost``; see :func:`greybox.explain.counterfactual`."""
         from .formal import counterfactual
 
         return counterfactual(self._model, self._batch, row, self.output, minimize=minimize,
                               immutable=immutable, level=level, max_relus=max_relus,
-                              backend=backend, timeout=timeout)
+                              backend=backend, timeout=timeout, **wishes)
+
+    def counterfactuals(self, row=None, *, n: int = 5, minimize: str = "count",
+                        immutable=(), level: str = "auto", max_relus: int = 64,
+                        backend: str = "auto", timeout: float = 30.0, **wishes):
+        """Up to ``n`` diverse counterfactuals of the row (no two change the same facts);
+        see :func:`greybox.explain.counterfactuals`."""
+        from .formal import counterfactuals
+
+        return counterfactuals(self._model, self._batch, row, self.output, n=n,
+                               minimize=minimize, immutable=immutable, level=level,
+                               max_relus=max_relus, backend=backend, timeout=timeout,
+                               **wishes)
 
     def pushes(self, concept: str, *, targets=None, row=None):
         """How each grounding of a soft constraint or rule that reads ``concept`` (a

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import networkx as nx
 
-from greybox.errors import RuleError
+from greybox.errors import RuleError, listed
 
 from . import _ast as A
 from ._domain import domain
@@ -201,13 +201,13 @@ def _too_large(kb, comp: Component, cycle: bool) -> str:
         return f"{n} ({type_to_text(kb.variables[n].type)})"
 
     limit = f"more than the {MAX_ASSIGNMENTS:,} that crisp evaluation and Z3 enumerate"
-    cons = ", ".join(c.name for c in comp.constraints)
+    cons = listed(c.name for c in comp.constraints)
     if len(comp.variables) == 1:
         (n,) = comp.variables
         return (f"the decision of {typed(n)} must satisfy the hard constraint(s) {cons}, so "
                 f"each of its {comp.size(kb):,} values is checked against them: {limit}; "
                 f"narrow the type of {n}")
-    names = ", ".join(typed(n) for n in comp.variables)
+    names = listed(typed(n) for n in comp.variables)
     if cons:
         why = f"hard constraint(s) {cons} tie the decisions {names} together"
         if cycle:

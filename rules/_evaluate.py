@@ -11,7 +11,7 @@ from functools import cached_property
 import numpy as np
 import pandas as pd
 
-from greybox.errors import DataError, RuleError
+from greybox.errors import DataError, RuleError, listed
 
 from . import _ast as A
 from ._decisions import MAX_ASSIGNMENTS, candidates, closure, memo, plan
@@ -354,7 +354,7 @@ def read_column(var, col, index: pd.Index) -> np.ndarray:
         if bad.any():
             where, pos = first_row(bad, index)
             raise DataError(f"column {name!r}: {show_value(values[pos])} at {where} is not one of "
-                            f"{{{', '.join(t.values)}}}")
+                            f"{{{listed(t.values)}}}")
         return codes.astype(np.int64)
     if isinstance(t, A.BoolType):
         if isinstance(col, pd.Series) and col.dtype == bool:
@@ -649,7 +649,7 @@ def _bias_table(kb, bias, n=None) -> dict:
         var = kb.variables.get(name)
         if var is None or var.role != "decided":
             raise RuleError(f"bias given for {name!r}, which is not decided by rules "
-                            f"(decided: {', '.join(kb.decided) or 'none'})")
+                            f"(decided: {listed(kb.decided) or 'none'})")
         t = var.type
         if isinstance(t, A.BoolType):
             if isinstance(b, Mapping) or isinstance(b, bool):

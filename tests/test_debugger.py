@@ -537,3 +537,34 @@ def test_export_writes_an_output_familys_shared_bias_as_one_template(edits):
     rebuilt = gb.GreyBox(kb, semantics="product")
     assert rebuilt.predict(data).to_numpy().tolist() == \
         dbg.model.predict(dbg.batch)[list(kb.outputs)].to_numpy().tolist()
+
+
+def test_drop_residual_is_an_edit_whose_diff_is_the_rules_alone():
+    """DropResidual: what_if predicts with the same rules and no residual network (the
+    model the rules alone make); undo brings the residual back; a model without one says
+    so."""
+    res = nn.Linear(2, 1)
+    with torch.no_grad():
+        res.weight.copy_(torch.tensor([[0.0, 3.0]]))
+        res.bias.fill_(-1.5)
+    text = "input x: real\ninput z: real\noutput y: bool\nrule big: x > 5 -> y"
+    model = gb.GreyBox(text, semantics="product", residual=res)
+    x, z = np.arange(20.0), np.tile([0.0, 1.0], 10)
+    model.calibrate({"x": x, "z": z})
+    target = (x > 5) | ((x < 4) & (z > 0.5))
+    dbg = gb.explain.Debugger(model, {"x": x, "z": z}, target)
+    alone = model.replace(drop_residual=["y"]).predict({"x": x, "z": z})["y"].to_numpy()
+    with_res = model.predict({"x": x, "z": z})["y"].to_numpy()
+    assert (alone != with_res).any()              # the residual decides some rows
+    edit = gb.explain.DropResidual("y")
+    assert gb.explain.debug.parse_edit(edit.to_spec()) == edit
+    result = dbg.what_if(edit)
+    assert dbg.model.residual is None
+    assert set(result.fixed.index) == set(np.flatnonzero((with_res != target) & (alone == target)))
+    assert set(result.broken.index) == set(np.flatnonzero((with_res == target) & (alone != target)))
+    dbg.undo()
+    assert dbg.model.residual is not None
+    plain = gb.explain.Debugger(gb.GreyBox(text, semantics="product"), {"x": x, "z": z}, target)
+    with pytest.raises(gb.ModelError, match="no residual network for 'y' to drop"):
+        plain.what_if(edit)
+    assert plain.edits == ()

@@ -118,6 +118,7 @@ def _results(model, data, debugger):
         "Explanation": ex,
         "Reason": gb.explain.reason(model, data, "bob"),
         "Counterfactual": gb.explain.counterfactual(model, data, "ann"),
+        "Counterfactuals": gb.explain.counterfactuals(model, data, "ann", n=2),
         "Verification": gb.explain.verify(model, "income > 40000 -> approve"),
         "WhatIf": debugger.what_if(Disable("young")),
         "Blame": debugger.blame("dee"),

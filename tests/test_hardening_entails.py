@@ -269,6 +269,8 @@ def _timeout_calls():
         "reason": (lambda t: gb.explain.reason(model, batch, timeout=t), False),
         "counterfactual": (lambda t: gb.explain.counterfactual(model, batch, timeout=t),
                            False),
+        "counterfactuals": (lambda t: gb.explain.counterfactuals(model, batch, timeout=t),
+                            False),
         "verify": (lambda t: gb.explain.verify(model, "age < 18 -> not approve",
                                                timeout=t), False),
         "Explanation.reason": (lambda t: gb.explain.explain(model, batch, parameters=False)
@@ -277,7 +279,7 @@ def _timeout_calls():
     }
 
 
-TIMEOUT_CALLS = ["check", "entails", "reason", "counterfactual", "verify",
+TIMEOUT_CALLS = ["check", "entails", "reason", "counterfactual", "counterfactuals", "verify",
                  "Explanation.reason", "DebugServer"]
 
 

@@ -137,7 +137,7 @@ def test_no_z3_term_is_left_to_the_cyclic_garbage_collector(model, name):
 
 @pytest.mark.parametrize("entry", [
     gr.entails, gr.check, gr.to_z3, gb.explain.reason, gb.explain.counterfactual,
-    gb.explain.verify])
+    gb.explain.counterfactuals, gb.explain.verify])
 def test_public_z3_entries_hold_the_lock(entry):
     assert getattr(entry, "z3_serialised", False), entry.__qualname__
 

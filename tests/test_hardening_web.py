@@ -373,7 +373,7 @@ def test_the_openapi_schema_says_which_op_needs_which_fields(server):
     assert edit["discriminator"]["propertyName"] == "op"
     mapping = edit["discriminator"]["mapping"]
     assert set(mapping) == set(EDIT_FIELDS) == {"weight", "threshold", "disable", "remove",
-                                                "add", "replace"}
+                                                "add", "replace", "drop_residual"}
     assert sorted(r["$ref"] for r in edit["oneOf"]) == sorted(mapping.values())
     for op, (required, optional) in EDIT_FIELDS.items():
         one = schemas[mapping[op].split("/")[-1]]

@@ -23,7 +23,7 @@ from greybox.rules import (
 )
 from greybox.rules import ast as A
 
-from ._edits import Edit, NotFound, Remove, Replace, _find, parse_edit
+from ._edits import DropResidual, Edit, NotFound, Remove, Replace, _find, parse_edit
 from ._export import bias_text, relational_kb
 
 __all__ = ["Blame", "Debugger", "WhatIf"]
@@ -503,7 +503,8 @@ class Debugger:
         training = self._tracin(sub, info) if self.train is not None else None
         culprit = "rules" if (rules.toward_wrong > 1e-6).any() else "bias/residual"
         if len(concepts):
-            culprit = f"concept {concepts.concept.iloc[0]} (probably should be " \
+            culprit = f"concept {concepts.concept.iloc[0]} = {concepts.value.iloc[0]!r} " \
+                      "(the nearest value that flips the decision: " \
                       f"{concepts.needed.iloc[0]!r})"
         elif (rules.toward_wrong > 1e-6).any():
             culprit = f"rule {rules.rule.iloc[0]} (pushed {rules.toward_wrong.iloc[0]:+.2f} " \
@@ -546,7 +547,9 @@ class Debugger:
     def _rebuild(self, edits: list[Edit]):
         """A copy of the original model with ``edits`` applied (what :meth:`what_if`
         predicts with)."""
-        return self._base.replace(kb=self._edited_kb(edits)).eval()
+        dropped = [e.name for e in edits if isinstance(e, DropResidual)]
+        return self._base.replace(kb=self._edited_kb(edits),
+                                  drop_residual=list(dict.fromkeys(dropped))).eval()
 
     def _edited_kb(self, edits: list[Edit]) -> KnowledgeBase:
         """The original model's learned knowledge base with ``edits`` applied."""

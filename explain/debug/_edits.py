@@ -13,12 +13,12 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
-from greybox.errors import RuleError
+from greybox.errors import RuleError, listed
 from greybox.rules import ast as A
 from greybox.rules import parse_statements
 
-__all__ = ["EDIT_FIELDS", "MAX_EDIT_TEXT", "AddStatement", "Disable", "Edit", "Remove",
-           "Replace", "SetThreshold", "SetWeight", "parse_edit"]
+__all__ = ["EDIT_FIELDS", "MAX_EDIT_TEXT", "AddStatement", "Disable", "DropResidual", "Edit",
+           "Remove", "Replace", "SetThreshold", "SetWeight", "parse_edit"]
 
 #: The most characters of rule text a mapping edit (the web debugger's form) may carry: an
 #: edit is a rule or a few, and parsing and re-evaluating grow with the text.
@@ -84,8 +84,7 @@ def _find(statements, name: str, kind=(A.Rule, A.Constraint)):
     what = "rule" if kind is A.Rule else "rule or constraint"
     names = [(s.statement if isinstance(s, A.Family) else s).name for s in statements
              if isinstance(s.statement if isinstance(s, A.Family) else s, kind)]
-    shown = ", ".join(names[:20]) + (f", ... ({len(names)} in all)" if len(names) > 20 else "")
-    raise NotFound(f"no {what} named {name!r} (there are: {shown or 'none'})")
+    raise NotFound(f"no {what} named {name!r} (there are: {listed(names) or 'none'})")
 
 
 def _put(statements, i: int, new) -> list:
@@ -241,6 +240,35 @@ class Replace(Edit):
 
 #: The fields of each op of a mapping edit: (required, optional). ``name`` is always the
 #: name of the rule or constraint edited; ``rule`` is accepted as an alias of it.
+@dataclass(frozen=True)
+class DropResidual(Edit):
+    """Drop the residual network of output ``name``: the rules alone decide it.
+
+    The statements do not change; the debugger rebuilds its model without that residual
+    (:meth:`greybox.GreyBox.replace` with ``drop_residual``). With rules learned from
+    what the residual added (``Debugger.residual_rules``), this replaces an opaque
+    correction by readable rules, and ``what_if`` says what that costs.
+
+    Examples
+    --------
+    >>> DropResidual("y").describe()
+    'drop the residual network of y'
+    >>> parse_edit(DropResidual("y").to_spec())
+    DropResidual(name='y')
+    """
+
+    name: str
+
+    def apply(self, statements):
+        return list(statements)
+
+    def to_spec(self) -> dict:
+        return {"op": "drop_residual", "name": self.name}
+
+    def describe(self):
+        return f"drop the residual network of {self.name}"
+
+
 EDIT_FIELDS = {
     "weight": (("name", "value"), ()),
     "threshold": (("name", "value"), ("index",)),
@@ -248,6 +276,7 @@ EDIT_FIELDS = {
     "remove": (("name",), ()),
     "add": (("text",), ()),
     "replace": (("name", "text"), ()),
+    "drop_residual": (("name",), ()),
 }
 
 
@@ -367,6 +396,8 @@ def parse_edit(spec) -> Edit:
         return Disable(_name(op, fields["name"]))
     if op == "remove":
         return Remove(_name(op, fields["name"]))
+    if op == "drop_residual":
+        return DropResidual(_name(op, fields["name"]))
     if op == "add":
         return AddStatement(_text(op, fields["text"]))
     return Replace(_name(op, fields["name"]), _text(op, fields["text"]))

@@ -89,6 +89,7 @@ _OP_SUMMARIES = {
     "remove": "remove rule or constraint `name`",
     "add": "add the rules and constraints written in `text`",
     "replace": "replace rule or constraint `name` by the one written in `text`",
+    "drop_residual": "leave out the residual network of output `name`",
 }
 
 
@@ -109,7 +110,8 @@ def _error_response(description: str) -> dict:
         "$ref": "#/components/schemas/Error"}}}}
 
 
-_EDIT_NAMES = {op: f"{op.capitalize()}Edit" for op in EDIT_FIELDS}
+_EDIT_NAMES = {op: "".join(w.capitalize() for w in op.split("_")) + "Edit"
+               for op in EDIT_FIELDS}
 
 #: The OpenAPI description of the JSON API (served at /api/openapi.json).
 OPENAPI = {

@@ -13,20 +13,22 @@ Examples
 ['milp', 'z3']
 """
 
-from ._algorithms import counterfactual, reason, verify
+from ._algorithms import counterfactual, counterfactuals, reason, verify
 from ._backend import BACKENDS, Backend, Problem
 from ._networks import count_relus, layers_of, propagate
-from ._results import Counterfactual, Reason, Verification
+from ._results import Counterfactual, Counterfactuals, Reason, Verification
 
 __all__ = [
     "BACKENDS",
     "Backend",
     "Counterfactual",
+    "Counterfactuals",
     "Problem",
     "Reason",
     "Verification",
     "count_relus",
     "counterfactual",
+    "counterfactuals",
     "layers_of",
     "propagate",
     "reason",

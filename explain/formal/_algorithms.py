@@ -10,6 +10,7 @@ decision function, a counterexample is re-run through it.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -27,7 +28,8 @@ from greybox.rules import (
 )
 
 from ._backend import BACKENDS, choose, resolve_level
-from ._results import Counterfactual, Reason, Verification
+from ._protocol import NO_WISHES, Wishes
+from ._results import Counterfactual, Counterfactuals, Reason, Verification
 from ._row import (
     change_range,
     concepts_after,
@@ -44,7 +46,7 @@ from ._row import (
     show,
 )
 
-__all__ = ["counterfactual", "reason", "verify"]
+__all__ = ["counterfactual", "counterfactuals", "reason", "verify"]
 
 
 def _problem(model, batch, row, output, level, max_relus, backend, timeout, *,
@@ -169,7 +171,8 @@ def reason(model, batch, row=None, output: str | None = None, *,
 def counterfactual(model, batch, row=None, output: str | None = None, *,
                    minimize: str = "count", immutable=(), level: str = "auto",
                    max_relus: int = 64, backend: str = "auto",
-                   timeout: float = 10.0) -> Counterfactual:
+                   timeout: float = 10.0, target=None, allowed=None, increase_only=(),
+                   decrease_only=(), cost=None) -> Counterfactual:
     """The closest variant of row ``row`` (its label in the data's index; default the first
     row) whose decision (what ``predict`` returns) differs.
 
@@ -184,6 +187,22 @@ def counterfactual(model, batch, row=None, output: str | None = None, *,
     change it cannot settle within its share is skipped (a SolverError only when the
     whole optimisation, needed then, runs out of time).
 
+    What a person may ask beyond that -- hard constraints of the search, each checked
+    again on the polished answer:
+
+    - ``target``: the decision wanted (a value of a bool, enum or int output; default
+      any value other than the row's);
+    - ``allowed={fact: (lo, hi)}``: a real or int input, when changed, lands within
+      ``[lo, hi]`` (``None`` for an open end); ``{fact: [values]}``: a bool or enum fact
+      changes only to one of those values;
+    - ``increase_only=[...]`` / ``decrease_only=[...]``: real or int inputs that may only
+      grow / shrink;
+    - ``cost={fact: weight}``: a change of the fact counts ``weight`` times (default 1)
+      in the objective, count or L1, so a costly fact changes only where cheaper ones
+      cannot do it.
+
+    A fact may always keep its row value. Several diverse answers: :func:`counterfactuals`.
+
     Examples
     --------
     >>> import greybox as gb
@@ -197,6 +216,10 @@ def counterfactual(model, batch, row=None, output: str | None = None, *,
     >>> cf = gb.explain.counterfactual(model, model.batch({"age": [40], "income": [20000.0]}))
     >>> cf.new_decision, list(cf.changes.fact), cf.verified
     (True, ['income'], True)
+    >>> cf = gb.explain.counterfactual(model, {"age": [15], "income": [20000.0]},
+    ...                                allowed={"income": (35000, None)})
+    >>> cf.row_after
+    {'age': 18, 'income': 35000.0}
     """
     t0 = time.perf_counter()
     timeout = timeout_seconds(timeout)
@@ -206,28 +229,230 @@ def counterfactual(model, batch, row=None, output: str | None = None, *,
         immutable = (immutable,)
     p, batch, output, row = _problem(model, batch, row, output, level, max_relus, backend,
                                      timeout, optimise=True)
-    unknown = [n for n in immutable if n not in p.facts]
+    _check_names(p, "immutable", immutable)
+    wishes = _wishes(p, output, target, allowed, increase_only, decrease_only, cost)
+    return _answer(model, p, batch, row, output, minimize, tuple(immutable), wishes, t0)
+
+
+@z3_serialised
+def counterfactuals(model, batch, row=None, output: str | None = None, *, n: int = 5,
+                    minimize: str = "count", immutable=(), level: str = "auto",
+                    max_relus: int = 64, backend: str = "auto", timeout: float = 30.0,
+                    target=None, allowed=None, increase_only=(), decrease_only=(),
+                    cost=None) -> Counterfactuals:
+    """Up to ``n`` counterfactuals of row ``row``, diverse by construction: each is the
+    closest change (as :func:`counterfactual`, with the same options) that keeps at
+    least one fact of every earlier answer's change set unchanged -- so no two answers
+    change the same set of facts, and none is an earlier answer with more changes added.
+    Each is verified through ``predict`` and checked against the options, as
+    :func:`counterfactual`'s answer is.
+
+    ``timeout`` (seconds) bounds the whole search, every answer together. Fewer than
+    ``n`` answers come back when no further change set exists within the options
+    (``stopped="exhausted"``: proved by the solver) or the time ran out (``"timeout"``);
+    none at all raises the :class:`~greybox.ModelError` :func:`counterfactual` raises.
+    A separate function rather than a flag of :func:`counterfactual`, because it returns
+    another type: a :class:`Counterfactuals` sequence of :class:`Counterfactual`.
+
+    Examples
+    --------
+    >>> import greybox as gb
+    >>> model = gb.GreyBox('''
+    ... input income: real[0, 100000]
+    ... input savings: real[0, 100000]
+    ... input job: bool
+    ... output approve: bool
+    ... rule earns: income > 30000 -> approve
+    ... rule saved: savings > 50000 -> approve
+    ... ''', semantics="product")
+    >>> cfs = gb.explain.counterfactuals(model, {"income": [20000.0], "savings": [0.0],
+    ...                                          "job": [False]}, n=3)
+    >>> [list(cf.changes.fact) for cf in cfs], cfs.stopped
+    ([['income'], ['savings']], 'exhausted')
+    >>> [model.predict(cf.row_after)["approve"].item() for cf in cfs]
+    [True, True]
+    """
+    t0 = time.perf_counter()
+    timeout = timeout_seconds(timeout)
+    if minimize not in ("count", "l1"):
+        raise ModelError(f"minimize must be 'count' or 'l1', got {minimize!r}")
+    if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 1:
+        raise ModelError(f"n must be a whole number >= 1, got {n!r}")
+    if isinstance(immutable, str):
+        immutable = (immutable,)
+    deadline = time.monotonic() + timeout
+    p, batch, output, row = _problem(model, batch, row, output, level, max_relus, backend,
+                                     timeout, optimise=True)
+    _check_names(p, "immutable", immutable)
+    wishes = _wishes(p, output, target, allowed, increase_only, decrease_only, cost)
+    answers: list = []
+    stopped = "n"
+    while len(answers) < n:
+        left = deadline - time.monotonic()
+        if left <= 0.01:
+            stopped = "timeout"
+            break
+        p.timeout = left
+        ask = replace(wishes, exclude=tuple(frozenset(a.changes.fact) for a in answers))
+        try:
+            answers.append(_answer(model, p, batch, row, output, minimize,
+                                   tuple(immutable), ask, time.perf_counter()))
+        except _NoneLeft:
+            if not answers:
+                raise
+            stopped = "exhausted"
+            break
+        except SolverError:
+            if not answers:
+                raise
+            stopped = "timeout"
+            break
+    return Counterfactuals(batch.index[row], output, p.decision, tuple(answers),
+                           time.perf_counter() - t0, stopped)
+
+
+class _NoneLeft(ModelError):
+    """No change of the mutable facts within the wishes changes the decision."""
+
+
+def _check_names(p, what: str, names) -> None:
+    unknown = [n for n in names if n not in p.facts]
     if unknown:
-        raise ModelError(f"immutable names {unknown[0]!r}, which is not a fact of the row "
+        raise ModelError(f"{what} names {unknown[0]!r}, which is not a fact of the row "
                          f"(facts: {', '.join(p.facts)})")
+
+
+def _names(names) -> tuple:
+    return (names,) if isinstance(names, str) else tuple(names)
+
+
+def _wishes(p, output, target, allowed, increase_only, decrease_only, cost) -> Wishes:
+    """The person's options, checked against the row's facts and made into codes."""
+    kb = p.kb
+    if target is not None:
+        t_out = kb.variables[output].type
+        values = A.domain_values(t_out)
+        if target not in values or (isinstance(t_out, A.BoolType)
+                                    and not isinstance(target, (bool, np.bool_))):
+            shown = ", ".join(map(repr, list(values)[:10]))
+            raise ModelError(f"target {target!r} is not a value of the output {output!r} "
+                             f"(values: {shown})")
+        d = A.domain(t_out)
+        target = d.decode(d.code(target))
+        if target == p.decision:
+            raise ModelError(f"target {target!r}: the row is already decided {target!r}; "
+                             "a counterfactual changes the decision")
+    allowed = dict(allowed or {})
+    cost = dict(cost or {})
+    inc, dec = _names(increase_only), _names(decrease_only)
+    _check_names(p, "increase_only", inc)
+    _check_names(p, "decrease_only", dec)
+    _check_names(p, "allowed", allowed)
+    _check_names(p, "cost", cost)
+    both = set(inc) & set(dec)
+    if both:
+        raise ModelError(f"{sorted(both)[0]!r} is both increase_only and decrease_only "
+                         "(name it in immutable to keep it)")
+
+    def measured(n):
+        return n in kb.variables and kb.variables[n].role == "input" and \
+            isinstance(kb.variables[n].type, (A.RealType, A.IntType))
+
+    ranges, values = {}, {}
+    for n, spec in allowed.items():
+        t = kb.variables[n].type if n in kb.variables else None
+        if measured(n):
+            if not (isinstance(spec, (tuple, list)) and len(spec) == 2):
+                raise ModelError(f"allowed[{n!r}] must be (lo, hi) for the numeric input "
+                                 f"{n!r}, got {spec!r}")
+            lo, hi = (None if v is None else float(v) for v in spec)
+            if lo is not None and hi is not None and lo > hi:
+                raise ModelError(f"allowed[{n!r}] = {spec!r}: lo is above hi")
+            ranges[n] = (lo, hi)
+        elif t is not None and A.is_finite_type(t) and not p.held(n):
+            spec = [spec] if isinstance(spec, (str, bool, int)) else list(spec)
+            bad = [v for v in spec if v not in A.domain_values(t)]
+            if bad:
+                raise ModelError(f"allowed[{n!r}] names {bad[0]!r}, which is not a value of "
+                                 f"{n!r} (values: {', '.join(map(repr, A.domain_values(t)))})")
+            d = A.domain(t)
+            values[n] = frozenset(d.code(v) for v in spec)
+        else:
+            raise ModelError(f"allowed names {n!r}, which is not a real, int, bool or enum "
+                             "fact of the row")
+    for n in inc + dec:
+        if not measured(n):
+            raise ModelError(f"{'increase_only' if n in inc else 'decrease_only'} names "
+                             f"{n!r}, which is not a real or int input")
+        x0 = float(p.facts[n])
+        lo, hi = ranges.get(n, (None, None))
+        if n in inc:
+            lo = x0 if lo is None else max(lo, x0)
+        else:
+            hi = x0 if hi is None else min(hi, x0)
+        ranges[n] = (lo, hi)
+    for n, w in cost.items():
+        try:
+            w = float(w)
+        except (TypeError, ValueError):
+            w = float("nan")
+        if not (np.isfinite(w) and w > 0):
+            raise ModelError(f"cost[{n!r}] must be a positive number, got {cost[n]!r}")
+        cost[n] = w
+    return Wishes(target, ranges, values, cost)
+
+
+def _within(p, wishes: Wishes, after: dict) -> str | None:
+    """Which wish a polished answer breaks (in words), or None."""
+    changed = {n for n in after if after[n] != p.facts[n]}
+    for n in sorted(changed):
+        if n in wishes.ranges:
+            lo, hi = wishes.ranges[n]
+            v = float(after[n])
+            if (lo is not None and v < lo) or (hi is not None and v > hi):
+                return f"{n} = {v!r} outside the allowed range [{lo}, {hi}]"
+        if n in wishes.values and after[n] not in wishes.values[n]:
+            return f"{n} = {show(p.kb, n, after[n])!r} is not an allowed value"
+    for earlier in wishes.exclude:
+        if earlier <= changed:
+            return f"it changes all of an earlier answer's facts ({', '.join(sorted(earlier))})"
+    return None
+
+
+def _answer(model, p, batch, row, output, minimize, immutable, wishes, t0) -> Counterfactual:
+    """One counterfactual of the compiled row ``p`` within ``wishes``: solved, polished
+    within the wishes and verified through the decision function."""
     spreads = {n: float(model.spread(n)) for n in p.facts
                if n in model.feature_names}
-    after = p.closest(minimize=minimize, immutable=set(immutable), spreads=spreads)
+    after = p.closest(minimize=minimize, immutable=set(immutable), spreads=spreads,
+                      wishes=wishes)
     if after is None:
         ranges = "".join(f"; {a}" for a in p.assumptions(immutable))
         held = f" (keeping {', '.join(immutable)})" if immutable else ""
-        raise ModelError(f"row {batch.index[row]!r}: no change of the mutable facts{held} "
-                         "within their types and the hard constraints changes the decision of "
-                         f"{output!r} (the model decides {p.decision!r} everywhere "
-                         f"there{ranges}){p.why_none()}")
+        asked = []
+        if wishes.target is not None:
+            asked.append(f"to {wishes.target!r}")
+        if wishes.ranges or wishes.values:
+            asked.append("within the allowed changes")
+        if wishes.exclude:
+            asked.append(f"apart from {len(wishes.exclude)} earlier answer(s)")
+        asked = "".join(f" {a}" for a in asked)
+        raise _NoneLeft(f"row {batch.index[row]!r}: no change of the mutable facts{held} "
+                        "within their types and the hard constraints changes the decision of "
+                        f"{output!r}{asked} (the model decides {p.decision!r} everywhere "
+                        f"there{ranges}){p.why_none()}")
     facts = p.facts
+
+    def reached(got) -> bool:
+        if wishes.target is not None:
+            return got == wishes.target
+        return got is not None and got != p.decision
 
     def applied(trial):
         return applied_all([trial])[0]
 
     def applied_all(trials):
-        return [got is not None and got != p.decision
-                for got in decisions_on(model, batch, row, output, trials)]
+        return [reached(got) for got in decisions_on(model, batch, row, output, trials)]
 
     # solver noise is not a change -- unless the decision needs it: on a row whose sum
     # sits exactly on a threshold (0.1 + 0.2 + 0.3 > 0.6) the closest change is that small
@@ -242,31 +467,43 @@ def counterfactual(model, batch, row=None, output: str | None = None, *,
     changes = [{"fact": n, "before": show(p.kb, n, facts[n]), "after": show(p.kb, n, c)}
                for n, c in after.items() if c != facts[n]]
 
-    _polish(model, p, changes, after, applied, applied_all)
+    _polish(model, p, changes, after, applied, applied_all, wishes)
     new_decision = decision_on(model, batch, row, output, after)
-    if new_decision is None or new_decision == p.decision:
+    if not reached(new_decision):
         # never hand out a change that does not change predict
         why = (" with the residual's logits held; the residual follows the inputs, so use "
                "level='input'") if any(p.held(n) for n in p.facts) else ""
+        to = f" to {wishes.target!r}" if wishes.target is not None else ""
         moves = ", ".join(f"{c['fact']}: {c['before']!r} -> {c['after']!r}" for c in changes)
         raise ModelError(f"row {batch.index[row]!r}: the solver's counterfactual ({moves}) "
-                         f"does not change the decision of {output!r} when applied{why}")
+                         f"does not change the decision of {output!r}{to} when applied{why}")
+    broken = _within(p, wishes, after)
+    if broken is not None:   # never hand out one outside what was asked
+        raise SolverError(f"row {batch.index[row]!r}: the solver's counterfactual breaks "
+                          f"what was asked: {broken}")
     return Counterfactual(batch.index[row], output, p.decision, new_decision,
                           pd.DataFrame(changes, columns=["fact", "before", "after"],
                                        dtype=object),
                           inputs_after(model, batch, row, after),
-                          distance(model, p.kb, changes, facts, after, minimize),
+                          distance(model, p.kb, changes, facts, after, minimize, wishes.cost),
                           True, time.perf_counter() - t0, p.level,
                           p.assumptions(immutable), concepts_after(model.kb, after))
 
 
-def _polish(model, p, changes: list, after: dict, applied, applied_all) -> None:
+def _polish(model, p, changes: list, after: dict, applied, applied_all,
+            wishes: Wishes = NO_WISHES) -> None:
     """A solver's counterfactual made into values a person can apply, each step checked by
     the decision function: changes that are not needed put back; a real change that
     stops within the solver's tolerance of a threshold pushed over it; real changes
     pulled back to the threshold, then rounded to the data's precision on the decided
-    side. Updates ``changes`` and ``after`` in place."""
+    side -- each within ``wishes``' ranges. Updates ``changes`` and ``after`` in place."""
     kb, facts = p.kb, p.facts
+
+    def limits(n, v):
+        lo, hi = change_range(model, kb, n, v)
+        a, b = wishes.ranges.get(n, (None, None))
+        return (lo if a is None else max(lo, a)), (hi if b is None else min(hi, b))
+
     if applied(after):
         for change in sorted(changes, key=lambda c: abs(num(c["after"]) - num(c["before"]))):
             trial = dict(after)
@@ -289,7 +526,7 @@ def _polish(model, p, changes: list, after: dict, applied, applied_all) -> None:
             step = float(base[n]) - float(facts[n])
             moved = float(base[n]) + np.sign(step) * max(abs(float(facts[n])), 1.0) \
                 * 1e-9 * 10 ** k
-            lo, hi = change_range(model, kb, n, float(base[n]))
+            lo, hi = limits(n, float(base[n]))
             pushed[n] = float(np.clip(moved, lo, hi))
         trials = [{**base, **{n: pushed[n] for n in group}} for group in groups]
         for trial, ok in zip(trials, applied_all(trials)):   # decided in one evaluation
@@ -300,8 +537,8 @@ def _polish(model, p, changes: list, after: dict, applied, applied_all) -> None:
         pull_back(kb, changes, facts, after, applied_all, steps=24,
                   precision=lambda n: person_step(model, n) / 4
                   if kb.variables[n].role == "input" else 0.0,
-                  limits=lambda n, v: change_range(model, kb, n, v))
-    round_changes(model, kb, facts, after, changes, applied_all)
+                  limits=limits)
+    round_changes(model, kb, facts, after, changes, applied_all, limits=limits)
 
 
 @z3_serialised

@@ -2,7 +2,34 @@
 
 from __future__ import annotations
 
-__all__ = ["Backend", "Problem"]
+from dataclasses import dataclass, field
+
+__all__ = ["NO_WISHES", "Backend", "Problem", "Wishes"]
+
+
+@dataclass(frozen=True)
+class Wishes:
+    """What a person asks of a counterfactual beyond "closest, decision differs", in the
+    facts' codes: ``target`` the decision wanted (None: any other than the row's);
+    ``ranges`` name -> (lo, hi), where a real or int fact may move (``increase_only``
+    and ``decrease_only`` become one-sided ranges); ``values`` name -> the codes an
+    enum or bool fact may take when changed; ``cost`` name -> weight of its change in
+    the objective (count and L1); ``exclude``: change sets (frozensets of names) of
+    earlier answers -- each answer keeps at least one fact of every one unchanged.
+    A fact may always keep its row value."""
+
+    target: object = None
+    ranges: dict = field(default_factory=dict)
+    values: dict = field(default_factory=dict)
+    cost: dict = field(default_factory=dict)
+    exclude: tuple = ()
+
+    def weight(self, name: str) -> float:
+        return float(self.cost.get(name, 1.0))
+
+
+#: no wishes: the closest change to any other decision
+NO_WISHES = Wishes()
 
 
 class Problem:
@@ -27,8 +54,9 @@ class Problem:
         guarantees the decision (an unsat core where the backend has one)."""
         return fixed
 
-    def closest(self, *, minimize: str, immutable, spreads: dict):
-        """The facts closest to the row's whose decision differs; None when none."""
+    def closest(self, *, minimize: str, immutable, spreads: dict, wishes: Wishes = NO_WISHES):
+        """The facts closest to the row's whose decision differs (is ``wishes.target``
+        where it is set), within ``wishes``; None when none."""
         raise NotImplementedError
 
     def assumptions(self, fixed=()) -> tuple:

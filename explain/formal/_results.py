@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -13,7 +14,7 @@ from greybox.rules import Entailment
 if TYPE_CHECKING:
     from greybox import Batch
 
-__all__ = ["Counterfactual", "Reason", "Verification"]
+__all__ = ["Counterfactual", "Counterfactuals", "Reason", "Verification"]
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,7 @@ class Reason:
     def __str__(self) -> str:
         extra = "".join(f"; {a}" for a in self.assumptions)
         if self.facts:
-            facts = " and ".join(f"{k} = {v!r}" for k, v in self.facts.items())
+            facts = " and ".join(f"{k} = {_fact(k, v)}" for k, v in self.facts.items())
             whatever = f", whatever {', '.join(self.free)}" if self.free else ""
             why = f"because {facts}{whatever}"
         else:   # no fact is needed: the learned rules and the hard constraints decide
@@ -58,6 +59,15 @@ class Reason:
 
     def to_frame(self) -> pd.DataFrame:
         return pd.DataFrame({"fact": list(self.facts), "value": list(self.facts.values())})
+
+
+def _fact(name: str, value) -> str:
+    """A fact's value as printed: data values as they are, a network's logit (a float
+    computed by the model, not read from the data) to 4 significant digits (``facts``
+    keeps it exact)."""
+    if name.startswith("residual:") and isinstance(value, float):
+        return f"{value:.4g}"
+    return repr(value)
 
 
 @dataclass(frozen=True)
@@ -123,6 +133,78 @@ class Counterfactual:
 
     def to_frame(self) -> pd.DataFrame:
         return self.changes
+
+
+@dataclass(frozen=True)
+class Counterfactuals(Sequence):
+    """Several counterfactuals of one row (:func:`~greybox.explain.counterfactuals`), a
+    sequence of :class:`Counterfactual`, closest first.
+
+    Diverse by construction: no answer changes every fact an earlier one changes, so
+    their change sets differ. ``stopped``: why there are no more -- ``"n"`` (as many as
+    asked), ``"exhausted"`` (the solver proved no further change set reaches the
+    decision within the options) or ``"timeout"``. ``diversity`` is the mean pairwise
+    Jaccard distance of the change sets (1: disjoint; 0 for fewer than two answers).
+    """
+
+    row: object
+    output: str
+    decision: object
+    answers: tuple
+    seconds: float
+    stopped: str = "n"
+
+    def __len__(self) -> int:
+        return len(self.answers)
+
+    def __getitem__(self, i):
+        return self.answers[i]
+
+    @property
+    def verified(self) -> bool:
+        """Whether every answer was verified by running ``predict`` on it."""
+        return all(a.verified for a in self.answers)
+
+    @property
+    def diversity(self) -> float:
+        sets = [frozenset(a.changes.fact) for a in self.answers]
+        pairs = [(a, b) for i, a in enumerate(sets) for b in sets[i + 1:]]
+        if not pairs:
+            return 0.0
+        return sum(1.0 - len(a & b) / len(a | b) for a, b in pairs) / len(pairs)
+
+    def __str__(self) -> str:
+        why = {"n": "", "exhausted": "; no other change set reaches it",
+               "timeout": "; the time ran out"}.get(self.stopped, "")
+        head = (f"{len(self)} counterfactual(s) of row {self.row}: {self.output} = "
+                f"{self.decision!r}{why}")
+        lines = [head]
+        for k, a in enumerate(self.answers, 1):
+            moves = ", ".join(f"{c.fact}: {c.before!r} -> {c.after!r}"
+                              for c in a.changes.itertuples())
+            lines.append(f"  {k}. {a.output} = {a.new_decision!r} if {moves} "
+                         f"({'verified' if a.verified else 'NOT verified'})")
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        head, *rest = str(self).split("\n")
+        items = "".join(f"<li>{html.escape(r.strip().split('. ', 1)[1])}</li>" for r in rest)
+        return f"<p>{html.escape(head)}</p><ol>{items}</ol>"
+
+    def to_frame(self) -> pd.DataFrame:
+        """One line per change: ``answer`` (1, 2, ...), ``fact``, ``before``, ``after``,
+        ``new_decision``, ``distance``."""
+        frames = []
+        for k, a in enumerate(self.answers, 1):
+            f = a.changes.copy()
+            f.insert(0, "answer", k)
+            f["new_decision"] = [a.new_decision] * len(f)
+            f["distance"] = a.distance
+            frames.append(f)
+        if not frames:
+            return pd.DataFrame(columns=["answer", "fact", "before", "after",
+                                         "new_decision", "distance"])
+        return pd.concat(frames, ignore_index=True)
 
 
 @dataclass(frozen=True)

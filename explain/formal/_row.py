@@ -218,13 +218,18 @@ def decimals(step: float) -> int:
     return max(0, int(-np.floor(np.log10(step)))) if step > 0 else 12
 
 
-def round_changes(model, kb, facts: dict, after: dict, changes: list, differs_all) -> bool:
+def round_changes(model, kb, facts: dict, after: dict, changes: list, differs_all, *,
+                  limits=None) -> bool:
     """Round each changed real table input away from its original value to a person's
     precision (so it lands on the decided side of a threshold with a margin), pushing a
     step further while the model's decision does not differ; keeps the unrounded values
     when no rounding within 3 steps works. Returns whether the decision differs.
     ``differs_all(list of values) -> list of bools``: all the roundings and the unrounded
-    values are decided in one evaluation."""
+    values are decided in one evaluation. ``limits(name, value) -> (lo, hi)``: where a
+    value may move (default :func:`change_range`)."""
+    if limits is None:
+        def limits(n, v):
+            return change_range(model, kb, n, v)
     reals = [c["fact"] for c in changes if c["fact"] in kb.variables
              and isinstance(kb.variables[c["fact"]].type, A.RealType)
              and kb.variables[c["fact"]].role == "input"]
@@ -242,7 +247,7 @@ def round_changes(model, kb, facts: dict, after: dict, changes: list, differs_al
             k = np.ceil(value / step - 1e-9) if up else np.floor(value / step + 1e-9)
             k += extra if up else -extra
             v = round(float(k * step), decimals(step))
-            lo, hi = change_range(model, kb, n, value)
+            lo, hi = limits(n, value)
             trial[n] = min(max(v, lo), hi)
         trials.append(trial)
     found = differs_all([*trials, after])
@@ -256,20 +261,23 @@ def round_changes(model, kb, facts: dict, after: dict, changes: list, differs_al
     return found[-1]
 
 
-def distance(model, kb, changes: list, facts: dict, after: dict, minimize: str) -> float:
+def distance(model, kb, changes: list, facts: dict, after: dict, minimize: str,
+             cost: dict | None = None) -> float:
     """A counterfactual's size: its number of changes (``minimize="count"``) or the sum of
     its real and int changes in units of each input's spread (a changed bool, enum or
-    neural class counts 1)."""
+    neural class counts 1); each change weighted by ``cost`` (name -> weight, default 1)."""
     total = 0.0
+    cost = cost or {}
     for c in changes:
         n = c["fact"]
+        w = float(cost.get(n, 1.0))
         t = kb.variables[n].type if n in kb.variables else None
         if minimize == "count" or not isinstance(t, (A.RealType, A.IntType)) or \
                 kb.variables[n].role == "neural" and isinstance(t, A.IntType):
-            total += 1.0
+            total += w
         else:
             spread = float(model.spread(n)) if n in model.feature_names else 1.0
-            total += abs(float(after[n]) - float(facts[n])) / max(spread, 1e-12)
+            total += w * abs(float(after[n]) - float(facts[n])) / max(spread, 1e-12)
     return total
 
 

@@ -39,7 +39,7 @@ from greybox.rules import ast as A
 from greybox.rules import plan, z3_serialised
 
 from ._networks import propagate
-from ._protocol import Backend, Problem
+from ._protocol import NO_WISHES, Backend, Problem, Wishes
 from ._row import decision_on, row_state
 
 __all__ = ["MilpBackend", "Program", "compile_decision"]
@@ -615,9 +615,15 @@ def _decode(comp: _Compiler, x: np.ndarray) -> dict:
     return out
 
 
-def _goal(comp: _Compiler, output: str, decision) -> Lin:
-    """A binary expression that is 1 when ``output``'s decision is not ``decision``."""
+def _goal(comp: _Compiler, output: str, decision, target=None) -> Lin:
+    """A binary expression that is 1 when ``output``'s decision is not ``decision`` (is
+    ``target``, where one is given)."""
     t = comp.kb.variables[output].type
+    if target is not None:
+        if isinstance(t, A.BoolType):
+            d = comp.decisions[output]
+            return d if target is True else comp.p.not_(d)
+        return comp.onehot[output][A.domain(t).index(target)]
     if isinstance(t, A.BoolType):
         d = comp.decisions[output]
         return d if decision is False else comp.p.not_(d)
@@ -644,9 +650,11 @@ def differs(comp: _Compiler, output: str, decision, fixed: dict, *, time_limit: 
 
 
 def closest_change(comp: _Compiler, output: str, decision, facts: dict, *, minimize: str,
-                   immutable, spreads: dict, time_limit: float):
+                   immutable, spreads: dict, time_limit: float, wishes: Wishes = NO_WISHES):
     """The input values closest to ``facts`` (L1 in units of ``spreads``, or fewest
-    changes) whose decision is not ``decision``; None when there are none.
+    changes, each weighted by ``wishes.cost``) whose decision is not ``decision`` (is
+    ``wishes.target`` where set), within ``wishes``' ranges, values and exclusions;
+    None when there are none.
 
     Fewest changes: one input at a time first (each a small program with every other
     input fixed, which presolve mostly decides); the closest single change is the
@@ -658,43 +666,74 @@ def closest_change(comp: _Compiler, output: str, decision, facts: dict, *, minim
         for name in mutable:
             x = closest_change(comp, output, decision, facts, minimize="l1",
                                immutable=set(comp.inputs) - {name}, spreads=spreads,
-                               time_limit=time_limit)
+                               time_limit=time_limit, wishes=wishes)
             if x is not None:
                 t = comp.kb.variables[name].type
                 gap = abs(float(x[name]) - float(facts[name])) / max(
                     spreads.get(name, 1.0), 1e-12) if isinstance(
                     t, (A.RealType, A.IntType)) else 1.0
+                w = wishes.weight(name)
                 # gaps equal but for solver noise tie: the earlier input wins
-                singles.append((round(gap, 9), mutable.index(name), x))
+                singles.append((w, round(gap * w, 9), mutable.index(name), x))
         if singles:
-            return min(singles, key=lambda c: c[:2])[2]
+            best = min(singles, key=lambda c: c[:3])
+            # with costs, two cheap changes may cost less than one dear one
+            ws = sorted(wishes.weight(n) for n in mutable)
+            if best[0] <= ws[0] + ws[1]:
+                return best[3]
     p = comp.p
     rows, nvars = len(p.rows), len(p.lb)
     lb, ub = list(p.lb), list(p.ub)
     for name in immutable:
         _fix(comp, name, facts[name], lb, ub)
-    p.add(_goal(comp, output, decision), lo=1.0)
+    p.add(_goal(comp, output, decision, wishes.target), lo=1.0)
     distance, changed = _lin(0.0), _lin(0.0)
+    flags = {}    # name -> binary: 1 when the input changed
     for name, e in comp.inputs.items():
         if name in immutable:
             continue
         t = comp.kb.variables[name].type
+        w = wishes.weight(name)
         if isinstance(t, A.EnumType):
+            for k, h in enumerate(comp.onehot[name]):
+                if name in wishes.values and k != int(facts[name]) and \
+                        A.domain(t).code_at(k) not in wishes.values[name]:
+                    ub[next(iter(h.terms))] = 0.0       # a value it may not take
             c = p.not_(comp.onehot[name][int(facts[name])])
-            distance, changed = distance + c, changed + c
+            distance, changed = distance + c.scale(w), changed + c.scale(w)
+            flags[name] = c
             continue
         if isinstance(t, A.BoolType):
+            if name in wishes.values and (not facts[name]) not in wishes.values[name]:
+                _fix(comp, name, facts[name], lb, ub)
             c = e if not facts[name] else p.not_(e)
-            distance, changed = distance + c, changed + c
+            distance, changed = distance + c.scale(w), changed + c.scale(w)
+            flags[name] = c
             continue
-        span = ub[next(iter(e.terms))] - lb[next(iter(e.terms))]
+        (i,) = e.terms
+        span = ub[i] - lb[i]
         gap = Lin({p.var(f"{name}.gap", 0.0, max(span, 0.0)): 1.0}, 0.0, False)
         p.add(gap - e + float(facts[name]), lo=0.0)     # gap >= x - x0
         p.add(gap + e - float(facts[name]), lo=0.0)     # gap >= x0 - x
-        distance = distance + gap.scale(1.0 / max(spreads.get(name, 1.0), 1e-12))
+        distance = distance + gap.scale(w / max(spreads.get(name, 1.0), 1e-12))
         c = p.binary(f"{name}.changed")
         p.add(gap - c.scale(max(span, 0.0)), hi=0.0)    # gap > 0 -> changed
-        changed = changed + c
+        changed = changed + c.scale(w)
+        flags[name] = c
+        lo, hi = wishes.ranges.get(name, (None, None))
+        # changed -> within the wished range (unchanged, it keeps the row's value)
+        if lo is not None and np.isfinite(lo) and lo > lb[i]:
+            p.add(e - c.scale(lo - lb[i]), lo=lb[i])
+        if hi is not None and np.isfinite(hi) and hi < ub[i]:
+            p.add(e - c.scale(hi - ub[i]), hi=ub[i])
+    for earlier in wishes.exclude:
+        # one of an earlier answer's changed inputs keeps its value (one held already
+        # satisfies it)
+        if all(n in flags for n in earlier):
+            total = _lin(0.0)
+            for n in earlier:
+                total = total + flags[n]
+            p.add(total, hi=len(earlier) - 1)
     lb += p.lb[nvars:]
     ub += p.ub[nvars:]
     saved = (p.lb, p.ub)
@@ -743,10 +782,13 @@ class MilpProblem(Problem):
         # a witness on a threshold's wrong side: ask Z3, which is exact
         return self._exact_problem().differs(fixed)
 
-    def _replays(self, witness: dict) -> bool:
-        """Whether the decision function decides otherwise on the witness's inputs."""
+    def _replays(self, witness: dict, target=None) -> bool:
+        """Whether the decision function decides otherwise (``target``, where given) on
+        the witness's inputs."""
         model, batch, row, _ = self._where
         got = decision_on(model, batch, row, self.output, witness)
+        if target is not None:
+            return got == target
         return got is not None and got != self.decision
 
     @z3_serialised
@@ -772,7 +814,7 @@ class MilpProblem(Problem):
             self._exact = exact
         return self._exact
 
-    def closest(self, *, minimize: str, immutable, spreads: dict):
+    def closest(self, *, minimize: str, immutable, spreads: dict, wishes: Wishes = NO_WISHES):
         # searched in the inner program (a margin around real thresholds), so that the
         # change found replays; the over-approximating one says when none exists at all
         # ``timeout`` bounds the whole search, every program (and Z3) together
@@ -786,25 +828,26 @@ class MilpProblem(Problem):
                                  margin=EPS, row=self._row_values())
         found = closest_change(inner, self.output, self.decision, self.facts,
                                minimize=minimize, immutable=set(immutable), spreads=spreads,
-                               time_limit=left())
-        if found is not None and not self._replays(found):
+                               time_limit=left(), wishes=wishes)
+        if found is not None and not self._replays(found, wishes.target):
             # HiGHS' feasibility tolerance (1e-7) let a fact the change keeps, a hair off
             # a threshold (x = 2.75999999724 against x >= 2.76), count as over it, and
             # polishing moves only changed facts: which change works is Z3's to say
             exact = self._exact_problem()
             exact.timeout = left()
-            return exact.closest(minimize=minimize, immutable=immutable, spreads=spreads)
+            return exact.closest(minimize=minimize, immutable=immutable, spreads=spreads,
+                                 wishes=wishes)
         if found is None:
             found = closest_change(self.comp, self.output, self.decision, self.facts,
                                    minimize=minimize, immutable=set(immutable),
-                                   spreads=spreads, time_limit=left())
-            if found is not None and not self._replays(found):
+                                   spreads=spreads, time_limit=left(), wishes=wishes)
+            if found is not None and not self._replays(found, wishes.target):
                 # the over-approximation's change sits on a threshold (a score of exactly
                 # 0, a real at equality): whether any change exists is Z3's to say, exactly
                 exact = self._exact_problem()
                 exact.timeout = left()
                 found = exact.closest(minimize=minimize, immutable=immutable,
-                                      spreads=spreads)
+                                      spreads=spreads, wishes=wishes)
         return found
 
     def assumptions(self, fixed=()) -> tuple:

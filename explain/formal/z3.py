@@ -31,7 +31,7 @@ from greybox.rules import (
 from greybox.rules import ast as A
 
 from ._networks import propagate
-from ._protocol import Backend, Problem
+from ._protocol import NO_WISHES, Backend, Problem, Wishes
 from ._row import residual_facts, row_state
 
 __all__ = ["Z3Backend", "encode_network"]
@@ -279,7 +279,7 @@ class Z3Problem(Problem):
         return self.check(s) == z3.sat
 
     @z3_serialised
-    def closest(self, *, minimize: str, immutable, spreads: dict):
+    def closest(self, *, minimize: str, immutable, spreads: dict, wishes: Wishes = NO_WISHES):
         """Fewest changes: one fact at a time first (:meth:`_single`, the other facts
         held, as the MILP backend does), the closest single change winning and ties going
         to the earlier fact -- cheap where hard constraints make the whole optimisation
@@ -291,8 +291,14 @@ class Z3Problem(Problem):
         The single-fact calls share half of it, each its fair share of what is left
         (time one does not use passes on to the next); a call that runs out answers
         "unknown" -- that fact is skipped, never the whole counterfactual lost -- and
-        the whole optimisation gets the rest."""
+        the whole optimisation gets the rest.
+
+        ``wishes`` (:class:`Wishes`): the decision wanted, where facts may move, the
+        weights of their changes and earlier answers' change sets to keep apart from --
+        all part of every solver call."""
         deadline = time.monotonic() + self.timeout
+        self._wishes = wishes
+        self._wish_solver = None
         mutable = [n for n in self.names if n not in immutable and not self.held(n)]
         if mutable and (minimize == "count" or len(mutable) == 1):
             singles = []
@@ -305,10 +311,15 @@ class Z3Problem(Problem):
                     continue              # unknown within its share: skipped
                 if found is not None:
                     # gaps equal but for solver noise tie: the earlier fact wins
-                    singles.append((round(self._gap(name, found[name], spreads), 9), k,
-                                    found))
+                    w = wishes.weight(name)
+                    singles.append((w if minimize == "count" else 0.0,
+                                    round(self._gap(name, found[name], spreads) * w, 9),
+                                    k, found))
             if singles:
-                return min(singles, key=lambda c: c[:2])[2]
+                best = min(singles, key=lambda c: c[:3])
+                # with costs, two cheap changes may cost less than one dear one
+                if minimize != "count" or best[0] <= _two_cheapest(mutable, wishes):
+                    return best[3]
         return self._optimise(mutable=mutable, minimize=minimize, spreads=spreads,
                               until=deadline)
 
@@ -323,7 +334,7 @@ class Z3Problem(Problem):
         order that does (each counts 1). Value by value, each check is one cheap
         satisfiability question; Z3's optimiser over an int read through ReLUs can take
         minutes on the same question."""
-        s = self._differs_solver()
+        s = self._search_solver()
         others = [self._lits[n] for n in self.names if n != name]
         if self.check(s, *others, until=until) == z3.unsat:
             return None
@@ -357,13 +368,17 @@ class Z3Problem(Problem):
         opt = z3.Optimize()
         opt.set("timeout", _ms(until - time.monotonic()))
         opt.add(*self.background)
-        opt.add(z3.Not(self.goal))
+        opt.add(self._want(), *self._wish_terms())
         counts, dists = [], []
         for n in self.names:
             if n not in mutable:
                 opt.add(self.equality(n))
                 continue
             changed, dist = self._distance(n, spreads)
+            w = self._wishes.weight(n)
+            if w != 1.0:
+                w = z3.RealVal(Fraction(w).limit_denominator(10**9))
+                changed, dist = w * changed, w * dist
             counts.append(changed)
             dists.append(dist)
         zero = z3.RealVal(0)
@@ -416,6 +431,53 @@ class Z3Problem(Problem):
                 "at the input level the residual follows the inputs")
 
     # helpers --------------------------------------------------------------------------
+    _wishes = NO_WISHES
+    _wish_solver = None
+
+    def _want(self):
+        """The decision a counterfactual must reach: ``wishes.target``, or any other than
+        the row's."""
+        target = self._wishes.target
+        if target is None:
+            return z3.Not(self.goal)
+        return self.enc.var(self.output) == \
+            A.domain(self.kb.variables[self.output].type).z3_value(target)
+
+    def _wish_terms(self) -> list:
+        """The wishes' constraints on the facts: ranges, allowed values, and each earlier
+        change set keeping one of its facts unchanged."""
+        terms = []
+        w = self._wishes
+        for n, (lo, hi) in w.ranges.items():
+            x = self.const(n)
+            if isinstance(self.kb.variables[n].type, A.IntType):
+                x = z3.ToReal(x)
+            inside = []
+            if lo is not None and np.isfinite(lo):
+                inside.append(x >= z3.RealVal(Fraction(float(lo))))
+            if hi is not None and np.isfinite(hi):
+                inside.append(x <= z3.RealVal(Fraction(float(hi))))
+            if inside:
+                terms.append(z3.Or(self.equality(n), z3.And(inside)))
+        for n, codes in w.values.items():
+            terms.append(z3.Or(self.equality(n),
+                               *[self.const(n) == self.value(n, c) for c in codes]))
+        for changed in w.exclude:
+            terms.append(z3.Or([self.equality(n) for n in changed if n in self.facts]))
+        return terms
+
+    def _search_solver(self) -> z3.Solver:
+        """The solver counterfactuals search with: :meth:`_differs_solver` where nothing
+        is wished, otherwise one with the wishes added (built once per search)."""
+        if self._wishes == NO_WISHES:
+            return self._differs_solver()
+        if self._wish_solver is None:
+            s = self.solver()
+            s.add(self._want(), *self._wish_terms())
+            s.add(*[z3.Implies(self._lits[n], self.equality(n)) for n in self.names])
+            self._wish_solver = s
+        return self._wish_solver
+
     def _differs_solver(self) -> z3.Solver:
         if self._solver is None:
             s = self.solver()
@@ -490,6 +552,12 @@ ENUMERATED = 64
 def _ms(seconds: float) -> int:
     """A Z3 timeout (whole milliseconds, at least 1) of ``seconds``."""
     return z3_milliseconds(seconds)
+
+
+def _two_cheapest(names, wishes) -> float:
+    """The least weighted count of a change of two or more facts among ``names``."""
+    w = sorted(wishes.weight(n) for n in names)
+    return w[0] + w[1] if len(w) > 1 else float("inf")
 
 
 def _measured(kb, n: str) -> bool:
