@@ -357,7 +357,8 @@ def test_residual_rules_reproduce_what_the_residual_adds():
     dbg = gb.explain.Debugger(model, data, decided)
     cands = residual_rules(dbg, top=3)
     assert cands
-    (edit,) = cands[0]
+    edit, drop = cands[0]
+    assert drop == gb.explain.debug.DropResidual("y")
     assert edit.text.startswith("rule residual_1 ")
     assert "x > 7" in edit.text and "z < 0.5" in edit.text or "z <= 0.4" in edit.text
     # the rules alone, with it, decide as the rules and the residual did
@@ -365,6 +366,10 @@ def test_residual_rules_reproduce_what_the_residual_adds():
                                          *gr.parse_statements(edit.text)]),
                        semantics="product").predict(data)["y"].to_numpy()
     assert (alone == decided).all()
+    # the same through the debugger: the replacement changes no decision
+    result = dbg.what_if(*cands[0])
+    assert len(result.fixed) == len(result.broken) == result.changed == 0
+    assert dbg.model.residual_for("y") is None
     # no residual: nothing to say
     plain = gb.explain.Debugger(gb.GreyBox(kb, semantics="product"), data, decided)
     assert residual_rules(plain) == []

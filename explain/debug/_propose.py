@@ -28,7 +28,7 @@ import greybox.rules as gr
 from greybox.rules import ast as A
 from greybox.rules import search_conjunctions
 
-from ._edits import AddStatement
+from ._edits import AddStatement, DropResidual
 
 __all__ = ["candidate_rules", "residual_rules"]
 
@@ -301,8 +301,10 @@ def residual_rules(dbg, *, max_conditions: int = 3,
     residual (``GreyBox(kb)`` without ``residual=``) and read, check and keep the rules.
 
     Returns ``[]`` for a model without a residual for the debugger's output, or where the
-    residual flips no decision. Otherwise as :func:`candidate_rules`: one-edit tuples
-    adding ``rule residual_N weight W: CONDITIONS -> HEAD``, best first, each checked.
+    residual flips no decision. Otherwise as :func:`candidate_rules`, best first, each
+    rule checked, but each tuple is the replacement: ``(AddStatement("rule residual_N
+    weight W: CONDITIONS -> HEAD"), DropResidual(output))``, so ``dbg.what_if(*edits)``
+    shows what the rules alone, with the new one, decide.
     The counts behind the ranking are on the rules alone (the residual removed):
     rows where the rule reproduces the residual's flip minus rows where it changes a
     decision the residual does not.
@@ -320,4 +322,4 @@ def residual_rules(dbg, *, max_conditions: int = 3,
     frame = rule_features(dbg)
     found = _propose(dbg, frame, rules_only, current, desired, flipped,
                      max_conditions=max_conditions, top=top, base="residual")
-    return [_edit(rule) for _net, rule, _conj in found]
+    return [(*_edit(rule), DropResidual(dbg.output)) for _net, rule, _conj in found]
