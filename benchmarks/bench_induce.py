@@ -7,8 +7,9 @@
 
 Peers: imodels' RuleFitClassifier, FIGSClassifier and GreedyRuleListClassifier, and
 wittgenstein's RIPPER, each with its default settings but its size (and RuleFit's
-``cv=False``: its L1 strength then comes from the path that meets ``max_rules``, which is
-what a size limit asks; its cross-validated default took most of a 20-minute run).
+``cv=False``: the least L1 regularisation whose rule count meets ``max_rules``, rather
+than the one that cross-validates best among those; the cross-validated default took most
+of a 20-minute run).
 
 Data: breast cancer, wine, iris (scikit-learn's bundled copies) and a synthetic set with
 two planted rules, ``(x0 > 0.6 and x1 <= 0.4) or x2 > 0.8``, and 10% of the labels
