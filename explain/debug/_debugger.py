@@ -665,6 +665,93 @@ class Debugger:
         return suggest(self, rows, validation=validation, keep=keep, max_edits=max_edits,
                        top=top, timeout=timeout)
 
+    def propose_rules(self, rows=None, *, max_conditions: int = 3, top: int = 5,
+                      validation=None, keep=(), timeout: float = 10.0):
+        """New rules, learned from the failures, that fix them: certified suggestions.
+
+        Each suggestion adds one rule ``rule learned_N weight W: CONDITIONS -> HEAD`` --
+        a conjunction of at most ``max_conditions`` conditions over the table inputs and
+        the neural concepts, thresholds at the data's breakpoints
+        (:func:`greybox.rules.search_conjunctions`), the weight the rows' current scores
+        need -- chosen for failures fixed minus correct rows broken and checked against
+        the existing rules (not dead, not subsumed, no contradiction:
+        :func:`greybox.rules.check`). Its ``fixed`` and ``broken`` are then what
+        :meth:`what_if` reports (the same rebuild and ``predict``), and it is certified as
+        :meth:`suggest`'s are (``keep``, consistent hard constraints).
+
+        Parameters
+        ----------
+        rows : row labels, optional
+            The failures to fix; default every failure.
+        max_conditions : int
+            Most conditions in a learned rule's body.
+        top : int
+            Most suggestions.
+        validation, keep, timeout
+            As for :meth:`suggest`.
+
+        Returns
+        -------
+        Suggestions
+            Of kind ``"rule"``, best first as :meth:`suggest` ranks.
+
+        Examples
+        --------
+        >>> import numpy as np, greybox as gb
+        >>> model = gb.GreyBox('''
+        ... input x: real
+        ... input z: real
+        ... output y: bool
+        ... rule big: x > 5 -> y
+        ... ''', semantics="product")
+        >>> x = np.arange(20.0); z = np.tile([0.0, 1.0], 10)
+        >>> dbg = gb.explain.Debugger(model, {"x": x, "z": z}, (x > 5) | ((x < 4) & (z > 0.5)))
+        >>> best = dbg.propose_rules(top=1)[0]
+        >>> print(best.edits[0].text)
+        rule learned_1 weight 0.5: x <= 4 and z > 0 -> y
+        >>> len(best.fixed), len(best.broken)
+        (2, 0)
+        """
+        from ._propose import candidate_rules
+        from ._suggest import measure
+
+        _positive("top", top)
+        _positive("max_conditions", max_conditions)
+        found = candidate_rules(self, rows, max_conditions=max_conditions, top=top)
+        return _first(measure(self, found, validation=validation, keep=keep, kind="rule",
+                              rows=rows, timeout=timeout), top)
+
+    def residual_rules(self, *, max_conditions: int = 3, top: int = 5, validation=None,
+                       keep=(), timeout: float = 10.0):
+        """Readable rules in place of what the residual network adds: certified suggestions.
+
+        The rows where the output's residual network flips the rules' decision are the
+        targets: each suggestion adds a rule ``rule residual_N weight W: CONDITIONS ->
+        HEAD`` that reproduces those flips and drops the residual
+        (:class:`~greybox.explain.debug.DropResidual`), so its ``fixed`` and ``broken``
+        (exactly what :meth:`what_if` reports) say what replacing the opaque correction by
+        the rule costs. Empty where the model has no residual for the output, or where it
+        flips no decision.
+
+        Parameters
+        ----------
+        max_conditions, top, validation, keep, timeout
+            As for :meth:`propose_rules`.
+
+        Returns
+        -------
+        Suggestions
+            Of kind ``"residual"``, best first.
+        """
+        from ._propose import residual_rules
+        from ._suggest import measure
+
+        _positive("top", top)
+        _positive("max_conditions", max_conditions)
+        found = residual_rules(self, max_conditions=max_conditions, top=top)
+        return _first(measure(self, found, validation=validation, keep=keep,
+                              kind="residual", timeout=timeout), top)
+
     def undo(self, n: int = 1) -> WhatIf:
         """Take back the last ``n`` edits."""
         if n < 0 or n > len(self._edits):
@@ -718,6 +805,16 @@ class Debugger:
 
     def _repr_html_(self) -> str:
         return _frame_html(repr(self), self.failures())
+
+
+def _positive(name: str, value) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ModelError(f"{name} must be a whole number of at least 1, got {value!r}")
+
+
+def _first(found, top: int):
+    """``found`` (Suggestions) cut to its ``top`` best."""
+    return dataclasses.replace(found, suggestions=found.suggestions[:top])
 
 
 def _training_set(model, var, train) -> tuple:
