@@ -71,7 +71,7 @@ class InputStatistics:
             return max(1.0, (var.type.hi - var.type.lo) / 4)
         return 1.0
 
-    def _features(self, batch: Batch) -> torch.Tensor:
+    def _features(self, batch: Batch, *, standardise: bool = True) -> torch.Tensor:
         cols = []
         for name in self.kb.inputs:
             t = self.kb.variables[name].type
@@ -84,6 +84,8 @@ class InputStatistics:
                 cols.append(x.float().unsqueeze(1))
         if not cols:
             return torch.zeros(batch.n, 0, device=self.device)
+        if not standardise:
+            return torch.cat(cols, 1)
         return (torch.cat(cols, 1) - self.feature_center) / self.feature_scale
 
     def features(self, data) -> torch.Tensor:
