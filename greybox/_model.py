@@ -82,6 +82,9 @@ class GreyBox(RuleValues, InputStatistics, NetworkCalls, Objective, Predictions,
                  temperature: float = 0.1, scale_inputs: bool | Iterable[str] = False):
         super().__init__()
         self.kb = _as_kb(kb)
+        # decisions too large to enumerate are refused here, naming the statement, rather
+        # than at the first fit or predict
+        gr.plan(self.kb)
         _check_options(semantics, temperature)
         self.semantics = semantics
         self.temperature = float(temperature)
