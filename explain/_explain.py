@@ -118,7 +118,7 @@ def _network_input(model, batch, feats, var):
     if tensors:
         return None  # several tensor arguments: not attributed here
     if not model.scales_inputs(var.network):
-        feats = model._features(batch, standardise=False).detach()
+        feats = model.features(batch, standardise=False).detach()
     cols = []
     for a in var.args:
         t = kb.variables[a].type

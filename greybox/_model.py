@@ -33,7 +33,9 @@ class GreyBox(RuleValues, InputStatistics, NetworkCalls, Objective, Predictions,
     Parameters
     ----------
     kb : KnowledgeBase, str or path
-        The rules (a parsed knowledge base, rule text, or a ``.rules`` file).
+        The rules (a parsed knowledge base, rule text, or a ``.rules`` file). Decisions
+        that hard constraints tie into more joint assignments than can be enumerated are
+        a :class:`~greybox.errors.RuleError` here, located at the constraint.
     networks : mapping of network name -> nn.Module
         One module per network the knowledge base names (``neural d1: int 0..9 =
         digit(img1)`` names ``digit``). A network returns, per row, one logit for a bool,
