@@ -32,6 +32,7 @@ from .debug import (
     Blame,
     Debugger,
     Disable,
+    DropResidual,
     Edit,
     EntityDebugger,
     EntityWhatIf,
@@ -39,6 +40,8 @@ from .debug import (
     Replace,
     SetThreshold,
     SetWeight,
+    Suggestion,
+    Suggestions,
     WhatIf,
 )
 from .formal import Counterfactual, Reason, Verification, counterfactual, reason, verify
@@ -50,6 +53,7 @@ __all__ = [
     "Counterfactual",
     "Debugger",
     "Disable",
+    "DropResidual",
     "Edit",
     "EntityDebugger",
     "EntityWhatIf",
@@ -60,6 +64,8 @@ __all__ = [
     "Replace",
     "SetThreshold",
     "SetWeight",
+    "Suggestion",
+    "Suggestions",
     "Verification",
     "WhatIf",
     "counterfactual",

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from greybox.errors import DataError
+from greybox.errors import DataError, listed
 from greybox.rules import ast as A
 from greybox.rules import (
     align_labels,
@@ -54,7 +54,9 @@ class Batch:
     when read).
 
     Real inputs are float64 tensors, as ``predict`` reads them (the smooth semantics round
-    only what they compute from them: a comparison's margin, a truth degree)."""
+    only what they compute from them: a comparison's margin, a truth degree). A ``tensor``
+    input keeps a floating-point dtype; given as integers it is int64 (token ids for an
+    ``nn.Embedding``, exact beyond 2**24), as booleans float32."""
 
     __slots__ = ("values", "n", "_index", "_positions", "columns", "overrides", "_stacked",
                  "_taken_from", "_truths", "_float32")
@@ -230,7 +232,7 @@ def to_batch(kb, data, device: torch.device, *, needed=None) -> Batch:
         if name not in items:
             close = [c for c in items if isinstance(c, str) and c.lower() == name.lower()]
             hint = f"; found {close[0]!r}" if close else ""
-            raise DataError(f"missing input {name!r}{hint} (inputs: {', '.join(kb.inputs)})")
+            raise DataError(f"missing input {name!r}{hint} (inputs: {listed(kb.inputs)})")
         lengths[name] = _length(name, items[name])
     if len(set(lengths.values())) > 1:
         raise DataError(f"inputs have different numbers of rows: {lengths}")
@@ -311,8 +313,13 @@ def _tensor_input(name, t: A.TensorType, col, device, index: pd.Index) -> torch.
     except (TypeError, ValueError, RuntimeError) as err:
         raise DataError(f"input {name!r}: cannot make a tensor of {type(col).__name__}: {err}") \
             from None
-    if not torch.is_floating_point(x):
+    if x.is_complex():
+        raise DataError(f"input {name!r}: a complex tensor ({x.dtype}); tensor inputs are "
+                        "real numbers, integers or booleans")
+    if x.dtype == torch.bool:
         x = x.to(torch.float32)
+    elif not torch.is_floating_point(x):
+        x = x.to(torch.int64)   # token ids for an nn.Embedding, exact beyond 2**24
     if t.shape is not None and tuple(x.shape[1:]) != tuple(t.shape):
         raise DataError(f"input {name!r}: each row must have shape {list(t.shape)}, got "
                         f"{list(x.shape[1:])} (tensor of shape {list(x.shape)})")
@@ -417,7 +424,7 @@ def _label_items(kb, targets, default: str | None) -> dict:
     else:
         if default is None:
             raise DataError("targets must be a mapping of variable name -> labels when the "
-                            f"model has several outputs ({', '.join(kb.outputs)})")
+                            f"model has several outputs ({listed(kb.outputs)})")
         items = {default: targets}
     return dict(family_columns(kb, items))
 
@@ -427,7 +434,7 @@ def _supervised(kb, name: str):
     var = kb.variables.get(name)
     if var is None:
         raise DataError(f"targets name {name!r}, which is not a variable "
-                        f"(outputs: {', '.join(kb.outputs)})")
+                        f"(outputs: {listed(kb.outputs)})")
     if isinstance(var.type, A.TensorType) or var.role == "input":
         raise DataError(f"targets name {name!r}, an input: only neural, defined and "
                         "decided variables can be supervised")
@@ -453,7 +460,7 @@ def _enum_labels(name: str, t: A.EnumType, arr, miss, rows) -> torch.Tensor:
     if bad.any():
         where, pos = _first(bad, rows)
         raise DataError(f"labels of {name!r}: {_show(arr[pos])} at {where} is not one of "
-                        f"{{{', '.join(t.values)}}}")
+                        f"{{{listed(t.values)}}}")
     return torch.as_tensor(np.where(miss, 0, codes), dtype=torch.long)
 
 

@@ -13,7 +13,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from greybox.errors import GreyboxError, ModelError
+from greybox.errors import GreyboxError, ModelError, listed
 from greybox.rules import ast as A
 
 from ._batch import Batch, kb_cached
@@ -116,8 +116,13 @@ class NetworkCalls:
                                else type(a).__name__ for a in args)
             first = str(err).strip().splitlines()[0] if str(err).strip() else ""
             many = "s" if len(args) > 1 else ""
+            ints = any(isinstance(a, torch.Tensor) and not a.is_floating_point()
+                       for a in args)
+            hint = ("; integer tensor inputs reach networks as int64 (token ids, e.g. for "
+                    "nn.Embedding): give a network that computes on floats a float tensor "
+                    "(x.float())") if ints else ""
             raise ModelError(f"{what} failed on its input{many} of shape{many} {shapes}: "
-                             f"{type(err).__name__}: {first}") from err
+                             f"{type(err).__name__}: {first}{hint}") from err
 
     def _check_output(self, name: str, y, n: int) -> torch.Tensor:
         var = self.kb.variables[name]
@@ -177,7 +182,7 @@ class _Group(NamedTuple):
 
 def _group(network: str, names, args, sizes) -> _Group:
     sizes = set(sizes)
-    what = (f"network {network!r} (for {', '.join(map(repr, names))}"
+    what = (f"network {network!r} (for {listed(map(repr, names))}"
             + (", their inputs stacked in one call)" if len(names) > 1 else ")"))
     return _Group(network, tuple(names), tuple(args), sizes.pop() if len(sizes) == 1 else None,
                   what)

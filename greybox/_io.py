@@ -292,6 +292,11 @@ def _build(desc, where: str, count: list, depth: int = 0) -> nn.Module:
             raise CheckpointError(f"the Sequential at {here} has malformed children")
         if len({c[0] for c in children}) != len(children):
             raise CheckpointError(f"the Sequential at {here} repeats a child's name")
+        probe = nn.Sequential()
+        clash = next((c[0] for c in children if hasattr(probe, c[0])), None)
+        if clash is not None:   # torch raises a raw KeyError for these
+            raise CheckpointError(f"the Sequential at {here} names a child {clash!r}, which "
+                                  "is an attribute of nn.Sequential, not a layer name")
         return nn.Sequential(OrderedDict(
             (name, _build(child, f"{where}.{name}" if where else name, count, depth + 1))
             for name, child in children))

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from greybox import rules as gr
-from greybox.errors import ModelError
+from greybox.errors import ModelError, listed
 
 from ._batch import Batch, to_batch
 from ._calls import NetworkCalls
@@ -169,11 +169,12 @@ class GreyBox(RuleValues, InputStatistics, NetworkCalls, Objective, Predictions,
         sem = REGISTRY["crisp" if use_crisp else self.semantics]
         return sem.trace(self, batch)
 
-    def replace(self, *, kb=None) -> GreyBox:
+    def replace(self, *, kb=None, drop_residual=()) -> GreyBox:
         """A copy of the model with other rules (``kb``: a knowledge base or rule text):
         the same networks and residual (shared, not copied), semantics, temperature,
         input statistics and the biases of the outputs both decide; rule weights and
-        thresholds come from the new rules.
+        thresholds come from the new rules. ``drop_residual`` names outputs whose
+        residual network the copy leaves out (the rules alone decide them).
 
         Examples
         --------
@@ -191,10 +192,18 @@ class GreyBox(RuleValues, InputStatistics, NetworkCalls, Objective, Predictions,
         if not isinstance(kb, gr.KnowledgeBase):
             raise ModelError(f"kb must be a KnowledgeBase or rule text, got {type(kb).__name__}")
         networks = {n: self.networks[_key(n)] for n in kb.networks if _key(n) in self.networks}
+        if isinstance(drop_residual, str):
+            drop_residual = (drop_residual,)
+        for n in drop_residual:
+            if self.residual is None or _key(n) not in self.residual:
+                have = [d for d in self.kb.decided
+                        if self.residual is not None and _key(d) in self.residual]
+                raise ModelError(f"no residual network for {n!r} to drop (residuals: "
+                                 f"{', '.join(map(repr, have)) or 'none'})")
         residual = None
         if self.residual is not None:
             residual = {n: self.residual[_key(n)] for n in kb.decided
-                        if _key(n) in self.residual} or None
+                        if _key(n) in self.residual and n not in drop_residual} or None
         model = GreyBox(kb, networks, semantics=self.semantics, residual=residual,
                         temperature=self.temperature,
                         scale_inputs=[n for n in self.scaled_networks if n in kb.networks])
@@ -214,7 +223,7 @@ class GreyBox(RuleValues, InputStatistics, NetworkCalls, Objective, Predictions,
     def network(self, name: str) -> nn.Module:
         """The module registered for network ``name`` (as the rules name it)."""
         if _key(name) not in self.networks:
-            raise ModelError(f"no network {name!r} (networks: {', '.join(self.kb.networks) or 'none'})")
+            raise ModelError(f"no network {name!r} (networks: {listed(self.kb.networks) or 'none'})")
         return self.networks[_key(name)]
 
     @contextlib.contextmanager
@@ -299,12 +308,12 @@ def _network_modules(kb: gr.KnowledgeBase, networks) -> nn.ModuleDict:
     missing = [n for n in kb.networks if n not in networks]
     if missing:
         raise ModelError(f"no module given for network {missing[0]!r} (used by "
-                         f"{', '.join(kb.networks[missing[0]])}); pass networks="
+                         f"{listed(kb.networks[missing[0]])}); pass networks="
                          f"{{{missing[0]!r}: module}}")
     extra = [n for n in networks if n not in kb.networks]
     if extra:
         raise ModelError(f"network {extra[0]!r} is not used by the rules (networks: "
-                         f"{', '.join(kb.networks) or 'none'})")
+                         f"{listed(kb.networks) or 'none'})")
     for n, m in networks.items():
         if not isinstance(m, nn.Module):
             raise ModelError(f"network {n!r} must be a torch.nn.Module, got {type(m).__name__}")
@@ -333,13 +342,13 @@ def _residual_modules(kb: gr.KnowledgeBase, residual) -> nn.ModuleDict | None:
     if isinstance(residual, nn.Module):
         if len(kb.decided) != 1:
             raise ModelError("a single residual network needs exactly one decided "
-                             f"output; this model decides {', '.join(kb.decided)}: "
+                             f"output; this model decides {listed(kb.decided)}: "
                              "pass residual={output: module}")
         residual = {kb.decided[0]: residual}
     for name, m in residual.items():
         if name not in kb.decided:
             raise ModelError(f"residual given for {name!r}, which is not decided by "
-                             f"rules (decided: {', '.join(kb.decided) or 'none'})")
+                             f"rules (decided: {listed(kb.decided) or 'none'})")
         if not isinstance(m, nn.Module):
             raise ModelError(f"residual for {name!r} must be an nn.Module")
     return nn.ModuleDict({_key(k): m for k, m in residual.items()})

@@ -13,7 +13,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from greybox.errors import DataError, ModelError
+from greybox.errors import DataError, ModelError, listed
 from greybox.rules import ast as A
 
 from ._batch import Batch
@@ -111,7 +111,7 @@ class Predictions:
         """
         if output is None:
             if len(self.kb.outputs) != 1:
-                raise ModelError(f"name the output: one of {', '.join(self.kb.outputs)}")
+                raise ModelError(f"name the output: one of {listed(self.kb.outputs)}")
             output = self.kb.outputs[0]
         var = self.kb.variables.get(output)
         if var is None or not var.output or not A.is_finite_type(var.type):

@@ -142,7 +142,7 @@ def most_probable(model, batch, logits: dict[str, torch.Tensor], rows: list[int]
         return None     # a formula exact inference cannot hold (a digit-by-digit sum)
     finally:
         ctx.hard = False
-    factors = [(s, torch.log(t.double().clamp_min(0.0))) for s, t in found]
+    factors = [(s, torch.log(t.double().clamp_min(0.0))) for s, t in ctx.unfolded(found)]
     for name in names:
         out = logits[name].detach()[pick.to(logits[name].device)].double()
         logp = torch.stack([F.logsigmoid(-out), F.logsigmoid(out)], 1) if out.dim() == 1 \

@@ -13,7 +13,7 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d
 from torch import nn
 
 from greybox import rules as gr
-from greybox.errors import ModelError
+from greybox.errors import ModelError, listed
 from greybox.rules import ast as A
 
 __all__ = ["GreyBoxClassifier"]
@@ -159,7 +159,7 @@ class GreyBoxClassifier(ClassifierMixin, BaseEstimator):
         outs = [o for o in kb.outputs if A.is_finite_type(kb.variables[o].type)]
         if len(outs) != 1:
             raise ModelError("GreyBoxClassifier needs rules with exactly one finite output, "
-                             f"got {', '.join(kb.outputs) or 'none'}")
+                             f"got {listed(kb.outputs) or 'none'}")
         if kb.networks:
             raise ModelError("GreyBoxClassifier takes rules without neural variables (use "
                              "GreyBox for networks over tensors)")

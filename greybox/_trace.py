@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from greybox.errors import listed
 from greybox.rules import ast as A
 
 __all__ = ["Trace"]
@@ -47,7 +48,7 @@ class LazyValues(Mapping):
         return key in self._ready or key in self._pending
 
     def __repr__(self) -> str:
-        return f"<{len(self)} values: {', '.join(self)}>"
+        return f"<{len(self)} values: {listed(self)}>"
 
 
 @dataclass(frozen=True, eq=False)
@@ -149,8 +150,8 @@ class Trace:
         return pd.DataFrame(cols)
 
     def __repr__(self) -> str:
-        return (f"Trace({self.semantics}, n={self.n}, values: {', '.join(self.values)}; "
-                f"rules: {', '.join(self.bodies) or 'none'})")
+        return (f"Trace({self.semantics}, n={self.n}, values: {listed(self.values)}; "
+                f"rules: {listed(self.bodies) or 'none'})")
 
     def __str__(self) -> str:
         """A paragraph per row (the first 5): each output's value with its probability or

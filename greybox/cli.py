@@ -490,7 +490,9 @@ def _add_debug(sub) -> None:
     p = sub.add_parser("debug", help="open the local web debugger on a saved model",
                        description="Serve the web debugger for MODEL on DATA.csv, with the "
                        "correct answers in column TARGET: failures, cohorts, decisions with "
-                       "their reasons, and a rule editor with the fixed/broken diff. Bound "
+                       "their reasons, the rules as text with their numbers editable in "
+                       "place and per-rule statistics, suggested fixes to apply, and the "
+                       "fixed/broken diff of every edit. Bound "
                        "to 127.0.0.1; the printed URL carries the access token. Networks "
                        "and residuals built from standard torch.nn layers are rebuilt from "
                        "the file; custom modules need --networks.")

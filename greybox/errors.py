@@ -59,6 +59,25 @@ def format_location(message: str, loc: Location | None, source: str | None) -> s
     return text
 
 
+def listed(items, *, limit: int = 20, sep: str = ", ") -> str:
+    """``items`` (strings) joined by ``sep`` for a message: the first ``limit`` of a longer
+    list, then how many there are in all, so that a model of 30,000 inputs does not make
+    an error message of 300,000 characters.
+
+    Examples
+    --------
+    >>> from greybox.errors import listed
+    >>> listed(["a", "b", "c"])
+    'a, b, c'
+    >>> listed([f"x[{i}]" for i in range(30000)], limit=3)
+    'x[0], x[1], x[2], ... (30000 in all)'
+    """
+    items = list(items)
+    if len(items) <= limit:
+        return sep.join(map(str, items))
+    return sep.join(map(str, items[:limit])) + f"{sep}... ({len(items)} in all)"
+
+
 class GreyboxError(Exception):
     """Root of every exception greybox raises on purpose."""
 

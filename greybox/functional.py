@@ -23,6 +23,7 @@ import torch
 __all__ = [
     "input_for",
     "TNORMS",
+    "poisson_binomial",
     "probability_of",
     "safe_log",
     "smooth_compare",
@@ -117,6 +118,43 @@ def probability_of(dist: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     if dist.dim() == 1:
         return torch.where(target.bool(), dist, 1.0 - dist)
     return dist.gather(-1, target.long().view(-1, 1)).squeeze(-1)
+
+
+def poisson_binomial(p: torch.Tensor) -> torch.Tensor:
+    """The distribution of the number of independent events that happen, given their
+    probabilities ``p`` (rows, n): (rows, n + 1), exact (no FFT) and differentiable.
+
+    The product of the polynomials ``1 - p_j + p_j z``, multiplied in pairs level by level
+    (each level one grouped convolution): ``O(n^2)`` operations per row, and what autograd
+    keeps ``O(n log n)`` per row (a chain of partial sums keeps ``O(n^2)``).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from greybox.functional import poisson_binomial
+    >>> poisson_binomial(torch.tensor([[0.5, 0.5, 1.0]], dtype=torch.float64)).tolist()
+    [[0.0, 0.25, 0.5, 0.25]]
+    """
+    rows, n = p.shape
+    width = 1 << max(0, (n - 1).bit_length())
+    # the last products unfold into about width^2 entries per row while they are made:
+    # rows a few at a time beyond 2^23 of them
+    chunk = max(1, (1 << 23) // (width * width))
+    if rows > chunk:
+        return torch.cat([poisson_binomial(p[i:i + chunk]) for i in range(0, rows, chunk)])
+    polys = torch.stack([1.0 - p, p], -1)                  # (rows, n, 2)
+    if width > n:                                          # padded with "never" events
+        pad = torch.zeros(rows, width - n, 2, dtype=p.dtype, device=p.device)
+        pad[..., 0] = 1.0
+        polys = torch.cat([polys, pad], 1)
+    while polys.shape[1] > 1:
+        pairs, degree = polys.shape[1] // 2, polys.shape[2]
+        a = polys[:, 0::2].reshape(1, rows * pairs, degree)
+        b = polys[:, 1::2].flip(-1).reshape(rows * pairs, 1, degree)
+        out = torch.nn.functional.conv1d(torch.nn.functional.pad(a, (degree - 1, degree - 1)),
+                                         b, groups=rows * pairs)
+        polys = out.reshape(rows, pairs, 2 * degree - 1)
+    return polys[:, 0, :n + 1]
 
 
 def safe_log(t: torch.Tensor) -> torch.Tensor:

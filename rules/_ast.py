@@ -351,6 +351,10 @@ def neg(e: Expr, *, span: Location | None = None) -> Expr:
 
 def children(e: Expr) -> tuple[Expr, ...]:
     """The direct sub-expressions of ``e``."""
+    return (_CHILDREN.get(type(e)) or _children_of(type(e)))(e)
+
+
+def _generic_children(e: Expr) -> tuple[Expr, ...]:
     if isinstance(e, (Neg, Not)):
         return (e.operand,)
     if isinstance(e, (Sum, And, Or, Count)):
@@ -374,23 +378,67 @@ def _relational_children(e) -> tuple:
     return (*bounds, *(e.args if isinstance(e, Aggregate) else (e.body,)))
 
 
+#: how to read the children of each kind of node (a dict lookup, not a chain of
+#: isinstance tests: walks over every rule are the bulk of validating a large file)
+_CHILDREN: dict = {}
+
+
+def _children_of(kind):
+    found = _CHILDREN.get(kind)
+    if found is None:
+        if kind in (Neg, Not):
+            found = _operand
+        elif kind in (Sum, And, Or, Count, Index):
+            found = _args
+        elif kind in (Mul, Compare, Implies, Iff, Pow):
+            found = _sides
+        elif kind in (InSet, Aggregate, Quantified):
+            found = _generic_children
+        else:   # leaves (numbers, names, constants) and anything that is not a node
+            found = _none
+        _CHILDREN[kind] = found
+    return found
+
+
+def _operand(e):
+    return (e.operand,)
+
+
+def _args(e):
+    return e.args
+
+
+def _sides(e):
+    return (e.left, e.right)
+
+
+def _none(e):
+    return ()
+
+
 def walk(e: Expr) -> Iterator[Expr]:
     """Every node of ``e``, pre-order, without recursion (safe on deep trees)."""
     stack = [e]
+    pop, extend, get = stack.pop, stack.extend, _CHILDREN.get
     while stack:
-        node = stack.pop()
+        node = pop()
         yield node
-        stack.extend(reversed(children(node)))
+        kids = (get(type(node)) or _children_of(type(node)))(node)
+        if kids:
+            extend(kids[::-1])
 
 
 def depth(e: Expr) -> int:
     """Nesting depth of ``e`` (a leaf has depth 1), computed without recursion."""
     best = 0
     stack = [(e, 1)]
+    pop, push, get = stack.pop, stack.append, _CHILDREN.get
     while stack:
-        node, d = stack.pop()
-        best = max(best, d)
-        stack.extend((c, d + 1) for c in children(node))
+        node, d = pop()
+        if d > best:
+            best = d
+        for c in (get(type(node)) or _children_of(type(node)))(node):
+            push((c, d + 1))
     return best
 
 

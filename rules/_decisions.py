@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import networkx as nx
 
-from greybox.errors import RuleError
+from greybox.errors import RuleError, listed
 
 from . import _ast as A
 from ._domain import domain
@@ -246,16 +246,13 @@ def _as_family(kb, name: str) -> str | None:
 def _too_large_message(kb, comp: Component, cycle: bool, typed) -> str:
     """What is too large in ``comp`` and how it came to be decided jointly."""
     limit = f"more than the {MAX_ASSIGNMENTS:,} that crisp evaluation and Z3 enumerate"
-    cons = ", ".join(c.name for c in comp.constraints)
+    cons = listed(c.name for c in comp.constraints)
     if len(comp.variables) == 1:
         (n,) = comp.variables
         return (f"the decision of {typed(n)} must satisfy the hard constraint(s) {cons}, so "
                 f"each of its {comp.size(kb):,} values is checked against them: {limit}; "
                 f"narrow the type of {n}")
-    shown = comp.variables if len(comp.variables) <= 6 else comp.variables[:5]
-    names = ", ".join(typed(n) for n in shown)
-    if len(shown) < len(comp.variables):
-        names += f", ... ({len(comp.variables)} in all)"
+    names = listed((typed(n) for n in comp.variables), limit=5)
     if cons:
         why = f"hard constraint(s) {cons} tie the decisions {names} together"
         if cycle:

@@ -11,7 +11,7 @@ from functools import cached_property
 import numpy as np
 import pandas as pd
 
-from greybox.errors import DataError, RuleError
+from greybox.errors import DataError, RuleError, listed
 
 from . import _ast as A
 from ._decisions import MAX_ASSIGNMENTS, candidates, closure, memo, plan
@@ -354,7 +354,7 @@ def read_column(var, col, index: pd.Index) -> np.ndarray:
         if bad.any():
             where, pos = first_row(bad, index)
             raise DataError(f"column {name!r}: {show_value(values[pos])} at {where} is not one of "
-                            f"{{{', '.join(t.values)}}}")
+                            f"{{{listed(t.values)}}}")
         return codes.astype(np.int64)
     if isinstance(t, A.BoolType):
         if isinstance(col, pd.Series) and col.dtype == bool:
@@ -649,7 +649,7 @@ def _bias_table(kb, bias, n=None) -> dict:
         var = kb.variables.get(name)
         if var is None or var.role != "decided":
             raise RuleError(f"bias given for {name!r}, which is not decided by rules "
-                            f"(decided: {', '.join(kb.decided) or 'none'})")
+                            f"(decided: {listed(kb.decided) or 'none'})")
         t = var.type
         if isinstance(t, A.BoolType):
             if isinstance(b, Mapping) or isinstance(b, bool):
@@ -733,6 +733,24 @@ class Evaluation:
         expr = parse_formula(formula, self.kb)
         value = np.broadcast_to(compile_truth(expr, self.kb)(self._env), (len(self.index),))
         return pd.Series(value.astype(bool), index=self.index)
+
+    def value(self, expression) -> np.ndarray:
+        """Per row, the float64 value of an arithmetic ``expression`` (rule text or AST),
+        given the final decisions (enum values as their codes).
+
+        Examples
+        --------
+        >>> import greybox.rules as gr
+        >>> kb = gr.parse("input x: real  input y: real  output o: bool  rule r: x > 1 -> o")
+        >>> gr.evaluate(kb, {"x": [1.0, 2.0], "y": [3.0, 4.0]}).value("x + 2 * y").tolist()
+        [7.0, 10.0]
+        """
+        from ._parser import parse_fragment
+
+        expr = parse_fragment(expression, "expr", filename="<expression>") \
+            if isinstance(expression, str) else expression
+        value = compile_expr(expr, self.kb)(self._env)
+        return np.broadcast_to(np.asarray(value, dtype=np.float64), (len(self.index),))
 
     @cached_property
     def contributions(self) -> pd.DataFrame:

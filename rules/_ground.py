@@ -279,6 +279,11 @@ class _Grounder:
         if isinstance(values, (str, bytes)) or not isinstance(values, Iterable):
             raise _Problem(f"sets={{{decl.name!r}: ...}} must be a list of names, got "
                            f"{type(values).__name__}", decl)
+        if isinstance(values, (set, frozenset)):
+            raise _Problem(f"sets={{{decl.name!r}: ...}} is a Python {type(values).__name__}, "
+                           "whose order changes from one process to the next: pass a list or "
+                           "a tuple (its order is the order of the members, and of the "
+                           "columns of a family's arrays)", decl)
         members = []
         for position, v in enumerate(values):
             name = _data_member(v)

@@ -13,7 +13,7 @@ from greybox.errors import Location, RuleError, RuleSyntaxError
 
 from . import _ast as A
 from ._ground import FamilyInfo, Program, ground, ground_formula
-from ._parser import parse_fragment, parse_statements
+from ._parser import parse_fragment, parse_statements, paused_gc
 from ._printer import statement_to_text
 from ._validate import _Checker, check_expr, validate
 
@@ -352,8 +352,9 @@ def parse(text: str, *, filename: str | None = None,
         rule r: z > 1 -> y
                 ^
     """
-    statements = parse_statements(text, filename=filename)
-    return KnowledgeBase(statements, source=text, filename=filename, sets=sets)
+    with paused_gc():
+        statements = parse_statements(text, filename=filename)
+        return KnowledgeBase(statements, source=text, filename=filename, sets=sets)
 
 
 

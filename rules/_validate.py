@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import networkx as nx
 
-from greybox.errors import Location, RuleError
+from greybox.errors import Location, RuleError, listed
 
 from . import _ast as A
 
@@ -301,7 +301,7 @@ class _ExprChecker:
             return A.Sym(e.name, span=e.span), _T("sym")
         self.ck.error(
             f"{e.name!r} is neither a declared variable nor one of the values "
-            f"{{{', '.join(expect_enum.values)}}}",
+            f"{{{listed(expect_enum.values)}}}",
             e,
         )
         return e, ERR
@@ -383,7 +383,7 @@ class _ExprChecker:
         if sym.name not in enum.values:
             self.ck.error(
                 f"{sym.name!r} is not a value of {_expr_text(other)} "
-                f"({{{', '.join(enum.values)}}})",
+                f"({{{listed(enum.values)}}})",
                 node,
             )
         elif sym.name in self.vars:
@@ -587,7 +587,7 @@ def _check_head(rule: A.Rule, variables: dict[str, Variable], ck: _Checker) -> N
             shown = val.value if isinstance(val, A.Num) else getattr(val, "name", val)
             ck.error(
                 f"rule {rule.name!r}: {shown!r} is not a value of {h.name!r} "
-                f"({{{', '.join(t.values)}}})",
+                f"({{{listed(t.values)}}})",
                 h,
             )
 

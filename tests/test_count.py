@@ -514,3 +514,24 @@ def test_counts_of_smoking_friends_are_exact_and_do_not_tie_each_other(n, prune,
         assert np.allclose(got, dist[:, 2:].sum(1), atol=1e-5), i
         assert np.allclose(trace.values[f"n_smoking_friends(p{i})"].double().numpy(),
                            dist[:, :n + 1], atol=1e-5)
+
+
+def test_a_count_folded_into_one_factor_has_the_poisson_binomial_value_and_gradient():
+    """Issue 26 finding 3: a count whose formulas read neural variables nothing else reads
+    is one factor (the Poisson-binomial, not a chain of partial sums): its bodies and their
+    gradient are those of the distribution computed by partial sums, written out here."""
+    m = 40
+    model = _neural_bools(m)
+    logits = torch.randn(3, m, 1, generator=torch.Generator().manual_seed(5), requires_grad=True)
+    got = model({"logit": logits}).bodies["r"]
+    (g_got,) = torch.autograd.grad(got.sum(), logits)
+    p = torch.sigmoid(logits[..., 0].double())
+    dist = torch.zeros(3, m + 1, dtype=torch.float64)
+    dist[:, 0] = 1.0
+    for j in range(m):
+        q = p[:, j:j + 1]
+        dist = torch.cat([dist[:, :1] * (1 - q), dist[:, 1:] * (1 - q) + dist[:, :-1] * q], 1)
+    want = dist[:, 2:].sum(1)
+    (g_want,) = torch.autograd.grad(want.sum(), logits)
+    assert torch.allclose(got.double(), want, atol=1e-6)
+    assert torch.allclose(g_got, g_want.float(), atol=1e-5)

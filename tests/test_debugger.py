@@ -61,6 +61,36 @@ def test_cohorts_find_where_errors_concentrate(setup):
     assert top.error_rate > 0.5 and "x" in top.cohort
     assert c["size"].sum() == len(data) and c.errors.sum() == len(dbg.failures())
 
+def test_rule_stats_are_counted_by_crisp_evaluation_on_every_row(setup):
+    _, data, target = setup
+    model = gb.GreyBox(RULES + "constraint late weight 1.0: x > 9 -> high\n"
+                       "constraint sane: x >= 0 or not high\n", semantics="product",
+                       temperature=0.01)
+    dbg = gb.explain.Debugger(model, data, target)
+    stats = dbg.rule_stats()
+    assert list(stats.index) == ["big", "small", "late", "sane"]
+    assert list(stats["kind"]) == ["rule", "rule", "soft", "hard"]
+    correct = dbg.predictions()["correct"].to_numpy()
+    high = dbg.predictions()["predicted"].to_numpy().astype(bool)
+    x = data["x"].to_numpy()
+    # rules: where the crisp evaluation of the learned rules says their body holds
+    bodies = gb.rules.evaluate(dbg.model.to_kb(), data).bodies
+    expected = {"big": bodies["big"].to_numpy(), "small": bodies["small"].to_numpy(),
+                "late": ~(x > 9) | high, "sane": (x >= 0) | ~high}   # constraints: holds
+    for name, on in expected.items():
+        row = stats.loc[name]
+        assert row["fires"] == on.sum()
+        assert row["accuracy"] == pytest.approx(correct[on].mean())
+        assert row["failures"] == (on & ~correct).sum()
+        assert row["share"] == pytest.approx((on & ~correct).sum() / (~correct).sum())
+    # of the model with the edits so far
+    dbg.what_if(SetThreshold("big", 0, 7.5))
+    assert dbg.rule_stats().loc["big", "fires"] == (x > 7.5).sum()
+    # no failure: no share of them
+    perfect = gb.explain.Debugger(model, data, x > 5)
+    assert perfect.accuracy == 1.0 and np.isnan(perfect.rule_stats()["share"]).all()
+
+
 
 def test_blame_names_the_rule_that_pushed_wrong(setup):
     model, data, target = setup
@@ -507,3 +537,34 @@ def test_export_writes_an_output_familys_shared_bias_as_one_template(edits):
     rebuilt = gb.GreyBox(kb, semantics="product")
     assert rebuilt.predict(data).to_numpy().tolist() == \
         dbg.model.predict(dbg.batch)[list(kb.outputs)].to_numpy().tolist()
+
+
+def test_drop_residual_is_an_edit_whose_diff_is_the_rules_alone():
+    """DropResidual: what_if predicts with the same rules and no residual network (the
+    model the rules alone make); undo brings the residual back; a model without one says
+    so."""
+    res = nn.Linear(2, 1)
+    with torch.no_grad():
+        res.weight.copy_(torch.tensor([[0.0, 3.0]]))
+        res.bias.fill_(-1.5)
+    text = "input x: real\ninput z: real\noutput y: bool\nrule big: x > 5 -> y"
+    model = gb.GreyBox(text, semantics="product", residual=res)
+    x, z = np.arange(20.0), np.tile([0.0, 1.0], 10)
+    model.calibrate({"x": x, "z": z})
+    target = (x > 5) | ((x < 4) & (z > 0.5))
+    dbg = gb.explain.Debugger(model, {"x": x, "z": z}, target)
+    alone = model.replace(drop_residual=["y"]).predict({"x": x, "z": z})["y"].to_numpy()
+    with_res = model.predict({"x": x, "z": z})["y"].to_numpy()
+    assert (alone != with_res).any()              # the residual decides some rows
+    edit = gb.explain.DropResidual("y")
+    assert gb.explain.debug.parse_edit(edit.to_spec()) == edit
+    result = dbg.what_if(edit)
+    assert dbg.model.residual is None
+    assert set(result.fixed.index) == set(np.flatnonzero((with_res != target) & (alone == target)))
+    assert set(result.broken.index) == set(np.flatnonzero((with_res == target) & (alone != target)))
+    dbg.undo()
+    assert dbg.model.residual is not None
+    plain = gb.explain.Debugger(gb.GreyBox(text, semantics="product"), {"x": x, "z": z}, target)
+    with pytest.raises(gb.ModelError, match="no residual network for 'y' to drop"):
+        plain.what_if(edit)
+    assert plain.edits == ()

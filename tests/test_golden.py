@@ -12,6 +12,7 @@ from torch import nn
 
 import greybox as gb
 from greybox.explain import Disable, Remove, SetWeight
+from greybox.explain.debug import measure
 
 RULES = """
 input age: int 0..120
@@ -120,6 +121,8 @@ def _results(model, data, debugger):
         "Verification": gb.explain.verify(model, "income > 40000 -> approve"),
         "WhatIf": debugger.what_if(Disable("young")),
         "Blame": debugger.blame("dee"),
+        "Suggestions": debugger.suggest(top=2),
+        "Suggestion": measure(debugger, [(Disable("young"),)])[0],
     }
 
 

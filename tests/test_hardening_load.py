@@ -250,6 +250,10 @@ def _deep(depth):
     ({"type": "Linear", "args": {"in_features": 1, "out_features": 4}},
      "has arguments \\['in_features', 'out_features'\\]; expected"),
     ({"type": "Sequential", "children": [["a.b", _linear(1, 4)]]}, "malformed children"),
+    ({"type": "Sequential", "children": [["training", _linear(1, 4)]]},
+     "names a child 'training', which is an attribute of nn.Sequential"),
+    ({"type": "Sequential", "children": [["forward", _linear(1, 4)]]},
+     "names a child 'forward'"),
     (_deep(40), "deeper than 32 levels"),
     (_linear(10 ** 9, 10 ** 9), r"does not fit its weights in the file: residual.y.weight is "
      r"\[1000000000, 1000000000\] in the description, \[4, 1\] in the file"),

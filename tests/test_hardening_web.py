@@ -367,7 +367,9 @@ def test_the_openapi_schema_says_which_op_needs_which_fields(server):
     schemas = spec["components"]["schemas"]
     body = spec["paths"]["/api/edit"]["post"]["requestBody"]
     assert body["required"] is True
-    edit = schemas[body["content"]["application/json"]["schema"]["$ref"].split("/")[-1]]
+    one_edit, many = body["content"]["application/json"]["schema"]["oneOf"]
+    assert many["type"] == "array" and many["items"] == one_edit   # or several at once
+    edit = schemas[one_edit["$ref"].split("/")[-1]]
     assert edit["discriminator"]["propertyName"] == "op"
     mapping = edit["discriminator"]["mapping"]
     assert set(mapping) == set(EDIT_FIELDS) == {"weight", "threshold", "disable", "remove",

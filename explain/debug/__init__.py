@@ -19,6 +19,7 @@ from ._edits import (
     EDIT_FIELDS,
     AddStatement,
     Disable,
+    DropResidual,
     Edit,
     Remove,
     Replace,
@@ -28,6 +29,7 @@ from ._edits import (
 )
 from ._entities import EntityDebugger, EntityWhatIf
 from ._server import DebugServer
+from ._suggest import Suggestion, Suggestions, measure
 
 __all__ = [
     "EDIT_FIELDS",
@@ -36,6 +38,7 @@ __all__ = [
     "DebugServer",
     "Debugger",
     "Disable",
+    "DropResidual",
     "Edit",
     "EntityDebugger",
     "EntityWhatIf",
@@ -43,6 +46,9 @@ __all__ = [
     "Replace",
     "SetThreshold",
     "SetWeight",
+    "Suggestion",
+    "Suggestions",
     "WhatIf",
+    "measure",
     "parse_edit",
 ]

@@ -23,7 +23,7 @@ from greybox.rules import (
 )
 from greybox.rules import ast as A
 
-from ._edits import Edit, NotFound, Remove, Replace, _find, parse_edit
+from ._edits import DropResidual, Edit, NotFound, Remove, Replace, _find, parse_edit
 from ._export import bias_text, relational_kb
 
 __all__ = ["Blame", "Debugger", "WhatIf"]
@@ -245,10 +245,18 @@ class Debugger:
     def edits(self) -> tuple[Edit, ...]:
         return tuple(self._edits)
 
-    def _predict(self, model) -> pd.DataFrame:
-        pred = model.predict(self.batch, on_infeasible="flag")
+    def _predict(self, model, *, confidence: bool = True, batch_size: int = 4096
+                 ) -> pd.DataFrame:
+        """Per row of the data: ``model``'s prediction, whether it is infeasible,
+        (``confidence``: its probability,) the target and whether it is correct
+        (``batch_size``: predict's chunks; each row is decided on its own)."""
+        pred = model.predict(self.batch, on_infeasible="flag", batch_size=batch_size)
         out = pd.DataFrame({"predicted": pred[self.output].to_numpy()}, index=self.batch.index)
         out["infeasible"] = pred["infeasible"].to_numpy()
+        if not confidence:
+            out["target"] = self.target
+            out["correct"] = (out["predicted"].to_numpy() == self.target) & ~out["infeasible"]
+            return out
         with torch.no_grad():
             model.eval()
             p = model.predict_proba(self.batch, self.output) if A.is_finite_type(
@@ -395,6 +403,59 @@ class Debugger:
                                              kind="stable")
         return out.reset_index(drop=True)
 
+    # ------------------------------------------------------------------ rule statistics
+    def rule_stats(self) -> pd.DataFrame:
+        """Per rule and constraint of the model with the edits so far, counted by crisp
+        evaluation on every row (as the decision function fires them, not estimated).
+
+        Columns: ``kind`` (``rule``, ``hard`` or ``soft`` constraint); ``fires`` (rows
+        where a rule's body holds; for a constraint, rows where it holds);
+        ``accuracy`` (of the model's decision on those rows; NaN on none);
+        ``failures`` (failing rows among them) and ``share`` (``failures`` over every
+        failure; NaN with no failure). Indexed by name, in the rules' order.
+
+        Examples
+        --------
+        >>> import numpy as np, greybox as gb
+        >>> model = gb.GreyBox('''
+        ... input x: real[0, 10]
+        ... output high: bool
+        ... rule big: x > 5 -> high
+        ... rule small: x <= 5 -> not high
+        ... ''', semantics="product")
+        >>> x = np.linspace(0, 10, 21)
+        >>> dbg = gb.explain.Debugger(model, {"x": x}, x > 6)
+        >>> dbg.rule_stats()[["fires", "accuracy", "failures", "share"]]
+               fires  accuracy  failures  share
+        big       10       0.8         2    1.0
+        small     11       1.0         0    0.0
+        """
+        kb = self._model.to_kb()
+        n = self.batch.n
+        with torch.no_grad():
+            decided = self._model.eval()(self.batch, crisp=True)
+        correct = self._now["correct"].to_numpy()
+        total = int((~correct).sum())
+        rows = []
+        for s in kb.statements:
+            if isinstance(s, A.Rule):
+                kind, truth = "rule", decided.bodies.get(s.name)
+            elif isinstance(s, A.Constraint):
+                kind = "hard" if s.weight is None else "soft"
+                truth = decided.constraints.get(s.name)
+            else:
+                continue
+            if truth is None:   # not part of this output's decision
+                continue
+            on = (truth.expand(n) > 0.5).cpu().numpy()
+            wrong = int((on & ~correct).sum())
+            rows.append({"name": s.name, "kind": kind, "fires": int(on.sum()),
+                         "accuracy": float(correct[on].mean()) if on.any() else float("nan"),
+                         "failures": wrong, "share": wrong / total if total else float("nan")})
+        out = pd.DataFrame(rows, columns=["name", "kind", "fires", "accuracy", "failures",
+                                          "share"])
+        return out.set_index("name").rename_axis(None)
+
     # ------------------------------------------------------------------ blame
     def blame(self, row) -> Blame:
         """Split the blame for one failure (``row``: a label of the data's index) between
@@ -442,7 +503,8 @@ class Debugger:
         training = self._tracin(sub, info) if self.train is not None else None
         culprit = "rules" if (rules.toward_wrong > 1e-6).any() else "bias/residual"
         if len(concepts):
-            culprit = f"concept {concepts.concept.iloc[0]} (probably should be " \
+            culprit = f"concept {concepts.concept.iloc[0]} = {concepts.value.iloc[0]!r} " \
+                      "(the nearest value that flips the decision: " \
                       f"{concepts.needed.iloc[0]!r})"
         elif (rules.toward_wrong > 1e-6).any():
             culprit = f"rule {rules.rule.iloc[0]} (pushed {rules.toward_wrong.iloc[0]:+.2f} " \
@@ -483,7 +545,14 @@ class Debugger:
         return kb, templates, [_grounded_text(e, templates) for e in members]
 
     def _rebuild(self, edits: list[Edit]):
-        base = self._base
+        """A copy of the original model with ``edits`` applied (what :meth:`what_if`
+        predicts with)."""
+        dropped = [e.name for e in edits if isinstance(e, DropResidual)]
+        return self._base.replace(kb=self._edited_kb(edits),
+                                  drop_residual=list(dict.fromkeys(dropped))).eval()
+
+    def _edited_kb(self, edits: list[Edit]) -> KnowledgeBase:
+        """The original model's learned knowledge base with ``edits`` applied."""
         kb, templates, members = self._templates(edits)
         texts = [e.text for e in edits if hasattr(e, "text")]
         source = texts[-1] if texts else None
@@ -500,7 +569,7 @@ class Debugger:
             new_kb = relational_kb(new_kb, templates, start=kb) or new_kb
         if self.output not in new_kb.outputs:
             raise ModelError(f"the edits leave no output {self.output!r}")
-        return base.replace(kb=new_kb).eval()
+        return new_kb
 
     def what_if(self, *edits) -> WhatIf:
         """Apply ``edits`` (on top of the earlier ones) to a copy of the model and
@@ -524,6 +593,77 @@ class Debugger:
         changed = int((before["predicted"] != now["predicted"]).sum())
         return WhatIf(tuple(e.describe() for e in self._edits), float(before["correct"].mean()),
                       float(now["correct"].mean()), fixed, broken, changed)
+
+    def suggest(self, rows=None, *, validation=None, keep=(), max_edits: int = 2,
+                top: int = 10, timeout: float = 10.0):
+        """Ranked, certified edits that fix failing predictions.
+
+        Each :class:`~greybox.explain.debug.Suggestion` is a short list of ordinary edits
+        (a rule's weight or one of its numbers, a rule switched off, a hard constraint's
+        number or its removal, a bias change; a pair of those with ``max_edits=2``) with the rows it fixes
+        and breaks exactly as :meth:`what_if` reports them (``dbg.what_if(*s.edits)``: the
+        same rebuild and ``predict``), certified by Z3. The debugger itself does not change.
+
+        The best value of one weight or number is exact: a sweep over the rows'
+        breakpoints (where some row's decision changes), the value a short decimal in the
+        best interval; pairs come from a bounded search (the best single edits, each
+        followed by the sweep of every other weight and number); see
+        :mod:`greybox.explain.debug._suggest`. A bias change is suggested as the rule it
+        equals (``rule bias_shift_out weight b fixed: true -> out``: the language has no
+        bias statement).
+
+        Parameters
+        ----------
+        rows : row labels, optional
+            The failures to fix (e.g. a cohort's rows); default every failure. Rows
+            predicted right are ignored.
+        validation : (data, targets), optional
+            Held-out rows: suggestions are ranked by what they fix minus what they break
+            there first.
+        keep : sequence of str
+            Properties every suggestion must keep entailed (``greybox.rules.entails``),
+            e.g. ``["age < 18 -> not approve"]``.
+        max_edits : int
+            1: single edits; 2: pairs too.
+        top : int
+            How many suggestions to return.
+        timeout : float
+            Seconds for each Z3 check.
+
+        Returns
+        -------
+        Suggestions
+            Best first: held-out fixed minus broken (with ``validation``), then the aimed
+            failures fixed minus rows broken, then fewer edits, then the smaller change.
+            ``dropped`` says which candidates a check left out, and why.
+
+        Raises
+        ------
+        DataError
+            ``rows`` names labels not in the data; bad ``validation``.
+        ModelError
+            ``max_edits`` or ``top`` below 1; a real output, or one not decided by rules.
+
+        Examples
+        --------
+        >>> import numpy as np, greybox as gb
+        >>> model = gb.GreyBox('''
+        ... input x: real[0, 10]
+        ... output high: bool
+        ... rule big: x > 5 -> high
+        ... ''', semantics="product")
+        >>> x = np.linspace(0, 10, 21)
+        >>> dbg = gb.explain.Debugger(model, {"x": x}, x > 6)
+        >>> best = dbg.suggest()[0]
+        >>> print(best)
+        set number 0 of big to 6: +2 fixed, -0 broken, accuracy 0.905 -> 1.000
+        >>> len(dbg.what_if(*best.edits).fixed)
+        2
+        """
+        from ._suggest import suggest
+
+        return suggest(self, rows, validation=validation, keep=keep, max_edits=max_edits,
+                       top=top, timeout=timeout)
 
     def undo(self, n: int = 1) -> WhatIf:
         """Take back the last ``n`` edits."""

@@ -13,12 +13,12 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
-from greybox.errors import RuleError
+from greybox.errors import RuleError, listed
 from greybox.rules import ast as A
 from greybox.rules import parse_statements
 
-__all__ = ["EDIT_FIELDS", "MAX_EDIT_TEXT", "AddStatement", "Disable", "Edit", "Remove",
-           "Replace", "SetThreshold", "SetWeight", "parse_edit"]
+__all__ = ["EDIT_FIELDS", "MAX_EDIT_TEXT", "AddStatement", "Disable", "DropResidual", "Edit",
+           "Remove", "Replace", "SetThreshold", "SetWeight", "parse_edit"]
 
 #: The most characters of rule text a mapping edit (the web debugger's form) may carry: an
 #: edit is a rule or a few, and parsing and re-evaluating grow with the text.
@@ -35,6 +35,19 @@ class Edit:
 
     def describe(self) -> str:
         raise NotImplementedError
+
+    def to_spec(self) -> dict:
+        """The mapping :func:`parse_edit` turns back into this edit (the form the web
+        debugger sends): ``parse_edit(e.to_spec()) == e``.
+
+        Examples
+        --------
+        >>> SetThreshold("big", 0, 6.5).to_spec()
+        {'op': 'threshold', 'name': 'big', 'index': 0, 'value': 6.5}
+        >>> parse_edit(Disable("big").to_spec())
+        Disable(name='big')
+        """
+        raise RuleError(f"a {type(self).__name__} edit has no mapping form")
 
     def __str__(self) -> str:
         return self.describe()
@@ -71,8 +84,7 @@ def _find(statements, name: str, kind=(A.Rule, A.Constraint)):
     what = "rule" if kind is A.Rule else "rule or constraint"
     names = [(s.statement if isinstance(s, A.Family) else s).name for s in statements
              if isinstance(s.statement if isinstance(s, A.Family) else s, kind)]
-    shown = ", ".join(names[:20]) + (f", ... ({len(names)} in all)" if len(names) > 20 else "")
-    raise NotFound(f"no {what} named {name!r} (there are: {shown or 'none'})")
+    raise NotFound(f"no {what} named {name!r} (there are: {listed(names) or 'none'})")
 
 
 def _put(statements, i: int, new) -> list:
@@ -103,6 +115,9 @@ class SetWeight(Edit):
             raise RuleError(f"weight of rule {self.name!r}: {problem}")
         return _put(statements, i, dataclasses.replace(r, weight=float(self.weight)))
 
+    def to_spec(self) -> dict:
+        return {"op": "weight", "name": self.name, "value": float(self.weight)}
+
     def describe(self):
         return f"set the weight of {self.name} to {self.weight:g}"
 
@@ -132,6 +147,10 @@ class SetThreshold(Edit):
         return _put(statements, i, dataclasses.replace(s, body=new) if isinstance(s, A.Rule)
                     else dataclasses.replace(s, formula=new))
 
+    def to_spec(self) -> dict:
+        return {"op": "threshold", "name": self.name, "index": int(self.index),
+                "value": float(self.value)}
+
     def describe(self):
         return f"set number {self.index} of {self.name} to {self.value:g}"
 
@@ -151,6 +170,9 @@ class Disable(Edit):
         i, r = _find(statements, self.name, A.Rule)
         return _put(statements, i, dataclasses.replace(r, weight=0.0, fixed=True))
 
+    def to_spec(self) -> dict:
+        return {"op": "disable", "name": self.name}
+
     def describe(self):
         return f"disable {self.name}"
 
@@ -164,6 +186,9 @@ class Remove(Edit):
     def apply(self, statements):
         i, _ = _find(statements, self.name)
         return statements[:i] + statements[i + 1:]
+
+    def to_spec(self) -> dict:
+        return {"op": "remove", "name": self.name}
 
     def describe(self):
         return f"remove {self.name}"
@@ -182,6 +207,9 @@ class AddStatement(Edit):
         if bad:
             raise RuleError("an edit may add rules and constraints only, not declarations")
         return list(statements) + new
+
+    def to_spec(self) -> dict:
+        return {"op": "add", "text": self.text}
 
     def describe(self):
         return f"add: {self.text.strip()}"
@@ -203,12 +231,44 @@ class Replace(Edit):
             raise RuleError("a replacement must be exactly one rule or constraint")
         return statements[:i] + new + statements[i + 1:]
 
+    def to_spec(self) -> dict:
+        return {"op": "replace", "name": self.name, "text": self.text}
+
     def describe(self):
         return f"replace {self.name} by: {self.text.strip()}"
 
 
 #: The fields of each op of a mapping edit: (required, optional). ``name`` is always the
 #: name of the rule or constraint edited; ``rule`` is accepted as an alias of it.
+@dataclass(frozen=True)
+class DropResidual(Edit):
+    """Drop the residual network of output ``name``: the rules alone decide it.
+
+    The statements do not change; the debugger rebuilds its model without that residual
+    (:meth:`greybox.GreyBox.replace` with ``drop_residual``). With rules learned from
+    what the residual added (``Debugger.residual_rules``), this replaces an opaque
+    correction by readable rules, and ``what_if`` says what that costs.
+
+    Examples
+    --------
+    >>> DropResidual("y").describe()
+    'drop the residual network of y'
+    >>> parse_edit(DropResidual("y").to_spec())
+    DropResidual(name='y')
+    """
+
+    name: str
+
+    def apply(self, statements):
+        return list(statements)
+
+    def to_spec(self) -> dict:
+        return {"op": "drop_residual", "name": self.name}
+
+    def describe(self):
+        return f"drop the residual network of {self.name}"
+
+
 EDIT_FIELDS = {
     "weight": (("name", "value"), ()),
     "threshold": (("name", "value"), ("index",)),
@@ -216,6 +276,7 @@ EDIT_FIELDS = {
     "remove": (("name",), ()),
     "add": (("text",), ()),
     "replace": (("name", "text"), ()),
+    "drop_residual": (("name",), ()),
 }
 
 
@@ -335,6 +396,8 @@ def parse_edit(spec) -> Edit:
         return Disable(_name(op, fields["name"]))
     if op == "remove":
         return Remove(_name(op, fields["name"]))
+    if op == "drop_residual":
+        return DropResidual(_name(op, fields["name"]))
     if op == "add":
         return AddStatement(_text(op, fields["text"]))
     return Replace(_name(op, fields["name"]), _text(op, fields["text"]))

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from greybox.errors import DataError, ModelError
+from greybox.errors import DataError, ModelError, listed
 
 from ._debugger import Blame, Debugger, _frame_html
 from ._edits import parse_edit
@@ -116,7 +116,7 @@ class EntityDebugger:
         if family is None:
             if len(named) != 1:
                 raise DataError(f"name the family to debug (family=...): the targets name "
-                                f"{', '.join(named) or 'none'} of {', '.join(outputs)}")
+                                f"{listed(named) or 'none'} of {listed(outputs)}")
             family = named[0]
         if family not in outputs:
             raise ModelError(f"{family!r} is not an output family (output families: "

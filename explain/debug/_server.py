@@ -7,7 +7,8 @@ type-checked, never executed.
 
 The server is the standard library's threaded HTTP server (one thread per connection,
 HTTP/1.0, one request per connection), hardened rather than replaced by an ASGI stack: the
-API is seven small endpoints, and every defence below is a few lines with its own test.
+API is ten small endpoints, and every defence below is a few lines with its own test.
+What each endpoint answers is built in ``_views.py``; this module routes and guards.
 
 - A connection has ``timeout`` seconds (default 10) from being accepted to send its whole
   request; a slower or lying client (a ``Content-Length`` longer than what it sends) gets
@@ -33,7 +34,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import math
 import re
 import secrets
 import socket
@@ -43,12 +43,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from urllib.parse import parse_qs, urlparse
 
-import numpy as np
-import pandas as pd
-
-from greybox.errors import GreyboxError, RuleError, RuleSyntaxError
+from greybox.errors import GreyboxError, RuleError
 from greybox.rules import timeout_seconds
 
+from . import _views as V
 from ._edits import EDIT_FIELDS, MAX_EDIT_TEXT, MAX_NAME, parse_edit
 
 __all__ = ["DebugServer", "OPENAPI"]
@@ -59,6 +57,10 @@ MAX_BODY = 1 << 20
 TIMEOUT = 10.0
 #: Connections served at once (503 beyond).
 MAX_CONNECTIONS = 32
+#: The most suggestions one request asks for (GET /api/suggest?top=...).
+MAX_TOP = 50
+#: The most edits one POST /api/edit applies together.
+MAX_EDITS = 20
 #: The Content-Security-Policy of API responses (the page's adds its script and style).
 _CSP_API = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
 
@@ -69,39 +71,6 @@ class _Refused(Exception):
     def __init__(self, status: int, message: str):
         super().__init__(message)
         self.status = status
-
-
-def _plain(value):
-    """JSON-ready Python values from numpy / pandas ones."""
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return [_plain(v) for v in value.tolist()]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if value is pd.NA:
-        return None
-    return value
-
-
-def _records(frame: pd.DataFrame) -> list[dict]:
-    frame = frame.reset_index().rename(columns={"index": "row"})
-    return [_plain(r) for r in frame.to_dict(orient="records")]
-
-
-def _error(err: GreyboxError) -> dict:
-    out = {"error": str(err)}
-    if isinstance(err, RuleSyntaxError):
-        out.update(line=err.lineno, column=err.offset)
-    elif isinstance(err, RuleError) and getattr(err, "diagnostics", None):
-        loc = err.diagnostics[0][1]
-        if loc is not None:
-            out.update(line=loc.line, column=loc.column)
-    return out
 
 
 _FIELD_SCHEMAS = {
@@ -120,6 +89,7 @@ _OP_SUMMARIES = {
     "remove": "remove rule or constraint `name`",
     "add": "add the rules and constraints written in `text`",
     "replace": "replace rule or constraint `name` by the one written in `text`",
+    "drop_residual": "leave out the residual network of output `name`",
 }
 
 
@@ -140,7 +110,8 @@ def _error_response(description: str) -> dict:
         "$ref": "#/components/schemas/Error"}}}}
 
 
-_EDIT_NAMES = {op: f"{op.capitalize()}Edit" for op in EDIT_FIELDS}
+_EDIT_NAMES = {op: "".join(w.capitalize() for w in op.split("_")) + "Edit"
+               for op in EDIT_FIELDS}
 
 #: The OpenAPI description of the JSON API (served at /api/openapi.json).
 OPENAPI = {
@@ -172,18 +143,41 @@ OPENAPI = {
                                   "responses": {"200": {"description": "list of rows"}}}},
         "/api/cohorts": {"get": {"summary": "where errors concentrate",
                                  "responses": {"200": {"description": "list of cohorts"}}}},
-        "/api/rules": {"get": {"summary": "rules with their weights and numbers",
-                               "responses": {"200": {"description": "list of rules"}}}},
+        "/api/rules": {"get": {
+            "summary": "rules and constraints (kind rule, hard or soft): text, weight, numbers "
+                       "(in the order threshold edits count them), the text cut at its numbers "
+                       "(parts) and statistics by crisp evaluation on every row (rows where it "
+                       "fires, accuracy there, failing rows there, share of all failures)",
+            "responses": {"200": {"description": "list of rules"}}}},
+        **{path: {"get": {
+            "summary": summary + ": each with its edits (text and the spec /api/edit "
+                                 "takes), the rows it fixes and breaks, the accuracy after "
+                                 "and what was checked",
+            "parameters": [
+                {"name": "top", "in": "query", "schema": {
+                    "type": "integer", "minimum": 1, "maximum": MAX_TOP, "default": 10}},
+                {"name": "row", "in": "query", "schema": {"type": "string"},
+                 "description": "fix this failing row (default: every failure)"}],
+            "responses": {"200": {"description": "{suggestions: ranked list, candidates, "
+                                                 "measured, seconds, notes}"},
+                          "400": _error_response("a bad top"),
+                          "404": _error_response("no such row, or the debugger has none")}}}
+            for path, summary in [("/api/suggest", "ranked suggested fixes (Debugger.suggest)"),
+                                  ("/api/propose", "rules learned from failures "
+                                                   "(Debugger.propose_rules)")]},
         "/api/row": {"get": {"summary": "the explanation of one row",
                              "parameters": [{"name": "id", "in": "query", "required": True,
                                              "schema": {"type": "string"}}],
                              "responses": {"200": {"description": "explanation"},
                                            "404": _error_response("no such row")}}},
         "/api/edit": {"post": {
-            "summary": "apply an edit on top of the earlier ones: " + "; ".join(
+            "summary": "apply an edit, or a list of edits together (one what-if), on top "
+                       "of the earlier ones: " + "; ".join(
                 f"{op}: {text}" for op, text in _OP_SUMMARIES.items()),
             "requestBody": {"required": True, "content": {"application/json": {"schema": {
-                "$ref": "#/components/schemas/Edit"}}}},
+                "oneOf": [{"$ref": "#/components/schemas/Edit"},
+                          {"type": "array", "minItems": 1, "maxItems": MAX_EDITS,
+                           "items": {"$ref": "#/components/schemas/Edit"}}]}}}},
             "responses": {
                 "200": {"description": "the fixed/broken diff against the original model"},
                 "400": _error_response("the edit's error (with line and column for rule "
@@ -269,7 +263,7 @@ class _Handler(BaseHTTPRequestHandler):
     # plumbing ---------------------------------------------------------------------------
     def _send(self, status: int, body, content_type="application/json", csp=_CSP_API):
         data = body if isinstance(body, bytes) else (
-            body.encode() if isinstance(body, str) else json.dumps(_plain(body)).encode())
+            body.encode() if isinstance(body, str) else json.dumps(V.plain(body)).encode())
         try:
             self.send_response(status)
             self.send_header("Content-Type", content_type)
@@ -409,7 +403,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             return self._send(err.status, {"error": str(err)})
         except GreyboxError as err:
-            return self._send(400, _error(err))
+            return self._send(400, V.error(err))
         except Exception as err:  # noqa: BLE001 - a bug must not kill the page's request
             return self._send(500, {"error": f"internal error: {type(err).__name__}: {err}"})
         return self._send(status, answer, *rest)
@@ -428,35 +422,49 @@ class _Handler(BaseHTTPRequestHandler):
                 now = dbg.predictions()
                 return 200, {"output": dbg.output, "rows": len(now),
                              "accuracy": dbg.accuracy, "failures": int((~now["correct"]).sum()),
-                             "edits": [e.describe() for e in dbg.edits]}
+                             "edits": [e.describe() for e in dbg.edits],
+                             "suggest": hasattr(dbg, "suggest"),
+                             "propose": hasattr(dbg, "propose_rules")}
         if method == "GET" and path == "/api/failures":
             with lock:
-                return 200, _records(dbg.failures())
+                return 200, V.records(dbg.failures())
         if method == "GET" and path == "/api/cohorts":
             with lock:
-                return 200, _records(dbg.cohorts())
+                return 200, V.records(dbg.cohorts())
         if method == "GET" and path == "/api/rules":
             with lock:
-                return 200, _rules(dbg)
+                return 200, V.rules(dbg)
         if method == "GET" and path == "/api/row":
             ident = (query.get("id") or [""])[0]
             with lock:
                 match = [i for i in dbg.batch.index if str(i) == ident]
                 if not match:
                     return 404, {"error": f"no row {ident[:100]!r}"}
-                return 200, _row(dbg, match[0])
+                return 200, V.row(dbg, match[0])
         if method == "GET" and path == "/api/export":
             with lock:
                 return 200, {"text": dbg.export()}
-        if method == "POST" and path == "/api/edit":
-            edit = parse_edit({} if spec is None else spec)   # checked before the lock
+        if method == "GET" and path in ("/api/suggest", "/api/propose"):
+            find = getattr(dbg, "suggest" if path == "/api/suggest" else "propose_rules", None)
+            if find is None:
+                return 404, {"error": f"this debugger has no {path[5:]}"}
+            top, ident = _top(query), (query.get("row") or [None])[0]
             with lock:
-                return 200, _diff(dbg.what_if(edit))
+                rows = None
+                if ident is not None:
+                    rows = [i for i in dbg.batch.index if str(i) == ident]
+                    if not rows:
+                        return 404, {"error": f"no row {ident[:100]!r}"}
+                return 200, V.suggestions(find(rows, top=top), top)
+        if method == "POST" and path == "/api/edit":
+            edits = _edits(spec)   # checked before the lock
+            with lock:
+                return 200, V.diff(dbg.what_if(*edits))
         if method == "POST" and path == "/api/undo":
             with lock:
                 if not dbg.edits:
                     return 400, {"error": "no edit to undo"}
-                return 200, _diff(dbg.undo())
+                return 200, V.diff(dbg.undo())
         return 404, {"error": f"no such endpoint: {method} {path[:100]}"}
 
     def do_GET(self):  # noqa: N802
@@ -466,58 +474,22 @@ class _Handler(BaseHTTPRequestHandler):
         self._route("POST")
 
 
-def _diff(w) -> dict:
-    return {"edits": list(w.edits), "accuracy_before": w.accuracy_before,
-            "accuracy_after": w.accuracy_after, "fixed": _records(w.fixed),
-            "broken": _records(w.broken), "changed": w.changed}
+def _top(query) -> int:
+    """The ``top`` of a query: how many suggestions, 1 to :data:`MAX_TOP` (10 unless given)."""
+    given = (query.get("top") or ["10"])[0]
+    if not re.fullmatch(r"[0-9]{1,4}", given.strip()) or not 1 <= int(given) <= MAX_TOP:
+        raise _Refused(400, f"top must be a whole number from 1 to {MAX_TOP}, got "
+                            f"{given[:40]!r}")
+    return int(given)
 
 
-def _rules(dbg) -> list[dict]:
-    from greybox.rules import ast as A
-    from greybox.rules import to_text
-
-    kb = dbg.model.to_kb()
-    out = []
-    for s in kb.statements:
-        if isinstance(s, (A.Rule, A.Constraint)):
-            body = s.body if isinstance(s, A.Rule) else s.formula
-            out.append({"name": s.name, "kind": "rule" if isinstance(s, A.Rule) else "constraint",
-                        "text": to_text(s), "weight": getattr(s, "weight", None),
-                        "numbers": [n.value for n in A.walk(body) if isinstance(n, A.Num)]})
-    return out
-
-
-def _row(dbg, label) -> dict:
-    import torch
-
-    from .._explain import explain
-
-    pos = dbg.batch.index.get_loc(label)
-    sub = dbg.batch.take(torch.as_tensor([pos]))
-    ex = explain(dbg.model, sub, dbg.output, parameters=False)
-    attributions = {}
-    for key, a in ex.attributions.items():
-        values = a[0].detach().cpu()
-        shape = ex._image_shape(key)
-        attributions[key] = {"values": values.flatten().tolist(),
-                             "shape": list(shape) if shape else None,
-                             "names": None if shape else ex._attribution_names(key,
-                                                                                values.numel())}
-    info = dbg.predictions().loc[label]
-    out = {"row": label, "text": ex.row_text(),
-           "decision": _records(ex.decision)[0], "rules": _records(ex.rules.drop(columns="row")),
-           "concepts": _records(ex.concepts.drop(columns="row")),
-           "attributions": attributions, "target": info["target"],
-           "correct": bool(info["correct"])}
-    try:
-        out["reason"] = str(ex.reason())
-    except GreyboxError as err:
-        out["reason"] = f"no reason: {err}"
-    try:
-        out["counterfactual"] = str(ex.counterfactual())
-    except GreyboxError as err:
-        out["counterfactual"] = f"no counterfactual: {err}"
-    return out
+def _edits(spec) -> list:
+    """The edits of an /api/edit body: one edit, or a list of them applied together."""
+    if not isinstance(spec, list):
+        return [parse_edit({} if spec is None else spec)]
+    if not 1 <= len(spec) <= MAX_EDITS:
+        raise RuleError(f"a list of edits holds 1 to {MAX_EDITS} edits, got {len(spec)}")
+    return [parse_edit(e) for e in spec]
 
 
 class _Server(ThreadingHTTPServer):

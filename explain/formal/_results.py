@@ -45,7 +45,7 @@ class Reason:
     def __str__(self) -> str:
         extra = "".join(f"; {a}" for a in self.assumptions)
         if self.facts:
-            facts = " and ".join(f"{k} = {v!r}" for k, v in self.facts.items())
+            facts = " and ".join(f"{k} = {_fact(k, v)}" for k, v in self.facts.items())
             whatever = f", whatever {', '.join(self.free)}" if self.free else ""
             why = f"because {facts}{whatever}"
         else:   # no fact is needed: the learned rules and the hard constraints decide
@@ -58,6 +58,15 @@ class Reason:
 
     def to_frame(self) -> pd.DataFrame:
         return pd.DataFrame({"fact": list(self.facts), "value": list(self.facts.values())})
+
+
+def _fact(name: str, value) -> str:
+    """A fact's value as printed: data values as they are, a network's logit (a float
+    computed by the model, not read from the data) to 4 significant digits (``facts``
+    keeps it exact)."""
+    if name.startswith("residual:") and isinstance(value, float):
+        return f"{value:.4g}"
+    return repr(value)
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from .._trace import Trace
 from ._base import Semantics
 from ._compiled import EXACT_FLOAT32, wide_int
 
-__all__ = ["CrispSemantics", "crisp_evaluation"]
+__all__ = ["CrispSemantics", "crisp_evaluation", "crisp_scores", "evaluate_with"]
 
 
 def crisp_evaluation(model, batch, logits=None):
@@ -29,6 +29,51 @@ def crisp_evaluation(model, batch, logits=None):
     from .._decide import decide
 
     return decide(model, batch, logits)
+
+
+def crisp_scores(model, batch, ev, logits, name: str) -> np.ndarray:
+    """(rows, values) scores of decided variable ``name`` in the decision ``ev`` (from
+    :func:`crisp_evaluation`): bias, residual and rule weights; ``-inf`` where the hard
+    constraints allow no decision with that value (:func:`greybox._decide.decision_scores`;
+    their argmax, ties to the first value, is the decision where nothing else ties the
+    variable).
+
+    Examples
+    --------
+    >>> import greybox as gb
+    >>> model = gb.GreyBox("input x: real  output y: bool  rule r weight 2: x > 1 -> y",
+    ...                    semantics="product")
+    >>> batch = model.batch({"x": [0.0, 3.0]})
+    >>> ev, logits = crisp_evaluation(model, batch)
+    >>> crisp_scores(model, batch, ev, logits, "y").tolist()   # False, True
+    [[0.0, 0.0], [0.0, 2.0]]
+    """
+    from .._decide import decision_scores
+
+    return np.asarray(decision_scores(model, ev.kb, batch, logits, ev, name),
+                      dtype=np.float64)
+
+
+def evaluate_with(model, kb, batch, logits, *, bias=None):
+    """The crisp evaluation of other rules ``kb`` with ``model``'s networks' values
+    (``logits``, as :func:`crisp_evaluation` returns them) and biases (``bias``: a
+    :meth:`~greybox.GreyBox.bias_table`, default the model's on ``batch``): what a copy of
+    the model with those rules decides, without building it.
+
+    Examples
+    --------
+    >>> import greybox as gb
+    >>> model = gb.GreyBox("input x: real  output y: bool  rule r: x > 1 -> y",
+    ...                    semantics="product")
+    >>> batch = model.batch({"x": [0.0, 3.0]})
+    >>> _, logits = crisp_evaluation(model, batch)
+    >>> other = gb.rules.parse("input x: real  output y: bool  rule r: x > -1 -> y")
+    >>> evaluate_with(model, other, batch, logits).decisions["y"].tolist()
+    [True, True]
+    """
+    from .._decide import _evaluate
+
+    return _evaluate(model, kb, batch, logits, bias)
 
 
 class CrispSemantics(Semantics):

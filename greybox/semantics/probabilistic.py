@@ -217,6 +217,11 @@ class ProbContext(Context):
         self._base_probs: dict = {}
         #: the neural distribution factors in the graph: id -> variable
         self._neural_ids: dict[int, str] = {}
+        #: counts over many formulas, by their placeholder factor's id: (placeholder, the
+        #: count's name, its formulas' variables and factors); each replaced in a query's factors by one
+        #: factor (folded) or by its chain of partial sums (see _counts_in)
+        self._counts: dict[int, tuple] = {}
+        self._count_factors: dict[tuple, list] = {}
 
     # helpers ---------------------------------------------------------------------------
     def const(self, x) -> Field:
@@ -285,10 +290,16 @@ class ProbContext(Context):
                 "(constraint c(p in s, ...): ...) instead of one forall")
         return Field(scope, fn(ta, tb))
 
-    def closure(self, scope) -> list:
+    def closure(self, scope, *, fold: bool = True) -> list:
         """Every factor connected to ``scope``: what a query on it depends on. Factors of
         variables below (definitions, constraints) are included: evidence and
-        constraints there condition the query; unconstrained ones sum out to 1."""
+        constraints there condition the query; unconstrained ones sum out to 1. A count
+        over many formulas is one factor where its formulas are independent of the rest
+        (``fold``; else, and for a most probable assignment, its chain of partial sums)."""
+        out = self._closure(scope)
+        return self._counts_in(out, scope, fold) if self._counts else out
+
+    def _closure(self, scope) -> list:
         seen, fids, out = set(), set(), []
         stack = list(scope)
         while stack:
@@ -330,6 +341,91 @@ class ProbContext(Context):
                     stack.extend(g for g in self.touch.get(v, ())
                                  if id(g) in alive and id(g) in self._introduces)
         return [f for f in factors if id(f) in alive]
+
+    def _counts_in(self, factors: list, scope, fold: bool) -> list:
+        """``factors`` with each count's placeholder replaced: by one factor over the count,
+        the Poisson-binomial of its formulas' probabilities (:func:`F.poisson_binomial`,
+        O(n^2) per row), where its formulas read neural variables that nothing else among
+        ``factors`` reads nor the query asks (so they sum out alone); else by its chain of
+        partial sums (refused beyond :data:`CHAIN_LIMIT`)."""
+        holders = [f for f in factors if id(f) in self._counts]
+        if not holders:
+            return factors
+        uses: dict[str, int] = {}
+        for f in factors:
+            for v in f[0]:
+                uses[v] = uses.get(v, 0) + 1
+        present = {id(f) for f in factors}
+        asked = set(scope)
+        drop, add = set(), []
+        for holder in holders:
+            _, name, atoms, formulas = self._counts[id(holder)]
+            alone = fold and all(
+                id(f) in present and uses[a] == 2 and a not in asked and all(
+                    v in self.logits and uses[v] == 2 and v not in asked for v in f[0][:-1])
+                for a, f in zip(atoms, formulas))
+            if alone:
+                own = {v: g for f in formulas for v in f[0][:-1] for g in self.touch[v]
+                       if id(g) in self._neural_ids and id(g) in present}
+                if len(own) < sum(len(f[0]) - 1 for f in formulas):
+                    alone = False       # (a variable's own distribution not among them)
+            if alone:
+                drop.update(id(f) for f in formulas)
+                drop.update(id(g) for g in own.values())
+                add.append(self._folded(holder, own))
+            else:
+                add.extend(self._chain_of(holder))
+            drop.add(id(holder))
+        return [f for f in factors if id(f) not in drop] + add
+
+    def unfolded(self, factors: list) -> list:
+        """``factors`` with each count's placeholder replaced by its chain of partial sums
+        (for a most probable joint assignment, which the chain's variables take part in)."""
+        return self._counts_in(factors, (), False) if self._counts else factors
+
+    def _folded(self, holder, own: dict):
+        """The count's distribution as one factor over it (made once), from its formulas'
+        factors and the distributions ``own`` of the neural variables they read."""
+        key = ("folded", id(holder))
+        found = self._count_factors.get(key)
+        if found is not None:
+            return found
+        _, name, _, formulas = self._counts[id(holder)]
+        probs = []
+        for f in formulas:
+            scope = f[0][:-1]
+            t, s = contract([own[v] for v in scope] + [(scope, f[1][..., 1])])
+            probs.append((t * torch.exp(s)).double())
+        p = torch.stack(torch.broadcast_tensors(*probs), 1).clamp(0.0, 1.0)
+        folded = ((name,), F.poisson_binomial(p).to(formulas[0][1].dtype))
+        self._keep_alive.append(folded)
+        self.conditional.add(id(folded))
+        self._count_factors[key] = folded
+        return folded
+
+    def _chain_of(self, holder) -> list:
+        """A count's chain of partial sums (built once), or refused where too large."""
+        found = self._count_factors.get(("chain", id(holder)))
+        if found is not None:
+            return found
+        _, name, atoms, _ = self._counts[id(holder)]
+        arith = count_chain(name, atoms)
+        if arith is None:
+            raise ModelError(
+                f"count over {len(atoms):,} formulas is too large for exact inference "
+                f"where its formulas are tied to the rest of the model (its chain of "
+                f"partial sums holds {count_chain_size(len(atoms)):,} values, at most "
+                f"{CHAIN_LIMIT:,}): use a fuzzy semantics (semantics='product'), where it "
+                "is the sum of their truth degrees")
+        for aux, values in arith.aux.items():
+            self.sizes[aux] = len(values)
+            self.vals[aux] = self.model.compiled.value_tensor(tuple(values))
+        factors = [(s, f.to(self.device)) for s, f in arith.factors]
+        for factor in factors:   # each a function of the ones before: its last variable
+            self._keep_alive.append(factor)
+            self.conditional.add(id(factor))
+        self._count_factors[("chain", id(holder))] = factors
+        return factors
 
     def _log_z(self, factors) -> torch.Tensor | float:
         if all(id(f) in self.conditional for f in factors):
@@ -877,7 +973,7 @@ class ProbContext(Context):
         key = ("count", id(e), env.key)
         if key not in self._atoms:
             name = f"count#{len(self._atoms)}{env.key}"
-            atoms = []
+            atoms, formulas = [], []
             for j, p in enumerate(parts):
                 if p.scope:
                     atom = f"{name}#{j}"
@@ -885,22 +981,14 @@ class ProbContext(Context):
                     self._introduces[id(factor)] = (atom,)
                     self._register(atom, [0, 1], factor)
                     atoms.append(atom)
-            arith = count_chain(name, atoms)
-            if arith is None:
-                raise ModelError(
-                    f"count over {len(atoms):,} formulas is too large for exact inference "
-                    f"(its chain of partial sums holds {count_chain_size(len(atoms)):,} "
-                    f"values, at most {CHAIN_LIMIT:,}): use a fuzzy semantics "
-                    "(semantics='product'), where it is the sum of their truth degrees")
-            for aux, values in arith.aux.items():
-                self.sizes[aux] = len(values)
-                self.vals[aux] = self.model.compiled.value_tensor(tuple(values))
-            factors = [(s, f.to(self.device)) for s, f in arith.factors]
-            for factor in factors:   # each a function of the ones before: its last variable
-                self._introduces[id(factor)] = factor[0][-1:]
-            for factor in factors[:-1]:
-                self.add_factor(factor)
-            self._atoms[key] = self._register(name, range(len(atoms) + 1), factors[-1])
+                    formulas.append(factor)
+            # a placeholder over the formulas and the count, replaced in each query's
+            # factors (see _counts_in): its chain of partial sums is built only where a
+            # query needs it
+            holder = ((*atoms, name), None)
+            self._counts[id(holder)] = (holder, name, atoms, formulas)
+            self._introduces[id(holder)] = (name,)
+            self._atoms[key] = self._register(name, range(len(atoms) + 1), holder)
         acc = self._atoms[key]
         for p in parts:  # the formulas known from the inputs: a number per row
             if not p.scope:
@@ -1047,7 +1135,7 @@ class ProbContext(Context):
                 return self.marginal(name, env).argmax(dim=1)
             self._add_arithmetic(x)
             a = x.arith
-            assignment, _ = mpe(self.closure((*a.digits, a.carry)), self.n)
+            assignment, _ = mpe(self.closure((*a.digits, a.carry), fold=False), self.n)
             value = torch.zeros(self.n, dtype=torch.long, device=self.device)
             for k, d in enumerate((*a.digits, a.carry)):
                 value = value + assignment[d] * a.base ** k

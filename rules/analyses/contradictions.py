@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import z3
 
+from greybox.errors import listed
+
 from ._base import Analysis, Context, Finding, keep_partial
 
 
@@ -39,7 +41,7 @@ class Contradictions(Analysis):
             core = self._minimise(ctx, solver, marks, core)
             findings.append(Finding(
                 self.name, "error",
-                "hard constraints " + ", ".join(core) + " cannot all hold (no input and "
+                "hard constraints " + listed(core) + " cannot all hold (no input and "
                 "decision satisfies them together)" if len(core) > 1 else
                 f"hard constraint {core[0]} can never hold",
                 tuple(core)))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import z3
 
+from greybox.errors import listed
+
 from ._base import Analysis, Context, Finding
 
 
@@ -35,5 +37,5 @@ class InfeasibleInputs(Analysis):
         names = tuple(c.name for c in kb.constraints.values() if c.hard)
         return [Finding(self.name, "error",
                         "some inputs have no decision that satisfies the hard constraints "
-                        f"({', '.join(names)}); narrow the input types or relax a constraint",
+                        f"({listed(names)}); narrow the input types or relax a constraint",
                         names, witness)]
