@@ -109,13 +109,16 @@ def _keep(found, name: str, attr, delta, used: str) -> None:
 
 def _network_input(model, batch, feats, var):
     """What a concept's network reads: its one tensor input, or its table inputs as the
-    model feeds them (standardised, enums one-hot); None for several tensors."""
+    model feeds them (standardised if it scales them, enums one-hot); None for several
+    tensors."""
     kb = model.kb
     tensors = [a for a in var.args if isinstance(kb.variables[a].type, A.TensorType)]
     if len(tensors) == 1 and len(var.args) == 1:
         return batch.values[var.args[0]]
     if tensors:
         return None  # several tensor arguments: not attributed here
+    if not model.scales_inputs(var.network):
+        feats = model.features(batch, standardise=False).detach()
     cols = []
     for a in var.args:
         t = kb.variables[a].type

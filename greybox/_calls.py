@@ -33,7 +33,7 @@ class NetworkCalls:
         kb = self.kb
         net_plan = kb_cached(kb, "network_plan", _network_plan)
         out: dict[str, torch.Tensor] = {}
-        feats = None
+        feats: dict[bool, torch.Tensor] = {}     # the table inputs, standardised or not
         groups: dict[tuple, list[str]] = {}
         for name, network, arg, _ in net_plan.stackable:
             x = batch.values[arg]
@@ -44,8 +44,10 @@ class NetworkCalls:
             if tensors:
                 args = [batch.values[a] for a in var.args]
             else:
-                if feats is None:
-                    feats = self._features(batch)
+                scaled = self.scales_inputs(var.network)
+                if scaled not in feats:
+                    feats[scaled] = self._features(batch, standardise=scaled)
+                table = feats[scaled]
                 args = []
                 for a in var.args:
                     t = kb.variables[a].type
@@ -53,10 +55,10 @@ class NetworkCalls:
                         args.append(batch.values[a])
                     elif isinstance(t, A.EnumType):
                         i = self.feature_names.index(f"{a}={t.values[0]}")
-                        args.append(feats[:, i:i + t.size])
+                        args.append(table[:, i:i + t.size])
                     else:
                         i = self.feature_names.index(a)
-                        args.append(feats[:, i:i + 1])
+                        args.append(table[:, i:i + 1])
                 if not any(isinstance(kb.variables[a].type, A.TensorType) for a in var.args):
                     args = [torch.cat(args, 1)]
             y = self._call(self.networks[_key(var.network)], args,

@@ -440,7 +440,7 @@ _META = ("format", "version", "rules", "filename", "semantics", "temperature", "
          "residual")
 #: header fields added later: covered by the digest when the file has them (an older
 #: file's digest, computed without them, still matches)
-_LATER_META = ("architectures",)
+_LATER_META = ("architectures", "scale_inputs")
 
 
 def _digest(payload: Mapping) -> str:
@@ -478,6 +478,9 @@ def save(model, path) -> None:
         "temperature": model.temperature,
         "networks": sorted(model.kb.networks),
         "residual": sorted(model.residual.keys()) if model.residual is not None else [],
+        # the networks reading standardised table inputs (a file without this field was
+        # written when every network did, and loads so)
+        "scale_inputs": list(model.scaled_networks),
         "architectures": {
             "networks": {n: _architecture(model.networks[_key(n)])
                          for n in sorted(model.kb.networks)},
@@ -569,10 +572,39 @@ def _check_storage(path, state: Mapping) -> None:
                                   "together (they overlap); refused before allocating them")
 
 
+def _check_device(path, map_location) -> None:
+    """CheckpointError, before anything is read, when ``map_location`` names a device
+    this machine does not have (``"cuda"`` without CUDA, ``"cuda:3"`` with two GPUs):
+    torch would fail inside the unpickler and the file would look unreadable."""
+    if not isinstance(map_location, (str, torch.device)):
+        return    # a mapping or function: torch applies it
+    try:
+        dev = torch.device(map_location)
+    except (RuntimeError, ValueError, TypeError) as err:
+        raise CheckpointError(f"{path}: map_location={map_location!r} is not a device "
+                              f"({str(err).strip().splitlines()[0]})") from None
+    if dev.type in ("cpu", "meta"):
+        return
+    backend = getattr(torch, dev.type, None)
+    available = getattr(backend, "is_available", None)
+    if dev.type == "mps":
+        available = torch.backends.mps.is_available
+    if available is None or not available():
+        raise CheckpointError(f"{path}: cannot load onto {map_location!r}: no "
+                              f"{dev.type.upper()} device is available on this machine; "
+                              "pass map_location='cpu'")
+    count = getattr(backend, "device_count", None)
+    if dev.index is not None and count is not None and dev.index >= count():
+        raise CheckpointError(f"{path}: cannot load onto {map_location!r}: this machine has "
+                              f"{count()} {dev.type.upper()} device(s), numbered from 0; "
+                              f"pass map_location='{dev.type}:0' or 'cpu'")
+
+
 def _read(path, map_location):
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such file")
+    _check_device(path, map_location)
     _check_archive(path)
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
@@ -624,6 +656,12 @@ def _check_payload(path, payload: Mapping) -> None:
                 if not isinstance(desc, Mapping):
                     raise CheckpointError(f"{path}: the architecture of {key} {name!r} is a "
                                           f"{type(desc).__name__}, not a description")
+    if "scale_inputs" in payload:
+        scaled = payload["scale_inputs"]
+        if not isinstance(scaled, (list, tuple)) or not all(
+                isinstance(n, str) and n in payload["networks"] for n in scaled):
+            raise CheckpointError(f"{path}: 'scale_inputs' must list networks of the model "
+                                  f"({payload['networks']}), got {scaled!r}")
     temp = payload["temperature"]
     if isinstance(temp, bool) or not isinstance(temp, (int, float)) or not (
             0 < temp < float("inf")):
@@ -715,7 +753,10 @@ def load(path, *, networks: Mapping[str, nn.Module] | None = None,
                     for k, m in built.items()}
     try:
         model = GreyBox(kb, networks, semantics=payload["semantics"],
-                        residual=residual, temperature=payload["temperature"])
+                        residual=residual, temperature=payload["temperature"],
+                        # files written before the switch: every network read its table
+                        # inputs standardised, and keeps doing so
+                        scale_inputs=list(payload.get("scale_inputs", kb.networks)))
     except GreyboxError as err:
         raise CheckpointError(f"{path}: cannot rebuild the model: {err}") from None
     if isinstance(map_location, (str, torch.device)):

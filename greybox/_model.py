@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import torch
@@ -33,7 +33,9 @@ class GreyBox(RuleValues, InputStatistics, NetworkCalls, Objective, Predictions,
     Parameters
     ----------
     kb : KnowledgeBase, str or path
-        The rules (a parsed knowledge base, rule text, or a ``.rules`` file).
+        The rules (a parsed knowledge base, rule text, or a ``.rules`` file). Decisions
+        that hard constraints tie into more joint assignments than can be enumerated are
+        a :class:`~greybox.errors.RuleError` here, located at the constraint.
     networks : mapping of network name -> nn.Module
         One module per network the knowledge base names (``neural d1: int 0..9 =
         digit(img1)`` names ``digit``). A network returns, per row, one logit for a bool,
@@ -49,6 +51,13 @@ class GreyBox(RuleValues, InputStatistics, NetworkCalls, Objective, Predictions,
     temperature : float
         Smooth comparisons are ``sigmoid(margin / (temperature * spread))``, the spread
         being the compared column's standard deviation (see :meth:`calibrate`).
+    scale_inputs : bool or iterable of network names
+        Which networks read their table arguments standardised (``(x - center) /
+        spread``, the statistics :meth:`calibrate` sets). Default False: every network
+        given in ``networks`` reads the columns exactly as they are in the data, as it
+        would outside greybox (a network trained elsewhere keeps its answers). True: all
+        of them; names: those. Tensor arguments are never rescaled; the residual always
+        reads the standardised table inputs (:meth:`features`).
 
     Examples
     --------
@@ -72,14 +81,19 @@ class GreyBox(RuleValues, InputStatistics, NetworkCalls, Objective, Predictions,
     def __init__(self, kb, networks: Mapping[str, nn.Module] | None = None, *,
                  semantics: str = "probabilistic",
                  residual: nn.Module | Mapping[str, nn.Module] | None = None,
-                 temperature: float = 0.1):
+                 temperature: float = 0.1, scale_inputs: bool | Iterable[str] = False):
         super().__init__()
         self.kb = _as_kb(kb)
+        # decisions too large to enumerate are refused here, naming the statement, rather
+        # than at the first fit or predict
+        gr.plan(self.kb)
         _check_options(semantics, temperature)
         self.semantics = semantics
         self.temperature = float(temperature)
         self._crisp = False
         self.networks = _network_modules(self.kb, networks)
+        #: the networks that read their table arguments standardised (sorted names)
+        self.scaled_networks: tuple[str, ...] = _scaled_networks(self.kb, scale_inputs)
         self._init_rule_parameters()    # rules, constraints, decisions (RuleValues)
         self._init_statistics()         # feature names and their buffers (InputStatistics)
         self.residual = _residual_modules(self.kb, residual)
@@ -97,12 +111,24 @@ class GreyBox(RuleValues, InputStatistics, NetworkCalls, Objective, Predictions,
     def __setstate__(self, state) -> None:
         # the knowledge base comes back re-parsed (new AST objects): re-index its numbers
         super().__setstate__(state)
+        if "scaled_networks" not in self.__dict__:   # pickled before the switch: scaled
+            self.scaled_networks = tuple(sorted(self.kb.networks))
         self._index_numbers()
         self._compiled, self._kb_cache = None, None
 
     def extra_repr(self) -> str:
-        return (f"semantics={self.semantics!r}, temperature={self.temperature:g}, "
+        text = (f"semantics={self.semantics!r}, temperature={self.temperature:g}, "
                 f"{len(self.kb.rules)} rules, {len(self.kb.constraints)} constraints")
+        if self.kb.networks:   # which networks read standardised table inputs
+            text += f", scale_inputs={list(self.scaled_networks) or False}"
+        if self.residual is not None:
+            text += ", residual reads standardised inputs"
+        return text
+
+    def scales_inputs(self, network: str) -> bool:
+        """Whether network ``network`` reads its table arguments standardised (see
+        ``scale_inputs``); False: as they are in the data."""
+        return network in self.scaled_networks
 
     @property
     def device(self) -> torch.device:
@@ -179,7 +205,8 @@ class GreyBox(RuleValues, InputStatistics, NetworkCalls, Objective, Predictions,
             residual = {n: self.residual[_key(n)] for n in kb.decided
                         if _key(n) in self.residual and n not in drop_residual} or None
         model = GreyBox(kb, networks, semantics=self.semantics, residual=residual,
-                        temperature=self.temperature)
+                        temperature=self.temperature,
+                        scale_inputs=[n for n in self.scaled_networks if n in kb.networks])
         if model.feature_names == self.feature_names:
             with torch.no_grad():
                 for name in self.STATISTICS:
@@ -291,6 +318,21 @@ def _network_modules(kb: gr.KnowledgeBase, networks) -> nn.ModuleDict:
         if not isinstance(m, nn.Module):
             raise ModelError(f"network {n!r} must be a torch.nn.Module, got {type(m).__name__}")
     return nn.ModuleDict({_key(n): m for n, m in networks.items()})
+
+
+def _scaled_networks(kb: gr.KnowledgeBase, scale_inputs) -> tuple[str, ...]:
+    """The networks ``scale_inputs`` names (True: all, False: none), checked."""
+    if isinstance(scale_inputs, bool):
+        return tuple(sorted(kb.networks)) if scale_inputs else ()
+    if isinstance(scale_inputs, str) or not isinstance(scale_inputs, Iterable):
+        raise ModelError(f"scale_inputs must be True, False or a list of network names, "
+                         f"got {scale_inputs!r}")
+    names = list(scale_inputs)
+    unknown = [n for n in names if n not in kb.networks]
+    if unknown:
+        raise ModelError(f"scale_inputs names {unknown[0]!r}, which is not a network of the "
+                         f"rules (networks: {', '.join(kb.networks) or 'none'})")
+    return tuple(sorted(set(names)))
 
 
 def _residual_modules(kb: gr.KnowledgeBase, residual) -> nn.ModuleDict | None:

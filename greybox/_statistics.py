@@ -71,7 +71,7 @@ class InputStatistics:
             return max(1.0, (var.type.hi - var.type.lo) / 4)
         return 1.0
 
-    def _features(self, batch: Batch) -> torch.Tensor:
+    def _features(self, batch: Batch, *, standardise: bool = True) -> torch.Tensor:
         cols = []
         for name in self.kb.inputs:
             t = self.kb.variables[name].type
@@ -84,12 +84,17 @@ class InputStatistics:
                 cols.append(x.float().unsqueeze(1))
         if not cols:
             return torch.zeros(batch.n, 0, device=self.device)
+        if not standardise:
+            return torch.cat(cols, 1)
         return (torch.cat(cols, 1) - self.feature_center) / self.feature_scale
 
-    def features(self, data) -> torch.Tensor:
-        """The table inputs as networks and the residual read them: standardised, enums
-        one-hot, in :attr:`feature_names` order; shape (rows, features)."""
-        return self._features(data if isinstance(data, Batch) else self.batch(data))
+    def features(self, data, *, standardise: bool = True) -> torch.Tensor:
+        """The table inputs as the residual and the networks in ``scaled_networks`` read
+        them: standardised, enums one-hot, in :attr:`feature_names` order; shape (rows,
+        features). ``standardise=False``: as the other networks read them (the values in
+        the data, bools as 0/1, enums one-hot)."""
+        return self._features(data if isinstance(data, Batch) else self.batch(data),
+                              standardise=standardise)
 
     def spread(self, name: str) -> float:
         """The spread of a table input (its standard deviation once calibrated): the unit

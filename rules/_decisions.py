@@ -187,19 +187,64 @@ def _make_plan(kb) -> DecisionPlan:
             frozenset(r.name for r in rules if reads[r.name] & nameset),
         )
         if comp.enumerated and comp.size(kb) > MAX_ASSIGNMENTS:
-            raise RuleError(_too_large(kb, comp, len(members) > 1))
+            message, loc = _too_large(kb, comp, len(members) > 1)
+            raise RuleError(message, loc, kb.source)
         comps.append(comp)
     fixed = tuple(c for c in hard if not touches[c.name])
     return DecisionPlan(tuple(comps), fixed)
 
 
-def _too_large(kb, comp: Component, cycle: bool) -> str:
-    """Why a component that must be enumerated is refused, naming what is too large."""
+def _too_large(kb, comp: Component, cycle: bool) -> tuple[str, object]:
+    """Why a component that must be enumerated is refused, naming what is too large, and
+    where (the first hard constraint that ties it, if any). A constraint written as one
+    ``forall`` over sets is shown rewritten as a constraint family, whose instances each
+    tie only the decisions they read."""
     from ._printer import type_to_text
 
     def typed(n):
         return f"{n} ({type_to_text(kb.variables[n].type)})"
 
+    loc = comp.constraints[0].span if comp.constraints else None
+    message = _too_large_message(kb, comp, cycle, typed)
+    for c in comp.constraints:
+        rewrite = _as_family(kb, c.name)
+        if rewrite is not None:
+            message += (f". Constraint {c.name} is one statement over all its instances; "
+                        f"written as a constraint family, each instance ties only the "
+                        f"decisions it reads:\n    {rewrite}")
+            loc = c.span
+            break
+    return message, loc
+
+
+def _as_family(kb, name: str) -> str | None:
+    """The text of constraint ``name`` rewritten as a family, when it was written as a
+    (nested) ``forall`` over sets or ranges: ``constraint c: forall u in s: F`` becomes
+    ``constraint c(u in s): F``; None otherwise."""
+    from ._kb import to_text
+
+    program = getattr(kb, "program", None)
+    if program is None:
+        return None
+    for t in program.templates:
+        if isinstance(t, A.Constraint) and t.name == name:
+            binders, body = [], t.formula
+            while isinstance(body, A.Quantified) and body.kind == "forall":
+                binders += body.binders
+                body = body.body
+            if not binders:
+                return None
+            family = A.Family(params=tuple(binders), statement=A.Constraint(
+                name=t.name, formula=body, weight=t.weight), paren=True)
+            try:
+                return to_text(family)
+            except Exception:  # noqa: BLE001 -- a hint only: no hint rather than an error
+                return None
+    return None
+
+
+def _too_large_message(kb, comp: Component, cycle: bool, typed) -> str:
+    """What is too large in ``comp`` and how it came to be decided jointly."""
     limit = f"more than the {MAX_ASSIGNMENTS:,} that crisp evaluation and Z3 enumerate"
     cons = listed(c.name for c in comp.constraints)
     if len(comp.variables) == 1:
@@ -207,7 +252,7 @@ def _too_large(kb, comp: Component, cycle: bool) -> str:
         return (f"the decision of {typed(n)} must satisfy the hard constraint(s) {cons}, so "
                 f"each of its {comp.size(kb):,} values is checked against them: {limit}; "
                 f"narrow the type of {n}")
-    names = listed(typed(n) for n in comp.variables)
+    names = listed((typed(n) for n in comp.variables), limit=5)
     if cons:
         why = f"hard constraint(s) {cons} tie the decisions {names} together"
         if cycle:

@@ -42,6 +42,11 @@ PLANTED = {
         "rule never: income < 100 -> not approve\n",
         [("info", ("yes", "no"))],  # yes and never cannot fire together
     ),
+    "too-large-decision": (
+        "".join(f"output t{i}: bool\n" for i in range(17))
+        + "constraint big: " + " or ".join(f"t{i}" for i in range(17)) + "\n",
+        [("error", ("big",))],
+    ),
     "uncovered": (
         "rule yes: income > 500 -> approve\nrule no: income <= 500 -> not approve\n"
         "rule hi: age > 60 -> grade = hi\n",

@@ -179,3 +179,85 @@ def test_a_file_written_before_the_training_range_was_stored_still_loads(tmp_pat
     assert (lo, hi, from_data) == (-float("inf"), float("inf"), True)
     model.save(tmp_path / "new.pt")
     assert gb.load(tmp_path / "new.pt").input_range("x") == (0.5, 4.0, True)
+
+
+# which networks read standardised inputs is part of the file (issue 21) --------------------
+_RAW_KB = ("input a: real\ninput b: real[0, 10]\nneural z: bool = net(a, b)\noutput y: bool\n"
+           "rule r: z -> y\n")
+
+
+def _raw_model(scale_inputs):
+    torch.manual_seed(0)
+    model = gb.GreyBox(_RAW_KB, {"net": nn.Sequential(nn.Linear(2, 4), nn.ReLU(),
+                                                      nn.Linear(4, 1))},
+                       semantics="product", scale_inputs=scale_inputs)
+    data = pd.DataFrame({"a": np.linspace(-30, 70, 40), "b": np.linspace(0, 10, 40)})
+    model.calibrate(data)
+    return model, data
+
+
+@pytest.mark.parametrize("scale_inputs", [False, True])
+def test_the_scaling_of_network_inputs_survives_save_and_load(tmp_path, scale_inputs):
+    model, data = _raw_model(scale_inputs)
+    model.save(tmp_path / "m.pt")
+    loaded = gb.load(tmp_path / "m.pt")
+    assert loaded.scaled_networks == model.scaled_networks
+    assert torch.equal(loaded(data).logits["z"], model(data).logits["z"])
+
+
+def test_a_file_from_before_the_switch_loads_with_its_networks_scaled(tmp_path):
+    from greybox._io import _digest
+
+    model, data = _raw_model(True)      # what every model did then
+    model.save(tmp_path / "new.pt")
+    payload = torch.load(tmp_path / "new.pt", weights_only=True)
+    del payload["scale_inputs"]          # a file written before the field existed
+    payload["sha256"] = _digest(payload)
+    torch.save(payload, tmp_path / "old.pt")
+    loaded = gb.load(tmp_path / "old.pt")
+    assert loaded.scaled_networks == ("net",)
+    assert torch.equal(loaded(data).logits["z"], model(data).logits["z"])
+    # and a model pickled then unpickles the same way
+    state = model.__getstate__()
+    del state["scaled_networks"]
+    again = gb.GreyBox.__new__(gb.GreyBox)
+    again.__setstate__(state)
+    assert again.scaled_networks == ("net",)
+
+
+def test_a_bad_scale_inputs_field_is_refused(tmp_path):
+    from greybox._io import _digest
+
+    model, _ = _raw_model(False)
+    model.save(tmp_path / "m.pt")
+    payload = torch.load(tmp_path / "m.pt", weights_only=True)
+    payload["scale_inputs"] = ["other"]
+    payload["sha256"] = _digest(payload)
+    torch.save(payload, tmp_path / "bad.pt")
+    with pytest.raises(gb.CheckpointError, match="'scale_inputs' must list networks"):
+        gb.load(tmp_path / "bad.pt")
+
+
+@pytest.mark.parametrize("where,match", [
+    ("cuda", r"no CUDA device is available on this machine; pass map_location='cpu'"),
+    ("cuda:1", r"no CUDA device is available on this machine; pass map_location='cpu'"),
+    ("gpu", r"map_location='gpu' is not a device"),
+])
+def test_loading_onto_a_device_this_machine_lacks_says_so(tmp_path, trained, monkeypatch,
+                                                          where, match):
+    path = tmp_path / "m.pt"
+    trained.save(path)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(gb.CheckpointError, match=match) as info:
+        gb.load(path, networks={"digit": _digit()}, map_location=where)
+    assert str(path) in str(info.value)
+
+
+def test_loading_onto_a_gpu_number_this_machine_lacks_says_so(tmp_path, trained, monkeypatch):
+    path = tmp_path / "m.pt"
+    trained.save(path)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(gb.CheckpointError, match=r"has 1 CUDA device\(s\), numbered from 0; "
+                                                 r"pass map_location='cuda:0' or 'cpu'"):
+        gb.load(path, networks={"digit": _digit()}, map_location="cuda:3")

@@ -35,8 +35,9 @@ def _net():
 @pytest.fixture
 def credit_model(credit):
     def make(semantics="probabilistic", residual=None):
+        # a fresh network over raw incomes (up to 100,000) asks for standardised inputs
         return gb.GreyBox(credit, {"applicant_net": _net()}, semantics=semantics,
-                          residual=residual)
+                          residual=residual, scale_inputs=True)
     return make
 
 
@@ -457,3 +458,75 @@ rule `calm(anna)` weight 3.0: lvl(anna) >= 1 -> not cancer(anna)"""
     assert model.to_kb().rules["own(anna)"].weight == 5.0
     got = model.predict({"lvl": np.array([[1, 0]])})
     assert bool(got["cancer(anna)"].iloc[0])          # 5.0 - 3.0 > 0 (2.0 - 3.0 was not)
+
+
+# a network trained outside greybox keeps its answers inside (issue 21) ---------------------
+_CANCER = ["mean radius", "mean texture", "mean smoothness", "worst concave points"]
+
+
+@pytest.fixture(scope="module")
+def cancer_net():
+    """A small MLP trained with plain torch on four raw breast-cancer columns, seeded."""
+    from sklearn.datasets import load_breast_cancer
+
+    data = load_breast_cancer(as_frame=True)
+    x = data.frame[_CANCER].rename(columns=lambda c: c.replace(" ", "_"))
+    y = data.target.to_numpy().astype(bool)
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 1))
+    xt = torch.tensor(x.to_numpy(), dtype=torch.float32)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
+    for _ in range(200):
+        opt.zero_grad()
+        nn.functional.binary_cross_entropy_with_logits(
+            net(xt)[:, 0], torch.tensor(y, dtype=torch.float32)).backward()
+        opt.step()
+    return net, x, y, xt
+
+
+def _cancer_kb(columns, typ):
+    return ("\n".join(f"input {c}: {typ}" for c in columns)
+            + f"\nneural benign: bool = net({', '.join(columns)})\noutput ok: bool\n"
+            "rule r weight 2: benign -> ok\nrule s weight 2: not benign -> not ok\n")
+
+
+@pytest.mark.parametrize("typ", ["real", "real[0, 50]"])
+def test_a_pretrained_network_sees_the_raw_columns_before_and_after_fit(cancer_net, typ):
+    net, x, y, xt = cancer_net
+    with torch.no_grad():
+        outside = net(xt)[:, 0]
+    assert ((outside > 0).numpy() == y).mean() > 0.85
+    model = gb.GreyBox(_cancer_kb(list(x.columns), typ), {"net": net}, semantics="product")
+    assert model.scaled_networks == () and "scale_inputs=False" in repr(model)
+    assert torch.equal(model(x).logits["benign"].detach(), outside)
+    weights = [p.detach().clone() for p in net.parameters()]
+    for p in net.parameters():
+        p.requires_grad_(False)
+    try:
+        model.fit(x, {"ok": y}, epochs=2)   # calibrates, trains the rules
+    finally:
+        for p in net.parameters():
+            p.requires_grad_(True)
+    assert bool(model.calibrated)
+    assert all(torch.equal(a, b) for a, b in zip(weights, net.parameters()))
+    assert torch.equal(model(x).logits["benign"].detach(), outside)
+    assert (model.predict(x)["ok"].to_numpy() == y).mean() > 0.85
+
+
+def test_scaling_is_on_request_and_named(cancer_net):
+    net, x, _, xt = cancer_net
+    model = gb.GreyBox(_cancer_kb(list(x.columns), "real[0, 50]"), {"net": net},
+                       semantics="product", scale_inputs=True)
+    assert model.scaled_networks == ("net",) and model.scales_inputs("net")
+    assert "scale_inputs=['net']" in repr(model)
+    feats = torch.tensor(x.to_numpy(), dtype=torch.float32)
+    expected = net((feats - 25.0) / 12.5)[:, 0]        # (x - center) / spread of [0, 50]
+    assert torch.allclose(model(x).logits["benign"], expected)
+    assert gb.GreyBox(_cancer_kb(list(x.columns), "real"), {"net": net},
+                      scale_inputs=["net"]).scaled_networks == ("net",)
+    with pytest.raises(gb.ModelError, match="scale_inputs names 'nett'"):
+        gb.GreyBox(_cancer_kb(list(x.columns), "real"), {"net": net}, scale_inputs=["nett"])
+    with pytest.raises(gb.ModelError, match="scale_inputs must be"):
+        gb.GreyBox(_cancer_kb(list(x.columns), "real"), {"net": net}, scale_inputs="net")
+    # replace keeps the choice
+    assert model.replace().scaled_networks == ("net",)

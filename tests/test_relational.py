@@ -1336,3 +1336,41 @@ def test_a_formula_grounding_to_too_many_instances_is_refused_naming_it():
     # the same statement over fewer people grounds as before
     kb = gr.parse(text.replace("0..984", "0..9"))
     assert len(kb.constraints["c"].formula.args) == 100     # flattened: 10 x 10
+
+
+# a forall constraint too large to decide jointly is refused when the model is built (issue 21)
+_ACCESS = """set user: {u1, u2, u3, u4}
+set file: {f1, f2, f3, f4, f5, f6}
+input suspended(user): bool
+input owner(user, file): bool
+output access(user, file): bool
+rule own(u in user, f in file) weight 2: owner(u, f) -> access(u, f)
+constraint deny: forall u in user, f in file: suspended(u) -> not access(u, f)
+"""
+_FAMILY = "constraint deny(u in user, f in file): suspended(u) -> not access(u, f)"
+
+
+def test_a_forall_constraint_too_large_to_decide_is_refused_with_its_family_form():
+    import greybox as gb
+
+    kb = gr.parse(_ACCESS)
+    with pytest.raises(gr.RuleError) as info:
+        gb.GreyBox(kb, semantics="product")          # not only at fit or predict
+    message = str(info.value)
+    assert info.value.location.line == 7
+    assert "hard constraint(s) deny tie the decisions" in message
+    assert "16,777,216 joint assignments" in message and "(24 in all)" in message
+    assert "written as a constraint family" in message and _FAMILY in message
+    report = gr.check(kb)
+    assert not report.ok
+    found = [f for f in report.findings if f.check == "too-large-decision"]
+    assert [(f.severity, f.subjects) for f in found] == [("error", ("deny",))]
+    assert _FAMILY in found[0].message
+    # the rewrite it shows works at once
+    fixed = gr.parse(_ACCESS.replace(_ACCESS.splitlines()[-1], _FAMILY))
+    model = gb.GreyBox(fixed, semantics="product")
+    row = {f"suspended({u})": [u == "u1"] for u in ("u1", "u2", "u3", "u4")}
+    row.update({f"owner({u}, {f})": [True] for u in ("u1", "u2", "u3", "u4")
+                for f in ("f1", "f2", "f3", "f4", "f5", "f6")})
+    out = model.predict(row)
+    assert not out["access(u1, f1)"][0] and out["access(u2, f1)"][0]

@@ -314,14 +314,17 @@ class _Compiler:
             self.values[name] = self.inputs[name] = x
             self.outside[name] = (next(iter(inside.terms)), lo, hi, at)
 
-    def _feature(self, a) -> list[Lin]:
-        """Table input ``a`` as networks read it: standardised, an enum one-hot."""
+    def _feature(self, a, standardise: bool = True) -> list[Lin]:
+        """Table input ``a`` as networks read it: standardised (the residual, networks
+        in ``model.scaled_networks``) or as it is, an enum one-hot."""
         t = self.kb.variables[a].type
         if isinstance(t, A.TensorType):
             raise ModelError(f"the tensor input {a!r} is read by a network; the MILP backend "
                              "needs networks over table inputs")
         if isinstance(t, A.EnumType):
             return list(self.onehot[a])
+        if not standardise:
+            return [self.values[a]]
         i = self.model.feature_names.index(a)
         center = float(self.model.feature_center[i])
         scale = float(self.model.feature_scale[i])
@@ -338,8 +341,9 @@ class _Compiler:
     def _neural(self, name):
         var = self.kb.variables[name]
         feats = []
+        scaled = self.model.scales_inputs(var.network)
         for a in var.args:
-            feats += self._feature(a)
+            feats += self._feature(a, scaled)
         net = self.model.network(var.network)
         out = self._network(net, feats, name)
         t = var.type

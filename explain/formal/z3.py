@@ -147,18 +147,21 @@ class _ResidualEncoding(Z3Encoding):
         return self.residual[name][k]
 
 
-def _feature_terms(model, kb, enc, name: str) -> list:
+def _feature_terms(model, kb, enc, name: str, *, standardise: bool = True) -> list:
     """Table input ``name`` as the model feeds it to networks, in Z3: standardised by the
-    model's statistics, an enum one-hot."""
+    model's statistics (the residual, networks in ``model.scaled_networks``) or as it is,
+    an enum one-hot."""
     t = kb.variables[name].type
     x = enc.const(name)
     if isinstance(t, A.EnumType):
         return [z3.If(x == k, z3.RealVal(1), z3.RealVal(0)) for k in range(t.size)]
+    value = z3.If(x, z3.RealVal(1), z3.RealVal(0)) if isinstance(t, A.BoolType) else \
+        (z3.ToReal(x) if isinstance(t, A.IntType) else x)
+    if not standardise:
+        return [value]
     i = model.feature_names.index(name)
     center = z3.RealVal(Fraction(float(model.feature_center[i])))
     scale = z3.RealVal(Fraction(float(model.feature_scale[i])))
-    value = z3.If(x, z3.RealVal(1), z3.RealVal(0)) if isinstance(t, A.BoolType) else \
-        (z3.ToReal(x) if isinstance(t, A.IntType) else x)
     return [(value - center) / scale]
 
 
@@ -201,7 +204,8 @@ def _network_links(model, kb, enc, max_relus: int) -> list:
                 raise ModelError(f"neural {name!r} reads the tensor input {a!r}: input-level "
                                  "reasoning needs networks over table inputs (use "
                                  "level='concept')")
-            feats += _feature_terms(model, kb, enc, a)
+            feats += _feature_terms(model, kb, enc, a,
+                                    standardise=model.scales_inputs(var.network))
         net = model.network(var.network)
         out = encode_network(net, feats, max_relus=max_relus, what=f"the network of {name!r}")
         c = enc.const(name)

@@ -10,9 +10,11 @@ from .define_domain import DefineDomain
 from .infeasible import InfeasibleInputs
 from .opposite import OppositeRules
 from .subsumed import SubsumedRules
+from .too_large import TooLarge
 from .uncovered import Uncovered
 
 REGISTRY: tuple[Analysis, ...] = (
+    TooLarge(),
     Contradictions(),
     InfeasibleInputs(),
     DefineDomain(),
