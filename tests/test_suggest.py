@@ -526,3 +526,61 @@ def test_a_weight_whose_rows_tie_at_the_current_value_is_still_swept():
     found = dbg.suggest(max_edits=1)
     weights = [s for s in found if s.kind == "weight" and s.edits[0].name == "a"]
     assert weights and weights[0].edits[0].weight > 1 and weights[0].accuracy_after == 1.0
+
+
+# ----------------------------------------------------------------- rules learned (issue 20)
+
+
+def _missing_rule():
+    """A model whose rules miss a pattern: y also holds where x < 4 and z is on."""
+    model = gb.GreyBox("input x: real\ninput z: real\noutput y: bool\nrule big: x > 5 -> y",
+                       semantics="product")
+    x = np.arange(40.0) / 2
+    z = np.tile([0.0, 1.0], 20)
+    return model, {"x": x, "z": z}, (x > 5) | ((x < 4) & (z > 0.5))
+
+
+def test_propose_rules_are_measured_by_predict_and_certified():
+    model, data, target = _missing_rule()
+    dbg = gb.explain.Debugger(model, data, target)
+    found = dbg.propose_rules(top=3, keep=["x > 6 -> y"])
+    assert isinstance(found, Suggestions) and 1 <= len(found) <= 3
+    best = found[0]
+    assert best.kind == "rule" and isinstance(best.edits[0], AddStatement)
+    assert "-> y" in best.edits[0].text
+    assert len(best.fixed) == int((~dbg.predictions()["correct"]).sum())   # all fixed
+    assert best.broken == ()
+    assert any("x > 6 -> y" in c for c in best.checks)
+    for s in found:
+        _same_as_what_if(dbg, s)
+    assert dbg.edits == ()
+
+
+def test_residual_rules_replace_the_residual_and_say_what_that_costs():
+    model, data, target = _missing_rule()
+    res = nn.Linear(2, 1)
+    with torch.no_grad():   # the residual adds the missed pattern: z on and x small
+        res.weight.copy_(torch.tensor([[-2.0, 4.0]]))
+        res.bias.fill_(0.0)
+    model = gb.GreyBox("input x: real\ninput z: real\noutput y: bool\nrule big: x > 5 -> y",
+                       semantics="product", residual=res)
+    model.calibrate(data)
+    dbg = gb.explain.Debugger(model, data, target)
+    found = dbg.residual_rules(top=2)
+    assert len(found) >= 1
+    for s in found:
+        assert s.kind == "residual"
+        assert any(isinstance(e, gb.explain.DropResidual) for e in s.edits)
+        _same_as_what_if(dbg, s)
+    plain = gb.explain.Debugger(gb.GreyBox("input x: real\ninput z: real\noutput y: bool\n"
+                                           "rule big: x > 5 -> y", semantics="product"),
+                                data, target)
+    assert len(plain.residual_rules()) == 0
+
+
+@pytest.mark.parametrize("kwargs", [{"top": 0}, {"max_conditions": 0}, {"top": 1.5}])
+def test_rule_proposals_refuse_bad_sizes(kwargs):
+    model, data, target = _missing_rule()
+    dbg = gb.explain.Debugger(model, data, target)
+    with pytest.raises(ModelError, match="must be a whole number of at least 1"):
+        dbg.propose_rules(**kwargs)
