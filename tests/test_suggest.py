@@ -356,6 +356,13 @@ def test_rows_aims_at_given_failures():
     ({"top": 0}, ModelError, "top must be a whole number >= 1"),
     ({"validation": "x"}, DataError, r"validation= is \(data, targets\)"),
     ({"keep": ["approve and"]}, GreyboxError, "formula"),
+    # found by review: these were raw TypeErrors, accepted, or read silently
+    ({"timeout": -1}, DataError, "timeout .* must be a finite number of seconds above 0"),
+    ({"timeout": float("nan")}, DataError, "must be a finite number of seconds"),
+    ({"timeout": "soon"}, DataError, "must be a finite number of seconds"),
+    ({"keep": None}, DataError, "keep= is a list of properties"),
+    ({"rows": [[1]]}, DataError, r"rows= holds \[1\], which is not a row label"),
+    ({"max_edits": 5}, ModelError, r"max_edits is 1 \(single edits\) or 2"),
 ])
 def test_bad_arguments_are_refused_clearly(kwargs, error, match):
     model, data, truth = _loan(n=40)
@@ -584,3 +591,44 @@ def test_rule_proposals_refuse_bad_sizes(kwargs):
     dbg = gb.explain.Debugger(model, data, target)
     with pytest.raises(ModelError, match="must be a whole number of at least 1"):
         dbg.propose_rules(**kwargs)
+
+
+def test_one_string_in_keep_is_one_property():
+    model, data, truth = _loan(n=40)
+    dbg = gb.explain.Debugger(model, data, truth)
+    found = dbg.suggest(keep="age < 5 -> not approve", max_edits=1, top=2)
+    assert all(any("age < 5 -> not approve" in c for c in s.checks) for s in found)
+
+
+def test_measure_refuses_a_candidate_that_is_no_edit():
+    model, data, truth = _loan(n=40)
+    dbg = gb.explain.Debugger(model, data, truth)
+    with pytest.raises(GreyboxError, match="an edit is an Edit or a mapping"):
+        measure(dbg, [42])
+
+
+def test_a_pair_may_edit_two_numbers_of_one_rule():
+    """Found by review: pairs never combined two parameters of one rule, so a flipped
+    weight and a moved threshold of the same rule were not found (and the second edit was
+    aimed only at failures left, not at the rows the first one broke)."""
+    x = np.arange(0, 10, 0.5)
+    model = gb.GreyBox("input x: real[0, 10]\noutput y: bool\nrule r weight -1: x > 3 -> y",
+                       semantics="product")
+    dbg = gb.explain.Debugger(model, {"x": x}, x > 5)
+    best = dbg.suggest(max_edits=2, top=3)[0]
+    assert best.accuracy_after == 1.0 and len(best.edits) == 2
+    assert {type(e) for e in best.edits} == {SetWeight, SetThreshold}
+    _same_as_what_if(dbg, best)
+
+
+def test_to_dict_is_json_with_any_row_labels():
+    import json
+
+    x = np.arange(10.0)
+    model = gb.GreyBox("input x: real[0, 10]\noutput y: bool\nrule r: x > 5 -> y",
+                       semantics="product")
+    index = pd.date_range("2026-01-01", periods=10)
+    dbg = gb.explain.Debugger(model, pd.DataFrame({"x": x}, index=index),
+                              pd.Series(x > 6, index=index))
+    out = json.loads(json.dumps(dbg.suggest()[0].to_dict()))
+    assert out["fixed"] == [str(index[6])]

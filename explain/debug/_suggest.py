@@ -62,7 +62,7 @@ import torch
 
 from greybox.errors import DataError, GreyboxError, ModelError
 from greybox.rules import ast as A
-from greybox.rules import check, entails, expr_to_text, parse_formula, plan
+from greybox.rules import check, entails, expr_to_text, parse_formula, plan, timeout_seconds
 
 from ._edits import (
     AddStatement,
@@ -166,15 +166,15 @@ class Suggestion:
         lists, the figures and the checks."""
         out = {"kind": self.kind, "describe": self.describe(),
                "edits": [e.to_spec() for e in self.edits],
-               "fixed": [_plain(r) for r in self.fixed],
-               "broken": [_plain(r) for r in self.broken],
+               "fixed": [_label(r) for r in self.fixed],
+               "broken": [_label(r) for r in self.broken],
                "net": self.net, "accuracy_before": self.accuracy_before,
                "accuracy_after": self.accuracy_after, "checks": list(self.checks),
                "validation": None}
         if self.validation is not None:
             v = self.validation
-            out["validation"] = {"fixed": [_plain(r) for r in v["fixed"]],
-                                 "broken": [_plain(r) for r in v["broken"]],
+            out["validation"] = {"fixed": [_label(r) for r in v["fixed"]],
+                                 "broken": [_label(r) for r in v["broken"]],
                                  "accuracy_before": v["accuracy_before"],
                                  "accuracy_after": v["accuracy_after"]}
         return out
@@ -290,7 +290,12 @@ class _Measure:
 
     def __init__(self, dbg, *, validation, keep, timeout, rows=None):
         self.dbg = dbg
-        self.timeout = timeout
+        self.timeout = timeout_seconds(timeout, what="timeout (seconds for each Z3 check)")
+        if isinstance(keep, str):   # one property, not its characters
+            keep = [keep]
+        if keep is None or not isinstance(keep, Iterable):
+            raise DataError(f"keep= is a list of properties (rule-language formulas such as "
+                            f"'age < 18 -> not approve'), got {keep!r}")
         now = dbg._now
         self.now_correct = now["correct"].to_numpy()
         self.before_correct = dbg._before["correct"].to_numpy()
@@ -456,7 +461,8 @@ def measure(dbg, candidates: Iterable, *, validation=None, keep: Sequence = (),
                  rows=None if rows is None else _rows(dbg, rows))
     out, dropped, count = [], [], 0
     for c in candidates:
-        edits = (c,) if isinstance(c, (Edit, dict)) else tuple(c)
+        edits = (c,) if isinstance(c, (Edit, dict)) or not isinstance(c, Iterable) \
+            else tuple(c)
         edits = tuple(parse_edit(e) for e in edits)
         count += 1
         s = m.run(edits, kind)
@@ -529,6 +535,12 @@ def _rows(dbg, rows) -> list:
         rows = rows.index
     rows = list(rows)
     index = dbg.batch.index
+    for r in rows:
+        try:
+            hash(r)
+        except TypeError:
+            raise DataError(f"rows= holds {r!r}, which is not a row label (rows are labels of "
+                            "the data's index, e.g. dbg.failures().index)") from None
     unknown = [r for r in rows if r not in index]
     if unknown:
         shown = ", ".join(repr(_plain(r)) for r in unknown[:5])
@@ -542,6 +554,13 @@ def _rows(dbg, rows) -> list:
 
 def _plain(value):
     return value.item() if hasattr(value, "item") else value
+
+
+def _label(value):
+    """A row label as JSON holds it: numbers, strings, bools and None as they are, any
+    other label (a timestamp, a tuple) as its text."""
+    value = _plain(value)
+    return value if value is None or isinstance(value, (bool, int, float, str)) else str(value)
 
 
 # --------------------------------------------------------------------------- the search
@@ -923,6 +942,9 @@ def suggest(dbg, rows=None, *, validation=None, keep: Sequence = (), max_edits: 
             or max_edits < 1:
         raise ModelError(f"max_edits must be a whole number >= 1 (edits per suggestion), got "
                          f"{max_edits!r}")
+    if max_edits > 2:
+        raise ModelError(f"max_edits is 1 (single edits) or 2 (pairs too), got {max_edits!r}: "
+                         "larger combinations are not searched")
     if isinstance(top, bool) or not isinstance(top, (int, np.integer)) or top < 1:
         raise ModelError(f"top must be a whole number >= 1 (suggestions returned), got {top!r}")
     kb = dbg.model.kb
@@ -1235,10 +1257,15 @@ def _pairs(scene: _Scene, singles: list[_Cand]) -> list[_Cand]:
     reach = np.stack(masks).astype(np.float32)
     for first in firsts:
         (e1,) = first.edits
-        left = (scene.target & (first.decision != scene.truth)).astype(np.float32)
+        # what the second edit may mend: aimed failures still wrong, and correct rows
+        # the first edit broke (a weight's sign flipped, then its rule's threshold moved)
+        left = ((scene.target | scene.correct) & (first.decision != scene.truth)
+                ).astype(np.float32)
         counts = reach @ left
         order = [params[j] for j in np.argsort(-counts, kind="stable")[:PAIR_SECOND + 3]
-                 if counts[j] > 0 and params[j][0] != e1.name][:PAIR_SECOND]
+                 if counts[j] > 0 and (params[j][0] != e1.name or (
+                     isinstance(e1, (SetWeight, SetThreshold))
+                     and params[j] != (e1.name, getattr(e1, "index", None))))][:PAIR_SECOND]
         S1, st1 = scene.apply(scene.S, e1.name, e1, first.decision)
         saved = scene.direct[e1.name]
         scene.direct[e1.name] = st1
