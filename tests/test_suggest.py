@@ -632,3 +632,18 @@ def test_to_dict_is_json_with_any_row_labels():
                               pd.Series(x > 6, index=index))
     out = json.loads(json.dumps(dbg.suggest()[0].to_dict()))
     assert out["fixed"] == [str(index[6])]
+
+
+def test_keep_searches_both_sides_of_the_current_value():
+    """Found by review: where the best value broke a keep property, only the values
+    between the current one and that best were searched; the better value on the other
+    side (threshold 0.5: accuracy 0.462, keeps x > 9 -> y) was missed."""
+    x = np.array([1, 2, 3, 4, 6, 7, 8, 9.2, 9.3, 9.4, 9.5, 9.7, 9.8])
+    truth = np.isin(x, [1, 2, 3, 4, 9.7, 9.8])
+    model = gb.GreyBox("input x: real[0, 10]\noutput y: bool\nrule r weight 1: x > 5 -> y",
+                       semantics="product")
+    dbg = gb.explain.Debugger(model, {"x": x}, truth)
+    best = dbg.suggest(keep=["x > 9 -> y"], max_edits=1)[0]
+    assert best.accuracy_after == pytest.approx(6 / 13)
+    assert best.edits[0].value < 1
+    _same_as_what_if(dbg, best)

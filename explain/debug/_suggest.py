@@ -1011,8 +1011,10 @@ def suggest(dbg, rows=None, *, validation=None, keep: Sequence = (), max_edits: 
 def _within_keep(m: _Measure, c: _Cand) -> Edit | None:
     """The best value of a one-number edit whose best value broke a ``keep`` property,
     among the values that keep every property: the values kept are taken to be an
-    interval around the current one (the properties monotone in the number), its end
-    found by bisection over the sweep's intervals (a Z3 proof per step)."""
+    interval around the current one (the properties monotone in the number). On each side
+    of the current value, the side's best interval is tried; where it breaks a property,
+    the kept interval's end on that side is found by bisection over the sweep's intervals
+    (a Z3 proof per step) and the best interval up to it taken. The better side wins."""
     import dataclasses
 
     (edit,) = c.edits
@@ -1022,17 +1024,31 @@ def _within_keep(m: _Measure, c: _Cand) -> Edit | None:
     def make(k):
         return dataclasses.replace(edit, **{name: sweep.value(k)})
 
-    good, bad = sweep.now, sweep.best()
-    if bad is None:
+    def kept_best(bad):
+        """The best interval between the current one and ``bad`` (which breaks a
+        property) that keeps every property."""
+        good = sweep.now
+        while abs(bad - good) > 1:
+            mid = (good + bad) // 2
+            if m.keeps((make(mid),)):
+                good = mid
+            else:
+                bad = mid
+        return sweep.best(limit=good)
+
+    raw = sweep.best()
+    if raw is None:
         return None
-    while abs(bad - good) > 1:
-        mid = (good + bad) // 2
-        if m.keeps((make(mid),)):
-            good = mid
-        else:
-            bad = mid
-    k = sweep.best(limit=good)
-    return None if k is None else make(k)
+    found = [kept_best(raw)]
+    end = 0 if raw > sweep.now else len(sweep.totals) - 1   # the other side
+    other = sweep.best(limit=end) if end != sweep.now else None
+    if other is not None and other != raw:
+        found.append(other if m.keeps((make(other),)) else kept_best(other))
+    found = [k for k in found if k is not None]
+    if not found:
+        return None
+    k = max(found, key=lambda k: (sweep.totals[k], -abs(k - sweep.now)))
+    return make(k)
 
 
 def _distinct(ranked: list[Suggestion]) -> list[Suggestion]:
