@@ -455,7 +455,8 @@ def _digest(payload: Mapping) -> str:
     for name in sorted(state):
         t = state[name].detach().cpu().contiguous().reshape(-1)
         h.update(json.dumps([name, str(t.dtype), list(state[name].shape)]).encode("utf-8"))
-        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        if t.numel():   # hashed in place: no copy of the bytes
+            h.update(t.view(torch.uint8).numpy())
     return h.hexdigest()
 
 
@@ -572,6 +573,64 @@ def _check_storage(path, state: Mapping) -> None:
                                   "together (they overlap); refused before allocating them")
 
 
+#: how many times its own size the digest may read of a file: a tensor the file stores once
+#: is read once per name it has in the state (a residual shared by several outputs is
+#: saved under each output's name), so a small file naming one tensor under thousands of
+#: names is refused rather than hashed thousands of times
+_REREADS = 64
+
+
+def _check_rereads(path, state: Mapping) -> None:
+    """CheckpointError when the digest would read more than ``_REREADS`` times the file's
+    size: the state names the tensors it stores under that many names."""
+    size = Path(path).stat().st_size
+    read = sum(v.numel() * v.element_size() for v in state.values())
+    if read > _REREADS * max(size, 1):
+        names: dict[tuple, list[str]] = {}
+        for k, v in state.items():
+            if v.numel():
+                names.setdefault(_view(v), []).append(k)
+        most = max(names.values(), key=len)
+        raise CheckpointError(
+            f"{path}: the state names {read:,} bytes of tensors in a file of {size:,} bytes, "
+            f"more than {_REREADS} times its size: its tensors are listed under many names "
+            f"(one under {len(most):,} names: {', '.join(map(repr, most[:3]))}, ...); "
+            "refused before reading them")
+
+
+def _check_decisions(path, kb, state: Mapping) -> None:
+    """CheckpointError when the decided outputs of ``kb`` (the rules stored in the file)
+    need more biases than the file's state holds numbers: the model keeps a bias per value
+    of each decided output (up to ``MAX_DECIDED_VALUES`` each) and every one of them is in
+    the state, so a few lines of rules deciding many outputs over wide ranges are refused
+    before the model is built, not after it has allocated them. Counted from the parsed
+    rules alone, as the model counts them (one bias per output family)."""
+    from greybox.rules import ast as A
+
+    from ._names import _key
+    from ._parameters import MAX_DECIDED_VALUES, owners
+
+    owner = owners(kb)
+    need: dict[str, tuple[str, int]] = {}
+    for v in kb.decided:
+        key = _key(owner.get(("var", v), v))
+        t = kb.variables[v].type
+        size = 1 if isinstance(t, A.BoolType) or not A.is_finite_type(t) else A.domain(t).size
+        if key not in need and size <= MAX_DECIDED_VALUES:  # larger: the model refuses it
+            need[key] = (v, size)
+    total = sum(n for _, n in need.values())
+    views = {_view(t): t.numel() for t in state.values()}
+    held = sum(views.values())
+    if total > held:
+        big = sorted(need.values(), key=lambda vn: -vn[1])
+        shown = ", ".join(f"{v!r} {n:,}" for v, n in big[:3])
+        raise CheckpointError(
+            f"{path}: the rules stored in the file decide {len(need):,} output(s) whose "
+            f"biases need {total:,} numbers ({shown}{', ...' if len(big) > 3 else ''}) but "
+            f"the file's state holds {held:,} numbers in all; refused before building the "
+            "model")
+
+
 def _check_device(path, map_location) -> None:
     """CheckpointError, before anything is read, when ``map_location`` names a device
     this machine does not have (``"cuda"`` without CUDA, ``"cuda:3"`` with two GPUs):
@@ -677,6 +736,7 @@ def _check_payload(path, payload: Mapping) -> None:
             raise CheckpointError(f"{path}: state entry {k!r} is a {type(v).__name__}, not a "
                                   "tensor")
     _check_storage(path, state)
+    _check_rereads(path, state)
     if "sha256" in payload:  # files written before the digest existed have none
         try:
             digest = _digest(payload)
@@ -685,7 +745,11 @@ def _check_payload(path, payload: Mapping) -> None:
         if digest != payload["sha256"]:
             raise CheckpointError(f"{path}: corrupted file: its contents do not match the "
                                   "SHA-256 digest stored when it was saved")
+    seen = set()
     for k, v in state.items():
+        if v.numel() and _view(v) in seen:
+            continue     # the same tensor under another name: checked once
+        seen.add(_view(v))
         if (v.is_floating_point() or v.is_complex()) and not bool(torch.isfinite(v).all()):
             what = "NaN" if bool(torch.isnan(v).any()) else "an infinite value"
             raise CheckpointError(f"{path}: tensor {k!r} holds {what}; a model with "
@@ -715,7 +779,10 @@ def load(path, *, networks: Mapping[str, nn.Module] | None = None,
         The file is missing, corrupted (a CRC-32 or the SHA-256 digest stored by
         :func:`save` does not match), foreign, from another version, holds NaN or infinite
         numbers, describes an architecture that does not match its weights, needs a
-        custom module that was not given, or does not match the networks given.
+        custom module that was not given, or does not match the networks given. A file
+        whose rules would build more biases than its state holds, or whose state lists
+        its tensors under so many names that reading them would take more than 64 times
+        the file's size, is refused before the model is built or the state read.
 
     Examples
     --------
@@ -733,12 +800,14 @@ def load(path, *, networks: Mapping[str, nn.Module] | None = None,
     from ._model import GreyBox
     from ._names import _key
 
+    given_networks = networks is not None
     payload = _read(path, map_location)
     try:
         kb = gr.parse(payload["rules"], filename=payload.get("filename"))
     except GreyboxError as err:
         raise CheckpointError(f"{path}: the rules stored in the file do not parse: {err}") \
             from None
+    _check_decisions(path, kb, payload["state"])
     shared: dict = {"modules": {}, "tensors": {}}   # a module saved under several names
     if networks is None:
         networks = _rebuild(path, payload, "networks", shared)
@@ -784,8 +853,10 @@ def load(path, *, networks: Mapping[str, nn.Module] | None = None,
             "~ number cannot be read: build the model from the rules (to_text of its "
             "knowledge base) and train it again")
     if missing or unexpected:
-        raise CheckpointError(f"{path}: parameters do not match the networks given (missing: "
-                              f"{missing[:5]}, unexpected: {unexpected[:5]})")
+        made = "the networks given" if given_networks else \
+            "the model its rules and architectures make"
+        raise CheckpointError(f"{path}: the file's parameters do not match {made} "
+                              f"(missing: {missing[:5]}, unexpected: {unexpected[:5]})")
     bad = [k for k in own if tuple(own[k].shape) != tuple(state[k].shape)]
     if bad:
         k = bad[0]

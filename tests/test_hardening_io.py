@@ -255,6 +255,91 @@ def test_a_module_shared_by_two_outputs_loads_shared_once(tmp_path):
     assert _same(loaded, model)
 
 
+def test_rules_deciding_more_values_than_the_state_holds_are_refused_before_building(
+        tmp_path, model, monkeypatch):
+    # a 17 KB file whose rules decide 500 outputs over 100,000 values each built a model
+    # of 50M biases before comparing it with its state of a few numbers; here 30 outputs
+    model.save(tmp_path / "m.pt")
+    payload = torch.load(tmp_path / "m.pt", weights_only=True)
+    payload["rules"] = "input x: real\n" + "".join(
+        f"output y{i}: int 0..99999\n" for i in range(1, 31)) + "output y: bool\n" \
+        "rule r: x > ~1 -> y\n"
+    payload["sha256"] = _io._digest(payload)
+    torch.save(payload, tmp_path / "rules.pt")
+
+    def never(*args, **kwargs):
+        raise AssertionError("the model was built")
+    monkeypatch.setattr(gb.GreyBox, "__init__", never)
+    with pytest.raises(gb.CheckpointError, match=r"decide 31 output\(s\) whose biases need "
+                       r"3,000,001 numbers \('y1' 100,000, 'y2' 100,000, 'y3' 100,000, \.\.\.\) "
+                       r"but the file's state holds \d+ numbers in all; refused before "
+                       "building the model"):
+        gb.load(tmp_path / "rules.pt")
+    monkeypatch.undo()
+    # a wide output, and a family of outputs sharing one bias of 1,000, still load
+    wide = gb.GreyBox("set p: {a, b, c}\ninput x(p): real\noutput y(p): int 0..999\n"
+                      "output z: int 0..4999\nrule r(i in p): x(i) > 1 -> y(i) = 3",
+                      semantics="product")
+    wide.save(tmp_path / "wide.pt")
+    assert _same(gb.load(tmp_path / "wide.pt"), wide)
+
+
+def test_keys_missing_from_the_state_blame_the_file_unless_networks_were_given(tmp_path,
+                                                                               model):
+    model.save(tmp_path / "m.pt")
+    payload = torch.load(tmp_path / "m.pt", weights_only=True)
+    payload["state"]["extra"] = torch.zeros(1)
+    payload.pop("sha256")
+    torch.save(payload, tmp_path / "extra.pt")
+    with pytest.raises(gb.CheckpointError, match=r"the file's parameters do not match the "
+                       r"model its rules and architectures make \(missing: \[\], "
+                       r"unexpected: \['extra'\]\)"):
+        gb.load(tmp_path / "extra.pt")
+
+
+@pytest.mark.parametrize("digest", [True, False])
+def test_a_tensor_listed_under_many_names_is_refused_before_hashing_it(tmp_path, model,
+                                                                      monkeypatch, digest):
+    # one 4 MB tensor under 2,000 names: a 4 MB file hashed 2,000 times (16 s) before its
+    # digest was compared; here 40 KB under 2,000 names
+    model.save(tmp_path / "m.pt")
+    payload = torch.load(tmp_path / "m.pt", weights_only=True)
+    one = torch.ones(10_000)
+    payload["state"].update({f"k{i}": one for i in range(2000)})
+    payload["sha256"] = "0" * 64
+    if not digest:
+        payload.pop("sha256")
+    torch.save(payload, tmp_path / "alias.pt")
+
+    def never(*args, **kwargs):
+        raise AssertionError("the state was hashed")
+    monkeypatch.setattr(_io, "_digest", never)
+    with pytest.raises(gb.CheckpointError, match=r"the state names 80,0\d\d,\d{3} bytes of "
+                       r"tensors in a file of [\d,]+ bytes, more than 64 times its size: its "
+                       r"tensors are listed under many names \(one under 2,000 names: 'k0', "
+                       r"'k1', 'k2', \.\.\.\); refused before reading them"):
+        gb.load(tmp_path / "alias.pt")
+
+
+def test_the_digest_of_a_shared_module_is_the_one_files_were_written_with(tmp_path):
+    from torch import nn
+    net = nn.Sequential(nn.Linear(1, 4), nn.ReLU(), nn.Linear(4, 1))
+    model = _residual_model(y=net, z=net)
+    model.save(tmp_path / "m.pt")
+    payload = torch.load(tmp_path / "m.pt", weights_only=True)
+    import hashlib
+    import json
+    h = hashlib.sha256()     # the digest as files have been written: bytes copied per name
+    meta = {k: payload.get(k) for k in (*_io._META, *_io._LATER_META)}
+    h.update(json.dumps(meta, sort_keys=True, default=repr).encode("utf-8"))
+    for name in sorted(payload["state"]):
+        t = payload["state"][name].detach().cpu().contiguous().reshape(-1)
+        h.update(json.dumps([name, str(t.dtype), list(payload["state"][name].shape)])
+                 .encode("utf-8"))
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    assert payload["sha256"] == h.hexdigest() == _io._digest(payload)
+
+
 def test_compressed_archive_members_are_refused(tmp_path, model):
     path, packed = tmp_path / "m.pt", tmp_path / "packed.pt"
     model.save(path)
