@@ -12,6 +12,10 @@ knowledge base it returns predicts what the learner measured:
   ``(sum g)^2 / (sum h + l2)`` over the rows it holds on;
 * **totally corrective**: after each new rule every weight and the bias are refitted
   jointly (L-BFGS on the loss plus ``l2/2 * sum(w^2)``; the bias is not penalised);
+* each search's conjunctions compete with themselves less one condition; one that
+  implies, or is implied by, a rule already learned for the same class is passed over;
+* **shrinkage**: the next round's gradient is taken ``_SHRINK`` (a fifth) of the way from
+  the previous weights to the refitted ones; the final weights are refitted in full;
 * the rule language has no bias statement, so the bias is written as a rule whose body
   is ``true`` (``rule learned_bias weight 0.37 fixed: true -> malignant``, as the
   debugger's export writes a learned bias; ``fit`` goes on learning the model's own bias);
