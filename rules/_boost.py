@@ -329,10 +329,10 @@ def _learn(frame: pd.DataFrame, target: _Target, *, f0: np.ndarray | None = None
             g = onehot[:, c] - p[:, c]
             h = p[:, c] * (1 - p[:, c])
             for sign in (1.0, -1.0):
-                for conj in search_conjunctions(frame, sign * g, max_conditions=max_conditions,
-                                                top=_CANDIDATES, min_support=min_support,
-                                                columns=columns, **extra):
-                    for conj in [conj, *_drop_one(frame, conj, sign * g, cols)]:
+                for found in search_conjunctions(frame, sign * g, max_conditions=max_conditions,
+                                                 top=_CANDIDATES, min_support=min_support,
+                                                 columns=columns, **extra):
+                    for conj in [found, *_drop_one(frame, found, sign * g, cols)]:
                         key = conj.mask.tobytes()
                         if key in seen or conj.score <= 0 or any(
                                 cc == c and _nested(conj, old)
