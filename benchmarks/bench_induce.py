@@ -3,7 +3,7 @@
     pip install imodels wittgenstein six   # the peers; NOT greybox dependencies
     # check first that they neither pull torchvision nor replace torch:
     #   pip install --dry-run imodels wittgenstein
-    python benchmarks/bench_induce.py [--splits 5] [--sizes 3 5 10]
+    python benchmarks/bench_induce.py [--splits 5] [--sizes 3 5 10] [--data synthetic ...]
 
 Peers: imodels' RuleFitClassifier, FIGSClassifier and GreedyRuleListClassifier, and
 wittgenstein's RIPPER, each with its default settings but its size (and RuleFit's
@@ -225,6 +225,9 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--splits", type=int, default=5)
     ap.add_argument("--sizes", type=int, nargs="+", default=[3, 5, 10])
+    ap.add_argument("--data", nargs="+", default=None,
+                    choices=["breast cancer", "wine", "iris", "synthetic"],
+                    help="only these data sets (default: all four)")
     args = ap.parse_args()
     try:
         import torch
@@ -236,6 +239,8 @@ def main():
     rows = []
     seconds = {k: 0.0 for k in names}
     for dname, (X, y, clean) in datasets().items():
+        if args.data is not None and dname not in args.data:
+            continue
         for size in args.sizes:
             acc = {k: [] for k in names}
             count = {k: [] for k in names}

@@ -12,6 +12,10 @@ knowledge base it returns predicts what the learner measured:
   ``(sum g)^2 / (sum h + l2)`` over the rows it holds on;
 * **totally corrective**: after each new rule every weight and the bias are refitted
   jointly (L-BFGS on the loss plus ``l2/2 * sum(w^2)``; the bias is not penalised);
+* each search's conjunctions compete with themselves less one condition; one that
+  implies, or is implied by, a rule already learned for the same class is passed over;
+* **shrinkage**: the next round's gradient is taken ``_SHRINK`` (a fifth) of the way from
+  the previous weights to the refitted ones; the final weights are refitted in full;
 * the rule language has no bias statement, so the bias is written as a rule whose body
   is ``true`` (``rule learned_bias weight 0.37 fixed: true -> malignant``, as the
   debugger's export writes a learned bias; ``fit`` goes on learning the model's own bias);
@@ -46,6 +50,30 @@ DEFAULT_L2 = 1.0
 DEFAULT_PENALTY = 0.0
 #: conjunctions taken from each search to compare by their Newton step
 _CANDIDATES = 6
+#: the learning rate: the next round's gradient is taken at a point this far from the
+#: previous weights towards the refitted ones (a shrinkage, as in gradient boosting; the
+#: final weights are refitted in full). Under label noise it keeps one rule's step from
+#: deciding the next searches, which then chase the noise less.
+_SHRINK = 0.2
+
+
+def _drop_one(frame: pd.DataFrame, conj: Conjunction, gain, cols: dict) -> list[Conjunction]:
+    """``conj`` with each one of its conditions left out (a search's conjunction often
+    carries a condition that fits noise; the Newton step then decides which is better)."""
+    from ._induce import _Column, _formula
+
+    out = []
+    if len(conj.conditions) < 2:
+        return out
+    for i in range(len(conj.conditions)):
+        conds = conj.conditions[:i] + conj.conditions[i + 1:]
+        m = np.ones(len(frame), bool)
+        for c in conds:
+            if c.column not in cols:
+                cols[c.column] = _Column(c.column, frame[c.column])
+            m &= cols[c.column].holds(c)
+        out.append(Conjunction(conds, _formula(conds), m, int(m.sum()), float(gain[m].sum())))
+    return out
 
 
 @dataclass(frozen=True)
@@ -80,6 +108,26 @@ class _Learned:
     bias: tuple[float, ...]  # per class (class 0's is 0)
     predictions: np.ndarray  # class index per training row, exactly as greybox decides
     scores: np.ndarray  # (n, K) float64
+
+
+def _implies(a, b) -> bool:
+    """Condition ``a`` implies condition ``b`` (same column, logically)."""
+    if a.column != b.column:
+        return False
+    if a.operator in ("<=", ">") and a.operator == b.operator:
+        return a.value <= b.value if a.operator == "<=" else a.value >= b.value
+    if a.operator == b.operator:
+        return a.value == b.value
+    return a.operator == "==" and b.operator == "!=" and a.value != b.value
+
+
+def _nested(a: Conjunction, b: Conjunction) -> bool:
+    """One conjunction implies the other, whatever the data (``check`` would report the
+    rules of one head as subsumed)."""
+    def implies(x, y):
+        return all(any(_implies(p, q) for p in x.conditions) for q in y.conditions)
+
+    return implies(a, b) or implies(b, a)
 
 
 # ------------------------------------------------------------------ declarations
@@ -272,6 +320,7 @@ def _learn(frame: pd.DataFrame, target: _Target, *, f0: np.ndarray | None = None
     theta = np.zeros(len(free))
     theta = _refit(f0, onehot, masks, classes, free, theta, l2)
     seen: set[bytes] = set()
+    cols: dict = {}
     for _round_no in range(max_rules):
         f = _scores(f0, theta, masks, classes, free)
         p = _softmax(f)
@@ -280,15 +329,18 @@ def _learn(frame: pd.DataFrame, target: _Target, *, f0: np.ndarray | None = None
             g = onehot[:, c] - p[:, c]
             h = p[:, c] * (1 - p[:, c])
             for sign in (1.0, -1.0):
-                for conj in search_conjunctions(frame, sign * g, max_conditions=max_conditions,
-                                                top=_CANDIDATES, min_support=min_support,
-                                                columns=columns, **extra):
-                    key = conj.mask.tobytes()
-                    if key in seen:
-                        continue
-                    gain = conj.score ** 2 / (h[conj.mask].sum() + l2)
-                    if best is None or gain > best[0]:
-                        best = (gain, conj, c)
+                for found in search_conjunctions(frame, sign * g, max_conditions=max_conditions,
+                                                 top=_CANDIDATES, min_support=min_support,
+                                                 columns=columns, **extra):
+                    for conj in [found, *_drop_one(frame, found, sign * g, cols)]:
+                        key = conj.mask.tobytes()
+                        if key in seen or conj.score <= 0 or any(
+                                cc == c and _nested(conj, old)
+                                for cc, old in zip(classes, conjs)):
+                            continue
+                        gain = conj.score ** 2 / (h[conj.mask].sum() + l2)
+                        if best is None or gain > best[0]:
+                            best = (gain, conj, c)
         if best is None or best[0] <= 1e-9:
             break
         _gain, conj, c = best
@@ -302,7 +354,10 @@ def _learn(frame: pd.DataFrame, target: _Target, *, f0: np.ndarray | None = None
         conjs.append(conj)
         masks.append(conj.mask)
         classes.append(c)
-        theta = new_theta
+        old = np.append(theta, 0.0)
+        theta = old + _SHRINK * (new_theta - old)  # the next gradient: part of the step
+    if masks and _SHRINK != 1.0:
+        theta = _refit(f0, onehot, masks, classes, free, theta, l2)
     nb = len(free)
     bias = tuple(_round(b) for b in theta[:nb])
     weights = tuple(_round(w) for w in theta[nb:])

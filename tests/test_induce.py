@@ -423,3 +423,28 @@ def test_candidate_rules_with_hard_constraints_and_infeasible_rows():
     assert cands
     result = dbg.what_if(*cands[0])
     assert len(result.fixed) > len(result.broken)
+
+
+def test_no_learned_rule_implies_another_of_the_same_value():
+    # the shrinkage re-finds a region with a tighter threshold (`x0 > 0.596 and x1 <= 0.39`
+    # after `x0 > 0.58 and x1 <= 0.405`): such a pair is passed over, `check` would call
+    # one of the two subsumed
+    from greybox.rules._boost import _nested
+    from greybox.rules._induce import Condition, Conjunction
+
+    def conj(*conds):
+        return Conjunction(tuple(Condition(*c) for c in conds), gr.BoolConst(True),
+                           np.ones(1, bool), 1, 1.0)
+
+    a = conj(("x0", ">", 0.58), ("x1", "<=", 0.405))
+    assert _nested(a, conj(("x0", ">", 0.596), ("x1", "<=", 0.39)))
+    assert _nested(a, conj(("x0", ">", 0.6), ("x1", "<=", 0.4), ("x2", "<=", 0.7)))
+    assert not _nested(a, conj(("x0", ">", 0.5), ("x1", "<=", 0.39)))
+    assert _nested(conj(("c", "==", "red")), conj(("c", "!=", "blue")))
+    assert not _nested(conj(("c", "==", "red")), conj(("c", "==", "blue")))
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame(rng.uniform(0, 1, (400, 4)).round(3), columns=["x0", "x1", "x2", "x3"])
+    y = pd.Series((((X.x0 > 0.6) & (X.x1 <= 0.4)) | (X.x2 > 0.8)).to_numpy()
+                  ^ (rng.random(400) < 0.1), name="y").astype(int)
+    kb = gr.induce(X, y, max_rules=8)
+    assert gr.check(kb).ok
