@@ -255,8 +255,6 @@ def test_suggestions_are_served_and_applied_through_what_if(suggesting):
     assert status == 404 and "no row 'nope'" in err["error"]
 
 
-@pytest.mark.skipif(not hasattr(gb.explain.Debugger, "suggest"),
-                    reason="this debugger does not suggest")
 def test_the_debuggers_own_suggestions_apply_as_what_if_reports_them(clean):
     dbg = clean.httpd.debugger
     answer = _get(clean, "/api/suggest?top=3")
@@ -271,33 +269,23 @@ def test_the_debuggers_own_suggestions_apply_as_what_if_reports_them(clean):
         dbg.undo(len(dbg.edits))
 
 
-def test_learned_rules_are_served_like_suggestions(clean, monkeypatch):
+def test_learned_rules_are_served_like_suggestions(clean):
+    """/api/propose serves Debugger.propose_rules: the same rules, and applying one through
+    /api/edit gives exactly the rows it says it fixes and breaks."""
     dbg = clean.httpd.debugger
-    rule = "rule dense weight 1.5: `worst area` > 900 and `mean concavity` > 0.09 -> malignant"
-
-    def propose_rules(rows=None, *, max_conditions=3, top=5):
-        before = dbg.predictions()["correct"]
-        dbg.what_if(gb.explain.AddStatement(rule))
-        after, accuracy = dbg.predictions()["correct"], dbg.accuracy
-        dbg.undo()
-        return [StandIn((gb.explain.AddStatement(rule),), tuple(after.index[~before & after]),
-                        tuple(after.index[before & ~after]), accuracy, kind="rule")]
-
-    monkeypatch.setattr(dbg, "propose_rules", propose_rules, raising=False)
     assert _get(clean, "/api/summary")["propose"] is True
-    learned = _get(clean, "/api/propose?top=5")["suggestions"]
-    assert [e["spec"] for e in learned[0]["edits"]] == [{"op": "add", "text": rule}]
-    status, diff = _post(clean, "/api/edit", [e["spec"] for e in learned[0]["edits"]])
-    assert status == 200 and [f["row"] for f in diff["fixed"]] == learned[0]["fixed"]
-    assert "rule dense" in _get(clean, "/api/export")["text"]
-
-
-def test_without_propose_rules_the_endpoint_says_so(clean):
-    if hasattr(clean.httpd.debugger, "propose_rules"):
-        pytest.skip("this debugger proposes rules")
-    assert _get(clean, "/api/summary")["propose"] is False
-    status, err = _status(clean, "/api/propose")
-    assert status == 404 and "no propose" in err["error"]
+    learned = _get(clean, "/api/propose?top=3")["suggestions"]
+    direct = dbg.propose_rules(top=3)
+    assert [[e["spec"] for e in s["edits"]] for s in learned] == \
+        [[e.to_spec() for e in s.edits] for s in direct]
+    assert learned, "the test model's failures should leave a rule to learn"
+    for s in learned:
+        assert s["kind"] == "rule" and s["edits"][0]["spec"]["op"] == "add"
+        status, diff = _post(clean, "/api/edit", [e["spec"] for e in s["edits"]])
+        assert status == 200
+        assert sorted(f["row"] for f in diff["fixed"]) == sorted(s["fixed"])
+        assert sorted(f["row"] for f in diff["broken"]) == sorted(s["broken"])
+        dbg.undo(len(dbg.edits))
 
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
