@@ -11,7 +11,6 @@ import pandas as pd
 import torch
 
 from greybox.errors import DataError, listed
-from greybox.rules import ast as A
 from greybox.rules import (
     align_labels,
     closure,
@@ -20,6 +19,7 @@ from greybox.rules import (
     family_columns,
     missing_values,
 )
+from greybox.rules import ast as A
 from greybox.rules import first_row as _first
 from greybox.rules import read_column as _column
 from greybox.rules import show_value as _show
