@@ -192,7 +192,9 @@ class GreyBox(RuleValues, InputStatistics, NetworkCalls, Objective, Predictions,
         if not isinstance(kb, gr.KnowledgeBase):
             raise ModelError(f"kb must be a KnowledgeBase or rule text, got {type(kb).__name__}")
         networks = {n: self.networks[_key(n)] for n in kb.networks if _key(n) in self.networks}
-        if isinstance(drop_residual, str):
+        if drop_residual is None:
+            drop_residual = ()
+        elif isinstance(drop_residual, str):
             drop_residual = (drop_residual,)
         for n in drop_residual:
             if self.residual is None or _key(n) not in self.residual:
