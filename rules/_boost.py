@@ -511,7 +511,7 @@ def _prepare_and_learn(data, targets, *, kb=None, max_rules=10, max_conditions=3
     if not isinstance(data, pd.DataFrame):
         raise DataError(f"data must be a pandas DataFrame, got {type(data).__name__}")
     if max_rules < 0 or max_conditions < 1:
-        raise ValueError(f"max_rules must be >= 0 and max_conditions >= 1, got {max_rules} "
+        raise DataError(f"max_rules must be >= 0 and max_conditions >= 1, got {max_rules} "
                          f"and {max_conditions}")
     n = len(data)
     if isinstance(targets, pd.Series):

@@ -445,7 +445,7 @@ def search_conjunctions(frame: pd.DataFrame, gain, *, max_conditions: int = 3, t
         raise DataError(f"gain at row {int(np.argmax(~np.isfinite(gain)))} is "
                         f"{float(gain[~np.isfinite(gain)][0])!r}; expected finite numbers")
     if max_conditions < 1 or top < 1 or beam < 1:
-        raise ValueError(f"max_conditions, top and beam must be >= 1, got {max_conditions}, "
+        raise DataError(f"max_conditions, top and beam must be >= 1, got {max_conditions}, "
                          f"{top}, {beam}")
     names = list(frame.columns) if columns is None else list(columns)
     for name in names:

@@ -589,7 +589,7 @@ def test_residual_rules_replace_the_residual_and_say_what_that_costs():
 def test_rule_proposals_refuse_bad_sizes(kwargs):
     model, data, target = _missing_rule()
     dbg = gb.explain.Debugger(model, data, target)
-    with pytest.raises(ModelError, match="must be a whole number of at least 1"):
+    with pytest.raises(ModelError, match="must be a whole number >= 1"):
         dbg.propose_rules(**kwargs)
 
 

@@ -713,10 +713,10 @@ class Debugger:
         (2, 0)
         """
         from ._propose import candidate_rules
-        from ._suggest import measure
+        from ._suggest import at_least_one, measure
 
-        _positive("top", top)
-        _positive("max_conditions", max_conditions)
+        at_least_one("top", top, "suggestions returned")
+        at_least_one("max_conditions", max_conditions, "conditions in a learned rule")
         found = candidate_rules(self, rows, max_conditions=max_conditions, top=top)
         return _first(measure(self, found, validation=validation, keep=keep, kind="rule",
                               rows=rows, timeout=timeout), top)
@@ -744,10 +744,10 @@ class Debugger:
             Of kind ``"residual"``, best first.
         """
         from ._propose import residual_rules
-        from ._suggest import measure
+        from ._suggest import at_least_one, measure
 
-        _positive("top", top)
-        _positive("max_conditions", max_conditions)
+        at_least_one("top", top, "suggestions returned")
+        at_least_one("max_conditions", max_conditions, "conditions in a learned rule")
         found = residual_rules(self, max_conditions=max_conditions, top=top)
         return _first(measure(self, found, validation=validation, keep=keep,
                               kind="residual", timeout=timeout), top)
@@ -805,11 +805,6 @@ class Debugger:
 
     def _repr_html_(self) -> str:
         return _frame_html(repr(self), self.failures())
-
-
-def _positive(name: str, value) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ModelError(f"{name} must be a whole number of at least 1, got {value!r}")
 
 
 def _first(found, top: int):

@@ -552,6 +552,12 @@ def _rows(dbg, rows) -> list:
     return list(dict.fromkeys(rows))
 
 
+def at_least_one(name: str, value, what: str) -> None:
+    """``value`` is a whole number >= 1, or a ModelError names ``name`` and ``what``."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ModelError(f"{name} must be a whole number >= 1 ({what}), got {value!r}")
+
+
 def _plain(value):
     return value.item() if hasattr(value, "item") else value
 
@@ -938,15 +944,11 @@ def suggest(dbg, rows=None, *, validation=None, keep: Sequence = (), max_edits: 
             top: int = 10, timeout: float = 10.0) -> Suggestions:
     """Ranked, certified edits that fix failing predictions (see ``Debugger.suggest``)."""
     start = time.perf_counter()
-    if isinstance(max_edits, bool) or not isinstance(max_edits, (int, np.integer)) \
-            or max_edits < 1:
-        raise ModelError(f"max_edits must be a whole number >= 1 (edits per suggestion), got "
-                         f"{max_edits!r}")
+    at_least_one("max_edits", max_edits, "edits per suggestion")
     if max_edits > 2:
         raise ModelError(f"max_edits is 1 (single edits) or 2 (pairs too), got {max_edits!r}: "
                          "larger combinations are not searched")
-    if isinstance(top, bool) or not isinstance(top, (int, np.integer)) or top < 1:
-        raise ModelError(f"top must be a whole number >= 1 (suggestions returned), got {top!r}")
+    at_least_one("top", top, "suggestions returned")
     kb = dbg.model.kb
     var = kb.variables[dbg.output]
     if A.is_finite_type(var.type) and A.domain(var.type).size > MAX_VALUES:
