@@ -145,7 +145,9 @@ class _Checker:
     def check_number(self, value, node, what: str) -> None:
         problem = A.number_problem(value)
         if problem is None and isinstance(value, int) and abs(value) > MAX_INT:
-            problem = f"{value} is too large (integers are limited to ±2**53)"
+            shown = str(value) if len(str(abs(value))) <= 20 else (
+                f"{'-' if value < 0 else ''}a {len(str(abs(value)))}-digit number")
+            problem = f"{shown} is too large (integers are limited to ±2**53)"
         if problem is not None:
             self.error(f"{what}: {problem}", node)
 
