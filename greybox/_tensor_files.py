@@ -360,6 +360,8 @@ def _as_tensor(path: str, key: str, value, expected: str) -> tuple[torch.Tensor,
             raise DataError(f"{path}: {key!r} holds {what} ({arr.dtype}); input {key!r} "
                             f"takes {expected}")
         was = str(arr.dtype)
+        if arr.ndim == 0:
+            raise DataError(f"{path}: {key!r} is a single value, not one per row")
         if not arr.dtype.isnative:   # stored big-endian: torch takes the machine's order
             arr = arr.astype(arr.dtype.newbyteorder("="))
         try:
