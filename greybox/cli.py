@@ -568,7 +568,8 @@ def _add_explain(sub) -> None:
                        "minimal reason and a counterfactual). Networks and residuals built "
                        "from standard torch.nn layers are rebuilt from the file; custom "
                        "modules need --networks naming a function of yours that builds "
-                       "them.")
+                       "them. Tensor inputs (images...) come from --tensors files, beside "
+                       "DATA.csv or instead of it.")
     _add_model_and_data(p)
     p.add_argument("--row", type=int, default=0, help="the row to explain (0-based)")
     p.add_argument("--format", choices=["text", "json", "html"], default="text")
@@ -592,9 +593,11 @@ def _add_debug(sub) -> None:
                        "fixed/broken diff of every edit. Bound "
                        "to 127.0.0.1; the printed URL carries the access token. Networks "
                        "and residuals built from standard torch.nn layers are rebuilt from "
-                       "the file; custom modules need --networks.")
+                       "the file; custom modules need --networks. Tensor inputs (images...) "
+                       "come from --tensors files, beside DATA.csv or instead of it.")
     _add_model_and_data(p)
-    p.add_argument("--target", required=True, help="the column with the correct answers")
+    p.add_argument("--target", required=True, help="the column of DATA.csv (or the array "
+                   "of a --tensors file) with the correct answers")
     p.add_argument("--output", help="the output to debug (default: the only one)")
     p.add_argument("--port", type=_port, default=0,
                    help="port, 0 to 65535 (default 0: a free one)")

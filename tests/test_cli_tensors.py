@@ -405,3 +405,13 @@ def test_a_single_npy_array_under_an_npz_name_is_refused(files, capsys):
         np.save(f, np.zeros((ROWS, 8, 8)))
     refused(capsys, ["explain", files["image"], "--tensors", str(path)],
             f"{path}: a single .npy array, not an .npz archive of named arrays")
+
+
+@pytest.mark.parametrize("command", ["explain", "debug"])
+def test_help_says_where_tensor_inputs_come_from(command, capsys):
+    with pytest.raises(SystemExit) as info:
+        main([command, "--help"])
+    assert info.value.code == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "--tensors FILE.npz|FILE.pt" in out and "[DATA.csv]" in out
+    assert "Tensor inputs (images...) come from --tensors files" in out
