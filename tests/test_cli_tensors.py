@@ -415,3 +415,13 @@ def test_help_says_where_tensor_inputs_come_from(command, capsys):
     out = " ".join(capsys.readouterr().out.split())
     assert "--tensors FILE.npz|FILE.pt" in out and "[DATA.csv]" in out
     assert "Tensor inputs (images...) come from --tensors files" in out
+
+
+def test_the_tensor_file_docstring_examples_run():
+    # (here rather than in test_doctests.py's list of modules, which other work edits)
+    import doctest
+
+    import greybox._tensor_files as module
+
+    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+    assert result.attempted >= 5 and result.failed == 0
