@@ -165,6 +165,25 @@ def test_tracin_scores_are_the_gradient_dot_products_of_the_chosen_layers(layers
     pd.testing.assert_frame_equal(one, found, rtol=1e-5)
 
 
+def test_tracin_compares_the_trainable_layers_of_a_partly_frozen_network():
+    """A frozen layer (a pretrained backbone's, say) made TracIn fail inside torch:
+    "One of the differentiated Tensors does not require grad". Now the default layers
+    are those with trainable parameters, and the scores their gradients' dot products."""
+    model, _ = _small()
+    model.networks["net"][0].requires_grad_(False)
+    assert tracin_layers(model) == ["networks.net.2", "rules.r", "rules.s",
+                                    "rules.s.thresholds", "decisions.odd"]
+    rng = np.random.default_rng(2)
+    train = {"img": torch.randn(8, 16), "x": rng.uniform(0, 10, 8)}
+    targets = rng.random(8) < 0.5
+    test = {"img": torch.randn(1, 16), "x": np.array([2.0])}
+    found = tracin_influence(model, "odd", (train, targets), model.batch(test), False, k=3)
+    expected = np.sort(_manual_tracin(model, tracin_layers(model), train, targets, test,
+                                      False))[:3]
+    np.testing.assert_allclose(found.influence, expected, rtol=1e-4, atol=1e-6)
+    assert not any(p.requires_grad for p in model.networks["net"][0].parameters())
+
+
 def test_tracin_leaves_frozen_parameters_frozen():
     model, _ = _small()
     model.networks["net"][0].bias.requires_grad_(False)
