@@ -462,9 +462,12 @@ class Debugger:
         rules, neural concepts, parameters and, with training data, training examples.
 
         ``layers``: the modules whose gradients TracIn compares to blame training rows
-        (names of ``model.named_modules()``, ``"all"`` or ``"last"``; default: all of a
-        model of at most 1,000,000 trainable parameters, else each network's last layer
-        and the rules' parameters; see ``greybox.explain.debug._tracin.tracin_layers``).
+        (names of ``model.named_modules()`` such as ``"networks.digit.fc"`` or
+        ``"rules"``, or ``"all"`` or ``"last"``; default: every layer of a model of at
+        most 1,000,000 trainable parameters, else each network's last layer and the
+        rules' parameters, as in docs/explanations.md, "Big networks"). A name that is
+        no module with trainable parameters raises :class:`~greybox.ModelError` listing
+        the valid ones.
 
         A row predicted right has nothing to blame: its ``Blame`` says so (``correct``),
         names no suspect concept and no training row, and lists the rules that pushed
