@@ -71,6 +71,38 @@ def _num(value) -> z3.ArithRef:
     return z3.RealVal(Fraction(value))
 
 
+def arith_term(op: str, args: list) -> z3.ArithRef:
+    """The Z3 term of :class:`~greybox.rules.ast.Arith` ``op`` over integer terms, with
+    Python's floor semantics: SMT-LIB's ``div``/``mod`` are Euclidean (the remainder is
+    never negative), which agrees with floor division for a positive divisor; for a
+    negative one, ``a // d == (-a) div (-d)`` and ``a % d == -((-a) mod (-d))``.
+
+    Examples
+    --------
+    >>> import z3
+    >>> from greybox.rules._z3 import arith_term
+    >>> [z3.simplify(arith_term(op, [z3.IntVal(a), z3.IntVal(d)])).as_long()
+    ...  for op in ("//", "%") for a, d in ((-7, 2), (7, -2), (-7, -2))]
+    [-4, -4, 3, 1, -1, -1]
+    """
+    if op in ("//", "%"):
+        a, d = (z3.ToInt(x) if x.is_real() else x for x in args)
+        if z3.is_int_value(d):   # a constant divisor: its sign is known
+            if d.as_long() > 0:
+                return a / d if op == "//" else a % d
+            return (-a) / (-d) if op == "//" else -((-a) % (-d))
+        if op == "//":
+            return z3.If(d > 0, a / d, (-a) / (-d))
+        return z3.If(d > 0, a % d, -((-a) % (-d)))
+    if op == "abs":
+        (a,) = args
+        return z3.If(a >= 0, a, -a)
+    acc = args[0]
+    for b in args[1:]:
+        acc = z3.If(b < acc, b, acc) if op == "min" else z3.If(b > acc, b, acc)
+    return acc
+
+
 class Z3Encoding:
     """The Z3 view of a knowledge base.
 
@@ -169,6 +201,8 @@ class Z3Encoding:
             return self.expr(e.left) * self.expr(e.right)
         if isinstance(e, A.Count):
             return z3.Sum([z3.If(self.expr(a), z3.IntVal(1), z3.IntVal(0)) for a in e.args])
+        if isinstance(e, A.Arith):
+            return arith_term(e.op, [self.expr(a) for a in e.args])
         if isinstance(e, A.Compare):
             ctx = _enum_of(e.left, self.kb) or _enum_of(e.right, self.kb)
             left, right = self.expr(e.left, ctx), self.expr(e.right, ctx)
