@@ -107,7 +107,7 @@ def interval(e, variables: Mapping) -> tuple[int, int] | None:
     >>> kb = gr.parse("input a: int -3..4\\ninput b: int 1..5\\noutput y: bool\\n"
     ...               "rule r: a * b - a // b + max(a % b, abs(a)) > 0 -> y")
     >>> interval(kb.rules["r"].body.left, kb.variables)
-    (-12, 27)
+    (-19, 27)
     """
     if isinstance(e, A.Num):
         if e.learnable or not isinstance(e.value, int) or isinstance(e.value, bool):
@@ -155,3 +155,75 @@ def interval(e, variables: Mapping) -> tuple[int, int] | None:
             return None
         return op_interval(e.op, bounds)
     return None
+
+
+#: Most joint operand values :func:`value_set` enumerates (beyond: the interval's range).
+MAX_ENUMERATED = 1 << 16
+
+
+def value_set(e, variables: Mapping) -> tuple[int, ...] | None:
+    """The values integer expression ``e`` can take from the declared types of
+    ``variables``, ascending: enumerated exactly through ``+ - *``, the operations of
+    :class:`~greybox.rules.ast.Arith` and ``count`` while the operands' joint values are
+    few (:data:`MAX_ENUMERATED`), else the whole range of :func:`interval`; None where
+    ``e`` is not an integer expression with a finite range. Operands are combined as if
+    independent, so a variable read twice may add values that never occur (never
+    remove one).
+
+    Examples
+    --------
+    >>> import greybox.rules as gr
+    >>> from greybox.rules._intervals import value_set
+    >>> kb = gr.parse("input a: int 0..3\\ninput b: int 1..3\\noutput y: bool\\n"
+    ...               "rule r: a * b + a % 2 > 0 -> y")
+    >>> value_set(kb.rules["r"].body.left, kb.variables)
+    (0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10)
+    """
+    found = _values(e, variables)
+    if found is None:
+        return None
+    if isinstance(found, tuple):
+        lo, hi = found
+        return tuple(range(lo, hi + 1))
+    return tuple(sorted(found))
+
+
+def _values(e, variables):
+    """A set of values, or ``(lo, hi)`` (a tuple) where enumerating would cost too much."""
+    if isinstance(e, A.Var):
+        t = getattr(variables.get(e.name), "type", None)
+        if isinstance(t, A.IntType) and t.size <= MAX_ENUMERATED:
+            return set(t.values)
+        bounds = interval(e, variables)
+        return bounds
+    if isinstance(e, A.Neg):
+        inner = _values(e.operand, variables)
+        if isinstance(inner, set):
+            return {-x for x in inner}
+        return None if inner is None else (-inner[1], -inner[0])
+    if isinstance(e, A.Count):
+        return set(range(len(e.args) + 1))
+    if isinstance(e, (A.Sum, A.Mul, A.Arith)):
+        args = e.args if isinstance(e, (A.Sum, A.Arith)) else (e.left, e.right)
+        parts = [_values(a, variables) for a in args]
+        if any(p is None for p in parts):
+            return None
+        if all(isinstance(p, set) for p in parts):
+            acc = parts[0]
+            if isinstance(e, A.Arith) and len(parts) == 1:
+                return {apply(e.op, [x]) for x in acc}
+            for i, p in enumerate(parts[1:]):
+                if len(acc) * len(p) > MAX_ENUMERATED:
+                    break
+                if isinstance(e, A.Sum):
+                    acc = {x + y for x in acc for y in p} if e.ops[i] == "+" else \
+                        {x - y for x in acc for y in p}
+                elif isinstance(e, A.Mul):
+                    acc = {x * y for x in acc for y in p}
+                else:
+                    if e.op in ("//", "%") and 0 in p:
+                        return None
+                    acc = {apply(e.op, [x, y]) for x in acc for y in p}
+            else:
+                return acc
+    return interval(e, variables)

@@ -133,13 +133,46 @@ class FuzzyContext(Context):
                 acc = acc + x if op == "+" else acc - x
             return ("n", acc)
         if isinstance(e, A.Mul):
-            return ("n", self.num(self.value(e.left, env)) * self.num(self.value(e.right, env)))
+            left, right = self.value(e.left, env), self.value(e.right, env)
+            if "d" in (left[0], right[0]):
+                found = self._distribution("*", [left, right])
+                if found is not None:
+                    return found
+            return ("n", self.num(left) * self.num(right))
+        if isinstance(e, A.Arith):
+            # over distributions of finite values (networks' outputs, decided values):
+            # the exact distribution of the result, the operands independent; else (an
+            # observed value, an expectation) the operation on the numbers
+            args = [self.value(a, env) for a in e.args]
+            if any(a[0] == "d" for a in args):
+                found = self._distribution(e.op, args)
+                if found is not None:
+                    return found
+            return ("n", F.arith(e.op, [self.num(a) for a in args]))
         if isinstance(e, A.Count):   # the sum of the truth degrees: the expected count
             acc = self._truth(e.args[0], env)
             for arg in e.args[1:]:
                 acc = acc + self._truth(arg, env)
             return ("n", acc)
         return ("t", self.truth(e, env))
+
+    def _distribution(self, op: str, args):
+        """``op`` over distributions and constants as a distribution ("d"), or None where
+        an operand is a number per row, or their joint values are many (> 4,096)."""
+        dists, size = [], 1
+        for a in args:
+            if a[0] == "d":
+                dists.append((a[1], a[2]))
+                size *= a[2].numel()
+            elif a[0] == "n" and not isinstance(a[1], torch.Tensor):
+                dists.append((torch.ones(1, 1, device=self.device),
+                              torch.tensor([float(a[1])], device=self.device)))
+            else:
+                return None
+        if size > 4096:
+            return None
+        probs, values = F.arith_distribution(op, dists)
+        return ("d", probs, values)
 
     def _full(self, t) -> torch.Tensor:
         t = torch.as_tensor(t, dtype=torch.float32, device=self.device)
