@@ -677,6 +677,10 @@ class _Grounder:
         if isinstance(e, A.Arith):
             from ._intervals import apply
 
+            if e.op in A.ARITH_FUNCTIONS and getattr(self.variable_family(e.op), "paren",
+                                                     False):
+                raise _NotStatic      # a member of a family named min, max or abs
+
             values = [self._static_number(a, env) for a in e.args]
             if e.op in ("//", "%") and len(values) == 2 and values[1] == 0:
                 raise _Problem(f"index arithmetic divides by 0 ('{e.op}')", e)

@@ -210,6 +210,8 @@ def _values(e, variables):
             return None
         if all(isinstance(p, set) for p in parts):
             acc = parts[0]
+            if isinstance(e, A.Mul) and e.left == e.right:   # a square
+                return {x * x for x in acc}
             if isinstance(e, A.Arith) and len(parts) == 1:
                 return {apply(e.op, [x]) for x in acc}
             for i, p in enumerate(parts[1:]):

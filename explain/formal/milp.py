@@ -223,7 +223,7 @@ class Program:
             s = self.binary(f"{op}.pick")
             total = total + s
             self.add(x - m, lo=0.0)                                   # m <= x
-            self.add(m - x - s.scale(float(lo - h)), lo=float(lo - h))  # s = 1 -> m >= x
+            self.add(m - x + s.scale(float(lo - h)), lo=float(lo - h))  # s = 1 -> m >= x
         self.add(total, 1.0, 1.0)
         out = m.scale(sign)
         out.integral = all(x.integral for x in xs)

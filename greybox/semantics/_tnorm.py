@@ -99,6 +99,13 @@ class FuzzyContext(Context):
             value = self.value(var.expr, env)
         if isinstance(var.type, A.EnumType) and value[0] == "s":
             return self.fixed(name, var.type.values.index(value[1]))
+        if isinstance(var.type, A.IntType) and value[0] == "d":
+            # a distribution over the values of non-linear arithmetic: onto the type's
+            # values (as its marginal and its labels index them)
+            vals = self._vals(name)
+            if value[2].shape != vals.shape or not torch.equal(value[2], vals):
+                onto = (value[2].unsqueeze(1) == vals.to(value[2].dtype)).to(value[1].dtype)
+                return ("d", value[1] @ onto, vals)
         return value
 
     # evaluation ----------------------------------------------------------------------
