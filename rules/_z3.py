@@ -198,11 +198,26 @@ class Z3Encoding:
                 acc = acc + self.expr(a) if op == "+" else acc - self.expr(a)
             return acc
         if isinstance(e, A.Mul):
-            return self.expr(e.left) * self.expr(e.right)
+            left, right = self.expr(e.left), self.expr(e.right)
+            if A.is_constant(e.left) or A.is_constant(e.right):
+                return left * right
+            # two bounded integers: by cases of the side with fewer values (linear
+            # arithmetic, which Z3 optimises far better than non-linear)
+            cases = self._cases(e.left, left, lambda v: z3.IntVal(v) * right)
+            alt = self._cases(e.right, right, lambda v: left * z3.IntVal(v))
+            best = min((c for c in (cases, alt) if c is not None), key=lambda c: c[1],
+                       default=None)
+            return best[0] if best is not None else left * right
         if isinstance(e, A.Count):
             return z3.Sum([z3.If(self.expr(a), z3.IntVal(1), z3.IntVal(0)) for a in e.args])
         if isinstance(e, A.Arith):
-            return arith_term(e.op, [self.expr(a) for a in e.args])
+            args = [self.expr(a) for a in e.args]
+            if e.op in ("//", "%") and not A.is_constant(e.args[1]):
+                found = self._cases(e.args[1], args[1],
+                                    lambda v: arith_term(e.op, [args[0], z3.IntVal(v)]))
+                if found is not None:     # by the divisor's values: division by constants
+                    return found[0]
+            return arith_term(e.op, args)
         if isinstance(e, A.Compare):
             ctx = _enum_of(e.left, self.kb) or _enum_of(e.right, self.kb)
             left, right = self.expr(e.left, ctx), self.expr(e.right, ctx)
@@ -224,6 +239,23 @@ class Z3Encoding:
         if isinstance(e, A.Iff):
             return self.expr(e.left) == self.expr(e.right)
         raise TypeError(f"cannot encode {e!r}")
+
+    #: most values an operand of non-linear arithmetic is split into cases over
+    MAX_CASES = 64
+
+    def _cases(self, node, term, fn) -> tuple[z3.ExprRef, int] | None:
+        """``fn(v)`` for the value ``v`` that ``term`` (of expression ``node``) takes, as
+        a chain of ``If`` over the values ``node`` can take (the last one the default),
+        with their number; None where they are many or unknown."""
+        from ._intervals import value_set
+
+        values = value_set(node, self.kb.variables)
+        if not values or len(values) > self.MAX_CASES:
+            return None
+        out = fn(values[-1])
+        for v in reversed(values[:-1]):
+            out = z3.If(term == v, fn(v), out)
+        return out, len(values)
 
     def hard_constraints(self) -> list[z3.BoolRef]:
         return [self.expr(c.formula) for c in self.kb.constraints.values() if c.hard]
