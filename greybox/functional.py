@@ -224,11 +224,12 @@ def arith(op: str, args: list):
     return acc
 
 
-def arith_distribution(op: str, dists: list[tuple[torch.Tensor, torch.Tensor]]
-                       ) -> tuple[torch.Tensor, torch.Tensor]:
+def arith_distribution(op: str, dists: list[tuple[torch.Tensor, torch.Tensor]], *,
+                       same: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
     """The exact distribution of ``op`` (``*`` or an :func:`arith` operation) over
     independent integer operands, each ``(probabilities (B or 1, K), values (K,))``:
     ``(probabilities (B', M), values (M,))`` over the distinct results, ascending.
+    With ``same=n``, ``op`` over ``n`` copies of the one operand given (``d * d``).
 
     Examples
     --------
@@ -240,6 +241,11 @@ def arith_distribution(op: str, dists: list[tuple[torch.Tensor, torch.Tensor]]
     ([1.0, 2.0, 4.0], [[0.25, 0.5, 0.25]])
     """
     probs, values = dists[0]
+    if same > 1:
+        out = values * values if op == "*" and same == 2 else arith(op, [values] * same)
+        values, inverse = torch.unique(out, return_inverse=True)
+        return (probs.new_zeros(probs.shape[:-1] + (len(values),)).index_add(-1, inverse, probs),
+                values)
     for p, v in dists[1:]:
         joint = (probs.unsqueeze(-1) * p.unsqueeze(-2)).flatten(-2)
         pair = [values.unsqueeze(-1).expand(-1, len(v)).flatten(),

@@ -304,6 +304,24 @@ def test_distributions_over_neural_ints_are_exact(semantics):
         assert torch.allclose(trace.values["v"].double(), expect, atol=1e-5)
 
 
+def test_a_network_value_scaled_by_a_constant_keeps_its_fuzzy_meaning():
+    """Only a product of two variables becomes a distribution under the fuzzy semantics:
+    ``10 * d > 35`` stays the smooth comparison of the expected value it was before
+    (as ``10 * d + 0 > 35`` is), not the exact mass of the values above 3.5."""
+    model = gb.GreyBox("""
+        input logit: tensor[5]
+        neural d: int 0..4 = net(logit)
+        output o: bool
+        rule r: 10 * d > 35 -> o
+        rule s: 10 * d + 0 > 35 -> o
+        rule t: d * d > 9 -> o
+    """, {"net": _Ident()}, semantics="product")
+    logits = torch.randn(4, 5, generator=torch.Generator().manual_seed(3))
+    bodies = model({"logit": logits}).bodies
+    assert torch.allclose(bodies["r"], bodies["s"])
+    assert torch.allclose(bodies["t"], torch.softmax(logits, -1)[:, 4])   # d = 4 only
+
+
 def test_exact_gradients_equal_enumerations():
     model = gb.GreyBox(NEURAL, {"net": _Ident()}, semantics="probabilistic")
     logits = torch.randn(3, 3, 5, generator=torch.Generator().manual_seed(1))

@@ -212,10 +212,10 @@ class Program:
         lo, hi = op_interval(op, bounds)
         sign = 1.0 if op == "min" else -1.0      # max(xs) = -min(-xs)
         if op == "max":
-            xs, bounds, (lo, hi) = [-x for x in xs], [(-h, -l) for l, h in bounds], (-hi, -lo)
+            xs, bounds, (lo, hi) = [-x for x in xs], [(-b, -a) for a, b in bounds], (-hi, -lo)
         # an operand below every other's lowest value is the minimum
-        for i, (l, h) in enumerate(bounds):
-            if all(h <= l2 for j, (l2, _) in enumerate(bounds) if j != i):
+        for i, (_, h) in enumerate(bounds):
+            if all(h <= low for j, (low, _) in enumerate(bounds) if j != i):
                 return xs[i].scale(sign)
         m = self._integer(op, lo, hi, integer=False)
         total = _lin(0.0)

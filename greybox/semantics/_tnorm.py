@@ -16,8 +16,10 @@ import operator
 import torch
 
 from greybox import functional as F
+from greybox._batch import kb_cached
 from greybox.errors import ModelError
 from greybox.rules import ast as A
+from greybox.rules import closure
 
 from ._base import Context, Env, Semantics
 from ._compiled import EXACT_FLOAT32, smooth_truth, stated_threshold, wide_int
@@ -141,8 +143,9 @@ class FuzzyContext(Context):
             return ("n", acc)
         if isinstance(e, A.Mul):
             left, right = self.value(e.left, env), self.value(e.right, env)
-            if "d" in (left[0], right[0]):
-                found = self._distribution("*", [left, right])
+            if "d" in (left[0], right[0]) and not (
+                    A.is_constant(e.left) or A.is_constant(e.right)):   # two variables
+                found = self._distribution("*", [left, right], e)
                 if found is not None:
                     return found
             return ("n", self.num(left) * self.num(right))
@@ -152,7 +155,7 @@ class FuzzyContext(Context):
             # observed value, an expectation) the operation on the numbers
             args = [self.value(a, env) for a in e.args]
             if any(a[0] == "d" for a in args):
-                found = self._distribution(e.op, args)
+                found = self._distribution(e.op, args, e)
                 if found is not None:
                     return found
             return ("n", F.arith(e.op, [self.num(a) for a in args]))
@@ -163,9 +166,17 @@ class FuzzyContext(Context):
             return ("n", acc)
         return ("t", self.truth(e, env))
 
-    def _distribution(self, op: str, args):
+    def _distribution(self, op: str, args, e):
         """``op`` over distributions and constants as a distribution ("d"), or None where
-        an operand is a number per row, or their joint values are many (> 4,096)."""
+        an operand is a number per row, two operands read the same variable (they are
+        not independent; ``d * d`` of one operand is exact), or their joint values are
+        many (> 4,096)."""
+        operands = (e.left, e.right) if isinstance(e, A.Mul) else e.args
+        if all(x == operands[0] for x in operands[1:]) and args[0][0] == "d":
+            probs, values = F.arith_distribution(op, [(args[0][1], args[0][2])], same=len(args))
+            return ("d", probs, values)
+        if not _independent(self.kb, e, operands):
+            return None
         dists, size = [], 1
         for a in args:
             if a[0] == "d":
@@ -352,6 +363,21 @@ def _log_truth(p: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     gradient is NaN (0 * inf) and poisoned every parameter."""
     chosen = torch.where(target.bool(), p, 1.0 - p)
     return torch.log(chosen.clamp_min(1e-12))
+
+
+def _independent(kb, e, operands) -> bool:
+    """Whether no two ``operands`` of ``e`` read a common variable (through defines)."""
+    cache = kb_cached(kb, "fuzzy/independent", lambda kb: {})
+    found = cache.get(id(e))
+    if found is None:
+        seen: set = set()
+        found = True
+        for x in operands:
+            names = set(closure(kb, A.variables(x)))
+            found &= seen.isdisjoint(names)
+            seen |= names
+        cache[id(e)] = found
+    return found
 
 
 def _learnable(e) -> bool:
