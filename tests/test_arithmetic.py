@@ -334,6 +334,61 @@ def test_exact_gradients_equal_enumerations():
     assert torch.allclose(mine.grad.double(), ref.grad, atol=1e-5)
 
 
+def _random_expr(rng, depth: int):
+    """Random integer arithmetic over d0, d1 (int -2..2) and p (int 1..3): its text and
+    the Python function of ``(d0, d1, p)`` it means (a divisor is p or a constant)."""
+    if depth == 0 or rng.random() < 0.25:
+        leaf = str(rng.choice(["d0", "d1", "p", "2", "-1"]))
+        at = {"d0": 0, "d1": 1, "p": 2}.get(leaf)
+        return leaf, (lambda v, at=at, c=leaf: v[at] if at is not None else int(c))
+    kind = str(rng.choice(["*", "+", "-", "//", "%", "min", "max", "abs"]))
+    a, fa = _random_expr(rng, depth - 1)
+    if kind in ("//", "%"):
+        d = str(rng.choice(["p", "2", "-3"]))
+        fd = (lambda v: v[2]) if d == "p" else (lambda v, c=int(d): c)
+        return f"({a}) {kind} {d}", lambda v: PY[kind](fa(v), fd(v))
+    if kind == "abs":
+        return f"abs({a})", lambda v: abs(fa(v))
+    b, fb = _random_expr(rng, depth - 1)
+    ops = {"*": lambda x, y: x * y, "+": lambda x, y: x + y, "-": lambda x, y: x - y,
+           "min": min, "max": max}
+    text = f"{kind}({a}, {b})" if kind in ("min", "max") else f"({a}) {kind} ({b})"
+    return text, lambda v: ops[kind](fa(v), fb(v))
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_random_arithmetic_is_the_same_function_on_every_backend(seed):
+    """A random expression over network values: exact inference's distribution is the
+    enumeration of Python's values; crisp evaluation, Z3 and the MILP compute Python's
+    value at every point."""
+    rng = np.random.default_rng(seed)
+    text, meaning = _random_expr(rng, 3)
+    points = list(itertools.product(range(-2, 3), range(-2, 3), range(1, 4)))
+    fn = {pt: meaning(pt) for pt in points}
+    lo, hi = min(fn.values()), max(fn.values())
+    decl = ("input logit[s]: tensor[5]\nneural d[i in s]: int -2..2 = net(logit[i])\n"
+            "input lp: tensor[3]\nneural p: int 1..3 = net(lp)\n")
+    formula = text.replace("d0", "d[0]").replace("d1", "d[1]")
+    model = gb.GreyBox(f"set s: 0..1\n{decl}define y: int {lo}..{hi} = {formula}\n"
+                       f"output o: bool\nrule r: y > {lo} -> o", {"net": _Ident()},
+                       semantics="probabilistic")
+    logits, lp = torch.randn(3, 2, 5), torch.randn(3, 3)
+    got = model({"logit": logits, "lp": lp}).values["y"].double()
+    pd0, pp = torch.softmax(logits.double(), -1), torch.softmax(lp.double(), -1)
+    want = torch.zeros(3, hi - lo + 1, dtype=torch.float64)
+    for (x0, x1, q), v in fn.items():
+        want[:, v - lo] += pd0[:, 0, x0 + 2] * pd0[:, 1, x1 + 2] * pp[:, q - 1]
+    assert torch.allclose(got, want, atol=1e-6), text
+    kb = gr.parse(f"input d0: int -2..2\ninput d1: int -2..2\ninput p: int 1..3\n"
+                  f"define y: int {lo}..{hi} = {text}\noutput o: bool\nrule r: y > {lo} -> o")
+    rows = pd.DataFrame(points, columns=["d0", "d1", "p"])
+    assert np.asarray(gr.evaluate(kb, rows).value("y")).tolist() == [fn[pt] for pt in points]
+    assert gr.entails(kb, f"y >= {lo} and y <= {hi}").holds, text
+    pt = points[int(rng.integers(len(points)))]      # Z3 pins the value at one point
+    fix = " and ".join(f"{n} == {v}" for n, v in zip(("d0", "d1", "p"), pt))
+    assert gr.entails(kb, f"{fix} -> y == {fn[pt]}").holds, (text, pt)
+
+
 def test_a_sum_of_products_stays_polynomial():
     """12 products of 24 digits (6^24 joint values): each product and partial sum is a
     variable of its own, so the tables hold a few hundred thousand entries."""
@@ -422,3 +477,12 @@ ARITH_SEEDS = list(range(6))
 @pytest.mark.parametrize("seed", ARITH_SEEDS, ids=[f"arith-seed-{s}" for s in ARITH_SEEDS])
 def test_fuzzed_models_with_arithmetic_are_faithful(seed):
     run_case(seed, arith=True)
+
+
+def test_the_arithmetic_generator_builds_its_models():
+    from .test_faithfulness_fuzz import Case
+
+    texts = [Case(seed, arith=True).text for seed in range(20)]     # none refused
+    ops = ("*", "//", "%", "min(", "max(", "abs(")
+    assert all(any(op in t for op in ops) for t in texts)
+    assert all(any(op in t for t in texts) for op in ops)
