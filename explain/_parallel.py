@@ -19,8 +19,10 @@ the row labels kept), so only a few partitions are in memory at a time.
 from __future__ import annotations
 
 import functools
+import hashlib
 import inspect
 import os
+import pickle
 import threading
 import warnings
 
@@ -70,12 +72,43 @@ def _named(err: BaseException, label, what: str) -> GreyboxError:
     return ModelError(f"{head}: {type(err).__name__}: {text}")
 
 
-def _chunk(fn, model, parent: int, tasks: list, options: dict, what: str) -> tuple:
+class _Shipped:
+    """The model as the tasks carry it: itself within this process; pickled once per call
+    (not once per chunk) for other processes, and unpickled once per worker process (the
+    worker keeps the last model it was sent, by the digest of its pickle)."""
+
+    def __init__(self, model):
+        self.model = model
+        self._pickled: tuple[str, bytes] | None = None
+
+    def __reduce__(self):
+        if self._pickled is None:
+            data = pickle.dumps(self.model, protocol=pickle.HIGHEST_PROTOCOL)
+            self._pickled = (hashlib.sha256(data).hexdigest(), data)
+        return _unshipped, self._pickled
+
+
+#: the last model a worker process was sent: ``{digest: _Shipped}``
+_RECEIVED: dict = {}
+
+
+def _unshipped(digest: str, data: bytes) -> _Shipped:
+    found = _RECEIVED.get(digest)
+    if found is None:
+        found = _Shipped(pickle.loads(data))
+        _RECEIVED.clear()
+        _RECEIVED[digest] = found
+    return found
+
+
+def _chunk(fn, shipped: _Shipped, parent: int, tasks: list, options: dict,
+           what: str) -> tuple:
     """``fn(model, data, label, **options)`` for each ``(label, data)`` of ``tasks``, in
     order, in a worker: ``(results, None)``, or the results before the first error and
     that error, naming its row (handed back, so that the caller raises the first error
     in row order, as the serial run does)."""
     _one_thread(parent)
+    model = shipped.model
     out = []
     for label, data in tasks:
         try:
@@ -111,12 +144,13 @@ def run_tasks(fn, model, tasks: list, options: dict, n_jobs, what: str = "row") 
     size = max(1, -(-len(tasks) // (jobs * CHUNKS_PER_JOB)))
     chunks = [tasks[i:i + size] for i in range(0, len(tasks), size)]
     parent = os.getpid()
+    shipped = _Shipped(model)
     # in order, as they come: the first error in row order stops the rest (where the
     # backend hands results back as they come: Ray's computes them all first)
     backend, _ = joblib.parallel.get_active_backend()
     as_ = "generator" if getattr(backend, "supports_return_generator", False) else "list"
     done = joblib.Parallel(n_jobs=n_jobs, return_as=as_)(
-        joblib.delayed(_chunk)(fn, model, parent, c, options, what) for c in chunks)
+        joblib.delayed(_chunk)(fn, shipped, parent, c, options, what) for c in chunks)
     out = []
     for part, err in done:
         out += part
