@@ -142,7 +142,10 @@ def test_explain_by_chunks_equals_explain(model, table, threads):
     assert parts.attributions.keys() == whole.attributions.keys()
     for k, v in whole.attributions.items():
         torch.testing.assert_close(parts.attributions[k], v, rtol=1e-5, atol=1e-6)
-    assert str(parts.counterfactual("r3")) == str(whole.counterfactual("r3"))
+    assert cf_key(parts.counterfactual("r3")) == cf_key(whole.counterfactual("r3"))
+    # the explanation's own methods take a list of rows and n_jobs
+    assert [cf_key(c) for c in parts.counterfactual(["r1", "r3"], n_jobs=2)] == \
+        [cf_key(whole.counterfactual(r)) for r in ("r1", "r3")]
 
 
 # ----------------------------------------------------------------- Dask
