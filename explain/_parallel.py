@@ -220,6 +220,55 @@ def verify_many(model, props: list, options: dict, n_jobs) -> list:
     return run_tasks(_verify_one, model, tasks, options, n_jobs, "property")
 
 
+# ---------------------------------------------------------------- suggest's candidates
+class Ahead:
+    """:meth:`_Measure.run` of the candidates a search asks for, measured a wave of
+    ``2 * n_jobs`` at a time through joblib: asked for a candidate not measured yet, it
+    measures it with the next candidates of ``order`` not measured or seen yet, in
+    parallel; the search consumes them in its own order, so it decides what the serial
+    search decides (a wave may measure candidates the search then does not ask for)."""
+
+    def __init__(self, measure, order: list, key, n_jobs):
+        import joblib
+
+        self.measure, self.order, self.key, self.n_jobs = measure, order, key, n_jobs
+        self.jobs = max(1, joblib.effective_n_jobs(n_jobs))
+        self.first: dict = {}
+        for i, c in enumerate(order):
+            self.first.setdefault(key(c), i)
+        self.done: dict = {}
+
+    def run(self, c, seen: set):
+        """The measured Suggestion of candidate ``c`` (or why it is dropped)."""
+        if self.jobs == 1:
+            return self.measure.run(c.edits, c.kind)
+        k = self.key(c)
+        if k not in self.done:
+            wave, keys = [c], [k]
+            for d in self.order[self.first.get(k, len(self.order)) + 1:]:
+                if len(wave) >= 2 * self.jobs:
+                    break
+                kd = self.key(d)
+                if kd in self.done or kd in seen or kd in keys:
+                    continue
+                wave.append(d)
+                keys.append(kd)
+            tasks = [("; ".join(e.describe() for e in d.edits), (d.edits, d.kind))
+                     for d in wave]
+            got = run_tasks(_measured, self.measure, tasks, {"parent": os.getpid()},
+                            self.n_jobs, "candidate")
+            self.done.update(zip(keys, got))
+        return self.done.pop(k)
+
+
+def _measured(measure, payload, label, parent: int):
+    edits, kind = payload
+    if os.getpid() == parent:   # threads of this process: one rebuild at a time
+        with _IN_PROCESS:
+            return measure.run(edits, kind)
+    return measure.run(edits, kind)
+
+
 # ---------------------------------------------------------------- explain by chunks
 def explain_chunks(model, data, output, options: dict, n_jobs):
     """:func:`explain` of the rows of ``data`` in chunks (through joblib), put together

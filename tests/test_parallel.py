@@ -231,3 +231,25 @@ def test_ray_backend_gives_the_serial_results(model, table, serial):
     finally:
         ray.shutdown()
     assert [cf_key(c) for c in got] == serial["counterfactual"]
+
+
+# ----------------------------------------------------------------- Debugger.suggest
+def suggestion_key(found):
+    return ([(s.edits, s.fixed, s.broken, s.checks, s.kind) for s in found],
+            found.rows, found.candidates, found.measured, found.dropped, found.notes)
+
+
+@pytest.mark.parametrize("keep", [(), ("age < 18 -> not approve",)])
+def test_suggest_measures_candidates_in_parallel_with_the_serial_answer(model, threads,
+                                                                        keep):
+    rng = np.random.default_rng(1)
+    n = 60
+    data = pd.DataFrame({"age": rng.integers(10, 90, n),
+                         "income": rng.uniform(0, 1e5, n).round(2),
+                         "savings": rng.uniform(0, 1e5, n).round(2)})
+    wanted = (data.income > 45000) & (data.age >= 18)   # the rules' threshold is off
+    dbg = gb.explain.Debugger(model, data, wanted)
+    serial = dbg.suggest(keep=keep)
+    both = dbg.suggest(keep=keep, n_jobs=2)
+    assert len(serial) > 0
+    assert suggestion_key(both) == suggestion_key(serial)
