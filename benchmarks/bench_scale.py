@@ -46,6 +46,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 SECTIONS = ("jobs", "dask", "partitions", "bignet")
+#: seconds per row for the solver: generous, so that a busy machine does not time rows out
+TIMEOUT = 60.0
 
 
 def load() -> str:
@@ -140,15 +142,15 @@ def jobs_section(args, results: dict) -> None:
     print(f"  {'':34} {'wall s':>7} {'ms/row':>7} {'CPU max':>8} {'CPU all':>8} "
           f"{'wall x':>9} {'CPU max x':>10}")
     wall, busiest, total, serial = measured(
-        lambda: gb.explain.counterfactual(model, frame, rows))
+        lambda: gb.explain.counterfactual(model, frame, rows, timeout=TIMEOUT))
     ref = (wall, busiest)
     results["serial"] = wall
     print(row_line("n_jobs=1 (this process)", len(rows), wall, busiest, total, None))
     notes = []
     if "jobs" in args.only:
         start_s, _ = timed(lambda: gb.explain.counterfactual(model, frame, warm, n_jobs=2))
-        wall, busiest, total, two = measured(
-            lambda: gb.explain.counterfactual(model, frame, rows, n_jobs=2))
+        wall, busiest, total, two = measured(lambda: gb.explain.counterfactual(
+            model, frame, rows, n_jobs=2, timeout=TIMEOUT))
         results["jobs2"] = wall
         print(row_line("n_jobs=2 (loky, 2 processes)", len(rows), wall, busiest, total, ref)
               + f"   {compared(two, serial)}")
@@ -162,8 +164,8 @@ def jobs_section(args, results: dict) -> None:
             with joblib.parallel_config(backend="dask"):
                 warm_s, _ = timed(lambda: gb.explain.counterfactual(model, frame, warm,
                                                                     n_jobs=2))
-                dask_s, busiest, total, got = measured(
-                    lambda: gb.explain.counterfactual(model, frame, rows, n_jobs=2))
+                dask_s, busiest, total, got = measured(lambda: gb.explain.counterfactual(
+                    model, frame, rows, n_jobs=2, timeout=TIMEOUT))
                 dask_cpu = (dask_s, busiest, total)
         results["dask2"] = dask_s
         print(row_line("dask LocalCluster, 2 processes", len(rows), *dask_cpu, ref)
