@@ -421,8 +421,7 @@ def evaluate_partitions(kb, data):
     >>> gb.explain.evaluate_partitions(kb, table).compute()["high"].to_dict()
     {'a': False, 'b': True}
     """
-    from greybox.rules import parse
-    from greybox.rules._kb import KnowledgeBase
+    from greybox.rules import KnowledgeBase, parse
 
     data = _dask_frame(data, "evaluate_partitions")
     if not isinstance(kb, KnowledgeBase):
