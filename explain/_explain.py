@@ -222,7 +222,7 @@ def _run(model, batch, output: str):
 def explain(model, data, output: str | None = None, *,
             method: str = "integrated_gradients", parameters: bool = True,
             top_k: int = 10, n_steps: int = 32,
-            parameter_baseline: str = "thresholds") -> Explanation:
+            parameter_baseline: str = "thresholds", n_jobs: int | None = None) -> Explanation:
     """Explain the decisions of ``model`` on every row of ``data``.
 
     Parameters
@@ -246,6 +246,10 @@ def explain(model, data, output: str | None = None, *,
     parameter_baseline : str
         ``"thresholds"`` (default): parameters start from 0 except ``~`` thresholds, which
         keep their values; ``"zero"``: all start from 0.
+    n_jobs : int, optional
+        Explain the rows in that many chunks through ``joblib.Parallel`` (worker
+        processes by default; ``joblib.parallel_config`` picks Dask or Ray), put back
+        together in row order. Default: in this process, all rows at once.
 
     Returns
     -------
@@ -274,6 +278,12 @@ def explain(model, data, output: str | None = None, *,
         output = kb.outputs[0]
     if output not in kb.variables or not kb.variables[output].output:
         raise ModelError(f"{output!r} is not an output (outputs: {', '.join(kb.outputs)})")
+    if n_jobs is not None:
+        from ._parallel import explain_chunks
+
+        return explain_chunks(model, data, output, {
+            "method": method, "parameters": parameters, "top_k": top_k, "n_steps": n_steps,
+            "parameter_baseline": parameter_baseline}, n_jobs)
     batch = model.batch(data)
     was = model.training
     model.eval()

@@ -355,37 +355,41 @@ class Explanation:
 
     # ----------------------------------------------------------- formal reasons
     def reason(self, row=None, *, level: str = "auto", max_relus: int = 64,
-               backend: str = "auto", timeout: float = 10.0):
+               backend: str = "auto", timeout: float = 10.0, n_jobs: int | None = None):
         """A subset-minimal set of facts that guarantees this row's decision (what
-        ``predict`` returns); see :func:`greybox.explain.reason`."""
+        ``predict`` returns); a list of rows: a list of reasons (``n_jobs``: through
+        joblib); see :func:`greybox.explain.reason`."""
         from .formal import reason
 
         return reason(self._model, self._batch, row, self.output, level=level,
-                      max_relus=max_relus, backend=backend, timeout=timeout)
+                      max_relus=max_relus, backend=backend, timeout=timeout, n_jobs=n_jobs)
 
     def counterfactual(self, row=None, *, minimize: str = "count", immutable=(),
                        level: str = "auto", max_relus: int = 64, backend: str = "auto",
-                       timeout: float = 10.0, **wishes):
+                       timeout: float = 10.0, n_jobs: int | None = None, **wishes):
         """A minimal change of the row's facts that changes its decision (what ``predict``
         returns); ``wishes``: ``target``, ``allowed``, ``increase_only``,
-        ``decrease_only``, ``cost``; see :func:`greybox.explain.counterfactual`."""
+        ``decrease_only``, ``cost``; a list of rows: a list of counterfactuals
+        (``n_jobs``: through joblib); see :func:`greybox.explain.counterfactual`."""
         from .formal import counterfactual
 
         return counterfactual(self._model, self._batch, row, self.output, minimize=minimize,
                               immutable=immutable, level=level, max_relus=max_relus,
-                              backend=backend, timeout=timeout, **wishes)
+                              backend=backend, timeout=timeout, n_jobs=n_jobs, **wishes)
 
     def counterfactuals(self, row=None, *, n: int = 5, minimize: str = "count",
                         immutable=(), level: str = "auto", max_relus: int = 64,
-                        backend: str = "auto", timeout: float = 30.0, **wishes):
+                        backend: str = "auto", timeout: float = 30.0,
+                        n_jobs: int | None = None, **wishes):
         """Up to ``n`` diverse counterfactuals of the row (no two change the same facts);
-        see :func:`greybox.explain.counterfactuals`."""
+        a list of rows: one such sequence per row (``n_jobs``: through joblib); see
+        :func:`greybox.explain.counterfactuals`."""
         from .formal import counterfactuals
 
         return counterfactuals(self._model, self._batch, row, self.output, n=n,
                                minimize=minimize, immutable=immutable, level=level,
                                max_relus=max_relus, backend=backend, timeout=timeout,
-                               **wishes)
+                               n_jobs=n_jobs, **wishes)
 
     def pushes(self, concept: str, *, targets=None, row=None):
         """How each grounding of a soft constraint or rule that reads ``concept`` (a

@@ -607,7 +607,7 @@ class Debugger:
                       float(now["correct"].mean()), fixed, broken, changed)
 
     def suggest(self, rows=None, *, validation=None, keep=(), max_edits: int = 2,
-                top: int = 10, timeout: float = 10.0):
+                top: int = 10, timeout: float = 10.0, n_jobs: int | None = None):
         """Ranked, certified edits that fix failing predictions.
 
         Each :class:`~greybox.explain.debug.Suggestion` is a short list of ordinary edits
@@ -641,6 +641,11 @@ class Debugger:
             How many suggestions to return.
         timeout : float
             Seconds for each Z3 check.
+        n_jobs : int, optional
+            Measure the candidates (each a rebuild, ``predict`` on every row and its Z3
+            checks) that many at a time through ``joblib.Parallel`` (worker processes;
+            ``joblib.parallel_config`` picks Dask or Ray): the same suggestions as the
+            serial search.
 
         Returns
         -------
@@ -675,7 +680,7 @@ class Debugger:
         from ._suggest import suggest
 
         return suggest(self, rows, validation=validation, keep=keep, max_edits=max_edits,
-                       top=top, timeout=timeout)
+                       top=top, timeout=timeout, n_jobs=n_jobs)
 
     def propose_rules(self, rows=None, *, max_conditions: int = 3, top: int = 5,
                       validation=None, keep=(), timeout: float = 10.0):

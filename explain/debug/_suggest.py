@@ -941,7 +941,7 @@ def _readable(lo, hi, current, closed, integral, spread) -> float:
 
 
 def suggest(dbg, rows=None, *, validation=None, keep: Sequence = (), max_edits: int = 2,
-            top: int = 10, timeout: float = 10.0) -> Suggestions:
+            top: int = 10, timeout: float = 10.0, n_jobs: int | None = None) -> Suggestions:
     """Ranked, certified edits that fix failing predictions (see ``Debugger.suggest``)."""
     start = time.perf_counter()
     at_least_one("max_edits", max_edits, "edits per suggestion")
@@ -982,6 +982,10 @@ def suggest(dbg, rows=None, *, validation=None, keep: Sequence = (), max_edits: 
     firsts = [c for c in cands if len(c.edits) == 1][:MARGIN]
     seen, effects = set(), set()
     out, dropped, measured = [], [], 0
+    from .._parallel import Ahead
+
+    ahead = Ahead(m, firsts + cands, lambda c: tuple(sorted(e.describe() for e in c.edits)),
+                  n_jobs)
     for c in firsts + cands:
         if len(effects) >= wanted or measured >= MAX_MEASURED:
             break
@@ -990,7 +994,7 @@ def suggest(dbg, rows=None, *, validation=None, keep: Sequence = (), max_edits: 
             continue
         seen.add(key)
         measured += 1
-        s = m.run(c.edits, c.kind)
+        s = ahead.run(c, seen)
         if isinstance(s, str) and s.startswith("keep") and c.sweep is not None:
             dropped.append(("; ".join(e.describe() for e in c.edits), s))
             edit = _within_keep(m, c)   # the best value of the same number that keeps them

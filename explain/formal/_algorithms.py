@@ -27,6 +27,7 @@ from greybox.rules import (
     z3_serialised,
 )
 
+from .._parallel import per_property, per_row
 from ._backend import BACKENDS, choose, resolve_level
 from ._protocol import NO_WISHES, Wishes
 from ._results import Counterfactual, Counterfactuals, Reason, Verification
@@ -65,10 +66,11 @@ def _problem(model, batch, row, output, level, max_relus, backend, timeout, *,
     return p, batch, output, row
 
 
+@per_row
 @z3_serialised
 def reason(model, batch, row=None, output: str | None = None, *,
            level: str = "auto", max_relus: int = 64, backend: str = "auto",
-           timeout: float = 10.0, free=()) -> Reason:
+           timeout: float = 10.0, free=(), n_jobs: int | None = None) -> Reason:
     """A subset-minimal set of the facts of row ``row`` (its label in the data's index;
     default the first row) that guarantees its decision.
 
@@ -95,6 +97,11 @@ def reason(model, batch, row=None, output: str | None = None, *,
     ``solution[5]`` (the cell's own reading would otherwise be the whole reason). When
     the other facts do not force the decision, a :class:`~greybox.ModelError` says so
     with a value of the free facts under which the decision differs.
+
+    Many rows: ``row`` a list of labels gives a list of reasons, one per label in that
+    order, the same as one call per row; ``n_jobs`` runs them through
+    ``joblib.Parallel`` (worker processes by default; ``joblib.parallel_config`` picks
+    Dask or Ray; see docs/scaling.md). An error names its row; ``timeout`` holds per row.
 
     Examples
     --------
@@ -167,12 +174,13 @@ def reason(model, batch, row=None, output: str | None = None, *,
                   time.perf_counter() - t0, p.level, p.assumptions(keep), free)
 
 
+@per_row
 @z3_serialised
 def counterfactual(model, batch, row=None, output: str | None = None, *,
                    minimize: str = "count", immutable=(), level: str = "auto",
                    max_relus: int = 64, backend: str = "auto",
                    timeout: float = 10.0, target=None, allowed=None, increase_only=(),
-                   decrease_only=(), cost=None) -> Counterfactual:
+                   decrease_only=(), cost=None, n_jobs: int | None = None) -> Counterfactual:
     """The closest variant of row ``row`` (its label in the data's index; default the first
     row) whose decision (what ``predict`` returns) differs.
 
@@ -202,6 +210,7 @@ def counterfactual(model, batch, row=None, output: str | None = None, *,
       cannot do it.
 
     A fact may always keep its row value. Several diverse answers: :func:`counterfactuals`.
+    Many rows: ``row`` a list of labels, ``n_jobs`` (joblib), as in :func:`reason`.
 
     Examples
     --------
@@ -234,12 +243,13 @@ def counterfactual(model, batch, row=None, output: str | None = None, *,
     return _answer(model, p, batch, row, output, minimize, tuple(immutable), wishes, t0)
 
 
+@per_row
 @z3_serialised
 def counterfactuals(model, batch, row=None, output: str | None = None, *, n: int = 5,
                     minimize: str = "count", immutable=(), level: str = "auto",
                     max_relus: int = 64, backend: str = "auto", timeout: float = 30.0,
                     target=None, allowed=None, increase_only=(), decrease_only=(),
-                    cost=None) -> Counterfactuals:
+                    cost=None, n_jobs: int | None = None) -> Counterfactuals:
     """Up to ``n`` counterfactuals of row ``row``, diverse by construction: each is the
     closest change (as :func:`counterfactual`, with the same options) that keeps at
     least one fact of every earlier answer's change set unchanged -- so no two answers
@@ -253,6 +263,7 @@ def counterfactuals(model, batch, row=None, output: str | None = None, *, n: int
     none at all raises the :class:`~greybox.ModelError` :func:`counterfactual` raises.
     A separate function rather than a flag of :func:`counterfactual`, because it returns
     another type: a :class:`Counterfactuals` sequence of :class:`Counterfactual`.
+    Many rows: ``row`` a list of labels, ``n_jobs`` (joblib), as in :func:`reason`.
 
     Examples
     --------
@@ -541,9 +552,11 @@ def _polish(model, p, changes: list, after: dict, applied, applied_all,
     round_changes(model, kb, facts, after, changes, applied_all, limits=limits)
 
 
+@per_property
 @z3_serialised
 def verify(model, prop, *, level: str = "auto", max_relus: int = 64,
-           backend: str = "auto", timeout: float = 30.0) -> Verification:
+           backend: str = "auto", timeout: float = 30.0,
+           n_jobs: int | None = None) -> Verification:
     """Prove ``prop`` for the whole model's decisions (what ``predict`` returns), or find a
     counterexample.
 
@@ -558,6 +571,9 @@ def verify(model, prop, *, level: str = "auto", max_relus: int = 64,
     range, listed in ``assumptions``). Returns a :class:`Verification` (an
     :class:`~greybox.rules.Entailment`): a counterexample row when it fails, re-checked
     by running the decision function on it (``confirmed``).
+
+    Many properties: ``prop`` a list gives a list of verifications in that order;
+    ``n_jobs`` runs them through ``joblib.Parallel`` (as :func:`reason`'s rows).
 
     Examples
     --------

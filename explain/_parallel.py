@@ -1,0 +1,523 @@
+"""Scaling out: per-row work through joblib, tables larger than memory by Dask partitions.
+
+No scheduler of greybox's own. Per-row explanations (:func:`reason`,
+:func:`counterfactual`, :func:`counterfactuals` given a list of row labels,
+:func:`verify` given a list of properties, :func:`explain` by chunks of rows) run as
+``joblib.Parallel`` tasks: ``n_jobs=2`` uses joblib's default backend (loky: worker
+processes, each with its own Z3 and one torch thread), and ``with
+joblib.parallel_config(backend="dask")`` (a ``dask.distributed.Client`` open) or
+``backend="ray"`` (after ``ray.util.joblib.register_ray()``) sends the same tasks to a
+cluster. Threads would not help: greybox serialises Z3 across threads
+(:data:`greybox.rules.Z3_LOCK`). The model travels pickled; the solver state is built
+in the worker, row by row, so each row's ``timeout`` holds for that row.
+
+Tables larger than memory: :func:`predict_partitions`, :func:`evaluate_partitions` and
+:func:`explain_partitions` map a Dask DataFrame partition by partition (metadata declared,
+the row labels kept), so only a few partitions are in memory at a time.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import inspect
+import os
+import pickle
+import threading
+import warnings
+
+import numpy as np
+import pandas as pd
+
+from greybox.errors import GreyboxError, ModelError
+
+__all__ = ["evaluate_partitions", "explain_partitions", "predict_partitions"]
+
+#: held by explanations computed in the caller's process from several threads
+_IN_PROCESS = threading.RLock()
+
+#: chunks of rows per worker: enough for the load to even out, few enough that the model
+#: is sent (pickled) only a few times per worker
+CHUNKS_PER_JOB = 4
+
+
+def many(row) -> bool:
+    """Whether ``row`` names several rows (a list, array, range or Index of labels) rather
+    than one label (a tuple is one label of a MultiIndex)."""
+    return isinstance(row, (list, range, np.ndarray, pd.Index, pd.Series))
+
+
+def _one_thread(parent: int) -> None:
+    """In a worker process (not the caller's, nor a thread of it): one torch thread, so
+    that n workers use n cores."""
+    if os.getpid() != parent:
+        import torch
+
+        if torch.get_num_threads() != 1:
+            torch.set_num_threads(1)
+
+
+def _named(err: BaseException, label, what: str) -> GreyboxError:
+    """``err`` as a greybox error whose message names the row (or property) ``label``."""
+    text = str(err)
+    head = f"{what} {label!r}"
+    if isinstance(err, GreyboxError):
+        if text.startswith(head):
+            return err
+        try:
+            named = type(err)(f"{head}: {text}")
+        except TypeError:   # an error class with other constructor arguments
+            named = ModelError(f"{head}: {text}")
+        return named
+    return ModelError(f"{head}: {type(err).__name__}: {text}")
+
+
+class _Shipped:
+    """The model as the tasks carry it: itself within this process; pickled once per call
+    (not once per chunk) for other processes, and unpickled once per worker process (the
+    worker keeps the last model it was sent, by the digest of its pickle)."""
+
+    def __init__(self, model):
+        self.model = model
+        self._pickled: tuple[str, bytes] | None = None
+
+    def __reduce__(self):
+        if self._pickled is None:
+            data = pickle.dumps(self.model, protocol=pickle.HIGHEST_PROTOCOL)
+            self._pickled = (hashlib.sha256(data).hexdigest(), data)
+        return _unshipped, self._pickled
+
+
+#: the last model a worker process was sent: ``{digest: _Shipped}``
+_RECEIVED: dict = {}
+
+
+def _unshipped(digest: str, data: bytes) -> _Shipped:
+    found = _RECEIVED.get(digest)
+    if found is None:
+        found = _Shipped(pickle.loads(data))
+        _RECEIVED.clear()
+        _RECEIVED[digest] = found
+    return found
+
+
+def _chunk(fn, shipped: _Shipped, parent: int, tasks: list, options: dict,
+           what: str) -> tuple:
+    """``fn(model, data, label, **options)`` for each ``(label, data)`` of ``tasks``, in
+    order, in a worker: ``(results, None)``, or the results before the first error and
+    that error, naming its row (handed back, so that the caller raises the first error
+    in row order, as the serial run does)."""
+    _one_thread(parent)
+    model = shipped.model
+    out = []
+    for label, data in tasks:
+        try:
+            out.append(fn(model, data, label, **options))
+        except Exception as err:   # noqa: BLE001 -- named and re-raised as greybox's own
+            return out, _named(err, label, what)
+    return out, None
+
+
+def _rows_of(batch, positions: list[int]):
+    """A compact batch of the rows at ``positions`` (their labels kept), holding only those
+    rows' values, so that it pickles small."""
+    import torch
+
+    from greybox import Batch
+
+    rows = torch.as_tensor(positions, dtype=torch.long)
+    values = {k: v[rows.to(v.device)] for k, v in batch.values.items()}
+    columns = {k: np.asarray(c)[positions] for k, c in batch.columns.items()}
+    out = Batch(values, len(positions), batch.index[positions], columns)
+    out.overrides = {k: v[rows.to(v.device)] for k, v in batch.overrides.items()}
+    return out
+
+
+def run_tasks(fn, model, tasks: list, options: dict, n_jobs, what: str = "row") -> list:
+    """``fn(model, data, label, **options)`` for every ``(label, data)`` of ``tasks`` as
+    joblib tasks (a few chunks per worker), the results in the order of ``tasks``."""
+    import joblib
+
+    if not tasks:
+        return []
+    jobs = max(1, joblib.effective_n_jobs(n_jobs))
+    size = max(1, -(-len(tasks) // (jobs * CHUNKS_PER_JOB)))
+    chunks = [tasks[i:i + size] for i in range(0, len(tasks), size)]
+    parent = os.getpid()
+    shipped = _Shipped(model)
+    # in order, as they come: the first error in row order stops the rest (where the
+    # backend hands results back as they come: Ray's computes them all first)
+    backend, _ = joblib.parallel.get_active_backend()
+    as_ = "generator" if getattr(backend, "supports_return_generator", False) else "list"
+    done = joblib.Parallel(n_jobs=n_jobs, return_as=as_)(
+        joblib.delayed(_chunk)(fn, shipped, parent, c, options, what) for c in chunks)
+    out = []
+    for part, err in done:
+        out += part
+        if err is not None:
+            if as_ == "generator":
+                with warnings.catch_warnings():   # joblib's note on the tasks not waited for
+                    warnings.simplefilter("ignore", UserWarning)
+                    done.close()
+            raise err
+    return out
+
+
+def per_row(fn):
+    """Decorate a per-row entry point ``fn(model, batch, row, ..., n_jobs=None)``: given a
+    list of row labels, it runs once per row (in parallel through joblib by ``n_jobs``)
+    and returns the list of results in that order. Applied outside
+    :func:`~greybox.rules.z3_serialised`, so that the caller holds no Z3 lock while
+    worker threads (joblib's threading backend) wait for it."""
+    sig = inspect.signature(fn)
+
+    @functools.wraps(fn)
+    def rows(*args, **kwargs):
+        bound = sig.bind(*args, **kwargs)
+        labels = bound.arguments.get("row")
+        if not many(labels):
+            return fn(*args, **kwargs)
+        from .formal._row import row_position
+
+        model, data = bound.arguments["model"], bound.arguments["batch"]
+        options = {k: v for k, v in bound.arguments.items()
+                   if k not in ("model", "batch", "row", "n_jobs")}
+        batch = model.batch(data)
+        if batch.n == 0:
+            raise ModelError("no rows to explain")
+        labels = list(labels)
+        positions = [row_position(batch.index, r) for r in labels]
+        tasks = [(label, _rows_of(batch, [p])) for label, p in zip(labels, positions)]
+        return run_tasks(rows, model, tasks, options, bound.arguments.get("n_jobs"))
+
+    return rows
+
+
+def per_property(fn):
+    """Decorate :func:`verify`: given a list of properties, it verifies each (in parallel
+    through joblib by ``n_jobs``) and returns the list in that order; outside the Z3
+    lock, as :func:`per_row`."""
+
+    @functools.wraps(fn)
+    def props(model, prop, **options):
+        if not isinstance(prop, (list, tuple)):
+            return fn(model, prop, **options)
+        n_jobs = options.pop("n_jobs", None)
+        return verify_many(model, list(prop), options, n_jobs)
+
+    return props
+
+
+def _verify_one(model, prop, label, **options):
+    from .formal import verify
+
+    return verify(model, prop, **options)
+
+
+def verify_many(model, props: list, options: dict, n_jobs) -> list:
+    """:func:`verify` of each property of ``props`` (through joblib), in order."""
+    tasks = [(p if isinstance(p, str) else i, p) for i, p in enumerate(props)]
+    return run_tasks(_verify_one, model, tasks, options, n_jobs, "property")
+
+
+# ---------------------------------------------------------------- suggest's candidates
+class Ahead:
+    """:meth:`_Measure.run` of the candidates a search asks for, measured a wave of
+    ``2 * n_jobs`` at a time through joblib: asked for a candidate not measured yet, it
+    measures it with the next candidates of ``order`` not measured or seen yet, in
+    parallel; the search consumes them in its own order, so it decides what the serial
+    search decides (a wave may measure candidates the search then does not ask for)."""
+
+    def __init__(self, measure, order: list, key, n_jobs):
+        import joblib
+
+        self.measure, self.order, self.key, self.n_jobs = measure, order, key, n_jobs
+        self.jobs = max(1, joblib.effective_n_jobs(n_jobs))
+        self.first: dict = {}
+        for i, c in enumerate(order):
+            self.first.setdefault(key(c), i)
+        self.done: dict = {}
+
+    def run(self, c, seen: set):
+        """The measured Suggestion of candidate ``c`` (or why it is dropped)."""
+        if self.jobs == 1:
+            return self.measure.run(c.edits, c.kind)
+        k = self.key(c)
+        if k not in self.done:
+            wave, keys = [c], [k]
+            for d in self.order[self.first.get(k, len(self.order)) + 1:]:
+                if len(wave) >= 2 * self.jobs:
+                    break
+                kd = self.key(d)
+                if kd in self.done or kd in seen or kd in keys:
+                    continue
+                wave.append(d)
+                keys.append(kd)
+            tasks = [("; ".join(e.describe() for e in d.edits), (d.edits, d.kind))
+                     for d in wave]
+            got = run_tasks(_measured, self.measure, tasks, {"parent": os.getpid()},
+                            self.n_jobs, "candidate")
+            self.done.update(zip(keys, got))
+        return self.done.pop(k)
+
+
+def _measured(measure, payload, label, parent: int):
+    edits, kind = payload
+    if os.getpid() == parent:   # threads of this process: one rebuild at a time
+        with _IN_PROCESS:
+            return measure.run(edits, kind)
+    return measure.run(edits, kind)
+
+
+# ---------------------------------------------------------------- explain by chunks
+def explain_chunks(model, data, output, options: dict, n_jobs):
+    """:func:`explain` of the rows of ``data`` in chunks (through joblib), put together
+    as one :class:`Explanation`, the rows in their order."""
+    import joblib
+    import torch
+
+    from ._explain import explain
+    from ._explanation import Explanation
+
+    batch = model.batch(data)
+    jobs = max(1, joblib.effective_n_jobs(n_jobs))
+    if jobs == 1 or batch.n < 2:
+        return explain(model, batch, output, **options)
+    k = min(batch.n, jobs)
+    bounds = np.linspace(0, batch.n, k + 1).astype(int)
+    tasks = [(f"{batch.index[a]!r}..{batch.index[b - 1]!r}",
+              _rows_of(batch, list(range(a, b))))
+             for a, b in zip(bounds[:-1], bounds[1:])]
+    parts = run_tasks(_explain_chunk, model, tasks,
+                      {"output": output, "parent": os.getpid(), **options}, n_jobs,
+                      "rows")
+
+    def frames(name):
+        got = [getattr(p, name) for p in parts]
+        if all(len(f) == 0 for f in got):
+            return got[0]
+        return pd.concat(got, ignore_index=name != "decision")
+
+    def tensors(name):
+        out = {}
+        for key in getattr(parts[0], name):
+            vs = [getattr(p, name)[key] for p in parts]
+            out[key] = None if any(v is None for v in vs) else torch.cat(vs, 0) \
+                if isinstance(vs[0], torch.Tensor) else vs[0]
+        return out
+
+    first = parts[0]
+    return Explanation(
+        output=first.output, semantics=first.semantics, index=batch.index,
+        decision=frames("decision"), rules=frames("rules"), concepts=frames("concepts"),
+        attributions=tensors("attributions"), deltas=tensors("deltas"),
+        methods=dict(first.methods), parameters=frames("parameters"),
+        top_parameters=frames("top_parameters"), completeness=frames("completeness"),
+        _model=model, _batch=batch, _values=tensors("_values"))
+
+
+def _explain_chunk(model, data, label, parent: int, **options):
+    from dataclasses import replace
+
+    from ._explain import explain
+
+    if os.getpid() == parent:
+        # threads of the caller's process (joblib's threading backend, Dask workers in
+        # process) share the model, which explain switches to evaluation mode and
+        # ablates, and torch.func's vmap: one at a time
+        with _IN_PROCESS:
+            ex = explain(model, data, **options, n_jobs=None)
+    else:
+        ex = explain(model, data, **options, n_jobs=None)
+    return replace(ex, _model=None, _batch=None)   # the caller has both: not sent back
+
+
+# ---------------------------------------------------------------- Dask partitions
+def _dask_frame(data, what: str):
+    try:
+        import dask.dataframe as dd
+    except ImportError as err:   # pragma: no cover - the extra is optional
+        raise ModelError(f"{what} needs dask: pip install 'greybox-nesy[dask]'") from err
+    if not isinstance(data, dd.DataFrame):
+        raise ModelError(f"{what} maps a dask.dataframe.DataFrame partition by partition, "
+                         f"got {type(data).__name__} (a pandas table: call the model "
+                         "directly)")
+    return data
+
+
+def _predict_part(part: pd.DataFrame, model, options: dict, parent: int) -> pd.DataFrame:
+    _one_thread(parent)
+    return model.predict(part, **options)
+
+
+def predict_partitions(model, data, **options):
+    """:meth:`GreyBox.predict` of a Dask DataFrame, partition by partition: a lazy Dask
+    DataFrame with the same index (row labels) and divisions, one column per output
+    (plus ``infeasible`` with ``on_infeasible="flag"``). Its metadata is declared from
+    ``predict`` of no rows, so nothing is computed until asked; a partition is all
+    that one worker holds at a time.
+
+    Parameters
+    ----------
+    model : GreyBox
+    data : dask.dataframe.DataFrame
+        The inputs, one column per table input.
+    **options
+        As :meth:`GreyBox.predict` (``on_infeasible``, ``batch_size``).
+
+    Returns
+    -------
+    dask.dataframe.DataFrame
+
+    Examples
+    --------
+    >>> import pandas as pd, dask.dataframe as dd, greybox as gb
+    >>> model = gb.GreyBox("input x: real[0, 10]  output high: bool  rule r: x > 5 -> high",
+    ...                    semantics="product")
+    >>> table = dd.from_pandas(pd.DataFrame({"x": [1.0, 7.0, 9.0]}, index=[10, 11, 12]),
+    ...                        npartitions=2)
+    >>> out = gb.explain.predict_partitions(model, table)
+    >>> out.compute()["high"].to_dict()
+    {10: False, 11: True, 12: True}
+    """
+    data = _dask_frame(data, "predict_partitions")
+    meta = model.predict(data._meta, **options)
+    return data.map_partitions(_predict_part, model, options, os.getpid(), meta=meta,
+                               align_dataframes=False)
+
+
+def _evaluate_part(part: pd.DataFrame, kb) -> pd.DataFrame:
+    from greybox.rules import evaluate
+
+    ev = evaluate(kb, part)
+    out = ev.decisions.copy()
+    out["infeasible"] = ev.infeasible.to_numpy()
+    out.index = part.index
+    return out
+
+
+def evaluate_partitions(kb, data):
+    """Crisp evaluation (:func:`greybox.rules.evaluate`) of a Dask DataFrame, partition by
+    partition: a lazy Dask DataFrame of the decisions after the hard constraints, and
+    ``infeasible``, with the data's index; its metadata is declared from the evaluation
+    of no rows.
+
+    Parameters
+    ----------
+    kb : KnowledgeBase or str
+        The rules (a model's learned rules: ``model.to_kb()``).
+    data : dask.dataframe.DataFrame
+
+    Returns
+    -------
+    dask.dataframe.DataFrame
+
+    Examples
+    --------
+    >>> import pandas as pd, dask.dataframe as dd, greybox as gb
+    >>> kb = gb.rules.parse("input x: real  output high: bool  rule r: x > 5 -> high")
+    >>> table = dd.from_pandas(pd.DataFrame({"x": [1.0, 7.0]}, index=["a", "b"]),
+    ...                        npartitions=2)
+    >>> gb.explain.evaluate_partitions(kb, table).compute()["high"].to_dict()
+    {'a': False, 'b': True}
+    """
+    from greybox.rules import KnowledgeBase, parse
+
+    data = _dask_frame(data, "evaluate_partitions")
+    if not isinstance(kb, KnowledgeBase):
+        kb = parse(kb)
+    meta = _evaluate_part(data._meta, kb)
+    return data.map_partitions(_evaluate_part, kb, meta=meta, align_dataframes=False)
+
+
+def _explain_part(part: pd.DataFrame, model, output, options: dict,
+                  parent: int) -> pd.DataFrame:
+    from ._explain import explain
+
+    _one_thread(parent)
+    if len(part) == 0:
+        return _explain_meta(model, output, part.index)
+    ex = explain(model, part, output, **options)
+    frame = ex.decision.copy()
+    rules = ex.rules
+    top = rules.drop_duplicates("row", keep="first").set_index("row") \
+        if len(rules) else pd.DataFrame(columns=["rule", "contribution"])
+    frame["top_rule"] = pd.Series([top["rule"].get(r) if r in top.index else None
+                                   for r in frame.index], index=frame.index, dtype=object)
+    frame["top_contribution"] = [float(top["contribution"].get(r)) if r in top.index
+                                 else float("nan") for r in frame.index]
+    return frame
+
+
+def _explain_meta(model, output, index) -> pd.DataFrame:
+    """The columns and dtypes of :func:`_explain_part`, from a decision frame of no rows
+    (the columns a decision frame has depend on the model, not on the rows)."""
+    from greybox.rules import ast as A
+
+    kb = model.kb
+    var = kb.variables[output]
+    finite = A.is_finite_type(var.type)
+    kind = bool if isinstance(var.type, A.BoolType) else "int64" \
+        if isinstance(var.type, A.IntType) else object if finite else float
+    cols: dict = {"value": pd.Series([], dtype=kind)}
+    if finite:   # torch's float32, as the explanation holds them
+        cols["probability"] = pd.Series([], dtype="float32")
+    if var.role == "decided":
+        cols["score"] = pd.Series([], dtype="float32")
+        cols["bias"] = pd.Series([], dtype=float if isinstance(var.type, A.BoolType)
+                                 else "float32")
+        if model.residual_for(output) is not None:
+            cols["residual"] = pd.Series([], dtype="float32")
+        cols["preferred"] = pd.Series([], dtype=kind)
+        cols["changed_by_constraints"] = pd.Series([], dtype=bool)
+    cols["infeasible"] = pd.Series([], dtype=bool)
+    cols["top_rule"] = pd.Series([], dtype=object)
+    cols["top_contribution"] = pd.Series([], dtype=float)
+    return pd.DataFrame({k: v.to_numpy() for k, v in cols.items()}, index=index)
+
+
+def explain_partitions(model, data, output: str | None = None, *, parameters: bool = False,
+                       **options):
+    """:func:`explain` of a Dask DataFrame, partition by partition, kept as a score table:
+    a lazy Dask DataFrame with the data's index and, per row, the decision frame of the
+    explanation (``value``, ``probability``, ``score``, ``bias``, ...) and the rule that
+    contributed most (``top_rule``, ``top_contribution``). The metadata is declared
+    from the model (no rows computed).
+
+    Parameters
+    ----------
+    model : GreyBox
+    data : dask.dataframe.DataFrame
+    output : str, optional
+    parameters : bool
+        Parameter attributions (off by default here: the table keeps none of them).
+    **options
+        As :func:`explain` (``method``, ``n_steps``, ...).
+
+    Returns
+    -------
+    dask.dataframe.DataFrame
+
+    Examples
+    --------
+    >>> import pandas as pd, dask.dataframe as dd, greybox as gb
+    >>> model = gb.GreyBox('''
+    ... input x: real[0, 10]
+    ... output high: bool
+    ... rule big weight 2: x > 5 -> high
+    ... rule small: x < 2 -> not high
+    ... ''', semantics="product")
+    >>> table = dd.from_pandas(pd.DataFrame({"x": [8.0, 1.0, 3.0]}), npartitions=2)
+    >>> scored = gb.explain.explain_partitions(model, table).compute()
+    >>> scored[["value", "top_rule"]].values.tolist()
+    [[True, 'big'], [False, 'small'], [False, 'big']]
+    """
+    data = _dask_frame(data, "explain_partitions")
+    output = output or model.kb.outputs[0]
+    if output not in model.kb.variables or not model.kb.variables[output].output:
+        raise ModelError(f"{output!r} is not an output (outputs: "
+                         f"{', '.join(model.kb.outputs)})")
+    options = {**options, "parameters": parameters}
+    meta = _explain_meta(model, output, data._meta.index)
+    return data.map_partitions(_explain_part, model, output, options, os.getpid(), meta=meta,
+                               align_dataframes=False)
