@@ -136,9 +136,9 @@ def small(kb, spec, frame: pd.DataFrame) -> None:
           f"{'predict':>8} {'ratio':>7}")
     for n in (1, 64):
         sub = frame.iloc[:n].reset_index(drop=True)
-        hand = per_call(lambda: hand_written(sub, spec))
-        ev = per_call(lambda: gr.evaluate(kb, sub))
-        pred = per_call(lambda: model.predict(sub))
+        hand = per_call(lambda sub=sub: hand_written(sub, spec))
+        ev = per_call(lambda sub=sub: gr.evaluate(kb, sub))
+        pred = per_call(lambda sub=sub: model.predict(sub))
         print(f"{f'{n} row(s)':<24} {1000 * hand:>12.3f} {1000 * ev:>9.3f} {ev / hand:>7.1f} "
               f"{1000 * pred:>8.3f} {pred / hand:>7.1f}")
 
