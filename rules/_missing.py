@@ -29,7 +29,23 @@ from __future__ import annotations
 from . import _ast as A
 from ._decisions import memo
 
-__all__ = ["definite", "missing_key", "not_false", "placeholder", "value_reads"]
+__all__ = ["MISSING", "definite", "missing_key", "not_false", "placeholder", "value_reads"]
+
+
+class _Missing:
+    """The code of a fact whose optional input is missing in the row (one object)."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "MISSING"
+
+    def __reduce__(self):
+        return "MISSING"
+
+
+#: a missing value among a row's facts (formal reasons and counterfactuals)
+MISSING = _Missing()
 
 
 def missing_key(name: str) -> str:
