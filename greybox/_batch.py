@@ -17,11 +17,11 @@ from greybox.rules import (
     crisp_truth,
     decode_bools,
     family_columns,
+    missing_key,
     missing_values,
 )
 from greybox.rules import ast as A
 from greybox.rules import first_row as _first
-from greybox.rules import missing_key
 from greybox.rules import read_column as _column
 from greybox.rules import read_masked as _masked
 from greybox.rules import show_value as _show

@@ -29,7 +29,7 @@ from ._deadline import Deadline, z3_milliseconds
 from ._decisions import candidates, plan
 from ._domain import domain
 from ._kb import KnowledgeBase, parse_formula
-from ._missing import definite, missing_key, not_false
+from ._missing import definite, missing_key, not_false, placeholder
 
 __all__ = ["Z3Encoding", "Z3_LOCK", "to_z3", "witness_row", "solve", "z3_serialised"]
 
@@ -149,12 +149,18 @@ class Z3Encoding:
                 if v.role in roles and not isinstance(v.type, A.TensorType)]
 
     def domain(self, roles=("input", "neural", "decided")) -> list[z3.BoolRef]:
-        """Type constraints of the variables with these roles."""
+        """Type constraints of the variables with these roles; an optional input that is
+        missing holds its placeholder, as ``predict`` holds it (only a residual network
+        reads it there)."""
         out = []
         for n in self.free_names(roles):
             c = self.type_constraint(n)
             if c is not None:
                 out.append(c)
+            if self.kb.variables[n].optional:
+                t = self.kb.variables[n].type
+                held = placeholder(t)
+                out.append(z3.Implies(self.missing(n), self.var(n) == domain(t).z3_value(held)))
         return out
 
     # ---------------------------------------------------------------- expressions

@@ -16,7 +16,6 @@ import numpy as np
 import pandas as pd
 
 from greybox.errors import ModelError, SolverError
-from greybox.rules import ast as A
 from greybox.rules import (
     MISSING,
     closure,
@@ -27,6 +26,7 @@ from greybox.rules import (
     timeout_seconds,
     z3_serialised,
 )
+from greybox.rules import ast as A
 
 from ._backend import BACKENDS, choose, resolve_level
 from ._protocol import NO_WISHES, Wishes

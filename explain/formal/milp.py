@@ -35,8 +35,8 @@ from scipy.optimize import Bounds, LinearConstraint, milp
 from scipy.sparse import csr_matrix
 
 from greybox.errors import ModelError, SolverError
-from greybox.rules import ast as A
 from greybox.rules import MISSING, definite, not_false, plan, z3_serialised
+from greybox.rules import ast as A
 
 from ._networks import propagate
 from ._protocol import NO_WISHES, Backend, Problem, Wishes
@@ -248,6 +248,10 @@ class _Compiler:
         for name in kb.neural:
             self._neural(name)
         self.residual: dict[str, list[Lin]] = {}
+        if model.residual is not None and self.missing:
+            raise ModelError(f"the residual network reads the optional input(s) "
+                             f"{', '.join(self.missing)}, held at a placeholder where missing; "
+                             "the MILP backend does not encode that (use backend='z3')")
         if model.residual is not None:
             feats = self._features()
             for name in kb.decided:

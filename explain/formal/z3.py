@@ -23,6 +23,7 @@ from greybox.rules import (
     MISSING,
     Z3_LOCK,
     Z3Encoding,
+    not_false,
     plan,
     real_value,
     witness_row,
@@ -30,7 +31,6 @@ from greybox.rules import (
     z3_serialised,
 )
 from greybox.rules import ast as A
-from greybox.rules import not_false
 
 from ._networks import propagate
 from ._protocol import NO_WISHES, Backend, Problem, Wishes
