@@ -434,8 +434,9 @@ def _read_present(var, col, index: pd.Index) -> np.ndarray:
             decoded, bad = decode_bools(arr, np.zeros(len(arr), bool))
             if bad.any():
                 where, pos = first_row(bad, index)
-                raise DataError(f"column {name!r}: expected true/false (bool, 0/1, "
-                                f"yes/no or true/false), got {show_value(arr[pos])} at {where}")
+                raise DataError(f"column {name!r}: expected true/false (bool, 0/1, yes/no or "
+                                f"true/false), got {show_value(arr[pos])} "
+                                f"({type(arr[pos]).__name__}) at {where}")
             return decoded.astype(bool)
         num = _to_numeric(name, arr, index, expected="true/false (bool or 0/1)",
                           looks=lambda v: v.strip().lower() in BOOL_TEXTS)

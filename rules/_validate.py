@@ -270,6 +270,9 @@ class _ExprChecker:
     def undeclared(self, node: A.Var) -> None:
         hint = difflib.get_close_matches(node.name, list(self.vars), n=1)
         extra = f"; did you mean {hint[0]!r}?" if hint else ""
+        if node.name.lower() in ("nan", "na", "null", "none", "missing"):
+            extra += ("; a missing value is tested with 'x is missing', on an input declared "
+                      "'input x: optional TYPE'")
         self.ck.error(f"undeclared name {node.name!r}{extra}", node)
 
     def check(self, e, expect_enum: A.EnumType | None = None):
