@@ -93,11 +93,13 @@ def _optional(kb) -> frozenset:
 
 
 def _and(args):
-    return args[0] if len(args) == 1 else A.And(tuple(args))
+    flat = tuple(x for a in args for x in (a.args if isinstance(a, A.And) else (a,)))
+    return flat[0] if len(flat) == 1 else A.And(flat)
 
 
 def _or(args):
-    return args[0] if len(args) == 1 else A.Or(tuple(args))
+    flat = tuple(x for a in args for x in (a.args if isinstance(a, A.Or) else (a,)))
+    return flat[0] if len(flat) == 1 else A.Or(flat)
 
 
 def _reads(e, optional) -> list[str]:
@@ -117,11 +119,11 @@ def _tf(e, optional):
         return f, t
     if isinstance(e, A.Implies):
         (lt, lf), (rt, rf) = _tf(e.left, optional), _tf(e.right, optional)
-        return A.Or((lf, rt)), A.And((lt, rf))
+        return _or([lf, rt]), _and([lt, rf])
     if isinstance(e, A.Iff):
         (lt, lf), (rt, rf) = _tf(e.left, optional), _tf(e.right, optional)
-        return (A.And((A.Or((lf, rt)), A.Or((rf, lt)))),
-                A.Or((A.And((lt, rf)), A.And((rt, lf)))))
+        return (_and([_or([lf, rt]), _or([rf, lt])]),
+                _or([_and([lt, rf]), _and([rt, lf])]))
     # an atom (a bool input, a comparison, a membership test): known where all it reads is
     guard = [A.Not(A.IsMissing(A.Var(n))) for n in _reads(e, optional)]
     return _and([*guard, e]), _and([*guard, A.Not(e)])

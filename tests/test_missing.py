@@ -446,3 +446,11 @@ def test_a_residual_reads_the_placeholder_and_z3_encodes_it():
         assert (model.predict(sampled)["y"] == r.decision).all()
     with pytest.raises(gb.ModelError, match=r"residual network reads the optional input"):
         gb.explain.reason(model, data, backend="milp", level="input")
+
+
+def test_input_statistics_are_of_the_values_present():
+    model = gb.GreyBox("input x: optional real\noutput y: bool\nrule r: x > ~5 -> y",
+                       semantics="product")
+    model.calibrate(pd.DataFrame({"x": [None, 10.0, 20.0, None]}))
+    assert float(model.feature_center[0]) == 15.0
+    assert model.input_range("x") == (10.0, 20.0, True)   # not the placeholder 0
