@@ -454,3 +454,75 @@ def test_input_statistics_are_of_the_values_present():
     model.calibrate(pd.DataFrame({"x": [None, 10.0, 20.0, None]}))
     assert float(model.feature_center[0]) == 15.0
     assert model.input_range("x") == (10.0, 20.0, True)   # not the placeholder 0
+
+
+# ------------------------------------------------ random formulas: every backend agrees
+
+
+def _formula(rng, depth: int) -> str:
+    if depth == 0 or rng.random() < 0.3:
+        return str(rng.choice(["x > 2", "x <= 5", "k == p", "k in {q}", "b", "a >= 1",
+                               "x is missing", "k is not missing", "x + a > 4",
+                               "count(b, x > 1) >= 1", "true"]))
+    op = rng.choice(["and", "or", "not", "->", "<->"])
+    if op == "not":
+        return f"not ({_formula(rng, depth - 1)})"
+    return f"({_formula(rng, depth - 1)}) {op} ({_formula(rng, depth - 1)})"
+
+
+def _kleene(e, row: dict):
+    """A formula's three-valued truth (None: unknown), by the definition."""
+    if isinstance(e, A.IsMissing):
+        return row[e.operand.name] is None
+    if isinstance(e, A.Not):
+        return _k_not(_kleene(e.operand, row))
+    if isinstance(e, (A.And, A.Or)):
+        vals = [_kleene(a, row) for a in e.args]
+        return _k_and(*vals) if isinstance(e, A.And) else _k_or(*vals)
+    if isinstance(e, A.Implies):
+        return _k_or(_k_not(_kleene(e.left, row)), _kleene(e.right, row))
+    if isinstance(e, A.Iff):
+        left, right = _kleene(e.left, row), _kleene(e.right, row)
+        return None if None in (left, right) else left == right
+    if isinstance(e, A.BoolConst):
+        return e.value
+    if isinstance(e, A.Var):   # a bool input (None: missing) or the decision
+        return row[e.name]
+    # an atom: unknown when it reads a missing value, else its crisp truth
+    if any(row[n] is None for n in A.variables(e)):
+        return None
+    return bool(gr.evaluate(KB_ATOMS, {k: [v] for k, v in row.items()}).holds(e).iloc[0])
+
+
+KB_ATOMS = gr.parse("input x: optional real[0, 10]\ninput k: optional {p, q}\n"
+                    "input b: optional bool\ninput a: int 0..3")
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_random_formulas_mean_the_same_on_every_backend(seed):
+    rng = np.random.default_rng(seed)
+    bodies = [_formula(rng, 3) for _ in range(4)]
+    text = (gr.to_text(KB_ATOMS) + "\noutput y: bool\n"
+            + "".join(f"rule r{i}: ({f}) -> y\n" for i, f in enumerate(bodies)))
+    kb = gr.parse(text)
+    values = itertools.product([None, 1.0, 3.0], [None, "p", "q"], [None, True, False], [0, 2])
+    rows = [dict(zip("xkba", v)) for v in values]
+    data = pd.DataFrame({n: pd.Series([r[n] for r in rows], dtype=object) for n in "xkba"})
+    ev = gr.evaluate(kb, data)
+    for i, row in enumerate(rows):
+        for name, rule in kb.rules.items():
+            assert bool(ev.bodies[name].iloc[i]) == (_kleene(rule.body, row) is True), \
+                (gr.to_text(rule.body), row)
+    for semantics in ("product", "godel", "lukasiewicz", "probabilistic"):
+        trace = gb.GreyBox(kb, semantics=semantics)(data)
+        for name in kb.rules:
+            np.testing.assert_array_equal(trace.bodies[name].detach().numpy(),
+                                          ev.bodies[name].to_numpy(dtype=float))
+    model = gb.GreyBox(kb, semantics="product")
+    for prop in bodies[:2]:   # verify's verdict = brute force over the rows above
+        known_false = [_kleene(gr.parse_formula(f"y -> ({prop})", kb), {**r, "y": d}) is False
+                       for r, d in zip(rows, ev.decisions["y"])]
+        v = gb.explain.verify(model, f"y -> ({prop})", backend="z3", level="concept")
+        assert v.holds or v.confirmed
+        if any(known_false):
+            assert not v.holds

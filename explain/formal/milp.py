@@ -238,7 +238,7 @@ class _Compiler:
         self.onehot: dict[str, list[Lin]] = {}
         self.values: dict[str, Lin] = {}
         #: optional inputs: the binary "is missing" (their value variable is read only
-        #: where it is 0, see greybox.rules._missing)
+        #: where it is 0: see the rule language, missing values)
         self.missing: dict[str, Lin] = {}
         self.max_relus = max_relus
         #: inputs declared without bounds, bounded by the range seen in the data
