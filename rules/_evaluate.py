@@ -802,7 +802,9 @@ class Evaluation:
         return _frame(self._violations, self.index, bool)
 
     def holds(self, formula) -> pd.Series:
-        """Per row, whether ``formula`` (rule text or AST) holds, given the final decisions.
+        """Per row, whether ``formula`` (rule text or AST) holds, given the final decisions
+        (where it reads a missing value of an optional input: whether it is known true,
+        see the rule language's missing values).
 
         Examples
         --------
