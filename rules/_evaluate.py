@@ -343,18 +343,24 @@ def _to_numeric(name: str, col, index, *, expected: str = "numbers",
     raise DataError(f"column {name!r}: expected {expected}, got dtype {arr.dtype}")
 
 
-def _cells_missing(col) -> np.ndarray:
-    """Where the cells of a column are missing: NaN, None, ``pd.NA``, ``pd.NaT`` or a blank
-    text, in any dtype (pandas' nullable ``Int64``, ``Float64`` and ``boolean`` too)."""
+def _cells_missing(col, *, blanks: bool = True) -> np.ndarray:
+    """Where the cells of a column are missing: NaN, None, ``pd.NA`` or ``pd.NaT`` in any
+    dtype (pandas' nullable ``Int64``, ``Float64`` and ``boolean`` too), at pandas' speed;
+    with ``blanks``, a blank text (an empty CSV cell) too, which costs a pass over a text
+    column (an enum's reader looks for blanks only among the cells it cannot read)."""
     if isinstance(col, pd.Series):
-        miss = col.isna().to_numpy(dtype=bool)
-        if col.dtype == object or pd.api.types.is_string_dtype(col.dtype):
-            miss = miss | missing_values(col.to_numpy(dtype=object))
-        return miss
-    arr = np.asarray(col)
-    if arr.dtype.kind in "US":
-        arr = arr.astype(object)
-    return missing_values(arr)
+        miss = np.array(col.isna(), dtype=bool)   # a copy: written to by the enum reader
+        values = col.to_numpy(dtype=object) if blanks and (
+            col.dtype == object or pd.api.types.is_string_dtype(col.dtype)) else None
+    else:
+        arr = np.asarray(col)
+        if arr.dtype.kind in "US":
+            arr = arr.astype(object)
+        miss = np.asarray(pd.isna(arr), dtype=bool).reshape(-1)
+        values = arr if blanks and arr.dtype == object else None
+    if values is not None:
+        miss = miss | np.array([isinstance(v, str) and not v.strip() for v in values], bool)
+    return miss
 
 
 def _missing_error(var, col, index, miss) -> DataError:
@@ -378,6 +384,8 @@ def read_masked(var, col, index: pd.Index) -> tuple[np.ndarray, np.ndarray]:
         return read_column(var, col, index), np.zeros(0, bool)
     if not isinstance(col, pd.Series):
         _ndim(var.name, col)
+    if isinstance(var.type, A.EnumType):
+        return _read_enum(var, col, index)
     miss = _cells_missing(col)
     if not miss.any():
         return _read_present(var, col, index), miss
@@ -391,6 +399,32 @@ def read_masked(var, col, index: pd.Index) -> tuple[np.ndarray, np.ndarray]:
         if kinds <= {float, int, np.float64, np.int64}:
             filled = filled.astype(np.float64)
     return _read_present(var, filled, index), miss
+
+
+def _read_enum(var, col, index: pd.Index) -> tuple[np.ndarray, np.ndarray]:
+    """An enum column's codes and missing cells (blank texts sought only among the cells
+    that are no label: a column of labels is read at numpy speed)."""
+    t = var.type
+    if isinstance(col, pd.Series) and isinstance(col.dtype, pd.CategoricalDtype):
+        values = col.astype(object).to_numpy()
+    else:
+        values = np.asarray(col.to_numpy(dtype=object) if isinstance(col, pd.Series) else col,
+                            dtype=object)
+    miss = _cells_missing(col, blanks=False)
+    codes = domain(t).indices(values)   # -1: not a label of the enum
+    unread = np.flatnonzero((codes < 0) & ~miss)
+    if len(unread):
+        miss[unread[_cells_missing(values[unread])]] = True
+    if miss.any():
+        if not var.optional:
+            raise _missing_error(var, col, index, miss)
+        codes = np.where(miss, 0, codes)   # the placeholder: the first value
+    bad = codes < 0
+    if bad.any():
+        where, pos = first_row(bad, index)
+        raise DataError(f"column {var.name!r}: {show_value(values[pos])} at {where} is not "
+                        f"one of {{{listed(t.values)}}}")
+    return codes.astype(np.int64), miss
 
 
 def read_column(var, col, index: pd.Index) -> np.ndarray:
