@@ -526,3 +526,17 @@ def test_random_formulas_mean_the_same_on_every_backend(seed):
         assert v.holds or v.confirmed
         if any(known_false):
             assert not v.holds
+
+
+def test_a_family_of_optional_inputs():
+    kb = gr.parse("set person: {anna, bob}\ninput level(person): optional int 0..3\n"
+                  "output high(person): bool\n"
+                  "rule r(p in person): level(p) >= 2 -> high(p)\n"
+                  "rule s(p in person) weight 2: level(p) is missing -> not high(p)")
+    assert kb.variables["level(bob)"].optional and gr.parse(gr.to_text(kb)) == kb
+    data = {"level(anna)": [None, 3], "level(bob)": [2, None]}
+    want = [[False, True], [True, False]]
+    assert gr.evaluate(kb, data).decisions[["high(anna)", "high(bob)"]].to_numpy().tolist() \
+        == want
+    got = gb.GreyBox(kb, semantics="product").predict(data)
+    assert got[["high(anna)", "high(bob)"]].to_numpy().tolist() == want
