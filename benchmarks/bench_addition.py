@@ -75,6 +75,7 @@ def hand_written(data, sums, test_data, test_sums, *, epochs, batch_size, lr, se
             loss.backward()
             opt.step()
         times.append(time.perf_counter() - t0)
+    net.eval()
     with torch.no_grad():
         ta, tb = test_data["a0_img"], test_data["b0_img"]
         pa, pb = torch.softmax(net(ta), 1), torch.softmax(net(tb), 1)
@@ -240,7 +241,7 @@ def _epochs_greybox(net, n: int, data, sums, *, batch, epochs, seed) -> float:
 
 def _check_equal(n: int, net, data, sums) -> float:
     """Max relative difference of the sum's probability, greybox against hand-written."""
-    model = gb.GreyBox(addition_rules(n), {"digit": net})
+    model = gb.GreyBox(addition_rules(n), {"digit": net}).eval()   # (no dropout)
     cm = CarryModel(n)
     with torch.no_grad():
         ours = model(data).log_prob("total", sums)

@@ -57,6 +57,7 @@ def digits(device: str, n: int, examples: int, epochs: int) -> dict:
     hist, _ = _timed(lambda: model.fit(data, {"total": sums}, epochs=epochs, lr=1e-3,
                                        progress=False))
     pred = model.predict(test)["total"].to_numpy()
+    net.eval()
     with torch.no_grad():
         digit_acc = float((net(vx.to(device)).argmax(1).cpu().numpy() == vy).mean())
     return {"epoch s": float(np.mean([e["seconds"] for e in hist.epochs])),

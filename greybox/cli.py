@@ -4,7 +4,9 @@
 warning, 2: the file is invalid); ``greybox entails``, ``greybox evaluate`` and
 ``greybox graph`` prove properties, evaluate rules on a CSV and draw the concept graph;
 ``greybox explain MODEL DATA.csv --row N`` explains one decision of a saved model;
-``greybox debug MODEL DATA.csv --target COLUMN`` opens the local web debugger.
+``greybox debug MODEL DATA.csv --target COLUMN`` opens the local web debugger. Both read
+a model's tensor inputs (images...) from ``--tensors FILE.npz`` or ``FILE.pt`` files beside
+(or instead of) the CSV of its table inputs.
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ import re
 import stat
 import sys
 from collections.abc import Sequence
+from typing import NamedTuple
 
-from greybox.errors import GreyboxError
+from greybox.errors import GreyboxError, listed
 
 EXIT_OK, EXIT_FINDINGS, EXIT_INVALID = 0, 1, 2
 
@@ -291,9 +294,51 @@ def _factory(spec: str):
     return obj() if callable(obj) else obj
 
 
-def _model_and_data(args):
-    """The saved model and the CSV data. Networks and residuals built from standard
-    ``torch.nn`` layers are rebuilt from the file; ``--networks`` builds custom ones."""
+class _Data(NamedTuple):
+    """What a command read: the CSV of table inputs and the tensor files."""
+
+    #: the CSV (DATA), or None without one
+    frame: object
+    #: tensor input (or whole family) name -> tensor, from the tensor files
+    tensors: dict
+    #: other arrays the command named (--target) -> numpy array, from the tensor files
+    kept: dict
+    #: the number of rows
+    rows: int
+    #: the files, for messages: "table.csv + images.npz"
+    source: str
+    #: the names of the arrays in the tensor files
+    names: tuple
+
+    def mapping(self):
+        """The data as the model reads it: the CSV, or a mapping of its columns and the
+        tensors."""
+        if not self.tensors:
+            return self.frame
+        columns = {} if self.frame is None else {c: self.frame[c] for c in self.frame.columns}
+        return {**columns, **self.tensors}
+
+    def row(self, model, i: int):
+        """Row ``i`` alone, labelled as in the data."""
+        if not self.tensors:
+            return self.frame.iloc[[i]]
+        import pandas as pd
+
+        from greybox._batch import Batch
+
+        one = {} if self.frame is None else {c: self.frame[c].iloc[[i]]
+                                             for c in self.frame.columns}
+        one.update({k: t[i:i + 1] for k, t in self.tensors.items()})
+        batch = model.batch(one)
+        label = i if self.frame is None else self.frame.index[i]
+        return Batch(batch.values, batch.n, pd.Index([label]), batch.columns)
+
+
+def _model_and_data(args, keep=()):
+    """The saved model and its data: the CSV of table inputs and the tensor files
+    (``keep``: other names the command reads from the tensor files, as numpy arrays).
+    Networks and residuals built from standard ``torch.nn`` layers are rebuilt from the
+    file; ``--networks`` builds custom ones."""
 
     import greybox as gb
     from greybox._io import ModulesNeeded, NetworksMismatch
@@ -309,8 +354,51 @@ def _model_and_data(args):
     except NetworksMismatch as err:
         raise _Invalid(f"{err.path}: the model uses networks {err.expected}; the function "
                        f"given by --networks {args.networks} built {err.given}") from None
-    data = _read_csv(args.data, what="DATA", limit=MAX_DATA_BYTES, holding="data")
-    return model, data
+    frame = None if args.data is None else \
+        _read_csv(args.data, what="DATA", limit=MAX_DATA_BYTES, holding="data")
+    return model, _tensor_data(model, frame, args, keep)
+
+
+def _tensor_data(model, frame, args, keep) -> _Data:
+    """The tensor files of ``--tensors`` read and checked against ``model``'s tensor
+    inputs (and the CSV ``frame``'s rows); each conversion made is noted on stderr."""
+    from greybox._tensor_files import read_tensor_file, tensor_inputs
+    from greybox.errors import DataError
+    from greybox.rules import ast as A
+    from greybox.rules import type_to_text
+
+    kb = model.kb
+    paths = list(args.tensors or [])
+    if frame is None and not paths:
+        raise _Invalid("no data: give DATA.csv (table inputs), --tensors FILE.npz or "
+                       "FILE.pt (tensor inputs), or both")
+    twice = next((p for i, p in enumerate(paths) if p in paths[:i]), None)
+    if twice is not None:
+        raise _Invalid(f"--tensors {twice} is given twice")
+    if frame is not None:
+        for column in frame.columns:
+            var = kb.variables.get(column)
+            if var is not None and isinstance(var.type, A.TensorType):
+                raise DataError(
+                    f"{args.data}: column {column!r} is the tensor input {column!r} "
+                    f"({type_to_text(var.type)}); a CSV holds table inputs only: give it "
+                    f"with --tensors FILE.npz (or FILE.pt) holding an array named {column!r}")
+    files = {path: read_tensor_file(path) for path in paths}
+    keep = [k for k in keep if k is not None and (frame is None or k not in frame.columns)]
+    tensors, kept, notes = tensor_inputs(model, files, rows=None if frame is None else
+                                         len(frame), rows_from=args.data, keep=keep)
+    if frame is None:
+        table = [n for n in kb.inputs if not isinstance(kb.variables[n].type, A.TensorType)]
+        if table:
+            raise _Invalid(f"the model's table inputs ({listed(table)}) come from a CSV file: "
+                           "give DATA.csv after MODEL")
+    for note in notes:
+        print(f"greybox {args.command}: note: {note}", file=sys.stderr)
+    arrays = [*tensors.values(), *kept.values()]
+    rows = len(frame) if frame is not None else (arrays[0].shape[0] if arrays else 0)
+    source = " + ".join([*([args.data] if args.data is not None else []), *paths])
+    names = tuple(sorted({k for arrays in files.values() for k in arrays}))
+    return _Data(frame, tensors, kept, rows, source, names)
 
 
 def _needs_networks(err, *, given: bool) -> str:
@@ -357,9 +445,9 @@ def _cmd_explain(args) -> int:
     import greybox as gb
 
     model, data = _model_and_data(args)
-    if not 0 <= args.row < len(data):
-        raise _Invalid(f"--row {args.row} is outside {args.data} (rows 0..{len(data) - 1})")
-    ex = gb.explain.explain(model, data.iloc[[args.row]], method=args.method,
+    if not 0 <= args.row < data.rows:
+        raise _Invalid(f"--row {args.row} is outside {data.source} (rows 0..{data.rows - 1})")
+    ex = gb.explain.explain(model, data.row(model, args.row), method=args.method,
                             parameters=not args.no_parameters)
     if args.format == "json":
         print(_explanation_json(ex))
@@ -380,18 +468,27 @@ def _cmd_debug(args) -> int:
     import greybox as gb
     from greybox.explain.debug._server import DebugServer
 
-    model, data = _model_and_data(args)
-    if args.target not in data.columns:
-        raise _Invalid(f"no column {args.target!r} in {args.data} (columns: "
-                       f"{', '.join(map(str, data.columns))})")
-    dbg = gb.explain.Debugger(model, data, data[args.target], output=args.output)
+    model, data = _model_and_data(args, keep=[args.target])
+    if data.frame is not None and args.target in data.frame.columns:
+        target = data.frame[args.target]
+    elif args.target in data.kept:
+        target = data.kept[args.target]
+    else:
+        where = [f"columns of {args.data}: {', '.join(map(str, data.frame.columns))}"] \
+            if data.frame is not None else []
+        where += [f"arrays of the tensor files: {', '.join(data.names) or 'none'}"] \
+            if args.tensors else []
+        what = "column" if not args.tensors else "column or array" if args.data else "array"
+        raise _Invalid(f"--target: no {what} {args.target!r} in {data.source} "
+                       f"({'; '.join(where)})")
+    dbg = gb.explain.Debugger(model, data.mapping(), target, output=args.output)
     try:
         server = DebugServer(dbg, port=args.port)
     except OSError as err:
         raise _Invalid(f"cannot listen on 127.0.0.1:{args.port}: {err.strerror or err}"
                        + (" (choose another --port, or 0 for any free one)" if args.port
                           else "")) from None
-    print(f"greybox debugger for {args.model} on {args.data}: {server.url}", flush=True)
+    print(f"greybox debugger for {args.model} on {data.source}: {server.url}", flush=True)
     print("(bound to 127.0.0.1; the token in the URL is required; Ctrl-C stops)", flush=True)
     try:
         server.serve_forever()
@@ -471,7 +568,8 @@ def _add_explain(sub) -> None:
                        "minimal reason and a counterfactual). Networks and residuals built "
                        "from standard torch.nn layers are rebuilt from the file; custom "
                        "modules need --networks naming a function of yours that builds "
-                       "them.")
+                       "them. Tensor inputs (images...) come from --tensors files, beside "
+                       "DATA.csv or instead of it.")
     _add_model_and_data(p)
     p.add_argument("--row", type=int, default=0, help="the row to explain (0-based)")
     p.add_argument("--format", choices=["text", "json", "html"], default="text")
@@ -495,9 +593,11 @@ def _add_debug(sub) -> None:
                        "fixed/broken diff of every edit. Bound "
                        "to 127.0.0.1; the printed URL carries the access token. Networks "
                        "and residuals built from standard torch.nn layers are rebuilt from "
-                       "the file; custom modules need --networks.")
+                       "the file; custom modules need --networks. Tensor inputs (images...) "
+                       "come from --tensors files, beside DATA.csv or instead of it.")
     _add_model_and_data(p)
-    p.add_argument("--target", required=True, help="the column with the correct answers")
+    p.add_argument("--target", required=True, help="the column of DATA.csv (or the array "
+                   "of a --tensors file) with the correct answers")
     p.add_argument("--output", help="the output to debug (default: the only one)")
     p.add_argument("--port", type=_port, default=0,
                    help="port, 0 to 65535 (default 0: a free one)")
@@ -514,7 +614,14 @@ def _add_sets(p: argparse.ArgumentParser) -> None:
 
 def _add_model_and_data(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help="a model file written by GreyBox.save")
-    p.add_argument("data", help="a CSV file with a column per table input")
+    p.add_argument("data", nargs="?", metavar="DATA.csv",
+                   help="a CSV file with a column per table input (optional when every "
+                   "input is a tensor given by --tensors)")
+    p.add_argument("--tensors", action="append", metavar="FILE.npz|FILE.pt",
+                   help="the tensor inputs (images...): an .npz file (numpy.savez, no "
+                   "pickled objects) or a .pt file (torch.save of a dict name -> tensor) "
+                   "holding an array per tensor input, named as the input, one row per "
+                   "row of DATA.csv; repeat for several files")
 
 
 def _add_networks(p: argparse.ArgumentParser) -> None:
@@ -526,7 +633,12 @@ def _add_networks(p: argparse.ArgumentParser) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra and getattr(args, "data", "") is None and len(extra) == 1 \
+            and not extra[0].startswith("-"):
+        args.data, extra = extra[0], []   # argparse leaves DATA after an option unread
+    if extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if args.command is None:
         parser.print_help()
         return EXIT_INVALID

@@ -111,8 +111,23 @@ class RuleError(GreyboxError, ValueError):
     """A knowledge base that parses but is not valid (names, types, domains, cycles...).
 
     ``diagnostics`` lists every problem found, each a ``(message, location)`` pair; the
-    exception message shows them all.
+    exception message shows the first :attr:`SHOWN` of them and how many more there are,
+    so that generated rules with hundreds of problems do not flood the terminal.
+
+    Examples
+    --------
+    >>> from greybox.errors import RuleError
+    >>> err = RuleError("", diagnostics=tuple((f"problem {i}", None) for i in range(30)))
+    >>> len(err.diagnostics)
+    30
+    >>> print(str(err).splitlines()[0])
+    30 problems in the rules (the first 10 shown):
+    >>> str(err).splitlines()[-1]
+    "... and 20 more (the error's .diagnostics lists all 30)"
     """
+
+    #: how many diagnostics the exception message shows
+    SHOWN = 10
 
     def __init__(
         self,
@@ -129,8 +144,13 @@ class RuleError(GreyboxError, ValueError):
         parts = [format_location(m, where, source) for m, where in diagnostics]
         if len(parts) == 1:
             full = parts[0]
-        else:
+        elif len(parts) <= self.SHOWN:
             full = f"{len(parts)} problems in the rules:\n" + "\n".join(parts)
+        else:
+            full = (f"{len(parts)} problems in the rules (the first {self.SHOWN} shown):\n"
+                    + "\n".join(parts[: self.SHOWN])
+                    + f"\n... and {len(parts) - self.SHOWN} more (the error's .diagnostics"
+                    f" lists all {len(parts)})")
         super().__init__(full)
 
 

@@ -74,6 +74,11 @@ def compile_expr(e, kb: KnowledgeBase, enum: A.EnumType | None = None) -> _Fn:
         return lambda env: fl(env) * fr(env)
     if isinstance(e, A.Count):
         return compile_count([compile_expr(a, kb) for a in e.args])
+    if isinstance(e, A.Arith):   # Python's floor semantics (numpy's on float64 agree)
+        from ._intervals import apply
+
+        fs, op = [compile_expr(a, kb) for a in e.args], e.op
+        return lambda env: apply(op, [f(env) for f in fs])
     if isinstance(e, A.Compare):
         ctx = _enum_of(e.left, kb) or _enum_of(e.right, kb)
         fl, fr = compile_expr(e.left, kb, ctx), compile_expr(e.right, kb, ctx)

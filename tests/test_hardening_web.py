@@ -391,3 +391,19 @@ def test_the_openapi_schema_says_which_op_needs_which_fields(server):
     assert "name" in schemas["WeightEdit"]["required"]
     assert "name" in schemas["DisableEdit"]["required"]
     assert schemas["AddEdit"]["properties"]["text"]["maxLength"] == MAX_EDIT_TEXT
+
+
+@pytest.mark.parametrize("serve", ["never", "start", "twice"])
+def test_stop_returns_whether_or_not_the_server_was_started(debugger, serve):
+    # stop() of a server never started waited forever for a serving loop (the docs'
+    # DebugServer section: construct, start, stop)
+    srv = DebugServer(debugger)
+    if serve != "never":
+        srv.start()
+    done = threading.Thread(target=lambda: (srv.stop(), serve == "twice" and srv.stop()),
+                            daemon=True)
+    done.start()
+    done.join(PROMPT)
+    assert not done.is_alive()
+    with pytest.raises(OSError):   # the port is closed
+        socket.create_connection(("127.0.0.1", srv.port), timeout=PROMPT)

@@ -131,3 +131,24 @@ def test_a_templates_problem_is_reported_once_not_per_grounding(statement, colum
          "shown for `r[0]`)", 30),
         ("value 6 is outside the domain of 'x[6]' (int 0..5) (4 of the 10 groundings of "
          "rule r; shown for `r[6]`)", 22)]
+
+
+def test_a_flood_of_problems_is_capped_in_the_message_but_kept_whole():
+    # 40 rules over undeclared names: every problem is kept, the message shows the first 10
+    # and how many more (generated rules used to print hundreds of located snippets)
+    text = BASE + "".join(f"rule r{i}: ghost{i} > 1 -> approve\n" for i in range(40))
+    with pytest.raises(gr.RuleError) as info:
+        gr.parse(text)
+    err = info.value
+    assert len(err.diagnostics) == 40
+    message = str(err)
+    assert message.startswith("40 problems in the rules (the first 10 shown):")
+    assert "ghost9" in message and "ghost10" not in message
+    assert message.endswith("... and 30 more (the error's .diagnostics lists all 40)")
+
+
+def test_a_huge_integer_is_described_by_its_size_not_printed_whole():
+    with pytest.raises(gr.RuleError) as info:
+        gr.parse(BASE + f"rule r: age > {10 ** 60} -> approve\n")
+    (message, _), = info.value.diagnostics
+    assert "a 61-digit number is too large" in message

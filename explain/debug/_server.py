@@ -555,6 +555,7 @@ class DebugServer:
         self.httpd.token = token or secrets.token_urlsafe(24)
         self.httpd.lock = threading.Lock()
         self.thread: threading.Thread | None = None
+        self._served = False   # whether a serving loop was started (stop() waits for it)
 
     @property
     def token(self) -> str:
@@ -569,13 +570,17 @@ class DebugServer:
         return f"http://127.0.0.1:{self.port}/?token={self.token}"
 
     def start(self) -> DebugServer:
+        self._served = True
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
         self.thread.start()
         return self
 
     def serve_forever(self) -> None:
+        self._served = True
         self.httpd.serve_forever()
 
     def stop(self) -> None:
-        self.httpd.shutdown()
+        """Stop serving and close the port (at once for a server never started)."""
+        if self._served:   # shutdown() waits for a serving loop: forever without one
+            self.httpd.shutdown()
         self.httpd.server_close()
