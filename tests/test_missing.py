@@ -540,3 +540,19 @@ def test_a_family_of_optional_inputs():
         == want
     got = gb.GreyBox(kb, semantics="product").predict(data)
     assert got[["high(anna)", "high(bob)"]].to_numpy().tolist() == want
+
+
+@pytest.mark.parametrize("semantics", ["product", "probabilistic"])
+def test_a_hard_constraint_on_a_network_binds_only_where_known(semantics):
+    import torch
+    from torch import nn
+
+    net = nn.Sequential(nn.Linear(1, 1))
+    with torch.no_grad():
+        net[0].weight.fill_(1.0)
+        net[0].bias.fill_(0.0)
+    model = gb.GreyBox("input x: optional real[0, 10]\ninput z: real[0, 10]\n"
+                       "neural n: bool = net(z)\noutput y: bool\nrule r: n -> y\n"
+                       "constraint c: x > 5 -> not n", {"net": net}, semantics=semantics)
+    data = pd.DataFrame({"x": [None, 7.0, 2.0], "z": [3.0, 3.0, 3.0]})
+    assert model.predict(data)["y"].tolist() == [True, False, True]   # repaired in row 1
