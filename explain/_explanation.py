@@ -81,6 +81,28 @@ class Explanation:
         pos = row_position(self.index, row)
         return pos, self.index[pos]
 
+    def missing(self, row=None) -> list[str]:
+        """The optional inputs missing in one row (``row``: its label; default the first):
+        facts of the decision as much as any value -- a condition that reads them is
+        neither true nor false, so the rules over them did not fire.
+
+        Examples
+        --------
+        >>> import greybox as gb
+        >>> model = gb.GreyBox("input x: optional real  output y: bool  rule r: x > 1 -> y",
+        ...                    semantics="product")
+        >>> ex = gb.explain.explain(model, {"x": [None]}, parameters=False)
+        >>> ex.missing(), ex.row_text().splitlines()[1]
+        (['x'], '  facts: x is missing')
+        """
+        from greybox.rules import missing_key
+
+        pos, _ = self._locate(row)
+        kb = self._model.kb
+        return [n for n in kb.inputs if kb.variables[n].optional
+                and missing_key(n) in self._batch.columns
+                and bool(self._batch.columns[missing_key(n)][pos])]
+
     # ------------------------------------------------------------------ text
     def row_text(self, row=None) -> str:
         """A readable paragraph on one row (``row``: its label in the data's index;
@@ -91,6 +113,9 @@ class Explanation:
         prob = f" (p={d['probability']:.2f})" if "probability" in d and pd.notna(
             d.get("probability")) else ""
         lines.append(f"row {label}: {self.output} = {d['value']}{prob}")
+        missing = self.missing(label)
+        if missing:
+            lines.append("  facts: " + ", ".join(f"{n} is missing" for n in missing))
         if "score" in d:
             res = f" + residual {d['residual']:+.3f}" if "residual" in d else ""
             rules_total = d["score"] - d["bias"] - (d["residual"] if "residual" in d else 0)
@@ -148,6 +173,11 @@ class Explanation:
             p = self.parameters
             parts.append(pd.DataFrame({"row": p.row, "part": "parameter", "name": p.parameter,
                                        "value": None, "amount": p.attribution}))
+        gaps = [(label, n) for label in self.index for n in self.missing(label)]
+        if gaps:   # the optional inputs missing in each row: facts of its decision
+            parts.append(pd.DataFrame({"row": [g[0] for g in gaps], "part": "missing",
+                                       "name": [g[1] for g in gaps], "value": None,
+                                       "amount": np.nan}))
         return pd.concat(parts, ignore_index=True)
 
     def _repr_html_(self) -> str:
@@ -164,6 +194,7 @@ class Explanation:
         kb = self._model.kb
         g = nx.DiGraph(kb.graph)
         pos, label = self._locate(row)
+        missing = set(self.missing(label))
         concepts = self.concepts[self.concepts.row == label].set_index("concept")
         for node in g.nodes:
             attrs = g.nodes[node]
@@ -180,6 +211,9 @@ class Explanation:
             elif node in concepts.index:
                 attrs["value"] = concepts.loc[node, "value"]
                 attrs["label"] = f"{node} = {attrs['value']}"
+            elif node in missing:
+                attrs["value"] = None
+                attrs["label"] = f"{node} is missing"
             elif node in self._batch.columns:
                 v = self._batch.columns[node][pos]
                 attrs["value"] = v.item() if hasattr(v, "item") else v

@@ -17,11 +17,13 @@ from greybox.rules import (
     crisp_truth,
     decode_bools,
     family_columns,
+    missing_key,
     missing_values,
 )
 from greybox.rules import ast as A
 from greybox.rules import first_row as _first
 from greybox.rules import read_column as _column
+from greybox.rules import read_masked as _masked
 from greybox.rules import show_value as _show
 
 __all__ = ["Batch", "kb_cached", "to_batch", "to_targets", "Targets"]
@@ -248,7 +250,13 @@ def to_batch(kb, data, device: torch.device, *, needed=None) -> Batch:
             continue
         if isinstance(col, torch.Tensor):
             col = col.detach().cpu().numpy()
-        arr = _column(var, col, index)
+        if var.optional:   # its values (a placeholder where missing) and its mask
+            arr, miss = _masked(var, col, index)
+            key = missing_key(name)
+            columns[key] = miss
+            values[key] = torch.as_tensor(miss.astype(np.float32), device=device)
+        else:
+            arr = _column(var, col, index)
         columns[name] = arr
         # a copy: the checked column may be a view of the caller's data
         values[name] = torch.as_tensor(np.array(arr, dtype=_dtype(var.type)), device=device)

@@ -27,7 +27,7 @@ import pandas as pd
 import torch
 
 from greybox.rules import ast as A
-from greybox.rules import constrains_networks, evaluate, plan
+from greybox.rules import constrains_networks, evaluate, missing_key, plan
 
 __all__ = ["codes", "decide", "decision_scores", "neural_values", "output_codes",
            "repair_needed"]
@@ -60,9 +60,16 @@ def _evaluate(model, kb, batch, logits, bias=None, neural=None):
     (``neural``: those values, when already known)."""
     data = {}
     for name, arr in batch.columns.items():
-        t = kb.variables[name].type
+        var = kb.variables.get(name)
+        if var is None:   # an optional input's mask: read with it, below
+            continue
+        t = var.type
         data[name] = np.asarray(t.values, dtype=object)[arr] if isinstance(t, A.EnumType) \
             else arr
+        if var.optional:   # its missing cells written back as missing
+            miss = batch.columns[missing_key(name)]
+            if miss.any():
+                data[name] = np.where(miss, None, np.asarray(data[name], dtype=object))
     data.update(neural_values(kb, logits) if neural is None else neural)
     return evaluate(kb, data, bias=model.bias_table(batch) if bias is None else bias)
 

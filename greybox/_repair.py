@@ -36,7 +36,16 @@ import torch.nn.functional as F
 import z3
 
 from greybox.errors import ModelError, SolverError
-from greybox.rules import Z3Encoding, closure, plan, real_value, z3_milliseconds, z3_serialised
+from greybox.rules import (
+    Z3Encoding,
+    closure,
+    missing_key,
+    not_false,
+    plan,
+    real_value,
+    z3_milliseconds,
+    z3_serialised,
+)
 from greybox.rules import ast as A
 
 __all__ = ["MAX_TABLE", "overrides", "repairable", "repair"]
@@ -133,7 +142,7 @@ def most_probable(model, batch, logits: dict[str, torch.Tensor], rows: list[int]
     ctx.hard = True
     try:
         for c in plan(kb).fixed_constraints:
-            for f in ctx.parts_of(ctx.field(c.formula, root)):
+            for f in ctx.parts_of(ctx.field(not_false(kb, c.formula), root)):
                 if f.scope:
                     ctx.add_factor((f.scope, f.t), conditional=False)
                 else:
@@ -209,7 +218,7 @@ def _by_z3(model, kb, cons, reads, batch, logits, rows, timeout):
     """:func:`repair` row by row with Z3 ``Optimize``."""
     enc = Z3Encoding(kb)
     names = [n for n in kb.variables if n in reads and kb.variables[n].role != "defined"]
-    formulas = [enc.expr(c.formula) for c in cons]
+    formulas = [enc.expr(not_false(kb, c.formula)) for c in cons]
     reals = any(kb.variables[n].role == "neural" and isinstance(kb.variables[n].type, A.RealType)
                 for n in names)
     out = {}
@@ -234,6 +243,9 @@ def _row_costs(opt, enc, kb, names, batch, logits, r) -> tuple[list, list]:
         x = enc.const(n)
         if var.role == "input":
             opt.add(x == _const(batch.columns[n][r], var.type))
+            if var.optional:   # missing or not, as in the row
+                gap = bool(batch.columns[missing_key(n)][r])
+                opt.add(enc.missing(n) if gap else z3.Not(enc.missing(n)))
             continue
         bound = enc.type_constraint(n)
         if bound is not None:

@@ -16,6 +16,7 @@ from torch import nn
 
 from greybox.errors import DataError
 from greybox.rules import ast as A
+from greybox.rules import missing_key
 
 from ._batch import Batch
 
@@ -115,8 +116,15 @@ class InputStatistics:
         for i, name in enumerate(self.feature_names):
             if "=" in name and name not in self.kb.variables:  # one-hot enum columns
                 center[i], scale[i] = 0.0, 1.0
-        scale = torch.where(scale > 0, scale, torch.ones_like(scale))
         raw = self._raw_features(batch)
+        for i, name in enumerate(self.feature_names):   # over the values present only
+            gaps = np.isnan(raw[:, i])
+            if gaps.any() and name in self.kb.variables:
+                seen = feats[torch.as_tensor(~gaps, device=feats.device), i]
+                center[i] = seen.mean() if len(seen) else 0.0
+                scale[i] = seen.std() if len(seen) > 1 else 1.0
+                raw[gaps, i] = np.nanmin(raw[:, i]) if len(seen) else 0.0
+        scale = torch.where(scale > 0, scale, torch.ones_like(scale))
         with torch.no_grad():
             self.feature_center.copy_(center)
             self.feature_scale.copy_(scale)
@@ -140,7 +148,10 @@ class InputStatistics:
             if isinstance(t, A.EnumType):
                 cols.append(np.eye(t.size)[x.astype(np.int64)])
             else:
-                cols.append(x.astype(np.float64).reshape(-1, 1))
+                x = x.astype(np.float64)
+                if self.kb.variables[name].optional:   # a missing cell: NaN, not its placeholder
+                    x = np.where(batch.columns[missing_key(name)], np.nan, x)
+                cols.append(x.reshape(-1, 1))
         return np.concatenate(cols, 1) if cols else np.zeros((batch.n, 0))
 
     def input_range(self, name: str) -> tuple[float, float, bool]:

@@ -68,12 +68,14 @@ from ._evaluate import (
     first_row,
     missing_values,
     read_column,
+    read_masked,
     show_value,
 )
 from ._exact import exact_in_float64
 from ._ground import FamilyInfo, family_columns, member_name
 from ._induce import Condition, Conjunction, search_conjunctions
 from ._kb import KnowledgeBase, load, parse, parse_formula, to_text
+from ._missing import MISSING, definite, missing_key, not_false
 from ._parser import parse_statements
 from ._printer import expr_to_text, type_to_text
 from ._validate import Variable
@@ -128,6 +130,11 @@ __all__ = [
     "crisp_truth",
     "exact_in_float64",
     "read_column",
+    "read_masked",
+    "definite",
+    "MISSING",
+    "missing_key",
+    "not_false",
     "first_row",
     "show_value",
     "missing_values",

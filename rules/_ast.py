@@ -30,6 +30,7 @@ __all__ = [
     "InSet",
     "InputDecl",
     "IntType",
+    "IsMissing",
     "Mul",
     "Neg",
     "NeuralDecl",
@@ -57,7 +58,7 @@ __all__ = [
 #: Words of the language; a variable with one of these names is written back-quoted.
 KEYWORDS = frozenset(
     "input neural define output rule constraint weight fixed and or not in true false "
-    "bool real int tensor set forall exists for".split()
+    "bool real int tensor set forall exists for optional is missing".split()
 )
 _PLAIN_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _BAD_NAME_CHARS = re.compile(r"[`\x00-\x1f\x7f]")
@@ -266,6 +267,14 @@ class InSet(Node):
 
 
 @dataclass(frozen=True)
+class IsMissing(Node):
+    """``x is missing``: whether optional input ``x`` has no value in the row (``x is not
+    missing`` is ``Not(IsMissing(x))``). Always true or false, never unknown."""
+
+    operand: Expr
+
+
+@dataclass(frozen=True)
 class Not(Node):
     operand: Expr
 
@@ -354,8 +363,8 @@ class Pow(Node):
     right: Expr
 
 
-Expr = Union[Num, BoolConst, Var, Sym, Neg, Sum, Mul, Arith, Count, Compare, InSet, Not, And, Or,
-             Implies, Iff, Index, Aggregate, Quantified, Pow]
+Expr = Union[Num, BoolConst, Var, Sym, Neg, Sum, Mul, Arith, Count, Compare, InSet, IsMissing,
+             Not, And, Or, Implies, Iff, Index, Aggregate, Quantified, Pow]
 
 COMPARE_OPS = ("<", "<=", ">", ">=", "==", "!=")
 
@@ -373,7 +382,7 @@ def children(e: Expr) -> tuple[Expr, ...]:
 
 
 def _generic_children(e: Expr) -> tuple[Expr, ...]:
-    if isinstance(e, (Neg, Not)):
+    if isinstance(e, (Neg, Not, IsMissing)):
         return (e.operand,)
     if isinstance(e, (Sum, And, Or, Count, Arith)):
         return e.args
@@ -404,7 +413,7 @@ _CHILDREN: dict = {}
 def _children_of(kind):
     found = _CHILDREN.get(kind)
     if found is None:
-        if kind in (Neg, Not):
+        if kind in (Neg, Not, IsMissing):
             found = _operand
         elif kind in (Sum, And, Or, Count, Index, Arith):
             found = _args
@@ -506,10 +515,12 @@ def number_problem(value: object) -> str | None:
 
 @dataclass(frozen=True)
 class InputDecl(Node):
-    """``input NAME: TYPE``"""
+    """``input NAME: TYPE``, or ``input NAME: optional TYPE`` (``optional``: a row may
+    leave it missing)."""
 
     name: str
     type: Type
+    optional: bool = False
 
 
 @dataclass(frozen=True)

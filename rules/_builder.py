@@ -86,6 +86,10 @@ class Term:
         """``self <-> other``"""
         return Term(A.Iff(self.expr, _lift(other)))
 
+    def is_missing(self) -> Term:
+        """``x is missing`` (``~x.is_missing()`` is ``x is not missing``)."""
+        return Term(A.IsMissing(self.expr))
+
     def isin(self, values: Iterable) -> Term:
         """``self in {values}``"""
         return Term(A.InSet(self.expr, tuple(_lift(v) for v in values)))
@@ -314,8 +318,9 @@ class Builder:
 
     __getitem__ = var
 
-    def input(self, name: str, type) -> Term:
-        self._statements.append(A.InputDecl(name, _type(type)))
+    def input(self, name: str, type, *, optional: bool = False) -> Term:
+        """``input NAME: TYPE`` (``optional=True``: ``input NAME: optional TYPE``)."""
+        self._statements.append(A.InputDecl(name, _type(type), bool(optional)))
         return self.var(name)
 
     def neural(self, name: str, type, *, network: str, args: Sequence) -> Term:

@@ -14,6 +14,7 @@ from greybox.errors import SolverError
 from . import _ast as A
 from ._deadline import Deadline, OutOfTime
 from ._kb import KnowledgeBase, parse_formula
+from ._missing import not_false
 from ._printer import expr_to_text
 from ._z3 import Z3Encoding, make_solver, solve, witness_row, z3_message, z3_serialised
 from .analyses._base import first_row
@@ -120,9 +121,9 @@ def entails(kb: KnowledgeBase, prop, *, bias: Mapping | None = None,
         solver.add(*enc.domain(("input", "neural")))
         for c in kb.constraints.values():
             if c.hard and not _mentions_decided(kb, c):
-                solver.add(enc.expr(c.formula))
+                solver.add(enc.expr(not_false(kb, c.formula)))
         solver.add(*enc.decision(deadline=deadline))
-        solver.add(z3.Not(enc.expr(formula)))
+        solver.add(z3.Not(enc.expr(not_false(kb, formula))))   # known false somewhere
         deadline.check(f"encoding {text!r}")
         ms = deadline.solver_ms()
         if ms is not None:
@@ -161,4 +162,4 @@ def _confirm(kb, row: pd.DataFrame, formula, data_names, bias) -> bool:
     if ev.infeasible.iloc[0]:
         return False
     same = all(ev.decisions[n].iloc[0] == row[n].iloc[0] for n in kb.decided)
-    return bool(same and not ev.holds(formula).iloc[0])
+    return bool(same and ev.holds(A.Not(formula)).iloc[0])   # known false there

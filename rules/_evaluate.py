@@ -19,6 +19,7 @@ from ._domain import domain
 from ._exact import ScoreScale, compile_truth, compile_value
 from ._ground import family_columns
 from ._kb import KnowledgeBase, parse_formula
+from ._missing import definite, missing_key, not_false, placeholder
 
 __all__ = ["Evaluation", "crisp_truth", "evaluate", "prepare_columns"]
 
@@ -48,6 +49,9 @@ def compile_expr(e, kb: KnowledgeBase, enum: A.EnumType | None = None) -> _Fn:
     if isinstance(e, A.Var):
         name = e.name
         return lambda env: env[name]
+    if isinstance(e, A.IsMissing):
+        key = missing_key(e.operand.name)
+        return lambda env: env[key]
     if isinstance(e, A.Sym):
         code = domain(enum).code(e.name)
         return lambda env: code
@@ -344,8 +348,103 @@ def _to_numeric(name: str, col, index, *, expected: str = "numbers",
     raise DataError(f"column {name!r}: expected {expected}, got dtype {arr.dtype}")
 
 
+def _cells_missing(col, *, blanks: bool = True) -> np.ndarray:
+    """Where the cells of a column are missing: NaN, None, ``pd.NA`` or ``pd.NaT`` in any
+    dtype (pandas' nullable ``Int64``, ``Float64`` and ``boolean`` too), at pandas' speed;
+    with ``blanks``, a blank text (an empty CSV cell) too, which costs a pass over a text
+    column (an enum's reader looks for blanks only among the cells it cannot read)."""
+    if isinstance(col, pd.Series):
+        miss = np.array(col.isna(), dtype=bool)   # a copy: written to by the enum reader
+        values = col.to_numpy(dtype=object) if blanks and (
+            col.dtype == object or pd.api.types.is_string_dtype(col.dtype)) else None
+    else:
+        arr = np.asarray(col)
+        if arr.dtype.kind in "US":
+            arr = arr.astype(object)
+        miss = np.asarray(pd.isna(arr), dtype=bool).reshape(-1)
+        values = arr if blanks and arr.dtype == object else None
+    if values is not None:
+        miss = miss | np.array([isinstance(v, str) and not v.strip() for v in values], bool)
+    return miss
+
+
+def _missing_error(var, col, index, miss) -> DataError:
+    where, pos = first_row(miss, index)
+    cell = col.iloc[pos] if isinstance(col, pd.Series) else np.asarray(col, dtype=object)[pos]
+    shown = "NaN" if isinstance(cell, (float, np.floating)) and np.isnan(cell) else \
+        show_value(cell)
+    from ._printer import name_to_text
+
+    return DataError(f"column {var.name!r}: missing value ({shown}) at {where}; an input "
+                     f"that may be missing is declared 'input {name_to_text(var.name)}: "
+                     f"optional {_type_text(var.type)}'")
+
+
+def read_masked(var, col, index: pd.Index) -> tuple[np.ndarray, np.ndarray]:
+    """One column read against its variable's type, with its missing cells: ``(values,
+    missing)``. A missing cell of an optional input is held as a placeholder of its type
+    (read only where the input is not missing); of any other input it is a
+    :class:`~greybox.errors.DataError` naming the column and the row's label."""
+    if isinstance(var.type, A.TensorType):
+        return read_column(var, col, index), np.zeros(0, bool)
+    if not isinstance(col, pd.Series):
+        _ndim(var.name, col)
+    if isinstance(var.type, A.EnumType):
+        return _read_enum(var, col, index)
+    miss = _cells_missing(col)
+    if not miss.any():
+        return _read_present(var, col, index), miss
+    if not var.optional:
+        raise _missing_error(var, col, index, miss)
+    filled = np.array(col.to_numpy(dtype=object) if isinstance(col, pd.Series) else col,
+                      dtype=object)   # a copy: never write into the caller's data
+    filled[miss] = placeholder(var.type)
+    if not isinstance(var.type, A.EnumType):
+        kinds = {type(v) for v in filled}
+        if kinds <= {float, int, np.float64, np.int64}:
+            filled = filled.astype(np.float64)
+    return _read_present(var, filled, index), miss
+
+
+def _read_enum(var, col, index: pd.Index) -> tuple[np.ndarray, np.ndarray]:
+    """An enum column's codes and missing cells (blank texts sought only among the cells
+    that are no label: a column of labels is read at numpy speed)."""
+    t = var.type
+    if isinstance(col, pd.Series) and isinstance(col.dtype, pd.CategoricalDtype):
+        values = col.astype(object).to_numpy()
+    else:
+        values = np.asarray(col.to_numpy(dtype=object) if isinstance(col, pd.Series) else col,
+                            dtype=object)
+    miss = _cells_missing(col, blanks=False)
+    codes = domain(t).indices(values)   # -1: not a label of the enum
+    unread = np.flatnonzero((codes < 0) & ~miss)
+    if len(unread):
+        miss[unread[_cells_missing(values[unread])]] = True
+    if miss.any():
+        if not var.optional:
+            raise _missing_error(var, col, index, miss)
+        codes = np.where(miss, 0, codes)   # the placeholder: the first value
+    bad = codes < 0
+    if bad.any():
+        where, pos = first_row(bad, index)
+        raise DataError(f"column {var.name!r}: {show_value(values[pos])} at {where} is not "
+                        f"one of {{{listed(t.values)}}}")
+    return codes.astype(np.int64), miss
+
+
 def read_column(var, col, index: pd.Index) -> np.ndarray:
-    """Convert and check one column against the variable's declared type."""
+    """Convert and check one column against the variable's declared type (a missing cell
+    is refused; see :func:`read_masked` for optional inputs)."""
+    if isinstance(var.type, A.TensorType):
+        return _read_present(var, col, index)
+    values, miss = read_masked(var, col, index)
+    if miss.any():
+        raise _missing_error(var, col, index, miss)
+    return values
+
+
+def _read_present(var, col, index: pd.Index) -> np.ndarray:
+    """A column without missing cells read against the variable's type."""
     name, t = var.name, var.type
     if not isinstance(col, pd.Series):
         _ndim(name, col)
@@ -364,29 +463,31 @@ def read_column(var, col, index: pd.Index) -> np.ndarray:
     if isinstance(t, A.BoolType):
         if isinstance(col, pd.Series) and col.dtype == bool:
             return col.to_numpy()
-        arr = np.asarray(col.to_numpy() if isinstance(col, pd.Series) else col)
+        arr = np.asarray(col.to_numpy(dtype=object) if isinstance(col, pd.Series)
+                         and not isinstance(col.dtype, np.dtype) else
+                         col.to_numpy() if isinstance(col, pd.Series) else col)
         if arr.dtype == bool:
             return arr
+        if arr.dtype.kind in "USO":   # text too: "yes"/"no", "true"/"false", as labels are
+            arr = arr.astype(object)
+            decoded, bad = decode_bools(arr, np.zeros(len(arr), bool))
+            if bad.any():
+                where, pos = first_row(bad, index)
+                raise DataError(f"column {name!r}: expected true/false (bool, 0/1, yes/no or "
+                                f"true/false), got {show_value(arr[pos])} "
+                                f"({type(arr[pos]).__name__}) at {where}")
+            return decoded.astype(bool)
         num = _to_numeric(name, arr, index, expected="true/false (bool or 0/1)",
                           looks=lambda v: v.strip().lower() in BOOL_TEXTS)
         bad = ~np.isin(num, (0.0, 1.0))
         if bad.any():
             where, pos = first_row(bad, index)
-            if np.isnan(num[pos]):
-                raise DataError(f"column {name!r}: missing value ({show_value(arr[pos])}) "
-                                f"at {where}")
             raise DataError(f"column {name!r}: expected true/false (bool or 0/1), got "
                             f"{show_value(arr[pos])} at {where}")
         return num.astype(bool)
     if isinstance(t, A.TensorType):
         raise DataError(f"{name!r} is a tensor; crisp evaluation reads only table columns")
     num = _to_numeric(name, col, index)
-    nan = np.isnan(num)
-    if nan.any():
-        where, pos = first_row(nan, index)
-        cell = col.iloc[pos] if isinstance(col, pd.Series) else np.asarray(col)[pos]
-        shown = "NaN" if isinstance(cell, float) and np.isnan(cell) else show_value(cell)
-        raise DataError(f"column {name!r}: missing value ({shown}) at {where}")
     inf = np.isinf(num)
     if inf.any():
         where, pos = first_row(inf, index)
@@ -471,7 +572,11 @@ def prepare_columns(kb: KnowledgeBase, data) -> tuple[dict[str, np.ndarray], pd.
             if close:
                 hint = f"; found {close[0]!r}"
             raise DataError(f"missing column {name!r}{extra}{hint}")
-        out[name] = read_column(kb.variables[name], cols[name], index)
+        var = kb.variables[name]
+        if var.optional:
+            out[name], out[missing_key(name)] = read_masked(var, cols[name], index)
+        else:
+            out[name] = read_column(var, cols[name], index)
     return out, index, cols
 
 
@@ -504,10 +609,20 @@ class _Env:
             return self.values[name]
         if self.parent is not None and name not in self.fresh:
             return self.parent[name]
+        if name.endswith("\x00missing") and name[:-8] in self.kb.variables:
+            base = name[:-8]   # an optional input's mask, read on demand
+            if base not in self.raw:
+                raise DataError(f"missing column {base!r}")
+            self.values[base], self.values[name] = read_masked(
+                self.kb.variables[base], self.raw[base], self.index)
+            return self.values[name]
         var = self.kb.variables[name]
         if var.role in ("input", "neural"):  # a column no rule needed, read on demand
             if name not in self.raw:
                 raise DataError(f"missing column {name!r}")
+            if var.optional:   # its values and its mask, read together
+                self[missing_key(name)]
+                return self.values[name]
             value = self.values[name] = read_column(var, self.raw[name], self.index)
             return value
         if isinstance(var.type, A.BoolType):
@@ -726,7 +841,9 @@ class Evaluation:
         return _frame(self._violations, self.index, bool)
 
     def holds(self, formula) -> pd.Series:
-        """Per row, whether ``formula`` (rule text or AST) holds, given the final decisions.
+        """Per row, whether ``formula`` (rule text or AST) holds, given the final decisions
+        (where it reads a missing value of an optional input: whether it is known true,
+        see the rule language's missing values).
 
         Examples
         --------
@@ -735,7 +852,7 @@ class Evaluation:
         >>> gr.evaluate(kb, {"age": [10, 30]}).holds("ok <-> age > 20").tolist()
         [True, True]
         """
-        expr = parse_formula(formula, self.kb)
+        expr = definite(self.kb, parse_formula(formula, self.kb))
         value = np.broadcast_to(compile_truth(expr, self.kb)(self._env), (len(self.index),))
         return pd.Series(value.astype(bool), index=self.index)
 
@@ -939,7 +1056,7 @@ class _Run:
         self.preferred: dict[str, np.ndarray] = {}
         self.infeasible = np.zeros(n, bool)
         for c in self.plan.fixed_constraints:
-            self.infeasible |= ~self.truth(c.formula, self.env)
+            self.infeasible |= ~self.truth(not_false(kb, c.formula), self.env)
 
     def truth(self, e, where) -> np.ndarray:
         """Per row, whether formula ``e`` holds in environment ``where``."""
@@ -952,7 +1069,7 @@ class _Run:
 
     def body(self, r) -> np.ndarray:
         if r.name not in self.bodies:
-            self.bodies[r.name] = self.truth(r.body, self.env)
+            self.bodies[r.name] = self.truth(definite(self.kb, r.body), self.env)
         return self.bodies[r.name]
 
     def _values(self, comp) -> tuple[dict, list]:
@@ -1042,7 +1159,8 @@ class _Run:
     def result(self) -> Evaluation:
         kb, index, env = self.kb, self.index, self.env
         scores = self.scores()
-        violations = {c.name: ~self.truth(c.formula, env) for c in kb.constraints.values()}
+        violations = {c.name: ~self.truth(not_false(kb, c.formula), env)
+                      for c in kb.constraints.values()}
 
         def frame(names, source):
             return pd.DataFrame({v: _decoded(kb, v, source[v], index) for v in names},
@@ -1102,7 +1220,8 @@ def _argmax(*, comp, assignments, code_of, layout, weights, truth, body, env, de
                 continue
             objective = objective + partial[v, x]
             for r in layout[v, x][2]:
-                objective = _plus(scale, objective, weights[r.name], sel(truth(r.body, sub)), m)
+                objective = _plus(scale, objective, weights[r.name],
+                                  sel(truth(definite(kb, r.body), sub)), m)
         objective = scale.full(objective, m)
         if k == 0:
             best_free = objective
@@ -1115,7 +1234,7 @@ def _argmax(*, comp, assignments, code_of, layout, weights, truth, body, env, de
         if comp.constraints:
             feasible = np.ones(m, bool)
             for c in comp.constraints:
-                feasible &= sel(truth(c.formula, sub))
+                feasible &= sel(truth(not_false(kb, c.formula), sub))
             if unsure is not None:
                 unsure |= feasible & have & scale.close(objective, best)
             better = feasible & (~have | (objective > best))

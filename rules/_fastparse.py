@@ -42,7 +42,8 @@ _TOKEN = re.compile(r"""
 #: every word the grammar spells out: as a name it could be read otherwise by Lark's
 #: contextual lexer, so a name spelled so is left to Lark
 _KEYWORDS = frozenset("""input neural define output rule constraint set weight fixed
-    forall exists not and or in for true false bool real int tensor""".split())
+    forall exists not and or in for true false bool real int tensor optional is
+    missing""".split())
 _STATEMENTS = frozenset("input neural define output rule constraint".split())
 _PRODUCT = frozenset(("*", "//", "%"))
 
@@ -147,7 +148,10 @@ class _Parser:
 
     def st_input(self):
         (name, span) = self.head_of_decl()
-        return A.InputDecl(name, self.type(), span=span)
+        optional = self.peek() == "optional"
+        if optional:
+            self.i += 1
+        return A.InputDecl(name, self.type(), optional, span=span)
 
     def st_output(self):
         (name, span) = self.head_of_decl()
@@ -335,6 +339,14 @@ class _Parser:
                 items.append(self.set_item())
             self.take("}")
             return A.InSet(left, tuple(items), span=left.span)
+        if kind == "is":
+            self.i += 1
+            test = A.IsMissing(left, span=left.span)
+            if self.peek() == "not":
+                i = self.take("not")
+                test = A.Not(test, span=self.loc(i))
+            self.take("missing")
+            return test
         return left
 
     def sum(self):

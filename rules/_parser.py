@@ -163,6 +163,10 @@ class _ToAst(Transformer):
     def inset(self, c):
         return A.InSet(c[0], tuple(c[1:]), span=_loc(c))
 
+    def is_missing(self, c):
+        test = A.IsMissing(c[0], span=_loc(c[0]))
+        return test if c[1] is None else A.Not(test, span=_loc(c[1]))
+
     def not_op(self, c):
         return A.Not(c[1], span=_loc(c))
 
@@ -241,8 +245,9 @@ class _ToAst(Transformer):
         return _head(c[0], c[1])
 
     def input_decl(self, c):
-        name, params, typ = c
-        return _family(params, A.InputDecl(name.name, _finish_type(typ), span=name.span))
+        name, params, optional, typ = c
+        st = A.InputDecl(name.name, _finish_type(typ), optional is not None, span=name.span)
+        return _family(params, st)
 
     def neural_decl(self, c):
         name, params, typ, net, *args = c

@@ -31,9 +31,9 @@ def _level(e) -> int:
         return _OR
     if isinstance(e, A.And):
         return _AND
-    if isinstance(e, A.Not):
+    if isinstance(e, A.Not) and not isinstance(e.operand, A.IsMissing):
         return _NOT
-    if isinstance(e, (A.Compare, A.InSet)):
+    if isinstance(e, (A.Compare, A.InSet, A.IsMissing, A.Not)):
         return _CMP
     if isinstance(e, A.Sum):
         return _SUM
@@ -74,7 +74,11 @@ def expr_to_text(e) -> str:
     if isinstance(e, A.InSet):
         values = ", ".join(expr_to_text(v) for v in e.values)
         return f"{_wrap(e.operand, _SUM)} in {{{values}}}"
+    if isinstance(e, A.IsMissing):
+        return f"{_wrap(e.operand, _SUM)} is missing"
     if isinstance(e, A.Not):
+        if isinstance(e.operand, A.IsMissing):
+            return f"{_wrap(e.operand.operand, _SUM)} is not missing"
         return "not " + _wrap(e.operand, _NOT)
     if isinstance(e, A.And):
         return " and ".join(_wrap(a, _AND + 1) for a in e.args)
@@ -168,7 +172,8 @@ def statement_to_text(st) -> str:
         cut = inner.index(" ") + 1 + len(name_to_text(st.statement.name))
         return inner[:cut] + _params(st) + inner[cut:]
     if isinstance(st, A.InputDecl):
-        return f"input {name_to_text(st.name)}: {type_to_text(st.type)}"
+        optional = "optional " if st.optional else ""
+        return f"input {name_to_text(st.name)}: {optional}{type_to_text(st.type)}"
     if isinstance(st, A.OutputDecl):
         return f"output {name_to_text(st.name)}: {type_to_text(st.type)}"
     if isinstance(st, A.NeuralDecl):

@@ -31,7 +31,8 @@ class Variable:
 
     ``role`` is ``"input"`` (data), ``"neural"`` (predicted by ``network`` from ``args``),
     ``"defined"`` (``expr`` of other variables) or ``"decided"`` (by the rules whose head it
-    is). ``output`` says whether it was declared ``output``.
+    is). ``output`` says whether it was declared ``output``; ``optional`` whether it is an
+    input declared ``optional`` (a row may leave it missing).
     """
 
     name: str
@@ -41,6 +42,7 @@ class Variable:
     expr: A.Expr | None = None
     network: str | None = None
     args: tuple[str, ...] = ()
+    optional: bool = False
 
     @property
     def finite(self) -> bool:
@@ -202,6 +204,9 @@ def _declared_vars(statements, ck: _Checker) -> dict[str, Variable]:
             ck.check_type(st.type, st, st.name)
             if isinstance(st.type, A.TensorType) and not isinstance(st, A.InputDecl):
                 ck.error(f"{st.name!r}: only inputs can be tensors", st)
+            if getattr(st, "optional", False) and isinstance(st.type, A.TensorType):
+                ck.error(f"{st.name!r}: a tensor input cannot be optional (only table "
+                         "inputs: bool, numbers and enums)", st)
     variables: dict[str, Variable] = {}
     for name, items in decls.items():
         ck.statement = name
@@ -227,7 +232,7 @@ def _declared_vars(statements, ck: _Checker) -> dict[str, Variable]:
             continue
         d = items[0]
         if isinstance(d, A.InputDecl):
-            variables[name] = Variable(name, d.type, "input")
+            variables[name] = Variable(name, d.type, "input", optional=d.optional)
         elif isinstance(d, A.NeuralDecl):
             ck.check_name(d.network, d, "network")
             variables[name] = Variable(name, d.type, "neural", network=d.network, args=d.args)
@@ -269,6 +274,9 @@ class _ExprChecker:
     def undeclared(self, node: A.Var) -> None:
         hint = difflib.get_close_matches(node.name, list(self.vars), n=1)
         extra = f"; did you mean {hint[0]!r}?" if hint else ""
+        if node.name.lower() in ("nan", "na", "null", "none", "missing"):
+            extra += ("; a missing value is tested with 'x is missing', on an input declared "
+                      "'input x: optional TYPE'")
         self.ck.error(f"undeclared name {node.name!r}{extra}", node)
 
     def check(self, e, expect_enum: A.EnumType | None = None):
@@ -406,6 +414,17 @@ class _ExprChecker:
             self.need_bool(t, a, "'count'")
             args.append(x)
         return A.Count(tuple(args), span=e.span), _T("num", True)
+
+    def is_missing(self, e: A.IsMissing):
+        x = e.operand
+        v = self.vars.get(x.name) if isinstance(x, A.Var) else None
+        if v is None and isinstance(x, A.Var):
+            self.undeclared(x)
+        elif v is None or not v.optional:
+            what = f"{v.role} {x.name!r}" if v is not None else _expr_text(x)
+            self.ck.error(f"'is missing' tests an input declared optional "
+                          f"('input NAME: optional TYPE'), got {what}", e)
+        return e, BOOL
 
     def not_(self, e: A.Not):
         x, t = self.check(e.operand)
@@ -555,6 +574,7 @@ _CHECKS = (
     (A.Count, _ExprChecker.count),
     (A.Compare, _ExprChecker.compare),
     (A.InSet, _ExprChecker.inset),
+    (A.IsMissing, _ExprChecker.is_missing),
     (A.Not, _ExprChecker.not_),
     ((A.And, A.Or), _ExprChecker.and_or),
     ((A.Implies, A.Iff), _ExprChecker.implies),
@@ -668,6 +688,20 @@ def _check_head(rule: A.Rule, variables: dict[str, Variable], ck: _Checker) -> N
             )
 
 
+def _check_define_reads(st, expr, variables: dict[str, Variable], ck: _Checker) -> None:
+    """A define computes a value in every row: it may test ``x is missing`` but not read an
+    optional input's value (rules and constraints read it, three-valued)."""
+    from ._missing import value_reads
+
+    for name in value_reads(expr):
+        v = variables.get(name)
+        if v is not None and v.optional:
+            ck.error(f"the definition of {st.name!r} reads optional input {name!r}, which may "
+                     f"be missing; test it in rules and constraints, or write "
+                     f"'{name} is missing' here", st)
+            return
+
+
 def _check_cycles(statements, variables: dict[str, Variable], rules, ck: _Checker) -> None:
     # an input reads nothing, so it is on no cycle: only edges between computed variables
     # count (a grounded family's 90,000 rules over inputs add none)
@@ -714,6 +748,11 @@ def validate(statements, *, filename: str | None = None, source: str | None = No
                 if a not in variables:
                     ck.error(f"network {v.network!r} of {v.name!r} reads undeclared {a!r}",
                              _decl_of(statements, v.name))
+                elif variables[a].optional:
+                    ck.error(f"network {v.network!r} of {v.name!r} reads optional input "
+                             f"{a!r}; a network needs a value in every row (declare it "
+                             "without 'optional', or test it in rules)",
+                             _decl_of(statements, v.name))
     named: dict[str, A.Node] = {}
     resolved = []
     for st in statements:
@@ -744,6 +783,7 @@ def validate(statements, *, filename: str | None = None, source: str | None = No
         elif isinstance(st, A.DefineDecl) and st.expr is not None:
             expr = check_expr(st.expr, variables, ck, expect=st.type, learnable_ok=False,
                               what=f"the definition of {st.name!r}")
+            _check_define_reads(st, expr, variables, ck)
             st = dataclasses.replace(st, expr=expr)
             if st.name in variables and variables[st.name].expr is not None:
                 variables[st.name] = dataclasses.replace(variables[st.name], expr=expr)

@@ -29,6 +29,7 @@ from ._deadline import Deadline, z3_milliseconds
 from ._decisions import candidates, plan
 from ._domain import domain
 from ._kb import KnowledgeBase, parse_formula
+from ._missing import definite, missing_key, not_false, placeholder
 
 __all__ = ["Z3Encoding", "Z3_LOCK", "to_z3", "witness_row", "solve", "z3_serialised"]
 
@@ -143,6 +144,15 @@ class Z3Encoding:
             c = self._consts[name] = domain(t).z3_const(name)
         return c
 
+    def missing(self, name: str) -> z3.BoolRef:
+        """The Z3 Bool ``name is missing`` of optional input ``name`` (its value constant
+        is free where it is true: every formula reads it only where it is false)."""
+        key = missing_key(name)
+        c = self._consts.get(key)
+        if c is None:
+            c = self._consts[key] = z3.Bool(name + "\x1fmissing")
+        return c
+
     def var(self, name: str) -> z3.ExprRef:
         """A variable's value: its constant, or for a defined variable its expression."""
         v = self.kb.variables[name]
@@ -171,12 +181,18 @@ class Z3Encoding:
                 if v.role in roles and not isinstance(v.type, A.TensorType)]
 
     def domain(self, roles=("input", "neural", "decided")) -> list[z3.BoolRef]:
-        """Type constraints of the variables with these roles."""
+        """Type constraints of the variables with these roles; an optional input that is
+        missing holds its placeholder, as ``predict`` holds it (only a residual network
+        reads it there)."""
         out = []
         for n in self.free_names(roles):
             c = self.type_constraint(n)
             if c is not None:
                 out.append(c)
+            if self.kb.variables[n].optional:
+                t = self.kb.variables[n].type
+                held = placeholder(t)
+                out.append(z3.Implies(self.missing(n), self.var(n) == domain(t).z3_value(held)))
         return out
 
     # ---------------------------------------------------------------- expressions
@@ -230,6 +246,8 @@ class Z3Encoding:
             return z3.Or([x == self.expr(v, ctx) for v in e.values])
         if isinstance(e, A.Not):
             return z3.Not(self.expr(e.operand))
+        if isinstance(e, A.IsMissing):
+            return self.missing(e.operand.name)
         if isinstance(e, A.And):
             return z3.And([self.expr(a) for a in e.args])
         if isinstance(e, A.Or):
@@ -258,7 +276,8 @@ class Z3Encoding:
         return out, len(values)
 
     def hard_constraints(self) -> list[z3.BoolRef]:
-        return [self.expr(c.formula) for c in self.kb.constraints.values() if c.hard]
+        return [self.expr(not_false(self.kb, c.formula))
+                for c in self.kb.constraints.values() if c.hard]
 
     # ------------------------------------------------------------------ decisions
     def value_of(self, name: str, value) -> z3.ExprRef:
@@ -278,7 +297,7 @@ class Z3Encoding:
                 if target != value:
                     continue
                 w = r.weight
-            total = total + z3.If(self.expr(r.body), _num(w), _num(0))
+            total = total + z3.If(self.expr(definite(self.kb, r.body)), _num(w), _num(0))
         return total
 
     def decision(self, *, deadline: Deadline | None = None) -> list[z3.BoolRef]:
@@ -350,7 +369,7 @@ class Z3Encoding:
         rank = _num(0)
         for x, d in zip(xs, doms):
             rank = rank * d.size + d.z3_index(x)
-        cons = z3.And([self.expr(c.formula) for c in comp.constraints])
+        cons = z3.And([self.expr(not_false(self.kb, c.formula)) for c in comp.constraints])
         # each value's score as a function of the component's variables, built once
         score_of = {(v, u): self.score(v, u) for v in names for u in scored[v]}
         out = [cons]
@@ -439,6 +458,10 @@ def witness_row(enc: Z3Encoding, model: z3.ModelRef, names) -> pd.DataFrame:
     row = {}
     for n in names:
         d = domain(enc.kb.variables[n].type)
+        if enc.kb.variables[n].optional and z3.is_true(
+                model.eval(enc.missing(n), model_completion=True)):
+            row[n] = pd.Series([None], dtype=object)   # missing in this row
+            continue
         value = model.eval(enc.var(n), model_completion=True)
         row[n] = d.series([d.code(d.z3_decode(value))])
     return pd.DataFrame(row)

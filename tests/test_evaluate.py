@@ -124,11 +124,13 @@ def test_holds_evaluates_a_property(credit, credit_rows):
         ({"income": ["1", "2", "3", "4"]}, r"column 'income': expected numbers, got the text "
          r"'1' at row 'a' \(the column holds its values as text: convert the column first\)"),
         ({"reliable": ["true", "maybe", "false", "true"]}, r"column 'reliable': expected "
-         r"true/false \(bool or 0/1\), got 'maybe' \(str\) at row 'b'$"),
+         r"true/false \(bool, 0/1, yes/no or true/false\), got 'maybe' \(str\) at row 'b'$"),
         ({"reliable": pd.array([True, None, False, True], dtype="boolean")},
-         r"column 'reliable': missing value \(<NA>\) at row 'b'$"),
+         r"column 'reliable': missing value \(<NA>\) at row 'b'; an input that may be missing "
+         r"is declared 'input reliable: optional bool'$"),
         ({"age": pd.array([30, None, 50, 70], dtype="Int64")},
-         r"column 'age': missing value \(<NA>\) at row 'b'$"),
+         r"column 'age': missing value \(<NA>\) at row 'b'; an input that may be missing "
+         r"is declared 'input age: optional int 0\.\.120'$"),
     ],
 )
 def test_data_errors_name_column_and_row(credit, credit_rows, change, message):

@@ -17,6 +17,7 @@ from greybox.rules import (
     align_labels,
     decode_bools,
     family_columns,
+    missing_key,
     missing_values,
     parse_statements,
     to_text,
@@ -353,6 +354,8 @@ class Debugger:
                     cols[f"{n} == {name}"] = (v == k).astype(float)
             else:
                 cols[n] = v.astype(float)
+            if kb.variables[n].optional:   # missing cells hold a placeholder: say where
+                cols[f"{n} is missing"] = self.batch.columns[missing_key(n)].astype(float)
         with torch.no_grad():
             trace = self._model.eval()(self.batch)
         for n in kb.neural:

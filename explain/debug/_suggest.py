@@ -703,6 +703,10 @@ class _Scene:
         num = _numbers(rule.body)[index]
         found = _compare_of(rule.body, num)
         out = None
+        if found is not None and any(self.ev.kb.variables[n].optional
+                                     for n in A.variables(found[0])
+                                     if n in self.ev.kb.variables):
+            found = None   # unknown where a value is missing: no sweep over its rows
         if found is not None:
             compare, on_left = found
             other = compare.right if on_left else compare.left

@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 
 from greybox.errors import ModelError, SolverError
-from greybox.rules import ast as A
 from greybox.rules import (
+    MISSING,
     closure,
     entails,
     evaluate,
@@ -26,6 +26,7 @@ from greybox.rules import (
     timeout_seconds,
     z3_serialised,
 )
+from greybox.rules import ast as A
 
 from .._parallel import per_property, per_row
 from ._backend import BACKENDS, choose, resolve_level
@@ -180,7 +181,8 @@ def counterfactual(model, batch, row=None, output: str | None = None, *,
                    minimize: str = "count", immutable=(), level: str = "auto",
                    max_relus: int = 64, backend: str = "auto",
                    timeout: float = 10.0, target=None, allowed=None, increase_only=(),
-                   decrease_only=(), cost=None, n_jobs: int | None = None) -> Counterfactual:
+                   decrease_only=(), cost=None, fill_missing: bool = False,
+                   n_jobs: int | None = None) -> Counterfactual:
     """The closest variant of row ``row`` (its label in the data's index; default the first
     row) whose decision (what ``predict`` returns) differs.
 
@@ -207,7 +209,11 @@ def counterfactual(model, batch, row=None, output: str | None = None, *,
       grow / shrink;
     - ``cost={fact: weight}``: a change of the fact counts ``weight`` times (default 1)
       in the objective, count or L1, so a costly fact changes only where cheaper ones
-      cannot do it.
+      cannot do it;
+    - ``fill_missing``: an optional input missing in the row may be given a value (a
+      filled-in value counts as one change, for ``"l1"`` too). By default it stays
+      missing: a counterfactual never invents a value the row does not have, and never
+      erases one it has.
 
     A fact may always keep its row value. Several diverse answers: :func:`counterfactuals`.
     Many rows: ``row`` a list of labels, ``n_jobs`` (joblib), as in :func:`reason`.
@@ -239,7 +245,10 @@ def counterfactual(model, batch, row=None, output: str | None = None, *,
     p, batch, output, row = _problem(model, batch, row, output, level, max_relus, backend,
                                      timeout, optimise=True)
     _check_names(p, "immutable", immutable)
-    wishes = _wishes(p, output, target, allowed, increase_only, decrease_only, cost)
+    wishes = _wishes(p, output, target, allowed, increase_only, decrease_only, cost,
+                     fill_missing)
+    if not fill_missing:   # a missing value stays missing
+        immutable = (*immutable, *(n for n, v in p.facts.items() if v is MISSING))
     return _answer(model, p, batch, row, output, minimize, tuple(immutable), wishes, t0)
 
 
@@ -249,7 +258,8 @@ def counterfactuals(model, batch, row=None, output: str | None = None, *, n: int
                     minimize: str = "count", immutable=(), level: str = "auto",
                     max_relus: int = 64, backend: str = "auto", timeout: float = 30.0,
                     target=None, allowed=None, increase_only=(), decrease_only=(),
-                    cost=None, n_jobs: int | None = None) -> Counterfactuals:
+                    cost=None, fill_missing: bool = False,
+                    n_jobs: int | None = None) -> Counterfactuals:
     """Up to ``n`` counterfactuals of row ``row``, diverse by construction: each is the
     closest change (as :func:`counterfactual`, with the same options) that keeps at
     least one fact of every earlier answer's change set unchanged -- so no two answers
@@ -295,7 +305,10 @@ def counterfactuals(model, batch, row=None, output: str | None = None, *, n: int
     p, batch, output, row = _problem(model, batch, row, output, level, max_relus, backend,
                                      timeout, optimise=True)
     _check_names(p, "immutable", immutable)
-    wishes = _wishes(p, output, target, allowed, increase_only, decrease_only, cost)
+    wishes = _wishes(p, output, target, allowed, increase_only, decrease_only, cost,
+                     fill_missing)
+    if not fill_missing:   # a missing value stays missing
+        immutable = (*immutable, *(n for n, v in p.facts.items() if v is MISSING))
     answers: list = []
     stopped = "n"
     while len(answers) < n:
@@ -337,7 +350,8 @@ def _names(names) -> tuple:
     return (names,) if isinstance(names, str) else tuple(names)
 
 
-def _wishes(p, output, target, allowed, increase_only, decrease_only, cost) -> Wishes:
+def _wishes(p, output, target, allowed, increase_only, decrease_only, cost,
+            fill_missing: bool = False) -> Wishes:
     """The person's options, checked against the row's facts and made into codes."""
     kb = p.kb
     if target is not None:
@@ -395,6 +409,9 @@ def _wishes(p, output, target, allowed, increase_only, decrease_only, cost) -> W
         if not measured(n):
             raise ModelError(f"{'increase_only' if n in inc else 'decrease_only'} names "
                              f"{n!r}, which is not a real or int input")
+        if p.facts[n] is MISSING:
+            raise ModelError(f"{'increase_only' if n in inc else 'decrease_only'} names "
+                             f"{n!r}, which is missing in the row")
         x0 = float(p.facts[n])
         lo, hi = ranges.get(n, (None, None))
         if n in inc:
@@ -410,14 +427,14 @@ def _wishes(p, output, target, allowed, increase_only, decrease_only, cost) -> W
         if not (np.isfinite(w) and w > 0):
             raise ModelError(f"cost[{n!r}] must be a positive number, got {cost[n]!r}")
         cost[n] = w
-    return Wishes(target, ranges, values, cost)
+    return Wishes(target, ranges, values, cost, fill_missing=bool(fill_missing))
 
 
 def _within(p, wishes: Wishes, after: dict) -> str | None:
     """Which wish a polished answer breaks (in words), or None."""
     changed = {n for n in after if after[n] != p.facts[n]}
     for n in sorted(changed):
-        if n in wishes.ranges:
+        if n in wishes.ranges and after[n] is not MISSING:
             lo, hi = wishes.ranges[n]
             v = float(after[n])
             if (lo is not None and v < lo) or (hi is not None and v > hi):
@@ -468,7 +485,7 @@ def _answer(model, p, batch, row, output, minimize, immutable, wishes, t0) -> Co
     # solver noise is not a change -- unless the decision needs it: on a row whose sum
     # sits exactly on a threshold (0.1 + 0.2 + 0.3 > 0.6) the closest change is that small
     noise = {n: facts[n] for n, code in after.items()
-             if isinstance(code, float) and code != facts[n]
+             if isinstance(code, float) and code != facts[n] and facts[n] is not MISSING
              and abs(code - float(facts[n])) <= 1e-9 * max(1.0, abs(float(facts[n])))}
     if noise:
         trial = {**after, **noise}
@@ -524,7 +541,8 @@ def _polish(model, p, changes: list, after: dict, applied, applied_all,
         changes[:] = [c for c in changes if after[c["fact"]] != facts[c["fact"]]]
     reals = [c["fact"] for c in changes
              if c["fact"] in kb.variables and isinstance(kb.variables[c["fact"]].type,
-                                                         A.RealType)]
+                                                         A.RealType)
+             and facts[c["fact"]] is not MISSING]   # a filled-in value is not pushed
     # pushed by growing hairs, each real alone first (a change can sit on two
     # thresholds, one the push must cross and one it must not), then all together
     base = dict(after)
@@ -637,8 +655,8 @@ def _concept_witness(model, kb, formula, row: pd.DataFrame) -> tuple[pd.DataFram
     names += list(kb.neural)
     for trial in _near(model, kb, row):
         ev = evaluate(kb, trial[names], bias=_bias_with(model, kb, trial))
-        if bool(ev.holds(formula).iloc[0]) or bool(ev.infeasible.iloc[0]):
-            continue
+        if not bool(ev.holds(A.Not(formula)).iloc[0]) or bool(ev.infeasible.iloc[0]):
+            continue   # a counterexample is where the property is known false
         shown = trial.copy()
         for name in kb.decided:
             if name in shown:
@@ -655,8 +673,8 @@ def _replayed(model, kb, formula, row: pd.DataFrame) -> pd.DataFrame | None:
 
     for trial in _near(model, kb, row):
         ev, _ = crisp_evaluation(model, model.batch(trial))
-        if bool(ev.holds(formula).iloc[0]) or bool(ev.infeasible.iloc[0]):
-            continue
+        if not bool(ev.holds(A.Not(formula)).iloc[0]) or bool(ev.infeasible.iloc[0]):
+            continue   # a counterexample is where the property is known false
         shown = trial.copy()
         for name in kb.neural:   # what the real networks said on the counterexample
             shown[name] = ev._env[name]

@@ -15,14 +15,17 @@ class Wishes:
     and ``decrease_only`` become one-sided ranges); ``values`` name -> the codes an
     enum or bool fact may take when changed; ``cost`` name -> weight of its change in
     the objective (count and L1); ``exclude``: change sets (frozensets of names) of
-    earlier answers -- each answer keeps at least one fact of every one unchanged.
-    A fact may always keep its row value."""
+    earlier answers -- each answer keeps at least one fact of every one unchanged;
+    ``fill_missing``: an optional input missing in the row may be given a value (else it
+    stays missing; a value present in the row is never erased). A fact may always keep
+    its row value."""
 
     target: object = None
     ranges: dict = field(default_factory=dict)
     values: dict = field(default_factory=dict)
     cost: dict = field(default_factory=dict)
     exclude: tuple = ()
+    fill_missing: bool = False
 
     def weight(self, name: str) -> float:
         return float(self.cost.get(name, 1.0))

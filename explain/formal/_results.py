@@ -46,7 +46,8 @@ class Reason:
     def __str__(self) -> str:
         extra = "".join(f"; {a}" for a in self.assumptions)
         if self.facts:
-            facts = " and ".join(f"{k} = {_fact(k, v)}" for k, v in self.facts.items())
+            facts = " and ".join(f"{k} is missing" if v is None else f"{k} = {_fact(k, v)}"
+                                 for k, v in self.facts.items())
             whatever = f", whatever {', '.join(self.free)}" if self.free else ""
             why = f"because {facts}{whatever}"
         else:   # no fact is needed: the learned rules and the hard constraints decide

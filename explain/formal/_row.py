@@ -13,6 +13,7 @@ import pandas as pd
 import torch
 
 from greybox.errors import ModelError
+from greybox.rules import MISSING, missing_key
 from greybox.rules import ast as A
 
 __all__ = ["concepts_after", "decision_on", "decisions_on", "distance", "inputs_after", "num", "overridden",
@@ -21,14 +22,17 @@ __all__ = ["concepts_after", "decision_on", "decisions_on", "distance", "inputs_
 
 
 def show(kb, name, code):
-    """The value a fact's code stands for (a residual logit is a real)."""
+    """The value a fact's code stands for (a residual logit is a real; a missing value is
+    None)."""
+    if code is MISSING:
+        return None
     if name.startswith("residual:"):
         return float(code)
     return A.domain(kb.variables[name].type).decode(code)
 
 
 def num(value) -> float:
-    return float(value) if not isinstance(value, str) else 0.0
+    return float(value) if not isinstance(value, str) and value is not None else 0.0
 
 
 def residual_facts(model, batch, row: int) -> dict:
@@ -67,7 +71,8 @@ def pull_back(kb, changes: list, facts: dict, after: dict, still_changed, *,
     per_round = max(1, int(np.log2(ways)))
     for change in changes:
         n = change["fact"]
-        if n not in kb.variables or not isinstance(kb.variables[n].type, A.RealType):
+        if n not in kb.variables or not isinstance(kb.variables[n].type, A.RealType) \
+                or facts[n] is MISSING or after[n] is MISSING:
             continue
         start, end = float(facts[n]), float(after[n])
         if limits is not None:     # a row beyond the range: towards it, up to its end
@@ -112,7 +117,9 @@ def inputs_after(model, batch, row: int, after: dict) -> dict:
         if n in tensors:
             out[n] = tensors[n]
             continue
-        code = after[n] if n in after else sub.columns[n][0]
+        code = after[n] if n in after else \
+            MISSING if kb.variables[n].optional and sub.columns[missing_key(n)][0] else \
+            sub.columns[n][0]
         code = code.item() if hasattr(code, "item") else code
         value = show(kb, n, code)
         out[n] = [value] if tensors else value
@@ -232,7 +239,8 @@ def round_changes(model, kb, facts: dict, after: dict, changes: list, differs_al
             return change_range(model, kb, n, v)
     reals = [c["fact"] for c in changes if c["fact"] in kb.variables
              and isinstance(kb.variables[c["fact"]].type, A.RealType)
-             and kb.variables[c["fact"]].role == "input"]
+             and kb.variables[c["fact"]].role == "input"
+             and facts[c["fact"]] is not MISSING and after[c["fact"]] is not MISSING]
     if not reals:
         return differs_all([after])[0]
     steps = {n: person_step(model, n) for n in reals}
@@ -273,7 +281,8 @@ def distance(model, kb, changes: list, facts: dict, after: dict, minimize: str,
         w = float(cost.get(n, 1.0))
         t = kb.variables[n].type if n in kb.variables else None
         if minimize == "count" or not isinstance(t, (A.RealType, A.IntType)) or \
-                kb.variables[n].role == "neural" and isinstance(t, A.IntType):
+                kb.variables[n].role == "neural" and isinstance(t, A.IntType) or \
+                facts[n] is MISSING or after[n] is MISSING:   # a value filled in: 1
             total += w
         else:
             spread = float(model.spread(n)) if n in model.feature_names else 1.0
@@ -304,14 +313,15 @@ def sampled_refuted(model, kb, facts: dict, fixeds: list, output: str, decision,
         t = kb.variables[name].type
         held = np.repeat([name in f for f in fixeds], n)
         if isinstance(t, A.EnumType):
-            drawn = np.full(n * k, int(code)) if held.all() else \
+            code = -1 if code is MISSING else int(code)   # -1: a missing category
+            drawn = np.full(n * k, code) if held.all() else \
                 rng.integers(0, len(t.values), n * k)
-            drawn[held] = int(code)
+            drawn[held] = code
             cols[name] = pd.Categorical.from_codes(drawn, categories=list(t.values))
             continue
         value = show(kb, name, code)
         if held.all():
-            cols[name] = np.full(n * k, value)
+            cols[name] = np.full(n * k, value, dtype=object if value is None else None)
             continue
         if isinstance(t, A.BoolType):
             drawn = rng.integers(0, 2, n * k).astype(bool)
@@ -326,6 +336,8 @@ def sampled_refuted(model, kb, facts: dict, fixeds: list, output: str, decision,
             else:
                 drawn = rng.uniform(lo, hi, n * k)
                 drawn[0::n], drawn[1::n] = lo, hi
+        if value is None:   # held missing where held: the column holds None there
+            drawn = drawn.astype(object)
         drawn[held] = value
         cols[name] = drawn
     frame = pd.DataFrame(cols)
@@ -373,6 +385,8 @@ def row_state(model, batch, row: int, output: str) -> tuple[dict, object]:
         if name in batch.columns:
             v = batch.columns[name][row]
             facts[name] = v.item() if hasattr(v, "item") else v
+            if kb.variables[name].optional and batch.columns[missing_key(name)][row]:
+                facts[name] = MISSING
     for name in kb.neural:
         v = np.asarray(ev._env[name]).reshape(-1)[0]
         d = A.domain(kb.variables[name].type)

@@ -35,8 +35,8 @@ from scipy.optimize import Bounds, LinearConstraint, milp
 from scipy.sparse import csr_matrix
 
 from greybox.errors import ModelError, SolverError
+from greybox.rules import MISSING, definite, not_false, plan, z3_serialised
 from greybox.rules import ast as A
-from greybox.rules import plan, z3_serialised
 
 from ._networks import propagate
 from ._protocol import NO_WISHES, Backend, Problem, Wishes
@@ -334,6 +334,9 @@ class _Compiler:
         self.inputs: dict[str, Lin] = {}
         self.onehot: dict[str, list[Lin]] = {}
         self.values: dict[str, Lin] = {}
+        #: optional inputs: the binary "is missing" (their value variable is read only
+        #: where it is 0: see the rule language, missing values)
+        self.missing: dict[str, Lin] = {}
         self.max_relus = max_relus
         #: inputs declared without bounds, bounded by the range seen in the data
         self.assumed: dict[str, tuple[float, float]] = {}
@@ -342,6 +345,10 @@ class _Compiler:
         for name in kb.neural:
             self._neural(name)
         self.residual: dict[str, list[Lin]] = {}
+        if model.residual is not None and self.missing:
+            raise ModelError(f"the residual network reads the optional input(s) "
+                             f"{', '.join(self.missing)}, held at a placeholder where missing; "
+                             "the MILP backend does not encode that (use backend='z3')")
         if model.residual is not None:
             feats = self._features()
             for name in kb.decided:
@@ -360,11 +367,13 @@ class _Compiler:
                                  "cannot encode that (use backend='z3')")
             self._decide(comp)
         for c in plan(kb).fixed_constraints:
-            self.p.add(self.truth(c.formula), lo=1.0)
+            self.p.add(self.truth(not_false(kb, c.formula)), lo=1.0)
 
     # variables -------------------------------------------------------------------------
     def _input(self, name):
         t = self.kb.variables[name].type
+        if self.kb.variables[name].optional:
+            self.missing[name] = self.p.binary(f"{name}.missing")
         if isinstance(t, A.TensorType):
             raise ModelError(f"input {name!r} is a tensor; the MILP backend reasons over "
                              "table inputs")
@@ -542,6 +551,8 @@ class _Compiler:
             return self.expr(e)
         if isinstance(e, A.Not):
             return p.not_(self.truth(e.operand))
+        if isinstance(e, A.IsMissing):
+            return self.missing[e.operand.name]
         if isinstance(e, A.And):
             return p.and_([self.truth(a) for a in e.args])
         if isinstance(e, A.Or):
@@ -603,7 +614,7 @@ class _Compiler:
             score = score + self.residual[name][0]
         for r in self.kb.rules_for(name):
             w = -r.weight if r.head.value is False else r.weight
-            score = score + self.truth(r.body).scale(w)
+            score = score + self.truth(definite(self.kb, r.body)).scale(w)
         score.integral = False
         prefer = self.p.indicator(score, strict=True, name=f"{name}.score")
         if not comp.constraints:
@@ -612,7 +623,8 @@ class _Compiler:
         feasible = {}
         for value in (0.0, 1.0):
             self.decisions[name] = _lin(value)
-            feasible[value] = self.p.and_([self.truth(c.formula) for c in comp.constraints])
+            feasible[value] = self.p.and_([self.truth(not_false(self.kb, c.formula))
+                                           for c in comp.constraints])
         self.p.add(self.p.or_([feasible[0.0], feasible[1.0]]), lo=1.0)   # a decision exists
         # True when True is allowed and preferred, or False is not allowed
         self.decisions[name] = self.p.and_(
@@ -637,14 +649,15 @@ class _Compiler:
                 s = s + self.residual[name][k]
             for r in self.kb.rules_for(name):
                 if _pushes(r, v):
-                    s = s + self.truth(r.body).scale(float(r.weight))
+                    s = s + self.truth(definite(self.kb, r.body)).scale(float(r.weight))
             s.integral = False
             scores.append(s)
         allowed = []
         for v in values:
             if comp.constraints:
                 self.decisions[name] = _lin(float(d.code(v)))
-                allowed.append(self.p.and_([self.truth(c.formula) for c in comp.constraints]))
+                allowed.append(self.p.and_([self.truth(not_false(self.kb, c.formula))
+                                            for c in comp.constraints]))
             else:
                 allowed.append(_lin(1.0))
         hots = [self.p.binary(f"{name}#{k}") for k in range(len(values))]
@@ -686,7 +699,13 @@ def compile_decision(model, kb, bias: dict, *, max_relus: int = 64,
 
 
 def _fix(comp: _Compiler, name: str, code, lb: list, ub: list) -> None:
-    """Pin input ``name`` to ``code`` in the bound arrays ``lb``/``ub``."""
+    """Pin input ``name`` to ``code`` in the bound arrays ``lb``/``ub`` (an optional input
+    to missing, ``MISSING``, or to present with that value)."""
+    if name in comp.missing:
+        (m,) = comp.missing[name].terms
+        lb[m] = ub[m] = 1.0 if code is MISSING else 0.0
+        if code is MISSING:
+            return   # its value is free: read nowhere
     t = comp.kb.variables[name].type
     if isinstance(t, A.EnumType):
         at = A.domain(t).index_of(code)
@@ -702,6 +721,9 @@ def _decode(comp: _Compiler, x: np.ndarray) -> dict:
     """The inputs' codes in a solution ``x`` of the program."""
     out = {}
     for name, e in comp.inputs.items():
+        if name in comp.missing and x[next(iter(comp.missing[name].terms))] > 0.5:
+            out[name] = MISSING
+            continue
         d = A.domain(comp.kb.variables[name].type)
         if isinstance(d.type, A.EnumType):
             out[name] = d.code_at(int(np.argmax([x[next(iter(h.terms))]
@@ -776,7 +798,8 @@ def closest_change(comp: _Compiler, output: str, decision, facts: dict, *, minim
                 t = comp.kb.variables[name].type
                 gap = abs(float(x[name]) - float(facts[name])) / max(
                     spreads.get(name, 1.0), 1e-12) if isinstance(
-                    t, (A.RealType, A.IntType)) else 1.0
+                    t, (A.RealType, A.IntType)) and MISSING not in (x[name], facts[name]) \
+                    else 1.0
                 w = wishes.weight(name)
                 # gaps equal but for solver noise tie: the earlier input wins
                 singles.append((w, round(gap * w, 9), mutable.index(name), x))
@@ -799,6 +822,18 @@ def closest_change(comp: _Compiler, output: str, decision, facts: dict, *, minim
             continue
         t = comp.kb.variables[name].type
         w = wishes.weight(name)
+        if name in comp.missing:
+            (m,) = comp.missing[name].terms
+            if facts[name] is not MISSING:   # a counterfactual never erases a value
+                lb[m] = ub[m] = 0.0
+            elif not wishes.fill_missing:
+                lb[m] = ub[m] = 1.0
+                continue
+            else:                            # a value filled in counts 1
+                c = p.not_(comp.missing[name])
+                distance, changed = distance + c.scale(w), changed + c.scale(w)
+                flags[name] = c
+                continue
         if isinstance(t, A.EnumType):
             for k, h in enumerate(comp.onehot[name]):
                 if name in wishes.values and k != int(facts[name]) and \
@@ -874,8 +909,8 @@ class MilpProblem(Problem):
 
     def _row_values(self) -> dict:
         """The row's real and int inputs: the program ranges over them too."""
-        return {n: v for n, v in self.facts.items()
-                if isinstance(self.kb.variables[n].type, (A.RealType, A.IntType))}
+        return {n: v for n, v in self.facts.items() if v is not MISSING
+                and isinstance(self.kb.variables[n].type, (A.RealType, A.IntType))}
 
     def differs(self, fixed: dict):
         witness = differs(self.comp, self.output, self.decision, fixed,
@@ -1005,7 +1040,7 @@ class MilpBackend(Backend):
         kb = model.to_kb()
         comp = compile_decision(model, kb, model.bias_table(), max_relus=max_relus)
         rows = len(comp.p.rows)
-        comp.p.add(comp.truth(formula), hi=0.0)
+        comp.p.add(comp.truth(not_false(kb, formula)), hi=0.0)   # known false
         try:
             x = comp.p.solve(None, time_limit=timeout)
         finally:

@@ -20,8 +20,10 @@ import z3
 
 from greybox.errors import ModelError, SolverError
 from greybox.rules import (
+    MISSING,
     Z3_LOCK,
     Z3Encoding,
+    not_false,
     plan,
     real_value,
     witness_row,
@@ -105,7 +107,7 @@ def _background(model, kb, bias: dict, level: str, max_relus: int, residual: str
                 enc.residual[name] = terms[name] if terms else _residual_vars(kb, name)
     background = list(enc.domain(("input", "neural")))
     for c in plan(kb).fixed_constraints:
-        background.append(enc.expr(c.formula))
+        background.append(enc.expr(not_false(kb, c.formula)))
     background += enc.decision()
     if level == "input":
         background += _network_links(model, kb, enc, max_relus)
@@ -266,7 +268,7 @@ class Z3Problem(Problem):
             core = {c.get_id() for c in s.unsat_core()}   # asked once, not per fact
             self._core = [n for n in self.names if self._lits[n].get_id() in core]
             return None
-        m = s.model()
+        m = self._model = s.model()
         return {n: self._code(n, m.eval(self.const(n), model_completion=True))
                 for n in self.names}
 
@@ -279,7 +281,7 @@ class Z3Problem(Problem):
         """Whether the decision differs with every fact at ``values``."""
         s = self.solver()
         s.add(z3.Not(self.goal))
-        s.add(*[self.const(k) == self.value(k, v) for k, v in values.items()])
+        s.add(*[self.is_(k, v) for k, v in values.items()])
         return self.check(s) == z3.sat
 
     @z3_serialised
@@ -344,8 +346,8 @@ class Z3Problem(Problem):
             return None
         t = self.kb.variables[name].type
         d = A.domain(t)
-        if _measured(self.kb, name) and not (isinstance(t, A.IntType)
-                                             and d.size <= ENUMERATED):
+        if self.facts[name] is MISSING or _measured(self.kb, name) and not (
+                isinstance(t, A.IntType) and d.size <= ENUMERATED):
             return self._optimise(mutable=[name], minimize="l1", spreads=spreads,
                                   until=until)
         values = list(d.values)
@@ -356,7 +358,7 @@ class Z3Problem(Problem):
             if code == self.facts[name]:
                 continue
             s.push()
-            s.add(self.const(name) == d.z3_value(value))
+            s.add(self.is_(name, code))
             try:
                 found = self.check(s, *others, until=until) == z3.sat
             finally:
@@ -402,7 +404,7 @@ class Z3Problem(Problem):
                               "raise the timeout")
         if result == z3.unsat:
             return None
-        m = opt.model()
+        m = self._model = opt.model()
         return {n: self.facts[n] if n not in mutable else
                 self._moved(n, m.eval(self.const(n), model_completion=True))
                 for n in self.names}
@@ -410,6 +412,9 @@ class Z3Problem(Problem):
     def _distance(self, n: str, spreads: dict):
         """Z3 terms of whether fact ``n`` changed (0 or 1) and how far (in units of its
         spread for a real or int input; a changed bool, enum or neural class counts 1)."""
+        if self.facts[n] is MISSING:   # a value filled in counts 1
+            changed = z3.If(self.equality(n), z3.RealVal(0), z3.RealVal(1))
+            return changed, changed
         x, v = self.const(n), self.value(n, self.facts[n])
         t = self.kb.variables[n].type
         changed = z3.If(x == v, z3.RealVal(0), z3.RealVal(1))
@@ -423,7 +428,7 @@ class Z3Problem(Problem):
 
     def _gap(self, n: str, code, spreads: dict) -> float:
         """How far a single change of ``n`` to ``code`` goes (as :meth:`_distance`)."""
-        if not _measured(self.kb, n):
+        if not _measured(self.kb, n) or MISSING in (code, self.facts[n]):
             return 1.0
         return abs(float(code) - float(self.facts[n])) / max(spreads.get(n, 1.0), 1e-12)
 
@@ -468,12 +473,19 @@ class Z3Problem(Problem):
                                *[self.const(n) == self.value(n, c) for c in codes]))
         for changed in w.exclude:
             terms.append(z3.Or([self.equality(n) for n in changed if n in self.facts]))
+        for n in self.names:   # a counterfactual never erases a value
+            if n in self.kb.variables and self.kb.variables[n].optional:
+                if self.facts[n] is not MISSING:
+                    terms.append(z3.Not(self.enc.missing(n)))
+                elif not w.fill_missing:
+                    terms.append(self.enc.missing(n))
         return terms
 
     def _search_solver(self) -> z3.Solver:
         """The solver counterfactuals search with: :meth:`_differs_solver` where nothing
         is wished, otherwise one with the wishes added (built once per search)."""
-        if self._wishes == NO_WISHES:
+        if self._wishes == NO_WISHES and not any(
+                n in self.kb.variables and self.kb.variables[n].optional for n in self.names):
             return self._differs_solver()
         if self._wish_solver is None:
             s = self.solver()
@@ -497,6 +509,8 @@ class Z3Problem(Problem):
         round back to the row's value and vanish."""
         code = self._code(name, value)
         t = self.kb.variables[name].type
+        if code is MISSING or self.facts[name] is MISSING:
+            return code
         if isinstance(t, A.RealType) and z3.is_rational_value(value):
             before = float(self.facts[name])
             exact, at = value.as_fraction(), Fraction(before)
@@ -507,6 +521,8 @@ class Z3Problem(Problem):
     def _code(self, name, value):
         if self.held(name):
             return real_value(value)
+        if self._missing_in(name):
+            return MISSING
         d = A.domain(self.kb.variables[name].type)
         return d.code(d.z3_decode(value))
 
@@ -521,7 +537,27 @@ class Z3Problem(Problem):
         return A.domain(self.kb.variables[name].type).z3_code(code)
 
     def equality(self, name):
-        return self.const(name) == self.value(name, self.facts[name])
+        return self.is_(name, self.facts[name])
+
+    def is_(self, name, code):
+        """Fact ``name`` has ``code``: an optional input missing (``MISSING``) or present
+        with that value."""
+        var = None if name.startswith("residual:") else self.kb.variables[name]
+        if var is None or not var.optional:
+            return self.const(name) == self.value(name, code)
+        if code is MISSING:
+            return self.enc.missing(name)
+        return z3.And(z3.Not(self.enc.missing(name)),
+                      self.const(name) == self.value(name, code))
+
+    #: the model a fact's value is being read from (see _code)
+    _model = None
+
+    def _missing_in(self, name) -> bool:
+        """Whether optional input ``name`` is missing in the model being read."""
+        if self._model is None or not self.kb.variables[name].optional:
+            return False
+        return z3.is_true(self._model.eval(self.enc.missing(name), model_completion=True))
 
     def solver(self) -> z3.Solver:
         s = z3.Solver()
@@ -590,7 +626,7 @@ class Z3Backend(Backend):
         s = z3.Solver()
         s.set("timeout", _ms(timeout))
         s.add(*background)
-        s.add(z3.Not(enc.expr(formula)))
+        s.add(z3.Not(enc.expr(not_false(kb, formula))))   # known false somewhere
         result = s.check()
         if result == z3.unsat:
             return None, ()

@@ -18,7 +18,7 @@ import torch.nn.functional as nn_f
 from greybox.errors import ModelError
 from greybox.functional import safe_log
 from greybox.rules import ast as A
-from greybox.rules import plan
+from greybox.rules import definite, missing_key, not_false, plan
 
 from .._batch import kb_cached
 from .._trace import LazyValues, Trace
@@ -97,6 +97,10 @@ class Context:
             self.wide = False
         return narrow(out)
 
+    def missing(self, name: str) -> torch.Tensor:
+        """``name is missing`` per row (optional input ``name``), as 0/1 float32."""
+        return self.batch.values[missing_key(name)].to(torch.float32)
+
     # constructors of values -------------------------------------------------------
     def observe(self, name: str, x: torch.Tensor):
         raise NotImplementedError
@@ -160,7 +164,8 @@ class Context:
         """Each constraint's truth in ``env`` by name, computed on first access (hard ones
         with crisp comparisons)."""
         return LazyValues({}, {
-            c.name: (lambda c=c: (self.truth_hard if c.hard else self.truth)(c.formula, env))
+            c.name: (lambda c=c: (self.truth_hard if c.hard else self.truth)(
+                not_false(self.kb, c.formula), env))
             for c in self.kb.constraints.values()})
 
     def rule_values(self, env: Env):
@@ -173,7 +178,7 @@ class Context:
         variables."""
         out = torch.ones(self.n, dtype=torch.bool, device=self.device)
         for c in plan(self.kb).fixed_constraints:
-            out = out & (self.truth_hard(c.formula, env) > 0)
+            out = out & (self.truth_hard(not_false(self.kb, c.formula), env) > 0)
         return out
 
 
@@ -222,10 +227,12 @@ class Semantics:
                     obj = obj + partial[v][k]
                 for r in kb.rules_for(v):
                     if r.name in dynamic_rules and head_index(kb, r) == k:
-                        obj = obj + signed_weight(model, r) * ctx.truth(r.body, sub)
+                        obj = obj + signed_weight(model, r) * ctx.truth(
+                            definite(kb, r.body), sub)
             lf = torch.zeros(ctx.n, device=ctx.device)
             for c in comp.constraints:
-                lf = lf + safe_log(ctx.truth_hard(c.formula, sub).clamp(min=0.0))
+                lf = lf + safe_log(ctx.truth_hard(not_false(kb, c.formula), sub)
+                                   .clamp(min=0.0))
             objs.append(torch.as_tensor(obj, device=ctx.device).expand(ctx.n))
             feas.append(lf)
         obj = torch.stack(objs, 1)
@@ -263,7 +270,7 @@ class _Run:
 
     def _rule(self, r, env, acc) -> None:
         """Rule ``r``'s truth in ``env`` recorded, its contribution pushed onto ``acc``."""
-        t = self.ctx.truth(r.body, env)
+        t = self.ctx.truth(definite(self.kb, r.body), env)
         self.bodies[r.name] = t
         self.contributions[r.name] = signed_weight(self.model, r) * t
         _push(acc, head_index(self.kb, r), self.contributions[r.name])

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import torch
 
 from greybox.rules import ast as A
-from greybox.rules import closure, plan
+from greybox.rules import closure, definite, not_false, plan
 
 from .._batch import kb_cached
 
@@ -72,6 +72,8 @@ def _entry(kb) -> tuple:
 def _make_entry(kb) -> tuple:
     groups: dict[tuple, list] = {}
     for c in kb.constraints.values():
+        if not_false(kb, c.formula) is not c.formula:
+            continue   # reads an optional input: evaluated alone, three-valued
         shaped = _shape(c.formula, kb)
         if shaped is not None:
             shape, names, signature = shaped
@@ -112,6 +114,8 @@ def rule_stacks(kb) -> tuple[RuleStack, ...]:
 def _rule_stacks(kb) -> tuple[RuleStack, ...]:
     groups: dict[tuple, list] = {}
     for r in kb.rules.values():
+        if definite(kb, r.body) is not r.body:
+            continue   # reads an optional input: evaluated alone, three-valued
         shaped = _shape(r.body, kb)
         if shaped is None or any(kb.variables[n].role == "decided" for n in shaped[1]):
             continue
@@ -290,8 +294,8 @@ class ConstraintValues(Mapping):
                 found = self.stacked(at[0])[:, at[1]]
             else:
                 c = self._kb.constraints[name]
-                found = (self._ctx.truth_hard if c.hard else self._ctx.truth)(c.formula,
-                                                                              self._env)
+                found = (self._ctx.truth_hard if c.hard else self._ctx.truth)(
+                    not_false(self._kb, c.formula), self._env)
             self._ready[name] = found
         return found
 

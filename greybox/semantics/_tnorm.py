@@ -210,6 +210,8 @@ class FuzzyContext(Context):
             return fv[1]
         if isinstance(e, A.Not):
             return F.t_not(self._truth(e.operand, env))
+        if isinstance(e, A.IsMissing):
+            return self.missing(e.operand.name)
         if isinstance(e, (A.And, A.Or)):
             op = F.t_and if isinstance(e, A.And) else F.t_or
             acc = self._truth(e.args[0], env)

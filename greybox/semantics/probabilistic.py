@@ -41,7 +41,7 @@ from greybox._factors import contract, elimination_order, largest_table, log_con
 from greybox._linear import CHAIN_LIMIT, FACTOR_LIMIT, count_chain, count_chain_size
 from greybox.errors import ModelError
 from greybox.rules import ast as A
-from greybox.rules import expr_to_text, plan, type_to_text
+from greybox.rules import expr_to_text, not_false, plan, type_to_text
 from greybox.rules._intervals import value_set
 
 from ._base import Context, Env, Semantics
@@ -671,6 +671,8 @@ class ProbContext(Context):
             return self._intermediate(out, e, 0, env)
         if isinstance(e, A.Not):
             return self._negation(self.field(e.operand, env), e)
+        if isinstance(e, A.IsMissing):
+            return Field((), self.missing(e.operand.name))
         if isinstance(e, (A.And, A.Or, A.Implies, A.Iff)):
             return self._connective(e, env)
         if isinstance(e, A.Compare):
@@ -1061,7 +1063,7 @@ class ProbContext(Context):
         for c in plan(self.kb).fixed_constraints:
             self.hard = True
             try:
-                x = self.field(c.formula, env)
+                x = self.field(not_false(self.kb, c.formula), env)
             except ModelError as err:
                 raise _located(err, self.kb, c.formula) from None
             finally:

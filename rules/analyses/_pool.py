@@ -20,6 +20,7 @@ import z3
 
 from .. import _ast as A
 from .._exact import compile_truth, compile_value
+from .._missing import definite, missing_key, not_false
 from .._z3 import real_value
 
 __all__ = ["Pool"]
@@ -79,10 +80,13 @@ class Pool:
     def __init__(self, ctx, *, constraints: bool, seed: int = 0):
         kb = ctx.kb
         self.ctx, self.kb = ctx, kb
-        self.names = ctx.enc.free_names()
-        self.hard = ([c.formula for c in kb.constraints.values() if c.hard]
+        #: optional inputs, whose masks are drawn too (under their missing_key)
+        self.optional = [n for n in ctx.enc.free_names() if kb.variables[n].optional]
+        self.names = ctx.enc.free_names() + [missing_key(n) for n in self.optional]
+        self.hard = ([not_false(kb, c.formula) for c in kb.constraints.values() if c.hard]
                      if constraints else [])
-        self._bodies = {r.name: compile_truth(r.body, kb) for r in kb.rules.values()}
+        self._bodies = {r.name: compile_truth(definite(kb, r.body), kb)
+                        for r in kb.rules.values()}
         self._hard = [compile_truth(f, kb) for f in self.hard]
         self._defines = {
             n: (compile_truth(v.expr, kb) if isinstance(v.type, A.BoolType) else
@@ -95,10 +99,13 @@ class Pool:
         rng = np.random.default_rng(seed)
         consts = _constants(kb)
         drawn = {n: _draw(kb.variables[n].type, consts.get(n, ()), rng, SAMPLES)
-                 for n in self.names}
+                 for n in self.names if n in kb.variables}
+        drawn.update({missing_key(n): rng.random(SAMPLES) < 0.25 for n in self.optional})
         self._add(drawn, SAMPLES)
 
     def _dtype(self, name):
+        if name not in self.kb.variables:   # an optional input's mask
+            return bool
         t = self.kb.variables[name].type
         if isinstance(t, A.BoolType):
             return bool
@@ -133,7 +140,12 @@ class Pool:
         """Remember a Z3 model as a point (evaluated with the next batch)."""
         point = {}
         enc = self.ctx.enc
+        for n in self.optional:
+            point[missing_key(n)] = z3.is_true(
+                model.eval(enc.missing(n), model_completion=True))
         for n in self.names:
+            if n not in self.kb.variables:
+                continue
             t = self.kb.variables[n].type
             v = model.eval(enc.const(n), model_completion=True)
             if isinstance(t, A.BoolType):
@@ -172,5 +184,8 @@ class Pool:
                     cols[n] = v.astype(np.int64)
                 else:
                     cols[n] = v
+                if n in self.optional:   # missing there: shown as missing
+                    cols[n] = pd.Series(cols[n], dtype=object).where(
+                        ~self.values[missing_key(n)], None)
             self._frame = pd.DataFrame(cols)
         return self._frame.iloc[[i]].reset_index(drop=True)

@@ -6,6 +6,7 @@ import z3
 
 from greybox.errors import listed
 
+from .._missing import not_false
 from ._base import Analysis, Context, Finding, keep_partial
 
 
@@ -18,7 +19,7 @@ class Contradictions(Analysis):
         if not hard:
             return []
         solver = ctx.solver(constraints=False)
-        terms = {c.name: ctx.enc.expr(c.formula) for c in hard}
+        terms = {c.name: ctx.enc.expr(not_false(ctx.kb, c.formula)) for c in hard}
         marks = {name: z3.Bool(f"__track_{i}") for i, name in enumerate(terms)}
         for name, term in terms.items():
             solver.add(z3.Implies(marks[name], term))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import z3
 
+from .._missing import definite
 from ._base import Analysis, Context, Finding, keep_partial
 
 
@@ -19,7 +20,7 @@ class DeadRules(Analysis):
             for rule in ctx.kb.rules.values():
                 if pool.body(rule.name).any():
                     continue  # it fires on a point of the pool
-                result = ctx.check(solver, ctx.enc.expr(rule.body),
+                result = ctx.check(solver, ctx.enc.expr(definite(ctx.kb, rule.body)),
                                    doing=f"checking whether rule {rule.name} can fire")
                 if result == z3.unsat:
                     findings.append(Finding(self.name, "warning",

@@ -7,6 +7,7 @@ import itertools
 import numpy as np
 import z3
 
+from .._missing import definite
 from .._printer import head_to_text
 from ._base import Analysis, Context, Finding, keep_partial
 from .dead import dead_rule_names
@@ -38,7 +39,8 @@ class OppositeRules(Analysis):
                         both = pool.body(a.name) & pool.body(b.name)
                         findings.append(self._finding(a, b, pool.witness(int(np.argmax(both)))))
                         continue
-                    result = ctx.check(solver, ctx.enc.expr(a.body), ctx.enc.expr(b.body),
+                    result = ctx.check(solver, ctx.enc.expr(definite(ctx.kb, a.body)),
+                                       ctx.enc.expr(definite(ctx.kb, b.body)),
                                        doing=f"checking whether rules {a.name} and {b.name} "
                                        "can fire together")
                     if result == z3.sat:

@@ -8,6 +8,7 @@ import numpy as np
 import z3
 
 from .. import _ast as A
+from .._missing import definite
 from ._base import Analysis, Context, Finding, keep_partial
 from .dead import dead_rule_names
 
@@ -52,7 +53,7 @@ class SubsumedRules(Analysis):
                     continue
                 for r in (a, b):
                     if r.name not in bodies:
-                        bodies[r.name] = ctx.enc.expr(r.body)
+                        bodies[r.name] = ctx.enc.expr(definite(ctx.kb, r.body))
                 result = ctx.check(solver, bodies[a.name], z3.Not(bodies[b.name]),
                                    doing=f"checking whether rule {a.name} implies rule {b.name}")
                 implies[a.name, b.name] = result == z3.unsat

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import z3
 
+from .._missing import definite
 from ._base import Analysis, Context, Finding, keep_partial
 
 
@@ -31,7 +32,7 @@ class Uncovered(Analysis):
                         self.name, "info", f"no rule about {name} fires on some inputs",
                         (name,), pool.witness(int(np.argmax(silent)))))
                     continue
-                result = ctx.check(solver, *[z3.Not(ctx.enc.expr(r.body)) for r in rules],
+                result = ctx.check(solver, *[z3.Not(ctx.enc.expr(definite(ctx.kb, r.body))) for r in rules],
                                    doing=f"checking whether rules cover {name}")
                 if result == z3.sat:
                     findings.append(Finding(
