@@ -74,6 +74,8 @@ from ._evaluate import (
 from ._exact import exact_in_float64
 from ._ground import FamilyInfo, family_columns, member_name
 from ._induce import Condition, Conjunction, search_conjunctions
+from ._intervals import apply as apply_arith
+from ._intervals import op_interval, value_set
 from ._kb import KnowledgeBase, load, parse, parse_formula, to_text
 from ._missing import MISSING, definite, missing_key, not_false
 from ._parser import parse_statements
@@ -82,6 +84,8 @@ from ._validate import Variable
 from ._z3 import Z3_LOCK, Z3Encoding, real_value, to_z3, witness_row, z3_serialised
 
 __all__ = [
+    "op_interval",
+    "value_set",
     # parsing, printing, building
     "parse",
     "load",
@@ -123,6 +127,7 @@ __all__ = [
     "ast",
     "plan",
     "constrains_networks",
+    "apply_arith",
     "closure",
     "DecisionPlan",
     "Component",

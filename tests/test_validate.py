@@ -34,7 +34,7 @@ output grade: {lo, hi}
         ("rule r: age > 3 -> approve = 1", "'approve' is bool; write 'approve' or 'not approve'", 8),
         ("rule r: age > 3 -> nothing", "concludes undeclared 'nothing'", 8),
         ("rule r: img > 3 -> approve", "tensor 'img' can only be an argument of a neural network", 8),
-        ("rule r: age * income > 3 -> approve", r"'\*' needs a constant on one side", 8),
+        ("rule r: age * income > 3 -> approve", r"'\*' between two variable expressions needs integers on both sides", 8),
         ("rule r: age -> approve", "the body of rule 'r' must be bool, got an integer", 8),
         ("define total: int 0..10 = income + 1", "must be int 0..10, got a number", 8),
         ("define t: int 0..10 = age + ~1", r"learnable numbers \(~\) are only allowed", 8),

@@ -41,8 +41,7 @@ from greybox._factors import contract, elimination_order, largest_table, log_con
 from greybox._linear import CHAIN_LIMIT, FACTOR_LIMIT, count_chain, count_chain_size
 from greybox.errors import ModelError
 from greybox.rules import ast as A
-from greybox.rules import expr_to_text, not_false, plan, type_to_text
-from greybox.rules._intervals import value_set
+from greybox.rules import expr_to_text, not_false, plan, type_to_text, value_set
 
 from ._base import Context, Env, Semantics
 from ._compiled import smooth_truth, stated_threshold, wide_int
