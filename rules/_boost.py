@@ -40,7 +40,7 @@ import pandas as pd
 from greybox.errors import DataError
 
 from . import _ast as A
-from ._induce import Conjunction, search_conjunctions
+from ._induce import Conjunction, search_conjunctions, shorter_thresholds
 
 __all__ = ["induce"]
 
@@ -55,6 +55,10 @@ _CANDIDATES = 6
 #: final weights are refitted in full). Under label noise it keeps one rule's step from
 #: deciding the next searches, which then chase the noise less.
 _SHRINK = 0.2
+#: the loss (nats, summed over the rows) a threshold's significant digit must buy: a
+#: decimal digit's description length. A threshold is written shorter (``x > 0.8``, not
+#: ``x > 0.802``) unless the longer one lowers the loss by more than this per digit.
+DIGIT_COST = math.log(10)
 
 
 def _drop_one(frame: pd.DataFrame, conj: Conjunction, gain, cols: dict) -> list[Conjunction]:
@@ -301,7 +305,8 @@ def _exact_argmax(f0_exact, masks, classes, weights, bias, free_bias, k) -> tupl
 def _learn(frame: pd.DataFrame, target: _Target, *, f0: np.ndarray | None = None,
            max_rules: int = 10, max_conditions: int = 3, l2: float = DEFAULT_L2,
            min_support: int | None = None, columns: Sequence[str] | None = None,
-           beam: int | None = None, penalty: float | None = None) -> _Learned:
+           beam: int | None = None, penalty: float | None = None,
+           digit_cost: float = DIGIT_COST) -> _Learned:
     n, k = len(frame), target.k
     if penalty is None:
         penalty = DEFAULT_PENALTY
@@ -333,6 +338,10 @@ def _learn(frame: pd.DataFrame, target: _Target, *, f0: np.ndarray | None = None
                                                  top=_CANDIDATES, min_support=min_support,
                                                  columns=columns, **extra):
                     for conj in [found, *_drop_one(frame, found, sign * g, cols)]:
+                        if digit_cost > 0:
+                            conj = shorter_thresholds(conj, frame, sign * g, h, l2=l2,
+                                                      min_support=min_support,
+                                                      digit_cost=digit_cost, columns=cols)
                         key = conj.mask.tobytes()
                         if key in seen or conj.score <= 0 or any(
                                 cc == c and _nested(conj, old)
@@ -491,7 +500,7 @@ def induce(data: pd.DataFrame, targets, *, kb=None, max_rules: int = 10,
     input smoker: bool
     output risk: bool
     rule learned_bias weight 4.08 fixed: true -> not risk
-    rule learned_1 weight 5.92: age > 61 and smoker -> risk
+    rule learned_1 weight 5.92: age > 60 and smoker -> risk
     <BLANKLINE>
     >>> bool((gr.evaluate(kb, X).decisions["risk"] == y).all())
     True
@@ -505,7 +514,8 @@ def induce(data: pd.DataFrame, targets, *, kb=None, max_rules: int = 10,
 
 
 def _prepare_and_learn(data, targets, *, kb=None, max_rules=10, max_conditions=3,
-                       output=None, l2=DEFAULT_L2, min_support=None, beam=None):
+                       output=None, l2=DEFAULT_L2, min_support=None, beam=None,
+                       digit_cost=DIGIT_COST):
     """``(learned, statements, frame)``: the learner's result (with its exact training
     predictions) and the knowledge base's statements."""
     if not isinstance(data, pd.DataFrame):
@@ -577,5 +587,5 @@ def _prepare_and_learn(data, targets, *, kb=None, max_rules=10, max_conditions=3
         taken = set(kb.variables) | set(kb.rules) | set(kb.constraints)
     learned = _learn(frame, target, f0=f0, max_rules=max_rules,
                      max_conditions=max_conditions, l2=l2, min_support=min_support,
-                     columns=columns, beam=beam)
+                     columns=columns, beam=beam, digit_cost=digit_cost)
     return learned, [*head, *_rules(learned, taken)], frame

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from decimal import Decimal
 from fractions import Fraction
 from typing import NamedTuple
 
@@ -374,6 +375,122 @@ def _refine(conds: tuple, cols, gain, min_support, mask, score):
                     score = float(gain[mask].sum())
                     improved = True
     return conds, mask, score
+
+
+def significant_digits(t) -> int:
+    """How many significant digits the decimal ``t`` is written with.
+
+    Examples
+    --------
+    >>> from greybox.rules._induce import significant_digits
+    >>> [significant_digits(t) for t in (0.8, 0.802, 700, 710, 0, -25.16)]
+    [1, 3, 1, 2, 1, 4]
+    """
+    d = Decimal(repr(float(t)) if isinstance(t, float) else str(t))
+    return len(d.normalize().as_tuple().digits) if d != 0 else 1
+
+
+def _shorter_decimals(lo: float, hi: float, t) -> tuple[np.ndarray, np.ndarray]:
+    """The decimals in ``[lo, hi]`` written with fewer significant digits than ``t``:
+    ``(values, digits)``, coarsest first (at most 10,000 per power of ten)."""
+    want = significant_digits(t)
+    if want <= 1:
+        return np.zeros(0), np.zeros(0, dtype=np.int64)
+    top = math.floor(math.log10(max(abs(lo), abs(hi), 1e-300)))
+    finest = Decimal(repr(float(t)) if isinstance(t, float) else str(t)).normalize() \
+        .as_tuple().exponent
+    values, digits = [], []
+    for e in range(top, int(finest), -1):  # coarser than t's last digit
+        p = 10.0 ** abs(e)
+        a, b = (math.ceil(lo / p), math.floor(hi / p)) if e >= 0 else \
+            (math.ceil(lo * p), math.floor(hi * p))
+        if b - a > 10_000 or abs(a) >= 2 ** 53 or abs(b) >= 2 ** 53:
+            break
+        m = np.arange(a, b + 1, dtype=np.int64)
+        if e < top:
+            m = m[m % 10 != 0]  # the others came at a coarser power of ten
+        d = np.array([len(str(abs(int(v))).rstrip("0")) or 1 for v in m], dtype=np.int64)
+        keep = d < want
+        values.append(m[keep] * p if e >= 0 else m[keep] / p)
+        digits.append(d[keep])
+    if not values:
+        return np.zeros(0), np.zeros(0, dtype=np.int64)
+    return np.concatenate(values), np.concatenate(digits)
+
+
+def shorter_thresholds(conj: Conjunction, frame: pd.DataFrame, grad, hess, *, l2: float,
+                       min_support: int, digit_cost: float,
+                       columns: dict | None = None) -> Conjunction:
+    """``conj`` with its numeric thresholds written shorter wherever that costs less than
+    ``digit_cost`` of loss per significant digit saved (a minimum description length:
+    ``log(10)`` nats is what one decimal digit costs to state).
+
+    The loss a rule with this body buys is its Newton step's, ``G^2 / (2 (H + l2))``
+    (``G``, ``H``: the sums of ``grad`` and ``hess`` over the rows where the body holds,
+    ``G > 0``); a threshold moves to a decimal of fewer digits when ``G^2 / (2 (H + l2))``
+    less ``digit_cost`` per digit of every threshold is higher there, one condition at a
+    time, the others held. ``x2 > 0.802``, placed there by two noisy labels just above
+    0.8, becomes ``x2 > 0.8``; a threshold the rows really call for stays. Every condition
+    still holds on and leaves out ``min_support`` rows of the rows the others keep.
+    ``columns``: a cache of the columns seen so far (name to column).
+    """
+    cols = {} if columns is None else columns
+    grad = np.asarray(grad, dtype=np.float64)
+    hess = np.asarray(hess, dtype=np.float64)
+    conds = tuple(conj.conditions)
+    for c in conds:
+        if c.column not in cols:
+            cols[c.column] = _Column(c.column, frame[c.column])
+
+    def value(conditions, m):  # the Newton step's loss decrease, less the digits' price
+        g = float(grad[m].sum())
+        v = g * g / (2 * (float(hess[m].sum()) + l2)) if g > 0 else 0.0
+        return v - digit_cost * sum(significant_digits(d.value) for d in conditions
+                                    if cols[d.column].kind == "num")
+
+    mask = conj.mask
+    best = value(conds, mask)
+    for _round in range(5):
+        improved = False
+        for i, c in enumerate(conds):
+            col = cols[c.column]
+            if col.kind != "num" or significant_digits(c.value) <= 1:
+                continue
+            others = np.ones(len(frame), dtype=bool)
+            for j, d in enumerate(conds):
+                if j != i:
+                    others &= cols[d.column].holds(d)
+            sv = col.sorted[others[col.order]]
+            grid, digits = _shorter_decimals(float(sv[0]), float(sv[-1]), c.value)
+            if not grid.size:
+                continue
+            cg = np.concatenate([[0.0], np.cumsum(grad[col.order][others[col.order]])])
+            ch = np.concatenate([[0.0], np.cumsum(hess[col.order][others[col.order]])])
+            le = np.searchsorted(sv, grid, side="right")  # rows with x <= t
+            g, h, size = cg[le], ch[le], le
+            if c.operator == ">":
+                g, h, size = cg[-1] - g, ch[-1] - h, sv.size - le
+            ok = (size >= min_support) & (sv.size - size >= min_support) & (g > 0)
+            if not ok.any():
+                continue
+            gain = np.where(ok, g * g / (2 * (h + l2)), -np.inf) - digit_cost * digits
+            k = int(np.argmax(gain))  # the first of equal: the fewest digits
+            t = float(grid[k])
+            cond = Condition(c.column, c.operator,
+                             int(t) if t.is_integer() and abs(t) < 2 ** 53 else t)
+            candidate = (*conds[:i], cond, *conds[i + 1:])
+            new_mask = others & col.holds(cond)
+            new_value = value(candidate, new_mask)
+            if new_value > best + 1e-9 * max(1.0, abs(best)):
+                conds, mask, best, improved = candidate, new_mask, new_value, True
+        if not improved:
+            break
+    if conds == tuple(conj.conditions):
+        return conj
+    order = {name: i for i, name in enumerate(frame.columns)}
+    conds = _ordered(_prune(conds, cols, mask), order)
+    return Conjunction(conds, _formula(conds, order), mask, int(mask.sum()),
+                       float(grad[mask].sum()))
 
 
 def _alternate(a: list, b: list):
