@@ -448,3 +448,86 @@ def test_no_learned_rule_implies_another_of_the_same_value():
                   ^ (rng.random(400) < 0.1), name="y").astype(int)
     kb = gr.induce(X, y, max_rules=8)
     assert gr.check(kb).ok
+
+
+# ------------------------------------------------- thresholds written short (MDL)
+
+
+def _boundary_noise(n=400, seed=0):
+    """``y = x > 0.8`` with three wrong labels just above 0.8 (0.801, 0.802, 0.803)."""
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(0, 1, n).round(3)
+    x[:3] = [0.801, 0.802, 0.803]
+    X = pd.DataFrame({"x": x, "z": rng.uniform(0, 1, n).round(3)})
+    y = (X["x"] > 0.8).to_numpy().copy()
+    y[:3] = False
+    return X, pd.Series(y, name="y")
+
+
+def test_a_threshold_is_written_short_unless_the_rows_pay_for_its_digits():
+    X, y = _boundary_noise()
+    kb = gr.induce(X, y, max_rules=1)
+    (rule,) = [r for name, r in kb.rules.items() if name != "learned_bias"]
+    assert str(rule.body) == "x > 0.8"
+    # without the price of a digit the three wrong labels move the threshold
+    learned, old = _learned(X, y, max_rules=1, digit_cost=0.0)
+    assert str(learned.conjunctions[0].formula) == "x > 0.806"
+    # and the short threshold is the better rule on new rows labelled without noise
+    rng = np.random.default_rng(1)
+    fresh = pd.DataFrame({"x": rng.uniform(0, 1, 5000).round(3),
+                          "z": rng.uniform(0, 1, 5000).round(3)})
+    truth = (fresh["x"] > 0.8).to_numpy()
+
+    def accuracy(k):
+        return (gr.evaluate(k, fresh).decisions["y"].to_numpy() == truth).mean()
+
+    assert accuracy(kb) == 1.0 > accuracy(old)
+    # what the model predicts is still what the learner measured
+    learned, kb2 = _learned(X, y, max_rules=1)
+    assert kb2 == kb
+    assert (gr.evaluate(kb, X).decisions["y"].to_numpy() == learned.predictions.astype(bool)).all()
+
+
+def test_a_threshold_the_rows_call_for_stays():
+    # 20 rows per value: moving `x > 0.73` to `x > 0.7` would mislabel 60 rows
+    rng = np.random.default_rng(2)
+    X = pd.DataFrame({"x": np.repeat(np.arange(100) / 100, 20), "z": rng.uniform(0, 1, 2000)})
+    y = pd.Series((X["x"] > 0.73).to_numpy(), name="y")
+    kb = gr.induce(X, y, max_rules=1)
+    (rule,) = [r for name, r in kb.rules.items() if name != "learned_bias"]
+    assert str(rule.body) == "x > 0.73"
+    assert (gr.evaluate(kb, X).decisions["y"] == y).all()
+
+
+def test_shorter_thresholds_keep_formula_mask_and_support_and_never_lose_value():
+    from greybox.rules._induce import shorter_thresholds, significant_digits
+
+    kb = gr.parse("input x: real input k: int 0..9 input flag: bool "
+                  "input colour: {blue, green, red} input `mean radius`: real output y: bool")
+    cost = np.log(10)
+
+    def digits(c):
+        return sum(significant_digits(d.value) for d in c.conditions if d.operator in ("<=", ">"))
+
+    changed = 0
+    for seed in range(4):
+        df = _frame(300, seed)
+        rng = np.random.default_rng(seed)
+        grad = rng.normal(size=len(df)) + np.where(df["x"] > 0.3, 0.8, -0.3)
+        hess = rng.uniform(0.1, 0.25, size=len(df))
+        cols = {c: df[c].to_numpy() for c in df.columns}
+        cols["colour"] = df["colour"].map({"blue": 0, "green": 1, "red": 2}).to_numpy()
+
+        def value(c, grad=grad, hess=hess):
+            g, h = grad[c.mask].sum(), hess[c.mask].sum()
+            return (g * g / (2 * (h + 1.0)) if g > 0 else 0.0) - cost * digits(c)
+
+        for c in search_conjunctions(df, grad, top=6, min_support=15):
+            s = shorter_thresholds(c, df, grad, hess, l2=1.0, min_support=15, digit_cost=cost)
+            truth = np.asarray(gr.crisp_truth(kb, s.formula, cols, len(df)), bool)
+            assert np.array_equal(truth, s.mask) and s.support == s.mask.sum()
+            assert s.score == pytest.approx(grad[s.mask].sum())
+            assert value(s) >= value(c) - 1e-9 and s.support >= 15
+            assert digits(s) <= digits(c)
+            changed += digits(s) < digits(c)
+    assert changed  # `x > 0.29` becomes `x > 0.3` (the gain steps at 0.3)
