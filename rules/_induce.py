@@ -429,8 +429,11 @@ def shorter_thresholds(conj: Conjunction, frame: pd.DataFrame, grad, hess, *, l2
     (``G``, ``H``: the sums of ``grad`` and ``hess`` over the rows where the body holds,
     ``G > 0``); a threshold moves to a decimal of fewer digits when ``G^2 / (2 (H + l2))``
     less ``digit_cost`` per digit of every threshold is higher there, one condition at a
-    time, the others held. ``x2 > 0.802``, placed there by two noisy labels just above
-    0.8, becomes ``x2 > 0.8``; a threshold the rows really call for stays. Every condition
+    time, the others held. A threshold never costs more than ``log10(k)`` digits, ``k`` the
+    column's distinct values: it can also be stated as the gap of the data it lies in (so
+    on a small table, whose columns have few values, a digit saved buys less). ``x >
+    0.805``, placed there by two wrong labels just above 0.8, becomes ``x > 0.8``; a
+    threshold the rows really call for stays. Every condition
     still holds on and leaves out ``min_support`` rows of the rows the others keep.
     ``columns``: a cache of the columns seen so far (name to column).
     """
@@ -442,11 +445,20 @@ def shorter_thresholds(conj: Conjunction, frame: pd.DataFrame, grad, hess, *, l2
         if c.column not in cols:
             cols[c.column] = _Column(c.column, frame[c.column])
 
+    # a threshold can also be stated by the gap of the data it lies in: at most
+    # log10(distinct values) digits' worth
+    cap = {c.column: math.log10(max(2, int(np.count_nonzero(np.diff(cols[c.column].sorted)))
+                                    + 1))
+           for c in conds if cols[c.column].kind == "num"}
+
+    def price(conditions):
+        return digit_cost * sum(min(significant_digits(d.value), cap[d.column])
+                                for d in conditions if d.column in cap)
+
     def value(conditions, m):  # the Newton step's loss decrease, less the digits' price
         g = float(grad[m].sum())
         v = g * g / (2 * (float(hess[m].sum()) + l2)) if g > 0 else 0.0
-        return v - digit_cost * sum(significant_digits(d.value) for d in conditions
-                                    if cols[d.column].kind == "num")
+        return v - price(conditions)
 
     mask = conj.mask
     best = value(conds, mask)
@@ -473,7 +485,8 @@ def shorter_thresholds(conj: Conjunction, frame: pd.DataFrame, grad, hess, *, l2
             ok = (size >= min_support) & (sv.size - size >= min_support) & (g > 0)
             if not ok.any():
                 continue
-            gain = np.where(ok, g * g / (2 * (h + l2)), -np.inf) - digit_cost * digits
+            gain = (np.where(ok, g * g / (2 * (h + l2)), -np.inf)
+                    - digit_cost * np.minimum(digits, cap[c.column]))
             k = int(np.argmax(gain))  # the first of equal: the fewest digits
             t = float(grid[k])
             cond = Condition(c.column, c.operator,
