@@ -19,8 +19,9 @@ knowledge base it returns predicts what the learner measured:
 * **short thresholds** (a minimum description length): each candidate's thresholds are
   written with fewer significant digits (``x > 0.8``, not ``x > 0.802``) unless the longer
   one lowers the Newton step's loss by more than ``DIGIT_COST`` (``log(10)`` nats, what a
-  decimal digit costs to state) per digit, so a few noisy labels next to a boundary do
-  not move it (:func:`~greybox.rules._induce.shorter_thresholds`);
+  decimal digit costs to state) per digit, at most ``log10`` of the column's distinct
+  values per threshold, so a few noisy labels next to a boundary do not move it
+  (:func:`~greybox.rules._induce.shorter_thresholds`);
 * the rule language has no bias statement, so the bias is written as a rule whose body
   is ``true`` (``rule learned_bias weight 0.37 fixed: true -> malignant``, as the
   debugger's export writes a learned bias; ``fit`` goes on learning the model's own bias);

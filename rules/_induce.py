@@ -401,6 +401,8 @@ def _shorter_decimals(lo: float, hi: float, t) -> tuple[np.ndarray, np.ndarray]:
         .as_tuple().exponent
     values, digits = [], []
     for e in range(top, int(finest), -1):  # coarser than t's last digit
+        if abs(e) > 300:  # beyond float64's powers of ten: no shorter decimal to offer
+            break
         p = 10.0 ** abs(e)
         a, b = (math.ceil(lo / p), math.floor(hi / p)) if e >= 0 else \
             (math.ceil(lo * p), math.floor(hi * p))
