@@ -34,7 +34,7 @@ CHAIN_LIMIT = 1 << 26
 
 
 def linear_form(e, kb, *, inline: bool = True, formulas: bool = False
-                ) -> tuple[float, dict[str | None, float]] | None:
+                ) -> tuple[int | float, dict[str | None, int | float]] | None:
     """``e`` as ``const + sum(coef * var)``, or None when it is not linear arithmetic.
 
     With ``inline``, variables defined by linear integer expressions are replaced by
@@ -42,31 +42,31 @@ def linear_form(e, kb, *, inline: bool = True, formulas: bool = False
     ``count`` of bool variables is their sum; with ``formulas``, the other formulas it
     counts are terms too, all under the key None (for spreads: each one is 0 or 1).
     """
-    if isinstance(e, A.Num):
-        return float(e.value), {}
+    if isinstance(e, A.Num):   # integers stay Python ints: exact beyond 2**53
+        return (e.value if isinstance(e.value, int) else float(e.value)), {}
     if isinstance(e, A.Var):
         v = kb.variables[e.name]
         if inline and v.role == "defined" and isinstance(v.type, A.IntType):
             inner = linear_form(v.expr, kb, inline=True, formulas=formulas)
             if inner is not None:
                 return inner
-        return 0.0, {e.name: 1.0}
+        return 0, {e.name: 1}
     if isinstance(e, A.Neg):
         inner = linear_form(e.operand, kb, inline=inline, formulas=formulas)
         if inner is None:
             return None
         return -inner[0], {k: -c for k, c in inner[1].items()}
     if isinstance(e, A.Sum):
-        const, terms = 0.0, {}
+        const, terms = 0, {}
         for i, arg in enumerate(e.args):
             part = linear_form(arg, kb, inline=inline, formulas=formulas)
             if part is None:
                 return None
-            sign = 1.0 if i == 0 or e.ops[i - 1] == "+" else -1.0
+            sign = 1 if i == 0 or e.ops[i - 1] == "+" else -1
             const += sign * part[0]
             for k, c in part[1].items():
-                terms[k] = terms.get(k, 0.0) + sign * c
-        return const, {k: c for k, c in terms.items() if c != 0.0}
+                terms[k] = terms.get(k, 0) + sign * c
+        return const, {k: c for k, c in terms.items() if c != 0}
     if isinstance(e, A.Mul):
         left = linear_form(e.left, kb, inline=inline, formulas=formulas)
         right = linear_form(e.right, kb, inline=inline, formulas=formulas)
@@ -79,14 +79,14 @@ def linear_form(e, kb, *, inline: bool = True, formulas: bool = False
         k = right[0]
         return left[0] * k, {n: c * k for n, c in left[1].items()}
     if isinstance(e, A.Count):   # a count of bool variables is their sum (as 0/1)
-        const, terms = 0.0, {}
+        const, terms = 0, {}
         for arg in e.args:
             if isinstance(arg, A.BoolConst):
-                const += float(arg.value)
+                const += int(arg.value)
             elif isinstance(arg, A.Var) and isinstance(kb.variables[arg.name].type, A.BoolType):
-                terms[arg.name] = terms.get(arg.name, 0.0) + 1.0
+                terms[arg.name] = terms.get(arg.name, 0) + 1
             elif formulas:
-                terms[None] = terms.get(None, 0.0) + 1.0
+                terms[None] = terms.get(None, 0) + 1
             else:
                 return None
         return const, terms
@@ -156,6 +156,11 @@ class Arithmetic:
         return plan.log_prob(stacked, target if target.device == device else target.to(device))
 
 
+def _integral(x) -> bool:
+    """Whether number ``x`` (a Python int, exact at any size, or a float) is an integer."""
+    return isinstance(x, int) or float(x).is_integer()
+
+
 def _values(t) -> list[int]:
     return list(range(t.lo, t.hi + 1)) if isinstance(t, A.IntType) else [0, 1]
 
@@ -190,7 +195,7 @@ def compile_linear(name: str, kb, domains: dict[str, list[int]]) -> Arithmetic |
         if form is None or any(k not in domains for k in form[1]):
             return None
     const, terms = form
-    if not float(const).is_integer() or any(not float(c).is_integer() for c in terms.values()):
+    if not _integral(const) or not all(_integral(c) for c in terms.values()):
         return None
     const = int(const)
     terms = {k: int(c) for k, c in terms.items()}

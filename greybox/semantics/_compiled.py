@@ -255,7 +255,7 @@ class Compiled:
             for side in (e.left, e.right):
                 form = linear_form(side, model.kb, inline=True, formulas=True)
                 if form is not None:
-                    terms += [(n, abs(c)) for n, c in form[1].items()]
+                    terms += [(n, abs(float(c))) for n, c in form[1].items()]
             self._spread[id(e)] = terms
         spread = sum(c * (1.0 if n is None else model._feature_scale(n)) for n, c in terms)
         if not isinstance(spread, torch.Tensor):
