@@ -130,16 +130,25 @@ class Arithmetic:
         return bool((factor.sum(dim=dims) == 1).all()) if dims else False
 
     def evidence(self, target: torch.Tensor) -> list:
-        """Unary factors saying ``value == target`` (an integer tensor of shape (B,))."""
-        rest = target.long() - self.offset
-        out = []
-        ok = rest >= 0
-        for d in self.digits:
-            digit = torch.remainder(rest, self.base)
-            out.append(((d,), torch.nn.functional.one_hot(digit.clamp(0, self.base - 1),
-                                                          self.base).to(torch.float32)))
-            rest = torch.div(rest, self.base, rounding_mode="floor")
+        """Unary factors saying ``value == target`` (an integer tensor of shape (B,), or
+        big integers' :class:`~greybox._bigint.BigLabels`)."""
         ncarry = len(self.aux[self.carry])
+        if not isinstance(target, torch.Tensor):     # exact digits of Python ints
+            digits, rest = target.digits(self.offset, base=self.base, npos=len(self.digits),
+                                         cap=ncarry)
+            ok = torch.tensor([int(v) - self.offset >= 0 for v in target.indices],
+                              dtype=torch.bool)
+            out = [((d,), torch.nn.functional.one_hot(digits[p], self.base).to(torch.float32))
+                   for p, d in enumerate(self.digits)]
+        else:
+            rest = target.long() - self.offset
+            out = []
+            ok = rest >= 0
+            for d in self.digits:
+                digit = torch.remainder(rest, self.base)
+                out.append(((d,), torch.nn.functional.one_hot(digit.clamp(0, self.base - 1),
+                                                              self.base).to(torch.float32)))
+                rest = torch.div(rest, self.base, rounding_mode="floor")
         ok = ok & (rest < ncarry)
         hot = torch.nn.functional.one_hot(rest.clamp(0, ncarry - 1), ncarry).to(torch.float32)
         out.append(((self.carry,), hot * ok[:, None]))
@@ -471,16 +480,25 @@ class CarryPlan:
         # each column's sums, with a 0 on either side where impossible indices land
         s = self._column_sums(stacked)
         n = target.shape[0]
-        rest = target if target.dtype == torch.long else target.long()
-        rest = rest - self.offset if self.offset else rest
+        big = not isinstance(target, torch.Tensor)    # BigLabels: Python ints
+        if not big:
+            rest = target if target.dtype == torch.long else target.long()
+            rest = rest - self.offset if self.offset else rest
         if self.blank and s.shape[1] != n:
             s = s.expand(-1, n, -1)
         if self.single:
             # beyond the sums (a negative rest, or one of base or more) lands on a 0
+            if big:
+                rest = torch.tensor([min(max(int(v) - self.offset, -2), self.width + 1)
+                                     for v in target.indices], device=self.device)
             idx = (rest + self.first).clamp(0, self.width + 1)
             return safe_log(s[0].gather(1, idx.view(-1, 1)).view(-1))
         # (floor division: a negative rest has digits in 0..base-1 and a negative top)
-        digits, top = self._digits(rest)
+        if big:    # the digits computed exactly outside torch; the top clamped to -1..c
+            digits, top = target.digits(self.offset, base=self.base, npos=self.npos,
+                                        cap=self.c, device=self.device)
+        else:
+            digits, top = self._digits(rest)
         # the transitions P(S_p = t_p + base * c' - c): (npos, B, c, c')
         idx = (digits.unsqueeze(2) + self.shift1).clamp(0, self.width + 1)
         m = s.gather(2, idx).view(self.npos, n, self.c, self.c)

@@ -1055,7 +1055,7 @@ class ProbContext(Context):
             if self._independent(x.arith):
                 return x.arith.log_prob(self._stacked, _codes(target, lo), self.device)
             self._add_arithmetic(x)
-            evidence = x.arith.evidence(target.long() + lo)
+            evidence = x.arith.evidence(_codes(target, lo))
             scope = [s[0] for s, _ in evidence]
         elif x.scope:
             if self._unconditioned(name):
@@ -1168,7 +1168,10 @@ def _located(err: ModelError, kb, e, what: str | None = None) -> ModelError:
 
 
 def _codes(target: torch.Tensor, offset: int) -> torch.Tensor:
-    """Value indices (long) as codes: ``target + offset`` (no operation for 0)."""
+    """Value indices (long) as codes: ``target + offset`` (no operation for 0); big
+    integers' labels (:class:`~greybox._bigint.BigLabels`) shifted exactly."""
+    if not isinstance(target, torch.Tensor):
+        return target.shifted(offset)
     target = target if target.dtype == torch.long else target.long()
     return target + offset if offset else target
 
