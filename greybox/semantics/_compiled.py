@@ -210,7 +210,11 @@ class Compiled:
                     f"{where}: its arithmetic may reach about {size:.3g} in magnitude, beyond the "
                     f"integers float64 holds exactly (2**53 = {EXACT_FLOAT64:.4g}); the "
                     "torch semantics would round it where predict decides exactly -- "
-                    "declare tighter ranges or smaller coefficients")
+                    "declare tighter ranges or smaller coefficients" + (
+                        "; exact inference computes integers beyond 2**53 only as positional "
+                        "sums (coefficients powers of one base, as digits' places) of "
+                        "network outputs" if define is not None and A.big_int(
+                            self.model.kb.variables[define].type) else ""))
             found = self._wide[id(e)] = size > EXACT_FLOAT32
         return found
 
