@@ -68,6 +68,12 @@ class BigLabels:
     def to(self, device) -> BigLabels:
         return self
 
+    def cpu(self) -> BigLabels:
+        return self
+
+    def tolist(self) -> list[int]:
+        return self.indices.tolist()
+
     def __repr__(self) -> str:
         return f"BigLabels({len(self)} rows)"
 
