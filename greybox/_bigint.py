@@ -38,7 +38,7 @@ class BigLabels:
     >>> y[torch.tensor([1])].indices.tolist(), len(y)
     ([42], 2)
     >>> digits, top = y.digits(0, base=10, npos=2)
-    >>> digits.tolist(), top.tolist()         # lowest digit first; what is left above
+    >>> digits.tolist(), top                  # lowest digit first; what is left above
     ([[7, 2], [0, 4]], [10000000000000000000000000000, 0])
     """
 

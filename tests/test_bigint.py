@@ -266,3 +266,13 @@ def test_a_big_define_that_is_not_positional_is_refused_by_exact_inference():
     # predict (crisp, exact Python ints) still decides it
     out = model.predict(x)["s"]
     assert out.tolist()[0] in {3 ** 60 * a + 7 ** 30 * b for a in range(10) for b in range(10)}
+
+
+def test_the_probabilistic_traces_decision_of_a_big_sum_is_exact():
+    # the most probable joint digits (max-product elimination), as Python ints
+    n = 30
+    net, sums = _confident(n, 3, seed=5)
+    model = gb.GreyBox(_rules(n), {"digit": net})
+    with torch.no_grad():
+        decided = model(_data(n, 3)).decisions()["total"]
+    assert decided.tolist() == sums

@@ -1136,6 +1136,14 @@ class ProbContext(Context):
             self._add_arithmetic(x)
             a = x.arith
             assignment, _ = mpe(self.closure((*a.digits, a.carry), fold=False), self.n)
+            if A.domain(var.type).big:    # beyond int64: Python ints, exactly
+                from .._bigint import BigLabels
+
+                places = [a.base ** k for k in range(len(a.digits) + 1)]
+                cols = [assignment[d].expand(self.n).tolist() for d in (*a.digits, a.carry)]
+                shift = a.offset - A.domain(var.type).offset
+                return BigLabels(np.array([sum(p * int(c[r]) for p, c in zip(places, cols))
+                                           + shift for r in range(self.n)], dtype=object))
             value = torch.zeros(self.n, dtype=torch.long, device=self.device)
             for k, d in enumerate((*a.digits, a.carry)):
                 value = value + assignment[d] * a.base ** k
