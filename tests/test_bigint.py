@@ -276,3 +276,34 @@ def test_the_probabilistic_traces_decision_of_a_big_sum_is_exact():
     with torch.no_grad():
         decided = model(_data(n, 3)).decisions()["total"]
     assert decided.tolist() == sums
+
+
+def test_validation_accuracy_of_a_big_sum_is_exact():
+    n = 30
+    net, sums = _confident(n, 4, seed=7)
+    model = gb.GreyBox(_rules(n), {"digit": net})
+    wrong = list(sums)
+    wrong[1] += 10 ** 25          # one sum wrong in its 26th digit only
+    history = model.fit(_data(n, 4), {"total": sums}, epochs=1, batch_size=4, lr=0.0,
+                        validation=(_data(n, 4), {"total": wrong}), progress=False)
+    assert history.epochs[-1]["val_total_accuracy"] == 0.75
+
+
+def test_z3_reasons_with_big_integers_and_other_routes_refuse_by_name():
+    text = ("input a: int 0..9\ninput b: int 0..9\n"
+            f"output s: int 0..{10 ** 30}\ndefine s: int 0..{10 ** 30} = {10 ** 29} * a + b\n"
+            "output y: bool\nrule r: a > 4 -> y\n")
+    model = gb.GreyBox(text)
+    row = pd.DataFrame({"a": [7], "b": [3]})
+    assert model.predict(row)["s"].tolist() == [7 * 10 ** 29 + 3]
+    assert gr.entails(model.kb, "a > 4 -> y", timeout=30)
+    cf = gb.explain.counterfactual(model, row, output="y", backend="z3")
+    assert model.predict(cf.row_after)["y"].tolist() == [False]
+    with pytest.raises(gb.ModelError, match=r"'s' is int 0\.\.10+, beyond ±2\*\*53: the MILP "
+                       r"backend \(HiGHS, in float64\) cannot hold it exactly"):
+        gb.explain.counterfactual(model, row, output="y", backend="milp", level="input")
+    with pytest.raises(gb.ModelError, match=r"'s' is 0\.\.10+, beyond ±2\*\*53: its values "
+                       "cannot be listed one by one"):
+        model.predict_proba(row, "s")
+    with pytest.raises(gb.ModelError, match=r"'s' ranges beyond ±2\*\*53"):
+        gb.explain.explain(model, row, output="s")
