@@ -21,6 +21,8 @@ from __future__ import annotations
 import torch
 
 __all__ = [
+    "arith",
+    "arith_distribution",
     "input_for",
     "TNORMS",
     "poisson_binomial",
@@ -180,3 +182,79 @@ def input_for(module, x):
         return x
     dtype = next((p.dtype for p in module.parameters() if p.is_floating_point()), None)
     return x if dtype is None or x.dtype == dtype else x.to(dtype)
+
+
+def arith(op: str, args: list):
+    """``//``, ``%``, ``min``, ``max`` or ``abs`` (``op``) on tensors or numbers holding
+    integers, with Python's floor semantics (the quotient rounds toward minus infinity,
+    the remainder has the divisor's sign), as every backend of the rule language.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from greybox import functional as F
+    >>> a = torch.tensor([-7.0, 7.0, -7.0])
+    >>> F.arith("//", [a, torch.tensor([2.0, -2.0, -2.0])]).tolist()
+    [-4.0, -4.0, 3.0]
+    >>> F.arith("%", [a, 2.0]).tolist(), F.arith("max", [a, 0.0, -a]).tolist()
+    ([1.0, 1.0, 1.0], [7.0, 7.0, 7.0])
+    """
+    if not any(isinstance(x, torch.Tensor) for x in args):
+        from greybox.rules._intervals import apply
+
+        return apply(op, list(args))
+    if op == "//":
+        a, d = args
+        return torch.div(a, d, rounding_mode="floor") if isinstance(a, torch.Tensor) \
+            else torch.div(torch.as_tensor(a, dtype=d.dtype, device=d.device), d,
+                           rounding_mode="floor")
+    if op == "%":
+        a, d = args
+        return torch.remainder(a, d) if isinstance(a, torch.Tensor) else \
+            torch.remainder(torch.as_tensor(a, dtype=d.dtype, device=d.device), d)
+    if op == "abs":
+        return torch.abs(args[0])
+    like = next(x for x in args if isinstance(x, torch.Tensor))
+    fn = torch.minimum if op == "min" else torch.maximum
+    acc = None
+    for x in args:
+        x = x if isinstance(x, torch.Tensor) else torch.as_tensor(x, dtype=like.dtype,
+                                                                   device=like.device)
+        acc = x if acc is None else fn(acc, x)
+    return acc
+
+
+def arith_distribution(op: str, dists: list[tuple[torch.Tensor, torch.Tensor]], *,
+                       same: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    """The exact distribution of ``op`` (``*`` or an :func:`arith` operation) over
+    independent integer operands, each ``(probabilities (B or 1, K), values (K,))``:
+    ``(probabilities (B', M), values (M,))`` over the distinct results, ascending.
+    With ``same=n``, ``op`` over ``n`` copies of the one operand given (``d * d``).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from greybox import functional as F
+    >>> p, v = F.arith_distribution("*", [(torch.tensor([[0.5, 0.5]]), torch.tensor([1., 2.])),
+    ...                                   (torch.tensor([[0.5, 0.5]]), torch.tensor([1., 2.]))])
+    >>> v.tolist(), p.tolist()
+    ([1.0, 2.0, 4.0], [[0.25, 0.5, 0.25]])
+    """
+    probs, values = dists[0]
+    if same > 1:
+        out = values * values if op == "*" and same == 2 else arith(op, [values] * same)
+        values, inverse = torch.unique(out, return_inverse=True)
+        return (probs.new_zeros(probs.shape[:-1] + (len(values),)).index_add(-1, inverse, probs),
+                values)
+    for p, v in dists[1:]:
+        joint = (probs.unsqueeze(-1) * p.unsqueeze(-2)).flatten(-2)
+        pair = [values.unsqueeze(-1).expand(-1, len(v)).flatten(),
+                v.unsqueeze(0).expand(len(values), -1).flatten()]
+        out = pair[0] * pair[1] if op == "*" else arith(op, pair)
+        values, inverse = torch.unique(out, return_inverse=True)
+        probs = joint.new_zeros(joint.shape[:-1] + (len(values),)).index_add(-1, inverse, joint)
+    if len(dists) == 1:    # abs (or min/max of one operand)
+        out = arith(op, [values])
+        values, inverse = torch.unique(out, return_inverse=True)
+        probs = probs.new_zeros(probs.shape[:-1] + (len(values),)).index_add(-1, inverse, probs)
+    return probs, values

@@ -53,7 +53,7 @@ from ._ast import (
     Var,
 )
 from ._boost import induce
-from ._builder import Builder, Term, count, iff, implies, learnable
+from ._builder import Builder, Term, count, iff, implies, learnable, maximum, minimum
 from ._check import CheckReport, Finding, check
 from ._deadline import timeout_seconds, z3_milliseconds
 from ._decisions import Component, DecisionPlan, closure, constrains_networks, plan
@@ -115,6 +115,8 @@ __all__ = [
     "iff",
     "count",
     "learnable",
+    "maximum",
+    "minimum",
     # what the model and explanations build on
     "ast",
     "plan",

@@ -16,6 +16,7 @@ from greybox.errors import Location
 
 __all__ = [
     "And",
+    "Arith",
     "BoolConst",
     "BoolType",
     "Compare",
@@ -221,6 +222,23 @@ class Mul(Node):
     right: Expr
 
 
+#: the operators of :class:`Arith`; the last three are written as calls
+ARITH_OPS = ("//", "%", "min", "max", "abs")
+ARITH_FUNCTIONS = ("min", "max", "abs")
+
+
+@dataclass(frozen=True)
+class Arith(Node):
+    """Integer arithmetic beyond ``+ - *``: ``a // b`` (floor division, rounding toward
+    minus infinity, as Python's), ``a % b`` (its remainder ``a - b * (a // b)``, which has
+    the sign of ``b``), ``min(a, b, ...)``, ``max(a, b, ...)`` and ``abs(a)``; ``op`` is
+    one of :data:`ARITH_OPS`. Operands are integers with finite ranges; a divisor's range
+    must exclude 0."""
+
+    op: str
+    args: tuple[Expr, ...]
+
+
 @dataclass(frozen=True)
 class Count(Node):
     """``count(f1, f2, ...)``: how many of the formulas ``args`` hold, an integer in
@@ -336,7 +354,7 @@ class Pow(Node):
     right: Expr
 
 
-Expr = Union[Num, BoolConst, Var, Sym, Neg, Sum, Mul, Count, Compare, InSet, Not, And, Or,
+Expr = Union[Num, BoolConst, Var, Sym, Neg, Sum, Mul, Arith, Count, Compare, InSet, Not, And, Or,
              Implies, Iff, Index, Aggregate, Quantified, Pow]
 
 COMPARE_OPS = ("<", "<=", ">", ">=", "==", "!=")
@@ -357,7 +375,7 @@ def children(e: Expr) -> tuple[Expr, ...]:
 def _generic_children(e: Expr) -> tuple[Expr, ...]:
     if isinstance(e, (Neg, Not)):
         return (e.operand,)
-    if isinstance(e, (Sum, And, Or, Count)):
+    if isinstance(e, (Sum, And, Or, Count, Arith)):
         return e.args
     if isinstance(e, (Mul, Compare, Implies, Iff)):
         return (e.left, e.right)
@@ -388,7 +406,7 @@ def _children_of(kind):
     if found is None:
         if kind in (Neg, Not):
             found = _operand
-        elif kind in (Sum, And, Or, Count, Index):
+        elif kind in (Sum, And, Or, Count, Index, Arith):
             found = _args
         elif kind in (Mul, Compare, Implies, Iff, Pow):
             found = _sides

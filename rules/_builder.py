@@ -140,6 +140,21 @@ class Term:
     def __neg__(self) -> Term:
         return Term(A.neg(self.expr))
 
+    def __floordiv__(self, other) -> Term:
+        return Term(A.Arith("//", (self.expr, _lift(other))))
+
+    def __rfloordiv__(self, other) -> Term:
+        return Term(A.Arith("//", (_lift(other), self.expr)))
+
+    def __mod__(self, other) -> Term:
+        return Term(A.Arith("%", (self.expr, _lift(other))))
+
+    def __rmod__(self, other) -> Term:
+        return Term(A.Arith("%", (_lift(other), self.expr)))
+
+    def __abs__(self) -> Term:
+        return Term(A.Arith("abs", (self.expr,)))
+
 
 def _flat(cls, e: A.Expr) -> tuple[A.Expr, ...]:
     return e.args if isinstance(e, cls) else (e,)
@@ -169,6 +184,32 @@ def count(*formulas) -> Term:
     if not formulas:
         raise RuleError("count needs at least one formula")
     return Term(A.Count(tuple(_lift(f) for f in formulas)))
+
+
+def minimum(*terms) -> Term:
+    """``min(a, b, ...)``: the smallest of integer expressions (``maximum``: the largest;
+    ``abs(term)``, ``term // k`` and ``term % k`` work on terms as on numbers).
+
+    Examples
+    --------
+    >>> from greybox.rules import Builder, minimum, maximum
+    >>> b = Builder()
+    >>> x, y = b.input("x", "int 0..9"), b.input("y", "int 1..3")
+    >>> print(minimum(x, y * 2) + maximum(x // y, abs(x - 5), x % 3) >= 4)
+    min(x, y * 2) + max(x // y, abs(x - 5), x % 3) >= 4
+    """
+    return _extreme("min", terms)
+
+
+def maximum(*terms) -> Term:
+    """``max(a, b, ...)``: the largest of integer expressions (see :func:`minimum`)."""
+    return _extreme("max", terms)
+
+
+def _extreme(op: str, terms) -> Term:
+    if not terms:
+        raise RuleError(f"{op} needs at least one expression")
+    return Term(A.Arith(op, tuple(_lift(t) for t in terms)))
 
 
 def learnable(value: float) -> Term:

@@ -70,6 +70,11 @@ def compile_expr(e, kb: KnowledgeBase, enum: A.EnumType | None = None) -> _Fn:
         return lambda env: fl(env) * fr(env)
     if isinstance(e, A.Count):
         return compile_count([compile_expr(a, kb) for a in e.args])
+    if isinstance(e, A.Arith):   # Python's floor semantics (numpy's on float64 agree)
+        from ._intervals import apply
+
+        fs, op = [compile_expr(a, kb) for a in e.args], e.op
+        return lambda env: apply(op, [f(env) for f in fs])
     if isinstance(e, A.Compare):
         ctx = _enum_of(e.left, kb) or _enum_of(e.right, kb)
         fl, fr = compile_expr(e.left, kb, ctx), compile_expr(e.right, kb, ctx)
@@ -664,6 +669,18 @@ def _big_value(e, env):
         return acc
     if isinstance(e, A.Mul):
         return _big_value(e.left, env) * _big_value(e.right, env)
+    if isinstance(e, A.Arith):   # //, %, min, max, abs: Python's, elementwise
+        args = [_big_value(a, env) for a in e.args]
+        if e.op in ("//", "%"):
+            return args[0] // args[1] if e.op == "//" else args[0] % args[1]
+        if e.op == "abs":
+            return np.abs(args[0]) if isinstance(args[0], np.ndarray) else abs(args[0])
+        pick = np.minimum if e.op == "min" else np.maximum
+        acc = args[0]
+        for a in args[1:]:
+            acc = pick(acc, a) if isinstance(acc, np.ndarray) or isinstance(a, np.ndarray) \
+                else (min if e.op == "min" else max)(acc, a)
+        return acc
     if isinstance(e, A.Count):
         count = compile_count([compile_expr(a, env.kb) for a in e.args])(env)
         return np.asarray(count).astype(np.int64).astype(object) if np.ndim(count) \

@@ -120,6 +120,12 @@ def _static(e, kb) -> tuple[int | None, float, bool]:
         return grain, bound, exact
     if isinstance(e, A.Count):  # a whole number of at most len(args), exact when they are
         return 0, float(len(e.args)), all(_all_exact(a, kb) for a in e.args)
+    if isinstance(e, A.Arith):  # of integers: |a // d| <= |a|, |a % d| < |d|
+        parts = [_static(a, kb) for a in e.args]
+        bound = parts[1][1] if e.op == "%" else max(p[1] for p in parts)
+        exact = all(p[2] and p[0] is not None and p[0] >= 0 for p in parts) and \
+            _fits(bound, 0, 53)
+        return 0, bound, exact
     if isinstance(e, A.Mul):
         (gl, bl, el), (gr, br, er) = _static(e.left, kb), _static(e.right, kb)
         if bl == 0 or br == 0:
@@ -143,7 +149,7 @@ def exact_in_float64(e, kb) -> bool:
 
 
 def _numeric(e, kb) -> bool:
-    if isinstance(e, (A.Num, A.Sym, A.Neg, A.Sum, A.Mul, A.Count)):
+    if isinstance(e, (A.Num, A.Sym, A.Neg, A.Sum, A.Mul, A.Count, A.Arith)):
         return True
     if isinstance(e, A.Var):
         return not isinstance(kb.variables[e.name].type, A.BoolType)
@@ -217,6 +223,19 @@ def compile_value(e, kb, enum: A.EnumType | None = None) -> _Fn:
             return v, err
 
         return product
+    if isinstance(e, A.Arith):  # integers: exact operands, else the exact rows redone
+        from ._intervals import apply
+
+        fs, op = [compile_value(a, kb) for a in e.args], e.op
+
+        def arith(env):
+            parts = [f(env) for f in fs]
+            if all(not np.any(err) for _, err in parts):
+                return apply(op, [v for v, _ in parts]), 0.0
+            rows = np.arange(env.n)
+            return np.asarray(exact_value(e, kb, env, rows), dtype=np.float64), 0.0
+
+        return arith
     if isinstance(e, A.Count):  # its formulas settled exactly: a whole number, no error
         from ._evaluate import compile_count
 
@@ -325,6 +344,11 @@ def exact_value(e, kb, env, rows: np.ndarray, enum: A.EnumType | None = None) ->
         left = exact_value(e.left, kb, env, rows)
         right = exact_value(e.right, kb, env, rows)
         return [x * y for x, y in zip(left, right)]
+    if isinstance(e, A.Arith):
+        from ._intervals import apply
+
+        parts = [exact_value(a, kb, env, rows) for a in e.args]
+        return [apply(e.op, list(values)) for values in zip(*parts)]
     if isinstance(e, A.Count):
         total = np.zeros(k, dtype=np.int64)
         for a in e.args:

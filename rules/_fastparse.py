@@ -34,7 +34,7 @@ _TOKEN = re.compile(r"""
      | (?P<FLOAT>[0-9]+\.[0-9]+(?:[eE][+-]?[0-9]+)?|[0-9]+[eE][+-]?[0-9]+)
      | (?P<INT>[0-9]+)
      | (?P<NAME>[A-Za-z_][A-Za-z0-9_]*)
-     | (?P<op><->|->|<=|>=|==|!=|\.\.|[<>()\[\]{}:,=+\-*^~])
+     | (?P<op><->|->|<=|>=|==|!=|\.\.|//|[<>()\[\]{}:,=+\-*^~%])
      | (?P<end>\Z)
      | (?P<bad>[\s\S]))
 """, re.VERBOSE)
@@ -44,6 +44,7 @@ _TOKEN = re.compile(r"""
 _KEYWORDS = frozenset("""input neural define output rule constraint set weight fixed
     forall exists not and or in for true false bool real int tensor""".split())
 _STATEMENTS = frozenset("input neural define output rule constraint".split())
+_PRODUCT = frozenset(("*", "//", "%"))
 
 
 def _tokens(text: str) -> tuple[list, list, list]:
@@ -349,9 +350,12 @@ class _Parser:
 
     def product(self):
         left = self.unary()
-        while self.peek() == "*":
+        while self.peek() in _PRODUCT:
+            op = self.kinds[self.i]
             self.i += 1
-            left = A.Mul(left, self.unary(), span=left.span)
+            right = self.unary()
+            left = (A.Mul(left, right, span=left.span) if op == "*"
+                    else A.Arith(op, (left, right), span=left.span))
         return left
 
     def unary(self):

@@ -35,7 +35,7 @@ __all__ = ["AGGREGATES", "FamilyInfo", "MAX_FORMULA_INSTANCES", "MAX_GROUNDINGS"
 #: The aggregates the language knows: ``sum`` (an int or real expression), ``count`` (how
 #: many instances of a formula hold: an int, :class:`~greybox.rules.ast.Count`) and
 #: ``all_different`` (a formula: every two instances differ).
-AGGREGATES = ("sum", "count", "all_different")
+AGGREGATES = ("sum", "count", "all_different", "min", "max")
 #: Most instances one knowledge base may ground to (statements and aggregated terms).
 MAX_GROUNDINGS = 1_000_000
 #: Most instances one formula may ground to (its quantifiers and aggregates expanded): a
@@ -553,6 +553,9 @@ class _Grounder:
             return self.reference(e, env)
         if isinstance(e, A.Count) and getattr(self.variable_family("count"), "paren", False):
             return self.reference(A.Index("count", e.args, True, span=e.span), env)
+        if isinstance(e, A.Arith) and e.op in A.ARITH_FUNCTIONS and \
+                getattr(self.variable_family(e.op), "paren", False):   # a family min(p)
+            return self.reference(A.Index(e.op, e.args, True, span=e.span), env)
         if isinstance(e, A.Aggregate):
             if e.name not in AGGREGATES:
                 raise _Problem(f"unknown aggregate {e.name!r} (the language has "
@@ -623,6 +626,10 @@ class _Grounder:
             return A.Sum(tuple(args), ("+",) * (len(args) - 1), span=node.span)
         if name == "count":
             return _count(args, node)
+        if name in ("min", "max"):
+            if not args:
+                raise _Problem(f"'{name}' over no instances has no value", node)
+            return args[0] if len(args) == 1 else A.Arith(name, tuple(args), span=node.span)
         pairs = [A.Compare("!=", a, b, span=node.span)
                  for a, b in itertools.combinations(args, 2)]
         self.tick(node, len(pairs))
@@ -667,6 +674,19 @@ class _Grounder:
         if isinstance(e, A.Mul):
             return _bounded(self._static_number(e.left, env) *
                             self._static_number(e.right, env), e)
+        if isinstance(e, A.Arith):
+            from ._intervals import apply
+
+            if e.op in A.ARITH_FUNCTIONS and getattr(self.variable_family(e.op), "paren",
+                                                     False):
+                raise _NotStatic      # a member of a family named min, max or abs
+
+            values = [self._static_number(a, env) for a in e.args]
+            if e.op in ("//", "%") and len(values) == 2 and values[1] == 0:
+                raise _Problem(f"index arithmetic divides by 0 ('{e.op}')", e)
+            if e.op in ("//", "%") and len(values) != 2 or e.op == "abs" and len(values) != 1:
+                raise _NotStatic
+            return _bounded(apply(e.op, values), e)
         if isinstance(e, A.Pow):
             base, exp = self._static_number(e.left, env), self._static_number(e.right, env)
             # |base| >= 2^(bits - 1): beyond 2^64 for sure past that many bits (checked

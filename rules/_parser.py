@@ -53,6 +53,8 @@ _CHAINS = (
         rf"<->(?:[^:()\[\]{{}}<]*+(?:<(?!->)[^:()\[\]{{}}<]*+)*+<->){{{MAX_DEPTH - 1}}}")),
     ("*", "'*'", re.compile(rf"\*(?:{_OPERAND}(?:\^{_OPERAND})*+\*){{{MAX_DEPTH - 1}}}")),
     ("^", "'^'", re.compile(rf"\^(?:{_OPERAND}\^){{{MAX_DEPTH - 1}}}")),
+    ("//", "'//'", re.compile(rf"//(?:{_OPERAND}(?:\^{_OPERAND})*+//){{{MAX_DEPTH - 1}}}")),
+    ("%", "'%'", re.compile(rf"%(?:{_OPERAND}(?:\^{_OPERAND})*+%){{{MAX_DEPTH - 1}}}")),
 )
 
 
@@ -146,6 +148,12 @@ class _ToAst(Transformer):
     def mul(self, c):
         return A.Mul(c[0], c[1], span=_loc(c))
 
+    def floordiv(self, c):
+        return A.Arith("//", (c[0], c[1]), span=_loc(c))
+
+    def mod(self, c):
+        return A.Arith("%", (c[0], c[1]), span=_loc(c))
+
     def sum(self, c):
         return A.Sum(tuple(c[0::2]), tuple(str(t) for t in c[1::2]), span=_loc(c))
 
@@ -176,6 +184,8 @@ class _ToAst(Transformer):
     def call_ref(self, c):
         if c[0].name == "count":  # the aggregate over listed formulas (a core node)
             return A.Count(tuple(c[1:]), span=c[0].span)
+        if c[0].name in A.ARITH_FUNCTIONS:  # min(a, b), max(a, b), abs(a): core nodes too
+            return A.Arith(c[0].name, tuple(c[1:]), span=c[0].span)
         return A.Index(c[0].name, tuple(c[1:]), paren=True, span=c[0].span)
 
     def aggregate(self, c):
@@ -289,6 +299,8 @@ def _reference(e):
     a member of a family named ``count``."""
     if isinstance(e, A.Count):
         return A.Index("count", e.args, paren=True, span=e.span)
+    if isinstance(e, A.Arith) and e.op in A.ARITH_FUNCTIONS:
+        return A.Index(e.op, e.args, paren=True, span=e.span)
     return e
 
 

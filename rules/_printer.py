@@ -37,7 +37,7 @@ def _level(e) -> int:
         return _CMP
     if isinstance(e, A.Sum):
         return _SUM
-    if isinstance(e, A.Mul):
+    if isinstance(e, A.Mul) or (isinstance(e, A.Arith) and e.op in ("//", "%")):
         return _MUL
     if isinstance(e, A.Neg):
         return _UNARY
@@ -86,6 +86,10 @@ def expr_to_text(e) -> str:
         return f"{_wrap(e.left, _IFF)} <-> {_wrap(e.right, _IMPLIES)}"
     if isinstance(e, A.Count):
         return _ref("count", e.args, True)
+    if isinstance(e, A.Arith):
+        if e.op in ("//", "%") and len(e.args) == 2:
+            return f"{_wrap(e.args[0], _MUL)} {e.op} {_wrap(e.args[1], _UNARY)}"
+        return _ref(e.op, e.args, True)
     if isinstance(e, A.Index):
         return _ref(e.name, e.args, e.paren)
     if isinstance(e, A.Aggregate):

@@ -296,6 +296,8 @@ class _ExprChecker:
         self.ck, self.vars, self.learnable_ok = ck, variables, learnable_ok
         #: integers beyond ±2**53 allowed (an int define's expression: computed exactly)
         self.big_ok = big_ok
+        #: whether the expression holds a product of variables, //, %, min, max or abs
+        self.nonlinear = False
 
     def undeclared(self, node: A.Var) -> None:
         hint = difflib.get_close_matches(node.name, list(self.vars), n=1)
@@ -369,11 +371,67 @@ class _ExprChecker:
         right, rt = self.check(e.right)
         self.need_num(lt, e.left, "'*'")
         self.need_num(rt, e.right, "'*'")
+        out = A.Mul(left, right, span=e.span)
         if not (A.is_constant(left) or A.is_constant(right)):
-            self.ck.error(
-                f"'*' needs a constant on one side (arithmetic is linear): {_expr_text(e)}", e
-            )
-        return A.Mul(left, right, span=e.span), _T("num", lt.integral and rt.integral)
+            if "error" in (lt.kind, rt.kind):
+                pass
+            elif not (lt.integral and rt.integral):
+                self.ck.error(
+                    f"'*' between two variable expressions needs integers on both sides "
+                    f"(finite int ranges; arithmetic on reals is linear): {_expr_text(e)}", e)
+            else:
+                self.nonlinear = True
+                self.within_exact(out, "'*'")
+        return out, _T("num", lt.integral and rt.integral)
+
+    def arith(self, e: A.Arith):
+        """``//``, ``%``, ``min``, ``max``, ``abs``: integers with finite ranges, a
+        divisor whose range excludes 0, results within float64's exact integers."""
+        from ._intervals import interval
+
+        need = {"//": (2, 2), "%": (2, 2), "abs": (1, 1)}.get(e.op, (1, None))
+        if e.op not in A.ARITH_OPS:
+            self.ck.error(f"unknown operation {e.op!r}", e)
+            return e, ERR
+        if len(e.args) < need[0] or (need[1] is not None and len(e.args) > need[1]):
+            many = "one argument" if need == (1, 1) else (
+                "two operands" if need == (2, 2) else "at least one argument")
+            self.ck.error(f"'{e.op}' takes {many}, got {len(e.args)}: {_expr_text(e)}", e)
+            return e, ERR
+        args, ok = [], True
+        for a in e.args:
+            x, t = self.check(a)
+            self.need_num(t, a, f"'{e.op}'")
+            if t.kind == "num" and not t.integral:
+                self.ck.error(f"'{e.op}' needs integers (finite int ranges), got "
+                              f"{t.describe()} ({_expr_text(a)})", a)
+            ok &= t.kind == "num" and t.integral
+            args.append(x)
+        out = A.Arith(e.op, tuple(args), span=e.span)
+        if not ok:
+            return out, _T("num", True)
+        self.nonlinear = True
+        if e.op in ("//", "%"):
+            divisor = interval(args[1], self.vars)
+            if divisor is not None and divisor[0] <= 0 <= divisor[1]:
+                self.ck.error(
+                    f"'{e.op}' divides by {_expr_text(args[1])}, which can be 0 (its range "
+                    f"is {divisor[0]}..{divisor[1]}): declare a range without 0 (for example "
+                    f"int 1..{max(divisor[1], 1)}) or divide by a constant", args[1])
+                return out, _T("num", True)
+        self.within_exact(out, f"'{e.op}'")
+        return out, _T("num", True)
+
+    def within_exact(self, e, what: str) -> None:
+        """Refuse non-linear arithmetic whose range reaches beyond ±2**53 (beyond the
+        integers evaluation and the smooth semantics hold exactly)."""
+        from ._intervals import interval
+
+        found = interval(e, self.vars)
+        if found is not None and max(abs(found[0]), abs(found[1])) > MAX_INT:
+            self.ck.error(f"{what}: {_expr_text(e)} can reach {found[0]}..{found[1]}, "
+                          "beyond ±2**53 (integers are limited to ±2**53): declare "
+                          "tighter ranges", e)
 
     def count(self, e: A.Count):
         if not e.args:
@@ -530,6 +588,7 @@ _CHECKS = (
     (A.Neg, _ExprChecker.neg),
     (A.Sum, _ExprChecker.sum),
     (A.Mul, _ExprChecker.mul),
+    (A.Arith, _ExprChecker.arith),
     (A.Count, _ExprChecker.count),
     (A.Compare, _ExprChecker.compare),
     (A.InSet, _ExprChecker.inset),
@@ -558,10 +617,12 @@ def check_expr(expr, variables: dict[str, Variable], ck: _Checker, *, expect: A.
     """Check ``expr``; when ``expect`` is given, the expression must fit that type.
     ``big_ok``: integers beyond ±2**53 may appear (an int define's expression)."""
     enum = expect if isinstance(expect, A.EnumType) else None
-    x, t = _ExprChecker(ck, variables, learnable_ok=learnable_ok,
-                        big_ok=big_ok).check(expr, expect_enum=enum)
+    checker = _ExprChecker(ck, variables, learnable_ok=learnable_ok, big_ok=big_ok)
+    x, t = checker.check(expr, expect_enum=enum)
     if t.kind == "error" or expect is None:
         return x
+    if checker.nonlinear and isinstance(expect, A.IntType):
+        _check_range(x, expect, variables, ck, what)
     ok = (
         (isinstance(expect, A.BoolType) and t.kind == "bool")
         or (isinstance(expect, A.IntType) and t.kind == "num" and t.integral)
@@ -574,6 +635,18 @@ def check_expr(expr, variables: dict[str, Variable], ck: _Checker, *, expect: A.
         ck.error(f"{what} must be {_type_text(expect)}, got {t.describe()} ({_expr_text(expr)})",
                  expr if getattr(expr, "span", None) else None)
     return x
+
+
+def _check_range(x, expect: A.IntType, variables, ck: _Checker, what: str) -> None:
+    """A definition by non-linear arithmetic whose every value lies outside its declared
+    type (found from the operands' ranges; one that may leave it is `check`'s
+    define-out-of-domain finding, as for sums)."""
+    from ._intervals import interval
+
+    found = interval(x, variables)
+    if found is not None and (found[1] < expect.lo or found[0] > expect.hi):
+        ck.error(f"{what} takes values in {found[0]}..{found[1]}, never within "
+                 f"{_type_text(expect)}", x if getattr(x, "span", None) else None)
 
 
 # ------------------------------------------------------------------------- the pass

@@ -71,6 +71,38 @@ def _num(value) -> z3.ArithRef:
     return z3.RealVal(Fraction(value))
 
 
+def arith_term(op: str, args: list) -> z3.ArithRef:
+    """The Z3 term of :class:`~greybox.rules.ast.Arith` ``op`` over integer terms, with
+    Python's floor semantics: SMT-LIB's ``div``/``mod`` are Euclidean (the remainder is
+    never negative), which agrees with floor division for a positive divisor; for a
+    negative one, ``a // d == (-a) div (-d)`` and ``a % d == -((-a) mod (-d))``.
+
+    Examples
+    --------
+    >>> import z3
+    >>> from greybox.rules._z3 import arith_term
+    >>> [z3.simplify(arith_term(op, [z3.IntVal(a), z3.IntVal(d)])).as_long()
+    ...  for op in ("//", "%") for a, d in ((-7, 2), (7, -2), (-7, -2))]
+    [-4, -4, 3, 1, -1, -1]
+    """
+    if op in ("//", "%"):
+        a, d = (z3.ToInt(x) if x.is_real() else x for x in args)
+        if z3.is_int_value(d):   # a constant divisor: its sign is known
+            if d.as_long() > 0:
+                return a / d if op == "//" else a % d
+            return (-a) / (-d) if op == "//" else -((-a) % (-d))
+        if op == "//":
+            return z3.If(d > 0, a / d, (-a) / (-d))
+        return z3.If(d > 0, a % d, -((-a) % (-d)))
+    if op == "abs":
+        (a,) = args
+        return z3.If(a >= 0, a, -a)
+    acc = args[0]
+    for b in args[1:]:
+        acc = z3.If(b < acc, b, acc) if op == "min" else z3.If(b > acc, b, acc)
+    return acc
+
+
 class Z3Encoding:
     """The Z3 view of a knowledge base.
 
@@ -166,9 +198,26 @@ class Z3Encoding:
                 acc = acc + self.expr(a) if op == "+" else acc - self.expr(a)
             return acc
         if isinstance(e, A.Mul):
-            return self.expr(e.left) * self.expr(e.right)
+            left, right = self.expr(e.left), self.expr(e.right)
+            if A.is_constant(e.left) or A.is_constant(e.right):
+                return left * right
+            # two bounded integers: by cases of the side with fewer values (linear
+            # arithmetic, which Z3 optimises far better than non-linear)
+            cases = self._cases(e.left, left, lambda v: z3.IntVal(v) * right)
+            alt = self._cases(e.right, right, lambda v: left * z3.IntVal(v))
+            best = min((c for c in (cases, alt) if c is not None), key=lambda c: c[1],
+                       default=None)
+            return best[0] if best is not None else left * right
         if isinstance(e, A.Count):
             return z3.Sum([z3.If(self.expr(a), z3.IntVal(1), z3.IntVal(0)) for a in e.args])
+        if isinstance(e, A.Arith):
+            args = [self.expr(a) for a in e.args]
+            if e.op in ("//", "%") and not A.is_constant(e.args[1]):
+                found = self._cases(e.args[1], args[1],
+                                    lambda v: arith_term(e.op, [args[0], z3.IntVal(v)]))
+                if found is not None:     # by the divisor's values: division by constants
+                    return found[0]
+            return arith_term(e.op, args)
         if isinstance(e, A.Compare):
             ctx = _enum_of(e.left, self.kb) or _enum_of(e.right, self.kb)
             left, right = self.expr(e.left, ctx), self.expr(e.right, ctx)
@@ -190,6 +239,23 @@ class Z3Encoding:
         if isinstance(e, A.Iff):
             return self.expr(e.left) == self.expr(e.right)
         raise TypeError(f"cannot encode {e!r}")
+
+    #: most values an operand of non-linear arithmetic is split into cases over
+    MAX_CASES = 64
+
+    def _cases(self, node, term, fn) -> tuple[z3.ExprRef, int] | None:
+        """``fn(v)`` for the value ``v`` that ``term`` (of expression ``node``) takes, as
+        a chain of ``If`` over the values ``node`` can take (the last one the default),
+        with their number; None where they are many or unknown."""
+        from ._intervals import value_set
+
+        values = value_set(node, self.kb.variables)
+        if not values or len(values) > self.MAX_CASES:
+            return None
+        out = fn(values[-1])
+        for v in reversed(values[:-1]):
+            out = z3.If(term == v, fn(v), out)
+        return out, len(values)
 
     def hard_constraints(self) -> list[z3.BoolRef]:
         return [self.expr(c.formula) for c in self.kb.constraints.values() if c.hard]

@@ -59,6 +59,9 @@ INPUTS = {
     "c": ("{a, b, e}", None),
     "flag": ("bool", None),
 }
+#: inputs of the models with non-linear integer arithmetic (``arith=True``: k and j,
+#: read by ``*``, ``//``, ``%``, ``min``, ``max`` and ``abs``; tests/test_arithmetic.py)
+ARITH_INPUTS = {"j": ("int -3..3", (-3, 3))}
 #: how the test's own counts come out (reported by test_the_generator_is_mostly_accepted)
 STATS: collections.Counter = collections.Counter()
 
@@ -66,12 +69,18 @@ STATS: collections.Counter = collections.Counter()
 class _Gen:
     """Random rule text of one model (seeded)."""
 
-    def __init__(self, seed: int):
+    def __init__(self, seed: int, arith: bool = False):
         self.rng = np.random.default_rng(seed)
         r = self.rng
         names = list(INPUTS)
         pick = ["x"] + list(r.choice(names[1:], int(r.integers(2, 5)), replace=False))
         self.inputs = [n for n in names if n in pick]
+        # non-linear integer arithmetic over k and j, drawn from a stream of its own (a
+        # seed's model without it stays as it was)
+        self.arith = arith
+        if arith:
+            self.arng = np.random.default_rng([seed, 23])
+            self.inputs = [n for n in names if n in pick or n == "k"] + list(ARITH_INPUTS)
         self.members = [f"m{i}" for i in range(int(r.integers(2, 4)))] \
             if r.random() < 0.35 else []
         self.defines: list[str] = []
@@ -83,8 +92,20 @@ class _Gen:
         t = round(float(self.rng.uniform(lo + 1, hi - 1)), 2)
         return f"~{t}" if learnable and self.rng.random() < 0.5 else f"{t}"
 
+    def arith_atom(self) -> str:
+        """A comparison of non-linear integer arithmetic over k (0..5) and j (-3..3)."""
+        r = self.arng
+        exprs = ["k * j", "j * j - k", "k // 2 + j % 3", "j // (k + 1)", "k % (j - 4)",
+                 "(k + 1) * (j + 4) % 5", "min(k, j + 3)", "max(k, 2 * j) - 1",
+                 "abs(j - k)", "abs(j) * k // 3", "min(k * j, max(j, 1))", "-j // 2 * k"]
+        e = exprs[int(r.integers(len(exprs)))]
+        op = ["<", "<=", ">", ">=", "==", "!="][int(r.integers(6))]
+        return f"{e} {op} {int(r.integers(-3, 6))}"
+
     def atom(self, depth_ok: bool = True) -> str:
         r = self.rng
+        if self.arith and depth_ok and self.arng.random() < 0.45:
+            return self.arith_atom()
         kinds = ["cmp", "cmp", "sum"]
         if "k" in self.inputs:
             kinds.append("int")
@@ -143,7 +164,8 @@ class _Gen:
     def text(self) -> str:
         r = self.rng
         out = ["set m: {" + ", ".join(self.members) + "}"] if self.members else []
-        out += [f"input {n}: {INPUTS[n][0]}" for n in self.inputs]
+        declared = {**INPUTS, **ARITH_INPUTS}
+        out += [f"input {n}: {declared[n][0]}" for n in self.inputs]
         if self.members:
             out += ["input v(m): real[0, 10]", "input f(m): bool"]
         self.neural = r.random() < 0.2
@@ -153,6 +175,9 @@ class _Gen:
         if r.random() < 0.4:   # a bool define read by the rules
             out.append(f"define d0: bool = {self.formula(1).replace('~', '')}")
             self.defines.append("d0")
+        if self.arith and self.arng.random() < 0.5:   # an int define by non-linear arithmetic
+            out.append("define w: int -20..20 = k * j - max(j, 1) + abs(k - 2) % 3")
+            self.defines.append(f"w >= {int(self.arng.integers(-6, 8))}")
         if len([n for n in self.inputs if n in ("x", "y")]) == 2 and r.random() < 0.3:
             out.append("define s: real = x - 0.5 * y")
             self.defines.append(f"s > {round(float(r.uniform(-5, 9)), 2)}")
@@ -199,6 +224,8 @@ def _rows(model_inputs, members, rng, n: int) -> pd.DataFrame:
             cols[name] = np.round(rng.uniform(lo, hi, n), 2)
         elif name == "k":
             cols[name] = rng.integers(0, 6, n)
+        elif name == "j":
+            cols[name] = rng.integers(-3, 4, n)
         elif name == "c":
             cols[name] = pd.Categorical(rng.choice(ENUM, n), categories=ENUM)
         elif name == "flag":
@@ -212,9 +239,9 @@ def _rows(model_inputs, members, rng, n: int) -> pd.DataFrame:
 class Case:
     """One generated model, its rows and what the test samples from."""
 
-    def __init__(self, seed: int):
+    def __init__(self, seed: int, arith: bool = False):
         self.seed = seed
-        g = _Gen(seed)
+        g = _Gen(seed, arith)
         self.text = g.text()
         self.outputs = g.outputs
         self.semantics = SEMANTICS[seed % 4]
@@ -480,6 +507,11 @@ def _premises(case: Case, rng):
                 for t in np.round(rng.uniform(1, 9, 1), 1)]
     if "k" in case.inputs:
         options.append(("k >= 4", lambda d: d["k"].to_numpy() >= 4))
+    if "j" in case.inputs:   # non-linear arithmetic (arith=True models only)
+        options.append(("k * j <= -4", lambda d: d["k"].to_numpy() * d["j"].to_numpy() <= -4))
+        options.append(("max(j, k // 2) % 3 == 1",
+                        lambda d: np.maximum(d["j"].to_numpy(), d["k"].to_numpy() // 2) % 3
+                        == 1))
     if "c" in case.inputs:
         options.append(("c == b", lambda d: (d["c"].astype(str) == "b").to_numpy()))
     if "flag" in case.inputs:
@@ -525,9 +557,9 @@ def check_verify(case: Case) -> str:
     return "verify refuted"
 
 
-def run_case(seed: int) -> None:
+def run_case(seed: int, arith: bool = False) -> None:
     try:
-        case = Case(seed)
+        case = Case(seed, arith)
     except (gb.ModelError, gb.rules.RuleError) as err:   # counted, never hidden
         STATS["refused at build"] += 1
         STATS[f"refused: {type(err).__name__}: {str(err)[:80]}"] += 1
@@ -883,9 +915,10 @@ if __name__ == "__main__":   # python tests/test_faithfulness_fuzz.py FIRST LAST
     import sys
 
     failed = []
+    arith = "--arith" in sys.argv     # models with non-linear integer arithmetic
     for seed in range(int(sys.argv[1]), int(sys.argv[2])):
         try:
-            run_case(seed)
+            run_case(seed, arith)
         except AssertionError as err:
             failed.append(seed)
             print(f"seed {seed}: {str(err)[:2000]}")

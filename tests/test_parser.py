@@ -95,9 +95,9 @@ def test_syntax_errors_are_located(text, line, col, fragment):
     # the rule's name is followed by its parameters, weight or ':' -- no formula token
     ("rule r x > 1 -> y", 8, "'(', ':', '[', 'fixed', 'weight'"),
     # inside a formula: never a statement keyword, and not '=' after a name
-    ("rule r: x > 1 y", 15, "'*', '+' or '-', '->', '^', 'and', 'or'"),
+    ("rule r: x > 1 y", 15, "'%', '*', '+' or '-', '->', '//', '^', 'and', 'or'"),
     ("rule r: x in {1, 2 -> y", 20, "',', '}'"),
-    ("rule r: (exists i in 0..2 x > i) -> y", 27, "'*', '+' or '-', ',', ':', '^'"),
+    ("rule r: (exists i in 0..2 x > i) -> y", 27, "'%', '*', '+' or '-', ',', '//', ':', '^'"),
     ("input z real", 9, "'(', ':', '['"),
     # an arrow where an operand is due is named as the arrow, not as a minus and a '>'
     ("rule r: x > 1 and  -> y", 20, "'(', '-', 'false', 'not', 'true', '~', a `back-quoted "
@@ -115,7 +115,7 @@ def test_a_syntax_error_lists_only_what_can_stand_there(text, col, expected):
     first = str(info.value).splitlines()[0]
     assert first.startswith(f"<rules>:3:{col}: unexpected ")
     assert first.endswith(f"expected one of {expected}")
-    with pytest.raises(gr.RuleSyntaxError, match=r"end of input; expected one of '\(', "
+    with pytest.raises(gr.RuleSyntaxError, match=r"end of input; expected one of '%', '\(', "
                                                  r"'\)', '\*'.*'->'.*'and'"):
         gr.parse("input x: real\noutput y: bool\nrule r: (x > 1 -> y")
 

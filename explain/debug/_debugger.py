@@ -457,16 +457,27 @@ class Debugger:
         return out.set_index("name").rename_axis(None)
 
     # ------------------------------------------------------------------ blame
-    def blame(self, row) -> Blame:
+    def blame(self, row, *, layers=None) -> Blame:
         """Split the blame for one failure (``row``: a label of the data's index) between
         rules, neural concepts, parameters and, with training data, training examples.
+
+        ``layers``: the modules whose gradients TracIn compares to blame training rows
+        (names of ``model.named_modules()`` such as ``"networks.digit.fc"`` or
+        ``"rules"``, or ``"all"`` or ``"last"``; default: every layer of a model of at
+        most 1,000,000 trainable parameters, else each network's last layer and the
+        rules' parameters, as in docs/explanations.md, "Big networks"). A name that is
+        no module with trainable parameters raises :class:`~greybox.ModelError` listing
+        the valid ones.
 
         A row predicted right has nothing to blame: its ``Blame`` says so (``correct``),
         names no suspect concept and no training row, and lists the rules that pushed
         away from the answer (``toward_wrong > 0``) -- the risks, not causes."""
         from .._explain import explain
         from ..formal import counterfactual
+        from ._tracin import tracin_layers
 
+        if layers is not None:      # refused at once, not only when TracIn runs
+            tracin_layers(self._model, layers)
         if row not in self._now.index:
             raise DataError(f"row {row!r} is not in the data")
         pos = self.batch.index.get_loc(row)
@@ -500,7 +511,7 @@ class Debugger:
                                          "needed": pd.Series(list(moved.after), dtype=object)})
             except GreyboxError:   # no change of the concepts alone flips it: none suspect
                 pass
-        training = self._tracin(sub, info) if self.train is not None else None
+        training = self._tracin(sub, info, layers) if self.train is not None else None
         culprit = "rules" if (rules.toward_wrong > 1e-6).any() else "bias/residual"
         if len(concepts):
             culprit = f"concept {concepts.concept.iloc[0]} = {concepts.value.iloc[0]!r} " \
@@ -515,10 +526,11 @@ class Debugger:
                      ex.top_parameters.drop(columns=["row"], errors="ignore"),
                      training, f"most likely: {culprit}", ex)
 
-    def _tracin(self, sub, info) -> pd.DataFrame:
+    def _tracin(self, sub, info, layers=None) -> pd.DataFrame:
         from ._tracin import tracin_influence
 
-        return tracin_influence(self._model, self.output, self.train, sub, info["target"])
+        return tracin_influence(self._model, self.output, self.train, sub, info["target"],
+                                layers=layers)
 
     # ------------------------------------------------------------------ what if
     def _templates(self, edits: list[Edit]):

@@ -193,10 +193,11 @@ class EntityDebugger:
             out = out.sort_values("confidence", ascending=False, kind="stable")
         return out
 
-    def blame(self, row, entity) -> Blame:
+    def blame(self, row, entity, *, layers=None) -> Blame:
         """Who is to blame for ``entity``'s failure on ``row`` (its rules, concepts,
-        parameters and training rows): :meth:`Debugger.blame` of that member."""
-        return self.member(entity).blame(row)
+        parameters and training rows): :meth:`Debugger.blame` of that member (``layers``:
+        TracIn's, as there)."""
+        return self.member(entity).blame(row, layers=layers)
 
     def pushes(self, row, entity, concept: str | None = None, *, targets=None):
         """How training pushes the concept behind ``entity``'s output on ``row``: each

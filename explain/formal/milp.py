@@ -147,6 +147,103 @@ class Program:
         self.add(e - a.scale(hi - off), hi=off)
         return a
 
+    # non-linear integer arithmetic, linearised over the operands' finite ranges -----
+    def int_bounds(self, e: Lin) -> tuple[int, int]:
+        """The bounds of an integer expression, as integers."""
+        lo, hi = self.bounds(e)
+        if not (np.isfinite(lo) and np.isfinite(hi)):
+            raise ModelError("non-linear integer arithmetic over an unbounded value: the "
+                             "MILP backend needs finite ranges (use backend='z3')")
+        return int(np.ceil(lo - 1e-6)), int(np.floor(hi + 1e-6))
+
+    def _integer(self, name, lo, hi, integer=True) -> Lin:
+        return Lin({self.var(name, lo, hi, integer): 1.0}, 0.0, True)
+
+    def product(self, a: Lin, b: Lin) -> Lin:
+        """``a * b`` of two integer expressions: the one with fewer values is written in
+        binary, ``b = lo + sum(2^k z_k)``, and each ``a * z_k`` is a variable ``w_k``
+        held to ``a`` or 0 by big-M rows from ``a``'s bounds (exact for binary z_k)."""
+        (alo, ahi), (blo, bhi) = self.int_bounds(a), self.int_bounds(b)
+        if bhi - blo > ahi - alo:
+            a, b, (alo, ahi), (blo, bhi) = b, a, (blo, bhi), (alo, ahi)
+        out = a.scale(float(blo))
+        if bhi == blo:
+            return out
+        expansion = _lin(float(blo))
+        for k in range((bhi - blo).bit_length()):
+            z = self.binary(f"bit{k}")
+            w = self._integer(f"product{k}", min(alo, 0), max(ahi, 0), integer=False)
+            self.add(w - z.scale(alo), lo=0.0)                 # alo z <= w <= ahi z
+            self.add(w - z.scale(ahi), hi=0.0)
+            self.add(w - a - z.scale(ahi), lo=-float(ahi))      # z = 1 -> w = a
+            self.add(w - a - z.scale(alo), hi=-float(alo))
+            expansion = expansion + z.scale(float(2 ** k))
+            out = out + w.scale(float(2 ** k))
+        self.add(expansion - b, 0.0, 0.0)
+        out.integral = a.integral and b.integral
+        return out
+
+    def divmod(self, a: Lin, d: Lin) -> tuple[Lin, Lin]:
+        """``(a // d, a % d)`` (floor semantics): integers ``q``, ``r`` with
+        ``a = q d + r`` and ``0 <= r <= d - 1`` (or ``d + 1 <= r <= 0`` for a negative
+        divisor; validation has made sure ``d``'s range excludes 0)."""
+        from greybox.rules._intervals import op_interval
+
+        bounds = [self.int_bounds(a), self.int_bounds(d)]
+        if bounds[1][0] <= 0 <= bounds[1][1]:
+            raise ModelError("a divisor's range includes 0; the MILP backend divides by "
+                             "expressions of one sign")
+        q = self._integer("quotient", *op_interval("//", bounds))
+        r = self._integer("remainder", *op_interval("%", bounds))
+        qd = q.scale(d.const) if not d.terms else self.product(q, d)
+        self.add(a - qd - r, 0.0, 0.0)
+        if bounds[1][0] > 0:
+            self.add(d - r, lo=1.0)
+        else:
+            self.add(r - d, lo=1.0)
+        return q, r
+
+    def extreme(self, op: str, xs: list[Lin]) -> Lin:
+        """``min(xs)`` or ``max(xs)`` of integer expressions: ``m`` on the right side of
+        every one and equal to the one a selector binary picks (big-M from the bounds)."""
+        from greybox.rules._intervals import op_interval
+
+        bounds = [self.int_bounds(x) for x in xs]
+        lo, hi = op_interval(op, bounds)
+        sign = 1.0 if op == "min" else -1.0      # max(xs) = -min(-xs)
+        if op == "max":
+            xs, bounds, (lo, hi) = [-x for x in xs], [(-b, -a) for a, b in bounds], (-hi, -lo)
+        # an operand below every other's lowest value is the minimum
+        for i, (_, h) in enumerate(bounds):
+            if all(h <= low for j, (low, _) in enumerate(bounds) if j != i):
+                return xs[i].scale(sign)
+        m = self._integer(op, lo, hi, integer=False)
+        total = _lin(0.0)
+        for x, (_, h) in zip(xs, bounds):
+            s = self.binary(f"{op}.pick")
+            total = total + s
+            self.add(x - m, lo=0.0)                                   # m <= x
+            self.add(m - x + s.scale(float(lo - h)), lo=float(lo - h))  # s = 1 -> m >= x
+        self.add(total, 1.0, 1.0)
+        out = m.scale(sign)
+        out.integral = all(x.integral for x in xs)
+        return out
+
+    def arith(self, op: str, xs: list[Lin]) -> Lin:
+        """:class:`~greybox.rules.ast.Arith` ``op`` over integer expressions."""
+        if op in ("//", "%"):
+            q, r = self.divmod(*xs)
+            return q if op == "//" else r
+        if op == "abs":
+            (x,) = xs
+            lo, hi = self.int_bounds(x)
+            if lo >= 0:
+                return x
+            if hi <= 0:
+                return -x
+            return self.extreme("max", [x, -x])
+        return self.extreme(op, xs)
+
     def and_(self, xs: list[Lin]) -> Lin:
         xs = [x for x in xs if not (not x.terms and x.const == 1.0)]
         if any(not x.terms and x.const == 0.0 for x in xs):
@@ -424,7 +521,11 @@ class _Compiler:
             left, right = self.expr(e.left), self.expr(e.right)
             if not left.terms:
                 return right.scale(left.const)
-            return left.scale(right.const)
+            if not right.terms:
+                return left.scale(right.const)
+            return self.p.product(left, right)   # two integer expressions
+        if isinstance(e, A.Arith):
+            return self.p.arith(e.op, [self.expr(a) for a in e.args])
         if isinstance(e, A.Count):   # the formulas' indicators (binaries or constants)
             acc = _lin(0.0)
             for a in e.args:

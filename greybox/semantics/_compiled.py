@@ -64,6 +64,9 @@ def magnitude(e, kb) -> float:
             return bound(node.left) * bound(node.right)
         if isinstance(node, A.Count):
             return float(len(node.args))
+        if isinstance(node, A.Arith):     # |a // d| <= |a|, |a % d| < |d|
+            bounds = [bound(a) for a in node.args]
+            return bounds[1] if node.op == "%" else max(bounds)
         if isinstance(node, A.Compare):
             return max(bound(node.left), bound(node.right))
         if isinstance(node, A.InSet):

@@ -16,8 +16,10 @@ import operator
 import torch
 
 from greybox import functional as F
+from greybox._batch import kb_cached
 from greybox.errors import ModelError
 from greybox.rules import ast as A
+from greybox.rules import closure
 
 from ._base import Context, Env, Semantics
 from ._compiled import EXACT_FLOAT32, smooth_truth, stated_threshold, wide_int
@@ -99,6 +101,13 @@ class FuzzyContext(Context):
             value = self.value(var.expr, env)
         if isinstance(var.type, A.EnumType) and value[0] == "s":
             return self.fixed(name, var.type.values.index(value[1]))
+        if isinstance(var.type, A.IntType) and value[0] == "d":
+            # a distribution over the values of non-linear arithmetic: onto the type's
+            # values (as its marginal and its labels index them)
+            vals = self._vals(name)
+            if value[2].shape != vals.shape or not torch.equal(value[2], vals):
+                onto = (value[2].unsqueeze(1) == vals.to(value[2].dtype)).to(value[1].dtype)
+                return ("d", value[1] @ onto, vals)
         return value
 
     # evaluation ----------------------------------------------------------------------
@@ -133,13 +142,55 @@ class FuzzyContext(Context):
                 acc = acc + x if op == "+" else acc - x
             return ("n", acc)
         if isinstance(e, A.Mul):
-            return ("n", self.num(self.value(e.left, env)) * self.num(self.value(e.right, env)))
+            left, right = self.value(e.left, env), self.value(e.right, env)
+            if "d" in (left[0], right[0]) and not (
+                    A.is_constant(e.left) or A.is_constant(e.right)):   # two variables
+                found = self._distribution("*", [left, right], e)
+                if found is not None:
+                    return found
+            return ("n", self.num(left) * self.num(right))
+        if isinstance(e, A.Arith):
+            # over distributions of finite values (networks' outputs, decided values):
+            # the exact distribution of the result, the operands independent; else (an
+            # observed value, an expectation) the operation on the numbers
+            args = [self.value(a, env) for a in e.args]
+            if any(a[0] == "d" for a in args):
+                found = self._distribution(e.op, args, e)
+                if found is not None:
+                    return found
+            return ("n", F.arith(e.op, [self.num(a) for a in args]))
         if isinstance(e, A.Count):   # the sum of the truth degrees: the expected count
             acc = self._truth(e.args[0], env)
             for arg in e.args[1:]:
                 acc = acc + self._truth(arg, env)
             return ("n", acc)
         return ("t", self.truth(e, env))
+
+    def _distribution(self, op: str, args, e):
+        """``op`` over distributions and constants as a distribution ("d"), or None where
+        an operand is a number per row, two operands read the same variable (they are
+        not independent; ``d * d`` of one operand is exact), or their joint values are
+        many (> 4,096)."""
+        operands = (e.left, e.right) if isinstance(e, A.Mul) else e.args
+        if all(x == operands[0] for x in operands[1:]) and args[0][0] == "d":
+            probs, values = F.arith_distribution(op, [(args[0][1], args[0][2])], same=len(args))
+            return ("d", probs, values)
+        if not _independent(self.kb, e, operands):
+            return None
+        dists, size = [], 1
+        for a in args:
+            if a[0] == "d":
+                dists.append((a[1], a[2]))
+                size *= a[2].numel()
+            elif a[0] == "n" and not isinstance(a[1], torch.Tensor):
+                dists.append((torch.ones(1, 1, device=self.device),
+                              torch.tensor([float(a[1])], device=self.device)))
+            else:
+                return None
+        if size > 4096:
+            return None
+        probs, values = F.arith_distribution(op, dists)
+        return ("d", probs, values)
 
     def _full(self, t) -> torch.Tensor:
         t = torch.as_tensor(t, dtype=torch.float32, device=self.device)
@@ -312,6 +363,21 @@ def _log_truth(p: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     gradient is NaN (0 * inf) and poisoned every parameter."""
     chosen = torch.where(target.bool(), p, 1.0 - p)
     return torch.log(chosen.clamp_min(1e-12))
+
+
+def _independent(kb, e, operands) -> bool:
+    """Whether no two ``operands`` of ``e`` read a common variable (through defines)."""
+    cache = kb_cached(kb, "fuzzy/independent", lambda kb: {})
+    found = cache.get(id(e))
+    if found is None:
+        seen: set = set()
+        found = True
+        for x in operands:
+            names = set(closure(kb, A.variables(x)))
+            found &= seen.isdisjoint(names)
+            seen |= names
+        cache[id(e)] = found
+    return found
 
 
 def _learnable(e) -> bool:

@@ -42,6 +42,7 @@ from greybox._linear import CHAIN_LIMIT, FACTOR_LIMIT, count_chain, count_chain_
 from greybox.errors import ModelError
 from greybox.rules import ast as A
 from greybox.rules import expr_to_text, plan, type_to_text
+from greybox.rules._intervals import value_set
 
 from ._base import Context, Env, Semantics
 from ._compiled import smooth_truth, stated_threshold, wide_int
@@ -646,12 +647,28 @@ class ProbContext(Context):
             return Field(inner.scope, -inner.t)
         if isinstance(e, A.Sum):
             acc = self.field(e.args[0], env)
-            for op, arg in zip(e.ops, e.args[1:]):
+            chain = _nonlinear(self.kb, e)
+            for i, (op, arg) in enumerate(zip(e.ops, e.args[1:])):
                 nxt = self.field(arg, env)
                 acc = self._binop(acc, nxt, torch.add if op == "+" else torch.sub)
+                if chain and i + 2 < len(e.args):   # a partial sum: one variable
+                    acc = self._intermediate(acc, e, i + 2, env)
             return acc
         if isinstance(e, A.Mul):
-            return self._binop(self.field(e.left, env), self.field(e.right, env), torch.mul)
+            out = self._binop(self.field(e.left, env), self.field(e.right, env), torch.mul)
+            if not (A.is_constant(e.left) or A.is_constant(e.right)):
+                out = self._intermediate(out, e, 0, env)
+            return out
+        if isinstance(e, A.Arith):
+            parts = [self.field(a, env) for a in e.args]
+            if e.op == "abs":
+                out = Field(parts[0].scope, parts[0].t.abs())
+            else:
+                op = e.op
+                out = parts[0]
+                for p in parts[1:]:
+                    out = self._binop(out, p, lambda a, b: F.arith(op, [a, b]))
+            return self._intermediate(out, e, 0, env)
         if isinstance(e, A.Not):
             return self._negation(self.field(e.operand, env), e)
         if isinstance(e, (A.And, A.Or, A.Implies, A.Iff)):
@@ -957,6 +974,30 @@ class ProbContext(Context):
             self._atoms[key] = self._register(atom, [0, 1], factor)
         return self._atoms[key]
 
+    def _intermediate(self, f: Field, e, k: int, env) -> Field:
+        """A result of non-linear arithmetic over two or more variables (``e``, or the
+        sum of its first ``k`` terms) as one new variable: a 0/1 factor over them and
+        it, so that what reads it (a sum of products, a comparison) sees one variable,
+        and the tables grow polynomially in the number of terms, not exponentially.
+        Its values are those the expression can take (from the declared domains)."""
+        if len(f.scope) < 2:
+            return f
+        key = ("arith", id(e), k, env.key)
+        found = self._atoms.get(key)
+        if found is not None:
+            return found
+        node = A.Sum(e.args[:k], e.ops[:k - 1]) if k else e
+        values = value_set(node, self.kb.variables)
+        if values is None or f.t[:1].numel() * len(values) > FACTOR_LIMIT:
+            return f      # kept as the joint table (refused later if that is too large)
+        name = f"arith#{len(self._atoms)}{env.key}"
+        vals = self.model.compiled.value_tensor(tuple(values))
+        ind = (f.t.unsqueeze(-1) == vals.to(f.t.dtype)).to(torch.float32)
+        factor = (f.scope + (name,), ind)
+        self._introduces[id(factor)] = (name,)
+        out = self._atoms[key] = self._register(name, values, factor)
+        return out
+
     def _count(self, e: A.Count, env) -> Field:
         """``count``: the sum of its formulas' 0/1 fields, exact. Over few joint values, one
         dense field; over more, each formula is a bool variable (its own factor) and the
@@ -1154,6 +1195,18 @@ class ProbContext(Context):
         if isinstance(var.type, A.BoolType):
             return (m > 0.5).long()
         return m
+
+
+def _nonlinear(kb, e) -> bool:
+    """Whether sum ``e`` holds a product of variables or an operation of
+    :class:`~greybox.rules.ast.Arith` (its partial sums are then variables of their own)."""
+    cache = kb_cached(kb, "probabilistic/nonlinear", lambda kb: {})
+    found = cache.get(id(e))
+    if found is None:
+        found = cache[id(e)] = any(
+            isinstance(n, A.Arith) or (isinstance(n, A.Mul) and not (
+                A.is_constant(n.left) or A.is_constant(n.right))) for n in A.walk(e))
+    return found
 
 
 def _located(err: ModelError, kb, e, what: str | None = None) -> ModelError:
