@@ -957,7 +957,8 @@ def _compiled_defines(kb: KnowledgeBase) -> dict[str, _Fn]:
         store["defines"] = {
             name: (compile_truth(v.expr, kb) if isinstance(v.type, A.BoolType) else
                    compile_value(v.expr, kb, v.type if isinstance(v.type, A.EnumType) else None))
-            for name, v in kb.variables.items() if v.role == "defined"}
+            for name, v in kb.variables.items() if v.role == "defined"
+            and name not in _big_defines(kb)}     # (those: Python ints, see _settle_big)
     return store["defines"]
 
 

@@ -178,7 +178,7 @@ def _confident(n: int, rows: int, seed: int):
     return _Table(logits), sums
 
 
-@pytest.mark.parametrize("n", [30, 100])
+@pytest.mark.parametrize("n", [30, 100, 400])   # (400: past float64's range too)
 def test_predict_gives_exact_python_ints_for_a_confident_network(n):
     net, sums = _confident(n, 5, seed=n)
     model = gb.GreyBox(_rules(n), {"digit": net})
@@ -307,3 +307,16 @@ def test_z3_reasons_with_big_integers_and_other_routes_refuse_by_name():
         model.predict_proba(row, "s")
     with pytest.raises(gb.ModelError, match=r"'s' ranges beyond ±2\*\*53"):
         gb.explain.explain(model, row, output="s")
+
+
+def test_crisp_evaluation_of_a_big_define_is_exact_with_any_integer_arithmetic():
+    kb = gr.parse("input a: int 0..9\ninput b: int 1..9\n"
+                  f"define s: int -{10 ** 40}..{10 ** 40} = {10 ** 30} * (a * b) + a % b "
+                  f"- {10 ** 20} * max(a, b) + abs(a - b) + count(a > 3, b > 3)\n")
+    ev = gr.evaluate(kb, {"a": [7, 0], "b": [3, 9]})
+    want = [10 ** 30 * a * b + a % b - 10 ** 20 * max(a, b) + abs(a - b) + (a > 3) + (b > 3)
+            for a, b in ((7, 3), (0, 9))]
+    assert ev.values["s"].tolist() == want
+    with pytest.raises(gr.DataError, match=r"defined variable 's': .* at row 0 is outside"):
+        gr.evaluate(gr.parse(f"input a: int 0..9\ndefine s: int 0..{10 ** 25} = "
+                             f"{10 ** 25} * a\n"), {"a": [2]})

@@ -46,13 +46,14 @@ def magnitude(e, kb) -> float:
     9005.0
     """
     def bound(node) -> float:
-        if isinstance(node, A.Num):
-            return abs(float(node.value))
+        if isinstance(node, A.Num):   # (an integer beyond float64's range: inf)
+            return abs(float(node.value)) if abs(node.value) < 1e308 else float("inf")
         if isinstance(node, A.Var):
             var = kb.variables.get(node.name)
             t = None if var is None else var.type
             if isinstance(t, A.IntType):
-                return float(max(abs(t.lo), abs(t.hi)))
+                m = max(abs(t.lo), abs(t.hi))
+                return float(m) if m < 1e308 else float("inf")
             if isinstance(t, A.EnumType):
                 return float(len(t.values))
             return 1.0 if isinstance(t, A.BoolType) else 0.0
