@@ -17,8 +17,12 @@ processes sharing the machine do not blur the ratios.
 4. Scaling: N = 1, 2, 3, 4, 8, 15 digits per number, several seeds each: time per epoch,
    sum accuracy, digit accuracy (the network never sees a digit label) and how many seeds
    failed to learn (digit accuracy below 50%).
+5. Big integers (``--big [N ...]``, issue 23): one epoch at N = 30, 50, 100 (sums beyond
+   2**53, exact Python ints) against the hand-written carry model on the example's CNN,
+   with the network alone's time; the goal is under a minute per epoch of 3,000 sums.
 
-Run:  python benchmarks/bench_addition.py [--quick] [--parts steps throughput accuracy scaling]
+Run:  python benchmarks/bench_addition.py [--quick] [--parts steps throughput accuracy scaling big]
+      [--big 30 50 100]
       [--digits 1 2 3 4 8 15] [--batches 2 64] [--steps 300] [--sums 100000]
       [--epochs 5] [--seeds 3] [--examples 3000]
 ``--quick`` is a smoke test (few steps, small sizes; its ratios are rough).
@@ -149,7 +153,9 @@ class CarryModel:
                 pairs[i, j, i + j] = 1.0
         self.pairs = pairs
         # places of the digits, most significant first (the order of the data's columns)
-        self.places = torch.tensor([10 ** (n - 1 - k) for k in range(n)], dtype=torch.long)
+        # (beyond 18 digits int64 overflows: such sums go through log_prob_big)
+        self.places = torch.tensor([10 ** (n - 1 - k) for k in range(n)], dtype=torch.long) \
+            if n <= 18 else None
         # index of P(a + b + c = t + 10 c') in a column's 19 sums: t + 10 c' - c
         c = torch.tensor([0, 1]).view(2, 1)
         c_next = torch.tensor([0, 1]).view(1, 2)
@@ -182,6 +188,29 @@ class CarryModel:
             log_z = log_z + torch.log(z.squeeze(1))
         ok_top = top <= 1
         last = alpha.gather(1, top.clamp(0, 1).view(-1, 1)).squeeze(1) * ok_top
+        return torch.log(last) + log_z
+
+    def log_prob_big(self, logits: torch.Tensor, sums) -> torch.Tensor:
+        """:meth:`log_prob` of sums given as Python ints (any size: the sum's digits read
+        from its decimal text), the carries as there."""
+        n = self.n
+        p = torch.softmax(logits, 1).view(2, n, -1, 10)
+        col = torch.einsum("kbi,kbj,ijs->kbs", p[0], p[1], self.pairs)    # (n, B, 19)
+        text = [str(int(s)).zfill(n + 1) for s in sums]
+        digit = torch.tensor([[int(c) for c in t[-n:]] for t in text]).T     # (n, B)
+        top = torch.tensor([int(t[:-n]) if len(t) <= n + 2 else 9 for t in text])
+        idx = digit.unsqueeze(-1) + self.shift
+        ok = (idx >= 0) & (idx <= 18)
+        trans = (col.gather(2, idx.clamp(0, 18)) * ok).view(n, -1, 2, 2)
+        alpha = torch.zeros(len(text), 2)
+        alpha[:, 0] = 1.0
+        log_z = torch.zeros(len(text))
+        for k in range(n - 1, -1, -1):
+            alpha = torch.einsum("bc,bcd->bd", alpha, trans[k])
+            z = alpha.sum(1, keepdim=True)
+            alpha = alpha / z
+            log_z = log_z + torch.log(z.squeeze(1))
+        last = alpha.gather(1, top.clamp(0, 1).view(-1, 1)).squeeze(1) * (top <= 1)
         return torch.log(last) + log_z
 
     def predict(self, logits: torch.Tensor) -> torch.Tensor:
@@ -320,13 +349,76 @@ def throughput(n: int, count: int, seed: int = 0, repeat: int = 2) -> None:
     print("(target <= 1.5)\n")
 
 
+def big(digits, examples: int, seed: int = 0) -> None:
+    """Exact sums of big numbers (issue 23, item 3): one epoch of ``examples`` sums at
+    N = 30, 50, 100 digits, the example's CNN and Adam, batch 32, one thread (CPU time):
+    greybox's ``fit`` against the hand-written carry model on the same network, initial
+    weights and data (sums as exact Python ints), and the network alone (a trivial
+    loss); ``check``: greybox's log_prob against the hand-written one on 64 sums."""
+    print(f"Big integers: one epoch of {examples} sums, batch 32, the example's CNN, Adam, "
+          "1 thread, CPU time")
+    print(f"{'N':>4} {'greybox s':>10} {'hand s':>8} {'ratio':>6} {'net alone s':>12} "
+          f"{'check':>8}")
+    (tx, ty), _ = load_pools(seed)
+    for n in digits:
+        data, sums = make_examples(tx, ty, n, examples, seed)
+        sums = np.array([int(s) for s in sums], dtype=object)
+        torch.manual_seed(seed)
+        init = digit_network(dropout=0).state_dict()
+
+        def fresh(init=init):
+            net = digit_network(dropout=0)
+            net.load_state_dict(init)
+            return net
+
+        cm = CarryModel(n)
+        model = gb.GreyBox(addition_rules(n), {"digit": fresh()}).eval()
+        few = {k: v[:64] for k, v in data.items()}
+        with torch.no_grad():
+            ours = model(few).log_prob("total", model._targets(
+                {"total": sums[:64]}, 64).values["total"])
+            theirs = cm.log_prob_big(model.network("digit")(cm.images(few)), sums[:64])
+        diff = float((ours.double() - theirs.double()).exp().sub(1).abs().max())
+        times = {}
+        warm = fresh()            # warm-up: a step of each loss (first calls allocate)
+        for loss in (cm.log_prob_big(warm(cm.images(data, torch.arange(32))), sums[:32]),
+                     gb.GreyBox(addition_rules(n), {"digit": warm})(
+                         {k: v[:32] for k, v in data.items()}).log_prob(
+                         "total", model._targets({"total": sums[:32]}, 32).values["total"])):
+            loss.mean().backward()
+        for what in ("alone", "greybox", "hand", "alone"):
+            net = fresh()
+            t0 = clock()
+            if what == "greybox":
+                gb.GreyBox(addition_rules(n), {"digit": net}).fit(
+                    data, {"total": sums}, epochs=1, batch_size=32, lr=1e-3, seed=seed,
+                    progress=False)
+            else:
+                opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+                perm = torch.randperm(examples, generator=torch.Generator().manual_seed(seed))
+                for start in range(0, examples, 32):
+                    rows = perm[start:start + 32]
+                    logits = net(cm.images(data, rows))
+                    loss = (-torch.log_softmax(logits, 1)[:, 0].mean() if what == "alone"
+                            else -cm.log_prob_big(logits, sums[rows.numpy()]).mean())
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    opt.step()
+            times[what] = min(times.get(what, float("inf")), clock() - t0)
+        g, h, a = times["greybox"], times["hand"], times["alone"]
+        print(f"{n:4d} {g:10.2f} {h:8.2f} {g / h:6.2f} {a:12.2f} {diff:8.1e}", flush=True)
+    print()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true",
                         help="a smoke test: few steps and small sizes (rough ratios)")
     parser.add_argument("--parts", nargs="+", default=["steps", "throughput", "accuracy",
                                                        "scaling"],
-                        choices=["steps", "throughput", "accuracy", "scaling"])
+                        choices=["steps", "throughput", "accuracy", "scaling", "big"])
+    parser.add_argument("--big", type=int, nargs="*", default=None,
+                        help="the big-integer part alone at these N (default 30 50 100)")
     parser.add_argument("--digits", type=int, nargs="+", default=[1, 2, 3, 4, 8, 15])
     parser.add_argument("--batches", type=int, nargs="+", default=[2, 64])
     sizes = {  # name: (default, --quick)
@@ -345,6 +437,10 @@ def main() -> None:
         if getattr(args, name) is None:
             setattr(args, name, quick if args.quick else full)
     torch.set_num_threads(1)
+    if args.big is not None:
+        args.parts = ["big"]
+    if "big" in args.parts:
+        big(args.big or [30, 50, 100], args.examples)
     if "steps" in args.parts:
         steps(args.digits, args.batches, args.steps, args.step_epochs)
     if "throughput" in args.parts:

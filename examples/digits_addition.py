@@ -103,7 +103,11 @@ def make_examples(images, labels, n: int, count: int, seed: int):
         for k in range(n):
             data[f"{side}{k}_img"] = images[idx[:, j * n + k]]
     digits = labels[idx].reshape(count, 2, n)
-    place = 10 ** np.arange(n - 1, -1, -1, dtype=np.int64)
+    if n > 18:   # beyond int64: the sums as exact Python ints (an object array)
+        digits = digits.astype(object)
+        place = np.array([10 ** (n - 1 - k) for k in range(n)], dtype=object)
+    else:
+        place = 10 ** np.arange(n - 1, -1, -1, dtype=np.int64)
     sums = (digits * place).sum(axis=2).sum(axis=1)
     return data, sums
 

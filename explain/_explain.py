@@ -278,6 +278,11 @@ def explain(model, data, output: str | None = None, *,
         output = kb.outputs[0]
     if output not in kb.variables or not kb.variables[output].output:
         raise ModelError(f"{output!r} is not an output (outputs: {', '.join(kb.outputs)})")
+    if A.big_int(kb.variables[output].type):
+        raise ModelError(f"{output!r} ranges beyond ±2**53 (a big integer): explanations "
+                         "attribute a decision's probability value by value, which such an "
+                         "output does not list; explain the variables it sums (predict gives "
+                         "its exact value)")
     if n_jobs is not None:
         from ._parallel import explain_chunks
 

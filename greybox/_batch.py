@@ -481,6 +481,10 @@ def _number_labels(name: str, t, arr, miss, rows) -> torch.Tensor:
             raise DataError(f"labels of {name!r}: expected true/false, got "
                             f"{_shown(arr[pos])} at {where} (True/False, 1/0 or yes/no)")
         return torch.as_tensor(num, dtype=torch.float32)
+    if A.big_int(t):   # beyond ±2**53: Python ints, never through float64 or int64
+        from ._bigint import big_labels
+
+        return big_labels(name, t, arr, miss, rows)
     num = np.zeros(len(arr), np.float64)
     ok = ~miss
     try:

@@ -34,7 +34,7 @@ CHAIN_LIMIT = 1 << 26
 
 
 def linear_form(e, kb, *, inline: bool = True, formulas: bool = False
-                ) -> tuple[float, dict[str | None, float]] | None:
+                ) -> tuple[int | float, dict[str | None, int | float]] | None:
     """``e`` as ``const + sum(coef * var)``, or None when it is not linear arithmetic.
 
     With ``inline``, variables defined by linear integer expressions are replaced by
@@ -42,31 +42,31 @@ def linear_form(e, kb, *, inline: bool = True, formulas: bool = False
     ``count`` of bool variables is their sum; with ``formulas``, the other formulas it
     counts are terms too, all under the key None (for spreads: each one is 0 or 1).
     """
-    if isinstance(e, A.Num):
-        return float(e.value), {}
+    if isinstance(e, A.Num):   # integers stay Python ints: exact beyond 2**53
+        return (e.value if isinstance(e.value, int) else float(e.value)), {}
     if isinstance(e, A.Var):
         v = kb.variables[e.name]
         if inline and v.role == "defined" and isinstance(v.type, A.IntType):
             inner = linear_form(v.expr, kb, inline=True, formulas=formulas)
             if inner is not None:
                 return inner
-        return 0.0, {e.name: 1.0}
+        return 0, {e.name: 1}
     if isinstance(e, A.Neg):
         inner = linear_form(e.operand, kb, inline=inline, formulas=formulas)
         if inner is None:
             return None
         return -inner[0], {k: -c for k, c in inner[1].items()}
     if isinstance(e, A.Sum):
-        const, terms = 0.0, {}
+        const, terms = 0, {}
         for i, arg in enumerate(e.args):
             part = linear_form(arg, kb, inline=inline, formulas=formulas)
             if part is None:
                 return None
-            sign = 1.0 if i == 0 or e.ops[i - 1] == "+" else -1.0
+            sign = 1 if i == 0 or e.ops[i - 1] == "+" else -1
             const += sign * part[0]
             for k, c in part[1].items():
-                terms[k] = terms.get(k, 0.0) + sign * c
-        return const, {k: c for k, c in terms.items() if c != 0.0}
+                terms[k] = terms.get(k, 0) + sign * c
+        return const, {k: c for k, c in terms.items() if c != 0}
     if isinstance(e, A.Mul):
         left = linear_form(e.left, kb, inline=inline, formulas=formulas)
         right = linear_form(e.right, kb, inline=inline, formulas=formulas)
@@ -79,14 +79,14 @@ def linear_form(e, kb, *, inline: bool = True, formulas: bool = False
         k = right[0]
         return left[0] * k, {n: c * k for n, c in left[1].items()}
     if isinstance(e, A.Count):   # a count of bool variables is their sum (as 0/1)
-        const, terms = 0.0, {}
+        const, terms = 0, {}
         for arg in e.args:
             if isinstance(arg, A.BoolConst):
-                const += float(arg.value)
+                const += int(arg.value)
             elif isinstance(arg, A.Var) and isinstance(kb.variables[arg.name].type, A.BoolType):
-                terms[arg.name] = terms.get(arg.name, 0.0) + 1.0
+                terms[arg.name] = terms.get(arg.name, 0) + 1
             elif formulas:
-                terms[None] = terms.get(None, 0.0) + 1.0
+                terms[None] = terms.get(None, 0) + 1
             else:
                 return None
         return const, terms
@@ -130,16 +130,25 @@ class Arithmetic:
         return bool((factor.sum(dim=dims) == 1).all()) if dims else False
 
     def evidence(self, target: torch.Tensor) -> list:
-        """Unary factors saying ``value == target`` (an integer tensor of shape (B,))."""
-        rest = target.long() - self.offset
-        out = []
-        ok = rest >= 0
-        for d in self.digits:
-            digit = torch.remainder(rest, self.base)
-            out.append(((d,), torch.nn.functional.one_hot(digit.clamp(0, self.base - 1),
-                                                          self.base).to(torch.float32)))
-            rest = torch.div(rest, self.base, rounding_mode="floor")
+        """Unary factors saying ``value == target`` (an integer tensor of shape (B,), or
+        big integers' :class:`~greybox._bigint.BigLabels`)."""
         ncarry = len(self.aux[self.carry])
+        if not isinstance(target, torch.Tensor):     # exact digits of Python ints
+            digits, rest = target.digits(self.offset, base=self.base, npos=len(self.digits),
+                                         cap=ncarry)
+            ok = torch.tensor([int(v) - self.offset >= 0 for v in target.indices],
+                              dtype=torch.bool)
+            out = [((d,), torch.nn.functional.one_hot(digits[p], self.base).to(torch.float32))
+                   for p, d in enumerate(self.digits)]
+        else:
+            rest = target.long() - self.offset
+            out = []
+            ok = rest >= 0
+            for d in self.digits:
+                digit = torch.remainder(rest, self.base)
+                out.append(((d,), torch.nn.functional.one_hot(digit.clamp(0, self.base - 1),
+                                                              self.base).to(torch.float32)))
+                rest = torch.div(rest, self.base, rounding_mode="floor")
         ok = ok & (rest < ncarry)
         hot = torch.nn.functional.one_hot(rest.clamp(0, ncarry - 1), ncarry).to(torch.float32)
         out.append(((self.carry,), hot * ok[:, None]))
@@ -154,6 +163,11 @@ class Arithmetic:
         if plan is None:
             plan = self._plans[device] = CarryPlan(self, device)
         return plan.log_prob(stacked, target if target.device == device else target.to(device))
+
+
+def _integral(x) -> bool:
+    """Whether number ``x`` (a Python int, exact at any size, or a float) is an integer."""
+    return isinstance(x, int) or float(x).is_integer()
 
 
 def _values(t) -> list[int]:
@@ -190,7 +204,7 @@ def compile_linear(name: str, kb, domains: dict[str, list[int]]) -> Arithmetic |
         if form is None or any(k not in domains for k in form[1]):
             return None
     const, terms = form
-    if not float(const).is_integer() or any(not float(c).is_integer() for c in terms.values()):
+    if not _integral(const) or not all(_integral(c) for c in terms.values()):
         return None
     const = int(const)
     terms = {k: int(c) for k, c in terms.items()}
@@ -466,16 +480,25 @@ class CarryPlan:
         # each column's sums, with a 0 on either side where impossible indices land
         s = self._column_sums(stacked)
         n = target.shape[0]
-        rest = target if target.dtype == torch.long else target.long()
-        rest = rest - self.offset if self.offset else rest
+        big = not isinstance(target, torch.Tensor)    # BigLabels: Python ints
+        if not big:
+            rest = target if target.dtype == torch.long else target.long()
+            rest = rest - self.offset if self.offset else rest
         if self.blank and s.shape[1] != n:
             s = s.expand(-1, n, -1)
         if self.single:
             # beyond the sums (a negative rest, or one of base or more) lands on a 0
+            if big:
+                rest = torch.tensor([min(max(int(v) - self.offset, -2), self.width + 1)
+                                     for v in target.indices], device=self.device)
             idx = (rest + self.first).clamp(0, self.width + 1)
             return safe_log(s[0].gather(1, idx.view(-1, 1)).view(-1))
         # (floor division: a negative rest has digits in 0..base-1 and a negative top)
-        digits, top = self._digits(rest)
+        if big:    # the digits computed exactly outside torch; the top clamped to -1..c
+            digits, top = target.digits(self.offset, base=self.base, npos=self.npos,
+                                        cap=self.c, device=self.device)
+        else:
+            digits, top = self._digits(rest)
         # the transitions P(S_p = t_p + base * c' - c): (npos, B, c, c')
         idx = (digits.unsqueeze(2) + self.shift1).clamp(0, self.width + 1)
         m = s.gather(2, idx).view(self.npos, n, self.c, self.c)

@@ -116,6 +116,10 @@ class Predictions:
         var = self.kb.variables.get(output)
         if var is None or not var.output or not A.is_finite_type(var.type):
             raise ModelError(f"{output!r} is not a finite output")
+        if A.big_int(var.type):
+            raise ModelError(f"{output!r} is {var.type.lo}..{var.type.hi}, beyond ±2**53: its "
+                             "values cannot be listed one by one; predict gives its exact "
+                             "decision, and the trace's log_prob the probability of a value")
         batch = self.batch(data)
         values = list(A.domain_values(var.type))
         parts = []

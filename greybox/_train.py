@@ -241,7 +241,11 @@ def _row_hits(model, sub: Batch, lab: Targets | None, tr) -> dict[str, torch.Ten
             else:
                 v = tr.values[name]
                 pred = (v > 0.5).long() if v.dim() == 1 else v.argmax(1)
-            hit = (pred[mask].to(y.device) == y[mask].long()).float()
+            if not isinstance(y, torch.Tensor):    # big integers (BigLabels): exactly
+                hit = torch.tensor([bool(a == b) for a, b in zip(pred[mask].indices,
+                                                                y[mask].indices)]).float()
+            else:
+                hit = (pred[mask].to(y.device) == y[mask].long()).float()
         else:
             hit = -((tr.values[name][mask] - y[mask]) ** 2)
         out[name] = hit.cpu()

@@ -23,7 +23,22 @@ import pandas as pd
 
 from . import _ast as A
 
-__all__ = ["Domain", "domain"]
+__all__ = ["BIG_INT", "Domain", "big_int", "domain"]
+
+#: integers beyond this magnitude are *big*: float64 does not hold them all, so a big int
+#: variable's values are exact Python ints (numpy object arrays), never float64 or int64
+BIG_INT = 2 ** 53
+
+
+def big_int(t) -> bool:
+    """Whether ``t`` is an int type reaching beyond ±2**53 (:data:`BIG_INT`): its values
+    are held as Python ints (object arrays), exactly.
+
+    >>> from greybox.rules import ast
+    >>> big_int(ast.IntType(0, 10 ** 30)), big_int(ast.IntType(0, 2 ** 53))
+    (True, False)
+    """
+    return isinstance(t, A.IntType) and max(abs(t.lo), abs(t.hi)) > BIG_INT
 
 
 @lru_cache(maxsize=1024)
@@ -48,7 +63,7 @@ class Domain:
     (2, 'mid', ['hi', 'lo'])
     """
 
-    __slots__ = ("type", "finite", "_lo", "_place")
+    __slots__ = ("type", "finite", "_lo", "_place", "big")
 
     def __init__(self, t):
         if isinstance(t, A.TensorType) or not isinstance(t, (A.BoolType, A.IntType,
@@ -59,6 +74,8 @@ class Domain:
         self._lo = t.lo if isinstance(t, A.IntType) else 0
         self._place = ({v: i for i, v in enumerate(t.values)}
                        if isinstance(t, A.EnumType) else None)
+        #: an int type beyond ±2**53: indices and codes are Python ints (object arrays)
+        self.big = big_int(t)
 
     def __repr__(self) -> str:
         return f"Domain({self.type!r})"
@@ -116,13 +133,17 @@ class Domain:
             return pd.Index(list(t.values), dtype=object).get_indexer(
                 np.asarray(labels, dtype=object)).astype(np.int64)
         arr = values.to_numpy() if isinstance(values, pd.Series) else np.asarray(values)
+        if self.big:
+            return _exact_ints(arr) - self._lo
         return arr.astype(np.int64) - self._lo
 
     def from_indices(self, indices, *, index=None, name=None) -> pd.Series:
         """Indices as the values they stand for (a Series: enums categorical over the
         labels, ints int64, bools bool; a real's "indices" are its values)."""
         arr = np.asarray(indices)
-        if isinstance(self.type, A.IntType):
+        if self.big:
+            arr = _exact_ints(arr) + self._lo
+        elif isinstance(self.type, A.IntType):
             arr = arr.astype(np.int64) + self._lo
         return self.series(arr, index=index, name=name)
 
@@ -146,6 +167,8 @@ class Domain:
             return np.array([self._place[x] for x in values], dtype=np.int64)
         if isinstance(t, A.BoolType):
             return np.array(values, dtype=bool)
+        if self.big:
+            return _exact_ints(values)
         return np.array(values, dtype=np.float64)
 
     def decode(self, code):
@@ -161,10 +184,12 @@ class Domain:
         return t.values[whole] if isinstance(t, A.EnumType) else whole
 
     def series(self, codes, *, index=None, name=None) -> pd.Series:
-        """Codes as a Series of values: enums categorical over the labels, ints int64,
-        bools bool, reals float64."""
+        """Codes as a Series of values: enums categorical over the labels, ints int64
+        (big ints: Python ints, object dtype), bools bool, reals float64."""
         arr = np.asarray(codes)
         t = self.type
+        if self.big:
+            return pd.Series(_exact_ints(arr), index=index, name=name, dtype=object)
         if isinstance(t, A.EnumType):
             return pd.Series(pd.Categorical.from_codes(arr.astype(np.int64),
                                                        categories=list(t.values)),
@@ -183,6 +208,8 @@ class Domain:
         self._finite()
         if np.ndim(code) == 0:
             return int(code) - self._lo
+        if self.big:
+            return _exact_ints(code) - self._lo
         return np.asarray(code).astype(np.int64) - self._lo
 
     # --------------------------------------------------------------------------- Z3
@@ -230,3 +257,12 @@ class Domain:
                 return float(value.as_fraction())
             return float(value.approx(20).as_fraction())
         return self.decode(value.as_long())
+
+
+def _exact_ints(values) -> np.ndarray:
+    """Whole numbers as an object array of Python ints (exact at any size): ints and
+    integer arrays as they are, integral floats (exact below 2**53) converted."""
+    arr = np.asarray(values, dtype=object) if not isinstance(values, np.ndarray) else values
+    if arr.dtype != object:
+        return (arr.astype(np.int64) if arr.dtype.kind == "f" else arr).astype(object)
+    return np.array([int(x) for x in arr.ravel()], dtype=object).reshape(arr.shape)

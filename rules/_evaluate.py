@@ -15,7 +15,7 @@ from greybox.errors import DataError, RuleError, listed
 
 from . import _ast as A
 from ._decisions import MAX_ASSIGNMENTS, candidates, closure, memo, plan
-from ._domain import domain
+from ._domain import BIG_INT, big_int, domain
 from ._exact import ScoreScale, compile_truth, compile_value
 from ._ground import family_columns
 from ._kb import KnowledgeBase, parse_formula
@@ -627,6 +627,8 @@ class _Env:
             return value
         if isinstance(var.type, A.BoolType):
             value = np.broadcast_to(self.defines[name](self), (self.n,)).astype(bool, copy=False)
+        elif name in _big_defines(self.kb):
+            value = self._settle_big(var)
         else:
             value, err = self.defines[name](self)
             value = np.broadcast_to(value, (self.n,))
@@ -683,6 +685,27 @@ class _Env:
             value[rows] = [_to_float(x) for x in exact]
         return value
 
+    def _settle_big(self, var):
+        """An int define computed with Python ints (it reaches beyond ±2**53): an object
+        array of exact values for a big int type, float64 (then exact) for a smaller one,
+        checked against the declared range."""
+        t = var.type
+        value = _big_value(var.expr, self)
+        if not isinstance(value, np.ndarray):
+            value = np.full(self.n, value, dtype=object)
+        bad = np.array([not t.lo <= x <= t.hi for x in value.tolist()], dtype=bool)
+        if bad.any():
+            if not self.checked:
+                self.outside = bad if self.outside is None else self.outside | bad
+                value = np.where(bad, t.lo, value)
+            else:
+                where, pos = first_row(bad, self.index)
+                shown = str(value[pos])
+                shown = shown if len(shown) <= 24 else f"{float(value[pos]):.6g}"
+                raise DataError(f"defined variable {var.name!r}: {shown} at {where} is "
+                                f"outside {_type_text(t)}")
+        return value if big_int(t) else value.astype(np.float64)
+
     def _settle_real(self, var, value, err):
         """A real define: its float64 values with their error bound, checked exactly
         against the declared range; values float64 overflowed on are recomputed."""
@@ -721,6 +744,63 @@ class _Env:
                 raise DataError(f"defined variable {var.name!r}: {value[pos]:g} at {where} "
                                 f"is outside {_type_text(t)}")
         return value
+
+
+def _big_defines(kb) -> frozenset:
+    """The int defines computed with Python ints: of a big int type (beyond ±2**53), or
+    reading a big integer (once per knowledge base object)."""
+    store = memo(kb)
+    found = store.get("big defines")
+    if found is None:
+        def big(name) -> bool:
+            v = kb.variables[name]
+            return big_int(v.type) or any(
+                (isinstance(n, A.Num) and isinstance(n.value, int) and abs(n.value) > BIG_INT)
+                or (isinstance(n, A.Var) and big_int(kb.variables[n.name].type))
+                for n in A.walk(v.expr))
+        found = store["big defines"] = frozenset(
+            name for name, v in kb.variables.items()
+            if v.role == "defined" and isinstance(v.type, A.IntType) and big(name))
+    return found
+
+
+def _big_value(e, env):
+    """Integer expression ``e`` with Python ints, exactly: a Python int or an object array
+    of them (the variables it reads are exact integers: ints, bools, big int defines)."""
+    if isinstance(e, A.Num):
+        return int(e.value)
+    if isinstance(e, A.Var):
+        value = env[e.name]
+        if isinstance(value, np.ndarray):
+            return value if value.dtype == object else \
+                np.asarray(value).astype(np.int64).astype(object)
+        return int(value)
+    if isinstance(e, A.Neg):
+        return -_big_value(e.operand, env)
+    if isinstance(e, A.Sum):
+        acc = _big_value(e.args[0], env)
+        for op, a in zip(e.ops, e.args[1:]):
+            acc = acc + _big_value(a, env) if op == "+" else acc - _big_value(a, env)
+        return acc
+    if isinstance(e, A.Mul):
+        return _big_value(e.left, env) * _big_value(e.right, env)
+    if isinstance(e, A.Arith):   # //, %, min, max, abs: Python's, elementwise
+        args = [_big_value(a, env) for a in e.args]
+        if e.op in ("//", "%"):
+            return args[0] // args[1] if e.op == "//" else args[0] % args[1]
+        if e.op == "abs":
+            return np.abs(args[0]) if isinstance(args[0], np.ndarray) else abs(args[0])
+        pick = np.minimum if e.op == "min" else np.maximum
+        acc = args[0]
+        for a in args[1:]:
+            acc = pick(acc, a) if isinstance(acc, np.ndarray) or isinstance(a, np.ndarray) \
+                else (min if e.op == "min" else max)(acc, a)
+        return acc
+    if isinstance(e, A.Count):
+        count = compile_count([compile_expr(a, env.kb) for a in e.args])(env)
+        return np.asarray(count).astype(np.int64).astype(object) if np.ndim(count) \
+            else int(count)
+    raise TypeError(f"not an integer expression: {e!r}")
 
 
 def _to_float(x) -> float:
@@ -994,7 +1074,8 @@ def _compiled_defines(kb: KnowledgeBase) -> dict[str, _Fn]:
         store["defines"] = {
             name: (compile_truth(v.expr, kb) if isinstance(v.type, A.BoolType) else
                    compile_value(v.expr, kb, v.type if isinstance(v.type, A.EnumType) else None))
-            for name, v in kb.variables.items() if v.role == "defined"}
+            for name, v in kb.variables.items() if v.role == "defined"
+            and name not in _big_defines(kb)}     # (those: Python ints, see _settle_big)
     return store["defines"]
 
 

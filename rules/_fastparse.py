@@ -111,7 +111,7 @@ class _Parser:
     def number(self, i: int) -> int | float:
         value = self.values[i]
         if self.kinds[i] == "INT":
-            return float("inf") if len(value) > 300 else int(value)
+            return float("inf") if len(value) > 4000 else int(value)   # (as _parser)
         return float(value)
 
     def signed(self) -> tuple[int | float, Location]:

@@ -81,7 +81,7 @@ def _name(tok: Token) -> str:
 def _number(tok: Token) -> int | float:
     s = str(tok)
     if tok.type == "INT":
-        if len(s) > 300:  # beyond any finite float: reported by validation as too large
+        if len(s) > 4000:  # (Python reads at most 4300 digits): reported by validation
             return float("inf")
         return int(s)
     return float(s)

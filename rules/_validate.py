@@ -18,11 +18,17 @@ import networkx as nx
 from greybox.errors import Location, RuleError, listed
 
 from . import _ast as A
+from ._domain import big_int
 
 __all__ = ["Variable", "validate", "check_expr"]
 
-#: Integers beyond this are not exactly representable in float64, which evaluation uses.
+#: Integers beyond this are not exactly representable in float64, which evaluation uses
+#: (except in int defines and their bounds: big integers, computed as Python ints).
 MAX_INT = 2**53
+
+#: why a big integer is refused where it is (rules, constraints, inputs...)
+_BIG_WHERE = ("; beyond it only in the bounds and expressions of int defines and outputs, "
+              "computed exactly (rules and constraints compute in float64)")
 
 
 @dataclass(frozen=True)
@@ -144,21 +150,24 @@ class _Checker:
             return False
         return True
 
-    def check_number(self, value, node, what: str) -> None:
+    def check_number(self, value, node, what: str, *, big: bool = False) -> None:
+        """``big``: an integer beyond ±2**53 is allowed (an int define's bound or
+        coefficient, computed exactly)."""
         problem = A.number_problem(value)
-        if problem is None and isinstance(value, int) and abs(value) > MAX_INT:
-            shown = str(value) if len(str(abs(value))) <= 20 else (
-                f"{'-' if value < 0 else ''}a {len(str(abs(value)))}-digit number")
-            problem = f"{shown} is too large (integers are limited to ±2**53)"
+        if problem is None and isinstance(value, int) and abs(value) > MAX_INT and not big:
+            problem = f"{_shown_int(value)} is too large (integers are limited to ±2**53)" \
+                + _BIG_WHERE
         if problem is not None:
             self.error(f"{what}: {problem}", node)
 
-    def check_type(self, t, node, name: str) -> bool:
+    def check_type(self, t, node, name: str, *, big: bool = False) -> bool:
+        """``big``: int bounds beyond ±2**53 are allowed (a define or an output)."""
         if isinstance(t, A.BoolType):
             return True
         if isinstance(t, A.IntType):
             for b in (t.lo, t.hi):
-                self.check_number(b, t, f"bound of {name!r}")
+                self.check_number(b, t, f"bound of {name!r}",
+                                  big=big and not isinstance(b, bool))
             if isinstance(t.lo, int) and isinstance(t.hi, int) and t.lo > t.hi:
                 self.error(f"empty int range {t.lo}..{t.hi} for {name!r}", t)
                 return False
@@ -201,7 +210,8 @@ def _declared_vars(statements, ck: _Checker) -> dict[str, Variable]:
         if isinstance(st, (A.InputDecl, A.NeuralDecl, A.DefineDecl, A.OutputDecl)):
             if ck.check_name(st.name, st, "variable"):
                 decls.setdefault(st.name, []).append(st)
-            ck.check_type(st.type, st, st.name)
+            # (int bounds beyond ±2**53: refused below by role, where they cannot be exact)
+            ck.check_type(st.type, st, st.name, big=True)
             if isinstance(st.type, A.TensorType) and not isinstance(st, A.InputDecl):
                 ck.error(f"{st.name!r}: only inputs can be tensors", st)
             if getattr(st, "optional", False) and isinstance(st.type, A.TensorType):
@@ -243,6 +253,13 @@ def _declared_vars(statements, ck: _Checker) -> dict[str, Variable]:
             variables[name] = Variable(name, d.type, "decided", True)
     for v in variables.values():
         ck.statement = v.name
+        if big_int(v.type) and v.role != "defined":
+            why = {"input": "inputs are read as float64",
+                   "neural": "a network's distribution would enumerate its values",
+                   "decided": "rules would score each of its values"}[v.role]
+            ck.error(f"{v.name!r} is {_big_type_text(v.type)}, beyond ±2**53: only int defines "
+                     f"and outputs defined by an expression may be that large ({why})",
+                     _decl_of(statements, v.name))
         if v.role == "decided" and not v.finite:
             decl = "output" if v.output else "define"
             ck.error(
@@ -251,6 +268,19 @@ def _declared_vars(statements, ck: _Checker) -> dict[str, Variable]:
                 _decl_of(statements, v.name),
             )
     return variables
+
+
+def _shown_int(value: int) -> str:
+    """An integer as text, a long one by its number of digits."""
+    return str(value) if len(str(abs(value))) <= 20 else (
+        f"{'-' if value < 0 else ''}a {len(str(abs(value)))}-digit number")
+
+
+def _big_type_text(t: A.IntType) -> str:
+    """An int range with bounds of more than 20 digits written as floats."""
+    def bound(b: int) -> str:
+        return str(b) if len(str(abs(b))) <= 20 else f"{float(b):.3g}"
+    return f"int {bound(t.lo)}..{bound(t.hi)}"
 
 
 def _decl_of(statements, name: str):
@@ -266,8 +296,11 @@ def _decl_of(statements, name: str):
 class _ExprChecker:
     """Type-checks one expression and resolves enum values, reporting into a _Checker."""
 
-    def __init__(self, ck: _Checker, variables: dict[str, Variable], *, learnable_ok: bool):
+    def __init__(self, ck: _Checker, variables: dict[str, Variable], *, learnable_ok: bool,
+                 big_ok: bool = False):
         self.ck, self.vars, self.learnable_ok = ck, variables, learnable_ok
+        #: integers beyond ±2**53 allowed (an int define's expression: computed exactly)
+        self.big_ok = big_ok
         #: whether the expression holds a product of variables, //, %, min, max or abs
         self.nonlinear = False
 
@@ -294,7 +327,7 @@ class _ExprChecker:
         return e, ERR
 
     def number(self, e: A.Num):
-        self.ck.check_number(e.value, e, "number")
+        self.ck.check_number(e.value, e, "number", big=self.big_ok)
         if e.learnable and not self.learnable_ok:
             self.ck.error("learnable numbers (~) are only allowed in rules and constraints", e)
         integral = isinstance(e.value, int) and not e.learnable
@@ -305,6 +338,10 @@ class _ExprChecker:
         that value."""
         v = self.vars.get(e.name)
         if v is not None:
+            if not self.big_ok and big_int(v.type):
+                self.ck.error(f"{e.name!r} is {_big_type_text(v.type)}, beyond ±2**53: it can "
+                              "only be read by int defines (computed exactly; rules and "
+                              "constraints compute in float64)", e)
             return e, _var_type(v, e, self.ck)
         if expect_enum is None:
             self.undeclared(e)
@@ -596,10 +633,11 @@ def _var_type(v: Variable, node, ck: _Checker) -> _T:
 
 
 def check_expr(expr, variables: dict[str, Variable], ck: _Checker, *, expect: A.Type | None,
-               learnable_ok: bool, what: str):
-    """Check ``expr``; when ``expect`` is given, the expression must fit that type."""
+               learnable_ok: bool, what: str, big_ok: bool = False):
+    """Check ``expr``; when ``expect`` is given, the expression must fit that type.
+    ``big_ok``: integers beyond ±2**53 may appear (an int define's expression)."""
     enum = expect if isinstance(expect, A.EnumType) else None
-    checker = _ExprChecker(ck, variables, learnable_ok=learnable_ok)
+    checker = _ExprChecker(ck, variables, learnable_ok=learnable_ok, big_ok=big_ok)
     x, t = checker.check(expr, expect_enum=enum)
     if t.kind == "error" or expect is None:
         return x
@@ -782,7 +820,8 @@ def validate(statements, *, filename: str | None = None, source: str | None = No
             st = dataclasses.replace(st, formula=formula)
         elif isinstance(st, A.DefineDecl) and st.expr is not None:
             expr = check_expr(st.expr, variables, ck, expect=st.type, learnable_ok=False,
-                              what=f"the definition of {st.name!r}")
+                              what=f"the definition of {st.name!r}",
+                              big_ok=isinstance(st.type, A.IntType))
             _check_define_reads(st, expr, variables, ck)
             st = dataclasses.replace(st, expr=expr)
             if st.name in variables and variables[st.name].expr is not None:

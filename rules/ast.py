@@ -76,9 +76,10 @@ from ._ast import (
     variables,
     walk,
 )
-from ._domain import Domain, domain
+from ._domain import BIG_INT, Domain, big_int, domain
 
 __all__ = [
+    "BIG_INT",
     "RELATIONAL_EXPRS",
     "Aggregate",
     "Binder",
@@ -121,6 +122,7 @@ __all__ = [
     "Sym",
     "TensorType",
     "Var",
+    "big_int",
     "children",
     "depth",
     "domain",

@@ -340,6 +340,11 @@ class _Compiler:
         self.max_relus = max_relus
         #: inputs declared without bounds, bounded by the range seen in the data
         self.assumed: dict[str, tuple[float, float]] = {}
+        for name, var in kb.variables.items():
+            if A.big_int(var.type):
+                raise ModelError(f"{name!r} is int {var.type.lo}..{var.type.hi}, beyond "
+                                 "±2**53: the MILP backend (HiGHS, in float64) cannot hold "
+                                 "it exactly (use backend='z3', exact with any integer)")
         for name in kb.inputs:
             self._input(name)
         for name in kb.neural:

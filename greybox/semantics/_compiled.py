@@ -46,13 +46,14 @@ def magnitude(e, kb) -> float:
     9005.0
     """
     def bound(node) -> float:
-        if isinstance(node, A.Num):
-            return abs(float(node.value))
+        if isinstance(node, A.Num):   # (an integer beyond float64's range: inf)
+            return abs(float(node.value)) if abs(node.value) < 1e308 else float("inf")
         if isinstance(node, A.Var):
             var = kb.variables.get(node.name)
             t = None if var is None else var.type
             if isinstance(t, A.IntType):
-                return float(max(abs(t.lo), abs(t.hi)))
+                m = max(abs(t.lo), abs(t.hi))
+                return float(m) if m < 1e308 else float("inf")
             if isinstance(t, A.EnumType):
                 return float(len(t.values))
             return 1.0 if isinstance(t, A.BoolType) else 0.0
@@ -213,7 +214,11 @@ class Compiled:
                     f"{where}: its arithmetic may reach about {size:.3g} in magnitude, beyond the "
                     f"integers float64 holds exactly (2**53 = {EXACT_FLOAT64:.4g}); the "
                     "torch semantics would round it where predict decides exactly -- "
-                    "declare tighter ranges or smaller coefficients")
+                    "declare tighter ranges or smaller coefficients" + (
+                        "; exact inference computes integers beyond 2**53 only as positional "
+                        "sums (coefficients powers of one base, as digits' places) of "
+                        "network outputs" if define is not None and A.big_int(
+                            self.model.kb.variables[define].type) else ""))
             found = self._wide[id(e)] = size > EXACT_FLOAT32
         return found
 
@@ -258,7 +263,7 @@ class Compiled:
             for side in (e.left, e.right):
                 form = linear_form(side, model.kb, inline=True, formulas=True)
                 if form is not None:
-                    terms += [(n, abs(c)) for n, c in form[1].items()]
+                    terms += [(n, abs(float(c))) for n, c in form[1].items()]
             self._spread[id(e)] = terms
         spread = sum(c * (1.0 if n is None else model._feature_scale(n)) for n, c in terms)
         if not isinstance(spread, torch.Tensor):

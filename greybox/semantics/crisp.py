@@ -114,9 +114,13 @@ class CrispSemantics(Semantics):
             return torch.log(p)
 
         def decide():
-            return {name: tensor(output_codes(kb, name, ev, logits),
-                                 torch.long if A.is_finite_type(kb.variables[name].type)
-                                 else torch.float32) for name in kb.outputs}
+            from .._bigint import BigLabels
+
+            return {name: BigLabels(output_codes(kb, name, ev, logits))
+                    if A.big_int(kb.variables[name].type) else    # exact Python ints
+                    tensor(output_codes(kb, name, ev, logits),
+                           torch.long if A.is_finite_type(kb.variables[name].type)
+                           else torch.float32) for name in kb.outputs}
 
         return Trace(semantics="crisp", n=batch.n, kb=kb, values=values, logits=logits,
                      bodies={r: tensor(ev.bodies[r].to_numpy()) for r in kb.rules},
@@ -141,8 +145,8 @@ def _values(kb, ev, batch, logits, tensor) -> dict:
             continue
         series = ev.decisions[name] if name in ev.decisions else \
             ev.values[name] if name in ev.values else None
-        if series is None:
-            continue
+        if series is None or A.big_int(t):
+            continue    # (beyond ±2**53 no tensor holds it exactly: predict gives it)
         idx = codes(t, series)
         if isinstance(t, A.BoolType) or not A.is_finite_type(t):
             values[name] = tensor(idx)

@@ -1097,7 +1097,7 @@ class ProbContext(Context):
             if self._independent(x.arith):
                 return x.arith.log_prob(self._stacked, _codes(target, lo), self.device)
             self._add_arithmetic(x)
-            evidence = x.arith.evidence(target.long() + lo)
+            evidence = x.arith.evidence(_codes(target, lo))
             scope = [s[0] for s, _ in evidence]
         elif x.scope:
             if self._unconditioned(name):
@@ -1178,6 +1178,14 @@ class ProbContext(Context):
             self._add_arithmetic(x)
             a = x.arith
             assignment, _ = mpe(self.closure((*a.digits, a.carry), fold=False), self.n)
+            if A.domain(var.type).big:    # beyond int64: Python ints, exactly
+                from .._bigint import BigLabels
+
+                places = [a.base ** k for k in range(len(a.digits) + 1)]
+                cols = [assignment[d].expand(self.n).tolist() for d in (*a.digits, a.carry)]
+                shift = a.offset - A.domain(var.type).offset
+                return BigLabels(np.array([sum(p * int(c[r]) for p, c in zip(places, cols))
+                                           + shift for r in range(self.n)], dtype=object))
             value = torch.zeros(self.n, dtype=torch.long, device=self.device)
             for k, d in enumerate((*a.digits, a.carry)):
                 value = value + assignment[d] * a.base ** k
@@ -1222,7 +1230,10 @@ def _located(err: ModelError, kb, e, what: str | None = None) -> ModelError:
 
 
 def _codes(target: torch.Tensor, offset: int) -> torch.Tensor:
-    """Value indices (long) as codes: ``target + offset`` (no operation for 0)."""
+    """Value indices (long) as codes: ``target + offset`` (no operation for 0); big
+    integers' labels (:class:`~greybox._bigint.BigLabels`) shifted exactly."""
+    if not isinstance(target, torch.Tensor):
+        return target.shifted(offset)
     target = target if target.dtype == torch.long else target.long()
     return target + offset if offset else target
 
