@@ -129,8 +129,9 @@ class Objective:
     def prior_terms(self) -> list[tuple[nn.Parameter, float, float]]:
         """``(parameter, prior, scale)`` of every learnable rule weight and ``~`` threshold:
         the value written in the rules and the unit in which a move away from it is
-        measured (1 for a weight, which is in logits; for a threshold, the spread of what
-        it is compared with, as in :meth:`parameter_groups`)."""
+        measured (1 for a weight, which is in logits -- the labels' spread for one adding
+        to a regression output; for a threshold, the spread of what it is compared with,
+        as in :meth:`parameter_groups`)."""
         terms: list[tuple[nn.Parameter, float, float]] = []
         spread = self._weight_units()
         for key, m in self.rules.items():
@@ -175,7 +176,10 @@ class Objective:
     def parameter_groups(self, lr: float) -> list[dict]:
         """Optimiser parameter groups: thresholds learn at ``lr`` times the spread of what
         they are compared with (so a threshold on an area and one on a ratio move alike);
-        everything else at ``lr``. Rule weights and thresholds get ``weight_decay=0``:
+        an additive (regression) output's bias, rule weights and the last linear layer
+        of its residual at ``lr`` times its labels' spread (:attr:`output_spread`: they
+        are in the labels' unit); everything else at ``lr``. Rule weights and thresholds
+        get ``weight_decay=0``:
         they are regularised toward the rules' values by :meth:`prior_penalty`, not toward
         0; biases, networks and the residual keep the optimiser's weight decay."""
         terms = self.prior_terms()
@@ -184,6 +188,13 @@ class Objective:
         # at lr times the labels' spread
         biases = {id(self.decisions_bias(n)): s for n, s in self.output_spread.items()
                   if n in self.kb.additive}
+        # so is the last linear layer of its residual network (its output is added)
+        for n, s in self.output_spread.items():
+            net = self.residual_for(n) if n in self.kb.additive else None
+            last = [m for m in (net.modules() if net is not None else ())
+                    if isinstance(m, nn.Linear)]
+            if last:
+                biases.update({id(p): s for p in last[-1].parameters()})
         seen = {id(p) for p, _, _ in terms} | set(biases)
         groups = [{"params": [p for p in self.parameters() if id(p) not in seen], "lr": lr}]
         rule_weights = [p for p, _, scale in terms if id(p) in weights and scale == 1.0]
@@ -191,7 +202,9 @@ class Objective:
             groups.append({"params": rule_weights, "lr": lr, "weight_decay": 0.0})
         groups += [{"params": [p], "lr": lr * scale, "weight_decay": 0.0}
                    for p, _, scale in terms if id(p) in weights and scale != 1.0]
-        groups += [{"params": [p], "lr": lr * biases[id(p)], "weight_decay": 0.0}
+        bias_ids = {id(self.decisions_bias(n)) for n in self.output_spread}
+        groups += [{"params": [p], "lr": lr * biases[id(p)]}
+                   | ({"weight_decay": 0.0} if id(p) in bias_ids else {})
                    for p in self.parameters() if id(p) in biases]
         groups += [{"params": [p], "lr": lr * scale, "weight_decay": 0.0}
                    for p, _, scale in terms if id(p) not in weights]
