@@ -231,6 +231,19 @@ def test_a_counterfactual_with_wishes_and_several_answers():
     assert list(cf.changes.fact) == ["x"] and cf.new_decision == 122.5
 
 
+@pytest.mark.parametrize("residual", [False, True])
+def test_verify_speaks_of_the_number_predict_returns(residual):
+    model = _model(bias=100.0, residual=_mlp_residual() if residual else None)
+    model.calibrate(model.batch(_rows()))
+    if not residual:   # the rules alone: 100 + 25.5 - 3 at least
+        assert gb.explain.verify(model, "x > 5 -> y >= 122.5").holds
+        assert not gb.explain.verify(model, "x > 5 -> y > 122.5").holds
+    refuted = gb.explain.verify(model, "x > 5 -> y >= 1000")
+    assert not refuted.holds
+    row = refuted.counterexample[["x", "z", "hot"]]
+    assert model.predict(row)["y"].item() < 1000 and row["x"].item() > 5
+
+
 def test_targets_are_required_and_checked():
     df = _rows(3)
     model = _model()
