@@ -373,7 +373,6 @@ def _additive_frames(model, batch, output, decision, rules):
     bias); an int output's value is its score rounded (halves up) within its bounds."""
     from greybox._decide import decide
 
-    kb = model.kb
     ev, _ = decide(model, batch)
     frame = decision.copy()
     value = ev.decisions[output].to_numpy()

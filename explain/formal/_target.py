@@ -196,7 +196,7 @@ def threshold_model(model, target: Target):
         if isinstance(s, A.Rule) and s.head.name == output:
             continue
         statements.append(s)
-    for thr, var in tests.items():
+    for var in tests.values():
         statements.append(A.OutputDecl(var, A.BoolType()) if single else
                           A.DefineDecl(var, A.BoolType()))
         for r in own:
@@ -286,7 +286,6 @@ def _check_sampled(model, batch, row: int, output: str, goal: Target, holds: boo
     cols = {}
     for name in kb.inputs:
         t = kb.variables[name].type
-        code = sub.columns[name][0]
         if name not in free:
             cols[name] = np.repeat(np.asarray(sub.columns[name]), n)
             if isinstance(t, A.EnumType):
@@ -304,7 +303,6 @@ def _check_sampled(model, batch, row: int, output: str, goal: Target, holds: boo
                 return
             x = rng.uniform(lo, hi, n)
             cols[name] = np.round(x) if isinstance(t, A.IntType) else x
-        del code
     got = model.predict(pd.DataFrame(cols), on_infeasible="flag")
     ok = ~got["infeasible"].to_numpy()
     values = got[output].to_numpy()[ok]
