@@ -22,6 +22,20 @@ Models:
   fixed).
 
 Not part of the test suite. One thread (``torch.set_num_threads(1)``).
+
+Measured (3 splits, 60 epochs, a shared 2-core machine; fit times are wall clock)::
+
+                              MAE   RMSE    R2   fit s
+    greybox rules            45.8   58.1  0.344    6.6
+    greybox rules + residual 45.8   58.1  0.344   10.3
+    greybox residual only    43.7   55.2  0.408    5.0
+    linear regression        43.7   54.8  0.415    0.05
+    ridge                    43.8   54.9  0.415    0.002
+    EBM                      44.2   55.9  0.392  375.6
+
+Six step rules come within 5% of the linear model's MAE; they fit the training rows
+about as well as it does (R² 0.54) and generalise less, so the residual finds little left
+to learn there.
 """
 
 from __future__ import annotations
