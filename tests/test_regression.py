@@ -287,6 +287,17 @@ def test_debugger_counts_failures_within_a_tolerance():
         gb.explain.Debugger(cls, {"x": [2.0]}, [True], tol=1)
 
 
+def test_debugger_blames_the_rules_that_pushed_the_number_wrong():
+    df = pd.DataFrame({"x": [8.0, 1.0], "z": [7, 7], "hot": [False, False]})
+    model = _model(bias=100.0)                    # predicts 125.5 and 100
+    dbg = gb.explain.Debugger(model, df, [110.0, 100.0], tol=1)
+    b = dbg.blame(0)
+    assert b.rules.set_index("rule").loc["big", "toward_wrong"] == 25.5
+    assert "rule big" in str(b) and dbg.blame(1).correct
+    with pytest.raises(gb.ModelError, match="suggest needs a bool, int or enum class output"):
+        dbg.suggest()
+
+
 def test_debugger_int_outputs_are_exact_by_default():
     model = gb.GreyBox("input x: real  output k: int 0..100  rule r weight 2.5: x > 1 -> k",
                        semantics="product")

@@ -570,9 +570,14 @@ class Debugger:
         # toward the prediction when it is wrong; away from it (toward any other value) when
         # it is right -- then there is no mistake, and a positive push is a risk, not a cause
         sign = -1.0 if correct else 1.0
-        rules["toward_wrong"] = [
-            sign * (c if _pushes_toward(kb, self.output, r, info["predicted"], 1.0) else -c)
-            for r, c in zip(rules.rule, rules.contribution)]
+        if self.numeric:   # a number: pushed the way of its error
+            err = float(np.sign(info["error"]))
+            rules["toward_wrong"] = [sign * err * c if sign > 0 else abs(c)
+                                     for c in rules.contribution]
+        else:
+            rules["toward_wrong"] = [
+                sign * (c if _pushes_toward(kb, self.output, r, info["predicted"], 1.0) else -c)
+                for r, c in zip(rules.rule, rules.contribution)]
         rules = rules.sort_values("toward_wrong", ascending=False, kind="stable")
         concepts = pd.DataFrame(columns=["concept", "value", "needed"])
         if correct:
@@ -580,7 +585,7 @@ class Debugger:
                          rules.drop(columns=["row"]).reset_index(drop=True), concepts,
                          ex.top_parameters.drop(columns=["row"], errors="ignore"), None,
                          "predicted correctly: nothing to blame", ex, correct=True)
-        if kb.neural:
+        if kb.neural and not self.numeric:   # a number's concepts: not yet (issue 21)
             try:
                 # the concepts alone change (inputs held): a concept-level question
                 cf = counterfactual(self._model, sub, None, self.output, level="concept",
@@ -591,7 +596,8 @@ class Debugger:
                                          "needed": pd.Series(list(moved.after), dtype=object)})
             except GreyboxError:   # no change of the concepts alone flips it: none suspect
                 pass
-        training = self._tracin(sub, info, layers) if self.train is not None else None
+        training = self._tracin(sub, info, layers) \
+            if self.train is not None and not self.numeric else None
         culprit = "rules" if (rules.toward_wrong > 1e-6).any() else "bias/residual"
         if len(concepts):
             culprit = f"concept {concepts.concept.iloc[0]} = {concepts.value.iloc[0]!r} " \
