@@ -313,7 +313,7 @@ class Debugger:
         ...                    semantics="product")
         >>> dbg = gb.explain.Debugger(model, {"x": [0.0, 2.0, 3.0]}, [1.0, 10.0, 13.0], tol=2)
         >>> {k: round(v, 3) for k, v in dbg.metrics().items()}
-        {'mae': 1.333, 'rmse': 1.826, 'r2': 0.886, 'tol': 2.0, 'within_tol': 0.667}
+        {'mae': 1.333, 'rmse': 1.826, 'r2': 0.872, 'tol': 2.0, 'within_tol': 0.667}
         """
         now = self._now
         if not self.numeric:
