@@ -210,7 +210,7 @@ def _run(model, batch, output: str):
     trace = model(batch, crisp=True)
     residual = {k: v.detach() for k, v in model.residual_scores(batch).items()}
     values = {k: smooth.values[k].detach() for k in smooth.values}
-    if kb.variables[output].role == "decided":
+    if kb.variables[output].role == "decided" and output not in kb.additive:
         proba = model.predict_proba(batch, output).to_numpy().copy()
         values[output] = torch.as_tensor(
             proba[:, 1] if proba.shape[1] == 2 and isinstance(
@@ -296,12 +296,14 @@ def explain(model, data, output: str | None = None, *,
         with torch.no_grad():
             smooth, trace, residual, values = _run(model, batch, output)
             target = trace.decisions()[output]
-        finite = A.is_finite_type(kb.variables[output].type)
+        finite = A.is_finite_type(kb.variables[output].type) and output not in kb.additive
         decision = _decision_frame(model, trace, output, target, values, residual, batch)
         # only what the output depends on: in a grounded model, the rules and concepts
         # of one member (cancer(anna)), not those of every other member
         needed = kb.depends_on(output) | {output}
         rules = _rules_frame(model, trace, batch.n, needed)
+        if output in kb.additive:
+            decision, rules = _additive_frames(model, batch, output, decision, rules)
         concepts = _concepts_frame(model, values, batch.n, needed)
         attributions, deltas, used = ({}, {}, {}) if not finite else \
             _input_attributions(model, batch, smooth, output, target, method)
@@ -342,13 +344,13 @@ def _decision_frame(model, trace, output, target, values, residual, batch) -> pd
     t = kb.variables[output].type
     n = batch.n
     frame = pd.DataFrame(index=range(n))
-    if A.is_finite_type(t):
+    if A.is_finite_type(t) and output not in kb.additive:
         frame["value"] = [A.domain(t).value(i) for i in target.tolist()]
         if output in values:
             frame["probability"] = probability_of(values[output], target).numpy()
     else:
         frame["value"] = target.numpy()
-    if output in trace.scores:
+    if output in trace.scores and output not in kb.additive:   # additive: _additive_frames
         s = trace.scores[output].detach()
         if isinstance(t, A.BoolType):
             preferred = (s > 0).long()
@@ -366,6 +368,43 @@ def _decision_frame(model, trace, output, target, values, residual, batch) -> pd
         frame["changed_by_constraints"] = (preferred != target).numpy()
     frame["infeasible"] = trace.infeasible.cpu().numpy()
     return frame
+
+
+def _additive_frames(model, batch, output, decision, rules):
+    """An additive (regression) output's decision and rule frames from the decision
+    function itself, in float64: ``value`` what ``predict`` returns, ``score`` = ``bias``
+    + the rules' contributions (weight * [body]) + ``residual``, and ``gap``, what that
+    sum misses of the score (0 but for float64 rounding where a residual adds to the
+    bias); an int output's value is its score rounded (halves up) within its bounds."""
+    from greybox._decide import decide
+
+    ev, _ = decide(model, batch)
+    frame = decision.copy()
+    value = ev.decisions[output].to_numpy()
+    frame["value"] = value.tolist()
+    frame["score"] = ev.scores[output].to_numpy()
+    frame["bias"] = float(model.decisions_bias(output).detach().double().cpu())
+    r = model.residual_scores(batch).get(output) if model.residual_for(output) is not None \
+        else None
+    if r is not None:
+        frame["residual"] = r.detach().double().cpu().numpy()
+    frame["preferred"] = frame["value"]
+    frame["changed_by_constraints"] = False
+    own = [n for n, rule in ev.kb.rules.items() if rule.head.name == output]
+    contrib = ev.contributions[own].to_numpy() if own else np.zeros((batch.n, 0))
+    parts = np.column_stack([frame["bias"].to_numpy(), contrib]
+                            + ([frame["residual"].to_numpy()] if r is not None else []))
+    frame["gap"] = frame["score"].to_numpy() - np.array([math.fsum(p) for p in parts])
+    rules = rules.copy()
+    if len(rules):
+        learned = {n: ev.kb.rules[n].weight for n in own}
+        mine = rules["rule"].isin(own).to_numpy()
+        pos = rules["row"].to_numpy().astype(int)
+        col = {n: j for j, n in enumerate(own)}
+        rules.loc[mine, "weight"] = [learned[n] for n in rules.loc[mine, "rule"]]
+        rules.loc[mine, "contribution"] = [
+            float(contrib[i, col[n]]) for i, n in zip(pos[mine], rules.loc[mine, "rule"])]
+    return frame, rules
 
 
 def _rules_frame(model, trace, n, needed) -> pd.DataFrame:

@@ -112,7 +112,10 @@ class Explanation:
         lines = []
         prob = f" (p={d['probability']:.2f})" if "probability" in d and pd.notna(
             d.get("probability")) else ""
-        lines.append(f"row {label}: {self.output} = {d['value']}{prob}")
+        value = d["value"]
+        if isinstance(value, float):   # a regression output's number, readable
+            value = f"{value:.6g}"
+        lines.append(f"row {label}: {self.output} = {value}{prob}")
         missing = self.missing(label)
         if missing:
             lines.append("  facts: " + ", ".join(f"{n} is missing" for n in missing))
@@ -389,14 +392,17 @@ class Explanation:
 
     # ----------------------------------------------------------- formal reasons
     def reason(self, row=None, *, level: str = "auto", max_relus: int = 64,
-               backend: str = "auto", timeout: float = 10.0, n_jobs: int | None = None):
+               backend: str = "auto", timeout: float = 10.0, n_jobs: int | None = None,
+               target=None):
         """A subset-minimal set of facts that guarantees this row's decision (what
-        ``predict`` returns); a list of rows: a list of reasons (``n_jobs``: through
-        joblib); see :func:`greybox.explain.reason`."""
+        ``predict`` returns; for a regression output, whether its number meets
+        ``target``); a list of rows: a list of reasons (``n_jobs``: through joblib); see
+        :func:`greybox.explain.reason`."""
         from .formal import reason
 
         return reason(self._model, self._batch, row, self.output, level=level,
-                      max_relus=max_relus, backend=backend, timeout=timeout, n_jobs=n_jobs)
+                      max_relus=max_relus, backend=backend, timeout=timeout, n_jobs=n_jobs,
+                      target=target)
 
     def counterfactual(self, row=None, *, minimize: str = "count", immutable=(),
                        level: str = "auto", max_relus: int = 64, backend: str = "auto",

@@ -40,6 +40,7 @@ __all__ = [
     "DataError",
     "GreyBox",
     "GreyBoxClassifier",
+    "GreyBoxRegressor",
     "GreyboxError",
     "History",
     "ModelError",
@@ -69,6 +70,7 @@ _LAZY = {
     "fit": "greybox._train",
     "load": "greybox._io",
     "GreyBoxClassifier": "greybox._sklearn",
+    "GreyBoxRegressor": "greybox._sklearn",
 }
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -76,7 +78,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from ._batch import Batch
     from ._io import load, write_atomic
     from ._model import GreyBox
-    from ._sklearn import GreyBoxClassifier
+    from ._sklearn import GreyBoxClassifier, GreyBoxRegressor
     from ._trace import Trace
     from ._train import History, fit
 

@@ -398,7 +398,8 @@ def to_targets(kb, targets, n: int, *, index: pd.Index | None = None,
         if isinstance(var.type, A.EnumType):
             values[name] = _enum_labels(name, var.type, arr, miss, rows)
         else:
-            values[name] = _number_labels(name, var.type, arr, miss, rows)
+            values[name] = _number_labels(name, var.type, arr, miss, rows,
+                                          additive=name in kb.additive)
         masks[name] = torch.as_tensor(~miss)
     return Targets(values, masks, _label_stacks(kb, values, masks),
                    frozenset(n for n, m in masks.items() if bool(m.all())))
@@ -472,8 +473,9 @@ def _enum_labels(name: str, t: A.EnumType, arr, miss, rows) -> torch.Tensor:
     return torch.as_tensor(np.where(miss, 0, codes), dtype=torch.long)
 
 
-def _number_labels(name: str, t, arr, miss, rows) -> torch.Tensor:
-    """Bool, int (as value indices) or real labels, checked against the type."""
+def _number_labels(name: str, t, arr, miss, rows, *, additive: bool = False) -> torch.Tensor:
+    """Bool, int (as value indices; an additive int's as values) or real labels, checked
+    against the type."""
     if isinstance(t, A.BoolType):   # bools, 1/0, "yes"/"no"...: the debugger's decoder
         num, bad = decode_bools(arr, miss)
         if bad.any():
@@ -503,6 +505,8 @@ def _number_labels(name: str, t, arr, miss, rows) -> torch.Tensor:
             where, pos = _first(bad, rows)
             raise DataError(f"labels of {name!r}: {_show(arr[pos])} at {where} is not in "
                             f"int {t.lo}..{t.hi}")
+        if additive:   # a number the rules add up: its value, for the regression loss
+            return torch.as_tensor(np.where(ok, num, 0.0), dtype=torch.float32)
         return torch.as_tensor(np.where(ok, num - A.domain(t).offset, 0),
                                dtype=torch.long)   # codes -> indices
     bad = ok & ~np.isfinite(num)

@@ -157,10 +157,10 @@ class NetworkCalls:
                            f"the residual network for {name!r} (its input: the "
                            f"{feats.shape[1]} standardised table inputs, model.feature_names)")
             t = self.kb.variables[name].type
-            k = A.domain(t).size
-            if isinstance(t, A.BoolType) and y.dim() == 2 and y.shape[1] == 1:
+            one = isinstance(t, A.BoolType) or name in self.kb.additive   # one score a row
+            if one and y.dim() == 2 and y.shape[1] == 1:
                 y = y[:, 0]
-            want = (batch.n,) if isinstance(t, A.BoolType) else (batch.n, k)
+            want = (batch.n,) if one else (batch.n, A.domain(t).size)
             if tuple(y.shape) != want:
                 raise ModelError(f"residual for {name!r} returned shape {list(y.shape)}; "
                                  f"expected {list(want)}")

@@ -16,6 +16,7 @@ from torch import nn
 from greybox.rules import ast as A
 
 from ._batch import Batch, to_targets
+from ._names import _key
 from ._trace import Trace
 
 __all__ = ["Objective"]
@@ -66,7 +67,10 @@ class Objective:
                 elif not bool(mask.any()):
                     continue
                 var = self.kb.variables[name]
-                if A.is_finite_type(var.type):
+                if name in self.kb.additive:
+                    total = _plus(total, self._regression_loss(name, trace.values[name], y,
+                                                               mask))
+                elif A.is_finite_type(var.type):
                     total = _plus(total, _label_loss(trace.log_prob(name, y), mask))
                 else:
                     pred = trace.values[name]
@@ -89,15 +93,50 @@ class Objective:
             total = _plus(total, c.weight * v.mean())
         return torch.zeros((), device=self.device) if total is None else total
 
+    def _regression_loss(self, name: str, pred, y, mask) -> torch.Tensor:
+        """An additive output's loss: squared or absolute error (:attr:`regression_loss`)
+        of its score in units of its labels' spread (:attr:`output_spread`), so that it
+        weighs like the other terms whatever the unit of the labels."""
+        if mask is not None:
+            pred, y = pred[mask], y[mask]
+        err = (pred - y) / self.output_spread.get(name, 1.0)
+        return (err.abs() if self.regression_loss == "absolute" else err ** 2).mean()
+
+    #: the loss of additive (regression) outputs: "squared" or "absolute" error (set by
+    #: :func:`greybox.fit`'s ``loss``)
+    regression_loss = "squared"
+
+    @property
+    def output_spread(self) -> dict[str, float]:
+        """Per additive output, the spread (standard deviation) of the labels it was
+        trained on: the unit of its loss and of its rule weights' and bias' learning rate
+        (set by :func:`greybox.fit`; empty before)."""
+        return self.__dict__.setdefault("_output_spread", {})
+
+    def _weight_units(self) -> dict[str, float]:
+        """Per rule module key, the unit of its weight where it is not 1: the labels'
+        spread of the additive output it adds to."""
+        spread = self.output_spread
+        if not spread:
+            return {}
+        out = {}
+        for r in self.kb.rules.values():
+            s = spread.get(r.head.name)
+            if s is not None:
+                out[_key(self._owner.get(("rule", r.name), r.name))] = s
+        return out
+
     def prior_terms(self) -> list[tuple[nn.Parameter, float, float]]:
         """``(parameter, prior, scale)`` of every learnable rule weight and ``~`` threshold:
         the value written in the rules and the unit in which a move away from it is
-        measured (1 for a weight, which is in logits; for a threshold, the spread of what
-        it is compared with, as in :meth:`parameter_groups`)."""
+        measured (1 for a weight, which is in logits -- the labels' spread for one adding
+        to a regression output; for a threshold, the spread of what it is compared with,
+        as in :meth:`parameter_groups`)."""
         terms: list[tuple[nn.Parameter, float, float]] = []
-        for m in self.rules.values():
+        spread = self._weight_units()
+        for key, m in self.rules.items():
             if isinstance(m.weight, nn.Parameter):
-                terms.append((m.weight, m._init[0], 1.0))
+                terms.append((m.weight, m._init[0], spread.get(key, 1.0)))
         seen: set[int] = set()
         for s in (*self.kb.rules.values(), *self.kb.constraints.values()):
             body = s.body if isinstance(s, A.Rule) else s.formula
@@ -137,16 +176,36 @@ class Objective:
     def parameter_groups(self, lr: float) -> list[dict]:
         """Optimiser parameter groups: thresholds learn at ``lr`` times the spread of what
         they are compared with (so a threshold on an area and one on a ratio move alike);
-        everything else at ``lr``. Rule weights and thresholds get ``weight_decay=0``:
+        an additive (regression) output's bias, rule weights and the last linear layer
+        of its residual at ``lr`` times its labels' spread (:attr:`output_spread`: they
+        are in the labels' unit); everything else at ``lr``. Rule weights and thresholds
+        get ``weight_decay=0``:
         they are regularised toward the rules' values by :meth:`prior_penalty`, not toward
         0; biases, networks and the residual keep the optimiser's weight decay."""
         terms = self.prior_terms()
         weights = {id(m.weight) for m in self.rules.values()}
-        seen = {id(p) for p, _, _ in terms}
+        # an additive output's bias and rule weights are in its labels' unit: they learn
+        # at lr times the labels' spread
+        biases = {id(self.decisions_bias(n)): s for n, s in self.output_spread.items()
+                  if n in self.kb.additive}
+        # so is the last linear layer of its residual network (its output is added)
+        for n, s in self.output_spread.items():
+            net = self.residual_for(n) if n in self.kb.additive else None
+            last = [m for m in (net.modules() if net is not None else ())
+                    if isinstance(m, nn.Linear)]
+            if last:
+                biases.update({id(p): s for p in last[-1].parameters()})
+        seen = {id(p) for p, _, _ in terms} | set(biases)
         groups = [{"params": [p for p in self.parameters() if id(p) not in seen], "lr": lr}]
-        rule_weights = [p for p, _, _ in terms if id(p) in weights]
+        rule_weights = [p for p, _, scale in terms if id(p) in weights and scale == 1.0]
         if rule_weights:
             groups.append({"params": rule_weights, "lr": lr, "weight_decay": 0.0})
+        groups += [{"params": [p], "lr": lr * scale, "weight_decay": 0.0}
+                   for p, _, scale in terms if id(p) in weights and scale != 1.0]
+        bias_ids = {id(self.decisions_bias(n)) for n in self.output_spread}
+        groups += [{"params": [p], "lr": lr * biases[id(p)]}
+                   | ({"weight_decay": 0.0} if id(p) in bias_ids else {})
+                   for p in self.parameters() if id(p) in biases]
         groups += [{"params": [p], "lr": lr * scale, "weight_decay": 0.0}
                    for p, _, scale in terms if id(p) not in weights]
         return groups

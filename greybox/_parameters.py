@@ -104,15 +104,17 @@ class RuleValues:
             key = _key(self._owner.get(("var", v), v))
             if key not in decisions:
                 t = kb.variables[v].type
-                size = A.domain(t).size if A.is_finite_type(t) else None
+                # one number for a bool (the score of True) and for an additive variable
+                # (regression output: its score is its value)
+                scalar = isinstance(t, A.BoolType) or v in kb.additive
+                size = None if scalar else A.domain(t).size
                 if size is not None and size > MAX_DECIDED_VALUES:
                     raise ModelError(
                         f"{v!r} ({gr.to_text(t)}) is decided by rules over {size:,} values: "
                         f"a model scores every value of a decided variable, at most "
                         f"{MAX_DECIDED_VALUES:,}; narrow its type, or compute it with a "
                         f"define (define {v}: ... = expression)")
-                decisions[key] = DecisionParameters(
-                    None if isinstance(t, A.BoolType) else len(A.domain_values(t)))
+                decisions[key] = DecisionParameters(None if scalar else size)
         self.decisions = nn.ModuleDict(decisions)
 
     def _index_numbers(self) -> None:

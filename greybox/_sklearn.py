@@ -1,4 +1,5 @@
-"""A scikit-learn classifier on top of :class:`~greybox.GreyBox` for tabular data."""
+"""scikit-learn estimators on top of :class:`~greybox.GreyBox` for tabular data: a
+classifier (a finite output) and a regressor (an additive real or int output)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import copy
 import numpy as np
 import pandas as pd
 import torch
-from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 from torch import nn
@@ -16,7 +17,7 @@ from greybox import rules as gr
 from greybox.errors import ModelError, listed
 from greybox.rules import ast as A
 
-__all__ = ["GreyBoxClassifier"]
+__all__ = ["GreyBoxClassifier", "GreyBoxRegressor"]
 
 
 def _mlp(n_in: int, n_out: int, hidden: int) -> nn.Module:
@@ -98,7 +99,7 @@ class GreyBoxClassifier(ClassifierMixin, BaseEstimator):
     # ----------------------------------------------------------------------- helpers
     def _frame(self, X, *, fitting: bool) -> pd.DataFrame:
         if hasattr(X, "toarray") or type(X).__module__.startswith("scipy.sparse"):
-            raise TypeError("GreyBoxClassifier does not take sparse input; pass a dense "
+            raise TypeError(f"{type(self).__name__} does not take sparse input; pass a dense "
                             "array or a DataFrame (X.toarray())")
         if isinstance(X, pd.DataFrame):
             df = X.rename(columns=str) if any(not isinstance(c, str) for c in X.columns) else X
@@ -135,7 +136,7 @@ class GreyBoxClassifier(ClassifierMixin, BaseEstimator):
                 del self.feature_names_in_
         else:
             if df.shape[1] != self.n_features_in_:
-                raise ValueError(f"X has {df.shape[1]} features, but GreyBoxClassifier is "
+                raise ValueError(f"X has {df.shape[1]} features, but {type(self).__name__} is "
                                  f"expecting {self.n_features_in_} features as input")
             if names is None and hasattr(self, "feature_names_in_"):
                 df.columns = list(self.feature_names_in_)
@@ -253,6 +254,138 @@ class GreyBoxClassifier(ClassifierMixin, BaseEstimator):
         if self.rules is None:
             return self.classes_[pred.astype(np.int64)]
         return np.asarray(pred, dtype=self.classes_.dtype)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = False
+        return tags
+
+
+class GreyBoxRegressor(RegressorMixin, BaseEstimator):
+    """Rules that add to a number, plus an optional residual network, as a scikit-learn
+    regressor.
+
+    The prediction is ``bias + sum(weight * [body]) + residual`` (see the models guide,
+    "Regression outputs"): each rule whose body holds adds its weight (``-> y``) or
+    subtracts it (``-> not y``); an ``int`` output rounds that score to the nearest whole
+    number, halves up, within its bounds.
+
+    Parameters
+    ----------
+    rules : str, KnowledgeBase or None
+        Rule text (or a parsed knowledge base, or a ``.rules`` path) with one additive
+        output: a ``real`` output, or an ``int`` one whose rules add to it, and inputs that
+        name the DataFrame's columns. ``None``: no rules; the inputs are X's columns and
+        the regressor is the bias plus the residual network.
+    residual : None, "mlp", int or nn.Module
+        What the rules miss, added to the score: ``"mlp"`` is one hidden layer of
+        ``hidden`` units, an int sets the hidden units, a module is used as given (it
+        gets the standardised table inputs and returns one number per row; it is copied,
+        never trained in place).
+    loss : str
+        ``"squared"`` (default) or ``"absolute"`` error.
+    semantics, epochs, batch_size, lr, weight_decay, patience, validation_fraction, hidden,
+    temperature, random_state, verbose
+        As for :class:`GreyBoxClassifier`.
+
+    Attributes
+    ----------
+    model_ : GreyBox
+    output_ : str
+    n_features_in_ : int
+    feature_names_in_ : ndarray (when fitted on a DataFrame)
+    history_ : History
+
+    Examples
+    --------
+    >>> import numpy as np, pandas as pd, greybox as gb
+    >>> X = pd.DataFrame({"x": np.linspace(0, 10, 50)})
+    >>> y = np.where(X["x"] > 5, 30.0, 10.0)
+    >>> reg = gb.GreyBoxRegressor(rules="input x: real  output y: real "
+    ...                           "rule high weight 10: x > ~4 -> y", epochs=100)
+    >>> reg.fit(X, y).predict(pd.DataFrame({"x": [1.0, 9.0]})).round().tolist()
+    [10.0, 30.0]
+    """
+
+    def __init__(self, rules=None, residual=None, *, loss: str = "squared",
+                 semantics: str = "product", epochs: int = 30, batch_size: int = 32,
+                 lr: float = 0.01, weight_decay: float = 0.0, patience: int | None = None,
+                 validation_fraction: float = 0.1, hidden: int = 16,
+                 temperature: float = 0.1, random_state: int | None = 0,
+                 verbose: bool = False):
+        self.rules = rules
+        self.residual = residual
+        self.loss = loss
+        self.semantics = semantics
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.patience = patience
+        self.validation_fraction = validation_fraction
+        self.hidden = hidden
+        self.temperature = temperature
+        self.random_state = random_state
+        self.verbose = verbose
+
+    _frame = GreyBoxClassifier._frame
+    _residual = GreyBoxClassifier._residual
+
+    def _kb(self, df: pd.DataFrame):
+        if self.rules is None:
+            lines = [f"input {gr.to_text(gr.Var(str(c)))}: real" for c in df.columns]
+            lines.append("output y: real")
+            return gr.parse("\n".join(lines))
+        return GreyBoxClassifier._kb(self, df, 0)
+
+    def _output(self, kb) -> str:
+        outs = [o for o in kb.outputs if o in kb.additive]
+        if len(outs) != 1:
+            raise ModelError("GreyBoxRegressor needs rules with exactly one additive output "
+                             "(a real output, or an int one whose rules add to it: "
+                             f"'-> y'), got {listed(outs) or 'none'} among the outputs "
+                             f"{listed(kb.outputs) or 'none'}")
+        if kb.networks:
+            raise ModelError("GreyBoxRegressor takes rules without neural variables (use "
+                             "GreyBox for networks over tensors)")
+        return outs[0]
+
+    def fit(self, X, y):
+        """Fit on a DataFrame (or array) ``X`` and numbers ``y``; returns ``self``."""
+        df = self._frame(X, fitting=True)
+        y = column_or_1d(np.asarray(y), warn=True)
+        if len(y) != len(df):
+            raise ValueError(f"X has {len(df)} rows but y has {len(y)}")
+        try:
+            y = y.astype(np.float64)
+        except (TypeError, ValueError):
+            raise ValueError(f"y must hold numbers, got dtype {y.dtype}") from None
+        if not np.isfinite(y).all():
+            raise ValueError("Input y contains NaN or infinity.")
+        if self.loss not in ("squared", "absolute"):
+            raise ModelError(f"loss must be 'squared' or 'absolute', got {self.loss!r}")
+        kb = self._kb(df)
+        out = self._output(kb)
+        if self.random_state is not None:
+            torch.manual_seed(self.random_state)
+        from ._model import GreyBox
+
+        self.model_ = GreyBox(kb, semantics=self.semantics, residual=self._residual(kb, 1),
+                              temperature=self.temperature)
+        self.output_ = out
+        validation = self.validation_fraction if self.patience is not None else None
+        self.history_ = self.model_.fit(df, {out: y}, epochs=self.epochs,
+                                        batch_size=self.batch_size, lr=self.lr,
+                                        weight_decay=self.weight_decay, patience=self.patience,
+                                        validation=validation, seed=self.random_state,
+                                        progress=self.verbose, loss=self.loss)
+        return self
+
+    def predict(self, X) -> np.ndarray:
+        """The model's number per row (float64; an int output's whole numbers)."""
+        check_is_fitted(self, "model_")
+        df = self._frame(X, fitting=False)
+        return self.model_.predict(df)[self.output_].to_numpy().astype(np.float64)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -234,7 +234,7 @@ def _row_hits(model, sub: Batch, lab: Targets | None, tr) -> dict[str, torch.Ten
         var = model.kb.variables[name]
         if not bool(mask.any()):
             continue
-        if A.is_finite_type(var.type):
+        if A.is_finite_type(var.type) and name not in model.kb.additive:
             if var.output:   # what predict decides
                 decisions = decisions or model(sub, crisp=True).decisions()
                 pred = decisions[name]
@@ -256,7 +256,7 @@ def _summary(model, loss: float, n: int, hits: dict, prefix: str) -> dict:
     """Mean loss, and accuracy (finite variables) or squared error (real ones)."""
     out = {f"{prefix}loss": loss / max(n, 1)}
     for name, h in hits.items():
-        if A.is_finite_type(model.kb.variables[name].type):
+        if A.is_finite_type(model.kb.variables[name].type) and name not in model.kb.additive:
             out[f"{prefix}{name}_accuracy"] = float(h.mean())
         else:
             out[f"{prefix}{name}_mse"] = float(-h.mean())
@@ -272,7 +272,7 @@ def fit(model, data, targets=None, *, epochs: int = 10, batch_size: int = 32,
         lr: float = 1e-2, weight_decay: float = 0.0, optimizer=None, validation=None,
         seed: int | None = 0, patience: int | None = None, progress: bool = True,
         calibrate: bool = True, anneal: float = 1.0, select: str | None = None,
-        folds: int = 5) -> History:
+        folds: int = 5, loss: str | None = None) -> History:
     """Train ``model`` on ``data``.
 
     Parameters
@@ -338,6 +338,12 @@ def fit(model, data, targets=None, *, epochs: int = 10, batch_size: int = 32,
         ``folds`` extra trainings; meant for few labels. Not with ``patience``.
     folds : int
         Folds for ``select="kfold"`` (fewer when fewer rows are labelled).
+    loss : None, "squared" or "absolute"
+        The error an additive (regression) output trains on: squared (default) or
+        absolute, in units of its labels' standard deviation (kept by the model as
+        ``regression_loss``; None keeps the model's). Its bias starts at the labels'
+        mean less the rules' mean push when it is 0 (never trained), and its bias and
+        rule weights, in the labels' unit, learn at ``lr`` times that deviation.
 
     Under ``torch.distributed`` (e.g. ``torchrun``) the model is wrapped in
     ``DistributedDataParallel``; every process takes its share of each epoch's shuffled
@@ -376,7 +382,12 @@ def fit(model, data, targets=None, *, epochs: int = 10, batch_size: int = 32,
     if seed is not None:
         _seed(model, seed)
     gen = torch.Generator().manual_seed(seed if seed is not None else int(time.time()))
+    if loss is not None:
+        if loss not in ("squared", "absolute"):
+            raise ModelError(f"loss must be 'squared' or 'absolute', got {loss!r}")
+        model.regression_loss = loss
     d = _training_data(model, data, targets, validation, gen, calibrate=calibrate)
+    _regression_start(model, d)
     setting = _Setting(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
                        optimizer=optimizer, patience=patience, progress=progress,
                        anneal=anneal)
@@ -387,6 +398,32 @@ def fit(model, data, targets=None, *, epochs: int = 10, batch_size: int = 32,
     chosen, records = select_epochs(model, d, setting, gen, folds=folds, seed=seed)
     history = _train(model, d, setting, gen, stop_after=chosen)
     return dataclasses.replace(history, selection=records, selected_epochs=chosen)
+
+
+def _regression_start(model, d) -> None:
+    """Each labelled additive output's label spread (the unit of its loss and weights)
+    and, where its bias is 0 (never trained), a bias at the labels' mean less the
+    rules' mean push on them."""
+    if d.labels is None:
+        return
+    for name in model.kb.additive:
+        if name not in d.labels.values:
+            continue
+        mask = d.labels.mask[name]
+        y = d.labels.values[name][mask].double()
+        if y.numel() == 0:
+            continue
+        sd = float(y.std()) if y.numel() > 1 else 0.0
+        model.output_spread[name] = sd if math.isfinite(sd) and sd > 0 else 1.0
+        bias = model.decisions_bias(name)
+        if float(bias.detach()) == 0.0:
+            with torch.no_grad():
+                was = model.training
+                model.eval()
+                score = model(d.batch).scores[name].detach().double()
+                model.train(was)
+                push = score.expand(d.batch.n)[mask.to(score.device)].mean()
+                bias.fill_(float((y.to(score.device) - push).mean()))
 
 
 def _seed(model, seed: int) -> None:

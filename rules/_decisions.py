@@ -20,14 +20,15 @@ import itertools
 from dataclasses import dataclass
 
 import networkx as nx
+import numpy as np
 
 from greybox.errors import RuleError, listed
 
 from . import _ast as A
 from ._domain import domain
 
-__all__ = ["Component", "DecisionPlan", "MAX_ASSIGNMENTS", "candidates", "closure", "memo",
-           "plan"]
+__all__ = ["Component", "DecisionPlan", "MAX_ASSIGNMENTS", "additive_value", "candidates",
+           "closure", "memo", "plan"]
 
 #: Most joint assignments a component that must be enumerated may have (crisp evaluation
 #: and the Z3 encoding check each one against the hard constraints).
@@ -51,6 +52,28 @@ def candidates(kb, name: str, biased=()) -> tuple:
     free = next((x for x in d.values if x not in pushed), None)
     found = pushed | ({free} if free is not None else set())
     return tuple(sorted(found, key=d.index))
+
+
+def additive_value(t, score):
+    """An additive (regression) variable's value from its score (float64 array): a real's
+    is the score, clipped to its bounds when it declares them; an int's is the score
+    rounded to the nearest whole number, halves up (``floor(s) + [s - floor(s) >= 1/2]``,
+    exact in float64), clipped to ``lo..hi``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from greybox.rules import ast as A
+    >>> additive_value(A.IntType(0, 10), np.array([2.5, 2.49, -3.0, 12.7])).tolist()
+    [3.0, 2.0, 0.0, 10.0]
+    """
+    s = np.asarray(score, dtype=np.float64)
+    if isinstance(t, A.IntType):
+        f = np.floor(s)
+        s = f + (s - f >= 0.5)
+    if getattr(t, "lo", None) is not None:
+        s = np.clip(s, float(t.lo), float(t.hi))
+    return s
 
 
 def closure(kb, names) -> set[str]:

@@ -14,7 +14,7 @@ import pandas as pd
 from greybox.errors import DataError, RuleError, listed
 
 from . import _ast as A
-from ._decisions import MAX_ASSIGNMENTS, candidates, closure, memo, plan
+from ._decisions import MAX_ASSIGNMENTS, additive_value, candidates, closure, memo, plan
 from ._domain import BIG_INT, big_int, domain
 from ._exact import ScoreScale, compile_truth, compile_value
 from ._ground import family_columns
@@ -851,9 +851,10 @@ def _bias_table(kb, bias, n=None) -> dict:
             raise RuleError(f"bias given for {name!r}, which is not decided by rules "
                             f"(decided: {listed(kb.decided) or 'none'})")
         t = var.type
-        if isinstance(t, A.BoolType):
+        if isinstance(t, A.BoolType) or name in kb.additive:
             if isinstance(b, Mapping) or isinstance(b, bool):
-                raise RuleError(f"bias of bool {name!r} must be one number")
+                what = "bool" if isinstance(t, A.BoolType) else "additive"
+                raise RuleError(f"bias of {what} {name!r} must be one number")
             out[name] = {True: _bias_number(name, b, n), False: 0.0}
         else:
             if not isinstance(b, Mapping):
@@ -993,6 +994,12 @@ class Evaluation:
         n = len(self.index)
         lines = [f"crisp evaluation of {n} row{'s' * (n != 1)}"]
         for name in self.decisions.columns:
+            if name in self.kb.additive:   # a number per row: its spread, not its counts
+                col = self.decisions[name].astype(np.float64)
+                if n:
+                    lines.append(f"  {name}: mean {col.mean():.4g}, min {col.min():.4g}, "
+                                 f"max {col.max():.4g}")
+                continue
             counts = self.decisions[name].value_counts(sort=False)
             shown = ", ".join(f"{k}: {v}" for k, v in counts.items() if v)
             lines.append(f"  {name}: {shown}")
@@ -1182,6 +1189,9 @@ class _Run:
         """Decide component ``comp`` on every row: its variables' values join the
         environment, their preferred values (hard constraints ignored) are kept."""
         kb = self.kb
+        if comp.variables[0] in kb.additive:   # decided alone: nothing reads or ties it
+            self._add(comp)
+            return
         values_of, assignments = self._values(comp)
         self._lay_out(comp, values_of)
         terms = ([b for v in comp.variables for b in self.biases.get(v, {}).values()]
@@ -1211,6 +1221,24 @@ class _Run:
             self.env.values[v] = codes[choice]
             self.preferred[v] = codes[choice_free]
 
+    def _add(self, comp) -> None:
+        """An additive variable: its score, exactly, then its value (see
+        :func:`~greybox.rules._decisions.additive_value`)."""
+        (v,) = comp.variables
+        b = self.biases.get(v, {}).get(True)
+        scale = ScoreScale(([] if b is None else [b]) + [self.weights[r.name]
+                                                          for r in comp.rules], exact=True)
+        total = scale.fresh(0 if b is None else scale.of(b), self.n)
+        for r in comp.rules:
+            scale.add_where(total, scale.of(self.weights[r.name]), self.body(r))
+        self.layout[v, True] = (b, list(comp.rules), [])
+        self.partial[v, True] = total
+        self.scored[v] = [True]
+        self.scales[v] = scale
+        value = additive_value(kb_type(self.kb, v), scale.to_float(total, self.n))
+        self.env.values[v] = value
+        self.preferred[v] = value
+
     def scores(self) -> dict:
         """Every decided variable's final scores (bool: of True; else one per value
         shown), with every decision known."""
@@ -1220,14 +1248,15 @@ class _Run:
         for name in self.kb.decided:
             t = self.kb.variables[name].type
             scale = self.scales[name]
-            if isinstance(t, A.BoolType):
+            additive = name in self.kb.additive
+            if isinstance(t, A.BoolType) or additive:
                 shown = [True]
             elif domain(t).size <= MAX_ASSIGNMENTS:
                 shown = domain(t).values
             else:  # every value left out scores 0
                 shown = self.scored[name]
             for value in shown:
-                label = name if isinstance(t, A.BoolType) else f"{name}={value}"
+                label = name if isinstance(t, A.BoolType) or additive else f"{name}={value}"
                 if (name, value) not in self.partial:
                     scores[label] = np.broadcast_to(0.0, (n,))
                     continue
@@ -1330,6 +1359,10 @@ def _plus(scale: ScoreScale, total, weight: float, body: np.ndarray, n: int) -> 
     out = scale.fresh(total, n)
     scale.add_where(out, scale.of(weight), body)
     return out
+
+
+def kb_type(kb, name: str):
+    return kb.variables[name].type
 
 
 def _frame(columns: dict, index, dtype) -> pd.DataFrame:

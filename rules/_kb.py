@@ -164,6 +164,25 @@ class KnowledgeBase:
         return self._decided
 
     @property
+    def additive(self) -> tuple[str, ...]:
+        """Names of the decided variables whose value is their score (regression outputs):
+        every decided ``real``, and a decided ``int`` whose rules add to it (``-> y``),
+        rounded to the nearest whole number (halves up) within its bounds.
+
+        Examples
+        --------
+        >>> import greybox.rules as gr
+        >>> kb = gr.parse("input x: real  output y: real  rule big weight 25: x > 1 -> y")
+        >>> kb.additive, gr.evaluate(kb, {"x": [0.0, 2.0]}).decisions["y"].tolist()
+        (('y',), [0.0, 25.0])
+        """
+        if "additive" not in self._memo:
+            from ._validate import additive
+
+            self._memo["additive"] = additive(self.variables, self.rules.values())
+        return self._memo["additive"]
+
+    @property
     def outputs(self) -> tuple[str, ...]:
         """Names of the ``output`` variables."""
         return self._names(output=True)

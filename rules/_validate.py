@@ -260,11 +260,12 @@ def _declared_vars(statements, ck: _Checker) -> dict[str, Variable]:
             ck.error(f"{v.name!r} is {_big_type_text(v.type)}, beyond ±2**53: only int defines "
                      f"and outputs defined by an expression may be that large ({why})",
                      _decl_of(statements, v.name))
-        if v.role == "decided" and not v.finite:
+        if v.role == "decided" and not v.finite and not isinstance(v.type, A.RealType):
             decl = "output" if v.output else "define"
             ck.error(
                 f"{decl} {v.name!r} has type {_type_text(v.type)} and no definition; variables "
-                "decided by rules must be bool, int lo..hi or an enum",
+                "decided by rules must be bool, int lo..hi, an enum or real (a score the "
+                "rules add to)",
                 _decl_of(statements, v.name),
             )
     return variables
@@ -697,12 +698,17 @@ def _check_head(rule: A.Rule, variables: dict[str, Variable], ck: _Checker) -> N
         return
     t = v.type
     if isinstance(h.value, bool):
-        if not isinstance(t, A.BoolType):
+        # a real or int head without a value adds the rule's weight to the score (a
+        # regression output, see :func:`additive`); an enum needs its value
+        if not isinstance(t, (A.BoolType, A.RealType, A.IntType)):
             ck.error(
                 f"rule {rule.name!r}: {h.name!r} is {_type_text(t)}; conclude a value with "
                 f"'{h.name} = VALUE'",
                 h,
             )
+    elif isinstance(t, A.RealType):
+        ck.error(f"rule {rule.name!r}: {h.name!r} is real; a rule adds its weight to it "
+                 f"with '-> {h.name}' (or subtracts it with '-> not {h.name}')", h)
     elif isinstance(t, A.BoolType):
         ck.error(f"rule {rule.name!r}: {h.name!r} is bool; write '{h.name}' or 'not {h.name}'", h)
     elif isinstance(t, A.IntType):
@@ -764,6 +770,41 @@ def _check_cycles(statements, variables: dict[str, Variable], rules, ck: _Checke
         ck.error("cycle among definitions: " + " -> ".join(names),
                  _decl_of(statements, cycle[0]))
         break
+
+
+def additive(variables, rules) -> tuple[str, ...]:
+    """The decided variables whose value is their score, ``bias + sum(weight * [body])``
+    (+ residual): every decided ``real``, and a decided ``int`` whose rules add to it
+    (heads ``-> y`` / ``-> not y`` rather than ``-> y = VALUE``). Regression outputs."""
+    adds = {r.head.name for r in rules
+            if isinstance(r.head, A.Head) and isinstance(r.head.value, bool)}
+    return tuple(v.name for v in variables.values() if v.role == "decided" and (
+        isinstance(v.type, A.RealType) or (isinstance(v.type, A.IntType) and v.name in adds)))
+
+
+def _check_additive(statements, variables, rules, ck: _Checker) -> None:
+    """An additive variable's rules all add to it, and nothing reads it (its value is a
+    sum of scores: no rule, constraint or definition is decided from it)."""
+    names = set(additive(variables, rules))
+    if not names:
+        return
+    for r in rules:
+        if r.head.name in names and not isinstance(r.head.value, bool):
+            ck.statement = r.name
+            ck.error(f"rule {r.name!r} concludes a value of {r.head.name!r}, but other rules "
+                     f"add their weights to it ('-> {r.head.name}'); use one form: values "
+                     "for a class, additions for a number", r.head)
+    for st in statements:
+        what = {A.Rule: "rule", A.Constraint: "constraint", A.DefineDecl: "define"}.get(type(st))
+        e = st.body if isinstance(st, A.Rule) else st.formula if isinstance(st, A.Constraint) \
+            else getattr(st, "expr", None)
+        read = [n for n in A.variables(e) if n in names] if e is not None else []
+        if read:
+            ck.statement = st.name
+            ck.error(f"{what} {st.name!r} reads {read[0]!r}, which rules decide by adding "
+                     "weights (a regression output): no rule, constraint or definition may "
+                     "read it", st)
+    ck.statement = None
 
 
 def validate(statements, *, filename: str | None = None, source: str | None = None,
@@ -829,6 +870,8 @@ def validate(statements, *, filename: str | None = None, source: str | None = No
         resolved.append(st)
     ck.statement = None
     rules = [s for s in resolved if isinstance(s, A.Rule)]
+    if not ck.problems:
+        _check_additive(resolved, variables, rules, ck)
     if not ck.problems:
         _check_cycles(resolved, variables, rules, ck)
     if ck.problems:

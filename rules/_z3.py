@@ -343,6 +343,8 @@ class Z3Encoding:
         """``name`` decided alone: the argmax over its candidates, ties to the earlier."""
         t = self.kb.variables[name].type
         x = self.const(name)
+        if name in self.kb.additive:
+            return [x == self._additive(t, self.score(name, True))]
         values = candidates(self.kb, name, self._bias.get(name, {}))
         objective = self._objective(name, x, self._scored(name, values))
         d = domain(t)
@@ -353,6 +355,18 @@ class Z3Encoding:
             out.append(z3.Or(o_v < objective,
                              z3.And(o_v == objective, rank <= d.index(v))))
         return out
+
+    @staticmethod
+    def _additive(t, s):
+        """An additive variable's value from its score ``s``, as
+        :func:`~greybox.rules._decisions.additive_value` computes it."""
+        if isinstance(t, A.IntType):
+            s = z3.ToInt(s + z3.RealVal(Fraction(1, 2)))   # floor(s + 1/2): halves up
+        if getattr(t, "lo", None) is not None:
+            lo, hi = (_num(t.lo), _num(t.hi)) if isinstance(t, A.RealType) else \
+                (z3.IntVal(t.lo), z3.IntVal(t.hi))
+            s = z3.If(s < lo, lo, z3.If(s > hi, hi, s))
+        return s
 
     def _joint_decision(self, comp, deadline: Deadline) -> list[z3.BoolRef]:
         """Tied variables: the best feasible joint assignment, ties to the earlier one

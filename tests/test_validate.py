@@ -39,7 +39,7 @@ output grade: {lo, hi}
         ("define total: int 0..10 = income + 1", "must be int 0..10, got a number", 8),
         ("define t: int 0..10 = age + ~1", r"learnable numbers \(~\) are only allowed", 8),
         ("define a: bool = b\ndefine b: bool = not a", "cycle among definitions: a -> b -> a", 8),
-        ("output score: real", "variables decided by rules must be bool, int lo..hi or an enum", 8),
+        ("output score: tensor", "variables decided by rules must be bool, int lo..hi, an enum or real", 8),
         ("input e: {a, b, a}", "lists 'a' twice", 8),
         ("input n: int 5..1", "empty int range 5..1", 8),
         ("neural n: tensor = net(age)", "only inputs can be tensors", 8),

@@ -168,6 +168,12 @@ class Debugger:
         ``data[data[col].notna()]``), never guesses one.
     output : str, optional
         Default: the only output.
+    tol : float, optional
+        For a regression output (a rule-decided real, or an int its rules add to): a row
+        fails when ``|predicted - target| > tol``. Default: a tenth of the targets'
+        standard deviation for a real output, 0 (exact) for an int one.
+        :meth:`failures` takes another for one call; :meth:`metrics` gives MAE, RMSE
+        and R².
     train : (data, targets), optional
         Training data, for blaming training examples (TracIn). ``targets`` as for fit:
         the output's labels (an array or Series, one per row), or a mapping naming the
@@ -193,7 +199,8 @@ class Debugger:
     (2, 0, 1.0)
     """
 
-    def __init__(self, model, data, targets=None, *, output: str | None = None, train=None):
+    def __init__(self, model, data, targets=None, *, output: str | None = None, train=None,
+                 tol: float | None = None):
         kb = model.kb
         if targets is None:   # the correct answers as a column of the data
             name = output or kb.outputs[0]
@@ -226,6 +233,10 @@ class Debugger:
         self.batch = model.batch(data)
         _unique_labels(self.batch.index)
         self.target = _decode_targets(var, targets, self.batch.index)
+        #: whether the output is a number (a regression output), compared within ``tol``
+        self.numeric = output in kb.additive or (var.role != "decided" and isinstance(
+            var.type, A.RealType))
+        self.tol = _tolerance(self, var, tol)
         #: the training rows with a label for the output (batch, decoded targets), for
         #: TracIn; None without ``train``
         self.train = None if train is None else _training_set(model, var, train)
@@ -254,9 +265,11 @@ class Debugger:
         pred = model.predict(self.batch, on_infeasible="flag", batch_size=batch_size)
         out = pd.DataFrame({"predicted": pred[self.output].to_numpy()}, index=self.batch.index)
         out["infeasible"] = pred["infeasible"].to_numpy()
-        if not confidence:
+        if not confidence or self.numeric:
             out["target"] = self.target
-            out["correct"] = (out["predicted"].to_numpy() == self.target) & ~out["infeasible"]
+            if self.numeric:
+                out["error"] = out["predicted"].to_numpy(np.float64) - self.target
+            out["correct"] = self._right(out)
             return out
         with torch.no_grad():
             model.eval()
@@ -271,21 +284,72 @@ class Debugger:
         out["correct"] = (out["predicted"].to_numpy() == self.target) & ~out["infeasible"]
         return out
 
+    def _right(self, out: pd.DataFrame, tol: float | None = None) -> np.ndarray:
+        """Per row, whether the prediction is right: equal to the target, or for a
+        number within ``tol`` (default :attr:`tol`) of it; never where infeasible."""
+        pred = out["predicted"].to_numpy()
+        if self.numeric:
+            tol = self.tol if tol is None else tol
+            ok = np.abs(pred.astype(np.float64) - self.target) <= tol
+        else:
+            ok = pred == self.target
+        return ok & ~out["infeasible"].to_numpy()
+
     def predictions(self) -> pd.DataFrame:
-        """Per row: predicted, confidence, target, correct (with the edits so far)."""
+        """Per row: predicted, confidence (a finite output), error (a number: predicted -
+        target), target, correct (with the edits so far)."""
         return self._now.copy()
+
+    def metrics(self) -> dict:
+        """Error figures of the predictions (with the edits so far): for a number, MAE,
+        RMSE, R² (1 - squared error / the targets' variance around their mean), the
+        tolerance and the share of rows within it; for a class, the accuracy. Infeasible
+        rows are left out of the errors.
+
+        Examples
+        --------
+        >>> import numpy as np, greybox as gb
+        >>> model = gb.GreyBox("input x: real  output y: real  rule r weight 10: x > 1 -> y",
+        ...                    semantics="product")
+        >>> dbg = gb.explain.Debugger(model, {"x": [0.0, 2.0, 3.0]}, [1.0, 10.0, 13.0], tol=2)
+        >>> {k: round(v, 3) for k, v in dbg.metrics().items()}
+        {'mae': 1.333, 'rmse': 1.826, 'r2': 0.872, 'tol': 2.0, 'within_tol': 0.667}
+        """
+        now = self._now
+        if not self.numeric:
+            return {"accuracy": self.accuracy}
+        ok = ~now["infeasible"].to_numpy()
+        err = now["error"].to_numpy(np.float64)[ok]
+        y = self.target[ok]
+        var = float(((y - y.mean()) ** 2).sum()) if len(y) else float("nan")
+        sse = float((err ** 2).sum())
+        return {"mae": float(np.abs(err).mean()) if len(err) else float("nan"),
+                "rmse": float(np.sqrt((err ** 2).mean())) if len(err) else float("nan"),
+                "r2": 1.0 - sse / var if var > 0 else float("nan"),
+                "tol": float(self.tol),
+                "within_tol": float(now["correct"].mean()) if len(now) else float("nan")}
 
     @property
     def accuracy(self) -> float:
         return float(self._now["correct"].mean()) if len(self._now) else float("nan")
 
     # ------------------------------------------------------------------ failures
-    def failures(self) -> pd.DataFrame:
+    def failures(self, tol: float | None = None) -> pd.DataFrame:
         """The wrong predictions: confidence, the rules that fired, concept values and a
         one-line verdict, most confident first. ``rules_fired`` and ``concepts`` list
         their items separated by ``"; "`` (grounded names such as ``spread(bob, anna)``
-        hold ``", "``)."""
+        hold ``", "``).
+
+        For a number (a regression output), a row fails when ``|predicted - target| >
+        tol`` (default the debugger's :attr:`tol`); largest errors first, with the
+        rules that pushed the prediction the wrong way."""
         now = self._now
+        if tol is not None:
+            if not self.numeric:
+                raise ModelError(f"tol is for outputs that are numbers; {self.output!r} is "
+                                 "compared exactly")
+            tol = _check_tol(tol)
+            now = now.assign(correct=self._right(now, tol))
         wrong = now[~now["correct"]]
         if not len(wrong):
             return wrong.assign(rules_fired="", concepts="", verdict="")
@@ -329,6 +393,16 @@ class Debugger:
                                 " -- a concept is probably wrong")
                 continue
             pushes = sorted(rules, key=lambda rc: -abs(rc[1]))
+            if self.numeric:   # the rules that pushed the number the wrong way
+                err = float(row["error"])
+                toward = [f"{r} ({_short(c)})" for r, c in pushes if c * err > 0]
+                verdicts.append(
+                    f"predicted {_short(row['predicted'], sign=False)} instead of "
+                    f"{_short(row['target'], sign=False)} (error {_short(err)})"
+                    + (f"; pushed {'up' if err > 0 else 'down'} by {', '.join(toward[:2])}"
+                       if toward else "; no rule pushed it that way: bias, residual or "
+                       "a missing rule"))
+                continue
             toward = [f"{r} ({c:+.2f})" for r, c in pushes
                       if _pushes_toward(kb, self.output, r, row["predicted"], c)]
             verdicts.append(
@@ -338,6 +412,9 @@ class Debugger:
         out = wrong.assign(rules_fired=fired, concepts=concepts, verdict=verdicts)
         if "confidence" in out:
             out = out.sort_values("confidence", ascending=False, kind="stable")
+        elif "error" in out:
+            out = out.iloc[np.argsort(-np.abs(out["error"].to_numpy(np.float64)),
+                                      kind="stable")]
         return out
 
     # ------------------------------------------------------------------ cohorts
@@ -493,9 +570,14 @@ class Debugger:
         # toward the prediction when it is wrong; away from it (toward any other value) when
         # it is right -- then there is no mistake, and a positive push is a risk, not a cause
         sign = -1.0 if correct else 1.0
-        rules["toward_wrong"] = [
-            sign * (c if _pushes_toward(kb, self.output, r, info["predicted"], 1.0) else -c)
-            for r, c in zip(rules.rule, rules.contribution)]
+        if self.numeric:   # a number: pushed the way of its error
+            err = float(np.sign(info["error"]))
+            rules["toward_wrong"] = [sign * err * c if sign > 0 else abs(c)
+                                     for c in rules.contribution]
+        else:
+            rules["toward_wrong"] = [
+                sign * (c if _pushes_toward(kb, self.output, r, info["predicted"], 1.0) else -c)
+                for r, c in zip(rules.rule, rules.contribution)]
         rules = rules.sort_values("toward_wrong", ascending=False, kind="stable")
         concepts = pd.DataFrame(columns=["concept", "value", "needed"])
         if correct:
@@ -503,7 +585,7 @@ class Debugger:
                          rules.drop(columns=["row"]).reset_index(drop=True), concepts,
                          ex.top_parameters.drop(columns=["row"], errors="ignore"), None,
                          "predicted correctly: nothing to blame", ex, correct=True)
-        if kb.neural:
+        if kb.neural and not self.numeric:   # a number's concepts: not yet (issue 21)
             try:
                 # the concepts alone change (inputs held): a concept-level question
                 cf = counterfactual(self._model, sub, None, self.output, level="concept",
@@ -514,7 +596,8 @@ class Debugger:
                                          "needed": pd.Series(list(moved.after), dtype=object)})
             except GreyboxError:   # no change of the concepts alone flips it: none suspect
                 pass
-        training = self._tracin(sub, info, layers) if self.train is not None else None
+        training = self._tracin(sub, info, layers) \
+            if self.train is not None and not self.numeric else None
         culprit = "rules" if (rules.toward_wrong > 1e-6).any() else "bias/residual"
         if len(concepts):
             culprit = f"concept {concepts.concept.iloc[0]} = {concepts.value.iloc[0]!r} " \
@@ -820,11 +903,55 @@ class Debugger:
     # ------------------------------------------------------------------ display
     def __repr__(self) -> str:
         n = len(self._now)
+        if self.numeric:
+            m = self.metrics()
+            return (f"Debugger({self.output!r}: {int((~self._now['correct']).sum())} failures "
+                    f"(|error| > {_short(m['tol'], sign=False)}) in {n} rows, MAE "
+                    f"{_short(m['mae'], sign=False)}, RMSE {_short(m['rmse'], sign=False)}, "
+                    f"R² {m['r2']:.3f}, {len(self._edits)} edits)")
         return (f"Debugger({self.output!r}: {int((~self._now['correct']).sum())} failures in "
                 f"{n} rows, accuracy {self.accuracy:.3f}, {len(self._edits)} edits)")
 
+    def __str__(self) -> str:
+        return repr(self)
+
     def _repr_html_(self) -> str:
-        return _frame_html(repr(self), self.failures())
+        failures = self.failures()
+        if self.numeric:   # numbers to 4 significant digits: readable, not raw floats
+            failures = failures.copy()
+            for c in ("predicted", "target", "error"):
+                failures[c] = [float(f"{v:.4g}") for v in failures[c].to_numpy(np.float64)]
+        return _frame_html(repr(self), failures)
+
+
+def _short(x, *, sign: bool = True) -> str:
+    """A number to 4 significant digits (with its sign where ``sign``)."""
+    return f"{float(x):+.4g}" if sign else f"{float(x):.4g}"
+
+
+def _check_tol(tol) -> float:
+    try:
+        tol = float(tol)
+    except (TypeError, ValueError):
+        tol = float("nan")
+    if not (np.isfinite(tol) and tol >= 0):
+        raise ModelError(f"tol must be a number >= 0, got {tol!r}")
+    return tol
+
+
+def _tolerance(dbg, var, tol) -> float:
+    """The tolerance of a number output (see ``tol``); 0 for a class."""
+    if not dbg.numeric:
+        if tol is not None:
+            raise ModelError(f"tol is for outputs that are numbers; {dbg.output!r} is "
+                             "compared exactly")
+        return 0.0
+    if tol is not None:
+        return _check_tol(tol)
+    if isinstance(var.type, A.IntType):
+        return 0.0
+    y = np.asarray(dbg.target, dtype=np.float64)
+    return float(0.1 * y.std()) if len(y) > 1 else 0.0
 
 
 def _first(found, top: int):

@@ -958,10 +958,11 @@ def suggest(dbg, rows=None, *, validation=None, keep: Sequence = (), max_edits: 
     if A.is_finite_type(var.type) and A.domain(var.type).size > MAX_VALUES:
         raise ModelError(f"suggest searches outputs of at most {MAX_VALUES} values: "
                          f"{dbg.output!r} has {A.domain(var.type).size:,}")
-    if not A.is_finite_type(var.type):
-        raise ModelError(f"suggest needs a bool, int or enum output: {dbg.output!r} is real, "
-                         "and a real prediction is right only where it equals its target "
-                         "exactly, so no edit has rows to fix")
+    if not A.is_finite_type(var.type) or dbg.output in dbg.model.kb.additive:
+        raise ModelError(f"suggest needs a bool, int or enum class output: {dbg.output!r} is "
+                         "a number (its sweeps of weights and thresholds count rows fixed "
+                         "and broken between classes); try edits on it with what_if, which "
+                         "reports the rows within the debugger's tol")
     if var.role != "decided":
         raise ModelError(f"{dbg.output!r} is {var.role}, not decided by rules: no rule edit "
                          "changes it directly (suggest edits the rules of decided outputs)")

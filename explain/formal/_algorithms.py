@@ -10,7 +10,8 @@ decision function, a counterexample is re-run through it.
 from __future__ import annotations
 
 import time
-from dataclasses import replace
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -71,7 +72,8 @@ def _problem(model, batch, row, output, level, max_relus, backend, timeout, *,
 @z3_serialised
 def reason(model, batch, row=None, output: str | None = None, *,
            level: str = "auto", max_relus: int = 64, backend: str = "auto",
-           timeout: float = 10.0, free=(), n_jobs: int | None = None) -> Reason:
+           timeout: float = 10.0, free=(), n_jobs: int | None = None,
+           target=None) -> Reason:
     """A subset-minimal set of the facts of row ``row`` (its label in the data's index;
     default the first row) that guarantees its decision.
 
@@ -91,6 +93,12 @@ def reason(model, batch, row=None, output: str | None = None, *,
     only and the reason holds *through* the networks (``timeout`` bounds each solver
     call). ``backend``: ``"z3"``, ``"milp"`` (HiGHS through ``scipy.optimize.milp``; input
     level) or ``"auto"`` (HiGHS at the input level where its encoding applies).
+
+    ``target``: for an additive (regression) output, the condition on its number the
+    reason is about -- ``"y >= 150"``, comparisons with numbers joined by ``and``, or a
+    range ``(lo, hi)`` (ends included, ``None`` open): the reason guarantees that the
+    target holds (or, where it does not hold on the row, that it does not). Required for
+    such an output (see :mod:`greybox.explain.formal._target`).
 
     ``free``: facts the reason may not use -- they take every value their types and the
     hard constraints allow. It asks *what else* forces the decision: in a sudoku solver,
@@ -118,6 +126,14 @@ def reason(model, batch, row=None, output: str | None = None, *,
     >>> r.decision, r.facts
     (False, {'age': 15})
     """
+    if _additive(model, output):
+        from ._target import target_reason
+
+        return target_reason(model, batch, row, output or model.kb.outputs[0], target, level=level,
+                             max_relus=max_relus, backend=backend, timeout=timeout, free=free)
+    if target is not None:
+        raise ModelError("target= is for additive (regression) outputs; a reason explains "
+                         "the row's decision")
     t0 = time.perf_counter()
     timeout = timeout_seconds(timeout)
     p, batch, output, row = _problem(model, batch, row, output, level, max_relus, backend,
@@ -182,7 +198,7 @@ def counterfactual(model, batch, row=None, output: str | None = None, *,
                    max_relus: int = 64, backend: str = "auto",
                    timeout: float = 10.0, target=None, allowed=None, increase_only=(),
                    decrease_only=(), cost=None, fill_missing: bool = False,
-                   n_jobs: int | None = None) -> Counterfactual:
+                   n_jobs: int | None = None, _replay=None) -> Counterfactual:
     """The closest variant of row ``row`` (its label in the data's index; default the first
     row) whose decision (what ``predict`` returns) differs.
 
@@ -201,7 +217,10 @@ def counterfactual(model, batch, row=None, output: str | None = None, *,
     again on the polished answer:
 
     - ``target``: the decision wanted (a value of a bool, enum or int output; default
-      any value other than the row's);
+      any value other than the row's); for an additive (regression) output, required:
+      the condition its number must meet, ``"y >= 150"`` (comparisons with numbers
+      joined by ``and``) or a range ``(lo, hi)``, ends included (``decision`` and
+      ``new_decision`` are then the numbers ``predict`` returns before and after);
     - ``allowed={fact: (lo, hi)}``: a real or int input, when changed, lands within
       ``[lo, hi]`` (``None`` for an open end); ``{fact: [values]}``: a bool or enum fact
       changes only to one of those values;
@@ -236,6 +255,15 @@ def counterfactual(model, batch, row=None, output: str | None = None, *,
     >>> cf.row_after
     {'age': 18, 'income': 35000.0}
     """
+    if _additive(model, output):
+        from ._target import target_counterfactual
+
+        return target_counterfactual(model, batch, row, output or model.kb.outputs[0], target, minimize=minimize,
+                                     immutable=immutable, level=level, max_relus=max_relus,
+                                     backend=backend, timeout=timeout, allowed=allowed,
+                                     increase_only=increase_only,
+                                     decrease_only=decrease_only, cost=cost,
+                                     fill_missing=fill_missing)
     t0 = time.perf_counter()
     timeout = timeout_seconds(timeout)
     if minimize not in ("count", "l1"):
@@ -249,7 +277,8 @@ def counterfactual(model, batch, row=None, output: str | None = None, *,
                      fill_missing)
     if not fill_missing:   # a missing value stays missing
         immutable = (*immutable, *(n for n, v in p.facts.items() if v is MISSING))
-    return _answer(model, p, batch, row, output, minimize, tuple(immutable), wishes, t0)
+    return _answer(model, p, batch, row, output, minimize, tuple(immutable), wishes, t0,
+                   _replay)
 
 
 @per_row
@@ -259,7 +288,7 @@ def counterfactuals(model, batch, row=None, output: str | None = None, *, n: int
                     max_relus: int = 64, backend: str = "auto", timeout: float = 30.0,
                     target=None, allowed=None, increase_only=(), decrease_only=(),
                     cost=None, fill_missing: bool = False,
-                    n_jobs: int | None = None) -> Counterfactuals:
+                    n_jobs: int | None = None, _replay=None) -> Counterfactuals:
     """Up to ``n`` counterfactuals of row ``row``, diverse by construction: each is the
     closest change (as :func:`counterfactual`, with the same options) that keeps at
     least one fact of every earlier answer's change set unchanged -- so no two answers
@@ -293,6 +322,15 @@ def counterfactuals(model, batch, row=None, output: str | None = None, *, n: int
     >>> [model.predict(cf.row_after)["approve"].item() for cf in cfs]
     [True, True]
     """
+    if _additive(model, output):
+        from ._target import target_counterfactual
+
+        return target_counterfactual(model, batch, row, output or model.kb.outputs[0], target, many=n,
+                                     minimize=minimize, immutable=immutable, level=level,
+                                     max_relus=max_relus, backend=backend, timeout=timeout,
+                                     allowed=allowed, increase_only=increase_only,
+                                     decrease_only=decrease_only, cost=cost,
+                                     fill_missing=fill_missing)
     t0 = time.perf_counter()
     timeout = timeout_seconds(timeout)
     if minimize not in ("count", "l1"):
@@ -320,7 +358,7 @@ def counterfactuals(model, batch, row=None, output: str | None = None, *, n: int
         ask = replace(wishes, exclude=tuple(frozenset(a.changes.fact) for a in answers))
         try:
             answers.append(_answer(model, p, batch, row, output, minimize,
-                                   tuple(immutable), ask, time.perf_counter()))
+                                   tuple(immutable), ask, time.perf_counter(), _replay))
         except _NoneLeft:
             if not answers:
                 raise
@@ -333,6 +371,22 @@ def counterfactuals(model, batch, row=None, output: str | None = None, *, n: int
             break
     return Counterfactuals(batch.index[row], output, p.decision, tuple(answers),
                            time.perf_counter() - t0, stopped)
+
+
+@dataclass(frozen=True)
+class Replay:
+    """Where a counterfactual is replayed: ``model``'s decision function, its value of
+    ``output``, accepted where ``accept(value)`` (an additive output's target, found on
+    a threshold model but checked on the number ``predict`` returns)."""
+
+    model: object
+    output: str
+    accept: Callable
+
+
+def _additive(model, output) -> bool:
+    kb = model.kb
+    return (output or (kb.outputs[0] if kb.outputs else None)) in kb.additive
 
 
 class _NoneLeft(ModelError):
@@ -447,9 +501,11 @@ def _within(p, wishes: Wishes, after: dict) -> str | None:
     return None
 
 
-def _answer(model, p, batch, row, output, minimize, immutable, wishes, t0) -> Counterfactual:
+def _answer(model, p, batch, row, output, minimize, immutable, wishes, t0,
+            replay: Replay | None = None) -> Counterfactual:
     """One counterfactual of the compiled row ``p`` within ``wishes``: solved, polished
-    within the wishes and verified through the decision function."""
+    within the wishes and verified through the decision function (``replay``'s, where
+    given)."""
     spreads = {n: float(model.spread(n)) for n in p.facts
                if n in model.feature_names}
     after = p.closest(minimize=minimize, immutable=set(immutable), spreads=spreads,
@@ -471,7 +527,11 @@ def _answer(model, p, batch, row, output, minimize, immutable, wishes, t0) -> Co
                         f"there{ranges}){p.why_none()}")
     facts = p.facts
 
+    judge, said = (model, output) if replay is None else (replay.model, replay.output)
+
     def reached(got) -> bool:
+        if replay is not None:
+            return got is not None and bool(replay.accept(got))
         if wishes.target is not None:
             return got == wishes.target
         return got is not None and got != p.decision
@@ -480,7 +540,7 @@ def _answer(model, p, batch, row, output, minimize, immutable, wishes, t0) -> Co
         return applied_all([trial])[0]
 
     def applied_all(trials):
-        return [reached(got) for got in decisions_on(model, batch, row, output, trials)]
+        return [reached(got) for got in decisions_on(judge, batch, row, said, trials)]
 
     # solver noise is not a change -- unless the decision needs it: on a row whose sum
     # sits exactly on a threshold (0.1 + 0.2 + 0.3 > 0.6) the closest change is that small
@@ -496,7 +556,7 @@ def _answer(model, p, batch, row, output, minimize, immutable, wishes, t0) -> Co
                for n, c in after.items() if c != facts[n]]
 
     _polish(model, p, changes, after, applied, applied_all, wishes)
-    new_decision = decision_on(model, batch, row, output, after)
+    new_decision = decision_on(judge, batch, row, said, after)
     if not reached(new_decision):
         # never hand out a change that does not change predict
         why = (" with the residual's logits held; the residual follows the inputs, so use "

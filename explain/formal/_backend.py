@@ -89,6 +89,8 @@ def milp_applies(model) -> bool:
     for comp in plan(kb).components:
         if len(comp.variables) != 1 or comp.dynamic:
             return False
+        if comp.variables[0] in kb.additive:   # a number: the MILP decides classes
+            return False
         t = kb.variables[comp.variables[0]].type
         if not isinstance(t, A.BoolType) and A.domain(t).size > 256:
             return False

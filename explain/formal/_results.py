@@ -125,8 +125,11 @@ class Counterfactual:
     def __str__(self) -> str:
         moves = ", ".join(f"{c.fact}: {c.before!r} -> {c.after!r}"
                           for c in self.changes.itertuples())
-        return (f"{self.output} would be {self.new_decision!r} instead of "
-                f"{self.decision!r} (row {self.row}) if {moves} "
+        def shown(v):   # a regression output's number, readable (the field keeps it exact)
+            return f"{v:.6g}" if isinstance(v, float) else repr(v)
+
+        return (f"{self.output} would be {shown(self.new_decision)} instead of "
+                f"{shown(self.decision)} (row {self.row}) if {moves} "
                 f"({'verified' if self.verified else 'NOT verified'} by predict)")
 
     def _repr_html_(self) -> str:

@@ -120,7 +120,7 @@ def _residual_vars(kb, name: str) -> list:
     """Free Z3 reals for a residual network's logits: one for a bool (added to the score
     of True), one per value otherwise."""
     t = kb.variables[name].type
-    if isinstance(t, A.BoolType):
+    if isinstance(t, A.BoolType) or name in kb.additive:   # one number a row
         return [z3.Real(f"residual:{name}")]
     return [z3.Real(f"residual:{name}={v}") for v in A.domain_values(t)]
 
@@ -136,7 +136,7 @@ class _ResidualEncoding(Z3Encoding):
         if r is None:
             return total
         t = self.kb.variables[name].type
-        if isinstance(t, A.BoolType):
+        if isinstance(t, A.BoolType) or name in self.kb.additive:
             return total + r[0] if value is True else total
         return total + r[A.domain(t).index(value)]
 
@@ -186,7 +186,7 @@ def _residual_terms(model, kb, enc, max_relus: int) -> dict:
         logits = encode_network(net, feats, max_relus=max_relus,
                                 what=f"the residual of {name!r}")
         t = kb.variables[name].type
-        want = 1 if isinstance(t, A.BoolType) else A.domain(t).size
+        want = 1 if isinstance(t, A.BoolType) or name in kb.additive else A.domain(t).size
         if len(logits) != want:
             raise ModelError(f"the residual of {name!r} has {len(logits)} outputs; "
                              f"{want} expected")

@@ -282,8 +282,9 @@ class _Run:
         kb, dynamic, partial = self.kb, set(), {}
         for v in comp.variables:
             t = kb.variables[v].type
-            is_bool = isinstance(t, A.BoolType)
-            size = A.domain(t).size
+            # an additive variable's one score is pushed like a bool's score of True
+            is_bool = isinstance(t, A.BoolType) or v in kb.additive
+            size = 2 if is_bool else A.domain(t).size
             bias = self.model.decisions_bias(v)
             acc: list = [None, bias] if is_bool else [bias[k] for k in range(size)]
             if v in self.residual:
@@ -304,7 +305,13 @@ class _Run:
         return partial, dynamic
 
     def decide_alone(self, v: str, acc: list) -> None:
-        """A variable nothing ties to others: sigmoid / softmax of its scores."""
+        """A variable nothing ties to others: sigmoid / softmax of its scores; an
+        additive one's value is its score."""
+        if v in self.kb.additive:
+            score = self.full(acc[1])
+            self.probs[v] = score
+            self.joint_best[v] = score
+            return
         if isinstance(self.kb.variables[v].type, A.BoolType):
             score = self.full(acc[1])
             self.probs[v] = torch.sigmoid(score)
@@ -340,7 +347,7 @@ class _Run:
             for r in self.kb.rules_for(v):
                 if r.name in dynamic:
                     self._rule(r, self.root, acc)
-            if isinstance(self.kb.variables[v].type, A.BoolType):
+            if isinstance(self.kb.variables[v].type, A.BoolType) or v in self.kb.additive:
                 self.scores[v] = self.full(acc[1])
             else:
                 self.scores[v] = torch.stack([self.full(x) for x in acc], 1)
@@ -383,7 +390,8 @@ class _Run:
             else:
                 self.decide_jointly(comp, partial, dynamic)
             for v in comp.variables:
-                self.root[v] = self.ctx.decided(v, self.probs[v])
+                if v not in self.kb.additive:   # nothing reads an additive variable
+                    self.root[v] = self.ctx.decided(v, self.probs[v])
             self.final_scores(comp, partial, dynamic)
         return self.assemble()
 
@@ -402,6 +410,9 @@ class _Run:
         log_dists, joint_best = self.log_dists, self.joint_best
 
         def log_prob(name, target):
+            if name in kb.additive:
+                raise ModelError(f"{name!r} is a number the rules add up (a regression "
+                                 "output): it has no log-probability")
             if name in log_dists:
                 if callable(log_dists[name]):
                     log_dists[name] = log_dists[name]()

@@ -161,7 +161,7 @@ def _decided_families(kb) -> tuple:
 def _value_index(kb, rule: A.Rule) -> int:
     """The index of the value a rule's head pushes (1 = True for bools)."""
     t = kb.variables[rule.head.name].type
-    if isinstance(t, A.BoolType):
+    if isinstance(t, A.BoolType) or isinstance(rule.head.value, bool):   # or adds to a number
         return 1
     v = rule.head.value
     return A.domain(t).index(v.value if isinstance(v, A.Num) else v.name)

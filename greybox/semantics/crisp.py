@@ -94,7 +94,8 @@ class CrispSemantics(Semantics):
         scores = {}
         for name in kb.decided:
             t = kb.variables[name].type
-            scores[name] = tensor(ev.scores[name].to_numpy()) if isinstance(t, A.BoolType) \
+            scores[name] = tensor(ev.scores[name].to_numpy()) \
+                if isinstance(t, A.BoolType) or name in kb.additive \
                 else torch.stack([tensor(ev.scores[f"{name}={v}"].to_numpy())
                                   for v in A.domain_values(t)], 1)
 
@@ -147,6 +148,9 @@ def _values(kb, ev, batch, logits, tensor) -> dict:
             ev.values[name] if name in ev.values else None
         if series is None or A.big_int(t):
             continue    # (beyond ±2**53 no tensor holds it exactly: predict gives it)
+        if name in kb.additive:   # a number (an int's value, not its index)
+            values[name] = tensor(series.to_numpy().astype(np.float64))
+            continue
         idx = codes(t, series)
         if isinstance(t, A.BoolType) or not A.is_finite_type(t):
             values[name] = tensor(idx)

@@ -21,8 +21,9 @@ class OppositeRules(Analysis):
     def run(self, ctx: Context) -> list[Finding]:
         dead = dead_rule_names(ctx)
         by_head: dict = {}
+        additive = set(ctx.kb.additive)   # their rules add up: no head is opposite
         for r in ctx.kb.rules.values():
-            if r.name not in dead:
+            if r.name not in dead and r.head.name not in additive:
                 by_head.setdefault(r.head.name, []).append(r)
         solver = ctx.solver()
         pool = ctx.pool()

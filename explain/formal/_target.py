@@ -1,0 +1,352 @@
+"""Formal results about an additive (regression) output: a *target* on its number.
+
+An additive output's value is a number (``bias + sum(weight * [body]) + residual``, an
+int's rounded halves up, clipped to declared bounds), so a reason or counterfactual asks
+about a condition on it -- ``"y >= 150"``, ``"y > 100 and y <= 200"`` or a range
+``(lo, hi)`` (both ends included, ``None`` open). Each comparison of the value is one of
+the score, ``s >= t`` or ``s > t`` (the rounding and the bounds moved into ``t``), and
+``s > t`` is a bool decided by the same rules and residual with its bias less ``t``
+(``s >= t``: less the float below ``t``). The reason or counterfactual is then found on
+that model of bools -- the same backends, the same algorithms -- and every answer is
+replayed through the original model's :meth:`~greybox.GreyBox.predict`: a counterfactual
+is accepted, polished and verified by the number ``predict`` returns; a reason is
+checked on sampled completions through it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from greybox import rules as gr
+from greybox.errors import ModelError, SolverError
+from greybox.rules import ast as A
+
+__all__ = ["Target", "target_of"]
+
+
+@dataclass(frozen=True)
+class Target:
+    """A condition on an additive output's value: ``text`` as written back; ``atoms``
+    a conjunction of ``(op, number)`` comparisons of the value."""
+
+    output: str
+    text: str
+    atoms: tuple
+
+    def holds(self, value) -> bool:
+        """Whether the output's value ``value`` satisfies the target."""
+        if value is None:
+            return False
+        v = float(value)
+        ops = {">=": v.__ge__, ">": v.__gt__, "<=": v.__le__, "<": v.__lt__,
+               "==": v.__eq__, "!=": v.__ne__}
+        return all(ops[op](c) for op, c in self.atoms)
+
+
+_FLIP = {">=": "<=", ">": "<", "<=": ">=", "<": ">", "==": "==", "!=": "!="}
+
+
+def target_of(kb, output: str, target) -> Target:
+    """The target asked for an additive output: rule text comparing it with numbers
+    (joined by ``and``), or a ``(lo, hi)`` range."""
+    if target is None:
+        raise ModelError(f"{output!r} is a number the rules add up (a regression output): "
+                         f"say which values count with target=, e.g. target='{output} >= "
+                         f"150' or target=(100, 200)")
+    if isinstance(target, (tuple, list)):
+        if len(target) != 2 or all(v is None for v in target):
+            raise ModelError(f"a target range for {output!r} is (lo, hi) with at least one "
+                             f"end, got {target!r}")
+        atoms = []
+        for op, v in ((">=", target[0]), ("<=", target[1])):
+            if v is not None:
+                try:
+                    v = float(v)
+                except (TypeError, ValueError):
+                    raise ModelError(f"target range ends must be numbers, got {v!r}") from None
+                atoms.append((op, v))
+        text = " and ".join(f"{output} {op} {c:g}" for op, c in atoms)
+        return Target(output, text, tuple(atoms))
+    if not isinstance(target, str):
+        raise ModelError(f"target for {output!r} must be rule text such as '{output} >= "
+                         f"150' or a (lo, hi) range, got {target!r}")
+    expr = gr.parse_formula(target, kb)
+    parts = expr.args if isinstance(expr, A.And) else (expr,)
+    atoms = []
+    for e in parts:
+        atom = _atom(e, output)
+        if atom is None:
+            raise ModelError(f"target {target!r}: each part must compare {output!r} with a "
+                             f"number ('{output} >= 150'), joined by 'and'; got "
+                             f"{gr.expr_to_text(e)!r}")
+        atoms.append(atom)
+    return Target(output, target.strip(), tuple(atoms))
+
+
+def _number(e):
+    if isinstance(e, A.Num):
+        return float(e.value)
+    if isinstance(e, A.Neg) and isinstance(e.operand, A.Num):
+        return -float(e.operand.value)
+    return None
+
+
+def _atom(e, output: str):
+    if not isinstance(e, A.Compare):
+        return None
+    if isinstance(e.left, A.Var) and e.left.name == output and _number(e.right) is not None:
+        return e.op, _number(e.right)
+    if isinstance(e.right, A.Var) and e.right.name == output and _number(e.left) is not None:
+        return _FLIP[e.op], _number(e.left)
+    return None
+
+
+# ------------------------------------------------------------ the value as score tests
+def _score_tests(t, op: str, c: float):
+    """``value op c`` as a formula over score tests: a bool, or ("not"?, kind, threshold)
+    items combined -- returned as a function of a test -> expression builder."""
+    def ge(c):   # value >= c
+        if isinstance(t, A.IntType):
+            k = math.ceil(c)
+            if k <= t.lo:
+                return True
+            if k > t.hi:
+                return False
+            return (">=", k - 0.5)
+        if t.lo is not None and c <= t.lo:
+            return True
+        if t.hi is not None and c > t.hi:
+            return False
+        return (">=", c)
+
+    def gt(c):   # value > c
+        if isinstance(t, A.IntType):
+            return ge(math.floor(c) + 1)
+        if t.lo is not None and c < t.lo:
+            return True
+        if t.hi is not None and c >= t.hi:
+            return False
+        return (">", c)
+
+    def neg(x):
+        return (not x) if isinstance(x, bool) else ("not", x)
+
+    if op == ">=":
+        return [ge(c)]
+    if op == ">":
+        return [gt(c)]
+    if op == "<=":
+        return [neg(gt(c))]
+    if op == "<":
+        return [neg(ge(c))]
+    if op == "==":
+        return [ge(c), neg(gt(c))]
+    return [("or", neg(ge(c)), gt(c))]   # !=
+
+
+def threshold_model(model, target: Target):
+    """A copy of ``model`` whose output ``__target`` is a bool that holds where the
+    additive output's value satisfies ``target``: one bool ``OUTPUT__k`` per score test
+    ``s > t_k``, decided by the output's rules (learned values) and residual with the
+    bias ``b - t_k``."""
+    from greybox._model import GreyBox
+    from greybox._names import _key
+
+    output = target.output
+    learned = model.to_kb()
+    t = learned.variables[output].type
+    tests: dict[float, str] = {}
+
+    def build(item):
+        if isinstance(item, bool):
+            return A.BoolConst(item)
+        if item[0] == "not":
+            return A.Not(build(item[1]))
+        if item[0] == "or":
+            return A.Or((build(item[1]), build(item[2])))
+        op, c = item
+        # s >= c is s > (the float below c): the bool's ties go to False
+        thr = float(np.nextafter(c, -np.inf)) if op == ">=" else float(c)
+        if thr not in tests:
+            tests[thr] = f"{output}__{len(tests)}"
+        return A.Var(tests[thr])
+
+    items = [item for op, c in target.atoms for item in _score_tests(t, op, c)]
+    conj = [build(item) for item in items]
+    formula = conj[0] if len(conj) == 1 else A.And(tuple(conj))
+    # one score test: that bool is the output (every backend decides it), the target its
+    # True (or False, negated); else an output defined by the tests (Z3)
+    single = len(items) == 1 and not isinstance(items[0], bool) and (
+        items[0][0] != "or" and (items[0][0] != "not" or not isinstance(items[0][1], bool)))
+    want = not (single and items[0][0] == "not")
+    name = next(iter(tests.values())) if single else "__target"
+    statements = []
+    own = [r for r in learned.rules.values() if r.head.name == output]
+    for s in learned.statements:
+        if isinstance(s, A.OutputDecl) and s.name == output:
+            continue
+        if isinstance(s, A.DefineDecl) and s.name == output:
+            continue
+        if isinstance(s, A.Rule) and s.head.name == output:
+            continue
+        statements.append(s)
+    for var in tests.values():
+        statements.append(A.OutputDecl(var, A.BoolType()) if single else
+                          A.DefineDecl(var, A.BoolType()))
+        for r in own:
+            statements.append(replace(r, name=f"{r.name}__{var}",
+                                      head=replace(r.head, name=var), span=None))
+    if not single:
+        statements.append(A.OutputDecl(name, A.BoolType()))
+        statements.append(A.DefineDecl(name, A.BoolType(), formula))
+    kb = gr.KnowledgeBase(statements)
+    residual = {}
+    for d in learned.decided:
+        net = model.residual_for(d)
+        if net is None:
+            continue
+        if d == output:
+            residual.update({var: net for var in tests.values()})
+        else:
+            residual[d] = net
+    networks = {n: model.network(n) for n in kb.networks}
+    dm = GreyBox(kb, networks, semantics=model.semantics, residual=residual or None,
+                 temperature=model.temperature,
+                 scale_inputs=[n for n in model.scaled_networks if n in kb.networks])
+    with torch.no_grad():
+        for s in model.STATISTICS:
+            getattr(dm, s).copy_(getattr(model, s))
+        for d in learned.decided:
+            if d != output:
+                dm.decisions_bias(d).copy_(model.decisions_bias(d))
+        b = float(model.decisions_bias(output).detach().double().cpu())
+        for thr, var in tests.items():
+            # float64: the bias less the threshold, as exactly as the decision needs it
+            dm.decisions[_key(var)].bias = nn.Parameter(
+                torch.tensor(b - thr, dtype=torch.float64, device=model.device))
+    dm.to(model.device)
+    return dm.eval(), name, want
+
+
+# ------------------------------------------------------------------ reason, counterfactual
+def value_on(model, batch, row: int, output: str):
+    """The number ``predict`` returns for ``output`` on the row."""
+    from ._row import decision_on
+
+    return decision_on(model, batch, row, output, {})
+
+
+def target_reason(model, batch, row, output, target, **kw):
+    """A reason why the additive output's value satisfies (or not) ``target``, proved on
+    the threshold model and checked on sampled completions through ``predict``."""
+    from ._algorithms import reason
+    from ._row import row_position
+
+    goal = target_of(model.kb, output, target)
+    b = model.batch(batch)
+    pos = row_position(b.index, row)
+    dm, name, want = threshold_model(model, goal)
+    if name == "__target" and kw.get("backend", "auto") == "milp":
+        raise ModelError(f"target {goal.text!r} tests {output!r} more than once: the MILP "
+                         "backend decides one test; use backend='z3'")
+    if name == "__target":
+        kw["backend"] = "z3"
+    r = reason(dm, b, row, name, **kw)
+    value = value_on(model, b, int(pos), output)
+    holds = bool(r.decision) == want
+    if goal.holds(value) != holds:
+        raise SolverError(f"row {b.index[pos]!r}: {output} = {value!r} and the target "
+                          f"{goal.text!r} disagree with the threshold model (a value within "
+                          "float64 rounding of a threshold)")
+    _check_sampled(model, b, int(pos), output, goal, holds, r.facts)
+    return replace(r, output=f"{goal.text} ({output} = {_num(value)})", decision=holds)
+
+
+def _num(v) -> str:
+    return f"{float(v):.6g}"
+
+
+def _check_sampled(model, batch, row: int, output: str, goal: Target, holds: bool,
+                   facts: dict, n: int = 512) -> None:
+    """Sampled completions of the inputs a reason leaves free, through ``predict``: none
+    may change whether the target holds (a SolverError if one does)."""
+    kb = model.kb
+    free = [i for i in kb.inputs if i not in facts
+            and not isinstance(kb.variables[i].type, A.TensorType)]
+    if not free or kb.networks:
+        return
+    rng = np.random.default_rng(0)
+    sub = batch.take(torch.as_tensor([row]))
+    cols = {}
+    for name in kb.inputs:
+        t = kb.variables[name].type
+        if name not in free:
+            cols[name] = np.repeat(np.asarray(sub.columns[name]), n)
+            if isinstance(t, A.EnumType):
+                cols[name] = pd.Categorical.from_codes(cols[name].astype(int),
+                                                       categories=list(t.values))
+            continue
+        if isinstance(t, A.BoolType):
+            cols[name] = rng.integers(0, 2, n).astype(bool)
+        elif isinstance(t, A.EnumType):
+            cols[name] = pd.Categorical.from_codes(rng.integers(0, len(t.values), n),
+                                                   categories=list(t.values))
+        else:
+            lo, hi, _ = model.input_range(name)
+            if not (np.isfinite(lo) and np.isfinite(hi)):
+                return
+            x = rng.uniform(lo, hi, n)
+            cols[name] = np.round(x) if isinstance(t, A.IntType) else x
+    got = model.predict(pd.DataFrame(cols), on_infeasible="flag")
+    ok = ~got["infeasible"].to_numpy()
+    values = got[output].to_numpy()[ok]
+    bad = [v for v in values if goal.holds(v) != holds]
+    if bad:
+        raise SolverError(f"row {batch.index[row]!r}: a sampled completion gives {output} = "
+                          f"{float(bad[0])!r}, against the reason for {goal.text!r}")
+
+
+def target_counterfactual(model, batch, row, output, target, *, many: int | None = None,
+                          **kw):
+    """Counterfactuals that bring the additive output's value to ``target``: searched on
+    the threshold model, replayed, polished and verified through ``predict``'s number."""
+    from . import _algorithms as alg
+    from ._row import row_position
+
+    goal = target_of(model.kb, output, target)
+    b = model.batch(batch)
+    pos = int(row_position(b.index, row))
+    value = value_on(model, b, pos, output)
+    if goal.holds(value):
+        raise ModelError(f"row {b.index[pos]!r}: {output} = {_num(value)} already satisfies "
+                         f"the target {goal.text!r}; a counterfactual changes that")
+    dm, name, want = threshold_model(model, goal)
+    if name == "__target" and kw.get("backend", "auto") == "milp":
+        raise ModelError(f"target {goal.text!r} tests {output!r} more than once: the MILP "
+                         "backend decides one test; use backend='z3'")
+    if name == "__target":
+        kw["backend"] = "z3"
+    replay = alg.Replay(model, output, goal.holds)
+    try:
+        if many is None:
+            cf = alg.counterfactual(dm, b, row, name, target=want, _replay=replay, **kw)
+            return _relabel(cf, goal, value)
+        cfs = alg.counterfactuals(dm, b, row, name, n=many, target=want, _replay=replay,
+                                  **kw)
+    except ModelError as err:   # said of the threshold model: say it of the output
+        text = str(err).replace(f"{name!r} to {want!r}", f"{output!r} to {goal.text!r}")
+        text = text.replace(f"decides {not want!r} everywhere", f"decides {output} outside "
+                            "the target everywhere")
+        raise type(err)(text) from None
+    return replace(cfs, output=goal.text, decision=value,
+                   answers=tuple(_relabel(a, goal, value) for a in cfs.answers))
+
+
+def _relabel(cf, goal: Target, value):
+    return replace(cf, output=goal.output, decision=value)
