@@ -207,6 +207,16 @@ class RuleValues:
         members of an output family share one)."""
         return self.decisions[_key(self._owner.get(("var", name), name))].bias
 
+    def replace_bias(self, name: str, value: torch.Tensor) -> None:
+        """Make ``value`` (a tensor of the same shape, of any float dtype, e.g. float64 where
+        a decision needs the bias less a threshold exactly) the decided variable's bias
+        parameter."""
+        old = self.decisions_bias(name)
+        if tuple(value.shape) != tuple(old.shape):
+            raise ModelError(f"the bias of {name!r} has shape {tuple(old.shape)}; "
+                             f"got {tuple(value.shape)}")
+        self.decisions[_key(self._owner.get(("var", name), name))].bias = nn.Parameter(value)
+
     # parameters as rules ---------------------------------------------------------------------
     def to_kb(self) -> gr.KnowledgeBase:
         """The knowledge base with the learned weights and thresholds written in."""

@@ -21,7 +21,6 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pandas as pd
 import torch
-from torch import nn
 
 from greybox import rules as gr
 from greybox.errors import ModelError, SolverError
@@ -155,8 +154,7 @@ def threshold_model(model, target: Target):
     additive output's value satisfies ``target``: one bool ``OUTPUT__k`` per score test
     ``s > t_k``, decided by the output's rules (learned values) and residual with the
     bias ``b - t_k``."""
-    from greybox._model import GreyBox
-    from greybox._names import _key
+    from greybox import GreyBox
 
     output = target.output
     learned = model.to_kb()
@@ -228,8 +226,8 @@ def threshold_model(model, target: Target):
         b = float(model.decisions_bias(output).detach().double().cpu())
         for thr, var in tests.items():
             # float64: the bias less the threshold, as exactly as the decision needs it
-            dm.decisions[_key(var)].bias = nn.Parameter(
-                torch.tensor(b - thr, dtype=torch.float64, device=model.device))
+            dm.replace_bias(var, torch.tensor(b - thr, dtype=torch.float64,
+                                              device=model.device))
     dm.to(model.device)
     return dm.eval(), name, want
 
