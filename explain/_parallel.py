@@ -456,6 +456,15 @@ def _explain_meta(model, output, index) -> pd.DataFrame:
 
     kb = model.kb
     var = kb.variables[output]
+    if output in kb.additive:   # a number: explain's float64 frame of the decision function
+        kind = "int64" if isinstance(var.type, A.IntType) else "float64"
+        cols = {"value": kind, "infeasible": bool, "score": "float64", "bias": "float64"}
+        if model.residual_for(output) is not None:
+            cols["residual"] = "float64"
+        cols.update({"preferred": kind, "changed_by_constraints": bool, "gap": "float64",
+                     "top_rule": object, "top_contribution": "float64"})
+        return pd.DataFrame({k: pd.Series([], dtype=d).to_numpy() for k, d in cols.items()},
+                            index=index)
     finite = A.is_finite_type(var.type)
     kind = bool if isinstance(var.type, A.BoolType) else "int64" \
         if isinstance(var.type, A.IntType) else object if finite else float

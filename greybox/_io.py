@@ -615,7 +615,8 @@ def _check_decisions(path, kb, state: Mapping) -> None:
     for v in kb.decided:
         key = _key(owner.get(("var", v), v))
         t = kb.variables[v].type
-        size = 1 if isinstance(t, A.BoolType) or not A.is_finite_type(t) else A.domain(t).size
+        size = 1 if (isinstance(t, A.BoolType) or not A.is_finite_type(t)
+                     or v in kb.additive) else A.domain(t).size
         if key not in need and size <= MAX_DECIDED_VALUES:  # larger: the model refuses it
             need[key] = (v, size)
     total = sum(n for _, n in need.values())

@@ -456,9 +456,15 @@ def _cmd_explain(args) -> int:
     else:
         print(ex.row_text())
         if args.reason:
-            print(ex.reason())
+            number = ex.output in model.kb.additive
+            if number and not args.target:
+                print(f"no reason: {ex.output!r} is a number; say which values count with "
+                      f"--target, e.g. --target '{ex.output} >= 150'")
+                return EXIT_OK
+            print(ex.reason(target=args.target) if number else ex.reason())
             try:
-                print(ex.counterfactual())
+                print(ex.counterfactual(target=args.target) if args.target
+                      else ex.counterfactual())
             except GreyboxError as err:
                 print(f"no counterfactual: {err}")
     return EXIT_OK
@@ -579,6 +585,10 @@ def _add_explain(sub) -> None:
     _add_networks(p)
     p.add_argument("--reason", action="store_true",
                    help="also print a formal reason and a counterfactual (text format)")
+    p.add_argument("--target", default=None,
+                   help="with --reason: the values that count, for a number output "
+                   "(e.g. 'y >= 150', 'y > 10 and y < 20'), or the class a counterfactual "
+                   "should reach")
     p.add_argument("--no-parameters", action="store_true",
                    help="skip parameter attributions")
     p.set_defaults(func=_cmd_explain)

@@ -339,3 +339,75 @@ def test_regressor_int_output_predicts_whole_numbers():
                               "rule high weight 9: x > 5 -> k", epochs=40).fit(X, y)
     pred = reg.predict(X)
     assert np.array_equal(pred, np.round(pred)) and (pred == y).mean() > 0.9
+
+
+# -- seams found in review after the merges (each failed before its fix) -------------------
+INT_OUT = "input z: int 0..10\noutput k: int 0..20\nrule a weight 4: z > 4 -> k\n"
+
+
+def test_an_int_number_output_is_saved_and_loaded(tmp_path):
+    # an additive int output has one bias, not one per value: the loader counted 21
+    model = gb.GreyBox(INT_OUT)
+    model.save(tmp_path / "k.pt")
+    rows = pd.DataFrame({"z": [1, 6]})
+    back = gb.load(tmp_path / "k.pt")
+    assert back.predict(rows)["k"].tolist() == model.predict(rows)["k"].tolist() == [0, 4]
+
+
+@pytest.mark.parametrize("text", [INT_OUT, "input z: int 0..10\noutput y: real\nrule b: z > 4 -> y\n"])
+def test_explain_partitions_of_a_number_output(text):
+    dd = pytest.importorskip("dask.dataframe")
+    model = gb.GreyBox(text)
+    out = model.kb.outputs[0]
+    frame = pd.DataFrame({"z": [1, 5, 7]})
+    got = gb.explain.explain_partitions(model, dd.from_pandas(frame, npartitions=2),
+                                        output=out).compute()
+    assert got["value"].tolist() == model.predict(frame)[out].tolist()
+    assert got["top_rule"].tolist() == ["a" if out == "k" else "b"] * 3
+
+
+def _regressor(optional: str = ""):
+    x = pd.DataFrame({"x": [1., 3, 5, 7, 2, 2], "z": [1, 2, 7, 3, 4, 5]})
+    if optional:
+        x.loc[0, "x"] = None
+    reg = gb.GreyBoxRegressor(f"input x: {optional}real[0,10]\ninput z: int 0..10\n"
+                              "output y: real\nrule a: x > 3 -> y\n", residual="mlp",
+                              epochs=3, random_state=0).fit(x, [0, 1, 2, 3, 1, 0])
+    return reg, x
+
+
+def test_a_concept_level_reason_of_a_number_with_a_residual_is_not_refuted_by_sampling():
+    # the reason holds the residual's value; sampling inputs moved it and refused every row
+    reg, x = _regressor()
+    model = reg.model_
+    value = float(model.predict(x)["y"].iloc[0])
+    r = gb.explain.reason(model, x, row=0, target=f"y >= {value - 0.01}", max_relus=4)
+    assert r.verified and any(str(f).startswith("residual:") for f in r.facts)
+
+
+def test_auto_backend_takes_z3_when_a_residual_reads_an_optional_input():
+    reg, x = _regressor("optional ")
+    model = reg.model_
+    value = float(model.predict(x)["y"].iloc[0])
+    cf = gb.explain.counterfactual(model, x, row=0, target=f"y >= {value + 0.05}",
+                                   fill_missing=True)
+    changed = x.iloc[[0]].copy()
+    assert len(cf.changes)
+    for c in cf.changes.itertuples():
+        changed[c.fact] = c.after
+    assert float(model.predict(changed)["y"].iloc[0]) >= value + 0.05
+
+
+def test_cli_reason_of_a_number_output_takes_a_target(tmp_path, capsys):
+    from greybox.cli import main
+
+    model = gb.GreyBox("input z: int 0..10\noutput y: real\nrule b weight 2: z > 4 -> y\n")
+    model.save(tmp_path / "y.pt")
+    pd.DataFrame({"z": [1, 6]}).to_csv(tmp_path / "d.csv", index=False)
+    assert main(["explain", str(tmp_path / "y.pt"), str(tmp_path / "d.csv"), "--reason",
+                 "--no-parameters"]) == 0
+    assert "'y' is a number; say which values count with --target" in capsys.readouterr().out
+    assert main(["explain", str(tmp_path / "y.pt"), str(tmp_path / "d.csv"), "--reason",
+                 "--no-parameters", "--target", "y >= 1"]) == 0
+    out = capsys.readouterr().out
+    assert "y >= 1" in out and "z" in out and "verified" in out

@@ -78,6 +78,10 @@ def milp_applies(model) -> bool:
     the data the model was calibrated on), one decision per component, at most 256
     values."""
     kb = model.kb
+    if any(A.big_int(v.type) for v in kb.variables.values()):
+        return False   # (HiGHS computes in float64)
+    if model.residual is not None and any(kb.variables[n].optional for n in kb.inputs):
+        return False   # (a residual reads a missing input's placeholder: Z3 encodes that)
     for name in kb.inputs:
         t = kb.variables[name].type
         if isinstance(t, A.TensorType):
