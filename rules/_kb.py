@@ -382,7 +382,7 @@ def _shared_numbers(statements: list) -> set[int] | None:
     """None when a statement is relational (:func:`~greybox.rules.ast.is_relational`),
     else the positions of the rules and constraints that hold a ``~`` number node an
     earlier one holds (see :func:`_own_numbers`): both read on one walk of each
-    expression."""
+    expression (was two, with ``A.walk``)."""
     first: dict[int, int] = {}
     clash = set()
     children = A._CHILDREN.get
@@ -404,10 +404,6 @@ def _shared_numbers(statements: list) -> set[int] | None:
         while stack:
             node = pop()
             t = type(node)
-            if t is A.Num:
-                if own and node.learnable and first.setdefault(id(node), i) != i:
-                    clash.add(i)
-                continue
             found = _KIND.get(t)
             if found is None:
                 found = _kind_of(t)

@@ -75,6 +75,8 @@ class _T:
 BOOL = _T("bool")
 ERR = _T("error")
 SYM = _T("sym")
+#: what a rule's body and a constraint must be (one node for all of them)
+_BOOL_TYPE = A.BoolType()
 INTEGRAL = _T("num", True)
 NUMBER = _T("num", False)
 
@@ -311,6 +313,10 @@ class _ExprChecker:
         #: the declared variables the expression reads, in reading order (for the cycle
         #: check: collected on this one walk rather than by walking the result again)
         self.reads = {} if reads is None else reads
+        #: how many variables and enum values the results checked so far hold: a side of
+        #: '*' is constant when checking it adds none (``A.is_constant`` without walking
+        #: the side again, at every level of a chain of products)
+        self.mentions = 0
 
     def undeclared(self, node: A.Var) -> None:
         hint = difflib.get_close_matches(node.name, list(self.vars), n=1)
@@ -337,10 +343,12 @@ class _ExprChecker:
         return e, BOOL
 
     def sym(self, e: A.Sym):
+        self.mentions += 1
         return e, SYM
 
     def not_expression(self, e):
         self.ck.error(f"not an expression: {e!r}", None)
+        self.mentions += not A.is_constant(e)
         return e, ERR
 
     def number(self, e: A.Num):
@@ -355,6 +363,7 @@ class _ExprChecker:
     def var(self, e: A.Var, expect_enum: A.EnumType | None):
         """A variable, or where an enum value is expected and no variable has the name,
         that value."""
+        self.mentions += 1   # a variable, or the enum value it stands for
         v = self.vars.get(e.name)
         if v is not None:
             self.reads[e.name] = None
@@ -397,12 +406,14 @@ class _ExprChecker:
                 INTEGRAL if integral else NUMBER)
 
     def mul(self, e: A.Mul):
+        before = self.mentions
         left, lt = self.check(e.left)
+        between = self.mentions
         right, rt = self.check(e.right)
         self.need_num(lt, e.left, "'*'")
         self.need_num(rt, e.right, "'*'")
         out = e if left is e.left and right is e.right else A.Mul(left, right, span=e.span)
-        if not (A.is_constant(left) or A.is_constant(right)):
+        if between != before and self.mentions != between:   # neither side is constant
             if "error" in (lt.kind, rt.kind):
                 pass
             elif not (lt.integral and rt.integral):
@@ -623,6 +634,8 @@ class _ExprChecker:
                     ck.error(f"{_expr_text(e.operand)} is a number, {_expr_text(v)} is not", v)
         elif t.kind != "error":
             ck.error(f"'in' needs a number or an enum on its left, got {t.describe()}", e)
+        if any(not isinstance(v, A.Num) and not A.is_constant(v) for v in e.values):
+            self.mentions += 1   # the values are kept as they are, enum values counted
         if x is e.operand and type(e.values) is tuple:
             return e, BOOL
         return A.InSet(x, tuple(e.values), span=e.span), BOOL
@@ -907,7 +920,7 @@ def validate(statements, *, filename: str | None = None, source: str | None = No
             if not (type(st.weight) is float and math.isfinite(st.weight)):
                 ck.check_number(st.weight, st, f"weight of rule {st.name!r}")
             reads: dict = {}
-            body = check_expr(st.body, variables, ck, expect=A.BoolType(), learnable_ok=True,
+            body = check_expr(st.body, variables, ck, expect=_BOOL_TYPE, learnable_ok=True,
                               what=f"the body of rule {st.name!r}", reads=reads)
             _check_head(st, variables, ck)
             if isinstance(st.head, A.Head):
@@ -920,7 +933,7 @@ def validate(statements, *, filename: str | None = None, source: str | None = No
                 if A.number_problem(st.weight) is None and st.weight <= 0:
                     ck.error(f"constraint {st.name!r}: a soft constraint's weight must be "
                              f"positive, got {st.weight!r}", st)
-            formula = check_expr(st.formula, variables, ck, expect=A.BoolType(),
+            formula = check_expr(st.formula, variables, ck, expect=_BOOL_TYPE,
                                  learnable_ok=True, what=f"constraint {st.name!r}")
             if formula is not st.formula:
                 st = dataclasses.replace(st, formula=formula)
