@@ -488,6 +488,9 @@ class _ExprChecker:
     def is_missing(self, e: A.IsMissing):
         x = e.operand
         v = self.vars.get(x.name) if isinstance(x, A.Var) else None
+        self.mentions += not A.is_constant(x)   # the operand is not checked on the walk
+        if v is not None:
+            self.reads[x.name] = None
         if v is None and isinstance(x, A.Var):
             self.undeclared(x)
         elif v is None or not v.optional:
