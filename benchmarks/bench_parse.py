@@ -15,7 +15,7 @@ three ways:
 
 Printed: CPU seconds (``time.process_time``, best of ``--repeat``: the machine may be
 shared), MB/s, and the ratio to ``lark tree`` (how much greybox adds). Goal: >= 1 MB/s for
-``gr.parse``: 1.22 MB/s (0.53 s, 0.20 of Lark's time), median of 3 runs on the shared 2-core
+``gr.parse``: 1.10 MB/s (0.59 s, 0.24 of Lark's time), median of 3 runs on the shared 2-core
 machine (0.68 MB/s, 0.36 of Lark's, before issue 26's one-walk validation and collector
 fix). Then the time to refuse a 100,000-term ``->`` chain (refused from the text, before
 parsing).
