@@ -71,20 +71,23 @@ def _tokens(text: str) -> tuple[list, list, list]:
 
 
 class _Parser:
-    __slots__ = ("kinds", "values", "offsets", "starts", "i")
+    __slots__ = ("kinds", "values", "offsets", "starts", "line", "i")
 
     def __init__(self, text: str):
         self.kinds, self.values, self.offsets = _tokens(text)
-        #: where each line starts (Lark's lines end at "\n")
-        self.starts = [0, *(m.end() for m in re.finditer("\n", text))]
+        #: where each line starts (Lark's lines end at "\n"), then an end past the text
+        self.starts = [0, *(m.end() for m in re.finditer("\n", text)), len(text) + 1]
+        self.line = 1   # the line of the token located last
         self.i = 0
 
     # ---- tokens
     def loc(self, i: int) -> Location:
         """The location of token ``i``, as Lark gives it (1-based line and column)."""
         pos = self.offsets[i]
-        line = bisect.bisect_right(self.starts, pos)
-        return Location(line, pos - self.starts[line - 1] + 1)
+        starts, line = self.starts, self.line
+        if not starts[line - 1] <= pos < starts[line]:   # not on the line located last
+            self.line = line = bisect.bisect_right(starts, pos)
+        return Location(line, pos - starts[line - 1] + 1)
 
     def peek(self) -> str:
         return self.kinds[self.i]

@@ -60,13 +60,14 @@ class KnowledgeBase:
                  filename: str | None = None, sets: Mapping[str, Iterable] | None = None):
         statements = list(statements)
         program = None
-        if any(A.is_relational(s) for s in statements):
+        shared = _shared_numbers(statements)
+        if shared is None:   # relational
             statements, program = ground(statements, sets, filename=filename, source=source)
         elif sets:
             raise RuleError(f"sets= gives members of {', '.join(map(repr, sets))}, but the "
                             "rules declare no set")
-        else:
-            statements = _own_numbers(statements)
+        elif shared:
+            statements = _own_numbers(statements, shared)
         object.__setattr__(self, "program", program)
         resolved, variables = validate(statements, filename=filename, source=source,
                                        families=None if program is None else program.families)
@@ -377,24 +378,66 @@ def parse(text: str, *, filename: str | None = None,
 
 
 
-def _own_numbers(statements: list) -> list:
-    """``statements`` where no two hold the same ``~`` number node. Statements taken out
-    of a relational program (a family's members, as the debugger's grounding edits do)
+def _shared_numbers(statements: list) -> set[int] | None:
+    """None when a statement is relational (:func:`~greybox.rules.ast.is_relational`),
+    else the positions of the rules and constraints that hold a ``~`` number node an
+    earlier one holds (see :func:`_own_numbers`): both read on one walk of each
+    expression (was two, with ``A.walk``)."""
+    first: dict[int, int] = {}
+    clash = set()
+    children = A._CHILDREN.get
+    for i, st in enumerate(statements):
+        if isinstance(st, A.Rule):
+            if st.head.index:
+                return None
+            e, own = st.body, True
+        elif isinstance(st, A.Constraint):
+            e, own = st.formula, True
+        elif isinstance(st, A.DefineDecl) and st.expr is not None:
+            e, own = st.expr, False
+        elif A.is_relational(st):
+            return None
+        else:
+            continue
+        stack = [e]
+        pop, extend = stack.pop, stack.extend
+        while stack:
+            node = pop()
+            t = type(node)
+            found = _KIND.get(t)
+            if found is None:
+                found = _kind_of(t)
+            if found is _RELATIONAL:
+                return None
+            if found is _NUM:
+                if own and node.learnable and first.setdefault(id(node), i) != i:
+                    clash.add(i)
+                continue
+            kids = (children(t) or A._children_of(t))(node)
+            if kids:
+                extend(kids)
+    return clash
+
+
+_RELATIONAL, _NUM, _OTHER = "relational", "number", "other"
+#: which of the above each kind of node is (subclasses included, as ``isinstance`` tells)
+_KIND: dict = {}
+
+
+def _kind_of(t):
+    found = (_RELATIONAL if issubclass(t, A.RELATIONAL_EXPRS) else
+             _NUM if issubclass(t, A.Num) else _OTHER)
+    _KIND[t] = found
+    return found
+
+
+def _own_numbers(statements: list, clash: set[int]) -> list:
+    """``statements`` where no two hold the same ``~`` number node (``clash``: the positions
+    of those that hold an earlier one's, from :func:`_shared_numbers`). Statements taken
+    out of a relational program (a family's members, as the debugger's grounding edits do)
     share their template's nodes; without the program each is a statement of its own,
     whose numbers a model gives parameters of their own -- one node is one parameter,
     so a shared one left all but one statement's dead."""
-    first: dict[int, int] = {}
-    clash = set()
-    for i, st in enumerate(statements):
-        e = st.body if isinstance(st, A.Rule) else st.formula if isinstance(
-            st, A.Constraint) else None
-        if e is None:
-            continue
-        for n in A.walk(e):
-            if isinstance(n, A.Num) and n.learnable and first.setdefault(id(n), i) != i:
-                clash.add(i)
-    if not clash:
-        return statements
 
     def fresh(node):
         if isinstance(node, A.Num) and node.learnable:

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import networkx as nx
@@ -73,6 +74,11 @@ class _T:
 
 BOOL = _T("bool")
 ERR = _T("error")
+SYM = _T("sym")
+#: what a rule's body and a constraint must be (one node for all of them)
+_BOOL_TYPE = A.BoolType()
+INTEGRAL = _T("num", True)
+NUMBER = _T("num", False)
 
 
 def _type_text(t: A.Type) -> str:
@@ -298,12 +304,19 @@ class _ExprChecker:
     """Type-checks one expression and resolves enum values, reporting into a _Checker."""
 
     def __init__(self, ck: _Checker, variables: dict[str, Variable], *, learnable_ok: bool,
-                 big_ok: bool = False):
+                 big_ok: bool = False, reads: dict | None = None):
         self.ck, self.vars, self.learnable_ok = ck, variables, learnable_ok
         #: integers beyond ±2**53 allowed (an int define's expression: computed exactly)
         self.big_ok = big_ok
         #: whether the expression holds a product of variables, //, %, min, max or abs
         self.nonlinear = False
+        #: the declared variables the expression reads, in reading order (for the cycle
+        #: check: collected on this one walk rather than by walking the result again)
+        self.reads = {} if reads is None else reads
+        #: how many variables and enum values the results checked so far hold: a side of
+        #: '*' is constant when checking it adds none (``A.is_constant`` without walking
+        #: the side again, at every level of a chain of products)
+        self.mentions = 0
 
     def undeclared(self, node: A.Var) -> None:
         hint = difflib.get_close_matches(node.name, list(self.vars), n=1)
@@ -314,31 +327,46 @@ class _ExprChecker:
         self.ck.error(f"undeclared name {node.name!r}{extra}", node)
 
     def check(self, e, expect_enum: A.EnumType | None = None):
-        """Return ``(resolved_expr, _T)``."""
-        if isinstance(e, A.BoolConst):
-            return e, BOOL
-        if isinstance(e, A.Sym):
-            return e, _T("sym")
-        if isinstance(e, A.Var):
+        """Return ``(resolved_expr, _T)``. A node none of whose parts changes is returned
+        as it is (nodes are immutable), not rebuilt."""
+        kind = type(e)
+        if kind is A.Var:
             return self.var(e, expect_enum)
-        for kinds, method in _CHECKS:
-            if isinstance(e, kinds):
-                return method(self, e)
+        method = _METHODS.get(kind)
+        if method is None:
+            if isinstance(e, A.Var):
+                return self.var(e, expect_enum)
+            method = _method_of(kind)
+        return method(self, e)
+
+    def bool_const(self, e: A.BoolConst):
+        return e, BOOL
+
+    def sym(self, e: A.Sym):
+        self.mentions += 1
+        return e, SYM
+
+    def not_expression(self, e):
         self.ck.error(f"not an expression: {e!r}", None)
+        self.mentions += not A.is_constant(e)
         return e, ERR
 
     def number(self, e: A.Num):
-        self.ck.check_number(e.value, e, "number", big=self.big_ok)
+        value = e.value
+        if not ((type(value) is float and math.isfinite(value))
+                or (type(value) is int and -MAX_INT <= value <= MAX_INT)):
+            self.ck.check_number(value, e, "number", big=self.big_ok)
         if e.learnable and not self.learnable_ok:
             self.ck.error("learnable numbers (~) are only allowed in rules and constraints", e)
-        integral = isinstance(e.value, int) and not e.learnable
-        return e, _T("num", integral)
+        return e, INTEGRAL if isinstance(value, int) and not e.learnable else NUMBER
 
     def var(self, e: A.Var, expect_enum: A.EnumType | None):
         """A variable, or where an enum value is expected and no variable has the name,
         that value."""
+        self.mentions += 1   # a variable, or the enum value it stands for
         v = self.vars.get(e.name)
         if v is not None:
+            self.reads[e.name] = None
             if not self.big_ok and big_int(v.type):
                 self.ck.error(f"{e.name!r} is {_big_type_text(v.type)}, beyond ±2**53: it can "
                               "only be read by int defines (computed exactly; rules and "
@@ -348,7 +376,7 @@ class _ExprChecker:
             self.undeclared(e)
             return e, ERR
         if e.name in expect_enum.values:
-            return A.Sym(e.name, span=e.span), _T("sym")
+            return A.Sym(e.name, span=e.span), SYM
         self.ck.error(
             f"{e.name!r} is neither a declared variable nor one of the values "
             f"{{{listed(expect_enum.values)}}}",
@@ -359,7 +387,8 @@ class _ExprChecker:
     def neg(self, e: A.Neg):
         x, t = self.check(e.operand)
         self.need_num(t, e.operand, "unary minus")
-        return dataclasses.replace(e, operand=x), _T("num", t.integral)
+        return (e if x is e.operand else dataclasses.replace(e, operand=x),
+                INTEGRAL if t.integral else NUMBER)
 
     def sum(self, e: A.Sum):
         if len(e.args) < 2 or len(e.ops) != len(e.args) - 1 or any(
@@ -373,15 +402,18 @@ class _ExprChecker:
             self.need_num(t, a, "'+'/'-'")
             integral &= t.integral
             args.append(x)
-        return dataclasses.replace(e, args=tuple(args)), _T("num", integral)
+        return (_same(e, e.args, args) or dataclasses.replace(e, args=tuple(args)),
+                INTEGRAL if integral else NUMBER)
 
     def mul(self, e: A.Mul):
+        before = self.mentions
         left, lt = self.check(e.left)
+        between = self.mentions
         right, rt = self.check(e.right)
         self.need_num(lt, e.left, "'*'")
         self.need_num(rt, e.right, "'*'")
-        out = A.Mul(left, right, span=e.span)
-        if not (A.is_constant(left) or A.is_constant(right)):
+        out = e if left is e.left and right is e.right else A.Mul(left, right, span=e.span)
+        if between != before and self.mentions != between:   # neither side is constant
             if "error" in (lt.kind, rt.kind):
                 pass
             elif not (lt.integral and rt.integral):
@@ -391,7 +423,7 @@ class _ExprChecker:
             else:
                 self.nonlinear = True
                 self.within_exact(out, "'*'")
-        return out, _T("num", lt.integral and rt.integral)
+        return out, INTEGRAL if lt.integral and rt.integral else NUMBER
 
     def arith(self, e: A.Arith):
         """``//``, ``%``, ``min``, ``max``, ``abs``: integers with finite ranges, a
@@ -451,11 +483,14 @@ class _ExprChecker:
             x, t = self.check(a)
             self.need_bool(t, a, "'count'")
             args.append(x)
-        return A.Count(tuple(args), span=e.span), _T("num", True)
+        return _same(e, e.args, args) or A.Count(tuple(args), span=e.span), INTEGRAL
 
     def is_missing(self, e: A.IsMissing):
         x = e.operand
         v = self.vars.get(x.name) if isinstance(x, A.Var) else None
+        self.mentions += not A.is_constant(x)   # the operand is not checked on the walk
+        if v is not None:
+            self.reads[x.name] = None
         if v is None and isinstance(x, A.Var):
             self.undeclared(x)
         elif v is None or not v.optional:
@@ -467,7 +502,7 @@ class _ExprChecker:
     def not_(self, e: A.Not):
         x, t = self.check(e.operand)
         self.need_bool(t, e.operand, "'not'")
-        return A.Not(x, span=e.span), BOOL
+        return e if x is e.operand else A.Not(x, span=e.span), BOOL
 
     def and_or(self, e):
         word = "and" if isinstance(e, A.And) else "or"
@@ -478,7 +513,7 @@ class _ExprChecker:
             x, t = self.check(a)
             self.need_bool(t, a, f"'{word}'")
             args.append(x)
-        return type(e)(tuple(args), span=e.span), BOOL
+        return _same(e, e.args, args) or type(e)(tuple(args), span=e.span), BOOL
 
     def implies(self, e):
         word = "->" if isinstance(e, A.Implies) else "<->"
@@ -486,7 +521,8 @@ class _ExprChecker:
         right, rt = self.check(e.right)
         self.need_bool(lt, e.left, f"'{word}'")
         self.need_bool(rt, e.right, f"'{word}'")
-        return type(e)(left, right, span=e.span), BOOL
+        same = left is e.left and right is e.right
+        return e if same else type(e)(left, right, span=e.span), BOOL
 
     def need_num(self, t: _T, node, what: str) -> None:
         if t.kind not in ("num", "error"):
@@ -543,9 +579,11 @@ class _ExprChecker:
             # ``employed == employment``: resolve the left side now that we know the right
             if e.left.name in rt.enum.values:
                 ck.retract()
-                left, lt = A.Sym(e.left.name, span=e.left.span), _T("sym")
+                left, lt = A.Sym(e.left.name, span=e.left.span), SYM
+        resolved = (e if left is e.left and right is e.right
+                    else A.Compare(e.op, left, right, span=e.span))
         if "error" in (lt.kind, rt.kind):
-            return A.Compare(e.op, left, right, span=e.span), BOOL
+            return resolved, BOOL
         if e.op in ("==", "!="):
             kinds = {lt.kind, rt.kind}
             if kinds == {"num"}:
@@ -577,7 +615,7 @@ class _ExprChecker:
                     )
                 else:
                     self.need_num(t, side, f"'{e.op}'")
-        return A.Compare(e.op, left, right, span=e.span), BOOL
+        return resolved, BOOL
 
     def inset(self, e: A.InSet):
         ck = self.ck
@@ -599,11 +637,18 @@ class _ExprChecker:
                     ck.error(f"{_expr_text(e.operand)} is a number, {_expr_text(v)} is not", v)
         elif t.kind != "error":
             ck.error(f"'in' needs a number or an enum on its left, got {t.describe()}", e)
+        if any(not isinstance(v, A.Num) and not A.is_constant(v) for v in e.values):
+            self.mentions += 1   # the values are kept as they are, enum values counted
+        if x is e.operand and type(e.values) is tuple:
+            return e, BOOL
         return A.InSet(x, tuple(e.values), span=e.span), BOOL
 
 
-#: how :meth:`_ExprChecker.check` checks each kind of expression, in this order
+#: how :meth:`_ExprChecker.check` checks each kind of expression, in this order (a
+#: variable, which may stand for an enum value, is checked by ``_ExprChecker.var``)
 _CHECKS = (
+    (A.BoolConst, _ExprChecker.bool_const),
+    (A.Sym, _ExprChecker.sym),
     (A.Num, _ExprChecker.number),
     (A.Neg, _ExprChecker.neg),
     (A.Sum, _ExprChecker.sum),
@@ -618,15 +663,36 @@ _CHECKS = (
     ((A.Implies, A.Iff), _ExprChecker.implies),
 )
 
+#: the method of each kind of node met so far (a dict lookup, not a chain of isinstance
+#: tests, for every node of every rule)
+_METHODS: dict = {}
+
+
+def _method_of(kind):
+    found = next((method for kinds, method in _CHECKS if issubclass(kind, kinds)),
+                 _ExprChecker.not_expression)
+    _METHODS[kind] = found
+    return found
+
+
+def _same(e, old: tuple, new: list):
+    """``e`` when its checked parts ``new`` are its parts ``old`` (a tuple), else None."""
+    if type(old) is not tuple:
+        return None
+    for a, b in zip(old, new):
+        if a is not b:
+            return None
+    return e
+
 
 def _var_type(v: Variable, node, ck: _Checker) -> _T:
     t = v.type
     if isinstance(t, A.BoolType):
         return BOOL
     if isinstance(t, A.IntType):
-        return _T("num", True)
+        return INTEGRAL
     if isinstance(t, A.RealType):
-        return _T("num", False)
+        return NUMBER
     if isinstance(t, A.EnumType):
         return _T("enum", enum=t)
     ck.error(f"tensor {v.name!r} can only be an argument of a neural network", node)
@@ -634,11 +700,14 @@ def _var_type(v: Variable, node, ck: _Checker) -> _T:
 
 
 def check_expr(expr, variables: dict[str, Variable], ck: _Checker, *, expect: A.Type | None,
-               learnable_ok: bool, what: str, big_ok: bool = False):
+               learnable_ok: bool, what: str, big_ok: bool = False,
+               reads: dict | None = None):
     """Check ``expr``; when ``expect`` is given, the expression must fit that type.
-    ``big_ok``: integers beyond ±2**53 may appear (an int define's expression)."""
+    ``big_ok``: integers beyond ±2**53 may appear (an int define's expression). The
+    declared variables it reads are added to ``reads`` (a dict used as an ordered set)."""
     enum = expect if isinstance(expect, A.EnumType) else None
-    checker = _ExprChecker(ck, variables, learnable_ok=learnable_ok, big_ok=big_ok)
+    checker = _ExprChecker(ck, variables, learnable_ok=learnable_ok, big_ok=big_ok,
+                           reads=reads)
     x, t = checker.check(expr, expect_enum=enum)
     if t.kind == "error" or expect is None:
         return x
@@ -746,7 +815,12 @@ def _check_define_reads(st, expr, variables: dict[str, Variable], ck: _Checker) 
             return
 
 
-def _check_cycles(statements, variables: dict[str, Variable], rules, ck: _Checker) -> None:
+def _check_cycles(statements, variables: dict[str, Variable], ck: _Checker, *,
+                  defined_reads: Mapping[str, Iterable[str]],
+                  rule_reads: Iterable[tuple[str, Iterable[str]]]) -> None:
+    """A cycle among the variables, read from what each defined variable's expression and
+    each rule's body (head name, names) reads -- ``A.variables`` of each, collected while
+    checking them, not by walking them again."""
     # an input reads nothing, so it is on no cycle: only edges between computed variables
     # count (a grounded family's 90,000 rules over inputs add none)
     computed = {name for name, v in variables.items() if v.role != "input"}
@@ -755,11 +829,10 @@ def _check_cycles(statements, variables: dict[str, Variable], rules, ck: _Checke
         if v.role == "neural":
             edges.update(((a, v.name), None) for a in v.args if a in computed)
         elif v.role == "defined" and v.expr is not None:
-            edges.update(((a, v.name), None) for a in A.variables(v.expr) if a in computed)
-    for r in rules:
-        if isinstance(r.head, A.Head) and r.head.name in variables:
-            edges.update(((a, r.head.name), None) for a in A.variables(r.body)
-                         if a in computed)
+            edges.update(((a, v.name), None) for a in defined_reads[v.name] if a in computed)
+    for head, reads in rule_reads:
+        if head in variables:
+            edges.update(((a, head), None) for a in reads if a in computed)
     g = nx.DiGraph()
     g.add_edges_from(edges)
     order = list(variables)
@@ -834,6 +907,8 @@ def validate(statements, *, filename: str | None = None, source: str | None = No
                              _decl_of(statements, v.name))
     named: dict[str, A.Node] = {}
     resolved = []
+    defined_reads: dict[str, dict] = {}      # what each definition and rule body reads
+    rule_reads: list[tuple[str, dict]] = []
     for st in statements:
         ck.statement = getattr(st, "name", None)
         if isinstance(st, (A.Rule, A.Constraint)):
@@ -845,35 +920,45 @@ def validate(statements, *, filename: str | None = None, source: str | None = No
                     ck.error(f"duplicate {kind} name {st.name!r} (already used{where})", st)
                 named[st.name] = st
         if isinstance(st, A.Rule):
-            ck.check_number(st.weight, st, f"weight of rule {st.name!r}")
-            body = check_expr(st.body, variables, ck, expect=A.BoolType(), learnable_ok=True,
-                              what=f"the body of rule {st.name!r}")
+            if not (type(st.weight) is float and math.isfinite(st.weight)):
+                ck.check_number(st.weight, st, f"weight of rule {st.name!r}")
+            reads: dict = {}
+            body = check_expr(st.body, variables, ck, expect=_BOOL_TYPE, learnable_ok=True,
+                              what=f"the body of rule {st.name!r}", reads=reads)
             _check_head(st, variables, ck)
-            st = dataclasses.replace(st, body=body)
+            if isinstance(st.head, A.Head):
+                rule_reads.append((st.head.name, reads))
+            if body is not st.body:
+                st = dataclasses.replace(st, body=body)
         elif isinstance(st, A.Constraint):
             if st.weight is not None:
                 ck.check_number(st.weight, st, f"weight of constraint {st.name!r}")
                 if A.number_problem(st.weight) is None and st.weight <= 0:
                     ck.error(f"constraint {st.name!r}: a soft constraint's weight must be "
                              f"positive, got {st.weight!r}", st)
-            formula = check_expr(st.formula, variables, ck, expect=A.BoolType(),
+            formula = check_expr(st.formula, variables, ck, expect=_BOOL_TYPE,
                                  learnable_ok=True, what=f"constraint {st.name!r}")
-            st = dataclasses.replace(st, formula=formula)
+            if formula is not st.formula:
+                st = dataclasses.replace(st, formula=formula)
         elif isinstance(st, A.DefineDecl) and st.expr is not None:
+            reads = defined_reads[st.name] = {}
             expr = check_expr(st.expr, variables, ck, expect=st.type, learnable_ok=False,
                               what=f"the definition of {st.name!r}",
-                              big_ok=isinstance(st.type, A.IntType))
+                              big_ok=isinstance(st.type, A.IntType), reads=reads)
             _check_define_reads(st, expr, variables, ck)
-            st = dataclasses.replace(st, expr=expr)
-            if st.name in variables and variables[st.name].expr is not None:
+            if expr is not st.expr:
+                st = dataclasses.replace(st, expr=expr)
+            if st.name in variables and variables[st.name].expr is not None \
+                    and variables[st.name].expr is not expr:
                 variables[st.name] = dataclasses.replace(variables[st.name], expr=expr)
         resolved.append(st)
     ck.statement = None
-    rules = [s for s in resolved if isinstance(s, A.Rule)]
     if not ck.problems:
+        rules = [s for s in resolved if isinstance(s, A.Rule)]
         _check_additive(resolved, variables, rules, ck)
     if not ck.problems:
-        _check_cycles(resolved, variables, rules, ck)
+        _check_cycles(resolved, variables, ck, defined_reads=defined_reads,
+                      rule_reads=rule_reads)
     if ck.problems:
         raise RuleError("", diagnostics=ck.diagnostics(), source=source)
     return resolved, variables

@@ -103,3 +103,17 @@ def test_powers_in_index_arithmetic_are_bounded_by_their_value():
     for huge in ("2^64", "10^20", "(2^32)^3", "3^100000000000000000000"):
         with pytest.raises(gr.RuleError, match=r"must be a whole number below 2\^64"):
             gr.parse(digits + f"rule r: d[0] * {huge} > 5 -> y\n")
+
+
+@pytest.mark.parametrize("before, column", [
+    ("", 9), ("b or ", 14), ("knot or ", 17), ("_not or ", 17), ("`a` or ", 16),
+])
+def test_a_run_of_nots_is_refused_at_its_first_not(before, column):
+    """The pre-scan finds a run of MAX_DEPTH + 1 'not' by the literal 'not' (re's fast
+    search); a name ending in 'not' (``knot``) does not start the run."""
+    text = ("input b: bool\ninput knot: bool\ninput _not: bool\ninput `a`: bool\noutput y: bool\n"
+            f"rule r: {before}" + "not " * (MAX_DEPTH + 1) + "b -> y\n")
+    with pytest.raises(gr.RuleSyntaxError, match=rf"\({MAX_DEPTH + 1} 'not' in a row\)") as err:
+        gr.parse(text)
+    assert (err.value.lineno, err.value.offset) == (6, column)
+    assert gr.parse(text.replace("not " * (MAX_DEPTH + 1), "not " * 50)).rules
