@@ -233,6 +233,18 @@ def threshold_model(model, target: Target):
 
 
 # ------------------------------------------------------------------ reason, counterfactual
+def _threshold_model_for(model, goal: Target, output: str, kw: dict):
+    """:func:`threshold_model`, with ``kw["backend"]`` set to Z3 where the target tests the
+    output more than once (the MILP decides one test: asked for by name, an error)."""
+    dm, name, want = threshold_model(model, goal)
+    if name == "__target" and kw.get("backend", "auto") == "milp":
+        raise ModelError(f"target {goal.text!r} tests {output!r} more than once: the MILP "
+                         "backend decides one test; use backend='z3'")
+    if name == "__target":
+        kw["backend"] = "z3"
+    return dm, name, want
+
+
 def value_on(model, batch, row: int, output: str):
     """The number ``predict`` returns for ``output`` on the row."""
     from ._row import decision_on
@@ -249,12 +261,7 @@ def target_reason(model, batch, row, output, target, **kw):
     goal = target_of(model.kb, output, target)
     b = model.batch(batch)
     pos = row_position(b.index, row)
-    dm, name, want = threshold_model(model, goal)
-    if name == "__target" and kw.get("backend", "auto") == "milp":
-        raise ModelError(f"target {goal.text!r} tests {output!r} more than once: the MILP "
-                         "backend decides one test; use backend='z3'")
-    if name == "__target":
-        kw["backend"] = "z3"
+    dm, name, want = _threshold_model_for(model, goal, output, kw)
     r = reason(dm, b, row, name, **kw)
     value = value_on(model, b, int(pos), output)
     holds = bool(r.decision) == want
@@ -324,12 +331,7 @@ def target_counterfactual(model, batch, row, output, target, *, many: int | None
     if goal.holds(value):
         raise ModelError(f"row {b.index[pos]!r}: {output} = {_num(value)} already satisfies "
                          f"the target {goal.text!r}; a counterfactual changes that")
-    dm, name, want = threshold_model(model, goal)
-    if name == "__target" and kw.get("backend", "auto") == "milp":
-        raise ModelError(f"target {goal.text!r} tests {output!r} more than once: the MILP "
-                         "backend decides one test; use backend='z3'")
-    if name == "__target":
-        kw["backend"] = "z3"
+    dm, name, want = _threshold_model_for(model, goal, output, kw)
     replay = alg.Replay(model, output, goal.holds)
     try:
         if many is None:
