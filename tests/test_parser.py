@@ -328,7 +328,9 @@ def test_the_collector_is_left_as_the_caller_had_it():
     try:
         frozen = gc.get_freeze_count()
         assert gr.parse(text).rules
-        assert gc.get_freeze_count() == frozen
+        # (not an exact count: frozen objects other threads free meanwhile leave it;
+        # an unfreeze would leave none)
+        assert frozen - 100 <= gc.get_freeze_count() <= frozen
     finally:
         gc.unfreeze()
     # an error on the way: the collector on again
