@@ -81,7 +81,16 @@ from ._missing import MISSING, definite, missing_key, not_false
 from ._parser import parse_statements
 from ._printer import expr_to_text, type_to_text
 from ._validate import Variable
-from ._z3 import Z3_LOCK, Z3Encoding, real_value, to_z3, witness_row, z3_serialised
+from ._z3 import (
+    Z3_LOCK,
+    Z3Encoding,
+    call_cache,
+    in_context,
+    real_value,
+    to_z3,
+    witness_row,
+    z3_serialised,
+)
 
 __all__ = [
     "op_interval",
@@ -113,6 +122,8 @@ __all__ = [
     "Z3Encoding",
     "Z3_LOCK",
     "z3_serialised",
+    "call_cache",
+    "in_context",
     "timeout_seconds",
     "z3_milliseconds",
     "Builder",

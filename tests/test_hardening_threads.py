@@ -36,6 +36,7 @@ SCRIPT = textwrap.dedent("""
     torch.set_num_threads(1)
     import greybox as gb
     import greybox.rules as gr
+    import z3
 
     RULES = sys.argv[1]
     model = gb.GreyBox(RULES, semantics="product")
@@ -51,6 +52,10 @@ SCRIPT = textwrap.dedent("""
     def refuted(e):
         return (e.holds, e.confirmed)
 
+    def locked_to_z3():
+        with gr.Z3_LOCK:
+            return str(gr.to_z3(kb, "age < 18 -> not approve"))
+
     JOBS = {
         "entails": lambda: gr.entails(kb, "age < 18 -> not approve").holds,
         "refuted": lambda: refuted(gr.entails(kb, "income > 40000 -> approve")),
@@ -61,7 +66,9 @@ SCRIPT = textwrap.dedent("""
         "verify": lambda: refuted(gb.explain.verify(model, "income > 40000 -> approve",
                                                     backend="z3")),
         "fresh": fresh,
-        "to_z3": lambda: str(gr.to_z3(kb, "age < 18 -> not approve")),
+        # to_z3's terms are the caller's: a context of one's own per thread, or the lock
+        "to_z3": lambda: str(gr.to_z3(kb, "age < 18 -> not approve", ctx=z3.Context())),
+        "to_z3_locked": locked_to_z3,
     }
     single = {k: f() for k, f in JOBS.items()}
     names = list(JOBS)
@@ -189,3 +196,90 @@ def test_an_error_leaves_no_z3_term_in_its_traceback(model):
             if any(type(v).__module__.startswith("z3") or "Problem" in type(v).__name__
                    for v in f.f_locals.values())]
     assert held == []
+
+
+# ------------------------------------------------ a Z3 context per call (issues 24, 26)
+def test_each_serialised_call_works_in_a_z3_context_of_its_own():
+    import z3
+
+    where = gr.z3_serialised(lambda: z3.Int("x").ctx)
+    inner = gr.z3_serialised(lambda: (z3.main_ctx(), where()))
+    first, second = where(), where()
+    assert first is not second and z3.main_ctx() not in (first, second)
+    outer, nested = inner()
+    assert nested is outer            # a nested call works in its caller's context
+    assert z3.Int("y").ctx is z3.main_ctx()   # outside a call: z3py's own, untouched
+
+
+def test_to_z3_builds_in_the_callers_context_or_the_one_given():
+    import z3
+
+    kb = gr.parse(RULES)
+    assert gr.to_z3(kb, "approve").ctx is z3.main_ctx()
+    s = z3.Solver()   # the caller's own solver takes the terms
+    s.add(gr.to_z3(kb), gr.to_z3(kb, "age < 18 and approve"))
+    assert s.check() == z3.unsat
+    mine = z3.Context()
+    assert gr.to_z3(kb, "approve", ctx=mine).ctx is mine
+    assert gr.to_z3(kb, ctx=mine).ctx is mine
+    with pytest.raises(gb.DataError, match="ctx must be a z3.Context"):
+        gr.to_z3(kb, "approve", ctx="main")
+
+
+def test_a_term_dropped_in_another_thread_is_released_by_the_lock_holder():
+    """z3py frees terms from ``__del__`` in whichever thread drops them: while another
+    thread holds Z3_LOCK (solving), the release waits in a queue for it instead of running
+    in a context that thread may be using."""
+    import threading
+
+    import z3
+
+    from greybox.rules import _z3
+
+    released = []
+    real = _z3._guarded(lambda *args: released.append(threading.get_ident()))
+    terms = gr.z3_serialised(lambda: [z3.Int(f"x{i}") + i for i in range(50)])()
+    dropped = threading.Event()
+
+    def drop():
+        for t in terms:
+            real(t.ctx.ref(), t.as_ast())   # what z3py's __del__ asks, from this thread
+        dropped.set()
+
+    with gr.Z3_LOCK:
+        worker = threading.Thread(target=drop)
+        worker.start()
+        worker.join(timeout=60)
+        assert dropped.is_set()            # never waited for the lock
+        assert released == []              # nothing released outside the lock
+        assert len(_z3._PENDING) >= 50
+    gr.z3_serialised(lambda: None)()       # the next call releases what waited
+    assert released == [threading.get_ident()] * 50
+    assert not _z3._PENDING
+
+
+def test_every_z3py_release_goes_through_the_guard():
+    import z3
+
+    names = [n for n in dir(z3.z3) if n.startswith("Z3_")
+             and (n.endswith("_dec_ref") or n.startswith("Z3_del_"))]
+    assert "Z3_dec_ref" in names and "Z3_del_context" in names
+    assert all(getattr(getattr(z3.z3, n), "greybox_guarded", False) for n in names), names
+
+
+def test_answers_do_not_depend_on_earlier_calls(model):
+    """Each call starts from a fresh Z3 context: a counterfactual asked again after other
+    work is the one asked first (Z3's choice among equally close answers used to depend
+    on what the process had solved before)."""
+    batch = model.batch({"age": [40, 15, 30], "income": [20000.0, 50000.0, 10000.0],
+                         "debt": [0.0, 100.0, 90000.0]})
+
+    def ask():
+        return [(c.changes.to_dict(), c.distance) for c in
+                gb.explain.counterfactuals(model, batch, 2, n=3, backend="z3")]
+
+    first = ask()
+    for i in range(3):
+        gb.explain.counterfactual(model, batch, i, backend="z3")
+        gr.check(model.to_kb())
+    assert ask() == first

@@ -167,10 +167,6 @@ def client():
 
 
 @needs_dask
-@pytest.mark.skip(reason="Z3 in in-process (threaded) Dask workers crashed once in CI "
-                  "(segfault in Z3_solver_check_assumptions while another worker thread "
-                  "waited for the Z3 lock: Z3 objects freed outside the lock); worker "
-                  "processes are tested below; a Z3 context per call is the fix (issue 24)")
 def test_dask_backend_gives_the_serial_results(model, table, serial, client):
     rows = list(table.index)
     assert len(client.scheduler_info()["workers"]) == 2

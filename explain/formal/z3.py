@@ -21,8 +21,9 @@ import z3
 from greybox.errors import ModelError, SolverError
 from greybox.rules import (
     MISSING,
-    Z3_LOCK,
     Z3Encoding,
+    call_cache,
+    in_context,
     not_false,
     plan,
     real_value,
@@ -70,17 +71,8 @@ def _rational(x: float) -> z3.RatNumRef:
     return z3.RealVal(Fraction(float(x)))
 
 
-class _Held(dict):
-    """Z3 terms kept beyond a call, released holding :data:`~greybox.rules.Z3_LOCK`: a
-    model dropped in one thread while another works with Z3 would otherwise free them
-    in Z3's context at the same time."""
-
-    def __del__(self):
-        with Z3_LOCK:
-            self.clear()
-
-
-#: per model: the Z3 background of its current knowledge base and biases
+#: per model: the Z3 background of its current knowledge base and biases, built once in a
+#: context of its own that nothing solves in (a template, only read)
 _CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
@@ -88,14 +80,33 @@ def _background(model, kb, bias: dict, level: str, max_relus: int, residual: str
     """Z3 background of a model's crisp decision: types, hard constraints over non-decided
     variables, the decision; at the input level also each neural concept tied to its
     network's exact encoding. A residual network is ``"fixed"`` (its logit is in
-    ``bias``), ``"free"`` (any logit) or ``"encoded"`` (exactly, from the inputs). Cached
-    per model, knowledge base, biases, level and residual mode."""
+    ``bias``), ``"free"`` (any logit) or ``"encoded"`` (exactly, from the inputs).
+
+    Built once per model, knowledge base, biases, level and residual mode, in a template
+    context of the model's; each serialised call gets a copy translated into its own
+    context (Z3's translation, one pass over the shared terms), so that calls share no
+    state and their answers do not depend on earlier calls."""
     if model.residual is None:
         residual = "fixed"
     key = (repr(sorted(bias.items())), level, max_relus, residual)
-    cache = _CACHE.setdefault(model, _Held())
-    if cache.get("kb") is kb and cache.get("key") == key:   # the same object, not an id
+    cache = _CACHE.setdefault(model, {})
+    if not (cache.get("kb") is kb and cache.get("key") == key):   # the same object
+        template = z3.Context()
+        with in_context(template):
+            enc, background = _build_background(model, kb, bias, level, max_relus, residual)
+        cache.clear()
+        cache.update(kb=kb, key=key, enc=enc, background=background, ctx=template)
+    here = z3.main_ctx()
+    if here is cache["ctx"]:   # pragma: no cover - only serialised calls get here
         return cache["enc"], cache["background"]
+    copies = call_cache()
+    held = copies.get(("background", model))
+    if held is None or held[0] is not cache["enc"]:
+        held = copies[("background", model)] = (cache["enc"], *_translated(cache, here))
+    return held[1], held[2]
+
+
+def _build_background(model, kb, bias: dict, level: str, max_relus: int, residual: str):
     enc = _ResidualEncoding(kb, bias=bias)
     enc.residual = {}
     if residual != "fixed":
@@ -111,9 +122,38 @@ def _background(model, kb, bias: dict, level: str, max_relus: int, residual: str
     background += enc.decision()
     if level == "input":
         background += _network_links(model, kb, enc, max_relus)
-    cache.clear()
-    cache.update(kb=kb, key=key, enc=enc, background=background)
     return enc, background
+
+
+def _translated(cache: dict, ctx: z3.Context) -> tuple:
+    """A copy of the cached encoding and background in ``ctx``: every term the encoding
+    holds (constants, defined variables' expressions, residual logits) and the background,
+    translated together so that shared subterms are copied once."""
+    enc = cache["enc"]
+    parts = [("const", k, v) for k, v in enc._consts.items()]
+    parts += [("defined", k, v) for k, v in enc._defined.items()]
+    for k, v in enc.residual.items():
+        parts += [("residual", (k, i), t) for i, t in enumerate(v)]
+    parts += [("background", i, t) for i, t in enumerate(cache["background"])]
+    vector = z3.AstVector(ctx=cache["ctx"])
+    for _, _, t in parts:
+        vector.push(t)
+    moved = vector.translate(ctx)
+    copy = _ResidualEncoding(enc.kb)
+    copy._bias = enc._bias
+    copy.residual = {k: [None] * len(v) for k, v in enc.residual.items()}
+    background = [None] * len(cache["background"])
+    for i, (kind, k, _) in enumerate(parts):
+        t = moved[i]
+        if kind == "const":
+            copy._consts[k] = t
+        elif kind == "defined":
+            copy._defined[k] = t
+        elif kind == "residual":
+            copy.residual[k[0]][k[1]] = t
+        else:
+            background[k] = t
+    return copy, background
 
 
 def _residual_vars(kb, name: str) -> list:
@@ -234,6 +274,9 @@ class Z3Problem(Problem):
                  timeout: float):
         kb = model.to_kb()
         self.kb, self.output, self.level, self.timeout = kb, output, level, timeout
+        #: the context of the call that built it: its terms live there, and its methods
+        #: (serialised calls of their own) work there
+        self.z3_context = z3.main_ctx()
         # a residual network is never held silently: at the input level it is encoded
         # from the inputs, at the concept level its logits are named facts of the row
         # (free when a reason drops them)
