@@ -3,8 +3,7 @@ larger than memory. Sections (``--only``, comma-separated; default all but ``big
 
 ``jobs``
     200 counterfactuals (``--model loan``: a 3-rule loan model, default; ``credit``: the
-    50-rule credit-style model of ``bench_rules.py``, whose Z3 optimisation on some rows
-    takes minutes depending on what the process solved before), one per row, with
+    50-rule credit-style model of ``bench_rules.py``), one per row, with
     ``n_jobs=1`` (in this process) against ``n_jobs=2`` (joblib's default
     backend, loky: two worker processes, one torch thread each). The workers are started
     and warmed before timing (their start-up -- importing torch -- is shown on its own
@@ -52,8 +51,9 @@ sys.path.insert(0, str(HERE))
 
 SECTIONS = ("jobs", "dask", "partitions", "bignet")
 #: seconds per row for the solver: generous, so that a busy machine does not time rows out
-#: (Z3's time on a row also depends on what the process solved before: with seed 0, row162
-#: took 1.7 CPU s in a fresh process and over 60 s after the 161 rows before it)
+#: (each row is solved in a Z3 context of its own: with seed 0, row162 took 1.7 CPU s in a
+#: fresh process and over 60 s after the 161 rows before it while calls shared z3py's
+#: global context; 0.2 s now)
 TIMEOUT = 120.0
 
 
@@ -110,8 +110,8 @@ def key(c) -> tuple:
 
 def compared(got, serial) -> str:
     """How many answers equal the serial run's; the others must be equally good: the same
-    row, decision, distance and number of changes, verified (Z3's choice among equally
-    close answers depends on what the process solved before, also serially)."""
+    row, decision, distance and number of changes, verified (each row is solved in a Z3
+    context of its own, so all should be equal)."""
     same = sum(key(a) == key(b) for a, b in zip(got, serial))
     for a, b in zip(got, serial):
         assert (a.row, a.new_decision, a.distance, len(a.changes), a.verified) == \
