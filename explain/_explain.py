@@ -14,7 +14,7 @@ from greybox.functional import probability_of
 from greybox.rules import ast as A
 from greybox.rules import closure, compile_expr
 
-from ._explanation import Explanation
+from ._explanation import Explanation, _numeric_inputs, labelled
 from ._methods import METHODS, attribute
 from ._params import parameter_attributions
 
@@ -78,11 +78,6 @@ def _proofs(kb, name: str, value_index: int, dists: dict, row: int, top: int = 3
         return ""
     shown = A.domain(var.type).value(value_index)
     return f"{name}={shown} because " + "; or ".join(texts)
-
-
-def _numeric_inputs(kb) -> list[str]:
-    return [n for n in kb.inputs
-            if isinstance(kb.variables[n].type, (A.RealType, A.IntType))]
 
 
 def _input_attributions(model, batch, trace, output, target, method):
@@ -286,7 +281,7 @@ def explain(model, data, output: str | None = None, *,
     if n_jobs is not None:
         from ._parallel import explain_chunks
 
-        return explain_chunks(model, data, output, {
+        return explain_chunks(explain, model, data, output, {
             "method": method, "parameters": parameters, "top_k": top_k, "n_steps": n_steps,
             "parameter_baseline": parameter_baseline}, n_jobs)
     batch = model.batch(data)
@@ -326,17 +321,6 @@ def explain(model, data, output: str | None = None, *,
         methods=used, parameters=per_tensor, top_parameters=top, completeness=completeness,
         _model=model, _batch=batch, _values=values,
     )
-
-
-def labelled(frame: pd.DataFrame, index: pd.Index) -> pd.DataFrame:
-    """``frame`` with its ``row`` column (positions) replaced by the rows' index labels."""
-    if "row" not in frame.columns or not len(frame):
-        return frame
-    frame = frame.copy()
-    frame["row"] = pd.Series(list(index[frame["row"].to_numpy().astype(int)]),
-                             index=frame.index, dtype=object if not
-                             pd.api.types.is_integer_dtype(index) else None)
-    return frame
 
 
 def _decision_frame(model, trace, output, target, values, residual, batch) -> pd.DataFrame:

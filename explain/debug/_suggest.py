@@ -482,7 +482,7 @@ def _keep_formula(k, kb) -> tuple[str, object]:
 
 def _validation_set(dbg, validation):
     """(batch, decoded targets, the original model's correctness) of validation rows."""
-    from ._debugger import _decode_targets
+    from ._targets import _decode_targets
 
     if not isinstance(validation, (tuple, list)) or len(validation) != 2:
         raise DataError(f"validation= is (data, targets), held-out rows and their correct "
