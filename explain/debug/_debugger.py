@@ -436,8 +436,8 @@ class Debugger:
         >>> len(best.fixed), len(best.broken)
         (2, 0)
         """
+        from ._measure import at_least_one, measure
         from ._propose import candidate_rules
-        from ._suggest import at_least_one, measure
 
         at_least_one("top", top, "suggestions returned")
         at_least_one("max_conditions", max_conditions, "conditions in a learned rule")
@@ -467,8 +467,8 @@ class Debugger:
         Suggestions
             Of kind ``"residual"``, best first.
         """
+        from ._measure import at_least_one, measure
         from ._propose import residual_rules
-        from ._suggest import at_least_one, measure
 
         at_least_one("top", top, "suggestions returned")
         at_least_one("max_conditions", max_conditions, "conditions in a learned rule")
