@@ -335,28 +335,39 @@ def _templates(scene: _Scene, S, behind) -> list[_Cand]:
         if len(weights) != 1:
             continue
         (current,) = weights
-        # v wins where rest + w * slope beats the best other value
-        x, best, arg = scene.without(S0, members[0])
-        x = rest
-        feasible = np.isfinite(x)
-        alone = arg < 0
-        moves = (slope != 0) & feasible & ~alone
-        with np.errstate(invalid="ignore", divide="ignore"):
-            point = np.where(moves, (best - x) / np.where(slope == 0, 1, slope), 0.0)
-        up = np.where(slope > 0, col, arg)      # above the breakpoint
-        down = np.where(slope > 0, arg, col)
-        still = scene.pick(x + current * slope, best, arg, col)
-        still = np.where(feasible, still, arg)
-        gain = scene.row_gain(still)
-        found = _best_interval(point[moves], scene.row_gain(down)[moves],
-                               scene.row_gain(up)[moves], gain[~moves].sum(), current,
-                               closed=None, flip=True, now_gain=gain[moves].sum())
-        if found is None or found[0] == 0:
-            continue
-        w, total, sweep = found
-        d = np.where(feasible, scene.pick(x + w * slope, best, arg, col), arg)
-        out.append(_Cand((SetWeight(name, w),), "weight", total, d, None, sweep))
+        found = _template_weight(scene, S0, members[0], name, rest, slope, current)
+        if found is not None:
+            out.append(found)
     return out
+
+
+def _template_weight(scene: _Scene, S0, member: str, name: str, rest, slope,
+                     current: float) -> _Cand | None:
+    """The exact sweep of template ``name``'s shared weight: its value's score on each row
+    is ``rest + w * slope`` (``S0``: the scores without the template's groundings,
+    ``member``: one of them); None when no weight beats ``current``."""
+    col = scene.direct[member]["col"]
+    # v wins where rest + w * slope beats the best other value
+    x, best, arg = scene.without(S0, member)
+    x = rest
+    feasible = np.isfinite(x)
+    alone = arg < 0
+    moves = (slope != 0) & feasible & ~alone
+    with np.errstate(invalid="ignore", divide="ignore"):
+        point = np.where(moves, (best - x) / np.where(slope == 0, 1, slope), 0.0)
+    up = np.where(slope > 0, col, arg)      # above the breakpoint
+    down = np.where(slope > 0, arg, col)
+    still = scene.pick(x + current * slope, best, arg, col)
+    still = np.where(feasible, still, arg)
+    gain = scene.row_gain(still)
+    found = _best_interval(point[moves], scene.row_gain(down)[moves],
+                           scene.row_gain(up)[moves], gain[~moves].sum(), current,
+                           closed=None, flip=True, now_gain=gain[moves].sum())
+    if found is None or found[0] == 0:
+        return None
+    w, total, sweep = found
+    d = np.where(feasible, scene.pick(x + w * slope, best, arg, col), arg)
+    return _Cand((SetWeight(name, w),), "weight", total, d, None, sweep)
 
 
 def _constraint_number(scene, c, index, num):
