@@ -13,7 +13,7 @@ from greybox.errors import ModelError
 from greybox.rules import KnowledgeBase, parse_statements
 from greybox.rules import ast as A
 
-from ._edits import DropResidual, Edit, NotFound, Remove, Replace, _find
+from ._edits import DropResidual, Edit, NotFound, Remove, Replace, _ReplaceBy
 from ._export import relational_kb
 from ._show import _frame_html
 
@@ -174,18 +174,3 @@ def _grounded_text(edit: Edit, templates: list) -> Edit:
     grounded = KnowledgeBase(declarations + new, filename="<edit>", source=edit.text)
     statement, = (s for s in grounded.statements if isinstance(s, (A.Rule, A.Constraint)))
     return _ReplaceBy(edit.name, statement)
-
-
-@dataclass(frozen=True)
-class _ReplaceBy(Edit):
-    """Replace the rule or constraint ``name`` by an already grounded statement."""
-
-    name: str
-    statement: object
-
-    def apply(self, statements):
-        i, _ = _find(statements, self.name)
-        return statements[:i] + [self.statement] + statements[i + 1:]
-
-    def describe(self):
-        return f"replace {self.name}"
