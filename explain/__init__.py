@@ -26,7 +26,7 @@ row 1: approve = False (p=0.73)
 from ._explain import explain
 from ._explanation import Explanation
 from ._methods import METHODS
-from ._parallel import evaluate_partitions, explain_partitions, predict_partitions
+from ._partitions import evaluate_partitions, explain_partitions, predict_partitions
 from ._pushes import Pushes, pushes
 from .debug import (
     AddStatement,

@@ -14,7 +14,7 @@ from greybox.functional import probability_of
 from greybox.rules import ast as A
 from greybox.rules import closure, compile_expr
 
-from ._explanation import Explanation
+from ._explanation import Explanation, _numeric_inputs, labelled
 from ._methods import METHODS, attribute
 from ._params import parameter_attributions
 
@@ -78,11 +78,6 @@ def _proofs(kb, name: str, value_index: int, dists: dict, row: int, top: int = 3
         return ""
     shown = A.domain(var.type).value(value_index)
     return f"{name}={shown} because " + "; or ".join(texts)
-
-
-def _numeric_inputs(kb) -> list[str]:
-    return [n for n in kb.inputs
-            if isinstance(kb.variables[n].type, (A.RealType, A.IntType))]
 
 
 def _input_attributions(model, batch, trace, output, target, method):
@@ -270,51 +265,23 @@ def explain(model, data, output: str | None = None, *,
     >>> [(r.rule, round(r.contribution, 3)) for r in ex.rules.query("row == 1").itertuples()]
     [('small', -1.0), ('big', 0.0)]
     """
-    if method not in METHODS:
-        raise ModelError(f"unknown attribution method {method!r}; choose one of "
-                         f"{', '.join(METHODS)}")
-    kb = model.kb
-    if output is None:
-        output = kb.outputs[0]
-    if output not in kb.variables or not kb.variables[output].output:
-        raise ModelError(f"{output!r} is not an output (outputs: {', '.join(kb.outputs)})")
-    if A.big_int(kb.variables[output].type):
-        raise ModelError(f"{output!r} ranges beyond ±2**53 (a big integer): explanations "
-                         "attribute a decision's probability value by value, which such an "
-                         "output does not list; explain the variables it sums (predict gives "
-                         "its exact value)")
+    output = _checked_output(model.kb, output, method)
     if n_jobs is not None:
         from ._parallel import explain_chunks
 
-        return explain_chunks(model, data, output, {
+        return explain_chunks(explain, model, data, output, {
             "method": method, "parameters": parameters, "top_k": top_k, "n_steps": n_steps,
             "parameter_baseline": parameter_baseline}, n_jobs)
     batch = model.batch(data)
     was = model.training
     model.eval()
     try:
-        with torch.no_grad():
-            smooth, trace, residual, values = _run(model, batch, output)
-            target = trace.decisions()[output]
-        finite = A.is_finite_type(kb.variables[output].type) and output not in kb.additive
-        decision = _decision_frame(model, trace, output, target, values, residual, batch)
-        # only what the output depends on: in a grounded model, the rules and concepts
-        # of one member (cancer(anna)), not those of every other member
-        needed = kb.depends_on(output) | {output}
-        rules = _rules_frame(model, trace, batch.n, needed)
-        if output in kb.additive:
-            decision, rules = _additive_frames(model, batch, output, decision, rules)
-        concepts = _concepts_frame(model, values, batch.n, needed)
-        attributions, deltas, used = ({}, {}, {}) if not finite else \
-            _input_attributions(model, batch, smooth, output, target, method)
-        if parameters and finite and any(p.requires_grad for p in model.parameters()):
-            per_tensor, top, completeness = parameter_attributions(
-                model, batch, output, target, n_steps=n_steps, top_k=top_k,
-                baseline=parameter_baseline)
-        else:
-            per_tensor = top = completeness = pd.DataFrame()
+        frames, attributions, deltas, used, values = _explained(
+            model, batch, output, method=method, parameters=parameters, top_k=top_k,
+            n_steps=n_steps, parameter_baseline=parameter_baseline)
     finally:
         model.train(was)
+    decision, rules, concepts, per_tensor, top, completeness = frames
     # rows are shown (and taken by every method) by their label in the data's index
     index = batch.index
     decision.index = index
@@ -328,15 +295,52 @@ def explain(model, data, output: str | None = None, *,
     )
 
 
-def labelled(frame: pd.DataFrame, index: pd.Index) -> pd.DataFrame:
-    """``frame`` with its ``row`` column (positions) replaced by the rows' index labels."""
-    if "row" not in frame.columns or not len(frame):
-        return frame
-    frame = frame.copy()
-    frame["row"] = pd.Series(list(index[frame["row"].to_numpy().astype(int)]),
-                             index=frame.index, dtype=object if not
-                             pd.api.types.is_integer_dtype(index) else None)
-    return frame
+def _checked_output(kb, output: str | None, method: str) -> str:
+    """The output to explain (default the first), or a ModelError for an unknown
+    ``method``, a name that is no output, or an output beyond ±2**53."""
+    if method not in METHODS:
+        raise ModelError(f"unknown attribution method {method!r}; choose one of "
+                         f"{', '.join(METHODS)}")
+    if output is None:
+        output = kb.outputs[0]
+    if output not in kb.variables or not kb.variables[output].output:
+        raise ModelError(f"{output!r} is not an output (outputs: {', '.join(kb.outputs)})")
+    if A.big_int(kb.variables[output].type):
+        raise ModelError(f"{output!r} ranges beyond ±2**53 (a big integer): explanations "
+                         "attribute a decision's probability value by value, which such an "
+                         "output does not list; explain the variables it sums (predict gives "
+                         "its exact value)")
+    return output
+
+
+def _explained(model, batch, output: str, *, method: str, parameters: bool, top_k: int,
+               n_steps: int, parameter_baseline: str):
+    """The explanation's parts for ``batch`` (the model in evaluation mode), rows by
+    position: ``(decision, rules, concepts, parameters, top parameters, completeness)``,
+    the input attributions, their deltas, the methods used, and the values shown."""
+    kb = model.kb
+    with torch.no_grad():
+        smooth, trace, residual, values = _run(model, batch, output)
+        target = trace.decisions()[output]
+    finite = A.is_finite_type(kb.variables[output].type) and output not in kb.additive
+    decision = _decision_frame(model, trace, output, target, values, residual, batch)
+    # only what the output depends on: in a grounded model, the rules and concepts
+    # of one member (cancer(anna)), not those of every other member
+    needed = kb.depends_on(output) | {output}
+    rules = _rules_frame(model, trace, batch.n, needed)
+    if output in kb.additive:
+        decision, rules = _additive_frames(model, batch, output, decision, rules)
+    concepts = _concepts_frame(model, values, batch.n, needed)
+    attributions, deltas, used = ({}, {}, {}) if not finite else \
+        _input_attributions(model, batch, smooth, output, target, method)
+    if parameters and finite and any(p.requires_grad for p in model.parameters()):
+        per_tensor, top, completeness = parameter_attributions(
+            model, batch, output, target, n_steps=n_steps, top_k=top_k,
+            baseline=parameter_baseline)
+    else:
+        per_tensor = top = completeness = pd.DataFrame()
+    return ((decision, rules, concepts, per_tensor, top, completeness), attributions, deltas,
+            used, values)
 
 
 def _decision_frame(model, trace, output, target, values, residual, batch) -> pd.DataFrame:

@@ -370,8 +370,6 @@ class Explanation:
     def _attribution_names(self, key: str, size: int) -> list[str]:
         model = self._model
         if key == self.output:
-            from ._explain import _numeric_inputs
-
             return _numeric_inputs(model.kb)
         if key.startswith("residual:") and size == len(model.feature_names):
             return list(model.feature_names)
@@ -449,10 +447,28 @@ class Explanation:
 
         target = torch.as_tensor([_index_of(self._model.kb, self.output, v)
                                   for v in self.decision["value"]])
-        from ._explain import labelled
-
         return labelled(rule_shapley(self._model, self._batch, self.output, target,
                                      n_samples=n_samples), self.index)
+
+
+def labelled(frame: pd.DataFrame, index: pd.Index) -> pd.DataFrame:
+    """``frame`` with its ``row`` column (positions) replaced by the rows' index labels."""
+    if "row" not in frame.columns or not len(frame):
+        return frame
+    frame = frame.copy()
+    frame["row"] = pd.Series(list(index[frame["row"].to_numpy().astype(int)]),
+                             index=frame.index, dtype=object if not
+                             pd.api.types.is_integer_dtype(index) else None)
+    return frame
+
+
+def _numeric_inputs(kb) -> list[str]:
+    """The table inputs that are numbers (real or int): what an output's attributions
+    are over."""
+    from greybox.rules import ast as A
+
+    return [n for n in kb.inputs
+            if isinstance(kb.variables[n].type, (A.RealType, A.IntType))]
 
 
 def _index_of(kb, name, value) -> int:

@@ -199,9 +199,26 @@ def tensor_inputs(model, files: dict[str, dict], *, rows: int | None = None,
     >>> inputs["img"].dtype, notes
     (torch.float32, ["x.npz: 'img' float64 converted to float32, the dtype of network 'net'"])
     """
-    kb = model.kb
-    wanted = _wanted(kb)
-    keep = set(keep)
+    wanted = _wanted(model.kb)
+    found = _found(model.kb, files, wanted, set(keep))
+    _refuse_absent(model.kb, files, wanted, found)
+    inputs, kept, notes, counts = {}, {}, [], {}
+    for key, (path, value) in found.items():
+        if key in wanted:
+            inputs[key] = _checked(model, key, wanted[key], path, value, notes)
+        else:
+            kept[key] = _plain(path, key, value)
+        shape = tuple(inputs[key].shape) if key in inputs else kept[key].shape
+        if not shape:
+            raise DataError(f"{path}: {key!r} is a single value, not one per row")
+        counts[key] = (path, shape[0])
+    _same_rows(counts, rows, rows_from)
+    return inputs, kept, notes
+
+
+def _found(kb, files: dict[str, dict], wanted: dict, keep: set) -> dict[str, tuple[str, object]]:
+    """Name -> (path, array) of the arrays of ``files`` that are wanted (a tensor input or
+    family) or kept; an entry given twice, or a table input, is refused."""
     found: dict[str, tuple[str, object]] = {}
     for path, arrays in files.items():
         for key, value in arrays.items():
@@ -214,33 +231,35 @@ def tensor_inputs(model, files: dict[str, dict], *, rows: int | None = None,
                 raise DataError(f"{path}: {key!r} is a table input "
                                 f"({_type(kb.variables[key].type)}), not a tensor input: give "
                                 "it as a column of the CSV")
+    return found
+
+
+def _refuse_absent(kb, files: dict[str, dict], wanted: dict, found: dict) -> None:
+    """A DataError naming the first tensor input that no file gives (itself or its whole
+    family), and the others missing."""
     given_members = {m for key in found if key in wanted for m in wanted[key][0]}
     absent = [n for n, (members, _, _) in wanted.items()
               if n in kb.variables and n not in given_members]
-    if absent:
-        name = absent[0]
-        held = listed(sorted({k for a in files.values() for k in a}))
-        where = f" (the tensor files hold: {held})" if held else \
-            " (no tensor file was given)" if not files else " (the tensor files are empty)"
-        family = next((f for f, (members, _, _) in wanted.items()
-                       if f not in kb.variables and name in members), None)
-        whole = f" (or the whole family {family!r}, one axis per parameter)" if family else ""
-        raise DataError(f"the model's tensor input {name!r} "
-                        f"({_type(kb.variables[name].type)}) is in no tensor file{where}: "
-                        f"give it with --tensors FILE.npz (or FILE.pt) holding an array named "
-                        f"{name!r}{whole}"
-                        + (f"; tensor inputs missing: {listed(map(repr, absent))}"
-                           if len(absent) > 1 else ""))
-    inputs, kept, notes, counts = {}, {}, [], {}
-    for key, (path, value) in found.items():
-        if key in wanted:
-            inputs[key] = _checked(model, key, wanted[key], path, value, notes)
-        else:
-            kept[key] = _plain(path, key, value)
-        shape = tuple(inputs[key].shape) if key in inputs else kept[key].shape
-        if not shape:
-            raise DataError(f"{path}: {key!r} is a single value, not one per row")
-        counts[key] = (path, shape[0])
+    if not absent:
+        return
+    name = absent[0]
+    held = listed(sorted({k for a in files.values() for k in a}))
+    where = f" (the tensor files hold: {held})" if held else \
+        " (no tensor file was given)" if not files else " (the tensor files are empty)"
+    family = next((f for f, (members, _, _) in wanted.items()
+                   if f not in kb.variables and name in members), None)
+    whole = f" (or the whole family {family!r}, one axis per parameter)" if family else ""
+    raise DataError(f"the model's tensor input {name!r} "
+                    f"({_type(kb.variables[name].type)}) is in no tensor file{where}: "
+                    f"give it with --tensors FILE.npz (or FILE.pt) holding an array named "
+                    f"{name!r}{whole}"
+                    + (f"; tensor inputs missing: {listed(map(repr, absent))}"
+                       if len(absent) > 1 else ""))
+
+
+def _same_rows(counts: dict[str, tuple[str, int]], rows: int | None, rows_from: str) -> None:
+    """A DataError unless every array (name -> (path, its rows)) has ``rows`` rows (when
+    given) and as many as the first."""
     first = next(iter(counts.items()), None)
     for key, (path, n) in counts.items():
         if rows is not None and n != rows:
@@ -250,7 +269,6 @@ def tensor_inputs(model, files: dict[str, dict], *, rows: int | None = None,
             raise DataError(f"{path}: {key!r} has {n:,} rows; {first[1][0]}: {first[0]!r} has "
                             f"{first[1][1]:,}; give one row per example in every file, in the "
                             "same order")
-    return inputs, kept, notes
 
 
 def _wanted(kb) -> dict[str, tuple[tuple[str, ...], tuple | None, str]]:

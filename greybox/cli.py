@@ -12,16 +12,13 @@ a model's tensor inputs (images...) from ``--tensors FILE.npz`` or ``FILE.pt`` f
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
-import os
-import re
-import stat
 import sys
 from collections.abc import Sequence
-from typing import NamedTuple
 
-from greybox.errors import GreyboxError, listed
+from greybox.errors import GreyboxError
+
+from ._cli_files import _URL, _Invalid, _read_csv
+from ._cli_model import load_model, tensor_data
 
 EXIT_OK, EXIT_FINDINGS, EXIT_INVALID = 0, 1, 2
 
@@ -30,9 +27,6 @@ EXIT_OK, EXIT_FINDINGS, EXIT_INVALID = 0, 1, 2
 MAX_SET_BYTES = 10_000_000
 #: Largest data CSV (the DATA argument) the commands read, in bytes once decompressed.
 MAX_DATA_BYTES = 1_000_000_000
-#: compressed CSV files, by suffix (as pandas infers them): opened and bounded here
-_COMPRESSED = {".gz": "gzip", ".bz2": "bz2", ".xz": "lzma", ".lzma": "lzma", ".zip": "zip"}
-_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
 
 def _load(path: str, sets: list[tuple[str, str]] | None = None):
@@ -109,103 +103,6 @@ def _members(name: str, spec: str) -> list[str]:
     return list(dict.fromkeys(cells))   # each member once, in the file's order
 
 
-class _Invalid(Exception):
-    pass
-
-
-class _TooLarge(Exception):
-    pass
-
-
-class _Bounded(io.RawIOBase):
-    """A stream read no further than ``limit`` bytes: one byte more raises _TooLarge, so
-    an endless or inflating input stops there, never read (or decompressed) whole."""
-
-    def __init__(self, stream, limit: int):
-        super().__init__()
-        self.stream, self.limit, self.count = stream, limit, 0
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer) -> int:
-        data = self.stream.read(min(len(buffer), self.limit + 1 - self.count))
-        self.count += len(data)
-        if self.count > self.limit:
-            raise _TooLarge
-        buffer[:len(data)] = data
-        return len(data)
-
-
-def _read_csv(path: str, *, what: str, limit: int, holding: str, **options):
-    """``pd.read_csv`` of a local regular file (compressed by its suffix as pandas infers
-    it: .gz, .bz2, .xz, .zip), read no further than ``limit`` bytes of CSV text; a URL, a
-    device, a pipe, a larger file or a header naming a column twice (which pandas would
-    rename ``NAME.1``) is refused naming ``what`` (the argument), and the limit (for
-    ``holding``, what the file holds)."""
-    import csv
-    import lzma
-    import zipfile
-    import zlib
-
-    import pandas as pd
-
-    if _URL.match(path):
-        raise _Invalid(f"{what}: {path} is a URL; greybox reads local files only "
-                       "(download it first)")
-    kind = _COMPRESSED.get(os.path.splitext(path)[1].lower())
-    try:
-        with _opened(path, kind, what) as stream:
-            text = io.TextIOWrapper(io.BufferedReader(_Bounded(stream, limit)),
-                                    encoding="utf-8-sig", newline="")
-            header = next(csv.reader(text), [])
-        seen: dict[str, int] = {}
-        for i, name in enumerate(header):
-            if name in seen:
-                raise _Invalid(f"{what}: {path} names the column {name!r} twice in its header "
-                               f"(columns {seen[name] + 1} and {i + 1}); name each column once")
-            seen[name] = i
-        with _opened(path, kind, what) as stream:
-            return pd.read_csv(io.BufferedReader(_Bounded(stream, limit)), **options)
-    except _TooLarge:
-        once = " once decompressed" if kind else ""
-        raise _Invalid(f"{what}: {path} is larger than {limit:,} bytes{once}, the command "
-                       f"line's limit for {holding} (the Python API takes a DataFrame of any "
-                       "size)") from None
-    except (OSError, ValueError, EOFError, csv.Error, zlib.error, lzma.LZMAError,
-            zipfile.BadZipFile) as err:
-        raise _Invalid(f"{what}: cannot read {path}: {getattr(err, 'strerror', None) or err}") \
-            from None
-
-
-@contextlib.contextmanager
-def _opened(path: str, kind: str | None, what: str):
-    """The bytes of the regular file ``path``, decompressed as ``kind`` says (a stream)."""
-    import bz2
-    import gzip
-    import lzma
-    import zipfile
-
-    with open(path, "rb") as raw:
-        if not stat.S_ISREG(os.fstat(raw.fileno()).st_mode):
-            raise _Invalid(f"{what}: {path} is not a regular file (a device, a pipe or a "
-                           "folder); greybox reads local files only")
-        if kind == "zip":
-            with zipfile.ZipFile(raw) as archive:
-                members = [m for m in archive.infolist() if not m.is_dir()]
-                if len(members) != 1:
-                    raise _Invalid(f"{what}: {path} holds {len(members)} files; a zipped CSV "
-                                   "holds one")
-                with archive.open(members[0]) as inner:
-                    yield inner
-        elif kind is None:
-            yield raw
-        else:
-            opener = {"gzip": gzip.GzipFile, "bz2": bz2.BZ2File, "lzma": lzma.LZMAFile}[kind]
-            with opener(fileobj=raw) if kind == "gzip" else opener(raw) as inner:
-                yield inner
-
-
 def _seconds(text: str) -> float:
     """argparse type of ``--timeout``: a finite number of seconds above 0."""
     try:
@@ -276,146 +173,13 @@ def _cmd_graph(args) -> int:
     return EXIT_OK
 
 
-def _factory(spec: str):
-    """``module:function`` -> the object it names (the user's own code, by name)."""
-    import importlib
-
-    module, _, attr = spec.partition(":")
-    if not module or not attr:
-        raise _Invalid(f"--networks must look like 'package.module:function', got {spec!r}")
-    here = os.getcwd()   # the current folder, as it is now (not a cached ".")
-    if here not in sys.path:
-        sys.path.insert(0, here)
-    importlib.invalidate_caches()
-    try:
-        obj = getattr(importlib.import_module(module), attr)
-    except (ImportError, AttributeError) as err:
-        raise _Invalid(f"cannot import {spec}: {err}") from None
-    return obj() if callable(obj) else obj
-
-
-class _Data(NamedTuple):
-    """What a command read: the CSV of table inputs and the tensor files."""
-
-    #: the CSV (DATA), or None without one
-    frame: object
-    #: tensor input (or whole family) name -> tensor, from the tensor files
-    tensors: dict
-    #: other arrays the command named (--target) -> numpy array, from the tensor files
-    kept: dict
-    #: the number of rows
-    rows: int
-    #: the files, for messages: "table.csv + images.npz"
-    source: str
-    #: the names of the arrays in the tensor files
-    names: tuple
-
-    def mapping(self):
-        """The data as the model reads it: the CSV, or a mapping of its columns and the
-        tensors."""
-        if not self.tensors:
-            return self.frame
-        columns = {} if self.frame is None else {c: self.frame[c] for c in self.frame.columns}
-        return {**columns, **self.tensors}
-
-    def row(self, model, i: int):
-        """Row ``i`` alone, labelled as in the data."""
-        if not self.tensors:
-            return self.frame.iloc[[i]]
-        import pandas as pd
-
-        from greybox._batch import Batch
-
-        one = {} if self.frame is None else {c: self.frame[c].iloc[[i]]
-                                             for c in self.frame.columns}
-        one.update({k: t[i:i + 1] for k, t in self.tensors.items()})
-        batch = model.batch(one)
-        label = i if self.frame is None else self.frame.index[i]
-        return Batch(batch.values, batch.n, pd.Index([label]), batch.columns)
-
-
 def _model_and_data(args, keep=()):
     """The saved model and its data: the CSV of table inputs and the tensor files
-    (``keep``: other names the command reads from the tensor files, as numpy arrays).
-    Networks and residuals built from standard ``torch.nn`` layers are rebuilt from the
-    file; ``--networks`` builds custom ones."""
-
-    import greybox as gb
-    from greybox._io import ModulesNeeded, NetworksMismatch
-
-    networks, residual = None, None
-    if args.networks:
-        built = _factory(args.networks)
-        networks, residual = built if isinstance(built, tuple) else (built, None)
-    try:
-        model = gb.load(args.model, networks=networks, residual=residual)
-    except ModulesNeeded as err:
-        raise _Invalid(_needs_networks(err, given=bool(args.networks))) from None
-    except NetworksMismatch as err:
-        raise _Invalid(f"{err.path}: the model uses networks {err.expected}; the function "
-                       f"given by --networks {args.networks} built {err.given}") from None
+    (``keep``: other names the command reads from the tensor files, as numpy arrays)."""
+    model = load_model(args)
     frame = None if args.data is None else \
         _read_csv(args.data, what="DATA", limit=MAX_DATA_BYTES, holding="data")
-    return model, _tensor_data(model, frame, args, keep)
-
-
-def _tensor_data(model, frame, args, keep) -> _Data:
-    """The tensor files of ``--tensors`` read and checked against ``model``'s tensor
-    inputs (and the CSV ``frame``'s rows); each conversion made is noted on stderr."""
-    from greybox._tensor_files import read_tensor_file, tensor_inputs
-    from greybox.errors import DataError
-    from greybox.rules import ast as A
-    from greybox.rules import type_to_text
-
-    kb = model.kb
-    paths = list(args.tensors or [])
-    if frame is None and not paths:
-        raise _Invalid("no data: give DATA.csv (table inputs), --tensors FILE.npz or "
-                       "FILE.pt (tensor inputs), or both")
-    twice = next((p for i, p in enumerate(paths) if p in paths[:i]), None)
-    if twice is not None:
-        raise _Invalid(f"--tensors {twice} is given twice")
-    if frame is not None:
-        for column in frame.columns:
-            var = kb.variables.get(column)
-            if var is not None and isinstance(var.type, A.TensorType):
-                raise DataError(
-                    f"{args.data}: column {column!r} is the tensor input {column!r} "
-                    f"({type_to_text(var.type)}); a CSV holds table inputs only: give it "
-                    f"with --tensors FILE.npz (or FILE.pt) holding an array named {column!r}")
-    files = {path: read_tensor_file(path) for path in paths}
-    keep = [k for k in keep if k is not None and (frame is None or k not in frame.columns)]
-    tensors, kept, notes = tensor_inputs(model, files, rows=None if frame is None else
-                                         len(frame), rows_from=args.data, keep=keep)
-    if frame is None:
-        table = [n for n in kb.inputs if not isinstance(kb.variables[n].type, A.TensorType)]
-        if table:
-            raise _Invalid(f"the model's table inputs ({listed(table)}) come from a CSV file: "
-                           "give DATA.csv after MODEL")
-    for note in notes:
-        print(f"greybox {args.command}: note: {note}", file=sys.stderr)
-    arrays = [*tensors.values(), *kept.values()]
-    rows = len(frame) if frame is not None else (arrays[0].shape[0] if arrays else 0)
-    source = " + ".join([*([args.data] if args.data is not None else []), *paths])
-    names = tuple(sorted({k for arrays in files.values() for k in arrays}))
-    return _Data(frame, tensors, kept, rows, source, names)
-
-
-def _needs_networks(err, *, given: bool) -> str:
-    """The CLI's words for a model that needs modules the file cannot rebuild."""
-    names = ", ".join(map(repr, err.names))
-    if err.group == "networks":
-        what = f"network{'s' if len(err.names) > 1 else ''} {names}"
-        returns = "{" + ", ".join(f"{n!r}: module" for n in err.needed) + "}"
-    else:
-        what = f"the residual network for {names}"
-        returns = "(networks, residual): a pair, with the residual module (or {output: " \
-                  "module}) second"
-    told = (" --networks was given, but its function did not build it;" if given
-            and err.group == "residual" else "")
-    return (f"{err.path}: {what} cannot be rebuilt from the file: {err.reason};{told} give "
-            f"--networks module:function, naming a function of yours (module.py in the "
-            f"current folder or an installed package) that returns {returns}")
+    return model, tensor_data(model, frame, args, keep)
 
 
 def _explanation_json(ex) -> str:

@@ -468,7 +468,7 @@ def test_failures_of_a_computed_output_point_at_its_concepts(addition):
 
 
 def test_cohort_conditions_keep_the_tightest_bound_per_column():
-    from greybox.explain.debug._debugger import _conditions
+    from greybox.explain.debug._cohorts import _conditions
 
     path = [("hue", 0.97, True), ("rule big fired", 0.5, False), ("hue", 1.135, True),
             ("x", 3.0, False), ("x", 2.5, False), ("hue", 1.2, False)]

@@ -11,7 +11,8 @@ import greybox as gb
 from greybox.errors import DataError, GreyboxError, ModelError
 from greybox.explain import AddStatement, Disable, Remove, Replace, SetThreshold, SetWeight
 from greybox.explain.debug import Suggestion, Suggestions, measure, parse_edit
-from greybox.explain.debug._suggest import _readable, _Scene
+from greybox.explain.debug._scene import _Scene
+from greybox.explain.debug._sweep import _readable
 
 LOAN = """
 input income: real[0, 200000]

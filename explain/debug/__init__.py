@@ -30,9 +30,10 @@ from ._edits import (
     parse_edit,
 )
 from ._entities import EntityDebugger, EntityWhatIf
+from ._measure import measure
 from ._propose import candidate_rules, residual_rules
 from ._server import DebugServer
-from ._suggest import Suggestion, Suggestions, measure
+from ._suggestions import Suggestion, Suggestions
 
 __all__ = [
     "EDIT_FIELDS",

@@ -238,6 +238,22 @@ class Replace(Edit):
         return f"replace {self.name} by: {self.text.strip()}"
 
 
+@dataclass(frozen=True)
+class _ReplaceBy(Edit):
+    """Replace the rule or constraint ``name`` by an already grounded statement (the
+    debugger's :class:`Replace` of one grounding of a relational model)."""
+
+    name: str
+    statement: object
+
+    def apply(self, statements):
+        i, _ = _find(statements, self.name)
+        return statements[:i] + [self.statement] + statements[i + 1:]
+
+    def describe(self):
+        return f"replace {self.name}"
+
+
 #: The fields of each op of a mapping edit: (required, optional). ``name`` is always the
 #: name of the rule or constraint edited; ``rule`` is accepted as an alias of it.
 @dataclass(frozen=True)

@@ -15,8 +15,9 @@ import pandas as pd
 
 from greybox.errors import DataError, ModelError, listed
 
-from ._debugger import Blame, Debugger, _frame_html
+from ._debugger import Blame, Debugger
 from ._edits import parse_edit
+from ._show import _frame_html
 
 __all__ = ["EntityDebugger", "EntityWhatIf"]
 

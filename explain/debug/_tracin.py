@@ -198,6 +198,13 @@ def tracin_layers(model, layers=None, batch=None) -> list[str]:
         layers = "all" if size <= TRACIN_ALL_LAYERS else "last"
     if isinstance(layers, str) and layers in ("all", "last"):
         return owners if layers == "all" else _last_layers(model, owners, batch)
+    return _named_layers(model, layers, owners)
+
+
+def _named_layers(model, layers, owners: list[str]) -> list[str]:
+    """The modules named by ``layers`` (a name or a list of them), none inside another
+    one listed; a ModelError for a name that is no module with trainable parameters
+    (``owners``: the modules that hold some)."""
     names = [layers] if isinstance(layers, str) else layers
     if not isinstance(names, (list, tuple)) or not names or \
             not all(isinstance(n, str) for n in names):
