@@ -5,7 +5,7 @@ The model of ``examples/sudoku.py`` (16 neural digits, ``define valid`` = 12
 ``all_different`` units), a batch of 32 grids, the example's CNN, one torch thread: loss +
 backward per step (CPU time of the thread, best of ``--repeat`` runs of ``--steps``
 steps). Under ``semantics="probabilistic"`` ``P(valid)`` is exact (summed over the 288
-valid grids its crisp parts allow, see greybox/semantics/probabilistic.py); the same step
+valid grids its crisp parts allow, see greybox/semantics/_logspace.py); the same step
 with that route switched off (``MAX_MODELS = 0``) runs the log-space variable elimination
 instead (largest table 4^10 per row), timed on a few steps.
 
@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 import greybox as gb
-import greybox.semantics.probabilistic as prob
+import greybox.semantics._logspace as logspace
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples"))
 from sudoku import VALIDITY, CellReader, digit_network, load_pools, make_grids  # noqa: E402
@@ -59,12 +59,12 @@ def main() -> None:
     torch.set_num_threads(1)
     product = step_ms("product", args.steps, args.repeat)
     exact = step_ms("probabilistic", args.steps, args.repeat)
-    saved = prob.MAX_MODELS
-    prob.MAX_MODELS = 0
+    saved = logspace.MAX_MODELS
+    logspace.MAX_MODELS = 0
     try:
         eliminated = step_ms("probabilistic", 2, 1)
     finally:
-        prob.MAX_MODELS = saved
+        logspace.MAX_MODELS = saved
     print("| training step, batch 32 | ms (CPU, 1 thread) | ratio to product |")
     print("|---|---|---|")
     print(f"| product t-norm | {product:.1f} | 1.00 |")

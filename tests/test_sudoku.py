@@ -79,10 +79,10 @@ def test_exact_probability_of_validity_is_the_sum_over_the_288_grids(route, monk
     gets its exact probability, kept as a product of its 56 pairwise parts: summed over
     the 288 grids its crisp parts allow, or (forced) by variable elimination in log space;
     P(not valid) and the gradients of both as well."""
-    import greybox.semantics.probabilistic as prob
+    import greybox.semantics._logspace as logspace
 
     if route == "elimination":
-        monkeypatch.setattr(prob, "MAX_MODELS", 0)
+        monkeypatch.setattr(logspace, "MAX_MODELS", 0)
     g = torch.Generator().manual_seed(0)
     logits = torch.randn(3, 16, 4, generator=g) * 2
     sols = torch.as_tensor(solutions() - 1)
@@ -101,10 +101,10 @@ def test_confident_networks_do_not_underflow(route, monkeypatch):
     """Digits read with a margin of 30 or 200 logits (float32 probabilities down to 0):
     P(valid) of a misread grid is e^-200-ish, P(not valid) of a well read one 1e-12-ish;
     both are exact in log space, with finite gradients."""
-    import greybox.semantics.probabilistic as prob
+    import greybox.semantics._logspace as logspace
 
     if route == "elimination":
-        monkeypatch.setattr(prob, "MAX_MODELS", 0)
+        monkeypatch.setattr(logspace, "MAX_MODELS", 0)
     sols = torch.as_tensor(solutions() - 1)
     wrong = sols[3].clone()
     wrong[5] = (wrong[5] + 1) % 4                        # one cell misread: invalid

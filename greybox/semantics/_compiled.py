@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from greybox import functional as F
+from greybox._batch import kb_cached
 from greybox.errors import ModelError
 from greybox.rules import ast as A
 from greybox.rules import closure, exact_in_float64
@@ -74,6 +75,31 @@ def magnitude(e, kb) -> float:
             return max([bound(node.operand)] + [bound(v) for v in node.values])
         return 1.0      # a formula: a truth value
     return bound(e)
+
+
+def nonlinear(kb, e) -> bool:
+    """Whether sum ``e`` holds a product of variables or an operation of
+    :class:`~greybox.rules.ast.Arith` (its partial sums are then variables of their own)."""
+    cache = kb_cached(kb, "probabilistic/nonlinear", lambda kb: {})
+    found = cache.get(id(e))
+    if found is None:
+        found = cache[id(e)] = any(
+            isinstance(n, A.Arith) or (isinstance(n, A.Mul) and not (
+                A.is_constant(n.left) or A.is_constant(n.right))) for n in A.walk(e))
+    return found
+
+
+def int_leaves(kb, compiled, name) -> tuple[tuple[str, ...], frozenset] | None:
+    """The variables an integer define is linear in (in order, and as a set), when they
+    are all int or bool variables; else None (computed once per knowledge base)."""
+    cache = kb_cached(kb, "probabilistic/int_leaves", lambda kb: {})
+    if name not in cache:
+        form = compiled.linear_form(name)
+        leaves = tuple(form[1]) if form is not None else ()
+        cache[name] = (leaves, frozenset(leaves)) if leaves and all(
+            isinstance(kb.variables[k].type, (A.IntType, A.BoolType)) for k in leaves) \
+            else None
+    return cache[name]
 
 
 def smooth_truth(op: str, left, right, temperature: torch.Tensor) -> torch.Tensor:
