@@ -146,6 +146,28 @@ def _small(factors, keep) -> bool:
     return total <= SMALL_TABLE
 
 
+def _eliminate(factors: Sequence[Factor], order, step) -> list:
+    """Variable elimination, the one loop of this module: for each variable ``v`` of
+    ``order``, the factors over it are replaced by one factor over their other variables,
+    ``(scope, step(v, with_v, scope))`` (``with_v``: those factors). Returns the factors
+    left (over the variables not in ``order``)."""
+    pool = list(factors)
+    for v in order:
+        with_v = [f for f in pool if v in f[0]]
+        pool = [f for f in pool if v not in f[0]]
+        scope = tuple(u for u in dict.fromkeys(u for s, _ in with_v for u in s) if u != v)
+        pool.append((scope, step(v, with_v, scope)))
+    return pool
+
+
+def _total(scales: list) -> torch.Tensor:
+    """The sum of the per-row log scales ``scales``, added in order."""
+    total = scales[0]
+    for s in scales[1:]:
+        total = total + s
+    return total
+
+
 def contract(factors: Sequence[Factor], keep: Sequence[str] = ()) -> tuple[torch.Tensor, torch.Tensor]:
     """Sum out every variable but ``keep``.
 
@@ -173,26 +195,19 @@ def contract(factors: Sequence[Factor], keep: Sequence[str] = ()) -> tuple[torch
         # a handful of small factors: one einsum, no intermediate rescaling needed
         t = _product(factors, keep)
         return t, torch.zeros(t.shape[0], dtype=t.dtype, device=t.device)
-    order = elimination_order(scopes, keep)
-    pool = list(factors)
-    log_scale = None
-    for v in order:
-        with_v = [f for f in pool if v in f[0]]
-        pool = [f for f in pool if v not in f[0]]
-        union: dict[str, None] = {}
-        for scope, _ in with_v:
-            union.update(dict.fromkeys(scope))
-        del union[v]
-        scope = tuple(union)
+    scales: list[torch.Tensor] = []
+
+    def sum_out(v, with_v, scope):
         t, s = _rescale(_product(with_v, scope))
-        log_scale = s if log_scale is None else log_scale + s
-        pool.append((scope, t))
-    t = _product(pool, keep) if pool else None
-    if t is None:
+        scales.append(s)
+        return t
+
+    pool = _eliminate(factors, elimination_order(scopes, keep), sum_out)
+    if not pool:
         raise ValueError("nothing to contract")
+    t = _product(pool, keep)
     t, s = _rescale(t) if keep else (t, torch.zeros_like(t))
-    log_scale = s if log_scale is None else log_scale + s
-    return t, log_scale
+    return t, _total(scales + [s])
 
 
 def _log_product(parts: Sequence[Factor], out_scope: tuple[str, ...]) -> torch.Tensor:
@@ -235,11 +250,8 @@ def log_contract(factors: Sequence[Factor], keep: Sequence[str] = ()) -> torch.T
     """
     keep = tuple(keep)
     pool = [(s, t.double()) for s, t in factors]
-    for v in elimination_order(tuple(s for s, _ in pool), keep):
-        with_v = [f for f in pool if v in f[0]]
-        pool = [f for f in pool if v not in f[0]]
-        scope = tuple(u for u in dict.fromkeys(u for s, _ in with_v for u in s) if u != v)
-        pool.append((scope, _log_product(with_v, scope)))
+    pool = _eliminate(pool, elimination_order(tuple(s for s, _ in pool), keep),
+                      lambda v, with_v, scope: _log_product(with_v, scope))
     if not pool:
         raise ValueError("nothing to contract")
     return _log_product(pool, keep)
@@ -251,30 +263,22 @@ def mpe(factors: Sequence[Factor], batch: int) -> tuple[dict[str, torch.Tensor],
     Returns the value index of every variable, shape (B,), and the log weight of the
     assignment per row (``-inf`` where every assignment has weight 0).
     """
-    scopes = tuple(s for s, _ in factors)
-    order = elimination_order(scopes, ())
-    pool = list(factors)
-    log_scale = None
+    scales: list[torch.Tensor] = []
     trail = []
-    for v in order:
-        with_v = [f for f in pool if v in f[0]]
-        pool = [f for f in pool if v not in f[0]]
-        union: dict[str, None] = {}
-        for scope, _ in with_v:
-            union.update(dict.fromkeys(scope))
-        full = tuple(union)
-        prod = _product(with_v, full)
-        dim = 1 + full.index(v)
-        best, arg = prod.max(dim=dim)
-        scope = tuple(u for u in full if u != v)
+
+    def max_out(v, with_v, scope):
+        full = tuple(dict.fromkeys(u for s, _ in with_v for u in s))
+        best, arg = _product(with_v, full).max(dim=1 + full.index(v))
         trail.append((v, scope, arg))
         t, s = _rescale(best)
-        log_scale = s if log_scale is None else log_scale + s
-        pool.append((scope, t))
+        scales.append(s)
+        return t
+
+    pool = _eliminate(factors, elimination_order(tuple(s for s, _ in factors), ()), max_out)
     total = None
     for _, t in pool:  # one number per row each
         total = t if total is None else total * t
-    log_w = torch.log(total) + (log_scale if log_scale is not None else 0.0)
+    log_w = torch.log(total) + (_total(scales) if scales else 0.0)
     rows = torch.arange(batch, device=log_w.device)
     values: dict[str, torch.Tensor] = {}
     for v, scope, arg in reversed(trail):

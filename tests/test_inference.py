@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 import greybox as gb
-from greybox._factors import contract, elimination_order, mpe
+from greybox._factors import contract, elimination_order, log_contract, mpe
 from greybox._linear import compile_linear
 
 
@@ -43,6 +43,8 @@ def test_contract_matches_brute_force_on_random_graphs(seed):
         got = t.double() * torch.exp(s.double()).view(-1, *[1] * len(keep))
         want = _brute(factors, sizes, keep)
         assert torch.allclose(got, want, rtol=1e-4)
+        logs = [(scope, torch.log(t)) for scope, t in factors]     # the same, in log space
+        assert torch.allclose(log_contract(logs, keep).exp(), want, rtol=1e-4)
 
 
 def test_mpe_finds_the_best_assignment():
