@@ -2,7 +2,10 @@
 
 Each semantics lives in its own module on the small base class :class:`Semantics`:
 
-- ``"probabilistic"``: exact inference over finite-domain variables;
+- ``"probabilistic"``: exact inference over finite-domain variables (``probabilistic.py``
+  walks the formulas; the algebra it asks lives in ``_fields`` (tables), ``_factored``
+  (formulas kept as products of their parts), ``_logspace`` (their probability),
+  ``_graph`` (the factor graph and its queries) and ``_digits`` (sums kept digit by digit));
 - ``"product"``, ``"godel"``, ``"lukasiewicz"``: fuzzy t-norm semantics;
 - ``"crisp"``: plain booleans, identical to :func:`greybox.rules.evaluate`.
 
