@@ -39,6 +39,7 @@ import pandas as pd
 import torch
 
 from greybox.errors import ModelError
+from greybox.functional import soft_violation
 from greybox.rules import ast as A
 from greybox.rules import (
     closure,
@@ -404,12 +405,11 @@ def _pushes(model, one, concept: str, labels, row_label) -> Pushes:
         total = total + grad.label(own)
     templates = _templates(kb)
     rows = []
-    probabilistic = trace.semantics == "probabilistic"
     for c in kb.constraints.values():
         if c.hard or concept not in closure(kb, A.variables(c.formula)):
             continue
         t = trace.constraints[c.name]
-        v = -torch.log(t.clamp_min(1e-12)) if probabilistic else 1.0 - t
+        v = soft_violation(t, trace.semantics)
         rows.append({"template": templates.get(c.name, c.name), "grounding": c.name,
                      "kind": "constraint", "truth": float(t.detach()[0]),
                      "push": grad.push(c.weight * v.mean()), "via": ""})

@@ -1,32 +1,51 @@
 """Running a grey-box model's networks and residual, checked and named.
 
-:class:`NetworkCalls` is mixed into :class:`~greybox.GreyBox`: each neural variable's
-network output (networks shared by several variables run once over their stacked inputs),
-the residual's logits, inputs in the network's own dtype, errors that name the network and
-the variables it serves.
+:class:`NetworkCalls` is a component of :class:`~greybox.GreyBox`, given the knowledge
+base, the network and residual module dicts, the input statistics and the networks that
+read standardised inputs: each neural variable's network output (networks shared by
+several variables run once over their stacked inputs), the residual's logits, inputs in
+the network's own dtype, errors that name the network and the variables it serves.
 """
 
 from __future__ import annotations
 
 from typing import NamedTuple
 
+import numpy as np
 import torch
 from torch import nn
 
-from greybox.errors import GreyboxError, ModelError, listed
+from greybox.errors import DataError, GreyboxError, ModelError, listed
 from greybox.rules import ast as A
 
 from ._batch import Batch, kb_cached
 from ._names import _key, _type
+from ._statistics import InputStatistics
 from .functional import input_for
 
-__all__ = ["NetworkCalls", "input_for"]
-
-
+__all__ = ["NetworkCalls", "input_for", "overflow_error"]
 
 
 class NetworkCalls:
-    """Network and residual calls of a :class:`~greybox.GreyBox` (a mixin)."""
+    """The calls of the networks and residual modules of knowledge base ``kb``.
+
+    Contract: :meth:`run_networks` gives each neural variable's raw output checked
+    against its type, :meth:`residual_scores` each decided output's residual logits;
+    table arguments are the features ``statistics`` computes (standardised for the
+    networks named in ``scaled``). A module's own error becomes a :class:`ModelError`
+    naming the network and the variables it serves.
+    """
+
+    def __init__(self, kb, *, networks: nn.ModuleDict, residual: nn.ModuleDict | None,
+                 statistics: InputStatistics, scaled: tuple[str, ...]):
+        self.kb, self.networks, self.residual = kb, networks, residual
+        self.statistics, self.scaled = statistics, tuple(scaled)
+
+    def residual_for(self, output: str) -> nn.Module | None:
+        """The residual network added to ``output``'s scores, or None."""
+        if self.residual is None or _key(output) not in self.residual:
+            return None
+        return self.residual[_key(output)]
 
     def run_networks(self, batch: Batch) -> dict[str, torch.Tensor]:
         """Each neural variable's raw network output, checked against its type."""
@@ -44,9 +63,9 @@ class NetworkCalls:
             if tensors:
                 args = [batch.values[a] for a in var.args]
             else:
-                scaled = self.scales_inputs(var.network)
+                scaled = var.network in self.scaled
                 if scaled not in feats:
-                    feats[scaled] = self._features(batch, standardise=scaled)
+                    feats[scaled] = self.statistics.features(batch, standardise=scaled)
                 table = feats[scaled]
                 args = []
                 for a in var.args:
@@ -54,10 +73,10 @@ class NetworkCalls:
                     if isinstance(t, A.TensorType):
                         args.append(batch.values[a])
                     elif isinstance(t, A.EnumType):
-                        i = self.feature_names.index(f"{a}={t.values[0]}")
+                        i = self.statistics.feature_names.index(f"{a}={t.values[0]}")
                         args.append(table[:, i:i + t.size])
                     else:
-                        i = self.feature_names.index(a)
+                        i = self.statistics.feature_names.index(a)
                         args.append(table[:, i:i + 1])
                 if not any(isinstance(kb.variables[a].type, A.TensorType) for a in var.args):
                     args = [torch.cat(args, 1)]
@@ -146,9 +165,11 @@ class NetworkCalls:
         return y
 
     def residual_scores(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """Each decided output's residual logits over the standardised table inputs: one
+        per row for a bool or additive output, one per value otherwise."""
         if self.residual is None:
             return {}
-        feats = self._features(batch)
+        feats = self.statistics.features(batch)
         out = {}
         for name in self.kb.decided:
             if _key(name) not in self.residual:
@@ -237,3 +258,45 @@ def _network_plan(kb) -> _NetworkPlan:
         tuple(n for g in groups for n in g.names) == tuple(kb.neural)
     return _NetworkPlan(tuple(stackable), tuple(others), tuple(kb.neural), sizes, groups,
                         in_order)
+
+
+def overflow_error(model, name: str, logits: np.ndarray, batch: Batch) -> GreyboxError:
+    """The error for residual logits of ``name`` that are not finite on a row (an input far
+    beyond the range the network's arithmetic holds): a :class:`DataError` naming the row
+    by its label and the inputs to blame (those whose standardised value overflowed, else
+    the farthest), or a :class:`ModelError` when the residual's weights are not finite.
+    Reads ``model`` through its public names only."""
+    bad = ~np.isfinite(logits.reshape(len(logits), -1)).all(axis=1)
+    pos = int(np.flatnonzero(bad)[0])
+    got = logits.reshape(len(logits), -1)[pos]
+    got = got[~np.isfinite(got)][0]
+    label = batch.index[pos]
+    label = label.item() if hasattr(label, "item") else label
+    with torch.no_grad():
+        feats = model.features(batch.take(torch.as_tensor([pos])))[0].double().cpu().numpy()
+    names = list(model.feature_names)
+    reals = [i for i, f in enumerate(names) if f in model.kb.variables]
+    over = [i for i in reals if not np.isfinite(feats[i])]
+    if not over:
+        net = model.residual_for(name)
+        broken = [n for n, p in (net.named_parameters() if net is not None else ())
+                  if not torch.isfinite(p).all()]
+        if broken:
+            return ModelError(f"the residual network for {name!r} has non-finite weights "
+                              f"({broken[0]!r}): its logit at row {label!r} is "
+                              f"{float(got)!r}")
+        over = [max(reals, key=lambda i: abs(feats[i]))] if reals else []
+    shown = []
+    for i in over:
+        f = names[i]
+        value = batch.columns[f][pos] if f in batch.columns else feats[i]
+        value = value.item() if hasattr(value, "item") else value
+        lo, hi, from_data = model.input_range(f)
+        where = "training range" if from_data else "declared range"
+        shown.append(f"input {f!r} = {value!r} (its {where} [{lo:.6g}, {hi:.6g}])")
+    blame = (", ".join(shown) + " lies" if len(shown) == 1 else ", ".join(shown) + " lie") \
+        if shown else "the inputs lie"
+    return DataError(f"the residual network for {name!r} overflowed at row {label!r} (its "
+                     f"logit is {float(got)!r}): {blame} beyond "
+                     "what its float arithmetic holds, so the decision is not defined there; "
+                     "drop the row or clip the input to a plausible value")

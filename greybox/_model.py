@@ -6,6 +6,8 @@ import contextlib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import torch
 from torch import nn
 
@@ -13,21 +15,28 @@ from greybox import rules as gr
 from greybox.errors import ModelError, listed
 
 from ._batch import Batch, to_batch
-from ._calls import NetworkCalls
+from ._calls import NetworkCalls, overflow_error
 from ._names import _key
 from ._objective import Objective
 
 # RuleParameters and DecisionParameters lived here: models pickled then still name them here
-from ._parameters import DecisionParameters, RuleParameters, RuleValues  # noqa: F401
+from ._parameters import (  # noqa: F401
+    DecisionParameters,
+    RuleIndex,
+    RuleParameters,
+    RuleValues,
+    build_parameters,
+)
 from ._predictions import Predictions
-from ._statistics import InputStatistics
+from ._save import save as save_model
+from ._statistics import STATISTICS, InputStatistics
 from ._trace import Trace
 from .semantics import REGISTRY
 
 __all__ = ["GreyBox"]
 
 
-class GreyBox(RuleValues, InputStatistics, NetworkCalls, Objective, Predictions, nn.Module):
+class GreyBox(Predictions, nn.Module):
     """Networks and rules composed into one differentiable model.
 
     Parameters
@@ -59,6 +68,16 @@ class GreyBox(RuleValues, InputStatistics, NetworkCalls, Objective, Predictions,
         of them; names: those. Tensor arguments are never rescaled; the residual always
         reads the standardised table inputs (:meth:`features`).
 
+    Notes
+    -----
+    The model is built from parts (see docs/architecture.md): the module dicts
+    ``networks``, ``rules``, ``constraints``, ``decisions`` and ``residual``, the child
+    module ``statistics`` (:class:`~greybox._statistics.InputStatistics`, whose buffers
+    keep their top-level state-dict names ``feature_center``, ...), and three components
+    over them: the rule values (:class:`~greybox._parameters.RuleValues`), the network
+    calls (:class:`~greybox._calls.NetworkCalls`) and the objective
+    (:class:`~greybox._objective.Objective`). Its methods delegate to them.
+
     Examples
     --------
     >>> import torch, greybox as gb
@@ -78,6 +97,9 @@ class GreyBox(RuleValues, InputStatistics, NetworkCalls, Objective, Predictions,
     [False, True]
     """
 
+    #: the buffers :meth:`calibrate` sets (copied by :meth:`replace`)
+    STATISTICS = STATISTICS
+
     def __init__(self, kb, networks: Mapping[str, nn.Module] | None = None, *,
                  semantics: str = "probabilistic",
                  residual: nn.Module | Mapping[str, nn.Module] | None = None,
@@ -94,27 +116,79 @@ class GreyBox(RuleValues, InputStatistics, NetworkCalls, Objective, Predictions,
         self.networks = _network_modules(self.kb, networks)
         #: the networks that read their table arguments standardised (sorted names)
         self.scaled_networks: tuple[str, ...] = _scaled_networks(self.kb, scale_inputs)
-        self._init_rule_parameters()    # rules, constraints, decisions (RuleValues)
-        self._init_statistics()         # feature names and their buffers (InputStatistics)
+        index = RuleIndex(self.kb)
+        parameters = build_parameters(self.kb, index)
+        self.rules = parameters["rules"]
+        self.constraints = parameters["constraints"]
+        self.decisions = parameters["decisions"]
+        self.statistics = InputStatistics(self.kb)
         self.residual = _residual_modules(self.kb, residual)
         self._compiled = None
-        #: (rows, rules) multipliers of the rule weights, set while rules are ablated
-        self._rule_scale: torch.Tensor | None = None
-        self._kb_cache: tuple | None = None
+        self._assemble(index)
+
+    def _assemble(self, index: RuleIndex | None = None) -> None:
+        """The components over the registered modules (again after unpickling: the
+        knowledge base's AST objects are new, and the index finds numbers by node)."""
+        self._values = RuleValues(self.kb, rules=self.rules, constraints=self.constraints,
+                                  decisions=self.decisions, index=index)
+        self._calls = NetworkCalls(self.kb, networks=self.networks, residual=self.residual,
+                                   statistics=self.statistics, scaled=self.scaled_networks)
+        self._objective = Objective(self.kb, values=self._values, calls=self._calls)
 
     def __getstate__(self):
-        state = super().__getstate__() if hasattr(super(), "__getstate__") else dict(self.__dict__)
-        state = dict(state)
+        state = dict(self.__dict__)
         state["_compiled"] = None          # rebuilt on first use
+        # the components are rebuilt from the modules; what they hold of their own is
+        # kept under the names the model had before it was built from parts
+        for part in ("_values", "_calls", "_objective"):
+            state.pop(part, None)
+        state["_rule_scale"] = self._values.scale
+        state["_output_spread"] = self._objective.output_spread
+        if "regression_loss" in vars(self._objective):
+            state["regression_loss"] = self._objective.regression_loss
         return state
 
     def __setstate__(self, state) -> None:
         # the knowledge base comes back re-parsed (new AST objects): re-index its numbers
+        state = dict(state)
+        scale = state.pop("_rule_scale", None)
+        spread = state.pop("_output_spread", {})
+        loss = state.pop("regression_loss", None)
+        for old in ("_owner", "_nums", "_slots", "_kb_cache", "feature_names"):
+            state.pop(old, None)           # held by the components now
         super().__setstate__(state)
         if "scaled_networks" not in self.__dict__:   # pickled before the switch: scaled
             self.scaled_networks = tuple(sorted(self.kb.networks))
-        self._index_numbers()
-        self._compiled, self._kb_cache = None, None
+        if "statistics" not in self._modules:        # pickled before: buffers on the model
+            self.statistics = _adopt_statistics(self.kb, self._buffers)
+        self._compiled = None
+        self._assemble()
+        self._values.scale = scale
+        self._objective.output_spread.update(spread)
+        if loss is not None:
+            self._objective.regression_loss = loss
+
+    # state-dict names: the statistics' buffers at the top level, as before ----------------------
+    def state_dict(self, *args, destination=None, prefix: str = "", keep_vars: bool = False):
+        """As :meth:`torch.nn.Module.state_dict`, the input statistics' buffers named at
+        the top level (``feature_center``, ...) as in every file greybox has written."""
+        out = super().state_dict(*args, destination=destination, prefix=prefix,
+                                 keep_vars=keep_vars)
+        inner = f"{prefix}statistics."
+        mine = [(k, out.pop(k)) for k in [k for k in out if k.startswith(prefix)]]
+        for k, v in mine:
+            if k.startswith(inner):
+                out[prefix + k[len(inner):]] = v
+        for k, v in mine:
+            if not k.startswith(inner):
+                out[k] = v
+        return out
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        for name in STATISTICS:   # top-level names (state_dict's) to the child's
+            if prefix + name in state_dict:
+                state_dict[f"{prefix}statistics.{name}"] = state_dict.pop(prefix + name)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def extra_repr(self) -> str:
         text = (f"semantics={self.semantics!r}, temperature={self.temperature:g}, "
@@ -133,7 +207,12 @@ class GreyBox(RuleValues, InputStatistics, NetworkCalls, Objective, Predictions,
     @property
     def device(self) -> torch.device:
         """Where the model lives (every module moves its buffers along with it)."""
-        return self.feature_center.device
+        return self.statistics.feature_center.device
+
+    @property
+    def is_crisp(self) -> bool:
+        """Whether crisp evaluation is on (:meth:`crisp`)."""
+        return self._crisp
 
     @property
     def compiled(self):
@@ -211,8 +290,8 @@ class GreyBox(RuleValues, InputStatistics, NetworkCalls, Objective, Predictions,
                         scale_inputs=[n for n in self.scaled_networks if n in kb.networks])
         if model.feature_names == self.feature_names:
             with torch.no_grad():
-                for name in self.STATISTICS:
-                    getattr(model, name).copy_(getattr(self, name))
+                for name in STATISTICS:
+                    getattr(model.statistics, name).copy_(getattr(self.statistics, name))
         with torch.no_grad():
             for n in kb.decided:
                 if n in self.kb.variables and self.kb.variables[n].role == "decided" and \
@@ -246,17 +325,29 @@ class GreyBox(RuleValues, InputStatistics, NetworkCalls, Objective, Predictions,
         if mask.dim() != 2 or mask.shape[1] != len(self.kb.rules):
             raise ModelError(f"a rule mask has shape (rows, {len(self.kb.rules)}), got "
                              f"{list(mask.shape)}")
-        saved, self._rule_scale = self._rule_scale, mask
+        saved, self._values.scale = self._values.scale, mask
         try:
             yield self
         finally:
-            self._rule_scale = saved
+            self._values.scale = saved
+
+    @property
+    def rule_scale(self) -> torch.Tensor | None:
+        """The (rows, rules) multipliers of the rule weights while a :meth:`rule_mask` is
+        set, else None."""
+        return self._values.scale
+
+    @property
+    def _rule_scale(self) -> torch.Tensor | None:
+        return self._values.scale
+
+    @_rule_scale.setter
+    def _rule_scale(self, mask: torch.Tensor | None) -> None:
+        self._values.scale = mask
 
     def residual_for(self, output: str) -> nn.Module | None:
         """The residual network added to ``output``'s scores, or None."""
-        if self.residual is None or _key(output) not in self.residual:
-            return None
-        return self.residual[_key(output)]
+        return self._calls.residual_for(output)
 
     def crisp(self, mode: bool = True) -> GreyBox:
         """Switch crisp evaluation on (or off); returns the model, like ``eval()``."""
@@ -268,9 +359,7 @@ class GreyBox(RuleValues, InputStatistics, NetworkCalls, Objective, Predictions,
         """Write the rules, every parameter and a data-only description of standard
         ``torch.nn`` networks to ``path`` (atomically). Code is never saved: custom modules
         are given again to :func:`greybox.load`."""
-        from ._io import save
-
-        save(self, path)
+        save_model(self, path)
 
     def fit(self, data, targets=None, **kwargs):
         """Train the model; see :func:`greybox.fit` for the arguments. Returns the
@@ -278,6 +367,205 @@ class GreyBox(RuleValues, InputStatistics, NetworkCalls, Objective, Predictions,
         from ._train import fit
 
         return fit(self, data, targets, **kwargs)
+
+    # rule parameters (RuleValues) ----------------------------------------------------------------
+    def reset_parameters(self) -> None:
+        """Rule weights and thresholds back to the rule file's values, biases to 0."""
+        self._values.reset_parameters()
+
+    def rule_weight(self, name: str) -> torch.Tensor:
+        """A rule's weight (times the per-row rule mask while one is set for ablation)."""
+        return self._values.rule_weight(name)
+
+    def shares_weight(self, rules) -> bool:
+        """Whether the named rules all read one weight (members of one family)."""
+        return self._values.index.shared("rule", rules)
+
+    def shares_bias(self, names) -> bool:
+        """Whether the named decided variables all read one bias (members of one family)."""
+        return self._values.index.shared("var", names)
+
+    def threshold(self, node) -> torch.Tensor:
+        """The current value of a ``~`` threshold (an AST node of this model's rules)."""
+        return self._values.threshold(node)
+
+    def decisions_bias(self, name: str) -> torch.Tensor:
+        """A decided variable's bias: a number for a bool, one per value otherwise (the
+        members of an output family share one)."""
+        return self._values.decisions_bias(name)
+
+    def replace_bias(self, name: str, value: torch.Tensor) -> None:
+        """Make ``value`` (a tensor of the same shape, of any float dtype, e.g. float64 where
+        a decision needs the bias less a threshold exactly) the decided variable's bias
+        parameter."""
+        self._values.replace_bias(name, value)
+
+    def to_kb(self) -> gr.KnowledgeBase:
+        """The knowledge base with the learned weights and thresholds written in."""
+        return self._values.to_kb()
+
+    def bias_table(self, batch: Batch | None = None) -> dict:
+        """Biases as :func:`greybox.rules.evaluate` takes them (per-row arrays when a
+        residual network adds to the scores)."""
+        res = self._calls.residual_scores(batch) if batch is not None else {}
+        arrays = {}
+        for name, r in res.items():
+            r = r.detach().double().cpu().numpy()
+            if not np.isfinite(r).all():
+                raise overflow_error(self, name, r, batch)
+            arrays[name] = r
+        return self._values.bias_table(arrays)
+
+    # table inputs (InputStatistics) ------------------------------------------------------------
+    @property
+    def feature_names(self) -> list[str]:
+        """The table inputs as features (enums one-hot: ``colour=red``), in order."""
+        return self.statistics.feature_names
+
+    def features(self, data, *, standardise: bool = True) -> torch.Tensor:
+        """The table inputs as the residual and the networks in ``scaled_networks`` read
+        them: standardised, enums one-hot, in :attr:`feature_names` order; shape (rows,
+        features). ``standardise=False``: as the other networks read them (the values in
+        the data, bools as 0/1, enums one-hot)."""
+        batch = data if isinstance(data, Batch) else self.batch(data)
+        return self.statistics.features(batch, standardise=standardise)
+
+    def spread(self, name: str) -> float:
+        """The spread of a table input (its standard deviation once calibrated): the unit
+        of counterfactual distances and of smooth comparisons' temperature."""
+        return self.statistics.spread(name)
+
+    def scale_of(self, name: str) -> torch.Tensor | float:
+        """:meth:`spread` as the semantics read it: a tensor for a feature (a buffer's
+        element, on the model's device), else a number from the declared range."""
+        return self.statistics.scale_of(name)
+
+    def calibrate(self, data) -> GreyBox:
+        """Set the table inputs' center and spread (mean, standard deviation) from
+        ``data``: they standardise network and residual inputs and scale the temperature of
+        smooth comparisons."""
+        self.statistics.calibrate(self.batch(data))
+        return self
+
+    def input_range(self, name: str) -> tuple[float, float, bool]:
+        """``(lo, hi, from_data)``: a table input's declared bounds, or, where it has
+        none, the range seen by :meth:`calibrate` (``from_data`` True); infinite where
+        neither is known."""
+        return self.statistics.input_range(name)
+
+    def input_step(self, name: str) -> float:
+        """The precision of a table input in the calibration data (0.01 for values with two
+        decimals, 1 for ints; 0 when not known)."""
+        return self.statistics.input_step(name)
+
+    feature_center = property(lambda self: self.statistics.feature_center,
+                              doc="Per feature, the center it is standardised by.")
+    feature_scale = property(lambda self: self.statistics.feature_scale,
+                             doc="Per feature, the scale (spread) it is standardised by.")
+    calibrated = property(lambda self: self.statistics.calibrated,
+                          doc="Whether :meth:`calibrate` has seen data.")
+    feature_min = property(lambda self: self.statistics.feature_min,
+                           doc="Per feature, the least value seen by :meth:`calibrate`.")
+    feature_max = property(lambda self: self.statistics.feature_max,
+                           doc="Per feature, the greatest value seen by :meth:`calibrate`.")
+    feature_step = property(lambda self: self.statistics.feature_step,
+                            doc="Per feature, its precision in the calibration data.")
+    range_known = property(lambda self: self.statistics.range_known,
+                           doc="Whether the features' range was seen in data.")
+
+    # networks (NetworkCalls) ----------------------------------------------------------------------
+    def run_networks(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """Each neural variable's raw network output, checked against its type."""
+        return self._calls.run_networks(batch)
+
+    def residual_scores(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """Each decided output's residual logits (none without a residual)."""
+        return self._calls.residual_scores(batch)
+
+    # the objective (Objective) --------------------------------------------------------------------
+    def loss(self, data, targets=None, *, trace: Trace | None = None) -> torch.Tensor:
+        """The training loss on a batch: negative log-likelihood of every labelled variable
+        (squared error for real ones), plus each soft constraint's weight times its
+        violation (``-log P(holds)`` under the probabilistic semantics, ``1 - truth``
+        under fuzzy ones) over every row.
+
+        ``targets`` maps variable names (outputs, defined or neural variables) to labels
+        (NaN or None = no label); a bare array labels the only output.
+        """
+        if trace is None:
+            trace = self(data)
+        index = data.index if isinstance(data, (pd.DataFrame, Batch)) else None
+        labels = self.labels(targets, trace.n, index=index) if targets is not None else None
+        return self.trace_loss(trace, labels)
+
+    def labels(self, targets, n: int, *, index: pd.Index | None = None):
+        """``targets`` read as labels of ``n`` rows on the model's device (a
+        :class:`~greybox._batch.Targets`, as :meth:`trace_loss` takes them); a bad one is
+        named by its row's label in ``index`` (the data's), else by its position."""
+        return self._objective.targets(targets, n, index, self.device)
+
+    def trace_loss(self, trace: Trace, labels) -> torch.Tensor:
+        """:meth:`loss` of a trace already computed, against :meth:`labels` (or None)."""
+        return self._objective.loss(trace, labels, self.device)
+
+    def _targets(self, targets, n, index: pd.Index | None = None):
+        return self.labels(targets, n, index=index)
+
+    def _loss(self, trace: Trace, labels) -> torch.Tensor:
+        return self.trace_loss(trace, labels)
+
+    @property
+    def regression_loss(self) -> str:
+        """The loss of additive (regression) outputs: ``"squared"`` or ``"absolute"``
+        error (set by :func:`greybox.fit`'s ``loss``)."""
+        return self._objective.regression_loss
+
+    @regression_loss.setter
+    def regression_loss(self, loss: str) -> None:
+        self._objective.regression_loss = loss
+
+    @property
+    def output_spread(self) -> dict[str, float]:
+        """Per additive output, the spread (standard deviation) of the labels it was
+        trained on: the unit of its loss and of its rule weights' and bias' learning rate
+        (set by :func:`greybox.fit`; empty before)."""
+        return self._objective.output_spread
+
+    def prior_terms(self) -> list[tuple[nn.Parameter, float, float]]:
+        """``(parameter, prior, scale)`` of every learnable rule weight and ``~`` threshold:
+        the value written in the rules and the unit in which a move away from it is
+        measured (see :meth:`~greybox._objective.Objective.prior_terms`)."""
+        return self._objective.prior_terms(self.compiled, self.temperature)
+
+    def prior_penalty(self, weight_decay: float) -> torch.Tensor:
+        """``weight_decay / 2 * sum(((p - prior) / scale) ** 2)`` over :meth:`prior_terms`:
+        weight decay of the rule weights and thresholds toward the values written in the
+        rules rather than toward 0. Its gradient, ``weight_decay * (p - prior) / scale**2``,
+        is what Adam's ``weight_decay`` adds for a network parameter (toward 0).
+
+        Examples
+        --------
+        >>> import greybox as gb, torch
+        >>> model = gb.GreyBox("input x: real[0, 40]  output y: bool  rule r: x > ~20 -> y",
+        ...                    semantics="product")
+        >>> model.prior_penalty(1.0).item()          # at the rule file's values
+        0.0
+        >>> with torch.no_grad():
+        ...     _ = model.rules["r"].thresholds[0].fill_(30.0)   # 1 spread (40 / 4) away
+        >>> model.prior_penalty(1.0).item()
+        0.5
+        """
+        return self._objective.prior_penalty(weight_decay, self.compiled, self.temperature,
+                                             self.device)
+
+    def parameter_groups(self, lr: float) -> list[dict]:
+        """Optimiser parameter groups (see
+        :meth:`~greybox._objective.Objective.parameter_groups`): thresholds learn at ``lr``
+        times the spread of what they are compared with, an additive output's parameters
+        at ``lr`` times its labels' spread; rule weights and thresholds get
+        ``weight_decay=0`` (:meth:`prior_penalty` pulls them toward the rules' values)."""
+        return self._objective.parameter_groups(lr, list(self.parameters()), self.compiled,
+                                                self.temperature)
 
 
 
@@ -354,3 +642,13 @@ def _residual_modules(kb: gr.KnowledgeBase, residual) -> nn.ModuleDict | None:
         if not isinstance(m, nn.Module):
             raise ModelError(f"residual for {name!r} must be an nn.Module")
     return nn.ModuleDict({_key(k): m for k, m in residual.items()})
+
+
+def _adopt_statistics(kb: gr.KnowledgeBase, buffers: dict) -> InputStatistics:
+    """The statistics of a model pickled when their buffers were the model's own
+    (``buffers``, emptied of them)."""
+    stats = InputStatistics(kb)
+    for name in STATISTICS:
+        if name in buffers:
+            setattr(stats, name, buffers.pop(name))
+    return stats

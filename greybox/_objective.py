@@ -1,8 +1,10 @@
 """A grey-box model's training objective: the loss, its labels, the rules as the prior.
 
-:class:`Objective` is mixed into :class:`~greybox.GreyBox`: the loss of a batch (labels
-on any variable, soft constraints), the pull of rule weights and thresholds toward the
-values written in the rules, and the optimiser's parameter groups.
+:class:`Objective` is a component of :class:`~greybox.GreyBox`, given the knowledge base,
+the rule values and the network calls: the loss of a trace (labels on any variable, soft
+constraints), the pull of rule weights and thresholds toward the values written in the
+rules, and the optimiser's parameter groups. It owns what :func:`greybox.fit` sets for
+regression outputs (:attr:`Objective.output_spread`, :attr:`Objective.regression_loss`).
 """
 
 from __future__ import annotations
@@ -15,83 +17,87 @@ from torch import nn
 
 from greybox.rules import ast as A
 
-from ._batch import Batch, to_targets
-from ._names import _key
+from ._batch import to_targets
+from ._calls import NetworkCalls
+from ._parameters import RuleValues
 from ._trace import Trace
+from .functional import soft_violation
 
 __all__ = ["Objective"]
 
 
 class Objective:
-    """The loss and parameter groups of a :class:`~greybox.GreyBox` (a mixin)."""
+    """The training objective of knowledge base ``kb`` over the parameters in ``values``
+    (and the residual networks of ``calls``).
 
-    # losses and predictions -------------------------------------------------------------------
-    def loss(self, data, targets=None, *, trace: Trace | None = None) -> torch.Tensor:
-        """The training loss on a batch: negative log-likelihood of every labelled variable
-        (squared error for real ones), plus each soft constraint's weight times its
-        violation (``-log P(holds)`` under the probabilistic semantics, ``1 - truth``
-        under fuzzy ones) over every row.
+    Contract: :meth:`loss` is the loss of a trace and its labels; :meth:`prior_terms`,
+    :meth:`prior_penalty` and :meth:`parameter_groups` say how rule parameters are
+    regularised and how fast each parameter learns. The model's own things (its compiled
+    temperatures, its parameters, its device) are passed in, never read.
+    """
 
-        ``targets`` maps variable names (outputs, defined or neural variables) to labels
-        (NaN or None = no label); a bare array labels the only output.
-        """
-        if trace is None:
-            trace = self(data)
-        index = data.index if isinstance(data, (pd.DataFrame, Batch)) else None
-        labels = self._targets(targets, trace.n, index) if targets is not None else None
-        return self._loss(trace, labels)
+    #: the loss of additive (regression) outputs: "squared" or "absolute" error (set by
+    #: :func:`greybox.fit`'s ``loss``)
+    regression_loss = "squared"
 
-    def _targets(self, targets, n, index: pd.Index | None = None):
-        """Labels read for ``n`` rows; a bad one is named by its row's label in ``index``
-        (the data's), else by its position."""
+    def __init__(self, kb, *, values: RuleValues, calls: NetworkCalls):
+        self.kb, self.values, self.calls = kb, values, calls
+        #: per additive output, the spread (standard deviation) of its training labels
+        self.output_spread: dict[str, float] = {}
+
+    def targets(self, targets, n, index: pd.Index | None, device):
+        """Labels read for ``n`` rows, on ``device``; a bad one is named by its row's label
+        in ``index`` (the data's), else by its position."""
         if hasattr(targets, "values") and hasattr(targets, "mask") and not isinstance(
                 targets, (pd.DataFrame, pd.Series, Mapping)):
-            return targets.to(self.device)
+            return targets.to(device)
         default = self.kb.outputs[0] if len(self.kb.outputs) == 1 else None
-        return to_targets(self.kb, targets, n, index=index,
-                          default=default).to(self.device)
+        return to_targets(self.kb, targets, n, index=index, default=default).to(device)
 
-    def _loss(self, trace: Trace, labels) -> torch.Tensor:
-        total = None       # the sum of the terms (no zero tensor to start it)
-        if labels is not None:
-            stacked_labels = set()   # a family's members, taken at once
-            for names, y, mask in getattr(labels, "stacks", ()):
-                total = _plus(total, _stacked_label_loss(trace.log_probs(names, y), mask))
-                stacked_labels.update(names)
-            for name in labels.values:
-                if name in stacked_labels:
-                    continue
-                y, mask = labels.values[name], labels.mask[name]
-                if name in labels.complete:
-                    mask = None       # every row labelled: no look at the mask
-                elif not bool(mask.any()):
-                    continue
-                var = self.kb.variables[name]
-                if name in self.kb.additive:
-                    total = _plus(total, self._regression_loss(name, trace.values[name], y,
-                                                               mask))
-                elif A.is_finite_type(var.type):
-                    total = _plus(total, _label_loss(trace.log_prob(name, y), mask))
-                else:
-                    pred = trace.values[name]
-                    if mask is not None:
-                        pred, y = pred[mask], y[mask]
-                    total = _plus(total, ((pred - y) ** 2).mean())
+    def loss(self, trace: Trace, labels, device) -> torch.Tensor:
+        """Negative log-likelihood of every labelled variable of ``labels`` (squared error
+        for real ones, :attr:`regression_loss` for additive ones) plus each soft
+        constraint's weight times its mean :func:`~greybox.functional.soft_violation`."""
+        total = self._label_terms(trace, labels) if labels is not None else None
         stacked = set()  # the groundings of a relational constraint, taken at once
         for names, weights, t in getattr(trace.constraints, "soft_stacks", tuple)():
-            v = -torch.log(t.clamp_min(1e-12)) if trace.semantics == "probabilistic" else 1.0 - t
+            v = soft_violation(t, trace.semantics)
             total = _plus(total, (weights * v.mean(0)).sum())
             stacked.update(names)
         for c in self.kb.constraints.values():
             if c.hard or c.name in stacked:
                 continue
-            t = trace.constraints[c.name]
-            if trace.semantics == "probabilistic":
-                v = -torch.log(t.clamp_min(1e-12))
-            else:
-                v = 1.0 - t
+            v = soft_violation(trace.constraints[c.name], trace.semantics)
             total = _plus(total, c.weight * v.mean())
-        return torch.zeros((), device=self.device) if total is None else total
+        return torch.zeros((), device=device) if total is None else total
+
+    def _label_terms(self, trace: Trace, labels) -> torch.Tensor | None:
+        """The sum of the label terms of :meth:`loss` (None: no labelled row)."""
+        total = None       # the sum of the terms (no zero tensor to start it)
+        stacked_labels = set()   # a family's members, taken at once
+        for names, y, mask in getattr(labels, "stacks", ()):
+            total = _plus(total, _stacked_label_loss(trace.log_probs(names, y), mask))
+            stacked_labels.update(names)
+        for name in labels.values:
+            if name in stacked_labels:
+                continue
+            y, mask = labels.values[name], labels.mask[name]
+            if name in labels.complete:
+                mask = None       # every row labelled: no look at the mask
+            elif not bool(mask.any()):
+                continue
+            var = self.kb.variables[name]
+            if name in self.kb.additive:
+                total = _plus(total, self._regression_loss(name, trace.values[name], y,
+                                                           mask))
+            elif A.is_finite_type(var.type):
+                total = _plus(total, _label_loss(trace.log_prob(name, y), mask))
+            else:
+                pred = trace.values[name]
+                if mask is not None:
+                    pred, y = pred[mask], y[mask]
+                total = _plus(total, ((pred - y) ** 2).mean())
+        return total
 
     def _regression_loss(self, name: str, pred, y, mask) -> torch.Tensor:
         """An additive output's loss: squared or absolute error (:attr:`regression_loss`)
@@ -101,17 +107,6 @@ class Objective:
             pred, y = pred[mask], y[mask]
         err = (pred - y) / self.output_spread.get(name, 1.0)
         return (err.abs() if self.regression_loss == "absolute" else err ** 2).mean()
-
-    #: the loss of additive (regression) outputs: "squared" or "absolute" error (set by
-    #: :func:`greybox.fit`'s ``loss``)
-    regression_loss = "squared"
-
-    @property
-    def output_spread(self) -> dict[str, float]:
-        """Per additive output, the spread (standard deviation) of the labels it was
-        trained on: the unit of its loss and of its rule weights' and bias' learning rate
-        (set by :func:`greybox.fit`; empty before)."""
-        return self.__dict__.setdefault("_output_spread", {})
 
     def _weight_units(self) -> dict[str, float]:
         """Per rule module key, the unit of its weight where it is not 1: the labels'
@@ -123,10 +118,11 @@ class Objective:
         for r in self.kb.rules.values():
             s = spread.get(r.head.name)
             if s is not None:
-                out[_key(self._owner.get(("rule", r.name), r.name))] = s
+                out[self.values.index.key("rule", r.name)] = s
         return out
 
-    def prior_terms(self) -> list[tuple[nn.Parameter, float, float]]:
+    def prior_terms(self, compiled, temperature: float
+                    ) -> list[tuple[nn.Parameter, float, float]]:
         """``(parameter, prior, scale)`` of every learnable rule weight and ``~`` threshold:
         the value written in the rules and the unit in which a move away from it is
         measured (1 for a weight, which is in logits -- the labels' spread for one adding
@@ -134,7 +130,7 @@ class Objective:
         as in :meth:`parameter_groups`)."""
         terms: list[tuple[nn.Parameter, float, float]] = []
         spread = self._weight_units()
-        for key, m in self.rules.items():
+        for key, m in self.values.rules.items():
             if isinstance(m.weight, nn.Parameter):
                 terms.append((m.weight, m._init[0], spread.get(key, 1.0)))
         seen: set[int] = set()
@@ -143,37 +139,25 @@ class Objective:
             for node in A.walk(body):
                 if not isinstance(node, A.Compare):
                     continue
-                spread = float(self.compiled.temperature(node)) / self.temperature
+                spread = float(compiled.temperature(node)) / temperature
                 for num in A.walk(node):
-                    if isinstance(num, A.Num) and num.learnable and id(num) in self._nums:
-                        p = self.threshold(num)
+                    if isinstance(num, A.Num) and num.learnable and \
+                            self.values.index.place(num) is not None:
+                        p = self.values.threshold(num)
                         if id(p) not in seen:
                             seen.add(id(p))
                             # self.kb keeps the rule file's numbers: the prior
                             terms.append((p, float(num.value), max(spread, 1e-12)))
         return terms
 
-    def prior_penalty(self, weight_decay: float) -> torch.Tensor:
-        """``weight_decay / 2 * sum(((p - prior) / scale) ** 2)`` over :meth:`prior_terms`:
-        weight decay of the rule weights and thresholds toward the values written in the
-        rules rather than toward 0. Its gradient, ``weight_decay * (p - prior) / scale**2``,
-        is what Adam's ``weight_decay`` adds for a network parameter (toward 0).
+    def prior_penalty(self, weight_decay: float, compiled, temperature: float, device
+                      ) -> torch.Tensor:
+        """``weight_decay / 2 * sum(((p - prior) / scale) ** 2)`` over :meth:`prior_terms`
+        (see :meth:`greybox.GreyBox.prior_penalty`)."""
+        return _prior_penalty(self.prior_terms(compiled, temperature), weight_decay, device)
 
-        Examples
-        --------
-        >>> import greybox as gb, torch
-        >>> model = gb.GreyBox("input x: real[0, 40]  output y: bool  rule r: x > ~20 -> y",
-        ...                    semantics="product")
-        >>> model.prior_penalty(1.0).item()          # at the rule file's values
-        0.0
-        >>> with torch.no_grad():
-        ...     _ = model.rules["r"].thresholds[0].fill_(30.0)   # 1 spread (40 / 4) away
-        >>> model.prior_penalty(1.0).item()
-        0.5
-        """
-        return _prior_penalty(self.prior_terms(), weight_decay, self.device)
-
-    def parameter_groups(self, lr: float) -> list[dict]:
+    def parameter_groups(self, lr: float, parameters: list, compiled, temperature: float
+                         ) -> list[dict]:
         """Optimiser parameter groups: thresholds learn at ``lr`` times the spread of what
         they are compared with (so a threshold on an area and one on a ratio move alike);
         an additive (regression) output's bias, rule weights and the last linear layer
@@ -181,31 +165,32 @@ class Objective:
         are in the labels' unit); everything else at ``lr``. Rule weights and thresholds
         get ``weight_decay=0``:
         they are regularised toward the rules' values by :meth:`prior_penalty`, not toward
-        0; biases, networks and the residual keep the optimiser's weight decay."""
-        terms = self.prior_terms()
-        weights = {id(m.weight) for m in self.rules.values()}
+        0; biases, networks and the residual keep the optimiser's weight decay.
+        ``parameters``: every parameter of the model, in its order."""
+        terms = self.prior_terms(compiled, temperature)
+        weights = {id(m.weight) for m in self.values.rules.values()}
         # an additive output's bias and rule weights are in its labels' unit: they learn
         # at lr times the labels' spread
-        biases = {id(self.decisions_bias(n)): s for n, s in self.output_spread.items()
+        biases = {id(self.values.decisions_bias(n)): s for n, s in self.output_spread.items()
                   if n in self.kb.additive}
         # so is the last linear layer of its residual network (its output is added)
         for n, s in self.output_spread.items():
-            net = self.residual_for(n) if n in self.kb.additive else None
+            net = self.calls.residual_for(n) if n in self.kb.additive else None
             last = [m for m in (net.modules() if net is not None else ())
                     if isinstance(m, nn.Linear)]
             if last:
                 biases.update({id(p): s for p in last[-1].parameters()})
         seen = {id(p) for p, _, _ in terms} | set(biases)
-        groups = [{"params": [p for p in self.parameters() if id(p) not in seen], "lr": lr}]
+        groups = [{"params": [p for p in parameters if id(p) not in seen], "lr": lr}]
         rule_weights = [p for p, _, scale in terms if id(p) in weights and scale == 1.0]
         if rule_weights:
             groups.append({"params": rule_weights, "lr": lr, "weight_decay": 0.0})
         groups += [{"params": [p], "lr": lr * scale, "weight_decay": 0.0}
                    for p, _, scale in terms if id(p) in weights and scale != 1.0]
-        bias_ids = {id(self.decisions_bias(n)) for n in self.output_spread}
+        bias_ids = {id(self.values.decisions_bias(n)) for n in self.output_spread}
         groups += [{"params": [p], "lr": lr * biases[id(p)]}
                    | ({"weight_decay": 0.0} if id(p) in bias_ids else {})
-                   for p in self.parameters() if id(p) in biases]
+                   for p in parameters if id(p) in biases]
         groups += [{"params": [p], "lr": lr * scale, "weight_decay": 0.0}
                    for p, _, scale in terms if id(p) not in weights]
         return groups

@@ -1,10 +1,11 @@
 """A grey-box model's rule parameters: weights, ``~`` thresholds, decision biases.
 
-:class:`RuleValues` is mixed into :class:`~greybox.GreyBox`: it builds the ``rules``,
-``constraints`` and ``decisions`` module dicts (state-dict names ``rules.<rule>.weight``,
+:func:`build_parameters` builds the ``rules``, ``constraints`` and ``decisions`` module
+dicts that :class:`~greybox.GreyBox` registers (state-dict names ``rules.<rule>.weight``,
 ``rules.<rule>.thresholds.<i>``, ``constraints.<c>.thresholds.<i>``,
-``decisions.<output>.bias``), reads them as the semantics need them, and writes the
-learned values back into rules (:meth:`RuleValues.to_kb`).
+``decisions.<output>.bias``); :class:`RuleIndex` says which parameter each statement and
+``~`` number reads; :class:`RuleValues`, a component of the model, reads them as the
+semantics need them and writes the learned values back into rules (:meth:`RuleValues.to_kb`).
 """
 
 from __future__ import annotations
@@ -16,14 +17,13 @@ import torch
 from torch import nn
 
 from greybox import rules as gr
-from greybox.errors import DataError, ModelError
+from greybox.errors import ModelError
 from greybox.rules import ast as A
 
-from ._batch import Batch
 from ._names import _key
 
-__all__ = ["MAX_DECIDED_VALUES", "DecisionParameters", "RuleParameters", "RuleValues",
-           "learned_value", "owners"]
+__all__ = ["MAX_DECIDED_VALUES", "DecisionParameters", "RuleIndex", "RuleParameters",
+           "RuleValues", "build_parameters", "learned_value", "owners"]
 
 #: Most values a variable decided by rules may have: the model keeps a bias and a score
 #: for each of them.
@@ -70,84 +70,73 @@ class DecisionParameters(nn.Module):
             self.bias.zero_()
 
 
-class RuleValues:
-    """The rule weights, thresholds and biases of a :class:`~greybox.GreyBox` (a mixin:
-    the modules live on the model, so its state dict keeps their names)."""
+class RuleIndex:
+    """Where each rule, constraint, decided variable and ``~`` number of knowledge base
+    ``kb`` finds its parameter: the module-dict key of its owner (a relational family's
+    members share their template's) and each ``~`` number's place among its owner's
+    thresholds. Holds no tensors; rebuilt whenever ``kb``'s AST objects are new (after
+    unpickling or copying), since numbers are found by node.
 
-    def _init_rule_parameters(self) -> None:
-        """Register ``rules``, ``constraints`` and ``decisions`` from ``self.kb``. The
-        members of a relational family share their template's parameters (one weight and
-        one threshold per ``~`` number of the rule template, one bias per output family),
-        under the family's name with ``*`` for each index: ``rules.smoking_causes(*).weight``.
-        A ``~`` number inside a quantifier, ``sum`` or ``count`` is one parameter too, read
-        by each of its grounded copies."""
-        kb = self.kb
-        self._index_numbers()
-        rules: dict[str, RuleParameters] = {}
+    Examples
+    --------
+    >>> import greybox as gb
+    >>> kb = gb.rules.parse("set i: 0..1  input v[i]: real  output h[i]: bool "
+    ...                     "rule r[k in i]: v[k] > ~1.5 -> h[k]")
+    >>> index = RuleIndex(kb)
+    >>> index.key("rule", "r[0]"), index.key("var", "h[1]"), index.slot_values("rules", "r[1]")
+    ('r[*]', 'h[*]', [1.5])
+    """
+
+    def __init__(self, kb):
+        self.kb = kb
+        self.owner = owners(kb)
+        #: id of a ~ number node -> (group, owner, place)
+        self.nums: dict[int, tuple[str, str, int]] = {}
+        #: (group, owner) -> {where in the text: (place, value in the rule file)}
+        self.slots: dict[tuple[str, str], dict] = {}
         for r in kb.rules.values():
-            key = _key(self._owner.get(("rule", r.name), r.name))
-            if key not in rules:
-                rules[key] = RuleParameters(r.weight, self._slot_values("rules", r.name),
-                                            r.fixed)
-        self.rules = nn.ModuleDict(rules)
-        cons = {}
-        for c in kb.constraints.values():
-            key = _key(self._owner.get(("constraint", c.name), c.name))
-            ths = self._slot_values("constraints", c.name)
-            if ths and key not in cons:
-                m = nn.Module()
-                m.thresholds = _thresholds(ths)
-                cons[key] = m
-        self.constraints = nn.ModuleDict(cons)
-        decisions = {}
-        for v in kb.decided:
-            key = _key(self._owner.get(("var", v), v))
-            if key not in decisions:
-                t = kb.variables[v].type
-                # one number for a bool (the score of True) and for an additive variable
-                # (regression output: its score is its value)
-                scalar = isinstance(t, A.BoolType) or v in kb.additive
-                size = None if scalar else A.domain(t).size
-                if size is not None and size > MAX_DECIDED_VALUES:
-                    raise ModelError(
-                        f"{v!r} ({gr.to_text(t)}) is decided by rules over {size:,} values: "
-                        f"a model scores every value of a decided variable, at most "
-                        f"{MAX_DECIDED_VALUES:,}; narrow its type, or compute it with a "
-                        f"define (define {v}: ... = expression)")
-                decisions[key] = DecisionParameters(None if scalar else size)
-        self.decisions = nn.ModuleDict(decisions)
-
-    def _index_numbers(self) -> None:
-        """Map each ``~`` number of ``self.kb`` (by AST node) to its parameter: after
-        unpickling, the knowledge base comes back with new AST objects."""
-        self._owner = owners(self.kb)
-        self._nums: dict[int, tuple[str, str, int]] = {}
-        self._slots: dict[tuple[str, str], dict] = {}
-        for r in self.kb.rules.values():
             self._collect(r.body, "rules", r.name)
-        for c in self.kb.constraints.values():
+        for c in kb.constraints.values():
             self._collect(c.formula, "constraints", c.name)
+
+    def owner_of(self, kind: str, name: str) -> str:
+        """Whose parameters statement or variable ``name`` reads (``kind``: ``"rule"``,
+        ``"constraint"`` or ``"var"``): its family's shared name, or its own."""
+        return self.owner.get((kind, name), name)
+
+    def key(self, kind: str, name: str) -> str:
+        """The module-dict key of :meth:`owner_of`."""
+        return _key(self.owner_of(kind, name))
+
+    def shared(self, kind: str, names) -> bool:
+        """Whether the named statements or variables all read one owner's parameters."""
+        owner = self.owner.get((kind, names[0]))
+        return owner is not None and all(self.owner.get((kind, n)) == owner for n in names)
+
+    def place(self, node: A.Num) -> tuple[str, str, int] | None:
+        """``(group, owner, place)`` of a ``~`` number of ``kb`` (None: not one of its)."""
+        return self.nums.get(id(node))
 
     def _collect(self, e, group: str, name: str) -> None:
         """Give each ``~`` number of ``e`` its place among its owner's thresholds. The
         copies of one template number (a family's members; a quantifier's, ``sum``'s or
         ``count``'s instances) share a place: they are one number of the rule text, found
         by its location there (by AST node for rules built in Python)."""
-        owner = self._owner.get(("rule" if group == "rules" else "constraint", name), name)
-        slots = self._slots.setdefault((group, owner), {})
+        owner = self.owner_of("rule" if group == "rules" else "constraint", name)
+        slots = self.slots.setdefault((group, owner), {})
         for node in A.walk(e):
             if isinstance(node, A.Num) and node.learnable:
                 where = _number_key(node)
                 if where not in slots:
                     slots[where] = (len(slots), float(node.value))
-                self._nums[id(node)] = (group, owner, slots[where][0])
+                self.nums[id(node)] = (group, owner, slots[where][0])
 
-    def _slot_values(self, group: str, name: str) -> list[float]:
+    def slot_values(self, group: str, name: str) -> list[float]:
         """The rule-file values of the thresholds of statement ``name``'s owner."""
-        owner = self._owner.get(("rule" if group == "rules" else "constraint", name), name)
-        return [v for _, v in self._slots.get((group, owner), {}).values()]
+        owner = self.owner_of("rule" if group == "rules" else "constraint", name)
+        return [v for _, v in self.slots.get((group, owner), {}).values()]
 
-    def _upgrade_state(self, state: dict) -> dict:
+    def upgrade_state(self, state: dict) -> dict:
         """``state`` with the ``~`` thresholds of an earlier layout renamed to this one's.
 
         Files written before the copies of a ``~`` number shared one parameter hold a
@@ -155,17 +144,11 @@ class RuleValues:
         quantifier over a set of members), of which the model read the last; that one
         becomes the number's parameter. Any other state is returned as it is."""
         out = dict(state)
-        for (group, owner), slots in self._slots.items():
+        for (group, owner), slots in self.slots.items():
             prefix = f"{group}.{_key(owner)}.thresholds."
             if f"{prefix}{len(slots)}" not in state:
                 continue                       # no threshold beyond this layout's
-            kind = "rule" if group == "rules" else "constraint"
-            table = self.kb.rules if group == "rules" else self.kb.constraints
-            first = next(st for st in table.values()
-                         if self._owner.get((kind, st.name), st.name) == owner)
-            copies = [_number_key(n) for n in
-                      A.walk(first.body if group == "rules" else first.formula)
-                      if isinstance(n, A.Num) and n.learnable]
+            copies = self._copies(group, owner)
             if set(copies) != set(slots) or f"{prefix}{len(copies)}" in state or \
                     any(f"{prefix}{j}" not in state for j in range(len(copies))):
                 continue                       # not that layout: load names the mismatch
@@ -173,6 +156,83 @@ class RuleValues:
             for where, (i, _) in slots.items():
                 out[f"{prefix}{i}"] = old[max(j for j, k in enumerate(copies) if k == where)]
         return out
+
+    def _copies(self, group: str, owner: str) -> list:
+        """Where each ``~`` number copy of the first statement ``owner`` holds stands."""
+        kind = "rule" if group == "rules" else "constraint"
+        table = self.kb.rules if group == "rules" else self.kb.constraints
+        first = next(st for st in table.values() if self.owner_of(kind, st.name) == owner)
+        return [_number_key(n) for n in
+                A.walk(first.body if group == "rules" else first.formula)
+                if isinstance(n, A.Num) and n.learnable]
+
+
+def build_parameters(kb, index: RuleIndex) -> dict[str, nn.ModuleDict]:
+    """The ``rules``, ``constraints`` and ``decisions`` module dicts of ``kb``. The members
+    of a relational family share their template's parameters (one weight and one threshold
+    per ``~`` number of the rule template, one bias per output family), under the family's
+    name with ``*`` for each index: ``rules.smoking_causes(*).weight``. A ``~`` number
+    inside a quantifier, ``sum`` or ``count`` is one parameter too, read by each of its
+    grounded copies."""
+    rules: dict[str, RuleParameters] = {}
+    for r in kb.rules.values():
+        key = index.key("rule", r.name)
+        if key not in rules:
+            rules[key] = RuleParameters(r.weight, index.slot_values("rules", r.name), r.fixed)
+    cons = {}
+    for c in kb.constraints.values():
+        key = index.key("constraint", c.name)
+        ths = index.slot_values("constraints", c.name)
+        if ths and key not in cons:
+            m = nn.Module()
+            m.thresholds = _thresholds(ths)
+            cons[key] = m
+    decisions = {}
+    for v in kb.decided:
+        key = index.key("var", v)
+        if key not in decisions:
+            decisions[key] = DecisionParameters(_bias_size(kb, v))
+    return {"rules": nn.ModuleDict(rules), "constraints": nn.ModuleDict(cons),
+            "decisions": nn.ModuleDict(decisions)}
+
+
+def _bias_size(kb, v: str) -> int | None:
+    """How many numbers decided variable ``v``'s bias holds (None: one scalar)."""
+    t = kb.variables[v].type
+    # one number for a bool (the score of True) and for an additive variable
+    # (regression output: its score is its value)
+    if isinstance(t, A.BoolType) or v in kb.additive:
+        return None
+    size = A.domain(t).size
+    if size > MAX_DECIDED_VALUES:
+        raise ModelError(
+            f"{v!r} ({gr.to_text(t)}) is decided by rules over {size:,} values: "
+            f"a model scores every value of a decided variable, at most "
+            f"{MAX_DECIDED_VALUES:,}; narrow its type, or compute it with a "
+            f"define (define {v}: ... = expression)")
+    return size
+
+
+class RuleValues:
+    """The rule weights, ``~`` thresholds and decision biases of knowledge base ``kb`` as
+    the semantics read them and as rules write them. It is given the three module dicts
+    (registered on the model, so that the state dict keeps the names
+    ``rules.<rule>.weight``, ``rules.<rule>.thresholds.<i>``,
+    ``constraints.<c>.thresholds.<i>``, ``decisions.<output>.bias``) and owns the
+    :class:`RuleIndex` over them and the per-row rule mask (:attr:`scale`).
+
+    Contract: every parameter a rule, constraint or decided variable reads is found
+    here by name or by ``~`` node; :meth:`to_kb` is the knowledge base with them written in.
+    """
+
+    def __init__(self, kb, *, rules: nn.ModuleDict, constraints: nn.ModuleDict,
+                 decisions: nn.ModuleDict, index: RuleIndex | None = None):
+        self.kb = kb
+        self.index = RuleIndex(kb) if index is None else index
+        self.rules, self.constraints, self.decisions = rules, constraints, decisions
+        #: (rows, rules) multipliers of the rule weights, set while rules are ablated
+        self.scale: torch.Tensor | None = None
+        self._kb_cache: tuple | None = None
 
     def reset_parameters(self) -> None:
         """Rule weights and thresholds back to the rule file's values, biases to 0."""
@@ -182,59 +242,59 @@ class RuleValues:
     # parameters as the semantics read them ------------------------------------------------
     def rule_weight(self, name: str) -> torch.Tensor:
         """A rule's weight (times the per-row rule mask while one is set for ablation)."""
-        w = self.rules[_key(self._owner.get(("rule", name), name))].weight
-        if self._rule_scale is not None:
-            w = w * self._rule_scale[:, list(self.kb.rules).index(name)]
+        w = self.rules[self.index.key("rule", name)].weight
+        if self.scale is not None:
+            w = w * self.scale[:, list(self.kb.rules).index(name)]
         return w
 
-    def shares_weight(self, rules) -> bool:
-        """Whether the named rules all read one weight (members of one family)."""
-        owner = self._owner.get(("rule", rules[0]))
-        return owner is not None and all(self._owner.get(("rule", r)) == owner for r in rules)
-
-    def shares_bias(self, names) -> bool:
-        """Whether the named decided variables all read one bias (members of one family)."""
-        owner = self._owner.get(("var", names[0]))
-        return owner is not None and all(self._owner.get(("var", n)) == owner for n in names)
+    def rule_module(self, name: str) -> RuleParameters:
+        """The module holding rule ``name``'s weight and thresholds (its family's)."""
+        return self.rules[self.index.key("rule", name)]
 
     def threshold(self, node: A.Num) -> torch.Tensor:
         """The current value of a ``~`` threshold (an AST node of this model's rules)."""
-        group, owner, i = self._nums[id(node)]
-        return getattr(self, group)[_key(owner)].thresholds[i]
+        group, owner, i = self.index.nums[id(node)]
+        return (self.rules if group == "rules" else self.constraints)[_key(owner)] \
+            .thresholds[i]
 
     def decisions_bias(self, name: str) -> torch.Tensor:
         """A decided variable's bias: a number for a bool, one per value otherwise (the
         members of an output family share one)."""
-        return self.decisions[_key(self._owner.get(("var", name), name))].bias
+        return self.decisions[self.index.key("var", name)].bias
 
     def replace_bias(self, name: str, value: torch.Tensor) -> None:
-        """Make ``value`` (a tensor of the same shape, of any float dtype, e.g. float64 where
-        a decision needs the bias less a threshold exactly) the decided variable's bias
-        parameter."""
+        """Make ``value`` (same shape, any float dtype) the decided variable's bias."""
         old = self.decisions_bias(name)
         if tuple(value.shape) != tuple(old.shape):
             raise ModelError(f"the bias of {name!r} has shape {tuple(old.shape)}; "
                              f"got {tuple(value.shape)}")
-        self.decisions[_key(self._owner.get(("var", name), name))].bias = nn.Parameter(value)
+        self.decisions[self.index.key("var", name)].bias = nn.Parameter(value)
+
+    def bias_table(self, residual: dict) -> dict:
+        """Biases as :func:`greybox.rules.evaluate` takes them, plus ``residual``'s per-row
+        float64 arrays of scores by output where given."""
+        out = {}
+        for name in self.kb.decided:
+            b = self.decisions_bias(name).detach().double().cpu()
+            r = residual.get(name)
+            if b.dim() == 0:
+                out[name] = float(b) if r is None else float(b) + r
+            else:
+                values = A.domain_values(self.kb.variables[name].type)
+                out[name] = {v: (float(b[i]) if r is None else float(b[i]) + r[:, i])
+                             for i, v in enumerate(values)}
+        return out
 
     # parameters as rules ---------------------------------------------------------------------
     def to_kb(self) -> gr.KnowledgeBase:
         """The knowledge base with the learned weights and thresholds written in."""
-        # every weight and threshold, read from the device at once (an .item() each, or
-        # nn.Module.parameters()' generators, cost ~1 ms for 50 rules)
-        read, stack = [], [*self.rules.values(), *self.constraints.values()]
-        while stack:
-            m = stack.pop()
-            read += [t.detach().reshape(-1) for t in (*m._parameters.values(),
-                                                      *m._buffers.values()) if t is not None]
-            stack += m._modules.values()
-        state = tuple(torch.cat(read).tolist()) if read else ()
+        state = self._values()
         if self._kb_cache is not None and self._kb_cache[0] == state:
             return self._kb_cache[1]
         stmts = []
         for s in self.kb.statements:
             if isinstance(s, A.Rule):
-                m = self.rules[_key(self._owner.get(("rule", s.name), s.name))]
+                m = self.rule_module(s.name)
                 s = dataclasses.replace(s, weight=learned_value(m.weight),
                                         body=self._written(s.body))
             elif isinstance(s, A.Constraint):
@@ -245,6 +305,17 @@ class RuleValues:
             kb = self._relational(kb)
         self._kb_cache = (state, kb)
         return kb
+
+    def _values(self) -> tuple:
+        """Every weight and threshold, read from the device at once (an ``.item()`` each,
+        or ``nn.Module.parameters()``' generators, cost ~1 ms for 50 rules)."""
+        read, stack = [], [*self.rules.values(), *self.constraints.values()]
+        while stack:
+            m = stack.pop()
+            read += [t.detach().reshape(-1) for t in (*m._parameters.values(),
+                                                      *m._buffers.values()) if t is not None]
+            stack += m._modules.values()
+        return tuple(torch.cat(read).tolist()) if read else ()
 
     def _relational(self, grounded: gr.KnowledgeBase) -> gr.KnowledgeBase:
         """The learned values written into the relational templates -- a family's members
@@ -266,23 +337,31 @@ class RuleValues:
             return grounded
         return relational if relational == grounded else grounded
 
+    def _template_owner(self, t, st, group: str):
+        """``(owner, members)`` of template ``t``; owner None when its members do not
+        share one owner, ``...`` when every member was simplified away."""
+        statements = self.kb.rules if group == "rule" else self.kb.constraints
+        if not isinstance(t, A.Family):
+            return st.name, [st.name] if st.name in statements else []
+        fam = self.kb.families.get(f"{group}:{st.name}")
+        members = [m for m in ([] if fam is None else fam.members.values())
+                   if m in statements]
+        owners_ = {self.index.owner.get((group, m)) for m in members}
+        if not owners_:
+            return ..., members
+        if len(owners_) != 1 or None in owners_:
+            return None, members
+        return owners_.pop(), members
+
     def _template_values(self, t, st):
         """Template ``t`` with its weight and ``~`` numbers learned, or None when its
         members do not share one set of values."""
         group = "rule" if isinstance(st, A.Rule) else "constraint"
-        statements = self.kb.rules if group == "rule" else self.kb.constraints
-        if isinstance(t, A.Family):
-            fam = self.kb.families.get(f"{group}:{st.name}")
-            members = [m for m in ([] if fam is None else fam.members.values())
-                       if m in statements]
-            owners_ = {self._owner.get((group, m)) for m in members}
-            if not owners_:
-                return t          # every member simplified away: nothing learned
-            if len(owners_) != 1 or None in owners_:
-                return None
-            owner = owners_.pop()
-        else:
-            owner, members = st.name, [st.name] if st.name in statements else []
+        owner, _ = self._template_owner(t, st, group)
+        if owner is ...:
+            return t          # every member simplified away: nothing learned
+        if owner is None:
+            return None
         modules = self.rules if group == "rule" else self.constraints
         module = modules[_key(owner)] if _key(owner) in modules else None
         nums = [n for n in A.walk(st.body if group == "rule" else st.formula)
@@ -290,7 +369,7 @@ class RuleValues:
         # each ~ number's learned value is the parameter its grounded copies read (a
         # number inside a quantifier has a copy per instance), found by its place in the
         # text; one no member kept (grounding simplified it away) keeps its value
-        slots = self._slots.get((f"{group}s", owner), {})
+        slots = self.index.slots.get((f"{group}s", owner), {})
         values = []
         for n in nums:
             slot = slots.get(_number_key(n))
@@ -318,65 +397,6 @@ class RuleValues:
             return None
 
         return A.rewrite(e, learned)
-
-    def bias_table(self, batch: Batch | None = None) -> dict:
-        """Biases as :func:`greybox.rules.evaluate` takes them (per-row arrays when a
-        residual network adds to the scores)."""
-        res = self.residual_scores(batch) if batch is not None else {}
-        out = {}
-        for name in self.kb.decided:
-            b = self.decisions_bias(name).detach().double().cpu()
-            r = res.get(name)
-            r = None if r is None else r.detach().double().cpu().numpy()
-            if r is not None and not np.isfinite(r).all():
-                _overflowed(self, name, r, batch)
-            if b.dim() == 0:
-                out[name] = float(b) if r is None else float(b) + r
-            else:
-                values = A.domain_values(self.kb.variables[name].type)
-                out[name] = {v: (float(b[i]) if r is None else float(b[i]) + r[:, i])
-                             for i, v in enumerate(values)}
-        return out
-
-
-def _overflowed(model, name: str, logits: np.ndarray, batch: Batch):
-    """DataError: the residual's logits for ``name`` are not finite on a row (an input far
-    beyond the range the network's arithmetic holds), naming the row by its label and the
-    inputs to blame (those whose standardised value overflowed, else the farthest)."""
-    bad = ~np.isfinite(logits.reshape(len(logits), -1)).all(axis=1)
-    pos = int(np.flatnonzero(bad)[0])
-    got = logits.reshape(len(logits), -1)[pos]
-    got = got[~np.isfinite(got)][0]
-    label = batch.index[pos]
-    label = label.item() if hasattr(label, "item") else label
-    with torch.no_grad():
-        feats = model._features(batch.take(torch.as_tensor([pos])))[0].double().cpu().numpy()
-    names = list(model.feature_names)
-    reals = [i for i, f in enumerate(names) if f in model.kb.variables]
-    over = [i for i in reals if not np.isfinite(feats[i])]
-    if not over:
-        net = model.residual_for(name)
-        broken = [n for n, p in (net.named_parameters() if net is not None else ())
-                  if not torch.isfinite(p).all()]
-        if broken:
-            raise ModelError(f"the residual network for {name!r} has non-finite weights "
-                             f"({broken[0]!r}): its logit at row {label!r} is "
-                             f"{float(got)!r}")
-        over = [max(reals, key=lambda i: abs(feats[i]))] if reals else []
-    shown = []
-    for i in over:
-        f = names[i]
-        value = batch.columns[f][pos] if f in batch.columns else feats[i]
-        value = value.item() if hasattr(value, "item") else value
-        lo, hi, from_data = model.input_range(f)
-        where = "training range" if from_data else "declared range"
-        shown.append(f"input {f!r} = {value!r} (its {where} [{lo:.6g}, {hi:.6g}])")
-    blame = (", ".join(shown) + " lies" if len(shown) == 1 else ", ".join(shown) + " lie") \
-        if shown else "the inputs lie"
-    raise DataError(f"the residual network for {name!r} overflowed at row {label!r} (its "
-                    f"logit is {float(got)!r}): {blame} beyond "
-                    "what its float arithmetic holds, so the decision is not defined there; "
-                    "drop the row or clip the input to a plausible value")
 
 
 def owners(kb) -> dict[tuple[str, str], str]:

@@ -1,14 +1,15 @@
 """A grey-box model's table inputs as its networks read them: names, statistics, range.
 
-:class:`InputStatistics` is mixed into :class:`~greybox.GreyBox`: standardisation of the
-table inputs (``feature_names``, ``feature_center``/``feature_scale`` buffers), their
-range and precision seen in the data (``calibrate``), and the spreads smooth comparisons
-and counterfactual distances are measured in.
+:class:`InputStatistics` is a child module of :class:`~greybox.GreyBox` (``statistics``):
+given the knowledge base, it owns the standardisation of the table inputs
+(``feature_names``, ``feature_center``/``feature_scale`` buffers), their range and
+precision seen in the data (:meth:`~InputStatistics.calibrate`), and the spreads smooth
+comparisons and counterfactual distances are measured in. It reads nothing of the model;
+the model keeps its buffers' state-dict names at the top level (``feature_center``, not
+``statistics.feature_center``).
 """
 
 from __future__ import annotations
-
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -20,23 +21,31 @@ from greybox.rules import missing_key
 
 from ._batch import Batch
 
-__all__ = ["InputStatistics"]
+__all__ = ["STATISTICS", "InputStatistics"]
 
-if TYPE_CHECKING:
-    from ._model import GreyBox
+#: the buffers :meth:`InputStatistics.calibrate` sets (copied by :meth:`GreyBox.replace`)
+STATISTICS = ("feature_center", "feature_scale", "calibrated", "feature_min",
+              "feature_max", "feature_step", "range_known")
 
 
-class InputStatistics:
-    """The table-input statistics of a :class:`~greybox.GreyBox` (a mixin: the buffers
-    live on the model, so its state dict keeps their names)."""
+class InputStatistics(nn.Module):
+    """The table inputs of knowledge base ``kb`` as features: their names (enums one-hot),
+    center and scale (from the declared bounds until :meth:`calibrate` sees data), and the
+    range and precision seen in the data. Contract: given a :class:`Batch` of ``kb``, it
+    returns features and spreads; :meth:`calibrate` is the only writer of its buffers.
 
-    #: the buffers :meth:`calibrate` sets (copied by :meth:`GreyBox.replace`)
-    STATISTICS = ("feature_center", "feature_scale", "calibrated", "feature_min",
-                  "feature_max", "feature_step", "range_known")
+    Examples
+    --------
+    >>> import greybox as gb
+    >>> kb = gb.rules.parse("input x: real[0, 8]  input c: {a, b}  output y: bool")
+    >>> stats = InputStatistics(kb)
+    >>> stats.feature_names, stats.spread("x")
+    (['x', 'c=a', 'c=b'], 2.0)
+    """
 
-    def _init_statistics(self) -> None:
-        """Name the table inputs' features (enums one-hot) and register their statistics:
-        center and scale from the declared bounds until :meth:`calibrate` sees data."""
+    def __init__(self, kb):
+        super().__init__()
+        self.kb = kb
         self.feature_names: list[str] = []
         centers, scales = [], []
         for name in self.kb.inputs:
@@ -64,7 +73,9 @@ class InputStatistics:
             self.register_buffer(name, torch.zeros(n, dtype=torch.float64))
         self.register_buffer("range_known", torch.tensor(False))
 
-    def _feature_scale(self, name: str) -> torch.Tensor | float:
+    def scale_of(self, name: str) -> torch.Tensor | float:
+        """The spread of a table input as a tensor (a buffer's element) where it is a
+        feature, else from its declared range (a quarter of an int's width, at least 1)."""
         if name in self.feature_names:
             return self.feature_scale[self.feature_names.index(name)]
         var = self.kb.variables[name]
@@ -72,7 +83,9 @@ class InputStatistics:
             return max(1.0, (var.type.hi - var.type.lo) / 4)
         return 1.0
 
-    def _features(self, batch: Batch, *, standardise: bool = True) -> torch.Tensor:
+    def features(self, batch: Batch, *, standardise: bool = True) -> torch.Tensor:
+        """The table inputs of ``batch``, enums one-hot, in :attr:`feature_names` order;
+        standardised by the center and scale unless ``standardise=False``."""
         cols = []
         for name in self.kb.inputs:
             t = self.kb.variables[name].type
@@ -84,39 +97,29 @@ class InputStatistics:
             else:
                 cols.append(x.float().unsqueeze(1))
         if not cols:
-            return torch.zeros(batch.n, 0, device=self.device)
+            return torch.zeros(batch.n, 0, device=self.feature_center.device)
         if not standardise:
             return torch.cat(cols, 1)
         return (torch.cat(cols, 1) - self.feature_center) / self.feature_scale
 
-    def features(self, data, *, standardise: bool = True) -> torch.Tensor:
-        """The table inputs as the residual and the networks in ``scaled_networks`` read
-        them: standardised, enums one-hot, in :attr:`feature_names` order; shape (rows,
-        features). ``standardise=False``: as the other networks read them (the values in
-        the data, bools as 0/1, enums one-hot)."""
-        return self._features(data if isinstance(data, Batch) else self.batch(data),
-                              standardise=standardise)
-
     def spread(self, name: str) -> float:
         """The spread of a table input (its standard deviation once calibrated): the unit
         of counterfactual distances and of smooth comparisons' temperature."""
-        return float(self._feature_scale(name))
+        return float(self.scale_of(name))
 
     # statistics -------------------------------------------------------------------------------
-    def calibrate(self, data) -> GreyBox:
-        """Set the table inputs' center and spread (mean, standard deviation) from
-        ``data``: they standardise network and residual inputs and scale the temperature of
-        smooth comparisons."""
-        batch = self.batch(data)
+    def calibrate(self, batch: Batch) -> InputStatistics:
+        """Set the table inputs' center and spread (mean, standard deviation), range and
+        precision from ``batch``."""
         if batch.n < 2:
             raise DataError("calibrate needs at least 2 rows")
-        feats = self._features(batch) * self.feature_scale + self.feature_center
+        feats = self.features(batch) * self.feature_scale + self.feature_center
         center = feats.mean(0)
         scale = feats.std(0)
         for i, name in enumerate(self.feature_names):
             if "=" in name and name not in self.kb.variables:  # one-hot enum columns
                 center[i], scale[i] = 0.0, 1.0
-        raw = self._raw_features(batch)
+        raw = self.raw_features(batch)
         for i, name in enumerate(self.feature_names):   # over the values present only
             gaps = np.isnan(raw[:, i])
             if gaps.any() and name in self.kb.variables:
@@ -137,7 +140,7 @@ class InputStatistics:
                                                     dtype=torch.float64))
         return self
 
-    def _raw_features(self, batch: Batch) -> np.ndarray:
+    def raw_features(self, batch: Batch) -> np.ndarray:
         """The table inputs in :attr:`feature_names` order, unstandardised, in float64."""
         cols = []
         for name in self.kb.inputs:

@@ -155,7 +155,7 @@ class _LossModule(nn.Module):
         return self.last.data_loss
 
     def forward(self, batch: Batch, labels: Targets) -> torch.Tensor:
-        loss = self.model._loss(self.model(batch), labels)
+        loss = self.model.trace_loss(self.model(batch), labels)
         last = self.last
         last.data_loss, last.penalised = float(loss.detach()), False
         if self.tie and not loss.requires_grad and torch.is_grad_enabled():
@@ -218,7 +218,7 @@ def _hits(model, batch: Batch, labels: Targets | None) -> tuple[float, dict]:
                 sub = batch.take(rows)
                 lab = labels.take(rows) if labels is not None else None
                 tr = model(sub)
-                losses += float(model._loss(tr, lab)) * len(rows)
+                losses += float(model.trace_loss(tr, lab)) * len(rows)
                 for name, hit in _row_hits(model, sub, lab, tr).items():
                     correct.setdefault(name, []).append(hit)
     finally:
@@ -494,7 +494,7 @@ def _training_data(model, data, targets, validation, gen: torch.Generator, *,
     batch = model.batch(data)
     if batch.n == 0:
         raise DataError("no rows to train on")
-    labels = model._targets(targets, batch.n, batch.index) if targets is not None else None
+    labels = model.labels(targets, batch.n, index=batch.index) if targets is not None else None
     soft = any(not c.hard for c in model.kb.constraints.values())
     if labels is None and not soft:
         raise ModelError("nothing to learn from: give targets (labels for an output, a "
@@ -529,7 +529,7 @@ def _hold_out(model, batch: Batch, labels: Targets | None, validation, gen):
         raise ModelError("validation must be a fraction or a (data, targets) pair")
     val_batch = model.batch(validation[0])
     vt = validation[1] if validation[1] is not None else _default_targets(model, validation[0])
-    val_labels = model._targets(vt, val_batch.n, val_batch.index) if vt is not None else None
+    val_labels = model.labels(vt, val_batch.n, index=val_batch.index) if vt is not None else None
     return batch, labels, val_batch, val_labels
 
 

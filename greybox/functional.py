@@ -29,6 +29,7 @@ __all__ = [
     "probability_of",
     "safe_log",
     "smooth_compare",
+    "soft_violation",
     "t_and",
     "t_iff",
     "t_implies",
@@ -157,6 +158,24 @@ def poisson_binomial(p: torch.Tensor) -> torch.Tensor:
                                          b, groups=rows * pairs)
         polys = out.reshape(rows, pairs, 2 * degree - 1)
     return polys[:, 0, :n + 1]
+
+
+def soft_violation(truth: torch.Tensor, semantics: str) -> torch.Tensor:
+    """How much a soft constraint of truth ``truth`` is violated, per row: ``-log truth``
+    under the probabilistic semantics (``truth`` is the probability that it holds, floored
+    at 1e-12), ``1 - truth`` under the fuzzy ones. The training loss adds each soft
+    constraint's weight times its mean.
+
+    Examples
+    --------
+    >>> import torch
+    >>> t = torch.tensor([1.0, 0.5])
+    >>> soft_violation(t, "product").tolist(), soft_violation(t, "probabilistic")[1].item()
+    ([0.0, 0.5], 0.6931471824645996)
+    """
+    if semantics == "probabilistic":
+        return -torch.log(truth.clamp_min(1e-12))
+    return 1.0 - truth
 
 
 def safe_log(t: torch.Tensor) -> torch.Tensor:

@@ -19,7 +19,7 @@ NAMES = ("propositional", "relational", "neural", "regression")
 
 
 def _rows(name: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    table = pd.read_csv(DATA / f"{name}.csv", float_precision="round_trip")
+    table = pd.read_csv(DATA / f"{name}.csv")
     pred = [c for c in table.columns if c.startswith("pred_")]
     return table.drop(columns=pred), table[pred].rename(columns=lambda c: c[len("pred_"):])
 

@@ -157,7 +157,7 @@ class Debugger:
         with torch.no_grad():
             model.eval()
             p = model.predict_proba(self.batch, self.output) if A.is_finite_type(
-                model.kb.variables[self.output].type) and not getattr(model, "_crisp", False) \
+                model.kb.variables[self.output].type) and not getattr(model, "is_crisp", False) \
                 else None
         if p is not None:
             cols = list(p.columns)

@@ -291,7 +291,7 @@ class Compiled:
                 if form is not None:
                     terms += [(n, abs(float(c))) for n, c in form[1].items()]
             self._spread[id(e)] = terms
-        spread = sum(c * (1.0 if n is None else model._feature_scale(n)) for n, c in terms)
+        spread = sum(c * (1.0 if n is None else model.scale_of(n)) for n, c in terms)
         if not isinstance(spread, torch.Tensor):
             spread = torch.tensor(float(spread) if spread else 1.0, device=model.device)
         return model.temperature * spread

@@ -389,8 +389,8 @@ def _signed_weights(model, s: RuleStack) -> torch.Tensor:
     groundings) while a per-row rule mask is set (rule ablation). Read from the model on
     every pass (never kept: ``functional_call``, ``load_state_dict`` and ``.to`` swap
     them); a family sharing one weight reads it once."""
-    if getattr(model, "_rule_scale", None) is not None:
-        w = torch.stack([model.rule_weight(n).expand(model._rule_scale.shape[0])
+    if getattr(model, "rule_scale", None) is not None:
+        w = torch.stack([model.rule_weight(n).expand(model.rule_scale.shape[0])
                          for n in s.names], 1)
     elif model.shares_weight(s.names):
         w = model.rule_weight(s.names[0]).expand(len(s.names))

@@ -320,7 +320,7 @@ class ProbContext(Context):
 
     def _crisp(self, e) -> bool:
         """Whether comparison or membership test ``e`` is crisp here."""
-        return self.hard or self.model._crisp or (
+        return self.hard or self.model.is_crisp or (
             isinstance(e, A.InSet) or not self.model.compiled.smooth(e, neural=False))
 
     def _exactly(self, e, env, evaluate) -> Field:
