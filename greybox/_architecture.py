@@ -258,26 +258,7 @@ def rebuild(path, payload: Mapping, group: str,
     missing = [n for n in names if not isinstance(descs.get(n), Mapping)
                or "custom" in descs[n]]
     if missing:
-        classes = [descs[n].get("custom") if isinstance(descs.get(n), Mapping) else None
-                   for n in missing]
-        classes = [c if isinstance(c, str) else None for c in classes]
-        if arch is None:
-            reason = "the file was written before greybox saved architectures"
-        else:
-            shown = ", ".join(c for c in classes if c)
-            one = len(missing) == 1
-            reason = (f"{'it is a' if one else 'they are'} custom module{'' if one else 's'}"
-                      f"{f' ({shown})' if shown else ''}, and a file holds data, never code")
-        if group == "networks":
-            what = f"network{'s' if len(missing) > 1 else ''} {', '.join(map(repr, missing))}"
-            hint = "pass networks={" + ", ".join(f"{n!r}: module" for n in names) + "}"
-        else:
-            what = f"the residual network for {', '.join(map(repr, missing))}"
-            hint = "pass residual=module" if len(names) == 1 else \
-                "pass residual={" + ", ".join(f"{n!r}: module" for n in names) + "}"
-        raise ModulesNeeded(f"{path}: {what} cannot be rebuilt from the file: {reason}; "
-                            f"{hint}", path=path, group=group, names=missing,
-                            classes=classes, reason=reason, needed=names)
+        raise _modules_needed(path, group, names, missing, descs, arch is None)
     state = payload["state"]
     shared = {"modules": {}, "tensors": {}} if shared is None else shared
     modules, tensors = shared["modules"], shared["tensors"]
@@ -285,22 +266,7 @@ def rebuild(path, payload: Mapping, group: str,
     for name in names:
         # the residual's names in the file are its module keys already
         prefix = f"{group}.{name}." if group == "residual" else f"{group}.{_key(name)}."
-        try:
-            with torch.device("meta"):   # no memory until the shapes match the file's
-                module = _build(descs[name], "", [0])
-        except CheckpointError as err:
-            raise CheckpointError(f"{path}: the architecture of {group} {name!r}: {err}") \
-                from None
-        views = {}
-        for k, v in module.state_dict().items():
-            got = state.get(prefix + k)
-            if got is None or tuple(got.shape) != tuple(v.shape):
-                raise CheckpointError(
-                    f"{path}: the architecture of {group} {name!r} does not fit its weights "
-                    f"in the file: {prefix + k} is {list(v.shape)} in the description, "
-                    f"{'absent' if got is None else list(got.shape)} in the file")
-            if got.numel():
-                views[k] = tensor_view(got)
+        module, views = _fitted(path, group, name, descs[name], state, prefix)
         same = (json.dumps(descs[name], sort_keys=True, default=repr),
                 tuple(sorted(views.items())))
         if same in modules:                 # the module saved under another name
@@ -317,3 +283,52 @@ def rebuild(path, payload: Mapping, group: str,
             tensors[view] = prefix + k
         out[name] = modules[same] = module.to_empty(device="cpu")  # all from the file
     return out
+
+
+def _modules_needed(path, group: str, names: list, missing: list, descs: Mapping,
+                    old: bool) -> ModulesNeeded:
+    """The error for modules of ``group`` the file does not describe (``old``: a file
+    written before architectures were saved), saying which to pass."""
+    classes = [descs[n].get("custom") if isinstance(descs.get(n), Mapping) else None
+               for n in missing]
+    classes = [c if isinstance(c, str) else None for c in classes]
+    if old:
+        reason = "the file was written before greybox saved architectures"
+    else:
+        shown = ", ".join(c for c in classes if c)
+        one = len(missing) == 1
+        reason = (f"{'it is a' if one else 'they are'} custom module{'' if one else 's'}"
+                  f"{f' ({shown})' if shown else ''}, and a file holds data, never code")
+    if group == "networks":
+        what = f"network{'s' if len(missing) > 1 else ''} {', '.join(map(repr, missing))}"
+        hint = "pass networks={" + ", ".join(f"{n!r}: module" for n in names) + "}"
+    else:
+        what = f"the residual network for {', '.join(map(repr, missing))}"
+        hint = "pass residual=module" if len(names) == 1 else \
+            "pass residual={" + ", ".join(f"{n!r}: module" for n in names) + "}"
+    return ModulesNeeded(f"{path}: {what} cannot be rebuilt from the file: {reason}; "
+                         f"{hint}", path=path, group=group, names=missing,
+                         classes=classes, reason=reason, needed=names)
+
+
+def _fitted(path, group: str, name: str, desc, state: Mapping, prefix: str):
+    """``(module, views)``: the module ``desc`` describes, built on the meta device, its
+    tensors checked against the file's (under ``prefix``); ``views``, where each of those
+    lies in the file, by the module's state name."""
+    try:
+        with torch.device("meta"):   # no memory until the shapes match the file's
+            module = _build(desc, "", [0])
+    except CheckpointError as err:
+        raise CheckpointError(f"{path}: the architecture of {group} {name!r}: {err}") \
+            from None
+    views = {}
+    for k, v in module.state_dict().items():
+        got = state.get(prefix + k)
+        if got is None or tuple(got.shape) != tuple(v.shape):
+            raise CheckpointError(
+                f"{path}: the architecture of {group} {name!r} does not fit its weights "
+                f"in the file: {prefix + k} is {list(v.shape)} in the description, "
+                f"{'absent' if got is None else list(got.shape)} in the file")
+        if got.numel():
+            views[k] = tensor_view(got)
+    return module, views

@@ -185,7 +185,6 @@ def load(path, *, networks: Mapping[str, nn.Module] | None = None,
     (True, ReLU())
     """
 
-    given_networks = networks is not None
     payload = _read(path, map_location)
     try:
         kb = gr.parse(payload["rules"], filename=payload.get("filename"))
@@ -193,6 +192,26 @@ def load(path, *, networks: Mapping[str, nn.Module] | None = None,
         raise CheckpointError(f"{path}: the rules stored in the file do not parse: {err}") \
             from None
     check_decisions(path, kb, payload["state"])
+    model = _model(path, payload, kb, networks, residual)
+    if isinstance(map_location, (str, torch.device)):
+        try:
+            model.to(map_location)
+        except (RuntimeError, TypeError, AssertionError) as err:
+            raise CheckpointError(f"cannot move the model to {map_location!r}: {err}") from None
+    own = model.state_dict()
+    state = _upgraded(model, payload["state"], own)
+    _check_state(path, state, own, given_networks=networks is not None)
+    try:
+        model.load_state_dict(state)
+    except (RuntimeError, TypeError, ValueError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(f"{path}: the state does not fit the model ({first})") from None
+    return model
+
+
+def _model(path, payload: Mapping, kb, networks, residual) -> GreyBox:
+    """The model the file's header describes (its weights not loaded yet), with the
+    networks and residuals given or rebuilt from the file's architectures."""
     shared: dict = {"modules": {}, "tensors": {}}   # a module saved under several names
     if networks is None:
         networks = rebuild(path, payload, "networks", shared)
@@ -206,27 +225,30 @@ def load(path, *, networks: Mapping[str, nn.Module] | None = None,
         residual = {next((d for d in kb.decided if _key(d) == k), k): m
                     for k, m in built.items()}
     try:
-        model = GreyBox(kb, networks, semantics=payload["semantics"],
-                        residual=residual, temperature=payload["temperature"],
-                        # files written before the switch: every network read its table
-                        # inputs standardised, and keeps doing so
-                        scale_inputs=list(payload.get("scale_inputs", kb.networks)))
+        return GreyBox(kb, networks, semantics=payload["semantics"],
+                       residual=residual, temperature=payload["temperature"],
+                       # files written before the switch: every network read its table
+                       # inputs standardised, and keeps doing so
+                       scale_inputs=list(payload.get("scale_inputs", kb.networks)))
     except GreyboxError as err:
         raise CheckpointError(f"{path}: cannot rebuild the model: {err}") from None
-    if isinstance(map_location, (str, torch.device)):
-        try:
-            model.to(map_location)
-        except (RuntimeError, TypeError, AssertionError) as err:
-            raise CheckpointError(f"cannot move the model to {map_location!r}: {err}") from None
-    state = payload["state"]
-    own = model.state_dict()
-    # statistics added after a file was written (the training range and precision of
-    # the inputs) keep their defaults: an older file loads as "range not known"
+
+
+def _upgraded(model: GreyBox, state: Mapping, own: Mapping) -> dict:
+    """The file's state in this version's layout: statistics added after a file was
+    written (the training range and precision of the inputs) keep their defaults (an
+    older file loads as "range not known"); one ``~`` threshold per copy, before the
+    copies shared one, becomes the shared one."""
     state = dict(state)
     for k in _LATER_BUFFERS:
         if k in own and k not in state:
             state[k] = own[k]
-    state = RuleIndex(model.kb).upgrade_state(state)   # one ~ threshold per copy, before they shared one
+    return RuleIndex(model.kb).upgrade_state(state)
+
+
+def _check_state(path, state: Mapping, own: Mapping, *, given_networks: bool) -> None:
+    """CheckpointError unless ``state`` names exactly the model's tensors (``own``), in
+    their shapes, in dtypes that convert without losing part of each value."""
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
     if (missing or unexpected) and all(k.startswith(("rules.", "constraints."))
@@ -255,9 +277,3 @@ def load(path, *, networks: Mapping[str, nn.Module] | None = None,
             raise CheckpointError(f"{path}: tensor {k!r} is {str(theirs).removeprefix('torch.')}"
                                   f" in the file but {str(mine).removeprefix('torch.')} in the "
                                   "model; converting it would lose part of each value")
-    try:
-        model.load_state_dict(state)
-    except (RuntimeError, TypeError, ValueError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise CheckpointError(f"{path}: the state does not fit the model ({first})") from None
-    return model

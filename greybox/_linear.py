@@ -352,7 +352,7 @@ class CarryPlan:
 
     def __init__(self, arith: Arithmetic, device):
         # built on the CPU, then moved (never on the default device)
-        dtype, cpu = torch.float32, torch.device("cpu")
+        cpu = torch.device("cpu")
         self.device = device
         self.base, self.offset = arith.base, arith.offset
         cols = arith.columns
@@ -361,45 +361,10 @@ class CarryPlan:
         for p, col in enumerate(cols):
             sig = tuple(tuple(vals) for _, vals in col)
             groups.setdefault(sig, []).append(p)
-        self.groups = []       # (columns, [names per item], [indicators], low value, length)
-        width = 1
-        for sig, ps in groups.items():
-            names = [[cols[p][j][0] for p in ps] for j in range(len(sig))]
-            inds, lo, vals = [], 0, [0]
-            if sig:
-                lo = min(sig[0])
-                vals = list(sig[0])
-                for dom in sig[1:]:
-                    new = sorted({a + b for a in vals for b in dom})
-                    ind = torch.zeros(len(vals), len(dom), new[-1] - new[0] + 1, dtype=dtype,
-                                      device=cpu)
-                    for i, a in enumerate(vals):
-                        for j, b in enumerate(dom):
-                            ind[i, j, a + b - new[0]] = 1.0
-                    inds.append(ind.flatten(0, 1).to(device))     # (i * j, sums)
-                    vals = list(range(new[0], new[-1] + 1))
-                lo = vals[0]
-                # a first variable whose values are not 0, 1, 2...: to consecutive sums
-                first = list(sig[0])
-                if len(sig) == 1 and first != list(range(first[0], first[-1] + 1)):
-                    ind = torch.zeros(len(first), first[-1] - first[0] + 1, dtype=dtype,
-                                      device=cpu)
-                    for i, a in enumerate(first):
-                        ind[i, a - first[0]] = 1.0
-                    inds.append(ind.to(device))
-                    vals = list(range(first[0], first[-1] + 1))
-            length = len(vals)
-            width = max(width, length)
-            self.groups.append((ps, names, inds, lo, length))
-        self.width = width
-        # each group's last indicator writes the sums into place: a 0 on either side
-        # (where impossible carries' indices land) and the width of the widest column
-        self.padded = []
-        for _, names, inds, _, length in self.groups:
-            last = bool(inds) and len(inds) >= len(names) - 1 and bool(names)
-            if last:
-                inds[-1] = torch.nn.functional.pad(inds[-1], (1, width + 1 - length))
-            self.padded.append(last)
+        # (columns, [names per item], [indicators], low value, length)
+        self.groups = [_column_group(sig, ps, cols, device) for sig, ps in groups.items()]
+        self.width = max([1] + [length for *_, length in self.groups])
+        self._pad_last_indicators()
         self.blank = any(not names for _, names, *_ in self.groups)   # batch dimension 1
         # the variables of a group whose domains are all as long, read in one call
         self.together = []
@@ -411,7 +376,30 @@ class CarryPlan:
         self.order = None if order == list(range(self.npos)) else \
             torch.tensor([order.index(p) for p in range(self.npos)], device=cpu).to(device)
         lows = {p: lo for ps, _, _, lo, _ in self.groups for p in ps}
-        # carries into and out of each column
+        self._carry_tables(arith, lows)
+        # one column and no carry (a plain sum): P(S = rest) is read at rest - low + 1
+        self.single = self.npos == 1 and self.c == 1 and self.ncarry == 1
+        self.first = 1 - lows[0]
+        # the target's digits: rest // base**p % base, and the last carry rest // base**npos
+        self.top_place = self.base ** self.npos
+        fits = self.top_place < 2 ** 62
+        self.places = (torch.tensor([[self.base ** p] for p in range(self.npos)],
+                                    device=cpu).to(device) if fits else None)
+
+    def _pad_last_indicators(self) -> None:
+        """Each group's last indicator writes the sums into place: a 0 on either side
+        (where impossible carries' indices land) and the width of the widest column."""
+        self.padded = []
+        for _, names, inds, _, length in self.groups:
+            last = bool(inds) and len(inds) >= len(names) - 1 and bool(names)
+            if last:
+                inds[-1] = torch.nn.functional.pad(inds[-1], (1, self.width + 1 - length))
+            self.padded.append(last)
+
+    def _carry_tables(self, arith: Arithmetic, lows: dict) -> None:
+        """The carries into and out of each column as indices into its sums (``shift1``,
+        ``c`` carries at most, ``ncarry`` out of the top column)."""
+        cpu = torch.device("cpu")
         carries = [[0]] + [list(c) for c in arith.carries]
         c = max(len(v) for v in carries)
         self.ncarry = len(carries[-1])
@@ -424,16 +412,8 @@ class CarryPlan:
                     valid[p, i, j] = True
         # index into a column's sums padded with a 0 on either side; impossible carries
         # (columns with fewer of them) land on the 0
-        shift = torch.where(valid, shift + 1, -(self.base + width + 2))
-        self.shift1, self.c = shift.view(self.npos, 1, c * c).to(device), c
-        # one column and no carry (a plain sum): P(S = rest) is read at rest - low + 1
-        self.single = self.npos == 1 and c == 1 and self.ncarry == 1
-        self.first = 1 - lows[0]
-        # the target's digits: rest // base**p % base, and the last carry rest // base**npos
-        self.top_place = self.base ** self.npos
-        fits = self.top_place < 2 ** 62
-        self.places = (torch.tensor([[self.base ** p] for p in range(self.npos)],
-                                    device=cpu).to(device) if fits else None)
+        shift = torch.where(valid, shift + 1, -(self.base + self.width + 2))
+        self.shift1, self.c = shift.view(self.npos, 1, c * c).to(self.device), c
 
     def _column_sums(self, stacked) -> torch.Tensor:
         """(npos, B, width + 2): each column's distribution of the sum of its variables,
@@ -527,6 +507,38 @@ class CarryPlan:
         if scales:
             out = out + torch.log(torch.cat(scales, 1)).sum(1).view(-1)
         return out.to(s.dtype)
+
+
+def _column_group(sig: tuple, ps: list, cols, device) -> tuple:
+    """``(columns, [names per item], [indicators], low value, length)`` of the columns
+    ``ps`` whose variables have the domains ``sig``: the indicator tensors that add
+    their variables one by one into consecutive sums (float32, built on the CPU and
+    moved to ``device``)."""
+    dtype, cpu = torch.float32, torch.device("cpu")
+    names = [[cols[p][j][0] for p in ps] for j in range(len(sig))]
+    inds, lo, vals = [], 0, [0]
+    if sig:
+        lo = min(sig[0])
+        vals = list(sig[0])
+        for dom in sig[1:]:
+            new = sorted({a + b for a in vals for b in dom})
+            ind = torch.zeros(len(vals), len(dom), new[-1] - new[0] + 1, dtype=dtype,
+                              device=cpu)
+            for i, a in enumerate(vals):
+                for j, b in enumerate(dom):
+                    ind[i, j, a + b - new[0]] = 1.0
+            inds.append(ind.flatten(0, 1).to(device))     # (i * j, sums)
+            vals = list(range(new[0], new[-1] + 1))
+        lo = vals[0]
+        # a first variable whose values are not 0, 1, 2...: to consecutive sums
+        first = list(sig[0])
+        if len(sig) == 1 and first != list(range(first[0], first[-1] + 1)):
+            ind = torch.zeros(len(first), first[-1] - first[0] + 1, dtype=dtype, device=cpu)
+            for i, a in enumerate(first):
+                ind[i, a - first[0]] = 1.0
+            inds.append(ind.to(device))
+            vals = list(range(first[0], first[-1] + 1))
+    return ps, names, inds, lo, len(vals)
 
 
 @functools.cache

@@ -37,6 +37,7 @@ import torch
 from greybox.errors import ModelError
 
 from ._batch import Targets
+from ._epochs import TrainingData, hits_of, summary, train_epochs
 
 __all__ = ["SELECT", "select_epochs"]
 
@@ -63,7 +64,6 @@ def select_epochs(model, d, s, gen: torch.Generator, *, folds: int, seed: int | 
     its ``gain`` in score over the model as given, the held-out labels training
     ``fixed`` and ``broken``, and the test's ``p_value``. Neither ``model`` nor the
     random streams the training that follows uses are touched."""
-    from ._train import _Data, _hits, _train
 
     rows, fold = _deal(d.labels, folds, seed)
     k = int(fold.max()) + 1
@@ -74,12 +74,12 @@ def select_epochs(model, d, s, gen: torch.Generator, *, folds: int, seed: int | 
         for f in range(k):
             held = rows[fold == f]
             held_batch, held_labels = d.batch.take(held), d.labels.take(held)
-            given.append(_hits(model, held_batch, held_labels))
+            given.append(hits_of(model, held_batch, held_labels))
             trial = copy.deepcopy(model)
             fold_gen = torch.Generator().set_state(gen.get_state())
-            _train(trial, _Data(d.batch, _hide(d.labels, held), None, None, d.soft), quiet,
+            train_epochs(trial, TrainingData(d.batch, _hide(d.labels, held), None, None, d.soft), quiet,
                    fold_gen, stop_after=s.epochs)
-            trained.append(_hits(trial, held_batch, held_labels))
+            trained.append(hits_of(trial, held_batch, held_labels))
     records = [_record(model, 0, given, len(rows)), _record(model, s.epochs, trained, len(rows))]
     fixed, broken = _discordant(given, trained)
     p = _sign_test(fixed, broken)
@@ -168,13 +168,12 @@ def _score(hits: dict) -> float:
 def _record(model, epochs: int, tally: list[tuple[float, dict]], n: int) -> dict:
     """One candidate's held-out figures pooled over the folds (each labelled row is held
     out once)."""
-    from ._train import _summary
 
     hits: dict[str, list] = {}
     for _, h in tally:
         for name, v in h.items():
             hits.setdefault(name, []).append(v)
     pooled = {name: torch.cat(v) for name, v in hits.items()}
-    out = {"epochs": epochs, **_summary(model, sum(loss for loss, _ in tally), n, pooled, "")}
+    out = {"epochs": epochs, **summary(model, sum(loss for loss, _ in tally), n, pooled, "")}
     out["score"] = _score(pooled)
     return out
