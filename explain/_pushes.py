@@ -404,35 +404,8 @@ def _pushes(model, one, concept: str, labels, row_label) -> Pushes:
     if not grad.neural and own is not None:
         total = total + grad.label(own)
     templates = _templates(kb)
-    rows = []
-    for c in kb.constraints.values():
-        if c.hard or concept not in closure(kb, A.variables(c.formula)):
-            continue
-        t = trace.constraints[c.name]
-        v = soft_violation(t, trace.semantics)
-        rows.append({"template": templates.get(c.name, c.name), "grounding": c.name,
-                     "kind": "constraint", "truth": float(t.detach()[0]),
-                     "push": grad.push(c.weight * v.mean()), "via": ""})
-    heads: dict[str, np.ndarray] = {}
-    for r in kb.rules.values():
-        h = r.head.name
-        if h == concept or concept not in closure(kb, A.variables(r.body)):
-            continue
-        if not _alone(kb, h):
-            continue   # not itemised: its push is in the gap
-        if h not in heads:
-            heads[h] = _head_signal(model, trace, loss, labels, h)
-        body = trace.bodies[r.name]
-        w = float(model.rule_weight(r.name).detach().reshape(-1)[0])
-        if isinstance(r.head.value, bool):
-            signal = heads[h][0] * (-1.0 if r.head.value is False else 1.0)
-        else:   # -> grade = high: its contribution adds to the score of high
-            value = r.head.value
-            signal = heads[h][A.domain(kb.variables[h].type).index(
-                value.value if isinstance(value, A.Num) else value.name)]
-        rows.append({"template": templates.get(r.name, r.name), "grounding": r.name,
-                     "kind": "rule", "truth": float(body.detach()[0]),
-                     "push": -signal * w * grad.push(body), "via": h})
+    rows = _constraint_rows(kb, trace, grad, concept, templates)
+    rows += _rule_rows(model, trace, grad, concept, templates, loss, labels)
     if own is not None:
         if grad.neural:
             y = torch.tensor([own], device=model.device)
@@ -463,6 +436,50 @@ def _pushes(model, one, concept: str, labels, row_label) -> Pushes:
                   probability=float(grad.probs[top]), logit=float(grad.logits[top]),
                   wrt=grad.wrt, terms=terms, total=float(total[largest]),
                   gap=float((total - pushed)[worst]), by_value=by_value)
+
+
+def _constraint_rows(kb, trace, grad, concept: str, templates: dict) -> list[dict]:
+    """A row per soft constraint over ``concept``: its truth and its push (its weight
+    times its violation, as the loss adds it)."""
+    rows = []
+    for c in kb.constraints.values():
+        if c.hard or concept not in closure(kb, A.variables(c.formula)):
+            continue
+        t = trace.constraints[c.name]
+        v = soft_violation(t, trace.semantics)
+        rows.append({"template": templates.get(c.name, c.name), "grounding": c.name,
+                     "kind": "constraint", "truth": float(t.detach()[0]),
+                     "push": grad.push(c.weight * v.mean()), "via": ""})
+    return rows
+
+
+def _rule_rows(model, trace, grad, concept: str, templates: dict, loss, labels
+               ) -> list[dict]:
+    """A row per rule over ``concept`` whose head is itemised: its body's truth and its
+    push through its head's score."""
+    kb = model.kb
+    rows = []
+    heads: dict[str, np.ndarray] = {}
+    for r in kb.rules.values():
+        h = r.head.name
+        if h == concept or concept not in closure(kb, A.variables(r.body)):
+            continue
+        if not _alone(kb, h):
+            continue   # not itemised: its push is in the gap
+        if h not in heads:
+            heads[h] = _head_signal(model, trace, loss, labels, h)
+        body = trace.bodies[r.name]
+        w = float(model.rule_weight(r.name).detach().reshape(-1)[0])
+        if isinstance(r.head.value, bool):
+            signal = heads[h][0] * (-1.0 if r.head.value is False else 1.0)
+        else:   # -> grade = high: its contribution adds to the score of high
+            value = r.head.value
+            signal = heads[h][A.domain(kb.variables[h].type).index(
+                value.value if isinstance(value, A.Num) else value.name)]
+        rows.append({"template": templates.get(r.name, r.name), "grounding": r.name,
+                     "kind": "rule", "truth": float(body.detach()[0]),
+                     "push": -signal * w * grad.push(body), "via": h})
+    return rows
 
 
 def _head_signal(model, trace, loss, labels, head: str) -> np.ndarray:

@@ -79,6 +79,40 @@ def _read(path, map_location):
 def _check_payload(path, payload: Mapping) -> None:
     """Types, digest and finiteness of what the file holds: a corrupted or doctored file
     is refused rather than loaded as a different model."""
+    _check_header(path, payload)
+    state = payload["state"]
+    if not isinstance(state, Mapping):
+        raise CheckpointError(f"{path}: the state in the file is not a mapping")
+    for k, v in state.items():
+        if not isinstance(k, str):
+            raise CheckpointError(f"{path}: the state has a key {k!r} that is not a name")
+        if not isinstance(v, torch.Tensor):
+            raise CheckpointError(f"{path}: state entry {k!r} is a {type(v).__name__}, not a "
+                                  "tensor")
+    check_storage(path, state)
+    check_rereads(path, state)
+    if "sha256" in payload:  # files written before the digest existed have none
+        try:
+            digest = _digest(payload)
+        except (RuntimeError, TypeError, ValueError) as err:
+            raise CheckpointError(f"{path}: the state cannot be read ({err})") from None
+        if digest != payload["sha256"]:
+            raise CheckpointError(f"{path}: corrupted file: its contents do not match the "
+                                  "SHA-256 digest stored when it was saved")
+    seen = set()
+    for k, v in state.items():
+        if v.numel() and tensor_view(v) in seen:
+            continue     # the same tensor under another name: checked once
+        seen.add(tensor_view(v))
+        if (v.is_floating_point() or v.is_complex()) and not bool(torch.isfinite(v).all()):
+            what = "NaN" if bool(torch.isnan(v).any()) else "an infinite value"
+            raise CheckpointError(f"{path}: tensor {k!r} holds {what}; a model with "
+                                  "non-finite parameters or buffers is refused")
+
+
+def _check_header(path, payload: Mapping) -> None:
+    """The types of the header fields: text, lists of names, architecture descriptions,
+    networks that read standardised inputs, a finite positive temperature."""
     for key in ("rules", "semantics"):
         if not isinstance(payload[key], str):
             raise CheckpointError(f"{path}: {key!r} must be text, got "
@@ -113,34 +147,6 @@ def _check_payload(path, payload: Mapping) -> None:
             0 < temp < float("inf")):
         raise CheckpointError(f"{path}: the temperature must be a finite positive number, "
                               f"got {temp!r}")
-    state = payload["state"]
-    if not isinstance(state, Mapping):
-        raise CheckpointError(f"{path}: the state in the file is not a mapping")
-    for k, v in state.items():
-        if not isinstance(k, str):
-            raise CheckpointError(f"{path}: the state has a key {k!r} that is not a name")
-        if not isinstance(v, torch.Tensor):
-            raise CheckpointError(f"{path}: state entry {k!r} is a {type(v).__name__}, not a "
-                                  "tensor")
-    check_storage(path, state)
-    check_rereads(path, state)
-    if "sha256" in payload:  # files written before the digest existed have none
-        try:
-            digest = _digest(payload)
-        except (RuntimeError, TypeError, ValueError) as err:
-            raise CheckpointError(f"{path}: the state cannot be read ({err})") from None
-        if digest != payload["sha256"]:
-            raise CheckpointError(f"{path}: corrupted file: its contents do not match the "
-                                  "SHA-256 digest stored when it was saved")
-    seen = set()
-    for k, v in state.items():
-        if v.numel() and tensor_view(v) in seen:
-            continue     # the same tensor under another name: checked once
-        seen.add(tensor_view(v))
-        if (v.is_floating_point() or v.is_complex()) and not bool(torch.isfinite(v).all()):
-            what = "NaN" if bool(torch.isnan(v).any()) else "an infinite value"
-            raise CheckpointError(f"{path}: tensor {k!r} holds {what}; a model with "
-                                  "non-finite parameters or buffers is refused")
 
 
 def load(path, *, networks: Mapping[str, nn.Module] | None = None,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterable, Mapping
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -16,6 +15,14 @@ from greybox.errors import ModelError, listed
 
 from ._batch import Batch, to_batch
 from ._calls import NetworkCalls, overflow_error
+from ._construction import (
+    adopt_statistics,
+    as_kb,
+    check_options,
+    network_modules,
+    residual_modules,
+    scaled_network_names,
+)
 from ._names import _key
 from ._objective import Objective
 
@@ -105,24 +112,24 @@ class GreyBox(Predictions, nn.Module):
                  residual: nn.Module | Mapping[str, nn.Module] | None = None,
                  temperature: float = 0.1, scale_inputs: bool | Iterable[str] = False):
         super().__init__()
-        self.kb = _as_kb(kb)
+        self.kb = as_kb(kb)
         # decisions too large to enumerate are refused here, naming the statement, rather
         # than at the first fit or predict
         gr.plan(self.kb)
-        _check_options(semantics, temperature)
+        check_options(semantics, temperature)
         self.semantics = semantics
         self.temperature = float(temperature)
         self._crisp = False
-        self.networks = _network_modules(self.kb, networks)
+        self.networks = network_modules(self.kb, networks)
         #: the networks that read their table arguments standardised (sorted names)
-        self.scaled_networks: tuple[str, ...] = _scaled_networks(self.kb, scale_inputs)
+        self.scaled_networks: tuple[str, ...] = scaled_network_names(self.kb, scale_inputs)
         index = RuleIndex(self.kb)
         parameters = build_parameters(self.kb, index)
         self.rules = parameters["rules"]
         self.constraints = parameters["constraints"]
         self.decisions = parameters["decisions"]
         self.statistics = InputStatistics(self.kb)
-        self.residual = _residual_modules(self.kb, residual)
+        self.residual = residual_modules(self.kb, residual)
         self._compiled = None
         self._assemble(index)
 
@@ -160,7 +167,7 @@ class GreyBox(Predictions, nn.Module):
         if "scaled_networks" not in self.__dict__:   # pickled before the switch: scaled
             self.scaled_networks = tuple(sorted(self.kb.networks))
         if "statistics" not in self._modules:        # pickled before: buffers on the model
-            self.statistics = _adopt_statistics(self.kb, self._buffers)
+            self.statistics = adopt_statistics(self.kb, self._buffers)
         self._compiled = None
         self._assemble()
         self._values.scale = scale
@@ -566,89 +573,3 @@ class GreyBox(Predictions, nn.Module):
         ``weight_decay=0`` (:meth:`prior_penalty` pulls them toward the rules' values)."""
         return self._objective.parameter_groups(lr, list(self.parameters()), self.compiled,
                                                 self.temperature)
-
-
-
-# what a model is built from, checked ----------------------------------------------------------
-def _as_kb(kb) -> gr.KnowledgeBase:
-    """A knowledge base from a parsed one, rule text or a ``.rules`` path."""
-    if isinstance(kb, Path) or (isinstance(kb, str) and kb.endswith(".rules")
-                                and "\n" not in kb):
-        kb = gr.load(kb)
-    elif isinstance(kb, str):
-        kb = gr.parse(kb)
-    if not isinstance(kb, gr.KnowledgeBase):
-        raise ModelError(f"kb must be a KnowledgeBase, rule text or a .rules path, got "
-                         f"{type(kb).__name__}")
-    return kb
-
-
-def _check_options(semantics: str, temperature: float) -> None:
-    if semantics not in REGISTRY or semantics == "crisp":
-        raise ModelError(f"unknown semantics {semantics!r}; expected one of "
-                         "'probabilistic', 'product', 'godel', 'lukasiewicz' (crisp "
-                         "evaluation is model.crisp())")
-    if not (isinstance(temperature, (int, float)) and temperature > 0):
-        raise ModelError(f"temperature must be a positive number, got {temperature!r}")
-
-
-def _network_modules(kb: gr.KnowledgeBase, networks) -> nn.ModuleDict:
-    """One module per network the rules name, neither missing nor extra."""
-    networks = dict(networks or {})
-    missing = [n for n in kb.networks if n not in networks]
-    if missing:
-        raise ModelError(f"no module given for network {missing[0]!r} (used by "
-                         f"{listed(kb.networks[missing[0]])}); pass networks="
-                         f"{{{missing[0]!r}: module}}")
-    extra = [n for n in networks if n not in kb.networks]
-    if extra:
-        raise ModelError(f"network {extra[0]!r} is not used by the rules (networks: "
-                         f"{listed(kb.networks) or 'none'})")
-    for n, m in networks.items():
-        if not isinstance(m, nn.Module):
-            raise ModelError(f"network {n!r} must be a torch.nn.Module, got {type(m).__name__}")
-    return nn.ModuleDict({_key(n): m for n, m in networks.items()})
-
-
-def _scaled_networks(kb: gr.KnowledgeBase, scale_inputs) -> tuple[str, ...]:
-    """The networks ``scale_inputs`` names (True: all, False: none), checked."""
-    if isinstance(scale_inputs, bool):
-        return tuple(sorted(kb.networks)) if scale_inputs else ()
-    if isinstance(scale_inputs, str) or not isinstance(scale_inputs, Iterable):
-        raise ModelError(f"scale_inputs must be True, False or a list of network names, "
-                         f"got {scale_inputs!r}")
-    names = list(scale_inputs)
-    unknown = [n for n in names if n not in kb.networks]
-    if unknown:
-        raise ModelError(f"scale_inputs names {unknown[0]!r}, which is not a network of the "
-                         f"rules (networks: {', '.join(kb.networks) or 'none'})")
-    return tuple(sorted(set(names)))
-
-
-def _residual_modules(kb: gr.KnowledgeBase, residual) -> nn.ModuleDict | None:
-    """The residual networks by decided output (a single module: the only one)."""
-    if residual is None:
-        return None
-    if isinstance(residual, nn.Module):
-        if len(kb.decided) != 1:
-            raise ModelError("a single residual network needs exactly one decided "
-                             f"output; this model decides {listed(kb.decided)}: "
-                             "pass residual={output: module}")
-        residual = {kb.decided[0]: residual}
-    for name, m in residual.items():
-        if name not in kb.decided:
-            raise ModelError(f"residual given for {name!r}, which is not decided by "
-                             f"rules (decided: {listed(kb.decided) or 'none'})")
-        if not isinstance(m, nn.Module):
-            raise ModelError(f"residual for {name!r} must be an nn.Module")
-    return nn.ModuleDict({_key(k): m for k, m in residual.items()})
-
-
-def _adopt_statistics(kb: gr.KnowledgeBase, buffers: dict) -> InputStatistics:
-    """The statistics of a model pickled when their buffers were the model's own
-    (``buffers``, emptied of them)."""
-    stats = InputStatistics(kb)
-    for name in STATISTICS:
-        if name in buffers:
-            setattr(stats, name, buffers.pop(name))
-    return stats

@@ -73,6 +73,9 @@ class InputStatistics(nn.Module):
             self.register_buffer(name, torch.zeros(n, dtype=torch.float64))
         self.register_buffer("range_known", torch.tensor(False))
 
+    def extra_repr(self) -> str:
+        return f"{len(self.feature_names)} features"
+
     def scale_of(self, name: str) -> torch.Tensor | float:
         """The spread of a table input as a tensor (a buffer's element) where it is a
         feature, else from its declared range (a quarter of an int's width, at least 1)."""

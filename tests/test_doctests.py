@@ -12,7 +12,8 @@ def _modules():
 
     names = ["greybox", "greybox.errors", "greybox.cli", "greybox.functional", "greybox._model",
              "greybox._io", "greybox._sklearn", "greybox._factors", "greybox._train",
-             "greybox._linear", "greybox._names", "greybox._bigint"]
+             "greybox._linear", "greybox._names", "greybox._bigint", "greybox._architecture",
+             "greybox._history", "greybox._parameters", "greybox._statistics"]
     import greybox.explain
 
     for pkg in (greybox.rules, greybox.semantics, greybox.explain):
