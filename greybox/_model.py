@@ -43,6 +43,11 @@ from .semantics import REGISTRY
 __all__ = ["GreyBox"]
 
 
+def _statistic(name: str, doc: str) -> property:
+    """A read-only attribute of the model: buffer ``name`` of its input statistics."""
+    return property(lambda self: getattr(self.statistics, name), doc=doc)
+
+
 class GreyBox(Predictions, nn.Module):
     """Networks and rules composed into one differentiable model.
 
@@ -465,20 +470,13 @@ class GreyBox(Predictions, nn.Module):
         decimals, 1 for ints; 0 when not known)."""
         return self.statistics.input_step(name)
 
-    feature_center = property(lambda self: self.statistics.feature_center,
-                              doc="Per feature, the center it is standardised by.")
-    feature_scale = property(lambda self: self.statistics.feature_scale,
-                             doc="Per feature, the scale (spread) it is standardised by.")
-    calibrated = property(lambda self: self.statistics.calibrated,
-                          doc="Whether :meth:`calibrate` has seen data.")
-    feature_min = property(lambda self: self.statistics.feature_min,
-                           doc="Per feature, the least value seen by :meth:`calibrate`.")
-    feature_max = property(lambda self: self.statistics.feature_max,
-                           doc="Per feature, the greatest value seen by :meth:`calibrate`.")
-    feature_step = property(lambda self: self.statistics.feature_step,
-                            doc="Per feature, its precision in the calibration data.")
-    range_known = property(lambda self: self.statistics.range_known,
-                           doc="Whether the features' range was seen in data.")
+    feature_center = _statistic("feature_center", "Per feature, its standardising center.")
+    feature_scale = _statistic("feature_scale", "Per feature, its standardising scale.")
+    calibrated = _statistic("calibrated", "Whether :meth:`calibrate` has seen data.")
+    feature_min = _statistic("feature_min", "Per feature, the least value seen.")
+    feature_max = _statistic("feature_max", "Per feature, the greatest value seen.")
+    feature_step = _statistic("feature_step", "Per feature, its precision in the data.")
+    range_known = _statistic("range_known", "Whether the features' range was seen.")
 
     # networks (NetworkCalls) ----------------------------------------------------------------------
     def run_networks(self, batch: Batch) -> dict[str, torch.Tensor]:
