@@ -54,3 +54,22 @@ def test_an_old_checkpoint_saves_again_to_the_same_state(name, tmp_path):
     data, _ = _rows(name)
     pd.testing.assert_frame_equal(again.predict(data), model.predict(data))
     assert list(again.state_dict()) == list(model.state_dict())
+
+
+def test_a_model_pickled_before_the_parts_unpickles():
+    # the layout of a model pickled then: the statistics' buffers were the model's own,
+    # the rule index lived in its __dict__
+    model = gb.load(DATA / "propositional.pt")
+    state = model.__getstate__()
+    state["_modules"] = dict(state["_modules"])
+    stats = state["_modules"].pop("statistics")
+    state["_buffers"] = dict(stats._buffers)
+    state.update(feature_names=list(stats.feature_names), _owner={}, _nums={}, _slots={},
+                 _kb_cache=None)
+    again = gb.GreyBox.__new__(gb.GreyBox)
+    again.__setstate__(state)
+    assert list(again.state_dict()) == (DATA / "propositional.keys").read_text().split()
+    data, expected = _rows("propositional")
+    assert again.predict(data)["y"].tolist() == [v == "True" or v is True
+                                                 for v in expected["y"]]
+    assert list(model.state_dict()) == list(again.state_dict())   # the original untouched
