@@ -6,13 +6,13 @@ is carried but takes no part in equality, so ``parse(to_text(kb)) == kb``.
 
 from __future__ import annotations
 
-import math
-import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, fields, replace
 from typing import Union
 
 from greybox.errors import Location
+
+from ._lexicon import KEYWORDS, is_plain_name, name_problem, number_problem  # noqa: F401
 
 __all__ = [
     "And",
@@ -55,31 +55,6 @@ __all__ = [
     "SetDecl",
 ]
 
-#: Words of the language; a variable with one of these names is written back-quoted.
-KEYWORDS = frozenset(
-    "input neural define output rule constraint weight fixed and or not in true false "
-    "bool real int tensor set forall exists for optional is missing".split()
-)
-_PLAIN_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
-_BAD_NAME_CHARS = re.compile(r"[`\x00-\x1f\x7f]")
-
-
-def is_plain_name(name: str) -> bool:
-    """True when ``name`` can be written without back-quotes."""
-    return bool(_PLAIN_NAME.match(name)) and name not in KEYWORDS
-
-
-def name_problem(name: object) -> str | None:
-    """Why ``name`` cannot be a name in the language, or None when it can."""
-    if not isinstance(name, str):
-        return f"a name must be a string, got {type(name).__name__}"
-    if not name.strip():
-        return "a name must not be empty or blank"
-    if _BAD_NAME_CHARS.search(name):
-        return f"name {name!r} contains a back-quote or a control character"
-    return None
-
-
 @dataclass(frozen=True)
 class Node:
     """Base of all syntax nodes."""
@@ -88,14 +63,12 @@ class Node:
 
     def __str__(self) -> str:
         """The node's rule text (``print(kb.rules["r"])``)."""
-        from ._printer import expr_to_text, head_to_text, statement_to_text, type_to_text
+        return _node_text(self)
 
-        for show in (statement_to_text, expr_to_text, type_to_text, head_to_text):
-            try:
-                return show(self)
-            except (TypeError, AttributeError):
-                continue
-        return repr(self)
+
+#: how a node shows as text: ``._printer`` sets its ``node_to_text`` here when imported (it
+#: imports this module, which cannot import it back); ``import greybox.rules`` imports both
+_node_text = repr
 
 
 # ----------------------------------------------------------------------------- types
@@ -500,14 +473,6 @@ def variables(e: Expr) -> list[str]:
 def is_constant(e: Expr) -> bool:
     """True when ``e`` mentions no variable (so it can scale a product)."""
     return not any(isinstance(n, (Var, Sym)) for n in walk(e))
-
-
-def number_problem(value: object) -> str | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return f"expected a number, got {value!r}"
-    if isinstance(value, float) and not math.isfinite(value):
-        return f"numbers must be finite, got {value!r}"
-    return None
 
 
 # ------------------------------------------------------------------------ statements

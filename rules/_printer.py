@@ -193,3 +193,16 @@ def statement_to_text(st) -> str:
         opts = "" if st.weight is None else f" weight {_num(st.weight)}"
         return f"constraint {name_to_text(st.name)}{opts}: {expr_to_text(st.formula)}"
     raise TypeError(f"not a statement: {st!r}")
+
+
+def node_to_text(node) -> str:
+    """The rule text of any node (statement, expression, type or head); its repr otherwise."""
+    for show in (statement_to_text, expr_to_text, type_to_text, head_to_text):
+        try:
+            return show(node)
+        except (TypeError, AttributeError):
+            continue
+    return repr(node)
+
+
+A._node_text = node_to_text  # str(node) (the AST module cannot import its printer)
