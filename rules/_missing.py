@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from . import _ast as A
 from ._decisions import memo
+from ._typecheck import value_reads  # beside the type checker, which reads it too
 
 __all__ = ["MISSING", "definite", "missing_key", "not_false", "placeholder", "value_reads"]
 
@@ -65,21 +66,6 @@ def placeholder(t: A.Type):
     if isinstance(t, A.RealType) and t.lo is not None and not t.lo <= 0.0 <= t.hi:
         return float(t.lo)
     return 0.0
-
-
-def value_reads(e) -> list[str]:
-    """The variables whose *value* ``e`` reads: every name but those only tested with
-    ``is missing``."""
-    seen: dict[str, None] = {}
-    stack = [e]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, A.IsMissing):
-            continue
-        if isinstance(node, A.Var):
-            seen.setdefault(node.name, None)
-        stack.extend(reversed(A.children(node)))
-    return list(seen)
 
 
 def _optional(kb) -> frozenset:

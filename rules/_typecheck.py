@@ -17,7 +17,8 @@ from . import _ast as A
 from ._checker import MAX_INT, Variable, _big_type_text, _Checker, _expr_text, _type_text
 from ._domain import big_int
 
-__all__ = ["check_expr"]
+__all__ = ["check_expr", "value_reads"]
+
 
 class _T:
     """Static type of an expression during checking."""
@@ -470,6 +471,22 @@ def check_expr(expr, variables: dict[str, Variable], ck: _Checker, *, expect: A.
         ck.error(f"{what} must be {_type_text(expect)}, got {t.describe()} ({_expr_text(expr)})",
                  expr if getattr(expr, "span", None) else None)
     return x
+
+
+def value_reads(e) -> list[str]:
+    """The variables whose *value* ``e`` reads: every name but those only tested with
+    ``is missing`` (a define may test an optional input, not read it; ``_missing.py``
+    guards the values read)."""
+    seen: dict[str, None] = {}
+    stack = [e]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, A.IsMissing):
+            continue
+        if isinstance(node, A.Var):
+            seen.setdefault(node.name, None)
+        stack.extend(reversed(A.children(node)))
+    return list(seen)
 
 
 def _check_range(x, expect: A.IntType, variables, ck: _Checker, what: str) -> None:

@@ -21,7 +21,7 @@ from greybox.errors import RuleError, listed
 from . import _ast as A
 from ._checker import Variable, _big_type_text, _Checker, _type_text
 from ._domain import big_int
-from ._typecheck import _BOOL_TYPE, check_expr
+from ._typecheck import _BOOL_TYPE, check_expr, value_reads
 
 __all__ = ["Variable", "validate", "check_expr"]
 
@@ -181,8 +181,6 @@ def _check_head(rule: A.Rule, variables: dict[str, Variable], ck: _Checker) -> N
 def _check_define_reads(st, expr, variables: dict[str, Variable], ck: _Checker) -> None:
     """A define computes a value in every row: it may test ``x is missing`` but not read an
     optional input's value (rules and constraints read it, three-valued)."""
-    from ._missing import value_reads
-
     for name in value_reads(expr):
         v = variables.get(name)
         if v is not None and v.optional:
