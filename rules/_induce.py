@@ -33,8 +33,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from decimal import Decimal
-from fractions import Fraction
 from typing import NamedTuple
 
 import numpy as np
@@ -43,6 +41,7 @@ import pandas as pd
 from greybox.errors import DataError
 
 from . import _ast as A
+from ._thresholds import shorter_decimals, significant_digits, threshold_between
 
 __all__ = ["Condition", "Conjunction", "search_conjunctions", "threshold_between"]
 
@@ -99,52 +98,6 @@ class Conjunction:
 
     def __str__(self) -> str:
         return f"{self.formula}  (support {self.support}, score {self.score:.6g})"
-
-
-# ----------------------------------------------------------------- thresholds
-
-
-def threshold_between(a, b) -> int | float:
-    """The shortest decimal ``t`` with ``a <= t < b`` (as float64 numbers): a threshold
-    that separates two neighbouring data values (``x <= t`` holds at ``a``, not at ``b``)
-    and reads well (an ``int`` when it is a whole number). Among decimals of the same
-    length one strictly inside the gap wins (a margin on both sides), the one nearest the
-    middle; ``a`` itself when it is as short (``0.5`` between 0.5 and 0.51, ``7`` between 7
-    and 8).
-
-    Examples
-    --------
-    >>> from greybox.rules._induce import threshold_between
-    >>> threshold_between(1.23, 1.87), threshold_between(3, 7), threshold_between(12.0, 13.5)
-    (1.6, 5, 13)
-    >>> threshold_between(0.5, 0.51), threshold_between(7, 8), threshold_between(0, 100)
-    (0.5, 7, 50)
-    >>> threshold_between(0.1, 0.10000000000000002)
-    0.1
-    """
-    a, b = float(a), float(b)
-    if not a < b:
-        raise ValueError(f"threshold_between needs a < b, got {a!r} and {b!r}")
-    fa, fb = Fraction(a), Fraction(b)
-    mid = (fa + fb) / 2
-    # a as a person reads it (its shortest repr): `x <= 0.5` at a = 0.5 reads best
-    da = Fraction(repr(a))
-    e = math.floor(math.log10(b - a)) + 1 if math.isfinite(b - a) else 309
-    for exp in range(e, e - 40, -1):
-        step = Fraction(10) ** exp
-        lo = math.floor(fa / step) + 1  # strictly inside the gap: a margin on both sides
-        hi = math.ceil(fb / step) - 1
-        if lo <= hi:
-            n = min(max(round(mid / step), lo), hi)
-            for cand in sorted({n, lo, hi}, key=lambda k: abs(k * step - mid)):
-                t = cand * step
-                value: int | float = (int(t) if t.denominator == 1 and abs(t) < 2 ** 53
-                                      else float(t))
-                if a < value < b:
-                    return value
-        if (da / step).denominator == 1 and (da != 0 or exp <= 0):  # 0 reads as units
-            return int(a) if a.is_integer() and abs(a) < 2 ** 53 else a
-    return a  # the gap holds no float but a itself
 
 
 # -------------------------------------------------------------------- columns
@@ -217,65 +170,79 @@ class _Column:
         negative gain (1: keeps all the good, drops all the bad); a numeric column offers
         the threshold of best score and the threshold of best separation, since the one
         that separates well often scores well only with a further condition."""
-        out = []
         pos_all = float(gm[gm > 0].sum())
         neg_all = float(-gm[gm < 0].sum())
+        if self.kind == "num":
+            return self._best_thresholds(gm, mask, used, min_support, pos_all, neg_all)
 
         def sep(pos, neg):
             return (pos / pos_all if pos_all > 0 else 0.0) - (neg / neg_all if neg_all > 0
                                                               else 0.0)
 
-        if self.kind == "num":
-            inside = mask[self.order]
-            sv = self.sorted[inside]
-            if sv.size < 2:
-                return out
-            g = gm[self.order][inside]
-            cs = np.cumsum(g)
-            cp = np.cumsum(np.maximum(g, 0.0))
-            total, ptotal = cs[-1], cp[-1]
-            ends = np.flatnonzero(sv[1:] != sv[:-1])  # last index of each distinct value
-            if ends.size == 0:
-                return out
-            sup_le = ends + 1
-            sup_gt = sv.size - sup_le
-            pos_le = cp[ends]
-            neg_le = pos_le - cs[ends]
-            for op, score, sup, pos, neg in (
-                    ("<=", cs[ends], sup_le, pos_le, neg_le),
-                    (">", total - cs[ends], sup_gt, ptotal - pos_le,
-                     (ptotal - total) - neg_le)):
-                if (self.name, op) in used:
-                    continue
-                ok = (sup >= min_support) & (sv.size - sup >= min_support)
-                if not ok.any():
-                    continue
-                separation = (pos / max(pos_all, 1e-300) * (pos_all > 0)
-                              - neg / max(neg_all, 1e-300) * (neg_all > 0))
-                picked = set()
-                for crit in (score, separation):
-                    s = np.where(ok, crit, -np.inf)
-                    # among equal best values the middle one (a threshold away from data)
-                    ties = np.flatnonzero(s == s.max())
-                    k = int(ties[len(ties) // 2])
-                    if k in picked:
-                        continue
-                    picked.add(k)
-                    # the threshold itself is placed only if the condition is chosen
-                    gap = _Gap(self.name, op, float(sv[ends[k]]), float(sv[ends[k] + 1]))
-                    out.append((float(score[k]), int(sup[k]), gap, float(separation[k])))
-            return out
         if self.kind == "bool":
-            if (self.name, "bool") in used:
-                return out
-            v = self.values
-            for value, rows in ((True, v & mask), (False, ~v & mask)):
-                sup = int(rows.sum())
-                if min_support <= sup <= parent_support - min_support:
-                    g = gm[rows]
-                    out.append((float(g.sum()), sup, Condition(self.name, "==", value),
-                                sep(float(g[g > 0].sum()), float(-g[g < 0].sum()))))
+            return self._best_flags(gm, mask, used, min_support, parent_support, sep)
+        return self._best_values(gm, mask, used, min_support, parent_support, sep)
+
+    def _best_thresholds(self, gm, mask, used, min_support, pos_all, neg_all) -> list:
+        """:meth:`best` of a numeric column: in one pass over its sorted rows."""
+        out = []
+        inside = mask[self.order]
+        sv = self.sorted[inside]
+        if sv.size < 2:
             return out
+        g = gm[self.order][inside]
+        cs = np.cumsum(g)
+        cp = np.cumsum(np.maximum(g, 0.0))
+        total, ptotal = cs[-1], cp[-1]
+        ends = np.flatnonzero(sv[1:] != sv[:-1])  # last index of each distinct value
+        if ends.size == 0:
+            return out
+        sup_le = ends + 1
+        sup_gt = sv.size - sup_le
+        pos_le = cp[ends]
+        neg_le = pos_le - cs[ends]
+        for op, score, sup, pos, neg in (
+                ("<=", cs[ends], sup_le, pos_le, neg_le),
+                (">", total - cs[ends], sup_gt, ptotal - pos_le,
+                 (ptotal - total) - neg_le)):
+            if (self.name, op) in used:
+                continue
+            ok = (sup >= min_support) & (sv.size - sup >= min_support)
+            if not ok.any():
+                continue
+            separation = (pos / max(pos_all, 1e-300) * (pos_all > 0)
+                          - neg / max(neg_all, 1e-300) * (neg_all > 0))
+            picked = set()
+            for crit in (score, separation):
+                s = np.where(ok, crit, -np.inf)
+                # among equal best values the middle one (a threshold away from data)
+                ties = np.flatnonzero(s == s.max())
+                k = int(ties[len(ties) // 2])
+                if k in picked:
+                    continue
+                picked.add(k)
+                # the threshold itself is placed only if the condition is chosen
+                gap = _Gap(self.name, op, float(sv[ends[k]]), float(sv[ends[k] + 1]))
+                out.append((float(score[k]), int(sup[k]), gap, float(separation[k])))
+        return out
+
+    def _best_flags(self, gm, mask, used, min_support, parent_support, sep) -> list:
+        """:meth:`best` of a bool column."""
+        out = []
+        if (self.name, "bool") in used:
+            return out
+        v = self.values
+        for value, rows in ((True, v & mask), (False, ~v & mask)):
+            sup = int(rows.sum())
+            if min_support <= sup <= parent_support - min_support:
+                g = gm[rows]
+                out.append((float(g.sum()), sup, Condition(self.name, "==", value),
+                            sep(float(g[g > 0].sum()), float(-g[g < 0].sum()))))
+        return out
+
+    def _best_values(self, gm, mask, used, min_support, parent_support, sep) -> list:
+        """:meth:`best` of a categorical column: ``== v`` and ``!= v`` for every value."""
+        out = []
         if (self.name, "==") in used:
             return out
         k = len(self.categories)
@@ -377,49 +344,6 @@ def _refine(conds: tuple, cols, gain, min_support, mask, score):
     return conds, mask, score
 
 
-def significant_digits(t) -> int:
-    """How many significant digits the decimal ``t`` is written with.
-
-    Examples
-    --------
-    >>> from greybox.rules._induce import significant_digits
-    >>> [significant_digits(t) for t in (0.8, 0.802, 700, 710, 0, -25.16)]
-    [1, 3, 1, 2, 1, 4]
-    """
-    d = Decimal(repr(float(t)) if isinstance(t, float) else str(t))
-    return len(d.normalize().as_tuple().digits) if d != 0 else 1
-
-
-def _shorter_decimals(lo: float, hi: float, t) -> tuple[np.ndarray, np.ndarray]:
-    """The decimals in ``[lo, hi]`` written with fewer significant digits than ``t``:
-    ``(values, digits)``, coarsest first (at most 10,000 per power of ten)."""
-    want = significant_digits(t)
-    if want <= 1:
-        return np.zeros(0), np.zeros(0, dtype=np.int64)
-    top = math.floor(math.log10(max(abs(lo), abs(hi), 1e-300)))
-    finest = Decimal(repr(float(t)) if isinstance(t, float) else str(t)).normalize() \
-        .as_tuple().exponent
-    values, digits = [], []
-    for e in range(top, int(finest), -1):  # coarser than t's last digit
-        if abs(e) > 300:  # beyond float64's powers of ten: no shorter decimal to offer
-            break
-        p = 10.0 ** abs(e)
-        a, b = (math.ceil(lo / p), math.floor(hi / p)) if e >= 0 else \
-            (math.ceil(lo * p), math.floor(hi * p))
-        if b - a > 10_000 or abs(a) >= 2 ** 53 or abs(b) >= 2 ** 53:
-            break
-        m = np.arange(a, b + 1, dtype=np.int64)
-        if e < top:
-            m = m[m % 10 != 0]  # the others came at a coarser power of ten
-        d = np.array([len(str(abs(int(v))).rstrip("0")) or 1 for v in m], dtype=np.int64)
-        keep = d < want
-        values.append(m[keep] * p if e >= 0 else m[keep] / p)
-        digits.append(d[keep])
-    if not values:
-        return np.zeros(0), np.zeros(0, dtype=np.int64)
-    return np.concatenate(values), np.concatenate(digits)
-
-
 def shorter_thresholds(conj: Conjunction, frame: pd.DataFrame, grad, hess, *, l2: float,
                        min_support: int, digit_cost: float,
                        columns: dict | None = None) -> Conjunction:
@@ -474,25 +398,11 @@ def shorter_thresholds(conj: Conjunction, frame: pd.DataFrame, grad, hess, *, l2
             for j, d in enumerate(conds):
                 if j != i:
                     others &= cols[d.column].holds(d)
-            sv = col.sorted[others[col.order]]
-            grid, digits = _shorter_decimals(float(sv[0]), float(sv[-1]), c.value)
-            if not grid.size:
+            cond = _shorter_condition(c, col, others, grad, hess, l2=l2,
+                                      min_support=min_support,
+                                      digit_cost=digit_cost, cap=cap[c.column])
+            if cond is None:
                 continue
-            cg = np.concatenate([[0.0], np.cumsum(grad[col.order][others[col.order]])])
-            ch = np.concatenate([[0.0], np.cumsum(hess[col.order][others[col.order]])])
-            le = np.searchsorted(sv, grid, side="right")  # rows with x <= t
-            g, h, size = cg[le], ch[le], le
-            if c.operator == ">":
-                g, h, size = cg[-1] - g, ch[-1] - h, sv.size - le
-            ok = (size >= min_support) & (sv.size - size >= min_support) & (g > 0)
-            if not ok.any():
-                continue
-            gain = (np.where(ok, g * g / (2 * (h + l2)), -np.inf)
-                    - digit_cost * np.minimum(digits, cap[c.column]))
-            k = int(np.argmax(gain))  # the first of equal: the fewest digits
-            t = float(grid[k])
-            cond = Condition(c.column, c.operator,
-                             int(t) if t.is_integer() and abs(t) < 2 ** 53 else t)
             candidate = (*conds[:i], cond, *conds[i + 1:])
             new_mask = others & col.holds(cond)
             new_value = value(candidate, new_mask)
@@ -506,6 +416,33 @@ def shorter_thresholds(conj: Conjunction, frame: pd.DataFrame, grad, hess, *, l2
     conds = _ordered(_prune(conds, cols, mask), order)
     return Conjunction(conds, _formula(conds, order), mask, int(mask.sum()),
                        float(grad[mask].sum()))
+
+
+def _shorter_condition(c: Condition, col: _Column, others: np.ndarray, grad, hess, *,
+                       l2: float, min_support: int, digit_cost: float,
+                       cap: float) -> Condition | None:
+    """Condition ``c`` at the shorter threshold worth most on the rows ``others`` (the
+    other conditions') keep: its Newton step's loss decrease less ``digit_cost`` per digit
+    (at most ``cap`` digits); None when no shorter decimal keeps ``min_support`` rows on
+    both sides."""
+    sv = col.sorted[others[col.order]]
+    grid, digits = shorter_decimals(float(sv[0]), float(sv[-1]), c.value)
+    if not grid.size:
+        return None
+    cg = np.concatenate([[0.0], np.cumsum(grad[col.order][others[col.order]])])
+    ch = np.concatenate([[0.0], np.cumsum(hess[col.order][others[col.order]])])
+    le = np.searchsorted(sv, grid, side="right")  # rows with x <= t
+    g, h, size = cg[le], ch[le], le
+    if c.operator == ">":
+        g, h, size = cg[-1] - g, ch[-1] - h, sv.size - le
+    ok = (size >= min_support) & (sv.size - size >= min_support) & (g > 0)
+    if not ok.any():
+        return None
+    gain = (np.where(ok, g * g / (2 * (h + l2)), -np.inf)
+            - digit_cost * np.minimum(digits, cap))
+    k = int(np.argmax(gain))  # the first of equal: the fewest digits
+    t = float(grid[k])
+    return Condition(c.column, c.operator, int(t) if t.is_integer() and abs(t) < 2 ** 53 else t)
 
 
 def _alternate(a: list, b: list):
@@ -566,6 +503,36 @@ def search_conjunctions(frame: pd.DataFrame, gain, *, max_conditions: int = 3, t
     >>> [str(c.formula) for c in search_conjunctions(df, gain, top=1)]
     ['age <= 60 and smoker']
     """
+    gain, names = _search_arguments(frame, gain, max_conditions=max_conditions, top=top,
+                                    beam=beam, columns=columns)
+    n = len(frame)
+    if min_support is None:
+        min_support = max(1, n // 100)
+    min_support = max(1, int(min_support))
+    cols = {name: _Column(name, frame[name]) for name in names}
+    order = {name: i for i, name in enumerate(names)}
+
+    results: dict[bytes, Conjunction] = {}
+    parents = [((), np.ones(n, dtype=bool))]
+    for _level in range(max_conditions):
+        parents = _next_level(parents, cols, gain, min_support, beam, order, results)
+        if not parents:
+            break
+    refined: dict[bytes, Conjunction] = {}
+    for c in sorted(results.values(), key=lambda c: (-c.score, len(c.conditions))):
+        conds, mask, score = _refine(c.conditions, cols, gain, min_support, c.mask, c.score)
+        if conds != c.conditions:
+            conds = _ordered(_prune(conds, cols, mask), order)
+            c = Conjunction(conds, _formula(conds, order), mask, int(mask.sum()), score)
+        refined.setdefault(c.mask.tobytes(), c)
+    ranked = sorted(refined.values(), key=lambda c: (-c.score, len(c.conditions), -c.support))
+    return ranked[:top]
+
+
+def _search_arguments(frame, gain, *, max_conditions: int, top: int, beam: int,
+                      columns) -> tuple[np.ndarray, list]:
+    """:func:`search_conjunctions`' ``gain`` as an array and the names of its columns,
+    checked."""
     if not isinstance(frame, pd.DataFrame):
         raise DataError(f"expected a pandas DataFrame, got {type(frame).__name__}")
     n = len(frame)
@@ -586,56 +553,44 @@ def search_conjunctions(frame: pd.DataFrame, gain, *, max_conditions: int = 3, t
         if name not in frame.columns:
             raise DataError(f"column {name!r} is not in the frame (columns: "
                             f"{', '.join(map(str, frame.columns))})")
-    if min_support is None:
-        min_support = max(1, n // 100)
-    min_support = max(1, int(min_support))
-    cols = {name: _Column(name, frame[name]) for name in names}
-    order = {name: i for i, name in enumerate(names)}
+    return gain, names
 
-    results: dict[bytes, Conjunction] = {}
-    parents = [((), np.ones(n, dtype=bool))]
-    for _level in range(max_conditions):
-        candidates = []
-        for p, (conds, mask) in enumerate(parents):
-            gm = np.where(mask, gain, 0.0)
-            used = _used(conds)
-            sup = int(mask.sum())
-            for col in cols.values():
-                for score, support, cond, separation in col.best(gm, mask, used, min_support,
-                                                                 sup):
-                    if support < sup:
-                        candidates.append((score, separation, -support, p, cond))
-        # half the beam by score, half by separation (what a further condition may make
-        # pay), alternately
-        by_score = sorted(candidates, key=lambda c: (-c[0], c[2]))
-        by_sep = sorted(candidates, key=lambda c: (-c[1], -c[0], c[2]))
-        nxt = []
-        seen: set[bytes] = set()
-        for score, _sep, _neg, p, cond in _alternate(by_score, by_sep):
-            if len(nxt) >= beam:
-                break
-            conds, mask = parents[p]
-            cond = _condition(cond)
-            new = mask & cols[cond.column].holds(cond)
-            key = new.tobytes()
-            if key in results or key in seen:
-                continue
-            seen.add(key)
-            full = (*conds, cond)
-            nxt.append((full, new))
-            if score > 0:
-                kept = _ordered(_prune(full, cols, new), order)
-                results[key] = Conjunction(kept, _formula(kept, order), new, int(new.sum()),
-                                           float(score))
-        if not nxt:
+
+def _next_level(parents: list, cols: dict, gain, min_support: int, beam: int, order: dict,
+                results: dict) -> list:
+    """One level of the beam search: the ``beam`` extensions of ``parents`` by one
+    condition, half by score and half by separation; those with a positive score are
+    added to ``results`` (by the rows they hold on)."""
+    candidates = []
+    for p, (conds, mask) in enumerate(parents):
+        gm = np.where(mask, gain, 0.0)
+        used = _used(conds)
+        sup = int(mask.sum())
+        for col in cols.values():
+            for score, support, cond, separation in col.best(gm, mask, used, min_support,
+                                                             sup):
+                if support < sup:
+                    candidates.append((score, separation, -support, p, cond))
+    # half the beam by score, half by separation (what a further condition may make
+    # pay), alternately
+    by_score = sorted(candidates, key=lambda c: (-c[0], c[2]))
+    by_sep = sorted(candidates, key=lambda c: (-c[1], -c[0], c[2]))
+    nxt = []
+    seen: set[bytes] = set()
+    for score, _sep, _neg, p, cond in _alternate(by_score, by_sep):
+        if len(nxt) >= beam:
             break
-        parents = nxt
-    refined: dict[bytes, Conjunction] = {}
-    for c in sorted(results.values(), key=lambda c: (-c.score, len(c.conditions))):
-        conds, mask, score = _refine(c.conditions, cols, gain, min_support, c.mask, c.score)
-        if conds != c.conditions:
-            conds = _ordered(_prune(conds, cols, mask), order)
-            c = Conjunction(conds, _formula(conds, order), mask, int(mask.sum()), score)
-        refined.setdefault(c.mask.tobytes(), c)
-    ranked = sorted(refined.values(), key=lambda c: (-c.score, len(c.conditions), -c.support))
-    return ranked[:top]
+        conds, mask = parents[p]
+        cond = _condition(cond)
+        new = mask & cols[cond.column].holds(cond)
+        key = new.tobytes()
+        if key in results or key in seen:
+            continue
+        seen.add(key)
+        full = (*conds, cond)
+        nxt.append((full, new))
+        if score > 0:
+            kept = _ordered(_prune(full, cols, new), order)
+            results[key] = Conjunction(kept, _formula(kept, order), new, int(new.sum()),
+                                       float(score))
+    return nxt
