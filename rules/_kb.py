@@ -12,10 +12,12 @@ import networkx as nx
 from greybox.errors import Location, RuleError, RuleSyntaxError
 
 from . import _ast as A
+from ._checker import _Checker
 from ._ground import FamilyInfo, Program, ground, ground_formula
 from ._parser import parse_fragment, parse_statements, paused_gc
 from ._printer import statement_to_text
-from ._validate import _Checker, check_expr, validate
+from ._typecheck import check_expr
+from ._validate import validate
 
 __all__ = ["KnowledgeBase", "load", "parse", "parse_formula", "to_text"]
 
