@@ -154,6 +154,7 @@ def test_public_z3_entries_hold_the_lock(entry):
 Z3_MODULES = {
     "explain/formal/milp.py", "explain/formal/z3.py", "greybox/_repair.py",
     "rules/_check.py", "rules/_domain.py", "rules/_entails.py", "rules/_z3.py",
+    "rules/_z3calls.py",
     "rules/analyses/_base.py", "rules/analyses/_pool.py", "rules/analyses/contradictions.py",
     "rules/analyses/dead.py", "rules/analyses/define_domain.py",
     "rules/analyses/infeasible.py", "rules/analyses/opposite.py",
@@ -234,7 +235,7 @@ def test_a_term_dropped_in_another_thread_is_released_by_the_lock_holder():
 
     import z3
 
-    from greybox.rules import _z3
+    from greybox.rules import _z3calls as _z3
 
     released = []
     real = _z3._guarded(lambda *args: released.append(threading.get_ident()))

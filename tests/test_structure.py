@@ -33,7 +33,6 @@ KNOWN_MODULES = {  # folder/file.py
     "explain/formal/milp.py",
     "explain/formal/z3.py",
     "rules/_evaluate.py",
-    "rules/_z3.py",
 }
 KNOWN_FUNCTIONS = {  # folder/file.py:Class.method (nested functions: outer.inner)
     "explain/formal/_algorithms.py:_answer",
