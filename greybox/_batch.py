@@ -12,6 +12,7 @@ import torch
 
 from greybox.errors import DataError, listed
 from greybox.rules import (
+    MISSING,
     align_labels,
     closure,
     crisp_truth,
@@ -19,6 +20,7 @@ from greybox.rules import (
     family_columns,
     missing_key,
     missing_values,
+    placeholder,
 )
 from greybox.rules import ast as A
 from greybox.rules import first_row as _first
@@ -152,6 +154,48 @@ class Batch:
                            for k, v in self.overrides.items()}
         return taken
 
+
+    def variants(self, kb, row: int, changes: list[Mapping]) -> Batch:
+        """``len(changes)`` copies of row ``row``, each with the table inputs named in its
+        mapping set to the codes given there (:class:`~greybox.rules.ast.Domain`'s
+        convention; :data:`~greybox.rules.MISSING` for a missing value of an optional
+        input; an int's code rounded to a whole number, as reading its value would): the
+        rows a formal explanation replays through the decision function, handed over as
+        codes, never written as labels and read back. Network outputs held in
+        :attr:`overrides` are not carried.
+
+        Examples
+        --------
+        >>> import greybox as gb
+        >>> model = gb.GreyBox("input x: int 0..9  input k: {a, b}  output y: bool  "
+        ...                    "rule r: x > 3 and k == b -> y", semantics="product")
+        >>> batch = model.batch({"x": [1], "k": ["a"]})
+        >>> rows = batch.variants(model.kb, 0, [{}, {"x": 5.2, "k": 1}])
+        >>> rows.columns["x"].tolist(), rows.columns["k"].tolist()
+        ([1.0, 5.0], [0, 1])
+        """
+        base = self.take(torch.full((len(changes),), int(row), dtype=torch.long))
+        values = {name: base.values[name] for name in self.values}
+        columns = {name: np.array(base.columns[name]) for name in self.columns}
+        for name in {n for c in changes for n in c}:
+            t = kb.variables[name].type
+            col, d = columns[name], A.domain(t)
+            miss = columns.get(missing_key(name))
+            for i, c in enumerate(changes):
+                if name not in c:
+                    continue
+                if c[name] is MISSING:
+                    miss[i], col[i] = True, d.code(placeholder(t))
+                    continue
+                col[i] = d.code(d.decode(c[name]))
+                if miss is not None:
+                    miss[i] = False
+            device = values[name].device
+            values[name] = torch.as_tensor(np.array(col, dtype=_dtype(t)), device=device)
+            if miss is not None:
+                values[missing_key(name)] = torch.as_tensor(miss.astype(np.float32),
+                                                            device=device)
+        return Batch(values, len(changes), base.index, columns)
 
 class _Rows(Mapping):
     """Some rows of each value of a mapping, each taken when first read."""

@@ -195,3 +195,10 @@ __all__ = [
     "TensorType",
     "Var",
 ]
+
+# ---- the engine's code entry (issue 22 item 2, branch "codes"): what the model's decision
+# function and the formal layer call with columns already read as codes
+from ._evaluate import evaluate_codes  # noqa: E402
+from ._missing import placeholder  # noqa: E402
+
+__all__ += ["evaluate_codes", "placeholder"]

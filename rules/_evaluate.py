@@ -13,10 +13,11 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-from greybox.errors import RuleError, listed
+from greybox.errors import DataError, RuleError, listed
 
 from . import _ast as A
 from ._columns import (
+    _needed_columns,
     _type_text,
     align_labels,
     decode_bools,
@@ -143,10 +144,59 @@ def evaluate(kb: KnowledgeBase, data, *, bias: Mapping | None = None) -> Evaluat
     """
     if not isinstance(kb, KnowledgeBase):
         raise TypeError(f"evaluate needs a KnowledgeBase, got {type(kb).__name__}")
-    run = _Run(kb, data, bias)
-    for comp in run.plan.components:
-        run.decide(comp)
-    return run.result()
+    columns, index, raw = prepare_columns(kb, data)
+    return _Run(kb, columns, index, bias, raw=raw).result()
+
+
+def evaluate_codes(kb: KnowledgeBase, columns: Mapping[str, np.ndarray], *, n: int,
+                   index: pd.Index | None = None, bias: Mapping | None = None) -> Evaluation:
+    """:func:`evaluate` on columns already read as codes: the engine's entry for callers
+    that hold codes (a grey-box model's decision function, the formal explanations'
+    replays), with no value written as a label or read back in between.
+
+    Parameters
+    ----------
+    kb : KnowledgeBase
+    columns : mapping of variable name -> array
+        Per input and neural variable the rules read (others are read when asked for),
+        its codes on the ``n`` rows as :func:`read_column` returns them: float64 for a
+        real or an int (object arrays of Python ints beyond ±2**53), bool for a bool,
+        int64 indices for an enum. An optional input also has its missing cells under
+        ``missing_key(name)`` (bool), its values there any placeholder of its type.
+        The codes are trusted: they are not checked against the types.
+    n : int
+        The number of rows.
+    index : pandas.Index, optional
+        The rows' labels, for messages (default ``0..n-1``).
+    bias : mapping, optional
+        As :func:`evaluate`'s.
+
+    Returns
+    -------
+    Evaluation
+        Its :meth:`Evaluation.code` reads the decisions as codes; its tables of values
+        are written on first use.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import greybox.rules as gr
+    >>> kb = gr.parse("input kind: {a, b}  input x: int 0..9  output o: bool  "
+    ...               "rule r: kind == b and x > 3 -> o")
+    >>> ev = gr.evaluate_codes(kb, {"kind": np.array([1, 1, 0]),
+    ...                             "x": np.array([5.0, 2.0, 5.0])}, n=3)
+    >>> ev.code("o").tolist()
+    [True, False, False]
+    """
+    if not isinstance(kb, KnowledgeBase):
+        raise TypeError(f"evaluate_codes needs a KnowledgeBase, got {type(kb).__name__}")
+    for name in _needed_columns(kb):
+        if name not in columns:
+            v = kb.variables[name]
+            extra = (f" (predicted by network {v.network!r}; crisp evaluation needs its values)"
+                     if v.role == "neural" else "")
+            raise DataError(f"missing column {name!r}{extra}")
+    return _Run(kb, columns, pd.RangeIndex(n) if index is None else index, bias).result()
 
 
 def crisp_truth(kb: KnowledgeBase, formula, columns: Mapping[str, np.ndarray], n: int, *,
@@ -181,12 +231,12 @@ class _Run:
     holds its bias, the rules whose bodies read no decision of the same component (the
     same for every assignment) and the "dynamic" rest."""
 
-    def __init__(self, kb: KnowledgeBase, data, bias):
-        self.kb = kb
-        cols, self.index, raw = prepare_columns(kb, data)
-        self.n = n = len(self.index)
+    def __init__(self, kb: KnowledgeBase, columns: Mapping, index: pd.Index, bias, *,
+                 raw=None):
+        self.kb, self.index = kb, index
+        self.n = n = len(index)
         self.defines = _compiled_defines(kb)
-        self.env = _Env(kb, dict(cols), self.defines, n, self.index, raw=raw)
+        self.env = _Env(kb, dict(columns), self.defines, n, index, raw=raw)
         self.biases = _bias_table(kb, bias, n)
         self.plan = plan(kb)
         self.bodies: dict[str, np.ndarray] = {}  # rule bodies in the top environment
@@ -296,8 +346,7 @@ class _Run:
     def scores(self) -> dict:
         """Every decided variable's final scores (bool: of True; else one per value
         shown), with every decision known."""
-        for r in self.kb.rules.values():
-            self.body(r)
+        self.all_bodies()
         n, scores = self.n, {}
         for name in self.kb.decided:
             t = self.kb.variables[name].type
@@ -321,28 +370,27 @@ class _Run:
         return scores
 
     def result(self) -> Evaluation:
-        kb, index, env = self.kb, self.index, self.env
-        scores = self.scores()
-        violations = {c.name: ~self.truth(not_false(kb, c.formula), env)
-                      for c in kb.constraints.values()}
+        """Every component decided, every rule body and defined variable computed (a
+        define leaving its type is an error here, not on first reading); the scores,
+        violations and tables of values are left to the :class:`Evaluation` to make on
+        first use."""
+        for comp in self.plan.components:
+            self.decide(comp)
+        self.all_bodies()
+        for name in self.kb.defined:
+            self.env[name]
+        return Evaluation(self)
 
-        def frame(names, source):
-            return pd.DataFrame({v: _decoded(kb, v, source[v], index) for v in names},
-                                index=index)
+    def all_bodies(self) -> dict[str, np.ndarray]:
+        """Every rule's body in the top environment."""
+        for r in self.kb.rules.values():
+            self.body(r)
+        return self.bodies
 
-        return Evaluation(
-            kb=kb,
-            index=index,
-            preferred=frame(kb.decided, self.preferred),
-            decisions=frame(kb.decided, env),
-            values=frame(kb.defined, env),
-            infeasible=pd.Series(self.infeasible, index=index, name="infeasible"),
-            _bodies=self.bodies,
-            _scores=scores,
-            _violations=violations,
-            _weights=self.weights,
-            _env=env,
-        )
+    def violations(self) -> dict[str, np.ndarray]:
+        """Per constraint, where the final decisions violate it."""
+        return {c.name: ~self.truth(not_false(self.kb, c.formula), self.env)
+                for c in self.kb.constraints.values()}
 
 
 def _argmax(*, comp, assignments, code_of, layout, weights, truth, body, env, defines, scale,
@@ -434,7 +482,3 @@ def _pushed(head: A.Head):
 def _codes(kb, name: str, values) -> np.ndarray:
     """Values of a decided variable as their codes (see :class:`~greybox.rules.ast.Domain`)."""
     return domain(kb.variables[name].type).codes(values)
-
-
-def _decoded(kb, name: str, arr, index) -> pd.Series:
-    return domain(kb.variables[name].type).series(arr, index=index, name=name)

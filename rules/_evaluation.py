@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import html
-from dataclasses import dataclass, field
 from functools import cached_property
 
 import numpy as np
 import pandas as pd
 
 from ._compile import compile_expr
+from ._domain import domain
 from ._env import _Env
 from ._exact import compile_truth
 from ._kb import KnowledgeBase, parse_formula
@@ -18,9 +18,12 @@ from ._missing import definite
 __all__ = ["Evaluation"]
 
 
-@dataclass(frozen=True, eq=False)
 class Evaluation:
     """The crisp evaluation of a knowledge base on a table of rows.
+
+    The evaluation computes on codes (see :class:`~greybox.rules.ast.Domain`); the tables
+    of values below are written on first use, and :meth:`code` reads any variable's codes
+    without them.
 
     Attributes
     ----------
@@ -45,31 +48,83 @@ class Evaluation:
         preferred values and ``violations`` shows which constraints fail).
     """
 
-    kb: KnowledgeBase
-    index: pd.Index
-    preferred: pd.DataFrame
-    decisions: pd.DataFrame
-    values: pd.DataFrame
-    infeasible: pd.Series
-    _bodies: dict = field(repr=False)
-    _scores: dict = field(repr=False)
-    _violations: dict = field(repr=False)
-    _weights: dict = field(repr=False)
-    _env: _Env = field(repr=False)
+    def __init__(self, run):
+        #: the evaluation run (its environment, scores and rule bodies), read on demand
+        self._run = run
+        self.kb: KnowledgeBase = run.kb
+        #: the number of rows
+        self.n: int = run.n
+        #: per row, whether no decision satisfies the hard constraints (bool array)
+        self.infeasible_rows: np.ndarray = run.infeasible
+
+    def __repr__(self) -> str:
+        return f"<Evaluation of {self.n} row{'s' * (self.n != 1)}>"
+
+    @property
+    def _env(self) -> _Env:
+        return self._run.env
+
+    @property
+    def _weights(self) -> dict:
+        return self._run.weights
+
+    def code(self, name: str) -> np.ndarray:
+        """Per row, the code of variable ``name`` (decided: the final decision; defined,
+        input or neural: its value) -- an enum's index, an int's or a real's value (float64;
+        a big int's Python ints), a bool -- as the evaluation computed it.
+
+        Examples
+        --------
+        >>> import greybox.rules as gr
+        >>> kb = gr.parse("input age: int 0..120  output grade: {low, high}  "
+        ...               "rule r: age >= 18 -> grade = high")
+        >>> gr.evaluate(kb, {"age": [10, 30]}).code("grade").tolist()
+        [0, 1]
+        """
+        return np.broadcast_to(self._env[name], (self.n,))
+
+    def preferred_code(self, name: str) -> np.ndarray:
+        """Per row, the code of decided variable ``name`` the scores alone give."""
+        return self._run.preferred[name]
+
+    @cached_property
+    def index(self) -> pd.Index:
+        return self._run.index
+
+    @cached_property
+    def decisions(self) -> pd.DataFrame:
+        return self._table(self.kb.decided, self.code)
+
+    @cached_property
+    def preferred(self) -> pd.DataFrame:
+        return self._table(self.kb.decided, self.preferred_code)
+
+    @cached_property
+    def values(self) -> pd.DataFrame:
+        return self._table(self.kb.defined, self.code)
+
+    @cached_property
+    def infeasible(self) -> pd.Series:
+        return pd.Series(self.infeasible_rows, index=self.index, name="infeasible")
+
+    def _table(self, names, codes) -> pd.DataFrame:
+        return pd.DataFrame({v: domain(self.kb.variables[v].type).series(
+            codes(v), index=self.index, name=v) for v in names}, index=self.index)
 
     # the per-rule tables are built on first use: a caller who wants only the decisions
     # does not pay for them
     @cached_property
     def bodies(self) -> pd.DataFrame:
-        return _frame({r: self._bodies[r] for r in self.kb.rules}, self.index, bool)
+        bodies = self._run.all_bodies()
+        return _frame({r: bodies[r] for r in self.kb.rules}, self.index, bool)
 
     @cached_property
     def scores(self) -> pd.DataFrame:
-        return _frame(self._scores, self.index, np.float64)
+        return _frame(self._run.scores(), self.index, np.float64)
 
     @cached_property
     def violations(self) -> pd.DataFrame:
-        return _frame(self._violations, self.index, bool)
+        return _frame(self._run.violations(), self.index, bool)
 
     def holds(self, formula) -> pd.Series:
         """Per row, whether ``formula`` (rule text or AST) holds, given the final decisions

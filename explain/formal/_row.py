@@ -171,27 +171,21 @@ def decision_on(model, batch, row, output, after: dict):
 
 def decisions_on(model, batch, row, output, afters: list) -> list:
     """:func:`decision_on` for each of several versions of the row, in one evaluation
-    (one per distinct set of held neural concepts)."""
-    from greybox.semantics.crisp import crisp_evaluation
-
+    (one per distinct set of held neural concepts). The versions go to the decision
+    function as codes (:meth:`greybox.Batch.variants`), as ``predict`` would read them."""
     if not afters:
         return []
-    concepts = [concepts_after(model.kb, a) for a in afters]
+    kb = model.kb
+    concepts = [concepts_after(kb, a) for a in afters]
     if any(c != concepts[0] for c in concepts[1:]):
         return [decisions_on(model, batch, row, output, [a])[0] for a in afters]
-    rows = [inputs_after(model, batch, row, a) for a in afters]
-    data = {}
-    for n, first in rows[0].items():
-        if isinstance(first, torch.Tensor):
-            data[n] = torch.cat([r[n] for r in rows])
-        elif isinstance(first, list):
-            data[n] = [v for r in rows for v in r[n]]
-        else:
-            data[n] = [r[n] for r in rows]
-    ev, _ = crisp_evaluation(model, overridden(model, data, concepts[0]))
-    infeasible = ev.infeasible.to_numpy()
-    got = (ev.decisions[output] if output in ev.decisions else ev.values[output]).tolist()
-    return [None if bad else g for g, bad in zip(got, infeasible)]
+    changes = [{n: c for n, c in a.items() if n in kb.variables
+                and kb.variables[n].role == "input"} for a in afters]
+    ev, _ = model.decision.evaluate(overridden(model, batch.variants(kb, row, changes),
+                                               concepts[0]))
+    d = A.domain(kb.variables[output].type)
+    got = [d.decode(c) for c in ev.code(output).tolist()]
+    return [None if bad else g for g, bad in zip(got, ev.infeasible_rows.tolist())]
 
 
 def change_range(model, kb, name: str, value: float) -> tuple[float, float]:
@@ -371,13 +365,11 @@ def row_state(model, batch, row: int, output: str) -> tuple[dict, object]:
     values the decision function used (the networks' most probable values, repaired
     where they break a hard constraint). ModelError when no decision satisfies the hard
     constraints on the row, or the output is real-valued."""
-    from greybox.semantics.crisp import crisp_evaluation
-
     kb = model.kb
     if not A.is_finite_type(kb.variables[output].type):
         raise ModelError(f"{output!r} is real-valued; reasons explain finite decisions")
-    ev, _ = crisp_evaluation(model, batch.take(torch.as_tensor([row])))
-    if bool(ev.infeasible.iloc[0]):
+    ev, _ = model.decision.evaluate(batch.take(torch.as_tensor([row])))
+    if bool(ev.infeasible_rows[0]):
         raise ModelError(f"row {batch.index[row]!r}: no decision satisfies the hard "
                          "constraints, so there is no decision to explain")
     facts = {}
@@ -388,9 +380,7 @@ def row_state(model, batch, row: int, output: str) -> tuple[dict, object]:
             if kb.variables[name].optional and batch.columns[missing_key(name)][row]:
                 facts[name] = MISSING
     for name in kb.neural:
-        v = np.asarray(ev._env[name]).reshape(-1)[0]
+        v = ev.code(name)[0]
         d = A.domain(kb.variables[name].type)
         facts[name] = d.code(d.decode(v))
-    value = ev.decisions[output].iloc[0] if output in ev.decisions else \
-        ev.values[output].iloc[0]
-    return facts, value.item() if hasattr(value, "item") else value
+    return facts, A.domain(kb.variables[output].type).decode(ev.code(output)[0])
