@@ -155,6 +155,39 @@ class Batch:
         return taken
 
 
+    @classmethod
+    def from_codes(cls, kb, columns: Mapping[str, np.ndarray], n: int, *,
+                   device: torch.device | str = "cpu", index: pd.Index | None = None) -> Batch:
+        """A batch of ``n`` rows of table inputs given as codes
+        (:class:`~greybox.rules.ast.Domain`'s convention; an optional input's missing
+        cells as a bool column under ``missing_key(name)``, its values there any
+        placeholder): what :func:`to_batch` makes of the values they stand for, without
+        writing them as labels and reading them back. The codes are trusted (not checked
+        against the types).
+
+        Examples
+        --------
+        >>> import numpy as np, greybox as gb
+        >>> model = gb.GreyBox("input x: int 0..9  input k: {a, b}  output y: bool  "
+        ...                    "rule r: x > 3 and k == b -> y", semantics="product")
+        >>> batch = gb.Batch.from_codes(model.kb, {"x": np.array([5, 5]),
+        ...                                        "k": np.array([0, 1])}, 2)
+        >>> model.predict(batch)["y"].tolist()
+        [False, True]
+        """
+        values, cols = {}, {}
+        for name, col in columns.items():
+            var = kb.variables.get(name)
+            if var is None:   # an optional input's missing cells
+                cols[name] = np.asarray(col, dtype=bool)
+                values[name] = torch.as_tensor(cols[name].astype(np.float32), device=device)
+                continue
+            t = var.type
+            cols[name] = np.asarray(col, dtype=np.int64 if isinstance(t, A.EnumType) else
+                                    bool if isinstance(t, A.BoolType) else np.float64)
+            values[name] = torch.as_tensor(np.array(cols[name], dtype=_dtype(t)), device=device)
+        return cls(values, n, pd.RangeIndex(n) if index is None else index, cols)
+
     def variants(self, kb, row: int, changes: list[Mapping]) -> Batch:
         """``len(changes)`` copies of row ``row``, each with the table inputs named in its
         mapping set to the codes given there (:class:`~greybox.rules.ast.Domain`'s

@@ -229,6 +229,8 @@ def _cells_missing(col, *, blanks: bool = True) -> np.ndarray:
     dtype (pandas' nullable ``Int64``, ``Float64`` and ``boolean`` too), at pandas' speed;
     with ``blanks``, a blank text (an empty CSV cell) too, which costs a pass over a text
     column (an enum's reader looks for blanks only among the cells it cannot read)."""
+    if isinstance(col, np.ndarray) and col.dtype.kind in "fiub":   # numbers: numpy's speed
+        return np.isnan(col).reshape(-1) if col.dtype.kind == "f" else np.zeros(col.size, bool)
     if isinstance(col, pd.Series):
         miss = np.array(col.isna(), dtype=bool)   # a copy: written to by the enum reader
         values = col.to_numpy(dtype=object) if blanks and (
@@ -263,6 +265,9 @@ def read_masked(var, col, index: pd.Index) -> tuple[np.ndarray, np.ndarray]:
     :class:`~greybox.errors.DataError` naming the column and the row's label."""
     if isinstance(var.type, A.TensorType):
         return read_column(var, col, index), np.zeros(0, bool)
+    if isinstance(col, pd.Series) and isinstance(col.dtype, np.dtype) \
+            and col.dtype.kind in "fiub":
+        col = col.to_numpy()   # plain numbers, read at numpy's speed (``index`` names rows)
     if not isinstance(col, pd.Series):
         _ndim(var.name, col)
     if isinstance(var.type, A.EnumType):

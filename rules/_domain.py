@@ -130,8 +130,14 @@ class Domain:
         t = self._finite()
         if isinstance(t, A.EnumType):
             labels = values.astype(object) if isinstance(values, pd.Series) else values
-            return pd.Index(list(t.values), dtype=object).get_indexer(
-                np.asarray(labels, dtype=object)).astype(np.int64)
+            labels = np.asarray(labels, dtype=object)
+            if labels.size <= 64:   # a few rows: a dict look-up each, no index built
+                try:
+                    return np.fromiter((self._place.get(v, -1) for v in labels.ravel()),
+                                       np.int64, labels.size).reshape(labels.shape)
+                except TypeError:   # an unhashable cell: pandas says it is no label
+                    pass
+            return pd.Index(list(t.values), dtype=object).get_indexer(labels).astype(np.int64)
         arr = values.to_numpy() if isinstance(values, pd.Series) else np.asarray(values)
         if self.big:
             return _exact_ints(arr) - self._lo

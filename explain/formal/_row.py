@@ -9,9 +9,9 @@ rounded to the data's precision) -- each checked against that decision function.
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import torch
 
+from greybox import Batch
 from greybox.errors import ModelError
 from greybox.rules import MISSING, missing_key
 from greybox.rules import ast as A
@@ -296,48 +296,62 @@ def sampled_refuted(model, kb, facts: dict, fixeds: list, output: str, decision,
                     n: int = 64) -> list[bool]:
     """For each set of fixed facts in ``fixeds``: whether one of ``n`` random completions
     of the other inputs (uniform within their ranges, the range's ends included) changes
-    ``predict``'s decision -- all of them in one ``predict`` call. A set leaving free an
-    input with an unbounded range is never refuted (it cannot be sampled)."""
+    ``predict``'s decision -- all of them in one run of the decision function, on the
+    completions' codes (as ``predict`` reads them: :meth:`greybox.Batch.from_codes`). A
+    set leaving free an input with an unbounded range is never refuted (it cannot be
+    sampled)."""
     k = len(fixeds)
     if k == 0:
         return []
     sampleable = np.ones(k, bool)
-    cols = {}   # numpy columns (enums categorical): no Python lists for pandas to read
+    cols = {}
     for name, code in facts.items():
-        t = kb.variables[name].type
+        var = kb.variables[name]
         held = np.repeat([name in f for f in fixeds], n)
-        if isinstance(t, A.EnumType):
-            code = -1 if code is MISSING else int(code)   # -1: a missing category
-            drawn = np.full(n * k, code) if held.all() else \
-                rng.integers(0, len(t.values), n * k)
+        drawn = _drawn(model, kb, name, held, n, k, rng)
+        if drawn is None:   # an unbounded range: only the sets holding it are sampled
+            sampleable &= np.asarray([name in f for f in fixeds])
+            held = np.ones(n * k, bool)
+            drawn = np.zeros(n * k, _code_dtype(var.type))
+        if var.role != "input":
+            continue
+        if var.optional:
+            cols[missing_key(name)] = held & (code is MISSING)
+        if code is not MISSING:
             drawn[held] = code
-            cols[name] = pd.Categorical.from_codes(drawn, categories=list(t.values))
-            continue
-        value = show(kb, name, code)
-        if held.all():
-            cols[name] = np.full(n * k, value, dtype=object if value is None else None)
-            continue
-        if isinstance(t, A.BoolType):
-            drawn = rng.integers(0, 2, n * k).astype(bool)
-        else:
-            lo, hi, _ = model.input_range(name)
-            if not (np.isfinite(lo) and np.isfinite(hi)):
-                sampleable &= np.asarray([name in f for f in fixeds])
-                cols[name] = np.full(n * k, value)
-                continue
-            if isinstance(t, A.IntType):
-                drawn = rng.integers(int(lo), int(hi) + 1, n * k)
-            else:
-                drawn = rng.uniform(lo, hi, n * k)
-                drawn[0::n], drawn[1::n] = lo, hi
-        if value is None:   # held missing where held: the column holds None there
-            drawn = drawn.astype(object)
-        drawn[held] = value
         cols[name] = drawn
-    frame = pd.DataFrame(cols)
-    got = model.predict(frame, on_infeasible="flag")
-    differs = (got[output].to_numpy() != decision) & ~got["infeasible"].to_numpy()
-    return [bool(d) for d in differs.reshape(k, n).any(axis=1) & sampleable]
+    batch = Batch.from_codes(kb, cols, n * k, device=model.device)
+    target = A.domain(kb.variables[output].type).code(decision)
+    differs = [(ev.code(output) != target) & ~ev.infeasible_rows
+               for _, ev, _ in model.decision.chunks(batch, 4096)]
+    differs = np.concatenate(differs) if differs else np.zeros(0, bool)
+    return [bool(x) for x in differs.reshape(k, n).any(axis=1) & sampleable]
+
+
+def _code_dtype(t):
+    """How a table input's codes are held (as the model reads them)."""
+    return np.int64 if isinstance(t, A.EnumType) else bool if isinstance(t, A.BoolType) \
+        else np.float64
+
+
+def _drawn(model, kb, name: str, held: np.ndarray, n: int, k: int, rng):
+    """``n`` random codes of input ``name`` per set of ``k``, uniform within its range
+    (a real's ends drawn first in each set), or None where its range is unbounded."""
+    t = kb.variables[name].type
+    if held.all():
+        return np.zeros(n * k, _code_dtype(t))
+    if isinstance(t, A.EnumType):
+        return rng.integers(0, len(t.values), n * k)
+    if isinstance(t, A.BoolType):
+        return rng.integers(0, 2, n * k).astype(bool)
+    lo, hi, _ = model.input_range(name)
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        return None
+    if isinstance(t, A.IntType):
+        return rng.integers(int(lo), int(hi) + 1, n * k).astype(np.float64)
+    drawn = rng.uniform(lo, hi, n * k)
+    drawn[0::n], drawn[1::n] = lo, hi
+    return drawn
 
 
 def row_position(index, row) -> int:
