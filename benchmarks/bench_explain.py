@@ -7,6 +7,9 @@
    equivalent) and timed on their own line.
 2. Median milliseconds per ``reason()`` and ``counterfactual()`` on the breast-cancer model
    and on a 50-rule credit-style model (targets: under 50 ms and 200 ms).
+   ``predict``'s fixed cost on the 50-rule model: milliseconds per call on one row (target
+   <= 1 ms), against ``gr.evaluate`` of the learned rules on the same row (the rules
+   engine alone, reading the row's labels: the reference, same run).
 3. Input-level queries through a ReLU network of growing width, Z3 against the MILP
    backend (HiGHS): seconds per counterfactual (L1) and per verification of a property
    that holds (the whole input space must be covered).
@@ -141,6 +144,29 @@ def formal(rows: int) -> None:
         c_ms = _median_ms(lambda r, m=model, b=batch: gb.explain.counterfactual(m, b, r),
                           range(batch.n))
         print(f"{name:34} {r_ms:10.1f} {c_ms:18.1f}   (targets < 50 and < 200)")
+    fixed_cost(credit, frame.iloc[:1])
+
+
+def fixed_cost(model, row: pd.DataFrame, calls: int = 300) -> None:
+    """``predict``'s fixed cost: ms per call on one row, the best of three runs of
+    ``calls`` calls, against ``gr.evaluate`` of the learned rules on the same row."""
+    kb = model.to_kb()
+    model.predict(row)
+
+    def per_call(fn):
+        best = float("inf")
+        for _ in range(3):
+            t0 = time.perf_counter()
+            for _ in range(calls):
+                fn()
+            best = min(best, (time.perf_counter() - t0) / calls * 1000)
+        return best
+
+    t_eval = per_call(lambda: gb.rules.evaluate(kb, row))
+    t_pred = per_call(lambda: model.predict(row))
+    print(f"{'predict, 50 rules, 1 row (ms per call)':44} {t_pred:8.3f}   (target <= 1 ms)")
+    print(f"{'gr.evaluate, same rules and row (reference)':44} {t_eval:8.3f}")
+    print(f"{'ratio predict / gr.evaluate':44} {t_pred / t_eval:8.2f}")
 
 
 #: holds for every input: the solver has to cover the whole space through the network

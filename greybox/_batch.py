@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -18,6 +17,7 @@ from greybox.rules import (
     crisp_truth,
     decode_bools,
     family_columns,
+    kb_cached,
     missing_key,
     missing_values,
     placeholder,
@@ -28,25 +28,8 @@ from greybox.rules import read_column as _column
 from greybox.rules import read_masked as _masked
 from greybox.rules import show_value as _show
 
+# kb_cached (greybox.rules' one per-knowledge-base cache) is named here for its importers
 __all__ = ["Batch", "kb_cached", "to_batch", "to_targets", "Targets"]
-
-_KB_CACHE: dict = {}
-
-
-def kb_cached(kb, key: str, make):
-    """``make(kb)``, computed once per knowledge base object (knowledge bases are
-    immutable) and per ``key``: what each forward pass would otherwise recompute from
-    the rules (names of inputs and neural variables, network groups, value lists)."""
-    entry = _KB_CACHE.get(id(kb))
-    if entry is None or entry[0]() is not kb:
-        ident = id(kb)
-        entry = _KB_CACHE[ident] = (weakref.ref(kb, lambda _, ident=ident:
-                                                _KB_CACHE.pop(ident, None)), {})
-    found = entry[1].get(key, _KB_CACHE)
-    if found is _KB_CACHE:
-        found = entry[1][key] = make(kb)
-    return found
-
 
 class Batch:
     """Checked inputs of ``n`` rows: a tensor per input variable (batch first), the row
