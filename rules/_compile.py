@@ -69,29 +69,34 @@ def compile_expr(e, kb: KnowledgeBase, enum: A.EnumType | None = None) -> _Fn:
 
         fs, op = [compile_expr(a, kb) for a in e.args], e.op
         return lambda env: apply(op, [f(env) for f in fs])
+    if isinstance(e, (A.Compare, A.InSet)):
+        return _compile_comparison(e, kb)
+    f = compile_connective(e, lambda a: compile_expr(a, kb))
+    if f is not None:
+        return f
+    raise TypeError(f"cannot evaluate {e!r}")
+
+
+def _compile_comparison(e, kb: KnowledgeBase) -> _Fn:
+    """A comparison or ``x in {..}`` (an enum's symbols read as its codes)."""
     if isinstance(e, A.Compare):
         ctx = _enum_of(e.left, kb) or _enum_of(e.right, kb)
         fl, fr = compile_expr(e.left, kb, ctx), compile_expr(e.right, kb, ctx)
         op = {"<": np.less, "<=": np.less_equal, ">": np.greater, ">=": np.greater_equal,
               "==": np.equal, "!=": np.not_equal}[e.op]
         return lambda env: op(fl(env), fr(env))
-    if isinstance(e, A.InSet):
-        ctx = _enum_of(e.operand, kb)
-        f = compile_expr(e.operand, kb)
-        consts = [compile_expr(v, kb, ctx)(None) for v in e.values]
+    ctx = _enum_of(e.operand, kb)   # x in {..}
+    f = compile_expr(e.operand, kb)
+    consts = [compile_expr(v, kb, ctx)(None) for v in e.values]
 
-        def member(env, f=f, consts=consts):
-            x = f(env)
-            out = np.equal(x, consts[0])
-            for c in consts[1:]:
-                out = out | np.equal(x, c)
-            return out
+    def member(env, f=f, consts=consts):
+        x = f(env)
+        out = np.equal(x, consts[0])
+        for c in consts[1:]:
+            out = out | np.equal(x, c)
+        return out
 
-        return member
-    f = compile_connective(e, lambda a: compile_expr(a, kb))
-    if f is not None:
-        return f
-    raise TypeError(f"cannot evaluate {e!r}")
+    return member
 
 
 def compile_count(fs: list[_Fn]) -> _Fn:
