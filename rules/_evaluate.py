@@ -408,16 +408,8 @@ def _argmax(*, comp, assignments, code_of, layout, weights, truth, body, env, de
     partial = {}
     for v in comp.variables:
         for x in code_of[v]:
-            if (v, x) not in layout:
-                continue
-            b, static, _ = layout[v, x]
-            total = 0 if b is None else scale.of(sel(b))
-            owned = False  # total is an array of ours, to add to in place
-            for r in static:
-                if not owned:
-                    total, owned = scale.fresh(total, m), True
-                scale.add_where(total, scale.of(weights[r.name]), sel(body(r)))
-            partial[v, x] = total
+            if (v, x) in layout:
+                partial[v, x] = _static_score(scale, layout[v, x], weights, body, sel, m)
     best_free = best = scale.full(0, m)
     have = np.zeros(m, bool)
     choice = np.zeros(m, np.int64)
@@ -454,6 +446,25 @@ def _argmax(*, comp, assignments, code_of, layout, weights, truth, body, env, de
             have |= feasible
             choice[better] = k
     return choice, choice_free, have, unsure, partial
+
+
+def _static_score(scale: ScoreScale, laid, weights, body, sel, m: int):
+    """A value's score from its bias and the rules that read no decision of its own
+    component, in the scale's units. With int64 grains (exact whatever the order of the
+    additions) the rules' weights are added as one product of the weights with their
+    bodies; otherwise one rule after another."""
+    b, static, _ = laid
+    total = 0 if b is None else scale.of(sel(b))
+    if not static:
+        return total
+    if scale.mode == "int64" and len(static) > 1:
+        grains = np.array([scale.of(weights[r.name]) for r in static], dtype=np.int64)
+        bodies = np.stack([np.broadcast_to(sel(body(r)), (m,)) for r in static])
+        return grains @ bodies.astype(np.int64) + total
+    total = scale.fresh(total, m)   # an array of ours, added to in place
+    for r in static:
+        scale.add_where(total, scale.of(weights[r.name]), sel(body(r)))
+    return total
 
 
 def _plus(scale: ScoreScale, total, weight: float, body: np.ndarray, n: int) -> np.ndarray:
