@@ -240,6 +240,32 @@ class _Rows(Mapping):
         return key in self._source
 
 
+class _FrameColumns(Mapping):
+    """A DataFrame's columns by name, each taken when first read: a frame of many columns
+    of which the model reads a few pays for those few."""
+
+    __slots__ = ("_frame", "_taken")
+
+    def __init__(self, frame: pd.DataFrame):
+        self._frame, self._taken = frame, {}
+
+    def __getitem__(self, key):
+        found = self._taken.get(key)
+        if found is None:
+            if key not in self._frame.columns:
+                raise KeyError(key)
+            found = self._taken[key] = self._frame[key]
+        return found
+
+    def __iter__(self):
+        return iter(self._frame.columns)
+
+    def __len__(self) -> int:
+        return len(self._frame.columns)
+
+    def __contains__(self, key) -> bool:
+        return key in self._frame.columns
+
 def _length(name, value) -> int:
     if isinstance(value, torch.Tensor):
         if value.dim() == 0:
@@ -267,7 +293,7 @@ def _as_items(data) -> tuple[dict, pd.Index | None]:
         if not data.columns.is_unique:
             dup = data.columns[data.columns.duplicated()][0]
             raise DataError(f"column {dup!r} appears more than once")
-        return {c: data[c] for c in data.columns}, data.index
+        return _FrameColumns(data), data.index
     if isinstance(data, Mapping):
         if data and all(_single(v) for v in data.values()):
             return {k: [v] for k, v in data.items()}, None   # a mapping of scalars: one row
