@@ -7,7 +7,10 @@ A value of a non-tensor type has two encodings, each defined here and nowhere el
   vectors, distributions, the model's label tensors and tie-breaking ranks use it.
 - its **code**: the number arithmetic, comparisons and solvers see. A bool's code is the
   bool itself, an int's its value, an enum's its index, a real's the real. Crisp
-  evaluation, Z3, the MILP and the formal explanations' facts use it.
+  evaluation, Z3, the MILP and the formal explanations' facts use it; a grey-box model's
+  decision function hands its rows to the rules engine as codes
+  (:func:`~greybox.rules.evaluate_codes`), labels only where data comes in and
+  predictions go out.
 
 The two meet only for enums (code == index); an int's index is ``code - lo``. Every
 conversion between a value, its index and its code goes through a :class:`Domain`.

@@ -458,8 +458,12 @@ def _static_score(scale: ScoreScale, laid, weights, body, sel, m: int):
     if not static:
         return total
     if scale.mode == "int64" and len(static) > 1:
-        grains = np.array([scale.of(weights[r.name]) for r in static], dtype=np.int64)
-        bodies = np.stack([np.broadcast_to(sel(body(r)), (m,)) for r in static])
+        # each weight is a term of the scale: a whole number of grains, scaled exactly
+        grains = np.ldexp(np.array([weights[r.name] for r in static], dtype=np.float64),
+                          -scale.grain).astype(np.int64)
+        bodies = [sel(body(r)) for r in static]
+        bodies = np.stack([b if b.shape == (m,) else np.broadcast_to(b, (m,))
+                           for b in bodies])
         return grains @ bodies.astype(np.int64) + total
     total = scale.fresh(total, m)   # an array of ours, added to in place
     for r in static:
