@@ -141,12 +141,9 @@ class Batch:
     @classmethod
     def from_codes(cls, kb, columns: Mapping[str, np.ndarray], n: int, *,
                    device: torch.device | str = "cpu", index: pd.Index | None = None) -> Batch:
-        """A batch of ``n`` rows of table inputs given as codes
-        (:class:`~greybox.rules.ast.Domain`'s convention; an optional input's missing
-        cells as a bool column under ``missing_key(name)``, its values there any
-        placeholder): what :func:`to_batch` makes of the values they stand for, without
-        writing them as labels and reading them back. The codes are trusted (not checked
-        against the types).
+        """A batch of ``n`` rows of table inputs given as codes (``Domain``'s convention;
+        an optional input's missing cells as a bool column ``missing_key(name)``): what
+        :func:`to_batch` reads from the values they stand for. The codes are trusted.
 
         Examples
         --------
@@ -173,12 +170,8 @@ class Batch:
 
     def variants(self, kb, row: int, changes: list[Mapping]) -> Batch:
         """``len(changes)`` copies of row ``row``, each with the table inputs named in its
-        mapping set to the codes given there (:class:`~greybox.rules.ast.Domain`'s
-        convention; :data:`~greybox.rules.MISSING` for a missing value of an optional
-        input; an int's code rounded to a whole number, as reading its value would): the
-        rows a formal explanation replays through the decision function, handed over as
-        codes, never written as labels and read back. Network outputs held in
-        :attr:`overrides` are not carried.
+        mapping set to those codes (``MISSING``: a missing value; an int's code rounded):
+        the rows a formal explanation replays, as codes. :attr:`overrides` stay behind.
 
         Examples
         --------
@@ -250,12 +243,9 @@ class _FrameColumns(Mapping):
         self._frame, self._taken = frame, {}
 
     def __getitem__(self, key):
-        found = self._taken.get(key)
-        if found is None:
-            if key not in self._frame.columns:
-                raise KeyError(key)
-            found = self._taken[key] = self._frame[key]
-        return found
+        if key not in self._taken:
+            self._taken[key] = self._frame[key]
+        return self._taken[key]
 
     def __iter__(self):
         return iter(self._frame.columns)
@@ -265,6 +255,7 @@ class _FrameColumns(Mapping):
 
     def __contains__(self, key) -> bool:
         return key in self._frame.columns
+
 
 def _length(name, value) -> int:
     if isinstance(value, torch.Tensor):
