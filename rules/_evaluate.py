@@ -29,7 +29,7 @@ from ._columns import (
     show_value,
 )
 from ._compile import compile_expr
-from ._decisions import MAX_ASSIGNMENTS, additive_value, candidates, plan
+from ._decisions import MAX_ASSIGNMENTS, additive_value, candidates, kb_cached, plan
 from ._domain import domain
 from ._env import _compiled_defines, _compiled_truth, _Env
 from ._evaluation import Evaluation
@@ -300,7 +300,7 @@ class _Run:
         self._lay_out(comp, values_of)
         terms = ([b for v in comp.variables for b in self.biases.get(v, {}).values()]
                  + [self.weights[r.name] for r in comp.rules])
-        scale = ScoreScale(terms)
+        scale = _scale(self.kb, terms)
         code_of = {v: dict(zip(values_of[v], _codes(kb, v, values_of[v]).tolist()))
                    for v in comp.variables}
         common = dict(comp=comp, assignments=assignments, code_of=code_of, layout=self.layout,
@@ -469,6 +469,21 @@ def _static_score(scale: ScoreScale, laid, weights, body, sel, m: int):
     for r in static:
         scale.add_where(total, scale.of(weights[r.name]), sel(body(r)))
     return total
+
+
+def _scale(kb, terms: list) -> ScoreScale:
+    """``ScoreScale(terms)``, kept per knowledge base where every term is one number (a
+    model's learned weights and biases change between fits, not between calls)."""
+    if not all(isinstance(t, (int, float)) and not isinstance(t, bool) for t in terms):
+        return ScoreScale(terms)
+    made = kb_cached(kb, "score scales", lambda kb: {})
+    key = tuple(terms)
+    found = made.get(key)
+    if found is None:
+        if len(made) >= 256:   # weights that keep changing (training): no growing store
+            made.clear()
+        found = made[key] = ScoreScale(key)
+    return found
 
 
 def _plus(scale: ScoreScale, total, weight: float, body: np.ndarray, n: int) -> np.ndarray:
