@@ -7,6 +7,9 @@
    equivalent) and timed on their own line.
 2. Median milliseconds per ``reason()`` and ``counterfactual()`` on the breast-cancer model
    and on a 50-rule credit-style model (targets: under 50 ms and 200 ms).
+   ``predict``'s fixed cost on the 50-rule model: milliseconds per call on one row (target
+   <= 1 ms), against ``gr.evaluate`` of the learned rules on the same row (the rules
+   engine alone, reading the row's labels: the reference, same run).
 3. Input-level queries through a ReLU network of growing width, Z3 against the MILP
    backend (HiGHS): seconds per counterfactual (L1) and per verification of a property
    that holds (the whole input space must be covered).
@@ -34,6 +37,7 @@
    the fraction of rows whose answers all change distinct sets of inputs, median ms per row.
 
 Run:  python benchmarks/bench_explain.py [--rows 256] [--repeat 3] [--only faithful]
+      python benchmarks/bench_explain.py --only fixed    (predict's fixed cost alone)
       python benchmarks/bench_explain.py --only diverse [--diverse-rows 10]
 Not part of the test suite.
 """
@@ -125,11 +129,7 @@ def formal(rows: int) -> None:
     cancer.fit(X, {"malignant": y}, epochs=3, progress=False)
     cancer_batch = cancer.batch(X.iloc[:rows])
 
-    kb, _ = make_rules(50)
-    credit = gb.GreyBox(kb, semantics="product")
-    rng = np.random.default_rng(0)
-    frame = pd.DataFrame({f: rng.uniform(0, 1, rows) for f in FEATURES})
-    frame["kind"] = rng.choice(KINDS, rows)
+    credit, frame = _credit(rows)
     credit_batch = credit.batch(frame)
 
     print(f"formal reasons, median over {rows} rows")
@@ -141,6 +141,40 @@ def formal(rows: int) -> None:
         c_ms = _median_ms(lambda r, m=model, b=batch: gb.explain.counterfactual(m, b, r),
                           range(batch.n))
         print(f"{name:34} {r_ms:10.1f} {c_ms:18.1f}   (targets < 50 and < 200)")
+    fixed_cost(credit, frame.iloc[:1])
+
+
+def _credit(rows: int) -> tuple[gb.GreyBox, pd.DataFrame]:
+    """The 50-rule credit-style model and ``rows`` random rows for it."""
+    kb, _ = make_rules(50)
+    credit = gb.GreyBox(kb, semantics="product")
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({f: rng.uniform(0, 1, rows) for f in FEATURES})
+    frame["kind"] = rng.choice(KINDS, rows)
+    return credit, frame
+
+
+def fixed_cost(model, row: pd.DataFrame, calls: int = 300) -> None:
+    """``predict``'s fixed cost: CPU ms per call on one row (process time: a shared
+    machine's other load does not count), the best of three runs of ``calls`` calls,
+    against ``gr.evaluate`` of the learned rules on the same row."""
+    kb = model.to_kb()
+    model.predict(row)
+
+    def per_call(fn):
+        best = float("inf")
+        for _ in range(3):
+            t0 = time.process_time()
+            for _ in range(calls):
+                fn()
+            best = min(best, (time.process_time() - t0) / calls * 1000)
+        return best
+
+    t_eval = per_call(lambda: gb.rules.evaluate(kb, row))
+    t_pred = per_call(lambda: model.predict(row))
+    print(f"{'predict, 50 rules, 1 row (CPU ms per call)':44} {t_pred:8.3f}   (target <= 1 ms)")
+    print(f"{'gr.evaluate, same rules and row (reference)':44} {t_eval:8.3f}")
+    print(f"{'ratio predict / gr.evaluate':44} {t_pred / t_eval:8.2f}")
 
 
 #: holds for every input: the solver has to cover the whole space through the network
@@ -265,13 +299,7 @@ def faithful(rows: int, samples: int = 1000) -> None:
                 failed += 1
                 r = None
             r_ms.append(1000 * (time.perf_counter() - t0))
-            completions = pd.DataFrame({c: X_train[c].sample(samples, replace=True,
-                                                             random_state=int(rng.integers(1e9))
-                                                             ).to_numpy() for c in columns})
-            for fact, value in (r.facts if r is not None else {}).items():
-                completions[fact] = value
-            holds += r is not None and bool(
-                (model.predict(completions)["malignant"] == r.decision).all())
+            holds += _reason_holds(model, r, X_train, samples, rng)
             t0 = time.perf_counter()
             try:
                 cf = gb.explain.counterfactual(model, row)
@@ -298,6 +326,19 @@ def faithful(rows: int, samples: int = 1000) -> None:
                   f"{float(np.mean(changes or [0])) / max(dice[2], 1e-9):.2f}")
     print("targets: reason < 100 ms and cf < 300 ms with the residual; < 50 and < 200 ms "
           "rules alone; cf flips 100%")
+
+
+def _reason_holds(model, r, X_train: pd.DataFrame, samples: int, rng) -> bool:
+    """Whether reason ``r`` survives ``samples`` completions of the other inputs drawn
+    from the training rows, through ``predict`` (False for no reason)."""
+    if r is None:
+        return False
+    completions = pd.DataFrame({c: X_train[c].sample(samples, replace=True,
+                                                     random_state=int(rng.integers(1e9))
+                                                     ).to_numpy() for c in X_train.columns})
+    for fact, value in r.facts.items():
+        completions[fact] = value
+    return bool((model.predict(completions)["malignant"] == r.decision).all())
 
 
 def _set_figures(sets: list) -> tuple[float, bool]:
@@ -474,9 +515,11 @@ def main() -> None:
     parser.add_argument("--relational-rows", type=int, default=3)
     parser.add_argument("--diverse-rows", type=int, default=10)
     parser.add_argument("--only", choices=["overhead", "formal", "backends", "faithful",
-                                           "relational", "diverse"])
+                                           "relational", "diverse", "fixed"])
     args = parser.parse_args()
     torch.set_num_threads(1)
+    if args.only == "fixed":   # predict's fixed cost alone (it ends the formal section)
+        fixed_cost(*_credit(1))
     if args.only in (None, "overhead"):
         overhead(args.rows, args.repeat)
     if args.only in (None, "formal"):

@@ -380,9 +380,7 @@ def _additive_frames(model, batch, output, decision, rules):
     + the rules' contributions (weight * [body]) + ``residual``, and ``gap``, what that
     sum misses of the score (0 but for float64 rounding where a residual adds to the
     bias); an int output's value is its score rounded (halves up) within its bounds."""
-    from greybox.semantics.crisp import crisp_evaluation
-
-    ev, _ = crisp_evaluation(model, batch)
+    ev, _ = model.decision.evaluate(batch)
     frame = decision.copy()
     value = ev.decisions[output].to_numpy()
     frame["value"] = value.tolist()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -12,13 +11,16 @@ import torch
 
 from greybox.errors import DataError, listed
 from greybox.rules import (
+    MISSING,
     align_labels,
     closure,
     crisp_truth,
     decode_bools,
     family_columns,
+    kb_cached,
     missing_key,
     missing_values,
+    placeholder,
 )
 from greybox.rules import ast as A
 from greybox.rules import first_row as _first
@@ -26,25 +28,8 @@ from greybox.rules import read_column as _column
 from greybox.rules import read_masked as _masked
 from greybox.rules import show_value as _show
 
+# kb_cached (greybox.rules' one per-knowledge-base cache) is named here for its importers
 __all__ = ["Batch", "kb_cached", "to_batch", "to_targets", "Targets"]
-
-_KB_CACHE: dict = {}
-
-
-def kb_cached(kb, key: str, make):
-    """``make(kb)``, computed once per knowledge base object (knowledge bases are
-    immutable) and per ``key``: what each forward pass would otherwise recompute from
-    the rules (names of inputs and neural variables, network groups, value lists)."""
-    entry = _KB_CACHE.get(id(kb))
-    if entry is None or entry[0]() is not kb:
-        ident = id(kb)
-        entry = _KB_CACHE[ident] = (weakref.ref(kb, lambda _, ident=ident:
-                                                _KB_CACHE.pop(ident, None)), {})
-    found = entry[1].get(key, _KB_CACHE)
-    if found is _KB_CACHE:
-        found = entry[1][key] = make(kb)
-    return found
-
 
 class Batch:
     """Checked inputs of ``n`` rows: a tensor per input variable (batch first), the row
@@ -153,6 +138,74 @@ class Batch:
         return taken
 
 
+    @classmethod
+    def from_codes(cls, kb, columns: Mapping[str, np.ndarray], n: int, *,
+                   device: torch.device | str = "cpu", index: pd.Index | None = None) -> Batch:
+        """A batch of ``n`` rows of table inputs given as codes (``Domain``'s convention;
+        an optional input's missing cells as a bool column ``missing_key(name)``): what
+        :func:`to_batch` reads from the values they stand for. The codes are trusted.
+
+        Examples
+        --------
+        >>> import numpy as np, greybox as gb
+        >>> model = gb.GreyBox("input x: int 0..9  input k: {a, b}  output y: bool  "
+        ...                    "rule r: x > 3 and k == b -> y", semantics="product")
+        >>> batch = gb.Batch.from_codes(model.kb, {"x": np.array([5, 5]),
+        ...                                        "k": np.array([0, 1])}, 2)
+        >>> model.predict(batch)["y"].tolist()
+        [False, True]
+        """
+        values, cols = {}, {}
+        for name, col in columns.items():
+            var = kb.variables.get(name)
+            if var is None:   # an optional input's missing cells
+                cols[name] = np.asarray(col, dtype=bool)
+                values[name] = torch.as_tensor(cols[name].astype(np.float32), device=device)
+                continue
+            t = var.type
+            cols[name] = np.asarray(col, dtype=np.int64 if isinstance(t, A.EnumType) else
+                                    bool if isinstance(t, A.BoolType) else np.float64)
+            values[name] = torch.as_tensor(np.array(cols[name], dtype=_dtype(t)), device=device)
+        return cls(values, n, pd.RangeIndex(n) if index is None else index, cols)
+
+    def variants(self, kb, row: int, changes: list[Mapping]) -> Batch:
+        """``len(changes)`` copies of row ``row``, each with the table inputs named in its
+        mapping set to those codes (``MISSING``: a missing value; an int's code rounded):
+        the rows a formal explanation replays, as codes. :attr:`overrides` stay behind.
+
+        Examples
+        --------
+        >>> import greybox as gb
+        >>> model = gb.GreyBox("input x: int 0..9  input k: {a, b}  output y: bool  "
+        ...                    "rule r: x > 3 and k == b -> y", semantics="product")
+        >>> batch = model.batch({"x": [1], "k": ["a"]})
+        >>> rows = batch.variants(model.kb, 0, [{}, {"x": 5.2, "k": 1}])
+        >>> rows.columns["x"].tolist(), rows.columns["k"].tolist()
+        ([1.0, 5.0], [0, 1])
+        """
+        base = self.take(torch.full((len(changes),), int(row), dtype=torch.long))
+        values = {name: base.values[name] for name in self.values}
+        columns = {name: np.array(base.columns[name]) for name in self.columns}
+        for name in {n for c in changes for n in c}:
+            t = kb.variables[name].type
+            col, d = columns[name], A.domain(t)
+            miss = columns.get(missing_key(name))
+            for i, c in enumerate(changes):
+                if name not in c:
+                    continue
+                if c[name] is MISSING:
+                    miss[i], col[i] = True, d.code(placeholder(t))
+                    continue
+                col[i] = d.code(d.decode(c[name]))
+                if miss is not None:
+                    miss[i] = False
+            device = values[name].device
+            values[name] = torch.as_tensor(np.array(col, dtype=_dtype(t)), device=device)
+            if miss is not None:
+                values[missing_key(name)] = torch.as_tensor(miss.astype(np.float32),
+                                                            device=device)
+        return Batch(values, len(changes), base.index, columns)
+
 class _Rows(Mapping):
     """Some rows of each value of a mapping, each taken when first read."""
 
@@ -178,6 +231,30 @@ class _Rows(Mapping):
 
     def __contains__(self, key) -> bool:
         return key in self._source
+
+
+class _FrameColumns(Mapping):
+    """A DataFrame's columns by name, each taken when first read: a frame of many columns
+    of which the model reads a few pays for those few."""
+
+    __slots__ = ("_frame", "_taken")
+
+    def __init__(self, frame: pd.DataFrame):
+        self._frame, self._taken = frame, {}
+
+    def __getitem__(self, key):
+        if key not in self._taken:
+            self._taken[key] = self._frame[key]
+        return self._taken[key]
+
+    def __iter__(self):
+        return iter(self._frame.columns)
+
+    def __len__(self) -> int:
+        return len(self._frame.columns)
+
+    def __contains__(self, key) -> bool:
+        return key in self._frame.columns
 
 
 def _length(name, value) -> int:
@@ -207,7 +284,7 @@ def _as_items(data) -> tuple[dict, pd.Index | None]:
         if not data.columns.is_unique:
             dup = data.columns[data.columns.duplicated()][0]
             raise DataError(f"column {dup!r} appears more than once")
-        return {c: data[c] for c in data.columns}, data.index
+        return _FrameColumns(data), data.index
     if isinstance(data, Mapping):
         if data and all(_single(v) for v in data.values()):
             return {k: [v] for k, v in data.items()}, None   # a mapping of scalars: one row

@@ -23,55 +23,41 @@ value is always the decision.
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import torch
 
 from greybox.rules import ast as A
-from greybox.rules import constrains_networks, evaluate, missing_key, plan
+from greybox.rules import constrains_networks, evaluate_codes, plan
 
-__all__ = ["codes", "decide", "decision_scores", "neural_values", "output_codes",
-           "repair_needed"]
+__all__ = ["decide", "decision_scores", "indices", "neural_codes", "output_codes",
+           "output_indices"]
 
 
-def neural_values(kb, logits: dict) -> dict:
-    """Each neural variable's crisp value from its network output (enum values by name,
-    ints by value)."""
+def neural_codes(kb, logits: dict) -> dict:
+    """Each neural variable's crisp value from its network output, as codes (a bool's
+    logit > 0; a finite concept's argmax, ties to the first value, plus its offset: an
+    enum's index, an int's value in float64; a real's value in float64)."""
     out = {}
     for name, t in logits.items():
         var = kb.variables[name]
         t = t.detach()
         if isinstance(var.type, A.BoolType):
             out[name] = (t > 0).cpu().numpy()
+        elif isinstance(var.type, A.EnumType):
+            out[name] = t.argmax(1).cpu().numpy()
         elif A.is_finite_type(var.type):
-            out[name] = A.domain(var.type).from_indices(t.argmax(1).cpu().numpy()).to_numpy()
+            out[name] = t.argmax(1).cpu().numpy().astype(np.float64) + var.type.lo
         else:
             out[name] = t.double().cpu().numpy()
     return out
 
 
-def repair_needed(kb) -> bool:
-    """True when some hard constraint over non-decided variables reads a neural variable
-    (the networks' most probable values may then violate it)."""
-    return constrains_networks(kb)
-
-
-def _evaluate(model, kb, batch, logits, bias=None, neural=None):
-    """``greybox.rules.evaluate`` on the batch's table inputs and the networks' values
-    (``neural``: those values, when already known)."""
-    data = {}
-    for name, arr in batch.columns.items():
-        var = kb.variables.get(name)
-        if var is None:   # an optional input's mask: read with it, below
-            continue
-        t = var.type
-        data[name] = np.asarray(t.values, dtype=object)[arr] if isinstance(t, A.EnumType) \
-            else arr
-        if var.optional:   # its missing cells written back as missing
-            miss = batch.columns[missing_key(name)]
-            if miss.any():
-                data[name] = np.where(miss, None, np.asarray(data[name], dtype=object))
-    data.update(neural_values(kb, logits) if neural is None else neural)
-    return evaluate(kb, data, bias=model.bias_table(batch) if bias is None else bias)
+def _evaluate(kb, batch, logits, bias, neural=None):
+    """The rules' crisp evaluation on the batch's input codes and the networks' values
+    (``neural``: their codes, when already known): the engine's code entry, no label in
+    between."""
+    columns = dict(batch.columns)
+    columns.update(neural_codes(kb, logits) if neural is None else neural)
+    return evaluate_codes(kb, columns, n=batch.n, index=batch.index, bias=bias)
 
 
 def decide(model, batch, logits: dict | None = None):
@@ -86,21 +72,23 @@ def decide(model, batch, logits: dict | None = None):
     if logits is None:
         with torch.no_grad():
             logits = model.run_networks(batch)
-    ev = _evaluate(model, kb, batch, logits)
-    bad = np.flatnonzero(ev.infeasible.to_numpy())
-    if len(bad) and repair_needed(kb):
+    bias = model.bias_table(batch)
+    ev = _evaluate(kb, batch, logits, bias)
+    bad = np.flatnonzero(ev.infeasible_rows)
+    if len(bad) and constrains_networks(kb):
         from ._repair import overrides, repair
 
         fixed = repair(model, batch, logits, bad.tolist())
         rows = [r for r in bad.tolist() if r in fixed]
         if rows:
-            neural = neural_values(kb, logits)
+            neural = neural_codes(kb, logits)
             for name, col in neural.items():
-                t = kb.variables[name].type
-                col = col.copy() if col.dtype != object else col.astype(object)
+                d = A.domain(kb.variables[name].type)
+                col = col.copy()
                 for r in rows:
                     if name in fixed[r]:
-                        col[r] = _value(t, fixed[r][name])
+                        col[r] = d.code_at(fixed[r][name]) if d.finite else \
+                            float(fixed[r][name])
                 neural[name] = col
             new = overrides(model.kb, fixed, logits, rows)
             logits = dict(logits)
@@ -108,13 +96,8 @@ def decide(model, batch, logits: dict | None = None):
                 full = logits[name].detach().clone()
                 full[torch.as_tensor(rows, device=full.device)] = sub.to(full.dtype)
                 logits[name] = full
-            ev = _evaluate(model, kb, batch, logits, neural=neural)
+            ev = _evaluate(kb, batch, logits, bias, neural=neural)
     return ev, logits
-
-
-def _value(t, code):
-    """A repaired value (real value, bool, value index) as :func:`neural_values` shows it."""
-    return A.domain(t).value(code) if A.is_finite_type(t) else float(code)
 
 
 def decision_scores(model, kb, batch, logits, ev, name: str) -> np.ndarray:
@@ -134,7 +117,7 @@ def decision_scores(model, kb, batch, logits, ev, name: str) -> np.ndarray:
         s = ev.scores[[c for c in ev.scores.columns if c == v or c.startswith(f"{v}=")]]
         bound += float(np.abs(s.to_numpy()).max(initial=0.0))
     force = 4.0 * bound
-    out = np.full((len(ev.index), len(values)), -np.inf)
+    out = np.full((ev.n, len(values)), -np.inf)
     base = model.bias_table(batch)
     for k, x in enumerate(values):
         bias = dict(base)
@@ -145,14 +128,13 @@ def decision_scores(model, kb, batch, logits, ev, name: str) -> np.ndarray:
             b = dict(b) if isinstance(b, dict) else {y: 0.0 for y in values}
             b[x] = b.get(x, 0.0) + force
             bias[name] = b
-        forced = _evaluate(model, kb, batch, logits, bias)
-        hit = (forced.decisions[name].to_numpy() == x) & ~forced.infeasible.to_numpy()
-        total = np.zeros(len(ev.index))
+        forced = _evaluate(kb, batch, logits, bias)
+        hit = (forced.code(name) == A.domain(var.type).code(x)) & ~forced.infeasible_rows
+        total = np.zeros(ev.n)
         for v in comp.variables:
             vv = kb.variables[v]
-            chosen = forced.decisions[v]
             sc = _scores_of(forced, kb, v, list(A.domain_values(vv.type)))
-            idx = codes(vv.type, chosen)
+            idx = A.domain(vv.type).index_of(forced.code(v))
             total = total + sc[np.arange(len(idx)), idx]
         if x is not False:   # the forced value's score carries the force (a False scores 0)
             total = total - force
@@ -160,25 +142,25 @@ def decision_scores(model, kb, batch, logits, ev, name: str) -> np.ndarray:
     return out
 
 
-def codes(t, series: pd.Series) -> np.ndarray:
-    """Decoded values (an evaluation's column) as value codes: an enum's index, an int's
-    offset from ``lo``, a bool as 0/1; real values as they are."""
+def indices(t, codes: np.ndarray) -> np.ndarray:
+    """Codes (an evaluation's column) as value indices: an enum's index, an int's offset
+    from ``lo``, a bool as 0/1; real values as they are (float64)."""
     if A.is_finite_type(t):
-        return A.domain(t).indices(series)
-    return series.to_numpy().astype(np.float64)
+        return A.domain(t).index_of(codes)
+    return np.asarray(codes).astype(np.float64)
 
 
 def output_codes(kb, name: str, ev, logits: dict) -> np.ndarray:
     """The decision function's value of variable ``name`` (decided, defined or neural) on
-    every row, as :func:`codes`."""
-    var = kb.variables[name]
-    if var.role == "decided":
-        series = ev.decisions[name]
-    elif var.role == "defined":
-        series = ev.values[name]
-    else:
-        series = pd.Series(neural_values(kb, {name: logits[name]})[name])
-    return codes(var.type, series)
+    every row, as codes (:class:`~greybox.rules.ast.Domain`'s convention)."""
+    if kb.variables[name].role in ("decided", "defined"):
+        return ev.code(name)
+    return neural_codes(kb, {name: logits[name]})[name]
+
+
+def output_indices(kb, name: str, ev, logits: dict) -> np.ndarray:
+    """:func:`output_codes` as value indices (:func:`indices`)."""
+    return indices(kb.variables[name].type, output_codes(kb, name, ev, logits))
 
 
 def _scores_of(ev, kb, name: str, values: list) -> np.ndarray:

@@ -195,3 +195,11 @@ __all__ = [
     "TensorType",
     "Var",
 ]
+
+# ---- the engine's code entry (issue 22 item 2, branch "codes"): what the model's decision
+# function and the formal layer call with columns already read as codes
+from ._decisions import kb_cached  # noqa: E402
+from ._evaluate import evaluate_codes  # noqa: E402
+from ._missing import placeholder  # noqa: E402
+
+__all__ += ["evaluate_codes", "kb_cached", "placeholder"]

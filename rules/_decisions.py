@@ -28,7 +28,7 @@ from . import _ast as A
 from ._domain import domain
 
 __all__ = ["Component", "DecisionPlan", "MAX_ASSIGNMENTS", "additive_value", "candidates",
-           "closure", "memo", "plan"]
+           "closure", "kb_cached", "memo", "plan"]
 
 #: Most joint assignments a component that must be enumerated may have (crisp evaluation
 #: and the Z3 encoding check each one against the hard constraints).
@@ -144,13 +144,29 @@ def memo(kb) -> dict:
     return kb._memo
 
 
+def kb_cached(kb, key: str, make):
+    """``make(kb)``, computed once per knowledge base object and per ``key`` and kept in
+    its :func:`memo` (knowledge bases are immutable): what every evaluation or forward
+    pass would otherwise recompute from the rules. The one per-knowledge-base cache of
+    the engine and the model.
+
+    Examples
+    --------
+    >>> import greybox.rules as gr
+    >>> kb = gr.parse("input x: real  output y: bool  rule r: x > 1 -> y")
+    >>> gr.kb_cached(kb, "doc/inputs", lambda kb: tuple(kb.inputs))
+    ('x',)
+    """
+    store = memo(kb)
+    found = store.get(key, store)
+    if found is store:
+        found = store[key] = make(kb)
+    return found
+
+
 def plan(kb) -> DecisionPlan:
     """The decision structure of ``kb`` (cached per knowledge base object)."""
-    store = memo(kb)
-    found = store.get("plan")
-    if found is None:
-        found = store["plan"] = _make_plan(kb)
-    return found
+    return kb_cached(kb, "plan", _make_plan)
 
 
 def _make_plan(kb) -> DecisionPlan:

@@ -7,7 +7,10 @@ A value of a non-tensor type has two encodings, each defined here and nowhere el
   vectors, distributions, the model's label tensors and tie-breaking ranks use it.
 - its **code**: the number arithmetic, comparisons and solvers see. A bool's code is the
   bool itself, an int's its value, an enum's its index, a real's the real. Crisp
-  evaluation, Z3, the MILP and the formal explanations' facts use it.
+  evaluation, Z3, the MILP and the formal explanations' facts use it; a grey-box model's
+  decision function hands its rows to the rules engine as codes
+  (:func:`~greybox.rules.evaluate_codes`), labels only where data comes in and
+  predictions go out.
 
 The two meet only for enums (code == index); an int's index is ``code - lo``. Every
 conversion between a value, its index and its code goes through a :class:`Domain`.
@@ -130,8 +133,14 @@ class Domain:
         t = self._finite()
         if isinstance(t, A.EnumType):
             labels = values.astype(object) if isinstance(values, pd.Series) else values
-            return pd.Index(list(t.values), dtype=object).get_indexer(
-                np.asarray(labels, dtype=object)).astype(np.int64)
+            labels = np.asarray(labels, dtype=object)
+            if labels.size <= 64:   # a few rows: a dict look-up each, no index built
+                try:
+                    return np.fromiter((self._place.get(v, -1) for v in labels.ravel()),
+                                       np.int64, labels.size).reshape(labels.shape)
+                except TypeError:   # an unhashable cell: pandas says it is no label
+                    pass
+            return pd.Index(list(t.values), dtype=object).get_indexer(labels).astype(np.int64)
         arr = values.to_numpy() if isinstance(values, pd.Series) else np.asarray(values)
         if self.big:
             return _exact_ints(arr) - self._lo

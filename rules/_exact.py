@@ -32,6 +32,7 @@ from fractions import Fraction
 import numpy as np
 
 from . import _ast as A
+from ._compile import compile_connective, compile_count, compile_expr
 
 __all__ = ["ScoreScale", "compile_truth", "compile_value", "exact_value", "exact_in_float64",
            "is_exact", "lowest_bit"]
@@ -182,8 +183,6 @@ _Fn = Callable[[object], object]
 def compile_value(e, kb, enum: A.EnumType | None = None) -> _Fn:
     """Turn a numeric expression into ``f(env) -> (value, error)``: float64 values and a
     bound on their distance to the exact values (the number 0.0 where exact)."""
-    from ._evaluate import compile_expr
-
     if is_exact(e, kb):
         f = compile_expr(e, kb, enum)
         return lambda env: (f(env), 0.0)
@@ -237,8 +236,6 @@ def compile_value(e, kb, enum: A.EnumType | None = None) -> _Fn:
 
         return arith
     if isinstance(e, A.Count):  # its formulas settled exactly: a whole number, no error
-        from ._evaluate import compile_count
-
         f = compile_count([compile_truth(a, kb) for a in e.args])
         return lambda env: (f(env), 0.0)
     raise TypeError(f"cannot evaluate {e!r}")
@@ -247,8 +244,6 @@ def compile_value(e, kb, enum: A.EnumType | None = None) -> _Fn:
 def compile_truth(e, kb) -> _Fn:
     """Turn a formula into ``f(env) -> bool array or scalar``, exact: comparisons of
     arithmetic that float64 may round are settled with rationals where needed."""
-    from ._evaluate import compile_expr
-
     if _all_exact(e, kb):
         return compile_expr(e, kb)
     if isinstance(e, A.Compare):
@@ -263,8 +258,6 @@ def compile_truth(e, kb) -> _Fn:
             return out
 
         return member
-    from ._evaluate import compile_connective
-
     f = compile_connective(e, lambda a: compile_truth(a, kb))
     if f is not None:
         return f

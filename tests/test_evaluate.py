@@ -325,3 +325,89 @@ def test_the_decision_plan_scans_the_knowledge_base_a_few_times_not_per_componen
     assert comp.variables == ("y[0]", "z[0]")
     assert [c.name for c in comp.constraints] == ["apart(0)", "first"]
     assert comp.tainted == {"both[0]"} and comp.dynamic == {"s(0)"}
+
+
+# ---------------------------------------------------- the code entry (issue 22 item 2)
+
+CODES_KB = """
+input flag: bool
+input x: real[-5, 5]
+input n: int -3..7
+input kind: {red, green, blue}
+input m: optional int 2..9
+input big: int 0..1000000
+output far: int 0..2000000000000000000000000000
+define far: int 0..2000000000000000000000000000 = 100000000000000000000 * big + 10 * n + 30
+define close: bool = big < 500000
+output grade: {low, mid, high}
+output pick: int 1..4
+output ok: bool
+rule a weight 1.5: flag and x > 0.5 -> grade = high
+rule b weight 0.7: n >= 2 or kind == green -> grade = mid
+rule c weight 0.9: kind in {red, blue} and not flag -> grade = low
+rule d weight 1.2: m is missing or m > 5 -> ok
+rule e weight 0.4: close -> pick = 3
+rule f weight 0.8: x < -1 -> pick = 2
+constraint g: kind == blue -> not ok
+"""
+
+
+def _codes_and_labels(rng, rows: int):
+    """The same rows as labels (a DataFrame, as a user gives them) and as codes
+    (:class:`~greybox.rules.ast.Domain`'s convention, written by hand here)."""
+    kinds = np.array(["red", "green", "blue"], dtype=object)
+    flag = rng.integers(0, 2, rows).astype(bool)
+    x = np.round(rng.uniform(-5, 5, rows), 3)
+    n = rng.integers(-3, 8, rows)
+    kind = rng.integers(0, 3, rows)
+    m = rng.integers(2, 10, rows).astype(float)
+    missing = rng.random(rows) < 0.3
+    big = rng.integers(0, 10 ** 6 + 1, rows)
+    labels = pd.DataFrame({"flag": flag, "x": x, "n": n, "kind": kinds[kind],
+                           "m": np.where(missing, np.nan, m),
+                           "big": big})
+    codes = {"flag": flag, "x": x, "n": n.astype(np.float64), "kind": kind,
+             "m": np.where(missing, 2.0, m), gr.missing_key("m"): missing,
+             "big": big.astype(np.float64)}
+    return labels, codes
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_codes_in_decide_as_labels_in(seed):
+    """evaluate_codes on codes = evaluate on the labels they stand for: bool, real, an int
+    range not starting at 0, an enum, an optional input's missing cells, a big int define;
+    decisions, defines, scores, bodies, violations and infeasible rows alike."""
+    kb = gr.parse(CODES_KB)
+    labels, codes = _codes_and_labels(np.random.default_rng(seed), 40)
+    by_labels = gr.evaluate(kb, labels)
+    by_codes = gr.evaluate_codes(kb, codes, n=40, index=labels.index)
+    for table in ("decisions", "preferred", "values", "scores", "bodies", "violations"):
+        pd.testing.assert_frame_equal(getattr(by_codes, table), getattr(by_labels, table))
+    pd.testing.assert_series_equal(by_codes.infeasible, by_labels.infeasible)
+    for name in ("grade", "pick", "ok", "far", "close", "m"):
+        assert by_codes.code(name).tolist() == by_labels.code(name).tolist()
+    t = kb.variables["grade"].type
+    assert by_codes.code("grade").tolist() == [
+        gr.ast.domain(t).code(v) for v in by_labels.decisions["grade"]]
+    assert by_codes.code("far").dtype == object   # exact Python ints beyond 2**53
+
+
+def test_codes_of_an_int_are_its_values_not_its_indices():
+    kb = gr.parse("input n: int 5..9  output o: {a, b}  rule r: n == 7 -> o = b")
+    ev = gr.evaluate_codes(kb, {"n": np.array([7.0, 5.0])}, n=2)
+    assert ev.decisions["o"].tolist() == ["b", "a"] and ev.code("o").tolist() == [1, 0]
+    assert ev.code("n").tolist() == [7.0, 5.0]
+
+
+def test_the_code_entry_names_a_missing_column():
+    kb = gr.parse("input x: real  input k: {a, b}  output o: bool  rule r: x > 1 -> o")
+    with pytest.raises(gr.DataError, match="missing column 'x'"):
+        gr.evaluate_codes(kb, {"k": np.array([0])}, n=1)
+
+
+def test_an_evaluation_writes_its_tables_of_labels_on_first_use_only():
+    kb = gr.parse(CODES_KB)
+    labels, codes = _codes_and_labels(np.random.default_rng(0), 5)
+    ev = gr.evaluate_codes(kb, codes, n=5)
+    ev.code("grade")
+    assert not {"decisions", "values", "scores", "bodies", "violations"} & set(vars(ev))

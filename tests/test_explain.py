@@ -264,8 +264,6 @@ def credit_rows():
 
 def _sample_completions(model, batch, row, fixed: dict, n=300, seed=0):
     """Random rows that keep the facts in ``fixed`` and draw the others from their types."""
-    from greybox.semantics.crisp import crisp_evaluation
-
     kb = model.to_kb()
     rng = np.random.default_rng(seed)
     cols = {}
@@ -288,7 +286,7 @@ def _sample_completions(model, batch, row, fixed: dict, n=300, seed=0):
     else:
         b.overrides = {"reliable": torch.as_tensor(rng.choice([-1e4, 1e4], n),
                                                    dtype=torch.float32)}
-    ev, _ = crisp_evaluation(model, b)
+    ev, _ = model.decision.evaluate(b)
     ok = ~ev.infeasible.to_numpy()
     return ev.decisions["approve"].to_numpy()[ok]
 
@@ -409,8 +407,6 @@ def _relu_credit(credit, hidden=6, seed=1):
 def _decisions_of_samples(model, fixed: dict, n=400, seed=0):
     """Crisp decisions of the real model (its network included) on random rows keeping
     ``fixed``."""
-    from greybox.semantics.crisp import crisp_evaluation
-
     kb = model.kb
     rng = np.random.default_rng(seed)
     cols = {}
@@ -425,7 +421,7 @@ def _decisions_of_samples(model, fixed: dict, n=400, seed=0):
         else:
             lo, hi = (t.lo, t.hi) if t.lo is not None else (0.0, 50.0)
             cols[name] = rng.uniform(lo, hi, n)
-    ev, _ = crisp_evaluation(model, model.batch(pd.DataFrame(cols)))
+    ev, _ = model.decision.evaluate(model.batch(pd.DataFrame(cols)))
     return ev.decisions["approve"].to_numpy()[~ev.infeasible.to_numpy()]
 
 

@@ -530,3 +530,39 @@ def test_scaling_is_on_request_and_named(cancer_net):
         gb.GreyBox(_cancer_kb(list(x.columns), "real"), {"net": net}, scale_inputs="net")
     # replace keeps the choice
     assert model.replace().scaled_networks == ("net",)
+
+
+# ----------------------------------- the decision part on codes (issue 22 item 2)
+
+_CODED = """
+input x: real[0, 10]
+input n: int 3..9
+input k: {a, b, c}
+input m: optional real[0, 1]
+output y: {lo, hi}
+rule r1 weight 1.5: x > 4 and k == b -> y = hi
+rule r2 weight 0.8: n >= 6 or m is missing -> y = hi
+rule r3 weight 1.1: k in {a, c} -> y = lo
+"""
+
+
+def test_a_batch_of_codes_decides_as_the_labels_it_stands_for():
+    model = gb.GreyBox(_CODED, semantics="product")
+    rng = np.random.default_rng(0)
+    x, n, k = rng.uniform(0, 10, 30), rng.integers(3, 10, 30), rng.integers(0, 3, 30)
+    miss = rng.random(30) < 0.3
+    m = np.where(miss, np.nan, rng.uniform(0, 1, 30))
+    labels = pd.DataFrame({"x": x, "n": n, "k": np.array(["a", "b", "c"])[k], "m": m})
+    codes = gb.Batch.from_codes(model.kb, {"x": x, "n": n, "k": k, "m": np.nan_to_num(m),
+                                           gb.rules.missing_key("m"): miss}, 30)
+    expected = model.predict(labels)
+    assert model.predict(codes)["y"].tolist() == expected["y"].tolist()
+    ev, _ = model.decision.evaluate(model.batch(labels))
+    assert ev.code("y").tolist() == [["lo", "hi"].index(v) for v in expected["y"]]
+    # a row's variants: codes changed, an int code rounded, a value set missing
+    batch = model.batch(labels)
+    rows = batch.variants(model.kb, 2, [{}, {"n": 8.6, "k": 1}, {"m": gb.rules.MISSING}])
+    again = pd.DataFrame({"x": [x[2]] * 3, "n": [n[2], 9, n[2]],
+                          "k": [labels.k[2], "b", labels.k[2]], "m": [m[2], m[2], np.nan]})
+    assert model.predict(rows)["y"].tolist() == model.predict(again)["y"].tolist()
+    assert rows.columns["n"].tolist() == [float(n[2]), 9.0, float(n[2])]

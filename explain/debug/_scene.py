@@ -32,7 +32,7 @@ class _Scene:
     """The current decision of every row, taken apart (step 1 of the module docstring)."""
 
     def __init__(self, dbg, target: np.ndarray):
-        from greybox.semantics.crisp import crisp_evaluation, crisp_scores, evaluate_with
+        from greybox.semantics.crisp import crisp_scores, evaluate_with
 
         model = dbg.model.eval()
         self.dbg = dbg
@@ -40,7 +40,7 @@ class _Scene:
         self.output = out = dbg.output
         batch = dbg.batch
         with torch.no_grad():
-            ev, logits = crisp_evaluation(model, batch)
+            ev, logits = model.decision.evaluate(batch)
             self.bias = model.bias_table(batch)
         self.ev = ev
         self._evaluate = lambda k: evaluate_with(model, k, batch, logits, bias=self.bias)

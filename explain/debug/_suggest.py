@@ -3,7 +3,7 @@
 How :func:`suggest` searches (``Debugger.suggest``):
 
 1. **The decision taken apart.** One run of the model's decision function
-   (``greybox.semantics.crisp.crisp_evaluation``, what ``predict`` runs) gives every rule's body on every
+   (``model.decision.evaluate``, what ``predict`` runs) gives every rule's body on every
    row and, per row, the score of each value of the output (bias, residual and the rules'
    weights; ``-inf`` where the hard constraints forbid the value). For a rule concluding
    the output (and not reading the output's own decision), an edit changes one column of

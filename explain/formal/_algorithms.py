@@ -729,10 +729,8 @@ def _replayed(model, kb, formula, row: pd.DataFrame) -> pd.DataFrame | None:
     """The counterexample as the decision function sees it (the networks' values and the
     decisions added), moved off a threshold by a hair where the exact witness sits on one
     (floats round it to the other side); None when no nearby row breaks the property."""
-    from greybox.semantics.crisp import crisp_evaluation
-
     for trial in _near(model, kb, row):
-        ev, _ = crisp_evaluation(model, model.batch(trial))
+        ev, _ = model.decision.evaluate(model.batch(trial))
         if not bool(ev.holds(A.Not(formula)).iloc[0]) or bool(ev.infeasible.iloc[0]):
             continue   # a counterexample is where the property is known false
         shown = trial.copy()

@@ -9,9 +9,9 @@ rounded to the data's precision) -- each checked against that decision function.
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import torch
 
+from greybox import Batch
 from greybox.errors import ModelError
 from greybox.rules import MISSING, missing_key
 from greybox.rules import ast as A
@@ -171,27 +171,21 @@ def decision_on(model, batch, row, output, after: dict):
 
 def decisions_on(model, batch, row, output, afters: list) -> list:
     """:func:`decision_on` for each of several versions of the row, in one evaluation
-    (one per distinct set of held neural concepts)."""
-    from greybox.semantics.crisp import crisp_evaluation
-
+    (one per distinct set of held neural concepts). The versions go to the decision
+    function as codes (:meth:`greybox.Batch.variants`), as ``predict`` would read them."""
     if not afters:
         return []
-    concepts = [concepts_after(model.kb, a) for a in afters]
+    kb = model.kb
+    concepts = [concepts_after(kb, a) for a in afters]
     if any(c != concepts[0] for c in concepts[1:]):
         return [decisions_on(model, batch, row, output, [a])[0] for a in afters]
-    rows = [inputs_after(model, batch, row, a) for a in afters]
-    data = {}
-    for n, first in rows[0].items():
-        if isinstance(first, torch.Tensor):
-            data[n] = torch.cat([r[n] for r in rows])
-        elif isinstance(first, list):
-            data[n] = [v for r in rows for v in r[n]]
-        else:
-            data[n] = [r[n] for r in rows]
-    ev, _ = crisp_evaluation(model, overridden(model, data, concepts[0]))
-    infeasible = ev.infeasible.to_numpy()
-    got = (ev.decisions[output] if output in ev.decisions else ev.values[output]).tolist()
-    return [None if bad else g for g, bad in zip(got, infeasible)]
+    changes = [{n: c for n, c in a.items() if n in kb.variables
+                and kb.variables[n].role == "input"} for a in afters]
+    ev, _ = model.decision.evaluate(overridden(model, batch.variants(kb, row, changes),
+                                               concepts[0]))
+    d = A.domain(kb.variables[output].type)
+    got = [d.decode(c) for c in ev.code(output).tolist()]
+    return [None if bad else g for g, bad in zip(got, ev.infeasible_rows.tolist())]
 
 
 def change_range(model, kb, name: str, value: float) -> tuple[float, float]:
@@ -302,48 +296,62 @@ def sampled_refuted(model, kb, facts: dict, fixeds: list, output: str, decision,
                     n: int = 64) -> list[bool]:
     """For each set of fixed facts in ``fixeds``: whether one of ``n`` random completions
     of the other inputs (uniform within their ranges, the range's ends included) changes
-    ``predict``'s decision -- all of them in one ``predict`` call. A set leaving free an
-    input with an unbounded range is never refuted (it cannot be sampled)."""
+    ``predict``'s decision -- all of them in one run of the decision function, on the
+    completions' codes (as ``predict`` reads them: :meth:`greybox.Batch.from_codes`). A
+    set leaving free an input with an unbounded range is never refuted (it cannot be
+    sampled)."""
     k = len(fixeds)
     if k == 0:
         return []
     sampleable = np.ones(k, bool)
-    cols = {}   # numpy columns (enums categorical): no Python lists for pandas to read
+    cols = {}
     for name, code in facts.items():
-        t = kb.variables[name].type
+        var = kb.variables[name]
         held = np.repeat([name in f for f in fixeds], n)
-        if isinstance(t, A.EnumType):
-            code = -1 if code is MISSING else int(code)   # -1: a missing category
-            drawn = np.full(n * k, code) if held.all() else \
-                rng.integers(0, len(t.values), n * k)
+        drawn = _drawn(model, kb, name, held, n, k, rng)
+        if drawn is None:   # an unbounded range: only the sets holding it are sampled
+            sampleable &= np.asarray([name in f for f in fixeds])
+            held = np.ones(n * k, bool)
+            drawn = np.zeros(n * k, _code_dtype(var.type))
+        if var.role != "input":
+            continue
+        if var.optional:
+            cols[missing_key(name)] = held & (code is MISSING)
+        if code is not MISSING:
             drawn[held] = code
-            cols[name] = pd.Categorical.from_codes(drawn, categories=list(t.values))
-            continue
-        value = show(kb, name, code)
-        if held.all():
-            cols[name] = np.full(n * k, value, dtype=object if value is None else None)
-            continue
-        if isinstance(t, A.BoolType):
-            drawn = rng.integers(0, 2, n * k).astype(bool)
-        else:
-            lo, hi, _ = model.input_range(name)
-            if not (np.isfinite(lo) and np.isfinite(hi)):
-                sampleable &= np.asarray([name in f for f in fixeds])
-                cols[name] = np.full(n * k, value)
-                continue
-            if isinstance(t, A.IntType):
-                drawn = rng.integers(int(lo), int(hi) + 1, n * k)
-            else:
-                drawn = rng.uniform(lo, hi, n * k)
-                drawn[0::n], drawn[1::n] = lo, hi
-        if value is None:   # held missing where held: the column holds None there
-            drawn = drawn.astype(object)
-        drawn[held] = value
         cols[name] = drawn
-    frame = pd.DataFrame(cols)
-    got = model.predict(frame, on_infeasible="flag")
-    differs = (got[output].to_numpy() != decision) & ~got["infeasible"].to_numpy()
-    return [bool(d) for d in differs.reshape(k, n).any(axis=1) & sampleable]
+    batch = Batch.from_codes(kb, cols, n * k, device=model.device)
+    target = A.domain(kb.variables[output].type).code(decision)
+    differs = [(ev.code(output) != target) & ~ev.infeasible_rows
+               for _, ev, _ in model.decision.chunks(batch, 4096)]
+    differs = np.concatenate(differs) if differs else np.zeros(0, bool)
+    return [bool(x) for x in differs.reshape(k, n).any(axis=1) & sampleable]
+
+
+def _code_dtype(t):
+    """How a table input's codes are held (as the model reads them)."""
+    return np.int64 if isinstance(t, A.EnumType) else bool if isinstance(t, A.BoolType) \
+        else np.float64
+
+
+def _drawn(model, kb, name: str, held: np.ndarray, n: int, k: int, rng):
+    """``n`` random codes of input ``name`` per set of ``k``, uniform within its range
+    (a real's ends drawn first in each set), or None where its range is unbounded."""
+    t = kb.variables[name].type
+    if held.all():
+        return np.zeros(n * k, _code_dtype(t))
+    if isinstance(t, A.EnumType):
+        return rng.integers(0, len(t.values), n * k)
+    if isinstance(t, A.BoolType):
+        return rng.integers(0, 2, n * k).astype(bool)
+    lo, hi, _ = model.input_range(name)
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        return None
+    if isinstance(t, A.IntType):
+        return rng.integers(int(lo), int(hi) + 1, n * k).astype(np.float64)
+    drawn = rng.uniform(lo, hi, n * k)
+    drawn[0::n], drawn[1::n] = lo, hi
+    return drawn
 
 
 def row_position(index, row) -> int:
@@ -371,13 +379,11 @@ def row_state(model, batch, row: int, output: str) -> tuple[dict, object]:
     values the decision function used (the networks' most probable values, repaired
     where they break a hard constraint). ModelError when no decision satisfies the hard
     constraints on the row, or the output is real-valued."""
-    from greybox.semantics.crisp import crisp_evaluation
-
     kb = model.kb
     if not A.is_finite_type(kb.variables[output].type):
         raise ModelError(f"{output!r} is real-valued; reasons explain finite decisions")
-    ev, _ = crisp_evaluation(model, batch.take(torch.as_tensor([row])))
-    if bool(ev.infeasible.iloc[0]):
+    ev, _ = model.decision.evaluate(batch.take(torch.as_tensor([row])))
+    if bool(ev.infeasible_rows[0]):
         raise ModelError(f"row {batch.index[row]!r}: no decision satisfies the hard "
                          "constraints, so there is no decision to explain")
     facts = {}
@@ -388,9 +394,7 @@ def row_state(model, batch, row: int, output: str) -> tuple[dict, object]:
             if kb.variables[name].optional and batch.columns[missing_key(name)][row]:
                 facts[name] = MISSING
     for name in kb.neural:
-        v = np.asarray(ev._env[name]).reshape(-1)[0]
+        v = ev.code(name)[0]
         d = A.domain(kb.variables[name].type)
         facts[name] = d.code(d.decode(v))
-    value = ev.decisions[output].iloc[0] if output in ev.decisions else \
-        ev.values[output].iloc[0]
-    return facts, value.item() if hasattr(value, "item") else value
+    return facts, A.domain(kb.variables[output].type).decode(ev.code(output)[0])

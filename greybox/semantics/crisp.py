@@ -20,20 +20,12 @@ from .._trace import Trace
 from ._base import Semantics
 from ._compiled import EXACT_FLOAT32, wide_int
 
-__all__ = ["CrispSemantics", "crisp_evaluation", "crisp_scores", "evaluate_with"]
-
-
-def crisp_evaluation(model, batch, logits=None):
-    """The model's decision function on ``batch`` (:func:`greybox._decide.decide`):
-    ``(Evaluation, logits)``."""
-    from .._decide import decide
-
-    return decide(model, batch, logits)
+__all__ = ["CrispSemantics", "crisp_scores", "evaluate_with"]
 
 
 def crisp_scores(model, batch, ev, logits, name: str) -> np.ndarray:
     """(rows, values) scores of decided variable ``name`` in the decision ``ev`` (from
-    :func:`crisp_evaluation`): bias, residual and rule weights; ``-inf`` where the hard
+    ``model.decision.evaluate``): bias, residual and rule weights; ``-inf`` where the hard
     constraints allow no decision with that value (:func:`greybox._decide.decision_scores`;
     their argmax, ties to the first value, is the decision where nothing else ties the
     variable).
@@ -44,7 +36,7 @@ def crisp_scores(model, batch, ev, logits, name: str) -> np.ndarray:
     >>> model = gb.GreyBox("input x: real  output y: bool  rule r weight 2: x > 1 -> y",
     ...                    semantics="product")
     >>> batch = model.batch({"x": [0.0, 3.0]})
-    >>> ev, logits = crisp_evaluation(model, batch)
+    >>> ev, logits = model.decision.evaluate(batch)
     >>> crisp_scores(model, batch, ev, logits, "y").tolist()   # False, True
     [[0.0, 0.0], [0.0, 2.0]]
     """
@@ -56,7 +48,7 @@ def crisp_scores(model, batch, ev, logits, name: str) -> np.ndarray:
 
 def evaluate_with(model, kb, batch, logits, *, bias=None):
     """The crisp evaluation of other rules ``kb`` with ``model``'s networks' values
-    (``logits``, as :func:`crisp_evaluation` returns them) and biases (``bias``: a
+    (``logits``, as ``model.decision.evaluate`` returns them) and biases (``bias``: a
     :meth:`~greybox.GreyBox.bias_table`, default the model's on ``batch``): what a copy of
     the model with those rules decides, without building it.
 
@@ -66,14 +58,14 @@ def evaluate_with(model, kb, batch, logits, *, bias=None):
     >>> model = gb.GreyBox("input x: real  output y: bool  rule r: x > 1 -> y",
     ...                    semantics="product")
     >>> batch = model.batch({"x": [0.0, 3.0]})
-    >>> _, logits = crisp_evaluation(model, batch)
+    >>> _, logits = model.decision.evaluate(batch)
     >>> other = gb.rules.parse("input x: real  output y: bool  rule r: x > -1 -> y")
     >>> evaluate_with(model, other, batch, logits).decisions["y"].tolist()
     [True, True]
     """
     from .._decide import _evaluate
 
-    return _evaluate(model, kb, batch, logits, bias)
+    return _evaluate(kb, batch, logits, model.bias_table(batch) if bias is None else bias)
 
 
 class CrispSemantics(Semantics):
@@ -82,10 +74,10 @@ class CrispSemantics(Semantics):
     name = "crisp"
 
     def trace(self, model, batch) -> Trace:
-        from .._decide import output_codes
+        from .._decide import output_indices
 
         kb = model.kb
-        ev, logits = crisp_evaluation(model, batch)
+        ev, logits = model.decision.evaluate(batch)
 
         def tensor(x, dtype=torch.float32):
             return torch.as_tensor(np.array(x), dtype=dtype, device=model.device)
@@ -117,9 +109,9 @@ class CrispSemantics(Semantics):
         def decide():
             from .._bigint import BigLabels
 
-            return {name: BigLabels(output_codes(kb, name, ev, logits))
+            return {name: BigLabels(output_indices(kb, name, ev, logits))
                     if A.big_int(kb.variables[name].type) else    # exact Python ints
-                    tensor(output_codes(kb, name, ev, logits),
+                    tensor(output_indices(kb, name, ev, logits),
                            torch.long if A.is_finite_type(kb.variables[name].type)
                            else torch.float32) for name in kb.outputs}
 
@@ -137,21 +129,19 @@ def _values(kb, ev, batch, logits, tensor) -> dict:
     integer input or define its value (as the fuzzy traces hold them: a domain of ten
     billion values is one number, not a one-hot row of 80 GB), another finite variable
     (an enum, a network's or a decided output's value) one-hot."""
-    from .._decide import codes
+    from .._decide import indices
 
     values = {}
     for name, var in kb.variables.items():
         t = var.type
-        if isinstance(t, A.TensorType):
-            continue
-        series = ev.decisions[name] if name in ev.decisions else \
-            ev.values[name] if name in ev.values else None
-        if series is None or A.big_int(t):
+        if isinstance(t, A.TensorType) or var.role not in ("decided", "defined") \
+                or A.big_int(t):
             continue    # (beyond ±2**53 no tensor holds it exactly: predict gives it)
+        code = ev.code(name)
         if name in kb.additive:   # a number (an int's value, not its index)
-            values[name] = tensor(series.to_numpy().astype(np.float64))
+            values[name] = tensor(np.asarray(code, dtype=np.float64))
             continue
-        idx = codes(t, series)
+        idx = indices(t, code)
         if isinstance(t, A.BoolType) or not A.is_finite_type(t):
             values[name] = tensor(idx)
         elif isinstance(t, A.IntType) and var.role in ("input", "defined"):
