@@ -32,7 +32,6 @@ KNOWN_MODULES = {  # folder/file.py
     "explain/formal/_algorithms.py",
     "explain/formal/milp.py",
     "explain/formal/z3.py",
-    "rules/_evaluate.py",
 }
 KNOWN_FUNCTIONS = {  # folder/file.py:Class.method (nested functions: outer.inner)
     "explain/formal/_algorithms.py:_answer",
@@ -40,7 +39,6 @@ KNOWN_FUNCTIONS = {  # folder/file.py:Class.method (nested functions: outer.inne
     "explain/formal/_algorithms.py:reason",
     "explain/formal/_target.py:threshold_model",
     "explain/formal/milp.py:closest_change",
-    "rules/_evaluate.py:compile_expr",
 }
 KNOWN_CYCLES = {  # dotted names of the modules allowed to sit in an import cycle
     "greybox.explain._explanation",
@@ -48,8 +46,6 @@ KNOWN_CYCLES = {  # dotted names of the modules allowed to sit in an import cycl
     "greybox.explain.formal",
     "greybox.explain.formal._algorithms",
     "greybox.explain.formal._target",
-    "greybox.rules._evaluate",
-    "greybox.rules._exact",
 }
 
 
