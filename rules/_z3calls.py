@@ -52,35 +52,43 @@ def _main_ctx() -> z3.Context:
 
 
 def _drain() -> None:
-    """Do the queued releases (holding :data:`Z3_LOCK`), in the order they were asked:
-    a term's release before its context's deletion."""
-    while _PENDING:
-        try:
+    """Do the queued releases (holding :data:`Z3_LOCK`) strictly in the order they were
+    asked -- a term's release before its context's deletion, which would otherwise free
+    the context under a release still waiting. Not re-entered: a release the draining
+    thread asks meanwhile (the collector runs where Python allocates) joins the queue."""
+    if getattr(_CALL, "draining", False):
+        return
+    _CALL.draining = True
+    try:
+        while _PENDING:
             release, args = _PENDING.popleft()
-        except IndexError:  # pragma: no cover - emptied by a nested drain
-            return
-        release(*args)
+            try:
+                release(*args)
+            except Exception:  # pragma: no cover - a failed release frees nothing more
+                pass
+    finally:
+        _CALL.draining = False
 
 
 def _guarded(release):
     """``release`` (a z3py ``*_dec_ref``/``del_*`` function) run only under
-    :data:`Z3_LOCK`: at once where this thread holds it or can take it without waiting,
-    else queued for the thread that holds it (it drains the queue when its call ends).
+    :data:`Z3_LOCK`, in the order releases are asked: queued, and the queue drained at
+    once where this thread holds the lock or can take it without waiting; otherwise the
+    thread that holds it drains the queue (when its call ends, or at its next release).
     Never waits: ``__del__`` runs wherever the interpreter frees an object, possibly
     while that thread holds a lock the Z3 holder is waiting for."""
     def free(*args):
         lock = Z3_LOCK
         if lock is None:   # interpreter shutdown: modules are being torn down
             return release(*args)
+        _PENDING.append((release, args))
         if lock._is_owned():
-            return release(*args)
-        if lock.acquire(blocking=False):
+            _drain()
+        elif lock.acquire(blocking=False):
             try:
                 _drain()
-                return release(*args)
             finally:
                 lock.release()
-        _PENDING.append((release, args))
 
     free.greybox_guarded = True
     return free

@@ -284,3 +284,24 @@ def test_answers_do_not_depend_on_earlier_calls(model):
         gb.explain.counterfactual(model, batch, i, backend="z3")
         gr.check(model.to_kb())
     assert ask() == first
+
+
+def test_releases_run_in_the_order_they_were_asked():
+    """A term dropped in another thread waits for the lock's holder; when the holder then
+    deletes the term's context, the term's release must run first (deleting the context
+    under a waiting release crashed the threaded Dask test once)."""
+    import threading
+
+    from greybox.rules import _z3calls
+
+    order = []
+    dec_ref = _z3calls._guarded(lambda *args: order.append(("dec_ref", *args)))
+    del_context = _z3calls._guarded(lambda *args: order.append(("del_context", *args)))
+    with gr.Z3_LOCK:
+        worker = threading.Thread(target=dec_ref, args=("ctx", "term"))
+        worker.start()
+        worker.join(timeout=60)
+        assert order == []            # waiting for the holder
+        del_context("ctx")            # the holder drops the context's last reference
+        assert order == [("dec_ref", "ctx", "term"), ("del_context", "ctx")]
+    assert not _z3calls._PENDING
