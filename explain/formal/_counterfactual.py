@@ -7,8 +7,7 @@ target (found on the threshold model of :mod:`._target`, replayed on the number)
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -18,12 +17,10 @@ from greybox.rules import MISSING, timeout_seconds, z3_serialised
 
 from .._parallel import per_row
 from ._backend import _additive, _problem
-from ._polish import _polish
+from ._polish import Judge, Replay, _polish, drop_noise
 from ._results import Counterfactual, Counterfactuals
 from ._row import (
     concepts_after,
-    decision_on,
-    decisions_on,
     distance,
     inputs_after,
     row_position,
@@ -112,15 +109,12 @@ def counterfactual(model, batch, row=None, output: str | None = None, *,
         raise ModelError(f"minimize must be 'count' or 'l1', got {minimize!r}")
     if isinstance(immutable, str):
         immutable = (immutable,)
-    p, batch, output, row = _problem(model, batch, row, output, level, max_relus, backend,
-                                     timeout, optimise=True)
-    _check_names(p, "immutable", immutable)
-    wishes = _wishes(p, output, target, allowed, increase_only, decrease_only, cost,
-                     fill_missing)
-    if not fill_missing:   # a missing value stays missing
-        immutable = (*immutable, *(n for n, v in p.facts.items() if v is MISSING))
-    return _answer(model, p, batch, row, output, minimize, tuple(immutable), wishes, t0,
-                   _replay)
+    p, batch, output, row, immutable, wishes = _asked(
+        model, batch, row, output, immutable, level=level, max_relus=max_relus,
+        backend=backend, timeout=timeout, target=target, allowed=allowed,
+        increase_only=increase_only, decrease_only=decrease_only, cost=cost,
+        fill_missing=fill_missing)
+    return _answer(model, p, batch, row, output, minimize, immutable, wishes, t0, _replay)
 
 
 @per_row
@@ -180,6 +174,22 @@ def counterfactuals(model, batch, row=None, output: str | None = None, *, n: int
     if isinstance(immutable, str):
         immutable = (immutable,)
     deadline = time.monotonic() + timeout
+    p, batch, output, row, immutable, wishes = _asked(
+        model, batch, row, output, immutable, level=level, max_relus=max_relus,
+        backend=backend, timeout=timeout, target=target, allowed=allowed,
+        increase_only=increase_only, decrease_only=decrease_only, cost=cost,
+        fill_missing=fill_missing)
+    answers, stopped = _diverse(model, p, batch, row, output, minimize, immutable, wishes,
+                                n, deadline, _replay)
+    return Counterfactuals(batch.index[row], output, p.decision, tuple(answers),
+                           time.perf_counter() - t0, stopped)
+
+
+def _asked(model, batch, row, output, immutable: tuple, *, level, max_relus, backend,
+           timeout, target, allowed, increase_only, decrease_only, cost, fill_missing):
+    """The row compiled for a counterfactual search (a backend that optimises) and the
+    person's options checked and made into codes: ``(problem, batch, output, row,
+    immutable, wishes)``, a fact missing in the row immutable unless ``fill_missing``."""
     p, batch, output, row = _problem(model, batch, row, output, level, max_relus, backend,
                                      timeout, optimise=True)
     _check_names(p, "immutable", immutable)
@@ -187,6 +197,14 @@ def counterfactuals(model, batch, row=None, output: str | None = None, *, n: int
                      fill_missing)
     if not fill_missing:   # a missing value stays missing
         immutable = (*immutable, *(n for n, v in p.facts.items() if v is MISSING))
+    return p, batch, output, row, tuple(immutable), wishes
+
+
+def _diverse(model, p, batch, row, output, minimize, immutable: tuple, wishes, n: int,
+             deadline: float, replay) -> tuple[list, str]:
+    """Up to ``n`` answers, each keeping a fact of every earlier one's change set, and why
+    the search stopped (``"n"``, ``"exhausted"``, ``"timeout"``): the first answer's
+    error is raised."""
     answers: list = []
     stopped = "n"
     while len(answers) < n:
@@ -198,7 +216,7 @@ def counterfactuals(model, batch, row=None, output: str | None = None, *, n: int
         ask = replace(wishes, exclude=tuple(frozenset(a.changes.fact) for a in answers))
         try:
             answers.append(_answer(model, p, batch, row, output, minimize,
-                                   tuple(immutable), ask, time.perf_counter(), _replay))
+                                   immutable, ask, time.perf_counter(), replay))
         except _NoneLeft:
             if not answers:
                 raise
@@ -209,19 +227,7 @@ def counterfactuals(model, batch, row=None, output: str | None = None, *, n: int
                 raise
             stopped = "timeout"
             break
-    return Counterfactuals(batch.index[row], output, p.decision, tuple(answers),
-                           time.perf_counter() - t0, stopped)
-
-
-@dataclass(frozen=True)
-class Replay:
-    """Where a counterfactual is replayed: ``model``'s decision function, its value of
-    ``output``, accepted where ``accept(value)`` (an additive output's target, found on
-    a threshold model but checked on the number ``predict`` returns)."""
-
-    model: object
-    output: str
-    accept: Callable
+    return answers, stopped
 
 
 class _NoneLeft(ModelError):
@@ -238,64 +244,17 @@ def _answer(model, p, batch, row, output, minimize, immutable, wishes, t0,
     after = p.closest(minimize=minimize, immutable=set(immutable), spreads=spreads,
                       wishes=wishes)
     if after is None:
-        ranges = "".join(f"; {a}" for a in p.assumptions(immutable))
-        held = f" (keeping {', '.join(immutable)})" if immutable else ""
-        asked = []
-        if wishes.target is not None:
-            asked.append(f"to {wishes.target!r}")
-        if wishes.ranges or wishes.values:
-            asked.append("within the allowed changes")
-        if wishes.exclude:
-            asked.append(f"apart from {len(wishes.exclude)} earlier answer(s)")
-        asked = "".join(f" {a}" for a in asked)
-        raise _NoneLeft(f"row {batch.index[row]!r}: no change of the mutable facts{held} "
-                        "within their types and the hard constraints changes the decision of "
-                        f"{output!r}{asked} (the model decides {p.decision!r} everywhere "
-                        f"there{ranges}){p.why_none()}")
+        raise _none_left(p, batch.index[row], output, immutable, wishes)
     facts = p.facts
-
-    judge, said = (model, output) if replay is None else (replay.model, replay.output)
-
-    def reached(got) -> bool:
-        if replay is not None:
-            return got is not None and bool(replay.accept(got))
-        if wishes.target is not None:
-            return got == wishes.target
-        return got is not None and got != p.decision
-
-    def applied(trial):
-        return applied_all([trial])[0]
-
-    def applied_all(trials):
-        return [reached(got) for got in decisions_on(judge, batch, row, said, trials)]
-
-    # solver noise is not a change -- unless the decision needs it: on a row whose sum
-    # sits exactly on a threshold (0.1 + 0.2 + 0.3 > 0.6) the closest change is that small
-    noise = {n: facts[n] for n, code in after.items()
-             if isinstance(code, float) and code != facts[n] and facts[n] is not MISSING
-             and abs(code - float(facts[n])) <= 1e-9 * max(1.0, abs(float(facts[n])))}
-    if noise:
-        trial = {**after, **noise}
-        if applied(trial) or (not applied(after)
-                              and any(trial[n] != facts[n] for n in trial)):
-            after.update(noise)
+    judge = Judge(model, p, batch, row, output, wishes, replay)
+    drop_noise(facts, after, judge)
     changes = [{"fact": n, "before": show(p.kb, n, facts[n]), "after": show(p.kb, n, c)}
                for n, c in after.items() if c != facts[n]]
 
-    _polish(model, p, changes, after, applied, applied_all, wishes)
-    new_decision = decision_on(judge, batch, row, said, after)
-    if not reached(new_decision):
-        # never hand out a change that does not change predict
-        why = (" with the residual's logits held; the residual follows the inputs, so use "
-               "level='input'") if any(p.held(n) for n in p.facts) else ""
-        to = f" to {wishes.target!r}" if wishes.target is not None else ""
-        moves = ", ".join(f"{c['fact']}: {c['before']!r} -> {c['after']!r}" for c in changes)
-        raise ModelError(f"row {batch.index[row]!r}: the solver's counterfactual ({moves}) "
-                         f"does not change the decision of {output!r}{to} when applied{why}")
-    broken = _within(p, wishes, after)
-    if broken is not None:   # never hand out one outside what was asked
-        raise SolverError(f"row {batch.index[row]!r}: the solver's counterfactual breaks "
-                          f"what was asked: {broken}")
+    _polish(model, p, changes, after, judge.applied, judge.applied_all, wishes)
+    new_decision = judge.decision(after)
+    _check_answer(p, batch.index[row], output, wishes, changes, after,
+                  judge.reached(new_decision))
     return Counterfactual(batch.index[row], output, p.decision, new_decision,
                           pd.DataFrame(changes, columns=["fact", "before", "after"],
                                        dtype=object),
@@ -303,6 +262,43 @@ def _answer(model, p, batch, row, output, minimize, immutable, wishes, t0,
                           distance(model, p.kb, changes, facts, after, minimize, wishes.cost),
                           True, time.perf_counter() - t0, p.level,
                           p.assumptions(immutable), concepts_after(model.kb, after))
+
+
+def _none_left(p, label, output: str, immutable, wishes) -> _NoneLeft:
+    """The error of a search that found no change within ``wishes``: what was held and
+    asked, and what the model decides there."""
+    ranges = "".join(f"; {a}" for a in p.assumptions(immutable))
+    held = f" (keeping {', '.join(immutable)})" if immutable else ""
+    asked = []
+    if wishes.target is not None:
+        asked.append(f"to {wishes.target!r}")
+    if wishes.ranges or wishes.values:
+        asked.append("within the allowed changes")
+    if wishes.exclude:
+        asked.append(f"apart from {len(wishes.exclude)} earlier answer(s)")
+    asked = "".join(f" {a}" for a in asked)
+    return _NoneLeft(f"row {label!r}: no change of the mutable facts{held} "
+                     "within their types and the hard constraints changes the decision of "
+                     f"{output!r}{asked} (the model decides {p.decision!r} everywhere "
+                     f"there{ranges}){p.why_none()}")
+
+
+def _check_answer(p, label, output: str, wishes, changes: list, after: dict,
+                  reached: bool) -> None:
+    """That the polished answer changes the decision as asked when replayed (``reached``)
+    and keeps every wish; an error otherwise (never handed out)."""
+    if not reached:
+        # never hand out a change that does not change predict
+        why = (" with the residual's logits held; the residual follows the inputs, so use "
+               "level='input'") if any(p.held(n) for n in p.facts) else ""
+        to = f" to {wishes.target!r}" if wishes.target is not None else ""
+        moves = ", ".join(f"{c['fact']}: {c['before']!r} -> {c['after']!r}" for c in changes)
+        raise ModelError(f"row {label!r}: the solver's counterfactual ({moves}) "
+                         f"does not change the decision of {output!r}{to} when applied{why}")
+    broken = _within(p, wishes, after)
+    if broken is not None:   # never hand out one outside what was asked
+        raise SolverError(f"row {label!r}: the solver's counterfactual breaks "
+                          f"what was asked: {broken}")
 
 
 def target_counterfactual(model, batch, row, output, target, *, many: int | None = None,

@@ -107,26 +107,10 @@ def closest_change(comp: _Compiler, output: str, decision, facts: dict, *, minim
     """
     mutable = [n for n in comp.inputs if n not in immutable]
     if minimize == "count" and len(mutable) > 1:
-        singles = []
-        for name in mutable:
-            x = closest_change(comp, output, decision, facts, minimize="l1",
-                               immutable=set(comp.inputs) - {name}, spreads=spreads,
+        best = _closest_single(comp, output, decision, facts, mutable, spreads=spreads,
                                time_limit=time_limit, wishes=wishes)
-            if x is not None:
-                t = comp.kb.variables[name].type
-                gap = abs(float(x[name]) - float(facts[name])) / max(
-                    spreads.get(name, 1.0), 1e-12) if isinstance(
-                    t, (A.RealType, A.IntType)) and MISSING not in (x[name], facts[name]) \
-                    else 1.0
-                w = wishes.weight(name)
-                # gaps equal but for solver noise tie: the earlier input wins
-                singles.append((w, round(gap * w, 9), mutable.index(name), x))
-        if singles:
-            best = min(singles, key=lambda c: c[:3])
-            # with costs, two cheap changes may cost less than one dear one
-            ws = sorted(wishes.weight(n) for n in mutable)
-            if best[0] <= ws[0] + ws[1]:
-                return best[3]
+        if best is not None:
+            return best
     p = comp.p
     rows, nvars = len(p.rows), len(p.lb)
     lb, ub = list(p.lb), list(p.ub)
@@ -138,60 +122,12 @@ def closest_change(comp: _Compiler, output: str, decision, facts: dict, *, minim
     for name, e in comp.inputs.items():
         if name in immutable:
             continue
-        t = comp.kb.variables[name].type
-        w = wishes.weight(name)
-        if name in comp.missing:
-            (m,) = comp.missing[name].terms
-            if facts[name] is not MISSING:   # a counterfactual never erases a value
-                lb[m] = ub[m] = 0.0
-            elif not wishes.fill_missing:
-                lb[m] = ub[m] = 1.0
-                continue
-            else:                            # a value filled in counts 1
-                c = p.not_(comp.missing[name])
-                distance, changed = distance + c.scale(w), changed + c.scale(w)
-                flags[name] = c
-                continue
-        if isinstance(t, A.EnumType):
-            for k, h in enumerate(comp.onehot[name]):
-                if name in wishes.values and k != int(facts[name]) and \
-                        A.domain(t).code_at(k) not in wishes.values[name]:
-                    ub[next(iter(h.terms))] = 0.0       # a value it may not take
-            c = p.not_(comp.onehot[name][int(facts[name])])
-            distance, changed = distance + c.scale(w), changed + c.scale(w)
-            flags[name] = c
+        change = _change(comp, name, e, facts, spreads, wishes, lb, ub)
+        if change is None:
             continue
-        if isinstance(t, A.BoolType):
-            if name in wishes.values and (not facts[name]) not in wishes.values[name]:
-                _fix(comp, name, facts[name], lb, ub)
-            c = e if not facts[name] else p.not_(e)
-            distance, changed = distance + c.scale(w), changed + c.scale(w)
-            flags[name] = c
-            continue
-        (i,) = e.terms
-        span = ub[i] - lb[i]
-        gap = Lin({p.var(f"{name}.gap", 0.0, max(span, 0.0)): 1.0}, 0.0, False)
-        p.add(gap - e + float(facts[name]), lo=0.0)     # gap >= x - x0
-        p.add(gap + e - float(facts[name]), lo=0.0)     # gap >= x0 - x
-        distance = distance + gap.scale(w / max(spreads.get(name, 1.0), 1e-12))
-        c = p.binary(f"{name}.changed")
-        p.add(gap - c.scale(max(span, 0.0)), hi=0.0)    # gap > 0 -> changed
-        changed = changed + c.scale(w)
-        flags[name] = c
-        lo, hi = wishes.ranges.get(name, (None, None))
-        # changed -> within the wished range (unchanged, it keeps the row's value)
-        if lo is not None and np.isfinite(lo) and lo > lb[i]:
-            p.add(e - c.scale(lo - lb[i]), lo=lb[i])
-        if hi is not None and np.isfinite(hi) and hi < ub[i]:
-            p.add(e - c.scale(hi - ub[i]), hi=ub[i])
-    for earlier in wishes.exclude:
-        # one of an earlier answer's changed inputs keeps its value (one held already
-        # satisfies it)
-        if all(n in flags for n in earlier):
-            total = _lin(0.0)
-            for n in earlier:
-                total = total + flags[n]
-            p.add(total, hi=len(earlier) - 1)
+        far, c, flags[name] = change
+        distance, changed = distance + far, changed + c
+    _keep_one_of_each(p, flags, wishes)
     lb += p.lb[nvars:]
     ub += p.ub[nvars:]
     saved = (p.lb, p.ub)
@@ -205,6 +141,95 @@ def closest_change(comp: _Compiler, output: str, decision, facts: dict, *, minim
         del p.rows[rows:]
         del p.lb[nvars:], p.ub[nvars:], p.integer[nvars:], p.names[nvars:]
     return None if x is None else _decode(comp, x)
+
+
+def _closest_single(comp: _Compiler, output: str, decision, facts: dict, mutable: list, *,
+                    spreads: dict, time_limit: float, wishes: Wishes):
+    """The closest change of one input alone (a small program each, every other input
+    fixed), when it is the fewest-changes optimum: with costs, two cheap changes may cost
+    less than one dear one. None otherwise."""
+    singles = []
+    for name in mutable:
+        x = closest_change(comp, output, decision, facts, minimize="l1",
+                           immutable=set(comp.inputs) - {name}, spreads=spreads,
+                           time_limit=time_limit, wishes=wishes)
+        if x is not None:
+            t = comp.kb.variables[name].type
+            gap = abs(float(x[name]) - float(facts[name])) / max(
+                spreads.get(name, 1.0), 1e-12) if isinstance(
+                t, (A.RealType, A.IntType)) and MISSING not in (x[name], facts[name]) \
+                else 1.0
+            w = wishes.weight(name)
+            # gaps equal but for solver noise tie: the earlier input wins
+            singles.append((w, round(gap * w, 9), mutable.index(name), x))
+    if singles:
+        best = min(singles, key=lambda c: c[:3])
+        # with costs, two cheap changes may cost less than one dear one
+        ws = sorted(wishes.weight(n) for n in mutable)
+        if best[0] <= ws[0] + ws[1]:
+            return best[3]
+    return None
+
+
+def _change(comp: _Compiler, name: str, e: Lin, facts: dict, spreads: dict,
+            wishes: Wishes, lb: list, ub: list):
+    """A mutable input's change in the program: ``(distance, count, flag)``, the terms it
+    adds to the L1 distance and to the weighted count of changes and the binary that is
+    1 when it changed (within ``wishes``' values and ranges; ``lb``/``ub`` narrowed in
+    place); None for a missing input that stays missing."""
+    p = comp.p
+    t = comp.kb.variables[name].type
+    w = wishes.weight(name)
+    if name in comp.missing:
+        (m,) = comp.missing[name].terms
+        if facts[name] is not MISSING:   # a counterfactual never erases a value
+            lb[m] = ub[m] = 0.0
+        elif not wishes.fill_missing:
+            lb[m] = ub[m] = 1.0
+            return None
+        else:                            # a value filled in counts 1
+            c = p.not_(comp.missing[name])
+            return c.scale(w), c.scale(w), c
+    if isinstance(t, A.EnumType):
+        for k, h in enumerate(comp.onehot[name]):
+            if name in wishes.values and k != int(facts[name]) and \
+                    A.domain(t).code_at(k) not in wishes.values[name]:
+                ub[next(iter(h.terms))] = 0.0       # a value it may not take
+        c = p.not_(comp.onehot[name][int(facts[name])])
+        return c.scale(w), c.scale(w), c
+    if isinstance(t, A.BoolType):
+        if name in wishes.values and (not facts[name]) not in wishes.values[name]:
+            _fix(comp, name, facts[name], lb, ub)
+        c = e if not facts[name] else p.not_(e)
+        return c.scale(w), c.scale(w), c
+    (i,) = e.terms
+    span = ub[i] - lb[i]
+    gap = Lin({p.var(f"{name}.gap", 0.0, max(span, 0.0)): 1.0}, 0.0, False)
+    p.add(gap - e + float(facts[name]), lo=0.0)     # gap >= x - x0
+    p.add(gap + e - float(facts[name]), lo=0.0)     # gap >= x0 - x
+    far = gap.scale(w / max(spreads.get(name, 1.0), 1e-12))
+    c = p.binary(f"{name}.changed")
+    p.add(gap - c.scale(max(span, 0.0)), hi=0.0)    # gap > 0 -> changed
+    lo, hi = wishes.ranges.get(name, (None, None))
+    # changed -> within the wished range (unchanged, it keeps the row's value)
+    if lo is not None and np.isfinite(lo) and lo > lb[i]:
+        p.add(e - c.scale(lo - lb[i]), lo=lb[i])
+    if hi is not None and np.isfinite(hi) and hi < ub[i]:
+        p.add(e - c.scale(hi - ub[i]), hi=ub[i])
+    return far, c.scale(w), c
+
+
+def _keep_one_of_each(p, flags: dict, wishes: Wishes) -> None:
+    """Each earlier answer's change set keeps one of its inputs unchanged (one held
+    already does): a row over their change ``flags``."""
+    for earlier in wishes.exclude:
+        # one of an earlier answer's changed inputs keeps its value (one held already
+        # satisfies it)
+        if all(n in flags for n in earlier):
+            total = _lin(0.0)
+            for n in earlier:
+                total = total + flags[n]
+            p.add(total, hi=len(earlier) - 1)
 
 
 def assumptions(comp: _Compiler, fixed=()) -> tuple:

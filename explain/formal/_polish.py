@@ -5,15 +5,84 @@ precision."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import numpy as np
 
 from greybox.rules import MISSING
 from greybox.rules import ast as A
 
 from ._protocol import NO_WISHES, Wishes
-from ._row import change_range, num, person_step, pull_back, round_changes
+from ._row import (
+    change_range,
+    decision_on,
+    decisions_on,
+    num,
+    person_step,
+    pull_back,
+    round_changes,
+)
 
-__all__: list[str] = []
+__all__ = ["Judge", "Replay", "drop_noise"]
+
+
+@dataclass(frozen=True)
+class Replay:
+    """Where a counterfactual is replayed: ``model``'s decision function, its value of
+    ``output``, accepted where ``accept(value)`` (an additive output's target, found on
+    a threshold model but checked on the number ``predict`` returns)."""
+
+    model: object
+    output: str
+    accept: Callable
+
+
+class Judge:
+    """A counterfactual's facts replayed through the decision function (``replay``'s,
+    where given): whether a value of the output is one the search asked for
+    (``reached``), whether facts reach one (``applied``; ``applied_all``: many, decided
+    in one evaluation) and the value they give (``decision``)."""
+
+    def __init__(self, model, p, batch, row: int, output: str, wishes: Wishes,
+                 replay: Replay | None = None):
+        self.model, self.output = (model, output) if replay is None else \
+            (replay.model, replay.output)
+        self.batch, self.row = batch, row
+        self.replay, self.wishes, self.p = replay, wishes, p
+
+    def reached(self, got) -> bool:
+        replay, wishes, p = self.replay, self.wishes, self.p
+        if replay is not None:
+            return got is not None and bool(replay.accept(got))
+        if wishes.target is not None:
+            return got == wishes.target
+        return got is not None and got != p.decision
+
+    def applied(self, trial):
+        return self.applied_all([trial])[0]
+
+    def applied_all(self, trials):
+        return [self.reached(got)
+                for got in decisions_on(self.model, self.batch, self.row, self.output, trials)]
+
+    def decision(self, after: dict):
+        return decision_on(self.model, self.batch, self.row, self.output, after)
+
+
+def drop_noise(facts: dict, after: dict, judge: Judge) -> None:
+    """Put back, in ``after``, the changes within solver noise of the row's value -- unless
+    the decision needs them. Updates ``after`` in place."""
+    # solver noise is not a change -- unless the decision needs it: on a row whose sum
+    # sits exactly on a threshold (0.1 + 0.2 + 0.3 > 0.6) the closest change is that small
+    noise = {n: facts[n] for n, code in after.items()
+             if isinstance(code, float) and code != facts[n] and facts[n] is not MISSING
+             and abs(code - float(facts[n])) <= 1e-9 * max(1.0, abs(float(facts[n])))}
+    if noise:
+        trial = {**after, **noise}
+        if judge.applied(trial) or (not judge.applied(after)
+                                    and any(trial[n] != facts[n] for n in trial)):
+            after.update(noise)
 
 
 def _polish(model, p, changes: list, after: dict, applied, applied_all,

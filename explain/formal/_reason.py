@@ -21,6 +21,7 @@ from ._backend import _additive, _problem
 from ._results import Reason
 from ._row import row_position, sampled_refuted, show
 from ._target import Target, _num, _threshold_model_for, target_of, value_on
+from ._wishes import _check_names
 
 __all__ = ["reason"]
 
@@ -95,22 +96,36 @@ def reason(model, batch, row=None, output: str | None = None, *,
                                      timeout)
     # each named once, in the order given
     free = tuple(dict.fromkeys((free,) if isinstance(free, str) else free))
-    unknown = [n for n in free if n not in p.facts]
-    if unknown:
-        raise ModelError(f"free names {unknown[0]!r}, which is not a fact of the row "
-                         f"(facts: {', '.join(p.facts)})")
+    _check_names(p, "free", free)
     keep = {n: v for n, v in p.facts.items() if n not in free}
+    _check_forced(p, keep, free, batch.index[row], output)
+    keep = _minimal(model, p, p.core(keep), output)
+    # every accepted set was proved by the solver when accepted (the full set first)
+    facts = {n: show(p.kb, n, v) for n, v in p.facts.items() if n in keep}
+    return Reason(batch.index[row], output, p.decision, facts, True,
+                  time.perf_counter() - t0, p.level, p.assumptions(keep), free)
+
+
+def _check_forced(p, keep: dict, free: tuple, label, output: str) -> None:
+    """That the facts ``keep`` (all but the ``free`` ones) force the row's decision: a
+    ModelError with the free facts' values under which it differs, or a SolverError
+    where the facts do not determine it."""
     witness = p.differs(keep)
     if witness is not None and free:
         values = " and ".join(f"{n} = {show(p.kb, n, witness[n])!r}" for n in free)
-        raise ModelError(f"row {batch.index[row]!r}: the other facts do not force "
+        raise ModelError(f"row {label!r}: the other facts do not force "
                          f"{output} = {p.decision!r}: with {values} the hard constraints "
                          "hold and the decision differs")
     if witness is not None:
-        raise SolverError(f"row {batch.index[row]!r}: the facts do not determine the "
+        raise SolverError(f"row {label!r}: the facts do not determine the "
                           "decision (a value sits within the solver's tolerance of a "
                           "threshold)")
-    keep = p.core(keep)
+
+
+def _minimal(model, p, keep: dict, output: str) -> dict:
+    """A subset-minimal part of the facts ``keep`` (which force the decision) that still
+    forces it: each fact dropped where sampled completions through ``predict`` do not
+    refute the drop and the solver proves it."""
     # try dropping the facts the output depends on least directly first
     direct = closure(p.kb, [v for r in p.kb.rules_for(output) for v in A.variables(r.body)])
     order = sorted(keep, key=lambda n: (n in direct, list(p.facts).index(n)))
@@ -140,10 +155,7 @@ def reason(model, batch, row=None, output: str | None = None, *,
         if p.differs(trial) is None:
             keep = p.core(trial)
             fresh = False
-    # every accepted set was proved by the solver when accepted (the full set first)
-    facts = {n: show(p.kb, n, v) for n, v in p.facts.items() if n in keep}
-    return Reason(batch.index[row], output, p.decision, facts, True,
-                  time.perf_counter() - t0, p.level, p.assumptions(keep), free)
+    return keep
 
 
 def target_reason(model, batch, row, output, target, **kw):

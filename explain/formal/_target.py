@@ -153,11 +153,25 @@ def threshold_model(model, target: Target):
     additive output's value satisfies ``target``: one bool ``OUTPUT__k`` per score test
     ``s > t_k``, decided by the output's rules (learned values) and residual with the
     bias ``b - t_k``."""
-    from greybox import GreyBox
-
     output = target.output
     learned = model.to_kb()
-    t = learned.variables[output].type
+    tests, formula, items = _tests_of(learned.variables[output].type, target)
+    # one score test: that bool is the output (every backend decides it), the target its
+    # True (or False, negated); else an output defined by the tests (Z3)
+    single = len(items) == 1 and not isinstance(items[0], bool) and (
+        items[0][0] != "or" and (items[0][0] != "not" or not isinstance(items[0][1], bool)))
+    want = not (single and items[0][0] == "not")
+    name = next(iter(tests.values())) if single else "__target"
+    kb = gr.KnowledgeBase(_statements(learned, output, tests, formula, name, single))
+    dm = _tested(model, learned, kb, output, tests)
+    return dm.eval(), name, want
+
+
+def _tests_of(t, target: Target) -> tuple[dict, object, list]:
+    """The score tests of ``target`` on an output of type ``t``: ``(tests, formula,
+    items)``, ``tests`` threshold -> the name of its bool, ``formula`` the target over
+    them, ``items`` the tests as :func:`_score_tests` gives them."""
+    output = target.output
     tests: dict[float, str] = {}
 
     def build(item):
@@ -177,12 +191,14 @@ def threshold_model(model, target: Target):
     items = [item for op, c in target.atoms for item in _score_tests(t, op, c)]
     conj = [build(item) for item in items]
     formula = conj[0] if len(conj) == 1 else A.And(tuple(conj))
-    # one score test: that bool is the output (every backend decides it), the target its
-    # True (or False, negated); else an output defined by the tests (Z3)
-    single = len(items) == 1 and not isinstance(items[0], bool) and (
-        items[0][0] != "or" and (items[0][0] != "not" or not isinstance(items[0][1], bool)))
-    want = not (single and items[0][0] == "not")
-    name = next(iter(tests.values())) if single else "__target"
+    return tests, formula, items
+
+
+def _statements(learned, output: str, tests: dict, formula, name: str,
+                single: bool) -> list:
+    """The learned statements with the output replaced by one bool per test (the output's
+    rules concluding each) and, for several tests, the output ``name`` defined by
+    ``formula``."""
     statements = []
     own = [r for r in learned.rules.values() if r.head.name == output]
     for s in learned.statements:
@@ -202,7 +218,14 @@ def threshold_model(model, target: Target):
     if not single:
         statements.append(A.OutputDecl(name, A.BoolType()))
         statements.append(A.DefineDecl(name, A.BoolType(), formula))
-    kb = gr.KnowledgeBase(statements)
+    return statements
+
+
+def _tested(model, learned, kb, output: str, tests: dict):
+    """The model of ``kb`` (the tests' bools) with ``model``'s networks, residual,
+    statistics and biases; each test's bias the output's less its threshold."""
+    from greybox import GreyBox
+
     residual = {}
     for d in learned.decided:
         net = model.residual_for(d)
@@ -228,7 +251,7 @@ def threshold_model(model, target: Target):
             dm.replace_bias(var, torch.tensor(b - thr, dtype=torch.float64,
                                               device=model.device))
     dm.to(model.device)
-    return dm.eval(), name, want
+    return dm
 
 
 # ------------------------------------------------------------------ reason, counterfactual

@@ -70,14 +70,7 @@ def verify(model, prop, *, level: str = "auto", max_relus: int = 64,
         # learned copy holds the grounded statements only)
         prop = parse_formula(prop, model.kb)
     if level == "concept" and model.residual is None:
-        e = entails(kb, prop, bias=model.bias_table(), timeout=timeout)
-        if e.holds or e.confirmed:
-            return Verification(e.property, e.holds, e.counterexample, e.confirmed)
-        # the exact witness sits on a threshold that floats round to its other side
-        # (x + 0.69 * y > 12.73 with y = 12.73 / 0.69): a row a hair away breaks it
-        formula = parse_formula(prop, kb)
-        row, confirmed = _concept_witness(model, kb, formula, e.counterexample)
-        return Verification(e.property, False, row, confirmed)
+        return _entailed(model, kb, prop, timeout)
     formula = parse_formula(prop, kb)
     text = prop if isinstance(prop, str) else expr_to_text(formula)
     b = choose(backend, level, model)
@@ -87,6 +80,27 @@ def verify(model, prop, *, level: str = "auto", max_relus: int = 64,
     if level == "concept":   # neural values and residual logits come with the witness
         row, confirmed = _concept_witness(model, kb, formula, row)
         return Verification(text, False, row, confirmed, assumed)
+    return _refuted(model, kb, formula, text, row, assumed, b, level=level,
+                    max_relus=max_relus, timeout=timeout)
+
+
+def _entailed(model, kb, prop, timeout: float) -> Verification:
+    """Verification at the concept level without a residual: :func:`entails` over the
+    learned rules, a counterexample re-run through the decision function."""
+    e = entails(kb, prop, bias=model.bias_table(), timeout=timeout)
+    if e.holds or e.confirmed:
+        return Verification(e.property, e.holds, e.counterexample, e.confirmed)
+    # the exact witness sits on a threshold that floats round to its other side
+    # (x + 0.69 * y > 12.73 with y = 12.73 / 0.69): a row a hair away breaks it
+    formula = parse_formula(prop, kb)
+    row, confirmed = _concept_witness(model, kb, formula, e.counterexample)
+    return Verification(e.property, False, row, confirmed)
+
+
+def _refuted(model, kb, formula, text: str, row: pd.DataFrame, assumed: tuple, b, *,
+             level: str, max_relus: int, timeout: float) -> Verification:
+    """An input-level counterexample ``row`` found by backend ``b``, replayed through the
+    decision function (asked again of Z3 where the MILP's does not replay)."""
     shown = _replayed(model, kb, formula, row)
     if shown is None and b.name != "z3":
         # the program over-approximates: its witness may sit on a threshold's wrong side;
