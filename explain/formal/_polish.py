@@ -1,7 +1,8 @@
-"""A solver's counterfactual made into values a person can apply, each step replayed
-through the decision function: unneeded changes put back, changes pushed over a threshold
-they stop within the solver's tolerance of, pulled back to it, rounded to the data's
-precision."""
+"""A counterfactual replayed through the decision function (:class:`Judge`: ``predict``'s,
+or an additive output's number against its target, :class:`Replay`), and a solver's answer
+made into values a person can apply, each step replayed: solver noise and unneeded changes
+put back, changes pushed over a threshold they stop within the solver's tolerance of,
+pulled back to it, rounded to the data's precision."""
 
 from __future__ import annotations
 
