@@ -199,21 +199,21 @@ def per_property(fn):
         if not isinstance(prop, (list, tuple)):
             return fn(model, prop, **options)
         n_jobs = options.pop("n_jobs", None)
-        return verify_many(model, list(prop), options, n_jobs)
+        return verify_many(props, model, list(prop), options, n_jobs)
 
     return props
 
 
-def _verify_one(model, prop, label, **options):
-    from .formal import verify
-
+def _verify_one(model, prop, label, verify, **options):
     return verify(model, prop, **options)
 
 
-def verify_many(model, props: list, options: dict, n_jobs) -> list:
-    """:func:`verify` of each property of ``props`` (through joblib), in order."""
+def verify_many(verify, model, props: list, options: dict, n_jobs) -> list:
+    """``verify`` (:func:`greybox.explain.formal.verify`, handed in by it) of each property
+    of ``props`` (through joblib), in order."""
     tasks = [(p if isinstance(p, str) else i, p) for i, p in enumerate(props)]
-    return run_tasks(_verify_one, model, tasks, options, n_jobs, "property")
+    return run_tasks(_verify_one, model, tasks, {**options, "verify": verify}, n_jobs,
+                     "property")
 
 
 # ---------------------------------------------------------------- suggest's candidates
@@ -273,8 +273,6 @@ def explain_chunks(explain, model, data, output, options: dict, n_jobs):
     import joblib
     import torch
 
-    from ._explanation import Explanation
-
     batch = model.batch(data)
     jobs = max(1, joblib.effective_n_jobs(n_jobs))
     if jobs == 1 or batch.n < 2:
@@ -304,7 +302,7 @@ def explain_chunks(explain, model, data, output, options: dict, n_jobs):
         return out
 
     first = parts[0]
-    return Explanation(
+    return type(first)(   # the Explanation class, not imported: it imports the formal layer
         output=first.output, semantics=first.semantics, index=batch.index,
         decision=frames("decision"), rules=frames("rules"), concepts=frames("concepts"),
         attributions=tensors("attributions"), deltas=tensors("deltas"),

@@ -23,6 +23,7 @@ from greybox.rules import plan
 
 from ._networks import count_relus
 from ._protocol import Backend, Problem
+from ._row import row_position
 from .milp import MilpBackend
 from .z3 import Z3Backend
 
@@ -119,3 +120,24 @@ def choose(backend: str, level: str, model, *, optimise: bool = False) -> Backen
     if optimise or relus > 16 or model.residual is not None:
         return BACKENDS["milp"]
     return BACKENDS["z3"]
+
+
+def _problem(model, batch, row, output, level, max_relus, backend, timeout, *,
+             optimise=False):
+    output = output or model.kb.outputs[0]
+    if output not in model.kb.variables or not model.kb.variables[output].output:
+        raise ModelError(f"{output!r} is not an output (outputs: {', '.join(model.kb.outputs)})")
+    batch = model.batch(batch)
+    if batch.n == 0:
+        raise ModelError("no rows to explain")
+    row = row_position(batch.index, row)
+    level = resolve_level(level, model, max_relus)
+    b = choose(backend, level, model, optimise=optimise)
+    p = b.problem(model, batch, int(row), output, level=level, max_relus=max_relus,
+                  timeout=timeout)
+    return p, batch, output, row
+
+
+def _additive(model, output) -> bool:
+    kb = model.kb
+    return (output or (kb.outputs[0] if kb.outputs else None)) in kb.additive

@@ -19,11 +19,10 @@ import math
 from dataclasses import dataclass, replace
 
 import numpy as np
-import pandas as pd
 import torch
 
 from greybox import rules as gr
-from greybox.errors import ModelError, SolverError
+from greybox.errors import ModelError
 from greybox.rules import ast as A
 
 __all__ = ["Target", "target_of"]
@@ -154,11 +153,25 @@ def threshold_model(model, target: Target):
     additive output's value satisfies ``target``: one bool ``OUTPUT__k`` per score test
     ``s > t_k``, decided by the output's rules (learned values) and residual with the
     bias ``b - t_k``."""
-    from greybox import GreyBox
-
     output = target.output
     learned = model.to_kb()
-    t = learned.variables[output].type
+    tests, formula, items = _tests_of(learned.variables[output].type, target)
+    # one score test: that bool is the output (every backend decides it), the target its
+    # True (or False, negated); else an output defined by the tests (Z3)
+    single = len(items) == 1 and not isinstance(items[0], bool) and (
+        items[0][0] != "or" and (items[0][0] != "not" or not isinstance(items[0][1], bool)))
+    want = not (single and items[0][0] == "not")
+    name = next(iter(tests.values())) if single else "__target"
+    kb = gr.KnowledgeBase(_statements(learned, output, tests, formula, name, single))
+    dm = _tested(model, learned, kb, output, tests)
+    return dm.eval(), name, want
+
+
+def _tests_of(t, target: Target) -> tuple[dict, object, list]:
+    """The score tests of ``target`` on an output of type ``t``: ``(tests, formula,
+    items)``, ``tests`` threshold -> the name of its bool, ``formula`` the target over
+    them, ``items`` the tests as :func:`_score_tests` gives them."""
+    output = target.output
     tests: dict[float, str] = {}
 
     def build(item):
@@ -178,12 +191,14 @@ def threshold_model(model, target: Target):
     items = [item for op, c in target.atoms for item in _score_tests(t, op, c)]
     conj = [build(item) for item in items]
     formula = conj[0] if len(conj) == 1 else A.And(tuple(conj))
-    # one score test: that bool is the output (every backend decides it), the target its
-    # True (or False, negated); else an output defined by the tests (Z3)
-    single = len(items) == 1 and not isinstance(items[0], bool) and (
-        items[0][0] != "or" and (items[0][0] != "not" or not isinstance(items[0][1], bool)))
-    want = not (single and items[0][0] == "not")
-    name = next(iter(tests.values())) if single else "__target"
+    return tests, formula, items
+
+
+def _statements(learned, output: str, tests: dict, formula, name: str,
+                single: bool) -> list:
+    """The learned statements with the output replaced by one bool per test (the output's
+    rules concluding each) and, for several tests, the output ``name`` defined by
+    ``formula``."""
     statements = []
     own = [r for r in learned.rules.values() if r.head.name == output]
     for s in learned.statements:
@@ -203,7 +218,14 @@ def threshold_model(model, target: Target):
     if not single:
         statements.append(A.OutputDecl(name, A.BoolType()))
         statements.append(A.DefineDecl(name, A.BoolType(), formula))
-    kb = gr.KnowledgeBase(statements)
+    return statements
+
+
+def _tested(model, learned, kb, output: str, tests: dict):
+    """The model of ``kb`` (the tests' bools) with ``model``'s networks, residual,
+    statistics and biases; each test's bias the output's less its threshold."""
+    from greybox import GreyBox
+
     residual = {}
     for d in learned.decided:
         net = model.residual_for(d)
@@ -229,7 +251,7 @@ def threshold_model(model, target: Target):
             dm.replace_bias(var, torch.tensor(b - thr, dtype=torch.float64,
                                               device=model.device))
     dm.to(model.device)
-    return dm.eval(), name, want
+    return dm
 
 
 # ------------------------------------------------------------------ reason, counterfactual
@@ -252,101 +274,5 @@ def value_on(model, batch, row: int, output: str):
     return decision_on(model, batch, row, output, {})
 
 
-def target_reason(model, batch, row, output, target, **kw):
-    """A reason why the additive output's value satisfies (or not) ``target``, proved on
-    the threshold model and checked on sampled completions through ``predict``."""
-    from ._algorithms import reason
-    from ._row import row_position
-
-    goal = target_of(model.kb, output, target)
-    b = model.batch(batch)
-    pos = row_position(b.index, row)
-    dm, name, want = _threshold_model_for(model, goal, output, kw)
-    r = reason(dm, b, row, name, **kw)
-    value = value_on(model, b, int(pos), output)
-    holds = bool(r.decision) == want
-    if goal.holds(value) != holds:
-        raise SolverError(f"row {b.index[pos]!r}: {output} = {value!r} and the target "
-                          f"{goal.text!r} disagree with the threshold model (a value within "
-                          "float64 rounding of a threshold)")
-    _check_sampled(model, b, int(pos), output, goal, holds, r.facts)
-    return replace(r, output=f"{goal.text} ({output} = {_num(value)})", decision=holds)
-
-
 def _num(v) -> str:
     return f"{float(v):.6g}"
-
-
-def _check_sampled(model, batch, row: int, output: str, goal: Target, holds: bool,
-                   facts: dict, n: int = 512) -> None:
-    """Sampled completions of the inputs a reason leaves free, through ``predict``: none
-    may change whether the target holds (a SolverError if one does)."""
-    kb = model.kb
-    free = [i for i in kb.inputs if i not in facts
-            and not isinstance(kb.variables[i].type, A.TensorType)]
-    if not free or kb.networks or any(str(f).startswith("residual:") for f in facts):
-        return   # (a concept-level reason holds the residual's value, which inputs move)
-    rng = np.random.default_rng(0)
-    sub = batch.take(torch.as_tensor([row]))
-    cols = {}
-    for name in kb.inputs:
-        t = kb.variables[name].type
-        if name not in free:
-            cols[name] = np.repeat(np.asarray(sub.columns[name]), n)
-            if isinstance(t, A.EnumType):
-                cols[name] = pd.Categorical.from_codes(cols[name].astype(int),
-                                                       categories=list(t.values))
-            continue
-        if isinstance(t, A.BoolType):
-            cols[name] = rng.integers(0, 2, n).astype(bool)
-        elif isinstance(t, A.EnumType):
-            cols[name] = pd.Categorical.from_codes(rng.integers(0, len(t.values), n),
-                                                   categories=list(t.values))
-        else:
-            lo, hi, _ = model.input_range(name)
-            if not (np.isfinite(lo) and np.isfinite(hi)):
-                return
-            x = rng.uniform(lo, hi, n)
-            cols[name] = np.round(x) if isinstance(t, A.IntType) else x
-    got = model.predict(pd.DataFrame(cols), on_infeasible="flag")
-    ok = ~got["infeasible"].to_numpy()
-    values = got[output].to_numpy()[ok]
-    bad = [v for v in values if goal.holds(v) != holds]
-    if bad:
-        raise SolverError(f"row {batch.index[row]!r}: a sampled completion gives {output} = "
-                          f"{float(bad[0])!r}, against the reason for {goal.text!r}")
-
-
-def target_counterfactual(model, batch, row, output, target, *, many: int | None = None,
-                          **kw):
-    """Counterfactuals that bring the additive output's value to ``target``: searched on
-    the threshold model, replayed, polished and verified through ``predict``'s number."""
-    from . import _algorithms as alg
-    from ._row import row_position
-
-    goal = target_of(model.kb, output, target)
-    b = model.batch(batch)
-    pos = int(row_position(b.index, row))
-    value = value_on(model, b, pos, output)
-    if goal.holds(value):
-        raise ModelError(f"row {b.index[pos]!r}: {output} = {_num(value)} already satisfies "
-                         f"the target {goal.text!r}; a counterfactual changes that")
-    dm, name, want = _threshold_model_for(model, goal, output, kw)
-    replay = alg.Replay(model, output, goal.holds)
-    try:
-        if many is None:
-            cf = alg.counterfactual(dm, b, row, name, target=want, _replay=replay, **kw)
-            return _relabel(cf, goal, value)
-        cfs = alg.counterfactuals(dm, b, row, name, n=many, target=want, _replay=replay,
-                                  **kw)
-    except ModelError as err:   # said of the threshold model: say it of the output
-        text = str(err).replace(f"{name!r} to {want!r}", f"{output!r} to {goal.text!r}")
-        text = text.replace(f"decides {not want!r} everywhere", f"decides {output} outside "
-                            "the target everywhere")
-        raise type(err)(text) from None
-    return replace(cfs, output=goal.text, decision=value,
-                   answers=tuple(_relabel(a, goal, value) for a in cfs.answers))
-
-
-def _relabel(cf, goal: Target, value):
-    return replace(cf, output=goal.output, decision=value)
