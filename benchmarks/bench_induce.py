@@ -96,7 +96,7 @@ def fit_greybox(X, y, size):
 
     def positive_rules(Xt):
         cols = {c: Xt[c].to_numpy() for c in Xt.columns}
-        return [np.asarray(gr.crisp_truth(kb, r.body, cols, len(Xt)), bool) for r in learned
+        return [np.asarray(gr.engine.crisp_truth(kb, r.body, cols, len(Xt)), bool) for r in learned
                 if r.head.value is True or getattr(r.head.value, "value", None) == 1]
 
     return predict, len(learned), positive_rules

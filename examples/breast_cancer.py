@@ -55,7 +55,7 @@ def rules_with_all_columns(columns) -> gb.rules.KnowledgeBase:
     """The clinical rules and knowledge, plus an ``input`` for every other column (the
     residual network reads all of them)."""
     kb = gb.rules.load(HERE / "breast_cancer.rules")
-    extra = [f"input {gb.rules.to_text(gb.rules.Var(c))}: real" for c in columns
+    extra = [f"input {gb.rules.to_text(gb.rules.ast.Var(c))}: real" for c in columns
              if c not in kb.variables]
     return gb.rules.parse(gb.rules.to_text(kb) + KNOWLEDGE + "\n".join(extra) + "\n",
                           filename="breast_cancer.rules")

@@ -12,7 +12,7 @@ import torch
 from greybox.errors import ModelError
 from greybox.functional import probability_of
 from greybox.rules import ast as A
-from greybox.rules import closure, compile_expr
+from greybox.rules.engine import closure, compile_expr
 
 from ._explanation import Explanation, _numeric_inputs, labelled
 from ._methods import METHODS, attribute

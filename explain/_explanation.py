@@ -95,7 +95,7 @@ class Explanation:
         >>> ex.missing(), ex.row_text().splitlines()[1]
         (['x'], '  facts: x is missing')
         """
-        from greybox.rules import missing_key
+        from greybox.rules.engine import missing_key
 
         pos, _ = self._locate(row)
         kb = self._model.kb

@@ -163,7 +163,7 @@ def per_row(fn):
     """Decorate a per-row entry point ``fn(model, batch, row, ..., n_jobs=None)``: given a
     list of row labels, it runs once per row (in parallel through joblib by ``n_jobs``)
     and returns the list of results in that order. Applied outside
-    :func:`~greybox.rules.z3_serialised`, so that the caller holds no Z3 lock while
+    :func:`~greybox.rules.engine.z3_serialised`, so that the caller holds no Z3 lock while
     worker threads (joblib's threading backend) wait for it."""
     sig = inspect.signature(fn)
 

@@ -41,7 +41,7 @@ import torch
 from greybox.errors import ModelError
 from greybox.functional import soft_violation
 from greybox.rules import ast as A
-from greybox.rules import (
+from greybox.rules.engine import (
     closure,
     decode_bools,
     family_columns,

@@ -10,7 +10,8 @@ import pandas as pd
 import torch
 
 from greybox.errors import DataError, listed
-from greybox.rules import (
+from greybox.rules import ast as A
+from greybox.rules.engine import (
     MISSING,
     align_labels,
     closure,
@@ -22,11 +23,10 @@ from greybox.rules import (
     missing_values,
     placeholder,
 )
-from greybox.rules import ast as A
-from greybox.rules import first_row as _first
-from greybox.rules import read_column as _column
-from greybox.rules import read_masked as _masked
-from greybox.rules import show_value as _show
+from greybox.rules.engine import first_row as _first
+from greybox.rules.engine import read_column as _column
+from greybox.rules.engine import read_masked as _masked
+from greybox.rules.engine import show_value as _show
 
 # kb_cached (greybox.rules' one per-knowledge-base cache) is named here for its importers
 __all__ = ["Batch", "kb_cached", "to_batch", "to_targets", "Targets"]
@@ -100,7 +100,7 @@ class Batch:
 
     def crisp_truth(self, kb, e, device: torch.device) -> torch.Tensor | None:
         """Whether formula ``e`` of ``kb`` holds on each row, as ``predict`` decides it
-        (:func:`greybox.rules.crisp_truth` on the checked columns: exact where float64
+        (:func:`greybox.rules.engine.crisp_truth` on the checked columns: exact where float64
         arithmetic may round), as 0/1 float32 on ``device``; computed once per batch (and
         carried by :meth:`take`). None where the batch does not hold the columns of the
         inputs it reads (a batch made of tensors, as attributions build)."""

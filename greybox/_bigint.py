@@ -17,7 +17,7 @@ import torch
 
 from greybox.errors import DataError
 from greybox.rules import ast as A
-from greybox.rules import first_row, show_value
+from greybox.rules.engine import first_row, show_value
 
 __all__ = ["BigLabels", "big_labels"]
 

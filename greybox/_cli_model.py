@@ -38,7 +38,7 @@ def tensor_data(model, frame, args, keep) -> _Data:
     from greybox._tensor_files import read_tensor_file, tensor_inputs
     from greybox.errors import DataError
     from greybox.rules import ast as A
-    from greybox.rules import type_to_text
+    from greybox.rules.engine import type_to_text
 
     kb = model.kb
     paths = list(args.tensors or [])

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from greybox.rules import ast as A
-from greybox.rules import constrains_networks, evaluate_codes, plan
+from greybox.rules.engine import constrains_networks, evaluate_codes, plan
 
 __all__ = ["decide", "decision_scores", "indices", "neural_codes", "output_codes",
            "output_indices"]

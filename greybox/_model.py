@@ -120,7 +120,7 @@ class GreyBox(Predictions, nn.Module):
         self.kb = as_kb(kb)
         # decisions too large to enumerate are refused here, naming the statement, rather
         # than at the first fit or predict
-        gr.plan(self.kb)
+        gr.engine.plan(self.kb)
         check_options(semantics, temperature)
         self.semantics = semantics
         self.temperature = float(temperature)

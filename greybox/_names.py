@@ -40,6 +40,6 @@ def _key(name: str) -> str:
 
 
 def _type(t) -> str:
-    from greybox.rules import type_to_text
+    from greybox.rules.engine import type_to_text
 
     return type_to_text(t)

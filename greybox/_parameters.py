@@ -415,7 +415,7 @@ def owners(kb) -> dict[tuple[str, str], str]:
              for t in (kb.program.templates if kb.program is not None else ())
              if isinstance(t, A.Family)}
     for fam in kb.families.values():
-        shared = gr.member_name(fam.name, ["*"] * len(fam.sets), fam.paren)
+        shared = gr.engine.member_name(fam.name, ["*"] * len(fam.sets), fam.paren)
         if shared in taken:
             continue   # a statement of that very name keeps it: members keep their own
         if fam.kind in ("rule", "constraint"):

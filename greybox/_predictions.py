@@ -5,7 +5,7 @@ probabilities.
 model and reads it only through :class:`DecisionModel`, the model's contract with it.
 Between the data read in and the predictions written out, values are codes
 (:class:`~greybox.rules.ast.Domain`'s convention): the batch's columns, the networks'
-values and the decisions go to and from :func:`greybox.rules.evaluate_codes` as they are.
+values and the decisions go to and from :func:`greybox.rules.engine.evaluate_codes` as they are.
 :class:`Predictions` is the model's face for it (``predict`` and ``predict_proba``;
 it stores nothing).
 """

@@ -36,8 +36,9 @@ import torch.nn.functional as F
 import z3
 
 from greybox.errors import ModelError, SolverError
-from greybox.rules import (
-    Z3Encoding,
+from greybox.rules import Z3Encoding
+from greybox.rules import ast as A
+from greybox.rules.engine import (
     closure,
     missing_key,
     not_false,
@@ -46,7 +47,6 @@ from greybox.rules import (
     z3_milliseconds,
     z3_serialised,
 )
-from greybox.rules import ast as A
 
 __all__ = ["MAX_TABLE", "overrides", "repairable", "repair"]
 

@@ -144,7 +144,7 @@ class GreyBoxClassifier(ClassifierMixin, BaseEstimator):
 
     def _kb(self, df: pd.DataFrame, n_classes: int):
         if self.rules is None:
-            lines = [f"input {gr.to_text(gr.Var(str(c)))}: real" for c in df.columns]
+            lines = [f"input {gr.to_text(gr.ast.Var(str(c)))}: real" for c in df.columns]
             out = "bool" if n_classes == 2 else f"int 0..{n_classes - 1}"
             lines.append(f"output y: {out}")
             return gr.parse("\n".join(lines))
@@ -333,7 +333,7 @@ class GreyBoxRegressor(RegressorMixin, BaseEstimator):
 
     def _kb(self, df: pd.DataFrame):
         if self.rules is None:
-            lines = [f"input {gr.to_text(gr.Var(str(c)))}: real" for c in df.columns]
+            lines = [f"input {gr.to_text(gr.ast.Var(str(c)))}: real" for c in df.columns]
             lines.append("output y: real")
             return gr.parse("\n".join(lines))
         return GreyBoxClassifier._kb(self, df, 0)

@@ -17,7 +17,7 @@ from torch import nn
 
 from greybox.errors import DataError
 from greybox.rules import ast as A
-from greybox.rules import missing_key
+from greybox.rules.engine import missing_key
 
 from ._batch import Batch
 

@@ -54,7 +54,7 @@ def _data_sets(path: str, given) -> list[str]:
 
     try:
         with open(path, encoding="utf-8-sig") as f:
-            statements = gr.parse_statements(f.read())
+            statements = gr.engine.parse_statements(f.read())
     except (OSError, ValueError):
         return []
     return [s.name for s in statements if isinstance(s, gr.ast.SetDecl)

@@ -219,7 +219,7 @@ def arith(op: str, args: list):
     ([1.0, 1.0, 1.0], [7.0, 7.0, 7.0])
     """
     if not any(isinstance(x, torch.Tensor) for x in args):
-        from greybox.rules import apply_arith as apply
+        from greybox.rules.engine import apply_arith as apply
 
         return apply(op, list(args))
     if op == "//":

@@ -19,96 +19,54 @@ Examples
 True
 >>> gr.evaluate(kb, {"age": [30, 15], "income": [50000, 50000]}).decisions["approve"].tolist()
 [True, False]
+
+``__all__`` is what a user writes with: parsing and printing (:func:`parse`, :func:`load`,
+:func:`to_text`, :func:`parse_formula`, :class:`KnowledgeBase` with its :class:`Variable`
+and :class:`FamilyInfo` items), the Python :class:`Builder` and its helpers, rules learned
+from data (:func:`induce`), crisp evaluation (:func:`evaluate` → :class:`Evaluation`), Z3
+(:func:`check` → :class:`CheckReport` of :class:`Finding`, :func:`entails` →
+:class:`Entailment`, :func:`to_z3`, :class:`Z3Encoding`, :data:`Z3_LOCK`), the errors, and
+the syntax tree :mod:`greybox.rules.ast` (its nodes: ``gr.ast.Var``, ``gr.ast.And``, ...).
+What the model and the explanations need beyond that lives in :mod:`greybox.rules.engine`,
+internal to greybox. The names that left this namespace (the syntax-tree nodes and the
+engine's internals) still resolve here, with a ``DeprecationWarning`` naming their home.
 """
+
+import warnings
 
 from greybox.errors import DataError, GreyboxError, RuleError, RuleSyntaxError, SolverError
 
-from . import ast
-from ._ast import (
-    And,
-    BoolConst,
-    BoolType,
-    Compare,
-    Constraint,
-    DefineDecl,
-    EnumType,
-    Head,
-    Iff,
-    Implies,
-    InputDecl,
-    InSet,
-    IntType,
-    Mul,
-    Neg,
-    NeuralDecl,
-    Not,
-    Num,
-    Or,
-    OutputDecl,
-    RealType,
-    Rule,
-    Sum,
-    Sym,
-    TensorType,
-    Var,
-)
+from . import _ast, ast, engine
 from ._boost import induce
 from ._builder import Builder, Term, count, iff, implies, learnable, maximum, minimum
 from ._check import CheckReport, Finding, check
-from ._deadline import timeout_seconds, z3_milliseconds
-from ._decisions import Component, DecisionPlan, closure, constrains_networks, plan
 from ._entails import Entailment, entails
-from ._evaluate import (
-    Evaluation,
-    align_labels,
-    compile_expr,
-    crisp_truth,
-    decode_bools,
-    evaluate,
-    first_row,
-    missing_values,
-    read_column,
-    read_masked,
-    show_value,
-)
-from ._exact import exact_in_float64
-from ._ground import FamilyInfo, family_columns, member_name
-from ._induce import Condition, Conjunction, search_conjunctions
-from ._intervals import apply as apply_arith
-from ._intervals import op_interval, value_set
+from ._evaluate import Evaluation, evaluate
+from ._ground import FamilyInfo
 from ._kb import KnowledgeBase, load, parse, parse_formula, to_text
-from ._missing import MISSING, definite, missing_key, not_false
-from ._parser import parse_statements
-from ._printer import expr_to_text, type_to_text
 from ._validate import Variable
-from ._z3 import (
-    Z3_LOCK,
-    Z3Encoding,
-    call_cache,
-    in_context,
-    real_value,
-    to_z3,
-    witness_row,
-    z3_serialised,
-)
+from ._z3 import Z3_LOCK, Z3Encoding, to_z3
 
 __all__ = [
-    "op_interval",
-    "value_set",
-    # parsing, printing, building
+    # parsing, printing, the knowledge base
     "parse",
     "load",
     "to_text",
     "parse_formula",
-    "induce",
-    "search_conjunctions",
-    "Conjunction",
-    "Condition",
     "KnowledgeBase",
-    "FamilyInfo",
-    "family_columns",
-    "member_name",
     "Variable",
+    "FamilyInfo",
+    # the Python builder
+    "Builder",
+    "Term",
+    "implies",
+    "iff",
+    "count",
+    "learnable",
+    "maximum",
+    "minimum",
+    # rules learned from data
+    "induce",
     # crisp evaluation
     "evaluate",
     "Evaluation",
@@ -121,85 +79,28 @@ __all__ = [
     "to_z3",
     "Z3Encoding",
     "Z3_LOCK",
-    "z3_serialised",
-    "call_cache",
-    "in_context",
-    "timeout_seconds",
-    "z3_milliseconds",
-    "Builder",
-    "Term",
-    "implies",
-    "iff",
-    "count",
-    "learnable",
-    "maximum",
-    "minimum",
-    # what the model and explanations build on
-    "ast",
-    "plan",
-    "constrains_networks",
-    "apply_arith",
-    "closure",
-    "DecisionPlan",
-    "Component",
-    "compile_expr",
-    "crisp_truth",
-    "exact_in_float64",
-    "read_column",
-    "read_masked",
-    "definite",
-    "MISSING",
-    "missing_key",
-    "not_false",
-    "first_row",
-    "show_value",
-    "missing_values",
-    "decode_bools",
-    "align_labels",
-    "parse_statements",
-    "expr_to_text",
-    "type_to_text",
-    "real_value",
-    "witness_row",
     # errors
     "GreyboxError",
     "RuleSyntaxError",
     "RuleError",
     "DataError",
     "SolverError",
-    # AST
-    "And",
-    "BoolConst",
-    "BoolType",
-    "Compare",
-    "Constraint",
-    "DefineDecl",
-    "EnumType",
-    "Head",
-    "Iff",
-    "Implies",
-    "InSet",
-    "InputDecl",
-    "IntType",
-    "Mul",
-    "Neg",
-    "NeuralDecl",
-    "Not",
-    "Num",
-    "Or",
-    "OutputDecl",
-    "RealType",
-    "Rule",
-    "Sum",
-    "Sym",
-    "TensorType",
-    "Var",
+    # the syntax tree: nodes, traversal, domains
+    "ast",
 ]
 
-# ---- the engine's code entry (issue 22 item 2, branch "codes"): what the model's decision
-# function and the formal layer call with columns already read as codes
-from ._decisions import kb_cached  # noqa: E402
-from ._evaluate import evaluate_codes  # noqa: E402
-from ._missing import placeholder  # noqa: E402
+#: names that were once exported here, by their home now (the syntax-tree nodes and the
+#: engine's internals, from the one list each of those modules keeps)
+_MOVED = {**{name: "greybox.rules.engine" for name in engine.__all__},
+          **{name: "greybox.rules.ast" for name in _ast.__all__}}
 
-__all__ += ["evaluate_codes", "kb_cached", "placeholder"]
+
+def __getattr__(name: str):
+    """The names that left ``greybox.rules``: still there, with a ``DeprecationWarning``."""
+    home = _MOVED.get(name)
+    if home is None:
+        raise AttributeError(f"module 'greybox.rules' has no attribute {name!r}")
+    why = "is internal to greybox" if home.endswith("engine") else "moved"
+    warnings.warn(f"greybox.rules.{name} {why}: use {home}.{name}", DeprecationWarning,
+                  stacklevel=2)
+    return getattr(engine if home.endswith("engine") else ast, name)

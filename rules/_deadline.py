@@ -23,9 +23,9 @@ def timeout_seconds(value, *, what: str = "timeout", none: bool = False) -> floa
     Examples
     --------
     >>> import greybox.rules as gr
-    >>> gr.timeout_seconds(2), gr.timeout_seconds(None, none=True)
+    >>> gr.engine.timeout_seconds(2), gr.engine.timeout_seconds(None, none=True)
     (2.0, None)
-    >>> gr.timeout_seconds(float("inf"), what="reason's timeout")
+    >>> gr.engine.timeout_seconds(float("inf"), what="reason's timeout")
     Traceback (most recent call last):
     ...
     greybox.errors.DataError: reason's timeout must be a finite number of seconds above 0, got inf
@@ -46,7 +46,7 @@ def z3_milliseconds(left: float) -> int:
     Examples
     --------
     >>> import greybox.rules as gr
-    >>> gr.z3_milliseconds(2.5), gr.z3_milliseconds(-1.0), gr.z3_milliseconds(1e300)
+    >>> gr.engine.z3_milliseconds(2.5), gr.engine.z3_milliseconds(-1.0), gr.engine.z3_milliseconds(1e300)
     (2500, 1, 4294967295)
     """
     return max(1, min(int(left * 1000), MAX_MS))

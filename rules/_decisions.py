@@ -154,7 +154,7 @@ def kb_cached(kb, key: str, make):
     --------
     >>> import greybox.rules as gr
     >>> kb = gr.parse("input x: real  output y: bool  rule r: x > 1 -> y")
-    >>> gr.kb_cached(kb, "doc/inputs", lambda kb: tuple(kb.inputs))
+    >>> gr.engine.kb_cached(kb, "doc/inputs", lambda kb: tuple(kb.inputs))
     ('x',)
     """
     store = memo(kb)
@@ -309,7 +309,7 @@ def constrains_networks(kb) -> bool:
     Examples
     --------
     >>> import greybox.rules as gr
-    >>> gr.constrains_networks(gr.parse("input i: tensor  neural d: int 0..3 = net(i)  "
+    >>> gr.engine.constrains_networks(gr.parse("input i: tensor  neural d: int 0..3 = net(i)  "
     ...                                 "constraint c: d != 2"))
     True
     """

@@ -9,7 +9,7 @@ A value of a non-tensor type has two encodings, each defined here and nowhere el
   bool itself, an int's its value, an enum's its index, a real's the real. Crisp
   evaluation, Z3, the MILP and the formal explanations' facts use it; a grey-box model's
   decision function hands its rows to the rules engine as codes
-  (:func:`~greybox.rules.evaluate_codes`), labels only where data comes in and
+  (:func:`~greybox.rules.engine.evaluate_codes`), labels only where data comes in and
   predictions go out.
 
 The two meet only for enums (code == index); an int's index is ``code - lo``. Every

@@ -183,7 +183,7 @@ def evaluate_codes(kb: KnowledgeBase, columns: Mapping[str, np.ndarray], *, n: i
     >>> import greybox.rules as gr
     >>> kb = gr.parse("input kind: {a, b}  input x: int 0..9  output o: bool  "
     ...               "rule r: kind == b and x > 3 -> o")
-    >>> ev = gr.evaluate_codes(kb, {"kind": np.array([1, 1, 0]),
+    >>> ev = gr.engine.evaluate_codes(kb, {"kind": np.array([1, 1, 0]),
     ...                             "x": np.array([5.0, 2.0, 5.0])}, n=3)
     >>> ev.code("o").tolist()
     [True, False, False]
@@ -215,7 +215,7 @@ def crisp_truth(kb: KnowledgeBase, formula, columns: Mapping[str, np.ndarray], n
     >>> import greybox.rules as gr
     >>> kb = gr.parse("input x: real  input y: real  output o: bool  rule r: x + y > 0.3 -> o")
     >>> columns = {"x": np.array([0.1, 0.1]), "y": np.array([0.2, 0.19])}
-    >>> gr.crisp_truth(kb, kb.rules["r"].body, columns, 2).tolist()   # 0.1 + 0.2 > 0.3
+    >>> gr.engine.crisp_truth(kb, kb.rules["r"].body, columns, 2).tolist()   # 0.1 + 0.2 > 0.3
     [True, False]
     """
     env = _Env(kb, dict(columns), _compiled_defines(kb), n,

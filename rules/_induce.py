@@ -492,7 +492,7 @@ def search_conjunctions(frame: pd.DataFrame, gain, *, max_conditions: int = 3, t
     Examples
     --------
     >>> import numpy as np, pandas as pd
-    >>> from greybox.rules import search_conjunctions
+    >>> from greybox.rules.engine import search_conjunctions
     >>> df = pd.DataFrame({"age": [15, 22, 35, 47, 52, 61], "smoker": [0, 1, 1, 0, 1, 1]})
     >>> df["smoker"] = df["smoker"].astype(bool)
     >>> gain = np.array([-1, -1, -1, -1, 1, 1])  # worth firing on the last two rows only

@@ -153,12 +153,12 @@ def z3_serialised(fn=None, *, own_context: bool = True):
     --------
     >>> import z3
     >>> import greybox.rules as gr
-    >>> @gr.z3_serialised
+    >>> @gr.engine.z3_serialised
     ... def held():
     ...     return gr.Z3_LOCK._is_owned(), z3.Int("x").ctx is z3.main_ctx()
     >>> held(), held.z3_serialised
     ((True, True), True)
-    >>> held_ctx = gr.z3_serialised(lambda: z3.main_ctx())
+    >>> held_ctx = gr.engine.z3_serialised(lambda: z3.main_ctx())
     >>> held_ctx() is z3.main_ctx(), held_ctx() is held_ctx()
     (False, False)
     """

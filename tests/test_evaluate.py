@@ -195,7 +195,7 @@ def test_the_decision_plan_says_which_rules_read_their_own_component():
         rule r3: a -> c
         constraint apart: not (a and b)
     """)
-    comps = {comp.variables: comp for comp in gr.plan(kb).components}
+    comps = {comp.variables: comp for comp in gr.engine.plan(kb).components}
     assert set(comps) == {("a", "b"), ("c",)}
     assert comps["a", "b"].dynamic == {"r2"} and comps["c",].dynamic == frozenset()
     assert comps["a", "b"].reads_itself(kb.rules["r2"])
@@ -255,7 +255,7 @@ def test_what_evaluation_keeps_of_a_knowledge_base_goes_with_it():
         kb = gr.parse(f"input x: real\ndefine big: bool = x > {i} + 0.5\noutput o: bool\n"
                       "rule r: big -> o")
         gr.evaluate(kb, {"x": [1.0, 60.0]})
-        gr.crisp_truth(kb, kb.rules["r"].body, {"x": np.array([1.0, 60.0])}, 2)
+        gr.engine.crisp_truth(kb, kb.rules["r"].body, {"x": np.array([1.0, 60.0])}, 2)
         refs.append(weakref.ref(kb))
         del kb
     gc.collect()
@@ -315,7 +315,7 @@ def test_the_decision_plan_scans_the_knowledge_base_a_few_times_not_per_componen
         proxy = SimpleNamespace(**{k: _Scans(getattr(kb, k), counter)
                                    for k in ("variables", "rules", "constraints")})
         got = _make_plan(proxy)
-        assert got == gr.plan(kb)
+        assert got == gr.engine.plan(kb)
         return len(counter), got
 
     few, small = scans(3)
@@ -367,7 +367,7 @@ def _codes_and_labels(rng, rows: int):
                            "m": np.where(missing, np.nan, m),
                            "big": big})
     codes = {"flag": flag, "x": x, "n": n.astype(np.float64), "kind": kind,
-             "m": np.where(missing, 2.0, m), gr.missing_key("m"): missing,
+             "m": np.where(missing, 2.0, m), gr.engine.missing_key("m"): missing,
              "big": big.astype(np.float64)}
     return labels, codes
 
@@ -380,7 +380,7 @@ def test_codes_in_decide_as_labels_in(seed):
     kb = gr.parse(CODES_KB)
     labels, codes = _codes_and_labels(np.random.default_rng(seed), 40)
     by_labels = gr.evaluate(kb, labels)
-    by_codes = gr.evaluate_codes(kb, codes, n=40, index=labels.index)
+    by_codes = gr.engine.evaluate_codes(kb, codes, n=40, index=labels.index)
     for table in ("decisions", "preferred", "values", "scores", "bodies", "violations"):
         pd.testing.assert_frame_equal(getattr(by_codes, table), getattr(by_labels, table))
     pd.testing.assert_series_equal(by_codes.infeasible, by_labels.infeasible)
@@ -394,7 +394,7 @@ def test_codes_in_decide_as_labels_in(seed):
 
 def test_codes_of_an_int_are_its_values_not_its_indices():
     kb = gr.parse("input n: int 5..9  output o: {a, b}  rule r: n == 7 -> o = b")
-    ev = gr.evaluate_codes(kb, {"n": np.array([7.0, 5.0])}, n=2)
+    ev = gr.engine.evaluate_codes(kb, {"n": np.array([7.0, 5.0])}, n=2)
     assert ev.decisions["o"].tolist() == ["b", "a"] and ev.code("o").tolist() == [1, 0]
     assert ev.code("n").tolist() == [7.0, 5.0]
 
@@ -402,12 +402,12 @@ def test_codes_of_an_int_are_its_values_not_its_indices():
 def test_the_code_entry_names_a_missing_column():
     kb = gr.parse("input x: real  input k: {a, b}  output o: bool  rule r: x > 1 -> o")
     with pytest.raises(gr.DataError, match="missing column 'x'"):
-        gr.evaluate_codes(kb, {"k": np.array([0])}, n=1)
+        gr.engine.evaluate_codes(kb, {"k": np.array([0])}, n=1)
 
 
 def test_an_evaluation_writes_its_tables_of_labels_on_first_use_only():
     kb = gr.parse(CODES_KB)
     labels, codes = _codes_and_labels(np.random.default_rng(0), 5)
-    ev = gr.evaluate_codes(kb, codes, n=5)
+    ev = gr.engine.evaluate_codes(kb, codes, n=5)
     ev.code("grade")
     assert not {"decisions", "values", "scores", "bodies", "violations"} & set(vars(ev))

@@ -272,11 +272,11 @@ def _sample_completions(model, batch, row, fixed: dict, n=300, seed=0):
         if name in fixed:
             v = fixed[name]
             cols[name] = [v] * n
-        elif isinstance(t, gb.rules.IntType):
+        elif isinstance(t, gb.rules.ast.IntType):
             cols[name] = rng.integers(t.lo, t.hi + 1, n)
-        elif isinstance(t, gb.rules.EnumType):
+        elif isinstance(t, gb.rules.ast.EnumType):
             cols[name] = rng.choice(list(t.values), n)
-        elif isinstance(t, gb.rules.RealType):
+        elif isinstance(t, gb.rules.ast.RealType):
             lo, hi = (t.lo, t.hi) if t.lo is not None else (0.0, 50.0)
             cols[name] = rng.uniform(lo, hi, n)
     data = pd.DataFrame(cols)
@@ -414,9 +414,9 @@ def _decisions_of_samples(model, fixed: dict, n=400, seed=0):
         t = kb.variables[name].type
         if name in fixed:
             cols[name] = [fixed[name]] * n
-        elif isinstance(t, gb.rules.IntType):
+        elif isinstance(t, gb.rules.ast.IntType):
             cols[name] = rng.integers(t.lo, t.hi + 1, n)
-        elif isinstance(t, gb.rules.EnumType):
+        elif isinstance(t, gb.rules.ast.EnumType):
             cols[name] = rng.choice(list(t.values), n)
         else:
             lo, hi = (t.lo, t.hi) if t.lo is not None else (0.0, 50.0)

@@ -307,4 +307,4 @@ def test_a_huge_timeout_is_no_limit_for_z3():
     """Z3 takes an unsigned 32-bit count of milliseconds: larger time-outs are capped."""
     kb = gr.parse("input x: int 0..10\noutput y: bool\nrule r: x > 5 -> y\n")
     assert gr.entails(kb, "x > 5 -> y", timeout=1e300).holds
-    assert gr.z3_milliseconds(1e300) == 2 ** 32 - 1
+    assert gr.engine.z3_milliseconds(1e300) == 2 ** 32 - 1

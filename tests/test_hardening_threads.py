@@ -204,8 +204,8 @@ def test_an_error_leaves_no_z3_term_in_its_traceback(model):
 def test_each_serialised_call_works_in_a_z3_context_of_its_own():
     import z3
 
-    where = gr.z3_serialised(lambda: z3.Int("x").ctx)
-    inner = gr.z3_serialised(lambda: (z3.main_ctx(), where()))
+    where = gr.engine.z3_serialised(lambda: z3.Int("x").ctx)
+    inner = gr.engine.z3_serialised(lambda: (z3.main_ctx(), where()))
     first, second = where(), where()
     assert first is not second and z3.main_ctx() not in (first, second)
     outer, nested = inner()
@@ -240,7 +240,7 @@ def test_a_term_dropped_in_another_thread_is_released_by_the_lock_holder():
 
     released = []
     real = _z3._guarded(lambda *args: released.append(threading.get_ident()))
-    terms = gr.z3_serialised(lambda: [z3.Int(f"x{i}") + i for i in range(50)])()
+    terms = gr.engine.z3_serialised(lambda: [z3.Int(f"x{i}") + i for i in range(50)])()
     dropped = threading.Event()
 
     def drop():
@@ -255,7 +255,7 @@ def test_a_term_dropped_in_another_thread_is_released_by_the_lock_holder():
         assert dropped.is_set()            # never waited for the lock
         assert released == []              # nothing released outside the lock
         assert len(_z3._PENDING) >= 50
-    gr.z3_serialised(lambda: None)()       # the next call releases what waited
+    gr.engine.z3_serialised(lambda: None)()       # the next call releases what waited
     assert released == [threading.get_ident()] * 50
     assert not _z3._PENDING
 

@@ -57,7 +57,7 @@ def test_every_result_is_what_its_formula_computes(seed):
     kb = gr.parse("input x: real input k: int 0..9 input flag: bool "
                   "input colour: {blue, green, red} input `mean radius`: real output y: bool")
     for c in search_conjunctions(df, gain, max_conditions=3, top=10, min_support=1):
-        truth = gr.crisp_truth(kb, c.formula, {col: df[col].to_numpy() if col != "colour"
+        truth = gr.engine.crisp_truth(kb, c.formula, {col: df[col].to_numpy() if col != "colour"
                                                else df[col].astype(str).to_numpy()
                                                for col in df.columns}, len(df))
         assert np.array_equal(np.asarray(truth, dtype=bool), c.mask)
@@ -72,7 +72,7 @@ def test_every_result_is_what_its_formula_computes(seed):
             if rest:
                 m = np.ones(len(df), bool)
                 for d in rest:
-                    m &= np.asarray(gr.crisp_truth(kb, d.formula(), {
+                    m &= np.asarray(gr.engine.crisp_truth(kb, d.formula(), {
                         d.column: df[d.column].astype(str).to_numpy()
                         if d.column == "colour" else df[d.column].to_numpy()}, len(df)), bool)
                 assert not np.array_equal(m, c.mask)
@@ -331,7 +331,7 @@ def test_candidate_rules_are_checked_against_the_rules():
     assert cands
     model_kb = dbg.model.to_kb()
     for (edit,) in cands:
-        rule = gr.parse_statements(edit.text)[0]
+        rule = gr.engine.parse_statements(edit.text)[0]
         assert str(rule.body) != "x > 5"
         new = gr.KnowledgeBase([*model_kb.statements, rule])
         report = gr.check(new, analyses=("dead-rule", "subsumed-rule", "contradiction"))
@@ -363,7 +363,7 @@ def test_residual_rules_reproduce_what_the_residual_adds():
     assert "x > 7" in edit.text and "z < 0.5" in edit.text or "z <= 0.4" in edit.text
     # the rules alone, with it, decide as the rules and the residual did
     alone = gb.GreyBox(gr.KnowledgeBase([*model.to_kb().statements,
-                                         *gr.parse_statements(edit.text)]),
+                                         *gr.engine.parse_statements(edit.text)]),
                        semantics="product").predict(data)["y"].to_numpy()
     assert (alone == decided).all()
     # the same through the debugger: the replacement changes no decision
@@ -380,7 +380,7 @@ def test_an_induced_knowledge_base_passes_check():
     # subsumed by the bias rule (body `true`)
     X, y = _mixed(300, 8)
     kb = gr.induce(X, y, max_rules=4)
-    assert any(r.body == gr.BoolConst(True) for r in kb.rules.values())
+    assert any(r.body == gr.ast.BoolConst(True) for r in kb.rules.values())
     report = gr.check(kb)
     assert report.ok, str(report)
     # a rule subsumed by an ordinary rule is still reported
@@ -433,7 +433,7 @@ def test_no_learned_rule_implies_another_of_the_same_value():
     from greybox.rules._induce import Condition, Conjunction
 
     def conj(*conds):
-        return Conjunction(tuple(Condition(*c) for c in conds), gr.BoolConst(True),
+        return Conjunction(tuple(Condition(*c) for c in conds), gr.ast.BoolConst(True),
                            np.ones(1, bool), 1, 1.0)
 
     a = conj(("x0", ">", 0.58), ("x1", "<=", 0.405))
@@ -524,7 +524,7 @@ def test_shorter_thresholds_keep_formula_mask_and_support_and_never_lose_value()
 
         for c in search_conjunctions(df, grad, top=6, min_support=15):
             s = shorter_thresholds(c, df, grad, hess, l2=1.0, min_support=15, digit_cost=cost)
-            truth = np.asarray(gr.crisp_truth(kb, s.formula, cols, len(df)), bool)
+            truth = np.asarray(gr.engine.crisp_truth(kb, s.formula, cols, len(df)), bool)
             assert np.array_equal(truth, s.mask) and s.support == s.mask.sum()
             assert s.score == pytest.approx(grad[s.mask].sum())
             assert value(s) >= value(c) - 1e-9 and s.support >= 15

@@ -132,7 +132,7 @@ def test_probability_of_a_sum_is_exact(n_digits):
         lines.append(f"neural {v}: int 0..9 = net_{v}(img)")
         tables[f"net_{v}"] = _Table(torch.log(probs[v]).view(1, 10))
     for stmt in kb.statements:
-        if isinstance(stmt, (gb.rules.DefineDecl, gb.rules.OutputDecl)):
+        if isinstance(stmt, (gb.rules.ast.DefineDecl, gb.rules.ast.OutputDecl)):
             lines.append(gb.rules.to_text(stmt))
     kb = gb.rules.parse("\n".join(lines))
     model = gb.GreyBox(kb, tables)

@@ -119,11 +119,135 @@ def test_explanations_use_the_models_public_accessors_only():
     assert not found, found
 
 
-def test_the_model_and_explanations_use_the_rules_public_names_only():
-    """greybox/ and explain/ import what they need from greybox.rules' public names
-    (greybox.rules.ast, plan, read_column, ...), never its private modules."""
+#: what a user writes with: ``greybox.rules.__all__``, exactly (issue 22: a narrow face)
+USER_NAMES = {
+    # parsing, printing, the knowledge base and its items
+    "parse", "load", "to_text", "parse_formula", "KnowledgeBase", "Variable", "FamilyInfo",
+    # the Python builder
+    "Builder", "Term", "implies", "iff", "count", "learnable", "maximum", "minimum",
+    # rules learned from data
+    "induce",
+    # crisp evaluation
+    "evaluate", "Evaluation",
+    # Z3 (Z3_LOCK: docs/reference.md tells users to hold it around their own to_z3 terms)
+    "check", "CheckReport", "Finding", "entails", "Entailment", "to_z3", "Z3Encoding",
+    "Z3_LOCK",
+    # errors
+    "GreyboxError", "RuleSyntaxError", "RuleError", "DataError", "SolverError",
+    # the syntax tree: its nodes, traversal, domains
+    "ast",
+}
+
+
+def test_the_rules_public_face_is_what_a_user_writes_with():
+    assert len(gr.__all__) == len(set(gr.__all__))
+    assert set(gr.__all__) == USER_NAMES
+    assert all(hasattr(gr, name) for name in gr.__all__)
+
+
+def test_the_rules_engine_module_is_declared_internal():
+    import greybox.rules.engine as engine
+
+    assert "internal to greybox" in engine.__doc__.lower()
+    assert "compatibility promise" in engine.__doc__
+    assert len(engine.__all__) == len(set(engine.__all__))
+    assert not set(engine.__all__) & set(gr.__all__)
+    assert all(hasattr(engine, name) for name in engine.__all__)
+
+
+@pytest.mark.parametrize("name, home", [("show_value", "engine"), ("plan", "engine"),
+                                        ("Z3_LOCK", None), ("Var", "ast"), ("Aggregate", "ast")])
+def test_names_that_left_the_rules_face_still_resolve_with_a_warning(name, home):
+    import warnings
+
+    if home is None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            assert getattr(gr, name) is getattr(sys.modules["greybox.rules._z3"], name)
+        return
+    with pytest.warns(DeprecationWarning, match=rf"greybox\.rules\.{name} .*"
+                                                rf"greybox\.rules\.{home}\.{name}"):
+        assert getattr(gr, name) is getattr(getattr(gr, home), name)
+    with pytest.raises(AttributeError, match="no attribute 'nothing_here'"):
+        _ = gr.nothing_here
+
+
+def _rules_uses(tree: ast.AST):
+    """``(line, how, module, name)`` of every use of a ``greybox.rules`` name in a module:
+    ``from greybox.rules[.sub] import name``, ``ALIAS.name`` and ``ALIAS.engine.name``
+    (``.ast.``) through any alias of the package (``import greybox.rules as gr``, ``from
+    greybox import rules``, ``gb.rules``)."""
+    aliases, packages = set(), set()   # names bound to greybox.rules; to greybox
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for a in node.names:
+                if a.name == "greybox.rules" and a.asname:
+                    aliases.add(a.asname)
+                elif a.name.startswith("greybox"):
+                    packages.add(a.asname or "greybox")
+        elif isinstance(node, ast.ImportFrom) and node.module == "greybox":
+            aliases |= {a.asname or a.name for a in node.names if a.name == "rules"}
+
+    def is_rules(e) -> bool:
+        return (isinstance(e, ast.Name) and e.id in aliases) or (
+            isinstance(e, ast.Attribute) and e.attr == "rules"
+            and isinstance(e.value, ast.Name) and e.value.id in packages)
+
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module and (
+                node.module == "greybox.rules" or node.module.startswith("greybox.rules.")):
+            for a in node.names:
+                yield node.lineno, "import", node.module, a.name
+        elif isinstance(node, ast.Import):
+            for a in node.names:
+                if a.name.startswith("greybox.rules."):
+                    yield node.lineno, "import", a.name, ""
+        elif isinstance(node, ast.Attribute) and is_rules(node.value):
+            yield node.lineno, "attribute", "greybox.rules", node.attr
+        elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Attribute) \
+                and node.value.attr in ("ast", "engine") and is_rules(node.value.value):
+            yield node.lineno, "attribute", f"greybox.rules.{node.value.attr}", node.attr
+
+
+def _face_problems(folders, allowed_modules, through=("ast", "engine")) -> list[str]:
+    """Uses of ``greybox.rules`` under ``folders`` outside its public face and the modules
+    in ``allowed_modules`` (each with the names it may give); ``gr.SUB.x`` for a submodule
+    in ``through`` is checked where ``greybox.rules.SUB`` is imported by name."""
+    found = []
+    for folder in folders:
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            where = path.relative_to(ROOT)
+            for line, how, module, name in _rules_uses(ast.parse(path.read_text())):
+                if module == "greybox.rules" and how == "attribute" and name in through:
+                    continue   # gr.engine.x, gr.ast.X: their names are checked
+                ok = allowed_modules.get(module)
+                if ok is None or (name and name not in ok):
+                    found.append(f"{where}:{line}: {how} {module} {name}")
+    return found
+
+
+def test_the_model_and_explanations_use_the_face_or_the_engine_module_only():
+    """greybox/ and explain/ take what they need from greybox.rules' public face, its
+    syntax tree (greybox.rules.ast) and the one internal module greybox.rules.engine --
+    never a private module (greybox.rules._x) or a name outside those lists."""
+    import greybox.rules.engine as engine
+
+    allowed = {"greybox.rules": set(gr.__all__) | {"ast", "engine"},
+               "greybox.rules.ast": set(gr.ast.__all__),
+               "greybox.rules.engine": set(engine.__all__)}
+    found = _face_problems(["greybox", "explain"], allowed)
+    assert not found, found
+    # and no greybox.rules._x anywhere in their text (strings, docstrings, lazy imports)
     found = _lines_matching(["greybox", "explain"],
                             r"greybox\.rules\._|from greybox\.rules import _|rules\._[a-z]+ import")
+    assert not found, found
+
+
+def test_examples_use_the_rules_public_face_only():
+    """What users read (examples/) writes with greybox.rules' public names and its syntax
+    tree only: no internal module, no private one."""
+    allowed = {"greybox.rules": set(gr.__all__), "greybox.rules.ast": set(gr.ast.__all__)}
+    found = _face_problems(["examples"], allowed, through=("ast",))
     assert not found, found
 
 

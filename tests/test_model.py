@@ -554,14 +554,14 @@ def test_a_batch_of_codes_decides_as_the_labels_it_stands_for():
     m = np.where(miss, np.nan, rng.uniform(0, 1, 30))
     labels = pd.DataFrame({"x": x, "n": n, "k": np.array(["a", "b", "c"])[k], "m": m})
     codes = gb.Batch.from_codes(model.kb, {"x": x, "n": n, "k": k, "m": np.nan_to_num(m),
-                                           gb.rules.missing_key("m"): miss}, 30)
+                                           gb.rules.engine.missing_key("m"): miss}, 30)
     expected = model.predict(labels)
     assert model.predict(codes)["y"].tolist() == expected["y"].tolist()
     ev, _ = model.decision.evaluate(model.batch(labels))
     assert ev.code("y").tolist() == [["lo", "hi"].index(v) for v in expected["y"]]
     # a row's variants: codes changed, an int code rounded, a value set missing
     batch = model.batch(labels)
-    rows = batch.variants(model.kb, 2, [{}, {"n": 8.6, "k": 1}, {"m": gb.rules.MISSING}])
+    rows = batch.variants(model.kb, 2, [{}, {"n": 8.6, "k": 1}, {"m": gb.rules.engine.MISSING}])
     again = pd.DataFrame({"x": [x[2]] * 3, "n": [n[2], 9, n[2]],
                           "k": [labels.k[2], "b", labels.k[2]], "m": [m[2], m[2], np.nan]})
     assert model.predict(rows)["y"].tolist() == model.predict(again)["y"].tolist()

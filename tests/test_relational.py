@@ -199,7 +199,7 @@ def test_syntax_errors_in_relational_text_are_located():
 
 def test_relational_ast_nodes_are_public_and_walkable():
     kb_text = "set c: 0..1\ninput x[c]: bool\noutput y: bool\nrule r: (forall i in c: x[i]) -> y\n"
-    (stmt,) = [s for s in gr.parse_statements(kb_text) if isinstance(s, A.Rule)]
+    (stmt,) = [s for s in gr.engine.parse_statements(kb_text) if isinstance(s, A.Rule)]
     assert isinstance(stmt.body, A.Quantified)
     assert [n.name for n in A.walk(stmt.body) if isinstance(n, A.Index)] == ["x"]
     assert A.is_relational(stmt)
@@ -962,7 +962,7 @@ def test_the_grounding_limit_is_checked_before_any_statement_is_grounded(monkeyp
         gr.parse(head + rules)
     assert len(err.value.diagnostics) == 1 and err.value.location.line == 3 + 10
     assert grounded == []
-    one = gr.parse_statements(head + rules.splitlines()[0])
+    one = gr.engine.parse_statements(head + rules.splitlines()[0])
     g = _ground._Grounder(one, None, None)
     g.declare_families()
     estimate = g._refuse_oversized()

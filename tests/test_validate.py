@@ -68,15 +68,15 @@ def test_all_problems_are_reported_together():
 
 def test_enum_value_on_the_left_resolves():
     kb = gr.parse(BASE + "rule r: retired == employment -> approve")
-    assert kb.rules["r"].body.left == gr.Sym("retired")
+    assert kb.rules["r"].body.left == gr.ast.Sym("retired")
 
 
 def test_enum_value_clashing_with_a_variable_is_refused():
     text = BASE.replace("{employed, retired}", "{employed, age}")
     with pytest.raises(gr.RuleError, match="'age' is both a variable and a value"):
         kb = gr.KnowledgeBase([*gr.parse(text).statements,
-                               gr.Rule("r", gr.Compare("==", gr.Var("employment"), gr.Sym("age")),
-                                       gr.Head("approve"))])
+                               gr.ast.Rule("r", gr.ast.Compare("==", gr.ast.Var("employment"), gr.ast.Sym("age")),
+                                       gr.ast.Head("approve"))])
         assert kb  # pragma: no cover
 
 
@@ -209,7 +209,7 @@ def test_validation_keeps_the_nodes_it_does_not_change():
     kb = gr.KnowledgeBase(statements)
     r, s = statements[-2], statements[-1]
     assert kb.rules["r"] is r
-    assert kb.rules["s"] is not s and kb.rules["s"].body.args[1].right == gr.Sym("retired")
+    assert kb.rules["s"] is not s and kb.rules["s"].body.args[1].right == gr.ast.Sym("retired")
     assert kb.rules["s"].body.args[0] is s.body.args[0]   # the untouched side is kept
 
 
@@ -239,10 +239,10 @@ def test_statements_taken_out_of_a_program_get_numbers_of_their_own():
     kb = gr.parse("set s: 0..2\ninput x[s]: real\noutput y: bool\n"
                   "rule r[i in s]: x[i] > ~0.5 -> y\n")
     members = list(kb.statements)
-    shared = {id(n) for st in members if isinstance(st, gr.Rule)
+    shared = {id(n) for st in members if isinstance(st, gr.ast.Rule)
               for n in [st.body.right]}
     assert len(shared) == 1   # the template's one node
     flat = gr.KnowledgeBase(members)
     assert flat == kb and flat.program is None
-    own = [st.body.right for st in flat.statements if isinstance(st, gr.Rule)]
+    own = [st.body.right for st in flat.statements if isinstance(st, gr.ast.Rule)]
     assert len({id(n) for n in own}) == 3 and all(n.learnable for n in own)

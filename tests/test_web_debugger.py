@@ -187,9 +187,9 @@ def test_rules_come_as_text_with_their_numbers_in_place_and_statistics(clean):
             assert [p["value"] for p in slots if p["slot"] == "weight"] == [r["weight"]]
             assert r["parts"][0]["text"].startswith(f"rule {name} weight ")
         # the pieces put back are the rule as the language prints it
-        text = "".join(p["text"] if "text" in p else gb.rules.to_text(gb.rules.Num(p["value"]))
+        text = "".join(p["text"] if "text" in p else gb.rules.to_text(gb.rules.ast.Num(p["value"]))
                        if p["slot"] == "number" else repr(p["value"]) for p in r["parts"])
-        assert gb.rules.parse_statements(text) == gb.rules.parse_statements(r["text"])
+        assert gb.rules.engine.parse_statements(text) == gb.rules.engine.parse_statements(r["text"])
         assert r["stats"] == {k: stats.loc[name, k] for k in r["stats"]}
     assert [p.get("role") for p in rules["large_irregular"]["parts"] if "slot" in p] == [
         None, "threshold", "threshold"]

@@ -8,7 +8,7 @@ import pandas as pd
 import torch
 
 from greybox.rules import ast as A
-from greybox.rules import missing_key
+from greybox.rules.engine import missing_key
 
 
 def cohorts(dbg, *, max_depth: int = 3, min_size: int = 10) -> pd.DataFrame:

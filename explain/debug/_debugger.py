@@ -396,7 +396,7 @@ class Debugger:
         Each suggestion adds one rule ``rule learned_N weight W: CONDITIONS -> HEAD`` --
         a conjunction of at most ``max_conditions`` conditions over the table inputs and
         the neural concepts, thresholds at the data's breakpoints
-        (:func:`greybox.rules.search_conjunctions`), the weight the rows' current scores
+        (:func:`greybox.rules.engine.search_conjunctions`), the weight the rows' current scores
         need -- chosen for failures fixed minus correct rows broken and checked against
         the existing rules (not dead, not subsumed, no contradiction:
         :func:`greybox.rules.check`). Its ``fixed`` and ``broken`` are then what

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from greybox.errors import RuleError, listed
 from greybox.rules import ast as A
-from greybox.rules import parse_statements
+from greybox.rules.engine import parse_statements
 
 __all__ = ["EDIT_FIELDS", "MAX_EDIT_TEXT", "AddStatement", "Disable", "DropResidual", "Edit",
            "Remove", "Replace", "SetThreshold", "SetWeight", "parse_edit"]

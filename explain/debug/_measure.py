@@ -13,7 +13,8 @@ import pandas as pd
 
 from greybox.errors import DataError, GreyboxError, ModelError
 from greybox.rules import ast as A
-from greybox.rules import check, entails, expr_to_text, parse_formula, timeout_seconds
+from greybox.rules import check, entails, parse_formula
+from greybox.rules.engine import expr_to_text, timeout_seconds
 
 from ._edits import Disable, Edit, Remove, SetThreshold, SetWeight, _find, _numbers, parse_edit
 from ._show import _py

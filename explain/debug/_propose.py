@@ -1,7 +1,7 @@
 """New rules proposed to the debugger: rules that fix failures, and rules that say what a
 residual network adds.
 
-Both build on :func:`greybox.rules.search_conjunctions`. A rule ``BODY -> HEAD``
+Both build on :func:`greybox.rules.engine.search_conjunctions`. A rule ``BODY -> HEAD``
 with weight ``w`` adds ``w`` to the score of the head's value (``not y``: to False's) on
 the rows where its body holds, and changes nothing elsewhere. So, from each row's current
 scores, the weight a row *needs* for the head's value to win is known exactly (the gap to
@@ -26,7 +26,7 @@ import torch
 
 import greybox.rules as gr
 from greybox.rules import ast as A
-from greybox.rules import search_conjunctions
+from greybox.rules.engine import search_conjunctions
 
 from ._edits import AddStatement, DropResidual
 

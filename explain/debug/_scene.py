@@ -11,7 +11,7 @@ import torch
 
 from greybox.errors import GreyboxError
 from greybox.rules import ast as A
-from greybox.rules import plan
+from greybox.rules.engine import plan
 
 from ._edits import Disable, SetThreshold, SetWeight, _numbers
 from ._show import _py

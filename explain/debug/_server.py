@@ -44,7 +44,7 @@ from importlib import resources
 from urllib.parse import parse_qs, urlparse
 
 from greybox.errors import GreyboxError, RuleError
-from greybox.rules import timeout_seconds
+from greybox.rules.engine import timeout_seconds
 
 from . import _views as V
 from ._edits import EDIT_FIELDS, MAX_EDIT_TEXT, MAX_NAME, parse_edit

@@ -405,7 +405,7 @@ def _constraint_number(scene, c, index, num):
 
 
 def _closure_vars(kb, expr) -> set:
-    from greybox.rules import closure
+    from greybox.rules.engine import closure
 
     return closure(kb, A.variables(expr))
 

@@ -11,8 +11,8 @@ import pandas as pd
 import torch
 
 from greybox.errors import DataError, ModelError
-from greybox.rules import align_labels, decode_bools, family_columns, missing_values
 from greybox.rules import ast as A
+from greybox.rules.engine import align_labels, decode_bools, family_columns, missing_values
 
 from ._show import _cell
 

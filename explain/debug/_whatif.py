@@ -10,8 +10,9 @@ from dataclasses import dataclass
 import pandas as pd
 
 from greybox.errors import ModelError
-from greybox.rules import KnowledgeBase, parse_statements
+from greybox.rules import KnowledgeBase
 from greybox.rules import ast as A
+from greybox.rules.engine import parse_statements
 
 from ._edits import DropResidual, Edit, NotFound, Remove, Replace, _ReplaceBy
 from ._export import relational_kb

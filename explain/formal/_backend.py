@@ -19,7 +19,7 @@ import numpy as np
 
 from greybox.errors import ModelError
 from greybox.rules import ast as A
-from greybox.rules import plan
+from greybox.rules.engine import plan
 
 from ._networks import count_relus
 from ._protocol import Backend, Problem
@@ -48,7 +48,7 @@ def resolve_level(level: str, model, max_relus: int) -> str:
     otherwise (and for rules alone, where both are the same)."""
     if level not in ("auto", "concept", "input"):
         raise ModelError(f"level must be 'auto', 'concept' or 'input', got {level!r}")
-    from greybox.rules import constrains_networks as repair_needed
+    from greybox.rules.engine import constrains_networks as repair_needed
 
     kb = model.kb
     if repair_needed(kb):

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from greybox.errors import ModelError, SolverError
-from greybox.rules import MISSING, timeout_seconds, z3_serialised
+from greybox.rules.engine import MISSING, timeout_seconds, z3_serialised
 
 from .._parallel import per_row
 from ._backend import _additive, _problem

@@ -9,7 +9,7 @@ import numpy as np
 
 from greybox.errors import ModelError
 from greybox.rules import ast as A
-from greybox.rules import definite, not_false, plan
+from greybox.rules.engine import definite, not_false, plan
 
 from ._milp_program import Lin, Program, _lin
 from ._networks import propagate

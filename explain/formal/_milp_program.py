@@ -158,7 +158,7 @@ class Program:
         """``(a // d, a % d)`` (floor semantics): integers ``q``, ``r`` with
         ``a = q d + r`` and ``0 <= r <= d - 1`` (or ``d + 1 <= r <= 0`` for a negative
         divisor; validation has made sure ``d``'s range excludes 0)."""
-        from greybox.rules import op_interval
+        from greybox.rules.engine import op_interval
 
         bounds = [self.int_bounds(a), self.int_bounds(d)]
         if bounds[1][0] <= 0 <= bounds[1][1]:
@@ -177,7 +177,7 @@ class Program:
     def extreme(self, op: str, xs: list[Lin]) -> Lin:
         """``min(xs)`` or ``max(xs)`` of integer expressions: ``m`` on the right side of
         every one and equal to the one a selector binary picks (big-M from the bounds)."""
-        from greybox.rules import op_interval
+        from greybox.rules.engine import op_interval
 
         bounds = [self.int_bounds(x) for x in xs]
         lo, hi = op_interval(op, bounds)

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from greybox.rules import MISSING
 from greybox.rules import ast as A
+from greybox.rules.engine import MISSING
 
 from ._milp_encoding import _Compiler
 from ._milp_program import Lin, _lin

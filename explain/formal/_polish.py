@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from greybox.rules import MISSING
 from greybox.rules import ast as A
+from greybox.rules.engine import MISSING
 
 from ._protocol import NO_WISHES, Wishes
 from ._row import (

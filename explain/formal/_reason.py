@@ -14,7 +14,7 @@ import torch
 
 from greybox.errors import ModelError, SolverError
 from greybox.rules import ast as A
-from greybox.rules import closure, timeout_seconds, z3_serialised
+from greybox.rules.engine import closure, timeout_seconds, z3_serialised
 
 from .._parallel import per_row
 from ._backend import _additive, _problem

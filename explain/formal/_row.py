@@ -13,8 +13,8 @@ import torch
 
 from greybox import Batch
 from greybox.errors import ModelError
-from greybox.rules import MISSING, missing_key
 from greybox.rules import ast as A
+from greybox.rules.engine import MISSING, missing_key
 
 __all__ = ["concepts_after", "decision_on", "decisions_on", "distance", "inputs_after", "num", "overridden",
            "person_step", "pull_back", "residual_facts", "round_changes", "row_position",

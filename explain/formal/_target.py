@@ -82,7 +82,7 @@ def target_of(kb, output: str, target) -> Target:
         if atom is None:
             raise ModelError(f"target {target!r}: each part must compare {output!r} with a "
                              f"number ('{output} >= 150'), joined by 'and'; got "
-                             f"{gr.expr_to_text(e)!r}")
+                             f"{gr.engine.expr_to_text(e)!r}")
         atoms.append(atom)
     return Target(output, target.strip(), tuple(atoms))
 

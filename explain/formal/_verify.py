@@ -8,14 +8,8 @@ import numpy as np
 import pandas as pd
 
 from greybox.rules import ast as A
-from greybox.rules import (
-    entails,
-    evaluate,
-    expr_to_text,
-    parse_formula,
-    timeout_seconds,
-    z3_serialised,
-)
+from greybox.rules import entails, evaluate, parse_formula
+from greybox.rules.engine import expr_to_text, timeout_seconds, z3_serialised
 
 from .._parallel import per_property
 from ._backend import BACKENDS, choose, resolve_level

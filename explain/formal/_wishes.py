@@ -8,8 +8,8 @@ from __future__ import annotations
 import numpy as np
 
 from greybox.errors import ModelError
-from greybox.rules import MISSING
 from greybox.rules import ast as A
+from greybox.rules.engine import MISSING
 
 from ._protocol import Wishes
 from ._row import show

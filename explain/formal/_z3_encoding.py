@@ -12,8 +12,9 @@ from fractions import Fraction
 import z3
 
 from greybox.errors import ModelError
-from greybox.rules import Z3Encoding, call_cache, in_context, not_false, plan
+from greybox.rules import Z3Encoding
 from greybox.rules import ast as A
+from greybox.rules.engine import call_cache, in_context, not_false, plan
 
 from ._networks import propagate
 

@@ -28,8 +28,8 @@ import time
 from fractions import Fraction
 
 from greybox.errors import ModelError
-from greybox.rules import MISSING, not_false, z3_serialised
 from greybox.rules import ast as A
+from greybox.rules.engine import MISSING, not_false, z3_serialised
 
 from ._milp_encoding import compile_decision
 from ._milp_program import EPS, Lin, Program

@@ -18,7 +18,8 @@ import numpy as np
 import z3
 
 from greybox.errors import ModelError, SolverError
-from greybox.rules import (
+from greybox.rules import ast as A
+from greybox.rules.engine import (
     MISSING,
     not_false,
     real_value,
@@ -26,7 +27,6 @@ from greybox.rules import (
     z3_milliseconds,
     z3_serialised,
 )
-from greybox.rules import ast as A
 
 from ._protocol import NO_WISHES, Backend, Problem, Wishes
 from ._row import residual_facts, row_state

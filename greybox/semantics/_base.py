@@ -18,7 +18,7 @@ import torch.nn.functional as nn_f
 from greybox.errors import ModelError
 from greybox.functional import safe_log
 from greybox.rules import ast as A
-from greybox.rules import definite, missing_key, not_false, plan
+from greybox.rules.engine import definite, missing_key, not_false, plan
 
 from .._batch import kb_cached
 from .._trace import LazyValues, Trace

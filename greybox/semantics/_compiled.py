@@ -15,7 +15,7 @@ from greybox import functional as F
 from greybox._batch import kb_cached
 from greybox.errors import ModelError
 from greybox.rules import ast as A
-from greybox.rules import closure, exact_in_float64
+from greybox.rules.engine import closure, exact_in_float64
 
 from .._linear import compile_linear, linear_form
 

@@ -20,7 +20,7 @@ import torch
 from greybox._linear import FACTOR_LIMIT
 from greybox.errors import ModelError
 from greybox.rules import ast as A
-from greybox.rules import expr_to_text
+from greybox.rules.engine import expr_to_text
 
 from ._fields import Field, binop, expand, joint_size
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import torch
 
 from greybox.rules import ast as A
-from greybox.rules import closure, definite, not_false, plan
+from greybox.rules.engine import closure, definite, not_false, plan
 
 from .._batch import kb_cached
 

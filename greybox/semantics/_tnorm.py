@@ -19,7 +19,7 @@ from greybox import functional as F
 from greybox._batch import kb_cached
 from greybox.errors import ModelError
 from greybox.rules import ast as A
-from greybox.rules import closure
+from greybox.rules.engine import closure
 
 from ._base import Context, Env, Semantics
 from ._compiled import EXACT_FLOAT32, smooth_truth, stated_threshold, wide_int

@@ -14,7 +14,7 @@ import torch
 
 from greybox.errors import ModelError
 from greybox.rules import ast as A
-from greybox.rules import type_to_text
+from greybox.rules.engine import type_to_text
 
 from .._trace import Trace
 from ._base import Semantics

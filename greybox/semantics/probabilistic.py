@@ -33,7 +33,7 @@ from greybox._batch import kb_cached
 from greybox._linear import FACTOR_LIMIT
 from greybox.errors import ModelError
 from greybox.rules import ast as A
-from greybox.rules import expr_to_text, not_false, plan, type_to_text, value_set
+from greybox.rules.engine import expr_to_text, not_false, plan, type_to_text, value_set
 
 from ._base import Context, Env, Semantics
 from ._compiled import int_leaves, nonlinear, smooth_truth, stated_threshold, wide_int
