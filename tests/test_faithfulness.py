@@ -13,6 +13,8 @@ without a residual network and a neural concept.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -599,3 +601,21 @@ def test_a_reason_for_a_row_far_outside_the_training_range_survives_predict(a):
         for name, value in r.facts.items():
             samples[name] = value
         assert (model.predict(samples)["out"] == decision).all(), (a, b, r)
+
+
+def test_a_network_changed_in_place_is_encoded_again():
+    """The Z3 background of a model is kept between calls: a concept network whose weights
+    change in place (edited, trained further) must be encoded anew, or input-level
+    answers describe the old network (the counterfactual was refused by predict)."""
+    import pandas as pd
+
+    folder = Path(__file__).resolve().parent / "data" / "checkpoints_v2"
+    model = gb.load(folder / "neural.pt")
+    rows = pd.read_csv(folder / "neural.csv")[["a", "b"]].head(1)
+    before = gb.explain.counterfactual(model, rows, 0, "ok", backend="z3", level="input")
+    with torch.no_grad():
+        for p in model.networks["grade"].parameters():
+            p.mul_(-1.0)
+    after = gb.explain.counterfactual(model, rows, 0, "ok", backend="z3", level="input")
+    assert after.new_decision != before.new_decision   # the network now decides otherwise
+    assert model.predict(after.row_after)["ok"].iloc[0] == after.new_decision

@@ -256,3 +256,20 @@ def test_explanations_import_no_private_module_of_the_model():
     greybox.functional, greybox.write_atomic, greybox.rules), never greybox._* modules."""
     found = _lines_matching(["explain"], r"from greybox\._|import greybox\._|from greybox import _")
     assert not found, found
+
+
+def test_the_crisp_semantics_old_evaluation_name_warns_and_works():
+    """``greybox.semantics.crisp.crisp_evaluation`` (another name for the model's decision,
+    removed by the renovation) still answers, with a warning naming its replacement."""
+    import greybox as gb
+    import greybox.semantics.crisp as crisp
+
+    model = gb.GreyBox("input x: real  output y: bool  rule r weight 2: x > 1 -> y",
+                       semantics="product")
+    batch = model.batch({"x": [0.0, 3.0]})
+    with pytest.warns(DeprecationWarning, match=r"model\.decision\.evaluate\(batch\)"):
+        old = crisp.crisp_evaluation
+    ev, _ = old(model, batch)
+    assert ev.decisions["y"].tolist() == model.predict({"x": [0.0, 3.0]})["y"].tolist()
+    with pytest.raises(AttributeError, match="no_such_name"):
+        crisp.no_such_name

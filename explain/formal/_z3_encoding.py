@@ -6,9 +6,11 @@ an ``If``)."""
 
 from __future__ import annotations
 
+import hashlib
 import weakref
 from fractions import Fraction
 
+import torch
 import z3
 
 from greybox.errors import ModelError
@@ -63,13 +65,15 @@ def _background(model, kb, bias: dict, level: str, max_relus: int, residual: str
     network's exact encoding. A residual network is ``"fixed"`` (its logit is in
     ``bias``), ``"free"`` (any logit) or ``"encoded"`` (exactly, from the inputs).
 
-    Built once per model, knowledge base, biases, level and residual mode, in a template
+    Built once per model, knowledge base, biases, level, residual mode and -- where it
+    encodes networks -- their parameters' values, in a template
     context of the model's; each serialised call gets a copy translated into its own
     context (Z3's translation, one pass over the shared terms), so that calls share no
     state and their answers do not depend on earlier calls."""
     if model.residual is None:
         residual = "fixed"
-    key = (repr(sorted(bias.items())), level, max_relus, residual)
+    key = (repr(sorted(bias.items())), level, max_relus, residual,
+           _networks_read(model, level, residual))
     cache = _CACHE.setdefault(model, {})
     if not (cache.get("kb") is kb and cache.get("key") == key):   # the same object
         template = z3.Context()
@@ -85,6 +89,24 @@ def _background(model, kb, bias: dict, level: str, max_relus: int, residual: str
     if held is None or held[0] is not cache["enc"]:
         held = copies[("background", model)] = (cache["enc"], *_translated(cache, here))
     return held[1], held[2]
+
+
+def _networks_read(model, level: str, residual: str) -> str | None:
+    """A digest of the values of the networks the background encodes (the concept networks
+    at the input level, an encoded residual), so that a network changed in place (its
+    weights edited, trained further) is encoded again; None where none is encoded."""
+    modules = []
+    if level == "input":
+        modules += [model.networks[k] for k in sorted(model.networks)]
+    if residual == "encoded":
+        modules.append(model.residual)
+    tensors = [t for m in modules for t in (*m.parameters(), *m.buffers())]
+    if not tensors:
+        return None
+    digest = hashlib.blake2b(digest_size=16)
+    for t in tensors:
+        digest.update(t.detach().to("cpu", torch.float64).contiguous().numpy().tobytes())
+    return digest.hexdigest()
 
 
 def _build_background(model, kb, bias: dict, level: str, max_relus: int, residual: str):

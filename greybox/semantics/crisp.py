@@ -168,3 +168,20 @@ def _values(kb, ev, batch, logits, tensor) -> dict:
         else:
             values[name] = out.detach()
     return values
+
+
+def __getattr__(name: str):
+    """``crisp_evaluation`` (removed: another name for the model's decision) still works,
+    with a DeprecationWarning naming its replacement."""
+    if name == "crisp_evaluation":
+        import warnings
+
+        warnings.warn("greybox.semantics.crisp.crisp_evaluation(model, batch) is deprecated: "
+                      "use model.decision.evaluate(batch)", DeprecationWarning, stacklevel=2)
+        return _crisp_evaluation
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _crisp_evaluation(model, batch):
+    """The crisp evaluation and the networks' logits of ``batch``: the model's decision."""
+    return model.decision.evaluate(batch)
