@@ -56,6 +56,14 @@ class Evaluation:
         self.n: int = run.n
         #: per row, whether no decision satisfies the hard constraints (bool array)
         self.infeasible_rows: np.ndarray = run.infeasible
+        self._sealed = True
+
+    def __setattr__(self, name: str, value) -> None:
+        """Read-only once made (as the frozen record it was): its tables are written on
+        first use, never by the caller."""
+        if self.__dict__.get("_sealed", False):
+            raise AttributeError(f"an Evaluation is read-only: cannot set {name!r}")
+        object.__setattr__(self, name, value)
 
     def __repr__(self) -> str:
         return f"<Evaluation of {self.n} row{'s' * (self.n != 1)}>"

@@ -411,3 +411,14 @@ def test_an_evaluation_writes_its_tables_of_labels_on_first_use_only():
     ev = gr.engine.evaluate_codes(kb, codes, n=5)
     ev.code("grade")
     assert not {"decisions", "values", "scores", "bodies", "violations"} & set(vars(ev))
+
+
+def test_an_evaluation_is_read_only():
+    """Its tables are written on first use, never by the caller (it was a frozen record
+    before it computed on codes)."""
+    kb = gr.parse("input x: real  output y: bool  rule r weight 2: x > 1 -> y")
+    ev = gr.evaluate(kb, {"x": [0.0, 3.0]})
+    for name in ("decisions", "kb", "n", "anything"):
+        with pytest.raises(AttributeError, match=f"read-only: cannot set '{name}'"):
+            setattr(ev, name, None)
+    assert ev.decisions["y"].tolist() == [False, True]
