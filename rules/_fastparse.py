@@ -7,7 +7,7 @@ of: anything else -- relational statements (sets, families, indexed names, quant
 aggregates, ``^``), a name spelled like a keyword, a syntax error, any token it does not
 expect -- raises :class:`Fallback`, and the text is parsed by Lark, whose grammar
 (``grammar.lark``) stays the definition of the language and whose errors are reported.
-``tests/test_parser.py`` checks the two agree on text generated from the grammar.
+``tests/language/test_parser.py`` checks the two agree on text generated from the grammar.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ walks of the formula per batch. Groundings of one template share the formula's s
 differ only in the variables they read, so they are grouped by shape (a :class:`Stack`)
 and evaluated once, by the same fuzzy context, on values stacked along a groundings axis:
 truth degrees (rows, G), distributions (rows, G, K). The truth degrees are the same,
-elementwise, as evaluating each grounding alone (``tests/test_relational.py`` checks it).
+elementwise, as evaluating each grounding alone (``tests/features/test_relational.py`` checks it).
 
 Rules of one template are stacked the same way (:class:`RuleStack`): their bodies evaluated
 at once, their contributions ``weight * body`` summed per head variable with one

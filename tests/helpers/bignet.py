@@ -1,5 +1,5 @@
 """A ResNet-like concept network of over 10M parameters on 8x8 digit images (built from
-torch layers, nothing downloaded), for tests/test_bignet.py and benchmarks/_bench_bignet.py."""
+torch layers, nothing downloaded), for tests/explain/test_bignet.py and benchmarks/_bench_bignet.py."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Run by tests/test_ddp.py under torchrun: trains one model on 2 processes (gloo)."""
+"""Run by tests/model/test_ddp.py under torchrun: trains one model on 2 processes (gloo)."""
 
 import json
 import sys

@@ -1,4 +1,4 @@
-"""Writes the checkpoints of tests/test_checkpoint_compat.py (run once, with the code of
+"""Writes the checkpoints of tests/model/test_checkpoint_compat.py (run once, with the code of
 the day they stand for): ``python tests/data/checkpoints_v2/make.py``.
 
 Each model is saved as NAME.pt beside NAME.csv, its input rows with the model's

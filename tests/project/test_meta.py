@@ -12,7 +12,7 @@ import greybox
 import greybox.errors as errors
 import greybox.rules as gr
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
 def test_importing_rules_does_not_import_torch_or_model_code():

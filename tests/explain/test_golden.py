@@ -1,8 +1,8 @@
 """Golden text: the exact ``str`` of each result object on a small fixed model, and every
 result object renders three ways (``__str__``, ``to_frame``, ``_repr_html_``).
 
-Other golden texts live beside their subject: a trace (tests/test_model.py), a row of an
-explanation, a reason, a counterfactual and a refutation (tests/test_explain.py).
+Other golden texts live beside their subject: a trace (tests/model/test_model.py), a row of an
+explanation, a reason, a counterfactual and a refutation (tests/explain/test_explain.py).
 """
 
 import pandas as pd

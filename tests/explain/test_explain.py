@@ -14,7 +14,7 @@ import greybox as gb
 from greybox.explain import METHODS
 from greybox.rules.ast import is_finite_type
 
-from .conftest import EXAMPLES
+from tests.conftest import EXAMPLES
 
 
 class _Table(nn.Module):

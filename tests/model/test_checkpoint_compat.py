@@ -14,7 +14,7 @@ import pytest
 
 import greybox as gb
 
-DATA = Path(__file__).parent / "data" / "checkpoints_v2"
+DATA = Path(__file__).resolve().parents[1] / "data" / "checkpoints_v2"
 NAMES = ("propositional", "relational", "neural", "regression")
 
 

@@ -17,7 +17,7 @@ from torch import nn
 
 import greybox as gb
 
-from .conftest import EXAMPLES
+from tests.conftest import EXAMPLES
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ import greybox as gb
 from greybox import _io
 from greybox.cli import main
 
-from .conftest import EXAMPLES
+from tests.conftest import EXAMPLES
 
 IMAGES = """
 input img: tensor[64]
@@ -123,7 +123,7 @@ def test_a_custom_network_must_be_given_and_the_error_says_how(tmp_path):
     path = tmp_path / "m.pt"
     model.save(path)
     with pytest.raises(gb.CheckpointError, match=r"network 'flat' cannot be rebuilt from the "
-                       r"file: it is a custom module \(tests.test_hardening_load.DigitNet\), "
+                       r"file: it is a custom module \(tests.model.test_hardening_load.DigitNet\), "
                        r"and a file holds data, never code; pass networks=\{'flat': module\}"):
         gb.load(path)
     assert gb.load(path, networks={"flat": DigitNet()}).to_kb() == model.to_kb()
@@ -145,7 +145,7 @@ def test_the_cli_words_a_needed_custom_module_as_its_option(custom_residual, cap
     assert main(["explain", str(path), str(data)]) == 2
     err = capsys.readouterr().err
     assert (f"greybox explain: {path}: the residual network for 'y' cannot be rebuilt from the "
-            "file: it is a custom module (tests.test_hardening_load.MyLinear), and a file holds "
+            "file: it is a custom module (tests.model.test_hardening_load.MyLinear), and a file holds "
             "data, never code; give --networks module:function") in err
     assert "(networks, residual)" in err
     assert "residual=" not in err and "Traceback" not in err

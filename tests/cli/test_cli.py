@@ -8,7 +8,7 @@ import pytest
 
 from greybox.cli import build_parser, main
 
-from .conftest import EXAMPLES
+from tests.conftest import EXAMPLES
 
 
 def run(*args):

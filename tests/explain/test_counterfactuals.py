@@ -14,7 +14,7 @@ import pytest
 
 import greybox as gb
 from greybox.rules import ast as A
-from tests.test_faithfulness_fuzz import Case
+from tests.explain.test_faithfulness_fuzz import Case
 
 BACKENDS = ["z3", "milp"]
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-WORKER = Path(__file__).resolve().parent / "helpers" / "ddp_worker.py"
+WORKER = Path(__file__).resolve().parents[1] / "helpers" / "ddp_worker.py"
 
 
 @pytest.mark.slow

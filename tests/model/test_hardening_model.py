@@ -14,7 +14,7 @@ from torch import nn
 
 import greybox as gb
 
-from .conftest import EXAMPLES
+from tests.conftest import EXAMPLES
 
 DIGIT = """
 input img: tensor[64]

@@ -9,7 +9,7 @@ the MILP's linearisation (every operator solved at every operand value), the fuz
 semantics, exact inference against brute-force enumeration (values, rule bodies,
 gradients; a sum of products stays polynomial), and faithfulness: counterfactuals,
 reasons and ``verify`` of both solvers replayed through ``predict``, on a fixed model
-and on the fuzzer's models with arithmetic (``tests/test_faithfulness_fuzz.py``,
+and on the fuzzer's models with arithmetic (``tests/explain/test_faithfulness_fuzz.py``,
 ``arith=True``).
 """
 
@@ -32,8 +32,8 @@ from greybox.rules._intervals import interval, op_interval, value_set
 from greybox.rules._parser import parse_fragment
 from greybox.rules._z3 import arith_term
 
-from .test_faithfulness_fuzz import run_case
-from .test_parser import _fast_agrees_with_lark
+from tests.explain.test_faithfulness_fuzz import run_case
+from tests.language.test_parser import _fast_agrees_with_lark
 
 PY = {"//": lambda a, d: a // d, "%": lambda a, d: a % d, "min": min, "max": max,
       "abs": abs}
@@ -480,7 +480,7 @@ def test_fuzzed_models_with_arithmetic_are_faithful(seed):
 
 
 def test_the_arithmetic_generator_builds_its_models():
-    from .test_faithfulness_fuzz import Case
+    from tests.explain.test_faithfulness_fuzz import Case
 
     texts = [Case(seed, arith=True).text for seed in range(20)]     # none refused
     ops = ("*", "//", "%", "min(", "max(", "abs(")

@@ -12,7 +12,7 @@ A block that cannot run in the tests is marked on the line before its fence with
 ``<!-- no-test: reason -->``; keep such exceptions rare. Shell commands are ```bash
 blocks, outputs are ``` or ```text blocks.
 
-Run one page by hand, from the repository root:  python tests/test_docs.py docs/models.md
+Run one page by hand, from the repository root:  python tests/project/test_docs.py docs/models.md
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 FENCE = re.compile(r"^(?P<indent> *)(?P<fence>```+|~~~+)\s*(?P<info>[^`\s]*)[^`]*$")
 NO_TEST = re.compile(r"^\s*<!--\s*no-test:\s*(?P<reason>\S.*?)\s*-->\s*$")

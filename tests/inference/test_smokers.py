@@ -13,7 +13,7 @@ import torch
 
 import greybox as gb
 
-from .conftest import EXAMPLES
+from tests.conftest import EXAMPLES
 
 
 @pytest.fixture(scope="module")

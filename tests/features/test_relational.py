@@ -11,7 +11,7 @@ import greybox.rules as gr
 from greybox.errors import RuleError, RuleSyntaxError
 from greybox.rules import ast as A
 
-from .conftest import EXAMPLES
+from tests.conftest import EXAMPLES
 
 SUDOKU = """\
 set cell: 0..15

@@ -609,7 +609,7 @@ def test_a_network_changed_in_place_is_encoded_again():
     answers describe the old network (the counterfactual was refused by predict)."""
     import pandas as pd
 
-    folder = Path(__file__).resolve().parent / "data" / "checkpoints_v2"
+    folder = Path(__file__).resolve().parents[1] / "data" / "checkpoints_v2"
     model = gb.load(folder / "neural.pt")
     rows = pd.read_csv(folder / "neural.csv")[["a", "b"]].head(1)
     before = gb.explain.counterfactual(model, rows, 0, "ok", backend="z3", level="input")

@@ -17,9 +17,9 @@ from greybox.explain import SetThreshold
 from greybox.explain.debug._edits import _numbers, parse_edit
 from greybox.explain.debug._server import DebugServer
 
-from .conftest import EXAMPLES
+from tests.conftest import EXAMPLES
 
-SHOTS = Path(__file__).resolve().parent.parent / "docs" / "img"
+SHOTS = Path(__file__).resolve().parents[2] / "docs" / "img"
 #: the example's knowledge (soft constraints) and a hard constraint every row satisfies
 KNOWLEDGE = """
 constraint clearly_malignant weight 1.0:

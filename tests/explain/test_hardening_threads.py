@@ -16,7 +16,7 @@ import pytest
 import greybox as gb
 import greybox.rules as gr
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 RULES = """
 input age: int 0..120

@@ -102,7 +102,7 @@ def rows():
 
 
 def test_syntax_prints_back_and_the_fast_path_builds_what_lark_builds(kb):
-    from .test_parser import _fast_agrees_with_lark
+    from tests.language.test_parser import _fast_agrees_with_lark
 
     assert kb.variables["income"].optional and not kb.variables["age"].optional
     assert gr.parse(gr.to_text(kb)) == kb

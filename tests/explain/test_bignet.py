@@ -19,7 +19,7 @@ from greybox.explain._params import _Flat, _forward, parameter_attributions
 from greybox.explain.debug import _tracin
 from greybox.explain.debug._tracin import _loss, tracin_influence, tracin_layers
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 RULES = """
 input img: tensor[16]

@@ -1,9 +1,9 @@
 """Faithfulness under random structure: every formal result is a statement about the
 function ``predict`` computes, checked by running ``predict`` on random small models.
 
-tests/test_faithfulness.py checks one fixed rule template with random numbers; here the
+tests/explain/test_faithfulness.py checks one fixed rule template with random numbers; here the
 structure is random too (seeded numpy, so a failing seed reproduces with
-``pytest tests/test_faithfulness_fuzz.py -k "seed-17"``): real (bounded and unbounded),
+``pytest tests/explain/test_faithfulness_fuzz.py -k "seed-17"``): real (bounded and unbounded),
 int, enum and bool inputs; nested and/or/not; sums and scaled differences; ``count(...)``;
 a bool ``define`` read by rules, a real ``define`` compared in them, a decided
 intermediate ``define`` concluded by rules and read by others, a neural bool concept;
@@ -23,12 +23,12 @@ few rows:
 - a property ``verify`` proves is never contradicted by ``predict`` on samples of its
   premise, and a counterexample it returns is one ``predict`` agrees with.
 
-Hypothesis' AST strategies of tests/test_roundtrip.py generate printable text (names
+Hypothesis' AST strategies of tests/language/test_roundtrip.py generate printable text (names
 such as ``not``, numbers such as 1e20 and 2.5e-300, weights up to 100), most of which
 would be refused or numerically degenerate as models; this generator writes models
 whose thresholds sit inside the inputs' ranges, so that every decision can flip.
 A SolverError (a time-out; counterfactuals get 5 s here) is counted, not a failure:
-``python tests/test_faithfulness_fuzz.py 0 200`` runs seeds 0..199 and prints the counts.
+``python tests/explain/test_faithfulness_fuzz.py 0 200`` runs seeds 0..199 and prints the counts.
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ INPUTS = {
     "flag": ("bool", None),
 }
 #: inputs of the models with non-linear integer arithmetic (``arith=True``: k and j,
-#: read by ``*``, ``//``, ``%``, ``min``, ``max`` and ``abs``; tests/test_arithmetic.py)
+#: read by ``*``, ``//``, ``%``, ``min``, ``max`` and ``abs``; tests/features/test_arithmetic.py)
 ARITH_INPUTS = {"j": ("int -3..3", (-3, 3))}
 #: how the test's own counts come out (reported by test_the_generator_is_mostly_accepted)
 STATS: collections.Counter = collections.Counter()
@@ -911,7 +911,7 @@ def test_a_counterfactuals_timeout_bounds_all_its_solver_calls_together(monkeypa
     assert sum(calls[:2]) <= 0.5 + 1e-3 and 0.4 <= calls[2] <= 0.5 + 1e-3
 
 
-if __name__ == "__main__":   # python tests/test_faithfulness_fuzz.py FIRST LAST: the counts
+if __name__ == "__main__":   # python tests/explain/test_faithfulness_fuzz.py FIRST LAST: the counts
     import sys
 
     failed = []

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from .conftest import EXAMPLES
+from tests.conftest import EXAMPLES
 
 
 @pytest.mark.slow

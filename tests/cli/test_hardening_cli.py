@@ -9,7 +9,7 @@ import pytest
 import greybox as gb
 from greybox.cli import main
 
-from .conftest import EXAMPLES
+from tests.conftest import EXAMPLES
 
 CREDIT = str(EXAMPLES / "credit.rules")
 

@@ -255,7 +255,7 @@ def _fast_agrees_with_lark(text: str) -> bool:
 
 
 def test_the_fast_path_takes_the_examples_and_builds_what_lark_builds(credit):
-    from .conftest import EXAMPLES
+    from tests.conftest import EXAMPLES
 
     taken = [_fast_agrees_with_lark(p.read_text()) for p in sorted(EXAMPLES.glob("*.rules"))]
     assert sum(taken) >= 2, taken
@@ -284,7 +284,7 @@ def test_fuzz_the_fast_path_builds_what_lark_builds_on_random_text(text):
 @settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
 @given(st.data())
 def test_fuzz_the_fast_path_builds_what_lark_builds_on_printed_knowledge_bases(data):
-    from .test_roundtrip import knowledge_bases
+    from tests.language.test_roundtrip import knowledge_bases
 
     text = gr.to_text(data.draw(knowledge_bases()))
     # printed text, with every token spaced, is what the fast path is for (a count(...)

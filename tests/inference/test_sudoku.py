@@ -15,7 +15,7 @@ import greybox._repair as repair_module
 import greybox.rules as gr
 from greybox.errors import SolverError
 
-from .conftest import EXAMPLES
+from tests.conftest import EXAMPLES
 
 sys.path.insert(0, str(EXAMPLES))
 from sudoku import SOLVER, UNITS, VALIDITY, solutions  # noqa: E402
