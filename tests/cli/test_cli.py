@@ -7,7 +7,6 @@ import sys
 import pytest
 
 from greybox.cli import build_parser, main
-
 from tests.conftest import EXAMPLES
 
 

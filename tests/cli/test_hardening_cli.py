@@ -8,7 +8,6 @@ import pytest
 
 import greybox as gb
 from greybox.cli import main
-
 from tests.conftest import EXAMPLES
 
 CREDIT = str(EXAMPLES / "credit.rules")

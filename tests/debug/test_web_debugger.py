@@ -16,7 +16,6 @@ import greybox as gb
 from greybox.explain import SetThreshold
 from greybox.explain.debug._edits import _numbers, parse_edit
 from greybox.explain.debug._server import DebugServer
-
 from tests.conftest import EXAMPLES
 
 SHOTS = Path(__file__).resolve().parents[2] / "docs" / "img"

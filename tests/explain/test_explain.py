@@ -13,7 +13,6 @@ from torch import nn
 import greybox as gb
 from greybox.explain import METHODS
 from greybox.rules.ast import is_finite_type
-
 from tests.conftest import EXAMPLES
 
 

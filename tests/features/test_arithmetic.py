@@ -31,7 +31,6 @@ from greybox.rules import ast as A
 from greybox.rules._intervals import interval, op_interval, value_set
 from greybox.rules._parser import parse_fragment
 from greybox.rules._z3 import arith_term
-
 from tests.explain.test_faithfulness_fuzz import run_case
 from tests.language.test_parser import _fast_agrees_with_lark
 

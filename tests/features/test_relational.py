@@ -10,7 +10,6 @@ import pytest
 import greybox.rules as gr
 from greybox.errors import RuleError, RuleSyntaxError
 from greybox.rules import ast as A
-
 from tests.conftest import EXAMPLES
 
 SUDOKU = """\

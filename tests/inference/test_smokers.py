@@ -12,7 +12,6 @@ import pytest
 import torch
 
 import greybox as gb
-
 from tests.conftest import EXAMPLES
 
 

@@ -14,7 +14,6 @@ import greybox as gb
 import greybox._repair as repair_module
 import greybox.rules as gr
 from greybox.errors import SolverError
-
 from tests.conftest import EXAMPLES
 
 sys.path.insert(0, str(EXAMPLES))

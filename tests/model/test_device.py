@@ -16,7 +16,6 @@ import torch
 from torch import nn
 
 import greybox as gb
-
 from tests.conftest import EXAMPLES
 
 

@@ -15,7 +15,6 @@ from torch import nn
 import greybox as gb
 from greybox import _io
 from greybox.cli import main
-
 from tests.conftest import EXAMPLES
 
 IMAGES = """

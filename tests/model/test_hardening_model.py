@@ -13,7 +13,6 @@ from sklearn.datasets import load_breast_cancer, load_digits
 from torch import nn
 
 import greybox as gb
-
 from tests.conftest import EXAMPLES
 
 DIGIT = """

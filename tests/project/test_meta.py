@@ -272,4 +272,4 @@ def test_the_crisp_semantics_old_evaluation_name_warns_and_works():
     ev, _ = old(model, batch)
     assert ev.decisions["y"].tolist() == model.predict({"x": [0.0, 3.0]})["y"].tolist()
     with pytest.raises(AttributeError, match="no_such_name"):
-        crisp.no_such_name
+        _ = crisp.no_such_name
