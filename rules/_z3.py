@@ -8,6 +8,7 @@ Z3 is used across threads through :mod:`._z3calls` (a lock and a context per cal
 
 from __future__ import annotations
 
+import copy as _copy
 import itertools
 from collections.abc import Mapping
 from fractions import Fraction
@@ -94,6 +95,53 @@ class Z3Encoding:
         from ._evaluate import _bias_table
 
         self._bias = _bias_table(kb, bias)
+
+    # ------------------------------------------------------------------ contexts
+    def _held(self) -> dict:
+        """Every Z3 term this encoding keeps, by slot (a subclass keeping more adds its
+        own slots, and takes them back in :meth:`_hold`)."""
+        held = {("const", k): v for k, v in self._consts.items()}
+        held.update({("defined", k): v for k, v in self._defined.items()})
+        return held
+
+    def _hold(self, slot: tuple, term: z3.ExprRef) -> None:
+        kind, key = slot
+        (self._consts if kind == "const" else self._defined)[key] = term
+
+    def _emptied(self) -> Z3Encoding:
+        """A copy holding no term yet (its slots filled by :meth:`_hold`)."""
+        copy = _copy.copy(self)
+        copy._consts, copy._defined = {}, {}
+        return copy
+
+    def translated(self, ctx: z3.Context, extra=()) -> tuple[Z3Encoding, list]:
+        """A copy of this encoding whose terms live in ``ctx``, and the terms ``extra``
+        (built with it) in ``ctx`` too: Z3's translation of all of them at once, so that
+        shared subterms are copied once.
+
+        Examples
+        --------
+        >>> import z3
+        >>> import greybox.rules as gr
+        >>> enc = gr.Z3Encoding(gr.parse("input age: int 0..120  output ok: bool"))
+        >>> term = enc.expr(gr.parse_formula("age < 18"))
+        >>> other = z3.Context()
+        >>> copy, [moved] = enc.translated(other, [term])
+        >>> moved.ctx is other, copy.var("age").ctx is other, moved
+        (True, True, 18 > age)
+        """
+        held = self._held()
+        terms = [*held.values(), *extra]
+        copy = self._emptied()
+        if not terms:
+            return copy, []
+        vector = z3.AstVector(ctx=terms[0].ctx)
+        for t in terms:
+            vector.push(t)
+        moved = vector.translate(ctx)
+        for i, slot in enumerate(held):
+            copy._hold(slot, moved[i])
+        return copy, [moved[i] for i in range(len(held), len(terms))]
 
     # ------------------------------------------------------------------ variables
     def const(self, name: str) -> z3.ExprRef:

@@ -1,6 +1,6 @@
 """Z3 across threads: one lock, a Z3 context per call, releases under the lock.
 
-Z3 across threads. A Z3 context is not thread-safe: two threads building terms, solving
+A Z3 context is not thread-safe: two threads building terms, solving
 or freeing terms in one context at once corrupt it and kill the process. So:
 
 * every public entry that touches Z3 -- ``entails``, ``check``, ``to_z3``, the formal
@@ -13,9 +13,10 @@ or freeing terms in one context at once corrupt it and kill the process. So:
   :func:`to_z3` is the exception: its terms are for the caller, in z3py's own default
   context;
 * z3py frees terms from ``__del__``, in whichever thread drops the last reference (or
-  runs the cyclic collector). Those releases go through :func:`_guarded`: done at once by
-  the thread holding :data:`Z3_LOCK`, otherwise queued and done by the next holder, so
-  that no Z3 function ever runs outside the lock.
+  runs the cyclic collector). Those releases go through :func:`_guarded`: queued, and
+  the queue drained in order by a thread holding :data:`Z3_LOCK` (this one where it holds
+  the lock or can take it without waiting, else the holder), so that no Z3 function ever
+  runs outside the lock and no context is deleted under a release still waiting.
 """
 
 from __future__ import annotations

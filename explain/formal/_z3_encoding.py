@@ -129,34 +129,8 @@ def _build_background(model, kb, bias: dict, level: str, max_relus: int, residua
 
 
 def _translated(cache: dict, ctx: z3.Context) -> tuple:
-    """A copy of the cached encoding and background in ``ctx``: every term the encoding
-    holds (constants, defined variables' expressions, residual logits) and the background,
-    translated together so that shared subterms are copied once."""
-    enc = cache["enc"]
-    parts = [("const", k, v) for k, v in enc._consts.items()]
-    parts += [("defined", k, v) for k, v in enc._defined.items()]
-    for k, v in enc.residual.items():
-        parts += [("residual", (k, i), t) for i, t in enumerate(v)]
-    parts += [("background", i, t) for i, t in enumerate(cache["background"])]
-    vector = z3.AstVector(ctx=cache["ctx"])
-    for _, _, t in parts:
-        vector.push(t)
-    moved = vector.translate(ctx)
-    copy = _ResidualEncoding(enc.kb)
-    copy._bias = enc._bias
-    copy.residual = {k: [None] * len(v) for k, v in enc.residual.items()}
-    background = [None] * len(cache["background"])
-    for i, (kind, k, _) in enumerate(parts):
-        t = moved[i]
-        if kind == "const":
-            copy._consts[k] = t
-        elif kind == "defined":
-            copy._defined[k] = t
-        elif kind == "residual":
-            copy.residual[k[0]][k[1]] = t
-        else:
-            background[k] = t
-    return copy, background
+    """A copy of the cached encoding and background in ``ctx`` (translated together)."""
+    return cache["enc"].translated(ctx, cache["background"])
 
 
 def _residual_vars(kb, name: str) -> list:
@@ -172,6 +146,23 @@ class _ResidualEncoding(Z3Encoding):
     """The rules' Z3 encoding with a residual network's logits added to the scores."""
 
     residual: dict = {}
+
+    def _held(self) -> dict:
+        held = super()._held()
+        held.update({("residual", (k, i)): t for k, v in self.residual.items()
+                     for i, t in enumerate(v)})
+        return held
+
+    def _hold(self, slot: tuple, term) -> None:
+        kind, key = slot
+        if kind != "residual":
+            return super()._hold(slot, term)
+        self.residual[key[0]][key[1]] = term
+
+    def _emptied(self):
+        copy = super()._emptied()
+        copy.residual = {k: [None] * len(v) for k, v in self.residual.items()}
+        return copy
 
     def score(self, name, value):
         total = super().score(name, value)
