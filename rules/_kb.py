@@ -56,7 +56,7 @@ class KnowledgeBase:
     """
 
     __slots__ = ("statements", "variables", "rules", "constraints", "source", "filename",
-                 "program", "_graph", "_hash", "_decided", "_heads", "_memo", "__weakref__")
+                 "program", "recursion", "_graph", "_hash", "_decided", "_heads", "_memo", "__weakref__")
 
     def __init__(self, statements: Iterable[A.Statement], *, source: str | None = None,
                  filename: str | None = None, sets: Mapping[str, Iterable] | None = None):
@@ -71,8 +71,11 @@ class KnowledgeBase:
         elif shared:
             statements = _own_numbers(statements, shared)
         object.__setattr__(self, "program", program)
-        resolved, variables = validate(statements, filename=filename, source=source,
-                                       families=None if program is None else program.families)
+        resolved, variables, recursion = validate(
+            statements, filename=filename, source=source,
+            families=None if program is None else program.families)
+        #: the recursive defines, unrolled (:class:`~greybox.rules._recursion.Recursion`)
+        object.__setattr__(self, "recursion", recursion)
         object.__setattr__(self, "statements", tuple(resolved))
         object.__setattr__(self, "variables", MappingProxyType(variables))
         object.__setattr__(self, "rules", MappingProxyType(
@@ -153,8 +156,12 @@ class KnowledgeBase:
 
     @property
     def defined(self) -> tuple[str, ...]:
-        """Names of the variables defined by an expression."""
-        return self._names("defined")
+        """Names of the variables defined by an expression (not the hidden layers of a
+        recursive definition's unrolling, which :attr:`variables` holds)."""
+        names = self._names("defined")
+        if self.recursion is None:
+            return names
+        return tuple(n for n in names if n not in self.recursion.layers)
 
     @property
     def decided(self) -> tuple[str, ...]:
@@ -544,7 +551,18 @@ def to_text(kb: KnowledgeBase | A.Node) -> str:
         raise TypeError(f"to_text needs a KnowledgeBase or an AST node, got {type(kb).__name__}")
     if kb.program is not None:
         return _program_text(kb.program)
-    return "".join(statement_to_text(s) + "\n" for s in kb.statements)
+    return "".join(statement_to_text(s) + "\n" for s in _own_statements(kb))
+
+
+def _own_statements(kb: KnowledgeBase) -> Iterable:
+    """The statements as written: a recursive define with its own expression, without the
+    layers unrolling added."""
+    rec = kb.recursion
+    if rec is None:
+        return kb.statements
+    return [dataclasses.replace(s, expr=rec.original[s.name])
+            if isinstance(s, A.DefineDecl) and s.name in rec.original else s
+            for s in kb.statements if not (isinstance(s, A.DefineDecl) and s.name in rec.layers)]
 
 
 def _program_text(program: Program) -> str:
