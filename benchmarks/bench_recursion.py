@@ -95,9 +95,10 @@ class DeepProbLogRun:
     """DeepProbLog's model of the task, on the example's graphs."""
 
     def __init__(self, net: torch.nn.Module, *, lr: float, sources: dict):
-        from deepproblog.engines import ExactEngine
-        from deepproblog.model import Model
-        from deepproblog.network import Network
+        with _quiet():
+            from deepproblog.engines import ExactEngine
+            from deepproblog.model import Model
+            from deepproblog.network import Network
 
         self.net = net
         network = Network(_Probability(net), "edge_net", batching=True)

@@ -15,8 +15,9 @@ digit. The exact probabilistic semantics computes P(reach(x, y)) from the networ
 probabilities over the unrolled recursion (every world's least fixpoint), and the reach
 labels train the edge network through it. Measured on held-out graphs built from unseen
 images: edge accuracy (the network's decisions), reach accuracy (``predict``), the share
-of graphs whose every reach is right, and the time per epoch; then the proof of one held-out
-reach (``Evaluation.proof``): the chain of edges that makes it true.
+of graphs whose every reach is right, and the time per epoch; then the proofs of two
+held-out reach decisions (``Evaluation.proof``), a right one and a wrong one: the chain of
+edges that makes each true, which for the wrong one names the edge to blame.
 
 ``benchmarks/bench_recursion.py`` runs DeepProbLog on the same graphs and network.
 
@@ -175,20 +176,31 @@ def accuracy(predicted: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
     return float(right.mean()), float(right.all(axis=1).mean())
 
 
-def proof_of_a_long_reach(model: gb.GreyBox, graphs: Graphs) -> str:
-    """The proof of the first held-out reach decided true over two or more edges, read
-    from the network's edges by crisp evaluation (what ``predict`` decides from them)."""
+def proofs(model: gb.GreyBox, graphs: Graphs) -> str:
+    """Proofs of two held-out reach decisions, read from the network's edges by crisp
+    evaluation (what ``predict`` decides from them): the first right one over two or more
+    edges, and the first wrong one (reach decided true where it is false), whose proof names
+    the edges to blame."""
     kb, n = model.kb, graphs.digits.shape[1]
     edges = edge_decisions(model.network("edge_net"), graphs)
     reach = closure(edges)
-    for g in range(len(graphs)):
-        for i, j in zip(*pairs(n)):
-            if reach[g, i, j] and not edges[g, i, j]:
-                shown = ", ".join(f"{NAMES[k]}={graphs.digits[g, k]}" for k in range(n))
-                ev = gb.rules.evaluate(kb, kb.families["edge"].split(edges[g:g + 1]))
-                proof = ev.proof(kb.families["reach"].member(NAMES[i], NAMES[j]))
-                return f"held-out graph {g}, the digits its images show: {shown}\n{proof}"
-    return "no held-out reach over two or more edges"
+    wanted = {"right": lambda g, i, j: reach[g, i, j] and graphs.reach[g, i, j]
+              and not edges[g, i, j],
+              "wrong": lambda g, i, j: reach[g, i, j] and not graphs.reach[g, i, j]}
+    texts = []
+    for kind, test in wanted.items():
+        found = next(((g, i, j) for g in range(len(graphs)) for i, j in zip(*pairs(n))
+                      if test(g, i, j)), None)
+        if found is None:
+            texts.append(f"no {kind} held-out reach to prove")
+            continue
+        g, i, j = found
+        shown = ", ".join(f"{NAMES[k]}={graphs.digits[g, k]}" for k in range(n))
+        ev = gb.rules.evaluate(kb, kb.families["edge"].split(edges[g:g + 1]))
+        proof = ev.proof(kb.families["reach"].member(NAMES[i], NAMES[j]))
+        texts.append(f"a {kind} decision, held-out graph {g} (its images show {shown}):\n"
+                     f"{proof}")
+    return "\n\n".join(texts)
 
 
 def run(n_nodes: int = 4, n_graphs: int = 200, epochs: int = 10, seed: int = 0,
@@ -230,7 +242,7 @@ def main(argv=None) -> None:
     print(f"held-out graphs with every reach right:    {r['graphs_right']:.3f}")
     print(f"time per epoch:                            {r['seconds_per_epoch']:.2f} s")
     print(f"predict on the held-out graphs:            {r['inference_seconds']:.2f} s\n")
-    print(proof_of_a_long_reach(r["model"], r["held_out"]))
+    print(proofs(r["model"], r["held_out"]))
 
 
 if __name__ == "__main__":
