@@ -53,6 +53,17 @@ class Recursion:
     original: Mapping[str, A.Expr]
 
 
+def _reads_back(variables: Mapping[str, Variable], defined_reads: Mapping, order) -> bool:
+    """Whether some define reads itself or a define declared after it: without one no
+    define is on a cycle (the common case, checked without building a graph)."""
+    for name, reads in defined_reads.items():
+        at = order.get(name)
+        for q in reads:
+            if order.get(q, -1) >= at and variables[q].role == "defined":
+                return True
+    return False
+
+
 def _reads_graph(variables: Mapping[str, Variable], defined_reads: Mapping) -> nx.DiGraph:
     """``p -> q`` when define ``p``'s expression reads define ``q``."""
     g = nx.DiGraph()
@@ -188,6 +199,8 @@ def unroll(statements: list, variables: dict, defined_reads: dict, ck, decl_of):
     ``(statements, variables, recursion)`` (``recursion`` None when nothing recurses).
     Problems (negation on a cycle, an unrolling too large) go to ``ck``."""
     order = {name: i for i, name in enumerate(variables)}
+    if not _reads_back(variables, defined_reads, order):
+        return statements, variables, None
     g = _reads_graph(variables, defined_reads)
     comps = [c for c in _components(g, order) if _stratified(c, variables, g, ck)]
     if not comps or ck.problems or not _refuse_oversized(comps, variables, ck, decl_of):
