@@ -18,6 +18,7 @@ is not unrolled: it stays a "cycle among definitions".
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -29,7 +30,7 @@ from ._checker import Variable
 from ._ground import MAX_GROUNDINGS
 from ._ground_nodes import _rebuild, _simplify
 
-__all__ = ["LAYER", "Recursion", "is_layer", "unroll"]
+__all__ = ["LAYER", "Recursion", "is_layer", "unroll", "written"]
 
 #: Layer ``k`` of recursive define ``p`` is the hidden define ``f"{p}{LAYER}{k}"``.
 LAYER = "@"
@@ -231,3 +232,14 @@ def unroll(statements: list, variables: dict, defined_reads: dict, ck, decl_of):
                           frozenset(v.name for ls in new_layers.values() for v in ls),
                           MappingProxyType(original))
     return out_statements, out_vars, recursion
+
+
+def written(statements, recursion: Recursion | None):
+    """``statements`` as written: each recursive define with its own expression, without
+    the layers unrolling added (what :func:`~greybox.rules.to_text` prints)."""
+    if recursion is None:
+        return statements
+    return [dataclasses.replace(s, expr=recursion.original[s.name])
+            if isinstance(s, A.DefineDecl) and s.name in recursion.original else s
+            for s in statements
+            if not (isinstance(s, A.DefineDecl) and s.name in recursion.layers)]
