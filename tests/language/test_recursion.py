@@ -182,3 +182,19 @@ def test_a_recursion_over_decisions_is_computed_with_each_decision():
     ev = gr.evaluate(kb, {"x": [True, True, False], "e": [True, False, True]})
     assert ev.values["q"].tolist() == [True, False, False]
     assert ev.decisions["z"].tolist() == [True, False, False]
+
+
+def test_entails_proves_reachability_and_refutes_self_support():
+    kb = gr.parse(REACH.replace("NODES", "{a, b, c, d}").replace(
+        "edge(x, y) or (exists z in node: edge(x, z) and reach(z, y))",
+        "link(x, y) or (exists z in node: link(x, z) and reach(z, y))") +
+        "define link(x in node, y in node): bool = edge(x, y) or edge(y, x)\n")
+    assert gr.entails(kb, "edge(a, b) and edge(c, b) and edge(d, c) -> reach(a, d)")
+    assert gr.entails(kb, "reach(a, d) <-> reach(d, a)")              # symmetric closure
+    # least fixpoint: with no link into a, nothing reaches it (a cycle does not prove itself)
+    alone = " and ".join(f"not edge(a, {y}) and not edge({y}, a)" for y in "abcd")
+    assert gr.entails(kb, f"{alone} -> not reach(b, a) and not reach(a, a)")
+    refuted = gr.entails(kb, "edge(a, b) -> reach(a, c)")
+    assert not refuted and refuted.confirmed
+    row = refuted.counterexample
+    assert not any("@" in c for c in row.columns) and not row["reach(a, c)"].iloc[0]
