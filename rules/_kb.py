@@ -41,6 +41,9 @@ class KnowledgeBase:
         The concept graph (read-only): inputs -> neural -> defined -> rules -> decided
         variables. Variables are nodes named as themselves; rules are ``"rule:NAME"`` and
         constraints ``"constraint:NAME"``. Node attribute ``kind`` tells which.
+    recursion : Recursion or None
+        The recursive defines and their unrolling (``.components``, the hidden
+        ``.layers``, each define's ``.original`` expression), or None.
 
     Examples
     --------

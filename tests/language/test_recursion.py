@@ -161,6 +161,12 @@ def test_the_builder_and_pickle_keep_the_recursion():
     kb = _reach_kb(3)
     again = pickle.loads(pickle.dumps(kb))
     assert again == kb and again.recursion.layers == kb.recursion.layers
+    b = gr.Builder()
+    x = b.input("x", "bool")
+    b.define("p", "bool", x | b.var("p"))
+    built = b.build()
+    assert "define p: bool = x or p" in gr.to_text(built)
+    assert gr.evaluate(built, {"x": [True, False]}).values["p"].tolist() == [True, False]
 
 
 def test_crisp_fixpoint_iteration_gives_the_unrolled_answer():
