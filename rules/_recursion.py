@@ -140,11 +140,13 @@ def _stratified(comp, variables, g, ck) -> bool:
     return ok
 
 
-def _substituted(expr, names: Mapping[str, A.Expr], hits: dict):
+def _substituted(expr, names: Mapping[str, A.Expr], hits: dict, fold: bool):
     """``expr`` with every read of ``names`` replaced (``hits`` caches, by node id, whether
-    a subtree reads one), truth constants folded."""
+    a subtree reads one); ``fold``: truth constants folded (layer 1 reads false; the
+    other layers only rename, so nothing folds)."""
     def sub(e):
-        if isinstance(e, A.Var):
+        kind = type(e)
+        if kind is A.Var:
             new = names.get(e.name)
             return e if new is None else (new if new is _FALSE
                                           else A.Var(new.name, span=e.span))
@@ -154,7 +156,10 @@ def _substituted(expr, names: Mapping[str, A.Expr], hits: dict):
                                       for n in A.walk(e))
         if not reads:
             return e
-        return _simplify(_rebuild(e, sub))
+        if not fold and (kind is A.And or kind is A.Or):
+            return kind(tuple(sub(a) for a in e.args), span=e.span)
+        new = _rebuild(e, sub)
+        return _simplify(new) if fold else new
     return sub(expr)
 
 
@@ -187,12 +192,22 @@ def _layers(comp, variables, defined_reads):
         level = {p: A.Var(f"{p}{LAYER}{k}") for p in comp}
         for p in comp:
             v = variables[p]
-            expr = _substituted(v.expr, below, hits)
+            expr = _substituted(v.expr, below, hits, fold=k == 1)
             layers.append(Variable(level[p].name, v.type, "defined", False, expr))
-            defined_reads[level[p].name] = dict.fromkeys(A.variables(expr))
+            defined_reads[level[p].name] = _renamed_reads(expr, defined_reads[p], below)
         below = level
-    final = {p: _substituted(variables[p].expr, below, hits) for p in comp}
+    final = {p: _substituted(variables[p].expr, below, hits, fold=m == 1) for p in comp}
+    for p in comp:
+        defined_reads[p] = _renamed_reads(final[p], defined_reads[p], below)
     return layers, final
+
+
+def _renamed_reads(expr, reads, below) -> dict:
+    """What an expression substituted with ``below`` reads: its own reads renamed (read
+    again where constants were folded)."""
+    if any(v is _FALSE for v in below.values()):
+        return dict.fromkeys(A.variables(expr))
+    return {(below[q].name if q in below else q): None for q in reads}
 
 
 def unroll(statements: list, variables: dict, defined_reads: dict, ck, decl_of):
@@ -213,7 +228,6 @@ def unroll(statements: list, variables: dict, defined_reads: dict, ck, decl_of):
         new_layers[comp[0]] = layers
         for p, expr in final.items():
             original[p] = variables[p].expr
-            defined_reads[p] = dict.fromkeys(A.variables(expr))
             new_vars[p] = Variable(p, variables[p].type, "defined", variables[p].output, expr)
     out_vars: dict[str, Variable] = {}
     for name, v in variables.items():
