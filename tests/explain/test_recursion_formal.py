@@ -54,3 +54,12 @@ def test_a_counterfactual_cuts_the_path_and_replays(model, backend):
     assert model.predict(cf.row_after)["connected"].item() == cf.new_decision
     assert len(cf.changes.fact) == 1
     assert "@" not in str(cf)
+
+
+def test_the_trace_and_the_explanation_leave_the_hidden_layers_out(model):
+    trace = model(ROW)
+    assert "reach(n0, n3)" in trace.values
+    assert not any("@" in name for name in trace.values)
+    assert not any("@" in column for column in trace.to_frame().columns)
+    text = str(gb.explain.explain(model, ROW))
+    assert "concept: reach(n0, n3) = True" in text and "@" not in text
