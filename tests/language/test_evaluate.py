@@ -422,3 +422,31 @@ def test_an_evaluation_is_read_only():
         with pytest.raises(AttributeError, match=f"read-only: cannot set '{name}'"):
             setattr(ev, name, None)
     assert ev.decisions["y"].tolist() == [False, True]
+
+
+@pytest.mark.parametrize("kind", [
+    np.array([1, 0, 2]), np.array(["b", "a", "c"]), np.array(["b", "a", "c"], dtype=object),
+    pd.Categorical(["b", "a", "c"]), pd.Series(["b", "a", "c"], dtype="category"),
+])
+def test_crisp_truth_reads_an_enums_labels_or_codes(kind):
+    """An enum given as labels was compared with codes: every row false, silently."""
+    kb = gr.parse("input kind: {a, b, c}\ninput x: real\noutput o: bool\n"
+                  "rule r: kind == b and x > 0 -> o\nrule q: kind in {b, c} -> o\n")
+    columns = {"kind": kind, "x": np.array([1.0, 1.0, 1.0])}
+    assert gr.engine.crisp_truth(kb, kb.rules["r"].body, columns, 3).tolist() == [True, False, False]
+    assert gr.engine.crisp_truth(kb, kb.rules["q"].body, columns, 3).tolist() == [True, False, True]
+
+
+def test_crisp_truth_refuses_a_label_the_enum_lacks_by_name_and_row():
+    kb = gr.parse("input kind: {a, b, c}\ninput other: optional {a, b}\noutput o: bool\n"
+                  "rule r: kind == b or other == a -> o\n")
+    body = kb.rules["r"].body
+    with pytest.raises(gr.DataError, match=r"column 'kind', row 'q': expected one of the labels "
+                       r"a, b, c or their codes 0\.\.2 \(ints\), got 'z'"):
+        gr.engine.crisp_truth(kb, body, {"kind": np.array(["b", "z"]), "other": np.array([0, 0])},
+                              2, index=pd.Index(["p", "q"]))
+    mask = {"other\x00missing": np.array([False, True, True])}   # a missing cell: no label
+    labels = {"kind": np.array(["a", "a", "b"]), "other": np.array(["a", None, None], dtype=object)}
+    codes = {"kind": np.array([0, 0, 1]), "other": np.array([0, 0, 0])}   # placeholders 0
+    assert (gr.engine.crisp_truth(kb, body, {**labels, **mask}, 3).tolist()
+            == gr.engine.crisp_truth(kb, body, {**codes, **mask}, 3).tolist())
