@@ -8,6 +8,7 @@ layer use: no label is written or read between them.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
 
 import numpy as np
@@ -277,6 +278,19 @@ class _Run:
         self.infeasible = np.zeros(n, bool)
         for c in self.plan.fixed_constraints:
             self.infeasible |= ~self.truth(not_false(kb, c.formula), self.env)
+
+    def __getstate__(self) -> dict:
+        """Picklable (an :class:`Evaluation` is): the compiled defines (closures) are left
+        out, compiled again on load."""
+        state = dict(self.__dict__)
+        del state["defines"]
+        state["env"] = env = copy.copy(self.env)
+        env.defines = None
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self.defines = self.env.defines = _compiled_defines(self.kb)
 
     def truth(self, e, where) -> np.ndarray:
         """Per row, whether formula ``e`` holds in environment ``where``."""
