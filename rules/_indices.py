@@ -44,6 +44,13 @@ def _too_large(node) -> _Problem:
                     "known before the data: member names, coefficients)", node)
 
 
+def _short(value: int) -> str:
+    """A whole number for a message: its digits, or their count when there are many."""
+    if abs(value) < 10 ** 20:
+        return str(value)
+    return f"{'-' * (value < 0)}(a {len(str(abs(value)))}-digit number)"
+
+
 def _bounded(value: int, node) -> int:
     if abs(value) >= _LIMIT:
         raise _too_large(node)
@@ -136,7 +143,7 @@ class IndexArithmetic:
             base, exp = self.number(e.left, env), self.number(e.right, env)
             if exp < 0:
                 raise _Problem(f"a power in index arithmetic needs an exponent of at least 0, "
-                               f"got {base}^{exp}", e)
+                               f"got {_short(base)}^{_short(exp)}", e)
             # |base| >= 2^(bits - 1): the power has at least exp * (bits - 1) bits, refused
             # by that count before it is computed (10^(10^9) costs nothing); below, the
             # power (at most about twice the limit's bits) is computed and bounded exactly
