@@ -19,7 +19,7 @@ of graphs whose every reach is right, and the time per epoch; then the proofs of
 held-out reach decisions (``Evaluation.proof``), a right one and a wrong one: the chain of
 edges that makes each true, which for the wrong one names the edge to blame.
 
-``benchmarks/bench_recursion.py`` runs DeepProbLog on the same graphs and network.
+``benchmarks/bench_graph_reach.py`` runs DeepProbLog on the same graphs and network.
 
 Run:  python examples/graph_reach.py [--nodes 4] [--graphs 200] [--epochs 10] [--seed 0]
 """

@@ -183,7 +183,7 @@ def _output_attribution(model, batch, output, target, method, found) -> None:
 
         values = {n: xs[:, j] for j, n in enumerate(numeric)}
         values.update(dict(zip(others, rest_values)))
-        tr = model(Batch(values, xs.shape[0], pd.RangeIndex(xs.shape[0]), {}))
+        tr = model(Batch(values, xs.shape[0], pd.RangeIndex(xs.shape[0]), {}), crisp=False)
         # rules without ~ thresholds compare crisply: the output is flat in the inputs
         # and their attributions are 0 (the zero term keeps the inputs in the graph)
         return probability_of(tr.values[output], tgt) + 0.0 * xs.sum(1)
@@ -201,7 +201,7 @@ def _run(model, batch, output: str):
     what predict returns), the residual's scores, and the values shown: the networks'
     distributions (a proof's p= figures) and the output's predict_proba."""
     kb = model.kb
-    smooth = model(batch)
+    smooth = model(batch, crisp=False)   # whether or not the model is switched to crisp()
     trace = model(batch, crisp=True)
     residual = {k: v.detach() for k, v in model.residual_scores(batch).items()}
     values = {k: smooth.values[k].detach() for k in smooth.values}

@@ -252,7 +252,7 @@ def _forward(model, flat: _Flat, batch: Batch, output: str):
 
     def one_row(p_flat, tgt, *row):
         sub = Batch({k: v.unsqueeze(0) for k, v in zip(keys, row)}, 1, pd.RangeIndex(1), {})
-        trace = functional_call(model, (flat.unflatten(p_flat), buffers), (sub,))
+        trace = functional_call(model, (flat.unflatten(p_flat), buffers), (sub,), {"crisp": False})
         return probability_of(trace.values[output], tgt.view(1))[0]
 
     def forward(p_batch, tgt, *rows):
@@ -270,7 +270,7 @@ def _single(model, batch: Batch, output: str, target: torch.Tensor):
     def single(params, rows):
         sub = Batch({k: batch.values[k][rows] for k in keys}, len(rows),
                     pd.RangeIndex(len(rows)), {})
-        trace = functional_call(model, (params, buffers), (sub,))
+        trace = functional_call(model, (params, buffers), (sub,), {"crisp": False})
         return probability_of(trace.values[output], target[rows])
 
     return single

@@ -26,7 +26,7 @@ def rule_shapley(model, batch, output: str, target: torch.Tensor, *,
 
     def forward(mask: torch.Tensor) -> torch.Tensor:
         with model.rule_mask(mask):
-            trace = model(batch)
+            trace = model(batch, crisp=False)
         return probability_of(trace.values[output], target)
 
     mask = torch.ones(batch.n, len(names), device=model.device)

@@ -32,6 +32,7 @@ internal to greybox. The names that left this namespace (the syntax-tree nodes a
 engine's internals) still resolve here, with a ``DeprecationWarning`` naming their home.
 """
 
+import sys
 import warnings
 
 from greybox.errors import DataError, GreyboxError, RuleError, RuleSyntaxError, SolverError
@@ -102,7 +103,10 @@ def __getattr__(name: str):
     home = _MOVED.get(name)
     if home is None:
         raise AttributeError(f"module 'greybox.rules' has no attribute {name!r}")
-    why = "is internal to greybox" if home.endswith("engine") else "moved"
-    warnings.warn(f"greybox.rules.{name} {why}: use {home}.{name}", DeprecationWarning,
-                  stacklevel=2)
+    # ``from greybox.rules import Var`` asks twice: the import system's hasattr (is it a
+    # submodule to import?), then the import statement: only the second one warns
+    if sys._getframe(1).f_globals.get("__name__") != "importlib._bootstrap":
+        why = "is internal to greybox" if home.endswith("engine") else "moved"
+        warnings.warn(f"greybox.rules.{name} {why}: use {home}.{name}",
+                      DeprecationWarning, stacklevel=2)
     return getattr(engine if home.endswith("engine") else ast, name)

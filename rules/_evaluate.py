@@ -8,6 +8,7 @@ layer use: no label is written or read between them.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
 
 import numpy as np
@@ -35,7 +36,7 @@ from ._env import _compiled_defines, _compiled_truth, _Env
 from ._evaluation import Evaluation
 from ._exact import ScoreScale
 from ._kb import KnowledgeBase
-from ._missing import definite, not_false
+from ._missing import definite, missing_key, not_false
 
 __all__ = ["Evaluation", "crisp_truth", "evaluate", "evaluate_codes", "prepare_columns",
            # the engine's names that lived here before the split (rules/__init__ and
@@ -205,7 +206,9 @@ def crisp_truth(kb: KnowledgeBase, formula, columns: Mapping[str, np.ndarray], n
     :func:`evaluate` decides it (rationals where float64 may round).
 
     ``columns`` are arrays as :func:`read_column` returns them (float64 numbers, bools,
-    enum codes), one per input the formula reads (through its defines too). The model's
+    enum codes; an enum's labels are read as its codes, a label it lacks is a
+    :class:`~greybox.errors.DataError`), one per input the formula reads (through its
+    defines too). The model's
     smooth semantics read the comparisons of observed inputs from here where float64
     arithmetic could round them, so that a trace agrees with ``predict``.
 
@@ -218,9 +221,35 @@ def crisp_truth(kb: KnowledgeBase, formula, columns: Mapping[str, np.ndarray], n
     >>> gr.engine.crisp_truth(kb, kb.rules["r"].body, columns, 2).tolist()   # 0.1 + 0.2 > 0.3
     [True, False]
     """
-    env = _Env(kb, dict(columns), _compiled_defines(kb), n,
-               pd.RangeIndex(n) if index is None else index)
+    index = pd.RangeIndex(n) if index is None else index
+    env = _Env(kb, _enum_labels_as_codes(kb, columns, index), _compiled_defines(kb), n, index)
     return np.broadcast_to(_compiled_truth(kb, formula)(env), (n,)).astype(bool)
+
+
+def _enum_labels_as_codes(kb: KnowledgeBase, columns: Mapping, index: pd.Index) -> dict:
+    """``columns`` with an enum's labels (text, categorical, objects) read as its codes;
+    numbers are taken as codes. A label the enum does not have is a DataError naming the
+    variable, the first such row and the expected forms."""
+    out = dict(columns)
+    for name, values in columns.items():
+        v = kb.variables.get(name)
+        if v is None or not isinstance(v.type, A.EnumType):
+            continue
+        arr = np.asarray(values)
+        if arr.dtype.kind in "iufb":
+            continue
+        codes = domain(v.type).indices(arr)
+        bad = codes < 0
+        if v.optional and missing_key(name) in columns:   # a missing cell: any placeholder
+            bad &= ~np.asarray(columns[missing_key(name)], dtype=bool)
+            codes = np.maximum(codes, 0)
+        if bad.any():
+            where, pos = first_row(bad, index)
+            raise DataError(f"column {name!r}, {where}: expected one of the labels "
+                            f"{', '.join(map(str, v.type.values))} or their codes 0.."
+                            f"{len(v.type.values) - 1} (ints), got {show_value(arr[pos])}")
+        out[name] = codes
+    return out
 
 
 class _Run:
@@ -249,6 +278,19 @@ class _Run:
         self.infeasible = np.zeros(n, bool)
         for c in self.plan.fixed_constraints:
             self.infeasible |= ~self.truth(not_false(kb, c.formula), self.env)
+
+    def __getstate__(self) -> dict:
+        """Picklable (an :class:`Evaluation` is): the compiled defines (closures) are left
+        out, compiled again on load."""
+        state = dict(self.__dict__)
+        del state["defines"]
+        state["env"] = env = copy.copy(self.env)
+        env.defines = None
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self.defines = self.env.defines = _compiled_defines(self.kb)
 
     def truth(self, e, where) -> np.ndarray:
         """Per row, whether formula ``e`` holds in environment ``where``."""

@@ -27,14 +27,33 @@ class _NotStatic(Exception):
     pass
 
 
-#: Largest magnitude of index arithmetic, in bits (beyond any set or exact float).
-_MAX_BITS = 64
+#: Most decimal digits of a whole number index arithmetic computes: exact Python ints
+#: (coefficients such as ``10^(99 - k)`` in a big int define), bounded by their digit
+#: count so that ``10^(10^9)`` is refused before it is computed. Beyond any set (members
+#: are at most ``MAX_GROUNDINGS``), within what a rule file may write (literals of up to
+#: 4,000 digits) and Python prints (4,300 digits).
+MAX_INDEX_DIGITS = 4000
+#: A number has more than :data:`MAX_INDEX_DIGITS` digits exactly when it reaches this
+_LIMIT = 10 ** MAX_INDEX_DIGITS
+#: ... which needs at least this many bits (10^4000 < 2^13288.8)
+_MAX_BITS = _LIMIT.bit_length()
+
+
+def _too_large(node) -> _Problem:
+    return _Problem(f"index arithmetic beyond {MAX_INDEX_DIGITS:,} digits (whole numbers "
+                    "known before the data: member names, coefficients)", node)
+
+
+def _short(value: int) -> str:
+    """A whole number for a message: its digits, or their count when there are many."""
+    if abs(value) < 10 ** 20:
+        return str(value)
+    return f"{'-' * (value < 0)}(a {len(str(abs(value)))}-digit number)"
 
 
 def _bounded(value: int, node) -> int:
-    if abs(value).bit_length() > _MAX_BITS:
-        raise _Problem(f"index arithmetic beyond 2^{_MAX_BITS} (whole numbers known before "
-                       "the data, used to name members)", node)
+    if abs(value) >= _LIMIT:
+        raise _too_large(node)
     return value
 
 
@@ -122,11 +141,13 @@ class IndexArithmetic:
             return _bounded(apply(e.op, values), e)
         if isinstance(e, A.Pow):
             base, exp = self.number(e.left, env), self.number(e.right, env)
-            # |base| >= 2^(bits - 1): beyond 2^64 for sure past that many bits (checked
-            # before computing it); below, the power is computed and bounded exactly
-            if exp < 0 or abs(base) > 1 and exp * (abs(base).bit_length() - 1) > _MAX_BITS \
-                    or abs(base ** exp).bit_length() > _MAX_BITS:
-                raise _Problem("a power in index arithmetic must be a whole number below "
-                               f"2^{_MAX_BITS} with an exponent of at least 0", e)
-            return base ** exp
+            if exp < 0:
+                raise _Problem(f"a power in index arithmetic needs an exponent of at least 0, "
+                               f"got {_short(base)}^{_short(exp)}", e)
+            # |base| >= 2^(bits - 1): the power has at least exp * (bits - 1) bits, refused
+            # by that count before it is computed (10^(10^9) costs nothing); below, the
+            # power (at most about twice the limit's bits) is computed and bounded exactly
+            if abs(base) > 1 and exp * (abs(base).bit_length() - 1) > _MAX_BITS:
+                raise _too_large(e)
+            return _bounded(base ** exp, e)
         raise _NotStatic

@@ -16,6 +16,7 @@ from ._checker import _Checker
 from ._ground import FamilyInfo, Program, ground, ground_formula
 from ._parser import parse_fragment, parse_statements, paused_gc
 from ._printer import statement_to_text
+from ._recursion import written
 from ._typecheck import check_expr
 from ._validate import validate
 
@@ -40,6 +41,9 @@ class KnowledgeBase:
         The concept graph (read-only): inputs -> neural -> defined -> rules -> decided
         variables. Variables are nodes named as themselves; rules are ``"rule:NAME"`` and
         constraints ``"constraint:NAME"``. Node attribute ``kind`` tells which.
+    recursion : Recursion or None
+        The recursive defines and their unrolling (``.components``, the hidden
+        ``.layers``, each define's ``.original`` expression), or None.
 
     Examples
     --------
@@ -56,7 +60,8 @@ class KnowledgeBase:
     """
 
     __slots__ = ("statements", "variables", "rules", "constraints", "source", "filename",
-                 "program", "recursion", "_graph", "_hash", "_decided", "_heads", "_memo", "__weakref__")
+                 "program", "recursion", "_graph", "_hash", "_decided", "_heads", "_memo",
+                 "__weakref__")
 
     def __init__(self, statements: Iterable[A.Statement], *, source: str | None = None,
                  filename: str | None = None, sets: Mapping[str, Iterable] | None = None):
@@ -551,18 +556,7 @@ def to_text(kb: KnowledgeBase | A.Node) -> str:
         raise TypeError(f"to_text needs a KnowledgeBase or an AST node, got {type(kb).__name__}")
     if kb.program is not None:
         return _program_text(kb.program)
-    return "".join(statement_to_text(s) + "\n" for s in _own_statements(kb))
-
-
-def _own_statements(kb: KnowledgeBase) -> Iterable:
-    """The statements as written: a recursive define with its own expression, without the
-    layers unrolling added."""
-    rec = kb.recursion
-    if rec is None:
-        return kb.statements
-    return [dataclasses.replace(s, expr=rec.original[s.name])
-            if isinstance(s, A.DefineDecl) and s.name in rec.original else s
-            for s in kb.statements if not (isinstance(s, A.DefineDecl) and s.name in rec.layers)]
+    return "".join(statement_to_text(s) + "\n" for s in written(kb.statements, kb.recursion))
 
 
 def _program_text(program: Program) -> str:

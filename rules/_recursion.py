@@ -18,6 +18,7 @@ is not unrolled: it stays a "cycle among definitions".
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -29,7 +30,7 @@ from ._checker import Variable
 from ._ground import MAX_GROUNDINGS
 from ._ground_nodes import _rebuild, _simplify
 
-__all__ = ["LAYER", "Recursion", "is_layer", "unroll"]
+__all__ = ["LAYER", "Recursion", "is_layer", "unroll", "written"]
 
 #: Layer ``k`` of recursive define ``p`` is the hidden define ``f"{p}{LAYER}{k}"``.
 LAYER = "@"
@@ -51,6 +52,17 @@ class Recursion:
     components: tuple[tuple[str, ...], ...]
     layers: frozenset[str]
     original: Mapping[str, A.Expr]
+
+
+def _reads_back(variables: Mapping[str, Variable], defined_reads: Mapping, order) -> bool:
+    """Whether some define reads itself or a define declared after it: without one no
+    define is on a cycle (the common case, checked without building a graph)."""
+    for name, reads in defined_reads.items():
+        at = order.get(name)
+        for q in reads:
+            if order.get(q, -1) >= at and variables[q].role == "defined":
+                return True
+    return False
 
 
 def _reads_graph(variables: Mapping[str, Variable], defined_reads: Mapping) -> nx.DiGraph:
@@ -128,11 +140,13 @@ def _stratified(comp, variables, g, ck) -> bool:
     return ok
 
 
-def _substituted(expr, names: Mapping[str, A.Expr], hits: dict):
+def _substituted(expr, names: Mapping[str, A.Expr], hits: dict, fold: bool):
     """``expr`` with every read of ``names`` replaced (``hits`` caches, by node id, whether
-    a subtree reads one), truth constants folded."""
+    a subtree reads one); ``fold``: truth constants folded (layer 1 reads false; the
+    other layers only rename, so nothing folds)."""
     def sub(e):
-        if isinstance(e, A.Var):
+        kind = type(e)
+        if kind is A.Var:
             new = names.get(e.name)
             return e if new is None else (new if new is _FALSE
                                           else A.Var(new.name, span=e.span))
@@ -142,7 +156,10 @@ def _substituted(expr, names: Mapping[str, A.Expr], hits: dict):
                                       for n in A.walk(e))
         if not reads:
             return e
-        return _simplify(_rebuild(e, sub))
+        if not fold and (kind is A.And or kind is A.Or):
+            return kind(tuple(sub(a) for a in e.args), span=e.span)
+        new = _rebuild(e, sub)
+        return _simplify(new) if fold else new
     return sub(expr)
 
 
@@ -175,12 +192,22 @@ def _layers(comp, variables, defined_reads):
         level = {p: A.Var(f"{p}{LAYER}{k}") for p in comp}
         for p in comp:
             v = variables[p]
-            expr = _substituted(v.expr, below, hits)
+            expr = _substituted(v.expr, below, hits, fold=k == 1)
             layers.append(Variable(level[p].name, v.type, "defined", False, expr))
-            defined_reads[level[p].name] = dict.fromkeys(A.variables(expr))
+            defined_reads[level[p].name] = _renamed_reads(expr, defined_reads[p], below)
         below = level
-    final = {p: _substituted(variables[p].expr, below, hits) for p in comp}
+    final = {p: _substituted(variables[p].expr, below, hits, fold=m == 1) for p in comp}
+    for p in comp:
+        defined_reads[p] = _renamed_reads(final[p], defined_reads[p], below)
     return layers, final
+
+
+def _renamed_reads(expr, reads, below) -> dict:
+    """What an expression substituted with ``below`` reads: its own reads renamed (read
+    again where constants were folded)."""
+    if any(v is _FALSE for v in below.values()):
+        return dict.fromkeys(A.variables(expr))
+    return {(below[q].name if q in below else q): None for q in reads}
 
 
 def unroll(statements: list, variables: dict, defined_reads: dict, ck, decl_of):
@@ -188,6 +215,8 @@ def unroll(statements: list, variables: dict, defined_reads: dict, ck, decl_of):
     ``(statements, variables, recursion)`` (``recursion`` None when nothing recurses).
     Problems (negation on a cycle, an unrolling too large) go to ``ck``."""
     order = {name: i for i, name in enumerate(variables)}
+    if not _reads_back(variables, defined_reads, order):
+        return statements, variables, None
     g = _reads_graph(variables, defined_reads)
     comps = [c for c in _components(g, order) if _stratified(c, variables, g, ck)]
     if not comps or ck.problems or not _refuse_oversized(comps, variables, ck, decl_of):
@@ -199,7 +228,6 @@ def unroll(statements: list, variables: dict, defined_reads: dict, ck, decl_of):
         new_layers[comp[0]] = layers
         for p, expr in final.items():
             original[p] = variables[p].expr
-            defined_reads[p] = dict.fromkeys(A.variables(expr))
             new_vars[p] = Variable(p, variables[p].type, "defined", variables[p].output, expr)
     out_vars: dict[str, Variable] = {}
     for name, v in variables.items():
@@ -218,3 +246,14 @@ def unroll(statements: list, variables: dict, defined_reads: dict, ck, decl_of):
                           frozenset(v.name for ls in new_layers.values() for v in ls),
                           MappingProxyType(original))
     return out_statements, out_vars, recursion
+
+
+def written(statements, recursion: Recursion | None):
+    """``statements`` as written: each recursive define with its own expression, without
+    the layers unrolling added (what :func:`~greybox.rules.to_text` prints)."""
+    if recursion is None:
+        return statements
+    return [dataclasses.replace(s, expr=recursion.original[s.name])
+            if isinstance(s, A.DefineDecl) and s.name in recursion.original else s
+            for s in statements
+            if not (isinstance(s, A.DefineDecl) and s.name in recursion.layers)]

@@ -67,10 +67,13 @@ def target_of(kb, output: str, target) -> Target:
                 try:
                     v = float(v)
                 except (TypeError, ValueError):
-                    raise ModelError(f"target range ends must be numbers, got {v!r}") from None
+                    v = math.nan
+                if math.isnan(v):
+                    raise ModelError(f"target range ends for {output!r} must be numbers, got "
+                                     f"{target!r}")
                 atoms.append((op, v))
         text = " and ".join(f"{output} {op} {c:g}" for op, c in atoms)
-        return Target(output, text, tuple(atoms))
+        return _non_empty(Target(output, text, tuple(atoms)), f"range {tuple(target)!r}")
     if not isinstance(target, str):
         raise ModelError(f"target for {output!r} must be rule text such as '{output} >= "
                          f"150' or a (lo, hi) range, got {target!r}")
@@ -84,7 +87,23 @@ def target_of(kb, output: str, target) -> Target:
                              f"number ('{output} >= 150'), joined by 'and'; got "
                              f"{gr.engine.expr_to_text(e)!r}")
         atoms.append(atom)
-    return Target(output, target.strip(), tuple(atoms))
+    return _non_empty(Target(output, target.strip(), tuple(atoms)), repr(target.strip()))
+
+
+def _non_empty(target: Target, shown: str) -> Target:
+    """``target``, unless no number satisfies its ends (``(5, 1)``, ``y > 3 and y < 3``):
+    a ModelError naming the target and its ends (a reason or counterfactual for it would
+    speak of nothing)."""
+    lows = [(c, op == ">") for op, c in target.atoms if op in (">=", ">", "==")]
+    highs = [(c, op == "<") for op, c in target.atoms if op in ("<=", "<", "==")]
+    if lows and highs:
+        lo, lo_strict = max(lows, key=lambda x: (x[0], x[1]))
+        hi, hi_strict = min(highs, key=lambda x: (x[0], not x[1]))
+        if lo > hi or lo == hi and (lo_strict or hi_strict):
+            raise ModelError(f"target {shown} for {target.output!r} holds for no number: "
+                             f"its lower end {lo:g}{' (excluded)' * lo_strict} is not below "
+                             f"its upper end {hi:g}{' (excluded)' * hi_strict}")
+    return target
 
 
 def _number(e):

@@ -199,6 +199,30 @@ def test_rule_shapley_values_are_efficient(cancer, cancer_model):
     assert np.allclose(sums, (p_full - p_empty).numpy(), atol=1e-4)
 
 
+def test_a_model_switched_to_crisp_explains_as_before(cancer):
+    """``m.crisp()`` made explain's output attribution run the crisp semantics on a batch
+    without table columns ("missing column"): explanations take gradients through the
+    smooth semantics whatever the switch says, and the switch is left as it was."""
+    X, y = cancer
+    torch.manual_seed(0)
+    model = gb.GreyBox(gb.rules.load(EXAMPLES / "breast_cancer.rules"), semantics="product",
+                       residual=nn.Sequential(nn.Linear(6, 4), nn.Tanh(), nn.Linear(4, 1)))
+    model.fit(X.iloc[:60], {"malignant": y[:60]}, epochs=1, progress=False)
+    rows = X.iloc[[0, 19]]
+    before = gb.explain.explain(model, rows)
+    torch.manual_seed(1)
+    shapley = before.shapley(n_samples=5)
+    model.crisp()
+    after = gb.explain.explain(model, rows)
+    assert model.is_crisp
+    pd.testing.assert_frame_equal(after.to_frame(), before.to_frame())
+    for name, attr in before.attributions.items():
+        assert torch.allclose(after.attributions[name], attr)
+    torch.manual_seed(1)
+    pd.testing.assert_frame_equal(after.shapley(n_samples=5), shapley)
+    assert model.is_crisp
+
+
 # ------------------------------------------------------------------------ rendering
 
 

@@ -258,6 +258,24 @@ def test_targets_are_required_and_checked():
         gb.explain.reason(cls, {"x": [2.0]}, target="o")
 
 
+@pytest.mark.parametrize("target, message", [
+    ((5, 1), r"target range \(5, 1\) for 'y' holds for no number: its lower end 5 is not "
+             r"below its upper end 1"),
+    ("y >= 5 and y <= 1", r"target 'y >= 5 and y <= 1' for 'y' holds for no number"),
+    ("y > 3 and y < 3", r"lower end 3 \(excluded\) is not below its upper end 3 \(excluded\)"),
+    ((float("nan"), 3), r"target range ends for 'y' must be numbers, got \(nan, 3\)"),
+])
+def test_an_empty_target_is_refused_naming_its_ends(target, message):
+    """``(5, 1)`` was taken as a target no value meets: a reason or counterfactual about
+    nothing (or a solver's 'no change reaches it')."""
+    df = _rows(3)
+    model = _model()
+    for explain in (gb.explain.reason, gb.explain.counterfactual):
+        with pytest.raises(gb.ModelError, match=message):
+            explain(model, df, 0, target=target)
+    assert gb.explain.reason(model, df, 0, target=(3, 3)) is not None   # one number: fine
+
+
 # ---------------------------------------------------------------------------- debugger
 def test_debugger_counts_failures_within_a_tolerance():
     df = _rows(50, seed=5)

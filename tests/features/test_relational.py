@@ -675,8 +675,9 @@ def test_review_findings_on_grounding_edge_cases():
     assert gr.to_text(named.rules["q"].body) == "`f(anna)`"
     empty = gr.parse(text, sets={"person": []})
     assert gr.to_text(empty).startswith("set person: {}\n") and gr.parse(gr.to_text(empty)) == empty
-    for huge in ("rule r2: f(((2^64)^64)^64) -> y(1)", "rule r2: f(2^40 * 2^40) -> y(1)"):
-        with pytest.raises(RuleError, match="2\\^64"):
+    for huge in ("rule r2: f((((2^64)^64)^64)^64) -> y(1)",
+                 "rule r2: f(10^3000 * 10^3000) -> y(1)"):
+        with pytest.raises(RuleError, match="beyond 4,000 digits"):
             gr.parse(text + huge + "\n", sets={"person": [1, 2]})
     ragged = gr.parse("input x[i in 0..2, j in 2 - i..2]: int 0..99\n")
     with pytest.raises(DataError, match="not a full grid"):

@@ -422,3 +422,69 @@ def test_an_evaluation_is_read_only():
         with pytest.raises(AttributeError, match=f"read-only: cannot set '{name}'"):
             setattr(ev, name, None)
     assert ev.decisions["y"].tolist() == [False, True]
+
+
+@pytest.mark.parametrize("kind", [
+    np.array([1, 0, 2]), np.array(["b", "a", "c"]), np.array(["b", "a", "c"], dtype=object),
+    pd.Categorical(["b", "a", "c"]), pd.Series(["b", "a", "c"], dtype="category"),
+])
+def test_crisp_truth_reads_an_enums_labels_or_codes(kind):
+    """An enum given as labels was compared with codes: every row false, silently."""
+    kb = gr.parse("input kind: {a, b, c}\ninput x: real\noutput o: bool\n"
+                  "rule r: kind == b and x > 0 -> o\nrule q: kind in {b, c} -> o\n")
+    columns = {"kind": kind, "x": np.array([1.0, 1.0, 1.0])}
+    assert gr.engine.crisp_truth(kb, kb.rules["r"].body, columns, 3).tolist() == [True, False, False]
+    assert gr.engine.crisp_truth(kb, kb.rules["q"].body, columns, 3).tolist() == [True, False, True]
+
+
+def test_crisp_truth_refuses_a_label_the_enum_lacks_by_name_and_row():
+    kb = gr.parse("input kind: {a, b, c}\ninput other: optional {a, b}\noutput o: bool\n"
+                  "rule r: kind == b or other == a -> o\n")
+    body = kb.rules["r"].body
+    with pytest.raises(gr.DataError, match=r"column 'kind', row 'q': expected one of the labels "
+                       r"a, b, c or their codes 0\.\.2 \(ints\), got 'z'"):
+        gr.engine.crisp_truth(kb, body, {"kind": np.array(["b", "z"]), "other": np.array([0, 0])},
+                              2, index=pd.Index(["p", "q"]))
+    mask = {"other\x00missing": np.array([False, True, True])}   # a missing cell: no label
+    labels = {"kind": np.array(["a", "a", "b"]), "other": np.array(["a", None, None], dtype=object)}
+    codes = {"kind": np.array([0, 0, 1]), "other": np.array([0, 0, 0])}   # placeholders 0
+    assert (gr.engine.crisp_truth(kb, body, {**labels, **mask}, 3).tolist()
+            == gr.engine.crisp_truth(kb, body, {**codes, **mask}, 3).tolist())
+
+
+PICKLED = """\
+input x: int 0..9
+input w: optional real
+input k: {a, b, c}
+define d: int 0..18 = 2 * x
+define big: int 0..99999999999999999999 = 10000000000000000000 * x + x
+define near: bool = d > 12 or x == 1
+define half: real = 0.5 * x
+output o: bool
+output c: {a, b, c}
+rule r weight 1.5: near and k != c or w > 0.5 -> o
+rule s: d < 4 -> c = a
+rule t weight 0.5: half > 3 -> c = c
+constraint no_a: o -> c != a
+"""
+
+
+@pytest.mark.parametrize("read_first", [False, True])
+def test_an_evaluation_with_defines_pickles(read_first):
+    """Its compiled defines (closures) could not be pickled: they are left out and compiled
+    again on load; every table, ``holds`` and ``value`` are those of the original."""
+    import pickle
+
+    kb = gr.parse(PICKLED)
+    data = pd.DataFrame({"x": [1, 5, 9, 7], "w": [0.9, None, 0.1, 0.7], "k": ["a", "b", "b", "c"]})
+    ev = gr.evaluate(kb, data)
+    if read_first:   # tables written before pickling travel with it
+        _ = ev.values, ev.scores
+    back = pickle.loads(pickle.dumps(ev))
+    for table in ("decisions", "preferred", "values", "bodies", "scores", "violations"):
+        pd.testing.assert_frame_equal(getattr(back, table), getattr(ev, table))
+    pd.testing.assert_series_equal(back.infeasible, ev.infeasible)
+    pd.testing.assert_series_equal(back.holds("half > 2 and near"), ev.holds("half > 2 and near"))
+    assert back.value("big + d").tolist() == ev.value("big + d").tolist()
+    assert back.values["big"].tolist() == [10 ** 19 * x + x for x in data["x"]]
+    assert back.fired(1) == ev.fired(1) and str(back) == str(ev)

@@ -161,3 +161,46 @@ def test_the_builder_and_pickle_keep_the_recursion():
     kb = _reach_kb(3)
     again = pickle.loads(pickle.dumps(kb))
     assert again == kb and again.recursion.layers == kb.recursion.layers
+    b = gr.Builder()
+    x = b.input("x", "bool")
+    b.define("p", "bool", x | b.var("p"))
+    built = b.build()
+    assert "define p: bool = x or p" in gr.to_text(built)
+    assert gr.evaluate(built, {"x": [True, False]}).values["p"].tolist() == [True, False]
+
+
+def test_crisp_fixpoint_iteration_gives_the_unrolled_answer():
+    # evaluate iterates each component to its fixpoint (stopping early); the unrolled
+    # definitions, which every other backend reads, give the same values
+    graphs = _graphs(5, 12, seed=3)
+    kb = _reach_kb(5)
+    ev = gr.evaluate(kb, _edges(5, graphs))
+    for name in kb.recursion.original:
+        assert ev.holds(kb.variables[name].expr).tolist() == ev.values[name].tolist(), name
+    last = ev.holds(gr.ast.Var("reach(n0, n4)@4")).tolist()
+    assert last == ev.values["reach(n0, n4)"].tolist()
+
+
+def test_a_recursion_over_decisions_is_computed_with_each_decision():
+    kb = gr.parse("input x: bool\ninput e: bool\noutput y: bool\noutput z: bool\n"
+                  "rule r: x -> y\ndefine p: bool = y or (e and q)\n"
+                  "define q: bool = p and e\nrule s weight 2: q -> z\n")
+    ev = gr.evaluate(kb, {"x": [True, True, False], "e": [True, False, True]})
+    assert ev.values["q"].tolist() == [True, False, False]
+    assert ev.decisions["z"].tolist() == [True, False, False]
+
+
+def test_entails_proves_reachability_and_refutes_self_support():
+    kb = gr.parse(REACH.replace("NODES", "{a, b, c, d}").replace(
+        "edge(x, y) or (exists z in node: edge(x, z) and reach(z, y))",
+        "link(x, y) or (exists z in node: link(x, z) and reach(z, y))") +
+        "define link(x in node, y in node): bool = edge(x, y) or edge(y, x)\n")
+    assert gr.entails(kb, "edge(a, b) and edge(c, b) and edge(d, c) -> reach(a, d)")
+    assert gr.entails(kb, "reach(a, d) <-> reach(d, a)")              # symmetric closure
+    # least fixpoint: with no link into a, nothing reaches it (a cycle does not prove itself)
+    alone = " and ".join(f"not edge(a, {y}) and not edge({y}, a)" for y in "abcd")
+    assert gr.entails(kb, f"{alone} -> not reach(b, a) and not reach(a, a)")
+    refuted = gr.entails(kb, "edge(a, b) -> reach(a, c)")
+    assert not refuted and refuted.confirmed
+    row = refuted.counterexample
+    assert not any("@" in c for c in row.columns) and not row["reach(a, c)"].iloc[0]

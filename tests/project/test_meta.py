@@ -172,6 +172,21 @@ def test_names_that_left_the_rules_face_still_resolve_with_a_warning(name, home)
         _ = gr.nothing_here
 
 
+@pytest.mark.parametrize("statement", ["from greybox.rules import Var",
+                                       "from greybox.rules import plan, Aggregate"])
+def test_a_name_that_left_the_rules_face_warns_once_per_import(statement):
+    """``from greybox.rules import Var`` asks for the name twice (the import system's
+    hasattr, then the statement): one warning per name, at the statement's line."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        exec(compile(statement, "<user>", "exec"), {})
+    deprecations = [w for w in caught if issubclass(w.category, DeprecationWarning)]
+    assert len(deprecations) == statement.count(",") + 1
+    assert {w.filename for w in deprecations} == {"<user>"}
+
+
 def _rules_uses(tree: ast.AST):
     """``(line, how, module, name)`` of every use of a ``greybox.rules`` name in a module:
     ``from greybox.rules[.sub] import name``, ``ALIAS.name`` and ``ALIAS.engine.name``
