@@ -197,26 +197,94 @@ def log_truth(graph, x: Factored, n: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _log_product(graph, parts, x: Factored) -> torch.Tensor:
-    """log E[prod(parts)], approximately: the sum of its blocks' exact log-expectations."""
+    """log E[prod(parts)], approximately: the sum of its blocks' exact log-expectations
+    (the ``all_different`` units over independent neural variables in one programme)."""
     total = torch.zeros(1, dtype=torch.float64, device=graph.device)
-    fields = []
+    fields, units = [], []
     for p in parts:
-        if isinstance(p, Unit) and all(len(graph.closure((v,))) == 1 and v in graph.logits
+        if isinstance(p, Unit) and all(v in graph.logits and len(graph.closure((v,))) == 1
                                        for v in p.scope):
-            total = total + log_all_different([graph.neural_logp(v, torch.float64)
-                                               for v in p.scope],
-                                              [graph.vals[v] for v in p.scope])
+            units.append(p)
         else:
             fields.extend(p.fields if isinstance(p, Unit) else (p,))
+    if units:
+        total = total + _log_units(graph, units)
     for block in _blocks(graph, fields):
         total = total + _log_expect(graph, block, x)
     return total
 
 
+def _log_units(graph, units: list) -> torch.Tensor:
+    """The sum of the log-probabilities of ``units`` (rows), those of the same size and
+    values in one programme."""
+    groups: dict = {}
+    for u in units:
+        vals = [graph.vals[v] for v in u.scope]
+        union = tuple(sorted({float(x) for t in vals for x in t.tolist()}))
+        groups.setdefault((len(u.scope), union), []).append(u)
+    total = torch.zeros(1, dtype=torch.float64, device=graph.device)
+    for (k, union), members in groups.items():
+        spread = torch.stack(torch.broadcast_tensors(*[
+            _spread(graph.neural_logp(v, torch.float64), graph.vals[v], union)
+            for u in members for v in u.scope]), 1)           # (rows, units * k, m)
+        spread = spread.reshape(spread.shape[0], len(members), k, len(union))
+        total = total + _subset_programme(spread.flatten(0, 1), len(union)).reshape(
+            -1, len(members)).sum(1)
+    return total
+
+
+def _spread(logp: torch.Tensor, vals: torch.Tensor, union: tuple) -> torch.Tensor:
+    """A log-distribution over ``vals`` as one over the values ``union`` (``_NEG`` for
+    the values it does not have)."""
+    where = {x: j for j, x in enumerate(union)}
+    out = torch.full((logp.shape[0], len(union)), _NEG, dtype=torch.float64,
+                     device=logp.device)
+    out[:, [where[float(x)] for x in vals.tolist()]] = logp.double()
+    return out
+
+
+def _layers(m: int, k: int) -> list:
+    """For each step ``i < k`` of the subset programme over ``m`` values: the subsets of
+    ``i + 1`` values (as positions in the step's list), and for each, the position of
+    each subset one value smaller in the previous step's list and that value."""
+    key = (m, k)
+    found = _LAYERS.get(key)
+    if found is None:
+        by_size = [[s for s in range(1 << m) if bin(s).count("1") == i] for i in range(k + 1)]
+        at = [{s: j for j, s in enumerate(layer)} for layer in by_size]
+        found = []
+        for i in range(k):
+            prev, vals = [], []
+            for s in by_size[i + 1]:
+                bits = [b for b in range(m) if s >> b & 1]
+                prev.append([at[i][s ^ (1 << b)] for b in bits])
+                vals.append(bits)
+            found.append((torch.as_tensor(prev), torch.as_tensor(vals)))
+        _LAYERS[key] = found
+    return found
+
+
+_LAYERS: dict = {}
+
+
+def _subset_programme(spread: torch.Tensor, m: int) -> torch.Tensor:
+    """log P(all differ) per row of ``spread`` (rows, k, m): k independent variables'
+    log-distributions over m values, summed over the subsets of values used so far."""
+    rows, k, _ = spread.shape
+    if k > m:
+        return torch.full((rows,), -torch.inf, dtype=torch.float64, device=spread.device)
+    f = torch.zeros((rows, 1), dtype=torch.float64, device=spread.device)
+    for i, (prev, vals) in enumerate(_layers(m, k)):
+        prev, vals = prev.to(spread.device), vals.to(spread.device)
+        f = torch.logsumexp(f[:, prev] + spread[:, i][:, vals], dim=2)
+    out = torch.logsumexp(f, dim=1)
+    return out.masked_fill(out < _NEG / 2, -torch.inf)
+
+
 def log_all_different(logps: list, values: list) -> torch.Tensor:
     """log P(the variables all differ), each variable independent with log-distribution
     ``logps[i]`` (rows, K_i) over its values ``values[i]``; exact, by a programme over the
-    subsets of the values used so far.
+    subsets of the values used so far (``2**m`` states for ``m`` values in all).
 
     Examples
     --------
@@ -226,31 +294,14 @@ def log_all_different(logps: list, values: list) -> torch.Tensor:
     >>> round(log_all_different([u, u, u], [v, v, v]).exp().item(), 6)  # 3! / 3**3
     0.222222
     """
-    union = sorted({float(x) for v in values for x in v.tolist()})
-    m, k = len(union), len(logps)
-    if m > MAX_UNIT_VALUES:
-        raise ModelError(f"all_different over {k} variables with {m} values in all: the "
-                         f"approximate route sums it over subsets of at most "
-                         f"{MAX_UNIT_VALUES} values")
-    rows = max(lp.shape[0] for lp in logps)
-    device = logps[0].device
-    if k > m:
-        return torch.full((rows,), -torch.inf, dtype=torch.float64, device=device)
-    where = {x: j for j, x in enumerate(union)}
-    states = torch.arange(1 << m, device=device)
-    bits = torch.arange(m, device=device)
-    has = (states.unsqueeze(1) >> bits & 1).bool()            # (2^m, m)
-    without = states.unsqueeze(1) ^ (1 << bits)                # (2^m, m)
-    f = torch.full((rows, 1 << m), _NEG, dtype=torch.float64, device=device)
-    f[:, 0] = 0.0
-    for lp, vals in zip(logps, values):
-        spread = torch.full((lp.shape[0], m), _NEG, dtype=torch.float64, device=device)
-        spread[:, [where[float(x)] for x in vals.tolist()]] = lp.double()
-        step = f[:, without] + spread.unsqueeze(1)             # (rows, 2^m, m)
-        f = torch.logsumexp(step.masked_fill(~has, _NEG), dim=2)
-    full = has.sum(1) == k
-    out = torch.logsumexp(f[:, full], dim=1)
-    return out.masked_fill(out < _NEG / 2, -torch.inf)
+    union = tuple(sorted({float(x) for v in values for x in v.tolist()}))
+    if len(union) > MAX_UNIT_VALUES:
+        raise ModelError(f"all_different over {len(logps)} variables with {len(union)} "
+                         f"values in all: the approximate route sums it over the subsets of "
+                         f"at most {MAX_UNIT_VALUES} values")
+    spread = torch.stack(torch.broadcast_tensors(*[
+        _spread(lp, v, union) for lp, v in zip(logps, values)]), 1)
+    return _subset_programme(spread, len(union))
 
 
 def _blocks(graph, fields: list) -> list[list]:
