@@ -16,9 +16,10 @@ implications of such products by the same inclusion-exclusion as the exact route
   instead of the ``9**8``-entry elimination of its 36 pairs;
 * the other parts are grouped into the components that share no variable (directly or
   through the factors they depend on): a component whose elimination fits
-  :data:`BLOCK_LIMIT` entries per row is one block, computed exactly as the exact route
-  computes it; a larger one is split greedily, in the order of its parts, into the
-  largest consecutive blocks that fit.
+  :data:`COMPONENT_LIMIT` (the exact route's limit) is one block, computed exactly as the exact route computes it; a larger
+  one is split greedily, in the order of its parts, into the longest consecutive runs
+  whose variables (with those of the factors they depend on) have at most
+  :data:`BLOCK_LIMIT` joint values per row.
 
 Where every block is independent of the others (disjoint variables, no shared factor) the
 result is exact. Elsewhere its error is measured, not bounded (docs/semantics.md has the
@@ -29,6 +30,7 @@ exactly as before (a hard constraint too large for exact inference is refused).
 from __future__ import annotations
 
 import itertools
+import math
 
 import torch
 
@@ -43,14 +45,20 @@ from ._fields import Field
 from ._logspace import _log_expect, _signed_log_sum
 from .probabilistic import ProbabilisticSemantics, ProbContext
 
-__all__ = ["BLOCK_LIMIT", "INFERENCE", "ApproximateSemantics", "Unit", "check_inference",
+__all__ = ["BLOCK_LIMIT", "COMPONENT_LIMIT", "INFERENCE", "ApproximateSemantics", "Unit", "check_inference",
            "log_all_different"]
 
 #: The inference routes ``GreyBox(..., inference=...)`` accepts.
 INFERENCE = ("exact", "approximate")
 
-#: Largest elimination (entries per row) one block of the approximation may need.
-BLOCK_LIMIT = FACTOR_LIMIT
+#: A component whose elimination needs at most this many entries per row is computed
+#: whole, exactly (as the exact route computes it); a larger one is split.
+COMPONENT_LIMIT = FACTOR_LIMIT
+
+#: Most joint values (per row) of the variables of one block a component too large for
+#: exact inference is split into (a block is eliminated exactly: larger blocks are more
+#: accurate and slower).
+BLOCK_LIMIT = 1 << 16
 
 #: Most values an ``all_different`` block may range over (its programme has 2**m states).
 MAX_UNIT_VALUES = 16
@@ -310,7 +318,7 @@ def _blocks(graph, fields: list) -> list[list]:
     :data:`BLOCK_LIMIT` (cached per structure)."""
     if not fields:
         return []
-    key = (tuple(f.scope for f in fields), BLOCK_LIMIT)
+    key = (tuple(f.scope for f in fields), COMPONENT_LIMIT, BLOCK_LIMIT)
     cache = kb_cached(graph.kb, "probabilistic/approx-blocks", lambda kb: {})
     found = cache.get(key)
     if found is None:
@@ -348,15 +356,18 @@ def _split(graph, fields: list) -> list[list[int]]:
             loose.append([i])
     blocks = []
     for group in groups.values():
-        if _width(graph, [fields[i].scope for i in group]) <= BLOCK_LIMIT:
-            blocks.append(group)
+        if _width(graph, [fields[i].scope for i in group]) <= COMPONENT_LIMIT:
+            blocks.append(group)     # the component fits: exact, as the exact route does
             continue
         current: list[int] = []
+        held: set[str] = set()
         for i in group:
-            trial = current + [i]
-            if current and _width(graph, [fields[j].scope for j in trial]) > BLOCK_LIMIT:
+            mine = {v for s, _ in graph.closure(fields[i].scope) for v in s}
+            mine.update(fields[i].scope)
+            if current and math.prod(graph.sizes[v] for v in held | mine) > BLOCK_LIMIT:
                 blocks.append(current)
-                trial = [i]
-            current = trial
+                current, held = [], set()
+            current.append(i)
+            held |= mine
         blocks.append(current)
     return blocks + loose
