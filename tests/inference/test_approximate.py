@@ -170,18 +170,18 @@ def _random_program(rng) -> str:
 def test_random_programs_split_into_small_blocks_stay_close(seed, monkeypatch):
     """Random CNFs over 16 people: exact by default (each fits one block); split into
     blocks of at most 256 joint values (8 people) the error stays within the measured 4 nats
-    in log P (P about 1e-2 to 1e-5 here: within 0.02 in P)."""
+    in log P (P about 1e-2 to 1e-5 here: within 0.06 in P)."""
     rng = np.random.default_rng(seed)
     text = _random_program(rng)
     logits = torch.as_tensor(rng.normal(size=(4, 30)) * 1.5, dtype=torch.float32)
     exact = _people(text, logits, "exact")[0].log_prob("ok", torch.ones(4))
     same = _people(text, logits, "approximate")[0].log_prob("ok", torch.ones(4))
     assert torch.allclose(exact, same, atol=1e-5)
-    monkeypatch.setattr(_approx, "COMPONENT_LIMIT", 8)
+    monkeypatch.setattr(_approx, "COMPONENT_LIMIT", 1)     # every component split
     monkeypatch.setattr(_approx, "BLOCK_LIMIT", 256)
     trace, x = _people(text, logits, "approximate")
     split = trace.log_prob("ok", torch.ones(4))
-    assert ((split.exp() - exact.exp()).abs() < 0.02).all()
+    assert ((split.exp() - exact.exp()).abs() < 0.06).all()
     assert ((split - exact).abs() < 4.0).all() and (split != exact).any()
     (gx,) = torch.autograd.grad(split.sum(), x)
     assert torch.isfinite(gx).all()
