@@ -275,7 +275,8 @@ def solve(reader: nn.Module, puzzles: int, givens: int, test, seed: int) -> dict
 
 
 def run(grids: int = 1000, epochs: int = 6, puzzles: int = 50, givens: int = 30,
-        seed: int = 0, batch_size: int = 16, lr: float = 3e-3, progress: bool = True) -> dict:
+        seed: int = 0, batch_size: int = 16, lr: float = 3e-3, progress: bool = True,
+        test_grids: int = 200) -> dict:
     """Train from validity labels (approximate route), name the classes, classify and
     solve; the figures."""
     train, test = load_pools(seed)
@@ -296,7 +297,7 @@ def run(grids: int = 1000, epochs: int = 6, puzzles: int = 50, givens: int = 30,
     rename(net, best_naming(read(net, train[0][few]), train[1][few]))
     digit_acc = float((read(net, test[0]) + 1 == test[1]).mean())
 
-    test_imgs, test_valid, _ = make_grids(*test, 200, seed + 1)
+    test_imgs, test_valid, _ = make_grids(*test, test_grids, seed + 1)
     said = model.predict(model.kb.families["img"].split(test_imgs))["valid"].to_numpy()
     out = {"grids": grids, "epochs": epochs, "train_seconds": train_seconds,
            "seconds_per_epoch": float(np.mean([e["seconds"] for e in history.epochs])),

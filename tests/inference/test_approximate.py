@@ -212,6 +212,13 @@ def test_the_9x9_example_runs_at_a_tiny_size():
     import sudoku9
 
     torch.set_num_threads(1)
-    r = sudoku9.run(grids=8, epochs=1, puzzles=0, progress=False)
+    r = sudoku9.run(grids=8, epochs=1, puzzles=0, progress=False, test_grids=8)
     assert 0.0 <= r["digit_accuracy"] <= 1.0 and 0.0 <= r["validity_accuracy"] <= 1.0
-    assert sudoku9.is_valid(sudoku9.random_grid(np.random.default_rng(0)))
+    grid = sudoku9.random_grid(np.random.default_rng(0))
+    assert sudoku9.is_valid(grid) and sudoku9.count_completions(grid) == 1
+    # the MAP of a network sure of the grid but for one cell is the grid (an untrained
+    # network's MAP is a hard 0/1 programme: tens of seconds, so not solved here)
+    logp = np.log(np.full((81, 9), 0.01))
+    logp[np.arange(81), grid - 1] = np.log(0.92)
+    logp[0] = np.log(1 / 9)
+    assert (sudoku9.map_grid(logp) == grid).all()
