@@ -91,15 +91,22 @@ only (the fuzzy semantics 'product' has one inference route); got semantics='pro
 
 class Unit:
     """``all_different`` over the finite variables ``scope`` (distinct names) as one
-    opaque part of a factored product, with its pairwise ``!=`` fields (``fields``) for
-    where it cannot be one block (a hard constraint touches its variables)."""
+    opaque part of a factored product; :attr:`fields` are its pairwise ``!=`` fields, made
+    by ``make_fields()`` only where it cannot be one block (a hard constraint touches its
+    variables, or a comparison reads it)."""
 
-    __slots__ = ("scope", "fields")
+    __slots__ = ("scope", "_make", "_fields")
     #: not a table: never multiplied into another part
     opaque = True
 
-    def __init__(self, scope: tuple[str, ...], fields: tuple):
-        self.scope, self.fields = scope, fields
+    def __init__(self, scope: tuple[str, ...], make_fields):
+        self.scope, self._make, self._fields = scope, make_fields, None
+
+    @property
+    def fields(self) -> tuple:
+        if self._fields is None:
+            self._fields = tuple(self._make())
+        return self._fields
 
 
 def _differ(a) -> bool:
@@ -158,12 +165,13 @@ class ApproxContext(ProbContext):
             return super()._connective(e, env)
         args = []
         for names, idx in runs:
-            fields = [self.field(e.args[i], env) for i in idx]
             if names is not None and all(type(env[n]) is Field and env[n].scope == (n,)
                                          for n in names):
-                args.append(Factored(((1.0, (Unit(names, tuple(fields)),)),), e))
+                pairs = [e.args[i] for i in idx]
+                unit = Unit(names, lambda pairs=pairs: [self.field(a, env) for a in pairs])
+                args.append(Factored(((1.0, (unit,)),), e))
             else:
-                args.extend(fields)
+                args.extend(self.field(e.args[i], env) for i in idx)
         return connective(e, args, self.sizes, factored=True) if len(args) > 1 else args[0]
 
     def _table(self, x):

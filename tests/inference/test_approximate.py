@@ -222,3 +222,20 @@ def test_the_9x9_example_runs_at_a_tiny_size():
     logp[np.arange(81), grid - 1] = np.log(0.92)
     logp[0] = np.log(1 / 9)
     assert (sudoku9.map_grid(logp) == grid).all()
+
+
+def test_a_unit_touched_by_a_hard_constraint_is_eliminated_exactly():
+    """A hard constraint on one of the unit's cells conditions it: the unit falls back to
+    its pairwise parts, eliminated exactly (one unit: the exact value)."""
+    text = ("set cell: 0..3\ninput img[cell]: tensor[4]\n"
+            "neural digit[c in cell]: int 1..4 = net(img[c])\n"
+            "constraint first: digit[0] != 1\noutput ok: bool\n"
+            "define ok: bool = all_different(digit[k] for k in 0..3)\n")
+    g = torch.Generator().manual_seed(6)
+    x = torch.randn(3, 4, 4, generator=g)
+    got = []
+    for inf in ("exact", "approximate"):
+        model = gb.GreyBox(text, {"net": _Logits()}, inference=inf)
+        got.append(model({f"img[{c}]": x[:, c] for c in range(4)}).log_prob(
+            "ok", torch.ones(3)))
+    assert torch.allclose(got[0], got[1], atol=1e-6)
