@@ -41,6 +41,7 @@ import numpy as np
 import torch
 from scipy.optimize import Bounds, LinearConstraint, linear_sum_assignment, milp
 from sklearn.datasets import load_digits
+from sudoku import CellReader  # the 4x4 example's reader: a blank image reads uniform
 from torch import nn
 
 import greybox as gb
@@ -117,20 +118,6 @@ def digit_network() -> nn.Module:
         nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),   # 32 x 2 x 2
         nn.Flatten(), nn.Linear(128, 64), nn.ReLU(), nn.Linear(64, 9),
     )
-
-
-class CellReader(nn.Module):
-    """The digit network, reading a blank image (an empty cell) as "no idea": uniform
-    logits."""
-
-    def __init__(self, net: nn.Module):
-        super().__init__()
-        self.net = net
-
-    def forward(self, x):
-        logits = self.net(x)
-        blank = x.abs().amax(dim=1) == 0
-        return logits.masked_fill(blank.unsqueeze(1), 0.0)
 
 
 def load_pools(seed: int = 0):
