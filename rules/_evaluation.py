@@ -14,6 +14,7 @@ from ._env import _Env
 from ._exact import compile_truth
 from ._kb import KnowledgeBase, parse_formula
 from ._missing import definite
+from ._proofs import prove
 
 __all__ = ["Evaluation"]
 
@@ -210,8 +211,6 @@ class Evaluation:
         reach(a, d) because edge(a, b) and reach(b, d)
           reach(b, d) because edge(b, d)
         """
-        from ._proofs import prove   # the proof search, on demand
-
         return prove(self, name, row)
 
     def to_frame(self) -> pd.DataFrame:
