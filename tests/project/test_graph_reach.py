@@ -11,7 +11,7 @@ import pytest
 
 from tests.conftest import EXAMPLES
 
-BENCH = EXAMPLES.parent / "benchmarks" / "bench_recursion.py"
+BENCH = EXAMPLES.parent / "benchmarks" / "bench_graph_reach.py"
 TINY = ["--nodes", "3", "--graphs", "16", "--test-graphs", "8", "--epochs", "1"]
 
 
