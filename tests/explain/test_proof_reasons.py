@@ -6,6 +6,7 @@ the reason's."""
 
 import numpy as np
 import pytest
+import torch
 
 import greybox as gb
 
@@ -68,3 +69,37 @@ def test_a_reason_for_reach_is_a_path_and_for_its_absence_a_cut(seed):
                 full[a, b] = False
             assert not _closure(full)[i, j]               # that cut every path
             assert not ev.proof(name).holds
+
+
+class _EdgeTable(torch.nn.Module):
+    """Edges read from one-hot node codes: logit +4 on the chain a -> b -> c, -4 elsewhere."""
+
+    def __init__(self, chain):
+        super().__init__()
+        table = torch.full((4, 4), -4.0)
+        for i, j in chain:
+            table[i, j] = 4.0
+        self.register_buffer("table", table)
+
+    def forward(self, a, b):
+        return self.table[a.argmax(-1), b.argmax(-1)][..., None]
+
+
+def test_an_explanation_names_the_path_that_proves_a_recursive_concept():
+    kb = gb.rules.parse("""
+set node: {a, b, c, d}
+input code(node): tensor[4]
+neural edge(x in node, y in node): bool = edge_net(code(x), code(y))
+output reach(node, node): bool
+define reach(x in node, y in node): bool =
+    edge(x, y) or (exists z in node: z != x and z != y and edge(x, z) and reach(z, y))
+""")
+    model = gb.GreyBox(kb, {"edge_net": _EdgeTable([(0, 1), (1, 2)])},
+                       semantics="probabilistic")
+    data = kb.families["code"].split(np.eye(4, dtype=np.float32)[None])
+    ex = gb.explain.explain(model, data, output="reach(a, c)", parameters=False)
+    proofs = ex.concepts.set_index("concept")["proof"]
+    assert proofs["reach(a, c)"] == \
+        "reach(a, c) = True because edge(a, b) (p=0.98) and edge(b, c) (p=0.98)"
+    other = gb.explain.explain(model, data, output="reach(d, c)", parameters=False)
+    assert other.concepts.set_index("concept")["proof"]["reach(d, c)"] == ""   # false
