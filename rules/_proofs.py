@@ -75,6 +75,25 @@ class Proof:
     facts : tuple of str
         The facts of the row the proof rests on, in the order the derivation uses them
         (for reachability, the edges of a shortest path from its source).
+
+    Examples
+    --------
+    >>> import greybox.rules as gr
+    >>> kb = gr.parse('''
+    ... set node: {a, b, c}
+    ... input edge(node, node): bool
+    ... define reach(x in node, y in node): bool =
+    ...     edge(x, y) or (exists z in node: edge(x, z) and reach(z, y))
+    ... ''')
+    >>> ev = gr.evaluate(kb, {f"edge({x}, {y})": [(x, y) in {("a", "b"), ("b", "c")}]
+    ...                       for x in "abc" for y in "abc"})
+    >>> proof = ev.proof("reach(a, c)")
+    >>> proof.facts, proof.depth
+    (('edge(a, b)', 'edge(b, c)'), 2)
+    >>> proof.to_frame()["because"].tolist()
+    ['edge(a, b) and reach(b, c)', 'edge(b, c)']
+    >>> ev.proof("reach(c, a)").holds
+    False
     """
 
     fact: str
