@@ -232,6 +232,7 @@ def _model(path, payload: Mapping, kb, networks, residual) -> GreyBox:
                     for k, m in built.items()}
     try:
         return GreyBox(kb, networks, semantics=payload["semantics"],
+                       inference=payload.get("inference", "exact"),
                        residual=residual, temperature=payload["temperature"],
                        # files written before the switch: every network read its table
                        # inputs standardised, and keeps doing so

@@ -38,7 +38,8 @@ from ._predictions import Predictions
 from ._save import save as save_model
 from ._statistics import STATISTICS, InputStatistics
 from ._trace import Trace
-from .semantics import REGISTRY
+from .semantics import APPROXIMATE, REGISTRY
+from .semantics._approx import check_inference
 
 __all__ = ["GreyBox"]
 
@@ -66,6 +67,10 @@ class GreyBox(Predictions, nn.Module):
         standardised and stacked into one (rows, arguments) tensor.
     semantics : str
         ``"probabilistic"`` (default), ``"product"``, ``"godel"``, ``"lukasiewicz"``.
+    inference : str
+        ``"exact"`` (default) or ``"approximate"``: under ``semantics="probabilistic"``,
+        a conjunction too large for exact inference is split into parts each computed
+        exactly and combined as if independent (:mod:`greybox.semantics._approx`).
     residual : nn.Module or mapping of output -> nn.Module, optional
         A network over the standardised table inputs (:attr:`feature_names`) whose logits
         are added to a decided output's score: what the rules miss.
@@ -113,7 +118,7 @@ class GreyBox(Predictions, nn.Module):
     STATISTICS = STATISTICS
 
     def __init__(self, kb, networks: Mapping[str, nn.Module] | None = None, *,
-                 semantics: str = "probabilistic",
+                 semantics: str = "probabilistic", inference: str = "exact",
                  residual: nn.Module | Mapping[str, nn.Module] | None = None,
                  temperature: float = 0.1, scale_inputs: bool | Iterable[str] = False):
         super().__init__()
@@ -122,7 +127,8 @@ class GreyBox(Predictions, nn.Module):
         # than at the first fit or predict
         gr.engine.plan(self.kb)
         check_options(semantics, temperature)
-        self.semantics = semantics
+        check_inference(semantics, inference)
+        self.semantics, self.inference = semantics, inference
         self.temperature = float(temperature)
         self._crisp = False
         self.networks = network_modules(self.kb, networks)
@@ -203,7 +209,9 @@ class GreyBox(Predictions, nn.Module):
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def extra_repr(self) -> str:
-        text = (f"semantics={self.semantics!r}, temperature={self.temperature:g}, "
+        text = (f"semantics={self.semantics!r}, "
+                + (f"inference={self.inference!r}, " if self.inference != "exact" else "")
+                + f"temperature={self.temperature:g}, "
                 f"{len(self.kb.rules)} rules, {len(self.kb.constraints)} constraints")
         if self.kb.networks:   # which networks read standardised table inputs
             text += f", scale_inputs={list(self.scaled_networks) or False}"
@@ -258,6 +266,8 @@ class GreyBox(Predictions, nn.Module):
         batch = self.batch(data)
         use_crisp = self._crisp if crisp is None else crisp
         sem = REGISTRY["crisp" if use_crisp else self.semantics]
+        if self.inference == "approximate" and not use_crisp:
+            sem = APPROXIMATE[self.semantics]
         return sem.trace(self, batch)
 
     def replace(self, *, kb=None, drop_residual=()) -> GreyBox:
@@ -297,7 +307,8 @@ class GreyBox(Predictions, nn.Module):
         if self.residual is not None:
             residual = {n: self.residual[_key(n)] for n in kb.decided
                         if _key(n) in self.residual and n not in drop_residual} or None
-        model = GreyBox(kb, networks, semantics=self.semantics, residual=residual,
+        model = GreyBox(kb, networks, semantics=self.semantics, inference=self.inference,
+                        residual=residual,
                         temperature=self.temperature,
                         scale_inputs=[n for n in self.scaled_networks if n in kb.networks])
         if model.feature_names == self.feature_names:

@@ -26,7 +26,7 @@ _META = ("format", "version", "rules", "filename", "semantics", "temperature", "
          "residual")
 #: header fields added later: covered by the digest when the file has them (an older
 #: file's digest, computed without them, still matches)
-_LATER_META = ("architectures", "scale_inputs")
+_LATER_META = ("architectures", "scale_inputs", "inference")
 
 
 def _digest(payload: Mapping) -> str:
@@ -61,6 +61,7 @@ def save(model, path) -> None:
         "filename": model.kb.filename,
         "semantics": model.semantics,
         "temperature": model.temperature,
+        "inference": model.inference,
         "networks": sorted(model.kb.networks),
         "residual": sorted(model.residual.keys()) if model.residual is not None else [],
         # the networks reading standardised table inputs (a file without this field was

@@ -9,6 +9,9 @@ Each semantics lives in its own module on the small base class :class:`Semantics
 - ``"product"``, ``"godel"``, ``"lukasiewicz"``: fuzzy t-norm semantics;
 - ``"crisp"``: plain booleans, identical to :func:`greybox.rules.evaluate`.
 
+``APPROXIMATE`` holds the approximate route of a semantics that has one
+(``GreyBox(..., inference="approximate")``: ``"probabilistic"``, in ``_approx.py``).
+
 Examples
 --------
 >>> from greybox.semantics import REGISTRY
@@ -16,6 +19,7 @@ Examples
 ['crisp', 'godel', 'lukasiewicz', 'probabilistic', 'product']
 """
 
+from ._approx import ApproximateSemantics
 from ._base import Semantics
 from ._compiled import Compiled
 from .crisp import CrispSemantics
@@ -25,6 +29,7 @@ from .probabilistic import ProbabilisticSemantics
 from .product import ProductSemantics
 
 __all__ = [
+    "APPROXIMATE",
     "REGISTRY",
     "Compiled",
     "CrispSemantics",
@@ -41,3 +46,6 @@ REGISTRY: dict[str, Semantics] = {
     for s in (ProbabilisticSemantics(), ProductSemantics(), GodelSemantics(),
               LukasiewiczSemantics(), CrispSemantics())
 }
+
+#: The approximate route of a semantics, by name (``inference="approximate"``).
+APPROXIMATE: dict[str, Semantics] = {"probabilistic": ApproximateSemantics()}

@@ -112,8 +112,9 @@ def _merge(parts, sizes: dict[str, int]) -> tuple:
     kept: list[list] = []          # [scope as a set, field]
     for f in sorted(parts, key=lambda f: -len(f.scope)):
         mine = set(f.scope)
-        for k in kept:
-            if mine <= k[0]:
+        for k in kept:   # (an opaque part, the approximate route's, is never merged)
+            if mine <= k[0] and not getattr(f, "opaque", False) and \
+                    not getattr(k[1], "opaque", False):
                 k[1] = Field(k[1].scope, k[1].t * expand(f, k[1].scope, sizes))
                 break
         else:

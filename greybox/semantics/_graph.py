@@ -78,6 +78,8 @@ class FactorGraph:
     def __init__(self, kb, device, value_tensor, neural_fields: dict):
         self.kb, self.device, self.value_tensor = kb, device, value_tensor
         self.neural_fields = neural_fields
+        #: neural variables' log-distributions, by (name, dtype) (see neural_logp)
+        self._logp: dict = {}
         #: each variable's number of values and tensor of values
         self.sizes: dict[str, int] = {}
         self.vals: dict[str, torch.Tensor] = {}
@@ -176,11 +178,19 @@ class FactorGraph:
         return torch.softmax(out, dim=1)
 
     def neural_logp(self, name, dtype=None) -> torch.Tensor:
-        """A neural variable's log-distribution (B, K) from its network output."""
+        """A neural variable's log-distribution (B, K) from its network output (computed
+        once per pass and dtype)."""
+        key = (name, dtype)
+        found = self._logp.get(key)
+        if found is not None:
+            return found
         out = self.logits[name] if dtype is None else self.logits[name].to(dtype)
         if out.dim() == 1:
-            return torch.stack([nn_f.logsigmoid(-out), nn_f.logsigmoid(out)], 1)
-        return torch.log_softmax(out, dim=1)
+            found = torch.stack([nn_f.logsigmoid(-out), nn_f.logsigmoid(out)], 1)
+        else:
+            found = torch.log_softmax(out, dim=1)
+        self._logp[key] = found
+        return found
 
     def _neural_factor(self, name):
         self.lazy.discard(name)

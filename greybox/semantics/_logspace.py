@@ -142,7 +142,9 @@ def check_width(graph, scopes, x: Factored) -> None:
             f"inference holds ({FACTOR_LIMIT:,}): use a fuzzy semantics "
             "(semantics='product' or 'lukasiewicz'), which evaluates it approximately "
             "in time linear in its size, or split it -- a family of constraints "
-            "(constraint c(p in s, ...): ...) instead of one forall")
+            "(constraint c(p in s, ...): ...) instead of one forall; or approximate it: "
+            "GreyBox(..., inference='approximate') computes its parts exactly and "
+            "combines them as if independent")
 
 
 def _by_models(graph, parts, closure, logs, scope) -> torch.Tensor | None:
