@@ -7,7 +7,7 @@ On the grounded knowledge base, each strongly connected component of ``m`` recur
 is unrolled once into layers: layer 0 is false, layer ``k + 1`` is each body read over layer
 ``k``, and layer ``m`` is the least fixpoint (each step before the fixpoint makes at least
 one more atom true, and the bodies are monotone). Layers ``1 .. m - 1`` become hidden bool
-defines named ``p@k`` (:func:`is_layer`); ``p`` itself reads layer ``m - 1``. Every backend
+defines named ``p@k`` (:attr:`Recursion.layers`); ``p`` itself reads layer ``m - 1``. Every backend
 then reads plain, non-recursive defines.
 
 Negation is stratified: a component's atoms may read each other only positively (under
@@ -30,18 +30,12 @@ from ._checker import Variable
 from ._ground import MAX_GROUNDINGS
 from ._ground_nodes import _rebuild, _simplify
 
-__all__ = ["LAYER", "Recursion", "is_layer", "unroll", "written"]
+__all__ = ["LAYER", "Recursion", "unroll", "written"]
 
 #: Layer ``k`` of recursive define ``p`` is the hidden define ``f"{p}{LAYER}{k}"``.
 LAYER = "@"
 
 _FALSE = A.BoolConst(False)
-
-
-def is_layer(name: str) -> bool:
-    """Whether ``name`` is a hidden layer of an unrolled recursive define (``reach(a, b)@2``);
-    user names never hold ``@``."""
-    return LAYER in name
 
 
 @dataclass(frozen=True)
@@ -221,7 +215,6 @@ def unroll(statements: list, variables: dict, defined_reads: dict, ck, decl_of):
     comps = [c for c in _components(g, order) if _stratified(c, variables, g, ck)]
     if not comps or ck.problems or not _refuse_oversized(comps, variables, ck, decl_of):
         return statements, variables, None
-    first = {c[0]: c for c in comps}
     original, new_vars, new_layers = {}, {}, {}
     for comp in comps:
         layers, final = _layers(comp, variables, defined_reads)
@@ -229,22 +222,30 @@ def unroll(statements: list, variables: dict, defined_reads: dict, ck, decl_of):
         for p, expr in final.items():
             original[p] = variables[p].expr
             new_vars[p] = Variable(p, variables[p].type, "defined", variables[p].output, expr)
+    clash = next((v.name for ls in new_layers.values() for v in ls if v.name in variables),
+                 None)
+    if clash is not None:
+        ck.error(f"{clash!r} is declared, but it is the name of a layer of recursive define "
+                 f"{clash.rsplit(LAYER, 1)[0]!r} (the unrolling's hidden defines are named "
+                 f"NAME{LAYER}K): rename it", decl_of(clash))
+        return statements, variables, None
+    owner = {p: comp[0] for comp in comps for p in comp}
     out_vars: dict[str, Variable] = {}
     for name, v in variables.items():
         for layer in new_layers.get(name, ()):
             out_vars[layer.name] = layer
         out_vars[name] = new_vars.get(name, v)
+    hidden = frozenset(v.name for ls in new_layers.values() for v in ls)
     out_statements = []
     for st in statements:
         if isinstance(st, A.DefineDecl) and st.name in original:
-            for layer in new_layers.get(st.name, ()):
+            # the layers go before the component's first definition in the text
+            for layer in new_layers.pop(owner[st.name], ()):
                 out_statements.append(A.DefineDecl(layer.name, layer.type, layer.expr,
                                                    span=st.span))
             st = A.DefineDecl(st.name, st.type, new_vars[st.name].expr, span=st.span)
         out_statements.append(st)
-    recursion = Recursion(tuple(comps),
-                          frozenset(v.name for ls in new_layers.values() for v in ls),
-                          MappingProxyType(original))
+    recursion = Recursion(tuple(comps), hidden, MappingProxyType(original))
     return out_statements, out_vars, recursion
 
 

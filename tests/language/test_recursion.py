@@ -204,3 +204,16 @@ def test_entails_proves_reachability_and_refutes_self_support():
     assert not refuted and refuted.confirmed
     row = refuted.counterexample
     assert not any("@" in c for c in row.columns) and not row["reach(a, c)"].iloc[0]
+
+
+def test_layers_come_before_the_first_definition_and_never_clash_with_a_name():
+    kb = gr.parse("input x: bool\noutput p: bool\ndefine q: bool = x and p\n"
+                  "define p: bool = x or q\n")
+    names = [s.name for s in kb.statements]
+    assert names.index("q@1") < names.index("q") and names.index("p@1") < names.index("q")
+    assert gr.evaluate(kb, {"x": [True, False]}).values["q"].tolist() == [True, False]
+    with pytest.raises(gr.RuleError, match=r"'p@1' is declared, but it is the name of a "
+                       r"layer of recursive define 'p'") as info:
+        gr.parse("input x: bool\ninput `p@1`: bool\ndefine p: bool = x or q\n"
+                 "define q: bool = p\n")
+    assert info.value.location.line == 2
