@@ -307,15 +307,32 @@ class RuleValues:
         return kb
 
     def _values(self) -> tuple:
-        """Every weight and threshold, read from the device at once (an ``.item()`` each,
-        or ``nn.Module.parameters()``' generators, cost ~1 ms for 50 rules)."""
-        read, stack = [], [*self.rules.values(), *self.constraints.values()]
-        while stack:
-            m = stack.pop()
-            read += [t.detach().reshape(-1) for t in (*m._parameters.values(),
-                                                      *m._buffers.values()) if t is not None]
-            stack += m._modules.values()
-        return tuple(torch.cat(read).tolist()) if read else ()
+        """Every weight and threshold, read from the device at once: the key of
+        :meth:`to_kb`'s cache, so the values themselves (a tensor's version counter misses
+        ``p.data.mul_(2)`` and ``p.data = x``). The modules are walked afresh (one may have
+        been replaced) and their tensors stacked in one call (an ``.item()`` each, or a
+        ``detach``/``reshape`` each, cost ~0.3-1 ms for 50 rules)."""
+        read = []
+        for group in (self.rules, self.constraints):
+            stack = list(group._modules.values())
+            while stack:
+                m = stack.pop()
+                if m is None:
+                    continue
+                if m._parameters:
+                    read += [t for t in m._parameters.values() if t is not None]
+                if m._buffers:
+                    read += [t for t in m._buffers.values() if t is not None]
+                if m._modules:
+                    stack += m._modules.values()
+        if not read:
+            return ()
+        with torch.no_grad():
+            try:
+                flat = torch.stack(read)   # every weight and threshold is one number
+            except RuntimeError:           # one of another shape: each flattened
+                flat = torch.cat([t.reshape(-1) for t in read])
+            return tuple(flat.reshape(-1).tolist())
 
     def _relational(self, grounded: gr.KnowledgeBase) -> gr.KnowledgeBase:
         """The learned values written into the relational templates -- a family's members
