@@ -235,7 +235,9 @@ class _Rows(Mapping):
 
 class _FrameColumns(Mapping):
     """A DataFrame's columns by name, each taken when first read: a frame of many columns
-    of which the model reads a few pays for those few."""
+    of which the model reads a few pays for those few. :meth:`table` gives a column of
+    plain numbers as its numpy values, without a Series (pandas' ``frame[name]`` is most
+    of the cost of reading a small frame)."""
 
     __slots__ = ("_frame", "_taken")
 
@@ -246,6 +248,23 @@ class _FrameColumns(Mapping):
         if key not in self._taken:
             self._taken[key] = self._frame[key]
         return self._taken[key]
+
+    def table(self, key):
+        """Column ``key`` as crisp evaluation reads it: the values of a column of plain
+        numpy numbers (bool, int, float; what :func:`read_column` turns such a Series
+        into, read-only as pandas' copy-on-write hands it), else the Series."""
+        if key in self._taken:
+            return self._taken[key]
+        frame = self._frame
+        try:
+            arr = frame._get_column_array(frame.columns.get_loc(key))
+        except Exception:   # pandas without it (its internals): the Series
+            return self[key]
+        if not isinstance(arr, np.ndarray) or arr.ndim != 1 or arr.dtype.kind not in "biuf":
+            return self[key]
+        arr = arr.view()
+        arr.flags.writeable = False   # a view of the caller's frame
+        return arr
 
     def __iter__(self):
         return iter(self._frame.columns)
@@ -304,6 +323,7 @@ def to_batch(kb, data, device: torch.device, *, needed=None) -> Batch:
     if isinstance(items, Batch):
         return items
     items = family_columns(kb, items)  # a whole family under its name: its members
+    frame = isinstance(items, _FrameColumns)   # a DataFrame's columns, all of its length
     names = kb_cached(kb, "inputs", lambda kb: tuple(kb.inputs)) if needed is None \
         else list(needed)
     lengths = {}
@@ -312,7 +332,7 @@ def to_batch(kb, data, device: torch.device, *, needed=None) -> Batch:
             close = [c for c in items if isinstance(c, str) and c.lower() == name.lower()]
             hint = f"; found {close[0]!r}" if close else ""
             raise DataError(f"missing input {name!r}{hint} (inputs: {listed(kb.inputs)})")
-        lengths[name] = _length(name, items[name])
+        lengths[name] = len(data) if frame else _length(name, items[name])
     if len(set(lengths.values())) > 1:
         raise DataError(f"inputs have different numbers of rows: {lengths}")
     n = next(iter(lengths.values()), 0) if lengths else (len(index) if index is not None else 0)
@@ -321,10 +341,10 @@ def to_batch(kb, data, device: torch.device, *, needed=None) -> Batch:
     values, columns = {}, {}
     for name in names:
         var = kb.variables[name]
-        col = items[name]
         if isinstance(var.type, A.TensorType):
-            values[name] = _tensor_input(name, var.type, col, device, index)
+            values[name] = _tensor_input(name, var.type, items[name], device, index)
             continue
+        col = items.table(name) if frame else items[name]
         if isinstance(col, torch.Tensor):
             col = col.detach().cpu().numpy()
         if var.optional:   # its values (a placeholder where missing) and its mask

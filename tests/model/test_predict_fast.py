@@ -2,6 +2,11 @@
 
 - the learned rules (``to_kb``, cached by the parameters' values) are never stale,
   whichever way a weight, threshold or constraint threshold changes;
+- a DataFrame's columns of plain numbers read as arrays give the batch, and the errors,
+  that the Series give;
+- the output frame built from one 2-D array equals the one built from a Series each;
+- the decision runs its networks and residual in evaluation mode and leaves every module
+  in its mode.
 """
 
 import numpy as np
@@ -11,7 +16,9 @@ import torch
 from torch import nn
 
 import greybox as gb
+from greybox._batch import _FrameColumns, to_batch
 from greybox._parameters import RuleParameters
+from greybox._predictions import output_frame
 
 RULES = """input x: real
 input z: real
@@ -163,3 +170,167 @@ def test_every_row_of_a_batch_sees_the_new_values():
     assert model.predict(rows)["y"].tolist() == [False, True, True]
     model.rules["r"].thresholds[0].data.fill_(4.5)
     assert model.predict(rows)["y"].tolist() == [False, False, True]
+
+
+# frames read at once -------------------------------------------------------------------------
+READ = """input a: real
+input b: int 0..9
+input c: bool
+input d: {lo, hi}
+input e: optional real
+input f: real[0, 1]
+output y: bool
+rule r: a > 1 and b > 2 and c and d == hi and f > 0.5 -> y
+"""
+
+FRAMES = {
+    "numpy dtypes": pd.DataFrame({"a": [0.5, 2.0], "b": [1, 3], "c": [True, True],
+                                  "d": ["lo", "hi"], "e": [np.nan, 1.0], "f": [0.2, 0.9]},
+                                 index=["p", "q"]),
+    "ints as floats, 0/1 bools": pd.DataFrame({"a": [1, 2], "b": [1.0, 3.0], "c": [0, 1],
+                                               "d": pd.Categorical(["lo", "hi"]),
+                                               "e": [1.5, 2.5], "f": np.float32([0.2, 0.9])}),
+    "nullable and object": pd.DataFrame({"a": pd.array([0.5, 2.0], dtype="Float64"),
+                                         "b": pd.array([1, 3], dtype="Int64"),
+                                         "c": pd.array([True, False], dtype="boolean"),
+                                         "d": np.array(["lo", "hi"], dtype=object),
+                                         "e": np.array([None, 2.0], dtype=object),
+                                         "f": [0.2, 0.9]}),
+    "one block, a view": pd.DataFrame(np.array([[2.0, 3.0, 1.0, 0.0, 1.0, 0.9]]),
+                                      columns=list("abcdef")).assign(d="hi"),
+    "no rows": pd.DataFrame({"a": np.zeros(0), "b": np.zeros(0, int), "c": np.zeros(0, bool),
+                             "d": np.array([], dtype=object), "e": np.zeros(0),
+                             "f": np.zeros(0)}),
+}
+
+BAD = {
+    "nan in a real": ("a", [np.nan, 1.0]),
+    "inf": ("a", [1.0, np.inf]),
+    "not whole": ("b", [1.0, 2.5]),
+    "out of range int": ("b", [1, 12]),
+    "out of range real": ("f", [0.5, 1.5]),
+    "bool not 0/1": ("c", [0, 2]),
+    "nan in a bool": ("c", [1.0, np.nan]),
+    "int beyond the type": ("b", np.array([3, -4], dtype=np.int8)),
+}
+
+
+def _series_path(monkeypatch):
+    """Columns read as Series, as before :meth:`_FrameColumns.table`."""
+    monkeypatch.setattr(_FrameColumns, "table", _FrameColumns.__getitem__)
+
+
+def _same_batches(one, two):
+    assert one.n == two.n and one.index.equals(two.index)
+    assert list(one.columns) == list(two.columns) and list(one.values) == list(two.values)
+    for k in one.columns:
+        np.testing.assert_array_equal(one.columns[k], two.columns[k])
+        assert one.columns[k].dtype == two.columns[k].dtype
+    for k in one.values:
+        assert one.values[k].dtype == two.values[k].dtype
+        assert torch.equal(one.values[k], two.values[k])
+
+
+@pytest.mark.parametrize("name", list(FRAMES))
+def test_a_frame_reads_as_its_series_do(name, monkeypatch):
+    model = gb.GreyBox(READ, semantics="product")
+    frame = FRAMES[name]
+    before = frame.copy(deep=True)
+    fast = to_batch(model.kb, frame, torch.device("cpu"))
+    got = model.predict(frame)
+    pd.testing.assert_frame_equal(frame, before)   # the caller's frame untouched
+    with monkeypatch.context() as m:
+        _series_path(m)
+        _same_batches(fast, to_batch(model.kb, frame, torch.device("cpu")))
+        pd.testing.assert_frame_equal(got, model.predict(frame))
+
+
+def test_a_read_column_is_no_writable_view_of_the_callers_frame():
+    model = gb.GreyBox(READ, semantics="product")
+    frame = FRAMES["numpy dtypes"].copy()
+    batch = model.batch(frame)
+    col = batch.columns["a"]
+    if np.shares_memory(col, frame["a"].to_numpy()):
+        assert not col.flags.writeable
+    batch.values["a"][0] = 99.0          # the tensors are copies
+    assert frame["a"].iloc[0] == 0.5
+
+
+@pytest.mark.parametrize("case", list(BAD))
+def test_a_bad_column_is_refused_as_its_series_is(case, monkeypatch):
+    model = gb.GreyBox(READ, semantics="product")
+    column, values = BAD[case]
+    frame = FRAMES["numpy dtypes"].copy()
+    frame[column] = values
+    with pytest.raises(gb.DataError) as fast:
+        model.predict(frame)
+    with monkeypatch.context() as m:
+        _series_path(m)
+        with pytest.raises(gb.DataError) as slow:
+            model.predict(frame)
+    assert str(fast.value) == str(slow.value)
+    assert "'q'" in str(fast.value) or "row" in str(fast.value)
+
+
+def test_a_missing_or_renamed_column_is_named():
+    model = gb.GreyBox(READ, semantics="product")
+    frame = FRAMES["numpy dtypes"].rename(columns={"a": "A"})
+    with pytest.raises(gb.DataError, match="missing input 'a'; found 'A'"):
+        model.predict(frame)
+
+
+# the output frame ------------------------------------------------------------------------------
+OUTPUTS = {
+    "one bool": "output y: bool",
+    "bools": "output y: bool  output w: bool",
+    "ints": "output y: int 0..3  output w: int -2..2",
+    "real": "output y: real",
+    "enum": "output y: {a, b, c}",
+    "mixed": "output y: bool  output w: int 0..3",
+    "big int": "input x: int 0..9\noutput y: int 0..100000000000000000000\n"
+               "define y: int 0..100000000000000000000 = 10000000000000000000 * x",
+}
+
+
+def _codes(kb, n, rng):
+    out = {}
+    for name in kb.outputs:
+        d = gb.rules.ast.domain(kb.variables[name].type)
+        if d.big:
+            out[name] = np.array([10 ** 19 + i for i in range(n)], dtype=object)
+        elif d.finite:
+            out[name] = np.array([d.code_at(int(i)) for i in rng.integers(0, d.size, n)])
+        else:
+            out[name] = rng.normal(size=n)
+    return out
+
+
+@pytest.mark.parametrize("outputs", list(OUTPUTS))
+@pytest.mark.parametrize("index", [pd.RangeIndex(3), pd.Index(["p", "q", "r"]),
+                                   pd.RangeIndex(0)])
+def test_the_output_frame_is_the_frame_of_its_series(outputs, index):
+    kb = gb.rules.parse(OUTPUTS[outputs])
+    codes = _codes(kb, len(index), np.random.default_rng(0))
+    got = output_frame(kb, codes, index)
+    want = pd.DataFrame({name: gb.rules.ast.domain(kb.variables[name].type).series(
+        codes[name], index=index) for name in kb.outputs}, index=index)
+    pd.testing.assert_frame_equal(got, want, check_exact=True)
+    assert got.index is index and got.columns.dtype == want.columns.dtype
+    got.columns.name = "mine"   # a frame's column name stays on that frame
+    assert output_frame(kb, codes, index).columns.name is None
+
+
+# evaluation mode -------------------------------------------------------------------------------
+def test_the_decision_runs_its_network_and_residual_in_evaluation_mode():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(1, 8), nn.Dropout(0.9), nn.Linear(8, 1))
+    res = nn.Sequential(nn.Linear(1, 8), nn.Dropout(0.9), nn.Linear(8, 1))
+    model = gb.GreyBox("input x: real\nneural z: bool = net(x)\noutput o: bool\n"
+                       "rule r: z -> o", {"net": net}, residual=res)
+    rows = {"x": np.linspace(-1, 1, 200)}
+    first = model.predict(rows)
+    assert all(m.training for m in model.modules())
+    pd.testing.assert_frame_equal(first, model.predict(rows))   # dropout was off
+    model.eval()
+    pd.testing.assert_frame_equal(first, model.predict(rows))
+    assert not any(m.training for m in model.modules())
