@@ -162,6 +162,9 @@ def test_rules_of_differently_shaped_parameters_still_read():
     assert _weight(kb, "r") == 2.0
     model.rules["r"].weight.data.mul_(-1)
     assert _weight(model.to_kb(), "r") == -2.0
+    model.rules["r"].register_parameter("unset", None)   # a None among the tensors
+    model.rules["r"].weight.data.mul_(-1)
+    assert _weight(model.to_kb(), "r") == 2.0
 
 
 def test_every_row_of_a_batch_sees_the_new_values():
