@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 import greybox as gb
+from greybox import _batch
 from greybox._batch import _FrameColumns, to_batch
 from greybox._parameters import RuleParameters
 from greybox._predictions import output_frame
@@ -215,12 +216,18 @@ BAD = {
     "bool not 0/1": ("c", [0, 2]),
     "nan in a bool": ("c", [1.0, np.nan]),
     "int beyond the type": ("b", np.array([3, -4], dtype=np.int8)),
+    "not a label": ("d", ["lo", "mid"]),
+    "a missing label": ("d", ["lo", None]),
+    "a blank label": ("d", ["lo", " "]),
+    "a label as object": ("d", np.array(["lo", 3], dtype=object)),
 }
 
 
 def _series_path(monkeypatch):
-    """Columns read as Series, as before :meth:`_FrameColumns.table`."""
+    """Every column read as a Series by the engine's reader, as before the fast paths."""
     monkeypatch.setattr(_FrameColumns, "table", _FrameColumns.__getitem__)
+    monkeypatch.setattr(_FrameColumns, "labels", lambda self, key: None)
+    monkeypatch.setattr(_batch, "_plain_column", lambda var, col: None)
 
 
 def _same_batches(one, two):
