@@ -28,6 +28,8 @@ from greybox.rules.engine import read_column as _column
 from greybox.rules.engine import read_masked as _masked
 from greybox.rules.engine import show_value as _show
 
+from ._frame import FrameColumns, plain_column, plain_labels
+
 # kb_cached (greybox.rules' one per-knowledge-base cache) is named here for its importers
 __all__ = ["Batch", "kb_cached", "to_batch", "to_targets", "Targets"]
 
@@ -233,63 +235,6 @@ class _Rows(Mapping):
         return key in self._source
 
 
-class _FrameColumns(Mapping):
-    """A DataFrame's columns by name, each taken when first read: a frame of many columns
-    of which the model reads a few pays for those few. :meth:`table` gives a column of
-    plain numbers as its numpy values, without a Series (pandas' ``frame[name]`` is most
-    of the cost of reading a small frame)."""
-
-    __slots__ = ("_frame", "_taken")
-
-    def __init__(self, frame: pd.DataFrame):
-        self._frame, self._taken = frame, {}
-
-    def __getitem__(self, key):
-        if key not in self._taken:
-            self._taken[key] = self._frame[key]
-        return self._taken[key]
-
-    def table(self, key):
-        """Column ``key`` as crisp evaluation reads it: the values of a column of plain
-        numpy numbers (bool, int, float; what :func:`read_column` turns such a Series
-        into, read-only as pandas' copy-on-write hands it), else the Series."""
-        if key in self._taken:
-            return self._taken[key]
-        frame = self._frame
-        try:
-            arr = frame._get_column_array(frame.columns.get_loc(key))
-        except Exception:   # pandas without it (its internals): the Series
-            return self[key]
-        if not isinstance(arr, np.ndarray) or arr.ndim != 1 or arr.dtype.kind not in "biuf":
-            return self[key]
-        arr = arr.view()
-        arr.flags.writeable = False   # a view of the caller's frame
-        return arr
-
-    def labels(self, key) -> np.ndarray | None:
-        """The cells of text column ``key`` (object or string dtype, not categorical) as
-        an object array, without a Series; None for any other column."""
-        frame = self._frame
-        try:
-            arr = frame._get_column_array(frame.columns.get_loc(key))
-        except Exception:   # pandas without it (its internals)
-            return None
-        if isinstance(arr, np.ndarray):
-            return arr if arr.dtype == object and arr.ndim == 1 else None
-        if not isinstance(getattr(arr, "dtype", None), pd.StringDtype):
-            return None
-        return np.asarray(arr, dtype=object)
-
-    def __iter__(self):
-        return iter(self._frame.columns)
-
-    def __len__(self) -> int:
-        return len(self._frame.columns)
-
-    def __contains__(self, key) -> bool:
-        return key in self._frame.columns
-
-
 def _length(name, value) -> int:
     if isinstance(value, torch.Tensor):
         if value.dim() == 0:
@@ -317,7 +262,7 @@ def _as_items(data) -> tuple[dict, pd.Index | None]:
         if not data.columns.is_unique:
             dup = data.columns[data.columns.duplicated()][0]
             raise DataError(f"column {dup!r} appears more than once")
-        return _FrameColumns(data), data.index
+        return FrameColumns(data), data.index
     if isinstance(data, Mapping):
         if data and all(_single(v) for v in data.values()):
             return {k: [v] for k, v in data.items()}, None   # a mapping of scalars: one row
@@ -337,7 +282,7 @@ def to_batch(kb, data, device: torch.device, *, needed=None) -> Batch:
     if isinstance(items, Batch):
         return items
     items = family_columns(kb, items)  # a whole family under its name: its members
-    frame = isinstance(items, _FrameColumns)   # a DataFrame's columns, all of its length
+    frame = isinstance(items, FrameColumns)   # a DataFrame's columns, all of its length
     names = kb_cached(kb, "inputs", lambda kb: tuple(kb.inputs)) if needed is None \
         else list(needed)
     lengths = {}
@@ -359,7 +304,7 @@ def to_batch(kb, data, device: torch.device, *, needed=None) -> Batch:
             values[name] = _tensor_input(name, var.type, items[name], device, index)
             continue
         if frame and not var.optional and isinstance(var.type, A.EnumType):
-            codes = _plain_labels(var.type, items.labels(name))
+            codes = plain_labels(var.type, items.labels(name))
             if codes is not None:   # every cell one of the labels
                 columns[name] = codes
                 values[name] = torch.from_numpy(codes.copy()).to(device)
@@ -373,40 +318,13 @@ def to_batch(kb, data, device: torch.device, *, needed=None) -> Batch:
             columns[key] = miss
             values[key] = torch.as_tensor(miss.astype(np.float32), device=device)
         else:
-            arr = _plain_column(var, col)
+            arr = plain_column(var, col)
             if arr is None:
                 arr = _column(var, col, index)
         columns[name] = arr
         # a copy: the checked column may be a view of the caller's data
         values[name] = torch.from_numpy(np.array(arr, dtype=_dtype(var.type))).to(device)
     return Batch(values, n, index, columns)
-
-
-def _plain_labels(t: A.EnumType, cells: np.ndarray | None) -> np.ndarray | None:
-    """What :func:`~greybox.rules.engine.read_column` returns for a text column of an
-    enum input whose every cell is one of its labels -- their codes (int64) -- without
-    its search for missing cells; None where the engine is to read it."""
-    if cells is None:
-        return None
-    codes = A.domain(t).indices(cells)
-    return codes if (codes >= 0).all() else None
-
-
-def _plain_column(var, col) -> np.ndarray | None:
-    """What :func:`~greybox.rules.engine.read_column` returns for a float64 column of a
-    real or int input -- the column itself -- where every cell is a number within the
-    type, checked at once (the engine's per-column checks cost ~15 µs a column); None
-    where the engine is to read it (and name what is wrong)."""
-    t = var.type
-    if not isinstance(col, np.ndarray) or col.dtype != np.float64 or col.ndim != 1 \
-            or not isinstance(t, (A.RealType, A.IntType)) or not np.isfinite(col).all():
-        return None
-    if isinstance(t, A.IntType):
-        if (col != np.floor(col)).any():
-            return None
-    elif t.lo is None:
-        return col
-    return None if ((col < t.lo) | (col > t.hi)).any() else col
 
 
 def _dtype(t) -> type:

@@ -17,7 +17,8 @@ from torch import nn
 
 import greybox as gb
 from greybox import _batch
-from greybox._batch import _FrameColumns, to_batch
+from greybox._batch import to_batch
+from greybox._frame import FrameColumns
 from greybox._parameters import RuleParameters
 from greybox._predictions import output_frame
 
@@ -225,9 +226,9 @@ BAD = {
 
 def _series_path(monkeypatch):
     """Every column read as a Series by the engine's reader, as before the fast paths."""
-    monkeypatch.setattr(_FrameColumns, "table", _FrameColumns.__getitem__)
-    monkeypatch.setattr(_FrameColumns, "labels", lambda self, key: None)
-    monkeypatch.setattr(_batch, "_plain_column", lambda var, col: None)
+    monkeypatch.setattr(FrameColumns, "table", FrameColumns.__getitem__)
+    monkeypatch.setattr(FrameColumns, "labels", lambda self, key: None)
+    monkeypatch.setattr(_batch, "plain_column", lambda var, col: None)
 
 
 def _same_batches(one, two):
