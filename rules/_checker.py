@@ -78,6 +78,11 @@ class _Checker:
                           for info in (families or {}).values()
                           for m in info.members.values()}
 
+    def family_of(self, member: str) -> str | None:
+        """The family a grounded member belongs to (None for a plain variable)."""
+        family = self._families.get(member)
+        return None if family is None else family[1]
+
     def error(self, message: str, node) -> None:
         span = getattr(node, "span", None) if node is not None else None
         if span is not None and self.filename is not None:

@@ -91,6 +91,40 @@ def closure(kb, names) -> set[str]:
     return seen
 
 
+def _decided_under(kb) -> dict[str, frozenset]:
+    """Each define's decided variables, reached through define expressions: each define
+    looked at once (a closure per define cost the square of a deep chain of defines, such
+    as an unrolled recursive one)."""
+    found: dict[str, frozenset] = {}
+    reads: dict[str, list] = {}
+    for root, v in kb.variables.items():
+        if v.role != "defined":
+            continue
+        stack = [root]
+        while stack:
+            n = stack[-1]
+            if n in found:
+                stack.pop()
+                continue
+            if n not in reads:
+                reads[n] = A.variables(kb.variables[n].expr)
+                todo = [r for r in reads[n]
+                        if kb.variables[r].role == "defined" and r not in found]
+                if todo:
+                    stack.extend(todo)
+                    continue
+            stack.pop()
+            acc: set = set()
+            for r in reads[n]:
+                role = kb.variables[r].role
+                if role == "defined":
+                    acc |= found[r]
+                elif role == "decided":
+                    acc.add(r)
+            found[n] = frozenset(acc)
+    return found
+
+
 @dataclass(frozen=True)
 class Component:
     """Decided variables decided jointly, with the rules and hard constraints involved."""
@@ -203,10 +237,9 @@ def _make_plan(kb) -> DecisionPlan:
         for v in touches[c.name]:
             constraints_of.setdefault(v, []).append((i, c))
     defines_of: dict[str, set] = {}
-    for n, v in kb.variables.items():
-        if v.role == "defined":
-            for d in closure(kb, [n]) & position.keys():
-                defines_of.setdefault(d, set()).add(n)
+    for n, ds in _decided_under(kb).items():
+        for d in ds:
+            defines_of.setdefault(d, set()).add(n)
     cond = nx.condensation(dg)
     comps = []
     for node in nx.lexicographical_topological_sort(cond, key=lambda n: min(cond.nodes[n]["members"])):

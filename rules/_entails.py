@@ -139,9 +139,11 @@ def entails(kb: KnowledgeBase, prop, *, bias: Mapping | None = None,
             raise SolverError(f"Z3 could not decide {text!r} ({reason})")
         model = solver.model()
         data_names = enc.free_names(("input", "neural"))
+        hidden = kb.recursion.layers if kb.recursion is not None else ()
         shown = data_names + [n for n in kb.variables
                               if kb.variables[n].role in ("decided", "defined")
-                              and not isinstance(kb.variables[n].type, A.TensorType)]
+                              and not isinstance(kb.variables[n].type, A.TensorType)
+                              and n not in hidden]
         row = witness_row(enc, model, shown)
     except z3.Z3Exception as err:
         raise SolverError(f"Z3 failed on {text!r}: {z3_message(err)}") from None

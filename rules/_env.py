@@ -68,6 +68,8 @@ class _Env:
             value = self.values[name] = read_column(var, self.raw[name], self.index)
             return value
         if isinstance(var.type, A.BoolType):
+            if name not in self.defines:   # a recursive define or one of its layers
+                return self._recursive(name)
             value = np.broadcast_to(self.defines[name](self), (self.n,)).astype(bool, copy=False)
         elif name in _big_defines(self.kb):
             value = self._settle_big(var)
@@ -80,6 +82,27 @@ class _Env:
                 value = self._settle_real(var, value.astype(np.float64, copy=False), err)
         self.values[name] = value
         return value
+
+    def _recursive(self, name):
+        """A recursive define: its component computed by fixpoint iteration from false,
+        stopped early when nothing changes (at most as many steps as the component has
+        atoms: the unrolling's answer, without compiling its layers). A hidden layer read
+        directly is computed from its own expression."""
+        rec = self.kb.recursion
+        if name in rec.layers:
+            value = _compiled_truth(self.kb, self.kb.variables[name].expr)(self)
+            value = self.values[name] = np.broadcast_to(value, (self.n,)).astype(bool)
+            return value
+        comp, bodies = _recursive_bodies(self.kb)[name]
+        current = {p: np.zeros(self.n, bool) for p in comp}
+        for _ in comp:
+            self.values.update(current)
+            new = {p: np.broadcast_to(bodies[p](self), (self.n,)).astype(bool) for p in comp}
+            if all(np.array_equal(new[p], current[p]) for p in comp):
+                break
+            current = new
+        self.values.update(current)
+        return current[name]
 
     def error(self, name):
         """A bound on the distance of ``name``'s float64 values to the exact ones (0.0
@@ -251,12 +274,28 @@ def _compiled_defines(kb: KnowledgeBase) -> dict[str, _Fn]:
     """Each defined variable's compiled expression (once per knowledge base object)."""
     store = memo(kb)
     if "defines" not in store:
+        rec = kb.recursion
+        recursive = frozenset() if rec is None else rec.layers | rec.original.keys()
         store["defines"] = {
             name: (compile_truth(v.expr, kb) if isinstance(v.type, A.BoolType) else
                    compile_value(v.expr, kb, v.type if isinstance(v.type, A.EnumType) else None))
             for name, v in kb.variables.items() if v.role == "defined"
-            and name not in _big_defines(kb)}     # (those: Python ints, see _settle_big)
+            and name not in _big_defines(kb)      # (those: Python ints, see _settle_big)
+            and name not in recursive}            # (those: by fixpoint, see _recursive)
     return store["defines"]
+
+
+def _recursive_bodies(kb: KnowledgeBase) -> dict[str, tuple]:
+    """Each recursive define's component and its members' own (recursive) expressions,
+    compiled (once per knowledge base object)."""
+    store = memo(kb)
+    if "recursive" not in store:
+        rec = kb.recursion
+        found = store["recursive"] = {}
+        for comp in rec.components:
+            bodies = {p: compile_truth(rec.original[p], kb) for p in comp}
+            found.update((p, (comp, bodies)) for p in comp)
+    return store["recursive"]
 
 
 def _compiled_truth(kb: KnowledgeBase, e) -> _Fn:

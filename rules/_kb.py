@@ -16,6 +16,7 @@ from ._checker import _Checker
 from ._ground import FamilyInfo, Program, ground, ground_formula
 from ._parser import parse_fragment, parse_statements, paused_gc
 from ._printer import statement_to_text
+from ._recursion import written
 from ._typecheck import check_expr
 from ._validate import validate
 
@@ -40,6 +41,9 @@ class KnowledgeBase:
         The concept graph (read-only): inputs -> neural -> defined -> rules -> decided
         variables. Variables are nodes named as themselves; rules are ``"rule:NAME"`` and
         constraints ``"constraint:NAME"``. Node attribute ``kind`` tells which.
+    recursion : Recursion or None
+        The recursive defines and their unrolling (``.components``, the hidden
+        ``.layers``, each define's ``.original`` expression), or None.
 
     Examples
     --------
@@ -56,7 +60,8 @@ class KnowledgeBase:
     """
 
     __slots__ = ("statements", "variables", "rules", "constraints", "source", "filename",
-                 "program", "_graph", "_hash", "_decided", "_heads", "_memo", "__weakref__")
+                 "program", "recursion", "_graph", "_hash", "_decided", "_heads", "_memo",
+                 "__weakref__")
 
     def __init__(self, statements: Iterable[A.Statement], *, source: str | None = None,
                  filename: str | None = None, sets: Mapping[str, Iterable] | None = None):
@@ -71,8 +76,11 @@ class KnowledgeBase:
         elif shared:
             statements = _own_numbers(statements, shared)
         object.__setattr__(self, "program", program)
-        resolved, variables = validate(statements, filename=filename, source=source,
-                                       families=None if program is None else program.families)
+        resolved, variables, recursion = validate(
+            statements, filename=filename, source=source,
+            families=None if program is None else program.families)
+        #: the recursive defines, unrolled (:class:`~greybox.rules._recursion.Recursion`)
+        object.__setattr__(self, "recursion", recursion)
         object.__setattr__(self, "statements", tuple(resolved))
         object.__setattr__(self, "variables", MappingProxyType(variables))
         object.__setattr__(self, "rules", MappingProxyType(
@@ -153,8 +161,12 @@ class KnowledgeBase:
 
     @property
     def defined(self) -> tuple[str, ...]:
-        """Names of the variables defined by an expression."""
-        return self._names("defined")
+        """Names of the variables defined by an expression (not the hidden layers of a
+        recursive definition's unrolling, which :attr:`variables` holds)."""
+        names = self._names("defined")
+        if self.recursion is None:
+            return names
+        return tuple(n for n in names if n not in self.recursion.layers)
 
     @property
     def decided(self) -> tuple[str, ...]:
@@ -544,7 +556,7 @@ def to_text(kb: KnowledgeBase | A.Node) -> str:
         raise TypeError(f"to_text needs a KnowledgeBase or an AST node, got {type(kb).__name__}")
     if kb.program is not None:
         return _program_text(kb.program)
-    return "".join(statement_to_text(s) + "\n" for s in kb.statements)
+    return "".join(statement_to_text(s) + "\n" for s in written(kb.statements, kb.recursion))
 
 
 def _program_text(program: Program) -> str:

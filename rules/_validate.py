@@ -21,6 +21,7 @@ from greybox.errors import RuleError, listed
 from . import _ast as A
 from ._checker import Variable, _big_type_text, _Checker, _type_text
 from ._domain import big_int
+from ._recursion import unroll
 from ._typecheck import _BOOL_TYPE, check_expr, value_reads
 
 __all__ = ["Variable", "validate", "check_expr"]
@@ -257,7 +258,9 @@ def _check_additive(statements, variables, rules, ck: _Checker) -> None:
 
 def validate(statements, *, filename: str | None = None, source: str | None = None,
              families: Mapping | None = None):
-    """Check ``statements``; return ``(resolved_statements, variables)`` or raise RuleError.
+    """Check ``statements``; return ``(resolved_statements, variables, recursion)`` or
+    raise RuleError. Recursive bool defines are unrolled (``recursion``: what was, or None;
+    see ``_recursion.py``).
     ``families`` (a grounded program's) lets a problem of a template be reported once,
     not once per grounding."""
     ck = _Checker(filename, families)
@@ -276,12 +279,16 @@ def validate(statements, *, filename: str | None = None, source: str | None = No
     if not ck.problems:
         rules = [s for s in resolved if isinstance(s, A.Rule)]
         _check_additive(resolved, variables, rules, ck)
+    recursion = None
+    if not ck.problems:
+        resolved, variables, recursion = unroll(
+            resolved, variables, defined_reads, ck, lambda name: _decl_of(resolved, name))
     if not ck.problems:
         _check_cycles(resolved, variables, ck, defined_reads=defined_reads,
                       rule_reads=rule_reads)
     if ck.problems:
         raise RuleError("", diagnostics=ck.diagnostics(), source=source)
-    return resolved, variables
+    return resolved, variables, recursion
 
 
 def _check_networks(statements, variables: dict[str, Variable], ck: _Checker) -> None:

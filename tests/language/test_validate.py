@@ -38,7 +38,9 @@ output grade: {lo, hi}
         ("rule r: age -> approve", "the body of rule 'r' must be bool, got an integer", 8),
         ("define total: int 0..10 = income + 1", "must be int 0..10, got a number", 8),
         ("define t: int 0..10 = age + ~1", r"learnable numbers \(~\) are only allowed", 8),
-        ("define a: bool = b\ndefine b: bool = not a", "cycle among definitions: a -> b -> a", 8),
+        ("define a: bool = b\ndefine b: bool = not a", "recursion through negation: 'b' reads "
+         "'a' under 'not', on the cycle b -> a -> b", 9),
+        ("define a: int 0..3 = b\ndefine b: int 0..3 = a", "cycle among definitions: a -> b -> a", 8),
         ("output score: tensor", "variables decided by rules must be bool, int lo..hi, an enum or real", 8),
         ("input e: {a, b, a}", "lists 'a' twice", 8),
         ("input n: int 5..1", "empty int range 5..1", 8),
