@@ -42,7 +42,7 @@ import torch.nn.functional as F
 from greybox.errors import SolverError
 from greybox.rules import ast as A
 
-__all__ = ["by_milp", "log_probs"]
+__all__ = ["by_milp", "log_probs", "quiet_stdout"]
 
 _NOT = {"<": ">=", "<=": ">", ">": "<=", ">=": "<", "==": "!=", "!=": "=="}
 
@@ -115,6 +115,7 @@ class _Program:
             ({self.offset[n] + k: 1.0 for k in range(A.domain(kb.variables[n].type).size)},
              1.0, 1.0) for n in neural]
         self.feasible = True
+        self._matrix = None
 
     # ------------------------------------------------------------------ constants
     def _var(self, e):
@@ -336,17 +337,18 @@ class _Program:
             return None
         c = np.zeros(self.size)
         c[:len(cost)] = cost
-        ri, ci, vals = [], [], []
-        for i, (terms, _, _) in enumerate(self.rows):
-            ri += [i] * len(terms)
-            ci += list(terms)
-            vals += list(terms.values())
-        a = csr_matrix((vals, (ri, ci)), shape=(len(self.rows), self.size))
-        lo = np.array([lo for _, lo, _ in self.rows])
-        hi = np.array([hi for _, _, hi in self.rows])
-        with _quiet_stdout():
+        if self._matrix is None:     # built once, kept for the rows that share the programme
+            ri, ci, vals = [], [], []
+            for i, (terms, _, _) in enumerate(self.rows):
+                ri += [i] * len(terms)
+                ci += list(terms)
+                vals += list(terms.values())
+            a = csr_matrix((vals, (ri, ci)), shape=(len(self.rows), self.size))
+            self._matrix = LinearConstraint(a, np.array([lo for _, lo, _ in self.rows]),
+                                            np.array([hi for _, _, hi in self.rows]))
+        with quiet_stdout():
             res = milp(c, integrality=np.ones(self.size), bounds=Bounds(0, 1),
-                       constraints=LinearConstraint(a, lo, hi),
+                       constraints=self._matrix,
                        options={"time_limit": float(timeout), "mip_rel_gap": 0.0})
         if res.status == 2:
             return None
@@ -363,8 +365,9 @@ class _Program:
 
 
 @contextlib.contextmanager
-def _quiet_stdout():
-    """Silence writes to file descriptor 1 (HiGHS' C++ core may print) for the duration."""
+def quiet_stdout():
+    """Silence writes to file descriptor 1 (HiGHS' C++ core may print) for the duration
+    (also the formal explanations' MILP backend's)."""
     try:
         fd = sys.stdout.fileno()
     except (AttributeError, OSError, ValueError):   # no real stdout (notebooks, pytest)
