@@ -207,3 +207,32 @@ def test_a_9x9_puzzle_is_solved_through_predict_in_seconds():
     got = model.predict(data)[[f"solution[{c}]" for c in range(81)]].to_numpy()[0]
     assert time.perf_counter() - start < 10.0
     assert is_valid(got) and (got == answer).all()
+
+
+def _random_constraint(rng) -> tuple[str, object]:
+    """A random integer-linear comparison of a, b, c (as text and as a Python test)."""
+    w = rng.integers(-3, 4, size=3)
+    op = str(rng.choice(["<", "<=", ">", ">=", "==", "!="]))
+    k = int(rng.integers(-3, 6))
+    text = f"{w[0]} * a + {w[1]} * b + {w[2]} * c {op} {k}".replace("+ -", "- ")
+    test = {"<": np.less, "<=": np.less_equal, ">": np.greater, ">=": np.greater_equal,
+            "==": np.equal, "!=": np.not_equal}[op]
+    return text, lambda a, b, c, p, e: bool(test(w[0] * a + w[1] * b + w[2] * c, k))
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_random_linear_constraints_milp_equals_elimination_and_brute_force(seed, monkeypatch):
+    rng = np.random.default_rng(100 + seed)
+    (t1, ok1), (t2, ok2) = _random_constraint(rng), _random_constraint(rng)
+    text = HEAD + f"constraint k: {t1}\nconstraint l: {t2} or false\n"
+    if seed % 2:
+        text += "constraint m: all_different(a, b, c)\n"
+    ok = lambda *v: ok1(*v) and ok2(*v) and (not seed % 2 or len(set(v[:3])) == 3)  # noqa: E731
+    data = _data(rng, 10)
+    want = _brute_force(data, ok)
+    got = {}
+    for exact in ("elimination", "milp"):
+        with monkeypatch.context() as m:
+            _route(exact, m)
+            got[exact] = _answers(gb.GreyBox(text, {"net": _Logits()}), data)
+    assert got["milp"] == got["elimination"] == want
