@@ -30,10 +30,7 @@ kept -- deterministic (same inputs, same answer), not necessarily the eliminatio
 
 from __future__ import annotations
 
-import contextlib
 import math
-import os
-import sys
 
 import numpy as np
 import torch
@@ -42,7 +39,7 @@ import torch.nn.functional as F
 from greybox.errors import SolverError
 from greybox.rules import ast as A
 
-__all__ = ["by_milp", "log_probs", "quiet_stdout"]
+__all__ = ["by_milp", "log_probs"]
 
 _NOT = {"<": ">=", "<=": ">", ">": "<=", ">=": "<", "==": "!=", "!=": "=="}
 
@@ -346,10 +343,9 @@ class _Program:
             a = csr_matrix((vals, (ri, ci)), shape=(len(self.rows), self.size))
             self._matrix = LinearConstraint(a, np.array([lo for _, lo, _ in self.rows]),
                                             np.array([hi for _, _, hi in self.rows]))
-        with quiet_stdout():
-            res = milp(c, integrality=np.ones(self.size), bounds=Bounds(0, 1),
-                       constraints=self._matrix,
-                       options={"time_limit": float(timeout), "mip_rel_gap": 0.0})
+        res = milp(c, integrality=np.ones(self.size), bounds=Bounds(0, 1),   # quiet: disp off
+                   constraints=self._matrix,
+                   options={"time_limit": float(timeout), "mip_rel_gap": 0.0})
         if res.status == 2:
             return None
         if res.status != 0 or res.x is None:
@@ -363,24 +359,3 @@ class _Program:
             out[n] = int(np.argmax(res.x[self.offset[n]:self.offset[n] + size]))
         return out
 
-
-@contextlib.contextmanager
-def quiet_stdout():
-    """Silence writes to file descriptor 1 (HiGHS' C++ core may print) for the duration
-    (also the formal explanations' MILP backend's)."""
-    try:
-        fd = sys.stdout.fileno()
-    except (AttributeError, OSError, ValueError):   # no real stdout (notebooks, pytest)
-        yield
-        return
-    sys.stdout.flush()
-    saved = os.dup(fd)
-    try:
-        with open(os.devnull, "w") as devnull:
-            os.dup2(devnull.fileno(), fd)
-            try:
-                yield
-            finally:
-                os.dup2(saved, fd)
-    finally:
-        os.close(saved)

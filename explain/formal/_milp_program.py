@@ -4,11 +4,14 @@ division and remainder, ``min``/``max``, and/or/not -- over variables with bound
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
+
 import numpy as np
 from scipy.optimize import Bounds, LinearConstraint, milp
 from scipy.sparse import csr_matrix
 
-from greybox._repair_milp import quiet_stdout as _quiet_stdout
 from greybox.errors import ModelError, SolverError
 
 __all__ = ["EPS", "Lin", "Program"]
@@ -264,3 +267,23 @@ class Program:
                               "timeout or use backend='z3'")
         return res.x
 
+
+@contextlib.contextmanager
+def _quiet_stdout():
+    """Silence writes to file descriptor 1 (C libraries' printf) for the duration."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):   # no real stdout (notebooks, pytest)
+        yield
+        return
+    sys.stdout.flush()
+    saved = os.dup(fd)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), fd)
+            try:
+                yield
+            finally:
+                os.dup2(saved, fd)
+    finally:
+        os.close(saved)
