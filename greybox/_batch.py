@@ -28,6 +28,8 @@ from greybox.rules.engine import read_column as _column
 from greybox.rules.engine import read_masked as _masked
 from greybox.rules.engine import show_value as _show
 
+from ._frame import FrameColumns, plain_column, plain_labels
+
 # kb_cached (greybox.rules' one per-knowledge-base cache) is named here for its importers
 __all__ = ["Batch", "kb_cached", "to_batch", "to_targets", "Targets"]
 
@@ -233,30 +235,6 @@ class _Rows(Mapping):
         return key in self._source
 
 
-class _FrameColumns(Mapping):
-    """A DataFrame's columns by name, each taken when first read: a frame of many columns
-    of which the model reads a few pays for those few."""
-
-    __slots__ = ("_frame", "_taken")
-
-    def __init__(self, frame: pd.DataFrame):
-        self._frame, self._taken = frame, {}
-
-    def __getitem__(self, key):
-        if key not in self._taken:
-            self._taken[key] = self._frame[key]
-        return self._taken[key]
-
-    def __iter__(self):
-        return iter(self._frame.columns)
-
-    def __len__(self) -> int:
-        return len(self._frame.columns)
-
-    def __contains__(self, key) -> bool:
-        return key in self._frame.columns
-
-
 def _length(name, value) -> int:
     if isinstance(value, torch.Tensor):
         if value.dim() == 0:
@@ -284,7 +262,7 @@ def _as_items(data) -> tuple[dict, pd.Index | None]:
         if not data.columns.is_unique:
             dup = data.columns[data.columns.duplicated()][0]
             raise DataError(f"column {dup!r} appears more than once")
-        return _FrameColumns(data), data.index
+        return FrameColumns(data), data.index
     if isinstance(data, Mapping):
         if data and all(_single(v) for v in data.values()):
             return {k: [v] for k, v in data.items()}, None   # a mapping of scalars: one row
@@ -304,6 +282,7 @@ def to_batch(kb, data, device: torch.device, *, needed=None) -> Batch:
     if isinstance(items, Batch):
         return items
     items = family_columns(kb, items)  # a whole family under its name: its members
+    frame = isinstance(items, FrameColumns)   # a DataFrame's columns, all of its length
     names = kb_cached(kb, "inputs", lambda kb: tuple(kb.inputs)) if needed is None \
         else list(needed)
     lengths = {}
@@ -312,7 +291,7 @@ def to_batch(kb, data, device: torch.device, *, needed=None) -> Batch:
             close = [c for c in items if isinstance(c, str) and c.lower() == name.lower()]
             hint = f"; found {close[0]!r}" if close else ""
             raise DataError(f"missing input {name!r}{hint} (inputs: {listed(kb.inputs)})")
-        lengths[name] = _length(name, items[name])
+        lengths[name] = len(data) if frame else _length(name, items[name])
     if len(set(lengths.values())) > 1:
         raise DataError(f"inputs have different numbers of rows: {lengths}")
     n = next(iter(lengths.values()), 0) if lengths else (len(index) if index is not None else 0)
@@ -321,10 +300,16 @@ def to_batch(kb, data, device: torch.device, *, needed=None) -> Batch:
     values, columns = {}, {}
     for name in names:
         var = kb.variables[name]
-        col = items[name]
         if isinstance(var.type, A.TensorType):
-            values[name] = _tensor_input(name, var.type, col, device, index)
+            values[name] = _tensor_input(name, var.type, items[name], device, index)
             continue
+        if frame and not var.optional and isinstance(var.type, A.EnumType):
+            codes = plain_labels(var.type, items.labels(name))
+            if codes is not None:   # every cell one of the labels
+                columns[name] = codes
+                values[name] = torch.from_numpy(codes.copy()).to(device)
+                continue
+        col = items.table(name) if frame else items[name]
         if isinstance(col, torch.Tensor):
             col = col.detach().cpu().numpy()
         if var.optional:   # its values (a placeholder where missing) and its mask
@@ -333,10 +318,12 @@ def to_batch(kb, data, device: torch.device, *, needed=None) -> Batch:
             columns[key] = miss
             values[key] = torch.as_tensor(miss.astype(np.float32), device=device)
         else:
-            arr = _column(var, col, index)
+            arr = plain_column(var, col)
+            if arr is None:
+                arr = _column(var, col, index)
         columns[name] = arr
         # a copy: the checked column may be a view of the caller's data
-        values[name] = torch.as_tensor(np.array(arr, dtype=_dtype(var.type)), device=device)
+        values[name] = torch.from_numpy(np.array(arr, dtype=_dtype(var.type))).to(device)
     return Batch(values, n, index, columns)
 
 

@@ -13,17 +13,21 @@ satisfy every such constraint and are closest to what the networks said:
 * real-valued outputs have no probability: they move as little as possible (least total
   absolute deviation), and that distance is added to the finite variables' ``-log p``.
 
-Two exact solvers compute it. When every neural variable the constraints read is finite,
-the constraints are compiled into 0/1 factors (the probabilistic semantics' own, with crisp
-comparisons) and max-sum variable elimination over the networks' log-probabilities (in
-float64) decides every row of the batch at once -- when the largest table of the
-elimination stays within :data:`MAX_TABLE` entries per row (4**10 for a 4x4 sudoku).
-Otherwise Z3 ``Optimize`` solves each row: weighted MaxSAT with its exact ``wmax`` engine
-when every neural variable involved is finite, one arithmetic objective otherwise; a
-value's cost is its log-probability below its variable's most probable value, as a
-rational to 1e-9. If Z3 gives no answer within ``timeout`` seconds,
-:class:`~greybox.errors.SolverError` says so: a row is reported infeasible only when no
-values satisfy the constraints.
+Three exact solvers compute it. When every neural variable the constraints read is
+finite, the constraints are compiled into 0/1 factors (the probabilistic semantics' own,
+with crisp comparisons) and max-sum variable elimination over the networks'
+log-probabilities (in float64) decides every row of the batch at once -- when the largest
+table of the elimination stays within :data:`MAX_TABLE` entries per row (4**10 for a 4x4
+sudoku). Otherwise, when every constraint is linear over the values' one-hot indicators
+(conjunctions, ``all_different``, integer-linear comparisons, ``in``, bool literals; see
+:mod:`greybox._repair_milp`), HiGHS solves each row's 0/1 linear programme (a 9x9 sudoku in
+a fraction of a second). Otherwise Z3 ``Optimize`` solves each row: weighted MaxSAT with its
+exact ``wmax`` engine when every neural variable involved is finite, one arithmetic
+objective otherwise; a value's cost is its log-probability below its variable's most
+probable value, as a rational to 1e-9. If HiGHS or Z3 proves no optimum within ``timeout``
+seconds, :class:`~greybox.errors.SolverError` says so: a row is reported infeasible only
+when no values satisfy the constraints. Where the most probable values are unique the
+three routes agree; among equally probable ones each picks its own (deterministically).
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ import torch
 import torch.nn.functional as F
 import z3
 
+from greybox._repair_milp import by_milp, log_probs
 from greybox.errors import ModelError, SolverError
 from greybox.rules import Z3Encoding
 from greybox.rules import ast as A
@@ -53,6 +58,9 @@ __all__ = ["MAX_TABLE", "overrides", "repairable", "repair"]
 #: Largest table (entries per row) that max-product elimination may build; larger
 #: problems go to Z3, which is exact too but solves one row at a time.
 MAX_TABLE = 1 << 22
+
+#: The 0/1 linear programme route (a module attribute: tests switch it off).
+_by_milp = by_milp
 
 #: Entries (rows x table, float64) one elimination call may hold at once (256 MB).
 _CHUNK_ENTRIES = 1 << 25
@@ -87,8 +95,8 @@ def repair(model, batch, logits: dict[str, torch.Tensor], rows, *, timeout: floa
     Raises
     ------
     SolverError
-        Z3 found neither a solution nor a proof that none exists within ``timeout``
-        seconds for a row.
+        HiGHS or Z3 found neither the optimum nor a proof that none exists within
+        ``timeout`` seconds for a row.
     """
     rows = [int(r) for r in rows]
     if not rows:
@@ -101,6 +109,8 @@ def repair(model, batch, logits: dict[str, torch.Tensor], rows, *, timeout: floa
     neural = [n for n in kb.neural if n in reads]
     if neural and all(A.is_finite_type(kb.variables[n].type) for n in neural):
         found = most_probable(model, batch, logits, rows, neural)
+        if found is None:
+            found = _by_milp(model, kb, cons, reads, batch, logits, rows, timeout)
         if found is not None:
             return found
     return _by_z3(model, kb, cons, reads, batch, logits, rows, timeout)
@@ -153,10 +163,7 @@ def most_probable(model, batch, logits: dict[str, torch.Tensor], rows: list[int]
         ctx.hard = False
     factors = [(s, torch.log(t.double().clamp_min(0.0))) for s, t in ctx.unfolded(found)]
     for name in names:
-        out = logits[name].detach()[pick.to(logits[name].device)].double()
-        logp = torch.stack([F.logsigmoid(-out), F.logsigmoid(out)], 1) if out.dim() == 1 \
-            else torch.log_softmax(out, dim=1)
-        factors.append(((name,), logp))
+        factors.append(((name,), log_probs(logits[name][pick.to(logits[name].device)])))
     scopes = tuple(s for s, _ in factors)
     order = elimination_order(scopes, ())
     largest = largest_table(scopes, ctx.sizes, order)

@@ -5,7 +5,8 @@ that answers three questions -- the only ones :func:`reason`, :func:`counterfact
 :func:`verify` ask:
 
 - ``differs(fixed)``: with the facts in ``fixed`` held, can the decision differ? (a
-  completion of the others that changes it, or None when none does);
+  completion of the others that changes it, or None when none does; ``forces(fixed)``
+  asks the same without the completion);
 - ``closest(minimize, immutable, spreads)``: the closest facts whose decision differs;
 - ``refute(formula)`` (on the backend itself): a row on which the property fails.
 

@@ -52,6 +52,11 @@ class Problem:
         ``decision``; None when there are none."""
         raise NotImplementedError
 
+    def forces(self, fixed: dict) -> bool:
+        """Whether the facts in ``fixed`` guarantee the decision: ``differs(fixed) is
+        None``, where a backend may skip reading the witness."""
+        return self.differs(fixed) is None
+
     def core(self, fixed: dict) -> dict:
         """After ``differs(fixed)`` returned None: a subset of ``fixed`` that already
         guarantees the decision (an unsat core where the backend has one)."""

@@ -152,7 +152,7 @@ def _minimal(model, p, keep: dict, output: str) -> dict:
         if name in refuted:
             continue
         trial = {k: v for k, v in keep.items() if k != name}
-        if p.differs(trial) is None:
+        if p.forces(trial):
             keep = p.core(trial)
             fresh = False
     return keep

@@ -72,6 +72,16 @@ class Z3Problem(Problem):
     # the protocol -------------------------------------------------------------------
     @z3_serialised
     def differs(self, fixed: dict):
+        if self.forces(fixed):
+            return None
+        m = self._model = self._differs_solver().model()
+        return {n: self._code(n, m.eval(self.const(n), model_completion=True))
+                for n in self.names}
+
+    @z3_serialised
+    def forces(self, fixed: dict) -> bool:
+        """:meth:`differs` without reading the witness (a reason's drops only ask
+        whether there is one): one check, and where none is, its unsat core kept."""
         s = self._differs_solver()
         for n in fixed:
             if fixed[n] != self.facts[n]:
@@ -79,10 +89,8 @@ class Z3Problem(Problem):
         if self.check(s, *[self._lits[n] for n in fixed]) == z3.unsat:
             core = {c.get_id() for c in s.unsat_core()}   # asked once, not per fact
             self._core = [n for n in self.names if self._lits[n].get_id() in core]
-            return None
-        m = self._model = s.model()
-        return {n: self._code(n, m.eval(self.const(n), model_completion=True))
-                for n in self.names}
+            return True
+        return False
 
     @z3_serialised
     def core(self, fixed: dict) -> dict:

@@ -166,15 +166,22 @@ def test_there_are_288_valid_grids():
     assert not ev.infeasible.any()
 
 
-@pytest.mark.parametrize("exact", ["elimination", "z3"])
+def _route(exact: str, monkeypatch) -> None:
+    """Force the repair's route: elimination, the 0/1 linear programme or Z3."""
+    if exact != "elimination":   # no table is small enough
+        monkeypatch.setattr(repair_module, "MAX_TABLE", 0)
+    if exact == "z3":
+        monkeypatch.setattr(repair_module, "_by_milp", lambda *args: None)
+    else:
+        monkeypatch.setattr(repair_module, "_by_z3", None)
+
+
+@pytest.mark.parametrize("exact", ["elimination", "milp", "z3"])
 @pytest.mark.parametrize("signal", [0.0, 2.0])
 def test_predict_repairs_to_the_most_probable_valid_grid(exact, signal, monkeypatch):
     """Noisy readings of valid grids (signal 0: pure noise) whose argmax breaks a
     constraint: predict's grid is the brute-force MAP over the 288 valid grids."""
-    if exact == "z3":   # no table is small enough: every row goes to Z3 Optimize
-        monkeypatch.setattr(repair_module, "MAX_TABLE", 0)
-    else:
-        monkeypatch.setattr(repair_module, "_by_z3", None)
+    _route(exact, monkeypatch)
     rng = np.random.default_rng(1)
     sols = solutions()
     rows = 16
@@ -188,12 +195,11 @@ def test_predict_repairs_to_the_most_probable_valid_grid(exact, signal, monkeypa
     assert (got == _brute_force_map(logits)).all()
 
 
-@pytest.mark.parametrize("exact", ["elimination", "z3"])
+@pytest.mark.parametrize("exact", ["elimination", "milp", "z3"])
 def test_confident_misreads_are_repaired_never_called_infeasible(exact, monkeypatch):
     """Networks sure of a wrong digit (logit gaps of 200: probabilities below 1e-86,
     zero in float32): the valid grid that changes the fewest, least sure cells."""
-    if exact == "z3":
-        monkeypatch.setattr(repair_module, "MAX_TABLE", 0)
+    _route(exact, monkeypatch)
     sol = solutions()[7]
     read = sol.copy()
     read[5] = read[4]                                  # a clash in row 1 and box 0
@@ -206,7 +212,9 @@ def test_confident_misreads_are_repaired_never_called_infeasible(exact, monkeypa
     assert (got[0] != read).sum() >= 1 and all(len(set(got[0][u])) == 4 for u in UNITS)
 
 
-def test_a_valid_argmax_is_kept_and_givens_as_inputs_are_respected():
+@pytest.mark.parametrize("exact", ["elimination", "milp", "z3"])
+def test_a_valid_argmax_is_kept_and_givens_as_inputs_are_respected(exact, monkeypatch):
+    _route(exact, monkeypatch)
     keep = ("input given[cell]: int 0..4\n"
             "constraint keep[c in cell]: given[c] > 0 -> digit[c] == given[c]\n")
     model = _solver(keep)
@@ -227,7 +235,9 @@ def test_a_valid_argmax_is_kept_and_givens_as_inputs_are_respected():
     assert all(len(set(g[u])) == 4 for g in got for u in UNITS)
 
 
-def test_contradictory_givens_are_infeasible_not_violated():
+@pytest.mark.parametrize("exact", ["elimination", "milp", "z3"])
+def test_contradictory_givens_are_infeasible_not_violated(exact, monkeypatch):
+    _route(exact, monkeypatch)
     model = _solver("input given[cell]: int 0..4\n"
                     "constraint keep[c in cell]: given[c] > 0 -> digit[c] == given[c]\n")
     given = np.zeros((1, 16), dtype=np.int64)
@@ -242,7 +252,7 @@ def test_contradictory_givens_are_infeasible_not_violated():
 def test_z3_running_out_of_time_is_an_error_never_infeasible(monkeypatch):
     import z3
 
-    monkeypatch.setattr(repair_module, "MAX_TABLE", 0)
+    _route("z3", monkeypatch)
     monkeypatch.setattr(z3.Optimize, "check", lambda self, *args: z3.unknown)  # time out
     model = _solver()
     logits = torch.as_tensor(np.random.default_rng(0).normal(size=(1, 16, 4)) * 1.5,
