@@ -17,6 +17,7 @@ from greybox.rules.engine import closure, compile_expr
 from ._explanation import Explanation, _numeric_inputs, labelled
 from ._methods import METHODS, attribute
 from ._params import parameter_attributions
+from ._paths import recursive_proofs
 
 __all__ = ["explain"]
 
@@ -330,7 +331,8 @@ def _explained(model, batch, output: str, *, method: str, parameters: bool, top_
     rules = _rules_frame(model, trace, batch.n, needed)
     if output in kb.additive:
         decision, rules = _additive_frames(model, batch, output, decision, rules)
-    concepts = _concepts_frame(model, values, batch.n, needed)
+    concepts = recursive_proofs(model, batch, _concepts_frame(model, values, batch.n, needed),
+                                values)
     attributions, deltas, used = ({}, {}, {}) if not finite else \
         _input_attributions(model, batch, smooth, output, target, method)
     if parameters and finite and any(p.requires_grad for p in model.parameters()):

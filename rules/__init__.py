@@ -23,9 +23,9 @@ True
 ``__all__`` is what a user writes with: parsing and printing (:func:`parse`, :func:`load`,
 :func:`to_text`, :func:`parse_formula`, :class:`KnowledgeBase` with its :class:`Variable`
 and :class:`FamilyInfo` items), the Python :class:`Builder` and its helpers, rules learned
-from data (:func:`induce`), crisp evaluation (:func:`evaluate` → :class:`Evaluation`), Z3
-(:func:`check` → :class:`CheckReport` of :class:`Finding`, :func:`entails` →
-:class:`Entailment`, :func:`to_z3`, :class:`Z3Encoding`, :data:`Z3_LOCK`), the errors, and
+from data (:func:`induce`), crisp evaluation (:func:`evaluate` → :class:`Evaluation`; its
+``proof`` → :class:`Proof`), Z3 (:func:`check` → :class:`CheckReport` of :class:`Finding`,
+:func:`entails` → :class:`Entailment`, :func:`to_z3`, :class:`Z3Encoding`, :data:`Z3_LOCK`), the errors, and
 the syntax tree :mod:`greybox.rules.ast` (its nodes: ``gr.ast.Var``, ``gr.ast.And``, ...).
 What the model and the explanations need beyond that lives in :mod:`greybox.rules.engine`,
 internal to greybox. The names that left this namespace (the syntax-tree nodes and the
@@ -45,6 +45,7 @@ from ._entails import Entailment, entails
 from ._evaluate import Evaluation, evaluate
 from ._ground import FamilyInfo
 from ._kb import KnowledgeBase, load, parse, parse_formula, to_text
+from ._proofs import Proof
 from ._validate import Variable
 from ._z3 import Z3_LOCK, Z3Encoding, to_z3
 
@@ -71,6 +72,7 @@ __all__ = [
     # crisp evaluation
     "evaluate",
     "Evaluation",
+    "Proof",
     # Z3
     "check",
     "CheckReport",

@@ -14,6 +14,7 @@ from ._env import _Env
 from ._exact import compile_truth
 from ._kb import KnowledgeBase, parse_formula
 from ._missing import definite
+from ._proofs import prove
 
 __all__ = ["Evaluation"]
 
@@ -187,6 +188,30 @@ class Evaluation:
         """Names of the rules whose body holds in row ``row`` (a position)."""
         body = self.bodies.iloc[row]
         return [r for r in body.index if body[r]]
+
+    def proof(self, name: str, row: int = 0):
+        """A shortest proof of bool fact ``name`` in row ``row`` (a position): the facts
+        of the row that make it true and the derivation that uses them, fewest facts
+        first (for reachability, a shortest path). See :class:`~greybox.rules.Proof`.
+
+        Examples
+        --------
+        >>> import greybox.rules as gr
+        >>> kb = gr.parse('''
+        ... set node: {a, b, c, d}
+        ... input edge(node, node): bool
+        ... define reach(x in node, y in node): bool =
+        ...     edge(x, y) or (exists z in node: edge(x, z) and reach(z, y))
+        ... ''')
+        >>> path = {("a", "b"), ("b", "c"), ("c", "d"), ("b", "d")}
+        >>> ev = gr.evaluate(kb, {f"edge({x}, {y})": [(x, y) in path]
+        ...                       for x in "abcd" for y in "abcd"})
+        >>> print(ev.proof("reach(a, d)"))
+        reach(a, d) holds in row 0, proved by 2 facts: edge(a, b), edge(b, d)
+        reach(a, d) because edge(a, b) and reach(b, d)
+          reach(b, d) because edge(b, d)
+        """
+        return prove(self, name, row)
 
     def to_frame(self) -> pd.DataFrame:
         """One wide table: decisions, scores, bodies, contributions, violations."""

@@ -127,8 +127,8 @@ USER_NAMES = {
     "Builder", "Term", "implies", "iff", "count", "learnable", "maximum", "minimum",
     # rules learned from data
     "induce",
-    # crisp evaluation
-    "evaluate", "Evaluation",
+    # crisp evaluation (and the proof of a fact in a row: Evaluation.proof)
+    "evaluate", "Evaluation", "Proof",
     # Z3 (Z3_LOCK: docs/reference.md tells users to hold it around their own to_z3 terms)
     "check", "CheckReport", "Finding", "entails", "Entailment", "to_z3", "Z3Encoding",
     "Z3_LOCK",
