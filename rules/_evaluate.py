@@ -32,7 +32,7 @@ from ._columns import (
 from ._compile import compile_expr
 from ._decisions import MAX_ASSIGNMENTS, additive_value, candidates, kb_cached, plan
 from ._domain import domain
-from ._env import _compiled_defines, _compiled_truth, _Env
+from ._env import _compiled_bodies, _compiled_defines, _compiled_truth, _Env
 from ._evaluation import Evaluation
 from ._exact import ScoreScale
 from ._kb import KnowledgeBase
@@ -269,6 +269,7 @@ class _Run:
         self.biases = _bias_table(kb, bias, n)
         self.plan = plan(kb)
         self.bodies: dict[str, np.ndarray] = {}  # rule bodies in the top environment
+        self.batched = False   # whether the bodies computable together were tried
         self.weights = {r.name: _signed(r, r.head.value) for r in kb.rules.values()}
         self.layout: dict[tuple, tuple] = {}
         self.partial: dict[tuple, object] = {}
@@ -302,9 +303,22 @@ class _Run:
         return np.broadcast_to(out, (self.n,)).astype(bool, copy=False)
 
     def body(self, r) -> np.ndarray:
-        if r.name not in self.bodies:
-            self.bodies[r.name] = self.truth(definite(self.kb, r.body), self.env)
-        return self.bodies[r.name]
+        found = self.bodies.get(r.name)
+        if found is None and not self.batched:
+            self.batched = True
+            self._batch_bodies()
+            found = self.bodies.get(r.name)
+        if found is None:
+            found = self.bodies[r.name] = self.truth(definite(self.kb, r.body), self.env)
+        return found
+
+    def _batch_bodies(self) -> None:
+        """On a few rows, the bodies that are conjunctions of comparisons with constants
+        all at once (a numpy call per operator, not per comparison)."""
+        rows, together = _compiled_bodies(self.kb)
+        held = None if together is None or self.n > _BATCH_ROWS else together(self.env)
+        if held is not None:
+            self.bodies.update((name, held[k]) for name, k in rows.items())
 
     def _values(self, comp) -> tuple[dict, list]:
         """The values each variable of ``comp`` is decided among, and the joint
@@ -433,6 +447,10 @@ class _Run:
         """Per constraint, where the final decisions violate it."""
         return {c.name: ~self.truth(not_false(self.kb, c.formula), self.env)
                 for c in self.kb.constraints.values()}
+
+
+#: up to this many rows, the rule bodies that can are computed together (:meth:`_Run.body`)
+_BATCH_ROWS = 1024
 
 
 def _argmax(*, comp, assignments, code_of, layout, weights, truth, body, env, defines, scale,
