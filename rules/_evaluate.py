@@ -329,7 +329,7 @@ class _Run:
         held = None if together is None or self.n > _BATCH_ROWS else together(self.env)
         if held is not None:
             self.held = held
-            self.bodies.update((name, held[k]) for name, k in rows.items())
+            self.bodies.update(zip(rows, held))   # (rows: name -> 0, 1, ... in order)
 
     def stack(self, rules) -> np.ndarray:
         """The bodies of ``rules`` (at least one) in the top environment, as one
@@ -456,8 +456,9 @@ class _Run:
 
     def all_bodies(self) -> dict[str, np.ndarray]:
         """Every rule's body in the top environment."""
-        for r in self.kb.rules.values():
-            self.body(r)
+        if len(self.bodies) < len(self.kb.rules):   # (it holds rule bodies only)
+            for r in self.kb.rules.values():
+                self.body(r)
         return self.bodies
 
     def violations(self) -> dict[str, np.ndarray]:
@@ -552,7 +553,8 @@ def _sel(a, rows):
 def _scale(kb, terms: list) -> ScoreScale:
     """``ScoreScale(terms)``, kept per knowledge base where every term is one number (a
     model's learned weights and biases change between fits, not between calls)."""
-    if not all(isinstance(t, (int, float)) and not isinstance(t, bool) for t in terms):
+    if not all(issubclass(k, (int, float)) and not issubclass(k, bool)
+               for k in set(map(type, terms))):
         return ScoreScale(terms)
     made = kb_cached(kb, "score scales", lambda kb: {})
     key = tuple(terms)
