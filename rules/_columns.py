@@ -409,12 +409,42 @@ def _needed_columns(kb: KnowledgeBase) -> list[str]:
     return store["needed"]
 
 
-def _as_table(data) -> tuple[dict, pd.Index]:
+class _FrameColumns(Mapping):
+    """A DataFrame's columns by name, each taken out on first use: a column of plain
+    numbers as the frame's own values (a read-only array: its readers turn such a Series
+    into that array first), any other as its Series."""
+
+    def __init__(self, frame: pd.DataFrame):
+        self.frame, self.made = frame, {}
+        self.at = {c: i for i, c in enumerate(frame.columns)}
+
+    def __getitem__(self, name):
+        found = self.made.get(name)
+        if found is None:
+            get = getattr(self.frame, "_get_column_array", None)   # pandas': no Series made
+            found = None if get is None else get(self.at[name])
+            if isinstance(found, np.ndarray) and found.dtype.kind in "fiub" \
+                    and found.ndim == 1:
+                found = found.view()
+                found.flags.writeable = False
+            else:
+                found = self.frame[name]
+            self.made[name] = found
+        return found
+
+    def __iter__(self):
+        return iter(self.at)
+
+    def __len__(self) -> int:
+        return len(self.at)
+
+
+def _as_table(data) -> tuple[Mapping, pd.Index]:
     if isinstance(data, pd.DataFrame):
         if not data.columns.is_unique:
             dup = data.columns[data.columns.duplicated()][0]
             raise DataError(f"column {dup!r} appears more than once")
-        return {c: data[c] for c in data.columns}, data.index
+        return _FrameColumns(data), data.index
     if isinstance(data, pd.Series):  # one row
         return {k: [v] for k, v in data.items()}, pd.RangeIndex(1)
     if isinstance(data, Mapping):

@@ -13,7 +13,7 @@ from ._domain import domain
 from ._kb import KnowledgeBase
 from ._missing import missing_key
 
-__all__ = ["compile_connective", "compile_count", "compile_expr"]
+__all__ = ["compile_conjunctions", "compile_connective", "compile_count", "compile_expr"]
 
 _Fn = Callable[["object"], object]
 
@@ -136,3 +136,82 @@ def compile_connective(e, child: Callable[[A.Expr], _Fn]) -> _Fn | None:
         fl, fr = child(e.left), child(e.right)
         return lambda env: np.equal(np.asarray(fl(env), bool), np.asarray(fr(env), bool))
     return None
+
+
+#: the comparisons, and each one with its sides swapped
+_NP_OPS = {"<": np.less, "<=": np.less_equal, ">": np.greater, ">=": np.greater_equal,
+           "==": np.equal, "!=": np.not_equal}
+_FLIP = {"<": ">", "<=": ">=", ">": "<", ">=": "<=", "==": "==", "!=": "!="}
+
+
+def _atom(e, kb: KnowledgeBase) -> tuple | None:
+    """``(variable, op, constant)`` for a comparison of a required input or neural variable
+    (real, int or enum) with a number or symbol; None for any other formula."""
+    if not isinstance(e, A.Compare):
+        return None
+    left, right, op = e.left, e.right, e.op
+    if not isinstance(left, A.Var):
+        left, right, op = right, left, _FLIP[op]
+    if not isinstance(left, A.Var) or not isinstance(right, (A.Num, A.Sym)):
+        return None
+    v = kb.variables.get(left.name)
+    if v is None or v.role not in ("input", "neural") or v.optional \
+            or not isinstance(v.type, (A.RealType, A.IntType, A.EnumType)):
+        return None
+    enum = _enum_of(left, kb)
+    if isinstance(right, A.Sym) and enum is None:
+        return None
+    return left.name, op, compile_expr(right, kb, enum)(None)
+
+
+def _conjuncts(e) -> list:
+    """The conjuncts of ``e`` (nested ``and`` flattened; ``e`` itself otherwise)."""
+    if isinstance(e, A.And):
+        return [c for a in e.args for c in _conjuncts(a)]
+    return [e]
+
+
+def compile_conjunctions(formulas: list, kb: KnowledgeBase) -> tuple[list, _Fn | None]:
+    """The formulas that are conjunctions of comparisons of required input or neural
+    variables with constants (None: a formula left out), compiled together: ``(positions, f)``
+    where ``f(env)`` is a read-only (len(positions), n) bool array, every comparison made
+    in one numpy call per operator (the same values as :func:`compile_expr`'s, one formula
+    at a time), or None where a column is not a plain float64 (an enum's: integer) array
+    of the rows (the caller then evaluates them one by one)."""
+    atoms, starts, positions = [], [], []
+    for i, f in enumerate(formulas):
+        found = [None] if f is None else [_atom(c, kb) for c in _conjuncts(f)]
+        if None not in found:
+            positions.append(i)
+            starts.append(len(atoms))
+            atoms.extend(found)
+    if not positions:
+        return positions, None
+    names = list(dict.fromkeys(a[0] for a in atoms))
+    column = {name: k for k, name in enumerate(names)}
+    kinds = ["iu" if isinstance(kb.variables[v].type, A.EnumType) else "f" for v in names]
+    groups = []
+    for op in _NP_OPS:
+        at = [k for k, a in enumerate(atoms) if a[1] == op]
+        if at:
+            groups.append((_NP_OPS[op], np.array(at), np.array([column[atoms[k][0]] for k in at]),
+                           np.array([float(atoms[k][2]) for k in at])[:, None]))
+    starts = np.array(starts)
+
+    def together(env):
+        n = env.n
+        x = np.empty((len(names), n))
+        for k, name in enumerate(names):
+            v = env[name]
+            if not (isinstance(v, np.ndarray) and v.shape == (n,) and v.dtype.kind in kinds[k]
+                    and (kinds[k] != "f" or v.dtype == np.float64)):
+                return None
+            x[k] = v
+        held = np.empty((len(atoms), n), bool)
+        for op, at, cols, consts in groups:
+            held[at] = op(x[cols], consts)
+        out = np.logical_and.reduceat(held, starts, axis=0)
+        out.flags.writeable = False
+        return out
+
+    return positions, together

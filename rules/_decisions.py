@@ -351,3 +351,30 @@ def constrains_networks(kb) -> bool:
                for n in closure(kb, A.variables(c.formula))):
             return True
     return False
+
+
+_NO_RULES = ((), ())
+
+
+def _split_rules(kb, comp) -> dict[tuple, tuple]:
+    """Per (decided variable, value) whose score ``comp``'s rules push: those rules whose
+    bodies read no decision of ``comp``, and the others (once per knowledge base object
+    and component of its plan)."""
+    made = kb_cached(kb, "rules by value", lambda kb: {})
+    found = made.get(id(comp))
+    if found is None or found[0] is not comp:   # the component is kept: its id is not reused
+        by_head: dict[tuple, list] = {}
+        for r in comp.rules:
+            by_head.setdefault((r.head.name, _pushed(r.head)), []).append(r)
+        found = made[id(comp)] = (comp, {
+            key: (tuple(r for r in rules if not comp.reads_itself(r)),
+                  tuple(r for r in rules if comp.reads_itself(r)))
+            for key, rules in by_head.items()})
+    return found[1]
+
+
+def _pushed(head: A.Head):
+    """The value whose score a rule's head pushes (True for ``x`` and ``not x``)."""
+    if isinstance(head.value, bool):
+        return True
+    return head.value.value if isinstance(head.value, A.Num) else head.value.name

@@ -13,12 +13,12 @@ from greybox.errors import DataError
 
 from . import _ast as A
 from ._columns import _type_text, first_row, read_column, read_masked
-from ._compile import compile_count, compile_expr
-from ._decisions import memo
+from ._compile import compile_conjunctions, compile_count, compile_expr
+from ._decisions import kb_cached, memo
 from ._domain import BIG_INT, big_int
-from ._exact import compile_truth, compile_value, exact_value
+from ._exact import _all_exact, compile_truth, compile_value, exact_value
 from ._kb import KnowledgeBase
-from ._missing import missing_key
+from ._missing import definite, missing_key
 
 __all__ = ["_Env"]
 
@@ -305,3 +305,18 @@ def _compiled_truth(kb: KnowledgeBase, e) -> _Fn:
     if entry is None or entry[0] is not e:  # the node is kept: its id is not reused
         entry = compiled[id(e)] = (e, compile_truth(e, kb))
     return entry[1]
+
+
+def _compiled_bodies(kb: KnowledgeBase) -> tuple[dict[str, int], _Fn | None]:
+    """The rule bodies (known true, :func:`definite`) that are conjunctions of comparisons
+    with constants, exact in float64, compiled together (:func:`compile_conjunctions`):
+    rule name -> row of the function's result, and the function (once per knowledge base
+    object)."""
+    def make(kb):
+        rules = list(kb.rules.values())
+        formulas = [definite(kb, r.body) for r in rules]
+        positions, together = compile_conjunctions(
+            [e if _all_exact(e, kb) else None for e in formulas], kb)
+        return {rules[p].name: k for k, p in enumerate(positions)}, together
+
+    return kb_cached(kb, "rule bodies together", make)

@@ -30,9 +30,17 @@ from ._columns import (
     show_value,
 )
 from ._compile import compile_expr
-from ._decisions import MAX_ASSIGNMENTS, additive_value, candidates, kb_cached, plan
+from ._decisions import (
+    _NO_RULES,
+    MAX_ASSIGNMENTS,
+    _split_rules,
+    additive_value,
+    candidates,
+    kb_cached,
+    plan,
+)
 from ._domain import domain
-from ._env import _compiled_defines, _compiled_truth, _Env
+from ._env import _compiled_bodies, _compiled_defines, _compiled_truth, _Env
 from ._evaluation import Evaluation
 from ._exact import ScoreScale
 from ._kb import KnowledgeBase
@@ -269,7 +277,10 @@ class _Run:
         self.biases = _bias_table(kb, bias, n)
         self.plan = plan(kb)
         self.bodies: dict[str, np.ndarray] = {}  # rule bodies in the top environment
-        self.weights = {r.name: _signed(r, r.head.value) for r in kb.rules.values()}
+        self.batched = False   # whether the bodies computable together were tried
+        self.held = None       # those bodies, (rules, n), when they were
+        self.weights = kb_cached(kb, "signed weights", lambda kb: {
+            r.name: _signed(r, r.head.value) for r in kb.rules.values()})
         self.layout: dict[tuple, tuple] = {}
         self.partial: dict[tuple, object] = {}
         self.scored: dict[str, list] = {}
@@ -302,9 +313,34 @@ class _Run:
         return np.broadcast_to(out, (self.n,)).astype(bool, copy=False)
 
     def body(self, r) -> np.ndarray:
-        if r.name not in self.bodies:
-            self.bodies[r.name] = self.truth(definite(self.kb, r.body), self.env)
-        return self.bodies[r.name]
+        found = self.bodies.get(r.name)
+        if found is None and not self.batched:
+            self.batched = True
+            self._batch_bodies()
+            found = self.bodies.get(r.name)
+        if found is None:
+            found = self.bodies[r.name] = self.truth(definite(self.kb, r.body), self.env)
+        return found
+
+    def _batch_bodies(self) -> None:
+        """On a few rows, the bodies that are conjunctions of comparisons with constants
+        all at once (a numpy call per operator, not per comparison)."""
+        rows, together = _compiled_bodies(self.kb)
+        held = None if together is None or self.n > _BATCH_ROWS else together(self.env)
+        if held is not None:
+            self.held = held
+            self.bodies.update(zip(rows, held))   # (rows: name -> 0, 1, ... in order)
+
+    def stack(self, rules) -> np.ndarray:
+        """The bodies of ``rules`` (at least one) in the top environment, as one
+        (len(rules), n) bool array."""
+        self.body(rules[0])
+        if self.held is not None:
+            rows = _compiled_bodies(self.kb)[0]
+            at = [rows.get(r.name) for r in rules]
+            if None not in at:
+                return self.held[at]
+        return np.stack([np.broadcast_to(self.body(r), (self.n,)) for r in rules])
 
     def _values(self, comp) -> tuple[dict, list]:
         """The values each variable of ``comp`` is decided among, and the joint
@@ -319,17 +355,12 @@ class _Run:
 
     def _lay_out(self, comp, values_of: dict) -> None:
         """Fill :attr:`layout` and :attr:`scored` for ``comp``'s variables."""
-        by_head: dict[tuple, list] = {}
-        for r in comp.rules:
-            by_head.setdefault((r.head.name, _pushed(r.head)), []).append(r)
+        split = _split_rules(self.kb, comp)
         for v in comp.variables:
             self.scored[v] = [x for x in values_of[v] if not (isinstance(x, bool) and not x)]
             for x in self.scored[v]:
-                rules = by_head.get((v, x), [])
-                reads = [comp.reads_itself(r) for r in rules]
-                self.layout[v, x] = (self.biases.get(v, {}).get(x),
-                                     [r for r, d in zip(rules, reads) if not d],
-                                     [r for r, d in zip(rules, reads) if d])
+                static, dynamic = split.get((v, x), _NO_RULES)
+                self.layout[v, x] = (self.biases.get(v, {}).get(x), static, dynamic)
 
     def decide(self, comp) -> None:
         """Decide component ``comp`` on every row: its variables' values join the
@@ -346,8 +377,8 @@ class _Run:
         code_of = {v: dict(zip(values_of[v], _codes(kb, v, values_of[v]).tolist()))
                    for v in comp.variables}
         common = dict(comp=comp, assignments=assignments, code_of=code_of, layout=self.layout,
-                      weights=self.weights, truth=self.truth, body=self.body, env=self.env,
-                      defines=self.defines)
+                      weights=self.weights, truth=self.truth, body=self.body, stack=self.stack,
+                      env=self.env, defines=self.defines)
         choice, choice_free, have, unsure, part = _argmax(scale=scale, **common)
         if unsure is not None and unsure.any():  # float scores too close: redo exactly
             rows = np.flatnonzero(unsure)
@@ -425,8 +456,9 @@ class _Run:
 
     def all_bodies(self) -> dict[str, np.ndarray]:
         """Every rule's body in the top environment."""
-        for r in self.kb.rules.values():
-            self.body(r)
+        if len(self.bodies) < len(self.kb.rules):   # (it holds rule bodies only)
+            for r in self.kb.rules.values():
+                self.body(r)
         return self.bodies
 
     def violations(self) -> dict[str, np.ndarray]:
@@ -435,23 +467,23 @@ class _Run:
                 for c in self.kb.constraints.values()}
 
 
-def _argmax(*, comp, assignments, code_of, layout, weights, truth, body, env, defines, scale,
-            rows=None):
+#: up to this many rows, the rule bodies that can are computed together (:meth:`_Run.body`)
+_BATCH_ROWS = 1024
+
+
+def _argmax(*, comp, assignments, code_of, layout, weights, truth, body, stack, env, defines,
+            scale, rows=None):
     """A component's decision per row: the index of the best feasible assignment, of the
     best one ignoring hard constraints, whether any is feasible, the rows where float
     scores were too close to compare (None when exact), and the scores (without the
     dynamic rules) per (variable, value). ``rows``: only these rows."""
     kb, n = env.kb, env.n
     m = n if rows is None else len(rows)
-
-    def sel(a):
-        return a if rows is None or np.ndim(a) == 0 else np.asarray(a)[rows]
-
     partial = {}
     for v in comp.variables:
         for x in code_of[v]:
             if (v, x) in layout:
-                partial[v, x] = _static_score(scale, layout[v, x], weights, body, sel, m)
+                partial[v, x] = _static_score(scale, layout[v, x], weights, body, stack, rows, m)
     best_free = best = scale.full(0, m)
     have = np.zeros(m, bool)
     choice = np.zeros(m, np.int64)
@@ -467,7 +499,7 @@ def _argmax(*, comp, assignments, code_of, layout, weights, truth, body, env, de
             objective = objective + partial[v, x]
             for r in layout[v, x][2]:
                 objective = _plus(scale, objective, weights[r.name],
-                                  sel(truth(definite(kb, r.body), sub)), m)
+                                  _sel(truth(definite(kb, r.body), sub), rows), m)
         objective = scale.full(objective, m)
         if k == 0:
             best_free = objective
@@ -480,7 +512,7 @@ def _argmax(*, comp, assignments, code_of, layout, weights, truth, body, env, de
         if comp.constraints:
             feasible = np.ones(m, bool)
             for c in comp.constraints:
-                feasible &= sel(truth(not_false(kb, c.formula), sub))
+                feasible &= _sel(truth(not_false(kb, c.formula), sub), rows)
             if unsure is not None:
                 unsure |= feasible & have & scale.close(objective, best)
             better = feasible & (~have | (objective > best))
@@ -490,33 +522,39 @@ def _argmax(*, comp, assignments, code_of, layout, weights, truth, body, env, de
     return choice, choice_free, have, unsure, partial
 
 
-def _static_score(scale: ScoreScale, laid, weights, body, sel, m: int):
+def _static_score(scale: ScoreScale, laid, weights, body, stack, rows, m: int):
     """A value's score from its bias and the rules that read no decision of its own
     component, in the scale's units. With int64 grains (exact whatever the order of the
     additions) the rules' weights are added as one product of the weights with their
-    bodies; otherwise one rule after another."""
+    bodies (``stack``: as one array); otherwise one rule after another. ``rows``: only
+    these rows (all: None)."""
     b, static, _ = laid
-    total = 0 if b is None else scale.of(sel(b))
+    total = 0 if b is None else scale.of(_sel(b, rows))
     if not static:
         return total
     if scale.mode == "int64" and len(static) > 1:
         # each weight is a term of the scale: a whole number of grains, scaled exactly
         grains = np.ldexp(np.array([weights[r.name] for r in static], dtype=np.float64),
                           -scale.grain).astype(np.int64)
-        bodies = [sel(body(r)) for r in static]
-        bodies = np.stack([b if b.shape == (m,) else np.broadcast_to(b, (m,))
-                           for b in bodies])
+        bodies = stack(static)
+        bodies = bodies if rows is None else bodies[:, rows]
         return grains @ bodies.astype(np.int64) + total
     total = scale.fresh(total, m)   # an array of ours, added to in place
     for r in static:
-        scale.add_where(total, scale.of(weights[r.name]), sel(body(r)))
+        scale.add_where(total, scale.of(weights[r.name]), _sel(body(r), rows))
     return total
+
+
+def _sel(a, rows):
+    """``a``'s values at ``rows`` (all: None); a scalar as it is."""
+    return a if rows is None or np.ndim(a) == 0 else np.asarray(a)[rows]
 
 
 def _scale(kb, terms: list) -> ScoreScale:
     """``ScoreScale(terms)``, kept per knowledge base where every term is one number (a
     model's learned weights and biases change between fits, not between calls)."""
-    if not all(isinstance(t, (int, float)) and not isinstance(t, bool) for t in terms):
+    if not all(issubclass(k, (int, float)) and not issubclass(k, bool)
+               for k in set(map(type, terms))):
         return ScoreScale(terms)
     made = kb_cached(kb, "score scales", lambda kb: {})
     key = tuple(terms)
@@ -539,16 +577,8 @@ def kb_type(kb, name: str):
     return kb.variables[name].type
 
 
-
 def _signed(rule: A.Rule, value) -> float:
     return -rule.weight if rule.head.value is False else rule.weight
-
-
-def _pushed(head: A.Head):
-    """The value whose score a rule's head pushes (True for ``x`` and ``not x``)."""
-    if isinstance(head.value, bool):
-        return True
-    return head.value.value if isinstance(head.value, A.Num) else head.value.name
 
 
 def _codes(kb, name: str, values) -> np.ndarray:
