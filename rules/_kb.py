@@ -32,7 +32,9 @@ class KnowledgeBase:
     Attributes
     ----------
     statements : tuple
-        The AST statements, in source order.
+        The AST statements, in source order, as written: a recursive define reads itself
+        (its unrolling is in :attr:`variables` and :attr:`recursion`), so a knowledge base
+        built from them is an equal one.
     variables : Mapping[str, Variable]
         Every declared variable with its type and role.
     rules, constraints : Mapping[str, Rule], Mapping[str, Constraint]
@@ -81,7 +83,9 @@ class KnowledgeBase:
             families=None if program is None else program.families)
         #: the recursive defines, unrolled (:class:`~greybox.rules._recursion.Recursion`)
         object.__setattr__(self, "recursion", recursion)
-        object.__setattr__(self, "statements", tuple(resolved))
+        # as written: a recursive define with its own expression, without the layers of
+        # its unrolling (which :attr:`variables` holds); a KB rebuilt from them recurses
+        object.__setattr__(self, "statements", tuple(written(resolved, recursion)))
         object.__setattr__(self, "variables", MappingProxyType(variables))
         object.__setattr__(self, "rules", MappingProxyType(
             {s.name: s for s in resolved if isinstance(s, A.Rule)}))
@@ -556,7 +560,7 @@ def to_text(kb: KnowledgeBase | A.Node) -> str:
         raise TypeError(f"to_text needs a KnowledgeBase or an AST node, got {type(kb).__name__}")
     if kb.program is not None:
         return _program_text(kb.program)
-    return "".join(statement_to_text(s) + "\n" for s in written(kb.statements, kb.recursion))
+    return "".join(statement_to_text(s) + "\n" for s in kb.statements)
 
 
 def _program_text(program: Program) -> str:
