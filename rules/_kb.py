@@ -42,7 +42,9 @@ class KnowledgeBase:
     graph : networkx.DiGraph
         The concept graph (read-only): inputs -> neural -> defined -> rules -> decided
         variables. Variables are nodes named as themselves; rules are ``"rule:NAME"`` and
-        constraints ``"constraint:NAME"``. Node attribute ``kind`` tells which.
+        constraints ``"constraint:NAME"``. Node attribute ``kind`` tells which. A
+        recursive define reads itself (an edge around a cycle; its hidden layers are no
+        nodes).
     recursion : Recursion or None
         The recursive defines and their unrolling (``.components``, the hidden
         ``.layers``, each define's ``.original`` expression), or None.
@@ -114,8 +116,9 @@ class KnowledgeBase:
         return self._hash
 
     def __repr__(self) -> str:
-        return (f"KnowledgeBase({len(self.variables)} variables, {len(self.rules)} rules, "
-                f"{len(self.constraints)} constraints)")
+        hidden = len(self.recursion.layers) if self.recursion is not None else 0
+        return (f"KnowledgeBase({len(self.variables) - hidden} variables, "
+                f"{len(self.rules)} rules, {len(self.constraints)} constraints)")
 
     def __str__(self) -> str:
         return to_text(self)
@@ -248,14 +251,18 @@ class KnowledgeBase:
 
     def _build_graph(self) -> nx.DiGraph:
         g = nx.DiGraph()
-        for v in self.variables.values():
+        rec = self.recursion
+        hidden, original = (rec.layers, rec.original) if rec is not None else ((), {})
+        shown = [v for v in self.variables.values() if v.name not in hidden]
+        for v in shown:
             g.add_node(v.name, kind=v.role, type=v.type, output=v.output)
-        for v in self.variables.values():
+        for v in shown:
             if v.role == "neural":
                 g.nodes[v.name]["network"] = v.network
                 g.add_edges_from((a, v.name) for a in v.args)
-            elif v.role == "defined":
-                g.add_edges_from((a, v.name) for a in A.variables(v.expr))
+            elif v.role == "defined":   # a recursive define as written: it reads itself
+                expr = original.get(v.name, v.expr)
+                g.add_edges_from((a, v.name) for a in A.variables(expr))
         for r in self.rules.values():
             node = "rule:" + r.name
             g.add_node(node, kind="rule", weight=r.weight, fixed=r.fixed)

@@ -243,3 +243,14 @@ def test_a_knowledge_base_rebuilt_from_the_statements_keeps_the_recursion():
     assert ev.values["q"].tolist() == [True, False, False]
     assert gr.Builder(gr.parse("input x: bool  define p: bool = x or p")).build() != \
         gr.parse("input x: bool  define p: bool = x")   # true equality: the recursion counts
+
+
+def test_the_graph_shows_the_recursive_defines_as_written():
+    kb = gr.parse(MUTUAL)
+    assert not any("@" in node for node in kb.graph) and "@" not in kb.to_dot()
+    assert kb.graph.has_edge("q", "p") and kb.graph.has_edge("p", "q")
+    assert kb.depends_on("y") == {"e", "f", "g", "p", "q", "rule:r"}
+    reach = _reach_kb(3)
+    assert reach.graph.has_edge("reach(n0, n2)", "reach(n0, n2)")   # reads itself
+    assert len(reach.graph) == len(reach.variables) - len(reach.recursion.layers) == 18
+    assert repr(reach).startswith("KnowledgeBase(18 variables")
