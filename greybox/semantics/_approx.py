@@ -293,11 +293,14 @@ def _log_product(graph, parts, x: Factored) -> torch.Tensor:
     if units:
         total = total + _log_units(graph, units)
     for block in _blocks(graph, fields):
-        if _too_wide(graph, [f.scope for f in block]):     # a Monte Carlo block
-            p = sampled_truth(graph, Factored(((1.0, tuple(block)),), x.node), 1)
-            total = total + _at_least(p).log()
-        else:
+        try:
             total = total + _log_expect(graph, block, x)
+        except ModelError:
+            if not _too_wide(graph, [f.scope for f in block]):
+                raise
+            # too wide to eliminate: a Monte Carlo block
+            p = sampled_truth(graph, Factored(((1.0, tuple(block)),), x.node), None)
+            total = total + _at_least(p).log()
     return total
 
 

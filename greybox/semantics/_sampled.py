@@ -188,8 +188,8 @@ def _complete(graph, made: dict, world: dict, gen) -> dict:
     return world
 
 
-def sampled_mean(graph, scope, fn, n: int, *, subject=None) -> torch.Tensor:
-    """E[fn(world)] per row (``n`` rows), estimated from :data:`SAMPLES` worlds of the
+def sampled_mean(graph, scope, fn, n: int | None, *, subject=None) -> torch.Tensor:
+    """E[fn(world)] per row (``n`` rows; None: as many as the graph's tensors), estimated from :data:`SAMPLES` worlds of the
     variables the query on ``scope`` depends on; ``fn(world, memo)`` is the query's value
     in each world, (M, B). Differentiable: IndeCateR's estimator for the neural variables'
     distributions (see the module docstring), the pathwise one for ``fn``'s own tensors.
@@ -215,10 +215,11 @@ def sampled_mean(graph, scope, fn, n: int, *, subject=None) -> torch.Tensor:
                 f = fn(w, {}).double().reshape(k, SAMPLES, -1).mean(1)   # (k, B)
             pd = p.double()
             surrogate = surrogate + (pd * f.T).sum(1) - (pd * f.T).sum(1).detach()
-    return (est + surrogate).expand(n) if est.dim() else est.expand(n)
+    est = est + surrogate
+    return est if n is None else est.expand(n)
 
 
-def sampled_truth(graph, x: Sampled | Factored, n: int) -> torch.Tensor:
+def sampled_truth(graph, x: Sampled | Factored, n: int | None) -> torch.Tensor:
     """P(x) per row (float64), estimated by :func:`sampled_mean`."""
     return sampled_mean(graph, x.variables(), lambda w, memo: evaluate(x, w, memo), n,
                         subject=x)
