@@ -21,6 +21,11 @@ implications of such products by the same inclusion-exclusion as the exact route
   whose variables (with those of the factors they depend on) have at most
   :data:`BLOCK_LIMIT` joint values per row.
 
+A formula no exact block can hold -- a connective that would expand into more than
+:data:`~._factored.MAX_TERMS` products (a recursive component's unrolled layers), a query
+or a block whose elimination is refused -- is a **Monte Carlo block**
+(:mod:`._sampled`): estimated from seeded sampled worlds, with IndeCateR's gradient.
+
 Where every block is independent of the others (disjoint variables, no shared factor) the
 result is exact. Elsewhere its error is measured, not bounded (docs/semantics.md has the
 table; ``benchmarks/bench_approx.py`` reproduces it). Hard constraints are conditioned on

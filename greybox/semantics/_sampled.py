@@ -46,6 +46,9 @@ __all__ = ["SAMPLES", "SEED", "Sampled", "floor", "sampled_mean"]
 #: Worlds drawn per sampled query (the standard error is at most 0.5 / sqrt(SAMPLES)).
 SAMPLES = 1000
 
+#: Most values per tensor while the worlds are evaluated (worlds are drawn in chunks).
+CHUNK = 1 << 21
+
 #: The seed of the generator each sampled query starts from (reproducible predictions).
 SEED = 0
 
@@ -189,34 +192,45 @@ def _complete(graph, made: dict, world: dict, gen) -> dict:
 
 
 def sampled_mean(graph, scope, fn, n: int | None, *, subject=None) -> torch.Tensor:
-    """E[fn(world)] per row (``n`` rows; None: as many as the graph's tensors), estimated from :data:`SAMPLES` worlds of the
-    variables the query on ``scope`` depends on; ``fn(world, memo)`` is the query's value
-    in each world, (M, B). Differentiable: IndeCateR's estimator for the neural variables'
-    distributions (see the module docstring), the pathwise one for ``fn``'s own tensors.
-    ``subject`` is the formula, for messages."""
+    """E[fn(world)] per row (``n`` rows; None: as many as the graph's tensors), estimated
+    from :data:`SAMPLES` worlds of the variables the query on ``scope`` depends on;
+    ``fn(world, memo)`` is the query's value in each world, (M, B). Differentiable:
+    IndeCateR's estimator for the neural variables' distributions (see the module
+    docstring), the pathwise one for ``fn``'s own tensors. The worlds are drawn in chunks
+    of at most :data:`CHUNK` values per tensor (a large batch does not hold them all at
+    once). ``subject`` is the formula, for messages."""
     made, neural = _producers(graph, scope, subject)
     gen = torch.Generator(device=graph.device).manual_seed(SEED)
-    base = {v: _draw(graph.distribution(v).unsqueeze(0).expand(SAMPLES, -1, -1), gen)
-            for v in neural}
-    world = _complete(graph, made, dict(base), gen)
-    est = fn(world, {}).double().mean(0)
-    surrogate = 0.0
-    if torch.is_grad_enabled():
-        for v in neural:
-            p = graph.distribution(v)
-            if not p.requires_grad:
-                continue
-            k = p.shape[1]
-            tiled = {u: (torch.arange(k, device=p.device).view(k, 1, 1).expand(
-                k, SAMPLES, p.shape[0]) if u == v else x.expand(k, -1, -1)).reshape(
-                k * SAMPLES, -1) for u, x in base.items()}
-            with torch.no_grad():
-                w = _complete(graph, made, tiled, gen)
-                f = fn(w, {}).double().reshape(k, SAMPLES, -1).mean(1)   # (k, B)
-            pd = p.double()
-            surrogate = surrogate + (pd * f.T).sum(1) - (pd * f.T).sum(1).detach()
-    est = est + surrogate
+    probs = {v: graph.distribution(v) for v in neural}
+    grads = [v for v in neural if torch.is_grad_enabled() and probs[v].requires_grad]
+    rows = max([p.shape[0] for p in probs.values()] + [1])
+    widest = max([probs[v].shape[1] for v in grads] + [1])
+    step = max(1, min(SAMPLES, CHUNK // (rows * widest)))
+    est, surrogate = 0.0, 0.0
+    for start in range(0, SAMPLES, step):
+        w = min(step, SAMPLES - start)
+        base = {v: _draw(p.unsqueeze(0).expand(w, -1, -1), gen) for v, p in probs.items()}
+        est = est + fn(_complete(graph, made, dict(base), gen), {}).double().sum(0)
+        for v in grads:
+            surrogate = surrogate + _indecater(graph, made, fn, base, v, probs[v], gen)
+    est = est / SAMPLES
+    if grads:
+        surrogate = surrogate / SAMPLES
+        est = est + surrogate - surrogate.detach()
     return est if n is None else est.expand(n)
+
+
+def _indecater(graph, made, fn, base: dict, v: str, p: torch.Tensor, gen) -> torch.Tensor:
+    """``sum_k p_v(k) * sum f(v = k, the rest as in ``base``)`` per row: its gradient (the
+    sums held constant) is IndeCateR's for variable ``v`` over ``base``'s worlds."""
+    k = p.shape[1]
+    w = next(iter(base.values())).shape[0]
+    tiled = {u: (torch.arange(k, device=p.device).view(k, 1, 1).expand(k, w, p.shape[0])
+                 if u == v else x.expand(k, -1, -1)).reshape(k * w, -1)
+             for u, x in base.items()}
+    with torch.no_grad():
+        f = fn(_complete(graph, made, tiled, gen), {}).double().reshape(k, w, -1).sum(1)
+    return (p.double() * f.T).sum(1)
 
 
 def sampled_truth(graph, x: Sampled | Factored, n: int | None) -> torch.Tensor:

@@ -63,8 +63,10 @@ def forced(monkeypatch):
     return calls
 
 
-@pytest.mark.parametrize("n", [4, 5])
-def test_sampled_block_equals_exact_within_four_standard_errors(n, forced):
+@pytest.mark.parametrize("n, chunk", [(4, _sampled.CHUNK), (4, 64), (5, _sampled.CHUNK)])
+def test_sampled_block_equals_exact_within_four_standard_errors(n, chunk, forced,
+                                                                 monkeypatch):
+    monkeypatch.setattr(_sampled, "CHUNK", chunk)     # 64: worlds drawn 21 at a time
     p = _probs(n)
     with torch.no_grad():
         exact = _truth(n, p, "exact")[0]
