@@ -148,3 +148,28 @@ def test_log_of_an_estimate_of_zero_is_the_floor():
     held = _approx._at_least(p)
     assert torch.allclose(held.log(), torch.full((3,), np.log(0.5 / _sampled.SAMPLES)))
     assert torch.autograd.grad(held.sum(), p)[0].tolist() == [1.0, 1.0, 1.0]
+
+
+def test_a_factored_block_exact_inference_refuses_is_sampled(monkeypatch):
+    from greybox.semantics import _logspace
+    clauses = " and ".join(f"(s[{i}] or not s[{(i + 3) % 12}] or s[{(i + 5) % 12}])"
+                           for i in range(12))
+    text = ("set k: 0..11\ninput f[k]: tensor[1]\nneural s[i in k]: bool = net(f[i])\n"
+            f"output ok: bool\ndefine ok: bool = {clauses}\n")
+    x = torch.as_tensor(np.random.default_rng(2).normal(size=(3, 12)), dtype=torch.float32)
+    data = {f"f[{i}]": x[:, i:i + 1] for i in range(12)}
+
+    def p_ok(inference):
+        model = gb.GreyBox(text, {"net": torch.nn.Flatten(0)}, inference=inference)
+        with torch.no_grad():
+            return model(data).log_prob("ok", torch.ones(3)).double().exp()
+
+    exact = p_ok("exact")
+    monkeypatch.setattr(_logspace, "FACTOR_LIMIT", 1)      # every elimination refused
+    monkeypatch.setattr(_approx, "COMPONENT_LIMIT", 1)
+    with pytest.raises(ModelError, match="inference='approximate'"):
+        p_ok("exact")
+    est = p_ok("approximate")
+    se = (exact * (1 - exact) / _sampled.SAMPLES).sqrt().clamp(min=1e-3)
+    assert ((est - exact).abs() <= 4 * se).all(), (est, exact, se)
+    assert not torch.equal(est, exact)                   # (it was sampled)
