@@ -48,7 +48,7 @@ from greybox.rules import ast as A
 from ._factored import MAX_TERMS, Factored, connective, materialize, negation, parts_of
 from ._fields import Field, joint_size
 from ._logspace import _log_expect, _signed_log_sum
-from ._sampled import Sampled, at, floor, refuse_reading, sampled_mean, sampled_truth
+from ._sampled import SAMPLES, Sampled, at, floor, refuse_reading, sampled_mean, sampled_truth
 from .probabilistic import SMALL_JOINT, ProbabilisticSemantics, ProbContext
 
 __all__ = ["BLOCK_LIMIT", "COMPONENT_LIMIT", "INFERENCE", "ApproximateSemantics", "Unit", "check_inference",
@@ -165,6 +165,10 @@ class ApproxContext(ProbContext):
     """One pass of the approximate route: the exact context, with ``all_different`` kept
     as :class:`Unit` parts and factored formulas' probabilities by :func:`log_truth`."""
 
+    def __init__(self, model, batch):
+        super().__init__(model, batch)
+        self.graph.samples = model.samples      # worlds per Monte Carlo block
+
     def field(self, e, env):
         if isinstance(e, A.Not):
             x = self.field(e.operand, env)
@@ -214,8 +218,8 @@ class ApproxContext(ProbContext):
     def log_prob(self, name, target, env):
         x = env[name]
         if isinstance(x, Sampled):
-            yes = _at_least(sampled_truth(self.graph, x, self.n))
-            no = _at_least(1.0 - yes)
+            p = sampled_truth(self.graph, x, self.n)
+            yes, no = _at_least(p, self.graph), _at_least(1.0 - p, self.graph)
             return torch.where(target.bool(), yes.log(), no.log()).float()
         if isinstance(x, Factored):
             yes, no = log_truth(self.graph, x, self.n)
@@ -224,7 +228,7 @@ class ApproxContext(ProbContext):
                 and _too_wide(self.graph, [x.scope]):
             v, t = x.scope[0], target.long().view(1, -1)
             return _at_least(sampled_mean(self.graph, x.scope, lambda w, memo: (
-                w[v] == t).double(), self.n)).log().float()
+                w[v] == t).double(), self.n), self.graph).log().float()
         return super().log_prob(name, target, env)
 
 
@@ -257,9 +261,10 @@ def _products(e, args: list) -> int:
     return math.prod(n) + math.prod(neg)
 
 
-def _at_least(p: torch.Tensor) -> torch.Tensor:
-    """``p`` held at least :func:`floor` in value, its gradient kept."""
-    return p + (floor() - p).clamp(min=0.0).detach()
+def _at_least(p: torch.Tensor, graph=None) -> torch.Tensor:
+    """``p`` held at least :func:`floor` (of the graph's samples) in value, its gradient
+    kept."""
+    return p + (floor(getattr(graph, "samples", SAMPLES)) - p).clamp(min=0.0).detach()
 
 
 def _too_wide(graph, scopes: list) -> bool:
@@ -305,7 +310,7 @@ def _log_product(graph, parts, x: Factored) -> torch.Tensor:
                 raise
             # too wide to eliminate: a Monte Carlo block
             p = sampled_truth(graph, Factored(((1.0, tuple(block)),), x.node), None)
-            total = total + _at_least(p).log()
+            total = total + _at_least(p, graph).log()
     return total
 
 

@@ -7,7 +7,7 @@ unrolled layers of a recursive ``define`` over 6 nodes or more), or a query or b
 elimination needs more than :data:`~._approx.COMPONENT_LIMIT` entries per row -- is kept as
 a lazy tree (:class:`Sampled`) and estimated per row:
 
-* :data:`SAMPLES` worlds are drawn (a ``torch.Generator`` seeded with :data:`SEED` at
+* ``GreyBox(..., samples=...)`` worlds (default :data:`SAMPLES`) are drawn (a ``torch.Generator`` seeded with :data:`SEED` at
   each query, so ``predict_proba`` is reproducible): each neural variable from its
   network's distribution (independent given the row), each variable a define or a
   decision introduces from its conditional factor given the values drawn for its parents
@@ -41,9 +41,10 @@ from greybox.rules import ast as A
 from ._factored import Factored, describe
 from ._fields import Field
 
-__all__ = ["SAMPLES", "SEED", "Sampled", "floor", "sampled_mean"]
+__all__ = ["SAMPLES", "SEED", "Sampled", "check_samples", "floor", "sampled_mean"]
 
-#: Worlds drawn per sampled query (the standard error is at most 0.5 / sqrt(SAMPLES)).
+#: Worlds drawn per sampled query by default (``GreyBox(..., samples=...)``; the standard
+#: error is at most 0.5 / sqrt(samples)).
 SAMPLES = 1000
 
 #: Most values per tensor while the worlds are evaluated (worlds are drawn in chunks).
@@ -53,16 +54,35 @@ CHUNK = 1 << 21
 SEED = 0
 
 
-def floor() -> float:
+def check_samples(samples) -> int:
+    """``samples`` (worlds per Monte Carlo estimate) as an int, or refused.
+
+    Examples
+    --------
+    >>> check_samples(2000)
+    2000
+    >>> check_samples(0)
+    Traceback (most recent call last):
+    ...
+    greybox.errors.ModelError: samples must be a positive integer (worlds drawn per \
+Monte Carlo estimate of inference='approximate'); got 0
+    """
+    if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
+        raise ModelError("samples must be a positive integer (worlds drawn per Monte Carlo "
+                         f"estimate of inference='approximate'); got {samples!r}")
+    return samples
+
+
+def floor(samples: int = SAMPLES) -> float:
     """The least probability a sampled estimate is taken at inside a logarithm: half a
-    world, ``1 / (2 * SAMPLES)``.
+    world, ``1 / (2 * samples)``.
 
     Examples
     --------
     >>> floor()
     0.0005
     """
-    return 0.5 / SAMPLES
+    return 0.5 / samples
 
 
 class Sampled(Factored):
@@ -193,29 +213,31 @@ def _complete(graph, made: dict, world: dict, gen) -> dict:
 
 def sampled_mean(graph, scope, fn, n: int | None, *, subject=None) -> torch.Tensor:
     """E[fn(world)] per row (``n`` rows; None: as many as the graph's tensors), estimated
-    from :data:`SAMPLES` worlds of the variables the query on ``scope`` depends on;
+    from ``graph.samples`` worlds (``GreyBox(..., samples=...)``, default :data:`SAMPLES`)
+    of the variables the query on ``scope`` depends on;
     ``fn(world, memo)`` is the query's value in each world, (M, B). Differentiable:
     IndeCateR's estimator for the neural variables' distributions (see the module
     docstring), the pathwise one for ``fn``'s own tensors. The worlds are drawn in chunks
     of at most :data:`CHUNK` values per tensor (a large batch does not hold them all at
     once). ``subject`` is the formula, for messages."""
     made, neural = _producers(graph, scope, subject)
+    samples = getattr(graph, "samples", SAMPLES)
     gen = torch.Generator(device=graph.device).manual_seed(SEED)
     probs = {v: graph.distribution(v) for v in neural}
     grads = [v for v in neural if torch.is_grad_enabled() and probs[v].requires_grad]
     rows = max([p.shape[0] for p in probs.values()] + [1])
     widest = max([probs[v].shape[1] for v in grads] + [1])
-    step = max(1, min(SAMPLES, CHUNK // (rows * widest)))
+    step = max(1, min(samples, CHUNK // (rows * widest)))
     est, surrogate = 0.0, 0.0
-    for start in range(0, SAMPLES, step):
-        w = min(step, SAMPLES - start)
+    for start in range(0, samples, step):
+        w = min(step, samples - start)
         base = {v: _draw(p.unsqueeze(0).expand(w, -1, -1), gen) for v, p in probs.items()}
         est = est + fn(_complete(graph, made, dict(base), gen), {}).double().sum(0)
         for v in grads:
             surrogate = surrogate + _indecater(graph, made, fn, base, v, probs[v], gen)
-    est = est / SAMPLES
+    est = est / samples
     if grads:
-        surrogate = surrogate / SAMPLES
+        surrogate = surrogate / samples
         est = est + surrogate - surrogate.detach()
     return est if n is None else est.expand(n)
 

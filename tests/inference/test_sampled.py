@@ -39,9 +39,9 @@ def _probs(n: int, rows: int = 3, seed: int = 7) -> np.ndarray:
     return np.random.default_rng(seed).uniform(0.05, 0.95, size=(rows, n * n))
 
 
-def _truth(n, p, inference, *, grad=False):
+def _truth(n, p, inference, *, grad=False, **options):
     """P(reach(n0, n_last)) per row, and the edge logits (a leaf when ``grad``)."""
-    model = gb.GreyBox(_text(n), {"enet": _Logit()}, inference=inference)
+    model = gb.GreyBox(_text(n), {"enet": _Logit()}, inference=inference, **options)
     logit = torch.logit(torch.tensor(p, dtype=torch.float32)).requires_grad_(grad)
     feats = {f"feat(n{i}, n{j})": logit[:, i * n + j].reshape(-1, 1)
              for i in range(n) for j in range(n)}
@@ -173,3 +173,18 @@ def test_a_factored_block_exact_inference_refuses_is_sampled(monkeypatch):
     se = (exact * (1 - exact) / _sampled.SAMPLES).sqrt().clamp(min=1e-3)
     assert ((est - exact).abs() <= 4 * se).all(), (est, exact, se)
     assert not torch.equal(est, exact)                   # (it was sampled)
+
+
+def test_samples_option_is_kept_saved_and_checked(tmp_path):
+    model = gb.GreyBox(_text(6), {"enet": _Logit()}, inference="approximate", samples=4000)
+    assert "samples=4000" in repr(model) and model.replace().samples == 4000
+    model.save(tmp_path / "m.gbx")
+    assert gb.load(tmp_path / "m.gbx", networks={"enet": _Logit()}).samples == 4000
+    p = _probs(6, seed=5)
+    with torch.no_grad():
+        few = _truth(6, p, "approximate")[0]
+        many = _truth(6, p, "approximate", samples=8000)[0]
+    se = (many * (1 - many) / 1000).sqrt().clamp(min=1e-3)
+    assert not torch.equal(few, many) and ((few - many).abs() <= 4 * se).all()
+    with pytest.raises(ModelError, match=r"samples must be a positive integer.*got 0"):
+        gb.GreyBox(_text(4), {"enet": _Logit()}, inference="approximate", samples=0)
