@@ -11,7 +11,17 @@ turns the sum label into a training signal for every digit. Sums of many-digit n
 are computed column by column with carries, so N = 15 costs little more per digit than
 N = 1.
 
-Run:  python examples/digits_addition.py [--digits N] [--epochs E] [--examples M] [--families]
+The recipe (:func:`run`): :func:`digit_network` with two 3x3 convolutions before the first
+pooling, 20 epochs of 3,000 sums, Adam at 1e-3 then 3e-4 then 1e-4 (:func:`schedule`).
+At N = 15, digit / sum accuracy on 597 unseen images and 1,000 unseen sums, seeds 0, 1, 2
+(``--seed``: the split of the images, the sums, the initialisation): 0.995 / 0.857,
+0.985 / 0.639, 0.992 / 0.761 -- a 15-digit sum is right only if all 30 digits are, and
+seed 1's unseen images hold a few that these networks misread even when trained on digit
+labels (docs/tutorial_digits_addition.md has the table and what else was tried).
+About 16-18 minutes a run on a busy 2-core machine, one thread.
+
+Run:  python examples/digits_addition.py [--digits N] [--epochs E] [--examples M] [--seed S]
+      [--families]
 
 ``--families`` writes the same model once for every N with families and ``sum``
 (:func:`addition_program`: ``sum(10^(N - 1 - k) * a[k] for k in pos)``, exact for any N).
