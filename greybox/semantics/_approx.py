@@ -11,7 +11,7 @@ implications of such products by the same inclusion-exclusion as the exact route
 ``P(not x) = 1 - P(x)``):
 
 * an ``all_different`` over independent finite neural variables (no hard constraint
-  touches them) is one block, its probability exact by a dynamic programme over the
+  touches them, no operand of its conjunction other than a unit reads them) is one block, its probability exact by a dynamic programme over the
   subsets of values used (``2**m`` states for ``m`` values: 512 for a 9x9 sudoku unit),
   instead of the ``9**8``-entry elimination of its 36 pairs;
 * the other parts are grouped into the components that share no variable (directly or
@@ -44,6 +44,7 @@ from greybox._factors import elimination_order, largest_table
 from greybox._linear import FACTOR_LIMIT
 from greybox.errors import ModelError
 from greybox.rules import ast as A
+from greybox.rules.engine import closure
 
 from ._factored import MAX_TERMS, Factored, connective, materialize, negation, parts_of
 from ._fields import Field, joint_size
@@ -183,10 +184,14 @@ class ApproxContext(ProbContext):
             small = all(isinstance(a, Field) for a in args) and \
                 joint_size(args, self.sizes) <= SMALL_JOINT
             return _join(e, args, self.sizes, factored=not small)
+        # a unit whose variables another (non-unit) operand reads stays pairwise: its
+        # exact joint with that operand is what the rest of the route computes
+        read = closure(self.kb, {n for names, idx in runs if names is None
+                                 for i in idx for n in A.variables(e.args[i])})
         args = []
         for names, idx in runs:
-            if names is not None and all(type(env[n]) is Field and env[n].scope == (n,)
-                                         for n in names):
+            if names is not None and not read.intersection(names) and all(
+                    type(env[n]) is Field and env[n].scope == (n,) for n in names):
                 pairs = [e.args[i] for i in idx]
                 unit = Unit(names, lambda pairs=pairs: [self.field(a, env) for a in pairs])
                 args.append(Factored(((1.0, (unit,)),), e))
