@@ -16,7 +16,15 @@ largest absolute error in ``log P`` and in ``P``, and the time of one forward pa
 * ``sudoku9``: the 9x9 validity (exact inference refuses); the approximation against a
   Monte Carlo estimate (``--samples`` worlds drawn from the networks, the fraction valid,
   with its standard error) on networks sure of a valid grid (logit margin 8) but for a
-  few cells (margin 2).
+  few cells (margin 2);
+* ``reach n``: reachability ``reach(n0, n_last)`` over ``n`` nodes whose ``n**2`` edges are
+  neural bools (probabilities uniform in [0.05, 0.95], edges into the target at 0.03):
+  the recursive define's unrolled layers, estimated by the Monte Carlo block
+  (greybox/semantics/_sampled.py, ``SAMPLES`` worlds; its standard error in the row's
+  name). At 4 and 5 nodes exact inference runs and the sampled block is forced (the
+  component limit at 1); at 6 and 7 nodes exact inference refuses, and the reference is a
+  Monte Carlo estimate (``--samples`` worlds of the edges, reachability by boolean matrix
+  products).
 
 Run:  python benchmarks/bench_approx.py [--rows 16] [--samples 20000]
       (one thread; about a minute). Not part of the test suite.
@@ -130,6 +138,59 @@ def _sudoku9(rows: int, samples: int, rng) -> None:
               f"exact refuses | {1000 * ta:.1f} | |")
 
 
+def _reach_text(n: int) -> str:
+    return (f"set node: {{{', '.join(f'n{i}' for i in range(n))}}}\n"
+            "input feat(node, node): tensor\n"
+            "neural edge(x in node, y in node): bool = net(feat(x, y))\n"
+            "define reach(x in node, y in node): bool =\n"
+            "    edge(x, y) or (exists z in node: edge(x, z) and reach(z, y))\n"
+            f"output goal: bool\nrule r: reach(n0, n{n - 1}) -> goal\n")
+
+
+def _reach_p(model, x, n):
+    start = time.perf_counter()
+    with torch.no_grad():
+        out = model({f"feat(n{i}, n{j})": x[:, i * n + j].reshape(-1, 1)
+                     for i in range(n) for j in range(n)}).bodies["r"].double()
+    return out, time.perf_counter() - start
+
+
+def _reach(rows: int, samples: int, rng) -> None:
+    """Reachability: the Monte Carlo block against exact inference (4, 5 nodes, forced) or
+    a Monte Carlo reference (6, 7 nodes)."""
+    from greybox.semantics import _sampled
+    for n in (4, 5, 6, 7):
+        p = rng.uniform(0.05, 0.95, size=(rows, n * n))
+        p[:, [i * n + n - 1 for i in range(n)]] = 0.03
+        x = torch.logit(torch.as_tensor(p, dtype=torch.float32))
+        text = _reach_text(n)
+        if n <= 5:
+            exact, te = _reach_p(gb.GreyBox(text, {"net": _Logits()}), x, n)
+            saved, _approx.COMPONENT_LIMIT = _approx.COMPONENT_LIMIT, 1
+        else:
+            adj = rng.random((samples, rows, n, n)) < p.reshape(1, rows, n, n)
+            reach = adj.copy()
+            for _ in range(n):
+                reach |= np.einsum("srij,srjk->srik", adj.astype(np.int32),
+                                   reach.astype(np.int32)) > 0
+            exact = torch.as_tensor(reach[:, :, 0, n - 1].mean(0))
+            te, saved = None, _approx.COMPONENT_LIMIT
+        try:
+            approx, ta = _reach_p(gb.GreyBox(text, {"net": _Logits()},
+                                             inference="approximate"), x, n)
+        finally:
+            _approx.COMPONENT_LIMIT = saved
+        se = (approx * (1 - approx) / _sampled.SAMPLES).sqrt().mean()
+        err = (approx.clamp(min=1e-12).log() - exact.clamp(min=1e-12).log()).abs()
+        perr = (approx - exact).abs()
+        ref = "exact" if te is not None else f"MC of {samples} worlds"
+        times = (f"{1000 * te:.1f} | {1000 * ta:.1f} | {ta / te:.2f}" if te is not None
+                 else f"exact refuses | {1000 * ta:.1f} |")
+        print(f"| reach {n} (sampled, {_sampled.SAMPLES} worlds, se {se:.4f}; vs {ref}) | "
+              f"{exact.log().mean():.3f} | {approx.log().mean():.3f} | {err.mean():.3f} | "
+              f"{err.max():.3f} | {perr.mean():.2e} | {perr.max():.2e} | {times} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=16)
@@ -143,6 +204,7 @@ def main() -> None:
     _sudoku4(args.rows, rng)
     _people(args.rows, rng)
     _sudoku9(args.rows, args.samples, rng)
+    _reach(args.rows, args.samples, rng)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,17 @@ turns the sum label into a training signal for every digit. Sums of many-digit n
 are computed column by column with carries, so N = 15 costs little more per digit than
 N = 1.
 
-Run:  python examples/digits_addition.py [--digits N] [--epochs E] [--examples M] [--families]
+The recipe (:func:`run`): :func:`digit_network` with two 3x3 convolutions before the first
+pooling, 20 epochs of 3,000 sums, Adam at 1e-3 then 3e-4 then 1e-4 (:func:`schedule`).
+At N = 15, digit / sum accuracy on 597 unseen images and 1,000 unseen sums, seeds 0, 1, 2
+(``--seed``: the split of the images, the sums, the initialisation): 0.995 / 0.857,
+0.985 / 0.639, 0.992 / 0.761 -- a 15-digit sum is right only if all 30 digits are, and
+seed 1's unseen images hold a few that these networks misread even when trained on digit
+labels (docs/tutorial_digits_addition.md has the table and what else was tried).
+About 16-18 minutes a run on a busy 2-core machine, one thread.
+
+Run:  python examples/digits_addition.py [--digits N] [--epochs E] [--examples M] [--seed S]
+      [--families]
 
 ``--families`` writes the same model once for every N with families and ``sum``
 (:func:`addition_program`: ``sum(10^(N - 1 - k) * a[k] for k in pos)``, exact for any N).
@@ -68,16 +78,21 @@ def family_columns(data: dict, n: int) -> dict:
     return {f"{side}_img[{k}]": data[f"{side}{k}_img"] for side in "ab" for k in range(n)}
 
 
-def digit_network(width: int = 32, dropout: float = 0.2) -> nn.Module:
+def digit_network(width: int = 32, dropout: float = 0.2, first_convs: int = 1) -> nn.Module:
     """A small convolutional classifier of 8x8 digit images (given as 64 values): the
     LeNet-style network of the MNIST-addition literature, scaled to 8x8, with ``width``
     channels in the first layer and dropout before the last (``dropout=0`` for none).
-    32 channels and dropout 0.2 read 0.993 of the unseen digits after training from
-    15-digit sums alone (16 channels and no dropout: 0.988, which makes a 30-digit sum
-    right a fifth less often)."""
+    ``first_convs`` 3x3 convolutions read the image at full 8x8 resolution before the
+    first pooling (the LeNet form: 1). :func:`run` trains the form with 2, which reads
+    unseen digits steadily better across seeds (the example's docstring has the
+    figures); 32 channels and dropout 0.2 read 0.993 of the unseen digits with 1 after
+    training from 15-digit sums alone on seed 0 (16 channels and no dropout: 0.988)."""
+    convs = []
+    for k in range(first_convs):
+        convs += [nn.Conv2d(1 if k == 0 else width, width, 3, padding=1), nn.ReLU()]
     return nn.Sequential(
         nn.Unflatten(1, (1, 8, 8)),
-        nn.Conv2d(1, width, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),            # 4 x 4
+        *convs, nn.MaxPool2d(2),                                                 # 4 x 4
         nn.Conv2d(width, 2 * width, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),    # 2 x 2
         nn.Flatten(), nn.Linear(8 * width, 64), nn.ReLU(),
         *([nn.Dropout(dropout)] if dropout else []), nn.Linear(64, 10),
@@ -141,7 +156,7 @@ def run(n: int = 1, epochs: int = 20, examples: int = 3000, seed: int = 0,
     if families:   # the inputs under the members' names (a_img[k])
         data, test_data = family_columns(data, n), family_columns(test_data, n)
     torch.manual_seed(seed)
-    net = digit_network()
+    net = digit_network(first_convs=2)
     model = gb.GreyBox((addition_program if families else addition_rules)(n), {"digit": net})
     done = []
     for phase, (count, rate) in enumerate(schedule(epochs, lr)):

@@ -273,7 +273,7 @@ def explain(model, data, output: str | None = None, *,
         return explain_chunks(explain, model, data, output, {
             "method": method, "parameters": parameters, "top_k": top_k, "n_steps": n_steps,
             "parameter_baseline": parameter_baseline}, n_jobs)
-    batch = model.batch(data)
+    batch = model.batch(data).own()   # kept by the explanation: not the caller's memory
     was = model.training
     model.eval()
     try:

@@ -139,6 +139,16 @@ class Batch:
                            for k, v in self.overrides.items()}
         return taken
 
+    def own(self) -> Batch:
+        """This batch with its own copy of every value and column: what is kept beyond
+        the call that read the data (an explanation), so that editing the caller's frame
+        or arrays afterwards cannot change what it explains (a float column is read as a
+        view of the caller's memory)."""
+        owned = Batch({k: v.clone() for k, v in self.values.items()}, self.n, self._index,
+                      {k: np.array(v, copy=True) for k, v in self.columns.items()},
+                      self._positions)
+        owned.overrides = {k: v.clone() for k, v in self.overrides.items()}
+        return owned
 
     @classmethod
     def from_codes(cls, kb, columns: Mapping[str, np.ndarray], n: int, *,

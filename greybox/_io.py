@@ -31,6 +31,7 @@ from ._model import GreyBox
 from ._names import _key
 from ._parameters import RuleIndex
 from ._save import _LATER_META, _META, FORMAT, READS, VERSION, _digest, save  # noqa: F401
+from .semantics._sampled import SAMPLES
 
 __all__ = ["describe", "load", "save", "write_atomic"]
 
@@ -233,6 +234,7 @@ def _model(path, payload: Mapping, kb, networks, residual) -> GreyBox:
     try:
         return GreyBox(kb, networks, semantics=payload["semantics"],
                        inference=payload.get("inference", "exact"),
+                       samples=payload.get("samples", SAMPLES),
                        residual=residual, temperature=payload["temperature"],
                        # files written before the switch: every network read its table
                        # inputs standardised, and keeps doing so

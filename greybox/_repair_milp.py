@@ -119,6 +119,24 @@ class _Program:
         """The declaration behind a :class:`Var`, through defines; None otherwise."""
         return self.kb.variables[e.name] if isinstance(e, A.Var) else None
 
+    def _enum_type(self, e):
+        """The enum type an expression is read in (a variable's, through defines)."""
+        v = self._var(e)
+        return v.type if v is not None and isinstance(v.type, A.EnumType) else None
+
+    def _labels(self, left, right) -> tuple:
+        """``left`` and ``right`` with an enum label (``hi``) replaced by its index in the
+        type of the other side: the same label has a different index in each enum type
+        that lists it. A label whose type is not known here is left to the Z3 route."""
+        def index(e, other):
+            if not isinstance(e, A.Sym):
+                return e
+            t = self._enum_type(other)
+            if t is None or e.name not in t.values:
+                raise _Unsupported("enum value")
+            return A.Num(t.values.index(e.name))
+        return index(left, right), index(right, left)
+
     def reads_neural(self, e) -> bool:
         from greybox.rules.engine import closure
 
@@ -145,12 +163,13 @@ class _Program:
         if v is not None and isinstance(v.type, A.BoolType):
             return bool(self.inputs[v.name])
         if isinstance(e, A.Compare):
-            terms, const = self.linear(A.Sum((e.left, e.right), ("-",)))
+            left, right = self._labels(e.left, e.right)
+            terms, const = self.linear(A.Sum((left, right), ("-",)))
             return {"<": const < 0, "<=": const <= 0, ">": const > 0, ">=": const >= 0,
                     "==": const == 0, "!=": const != 0}[e.op]
         if isinstance(e, A.InSet):
             _, x = self.linear(e.operand)
-            return any(x == self.linear(w)[1] for w in e.values)
+            return any(x == self.linear(self._labels(e.operand, w)[1])[1] for w in e.values)
         raise _Unsupported(type(e).__name__)
 
     # ----------------------------------------------------------------- expressions
@@ -164,11 +183,8 @@ class _Program:
             return {}, float(e.value)
         if isinstance(e, A.BoolConst):
             return {}, float(e.value)
-        if isinstance(e, A.Sym):
-            for v in self.kb.variables.values():
-                if isinstance(v.type, A.EnumType) and e.name in v.type.values:
-                    return {}, float(v.type.values.index(e.name))
-            raise _Unsupported("enum value")
+        if isinstance(e, A.Sym):   # a label's index depends on the type it is read in:
+            raise _Unsupported("enum value")   # see _labels, which the comparisons call
         if isinstance(e, A.Neg):
             terms, c = self.linear(e.operand)
             return {k: -w for k, w in terms.items()}, -c
@@ -250,6 +266,7 @@ class _Program:
         raise _Unsupported("not")
 
     def _compare(self, op: str, left, right) -> None:
+        left, right = self._labels(left, right)
         terms, c = self.linear(A.Sum((left, right), ("-",)))
         terms = {k: w for k, w in terms.items() if w != 0}
         if any(not float(w).is_integer() for w in terms.values()):
@@ -283,7 +300,7 @@ class _Program:
         if v is None or v.role != "neural":
             raise _Unsupported("in")
         d = A.domain(v.type)
-        allowed = {self.linear(w)[1] for w in e.values}
+        allowed = {self.linear(self._labels(e.operand, w)[1])[1] for w in e.values}
         keep = [k for k in range(d.size) if float(d.code_at(k)) in allowed]
         self.rows.append(({self.offset[v.name] + k: 1.0 for k in keep}, 1.0, 1.0))
 

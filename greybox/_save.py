@@ -26,7 +26,7 @@ _META = ("format", "version", "rules", "filename", "semantics", "temperature", "
          "residual")
 #: header fields added later: covered by the digest when the file has them (an older
 #: file's digest, computed without them, still matches)
-_LATER_META = ("architectures", "scale_inputs", "inference")
+_LATER_META = ("architectures", "scale_inputs", "inference", "samples")
 
 
 def _digest(payload: Mapping) -> str:
@@ -62,6 +62,7 @@ def save(model, path) -> None:
         "semantics": model.semantics,
         "temperature": model.temperature,
         "inference": model.inference,
+        "samples": model.samples,
         "networks": sorted(model.kb.networks),
         "residual": sorted(model.residual.keys()) if model.residual is not None else [],
         # the networks reading standardised table inputs (a file without this field was

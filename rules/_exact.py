@@ -96,6 +96,8 @@ def _static(e, kb) -> tuple[int | None, float, bool]:
     and ``exact`` when float64 computes it without rounding for every input."""
     if isinstance(e, A.Num):
         return lowest_bit(e.value), abs(float(e.value)), True
+    if isinstance(e, A.BoolConst):  # ``p == true``: a bool compared as 0 or 1
+        return 0, 1.0, True
     if isinstance(e, A.Sym):  # an enum value's code (compared, never computed with)
         return 0, 2.0 ** 31, True
     if isinstance(e, A.Var):
@@ -103,8 +105,8 @@ def _static(e, kb) -> tuple[int | None, float, bool]:
         t = v.type
         if isinstance(t, A.IntType):
             return 0, float(max(abs(t.lo), abs(t.hi))), True  # int defines are settled
-        if isinstance(t, A.EnumType):
-            return 0, float(len(t.values)), True
+        if isinstance(t, (A.EnumType, A.BoolType)):
+            return 0, float(len(t.values)) if isinstance(t, A.EnumType) else 1.0, True
         if isinstance(t, A.RealType):
             bound = math.inf if t.lo is None else max(abs(t.lo), abs(t.hi))
             # an input's value is the float it holds; a real define's may carry rounding

@@ -11,7 +11,7 @@ implications of such products by the same inclusion-exclusion as the exact route
 ``P(not x) = 1 - P(x)``):
 
 * an ``all_different`` over independent finite neural variables (no hard constraint
-  touches them) is one block, its probability exact by a dynamic programme over the
+  touches them, no operand of its conjunction other than a unit reads them) is one block, its probability exact by a dynamic programme over the
   subsets of values used (``2**m`` states for ``m`` values: 512 for a 9x9 sudoku unit),
   instead of the ``9**8``-entry elimination of its 36 pairs;
 * the other parts are grouped into the components that share no variable (directly or
@@ -20,6 +20,11 @@ implications of such products by the same inclusion-exclusion as the exact route
   one is split greedily, in the order of its parts, into the longest consecutive runs
   whose variables (with those of the factors they depend on) have at most
   :data:`BLOCK_LIMIT` joint values per row.
+
+A formula no exact block can hold -- a connective that would expand into more than
+:data:`~._factored.MAX_TERMS` products (a recursive component's unrolled layers), a query
+or a block whose elimination is refused -- is a **Monte Carlo block**
+(:mod:`._sampled`): estimated from seeded sampled worlds, with IndeCateR's gradient.
 
 Where every block is independent of the others (disjoint variables, no shared factor) the
 result is exact. Elsewhere its error is measured, not bounded (docs/semantics.md has the
@@ -39,11 +44,13 @@ from greybox._factors import elimination_order, largest_table
 from greybox._linear import FACTOR_LIMIT
 from greybox.errors import ModelError
 from greybox.rules import ast as A
+from greybox.rules.engine import closure
 
-from ._factored import Factored, connective, materialize, parts_of
-from ._fields import Field
+from ._factored import MAX_TERMS, Factored, connective, materialize, negation, parts_of
+from ._fields import Field, joint_size
 from ._logspace import _log_expect, _signed_log_sum
-from .probabilistic import ProbabilisticSemantics, ProbContext
+from ._sampled import SAMPLES, Sampled, at, floor, refuse_reading, sampled_mean, sampled_truth
+from .probabilistic import SMALL_JOINT, ProbabilisticSemantics, ProbContext
 
 __all__ = ["BLOCK_LIMIT", "COMPONENT_LIMIT", "INFERENCE", "ApproximateSemantics", "Unit", "check_inference",
            "log_all_different"]
@@ -159,38 +166,74 @@ class ApproxContext(ProbContext):
     """One pass of the approximate route: the exact context, with ``all_different`` kept
     as :class:`Unit` parts and factored formulas' probabilities by :func:`log_truth`."""
 
+    def __init__(self, model, batch):
+        super().__init__(model, batch)
+        self.graph.samples = model.samples      # worlds per Monte Carlo block
+
+    def field(self, e, env):
+        if isinstance(e, A.Not):
+            x = self.field(e.operand, env)
+            return Sampled(e, [x]) if isinstance(x, Sampled) else negation(x, e)
+        return super().field(e, env)
+
     def _connective(self, e, env):
         runs = None if self.hard or not isinstance(e, A.And) else _units(e.args)
         if not runs or all(names is None for names, _ in runs):
-            return super()._connective(e, env)
+            args = [self.field(a, env) for a in
+                    (e.args if isinstance(e, (A.And, A.Or)) else (e.left, e.right))]
+            small = all(isinstance(a, Field) for a in args) and \
+                joint_size(args, self.sizes) <= SMALL_JOINT
+            return _join(e, args, self.sizes, factored=not small)
+        # a unit whose variables another (non-unit) operand reads stays pairwise: its
+        # exact joint with that operand is what the rest of the route computes
+        read = closure(self.kb, {n for names, idx in runs if names is None
+                                 for i in idx for n in A.variables(e.args[i])})
         args = []
         for names, idx in runs:
-            if names is not None and all(type(env[n]) is Field and env[n].scope == (n,)
-                                         for n in names):
+            if names is not None and not read.intersection(names) and all(
+                    type(env[n]) is Field and env[n].scope == (n,) for n in names):
                 pairs = [e.args[i] for i in idx]
                 unit = Unit(names, lambda pairs=pairs: [self.field(a, env) for a in pairs])
                 args.append(Factored(((1.0, (unit,)),), e))
             else:
                 args.extend(self.field(e.args[i], env) for i in idx)
-        return connective(e, args, self.sizes, factored=True) if len(args) > 1 else args[0]
+        return _join(e, args, self.sizes, factored=True) if len(args) > 1 else args[0]
 
     def _table(self, x):
+        if isinstance(x, Sampled):
+            refuse_reading(x)
         return materialize(_plain(x), self.sizes, self.const) if isinstance(x, Factored) \
             else x
 
     def parts_of(self, x) -> list:
+        if isinstance(x, Sampled):
+            refuse_reading(x)
         return parts_of(_plain(x), self.sizes, self.const)
 
     def expectation(self, f):
+        if isinstance(f, Sampled):
+            return sampled_truth(self.graph, f, self.n).float()
         if isinstance(f, Factored):
             return log_truth(self.graph, f, self.n)[0].exp().float()
+        if f.scope and _too_wide(self.graph, [f.scope]):
+            return sampled_mean(self.graph, f.scope, lambda w, memo: at(f, w),
+                                self.n).float()
         return super().expectation(f)
 
     def log_prob(self, name, target, env):
         x = env[name]
+        if isinstance(x, Sampled):
+            p = sampled_truth(self.graph, x, self.n)
+            yes, no = _at_least(p, self.graph), _at_least(1.0 - p, self.graph)
+            return torch.where(target.bool(), yes.log(), no.log()).float()
         if isinstance(x, Factored):
             yes, no = log_truth(self.graph, x, self.n)
             return torch.where(target.bool(), yes, no).float()
+        if isinstance(x, Field) and len(x.scope) == 1 and not self._unconditioned(name) \
+                and _too_wide(self.graph, [x.scope]):
+            v, t = x.scope[0], target.long().view(1, -1)
+            return _at_least(sampled_mean(self.graph, x.scope, lambda w, memo: (
+                w[v] == t).double(), self.n), self.graph).log().float()
         return super().log_prob(name, target, env)
 
 
@@ -199,6 +242,45 @@ class ApproximateSemantics(ProbabilisticSemantics):
     docstring); its traces are ``"probabilistic"`` ones (the same losses)."""
 
     context_class = ApproxContext
+
+
+def _join(e, args: list, sizes: dict, *, factored: bool):
+    """:func:`connective` of ``args``, or a :class:`Sampled` formula where an operand is
+    one or the factored result would expand into more than :data:`MAX_TERMS` products."""
+    if any(isinstance(a, Sampled) for a in args) or (
+            factored and _products(e, args) > MAX_TERMS):
+        return Sampled(e, args)
+    return connective(e, args, sizes, factored=factored)
+
+
+def _products(e, args: list) -> int:
+    """How many products the factored connective ``e`` of ``args`` expands into."""
+    n = [len(a.terms) if isinstance(a, Factored) else 1 for a in args]
+    neg = [k + 1 if isinstance(a, Factored) else 1 for k, a in zip(n, args)]
+    if isinstance(e, A.And):
+        return math.prod(n)
+    if isinstance(e, A.Or):
+        return 1 + math.prod(neg)
+    if isinstance(e, A.Implies):
+        return 1 + n[0] * neg[1]
+    return math.prod(n) + math.prod(neg)
+
+
+def _at_least(p: torch.Tensor, graph=None) -> torch.Tensor:
+    """``p`` held at least :func:`floor` (of the graph's samples) in value, its gradient
+    kept."""
+    return p + (floor(getattr(graph, "samples", SAMPLES)) - p).clamp(min=0.0).detach()
+
+
+def _too_wide(graph, scopes: list) -> bool:
+    """Whether eliminating the parts over ``scopes`` with the factors they depend on needs
+    more than :data:`COMPONENT_LIMIT` entries per row (then the query is sampled)."""
+    cache = kb_cached(graph.kb, "probabilistic/approx-width", lambda kb: {})
+    key = tuple(tuple(s) for s in scopes)
+    found = cache.get(key)
+    if found is None:
+        found = cache[key] = _width(graph, scopes)
+    return found > COMPONENT_LIMIT
 
 
 def log_truth(graph, x: Factored, n: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -226,7 +308,14 @@ def _log_product(graph, parts, x: Factored) -> torch.Tensor:
     if units:
         total = total + _log_units(graph, units)
     for block in _blocks(graph, fields):
-        total = total + _log_expect(graph, block, x)
+        try:
+            total = total + _log_expect(graph, block, x)
+        except ModelError:
+            if not _too_wide(graph, [f.scope for f in block]):
+                raise
+            # too wide to eliminate: a Monte Carlo block
+            p = sampled_truth(graph, Factored(((1.0, tuple(block)),), x.node), None)
+            total = total + _at_least(p, graph).log()
     return total
 
 

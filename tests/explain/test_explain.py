@@ -678,3 +678,17 @@ def test_the_milp_backend_says_when_no_counterfactual_exists():
     for backend in ("z3", "milp"):
         with pytest.raises(gb.ModelError, match="no change of the mutable facts"):
             gb.explain.counterfactual(model, data, level="input", backend=backend)
+
+
+def test_an_explanation_keeps_its_own_copy_of_the_data():
+    """Regression (review): a float column is read as a view of the caller's frame, so
+    editing the frame after ``explain`` changed the decision a later ``reason`` explained."""
+    model = gb.GreyBox("input x: real[0, 10]\ninput z: real[0, 10]\noutput y: bool\n"
+                       "rule r weight 2: x > 5 -> y\nrule s weight 1: z > 5 -> not y\n",
+                       semantics="product")
+    df = pd.DataFrame({"x": [6.0, 1.0], "z": [1.0, 1.0]})
+    ex = gb.explain.explain(model, df)
+    before = str(ex.reason(0))
+    df.loc[0, "x"] = 1.0
+    assert str(ex.reason(0)) == before and "x = 6.0" in before
+    assert ex.decision["value"].tolist() == [True, False]

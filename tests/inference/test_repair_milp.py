@@ -133,6 +133,30 @@ def test_the_milp_route_is_taken_and_z3_is_not_asked(monkeypatch):
     assert _answers(model, data) == _brute_force(data, CASES["linear"][1]) and calls
 
 
+#: An enum input listing ``hi`` first: a label's index is its index in the type it is read in.
+OTHER_ENUM = "input k0: {hi, lo}\n"
+
+
+@pytest.mark.parametrize("text, ok", [
+    ("constraint k: e == hi", lambda a, b, c, p, e: e == 2),
+    ("constraint k: e != lo and e != mid", lambda a, b, c, p, e: e == 2),
+    ("constraint k: e in {hi, lo}", lambda a, b, c, p, e: e in (0, 2)),
+    ("constraint k: k0 == hi -> e == mid", lambda a, b, c, p, e: e == 1),
+])
+def test_an_enum_label_is_read_in_the_type_it_is_compared_with(text, ok, monkeypatch):
+    """Regression: the MILP route read a label as its index in the first enum type that
+    lists it (``k0``'s ``{hi, lo}``: ``hi`` = 0, i.e. ``lo`` of ``e``), so ``e == hi``
+    asked for ``e == lo`` and rows came back infeasible or wrong."""
+    calls = []
+    real = repair_module._by_milp
+    monkeypatch.setattr(repair_module, "_by_milp", lambda *a: calls.append(1) or real(*a))
+    monkeypatch.setattr(repair_module, "MAX_TABLE", 0)
+    monkeypatch.setattr(repair_module, "_by_z3", None)
+    model = gb.GreyBox(OTHER_ENUM + HEAD + text + "\n", {"net": _Logits()})
+    data = _data(np.random.default_rng(11), 8)
+    assert _answers(model, {**data, "k0": ["hi"] * 8}) == _brute_force(data, ok) and calls
+
+
 @pytest.mark.parametrize("text, ok", [
     ("constraint k: a == 1 or b == 2", lambda a, b, c, p, e: a == 1 or b == 2),
     ("constraint k: p -> a == 3", lambda a, b, c, p, e: not p or a == 3),

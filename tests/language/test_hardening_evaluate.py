@@ -188,3 +188,17 @@ def test_bias_naming_a_value_outside_a_large_domain():
     with pytest.raises(gr.RuleError, match=r"bias of 'y' names 100001, not a value of int "
                        r"0\.\.100000"):
         gr.evaluate(kb, {"x": [1]}, bias={"y": {100_001: 1.0}})
+
+
+def test_a_bool_compared_with_true_or_false_is_evaluated():
+    """Regression (review): ``p == true`` in a hard constraint raised TypeError ('not a
+    numeric expression: BoolConst') from the float64 exactness check, in evaluate and
+    predict; it is the bool compared as 0 or 1."""
+    kb = gr.parse("input p: bool\ninput q: bool\ninput a: int 0..3\noutput y: bool\n"
+                  "constraint k: p == true and a != 0\n"
+                  "rule r: q == false and a >= 2 -> y\nrule s: p != q -> y\n")
+    rows = [(p, q, a) for p in (True, False) for q in (True, False) for a in range(4)]
+    ev = gr.evaluate(kb, {"p": [r[0] for r in rows], "q": [r[1] for r in rows],
+                          "a": [r[2] for r in rows]})
+    assert ev.decisions["y"].tolist() == [(not q and a >= 2) or p != q for p, q, a in rows]
+    assert ev.violations["k"].tolist() == [not (p and a != 0) for p, q, a in rows]
