@@ -135,7 +135,8 @@ def _cmd_check(args) -> int:
     if args.json:
         print(report.to_json())
     else:
-        print(f"{args.file}: {len(kb.variables)} variables, {len(kb.rules)} rules, "
+        hidden = len(kb.recursion.layers) if kb.recursion is not None else 0
+        print(f"{args.file}: {len(kb.variables) - hidden} variables, {len(kb.rules)} rules, "
               f"{len(kb.constraints)} constraints")
         print(report)
     return EXIT_OK if report.ok else EXIT_FINDINGS

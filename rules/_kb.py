@@ -32,7 +32,9 @@ class KnowledgeBase:
     Attributes
     ----------
     statements : tuple
-        The AST statements, in source order.
+        The AST statements, in source order, as written: a recursive define reads itself
+        (its unrolling is in :attr:`variables` and :attr:`recursion`), so a knowledge base
+        built from them is an equal one.
     variables : Mapping[str, Variable]
         Every declared variable with its type and role.
     rules, constraints : Mapping[str, Rule], Mapping[str, Constraint]
@@ -40,7 +42,9 @@ class KnowledgeBase:
     graph : networkx.DiGraph
         The concept graph (read-only): inputs -> neural -> defined -> rules -> decided
         variables. Variables are nodes named as themselves; rules are ``"rule:NAME"`` and
-        constraints ``"constraint:NAME"``. Node attribute ``kind`` tells which.
+        constraints ``"constraint:NAME"``. Node attribute ``kind`` tells which. A
+        recursive define reads itself (an edge around a cycle; its hidden layers are no
+        nodes).
     recursion : Recursion or None
         The recursive defines and their unrolling (``.components``, the hidden
         ``.layers``, each define's ``.original`` expression), or None.
@@ -81,7 +85,9 @@ class KnowledgeBase:
             families=None if program is None else program.families)
         #: the recursive defines, unrolled (:class:`~greybox.rules._recursion.Recursion`)
         object.__setattr__(self, "recursion", recursion)
-        object.__setattr__(self, "statements", tuple(resolved))
+        # as written: a recursive define with its own expression, without the layers of
+        # its unrolling (which :attr:`variables` holds); a KB rebuilt from them recurses
+        object.__setattr__(self, "statements", tuple(written(resolved, recursion)))
         object.__setattr__(self, "variables", MappingProxyType(variables))
         object.__setattr__(self, "rules", MappingProxyType(
             {s.name: s for s in resolved if isinstance(s, A.Rule)}))
@@ -110,8 +116,9 @@ class KnowledgeBase:
         return self._hash
 
     def __repr__(self) -> str:
-        return (f"KnowledgeBase({len(self.variables)} variables, {len(self.rules)} rules, "
-                f"{len(self.constraints)} constraints)")
+        hidden = len(self.recursion.layers) if self.recursion is not None else 0
+        return (f"KnowledgeBase({len(self.variables) - hidden} variables, "
+                f"{len(self.rules)} rules, {len(self.constraints)} constraints)")
 
     def __str__(self) -> str:
         return to_text(self)
@@ -244,14 +251,18 @@ class KnowledgeBase:
 
     def _build_graph(self) -> nx.DiGraph:
         g = nx.DiGraph()
-        for v in self.variables.values():
+        rec = self.recursion
+        hidden, original = (rec.layers, rec.original) if rec is not None else ((), {})
+        shown = [v for v in self.variables.values() if v.name not in hidden]
+        for v in shown:
             g.add_node(v.name, kind=v.role, type=v.type, output=v.output)
-        for v in self.variables.values():
+        for v in shown:
             if v.role == "neural":
                 g.nodes[v.name]["network"] = v.network
                 g.add_edges_from((a, v.name) for a in v.args)
-            elif v.role == "defined":
-                g.add_edges_from((a, v.name) for a in A.variables(v.expr))
+            elif v.role == "defined":   # a recursive define as written: it reads itself
+                expr = original.get(v.name, v.expr)
+                g.add_edges_from((a, v.name) for a in A.variables(expr))
         for r in self.rules.values():
             node = "rule:" + r.name
             g.add_node(node, kind="rule", weight=r.weight, fixed=r.fixed)
@@ -313,38 +324,9 @@ class KnowledgeBase:
           "rule:r" -> "y" [style=dashed, label="not"];
         }
         """
-        from ._printer import expr_to_text, type_to_text
+        from ._graph_dot import dot_text
 
-        shapes = {"input": "box", "neural": "box3d", "defined": "ellipse", "decided": "ellipse",
-                  "rule": "note", "constraint": "octagon"}
-
-        def q(s: str) -> str:  # a DOT string; "\x00" marks a line break
-            s = s.replace("\\", "\\\\").replace('"', '\\"')
-            return '"' + s.replace("\x00", "\\n") + '"'
-
-        lines = ["digraph greybox {", "  rankdir=LR;"]
-        for node, data in self.graph.nodes(data=True):
-            kind = data["kind"]
-            if kind == "rule":
-                label = f"{node}\x00weight {data['weight']:g}"
-            elif kind == "constraint":
-                label = node if data["hard"] else f"{node}\x00weight {data['weight']:g}"
-            else:
-                label = f"{node}: {type_to_text(data['type'])}"
-                if data.get("network"):
-                    label += f"\x00= {data['network']}(...)"
-            extra = ", peripheries=2" if data.get("output") else ""
-            lines.append(f"  {q(node)} [label={q(label)}, shape={shapes[kind]}{extra}];")
-        for a, b, data in self.graph.edges(data=True):
-            value = data.get("value")
-            style = ""
-            if value is False:
-                style = ' [style=dashed, label="not"]'
-            elif value is not None and value is not True:
-                style = f" [label={q('= ' + expr_to_text(value))}]"
-            lines.append(f"  {q(a)} -> {q(b)}{style};")
-        lines.append("}")
-        return "\n".join(lines) + "\n"
+        return dot_text(self.graph)
 
 
 def parse(text: str, *, filename: str | None = None,
@@ -556,7 +538,7 @@ def to_text(kb: KnowledgeBase | A.Node) -> str:
         raise TypeError(f"to_text needs a KnowledgeBase or an AST node, got {type(kb).__name__}")
     if kb.program is not None:
         return _program_text(kb.program)
-    return "".join(statement_to_text(s) + "\n" for s in written(kb.statements, kb.recursion))
+    return "".join(statement_to_text(s) + "\n" for s in kb.statements)
 
 
 def _program_text(program: Program) -> str:

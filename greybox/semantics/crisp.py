@@ -132,11 +132,13 @@ def _values(kb, ev, batch, logits, tensor) -> dict:
     from .._decide import indices
 
     values = {}
+    hidden = kb.recursion.layers if kb.recursion is not None else ()
     for name, var in kb.variables.items():
         t = var.type
         if isinstance(t, A.TensorType) or var.role not in ("decided", "defined") \
-                or A.big_int(t):
-            continue    # (beyond ±2**53 no tensor holds it exactly: predict gives it)
+                or A.big_int(t) or name in hidden:
+            continue    # (beyond ±2**53 no tensor holds it exactly: predict gives it;
+            #             a recursion's layers are hidden)
         code = ev.code(name)
         if name in kb.additive:   # a number (an int's value, not its index)
             values[name] = tensor(np.asarray(code, dtype=np.float64))

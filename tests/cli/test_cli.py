@@ -29,6 +29,19 @@ def test_check_with_warning_exits_1_and_json(tmp_path, capsys):
     assert report["warnings"] == 1 and report["findings"][0]["check"] == "dead-rule"
 
 
+def test_check_and_graph_count_and_draw_the_recursive_defines_as_written(tmp_path, capsys):
+    path = tmp_path / "reach.rules"
+    path.write_text("set node: {a, b, c}\ninput edge(node, node): bool\n"
+                    "define reach(x in node, y in node): bool =\n"
+                    "    edge(x, y) or (exists z in node: edge(x, z) and reach(z, y))\n"
+                    "output y: bool\nrule r: reach(a, c) -> y\n")
+    main(["check", str(path)])
+    assert "reach.rules: 19 variables, 1 rules" in capsys.readouterr().out
+    assert main(["graph", str(path)]) == 0
+    dot = capsys.readouterr().out
+    assert "@" not in dot and '"reach(a, c)" -> "reach(a, c)";' in dot
+
+
 def test_check_invalid_file_exits_2_with_location(tmp_path):
     path = tmp_path / "bad.rules"
     path.write_text("input x: int 0..3\noutput y: bool\nrule r: x > 5 -> \n")

@@ -63,3 +63,34 @@ def test_the_trace_and_the_explanation_leave_the_hidden_layers_out(model):
     assert not any("@" in column for column in trace.to_frame().columns)
     text = str(gb.explain.explain(model, ROW))
     assert "concept: reach(n0, n3) = True" in text and "@" not in text
+
+
+def test_the_crisp_trace_leaves_the_hidden_layers_out(model):
+    trace = model.crisp()(ROW)
+    assert trace.values["reach(n0, n3)"].tolist() == [1.0]
+    assert not any("@" in name for name in trace.values)
+    assert not any("@" in column for column in trace.to_frame().columns)
+
+
+def test_the_learned_and_replaced_models_keep_the_recursion(model):
+    learned = model.to_kb()
+    assert learned == model.kb and learned.recursion == model.kb.recursion
+    assert not any("@" in name for name in learned.defined)
+    assert "@" not in gb.rules.to_text(learned)
+    again = model.replace()
+    assert again.kb.recursion == model.kb.recursion
+    assert not any("@" in column for column in again(ROW).to_frame().columns)
+    assert again.predict(ROW)["connected"].tolist() == model.predict(ROW)["connected"].tolist()
+
+
+def test_a_propositional_recursion_survives_to_kb_and_replace():
+    mutual = gb.GreyBox("input e: bool\ninput f: bool\ninput g: bool\n"
+                        "define p: bool = e or (f and q)\ndefine q: bool = g and p\n"
+                        "output y: bool\nrule r weight 1.5: q -> y\n", semantics="product")
+    learned = mutual.to_kb()
+    assert learned.recursion == mutual.kb.recursion and learned.defined == ("p", "q")
+    assert "@" not in gb.rules.to_text(learned)
+    rows = {"e": [True, False], "f": [True, True], "g": [True, True]}
+    assert list(gb.rules.evaluate(learned, rows).values.columns) == ["p", "q"]
+    frame = mutual.replace()(rows).to_frame()
+    assert not any("@" in column for column in frame.columns)

@@ -209,7 +209,7 @@ def test_entails_proves_reachability_and_refutes_self_support():
 def test_layers_come_before_the_first_definition_and_never_clash_with_a_name():
     kb = gr.parse("input x: bool\noutput p: bool\ndefine q: bool = x and p\n"
                   "define p: bool = x or q\n")
-    names = [s.name for s in kb.statements]
+    names = list(kb.variables)
     assert names.index("q@1") < names.index("q") and names.index("p@1") < names.index("q")
     assert gr.evaluate(kb, {"x": [True, False]}).values["q"].tolist() == [True, False]
     with pytest.raises(gr.RuleError, match=r"'p@1' is declared, but it is the name of a "
@@ -217,3 +217,40 @@ def test_layers_come_before_the_first_definition_and_never_clash_with_a_name():
         gr.parse("input x: bool\ninput `p@1`: bool\ndefine p: bool = x or q\n"
                  "define q: bool = p\n")
     assert info.value.location.line == 2
+
+
+MUTUAL = """input e: bool
+input f: bool
+input g: bool
+define p: bool = e or (f and q)
+define q: bool = g and p
+output y: bool
+rule r weight 1.5: q -> y
+"""
+
+
+def test_a_knowledge_base_rebuilt_from_the_statements_keeps_the_recursion():
+    kb = gr.parse(MUTUAL)
+    assert not any("@" in getattr(s, "name", "") for s in kb.statements)
+    again = gr.KnowledgeBase(kb.statements)
+    built = gr.Builder(kb).build()
+    for other in (again, built):
+        assert other == kb and other.recursion == kb.recursion
+        assert other.defined == ("p", "q") and gr.to_text(other) == gr.to_text(kb)
+    rows = {"e": [True, False, False], "f": [True, True, False], "g": [True, True, True]}
+    ev = gr.evaluate(built, rows)
+    assert list(ev.values.columns) == ["p", "q"]
+    assert ev.values["q"].tolist() == [True, False, False]
+    assert gr.Builder(gr.parse("input x: bool  define p: bool = x or p")).build() != \
+        gr.parse("input x: bool  define p: bool = x")   # true equality: the recursion counts
+
+
+def test_the_graph_shows_the_recursive_defines_as_written():
+    kb = gr.parse(MUTUAL)
+    assert not any("@" in node for node in kb.graph) and "@" not in kb.to_dot()
+    assert kb.graph.has_edge("q", "p") and kb.graph.has_edge("p", "q")
+    assert kb.depends_on("y") == {"e", "f", "g", "p", "q", "rule:r"}
+    reach = _reach_kb(3)
+    assert reach.graph.has_edge("reach(n0, n2)", "reach(n0, n2)")   # reads itself
+    assert len(reach.graph) == len(reach.variables) - len(reach.recursion.layers) == 18
+    assert repr(reach).startswith("KnowledgeBase(18 variables")
