@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import re
 
 import torch
 
@@ -144,7 +145,8 @@ def describe(x: Factored) -> str:
     names = x.variables()
     shown = ", ".join(names[:6]) + (f", ... ({len(names)} variables)"
                                      if len(names) > 6 else "")
-    text = expr_to_text(x.node)
+    # a recursion's hidden layers (`reach(a, c)@2`) by the define the user wrote
+    text = re.sub(r"@\d+`", "`", expr_to_text(x.node))
     text = text if len(text) <= 70 else text[:67] + "..."
     where = f" at {x.node.span}" if x.node.span is not None else ""
     return f"the formula{where} ({text})" + (f" over {shown}" if names else "")
@@ -179,6 +181,7 @@ def _refuse_terms(node, count: int):
     raise ModelError(
         f"{describe(Factored((), node))}: exact inference would expand it into "
         f"{count:,} products of its parts (negations and disjunctions of large "
-        f"conjunctions, more than {MAX_TERMS}): use a fuzzy semantics "
-        "(semantics='product' or 'lukasiewicz'), which evaluates it approximately in "
-        "time linear in its size")
+        f"conjunctions, more than {MAX_TERMS}): ask for the approximate route "
+        "(inference='approximate': a Monte Carlo estimate of it, docs/semantics.md), or use "
+        "a fuzzy semantics (semantics='product' or 'lukasiewicz'), which evaluates it "
+        "approximately in time linear in its size")

@@ -204,7 +204,7 @@ class ProbContext(Context):
         try:
             return self.field(var.expr, env)
         except ModelError as err:
-            raise _located(err, self.kb, var.expr, f"define {name!r}") from None
+            raise _located(err, self.kb, *_written(self.kb, name, var.expr)) from None
 
     def _define_variable(self, name, var, f: Field, env: Env) -> Field:
         """Define ``name`` as a variable of its own: a 0/1 factor over the variables of its
@@ -555,6 +555,17 @@ class ProbContext(Context):
         if isinstance(var.type, A.BoolType):
             return (m > 0.5).long()
         return m
+
+
+def _written(kb, name: str, expr) -> tuple:
+    """The expression and the name an error names define ``name`` by: a hidden layer of a
+    recursion (``reach(a, c)@3``) by the user's recursive define and its written text."""
+    rec = kb.recursion
+    if rec is None or name not in rec.layers:
+        return expr, f"define {name!r}"
+    user, step = name.rsplit("@", 1)
+    return rec.original.get(user, expr), (f"define {user!r} (recursive: step {step} of "
+                                          f"its unrolling)")
 
 
 def _located(err: ModelError, kb, e, what: str | None = None) -> ModelError:

@@ -123,8 +123,13 @@ def test_reach_past_the_exact_limit_runs_approximately(n):
 
 
 def test_exact_route_still_refuses_with_its_message():
-    with pytest.raises(ModelError, match=r"would expand it into 729 products"):
+    with pytest.raises(ModelError, match=r"would expand it into 729 products") as err:
         _truth(6, _probs(6), "exact")
+    # named by the recursive define the user wrote, not its hidden layer (review), and
+    # pointing at the route that runs it
+    text = str(err.value)
+    assert "@" not in text and "inference='approximate'" in text
+    assert text.startswith("define 'reach(n0, n5)' (recursive: step ")
 
 
 def test_gradient_flows_past_the_exact_limit():
