@@ -113,7 +113,7 @@ class Debugger:
         self.output = output
         self._base = model
         self.data = data
-        self.batch = model.batch(data)
+        self.batch = model.batch(data).own()   # not a view of the caller's frame
         _unique_labels(self.batch.index)
         self.target = _decode_targets(var, targets, self.batch.index)
         #: whether the output is a number (a regression output), compared within ``tol``

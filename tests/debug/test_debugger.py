@@ -568,3 +568,17 @@ def test_drop_residual_is_an_edit_whose_diff_is_the_rules_alone():
     with pytest.raises(gb.ModelError, match="no residual network for 'y' to drop"):
         plain.what_if(edit)
     assert plain.edits == ()
+
+
+def test_the_debugger_keeps_its_own_copy_of_the_data():
+    """Regression (review): the debugger's batch viewed the caller's float columns (what
+    its cohorts, blame and counterfactual searches read), so editing the frame afterwards
+    changed the rows it debugs."""
+    model = gb.GreyBox("input x: real[0, 10]\noutput y: bool\nrule r weight 2: x > 5 -> y\n",
+                       semantics="product")
+    df = pd.DataFrame({"x": [6.0, 1.0, 7.0]})
+    dbg = gb.explain.Debugger(model, df, {"y": [False, False, True]})
+    assert not np.shares_memory(dbg.batch.columns["x"], df["x"].to_numpy())
+    df.loc[0, "x"] = 1.0
+    assert dbg.batch.columns["x"].tolist() == [6.0, 1.0, 7.0]
+    assert dbg.failures().index.tolist() == [0]
