@@ -135,8 +135,7 @@ def _cmd_check(args) -> int:
     if args.json:
         print(report.to_json())
     else:
-        hidden = len(kb.recursion.layers) if kb.recursion is not None else 0
-        print(f"{args.file}: {len(kb.variables) - hidden} variables, {len(kb.rules)} rules, "
+        print(f"{args.file}: {len(kb.variables) - len(kb.layers)} variables, {len(kb.rules)} rules, "
               f"{len(kb.constraints)} constraints")
         print(report)
     return EXIT_OK if report.ok else EXIT_FINDINGS

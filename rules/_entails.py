@@ -139,7 +139,7 @@ def entails(kb: KnowledgeBase, prop, *, bias: Mapping | None = None,
             raise SolverError(f"Z3 could not decide {text!r} ({reason})")
         model = solver.model()
         data_names = enc.free_names(("input", "neural"))
-        hidden = kb.recursion.layers if kb.recursion is not None else ()
+        hidden = kb.layers
         shown = data_names + [n for n in kb.variables
                               if kb.variables[n].role in ("decided", "defined")
                               and not isinstance(kb.variables[n].type, A.TensorType)

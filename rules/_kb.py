@@ -116,8 +116,7 @@ class KnowledgeBase:
         return self._hash
 
     def __repr__(self) -> str:
-        hidden = len(self.recursion.layers) if self.recursion is not None else 0
-        return (f"KnowledgeBase({len(self.variables) - hidden} variables, "
+        return (f"KnowledgeBase({len(self.variables) - len(self.layers)} variables, "
                 f"{len(self.rules)} rules, {len(self.constraints)} constraints)")
 
     def __str__(self) -> str:
@@ -167,13 +166,16 @@ class KnowledgeBase:
         return self._names("neural")
 
     @property
+    def layers(self) -> frozenset[str]:
+        """The hidden layer defines a recursion's unrolling added to :attr:`variables`
+        (``reach(a, d)@2``; empty without recursion): what user-facing output leaves out."""
+        return self.recursion.layers if self.recursion is not None else frozenset()
+
+    @property
     def defined(self) -> tuple[str, ...]:
         """Names of the variables defined by an expression (not the hidden layers of a
         recursive definition's unrolling, which :attr:`variables` holds)."""
-        names = self._names("defined")
-        if self.recursion is None:
-            return names
-        return tuple(n for n in names if n not in self.recursion.layers)
+        return tuple(n for n in self._names("defined") if n not in self.layers)
 
     @property
     def decided(self) -> tuple[str, ...]:
@@ -251,8 +253,8 @@ class KnowledgeBase:
 
     def _build_graph(self) -> nx.DiGraph:
         g = nx.DiGraph()
-        rec = self.recursion
-        hidden, original = (rec.layers, rec.original) if rec is not None else ((), {})
+        hidden = self.layers
+        original = self.recursion.original if self.recursion is not None else {}
         shown = [v for v in self.variables.values() if v.name not in hidden]
         for v in shown:
             g.add_node(v.name, kind=v.role, type=v.type, output=v.output)

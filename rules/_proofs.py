@@ -277,7 +277,7 @@ def prove(evaluation, name: str, row: int = 0) -> Proof:
     entry (see the module for what a proof is)."""
     kb = evaluation.kb
     var = kb.variables.get(name)
-    if var is None or (kb.recursion is not None and name in kb.recursion.layers):
+    if var is None or name in kb.layers:
         raise RuleError(f"proof: unknown variable {name!r}")
     if not isinstance(var.type, A.BoolType) or var.role == "decided":
         what = "decided by rules" if var.role == "decided" else "not a bool"

@@ -461,7 +461,7 @@ def _trace_values(kb, ctx) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """The decided variables, and the others whose values a trace holds (a context's
     ``has_marginal`` depends on the rules only)."""
     decided, others = [], []
-    hidden = kb.recursion.layers if kb.recursion is not None else ()
+    hidden = kb.layers
     for name, var in kb.variables.items():
         if isinstance(var.type, A.TensorType) or name in hidden:   # (a recursion's layers)
             continue

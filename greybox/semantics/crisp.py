@@ -132,7 +132,7 @@ def _values(kb, ev, batch, logits, tensor) -> dict:
     from .._decide import indices
 
     values = {}
-    hidden = kb.recursion.layers if kb.recursion is not None else ()
+    hidden = kb.layers
     for name, var in kb.variables.items():
         t = var.type
         if isinstance(t, A.TensorType) or var.role not in ("decided", "defined") \

@@ -254,3 +254,11 @@ def test_the_graph_shows_the_recursive_defines_as_written():
     assert reach.graph.has_edge("reach(n0, n2)", "reach(n0, n2)")   # reads itself
     assert len(reach.graph) == len(reach.variables) - len(reach.recursion.layers) == 18
     assert repr(reach).startswith("KnowledgeBase(18 variables")
+
+
+def test_kb_layers_names_the_hidden_layers_and_is_empty_without_recursion():
+    kb = gr.parse("input e: bool\ninput f: bool\ndefine p: bool = e or (f and q)\n"
+                  "define q: bool = f and p\n")
+    assert kb.layers == kb.recursion.layers and kb.layers
+    assert all("@" in n and n in kb.variables and n not in kb.defined for n in kb.layers)
+    assert gr.parse("input e: bool\ndefine p: bool = e\n").layers == frozenset()
